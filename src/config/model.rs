@@ -1,0 +1,227 @@
+//! The resolved configuration: plain, typed, validated data that the rest of
+//! sheepdog reads. Nothing here parses or does I/O.
+//!
+//! Invariants (established by `config::load`, relied upon everywhere else):
+//! - every process has a non-empty `command` (argv; a YAML string became
+//!   `["/bin/sh", "-c", s]`);
+//! - per-process values that fall back to `global` (restart policy, attempts,
+//!   backoff) are already resolved here, so readers never consult `global`
+//!   for them;
+//! - `depends_on` names only enabled processes other than the process itself
+//!   (cycles are found by `plan`);
+//! - `scale >= 1` for longruns, `scale == 1` for oneshots, `scale <= max_scale`
+//!   when `max_scale` is set;
+//! - `user`/`group` were resolved to numeric ids at load time.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+/// The whole configuration after loading, substitution, overrides and validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Informational `version` key (default "1.0").
+    pub version: String,
+    pub global: Global,
+    /// Global lifecycle hooks. Parsed and validated; run by the hooks issue.
+    pub hooks: Hooks,
+    /// Every process defined, enabled or not, by name (sorted for determinism).
+    pub processes: BTreeMap<String, Process>,
+    /// The file the configuration came from, if any.
+    pub source: Option<PathBuf>,
+}
+
+impl Config {
+    /// Enabled processes in name order.
+    pub fn enabled(&self) -> impl Iterator<Item = &Process> {
+        self.processes.values().filter(|p| p.enabled)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    Always,
+    OnFailure,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProcessType {
+    Longrun,
+    Oneshot,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InitialState {
+    Running,
+    Stopped,
+}
+
+/// `global:` after defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Global {
+    /// Hard deadline for the whole shutdown (default 30s).
+    pub shutdown_timeout: Duration,
+    pub log_format: LogFormat,
+    pub log_level: LogLevel,
+    /// Default for processes without `restart` (default always).
+    pub restart_policy: RestartPolicy,
+    /// 0 = unlimited (default 0).
+    pub max_restart_attempts: u32,
+    pub restart_backoff_initial: Duration,
+    pub restart_backoff_max: Duration,
+    /// A run longer than this resets the attempt counter and backoff (default 60s).
+    pub restart_reset_after: Duration,
+    /// How long a dependent waits for a dependency (default 5m). Used from the health issue on.
+    pub dependency_timeout: Duration,
+    /// HTTP API settings (inactive until the HTTP issue).
+    pub api: Api,
+    /// Prometheus settings (inactive until the HTTP issue).
+    pub metrics: Metrics,
+    /// Everything else `global:` may hold that later issues own, kept typed.
+    pub extra: GlobalExtra,
+}
+
+/// Management API settings (seed keys + new ones). Inactive until the HTTP issue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Api {
+    pub enabled: bool,
+    pub port: u16,
+    pub listen: String,
+    pub socket: Option<PathBuf>,
+    pub auth: Option<String>,
+    pub auth_file: Option<PathBuf>,
+    pub insecure: bool,
+    pub max_request_body: u64,
+}
+
+/// Metrics settings. Inactive until the HTTP issue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metrics {
+    pub enabled: bool,
+    pub port: u16,
+    pub path: String,
+    pub listen: String,
+}
+
+/// A process definition after defaults and validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Process {
+    pub name: String,
+    pub enabled: bool,
+    pub kind: ProcessType,
+    pub initial_state: InitialState,
+    /// argv; never empty.
+    pub command: Vec<String>,
+    pub scale: u32,
+    /// None = no limit.
+    pub max_scale: Option<u32>,
+    pub depends_on: Vec<Dependency>,
+    pub restart: RestartPolicy,
+    /// 0 = unlimited.
+    pub max_restart_attempts: u32,
+    pub backoff: Backoff,
+    pub working_dir: Option<PathBuf>,
+    /// Extra environment for the child (on top of sheepdog's own).
+    pub env: BTreeMap<String, String>,
+    /// Resolved credentials; None = run as sheepdog's own user.
+    pub credentials: Option<Credentials>,
+    pub shutdown: Shutdown,
+    /// A permanent failure of this process stops sheepdog with exit 1.
+    pub critical: bool,
+    /// Keys owned by later issues, parsed and validated now.
+    pub extra: ProcessExtra,
+}
+
+/// One `depends_on` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dependency {
+    pub name: String,
+    /// None = the list form: the default condition for the dependency's kind.
+    pub condition: Option<Condition>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Condition {
+    Started,
+    Healthy,
+    Completed,
+    CompletedSuccessfully,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+    pub reset_after: Duration,
+}
+
+/// Numeric credentials resolved at load time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// What the user wrote, for messages.
+    pub user: String,
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups (the user's groups from /etc/group, or empty).
+    pub groups: Vec<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shutdown {
+    /// Sent to the process group first (default SIGTERM).
+    pub signal: Signal,
+    /// Grace period before `kill_signal` (default 30s).
+    pub timeout: Duration,
+    /// Sent to the process group at the timeout (default SIGKILL).
+    pub kill_signal: Signal,
+    /// Seed `shutdown.pre_stop_hook` (run by the hooks issue).
+    pub pre_stop_hook: Option<Hook>,
+}
+
+/// A hook object (global `hooks` lists, `shutdown.pre_stop_hook`, per-process `hooks`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hook {
+    pub name: String,
+    pub command: Vec<String>,
+    pub timeout: Duration,
+    pub retry: u32,
+    pub retry_delay: Duration,
+    pub continue_on_error: bool,
+    pub env: BTreeMap<String, String>,
+    pub working_dir: Option<PathBuf>,
+    pub credentials: Option<Credentials>,
+}
+
+/// Global or per-process hook lists.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Hooks {
+    pub pre_start: Vec<Hook>,
+    pub post_start: Vec<Hook>,
+    pub pre_stop: Vec<Hook>,
+    pub post_stop: Vec<Hook>,
+}
+
+pub use super::extra::{GlobalExtra, ProcessExtra};

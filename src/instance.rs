@@ -1,0 +1,1 @@
+//! The per-instance lifecycle thread.

@@ -1,0 +1,107 @@
+//! sheepdog: a synchronous process supervisor and container init.
+//!
+//! `main` only parses the command line and dispatches; see DESIGN.md §1 for
+//! the threads and §2 for the invariants each module keeps.
+#![deny(unsafe_code)]
+
+mod check;
+mod cli;
+mod config;
+mod init;
+mod instance;
+mod logging;
+mod output;
+mod plan;
+mod reaper;
+mod signals;
+mod spawn;
+mod supervisor;
+mod sys;
+
+use std::path::PathBuf;
+
+use cli::{exit, Command};
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+fn main() {
+    std::process::exit(real_main());
+}
+
+fn real_main() -> i32 {
+    let command = match cli::parse(std::env::args_os().skip(1)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sheepdog: {e}");
+            return exit::USAGE;
+        }
+    };
+    match command {
+        Command::Help => {
+            print!("{}", cli::HELP);
+            exit::OK
+        }
+        Command::Version => {
+            println!("sheepdog {VERSION}");
+            exit::OK
+        }
+        Command::Exec { argv } => {
+            prepare_process();
+            init::run(argv)
+        }
+        Command::Check { config, json } => report(config, json),
+        Command::Run {
+            config,
+            dry_run: true,
+        } => report(config, false),
+        Command::Run {
+            config,
+            dry_run: false,
+        } => run(config),
+    }
+}
+
+/// Start clean, whatever state our parent left us in: no blocked or ignored
+/// signals to pass on, no stray descriptors for children to inherit.
+fn prepare_process() {
+    sys::reset_inherited_signal_state();
+    sys::cloexec_inherited_fds();
+}
+
+/// Load and plan, or print why not.
+fn load(config: Option<PathBuf>) -> Result<(config::Config, plan::Plan), i32> {
+    let loaded = config::discover(config.as_deref()).and_then(|path| config::load(&path));
+    let cfg = loaded.map_err(|e| {
+        eprint!("sheepdog: {e}");
+        exit::USAGE
+    })?;
+    let plan = plan::Plan::build(&cfg).map_err(|e| {
+        eprint!("sheepdog: {e}");
+        exit::USAGE
+    })?;
+    Ok((cfg, plan))
+}
+
+fn report(config: Option<PathBuf>, json: bool) -> i32 {
+    let (cfg, plan) = match load(config) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    if json {
+        println!("{:#}", check::render_json(&cfg, &plan));
+    } else {
+        print!("{}", check::render_text(&cfg, &plan));
+    }
+    exit::OK
+}
+
+fn run(config: Option<PathBuf>) -> i32 {
+    prepare_process();
+    logging::init(config::LogFormat::Text, config::LogLevel::Info);
+    let (cfg, plan) = match load(config) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    logging::configure(cfg.global.log_format, cfg.global.log_level);
+    supervisor::run(cfg, plan)
+}

@@ -1,0 +1,1 @@
+//! The output thread: child stdout/stderr pipes multiplexed with poll.

@@ -1,0 +1,230 @@
+//! The reaper: the only code that collects exit statuses, and the pid
+//! registry that routes each status to the thread that owns the child.
+//!
+//! Invariants (DESIGN.md §2.1):
+//! - `reap` is the only caller of `waitpid` in sheepdog, and it runs on the
+//!   main thread. Nothing calls `Child::wait`, `status()` or `output()`.
+//!   (std's `spawn` itself reaps a child whose exec failed before returning
+//!   the error; it does so while we hold the registry lock, so `reap` can
+//!   never race it.)
+//! - The registry lock is held from before fork until the pid is recorded,
+//!   and by `reap` while it reaps and routes. So a child that exits at once
+//!   is never reaped before its owner is known: its status always arrives.
+//! - A pid in the registry is an unreaped child of ours, so it cannot have
+//!   been reused; signalling it (or its group, while it lives) is safe.
+//! - Unknown pids are adopted orphans (we are PID 1 or a subreaper): they
+//!   are counted and logged at debug.
+
+use std::collections::HashMap;
+use std::io;
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use crossbeam_channel::Sender;
+
+use crate::sys::{self, ChildSetup, WaitResult};
+
+/// How a child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// exit(code)
+    Code(i32),
+    /// Killed by signal number `signal`.
+    Signal { signal: i32, core_dumped: bool },
+}
+
+impl ExitStatus {
+    fn from_raw(status: libc::c_int) -> ExitStatus {
+        if libc::WIFEXITED(status) {
+            ExitStatus::Code(libc::WEXITSTATUS(status))
+        } else {
+            ExitStatus::Signal {
+                signal: libc::WTERMSIG(status),
+                core_dumped: libc::WCOREDUMP(status),
+            }
+        }
+    }
+
+    /// exit(0)
+    pub fn success(self) -> bool {
+        self == ExitStatus::Code(0)
+    }
+
+    /// The shell convention: the code, or 128+N for signal N.
+    pub fn shell_code(self) -> i32 {
+        match self {
+            ExitStatus::Code(c) => c,
+            ExitStatus::Signal { signal, .. } => 128 + signal,
+        }
+    }
+}
+
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            ExitStatus::Code(c) => write!(f, "exited {c}"),
+            ExitStatus::Signal {
+                signal,
+                core_dumped,
+            } => {
+                write!(f, "killed by {}", signal_name(signal))?;
+                if core_dumped {
+                    write!(f, " (core dumped)")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// "SIGTERM", or "signal 34" for numbers without a name.
+pub fn signal_name(signal: i32) -> String {
+    match nix::sys::signal::Signal::try_from(signal) {
+        Ok(s) => s.as_str().to_string(),
+        Err(_) => format!("signal {signal}"),
+    }
+}
+
+/// An exit delivered to the owner of `pid`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit {
+    pub pid: i32,
+    pub status: ExitStatus,
+}
+
+/// The pid registry plus counters.
+#[derive(Default)]
+pub struct Reaper {
+    owners: Mutex<HashMap<i32, Sender<Exit>>>,
+    orphans: AtomicU64,
+}
+
+impl Reaper {
+    pub fn new() -> Reaper {
+        Reaper::default()
+    }
+
+    fn owners(&self) -> MutexGuard<'_, HashMap<i32, Sender<Exit>>> {
+        // A poisoned lock only means another thread panicked while holding
+        // it; the map itself is still consistent (inserts/removes are atomic
+        // with respect to the lock), so keep going.
+        self.owners.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Spawn `cmd` (own process group, clean signal state) and register its
+    /// pid for `owner` before any reap can happen.
+    pub fn spawn(
+        &self,
+        cmd: &mut Command,
+        setup: ChildSetup,
+        owner: &Sender<Exit>,
+    ) -> io::Result<Child> {
+        let mut owners = self.owners();
+        let child = sys::spawn_clean(cmd, setup)?;
+        owners.insert(child.id() as i32, owner.clone());
+        Ok(child)
+    }
+
+    /// Reap every exited child and route each status. Returns how many were
+    /// reaped. Called by the main thread on SIGCHLD (coalesced signals are
+    /// handled by draining until nothing is left).
+    pub fn reap(&self) -> usize {
+        let mut owners = self.owners();
+        let mut count = 0;
+        loop {
+            match sys::wait_any_nohang() {
+                Ok(WaitResult::Reaped { pid, status }) => {
+                    count += 1;
+                    let exit = Exit {
+                        pid,
+                        status: ExitStatus::from_raw(status),
+                    };
+                    match owners.remove(&pid) {
+                        Some(owner) => {
+                            if owner.send(exit).is_err() {
+                                log::debug!(
+                                    "reaped pid {pid} ({}) after its owner ended",
+                                    exit.status
+                                );
+                            }
+                        }
+                        None => {
+                            self.orphans.fetch_add(1, Ordering::Relaxed);
+                            log::debug!("reaped orphan pid {pid} ({})", exit.status);
+                        }
+                    }
+                }
+                Ok(WaitResult::NoneReady) | Ok(WaitResult::NoChildren) => break,
+                Err(e) => {
+                    log::error!("unable to wait for children: {e}");
+                    break;
+                }
+            }
+        }
+        count
+    }
+
+    /// Adopted orphans reaped so far.
+    pub fn orphans_reaped(&self) -> u64 {
+        self.orphans.load(Ordering::Relaxed)
+    }
+
+    /// Children spawned and not yet reaped.
+    pub fn live_children(&self) -> usize {
+        self.owners().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_codes() {
+        assert_eq!(ExitStatus::Code(3).shell_code(), 3);
+        assert_eq!(
+            ExitStatus::Signal {
+                signal: 9,
+                core_dumped: false
+            }
+            .shell_code(),
+            137
+        );
+        assert!(ExitStatus::Code(0).success());
+        assert!(!ExitStatus::Signal {
+            signal: 15,
+            core_dumped: false
+        }
+        .success());
+    }
+
+    #[test]
+    fn display_names_signals() {
+        assert_eq!(
+            ExitStatus::Signal {
+                signal: 9,
+                core_dumped: false
+            }
+            .to_string(),
+            "killed by SIGKILL"
+        );
+        assert_eq!(
+            ExitStatus::Signal {
+                signal: 11,
+                core_dumped: true
+            }
+            .to_string(),
+            "killed by SIGSEGV (core dumped)"
+        );
+        assert_eq!(
+            ExitStatus::Signal {
+                signal: 40,
+                core_dumped: false
+            }
+            .to_string(),
+            "killed by signal 40"
+        );
+        assert_eq!(ExitStatus::Code(2).to_string(), "exited 2");
+    }
+}

@@ -1,0 +1,1 @@
+//! Building and starting one instance's child process.
