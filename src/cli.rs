@@ -134,9 +134,11 @@ where
                     "run" | "check" => sub = Some(name),
                     "version" => return Ok(Command::Version),
                     "help" => return Ok(Command::Help),
-                    other => return Err(UsageError(format!(
+                    other => {
+                        return Err(UsageError(format!(
                         "unknown command '{other}'; expected run, check, version, help or -- CMD"
-                    ))),
+                    )))
+                    }
                 }
             }
             Value(v) => {

@@ -176,6 +176,22 @@ impl Reaper {
     }
 }
 
+/// Make sure orphans come back to us: PID 1 gets them from the kernel;
+/// otherwise register as a child subreaper. Returns false (after logging a
+/// warning) when neither holds, so zombies of grandchildren may escape us.
+pub fn adopt_orphans() -> bool {
+    if nix::unistd::getpid().as_raw() == 1 {
+        return true;
+    }
+    match nix::sys::prctl::set_child_subreaper(true) {
+        Ok(()) => true,
+        Err(e) => {
+            log::warn!("unable to become a child subreaper: {e}; orphans of our children will not be reaped by sheepdog");
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

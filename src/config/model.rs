@@ -31,6 +31,9 @@ pub struct Config {
     pub processes: BTreeMap<String, Process>,
     /// The file the configuration came from, if any.
     pub source: Option<PathBuf>,
+    /// Non-fatal findings (deprecated or ignored seed keys, risky values),
+    /// each naming its key path. `check` prints them; `run` logs them.
+    pub warnings: Vec<String>,
 }
 
 impl Config {
