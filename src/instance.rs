@@ -1,1 +1,721 @@
-//! The per-instance lifecycle thread.
+//! The per-instance lifecycle thread: spawn, wait for the exit the reaper
+//! delivers, stop (signal → timeout → kill, to the whole process group),
+//! and apply the restart policy with backoff.
+//!
+//! Invariants:
+//! - This thread is the only writer of its instance's local state; the
+//!   lifecycle is the single `match (state, input)` in `Runner::step`, with
+//!   no wildcard arm. Every transition is reported to the supervisor and
+//!   logged with its reason.
+//! - A stop or a crash is complete only when the process group is empty
+//!   (DESIGN.md §2.6): after the leader exits, the rest of its group gets
+//!   the stop signal and is drained before a restart, and `kill_signal` goes
+//!   to the group at the timeout.
+//! - Every wait is bounded: the stop timeout, then `KILL_GRACE` after the
+//!   kill signal. While running, the thread blocks with no timer at all.
+//! - Draining a group is the one place that polls (`kill(-pgid, 0)`): no
+//!   event reports a group becoming empty. It only happens during a stop,
+//!   backs off from 1 ms to 50 ms, and ends at the stop deadline.
+//! - Intentional stops never restart; a restart waiting in backoff is
+//!   cancelled by a stop.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{select, Receiver, Sender};
+use nix::errno::Errno;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+
+use crate::config::{Process, ProcessType, RestartPolicy};
+use crate::output::Output;
+use crate::reaper::{Exit, ExitStatus, Reaper};
+use crate::spawn::{self, Identity};
+
+/// How long to wait for a group to vanish after the kill signal.
+const KILL_GRACE: Duration = Duration::from_secs(5);
+/// Group-drain polling: first and longest interval.
+const DRAIN_POLL_MIN: Duration = Duration::from_millis(1);
+const DRAIN_POLL_MAX: Duration = Duration::from_millis(50);
+
+/// What the supervisor can ask of an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cmd {
+    /// Graceful stop: `shutdown.signal`, then `kill_signal` at the timeout.
+    Stop,
+    /// Immediate `kill_signal` to the group (forced shutdown, global deadline).
+    Kill,
+    /// Send a signal to the group (no state change).
+    Signal(Signal),
+}
+
+/// How an instance ended for good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stopped on request.
+    Stopped,
+    /// A oneshot that exited 0.
+    Completed,
+    /// Exited and the restart policy says not to restart.
+    Exited(ExitStatus),
+    /// Gave up: attempts exhausted, or a oneshot failed.
+    Failed(String),
+}
+
+impl Outcome {
+    /// A permanent failure (for `critical` and the final exit code).
+    pub fn is_failure(&self) -> bool {
+        match self {
+            Outcome::Stopped | Outcome::Completed => false,
+            Outcome::Exited(s) => !s.success(),
+            Outcome::Failed(_) => true,
+        }
+    }
+}
+
+/// A transition, reported to the supervisor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Started { pid: i32 },
+    SpawnFailed { error: String },
+    Exited { pid: i32, status: ExitStatus },
+    RestartScheduled { delay: Duration, attempt: u32 },
+    Stopping,
+    Done(Outcome),
+}
+
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub process: Arc<str>,
+    pub index: u32,
+    pub event: Event,
+}
+
+/// What every instance thread shares.
+pub struct Shared {
+    pub reaper: Arc<Reaper>,
+    pub output: Output,
+}
+
+/// The supervisor's handle on a running instance thread.
+pub struct Handle {
+    pub cmd: Sender<Cmd>,
+    pub thread: JoinHandle<()>,
+}
+
+/// Start the lifecycle thread for instance `index` of `def`.
+pub fn launch(
+    def: Arc<Process>,
+    index: u32,
+    shared: Arc<Shared>,
+    reports: Sender<Report>,
+) -> std::io::Result<Handle> {
+    let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+    let (exit_tx, exit_rx) = crossbeam_channel::unbounded();
+    let id = Identity::new(&def.name, index);
+    let runner = Runner {
+        def,
+        id,
+        shared,
+        reports,
+        exit_tx,
+        exit_rx,
+        cmd_rx,
+        attempts: 0,
+        pid: None,
+    };
+    let thread = std::thread::Builder::new()
+        .name(format!("{}", runner.id.instance))
+        .stack_size(128 * 1024)
+        .spawn(move || runner.run())?;
+    Ok(Handle {
+        cmd: cmd_tx,
+        thread,
+    })
+}
+
+/// The decision after an exit, from the restart policy alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Restart { delay: Duration, attempt: u32 },
+    Finish(Outcome),
+}
+
+/// Apply the restart policy. `status` is None for a failed spawn.
+/// `attempts` counts restarts since the last reset; returns the decision and
+/// the new count. Pure, so it is unit-tested on its own.
+pub fn decide(
+    def: &Process,
+    attempts: u32,
+    status: Option<ExitStatus>,
+    ran_for: Duration,
+) -> (Decision, u32) {
+    let attempts = if ran_for >= def.backoff.reset_after {
+        0
+    } else {
+        attempts
+    };
+    let success = status.is_some_and(ExitStatus::success);
+    let wants_restart = match (def.kind, def.restart) {
+        (ProcessType::Oneshot, _) if success => {
+            return (Decision::Finish(Outcome::Completed), attempts)
+        }
+        (_, RestartPolicy::Always) => true,
+        (_, RestartPolicy::OnFailure) => !success,
+        (_, RestartPolicy::Never) => false,
+    };
+    let what = status.map_or_else(|| "failed to start".to_string(), |s| s.to_string());
+    if !wants_restart {
+        let outcome = match (def.kind, status) {
+            (ProcessType::Longrun, Some(s)) => Outcome::Exited(s),
+            (ProcessType::Oneshot, _) | (_, None) => Outcome::Failed(what),
+        };
+        return (Decision::Finish(outcome), attempts);
+    }
+    let limit = def.max_restart_attempts;
+    if limit > 0 && attempts >= limit {
+        let why = format!("{what}; gave up after {limit} restart attempts");
+        return (Decision::Finish(Outcome::Failed(why)), attempts);
+    }
+    let delay = backoff(def.backoff.initial, def.backoff.max, attempts);
+    (
+        Decision::Restart {
+            delay,
+            attempt: attempts + 1,
+        },
+        attempts + 1,
+    )
+}
+
+/// `initial × 2^n`, capped at `max`.
+pub fn backoff(initial: Duration, max: Duration, n: u32) -> Duration {
+    let factor = 1u32.checked_shl(n.min(31)).unwrap_or(u32::MAX);
+    initial.checked_mul(factor).unwrap_or(max).min(max)
+}
+
+/// A stop in progress (requested, or cleaning up after the leader died).
+#[derive(Debug)]
+struct Stopping {
+    pgid: i32,
+    /// The leader's status once it has been reaped.
+    leader: Option<ExitStatus>,
+    deadline: Instant,
+    killed: bool,
+    poll: Duration,
+    next_poll: Instant,
+    cause: Cause,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Cause {
+    Requested,
+    LeaderExited {
+        status: ExitStatus,
+        ran_for: Duration,
+    },
+}
+
+#[derive(Debug)]
+enum State {
+    /// Spawn at `until` (immediately on launch, later in backoff).
+    Waiting {
+        until: Instant,
+    },
+    Running {
+        pid: i32,
+        since: Instant,
+    },
+    Stopping(Stopping),
+    Done(Outcome),
+}
+
+enum Input {
+    Exit(ExitStatus),
+    Cmd(Cmd),
+    Timer,
+}
+
+struct Runner {
+    def: Arc<Process>,
+    id: Identity,
+    shared: Arc<Shared>,
+    reports: Sender<Report>,
+    exit_tx: Sender<Exit>,
+    exit_rx: Receiver<Exit>,
+    cmd_rx: Receiver<Cmd>,
+    attempts: u32,
+    /// The current leader, while one is alive and unreaped.
+    pid: Option<i32>,
+}
+
+impl Runner {
+    fn run(mut self) {
+        let mut state = State::Waiting {
+            until: Instant::now(),
+        };
+        loop {
+            if let State::Done(outcome) = state {
+                self.report(Event::Done(outcome));
+                return;
+            }
+            let input = self.next_input(&state);
+            state = self.step(state, input, Instant::now());
+        }
+    }
+
+    fn report(&self, event: Event) {
+        // The supervisor outlives every instance thread; if it is gone we
+        // are shutting down anyway.
+        let _ = self.reports.send(Report {
+            process: self.id.process.clone(),
+            index: self.id.index,
+            event,
+        });
+    }
+
+    fn deadline(state: &State) -> Option<Instant> {
+        match state {
+            State::Waiting { until } => Some(*until),
+            State::Running { .. } | State::Done(_) => None,
+            State::Stopping(s) if s.leader.is_some() => Some(s.deadline.min(s.next_poll)),
+            State::Stopping(s) => Some(s.deadline),
+        }
+    }
+
+    fn next_input(&mut self, state: &State) -> Input {
+        let timer = match Self::deadline(state) {
+            Some(at) => crossbeam_channel::at(at),
+            None => crossbeam_channel::never(),
+        };
+        loop {
+            select! {
+                recv(self.exit_rx) -> m => {
+                    // We hold `exit_tx`, so this channel never disconnects.
+                    let Ok(exit) = m else { continue };
+                    if Some(exit.pid) == self.pid {
+                        self.pid = None;
+                        return Input::Exit(exit.status);
+                    }
+                    log::debug!("{}: late exit of former pid {} ({})", self.id.instance, exit.pid, exit.status);
+                }
+                recv(self.cmd_rx) -> m => match m {
+                    Ok(c) => return Input::Cmd(c),
+                    Err(_) => {
+                        // The supervisor dropped us: treat as a forced stop,
+                        // and never select on the dead channel again.
+                        self.cmd_rx = crossbeam_channel::never();
+                        return Input::Cmd(Cmd::Kill);
+                    }
+                },
+                recv(timer) -> _ => return Input::Timer,
+            }
+        }
+    }
+
+    /// The instance state machine: one transition per input.
+    fn step(&mut self, state: State, input: Input, now: Instant) -> State {
+        match (state, input) {
+            (State::Waiting { until }, Input::Timer) if now >= until => self.spawn(now),
+            (s @ State::Waiting { .. }, Input::Timer) => s,
+            (State::Waiting { .. }, Input::Cmd(Cmd::Stop | Cmd::Kill)) => {
+                log::info!(
+                    "{}: stop requested while waiting to start; not starting",
+                    self.id.instance
+                );
+                State::Done(Outcome::Stopped)
+            }
+            (s @ State::Waiting { .. }, Input::Cmd(Cmd::Signal(_)) | Input::Exit(_)) => s,
+            (State::Running { pid, since }, Input::Exit(status)) => {
+                self.leader_exited(pid, status, now.saturating_duration_since(since), now)
+            }
+            (State::Running { pid, .. }, Input::Cmd(Cmd::Stop)) => {
+                State::Stopping(self.begin_stop(pid, now))
+            }
+            (State::Running { pid, .. }, Input::Cmd(Cmd::Kill)) => {
+                let s = self.begin_stop(pid, now);
+                self.escalate(s, now)
+            }
+            (s @ State::Running { pid, .. }, Input::Cmd(Cmd::Signal(sig))) => {
+                self.signal_group(pid, sig);
+                s
+            }
+            (s @ State::Running { .. }, Input::Timer) => s,
+            (State::Stopping(mut s), Input::Exit(status)) => {
+                s.leader = Some(status);
+                s.poll = DRAIN_POLL_MIN;
+                s.next_poll = now;
+                self.stop_progress(s, now)
+            }
+            (State::Stopping(s), Input::Timer) => self.stop_progress(s, now),
+            (State::Stopping(mut s), Input::Cmd(Cmd::Stop)) => {
+                // A crash clean-up turns into a requested stop: no restart.
+                s.cause = Cause::Requested;
+                State::Stopping(s)
+            }
+            (State::Stopping(mut s), Input::Cmd(Cmd::Kill)) => {
+                s.cause = Cause::Requested;
+                self.escalate(s, now)
+            }
+            (State::Stopping(s), Input::Cmd(Cmd::Signal(sig))) => {
+                self.signal_group(s.pgid, sig);
+                State::Stopping(s)
+            }
+            (s @ State::Done(_), Input::Exit(_) | Input::Cmd(_) | Input::Timer) => s,
+        }
+    }
+
+    fn spawn(&mut self, now: Instant) -> State {
+        let shared = &self.shared;
+        match spawn::start(
+            &self.def,
+            &self.id,
+            &shared.reaper,
+            &self.exit_tx,
+            &shared.output,
+        ) {
+            Ok(pid) => {
+                self.pid = Some(pid);
+                log::info!("{}: started (pid {pid})", self.id.instance);
+                self.report(Event::Started { pid });
+                State::Running { pid, since: now }
+            }
+            Err(e) => {
+                let error = format!("unable to start {:?}: {e}", self.def.command[0]);
+                log::error!("{}: {error}", self.id.instance);
+                self.report(Event::SpawnFailed { error });
+                self.after_exit(None, Duration::ZERO, now)
+            }
+        }
+    }
+
+    fn leader_exited(
+        &mut self,
+        pid: i32,
+        status: ExitStatus,
+        ran_for: Duration,
+        now: Instant,
+    ) -> State {
+        self.report(Event::Exited { pid, status });
+        if group_alive(pid) {
+            log::info!(
+                "{}: pid {pid} {status}; stopping the rest of its process group with {}",
+                self.id.instance,
+                self.def.shutdown.signal
+            );
+            self.signal_group(pid, self.def.shutdown.signal);
+            let s = Stopping {
+                pgid: pid,
+                leader: Some(status),
+                deadline: now + self.def.shutdown.timeout,
+                killed: false,
+                poll: DRAIN_POLL_MIN,
+                next_poll: now + DRAIN_POLL_MIN,
+                cause: Cause::LeaderExited { status, ran_for },
+            };
+            return State::Stopping(s);
+        }
+        self.after_exit(Some(status), ran_for, now)
+    }
+
+    fn after_exit(&mut self, status: Option<ExitStatus>, ran_for: Duration, now: Instant) -> State {
+        let (decision, attempts) = decide(&self.def, self.attempts, status, ran_for);
+        self.attempts = attempts;
+        let what = status.map_or_else(|| "failed to start".to_string(), |s| s.to_string());
+        match decision {
+            Decision::Restart { delay, attempt } => {
+                log::info!(
+                    "{}: {what} after {}; restarting (attempt {attempt}, backoff {})",
+                    self.id.instance,
+                    crate::config::format_duration(ran_for),
+                    crate::config::format_duration(delay)
+                );
+                self.report(Event::RestartScheduled { delay, attempt });
+                State::Waiting { until: now + delay }
+            }
+            Decision::Finish(outcome) => {
+                match &outcome {
+                    Outcome::Failed(why) => log::error!("{}: failed: {why}", self.id.instance),
+                    Outcome::Completed => log::info!("{}: completed", self.id.instance),
+                    Outcome::Exited(s) => log::info!(
+                        "{}: {s}; not restarting (restart: {})",
+                        self.id.instance,
+                        policy_name(self.def.restart)
+                    ),
+                    Outcome::Stopped => {}
+                }
+                State::Done(outcome)
+            }
+        }
+    }
+
+    /// A requested stop: the stop signal to the group, then wait.
+    fn begin_stop(&mut self, pid: i32, now: Instant) -> Stopping {
+        let sd = &self.def.shutdown;
+        log::info!(
+            "{}: stopping pid {pid}: {} to its process group, {} {} after {}",
+            self.id.instance,
+            sd.signal,
+            if sd.kill_signal == Signal::SIGKILL {
+                "then"
+            } else {
+                "and"
+            },
+            sd.kill_signal,
+            crate::config::format_duration(sd.timeout)
+        );
+        self.report(Event::Stopping);
+        self.signal_group(pid, sd.signal);
+        Stopping {
+            pgid: pid,
+            leader: None,
+            deadline: now + sd.timeout,
+            killed: false,
+            poll: DRAIN_POLL_MIN,
+            next_poll: now,
+            cause: Cause::Requested,
+        }
+    }
+
+    fn escalate(&mut self, mut s: Stopping, now: Instant) -> State {
+        if !s.killed {
+            self.signal_group(s.pgid, self.def.shutdown.kill_signal);
+            s.killed = true;
+            s.deadline = now + KILL_GRACE;
+        }
+        State::Stopping(s)
+    }
+
+    fn stop_progress(&mut self, mut s: Stopping, now: Instant) -> State {
+        if s.leader.is_some() && !group_alive(s.pgid) {
+            return self.stop_finished(s, now);
+        }
+        if now >= s.deadline {
+            if !s.killed {
+                log::warn!(
+                    "{}: process group {} still running after {}; sending {}",
+                    self.id.instance,
+                    s.pgid,
+                    crate::config::format_duration(self.def.shutdown.timeout),
+                    self.def.shutdown.kill_signal
+                );
+                return self.escalate(s, now);
+            }
+            log::error!(
+                "{}: process group {} not empty {}s after {}; giving up on it",
+                self.id.instance,
+                s.pgid,
+                KILL_GRACE.as_secs(),
+                self.def.shutdown.kill_signal
+            );
+            return self.stop_finished(s, now);
+        }
+        if s.leader.is_some() && now >= s.next_poll {
+            s.poll = (s.poll * 2).min(DRAIN_POLL_MAX);
+            s.next_poll = now + s.poll;
+        }
+        State::Stopping(s)
+    }
+
+    fn stop_finished(&mut self, s: Stopping, now: Instant) -> State {
+        match s.cause {
+            Cause::Requested => {
+                let how = s
+                    .leader
+                    .map_or_else(|| "leader not reaped".to_string(), |st| st.to_string());
+                log::info!("{}: stopped ({how})", self.id.instance);
+                State::Done(Outcome::Stopped)
+            }
+            Cause::LeaderExited { status, ran_for } => self.after_exit(Some(status), ran_for, now),
+        }
+    }
+
+    fn signal_group(&self, pgid: i32, sig: Signal) {
+        match killpg(Pid::from_raw(pgid), sig) {
+            Ok(()) | Err(Errno::ESRCH) => {}
+            Err(e) => log::warn!(
+                "{}: unable to send {sig} to process group {pgid}: {e}",
+                self.id.instance
+            ),
+        }
+    }
+}
+
+/// True while any process is left in group `pgid` (EPERM: it exists but
+/// runs as another user, so it is alive too).
+fn group_alive(pgid: i32) -> bool {
+    !matches!(killpg(Pid::from_raw(pgid), None), Err(Errno::ESRCH))
+}
+
+fn policy_name(p: RestartPolicy) -> &'static str {
+    match p {
+        RestartPolicy::Always => "always",
+        RestartPolicy::OnFailure => "on-failure",
+        RestartPolicy::Never => "never",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Backoff, InitialState, Shutdown};
+
+    fn process(kind: ProcessType, restart: RestartPolicy, max: u32) -> Process {
+        Process {
+            name: "p".into(),
+            enabled: true,
+            kind,
+            initial_state: InitialState::Running,
+            command: vec!["true".into()],
+            scale: 1,
+            max_scale: None,
+            depends_on: vec![],
+            restart,
+            max_restart_attempts: max,
+            backoff: Backoff {
+                initial: Duration::from_secs(1),
+                max: Duration::from_secs(8),
+                reset_after: Duration::from_secs(60),
+            },
+            working_dir: None,
+            env: Default::default(),
+            credentials: None,
+            shutdown: Shutdown {
+                signal: Signal::SIGTERM,
+                timeout: Duration::from_secs(10),
+                kill_signal: Signal::SIGKILL,
+                pre_stop_hook: None,
+            },
+            critical: false,
+            extra: Default::default(),
+        }
+    }
+
+    const OK: Option<ExitStatus> = Some(ExitStatus::Code(0));
+    const FAIL: Option<ExitStatus> = Some(ExitStatus::Code(1));
+    const KILLED: Option<ExitStatus> = Some(ExitStatus::Signal {
+        signal: 9,
+        core_dumped: false,
+    });
+    const SHORT: Duration = Duration::from_secs(1);
+
+    fn restart(delay_secs: u64, attempt: u32) -> Decision {
+        Decision::Restart {
+            delay: Duration::from_secs(delay_secs),
+            attempt,
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let (i, m) = (Duration::from_secs(1), Duration::from_secs(60));
+        let seq: Vec<u64> = (0..9).map(|n| backoff(i, m, n).as_secs()).collect();
+        assert_eq!(seq, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(
+            backoff(i, m, 1000),
+            m,
+            "huge attempt counts saturate, never overflow"
+        );
+        assert_eq!(backoff(Duration::ZERO, m, 5), Duration::ZERO);
+    }
+
+    #[test]
+    fn always_restarts_on_any_exit_with_growing_backoff() {
+        let p = process(ProcessType::Longrun, RestartPolicy::Always, 0);
+        assert_eq!(decide(&p, 0, OK, SHORT), (restart(1, 1), 1));
+        assert_eq!(decide(&p, 1, FAIL, SHORT), (restart(2, 2), 2));
+        assert_eq!(decide(&p, 2, KILLED, SHORT), (restart(4, 3), 3));
+        assert_eq!(
+            decide(&p, 5, FAIL, SHORT),
+            (restart(8, 6), 6),
+            "capped at backoff.max"
+        );
+    }
+
+    #[test]
+    fn a_long_run_resets_attempts_and_backoff() {
+        let p = process(ProcessType::Longrun, RestartPolicy::Always, 3);
+        assert_eq!(
+            decide(&p, 3, FAIL, Duration::from_secs(60)),
+            (restart(1, 1), 1)
+        );
+        assert_eq!(
+            decide(&p, 2, FAIL, Duration::from_secs(59)),
+            (restart(4, 3), 3)
+        );
+    }
+
+    #[test]
+    fn on_failure_restarts_only_failures() {
+        let p = process(ProcessType::Longrun, RestartPolicy::OnFailure, 0);
+        assert_eq!(
+            decide(&p, 0, OK, SHORT),
+            (Decision::Finish(Outcome::Exited(ExitStatus::Code(0))), 0)
+        );
+        assert_eq!(decide(&p, 0, FAIL, SHORT), (restart(1, 1), 1));
+        assert_eq!(
+            decide(&p, 0, KILLED, SHORT),
+            (restart(1, 1), 1),
+            "death by signal is a failure"
+        );
+    }
+
+    #[test]
+    fn never_never_restarts() {
+        let p = process(ProcessType::Longrun, RestartPolicy::Never, 0);
+        let (d, _) = decide(&p, 0, FAIL, SHORT);
+        assert_eq!(d, Decision::Finish(Outcome::Exited(ExitStatus::Code(1))));
+        assert!(matches!(
+            decide(&p, 0, None, SHORT).0,
+            Decision::Finish(Outcome::Failed(_))
+        ));
+    }
+
+    #[test]
+    fn attempts_exhausted_means_failed() {
+        let p = process(ProcessType::Longrun, RestartPolicy::Always, 2);
+        assert_eq!(decide(&p, 1, FAIL, SHORT).0, restart(2, 2));
+        let (d, _) = decide(&p, 2, FAIL, SHORT);
+        let Decision::Finish(Outcome::Failed(why)) = d else {
+            panic!("expected failure, got {d:?}")
+        };
+        assert!(
+            why.contains("exited 1") && why.contains("2 restart attempts"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn spawn_failures_follow_the_policy() {
+        let p = process(ProcessType::Longrun, RestartPolicy::Always, 0);
+        assert_eq!(decide(&p, 0, None, Duration::ZERO).0, restart(1, 1));
+    }
+
+    #[test]
+    fn oneshots_complete_or_retry_on_failure() {
+        let p = process(ProcessType::Oneshot, RestartPolicy::OnFailure, 2);
+        assert_eq!(
+            decide(&p, 0, OK, SHORT).0,
+            Decision::Finish(Outcome::Completed)
+        );
+        assert_eq!(decide(&p, 0, FAIL, SHORT).0, restart(1, 1));
+        assert!(matches!(
+            decide(&p, 2, FAIL, SHORT).0,
+            Decision::Finish(Outcome::Failed(_))
+        ));
+        let never = process(ProcessType::Oneshot, RestartPolicy::Never, 0);
+        assert!(matches!(
+            decide(&never, 0, FAIL, SHORT).0,
+            Decision::Finish(Outcome::Failed(_))
+        ));
+    }
+
+    #[test]
+    fn outcomes_that_count_as_failures() {
+        assert!(!Outcome::Stopped.is_failure());
+        assert!(!Outcome::Completed.is_failure());
+        assert!(!Outcome::Exited(ExitStatus::Code(0)).is_failure());
+        assert!(Outcome::Exited(ExitStatus::Code(3)).is_failure());
+        assert!(Outcome::Failed("x".into()).is_failure());
+    }
+}

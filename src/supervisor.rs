@@ -1,8 +1,602 @@
-//! The central state machine.
-use crate::config::Config;
-use crate::plan::Plan;
+//! The supervisor: the central state machine that owns the global picture.
+//! It starts processes in dependency order, notices when everything has
+//! ended, and runs the ordered shutdown under one global deadline. `run`
+//! also holds the main thread's signal loop, which is the only reaper.
+//!
+//! Invariants:
+//! - This thread is the only writer of global process state; instance
+//!   threads report to it over one channel, the main thread forwards
+//!   signals over another. It blocks in one `select!` with at most one
+//!   deadline (the global shutdown deadline), so an idle sheepdog sleeps.
+//! - A process starts only when every dependency is satisfied (started; a
+//!   oneshot completed successfully); `initial_state: stopped` processes
+//!   never block their dependents.
+//! - On shutdown, a process gets its stop signal only after every process
+//!   that depends on it has fully stopped (its groups empty). At
+//!   `shutdown_timeout` everything left is killed, whatever the order; a
+//!   second SIGTERM/SIGINT does the same at once.
+//! - Exit code: 0 for a requested shutdown, or when everything ended
+//!   successfully; 1 when start-up failed, a critical process failed, or
+//!   everything ended and something failed.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{select, Receiver, Sender};
+use signal_hook::consts::signal::*;
+
+use crate::cli::exit;
+use crate::config::{format_duration, Condition, Config, InitialState, Process, ProcessType};
+use crate::instance::{self, Cmd, Event, Outcome, Report, Shared};
+use crate::output::Output;
+use crate::plan::Plan;
+use crate::reaper::{self, ExitStatus, Reaper};
+use crate::signals;
+
+/// How long to wait for children's last output lines at exit.
+const OUTPUT_GRACE: Duration = Duration::from_secs(2);
+
+/// Run the supervisor until it decides to exit; returns the exit code.
+/// Must be called on the main thread: it becomes the signal loop and reaper.
 pub fn run(config: Config, plan: Plan) -> i32 {
-    let _ = (config, plan);
-    crate::cli::exit::FAILURE
+    reaper::adopt_orphans();
+    let mut sigs = match signals::install(signals::SUPERVISOR) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("unable to install signal handlers: {e}");
+            return exit::FAILURE;
+        }
+    };
+    let (output, _output_thread) = match Output::start() {
+        Ok(o) => o,
+        Err(e) => {
+            log::error!("unable to start the output thread: {e}");
+            return exit::FAILURE;
+        }
+    };
+    let reaper = Arc::new(Reaper::new());
+    let shared = Arc::new(Shared {
+        reaper: reaper.clone(),
+        output,
+    });
+    let (sig_tx, sig_rx) = crossbeam_channel::unbounded();
+    let closer = sigs.handle();
+    let supervisor = Supervisor::new(config, plan, shared, sig_rx);
+    let thread = std::thread::Builder::new()
+        .name("supervisor".into())
+        .spawn(move || {
+            let code = supervisor.run();
+            // Ends the main thread's signal loop below.
+            closer.close();
+            code
+        });
+    let thread = match thread {
+        Ok(t) => t,
+        Err(e) => {
+            log::error!("unable to start the supervisor thread: {e}");
+            return exit::FAILURE;
+        }
+    };
+    for sig in sigs.forever() {
+        if sig == SIGCHLD {
+            reaper.reap();
+        } else {
+            let _ = sig_tx.send(sig);
+        }
+    }
+    reaper.reap();
+    thread.join().unwrap_or(exit::FAILURE)
+}
+
+/// Why the supervisor is shutting down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Reason {
+    Signal(String),
+    StartupFailed(String),
+    CriticalFailed(String),
+    AllEnded,
+}
+
+#[derive(Debug)]
+enum Phase {
+    Running,
+    ShuttingDown {
+        started: Instant,
+        deadline: Instant,
+        forced: bool,
+    },
+}
+
+/// Where a process is in the global lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProcPhase {
+    /// Waiting for its dependencies.
+    Pending,
+    /// `initial_state: stopped`: created, not started.
+    Held,
+    /// Instances launched.
+    Active,
+    /// Stop sent to every instance.
+    Stopping,
+    /// Every instance has ended (or it never started before shutdown).
+    Finished,
+}
+
+/// The supervisor's view of one instance.
+struct Inst {
+    cmd: Option<Sender<Cmd>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    pid: Option<i32>,
+    starts: u32,
+    last_exit: Option<ExitStatus>,
+    outcome: Option<Outcome>,
+}
+
+struct Proc {
+    def: Arc<Process>,
+    phase: ProcPhase,
+    instances: BTreeMap<u32, Inst>,
+}
+
+impl Proc {
+    fn all_done(&self) -> bool {
+        self.instances.values().all(|i| i.outcome.is_some())
+    }
+}
+
+/// Whether a dependency lets its dependent start.
+enum DepState {
+    Satisfied,
+    Waiting,
+    Impossible(String),
+}
+
+struct Supervisor {
+    cfg: Config,
+    plan: Plan,
+    shared: Arc<Shared>,
+    signals: Receiver<libc::c_int>,
+    reports_tx: Sender<Report>,
+    reports: Receiver<Report>,
+    procs: BTreeMap<String, Proc>,
+    phase: Phase,
+    reason: Option<Reason>,
+}
+
+impl Supervisor {
+    fn new(
+        cfg: Config,
+        plan: Plan,
+        shared: Arc<Shared>,
+        signals: Receiver<libc::c_int>,
+    ) -> Supervisor {
+        let (reports_tx, reports) = crossbeam_channel::unbounded();
+        let procs = cfg
+            .enabled()
+            .map(|p| {
+                let phase = match p.initial_state {
+                    InitialState::Running => ProcPhase::Pending,
+                    InitialState::Stopped => ProcPhase::Held,
+                };
+                (
+                    p.name.clone(),
+                    Proc {
+                        def: Arc::new(p.clone()),
+                        phase,
+                        instances: BTreeMap::new(),
+                    },
+                )
+            })
+            .collect();
+        Supervisor {
+            cfg,
+            plan,
+            shared,
+            signals,
+            reports_tx,
+            reports,
+            procs,
+            phase: Phase::Running,
+            reason: None,
+        }
+    }
+
+    fn run(mut self) -> i32 {
+        let width = self
+            .procs
+            .values()
+            .map(|p| p.def.name.len() + 1 + p.def.scale.to_string().len())
+            .max()
+            .unwrap_or(0);
+        crate::logging::set_name_width(width);
+        log::info!(
+            "sheepdog {} starting: pid {}, {} processes, config {}",
+            crate::VERSION,
+            std::process::id(),
+            self.procs.len(),
+            self.cfg
+                .source
+                .as_ref()
+                .map_or_else(|| "(none)".into(), |p| p.display().to_string())
+        );
+        for w in &self.cfg.warnings {
+            log::warn!("config: {w}");
+        }
+        self.try_start_ready();
+        self.check_settled();
+        while !self.finished() {
+            let timer = match self.phase {
+                Phase::ShuttingDown {
+                    deadline,
+                    forced: false,
+                    ..
+                } => crossbeam_channel::at(deadline),
+                Phase::ShuttingDown { forced: true, .. } | Phase::Running => {
+                    crossbeam_channel::never()
+                }
+            };
+            select! {
+                recv(self.signals) -> m => if let Ok(sig) = m { self.on_signal(sig) },
+                recv(self.reports) -> m => if let Ok(r) = m { self.on_report(r) },
+                recv(timer) -> _ => self.on_deadline(),
+            }
+        }
+        self.finish()
+    }
+
+    fn finished(&self) -> bool {
+        matches!(self.phase, Phase::ShuttingDown { .. })
+            && self
+                .procs
+                .values()
+                .all(|p| matches!(p.phase, ProcPhase::Finished | ProcPhase::Held))
+    }
+
+    fn finish(mut self) -> i32 {
+        for p in self.procs.values_mut() {
+            for i in p.instances.values_mut() {
+                if let Some(t) = i.thread.take() {
+                    // Every instance thread has reported Done and returned.
+                    let _ = t.join();
+                }
+            }
+        }
+        self.shared.output.finish(OUTPUT_GRACE);
+        let code = match &self.reason {
+            Some(Reason::Signal(_)) => exit::OK,
+            Some(Reason::StartupFailed(_) | Reason::CriticalFailed(_)) => exit::FAILURE,
+            Some(Reason::AllEnded) | None => {
+                let failed = self
+                    .procs
+                    .values()
+                    .flat_map(|p| p.instances.values())
+                    .any(|i| i.outcome.as_ref().is_some_and(Outcome::is_failure));
+                if failed {
+                    exit::FAILURE
+                } else {
+                    exit::OK
+                }
+            }
+        };
+        if let Phase::ShuttingDown { started, .. } = self.phase {
+            log::info!(
+                "shutdown complete in {}; exiting with code {code} ({} orphans reaped)",
+                format_duration(started.elapsed()),
+                self.shared.reaper.orphans_reaped()
+            );
+        }
+        code
+    }
+
+    fn on_signal(&mut self, sig: libc::c_int) {
+        let name = signals::name(sig);
+        match (sig, &self.phase) {
+            (SIGTERM | SIGINT | SIGQUIT, Phase::Running) => {
+                self.begin_shutdown(Reason::Signal(name));
+            }
+            (SIGTERM | SIGINT, Phase::ShuttingDown { forced: false, .. }) => {
+                log::warn!("received {name} again: killing every remaining process group now");
+                self.force_kill();
+            }
+            (SIGTERM | SIGINT | SIGQUIT, Phase::ShuttingDown { .. }) => {
+                log::info!("received {name}; already shutting down");
+            }
+            (SIGHUP, _) => {
+                log::warn!("received SIGHUP: configuration reload is not supported yet; ignoring")
+            }
+            (_, _) => log::info!("received {name}; nothing to do"),
+        }
+    }
+
+    fn on_deadline(&mut self) {
+        log::warn!(
+            "shutdown_timeout ({}) reached: killing every remaining process group",
+            format_duration(self.cfg.global.shutdown_timeout)
+        );
+        self.force_kill();
+    }
+
+    fn force_kill(&mut self) {
+        if let Phase::ShuttingDown { forced, .. } = &mut self.phase {
+            *forced = true;
+        }
+        for p in self.procs.values_mut() {
+            if matches!(p.phase, ProcPhase::Active | ProcPhase::Stopping) {
+                p.phase = ProcPhase::Stopping;
+                for i in p.instances.values() {
+                    if i.outcome.is_none() {
+                        send(i, Cmd::Kill);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_report(&mut self, r: Report) {
+        let Some(p) = self.procs.get_mut(&*r.process) else {
+            return;
+        };
+        let Some(inst) = p.instances.get_mut(&r.index) else {
+            return;
+        };
+        match r.event {
+            Event::Started { pid } => {
+                inst.pid = Some(pid);
+                inst.starts += 1;
+                self.try_start_ready();
+            }
+            Event::Exited { status, .. } => {
+                inst.pid = None;
+                inst.last_exit = Some(status);
+            }
+            Event::SpawnFailed { .. } | Event::RestartScheduled { .. } | Event::Stopping => {}
+            Event::Done(outcome) => {
+                let failed = outcome.is_failure();
+                inst.pid = None;
+                inst.outcome = Some(outcome);
+                let critical = p.def.critical;
+                let instance = format!("{}-{}", r.process, r.index);
+                if p.all_done() && p.phase != ProcPhase::Held {
+                    p.phase = ProcPhase::Finished;
+                }
+                if failed && critical && matches!(self.phase, Phase::Running) {
+                    log::error!("{instance} is critical and failed: shutting down");
+                    self.begin_shutdown(Reason::CriticalFailed(instance));
+                    return;
+                }
+                match self.phase {
+                    Phase::Running => {
+                        self.try_start_ready();
+                        self.check_settled();
+                    }
+                    Phase::ShuttingDown { .. } => self.try_stop_ready(),
+                }
+            }
+        }
+    }
+
+    /// Start every pending process whose dependencies are satisfied; fail
+    /// start-up when one can never be.
+    fn try_start_ready(&mut self) {
+        if !matches!(self.phase, Phase::Running) {
+            return;
+        }
+        let mut ready = Vec::new();
+        for level in &self.plan.levels {
+            for name in level {
+                let Some(p) = self.procs.get(name) else {
+                    continue;
+                };
+                if p.phase != ProcPhase::Pending {
+                    continue;
+                }
+                let mut all = true;
+                for dep in &p.def.depends_on {
+                    match self.dep_state(&dep.name, dep.condition) {
+                        DepState::Satisfied => {}
+                        DepState::Waiting => all = false,
+                        DepState::Impossible(why) => {
+                            let msg = format!("cannot start {name}: dependency {} {why}", dep.name);
+                            log::error!("{msg}");
+                            self.begin_shutdown(Reason::StartupFailed(msg));
+                            return;
+                        }
+                    }
+                }
+                if all {
+                    ready.push(name.clone());
+                }
+            }
+        }
+        for name in ready {
+            self.start_process(&name);
+        }
+    }
+
+    fn dep_state(&self, dep: &str, condition: Option<Condition>) -> DepState {
+        let Some(p) = self.procs.get(dep) else {
+            return DepState::Impossible("is not an enabled process".into());
+        };
+        let condition = condition.unwrap_or(match p.def.kind {
+            ProcessType::Oneshot => Condition::CompletedSuccessfully,
+            // Readiness (`healthy`) arrives with health checks; until then a
+            // started longrun satisfies its dependents.
+            ProcessType::Longrun => Condition::Started,
+        });
+        match p.phase {
+            ProcPhase::Held => return DepState::Satisfied,
+            ProcPhase::Pending => return DepState::Waiting,
+            ProcPhase::Active | ProcPhase::Stopping | ProcPhase::Finished => {}
+        }
+        let insts = || p.instances.values();
+        match condition {
+            Condition::Started | Condition::Healthy => {
+                if insts().all(|i| i.starts > 0) {
+                    DepState::Satisfied
+                } else if insts().any(|i| i.starts == 0 && i.outcome.is_some()) {
+                    DepState::Impossible("never started".into())
+                } else {
+                    DepState::Waiting
+                }
+            }
+            Condition::Completed => {
+                if p.all_done() {
+                    DepState::Satisfied
+                } else {
+                    DepState::Waiting
+                }
+            }
+            Condition::CompletedSuccessfully => {
+                if let Some(bad) =
+                    insts().find_map(|i| i.outcome.as_ref().filter(|o| **o != Outcome::Completed))
+                {
+                    DepState::Impossible(match bad {
+                        Outcome::Failed(why) => format!("failed ({why})"),
+                        other => format!("did not complete successfully ({other:?})"),
+                    })
+                } else if p.all_done() {
+                    DepState::Satisfied
+                } else {
+                    DepState::Waiting
+                }
+            }
+        }
+    }
+
+    fn start_process(&mut self, name: &str) {
+        let Some(p) = self.procs.get_mut(name) else {
+            return;
+        };
+        p.phase = ProcPhase::Active;
+        let scale = p.def.scale;
+        log::info!(
+            "starting {name} ({scale} instance{})",
+            if scale == 1 { "" } else { "s" }
+        );
+        for index in 1..=scale {
+            let launched = instance::launch(
+                p.def.clone(),
+                index,
+                self.shared.clone(),
+                self.reports_tx.clone(),
+            );
+            let mut inst = Inst {
+                cmd: None,
+                thread: None,
+                pid: None,
+                starts: 0,
+                last_exit: None,
+                outcome: None,
+            };
+            match launched {
+                Ok(h) => {
+                    inst.cmd = Some(h.cmd);
+                    inst.thread = Some(h.thread);
+                }
+                Err(e) => {
+                    log::error!("{name}-{index}: unable to start its thread: {e}");
+                    inst.outcome = Some(Outcome::Failed(format!("no thread: {e}")));
+                }
+            }
+            p.instances.insert(index, inst);
+        }
+    }
+
+    /// In the running phase: when nothing is left running or waiting to
+    /// start, sheepdog is done.
+    fn check_settled(&mut self) {
+        if !matches!(self.phase, Phase::Running) {
+            return;
+        }
+        let settled = self.procs.values().all(|p| match p.phase {
+            ProcPhase::Held | ProcPhase::Finished => true,
+            ProcPhase::Active | ProcPhase::Stopping => p.all_done(),
+            ProcPhase::Pending => false,
+        });
+        if settled {
+            log::info!("every process has ended; nothing left to supervise");
+            self.begin_shutdown(Reason::AllEnded);
+        }
+    }
+
+    fn begin_shutdown(&mut self, reason: Reason) {
+        if !matches!(self.phase, Phase::Running) {
+            return;
+        }
+        let now = Instant::now();
+        let timeout = self.cfg.global.shutdown_timeout;
+        let why = match &reason {
+            Reason::Signal(s) => format!("received {s}"),
+            Reason::StartupFailed(m) => format!("start-up failed: {m}"),
+            Reason::CriticalFailed(i) => format!("critical process {i} failed"),
+            Reason::AllEnded => "all processes ended".into(),
+        };
+        log::info!(
+            "shutting down ({why}): stopping in reverse dependency order, deadline {}",
+            format_duration(timeout)
+        );
+        self.reason = Some(reason);
+        self.phase = Phase::ShuttingDown {
+            started: now,
+            deadline: now + timeout,
+            forced: false,
+        };
+        for p in self.procs.values_mut() {
+            if p.phase == ProcPhase::Pending {
+                p.phase = ProcPhase::Finished;
+            }
+        }
+        self.try_stop_ready();
+    }
+
+    /// Send Stop to every active process whose dependents have all stopped.
+    /// A process with nothing left running finishes at once, which may
+    /// release its own dependencies in turn: hence the loop.
+    fn try_stop_ready(&mut self) {
+        loop {
+            let ready: Vec<String> = self
+                .procs
+                .iter()
+                .filter(|(name, p)| p.phase == ProcPhase::Active && self.dependents_stopped(name))
+                .map(|(name, _)| name.clone())
+                .collect();
+            let mut finished_any = false;
+            for name in ready {
+                let Some(p) = self.procs.get_mut(&name) else {
+                    continue;
+                };
+                if p.all_done() {
+                    p.phase = ProcPhase::Finished;
+                    finished_any = true;
+                    continue;
+                }
+                p.phase = ProcPhase::Stopping;
+                for i in p.instances.values().filter(|i| i.outcome.is_none()) {
+                    send(i, Cmd::Stop);
+                }
+            }
+            if !finished_any {
+                return;
+            }
+        }
+    }
+
+    fn dependents_stopped(&self, name: &str) -> bool {
+        self.plan.dependents.get(name).is_none_or(|ds| {
+            ds.iter().all(|d| {
+                self.procs
+                    .get(d)
+                    .is_none_or(|dp| matches!(dp.phase, ProcPhase::Finished | ProcPhase::Held))
+            })
+        })
+    }
+}
+
+fn send(inst: &Inst, cmd: Cmd) {
+    if let Some(tx) = &inst.cmd {
+        // A closed channel means the thread already ended; its Done report
+        // is on its way.
+        let _ = tx.send(cmd);
+    }
 }
