@@ -1,0 +1,186 @@
+//! Test harness: start the real sheepdog binary on a config in a fresh temp
+//! dir, read what it logs, wait on conditions with deadlines, and clean up
+//! every process it started (by pid) when the test ends, pass or fail.
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_sheepdog");
+
+/// The default bound for any wait in a test.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// Poll `cond` every few ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// A fresh directory for one test, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let dir = std::env::temp_dir().join(format!("sheepdog-{name}-{}-{nanos}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.0.join(file)
+    }
+
+    pub fn write(&self, file: &str, text: &str) -> PathBuf {
+        let p = self.path(file);
+        fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// Lines of a file the children append to (empty if it does not exist yet).
+    pub fn lines(&self, file: &str) -> Vec<String> {
+        fs::read_to_string(self.path(file)).unwrap_or_default().lines().map(str::to_string).collect()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running sheepdog with its output captured in a file.
+pub struct Sheepdog {
+    pub child: Child,
+    pub dir: TempDir,
+    log: PathBuf,
+    status: Option<ExitStatus>,
+}
+
+impl Sheepdog {
+    /// Run `sheepdog run -c <dir>/sheepdog.yaml`. `$DIR` in the config is
+    /// replaced by the temp dir's path.
+    pub fn start(name: &str, config: &str) -> Sheepdog {
+        Self::start_with(name, config, |_| {})
+    }
+
+    pub fn start_with(name: &str, config: &str, tweak: impl FnOnce(&mut Command)) -> Sheepdog {
+        let dir = TempDir::new(name);
+        let text = config.replace("$DIR", dir.0.to_str().unwrap());
+        let cfg = dir.write("sheepdog.yaml", &text);
+        let log = dir.path("sheepdog.log");
+        let out = fs::File::create(&log).unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.arg("run").arg("-c").arg(&cfg).stdin(Stdio::null()).stdout(out.try_clone().unwrap()).stderr(out);
+        tweak(&mut cmd);
+        let child = cmd.spawn().expect("spawn sheepdog");
+        Sheepdog { child, dir, log, status: None }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// How many log lines contain `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.log().lines().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Wait until the log contains `needle` at least `n` times.
+    pub fn wait_log_n(&self, needle: &str, n: usize, timeout: Duration) -> bool {
+        wait_until(timeout, || self.count(needle) >= n)
+    }
+
+    pub fn wait_log(&self, needle: &str) {
+        assert!(self.wait_log_n(needle, 1, WAIT), "timed out waiting for {needle:?} in log:\n{}", self.log());
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY-free: the test's own child, not yet reaped (we reap only in wait_exit).
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid()),
+            nix::sys::signal::Signal::try_from(sig).unwrap(),
+        )
+        .unwrap();
+    }
+
+    /// Wait for sheepdog to exit; None if it did not within `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            let child = &mut self.child;
+            let mut st = None;
+            wait_until(timeout, || {
+                st = child.try_wait().unwrap();
+                st.is_some()
+            });
+            self.status = st;
+        }
+        self.status
+    }
+
+    /// Wait for exit and return the code, failing the test with the log if
+    /// it does not exit in time.
+    pub fn exit_code(&mut self, timeout: Duration) -> i32 {
+        match self.wait_exit(timeout) {
+            Some(s) => s.code().unwrap_or_else(|| panic!("sheepdog died by signal {s:?}; log:\n{}", self.log())),
+            None => panic!("sheepdog did not exit within {timeout:?}; log:\n{}", self.log()),
+        }
+    }
+
+    /// Pids sheepdog reported starting ("started (pid N)").
+    pub fn started_pids(&self) -> Vec<i32> {
+        self.log()
+            .lines()
+            .filter_map(|l| l.split("started (pid ").nth(1)?.split(')').next()?.parse().ok())
+            .collect()
+    }
+}
+
+impl Drop for Sheepdog {
+    fn drop(&mut self) {
+        if self.wait_exit(Duration::ZERO).is_none() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), nix::sys::signal::Signal::SIGKILL);
+            let _ = self.child.wait();
+        }
+        // Whatever sheepdog left behind (it was killed, or the test failed):
+        // end the groups it reported starting, by pid.
+        for pid in self.started_pids() {
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+/// True if `pid` exists and is not a zombie.
+pub fn alive(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => s.rsplit(')').next().and_then(|r| r.split_whitespace().next()) != Some("Z"),
+        Err(_) => false,
+    }
+}
+
+/// Read a pid written by a child into `file`.
+pub fn read_pid(path: &Path) -> Option<i32> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Monotonic-ish timestamps children write: `date +%s%N` in nanoseconds.
+pub fn nanos(field: &str) -> u128 {
+    field.trim().parse().unwrap_or_else(|_| panic!("not a timestamp: {field:?}"))
+}

@@ -1,0 +1,369 @@
+//! The core supervisor, driven as a real binary with real children:
+//! start order, parallel levels, reverse-order shutdown, stop escalation to
+//! the whole process group, the global deadline, restart policies, backoff,
+//! attempts, critical processes, oneshot dependencies, scaling, and what
+//! children inherit.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const TERM: i32 = libc::SIGTERM;
+
+/// A config header with fast restarts and no HTTP.
+fn global(extra: &str) -> String {
+    format!(
+        "global:\n  shutdown_timeout: 20\n  restart_backoff_initial: 50ms\n  restart_backoff_max: 200ms\n  api_enabled: false\n  metrics_enabled: false\n{extra}processes:\n"
+    )
+}
+
+#[test]
+fn dependents_start_after_their_dependencies_and_a_level_starts_in_parallel() {
+    // a and b meet at a rendezvous: each oneshot waits for the other's file,
+    // so they complete only if both run at once. c needs both completed.
+    let cfg = global("")
+        + r#"
+  a:
+    type: oneshot
+    command: "touch $DIR/a.here; for i in $(seq 400); do [ -e $DIR/b.here ] && exit 0; sleep 0.05; done; exit 1"
+  b:
+    type: oneshot
+    command: "touch $DIR/b.here; for i in $(seq 400); do [ -e $DIR/a.here ] && exit 0; sleep 0.05; done; exit 1"
+  c:
+    command: "echo c-started >> $DIR/events; exec sleep 1000"
+    depends_on: [a, b]
+"#;
+    let mut sd = Sheepdog::start("order", &cfg);
+    assert!(wait_until(WAIT, || sd.dir.lines("events").contains(&"c-started".to_string())), "{}", sd.log());
+    let log = sd.log();
+    let pos = |needle: &str| log.find(needle).unwrap_or_else(|| panic!("{needle:?} missing:\n{log}"));
+    assert!(pos("a-1: completed") < pos("starting c"), "{log}");
+    assert!(pos("b-1: completed") < pos("starting c"), "{log}");
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}
+
+#[test]
+fn shutdown_stops_dependents_fully_before_their_dependencies() {
+    // Each process records its stop; `web` takes a while to exit after TERM.
+    let cfg = global("")
+        + r#"
+  db:
+    command: "trap 'echo db-term >> $DIR/events; exit 0' TERM; echo db-up >> $DIR/events; while :; do sleep 0.05; done"
+  web:
+    command: "trap 'echo web-term >> $DIR/events; sleep 0.5; echo web-exit >> $DIR/events; exit 0' TERM; echo web-up >> $DIR/events; while :; do sleep 0.05; done"
+    depends_on: [db]
+  worker:
+    command: "trap 'echo worker-term >> $DIR/events; exit 0' TERM; echo worker-up >> $DIR/events; while :; do sleep 0.05; done"
+    depends_on: [web]
+"#;
+    let mut sd = Sheepdog::start("reverse", &cfg);
+    assert!(wait_until(WAIT, || sd.dir.lines("events").len() >= 3), "{}", sd.log());
+    assert_eq!(sd.dir.lines("events"), ["db-up", "web-up", "worker-up"]);
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    assert_eq!(sd.dir.lines("events")[3..], ["worker-term", "web-term", "web-exit", "db-term"]);
+}
+
+#[test]
+fn a_child_ignoring_sigterm_is_killed_with_its_grandchildren_at_its_timeout() {
+    let cfg = global("")
+        + r#"
+  stubborn:
+    command: "trap '' TERM; sleep 1000 & echo $! > $DIR/grandchild; echo ready > $DIR/ready; while :; do sleep 0.05; done"
+    shutdown: { timeout: 1s }
+"#;
+    let mut sd = Sheepdog::start("stubborn", &cfg);
+    assert!(wait_until(WAIT, || sd.dir.path("ready").exists()), "{}", sd.log());
+    let gc = read_pid(&sd.dir.path("grandchild")).expect("grandchild pid");
+    assert!(alive(gc));
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let log = sd.log();
+    assert!(log.contains("still running after 1s; sending SIGKILL"), "{log}");
+    assert!(wait_until(WAIT, || !alive(gc)), "grandchild {gc} survived its group's SIGKILL");
+}
+
+#[test]
+fn the_global_deadline_bounds_the_whole_shutdown() {
+    let cfg = "global:\n  shutdown_timeout: 1s\n  api_enabled: false\n  metrics_enabled: false\nprocesses:\n".to_string()
+        + r#"
+  slow:
+    command: "trap '' TERM; echo ready > $DIR/ready; while :; do sleep 0.05; done"
+    shutdown: { timeout: 60s }
+"#;
+    let mut sd = Sheepdog::start("deadline", &cfg);
+    assert!(wait_until(WAIT, || sd.dir.path("ready").exists()), "{}", sd.log());
+    sd.signal(TERM);
+    // Far below the process's own 60s timeout.
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    assert!(sd.log().contains("shutdown_timeout (1s) reached"), "{}", sd.log());
+}
+
+#[test]
+fn a_second_sigterm_forces_the_shutdown() {
+    let cfg = global("")
+        + r#"
+  slow:
+    command: "trap '' TERM; echo ready > $DIR/ready; while :; do sleep 0.05; done"
+    shutdown: { timeout: 60s }
+"#;
+    let mut sd = Sheepdog::start("force", &cfg);
+    assert!(wait_until(WAIT, || sd.dir.path("ready").exists()), "{}", sd.log());
+    sd.signal(TERM);
+    sd.wait_log("shutting down");
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    assert!(sd.log().contains("killing every remaining process group now"), "{}", sd.log());
+}
+
+#[test]
+fn restart_always_restarts_after_clean_exits_and_deaths_by_signal() {
+    let cfg = global("")
+        + r#"
+  clean:
+    command: "echo run >> $DIR/clean; sleep 0.1; exit 0"
+    restart: always
+  killed:
+    command: "echo run >> $DIR/killed; sleep 0.1; kill -KILL $$"
+    restart: always
+  segv:
+    command: "echo run >> $DIR/segv; sleep 0.1; kill -SEGV $$"
+    restart: on-failure
+"#;
+    let mut sd = Sheepdog::start("always", &cfg);
+    for f in ["clean", "killed", "segv"] {
+        assert!(wait_until(WAIT, || sd.dir.lines(f).len() >= 3), "{f} not restarted:\n{}", sd.log());
+    }
+    assert!(sd.log().contains("killed by SIGKILL"), "{}", sd.log());
+    assert!(sd.log().contains("killed by SIGSEGV"), "{}", sd.log());
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0);
+}
+
+#[test]
+fn on_failure_and_never_leave_finished_processes_alone_and_sheepdog_exits_when_all_end() {
+    let cfg = global("")
+        + r#"
+  ok:
+    command: "echo run >> $DIR/ok; exit 0"
+    restart: on-failure
+  once:
+    command: "echo run >> $DIR/once; exit 0"
+    restart: never
+"#;
+    let mut sd = Sheepdog::start("onfailure", &cfg);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    assert_eq!(sd.dir.lines("ok").len(), 1);
+    assert_eq!(sd.dir.lines("once").len(), 1);
+    assert!(sd.log().contains("every process has ended"), "{}", sd.log());
+}
+
+#[test]
+fn a_process_that_ends_with_a_failure_makes_the_final_exit_code_1() {
+    let cfg = global("") + "\n  bad:\n    command: \"exit 3\"\n    restart: never\n";
+    let mut sd = Sheepdog::start("allfail", &cfg);
+    assert_eq!(sd.exit_code(WAIT), 1, "{}", sd.log());
+    assert!(sd.log().contains("exited 3; not restarting"), "{}", sd.log());
+}
+
+#[test]
+fn backoff_grows_then_attempts_run_out_and_the_instance_fails() {
+    let cfg = "global:\n  restart_backoff_initial: 100ms\n  restart_backoff_max: 400ms\n  max_restart_attempts: 4\n  api_enabled: false\n  metrics_enabled: false\nprocesses:\n".to_string()
+        + r#"
+  flaky:
+    command: "date +%s%N >> $DIR/starts; exit 1"
+"#;
+    let mut sd = Sheepdog::start("backoff", &cfg);
+    assert_eq!(sd.exit_code(WAIT), 1, "{}", sd.log());
+    let starts: Vec<u128> = sd.dir.lines("starts").iter().map(|l| nanos(l)).collect();
+    assert_eq!(starts.len(), 5, "1 run + 4 restarts:\n{}", sd.log());
+    let gaps: Vec<u128> = starts.windows(2).map(|w| (w[1] - w[0]) / 1_000_000).collect();
+    // Lower bounds only: a busy machine can only make gaps longer.
+    for (gap, min) in gaps.iter().zip([100, 200, 400, 400]) {
+        assert!(*gap >= min, "gaps {gaps:?} ms should be at least 100, 200, 400, 400");
+    }
+    let log = sd.log();
+    for a in 1..=4 {
+        assert!(log.contains(&format!("restarting (attempt {a},")), "{log}");
+    }
+    assert!(log.contains("failed: exited 1; gave up after 4 restart attempts"), "{log}");
+}
+
+#[test]
+fn a_long_enough_run_resets_the_attempt_counter() {
+    let cfg = "global:\n  restart_backoff_initial: 50ms\n  restart_reset_after: 300ms\n  max_restart_attempts: 1\n  api_enabled: false\n  metrics_enabled: false\nprocesses:\n".to_string()
+        + r#"
+  steady:
+    command: "echo run >> $DIR/runs; sleep 0.4; exit 1"
+"#;
+    let mut sd = Sheepdog::start("reset", &cfg);
+    // With max 1 attempt and no reset it would fail after 2 runs.
+    assert!(wait_until(WAIT, || sd.dir.lines("runs").len() >= 4), "{}", sd.log());
+    assert_eq!(sd.count("attempt 2"), 0, "the counter never passes 1:\n{}", sd.log());
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0);
+}
+
+#[test]
+fn a_critical_failure_stops_everything_and_exits_1() {
+    let cfg = global("")
+        + r#"
+  bystander:
+    command: "trap 'echo bystander-term >> $DIR/events; exit 0' TERM; while :; do sleep 0.05; done"
+  vital:
+    command: "sleep 0.3; exit 2"
+    restart: never
+    critical: true
+"#;
+    let mut sd = Sheepdog::start("critical", &cfg);
+    assert_eq!(sd.exit_code(WAIT), 1, "{}", sd.log());
+    assert!(sd.log().contains("vital-1 is critical and failed"), "{}", sd.log());
+    assert_eq!(sd.dir.lines("events"), ["bystander-term"]);
+}
+
+#[test]
+fn a_failed_oneshot_dependency_fails_start_up() {
+    let cfg = global("")
+        + r#"
+  migrate:
+    type: oneshot
+    command: "exit 4"
+    restart: never
+  web:
+    command: "echo web-started >> $DIR/events; exec sleep 1000"
+    depends_on: [migrate]
+"#;
+    let mut sd = Sheepdog::start("oneshotfail", &cfg);
+    assert_eq!(sd.exit_code(WAIT), 1, "{}", sd.log());
+    assert!(sd.log().contains("cannot start web: dependency migrate failed (exited 4)"), "{}", sd.log());
+    assert!(sd.dir.lines("events").is_empty(), "web must never start");
+}
+
+#[test]
+fn initial_state_stopped_does_not_block_dependents() {
+    let cfg = global("")
+        + r#"
+  optional:
+    command: "echo optional >> $DIR/events; exec sleep 1000"
+    initial_state: stopped
+  app:
+    command: "echo app >> $DIR/events; exec sleep 1000"
+    depends_on: [optional]
+"#;
+    let mut sd = Sheepdog::start("held", &cfg);
+    assert!(wait_until(WAIT, || !sd.dir.lines("events").is_empty()), "{}", sd.log());
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0);
+    assert_eq!(sd.dir.lines("events"), ["app"]);
+}
+
+#[test]
+fn scaled_instances_are_numbered_from_1_and_get_their_identity() {
+    let cfg = global("")
+        + r#"
+  queue:
+    command: "echo $SHEEPDOG_PROCESS $SHEEPDOG_INSTANCE $SHEEPDOG_INSTANCE_INDEX $GREETING >> $DIR/ids; exec sleep 1000"
+    scale: 3
+    env: { GREETING: hello }
+"#;
+    let mut sd = Sheepdog::start("scale", &cfg);
+    assert!(wait_until(WAIT, || sd.dir.lines("ids").len() >= 3), "{}", sd.log());
+    let mut ids = sd.dir.lines("ids");
+    ids.sort();
+    assert_eq!(ids, ["queue queue-1 1 hello", "queue queue-2 2 hello", "queue queue-3 3 hello"]);
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0);
+}
+
+#[test]
+fn an_instant_exit_never_loses_its_status() {
+    // 500 runs of a child that exits at once: every status must arrive.
+    let cfg = "global:\n  restart_backoff_initial: 0\n  max_restart_attempts: 499\n  api_enabled: false\n  metrics_enabled: false\nprocesses:\n".to_string()
+        + "\n  blink:\n    command: [sh, -c, \"exit 7\"]\n";
+    let mut sd = Sheepdog::start("instant", &cfg);
+    assert_eq!(sd.exit_code(Duration::from_secs(120)), 1, "{}", sd.log());
+    assert_eq!(sd.count("blink-1: started (pid"), 500);
+    assert_eq!(sd.count("exited 7"), 500, "every one of 500 statuses arrives");
+}
+
+#[test]
+fn a_crashed_leader_takes_its_whole_group_down_before_the_restart() {
+    // The leader leaves a worker behind (like php-fpm's workers holding the
+    // socket); each new run checks that the previous worker is gone.
+    let cfg = global("")
+        + r#"
+  fpm:
+    command: |
+      if [ -e $DIR/worker ] && kill -0 $(cat $DIR/worker) 2>/dev/null; then echo dirty >> $DIR/runs; else echo clean >> $DIR/runs; fi
+      sleep 1000 & echo $! > $DIR/worker
+      sleep 0.2; exit 1
+    shutdown: { timeout: 2s }
+"#;
+    let mut sd = Sheepdog::start("group", &cfg);
+    assert!(wait_until(WAIT, || sd.dir.lines("runs").len() >= 3), "{}", sd.log());
+    assert!(sd.dir.lines("runs").iter().all(|r| r == "clean"), "{:?}\n{}", sd.dir.lines("runs"), sd.log());
+    assert!(sd.log().contains("stopping the rest of its process group"), "{}", sd.log());
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0);
+}
+
+#[test]
+fn a_missing_binary_is_a_clear_spawn_error() {
+    let cfg = global("") + "\n  ghost:\n    command: [/nonexistent/ghost]\n    restart: never\n";
+    let mut sd = Sheepdog::start("ghost", &cfg);
+    assert_eq!(sd.exit_code(WAIT), 1, "{}", sd.log());
+    assert!(sd.log().contains("unable to start \"/nonexistent/ghost\": No such file or directory"), "{}", sd.log());
+}
+
+#[test]
+fn children_start_with_a_clean_signal_state_and_only_fds_0_1_2() {
+    // sheepdog itself is started with signals ignored and blocked and an
+    // extra descriptor open; none of that may reach its children.
+    let cfg = global("")
+        + r#"
+  probe:
+    type: oneshot
+    command: "grep -E '^Sig(Blk|Ign)' /proc/self/status > $DIR/sigs; ls /proc/$$/fd > $DIR/fds"
+"#;
+    let mut sd = Sheepdog::start_with("clean", &cfg, |cmd| {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: test-only pre_exec doing async-signal-safe calls.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::signal(libc::SIGHUP, libc::SIG_IGN);
+                libc::signal(libc::SIGUSR2, libc::SIG_IGN);
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::sigaddset(&mut set, libc::SIGUSR1);
+                libc::sigaddset(&mut set, libc::SIGTERM);
+                libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+                // An fd without CLOEXEC, as a careless parent would leave.
+                libc::dup2(2, 9);
+                Ok(())
+            });
+        }
+    });
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let sigs = sd.dir.lines("sigs");
+    assert_eq!(sigs, ["SigBlk:\t0000000000000000", "SigIgn:\t0000000000000000"], "{}", sd.log());
+    assert_eq!(sd.dir.lines("fds"), ["0", "1", "2"], "{}", sd.log());
+}
+
+#[test]
+fn child_output_reaches_stdout_prefixed_and_the_last_partial_line_is_kept() {
+    let cfg = global("")
+        + r#"
+  talker:
+    type: oneshot
+    command: "echo hello from stdout; echo oops >&2; printf 'no newline at end'"
+"#;
+    let mut sd = Sheepdog::start("output", &cfg);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let log = sd.log();
+    for line in ["talker-1 | hello from stdout", "talker-1 | oops", "talker-1 | no newline at end"] {
+        assert!(log.contains(line), "missing {line:?}:\n{log}");
+    }
+}
