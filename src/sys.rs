@@ -135,17 +135,19 @@ pub fn spawn_clean(cmd: &mut Command, setup: ChildSetup) -> io::Result<Child> {
     let creds = setup.credentials.as_ref().map(|(u, g, _)| (*u, *g));
     let tty = setup.foreground_tty;
     // SAFETY: the closure runs in the forked child before exec. It only calls
-    // async-signal-safe functions (sigaction, sigemptyset, setgroups, setgid,
+    // async-signal-safe functions (rt_sigaction, sigemptyset, setgroups, setgid,
     // setuid, tcsetpgrp, getpgrp, sigprocmask) on data prepared before fork
     // (`groups` is moved in, never reallocated), and allocates nothing.
     unsafe {
         cmd.pre_exec(move || {
-            let mut dfl: libc::sigaction = std::mem::zeroed();
-            dfl.sa_sigaction = libc::SIG_DFL;
-            libc::sigemptyset(&mut dfl.sa_mask);
+            // The raw syscall, not libc's sigaction: glibc and musl refuse
+            // their reserved signals (32–34), which a parent may have left
+            // ignored and exec would pass on. An all-zero kernel sigaction is
+            // SIG_DFL, no flags, empty mask, whatever the field order.
+            let dfl = [0u64; 4];
             for sig in 1..=MAX_SIGNAL {
                 if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                    libc::sigaction(sig, &dfl, std::ptr::null_mut());
+                    libc::syscall(libc::SYS_rt_sigaction, sig, dfl.as_ptr(), std::ptr::null_mut::<u64>(), 8usize);
                 }
             }
             if let Some((uid, gid)) = creds {
