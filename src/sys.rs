@@ -147,7 +147,13 @@ pub fn spawn_clean(cmd: &mut Command, setup: ChildSetup) -> io::Result<Child> {
             let dfl = [0u64; 4];
             for sig in 1..=MAX_SIGNAL {
                 if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                    libc::syscall(libc::SYS_rt_sigaction, sig, dfl.as_ptr(), std::ptr::null_mut::<u64>(), 8usize);
+                    libc::syscall(
+                        libc::SYS_rt_sigaction,
+                        sig,
+                        dfl.as_ptr(),
+                        std::ptr::null_mut::<u64>(),
+                        8usize,
+                    );
                 }
             }
             if let Some((uid, gid)) = creds {

@@ -36,9 +36,19 @@ fn dependents_start_after_their_dependencies_and_a_level_starts_in_parallel() {
     depends_on: [a, b]
 "#;
     let mut sd = Sheepdog::start("order", &cfg);
-    assert!(wait_until(WAIT, || sd.dir.lines("events").contains(&"c-started".to_string())), "{}", sd.log());
+    assert!(
+        wait_until(WAIT, || sd
+            .dir
+            .lines("events")
+            .contains(&"c-started".to_string())),
+        "{}",
+        sd.log()
+    );
     let log = sd.log();
-    let pos = |needle: &str| log.find(needle).unwrap_or_else(|| panic!("{needle:?} missing:\n{log}"));
+    let pos = |needle: &str| {
+        log.find(needle)
+            .unwrap_or_else(|| panic!("{needle:?} missing:\n{log}"))
+    };
     assert!(pos("a-1: completed") < pos("starting c"), "{log}");
     assert!(pos("b-1: completed") < pos("starting c"), "{log}");
     sd.signal(TERM);
@@ -60,14 +70,21 @@ fn shutdown_stops_dependents_fully_before_their_dependencies() {
     depends_on: [web]
 "#;
     let mut sd = Sheepdog::start("reverse", &cfg);
-    assert!(wait_until(WAIT, || sd.dir.lines("events").len() >= 3), "{}", sd.log());
+    assert!(
+        wait_until(WAIT, || sd.dir.lines("events").len() >= 3),
+        "{}",
+        sd.log()
+    );
     // "Started" means spawned, so the three may print in any order.
     let mut up = sd.dir.lines("events");
     up.sort();
     assert_eq!(up, ["db-up", "web-up", "worker-up"]);
     sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
-    assert_eq!(sd.dir.lines("events")[3..], ["worker-term", "web-term", "web-exit", "db-term"]);
+    assert_eq!(
+        sd.dir.lines("events")[3..],
+        ["worker-term", "web-term", "web-exit", "db-term"]
+    );
 }
 
 #[test]
@@ -79,14 +96,24 @@ fn a_child_ignoring_sigterm_is_killed_with_its_grandchildren_at_its_timeout() {
     shutdown: { timeout: 1s }
 "#;
     let mut sd = Sheepdog::start("stubborn", &cfg);
-    assert!(wait_until(WAIT, || sd.dir.path("ready").exists()), "{}", sd.log());
+    assert!(
+        wait_until(WAIT, || sd.dir.path("ready").exists()),
+        "{}",
+        sd.log()
+    );
     let gc = read_pid(&sd.dir.path("grandchild")).expect("grandchild pid");
     assert!(alive(gc));
     sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
     let log = sd.log();
-    assert!(log.contains("still running after 1s; sending SIGKILL"), "{log}");
-    assert!(wait_until(WAIT, || !alive(gc)), "grandchild {gc} survived its group's SIGKILL");
+    assert!(
+        log.contains("still running after 1s; sending SIGKILL"),
+        "{log}"
+    );
+    assert!(
+        wait_until(WAIT, || !alive(gc)),
+        "grandchild {gc} survived its group's SIGKILL"
+    );
 }
 
 #[test]
@@ -98,11 +125,19 @@ fn the_global_deadline_bounds_the_whole_shutdown() {
     shutdown: { timeout: 60s }
 "#;
     let mut sd = Sheepdog::start("deadline", &cfg);
-    assert!(wait_until(WAIT, || sd.dir.path("ready").exists()), "{}", sd.log());
+    assert!(
+        wait_until(WAIT, || sd.dir.path("ready").exists()),
+        "{}",
+        sd.log()
+    );
     sd.signal(TERM);
     // Far below the process's own 60s timeout.
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
-    assert!(sd.log().contains("shutdown_timeout (1s) reached"), "{}", sd.log());
+    assert!(
+        sd.log().contains("shutdown_timeout (1s) reached"),
+        "{}",
+        sd.log()
+    );
 }
 
 #[test]
@@ -114,12 +149,21 @@ fn a_second_sigterm_forces_the_shutdown() {
     shutdown: { timeout: 60s }
 "#;
     let mut sd = Sheepdog::start("force", &cfg);
-    assert!(wait_until(WAIT, || sd.dir.path("ready").exists()), "{}", sd.log());
+    assert!(
+        wait_until(WAIT, || sd.dir.path("ready").exists()),
+        "{}",
+        sd.log()
+    );
     sd.signal(TERM);
     sd.wait_log("shutting down");
     sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
-    assert!(sd.log().contains("killing every remaining process group now"), "{}", sd.log());
+    assert!(
+        sd.log()
+            .contains("killing every remaining process group now"),
+        "{}",
+        sd.log()
+    );
 }
 
 #[test]
@@ -138,7 +182,11 @@ fn restart_always_restarts_after_clean_exits_and_deaths_by_signal() {
 "#;
     let mut sd = Sheepdog::start("always", &cfg);
     for f in ["clean", "killed", "segv"] {
-        assert!(wait_until(WAIT, || sd.dir.lines(f).len() >= 3), "{f} not restarted:\n{}", sd.log());
+        assert!(
+            wait_until(WAIT, || sd.dir.lines(f).len() >= 3),
+            "{f} not restarted:\n{}",
+            sd.log()
+        );
     }
     assert!(sd.log().contains("killed by SIGKILL"), "{}", sd.log());
     assert!(sd.log().contains("killed by SIGSEGV"), "{}", sd.log());
@@ -169,7 +217,11 @@ fn a_process_that_ends_with_a_failure_makes_the_final_exit_code_1() {
     let cfg = global("") + "\n  bad:\n    command: \"exit 3\"\n    restart: never\n";
     let mut sd = Sheepdog::start("allfail", &cfg);
     assert_eq!(sd.exit_code(WAIT), 1, "{}", sd.log());
-    assert!(sd.log().contains("exited 3; not restarting"), "{}", sd.log());
+    assert!(
+        sd.log().contains("exited 3; not restarting"),
+        "{}",
+        sd.log()
+    );
 }
 
 #[test]
@@ -183,16 +235,25 @@ fn backoff_grows_then_attempts_run_out_and_the_instance_fails() {
     assert_eq!(sd.exit_code(WAIT), 1, "{}", sd.log());
     let starts: Vec<u128> = sd.dir.lines("starts").iter().map(|l| nanos(l)).collect();
     assert_eq!(starts.len(), 5, "1 run + 4 restarts:\n{}", sd.log());
-    let gaps: Vec<u128> = starts.windows(2).map(|w| (w[1] - w[0]) / 1_000_000).collect();
+    let gaps: Vec<u128> = starts
+        .windows(2)
+        .map(|w| (w[1] - w[0]) / 1_000_000)
+        .collect();
     // Lower bounds only: a busy machine can only make gaps longer.
     for (gap, min) in gaps.iter().zip([100, 200, 400, 400]) {
-        assert!(*gap >= min, "gaps {gaps:?} ms should be at least 100, 200, 400, 400");
+        assert!(
+            *gap >= min,
+            "gaps {gaps:?} ms should be at least 100, 200, 400, 400"
+        );
     }
     let log = sd.log();
     for a in 1..=4 {
         assert!(log.contains(&format!("restarting (attempt {a},")), "{log}");
     }
-    assert!(log.contains("failed: exited 1; gave up after 4 restart attempts"), "{log}");
+    assert!(
+        log.contains("failed: exited 1; gave up after 4 restart attempts"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -204,8 +265,17 @@ fn a_long_enough_run_resets_the_attempt_counter() {
 "#;
     let mut sd = Sheepdog::start("reset", &cfg);
     // With max 1 attempt and no reset it would fail after 2 runs.
-    assert!(wait_until(WAIT, || sd.dir.lines("runs").len() >= 4), "{}", sd.log());
-    assert_eq!(sd.count("attempt 2"), 0, "the counter never passes 1:\n{}", sd.log());
+    assert!(
+        wait_until(WAIT, || sd.dir.lines("runs").len() >= 4),
+        "{}",
+        sd.log()
+    );
+    assert_eq!(
+        sd.count("attempt 2"),
+        0,
+        "the counter never passes 1:\n{}",
+        sd.log()
+    );
     sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0);
 }
@@ -223,7 +293,11 @@ fn a_critical_failure_stops_everything_and_exits_1() {
 "#;
     let mut sd = Sheepdog::start("critical", &cfg);
     assert_eq!(sd.exit_code(WAIT), 1, "{}", sd.log());
-    assert!(sd.log().contains("vital-1 is critical and failed"), "{}", sd.log());
+    assert!(
+        sd.log().contains("vital-1 is critical and failed"),
+        "{}",
+        sd.log()
+    );
     assert_eq!(sd.dir.lines("events"), ["bystander-term"]);
 }
 
@@ -241,7 +315,12 @@ fn a_failed_oneshot_dependency_fails_start_up() {
 "#;
     let mut sd = Sheepdog::start("oneshotfail", &cfg);
     assert_eq!(sd.exit_code(WAIT), 1, "{}", sd.log());
-    assert!(sd.log().contains("cannot start web: dependency migrate failed (exited 4)"), "{}", sd.log());
+    assert!(
+        sd.log()
+            .contains("cannot start web: dependency migrate failed (exited 4)"),
+        "{}",
+        sd.log()
+    );
     assert!(sd.dir.lines("events").is_empty(), "web must never start");
 }
 
@@ -257,7 +336,11 @@ fn initial_state_stopped_does_not_block_dependents() {
     depends_on: [optional]
 "#;
     let mut sd = Sheepdog::start("held", &cfg);
-    assert!(wait_until(WAIT, || !sd.dir.lines("events").is_empty()), "{}", sd.log());
+    assert!(
+        wait_until(WAIT, || !sd.dir.lines("events").is_empty()),
+        "{}",
+        sd.log()
+    );
     sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0);
     assert_eq!(sd.dir.lines("events"), ["app"]);
@@ -273,10 +356,21 @@ fn scaled_instances_are_numbered_from_1_and_get_their_identity() {
     env: { GREETING: hello }
 "#;
     let mut sd = Sheepdog::start("scale", &cfg);
-    assert!(wait_until(WAIT, || sd.dir.lines("ids").len() >= 3), "{}", sd.log());
+    assert!(
+        wait_until(WAIT, || sd.dir.lines("ids").len() >= 3),
+        "{}",
+        sd.log()
+    );
     let mut ids = sd.dir.lines("ids");
     ids.sort();
-    assert_eq!(ids, ["queue queue-1 1 hello", "queue queue-2 2 hello", "queue queue-3 3 hello"]);
+    assert_eq!(
+        ids,
+        [
+            "queue queue-1 1 hello",
+            "queue queue-2 2 hello",
+            "queue queue-3 3 hello"
+        ]
+    );
     sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0);
 }
@@ -289,7 +383,11 @@ fn an_instant_exit_never_loses_its_status() {
     let mut sd = Sheepdog::start("instant", &cfg);
     assert_eq!(sd.exit_code(Duration::from_secs(120)), 1, "{}", sd.log());
     assert_eq!(sd.count("blink-1: started (pid"), 500);
-    assert_eq!(sd.count("exited 7"), 500, "every one of 500 statuses arrives");
+    assert_eq!(
+        sd.count("exited 7"),
+        500,
+        "every one of 500 statuses arrives"
+    );
 }
 
 #[test]
@@ -306,9 +404,22 @@ fn a_crashed_leader_takes_its_whole_group_down_before_the_restart() {
     shutdown: { timeout: 2s }
 "#;
     let mut sd = Sheepdog::start("group", &cfg);
-    assert!(wait_until(WAIT, || sd.dir.lines("runs").len() >= 3), "{}", sd.log());
-    assert!(sd.dir.lines("runs").iter().all(|r| r == "clean"), "{:?}\n{}", sd.dir.lines("runs"), sd.log());
-    assert!(sd.log().contains("stopping the rest of its process group"), "{}", sd.log());
+    assert!(
+        wait_until(WAIT, || sd.dir.lines("runs").len() >= 3),
+        "{}",
+        sd.log()
+    );
+    assert!(
+        sd.dir.lines("runs").iter().all(|r| r == "clean"),
+        "{:?}\n{}",
+        sd.dir.lines("runs"),
+        sd.log()
+    );
+    assert!(
+        sd.log().contains("stopping the rest of its process group"),
+        "{}",
+        sd.log()
+    );
     sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0);
 }
@@ -318,7 +429,12 @@ fn a_missing_binary_is_a_clear_spawn_error() {
     let cfg = global("") + "\n  ghost:\n    command: [/nonexistent/ghost]\n    restart: never\n";
     let mut sd = Sheepdog::start("ghost", &cfg);
     assert_eq!(sd.exit_code(WAIT), 1, "{}", sd.log());
-    assert!(sd.log().contains("unable to start \"/nonexistent/ghost\": No such file or directory"), "{}", sd.log());
+    assert!(
+        sd.log()
+            .contains("unable to start \"/nonexistent/ghost\": No such file or directory"),
+        "{}",
+        sd.log()
+    );
 }
 
 #[test]
@@ -348,7 +464,13 @@ fn children_start_with_a_clean_signal_state_and_only_fds_0_1_2() {
     sd.wait_log("probe-1: started (pid");
     let pid = sd.started_pids()[0];
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| status.lines().find(|l| l.starts_with(name)).unwrap().to_string();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap()
+            .to_string()
+    };
     assert_eq!(field("SigBlk:"), "SigBlk:\t0000000000000000");
     assert_eq!(field("SigIgn:"), "SigIgn:\t0000000000000000");
     let mut fds: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -372,7 +494,11 @@ fn child_output_reaches_stdout_prefixed_and_the_last_partial_line_is_kept() {
     let mut sd = Sheepdog::start("output", &cfg);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
     let log = sd.log();
-    for line in ["talker-1 | hello from stdout", "talker-1 | oops", "talker-1 | no newline at end"] {
+    for line in [
+        "talker-1 | hello from stdout",
+        "talker-1 | oops",
+        "talker-1 | no newline at end",
+    ] {
         assert!(log.contains(line), "missing {line:?}:\n{log}");
     }
 }

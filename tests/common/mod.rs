@@ -34,8 +34,12 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(name: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-        let dir = std::env::temp_dir().join(format!("sheepdog-{name}-{}-{nanos}", std::process::id()));
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir =
+            std::env::temp_dir().join(format!("sheepdog-{name}-{}-{nanos}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
     }
@@ -52,7 +56,11 @@ impl TempDir {
 
     /// Lines of a file the children append to (empty if it does not exist yet).
     pub fn lines(&self, file: &str) -> Vec<String> {
-        fs::read_to_string(self.path(file)).unwrap_or_default().lines().map(str::to_string).collect()
+        fs::read_to_string(self.path(file))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 }
 
@@ -78,16 +86,43 @@ impl Sheepdog {
     }
 
     pub fn start_with(name: &str, config: &str, tweak: impl FnOnce(&mut Command)) -> Sheepdog {
+        Self::start_under(name, config, &[], tweak)
+    }
+
+    /// Run sheepdog under `wrapper` (e.g. `unshare --pid --fork …`).
+    pub fn start_under(
+        name: &str,
+        config: &str,
+        wrapper: &[&str],
+        tweak: impl FnOnce(&mut Command),
+    ) -> Sheepdog {
         let dir = TempDir::new(name);
         let text = config.replace("$DIR", dir.0.to_str().unwrap());
         let cfg = dir.write("sheepdog.yaml", &text);
         let log = dir.path("sheepdog.log");
         let out = fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(BIN);
-        cmd.arg("run").arg("-c").arg(&cfg).stdin(Stdio::null()).stdout(out.try_clone().unwrap()).stderr(out);
+        let mut cmd = match wrapper.split_first() {
+            Some((prog, args)) => {
+                let mut c = Command::new(prog);
+                c.args(args).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        cmd.arg("run")
+            .arg("-c")
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out);
         tweak(&mut cmd);
         let child = cmd.spawn().expect("spawn sheepdog");
-        Sheepdog { child, dir, log, status: None }
+        Sheepdog {
+            child,
+            dir,
+            log,
+            status: None,
+        }
     }
 
     pub fn pid(&self) -> i32 {
@@ -109,7 +144,11 @@ impl Sheepdog {
     }
 
     pub fn wait_log(&self, needle: &str) {
-        assert!(self.wait_log_n(needle, 1, WAIT), "timed out waiting for {needle:?} in log:\n{}", self.log());
+        assert!(
+            self.wait_log_n(needle, 1, WAIT),
+            "timed out waiting for {needle:?} in log:\n{}",
+            self.log()
+        );
     }
 
     pub fn signal(&self, sig: i32) {
@@ -139,8 +178,13 @@ impl Sheepdog {
     /// it does not exit in time.
     pub fn exit_code(&mut self, timeout: Duration) -> i32 {
         match self.wait_exit(timeout) {
-            Some(s) => s.code().unwrap_or_else(|| panic!("sheepdog died by signal {s:?}; log:\n{}", self.log())),
-            None => panic!("sheepdog did not exit within {timeout:?}; log:\n{}", self.log()),
+            Some(s) => s
+                .code()
+                .unwrap_or_else(|| panic!("sheepdog died by signal {s:?}; log:\n{}", self.log())),
+            None => panic!(
+                "sheepdog did not exit within {timeout:?}; log:\n{}",
+                self.log()
+            ),
         }
     }
 
@@ -148,7 +192,14 @@ impl Sheepdog {
     pub fn started_pids(&self) -> Vec<i32> {
         self.log()
             .lines()
-            .filter_map(|l| l.split("started (pid ").nth(1)?.split(')').next()?.parse().ok())
+            .filter_map(|l| {
+                l.split("started (pid ")
+                    .nth(1)?
+                    .split(')')
+                    .next()?
+                    .parse()
+                    .ok()
+            })
             .collect()
     }
 }
@@ -156,13 +207,19 @@ impl Sheepdog {
 impl Drop for Sheepdog {
     fn drop(&mut self) {
         if self.wait_exit(Duration::ZERO).is_none() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.pid()),
+                nix::sys::signal::Signal::SIGKILL,
+            );
             let _ = self.child.wait();
         }
         // Whatever sheepdog left behind (it was killed, or the test failed):
         // end the groups it reported starting, by pid.
         for pid in self.started_pids() {
-            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
     }
 }
@@ -170,7 +227,12 @@ impl Drop for Sheepdog {
 /// True if `pid` exists and is not a zombie.
 pub fn alive(pid: i32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s.rsplit(')').next().and_then(|r| r.split_whitespace().next()) != Some("Z"),
+        Ok(s) => {
+            s.rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next())
+                != Some("Z")
+        }
         Err(_) => false,
     }
 }
@@ -182,5 +244,8 @@ pub fn read_pid(path: &Path) -> Option<i32> {
 
 /// Monotonic-ish timestamps children write: `date +%s%N` in nanoseconds.
 pub fn nanos(field: &str) -> u128 {
-    field.trim().parse().unwrap_or_else(|_| panic!("not a timestamp: {field:?}"))
+    field
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("not a timestamp: {field:?}"))
 }

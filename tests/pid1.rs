@@ -1,0 +1,169 @@
+//! sheepdog as PID 1 in its own pid namespace (`unshare --pid --fork
+//! --mount-proc`): orphans of managed processes are reaped, SIGTERM to PID 1
+//! stops everything in order, and a child holding the output pipe while
+//! ignoring SIGTERM cannot hang the shutdown.
+//!
+//! Needs root (CI runs as root); skipped with a printed reason otherwise.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+/// Start sheepdog as PID 1 of a new pid namespace, or None (with the reason
+/// printed) when this machine cannot.
+fn start_pid1(name: &str, config: &str) -> Option<Sheepdog> {
+    let probe = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "true"])
+        .output();
+    match probe {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => {
+            eprintln!(
+                "skipping {name}: unshare failed: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+            return None;
+        }
+        Err(e) => {
+            eprintln!("skipping {name}: unshare unavailable: {e}");
+            return None;
+        }
+    }
+    let sd = Sheepdog::start_under(
+        name,
+        config,
+        &["unshare", "--pid", "--fork", "--mount-proc"],
+        |_| {},
+    );
+    Some(sd)
+}
+
+/// The host pid of the namespace's PID 1 (the child of `unshare`).
+fn pid1_host_pid(sd: &Sheepdog) -> Option<i32> {
+    let children =
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", sd.pid())).ok()?;
+    children.split_whitespace().next()?.parse().ok()
+}
+
+/// Zombies among the descendants of `root` (host view).
+fn zombies_under(root: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let mut stack = vec![root];
+    while let Some(pid) = stack.pop() {
+        let Ok(children) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        else {
+            continue;
+        };
+        for c in children
+            .split_whitespace()
+            .filter_map(|c| c.parse::<i32>().ok())
+        {
+            let stat = std::fs::read_to_string(format!("/proc/{c}/stat")).unwrap_or_default();
+            if stat
+                .rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next())
+                == Some("Z")
+            {
+                out.push(c);
+            }
+            stack.push(c);
+        }
+    }
+    out
+}
+
+#[test]
+fn as_pid1_it_reaps_orphans_and_stops_cleanly_on_sigterm() {
+    // `spawner` leaves 1,000 short-lived orphans behind (their parent, a
+    // subshell, exits at once), then keeps running.
+    let cfg = r#"
+global: { shutdown_timeout: 20, api_enabled: false, metrics_enabled: false }
+processes:
+  spawner:
+    command: "for i in $(seq 1000); do (sleep 0.01 &) ; done; echo spawned > $DIR/spawned; exec sleep 1000"
+  app:
+    command: "trap 'exit 0' TERM; echo $$ > $DIR/app; while :; do sleep 0.05; done"
+    depends_on: [spawner]
+"#;
+    let Some(mut sd) = start_pid1("pid1-orphans", cfg) else {
+        return;
+    };
+    assert!(
+        wait_until(WAIT, || sd.dir.path("spawned").exists()),
+        "{}",
+        sd.log()
+    );
+    let root = wait_pid1(&sd);
+    // Every orphan is reaped: no zombie stays under PID 1.
+    assert!(
+        wait_until(WAIT, || zombies_under(root).is_empty()),
+        "zombies left: {:?}\n{}",
+        zombies_under(root),
+        sd.log()
+    );
+    assert!(
+        read_pid(&sd.dir.path("app")).is_some(),
+        "app runs with in-namespace pid"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(root),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let log = sd.log();
+    assert!(log.contains("pid 1,"), "runs as PID 1:\n{log}");
+    let reaped: u64 = log
+        .split(" orphans reaped")
+        .next()
+        .and_then(|head| head.rsplit('(').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no orphan count in log:\n{log}"));
+    assert!(
+        reaped >= 1000,
+        "sheepdog reaped {reaped} orphans, expected all 1000:\n{log}"
+    );
+}
+
+#[test]
+fn as_pid1_a_child_ignoring_sigterm_and_holding_the_pipe_cannot_hang_shutdown() {
+    // The grandchild keeps stdout open and ignores TERM: only the group
+    // SIGKILL at the timeout ends it.
+    let cfg = r#"
+global: { shutdown_timeout: 20, api_enabled: false, metrics_enabled: false }
+processes:
+  holder:
+    command: "trap '' TERM; (trap '' TERM; while :; do echo tick; sleep 0.2; done) & echo ready > $DIR/ready; wait"
+    shutdown: { timeout: 1s }
+"#;
+    let Some(mut sd) = start_pid1("pid1-holder", cfg) else {
+        return;
+    };
+    assert!(
+        wait_until(WAIT, || sd.dir.path("ready").exists()),
+        "{}",
+        sd.log()
+    );
+    let root = wait_pid1(&sd);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(root),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(sd.exit_code(Duration::from_secs(30)), 0, "{}", sd.log());
+    assert!(sd.log().contains("holder-1 | tick"), "{}", sd.log());
+    assert!(sd.log().contains("sending SIGKILL"), "{}", sd.log());
+}
+
+fn wait_pid1(sd: &Sheepdog) -> i32 {
+    let mut root = None;
+    assert!(wait_until(WAIT, || {
+        root = pid1_host_pid(sd);
+        root.is_some()
+    }));
+    root.unwrap()
+}
