@@ -65,6 +65,7 @@ pub fn run(config: Config, plan: Plan) -> i32 {
     let supervisor = Supervisor::new(config, plan, shared, sig_rx);
     let thread = std::thread::Builder::new()
         .name("supervisor".into())
+        .stack_size(256 * 1024)
         .spawn(move || {
             let code = supervisor.run();
             // Ends the main thread's signal loop below.

@@ -502,3 +502,38 @@ fn child_output_reaches_stdout_prefixed_and_the_last_partial_line_is_kept() {
         assert!(log.contains(line), "missing {line:?}:\n{log}");
     }
 }
+
+#[test]
+fn user_group_and_working_dir_are_applied() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipping: switching users needs root");
+        return;
+    }
+    let cfg = global("")
+        + r#"
+  dropper:
+    type: oneshot
+    command: "id -u > $DIR/ids; id -g >> $DIR/ids; id -G >> $DIR/ids; pwd >> $DIR/ids"
+    user: nobody
+    working_dir: /tmp
+"#;
+    let dir_for_output = TempDir::new("userdir");
+    std::fs::set_permissions(
+        &dir_for_output.0,
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let cfg = cfg.replace("$DIR", dir_for_output.0.to_str().unwrap());
+    let mut sd = Sheepdog::start("user", &cfg);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    let lines = dir_for_output.lines("ids");
+    assert_eq!(lines[0], nobody.uid.to_string());
+    assert_eq!(lines[1], nobody.gid.to_string());
+    // Supplementary groups are the user's own, not root's.
+    assert!(
+        !lines[2].split_whitespace().any(|g| g == "0"),
+        "root group leaked: {lines:?}"
+    );
+    assert_eq!(lines[3], "/tmp");
+}
