@@ -1,18 +1,556 @@
 //! The report printed by `sheepdog check` and `sheepdog run --dry-run`:
 //! processes and instances, start order by level, stop order and the
 //! shutdown budget, as text for people or JSON for tools. Pure formatting.
+//!
+//! Invariants: rendering never fails or panics for any validated `Config`
+//! and the `Plan` built from it; the text and the JSON carry the same facts;
+//! JSON keys are stable snake_case, durations in JSON are integer
+//! milliseconds, enum values are spelled as in the configuration file.
+//! Commands and environment are deliberately not printed: after `${VAR}`
+//! substitution they may hold secrets, and this report ends up in logs.
 
-use crate::config::Config;
-use crate::plan::Plan;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::config::{Condition, Config, InitialState, Process, ProcessType, RestartPolicy};
+use crate::plan::{Budget, Plan};
+
+/// In text, a process with more instances shows only the first and last.
+const MAX_LISTED_INSTANCES: u32 = 4;
 
 /// The human-readable report.
 pub fn render_text(config: &Config, plan: &Plan) -> String {
-    let _ = (config, plan);
-    String::new()
+    let mut out = String::new();
+    // Writing to a String cannot fail; the results are ignored on purpose.
+    let _ = write_text(&mut out, config, plan);
+    out
+}
+
+fn write_text(out: &mut String, config: &Config, plan: &Plan) -> std::fmt::Result {
+    let source = config
+        .source
+        .as_ref()
+        .map_or_else(|| "(no file)".to_string(), |p| p.display().to_string());
+    writeln!(out, "Configuration: {source}")?;
+    writeln!(out, "Version: {}", config.version)?;
+
+    let enabled: Vec<&Process> = config.enabled().collect();
+    let disabled: Vec<&str> = config
+        .processes
+        .values()
+        .filter(|p| !p.enabled)
+        .map(|p| p.name.as_str())
+        .collect();
+    writeln!(
+        out,
+        "\nProcesses ({} enabled, {} disabled):",
+        enabled.len(),
+        disabled.len()
+    )?;
+    if enabled.is_empty() {
+        writeln!(out, "  (no enabled processes)")?;
+    }
+    for p in &enabled {
+        writeln!(out, "  {}", p.name)?;
+        writeln!(
+            out,
+            "    type: {}, scale: {} ({})",
+            kind_name(p.kind),
+            p.scale,
+            instance_summary(p)
+        )?;
+        writeln!(
+            out,
+            "    restart: {}, initial_state: {}, critical: {}",
+            restart_name(p.restart),
+            state_name(p.initial_state),
+            p.critical
+        )?;
+        writeln!(
+            out,
+            "    shutdown: {}, then {} after {}",
+            p.shutdown.signal.as_str(),
+            p.shutdown.kill_signal.as_str(),
+            format_duration(p.shutdown.timeout)
+        )?;
+        let deps: Vec<String> = p
+            .depends_on
+            .iter()
+            .map(|d| match d.condition {
+                Some(c) => format!("{} ({})", d.name, condition_name(c)),
+                None => d.name.clone(),
+            })
+            .collect();
+        writeln!(
+            out,
+            "    depends_on: {}",
+            if deps.is_empty() {
+                "-".to_string()
+            } else {
+                deps.join(", ")
+            }
+        )?;
+    }
+    for name in &disabled {
+        writeln!(out, "  {name}: disabled (enabled: false; not planned)")?;
+    }
+
+    writeln!(
+        out,
+        "\nStart order (processes in one level start in parallel, each once its \
+         dependencies in earlier levels are ready):"
+    )?;
+    let mut any_stopped = false;
+    for (i, level) in plan.levels.iter().enumerate() {
+        let names: Vec<String> = level
+            .iter()
+            .map(|n| {
+                let stopped = config
+                    .processes
+                    .get(n)
+                    .is_some_and(|p| p.initial_state == InitialState::Stopped);
+                any_stopped |= stopped;
+                if stopped {
+                    format!("{n} (stopped)")
+                } else {
+                    n.clone()
+                }
+            })
+            .collect();
+        writeln!(out, "  level {i}: {}", names.join(", "))?;
+    }
+    if plan.levels.is_empty() {
+        writeln!(out, "  (nothing to start)")?;
+    }
+    if any_stopped {
+        writeln!(
+            out,
+            "  (stopped): initial_state is stopped; its instances are created but not started until requested"
+        )?;
+    }
+
+    let budget = plan.budget(config);
+    writeln!(
+        out,
+        "\nStop order (reverse of start; a level is signalled once the level before it has stopped):"
+    )?;
+    let stop = plan.stop_levels();
+    let width = stop
+        .iter()
+        .map(|l| l.join(", ").chars().count())
+        .max()
+        .unwrap_or(0);
+    for (i, level) in stop.iter().enumerate() {
+        let d = budget.per_level.get(i).copied().unwrap_or_default();
+        writeln!(
+            out,
+            "  level {i}: {:<width$}  up to {}",
+            level.join(", "),
+            format_duration(d)
+        )?;
+    }
+    if stop.is_empty() {
+        writeln!(out, "  (nothing to stop)")?;
+    }
+
+    write_budget(out, &budget)?;
+
+    if !config.warnings.is_empty() {
+        writeln!(out, "\nWarnings:")?;
+        for w in &config.warnings {
+            writeln!(out, "  - {w}")?;
+        }
+    }
+    Ok(())
+}
+
+fn write_budget(out: &mut String, budget: &Budget) -> std::fmt::Result {
+    let parts: Vec<String> = budget
+        .per_level
+        .iter()
+        .map(|d| format_duration(*d))
+        .collect();
+    let sum = if parts.len() > 1 {
+        format!(" = {}", parts.join(" + "))
+    } else {
+        String::new()
+    };
+    writeln!(
+        out,
+        "\nShutdown budget (longest shutdown.timeout per stop level, levels one after another):"
+    )?;
+    writeln!(out, "  worst case: {}{sum}", format_duration(budget.total))?;
+    writeln!(
+        out,
+        "  limit:      {} (global.shutdown_timeout)",
+        format_duration(budget.limit)
+    )?;
+    if budget.exceeds_limit() {
+        writeln!(
+            out,
+            "WARNING: the worst-case shutdown ({}) exceeds global.shutdown_timeout ({}): \
+             processes still running at the global deadline get killed. Raise \
+             global.shutdown_timeout or lower shutdown.timeout.",
+            format_duration(budget.total),
+            format_duration(budget.limit)
+        )?;
+    }
+    Ok(())
 }
 
 /// The same report as JSON.
-pub fn render_json(config: &Config, plan: &Plan) -> serde_json::Value {
-    let _ = (config, plan);
-    serde_json::Value::Null
+pub fn render_json(config: &Config, plan: &Plan) -> Value {
+    let processes: Vec<Value> = config
+        .processes
+        .values()
+        .map(|p| {
+            let conditions: serde_json::Map<String, Value> = p
+                .depends_on
+                .iter()
+                .filter_map(|d| {
+                    d.condition
+                        .map(|c| (d.name.clone(), json!(condition_name(c))))
+                })
+                .collect();
+            json!({
+                "name": p.name,
+                "enabled": p.enabled,
+                "type": kind_name(p.kind),
+                "scale": p.scale,
+                "instances": if p.enabled { instance_names(p) } else { Vec::new() },
+                "restart": restart_name(p.restart),
+                "initial_state": state_name(p.initial_state),
+                "critical": p.critical,
+                "depends_on": p.depends_on.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(),
+                "depends_on_conditions": conditions,
+                "shutdown": {
+                    "signal": p.shutdown.signal.as_str(),
+                    "timeout_ms": millis(p.shutdown.timeout),
+                    "kill_signal": p.shutdown.kill_signal.as_str(),
+                },
+            })
+        })
+        .collect();
+    let budget = plan.budget(config);
+    json!({
+        "source": config.source.as_ref().map(|p| p.display().to_string()),
+        "version": config.version,
+        "processes": processes,
+        "start_levels": plan.levels,
+        "stop_levels": plan.stop_levels(),
+        "budget": {
+            "per_level_ms": budget.per_level.iter().map(|d| millis(*d)).collect::<Vec<_>>(),
+            "total_ms": millis(budget.total),
+            "limit_ms": millis(budget.limit),
+            "exceeds_limit": budget.exceeds_limit(),
+        },
+        "warnings": config.warnings,
+    })
+}
+
+/// `30s`, `1m30s`, `500ms`, `1h`, `2s250ms`; `0s` for zero.
+pub fn format_duration(d: Duration) -> String {
+    let total_ms = d.as_millis();
+    if total_ms == 0 {
+        return if d.is_zero() {
+            "0s".into()
+        } else {
+            format!("{d:?}")
+        };
+    }
+    let h = total_ms / 3_600_000;
+    let m = total_ms / 60_000 % 60;
+    let s = total_ms / 1000 % 60;
+    let ms = total_ms % 1000;
+    let mut out = String::new();
+    for (n, unit) in [(h, "h"), (m, "m"), (s, "s"), (ms, "ms")] {
+        if n > 0 {
+            let _ = write!(out, "{n}{unit}");
+        }
+    }
+    out
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `<name>-1` … `<name>-N`.
+fn instance_names(p: &Process) -> Vec<String> {
+    (1..=p.scale).map(|i| format!("{}-{i}", p.name)).collect()
+}
+
+fn instance_summary(p: &Process) -> String {
+    match p.scale {
+        0 => "no instances".into(),
+        n if n <= MAX_LISTED_INSTANCES => instance_names(p).join(", "),
+        n => format!("{0}-1 … {0}-{n}", p.name),
+    }
+}
+
+// Spelled as in the configuration file (and as serde serializes them).
+
+fn kind_name(k: ProcessType) -> &'static str {
+    match k {
+        ProcessType::Longrun => "longrun",
+        ProcessType::Oneshot => "oneshot",
+    }
+}
+
+fn restart_name(r: RestartPolicy) -> &'static str {
+    match r {
+        RestartPolicy::Always => "always",
+        RestartPolicy::OnFailure => "on-failure",
+        RestartPolicy::Never => "never",
+    }
+}
+
+fn state_name(s: InitialState) -> &'static str {
+    match s {
+        InitialState::Running => "running",
+        InitialState::Stopped => "stopped",
+    }
+}
+
+fn condition_name(c: Condition) -> &'static str {
+    match c {
+        Condition::Started => "started",
+        Condition::Healthy => "healthy",
+        Condition::Completed => "completed",
+        Condition::CompletedSuccessfully => "completed_successfully",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Dependency;
+    use crate::plan::testutil::{config, process, with_deps};
+    use nix::sys::signal::Signal;
+
+    /// php-fpm ← nginx, queue ×3 on php-fpm (healthy), horizon stopped,
+    /// an oneshot, a disabled one, and a warning.
+    fn sample() -> (Config, Plan) {
+        let mut fpm = process("php-fpm");
+        fpm.shutdown.signal = Signal::SIGQUIT;
+        fpm.shutdown.timeout = Duration::from_secs(20);
+        fpm.critical = true;
+        let mut nginx = with_deps("nginx", &["php-fpm"]);
+        nginx.shutdown.timeout = Duration::from_secs(90);
+        let mut queue = process("queue");
+        queue.scale = 3;
+        queue.restart = RestartPolicy::OnFailure;
+        queue.depends_on = vec![Dependency {
+            name: "php-fpm".into(),
+            condition: Some(Condition::Healthy),
+        }];
+        queue.shutdown.timeout = Duration::from_millis(500);
+        let mut horizon = with_deps("horizon", &["php-fpm"]);
+        horizon.initial_state = InitialState::Stopped;
+        let mut migrate = process("migrate");
+        migrate.kind = ProcessType::Oneshot;
+        migrate.restart = RestartPolicy::Never;
+        let mut old = process("old");
+        old.enabled = false;
+        let mut cfg = config(vec![fpm, nginx, queue, horizon, migrate, old]);
+        cfg.source = Some("/etc/sheepdog/sheepdog.yaml".into());
+        cfg.global.shutdown_timeout = Duration::from_secs(60);
+        cfg.warnings = vec!["global.autotune: ignored (not supported)".into()];
+        let plan = Plan::build(&cfg).unwrap();
+        (cfg, plan)
+    }
+
+    fn line_with<'a>(text: &'a str, needle: &str) -> &'a str {
+        text.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line containing {needle:?} in:\n{text}"))
+    }
+
+    #[test]
+    fn durations_are_human() {
+        let ms = Duration::from_millis;
+        assert_eq!(format_duration(Duration::ZERO), "0s");
+        assert_eq!(format_duration(ms(500)), "500ms");
+        assert_eq!(format_duration(ms(30_000)), "30s");
+        assert_eq!(format_duration(ms(90_000)), "1m30s");
+        assert_eq!(format_duration(ms(2_250)), "2s250ms");
+        assert_eq!(format_duration(ms(3_600_000)), "1h");
+        assert_eq!(format_duration(ms(5_400_000)), "1h30m");
+        assert_eq!(format_duration(ms(3_661_001)), "1h1m1s1ms");
+        assert_eq!(format_duration(Duration::from_micros(3)), "3µs");
+    }
+
+    #[test]
+    fn enum_names_match_serde() {
+        for k in [ProcessType::Longrun, ProcessType::Oneshot] {
+            assert_eq!(json!(kind_name(k)), serde_json::to_value(k).unwrap());
+        }
+        for r in [
+            RestartPolicy::Always,
+            RestartPolicy::OnFailure,
+            RestartPolicy::Never,
+        ] {
+            assert_eq!(json!(restart_name(r)), serde_json::to_value(r).unwrap());
+        }
+        for s in [InitialState::Running, InitialState::Stopped] {
+            assert_eq!(json!(state_name(s)), serde_json::to_value(s).unwrap());
+        }
+        for c in [
+            Condition::Started,
+            Condition::Healthy,
+            Condition::Completed,
+            Condition::CompletedSuccessfully,
+        ] {
+            assert_eq!(json!(condition_name(c)), serde_json::to_value(c).unwrap());
+        }
+    }
+
+    #[test]
+    fn text_header_and_processes() {
+        let (cfg, plan) = sample();
+        let t = render_text(&cfg, &plan);
+        assert!(t.starts_with("Configuration: /etc/sheepdog/sheepdog.yaml\nVersion: 1.0\n"));
+        assert!(t.contains("Processes (5 enabled, 1 disabled):"));
+        assert!(t.contains(
+            "  queue\n    type: longrun, scale: 3 (queue-1, queue-2, queue-3)\n    \
+             restart: on-failure, initial_state: running, critical: false\n    \
+             shutdown: SIGTERM, then SIGKILL after 500ms\n    \
+             depends_on: php-fpm (healthy)\n"
+        ));
+        assert!(line_with(&t, "SIGQUIT").ends_with("shutdown: SIGQUIT, then SIGKILL after 20s"));
+        assert!(t.contains("  php-fpm\n    type: longrun, scale: 1 (php-fpm-1)\n"));
+        assert!(t.contains("critical: true"));
+        assert!(line_with(&t, "migrate-1").contains("type: oneshot"));
+        assert!(t.contains("  old: disabled"));
+        assert!(!t.contains("old-1"), "disabled processes have no instances");
+        assert!(t.contains("    depends_on: -\n"));
+    }
+
+    #[test]
+    fn text_orders_and_budget() {
+        let (cfg, plan) = sample();
+        let t = render_text(&cfg, &plan);
+        assert!(t.contains("start in parallel"));
+        assert!(t.contains("  level 0: migrate, php-fpm\n"));
+        assert!(t.contains("  level 1: horizon (stopped), nginx, queue\n"));
+        assert!(t.contains("created but not started"));
+        let stop0 = line_with(&t, "level 0: horizon, nginx, queue");
+        assert!(stop0.ends_with("up to 1m30s"), "{stop0}");
+        assert!(line_with(&t, "level 1: migrate, php-fpm").ends_with("up to 30s"));
+        assert!(t.contains("  worst case: 2m = 1m30s + 30s\n"));
+        assert!(t.contains("  limit:      1m (global.shutdown_timeout)\n"));
+        let w = line_with(&t, "WARNING");
+        assert!(w.starts_with(
+            "WARNING: the worst-case shutdown (2m) exceeds global.shutdown_timeout (1m)"
+        ));
+        assert!(w.contains("get killed"));
+        assert!(t.ends_with("\nWarnings:\n  - global.autotune: ignored (not supported)\n"));
+    }
+
+    #[test]
+    fn text_without_warning_when_within_budget() {
+        let (mut cfg, plan) = sample();
+        cfg.global.shutdown_timeout = Duration::from_secs(120);
+        cfg.warnings.clear();
+        let t = render_text(&cfg, &plan);
+        assert!(!t.contains("WARNING"));
+        assert!(!t.contains("Warnings:"));
+    }
+
+    #[test]
+    fn text_for_empty_config() {
+        let cfg = config(vec![]);
+        let plan = Plan::build(&cfg).unwrap();
+        let t = render_text(&cfg, &plan);
+        assert!(t.contains("Configuration: (no file)"));
+        assert!(t.contains("(no enabled processes)"));
+        assert!(t.contains("(nothing to start)"));
+        assert!(t.contains("(nothing to stop)"));
+        assert!(t.contains("  worst case: 0s\n"));
+    }
+
+    #[test]
+    fn many_instances_are_abbreviated_in_text_but_listed_in_json() {
+        let mut q = process("q");
+        q.scale = 12;
+        let cfg = config(vec![q]);
+        let plan = Plan::build(&cfg).unwrap();
+        assert!(render_text(&cfg, &plan).contains("scale: 12 (q-1 … q-12)"));
+        let j = render_json(&cfg, &plan);
+        let inst = j["processes"][0]["instances"].as_array().unwrap();
+        assert_eq!(inst.len(), 12);
+        assert_eq!(inst[0], "q-1");
+        assert_eq!(inst[11], "q-12");
+    }
+
+    #[test]
+    fn json_structure() {
+        let (cfg, plan) = sample();
+        let j = render_json(&cfg, &plan);
+        assert_eq!(j["source"], "/etc/sheepdog/sheepdog.yaml");
+        assert_eq!(j["version"], "1.0");
+        assert_eq!(
+            j["start_levels"],
+            json!([["migrate", "php-fpm"], ["horizon", "nginx", "queue"]])
+        );
+        assert_eq!(
+            j["stop_levels"],
+            json!([["horizon", "nginx", "queue"], ["migrate", "php-fpm"]])
+        );
+        assert_eq!(
+            j["budget"],
+            json!({
+                "per_level_ms": [90_000, 30_000],
+                "total_ms": 120_000,
+                "limit_ms": 60_000,
+                "exceeds_limit": true,
+            })
+        );
+        assert_eq!(
+            j["warnings"],
+            json!(["global.autotune: ignored (not supported)"])
+        );
+
+        let procs = j["processes"].as_array().unwrap();
+        let names: Vec<&str> = procs.iter().map(|p| p["name"].as_str().unwrap()).collect();
+        assert_eq!(
+            names,
+            ["horizon", "migrate", "nginx", "old", "php-fpm", "queue"]
+        );
+        let queue = &procs[5];
+        assert_eq!(
+            *queue,
+            json!({
+                "name": "queue",
+                "enabled": true,
+                "type": "longrun",
+                "scale": 3,
+                "instances": ["queue-1", "queue-2", "queue-3"],
+                "restart": "on-failure",
+                "initial_state": "running",
+                "critical": false,
+                "depends_on": ["php-fpm"],
+                "depends_on_conditions": {"php-fpm": "healthy"},
+                "shutdown": {"signal": "SIGTERM", "timeout_ms": 500, "kill_signal": "SIGKILL"},
+            })
+        );
+        assert_eq!(procs[0]["initial_state"], "stopped");
+        assert_eq!(procs[1]["type"], "oneshot");
+        assert_eq!(procs[3]["enabled"], false);
+        assert_eq!(procs[3]["instances"], json!([]));
+        assert_eq!(procs[4]["shutdown"]["signal"], "SIGQUIT");
+        assert_eq!(procs[4]["critical"], true);
+    }
+
+    #[test]
+    fn json_without_source() {
+        let cfg = config(vec![]);
+        let plan = Plan::build(&cfg).unwrap();
+        let j = render_json(&cfg, &plan);
+        assert_eq!(j["source"], Value::Null);
+        assert_eq!(j["start_levels"], json!([]));
+        assert_eq!(j["budget"]["exceeds_limit"], false);
+    }
 }
