@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::config::{Condition, Config, InitialState, Process, ProcessType, RestartPolicy};
+use crate::config::{
+    format_duration, Condition, Config, InitialState, Process, ProcessType, RestartPolicy,
+};
 use crate::plan::{Budget, Plan};
 
 /// In text, a process with more instances shows only the first and last.
@@ -248,29 +250,6 @@ pub fn render_json(config: &Config, plan: &Plan) -> Value {
         },
         "warnings": config.warnings,
     })
-}
-
-/// `30s`, `1m30s`, `500ms`, `1h`, `2s250ms`; `0s` for zero.
-pub fn format_duration(d: Duration) -> String {
-    let total_ms = d.as_millis();
-    if total_ms == 0 {
-        return if d.is_zero() {
-            "0s".into()
-        } else {
-            format!("{d:?}")
-        };
-    }
-    let h = total_ms / 3_600_000;
-    let m = total_ms / 60_000 % 60;
-    let s = total_ms / 1000 % 60;
-    let ms = total_ms % 1000;
-    let mut out = String::new();
-    for (n, unit) in [(h, "h"), (m, "m"), (s, "s"), (ms, "ms")] {
-        if n > 0 {
-            let _ = write!(out, "{n}{unit}");
-        }
-    }
-    out
 }
 
 fn millis(d: Duration) -> u64 {

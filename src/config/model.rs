@@ -229,30 +229,26 @@ pub struct Hooks {
 
 pub use super::extra::{GlobalExtra, ProcessExtra};
 
-/// A duration for people: `0s`, `500ms`, `1.5s`, `30s`, `1m30s`, `2h`.
+/// `30s`, `1m30s`, `500ms`, `1h`, `2s250ms`; `0s` for zero.
+/// Round-trips through the config duration syntax.
 pub fn format_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms == 0 {
-        return "0s".into();
+    let total_ms = d.as_millis();
+    if total_ms == 0 {
+        return if d.is_zero() {
+            "0s".into()
+        } else {
+            format!("{d:?}")
+        };
     }
-    if ms < 1000 {
-        return format!("{ms}ms");
-    }
-    if ms % 1000 != 0 && ms < 60_000 {
-        let frac = format!("{:03}", ms % 1000);
-        return format!("{}.{}s", ms / 1000, frac.trim_end_matches('0'));
-    }
-    let secs = d.as_secs();
-    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    let h = total_ms / 3_600_000;
+    let m = total_ms / 60_000 % 60;
+    let s = total_ms / 1000 % 60;
+    let ms = total_ms % 1000;
     let mut out = String::new();
-    if h > 0 {
-        out.push_str(&format!("{h}h"));
-    }
-    if m > 0 {
-        out.push_str(&format!("{m}m"));
-    }
-    if s > 0 || out.is_empty() {
-        out.push_str(&format!("{s}s"));
+    for (n, unit) in [(h, "h"), (m, "m"), (s, "s"), (ms, "ms")] {
+        if n > 0 {
+            out.push_str(&format!("{n}{unit}"));
+        }
     }
     out
 }
@@ -265,7 +261,7 @@ mod tests {
     fn durations_for_people() {
         assert_eq!(format_duration(Duration::ZERO), "0s");
         assert_eq!(format_duration(Duration::from_millis(500)), "500ms");
-        assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1s500ms");
         assert_eq!(format_duration(Duration::from_secs(30)), "30s");
         assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
         assert_eq!(format_duration(Duration::from_secs(7200)), "2h");
