@@ -169,17 +169,14 @@ where
 
 /// True when the next raw argument is `--`; consumes it.
 fn parser_saw_double_dash(parser: &mut lexopt::Parser) -> bool {
-    match parser.try_raw_args() {
-        Some(mut raw) => {
-            if raw.peek().is_some_and(|a| a == "--") {
-                raw.next();
-                true
-            } else {
-                false
-            }
-        }
-        None => false,
+    let Some(mut raw) = parser.try_raw_args() else {
+        return false;
+    };
+    let dash = raw.peek().is_some_and(|a| a == "--");
+    if dash {
+        raw.next();
     }
+    dash
 }
 
 #[cfg(test)]
