@@ -5,11 +5,12 @@
 //! - `reap` is the only caller of `waitpid` in sheepdog, and it runs on the
 //!   main thread. Nothing calls `Child::wait`, `status()` or `output()`.
 //!   (std's `spawn` itself reaps a child whose exec failed before returning
-//!   the error; it does so while we hold the registry lock, so `reap` can
-//!   never race it.)
-//! - The registry lock is held from before fork until the pid is recorded,
-//!   and by `reap` while it reaps and routes. So a child that exits at once
-//!   is never reaped before its owner is known: its status always arrives.
+//!   the error; it does so while holding the gate, so `reap` can never race
+//!   it — if it did, std would find no child and panic.)
+//! - A spawn holds the gate (shared) from before fork until its pid is
+//!   recorded; `reap` holds it exclusively while it reaps and routes. So a
+//!   child that exits at once is never reaped before its owner is known (its
+//!   status always arrives), while spawns on different threads still overlap.
 //! - A pid in the registry is an unreaped child of ours, so it cannot have
 //!   been reused; signalling it (or its group, while it lives) is safe.
 //! - Unknown pids are adopted orphans (we are PID 1 or a subreaper): they
@@ -19,7 +20,7 @@ use std::collections::HashMap;
 use std::io;
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, RwLock};
 
 use crossbeam_channel::Sender;
 
@@ -96,6 +97,8 @@ pub struct Exit {
 /// The pid registry plus counters.
 #[derive(Default)]
 pub struct Reaper {
+    /// Shared by spawns in flight, exclusive for `reap`.
+    gate: RwLock<()>,
     owners: Mutex<HashMap<i32, Sender<Exit>>>,
     orphans: AtomicU64,
 }
@@ -120,9 +123,10 @@ impl Reaper {
         setup: ChildSetup,
         owner: &Sender<Exit>,
     ) -> io::Result<Child> {
-        let mut owners = self.owners();
+        // A poisoned gate guards no data; carry on (see `owners`).
+        let _spawning = self.gate.read().unwrap_or_else(|e| e.into_inner());
         let child = sys::spawn_clean(cmd, setup)?;
-        owners.insert(child.id() as i32, owner.clone());
+        self.owners().insert(child.id() as i32, owner.clone());
         Ok(child)
     }
 
@@ -130,6 +134,7 @@ impl Reaper {
     /// reaped. Called by the main thread on SIGCHLD (coalesced signals are
     /// handled by draining until nothing is left).
     pub fn reap(&self) -> usize {
+        let _exclusive = self.gate.write().unwrap_or_else(|e| e.into_inner());
         let mut owners = self.owners();
         let mut count = 0;
         loop {
