@@ -1,12 +1,285 @@
-//! Single-command init (`sheepdog -- CMD ARGS`): a drop-in for tini.
-//! Runs one child in its own process group, forwards every catchable signal
-//! to that group, reaps every orphan through the one reaper, and exits with
-//! the child's code (128+N when it died of signal N).
+//! Single-command init (`sheepdog -- CMD [ARG...]`): a drop-in for tini.
+//!
+//! Job: run CMD as the only child, in its own process group, with
+//! stdin/stdout/stderr inherited; forward every catchable signal
+//! (`signals::FORWARDED`) to that group; reap every process that ends up
+//! parented to us (PID 1, or a child subreaper otherwise); exit with the
+//! child's code, or 128+N when it died of signal N. When stdin is our
+//! terminal, the child's group becomes the terminal's foreground group, so
+//! Ctrl-C, Ctrl-Z and window resizes reach it directly.
+//!
+//! Not its job: restarting, stop timeouts, killing the rest of the group
+//! when the child exits (as PID 1 our exit makes the kernel kill the whole
+//! namespace; as a subreaper the leftovers go to our parent, as with tini).
+//!
+//! Invariants:
+//! - One thread, one blocking point: the main thread sleeps in the signal
+//!   iterator and wakes only for a signal. No timers, no polling.
+//! - Signals are installed *before* the child is spawned, so its SIGCHLD
+//!   cannot be missed, however fast it exits. `Reaper::spawn` registers its
+//!   pid under the registry lock, so its status is always routed to us.
+//! - `Reaper::reap` is the only `waitpid` caller (DESIGN.md §2.1).
+//! - We signal the child's group only while the child is unreaped: its pid,
+//!   which is also its group id, cannot have been reused.
+//! - sheepdog itself never stops for job control: SIGTTIN/SIGTTOU stay
+//!   blocked on this thread (the only one), so background writes to the
+//!   terminal and `tcsetpgrp` go through. The child still starts with an
+//!   empty mask and default dispositions (`sys::spawn_clean`).
+//! - A failed exec is a message naming the command and the errno, and a
+//!   shell-like exit code: 127 when not found, 126 otherwise.
 
 use std::ffi::OsString;
+use std::io::{self, Write};
+use std::process::Command;
+
+use crossbeam_channel::TryRecvError;
+use nix::errno::Errno;
+use nix::sys::signal::{kill, killpg, pthread_sigmask, SigSet, SigmaskHow, Signal};
+use nix::unistd::{getpgrp, Pid};
+
+use crate::cli::exit;
+use crate::reaper::{ExitStatus, Reaper};
+use crate::signals;
+use crate::sys::{self, ChildSetup};
+
+/// Exit code when CMD was not found (as a shell does).
+pub const NOT_FOUND: i32 = 127;
+/// Exit code when CMD was found but could not be executed.
+pub const NOT_EXECUTABLE: i32 = 126;
 
 /// Run `argv` as the only child; returns sheepdog's exit code.
 pub fn run(argv: Vec<OsString>) -> i32 {
-    let _ = argv;
-    crate::cli::exit::FAILURE
+    init_logging();
+    let Some((program, args)) = argv.split_first() else {
+        // cli.rs rejects an empty command; stay total anyway.
+        say("'--' must be followed by a command to run");
+        return exit::USAGE;
+    };
+
+    block_job_control_stops();
+    let mut set: Vec<libc::c_int> = signals::FORWARDED.to_vec();
+    set.push(libc::SIGCHLD);
+    let mut signals = match signals::install(&set) {
+        Ok(s) => s,
+        Err(e) => {
+            say(&format!("unable to install signal handlers: {e}"));
+            return exit::FAILURE;
+        }
+    };
+    // PID 1 adopts orphans anyway; otherwise become a child subreaper
+    // (adopt_orphans logs the warning when neither is possible).
+    crate::reaper::adopt_orphans();
+
+    let own_group = getpgrp();
+    let foreground_tty = owns_terminal(own_group);
+    let reaper = Reaper::new();
+    let (owner, exits) = crossbeam_channel::unbounded();
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    let setup = ChildSetup {
+        credentials: None,
+        foreground_tty,
+    };
+    let child = match reaper.spawn(&mut cmd, setup, &owner) {
+        Ok(child) => child,
+        Err(e) => {
+            say(&format!(
+                "unable to run '{}': {e}",
+                program.to_string_lossy()
+            ));
+            return exec_failure_code(&e);
+        }
+    };
+    // Dropping a `Child` neither waits nor kills; the reaper owns its status.
+    let pid = Pid::from_raw(child.id() as i32);
+    drop(child);
+    log::debug!(
+        "started '{}' as pid {pid} (terminal handed over: {foreground_tty})",
+        program.to_string_lossy()
+    );
+
+    let mut pending = signals.forever();
+    let status = loop {
+        let Some(sig) = pending.next() else {
+            // Only happens if the signal handle is closed, which nothing does.
+            say("signal intake closed unexpectedly");
+            return exit::FAILURE;
+        };
+        if sig == libc::SIGCHLD {
+            reaper.reap();
+            match exits.try_recv() {
+                Ok(e) if e.pid == pid.as_raw() => break e.status,
+                Ok(e) => log::debug!("unexpected exit routed to us: pid {}", e.pid),
+                Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => {}
+            }
+        } else {
+            forward(pid, sig);
+        }
+    };
+
+    if foreground_tty {
+        sys::take_back_tty(own_group.as_raw());
+    }
+    // Collect whatever else has already exited; as PID 1 our exit lets the
+    // kernel take care of the rest of the namespace.
+    reaper.reap();
+    log::debug!(
+        "'{}' {status}; {} orphans reaped",
+        program.to_string_lossy(),
+        reaper.orphans_reaped()
+    );
+    exit_code(status)
+}
+
+/// The exit code for a child status: its code, or 128+N for signal N.
+fn exit_code(status: ExitStatus) -> i32 {
+    status.shell_code()
+}
+
+/// 127 when the command was not found, 126 when it could not be run.
+fn exec_failure_code(e: &io::Error) -> i32 {
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => NOT_FOUND,
+        _ => NOT_EXECUTABLE,
+    }
+}
+
+/// Send `sig` to the child's process group. If the group is gone but the
+/// child is not (it moved to a group or session of its own), send it to the
+/// child itself. Both are safe: the child is unreaped (module invariant).
+fn forward(pid: Pid, sig: libc::c_int) {
+    let Ok(signal) = Signal::try_from(sig) else {
+        log::debug!("not forwarding unknown signal {sig}");
+        return;
+    };
+    log::debug!("forwarding {} to process group {pid}", signal.as_str());
+    match killpg(pid, signal) {
+        Ok(()) => {}
+        Err(Errno::ESRCH) => match kill(pid, signal) {
+            Ok(()) | Err(Errno::ESRCH) => {}
+            Err(e) => log::warn!("unable to forward {} to pid {pid}: {e}", signal.as_str()),
+        },
+        Err(e) => log::warn!(
+            "unable to forward {} to process group {pid}: {e}",
+            signal.as_str()
+        ),
+    }
+}
+
+/// Block SIGTTIN and SIGTTOU on this thread (the only one in this mode), so
+/// that sheepdog, once the child's group owns the terminal, is never stopped
+/// for writing to it or for taking it back. Children get an empty mask.
+fn block_job_control_stops() {
+    let mut stops = SigSet::empty();
+    stops.add(Signal::SIGTTIN);
+    stops.add(Signal::SIGTTOU);
+    if let Err(e) = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&stops), None) {
+        log::warn!("unable to block SIGTTIN/SIGTTOU: {e}");
+    }
+}
+
+/// True when stdin is our controlling terminal and our group is its
+/// foreground group: only then do we hand it to the child. (A sheepdog
+/// started in the background must not steal the terminal from its shell.)
+fn owns_terminal(own_group: Pid) -> bool {
+    sys::stdin_is_tty() && nix::unistd::tcgetpgrp(io::stdin()) == Ok(own_group)
+}
+
+/// One line on stderr; a closed stderr is ignored rather than a panic.
+fn say(msg: &str) {
+    let _ = writeln!(io::stderr().lock(), "sheepdog: {msg}");
+}
+
+/// sheepdog's own log lines go to stderr in this mode: stdout belongs to
+/// the child. Quiet by default (warnings and errors only); raise it with
+/// `SHEEPDOG_LOG_LEVEL=debug|info`.
+fn init_logging() {
+    let (level, bad) = match std::env::var("SHEEPDOG_LOG_LEVEL") {
+        Err(_) => (log::LevelFilter::Warn, None),
+        Ok(v) => match parse_level(&v) {
+            Some(level) => (level, None),
+            None => (log::LevelFilter::Warn, Some(v)),
+        },
+    };
+    let _ = log::set_logger(&STDERR_LOG);
+    log::set_max_level(level);
+    if let Some(v) = bad {
+        log::warn!("ignoring SHEEPDOG_LOG_LEVEL={v:?}: expected debug, info, warn or error");
+    }
+}
+
+fn parse_level(v: &str) -> Option<log::LevelFilter> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "debug" => Some(log::LevelFilter::Debug),
+        "info" => Some(log::LevelFilter::Info),
+        "warn" | "warning" => Some(log::LevelFilter::Warn),
+        "error" => Some(log::LevelFilter::Error),
+        _ => None,
+    }
+}
+
+struct StderrLog;
+
+static STDERR_LOG: StderrLog = StderrLog;
+
+impl log::Log for StderrLog {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let line = format!(
+            "{} {:<5} sheepdog | {}\n",
+            crate::logging::rfc3339_millis(std::time::SystemTime::now()),
+            record.level(),
+            record.args()
+        );
+        // One write per line; a closed stderr drops the line.
+        let _ = io::stderr().lock().write_all(line.as_bytes());
+    }
+
+    fn flush(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_failures_map_like_a_shell() {
+        assert_eq!(
+            exec_failure_code(&io::Error::from_raw_os_error(libc::ENOENT)),
+            127
+        );
+        assert_eq!(
+            exec_failure_code(&io::Error::from_raw_os_error(libc::EACCES)),
+            126
+        );
+        assert_eq!(
+            exec_failure_code(&io::Error::from_raw_os_error(libc::ENOEXEC)),
+            126
+        );
+    }
+
+    #[test]
+    fn exit_codes_follow_the_shell_convention() {
+        assert_eq!(exit_code(ExitStatus::Code(42)), 42);
+        assert_eq!(
+            exit_code(ExitStatus::Signal {
+                signal: libc::SIGTERM,
+                core_dumped: false
+            }),
+            143
+        );
+    }
+
+    #[test]
+    fn log_levels() {
+        assert_eq!(parse_level("DEBUG"), Some(log::LevelFilter::Debug));
+        assert_eq!(parse_level(" warn "), Some(log::LevelFilter::Warn));
+        assert_eq!(parse_level("loud"), None);
+    }
 }

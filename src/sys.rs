@@ -20,6 +20,17 @@ use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
 /// Highest signal number to reset in children (covers real-time signals).
 const MAX_SIGNAL: libc::c_int = 64;
 
+/// A kernel `struct sigaction` (not libc's) for SIG_DFL: SIG_DFL is 0, so
+/// all zeroes mean SIG_DFL, no flags, empty mask on every architecture.
+/// 64 bytes is more than the struct's size anywhere.
+static KERNEL_SIG_DFL: [u64; 8] = [0; 8];
+
+/// `sizeof(sigset_t)` as the kernel counts it (`_NSIG / 8`).
+#[cfg(any(target_arch = "mips", target_arch = "mips64"))]
+const KERNEL_SIGSET_BYTES: libc::size_t = 16;
+#[cfg(not(any(target_arch = "mips", target_arch = "mips64")))]
+const KERNEL_SIGSET_BYTES: libc::size_t = 8;
+
 /// A raw status from `waitpid`, decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WaitResult {
@@ -135,24 +146,35 @@ pub fn spawn_clean(cmd: &mut Command, setup: ChildSetup) -> io::Result<Child> {
     let creds = setup.credentials.as_ref().map(|(u, g, _)| (*u, *g));
     let tty = setup.foreground_tty;
     // SAFETY: the closure runs in the forked child before exec. It only calls
-    // async-signal-safe functions (rt_sigaction, sigemptyset, setgroups, setgid,
-    // setuid, tcsetpgrp, getpgrp, sigprocmask) on data prepared before fork
-    // (`groups` is moved in, never reallocated), and allocates nothing.
+    // async-signal-safe functions (sigaction, sigemptyset, setgroups, setgid,
+    // setuid, tcsetpgrp, getpgrp, sigprocmask, and the raw rt_sigaction
+    // syscall with a static, all-zero kernel sigaction of sufficient size and
+    // a null old-action pointer) on data prepared before fork (`groups` is
+    // moved in, never reallocated), and allocates nothing. Resetting the
+    // libc-reserved signals behind libc's back is sound here: the child is
+    // single-threaded and about to exec, so nothing in it can need them.
     unsafe {
         cmd.pre_exec(move || {
-            // The raw syscall, not libc's sigaction: glibc and musl refuse
-            // their reserved signals (32–34), which a parent may have left
-            // ignored and exec would pass on. An all-zero kernel sigaction is
-            // SIG_DFL, no flags, empty mask, whatever the field order.
-            let dfl = [0u64; 4];
+            let mut dfl: libc::sigaction = std::mem::zeroed();
+            dfl.sa_sigaction = libc::SIG_DFL;
+            libc::sigemptyset(&mut dfl.sa_mask);
             for sig in 1..=MAX_SIGNAL {
-                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                if sig != libc::SIGKILL
+                    && sig != libc::SIGSTOP
+                    && libc::sigaction(sig, &dfl, std::ptr::null_mut()) != 0
+                {
+                    // glibc (32, 33) and musl (32-34) keep the first
+                    // real-time signals for themselves and their sigaction
+                    // refuses them (EINVAL). A parent that started us with
+                    // glibc's posix_spawn (std's Command does) left them
+                    // SIG_IGN, which survives exec; the raw syscall resets
+                    // them. Only the kernel sees this, just before exec.
                     libc::syscall(
                         libc::SYS_rt_sigaction,
                         sig,
-                        dfl.as_ptr(),
-                        std::ptr::null_mut::<u64>(),
-                        8usize,
+                        KERNEL_SIG_DFL.as_ptr(),
+                        std::ptr::null_mut::<libc::c_void>(),
+                        KERNEL_SIGSET_BYTES,
                     );
                 }
             }
