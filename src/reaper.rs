@@ -174,11 +174,6 @@ impl Reaper {
     pub fn orphans_reaped(&self) -> u64 {
         self.orphans.load(Ordering::Relaxed)
     }
-
-    /// Children spawned and not yet reaped.
-    pub fn live_children(&self) -> usize {
-        self.owners().len()
-    }
 }
 
 /// Make sure orphans come back to us: PID 1 gets them from the kernel;
