@@ -257,7 +257,12 @@ impl Runner {
                 self.report(Event::Done(outcome));
                 return;
             }
-            let input = self.next_input(&state);
+            let now = Instant::now();
+            let input = match state {
+                // Due already (first start, zero backoff): no need to block.
+                State::Waiting { until } if until <= now => Input::Timer,
+                _ => self.next_input(&state),
+            };
             state = self.step(state, input, Instant::now());
         }
     }
