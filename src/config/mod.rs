@@ -7,6 +7,10 @@
 
 pub mod extra;
 pub mod model;
+#[allow(dead_code)]
+mod suggest;
+#[allow(dead_code)]
+mod value;
 
 pub use model::*;
 
