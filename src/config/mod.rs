@@ -11,6 +11,8 @@ pub mod model;
 mod suggest;
 #[allow(dead_code)]
 mod value;
+#[allow(dead_code)]
+mod yaml;
 
 pub use model::*;
 
