@@ -8,6 +8,14 @@
 pub mod extra;
 pub mod model;
 #[allow(dead_code)]
+mod keys;
+#[allow(dead_code)]
+mod raw;
+#[allow(dead_code)]
+mod report;
+#[allow(dead_code)]
+mod shape;
+#[allow(dead_code)]
 mod suggest;
 #[allow(dead_code)]
 mod value;
