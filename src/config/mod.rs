@@ -8,6 +8,8 @@
 pub mod extra;
 pub mod model;
 #[allow(dead_code)]
+mod env;
+#[allow(dead_code)]
 mod keys;
 #[allow(dead_code)]
 mod raw;
@@ -15,6 +17,8 @@ mod raw;
 mod report;
 #[allow(dead_code)]
 mod shape;
+#[allow(dead_code)]
+mod subst;
 #[allow(dead_code)]
 mod suggest;
 #[allow(dead_code)]
@@ -50,6 +54,10 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// Looks up a variable for `${VAR}` substitution: `Ok(None)` when unset,
+/// `Err` when set but unusable (not UTF-8).
+pub type EnvLookup = dyn Fn(&str) -> Result<Option<String>, String>;
 
 /// Find the configuration file: `explicit` (from -c), else `$SHEEPDOG_CONFIG`,
 /// else `./sheepdog.yaml`, else `/etc/sheepdog/sheepdog.yaml`.
