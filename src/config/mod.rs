@@ -8,6 +8,10 @@
 pub mod extra;
 pub mod model;
 #[allow(dead_code)]
+mod creds;
+#[allow(dead_code)]
+mod cron;
+#[allow(dead_code)]
 mod env;
 #[allow(dead_code)]
 mod keys;
