@@ -26,6 +26,8 @@ mod subst;
 #[allow(dead_code)]
 mod suggest;
 #[allow(dead_code)]
+mod validate;
+#[allow(dead_code)]
 mod value;
 #[allow(dead_code)]
 mod yaml;
