@@ -5,11 +5,26 @@
 //! `model.rs` for what that guarantees) or an error that names the key path,
 //! the bad value and what was expected. It never panics on any input.
 
+mod creds;
+mod cron;
+mod env;
 pub mod extra;
+mod keys;
 pub mod model;
+mod raw;
+mod report;
+mod shape;
+mod subst;
+mod suggest;
+#[cfg(test)]
+mod tests;
+mod validate;
+mod value;
+mod yaml;
 
 pub use model::*;
 
+use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -37,21 +52,128 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Looks up a variable for `${VAR}` substitution: `Ok(None)` when unset,
+/// `Err` when set but unusable (not UTF-8).
+pub type EnvLookup = dyn Fn(&str) -> Result<Option<String>, String>;
+
+/// The places searched, in order, after `-c` and `$SHEEPDOG_CONFIG`.
+pub const DEFAULT_PATHS: [&str; 2] = ["sheepdog.yaml", "/etc/sheepdog/sheepdog.yaml"];
+
 /// Find the configuration file: `explicit` (from -c), else `$SHEEPDOG_CONFIG`,
 /// else `./sheepdog.yaml`, else `/etc/sheepdog/sheepdog.yaml`.
 pub fn discover(explicit: Option<&Path>) -> Result<PathBuf, ConfigError> {
-    let _ = explicit;
-    Err(ConfigError {
+    let defaults = DEFAULT_PATHS.map(Path::new);
+    discover_in(explicit, std::env::var_os("SHEEPDOG_CONFIG"), &defaults)
+}
+
+fn discover_in(
+    explicit: Option<&Path>,
+    from_env: Option<OsString>,
+    defaults: &[&Path],
+) -> Result<PathBuf, ConfigError> {
+    let fail = |problem: String| ConfigError {
         source: None,
-        problems: vec!["not implemented yet".into()],
-    })
+        problems: vec![problem],
+    };
+    let must_exist = |path: &Path, origin: &str| match std::fs::metadata(path) {
+        Ok(_) => Ok(path.to_path_buf()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(fail(format!(
+            "configuration file {} ({origin}) does not exist",
+            path.display()
+        ))),
+        Err(e) => Err(fail(format!(
+            "unable to access configuration file {} ({origin}): {e}",
+            path.display()
+        ))),
+    };
+    if let Some(p) = explicit {
+        return must_exist(p, "given with -c");
+    }
+    if let Some(p) = from_env.filter(|p| !p.is_empty()) {
+        return must_exist(Path::new(&p), "from $SHEEPDOG_CONFIG");
+    }
+    for p in defaults {
+        if p.exists() {
+            return Ok(p.to_path_buf());
+        }
+    }
+    let looked: Vec<String> = defaults
+        .iter()
+        .map(|p| {
+            if p.is_relative() {
+                format!("./{}", p.display())
+            } else {
+                p.display().to_string()
+            }
+        })
+        .collect();
+    Err(fail(format!(
+        "no configuration file found; looked for -c FILE, $SHEEPDOG_CONFIG, {}",
+        looked.join(", ")
+    )))
 }
 
 /// Load, substitute, override from the process environment, decode and validate.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let _ = path;
-    Err(ConfigError {
-        source: None,
-        problems: vec!["not implemented yet".into()],
-    })
+    let fail = |problems: Vec<String>| ConfigError {
+        source: Some(path.to_path_buf()),
+        problems,
+    };
+    let text = yaml::read_capped(path).map_err(|e| fail(vec![e]))?;
+    let overrides = env::from_process_env().map_err(fail)?;
+    load_from_str(&text, Some(path), &process_env, &overrides)
+}
+
+/// `${VAR}` lookups in the real process environment.
+fn process_env(name: &str) -> Result<Option<String>, String> {
+    match std::env::var(name) {
+        Ok(v) => Ok(Some(v)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            Err(format!("environment variable {name} is not valid UTF-8"))
+        }
+    }
+}
+
+/// The whole pipeline on text, with the environment injected: parse →
+/// structural key check → `${VAR}` → overrides (`SHEEPDOG_GLOBAL_…`,
+/// `SHEEPDOG_PROCESS_…` pairs) → key check again → decode → validate.
+pub fn load_from_str(
+    text: &str,
+    source: Option<&Path>,
+    env: &EnvLookup,
+    overrides: &[(String, String)],
+) -> Result<Config, ConfigError> {
+    let fail = |problems: Vec<String>| ConfigError {
+        source: source.map(Path::to_path_buf),
+        problems,
+    };
+    let shape = shape::shape_of::<raw::RawConfig>()
+        .map_err(|e| fail(vec![format!("internal error: configuration shape: {e}")]))?;
+    let mut value = yaml::parse(text).map_err(|e| fail(vec![e]))?;
+    if value.is_null() && overrides.is_empty() {
+        return Err(fail(vec![
+            "the configuration is empty; expected a map with a processes: section".into(),
+        ]));
+    }
+    let mut report = report::Report::default();
+    keys::check(&mut value, &shape, "", &mut report);
+    subst::substitute_tree(&mut value, "", env, &mut report);
+    env::apply(&mut value, overrides, &shape, &mut report);
+    // Overrides may carry whole blocks ({...}); check what they added.
+    keys::check(&mut value, &shape, "", &mut report);
+    let raw: raw::RawConfig = match serde_yaml::from_value(value) {
+        Ok(raw) => raw,
+        Err(e) => {
+            report.error(
+                "",
+                format!("internal error: decoding after the key check: {e}"),
+            );
+            return Err(fail(report.into_problems()));
+        }
+    };
+    match validate::build(&raw, source, &mut report) {
+        Some(config) => Ok(config),
+        None => Err(fail(report.into_problems())),
+    }
 }

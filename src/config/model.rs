@@ -7,8 +7,10 @@
 //! - per-process values that fall back to `global` (restart policy, attempts,
 //!   backoff) are already resolved here, so readers never consult `global`
 //!   for them;
-//! - `depends_on` names only enabled processes other than the process itself
-//!   (cycles are found by `plan`);
+//! - `depends_on` names only defined processes other than the process
+//!   itself, at most once each; for an *enabled* process, only enabled,
+//!   unscheduled ones (a disabled process may depend on a disabled one);
+//!   cycles are found by `plan`;
 //! - `scale >= 1` for longruns, `scale == 1` for oneshots, `scale <= max_scale`
 //!   when `max_scale` is set;
 //! - `user`/`group` were resolved to numeric ids at load time.

@@ -1,0 +1,524 @@
+//! Environment overrides: `SHEEPDOG_GLOBAL_<KEY>` and
+//! `SHEEPDOG_PROCESS_<NAME>_<KEY>`, applied to the parsed tree after
+//! `${VAR}` substitution and before validation.
+//!
+//! - `<KEY>` is a key path with `.` and `-` written as `_`, matched
+//!   case-insensitively against the known keys (`shape`), longest key first
+//!   at each level: `SHUTDOWN_TIMEOUT` → `shutdown.timeout`,
+//!   `HEALTH_CHECK_PERIOD` → `health_check.period`. For a map-valued key
+//!   (`env`, `labels`, `headers`) the rest is the map key, kept as written:
+//!   `ENV_APP_DEBUG` → `env.APP_DEBUG`.
+//! - `<NAME>` is an existing process name upper-cased with `-` and `.` as
+//!   `_`, tried longest first, and only accepted if the rest is a valid key
+//!   (so `my-env` and names containing `ENV` work). If no existing process
+//!   matches, the variable defines a new process: the shortest valid key
+//!   suffix is the key and the rest, lower-cased with `_` → `-`, the name.
+//! - Values are strings, typed later by the target key exactly like YAML
+//!   strings (`1` is an integer, `yes` a boolean). A value starting with
+//!   `[` or `{` is parsed as a YAML flow list/map; `command` and
+//!   `depends_on` also accept comma-separated lists. Map entries (`ENV_X`)
+//!   are always taken verbatim.
+//! - A variable naming no known key is an error naming the variable.
+//!
+//! Invariant: every path set here is recorded in the `Report` with its
+//! variable, so later problems at that path name the variable too.
+
+use std::cmp::Reverse;
+
+use serde_yaml::{Mapping, Value};
+
+use super::report::{join, Report};
+use super::shape::Shape;
+use super::suggest;
+use super::value::describe;
+
+pub const GLOBAL_PREFIX: &str = "SHEEPDOG_GLOBAL_";
+pub const PROCESS_PREFIX: &str = "SHEEPDOG_PROCESS_";
+
+/// The override variables of the real process environment, sorted by name.
+/// A non-UTF-8 override is an error naming it.
+pub fn from_process_env() -> Result<Vec<(String, String)>, Vec<String>> {
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    for (k, v) in std::env::vars_os() {
+        let bytes = k.as_encoded_bytes();
+        if !(bytes.starts_with(GLOBAL_PREFIX.as_bytes())
+            || bytes.starts_with(PROCESS_PREFIX.as_bytes()))
+        {
+            continue;
+        }
+        match (k.into_string(), v.into_string()) {
+            (Ok(k), Ok(v)) => out.push((k, v)),
+            (Ok(k), Err(_)) => problems.push(format!("{k}: the value is not valid UTF-8")),
+            (Err(k), _) => problems.push(format!(
+                "{}: the variable name is not valid UTF-8",
+                k.to_string_lossy()
+            )),
+        }
+    }
+    out.sort();
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Apply `overrides` to `root`, whose key tree is `shape` (of `RawConfig`).
+pub fn apply(root: &mut Value, overrides: &[(String, String)], shape: &Shape, report: &mut Report) {
+    if !matches!(root, Value::Mapping(_) | Value::Null) {
+        // The structural pass reports the bad document.
+        return;
+    }
+    let (Some(global), Some(Shape::Map(process))) =
+        (shape.field("global"), shape.field("processes"))
+    else {
+        report.error(
+            "",
+            "internal error: configuration shape lacks global/processes",
+        );
+        return;
+    };
+    let mut sorted: Vec<&(String, String)> = overrides.iter().collect();
+    sorted.sort();
+    for (var, val) in sorted {
+        let target = if let Some(rest) = var.strip_prefix(GLOBAL_PREFIX) {
+            match resolve(rest, global) {
+                Some((mut segs, target)) => {
+                    segs.insert(0, "global".into());
+                    Ok((segs, target))
+                }
+                None => Err(format!(
+                    "{var}: no such global key{}",
+                    hint(var, GLOBAL_PREFIX, global)
+                )),
+            }
+        } else if let Some(rest) = var.strip_prefix(PROCESS_PREFIX) {
+            let names = process_names(root);
+            resolve_process(var, rest, &names, process).map(|(name, mut segs, target)| {
+                segs.insert(0, name);
+                segs.insert(0, "processes".into());
+                (segs, target)
+            })
+        } else {
+            continue;
+        };
+        let (segs, target) = match target {
+            Ok(t) => t,
+            Err(e) => {
+                report.error("", e);
+                continue;
+            }
+        };
+        let is_map_entry = segs.len() >= 2 && is_map_entry(shape, &segs);
+        let value = match typed(val, target, segs.last().map(String::as_str), is_map_entry) {
+            Ok(v) => v,
+            Err(e) => {
+                report.error("", format!("{var}: {e}"));
+                continue;
+            }
+        };
+        let path = segs.iter().fold(String::new(), |p, s| join(&p, s));
+        match set(root, &segs, value) {
+            Ok(()) => report.set_origin(&path, var),
+            Err(e) => report.error("", format!("{var}: cannot set {path}: {e}")),
+        }
+    }
+}
+
+/// Process names in the tree, as strings.
+fn process_names(root: &Value) -> Vec<String> {
+    match root.get("processes") {
+        Some(Value::Mapping(m)) => m
+            .keys()
+            .filter_map(|k| k.as_str().map(String::from))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// How a process name appears in a variable name.
+pub fn env_name(process: &str) -> String {
+    process.to_ascii_uppercase().replace(['-', '.'], "_")
+}
+
+/// Split `rest` (after the prefix) into a process name and a key path.
+fn resolve_process<'s>(
+    var: &str,
+    rest: &str,
+    names: &[String],
+    shape: &'s Shape,
+) -> Result<(String, Vec<String>, &'s Shape), String> {
+    let upper = rest.to_ascii_uppercase();
+    let mut candidates: Vec<(String, &String)> = names.iter().map(|n| (env_name(n), n)).collect();
+    candidates.sort_by_key(|(norm, _)| Reverse(norm.len()));
+    let mut first_match: Option<&String> = None;
+    for (norm, name) in &candidates {
+        let Some(field) = upper
+            .strip_prefix(norm.as_str())
+            .and_then(|t| t.strip_prefix('_'))
+        else {
+            continue;
+        };
+        let field = &rest[rest.len() - field.len()..];
+        if let Some((segs, target)) = resolve(field, shape) {
+            let same: Vec<&str> = candidates
+                .iter()
+                .filter(|(n, _)| n == norm)
+                .map(|(_, p)| p.as_str())
+                .collect();
+            if same.len() > 1 {
+                return Err(format!(
+                    "{var}: ambiguous: processes {} all read as {norm}",
+                    same.join(", ")
+                ));
+            }
+            return Ok(((*name).clone(), segs, target));
+        }
+        first_match.get_or_insert(name);
+    }
+    if let Some(name) = first_match {
+        let prefix = format!("{PROCESS_PREFIX}{}_", env_name(name));
+        return Err(format!(
+            "{var}: process {name} has no such key{}",
+            hint(var, &prefix, shape)
+        ));
+    }
+    // A new process: the shortest valid key suffix wins.
+    for (i, _) in rest
+        .match_indices('_')
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+    {
+        let (name, field) = (&rest[..i], &rest[i + 1..]);
+        if name.is_empty() {
+            continue;
+        }
+        if let Some((segs, target)) = resolve(field, shape) {
+            return Ok((name.to_ascii_lowercase().replace('_', "-"), segs, target));
+        }
+    }
+    Err(format!(
+        "{var}: no process key found; expected {PROCESS_PREFIX}<NAME>_<KEY> with a key such as \
+         COMMAND, SCALE or SHUTDOWN_TIMEOUT"
+    ))
+}
+
+/// Resolve a `_`-joined key path against a struct shape.
+fn resolve<'s>(field: &str, shape: &'s Shape) -> Option<(Vec<String>, &'s Shape)> {
+    let Shape::Struct(fields) = shape else {
+        return None;
+    };
+    let upper = field.to_ascii_uppercase();
+    let mut fields: Vec<&(&'static str, Shape)> = fields.iter().collect();
+    fields.sort_by_key(|(n, _)| Reverse(n.len()));
+    for (name, sub) in fields {
+        let key = name.to_ascii_uppercase().replace('-', "_");
+        if upper == key {
+            return Some((vec![(*name).to_string()], sub));
+        }
+        let Some(tail) = upper.strip_prefix(&key).and_then(|t| t.strip_prefix('_')) else {
+            continue;
+        };
+        let tail = &field[field.len() - tail.len()..];
+        match sub {
+            Shape::Struct(_) => {
+                if let Some((mut segs, target)) = resolve(tail, sub) {
+                    segs.insert(0, (*name).to_string());
+                    return Some((segs, target));
+                }
+            }
+            Shape::Map(inner) if !tail.is_empty() => {
+                return Some((vec![(*name).to_string(), tail.to_string()], inner));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Is the last segment of `segs` a key inside a free map (`env.X`)?
+fn is_map_entry(shape: &Shape, segs: &[String]) -> bool {
+    let mut node = shape;
+    for (i, seg) in segs.iter().enumerate() {
+        let next = match node {
+            Shape::Struct(_) => node.field(seg),
+            Shape::Map(inner) => {
+                if i == segs.len() - 1 && i >= 2 {
+                    // A process map entry is at depth 1; free maps deeper.
+                    return true;
+                }
+                Some(&**inner)
+            }
+            _ => None,
+        };
+        match next {
+            Some(n) => node = n,
+            None => return false,
+        }
+    }
+    false
+}
+
+/// The variable's text as a YAML value for a key of shape `target`.
+fn typed(raw: &str, target: &Shape, key: Option<&str>, map_entry: bool) -> Result<Value, String> {
+    if map_entry {
+        return Ok(Value::String(raw.to_string()));
+    }
+    let t = raw.trim_start();
+    if t.starts_with('[') || t.starts_with('{') {
+        return super::yaml::parse(raw);
+    }
+    match target {
+        Shape::Leaf => {
+            if matches!(key, Some("command" | "depends_on")) && raw.contains(',') {
+                Ok(Value::Sequence(
+                    raw.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| Value::String(s.to_string()))
+                        .collect(),
+                ))
+            } else {
+                Ok(Value::String(raw.to_string()))
+            }
+        }
+        Shape::Seq(_) => Err("this key takes a list; write it as [item, ...]".into()),
+        Shape::Struct(_) | Shape::Map(_) => {
+            Err("this key takes a map; write it as {key: value, ...}".into())
+        }
+    }
+}
+
+/// Set `segs` in `root`, creating maps where the path is absent or null.
+fn set(root: &mut Value, segs: &[String], value: Value) -> Result<(), String> {
+    let Some((last, parents)) = segs.split_last() else {
+        return Err("empty key path".into());
+    };
+    let mut node = root;
+    for seg in parents {
+        node = child_map(node)?
+            .entry(Value::String(seg.clone()))
+            .or_insert(Value::Null);
+    }
+    child_map(node)?.insert(Value::String(last.clone()), value);
+    Ok(())
+}
+
+fn child_map(node: &mut Value) -> Result<&mut Mapping, String> {
+    if node.is_null() {
+        *node = Value::Mapping(Mapping::new());
+    }
+    match node {
+        Value::Mapping(m) => Ok(m),
+        other => Err(format!("the file has {} there, not a map", describe(other))),
+    }
+}
+
+/// A did-you-mean naming the full variable.
+fn hint(var: &str, prefix: &str, shape: &Shape) -> String {
+    let mut candidates = Vec::new();
+    leaf_vars(shape, prefix.to_string(), &mut candidates);
+    suggest::hint(var, candidates.iter().map(String::as_str))
+}
+
+fn leaf_vars(shape: &Shape, prefix: String, out: &mut Vec<String>) {
+    if let Shape::Struct(fields) = shape {
+        for (name, sub) in fields {
+            let var = format!("{prefix}{}", name.to_ascii_uppercase().replace('-', "_"));
+            if let Shape::Struct(_) = sub {
+                leaf_vars(sub, format!("{var}_"), out);
+            }
+            out.push(var);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::raw::RawConfig;
+    use crate::config::shape::shape_of;
+
+    fn run(yaml: &str, vars: &[(&str, &str)]) -> (Value, Report) {
+        let mut root: Value = serde_yaml::from_str(yaml).unwrap();
+        let overrides: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut report = Report::default();
+        apply(
+            &mut root,
+            &overrides,
+            &shape_of::<RawConfig>().unwrap(),
+            &mut report,
+        );
+        (root, report)
+    }
+
+    fn s(v: &str) -> Value {
+        Value::String(v.into())
+    }
+
+    #[test]
+    fn global_keys_nested_and_flat() {
+        let (v, r) = run(
+            "global: {}\n",
+            &[
+                ("SHEEPDOG_GLOBAL_SHUTDOWN_TIMEOUT", "10"),
+                ("SHEEPDOG_GLOBAL_API_TLS_ENABLED", "false"),
+                ("SHEEPDOG_GLOBAL_readiness_path", "/tmp/r"),
+            ],
+        );
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        assert_eq!(v["global"]["shutdown_timeout"], s("10"));
+        assert_eq!(v["global"]["api_tls"]["enabled"], s("false"));
+        assert_eq!(v["global"]["readiness"]["path"], s("/tmp/r"));
+    }
+
+    #[test]
+    fn unknown_global_key_is_an_error_with_a_suggestion() {
+        let (_, r) = run("{}", &[("SHEEPDOG_GLOBAL_SHUTDOWN_TIMOUT", "10")]);
+        assert_eq!(
+            r.problems,
+            vec!["SHEEPDOG_GLOBAL_SHUTDOWN_TIMOUT: no such global key; did you mean \"SHEEPDOG_GLOBAL_SHUTDOWN_TIMEOUT\"?"]
+        );
+    }
+
+    #[test]
+    fn process_keys_nested_env_and_lists() {
+        let yaml = "processes: {queue-default: {command: x}, web: {command: y}}\n";
+        let (v, r) = run(
+            yaml,
+            &[
+                ("SHEEPDOG_PROCESS_QUEUE_DEFAULT_SCALE", "3"),
+                ("SHEEPDOG_PROCESS_QUEUE_DEFAULT_HEALTH_CHECK_PERIOD", "5s"),
+                ("SHEEPDOG_PROCESS_WEB_SHUTDOWN_TIMEOUT", "7"),
+                ("SHEEPDOG_PROCESS_WEB_ENV_App_Key", "{not: parsed}"),
+                ("SHEEPDOG_PROCESS_WEB_COMMAND", "nginx,-g,daemon off;"),
+                ("SHEEPDOG_PROCESS_WEB_DEPENDS_ON", "[queue-default]"),
+            ],
+        );
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        let q = &v["processes"]["queue-default"];
+        assert_eq!(q["scale"], s("3"));
+        assert_eq!(q["health_check"]["period"], s("5s"));
+        let w = &v["processes"]["web"];
+        assert_eq!(w["shutdown"]["timeout"], s("7"));
+        assert_eq!(w["env"]["App_Key"], s("{not: parsed}"));
+        assert_eq!(
+            w["command"],
+            Value::Sequence(vec![s("nginx"), s("-g"), s("daemon off;")])
+        );
+        assert_eq!(w["depends_on"], Value::Sequence(vec![s("queue-default")]));
+    }
+
+    #[test]
+    fn names_containing_env_match_longest_first() {
+        let yaml = "processes: {my-env: {command: x}, my: {command: y}, env: {command: z}}\n";
+        let (v, r) = run(
+            yaml,
+            &[
+                ("SHEEPDOG_PROCESS_MY_ENV_SCALE", "2"),
+                ("SHEEPDOG_PROCESS_MY_ENV_ENV_FOO", "a"),
+                ("SHEEPDOG_PROCESS_MY_ENV_BAR", "b"),
+                ("SHEEPDOG_PROCESS_ENV_ENV_X", "c"),
+            ],
+        );
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        assert_eq!(v["processes"]["my-env"]["scale"], s("2"));
+        assert_eq!(v["processes"]["my-env"]["env"]["FOO"], s("a"));
+        // my-env has no key BAR, so this is process `my`, env BAR.
+        assert_eq!(v["processes"]["my"]["env"]["BAR"], s("b"));
+        assert_eq!(v["processes"]["env"]["env"]["X"], s("c"));
+    }
+
+    #[test]
+    fn unknown_process_key_is_an_error() {
+        let (_, r) = run(
+            "processes: {web: {command: x}}\n",
+            &[("SHEEPDOG_PROCESS_WEB_SCAEL", "2")],
+        );
+        assert_eq!(
+            r.problems,
+            vec!["SHEEPDOG_PROCESS_WEB_SCAEL: process web has no such key; did you mean \"SHEEPDOG_PROCESS_WEB_SCALE\"?"]
+        );
+        let (_, r) = run("{}", &[("SHEEPDOG_PROCESS_FOO", "2")]);
+        assert!(r.problems[0].contains("no process key found"));
+    }
+
+    #[test]
+    fn new_processes_are_created() {
+        let (v, r) = run(
+            "processes: {web: {command: x}}\n",
+            &[
+                (
+                    "SHEEPDOG_PROCESS_MY_WORKER_COMMAND",
+                    "php artisan queue:work",
+                ),
+                ("SHEEPDOG_PROCESS_MY_WORKER_ENV_MODE", "x"),
+                ("SHEEPDOG_PROCESS_NEW_ENV_SYNC_SHUTDOWN_TIMEOUT", "3"),
+            ],
+        );
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        assert_eq!(
+            v["processes"]["my-worker"]["command"],
+            s("php artisan queue:work")
+        );
+        assert_eq!(v["processes"]["my-worker"]["env"]["MODE"], s("x"));
+        assert_eq!(
+            v["processes"]["new-env-sync"]["shutdown"]["timeout"],
+            s("3")
+        );
+    }
+
+    #[test]
+    fn flow_values_and_errors() {
+        let (v, r) = run(
+            "processes: {web: {command: x}}\n",
+            &[
+                (
+                    "SHEEPDOG_PROCESS_WEB_HEALTH_CHECK",
+                    "{type: tcp, address: 'a:1'}",
+                ),
+                ("SHEEPDOG_PROCESS_WEB_PORTS", "[80, 443]"),
+                ("SHEEPDOG_PROCESS_WEB_SHUTDOWN", "not a map"),
+                ("SHEEPDOG_PROCESS_WEB_ENV", "[unterminated"),
+            ],
+        );
+        assert_eq!(v["processes"]["web"]["health_check"]["type"], s("tcp"));
+        assert_eq!(v["processes"]["web"]["ports"][1], Value::Number(443.into()));
+        assert_eq!(r.problems.len(), 2, "{:?}", r.problems);
+        assert!(r.problems[0].starts_with("SHEEPDOG_PROCESS_WEB_ENV: invalid YAML"));
+        assert!(r.problems[1].contains("SHEEPDOG_PROCESS_WEB_SHUTDOWN: this key takes a map"));
+    }
+
+    #[test]
+    fn setting_through_a_scalar_is_an_error() {
+        let (_, r) = run(
+            "processes: {web: {command: x, shutdown: 5}}\n",
+            &[("SHEEPDOG_PROCESS_WEB_SHUTDOWN_TIMEOUT", "3")],
+        );
+        assert!(r.problems[0].contains("cannot set processes.web.shutdown.timeout"));
+    }
+
+    #[test]
+    fn origins_are_remembered() {
+        let (_, mut r) = run("{}", &[("SHEEPDOG_GLOBAL_API_PORT", "x")]);
+        r.error("global.api_port", "bad");
+        assert_eq!(
+            r.problems,
+            vec!["global.api_port: bad (set by SHEEPDOG_GLOBAL_API_PORT)"]
+        );
+    }
+
+    #[test]
+    fn ambiguous_names_are_an_error() {
+        let (_, r) = run(
+            "processes: {a-b: {command: x}, a_b: {command: y}}\n",
+            &[("SHEEPDOG_PROCESS_A_B_SCALE", "2")],
+        );
+        assert!(r.problems[0].contains("ambiguous"), "{:?}", r.problems);
+    }
+}

@@ -1,0 +1,197 @@
+//! The structural pass: every key is known, every block is the right kind
+//! of node. Runs on the `Value` tree before serde decodes it.
+//!
+//! Each finding names the full key path, and unknown keys get a
+//! did-you-mean from the valid keys at that level. The offending node is
+//! then *pruned* (unknown keys removed, mis-shaped blocks replaced by null)
+//! and its path suppressed, so decoding still succeeds and the validation
+//! stage can report every other problem in the same run.
+//!
+//! Invariant: after `check`, `serde_yaml::from_value::<RawConfig>` cannot
+//! fail, because every struct node is a map (or null) with only known
+//! string keys, and every map/list node has the right kind.
+
+use serde_yaml::Value;
+
+use super::report::{index, join, Report};
+use super::shape::Shape;
+use super::suggest;
+use super::value::describe;
+
+/// Check `value` against `shape`, reporting and pruning what does not fit.
+pub fn check(value: &mut Value, shape: &Shape, path: &str, report: &mut Report) {
+    match shape {
+        Shape::Leaf => {}
+        Shape::Struct(fields) => {
+            let Some(map) = expect_map(value, path, report) else {
+                return;
+            };
+            let names: Vec<&str> = fields.iter().map(|(n, _)| *n).collect();
+            let mut remove = Vec::new();
+            for (k, v) in map.iter_mut() {
+                let Value::String(key) = k else {
+                    report.error(
+                        path,
+                        format!(
+                            "key {} is not a name; expected one of the keys of {}",
+                            describe(k),
+                            where_(path)
+                        ),
+                    );
+                    remove.push(k.clone());
+                    continue;
+                };
+                match fields.iter().find(|(n, _)| n == key) {
+                    Some((_, sub)) => check(v, sub, &join(path, key), report),
+                    None => {
+                        let at = join(path, key);
+                        let hint = suggest::hint(key, names.iter().copied());
+                        let msg = if hint.is_empty() {
+                            format!(
+                                "unknown key; expected one of the keys of {} (see docs/configuration.md)",
+                                where_(path)
+                            )
+                        } else {
+                            format!("unknown key{hint}")
+                        };
+                        report.error_and_suppress(&at, msg);
+                        remove.push(k.clone());
+                    }
+                }
+            }
+            for k in remove {
+                map.remove(&k);
+            }
+        }
+        Shape::Map(inner) => {
+            let Some(map) = expect_map(value, path, report) else {
+                return;
+            };
+            let mut remove = Vec::new();
+            for (k, v) in map.iter_mut() {
+                match k {
+                    Value::String(key) => check(v, inner, &join(path, key), report),
+                    other => {
+                        report.error(
+                            path,
+                            format!("key {} is not a name; expected a string", describe(other)),
+                        );
+                        remove.push(k.clone());
+                    }
+                }
+            }
+            for k in remove {
+                map.remove(&k);
+            }
+        }
+        Shape::Seq(inner) => match value {
+            Value::Null => {}
+            Value::Sequence(items) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    check(item, inner, &index(path, i), report);
+                }
+            }
+            other => {
+                report
+                    .error_and_suppress(path, format!("expected a list, got {}", describe(other)));
+                *other = Value::Null;
+            }
+        },
+    }
+}
+
+fn where_(path: &str) -> &str {
+    if path.is_empty() {
+        "the top level (version, global, hooks, processes)"
+    } else {
+        path
+    }
+}
+
+fn expect_map<'v>(
+    value: &'v mut Value,
+    path: &str,
+    report: &mut Report,
+) -> Option<&'v mut serde_yaml::Mapping> {
+    match value {
+        Value::Mapping(m) => Some(m),
+        Value::Null => None,
+        other => {
+            let what = if path.is_empty() {
+                "the configuration must be a map with keys version, global, hooks, processes"
+                    .to_string()
+            } else {
+                format!("expected a map, got {}", describe(other))
+            };
+            report.error_and_suppress(path, what);
+            *other = Value::Null;
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::raw::RawConfig;
+    use crate::config::shape::shape_of;
+
+    fn run(text: &str) -> (Value, Vec<String>) {
+        let mut v: Value = serde_yaml::from_str(text).unwrap();
+        let mut r = Report::default();
+        check(&mut v, &shape_of::<RawConfig>().unwrap(), "", &mut r);
+        (v, r.problems)
+    }
+
+    #[test]
+    fn unknown_keys_name_the_path_and_suggest() {
+        let (v, p) = run("global: {shutdown_timout: 5}\nprocesses: {web: {comand: x, scale: 2}}\n");
+        assert_eq!(
+            p,
+            vec![
+                "global.shutdown_timout: unknown key; did you mean \"shutdown_timeout\"?",
+                "processes.web.comand: unknown key; did you mean \"command\"?",
+            ]
+        );
+        assert!(v["processes"]["web"].get("comand").is_none());
+        assert!(serde_yaml::from_value::<RawConfig>(v).is_ok());
+    }
+
+    #[test]
+    fn unknown_without_a_close_match_points_at_the_docs() {
+        let (_, p) = run("processes: {web: {shutdown: {banana: 1}}}\n");
+        assert_eq!(p.len(), 1);
+        assert!(p[0].starts_with("processes.web.shutdown.banana: unknown key; expected one of the keys of processes.web.shutdown"));
+        let (_, p) = run("porcesses: {}\n");
+        assert!(p[0].contains("did you mean \"processes\""), "{p:?}");
+    }
+
+    #[test]
+    fn wrong_kinds_are_pruned() {
+        let (v, p) =
+            run("global: 5\nhooks: {pre_start: {name: x}}\nprocesses: {web: {shutdown: [1]}}\n");
+        assert_eq!(
+            p,
+            vec![
+                "global: expected a map, got 5",
+                "hooks.pre_start: expected a list, got a map",
+                "processes.web.shutdown: expected a map, got a list",
+            ]
+        );
+        assert!(serde_yaml::from_value::<RawConfig>(v).is_ok());
+        let (_, p) = run("- a\n- b\n");
+        assert!(p[0].contains("must be a map"));
+        let (v, p) = run("processes: {1: {command: x}}\n");
+        assert!(p[0].contains("key 1 is not a name"), "{p:?}");
+        assert!(serde_yaml::from_value::<RawConfig>(v).is_ok());
+    }
+
+    #[test]
+    fn lists_of_blocks_are_checked_per_item() {
+        let (_, p) = run("hooks: {pre-start: [{name: a, command: x}, {name: b, comand: y}]}\n");
+        assert_eq!(
+            p,
+            vec!["hooks.pre-start[1].comand: unknown key; did you mean \"command\"?"]
+        );
+    }
+}

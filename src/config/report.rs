@@ -1,0 +1,205 @@
+//! The collector every loading stage writes its findings to.
+//!
+//! Problems and warnings are single lines that start with the key path
+//! (`processes.web.restart: …`). Two bookkeeping rules keep the output
+//! useful when several stages see the same bad node:
+//! - a path already reported (and pruned) by an earlier stage is
+//!   *suppressed*: later problems at or below it are dropped, so one typo
+//!   gives one message, not three;
+//! - a path set by an environment override remembers the variable, and any
+//!   problem at or below it says `(set by SHEEPDOG_…)`.
+//!
+//! At most `MAX_LINES` problems and warnings are kept (the rest are
+//! counted): a hostile file with 100k bad keys must not make the
+//! bookkeeping quadratic or the output unreadable.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Most problems (and, separately, warnings) kept.
+pub const MAX_LINES: usize = 100;
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub problems: Vec<String>,
+    pub warnings: Vec<String>,
+    suppressed: BTreeSet<String>,
+    origins: BTreeMap<String, String>,
+    omitted_problems: usize,
+    omitted_warnings: usize,
+}
+
+/// `base.key`, or `key` at the top.
+pub fn join(base: &str, key: &str) -> String {
+    if base.is_empty() {
+        key.to_string()
+    } else {
+        format!("{base}.{key}")
+    }
+}
+
+/// `base[i]`.
+pub fn index(base: &str, i: usize) -> String {
+    format!("{base}[{i}]")
+}
+
+/// Is `path` equal to `ancestor` or below it?
+fn within(path: &str, ancestor: &str) -> bool {
+    match path.strip_prefix(ancestor) {
+        Some(rest) => rest.is_empty() || rest.starts_with('.') || rest.starts_with('['),
+        None => false,
+    }
+}
+
+impl Report {
+    /// Record a problem at `path`.
+    pub fn error(&mut self, path: &str, msg: impl AsRef<str>) {
+        if self.problems.len() >= MAX_LINES {
+            self.omitted_problems += 1;
+            return;
+        }
+        if self.suppressed.iter().any(|s| within(path, s)) {
+            return;
+        }
+        let origin = self
+            .origins
+            .iter()
+            .filter(|(p, _)| within(path, p))
+            .map(|(_, var)| format!(" (set by {var})"))
+            .next()
+            .unwrap_or_default();
+        let line = if path.is_empty() {
+            format!("{}{origin}", msg.as_ref())
+        } else {
+            format!("{path}: {}{origin}", msg.as_ref())
+        };
+        if !self.problems.contains(&line) {
+            self.problems.push(line);
+        }
+    }
+
+    /// Record a problem at `path` and suppress everything else below it.
+    pub fn error_and_suppress(&mut self, path: &str, msg: impl AsRef<str>) {
+        if self.problems.len() >= MAX_LINES {
+            self.omitted_problems += 1;
+            return;
+        }
+        self.error(path, msg);
+        self.suppressed.insert(path.to_string());
+    }
+
+    /// True once no more problems will be kept (skip costly messages).
+    pub fn is_full(&self) -> bool {
+        self.problems.len() >= MAX_LINES
+    }
+
+    /// The problems, with a last line counting any that were not kept.
+    pub fn into_problems(mut self) -> Vec<String> {
+        if self.omitted_problems > 0 {
+            self.problems
+                .push(format!("… and {} more problems", self.omitted_problems));
+        }
+        self.problems
+    }
+
+    /// The warnings, with a last line counting any that were not kept.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = self.warnings.clone();
+        if self.omitted_warnings > 0 {
+            w.push(format!("… and {} more warnings", self.omitted_warnings));
+        }
+        w
+    }
+
+    /// Record a non-fatal finding at `path`.
+    pub fn warn(&mut self, path: &str, msg: impl AsRef<str>) {
+        if self.warnings.len() >= MAX_LINES {
+            self.omitted_warnings += 1;
+            return;
+        }
+        let line = format!("{path}: {}", msg.as_ref());
+        if !self.warnings.contains(&line) {
+            self.warnings.push(line);
+        }
+    }
+
+    /// Remember that `path` was set by environment variable `var`.
+    pub fn set_origin(&mut self, path: &str, var: &str) {
+        self.origins.insert(path.to_string(), var.to_string());
+    }
+
+    /// Convert the leaf at `path` with `conv`; absent → `None`; a failed
+    /// conversion is recorded and also gives `None`.
+    pub fn get<T>(
+        &mut self,
+        v: &Option<serde_yaml::Value>,
+        path: &str,
+        conv: impl FnOnce(&serde_yaml::Value) -> Result<T, String>,
+    ) -> Option<T> {
+        let v = v.as_ref()?;
+        match conv(v) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.error(path, e);
+                None
+            }
+        }
+    }
+
+    /// Like `get`, with a default for absent or invalid values (the
+    /// problem is still recorded, so the default never reaches a `Config`).
+    pub fn get_or<T>(
+        &mut self,
+        v: &Option<serde_yaml::Value>,
+        path: &str,
+        conv: impl FnOnce(&serde_yaml::Value) -> Result<T, String>,
+        default: T,
+    ) -> T {
+        self.get(v, path, conv).unwrap_or(default)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        assert_eq!(join("", "global"), "global");
+        assert_eq!(join("global", "x"), "global.x");
+        assert_eq!(index("hooks.pre_start", 2), "hooks.pre_start[2]");
+        assert!(within("a.b", "a"));
+        assert!(within("a[1].c", "a"));
+        assert!(!within("ab", "a"));
+    }
+
+    #[test]
+    fn problems_are_capped() {
+        let mut r = Report::default();
+        for i in 0..MAX_LINES + 5 {
+            r.error_and_suppress(&format!("k{i}"), "bad");
+            r.warn(&format!("k{i}"), "meh");
+        }
+        assert!(r.is_full());
+        assert_eq!(r.warnings().len(), MAX_LINES + 1);
+        let p = r.into_problems();
+        assert_eq!(p.len(), MAX_LINES + 1);
+        assert_eq!(p[MAX_LINES], "… and 5 more problems");
+    }
+
+    #[test]
+    fn suppression_and_origins() {
+        let mut r = Report::default();
+        r.error_and_suppress("processes.web.shutdown", "expected a map");
+        r.error("processes.web.shutdown.timeout", "x");
+        r.set_origin("global.api_port", "SHEEPDOG_GLOBAL_API_PORT");
+        r.error("global.api_port", "bad");
+        r.error("global.api_port", "bad");
+        assert_eq!(
+            r.problems,
+            vec![
+                "processes.web.shutdown: expected a map".to_string(),
+                "global.api_port: bad (set by SHEEPDOG_GLOBAL_API_PORT)".to_string(),
+            ]
+        );
+    }
+}

@@ -1,0 +1,747 @@
+//! End-to-end tests of `load_from_str` / `discover` with an injected
+//! environment: every rule of the configuration contract, and hostile input.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use super::extra::{Probe, StreamMode};
+use super::*;
+
+fn no_env(_: &str) -> Result<Option<String>, String> {
+    Ok(None)
+}
+
+fn load_env(
+    text: &str,
+    vars: &[(&str, &str)],
+    overrides: &[(&str, &str)],
+) -> Result<Config, ConfigError> {
+    let vars: BTreeMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let lookup = move |k: &str| Ok(vars.get(k).cloned());
+    let overrides: Vec<(String, String)> = overrides
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    load_from_str(text, Some(Path::new("test.yaml")), &lookup, &overrides)
+}
+
+fn ok(text: &str) -> Config {
+    match load_from_str(text, None, &no_env, &[]) {
+        Ok(c) => c,
+        Err(e) => panic!("expected success, got:\n{e}"),
+    }
+}
+
+fn problems(text: &str) -> Vec<String> {
+    match load_from_str(text, None, &no_env, &[]) {
+        Ok(_) => panic!("expected an error for:\n{text}"),
+        Err(e) => e.problems,
+    }
+}
+
+/// Exactly one problem, starting with `prefix`.
+fn one(text: &str, prefix: &str) -> String {
+    let p = problems(text);
+    assert_eq!(p.len(), 1, "expected one problem, got {p:#?}");
+    assert!(
+        p[0].starts_with(prefix),
+        "expected {prefix:?}, got {:?}",
+        p[0]
+    );
+    p[0].clone()
+}
+
+const MIN: &str = "processes:\n  web:\n    command: [nginx]\n";
+
+#[test]
+fn minimal_config_gets_all_defaults() {
+    let c = ok(MIN);
+    assert_eq!(c.version, "1.0");
+    assert_eq!(c.hooks, Hooks::default());
+    assert!(c.warnings.is_empty());
+    let w = &c.processes["web"];
+    assert_eq!(w.name, "web");
+    assert!(w.enabled);
+    assert_eq!(w.kind, ProcessType::Longrun);
+    assert_eq!(w.initial_state, InitialState::Running);
+    assert_eq!(w.command, vec!["nginx"]);
+    assert_eq!((w.scale, w.max_scale), (1, None));
+    assert!(w.depends_on.is_empty());
+    assert_eq!(w.restart, RestartPolicy::Always);
+    assert_eq!(w.max_restart_attempts, 0);
+    assert_eq!(
+        w.backoff,
+        Backoff {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+            reset_after: Duration::from_secs(60)
+        }
+    );
+    assert_eq!(
+        (
+            w.working_dir.clone(),
+            w.env.is_empty(),
+            w.credentials.clone()
+        ),
+        (None, true, None)
+    );
+    assert_eq!(
+        w.shutdown,
+        Shutdown {
+            signal: Signal::SIGTERM,
+            timeout: Duration::from_secs(30),
+            kill_signal: Signal::SIGKILL,
+            pre_stop_hook: None
+        }
+    );
+    assert!(!w.critical);
+    assert_eq!(w.extra, ProcessExtra::default());
+    assert_eq!(c.enabled().count(), 1);
+}
+
+#[test]
+fn full_process() {
+    let c = ok("
+version: 2
+global: {restart_policy: on-failure, max_restart_attempts: 4, restart_backoff_initial: 2s}
+processes:
+  db: {command: 'exec postgres', type: oneshot}
+  web:
+    enabled: yes
+    command: [php-fpm, -F, 9]
+    initial_state: stopped
+    scale: 3
+    max_scale: '5'
+    depends_on: {db: {condition: completed_successfully}}
+    working_dir: /srv
+    env: {APP_ENV: prod, WORKERS: 4, DEBUG: false}
+    user: root
+    shutdown: {signal: QUIT, timeout: 1m, kill_signal: 9, pre_stop_hook: {name: drain, command: [drain]}}
+    critical: true
+");
+    assert_eq!(c.version, "2");
+    let db = &c.processes["db"];
+    assert_eq!(db.command, vec!["/bin/sh", "-c", "exec postgres"]);
+    assert_eq!(db.restart, RestartPolicy::Never);
+    let w = &c.processes["web"];
+    assert_eq!(w.command, vec!["php-fpm", "-F", "9"]);
+    assert_eq!(w.initial_state, InitialState::Stopped);
+    assert_eq!((w.scale, w.max_scale), (3, Some(5)));
+    assert_eq!(
+        w.depends_on,
+        vec![Dependency {
+            name: "db".into(),
+            condition: Some(Condition::CompletedSuccessfully)
+        }]
+    );
+    assert_eq!(w.restart, RestartPolicy::OnFailure);
+    assert_eq!(w.max_restart_attempts, 4);
+    assert_eq!(w.backoff.initial, Duration::from_secs(2));
+    assert_eq!(w.working_dir, Some(PathBuf::from("/srv")));
+    assert_eq!(w.env["WORKERS"], "4");
+    assert_eq!(w.env["DEBUG"], "false");
+    assert_eq!(w.credentials.as_ref().map(|c| (c.uid, c.gid)), Some((0, 0)));
+    assert_eq!(w.shutdown.signal, Signal::SIGQUIT);
+    assert_eq!(w.shutdown.timeout, Duration::from_secs(60));
+    assert_eq!(w.shutdown.kill_signal, Signal::SIGKILL);
+    assert_eq!(
+        w.shutdown.pre_stop_hook.as_ref().map(|h| h.name.as_str()),
+        Some("drain")
+    );
+    assert!(w.critical);
+}
+
+#[test]
+fn error_lines_name_path_value_and_expectation() {
+    one(
+        "processes: {web: {command: x, restart: sometimes}}",
+        "processes.web.restart: unknown value \"sometimes\"; expected one of always, on-failure, never",
+    );
+    one(
+        "processes: {web: {command: x, scale: many}}",
+        "processes.web.scale: invalid value \"many\"; expected an integer",
+    );
+    one(
+        "processes: {web: {command: x, type: daemon}}",
+        "processes.web.type: unknown value \"daemon\"; expected one of longrun, oneshot",
+    );
+    one(
+        "processes: {web: {command: x, initial_state: up}}",
+        "processes.web.initial_state: unknown value \"up\"",
+    );
+    one(
+        "processes: {web: {command: x, shutdown: {signal: SIGFOO}}}",
+        "processes.web.shutdown.signal: unknown signal \"SIGFOO\"",
+    );
+    one(
+        "processes: {web: {command: x, shutdown: {timeout: soon}}}",
+        "processes.web.shutdown.timeout: invalid duration \"soon\"",
+    );
+    one(
+        "processes: {web: {command: x, shutdown: {timeout: -1}}}",
+        "processes.web.shutdown.timeout: invalid duration -1",
+    );
+    one(
+        "processes: {web: {command: x, enabled: maybe}}",
+        "processes.web.enabled: invalid value \"maybe\"; expected a boolean",
+    );
+    one(
+        "processes: {web: {command: x, env: [A=1]}}",
+        "processes.web.env: expected a map, got a list",
+    );
+}
+
+#[test]
+fn all_problems_are_collected() {
+    let p = problems(
+        "
+global: {log_level: loud, shutdown_timout: 5}
+processes:
+  web: {command: [], restart: sometimes, scale: 0}
+  worker: {comand: x}
+",
+    );
+    let joined = p.join("\n");
+    for needle in [
+        "global.log_level: unknown value \"loud\"",
+        "global.shutdown_timout: unknown key; did you mean \"shutdown_timeout\"?",
+        "processes.web.command: command is empty",
+        "processes.web.restart: unknown value \"sometimes\"",
+        "processes.web.scale: invalid value 0",
+        "processes.worker.comand: unknown key; did you mean \"command\"?",
+        "processes.worker.command: missing",
+    ] {
+        assert!(joined.contains(needle), "missing {needle:?} in:\n{joined}");
+    }
+    assert_eq!(p.len(), 7, "{joined}");
+}
+
+#[test]
+fn commands() {
+    one(
+        "processes: {web: {enabled: true}}",
+        "processes.web.command: missing",
+    );
+    one(
+        "processes: {web: {command: ''}}",
+        "processes.web.command: command is empty",
+    );
+    one(
+        "processes: {web: {command: '   '}}",
+        "processes.web.command: command is empty",
+    );
+    one(
+        "processes: {web: {command: {a: b}}}",
+        "processes.web.command: expected a list of arguments or a shell command string, got a map",
+    );
+}
+
+#[test]
+fn process_names() {
+    ok("processes: {a.b_c-1: {command: x}, 9lives: {command: x}}");
+    one(
+        "processes: {'-web': {command: x}}",
+        "processes.-web: invalid process name \"-web\"",
+    );
+    one(
+        "processes: {'my web': {command: x}}",
+        "processes.my web: invalid process name",
+    );
+    let long = "a".repeat(65);
+    one(
+        &format!("processes: {{{long}: {{command: x}}}}"),
+        &format!("processes.{long}: invalid process name"),
+    );
+    one(
+        "processes: {'wéb': {command: x}}",
+        "processes.wéb: invalid process name",
+    );
+}
+
+#[test]
+fn process_count_and_enabled() {
+    one(
+        "version: '1.0'",
+        "processes: missing; at least one process is required",
+    );
+    one("processes: {}", "processes: missing");
+    one(
+        "processes: {web: {command: x, enabled: false}}",
+        "processes: every process is disabled",
+    );
+    let c = ok("processes: {web: {command: x}, off: {command: y, enabled: false}}");
+    assert_eq!(
+        c.enabled().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+        vec!["web"]
+    );
+}
+
+#[test]
+fn dependencies() {
+    let c = ok("processes: {a: {command: x}, b: {command: x, depends_on: [a]}, c: {command: x, depends_on: 'a, b'}}");
+    assert_eq!(c.processes["c"].depends_on.len(), 2);
+    assert_eq!(c.processes["b"].depends_on[0].condition, None);
+    one(
+        "processes: {a: {command: x, depends_on: [b]}}",
+        "processes.a.depends_on: unknown process \"b\"",
+    );
+    one(
+        "processes: {php-fpm: {command: x}, nginx: {command: x, depends_on: [php-fmp]}}",
+        "processes.nginx.depends_on: unknown process \"php-fmp\"; did you mean \"php-fpm\"?",
+    );
+    one(
+        "processes: {a: {command: x, depends_on: [a]}}",
+        "processes.a.depends_on: \"a\" depends on itself",
+    );
+    one(
+        "processes: {a: {command: x}, b: {command: x, enabled: false}, c: {command: x, depends_on: [b]}}",
+        "processes.c.depends_on: \"b\" is disabled",
+    );
+    one(
+        "processes: {a: {command: x}, b: {command: x, depends_on: [a, a]}}",
+        "processes.b.depends_on: \"a\" is listed twice",
+    );
+    // A disabled process may depend on another disabled one.
+    ok("processes: {a: {command: x}, b: {command: x, enabled: false}, c: {command: x, enabled: false, depends_on: [b]}}");
+    one(
+        "processes: {a: {command: x}, b: {command: x, depends_on: {a: {condition: sometime}}}}",
+        "processes.b.depends_on.a.condition: unknown value \"sometime\"; expected one of started, healthy, completed, completed_successfully",
+    );
+    one(
+        "processes: {a: {command: x}, b: {command: x, depends_on: {a: {condition: completed}}}}",
+        "processes.b.depends_on.a: condition completed needs a oneshot process",
+    );
+    one(
+        "processes: {a: {command: x}, b: {command: x, depends_on: {a: {condition: healthy}}}}",
+        "processes.b.depends_on.a: condition healthy needs a readiness check",
+    );
+    one(
+        "processes: {a: {command: x}, b: {command: x, depends_on: {a: {conditon: healthy}}}}",
+        "processes.b.depends_on.a.conditon: unknown key; did you mean \"condition\"?",
+    );
+    let c = ok("processes:
+  a: {command: x, health_check: {type: tcp, address: 'localhost:1'}}
+  b: {command: x, depends_on: {a: {condition: service_healthy}}}
+  c: {command: x, depends_on: {a: started, b: ~}}");
+    assert_eq!(
+        c.processes["b"].depends_on[0].condition,
+        Some(Condition::Healthy)
+    );
+    assert_eq!(c.processes["c"].depends_on[1].condition, None);
+    one(
+        "processes: {a: {command: x, schedule: '@daily'}, b: {command: x, depends_on: [a]}}",
+        "processes.b.depends_on: \"a\" is a scheduled job",
+    );
+}
+
+#[test]
+fn oneshot_and_scheduled_rules() {
+    one(
+        "processes: {m: {command: x, type: oneshot, restart: always}}",
+        "processes.m.restart: a oneshot process runs to completion",
+    );
+    one(
+        "processes: {m: {command: x, type: oneshot, scale: 2}}",
+        "processes.m.scale: a oneshot process runs to completion, so scale must be 1",
+    );
+    let c = ok("processes: {m: {command: x, type: oneshot, restart: on-failure}}");
+    assert_eq!(c.processes["m"].restart, RestartPolicy::OnFailure);
+    one(
+        "processes: {c: {command: x, schedule: '* * * * *', restart: always}}",
+        "processes.c.restart: a scheduled job",
+    );
+    let c = ok("processes: {c: {command: x, schedule: '* * * * *'}}");
+    assert_eq!(c.processes["c"].restart, RestartPolicy::Never);
+    assert!(c.processes["c"].extra.schedule.is_some());
+}
+
+#[test]
+fn scale_limits() {
+    one(
+        "processes: {w: {command: x, scale: 0}}",
+        "processes.w.scale: invalid value 0; expected at least 1",
+    );
+    one(
+        "processes: {w: {command: x, scale: 101}}",
+        "processes.w.scale: invalid value 101; expected at most 100",
+    );
+    ok("global: {max_process_scale: 200}\nprocesses: {w: {command: x, scale: 150}}");
+    one(
+        "processes: {w: {command: x, scale: 3, max_scale: 2}}",
+        "processes.w.scale: 3 is more than max_scale (2)",
+    );
+    assert_eq!(
+        ok("processes: {w: {command: x, max_scale: 0}}").processes["w"].max_scale,
+        None
+    );
+}
+
+#[test]
+fn credentials() {
+    one(
+        "processes: {w: {command: x, user: no-such-user-sheepdog}}",
+        "processes.w.user: unknown user \"no-such-user-sheepdog\"",
+    );
+    one(
+        "processes: {w: {command: x, user: root, group: no-such-group-sheepdog}}",
+        "processes.w.group: unknown group",
+    );
+    let c = ok("processes: {w: {command: x, user: 4242424}}");
+    let cr = c.processes["w"].credentials.clone().unwrap();
+    assert_eq!((cr.uid, cr.gid), (4242424, 4242424));
+}
+
+#[test]
+fn hooks_global_and_per_process() {
+    let c = ok("
+hooks:
+  pre-start: [{name: migrate, command: [php, artisan, migrate, --force], timeout: 300}]
+  post_stop: [{name: bye, command: 'echo bye'}]
+processes:
+  w:
+    command: x
+    hooks: {post_start: [{name: warm, command: [curl, localhost]}]}
+");
+    assert_eq!(c.hooks.pre_start[0].timeout, Duration::from_secs(300));
+    assert_eq!(c.hooks.post_stop[0].name, "bye");
+    assert_eq!(c.processes["w"].extra.hooks.post_start[0].name, "warm");
+    one(
+        "hooks: {pre_start: [], pre-start: []}\nprocesses: {w: {command: x}}",
+        "hooks.pre-start: pre_start is also set",
+    );
+    one(
+        "hooks: {pre_start: [{command: x}]}\nprocesses: {w: {command: x}}",
+        "hooks.pre_start[0].name: missing",
+    );
+}
+
+#[test]
+fn seed_compat_keys_warn() {
+    let c = ok("
+global: {health_check_interval: 10, log_timestamps: true, tracing_enabled: false, api_tls: {enabled: false}}
+processes:
+  w: {command: x, shutdown: {graceful: true}, heartbeat: {url: 'http://x', grace: 5}}
+");
+    assert_eq!(c.warnings.len(), 4, "{:#?}", c.warnings);
+    assert!(c.warnings.iter().all(|w| w.contains("ignored")));
+    assert!(c.warnings[0].starts_with("global.health_check_interval:"));
+    one(
+        "global: {api_tls: {enabled: true}}\nprocesses: {w: {command: x}}",
+        "global.api_tls.enabled: TLS is not supported; terminate TLS in a reverse proxy",
+    );
+}
+
+#[test]
+fn later_issue_keys_are_typed() {
+    let c = ok("
+global: {readiness_file: /run/ready, log_buffer_lines: 50}
+processes:
+  w:
+    command: x
+    ports: [80, '443']
+    port_wait: 3s
+    stdout: false
+    health_check: {type: http, url: 'http://127.0.0.1/health', expected_status: '200-299'}
+    logging: {labels: {team: a}}
+    heartbeat: {url: 'http://hc/x', interval: 1m}
+");
+    assert_eq!(c.global.extra.log_buffer_lines, 50);
+    let x = &c.processes["w"].extra;
+    assert_eq!(x.ports, vec![80, 443]);
+    assert_eq!(x.port_wait, Duration::from_secs(3));
+    assert_eq!(x.logging.stdout, StreamMode::Discard);
+    assert_eq!(x.logging.labels["team"], "a");
+    assert!(
+        matches!(&x.health_check.as_ref().unwrap().probe, Probe::Http { expected_status, .. } if expected_status == &vec![(200, 299)])
+    );
+    assert_eq!(
+        x.heartbeat.as_ref().unwrap().interval,
+        Some(Duration::from_secs(60))
+    );
+    one(
+        "processes: {w: {command: x, ports: [0]}}",
+        "processes.w.ports: invalid value 0; expected an integer from 1 to 65535",
+    );
+    one(
+        "global: {readiness: {processes: [nope]}}\nprocesses: {w: {command: x}}",
+        "global.readiness.processes: unknown process \"nope\"",
+    );
+}
+
+#[test]
+fn substitution() {
+    let text = "
+global:
+  api_auth: ${TOKEN}
+  api_port: ${API_PORT:-9999}
+  metrics_enabled: ${METRICS:-yes}
+processes:
+  web:
+    command: [php, '${SCRIPT:-artisan}', 'price: $$5']
+    scale: ${SCALE}
+    env: {HOST: '${HOST:-localhost}'}
+";
+    let c = load_env(
+        text,
+        &[("TOKEN", "s3cret"), ("SCALE", "2"), ("HOST", "")],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.global.api.auth.as_deref(), Some("s3cret"));
+    assert_eq!(c.global.api.port, 9999);
+    assert!(c.global.metrics.enabled);
+    let w = &c.processes["web"];
+    assert_eq!(w.command, vec!["php", "artisan", "price: $5"]);
+    assert_eq!(w.scale, 2);
+    assert_eq!(w.env["HOST"], "localhost");
+
+    let e = load_env(text, &[("SCALE", "2")], &[]).unwrap_err();
+    assert_eq!(e.problems, vec!["global.api_auth: environment variable TOKEN is not set; set it or give a default: ${TOKEN:-default}"]);
+    assert_eq!(e.source, Some(PathBuf::from("test.yaml")));
+
+    // A value never injects structure, and keys are not substituted.
+    let c = load_env(
+        "processes: {web: {command: [echo, '${EVIL}']}, '${NAME}': {command: x}}",
+        &[("EVIL", "x]\n  y: {z"), ("NAME", "n")],
+        &[],
+    )
+    .unwrap_err();
+    assert!(
+        c.problems[0].starts_with("processes.${NAME}: invalid process name"),
+        "{:?}",
+        c.problems
+    );
+    let c = load_env(
+        "processes: {web: {command: [echo, '${EVIL}']}}",
+        &[("EVIL", "x]\n  y: {z")],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.processes["web"].command[1], "x]\n  y: {z");
+    // Comments are not substituted.
+    ok("# ${UNSET_IN_COMMENT}\nprocesses: {web: {command: x}}");
+    // A substituted bad value is reported at its key.
+    let e = load_env(
+        "processes: {web: {command: x, scale: '${S}'}}",
+        &[("S", "lots")],
+        &[],
+    )
+    .unwrap_err();
+    assert!(e.problems[0].starts_with("processes.web.scale: invalid value \"lots\""));
+}
+
+#[test]
+fn unknown_key_with_unset_variable_reports_the_key() {
+    let e = load_env(
+        "processes: {web: {command: x, comand: '${UNSET}'}}",
+        &[],
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.problems,
+        vec!["processes.web.comand: unknown key; did you mean \"command\"?"]
+    );
+}
+
+#[test]
+fn overrides() {
+    let c = load_env(
+        MIN,
+        &[],
+        &[
+            ("SHEEPDOG_GLOBAL_SHUTDOWN_TIMEOUT", "1"),
+            ("SHEEPDOG_GLOBAL_API_ENABLED", "no"),
+            ("SHEEPDOG_GLOBAL_MAX_RESTART_ATTEMPTS", "0"),
+            ("SHEEPDOG_PROCESS_WEB_SCALE", "1"),
+            ("SHEEPDOG_PROCESS_WEB_ENABLED", "1"),
+            ("SHEEPDOG_PROCESS_WEB_SHUTDOWN_TIMEOUT", "5s"),
+            ("SHEEPDOG_PROCESS_WEB_ENV_APP_ENV", "prod"),
+            ("SHEEPDOG_PROCESS_WORKER_COMMAND", "php,artisan,queue:work"),
+            ("SHEEPDOG_PROCESS_WORKER_DEPENDS_ON", "web"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.global.shutdown_timeout, Duration::from_secs(1));
+    assert!(!c.global.api.enabled);
+    let w = &c.processes["web"];
+    assert_eq!(w.scale, 1);
+    assert!(w.enabled);
+    assert_eq!(w.shutdown.timeout, Duration::from_secs(5));
+    assert_eq!(w.env["APP_ENV"], "prod");
+    let q = &c.processes["worker"];
+    assert_eq!(q.command, vec!["php", "artisan", "queue:work"]);
+    assert_eq!(q.depends_on[0].name, "web");
+
+    let e = load_env(MIN, &[], &[("SHEEPDOG_PROCESS_WEB_SCALE", "x")]).unwrap_err();
+    assert_eq!(
+        e.problems,
+        vec!["processes.web.scale: invalid value \"x\"; expected an integer from 0 to 4294967295 (set by SHEEPDOG_PROCESS_WEB_SCALE)"]
+    );
+    let e = load_env(MIN, &[], &[("SHEEPDOG_GLOBAL_NOPE", "x")]).unwrap_err();
+    assert_eq!(e.problems, vec!["SHEEPDOG_GLOBAL_NOPE: no such global key"]);
+    let e = load_env(
+        MIN,
+        &[],
+        &[("SHEEPDOG_PROCESS_WEB_HEALTH_CHECK", "{tpye: tcp}")],
+    )
+    .unwrap_err();
+    assert!(e.problems[0].starts_with("processes.web.health_check.tpye: unknown key; did you mean \"type\"? (set by SHEEPDOG_PROCESS_WEB_HEALTH_CHECK)"), "{:?}", e.problems);
+    // Overrides are not substituted.
+    let c = load_env(
+        MIN,
+        &[("X", "y")],
+        &[("SHEEPDOG_PROCESS_WEB_ENV_A", "${X}")],
+    )
+    .unwrap();
+    assert_eq!(c.processes["web"].env["A"], "${X}");
+}
+
+#[test]
+fn hostile_documents_are_errors_not_panics() {
+    let cases: Vec<(String, &str)> = vec![
+        (String::new(), "the configuration is empty"),
+        ("# nothing\n".into(), "the configuration is empty"),
+        ("~".into(), "the configuration is empty"),
+        ("- a\n- b\n".into(), "the configuration must be a map"),
+        ("just a string".into(), "the configuration must be a map"),
+        ("42".into(), "the configuration must be a map"),
+        (
+            "processes:\n  web:\n    command: [a, b\n".into(),
+            "invalid YAML",
+        ),
+        (
+            "processes: {web: {command: 'unterminated}}".into(),
+            "invalid YAML",
+        ),
+        ("\u{1}\u{2}\u{3}\u{7f}binary".into(), "invalid YAML"),
+        ("processes: !!binary aGVsbG8=".into(), ""),
+        ("a: &a [*a]".into(), "invalid YAML"),
+        ("processes: *nope".into(), "invalid YAML"),
+        (
+            "processes: {web: {command: x}}\nprocesses: {}".into(),
+            "invalid YAML: duplicate key",
+        ),
+        (
+            format!("{}1{}", "[".repeat(200), "]".repeat(200)),
+            "invalid YAML",
+        ),
+        (format!("{}x", "a:\n ".repeat(5000)), "invalid YAML"),
+        (format!("processes: {}", "{a: ".repeat(300)), "invalid YAML"),
+    ];
+    for (text, prefix) in cases {
+        let p = problems(&text);
+        assert!(!p.is_empty());
+        assert!(p[0].starts_with(prefix), "{:.60?} -> {:?}", text, p);
+    }
+    // Alias bomb.
+    let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..12 {
+        bomb.push_str(&format!(
+            "a{i}: &a{i} [{}]\n",
+            vec![format!("*a{}", i - 1); 10].join(", ")
+        ));
+    }
+    assert!(problems(&bomb)[0].starts_with("invalid YAML"));
+}
+
+#[test]
+fn garbage_in_every_leaf_is_an_error() {
+    // Every process leaf key, given a nested list, must produce an error
+    // (never a panic, never silent acceptance).
+    let shape = shape::shape_of::<raw::RawProcess>().unwrap();
+    for key in shape.field_names() {
+        if key == "command" {
+            continue;
+        }
+        let text = format!("processes: {{web: {{command: x, {key}: [[[1]]]}}}}");
+        let p = problems(&text);
+        assert!(
+            p.iter()
+                .any(|l| l.starts_with(&format!("processes.web.{key}"))),
+            "{key}: {p:?}"
+        );
+    }
+}
+
+#[test]
+fn discovery_order() {
+    let dir = std::env::temp_dir().join(format!("sheepdog-discover-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let a = dir.join("a.yaml");
+    let b = dir.join("b.yaml");
+    std::fs::write(&a, MIN).unwrap();
+    std::fs::write(&b, MIN).unwrap();
+    let missing = dir.join("missing.yaml");
+    let defaults = [missing.as_path(), b.as_path()];
+
+    assert_eq!(
+        discover_in(Some(&a), Some(b.clone().into()), &defaults).unwrap(),
+        a
+    );
+    let e = discover_in(Some(&missing), None, &defaults).unwrap_err();
+    assert!(
+        e.problems[0].contains("missing.yaml (given with -c) does not exist"),
+        "{e}"
+    );
+    assert_eq!(
+        discover_in(None, Some(a.clone().into()), &defaults).unwrap(),
+        a
+    );
+    let e = discover_in(None, Some(missing.clone().into()), &defaults).unwrap_err();
+    assert!(e.problems[0].contains("from $SHEEPDOG_CONFIG"));
+    assert_eq!(discover_in(None, Some("".into()), &defaults).unwrap(), b);
+    assert_eq!(discover_in(None, None, &defaults).unwrap(), b);
+    let e = discover_in(
+        None,
+        None,
+        &[missing.as_path(), Path::new("/nonexistent/sheepdog.yaml")],
+    )
+    .unwrap_err();
+    assert!(
+        e.problems[0]
+            .starts_with("no configuration file found; looked for -c FILE, $SHEEPDOG_CONFIG"),
+        "{e}"
+    );
+    assert!(e.problems[0].contains("/nonexistent/sheepdog.yaml"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn load_reads_files_and_reports_the_source() {
+    let dir = std::env::temp_dir().join(format!("sheepdog-load-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.yaml");
+    std::fs::write(&good, MIN).unwrap();
+    let c = load(&good).unwrap();
+    assert_eq!(c.source.as_deref(), Some(good.as_path()));
+    let bad = dir.join("bad.yaml");
+    std::fs::write(&bad, "processes: {web: {command: x, scale: -1}}").unwrap();
+    let e = load(&bad).unwrap_err();
+    assert_eq!(e.source.as_deref(), Some(bad.as_path()));
+    let shown = e.to_string();
+    assert!(
+        shown.starts_with(&format!(
+            "invalid configuration in {}:\n  - processes.web.scale",
+            bad.display()
+        )),
+        "{shown}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn example_configs_load() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("examples/laravel.yaml")).unwrap();
+    let c = load_from_str(&text, None, &no_env, &[]).unwrap_or_else(|e| panic!("{e}"));
+    assert!(c.processes.len() >= 5);
+    assert_eq!(c.processes["queue-default"].scale, 2);
+    assert!(c.processes["scheduler"].extra.schedule.is_some());
+}

@@ -1,0 +1,785 @@
+//! Per-process blocks owned by later issues: `health_check`, `logging`,
+//! the `schedule*` keys and `heartbeat`. Parsed, defaulted and validated
+//! here so mistakes surface at load time, long before the feature runs.
+//!
+//! Convention: a block that is present is enabled unless it says
+//! `enabled: false` (the seed's "present but off by default" is a trap);
+//! a disabled block is still validated, then dropped.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_yaml::Value;
+
+use super::super::cron;
+use super::super::extra::{
+    HealthCheck, HealthMode, Heartbeat, JsonLogging, LevelDetection, LogFile, Logging, Multiline,
+    Probe, RedactionPattern, Schedule, StreamMode, Timezone,
+};
+use super::super::model::LogLevel;
+use super::super::raw::{RawHealthCheck, RawHeartbeat, RawLogging, RawProcess};
+use super::super::report::{index, join, Report};
+use super::super::value::{self as val, describe, quote};
+use super::global::level;
+use super::hooks::{env_map, positive_duration};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Tcp,
+    Http,
+    Exec,
+}
+
+pub fn health_check(raw: &RawHealthCheck, path: &str, r: &mut Report) -> Option<HealthCheck> {
+    let p = |k: &str| join(path, k);
+    let before = r.problems.len();
+    let kind = r.get(&raw.kind, &p("type"), |v| {
+        val::choice(
+            v,
+            &[
+                ("tcp", Kind::Tcp),
+                ("http", Kind::Http),
+                ("exec", Kind::Exec),
+            ],
+        )
+    });
+    if raw.kind.is_none() {
+        r.error(&p("type"), "missing; expected one of tcp, http, exec");
+    }
+    let for_kind = |k: Kind, key: &str, v: &Option<Value>, r: &mut Report| {
+        if v.is_some() && kind.is_some_and(|have| have != k) {
+            r.warn(
+                &p(key),
+                "ignored: it does not apply to this health check type",
+            );
+        }
+    };
+    for_kind(Kind::Tcp, "address", &raw.address, r);
+    for_kind(Kind::Http, "url", &raw.url, r);
+    for_kind(Kind::Http, "expected_status", &raw.expected_status, r);
+    for_kind(Kind::Exec, "command", &raw.command, r);
+    let required = |v: &Option<Value>, key: &str, what: &str, r: &mut Report| {
+        if v.is_none() {
+            r.error(&p(key), format!("missing; required by type {what}"));
+        }
+    };
+    let probe = match kind {
+        Some(Kind::Tcp) => {
+            required(&raw.address, "address", "tcp", r);
+            r.get(&raw.address, &p("address"), address)
+                .map(|address| Probe::Tcp { address })
+        }
+        Some(Kind::Http) => {
+            required(&raw.url, "url", "http", r);
+            let url = r.get(&raw.url, &p("url"), http_url);
+            let expected_status = r.get_or(
+                &raw.expected_status,
+                &p("expected_status"),
+                statuses,
+                vec![(200, 399)],
+            );
+            url.map(|url| Probe::Http {
+                url,
+                expected_status,
+            })
+        }
+        Some(Kind::Exec) => {
+            required(&raw.command, "command", "exec", r);
+            r.get(&raw.command, &p("command"), val::argv)
+                .map(|command| Probe::Exec { command })
+        }
+        None => None,
+    };
+    let secs = Duration::from_secs;
+    let initial_delay = r.get_or(
+        &raw.initial_delay,
+        &p("initial_delay"),
+        val::duration,
+        secs(5),
+    );
+    let period = r.get_or(&raw.period, &p("period"), positive_duration, secs(10));
+    let timeout = r.get_or(&raw.timeout, &p("timeout"), positive_duration, secs(3));
+    let failure_threshold = r.get_or(
+        &raw.failure_threshold,
+        &p("failure_threshold"),
+        |v| val::uint32(v, 1, 1000),
+        3,
+    );
+    let success_threshold = r.get_or(
+        &raw.success_threshold,
+        &p("success_threshold"),
+        |v| val::uint32(v, 1, 1000),
+        1,
+    );
+    let mode = r.get_or(
+        &raw.mode,
+        &p("mode"),
+        |v| {
+            val::choice(
+                v,
+                &[
+                    ("liveness", HealthMode::Liveness),
+                    ("readiness", HealthMode::Readiness),
+                    ("both", HealthMode::Both),
+                ],
+            )
+        },
+        HealthMode::Both,
+    );
+    let startup_timeout = r.get(
+        &raw.startup_timeout,
+        &p("startup_timeout"),
+        positive_duration,
+    );
+    if timeout >= period {
+        r.warn(
+            &p("timeout"),
+            format!("{timeout:?} is not shorter than period ({period:?}); probes may overlap their schedule"),
+        );
+    }
+    if r.problems.len() != before {
+        return None;
+    }
+    Some(HealthCheck {
+        probe: probe?,
+        initial_delay,
+        period,
+        timeout,
+        failure_threshold,
+        success_threshold,
+        mode,
+        startup_timeout,
+    })
+}
+
+/// `host:port` with a non-empty host and a port 1..=65535.
+fn address(v: &Value) -> Result<String, String> {
+    let s = val::text(v)?;
+    let ok = s
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+    if ok {
+        Ok(s)
+    } else {
+        Err(format!(
+            "invalid value {}; expected host:port, e.g. 127.0.0.1:9000",
+            quote(&s)
+        ))
+    }
+}
+
+fn http_url(v: &Value) -> Result<String, String> {
+    let s = val::text(v)?;
+    let lower = s.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("http://")
+        .or_else(|| lower.strip_prefix("https://"));
+    match rest {
+        Some(r) if !r.is_empty() && !s.contains(char::is_whitespace) => Ok(s),
+        _ => Err(format!(
+            "invalid value {}; expected an http:// or https:// URL, e.g. http://127.0.0.1/health",
+            quote(&s)
+        )),
+    }
+}
+
+/// `200`, `"200-399"`, or a list of those.
+fn statuses(v: &Value) -> Result<Vec<(u16, u16)>, String> {
+    const EXPECTED: &str = "an HTTP status (200), a range (\"200-399\") or a list of them";
+    let one = |v: &Value| -> Result<(u16, u16), String> {
+        let code = |s: &str| {
+            s.trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|c| (100..=599).contains(c))
+        };
+        let bad = || format!("invalid value {}; expected {EXPECTED}", describe(v));
+        match v {
+            Value::Number(n) => {
+                let c = n
+                    .as_u64()
+                    .and_then(|c| u16::try_from(c).ok())
+                    .filter(|c| (100..=599).contains(c));
+                c.map(|c| (c, c)).ok_or_else(bad)
+            }
+            Value::String(s) => match s.split_once('-') {
+                Some((a, b)) => match (code(a), code(b)) {
+                    (Some(a), Some(b)) if a <= b => Ok((a, b)),
+                    _ => Err(bad()),
+                },
+                None => code(s).map(|c| (c, c)).ok_or_else(bad),
+            },
+            _ => Err(bad()),
+        }
+    };
+    match v {
+        Value::Sequence(items) if !items.is_empty() => items.iter().map(one).collect(),
+        Value::Sequence(_) => Err(format!("empty list; expected {EXPECTED}")),
+        other => one(other).map(|r| vec![r]),
+    }
+}
+
+/// `true`/`false` (and their spellings) or `"inherit"`.
+fn stream(v: &Value) -> Result<StreamMode, String> {
+    if let Value::String(s) = v {
+        if s.trim().eq_ignore_ascii_case("inherit") {
+            return Ok(StreamMode::Inherit);
+        }
+    }
+    match val::boolean(v) {
+        Ok(true) => Ok(StreamMode::Log),
+        Ok(false) => Ok(StreamMode::Discard),
+        Err(_) => Err(format!(
+            "invalid value {}; expected true (log it), false (discard it) or \"inherit\"",
+            describe(v)
+        )),
+    }
+}
+
+fn enabled(v: &Option<Value>, path: &str, r: &mut Report) -> bool {
+    r.get_or(v, &join(path, "enabled"), val::boolean, true)
+}
+
+pub fn logging(raw: &RawProcess, path: &str, r: &mut Report) -> Logging {
+    let mut out = Logging::default();
+    let lp = join(path, "logging");
+    let p = |k: &str| join(&lp, k);
+    if let Some(l) = &raw.logging {
+        logging_block(l, &lp, r, &mut out);
+    }
+    // Legacy top-level shorthands win, as in the seed.
+    for (key, legacy, slot) in [
+        ("stdout", &raw.stdout, &mut out.stdout),
+        ("stderr", &raw.stderr, &mut out.stderr),
+    ] {
+        let block_set = raw.logging.as_ref().is_some_and(|l| {
+            if key == "stdout" {
+                l.stdout.is_some()
+            } else {
+                l.stderr.is_some()
+            }
+        });
+        if let Some(mode) = r.get(legacy, &join(path, key), stream) {
+            if block_set && mode != *slot {
+                r.warn(&join(path, key), format!("overrides {}", p(key)));
+            }
+            *slot = mode;
+        }
+    }
+    out
+}
+
+fn logging_block(l: &RawLogging, lp: &str, r: &mut Report, out: &mut Logging) {
+    let p = |k: &str| join(lp, k);
+    out.stdout = r.get_or(&l.stdout, &p("stdout"), stream, StreamMode::Log);
+    out.stderr = r.get_or(&l.stderr, &p("stderr"), stream, StreamMode::Log);
+    out.labels = env_map(l.labels.as_ref(), &p("labels"), r);
+    out.min_level = r.get(&l.min_level, &p("min_level"), level);
+    if let Some(m) = &l.multiline {
+        let mp = p("multiline");
+        let q = |k: &str| join(&mp, k);
+        let on = enabled(&m.enabled, &mp, r);
+        let pattern = r.get(&m.pattern, &q("pattern"), val::text);
+        if on && m.pattern.is_none() {
+            r.error(
+                &q("pattern"),
+                "missing; expected a regex matching the first line of an entry",
+            );
+        }
+        let max_lines = r.get_or(
+            &m.max_lines,
+            &q("max_lines"),
+            |v| val::uint32(v, 1, 10_000),
+            100,
+        );
+        let timeout = r.get_or(
+            &m.timeout,
+            &q("timeout"),
+            positive_duration,
+            Duration::from_secs(1),
+        );
+        if on {
+            out.multiline = pattern.map(|pattern| Multiline {
+                pattern,
+                max_lines,
+                timeout,
+            });
+        }
+    }
+    if let Some(red) = &l.redaction {
+        let rp = p("redaction");
+        let on = enabled(&red.enabled, &rp, r);
+        let pp = join(&rp, "patterns");
+        let mut patterns = Vec::new();
+        for (i, pat) in red.patterns.iter().flatten().enumerate() {
+            let at = index(&pp, i);
+            let q = |k: &str| join(&at, k);
+            let name = r.get_or(
+                &pat.name,
+                &q("name"),
+                val::text,
+                format!("pattern-{}", i + 1),
+            );
+            let pattern = r.get(&pat.pattern, &q("pattern"), val::text);
+            if pat.pattern.is_none() {
+                r.error(&q("pattern"), "missing; expected a regex to redact");
+            }
+            let replacement = r.get_or(
+                &pat.replacement,
+                &q("replacement"),
+                val::string,
+                "***".into(),
+            );
+            if let Some(pattern) = pattern {
+                patterns.push(RedactionPattern {
+                    name,
+                    pattern,
+                    replacement,
+                });
+            }
+        }
+        if on {
+            if red.patterns.as_ref().is_none_or(Vec::is_empty) {
+                r.error(
+                    &pp,
+                    "missing; redaction needs at least one pattern (or enabled: false)",
+                );
+            }
+            out.redaction = patterns;
+        }
+    }
+    if let Some(j) = &l.json {
+        let jp = p("json");
+        let q = |k: &str| join(&jp, k);
+        let on = enabled(&j.enabled, &jp, r);
+        let cfg = JsonLogging {
+            detect_auto: r.get_or(&j.detect_auto, &q("detect_auto"), val::boolean, false),
+            extract_level: r.get_or(&j.extract_level, &q("extract_level"), val::boolean, true),
+            extract_message: r.get_or(
+                &j.extract_message,
+                &q("extract_message"),
+                val::boolean,
+                true,
+            ),
+            merge_fields: r.get_or(&j.merge_fields, &q("merge_fields"), val::boolean, false),
+        };
+        out.json = on.then_some(cfg);
+    }
+    if let Some(ld) = &l.level_detection {
+        let dp = p("level_detection");
+        let on = enabled(&ld.enabled, &dp, r);
+        let mut patterns = BTreeMap::new();
+        for (k, v) in ld.patterns.iter().flatten() {
+            let at = join(&join(&dp, "patterns"), k);
+            let lvl = level(&Value::String(k.clone()));
+            let pat = val::text(v);
+            match (lvl, pat) {
+                (Ok(lvl), Ok(pat)) => {
+                    patterns.insert(lvl, pat);
+                }
+                (Err(e), _) => r.error(&at, e.replace("unknown value", "unknown level")),
+                (_, Err(e)) => r.error(&at, e),
+            }
+        }
+        let default_level = r.get_or(
+            &ld.default_level,
+            &join(&dp, "default_level"),
+            level,
+            LogLevel::Info,
+        );
+        if on {
+            out.level_detection = Some(LevelDetection {
+                patterns,
+                default_level,
+            });
+        }
+    }
+    if let Some(f) = &l.filters {
+        let fp = p("filters");
+        out.include = r.get_or(
+            &f.include,
+            &join(&fp, "include"),
+            val::string_list,
+            Vec::new(),
+        );
+        out.exclude = r.get_or(
+            &f.exclude,
+            &join(&fp, "exclude"),
+            val::string_list,
+            Vec::new(),
+        );
+    }
+    if let Some(f) = &l.file {
+        let fp = p("file");
+        let q = |k: &str| join(&fp, k);
+        let path = r.get(&f.path, &q("path"), val::text).map(PathBuf::from);
+        if f.path.is_none() {
+            r.error(&q("path"), "missing; expected the log file's path");
+        }
+        let max_size = r.get_or(
+            &f.max_size,
+            &q("max_size"),
+            |v| {
+                let n = val::size(v)?;
+                if n >= 1024 {
+                    Ok(n)
+                } else {
+                    Err(format!(
+                        "invalid value {}; expected at least 1KiB",
+                        describe(v)
+                    ))
+                }
+            },
+            10 << 20,
+        );
+        let max_files = r.get_or(
+            &f.max_files,
+            &q("max_files"),
+            |v| val::uint32(v, 1, 1000),
+            5,
+        );
+        let stdout_too = r.get_or(&f.stdout_too, &q("stdout_too"), val::boolean, true);
+        out.file = path.map(|path| LogFile {
+            path,
+            max_size,
+            max_files,
+            stdout_too,
+        });
+    }
+}
+
+/// The `schedule*` keys; `None` when `schedule` is absent.
+pub fn schedule(raw: &RawProcess, path: &str, r: &mut Report) -> Option<Schedule> {
+    let p = |k: &str| join(path, k);
+    let expression = r.get(&raw.schedule, &p("schedule"), val::text);
+    let spec = expression
+        .as_ref()
+        .and_then(|e| r.get(&raw.schedule, &p("schedule"), |_| cron::parse(e)));
+    let timezone = r.get_or(
+        &raw.schedule_timezone,
+        &p("schedule_timezone"),
+        timezone,
+        Timezone::Utc,
+    );
+    let timeout = r
+        .get(&raw.schedule_timeout, &p("schedule_timeout"), val::duration)
+        .filter(|d| !d.is_zero());
+    let max_concurrent = r
+        .get_or(
+            &raw.schedule_max_concurrent,
+            &p("schedule_max_concurrent"),
+            |v| val::uint32(v, 0, 100),
+            1,
+        )
+        .max(1);
+    let jitter = r.get_or(
+        &raw.schedule_jitter,
+        &p("schedule_jitter"),
+        val::duration,
+        Duration::ZERO,
+    );
+    let catch_up = r.get_or(
+        &raw.schedule_catch_up,
+        &p("schedule_catch_up"),
+        val::boolean,
+        false,
+    );
+    if raw.schedule.is_none() {
+        for (key, v) in [
+            ("schedule_timezone", &raw.schedule_timezone),
+            ("schedule_timeout", &raw.schedule_timeout),
+            ("schedule_max_concurrent", &raw.schedule_max_concurrent),
+            ("schedule_jitter", &raw.schedule_jitter),
+            ("schedule_catch_up", &raw.schedule_catch_up),
+        ] {
+            if v.is_some() {
+                r.warn(&p(key), "ignored: the process has no schedule");
+            }
+        }
+        return None;
+    }
+    Some(Schedule {
+        spec: spec?,
+        expression: expression?,
+        timezone,
+        timeout,
+        max_concurrent,
+        jitter,
+        catch_up,
+    })
+}
+
+/// `UTC`, `Local`, or an IANA-looking zone name (`Europe/Amsterdam`).
+fn timezone(v: &Value) -> Result<Timezone, String> {
+    let s = val::text(v)?;
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("utc") {
+        return Ok(Timezone::Utc);
+    }
+    if t.eq_ignore_ascii_case("local") {
+        return Ok(Timezone::Local);
+    }
+    let looks_iana = t.len() <= 64
+        && t.starts_with(|c: char| c.is_ascii_alphabetic())
+        && !t.ends_with('/')
+        && !t.contains("//")
+        && !t.contains("..")
+        && t.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/_+-".contains(c));
+    if looks_iana {
+        Ok(Timezone::Named(t.to_string()))
+    } else {
+        Err(format!(
+            "invalid value {}; expected UTC, Local or a time zone name like Europe/Amsterdam",
+            quote(&s)
+        ))
+    }
+}
+
+pub fn heartbeat(raw: &RawHeartbeat, path: &str, r: &mut Report) -> Option<Heartbeat> {
+    let p = |k: &str| join(path, k);
+    let before = r.problems.len();
+    let on = enabled(&raw.enabled, path, r);
+    let url = r.get(&raw.url, &p("url"), http_url);
+    let success_url = r.get(&raw.success_url, &p("success_url"), http_url);
+    let failure_url = r.get(&raw.failure_url, &p("failure_url"), http_url);
+    let start_url = r.get(&raw.start_url, &p("start_url"), http_url);
+    if raw.url.is_none()
+        && raw.success_url.is_none()
+        && raw.failure_url.is_none()
+        && raw.start_url.is_none()
+    {
+        r.error(
+            path,
+            "no URL; expected url, or success_url / failure_url / start_url",
+        );
+    }
+    let ping_start = r.get_or(&raw.ping_start, &p("ping_start"), val::boolean, false);
+    let method = r.get_or(
+        &raw.method,
+        &p("method"),
+        |v| val::choice(v, &[("GET", "GET"), ("HEAD", "HEAD"), ("POST", "POST")]).map(String::from),
+        "POST".into(),
+    );
+    let headers = env_map(raw.headers.as_ref(), &p("headers"), r);
+    let timeout = r.get_or(
+        &raw.timeout,
+        &p("timeout"),
+        positive_duration,
+        Duration::from_secs(10),
+    );
+    let retries_v = match (&raw.retries, &raw.retry_count) {
+        (Some(_), Some(_)) => {
+            r.error(
+                &p("retry_count"),
+                "retries is also set; expected one of retries and retry_count (the same setting)",
+            );
+            None
+        }
+        (Some(_), None) => Some((&raw.retries, "retries")),
+        (None, Some(_)) => Some((&raw.retry_count, "retry_count")),
+        (None, None) => None,
+    };
+    let retries = retries_v
+        .and_then(|(v, key)| r.get(v, &p(key), |v| val::uint32(v, 0, 100)))
+        .unwrap_or(3);
+    let retry_delay = r.get_or(
+        &raw.retry_delay,
+        &p("retry_delay"),
+        val::duration,
+        Duration::from_secs(5),
+    );
+    let interval = r.get(&raw.interval, &p("interval"), positive_duration);
+    if raw.grace.is_some() {
+        r.warn(
+            &p("grace"),
+            "accepted for PHPeek PM compatibility and ignored",
+        );
+    }
+    if r.problems.len() != before || !on {
+        return None;
+    }
+    Some(Heartbeat {
+        url,
+        success_url,
+        failure_url,
+        start_url,
+        ping_start,
+        method,
+        headers,
+        timeout,
+        retries,
+        retry_delay,
+        interval,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::extra::ScheduleSpec;
+
+    fn hc(yaml: &str) -> (Option<HealthCheck>, Report) {
+        let raw: RawHealthCheck = serde_yaml::from_str(yaml).unwrap();
+        let mut r = Report::default();
+        (health_check(&raw, "processes.web.health_check", &mut r), r)
+    }
+
+    #[test]
+    fn health_check_defaults_and_kinds() {
+        let (h, r) = hc("{type: tcp, address: '127.0.0.1:9000'}");
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        let h = h.unwrap();
+        assert_eq!(
+            h.probe,
+            Probe::Tcp {
+                address: "127.0.0.1:9000".into()
+            }
+        );
+        assert_eq!(
+            (h.initial_delay, h.period, h.timeout),
+            (
+                Duration::from_secs(5),
+                Duration::from_secs(10),
+                Duration::from_secs(3)
+            )
+        );
+        assert_eq!(
+            (h.failure_threshold, h.success_threshold, h.mode),
+            (3, 1, HealthMode::Both)
+        );
+        let (h, _) =
+            hc("{type: http, url: 'http://localhost/health', expected_status: [200, '300-302']}");
+        assert_eq!(
+            h.unwrap().probe,
+            Probe::Http {
+                url: "http://localhost/health".into(),
+                expected_status: vec![(200, 200), (300, 302)]
+            }
+        );
+        let (h, _) = hc("{type: http, url: 'http://x/'}");
+        assert!(
+            matches!(h.unwrap().probe, Probe::Http { expected_status, .. } if expected_status == vec![(200, 399)])
+        );
+        let (h, _) =
+            hc("{type: exec, command: [php, artisan, horizon:status], mode: liveness, period: 30}");
+        let h = h.unwrap();
+        assert_eq!(h.mode, HealthMode::Liveness);
+        assert_eq!(h.period, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn health_check_errors() {
+        let (_, r) = hc("{address: 'x:1'}");
+        assert_eq!(
+            r.problems,
+            vec!["processes.web.health_check.type: missing; expected one of tcp, http, exec"]
+        );
+        let (_, r) = hc("{type: tcp}");
+        assert!(r.problems[0].starts_with("processes.web.health_check.address: missing"));
+        let (_, r) = hc("{type: tcp, address: '9000'}");
+        assert!(r.problems[0].contains("host:port"));
+        let (_, r) = hc("{type: http, url: 'ftp://x'}");
+        assert!(r.problems[0].contains("http://"));
+        let (_, r) = hc("{type: http, url: 'http://x', expected_status: 700}");
+        assert!(r.problems[0].contains("expected_status"));
+        let (_, r) =
+            hc("{type: exec, command: [x], period: 0, failure_threshold: 0, mode: sometimes}");
+        assert_eq!(r.problems.len(), 3, "{:?}", r.problems);
+        let (_, r) = hc("{type: tcp, address: 'a:1', url: 'http://x', timeout: 20s}");
+        assert_eq!(r.warnings.len(), 2, "{:?}", r.warnings);
+    }
+
+    fn proc_(yaml: &str) -> (RawProcess, Report) {
+        (serde_yaml::from_str(yaml).unwrap(), Report::default())
+    }
+
+    #[test]
+    fn logging_blocks() {
+        let (raw, mut r) = proc_(
+            "{logging: {stdout: false, stderr: inherit, labels: {app: x}, min_level: warn,
+              multiline: {pattern: '^\\S'}, redaction: {patterns: [{pattern: 'secret=\\S+'}]},
+              json: {enabled: false}, level_detection: {patterns: {error: 'ERR'}},
+              filters: {exclude: [health]}, file: {path: /var/log/x.log, max_size: 1MiB}}}",
+        );
+        let l = logging(&raw, "processes.web", &mut r);
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        assert_eq!(
+            (l.stdout, l.stderr),
+            (StreamMode::Discard, StreamMode::Inherit)
+        );
+        assert_eq!(l.labels["app"], "x");
+        assert_eq!(l.min_level, Some(LogLevel::Warn));
+        assert_eq!(l.multiline.unwrap().max_lines, 100);
+        assert_eq!(l.redaction[0].replacement, "***");
+        assert_eq!(l.redaction[0].name, "pattern-1");
+        assert_eq!(l.json, None);
+        assert_eq!(l.level_detection.unwrap().patterns[&LogLevel::Error], "ERR");
+        assert_eq!(l.exclude, vec!["health".to_string()]);
+        let f = l.file.unwrap();
+        assert_eq!((f.max_size, f.max_files, f.stdout_too), (1 << 20, 5, true));
+    }
+
+    #[test]
+    fn legacy_streams_override_the_block() {
+        let (raw, mut r) = proc_("{stdout: false, logging: {stdout: true}}");
+        let l = logging(&raw, "processes.web", &mut r);
+        assert_eq!(l.stdout, StreamMode::Discard);
+        assert_eq!(r.warnings.len(), 1);
+        let (raw, mut r) = proc_("{stderr: sometimes}");
+        logging(&raw, "processes.web", &mut r);
+        assert!(r.problems[0].starts_with("processes.web.stderr: invalid value \"sometimes\""));
+    }
+
+    #[test]
+    fn logging_errors() {
+        let (raw, mut r) = proc_(
+            "{logging: {multiline: {}, redaction: {patterns: []}, level_detection: {patterns: {loud: x}}, file: {}}}",
+        );
+        logging(&raw, "processes.web", &mut r);
+        assert_eq!(r.problems.len(), 4, "{:?}", r.problems);
+        assert!(r.problems[2]
+            .contains("processes.web.logging.level_detection.patterns.loud: unknown level"));
+    }
+
+    #[test]
+    fn schedules() {
+        let (raw, mut r) = proc_("{schedule: '*/5 * * * *', schedule_timezone: Europe/Amsterdam, schedule_max_concurrent: 0}");
+        let s = schedule(&raw, "processes.cron", &mut r).unwrap();
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        assert_eq!(s.spec, ScheduleSpec::Cron("*/5 * * * *".into()));
+        assert_eq!(s.timezone, Timezone::Named("Europe/Amsterdam".into()));
+        assert_eq!(s.max_concurrent, 1);
+        assert_eq!(s.timeout, None);
+        let (raw, mut r) = proc_("{schedule: '0 25 * * *', schedule_timezone: '../etc/passwd'}");
+        assert!(schedule(&raw, "processes.cron", &mut r).is_none());
+        assert!(r.problems[0].starts_with("processes.cron.schedule: invalid hour field \"25\""));
+        assert!(r.problems[1].starts_with("processes.cron.schedule_timezone"));
+        let (raw, mut r) = proc_("{schedule_jitter: 5s}");
+        assert!(schedule(&raw, "processes.x", &mut r).is_none());
+        assert_eq!(r.warnings.len(), 1);
+    }
+
+    #[test]
+    fn heartbeats() {
+        let hb = |yaml: &str| {
+            let raw: RawHeartbeat = serde_yaml::from_str(yaml).unwrap();
+            let mut r = Report::default();
+            (heartbeat(&raw, "processes.cron.heartbeat", &mut r), r)
+        };
+        let (h, r) = hb("{failure_url: 'https://hc-ping.com/x/fail', timeout: 30, retry_count: 2}");
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        let h = h.unwrap();
+        assert_eq!(
+            (h.timeout, h.retries, h.method.as_str()),
+            (Duration::from_secs(30), 2, "POST")
+        );
+        let (h, r) = hb("{enabled: false, url: 'http://x'}");
+        assert!(h.is_none() && r.problems.is_empty());
+        let (_, r) = hb("{timeout: 5}");
+        assert!(r.problems[0].contains("no URL"));
+        let (_, r) = hb("{url: 'http://x', retries: 1, retry_count: 1, method: PATCH}");
+        assert_eq!(r.problems.len(), 2, "{:?}", r.problems);
+    }
+}

@@ -1,0 +1,65 @@
+//! Raw serde types → the resolved `model::Config`, with every check that
+//! needs types: values, ranges, enums, commands, credentials, cross-process
+//! dependencies. Each submodule owns one part of the document.
+//!
+//! Invariant: `build` returns `Some` only when the `Report` holds no
+//! problems, and then every guarantee listed in `model.rs` holds.
+
+mod extra;
+mod global;
+mod hooks;
+mod process;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::model::Config;
+use super::raw::{RawConfig, RawGlobal};
+use super::report::Report;
+use super::value as val;
+
+pub fn build(raw: &RawConfig, source: Option<&Path>, r: &mut Report) -> Option<Config> {
+    let version = r.get_or(&raw.version, "version", val::scalar_text, "1.0".into());
+    let no_global = RawGlobal::default();
+    let global = global::build(raw.global.as_ref().unwrap_or(&no_global), r);
+    let hooks = hooks::hooks(raw.hooks.as_ref(), "hooks", r);
+
+    let mut processes = BTreeMap::new();
+    for (name, p) in raw.processes.iter().flatten() {
+        processes.insert(name.clone(), process::build(name, p, &global, r));
+    }
+    if processes.is_empty() {
+        r.error(
+            "processes",
+            "missing; at least one process is required, e.g. processes: {web: {command: [nginx, -g, \"daemon off;\"]}}",
+        );
+    } else if !processes.values().any(|p| p.enabled) {
+        r.error(
+            "processes",
+            "every process is disabled; expected at least one with enabled: true (the default)",
+        );
+    }
+    process::check_dependencies(&processes, r);
+    if let Some(rd) = &global.extra.readiness {
+        for name in &rd.processes {
+            if !processes.contains_key(name) {
+                r.error(
+                    "global.readiness.processes",
+                    format!("unknown process {}", val::quote(name)),
+                );
+            }
+        }
+    }
+
+    if !r.problems.is_empty() {
+        return None;
+    }
+    Some(Config {
+        version,
+        global,
+        hooks,
+        processes,
+        source: source.map(Path::to_path_buf),
+        warnings: r.warnings(),
+    })
+}

@@ -1,0 +1,447 @@
+//! One `processes.<name>` entry → `model::Process`, and the checks that
+//! need every process at once (dependencies).
+//!
+//! Resolution rules kept here: `enabled` defaults to true; `restart`
+//! defaults to the global policy, except for oneshots and scheduled jobs,
+//! which default to `never` and may not say `always`; attempts and backoff
+//! come from `global`; `scale` is 1..=max_process_scale, 1 for oneshots
+//! and scheduled jobs, and <= `max_scale` when that is set.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_yaml::Value;
+
+use super::super::extra::{HealthMode, ProcessExtra};
+use super::super::model::{
+    Backoff, Condition, Dependency, Global, InitialState, Process, ProcessType, RestartPolicy,
+    Shutdown,
+};
+use super::super::raw::RawProcess;
+use super::super::report::{join, Report};
+use super::super::suggest;
+use super::super::value::{self as val, describe, quote};
+use super::extra;
+use super::global::RESTART_POLICIES;
+use super::hooks::{self, credentials, env_map, positive_duration};
+use nix::sys::signal::Signal;
+
+/// Is `name` a valid process name?
+pub fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+pub fn build(name: &str, raw: &RawProcess, global: &Global, r: &mut Report) -> Process {
+    let path = join("processes", name);
+    let p = |k: &str| join(&path, k);
+    if !valid_name(name) {
+        r.error(
+            &path,
+            format!(
+                "invalid process name {}; expected 1-64 characters from A-Z a-z 0-9 . _ -, starting with a letter or digit",
+                quote(name)
+            ),
+        );
+    }
+    let command = r.get_or(&raw.command, &p("command"), val::argv, Vec::new());
+    if raw.command.is_none() {
+        r.error(
+            &p("command"),
+            "missing; every process needs a command (a list like [php-fpm, -F] or a shell string)",
+        );
+    }
+    let enabled = r.get_or(&raw.enabled, &p("enabled"), val::boolean, true);
+    let kind = r.get_or(
+        &raw.kind,
+        &p("type"),
+        |v| {
+            val::choice(
+                v,
+                &[
+                    ("longrun", ProcessType::Longrun),
+                    ("oneshot", ProcessType::Oneshot),
+                ],
+            )
+        },
+        ProcessType::Longrun,
+    );
+    let initial_state = r.get_or(
+        &raw.initial_state,
+        &p("initial_state"),
+        |v| {
+            val::choice(
+                v,
+                &[
+                    ("running", InitialState::Running),
+                    ("stopped", InitialState::Stopped),
+                ],
+            )
+        },
+        InitialState::Running,
+    );
+
+    let limit = global.extra.max_process_scale;
+    let scale = r.get_or(&raw.scale, &p("scale"), |v| val::uint32(v, 0, u32::MAX), 1);
+    if scale == 0 {
+        r.error(
+            &p("scale"),
+            "invalid value 0; expected at least 1 (to not run it, use enabled: false or initial_state: stopped)",
+        );
+    } else if scale > limit {
+        r.error(
+            &p("scale"),
+            format!("invalid value {scale}; expected at most {limit} (global.max_process_scale)"),
+        );
+    }
+    let max_scale = r
+        .get(&raw.max_scale, &p("max_scale"), |v| {
+            val::uint32(v, 0, u32::MAX)
+        })
+        .filter(|m| *m > 0);
+    if let Some(m) = max_scale {
+        if m > limit {
+            r.error(
+                &p("max_scale"),
+                format!("invalid value {m}; expected at most {limit} (global.max_process_scale)"),
+            );
+        }
+        if scale > m {
+            r.error(&p("scale"), format!("{scale} is more than max_scale ({m})"));
+        }
+    }
+
+    let schedule = extra::schedule(raw, &path, r);
+    let restart_explicit = r.get(&raw.restart, &p("restart"), |v| {
+        val::choice(v, RESTART_POLICIES)
+    });
+    let runs_once = kind == ProcessType::Oneshot || schedule.is_some();
+    let what = if kind == ProcessType::Oneshot {
+        "a oneshot process runs to completion"
+    } else {
+        "a scheduled job runs once per trigger"
+    };
+    if runs_once {
+        if restart_explicit == Some(RestartPolicy::Always) {
+            r.error(
+                &p("restart"),
+                format!("{what}, so \"always\" is not allowed; expected on-failure or never"),
+            );
+        }
+        if scale > 1 {
+            r.error(
+                &p("scale"),
+                format!("{what}, so scale must be 1, got {scale}"),
+            );
+        }
+    }
+    let restart = restart_explicit.unwrap_or(if runs_once {
+        RestartPolicy::Never
+    } else {
+        global.restart_policy
+    });
+
+    let depends_on = dependencies(&raw.depends_on, &p("depends_on"), r);
+    let working_dir = r
+        .get(&raw.working_dir, &p("working_dir"), val::text)
+        .map(PathBuf::from);
+    let env = env_map(raw.env.as_ref(), &p("env"), r);
+    let credentials = credentials(&raw.user, &raw.group, &path, r);
+    let shutdown = shutdown(raw, &path, r);
+    let critical = r.get_or(&raw.critical, &p("critical"), val::boolean, false);
+
+    let health_check = raw
+        .health_check
+        .as_ref()
+        .and_then(|h| extra::health_check(h, &p("health_check"), r));
+    let ports = r.get_or(
+        &raw.ports,
+        &p("ports"),
+        |v| match v {
+            Value::Sequence(items) => items
+                .iter()
+                .map(|i| val::port(i).map_err(|e| format!("{e} (in the list)")))
+                .collect(),
+            other => val::port(other).map(|p| vec![p]),
+        },
+        Vec::new(),
+    );
+    let port_wait = r.get_or(
+        &raw.port_wait,
+        &p("port_wait"),
+        positive_duration,
+        Duration::from_secs(10),
+    );
+    let logging = extra::logging(raw, &path, r);
+    let heartbeat = raw
+        .heartbeat
+        .as_ref()
+        .and_then(|h| extra::heartbeat(h, &p("heartbeat"), r));
+    let hooks = hooks::hooks(raw.hooks.as_ref(), &p("hooks"), r);
+
+    Process {
+        name: name.to_string(),
+        enabled,
+        kind,
+        initial_state,
+        command,
+        scale: scale.max(1),
+        max_scale,
+        depends_on,
+        restart,
+        max_restart_attempts: global.max_restart_attempts,
+        backoff: Backoff {
+            initial: global.restart_backoff_initial,
+            max: global.restart_backoff_max,
+            reset_after: global.restart_reset_after,
+        },
+        working_dir,
+        env,
+        credentials,
+        shutdown,
+        critical,
+        extra: ProcessExtra {
+            health_check,
+            ports,
+            port_wait,
+            logging,
+            schedule,
+            heartbeat,
+            hooks,
+        },
+    }
+}
+
+fn shutdown(raw: &RawProcess, path: &str, r: &mut Report) -> Shutdown {
+    let sp = join(path, "shutdown");
+    let p = |k: &str| join(&sp, k);
+    let mut out = Shutdown {
+        signal: Signal::SIGTERM,
+        timeout: Duration::from_secs(30),
+        kill_signal: Signal::SIGKILL,
+        pre_stop_hook: None,
+    };
+    let Some(s) = &raw.shutdown else {
+        return out;
+    };
+    out.signal = r.get_or(&s.signal, &p("signal"), val::signal, Signal::SIGTERM);
+    out.timeout = r.get_or(
+        &s.timeout,
+        &p("timeout"),
+        val::duration,
+        Duration::from_secs(30),
+    );
+    out.kill_signal = r.get_or(
+        &s.kill_signal,
+        &p("kill_signal"),
+        val::signal,
+        Signal::SIGKILL,
+    );
+    out.pre_stop_hook = s
+        .pre_stop_hook
+        .as_ref()
+        .and_then(|h| hooks::hook(h, &p("pre_stop_hook"), r));
+    if let Some(g) = &s.graceful {
+        match val::boolean(g) {
+            Ok(_) => r.warn(&p("graceful"), "accepted for PHPeek PM compatibility and ignored: every stop is graceful (signal, then timeout, then kill_signal)"),
+            Err(e) => r.error(&p("graceful"), e),
+        }
+    }
+    out
+}
+
+const CONDITIONS: &[(&str, Condition)] = &[
+    ("started", Condition::Started),
+    ("healthy", Condition::Healthy),
+    ("completed", Condition::Completed),
+    ("completed_successfully", Condition::CompletedSuccessfully),
+];
+
+fn condition(v: &Value) -> Result<Condition, String> {
+    // docker-compose spells these service_started etc.
+    let v = match v {
+        Value::String(s) => Value::String(s.trim().trim_start_matches("service_").to_string()),
+        other => other.clone(),
+    };
+    val::choice(&v, CONDITIONS)
+}
+
+/// The list form, a comma-separated string, or the map form
+/// `{name: {condition: healthy}}` (`{name: healthy}` and `{name: ~}` too).
+fn dependencies(raw: &Option<Value>, path: &str, r: &mut Report) -> Vec<Dependency> {
+    let Some(v) = raw else {
+        return Vec::new();
+    };
+    let mut out: Vec<Dependency> = Vec::new();
+    match v {
+        Value::Sequence(_) | Value::String(_) => match val::string_list(v) {
+            Ok(names) => out.extend(names.into_iter().map(|name| Dependency {
+                name: name.trim().to_string(),
+                condition: None,
+            })),
+            Err(e) => r.error(path, e),
+        },
+        Value::Mapping(m) => {
+            for (k, spec) in m {
+                let Value::String(name) = k else {
+                    r.error(path, format!("key {} is not a process name", describe(k)));
+                    continue;
+                };
+                let at = join(path, name);
+                let cond = match spec {
+                    Value::Null => None,
+                    Value::String(_) => r.get(&Some(spec.clone()), &at, condition),
+                    Value::Mapping(inner) => {
+                        let mut c = None;
+                        for (ik, iv) in inner {
+                            match ik.as_str() {
+                                Some("condition") => {
+                                    c = r.get(&Some(iv.clone()), &join(&at, "condition"), condition)
+                                }
+                                Some(other) => r.error(
+                                    &join(&at, other),
+                                    format!("unknown key{}", hint_or(other, &["condition"])),
+                                ),
+                                None => r.error(&at, format!("key {} is not a name", describe(ik))),
+                            }
+                        }
+                        c
+                    }
+                    other => {
+                        r.error(
+                            &at,
+                            format!("expected {{condition: ...}}, got {}", describe(other)),
+                        );
+                        None
+                    }
+                };
+                out.push(Dependency {
+                    name: name.clone(),
+                    condition: cond,
+                });
+            }
+        }
+        other => r.error(
+            path,
+            format!(
+                "expected a list of process names or a map {{name: {{condition: ...}}}}, got {}",
+                describe(other)
+            ),
+        ),
+    }
+    out
+}
+
+fn hint_or(word: &str, candidates: &[&str]) -> String {
+    let h = suggest::hint(word, candidates.iter().copied());
+    if h.is_empty() {
+        format!("; expected {}", candidates.join(", "))
+    } else {
+        h
+    }
+}
+
+/// Checks across processes: dependencies name defined, enabled, other
+/// processes, once each, with a condition the dependency can meet.
+pub fn check_dependencies(processes: &BTreeMap<String, Process>, r: &mut Report) {
+    let names: Vec<&str> = processes.keys().map(String::as_str).collect();
+    for (name, proc_) in processes {
+        let path = join(&join("processes", name), "depends_on");
+        let mut seen: Vec<&str> = Vec::new();
+        for dep in &proc_.depends_on {
+            let d = dep.name.as_str();
+            if seen.contains(&d) {
+                r.error(&path, format!("{} is listed twice", quote(d)));
+                continue;
+            }
+            seen.push(d);
+            if d == name {
+                r.error(
+                    &path,
+                    format!(
+                        "{} depends on itself; expected other process names",
+                        quote(d)
+                    ),
+                );
+                continue;
+            }
+            let Some(target) = processes.get(d) else {
+                if r.is_full() {
+                    r.error(&path, "unknown process");
+                    continue;
+                }
+                r.error(
+                    &path,
+                    format!(
+                        "unknown process {}{}",
+                        quote(d),
+                        match suggest::closest(d, names.iter().copied()) {
+                            Some(c) => format!("; did you mean {c:?}?"),
+                            None if names.len() <= 10 =>
+                                format!("; expected one of {}", names.join(", ")),
+                            None => "; expected a process defined under processes".to_string(),
+                        }
+                    ),
+                );
+                continue;
+            };
+            if !proc_.enabled {
+                continue;
+            }
+            if !target.enabled {
+                r.error(
+                    &path,
+                    format!(
+                        "{} is disabled (enabled: false); enable it or remove the dependency",
+                        quote(d)
+                    ),
+                );
+                continue;
+            }
+            if target.extra.schedule.is_some() {
+                r.error(
+                    &path,
+                    format!(
+                        "{} is a scheduled job; processes cannot wait for it",
+                        quote(d)
+                    ),
+                );
+                continue;
+            }
+            match dep.condition {
+                Some(Condition::Completed | Condition::CompletedSuccessfully)
+                    if target.kind != ProcessType::Oneshot =>
+                {
+                    r.error(
+                        &join(&path, d),
+                        format!(
+                            "condition completed needs a oneshot process; {} is a longrun",
+                            quote(d)
+                        ),
+                    );
+                }
+                Some(Condition::Healthy) => {
+                    let ready = target
+                        .extra
+                        .health_check
+                        .as_ref()
+                        .is_some_and(|h| h.mode != HealthMode::Liveness);
+                    if !ready {
+                        r.error(
+                            &join(&path, d),
+                            format!(
+                                "condition healthy needs a readiness check on {} (health_check with mode readiness or both)",
+                                quote(d)
+                            ),
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! Bytes → `serde_yaml::Value`, with every resource bounded.
+//!
+//! - The file is read through `take(MAX_FILE_BYTES + 1)`, so a huge file
+//!   (or `/dev/zero`) costs at most 4 MiB; bigger is an error naming the size.
+//! - Text must be UTF-8; the error gives the byte offset of the first bad byte.
+//! - serde_yaml limits nesting depth (128) and alias jumps, but one alias
+//!   to a large anchored list, repeated, still expands to billions of nodes.
+//!   So the tree is built by our own visitor that counts nodes and scalar
+//!   bytes *as they are produced* (aliases are replayed through it) and
+//!   stops at `MAX_NODES` / `MAX_SCALAR_BYTES`.
+//! - Duplicate keys and YAML tags (`!foo`) are errors; `<<` merge keys are
+//!   applied as YAML 1.1 (and the seed) do.
+//!
+//! Invariant: every function returns an error message, never panics, for
+//! any input.
+
+use std::cell::Cell;
+use std::fmt;
+use std::io::Read;
+use std::path::Path;
+
+use serde::de::{self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, Visitor};
+use serde_yaml::{Mapping, Value};
+
+/// Largest configuration file accepted.
+pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+/// Most YAML nodes one document may expand to (aliases included).
+pub const MAX_NODES: usize = 100_000;
+/// Most scalar bytes one document may expand to (aliases included).
+pub const MAX_SCALAR_BYTES: usize = 8 * 1024 * 1024;
+
+/// Read a configuration file as UTF-8 text, at most `MAX_FILE_BYTES`.
+pub fn read_capped(path: &Path) -> Result<String, String> {
+    let shown = path.display();
+    let file = std::fs::File::open(path).map_err(|e| format!("unable to open {shown}: {e}"))?;
+    if let Ok(meta) = file.metadata() {
+        if meta.is_dir() {
+            return Err(format!(
+                "unable to read {shown}: it is a directory; expected a YAML file"
+            ));
+        }
+        if meta.len() > MAX_FILE_BYTES {
+            return Err(too_big(path, meta.len(), true));
+        }
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("unable to read {shown}: {e}"))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_big(path, bytes.len() as u64, false));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "unable to read {shown}: not UTF-8 text (invalid byte at offset {}); expected a YAML file",
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
+/// `exact`: `len` is the file's size; otherwise reading stopped at `len`.
+fn too_big(path: &Path, len: u64, exact: bool) -> String {
+    let size = if exact {
+        format!("{len} bytes")
+    } else {
+        format!("more than {MAX_FILE_BYTES} bytes")
+    };
+    format!(
+        "unable to read {}: the file is {size}; the limit is {MAX_FILE_BYTES} bytes (4 MiB)",
+        path.display(),
+    )
+}
+
+/// Parse one YAML document into a `Value` with merge keys applied.
+pub fn parse(text: &str) -> Result<Value, String> {
+    let budget = Budget {
+        nodes: Cell::new(0),
+        bytes: Cell::new(0),
+    };
+    let de = serde_yaml::Deserializer::from_str(text);
+    let mut value = Node(&budget)
+        .deserialize(de)
+        .map_err(|e| format!("invalid YAML: {e}"))?;
+    value
+        .apply_merge()
+        .map_err(|e| format!("invalid YAML merge key (<<): {e}"))?;
+    Ok(value)
+}
+
+struct Budget {
+    nodes: Cell<usize>,
+    bytes: Cell<usize>,
+}
+
+impl Budget {
+    fn take<E: de::Error>(&self, bytes: usize) -> Result<(), E> {
+        let nodes = self.nodes.get() + 1;
+        let bytes = self.bytes.get().saturating_add(bytes);
+        self.nodes.set(nodes);
+        self.bytes.set(bytes);
+        if nodes > MAX_NODES || bytes > MAX_SCALAR_BYTES {
+            return Err(E::custom(format!(
+                "the document expands to more than {MAX_NODES} values or {MAX_SCALAR_BYTES} bytes \
+                 (aliases included); this is not a plausible configuration"
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Node<'b>(&'b Budget);
+
+impl<'de> DeserializeSeed<'de> for Node<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Node<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any YAML value")
+    }
+
+    fn visit_bool<E: de::Error>(self, b: bool) -> Result<Value, E> {
+        self.0.take(0)?;
+        Ok(Value::Bool(b))
+    }
+
+    fn visit_i64<E: de::Error>(self, i: i64) -> Result<Value, E> {
+        self.0.take(0)?;
+        Ok(Value::Number(i.into()))
+    }
+
+    fn visit_u64<E: de::Error>(self, u: u64) -> Result<Value, E> {
+        self.0.take(0)?;
+        Ok(Value::Number(u.into()))
+    }
+
+    fn visit_f64<E: de::Error>(self, f: f64) -> Result<Value, E> {
+        self.0.take(0)?;
+        Ok(Value::Number(f.into()))
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Value, E> {
+        self.0.take(s.len())?;
+        Ok(Value::String(s.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, s: String) -> Result<Value, E> {
+        self.0.take(s.len())?;
+        Ok(Value::String(s))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        self.0.take(0)?;
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Value, E> {
+        self.visit_unit()
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        self.deserialize(d)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        self.0.take(0)?;
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(self)? {
+            items.push(item);
+        }
+        Ok(Value::Sequence(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        self.0.take(0)?;
+        let mut out = Mapping::new();
+        while let Some(key) = map.next_key_seed(self)? {
+            if out.contains_key(&key) {
+                return Err(de::Error::custom(format!(
+                    "duplicate key {}",
+                    super::value::describe(&key)
+                )));
+            }
+            let value = map.next_value_seed(self)?;
+            out.insert(key, value);
+        }
+        Ok(Value::Mapping(out))
+    }
+
+    fn visit_enum<A: EnumAccess<'de>>(self, _data: A) -> Result<Value, A::Error> {
+        Err(de::Error::custom(
+            "YAML tags (!name) are not supported in sheepdog configuration",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_plain_documents() {
+        let v = parse("a: 1\nb: [x, y]\n").unwrap();
+        assert_eq!(v["a"], Value::Number(1.into()));
+        assert_eq!(parse("").unwrap(), Value::Null);
+        assert_eq!(parse("# only a comment\n").unwrap(), Value::Null);
+    }
+
+    #[test]
+    fn rejects_bad_yaml_with_location() {
+        let e = parse("a: [1, 2\n").unwrap_err();
+        assert!(e.starts_with("invalid YAML"), "{e}");
+        assert!(e.contains("line"), "{e}");
+        assert!(parse("a: 1\na: 2\n")
+            .unwrap_err()
+            .contains("duplicate key \"a\""));
+        assert!(parse("a: !custom 1\n").unwrap_err().contains("tags"));
+        assert!(parse("---\na: 1\n---\nb: 2\n").is_err());
+        assert!(parse("\u{0}\u{1}\u{2}").is_err());
+    }
+
+    #[test]
+    fn applies_merge_keys() {
+        let v = parse("base: &b {x: 1, y: 2}\nuse: {<<: *b, y: 3}\n").unwrap();
+        assert_eq!(v["use"]["x"], Value::Number(1.into()));
+        assert_eq!(v["use"]["y"], Value::Number(3.into()));
+        assert!(parse("use: {<<: 5}\n").unwrap_err().contains("merge"));
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error() {
+        let deep = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
+        let e = parse(&deep).unwrap_err();
+        assert!(e.contains("recursion limit"), "{e}");
+        let mut maps = String::new();
+        for i in 0..1000 {
+            maps.push_str(&" ".repeat(i));
+            maps.push_str("k:\n");
+        }
+        assert!(parse(&maps).unwrap_err().contains("recursion limit"));
+    }
+
+    #[test]
+    fn billion_laughs_is_an_error() {
+        let mut doc = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let prev = format!("*a{}", i - 1);
+            let items = [prev.as_str(); 10].join(", ");
+            doc.push_str(&format!("a{i}: &a{i} [{items}]\n"));
+        }
+        assert!(parse(&doc).is_err());
+    }
+
+    #[test]
+    fn one_big_anchor_repeated_is_an_error() {
+        // ~200k-item anchor aliased 1000 times: few jumps, huge expansion.
+        let mut doc = String::from("a: &a [");
+        doc.push_str(&"1,".repeat(200_000));
+        doc.push_str("1]\nb: [");
+        doc.push_str(&"*a,".repeat(1000));
+        doc.push_str("*a]\n");
+        let e = parse(&doc).unwrap_err();
+        assert!(e.contains("plausible"), "{e}");
+        // A long string aliased many times hits the byte budget.
+        let mut doc = format!("s: &s {}\nl: [", "x".repeat(1 << 20));
+        doc.push_str(&"*s,".repeat(100));
+        doc.push_str("*s]\n");
+        assert!(parse(&doc).unwrap_err().contains("plausible"));
+    }
+
+    #[test]
+    fn file_limits() {
+        let dir = std::env::temp_dir().join(format!("sheepdog-yaml-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let big = dir.join("big.yaml");
+        std::fs::write(&big, vec![b'#'; (MAX_FILE_BYTES + 10) as usize]).unwrap();
+        let e = read_capped(&big).unwrap_err();
+        assert!(e.contains("4194314 bytes") && e.contains("4 MiB"), "{e}");
+        let bin = dir.join("bin.yaml");
+        std::fs::write(&bin, b"a: \xff\xfe\n").unwrap();
+        assert!(read_capped(&bin).unwrap_err().contains("offset 3"));
+        assert!(read_capped(&dir).unwrap_err().contains("directory"));
+        assert!(read_capped(&dir.join("missing.yaml"))
+            .unwrap_err()
+            .contains("missing.yaml"));
+        // A device that never ends is cut at the cap.
+        let e = read_capped(Path::new("/dev/zero")).unwrap_err();
+        assert!(e.contains("more than"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

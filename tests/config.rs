@@ -1,0 +1,332 @@
+//! Configuration through the real binary: `sheepdog check -c FILE` exits 0
+//! for valid files and 2 for invalid ones, and stderr names the key path,
+//! the bad value and what was expected.
+//!
+//! Every child is waited for with a deadline (a waiter thread and
+//! `recv_timeout`), and killed if it overruns. Temp files get unique names
+//! and are removed when the test's `TempDir` drops, pass or fail.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_sheepdog");
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A unique temporary directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        let dir =
+            std::env::temp_dir().join(format!("sheepdog-config-{}-{tag}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    fn file(&self, name: &str, content: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, content).expect("write temp file");
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Run the binary with a clean SHEEPDOG_* environment plus `env`, bounded.
+fn run(args: &[&str], env: &[(&str, &str)], cwd: Option<&Path>) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("SHEEPDOG_") {
+            cmd.env_remove(&k);
+        }
+    }
+    cmd.envs(env.iter().copied());
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    let child = cmd.spawn().expect("spawn sheepdog");
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(DEADLINE) {
+        Ok(out) => out.expect("wait for sheepdog"),
+        Err(_) => {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            panic!("sheepdog {args:?} did not finish within {DEADLINE:?}");
+        }
+    }
+}
+
+fn check(path: &Path, env: &[(&str, &str)]) -> Output {
+    run(
+        &["check", "-c", path.to_str().expect("utf-8 path")],
+        env,
+        None,
+    )
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Exit 2 and every `needle` on stderr.
+fn assert_invalid(out: &Output, needles: &[&str]) {
+    let err = stderr(out);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "expected exit 2; stderr:\n{err}"
+    );
+    for n in needles {
+        assert!(err.contains(n), "stderr lacks {n:?}:\n{err}");
+    }
+}
+
+fn assert_valid(out: &Output) {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "expected exit 0; stderr:\n{}",
+        stderr(out)
+    );
+}
+
+const MIN: &str = "processes:\n  web:\n    command: [nginx, -g, 'daemon off;']\n";
+
+#[test]
+fn valid_configs_exit_0() {
+    let dir = TempDir::new("valid");
+    assert_valid(&check(&dir.file("min.yaml", MIN), &[]));
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/laravel.yaml");
+    assert_valid(&check(&example, &[]));
+}
+
+#[test]
+fn bad_values_name_path_value_and_expectation() {
+    let dir = TempDir::new("values");
+    let f = dir.file(
+        "bad.yaml",
+        "processes:\n  web:\n    command: [nginx]\n    restart: sometimes\n",
+    );
+    let out = check(&f, &[]);
+    assert_invalid(
+        &out,
+        &[
+            &f.display().to_string(),
+            "processes.web.restart: unknown value \"sometimes\"; expected one of always, on-failure, never",
+        ],
+    );
+}
+
+#[test]
+fn unknown_keys_suggest_the_right_one() {
+    let dir = TempDir::new("keys");
+    let f = dir.file(
+        "typo.yaml",
+        "global:\n  shutdown_timout: 5\nprocesses:\n  web:\n    comand: [nginx]\n",
+    );
+    assert_invalid(
+        &check(&f, &[]),
+        &[
+            "global.shutdown_timout: unknown key; did you mean \"shutdown_timeout\"?",
+            "processes.web.comand: unknown key; did you mean \"command\"?",
+            "processes.web.command: missing",
+        ],
+    );
+}
+
+#[test]
+fn every_problem_is_reported() {
+    let dir = TempDir::new("many");
+    let f = dir.file(
+        "many.yaml",
+        "global: {log_level: loud}\nprocesses:\n  web: {command: [], scale: 0, shutdown: {signal: SIGNOPE, timeout: soon}}\n  nginx: {command: x, depends_on: [php-fpm]}\n",
+    );
+    assert_invalid(
+        &check(&f, &[]),
+        &[
+            "global.log_level: unknown value \"loud\"; expected one of debug, info, warn, error",
+            "processes.web.command: command is empty",
+            "processes.web.scale: invalid value 0; expected at least 1",
+            "processes.web.shutdown.signal: unknown signal \"SIGNOPE\"",
+            "processes.web.shutdown.timeout: invalid duration \"soon\"",
+            "processes.nginx.depends_on: unknown process \"php-fpm\"",
+        ],
+    );
+}
+
+#[test]
+fn missing_file_is_named() {
+    let dir = TempDir::new("missing");
+    let f = dir.0.join("nope.yaml");
+    assert_invalid(&check(&f, &[]), &["nope.yaml", "does not exist"]);
+}
+
+#[test]
+fn discovery_uses_sheepdog_config_then_the_working_directory() {
+    let dir = TempDir::new("discover");
+    let f = dir.file("elsewhere.yaml", MIN);
+    let empty = TempDir::new("discover-empty");
+    let via_env = run(
+        &["check"],
+        &[("SHEEPDOG_CONFIG", f.to_str().expect("utf-8"))],
+        Some(&empty.0),
+    );
+    assert_valid(&via_env);
+    let cwd = TempDir::new("discover-cwd");
+    cwd.file("sheepdog.yaml", MIN);
+    assert_valid(&run(&["check"], &[], Some(&cwd.0)));
+    if !Path::new("/etc/sheepdog/sheepdog.yaml").exists() {
+        assert_invalid(
+            &run(&["check"], &[], Some(&empty.0)),
+            &[
+                "no configuration file found",
+                "./sheepdog.yaml",
+                "/etc/sheepdog/sheepdog.yaml",
+            ],
+        );
+    }
+}
+
+#[test]
+fn variables_are_substituted_from_the_environment() {
+    let dir = TempDir::new("subst");
+    let f = dir.file(
+        "subst.yaml",
+        "processes:\n  web:\n    command: [nginx]\n    scale: ${WEB_SCALE}\n    env: {MODE: '${MODE:-prod}'}\n",
+    );
+    assert_invalid(
+        &check(&f, &[]),
+        &["processes.web.scale: environment variable WEB_SCALE is not set"],
+    );
+    assert_valid(&check(&f, &[("WEB_SCALE", "2")]));
+    assert_invalid(
+        &check(&f, &[("WEB_SCALE", "two")]),
+        &["processes.web.scale: invalid value \"two\"; expected an integer"],
+    );
+}
+
+#[test]
+fn environment_overrides_are_typed_and_checked() {
+    let dir = TempDir::new("override");
+    let f = dir.file("min.yaml", MIN);
+    assert_valid(&check(
+        &f,
+        &[
+            ("SHEEPDOG_PROCESS_WEB_SCALE", "1"),
+            ("SHEEPDOG_PROCESS_WEB_ENABLED", "yes"),
+            ("SHEEPDOG_GLOBAL_MAX_RESTART_ATTEMPTS", "0"),
+            ("SHEEPDOG_PROCESS_WEB_SHUTDOWN_TIMEOUT", "10s"),
+            ("SHEEPDOG_PROCESS_WORKER_COMMAND", "php,artisan,queue:work"),
+        ],
+    ));
+    assert_invalid(
+        &check(&f, &[("SHEEPDOG_PROCESS_WEB_SCALE", "lots")]),
+        &[
+            "processes.web.scale: invalid value \"lots\"",
+            "(set by SHEEPDOG_PROCESS_WEB_SCALE)",
+        ],
+    );
+    assert_invalid(
+        &check(&f, &[("SHEEPDOG_GLOBAL_SHUTDOWN_TIMOUT", "5")]),
+        &["SHEEPDOG_GLOBAL_SHUTDOWN_TIMOUT: no such global key; did you mean \"SHEEPDOG_GLOBAL_SHUTDOWN_TIMEOUT\"?"],
+    );
+}
+
+#[test]
+fn hostile_files_are_rejected_cleanly() {
+    let dir = TempDir::new("hostile");
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("empty.yaml", Vec::new(), "the configuration is empty"),
+        (
+            "list.yaml",
+            b"- a\n- b\n".to_vec(),
+            "the configuration must be a map",
+        ),
+        (
+            "truncated.yaml",
+            b"processes:\n  web:\n    command: [nginx, \"-g".to_vec(),
+            "invalid YAML",
+        ),
+        (
+            "binary.yaml",
+            vec![0x7f, b'E', b'L', b'F', 0xff, 0xfe, 0, 1, 2],
+            "not UTF-8",
+        ),
+        (
+            "deep.yaml",
+            format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000)).into_bytes(),
+            "recursion limit exceeded",
+        ),
+        (
+            "deep-map.yaml",
+            "a: {".repeat(10_000).into_bytes(),
+            "invalid YAML",
+        ),
+        (
+            "huge.yaml",
+            vec![b'#'; 10 * 1024 * 1024],
+            "the limit is 4194304 bytes (4 MiB)",
+        ),
+    ];
+    for (name, content, needle) in cases {
+        let f = dir.file(name, content);
+        let out = check(&f, &[]);
+        assert_invalid(&out, &[needle]);
+        assert!(!stderr(&out).contains("panicked"), "{name} panicked");
+    }
+    let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..12 {
+        let prev = format!("*a{}", i - 1);
+        bomb.push_str(&format!(
+            "a{i}: &a{i} [{}]\n",
+            [prev.as_str(); 10].join(", ")
+        ));
+    }
+    let f = dir.file("bomb.yaml", bomb);
+    assert_invalid(&check(&f, &[]), &["invalid YAML"]);
+}
+
+/// Each `examples/bad/*.yaml` lists what stderr must say in `# expect:` lines.
+#[test]
+fn bad_examples_fail_with_their_expected_messages() {
+    let bad = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/bad");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&bad)
+        .expect("examples/bad exists")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty());
+    for f in files {
+        let text = std::fs::read_to_string(&f).expect("read example");
+        let expects: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# expect: "))
+            .collect();
+        assert!(
+            !expects.is_empty(),
+            "{} has no '# expect:' line",
+            f.display()
+        );
+        assert_invalid(&check(&f, &[]), &expects);
+    }
+}
