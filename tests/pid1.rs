@@ -106,8 +106,9 @@ processes:
         sd.log()
     );
     assert!(
-        read_pid(&sd.dir.path("app")).is_some(),
-        "app runs with in-namespace pid"
+        wait_until(WAIT, || read_pid(&sd.dir.path("app")).is_some()),
+        "app never ran:\n{}",
+        sd.log()
     );
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(root),

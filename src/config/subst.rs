@@ -4,8 +4,10 @@
 //! - `${NAME}`: the variable's value; unset is an error naming it;
 //! - `${NAME:-default}`: the default when NAME is unset **or empty** (as
 //!   the seed does); the default is literal text up to the first `}`;
-//! - `$$`: a literal `$`;
-//! - any other `$` is left alone (`$HOME` in a shell command stays `$HOME`).
+//! - `$${`: a literal `${` (for a shell's own `${VAR}` in a command);
+//! - any other `$` is left alone: `$HOME` and `$$` (the shell's pid) in a
+//!   shell command reach the shell untouched, as in the seed, whose configs
+//!   must run unchanged.
 //!
 //! NAME is `[A-Za-z_][A-Za-z0-9_]*`. Because substitution runs on the
 //! parsed tree, a value can never inject YAML structure: the result is
@@ -62,13 +64,13 @@ pub fn substitute(s: &str, env: &EnvLookup) -> Result<String, String> {
     while let Some(pos) = rest.find('$') {
         out.push_str(&rest[..pos]);
         let after = &rest[pos + 1..];
-        if let Some(tail) = after.strip_prefix('$') {
-            out.push('$');
+        if let Some(tail) = after.strip_prefix("${") {
+            out.push_str("${");
             rest = tail;
         } else if let Some(body) = after.strip_prefix('{') {
             let end = body.find('}').ok_or_else(|| {
                 format!(
-                    "unterminated \"${{\" in {}; expected ${{NAME}} or ${{NAME:-default}} (write $$ for a literal $)",
+                    "unterminated \"${{\" in {}; expected ${{NAME}} or ${{NAME:-default}} (write $${{ for a literal ${{)",
                     quote(s)
                 )
             })?;
@@ -149,8 +151,9 @@ mod tests {
 
     #[test]
     fn dollars() {
-        assert_eq!(sub("cost $$5").unwrap(), "cost $5");
-        assert_eq!(sub("$$${HOST}").unwrap(), "$db.local");
+        assert_eq!(sub("cost $$5").unwrap(), "cost $$5");
+        assert_eq!(sub("echo $$ > pid").unwrap(), "echo $$ > pid");
+        assert_eq!(sub("$$${HOST}").unwrap(), "$${HOST}");
         assert_eq!(sub("echo $HOME $1 $").unwrap(), "echo $HOME $1 $");
         assert_eq!(sub("$${HOST}").unwrap(), "${HOST}");
     }

@@ -483,7 +483,7 @@ global:
   metrics_enabled: ${METRICS:-yes}
 processes:
   web:
-    command: [php, '${SCRIPT:-artisan}', 'price: $$5']
+    command: [php, '${SCRIPT:-artisan}', 'price: $$5 $${KEEP}']
     scale: ${SCALE}
     env: {HOST: '${HOST:-localhost}'}
 ";
@@ -497,7 +497,7 @@ processes:
     assert_eq!(c.global.api.port, 9999);
     assert!(c.global.metrics.enabled);
     let w = &c.processes["web"];
-    assert_eq!(w.command, vec!["php", "artisan", "price: $5"]);
+    assert_eq!(w.command, vec!["php", "artisan", "price: $$5 ${KEEP}"]);
     assert_eq!(w.scale, 2);
     assert_eq!(w.env["HOST"], "localhost");
 
