@@ -46,6 +46,8 @@ pub enum Cmd {
     Stop,
     /// Immediate `kill_signal` to the group (forced shutdown, global deadline).
     Kill,
+    /// Send a signal to the group, if one is running (no state change).
+    Signal(Signal),
 }
 
 /// How an instance ended for good.
@@ -328,7 +330,7 @@ impl Runner {
                 );
                 State::Done(Outcome::Stopped)
             }
-            (s @ State::Waiting { .. }, Input::Exit(_)) => s,
+            (s @ State::Waiting { .. }, Input::Cmd(Cmd::Signal(_)) | Input::Exit(_)) => s,
             (State::Running { pid, since }, Input::Exit(status)) => {
                 self.leader_exited(pid, status, now.saturating_duration_since(since), now)
             }
@@ -338,6 +340,10 @@ impl Runner {
             (State::Running { pid, .. }, Input::Cmd(Cmd::Kill)) => {
                 let s = self.begin_stop(pid, now);
                 self.escalate(s, now)
+            }
+            (s @ State::Running { pid, .. }, Input::Cmd(Cmd::Signal(sig))) => {
+                self.signal_group(pid, sig);
+                s
             }
             (s @ State::Running { .. }, Input::Timer) => s,
             (State::Stopping(mut s), Input::Exit(status)) => {
@@ -355,6 +361,10 @@ impl Runner {
             (State::Stopping(mut s), Input::Cmd(Cmd::Kill)) => {
                 s.cause = Cause::Requested;
                 self.escalate(s, now)
+            }
+            (State::Stopping(s), Input::Cmd(Cmd::Signal(sig))) => {
+                self.signal_group(s.pgid, sig);
+                State::Stopping(s)
             }
             (s @ State::Done(_), Input::Exit(_) | Input::Cmd(_) | Input::Timer) => s,
         }

@@ -4,6 +4,7 @@
 //! the threads and §2 for the invariants each module keeps.
 #![deny(unsafe_code)]
 
+mod api;
 mod check;
 mod cli;
 mod config;
@@ -15,6 +16,7 @@ mod plan;
 mod reaper;
 mod signals;
 mod spawn;
+mod status;
 mod supervisor;
 mod sys;
 

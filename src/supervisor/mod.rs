@@ -1,13 +1,16 @@
 //! The supervisor: the central state machine that owns the global picture.
-//! It starts processes in dependency order, notices when everything has
-//! ended, and runs the ordered shutdown under one global deadline. `run`
-//! also holds the main thread's signal loop, which is the only reaper.
+//! It starts processes in dependency order, applies control requests
+//! (start, stop, rolling restart, scale, signal), notices when everything
+//! has ended, and runs the ordered shutdown under one global deadline.
+//! `run` also holds the main thread's signal loop, which is the only reaper.
 //!
 //! Invariants:
 //! - This thread is the only writer of global process state; instance
 //!   threads report to it over one channel, the main thread forwards
-//!   signals over another. It blocks in one `select!` with at most one
-//!   deadline (the global shutdown deadline), so an idle sheepdog sleeps.
+//!   signals over another, readers send `status::Request`s over a third. It
+//!   blocks in one `select!` with at most one deadline (the global shutdown
+//!   deadline), so an idle sheepdog sleeps. After every change it publishes
+//!   a fresh `Snapshot`.
 //! - A process starts only when every dependency is satisfied (started; a
 //!   oneshot completed successfully); `initial_state: stopped` processes
 //!   never block their dependents.
@@ -15,13 +18,18 @@
 //!   that depends on it has fully stopped (its groups empty). At
 //!   `shutdown_timeout` everything left is killed, whatever the order; a
 //!   second SIGTERM/SIGINT does the same at once.
+//! - Stops requested through control never make sheepdog exit; only
+//!   processes ending on their own can leave it with nothing to supervise.
 //! - Exit code: 0 for a requested shutdown, or when everything ended
 //!   successfully; 1 when start-up failed, a critical process failed, or
 //!   everything ended and something failed.
 
-use std::collections::BTreeMap;
+mod control;
+mod view;
+
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{select, Receiver, Sender};
 use signal_hook::consts::signal::*;
@@ -33,6 +41,7 @@ use crate::output::Output;
 use crate::plan::Plan;
 use crate::reaper::{self, ExitStatus, Reaper};
 use crate::signals;
+use crate::status::{Published, Request};
 
 /// How long to wait for children's last output lines at exit.
 const OUTPUT_GRACE: Duration = Duration::from_secs(2);
@@ -60,9 +69,15 @@ pub fn run(config: Config, plan: Plan) -> i32 {
         reaper: reaper.clone(),
         output,
     });
+    let published = Published::new();
+    let (req_tx, req_rx) = crossbeam_channel::unbounded();
+    if let Err(e) = crate::api::start(&config, published.clone(), req_tx) {
+        log::error!("{e}");
+        return exit::FAILURE;
+    }
     let (sig_tx, sig_rx) = crossbeam_channel::unbounded();
     let closer = sigs.handle();
-    let supervisor = Supervisor::new(config, plan, shared, sig_rx);
+    let supervisor = Supervisor::new(config, plan, shared, sig_rx, req_rx, published);
     let thread = std::thread::Builder::new()
         .name("supervisor".into())
         .stack_size(256 * 1024)
@@ -94,6 +109,7 @@ pub fn run(config: Config, plan: Plan) -> i32 {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Reason {
     Signal(String),
+    Requested,
     StartupFailed(String),
     CriticalFailed(String),
     AllEnded,
@@ -120,24 +136,83 @@ enum ProcPhase {
     Active,
     /// Stop sent to every instance.
     Stopping,
-    /// Every instance has ended (or it never started before shutdown).
+    /// Stopped on request (control): can be started again.
+    Stopped,
+    /// Every instance has ended on its own, or it never started before
+    /// shutdown, or shutdown stopped it.
     Finished,
+}
+
+impl ProcPhase {
+    /// Nothing of it runs, nor will without a request.
+    fn is_down(self) -> bool {
+        matches!(
+            self,
+            ProcPhase::Held | ProcPhase::Stopped | ProcPhase::Finished
+        )
+    }
 }
 
 /// The supervisor's view of one instance.
 struct Inst {
     cmd: Option<Sender<Cmd>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    state: &'static str,
     pid: Option<i32>,
+    started_at: Option<SystemTime>,
     starts: u32,
+    restart_count: u32,
     last_exit: Option<ExitStatus>,
+    backoff_until: Option<SystemTime>,
+    error: Option<String>,
     outcome: Option<Outcome>,
+}
+
+impl Inst {
+    fn new(restart_count: u32) -> Inst {
+        Inst {
+            cmd: None,
+            thread: None,
+            state: "starting",
+            pid: None,
+            started_at: None,
+            starts: 0,
+            restart_count,
+            last_exit: None,
+            backoff_until: None,
+            error: None,
+            outcome: None,
+        }
+    }
+
+    fn send(&self, cmd: Cmd) {
+        if let Some(tx) = &self.cmd {
+            // A closed channel means the thread already ended; its Done
+            // report is on its way.
+            let _ = tx.send(cmd);
+        }
+    }
+}
+
+/// An operation a control request started, driven by instance reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Op {
+    /// Rolling restart: `current` is being stopped (then relaunched and
+    /// waited for); `queue` comes after it.
+    Rolling {
+        current: Option<u32>,
+        relaunched: bool,
+        queue: VecDeque<u32>,
+    },
 }
 
 struct Proc {
     def: Arc<Process>,
     phase: ProcPhase,
+    desired: u32,
     instances: BTreeMap<u32, Inst>,
+    op: Option<Op>,
+    restarts: BTreeMap<String, u64>,
 }
 
 impl Proc {
@@ -158,11 +233,15 @@ struct Supervisor {
     plan: Plan,
     shared: Arc<Shared>,
     signals: Receiver<libc::c_int>,
+    requests: Receiver<Request>,
     reports_tx: Sender<Report>,
     reports: Receiver<Report>,
+    published: Arc<Published>,
+    started_at: SystemTime,
     procs: BTreeMap<String, Proc>,
     phase: Phase,
     reason: Option<Reason>,
+    shutdown_took: Option<Duration>,
 }
 
 impl Supervisor {
@@ -171,6 +250,8 @@ impl Supervisor {
         plan: Plan,
         shared: Arc<Shared>,
         signals: Receiver<libc::c_int>,
+        requests: Receiver<Request>,
+        published: Arc<Published>,
     ) -> Supervisor {
         let (reports_tx, reports) = crossbeam_channel::unbounded();
         let procs = cfg
@@ -180,14 +261,15 @@ impl Supervisor {
                     InitialState::Running => ProcPhase::Pending,
                     InitialState::Stopped => ProcPhase::Held,
                 };
-                (
-                    p.name.clone(),
-                    Proc {
-                        def: Arc::new(p.clone()),
-                        phase,
-                        instances: BTreeMap::new(),
-                    },
-                )
+                let proc = Proc {
+                    def: Arc::new(p.clone()),
+                    phase,
+                    desired: p.scale,
+                    instances: BTreeMap::new(),
+                    op: None,
+                    restarts: BTreeMap::new(),
+                };
+                (p.name.clone(), proc)
             })
             .collect();
         Supervisor {
@@ -195,11 +277,15 @@ impl Supervisor {
             plan,
             shared,
             signals,
+            requests,
             reports_tx,
             reports,
+            published,
+            started_at: SystemTime::now(),
             procs,
             phase: Phase::Running,
             reason: None,
+            shutdown_took: None,
         }
     }
 
@@ -207,7 +293,9 @@ impl Supervisor {
         let width = self
             .procs
             .values()
-            .map(|p| p.def.name.len() + 1 + p.def.scale.to_string().len())
+            .map(|p| {
+                p.def.name.len() + 1 + p.def.max_scale.unwrap_or(p.def.scale).to_string().len()
+            })
             .max()
             .unwrap_or(0);
         crate::logging::set_name_width(width);
@@ -226,6 +314,7 @@ impl Supervisor {
         }
         self.try_start_ready();
         self.check_settled();
+        self.publish();
         while !self.finished() {
             let timer = match self.phase {
                 Phase::ShuttingDown {
@@ -240,18 +329,17 @@ impl Supervisor {
             select! {
                 recv(self.signals) -> m => if let Ok(sig) = m { self.on_signal(sig) },
                 recv(self.reports) -> m => if let Ok(r) = m { self.on_report(r) },
+                recv(self.requests) -> m => if let Ok(r) = m { self.on_request(r) },
                 recv(timer) -> _ => self.on_deadline(),
             }
+            self.publish();
         }
         self.finish()
     }
 
     fn finished(&self) -> bool {
         matches!(self.phase, Phase::ShuttingDown { .. })
-            && self
-                .procs
-                .values()
-                .all(|p| matches!(p.phase, ProcPhase::Finished | ProcPhase::Held))
+            && self.procs.values().all(|p| p.phase.is_down())
     }
 
     fn finish(mut self) -> i32 {
@@ -265,7 +353,7 @@ impl Supervisor {
         }
         self.shared.output.finish(OUTPUT_GRACE);
         let code = match &self.reason {
-            Some(Reason::Signal(_)) => exit::OK,
+            Some(Reason::Signal(_) | Reason::Requested) => exit::OK,
             Some(Reason::StartupFailed(_) | Reason::CriticalFailed(_)) => exit::FAILURE,
             Some(Reason::AllEnded) | None => {
                 let failed = self
@@ -281,12 +369,14 @@ impl Supervisor {
             }
         };
         if let Phase::ShuttingDown { started, .. } = self.phase {
+            self.shutdown_took = Some(started.elapsed());
             log::info!(
                 "shutdown complete in {}; exiting with code {code} ({} orphans reaped)",
                 format_duration(started.elapsed()),
                 self.shared.reaper.orphans_reaped()
             );
         }
+        self.publish();
         code
     }
 
@@ -325,10 +415,8 @@ impl Supervisor {
         for p in self.procs.values_mut() {
             if matches!(p.phase, ProcPhase::Active | ProcPhase::Stopping) {
                 p.phase = ProcPhase::Stopping;
-                for i in p.instances.values() {
-                    if i.outcome.is_none() {
-                        send(i, Cmd::Kill);
-                    }
+                for i in p.instances.values().filter(|i| i.outcome.is_none()) {
+                    i.send(Cmd::Kill);
                 }
             }
         }
@@ -345,35 +433,93 @@ impl Supervisor {
             Event::Started { pid } => {
                 inst.pid = Some(pid);
                 inst.starts += 1;
+                inst.state = "running";
+                inst.started_at = Some(SystemTime::now());
+                inst.backoff_until = None;
+                inst.error = None;
+                self.roll_on_started(&r.process, r.index);
                 self.try_start_ready();
             }
             Event::Exited { status, .. } => {
                 inst.pid = None;
                 inst.last_exit = Some(status);
+                inst.started_at = None;
             }
-            Event::SpawnFailed { .. } | Event::RestartScheduled { .. } | Event::Stopping => {}
-            Event::Done(outcome) => {
-                let failed = outcome.is_failure();
-                inst.pid = None;
-                inst.outcome = Some(outcome);
-                let critical = p.def.critical;
-                let instance = format!("{}-{}", r.process, r.index);
-                if p.all_done() && p.phase != ProcPhase::Held {
-                    p.phase = ProcPhase::Finished;
+            Event::SpawnFailed { error } => inst.error = Some(error),
+            Event::RestartScheduled { delay, .. } => {
+                inst.state = "backoff";
+                inst.restart_count += 1;
+                inst.backoff_until = Some(SystemTime::now() + delay);
+                let reason = match inst.last_exit {
+                    Some(ExitStatus::Signal { .. }) => "signal",
+                    Some(ExitStatus::Code(_)) | None => "exit",
+                };
+                *p.restarts.entry(reason.into()).or_default() += 1;
+            }
+            Event::Stopping => inst.state = "stopping",
+            Event::Done(outcome) => self.on_done(&r.process, r.index, outcome),
+        }
+    }
+
+    fn on_done(&mut self, name: &str, index: u32, outcome: Outcome) {
+        let Some(p) = self.procs.get_mut(name) else {
+            return;
+        };
+        let Some(inst) = p.instances.get_mut(&index) else {
+            return;
+        };
+        let ended_on_its_own = outcome != Outcome::Stopped;
+        let failed = outcome.is_failure();
+        inst.pid = None;
+        inst.backoff_until = None;
+        inst.state = match &outcome {
+            Outcome::Stopped => "stopped",
+            Outcome::Completed => "completed",
+            Outcome::Exited(_) => "exited",
+            Outcome::Failed(why) => {
+                inst.error = Some(why.clone());
+                "failed"
+            }
+        };
+        inst.outcome = Some(outcome);
+        if let Some(t) = inst.thread.take() {
+            // It reported Done as its last act.
+            let _ = t.join();
+        }
+        // Scale-down: instances above the desired count go away.
+        if index > p.desired && !ended_on_its_own {
+            p.instances.remove(&index);
+        }
+        if self.roll_on_done(name, index) {
+            return;
+        }
+        let Some(p) = self.procs.get_mut(name) else {
+            return;
+        };
+        if p.all_done() {
+            p.phase = match (p.phase, &self.phase) {
+                (ProcPhase::Stopping, Phase::Running) => ProcPhase::Stopped,
+                (ProcPhase::Held, _) => ProcPhase::Held,
+                (_, _) if p.instances.is_empty() && matches!(self.phase, Phase::Running) => {
+                    ProcPhase::Stopped
                 }
-                if failed && critical && matches!(self.phase, Phase::Running) {
-                    log::error!("{instance} is critical and failed: shutting down");
-                    self.begin_shutdown(Reason::CriticalFailed(instance));
-                    return;
-                }
-                match self.phase {
-                    Phase::Running => {
-                        self.try_start_ready();
-                        self.check_settled();
-                    }
-                    Phase::ShuttingDown { .. } => self.try_stop_ready(),
+                (_, _) => ProcPhase::Finished,
+            };
+        }
+        if failed && p.def.critical && matches!(self.phase, Phase::Running) {
+            let instance = format!("{name}-{index}");
+            log::error!("{instance} is critical and failed: shutting down");
+            self.begin_shutdown(Reason::CriticalFailed(instance));
+            return;
+        }
+        match self.phase {
+            Phase::Running => {
+                self.try_start_ready();
+                if ended_on_its_own {
+                    self.check_settled();
                 }
             }
+            Phase::ShuttingDown { .. } => self.try_stop_ready(),
         }
     }
 
@@ -411,7 +557,7 @@ impl Supervisor {
             }
         }
         for name in ready {
-            self.start_process(&name);
+            self.launch_all(&name);
         }
     }
 
@@ -426,7 +572,7 @@ impl Supervisor {
             ProcessType::Longrun => Condition::Started,
         });
         match p.phase {
-            ProcPhase::Held => return DepState::Satisfied,
+            ProcPhase::Held | ProcPhase::Stopped => return DepState::Satisfied,
             ProcPhase::Pending => return DepState::Waiting,
             ProcPhase::Active | ProcPhase::Stopping | ProcPhase::Finished => {}
         }
@@ -465,43 +611,48 @@ impl Supervisor {
         }
     }
 
-    fn start_process(&mut self, name: &str) {
+    /// Launch instances 1..=desired of `name` (fresh start).
+    fn launch_all(&mut self, name: &str) {
         let Some(p) = self.procs.get_mut(name) else {
             return;
         };
         p.phase = ProcPhase::Active;
-        let scale = p.def.scale;
+        p.instances.retain(|_, i| i.outcome.is_none());
+        let desired = p.desired;
         log::info!(
-            "starting {name} ({scale} instance{})",
-            if scale == 1 { "" } else { "s" }
+            "starting {name} ({desired} instance{})",
+            if desired == 1 { "" } else { "s" }
         );
-        for index in 1..=scale {
-            let launched = instance::launch(
-                p.def.clone(),
-                index,
-                self.shared.clone(),
-                self.reports_tx.clone(),
-            );
-            let mut inst = Inst {
-                cmd: None,
-                thread: None,
-                pid: None,
-                starts: 0,
-                last_exit: None,
-                outcome: None,
-            };
-            match launched {
-                Ok(h) => {
-                    inst.cmd = Some(h.cmd);
-                    inst.thread = Some(h.thread);
-                }
-                Err(e) => {
-                    log::error!("{name}-{index}: unable to start its thread: {e}");
-                    inst.outcome = Some(Outcome::Failed(format!("no thread: {e}")));
-                }
-            }
-            p.instances.insert(index, inst);
+        for index in 1..=desired {
+            self.launch(name, index);
         }
+    }
+
+    /// Launch one instance thread (keeping the restart count of the
+    /// instance it replaces).
+    fn launch(&mut self, name: &str, index: u32) {
+        let Some(p) = self.procs.get_mut(name) else {
+            return;
+        };
+        let restart_count = p.instances.get(&index).map_or(0, |i| i.restart_count);
+        let mut inst = Inst::new(restart_count);
+        match instance::launch(
+            p.def.clone(),
+            index,
+            self.shared.clone(),
+            self.reports_tx.clone(),
+        ) {
+            Ok(h) => {
+                inst.cmd = Some(h.cmd);
+                inst.thread = Some(h.thread);
+            }
+            Err(e) => {
+                log::error!("{name}-{index}: unable to start its thread: {e}");
+                inst.state = "failed";
+                inst.outcome = Some(Outcome::Failed(format!("no thread: {e}")));
+            }
+        }
+        p.instances.insert(index, inst);
     }
 
     /// In the running phase: when nothing is left running or waiting to
@@ -511,7 +662,7 @@ impl Supervisor {
             return;
         }
         let settled = self.procs.values().all(|p| match p.phase {
-            ProcPhase::Held | ProcPhase::Finished => true,
+            ProcPhase::Held | ProcPhase::Stopped | ProcPhase::Finished => true,
             ProcPhase::Active | ProcPhase::Stopping => p.all_done(),
             ProcPhase::Pending => false,
         });
@@ -529,6 +680,7 @@ impl Supervisor {
         let timeout = self.cfg.global.shutdown_timeout;
         let why = match &reason {
             Reason::Signal(s) => format!("received {s}"),
+            Reason::Requested => "requested through the API".into(),
             Reason::StartupFailed(m) => format!("start-up failed: {m}"),
             Reason::CriticalFailed(i) => format!("critical process {i} failed"),
             Reason::AllEnded => "all processes ended".into(),
@@ -544,6 +696,7 @@ impl Supervisor {
             forced: false,
         };
         for p in self.procs.values_mut() {
+            p.op = None;
             if p.phase == ProcPhase::Pending {
                 p.phase = ProcPhase::Finished;
             }
@@ -551,15 +704,18 @@ impl Supervisor {
         self.try_stop_ready();
     }
 
-    /// Send Stop to every active process whose dependents have all stopped.
-    /// A process with nothing left running finishes at once, which may
-    /// release its own dependencies in turn: hence the loop.
+    /// Send Stop to every process whose dependents have all stopped. A
+    /// process with nothing left running finishes at once, which may release
+    /// its own dependencies in turn: hence the loop.
     fn try_stop_ready(&mut self) {
         loop {
             let ready: Vec<String> = self
                 .procs
                 .iter()
-                .filter(|(name, p)| p.phase == ProcPhase::Active && self.dependents_stopped(name))
+                .filter(|(name, p)| {
+                    matches!(p.phase, ProcPhase::Active | ProcPhase::Stopping)
+                        && self.dependents_stopped(name)
+                })
                 .map(|(name, _)| name.clone())
                 .collect();
             let mut finished_any = false;
@@ -572,9 +728,11 @@ impl Supervisor {
                     finished_any = true;
                     continue;
                 }
-                p.phase = ProcPhase::Stopping;
-                for i in p.instances.values().filter(|i| i.outcome.is_none()) {
-                    send(i, Cmd::Stop);
+                if p.phase == ProcPhase::Active {
+                    p.phase = ProcPhase::Stopping;
+                    for i in p.instances.values().filter(|i| i.outcome.is_none()) {
+                        i.send(Cmd::Stop);
+                    }
                 }
             }
             if !finished_any {
@@ -585,19 +743,8 @@ impl Supervisor {
 
     fn dependents_stopped(&self, name: &str) -> bool {
         self.plan.dependents.get(name).is_none_or(|ds| {
-            ds.iter().all(|d| {
-                self.procs
-                    .get(d)
-                    .is_none_or(|dp| matches!(dp.phase, ProcPhase::Finished | ProcPhase::Held))
-            })
+            ds.iter()
+                .all(|d| self.procs.get(d).is_none_or(|dp| dp.phase.is_down()))
         })
-    }
-}
-
-fn send(inst: &Inst, cmd: Cmd) {
-    if let Some(tx) = &inst.cmd {
-        // A closed channel means the thread already ended; its Done report
-        // is on its way.
-        let _ = tx.send(cmd);
     }
 }

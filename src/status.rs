@@ -1,0 +1,169 @@
+//! The read-only picture of sheepdog that readers (HTTP API, metrics, ctl)
+//! see, and the control requests they may send. Plain data, serialisable.
+//!
+//! Invariants:
+//! - Only the supervisor thread builds and publishes snapshots; readers
+//!   clone an `Arc` under a short lock and never block the supervisor.
+//! - Counters in a snapshot (restarts, reaped orphans) only grow, so
+//!   Prometheus counters can be rendered straight from them.
+//! - A control request is answered on its own reply channel; the
+//!   supervisor never waits on a reader. Long operations (stop, restart,
+//!   scale down) are accepted at once and progress shows in snapshots.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::Sender;
+use serde::Serialize;
+
+/// Seconds since the Unix epoch, as a float (what the API and metrics show).
+pub fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// The whole picture at one moment.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Snapshot {
+    pub version: String,
+    pub pid: u32,
+    /// When sheepdog started (Unix seconds).
+    pub started_at: f64,
+    /// `running` or `stopping`.
+    pub phase: String,
+    /// The container readiness bit: every enabled longrun with a readiness
+    /// check is ready and no process has failed for good.
+    pub ready: bool,
+    /// Why not ready (empty when ready).
+    pub not_ready: Vec<String>,
+    /// Adopted orphans reaped so far.
+    pub orphans_reaped: u64,
+    /// Seconds the last shutdown took (set when it completes).
+    pub shutdown_seconds: Option<f64>,
+    pub processes: Vec<ProcessStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct ProcessStatus {
+    pub name: String,
+    /// `longrun` or `oneshot`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `pending`, `held`, `running`, `stopping`, `stopped` or `finished`.
+    pub state: String,
+    pub desired_scale: u32,
+    /// Instances with a live child.
+    pub current_scale: u32,
+    pub max_scale: Option<u32>,
+    pub critical: bool,
+    pub restart: String,
+    /// An operation in progress (`restarting`, `scaling`), if any.
+    pub operation: Option<String>,
+    /// Restarts of every instance so far, by reason (`exit`, `signal`,
+    /// `health`, `manual`).
+    pub restarts: BTreeMap<String, u64>,
+    pub instances: Vec<InstanceStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct InstanceStatus {
+    /// `<process>-<index>`
+    pub id: String,
+    pub index: u32,
+    /// `starting`, `running`, `backoff`, `stopping`, `stopped`, `exited`,
+    /// `failed` or `completed`.
+    pub state: String,
+    pub pid: Option<i32>,
+    /// When the current child started (Unix seconds).
+    pub started_at: Option<f64>,
+    pub uptime_seconds: Option<f64>,
+    pub restart_count: u32,
+    /// `unknown` (no check), `starting`, `healthy` or `unhealthy`.
+    pub health: String,
+    pub health_error: Option<String>,
+    pub last_exit: Option<LastExit>,
+    /// When a restart waiting in backoff will happen (Unix seconds).
+    pub backoff_until: Option<f64>,
+    /// Why it failed, for `failed`.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct LastExit {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+}
+
+/// Where the supervisor publishes snapshots for readers.
+#[derive(Default)]
+pub struct Published {
+    current: Mutex<Arc<Snapshot>>,
+}
+
+impl Published {
+    pub fn new() -> Arc<Published> {
+        Arc::new(Published::default())
+    }
+
+    /// Replace the snapshot (supervisor only).
+    pub fn publish(&self, snapshot: Snapshot) {
+        let fresh = Arc::new(snapshot);
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
+    }
+
+    /// The latest snapshot.
+    pub fn get(&self) -> Arc<Snapshot> {
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// What a reader may ask of the supervisor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// Answered at once: proves the supervisor loop is alive.
+    Ping,
+    Start {
+        name: String,
+    },
+    Stop {
+        name: String,
+    },
+    /// Rolling: one instance at a time.
+    Restart {
+        name: String,
+    },
+    Scale {
+        name: String,
+        desired: u32,
+    },
+    Signal {
+        name: String,
+        signal: nix::sys::signal::Signal,
+    },
+    Shutdown,
+}
+
+/// The supervisor's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControlReply {
+    /// Done (or nothing to do).
+    Done(String),
+    /// Accepted; progress shows in snapshots.
+    Accepted(String),
+    NotFound(String),
+    /// The request cannot apply in the current state (e.g. scaling a oneshot,
+    /// beyond max_scale, or during shutdown).
+    Conflict(String),
+}
+
+/// A control request with its reply channel.
+#[derive(Debug)]
+pub struct Request {
+    pub control: Control,
+    pub reply: Sender<ControlReply>,
+}

@@ -1,0 +1,321 @@
+//! Control requests (from the HTTP API and `sheepdog ctl`): start, stop,
+//! rolling restart, scale, signal, shutdown. Each is answered at once; long
+//! operations are accepted and then driven by instance reports.
+//!
+//! Invariants:
+//! - Requests never make the supervisor wait: a reply is sent before
+//!   returning, and the reply channel is never blocked on (the reader holds
+//!   a bounded wait on its side).
+//! - Stop is idempotent; nothing here runs during shutdown except Ping and
+//!   Shutdown itself.
+//! - A rolling restart touches one instance at a time: stop it (its group
+//!   drained), relaunch it, wait until it has started, then the next.
+
+use std::collections::VecDeque;
+
+use crate::config::ProcessType;
+use crate::instance::Cmd;
+use crate::status::{Control, ControlReply, Request};
+
+use super::{Op, Phase, ProcPhase, Reason, Supervisor};
+
+impl Supervisor {
+    pub(super) fn on_request(&mut self, req: Request) {
+        let reply = self.apply(req.control);
+        // The reader may have given up waiting; that is its business.
+        let _ = req.reply.send(reply);
+    }
+
+    fn apply(&mut self, control: Control) -> ControlReply {
+        if let Control::Ping = control {
+            return ControlReply::Done("pong".into());
+        }
+        if matches!(self.phase, Phase::ShuttingDown { .. }) {
+            return match control {
+                Control::Shutdown => ControlReply::Accepted("already shutting down".into()),
+                _ => ControlReply::Conflict("sheepdog is shutting down".into()),
+            };
+        }
+        match control {
+            Control::Ping => ControlReply::Done("pong".into()),
+            Control::Shutdown => {
+                self.begin_shutdown(Reason::Requested);
+                ControlReply::Accepted("shutting down".into())
+            }
+            Control::Start { name } => self.start(&name),
+            Control::Stop { name } => self.stop(&name),
+            Control::Restart { name } => self.restart(&name),
+            Control::Scale { name, desired } => self.scale(&name, desired),
+            Control::Signal { name, signal } => self.signal(&name, signal),
+        }
+    }
+
+    fn start(&mut self, name: &str) -> ControlReply {
+        let Some(p) = self.procs.get_mut(name) else {
+            return not_found(name);
+        };
+        match p.phase {
+            ProcPhase::Active | ProcPhase::Pending => {
+                ControlReply::Done(format!("{name} is already started"))
+            }
+            ProcPhase::Stopping => {
+                ControlReply::Conflict(format!("{name} is stopping; start it once it has stopped"))
+            }
+            ProcPhase::Held | ProcPhase::Stopped | ProcPhase::Finished => {
+                if p.desired == 0 {
+                    p.desired = p.def.scale.max(1);
+                }
+                log::info!("{name}: start requested");
+                self.launch_all(name);
+                ControlReply::Accepted(format!("starting {name}"))
+            }
+        }
+    }
+
+    fn stop(&mut self, name: &str) -> ControlReply {
+        let Some(p) = self.procs.get_mut(name) else {
+            return not_found(name);
+        };
+        match p.phase {
+            ProcPhase::Held | ProcPhase::Stopped | ProcPhase::Finished => {
+                ControlReply::Done(format!("{name} is already stopped"))
+            }
+            ProcPhase::Stopping => ControlReply::Accepted(format!("{name} is already stopping")),
+            ProcPhase::Pending => {
+                p.phase = ProcPhase::Stopped;
+                ControlReply::Done(format!("{name} was not started yet; it will not start"))
+            }
+            ProcPhase::Active => {
+                log::info!("{name}: stop requested");
+                p.op = None;
+                p.phase = ProcPhase::Stopping;
+                let live: Vec<_> = p
+                    .instances
+                    .values()
+                    .filter(|i| i.outcome.is_none())
+                    .collect();
+                if live.is_empty() {
+                    p.phase = ProcPhase::Stopped;
+                    return ControlReply::Done(format!("{name} stopped"));
+                }
+                for i in live {
+                    i.send(Cmd::Stop);
+                }
+                ControlReply::Accepted(format!("stopping {name}"))
+            }
+        }
+    }
+
+    fn restart(&mut self, name: &str) -> ControlReply {
+        let Some(p) = self.procs.get_mut(name) else {
+            return not_found(name);
+        };
+        match p.phase {
+            ProcPhase::Held | ProcPhase::Stopped | ProcPhase::Finished => return self.start(name),
+            ProcPhase::Pending => {
+                return ControlReply::Conflict(format!("{name} is waiting for its dependencies"))
+            }
+            ProcPhase::Stopping => return ControlReply::Conflict(format!("{name} is stopping")),
+            ProcPhase::Active => {}
+        }
+        if p.op.is_some() {
+            return ControlReply::Conflict(format!("{name} is already being restarted"));
+        }
+        let queue: VecDeque<u32> = p.instances.keys().copied().collect();
+        log::info!(
+            "{name}: rolling restart of {} instance(s) requested",
+            queue.len()
+        );
+        *p.restarts.entry("manual".into()).or_default() += queue.len() as u64;
+        p.op = Some(Op::Rolling {
+            current: None,
+            relaunched: false,
+            queue,
+        });
+        self.roll_next(name);
+        ControlReply::Accepted(format!("restarting {name}, one instance at a time"))
+    }
+
+    fn scale(&mut self, name: &str, desired: u32) -> ControlReply {
+        let cap = self.cfg.global.extra.max_process_scale;
+        let Some(p) = self.procs.get_mut(name) else {
+            return not_found(name);
+        };
+        if p.def.kind == ProcessType::Oneshot {
+            return ControlReply::Conflict(format!(
+                "{name} is a oneshot; oneshots cannot be scaled"
+            ));
+        }
+        if let Some(max) = p.def.max_scale {
+            if desired > max {
+                return ControlReply::Conflict(format!(
+                    "{name}: {desired} is above its max_scale of {max}"
+                ));
+            }
+        }
+        if desired > cap {
+            return ControlReply::Conflict(format!(
+                "{name}: {desired} is above global.max_process_scale ({cap})"
+            ));
+        }
+        if p.op.is_some() {
+            return ControlReply::Conflict(format!(
+                "{name} is being restarted; scale it afterwards"
+            ));
+        }
+        let from = p.desired;
+        p.desired = desired;
+        log::info!("{name}: scaling from {from} to {desired}");
+        match p.phase {
+            ProcPhase::Pending | ProcPhase::Stopping => {
+                return ControlReply::Accepted(format!(
+                    "{name} will run {desired} instance(s) when it starts"
+                ))
+            }
+            ProcPhase::Held | ProcPhase::Stopped | ProcPhase::Finished => {
+                if desired == 0 {
+                    return ControlReply::Done(format!("{name} scaled to 0"));
+                }
+                self.launch_all(name);
+                return ControlReply::Accepted(format!(
+                    "starting {name} with {desired} instance(s)"
+                ));
+            }
+            ProcPhase::Active => {}
+        }
+        // Scale down: stop the highest indices; they are removed once done.
+        for (index, inst) in p.instances.range(desired + 1..) {
+            log::info!("{name}-{index}: stopping (scale down)");
+            inst.send(Cmd::Stop);
+        }
+        // Already-ended instances above the count go at once.
+        p.instances
+            .retain(|i, inst| *i <= desired || inst.outcome.is_none());
+        if desired == 0 {
+            p.phase = if p.all_done() {
+                ProcPhase::Stopped
+            } else {
+                ProcPhase::Stopping
+            };
+            return ControlReply::Accepted(format!("scaling {name} to 0"));
+        }
+        let missing: Vec<u32> = (1..=desired)
+            .filter(|i| !p.instances.contains_key(i))
+            .collect();
+        for index in missing {
+            self.launch(name, index);
+        }
+        ControlReply::Accepted(format!("scaling {name} from {from} to {desired}"))
+    }
+
+    fn signal(&mut self, name: &str, signal: nix::sys::signal::Signal) -> ControlReply {
+        let Some(p) = self.procs.get(name) else {
+            return not_found(name);
+        };
+        let live: Vec<_> = p.instances.values().filter(|i| i.pid.is_some()).collect();
+        if live.is_empty() {
+            return ControlReply::Conflict(format!("{name} has no running instance to signal"));
+        }
+        for i in &live {
+            i.send(Cmd::Signal(signal));
+        }
+        log::info!(
+            "{name}: sent {signal} to {} instance(s) on request",
+            live.len()
+        );
+        ControlReply::Done(format!(
+            "sent {signal} to {} instance(s) of {name}",
+            live.len()
+        ))
+    }
+
+    /// Take the next instance of a rolling restart, or finish it.
+    fn roll_next(&mut self, name: &str) {
+        let Some(p) = self.procs.get_mut(name) else {
+            return;
+        };
+        let Some(Op::Rolling {
+            current,
+            relaunched,
+            queue,
+        }) = &mut p.op
+        else {
+            return;
+        };
+        let Some(index) = queue.pop_front() else {
+            log::info!("{name}: rolling restart complete");
+            p.op = None;
+            return;
+        };
+        *current = Some(index);
+        *relaunched = false;
+        match p.instances.get(&index) {
+            Some(inst) if inst.outcome.is_none() => {
+                log::info!("{name}-{index}: restarting (rolling)");
+                inst.send(Cmd::Stop);
+            }
+            // Ended already (failed, exited): relaunch it straight away.
+            _ => {
+                self.relaunch(name, index);
+            }
+        }
+    }
+
+    fn relaunch(&mut self, name: &str, index: u32) {
+        if let Some(Op::Rolling { relaunched, .. }) =
+            self.procs.get_mut(name).and_then(|p| p.op.as_mut())
+        {
+            *relaunched = true;
+        }
+        self.launch(name, index);
+    }
+
+    /// A rolling restart's instance has stopped: relaunch it. Returns true
+    /// when the report belonged to the rolling restart.
+    pub(super) fn roll_on_done(&mut self, name: &str, index: u32) -> bool {
+        let Some(p) = self.procs.get(name) else {
+            return false;
+        };
+        match &p.op {
+            Some(Op::Rolling {
+                current: Some(c),
+                relaunched: false,
+                ..
+            }) if *c == index => {
+                self.relaunch(name, index);
+                true
+            }
+            // The relaunched instance ended before it started: move on.
+            Some(Op::Rolling {
+                current: Some(c),
+                relaunched: true,
+                ..
+            }) if *c == index => {
+                self.roll_next(name);
+                false
+            }
+            Some(Op::Rolling { .. }) | None => false,
+        }
+    }
+
+    /// A relaunched instance has started: on to the next one.
+    pub(super) fn roll_on_started(&mut self, name: &str, index: u32) {
+        let Some(p) = self.procs.get(name) else {
+            return;
+        };
+        if let Some(Op::Rolling {
+            current: Some(c),
+            relaunched: true,
+            ..
+        }) = &p.op
+        {
+            if *c == index {
+                self.roll_next(name);
+            }
+        }
+    }
+}
+
+fn not_found(name: &str) -> ControlReply {
+    ControlReply::NotFound(format!("no process named {name:?}"))
+}
