@@ -8,17 +8,21 @@ mod api;
 mod check;
 mod cli;
 mod config;
+mod health;
 mod init;
 mod instance;
 mod logging;
 mod output;
 mod plan;
+mod ports;
+mod probe;
 mod reaper;
 mod signals;
 mod spawn;
 mod status;
 mod supervisor;
 mod sys;
+mod task;
 
 use std::path::PathBuf;
 

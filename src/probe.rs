@@ -1,0 +1,282 @@
+//! Health probes: TCP connect, HTTP GET, exec, and "declared ports are
+//! listening". Each runs blocking on the calling instance thread and is
+//! bounded by the probe timeout.
+//!
+//! Invariants:
+//! - Every probe returns within its timeout (exec: plus the task module's
+//!   bounded kill grace); none panics on any target or response.
+//! - HTTP probes follow no redirects and use no TLS (ureq is built without
+//!   it): a 3xx is judged against `expected_status` like any status.
+//! - Exec probes are children like any other: own process group, reaped by
+//!   the one reaper, killed as a group at the timeout (see `task`).
+//! - Templates `{instance}`, `{index}` and `{port}` are resolved per
+//!   instance, so each replica is probed on its own target.
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::config::extra::Probe;
+use crate::config::Process;
+use crate::ports;
+use crate::reaper::Reaper;
+use crate::spawn::Identity;
+use crate::sys::ChildSetup;
+use crate::task::{self, TaskEnd};
+
+/// A probe's outcome: Ok, or why it failed.
+pub type Outcome = Result<(), String>;
+
+/// Replace `{instance}`, `{index}` and `{port}` in `s`.
+pub fn expand(s: &str, id: &Identity, port: Option<u16>) -> String {
+    let mut out = s
+        .replace("{instance}", &id.instance)
+        .replace("{index}", &id.index.to_string());
+    if let Some(p) = port {
+        out = out.replace("{port}", &p.to_string());
+    }
+    out
+}
+
+/// The probe of `def` for instance `id`, templates resolved.
+pub fn for_instance(probe: &Probe, id: &Identity, port: Option<u16>) -> Probe {
+    match probe {
+        Probe::Tcp { address } => Probe::Tcp {
+            address: expand(address, id, port),
+        },
+        Probe::Http {
+            url,
+            expected_status,
+        } => Probe::Http {
+            url: expand(url, id, port),
+            expected_status: expected_status.clone(),
+        },
+        Probe::Exec { command } => Probe::Exec {
+            command: command.iter().map(|a| expand(a, id, port)).collect(),
+        },
+    }
+}
+
+/// Run one probe within `timeout`.
+pub fn run(
+    probe: &Probe,
+    timeout: Duration,
+    def: &Process,
+    id: &Identity,
+    reaper: &Reaper,
+) -> Outcome {
+    match probe {
+        Probe::Tcp { address } => tcp(address, timeout),
+        Probe::Http {
+            url,
+            expected_status,
+        } => http(url, expected_status, timeout),
+        Probe::Exec { command } => exec(command, timeout, def, id, reaper),
+    }
+}
+
+fn tcp(address: &str, timeout: Duration) -> Outcome {
+    let deadline = Instant::now() + timeout;
+    let addrs: Vec<_> = address
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {address}: {e}"))?
+        .collect();
+    let mut last = format!("{address} resolved to no address");
+    for addr in addrs {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!(
+                "connect to {address} timed out after {}",
+                crate::config::format_duration(timeout)
+            ));
+        }
+        match TcpStream::connect_timeout(&addr, left) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = format!("connect to {addr}: {e}"),
+        }
+    }
+    Err(last)
+}
+
+fn http(url: &str, expected: &[(u16, u16)], timeout: Duration) -> Outcome {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .max_redirects(0)
+        .http_status_as_error(false)
+        .user_agent(concat!(
+            "sheepdog/",
+            env!("CARGO_PKG_VERSION"),
+            " (health check)"
+        ))
+        .build()
+        .into();
+    let response = agent
+        .get(url)
+        .call()
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    let status = response.status().as_u16();
+    if expected
+        .iter()
+        .any(|(lo, hi)| (*lo..=*hi).contains(&status))
+    {
+        Ok(())
+    } else {
+        let want: Vec<String> = expected
+            .iter()
+            .map(|(lo, hi)| {
+                if lo == hi {
+                    lo.to_string()
+                } else {
+                    format!("{lo}-{hi}")
+                }
+            })
+            .collect();
+        Err(format!(
+            "GET {url}: status {status}, expected {}",
+            want.join(", ")
+        ))
+    }
+}
+
+fn exec(
+    command: &[String],
+    timeout: Duration,
+    def: &Process,
+    id: &Identity,
+    reaper: &Reaper,
+) -> Outcome {
+    let Some((program, args)) = command.split_first() else {
+        return Err("empty probe command".into());
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .envs(&def.env)
+        .env("SHEEPDOG_PROCESS", &*id.process)
+        .env("SHEEPDOG_INSTANCE", &*id.instance)
+        .env("SHEEPDOG_INSTANCE_INDEX", id.index.to_string());
+    if let Some(dir) = &def.working_dir {
+        cmd.current_dir(dir);
+    }
+    let setup = ChildSetup {
+        credentials: def
+            .credentials
+            .as_ref()
+            .map(|c| (c.uid, c.gid, c.groups.clone())),
+        foreground_tty: false,
+    };
+    let name = program.as_str();
+    match task::run(reaper, cmd, setup, timeout) {
+        TaskEnd::Exited { status, .. } if status.success() => Ok(()),
+        TaskEnd::Exited { status, output } => Err(with_output(format!("{name} {status}"), &output)),
+        TaskEnd::TimedOut { output } => Err(with_output(
+            format!(
+                "{name} timed out after {}; its process group was killed",
+                crate::config::format_duration(timeout)
+            ),
+            &output,
+        )),
+        TaskEnd::SpawnFailed(e) => Err(format!("unable to run {name:?}: {e}")),
+    }
+}
+
+/// "msg: last line of output" (bounded).
+fn with_output(msg: String, output: &str) -> String {
+    match output.lines().rev().find(|l| !l.trim().is_empty()) {
+        Some(line) => {
+            let line: String = line.chars().take(200).collect();
+            format!("{msg}: {line}")
+        }
+        None => msg,
+    }
+}
+
+/// The declared ports of an instance that are not listening.
+pub fn ports_listening(ports: &[u16]) -> Outcome {
+    let listening = ports::listening();
+    let missing: Vec<String> = ports
+        .iter()
+        .filter(|p| !listening.contains(p))
+        .map(u16::to_string)
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "declared port {} not listening",
+            missing.join(", ")
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    #[test]
+    fn templates_expand_per_instance() {
+        let id = Identity::new("queue", 3);
+        assert_eq!(
+            expand(
+                "http://127.0.0.1:{port}/{instance}?i={index}",
+                &id,
+                Some(9002)
+            ),
+            "http://127.0.0.1:9002/queue-3?i=3"
+        );
+        assert_eq!(
+            expand("no {port} without ports", &id, None),
+            "no {port} without ports"
+        );
+    }
+
+    #[test]
+    fn tcp_probe_connects_or_explains() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        assert_eq!(tcp(&addr, Duration::from_secs(2)), Ok(()));
+        drop(l);
+        let err = tcp(&addr, Duration::from_secs(2)).unwrap_err();
+        assert!(err.contains("refused"), "{err}");
+        assert!(tcp("no-such-host.invalid:80", Duration::from_secs(2))
+            .unwrap_err()
+            .contains("cannot resolve"));
+    }
+
+    #[test]
+    fn http_probe_checks_the_status_and_follows_no_redirect() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            for (status, conn) in ["302 Found", "503 Service Unavailable", "200 OK"]
+                .iter()
+                .zip(l.incoming())
+            {
+                use std::io::{Read, Write};
+                let mut c = conn.unwrap();
+                let mut buf = [0u8; 1024];
+                let _ = c.read(&mut buf);
+                let _ = write!(c, "HTTP/1.1 {status}\r\nLocation: /elsewhere\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            }
+        });
+        let url = format!("http://127.0.0.1:{port}/health");
+        let ok_2xx = [(200, 299)];
+        let e = http(&url, &ok_2xx, Duration::from_secs(3)).unwrap_err();
+        assert!(e.contains("status 302, expected 200-299"), "{e}");
+        let e = http(&url, &[(200, 200)], Duration::from_secs(3)).unwrap_err();
+        assert!(e.contains("status 503, expected 200"), "{e}");
+        assert_eq!(http(&url, &ok_2xx, Duration::from_secs(3)), Ok(()));
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn http_probe_times_out() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", l.local_addr().unwrap());
+        // Accepted by the kernel, never answered.
+        let start = Instant::now();
+        assert!(http(&url, &[(200, 200)], Duration::from_millis(300)).is_err());
+        assert!(start.elapsed() < Duration::from_secs(5));
+        drop(l);
+    }
+}
