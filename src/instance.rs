@@ -18,6 +18,13 @@
 //!   backs off from 1 ms to 50 ms, and ends at the stop deadline.
 //! - Intentional stops never restart; a restart waiting in backoff is
 //!   cancelled by a stop.
+//! - Health probes run here, blocking, each bounded by its timeout; an exit
+//!   that arrives meanwhile is handled right after (never later than the
+//!   probe timeout). Every start gets a fresh health tracker, so counters
+//!   reset and `initial_delay` applies again after any restart. A liveness
+//!   failure stops the instance through the graceful path (signal, timeout,
+//!   group kill) and then the restart policy decides; readiness failures
+//!   never restart anything.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -28,10 +35,13 @@ use nix::errno::Errno;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
+use crate::config::extra::{HealthMode, Probe};
 use crate::config::{Process, ProcessType, RestartPolicy};
+use crate::health::{self, Change, Health, Tracker};
 use crate::output::Output;
 use crate::reaper::{Exit, ExitStatus, Reaper};
 use crate::spawn::{self, Identity};
+use crate::{ports, probe};
 
 /// How long to wait for a group to vanish after the kill signal.
 const KILL_GRACE: Duration = Duration::from_secs(5);
@@ -77,10 +87,29 @@ impl Outcome {
 /// A transition, reported to the supervisor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    Started { pid: i32 },
-    SpawnFailed { error: String },
-    Exited { pid: i32, status: ExitStatus },
-    RestartScheduled { delay: Duration, attempt: u32 },
+    Started {
+        pid: i32,
+    },
+    SpawnFailed {
+        error: String,
+    },
+    Exited {
+        pid: i32,
+        status: ExitStatus,
+    },
+    /// `reason`: `exit`, `signal` or `health`.
+    RestartScheduled {
+        delay: Duration,
+        attempt: u32,
+        reason: &'static str,
+    },
+    /// One health probe finished.
+    Probe {
+        ok: bool,
+        duration: Duration,
+        health: Health,
+        error: Option<String>,
+    },
     Stopping,
     Done(Outcome),
 }
@@ -114,7 +143,9 @@ pub fn launch(
     let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
     let (exit_tx, exit_rx) = crossbeam_channel::unbounded();
     let id = Identity::new(&def.name, index);
+    let health = HealthPlan::for_instance(&def, &id);
     let runner = Runner {
+        health,
         def,
         id,
         shared,
@@ -135,6 +166,62 @@ pub fn launch(
     })
 }
 
+/// What to probe for one instance, with templates and ports resolved.
+#[derive(Debug, Clone)]
+struct HealthPlan {
+    /// None: only the declared ports are checked.
+    probe: Option<Probe>,
+    /// This instance's ports: each declared port + (index − 1).
+    ports: Vec<u16>,
+    settings: health::Settings,
+    timeout: Duration,
+    mode: HealthMode,
+}
+
+impl HealthPlan {
+    fn for_instance(def: &Process, id: &Identity) -> Option<HealthPlan> {
+        let ports: Vec<u16> = def
+            .extra
+            .ports
+            .iter()
+            .filter_map(|p| p.checked_add(u16::try_from(id.index - 1).ok()?))
+            .collect();
+        match &def.extra.health_check {
+            Some(hc) => Some(HealthPlan {
+                probe: Some(probe::for_instance(&hc.probe, id, ports.first().copied())),
+                ports,
+                settings: health::Settings {
+                    initial_delay: hc.initial_delay,
+                    period: hc.period,
+                    startup_period: hc.period,
+                    failure_threshold: hc.failure_threshold,
+                    success_threshold: hc.success_threshold,
+                    startup_timeout: hc.startup_timeout,
+                },
+                timeout: hc.timeout,
+                mode: hc.mode,
+            }),
+            // Declared ports alone: "listening" is the check, probed fast
+            // until first seen so dependents are released promptly.
+            None if !ports.is_empty() => Some(HealthPlan {
+                probe: None,
+                ports,
+                settings: health::Settings {
+                    initial_delay: Duration::from_millis(100),
+                    period: Duration::from_secs(10),
+                    startup_period: Duration::from_millis(250),
+                    failure_threshold: 3,
+                    success_threshold: 1,
+                    startup_timeout: None,
+                },
+                timeout: Duration::from_secs(1),
+                mode: HealthMode::Both,
+            }),
+            None => None,
+        }
+    }
+}
+
 /// The decision after an exit, from the restart policy alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -142,13 +229,15 @@ pub enum Decision {
     Finish(Outcome),
 }
 
-/// Apply the restart policy. `status` is None for a failed spawn.
-/// `attempts` counts restarts since the last reset; returns the decision and
-/// the new count. Pure, so it is unit-tested on its own.
+/// Apply the restart policy. `status` is None for a failed spawn;
+/// `unhealthy` marks a stop forced by a liveness failure (a failure, however
+/// the process exited). `attempts` counts restarts since the last reset;
+/// returns the decision and the new count. Pure, so it is unit-tested.
 pub fn decide(
     def: &Process,
     attempts: u32,
     status: Option<ExitStatus>,
+    unhealthy: bool,
     ran_for: Duration,
 ) -> (Decision, u32) {
     let attempts = if ran_for >= def.backoff.reset_after {
@@ -156,7 +245,7 @@ pub fn decide(
     } else {
         attempts
     };
-    let success = status.is_some_and(ExitStatus::success);
+    let success = !unhealthy && status.is_some_and(ExitStatus::success);
     let wants_restart = match (def.kind, def.restart) {
         (ProcessType::Oneshot, _) if success => {
             return (Decision::Finish(Outcome::Completed), attempts)
@@ -165,11 +254,15 @@ pub fn decide(
         (_, RestartPolicy::OnFailure) => !success,
         (_, RestartPolicy::Never) => false,
     };
-    let what = status.map_or_else(|| "failed to start".to_string(), |s| s.to_string());
+    let what = match (unhealthy, status) {
+        (true, _) => "unhealthy".to_string(),
+        (false, Some(s)) => s.to_string(),
+        (false, None) => "failed to start".to_string(),
+    };
     if !wants_restart {
-        let outcome = match (def.kind, status) {
-            (ProcessType::Longrun, Some(s)) => Outcome::Exited(s),
-            (ProcessType::Oneshot, _) | (_, None) => Outcome::Failed(what),
+        let outcome = match (def.kind, status, unhealthy) {
+            (ProcessType::Longrun, Some(s), false) => Outcome::Exited(s),
+            (ProcessType::Oneshot, _, _) | (_, None, _) | (_, _, true) => Outcome::Failed(what),
         };
         return (Decision::Finish(outcome), attempts);
     }
@@ -214,6 +307,16 @@ enum Cause {
         status: ExitStatus,
         ran_for: Duration,
     },
+    /// Liveness failure (or no success within the startup budget).
+    Unhealthy {
+        ran_for: Duration,
+    },
+}
+
+/// Why a start did not happen after waiting for ports.
+enum PortWait {
+    Stopped,
+    Busy(String),
 }
 
 #[derive(Debug)]
@@ -225,6 +328,7 @@ enum State {
     Running {
         pid: i32,
         since: Instant,
+        tracker: Option<Tracker>,
     },
     Stopping(Stopping),
     Done(Outcome),
@@ -237,6 +341,7 @@ enum Input {
 }
 
 struct Runner {
+    health: Option<HealthPlan>,
     def: Arc<Process>,
     id: Identity,
     shared: Arc<Shared>,
@@ -282,7 +387,8 @@ impl Runner {
     fn deadline(state: &State) -> Option<Instant> {
         match state {
             State::Waiting { until } => Some(*until),
-            State::Running { .. } | State::Done(_) => None,
+            State::Running { tracker, .. } => tracker.as_ref().map(Tracker::due),
+            State::Done(_) => None,
             State::Stopping(s) if s.leader.is_some() => Some(s.deadline.min(s.next_poll)),
             State::Stopping(s) => Some(s.deadline),
         }
@@ -331,7 +437,7 @@ impl Runner {
                 State::Done(Outcome::Stopped)
             }
             (s @ State::Waiting { .. }, Input::Cmd(Cmd::Signal(_)) | Input::Exit(_)) => s,
-            (State::Running { pid, since }, Input::Exit(status)) => {
+            (State::Running { pid, since, .. }, Input::Exit(status)) => {
                 self.leader_exited(pid, status, now.saturating_duration_since(since), now)
             }
             (State::Running { pid, .. }, Input::Cmd(Cmd::Stop)) => {
@@ -345,6 +451,14 @@ impl Runner {
                 self.signal_group(pid, sig);
                 s
             }
+            (
+                State::Running {
+                    pid,
+                    since,
+                    tracker: Some(t),
+                },
+                Input::Timer,
+            ) if now >= t.due() => self.probe(pid, since, t),
             (s @ State::Running { .. }, Input::Timer) => s,
             (State::Stopping(mut s), Input::Exit(status)) => {
                 s.leader = Some(status);
@@ -371,6 +485,16 @@ impl Runner {
     }
 
     fn spawn(&mut self, now: Instant) -> State {
+        if let Err(busy) = self.wait_for_ports() {
+            return match busy {
+                PortWait::Stopped => State::Done(Outcome::Stopped),
+                PortWait::Busy(error) => {
+                    log::error!("{}: {error}", self.id.instance);
+                    self.report(Event::SpawnFailed { error });
+                    self.after_exit(None, false, Duration::ZERO, Instant::now())
+                }
+            };
+        }
         let shared = &self.shared;
         match spawn::start(
             &self.def,
@@ -383,13 +507,107 @@ impl Runner {
                 self.pid = Some(pid);
                 log::info!("{}: started (pid {pid})", self.id.instance);
                 self.report(Event::Started { pid });
-                State::Running { pid, since: now }
+                let tracker = self.health.as_ref().map(|h| Tracker::new(h.settings, now));
+                State::Running {
+                    pid,
+                    since: now,
+                    tracker,
+                }
             }
             Err(e) => {
                 let error = format!("unable to start {:?}: {e}", self.def.command[0]);
                 log::error!("{}: {error}", self.id.instance);
                 self.report(Event::SpawnFailed { error });
-                self.after_exit(None, Duration::ZERO, now)
+                self.after_exit(None, false, Duration::ZERO, now)
+            }
+        }
+    }
+
+    /// Wait (up to `port_wait`) for this instance's declared ports to be
+    /// free, so a previous owner that is still letting go does not make the
+    /// new child fail with EADDRINUSE. No event reports a port becoming
+    /// free, so this checks every 100 ms, still answering stop requests.
+    fn wait_for_ports(&mut self) -> Result<(), PortWait> {
+        let Some(plan) = &self.health else {
+            return Ok(());
+        };
+        let ports = plan.ports.clone();
+        let deadline = Instant::now() + self.def.extra.port_wait;
+        loop {
+            let Some(busy) = ports.iter().copied().find(|p| !ports::is_free(*p)) else {
+                return Ok(());
+            };
+            if Instant::now() >= deadline {
+                let who = ports::holder(busy).map_or_else(String::new, |h| format!(" by {h}"));
+                return Err(PortWait::Busy(format!(
+                    "port {busy} is held{who}; waited {} for it to be released",
+                    crate::config::format_duration(self.def.extra.port_wait)
+                )));
+            }
+            match self.cmd_rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(Cmd::Stop | Cmd::Kill) => return Err(PortWait::Stopped),
+                Ok(Cmd::Signal(_)) | Err(_) => {}
+            }
+        }
+    }
+
+    /// Run one probe (blocking, bounded by its timeout) and act on it.
+    fn probe(&mut self, pid: i32, since: Instant, mut tracker: Tracker) -> State {
+        let Some(plan) = self.health.clone() else {
+            return State::Running {
+                pid,
+                since,
+                tracker: None,
+            };
+        };
+        let at = Instant::now();
+        let mut outcome = match &plan.probe {
+            Some(p) => probe::run(p, plan.timeout, &self.def, &self.id, &self.shared.reaper),
+            None => Ok(()),
+        };
+        if outcome.is_ok() && !plan.ports.is_empty() {
+            outcome = probe::ports_listening(&plan.ports);
+        }
+        let now = Instant::now();
+        let ok = outcome.is_ok();
+        let change = tracker.record(outcome, at, now);
+        self.report(Event::Probe {
+            ok,
+            duration: now - at,
+            health: tracker.state(),
+            error: tracker.last_error().map(str::to_string),
+        });
+        let ran_for = now.saturating_duration_since(since);
+        match change {
+            Change::None => State::Running {
+                pid,
+                since,
+                tracker: Some(tracker),
+            },
+            Change::BecameHealthy => {
+                log::info!("{}: healthy", self.id.instance);
+                State::Running {
+                    pid,
+                    since,
+                    tracker: Some(tracker),
+                }
+            }
+            Change::BecameUnhealthy(why) if plan.mode == HealthMode::Readiness => {
+                log::warn!("{}: not ready: {why}", self.id.instance);
+                State::Running {
+                    pid,
+                    since,
+                    tracker: Some(tracker),
+                }
+            }
+            Change::BecameUnhealthy(why) | Change::StartupFailed(why) => {
+                log::warn!(
+                    "{}: unhealthy: {why}; restarting it through a graceful stop",
+                    self.id.instance
+                );
+                let mut s = self.begin_stop(pid, now);
+                s.cause = Cause::Unhealthy { ran_for };
+                State::Stopping(s)
             }
         }
     }
@@ -420,13 +638,28 @@ impl Runner {
             };
             return State::Stopping(s);
         }
-        self.after_exit(Some(status), ran_for, now)
+        self.after_exit(Some(status), false, ran_for, now)
     }
 
-    fn after_exit(&mut self, status: Option<ExitStatus>, ran_for: Duration, now: Instant) -> State {
-        let (decision, attempts) = decide(&self.def, self.attempts, status, ran_for);
+    fn after_exit(
+        &mut self,
+        status: Option<ExitStatus>,
+        unhealthy: bool,
+        ran_for: Duration,
+        now: Instant,
+    ) -> State {
+        let (decision, attempts) = decide(&self.def, self.attempts, status, unhealthy, ran_for);
         self.attempts = attempts;
-        let what = status.map_or_else(|| "failed to start".to_string(), |s| s.to_string());
+        let what = match (unhealthy, status) {
+            (true, _) => "unhealthy".to_string(),
+            (false, Some(s)) => s.to_string(),
+            (false, None) => "failed to start".to_string(),
+        };
+        let reason = match (unhealthy, status) {
+            (true, _) => "health",
+            (false, Some(ExitStatus::Signal { .. })) => "signal",
+            (false, Some(ExitStatus::Code(_)) | None) => "exit",
+        };
         match decision {
             Decision::Restart { delay, attempt } => {
                 log::info!(
@@ -435,7 +668,11 @@ impl Runner {
                     crate::config::format_duration(ran_for),
                     crate::config::format_duration(delay)
                 );
-                self.report(Event::RestartScheduled { delay, attempt });
+                self.report(Event::RestartScheduled {
+                    delay,
+                    attempt,
+                    reason,
+                });
                 State::Waiting { until: now + delay }
             }
             Decision::Finish(outcome) => {
@@ -531,7 +768,10 @@ impl Runner {
                 log::info!("{}: stopped ({how})", self.id.instance);
                 State::Done(Outcome::Stopped)
             }
-            Cause::LeaderExited { status, ran_for } => self.after_exit(Some(status), ran_for, now),
+            Cause::LeaderExited { status, ran_for } => {
+                self.after_exit(Some(status), false, ran_for, now)
+            }
+            Cause::Unhealthy { ran_for } => self.after_exit(s.leader, true, ran_for, now),
         }
     }
 
@@ -627,11 +867,11 @@ mod tests {
     #[test]
     fn always_restarts_on_any_exit_with_growing_backoff() {
         let p = process(ProcessType::Longrun, RestartPolicy::Always, 0);
-        assert_eq!(decide(&p, 0, OK, SHORT), (restart(1, 1), 1));
-        assert_eq!(decide(&p, 1, FAIL, SHORT), (restart(2, 2), 2));
-        assert_eq!(decide(&p, 2, KILLED, SHORT), (restart(4, 3), 3));
+        assert_eq!(decide(&p, 0, OK, false, SHORT), (restart(1, 1), 1));
+        assert_eq!(decide(&p, 1, FAIL, false, SHORT), (restart(2, 2), 2));
+        assert_eq!(decide(&p, 2, KILLED, false, SHORT), (restart(4, 3), 3));
         assert_eq!(
-            decide(&p, 5, FAIL, SHORT),
+            decide(&p, 5, FAIL, false, SHORT),
             (restart(8, 6), 6),
             "capped at backoff.max"
         );
@@ -641,11 +881,11 @@ mod tests {
     fn a_long_run_resets_attempts_and_backoff() {
         let p = process(ProcessType::Longrun, RestartPolicy::Always, 3);
         assert_eq!(
-            decide(&p, 3, FAIL, Duration::from_secs(60)),
+            decide(&p, 3, FAIL, false, Duration::from_secs(60)),
             (restart(1, 1), 1)
         );
         assert_eq!(
-            decide(&p, 2, FAIL, Duration::from_secs(59)),
+            decide(&p, 2, FAIL, false, Duration::from_secs(59)),
             (restart(4, 3), 3)
         );
     }
@@ -654,12 +894,12 @@ mod tests {
     fn on_failure_restarts_only_failures() {
         let p = process(ProcessType::Longrun, RestartPolicy::OnFailure, 0);
         assert_eq!(
-            decide(&p, 0, OK, SHORT),
+            decide(&p, 0, OK, false, SHORT),
             (Decision::Finish(Outcome::Exited(ExitStatus::Code(0))), 0)
         );
-        assert_eq!(decide(&p, 0, FAIL, SHORT), (restart(1, 1), 1));
+        assert_eq!(decide(&p, 0, FAIL, false, SHORT), (restart(1, 1), 1));
         assert_eq!(
-            decide(&p, 0, KILLED, SHORT),
+            decide(&p, 0, KILLED, false, SHORT),
             (restart(1, 1), 1),
             "death by signal is a failure"
         );
@@ -668,10 +908,10 @@ mod tests {
     #[test]
     fn never_never_restarts() {
         let p = process(ProcessType::Longrun, RestartPolicy::Never, 0);
-        let (d, _) = decide(&p, 0, FAIL, SHORT);
+        let (d, _) = decide(&p, 0, FAIL, false, SHORT);
         assert_eq!(d, Decision::Finish(Outcome::Exited(ExitStatus::Code(1))));
         assert!(matches!(
-            decide(&p, 0, None, SHORT).0,
+            decide(&p, 0, None, false, SHORT).0,
             Decision::Finish(Outcome::Failed(_))
         ));
     }
@@ -679,8 +919,8 @@ mod tests {
     #[test]
     fn attempts_exhausted_means_failed() {
         let p = process(ProcessType::Longrun, RestartPolicy::Always, 2);
-        assert_eq!(decide(&p, 1, FAIL, SHORT).0, restart(2, 2));
-        let (d, _) = decide(&p, 2, FAIL, SHORT);
+        assert_eq!(decide(&p, 1, FAIL, false, SHORT).0, restart(2, 2));
+        let (d, _) = decide(&p, 2, FAIL, false, SHORT);
         let Decision::Finish(Outcome::Failed(why)) = d else {
             panic!("expected failure, got {d:?}")
         };
@@ -693,24 +933,24 @@ mod tests {
     #[test]
     fn spawn_failures_follow_the_policy() {
         let p = process(ProcessType::Longrun, RestartPolicy::Always, 0);
-        assert_eq!(decide(&p, 0, None, Duration::ZERO).0, restart(1, 1));
+        assert_eq!(decide(&p, 0, None, false, Duration::ZERO).0, restart(1, 1));
     }
 
     #[test]
     fn oneshots_complete_or_retry_on_failure() {
         let p = process(ProcessType::Oneshot, RestartPolicy::OnFailure, 2);
         assert_eq!(
-            decide(&p, 0, OK, SHORT).0,
+            decide(&p, 0, OK, false, SHORT).0,
             Decision::Finish(Outcome::Completed)
         );
-        assert_eq!(decide(&p, 0, FAIL, SHORT).0, restart(1, 1));
+        assert_eq!(decide(&p, 0, FAIL, false, SHORT).0, restart(1, 1));
         assert!(matches!(
-            decide(&p, 2, FAIL, SHORT).0,
+            decide(&p, 2, FAIL, false, SHORT).0,
             Decision::Finish(Outcome::Failed(_))
         ));
         let never = process(ProcessType::Oneshot, RestartPolicy::Never, 0);
         assert!(matches!(
-            decide(&never, 0, FAIL, SHORT).0,
+            decide(&never, 0, FAIL, false, SHORT).0,
             Decision::Finish(Outcome::Failed(_))
         ));
     }
@@ -722,5 +962,18 @@ mod tests {
         assert!(!Outcome::Exited(ExitStatus::Code(0)).is_failure());
         assert!(Outcome::Exited(ExitStatus::Code(3)).is_failure());
         assert!(Outcome::Failed("x".into()).is_failure());
+    }
+
+    #[test]
+    fn a_liveness_failure_is_a_failure_whatever_the_exit() {
+        let p = process(ProcessType::Longrun, RestartPolicy::OnFailure, 0);
+        assert_eq!(
+            decide(&p, 0, OK, true, SHORT).0,
+            restart(1, 1),
+            "exit 0 after SIGTERM still restarts"
+        );
+        let never = process(ProcessType::Longrun, RestartPolicy::Never, 0);
+        let (d, _) = decide(&never, 0, OK, true, SHORT);
+        assert_eq!(d, Decision::Finish(Outcome::Failed("unhealthy".into())));
     }
 }

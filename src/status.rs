@@ -88,6 +88,12 @@ pub struct InstanceStatus {
     pub backoff_until: Option<f64>,
     /// Why it failed, for `failed`.
     pub error: Option<String>,
+    /// Health probes of this instance so far (monotonic).
+    pub health_checks_ok: u64,
+    pub health_checks_failed: u64,
+    /// Sum of probe durations (seconds) and the last one.
+    pub health_check_seconds_sum: f64,
+    pub health_check_last_seconds: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]

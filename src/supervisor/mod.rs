@@ -35,7 +35,9 @@ use crossbeam_channel::{select, Receiver, Sender};
 use signal_hook::consts::signal::*;
 
 use crate::cli::exit;
+use crate::config::extra::HealthMode;
 use crate::config::{format_duration, Condition, Config, InitialState, Process, ProcessType};
+use crate::health::Health;
 use crate::instance::{self, Cmd, Event, Outcome, Report, Shared};
 use crate::output::Output;
 use crate::plan::Plan;
@@ -166,6 +168,19 @@ struct Inst {
     backoff_until: Option<SystemTime>,
     error: Option<String>,
     outcome: Option<Outcome>,
+    /// None: the process has no health check.
+    health: Option<Health>,
+    health_error: Option<String>,
+    probes: ProbeStats,
+}
+
+/// Probe counters for metrics (monotonic).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ProbeStats {
+    pub ok: u64,
+    pub failed: u64,
+    pub seconds_sum: f64,
+    pub last_seconds: Option<f64>,
 }
 
 impl Inst {
@@ -182,6 +197,9 @@ impl Inst {
             backoff_until: None,
             error: None,
             outcome: None,
+            health: None,
+            health_error: None,
+            probes: ProbeStats::default(),
         }
     }
 
@@ -213,6 +231,17 @@ struct Proc {
     instances: BTreeMap<u32, Inst>,
     op: Option<Op>,
     restarts: BTreeMap<String, u64>,
+    /// When it began waiting for its dependencies (for dependency_timeout).
+    pending_since: Option<Instant>,
+}
+
+/// Whether a process's health decides its readiness: a check in mode
+/// readiness or both, or declared ports alone (checked for listening).
+fn readiness_checked(def: &Process) -> bool {
+    match &def.extra.health_check {
+        Some(hc) => hc.mode != HealthMode::Liveness,
+        None => !def.extra.ports.is_empty(),
+    }
 }
 
 impl Proc {
@@ -242,6 +271,8 @@ struct Supervisor {
     phase: Phase,
     reason: Option<Reason>,
     shutdown_took: Option<Duration>,
+    /// Whether the readiness file is present (None: not written yet).
+    ready_file: Option<bool>,
 }
 
 impl Supervisor {
@@ -257,9 +288,16 @@ impl Supervisor {
         let procs = cfg
             .enabled()
             .map(|p| {
-                let phase = match p.initial_state {
-                    InitialState::Running => ProcPhase::Pending,
-                    InitialState::Stopped => ProcPhase::Held,
+                let phase = match (p.initial_state, &p.extra.schedule) {
+                    (_, Some(_)) => {
+                        log::warn!(
+                            "{}: has a schedule; scheduled jobs are not run yet (cron support is coming), so it is held",
+                            p.name
+                        );
+                        ProcPhase::Held
+                    }
+                    (InitialState::Running, None) => ProcPhase::Pending,
+                    (InitialState::Stopped, None) => ProcPhase::Held,
                 };
                 let proc = Proc {
                     def: Arc::new(p.clone()),
@@ -268,6 +306,7 @@ impl Supervisor {
                     instances: BTreeMap::new(),
                     op: None,
                     restarts: BTreeMap::new(),
+                    pending_since: Some(Instant::now()),
                 };
                 (p.name.clone(), proc)
             })
@@ -286,6 +325,7 @@ impl Supervisor {
             phase: Phase::Running,
             reason: None,
             shutdown_took: None,
+            ready_file: None,
         }
     }
 
@@ -316,15 +356,9 @@ impl Supervisor {
         self.check_settled();
         self.publish();
         while !self.finished() {
-            let timer = match self.phase {
-                Phase::ShuttingDown {
-                    deadline,
-                    forced: false,
-                    ..
-                } => crossbeam_channel::at(deadline),
-                Phase::ShuttingDown { forced: true, .. } | Phase::Running => {
-                    crossbeam_channel::never()
-                }
+            let timer = match self.next_deadline() {
+                Some(at) => crossbeam_channel::at(at),
+                None => crossbeam_channel::never(),
             };
             select! {
                 recv(self.signals) -> m => if let Ok(sig) = m { self.on_signal(sig) },
@@ -400,14 +434,6 @@ impl Supervisor {
         }
     }
 
-    fn on_deadline(&mut self) {
-        log::warn!(
-            "shutdown_timeout ({}) reached: killing every remaining process group",
-            format_duration(self.cfg.global.shutdown_timeout)
-        );
-        self.force_kill();
-    }
-
     fn force_kill(&mut self) {
         if let Phase::ShuttingDown { forced, .. } = &mut self.phase {
             *forced = true;
@@ -437,6 +463,10 @@ impl Supervisor {
                 inst.started_at = Some(SystemTime::now());
                 inst.backoff_until = None;
                 inst.error = None;
+                if p.def.extra.health_check.is_some() || !p.def.extra.ports.is_empty() {
+                    inst.health = Some(Health::Starting);
+                    inst.health_error = None;
+                }
                 self.roll_on_started(&r.process, r.index);
                 self.try_start_ready();
             }
@@ -446,15 +476,32 @@ impl Supervisor {
                 inst.started_at = None;
             }
             Event::SpawnFailed { error } => inst.error = Some(error),
-            Event::RestartScheduled { delay, .. } => {
+            Event::RestartScheduled { delay, reason, .. } => {
                 inst.state = "backoff";
                 inst.restart_count += 1;
                 inst.backoff_until = Some(SystemTime::now() + delay);
-                let reason = match inst.last_exit {
-                    Some(ExitStatus::Signal { .. }) => "signal",
-                    Some(ExitStatus::Code(_)) | None => "exit",
-                };
                 *p.restarts.entry(reason.into()).or_default() += 1;
+            }
+            Event::Probe {
+                ok,
+                duration,
+                health,
+                error,
+            } => {
+                let was = inst.health;
+                inst.health = Some(health);
+                inst.health_error = error;
+                let secs = duration.as_secs_f64();
+                inst.probes.last_seconds = Some(secs);
+                inst.probes.seconds_sum += secs;
+                if ok {
+                    inst.probes.ok += 1;
+                } else {
+                    inst.probes.failed += 1;
+                }
+                if was != Some(health) {
+                    self.try_start_ready();
+                }
             }
             Event::Stopping => inst.state = "stopping",
             Event::Done(outcome) => self.on_done(&r.process, r.index, outcome),
@@ -565,10 +612,10 @@ impl Supervisor {
         let Some(p) = self.procs.get(dep) else {
             return DepState::Impossible("is not an enabled process".into());
         };
+        let checked = readiness_checked(&p.def);
         let condition = condition.unwrap_or(match p.def.kind {
             ProcessType::Oneshot => Condition::CompletedSuccessfully,
-            // Readiness (`healthy`) arrives with health checks; until then a
-            // started longrun satisfies its dependents.
+            ProcessType::Longrun if checked => Condition::Healthy,
             ProcessType::Longrun => Condition::Started,
         });
         match p.phase {
@@ -577,11 +624,21 @@ impl Supervisor {
             ProcPhase::Active | ProcPhase::Stopping | ProcPhase::Finished => {}
         }
         let insts = || p.instances.values();
+        let never_started = || insts().any(|i| i.starts == 0 && i.outcome.is_some());
         match condition {
+            Condition::Healthy if checked => {
+                if insts().all(|i| i.health == Some(Health::Healthy)) {
+                    DepState::Satisfied
+                } else if never_started() {
+                    DepState::Impossible("never started".into())
+                } else {
+                    DepState::Waiting
+                }
+            }
             Condition::Started | Condition::Healthy => {
                 if insts().all(|i| i.starts > 0) {
                     DepState::Satisfied
-                } else if insts().any(|i| i.starts == 0 && i.outcome.is_some()) {
+                } else if never_started() {
                     DepState::Impossible("never started".into())
                 } else {
                     DepState::Waiting
@@ -609,6 +666,68 @@ impl Supervisor {
                 }
             }
         }
+    }
+
+    /// The one deadline the supervisor waits for: the shutdown deadline, or
+    /// the earliest dependency timeout of a process still waiting to start.
+    fn next_deadline(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::ShuttingDown {
+                deadline,
+                forced: false,
+                ..
+            } => Some(deadline),
+            Phase::ShuttingDown { forced: true, .. } => None,
+            Phase::Running => self
+                .procs
+                .values()
+                .filter(|p| p.phase == ProcPhase::Pending)
+                .filter_map(|p| p.pending_since)
+                .map(|since| since + self.cfg.global.dependency_timeout)
+                .min(),
+        }
+    }
+
+    fn on_deadline(&mut self) {
+        if matches!(self.phase, Phase::ShuttingDown { .. }) {
+            log::warn!(
+                "shutdown_timeout ({}) reached: killing every remaining process group",
+                format_duration(self.cfg.global.shutdown_timeout)
+            );
+            self.force_kill();
+            return;
+        }
+        let now = Instant::now();
+        let limit = self.cfg.global.dependency_timeout;
+        let late = self.procs.values().find(|p| {
+            p.phase == ProcPhase::Pending && p.pending_since.is_some_and(|t| now >= t + limit)
+        });
+        let Some(p) = late else { return };
+        let waiting: Vec<String> = p
+            .def
+            .depends_on
+            .iter()
+            .filter(|d| matches!(self.dep_state(&d.name, d.condition), DepState::Waiting))
+            .map(|d| {
+                let last = self.procs.get(&d.name).and_then(|dp| {
+                    dp.instances
+                        .values()
+                        .find_map(|i| i.health_error.clone().or_else(|| i.error.clone()))
+                });
+                match last {
+                    Some(e) => format!("{} (last error: {e})", d.name),
+                    None => d.name.clone(),
+                }
+            })
+            .collect();
+        let msg = format!(
+            "cannot start {}: dependency_timeout ({}) passed waiting for {}",
+            p.def.name,
+            format_duration(limit),
+            waiting.join(", ")
+        );
+        log::error!("{msg}");
+        self.begin_shutdown(Reason::StartupFailed(msg));
     }
 
     /// Launch instances 1..=desired of `name` (fresh start).

@@ -6,15 +6,19 @@
 
 use std::time::SystemTime;
 
+use crate::config::extra::ReadinessMode;
 use crate::config::{ProcessType, RestartPolicy};
+use crate::health::Health;
 use crate::reaper::ExitStatus;
 use crate::status::{unix_seconds, InstanceStatus, LastExit, ProcessStatus, Snapshot};
 
-use super::{Inst, Op, Phase, Proc, ProcPhase, Supervisor};
+use super::{readiness_checked, Inst, Op, Phase, Proc, ProcPhase, Supervisor};
 
 impl Supervisor {
-    pub(super) fn publish(&self) {
-        self.published.publish(self.snapshot());
+    pub(super) fn publish(&mut self) {
+        let snapshot = self.snapshot();
+        self.update_readiness_file();
+        self.published.publish(snapshot);
     }
 
     fn snapshot(&self) -> Snapshot {
@@ -24,34 +28,7 @@ impl Supervisor {
             .values()
             .map(|p| process_status(p, now))
             .collect();
-        let mut not_ready = Vec::new();
-        if matches!(self.phase, Phase::ShuttingDown { .. }) {
-            not_ready.push("sheepdog is shutting down".to_string());
-        }
-        for p in self
-            .procs
-            .values()
-            .filter(|p| p.def.kind == ProcessType::Longrun)
-        {
-            match p.phase {
-                ProcPhase::Pending => {
-                    not_ready.push(format!("{}: waiting for its dependencies", p.def.name))
-                }
-                ProcPhase::Active => {
-                    for (i, inst) in &p.instances {
-                        match inst.state {
-                            "running" => {}
-                            "failed" => not_ready.push(format!("{}-{i}: failed", p.def.name)),
-                            other => not_ready.push(format!("{}-{i}: {other}", p.def.name)),
-                        }
-                    }
-                }
-                ProcPhase::Held
-                | ProcPhase::Stopping
-                | ProcPhase::Stopped
-                | ProcPhase::Finished => {}
-            }
-        }
+        let not_ready = self.not_ready(&[], true);
         Snapshot {
             version: crate::VERSION.to_string(),
             pid: std::process::id(),
@@ -66,6 +43,84 @@ impl Supervisor {
             orphans_reaped: self.shared.reaper.orphans_reaped(),
             shutdown_seconds: self.shutdown_took.map(|d| d.as_secs_f64()),
             processes,
+        }
+    }
+
+    /// Why the container is not ready (empty = ready): every enabled
+    /// longrun (of `only`, when given) runs all its instances, those with a
+    /// readiness check are healthy (when `require_health`), and none failed.
+    pub(super) fn not_ready(&self, only: &[String], require_health: bool) -> Vec<String> {
+        let mut why = Vec::new();
+        if matches!(self.phase, Phase::ShuttingDown { .. }) {
+            why.push("sheepdog is shutting down".to_string());
+        }
+        let tracked = self
+            .procs
+            .values()
+            .filter(|p| p.def.kind == ProcessType::Longrun && p.def.extra.schedule.is_none())
+            .filter(|p| only.is_empty() || only.contains(&p.def.name));
+        for p in tracked {
+            let name = &p.def.name;
+            match p.phase {
+                ProcPhase::Pending => why.push(format!("{name}: waiting for its dependencies")),
+                ProcPhase::Active | ProcPhase::Finished => {
+                    for (i, inst) in &p.instances {
+                        match (inst.state, inst.health) {
+                            ("running", Some(Health::Healthy) | None) => {}
+                            ("running", Some(h)) if require_health && readiness_checked(&p.def) => {
+                                let detail = inst
+                                    .health_error
+                                    .as_deref()
+                                    .map_or(String::new(), |e| format!(": {e}"));
+                                why.push(format!("{name}-{i}: {}{detail}", h.as_str()));
+                            }
+                            ("running", Some(_)) => {}
+                            (state, _) => why.push(format!("{name}-{i}: {state}")),
+                        }
+                    }
+                }
+                ProcPhase::Held | ProcPhase::Stopping | ProcPhase::Stopped => {}
+            }
+        }
+        why
+    }
+
+    /// `global.readiness_file`: present exactly while ready.
+    fn update_readiness_file(&mut self) {
+        let Some(r) = &self.cfg.global.extra.readiness else {
+            return;
+        };
+        let ready = self
+            .not_ready(&r.processes, r.mode == ReadinessMode::AllHealthy)
+            .is_empty()
+            && matches!(self.phase, Phase::Running);
+        if self.ready_file == Some(ready) {
+            return;
+        }
+        let result = if ready {
+            let content = r.content.clone().unwrap_or_else(|| {
+                format!(
+                    "ready\ntimestamp={}\n",
+                    unix_seconds(SystemTime::now()) as u64
+                )
+            });
+            std::fs::write(&r.path, content)
+        } else {
+            match std::fs::remove_file(&r.path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                other => other,
+            }
+        };
+        match result {
+            Ok(()) => {
+                log::info!(
+                    "readiness file {}: {}",
+                    r.path.display(),
+                    if ready { "written" } else { "removed" }
+                );
+                self.ready_file = Some(ready);
+            }
+            Err(e) => log::warn!("unable to update readiness file {}: {e}", r.path.display()),
         }
     }
 }
@@ -121,8 +176,8 @@ fn instance_status(name: &str, index: u32, inst: &Inst, now: SystemTime) -> Inst
             .and_then(|t| now.duration_since(t).ok())
             .map(|d| d.as_secs_f64()),
         restart_count: inst.restart_count,
-        health: "unknown".into(),
-        health_error: None,
+        health: inst.health.map_or("unknown", Health::as_str).into(),
+        health_error: inst.health_error.clone(),
         last_exit: inst.last_exit.map(|e| match e {
             ExitStatus::Code(c) => LastExit {
                 code: Some(c),
@@ -135,5 +190,9 @@ fn instance_status(name: &str, index: u32, inst: &Inst, now: SystemTime) -> Inst
         }),
         backoff_until: inst.backoff_until.map(unix_seconds),
         error: inst.error.clone(),
+        health_checks_ok: inst.probes.ok,
+        health_checks_failed: inst.probes.failed,
+        health_check_seconds_sum: inst.probes.seconds_sum,
+        health_check_last_seconds: inst.probes.last_seconds,
     }
 }
