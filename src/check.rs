@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::config::extra::{HealthCheck, HealthMode, Probe};
 use crate::config::{
     format_duration, Condition, Config, InitialState, Process, ProcessType, RestartPolicy,
 };
@@ -94,6 +95,18 @@ fn write_text(out: &mut String, config: &Config, plan: &Plan) -> std::fmt::Resul
                 deps.join(", ")
             }
         )?;
+        for line in health_lines(p) {
+            writeln!(out, "    {line}")?;
+        }
+        if !p.extra.ports.is_empty() {
+            let ports: Vec<String> = p.extra.ports.iter().map(u16::to_string).collect();
+            writeln!(
+                out,
+                "    ports: {} (+ index - 1 per instance): must be free before a start (waits up to {}) and keep listening",
+                ports.join(", "),
+                format_duration(p.extra.port_wait)
+            )?;
+        }
     }
     for name in &disabled {
         writeln!(out, "  {name}: disabled (enabled: false; not planned)")?;
@@ -168,6 +181,49 @@ fn write_text(out: &mut String, config: &Config, plan: &Plan) -> std::fmt::Resul
     Ok(())
 }
 
+/// Effective probe timings, for people.
+fn health_lines(p: &Process) -> Vec<String> {
+    let Some(hc) = &p.extra.health_check else {
+        return Vec::new();
+    };
+    let target = match &hc.probe {
+        Probe::Tcp { address } => format!("tcp {address}"),
+        Probe::Http { url, .. } => format!("http GET {url}"),
+        Probe::Exec { command } => format!("exec {}", command.join(" ")),
+    };
+    let mode = match hc.mode {
+        HealthMode::Liveness => "liveness: restarts when unhealthy",
+        HealthMode::Readiness => "readiness: gates dependents, never restarts",
+        HealthMode::Both => "liveness and readiness",
+    };
+    let startup = hc.startup_timeout.map_or(String::new(), |t| {
+        format!(
+            "; startup budget {} before failures count",
+            format_duration(t)
+        )
+    });
+    vec![
+        format!("health: {target} ({mode})"),
+        format!(
+            "  first probe at {}, then every {}, timeout {}{startup}",
+            format_duration(hc.initial_delay),
+            format_duration(hc.period),
+            format_duration(hc.timeout)
+        ),
+        format!(
+            "  unhealthy after {} failures in a row (worst-case detection {}), healthy after {} success(es)",
+            hc.failure_threshold,
+            format_duration(worst_case(hc)),
+            hc.success_threshold
+        ),
+    ]
+}
+
+/// initial_delay + period × failure_threshold + timeout.
+fn worst_case(hc: &HealthCheck) -> Duration {
+    hc.initial_delay + hc.period * hc.failure_threshold + hc.timeout
+}
+
 fn write_budget(out: &mut String, budget: &Budget) -> std::fmt::Result {
     let parts: Vec<String> = budget
         .per_level
@@ -232,6 +288,8 @@ pub fn render_json(config: &Config, plan: &Plan) -> Value {
                     "timeout_ms": millis(p.shutdown.timeout),
                     "kill_signal": p.shutdown.kill_signal.as_str(),
                 },
+                "health_check": p.extra.health_check.as_ref().map(health_json),
+                "ports": p.extra.ports,
             })
         })
         .collect();
@@ -249,6 +307,28 @@ pub fn render_json(config: &Config, plan: &Plan) -> Value {
             "exceeds_limit": budget.exceeds_limit(),
         },
         "warnings": config.warnings,
+    })
+}
+
+fn health_json(hc: &HealthCheck) -> Value {
+    json!({
+        "type": match hc.probe {
+            Probe::Tcp { .. } => "tcp",
+            Probe::Http { .. } => "http",
+            Probe::Exec { .. } => "exec",
+        },
+        "mode": match hc.mode {
+            HealthMode::Liveness => "liveness",
+            HealthMode::Readiness => "readiness",
+            HealthMode::Both => "both",
+        },
+        "initial_delay_ms": millis(hc.initial_delay),
+        "period_ms": millis(hc.period),
+        "timeout_ms": millis(hc.timeout),
+        "failure_threshold": hc.failure_threshold,
+        "success_threshold": hc.success_threshold,
+        "startup_timeout_ms": hc.startup_timeout.map(millis),
+        "worst_case_detection_ms": millis(worst_case(hc)),
     })
 }
 
@@ -513,6 +593,8 @@ mod tests {
                 "depends_on": ["php-fpm"],
                 "depends_on_conditions": {"php-fpm": "healthy"},
                 "shutdown": {"signal": "SIGTERM", "timeout_ms": 500, "kill_signal": "SIGKILL"},
+                "health_check": null,
+                "ports": [],
             })
         );
         assert_eq!(procs[0]["initial_state"], "stopped");

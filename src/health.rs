@@ -145,11 +145,6 @@ impl Tracker {
         self.next_at = (at + period).max(now);
         change
     }
-
-    /// Worst case from start to declaring a dead instance unhealthy.
-    pub fn worst_case_detection(s: &Settings, timeout: Duration) -> Duration {
-        s.initial_delay + s.period * s.failure_threshold + timeout
-    }
 }
 
 #[cfg(test)]
@@ -252,14 +247,5 @@ mod tests {
             t.record(fail(), t0, t0),
             Change::BecameUnhealthy(_)
         ));
-    }
-
-    #[test]
-    fn worst_case_detection_time() {
-        let s = settings(3, 1, None);
-        assert_eq!(
-            Tracker::worst_case_detection(&s, Duration::from_secs(3)),
-            Duration::from_secs(38)
-        );
     }
 }

@@ -153,17 +153,18 @@ pub fn health_check(raw: &RawHealthCheck, path: &str, r: &mut Report) -> Option<
     })
 }
 
-/// `host:port` with a non-empty host and a port 1..=65535.
+/// `host:port` with a non-empty host and a port 1..=65535, or the
+/// per-instance template `{port}`.
 fn address(v: &Value) -> Result<String, String> {
     let s = val::text(v)?;
-    let ok = s
-        .rsplit_once(':')
-        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+    let ok = s.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty() && (port == "{port}" || port.parse::<u16>().is_ok_and(|p| p > 0))
+    });
     if ok {
         Ok(s)
     } else {
         Err(format!(
-            "invalid value {}; expected host:port, e.g. 127.0.0.1:9000",
+            "invalid value {}; expected host:port, e.g. 127.0.0.1:9000 or 127.0.0.1:{{port}}",
             quote(&s)
         ))
     }

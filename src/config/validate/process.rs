@@ -170,6 +170,14 @@ pub fn build(name: &str, raw: &RawProcess, global: &Global, r: &mut Report) -> P
         },
         Vec::new(),
     );
+    if let Some(hc) = &health_check {
+        if uses_port_template(&hc.probe) && ports.is_empty() {
+            r.error(
+                &p("health_check"),
+                "uses {port}, but the process declares no ports; add ports: [PORT] (instance N gets PORT + N - 1)",
+            );
+        }
+    }
     let port_wait = r.get_or(
         &raw.port_wait,
         &p("port_wait"),
@@ -443,5 +451,15 @@ pub fn check_dependencies(processes: &BTreeMap<String, Process>, r: &mut Report)
                 _ => {}
             }
         }
+    }
+}
+
+/// Whether a probe target uses the `{port}` template.
+fn uses_port_template(probe: &crate::config::extra::Probe) -> bool {
+    use crate::config::extra::Probe;
+    match probe {
+        Probe::Tcp { address } => address.contains("{port}"),
+        Probe::Http { url, .. } => url.contains("{port}"),
+        Probe::Exec { command } => command.iter().any(|a| a.contains("{port}")),
     }
 }
