@@ -93,6 +93,28 @@ impl Tracker {
         self.next_at
     }
 
+    /// Record a round that could not judge yet (declared ports not yet
+    /// listening since this start): not ready, but no failure either —
+    /// except that the startup budget still runs out.
+    pub fn record_pending(&mut self, why: String, at: Instant, now: Instant) -> Change {
+        self.ok_streak = 0;
+        self.last_error = Some(why.clone());
+        self.next_at = (at + self.s.startup_period).max(now);
+        match self.s.startup_timeout {
+            Some(budget)
+                if self.state == Health::Starting
+                    && now.saturating_duration_since(self.started) >= budget =>
+            {
+                self.state = Health::Unhealthy;
+                Change::StartupFailed(format!(
+                    "no successful health check within startup_timeout {}: {why}",
+                    crate::config::format_duration(budget)
+                ))
+            }
+            Some(_) | None => Change::None,
+        }
+    }
+
     /// Record a probe that started at `at` and ended at `now`.
     pub fn record(&mut self, outcome: Result<(), String>, at: Instant, now: Instant) -> Change {
         let change = match (self.state, outcome) {
@@ -235,6 +257,25 @@ mod tests {
         assert!(
             matches!(t.record(fail(), secs(t0, 35), secs(t0, 35)), Change::StartupFailed(e) if e.contains("startup_timeout 30s"))
         );
+    }
+
+    #[test]
+    fn pending_rounds_are_neither_success_nor_failure() {
+        let t0 = Instant::now();
+        let mut t = Tracker::new(settings(1, 1, None), t0);
+        for _ in 0..5 {
+            assert_eq!(
+                t.record_pending("port 9000 not listening yet".into(), t0, t0),
+                Change::None
+            );
+        }
+        assert_eq!(t.state(), Health::Starting);
+        assert_eq!(t.last_error(), Some("port 9000 not listening yet"));
+        let mut budgeted = Tracker::new(settings(1, 1, Some(30)), t0);
+        assert!(matches!(
+            budgeted.record_pending("x".into(), t0, secs(t0, 31)),
+            Change::StartupFailed(_)
+        ));
     }
 
     #[test]

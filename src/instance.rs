@@ -146,6 +146,7 @@ pub fn launch(
     let health = HealthPlan::for_instance(&def, &id);
     let runner = Runner {
         health,
+        ports_seen: false,
         def,
         id,
         shared,
@@ -342,6 +343,8 @@ enum Input {
 
 struct Runner {
     health: Option<HealthPlan>,
+    /// This start's declared ports have been seen listening.
+    ports_seen: bool,
     def: Arc<Process>,
     id: Identity,
     shared: Arc<Shared>,
@@ -505,6 +508,7 @@ impl Runner {
         ) {
             Ok(pid) => {
                 self.pid = Some(pid);
+                self.ports_seen = false;
                 log::info!("{}: started (pid {pid})", self.id.instance);
                 self.report(Event::Started { pid });
                 let tracker = self.health.as_ref().map(|h| Tracker::new(h.settings, now));
@@ -561,16 +565,28 @@ impl Runner {
             };
         };
         let at = Instant::now();
-        let mut outcome = match &plan.probe {
+        let checked = match &plan.probe {
             Some(p) => probe::run(p, plan.timeout, &self.def, &self.id, &self.shared.reaper),
             None => Ok(()),
         };
-        if outcome.is_ok() && !plan.ports.is_empty() {
-            outcome = probe::ports_listening(&plan.ports);
+        // Declared ports count against health only once they have been seen
+        // listening since this start; before that they only hold readiness.
+        let ports = if plan.ports.is_empty() {
+            Ok(())
+        } else {
+            probe::ports_listening(&plan.ports)
+        };
+        if ports.is_ok() {
+            self.ports_seen = true;
         }
         let now = Instant::now();
-        let ok = outcome.is_ok();
-        let change = tracker.record(outcome, at, now);
+        let (ok, change) = match (checked, ports) {
+            (Err(e), _) => (false, tracker.record(Err(e), at, now)),
+            (Ok(()), Err(e)) if !self.ports_seen => {
+                (false, tracker.record_pending(format!("{e} yet"), at, now))
+            }
+            (Ok(()), ports) => (ports.is_ok(), tracker.record(ports, at, now)),
+        };
         self.report(Event::Probe {
             ok,
             duration: now - at,

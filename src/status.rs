@@ -120,6 +120,7 @@ impl Published {
     }
 
     /// The latest snapshot.
+    #[allow(dead_code)] // read by the HTTP API (issue 4)
     pub fn get(&self) -> Arc<Snapshot> {
         self.current
             .lock()
@@ -130,6 +131,7 @@ impl Published {
 
 /// What a reader may ask of the supervisor.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(dead_code)] // sent by the HTTP API (issue 4)
 pub enum Control {
     /// Answered at once: proves the supervisor loop is alive.
     Ping,

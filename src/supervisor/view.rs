@@ -85,7 +85,8 @@ impl Supervisor {
         why
     }
 
-    /// `global.readiness_file`: present exactly while ready.
+    /// `global.readiness_file`: present exactly while ready (and, when
+    /// present, always complete: it is renamed into place).
     fn update_readiness_file(&mut self) {
         let Some(r) = &self.cfg.global.extra.readiness else {
             return;
@@ -104,7 +105,7 @@ impl Supervisor {
                     unix_seconds(SystemTime::now()) as u64
                 )
             });
-            std::fs::write(&r.path, content)
+            write_atomically(&r.path, content.as_bytes())
         } else {
             match std::fs::remove_file(&r.path) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -195,4 +196,12 @@ fn instance_status(name: &str, index: u32, inst: &Inst, now: SystemTime) -> Inst
         health_check_seconds_sum: inst.probes.seconds_sum,
         health_check_last_seconds: inst.probes.last_seconds,
     }
+}
+
+/// Write `path` so readers see either no file or the whole content.
+fn write_atomically(path: &std::path::Path, content: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, content)?;
+    std::fs::rename(&tmp, path)
 }

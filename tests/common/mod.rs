@@ -188,6 +188,15 @@ impl Sheepdog {
         }
     }
 
+    /// Pids `instance` was started with, in order ("<instance>: started (pid N)").
+    pub fn pids_of(&self, instance: &str) -> Vec<i32> {
+        let prefix = format!("{instance}: started (pid ");
+        self.log()
+            .lines()
+            .filter_map(|l| l.split(&prefix).nth(1)?.split(')').next()?.parse().ok())
+            .collect()
+    }
+
     /// Pids sheepdog reported starting ("started (pid N)").
     pub fn started_pids(&self) -> Vec<i32> {
         self.log()

@@ -1,0 +1,447 @@
+//! Health checks with real servers and probes: thresholds both ways,
+//! readiness-gated start, dependency timeout, per-instance liveness
+//! restarts, readiness never restarting, the startup budget, no restart
+//! storms, exec probe timeouts killing their group, busy and stale ports,
+//! and the readiness file.
+
+mod common;
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const TERM: i32 = libc::SIGTERM;
+
+fn header(extra: &str) -> String {
+    format!(
+        "global:\n  shutdown_timeout: 10\n  restart_backoff_initial: 0\n  api_enabled: false\n  metrics_enabled: false\n{extra}processes:\n"
+    )
+}
+
+/// A loopback port nobody listens on (bound then released).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn health_needs_consecutive_results_both_ways() {
+    // The probe reports into a file, so the test sees every result.
+    let cfg = header("")
+        + r#"
+  svc:
+    command: [sleep, "1000"]
+    health_check:
+      type: exec
+      command: [sh, -c, "if [ -e $DIR/ok ]; then echo ok >> $DIR/probes; else echo fail >> $DIR/probes; exit 1; fi"]
+      initial_delay: 0
+      period: 100ms
+      timeout: 2s
+      failure_threshold: 3
+      success_threshold: 2
+      mode: readiness
+"#;
+    let sd = Sheepdog::start("hysteresis", &cfg);
+    // Failing from the start: it is never declared healthy by failures.
+    assert!(
+        sd.wait_log_n(
+            "svc-1: not ready: 3 consecutive failed health checks",
+            1,
+            WAIT
+        ),
+        "{}",
+        sd.log()
+    );
+    assert_eq!(sd.count("svc-1: healthy"), 0);
+    sd.dir.write("ok", "");
+    sd.wait_log("svc-1: healthy");
+    let probes = sd.dir.lines("probes");
+    let first_ok = probes.iter().position(|p| p == "ok").unwrap();
+    assert!(
+        probes.len() - first_ok >= 2,
+        "healthy after 2 successes, saw {probes:?}"
+    );
+    std::fs::remove_file(sd.dir.path("ok")).unwrap();
+    assert!(
+        sd.wait_log_n(
+            "svc-1: not ready: 3 consecutive failed health checks",
+            2,
+            WAIT
+        ),
+        "{}",
+        sd.log()
+    );
+    let probes = sd.dir.lines("probes");
+    let trailing_fails = probes.iter().rev().take_while(|p| *p == "fail").count();
+    assert!(
+        trailing_fails >= 3,
+        "unhealthy only after 3 failures in a row: {probes:?}"
+    );
+    assert_eq!(
+        sd.count("svc-1: started"),
+        1,
+        "readiness mode never restarts"
+    );
+}
+
+#[test]
+fn a_dependent_starts_only_after_its_dependency_is_healthy() {
+    let port = free_port();
+    let cfg = header("")
+        + &format!(
+            r#"
+  web:
+    command: "sleep 1; exec python3 -m http.server {port} --bind 127.0.0.1 --directory $DIR"
+    health_check: {{ type: http, url: "http://127.0.0.1:{port}/", initial_delay: 0, period: 200ms, timeout: 150ms, startup_timeout: 20s }}
+  app:
+    command: "echo started >> $DIR/app; exec sleep 1000"
+    depends_on: [web]
+"#
+        );
+    let mut sd = Sheepdog::start("gated", &cfg);
+    assert!(
+        wait_until(WAIT, || !sd.dir.lines("app").is_empty()),
+        "{}",
+        sd.log()
+    );
+    let log = sd.log();
+    let healthy = log.find("web-1: healthy").expect("web became healthy");
+    let app = log.find("starting app").expect("app started");
+    assert!(
+        healthy < app,
+        "app must wait for web's first successful probe:\n{log}"
+    );
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0);
+}
+
+#[test]
+fn map_form_conditions_are_honoured() {
+    let cfg = header("")
+        + r#"
+  migrate:
+    type: oneshot
+    command: "sleep 0.3; echo migrated >> $DIR/events"
+  app:
+    command: "echo app >> $DIR/events; exec sleep 1000"
+    depends_on:
+      migrate: { condition: completed_successfully }
+"#;
+    let mut sd = Sheepdog::start("mapform", &cfg);
+    assert!(
+        wait_until(WAIT, || sd.dir.lines("events").len() >= 2),
+        "{}",
+        sd.log()
+    );
+    assert_eq!(sd.dir.lines("events"), ["migrated", "app"]);
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0);
+}
+
+#[test]
+fn dependency_timeout_names_the_dependency_and_its_last_probe_error() {
+    let port = free_port();
+    let cfg = header("  dependency_timeout: 1s\n")
+        + &format!(
+            r#"
+  db:
+    command: [sleep, "1000"]
+    health_check: {{ type: tcp, address: "127.0.0.1:{port}", initial_delay: 0, period: 200ms, timeout: 500ms }}
+  app:
+    command: [sleep, "1000"]
+    depends_on: [db]
+"#
+        );
+    let mut sd = Sheepdog::start("deptimeout", &cfg);
+    assert_eq!(sd.exit_code(WAIT), 1, "{}", sd.log());
+    let log = sd.log();
+    assert!(log.contains("cannot start app: dependency_timeout (1s) passed waiting for db (last error: connect to 127.0.0.1:"), "{log}");
+    assert!(log.contains("refused"), "{log}");
+}
+
+#[test]
+fn a_liveness_failure_restarts_only_that_instance() {
+    let cfg = header("")
+        + r#"
+  app:
+    command: [sleep, "1000"]
+    scale: 3
+    health_check:
+      type: exec
+      command: [sh, -c, "test ! -e $DIR/kill-{instance}"]
+      initial_delay: 0
+      period: 100ms
+      timeout: 2s
+      failure_threshold: 2
+      mode: liveness
+"#;
+    let mut sd = Sheepdog::start("liveness", &cfg);
+    assert!(sd.wait_log_n(": started (pid", 3, WAIT), "{}", sd.log());
+    let (one, three) = (sd.pids_of("app-1")[0], sd.pids_of("app-3")[0]);
+    sd.dir.write("kill-app-2", "");
+    sd.wait_log("app-2: unhealthy");
+    std::fs::remove_file(sd.dir.path("kill-app-2")).unwrap();
+    assert!(
+        sd.wait_log_n("app-2: started (pid", 2, WAIT),
+        "{}",
+        sd.log()
+    );
+    assert_eq!(sd.count("app-1: started"), 1, "{}", sd.log());
+    assert_eq!(sd.count("app-3: started"), 1, "{}", sd.log());
+    for pid in [one, three] {
+        assert!(alive(pid), "the healthy instances keep running");
+    }
+    assert!(
+        sd.log()
+            .contains("app-2: unhealthy: 2 consecutive failed health checks"),
+        "{}",
+        sd.log()
+    );
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0);
+}
+
+#[test]
+fn a_startup_budget_fails_a_start_that_never_succeeds() {
+    let cfg = header("")
+        + r#"
+  slow:
+    command: [sleep, "1000"]
+    restart: never
+    health_check:
+      type: exec
+      command: ["false"]
+      initial_delay: 0
+      period: 100ms
+      timeout: 1s
+      failure_threshold: 1
+      startup_timeout: 500ms
+"#;
+    let mut sd = Sheepdog::start("startup", &cfg);
+    assert_eq!(sd.exit_code(WAIT), 1, "{}", sd.log());
+    let log = sd.log();
+    assert!(
+        log.contains("no successful health check within startup_timeout 500ms"),
+        "{log}"
+    );
+    // Failures before the budget ran out did not count: it was not declared
+    // unhealthy after the first failed probe.
+    assert!(!log.contains("consecutive failed health checks"), "{log}");
+}
+
+#[test]
+fn no_restart_storm_after_a_liveness_restart() {
+    // Always failing, zero backoff: only initial_delay (fresh after every
+    // restart) and the thresholds pace the restarts.
+    let cfg = header("")
+        + r#"
+  sick:
+    command: [sleep, "1000"]
+    health_check:
+      type: exec
+      command: ["false"]
+      initial_delay: 500ms
+      period: 100ms
+      timeout: 1s
+      failure_threshold: 2
+"#;
+    let mut sd = Sheepdog::start("storm", &cfg);
+    sd.wait_log("sick-1: started");
+    let start = Instant::now();
+    assert!(sd.wait_log_n("sick-1: started", 3, WAIT), "{}", sd.log());
+    let elapsed = start.elapsed();
+    // Two restarts, each at least initial_delay + one period after its start.
+    assert!(
+        elapsed >= Duration::from_millis(1200),
+        "restarts came too fast: {elapsed:?}\n{}",
+        sd.log()
+    );
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0);
+}
+
+#[test]
+fn an_exec_probe_timeout_kills_the_probes_whole_group() {
+    let cfg = header("")
+        + r#"
+  svc:
+    command: [sleep, "1000"]
+    health_check:
+      type: exec
+      command: [sh, -c, "sleep 1000 & echo $! >> $DIR/probe-children; wait"]
+      initial_delay: 0
+      period: 2s
+      timeout: 300ms
+      mode: readiness
+"#;
+    let mut sd = Sheepdog::start("probetimeout", &cfg);
+    assert!(
+        wait_until(WAIT, || !sd.dir.lines("probe-children").is_empty()),
+        "{}",
+        sd.log()
+    );
+    let child: i32 = sd.dir.lines("probe-children")[0].parse().unwrap();
+    assert!(
+        wait_until(WAIT, || !alive(child)),
+        "the probe's child {child} survived the timeout"
+    );
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0);
+}
+
+#[test]
+fn a_busy_port_fails_the_start_naming_its_holder() {
+    let holder = TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let cfg = header("")
+        + &format!(
+            r#"
+  fpm:
+    command: [sleep, "1000"]
+    restart: never
+    ports: [{port}]
+    port_wait: 300ms
+"#
+        );
+    let mut sd = Sheepdog::start("busyport", &cfg);
+    assert_eq!(sd.exit_code(WAIT), 1, "{}", sd.log());
+    let me = std::process::id();
+    let log = sd.log();
+    assert!(
+        log.contains(&format!("port {port} is held by pid {me} (")),
+        "{log}"
+    );
+    drop(holder);
+}
+
+#[test]
+fn a_declared_port_that_stops_listening_makes_the_instance_unhealthy() {
+    let port = free_port();
+    // Listens, then closes its socket (while staying alive) once told to.
+    let server = format!(
+        "import socket, os, time\ns = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('127.0.0.1', {port})); s.listen()\nwhile not os.path.exists('$DIR/close'): time.sleep(0.05)\ns.close()\nos.remove('$DIR/close')\ntime.sleep(1000)\n"
+    );
+    let cfg = header("")
+        + &format!(
+            r#"
+  listener:
+    command: [python3, -c, {server:?}]
+    ports: [{port}]
+    health_check: {{ type: exec, command: ["true"], initial_delay: 0, period: 100ms, timeout: 1s, failure_threshold: 2 }}
+"#
+        );
+    let mut sd = Sheepdog::start("staleport", &cfg);
+    sd.wait_log("listener-1: healthy");
+    sd.dir.write("close", "");
+    sd.wait_log("listener-1: unhealthy");
+    assert!(
+        sd.log()
+            .contains(&format!("declared port {port} not listening")),
+        "{}",
+        sd.log()
+    );
+    assert!(
+        sd.wait_log_n("listener-1: started", 2, WAIT),
+        "restarted:\n{}",
+        sd.log()
+    );
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0);
+}
+
+#[test]
+fn a_process_dying_mid_probe_is_restarted_once_the_probe_times_out() {
+    let cfg = header("")
+        + r#"
+  brief:
+    command: "sleep 0.3; exit 1"
+    health_check:
+      type: exec
+      command: [sleep, "1000"]
+      initial_delay: 0
+      period: 5s
+      timeout: 1s
+      mode: readiness
+"#;
+    let mut sd = Sheepdog::start("midprobe", &cfg);
+    assert!(sd.wait_log_n("brief-1: started", 2, WAIT), "{}", sd.log());
+    // The exit (and its status) was handled once the probe had timed out.
+    assert!(sd.log().contains("brief-1: exited 1 after"), "{}", sd.log());
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0);
+}
+
+#[test]
+fn the_readiness_file_exists_exactly_while_ready() {
+    let cfg = header("  readiness_file: $DIR/ready\n")
+        + r#"
+  svc:
+    command: [sleep, "1000"]
+    health_check:
+      type: exec
+      command: [test, -e, $DIR/ok]
+      initial_delay: 0
+      period: 100ms
+      timeout: 1s
+      failure_threshold: 1
+      mode: readiness
+"#;
+    let mut sd = Sheepdog::start("readyfile", &cfg);
+    let ready = sd.dir.path("ready");
+    sd.wait_log("svc-1: started");
+    assert!(
+        !ready.exists(),
+        "not ready before the first successful probe"
+    );
+    sd.dir.write("ok", "");
+    assert!(wait_until(WAIT, || ready.exists()), "{}", sd.log());
+    assert!(std::fs::read_to_string(&ready)
+        .unwrap()
+        .starts_with("ready\ntimestamp="));
+    std::fs::remove_file(sd.dir.path("ok")).unwrap();
+    assert!(
+        wait_until(WAIT, || !ready.exists()),
+        "removed when not ready:\n{}",
+        sd.log()
+    );
+    sd.dir.write("ok", "");
+    assert!(wait_until(WAIT, || ready.exists()), "{}", sd.log());
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0);
+    assert!(!ready.exists(), "removed on shutdown");
+}
+
+#[test]
+fn declared_ports_alone_gate_dependents_until_they_listen() {
+    let port = free_port();
+    let cfg = header("")
+        + &format!(
+            r#"
+  fpm:
+    command: "sleep 0.5; exec python3 -m http.server {port} --bind 127.0.0.1 --directory $DIR"
+    ports: [{port}]
+  nginx:
+    command: "echo started >> $DIR/nginx; exec sleep 1000"
+    depends_on: [fpm]
+"#
+        );
+    let mut sd = Sheepdog::start("portgate", &cfg);
+    assert!(
+        wait_until(WAIT, || !sd.dir.lines("nginx").is_empty()),
+        "{}",
+        sd.log()
+    );
+    // nginx started only once fpm's port accepted connections.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    let log = sd.log();
+    assert!(
+        log.find("fpm-1: healthy").unwrap() < log.find("starting nginx").unwrap(),
+        "{log}"
+    );
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0);
+}
