@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_sheepdog");
@@ -99,6 +99,21 @@ impl Sheepdog {
         let dir = TempDir::new(name);
         let text = config.replace("$DIR", dir.0.to_str().unwrap());
         let cfg = dir.write("sheepdog.yaml", &text);
+        Self::spawn(dir, &cfg, wrapper, tweak)
+    }
+
+    /// Run `sheepdog run -c <file>` on an existing file, used as it is (no
+    /// `$DIR` replacement); the log goes to a fresh temp dir.
+    pub fn start_file(name: &str, file: &Path, tweak: impl FnOnce(&mut Command)) -> Sheepdog {
+        Self::spawn(TempDir::new(name), file, &[], tweak)
+    }
+
+    fn spawn(
+        dir: TempDir,
+        cfg: &Path,
+        wrapper: &[&str],
+        tweak: impl FnOnce(&mut Command),
+    ) -> Sheepdog {
         let log = dir.path("sheepdog.log");
         let out = fs::File::create(&log).unwrap();
         let mut cmd = match wrapper.split_first() {
@@ -111,7 +126,7 @@ impl Sheepdog {
         };
         cmd.arg("run")
             .arg("-c")
-            .arg(&cfg)
+            .arg(cfg)
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out);
@@ -231,6 +246,39 @@ impl Drop for Sheepdog {
             );
         }
     }
+}
+
+/// Run `cmd` to completion with stdout and stderr captured; kill it (by
+/// pid) and fail the test if it takes longer than `timeout`.
+pub fn output_within(mut cmd: Command, timeout: Duration) -> Output {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = cmd.spawn().expect("spawn command");
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(out) => out.expect("wait for command"),
+        Err(_) => {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            panic!("{cmd:?} did not finish within {timeout:?}");
+        }
+    }
+}
+
+/// A loopback TCP port that was free a moment ago: bound to port 0, then
+/// released for the caller's server to take.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
 }
 
 /// True if `pid` exists and is not a zombie.
