@@ -519,7 +519,14 @@ impl Runner {
                 }
             }
             Err(e) => {
-                let error = format!("unable to start {:?}: {e}", self.def.command[0]);
+                let mut error = format!("unable to start {:?}: {e}", self.def.command[0]);
+                if let (Some(c), Some(libc::EPERM)) = (&self.def.credentials, e.raw_os_error()) {
+                    error.push_str(&format!(
+                        " (switching to user {:?} needs root; sheepdog runs as uid {})",
+                        c.user,
+                        nix::unistd::Uid::effective()
+                    ));
+                }
                 log::error!("{}: {error}", self.id.instance);
                 self.report(Event::SpawnFailed { error });
                 self.after_exit(None, false, Duration::ZERO, now)
@@ -587,45 +594,44 @@ impl Runner {
             }
             (Ok(()), ports) => (ports.is_ok(), tracker.record(ports, at, now)),
         };
-        self.report(Event::Probe {
-            ok,
-            duration: now - at,
-            health: tracker.state(),
-            error: tracker.last_error().map(str::to_string),
-        });
-        let ran_for = now.saturating_duration_since(since);
-        match change {
-            Change::None => State::Running {
-                pid,
-                since,
-                tracker: Some(tracker),
-            },
+        // Log the transition before reporting it, so the supervisor's
+        // reaction (e.g. starting a dependent) always reads after it.
+        let restart = match &change {
+            Change::None => None,
             Change::BecameHealthy => {
                 log::info!("{}: healthy", self.id.instance);
-                State::Running {
-                    pid,
-                    since,
-                    tracker: Some(tracker),
-                }
+                None
             }
             Change::BecameUnhealthy(why) if plan.mode == HealthMode::Readiness => {
                 log::warn!("{}: not ready: {why}", self.id.instance);
-                State::Running {
-                    pid,
-                    since,
-                    tracker: Some(tracker),
-                }
+                None
             }
             Change::BecameUnhealthy(why) | Change::StartupFailed(why) => {
                 log::warn!(
                     "{}: unhealthy: {why}; restarting it through a graceful stop",
                     self.id.instance
                 );
-                let mut s = self.begin_stop(pid, now);
-                s.cause = Cause::Unhealthy { ran_for };
-                State::Stopping(s)
+                Some(())
             }
+        };
+        self.report(Event::Probe {
+            ok,
+            duration: now - at,
+            health: tracker.state(),
+            error: tracker.last_error().map(str::to_string),
+        });
+        if restart.is_none() {
+            return State::Running {
+                pid,
+                since,
+                tracker: Some(tracker),
+            };
         }
+        let mut s = self.begin_stop(pid, now);
+        s.cause = Cause::Unhealthy {
+            ran_for: now.saturating_duration_since(since),
+        };
+        State::Stopping(s)
     }
 
     fn leader_exited(

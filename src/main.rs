@@ -44,11 +44,11 @@ fn real_main() -> i32 {
     };
     match command {
         Command::Help => {
-            print!("{}", cli::HELP);
+            out(cli::HELP);
             exit::OK
         }
         Command::Version => {
-            println!("sheepdog {VERSION}");
+            out(&format!("sheepdog {VERSION}\n"));
             exit::OK
         }
         Command::Exec { argv } => {
@@ -65,6 +65,16 @@ fn real_main() -> i32 {
             dry_run: false,
         } => run(config),
     }
+}
+
+/// Print to stdout; a closed pipe (`sheepdog check | head`) is not an
+/// error worth a panic, so write failures are ignored.
+fn out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
 }
 
 /// Start clean, whatever state our parent left us in: no blocked or ignored
@@ -94,9 +104,9 @@ fn report(config: Option<PathBuf>, json: bool) -> i32 {
         Err(code) => return code,
     };
     if json {
-        println!("{:#}", check::render_json(&cfg, &plan));
+        out(&format!("{:#}\n", check::render_json(&cfg, &plan)));
     } else {
-        print!("{}", check::render_text(&cfg, &plan));
+        out(&check::render_text(&cfg, &plan));
     }
     exit::OK
 }

@@ -473,12 +473,23 @@ fn children_start_with_a_clean_signal_state_and_only_fds_0_1_2() {
     };
     assert_eq!(field("SigBlk:"), "SigBlk:\t0000000000000000");
     assert_eq!(field("SigIgn:"), "SigIgn:\t0000000000000000");
-    let mut fds: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_str().unwrap().parse().unwrap())
-        .collect();
-    fds.sort();
-    assert_eq!(fds, [0, 1, 2]);
+    // Right after exec the dynamic loader may briefly hold a library open;
+    // a leaked descriptor would stay, so wait (bounded) for exactly 0, 1, 2.
+    let fds = || {
+        let mut fds: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        fds.sort();
+        fds
+    };
+    assert!(
+        wait_until(WAIT, || fds() == [0, 1, 2]),
+        "child fds: {:?}",
+        fds()
+    );
     sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
 }

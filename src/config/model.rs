@@ -159,6 +159,17 @@ pub struct Process {
     pub extra: ProcessExtra,
 }
 
+impl Process {
+    /// Whether health decides this process's readiness: a check in mode
+    /// readiness or both, or declared ports alone (checked for listening).
+    pub fn has_readiness_check(&self) -> bool {
+        match &self.extra.health_check {
+            Some(hc) => hc.mode != super::extra::HealthMode::Liveness,
+            None => !self.extra.ports.is_empty(),
+        }
+    }
+}
+
 /// One `depends_on` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dependency {

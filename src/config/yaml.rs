@@ -80,11 +80,25 @@ pub fn parse(text: &str) -> Result<Value, String> {
     let de = serde_yaml::Deserializer::from_str(text);
     let mut value = Node(&budget)
         .deserialize(de)
-        .map_err(|e| format!("invalid YAML: {e}"))?;
+        .map_err(|e| format!("invalid YAML: {e}{}", flow_hint(text, &e)))?;
     value
         .apply_merge()
         .map_err(|e| format!("invalid YAML merge key (<<): {e}"))?;
     Ok(value)
+}
+
+/// `${VAR}` is substituted after parsing, so inside a flow collection
+/// (`[...]`, `{...}`) its braces are YAML syntax: point at the quoting fix
+/// when the failing line holds one.
+fn flow_hint(text: &str, e: &serde_yaml::Error) -> &'static str {
+    let line = e
+        .location()
+        .and_then(|l| text.lines().nth(l.line().saturating_sub(1)));
+    if line.is_some_and(|l| l.contains("${")) {
+        " (a ${VAR} inside [...] or {...} must be quoted: [\"${VAR}\"])"
+    } else {
+        ""
+    }
 }
 
 struct Budget {
@@ -204,6 +218,14 @@ impl<'de> Visitor<'de> for Node<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hints_at_quoting_variables_in_flow_collections() {
+        let e = parse("ports: [${PORT:-80}]").unwrap_err();
+        assert!(e.contains("must be quoted"), "{e}");
+        assert!(!parse("a: [1,").unwrap_err().contains("quoted"));
+        assert!(parse("ports: [\"${PORT:-80}\"]").is_ok());
+    }
 
     #[test]
     fn parses_plain_documents() {

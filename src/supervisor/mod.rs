@@ -35,7 +35,6 @@ use crossbeam_channel::{select, Receiver, Sender};
 use signal_hook::consts::signal::*;
 
 use crate::cli::exit;
-use crate::config::extra::HealthMode;
 use crate::config::{format_duration, Condition, Config, InitialState, Process, ProcessType};
 use crate::health::Health;
 use crate::instance::{self, Cmd, Event, Outcome, Report, Shared};
@@ -235,15 +234,6 @@ struct Proc {
     pending_since: Option<Instant>,
 }
 
-/// Whether a process's health decides its readiness: a check in mode
-/// readiness or both, or declared ports alone (checked for listening).
-fn readiness_checked(def: &Process) -> bool {
-    match &def.extra.health_check {
-        Some(hc) => hc.mode != HealthMode::Liveness,
-        None => !def.extra.ports.is_empty(),
-    }
-}
-
 impl Proc {
     fn all_done(&self) -> bool {
         self.instances.values().all(|i| i.outcome.is_some())
@@ -297,7 +287,10 @@ impl Supervisor {
                         ProcPhase::Held
                     }
                     (InitialState::Running, None) => ProcPhase::Pending,
-                    (InitialState::Stopped, None) => ProcPhase::Held,
+                    (InitialState::Stopped, None) => {
+                        log::info!("{}: initial_state is stopped; not starting it", p.name);
+                        ProcPhase::Held
+                    }
                 };
                 let proc = Proc {
                     def: Arc::new(p.clone()),
@@ -612,7 +605,7 @@ impl Supervisor {
         let Some(p) = self.procs.get(dep) else {
             return DepState::Impossible("is not an enabled process".into());
         };
-        let checked = readiness_checked(&p.def);
+        let checked = p.def.has_readiness_check();
         let condition = condition.unwrap_or(match p.def.kind {
             ProcessType::Oneshot => Condition::CompletedSuccessfully,
             ProcessType::Longrun if checked => Condition::Healthy,

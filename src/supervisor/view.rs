@@ -12,7 +12,7 @@ use crate::health::Health;
 use crate::reaper::ExitStatus;
 use crate::status::{unix_seconds, InstanceStatus, LastExit, ProcessStatus, Snapshot};
 
-use super::{readiness_checked, Inst, Op, Phase, Proc, ProcPhase, Supervisor};
+use super::{Inst, Op, Phase, Proc, ProcPhase, Supervisor};
 
 impl Supervisor {
     pub(super) fn publish(&mut self) {
@@ -67,7 +67,9 @@ impl Supervisor {
                     for (i, inst) in &p.instances {
                         match (inst.state, inst.health) {
                             ("running", Some(Health::Healthy) | None) => {}
-                            ("running", Some(h)) if require_health && readiness_checked(&p.def) => {
+                            ("running", Some(h))
+                                if require_health && p.def.has_readiness_check() =>
+                            {
                                 let detail = inst
                                     .health_error
                                     .as_deref()
@@ -108,7 +110,11 @@ impl Supervisor {
             write_atomically(&r.path, content.as_bytes())
         } else {
             match std::fs::remove_file(&r.path) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                // Nothing to remove (first publish): nothing to say either.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    self.ready_file = Some(false);
+                    return;
+                }
                 other => other,
             }
         };

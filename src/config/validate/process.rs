@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_yaml::Value;
 
-use super::super::extra::{HealthMode, ProcessExtra};
+use super::super::extra::ProcessExtra;
 use super::super::model::{
     Backoff, Condition, Dependency, Global, InitialState, Process, ProcessType, RestartPolicy,
     Shutdown,
@@ -432,21 +432,14 @@ pub fn check_dependencies(processes: &BTreeMap<String, Process>, r: &mut Report)
                         ),
                     );
                 }
-                Some(Condition::Healthy) => {
-                    let ready = target
-                        .extra
-                        .health_check
-                        .as_ref()
-                        .is_some_and(|h| h.mode != HealthMode::Liveness);
-                    if !ready {
-                        r.error(
-                            &join(&path, d),
-                            format!(
-                                "condition healthy needs a readiness check on {} (health_check with mode readiness or both)",
-                                quote(d)
-                            ),
-                        );
-                    }
+                Some(Condition::Healthy) if !target.has_readiness_check() => {
+                    r.error(
+                        &join(&path, d),
+                        format!(
+                            "condition healthy needs a readiness check on {} (health_check with mode readiness or both, or declared ports)",
+                            quote(d)
+                        ),
+                    );
                 }
                 _ => {}
             }
