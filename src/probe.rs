@@ -165,7 +165,7 @@ fn exec(
         foreground_tty: false,
     };
     let name = program.as_str();
-    match task::run(reaper, cmd, setup, timeout) {
+    match task::run(reaper, cmd, setup, timeout, task::Capture::Tail, None) {
         TaskEnd::Exited { status, .. } if status.success() => Ok(()),
         TaskEnd::Exited { status, output } => Err(with_output(format!("{name} {status}"), &output)),
         TaskEnd::TimedOut { output } => Err(with_output(
@@ -176,6 +176,7 @@ fn exec(
             &output,
         )),
         TaskEnd::SpawnFailed(e) => Err(format!("unable to run {name:?}: {e}")),
+        TaskEnd::Cancelled => Err(format!("{name} was cancelled")),
     }
 }
 

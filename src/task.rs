@@ -1,112 +1,208 @@
-//! Short-lived commands run to completion: exec health probes now, hooks
-//! and scheduled runs later. The child is spawned through the reaper (own
+//! Short-lived commands run to completion: exec health probes and hooks
+//! (scheduled runs later). The child is spawned through the reaper (own
 //! process group, clean signal state, exit routed to us), waited for with a
-//! deadline, and killed as a whole group when the deadline passes.
+//! deadline, and stopped as a whole group when the deadline passes or the
+//! run is cancelled.
 //!
 //! Invariants:
 //! - Never calls `waitpid`: the exit arrives from the reaper on a private
 //!   channel.
-//! - Bounded: at most `timeout` plus `KILL_GRACE` after the group SIGKILL.
+//! - Bounded: at most `timeout`, plus `KILL_GRACE` after the group SIGKILL
+//!   (a cancel adds at most `CANCEL_GRACE` of SIGTERM first).
 //! - Leaves no process behind: after the leader exits, the rest of its group
-//!   is killed (a probe's stray children must not pile up).
-//! - Output is captured into one pipe and only its tail (`TAIL_BYTES`) is
-//!   kept, for error messages; the pipe is drained while waiting, so a
-//!   chatty command cannot block on a full pipe.
+//!   is killed (a probe's or hook's stray children must not pile up).
+//! - No polling: the wait blocks on the pipe (capture mode) or on the exit
+//!   and cancel channels (log mode), each with the deadline.
+//! - Capture mode keeps only the output's tail (`TAIL_BYTES`) and drains the
+//!   pipe while waiting, so a chatty command never blocks on a full pipe.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::{select, Receiver};
 use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
-use crate::reaper::{ExitStatus, Reaper};
+use crate::logging::Stream;
+use crate::output::Output;
+use crate::reaper::{Exit, ExitStatus, Reaper};
+use crate::spawn::Identity;
 use crate::sys::ChildSetup;
 
 /// How long to wait for a group to vanish after SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(2);
+/// How long a cancelled run gets after SIGTERM before SIGKILL.
+const CANCEL_GRACE: Duration = Duration::from_secs(5);
 /// Output kept for messages.
 const TAIL_BYTES: usize = 2048;
 
 /// How a task ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TaskEnd {
-    Exited { status: ExitStatus, output: String },
-    TimedOut { output: String },
+    /// `output` is the captured tail (empty in log mode).
+    Exited {
+        status: ExitStatus,
+        output: String,
+    },
+    TimedOut {
+        output: String,
+    },
+    Cancelled,
     SpawnFailed(String),
 }
 
-/// Run `cmd` (stdin /dev/null, stdout+stderr captured) to completion within
-/// `timeout`.
-pub fn run(reaper: &Reaper, mut cmd: Command, setup: ChildSetup, timeout: Duration) -> TaskEnd {
-    let pipe = nix::unistd::pipe2(OFlag::O_CLOEXEC)
-        .map_err(std::io::Error::from)
-        .and_then(|(r, w)| Ok((r, w.try_clone()?, w)));
-    let (reader, writer, writer2) = match pipe {
-        Ok(p) => p,
-        Err(e) => return TaskEnd::SpawnFailed(format!("unable to create a pipe: {e}")),
-    };
-    cmd.stdin(Stdio::null()).stdout(writer).stderr(writer2);
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    let child = reaper.spawn(&mut cmd, setup, &tx);
-    // The Command holds the pipe's write ends: drop it, or no EOF ever comes.
-    drop(cmd);
-    let child = match child {
-        Ok(c) => c,
-        Err(e) => return TaskEnd::SpawnFailed(e.to_string()),
-    };
-    let pid = child.id() as i32;
-    drop(child);
-    let mut tail = Tail::default();
+/// Where the task's stdout/stderr go.
+pub enum Capture<'a> {
+    /// Keep the last lines, for error messages (probes).
+    Tail,
+    /// Through the output thread, tagged with this identity (hooks).
+    Log(&'a Output, &'a Identity),
+}
+
+/// Run `cmd` (stdin /dev/null) to completion within `timeout`; a message on
+/// `cancel` stops it early (SIGTERM to the group, SIGKILL after a grace).
+pub fn run(
+    reaper: &Reaper,
+    mut cmd: Command,
+    setup: ChildSetup,
+    timeout: Duration,
+    capture: Capture<'_>,
+    cancel: Option<&Receiver<()>>,
+) -> TaskEnd {
     let deadline = Instant::now() + timeout;
-    // Wait for the exit while draining output; poll wakes on output or EOF.
-    let mut open = true;
-    loop {
-        if let Ok(exit) = rx.try_recv() {
-            drain(&reader, &mut tail);
-            kill_rest(pid);
-            return TaskEnd::Exited {
-                status: exit.status,
-                output: tail.text(),
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    cmd.stdin(Stdio::null());
+    match capture {
+        Capture::Tail => {
+            let pipe = nix::unistd::pipe2(OFlag::O_CLOEXEC)
+                .map_err(std::io::Error::from)
+                .and_then(|(r, w)| Ok((r, w.try_clone()?, w)));
+            let (reader, writer, writer2) = match pipe {
+                Ok(p) => p,
+                Err(e) => return TaskEnd::SpawnFailed(format!("unable to create a pipe: {e}")),
             };
+            cmd.stdout(writer).stderr(writer2);
+            let pid = match spawn(reaper, cmd, setup, &tx) {
+                Ok(pid) => pid,
+                Err(e) => return TaskEnd::SpawnFailed(e),
+            };
+            wait_capturing(pid, &rx, &reader, deadline)
         }
-        let now = Instant::now();
-        if now >= deadline {
+        Capture::Log(output, id) => {
+            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+            let mut child = match reaper.spawn(&mut cmd, setup, &tx) {
+                Ok(c) => c,
+                Err(e) => return TaskEnd::SpawnFailed(e.to_string()),
+            };
+            let pid = child.id() as i32;
+            if let Some(out) = child.stdout.take() {
+                output.attach(OwnedFd::from(out), id, Stream::Stdout);
+            }
+            if let Some(err) = child.stderr.take() {
+                output.attach(OwnedFd::from(err), id, Stream::Stderr);
+            }
+            // The exit arrives through the reaper, never through `child`.
+            drop(child);
+            wait_logging(pid, &rx, cancel, deadline)
+        }
+    }
+}
+
+/// Spawn and drop the Command (it holds the pipe's write ends; keeping it
+/// would keep the pipe open and no EOF would ever come).
+fn spawn(
+    reaper: &Reaper,
+    mut cmd: Command,
+    setup: ChildSetup,
+    owner: &crossbeam_channel::Sender<Exit>,
+) -> Result<i32, String> {
+    let child = reaper.spawn(&mut cmd, setup, owner);
+    drop(cmd);
+    child.map(|c| c.id() as i32).map_err(|e| e.to_string())
+}
+
+/// Read output until EOF (the usual end: the child exited and closed its
+/// pipe), then wait for the exit itself, all within the deadline.
+fn wait_capturing(pid: i32, rx: &Receiver<Exit>, reader: &OwnedFd, deadline: Instant) -> TaskEnd {
+    let mut tail = Tail::default();
+    let mut open = true;
+    while open {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
             break;
         }
-        let left = deadline - now;
-        if open {
-            // Output or EOF wakes us; the exit itself arrives on `rx`, which
-            // poll cannot see, so wait in short slices once the pipe is shut.
-            let ms = left.as_millis().min(50) as i32;
-            let mut fds = [PollFd::new(reader.as_fd(), PollFlags::POLLIN)];
-            if poll(
-                &mut fds,
-                PollTimeout::try_from(ms).unwrap_or(PollTimeout::ZERO),
-            )
-            .is_ok()
-                && fds[0].any().unwrap_or(false)
-            {
-                open = read_some(&reader, &mut tail);
-            }
-        } else if let Ok(exit) = rx.recv_timeout(left) {
-            kill_rest(pid);
-            return TaskEnd::Exited {
-                status: exit.status,
-                output: tail.text(),
-            };
+        let ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX);
+        let mut fds = [PollFd::new(reader.as_fd(), PollFlags::POLLIN)];
+        match poll(
+            &mut fds,
+            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+        ) {
+            Ok(n) if n > 0 => open = read_some(reader, &mut tail),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => open = false,
         }
     }
-    // Timed out: the whole group goes, and we still wait for the leader's
-    // exit so it is accounted for (bounded).
+    // The exit may already be here even if a stray child kept the pipe open
+    // past the deadline: judge by the exit when there is one.
+    match rx.recv_deadline(deadline).or_else(|_| rx.try_recv()) {
+        Ok(exit) => {
+            kill_rest(pid);
+            TaskEnd::Exited {
+                status: exit.status,
+                output: tail.text(),
+            }
+        }
+        Err(_) => {
+            kill_and_wait(pid, rx);
+            drain(reader, &mut tail);
+            TaskEnd::TimedOut {
+                output: tail.text(),
+            }
+        }
+    }
+}
+
+/// Wait for the exit, the deadline or a cancel.
+fn wait_logging(
+    pid: i32,
+    rx: &Receiver<Exit>,
+    cancel: Option<&Receiver<()>>,
+    deadline: Instant,
+) -> TaskEnd {
+    let never = crossbeam_channel::never();
+    let cancel = cancel.unwrap_or(&never);
+    select! {
+        recv(rx) -> m => match m {
+            Ok(exit) => {
+                kill_rest(pid);
+                TaskEnd::Exited { status: exit.status, output: String::new() }
+            }
+            Err(_) => TaskEnd::SpawnFailed("lost track of the child".into()),
+        },
+        recv(cancel) -> _ => {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGTERM);
+            if rx.recv_timeout(CANCEL_GRACE).is_err() {
+                kill_and_wait(pid, rx);
+            } else {
+                kill_rest(pid);
+            }
+            TaskEnd::Cancelled
+        },
+        recv(crossbeam_channel::at(deadline)) -> _ => {
+            kill_and_wait(pid, rx);
+            TaskEnd::TimedOut { output: String::new() }
+        },
+    }
+}
+
+/// SIGKILL the group and wait (bounded) for the leader's exit so it is
+/// accounted for.
+fn kill_and_wait(pid: i32, rx: &Receiver<Exit>) {
     let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
     let _ = rx.recv_timeout(KILL_GRACE);
-    drain(&reader, &mut tail);
-    TaskEnd::TimedOut {
-        output: tail.text(),
-    }
 }
 
 /// Kill what is left of the group after its leader exited.
