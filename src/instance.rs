@@ -38,6 +38,7 @@ use nix::unistd::Pid;
 use crate::config::extra::{HealthMode, Probe};
 use crate::config::{Process, ProcessType, RestartPolicy};
 use crate::health::{self, Change, Health, Tracker};
+use crate::hooks::{self, Kind as HookKind, ListError};
 use crate::output::Output;
 use crate::reaper::{Exit, ExitStatus, Reaper};
 use crate::spawn::{self, Identity};
@@ -125,6 +126,8 @@ pub struct Report {
 pub struct Shared {
     pub reaper: Arc<Reaper>,
     pub output: Output,
+    /// Where hook executions are reported (for metrics).
+    pub hook_executions: Sender<crate::hooks::Execution>,
 }
 
 /// The supervisor's handle on a running instance thread.
@@ -147,6 +150,7 @@ pub fn launch(
     let runner = Runner {
         health,
         ports_seen: false,
+        post_start: None,
         def,
         id,
         shared,
@@ -314,10 +318,12 @@ enum Cause {
     },
 }
 
-/// Why a start did not happen after waiting for ports.
-enum PortWait {
+/// Why a start did not happen (pre-start hooks, busy ports).
+enum NotStarted {
+    /// A stop arrived meanwhile.
     Stopped,
-    Busy(String),
+    /// A failed start: the restart policy decides.
+    Failed(String),
 }
 
 #[derive(Debug)]
@@ -345,6 +351,8 @@ struct Runner {
     health: Option<HealthPlan>,
     /// This start's declared ports have been seen listening.
     ports_seen: bool,
+    /// The latest post-start hook run: its cancel and done channels.
+    post_start: Option<(Sender<()>, hooks::Done<()>)>,
     def: Arc<Process>,
     id: Identity,
     shared: Arc<Shared>,
@@ -364,6 +372,7 @@ impl Runner {
         };
         loop {
             if let State::Done(outcome) = state {
+                self.finish_post_start();
                 self.report(Event::Done(outcome));
                 return;
             }
@@ -488,10 +497,10 @@ impl Runner {
     }
 
     fn spawn(&mut self, now: Instant) -> State {
-        if let Err(busy) = self.wait_for_ports() {
-            return match busy {
-                PortWait::Stopped => State::Done(Outcome::Stopped),
-                PortWait::Busy(error) => {
+        if let Err(why) = self.run_pre_start().and_then(|()| self.wait_for_ports()) {
+            return match why {
+                NotStarted::Stopped => State::Done(Outcome::Stopped),
+                NotStarted::Failed(error) => {
                     log::error!("{}: {error}", self.id.instance);
                     self.report(Event::SpawnFailed { error });
                     self.after_exit(None, false, Duration::ZERO, Instant::now())
@@ -511,6 +520,7 @@ impl Runner {
                 self.ports_seen = false;
                 log::info!("{}: started (pid {pid})", self.id.instance);
                 self.report(Event::Started { pid });
+                self.run_post_start();
                 let tracker = self.health.as_ref().map(|h| Tracker::new(h.settings, now));
                 State::Running {
                     pid,
@@ -534,11 +544,91 @@ impl Runner {
         }
     }
 
+    /// The process's pre-start hooks, before every start (restarts too).
+    /// They run on their own thread so a stop request still gets through:
+    /// it cancels them and this start does not happen.
+    fn run_pre_start(&mut self) -> Result<(), NotStarted> {
+        let hooks = self.def.extra.hooks.pre_start.clone();
+        if hooks.is_empty() {
+            return Ok(());
+        }
+        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+        let cancel = hooks::spawn_list(
+            hooks,
+            HookKind::PreStart,
+            Some(self.def.clone()),
+            self.shared.clone(),
+            None,
+            self.shared.hook_executions.clone(),
+            done_tx,
+            (),
+        )
+        .map_err(|e| NotStarted::Failed(format!("unable to start its pre_start hooks: {e}")))?;
+        loop {
+            select! {
+                recv(done_rx) -> m => return match m {
+                    Ok(((), Ok(()))) => Ok(()),
+                    Ok(((), Err(ListError::Failed(why)))) => Err(NotStarted::Failed(why)),
+                    Ok(((), Err(ListError::Cancelled))) | Err(_) => Err(NotStarted::Stopped),
+                },
+                recv(self.cmd_rx) -> m => match m {
+                    Ok(Cmd::Signal(_)) => {}
+                    Ok(Cmd::Stop | Cmd::Kill) | Err(_) => {
+                        let _ = cancel.send(());
+                        // Bounded by the hook runner's own cancel grace.
+                        let _ = done_rx.recv_timeout(Duration::from_secs(10));
+                        return Err(NotStarted::Stopped);
+                    }
+                },
+            }
+        }
+    }
+
+    /// The process's post-start hooks, after each start, on their own thread
+    /// (their result is logged and counted; nothing waits for them).
+    fn run_post_start(&mut self) {
+        let hooks = self.def.extra.hooks.post_start.clone();
+        if hooks.is_empty() {
+            return;
+        }
+        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+        let started = hooks::spawn_list(
+            hooks,
+            HookKind::PostStart,
+            Some(self.def.clone()),
+            self.shared.clone(),
+            None,
+            self.shared.hook_executions.clone(),
+            done_tx,
+            (),
+        );
+        match started {
+            // A previous run still going is left to finish on its own.
+            Ok(cancel) => self.post_start = Some((cancel, done_rx)),
+            Err(e) => log::error!(
+                "{}: unable to start its post_start hooks: {e}",
+                self.id.instance
+            ),
+        }
+    }
+
+    /// Before the instance ends: let a post-start run finish (briefly),
+    /// then cancel it, so no hook is cut off by sheepdog's exit. Bounded.
+    fn finish_post_start(&mut self) {
+        let Some((cancel, done)) = self.post_start.take() else {
+            return;
+        };
+        if done.recv_timeout(Duration::from_secs(2)).is_err() {
+            let _ = cancel.send(());
+            let _ = done.recv_timeout(Duration::from_secs(10));
+        }
+    }
+
     /// Wait (up to `port_wait`) for this instance's declared ports to be
     /// free, so a previous owner that is still letting go does not make the
     /// new child fail with EADDRINUSE. No event reports a port becoming
     /// free, so this checks every 100 ms, still answering stop requests.
-    fn wait_for_ports(&mut self) -> Result<(), PortWait> {
+    fn wait_for_ports(&mut self) -> Result<(), NotStarted> {
         let Some(plan) = &self.health else {
             return Ok(());
         };
@@ -550,13 +640,13 @@ impl Runner {
             };
             if Instant::now() >= deadline {
                 let who = ports::holder(busy).map_or_else(String::new, |h| format!(" by {h}"));
-                return Err(PortWait::Busy(format!(
+                return Err(NotStarted::Failed(format!(
                     "port {busy} is held{who}; waited {} for it to be released",
                     crate::config::format_duration(self.def.extra.port_wait)
                 )));
             }
             match self.cmd_rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(Cmd::Stop | Cmd::Kill) => return Err(PortWait::Stopped),
+                Ok(Cmd::Stop | Cmd::Kill) => return Err(NotStarted::Stopped),
                 Ok(Cmd::Signal(_)) | Err(_) => {}
             }
         }

@@ -9,6 +9,7 @@ mod check;
 mod cli;
 mod config;
 mod health;
+mod hooks;
 mod init;
 mod instance;
 mod logging;

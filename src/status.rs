@@ -43,6 +43,26 @@ pub struct Snapshot {
     /// Seconds the last shutdown took (set when it completes).
     pub shutdown_seconds: Option<f64>,
     pub processes: Vec<ProcessStatus>,
+    /// Hook executions so far, per hook (monotonic counters).
+    pub hooks: Vec<HookStatus>,
+}
+
+/// One hook's executions (all attempts of a run count as one execution).
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct HookStatus {
+    pub name: String,
+    /// `pre_start`, `post_start`, `pre_stop` or `post_stop`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The process a per-process hook belongs to.
+    pub process: Option<String>,
+    pub success: u64,
+    pub failure: u64,
+    pub duration_seconds_sum: f64,
+    pub last_duration_seconds: Option<f64>,
+    pub last_ok: Option<bool>,
+    /// When it last ran (Unix seconds).
+    pub last_at: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]

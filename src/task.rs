@@ -165,7 +165,8 @@ fn wait_capturing(pid: i32, rx: &Receiver<Exit>, reader: &OwnedFd, deadline: Ins
     }
 }
 
-/// Wait for the exit, the deadline or a cancel.
+/// Wait for the exit, the deadline or a cancel. A cancel channel whose
+/// sender is gone means nobody can cancel any more (not a cancel).
 fn wait_logging(
     pid: i32,
     rx: &Receiver<Exit>,
@@ -173,28 +174,35 @@ fn wait_logging(
     deadline: Instant,
 ) -> TaskEnd {
     let never = crossbeam_channel::never();
-    let cancel = cancel.unwrap_or(&never);
-    select! {
-        recv(rx) -> m => match m {
-            Ok(exit) => {
-                kill_rest(pid);
-                TaskEnd::Exited { status: exit.status, output: String::new() }
-            }
-            Err(_) => TaskEnd::SpawnFailed("lost track of the child".into()),
-        },
-        recv(cancel) -> _ => {
-            let _ = killpg(Pid::from_raw(pid), Signal::SIGTERM);
-            if rx.recv_timeout(CANCEL_GRACE).is_err() {
+    let mut cancel = cancel.unwrap_or(&never);
+    let timer = crossbeam_channel::at(deadline);
+    loop {
+        select! {
+            recv(rx) -> m => return match m {
+                Ok(exit) => {
+                    kill_rest(pid);
+                    TaskEnd::Exited { status: exit.status, output: String::new() }
+                }
+                Err(_) => TaskEnd::SpawnFailed("lost track of the child".into()),
+            },
+            recv(cancel) -> m => {
+                if m.is_err() {
+                    cancel = &never;
+                    continue;
+                }
+                let _ = killpg(Pid::from_raw(pid), Signal::SIGTERM);
+                if rx.recv_timeout(CANCEL_GRACE).is_err() {
+                    kill_and_wait(pid, rx);
+                } else {
+                    kill_rest(pid);
+                }
+                return TaskEnd::Cancelled;
+            },
+            recv(timer) -> _ => {
                 kill_and_wait(pid, rx);
-            } else {
-                kill_rest(pid);
-            }
-            TaskEnd::Cancelled
-        },
-        recv(crossbeam_channel::at(deadline)) -> _ => {
-            kill_and_wait(pid, rx);
-            TaskEnd::TimedOut { output: String::new() }
-        },
+                return TaskEnd::TimedOut { output: String::new() };
+            },
+        }
     }
 }
 

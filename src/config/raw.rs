@@ -178,6 +178,11 @@ pub struct RawProcess {
     pub max_scale: V,
     pub depends_on: V,
     pub restart: V,
+    /// Per-process overrides of the global restart tuning.
+    pub max_restart_attempts: V,
+    pub restart_backoff_initial: V,
+    pub restart_backoff_max: V,
+    pub restart_reset_after: V,
     pub working_dir: V,
     pub env: Option<BTreeMap<String, Value>>,
     pub user: V,

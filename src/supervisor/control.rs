@@ -88,19 +88,12 @@ impl Supervisor {
             ProcPhase::Active => {
                 log::info!("{name}: stop requested");
                 p.op = None;
-                p.phase = ProcPhase::Stopping;
-                let live: Vec<_> = p
-                    .instances
-                    .values()
-                    .filter(|i| i.outcome.is_none())
-                    .collect();
-                if live.is_empty() {
+                if p.all_done() {
                     p.phase = ProcPhase::Stopped;
                     return ControlReply::Done(format!("{name} stopped"));
                 }
-                for i in live {
-                    i.send(Cmd::Stop);
-                }
+                p.phase = ProcPhase::Stopping;
+                self.stop_instances(name);
                 ControlReply::Accepted(format!("stopping {name}"))
             }
         }

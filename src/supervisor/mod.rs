@@ -25,6 +25,7 @@
 //!   everything ended and something failed.
 
 mod control;
+mod lifecycle;
 mod view;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -37,12 +38,15 @@ use signal_hook::consts::signal::*;
 use crate::cli::exit;
 use crate::config::{format_duration, Condition, Config, InitialState, Process, ProcessType};
 use crate::health::Health;
+use crate::hooks::{Execution, Kind as HookKind, ListError};
 use crate::instance::{self, Cmd, Event, Outcome, Report, Shared};
 use crate::output::Output;
 use crate::plan::Plan;
 use crate::reaper::{self, ExitStatus, Reaper};
 use crate::signals;
-use crate::status::{Published, Request};
+use crate::status::{HookStatus, Published, Request};
+
+use lifecycle::{HookJob, Stage};
 
 /// How long to wait for children's last output lines at exit.
 const OUTPUT_GRACE: Duration = Duration::from_secs(2);
@@ -66,9 +70,11 @@ pub fn run(config: Config, plan: Plan) -> i32 {
         }
     };
     let reaper = Arc::new(Reaper::new());
+    let (hook_exec_tx, hook_exec_rx) = crossbeam_channel::unbounded();
     let shared = Arc::new(Shared {
         reaper: reaper.clone(),
         output,
+        hook_executions: hook_exec_tx.clone(),
     });
     let published = Published::new();
     let (req_tx, req_rx) = crossbeam_channel::unbounded();
@@ -78,7 +84,15 @@ pub fn run(config: Config, plan: Plan) -> i32 {
     }
     let (sig_tx, sig_rx) = crossbeam_channel::unbounded();
     let closer = sigs.handle();
-    let supervisor = Supervisor::new(config, plan, shared, sig_rx, req_rx, published);
+    let supervisor = Supervisor::new(
+        config,
+        plan,
+        shared,
+        sig_rx,
+        req_rx,
+        published,
+        (hook_exec_tx, hook_exec_rx),
+    );
     let thread = std::thread::Builder::new()
         .name("supervisor".into())
         .stack_size(256 * 1024)
@@ -263,6 +277,18 @@ struct Supervisor {
     shutdown_took: Option<Duration>,
     /// Whether the readiness file is present (None: not written yet).
     ready_file: Option<bool>,
+    /// Global pre-start hooks have not finished: nothing may start.
+    pre_start_pending: bool,
+    post_start_fired: bool,
+    /// Shutdown progress (meaningful while shutting down).
+    stage: Stage,
+    hook_exec_tx: Sender<Execution>,
+    hook_exec_rx: Receiver<Execution>,
+    hook_done_tx: Sender<(HookJob, Result<(), ListError>)>,
+    hook_done_rx: Receiver<(HookJob, Result<(), ListError>)>,
+    /// Hook lists running now, with their cancel channels.
+    running_hooks: BTreeMap<HookJob, Sender<()>>,
+    hook_stats: BTreeMap<(Option<String>, String, HookKind), HookStatus>,
 }
 
 impl Supervisor {
@@ -273,8 +299,10 @@ impl Supervisor {
         signals: Receiver<libc::c_int>,
         requests: Receiver<Request>,
         published: Arc<Published>,
+        (hook_exec_tx, hook_exec_rx): (Sender<Execution>, Receiver<Execution>),
     ) -> Supervisor {
         let (reports_tx, reports) = crossbeam_channel::unbounded();
+        let (hook_done_tx, hook_done_rx) = crossbeam_channel::unbounded();
         let procs = cfg
             .enabled()
             .map(|p| {
@@ -319,6 +347,15 @@ impl Supervisor {
             reason: None,
             shutdown_took: None,
             ready_file: None,
+            pre_start_pending: false,
+            post_start_fired: false,
+            stage: Stage::Stopping,
+            hook_exec_tx,
+            hook_exec_rx,
+            hook_done_tx,
+            hook_done_rx,
+            running_hooks: BTreeMap::new(),
+            hook_stats: BTreeMap::new(),
         }
     }
 
@@ -345,8 +382,10 @@ impl Supervisor {
         for w in &self.cfg.warnings {
             log::warn!("config: {w}");
         }
+        self.start_pre_start_hooks();
         self.try_start_ready();
         self.check_settled();
+        self.check_post_start();
         self.publish();
         while !self.finished() {
             let timer = match self.next_deadline() {
@@ -357,8 +396,11 @@ impl Supervisor {
                 recv(self.signals) -> m => if let Ok(sig) = m { self.on_signal(sig) },
                 recv(self.reports) -> m => if let Ok(r) = m { self.on_report(r) },
                 recv(self.requests) -> m => if let Ok(r) = m { self.on_request(r) },
+                recv(self.hook_exec_rx) -> m => if let Ok(e) = m { self.on_hook_execution(e) },
+                recv(self.hook_done_rx) -> m => if let Ok((job, result)) = m { self.on_hook_done(job, result) },
                 recv(timer) -> _ => self.on_deadline(),
             }
+            self.check_post_start();
             self.publish();
         }
         self.finish()
@@ -366,6 +408,8 @@ impl Supervisor {
 
     fn finished(&self) -> bool {
         matches!(self.phase, Phase::ShuttingDown { .. })
+            && self.stage == Stage::Done
+            && self.running_hooks.is_empty()
             && self.procs.values().all(|p| p.phase.is_down())
     }
 
@@ -431,6 +475,7 @@ impl Supervisor {
         if let Phase::ShuttingDown { forced, .. } = &mut self.phase {
             *forced = true;
         }
+        self.cancel_hooks();
         for p in self.procs.values_mut() {
             if matches!(p.phase, ProcPhase::Active | ProcPhase::Stopping) {
                 p.phase = ProcPhase::Stopping;
@@ -536,6 +581,7 @@ impl Supervisor {
         let Some(p) = self.procs.get_mut(name) else {
             return;
         };
+        let was_stopping = p.phase == ProcPhase::Stopping;
         if p.all_done() {
             p.phase = match (p.phase, &self.phase) {
                 (ProcPhase::Stopping, Phase::Running) => ProcPhase::Stopped,
@@ -546,7 +592,12 @@ impl Supervisor {
                 (_, _) => ProcPhase::Finished,
             };
         }
-        if failed && p.def.critical && matches!(self.phase, Phase::Running) {
+        let stopped_now = was_stopping && p.phase != ProcPhase::Stopping;
+        let critical = p.def.critical;
+        if stopped_now {
+            self.process_stopped(name);
+        }
+        if failed && critical && matches!(self.phase, Phase::Running) {
             let instance = format!("{name}-{index}");
             log::error!("{instance} is critical and failed: shutting down");
             self.begin_shutdown(Reason::CriticalFailed(instance));
@@ -566,7 +617,7 @@ impl Supervisor {
     /// Start every pending process whose dependencies are satisfied; fail
     /// start-up when one can never be.
     fn try_start_ready(&mut self) {
-        if !matches!(self.phase, Phase::Running) {
+        if !matches!(self.phase, Phase::Running) || self.pre_start_pending {
             return;
         }
         let mut ready = Vec::new();
@@ -770,7 +821,7 @@ impl Supervisor {
     /// In the running phase: when nothing is left running or waiting to
     /// start, sheepdog is done.
     fn check_settled(&mut self) {
-        if !matches!(self.phase, Phase::Running) {
+        if !matches!(self.phase, Phase::Running) || self.pre_start_pending {
             return;
         }
         let settled = self.procs.values().all(|p| match p.phase {
@@ -813,13 +864,16 @@ impl Supervisor {
                 p.phase = ProcPhase::Finished;
             }
         }
-        self.try_stop_ready();
+        self.begin_stop_stages();
     }
 
     /// Send Stop to every process whose dependents have all stopped. A
     /// process with nothing left running finishes at once, which may release
     /// its own dependencies in turn: hence the loop.
     fn try_stop_ready(&mut self) {
+        if !matches!(self.phase, Phase::ShuttingDown { .. }) || self.stage != Stage::Stopping {
+            return;
+        }
         loop {
             let ready: Vec<String> = self
                 .procs
@@ -842,14 +896,15 @@ impl Supervisor {
                 }
                 if p.phase == ProcPhase::Active {
                     p.phase = ProcPhase::Stopping;
-                    for i in p.instances.values().filter(|i| i.outcome.is_none()) {
-                        i.send(Cmd::Stop);
-                    }
+                    self.stop_instances(&name);
                 }
             }
             if !finished_any {
-                return;
+                break;
             }
+        }
+        if self.procs.values().all(|p| p.phase.is_down()) {
+            self.after_all_stopped();
         }
     }
 

@@ -43,6 +43,7 @@ impl Supervisor {
             orphans_reaped: self.shared.reaper.orphans_reaped(),
             shutdown_seconds: self.shutdown_took.map(|d| d.as_secs_f64()),
             processes,
+            hooks: self.hook_stats.values().cloned().collect(),
         }
     }
 

@@ -154,6 +154,28 @@ pub fn build(name: &str, raw: &RawProcess, global: &Global, r: &mut Report) -> P
     let shutdown = shutdown(raw, &path, r);
     let critical = r.get_or(&raw.critical, &p("critical"), val::boolean, false);
 
+    let backoff_initial = r.get_or(
+        &raw.restart_backoff_initial,
+        &p("restart_backoff_initial"),
+        val::duration,
+        global.restart_backoff_initial,
+    );
+    let backoff_max = r.get_or(
+        &raw.restart_backoff_max,
+        &p("restart_backoff_max"),
+        val::duration,
+        global.restart_backoff_max,
+    );
+    if backoff_initial > backoff_max {
+        r.error(
+            &p("restart_backoff_initial"),
+            format!(
+                "{} is longer than restart_backoff_max ({}); expected initial <= max",
+                crate::config::format_duration(backoff_initial),
+                crate::config::format_duration(backoff_max)
+            ),
+        );
+    }
     let health_check = raw
         .health_check
         .as_ref()
@@ -201,11 +223,21 @@ pub fn build(name: &str, raw: &RawProcess, global: &Global, r: &mut Report) -> P
         max_scale,
         depends_on,
         restart,
-        max_restart_attempts: global.max_restart_attempts,
+        max_restart_attempts: r.get_or(
+            &raw.max_restart_attempts,
+            &p("max_restart_attempts"),
+            |v| val::uint32(v, 0, u32::MAX),
+            global.max_restart_attempts,
+        ),
         backoff: Backoff {
-            initial: global.restart_backoff_initial,
-            max: global.restart_backoff_max,
-            reset_after: global.restart_reset_after,
+            initial: backoff_initial,
+            max: backoff_max,
+            reset_after: r.get_or(
+                &raw.restart_reset_after,
+                &p("restart_reset_after"),
+                val::duration,
+                global.restart_reset_after,
+            ),
         },
         working_dir,
         env,

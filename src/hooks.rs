@@ -1,0 +1,255 @@
+//! Lifecycle hooks: short commands run at fixed points (before any process
+//! starts, after all are up, before and after stopping; per process before
+//! each start and before its stop). A list runs in file order on a runner
+//! thread, so the supervisor never blocks on one; each hook is a child like
+//! any other (own group, reaped by the one reaper, output through the log
+//! pipeline as `hook:<name>`, killed as a group at its timeout).
+//!
+//! Invariants:
+//! - Bounded: each attempt by its `timeout` and by the caller's deadline
+//!   (shutdown hooks live inside the global shutdown deadline); retries
+//!   wait `retry_delay`, also bounded by the deadline and cut short by a
+//!   cancel.
+//! - A cancel (e.g. SIGTERM during pre-start hooks) stops the running hook
+//!   gracefully and runs no further hook of the list.
+//! - Every execution is reported (name, type, result, duration) for
+//!   metrics, whatever the list's outcome.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::config::{format_duration, Hook, Process};
+use crate::instance::Shared;
+use crate::spawn::Identity;
+use crate::sys::ChildSetup;
+use crate::task::{self, Capture, TaskEnd};
+
+/// Where in the lifecycle a hook runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    PreStart,
+    PostStart,
+    PreStop,
+    PostStop,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::PreStart => "pre_start",
+            Kind::PostStart => "post_start",
+            Kind::PreStop => "pre_stop",
+            Kind::PostStop => "post_stop",
+        }
+    }
+}
+
+/// One hook execution (all attempts), for metrics and logs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Execution {
+    pub name: String,
+    pub kind: Kind,
+    /// The process it belongs to, for per-process hooks.
+    pub process: Option<String>,
+    pub ok: bool,
+    pub duration: Duration,
+}
+
+/// Where a hook runner reports its list's result, with the caller's token.
+pub type Done<T> = Receiver<(T, Result<(), ListError>)>;
+
+/// Why a list stopped early.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListError {
+    /// A hook failed for good and does not `continue_on_error`.
+    Failed(String),
+    Cancelled,
+}
+
+/// Run `hooks` in order; `process` scopes them (its env, its name).
+/// `deadline` bounds everything; `cancel` stops early.
+pub fn run_list(
+    hooks: &[Hook],
+    kind: Kind,
+    process: Option<&Process>,
+    shared: &Shared,
+    deadline: Option<Instant>,
+    cancel: &Receiver<()>,
+    executions: &Sender<Execution>,
+) -> Result<(), ListError> {
+    for hook in hooks {
+        let started = Instant::now();
+        let result = run_one(hook, kind, process, shared, deadline, cancel);
+        let _ = executions.send(Execution {
+            name: hook.name.clone(),
+            kind,
+            process: process.map(|p| p.name.clone()),
+            ok: result.is_ok(),
+            duration: started.elapsed(),
+        });
+        let scope = process.map_or_else(String::new, |p| format!("{}: ", p.name));
+        match result {
+            Ok(()) => log::info!("{scope}{} hook {:?} succeeded", kind.as_str(), hook.name),
+            Err(ListError::Cancelled) => {
+                log::warn!("{scope}{} hook {:?} cancelled", kind.as_str(), hook.name);
+                return Err(ListError::Cancelled);
+            }
+            Err(ListError::Failed(why)) if hook.continue_on_error => {
+                log::warn!(
+                    "{scope}{} hook {:?} failed: {why}; continuing (continue_on_error)",
+                    kind.as_str(),
+                    hook.name
+                );
+            }
+            Err(ListError::Failed(why)) => {
+                log::error!(
+                    "{scope}{} hook {:?} failed: {why}",
+                    kind.as_str(),
+                    hook.name
+                );
+                return Err(ListError::Failed(format!(
+                    "{} hook {:?} failed: {why}",
+                    kind.as_str(),
+                    hook.name
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Start `run_list` on its own thread; `done` receives its result.
+#[allow(clippy::too_many_arguments)]
+pub fn spawn_list<T: Send + 'static>(
+    hooks: Vec<Hook>,
+    kind: Kind,
+    process: Option<Arc<Process>>,
+    shared: Arc<Shared>,
+    deadline: Option<Instant>,
+    executions: Sender<Execution>,
+    done: Sender<(T, Result<(), ListError>)>,
+    token: T,
+) -> std::io::Result<Sender<()>> {
+    let (cancel_tx, cancel_rx) = crossbeam_channel::bounded(1);
+    std::thread::Builder::new()
+        .name(format!("hooks-{}", kind.as_str()))
+        .stack_size(128 * 1024)
+        .spawn(move || {
+            let result = run_list(
+                &hooks,
+                kind,
+                process.as_deref(),
+                &shared,
+                deadline,
+                &cancel_rx,
+                &executions,
+            );
+            let _ = done.send((token, result));
+        })?;
+    Ok(cancel_tx)
+}
+
+/// All attempts of one hook.
+fn run_one(
+    hook: &Hook,
+    kind: Kind,
+    process: Option<&Process>,
+    shared: &Shared,
+    deadline: Option<Instant>,
+    cancel: &Receiver<()>,
+) -> Result<(), ListError> {
+    let attempts = hook.retry.saturating_add(1);
+    let mut last = String::new();
+    for attempt in 1..=attempts {
+        let left = deadline.map_or(hook.timeout, |d| {
+            d.saturating_duration_since(Instant::now())
+        });
+        if left.is_zero() {
+            return Err(ListError::Failed(
+                format!("{last}; no time left before the deadline")
+                    .trim_start_matches("; ")
+                    .to_string(),
+            ));
+        }
+        let timeout = hook.timeout.min(left);
+        let id = Identity {
+            process: format!("hook:{}", hook.name).into(),
+            instance: format!("hook:{}", hook.name).into(),
+            index: 0,
+        };
+        let cmd = command(hook, kind, process);
+        let setup = ChildSetup {
+            credentials: hook
+                .credentials
+                .as_ref()
+                .map(|c| (c.uid, c.gid, c.groups.clone())),
+            foreground_tty: false,
+        };
+        last = match task::run(
+            &shared.reaper,
+            cmd,
+            setup,
+            timeout,
+            Capture::Log(&shared.output, &id),
+            Some(cancel),
+        ) {
+            TaskEnd::Exited { status, .. } if status.success() => return Ok(()),
+            TaskEnd::Exited { status, .. } => status.to_string(),
+            TaskEnd::TimedOut { .. } => format!("timed out after {}", format_duration(timeout)),
+            TaskEnd::SpawnFailed(e) => format!(
+                "unable to run {:?}: {e}",
+                hook.command.first().map_or("", String::as_str)
+            ),
+            TaskEnd::Cancelled => return Err(ListError::Cancelled),
+        };
+        if attempt < attempts {
+            log::warn!(
+                "hook {:?} attempt {attempt}/{attempts} failed: {last}; retrying in {}",
+                hook.name,
+                format_duration(hook.retry_delay)
+            );
+            let wake = deadline.map_or(Instant::now() + hook.retry_delay, |d| {
+                d.min(Instant::now() + hook.retry_delay)
+            });
+            match cancel.recv_deadline(wake) {
+                Ok(()) => return Err(ListError::Cancelled),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                // Nobody can cancel any more: just wait out the delay.
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                    std::thread::sleep(wake.saturating_duration_since(Instant::now()));
+                }
+            }
+        }
+    }
+    if attempts > 1 {
+        last = format!("{last} (after {attempts} attempts)");
+    }
+    Err(ListError::Failed(last))
+}
+
+/// The hook's command: its env on top of the process's, plus identity.
+fn command(hook: &Hook, kind: Kind, process: Option<&Process>) -> Command {
+    let (program, args) = match hook.command.split_first() {
+        Some((p, a)) => (p.as_str(), a),
+        // Validation guarantees a non-empty command; an empty one fails to spawn.
+        None => ("", &[][..]),
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    if let Some(p) = process {
+        cmd.envs(&p.env).env("SHEEPDOG_PROCESS", &p.name);
+        if let Some(dir) = &p.working_dir {
+            cmd.current_dir(dir);
+        }
+    }
+    cmd.envs(&hook.env)
+        .env("SHEEPDOG_HOOK_NAME", &hook.name)
+        .env("SHEEPDOG_HOOK_TYPE", kind.as_str());
+    if let Some(dir) = &hook.working_dir {
+        cmd.current_dir(dir);
+    }
+    cmd
+}

@@ -1,0 +1,267 @@
+//! Where hooks meet the supervisor: global pre-start before any process,
+//! post-start once everything is up, the shutdown stages (global pre-stop,
+//! ordered stop, global post-stop), and per-process pre-stop/post-stop.
+//!
+//! Invariants:
+//! - Hook lists run on runner threads; the supervisor only starts them,
+//!   cancels them and reacts to their `Done` message, so it stays
+//!   responsive (signals, API) while a long migration runs.
+//! - A global pre-start failure (without `continue_on_error`) ends start-up
+//!   with exit 1 before any process has started.
+//! - A per-process pre-stop list runs once per process (not per instance)
+//!   and strictly before its stop signal; its failure is logged and the stop
+//!   goes on.
+//! - Shutdown hooks live inside the global shutdown deadline; at the
+//!   deadline (or a second SIGTERM) every runner is cancelled.
+
+use std::sync::Arc;
+
+use crate::config::Hook;
+use crate::hooks::{self, Execution, Kind, ListError};
+use crate::instance::Cmd;
+use crate::status::HookStatus;
+
+use super::{Phase, ProcPhase, Reason, Supervisor};
+
+/// What a hook runner was started for.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum HookJob {
+    GlobalPreStart,
+    GlobalPostStart,
+    GlobalPreStop,
+    GlobalPostStop,
+    ProcPreStop(String),
+    ProcPostStop(String),
+}
+
+/// Where an orderly shutdown is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stage {
+    /// Global pre-stop hooks are running.
+    PreStopHooks,
+    /// Processes are being stopped in reverse dependency order.
+    Stopping,
+    /// Global post-stop hooks are running.
+    PostStopHooks,
+    Done,
+}
+
+/// A process's pre-stop list: the seed's `shutdown.pre_stop_hook`, then
+/// `hooks.pre_stop`.
+fn pre_stop_list(def: &crate::config::Process) -> Vec<Hook> {
+    def.shutdown
+        .pre_stop_hook
+        .iter()
+        .chain(&def.extra.hooks.pre_stop)
+        .cloned()
+        .collect()
+}
+
+impl Supervisor {
+    fn spawn_hooks(&mut self, job: HookJob, hooks: Vec<Hook>, kind: Kind, process: Option<String>) {
+        let deadline = match self.phase {
+            Phase::ShuttingDown { deadline, .. } => Some(deadline),
+            Phase::Running => None,
+        };
+        let def = process
+            .as_ref()
+            .and_then(|n| self.procs.get(n))
+            .map(|p| Arc::clone(&p.def));
+        let spawned = hooks::spawn_list(
+            hooks,
+            kind,
+            def,
+            self.shared.clone(),
+            deadline,
+            self.hook_exec_tx.clone(),
+            self.hook_done_tx.clone(),
+            job.clone(),
+        );
+        match spawned {
+            Ok(cancel) => {
+                self.running_hooks.insert(job, cancel);
+            }
+            Err(e) => {
+                log::error!("unable to start a hook thread: {e}");
+                let _ = self
+                    .hook_done_tx
+                    .send((job, Err(ListError::Failed(format!("no thread: {e}")))));
+            }
+        }
+    }
+
+    /// At start: run global pre-start hooks first, if any.
+    pub(super) fn start_pre_start_hooks(&mut self) {
+        let hooks = self.cfg.hooks.pre_start.clone();
+        if hooks.is_empty() {
+            return;
+        }
+        log::info!(
+            "running {} pre_start hook(s) before any process starts",
+            hooks.len()
+        );
+        self.pre_start_pending = true;
+        self.spawn_hooks(HookJob::GlobalPreStart, hooks, Kind::PreStart, None);
+    }
+
+    /// Once every process is up (and ready where it has a check): post-start.
+    pub(super) fn check_post_start(&mut self) {
+        if self.post_start_fired || self.pre_start_pending || !matches!(self.phase, Phase::Running)
+        {
+            return;
+        }
+        if self.procs.values().any(|p| p.phase == ProcPhase::Pending)
+            || !self.not_ready(&[], true).is_empty()
+        {
+            return;
+        }
+        self.post_start_fired = true;
+        let hooks = self.cfg.hooks.post_start.clone();
+        if !hooks.is_empty() {
+            self.spawn_hooks(HookJob::GlobalPostStart, hooks, Kind::PostStart, None);
+        }
+    }
+
+    /// Shutdown begins: cancel start-time hooks and enter the first stage.
+    pub(super) fn begin_stop_stages(&mut self) {
+        for job in [HookJob::GlobalPreStart, HookJob::GlobalPostStart] {
+            if let Some(cancel) = self.running_hooks.get(&job) {
+                let _ = cancel.send(());
+            }
+        }
+        if self.pre_start_pending {
+            // Nothing has started: nothing to stop, no stop hooks.
+            self.stage = Stage::Done;
+            return;
+        }
+        let hooks = self.cfg.hooks.pre_stop.clone();
+        if hooks.is_empty() {
+            self.stage = Stage::Stopping;
+            self.try_stop_ready();
+        } else {
+            self.stage = Stage::PreStopHooks;
+            self.spawn_hooks(HookJob::GlobalPreStop, hooks, Kind::PreStop, None);
+        }
+    }
+
+    /// Every process is down: global post-stop hooks, then done.
+    pub(super) fn after_all_stopped(&mut self) {
+        if self.stage != Stage::Stopping {
+            return;
+        }
+        let hooks = self.cfg.hooks.post_stop.clone();
+        if hooks.is_empty() {
+            self.stage = Stage::Done;
+        } else {
+            self.stage = Stage::PostStopHooks;
+            self.spawn_hooks(HookJob::GlobalPostStop, hooks, Kind::PostStop, None);
+        }
+    }
+
+    /// Stop `name`'s live instances, after its pre-stop hooks if it has any.
+    /// The caller has set the process phase to Stopping.
+    pub(super) fn stop_instances(&mut self, name: &str) {
+        let Some(p) = self.procs.get(name) else {
+            return;
+        };
+        let hooks = pre_stop_list(&p.def);
+        let job = HookJob::ProcPreStop(name.to_string());
+        if !hooks.is_empty() && !self.running_hooks.contains_key(&job) {
+            log::info!(
+                "{name}: running {} pre_stop hook(s) before its stop signal",
+                hooks.len()
+            );
+            self.spawn_hooks(job, hooks, Kind::PreStop, Some(name.to_string()));
+            return;
+        }
+        for i in p.instances.values().filter(|i| i.outcome.is_none()) {
+            i.send(Cmd::Stop);
+        }
+    }
+
+    /// A process has just stopped: its post-stop hooks.
+    pub(super) fn process_stopped(&mut self, name: &str) {
+        let Some(p) = self.procs.get(name) else {
+            return;
+        };
+        let hooks = p.def.extra.hooks.post_stop.clone();
+        if !hooks.is_empty() {
+            self.spawn_hooks(
+                HookJob::ProcPostStop(name.to_string()),
+                hooks,
+                Kind::PostStop,
+                Some(name.to_string()),
+            );
+        }
+    }
+
+    /// Cancel every running hook list (deadline, forced shutdown).
+    pub(super) fn cancel_hooks(&mut self) {
+        for cancel in self.running_hooks.values() {
+            let _ = cancel.send(());
+        }
+    }
+
+    pub(super) fn on_hook_done(&mut self, job: HookJob, result: Result<(), ListError>) {
+        self.running_hooks.remove(&job);
+        match job {
+            HookJob::GlobalPreStart => {
+                self.pre_start_pending = false;
+                match (result, &self.phase) {
+                    (Ok(()), Phase::Running) => {
+                        self.try_start_ready();
+                        self.check_settled();
+                    }
+                    (Err(ListError::Failed(why)), Phase::Running) => {
+                        self.pre_start_pending = true; // nothing has started
+                        self.begin_shutdown(Reason::StartupFailed(why));
+                    }
+                    (_, _) => {}
+                }
+            }
+            HookJob::GlobalPostStart => {}
+            HookJob::GlobalPreStop => {
+                if self.stage == Stage::PreStopHooks {
+                    self.stage = Stage::Stopping;
+                    self.try_stop_ready();
+                }
+            }
+            HookJob::GlobalPostStop => self.stage = Stage::Done,
+            HookJob::ProcPreStop(name) => {
+                let Some(p) = self.procs.get(&name) else {
+                    return;
+                };
+                if p.phase == ProcPhase::Stopping {
+                    for i in p.instances.values().filter(|i| i.outcome.is_none()) {
+                        i.send(Cmd::Stop);
+                    }
+                }
+                if p.all_done() {
+                    // It ended while the hook ran.
+                    self.try_stop_ready();
+                }
+            }
+            HookJob::ProcPostStop(_) => {}
+        }
+    }
+
+    pub(super) fn on_hook_execution(&mut self, e: Execution) {
+        let key = (e.process.clone(), e.name.clone(), e.kind);
+        let stat = self.hook_stats.entry(key).or_insert_with(|| HookStatus {
+            name: e.name.clone(),
+            kind: e.kind.as_str().into(),
+            process: e.process.clone(),
+            ..HookStatus::default()
+        });
+        let secs = e.duration.as_secs_f64();
+        if e.ok {
+            stat.success += 1;
+        } else {
+            stat.failure += 1;
+        }
+        stat.duration_seconds_sum += secs;
+        stat.last_duration_seconds = Some(secs);
+        stat.last_ok = Some(e.ok);
+        stat.last_at = Some(crate::status::unix_seconds(std::time::SystemTime::now()));
+    }
+}

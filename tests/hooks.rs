@@ -1,0 +1,258 @@
+//! Lifecycle hooks with real commands: order at start and stop, failures
+//! aborting start-up, continue_on_error, retries with delay, timeouts that
+//! kill the hook's group, per-process pre-stop once and before the signal,
+//! per-process pre-start before every start, cancelling a pre-start hook on
+//! SIGTERM, and the hook's environment and output tagging.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const TERM: i32 = libc::SIGTERM;
+
+fn header(hooks: &str) -> String {
+    format!(
+        "global:\n  shutdown_timeout: 15\n  restart_backoff_initial: 0\n  api_enabled: false\n  metrics_enabled: false\nhooks:\n{hooks}\nprocesses:\n"
+    )
+}
+
+/// A longrun that records its start and its SIGTERM.
+fn recorder(name: &str, extra: &str) -> String {
+    format!(
+        "  {name}:\n    command: \"trap 'echo {name}-term >> $DIR/events; exit 0' TERM; echo {name}-up >> $DIR/events; while :; do sleep 0.05; done\"\n{extra}"
+    )
+}
+
+#[test]
+fn global_hooks_run_in_order_around_start_and_stop() {
+    let hooks = r#"
+  pre_start:
+    - { name: first, command: "echo pre-1 >> $DIR/events; echo first says hello" }
+    - { name: second, command: "echo pre-2 >> $DIR/events" }
+  post_start:
+    - { name: warm, command: "echo post-start >> $DIR/events" }
+  pre-stop:
+    - { name: drain, command: "echo pre-stop >> $DIR/events" }
+  post_stop:
+    - { name: bye, command: "echo post-stop >> $DIR/events" }
+"#;
+    let cfg = header(hooks) + &recorder("db", "") + &recorder("web", "    depends_on: [db]\n");
+    let mut sd = Sheepdog::start("globalhooks", &cfg);
+    assert!(
+        wait_until(WAIT, || sd
+            .dir
+            .lines("events")
+            .contains(&"post-start".to_string())),
+        "{}",
+        sd.log()
+    );
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let events = sd.dir.lines("events");
+    let pos = |e: &str| {
+        events
+            .iter()
+            .position(|x| x == e)
+            .unwrap_or_else(|| panic!("{e} missing: {events:?}"))
+    };
+    assert!(
+        pos("pre-1") < pos("pre-2") && pos("pre-2") < pos("db-up"),
+        "{events:?}"
+    );
+    assert!(
+        pos("db-up") < pos("post-start") && pos("web-up") < pos("post-start"),
+        "{events:?}"
+    );
+    assert!(
+        pos("post-start") < pos("pre-stop") && pos("pre-stop") < pos("web-term"),
+        "{events:?}"
+    );
+    assert!(
+        pos("web-term") < pos("db-term") && pos("db-term") < pos("post-stop"),
+        "{events:?}"
+    );
+    assert!(
+        sd.log().contains("hook:first | first says hello"),
+        "hook output is tagged: {}",
+        sd.log()
+    );
+}
+
+#[test]
+fn a_failing_pre_start_hook_aborts_before_any_process_starts() {
+    let hooks = r#"
+  pre_start:
+    - { name: migrate, command: "echo migrating; exit 3" }
+"#;
+    let cfg = header(hooks) + &recorder("app", "");
+    let mut sd = Sheepdog::start("prestartfail", &cfg);
+    assert_eq!(sd.exit_code(WAIT), 1, "{}", sd.log());
+    assert!(sd.dir.lines("events").is_empty(), "no process may start");
+    let log = sd.log();
+    assert!(
+        log.contains("pre_start hook \"migrate\" failed: exited 3"),
+        "{log}"
+    );
+    assert!(log.contains("hook:migrate | migrating"), "{log}");
+}
+
+#[test]
+fn continue_on_error_lets_start_up_go_on() {
+    let hooks = r#"
+  pre_start:
+    - { name: optional, command: "exit 1", continue_on_error: true }
+"#;
+    let cfg = header(hooks) + &recorder("app", "");
+    let mut sd = Sheepdog::start("continue", &cfg);
+    assert!(
+        wait_until(WAIT, || sd.dir.lines("events") == ["app-up"]),
+        "{}",
+        sd.log()
+    );
+    assert!(
+        sd.log().contains("continuing (continue_on_error)"),
+        "{}",
+        sd.log()
+    );
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0);
+}
+
+#[test]
+fn retries_wait_their_delay_and_can_succeed() {
+    // Fails twice, then succeeds; each attempt records its time.
+    let hooks = r#"
+  pre_start:
+    - name: flaky
+      command: "date +%s%N >> $DIR/attempts; [ $(wc -l < $DIR/attempts) -ge 3 ]"
+      retry: 2
+      retry_delay: 300ms
+"#;
+    let cfg = header(hooks) + &recorder("app", "");
+    let mut sd = Sheepdog::start("retries", &cfg);
+    assert!(
+        wait_until(WAIT, || sd.dir.lines("events") == ["app-up"]),
+        "{}",
+        sd.log()
+    );
+    let times: Vec<u128> = sd.dir.lines("attempts").iter().map(|l| nanos(l)).collect();
+    assert_eq!(times.len(), 3, "{}", sd.log());
+    for w in times.windows(2) {
+        assert!(
+            (w[1] - w[0]) / 1_000_000 >= 300,
+            "attempts {times:?} must be 300ms apart"
+        );
+    }
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0);
+}
+
+#[test]
+fn a_hook_timeout_kills_its_whole_group() {
+    let hooks = r#"
+  pre_start:
+    - { name: hang, command: "sleep 1000 & echo $! > $DIR/hook-child; wait", timeout: 300ms }
+"#;
+    let cfg = header(hooks) + &recorder("app", "");
+    let mut sd = Sheepdog::start("hooktimeout", &cfg);
+    assert_eq!(sd.exit_code(WAIT), 1, "{}", sd.log());
+    assert!(
+        sd.log().contains("failed: timed out after 300ms"),
+        "{}",
+        sd.log()
+    );
+    let child = read_pid(&sd.dir.path("hook-child")).expect("hook child pid");
+    assert!(
+        wait_until(WAIT, || !alive(child)),
+        "the hook's child {child} survived"
+    );
+}
+
+#[test]
+fn pre_stop_runs_once_per_process_and_before_its_signal() {
+    let cfg = header("  pre_start: []")
+        + r#"
+  queue:
+    command: "trap 'echo term $(date +%s%N) >> $DIR/events; exit 0' TERM; while :; do sleep 0.05; done"
+    scale: 3
+    shutdown:
+      pre_stop_hook: { name: terminate, command: "echo pre_stop $(date +%s%N) $SHEEPDOG_HOOK_NAME $SHEEPDOG_HOOK_TYPE $SHEEPDOG_PROCESS >> $DIR/events" }
+"#;
+    let mut sd = Sheepdog::start("prestop", &cfg);
+    assert!(sd.wait_log_n(": started (pid", 3, WAIT), "{}", sd.log());
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let events = sd.dir.lines("events");
+    let pre: Vec<&String> = events
+        .iter()
+        .filter(|e| e.starts_with("pre_stop"))
+        .collect();
+    assert_eq!(
+        pre.len(),
+        1,
+        "once per process, not per instance: {events:?}"
+    );
+    assert!(pre[0].ends_with("terminate pre_stop queue"), "{events:?}");
+    let pre_at = nanos(pre[0].split_whitespace().nth(1).unwrap());
+    let terms: Vec<u128> = events
+        .iter()
+        .filter(|e| e.starts_with("term"))
+        .map(|e| nanos(e.split_whitespace().nth(1).unwrap()))
+        .collect();
+    assert_eq!(terms.len(), 3, "{events:?}");
+    assert!(
+        terms.iter().all(|t| *t > pre_at),
+        "every SIGTERM after the hook: {events:?}"
+    );
+}
+
+#[test]
+fn a_process_pre_start_hook_runs_before_every_start() {
+    let cfg = header("  pre_start: []")
+        + r#"
+  job:
+    command: "echo run >> $DIR/events; sleep 0.1; exit 1"
+    max_restart_attempts: 2
+    hooks:
+      pre_start:
+        - { name: prepare, command: "echo pre >> $DIR/events" }
+      post_start:
+        - { name: announce, command: "echo post >> $DIR/posts" }
+"#;
+    let mut sd = Sheepdog::start("procprestart", &cfg);
+    // 1 run + 2 restarts, then it fails for good and sheepdog exits 1.
+    assert_eq!(sd.exit_code(WAIT), 1, "{}", sd.log());
+    assert_eq!(
+        sd.dir.lines("events"),
+        ["pre", "run", "pre", "run", "pre", "run"]
+    );
+    assert_eq!(
+        sd.dir.lines("posts"),
+        ["post", "post", "post"],
+        "post_start after every start"
+    );
+}
+
+#[test]
+fn sigterm_during_a_pre_start_hook_cancels_it_and_starts_nothing() {
+    let hooks = r#"
+  pre_start:
+    - { name: slow-migration, command: "echo $$ > $DIR/hook; trap 'echo hook-term >> $DIR/events; exit 1' TERM; while :; do sleep 0.05; done", timeout: 10m }
+"#;
+    let cfg = header(hooks) + &recorder("app", "");
+    let mut sd = Sheepdog::start("cancelhook", &cfg);
+    assert!(
+        wait_until(WAIT, || read_pid(&sd.dir.path("hook")).is_some()),
+        "{}",
+        sd.log()
+    );
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(Duration::from_secs(30)), 0, "{}", sd.log());
+    assert_eq!(
+        sd.dir.lines("events"),
+        ["hook-term"],
+        "the hook got SIGTERM and no process started"
+    );
+}
