@@ -35,7 +35,7 @@ fn start_pid1(name: &str, config: &str) -> Option<Sheepdog> {
     let sd = Sheepdog::start_under(
         name,
         config,
-        &["unshare", "--pid", "--fork", "--mount-proc"],
+        &["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"],
         |_| {},
     );
     Some(sd)

@@ -73,6 +73,9 @@ impl Drop for TempDir {
 /// A running sheepdog with its output captured in a file.
 pub struct Sheepdog {
     pub child: Child,
+    /// Started under a pid-namespace wrapper: pids in its log are namespace
+    /// pids and must never be signalled from here.
+    namespaced: bool,
     pub dir: TempDir,
     log: PathBuf,
     status: Option<ExitStatus>,
@@ -134,6 +137,7 @@ impl Sheepdog {
         let child = cmd.spawn().expect("spawn sheepdog");
         Sheepdog {
             child,
+            namespaced: !wrapper.is_empty(),
             dir,
             log,
             status: None,
@@ -236,6 +240,11 @@ impl Drop for Sheepdog {
                 nix::sys::signal::Signal::SIGKILL,
             );
             let _ = self.child.wait();
+        }
+        if self.namespaced {
+            // The wrapper (unshare --kill-child) took the namespace's PID 1
+            // and with it every process in the namespace.
+            return;
         }
         // Whatever sheepdog left behind (it was killed, or the test failed):
         // end the groups it reported starting, by pid.
