@@ -8,6 +8,7 @@ mod api;
 mod check;
 mod cli;
 mod config;
+mod ctl;
 mod init;
 mod instance;
 mod logging;
@@ -47,6 +48,7 @@ fn real_main() -> i32 {
             println!("sheepdog {VERSION}");
             exit::OK
         }
+        Command::Ctl(c) => ctl::run(c),
         Command::Exec { argv } => {
             prepare_process();
             init::run(argv)
