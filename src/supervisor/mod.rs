@@ -628,14 +628,19 @@ impl Supervisor {
         }
     }
 
-    /// Launch one instance thread (keeping the restart count of the
-    /// instance it replaces).
+    /// Launch one instance thread (keeping the restart count and last exit
+    /// of the instance it replaces, so status and metrics still show why
+    /// the previous child ended after a manual or rolling restart).
     fn launch(&mut self, name: &str, index: u32) {
         let Some(p) = self.procs.get_mut(name) else {
             return;
         };
-        let restart_count = p.instances.get(&index).map_or(0, |i| i.restart_count);
+        let (restart_count, last_exit) = p
+            .instances
+            .get(&index)
+            .map_or((0, None), |i| (i.restart_count, i.last_exit));
         let mut inst = Inst::new(restart_count);
+        inst.last_exit = last_exit;
         match instance::launch(
             p.def.clone(),
             index,
