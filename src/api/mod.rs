@@ -126,6 +126,12 @@ pub fn start(
     Ok(())
 }
 
+/// At exit: wait (at most `timeout`) for responses being written, such as
+/// the 202 that answered `POST /api/v1/shutdown`.
+pub fn drain(timeout: Duration) {
+    server::drain(timeout);
+}
+
 fn is_loopback(listen: &str) -> bool {
     listen.eq_ignore_ascii_case("localhost")
         || listen.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())

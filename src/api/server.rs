@@ -34,7 +34,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -315,8 +315,39 @@ pub fn spawn(
     Ok(())
 }
 
+/// Requests workers are handling or answering, across every server, so
+/// that exit can wait for them (the 202 of `POST /api/v1/shutdown` must
+/// reach its client before sheepdog is gone).
+static IN_FLIGHT: Mutex<usize> = Mutex::new(0);
+static IDLE: Condvar = Condvar::new();
+
+fn in_flight(delta: isize) {
+    let mut n = IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner());
+    *n = n.saturating_add_signed(delta);
+    if *n == 0 {
+        IDLE.notify_all();
+    }
+}
+
+/// Wait until no worker is handling a request, or `timeout` passes.
+pub fn drain(timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    let mut n = IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner());
+    while *n > 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        n = match IDLE.wait_timeout(n, left) {
+            Ok((g, _)) => g,
+            Err(e) => e.into_inner().0,
+        };
+    }
+}
+
 fn worker(jobs: Receiver<Job>, handler: Arc<dyn Handler>, write_timeout: Duration) {
     for Job { mut stream, req } in jobs.iter() {
+        in_flight(1);
         let resp = handler.handle(&req);
         handler.responded(resp.status);
         log::debug!(
@@ -332,6 +363,7 @@ fn worker(jobs: Receiver<Job>, handler: Arc<dyn Handler>, write_timeout: Duratio
         let _ = stream.write_all(&resp.to_bytes(req.method == "HEAD"));
         let _ = stream.flush();
         stream.shutdown_write();
+        in_flight(-1);
     }
 }
 

@@ -71,13 +71,16 @@ pub fn run(config: Config, plan: Plan) -> i32 {
     });
     let published = Published::new();
     let (req_tx, req_rx) = crossbeam_channel::unbounded();
-    if let Err(e) = crate::api::start(&config, published.clone(), req_tx) {
+    let (sig_tx, sig_rx) = crossbeam_channel::unbounded();
+    let closer = sigs.handle();
+    let supervisor = Supervisor::new(config, plan, shared, sig_rx, req_rx, published.clone());
+    // Readers never see an empty picture: every process is there (pending)
+    // before the API can answer.
+    supervisor.publish();
+    if let Err(e) = crate::api::start(&supervisor.cfg, published, req_tx) {
         log::error!("{e}");
         return exit::FAILURE;
     }
-    let (sig_tx, sig_rx) = crossbeam_channel::unbounded();
-    let closer = sigs.handle();
-    let supervisor = Supervisor::new(config, plan, shared, sig_rx, req_rx, published);
     let thread = std::thread::Builder::new()
         .name("supervisor".into())
         .stack_size(256 * 1024)
@@ -102,7 +105,10 @@ pub fn run(config: Config, plan: Plan) -> i32 {
         }
     }
     reaper.reap();
-    thread.join().unwrap_or(exit::FAILURE)
+    let code = thread.join().unwrap_or(exit::FAILURE);
+    // Let API answers in progress (the shutdown request's own 202) out.
+    crate::api::drain(Duration::from_secs(1));
+    code
 }
 
 /// Why the supervisor is shutting down.
