@@ -63,7 +63,10 @@ impl RateLimit {
             b.tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - b.tokens) / rate))
+            // Positive and finite (tokens < 1, rate >= 1); the fallback
+            // only guards the conversion.
+            Err(Duration::try_from_secs_f64((1.0 - b.tokens) / rate)
+                .unwrap_or(Duration::from_secs(1)))
         }
     }
 
