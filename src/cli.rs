@@ -34,6 +34,50 @@ pub enum Command {
     Version,
     /// `sheepdog help` / `--help` / `-h`
     Help,
+    /// `sheepdog ctl ...`: talk to a running sheepdog.
+    Ctl(Ctl),
+}
+
+/// `sheepdog ctl [--socket PATH | --url URL] [--token T] [--json] VERB ...`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ctl {
+    /// Where to connect; `None` means the default (see docs/ctl.md).
+    pub target: Option<Target>,
+    /// `--token`; `$SHEEPDOG_API_TOKEN` is read when it runs, not here.
+    pub token: Option<String>,
+    /// Print the API's JSON instead of a table or message.
+    pub json: bool,
+    pub action: Action,
+}
+
+/// Where `ctl` connects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Socket(PathBuf),
+    /// `http://host:port` (no TLS).
+    Url(String),
+}
+
+/// What `ctl` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Every process, or one.
+    Status(Option<String>),
+    Start(String),
+    Stop(String),
+    Restart(String),
+    Scale(String, ScaleBy),
+    /// The signal as given (`HUP`, `SIGHUP`, `1`); the API validates it.
+    Signal(String, String),
+    Shutdown,
+    Help,
+}
+
+/// `scale NAME 3` sets, `scale NAME +1` / `-1` changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScaleBy {
+    To(u32),
+    Delta(i64),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +106,11 @@ USAGE:
                                            start order, stop order, shutdown budget
     sheepdog -- CMD [ARG...]               single-command init: run CMD, forward
                                            signals, reap orphans, exit with its code
+    sheepdog ctl [OPTIONS] VERB [NAME] [ARG]
+                                           talk to a running sheepdog through its API:
+                                           status [NAME], start|stop|restart NAME,
+                                           scale NAME N|+N|-N, signal NAME SIG, shutdown
+                                           (see 'sheepdog ctl --help')
     sheepdog version                       print the version
     sheepdog help                          print this help
 
@@ -78,7 +127,35 @@ EXIT CODES:
     2    usage or configuration error
     -- CMD mode exits with CMD's code, or 128+N when CMD died of signal N.
 
-Docs: docs/configuration.md, docs/cli.md
+Docs: docs/configuration.md, docs/cli.md, docs/api.md, docs/metrics.md, docs/ctl.md
+";
+
+pub const CTL_HELP: &str = "\
+sheepdog ctl — status and control of a running sheepdog, through its API
+
+USAGE:
+    sheepdog ctl [OPTIONS] status [NAME]       processes and instances (a table)
+    sheepdog ctl [OPTIONS] start NAME          start a stopped process
+    sheepdog ctl [OPTIONS] stop NAME           stop a process (graceful, idempotent)
+    sheepdog ctl [OPTIONS] restart NAME        rolling restart, one instance at a time
+    sheepdog ctl [OPTIONS] scale NAME N        run N instances (+N / -N: change by N)
+    sheepdog ctl [OPTIONS] signal NAME SIG     send SIG (HUP, SIGUSR1, 10) to every instance
+    sheepdog ctl [OPTIONS] shutdown            shut sheepdog down, as SIGTERM does
+
+OPTIONS:
+    --socket PATH   connect to the API's unix socket
+    --url URL       connect to http://HOST:PORT
+    --token TOKEN   bearer token; default: $SHEEPDOG_API_TOKEN
+    --json          print the API's JSON response
+    -h, --help      print this help
+
+Without --socket or --url: $SHEEPDOG_API_SOCKET, else $SHEEPDOG_API_URL, else
+/run/sheepdog.sock if it exists, else http://127.0.0.1:9180.
+
+EXIT CODES:
+    0    done (or accepted: progress shows in 'status')
+    1    the API answered with an error, or could not be reached
+    2    usage error
 ";
 
 /// Parse the arguments after argv[0].
@@ -131,12 +208,21 @@ where
                     UsageError(format!("unknown command {:?}", v.to_string_lossy()))
                 })?;
                 match name.as_str() {
+                    "ctl" => {
+                        if config.is_some() || dry_run || json {
+                            return Err(UsageError(
+                                "'ctl' takes its options after it: sheepdog ctl [--json] VERB ..."
+                                    .into(),
+                            ));
+                        }
+                        return parse_ctl(&mut parser).map(Command::Ctl);
+                    }
                     "run" | "check" => sub = Some(name),
                     "version" => return Ok(Command::Version),
                     "help" => return Ok(Command::Help),
                     other => {
                         return Err(UsageError(format!(
-                        "unknown command '{other}'; expected run, check, version, help or -- CMD"
+                        "unknown command '{other}'; expected run, check, ctl, version, help or -- CMD"
                     )))
                     }
                 }
@@ -165,6 +251,181 @@ where
             Ok(Command::Run { config, dry_run })
         }
     }
+}
+
+/// The rest of `sheepdog ctl ...`.
+fn parse_ctl(parser: &mut lexopt::Parser) -> Result<Ctl, UsageError> {
+    use lexopt::prelude::*;
+    let mut target: Option<Target> = None;
+    let mut token: Option<String> = None;
+    let mut json = false;
+    let mut words: Vec<String> = Vec::new();
+    let mut set_target = |t: Target| {
+        if target.replace(t).is_some() {
+            Err(UsageError("use only one of --socket and --url".into()))
+        } else {
+            Ok(())
+        }
+    };
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("socket") => {
+                let v: PathBuf = parser.value()?.into();
+                if v.as_os_str().is_empty() {
+                    return Err(UsageError("--socket needs a path".into()));
+                }
+                set_target(Target::Socket(v))?;
+            }
+            Long("url") => {
+                let v = utf8(parser.value()?, "--url")?;
+                set_target(Target::Url(check_url(&v)?))?;
+            }
+            Long("token") => token = Some(utf8(parser.value()?, "--token")?),
+            Long("json") => json = true,
+            Short('h') | Long("help") => {
+                return Ok(Ctl {
+                    target: None,
+                    token: None,
+                    json,
+                    action: Action::Help,
+                })
+            }
+            // `scale NAME -2`: lexopt reads "-2" as short flags.
+            Short(c) if c.is_ascii_digit() && words.len() == 2 && words[0] == "scale" => {
+                let rest = match parser.optional_value() {
+                    Some(v) => utf8(v, "the instance count")?,
+                    None => String::new(),
+                };
+                words.push(format!("-{c}{rest}"));
+            }
+            Value(v) => words.push(utf8(v, "arguments")?),
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    let action = ctl_action(&words)?;
+    Ok(Ctl {
+        target,
+        token,
+        json,
+        action,
+    })
+}
+
+fn utf8(v: OsString, what: &str) -> Result<String, UsageError> {
+    v.into_string().map_err(|v| {
+        UsageError(format!(
+            "{what}: not valid UTF-8: {:?}",
+            v.to_string_lossy()
+        ))
+    })
+}
+
+/// `http://HOST:PORT[/]`, without a trailing slash.
+fn check_url(v: &str) -> Result<String, UsageError> {
+    if v.starts_with("https://") {
+        return Err(UsageError(
+            "--url: https is not supported; use http:// (or --socket) and terminate TLS in a proxy"
+                .into(),
+        ));
+    }
+    let Some(rest) = v.strip_prefix("http://") else {
+        return Err(UsageError(format!(
+            "--url: invalid URL '{v}'; expected http://HOST:PORT"
+        )));
+    };
+    let host = rest.trim_end_matches('/');
+    if host.is_empty() || host.contains(['/', '?', '#', '@', ' ']) {
+        return Err(UsageError(format!(
+            "--url: invalid URL '{v}'; expected http://HOST:PORT with no path"
+        )));
+    }
+    Ok(format!("http://{host}"))
+}
+
+fn ctl_action(words: &[String]) -> Result<Action, UsageError> {
+    let w: Vec<&str> = words.iter().map(String::as_str).collect();
+    let need = |verb: &str, what: &str| UsageError(format!("'ctl {verb}' needs {what}"));
+    let extra = |x: &str| Err(UsageError(format!("unexpected argument '{x}'")));
+    let name = |verb: &str| -> Result<String, UsageError> {
+        w.get(1)
+            .map(|s| s.to_string())
+            .ok_or_else(|| need(verb, "a process name"))
+    };
+    let action = match w.first().copied() {
+        None => {
+            return Err(UsageError(
+                "'ctl' needs a command: status, start, stop, restart, scale, signal or shutdown"
+                    .into(),
+            ))
+        }
+        Some("help") => return Ok(Action::Help),
+        Some("status") => Action::Status(w.get(1).map(|s| s.to_string())),
+        Some(v @ ("start" | "stop" | "restart")) => {
+            let n = name(v)?;
+            match v {
+                "start" => Action::Start(n),
+                "stop" => Action::Stop(n),
+                _ => Action::Restart(n),
+            }
+        }
+        Some("scale") => {
+            let n = name("scale")?;
+            let count = w
+                .get(2)
+                .ok_or_else(|| need("scale", "a count: N, +N or -N"))?;
+            Action::Scale(n, scale_by(count)?)
+        }
+        Some("signal") => {
+            let n = name("signal")?;
+            let sig = w
+                .get(2)
+                .ok_or_else(|| need("signal", "a signal, such as HUP"))?;
+            Action::Signal(n, sig.to_string())
+        }
+        Some("shutdown") => Action::Shutdown,
+        Some(other) => {
+            return Err(UsageError(format!(
+                "unknown ctl command '{other}'; expected status, start, stop, restart, scale, signal or shutdown"
+            )))
+        }
+    };
+    let used = match &action {
+        Action::Status(Some(_)) | Action::Start(_) | Action::Stop(_) | Action::Restart(_) => 2,
+        Action::Scale(..) | Action::Signal(..) => 3,
+        Action::Status(None) | Action::Shutdown | Action::Help => 1,
+    };
+    match w.get(used) {
+        Some(x) => extra(x),
+        None => Ok(action),
+    }
+}
+
+fn scale_by(s: &str) -> Result<ScaleBy, UsageError> {
+    let bad = || {
+        UsageError(format!(
+            "invalid instance count '{s}'; expected N (run N instances), +N or -N (change by N)"
+        ))
+    };
+    let digits = |d: &str| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit());
+    if let Some(d) = s.strip_prefix('+') {
+        if !digits(d) {
+            return Err(bad());
+        }
+        return d.parse::<i64>().map(ScaleBy::Delta).map_err(|_| bad());
+    }
+    if let Some(d) = s.strip_prefix('-') {
+        if !digits(d) {
+            return Err(bad());
+        }
+        return d
+            .parse::<i64>()
+            .map(|n| ScaleBy::Delta(-n))
+            .map_err(|_| bad());
+    }
+    if !digits(s) {
+        return Err(bad());
+    }
+    s.parse::<u32>().map(ScaleBy::To).map_err(|_| bad())
 }
 
 /// True when the next raw argument is `--`; consumes it.
@@ -251,6 +512,103 @@ mod tests {
             .0
             .contains("dry-run"));
         assert!(p(&["run", "extra"]).unwrap_err().0.contains("extra"));
+    }
+
+    fn ctl(args: &[&str]) -> Result<Ctl, UsageError> {
+        let mut v = vec!["ctl"];
+        v.extend_from_slice(args);
+        match p(&v)? {
+            Command::Ctl(c) => Ok(c),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn ctl_verbs() {
+        let c = ctl(&["status"]).unwrap();
+        assert_eq!(c.action, Action::Status(None));
+        assert_eq!(c.target, None);
+        assert!(!c.json);
+        let c = ctl(&["--json", "status", "web", "--socket", "/run/x.sock"]).unwrap();
+        assert_eq!(c.action, Action::Status(Some("web".into())));
+        assert_eq!(c.target, Some(Target::Socket("/run/x.sock".into())));
+        assert!(c.json);
+        assert_eq!(
+            ctl(&[
+                "--url",
+                "http://127.0.0.1:9180/",
+                "--token",
+                "t",
+                "stop",
+                "web"
+            ])
+            .unwrap(),
+            Ctl {
+                target: Some(Target::Url("http://127.0.0.1:9180".into())),
+                token: Some("t".into()),
+                json: false,
+                action: Action::Stop("web".into())
+            }
+        );
+        assert_eq!(
+            ctl(&["restart", "q"]).unwrap().action,
+            Action::Restart("q".into())
+        );
+        assert_eq!(
+            ctl(&["start", "q"]).unwrap().action,
+            Action::Start("q".into())
+        );
+        assert_eq!(ctl(&["shutdown"]).unwrap().action, Action::Shutdown);
+        assert_eq!(
+            ctl(&["signal", "q", "HUP"]).unwrap().action,
+            Action::Signal("q".into(), "HUP".into())
+        );
+        assert_eq!(ctl(&["--help"]).unwrap().action, Action::Help);
+        assert_eq!(ctl(&["help"]).unwrap().action, Action::Help);
+    }
+
+    #[test]
+    fn ctl_scale_counts() {
+        let s = |n: &str| ctl(&["scale", "q", n]).map(|c| c.action);
+        assert_eq!(s("3").unwrap(), Action::Scale("q".into(), ScaleBy::To(3)));
+        assert_eq!(s("0").unwrap(), Action::Scale("q".into(), ScaleBy::To(0)));
+        assert_eq!(
+            s("+2").unwrap(),
+            Action::Scale("q".into(), ScaleBy::Delta(2))
+        );
+        assert_eq!(
+            s("-1").unwrap(),
+            Action::Scale("q".into(), ScaleBy::Delta(-1))
+        );
+        assert_eq!(
+            s("-12").unwrap(),
+            Action::Scale("q".into(), ScaleBy::Delta(-12))
+        );
+        for bad in ["x", "+", "3.5", "+-1", "99999999999"] {
+            assert!(s(bad).unwrap_err().0.contains("instance count"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ctl_errors_name_the_offender() {
+        let e = |a: &[&str]| ctl(a).unwrap_err().0;
+        assert!(e(&[]).contains("needs a command"));
+        assert!(e(&["frob"]).contains("frob"));
+        assert!(e(&["stop"]).contains("process name"));
+        assert!(e(&["scale", "q"]).contains("count"));
+        assert!(e(&["signal", "q"]).contains("signal"));
+        assert!(e(&["stop", "a", "b"]).contains("'b'"));
+        assert!(e(&["shutdown", "now"]).contains("'now'"));
+        assert!(e(&["--socket", "/a", "--url", "http://x:1", "status"]).contains("only one"));
+        assert!(e(&["--url", "https://x", "status"]).contains("https"));
+        assert!(e(&["--url", "x:1", "status"]).contains("http://"));
+        assert!(e(&["--url", "http://x:1/api", "status"]).contains("no path"));
+        assert!(e(&["--bogus", "status"]).contains("bogus"));
+        assert!(e(&["-x", "status"]).contains("-x"));
+        assert!(p(&["-c", "x", "ctl", "status"])
+            .unwrap_err()
+            .0
+            .contains("ctl"));
     }
 
     #[test]

@@ -473,6 +473,12 @@ impl Runner {
             ) if now >= t.due() => self.probe(pid, since, t),
             (s @ State::Running { .. }, Input::Timer) => s,
             (State::Stopping(mut s), Input::Exit(status)) => {
+                // Report it like any exit, so status and metrics show the
+                // leader gone and why (the group may still be draining).
+                self.report(Event::Exited {
+                    pid: s.pgid,
+                    status,
+                });
                 s.leader = Some(status);
                 s.poll = DRAIN_POLL_MIN;
                 s.next_poll = now;

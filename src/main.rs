@@ -8,6 +8,7 @@ mod api;
 mod check;
 mod cli;
 mod config;
+mod ctl;
 mod health;
 mod hooks;
 mod init;
@@ -52,6 +53,7 @@ fn real_main() -> i32 {
             out(&format!("sheepdog {VERSION}\n"));
             exit::OK
         }
+        Command::Ctl(c) => ctl::run(c),
         Command::Exec { argv } => {
             prepare_process();
             init::run(argv)

@@ -352,6 +352,8 @@ pub(crate) mod testutil {
                     auth_file: None,
                     insecure: false,
                     max_request_body: 64 * 1024,
+                    rate_limit: 100,
+                    rate_burst: 200,
                 },
                 metrics: Metrics {
                     enabled: true,

@@ -17,6 +17,22 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crossbeam_channel::Sender;
 use serde::Serialize;
 
+/// Upper bounds (seconds) of the probe-duration histogram buckets.
+pub const PROBE_BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+/// Upper bounds (seconds) of the hook-duration histogram buckets.
+pub const HOOK_BUCKETS: [f64; 10] = [0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
+
+/// Count one observation into per-bucket counts (`bounds.len() + 1`
+/// entries, the last for +Inf; not cumulative).
+pub fn observe(buckets: &mut Vec<u64>, bounds: &[f64], value: f64) {
+    buckets.resize(bounds.len() + 1, 0);
+    let i = bounds
+        .iter()
+        .position(|b| value <= *b)
+        .unwrap_or(bounds.len());
+    buckets[i] += 1;
+}
+
 /// Seconds since the Unix epoch, as a float (what the API and metrics show).
 pub fn unix_seconds(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH)
@@ -63,6 +79,8 @@ pub struct HookStatus {
     pub last_ok: Option<bool>,
     /// When it last ran (Unix seconds).
     pub last_at: Option<f64>,
+    /// Durations per `HOOK_BUCKETS` bucket (+Inf last; not cumulative).
+    pub duration_buckets: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -114,6 +132,8 @@ pub struct InstanceStatus {
     /// Sum of probe durations (seconds) and the last one.
     pub health_check_seconds_sum: f64,
     pub health_check_last_seconds: Option<f64>,
+    /// Probe durations per `PROBE_BUCKETS` bucket (+Inf last; not cumulative).
+    pub health_check_buckets: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -140,7 +160,6 @@ impl Published {
     }
 
     /// The latest snapshot.
-    #[allow(dead_code)] // read by the HTTP API (issue 4)
     pub fn get(&self) -> Arc<Snapshot> {
         self.current
             .lock()
@@ -151,7 +170,6 @@ impl Published {
 
 /// What a reader may ask of the supervisor.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[allow(dead_code)] // sent by the HTTP API (issue 4)
 pub enum Control {
     /// Answered at once: proves the supervisor loop is alive.
     Ping,

@@ -1,20 +1,138 @@
-//! The HTTP management API and Prometheus metrics servers.
-//! (Being built for the HTTP issue; until then nothing listens.)
+//! The HTTP management API and the Prometheus metrics endpoint.
+//!
+//! `start` binds every configured listener (so a port in use or a bad
+//! socket path fails start-up, before any process starts), then starts each
+//! server's fixed set of threads (see `server`). Modules:
+//! - `server`: listeners, the poll-based I/O thread, the worker pool, and
+//!   every per-client bound (connections, head, body, time, rate);
+//! - `http`: request parsing and response bytes (pure);
+//! - `routes`: the endpoint table and handlers; `openapi`: its document;
+//! - `auth`: the bearer token; `ratelimit`: per-peer token buckets;
+//! - `metrics`: Prometheus families rendered from the latest snapshot.
+//!
+//! Invariants:
+//! - Readers never block the supervisor: handlers read the published
+//!   snapshot or send a control request and wait a bounded time for its
+//!   reply (DESIGN.md §1, §2.4).
+//! - A TCP listener reachable from other hosts without a token is refused
+//!   unless `api_insecure: true` (checked by config validation and again
+//!   here, since an open control API runs arbitrary signals as PID 1).
 
+mod auth;
+mod http;
+mod metrics;
+mod openapi;
+mod ratelimit;
+mod routes;
+mod server;
+
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
 use crate::config::Config;
 use crate::status::{Published, Request};
 
+/// Worker threads of the API server (handlers may wait up to `REPLY_WAIT`).
+const API_WORKERS: usize = 4;
+/// Worker threads of the metrics server (a scrape only renders a snapshot).
+const METRICS_WORKERS: usize = 1;
+/// Open connections per server.
+const MAX_CONNECTIONS: usize = 64;
+/// Complete requests waiting for a worker, per server.
+const QUEUE: usize = 32;
+/// Time a client has to send a whole request, and to take the response.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Start the API and metrics listeners configured in `config.global`, in
-/// their own threads. Errors (a port in use) name the address.
+/// their own threads. Errors (a port in use) name the config key and address.
 pub fn start(
     config: &Config,
     published: Arc<Published>,
     requests: Sender<Request>,
 ) -> Result<(), String> {
-    let _ = (config, published, requests);
+    let g = &config.global;
+    let counters = metrics::ApiCounters::default();
+    let limits = |workers: usize| server::Limits {
+        max_body: g.api.max_request_body,
+        workers,
+        max_connections: MAX_CONNECTIONS,
+        queue: QUEUE,
+        read_timeout: READ_TIMEOUT,
+        write_timeout: WRITE_TIMEOUT,
+        rate: g.api.rate_limit,
+        burst: g.api.rate_burst,
+    };
+    // Bind everything first, so nothing listens if anything fails.
+    let mut api_listeners = Vec::new();
+    let mut token = None;
+    if g.api.enabled {
+        token = auth::Token::load(&g.api)?;
+        if g.api.port != 0 {
+            if !is_loopback(&g.api.listen) && token.is_none() {
+                if !g.api.insecure {
+                    return Err(format!(
+                        "global.api_listen: {} is reachable from other hosts and the API has no token; \
+                         refusing to start (set api_auth, or api_insecure: true to accept the risk)",
+                        g.api.listen
+                    ));
+                }
+                log::warn!(
+                    "api: INSECURE: listening on {}:{} with no token (api_insecure: true); \
+                     anyone who can reach it can stop, signal and scale processes",
+                    g.api.listen,
+                    g.api.port
+                );
+            }
+            api_listeners.push(server::Listener::tcp(
+                &g.api.listen,
+                g.api.port,
+                "global.api_port",
+            )?);
+        }
+        if let Some(path) = &g.api.socket {
+            api_listeners.push(server::Listener::unix(path)?);
+        }
+    }
+    let metrics_listener = if g.metrics.enabled {
+        Some(server::Listener::tcp(
+            &g.metrics.listen,
+            g.metrics.port,
+            "global.metrics_port",
+        )?)
+    } else {
+        None
+    };
+    if !api_listeners.is_empty() {
+        let api = routes::Api {
+            published: published.clone(),
+            requests,
+            token,
+            counters: counters.clone(),
+        };
+        server::spawn("api", api_listeners, limits(API_WORKERS), Arc::new(api))?;
+    }
+    if let Some(l) = metrics_listener {
+        let site = metrics::Site {
+            published,
+            api: counters,
+            path: g.metrics.path.clone(),
+        };
+        server::spawn("metrics", vec![l], limits(METRICS_WORKERS), Arc::new(site))?;
+    }
     Ok(())
+}
+
+/// At exit: wait (at most `timeout`) for responses being written, such as
+/// the 202 that answered `POST /api/v1/shutdown`.
+pub fn drain(timeout: Duration) {
+    server::drain(timeout);
+}
+
+fn is_loopback(listen: &str) -> bool {
+    listen.eq_ignore_ascii_case("localhost")
+        || listen.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }

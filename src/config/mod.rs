@@ -23,6 +23,8 @@ mod value;
 mod yaml;
 
 pub use model::*;
+/// The one signal grammar (`SIGHUP`, `HUP`, `hup`, `1`), shared with the API.
+pub use value::signal as parse_signal;
 
 use std::ffi::OsString;
 use std::fmt;

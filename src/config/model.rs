@@ -100,15 +100,15 @@ pub struct Global {
     pub restart_reset_after: Duration,
     /// How long a dependent waits for a dependency (default 5m). Used from the health issue on.
     pub dependency_timeout: Duration,
-    /// HTTP API settings (inactive until the HTTP issue).
+    /// HTTP API settings.
     pub api: Api,
-    /// Prometheus settings (inactive until the HTTP issue).
+    /// Prometheus settings.
     pub metrics: Metrics,
     /// Everything else `global:` may hold that later issues own, kept typed.
     pub extra: GlobalExtra,
 }
 
-/// Management API settings (seed keys + new ones). Inactive until the HTTP issue.
+/// Management API settings (seed keys + new ones).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Api {
     pub enabled: bool,
@@ -119,9 +119,14 @@ pub struct Api {
     pub auth_file: Option<PathBuf>,
     pub insecure: bool,
     pub max_request_body: u64,
+    /// Requests per second each peer may make on average (token bucket
+    /// refill); 0 turns rate limiting off. Applies to the metrics port too.
+    pub rate_limit: u32,
+    /// Requests a peer may make in a burst (bucket size).
+    pub rate_burst: u32,
 }
 
-/// Metrics settings. Inactive until the HTTP issue.
+/// Metrics settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Metrics {
     pub enabled: bool,

@@ -52,6 +52,8 @@ pub struct RawGlobal {
     pub api_auth_file: V,
     pub api_insecure: V,
     pub api_max_request_body: V,
+    pub api_rate_limit: V,
+    pub api_rate_burst: V,
 
     pub metrics_enabled: V,
     pub metrics_port: V,

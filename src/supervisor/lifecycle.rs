@@ -260,6 +260,11 @@ impl Supervisor {
             stat.failure += 1;
         }
         stat.duration_seconds_sum += secs;
+        crate::status::observe(
+            &mut stat.duration_buckets,
+            &crate::status::HOOK_BUCKETS,
+            secs,
+        );
         stat.last_duration_seconds = Some(secs);
         stat.last_ok = Some(e.ok);
         stat.last_at = Some(crate::status::unix_seconds(std::time::SystemTime::now()));

@@ -78,21 +78,24 @@ pub fn run(config: Config, plan: Plan) -> i32 {
     });
     let published = Published::new();
     let (req_tx, req_rx) = crossbeam_channel::unbounded();
-    if let Err(e) = crate::api::start(&config, published.clone(), req_tx) {
-        log::error!("{e}");
-        return exit::FAILURE;
-    }
     let (sig_tx, sig_rx) = crossbeam_channel::unbounded();
     let closer = sigs.handle();
-    let supervisor = Supervisor::new(
+    let mut supervisor = Supervisor::new(
         config,
         plan,
         shared,
         sig_rx,
         req_rx,
-        published,
+        published.clone(),
         (hook_exec_tx, hook_exec_rx),
     );
+    // Readers never see an empty picture: every process is there (pending)
+    // before the API can answer.
+    supervisor.publish();
+    if let Err(e) = crate::api::start(&supervisor.cfg, published, req_tx) {
+        log::error!("{e}");
+        return exit::FAILURE;
+    }
     let thread = std::thread::Builder::new()
         .name("supervisor".into())
         .stack_size(256 * 1024)
@@ -117,7 +120,10 @@ pub fn run(config: Config, plan: Plan) -> i32 {
         }
     }
     reaper.reap();
-    thread.join().unwrap_or(exit::FAILURE)
+    let code = thread.join().unwrap_or(exit::FAILURE);
+    // Let API answers in progress (the shutdown request's own 202) out.
+    crate::api::drain(Duration::from_secs(1));
+    code
 }
 
 /// Why the supervisor is shutting down.
@@ -188,12 +194,13 @@ struct Inst {
 }
 
 /// Probe counters for metrics (monotonic).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct ProbeStats {
     pub ok: u64,
     pub failed: u64,
     pub seconds_sum: f64,
     pub last_seconds: Option<f64>,
+    pub buckets: Vec<u64>,
 }
 
 impl Inst {
@@ -532,6 +539,11 @@ impl Supervisor {
                 let secs = duration.as_secs_f64();
                 inst.probes.last_seconds = Some(secs);
                 inst.probes.seconds_sum += secs;
+                crate::status::observe(
+                    &mut inst.probes.buckets,
+                    &crate::status::PROBE_BUCKETS,
+                    secs,
+                );
                 if ok {
                     inst.probes.ok += 1;
                 } else {
@@ -791,14 +803,19 @@ impl Supervisor {
         }
     }
 
-    /// Launch one instance thread (keeping the restart count of the
-    /// instance it replaces).
+    /// Launch one instance thread (keeping the restart count and last exit
+    /// of the instance it replaces, so status and metrics still show why
+    /// the previous child ended after a manual or rolling restart).
     fn launch(&mut self, name: &str, index: u32) {
         let Some(p) = self.procs.get_mut(name) else {
             return;
         };
-        let restart_count = p.instances.get(&index).map_or(0, |i| i.restart_count);
+        let (restart_count, last_exit) = p
+            .instances
+            .get(&index)
+            .map_or((0, None), |i| (i.restart_count, i.last_exit));
         let mut inst = Inst::new(restart_count);
+        inst.last_exit = last_exit;
         match instance::launch(
             p.def.clone(),
             index,

@@ -202,6 +202,7 @@ fn instance_status(name: &str, index: u32, inst: &Inst, now: SystemTime) -> Inst
         health_checks_failed: inst.probes.failed,
         health_check_seconds_sum: inst.probes.seconds_sum,
         health_check_last_seconds: inst.probes.last_seconds,
+        health_check_buckets: inst.probes.buckets.clone(),
     }
 }
 

@@ -3,6 +3,8 @@
 //! every process it started (by pid) when the test ends, pass or fail.
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -314,4 +316,42 @@ pub fn nanos(field: &str) -> u128 {
         .trim()
         .parse()
         .unwrap_or_else(|_| panic!("not a timestamp: {field:?}"))
+}
+
+/// Start sheepdog on a config that listens on fresh loopback ports:
+/// `cfg(api_port, metrics_port)` builds it. Returns once sheepdog's log
+/// says it listens on every one of those ports the config mentions (so no
+/// other process holds them), or once it has exited for another reason.
+/// A port taken by someone else between `free_ports` and sheepdog's bind
+/// makes it exit "unable to listen"; then this retries with new ports.
+pub fn start_serving(name: &str, cfg: impl Fn(u16, u16) -> String) -> (Sheepdog, u16, u16) {
+    for _ in 0..5 {
+        let [p, m] = http::free_ports::<2>();
+        let text = cfg(p, m);
+        let ports: Vec<u16> = [p, m]
+            .into_iter()
+            .filter(|port| text.contains(&port.to_string()))
+            .collect();
+        let mut sd = Sheepdog::start(name, &text);
+        let bound = |sd: &Sheepdog| {
+            let log = sd.log();
+            ports.iter().all(|port| {
+                log.lines()
+                    .any(|l| l.contains("listening on http://") && l.ends_with(&format!(":{port}")))
+            })
+        };
+        wait_until(WAIT, || {
+            bound(&sd) || sd.wait_exit(Duration::ZERO).is_some()
+        });
+        if sd.wait_exit(Duration::ZERO).is_some() && sd.log().contains("unable to listen on") {
+            continue;
+        }
+        assert!(
+            bound(&sd) || sd.wait_exit(Duration::ZERO).is_some(),
+            "{}",
+            sd.log()
+        );
+        return (sd, p, m);
+    }
+    panic!("no free ports after 5 attempts");
 }

@@ -206,6 +206,18 @@ fn api(raw: &RawGlobal, r: &mut Report) -> Api {
         },
         MIB,
     );
+    let rate_limit = r.get_or(
+        &raw.api_rate_limit,
+        &p("api_rate_limit"),
+        |v| val::uint32(v, 0, 100_000),
+        100,
+    );
+    let rate_burst = r.get_or(
+        &raw.api_rate_burst,
+        &p("api_rate_burst"),
+        |v| val::uint32(v, 1, 100_000),
+        200,
+    );
     if auth.is_some() && auth_file.is_some() {
         r.error(
             &p("api_auth_file"),
@@ -237,6 +249,8 @@ fn api(raw: &RawGlobal, r: &mut Report) -> Api {
         auth_file,
         insecure,
         max_request_body,
+        rate_limit,
+        rate_burst,
     }
 }
 
@@ -596,6 +610,8 @@ mod tests {
                 auth_file: None,
                 insecure: false,
                 max_request_body: MIB,
+                rate_limit: 100,
+                rate_burst: 200,
             }
         );
         assert_eq!(
@@ -662,6 +678,10 @@ mod tests {
         assert!(err("{metrics_path: metrics}")[0].contains("starting with /"));
         assert!(err("{api_listen: not-an-ip}")[0].contains("IP address"));
         assert!(err("{api_max_request_body: 1GiB}")[0].contains("100MiB"));
+        assert!(err("{api_rate_burst: 0}")[0].starts_with("global.api_rate_burst"));
+        assert!(err("{api_rate_limit: -1}")[0].starts_with("global.api_rate_limit"));
+        let g = ok("{api_rate_limit: 0, api_rate_burst: 5}");
+        assert_eq!((g.api.rate_limit, g.api.rate_burst), (0, 5));
         // Every problem is collected, not just the first.
         assert_eq!(
             err("{log_level: x, log_format: y, api_enabled: maybe}").len(),

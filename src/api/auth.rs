@@ -1,0 +1,172 @@
+//! Bearer-token authentication for the management API.
+//!
+//! Invariants:
+//! - The token comes from `api_auth` or is read once, at start-up, from
+//!   `api_auth_file` (trailing whitespace and newline trimmed; an empty or
+//!   unreadable file aborts start-up rather than leaving the API open).
+//! - The comparison takes time that depends only on the length of what the
+//!   client sent, never on how much of it matches the secret, nor on the
+//!   secret's length.
+//! - Every route except health and readiness requires the token when one
+//!   is configured (`routes` decides which; this module only checks).
+
+use std::path::Path;
+
+use crate::config::Api;
+
+/// The configured secret.
+pub struct Token(Vec<u8>);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+/// Largest token file read.
+const MAX_TOKEN_FILE: u64 = 64 * 1024;
+
+impl Token {
+    /// The token `api` configures, if any.
+    pub fn load(api: &Api) -> Result<Option<Token>, String> {
+        if let Some(t) = &api.auth {
+            return Ok(Some(Token(t.as_bytes().to_vec())));
+        }
+        match &api.auth_file {
+            Some(path) => read_file(path).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Check an `Authorization` header value. The error says what was wrong
+    /// without echoing anything.
+    pub fn check(&self, header: Option<&str>) -> Result<(), &'static str> {
+        let Some(value) = header else {
+            return Err("missing bearer token (send Authorization: Bearer <token>)");
+        };
+        let Some(given) = strip_bearer(value) else {
+            return Err("the Authorization header is not a bearer token");
+        };
+        if constant_time_eq(given.as_bytes(), &self.0) {
+            Ok(())
+        } else {
+            Err("invalid bearer token")
+        }
+    }
+}
+
+fn read_file(path: &Path) -> Result<Token, String> {
+    use std::io::Read;
+    let what = || format!("global.api_auth_file: unable to read {}", path.display());
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", what()))?;
+    let mut raw = Vec::new();
+    file.take(MAX_TOKEN_FILE + 1)
+        .read_to_end(&mut raw)
+        .map_err(|e| format!("{}: {e}", what()))?;
+    if raw.len() as u64 > MAX_TOKEN_FILE {
+        return Err(format!(
+            "{}: larger than {} KiB; expected a token",
+            what(),
+            MAX_TOKEN_FILE / 1024
+        ));
+    }
+    while raw.last().is_some_and(u8::is_ascii_whitespace) {
+        raw.pop();
+    }
+    if raw.is_empty() {
+        return Err(format!(
+            "global.api_auth_file: {} is empty; expected a token",
+            path.display()
+        ));
+    }
+    Ok(Token(raw))
+}
+
+/// `Bearer <token>` (scheme case-insensitive, RFC 9110).
+fn strip_bearer(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim_matches(' '))
+}
+
+/// Compare without an early exit. The loop runs over `given` (the client's
+/// bytes) only, cycling over `secret`, so its duration reveals neither the
+/// secret nor its length; the length difference is folded into the result.
+fn constant_time_eq(given: &[u8], secret: &[u8]) -> bool {
+    if secret.is_empty() {
+        return false;
+    }
+    let mut diff = u8::from(given.len() != secret.len());
+    for (i, g) in given.iter().enumerate() {
+        diff |= g ^ secret[i % secret.len()];
+    }
+    std::hint::black_box(diff) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(auth: Option<&str>, file: Option<&Path>) -> Api {
+        Api {
+            enabled: true,
+            port: 0,
+            listen: "127.0.0.1".into(),
+            socket: None,
+            auth: auth.map(str::to_string),
+            auth_file: file.map(Path::to_path_buf),
+            insecure: false,
+            max_request_body: 1024,
+            rate_limit: 0,
+            rate_burst: 1,
+        }
+    }
+
+    #[test]
+    fn compares_exactly() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secreT", b"secret"));
+        assert!(!constant_time_eq(b"secretsecret", b"secret"));
+        assert!(!constant_time_eq(b"secre", b"secret"));
+        assert!(!constant_time_eq(b"", b"secret"));
+        assert!(!constant_time_eq(b"", b""));
+    }
+
+    #[test]
+    fn checks_the_header() {
+        let t = Token::load(&api(Some("s3cr3t"), None)).unwrap().unwrap();
+        assert!(t.check(Some("Bearer s3cr3t")).is_ok());
+        assert!(t.check(Some("bearer s3cr3t")).is_ok());
+        assert!(t.check(None).unwrap_err().contains("missing"));
+        assert!(t
+            .check(Some("Basic s3cr3t"))
+            .unwrap_err()
+            .contains("not a bearer"));
+        assert!(t
+            .check(Some("Bearer nope"))
+            .unwrap_err()
+            .contains("invalid"));
+        assert!(t.check(Some("s3cr3t")).is_err());
+        assert_eq!(format!("{t:?}"), "Token(<redacted>)");
+        assert!(Token::load(&api(None, None)).unwrap().is_none());
+    }
+
+    #[test]
+    fn reads_the_token_file() {
+        let dir = std::env::temp_dir().join(format!("sheepdog-auth-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("token");
+        std::fs::write(&f, "from-file\n").unwrap();
+        let t = Token::load(&api(None, Some(&f))).unwrap().unwrap();
+        assert!(t.check(Some("Bearer from-file")).is_ok());
+        std::fs::write(&f, " \n").unwrap();
+        assert!(Token::load(&api(None, Some(&f)))
+            .unwrap_err()
+            .contains("is empty"));
+        let missing = dir.join("missing");
+        let e = Token::load(&api(None, Some(&missing))).unwrap_err();
+        assert!(e.starts_with("global.api_auth_file: unable to read"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

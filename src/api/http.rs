@@ -1,0 +1,481 @@
+//! HTTP/1.x messages: parsing a request head from bytes and serialising a
+//! response. Pure: no I/O, no clock, so every malformed input is a unit test.
+//!
+//! Invariants:
+//! - Parsing never panics and never allocates beyond the bytes it is given;
+//!   a head larger than `MAX_HEAD` or with more than `MAX_HEADERS` fields is
+//!   rejected (431) before it is complete, so a client cannot grow our memory
+//!   by never finishing its head.
+//! - Request smuggling shapes are refused: `Transfer-Encoding` (chunked
+//!   bodies are not supported: 411), conflicting `Content-Length`s, header
+//!   lines without a colon, obsolete line folding, control characters.
+//! - Every response is `Connection: close` with an exact `Content-Length`:
+//!   one request per connection keeps the server's state machine small.
+
+use std::net::IpAddr;
+
+/// Longest request head (request line + headers) accepted.
+pub const MAX_HEAD: usize = 16 * 1024;
+/// Most header fields accepted.
+pub const MAX_HEADERS: usize = 64;
+
+/// Who sent a request: the TCP peer address (never a forwarded header), or
+/// the local unix socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Peer {
+    Ip(IpAddr),
+    Unix,
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Peer::Ip(ip) => write!(f, "{ip}"),
+            Peer::Unix => f.write_str("unix socket"),
+        }
+    }
+}
+
+/// A complete request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub method: String,
+    /// The path, percent-encoded as received, without the query.
+    pub path: String,
+    /// Everything after `?` (empty if none).
+    pub query: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub peer: Peer,
+}
+
+impl Request {
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header(&self.headers, name)
+    }
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// A parsed request head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub headers: Vec<(String, String)>,
+    /// Bytes of the head including the blank line.
+    pub len: usize,
+    pub content_length: u64,
+    /// The client sent `Expect: 100-continue`.
+    pub expect_continue: bool,
+}
+
+impl Head {
+    pub fn into_request(self, body: Vec<u8>, peer: Peer) -> Request {
+        Request {
+            method: self.method,
+            path: self.path,
+            query: self.query,
+            headers: self.headers,
+            body,
+            peer,
+        }
+    }
+}
+
+/// What the bytes so far amount to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parse {
+    /// The head is not complete yet.
+    Partial,
+    Head(Head),
+    /// The request is unacceptable: answer this and close.
+    Reject(Response),
+}
+
+/// Parse the head at the start of `buf`.
+pub fn parse_head(buf: &[u8]) -> Parse {
+    let Some(end) = find_blank_line(buf) else {
+        if buf.len() > MAX_HEAD {
+            return Parse::Reject(Response::error(
+                431,
+                &format!("request head is larger than {} KiB", MAX_HEAD / 1024),
+            ));
+        }
+        return Parse::Partial;
+    };
+    let len = end + 4;
+    if len > MAX_HEAD {
+        return Parse::Reject(Response::error(
+            431,
+            &format!("request head is larger than {} KiB", MAX_HEAD / 1024),
+        ));
+    }
+    match head_fields(&buf[..end]) {
+        Ok(mut head) => {
+            head.len = len;
+            Parse::Head(head)
+        }
+        Err(resp) => Parse::Reject(resp),
+    }
+}
+
+fn find_blank_line(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n")
+}
+
+fn bad(msg: &str) -> Response {
+    Response::error(400, msg)
+}
+
+fn head_fields(raw: &[u8]) -> Result<Head, Response> {
+    let text = std::str::from_utf8(raw).map_err(|_| bad("request head is not valid UTF-8"))?;
+    let mut lines = text.split("\r\n");
+    let line = lines.next().unwrap_or_default();
+    let mut parts = line.split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad("malformed request line; expected METHOD PATH HTTP/1.1"));
+    };
+    if method.is_empty() || !method.bytes().all(is_token_byte) {
+        return Err(bad("malformed request line: invalid method"));
+    }
+    if !matches!(version, "HTTP/1.1" | "HTTP/1.0") {
+        return Err(Response::error(
+            505,
+            &format!("unsupported protocol {version:?}; expected HTTP/1.1 or HTTP/1.0"),
+        ));
+    }
+    if !target.starts_with('/') || target.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return Err(bad(
+            "malformed request line: the target must be a path starting with /",
+        ));
+    }
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, q),
+        None => (target, ""),
+    };
+    let mut headers: Vec<(String, String)> = Vec::new();
+    for line in lines {
+        if headers.len() >= MAX_HEADERS {
+            return Err(Response::error(
+                431,
+                &format!("more than {MAX_HEADERS} header fields"),
+            ));
+        }
+        if line.starts_with([' ', '\t']) {
+            return Err(bad("obsolete header line folding is not accepted"));
+        }
+        let Some((name, value)) = line.split_once(':') else {
+            return Err(bad("malformed header line: no colon"));
+        };
+        if name.is_empty() || !name.bytes().all(is_token_byte) {
+            return Err(bad("malformed header name"));
+        }
+        let value = value.trim_matches([' ', '\t']);
+        if value.bytes().any(|b| (b < b' ' && b != b'\t') || b == 0x7f) {
+            return Err(bad(&format!("control character in header {name}")));
+        }
+        headers.push((name.to_string(), value.to_string()));
+    }
+    if header(&headers, "transfer-encoding").is_some() {
+        return Err(Response::error(
+            411,
+            "Transfer-Encoding request bodies are not supported; send Content-Length",
+        ));
+    }
+    let mut content_length: Option<u64> = None;
+    for (k, v) in &headers {
+        if !k.eq_ignore_ascii_case("content-length") {
+            continue;
+        }
+        let n: u64 = if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+            v.parse()
+                .map_err(|_| bad("header Content-Length: value too large"))?
+        } else {
+            return Err(bad(&format!(
+                "header Content-Length: invalid value {v:?}; expected a number of bytes"
+            )));
+        };
+        if content_length.is_some_and(|c| c != n) {
+            return Err(bad("header Content-Length: conflicting values"));
+        }
+        content_length = Some(n);
+    }
+    let expect_continue = match header(&headers, "expect") {
+        None => false,
+        Some(v) if v.eq_ignore_ascii_case("100-continue") => true,
+        Some(v) => {
+            return Err(Response::error(
+                417,
+                &format!("header Expect: unsupported value {v:?}"),
+            ))
+        }
+    };
+    Ok(Head {
+        method: method.to_string(),
+        path: path.to_string(),
+        query: query.to_string(),
+        headers,
+        len: 0,
+        content_length: content_length.unwrap_or(0),
+        expect_continue,
+    })
+}
+
+/// RFC 9110 `tchar`.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Decode `%XX` escapes in one path segment. Invalid escapes stay as they
+/// are; invalid UTF-8 is replaced.
+pub fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = |c: u8| (c as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                // Two hex digits make at most 255.
+                out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A response to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+pub const JSON: &str = "application/json";
+pub const TEXT: &str = "text/plain; charset=utf-8";
+
+impl Response {
+    pub fn json(status: u16, value: &serde_json::Value) -> Response {
+        let mut body = value.to_string().into_bytes();
+        body.push(b'\n');
+        Response {
+            status,
+            content_type: JSON,
+            headers: Vec::new(),
+            body,
+        }
+    }
+
+    /// `{"error": msg}`.
+    pub fn error(status: u16, msg: &str) -> Response {
+        Response::json(status, &serde_json::json!({ "error": msg }))
+    }
+
+    pub fn text(status: u16, content_type: &'static str, body: impl Into<Vec<u8>>) -> Response {
+        Response {
+            status,
+            content_type,
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Response {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// The bytes on the wire; without the body for HEAD.
+    pub fn to_bytes(&self, head_only: bool) -> Vec<u8> {
+        let mut out = format!(
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\nCache-Control: no-store\r\n",
+            self.status,
+            reason(self.status),
+            self.content_type,
+            self.body.len()
+        );
+        for (k, v) in &self.headers {
+            out.push_str(k);
+            out.push_str(": ");
+            // Header values are ours; keep them on one line regardless.
+            out.extend(v.chars().filter(|c| !c.is_control()));
+            out.push_str("\r\n");
+        }
+        out.push_str("\r\n");
+        let mut bytes = out.into_bytes();
+        if !head_only {
+            bytes.extend_from_slice(&self.body);
+        }
+        bytes
+    }
+}
+
+/// The reason phrase of the statuses we send.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        202 => "Accepted",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        417 => "Expectation Failed",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(s: &str) -> Head {
+        match parse_head(s.as_bytes()) {
+            Parse::Head(h) => h,
+            other => panic!("{s:?}: {other:?}"),
+        }
+    }
+
+    fn reject(s: &str) -> (u16, String) {
+        match parse_head(s.as_bytes()) {
+            Parse::Reject(r) => (r.status, String::from_utf8(r.body).unwrap()),
+            other => panic!("{s:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_a_simple_request() {
+        let h = head("POST /api/v1/x?limit=3 HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\nX-Y:  z \r\n\r\nbody");
+        assert_eq!(h.method, "POST");
+        assert_eq!(h.path, "/api/v1/x");
+        assert_eq!(h.query, "limit=3");
+        assert_eq!(h.content_length, 12);
+        assert_eq!(
+            h.len,
+            "POST /api/v1/x?limit=3 HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\nX-Y:  z \r\n\r\n"
+                .len()
+        );
+        let r = h.into_request(Vec::new(), Peer::Unix);
+        assert_eq!(r.header("x-y"), Some("z"));
+        assert_eq!(r.header("missing"), None);
+    }
+
+    #[test]
+    fn partial_until_the_blank_line() {
+        assert_eq!(parse_head(b"GET / HTTP/1.1\r\nHost: a\r\n"), Parse::Partial);
+        assert_eq!(parse_head(b""), Parse::Partial);
+    }
+
+    #[test]
+    fn oversized_heads_are_refused_before_they_end() {
+        let big = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(MAX_HEAD));
+        assert_eq!(reject(&big).0, 431);
+        let many: String = (0..=MAX_HEADERS).map(|i| format!("X{i}: y\r\n")).collect();
+        assert_eq!(reject(&format!("GET / HTTP/1.1\r\n{many}\r\n")).0, 431);
+    }
+
+    #[test]
+    fn malformed_heads_are_400_with_a_reason() {
+        for (req, needle) in [
+            ("GET /\r\n\r\n", "request line"),
+            ("GET  / HTTP/1.1\r\n\r\n", "request line"),
+            ("G(T / HTTP/1.1\r\n\r\n", "method"),
+            ("GET x HTTP/1.1\r\n\r\n", "starting with /"),
+            ("GET / HTTP/1.1\r\nNoColon\r\n\r\n", "colon"),
+            ("GET / HTTP/1.1\r\nA: b\r\n folded\r\n\r\n", "folding"),
+            (
+                "GET / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+                "Content-Length",
+            ),
+            (
+                "GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                "conflicting",
+            ),
+            (
+                "GET / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+                "too large",
+            ),
+            ("GET / HTTP/1.1\r\nBad Name: x\r\n\r\n", "header name"),
+        ] {
+            let (status, body) = reject(req);
+            assert_eq!(status, 400, "{req:?}");
+            assert!(body.contains(needle), "{req:?}: {body}");
+            assert!(body.starts_with("{\"error\":"), "{body}");
+        }
+        assert_eq!(reject("GET / HTTP/2.0\r\n\r\n").0, 505);
+        assert_eq!(
+            reject("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").0,
+            411
+        );
+        assert_eq!(reject("POST / HTTP/1.1\r\nExpect: magic\r\n\r\n").0, 417);
+    }
+
+    #[test]
+    fn non_utf8_and_control_bytes_are_refused() {
+        match parse_head(b"GET /\xff HTTP/1.1\r\n\r\n") {
+            Parse::Reject(r) => assert_eq!(r.status, 400),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(reject("GET / HTTP/1.1\r\nA: b\u{1}c\r\n\r\n").0, 400);
+    }
+
+    #[test]
+    fn expect_continue_is_noted() {
+        assert!(
+            head("POST / HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 3\r\n\r\n")
+                .expect_continue
+        );
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("web%2D1"), "web-1");
+        assert_eq!(percent_decode("a%zzb%4"), "a%zzb%4");
+        assert_eq!(percent_decode("%"), "%");
+        assert_eq!(percent_decode("%ff"), "\u{fffd}");
+    }
+
+    #[test]
+    fn responses_serialise_with_length_and_close() {
+        let r = Response::error(404, "no process named \"x\"").with_header("Allow", "GET\r\nX: y");
+        let s = String::from_utf8(r.to_bytes(false)).unwrap();
+        assert!(s.starts_with("HTTP/1.1 404 Not Found\r\n"), "{s}");
+        assert!(s.contains("Content-Type: application/json\r\n"), "{s}");
+        assert!(s.contains("Connection: close\r\n"), "{s}");
+        assert!(s.contains("Allow: GETX: y\r\n"), "{s}");
+        let body = "{\"error\":\"no process named \\\"x\\\"\"}\n";
+        assert!(s.ends_with(&format!("\r\n\r\n{body}")), "{s}");
+        assert!(
+            s.contains(&format!("Content-Length: {}\r\n", body.len())),
+            "{s}"
+        );
+        let head = String::from_utf8(r.to_bytes(true)).unwrap();
+        assert!(head.ends_with("\r\n\r\n"));
+    }
+}

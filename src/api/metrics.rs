@@ -1,0 +1,548 @@
+//! Prometheus metrics: prometheus-client families rendered from the latest
+//! published `Snapshot` at scrape time, served on `metrics_listen:
+//! metrics_port` at `metrics_path`, with `/health` beside it.
+//!
+//! Invariants:
+//! - Every family is named `sheepdog_…` with its unit in the name; labels
+//!   are `process`, `instance_id`, `reason`, `result`, `code`, `version`,
+//!   never `instance` or `job` (Prometheus owns those).
+//! - A scrape reads one snapshot (never the supervisor) and builds a fresh
+//!   registry from it, so values are consistent with each other and cost
+//!   nothing between scrapes. The only state kept here is the API request
+//!   counter, which only grows.
+//! - Every family is present in every scrape, even with no samples yet
+//!   (health checks), so dashboards and alerts can refer to it.
+//! - Output is OpenMetrics when the scraper asks for it (`Accept:
+//!   application/openmetrics-text`), else the Prometheus text format 0.0.4,
+//!   which `promtool check metrics` accepts.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
+
+use super::http::{Request, Response, TEXT};
+use super::server::Handler;
+use crate::status::{Published, Snapshot};
+
+type Labels = Vec<(&'static str, String)>;
+type IntGauges = Family<Labels, Gauge>;
+type FloatGauges = Family<Labels, Gauge<f64, AtomicU64>>;
+type Counters = Family<Labels, Counter>;
+
+/// Restart reasons always exported (as 0 until they happen), so that
+/// `increase()` works from the first restart.
+pub const RESTART_REASONS: [&str; 4] = ["exit", "signal", "health", "manual"];
+
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// `sheepdog_api_requests_total{code}`: shared by the API server (which
+/// counts) and the metrics server (which renders).
+#[derive(Debug, Clone, Default)]
+pub struct ApiCounters(Counters);
+
+impl ApiCounters {
+    pub fn count(&self, status: u16) {
+        self.0
+            .get_or_create(&vec![("code", status.to_string())])
+            .inc();
+    }
+}
+
+/// A histogram rebuilt at scrape time from counts the supervisor keeps
+/// (per-bucket, +Inf last; not cumulative), so it needs no live
+/// `Histogram` shared with the supervisor.
+#[derive(Debug, Default)]
+struct CountedHistogram(std::sync::Mutex<(f64, Vec<(f64, u64)>)>);
+
+impl CountedHistogram {
+    fn set(&self, sum: f64, bounds: &[f64], counts: &[u64]) {
+        let buckets = bounds
+            .iter()
+            .copied()
+            .chain(std::iter::once(f64::INFINITY))
+            .zip(counts.iter().copied().chain(std::iter::repeat(0)))
+            .collect();
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = (sum, buckets);
+    }
+}
+
+impl prometheus_client::metrics::TypedMetric for CountedHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for CountedHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let (sum, buckets) = &*self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let count = buckets.iter().map(|(_, c)| c).sum();
+        encoder
+            .encode_histogram::<prometheus_client::encoding::NoLabelSet>(*sum, count, buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+/// A metric that is encoded (descriptor only) even when it has no samples.
+#[derive(Debug)]
+struct Present<M>(M);
+
+impl<M: EncodeMetric> EncodeMetric for Present<M> {
+    fn encode(&self, encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        self.0.metric_type()
+    }
+}
+
+fn labels(pairs: &[(&'static str, &str)]) -> Labels {
+    pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
+}
+
+/// Render `snap` as OpenMetrics text.
+pub fn render(snap: &Snapshot, api: &ApiCounters) -> String {
+    let mut r = Registry::with_prefix("sheepdog");
+
+    let build: IntGauges = Family::default();
+    build
+        .get_or_create(&labels(&[("version", &snap.version)]))
+        .set(1);
+    r.register(
+        "build_info",
+        "sheepdog build information; the value is always 1",
+        build,
+    );
+    let start: Gauge<f64, AtomicU64> = Gauge::default();
+    start.set(snap.started_at);
+    r.register_with_unit(
+        "start_time",
+        "When sheepdog started, in Unix seconds",
+        Unit::Seconds,
+        start,
+    );
+    let ready: Gauge = Gauge::default();
+    ready.set(i64::from(snap.ready));
+    r.register(
+        "ready",
+        "1 when the container is ready (every process with a readiness check is ready), else 0",
+        ready,
+    );
+
+    let up: IntGauges = Family::default();
+    let desired: IntGauges = Family::default();
+    let current: IntGauges = Family::default();
+    let restarts: Counters = Family::default();
+    let started: FloatGauges = Family::default();
+    let last_exit: IntGauges = Family::default();
+    let health: IntGauges = Family::default();
+    let durations: Family<Labels, CountedHistogram> = Family::default();
+    let checks: Counters = Family::default();
+    for p in &snap.processes {
+        let pl = labels(&[("process", &p.name)]);
+        desired.get_or_create(&pl).set(i64::from(p.desired_scale));
+        current.get_or_create(&pl).set(i64::from(p.current_scale));
+        for reason in RESTART_REASONS {
+            restarts
+                .get_or_create(&labels(&[("process", &p.name), ("reason", reason)]))
+                .inc_by(p.restarts.get(reason).copied().unwrap_or(0));
+        }
+        for (reason, n) in &p.restarts {
+            if !RESTART_REASONS.contains(&reason.as_str()) {
+                restarts
+                    .get_or_create(&labels(&[("process", &p.name), ("reason", reason)]))
+                    .inc_by(*n);
+            }
+        }
+        for i in &p.instances {
+            let il = labels(&[("process", &p.name), ("instance_id", &i.id)]);
+            up.get_or_create(&il).set(i64::from(i.pid.is_some()));
+            if let Some(t) = i.started_at {
+                started.get_or_create(&il).set(t);
+            }
+            if let Some(e) = i.last_exit {
+                let code = match (e.code, e.signal) {
+                    (Some(c), _) => i64::from(c),
+                    (None, Some(s)) => 128 + i64::from(s),
+                    (None, None) => continue,
+                };
+                last_exit.get_or_create(&il).set(code);
+            }
+            match i.health.as_str() {
+                "healthy" => {
+                    health.get_or_create(&il).set(1);
+                }
+                "unhealthy" | "starting" => {
+                    health.get_or_create(&il).set(0);
+                }
+                _ => {}
+            }
+            if i.health_checks_ok + i.health_checks_failed > 0 {
+                durations.get_or_create(&il).set(
+                    i.health_check_seconds_sum,
+                    &crate::status::PROBE_BUCKETS,
+                    &i.health_check_buckets,
+                );
+                for (result, n) in [
+                    ("success", i.health_checks_ok),
+                    ("failure", i.health_checks_failed),
+                ] {
+                    checks
+                        .get_or_create(&labels(&[
+                            ("process", &p.name),
+                            ("instance_id", &i.id),
+                            ("result", result),
+                        ]))
+                        .inc_by(n);
+                }
+            }
+        }
+    }
+    r.register(
+        "process_up",
+        "1 while the instance has a running child, else 0",
+        Present(up),
+    );
+    r.register(
+        "process_desired_scale",
+        "Instances the process should run",
+        Present(desired),
+    );
+    r.register(
+        "process_current_scale",
+        "Instances of the process with a running child",
+        Present(current),
+    );
+    r.register(
+        "process_restarts",
+        "Restarts of the process's instances by reason: exit, signal, health, manual",
+        Present(restarts),
+    );
+    r.register_with_unit(
+        "process_start_time",
+        "When the instance's current child started, in Unix seconds",
+        Unit::Seconds,
+        Present(started),
+    );
+    r.register(
+        "process_last_exit_code",
+        "Exit code of the instance's last child (128+N when killed by signal N)",
+        Present(last_exit),
+    );
+    r.register(
+        "health_check_status",
+        "1 when the instance's health check passes, 0 when it fails or has not passed yet",
+        Present(health),
+    );
+    r.register_with_unit(
+        "health_check_duration",
+        "How long health-check probes took",
+        Unit::Seconds,
+        Present(durations),
+    );
+    r.register(
+        "health_checks",
+        "Health-check probes run, by result: success, failure",
+        Present(checks),
+    );
+    let hook_runs: Counters = Family::default();
+    let hook_durations: Family<Labels, CountedHistogram> = Family::default();
+    for h in &snap.hooks {
+        let process = h.process.as_deref().unwrap_or("");
+        for (result, n) in [("success", h.success), ("failure", h.failure)] {
+            hook_runs
+                .get_or_create(&labels(&[
+                    ("name", &h.name),
+                    ("type", &h.kind),
+                    ("process", process),
+                    ("result", result),
+                ]))
+                .inc_by(n);
+        }
+        hook_durations
+            .get_or_create(&labels(&[
+                ("name", &h.name),
+                ("type", &h.kind),
+                ("process", process),
+            ]))
+            .set(
+                h.duration_seconds_sum,
+                &crate::status::HOOK_BUCKETS,
+                &h.duration_buckets,
+            );
+    }
+    r.register(
+        "hook_executions",
+        "Hook executions (all attempts of one run count once) by name, type, process (empty for global hooks) and result",
+        Present(hook_runs),
+    );
+    r.register_with_unit(
+        "hook_duration",
+        "How long hook executions took, retries included",
+        Unit::Seconds,
+        Present(hook_durations),
+    );
+    let reaped: Counter = Counter::default();
+    reaped.inc_by(snap.orphans_reaped);
+    r.register("zombies_reaped", "Adopted orphan processes reaped", reaped);
+    if let Some(s) = snap.shutdown_seconds {
+        let g: Gauge<f64, AtomicU64> = Gauge::default();
+        g.set(s);
+        r.register_with_unit(
+            "shutdown_duration",
+            "How long the last shutdown took",
+            Unit::Seconds,
+            g,
+        );
+    } else {
+        r.register_with_unit(
+            "shutdown_duration",
+            "How long the last shutdown took",
+            Unit::Seconds,
+            Present(FloatGauges::default()),
+        );
+    }
+    r.register(
+        "api_requests",
+        "Management API responses by HTTP status code",
+        Present(api.0.clone()),
+    );
+
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, &r);
+    out
+}
+
+/// OpenMetrics text → Prometheus text format 0.0.4: counters' HELP/TYPE
+/// take the `_total` sample name, and `# UNIT` / `# EOF` lines go.
+pub fn prometheus_text(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    let mut help: Option<&str> = None;
+    for line in openmetrics.lines() {
+        if line.starts_with("# HELP ") {
+            if let Some(h) = help.replace(line) {
+                out.push_str(h);
+                out.push('\n');
+            }
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let pending = help.take();
+            match rest.rsplit_once(' ') {
+                Some((name, "counter")) if !name.ends_with("_total") => {
+                    if let Some(h) = pending {
+                        let text = h
+                            .strip_prefix("# HELP ")
+                            .and_then(|t| t.strip_prefix(name))
+                            .unwrap_or("");
+                        out.push_str(&format!("# HELP {name}_total{text}\n"));
+                    }
+                    out.push_str(&format!("# TYPE {name}_total counter\n"));
+                }
+                _ => {
+                    if let Some(h) = pending {
+                        out.push_str(h);
+                        out.push('\n');
+                    }
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+            continue;
+        }
+        if let Some(h) = help.take() {
+            out.push_str(h);
+            out.push('\n');
+        }
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    if let Some(h) = help {
+        out.push_str(h);
+        out.push('\n');
+    }
+    out
+}
+
+/// The metrics server's routes.
+pub struct Site {
+    pub published: Arc<Published>,
+    pub api: ApiCounters,
+    pub path: String,
+}
+
+impl Handler for Site {
+    fn handle(&self, req: &Request) -> Response {
+        let get = matches!(req.method.as_str(), "GET" | "HEAD");
+        if req.path != self.path && req.path != "/health" {
+            return Response::error(
+                404,
+                &format!(
+                    "not found; metrics are at {} and health at /health",
+                    self.path
+                ),
+            );
+        }
+        if !get {
+            return Response::error(405, &format!("method {} not allowed; use GET", req.method))
+                .with_header("Allow", "GET, HEAD");
+        }
+        if req.path == "/health" && req.path != self.path {
+            return Response::text(200, TEXT, "OK\n");
+        }
+        let om = render(&self.published.get(), &self.api);
+        let wants_om = req
+            .header("accept")
+            .is_some_and(|a| a.contains("application/openmetrics-text"));
+        if wants_om {
+            Response::text(200, OPENMETRICS, om)
+        } else {
+            Response::text(200, PROMETHEUS_TEXT, prometheus_text(&om))
+        }
+    }
+
+    fn responded(&self, _status: u16) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::{InstanceStatus, LastExit, ProcessStatus};
+
+    fn snap() -> Snapshot {
+        let mut restarts = std::collections::BTreeMap::new();
+        restarts.insert("exit".to_string(), 2);
+        restarts.insert("manual".to_string(), 1);
+        Snapshot {
+            version: "9.9.9".into(),
+            pid: 1,
+            started_at: 1_700_000_000.25,
+            phase: "running".into(),
+            ready: true,
+            not_ready: vec![],
+            orphans_reaped: 7,
+            shutdown_seconds: None,
+            hooks: vec![],
+            processes: vec![ProcessStatus {
+                name: "web".into(),
+                kind: "longrun".into(),
+                state: "running".into(),
+                desired_scale: 2,
+                current_scale: 1,
+                restarts,
+                instances: vec![
+                    InstanceStatus {
+                        id: "web-1".into(),
+                        index: 1,
+                        state: "running".into(),
+                        pid: Some(42),
+                        started_at: Some(1_700_000_001.5),
+                        health: "healthy".into(),
+                        last_exit: Some(LastExit {
+                            code: None,
+                            signal: Some(9),
+                        }),
+                        ..Default::default()
+                    },
+                    InstanceStatus {
+                        id: "web-2".into(),
+                        index: 2,
+                        state: "backoff".into(),
+                        health: "unknown".into(),
+                        last_exit: Some(LastExit {
+                            code: Some(3),
+                            signal: None,
+                        }),
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn families_and_values() {
+        let api = ApiCounters::default();
+        api.count(200);
+        api.count(200);
+        api.count(404);
+        let text = prometheus_text(&render(&snap(), &api));
+        for line in [
+            "sheepdog_build_info{version=\"9.9.9\"} 1",
+            "sheepdog_start_time_seconds 1700000000.25",
+            "sheepdog_ready 1",
+            "sheepdog_process_up{process=\"web\",instance_id=\"web-1\"} 1",
+            "sheepdog_process_up{process=\"web\",instance_id=\"web-2\"} 0",
+            "sheepdog_process_desired_scale{process=\"web\"} 2",
+            "sheepdog_process_current_scale{process=\"web\"} 1",
+            "sheepdog_process_restarts_total{process=\"web\",reason=\"exit\"} 2",
+            "sheepdog_process_restarts_total{process=\"web\",reason=\"signal\"} 0",
+            "sheepdog_process_restarts_total{process=\"web\",reason=\"manual\"} 1",
+            "sheepdog_process_start_time_seconds{process=\"web\",instance_id=\"web-1\"} 1700000001.5",
+            "sheepdog_process_last_exit_code{process=\"web\",instance_id=\"web-1\"} 137",
+            "sheepdog_process_last_exit_code{process=\"web\",instance_id=\"web-2\"} 3",
+            "sheepdog_health_check_status{process=\"web\",instance_id=\"web-1\"} 1",
+            "sheepdog_zombies_reaped_total 7",
+            "sheepdog_api_requests_total{code=\"200\"} 2",
+            "sheepdog_api_requests_total{code=\"404\"} 1",
+            "# TYPE sheepdog_health_check_duration_seconds histogram",
+            "# TYPE sheepdog_health_checks_total counter",
+            "# TYPE sheepdog_shutdown_duration_seconds gauge",
+            "# TYPE sheepdog_process_restarts_total counter",
+            "# HELP sheepdog_zombies_reaped_total Adopted orphan processes reaped.",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} missing:\n{text}");
+        }
+        assert!(!text.contains("instance=\""), "{text}");
+        assert!(!text.contains("job=\""), "{text}");
+        assert!(
+            !text.contains("# EOF") && !text.contains("# UNIT"),
+            "{text}"
+        );
+        // Every sample line belongs to a family prefixed sheepdog_.
+        for l in text.lines().filter(|l| !l.starts_with('#')) {
+            assert!(l.starts_with("sheepdog_"), "{l}");
+        }
+    }
+
+    #[test]
+    fn openmetrics_keeps_its_own_shape() {
+        let om = render(&snap(), &ApiCounters::default());
+        assert!(om.ends_with("# EOF\n"));
+        assert!(om.contains("# TYPE sheepdog_process_restarts counter\n"));
+        assert!(om.contains("# UNIT sheepdog_start_time_seconds seconds\n"));
+    }
+
+    #[test]
+    fn shutdown_duration_once_known() {
+        let mut s = snap();
+        s.shutdown_seconds = Some(1.5);
+        let text = prometheus_text(&render(&s, &ApiCounters::default()));
+        assert!(
+            text.contains("\nsheepdog_shutdown_duration_seconds 1.5\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn conversion_handles_plain_lines() {
+        let om = "# HELP a_total x.\n# TYPE a_total counter\na_total 1\n# HELP b y.\n# TYPE b counter\nb_total 2\n# EOF\n";
+        assert_eq!(
+            prometheus_text(om),
+            "# HELP a_total x.\n# TYPE a_total counter\na_total 1\n# HELP b_total y.\n# TYPE b_total counter\nb_total 2\n"
+        );
+    }
+}

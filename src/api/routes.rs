@@ -1,0 +1,622 @@
+//! The management API's endpoints: the route table, authentication and
+//! the handlers, which turn requests into snapshot reads or control
+//! requests and replies into JSON.
+//!
+//! Invariants:
+//! - `ROUTES` is the single list of endpoints; the router, the 404/405
+//!   answers and the OpenAPI sync test all read it.
+//! - Order of checks: route (404), method (405), token (401) for every
+//!   route but health and readiness, then the handler. (Body size and rate
+//!   limits were applied by the server before.)
+//! - Handlers never block on anything but a control reply, and that wait
+//!   is bounded (`REPLY_WAIT`, `PING_WAIT`); a supervisor that does not
+//!   answer makes a 503, never a stuck worker.
+//! - Every error is `{"error": "..."}` naming what was wrong (the JSON
+//!   field, the process, the method); bad input never panics.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crossbeam_channel::{RecvTimeoutError, Sender};
+use serde_json::{json, Map, Value};
+
+use super::auth::Token;
+use super::http::{percent_decode, Request, Response};
+use super::metrics::ApiCounters;
+use super::openapi;
+use super::server::Handler;
+use crate::status::{
+    unix_seconds, Control, ControlReply, ProcessStatus, Published, Request as ControlRequest,
+    Snapshot,
+};
+
+/// How long a control request may wait for the supervisor's reply.
+pub const REPLY_WAIT: Duration = Duration::from_secs(5);
+/// How long the liveness check waits for the supervisor's pong.
+pub const PING_WAIT: Duration = Duration::from_secs(1);
+
+/// What a route does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Health,
+    Ready,
+    Processes,
+    Process,
+    Start,
+    Stop,
+    Restart,
+    Scale,
+    Signal,
+    Shutdown,
+    OpenApi,
+    /// Owned by a later piece of work (named): answers 501 until then.
+    Later(&'static str),
+}
+
+/// One endpoint. `{name}` in `path` matches one path segment (a process).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub endpoint: Endpoint,
+    /// Needs the bearer token (when one is configured).
+    pub auth: bool,
+}
+
+const fn route(method: &'static str, path: &'static str, endpoint: Endpoint) -> Route {
+    Route {
+        method,
+        path,
+        endpoint,
+        auth: !matches!(endpoint, Endpoint::Health | Endpoint::Ready),
+    }
+}
+
+const LOGS: Endpoint = Endpoint::Later("the log buffer");
+const SCHEDULES: Endpoint = Endpoint::Later("the scheduler");
+
+/// Every endpoint of the API.
+pub const ROUTES: &[Route] = &[
+    route("GET", "/api/v1/health", Endpoint::Health),
+    route("GET", "/api/v1/ready", Endpoint::Ready),
+    route("GET", "/api/v1/processes", Endpoint::Processes),
+    route("GET", "/api/v1/processes/{name}", Endpoint::Process),
+    route("POST", "/api/v1/processes/{name}/start", Endpoint::Start),
+    route("POST", "/api/v1/processes/{name}/stop", Endpoint::Stop),
+    route(
+        "POST",
+        "/api/v1/processes/{name}/restart",
+        Endpoint::Restart,
+    ),
+    route("POST", "/api/v1/processes/{name}/scale", Endpoint::Scale),
+    route("POST", "/api/v1/processes/{name}/signal", Endpoint::Signal),
+    route("POST", "/api/v1/shutdown", Endpoint::Shutdown),
+    route("GET", "/api/v1/openapi.json", Endpoint::OpenApi),
+    route("GET", "/api/v1/processes/{name}/logs", LOGS),
+    route("GET", "/api/v1/logs", LOGS),
+    route("GET", "/api/v1/processes/{name}/schedule", SCHEDULES),
+    route(
+        "GET",
+        "/api/v1/processes/{name}/schedule/history",
+        SCHEDULES,
+    ),
+    route("POST", "/api/v1/processes/{name}/schedule/pause", SCHEDULES),
+    route(
+        "POST",
+        "/api/v1/processes/{name}/schedule/resume",
+        SCHEDULES,
+    ),
+    route(
+        "POST",
+        "/api/v1/processes/{name}/schedule/trigger",
+        SCHEDULES,
+    ),
+    route(
+        "POST",
+        "/api/v1/config/reload",
+        Endpoint::Later("configuration reload"),
+    ),
+    route(
+        "GET",
+        "/api/v1/oneshot/history",
+        Endpoint::Later("oneshot history"),
+    ),
+];
+
+/// The result of routing.
+#[derive(Debug, PartialEq)]
+pub enum Routed {
+    Found(&'static Route, Option<String>),
+    /// The path exists with other methods.
+    WrongMethod(Vec<&'static str>),
+    NotFound,
+}
+
+/// Match `method path` against `ROUTES` (HEAD is GET without a body).
+pub fn find(method: &str, path: &str) -> Routed {
+    let method = if method == "HEAD" { "GET" } else { method };
+    let mut allowed = Vec::new();
+    for r in ROUTES {
+        let Some(name) = match_path(r.path, path) else {
+            continue;
+        };
+        if r.method == method {
+            return Routed::Found(r, name);
+        }
+        allowed.push(r.method);
+    }
+    if allowed.is_empty() {
+        Routed::NotFound
+    } else {
+        Routed::WrongMethod(allowed)
+    }
+}
+
+/// `Some(captured name)` when `path` matches `pattern`.
+fn match_path(pattern: &str, path: &str) -> Option<Option<String>> {
+    let mut pat = pattern.split('/');
+    let mut got = path.split('/');
+    let mut name = None;
+    loop {
+        match (pat.next(), got.next()) {
+            (None, None) => return Some(name),
+            (Some("{name}"), Some(seg)) if !seg.is_empty() => name = Some(percent_decode(seg)),
+            (Some(p), Some(seg)) if p == seg => {}
+            _ => return None,
+        }
+    }
+}
+
+/// The API's request handler.
+pub struct Api {
+    pub published: Arc<Published>,
+    pub requests: Sender<ControlRequest>,
+    pub token: Option<Token>,
+    pub counters: ApiCounters,
+}
+
+impl Handler for Api {
+    fn handle(&self, req: &Request) -> Response {
+        let (route, name) = match find(&req.method, &req.path) {
+            Routed::Found(r, n) => (r, n),
+            Routed::NotFound => {
+                return Response::error(
+                    404,
+                    &format!(
+                        "no such endpoint: {} {} (see /api/v1/openapi.json)",
+                        req.method, req.path
+                    ),
+                )
+            }
+            Routed::WrongMethod(allowed) => {
+                let mut allow: Vec<&str> = allowed.clone();
+                if allow.contains(&"GET") {
+                    allow.push("HEAD");
+                }
+                return Response::error(
+                    405,
+                    &format!(
+                        "method {} is not allowed on {}; allowed: {}",
+                        req.method,
+                        req.path,
+                        allowed.join(", ")
+                    ),
+                )
+                .with_header("Allow", allow.join(", "));
+            }
+        };
+        if route.auth {
+            if let Some(token) = &self.token {
+                if let Err(why) = token.check(req.header("authorization")) {
+                    return Response::error(401, &format!("unauthorized: {why}"))
+                        .with_header("WWW-Authenticate", "Bearer realm=\"sheepdog\"");
+                }
+            }
+        }
+        let name = name.unwrap_or_default();
+        match route.endpoint {
+            Endpoint::Health => self.health(),
+            Endpoint::Ready => ready(&self.published.get()),
+            Endpoint::Processes => processes(&self.published.get()),
+            Endpoint::Process => process(&self.published.get(), &name),
+            Endpoint::Start => self.control(Some(&name), Control::Start { name: name.clone() }),
+            Endpoint::Stop => self.control(Some(&name), Control::Stop { name: name.clone() }),
+            Endpoint::Restart => self.control(Some(&name), Control::Restart { name: name.clone() }),
+            Endpoint::Scale => match scale_target(&self.published.get(), &name, &req.body) {
+                Ok(desired) => self.control(
+                    Some(&name),
+                    Control::Scale {
+                        name: name.clone(),
+                        desired,
+                    },
+                ),
+                Err(resp) => resp,
+            },
+            Endpoint::Signal => match signal_of(&req.body) {
+                Ok(signal) => self.control(
+                    Some(&name),
+                    Control::Signal {
+                        name: name.clone(),
+                        signal,
+                    },
+                ),
+                Err(resp) => resp,
+            },
+            Endpoint::Shutdown => self.control(None, Control::Shutdown),
+            Endpoint::OpenApi => openapi::response(),
+            Endpoint::Later(what) => Response::error(
+                501,
+                &format!(
+                    "{} {} is not implemented yet (it arrives with {what})",
+                    route.method, route.path
+                ),
+            ),
+        }
+    }
+
+    fn responded(&self, status: u16) {
+        self.counters.count(status);
+    }
+}
+
+impl Api {
+    /// Send a control request and wait (bounded) for the reply.
+    fn ask(&self, control: Control, wait: Duration) -> Result<ControlReply, String> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.requests
+            .send(ControlRequest { control, reply: tx })
+            .map_err(|_| "the supervisor has stopped".to_string())?;
+        rx.recv_timeout(wait).map_err(|e| match e {
+            RecvTimeoutError::Timeout => format!(
+                "the supervisor did not answer within {}s",
+                wait.as_secs_f64()
+            ),
+            RecvTimeoutError::Disconnected => "the supervisor has stopped".to_string(),
+        })
+    }
+
+    fn health(&self) -> Response {
+        match self.ask(Control::Ping, PING_WAIT) {
+            Ok(_) => Response::json(200, &json!({ "status": "healthy" })),
+            Err(e) => Response::json(503, &json!({ "status": "unhealthy", "error": e })),
+        }
+    }
+
+    fn control(&self, name: Option<&str>, control: Control) -> Response {
+        let reply = match self.ask(control, REPLY_WAIT) {
+            Ok(r) => r,
+            Err(e) => return Response::error(503, &e).with_header("Retry-After", "1"),
+        };
+        let (status, word, msg) = match reply {
+            ControlReply::Accepted(m) => (202, "accepted", m),
+            ControlReply::Done(m) => (200, "done", m),
+            ControlReply::NotFound(m) => return Response::error(404, &m),
+            ControlReply::Conflict(m) => return Response::error(409, &m),
+        };
+        let mut body = json!({ "status": word, "message": msg });
+        if let (Some(n), Some(obj)) = (name, body.as_object_mut()) {
+            obj.insert("process".into(), json!(n));
+        }
+        Response::json(status, &body)
+    }
+}
+
+fn now_unix() -> f64 {
+    unix_seconds(SystemTime::now())
+}
+
+/// Seconds rounded to milliseconds.
+fn secs(x: f64) -> Value {
+    json!((x.max(0.0) * 1000.0).round() / 1000.0)
+}
+
+fn ready(snap: &Snapshot) -> Response {
+    if snap.ready {
+        Response::json(
+            200,
+            &json!({ "status": "ready", "ready": true, "not_ready": [] }),
+        )
+    } else {
+        Response::json(
+            503,
+            &json!({
+                "status": "not ready",
+                "error": format!("not ready: {}", snap.not_ready.join("; ")),
+                "ready": false,
+                "not_ready": snap.not_ready,
+            }),
+        )
+    }
+}
+
+/// A process as JSON, with uptimes as of now (the snapshot may be older).
+fn process_json(p: &ProcessStatus, now: f64) -> Value {
+    let mut v = serde_json::to_value(p).unwrap_or(Value::Null);
+    if let Some(insts) = v.get_mut("instances").and_then(Value::as_array_mut) {
+        for i in insts.iter_mut().filter_map(Value::as_object_mut) {
+            if let Some(t) = i.get("started_at").and_then(Value::as_f64) {
+                i.insert("uptime_seconds".into(), secs(now - t));
+            }
+        }
+    }
+    v
+}
+
+fn processes(snap: &Snapshot) -> Response {
+    let now = now_unix();
+    Response::json(
+        200,
+        &json!({
+            "version": snap.version,
+            "pid": snap.pid,
+            "phase": snap.phase,
+            "started_at": snap.started_at,
+            "uptime_seconds": secs(now - snap.started_at),
+            "ready": snap.ready,
+            "not_ready": snap.not_ready,
+            "orphans_reaped": snap.orphans_reaped,
+            "processes": snap.processes.iter().map(|p| process_json(p, now)).collect::<Vec<_>>(),
+        }),
+    )
+}
+
+fn not_found(name: &str) -> Response {
+    Response::error(404, &format!("no process named {name:?}"))
+}
+
+fn process(snap: &Snapshot, name: &str) -> Response {
+    match snap.processes.iter().find(|p| p.name == name) {
+        Some(p) => {
+            let mut v = process_json(p, now_unix());
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert("process".into(), json!(name));
+            }
+            Response::json(200, &v)
+        }
+        None => not_found(name),
+    }
+}
+
+fn bad(msg: String) -> Response {
+    Response::error(400, &msg)
+}
+
+/// The body as a JSON object with only `allowed` keys.
+fn object(body: &[u8], allowed: &[&str], example: &str) -> Result<Map<String, Value>, Response> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(bad(format!(
+            "request body: empty; expected a JSON object like {example}"
+        )));
+    }
+    let v: Value = serde_json::from_slice(body).map_err(|e| {
+        bad(format!(
+            "request body: invalid JSON ({e}); expected {example}"
+        ))
+    })?;
+    let Value::Object(m) = v else {
+        return Err(bad(format!(
+            "request body: expected a JSON object like {example}, got {}",
+            kind(&v)
+        )));
+    };
+    if let Some(k) = m.keys().find(|k| !allowed.contains(&k.as_str())) {
+        let names: Vec<String> = allowed.iter().map(|a| format!("{a:?}")).collect();
+        return Err(bad(format!(
+            "request body: unknown field {k:?}; expected {}",
+            names.join(" or ")
+        )));
+    }
+    Ok(m)
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// `{"desired": N}` or `{"delta": ±N}` → the instance count to ask for.
+fn scale_target(snap: &Snapshot, name: &str, body: &[u8]) -> Result<u32, Response> {
+    let m = object(
+        body,
+        &["desired", "delta"],
+        r#"{"desired": 3} or {"delta": -1}"#,
+    )?;
+    match (m.get("desired"), m.get("delta")) {
+        (Some(_), Some(_)) => Err(bad(
+            "request body: expected only one of \"desired\" and \"delta\"".into(),
+        )),
+        (None, None) => Err(bad(
+            "request body: expected \"desired\" (instances to run) or \"delta\" (a change such as 2 or -1)".into(),
+        )),
+        (Some(v), None) => v
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| bad(format!("desired: expected a non-negative integer, got {v}"))),
+        (None, Some(v)) => {
+            let Some(delta) = v.as_i64() else {
+                return Err(bad(format!(
+                    "delta: expected an integer such as 2 or -1, got {v}"
+                )));
+            };
+            let Some(p) = snap.processes.iter().find(|p| p.name == name) else {
+                return Err(not_found(name));
+            };
+            let target = i64::from(p.desired_scale).saturating_add(delta);
+            if target < 0 {
+                return Err(bad(format!(
+                    "delta: {delta} would take {name} below 0 instances (it wants {} now)",
+                    p.desired_scale
+                )));
+            }
+            u32::try_from(target).map_err(|_| bad(format!("delta: {delta} is too large")))
+        }
+    }
+}
+
+/// `{"signal": "HUP" | "SIGHUP" | 1}`.
+fn signal_of(body: &[u8]) -> Result<nix::sys::signal::Signal, Response> {
+    let m = object(body, &["signal"], r#"{"signal": "HUP"}"#)?;
+    let Some(v) = m.get("signal") else {
+        return Err(bad(
+            "signal: missing; expected a signal name like \"HUP\" or \"SIGHUP\", or a number"
+                .into(),
+        ));
+    };
+    let yaml = match v {
+        Value::String(s) => serde_yaml::Value::String(s.clone()),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => serde_yaml::Value::Number(i.into()),
+            None => {
+                return Err(bad(format!(
+                    "signal: invalid signal {n}; expected a signal number from 1 to 64"
+                )))
+            }
+        },
+        other => {
+            return Err(bad(format!(
+                "signal: expected a signal name like \"HUP\" or a number, got {}",
+                kind(other)
+            )))
+        }
+    };
+    crate::config::parse_signal(&yaml).map_err(|e| bad(format!("signal: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::InstanceStatus;
+
+    fn snap() -> Snapshot {
+        Snapshot {
+            processes: vec![ProcessStatus {
+                name: "web".into(),
+                desired_scale: 2,
+                instances: vec![InstanceStatus {
+                    id: "web-1".into(),
+                    started_at: Some(now_unix() - 10.0),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn err(r: Result<impl std::fmt::Debug, Response>) -> (u16, String) {
+        let r = r.unwrap_err();
+        (r.status, String::from_utf8(r.body).unwrap())
+    }
+
+    #[test]
+    fn routing() {
+        match find("GET", "/api/v1/processes/web%2Dx") {
+            Routed::Found(r, n) => {
+                assert_eq!(r.endpoint, Endpoint::Process);
+                assert_eq!(n.as_deref(), Some("web-x"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            find("HEAD", "/api/v1/health"),
+            Routed::Found(r, None) if r.endpoint == Endpoint::Health && !r.auth
+        ));
+        assert_eq!(
+            find("DELETE", "/api/v1/processes/web"),
+            Routed::WrongMethod(vec!["GET"])
+        );
+        assert_eq!(
+            find("GET", "/api/v1/processes/web/stop"),
+            Routed::WrongMethod(vec!["POST"])
+        );
+        assert_eq!(find("GET", "/api/v1/processes/"), Routed::NotFound);
+        assert_eq!(find("GET", "/api/v1/processes//stop"), Routed::NotFound);
+        assert_eq!(find("GET", "/api/v2/processes"), Routed::NotFound);
+        assert_eq!(find("GET", "/"), Routed::NotFound);
+        assert!(ROUTES
+            .iter()
+            .all(|r| r.auth || matches!(r.endpoint, Endpoint::Health | Endpoint::Ready)));
+    }
+
+    #[test]
+    fn scale_bodies() {
+        let s = snap();
+        assert_eq!(scale_target(&s, "web", br#"{"desired": 5}"#).unwrap(), 5);
+        assert_eq!(scale_target(&s, "web", br#"{"desired": 0}"#).unwrap(), 0);
+        assert_eq!(scale_target(&s, "web", br#"{"delta": 3}"#).unwrap(), 5);
+        assert_eq!(scale_target(&s, "web", br#"{"delta": -2}"#).unwrap(), 0);
+        for (body, status, needle) in [
+            (&b""[..], 400, "empty"),
+            (b"{", 400, "invalid JSON"),
+            (b"[1]", 400, "got an array"),
+            (
+                br#"{"desired": -1}"#,
+                400,
+                "desired: expected a non-negative integer",
+            ),
+            (br#"{"desired": "3"}"#, 400, "desired:"),
+            (br#"{"desired": 1.5}"#, 400, "desired:"),
+            (br#"{"desired": 99999999999}"#, 400, "desired:"),
+            (br#"{"delta": "x"}"#, 400, "delta: expected an integer"),
+            (br#"{"delta": -3}"#, 400, "delta: -3 would take web below 0"),
+            (br#"{"delta": 1, "desired": 1}"#, 400, "only one"),
+            (br#"{}"#, 400, "expected \\\"desired\\\""),
+            (br#"{"replicas": 2}"#, 400, "unknown field \\\"replicas\\\""),
+        ] {
+            let (st, msg) = err(scale_target(&s, "web", body));
+            assert_eq!(st, status, "{msg}");
+            assert!(
+                msg.contains(needle),
+                "{:?}: {msg}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        assert_eq!(err(scale_target(&s, "nope", br#"{"delta": 1}"#)).0, 404);
+    }
+
+    #[test]
+    fn signal_bodies() {
+        use nix::sys::signal::Signal;
+        assert_eq!(signal_of(br#"{"signal": "HUP"}"#).unwrap(), Signal::SIGHUP);
+        assert_eq!(
+            signal_of(br#"{"signal": "sigusr1"}"#).unwrap(),
+            Signal::SIGUSR1
+        );
+        assert_eq!(signal_of(br#"{"signal": 15}"#).unwrap(), Signal::SIGTERM);
+        for (body, needle) in [
+            (&br#"{"signal": "FOO"}"#[..], "signal: unknown signal"),
+            (br#"{"signal": 0}"#, "signal: invalid signal 0"),
+            (br#"{"signal": 1.5}"#, "signal: invalid signal"),
+            (br#"{"signal": true}"#, "got a boolean"),
+            (br#"{}"#, "signal: missing"),
+            (br#"{"sig": "HUP"}"#, "unknown field"),
+            (b"HUP", "invalid JSON"),
+        ] {
+            let (st, msg) = err(signal_of(body));
+            assert_eq!(st, 400);
+            assert!(msg.contains(needle), "{msg}");
+        }
+    }
+
+    #[test]
+    fn uptime_is_as_of_now_and_ready_lists_reasons() {
+        let v = process_json(&snap().processes[0], now_unix());
+        let up = v["instances"][0]["uptime_seconds"].as_f64().unwrap();
+        assert!((9.0..60.0).contains(&up), "{up}");
+        let mut s = snap();
+        s.not_ready = vec!["web-1: starting".into()];
+        let r = ready(&s);
+        assert_eq!(r.status, 503);
+        let body: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(body["not_ready"][0], "web-1: starting");
+        assert!(body["error"].as_str().unwrap().contains("web-1: starting"));
+        s.ready = true;
+        assert_eq!(ready(&s).status, 200);
+    }
+}

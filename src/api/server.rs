@@ -1,0 +1,664 @@
+//! A small, bounded HTTP/1.x server for the management API and the metrics
+//! endpoint: listeners, one I/O thread, a fixed pool of worker threads.
+//!
+//! Why not tiny_http's `Server`: it starts one thread per open connection
+//! with no upper bound, reads heads without a size limit and has no read
+//! timeout (DESIGN.md §1, research/dependencies.md), so 200 idle clients
+//! cost 200 threads. Here a connection costs a descriptor and a buffer until
+//! its request is complete.
+//!
+//! Invariants:
+//! - Threads are fixed at start: one I/O thread per server, blocked in a
+//!   single `poll` over the listeners and every open connection, with the
+//!   earliest connection deadline as its only timeout (no deadline, no
+//!   timeout: an idle server makes no syscalls); plus `workers` threads that
+//!   run handlers. No thread is ever started per connection.
+//! - Bounded cost per client: at most `max_connections` open connections
+//!   (at the cap the oldest unfinished one is closed to admit the new one,
+//!   so idle connections cannot lock others out); a request head of at most
+//!   `http::MAX_HEAD` bytes; a body of at most `max_body` bytes (413 before
+//!   it is read); the whole request within `read_timeout` (408); responses
+//!   written within `write_timeout`; per-peer rate limit (429) checked when
+//!   the head arrives; complete requests wait in a bounded queue, and a full
+//!   queue answers 503 at once.
+//! - Workers receive only complete requests, so a slow client never holds
+//!   a worker while it sends; handlers only read snapshots or wait a bounded
+//!   time for the supervisor.
+//! - One request per connection (`Connection: close`).
+//! - Listening sockets and connections are close-on-exec (std's defaults),
+//!   so children never inherit them.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use super::http::{self, Parse, Peer, Request, Response};
+use super::ratelimit::RateLimit;
+
+/// What a server does with a complete request.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(&self, req: &Request) -> Response;
+    /// Told the status of every response sent, including the server's own
+    /// early answers (400, 408, 413, 429, 431, 503).
+    fn responded(&self, status: u16);
+}
+
+/// Per-server bounds.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body: u64,
+    pub workers: usize,
+    pub max_connections: usize,
+    /// Complete requests waiting for a worker.
+    pub queue: usize,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    /// Requests per second per peer (0 = off) and burst.
+    pub rate: u32,
+    pub burst: u32,
+}
+
+/// How long a rejected connection's remaining input is read and discarded
+/// after the answer, so that closing does not reset the connection before
+/// the client has read it.
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 1 << 20;
+/// Bytes read from one connection per poll round.
+const CHUNK: usize = 16 * 1024;
+/// Connections accepted per listener per poll round.
+const ACCEPT_BURST: usize = 64;
+/// Pause after an accept error (EMFILE...), so a listener that stays
+/// readable cannot spin the thread.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// A bound listening socket.
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener, PathBuf),
+}
+
+impl Listener {
+    /// Bind `listen:port` (`listen` is an IP address or `localhost`).
+    /// `key` names the config key in errors.
+    pub fn tcp(listen: &str, port: u16, key: &str) -> Result<Listener, String> {
+        let addrs: Vec<SocketAddr> = match listen.parse::<IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, port)],
+            Err(_) => (listen, port)
+                .to_socket_addrs()
+                .map_err(|e| format!("{key}: unable to resolve {listen}: {e}"))?
+                .collect(),
+        };
+        let l = TcpListener::bind(addrs.as_slice()).map_err(|e| {
+            format!(
+                "{key}: unable to listen on {}: {e}",
+                display_addr(listen, port)
+            )
+        })?;
+        l.set_nonblocking(true)
+            .map_err(|e| format!("{key}: unable to configure the listener: {e}"))?;
+        Ok(Listener::Tcp(l))
+    }
+
+    /// Bind a unix socket at `path`, mode 0600. A stale socket (nothing
+    /// accepts on it) is replaced; a live one, or anything that is not a
+    /// socket (a file, a directory, a symlink), is refused.
+    pub fn unix(path: &Path) -> Result<Listener, String> {
+        let key = "global.api_socket";
+        let shown = path.display();
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_socket() => match UnixStream::connect(path) {
+                Ok(_) => {
+                    return Err(format!(
+                        "{key}: {shown} is in use: something accepts connections on it (another sheepdog?)"
+                    ))
+                }
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    log::info!("api: replacing the stale socket {shown}");
+                    std::fs::remove_file(path)
+                        .map_err(|e| format!("{key}: unable to remove stale {shown}: {e}"))?;
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "{key}: {shown} exists and cannot be checked ({e}); refusing to replace it"
+                    ))
+                }
+            },
+            Ok(_) => {
+                return Err(format!(
+                    "{key}: {shown} exists and is not a socket; refusing to replace it"
+                ))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("{key}: unable to inspect {shown}: {e}")),
+        }
+        // Created 0600 from the start: no window in which others can
+        // connect. umask is process-wide, but this runs at start-up before
+        // any child or other file-creating thread exists.
+        let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+        let bound = UnixListener::bind(path);
+        nix::sys::stat::umask(old);
+        let l = bound.map_err(|e| format!("{key}: unable to listen on {shown}: {e}"))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| format!("{key}: unable to set mode 0600 on {shown}: {e}"))?;
+        l.set_nonblocking(true)
+            .map_err(|e| format!("{key}: unable to configure the listener: {e}"))?;
+        Ok(Listener::Unix(l, path.to_path_buf()))
+    }
+
+    /// What it listens on, for logs.
+    pub fn describe(&self) -> String {
+        match self {
+            Listener::Tcp(l) => l
+                .local_addr()
+                .map_or_else(|_| "tcp".into(), |a| format!("http://{a}")),
+            Listener::Unix(_, p) => format!("unix:{}", p.display()),
+        }
+    }
+
+    fn accept(&self) -> io::Result<(Stream, Peer)> {
+        match self {
+            Listener::Tcp(l) => {
+                let (s, a) = l.accept()?;
+                Ok((Stream::Tcp(s), Peer::Ip(a.ip().to_canonical())))
+            }
+            Listener::Unix(l, _) => {
+                let (s, _) = l.accept()?;
+                Ok((Stream::Unix(s), Peer::Unix))
+            }
+        }
+    }
+
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Listener::Tcp(l) => l.as_fd(),
+            Listener::Unix(l, _) => l.as_fd(),
+        }
+    }
+}
+
+fn display_addr(listen: &str, port: u16) -> String {
+    if listen.contains(':') {
+        format!("[{listen}]:{port}")
+    } else {
+        format!("{listen}:{port}")
+    }
+}
+
+/// A client connection.
+enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Stream::Tcp(s) => s.as_fd(),
+            Stream::Unix(s) => s.as_fd(),
+        }
+    }
+
+    fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_nonblocking(on),
+            Stream::Unix(s) => s.set_nonblocking(on),
+        }
+    }
+
+    fn set_write_timeout(&self, t: Duration) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_write_timeout(Some(t)),
+            Stream::Unix(s) => s.set_write_timeout(Some(t)),
+        }
+    }
+
+    fn shutdown_write(&self) {
+        let _ = match self {
+            Stream::Tcp(s) => s.shutdown(Shutdown::Write),
+            Stream::Unix(s) => s.shutdown(Shutdown::Write),
+        };
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.flush(),
+            Stream::Unix(s) => s.flush(),
+        }
+    }
+}
+
+/// A connection the I/O thread is reading a request from (or lingering on).
+struct Conn {
+    stream: Stream,
+    peer: Peer,
+    buf: Vec<u8>,
+    head: Option<http::Head>,
+    deadline: Instant,
+    /// Accept order, for eviction.
+    seq: u64,
+    /// Answered already; input is read and discarded until EOF, deadline
+    /// or `LINGER_BYTES`.
+    lingering: bool,
+    discarded: usize,
+}
+
+/// A complete request for a worker.
+struct Job {
+    stream: Stream,
+    req: Request,
+}
+
+/// Start a server: the I/O thread and `limits.workers` workers, named
+/// after `name`. Returns once the threads exist.
+pub fn spawn(
+    name: &'static str,
+    listeners: Vec<Listener>,
+    limits: Limits,
+    handler: Arc<dyn Handler>,
+) -> Result<(), String> {
+    let (tx, rx) = crossbeam_channel::bounded::<Job>(limits.queue.max(1));
+    for n in 1..=limits.workers.max(1) {
+        let rx = rx.clone();
+        let handler = handler.clone();
+        let write_timeout = limits.write_timeout;
+        std::thread::Builder::new()
+            .name(format!("{name}-worker-{n}"))
+            .stack_size(256 * 1024)
+            .spawn(move || worker(rx, handler, write_timeout))
+            .map_err(|e| format!("unable to start the {name} worker threads: {e}"))?;
+    }
+    let mut io = Io {
+        name,
+        listeners: listeners
+            .into_iter()
+            .map(|l| (l, None::<Instant>))
+            .collect(),
+        conns: Vec::new(),
+        limiter: RateLimit::new(limits.rate, limits.burst),
+        limits,
+        handler,
+        jobs: tx,
+        seq: 0,
+    };
+    std::thread::Builder::new()
+        .name(format!("{name}-io"))
+        .stack_size(256 * 1024)
+        .spawn(move || io.run())
+        .map_err(|e| format!("unable to start the {name} I/O thread: {e}"))?;
+    Ok(())
+}
+
+/// Requests workers are handling or answering, across every server, so
+/// that exit can wait for them (the 202 of `POST /api/v1/shutdown` must
+/// reach its client before sheepdog is gone).
+static IN_FLIGHT: Mutex<usize> = Mutex::new(0);
+static IDLE: Condvar = Condvar::new();
+
+fn in_flight(delta: isize) {
+    let mut n = IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner());
+    *n = n.saturating_add_signed(delta);
+    if *n == 0 {
+        IDLE.notify_all();
+    }
+}
+
+/// Wait until no worker is handling a request, or `timeout` passes.
+pub fn drain(timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    let mut n = IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner());
+    while *n > 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        n = match IDLE.wait_timeout(n, left) {
+            Ok((g, _)) => g,
+            Err(e) => e.into_inner().0,
+        };
+    }
+}
+
+fn worker(jobs: Receiver<Job>, handler: Arc<dyn Handler>, write_timeout: Duration) {
+    for Job { mut stream, req } in jobs.iter() {
+        in_flight(1);
+        let resp = handler.handle(&req);
+        handler.responded(resp.status);
+        log::debug!(
+            "api: {} {} from {} -> {}",
+            req.method,
+            req.path,
+            req.peer,
+            resp.status
+        );
+        // Blocking from here, bounded by the write timeout.
+        let _ = stream.set_nonblocking(false);
+        let _ = stream.set_write_timeout(write_timeout);
+        let _ = stream.write_all(&resp.to_bytes(req.method == "HEAD"));
+        let _ = stream.flush();
+        stream.shutdown_write();
+        in_flight(-1);
+    }
+}
+
+/// What reading from a connection led to.
+enum Step {
+    Keep,
+    Close,
+    Dispatch(Request),
+}
+
+struct Io {
+    name: &'static str,
+    /// Each listener with the time until which accepting is paused.
+    listeners: Vec<(Listener, Option<Instant>)>,
+    conns: Vec<Conn>,
+    limiter: Option<RateLimit>,
+    limits: Limits,
+    handler: Arc<dyn Handler>,
+    jobs: Sender<Job>,
+    seq: u64,
+}
+
+impl Io {
+    fn run(&mut self) {
+        for (l, _) in &self.listeners {
+            log::info!("{}: listening on {}", self.name, l.describe());
+        }
+        let mut chunk = vec![0u8; CHUNK];
+        loop {
+            let now = Instant::now();
+            self.expire(now);
+            for (_, paused) in &mut self.listeners {
+                if paused.is_some_and(|p| p <= now) {
+                    *paused = None;
+                }
+            }
+            let next = self
+                .conns
+                .iter()
+                .map(|c| c.deadline)
+                .chain(self.listeners.iter().filter_map(|(_, p)| *p))
+                .min();
+            let timeout = match next {
+                None => PollTimeout::NONE,
+                // Round up so we wake after the deadline, not just before.
+                Some(d) => PollTimeout::try_from(
+                    d.saturating_duration_since(now) + Duration::from_millis(1),
+                )
+                .unwrap_or(PollTimeout::MAX),
+            };
+            let ready: Vec<bool> = {
+                let mut fds: Vec<PollFd> = self
+                    .listeners
+                    .iter()
+                    .map(|(l, paused)| {
+                        let ev = if paused.is_some() {
+                            PollFlags::empty()
+                        } else {
+                            PollFlags::POLLIN
+                        };
+                        PollFd::new(l.as_fd(), ev)
+                    })
+                    .chain(
+                        self.conns
+                            .iter()
+                            .map(|c| PollFd::new(c.stream.as_fd(), PollFlags::POLLIN)),
+                    )
+                    .collect();
+                match poll(&mut fds, timeout) {
+                    Ok(_) => {}
+                    Err(Errno::EINTR) => continue,
+                    Err(e) => {
+                        // Only ENOMEM/EINVAL are possible; back off rather
+                        // than spin.
+                        log::error!("{}: poll failed: {e}", self.name);
+                        std::thread::sleep(ACCEPT_PAUSE);
+                        continue;
+                    }
+                }
+                fds.iter()
+                    .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+                    .collect()
+            };
+            let nl = self.listeners.len();
+            let now = Instant::now();
+            // Descending, so swap_remove only moves already-handled entries.
+            for i in (0..self.conns.len()).rev() {
+                if !ready.get(nl + i).copied().unwrap_or(false) {
+                    continue;
+                }
+                match self.step(i, &mut chunk, now) {
+                    Step::Keep => {}
+                    Step::Close => {
+                        self.conns.swap_remove(i);
+                    }
+                    Step::Dispatch(req) => {
+                        let c = self.conns.swap_remove(i);
+                        self.dispatch(c.stream, req);
+                    }
+                }
+            }
+            for li in 0..nl {
+                if ready.get(li).copied().unwrap_or(false) {
+                    self.accept(li, now);
+                }
+            }
+        }
+    }
+
+    /// Close connections past their deadline: 408 if a request had begun.
+    fn expire(&mut self, now: Instant) {
+        let mut i = 0;
+        while i < self.conns.len() {
+            if self.conns[i].deadline > now {
+                i += 1;
+                continue;
+            }
+            let mut c = self.conns.swap_remove(i);
+            if !c.lingering && !c.buf.is_empty() {
+                let msg = format!(
+                    "the request was not complete within {}s",
+                    self.limits.read_timeout.as_secs()
+                );
+                let resp = Response::error(408, &msg);
+                self.handler.responded(resp.status);
+                let _ = c.stream.write(&resp.to_bytes(false));
+            }
+        }
+    }
+
+    fn accept(&mut self, li: usize, now: Instant) {
+        for _ in 0..ACCEPT_BURST {
+            let accepted = match self.listeners.get(li) {
+                Some((l, _)) => l.accept(),
+                None => return,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    if stream.set_nonblocking(true).is_err() {
+                        continue;
+                    }
+                    if self.conns.len() >= self.limits.max_connections {
+                        self.evict_oldest();
+                    }
+                    self.seq += 1;
+                    self.conns.push(Conn {
+                        stream,
+                        peer,
+                        buf: Vec::new(),
+                        head: None,
+                        deadline: now + self.limits.read_timeout,
+                        seq: self.seq,
+                        lingering: false,
+                        discarded: 0,
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // EMFILE and friends: free a descriptor and pause this
+                    // listener briefly instead of spinning on it.
+                    log::warn!("{}: unable to accept a connection: {e}", self.name);
+                    self.evict_oldest();
+                    if let Some((_, paused)) = self.listeners.get_mut(li) {
+                        *paused = Some(now + ACCEPT_PAUSE);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Close the oldest connection, lingering ones first (they are done).
+    fn evict_oldest(&mut self) {
+        let victim = self
+            .conns
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, c)| (!c.lingering, c.seq))
+            .map(|(i, _)| i);
+        if let Some(i) = victim {
+            self.conns.swap_remove(i);
+        }
+    }
+
+    fn step(&mut self, i: usize, chunk: &mut [u8], now: Instant) -> Step {
+        let Some(c) = self.conns.get_mut(i) else {
+            return Step::Close;
+        };
+        let n = match c.stream.read(chunk) {
+            Ok(0) => return Step::Close,
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                return Step::Keep
+            }
+            Err(_) => return Step::Close,
+        };
+        if c.lingering {
+            c.discarded += n;
+            return if c.discarded >= LINGER_BYTES {
+                Step::Close
+            } else {
+                Step::Keep
+            };
+        }
+        c.buf.extend_from_slice(&chunk[..n]);
+        if c.head.is_none() {
+            match http::parse_head(&c.buf) {
+                Parse::Partial => return Step::Keep,
+                Parse::Reject(resp) => return self.reject(i, resp, now),
+                Parse::Head(h) => {
+                    let peer = c.peer;
+                    if let Some(rl) = &mut self.limiter {
+                        if let Err(wait) = rl.check(peer, now) {
+                            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                            let resp = Response::error(
+                                429,
+                                &format!("rate limit exceeded for {peer}; retry in {secs}s"),
+                            )
+                            .with_header("Retry-After", secs.max(1).to_string());
+                            return self.reject(i, resp, now);
+                        }
+                    }
+                    if h.content_length > self.limits.max_body {
+                        let msg = format!(
+                            "request body of {} bytes is larger than the limit of {} bytes (api_max_request_body)",
+                            h.content_length, self.limits.max_body
+                        );
+                        return self.reject(i, Response::error(413, &msg), now);
+                    }
+                    let Some(c) = self.conns.get_mut(i) else {
+                        return Step::Close;
+                    };
+                    if h.expect_continue && c.buf.len() < h.len + content_len(&h) {
+                        let _ = c.stream.write(b"HTTP/1.1 100 Continue\r\n\r\n");
+                    }
+                    c.head = Some(h);
+                }
+            }
+        }
+        let Some(c) = self.conns.get_mut(i) else {
+            return Step::Close;
+        };
+        let Some(h) = &c.head else {
+            return Step::Keep;
+        };
+        let total = h.len + content_len(h);
+        if c.buf.len() < total {
+            return Step::Keep;
+        }
+        let Some(h) = c.head.take() else {
+            return Step::Keep;
+        };
+        let body = c.buf.get(h.len..total).unwrap_or_default().to_vec();
+        c.buf = Vec::new();
+        Step::Dispatch(h.into_request(body, c.peer))
+    }
+
+    /// Answer from the I/O thread and linger briefly before closing.
+    fn reject(&mut self, i: usize, resp: Response, now: Instant) -> Step {
+        self.handler.responded(resp.status);
+        let Some(c) = self.conns.get_mut(i) else {
+            return Step::Close;
+        };
+        log::debug!("{}: {} from {}", self.name, resp.status, c.peer);
+        // Small, so it fits the socket buffer in one non-blocking write.
+        let _ = c.stream.write(&resp.to_bytes(false));
+        c.stream.shutdown_write();
+        c.lingering = true;
+        c.buf = Vec::new();
+        c.head = None;
+        c.deadline = now + LINGER;
+        Step::Keep
+    }
+
+    fn dispatch(&mut self, stream: Stream, req: Request) {
+        match self.jobs.try_send(Job { stream, req }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(mut job) | TrySendError::Disconnected(mut job)) => {
+                let resp = Response::error(503, "the server is busy; retry shortly")
+                    .with_header("Retry-After", "1");
+                self.handler.responded(resp.status);
+                let _ = job.stream.write(&resp.to_bytes(false));
+                job.stream.shutdown_write();
+            }
+        }
+    }
+}
+
+/// The body length as usize; `max_body` (≤ 100 MiB) was checked first.
+fn content_len(h: &http::Head) -> usize {
+    usize::try_from(h.content_length).unwrap_or(usize::MAX / 2)
+}

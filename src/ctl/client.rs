@@ -1,0 +1,174 @@
+//! The `ctl` transport: one HTTP request to the API, over TCP (ureq) or
+//! the unix socket (a minimal HTTP/1.0 exchange on a `UnixStream`).
+//!
+//! Invariants:
+//! - Every exchange is bounded: connect, write and read within `TIMEOUT`,
+//!   a response of at most `MAX_RESPONSE` bytes.
+//! - No proxy from the environment and no redirects: ctl talks to the
+//!   address it was given, and nowhere else with the token.
+//! - Errors name the target and what failed; HTTP error statuses are not
+//!   errors here (the caller reports them with the API's message).
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::cli::Target;
+
+/// Longer than the API's own 5 s wait for the supervisor.
+const TIMEOUT: Duration = Duration::from_secs(15);
+/// Largest response read.
+const MAX_RESPONSE: u64 = 16 << 20;
+
+/// An API answer: status code and body.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+}
+
+/// One request. `body` makes it a JSON POST.
+pub fn call(
+    target: &Target,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    token: Option<&str>,
+) -> Result<Reply, String> {
+    match target {
+        Target::Socket(p) => unix(p, method, path, body, token),
+        Target::Url(base) => tcp(base, method, path, body, token),
+    }
+}
+
+fn tcp(
+    base: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    token: Option<&str>,
+) -> Result<Reply, String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(TIMEOUT))
+        .proxy(None)
+        .max_redirects(0)
+        .user_agent(format!("sheepdog-ctl/{}", crate::VERSION))
+        .build()
+        .into();
+    let url = format!("{base}{path}");
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let sent = if method == "POST" {
+        let mut req = agent.post(&url).content_type("application/json");
+        if let Some(a) = &auth {
+            req = req.header("Authorization", a);
+        }
+        req.send(body.unwrap_or("{}"))
+    } else {
+        let mut req = agent.get(&url);
+        if let Some(a) = &auth {
+            req = req.header("Authorization", a);
+        }
+        req.call()
+    };
+    let mut resp = sent.map_err(|e| format!("unable to reach {base}: {e}"))?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(MAX_RESPONSE)
+        .read_to_string()
+        .map_err(|e| format!("unable to read the answer from {base}: {e}"))?;
+    Ok(Reply { status, body })
+}
+
+fn unix(
+    sock: &Path,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    token: Option<&str>,
+) -> Result<Reply, String> {
+    let shown = sock.display();
+    let mut s =
+        UnixStream::connect(sock).map_err(|e| format!("unable to connect to {shown}: {e}"))?;
+    s.set_read_timeout(Some(TIMEOUT))
+        .and_then(|()| s.set_write_timeout(Some(TIMEOUT)))
+        .map_err(|e| format!("unable to configure the connection to {shown}: {e}"))?;
+    let mut req = format!(
+        "{method} {path} HTTP/1.0\r\nHost: localhost\r\nUser-Agent: sheepdog-ctl/{}\r\nAccept: application/json\r\nConnection: close\r\n",
+        crate::VERSION
+    );
+    if let Some(t) = token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    let payload = body.unwrap_or(if method == "POST" { "{}" } else { "" });
+    if method == "POST" {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            payload.len()
+        ));
+    }
+    req.push_str("\r\n");
+    req.push_str(payload);
+    s.write_all(req.as_bytes())
+        .map_err(|e| format!("unable to send the request to {shown}: {e}"))?;
+    let mut raw = Vec::new();
+    (&mut s)
+        .take(MAX_RESPONSE + 1)
+        .read_to_end(&mut raw)
+        .map_err(|e| format!("unable to read the answer from {shown}: {e}"))?;
+    if raw.len() as u64 > MAX_RESPONSE {
+        return Err(format!(
+            "the answer from {shown} is larger than {} MiB",
+            MAX_RESPONSE >> 20
+        ));
+    }
+    parse_response(&raw).ok_or_else(|| format!("{shown} did not answer with HTTP"))
+}
+
+/// Status and body of a close-delimited HTTP/1.x response.
+fn parse_response(raw: &[u8]) -> Option<Reply> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..end]).ok()?;
+    let line = head.lines().next()?;
+    let mut parts = line.split(' ');
+    if !parts.next()?.starts_with("HTTP/1.") {
+        return None;
+    }
+    let status: u16 = parts.next()?.parse().ok()?;
+    let mut body = &raw[end + 4..];
+    let length = head.lines().skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse::<usize>().ok())
+            .flatten()
+    });
+    if let Some(n) = length {
+        body = body.get(..n).unwrap_or(body);
+    }
+    Some(Reply {
+        status,
+        body: String::from_utf8_lossy(body).into_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_responses() {
+        let r = parse_response(b"HTTP/1.1 404 Not Found\r\nContent-Length: 5\r\n\r\nhello, extra")
+            .unwrap();
+        assert_eq!(r.status, 404);
+        assert_eq!(r.body, "hello");
+        let r = parse_response(b"HTTP/1.0 200 OK\r\n\r\n{}").unwrap();
+        assert_eq!((r.status, r.body.as_str()), (200, "{}"));
+        assert!(parse_response(b"SSH-2.0\r\n\r\n").is_none());
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\n").is_none());
+        assert!(parse_response(b"HTTP/1.1 abc OK\r\n\r\n").is_none());
+    }
+}

@@ -1,0 +1,321 @@
+//! `sheepdog ctl`: status and control of a running sheepdog through its
+//! management API. One request per invocation; a table or a message for
+//! people, the API's JSON with `--json`.
+//!
+//! Invariants:
+//! - Exit code 0 only for a 2xx answer; any API error or transport failure
+//!   prints the message (the API's `error` when there is one) to stderr and
+//!   exits 1; usage errors exit 2 (from `cli`, or a token that cannot be
+//!   sent in a header).
+//! - The token is taken from `--token`, else `$SHEEPDOG_API_TOKEN`, and is
+//!   never printed.
+
+mod client;
+
+use std::path::PathBuf;
+
+use serde_json::{json, Value};
+
+use crate::cli::{exit, Action, Ctl, ScaleBy, Target, CTL_HELP};
+
+/// Where a local sheepdog puts its socket by convention.
+const DEFAULT_SOCKET: &str = "/run/sheepdog.sock";
+const DEFAULT_URL: &str = "http://127.0.0.1:9180";
+
+pub fn run(ctl: Ctl) -> i32 {
+    if ctl.action == Action::Help {
+        print!("{CTL_HELP}");
+        return exit::OK;
+    }
+    let token = ctl.token.clone().or_else(|| {
+        std::env::var("SHEEPDOG_API_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty())
+    });
+    if token
+        .as_deref()
+        .is_some_and(|t| t.chars().any(char::is_control))
+    {
+        eprintln!("sheepdog ctl: the token contains control characters; it cannot be sent");
+        return exit::USAGE;
+    }
+    let target = match ctl.target.clone() {
+        Some(t) => t,
+        None => default_target(),
+    };
+    let (method, path, body) = request(&ctl.action);
+    let reply = match client::call(&target, method, &path, body.as_deref(), token.as_deref()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sheepdog ctl: {e}");
+            return exit::FAILURE;
+        }
+    };
+    let parsed: Option<Value> = serde_json::from_str(&reply.body).ok();
+    if !(200..300).contains(&reply.status) {
+        let msg = parsed
+            .as_ref()
+            .and_then(|v| v.get("error"))
+            .and_then(Value::as_str)
+            .map_or_else(|| reply.body.trim().to_string(), str::to_string);
+        eprintln!("sheepdog ctl: {msg} (HTTP {})", reply.status);
+        return exit::FAILURE;
+    }
+    let Some(value) = parsed else {
+        eprintln!(
+            "sheepdog ctl: the API answered HTTP {} with something that is not JSON",
+            reply.status
+        );
+        return exit::FAILURE;
+    };
+    if ctl.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_else(|_| reply.body.clone())
+        );
+        return exit::OK;
+    }
+    match &ctl.action {
+        Action::Status(None) => {
+            let procs = value
+                .get("processes")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            print!("{}", table(&procs));
+            if value.get("ready") == Some(&Value::Bool(false)) {
+                let why: Vec<&str> = value
+                    .get("not_ready")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                println!("\nnot ready: {}", why.join("; "));
+            }
+        }
+        Action::Status(Some(_)) => print!("{}", table(std::slice::from_ref(&value))),
+        _ => {
+            let msg = value.get("message").and_then(Value::as_str).unwrap_or("ok");
+            println!("{msg}");
+        }
+    }
+    exit::OK
+}
+
+/// `$SHEEPDOG_API_SOCKET`, `$SHEEPDOG_API_URL`, the conventional socket
+/// if it exists, else loopback TCP.
+fn default_target() -> Target {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if let Some(s) = env("SHEEPDOG_API_SOCKET") {
+        return Target::Socket(PathBuf::from(s));
+    }
+    if let Some(u) = env("SHEEPDOG_API_URL") {
+        return Target::Url(u.trim_end_matches('/').to_string());
+    }
+    if std::path::Path::new(DEFAULT_SOCKET).exists() {
+        return Target::Socket(PathBuf::from(DEFAULT_SOCKET));
+    }
+    Target::Url(DEFAULT_URL.to_string())
+}
+
+/// Percent-encode a process name for a path segment.
+fn segment(name: &str) -> String {
+    let mut out = String::new();
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Method, path and JSON body for an action.
+fn request(action: &Action) -> (&'static str, String, Option<String>) {
+    let p = |name: &str, verb: &str| format!("/api/v1/processes/{}/{verb}", segment(name));
+    match action {
+        Action::Status(None) | Action::Help => ("GET", "/api/v1/processes".into(), None),
+        Action::Status(Some(n)) => ("GET", format!("/api/v1/processes/{}", segment(n)), None),
+        Action::Start(n) => ("POST", p(n, "start"), None),
+        Action::Stop(n) => ("POST", p(n, "stop"), None),
+        Action::Restart(n) => ("POST", p(n, "restart"), None),
+        Action::Scale(n, by) => {
+            let body = match by {
+                ScaleBy::To(d) => json!({ "desired": d }),
+                ScaleBy::Delta(d) => json!({ "delta": d }),
+            };
+            ("POST", p(n, "scale"), Some(body.to_string()))
+        }
+        Action::Signal(n, s) => {
+            let sig = match s.parse::<i64>() {
+                Ok(num) => json!(num),
+                Err(_) => json!(s),
+            };
+            (
+                "POST",
+                p(n, "signal"),
+                Some(json!({ "signal": sig }).to_string()),
+            )
+        }
+        Action::Shutdown => ("POST", "/api/v1/shutdown".into(), None),
+    }
+}
+
+/// The aligned status table: one row per instance (one per process with
+/// none).
+fn table(procs: &[Value]) -> String {
+    let s = |v: &Value, k: &str| -> String {
+        match v.get(k) {
+            Some(Value::String(x)) => x.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => "-".into(),
+        }
+    };
+    let mut rows: Vec<[String; 7]> = vec![[
+        "NAME".into(),
+        "INSTANCE".into(),
+        "STATE".into(),
+        "PID".into(),
+        "UPTIME".into(),
+        "RESTARTS".into(),
+        "HEALTH".into(),
+    ]];
+    for p in procs {
+        let name = s(p, "name");
+        let insts = p
+            .get("instances")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if insts.is_empty() {
+            rows.push([
+                name.clone(),
+                "-".into(),
+                s(p, "state"),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ]);
+        }
+        for i in &insts {
+            let uptime = i
+                .get("uptime_seconds")
+                .and_then(Value::as_f64)
+                .map_or_else(|| "-".into(), uptime);
+            rows.push([
+                name.clone(),
+                s(i, "id"),
+                s(i, "state"),
+                s(i, "pid"),
+                uptime,
+                s(i, "restart_count"),
+                s(i, "health"),
+            ]);
+        }
+    }
+    let mut widths = [0usize; 7];
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in &rows {
+        let mut line = String::new();
+        for (i, (c, w)) in r.iter().zip(widths).enumerate() {
+            if i + 1 == r.len() {
+                line.push_str(c);
+            } else {
+                line.push_str(&format!("{c:<w$}  "));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `3d4h`, `2h5m`, `4m30s`, `12s`: the two largest units.
+fn uptime(secs: f64) -> String {
+    // Saturating float→int cast: negative or NaN become 0.
+    let t = secs.max(0.0) as u64;
+    let (d, h, m, s) = (t / 86_400, t / 3600 % 24, t / 60 % 60, t % 60);
+    if d > 0 {
+        format!("{d}d{h}h")
+    } else if h > 0 {
+        format!("{h}h{m}m")
+    } else if m > 0 {
+        format!("{m}m{s}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_for_actions() {
+        assert_eq!(
+            request(&Action::Scale("q w".into(), ScaleBy::Delta(-2))),
+            (
+                "POST",
+                "/api/v1/processes/q%20w/scale".to_string(),
+                Some(r#"{"delta":-2}"#.to_string())
+            )
+        );
+        assert_eq!(
+            request(&Action::Signal("web".into(), "10".into())).2,
+            Some(r#"{"signal":10}"#.to_string())
+        );
+        assert_eq!(
+            request(&Action::Signal("web".into(), "HUP".into())).2,
+            Some(r#"{"signal":"HUP"}"#.to_string())
+        );
+        assert_eq!(request(&Action::Shutdown).1, "/api/v1/shutdown");
+        assert_eq!(
+            request(&Action::Status(Some("web".into()))).1,
+            "/api/v1/processes/web"
+        );
+    }
+
+    #[test]
+    fn uptimes() {
+        assert_eq!(uptime(0.4), "0s");
+        assert_eq!(uptime(75.0), "1m15s");
+        assert_eq!(uptime(3.0 * 3600.0 + 61.0), "3h1m");
+        assert_eq!(uptime(2.0 * 86_400.0 + 7200.0), "2d2h");
+        assert_eq!(uptime(-5.0), "0s");
+    }
+
+    #[test]
+    fn aligned_table() {
+        let procs = vec![
+            json!({"name": "web", "state": "running", "instances": [
+                {"id": "web-1", "state": "running", "pid": 42, "uptime_seconds": 5.2, "restart_count": 0, "health": "unknown"},
+                {"id": "web-2", "state": "backoff", "pid": null, "restart_count": 3, "health": "unknown"}
+            ]}),
+            json!({"name": "queue-default", "state": "stopped", "instances": []}),
+        ];
+        let t = table(&procs);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(
+            lines[0],
+            "NAME           INSTANCE  STATE    PID  UPTIME  RESTARTS  HEALTH"
+        );
+        assert_eq!(
+            lines[1],
+            "web            web-1     running  42   5s      0         unknown"
+        );
+        assert_eq!(
+            lines[2],
+            "web            web-2     backoff  -    -       3         unknown"
+        );
+        assert_eq!(
+            lines[3],
+            "queue-default  -         stopped  -    -       -         -"
+        );
+    }
+}

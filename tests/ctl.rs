@@ -1,0 +1,318 @@
+//! `sheepdog ctl` against a running sheepdog (issue 4): the status table,
+//! `--json`, every verb, the unix socket and TCP, tokens from the flag and
+//! the environment, and exit codes for API, transport and usage errors.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::http::free_port;
+use common::*;
+use serde_json::Value;
+
+const TOKEN: &str = "ctl-token";
+
+/// A sheepdog with TCP and a unix socket, token required.
+fn serve(name: &str, sockdir: &TempDir) -> (Sheepdog, u16) {
+    let sock = sockdir.path("api.sock");
+    let (sd, port, _) = start_serving(name, |p, m| {
+        format!(
+            "global:\n  shutdown_timeout: 10\n  api_port: {p}\n  metrics_port: {m}\n  api_auth: {TOKEN}\n  api_socket: {}\nprocesses:\n  web:\n    command: \"trap 'echo hup >> $DIR/hups' HUP; echo up >> $DIR/up; while :; do sleep 0.05; done\"\n    scale: 2\n  idle:\n    command: \"exec sleep 1000\"\n    initial_state: stopped\n",
+            sock.display()
+        )
+    });
+    (sd, port)
+}
+
+/// Run `sheepdog ctl ARGS` with a clean environment for the ctl variables.
+fn ctl(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(BIN);
+    c.arg("ctl").args(args);
+    for k in [
+        "SHEEPDOG_API_TOKEN",
+        "SHEEPDOG_API_SOCKET",
+        "SHEEPDOG_API_URL",
+    ] {
+        c.env_remove(k);
+    }
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn url(port: u16) -> String {
+    format!("http://127.0.0.1:{port}")
+}
+
+/// `ctl --json status` over the socket.
+fn status_json(sock: &Path) -> Value {
+    let o = ctl(
+        &[
+            "--socket",
+            sock.to_str().unwrap(),
+            "--token",
+            TOKEN,
+            "--json",
+            "status",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn web_pids(v: &Value) -> Vec<i64> {
+    v["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "web")
+        .unwrap()["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["pid"].as_i64())
+        .collect()
+}
+
+#[test]
+fn status_table_and_json() {
+    let sockdir = TempDir::new("ctl-sock");
+    let (sd, port) = serve("ctl-status", &sockdir);
+    let sock = sockdir.path("api.sock");
+    assert!(wait_until(WAIT, || web_pids(&status_json(&sock)).len() == 2));
+
+    // The table, over TCP with --token.
+    let o = ctl(&["--url", &url(port), "--token", TOKEN, "status"], &[]);
+    assert!(o.status.success(), "{}", err(&o));
+    let text = out(&o);
+    let lines: Vec<&str> = text.lines().collect();
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "INSTANCE", "STATE", "PID", "UPTIME", "RESTARTS", "HEALTH"]
+    );
+    // Columns line up: every row's INSTANCE starts where the header's does.
+    let col = lines[0].find("INSTANCE").unwrap();
+    let pids = web_pids(&status_json(&sock));
+    let web1 = lines
+        .iter()
+        .find(|l| l.starts_with("web ") && l.contains("web-1"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(web1.find("web-1"), Some(col), "{text}");
+    let f: Vec<&str> = web1.split_whitespace().collect();
+    assert_eq!(f[2], "running", "{text}");
+    assert_eq!(f[3].parse::<i64>().unwrap(), pids[0], "{text}");
+    assert!(f[4].ends_with('s') || f[4].ends_with('m'), "{text}");
+    assert_eq!(f[5], "0", "{text}");
+    assert_eq!(f[6], "unknown", "{text}");
+    let idle = lines.iter().find(|l| l.starts_with("idle")).unwrap();
+    assert_eq!(
+        idle.split_whitespace().collect::<Vec<_>>(),
+        ["idle", "-", "held", "-", "-", "-", "-"]
+    );
+
+    // --json is the API's JSON.
+    let v = status_json(&sock);
+    assert_eq!(v["pid"], sd.pid());
+    assert_eq!(v["processes"].as_array().unwrap().len(), 2);
+
+    // One process, token from the environment, default target from
+    // $SHEEPDOG_API_SOCKET.
+    let o = ctl(
+        &["status", "web"],
+        &[
+            ("SHEEPDOG_API_TOKEN", TOKEN),
+            ("SHEEPDOG_API_SOCKET", sock.to_str().unwrap()),
+        ],
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(out(&o).lines().count(), 3, "{}", out(&o));
+    assert!(!out(&o).contains("idle"));
+    // And from $SHEEPDOG_API_URL.
+    let o = ctl(
+        &["--json", "status", "web"],
+        &[
+            ("SHEEPDOG_API_TOKEN", TOKEN),
+            ("SHEEPDOG_API_URL", &url(port)),
+        ],
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["name"], "web");
+}
+
+#[test]
+fn verbs_change_the_running_sheepdog() {
+    let sockdir = TempDir::new("ctl-verbs-sock");
+    let (mut sd, port) = serve("ctl-verbs", &sockdir);
+    let sock = sockdir.path("api.sock");
+    let s = sock.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let mut a = vec!["--socket", s, "--token", TOKEN];
+        a.extend_from_slice(args);
+        ctl(&a, &[])
+    };
+    assert!(wait_until(WAIT, || sd.dir.lines("up").len() >= 2));
+
+    let o = run(&["scale", "web", "+1"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(out(&o).trim(), "scaling web from 2 to 3");
+    assert!(wait_until(WAIT, || web_pids(&status_json(&sock)).len() == 3));
+    let o = run(&["scale", "web", "-2"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(wait_until(WAIT, || web_pids(&status_json(&sock)).len() == 1));
+    let o = run(&["scale", "web", "2"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(wait_until(WAIT, || web_pids(&status_json(&sock)).len() == 2));
+    assert!(wait_until(WAIT, || sd.dir.lines("up").len() >= 4));
+
+    let o = run(&["signal", "web", "HUP"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(
+        out(&o).contains("sent SIGHUP to 2 instance(s) of web"),
+        "{}",
+        out(&o)
+    );
+    assert!(wait_until(WAIT, || sd.dir.lines("hups").len() >= 2));
+
+    let o = run(&["start", "idle"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(out(&o).trim(), "starting idle");
+    let o = run(&["stop", "idle"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let o = run(&["restart", "web"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains("one instance at a time"));
+    sd.wait_log("web: rolling restart complete");
+
+    // --json for a verb prints the API's answer.
+    let o = ctl(
+        &[
+            "--url",
+            &url(port),
+            "--token",
+            TOKEN,
+            "--json",
+            "stop",
+            "idle",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["process"], "idle");
+
+    let o = run(&["shutdown"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(out(&o).trim(), "shutting down");
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}
+
+#[test]
+fn errors_exit_non_zero_with_the_message() {
+    let sockdir = TempDir::new("ctl-err-sock");
+    let (_sd, port) = serve("ctl-errors", &sockdir);
+    let u = url(port);
+
+    // API errors: exit 1, the API's message on stderr, nothing on stdout.
+    for (args, needle) in [
+        (
+            vec!["--url", &u, "--token", TOKEN, "stop", "nope"],
+            "no process named \"nope\" (HTTP 404)",
+        ),
+        (
+            vec!["--url", &u, "--token", TOKEN, "signal", "web", "NOPE"],
+            "signal: unknown signal \"NOPE\"",
+        ),
+        (
+            vec!["--url", &u, "--token", TOKEN, "scale", "web", "-5"],
+            "delta: -5 would take web below 0",
+        ),
+        (
+            vec!["--url", &u, "--token", "wrong", "status"],
+            "unauthorized: invalid bearer token (HTTP 401)",
+        ),
+        (
+            vec!["--url", &u, "status"],
+            "unauthorized: missing bearer token",
+        ),
+    ] {
+        let o = ctl(&args, &[]);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", err(&o));
+        assert!(err(&o).contains(needle), "{args:?}: {}", err(&o));
+        assert!(out(&o).is_empty(), "{args:?}: {}", out(&o));
+    }
+
+    // Nothing listening: exit 1, naming the target.
+    let dead = free_port();
+    let o = ctl(&["--url", &url(dead), "status"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err(&o).contains(&format!("unable to reach http://127.0.0.1:{dead}")),
+        "{}",
+        err(&o)
+    );
+    let o = ctl(&["--socket", "/nonexistent/sheepdog.sock", "status"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err(&o).contains("unable to connect to /nonexistent/sheepdog.sock"),
+        "{}",
+        err(&o)
+    );
+
+    // Usage errors: exit 2.
+    for args in [
+        vec!["frobnicate"],
+        vec!["stop"],
+        vec!["scale", "web", "lots"],
+        vec!["--url", "https://127.0.0.1:1", "status"],
+        vec![],
+    ] {
+        let o = ctl(&args, &[]);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", err(&o));
+        assert!(err(&o).starts_with("sheepdog: "), "{}", err(&o));
+    }
+    let o = ctl(
+        &["status"],
+        &[
+            ("SHEEPDOG_API_TOKEN", "bad\ntoken"),
+            ("SHEEPDOG_API_URL", &u),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+}
+
+#[test]
+fn help_mentions_ctl() {
+    let o = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(out(&o).contains("sheepdog ctl"), "{}", out(&o));
+    let o = ctl(&["--help"], &[]);
+    assert!(o.status.success());
+    for verb in [
+        "status",
+        "start",
+        "stop",
+        "restart",
+        "scale",
+        "signal",
+        "shutdown",
+        "--json",
+        "--socket",
+        "--url",
+        "--token",
+        "SHEEPDOG_API_TOKEN",
+    ] {
+        assert!(out(&o).contains(verb), "{verb}: {}", out(&o));
+    }
+}
