@@ -974,3 +974,54 @@ fn find_on_path(name: &str) -> Option<std::path::PathBuf> {
             .find(|f| f.is_file())
     })
 }
+
+#[test]
+fn rolling_restart_waits_for_each_new_instance_to_be_ready() {
+    // An instance becomes ready only once its `ready-<index>` file exists;
+    // the test creates it for the replacement of web-1 only after checking
+    // that web-2 has not been touched meanwhile.
+    let procs = r#"
+  web:
+    command: "echo start $SHEEPDOG_INSTANCE_INDEX $$ >> $DIR/events; while :; do sleep 0.05; done"
+    scale: 2
+    health_check:
+      type: exec
+      command: [test, -e, "$DIR/ready-{index}"]
+      initial_delay: 0
+      period: 100ms
+      timeout: 1s
+      mode: readiness
+"#;
+    let api = Api::start("api-rolling-ready", Some(TOKEN), "", procs);
+    for i in 1..=2 {
+        api.sd.dir.write(&format!("ready-{i}"), "");
+    }
+    api.wait_running("web", 2);
+    assert!(api.sd.wait_log_n(": healthy", 2, WAIT), "{}", api.sd.log());
+    std::fs::remove_file(api.sd.dir.path("ready-1")).unwrap();
+    let r = api.post("/api/v1/processes/web/restart", "");
+    assert_eq!(r.status, 202, "{}", r.body);
+    // web-1 is replaced, but its replacement is not ready: web-2 must wait.
+    assert!(
+        api.sd.wait_log_n("web-1: started (pid", 2, WAIT),
+        "{}",
+        api.sd.log()
+    );
+    assert!(
+        !wait_until(Duration::from_millis(800), || api
+            .sd
+            .log()
+            .contains("web-2: restarting (rolling)")),
+        "web-2 restarted before web-1's replacement was ready:\n{}",
+        api.sd.log()
+    );
+    api.sd.dir.write("ready-1", "");
+    api.sd.wait_log("web-2: restarting (rolling)");
+    api.sd.wait_log("web: rolling restart complete");
+    let log = api.sd.log();
+    let ready = log.rfind("web-1: healthy").unwrap();
+    assert!(
+        ready < log.find("web-2: restarting (rolling)").unwrap(),
+        "{log}"
+    );
+}

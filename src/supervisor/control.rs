@@ -9,7 +9,8 @@
 //! - Stop is idempotent; nothing here runs during shutdown except Ping and
 //!   Shutdown itself.
 //! - A rolling restart touches one instance at a time: stop it (its group
-//!   drained), relaunch it, wait until it has started, then the next.
+//!   drained), relaunch it, wait until it has started — and is healthy, when
+//!   the process has a readiness check — then the next.
 
 use std::collections::VecDeque;
 
@@ -291,8 +292,25 @@ impl Supervisor {
         }
     }
 
-    /// A relaunched instance has started: on to the next one.
+    /// A relaunched instance has started: on to the next one, unless the
+    /// process has a readiness check (then `roll_on_healthy` moves on).
     pub(super) fn roll_on_started(&mut self, name: &str, index: u32) {
+        let checked = self
+            .procs
+            .get(name)
+            .is_some_and(|p| p.def.has_readiness_check());
+        if !checked {
+            self.roll_on_ready(name, index);
+        }
+    }
+
+    /// A relaunched instance of a process with a readiness check became
+    /// healthy: on to the next one.
+    pub(super) fn roll_on_healthy(&mut self, name: &str, index: u32) {
+        self.roll_on_ready(name, index);
+    }
+
+    fn roll_on_ready(&mut self, name: &str, index: u32) {
         let Some(p) = self.procs.get(name) else {
             return;
         };

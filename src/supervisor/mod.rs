@@ -550,6 +550,9 @@ impl Supervisor {
                     inst.probes.failed += 1;
                 }
                 if was != Some(health) {
+                    if health == Health::Healthy {
+                        self.roll_on_healthy(&r.process, r.index);
+                    }
                     self.try_start_ready();
                 }
             }
