@@ -47,9 +47,11 @@ pub fn for_instance(probe: &Probe, id: &Identity, port: Option<u16>) -> Probe {
         Probe::Http {
             url,
             expected_status,
+            follow_redirects,
         } => Probe::Http {
             url: expand(url, id, port),
             expected_status: expected_status.clone(),
+            follow_redirects: *follow_redirects,
         },
         Probe::Exec { command } => Probe::Exec {
             command: command.iter().map(|a| expand(a, id, port)).collect(),
@@ -70,7 +72,8 @@ pub fn run(
         Probe::Http {
             url,
             expected_status,
-        } => http(url, expected_status, timeout),
+            follow_redirects,
+        } => http(url, expected_status, *follow_redirects, timeout),
         Probe::Exec { command } => exec(command, timeout, def, id, reaper),
     }
 }
@@ -98,10 +101,10 @@ fn tcp(address: &str, timeout: Duration) -> Outcome {
     Err(last)
 }
 
-fn http(url: &str, expected: &[(u16, u16)], timeout: Duration) -> Outcome {
+fn http(url: &str, expected: &[(u16, u16)], follow: bool, timeout: Duration) -> Outcome {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
-        .max_redirects(0)
+        .max_redirects(if follow { 5 } else { 0 })
         .http_status_as_error(false)
         .user_agent(concat!(
             "sheepdog/",
@@ -262,11 +265,32 @@ mod tests {
         });
         let url = format!("http://127.0.0.1:{port}/health");
         let ok_2xx = [(200, 299)];
-        let e = http(&url, &ok_2xx, Duration::from_secs(3)).unwrap_err();
+        let e = http(&url, &ok_2xx, false, Duration::from_secs(3)).unwrap_err();
         assert!(e.contains("status 302, expected 200-299"), "{e}");
-        let e = http(&url, &[(200, 200)], Duration::from_secs(3)).unwrap_err();
+        let e = http(&url, &[(200, 200)], false, Duration::from_secs(3)).unwrap_err();
         assert!(e.contains("status 503, expected 200"), "{e}");
-        assert_eq!(http(&url, &ok_2xx, Duration::from_secs(3)), Ok(()));
+        assert_eq!(http(&url, &ok_2xx, false, Duration::from_secs(3)), Ok(()));
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn http_probe_follows_redirects_only_when_asked() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            for (status, conn) in ["302 Found", "200 OK"].iter().zip(l.incoming()) {
+                use std::io::{Read, Write};
+                let mut c = conn.unwrap();
+                let mut buf = [0u8; 1024];
+                let _ = c.read(&mut buf);
+                let _ = write!(c, "HTTP/1.1 {status}\r\nLocation: /ok\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            }
+        });
+        let url = format!("http://127.0.0.1:{port}/health");
+        assert_eq!(
+            http(&url, &[(200, 299)], true, Duration::from_secs(3)),
+            Ok(())
+        );
         server.join().unwrap();
     }
 
@@ -276,7 +300,7 @@ mod tests {
         let url = format!("http://{}/", l.local_addr().unwrap());
         // Accepted by the kernel, never answered.
         let start = Instant::now();
-        assert!(http(&url, &[(200, 200)], Duration::from_millis(300)).is_err());
+        assert!(http(&url, &[(200, 200)], false, Duration::from_millis(300)).is_err());
         assert!(start.elapsed() < Duration::from_secs(5));
         drop(l);
     }

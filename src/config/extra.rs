@@ -119,6 +119,8 @@ pub enum Probe {
     Http {
         url: String,
         expected_status: Vec<(u16, u16)>,
+        /// Follow up to 5 redirects (false: a 3xx is judged as it is).
+        follow_redirects: bool,
     },
     /// Run argv; success on exit 0.
     Exec { command: Vec<String> },

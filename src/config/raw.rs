@@ -231,6 +231,7 @@ pub struct RawHealthCheck {
     pub url: V,
     pub command: V,
     pub expected_status: V,
+    pub follow_redirects: V,
     pub initial_delay: V,
     pub period: V,
     pub timeout: V,

@@ -58,6 +58,7 @@ pub fn health_check(raw: &RawHealthCheck, path: &str, r: &mut Report) -> Option<
     for_kind(Kind::Tcp, "address", &raw.address, r);
     for_kind(Kind::Http, "url", &raw.url, r);
     for_kind(Kind::Http, "expected_status", &raw.expected_status, r);
+    for_kind(Kind::Http, "follow_redirects", &raw.follow_redirects, r);
     for_kind(Kind::Exec, "command", &raw.command, r);
     let required = |v: &Option<Value>, key: &str, what: &str, r: &mut Report| {
         if v.is_none() {
@@ -79,9 +80,16 @@ pub fn health_check(raw: &RawHealthCheck, path: &str, r: &mut Report) -> Option<
                 statuses,
                 vec![(200, 399)],
             );
+            let follow_redirects = r.get_or(
+                &raw.follow_redirects,
+                &p("follow_redirects"),
+                val::boolean,
+                false,
+            );
             url.map(|url| Probe::Http {
                 url,
                 expected_status,
+                follow_redirects,
             })
         }
         Some(Kind::Exec) => {
@@ -656,7 +664,8 @@ mod tests {
             h.unwrap().probe,
             Probe::Http {
                 url: "http://localhost/health".into(),
-                expected_status: vec![(200, 200), (300, 302)]
+                expected_status: vec![(200, 200), (300, 302)],
+                follow_redirects: false,
             }
         );
         let (h, _) = hc("{type: http, url: 'http://x/'}");
