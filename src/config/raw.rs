@@ -246,6 +246,7 @@ pub struct RawLogging {
     pub level_detection: Option<RawLevelDetection>,
     pub filters: Option<RawFilters>,
     pub file: Option<RawLogFile>,
+    pub max_line_bytes: V,
 }
 
 #[derive(Debug, Default, Deserialize)]
