@@ -6,8 +6,10 @@
 //! - Every child is started through `Reaper::spawn`, so it runs in its own
 //!   process group with a clean signal state, and its pid is registered
 //!   before it can be reaped.
-//! - stdin is /dev/null; stdout/stderr are pipes handed to the output
-//!   thread; no other descriptor is inherited (all of ours are CLOEXEC).
+//! - stdin is /dev/null; stdout/stderr follow `logging.stdout`/`stderr`:
+//!   a pipe handed to the output thread (true), /dev/null (false), or
+//!   sheepdog's own fd 1/2 (`inherit`: zero copies, no framing, no
+//!   buffer); no other descriptor is inherited (all of ours are CLOEXEC).
 //! - The `Child` handle is dropped without waiting: its exit arrives through
 //!   the reaper, never through `Child::wait`.
 
@@ -18,6 +20,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::Sender;
 
+use crate::config::extra::StreamMode;
 use crate::config::Process;
 use crate::logging::Stream;
 use crate::output::Output;
@@ -57,6 +60,7 @@ pub fn start(
         .command
         .split_first()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
+    let logging = &def.extra.logging;
     let mut cmd = Command::new(program);
     cmd.args(args)
         .envs(&def.env)
@@ -64,8 +68,8 @@ pub fn start(
         .env("SHEEPDOG_INSTANCE", &*id.instance)
         .env("SHEEPDOG_INSTANCE_INDEX", id.index.to_string())
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stdout(stdio(logging.stdout))
+        .stderr(stdio(logging.stderr));
     if let Some(dir) = &def.working_dir {
         cmd.current_dir(dir);
     }
@@ -79,12 +83,22 @@ pub fn start(
     let mut child = reaper.spawn(&mut cmd, setup, owner)?;
     let pid = child.id() as i32;
     if let Some(out) = child.stdout.take() {
-        output.attach(OwnedFd::from(out), id, Stream::Stdout);
+        output.attach(OwnedFd::from(out), id, Stream::Stdout, logging);
     }
     if let Some(err) = child.stderr.take() {
-        output.attach(OwnedFd::from(err), id, Stream::Stderr);
+        output.attach(OwnedFd::from(err), id, Stream::Stderr, logging);
     }
     // Dropping `child` neither waits nor kills: the reaper owns its exit.
     drop(child);
     Ok(pid)
+}
+
+/// `logging.stdout`/`stderr`: a pipe to the output thread, /dev/null, or
+/// sheepdog's own descriptor (the child writes to it directly, no copy).
+fn stdio(mode: StreamMode) -> Stdio {
+    match mode {
+        StreamMode::Log => Stdio::piped(),
+        StreamMode::Discard => Stdio::null(),
+        StreamMode::Inherit => Stdio::inherit(),
+    }
 }

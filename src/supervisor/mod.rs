@@ -38,6 +38,7 @@ use crate::cli::exit;
 use crate::config::{format_duration, Condition, Config, InitialState, Process, ProcessType};
 use crate::health::Health;
 use crate::instance::{self, Cmd, Event, Outcome, Report, Shared};
+use crate::output::buffer::LogStore;
 use crate::output::Output;
 use crate::plan::Plan;
 use crate::reaper::{self, ExitStatus, Reaper};
@@ -58,7 +59,9 @@ pub fn run(config: Config, plan: Plan) -> i32 {
             return exit::FAILURE;
         }
     };
-    let (output, _output_thread) = match Output::start() {
+    let store = Arc::new(LogStore::new(config.global.extra.log_buffer_lines));
+    crate::logging::set_store(store.clone());
+    let (output, _output_thread) = match Output::start(store) {
         Ok(o) => o,
         Err(e) => {
             log::error!("unable to start the output thread: {e}");
@@ -398,6 +401,7 @@ impl Supervisor {
         if let Phase::ShuttingDown { started, .. } = self.phase {
             self.shutdown_took = Some(started.elapsed());
             log::info!(
+                event = "shutdown_complete", exit_code = code, duration_ms = started.elapsed().as_millis() as u64;
                 "shutdown complete in {}; exiting with code {code} ({} orphans reaped)",
                 format_duration(started.elapsed()),
                 self.shared.reaper.orphans_reaped()
@@ -422,6 +426,10 @@ impl Supervisor {
             }
             (SIGHUP, _) => {
                 log::warn!("received SIGHUP: configuration reload is not supported yet; ignoring")
+            }
+            (SIGUSR1, _) => {
+                log::info!(event = "reopen_logs", signal = "SIGUSR1"; "received SIGUSR1: reopening log files");
+                self.shared.output.reopen();
             }
             (_, _) => log::info!("received {name}; nothing to do"),
         }
@@ -548,7 +556,10 @@ impl Supervisor {
         }
         if failed && p.def.critical && matches!(self.phase, Phase::Running) {
             let instance = format!("{name}-{index}");
-            log::error!("{instance} is critical and failed: shutting down");
+            log::error!(
+                event = "critical_failed", instance = instance.as_str();
+                "{instance} is critical and failed: shutting down"
+            );
             self.begin_shutdown(Reason::CriticalFailed(instance));
             return;
         }
@@ -732,6 +743,7 @@ impl Supervisor {
         p.instances.retain(|_, i| i.outcome.is_none());
         let desired = p.desired;
         log::info!(
+            event = "starting", name = name, instances = desired;
             "starting {name} ({desired} instance{})",
             if desired == 1 { "" } else { "s" }
         );
@@ -798,6 +810,7 @@ impl Supervisor {
             Reason::AllEnded => "all processes ended".into(),
         };
         log::info!(
+            event = "shutdown", reason = why.as_str(), deadline_ms = timeout.as_millis() as u64;
             "shutting down ({why}): stopping in reverse dependency order, deadline {}",
             format_duration(timeout)
         );
