@@ -434,6 +434,7 @@ impl Runner {
             (s @ State::Waiting { .. }, Input::Timer) => s,
             (State::Waiting { .. }, Input::Cmd(Cmd::Stop | Cmd::Kill)) => {
                 log::info!(
+                    event = "stopped", instance = &*self.id.instance, reason = "stop requested before start";
                     "{}: stop requested while waiting to start; not starting",
                     self.id.instance
                 );
@@ -509,7 +510,10 @@ impl Runner {
             Ok(pid) => {
                 self.pid = Some(pid);
                 self.ports_seen = false;
-                log::info!("{}: started (pid {pid})", self.id.instance);
+                log::info!(
+                    event = "started", instance = &*self.id.instance, pid = pid;
+                    "{}: started (pid {pid})", self.id.instance
+                );
                 self.report(Event::Started { pid });
                 let tracker = self.health.as_ref().map(|h| Tracker::new(h.settings, now));
                 State::Running {
@@ -527,7 +531,10 @@ impl Runner {
                         nix::unistd::Uid::effective()
                     ));
                 }
-                log::error!("{}: {error}", self.id.instance);
+                log::error!(
+                    event = "spawn_failed", instance = &*self.id.instance, reason = error.as_str();
+                    "{}: {error}", self.id.instance
+                );
                 self.report(Event::SpawnFailed { error });
                 self.after_exit(None, false, Duration::ZERO, now)
             }
@@ -599,15 +606,22 @@ impl Runner {
         let restart = match &change {
             Change::None => None,
             Change::BecameHealthy => {
-                log::info!("{}: healthy", self.id.instance);
+                log::info!(
+                    event = "healthy", instance = &*self.id.instance, pid = pid;
+                    "{}: healthy", self.id.instance
+                );
                 None
             }
             Change::BecameUnhealthy(why) if plan.mode == HealthMode::Readiness => {
-                log::warn!("{}: not ready: {why}", self.id.instance);
+                log::warn!(
+                    event = "not_ready", instance = &*self.id.instance, pid = pid, reason = why.as_str();
+                    "{}: not ready: {why}", self.id.instance
+                );
                 None
             }
             Change::BecameUnhealthy(why) | Change::StartupFailed(why) => {
                 log::warn!(
+                    event = "unhealthy", instance = &*self.id.instance, pid = pid, reason = why.as_str();
                     "{}: unhealthy: {why}; restarting it through a graceful stop",
                     self.id.instance
                 );
@@ -642,8 +656,15 @@ impl Runner {
         now: Instant,
     ) -> State {
         self.report(Event::Exited { pid, status });
+        let (exit_code, signal) = status_fields(Some(status));
+        log::debug!(
+            event = "exited", instance = &*self.id.instance, pid = pid, exit_code = exit_code,
+            signal = signal.as_deref(), uptime_ms = ran_for.as_millis() as u64;
+            "{}: pid {pid} {status} after {}", self.id.instance, crate::config::format_duration(ran_for)
+        );
         if group_alive(pid) {
             log::info!(
+                event = "stopping_group", instance = &*self.id.instance, pid = pid;
                 "{}: pid {pid} {status}; stopping the rest of its process group with {}",
                 self.id.instance,
                 self.def.shutdown.signal
@@ -682,9 +703,14 @@ impl Runner {
             (false, Some(ExitStatus::Signal { .. })) => "signal",
             (false, Some(ExitStatus::Code(_)) | None) => "exit",
         };
+        let (exit_code, signal) = status_fields(status);
+        let signal = signal.as_deref();
+        let instance = &*self.id.instance;
         match decision {
             Decision::Restart { delay, attempt } => {
                 log::info!(
+                    event = "restarting", instance = instance, reason = reason, exit_code = exit_code,
+                    signal = signal, attempt = attempt, backoff_ms = delay.as_millis() as u64;
                     "{}: {what} after {}; restarting (attempt {attempt}, backoff {})",
                     self.id.instance,
                     crate::config::format_duration(ran_for),
@@ -699,9 +725,18 @@ impl Runner {
             }
             Decision::Finish(outcome) => {
                 match &outcome {
-                    Outcome::Failed(why) => log::error!("{}: failed: {why}", self.id.instance),
-                    Outcome::Completed => log::info!("{}: completed", self.id.instance),
+                    Outcome::Failed(why) => log::error!(
+                        event = "failed", instance = instance, reason = why.as_str(),
+                        exit_code = exit_code, signal = signal;
+                        "{}: failed: {why}", self.id.instance
+                    ),
+                    Outcome::Completed => log::info!(
+                        event = "completed", instance = instance, exit_code = exit_code;
+                        "{}: completed", self.id.instance
+                    ),
                     Outcome::Exited(s) => log::info!(
+                        event = "exited", instance = instance, reason = reason,
+                        exit_code = exit_code, signal = signal;
                         "{}: {s}; not restarting (restart: {})",
                         self.id.instance,
                         policy_name(self.def.restart)
@@ -717,6 +752,8 @@ impl Runner {
     fn begin_stop(&mut self, pid: i32, now: Instant) -> Stopping {
         let sd = &self.def.shutdown;
         log::info!(
+            event = "stopping", instance = &*self.id.instance, pid = pid, signal = sd.signal.as_str(),
+            timeout_ms = sd.timeout.as_millis() as u64;
             "{}: stopping pid {pid}: {} to its process group, {} {} after {}",
             self.id.instance,
             sd.signal,
@@ -757,6 +794,8 @@ impl Runner {
         if now >= s.deadline {
             if !s.killed {
                 log::warn!(
+                    event = "killing", instance = &*self.id.instance, pid = s.pgid,
+                    signal = self.def.shutdown.kill_signal.as_str(), reason = "stop timeout";
                     "{}: process group {} still running after {}; sending {}",
                     self.id.instance,
                     s.pgid,
@@ -787,7 +826,12 @@ impl Runner {
                 let how = s
                     .leader
                     .map_or_else(|| "leader not reaped".to_string(), |st| st.to_string());
-                log::info!("{}: stopped ({how})", self.id.instance);
+                let (exit_code, signal) = status_fields(s.leader);
+                log::info!(
+                    event = "stopped", instance = &*self.id.instance, pid = s.pgid,
+                    exit_code = exit_code, signal = signal.as_deref();
+                    "{}: stopped ({how})", self.id.instance
+                );
                 State::Done(Outcome::Stopped)
             }
             Cause::LeaderExited { status, ran_for } => {
@@ -812,6 +856,15 @@ impl Runner {
 /// runs as another user, so it is alive too).
 fn group_alive(pgid: i32) -> bool {
     !matches!(killpg(Pid::from_raw(pgid), None), Err(Errno::ESRCH))
+}
+
+/// The `exit_code` and `signal` fields of a structured decision record.
+fn status_fields(s: Option<ExitStatus>) -> (Option<i32>, Option<String>) {
+    match s {
+        Some(ExitStatus::Code(c)) => (Some(c), None),
+        Some(ExitStatus::Signal { signal, .. }) => (None, Some(crate::reaper::signal_name(signal))),
+        None => (None, None),
+    }
 }
 
 fn policy_name(p: RestartPolicy) -> &'static str {
