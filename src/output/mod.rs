@@ -172,3 +172,51 @@ pub fn check_files(cfg: &Config) -> Result<(), String> {
         Err(problems.join("\n"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::extra::{Multiline, RedactionPattern};
+    use buffer::Followed;
+
+    #[test]
+    fn pipes_reach_the_store_redacted_with_timer_flushes_and_followers() {
+        let store = Arc::new(LogStore::new(100));
+        let (out, thread) = Output::start(store.clone()).unwrap();
+        let sub = store.subscribe(Some("api"), None, 16).unwrap();
+        let mut l = Logging::default();
+        l.redaction = vec![RedactionPattern {
+            name: "token".into(),
+            pattern: r"token=\w+".into(),
+            replacement: "token=***".into(),
+        }];
+        l.multiline = Some(Multiline {
+            pattern: "^S".into(),
+            max_lines: 10,
+            timeout: Duration::from_millis(100),
+        });
+        let (r, w) = nix::unistd::pipe().unwrap();
+        out.attach(r, &Identity::new("api", 1), Stream::Stderr, &l);
+        nix::unistd::write(&w, b"S token=abc\n  more\n").unwrap();
+        // The entry is pending with the pipe still open: only its timeout
+        // can flush it.
+        let got = sub.rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        let Followed::Record(rec) = got else {
+            panic!("{got:?}")
+        };
+        assert_eq!(rec.msg, "S token=***\n  more");
+        assert_eq!(rec.instance.as_deref(), Some("api-1"));
+        assert_eq!(rec.stream, Some(Stream::Stderr));
+        nix::unistd::write(&w, b"S partial, no newline").unwrap();
+        drop(w);
+        out.finish(Duration::from_secs(10));
+        let msgs: Vec<String> = store
+            .recent(Some("api-1"), Some(Stream::Stderr), 10)
+            .iter()
+            .map(|r| r.msg.clone())
+            .collect();
+        assert_eq!(msgs, ["S token=***\n  more", "S partial, no newline"]);
+        assert!(store.recent(Some("api"), Some(Stream::Stdout), 10).is_empty());
+        thread.join().unwrap();
+    }
+}
