@@ -216,7 +216,9 @@ mod tests {
             .map(|r| r.msg.clone())
             .collect();
         assert_eq!(msgs, ["S token=***\n  more", "S partial, no newline"]);
-        assert!(store.recent(Some("api"), Some(Stream::Stdout), 10).is_empty());
+        assert!(store
+            .recent(Some("api"), Some(Stream::Stdout), 10)
+            .is_empty());
         thread.join().unwrap();
     }
 }

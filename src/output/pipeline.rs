@@ -463,6 +463,11 @@ mod tests {
                 replacement: "token=***".into(),
             },
             RedactionPattern {
+                name: "password".into(),
+                pattern: r#"("password":")[^"]*"#.into(),
+                replacement: "${1}***".into(),
+            },
+            RedactionPattern {
                 name: "card".into(),
                 pattern: r"\b(\d{4})\d{8}(\d{4})\b".into(),
                 replacement: "$1********$2".into(),
@@ -470,8 +475,14 @@ mod tests {
         ];
         l.exclude = vec!["token=abc".into()];
         let p = Pipeline::compile("app", &l).unwrap();
-        let rs = run(&p, &["login token=abc123 card 4111111111111111"]);
-        assert_eq!(msgs(&rs), ["login token=*** card 4111********1111"]);
+        let rs = run(
+            &p,
+            &[r#"login token=abc123 card 4111111111111111 {"password":"hunter2"} $$"#],
+        );
+        assert_eq!(
+            msgs(&rs),
+            [r#"login token=*** card 4111********1111 {"password":"***"} $$"#]
+        );
     }
 
     #[test]
