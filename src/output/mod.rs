@@ -184,17 +184,19 @@ mod tests {
         let store = Arc::new(LogStore::new(100));
         let (out, thread) = Output::start(store.clone()).unwrap();
         let sub = store.subscribe(Some("api"), None, 16).unwrap();
-        let mut l = Logging::default();
-        l.redaction = vec![RedactionPattern {
-            name: "token".into(),
-            pattern: r"token=\w+".into(),
-            replacement: "token=***".into(),
-        }];
-        l.multiline = Some(Multiline {
-            pattern: "^S".into(),
-            max_lines: 10,
-            timeout: Duration::from_millis(100),
-        });
+        let l = Logging {
+            redaction: vec![RedactionPattern {
+                name: "token".into(),
+                pattern: r"token=\w+".into(),
+                replacement: "token=***".into(),
+            }],
+            multiline: Some(Multiline {
+                pattern: "^S".into(),
+                max_lines: 10,
+                timeout: Duration::from_millis(100),
+            }),
+            ..Logging::default()
+        };
         let (r, w) = nix::unistd::pipe().unwrap();
         out.attach(r, &Identity::new("api", 1), Stream::Stderr, &l);
         nix::unistd::write(&w, b"S token=abc\n  more\n").unwrap();
