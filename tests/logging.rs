@@ -641,23 +641,22 @@ const GOLDEN_PROCESSES: &str = r#"  talker:
 fn text_format_golden() {
     let mut sd = Sheepdog::start("golden-text", &config("", GOLDEN_PROCESSES));
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
-    let got: Vec<String> = sd
+    // Two pipes and sheepdog's own record race each other: compare sorted.
+    let mut got: Vec<String> = sd
         .log()
         .lines()
         .map(norm_text)
         .filter(|l| l.contains("talker-1"))
         .filter(|l| !l.contains("started (pid"))
         .collect();
-    assert_eq!(
-        got,
-        [
-            format!("<ts> INFO  {:<19} | hello", "talker-1"),
-            format!("<ts> INFO  {:<19} | oops \"quoted\"", "talker-1"),
-            format!("<ts> INFO  {:<19} | talker-1: completed", "sheepdog"),
-        ],
-        "{}",
-        sd.log()
-    );
+    got.sort();
+    let mut want = [
+        format!("<ts> INFO  {:<19} | hello", "talker-1"),
+        format!("<ts> INFO  {:<19} | oops \"quoted\"", "talker-1"),
+        format!("<ts> INFO  {:<19} | talker-1: completed", "sheepdog"),
+    ];
+    want.sort();
+    assert_eq!(got, want, "{}", sd.log());
 }
 
 #[test]
@@ -666,18 +665,19 @@ fn json_format_golden() {
     let mut sd = Sheepdog::start("golden-json", &cfg);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
     let log = sd.log();
-    let got: Vec<String> = log
+    let mut got: Vec<String> = log
         .lines()
         .map(norm_json)
         .filter(|l| l.contains(r#""instance":"talker-1""#))
         .filter(|l| !l.contains(r#""event":"started""#))
         .collect();
+    got.sort(); // sorted: the two pipes and sheepdog's record race each other
     assert_eq!(
         got,
         [
-            r#"{"ts":"<ts>","level":"info","process":"talker","instance":"talker-1","stream":"stdout","msg":"hello","team":"core"}"#,
-            r#"{"ts":"<ts>","level":"info","process":"talker","instance":"talker-1","stream":"stderr","msg":"oops \"quoted\"","team":"core"}"#,
             r#"{"ts":"<ts>","level":"info","process":"sheepdog","instance":"talker-1","msg":"talker-1: completed","event":"completed","exit_code":0}"#,
+            r#"{"ts":"<ts>","level":"info","process":"talker","instance":"talker-1","stream":"stderr","msg":"oops \"quoted\"","team":"core"}"#,
+            r#"{"ts":"<ts>","level":"info","process":"talker","instance":"talker-1","stream":"stdout","msg":"hello","team":"core"}"#,
         ],
         "{log}"
     );
