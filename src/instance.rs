@@ -12,7 +12,9 @@
 //!   the stop signal and is drained before a restart, and `kill_signal` goes
 //!   to the group at the timeout.
 //! - Every wait is bounded: the stop timeout, then `KILL_GRACE` after the
-//!   kill signal. While running, the thread blocks with no timer at all.
+//!   kill signal; at an exit, at most `OUTPUT_WAIT` for the output thread
+//!   to write the child's last lines (so they come before the exit
+//!   record). While running, the thread blocks with no timer at all.
 //! - Draining a group is the one place that polls (`kill(-pgid, 0)`): no
 //!   event reports a group becoming empty. It only happens during a stop,
 //!   backs off from 1 ms to 50 ms, and ends at the stop deadline.
@@ -45,6 +47,8 @@ use crate::{ports, probe};
 
 /// How long to wait for a group to vanish after the kill signal.
 const KILL_GRACE: Duration = Duration::from_secs(5);
+/// How long an exit waits for the child's last output lines to be written.
+const OUTPUT_WAIT: Duration = Duration::from_millis(100);
 /// Group-drain polling: first and longest interval.
 const DRAIN_POLL_MIN: Duration = Duration::from_millis(1);
 const DRAIN_POLL_MAX: Duration = Duration::from_millis(50);
@@ -156,6 +160,7 @@ pub fn launch(
         cmd_rx,
         attempts: 0,
         pid: None,
+        output_done: None,
     };
     let thread = std::thread::Builder::new()
         .name(format!("{}", runner.id.instance))
@@ -355,6 +360,8 @@ struct Runner {
     attempts: u32,
     /// The current leader, while one is alive and unreaped.
     pid: Option<i32>,
+    /// Disconnects when the current child's output has all been written.
+    output_done: Option<Receiver<()>>,
 }
 
 impl Runner {
@@ -374,6 +381,15 @@ impl Runner {
                 _ => self.next_input(&state),
             };
             state = self.step(state, input, Instant::now());
+        }
+    }
+
+    /// Let the output thread write the child's last lines first, so they
+    /// read before what we log about its exit. Bounded by `OUTPUT_WAIT`: a
+    /// grandchild may keep the pipe open for much longer.
+    fn wait_for_output(&mut self) {
+        if let Some(done) = self.output_done.take() {
+            let _ = done.recv_timeout(OUTPUT_WAIT);
         }
     }
 
@@ -409,6 +425,7 @@ impl Runner {
                     let Ok(exit) = m else { continue };
                     if Some(exit.pid) == self.pid {
                         self.pid = None;
+                        self.wait_for_output();
                         return Input::Exit(exit.status);
                     }
                     log::debug!("{}: late exit of former pid {} ({})", self.id.instance, exit.pid, exit.status);
@@ -507,8 +524,9 @@ impl Runner {
             &self.exit_tx,
             &shared.output,
         ) {
-            Ok(pid) => {
+            Ok((pid, output_done)) => {
                 self.pid = Some(pid);
+                self.output_done = Some(output_done);
                 self.ports_seen = false;
                 log::info!(
                     event = "started", instance = &*self.id.instance, pid = pid;

@@ -18,7 +18,7 @@ use std::os::fd::OwnedFd;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::config::extra::StreamMode;
 use crate::config::Process;
@@ -48,14 +48,16 @@ impl Identity {
 }
 
 /// Start `def` as instance `id`; returns the child's pid (also its process
-/// group id). Its exit will be sent to `owner`.
+/// group id) and a receiver that disconnects once the output thread has
+/// written the last line of each of the child's piped streams (at once if
+/// none is piped). Its exit will be sent to `owner`.
 pub fn start(
     def: &Process,
     id: &Identity,
     reaper: &Reaper,
     owner: &Sender<Exit>,
     output: &Output,
-) -> io::Result<i32> {
+) -> io::Result<(i32, Receiver<()>)> {
     let (program, args) = def
         .command
         .split_first()
@@ -82,15 +84,28 @@ pub fn start(
     };
     let mut child = reaper.spawn(&mut cmd, setup, owner)?;
     let pid = child.id() as i32;
+    let (done_tx, done_rx) = crossbeam_channel::bounded(0);
     if let Some(out) = child.stdout.take() {
-        output.attach(OwnedFd::from(out), id, Stream::Stdout, logging);
+        output.attach(
+            OwnedFd::from(out),
+            id,
+            Stream::Stdout,
+            logging,
+            done_tx.clone(),
+        );
     }
     if let Some(err) = child.stderr.take() {
-        output.attach(OwnedFd::from(err), id, Stream::Stderr, logging);
+        output.attach(
+            OwnedFd::from(err),
+            id,
+            Stream::Stderr,
+            logging,
+            done_tx.clone(),
+        );
     }
     // Dropping `child` neither waits nor kills: the reaper owns its exit.
     drop(child);
-    Ok(pid)
+    Ok((pid, done_rx))
 }
 
 /// `logging.stdout`/`stderr`: a pipe to the output thread, /dev/null, or

@@ -106,10 +106,18 @@ impl Output {
         p
     }
 
-    /// Hand a child's pipe to the thread.
-    pub fn attach(&self, fd: OwnedFd, id: &Identity, stream: Stream, logging: &Logging) {
+    /// Hand a child's pipe to the thread. `done` is dropped once the pipe
+    /// has closed and its last line has been written.
+    pub fn attach(
+        &self,
+        fd: OwnedFd,
+        id: &Identity,
+        stream: Stream,
+        logging: &Logging,
+        done: Sender<()>,
+    ) {
         let pipeline = self.pipeline(&id.process, logging);
-        let source = mux::Source::new(fd, id, stream, pipeline);
+        let source = mux::Source::new(fd, id, stream, pipeline, done);
         if self.tx.send(Msg::Attach(source)).is_ok() {
             self.wake();
         }
@@ -198,7 +206,8 @@ mod tests {
             ..Logging::default()
         };
         let (r, w) = nix::unistd::pipe().unwrap();
-        out.attach(r, &Identity::new("api", 1), Stream::Stderr, &l);
+        let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(0);
+        out.attach(r, &Identity::new("api", 1), Stream::Stderr, &l, done_tx);
         nix::unistd::write(&w, b"S token=abc\n  more\n").unwrap();
         // The entry is pending with the pipe still open: only its timeout
         // can flush it.
@@ -211,6 +220,12 @@ mod tests {
         assert_eq!(rec.stream, Some(Stream::Stderr));
         nix::unistd::write(&w, b"S partial, no newline").unwrap();
         drop(w);
+        // Disconnected once the pipe is closed and its last line written.
+        assert!(matches!(
+            done_rx.recv_timeout(Duration::from_secs(10)),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+        ));
+        assert_eq!(store.recent(Some("api"), None, 10).len(), 2);
         out.finish(Duration::from_secs(10));
         let msgs: Vec<String> = store
             .recent(Some("api-1"), Some(Stream::Stderr), 10)

@@ -20,6 +20,9 @@
 //!   unfinished line and pending multiline entry are flushed, and `finish`
 //!   flushes every remaining pipe's at the deadline. Invalid UTF-8 is
 //!   replaced (lossy), never a panic.
+//! - A closed pipe's `done` sender is dropped only after its last lines
+//!   are written, so an instance thread can wait (briefly) for a child's
+//!   output before logging what happened to the child.
 //! - Lines are written whole: a write batch holds whole formatted lines
 //!   only, and goes out with a single `write_all` under the stdout lock.
 
@@ -55,10 +58,19 @@ pub struct Source {
     pipeline: Arc<Pipeline>,
     /// The resolved `logging.file.path`, if any.
     file: Option<PathBuf>,
+    /// Dropped (after the final flush) to tell the instance thread that
+    /// this stream's last line is out.
+    _done: Sender<()>,
 }
 
 impl Source {
-    pub fn new(fd: OwnedFd, id: &Identity, stream: Stream, pipeline: Arc<Pipeline>) -> Source {
+    pub fn new(
+        fd: OwnedFd,
+        id: &Identity,
+        stream: Stream,
+        pipeline: Arc<Pipeline>,
+        done: Sender<()>,
+    ) -> Source {
         let file = pipeline
             .file
             .as_ref()
@@ -69,6 +81,7 @@ impl Source {
             state: StreamState::new(id.instance.clone(), stream),
             pipeline,
             file,
+            _done: done,
         }
     }
 }
@@ -165,9 +178,11 @@ pub fn run(rx: Receiver<Msg>, wake: OwnedFd, store: Arc<LogStore>) {
                 closed.push(i);
             }
         }
+        let mut ended = Vec::new();
         for i in closed.into_iter().rev() {
             let mut s = sources.swap_remove(i);
             mux.close(&mut s);
+            ended.push(s);
         }
         let now = Instant::now();
         for s in &mut sources {
@@ -179,6 +194,8 @@ pub fn run(rx: Receiver<Msg>, wake: OwnedFd, store: Arc<LogStore>) {
             }
         }
         mux.flush();
+        // Only now, with their last lines written, let the ended sources go.
+        drop(ended);
     }
 }
 
