@@ -70,7 +70,20 @@ pub enum Action {
     /// The signal as given (`HUP`, `SIGHUP`, `1`); the API validates it.
     Signal(String, String),
     Shutdown,
+    /// Recent log records (of one process/instance, or all), then follow.
+    Logs(LogsQuery),
+    /// Reopen every log file (as SIGUSR1 does).
+    ReopenLogs,
     Help,
+}
+
+/// `ctl logs [NAME] [--tail N] [--stream S] [--follow]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogsQuery {
+    pub name: Option<String>,
+    pub tail: usize,
+    pub stream: Option<String>,
+    pub follow: bool,
 }
 
 /// `scale NAME 3` sets, `scale NAME +1` / `-1` changes.
@@ -141,6 +154,9 @@ USAGE:
     sheepdog ctl [OPTIONS] scale NAME N        run N instances (+N / -N: change by N)
     sheepdog ctl [OPTIONS] signal NAME SIG     send SIG (HUP, SIGUSR1, 10) to every instance
     sheepdog ctl [OPTIONS] shutdown            shut sheepdog down, as SIGTERM does
+    sheepdog ctl [OPTIONS] logs [NAME]         recent log lines (a process, an instance, or all)
+          [--tail N] [--stream stdout|stderr] [--follow]   N lines (100); then keep following
+    sheepdog ctl [OPTIONS] logs --reopen       reopen every log file, as SIGUSR1 does
 
 OPTIONS:
     --socket PATH   connect to the API's unix socket
@@ -260,6 +276,14 @@ fn parse_ctl(parser: &mut lexopt::Parser) -> Result<Ctl, UsageError> {
     let mut token: Option<String> = None;
     let mut json = false;
     let mut words: Vec<String> = Vec::new();
+    let mut logs = LogsQuery {
+        name: None,
+        tail: 100,
+        stream: None,
+        follow: false,
+    };
+    let mut reopen = false;
+    let mut log_flags = false;
     let mut set_target = |t: Target| {
         if target.replace(t).is_some() {
             Err(UsageError("use only one of --socket and --url".into()))
@@ -282,6 +306,35 @@ fn parse_ctl(parser: &mut lexopt::Parser) -> Result<Ctl, UsageError> {
             }
             Long("token") => token = Some(utf8(parser.value()?, "--token")?),
             Long("json") => json = true,
+            Long("tail") | Short('n') => {
+                let v = utf8(parser.value()?, "--tail")?;
+                logs.tail = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=10_000).contains(n))
+                    .ok_or_else(|| {
+                        UsageError(format!("--tail: invalid value {v:?}; expected 1 to 10000"))
+                    })?;
+                log_flags = true;
+            }
+            Long("stream") => {
+                let v = utf8(parser.value()?, "--stream")?;
+                if v != "stdout" && v != "stderr" {
+                    return Err(UsageError(format!(
+                        "--stream: invalid value {v:?}; expected stdout or stderr"
+                    )));
+                }
+                logs.stream = Some(v);
+                log_flags = true;
+            }
+            Long("follow") | Short('f') => {
+                logs.follow = true;
+                log_flags = true;
+            }
+            Long("reopen") => {
+                reopen = true;
+                log_flags = true;
+            }
             Short('h') | Long("help") => {
                 return Ok(Ctl {
                     target: None,
@@ -302,7 +355,27 @@ fn parse_ctl(parser: &mut lexopt::Parser) -> Result<Ctl, UsageError> {
             _ => return Err(arg.unexpected().into()),
         }
     }
-    let action = ctl_action(&words)?;
+    let mut action = ctl_action(&words)?;
+    match &mut action {
+        Action::Logs(q) if reopen => {
+            if q.name.is_some() || q.follow || q.stream.is_some() {
+                return Err(UsageError(
+                    "'ctl logs --reopen' takes no name or other flags".into(),
+                ));
+            }
+            action = Action::ReopenLogs;
+        }
+        Action::Logs(q) => {
+            logs.name = q.name.take();
+            *q = logs;
+        }
+        _ if log_flags => {
+            return Err(UsageError(
+                "--tail, --stream, --follow and --reopen belong to 'ctl logs'".into(),
+            ))
+        }
+        _ => {}
+    }
     Ok(Ctl {
         target,
         token,
@@ -354,7 +427,7 @@ fn ctl_action(words: &[String]) -> Result<Action, UsageError> {
     let action = match w.first().copied() {
         None => {
             return Err(UsageError(
-                "'ctl' needs a command: status, start, stop, restart, scale, signal or shutdown"
+                "'ctl' needs a command: status, start, stop, restart, scale, signal, logs or shutdown"
                     .into(),
             ))
         }
@@ -383,16 +456,23 @@ fn ctl_action(words: &[String]) -> Result<Action, UsageError> {
             Action::Signal(n, sig.to_string())
         }
         Some("shutdown") => Action::Shutdown,
+        Some("logs") => {
+            if w.len() > 2 {
+                return extra(w[2]);
+            }
+            Action::Logs(LogsQuery { name: w.get(1).map(|s| s.to_string()), tail: 100, stream: None, follow: false })
+        }
         Some(other) => {
             return Err(UsageError(format!(
-                "unknown ctl command '{other}'; expected status, start, stop, restart, scale, signal or shutdown"
+                "unknown ctl command '{other}'; expected status, start, stop, restart, scale, signal, logs or shutdown"
             )))
         }
     };
     let used = match &action {
         Action::Status(Some(_)) | Action::Start(_) | Action::Stop(_) | Action::Restart(_) => 2,
         Action::Scale(..) | Action::Signal(..) => 3,
-        Action::Status(None) | Action::Shutdown | Action::Help => 1,
+        Action::Logs(q) => 1 + usize::from(q.name.is_some()),
+        Action::Status(None) | Action::Shutdown | Action::ReopenLogs | Action::Help => 1,
     };
     match w.get(used) {
         Some(x) => extra(x),

@@ -12,7 +12,9 @@
 //!   the stop signal and is drained before a restart, and `kill_signal` goes
 //!   to the group at the timeout.
 //! - Every wait is bounded: the stop timeout, then `KILL_GRACE` after the
-//!   kill signal. While running, the thread blocks with no timer at all.
+//!   kill signal; at an exit, at most `OUTPUT_WAIT` for the output thread
+//!   to write the child's last lines (so they come before the exit
+//!   record). While running, the thread blocks with no timer at all.
 //! - Draining a group is the one place that polls (`kill(-pgid, 0)`): no
 //!   event reports a group becoming empty. It only happens during a stop,
 //!   backs off from 1 ms to 50 ms, and ends at the stop deadline.
@@ -46,6 +48,8 @@ use crate::{ports, probe};
 
 /// How long to wait for a group to vanish after the kill signal.
 const KILL_GRACE: Duration = Duration::from_secs(5);
+/// How long an exit waits for the child's last output lines to be written.
+const OUTPUT_WAIT: Duration = Duration::from_millis(100);
 /// Group-drain polling: first and longest interval.
 const DRAIN_POLL_MIN: Duration = Duration::from_millis(1);
 const DRAIN_POLL_MAX: Duration = Duration::from_millis(50);
@@ -160,6 +164,7 @@ pub fn launch(
         cmd_rx,
         attempts: 0,
         pid: None,
+        output_done: None,
     };
     let thread = std::thread::Builder::new()
         .name(format!("{}", runner.id.instance))
@@ -363,6 +368,8 @@ struct Runner {
     attempts: u32,
     /// The current leader, while one is alive and unreaped.
     pid: Option<i32>,
+    /// Disconnects when the current child's output has all been written.
+    output_done: Option<Receiver<()>>,
 }
 
 impl Runner {
@@ -383,6 +390,15 @@ impl Runner {
                 _ => self.next_input(&state),
             };
             state = self.step(state, input, Instant::now());
+        }
+    }
+
+    /// Let the output thread write the child's last lines first, so they
+    /// read before what we log about its exit. Bounded by `OUTPUT_WAIT`: a
+    /// grandchild may keep the pipe open for much longer.
+    fn wait_for_output(&mut self) {
+        if let Some(done) = self.output_done.take() {
+            let _ = done.recv_timeout(OUTPUT_WAIT);
         }
     }
 
@@ -418,6 +434,7 @@ impl Runner {
                     let Ok(exit) = m else { continue };
                     if Some(exit.pid) == self.pid {
                         self.pid = None;
+                        self.wait_for_output();
                         return Input::Exit(exit.status);
                     }
                     log::debug!("{}: late exit of former pid {} ({})", self.id.instance, exit.pid, exit.status);
@@ -443,6 +460,7 @@ impl Runner {
             (s @ State::Waiting { .. }, Input::Timer) => s,
             (State::Waiting { .. }, Input::Cmd(Cmd::Stop | Cmd::Kill)) => {
                 log::info!(
+                    event = "stopped", instance = &*self.id.instance, reason = "stop requested before start";
                     "{}: stop requested while waiting to start; not starting",
                     self.id.instance
                 );
@@ -521,10 +539,14 @@ impl Runner {
             &self.exit_tx,
             &shared.output,
         ) {
-            Ok(pid) => {
+            Ok((pid, output_done)) => {
                 self.pid = Some(pid);
+                self.output_done = Some(output_done);
                 self.ports_seen = false;
-                log::info!("{}: started (pid {pid})", self.id.instance);
+                log::info!(
+                    event = "started", instance = &*self.id.instance, pid = pid;
+                    "{}: started (pid {pid})", self.id.instance
+                );
                 self.report(Event::Started { pid });
                 self.run_post_start();
                 let tracker = self.health.as_ref().map(|h| Tracker::new(h.settings, now));
@@ -543,7 +565,10 @@ impl Runner {
                         nix::unistd::Uid::effective()
                     ));
                 }
-                log::error!("{}: {error}", self.id.instance);
+                log::error!(
+                    event = "spawn_failed", instance = &*self.id.instance, reason = error.as_str();
+                    "{}: {error}", self.id.instance
+                );
                 self.report(Event::SpawnFailed { error });
                 self.after_exit(None, false, Duration::ZERO, now)
             }
@@ -695,15 +720,22 @@ impl Runner {
         let restart = match &change {
             Change::None => None,
             Change::BecameHealthy => {
-                log::info!("{}: healthy", self.id.instance);
+                log::info!(
+                    event = "healthy", instance = &*self.id.instance, pid = pid;
+                    "{}: healthy", self.id.instance
+                );
                 None
             }
             Change::BecameUnhealthy(why) if plan.mode == HealthMode::Readiness => {
-                log::warn!("{}: not ready: {why}", self.id.instance);
+                log::warn!(
+                    event = "not_ready", instance = &*self.id.instance, pid = pid, reason = why.as_str();
+                    "{}: not ready: {why}", self.id.instance
+                );
                 None
             }
             Change::BecameUnhealthy(why) | Change::StartupFailed(why) => {
                 log::warn!(
+                    event = "unhealthy", instance = &*self.id.instance, pid = pid, reason = why.as_str();
                     "{}: unhealthy: {why}; restarting it through a graceful stop",
                     self.id.instance
                 );
@@ -738,8 +770,15 @@ impl Runner {
         now: Instant,
     ) -> State {
         self.report(Event::Exited { pid, status });
+        let (exit_code, signal) = status_fields(Some(status));
+        log::debug!(
+            event = "exited", instance = &*self.id.instance, pid = pid, exit_code = exit_code,
+            signal = signal.as_deref(), uptime_ms = ran_for.as_millis() as u64;
+            "{}: pid {pid} {status} after {}", self.id.instance, crate::config::format_duration(ran_for)
+        );
         if group_alive(pid) {
             log::info!(
+                event = "stopping_group", instance = &*self.id.instance, pid = pid;
                 "{}: pid {pid} {status}; stopping the rest of its process group with {}",
                 self.id.instance,
                 self.def.shutdown.signal
@@ -778,9 +817,14 @@ impl Runner {
             (false, Some(ExitStatus::Signal { .. })) => "signal",
             (false, Some(ExitStatus::Code(_)) | None) => "exit",
         };
+        let (exit_code, signal) = status_fields(status);
+        let signal = signal.as_deref();
+        let instance = &*self.id.instance;
         match decision {
             Decision::Restart { delay, attempt } => {
                 log::info!(
+                    event = "restarting", instance = instance, reason = reason, exit_code = exit_code,
+                    signal = signal, attempt = attempt, backoff_ms = delay.as_millis() as u64;
                     "{}: {what} after {}; restarting (attempt {attempt}, backoff {})",
                     self.id.instance,
                     crate::config::format_duration(ran_for),
@@ -795,9 +839,18 @@ impl Runner {
             }
             Decision::Finish(outcome) => {
                 match &outcome {
-                    Outcome::Failed(why) => log::error!("{}: failed: {why}", self.id.instance),
-                    Outcome::Completed => log::info!("{}: completed", self.id.instance),
+                    Outcome::Failed(why) => log::error!(
+                        event = "failed", instance = instance, reason = why.as_str(),
+                        exit_code = exit_code, signal = signal;
+                        "{}: failed: {why}", self.id.instance
+                    ),
+                    Outcome::Completed => log::info!(
+                        event = "completed", instance = instance, exit_code = exit_code;
+                        "{}: completed", self.id.instance
+                    ),
                     Outcome::Exited(s) => log::info!(
+                        event = "exited", instance = instance, reason = reason,
+                        exit_code = exit_code, signal = signal;
                         "{}: {s}; not restarting (restart: {})",
                         self.id.instance,
                         policy_name(self.def.restart)
@@ -813,6 +866,8 @@ impl Runner {
     fn begin_stop(&mut self, pid: i32, now: Instant) -> Stopping {
         let sd = &self.def.shutdown;
         log::info!(
+            event = "stopping", instance = &*self.id.instance, pid = pid, signal = sd.signal.as_str(),
+            timeout_ms = sd.timeout.as_millis() as u64;
             "{}: stopping pid {pid}: {} to its process group, {} {} after {}",
             self.id.instance,
             sd.signal,
@@ -853,6 +908,8 @@ impl Runner {
         if now >= s.deadline {
             if !s.killed {
                 log::warn!(
+                    event = "killing", instance = &*self.id.instance, pid = s.pgid,
+                    signal = self.def.shutdown.kill_signal.as_str(), reason = "stop timeout";
                     "{}: process group {} still running after {}; sending {}",
                     self.id.instance,
                     s.pgid,
@@ -883,7 +940,12 @@ impl Runner {
                 let how = s
                     .leader
                     .map_or_else(|| "leader not reaped".to_string(), |st| st.to_string());
-                log::info!("{}: stopped ({how})", self.id.instance);
+                let (exit_code, signal) = status_fields(s.leader);
+                log::info!(
+                    event = "stopped", instance = &*self.id.instance, pid = s.pgid,
+                    exit_code = exit_code, signal = signal.as_deref();
+                    "{}: stopped ({how})", self.id.instance
+                );
                 State::Done(Outcome::Stopped)
             }
             Cause::LeaderExited { status, ran_for } => {
@@ -908,6 +970,15 @@ impl Runner {
 /// runs as another user, so it is alive too).
 fn group_alive(pgid: i32) -> bool {
     !matches!(killpg(Pid::from_raw(pgid), None), Err(Errno::ESRCH))
+}
+
+/// The `exit_code` and `signal` fields of a structured decision record.
+fn status_fields(s: Option<ExitStatus>) -> (Option<i32>, Option<String>) {
+    match s {
+        Some(ExitStatus::Code(c)) => (Some(c), None),
+        Some(ExitStatus::Signal { signal, .. }) => (None, Some(crate::reaper::signal_name(signal))),
+        None => (None, None),
+    }
 }
 
 fn policy_name(p: RestartPolicy) -> &'static str {

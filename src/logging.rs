@@ -1,25 +1,64 @@
-//! The log sink: sheepdog's own records (through the `log` facade) and
-//! child output lines, written to stdout in one format, text or JSON lines.
+//! The log record, its two formats, and sheepdog's own `log::Log` logger.
 //!
-//! Invariant: every record is formatted into one buffer and written with a
-//! single `write_all` under the stdout lock, so lines from different threads
-//! never interleave mid-line. A failing stdout (closed pipe) never panics;
-//! the record is dropped.
+//! Every line sheepdog prints, whether its own decision or a child's output
+//! line, is a `Record`, formatted by `format_line` and written to stdout by
+//! `write_stdout`: one formatter, one writer. The output thread
+//! (`crate::output`) builds records from child pipes; the `Logger` here
+//! builds them from `log::info!` and friends on any thread.
 //!
-//! Text:  `2026-01-01T12:00:00.123Z INFO  queue-default-2 | message`
-//! JSON:  `{"ts":"…","level":"info","process":"queue-default","instance":"queue-default-2","stream":"stdout","msg":"…"}`
+//! Formats (`global.log_format`):
+//! - text: `2026-01-01T12:00:00.123Z INFO  queue-default-2 | message`, the
+//!   name column aligned on the longest instance name, the level coloured
+//!   only when stdout is a terminal and `NO_COLOR` is unset or empty. Labels
+//!   and structured fields are not shown in text.
+//! - json: one object per line, keys in a stable order: `ts`, `level`,
+//!   `process`, `instance`, `stream`, `msg`, `continued` (only on a piece of
+//!   a cut line), then the process's labels (sorted), then the record's own
+//!   fields in order (fields merged from a child's JSON line, or the
+//!   structured fields of sheepdog's decisions: `event`, `reason`, `pid`,
+//!   `exit_code`, `signal`, `attempt`, `backoff_ms`, …). A label or field
+//!   that would repeat an earlier key is left out.
+//!
+//! sheepdog's own records have `process: "sheepdog"`; key-value pairs given
+//! to the `log` macros (`log::info!(event = "started", pid = 42; "…")`)
+//! become their fields, and an `instance` pair fills the `instance` key.
+//!
+//! Invariants:
+//! - A record is formatted into one buffer and written with a single
+//!   `write_all` under the stdout lock, so lines from different threads never
+//!   interleave mid-line. A failing stdout (closed pipe) never panics; the
+//!   line is dropped.
+//! - Own records also go to `global.log_file` (rotated like process files,
+//!   reopened on SIGUSR1) and to the in-memory `LogStore`, if installed.
+//! - Formatting never panics on any input: messages are already valid UTF-8
+//!   (the framer converts lossily) and JSON escaping is serde_json's.
 
-use std::io::Write;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use serde::ser::{SerializeMap, Serializer};
+use serde_json::Value;
+
 use crate::config::{LogFormat, LogLevel};
+use crate::output::buffer::LogStore;
+use crate::output::sink::RotatingFile;
 
 static FORMAT: AtomicU8 = AtomicU8::new(0); // 0 text, 1 json
+static COLOR: AtomicBool = AtomicBool::new(false);
 static WIDTH: AtomicUsize = AtomicUsize::new(8); // "sheepdog".len()
+static SEQ: AtomicU64 = AtomicU64::new(0);
+static OWN_FILE: Mutex<Option<RotatingFile>> = Mutex::new(None);
+static STORE: OnceLock<Arc<LogStore>> = OnceLock::new();
+
+/// The `process` of sheepdog's own records.
+pub const SELF: &str = "sheepdog";
 
 /// Which child stream a line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Stream {
     Stdout,
     Stderr,
@@ -31,6 +70,276 @@ impl Stream {
             Stream::Stdout => "stdout",
             Stream::Stderr => "stderr",
         }
+    }
+
+    /// `stdout` / `stderr` (for API query strings).
+    #[allow(dead_code)] // parsed by the HTTP API's logs route
+    pub fn parse(s: &str) -> Option<Stream> {
+        match s {
+            "stdout" => Some(Stream::Stdout),
+            "stderr" => Some(Stream::Stderr),
+            _ => None,
+        }
+    }
+}
+
+/// `debug`, `info`, `warn`, `error`.
+pub fn level_name(level: LogLevel) -> &'static str {
+    match level {
+        LogLevel::Debug => "debug",
+        LogLevel::Info => "info",
+        LogLevel::Warn => "warn",
+        LogLevel::Error => "error",
+    }
+}
+
+/// Labels shared by every record of one process.
+pub type Labels = Arc<BTreeMap<String, String>>;
+
+/// One log line: a child's output line (or merged multiline entry) or one
+/// of sheepdog's own records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// Global arrival order (strictly increasing per record created).
+    pub seq: u64,
+    pub ts: SystemTime,
+    pub level: LogLevel,
+    pub process: Arc<str>,
+    pub instance: Option<Arc<str>>,
+    pub stream: Option<Stream>,
+    pub msg: String,
+    /// A piece of a line longer than `max_line_bytes`: the next record of
+    /// the same stream continues it.
+    pub continued: bool,
+    pub labels: Option<Labels>,
+    /// Extra fields in order: merged JSON fields, or structured fields of
+    /// sheepdog's own decisions.
+    pub fields: Vec<(String, Value)>,
+}
+
+impl Record {
+    /// A record stamped now with the next sequence number.
+    pub fn new(level: LogLevel, process: Arc<str>, msg: String) -> Record {
+        Record {
+            seq: SEQ.fetch_add(1, Ordering::Relaxed),
+            ts: SystemTime::now(),
+            level,
+            process,
+            instance: None,
+            stream: None,
+            msg,
+            continued: false,
+            labels: None,
+            fields: Vec::new(),
+        }
+    }
+
+    /// Approximate heap bytes held (for buffer accounting).
+    pub fn weight(&self) -> usize {
+        const OVERHEAD: usize = std::mem::size_of::<Record>() + 16;
+        let fields: usize = self
+            .fields
+            .iter()
+            .map(|(k, v)| k.len() + 32 + value_weight(v))
+            .sum();
+        OVERHEAD + self.msg.capacity() + fields
+    }
+
+    /// The `instance` key: the record's own, or an `instance` field of
+    /// sheepdog's own records.
+    fn instance_key(&self) -> Option<&str> {
+        self.instance.as_deref().or_else(|| {
+            self.fields
+                .iter()
+                .find(|(k, _)| k == "instance")
+                .and_then(|(_, v)| v.as_str())
+        })
+    }
+}
+
+fn value_weight(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.len(),
+        Value::Array(a) => a.iter().map(value_weight).sum::<usize>() + 16,
+        Value::Object(o) => o.iter().map(|(k, v)| k.len() + value_weight(v) + 32).sum(),
+        _ => 8,
+    }
+}
+
+/// The JSON format: keys in the documented stable order.
+impl serde::Serialize for Record {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        const RESERVED: [&str; 7] = [
+            "ts",
+            "level",
+            "process",
+            "instance",
+            "stream",
+            "msg",
+            "continued",
+        ];
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("ts", &rfc3339_millis(self.ts))?;
+        m.serialize_entry("level", level_name(self.level))?;
+        m.serialize_entry("process", &*self.process)?;
+        if let Some(i) = self.instance_key() {
+            m.serialize_entry("instance", i)?;
+        }
+        if let Some(st) = self.stream {
+            m.serialize_entry("stream", st.as_str())?;
+        }
+        m.serialize_entry("msg", &self.msg)?;
+        if self.continued {
+            m.serialize_entry("continued", &true)?;
+        }
+        let mut seen: Vec<&str> = Vec::new();
+        if let Some(labels) = &self.labels {
+            for (k, v) in labels.iter() {
+                if !RESERVED.contains(&k.as_str()) {
+                    m.serialize_entry(k, v)?;
+                    seen.push(k);
+                }
+            }
+        }
+        for (k, v) in &self.fields {
+            if !RESERVED.contains(&k.as_str()) && !seen.contains(&k.as_str()) {
+                m.serialize_entry(k, v)?;
+                seen.push(k);
+            }
+        }
+        m.end()
+    }
+}
+
+/// Where a formatted line goes: a terminal may get colour, files never do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Stdout,
+    File,
+}
+
+/// Format `r` as one line (with its newline) in the configured format.
+pub fn format_line(r: &Record, target: Target) -> Vec<u8> {
+    let json = FORMAT.load(Ordering::Relaxed) == 1;
+    let color = target == Target::Stdout && COLOR.load(Ordering::Relaxed);
+    let width = WIDTH.load(Ordering::Relaxed);
+    format_with(r, json, color, width)
+}
+
+/// The formatter itself, with explicit settings (golden-tested).
+pub fn format_with(r: &Record, json: bool, color: bool, width: usize) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(r.msg.len() + 64);
+    if json {
+        // Serialising a Record cannot fail: every key is a string and every
+        // value is a string, bool or serde_json::Value.
+        if serde_json::to_writer(&mut buf, r).is_err() {
+            buf.clear();
+            buf.extend_from_slice(b"{\"msg\":\"unserialisable record\"}");
+        }
+    } else {
+        let ts = rfc3339_millis(r.ts);
+        let who: &str = r.instance.as_deref().unwrap_or(&r.process);
+        let upper = level_name(r.level).to_ascii_uppercase();
+        let lvl = format!("{upper:<5}");
+        let lvl = if color {
+            let code = match r.level {
+                LogLevel::Error => "31",
+                LogLevel::Warn => "33",
+                LogLevel::Info => "32",
+                LogLevel::Debug => "2",
+            };
+            format!("\x1b[{code}m{lvl}\x1b[0m")
+        } else {
+            lvl
+        };
+        let _ = write!(buf, "{ts} {lvl} {who:<width$} | {}", r.msg);
+        if r.continued {
+            buf.extend_from_slice(" …(continued)".as_bytes());
+        }
+    }
+    buf.push(b'\n');
+    buf
+}
+
+/// Write one formatted line to stdout: a single `write_all` under the lock.
+pub fn write_stdout(line: &[u8]) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(line);
+    let _ = out.flush();
+}
+
+/// Emit one of sheepdog's own records: stdout, `global.log_file`, store.
+fn emit_own(r: Record) {
+    write_stdout(&format_line(&r, Target::Stdout));
+    {
+        let mut file = OWN_FILE.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = file.as_mut() {
+            if let Err(e) = f.write_line(&format_line(&r, Target::File)) {
+                // Told once per failure streak; the file keeps trying.
+                if f.note_failure() {
+                    let msg = format!("unable to write {}: {e}", f.path().display());
+                    let note = Record::new(LogLevel::Error, SELF.into(), msg);
+                    write_stdout(&format_line(&note, Target::Stdout));
+                }
+            }
+        }
+    }
+    if let Some(store) = STORE.get() {
+        store.push(Arc::new(r));
+    }
+}
+
+/// Collects `log` key-value pairs into record fields.
+struct Fields(Vec<(String, Value)>);
+
+impl<'kvs> log::kv::VisitSource<'kvs> for Fields {
+    fn visit_pair(
+        &mut self,
+        key: log::kv::Key<'kvs>,
+        value: log::kv::Value<'kvs>,
+    ) -> Result<(), log::kv::Error> {
+        let mut v = Typed(None);
+        value.visit(&mut v)?;
+        // A `None` (an `Option` that is empty) leaves the field out.
+        if let Some(v) = v.0 {
+            self.0.push((key.as_str().to_string(), v));
+        }
+        Ok(())
+    }
+}
+
+/// One `log` value as JSON: numbers and booleans typed, anything else as
+/// its text, null as absent.
+struct Typed(Option<Value>);
+
+impl<'v> log::kv::VisitValue<'v> for Typed {
+    fn visit_any(&mut self, value: log::kv::Value) -> Result<(), log::kv::Error> {
+        self.0 = Some(Value::String(value.to_string()));
+        Ok(())
+    }
+    fn visit_null(&mut self) -> Result<(), log::kv::Error> {
+        self.0 = None;
+        Ok(())
+    }
+    fn visit_u64(&mut self, v: u64) -> Result<(), log::kv::Error> {
+        self.0 = Some(Value::from(v));
+        Ok(())
+    }
+    fn visit_i64(&mut self, v: i64) -> Result<(), log::kv::Error> {
+        self.0 = Some(Value::from(v));
+        Ok(())
+    }
+    fn visit_f64(&mut self, v: f64) -> Result<(), log::kv::Error> {
+        self.0 = Some(Value::from(v));
+        Ok(())
+    }
+    fn visit_bool(&mut self, v: bool) -> Result<(), log::kv::Error> {
+        self.0 = Some(Value::Bool(v));
+        Ok(())
+    }
+    fn visit_str(&mut self, v: &str) -> Result<(), log::kv::Error> {
+        self.0 = Some(Value::String(v.to_string()));
+        Ok(())
     }
 }
 
@@ -45,8 +354,17 @@ impl log::Log for Logger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let msg = record.args().to_string();
-        write_record(level_str(record.level()), "sheepdog", None, None, &msg);
+        let level = match record.level() {
+            log::Level::Error => LogLevel::Error,
+            log::Level::Warn => LogLevel::Warn,
+            log::Level::Info => LogLevel::Info,
+            log::Level::Debug | log::Level::Trace => LogLevel::Debug,
+        };
+        let mut r = Record::new(level, SELF.into(), record.args().to_string());
+        let mut fields = Fields(Vec::new());
+        let _ = record.key_values().visit(&mut fields);
+        r.fields = fields.0;
+        emit_own(r);
     }
 
     fn flush(&self) {
@@ -63,9 +381,15 @@ pub fn init(format: LogFormat, level: LogLevel) {
     let _ = log::set_logger(&LOGGER);
 }
 
-/// Change format and level (after the config is loaded).
+/// Change format and level (after the config is loaded). Colour is decided
+/// here: stdout is a terminal and `NO_COLOR` is unset or empty.
 pub fn configure(format: LogFormat, level: LogLevel) {
     FORMAT.store(matches!(format, LogFormat::Json) as u8, Ordering::Relaxed);
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    COLOR.store(
+        !no_color && std::io::stdout().is_terminal(),
+        Ordering::Relaxed,
+    );
     log::set_max_level(match level {
         LogLevel::Debug => log::LevelFilter::Debug,
         LogLevel::Info => log::LevelFilter::Info,
@@ -79,53 +403,28 @@ pub fn set_name_width(width: usize) {
     WIDTH.store(width.clamp(8, 40), Ordering::Relaxed);
 }
 
-/// Emit one line a child printed. Child lines are shown at `info`.
-pub fn child_line(process: &str, instance: &str, stream: Stream, line: &str) {
-    write_record("info", process, Some(instance), Some(stream), line);
+/// Also write sheepdog's own records to `path` (`global.log_file`), rotated
+/// at `max_size` keeping `max_files`.
+pub fn open_own_file(path: &Path, max_size: u64, max_files: u32) -> Result<(), String> {
+    let f = RotatingFile::open(path, max_size, max_files)?;
+    *OWN_FILE.lock().unwrap_or_else(|e| e.into_inner()) = Some(f);
+    Ok(())
 }
 
-fn level_str(level: log::Level) -> &'static str {
-    match level {
-        log::Level::Error => "error",
-        log::Level::Warn => "warn",
-        log::Level::Info => "info",
-        log::Level::Debug => "debug",
-        log::Level::Trace => "trace",
+/// Reopen `global.log_file` (after an external rotation).
+pub fn reopen_own_file() {
+    let mut file = OWN_FILE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(f) = file.as_mut() {
+        if let Err(e) = f.reopen() {
+            let note = Record::new(LogLevel::Error, SELF.into(), e);
+            write_stdout(&format_line(&note, Target::Stdout));
+        }
     }
 }
 
-fn write_record(
-    level: &str,
-    process: &str,
-    instance: Option<&str>,
-    stream: Option<Stream>,
-    msg: &str,
-) {
-    let ts = rfc3339_millis(SystemTime::now());
-    let mut buf = String::with_capacity(msg.len() + 64);
-    if FORMAT.load(Ordering::Relaxed) == 1 {
-        let mut obj = serde_json::Map::new();
-        obj.insert("ts".into(), ts.into());
-        obj.insert("level".into(), level.into());
-        obj.insert("process".into(), process.into());
-        if let Some(i) = instance {
-            obj.insert("instance".into(), i.into());
-        }
-        if let Some(s) = stream {
-            obj.insert("stream".into(), s.as_str().into());
-        }
-        obj.insert("msg".into(), msg.into());
-        buf.push_str(&serde_json::Value::Object(obj).to_string());
-    } else {
-        let who = instance.unwrap_or(process);
-        let width = WIDTH.load(Ordering::Relaxed);
-        let upper = level.to_ascii_uppercase();
-        buf.push_str(&format!("{ts} {upper:<5} {who:<width$} | {msg}"));
-    }
-    buf.push('\n');
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(buf.as_bytes());
-    let _ = out.flush();
+/// Keep sheepdog's own records in `store` too (once; later calls ignored).
+pub fn set_store(store: Arc<LogStore>) {
+    let _ = STORE.set(store);
 }
 
 /// `2026-01-01T12:00:00.123Z` (UTC, milliseconds).
@@ -175,5 +474,115 @@ mod tests {
     fn timestamp_format() {
         let t = UNIX_EPOCH + Duration::from_millis(1_767_268_800_123);
         assert_eq!(rfc3339_millis(t), "2026-01-01T12:00:00.123Z");
+    }
+
+    fn sample() -> Record {
+        let mut r = Record::new(
+            LogLevel::Warn,
+            "queue-default".into(),
+            "disk \"low\"".into(),
+        );
+        r.ts = UNIX_EPOCH + Duration::from_millis(1_767_268_800_123);
+        r.instance = Some("queue-default-2".into());
+        r.stream = Some(Stream::Stderr);
+        r.labels = Some(Arc::new(BTreeMap::from([
+            ("app".to_string(), "shop".to_string()),
+            (
+                "msg".to_string(),
+                "reserved keys are never repeated".to_string(),
+            ),
+        ])));
+        r.fields = vec![
+            ("channel".into(), Value::from("local")),
+            ("app".into(), Value::from("a label wins over a field")),
+            ("context".into(), serde_json::json!({"user": 7})),
+        ];
+        r
+    }
+
+    #[test]
+    fn text_golden() {
+        let r = sample();
+        let line = String::from_utf8(format_with(&r, false, false, 16)).unwrap();
+        assert_eq!(
+            line,
+            "2026-01-01T12:00:00.123Z WARN  queue-default-2  | disk \"low\"\n"
+        );
+        let colored = String::from_utf8(format_with(&r, false, true, 8)).unwrap();
+        assert_eq!(
+            colored,
+            "2026-01-01T12:00:00.123Z \x1b[33mWARN \x1b[0m queue-default-2 | disk \"low\"\n"
+        );
+        let mut cut = r.clone();
+        cut.continued = true;
+        let line = String::from_utf8(format_with(&cut, false, false, 8)).unwrap();
+        assert!(line.ends_with("disk \"low\" …(continued)\n"), "{line}");
+    }
+
+    #[test]
+    fn json_golden() {
+        let r = sample();
+        let line = String::from_utf8(format_with(&r, true, true, 8)).unwrap();
+        assert_eq!(
+            line,
+            concat!(
+                r#"{"ts":"2026-01-01T12:00:00.123Z","level":"warn","process":"queue-default","#,
+                r#""instance":"queue-default-2","stream":"stderr","msg":"disk \"low\"","#,
+                r#""app":"shop","channel":"local","context":{"user":7}}"#,
+                "\n"
+            )
+        );
+    }
+
+    #[test]
+    fn own_records_take_instance_and_fields_from_key_values() {
+        let mut r = Record::new(
+            LogLevel::Info,
+            SELF.into(),
+            "web-1: started (pid 42)".into(),
+        );
+        r.ts = UNIX_EPOCH;
+        r.fields = vec![
+            ("event".into(), Value::from("started")),
+            ("instance".into(), Value::from("web-1")),
+            ("pid".into(), Value::from(42)),
+        ];
+        let line = String::from_utf8(format_with(&r, true, false, 8)).unwrap();
+        assert_eq!(
+            line,
+            concat!(
+                r#"{"ts":"1970-01-01T00:00:00.000Z","level":"info","process":"sheepdog","#,
+                r#""instance":"web-1","msg":"web-1: started (pid 42)","event":"started","pid":42}"#,
+                "\n"
+            )
+        );
+        let text = String::from_utf8(format_with(&r, false, false, 8)).unwrap();
+        assert_eq!(
+            text,
+            "1970-01-01T00:00:00.000Z INFO  sheepdog | web-1: started (pid 42)\n"
+        );
+    }
+
+    #[test]
+    fn key_values_become_typed_fields() {
+        use log::kv::ToValue;
+        let kvs: &[(&str, log::kv::Value)] = &[
+            ("event", log::kv::Value::from("exited")),
+            ("exit_code", log::kv::Value::from(-3i64)),
+            ("pid", log::kv::Value::from(42u32)),
+            ("ok", log::kv::Value::from(true)),
+            ("signal", None::<&str>.to_value()),
+        ];
+        let mut f = Fields(Vec::new());
+        log::kv::Source::visit(&kvs, &mut f).unwrap();
+        assert_eq!(
+            f.0,
+            vec![
+                ("event".to_string(), Value::from("exited")),
+                ("exit_code".to_string(), Value::from(-3)),
+                ("pid".to_string(), Value::from(42)),
+                ("ok".to_string(), Value::Bool(true)),
+            ]
+        );
     }
 }

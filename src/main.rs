@@ -32,6 +32,10 @@ use cli::{exit, Command};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// `global.log_file` rotation: at 10 MiB, keeping 5 rotated files.
+const OWN_LOG_MAX_SIZE: u64 = 10 << 20;
+const OWN_LOG_MAX_FILES: u32 = 5;
+
 fn main() {
     std::process::exit(real_main());
 }
@@ -122,5 +126,16 @@ fn run(config: Option<PathBuf>) -> i32 {
         Err(code) => return code,
     };
     logging::configure(cfg.global.log_format, cfg.global.log_level);
+    let files = output::check_files(&cfg).and_then(|()| match &cfg.global.extra.log_file {
+        Some(path) => logging::open_own_file(path, OWN_LOG_MAX_SIZE, OWN_LOG_MAX_FILES)
+            .map_err(|e| format!("global.log_file: {e}")),
+        None => Ok(()),
+    });
+    if let Err(e) = files {
+        for line in e.lines() {
+            eprintln!("sheepdog: {line}");
+        }
+        return exit::USAGE;
+    }
     supervisor::run(cfg, plan)
 }

@@ -13,15 +13,13 @@
 //!   instance, so each replica is probed on its own target.
 
 use std::net::{TcpStream, ToSocketAddrs};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::config::extra::Probe;
 use crate::config::Process;
 use crate::ports;
 use crate::reaper::Reaper;
-use crate::spawn::Identity;
-use crate::sys::ChildSetup;
+use crate::spawn::{self, Identity};
 use crate::task::{self, TaskEnd};
 
 /// A probe's outcome: Ok, or why it failed.
@@ -148,24 +146,12 @@ fn exec(
     id: &Identity,
     reaper: &Reaper,
 ) -> Outcome {
-    let Some((program, args)) = command.split_first() else {
+    let Some(program) = command.first() else {
         return Err("empty probe command".into());
     };
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .envs(&def.env)
-        .env("SHEEPDOG_PROCESS", &*id.process)
-        .env("SHEEPDOG_INSTANCE", &*id.instance)
-        .env("SHEEPDOG_INSTANCE_INDEX", id.index.to_string());
-    if let Some(dir) = &def.working_dir {
-        cmd.current_dir(dir);
-    }
-    let setup = ChildSetup {
-        credentials: def
-            .credentials
-            .as_ref()
-            .map(|c| (c.uid, c.gid, c.groups.clone())),
-        foreground_tty: false,
+    let (cmd, setup) = match spawn::command(def, id, command) {
+        Ok(c) => c,
+        Err(e) => return Err(format!("unable to run {program:?}: {e}")),
     };
     let name = program.as_str();
     match task::run(reaper, cmd, setup, timeout, task::Capture::Tail, None) {

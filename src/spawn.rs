@@ -6,8 +6,10 @@
 //! - Every child is started through `Reaper::spawn`, so it runs in its own
 //!   process group with a clean signal state, and its pid is registered
 //!   before it can be reaped.
-//! - stdin is /dev/null; stdout/stderr are pipes handed to the output
-//!   thread; no other descriptor is inherited (all of ours are CLOEXEC).
+//! - stdin is /dev/null; stdout/stderr follow `logging.stdout`/`stderr`:
+//!   a pipe handed to the output thread (true), /dev/null (false), or
+//!   sheepdog's own fd 1/2 (`inherit`: zero copies, no framing, no
+//!   buffer); no other descriptor is inherited (all of ours are CLOEXEC).
 //! - The `Child` handle is dropped without waiting: its exit arrives through
 //!   the reaper, never through `Child::wait`.
 
@@ -16,8 +18,9 @@ use std::os::fd::OwnedFd;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 
+use crate::config::extra::{Logging, StreamMode};
 use crate::config::Process;
 use crate::logging::Stream;
 use crate::output::Output;
@@ -44,17 +47,11 @@ impl Identity {
     }
 }
 
-/// Start `def` as instance `id`; returns the child's pid (also its process
-/// group id). Its exit will be sent to `owner`.
-pub fn start(
-    def: &Process,
-    id: &Identity,
-    reaper: &Reaper,
-    owner: &Sender<Exit>,
-    output: &Output,
-) -> io::Result<i32> {
-    let (program, args) = def
-        .command
+/// The command for `argv` run in `def`'s context: its environment plus
+/// the instance identity, its working directory, its credentials. Used for
+/// the process itself and for its exec health probes.
+pub fn command(def: &Process, id: &Identity, argv: &[String]) -> io::Result<(Command, ChildSetup)> {
+    let (program, args) = argv
         .split_first()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
     let mut cmd = Command::new(program);
@@ -63,9 +60,7 @@ pub fn start(
         .env("SHEEPDOG_PROCESS", &*id.process)
         .env("SHEEPDOG_INSTANCE", &*id.instance)
         .env("SHEEPDOG_INSTANCE_INDEX", id.index.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stdin(Stdio::null());
     if let Some(dir) = &def.working_dir {
         cmd.current_dir(dir);
     }
@@ -76,15 +71,61 @@ pub fn start(
             .map(|c| (c.uid, c.gid, c.groups.clone())),
         foreground_tty: false,
     };
-    let mut child = reaper.spawn(&mut cmd, setup, owner)?;
+    Ok((cmd, setup))
+}
+
+/// Start `def` as instance `id`; returns the child's pid (also its process
+/// group id) and a channel that disconnects once its output pipes have
+/// closed and their last lines are written. Its exit goes to `owner`.
+pub fn start(
+    def: &Process,
+    id: &Identity,
+    reaper: &Reaper,
+    owner: &Sender<Exit>,
+    output: &Output,
+) -> io::Result<(i32, Receiver<()>)> {
+    let logging = &def.extra.logging;
+    let (mut cmd, setup) = command(def, id, &def.command)?;
+    cmd.stdout(stdio(logging.stdout))
+        .stderr(stdio(logging.stderr));
+    attached(reaper, &mut cmd, setup, owner, output, id, logging)
+}
+
+/// Spawn `cmd` through the reaper and hand whichever of its stdout/stderr
+/// are pipes to the output thread under `id`. The `Child` is dropped
+/// without waiting: its exit arrives through the reaper, never here.
+pub fn attached(
+    reaper: &Reaper,
+    cmd: &mut Command,
+    setup: ChildSetup,
+    owner: &Sender<Exit>,
+    output: &Output,
+    id: &Identity,
+    logging: &Logging,
+) -> io::Result<(i32, Receiver<()>)> {
+    let mut child = reaper.spawn(cmd, setup, owner)?;
     let pid = child.id() as i32;
+    let (done_tx, done_rx) = crossbeam_channel::bounded(0);
     if let Some(out) = child.stdout.take() {
-        output.attach(OwnedFd::from(out), id, Stream::Stdout);
+        output.attach(
+            OwnedFd::from(out),
+            id,
+            Stream::Stdout,
+            logging,
+            done_tx.clone(),
+        );
     }
     if let Some(err) = child.stderr.take() {
-        output.attach(OwnedFd::from(err), id, Stream::Stderr);
+        output.attach(OwnedFd::from(err), id, Stream::Stderr, logging, done_tx);
     }
-    // Dropping `child` neither waits nor kills: the reaper owns its exit.
     drop(child);
-    Ok(pid)
+    Ok((pid, done_rx))
+}
+
+fn stdio(mode: StreamMode) -> Stdio {
+    match mode {
+        StreamMode::Log => Stdio::piped(),
+        StreamMode::Discard => Stdio::null(),
+        StreamMode::Inherit => Stdio::inherit(),
+    }
 }

@@ -191,6 +191,8 @@ pub enum Control {
         name: String,
         signal: nix::sys::signal::Signal,
     },
+    /// Reopen every log file (`ctl logs --reopen`; same as SIGUSR1).
+    ReopenLogs,
     Shutdown,
 }
 

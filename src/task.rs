@@ -26,10 +26,10 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
-use crate::logging::Stream;
+use crate::config::extra::Logging;
 use crate::output::Output;
 use crate::reaper::{Exit, ExitStatus, Reaper};
-use crate::spawn::Identity;
+use crate::spawn::{self, Identity};
 use crate::sys::ChildSetup;
 
 /// How long to wait for a group to vanish after SIGKILL.
@@ -93,19 +93,11 @@ pub fn run(
         }
         Capture::Log(output, id) => {
             cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-            let mut child = match reaper.spawn(&mut cmd, setup, &tx) {
-                Ok(c) => c,
+            let plain = Logging::default();
+            let pid = match spawn::attached(reaper, &mut cmd, setup, &tx, output, id, &plain) {
+                Ok((pid, _flushed)) => pid,
                 Err(e) => return TaskEnd::SpawnFailed(e.to_string()),
             };
-            let pid = child.id() as i32;
-            if let Some(out) = child.stdout.take() {
-                output.attach(OwnedFd::from(out), id, Stream::Stdout);
-            }
-            if let Some(err) = child.stderr.take() {
-                output.attach(OwnedFd::from(err), id, Stream::Stderr);
-            }
-            // The exit arrives through the reaper, never through `child`.
-            drop(child);
             wait_logging(pid, &rx, cancel, deadline)
         }
     }

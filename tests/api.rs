@@ -242,8 +242,6 @@ fn unknown_routes_wrong_methods_and_later_endpoints() {
     assert_eq!(r.status, 405);
 
     for (method, path) in [
-        ("GET", "/api/v1/processes/web/logs"),
-        ("GET", "/api/v1/logs"),
         ("GET", "/api/v1/processes/web/schedule"),
         ("GET", "/api/v1/processes/web/schedule/history"),
         ("POST", "/api/v1/processes/web/schedule/pause"),
@@ -1024,4 +1022,64 @@ fn rolling_restart_waits_for_each_new_instance_to_be_ready() {
         ready < log.find("web-2: restarting (rolling)").unwrap(),
         "{log}"
     );
+}
+
+#[test]
+fn logs_recent_filtered_and_followed() {
+    let procs = r#"
+  talker:
+    command: "echo out-one; echo err-one >&2; echo out-two; while [ ! -e $DIR/more ]; do sleep 0.05; done; echo after-the-request; exec sleep 1000"
+"#;
+    let api = Api::start("api-logs", Some(TOKEN), "", procs);
+    api.wait_running("talker", 1);
+    assert!(wait_until(WAIT, || api
+        .get("/api/v1/processes/talker/logs")
+        .body
+        .contains("out-two")));
+    let r = api.get("/api/v1/processes/talker/logs?stream=stdout&limit=10");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let msgs: Vec<String> = r.json()["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|rec| rec["msg"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(msgs, ["out-one", "out-two"], "stdout only, oldest first");
+    let all = api.get("/api/v1/logs?limit=10000");
+    assert!(
+        all.body.contains("err-one") && all.body.contains("\"process\":\"sheepdog\""),
+        "{}",
+        all.body
+    );
+    assert_eq!(api.get("/api/v1/processes/ghost/logs").status, 404);
+    let bad = api.get("/api/v1/logs?limit=0");
+    assert_eq!(bad.status, 400);
+    assert!(bad.error().contains("limit"), "{}", bad.body);
+
+    // Follow: a long poll from the latest record on (both streams) gets the
+    // line printed after it was sent — whether it was already waiting when
+    // the line came, or asked just after.
+    let since = api.get("/api/v1/processes/talker/logs").json()["next_since"]
+        .as_u64()
+        .unwrap();
+    let port = api.port;
+    let poll = std::thread::spawn(move || {
+        http::get(
+            port,
+            &format!("/api/v1/processes/talker/logs?since={since}&wait=20"),
+            Some(TOKEN),
+        )
+    });
+    api.sd.dir.write("more", "");
+    let got = poll.join().unwrap();
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert!(got.body.contains("after-the-request"), "{}", got.body);
+    assert!(
+        !got.body.contains("out-two"),
+        "only records newer than since: {}",
+        got.body
+    );
+
+    let reopen = api.post("/api/v1/logs/reopen", "");
+    assert_eq!(reopen.status, 200, "{}", reopen.body);
 }

@@ -316,3 +316,50 @@ fn help_mentions_ctl() {
         assert!(out(&o).contains(verb), "{verb}: {}", out(&o));
     }
 }
+
+#[test]
+fn logs_tail_and_follow() {
+    let sockdir = TempDir::new("ctl-logs-sock");
+    let (sd, port) = serve("ctl-logs", &sockdir);
+    assert!(sd.wait_log_n(": started (pid", 2, WAIT), "{}", sd.log());
+    let base = ["--url", &url(port), "--token", TOKEN];
+
+    let o = ctl(&[&base[..], &["logs", "--tail", "3"]].concat(), &[]);
+    assert!(o.status.success(), "{}", err(&o));
+    let lines: Vec<String> = out(&o).lines().map(str::to_string).collect();
+    assert!(!lines.is_empty() && lines.len() <= 3, "{lines:?}");
+    let o = ctl(&[&base[..], &["--json", "logs", "sheepdog"]].concat(), &[]);
+    assert!(o.status.success(), "{}", err(&o));
+    let first: Value = serde_json::from_str(out(&o).lines().next().unwrap()).unwrap();
+    assert_eq!(first["process"], "sheepdog");
+
+    // --follow receives a record made after it connected.
+    let file = sockdir.path("follow.out");
+    let mut follower = Command::new(BIN)
+        .arg("ctl")
+        .args(base)
+        .args(["logs", "--follow", "--tail", "1"])
+        .stdout(std::fs::File::create(&file).unwrap())
+        .spawn()
+        .unwrap();
+    let read = || std::fs::read_to_string(&file).unwrap_or_default();
+    assert!(
+        wait_until(WAIT, || !read().is_empty()),
+        "the tail comes first"
+    );
+    let o = ctl(&[&base[..], &["signal", "web", "HUP"]].concat(), &[]);
+    assert!(o.status.success(), "{}", err(&o));
+    let followed = wait_until(WAIT, || read().contains("sent SIGHUP"));
+    let _ = follower.kill();
+    let _ = follower.wait();
+    assert!(followed, "follow output:\n{}", read());
+
+    for bad in [
+        &["logs", "--tail", "0"][..],
+        &["status", "--follow"][..],
+        &["logs", "a", "b"][..],
+    ] {
+        let o = ctl(&[&base[..], bad].concat(), &[]);
+        assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", err(&o));
+    }
+}

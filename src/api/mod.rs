@@ -20,6 +20,7 @@
 
 mod auth;
 mod http;
+mod logs;
 mod metrics;
 mod openapi;
 mod ratelimit;
@@ -53,6 +54,7 @@ pub fn start(
     config: &Config,
     published: Arc<Published>,
     requests: Sender<Request>,
+    logs: Arc<crate::output::buffer::LogStore>,
 ) -> Result<(), String> {
     let g = &config.global;
     let counters = metrics::ApiCounters::default();
@@ -109,6 +111,7 @@ pub fn start(
     if !api_listeners.is_empty() {
         let api = routes::Api {
             published: published.clone(),
+            logs,
             requests,
             token,
             counters: counters.clone(),

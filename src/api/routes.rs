@@ -25,6 +25,7 @@ use super::http::{percent_decode, Request, Response};
 use super::metrics::ApiCounters;
 use super::openapi;
 use super::server::Handler;
+use crate::output::buffer::LogStore;
 use crate::status::{
     unix_seconds, Control, ControlReply, ProcessStatus, Published, Request as ControlRequest,
     Snapshot,
@@ -49,6 +50,9 @@ pub enum Endpoint {
     Signal,
     Shutdown,
     OpenApi,
+    /// `GET /api/v1/logs` and `/api/v1/processes/{name}/logs`.
+    Logs,
+    ReopenLogs,
     /// Owned by a later piece of work (named): answers 501 until then.
     Later(&'static str),
 }
@@ -72,7 +76,6 @@ const fn route(method: &'static str, path: &'static str, endpoint: Endpoint) -> 
     }
 }
 
-const LOGS: Endpoint = Endpoint::Later("the log buffer");
 const SCHEDULES: Endpoint = Endpoint::Later("the scheduler");
 
 /// Every endpoint of the API.
@@ -92,8 +95,9 @@ pub const ROUTES: &[Route] = &[
     route("POST", "/api/v1/processes/{name}/signal", Endpoint::Signal),
     route("POST", "/api/v1/shutdown", Endpoint::Shutdown),
     route("GET", "/api/v1/openapi.json", Endpoint::OpenApi),
-    route("GET", "/api/v1/processes/{name}/logs", LOGS),
-    route("GET", "/api/v1/logs", LOGS),
+    route("GET", "/api/v1/processes/{name}/logs", Endpoint::Logs),
+    route("GET", "/api/v1/logs", Endpoint::Logs),
+    route("POST", "/api/v1/logs/reopen", Endpoint::ReopenLogs),
     route("GET", "/api/v1/processes/{name}/schedule", SCHEDULES),
     route(
         "GET",
@@ -170,6 +174,7 @@ fn match_path(pattern: &str, path: &str) -> Option<Option<String>> {
 /// The API's request handler.
 pub struct Api {
     pub published: Arc<Published>,
+    pub logs: Arc<LogStore>,
     pub requests: Sender<ControlRequest>,
     pub token: Option<Token>,
     pub counters: ApiCounters,
@@ -244,6 +249,11 @@ impl Handler for Api {
             },
             Endpoint::Shutdown => self.control(None, Control::Shutdown),
             Endpoint::OpenApi => openapi::response(),
+            Endpoint::Logs => {
+                let name = (!name.is_empty()).then_some(name.as_str());
+                super::logs::get(&self.logs, &self.published.get(), name, &req.query)
+            }
+            Endpoint::ReopenLogs => self.control(None, Control::ReopenLogs),
             Endpoint::Later(what) => Response::error(
                 501,
                 &format!(

@@ -1,6 +1,7 @@
-//! Configuration keys owned by later issues (health checks, logging, hooks,
-//! scheduling, heartbeats, readiness file, …). They are parsed and validated
-//! now so seed configs load, but nothing acts on them yet.
+//! Configuration keys beyond the core supervisor (health checks, logging,
+//! hooks, scheduling, heartbeats, readiness file, …). All are parsed and
+//! validated at load so seed configs load; health checks and logging are
+//! active, the others wait for their issues.
 //!
 //! Invariants (established by `config::load`): every duration here is
 //! already defaulted; every enabled optional block is `Some` and a disabled
@@ -18,9 +19,11 @@ use super::model::{Hooks, LogLevel};
 pub struct GlobalExtra {
     /// `readiness_file: PATH` or the seed `readiness:` block. None = no file.
     pub readiness: Option<Readiness>,
-    /// Also write sheepdog's own log lines to this file.
+    /// Also write sheepdog's own log lines to this file (rotated at 10 MiB,
+    /// 5 kept).
     pub log_file: Option<PathBuf>,
-    /// Lines of recent output kept per process for the logs API (1000).
+    /// Records of recent output kept per instance and stream for the logs
+    /// API (1000; 0 keeps none).
     pub log_buffer_lines: usize,
     /// Upper bound for any process's `scale` (100).
     pub max_process_scale: u32,
@@ -156,11 +159,12 @@ pub struct Logging {
     pub redaction: Vec<RedactionPattern>,
     pub json: Option<JsonLogging>,
     pub level_detection: Option<LevelDetection>,
-    /// Regexes; empty = no filtering. Not compiled yet (no regex engine in
-    /// the dependency set); the logging issue decides.
+    /// Regexes (compiled once at load to check them); empty = no filtering.
     pub include: Vec<String>,
     pub exclude: Vec<String>,
     pub file: Option<LogFile>,
+    /// Lines longer than this are cut into pieces marked as continued (64 KiB).
+    pub max_line_bytes: usize,
 }
 
 impl Default for Logging {
@@ -177,13 +181,14 @@ impl Default for Logging {
             include: Vec::new(),
             exclude: Vec::new(),
             file: None,
+            max_line_bytes: 64 * 1024,
         }
     }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Multiline {
-    /// Regex matching the first line of an entry.
+    /// Regex matching the first line of an entry (checked at load).
     pub pattern: String,
     /// 100.
     pub max_lines: u32,

@@ -254,6 +254,7 @@ pub struct RawLogging {
     pub level_detection: Option<RawLevelDetection>,
     pub filters: Option<RawFilters>,
     pub file: Option<RawLogFile>,
+    pub max_line_bytes: V,
 }
 
 #[derive(Debug, Default, Deserialize)]

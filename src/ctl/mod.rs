@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
-use crate::cli::{exit, Action, Ctl, ScaleBy, Target, CTL_HELP};
+use crate::cli::{exit, Action, Ctl, LogsQuery, ScaleBy, Target, CTL_HELP};
 
 /// Where a local sheepdog puts its socket by convention.
 const DEFAULT_SOCKET: &str = "/run/sheepdog.sock";
@@ -43,6 +43,9 @@ pub fn run(ctl: Ctl) -> i32 {
         Some(t) => t,
         None => default_target(),
     };
+    if let Action::Logs(q) = &ctl.action {
+        return logs(&target, token.as_deref(), q, ctl.json);
+    }
     let (method, path, body) = request(&ctl.action);
     let reply = match client::call(&target, method, &path, body.as_deref(), token.as_deref()) {
         Ok(r) => r,
@@ -99,6 +102,90 @@ pub fn run(ctl: Ctl) -> i32 {
         }
     }
     exit::OK
+}
+
+/// Long-poll wait per follow request (below the client's 15 s timeout).
+const FOLLOW_WAIT_SECS: u32 = 10;
+
+/// The logs path for `q`, from `since` on (follow) or the last `tail`.
+fn logs_path(q: &LogsQuery, since: Option<u64>) -> String {
+    let base = match &q.name {
+        Some(n) => format!("/api/v1/processes/{}/logs", segment(n)),
+        None => "/api/v1/logs".to_string(),
+    };
+    let mut query = match since {
+        Some(s) => format!("limit=10000&since={s}&wait={FOLLOW_WAIT_SECS}"),
+        None => format!("limit={}", q.tail),
+    };
+    if let Some(s) = &q.stream {
+        query.push_str(&format!("&stream={s}"));
+    }
+    format!("{base}?{query}")
+}
+
+/// `ctl logs`: the last `tail` records, then (with --follow) every new one,
+/// by long polls, until the API goes away or answers an error.
+fn logs(target: &Target, token: Option<&str>, q: &LogsQuery, json: bool) -> i32 {
+    let mut since = None;
+    loop {
+        let reply = match client::call(target, "GET", &logs_path(q, since), None, token) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("sheepdog ctl: {e}");
+                return exit::FAILURE;
+            }
+        };
+        let parsed: Option<Value> = serde_json::from_str(&reply.body).ok();
+        if !(200..300).contains(&reply.status) {
+            let msg = parsed
+                .as_ref()
+                .and_then(|v| v.get("error"))
+                .and_then(Value::as_str)
+                .map_or_else(|| reply.body.trim().to_string(), str::to_string);
+            eprintln!("sheepdog ctl: {msg} (HTTP {})", reply.status);
+            return exit::FAILURE;
+        }
+        let Some(value) = parsed else {
+            eprintln!("sheepdog ctl: the API answered with something that is not JSON");
+            return exit::FAILURE;
+        };
+        for rec in value
+            .get("records")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if json {
+                println!("{rec}");
+            } else {
+                println!("{}", log_line(rec));
+            }
+        }
+        if !q.follow {
+            return exit::OK;
+        }
+        since = value
+            .get("next_since")
+            .and_then(Value::as_u64)
+            .or(since)
+            .or(Some(0));
+    }
+}
+
+/// A record as a text log line: `ts LEVEL instance | msg`.
+fn log_line(rec: &Value) -> String {
+    let s = |k: &str| rec.get(k).and_then(Value::as_str).unwrap_or("");
+    let who = if s("instance").is_empty() {
+        s("process")
+    } else {
+        s("instance")
+    };
+    format!(
+        "{} {:<5} {who} | {}",
+        s("ts"),
+        s("level").to_ascii_uppercase(),
+        s("msg")
+    )
 }
 
 /// `$SHEEPDOG_API_SOCKET`, `$SHEEPDOG_API_URL`, the conventional socket
@@ -158,6 +245,8 @@ fn request(action: &Action) -> (&'static str, String, Option<String>) {
             )
         }
         Action::Shutdown => ("POST", "/api/v1/shutdown".into(), None),
+        Action::ReopenLogs => ("POST", "/api/v1/logs/reopen".into(), None),
+        Action::Logs(q) => ("GET", logs_path(q, None), None),
     }
 }
 

@@ -6,8 +6,8 @@
 //! - Requests never make the supervisor wait: a reply is sent before
 //!   returning, and the reply channel is never blocked on (the reader holds
 //!   a bounded wait on its side).
-//! - Stop is idempotent; nothing here runs during shutdown except Ping and
-//!   Shutdown itself.
+//! - Stop is idempotent; nothing here runs during shutdown except Ping,
+//!   ReopenLogs and Shutdown itself.
 //! - A rolling restart touches one instance at a time: stop it (its group
 //!   drained), relaunch it, wait until it has started — and is healthy, when
 //!   the process has a readiness check — then the next.
@@ -31,6 +31,11 @@ impl Supervisor {
         if let Control::Ping = control {
             return ControlReply::Done("pong".into());
         }
+        if let Control::ReopenLogs = control {
+            log::info!(event = "reopen_logs"; "reopening log files (requested)");
+            self.shared.output.reopen();
+            return ControlReply::Done("log files reopened".into());
+        }
         if matches!(self.phase, Phase::ShuttingDown { .. }) {
             return match control {
                 Control::Shutdown => ControlReply::Accepted("already shutting down".into()),
@@ -39,6 +44,7 @@ impl Supervisor {
         }
         match control {
             Control::Ping => ControlReply::Done("pong".into()),
+            Control::ReopenLogs => ControlReply::Done("log files reopened".into()),
             Control::Shutdown => {
                 self.begin_shutdown(Reason::Requested);
                 ControlReply::Accepted("shutting down".into())

@@ -40,6 +40,7 @@ use crate::config::{format_duration, Condition, Config, InitialState, Process, P
 use crate::health::Health;
 use crate::hooks::{Execution, Kind as HookKind, ListError};
 use crate::instance::{self, Cmd, Event, Outcome, Report, Shared};
+use crate::output::buffer::LogStore;
 use crate::output::Output;
 use crate::plan::Plan;
 use crate::reaper::{self, ExitStatus, Reaper};
@@ -62,7 +63,9 @@ pub fn run(config: Config, plan: Plan) -> i32 {
             return exit::FAILURE;
         }
     };
-    let (output, _output_thread) = match Output::start() {
+    let store = Arc::new(LogStore::new(config.global.extra.log_buffer_lines));
+    crate::logging::set_store(store.clone());
+    let (output, _output_thread) = match Output::start(store.clone()) {
         Ok(o) => o,
         Err(e) => {
             log::error!("unable to start the output thread: {e}");
@@ -92,7 +95,7 @@ pub fn run(config: Config, plan: Plan) -> i32 {
     // Readers never see an empty picture: every process is there (pending)
     // before the API can answer.
     supervisor.publish();
-    if let Err(e) = crate::api::start(&supervisor.cfg, published, req_tx) {
+    if let Err(e) = crate::api::start(&supervisor.cfg, published, req_tx, store) {
         log::error!("{e}");
         return exit::FAILURE;
     }
@@ -449,6 +452,7 @@ impl Supervisor {
         if let Phase::ShuttingDown { started, .. } = self.phase {
             self.shutdown_took = Some(started.elapsed());
             log::info!(
+                event = "shutdown_complete", exit_code = code, duration_ms = started.elapsed().as_millis() as u64;
                 "shutdown complete in {}; exiting with code {code} ({} orphans reaped)",
                 format_duration(started.elapsed()),
                 self.shared.reaper.orphans_reaped()
@@ -473,6 +477,10 @@ impl Supervisor {
             }
             (SIGHUP, _) => {
                 log::warn!("received SIGHUP: configuration reload is not supported yet; ignoring")
+            }
+            (SIGUSR1, _) => {
+                log::info!(event = "reopen_logs", signal = "SIGUSR1"; "received SIGUSR1: reopening log files");
+                self.shared.output.reopen();
             }
             (_, _) => log::info!("received {name}; nothing to do"),
         }
@@ -614,7 +622,10 @@ impl Supervisor {
         }
         if failed && critical && matches!(self.phase, Phase::Running) {
             let instance = format!("{name}-{index}");
-            log::error!("{instance} is critical and failed: shutting down");
+            log::error!(
+                event = "critical_failed", instance = instance.as_str();
+                "{instance} is critical and failed: shutting down"
+            );
             self.begin_shutdown(Reason::CriticalFailed(instance));
             return;
         }
@@ -798,6 +809,7 @@ impl Supervisor {
         p.instances.retain(|_, i| i.outcome.is_none());
         let desired = p.desired;
         log::info!(
+            event = "starting", name = name, instances = desired;
             "starting {name} ({desired} instance{})",
             if desired == 1 { "" } else { "s" }
         );
@@ -869,6 +881,7 @@ impl Supervisor {
             Reason::AllEnded => "all processes ended".into(),
         };
         log::info!(
+            event = "shutdown", reason = why.as_str(), deadline_ms = timeout.as_millis() as u64;
             "shutting down ({why}): stopping in reverse dependency order, deadline {}",
             format_duration(timeout)
         );

@@ -246,6 +246,62 @@ fn stream(v: &Value) -> Result<StreamMode, String> {
     }
 }
 
+/// A regular expression (regex-lite syntax), compiled here so a bad one is
+/// a configuration error naming its key.
+fn regex(v: &Value) -> Result<String, String> {
+    let s = val::text(v)?;
+    check_regex(&s)?;
+    Ok(s)
+}
+
+fn check_regex(s: &str) -> Result<(), String> {
+    regex_lite::Regex::new(s).map(|_| ()).map_err(|e| {
+        let first = e.to_string();
+        let first = first.lines().last().unwrap_or("").trim().to_string();
+        format!("invalid regular expression {}: {first}", quote(s))
+    })
+}
+
+/// A list of regexes; each bad one is reported at its index.
+fn regex_list(v: &Option<Value>, path: &str, r: &mut Report) -> Vec<String> {
+    let list = r.get_or(v, path, val::string_list, Vec::new());
+    let mut ok = Vec::new();
+    for (i, s) in list.into_iter().enumerate() {
+        match check_regex(&s) {
+            Ok(()) => ok.push(s),
+            Err(e) => r.error(&index(path, i), e),
+        }
+    }
+    ok
+}
+
+/// A log file path: `{process}` and `{instance}` are the only templates.
+fn log_path(v: &Value) -> Result<String, String> {
+    let s = val::text(v)?;
+    let mut rest = s.as_str();
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open..];
+        let close = after.find('}').ok_or_else(|| {
+            format!(
+                "invalid value {}; an unclosed {{ (templates: {{process}}, {{instance}})",
+                quote(&s)
+            )
+        })?;
+        let name = &after[..=close];
+        if name != "{process}" && name != "{instance}" {
+            return Err(format!(
+                "invalid value {}; unknown template {name} (expected {{process}} or {{instance}})",
+                quote(&s)
+            ));
+        }
+        rest = &after[close + 1..];
+    }
+    if s.trim().is_empty() || s.ends_with('/') {
+        return Err(format!("invalid value {}; expected a file path", quote(&s)));
+    }
+    Ok(s)
+}
+
 fn enabled(v: &Option<Value>, path: &str, r: &mut Report) -> bool {
     r.get_or(v, &join(path, "enabled"), val::boolean, true)
 }
@@ -276,6 +332,12 @@ pub fn logging(raw: &RawProcess, path: &str, r: &mut Report) -> Logging {
             *slot = mode;
         }
     }
+    if out.file.is_some() && out.stdout != StreamMode::Log && out.stderr != StreamMode::Log {
+        r.warn(
+            &p("file"),
+            "ignored: neither stdout nor stderr is logged (both are false or \"inherit\")",
+        );
+    }
     out
 }
 
@@ -289,7 +351,7 @@ fn logging_block(l: &RawLogging, lp: &str, r: &mut Report, out: &mut Logging) {
         let mp = p("multiline");
         let q = |k: &str| join(&mp, k);
         let on = enabled(&m.enabled, &mp, r);
-        let pattern = r.get(&m.pattern, &q("pattern"), val::text);
+        let pattern = r.get(&m.pattern, &q("pattern"), regex);
         if on && m.pattern.is_none() {
             r.error(
                 &q("pattern"),
@@ -330,7 +392,7 @@ fn logging_block(l: &RawLogging, lp: &str, r: &mut Report, out: &mut Logging) {
                 val::text,
                 format!("pattern-{}", i + 1),
             );
-            let pattern = r.get(&pat.pattern, &q("pattern"), val::text);
+            let pattern = r.get(&pat.pattern, &q("pattern"), regex);
             if pat.pattern.is_none() {
                 r.error(&q("pattern"), "missing; expected a regex to redact");
             }
@@ -382,7 +444,7 @@ fn logging_block(l: &RawLogging, lp: &str, r: &mut Report, out: &mut Logging) {
         for (k, v) in ld.patterns.iter().flatten() {
             let at = join(&join(&dp, "patterns"), k);
             let lvl = level(&Value::String(k.clone()));
-            let pat = val::text(v);
+            let pat = regex(v);
             match (lvl, pat) {
                 (Ok(lvl), Ok(pat)) => {
                     patterns.insert(lvl, pat);
@@ -406,23 +468,13 @@ fn logging_block(l: &RawLogging, lp: &str, r: &mut Report, out: &mut Logging) {
     }
     if let Some(f) = &l.filters {
         let fp = p("filters");
-        out.include = r.get_or(
-            &f.include,
-            &join(&fp, "include"),
-            val::string_list,
-            Vec::new(),
-        );
-        out.exclude = r.get_or(
-            &f.exclude,
-            &join(&fp, "exclude"),
-            val::string_list,
-            Vec::new(),
-        );
+        out.include = regex_list(&f.include, &join(&fp, "include"), r);
+        out.exclude = regex_list(&f.exclude, &join(&fp, "exclude"), r);
     }
     if let Some(f) = &l.file {
         let fp = p("file");
         let q = |k: &str| join(&fp, k);
-        let path = r.get(&f.path, &q("path"), val::text).map(PathBuf::from);
+        let path = r.get(&f.path, &q("path"), log_path).map(PathBuf::from);
         if f.path.is_none() {
             r.error(&q("path"), "missing; expected the log file's path");
         }
@@ -456,6 +508,22 @@ fn logging_block(l: &RawLogging, lp: &str, r: &mut Report, out: &mut Logging) {
             stdout_too,
         });
     }
+    out.max_line_bytes = r.get_or(
+        &l.max_line_bytes,
+        &p("max_line_bytes"),
+        |v| {
+            let n = val::size(v)?;
+            if (1024..=16 << 20).contains(&n) {
+                Ok(n as usize)
+            } else {
+                Err(format!(
+                    "invalid value {}; expected a size from 1KiB to 16MiB",
+                    describe(v)
+                ))
+            }
+        },
+        64 * 1024,
+    );
 }
 
 /// The `schedule*` keys; `None` when `schedule` is absent.
@@ -751,6 +819,59 @@ mod tests {
         assert_eq!(r.problems.len(), 4, "{:?}", r.problems);
         assert!(r.problems[2]
             .contains("processes.web.logging.level_detection.patterns.loud: unknown level"));
+    }
+
+    #[test]
+    fn regexes_are_compiled_at_load_and_errors_name_the_key() {
+        let (raw, mut r) = proc_(
+            "{logging: {multiline: {pattern: '^['}, redaction: {patterns: [{pattern: 'ok'}, {pattern: '(x'}]},
+              level_detection: {patterns: {error: '*'}}, filters: {include: [a, '[z-a]'], exclude: ['\\p{Greek}+']}}}",
+        );
+        let l = logging(&raw, "processes.web", &mut r);
+        let keys: Vec<&str> = r
+            .problems
+            .iter()
+            .map(|p| p.split(": ").next().unwrap())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "processes.web.logging.multiline.pattern",
+                "processes.web.logging.redaction.patterns[1].pattern",
+                "processes.web.logging.level_detection.patterns.error",
+                "processes.web.logging.filters.include[1]",
+                "processes.web.logging.filters.exclude[0]",
+            ],
+            "{:?}",
+            r.problems
+        );
+        assert!(r.problems[0].contains("invalid regular expression \"^[\""));
+        assert_eq!(l.include, vec!["a".to_string()]);
+        // regex-lite has no Unicode classes: \p{Greek} is an error.
+        assert!(r.problems[4].contains("\\p{Greek}"), "{}", r.problems[4]);
+        assert_eq!(l.exclude, Vec::<String>::new());
+    }
+
+    #[test]
+    fn log_file_templates_and_line_size() {
+        let (raw, mut r) = proc_(
+            "{logging: {file: {path: '/var/log/{process}/{instance}.log'}, max_line_bytes: 8KiB}}",
+        );
+        let l = logging(&raw, "processes.web", &mut r);
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        assert_eq!(l.max_line_bytes, 8192);
+        assert_eq!(Logging::default().max_line_bytes, 65536);
+        let (raw, mut r) =
+            proc_("{logging: {file: {path: '/var/log/{date}.log'}, max_line_bytes: 10}}");
+        logging(&raw, "processes.web", &mut r);
+        assert_eq!(r.problems.len(), 2, "{:?}", r.problems);
+        assert!(r.problems[0].contains("unknown template {date}"));
+        assert!(r.problems[1].starts_with("processes.web.logging.max_line_bytes"));
+        let (raw, mut r) =
+            proc_("{stdout: false, logging: {stderr: inherit, file: {path: /x.log}}}");
+        logging(&raw, "processes.web", &mut r);
+        assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
+        assert!(r.warnings[0].starts_with("processes.web.logging.file: ignored"));
     }
 
     #[test]

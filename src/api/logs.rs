@@ -1,0 +1,204 @@
+//! The logs endpoints: `GET /api/v1/logs` (stack-wide) and
+//! `GET /api/v1/processes/{name}/logs`, read from the `LogStore` ring
+//! buffers, and `POST /api/v1/logs/reopen` (what SIGUSR1 does).
+//!
+//! Query: `limit` (default 100, at most 10,000), `stream` (`stdout` or
+//! `stderr`), `since` (only records with a larger `seq`), `wait` (seconds,
+//! at most 25: when nothing newer than `since` exists yet, wait that long
+//! for the first new record — a long poll, which is how `sheepdog ctl logs
+//! --follow` follows).
+//!
+//! Invariants:
+//! - A waiting request blocks only its own worker, on a `LogStore`
+//!   subscription (no polling), and never past `wait`; at most
+//!   `MAX_WAITERS` wait at once, so followers can never take every worker:
+//!   beyond that a request answers at once with what there is.
+//! - Every bad parameter is a 400 naming it.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::logging::{Record, Stream};
+use crate::output::buffer::{Followed, LogStore};
+use crate::status::Snapshot;
+
+use super::http::Response;
+
+/// Requests allowed to wait at once (the API has 4 workers).
+const MAX_WAITERS: usize = 2;
+const MAX_WAIT: Duration = Duration::from_secs(25);
+const MAX_LIMIT: usize = 10_000;
+
+static WAITERS: AtomicUsize = AtomicUsize::new(0);
+
+/// Parsed query.
+#[derive(Debug, Clone, PartialEq)]
+struct Query {
+    limit: usize,
+    stream: Option<Stream>,
+    since: Option<u64>,
+    wait: Duration,
+}
+
+fn parse(query: &str) -> Result<Query, String> {
+    let mut q = Query {
+        limit: 100,
+        stream: None,
+        since: None,
+        wait: Duration::ZERO,
+    };
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "limit" => {
+                q.limit = v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIMIT).contains(n))
+                    .ok_or_else(|| {
+                        format!("limit: invalid value {v:?}; expected 1 to {MAX_LIMIT}")
+                    })?;
+            }
+            "stream" => {
+                q.stream = Some(Stream::parse(v).ok_or_else(|| {
+                    format!("stream: invalid value {v:?}; expected stdout or stderr")
+                })?);
+            }
+            "since" => {
+                q.since =
+                    Some(v.parse().map_err(|_| {
+                        format!("since: invalid value {v:?}; expected a record seq")
+                    })?);
+            }
+            "wait" => {
+                let secs: u64 = v
+                    .parse()
+                    .ok()
+                    .filter(|s| Duration::from_secs(*s) <= MAX_WAIT)
+                    .ok_or_else(|| {
+                        format!(
+                            "wait: invalid value {v:?}; expected 0 to {} seconds",
+                            MAX_WAIT.as_secs()
+                        )
+                    })?;
+                q.wait = Duration::from_secs(secs);
+            }
+            other => {
+                return Err(format!(
+                    "unknown parameter {other:?}; expected limit, stream, since or wait"
+                ))
+            }
+        }
+    }
+    Ok(q)
+}
+
+/// `GET /api/v1/logs` (`name` None) or `/api/v1/processes/{name}/logs`.
+pub fn get(store: &LogStore, snap: &Snapshot, name: Option<&str>, query: &str) -> Response {
+    let q = match parse(query) {
+        Ok(q) => q,
+        Err(e) => return Response::error(400, &e),
+    };
+    if let Some(n) = name {
+        // `sheepdog` names sheepdog's own records.
+        let known = n == "sheepdog"
+            || snap
+                .processes
+                .iter()
+                .any(|p| p.name == n || p.instances.iter().any(|i| i.id == n));
+        if !known {
+            return Response::error(404, &format!("no process or instance named {n:?}"));
+        }
+    }
+    let mut records = newer(store, name, &q);
+    if records.is_empty() && !q.wait.is_zero() {
+        records = wait_for(store, name, &q);
+    }
+    let next = records.last().map(|r| r.seq).or(q.since);
+    let records: Vec<serde_json::Value> = records
+        .iter()
+        .filter_map(|r| serde_json::to_value(&**r).ok())
+        .collect();
+    Response::json(200, &json!({ "records": records, "next_since": next }))
+}
+
+fn newer(store: &LogStore, name: Option<&str>, q: &Query) -> Vec<Arc<Record>> {
+    let mut all = store.recent(name, q.stream, q.limit);
+    if let Some(since) = q.since {
+        all.retain(|r| r.seq > since);
+    }
+    all
+}
+
+/// Long poll: wait (bounded) for the first record newer than `since`.
+fn wait_for(store: &LogStore, name: Option<&str>, q: &Query) -> Vec<Arc<Record>> {
+    if WAITERS.fetch_add(1, Ordering::SeqCst) >= MAX_WAITERS {
+        WAITERS.fetch_sub(1, Ordering::SeqCst);
+        return Vec::new();
+    }
+    let result = (|| {
+        let sub = store.subscribe(name, q.stream, q.limit)?;
+        // A record may have arrived between `newer` and `subscribe`.
+        let again = newer(store, name, q);
+        if !again.is_empty() {
+            return Some(again);
+        }
+        let deadline = Instant::now() + q.wait;
+        let mut got = Vec::new();
+        while got.is_empty() {
+            match sub.rx.recv_deadline(deadline) {
+                Ok(Followed::Record(r)) => got.push(r),
+                Ok(Followed::Dropped(_)) => {}
+                Err(_) => break,
+            }
+        }
+        // Take whatever else is already queued, without waiting.
+        while got.len() < q.limit {
+            match sub.rx.try_recv() {
+                Ok(Followed::Record(r)) => got.push(r),
+                Ok(Followed::Dropped(_)) => {}
+                Err(_) => break,
+            }
+        }
+        Some(got)
+    })();
+    WAITERS.fetch_sub(1, Ordering::SeqCst);
+    result.unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_parse_or_name_the_bad_parameter() {
+        assert_eq!(
+            parse("").unwrap(),
+            Query {
+                limit: 100,
+                stream: None,
+                since: None,
+                wait: Duration::ZERO
+            }
+        );
+        let q = parse("limit=5&stream=stderr&since=42&wait=3").unwrap();
+        assert_eq!(
+            (q.limit, q.stream, q.since, q.wait),
+            (5, Some(Stream::Stderr), Some(42), Duration::from_secs(3))
+        );
+        for (bad, key) in [
+            ("limit=0", "limit"),
+            ("limit=x", "limit"),
+            ("stream=both", "stream"),
+            ("since=-1", "since"),
+            ("wait=99", "wait"),
+            ("tail=3", "tail"),
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert!(e.contains(key), "{bad}: {e}");
+        }
+    }
+}

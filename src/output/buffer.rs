@@ -1,0 +1,374 @@
+//! Recent logs in memory, and live followers: the read interface behind the
+//! logs API (`GET /api/v1/processes/{name}/logs`, `GET /api/v1/logs`,
+//! `sheepdog ctl logs [--follow]`).
+//!
+//! `LogStore` keeps one ring buffer per (process, instance, stream): the
+//! last `global.log_buffer_lines` records of each (sheepdog's own records
+//! have their own ring, process `sheepdog`). Shared as `Arc<LogStore>`;
+//! every method takes `&self` and is safe from any thread.
+//!
+//! ```text
+//! store.recent(Some("queue-default"), None, 100)   // last 100 of every instance, both streams
+//! store.recent(Some("queue-default-2"), Some(Stream::Stderr), 20)  // one instance, one stream
+//! store.recent(None, None, 500)                    // stack-wide
+//! let sub = store.subscribe(Some("web"), None, 1024)?;  // follow: new records as they come
+//! match sub.rx.recv_timeout(..) { Ok(Followed::Record(r)) => …, Ok(Followed::Dropped(n)) => … }
+//! ```
+//!
+//! `recent` returns records oldest first, merged across buffers by arrival
+//! order (`Record::seq`, which follows time). A name matches a process name
+//! or an instance name. A `Record` serialises (serde) to the same JSON
+//! object as the JSON log format.
+//!
+//! Invariants:
+//! - Bounded memory: each ring holds at most `lines` records and at most
+//!   `RING_BYTES` bytes of them (the oldest go first); subscriber channels
+//!   are bounded; at most `MAX_SUBSCRIBERS` followers at once.
+//! - `push` never blocks on a reader: the lock is held only to append and to
+//!   `try_send`. A follower whose channel is full loses records and is told
+//!   how many with one `Followed::Dropped(n)` before the next record it
+//!   gets. A follower that went away (receiver dropped) is forgotten on the
+//!   next push.
+//! - Records are already redacted and filtered: the store sees exactly what
+//!   was printed.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, Weak};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use crate::logging::{Record, Stream};
+
+/// Bytes one ring may hold (records are dropped oldest first beyond it).
+pub const RING_BYTES: usize = 1 << 20;
+/// Followers at once.
+pub const MAX_SUBSCRIBERS: usize = 64;
+/// Largest follower channel.
+pub const MAX_FOLLOW_CHANNEL: usize = 65_536;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    process: Arc<str>,
+    instance: Option<Arc<str>>,
+    stream: Option<Stream>,
+}
+
+#[derive(Debug, Default)]
+struct Ring {
+    records: VecDeque<Arc<Record>>,
+    bytes: usize,
+}
+
+/// What a follower receives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Followed {
+    Record(Arc<Record>),
+    /// This many records were not delivered because the channel was full.
+    Dropped(u64),
+}
+
+/// A live follow: read `rx` until it is disconnected (the store is gone).
+pub struct Subscription {
+    #[allow(dead_code)] // read by the HTTP API's follow route
+    pub rx: Receiver<Followed>,
+    /// Dropped with the subscription: tells the store the follower left.
+    _alive: Arc<()>,
+}
+
+struct Follower {
+    tx: Sender<Followed>,
+    alive: Weak<()>,
+    process: Option<String>,
+    stream: Option<Stream>,
+    dropped: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    rings: HashMap<Key, Ring>,
+    followers: Vec<Follower>,
+}
+
+/// Recent records per instance and stream, plus live followers.
+pub struct LogStore {
+    lines: usize,
+    ring_bytes: usize,
+    inner: Mutex<Inner>,
+}
+
+fn matches(r: &Record, process: Option<&str>, stream: Option<Stream>) -> bool {
+    process.is_none_or(|n| &*r.process == n || r.instance.as_deref() == Some(n))
+        && stream.is_none_or(|s| r.stream == Some(s))
+}
+
+/// Buffer memory in use (for docs and metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    pub rings: usize,
+    pub records: usize,
+    pub bytes: usize,
+    pub followers: usize,
+}
+
+impl LogStore {
+    /// `lines` per ring (`global.log_buffer_lines`; 0 keeps nothing, but
+    /// followers still get records).
+    pub fn new(lines: usize) -> LogStore {
+        Self::with_ring_bytes(lines, RING_BYTES)
+    }
+
+    pub fn with_ring_bytes(lines: usize, ring_bytes: usize) -> LogStore {
+        LogStore {
+            lines,
+            ring_bytes,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a ring inconsistent
+        // in a way that matters for reading; keep going.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keep `r` and hand it to followers. Never blocks on a reader.
+    pub fn push(&self, r: Arc<Record>) {
+        let mut inner = self.lock();
+        if !inner.followers.is_empty() {
+            inner.followers.retain_mut(|f| {
+                if !matches(&r, f.process.as_deref(), f.stream) {
+                    return f.alive.strong_count() > 0;
+                }
+                if f.dropped > 0 {
+                    match f.tx.try_send(Followed::Dropped(f.dropped)) {
+                        Ok(()) => f.dropped = 0,
+                        Err(TrySendError::Full(_)) => {
+                            f.dropped += 1;
+                            return true;
+                        }
+                        Err(TrySendError::Disconnected(_)) => return false,
+                    }
+                }
+                match f.tx.try_send(Followed::Record(r.clone())) {
+                    Ok(()) => true,
+                    Err(TrySendError::Full(_)) => {
+                        f.dropped += 1;
+                        true
+                    }
+                    Err(TrySendError::Disconnected(_)) => false,
+                }
+            });
+        }
+        if self.lines == 0 {
+            return;
+        }
+        let key = Key {
+            process: r.process.clone(),
+            instance: r.instance.clone(),
+            stream: r.stream,
+        };
+        let weight = r.weight();
+        let ring = inner.rings.entry(key).or_default();
+        ring.bytes += weight;
+        ring.records.push_back(r);
+        while ring.records.len() > self.lines
+            || (ring.bytes > self.ring_bytes && ring.records.len() > 1)
+        {
+            match ring.records.pop_front() {
+                Some(old) => ring.bytes = ring.bytes.saturating_sub(old.weight()),
+                None => break,
+            }
+        }
+    }
+
+    /// The last `limit` records matching `process` (a process or instance
+    /// name; None = all, sheepdog's own included) and `stream`, oldest first.
+    #[allow(dead_code)] // read by the HTTP API's logs routes
+    pub fn recent(
+        &self,
+        process: Option<&str>,
+        stream: Option<Stream>,
+        limit: usize,
+    ) -> Vec<Arc<Record>> {
+        let inner = self.lock();
+        let mut out: Vec<Arc<Record>> = Vec::new();
+        for (key, ring) in &inner.rings {
+            let name_ok =
+                process.is_none_or(|n| &*key.process == n || key.instance.as_deref() == Some(n));
+            let stream_ok = stream.is_none_or(|s| key.stream == Some(s));
+            if name_ok && stream_ok {
+                let skip = ring.records.len().saturating_sub(limit);
+                out.extend(ring.records.iter().skip(skip).cloned());
+            }
+        }
+        drop(inner);
+        out.sort_unstable_by_key(|r| r.seq);
+        let skip = out.len().saturating_sub(limit);
+        out.drain(..skip);
+        out
+    }
+
+    /// Follow new records matching `process` and `stream`, through a channel
+    /// of `capacity` (clamped to 1..=MAX_FOLLOW_CHANNEL). None when
+    /// `MAX_SUBSCRIBERS` followers are already attached.
+    #[allow(dead_code)] // used by the HTTP API's follow route
+    pub fn subscribe(
+        &self,
+        process: Option<&str>,
+        stream: Option<Stream>,
+        capacity: usize,
+    ) -> Option<Subscription> {
+        let mut inner = self.lock();
+        inner.followers.retain(|f| f.alive.strong_count() > 0);
+        if inner.followers.len() >= MAX_SUBSCRIBERS {
+            return None;
+        }
+        let (tx, rx) = crossbeam_channel::bounded(capacity.clamp(1, MAX_FOLLOW_CHANNEL));
+        let alive = Arc::new(());
+        inner.followers.push(Follower {
+            tx,
+            alive: Arc::downgrade(&alive),
+            process: process.map(str::to_string),
+            stream,
+            dropped: 0,
+        });
+        Some(Subscription { rx, _alive: alive })
+    }
+
+    /// What the buffers hold now.
+    #[allow(dead_code)] // for metrics and tests
+    pub fn usage(&self) -> Usage {
+        let inner = self.lock();
+        Usage {
+            rings: inner.rings.len(),
+            records: inner.rings.values().map(|r| r.records.len()).sum(),
+            bytes: inner.rings.values().map(|r| r.bytes).sum(),
+            followers: inner.followers.len(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LogLevel;
+    use std::time::Duration;
+
+    fn rec(
+        process: &str,
+        instance: Option<&str>,
+        stream: Option<Stream>,
+        msg: &str,
+    ) -> Arc<Record> {
+        let mut r = Record::new(LogLevel::Info, process.into(), msg.into());
+        r.instance = instance.map(Into::into);
+        r.stream = stream;
+        Arc::new(r)
+    }
+
+    fn msgs(rs: &[Arc<Record>]) -> Vec<&str> {
+        rs.iter().map(|r| r.msg.as_str()).collect()
+    }
+
+    const OUT: Option<Stream> = Some(Stream::Stdout);
+    const ERR: Option<Stream> = Some(Stream::Stderr);
+
+    #[test]
+    fn rings_are_bounded_per_instance_and_stream_and_merge_by_arrival() {
+        let s = LogStore::new(3);
+        for i in 0..5 {
+            s.push(rec("web", Some("web-1"), OUT, &format!("w1 out {i}")));
+            s.push(rec("web", Some("web-2"), ERR, &format!("w2 err {i}")));
+        }
+        s.push(rec("sheepdog", None, None, "own"));
+        s.push(rec("queue", Some("queue-1"), OUT, "q"));
+        assert_eq!(
+            msgs(&s.recent(Some("web"), None, 10)),
+            ["w1 out 2", "w2 err 2", "w1 out 3", "w2 err 3", "w1 out 4", "w2 err 4"]
+        );
+        assert_eq!(
+            msgs(&s.recent(Some("web"), None, 2)),
+            ["w1 out 4", "w2 err 4"]
+        );
+        assert_eq!(
+            msgs(&s.recent(Some("web-2"), None, 2)),
+            ["w2 err 3", "w2 err 4"]
+        );
+        assert_eq!(msgs(&s.recent(Some("web"), OUT, 1)), ["w1 out 4"]);
+        assert_eq!(msgs(&s.recent(None, None, 3)), ["w2 err 4", "own", "q"]);
+        assert_eq!(msgs(&s.recent(Some("sheepdog"), None, 9)), ["own"]);
+        assert!(s.recent(Some("nope"), None, 9).is_empty());
+        let u = s.usage();
+        assert_eq!((u.rings, u.records), (4, 8));
+    }
+
+    #[test]
+    fn rings_are_bounded_in_bytes_too() {
+        let s = LogStore::with_ring_bytes(1000, 4096);
+        let big = "x".repeat(1000);
+        for _ in 0..100 {
+            s.push(rec("a", Some("a-1"), OUT, &big));
+        }
+        let u = s.usage();
+        assert!(u.bytes <= 4096, "{u:?}");
+        assert!(u.records >= 2 && u.records < 5, "{u:?}");
+        // A single record larger than the cap is still kept (the newest).
+        s.push(rec("a", Some("a-1"), OUT, &"y".repeat(10_000)));
+        assert_eq!(s.recent(Some("a"), None, 10).len(), 1);
+    }
+
+    #[test]
+    fn zero_lines_keeps_nothing_but_followers_still_get_records() {
+        let s = LogStore::new(0);
+        let sub = s.subscribe(None, None, 4).unwrap();
+        s.push(rec("a", Some("a-1"), OUT, "x"));
+        assert!(s.recent(None, None, 10).is_empty());
+        assert!(matches!(sub.rx.try_recv(), Ok(Followed::Record(r)) if r.msg == "x"));
+    }
+
+    #[test]
+    fn followers_get_new_matching_records_and_slow_ones_are_told_what_they_lost() {
+        let s = LogStore::new(10);
+        s.push(rec("web", Some("web-1"), OUT, "before"));
+        let web = s.subscribe(Some("web"), None, 2).unwrap();
+        let errs = s.subscribe(None, ERR, 100).unwrap();
+        for i in 0..5 {
+            s.push(rec("web", Some("web-1"), OUT, &format!("l{i}")));
+        }
+        s.push(rec("db", Some("db-1"), ERR, "db err"));
+        // Channel of 2: l0, l1 delivered; l2..l4 dropped (3).
+        let got: Vec<Followed> = web.rx.try_iter().collect();
+        assert_eq!(got.len(), 2);
+        assert!(matches!(&got[0], Followed::Record(r) if r.msg == "l0"));
+        s.push(rec("web", Some("web-1"), OUT, "l5"));
+        let got: Vec<Followed> = web.rx.try_iter().collect();
+        assert_eq!(got[0], Followed::Dropped(3));
+        assert!(matches!(&got[1], Followed::Record(r) if r.msg == "l5"));
+        let got: Vec<Followed> = errs.rx.try_iter().collect();
+        assert_eq!(got.len(), 1);
+        assert!(matches!(&got[0], Followed::Record(r) if r.msg == "db err"));
+        // A follower that goes away is forgotten; push never blocks.
+        drop(web);
+        s.push(rec("web", Some("web-1"), OUT, "after"));
+        assert_eq!(s.usage().followers, 1);
+        // Follow from another thread with a bounded wait.
+        let s = Arc::new(s);
+        let sub = s.subscribe(Some("web-1"), None, 8).unwrap();
+        let s2 = s.clone();
+        let t = std::thread::spawn(move || s2.push(rec("web", Some("web-1"), OUT, "live")));
+        let got = sub.rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(matches!(got, Followed::Record(r) if r.msg == "live"));
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn followers_are_limited() {
+        let s = LogStore::new(1);
+        let subs: Vec<Subscription> = (0..MAX_SUBSCRIBERS)
+            .map(|_| s.subscribe(None, None, 1).unwrap())
+            .collect();
+        assert!(s.subscribe(None, None, 1).is_none());
+        drop(subs);
+        assert!(s.subscribe(None, None, 1).is_some());
+    }
+}

@@ -1,0 +1,196 @@
+//! Line framing: turns the bytes read from one pipe into lines.
+//!
+//! Splits on `\n` (which is removed; nothing else is stripped, not even a
+//! `\r`). A line longer than `max` bytes is cut into pieces of at most `max`
+//! bytes, each but the last marked `continued`; a cut is moved back (by at
+//! most 3 bytes) to a UTF-8 character boundary so a valid character is never
+//! split. `finish` hands out the unfinished last line when the pipe closes.
+//!
+//! Invariants: at most `max` bytes of an unfinished line are held between
+//! calls (memory per pipe is bounded); every input byte except the newlines
+//! comes out exactly once, in order; any byte sequence is accepted (decoding
+//! to text happens later, lossily).
+
+/// Splits one stream of bytes into lines.
+#[derive(Debug)]
+pub struct Framer {
+    pending: Vec<u8>,
+    max: usize,
+}
+
+impl Framer {
+    /// `max` is clamped to at least 4 so a cut always makes progress.
+    pub fn new(max: usize) -> Framer {
+        Framer {
+            pending: Vec::new(),
+            max: max.max(4),
+        }
+    }
+
+    /// Feed bytes; `emit(line, continued)` is called for every complete line
+    /// or cut piece.
+    pub fn push(&mut self, mut data: &[u8], emit: &mut dyn FnMut(&[u8], bool)) {
+        while let Some(nl) = data.iter().position(|&b| b == b'\n') {
+            let line = &data[..nl];
+            if self.pending.is_empty() {
+                cut_into(line, self.max, emit);
+            } else {
+                self.pending.extend_from_slice(line);
+                let whole = std::mem::take(&mut self.pending);
+                cut_into(&whole, self.max, emit);
+                // Keep the allocation for the next partial line.
+                self.pending = whole;
+                self.pending.clear();
+            }
+            data = &data[nl + 1..];
+        }
+        self.pending.extend_from_slice(data);
+        while self.pending.len() > self.max {
+            let cut = boundary(&self.pending, self.max);
+            emit(&self.pending[..cut], true);
+            self.pending.drain(..cut);
+        }
+        if self.pending.is_empty() && self.pending.capacity() > self.max {
+            self.pending = Vec::new();
+        }
+    }
+
+    /// The pipe closed: emit the unfinished last line, if any.
+    pub fn finish(&mut self, emit: &mut dyn FnMut(&[u8], bool)) {
+        if !self.pending.is_empty() {
+            let rest = std::mem::take(&mut self.pending);
+            cut_into(&rest, self.max, emit);
+        }
+    }
+
+    /// Bytes of an unfinished line held.
+    #[cfg(test)]
+    pub fn held(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+fn cut_into(mut line: &[u8], max: usize, emit: &mut dyn FnMut(&[u8], bool)) {
+    while line.len() > max {
+        let cut = boundary(line, max);
+        emit(&line[..cut], true);
+        line = &line[cut..];
+    }
+    emit(line, false);
+}
+
+/// Where to cut `bytes` (longer than `max`): at `max`, or up to 3 bytes
+/// earlier so the next piece does not start inside a UTF-8 character.
+fn boundary(bytes: &[u8], max: usize) -> usize {
+    let is_cont = |i: usize| bytes.get(i).is_some_and(|b| b & 0xC0 == 0x80);
+    (max.saturating_sub(3)..=max)
+        .rev()
+        .find(|&i| i > 0 && !is_cont(i))
+        .unwrap_or(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(max: usize, chunks: &[&[u8]]) -> Vec<(String, bool)> {
+        let mut f = Framer::new(max);
+        let mut out = Vec::new();
+        let mut emit = |l: &[u8], c: bool| out.push((String::from_utf8_lossy(l).into_owned(), c));
+        for c in chunks {
+            f.push(c, &mut emit);
+            assert!(f.held() <= max);
+        }
+        f.finish(&mut emit);
+        out
+    }
+
+    fn l(s: &str, c: bool) -> (String, bool) {
+        (s.to_string(), c)
+    }
+
+    #[test]
+    fn splits_on_newlines_across_chunks_and_keeps_the_last_partial_line() {
+        let out = run(64, &[b"one\ntw", b"o\n\nthr", b"ee\r\nlast"]);
+        assert_eq!(
+            out,
+            vec![
+                l("one", false),
+                l("two", false),
+                l("", false),
+                l("three\r", false),
+                l("last", false)
+            ]
+        );
+    }
+
+    #[test]
+    fn long_lines_are_cut_and_marked() {
+        let out = run(4, &[b"abcdefghij\nxy", b"zzzzzz"]);
+        assert_eq!(
+            out,
+            vec![
+                l("abcd", true),
+                l("efgh", true),
+                l("ij", false),
+                l("xyzz", true),
+                l("zzzz", false)
+            ]
+        );
+        // Exactly max is one whole line.
+        assert_eq!(run(4, &[b"abcd\n"]), vec![l("abcd", false)]);
+    }
+
+    #[test]
+    fn cuts_fall_on_character_boundaries() {
+        // "aé" + "é" = 61 c3 a9 c3 a9: a cut at 4 would split the second é.
+        let out = run(4, &["aéé\n".as_bytes()]);
+        assert_eq!(out, vec![l("aé", true), l("é", false)]);
+    }
+
+    #[test]
+    fn invalid_utf8_passes_through_as_bytes() {
+        let mut f = Framer::new(8);
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        f.push(
+            b"\xff\xfe\x80\x80\x80\x80\x80\x80\x80\x80\x80\n",
+            &mut |l, _| out.push(l.to_vec()),
+        );
+        assert_eq!(
+            out.concat(),
+            b"\xff\xfe\x80\x80\x80\x80\x80\x80\x80\x80\x80"
+        );
+    }
+
+    #[test]
+    fn every_byte_comes_out_once_whatever_the_chunking() {
+        let input: Vec<u8> = (0..5000u32)
+            .map(|i| {
+                if i % 97 == 0 {
+                    b'\n'
+                } else {
+                    b'a' + (i % 26) as u8
+                }
+            })
+            .collect();
+        for chunk in [1, 7, 64, 1000] {
+            let mut f = Framer::new(16);
+            let mut out = Vec::new();
+            let mut emit = |l: &[u8], c: bool| {
+                out.extend_from_slice(l);
+                if !c {
+                    out.push(b'\n');
+                }
+            };
+            for c in input.chunks(chunk) {
+                f.push(c, &mut emit);
+            }
+            f.finish(&mut emit);
+            let mut expected = input.clone();
+            if expected.last() != Some(&b'\n') {
+                expected.push(b'\n');
+            }
+            assert_eq!(out, expected, "chunk {chunk}");
+        }
+    }
+}

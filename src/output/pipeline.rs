@@ -1,0 +1,583 @@
+//! The per-stream pipeline: what happens to a framed line before it is
+//! printed, written or stored.
+//!
+//! Order (the seed's, DESIGN.md §6): multiline merge → redaction → JSON
+//! parse → level detection → filters (`min_level`, `exclude`, `include`).
+//! A `Pipeline` is one process's `logging` block compiled (regexes built
+//! once); a `StreamState` is the mutable part of one pipe (the pending
+//! multiline entry).
+//!
+//! Rules:
+//! - Multiline: a line matching `pattern` starts a new entry; any other line
+//!   joins the pending entry (or starts one if there is none). An entry is
+//!   complete when the next one starts, at `max_lines` lines, at 4 ×
+//!   `max_line_bytes` bytes, when `timeout` has passed since its last line
+//!   (the output thread's poll deadline, so this happens even if no line
+//!   follows), or when the pipe closes. Pieces of a cut line are joined
+//!   without a newline.
+//! - Redaction runs on the whole entry, before anything else sees it, so no
+//!   sink (stdout, file, buffer, subscribers) ever gets the secret.
+//! - JSON: a line whose first non-blank character is `{` and that parses as
+//!   an object gives its level (`level`, `severity`, `level_name`, `lvl`:
+//!   names or Monolog/pino numbers) and message (`message`, `msg`); with
+//!   `merge_fields` its other keys become record fields. Anything else
+//!   passes through as plain text.
+//! - Level: from JSON, else the first `level_detection` pattern that matches
+//!   (checked error, warn, info, debug), else its `default_level`, else info.
+//!   A plain line is never demoted below info (the seed's hidden-lines bug).
+//! - Filters see the redacted entry text: drop below `min_level`, drop on
+//!   any `exclude` match, and with `include` keep only matches.
+//!
+//! Invariants: pure (no I/O; the caller passes `now`); memory per stream is
+//! bounded by the entry cap; invalid regexes never get here (they are
+//! config errors), but a failure to compile is still handled, never a panic.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use regex_lite::Regex;
+use serde_json::{Map, Value};
+
+use crate::config::extra::{JsonLogging, LogFile, Logging};
+use crate::config::LogLevel;
+use crate::logging::{Labels, Record, Stream};
+
+/// Default `logging.max_line_bytes`.
+#[allow(dead_code)] // documented default; the config keeps its own copy
+pub const MAX_LINE: usize = 64 * 1024;
+
+struct MultilineRule {
+    start: Regex,
+    max_lines: u32,
+    max_bytes: usize,
+    timeout: Duration,
+}
+
+/// One process's `logging` block, compiled.
+pub struct Pipeline {
+    pub process: Arc<str>,
+    pub labels: Option<Labels>,
+    pub max_line_bytes: usize,
+    pub file: Option<LogFile>,
+    multiline: Option<MultilineRule>,
+    redaction: Vec<(Regex, String)>,
+    json: Option<JsonLogging>,
+    /// Highest level first.
+    levels: Vec<(LogLevel, Regex)>,
+    default_level: LogLevel,
+    min_level: Option<LogLevel>,
+    include: Vec<Regex>,
+    exclude: Vec<Regex>,
+}
+
+fn compile(what: &str, pattern: &str) -> Result<Regex, String> {
+    Regex::new(pattern).map_err(|e| format!("{what}: invalid regex {pattern:?}: {e}"))
+}
+
+impl Pipeline {
+    /// Compile `l` for process `name`. Errors name the key (only possible
+    /// if validation was bypassed).
+    pub fn compile(name: &str, l: &Logging) -> Result<Pipeline, String> {
+        let multiline = match &l.multiline {
+            Some(m) => Some(MultilineRule {
+                start: compile("multiline.pattern", &m.pattern)?,
+                max_lines: m.max_lines.max(1),
+                max_bytes: l.max_line_bytes.saturating_mul(4),
+                timeout: m.timeout,
+            }),
+            None => None,
+        };
+        let redaction = l
+            .redaction
+            .iter()
+            .map(|p| Ok((compile("redaction", &p.pattern)?, p.replacement.clone())))
+            .collect::<Result<_, String>>()?;
+        let (levels, default_level) = match &l.level_detection {
+            Some(ld) => (
+                ld.patterns
+                    .iter()
+                    .rev()
+                    .map(|(lvl, p)| Ok((*lvl, compile("level_detection", p)?)))
+                    .collect::<Result<_, String>>()?,
+                ld.default_level,
+            ),
+            None => (Vec::new(), LogLevel::Info),
+        };
+        let list = |what: &str, v: &[String]| -> Result<Vec<Regex>, String> {
+            v.iter().map(|p| compile(what, p)).collect()
+        };
+        Ok(Pipeline {
+            process: name.into(),
+            labels: (!l.labels.is_empty()).then(|| Arc::new(l.labels.clone())),
+            max_line_bytes: l.max_line_bytes,
+            file: l.file.clone(),
+            multiline,
+            redaction,
+            json: l.json,
+            levels,
+            default_level,
+            min_level: l.min_level,
+            include: list("filters.include", &l.include)?,
+            exclude: list("filters.exclude", &l.exclude)?,
+        })
+    }
+
+    /// No processing at all: every line at info (the fallback).
+    pub fn plain(name: &str, max_line_bytes: usize) -> Pipeline {
+        Pipeline {
+            process: name.into(),
+            labels: None,
+            max_line_bytes,
+            file: None,
+            multiline: None,
+            redaction: Vec::new(),
+            json: None,
+            levels: Vec::new(),
+            default_level: LogLevel::Info,
+            min_level: None,
+            include: Vec::new(),
+            exclude: Vec::new(),
+        }
+    }
+
+    /// Turn one complete entry into a record, or None if a filter drops it.
+    fn finish_entry(
+        &self,
+        st: &StreamState,
+        text: String,
+        continued: bool,
+        ts: SystemTime,
+    ) -> Option<Record> {
+        let mut text = text;
+        for (re, replacement) in &self.redaction {
+            if let std::borrow::Cow::Owned(s) = re.replace_all(&text, replacement.as_str()) {
+                text = s;
+            }
+        }
+        let mut level = None;
+        let mut msg = None;
+        let mut fields = Vec::new();
+        if let Some(cfg) = &self.json {
+            if let Some(obj) = parse_object(&text) {
+                let (l, m, f) = from_json(cfg, obj);
+                level = l;
+                msg = m;
+                fields = f;
+            }
+        }
+        let level = level.unwrap_or_else(|| {
+            if self.levels.is_empty() {
+                self.default_level
+            } else {
+                self.levels
+                    .iter()
+                    .find(|(_, re)| re.is_match(&text))
+                    .map_or(self.default_level, |(l, _)| *l)
+            }
+        });
+        if self.min_level.is_some_and(|min| level < min)
+            || self.exclude.iter().any(|re| re.is_match(&text))
+            || (!self.include.is_empty() && !self.include.iter().any(|re| re.is_match(&text)))
+        {
+            return None;
+        }
+        let mut r = Record::new(level, self.process.clone(), msg.unwrap_or(text));
+        r.ts = ts;
+        r.instance = Some(st.instance.clone());
+        r.stream = Some(st.stream);
+        r.continued = continued;
+        r.labels = self.labels.clone();
+        r.fields = fields;
+        Some(r)
+    }
+}
+
+fn parse_object(text: &str) -> Option<Map<String, Value>> {
+    let t = text.trim();
+    if !t.starts_with('{') {
+        return None;
+    }
+    match serde_json::from_str::<Value>(t) {
+        Ok(Value::Object(m)) => Some(m),
+        _ => None,
+    }
+}
+
+const LEVEL_KEYS: [&str; 5] = ["level", "severity", "level_name", "lvl", "loglevel"];
+const MESSAGE_KEYS: [&str; 2] = ["message", "msg"];
+
+type Extracted = (Option<LogLevel>, Option<String>, Vec<(String, Value)>);
+
+fn from_json(cfg: &JsonLogging, mut obj: Map<String, Value>) -> Extracted {
+    let mut level = None;
+    if cfg.extract_level {
+        if let Some((k, l)) = LEVEL_KEYS
+            .iter()
+            .find_map(|k| obj.get(*k).and_then(json_level).map(|l| (*k, l)))
+        {
+            level = Some(l);
+            obj.remove(k);
+        }
+    }
+    let mut msg = None;
+    if cfg.extract_message {
+        if let Some(k) = MESSAGE_KEYS.iter().find(|k| obj.contains_key(**k)) {
+            msg = obj.remove(*k).map(|v| match v {
+                Value::String(s) => s,
+                other => other.to_string(),
+            });
+        }
+    }
+    let fields = if cfg.merge_fields {
+        obj.into_iter().collect()
+    } else {
+        Vec::new()
+    };
+    (level, msg, fields)
+}
+
+/// A level named in a JSON log: a name (any case), a Monolog level (100
+/// debug … 600 emergency) or a pino/bunyan level (10 trace … 60 fatal).
+pub fn json_level(v: &Value) -> Option<LogLevel> {
+    match v {
+        Value::String(s) => level_from_name(s),
+        Value::Number(n) => {
+            let n = n.as_u64()?;
+            Some(match n {
+                10..=20 => LogLevel::Debug,
+                30 => LogLevel::Info,
+                40 => LogLevel::Warn,
+                50..=60 => LogLevel::Error,
+                100..=199 => LogLevel::Debug,
+                200..=299 => LogLevel::Info,
+                300..=399 => LogLevel::Warn,
+                400..=600 => LogLevel::Error,
+                _ => return None,
+            })
+        }
+        _ => None,
+    }
+}
+
+fn level_from_name(s: &str) -> Option<LogLevel> {
+    Some(match s.trim().to_ascii_lowercase().as_str() {
+        "trace" | "debug" | "dbg" => LogLevel::Debug,
+        "info" | "information" | "notice" => LogLevel::Info,
+        "warn" | "warning" => LogLevel::Warn,
+        "error" | "err" | "critical" | "crit" | "alert" | "emergency" | "emerg" | "fatal"
+        | "panic" => LogLevel::Error,
+        _ => return None,
+    })
+}
+
+/// A multiline entry being collected.
+#[derive(Debug)]
+struct Entry {
+    text: String,
+    lines: u32,
+    /// The last piece added was cut: the next one continues it.
+    open_piece: bool,
+    started: SystemTime,
+    deadline: Instant,
+}
+
+/// The mutable pipeline state of one pipe.
+#[derive(Debug)]
+pub struct StreamState {
+    pub instance: Arc<str>,
+    pub stream: Stream,
+    entry: Option<Entry>,
+}
+
+impl StreamState {
+    pub fn new(instance: Arc<str>, stream: Stream) -> StreamState {
+        StreamState {
+            instance,
+            stream,
+            entry: None,
+        }
+    }
+
+    /// One framed line (or cut piece) arrived at `now`.
+    pub fn line(
+        &mut self,
+        p: &Pipeline,
+        text: String,
+        continued: bool,
+        now: Instant,
+        out: &mut Vec<Record>,
+    ) {
+        let Some(rule) = &p.multiline else {
+            out.extend(p.finish_entry(self, text, continued, SystemTime::now()));
+            return;
+        };
+        if let Some(e) = &mut self.entry {
+            let joins = e.open_piece || !rule.start.is_match(&text);
+            let fits = e.lines < rule.max_lines && e.text.len() + text.len() < rule.max_bytes;
+            if joins && fits {
+                if !e.open_piece {
+                    e.text.push('\n');
+                    e.lines += 1;
+                }
+                e.text.push_str(&text);
+                e.open_piece = continued;
+                e.deadline = now + rule.timeout;
+                return;
+            }
+            self.flush(p, out);
+        }
+        self.entry = Some(Entry {
+            text,
+            lines: 1,
+            open_piece: continued,
+            started: SystemTime::now(),
+            deadline: now + rule.timeout,
+        });
+    }
+
+    /// When the pending entry must be flushed, if there is one.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.entry.as_ref().map(|e| e.deadline)
+    }
+
+    /// Flush the pending entry if its deadline has passed.
+    pub fn tick(&mut self, p: &Pipeline, now: Instant, out: &mut Vec<Record>) {
+        if self.deadline().is_some_and(|d| now >= d) {
+            self.flush(p, out);
+        }
+    }
+
+    /// Flush the pending entry now (timeout, pipe closed, exit).
+    pub fn flush(&mut self, p: &Pipeline, out: &mut Vec<Record>) {
+        if let Some(e) = self.entry.take() {
+            out.extend(p.finish_entry(self, e.text, e.open_piece, e.started));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::extra::{LevelDetection, Multiline, RedactionPattern};
+    use std::collections::BTreeMap;
+
+    fn logging() -> Logging {
+        Logging::default()
+    }
+
+    fn run(p: &Pipeline, lines: &[&str]) -> Vec<Record> {
+        let mut st = StreamState::new("app-1".into(), Stream::Stdout);
+        let mut out = Vec::new();
+        let now = Instant::now();
+        for l in lines {
+            st.line(p, l.to_string(), false, now, &mut out);
+        }
+        st.flush(p, &mut out);
+        out
+    }
+
+    fn msgs(rs: &[Record]) -> Vec<&str> {
+        rs.iter().map(|r| r.msg.as_str()).collect()
+    }
+
+    #[test]
+    fn plain_lines_are_info_and_carry_identity_and_labels() {
+        let mut l = logging();
+        l.labels = BTreeMap::from([("team".into(), "core".into())]);
+        let p = Pipeline::compile("app", &l).unwrap();
+        let rs = run(&p, &["hello", "PHP Warning: x"]);
+        assert_eq!(msgs(&rs), ["hello", "PHP Warning: x"]);
+        assert!(rs.iter().all(|r| r.level == LogLevel::Info));
+        assert_eq!(rs[0].instance.as_deref(), Some("app-1"));
+        assert_eq!(rs[0].labels.as_ref().unwrap()["team"], "core");
+        assert!(rs[0].seq < rs[1].seq);
+    }
+
+    fn multiline(pattern: &str, max_lines: u32) -> Logging {
+        let mut l = logging();
+        l.multiline = Some(Multiline {
+            pattern: pattern.into(),
+            max_lines,
+            timeout: Duration::from_millis(500),
+        });
+        l
+    }
+
+    #[test]
+    fn multiline_merges_stack_traces() {
+        let p = Pipeline::compile("app", &multiline(r"^\[\d{4}-", 100)).unwrap();
+        let rs = run(
+            &p,
+            &[
+                "[2024-01-01 10:00:00] local.ERROR: boom",
+                "#0 /app/a.php(10): f()",
+                "#1 {main}",
+                "[2024-01-01 10:00:01] local.INFO: next",
+            ],
+        );
+        assert_eq!(
+            msgs(&rs),
+            [
+                "[2024-01-01 10:00:00] local.ERROR: boom\n#0 /app/a.php(10): f()\n#1 {main}",
+                "[2024-01-01 10:00:01] local.INFO: next"
+            ]
+        );
+    }
+
+    #[test]
+    fn multiline_caps_lines_and_flushes_on_its_deadline() {
+        let p = Pipeline::compile("app", &multiline("^S", 2)).unwrap();
+        assert_eq!(msgs(&run(&p, &["S1", "a", "b", "c"])), ["S1\na", "b\nc"]);
+        let mut st = StreamState::new("app-1".into(), Stream::Stdout);
+        let mut out = Vec::new();
+        let t0 = Instant::now();
+        st.line(&p, "S1".into(), false, t0, &mut out);
+        assert_eq!(st.deadline(), Some(t0 + Duration::from_millis(500)));
+        st.tick(&p, t0 + Duration::from_millis(499), &mut out);
+        assert!(out.is_empty());
+        st.tick(&p, t0 + Duration::from_millis(500), &mut out);
+        assert_eq!(msgs(&out), ["S1"]);
+        assert_eq!(st.deadline(), None);
+    }
+
+    #[test]
+    fn multiline_joins_cut_pieces_without_a_newline() {
+        let p = Pipeline::compile("app", &multiline("^S", 10)).unwrap();
+        let mut st = StreamState::new("app-1".into(), Stream::Stdout);
+        let mut out = Vec::new();
+        let now = Instant::now();
+        st.line(&p, "S-abc".into(), true, now, &mut out);
+        st.line(&p, "S-def".into(), false, now, &mut out);
+        st.line(&p, "more".into(), false, now, &mut out);
+        st.flush(&p, &mut out);
+        assert_eq!(msgs(&out), ["S-abcS-def\nmore"]);
+    }
+
+    #[test]
+    fn redaction_applies_before_everything() {
+        let mut l = logging();
+        l.redaction = vec![
+            RedactionPattern {
+                name: "token".into(),
+                pattern: r"token=\w+".into(),
+                replacement: "token=***".into(),
+            },
+            RedactionPattern {
+                name: "password".into(),
+                pattern: r#"("password":")[^"]*"#.into(),
+                replacement: "${1}***".into(),
+            },
+            RedactionPattern {
+                name: "card".into(),
+                pattern: r"\b(\d{4})\d{8}(\d{4})\b".into(),
+                replacement: "$1********$2".into(),
+            },
+        ];
+        l.exclude = vec!["token=abc".into()];
+        let p = Pipeline::compile("app", &l).unwrap();
+        let rs = run(
+            &p,
+            &[r#"login token=abc123 card 4111111111111111 {"password":"hunter2"} $$"#],
+        );
+        assert_eq!(
+            msgs(&rs),
+            [r#"login token=*** card 4111********1111 {"password":"***"} $$"#]
+        );
+    }
+
+    #[test]
+    fn json_lines_give_level_message_and_fields() {
+        let mut l = logging();
+        l.json = Some(JsonLogging {
+            detect_auto: true,
+            extract_level: true,
+            extract_message: true,
+            merge_fields: true,
+        });
+        let p = Pipeline::compile("app", &l).unwrap();
+        let rs = run(
+            &p,
+            &[
+                r#"{"message":"Order failed","context":{"id":7},"level":400,"level_name":"ERROR","channel":"local"}"#,
+                r#"{"msg":"ok","level":"warning"}"#,
+                "{not json",
+                r#"["an","array"]"#,
+            ],
+        );
+        assert_eq!(
+            msgs(&rs),
+            ["Order failed", "ok", "{not json", r#"["an","array"]"#]
+        );
+        assert_eq!(rs[0].level, LogLevel::Error);
+        assert_eq!(rs[1].level, LogLevel::Warn);
+        assert_eq!(rs[2].level, LogLevel::Info);
+        let keys: Vec<&str> = rs[0].fields.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["channel", "context", "level_name"]);
+        // Without merge_fields nor extract_message: the line stays whole.
+        l.json = Some(JsonLogging {
+            detect_auto: false,
+            extract_level: true,
+            extract_message: false,
+            merge_fields: false,
+        });
+        let p = Pipeline::compile("app", &l).unwrap();
+        let rs = run(&p, &[r#"{"msg":"x","severity":"DEBUG"}"#]);
+        assert_eq!(rs[0].msg, r#"{"msg":"x","severity":"DEBUG"}"#);
+        assert_eq!(rs[0].level, LogLevel::Debug);
+        assert!(rs[0].fields.is_empty());
+    }
+
+    #[test]
+    fn json_levels() {
+        use serde_json::json;
+        assert_eq!(json_level(&json!(200)), Some(LogLevel::Info));
+        assert_eq!(json_level(&json!(250)), Some(LogLevel::Info));
+        assert_eq!(json_level(&json!(550)), Some(LogLevel::Error));
+        assert_eq!(json_level(&json!(30)), Some(LogLevel::Info));
+        assert_eq!(json_level(&json!(60)), Some(LogLevel::Error));
+        assert_eq!(json_level(&json!("CRITICAL")), Some(LogLevel::Error));
+        assert_eq!(json_level(&json!(7)), None);
+        assert_eq!(json_level(&json!("loud")), None);
+        assert_eq!(json_level(&json!(-1)), None);
+    }
+
+    #[test]
+    fn level_detection_checks_error_first_then_default() {
+        let mut l = logging();
+        l.level_detection = Some(LevelDetection {
+            patterns: BTreeMap::from([
+                (LogLevel::Error, "(?i)error|fatal".to_string()),
+                (LogLevel::Warn, "(?i)warn".to_string()),
+                (LogLevel::Debug, "^DEBUG".to_string()),
+            ]),
+            default_level: LogLevel::Info,
+        });
+        l.min_level = Some(LogLevel::Info);
+        let p = Pipeline::compile("app", &l).unwrap();
+        let rs = run(
+            &p,
+            &["WARN then ERROR", "a warning", "DEBUG noise", "plain"],
+        );
+        assert_eq!(msgs(&rs), ["WARN then ERROR", "a warning", "plain"]);
+        let levels: Vec<LogLevel> = rs.iter().map(|r| r.level).collect();
+        assert_eq!(levels, [LogLevel::Error, LogLevel::Warn, LogLevel::Info]);
+    }
+
+    #[test]
+    fn include_and_exclude_filters() {
+        let mut l = logging();
+        l.include = vec!["^GET".into(), "^POST".into()];
+        l.exclude = vec!["/health".into()];
+        let p = Pipeline::compile("nginx", &l).unwrap();
+        let rs = run(&p, &["GET /", "GET /health", "POST /login", "noise"]);
+        assert_eq!(msgs(&rs), ["GET /", "POST /login"]);
+    }
+
+    #[test]
+    fn a_bad_regex_is_an_error_naming_the_key_not_a_panic() {
+        let mut l = logging();
+        l.exclude = vec!["(".into()];
+        let e = Pipeline::compile("x", &l).err().unwrap();
+        assert!(e.starts_with("filters.exclude: invalid regex \"(\""), "{e}");
+    }
+}
