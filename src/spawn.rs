@@ -53,6 +53,18 @@ pub fn start(
     owner: &Sender<Exit>,
     output: &Output,
 ) -> io::Result<i32> {
+    start_with(def, id, &[], reaper, owner, output)
+}
+
+/// `start` with extra environment variables (scheduled runs).
+pub fn start_with(
+    def: &Process,
+    id: &Identity,
+    extra_env: &[(&str, String)],
+    reaper: &Reaper,
+    owner: &Sender<Exit>,
+    output: &Output,
+) -> io::Result<i32> {
     let (program, args) = def
         .command
         .split_first()
@@ -63,6 +75,7 @@ pub fn start(
         .env("SHEEPDOG_PROCESS", &*id.process)
         .env("SHEEPDOG_INSTANCE", &*id.instance)
         .env("SHEEPDOG_INSTANCE_INDEX", id.index.to_string())
+        .envs(extra_env.iter().map(|(k, v)| (*k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

@@ -1,6 +1,6 @@
-//! Configuration keys owned by later issues (health checks, logging, hooks,
-//! scheduling, heartbeats, readiness file, …). They are parsed and validated
-//! now so seed configs load, but nothing acts on them yet.
+//! Configuration keys beyond the core: health checks, logging, hooks,
+//! scheduling, heartbeats, readiness file, …. Parsed and validated at load
+//! (some are not acted on yet: docs/configuration.md says which).
 //!
 //! Invariants (established by `config::load`): every duration here is
 //! already defaulted; every enabled optional block is `Some` and a disabled
@@ -237,11 +237,11 @@ pub struct Schedule {
     pub timezone: Timezone,
     /// Kill a run after this long; None = no limit.
     pub timeout: Option<Duration>,
-    /// Concurrent runs allowed (1).
+    /// Concurrent runs allowed (1; 0 = unlimited).
     pub max_concurrent: u32,
     /// Random delay up to this before each run (0).
     pub jitter: Duration,
-    /// Run once at start-up if a run was missed (false).
+    /// After a forward clock step skipped runs, run once (false).
     pub catch_up: bool,
 }
 
@@ -257,7 +257,8 @@ pub enum ScheduleSpec {
 pub enum Timezone {
     Utc,
     Local,
-    /// An IANA name such as `Europe/Amsterdam` (shape-checked only).
+    /// An IANA name such as `Europe/Amsterdam` (found in the system
+    /// zoneinfo at load).
     Named(String),
 }
 
