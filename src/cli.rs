@@ -70,6 +70,12 @@ pub enum Action {
     /// The signal as given (`HUP`, `SIGHUP`, `1`); the API validates it.
     Signal(String, String),
     Shutdown,
+    /// Scheduled jobs (a table), or one job with its history.
+    Schedules(Option<String>),
+    /// Run a job now; `true`: wait for it and exit with its result.
+    Trigger(String, bool),
+    Pause(String),
+    Resume(String),
     Help,
 }
 
@@ -141,6 +147,12 @@ USAGE:
     sheepdog ctl [OPTIONS] scale NAME N        run N instances (+N / -N: change by N)
     sheepdog ctl [OPTIONS] signal NAME SIG     send SIG (HUP, SIGUSR1, 10) to every instance
     sheepdog ctl [OPTIONS] shutdown            shut sheepdog down, as SIGTERM does
+    sheepdog ctl [OPTIONS] schedules [NAME]    scheduled jobs (a table), or one job's history
+    sheepdog ctl [OPTIONS] trigger NAME [--wait]
+                                               run a scheduled job now; --wait: until it
+                                               ends, exiting 0 only if it succeeded
+    sheepdog ctl [OPTIONS] pause NAME          no more scheduled runs of NAME
+    sheepdog ctl [OPTIONS] resume NAME         scheduled runs of NAME again
 
 OPTIONS:
     --socket PATH   connect to the API's unix socket
@@ -282,6 +294,7 @@ fn parse_ctl(parser: &mut lexopt::Parser) -> Result<Ctl, UsageError> {
             }
             Long("token") => token = Some(utf8(parser.value()?, "--token")?),
             Long("json") => json = true,
+            Long("wait") => words.push("--wait".into()),
             Short('h') | Long("help") => {
                 return Ok(Ctl {
                     target: None,
@@ -354,7 +367,7 @@ fn ctl_action(words: &[String]) -> Result<Action, UsageError> {
     let action = match w.first().copied() {
         None => {
             return Err(UsageError(
-                "'ctl' needs a command: status, start, stop, restart, scale, signal or shutdown"
+                "'ctl' needs a command: status, start, stop, restart, scale, signal, shutdown, schedules, trigger, pause or resume"
                     .into(),
             ))
         }
@@ -383,16 +396,33 @@ fn ctl_action(words: &[String]) -> Result<Action, UsageError> {
             Action::Signal(n, sig.to_string())
         }
         Some("shutdown") => Action::Shutdown,
+        Some("schedules") => Action::Schedules(w.get(1).map(|s| s.to_string())),
+        Some("trigger") => {
+            let n = name("trigger")?;
+            Action::Trigger(n, w.get(2) == Some(&"--wait"))
+        }
+        Some("pause") => Action::Pause(name("pause")?),
+        Some("resume") => Action::Resume(name("resume")?),
         Some(other) => {
             return Err(UsageError(format!(
-                "unknown ctl command '{other}'; expected status, start, stop, restart, scale, signal or shutdown"
+                "unknown ctl command '{other}'; expected status, start, stop, restart, scale, signal, shutdown, schedules, trigger, pause or resume"
             )))
         }
     };
+    if w.contains(&"--wait") && !matches!(action, Action::Trigger(_, true)) {
+        return Err(UsageError("--wait goes with 'ctl trigger NAME'".into()));
+    }
     let used = match &action {
-        Action::Status(Some(_)) | Action::Start(_) | Action::Stop(_) | Action::Restart(_) => 2,
-        Action::Scale(..) | Action::Signal(..) => 3,
-        Action::Status(None) | Action::Shutdown | Action::Help => 1,
+        Action::Status(Some(_))
+        | Action::Start(_)
+        | Action::Stop(_)
+        | Action::Restart(_)
+        | Action::Schedules(Some(_))
+        | Action::Trigger(_, false)
+        | Action::Pause(_)
+        | Action::Resume(_) => 2,
+        Action::Scale(..) | Action::Signal(..) | Action::Trigger(_, true) => 3,
+        Action::Status(None) | Action::Schedules(None) | Action::Shutdown | Action::Help => 1,
     };
     match w.get(used) {
         Some(x) => extra(x),
