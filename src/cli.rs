@@ -74,6 +74,12 @@ pub enum Action {
     Logs(LogsQuery),
     /// Reopen every log file (as SIGUSR1 does).
     ReopenLogs,
+    /// Scheduled jobs (a table), or one job with its history.
+    Schedules(Option<String>),
+    /// Run a job now; `true`: wait for it and exit with its result.
+    Trigger(String, bool),
+    Pause(String),
+    Resume(String),
     Help,
 }
 
@@ -157,6 +163,12 @@ USAGE:
     sheepdog ctl [OPTIONS] logs [NAME]         recent log lines (a process, an instance, or all)
           [--tail N] [--stream stdout|stderr] [--follow]   N lines (100); then keep following
     sheepdog ctl [OPTIONS] logs --reopen       reopen every log file, as SIGUSR1 does
+    sheepdog ctl [OPTIONS] schedules [NAME]    scheduled jobs (a table), or one job's history
+    sheepdog ctl [OPTIONS] trigger NAME [--wait]
+                                               run a scheduled job now; --wait: until it
+                                               ends, exiting 0 only if it succeeded
+    sheepdog ctl [OPTIONS] pause NAME          no more scheduled runs of NAME
+    sheepdog ctl [OPTIONS] resume NAME         scheduled runs of NAME again
 
 OPTIONS:
     --socket PATH   connect to the API's unix socket
@@ -335,6 +347,7 @@ fn parse_ctl(parser: &mut lexopt::Parser) -> Result<Ctl, UsageError> {
                 reopen = true;
                 log_flags = true;
             }
+            Long("wait") => words.push("--wait".into()),
             Short('h') | Long("help") => {
                 return Ok(Ctl {
                     target: None,
@@ -427,7 +440,7 @@ fn ctl_action(words: &[String]) -> Result<Action, UsageError> {
     let action = match w.first().copied() {
         None => {
             return Err(UsageError(
-                "'ctl' needs a command: status, start, stop, restart, scale, signal, logs or shutdown"
+                "'ctl' needs a command: status, start, stop, restart, scale, signal, logs, shutdown, schedules, trigger, pause or resume"
                     .into(),
             ))
         }
@@ -462,17 +475,38 @@ fn ctl_action(words: &[String]) -> Result<Action, UsageError> {
             }
             Action::Logs(LogsQuery { name: w.get(1).map(|s| s.to_string()), tail: 100, stream: None, follow: false })
         }
+        Some("schedules") => Action::Schedules(w.get(1).map(|s| s.to_string())),
+        Some("trigger") => {
+            let n = name("trigger")?;
+            Action::Trigger(n, w.get(2) == Some(&"--wait"))
+        }
+        Some("pause") => Action::Pause(name("pause")?),
+        Some("resume") => Action::Resume(name("resume")?),
         Some(other) => {
             return Err(UsageError(format!(
-                "unknown ctl command '{other}'; expected status, start, stop, restart, scale, signal, logs or shutdown"
+                "unknown ctl command '{other}'; expected status, start, stop, restart, scale, signal, logs, shutdown, schedules, trigger, pause or resume"
             )))
         }
     };
+    if w.contains(&"--wait") && !matches!(action, Action::Trigger(_, true)) {
+        return Err(UsageError("--wait goes with 'ctl trigger NAME'".into()));
+    }
     let used = match &action {
-        Action::Status(Some(_)) | Action::Start(_) | Action::Stop(_) | Action::Restart(_) => 2,
-        Action::Scale(..) | Action::Signal(..) => 3,
+        Action::Status(Some(_))
+        | Action::Start(_)
+        | Action::Stop(_)
+        | Action::Restart(_)
+        | Action::Schedules(Some(_))
+        | Action::Trigger(_, false)
+        | Action::Pause(_)
+        | Action::Resume(_) => 2,
+        Action::Scale(..) | Action::Signal(..) | Action::Trigger(_, true) => 3,
         Action::Logs(q) => 1 + usize::from(q.name.is_some()),
-        Action::Status(None) | Action::Shutdown | Action::ReopenLogs | Action::Help => 1,
+        Action::Status(None)
+        | Action::Schedules(None)
+        | Action::Shutdown
+        | Action::ReopenLogs
+        | Action::Help => 1,
     };
     match w.get(used) {
         Some(x) => extra(x),

@@ -968,7 +968,7 @@ impl Runner {
 
 /// True while any process is left in group `pgid` (EPERM: it exists but
 /// runs as another user, so it is alive too).
-fn group_alive(pgid: i32) -> bool {
+pub(crate) fn group_alive(pgid: i32) -> bool {
     !matches!(killpg(Pid::from_raw(pgid), None), Err(Errno::ESRCH))
 }
 

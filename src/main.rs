@@ -19,6 +19,7 @@ mod plan;
 mod ports;
 mod probe;
 mod reaper;
+mod scheduler;
 mod signals;
 mod spawn;
 mod status;

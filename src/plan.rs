@@ -160,7 +160,9 @@ impl Plan {
 
     /// The shutdown budget for `config`: each stop level may take as long as
     /// its slowest process's `shutdown.timeout`, and the levels run one after
-    /// another.
+    /// another. Scheduled jobs' runs are stopped at once, beside the first
+    /// level (nothing depends on them), so they only count when one of them
+    /// takes longer than all the levels.
     pub fn budget(&self, config: &Config) -> Budget {
         let per_level: Vec<Duration> = self
             .stop_levels()
@@ -169,14 +171,23 @@ impl Plan {
                 level
                     .iter()
                     .filter_map(|name| config.processes.get(name))
+                    .filter(|p| p.extra.schedule.is_none())
                     .map(|p| p.shutdown.timeout)
                     .max()
                     .unwrap_or(Duration::ZERO)
             })
             .collect();
+        let jobs = config
+            .processes
+            .values()
+            .filter(|p| p.enabled && p.extra.schedule.is_some())
+            .map(|p| p.shutdown.timeout)
+            .max()
+            .unwrap_or(Duration::ZERO);
         let total = per_level
             .iter()
-            .fold(Duration::ZERO, |acc, d| acc.saturating_add(*d));
+            .fold(Duration::ZERO, |acc, d| acc.saturating_add(*d))
+            .max(jobs);
         Budget {
             per_level,
             total,

@@ -84,8 +84,21 @@ pub fn start(
     owner: &Sender<Exit>,
     output: &Output,
 ) -> io::Result<(i32, Receiver<()>)> {
+    start_with(def, id, &[], reaper, owner, output)
+}
+
+/// `start` with extra environment variables (scheduled runs).
+pub fn start_with(
+    def: &Process,
+    id: &Identity,
+    extra_env: &[(&str, String)],
+    reaper: &Reaper,
+    owner: &Sender<Exit>,
+    output: &Output,
+) -> io::Result<(i32, Receiver<()>)> {
     let logging = &def.extra.logging;
     let (mut cmd, setup) = command(def, id, &def.command)?;
+    cmd.envs(extra_env.iter().map(|(k, v)| (*k, v)));
     cmd.stdout(stdio(logging.stdout))
         .stderr(stdio(logging.stderr));
     attached(reaper, &mut cmd, setup, owner, output, id, logging)

@@ -22,6 +22,9 @@ pub const PROBE_BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 
 /// Upper bounds (seconds) of the hook-duration histogram buckets.
 pub const HOOK_BUCKETS: [f64; 10] = [0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
 
+/// Upper bounds (seconds) of the scheduled-run duration histogram buckets.
+pub const RUN_BUCKETS: [f64; 10] = [0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0];
+
 /// Count one observation into per-bucket counts (`bounds.len() + 1`
 /// entries, the last for +Inf; not cumulative).
 pub fn observe(buckets: &mut Vec<u64>, bounds: &[f64], value: f64) {
@@ -61,6 +64,88 @@ pub struct Snapshot {
     pub processes: Vec<ProcessStatus>,
     /// Hook executions so far, per hook (monotonic counters).
     pub hooks: Vec<HookStatus>,
+    /// Oneshot runs, oldest first (bounded by `oneshot_history_max_entries`
+    /// and `oneshot_history_max_age`).
+    pub oneshot_history: Vec<OneshotRun>,
+}
+
+/// A scheduled job's state, stats and history.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct ScheduleStatus {
+    /// As written (`*/5 * * * *`, `@daily`, `@every 30s`).
+    pub expression: String,
+    pub timezone: String,
+    pub paused: bool,
+    /// Runs going on now.
+    pub running: u32,
+    pub running_pids: Vec<i32>,
+    /// 0 = unlimited.
+    pub max_concurrent: u32,
+    pub timeout_seconds: Option<f64>,
+    pub jitter_seconds: f64,
+    pub catch_up: bool,
+    /// When the next run is due (Unix seconds; None while never).
+    pub next_run: Option<f64>,
+    /// When the last run started (Unix seconds).
+    pub last_run: Option<f64>,
+    pub last_result: Option<String>,
+    pub last_exit: Option<LastExit>,
+    pub last_duration_seconds: Option<f64>,
+    pub stats: RunStats,
+    /// Runs and skips, oldest first (bounded by `schedule_history_size`).
+    #[serde(skip)]
+    pub history: Vec<RunRecord>,
+}
+
+/// Monotonic counters of a scheduled job.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct RunStats {
+    /// Finished runs (success + failure + timeout).
+    pub total: u64,
+    pub success: u64,
+    pub failure: u64,
+    pub timeout: u64,
+    /// Triggers skipped at the concurrency limit.
+    pub skipped: u64,
+    pub duration_seconds_sum: f64,
+    pub average_duration_seconds: Option<f64>,
+    /// Durations per `RUN_BUCKETS` bucket (+Inf last; not cumulative).
+    pub duration_buckets: Vec<u64>,
+}
+
+/// One run of a scheduled job (or a skipped trigger).
+#[derive(Debug, Clone, Serialize, Default, PartialEq)]
+pub struct RunRecord {
+    /// None for a skipped trigger.
+    pub run_id: Option<u64>,
+    /// `schedule`, `manual` or `catch_up`.
+    pub trigger: String,
+    pub started_at: f64,
+    pub ended_at: Option<f64>,
+    pub duration_seconds: Option<f64>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    /// `running`, `success`, `failure`, `timeout` or `skipped`.
+    pub result: String,
+    pub error: Option<String>,
+}
+
+/// One run of a oneshot process (one child, start to exit).
+#[derive(Debug, Clone, Serialize, Default, PartialEq)]
+pub struct OneshotRun {
+    pub process: String,
+    /// `<process>-<index>`
+    pub instance: String,
+    /// `startup`, `restart` (the restart policy) or `manual` (API/ctl).
+    pub trigger: String,
+    pub started_at: f64,
+    pub ended_at: Option<f64>,
+    pub duration_seconds: Option<f64>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    /// `running`, `success`, `failure` or `failed_to_start`.
+    pub result: String,
+    pub error: Option<String>,
 }
 
 /// One hook's executions (all attempts of a run count as one execution).
@@ -103,6 +188,9 @@ pub struct ProcessStatus {
     /// `health`, `manual`).
     pub restarts: BTreeMap<String, u64>,
     pub instances: Vec<InstanceStatus>,
+    /// Set for scheduled jobs (which have no instances of their own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleStatus>,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -193,11 +281,24 @@ pub enum Control {
     },
     /// Reopen every log file (`ctl logs --reopen`; same as SIGUSR1).
     ReopenLogs,
+    /// Scheduled jobs: stop starting runs (runs going on continue).
+    Pause {
+        name: String,
+    },
+    Resume {
+        name: String,
+    },
+    /// Start a run now. With `wait`, the reply comes when it ends
+    /// (`ControlReply::Run`).
+    Trigger {
+        name: String,
+        wait: bool,
+    },
     Shutdown,
 }
 
 /// The supervisor's answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ControlReply {
     /// Done (or nothing to do).
     Done(String),
@@ -207,6 +308,8 @@ pub enum ControlReply {
     /// The request cannot apply in the current state (e.g. scaling a oneshot,
     /// beyond max_scale, or during shutdown).
     Conflict(String),
+    /// A finished scheduled run (`Trigger { wait: true }`).
+    Run(Box<RunRecord>),
 }
 
 /// A control request with its reply channel.

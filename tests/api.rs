@@ -241,19 +241,28 @@ fn unknown_routes_wrong_methods_and_later_endpoints() {
     let r = api.post("/api/v1/health", "{}");
     assert_eq!(r.status, 405);
 
-    for (method, path) in [
-        ("GET", "/api/v1/processes/web/schedule"),
-        ("GET", "/api/v1/processes/web/schedule/history"),
-        ("POST", "/api/v1/processes/web/schedule/pause"),
-        ("POST", "/api/v1/processes/web/schedule/resume"),
-        ("POST", "/api/v1/processes/web/schedule/trigger"),
-        ("POST", "/api/v1/config/reload"),
-        ("GET", "/api/v1/oneshot/history"),
+    let r = http::raw(
+        api.port,
+        &http::request("POST", "/api/v1/config/reload", Some(TOKEN), Some("{}")),
+    );
+    assert_eq!(r.status, 501, "POST /api/v1/config/reload: {}", r.body);
+    assert!(r.error().contains("not implemented yet"), "{}", r.body);
+    // Schedule endpoints on a process without a schedule.
+    for (method, path, status) in [
+        ("GET", "/api/v1/processes/web/schedule", 404),
+        ("GET", "/api/v1/schedules/web/history", 404),
+        ("POST", "/api/v1/processes/web/schedule/pause", 409),
+        ("POST", "/api/v1/schedules/web/trigger", 409),
+        ("POST", "/api/v1/schedules/nope/trigger", 404),
     ] {
         let body = (method == "POST").then_some("{}");
         let r = http::raw(api.port, &http::request(method, path, Some(TOKEN), body));
-        assert_eq!(r.status, 501, "{method} {path}: {}", r.body);
-        assert!(r.error().contains("not implemented yet"), "{}", r.body);
+        assert_eq!(r.status, status, "{method} {path}: {}", r.body);
+        assert!(
+            r.error().contains("web") || r.error().contains("nope"),
+            "{}",
+            r.body
+        );
     }
 }
 

@@ -290,6 +290,72 @@ pub fn render(snap: &Snapshot, api: &ApiCounters) -> String {
         Unit::Seconds,
         Present(hook_durations),
     );
+    let sched_runs: Counters = Family::default();
+    let sched_skipped: Counters = Family::default();
+    let sched_durations: Family<Labels, CountedHistogram> = Family::default();
+    let sched_last: FloatGauges = Family::default();
+    let sched_next: FloatGauges = Family::default();
+    for p in &snap.processes {
+        let Some(s) = &p.schedule else { continue };
+        let st = &s.stats;
+        for (result, n) in [
+            ("success", st.success),
+            ("failure", st.failure),
+            ("timeout", st.timeout),
+        ] {
+            sched_runs
+                .get_or_create(&labels(&[("process", &p.name), ("result", result)]))
+                .inc_by(n);
+        }
+        sched_skipped
+            .get_or_create(&labels(&[("process", &p.name)]))
+            .inc_by(st.skipped);
+        sched_durations
+            .get_or_create(&labels(&[("process", &p.name)]))
+            .set(
+                st.duration_seconds_sum,
+                &crate::status::RUN_BUCKETS,
+                &st.duration_buckets,
+            );
+        if let Some(t) = s.last_run {
+            sched_last
+                .get_or_create(&labels(&[("process", &p.name)]))
+                .set(t);
+        }
+        if let Some(t) = s.next_run {
+            sched_next
+                .get_or_create(&labels(&[("process", &p.name)]))
+                .set(t);
+        }
+    }
+    r.register(
+        "scheduled_runs",
+        "Finished runs of scheduled jobs by process and result: success, failure, timeout",
+        Present(sched_runs),
+    );
+    r.register(
+        "scheduled_skipped",
+        "Scheduled triggers skipped because schedule_max_concurrent runs were still going",
+        Present(sched_skipped),
+    );
+    r.register_with_unit(
+        "scheduled_run_duration",
+        "How long finished scheduled runs took",
+        Unit::Seconds,
+        Present(sched_durations),
+    );
+    r.register_with_unit(
+        "scheduled_last_run_timestamp",
+        "When the job's last run started (Unix time)",
+        Unit::Seconds,
+        Present(sched_last),
+    );
+    r.register_with_unit(
+        "scheduled_next_run_timestamp",
+        "When the job is next due (Unix time; absent while paused or shutting down)",
+        Unit::Seconds,
+        Present(sched_next),
+    );
     let reaped: Counter = Counter::default();
     reaped.inc_by(snap.orphans_reaped);
     r.register("zombies_reaped", "Adopted orphan processes reaped", reaped);
@@ -435,6 +501,7 @@ mod tests {
             orphans_reaped: 7,
             shutdown_seconds: None,
             hooks: vec![],
+            oneshot_history: vec![],
             processes: vec![ProcessStatus {
                 name: "web".into(),
                 kind: "longrun".into(),
@@ -515,6 +582,43 @@ mod tests {
         // Every sample line belongs to a family prefixed sheepdog_.
         for l in text.lines().filter(|l| !l.starts_with('#')) {
             assert!(l.starts_with("sheepdog_"), "{l}");
+        }
+    }
+
+    #[test]
+    fn scheduled_job_families() {
+        let mut s = snap();
+        s.processes.push(ProcessStatus {
+            name: "cron".into(),
+            kind: "scheduled".into(),
+            schedule: Some(crate::status::ScheduleStatus {
+                next_run: Some(1_700_000_060.0),
+                last_run: Some(1_700_000_000.0),
+                stats: crate::status::RunStats {
+                    total: 3,
+                    success: 2,
+                    failure: 0,
+                    timeout: 1,
+                    skipped: 4,
+                    duration_seconds_sum: 12.5,
+                    average_duration_seconds: Some(12.5 / 3.0),
+                    duration_buckets: vec![0, 0, 1, 1, 0, 1, 0, 0, 0, 0, 0],
+                },
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let text = prometheus_text(&render(&s, &ApiCounters::default()));
+        for needle in [
+            "sheepdog_scheduled_runs_total{process=\"cron\",result=\"success\"} 2",
+            "sheepdog_scheduled_runs_total{process=\"cron\",result=\"timeout\"} 1",
+            "sheepdog_scheduled_skipped_total{process=\"cron\"} 4",
+            "sheepdog_scheduled_run_duration_seconds_count{process=\"cron\"} 3",
+            "sheepdog_scheduled_run_duration_seconds_sum{process=\"cron\"} 12.5",
+            "sheepdog_scheduled_next_run_timestamp_seconds{process=\"cron\"} 1700000060",
+            "sheepdog_scheduled_last_run_timestamp_seconds{process=\"cron\"} 1700000000",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from\n{text}");
         }
     }
 

@@ -53,6 +53,13 @@ pub enum Endpoint {
     /// `GET /api/v1/logs` and `/api/v1/processes/{name}/logs`.
     Logs,
     ReopenLogs,
+    Schedules,
+    Schedule,
+    ScheduleHistory,
+    Pause,
+    Resume,
+    Trigger,
+    OneshotHistory,
     /// Owned by a later piece of work (named): answers 501 until then.
     Later(&'static str),
 }
@@ -76,8 +83,6 @@ const fn route(method: &'static str, path: &'static str, endpoint: Endpoint) -> 
     }
 }
 
-const SCHEDULES: Endpoint = Endpoint::Later("the scheduler");
-
 /// Every endpoint of the API.
 pub const ROUTES: &[Route] = &[
     route("GET", "/api/v1/health", Endpoint::Health),
@@ -98,33 +103,51 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/api/v1/processes/{name}/logs", Endpoint::Logs),
     route("GET", "/api/v1/logs", Endpoint::Logs),
     route("POST", "/api/v1/logs/reopen", Endpoint::ReopenLogs),
-    route("GET", "/api/v1/processes/{name}/schedule", SCHEDULES),
+    route("GET", "/api/v1/schedules", Endpoint::Schedules),
+    route("GET", "/api/v1/schedules/{name}", Endpoint::Schedule),
+    route(
+        "GET",
+        "/api/v1/schedules/{name}/history",
+        Endpoint::ScheduleHistory,
+    ),
+    route("POST", "/api/v1/schedules/{name}/pause", Endpoint::Pause),
+    route("POST", "/api/v1/schedules/{name}/resume", Endpoint::Resume),
+    route(
+        "POST",
+        "/api/v1/schedules/{name}/trigger",
+        Endpoint::Trigger,
+    ),
+    route(
+        "GET",
+        "/api/v1/processes/{name}/schedule",
+        Endpoint::Schedule,
+    ),
     route(
         "GET",
         "/api/v1/processes/{name}/schedule/history",
-        SCHEDULES,
+        Endpoint::ScheduleHistory,
     ),
-    route("POST", "/api/v1/processes/{name}/schedule/pause", SCHEDULES),
+    route(
+        "POST",
+        "/api/v1/processes/{name}/schedule/pause",
+        Endpoint::Pause,
+    ),
     route(
         "POST",
         "/api/v1/processes/{name}/schedule/resume",
-        SCHEDULES,
+        Endpoint::Resume,
     ),
     route(
         "POST",
         "/api/v1/processes/{name}/schedule/trigger",
-        SCHEDULES,
+        Endpoint::Trigger,
     ),
     route(
         "POST",
         "/api/v1/config/reload",
         Endpoint::Later("configuration reload"),
     ),
-    route(
-        "GET",
-        "/api/v1/oneshot/history",
-        Endpoint::Later("oneshot history"),
-    ),
+    route("GET", "/api/v1/oneshot/history", Endpoint::OneshotHistory),
 ];
 
 /// The result of routing.
@@ -254,6 +277,23 @@ impl Handler for Api {
                 super::logs::get(&self.logs, &self.published.get(), name, &req.query)
             }
             Endpoint::ReopenLogs => self.control(None, Control::ReopenLogs),
+            Endpoint::Schedules => schedules(&self.published.get()),
+            Endpoint::Schedule => schedule(&self.published.get(), &name, false),
+            Endpoint::ScheduleHistory => schedule(&self.published.get(), &name, true),
+            Endpoint::Pause => self.control(Some(&name), Control::Pause { name: name.clone() }),
+            Endpoint::Resume => self.control(Some(&name), Control::Resume { name: name.clone() }),
+            Endpoint::Trigger => match wait_flag(&req.query) {
+                Ok(false) => self.control(
+                    Some(&name),
+                    Control::Trigger {
+                        name: name.clone(),
+                        wait: false,
+                    },
+                ),
+                Ok(true) => self.trigger_wait(&name),
+                Err(resp) => resp,
+            },
+            Endpoint::OneshotHistory => oneshot_history(&self.published.get()),
             Endpoint::Later(what) => Response::error(
                 501,
                 &format!(
@@ -297,11 +337,48 @@ impl Api {
             Ok(r) => r,
             Err(e) => return Response::error(503, &e).with_header("Retry-After", "1"),
         };
+        self.reply_response(name, reply)
+    }
+
+    /// `trigger?wait=true`: start a run and answer when it has ended, or
+    /// after a bound (its timeout and stop budget, else 10 minutes) with a
+    /// 202 saying it still runs.
+    fn trigger_wait(&self, name: &str) -> Response {
+        let snap = self.published.get();
+        let Some(p) = snap.processes.iter().find(|p| p.name == name) else {
+            return not_found(name);
+        };
+        let Some(sched) = &p.schedule else {
+            return Response::error(409, &format!("{name} is not a scheduled job"));
+        };
+        let wait = sched.timeout_seconds.map_or(TRIGGER_WAIT_MAX, |t| {
+            Duration::from_secs_f64(t).saturating_add(TRIGGER_WAIT_SLACK)
+        });
+        let control = Control::Trigger {
+            name: name.to_string(),
+            wait: true,
+        };
+        match self.ask(control, wait) {
+            Ok(reply) => self.reply_response(Some(name), reply),
+            Err(e) if e.contains("did not answer") => Response::json(
+                202,
+                &json!({
+                    "status": "accepted",
+                    "process": name,
+                    "message": format!("the run is still going after {}s; see its history", wait.as_secs()),
+                }),
+            ),
+            Err(e) => Response::error(503, &e).with_header("Retry-After", "1"),
+        }
+    }
+
+    fn reply_response(&self, name: Option<&str>, reply: ControlReply) -> Response {
         let (status, word, msg) = match reply {
             ControlReply::Accepted(m) => (202, "accepted", m),
             ControlReply::Done(m) => (200, "done", m),
             ControlReply::NotFound(m) => return Response::error(404, &m),
             ControlReply::Conflict(m) => return Response::error(409, &m),
+            ControlReply::Run(r) => return run_response(name, &r),
         };
         let mut body = json!({ "status": word, "message": msg });
         if let (Some(n), Some(obj)) = (name, body.as_object_mut()) {
@@ -309,6 +386,94 @@ impl Api {
         }
         Response::json(status, &body)
     }
+}
+
+/// The longest `trigger?wait=true` waits for a job without a timeout.
+const TRIGGER_WAIT_MAX: Duration = Duration::from_secs(600);
+/// Added to a job's timeout: its stop (signal, kill) and slack.
+const TRIGGER_WAIT_SLACK: Duration = Duration::from_secs(70);
+
+/// `wait=true|false|1|0` in the query (absent: false).
+fn wait_flag(query: &str) -> Result<bool, Response> {
+    let mut wait = false;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, "true"));
+        match (k, v) {
+            ("wait", "true" | "1" | "yes") => wait = true,
+            ("wait", "false" | "0" | "no") => wait = false,
+            ("wait", other) => {
+                return Err(bad(format!(
+                    "query parameter wait: {other:?} is not a boolean; expected true or false"
+                )))
+            }
+            (other, _) => {
+                return Err(bad(format!(
+                    "unknown query parameter {other:?}; expected wait"
+                )))
+            }
+        }
+    }
+    Ok(wait)
+}
+
+fn run_response(name: Option<&str>, r: &crate::status::RunRecord) -> Response {
+    Response::json(
+        200,
+        &json!({
+            "status": "done",
+            "process": name,
+            "run": r,
+            "exit_code": r.exit_code,
+            "signal": r.signal,
+            "result": r.result,
+        }),
+    )
+}
+
+/// A job's status as JSON (with its history when asked).
+fn schedule_json(p: &ProcessStatus, with_history: bool) -> Value {
+    let Some(s) = &p.schedule else {
+        return Value::Null;
+    };
+    let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("process".into(), json!(p.name));
+        obj.insert("state".into(), json!(p.state));
+        if with_history {
+            obj.insert("history".into(), json!(s.history));
+        }
+    }
+    v
+}
+
+fn schedules(snap: &Snapshot) -> Response {
+    let jobs: Vec<Value> = snap
+        .processes
+        .iter()
+        .filter(|p| p.schedule.is_some())
+        .map(|p| schedule_json(p, false))
+        .collect();
+    Response::json(200, &json!({ "schedules": jobs }))
+}
+
+fn schedule(snap: &Snapshot, name: &str, history_only: bool) -> Response {
+    let Some(p) = snap.processes.iter().find(|p| p.name == name) else {
+        return not_found(name);
+    };
+    let Some(s) = &p.schedule else {
+        return Response::error(
+            404,
+            &format!("{name} is not a scheduled job (it has no schedule)"),
+        );
+    };
+    if history_only {
+        return Response::json(200, &json!({ "process": name, "history": s.history }));
+    }
+    Response::json(200, &schedule_json(p, true))
+}
+
+fn oneshot_history(snap: &Snapshot) -> Response {
+    Response::json(200, &json!({ "history": snap.oneshot_history }))
 }
 
 fn now_unix() -> f64 {

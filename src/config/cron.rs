@@ -1,4 +1,5 @@
-//! The *shape* of a `schedule` expression, checked at load time.
+//! Cron expressions: parsing (at load time) and the next matching civil
+//! time (for the scheduler).
 //!
 //! Accepts the standard 5-field cron syntax (minute hour day-of-month month
 //! day-of-week) with `*`, `?` (day fields), lists `a,b`, ranges `a-b`,
@@ -7,10 +8,15 @@
 //! `@monthly`, `@weekly`, `@daily`/`@midnight`, `@hourly` (rewritten to
 //! their 5-field form) and `@every <duration>`.
 //!
-//! This module only checks that each field is well formed and in range,
-//! naming the field on error; computing next run times belongs to the
-//! scheduler. Invariant: a `Cron` spec it returns has exactly 5 fields,
-//! each of which passed `check_field`.
+//! Errors name the field and the expected range. Both day fields follow
+//! Vixie cron: when both are restricted a day matches if *either* does;
+//! when one starts with `*` (or `?`) only the other restricts.
+//!
+//! Invariant: a `Cron` spec `parse` returns has exactly 5 fields that
+//! `Cron::parse` accepts, and matches at least one day within a 400-year
+//! cycle (`0 0 30 2 *` is refused: it would never run).
+//! Time zones are not handled here: `next_match` works on civil
+//! (wall-clock) times; `scheduler::next` maps them to instants.
 
 use super::extra::ScheduleSpec;
 use super::value::{parse_duration, quote};
@@ -115,7 +121,7 @@ pub fn parse(expr: &str) -> Result<ScheduleSpec, String> {
         ));
     }
     for (part, field) in parts.iter().zip(FIELDS.iter()) {
-        check_field(part, field).map_err(|why| {
+        field_bits(part, field).map_err(|why| {
             format!(
                 "invalid {} field {} in schedule {}: {why}",
                 field.name,
@@ -124,10 +130,208 @@ pub fn parse(expr: &str) -> Result<ScheduleSpec, String> {
             )
         })?;
     }
-    Ok(ScheduleSpec::Cron(parts.join(" ")))
+    let joined = parts.join(" ");
+    let cron = Cron::parse(&joined)?;
+    if cron.never_matches() {
+        return Err(format!(
+            "schedule {} never matches a date (day-of-month and month exclude each other)",
+            quote(expr)
+        ));
+    }
+    Ok(ScheduleSpec::Cron(joined))
 }
 
-fn check_field(text: &str, f: &Field) -> Result<(), String> {
+/// A parsed 5-field expression: one bit per allowed value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cron {
+    minutes: u64,
+    hours: u32,
+    /// Bits 1..=31.
+    doms: u32,
+    /// Bits 1..=12.
+    months: u16,
+    /// Bits 0..=6 (Sunday = 0; a 7 was folded into 0).
+    dows: u8,
+    dom_star: bool,
+    dow_star: bool,
+    /// The hour field starts with `*`: the job runs every hour (or every
+    /// n hours), so it follows real time across DST changes.
+    pub hour_star: bool,
+}
+
+/// A civil (wall-clock) minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Civil {
+    pub year: i32,
+    pub month: u32,
+    pub day: u32,
+    pub hour: u32,
+    pub minute: u32,
+}
+
+impl Civil {
+    /// The next minute.
+    pub fn succ(self) -> Civil {
+        let mut c = self;
+        c.minute += 1;
+        if c.minute == 60 {
+            c.minute = 0;
+            c.next_hour_start()
+        } else {
+            c
+        }
+    }
+
+    /// 00 minutes of the next hour.
+    fn next_hour_start(mut self) -> Civil {
+        self.minute = 0;
+        self.hour += 1;
+        if self.hour == 24 {
+            self.next_day_start()
+        } else {
+            self
+        }
+    }
+
+    fn next_day_start(mut self) -> Civil {
+        self.minute = 0;
+        self.hour = 0;
+        self.day += 1;
+        if self.day > days_in_month(self.year, self.month) {
+            self.next_month_start()
+        } else {
+            self
+        }
+    }
+
+    fn next_month_start(mut self) -> Civil {
+        self.minute = 0;
+        self.hour = 0;
+        self.day = 1;
+        self.month += 1;
+        if self.month == 13 {
+            self.month = 1;
+            self.year += 1;
+        }
+        self
+    }
+}
+
+pub fn is_leap(y: i32) -> bool {
+    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+}
+
+pub fn days_in_month(y: i32, m: u32) -> u32 {
+    match m {
+        2 if is_leap(y) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Day of the week, Sunday = 0 (Zeller-style, proleptic Gregorian).
+pub fn weekday(y: i32, m: u32, d: u32) -> u32 {
+    const T: [i32; 12] = [0, 3, 2, 5, 0, 3, 5, 1, 4, 6, 2, 4];
+    let y = if m < 3 { y - 1 } else { y };
+    let idx = (m as usize).saturating_sub(1).min(11);
+    (y + y.div_euclid(4) - y.div_euclid(100) + y.div_euclid(400) + T[idx] + d as i32).rem_euclid(7)
+        as u32
+}
+
+impl Cron {
+    /// Parse five whitespace-separated fields.
+    pub fn parse(text: &str) -> Result<Cron, String> {
+        let parts: Vec<&str> = text.split_whitespace().collect();
+        if parts.len() != 5 {
+            return Err(format!(
+                "invalid schedule {}: {} fields; expected 5",
+                quote(text),
+                parts.len()
+            ));
+        }
+        let mut bits = [0u64; 5];
+        for (i, (part, field)) in parts.iter().zip(FIELDS.iter()).enumerate() {
+            bits[i] = field_bits(part, field).map_err(|why| {
+                format!(
+                    "invalid {} field {} in schedule {}: {why}",
+                    field.name,
+                    quote(part),
+                    quote(text)
+                )
+            })?;
+        }
+        let star = |s: &str| s.starts_with('*') || s.starts_with('?');
+        // Day-of-week 7 is Sunday too.
+        let dows = (bits[4] | (bits[4] >> 7)) & 0x7f;
+        Ok(Cron {
+            minutes: bits[0],
+            hours: bits[1] as u32,
+            doms: bits[2] as u32,
+            months: bits[3] as u16,
+            dows: dows as u8,
+            dom_star: star(parts[2]),
+            dow_star: star(parts[4]),
+            hour_star: star(parts[1]),
+        })
+    }
+
+    fn day_matches(&self, y: i32, m: u32, d: u32) -> bool {
+        let dom = self.doms & (1 << d) != 0;
+        let dow = self.dows & (1 << weekday(y, m, d)) != 0;
+        if self.dom_star || self.dow_star {
+            dom && dow
+        } else {
+            dom || dow
+        }
+    }
+
+    /// No day of any month (over a full 400-year cycle) matches.
+    fn never_matches(&self) -> bool {
+        self.next_match(Civil {
+            year: 2000,
+            month: 1,
+            day: 1,
+            hour: 0,
+            minute: 0,
+        })
+        .is_none()
+    }
+
+    /// The first civil minute at or after `from` that matches, looking at
+    /// most 400 years ahead (None: never).
+    pub fn next_match(&self, from: Civil) -> Option<Civil> {
+        let mut c = from;
+        let limit = from.year.saturating_add(400);
+        while c.year <= limit {
+            if self.months & (1 << c.month) == 0 {
+                c = c.next_month_start();
+                continue;
+            }
+            if !self.day_matches(c.year, c.month, c.day) {
+                c = c.next_day_start();
+                continue;
+            }
+            if self.hours & (1 << c.hour) == 0 {
+                c = c.next_hour_start();
+                continue;
+            }
+            // The first allowed minute at or after this one, in this hour.
+            let rest = self.minutes >> c.minute;
+            if rest == 0 {
+                c = c.next_hour_start();
+                continue;
+            }
+            c.minute += rest.trailing_zeros();
+            return Some(c);
+        }
+        None
+    }
+}
+
+/// The set of values a field allows, as bits.
+fn field_bits(text: &str, f: &Field) -> Result<u64, String> {
+    let mut bits = 0u64;
     for item in text.split(',') {
         if item.is_empty() {
             return Err("empty list item".into());
@@ -136,31 +340,43 @@ fn check_field(text: &str, f: &Field) -> Result<(), String> {
             Some((b, s)) => (b, Some(s)),
             None => (item, None),
         };
-        if let Some(step) = step {
-            let n: u32 = step
-                .parse()
-                .map_err(|_| format!("step {} is not a number", quote(step)))?;
-            if n == 0 || n > f.max {
-                return Err(format!("step {n} is out of range; expected 1-{}", f.max));
+        let step = match step {
+            Some(step) => {
+                let n: u32 = step
+                    .parse()
+                    .map_err(|_| format!("step {} is not a number", quote(step)))?;
+                if n == 0 || n > f.max {
+                    return Err(format!("step {n} is out of range; expected 1-{}", f.max));
+                }
+                Some(n)
             }
-        }
-        match base {
-            "*" => {}
-            "?" if f.question => {}
-            _ => {
-                let (lo, hi) = match base.split_once('-') {
-                    Some((a, b)) => (value(a, f)?, Some(value(b, f)?)),
-                    None => (value(base, f)?, None),
-                };
-                if let Some(hi) = hi {
+            None => None,
+        };
+        let (lo, hi) = match base {
+            "*" => (f.min, f.max),
+            "?" if f.question => (f.min, f.max),
+            _ => match base.split_once('-') {
+                Some((a, b)) => {
+                    let (lo, hi) = (value(a, f)?, value(b, f)?);
                     if lo > hi {
                         return Err(format!("range {base} runs backwards"));
                     }
+                    (lo, hi)
                 }
-            }
+                // `a/n` means a, a+n, … up to the maximum (Vixie cron).
+                None if step.is_some() => (value(base, f)?, f.max),
+                None => {
+                    let v = value(base, f)?;
+                    (v, v)
+                }
+            },
+        };
+        let step = step.unwrap_or(1) as usize;
+        for v in (lo..=hi).step_by(step) {
+            bits |= 1 << v;
         }
     }
-    Ok(())
+    Ok(bits)
 }
 
 fn value(text: &str, f: &Field) -> Result<u32, String> {

@@ -1,7 +1,7 @@
 //! Configuration keys beyond the core supervisor (health checks, logging,
 //! hooks, scheduling, heartbeats, readiness file, …). All are parsed and
-//! validated at load so seed configs load; health checks and logging are
-//! active, the others wait for their issues.
+//! validated at load; heartbeats are not acted on yet (docs/configuration.md
+//! says so).
 //!
 //! Invariants (established by `config::load`): every duration here is
 //! already defaulted; every enabled optional block is `Some` and a disabled
@@ -244,11 +244,11 @@ pub struct Schedule {
     pub timezone: Timezone,
     /// Kill a run after this long; None = no limit.
     pub timeout: Option<Duration>,
-    /// Concurrent runs allowed (1).
+    /// Concurrent runs allowed (1; 0 = unlimited).
     pub max_concurrent: u32,
     /// Random delay up to this before each run (0).
     pub jitter: Duration,
-    /// Run once at start-up if a run was missed (false).
+    /// After a forward clock step skipped runs, run once (false).
     pub catch_up: bool,
 }
 
@@ -264,7 +264,8 @@ pub enum ScheduleSpec {
 pub enum Timezone {
     Utc,
     Local,
-    /// An IANA name such as `Europe/Amsterdam` (shape-checked only).
+    /// An IANA name such as `Europe/Amsterdam` (found in the system
+    /// zoneinfo at load).
     Named(String),
 }
 

@@ -6,7 +6,7 @@
 //! the bad value and what was expected. It never panics on any input.
 
 mod creds;
-mod cron;
+pub mod cron;
 mod env;
 pub mod extra;
 mod keys;

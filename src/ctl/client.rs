@@ -28,17 +28,23 @@ pub struct Reply {
     pub body: String,
 }
 
-/// One request. `body` makes it a JSON POST.
+/// How long `trigger --wait` waits: beyond the API's own bound (10 minutes
+/// without a schedule_timeout).
+pub const WAIT_TIMEOUT: Duration = Duration::from_secs(11 * 60);
+
+/// One request. `body` makes it a JSON POST. `timeout`: None = the usual.
 pub fn call(
     target: &Target,
     method: &str,
     path: &str,
     body: Option<&str>,
     token: Option<&str>,
+    timeout: Option<Duration>,
 ) -> Result<Reply, String> {
+    let timeout = timeout.unwrap_or(TIMEOUT);
     match target {
-        Target::Socket(p) => unix(p, method, path, body, token),
-        Target::Url(base) => tcp(base, method, path, body, token),
+        Target::Socket(p) => unix(p, method, path, body, token, timeout),
+        Target::Url(base) => tcp(base, method, path, body, token, timeout),
     }
 }
 
@@ -48,10 +54,11 @@ fn tcp(
     path: &str,
     body: Option<&str>,
     token: Option<&str>,
+    timeout: Duration,
 ) -> Result<Reply, String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .timeout_global(Some(TIMEOUT))
+        .timeout_global(Some(timeout))
         .proxy(None)
         .max_redirects(0)
         .user_agent(format!("sheepdog-ctl/{}", crate::VERSION))
@@ -89,12 +96,13 @@ fn unix(
     path: &str,
     body: Option<&str>,
     token: Option<&str>,
+    timeout: Duration,
 ) -> Result<Reply, String> {
     let shown = sock.display();
     let mut s =
         UnixStream::connect(sock).map_err(|e| format!("unable to connect to {shown}: {e}"))?;
-    s.set_read_timeout(Some(TIMEOUT))
-        .and_then(|()| s.set_write_timeout(Some(TIMEOUT)))
+    s.set_read_timeout(Some(timeout))
+        .and_then(|()| s.set_write_timeout(Some(timeout)))
         .map_err(|e| format!("unable to configure the connection to {shown}: {e}"))?;
     let mut req = format!(
         "{method} {path} HTTP/1.0\r\nHost: localhost\r\nUser-Agent: sheepdog-ctl/{}\r\nAccept: application/json\r\nConnection: close\r\n",

@@ -47,7 +47,15 @@ pub fn run(ctl: Ctl) -> i32 {
         return logs(&target, token.as_deref(), q, ctl.json);
     }
     let (method, path, body) = request(&ctl.action);
-    let reply = match client::call(&target, method, &path, body.as_deref(), token.as_deref()) {
+    let timeout = matches!(ctl.action, Action::Trigger(_, true)).then_some(client::WAIT_TIMEOUT);
+    let reply = match client::call(
+        &target,
+        method,
+        &path,
+        body.as_deref(),
+        token.as_deref(),
+        timeout,
+    ) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("sheepdog ctl: {e}");
@@ -96,6 +104,32 @@ pub fn run(ctl: Ctl) -> i32 {
             }
         }
         Action::Status(Some(_)) => print!("{}", table(std::slice::from_ref(&value))),
+        Action::Schedules(None) => {
+            let jobs = value
+                .get("schedules")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            print!("{}", schedules_table(&jobs));
+        }
+        Action::Schedules(Some(_)) => print!("{}", history_table(&value)),
+        Action::Trigger(_, true) if value.get("result").is_some() => {
+            let result = value.get("result").and_then(Value::as_str).unwrap_or("-");
+            let run = value
+                .pointer("/run/run_id")
+                .map_or("-".into(), Value::to_string);
+            let how = match (value.get("exit_code"), value.get("signal")) {
+                (Some(Value::Number(c)), _) => format!("exit {c}"),
+                (_, Some(Value::Number(s))) => format!("signal {s}"),
+                _ => "no exit status".into(),
+            };
+            println!("run {run}: {result} ({how})");
+            return if result == "success" {
+                exit::OK
+            } else {
+                exit::FAILURE
+            };
+        }
         _ => {
             let msg = value.get("message").and_then(Value::as_str).unwrap_or("ok");
             println!("{msg}");
@@ -128,7 +162,7 @@ fn logs_path(q: &LogsQuery, since: Option<u64>) -> String {
 fn logs(target: &Target, token: Option<&str>, q: &LogsQuery, json: bool) -> i32 {
     let mut since = None;
     loop {
-        let reply = match client::call(target, "GET", &logs_path(q, since), None, token) {
+        let reply = match client::call(target, "GET", &logs_path(q, since), None, token, None) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("sheepdog ctl: {e}");
@@ -247,7 +281,139 @@ fn request(action: &Action) -> (&'static str, String, Option<String>) {
         Action::Shutdown => ("POST", "/api/v1/shutdown".into(), None),
         Action::ReopenLogs => ("POST", "/api/v1/logs/reopen".into(), None),
         Action::Logs(q) => ("GET", logs_path(q, None), None),
+        Action::Schedules(None) => ("GET", "/api/v1/schedules".into(), None),
+        Action::Schedules(Some(n)) => ("GET", format!("/api/v1/schedules/{}", segment(n)), None),
+        Action::Trigger(n, wait) => (
+            "POST",
+            format!(
+                "/api/v1/schedules/{}/trigger{}",
+                segment(n),
+                if *wait { "?wait=true" } else { "" }
+            ),
+            None,
+        ),
+        Action::Pause(n) => (
+            "POST",
+            format!("/api/v1/schedules/{}/pause", segment(n)),
+            None,
+        ),
+        Action::Resume(n) => (
+            "POST",
+            format!("/api/v1/schedules/{}/resume", segment(n)),
+            None,
+        ),
     }
+}
+
+/// Unix seconds as a UTC time of day with date (`2024-05-01 12:00:00Z`).
+fn when(v: Option<&Value>) -> String {
+    let Some(secs) = v.and_then(Value::as_f64) else {
+        return "-".into();
+    };
+    // Whole seconds; a float→int cast saturates.
+    match jiff::Timestamp::from_second(secs as i64) {
+        Ok(t) => t.strftime("%Y-%m-%d %H:%M:%SZ").to_string(),
+        Err(_) => "-".into(),
+    }
+}
+
+fn cell(v: &Value, k: &str) -> String {
+    match v.get(k) {
+        Some(Value::String(x)) => x.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::Bool(b)) => b.to_string(),
+        _ => "-".into(),
+    }
+}
+
+/// Rows to aligned text (the last column is not padded).
+fn align(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut widths = vec![0usize; cols];
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (i, (c, w)) in r.iter().zip(&widths).enumerate() {
+            if i + 1 == r.len() {
+                line.push_str(c);
+            } else {
+                line.push_str(&format!("{c:<w$}  ", w = *w));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `ctl schedules`: one row per job.
+fn schedules_table(jobs: &[Value]) -> String {
+    let mut rows = vec![[
+        "NAME", "SCHEDULE", "STATE", "NEXT RUN", "LAST RUN", "LAST", "RUNS", "FAILED", "SKIPPED",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for j in jobs {
+        let stats = j.get("stats").cloned().unwrap_or(Value::Null);
+        let failed = stats.get("failure").and_then(Value::as_u64).unwrap_or(0)
+            + stats.get("timeout").and_then(Value::as_u64).unwrap_or(0);
+        rows.push(vec![
+            cell(j, "process"),
+            cell(j, "expression"),
+            cell(j, "state"),
+            when(j.get("next_run")),
+            when(j.get("last_run")),
+            cell(j, "last_result"),
+            cell(&stats, "total"),
+            failed.to_string(),
+            cell(&stats, "skipped"),
+        ]);
+    }
+    align(&rows)
+}
+
+/// `ctl schedules NAME`: the job's runs, oldest first.
+fn history_table(job: &Value) -> String {
+    let mut out = format!(
+        "{} {} ({}), {}; next run {}\n\n",
+        cell(job, "process"),
+        cell(job, "expression"),
+        cell(job, "timezone"),
+        cell(job, "state"),
+        when(job.get("next_run"))
+    );
+    let mut rows = vec![["RUN", "TRIGGER", "STARTED", "DURATION", "RESULT", "EXIT"]
+        .map(String::from)
+        .to_vec()];
+    for r in job
+        .get("history")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let exit = match (r.get("exit_code"), r.get("signal")) {
+            (Some(Value::Number(c)), _) => c.to_string(),
+            (_, Some(Value::Number(s))) => format!("signal {s}"),
+            _ => "-".into(),
+        };
+        rows.push(vec![
+            cell(r, "run_id"),
+            cell(r, "trigger"),
+            when(r.get("started_at")),
+            r.get("duration_seconds")
+                .and_then(Value::as_f64)
+                .map_or("-".into(), |d| format!("{d:.1}s")),
+            cell(r, "result"),
+            exit,
+        ]);
+    }
+    out.push_str(&align(&rows));
+    out
 }
 
 /// The aligned status table: one row per instance (one per process with

@@ -22,6 +22,15 @@ use super::{Op, Phase, ProcPhase, Reason, Supervisor};
 
 impl Supervisor {
     pub(super) fn on_request(&mut self, req: Request) {
+        if let Control::Trigger { name, wait: true } = &req.control {
+            if matches!(self.phase, Phase::Running) {
+                // Answered now (refused) or when the run ends.
+                if let Some(reply) = self.trigger(&name.clone(), Some(&req.reply)) {
+                    let _ = req.reply.send(reply);
+                }
+                return;
+            }
+        }
         let reply = self.apply(req.control);
         // The reader may have given up waiting; that is its business.
         let _ = req.reply.send(reply);
@@ -49,6 +58,22 @@ impl Supervisor {
                 self.begin_shutdown(Reason::Requested);
                 ControlReply::Accepted("shutting down".into())
             }
+            Control::Pause { name } => self.pause(&name, true),
+            Control::Resume { name } => self.pause(&name, false),
+            Control::Trigger { name, .. } => self
+                .trigger(&name, None)
+                .unwrap_or_else(|| ControlReply::Accepted(format!("{name}: run started"))),
+            Control::Start { name }
+            | Control::Stop { name }
+            | Control::Restart { name }
+            | Control::Scale { name, .. }
+            | Control::Signal { name, .. }
+                if self.jobs.contains_key(&name) =>
+            {
+                ControlReply::Conflict(format!(
+                    "{name} is a scheduled job: it runs on its schedule; use trigger, pause or resume"
+                ))
+            }
             Control::Start { name } => self.start(&name),
             Control::Stop { name } => self.stop(&name),
             Control::Restart { name } => self.restart(&name),
@@ -73,6 +98,10 @@ impl Supervisor {
                     p.desired = p.def.scale.max(1);
                 }
                 log::info!("{name}: start requested");
+                if p.def.kind == ProcessType::Oneshot {
+                    let n = p.desired;
+                    self.oneshots.mark(name, n, "manual");
+                }
                 self.launch_all(name);
                 ControlReply::Accepted(format!("starting {name}"))
             }

@@ -25,7 +25,9 @@
 //!   everything ended and something failed.
 
 mod control;
+mod jobs;
 mod lifecycle;
+mod oneshots;
 mod view;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -44,9 +46,11 @@ use crate::output::buffer::LogStore;
 use crate::output::Output;
 use crate::plan::Plan;
 use crate::reaper::{self, ExitStatus, Reaper};
+use crate::scheduler::{self, run::RunReport};
 use crate::signals;
 use crate::status::{HookStatus, Published, Request};
 
+use jobs::Job;
 use lifecycle::{HookJob, Stage};
 
 /// How long to wait for children's last output lines at exit.
@@ -299,6 +303,16 @@ struct Supervisor {
     /// Hook lists running now, with their cancel channels.
     running_hooks: BTreeMap<HookJob, Sender<()>>,
     hook_stats: BTreeMap<(Option<String>, String, HookKind), HookStatus>,
+    /// Scheduled jobs (not in `procs`).
+    jobs: BTreeMap<String, Job>,
+    scheduler: Option<scheduler::Handle>,
+    sched_tx: Sender<scheduler::Msg>,
+    sched_rx: Receiver<scheduler::Msg>,
+    runs_tx: Sender<RunReport>,
+    runs_rx: Receiver<RunReport>,
+    /// The last scheduled run id handed out (monotonic).
+    next_run_id: u64,
+    oneshots: oneshots::History,
 }
 
 impl Supervisor {
@@ -313,19 +327,26 @@ impl Supervisor {
     ) -> Supervisor {
         let (reports_tx, reports) = crossbeam_channel::unbounded();
         let (hook_done_tx, hook_done_rx) = crossbeam_channel::unbounded();
+        let jobs: BTreeMap<String, Job> = cfg
+            .enabled()
+            .filter_map(|p| {
+                let sched = p.extra.schedule.clone()?;
+                Some((p.name.clone(), Job::new(p.clone(), sched)))
+            })
+            .collect();
+        let (sched_tx, sched_rx) = crossbeam_channel::unbounded();
+        let (runs_tx, runs_rx) = crossbeam_channel::unbounded();
+        let oneshots = oneshots::History::new(
+            cfg.global.extra.oneshot_history_max_entries,
+            cfg.global.extra.oneshot_history_max_age,
+        );
         let procs = cfg
             .enabled()
+            .filter(|p| p.extra.schedule.is_none())
             .map(|p| {
-                let phase = match (p.initial_state, &p.extra.schedule) {
-                    (_, Some(_)) => {
-                        log::warn!(
-                            "{}: has a schedule; scheduled jobs are not run yet (cron support is coming), so it is held",
-                            p.name
-                        );
-                        ProcPhase::Held
-                    }
-                    (InitialState::Running, None) => ProcPhase::Pending,
-                    (InitialState::Stopped, None) => {
+                let phase = match p.initial_state {
+                    InitialState::Running => ProcPhase::Pending,
+                    InitialState::Stopped => {
                         log::info!("{}: initial_state is stopped; not starting it", p.name);
                         ProcPhase::Held
                     }
@@ -366,6 +387,14 @@ impl Supervisor {
             hook_done_rx,
             running_hooks: BTreeMap::new(),
             hook_stats: BTreeMap::new(),
+            jobs,
+            scheduler: None,
+            sched_tx,
+            sched_rx,
+            runs_tx,
+            runs_rx,
+            next_run_id: 0,
+            oneshots,
         }
     }
 
@@ -380,10 +409,11 @@ impl Supervisor {
             .unwrap_or(0);
         crate::logging::set_name_width(width);
         log::info!(
-            "sheepdog {} starting: pid {}, {} processes, config {}",
+            "sheepdog {} starting: pid {}, {} processes, {} scheduled jobs, config {}",
             crate::VERSION,
             std::process::id(),
             self.procs.len(),
+            self.jobs.len(),
             self.cfg
                 .source
                 .as_ref()
@@ -393,6 +423,7 @@ impl Supervisor {
             log::warn!("config: {w}");
         }
         self.start_pre_start_hooks();
+        self.start_scheduler();
         self.try_start_ready();
         self.check_settled();
         self.check_post_start();
@@ -408,6 +439,8 @@ impl Supervisor {
                 recv(self.requests) -> m => if let Ok(r) = m { self.on_request(r) },
                 recv(self.hook_exec_rx) -> m => if let Ok(e) = m { self.on_hook_execution(e) },
                 recv(self.hook_done_rx) -> m => if let Ok((job, result)) = m { self.on_hook_done(job, result) },
+                recv(self.sched_rx) -> m => if let Ok(msg) = m { self.on_scheduler(msg) },
+                recv(self.runs_rx) -> m => if let Ok(r) = m { self.on_run_report(r) },
                 recv(timer) -> _ => self.on_deadline(),
             }
             self.check_post_start();
@@ -421,9 +454,11 @@ impl Supervisor {
             && self.stage == Stage::Done
             && self.running_hooks.is_empty()
             && self.procs.values().all(|p| p.phase.is_down())
+            && self.runs_idle()
     }
 
     fn finish(mut self) -> i32 {
+        self.join_scheduler();
         for p in self.procs.values_mut() {
             for i in p.instances.values_mut() {
                 if let Some(t) = i.thread.take() {
@@ -491,6 +526,7 @@ impl Supervisor {
             *forced = true;
         }
         self.cancel_hooks();
+        self.stop_runs(scheduler::run::RunCmd::Kill);
         for p in self.procs.values_mut() {
             if matches!(p.phase, ProcPhase::Active | ProcPhase::Stopping) {
                 p.phase = ProcPhase::Stopping;
@@ -505,6 +541,17 @@ impl Supervisor {
         let Some(p) = self.procs.get_mut(&*r.process) else {
             return;
         };
+        if p.def.kind == ProcessType::Oneshot {
+            match &r.event {
+                Event::Started { .. } => self.oneshots.started(&r.process, r.index),
+                Event::Exited { status, .. } => self.oneshots.exited(&r.process, r.index, *status),
+                Event::SpawnFailed { error } => {
+                    self.oneshots.spawn_failed(&r.process, r.index, error)
+                }
+                Event::RestartScheduled { .. } => self.oneshots.mark_restart(&r.process, r.index),
+                Event::Probe { .. } | Event::Stopping | Event::Done(_) => {}
+            }
+        }
         let Some(inst) = p.instances.get_mut(&r.index) else {
             return;
         };
@@ -856,6 +903,10 @@ impl Supervisor {
         if !matches!(self.phase, Phase::Running) || self.pre_start_pending {
             return;
         }
+        // Scheduled jobs keep sheepdog running (a crond container).
+        if !self.jobs.is_empty() {
+            return;
+        }
         let settled = self.procs.values().all(|p| match p.phase {
             ProcPhase::Held | ProcPhase::Stopped | ProcPhase::Finished => true,
             ProcPhase::Active | ProcPhase::Stopping => p.all_done(),
@@ -897,6 +948,8 @@ impl Supervisor {
                 p.phase = ProcPhase::Finished;
             }
         }
+        // Nothing depends on a scheduled job: its runs stop first.
+        self.stop_runs(scheduler::run::RunCmd::Stop);
         self.begin_stop_stages();
     }
 

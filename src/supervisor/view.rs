@@ -23,11 +23,13 @@ impl Supervisor {
 
     fn snapshot(&self) -> Snapshot {
         let now = SystemTime::now();
-        let processes: Vec<ProcessStatus> = self
+        let mut processes: Vec<ProcessStatus> = self
             .procs
             .values()
             .map(|p| process_status(p, now))
             .collect();
+        processes.extend(self.job_statuses());
+        processes.sort_by(|a, b| a.name.cmp(&b.name));
         let not_ready = self.not_ready(&[], true);
         Snapshot {
             version: crate::VERSION.to_string(),
@@ -44,6 +46,7 @@ impl Supervisor {
             shutdown_seconds: self.shutdown_took.map(|d| d.as_secs_f64()),
             processes,
             hooks: self.hook_stats.values().cloned().collect(),
+            oneshot_history: self.oneshots.snapshot(now),
         }
     }
 
@@ -169,6 +172,7 @@ fn process_status(p: &Proc, now: SystemTime) -> ProcessStatus {
             .iter()
             .map(|(i, inst)| instance_status(&p.def.name, *i, inst, now))
             .collect(),
+        schedule: None,
     }
 }
 

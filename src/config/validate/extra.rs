@@ -542,14 +542,12 @@ pub fn schedule(raw: &RawProcess, path: &str, r: &mut Report) -> Option<Schedule
     let timeout = r
         .get(&raw.schedule_timeout, &p("schedule_timeout"), val::duration)
         .filter(|d| !d.is_zero());
-    let max_concurrent = r
-        .get_or(
-            &raw.schedule_max_concurrent,
-            &p("schedule_max_concurrent"),
-            |v| val::uint32(v, 0, 100),
-            1,
-        )
-        .max(1);
+    let max_concurrent = r.get_or(
+        &raw.schedule_max_concurrent,
+        &p("schedule_max_concurrent"),
+        |v| val::uint32(v, 0, 100),
+        1,
+    );
     let jitter = r.get_or(
         &raw.schedule_jitter,
         &p("schedule_jitter"),
@@ -605,7 +603,9 @@ fn timezone(v: &Value) -> Result<Timezone, String> {
         && t.chars()
             .all(|c| c.is_ascii_alphanumeric() || "/_+-".contains(c));
     if looks_iana {
-        Ok(Timezone::Named(t.to_string()))
+        let tz = Timezone::Named(t.to_string());
+        crate::scheduler::time_zone(&tz)?;
+        Ok(tz)
     } else {
         Err(format!(
             "invalid value {}; expected UTC, Local or a time zone name like Europe/Amsterdam",
@@ -881,7 +881,7 @@ mod tests {
         assert!(r.problems.is_empty(), "{:?}", r.problems);
         assert_eq!(s.spec, ScheduleSpec::Cron("*/5 * * * *".into()));
         assert_eq!(s.timezone, Timezone::Named("Europe/Amsterdam".into()));
-        assert_eq!(s.max_concurrent, 1);
+        assert_eq!(s.max_concurrent, 0);
         assert_eq!(s.timeout, None);
         let (raw, mut r) = proc_("{schedule: '0 25 * * *', schedule_timezone: '../etc/passwd'}");
         assert!(schedule(&raw, "processes.cron", &mut r).is_none());

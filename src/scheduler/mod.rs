@@ -1,0 +1,510 @@
+//! The cron scheduler: when each scheduled job is due. It decides *when*;
+//! the supervisor decides *whether* (paused, concurrency limit, shutdown)
+//! and starts the run (`run.rs`).
+//!
+//! Invariants:
+//! - No tick. The scheduler thread blocks on its inbox with one deadline:
+//!   the earliest due time (or jittered start) of any job. With wall-clock
+//!   (cron) jobs the deadline is also at most `RECHECK` away, so a clock
+//!   step is noticed within a minute (cron's own resolution); `@every`
+//!   jobs run on the monotonic clock and need no re-check, so a
+//!   configuration with only `@every` jobs wakes exactly when one is due.
+//! - Cron due times come from the wall clock (`SystemTime`) in the job's
+//!   time zone; the planner compares the wall clock with the monotonic
+//!   clock at every wake-up to detect steps. A step forward never fires a
+//!   burst of the runs it skipped: at most one `catch_up` run when
+//!   `schedule_catch_up` is set, none otherwise. A step backward never
+//!   repeats a run: the next due time is kept (a step back of more than
+//!   `BIG_STEP_BACK` is a clock reset, and due times are recomputed).
+//! - A late wake-up (a busy machine) fires a due job once, never once per
+//!   missed slot.
+//! - `Planner` is pure: it is given the time (`Clock`), so every rule
+//!   above is unit-tested without waiting.
+//! - Daylight saving (`next_after`): a time that falls in a spring-forward
+//!   gap runs once, at the transition (the first valid instant after it);
+//!   a time that occurs twice in a fall-back repeat runs once, at its first
+//!   occurrence. Jobs whose hour field is `*` or `*/n` follow real time
+//!   instead (every 15 minutes stays every 15 minutes through both
+//!   changes), like cronie.
+
+pub mod run;
+
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{select, Receiver, Sender};
+use jiff::tz::{AmbiguousOffset, TimeZone};
+use jiff::Timestamp;
+
+use crate::config::cron::{Civil, Cron};
+use crate::config::extra::{Schedule, ScheduleSpec, Timezone};
+
+/// With wall-clock jobs, re-read the clocks at least this often.
+pub const RECHECK: Duration = Duration::from_secs(60);
+/// A wall/monotonic disagreement larger than this is a clock step.
+pub const STEP: Duration = Duration::from_secs(5);
+/// A step back larger than this resets due times.
+pub const BIG_STEP_BACK: Duration = Duration::from_secs(3 * 3600);
+
+/// Why a run started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Trigger {
+    Schedule,
+    Manual,
+    CatchUp,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::Manual => "manual",
+            Trigger::CatchUp => "catch_up",
+        }
+    }
+}
+
+/// Resolve a configured time zone. Named zones come from the system
+/// zoneinfo (`/usr/share/zoneinfo`, or `$TZDIR`).
+pub fn time_zone(tz: &Timezone) -> Result<TimeZone, String> {
+    match tz {
+        Timezone::Utc => Ok(TimeZone::UTC),
+        Timezone::Local => Ok(TimeZone::system()),
+        Timezone::Named(name) => TimeZone::get(name).map_err(|e| {
+            format!("unknown time zone {name:?} (looked for it in the system zoneinfo): {e}")
+        }),
+    }
+}
+
+fn civil_of(dt: jiff::civil::DateTime) -> Civil {
+    Civil {
+        year: i32::from(dt.year()),
+        month: u32::try_from(dt.month()).unwrap_or(1),
+        day: u32::try_from(dt.day()).unwrap_or(1),
+        hour: u32::try_from(dt.hour()).unwrap_or(0),
+        minute: u32::try_from(dt.minute()).unwrap_or(0),
+    }
+}
+
+fn to_datetime(c: Civil) -> Option<jiff::civil::DateTime> {
+    jiff::civil::DateTime::new(
+        i16::try_from(c.year).ok()?,
+        i8::try_from(c.month).ok()?,
+        i8::try_from(c.day).ok()?,
+        i8::try_from(c.hour).ok()?,
+        i8::try_from(c.minute).ok()?,
+        0,
+        0,
+    )
+    .ok()
+}
+
+/// The first instant strictly after `after` when `cron` is due in `tz`
+/// (None: never within 400 years).
+pub fn next_after(cron: &Cron, tz: &TimeZone, after: Timestamp) -> Option<Timestamp> {
+    if cron.hour_star {
+        next_real(cron, tz, after)
+    } else {
+        next_civil(cron, tz, after)
+    }
+}
+
+/// Civil semantics: each matching wall-clock minute runs once.
+fn next_civil(cron: &Cron, tz: &TimeZone, after: Timestamp) -> Option<Timestamp> {
+    let mut from = civil_of(tz.to_datetime(after)).succ();
+    for _ in 0..1000 {
+        let c = cron.next_match(from)?;
+        let dt = to_datetime(c)?;
+        let at = match tz.to_ambiguous_timestamp(dt).offset() {
+            AmbiguousOffset::Unambiguous { offset } => offset.to_timestamp(dt).ok()?,
+            // In a gap: the transition itself, the first valid instant.
+            AmbiguousOffset::Gap { after: off, .. } => {
+                let early = off.to_timestamp(dt).ok()?;
+                tz.following(early).next()?.timestamp()
+            }
+            // Twice: the first occurrence.
+            AmbiguousOffset::Fold { before, .. } => before.to_timestamp(dt).ok()?,
+        };
+        if at > after {
+            return Some(at);
+        }
+        from = c.succ();
+    }
+    None
+}
+
+/// Real-time semantics: an instant is due when its local wall-clock time
+/// (with the offset in force then) matches.
+fn next_real(cron: &Cron, tz: &TimeZone, after: Timestamp) -> Option<Timestamp> {
+    let mut cur = after;
+    let mut inclusive = false;
+    for _ in 0..1000 {
+        let off = tz.to_offset(cur);
+        let base = civil_of(off.to_datetime(cur));
+        let from = if inclusive { base } else { base.succ() };
+        let c = cron.next_match(from)?;
+        let at = off.to_timestamp(to_datetime(c)?).ok()?;
+        match tz.following(cur).next() {
+            // The offset changes before that: search again from there.
+            Some(tr) if tr.timestamp() <= at => {
+                cur = tr.timestamp();
+                inclusive = true;
+            }
+            _ if at > after => return Some(at),
+            _ => {
+                cur = at;
+                inclusive = false;
+            }
+        }
+    }
+    None
+}
+
+/// What the planner knows about one job.
+#[derive(Debug, Clone)]
+pub enum Spec {
+    Cron { cron: Cron, tz: TimeZone },
+    Every(Duration),
+}
+
+#[derive(Debug, Clone)]
+pub struct JobSpec {
+    pub name: String,
+    pub spec: Spec,
+    pub catch_up: bool,
+    pub jitter: Duration,
+}
+
+impl JobSpec {
+    /// From a job's configuration (validated at load: the expression
+    /// parses, the zone exists).
+    pub fn from_config(name: &str, s: &Schedule) -> Result<JobSpec, String> {
+        let spec = match &s.spec {
+            ScheduleSpec::Cron(text) => Spec::Cron {
+                cron: Cron::parse(text)?,
+                tz: time_zone(&s.timezone)?,
+            },
+            ScheduleSpec::Every(d) => Spec::Every(*d),
+        };
+        Ok(JobSpec {
+            name: name.to_string(),
+            spec,
+            catch_up: s.catch_up,
+            jitter: s.jitter,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Due {
+    Wall(SystemTime),
+    Mono(Instant),
+    Never,
+}
+
+/// A run the planner wants started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fire {
+    pub job: String,
+    pub trigger: Trigger,
+}
+
+/// Both clocks, read together.
+pub trait Clock {
+    fn wall(&self) -> SystemTime;
+    fn mono(&self) -> Instant;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn wall(&self) -> SystemTime {
+        SystemTime::now()
+    }
+    fn mono(&self) -> Instant {
+        Instant::now()
+    }
+}
+
+/// A tiny PRNG for jitter (xorshift64*), seeded from the time and pid.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn seeded() -> Rng {
+        let t = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        Rng((t ^ (u64::from(std::process::id()) << 32)) | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform-ish in [0, max).
+    pub fn below(&mut self, max: Duration) -> Duration {
+        let ms = u64::try_from(max.as_millis()).unwrap_or(u64::MAX);
+        if ms == 0 {
+            return Duration::ZERO;
+        }
+        Duration::from_millis(self.next() % ms)
+    }
+}
+
+/// Due times for every job, from the clocks it is given.
+pub struct Planner {
+    jobs: Vec<(JobSpec, Due)>,
+    last_wall: SystemTime,
+    last_mono: Instant,
+    rng: Rng,
+    /// Jittered starts waiting: (when, fire).
+    pending: Vec<(Instant, Fire)>,
+}
+
+fn wall_next(cron: &Cron, tz: &TimeZone, after: SystemTime) -> Due {
+    let Ok(ts) = Timestamp::try_from(after) else {
+        return Due::Never;
+    };
+    match next_after(cron, tz, ts) {
+        Some(t) => Due::Wall(SystemTime::from(t)),
+        None => Due::Never,
+    }
+}
+
+/// Signed `a - b`.
+fn diff(a: SystemTime, b: SystemTime) -> (bool, Duration) {
+    match a.duration_since(b) {
+        Ok(d) => (true, d),
+        Err(e) => (false, e.duration()),
+    }
+}
+
+impl Planner {
+    pub fn new(specs: Vec<JobSpec>, wall: SystemTime, mono: Instant, rng: Rng) -> Planner {
+        let jobs = specs
+            .into_iter()
+            .map(|j| {
+                let due = match &j.spec {
+                    Spec::Cron { cron, tz } => wall_next(cron, tz, wall),
+                    Spec::Every(d) => Due::Mono(mono + *d),
+                };
+                (j, due)
+            })
+            .collect();
+        Planner {
+            jobs,
+            last_wall: wall,
+            last_mono: mono,
+            rng,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Advance to (`wall`, `mono`): the runs to start now.
+    pub fn wake(&mut self, wall: SystemTime, mono: Instant) -> Vec<Fire> {
+        let expected = self.last_wall + mono.saturating_duration_since(self.last_mono);
+        let (forward, by) = diff(wall, expected);
+        let stepped_forward = forward && by > STEP;
+        let reset_back = !forward && by > BIG_STEP_BACK;
+        if stepped_forward {
+            log::warn!(
+                "scheduler: the wall clock stepped forward by {}",
+                crate::config::format_duration(by)
+            );
+        } else if !forward && by > STEP {
+            log::warn!(
+                "scheduler: the wall clock stepped back by {}{}",
+                crate::config::format_duration(by),
+                if reset_back {
+                    "; recomputing every schedule"
+                } else {
+                    "; runs already done are not repeated"
+                }
+            );
+        }
+        let mut fires = Vec::new();
+        for (job, due) in &mut self.jobs {
+            match (*due, &job.spec) {
+                (Due::Mono(at), Spec::Every(period)) if mono >= at => {
+                    fires.push((job.jitter, fire(job, Trigger::Schedule)));
+                    let mut next = at + *period;
+                    if next <= mono {
+                        // Late by more than a period: no burst.
+                        next = mono + *period;
+                    }
+                    *due = Due::Mono(next);
+                }
+                (Due::Wall(at), Spec::Cron { cron, tz }) if wall >= at => {
+                    if stepped_forward && at > expected {
+                        if job.catch_up {
+                            log::info!(
+                                "{}: the clock step skipped its run; catching up once",
+                                job.name
+                            );
+                            fires.push((job.jitter, fire(job, Trigger::CatchUp)));
+                        } else {
+                            log::info!(
+                                "{}: the clock step skipped its run(s); not catching up (schedule_catch_up is off)",
+                                job.name
+                            );
+                        }
+                    } else {
+                        fires.push((job.jitter, fire(job, Trigger::Schedule)));
+                    }
+                    *due = wall_next(cron, tz, wall);
+                }
+                (Due::Wall(_) | Due::Never, Spec::Cron { cron, tz }) if reset_back => {
+                    *due = wall_next(cron, tz, wall);
+                }
+                (Due::Wall(_) | Due::Mono(_) | Due::Never, Spec::Cron { .. } | Spec::Every(_)) => {}
+            }
+        }
+        for (jitter, f) in fires {
+            let delay = self.rng.below(jitter);
+            if delay.is_zero() {
+                self.pending.push((mono, f));
+            } else {
+                log::debug!(
+                    "{}: starting after a jitter of {}",
+                    f.job,
+                    crate::config::format_duration(delay)
+                );
+                self.pending.push((mono + delay, f));
+            }
+        }
+        let (now, later): (Vec<_>, Vec<_>) =
+            self.pending.drain(..).partition(|(at, _)| *at <= mono);
+        self.pending = later;
+        self.last_wall = wall;
+        self.last_mono = mono;
+        now.into_iter().map(|(_, f)| f).collect()
+    }
+
+    /// When to wake next (None: nothing is ever due).
+    pub fn next_wake(&self, wall: SystemTime, mono: Instant) -> Option<Instant> {
+        let mut best: Option<Instant> = None;
+        let mut consider = |t: Instant| best = Some(best.map_or(t, |b| b.min(t)));
+        for (_, due) in &self.jobs {
+            match due {
+                Due::Mono(at) => consider(*at),
+                Due::Wall(at) => {
+                    let left = at.duration_since(wall).unwrap_or(Duration::ZERO);
+                    consider(mono + left.min(RECHECK));
+                }
+                Due::Never => {}
+            }
+        }
+        for (at, _) in &self.pending {
+            consider(*at);
+        }
+        best
+    }
+
+    /// Each job's next due time on the wall clock.
+    pub fn next_runs(&self, wall: SystemTime, mono: Instant) -> Vec<(String, Option<SystemTime>)> {
+        self.jobs
+            .iter()
+            .map(|(job, due)| {
+                let at = match due {
+                    Due::Wall(t) => Some(*t),
+                    Due::Mono(t) => Some(wall + t.saturating_duration_since(mono)),
+                    Due::Never => None,
+                };
+                (job.name.clone(), at)
+            })
+            .collect()
+    }
+}
+
+fn fire(job: &JobSpec, trigger: Trigger) -> Fire {
+    Fire {
+        job: job.name.clone(),
+        trigger,
+    }
+}
+
+/// What the scheduler thread tells the supervisor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Msg {
+    Due(Fire),
+    /// A job's next due time changed.
+    Next {
+        job: String,
+        at: Option<SystemTime>,
+    },
+}
+
+/// The running scheduler thread. Dropping `stop` (or sending on it) ends it.
+pub struct Handle {
+    pub stop: Sender<()>,
+    pub thread: std::thread::JoinHandle<()>,
+}
+
+/// Start the scheduler thread for `specs`, reporting on `out`.
+pub fn start(
+    specs: Vec<JobSpec>,
+    clock: Box<dyn Clock + Send>,
+    out: Sender<Msg>,
+) -> std::io::Result<Handle> {
+    let (stop, inbox) = crossbeam_channel::bounded(1);
+    let thread = std::thread::Builder::new()
+        .name("scheduler".into())
+        .stack_size(128 * 1024)
+        .spawn(move || run_thread(specs, clock.as_ref(), &inbox, &out))?;
+    Ok(Handle { stop, thread })
+}
+
+fn run_thread(specs: Vec<JobSpec>, clock: &dyn Clock, inbox: &Receiver<()>, out: &Sender<Msg>) {
+    let mut planner = Planner::new(specs, clock.wall(), clock.mono(), Rng::seeded());
+    let mut told: Vec<(String, Option<SystemTime>)> = Vec::new();
+    loop {
+        let (wall, mono) = (clock.wall(), clock.mono());
+        for f in planner.wake(wall, mono) {
+            if out.send(Msg::Due(f)).is_err() {
+                return;
+            }
+        }
+        let next = planner.next_runs(wall, mono);
+        for (job, at) in &next {
+            // `@every` times are re-derived from the monotonic clock at
+            // each wake-up: only a real change (> 1s) is news.
+            let same = told.iter().any(|(j, t)| {
+                j == job
+                    && match (t, at) {
+                        (Some(a), Some(b)) => diff(*a, *b).1 < Duration::from_secs(1),
+                        (None, None) => true,
+                        (Some(_), None) | (None, Some(_)) => false,
+                    }
+            });
+            if !same
+                && out
+                    .send(Msg::Next {
+                        job: job.clone(),
+                        at: *at,
+                    })
+                    .is_err()
+            {
+                return;
+            }
+        }
+        told = next;
+        let timer = match planner.next_wake(wall, mono) {
+            Some(at) => crossbeam_channel::at(at),
+            None => crossbeam_channel::never(),
+        };
+        select! {
+            // A message or a dropped sender: the supervisor is shutting down.
+            recv(inbox) -> _ => return,
+            recv(timer) -> _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

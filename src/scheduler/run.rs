@@ -1,0 +1,308 @@
+//! One scheduled run on its own thread: spawn the job's command through
+//! the reaper, wait for it, stop it at `schedule_timeout`, report the end.
+//!
+//! Invariants:
+//! - Never calls `waitpid`: the exit arrives from the reaper.
+//! - A run is over only when its process group is empty (DESIGN.md §2.6):
+//!   after the leader exits, the rest of the group gets the stop signal;
+//!   a timeout or a stop sends `shutdown.signal` to the group, then
+//!   `shutdown.kill_signal` at `shutdown.timeout`, then waits at most
+//!   `KILL_GRACE`. Every wait is bounded.
+//! - No polling while the run is going: the thread blocks on the exit, the
+//!   command channel and the timeout. Draining a group after its leader
+//!   exited polls `kill(-pgid, 0)` with backoff (1 ms to 50 ms), as
+//!   instances do, because no event reports an empty group.
+//! - Reports exactly one `Started` (or none when the spawn fails) and then
+//!   exactly one `Done`, as its last act.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{select, Receiver, Sender};
+use nix::errno::Errno;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+
+use super::Trigger;
+use crate::config::{format_duration, Process};
+use crate::instance::{group_alive, Shared};
+use crate::reaper::{Exit, ExitStatus};
+use crate::spawn::{self, Identity};
+
+/// How long to wait for a group to vanish after the kill signal.
+const KILL_GRACE: Duration = Duration::from_secs(5);
+const DRAIN_POLL_MIN: Duration = Duration::from_millis(1);
+const DRAIN_POLL_MAX: Duration = Duration::from_millis(50);
+
+/// What the supervisor can ask of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunCmd {
+    /// Graceful: `shutdown.signal`, `kill_signal` at `shutdown.timeout`.
+    Stop,
+    /// `kill_signal` to the group now (forced shutdown).
+    Kill,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunEnd {
+    /// The leader's status; None when it never started or was not reaped.
+    pub status: Option<ExitStatus>,
+    pub timed_out: bool,
+    /// Stopped on request (shutdown).
+    pub stopped: bool,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunEvent {
+    Started { pid: i32 },
+    Done(RunEnd),
+}
+
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub job: Arc<str>,
+    pub run_id: u64,
+    pub event: RunEvent,
+}
+
+pub struct RunHandle {
+    pub cmd: Sender<RunCmd>,
+    pub thread: JoinHandle<()>,
+}
+
+/// Start run `run_id` of `def` on its own thread.
+pub fn launch(
+    def: Arc<Process>,
+    run_id: u64,
+    trigger: Trigger,
+    timeout: Option<Duration>,
+    shared: Arc<Shared>,
+    reports: Sender<RunReport>,
+) -> std::io::Result<RunHandle> {
+    let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+    let (exit_tx, exit_rx) = crossbeam_channel::unbounded();
+    let id = Identity {
+        process: def.name.as_str().into(),
+        instance: format!("{}#{run_id}", def.name).into(),
+        index: 1,
+    };
+    let run = Run {
+        def,
+        id,
+        run_id,
+        trigger,
+        timeout,
+        shared,
+        reports,
+        exit_tx,
+        exit_rx,
+        cmd_rx,
+    };
+    let thread = std::thread::Builder::new()
+        .name(format!("run-{run_id}"))
+        .stack_size(128 * 1024)
+        .spawn(move || run.run())?;
+    Ok(RunHandle {
+        cmd: cmd_tx,
+        thread,
+    })
+}
+
+struct Run {
+    def: Arc<Process>,
+    id: Identity,
+    run_id: u64,
+    trigger: Trigger,
+    timeout: Option<Duration>,
+    shared: Arc<Shared>,
+    reports: Sender<RunReport>,
+    exit_tx: Sender<Exit>,
+    exit_rx: Receiver<Exit>,
+    cmd_rx: Receiver<RunCmd>,
+}
+
+impl Run {
+    fn report(&self, event: RunEvent) {
+        // The supervisor outlives every run thread.
+        let _ = self.reports.send(RunReport {
+            job: self.id.process.clone(),
+            run_id: self.run_id,
+            event,
+        });
+    }
+
+    fn run(mut self) {
+        let env = [
+            ("SHEEPDOG_SCHEDULED", "true".to_string()),
+            ("SHEEPDOG_RUN_ID", self.run_id.to_string()),
+            ("SHEEPDOG_TRIGGER", self.trigger.as_str().to_string()),
+        ];
+        let pid = match spawn::start_with(
+            &self.def,
+            &self.id,
+            &env,
+            &self.shared.reaper,
+            &self.exit_tx,
+            &self.shared.output,
+        ) {
+            // The run's end waits for its exit, not for its pipes to drain.
+            Ok((pid, _flushed)) => pid,
+            Err(e) => {
+                let error = format!("unable to start {:?}: {e}", self.def.command.first());
+                log::error!("{}: {error}", self.id.instance);
+                self.report(RunEvent::Done(RunEnd {
+                    status: None,
+                    timed_out: false,
+                    stopped: false,
+                    error: Some(error),
+                }));
+                return;
+            }
+        };
+        let started = Instant::now();
+        log::info!(
+            "{}: run {} started (pid {pid}, trigger {})",
+            self.id.instance,
+            self.run_id,
+            self.trigger.as_str()
+        );
+        self.report(RunEvent::Started { pid });
+        let mut end = RunEnd {
+            status: None,
+            timed_out: false,
+            stopped: false,
+            error: None,
+        };
+        let timer = match self.timeout {
+            Some(t) => crossbeam_channel::at(started + t),
+            None => crossbeam_channel::never(),
+        };
+        let mut kill_now = false;
+        loop {
+            select! {
+                recv(self.exit_rx) -> m => {
+                    if let Ok(exit) = m {
+                        if exit.pid == pid {
+                            end.status = Some(exit.status);
+                            break;
+                        }
+                    }
+                }
+                recv(self.cmd_rx) -> m => {
+                    end.stopped = true;
+                    kill_now = matches!(m, Ok(RunCmd::Kill) | Err(_));
+                    break;
+                }
+                recv(timer) -> _ => {
+                    end.timed_out = true;
+                    log::warn!(
+                        "{}: run {} exceeded its schedule_timeout ({}); stopping it",
+                        self.id.instance,
+                        self.run_id,
+                        format_duration(self.timeout.unwrap_or_default())
+                    );
+                    break;
+                }
+            }
+        }
+        if end.status.is_none() || group_alive(pid) {
+            self.stop_group(pid, &mut end.status, kill_now);
+        }
+        let took = started.elapsed();
+        let what = match (&end.status, end.timed_out, end.stopped) {
+            (_, true, _) => "timed out".to_string(),
+            (_, false, true) => "stopped".to_string(),
+            (Some(s), false, false) => s.to_string(),
+            (None, false, false) => "ended".to_string(),
+        };
+        log::info!(
+            "{}: run {} {what} after {}",
+            self.id.instance,
+            self.run_id,
+            format_duration(took)
+        );
+        self.report(RunEvent::Done(end));
+    }
+
+    /// Stop what is left of group `pgid`; `status` gets the leader's exit
+    /// if it arrives meanwhile. Bounded by `shutdown.timeout` + `KILL_GRACE`.
+    fn stop_group(&mut self, pgid: i32, status: &mut Option<ExitStatus>, kill_now: bool) {
+        let sd = &self.def.shutdown;
+        let mut killed = false;
+        let mut deadline = Instant::now() + sd.timeout;
+        if kill_now {
+            signal_group(&self.id, pgid, sd.kill_signal);
+            killed = true;
+            deadline = Instant::now() + KILL_GRACE;
+        } else {
+            signal_group(&self.id, pgid, sd.signal);
+        }
+        let mut poll = DRAIN_POLL_MIN;
+        let never = crossbeam_channel::never();
+        loop {
+            if status.is_some() && !group_alive(pgid) {
+                return;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                if killed {
+                    log::error!(
+                        "{}: process group {pgid} not empty {}s after {}; giving up on it",
+                        self.id.instance,
+                        KILL_GRACE.as_secs(),
+                        sd.kill_signal
+                    );
+                    return;
+                }
+                log::warn!(
+                    "{}: process group {pgid} still running after {}; sending {}",
+                    self.id.instance,
+                    format_duration(sd.timeout),
+                    sd.kill_signal
+                );
+                signal_group(&self.id, pgid, sd.kill_signal);
+                killed = true;
+                deadline = now + KILL_GRACE;
+                continue;
+            }
+            let wake = if status.is_some() {
+                (now + poll).min(deadline)
+            } else {
+                deadline
+            };
+            let cmds = if killed { &never } else { &self.cmd_rx };
+            select! {
+                recv(self.exit_rx) -> m => {
+                    if let Ok(exit) = m {
+                        if exit.pid == pgid {
+                            *status = Some(exit.status);
+                            poll = DRAIN_POLL_MIN;
+                        }
+                    }
+                }
+                recv(cmds) -> m => {
+                    if matches!(m, Ok(RunCmd::Kill) | Err(_)) {
+                        signal_group(&self.id, pgid, sd.kill_signal);
+                        killed = true;
+                        deadline = Instant::now() + KILL_GRACE;
+                    }
+                }
+                recv(crossbeam_channel::at(wake)) -> _ => {
+                    poll = (poll * 2).min(DRAIN_POLL_MAX);
+                }
+            }
+        }
+    }
+}
+
+fn signal_group(id: &Identity, pgid: i32, sig: Signal) {
+    match killpg(Pid::from_raw(pgid), sig) {
+        Ok(()) | Err(Errno::ESRCH) => {}
+        Err(e) => log::warn!(
+            "{}: unable to send {sig} to process group {pgid}: {e}",
+            id.instance
+        ),
+    }
+}

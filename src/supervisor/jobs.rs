@@ -1,0 +1,480 @@
+//! Where scheduled jobs meet the supervisor. The scheduler thread says
+//! when a job is due; here the supervisor decides whether a run starts
+//! (paused, concurrency limit, shutdown), starts it on a run thread, and
+//! keeps each job's history and stats for the snapshot.
+//!
+//! Invariants:
+//! - A process with `schedule` is never supervised as a longrun: it has no
+//!   instances, only runs, and it is not in `procs`. Nothing depends on it
+//!   (refused at load), so a shutdown stops its runs first.
+//! - Job state (paused, runs, history, stats) is written only here, on the
+//!   supervisor thread; run threads report over one channel.
+//! - `schedule_max_concurrent`: a scheduled trigger at the limit is skipped,
+//!   logged, recorded in the history and counted; a manual trigger at the
+//!   limit (or while paused) is refused with a conflict. 0 = unlimited.
+//! - History is bounded by `schedule_history_size`; counters only grow.
+//! - No run starts once shutdown has begun; runs going on get their stop
+//!   signal when it begins and are killed at the global deadline.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crossbeam_channel::Sender;
+
+use crate::config::extra::{Schedule, ScheduleSpec, Timezone};
+use crate::config::{format_duration, Process};
+use crate::reaper::ExitStatus;
+use crate::scheduler::run::{self, RunCmd, RunEnd, RunEvent, RunReport};
+use crate::scheduler::{self, Msg, Trigger};
+use crate::status::{
+    unix_seconds, ControlReply, LastExit, ProcessStatus, RunRecord, RunStats, ScheduleStatus,
+    RUN_BUCKETS,
+};
+
+use super::{Phase, Supervisor};
+
+/// A run going on.
+struct ActiveRun {
+    cmd: Sender<RunCmd>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    pid: Option<i32>,
+    started: SystemTime,
+    /// Replies owed to `trigger?wait=true` callers.
+    waiters: Vec<Sender<ControlReply>>,
+}
+
+pub(super) struct Job {
+    def: Arc<Process>,
+    sched: Schedule,
+    paused: bool,
+    runs: BTreeMap<u64, ActiveRun>,
+    history: VecDeque<RunRecord>,
+    stats: RunStats,
+    next_run: Option<SystemTime>,
+    last_run: Option<SystemTime>,
+    last_result: Option<String>,
+    last_exit: Option<LastExit>,
+    last_duration: Option<f64>,
+}
+
+impl Job {
+    pub(super) fn new(def: Process, sched: Schedule) -> Job {
+        Job {
+            def: Arc::new(def),
+            sched,
+            paused: false,
+            runs: BTreeMap::new(),
+            history: VecDeque::new(),
+            stats: RunStats::default(),
+            next_run: None,
+            last_run: None,
+            last_result: None,
+            last_exit: None,
+            last_duration: None,
+        }
+    }
+
+    pub(super) fn idle(&self) -> bool {
+        self.runs.is_empty()
+    }
+
+    fn at_limit(&self) -> bool {
+        let max = self.sched.max_concurrent;
+        max != 0 && self.runs.len() >= max as usize
+    }
+}
+
+fn last_exit(s: ExitStatus) -> LastExit {
+    match s {
+        ExitStatus::Code(c) => LastExit {
+            code: Some(c),
+            signal: None,
+        },
+        ExitStatus::Signal { signal, .. } => LastExit {
+            code: None,
+            signal: Some(signal),
+        },
+    }
+}
+
+impl Supervisor {
+    /// Start the scheduler thread, when there are jobs.
+    pub(super) fn start_scheduler(&mut self) {
+        if self.jobs.is_empty() {
+            return;
+        }
+        let mut specs = Vec::new();
+        for (name, job) in &self.jobs {
+            match scheduler::JobSpec::from_config(name, &job.sched) {
+                Ok(s) => specs.push(s),
+                // Validated at load; a zone removed since is reported here.
+                Err(e) => log::error!("{name}: not scheduled: {e}"),
+            }
+        }
+        for (name, job) in &self.jobs {
+            log::info!(
+                "{name}: scheduled {:?} ({}){}",
+                job.sched.expression,
+                tz_name(&job.sched.timezone),
+                if job.sched.catch_up { ", catch_up" } else { "" }
+            );
+        }
+        match scheduler::start(
+            specs,
+            Box::new(scheduler::SystemClock),
+            self.sched_tx.clone(),
+        ) {
+            Ok(h) => self.scheduler = Some(h),
+            Err(e) => log::error!("unable to start the scheduler thread: {e}; no job will run"),
+        }
+    }
+
+    /// Stop the scheduler thread (shutdown): no new due times.
+    pub(super) fn stop_scheduler(&mut self) {
+        if let Some(h) = &self.scheduler {
+            let _ = h.stop.send(());
+        }
+    }
+
+    /// After the loop: the scheduler thread has been told to stop.
+    pub(super) fn join_scheduler(&mut self) {
+        if let Some(h) = self.scheduler.take() {
+            drop(h.stop);
+            // It returns as soon as it sees the closed inbox.
+            let _ = h.thread.join();
+        }
+    }
+
+    pub(super) fn on_scheduler(&mut self, msg: Msg) {
+        match msg {
+            Msg::Due(f) => {
+                let _ = self.start_run(&f.job, f.trigger);
+            }
+            Msg::Next { job, at } => {
+                if let Some(j) = self.jobs.get_mut(&job) {
+                    j.next_run = at;
+                }
+            }
+        }
+    }
+
+    /// Start a run of `name` if allowed; the run id, or why not.
+    fn start_run(&mut self, name: &str, trigger: Trigger) -> Result<u64, ControlReply> {
+        let shutting_down = matches!(self.phase, Phase::ShuttingDown { .. });
+        let history_size = self.cfg.global.extra.schedule_history_size as usize;
+        let Some(job) = self.jobs.get_mut(name) else {
+            return Err(ControlReply::NotFound(format!("no process named {name:?}")));
+        };
+        if shutting_down {
+            return Err(ControlReply::Conflict("sheepdog is shutting down".into()));
+        }
+        if job.paused {
+            if trigger != Trigger::Manual {
+                log::info!("{name}: due, but paused; not running it");
+            }
+            return Err(ControlReply::Conflict(format!(
+                "{name} is paused; resume it first"
+            )));
+        }
+        if job.at_limit() {
+            let why = format!(
+                "{name}: {} run(s) still going (schedule_max_concurrent: {})",
+                job.runs.len(),
+                job.sched.max_concurrent
+            );
+            if trigger == Trigger::Manual {
+                return Err(ControlReply::Conflict(format!(
+                    "{why}; not starting another"
+                )));
+            }
+            log::warn!("{why}; skipping this run");
+            job.stats.skipped += 1;
+            let now = unix_seconds(SystemTime::now());
+            push_bounded(
+                &mut job.history,
+                history_size,
+                RunRecord {
+                    run_id: None,
+                    trigger: trigger.as_str().into(),
+                    started_at: now,
+                    ended_at: Some(now),
+                    duration_seconds: Some(0.0),
+                    result: "skipped".into(),
+                    error: Some("concurrency limit reached".into()),
+                    ..RunRecord::default()
+                },
+            );
+            return Err(ControlReply::Conflict(why));
+        }
+        self.next_run_id += 1;
+        let run_id = self.next_run_id;
+        let now = SystemTime::now();
+        match run::launch(
+            job.def.clone(),
+            run_id,
+            trigger,
+            job.sched.timeout,
+            self.shared.clone(),
+            self.runs_tx.clone(),
+        ) {
+            Ok(h) => {
+                job.runs.insert(
+                    run_id,
+                    ActiveRun {
+                        cmd: h.cmd,
+                        thread: Some(h.thread),
+                        pid: None,
+                        started: now,
+                        waiters: Vec::new(),
+                    },
+                );
+                job.last_run = Some(now);
+                push_bounded(
+                    &mut job.history,
+                    history_size,
+                    RunRecord {
+                        run_id: Some(run_id),
+                        trigger: trigger.as_str().into(),
+                        started_at: unix_seconds(now),
+                        result: "running".into(),
+                        ..RunRecord::default()
+                    },
+                );
+                Ok(run_id)
+            }
+            Err(e) => {
+                log::error!("{name}: unable to start a run thread: {e}");
+                Err(ControlReply::Conflict(format!(
+                    "{name}: unable to start a run thread: {e}"
+                )))
+            }
+        }
+    }
+
+    pub(super) fn on_run_report(&mut self, r: RunReport) {
+        let Some(job) = self.jobs.get_mut(&*r.job) else {
+            return;
+        };
+        match r.event {
+            RunEvent::Started { pid } => {
+                if let Some(run) = job.runs.get_mut(&r.run_id) {
+                    run.pid = Some(pid);
+                }
+            }
+            RunEvent::Done(end) => {
+                let Some(mut active) = job.runs.remove(&r.run_id) else {
+                    return;
+                };
+                if let Some(t) = active.thread.take() {
+                    // It reported Done as its last act.
+                    let _ = t.join();
+                }
+                let record = finish_record(job, r.run_id, active.started, &end);
+                for w in active.waiters.drain(..) {
+                    let _ = w.send(ControlReply::Run(Box::new(record.clone())));
+                }
+            }
+        }
+    }
+
+    fn not_a_job(&self, name: &str) -> ControlReply {
+        if self.procs.contains_key(name) {
+            ControlReply::Conflict(format!("{name} is not a scheduled job"))
+        } else {
+            ControlReply::NotFound(format!("no process named {name:?}"))
+        }
+    }
+
+    /// `trigger`: start a run now. Without `wait` the answer is immediate;
+    /// with it, `reply` is answered when the run ends (None returned).
+    pub(super) fn trigger(
+        &mut self,
+        name: &str,
+        wait: Option<&Sender<ControlReply>>,
+    ) -> Option<ControlReply> {
+        if !self.jobs.contains_key(name) {
+            return Some(self.not_a_job(name));
+        }
+        log::info!("{name}: run triggered on request");
+        match (self.start_run(name, Trigger::Manual), wait) {
+            (Ok(run_id), Some(tx)) => {
+                if let Some(run) = self
+                    .jobs
+                    .get_mut(name)
+                    .and_then(|j| j.runs.get_mut(&run_id))
+                {
+                    run.waiters.push(tx.clone());
+                }
+                None
+            }
+            (Ok(run_id), None) => Some(ControlReply::Accepted(format!(
+                "{name}: run {run_id} started"
+            ))),
+            (Err(answer), _) => Some(answer),
+        }
+    }
+
+    pub(super) fn pause(&mut self, name: &str, paused: bool) -> ControlReply {
+        if !self.jobs.contains_key(name) {
+            return self.not_a_job(name);
+        }
+        let Some(job) = self.jobs.get_mut(name) else {
+            return self.not_a_job(name);
+        };
+        let word = if paused { "paused" } else { "resumed" };
+        if job.paused == paused {
+            return ControlReply::Done(format!("{name} is already {word}"));
+        }
+        job.paused = paused;
+        log::info!("{name}: schedule {word} on request");
+        ControlReply::Done(format!("{name} {word}"))
+    }
+
+    /// Shutdown begins: no more due times; runs going on get their stop.
+    pub(super) fn stop_runs(&mut self, cmd: RunCmd) {
+        self.stop_scheduler();
+        for (name, job) in &self.jobs {
+            for (id, run) in &job.runs {
+                log::info!("{name}: stopping run {id} (shutdown)");
+                let _ = run.cmd.send(cmd);
+            }
+        }
+    }
+
+    pub(super) fn runs_idle(&self) -> bool {
+        self.jobs.values().all(Job::idle)
+    }
+
+    pub(super) fn job_statuses(&self) -> Vec<ProcessStatus> {
+        let shutting_down = matches!(self.phase, Phase::ShuttingDown { .. });
+        self.jobs
+            .values()
+            .map(|j| job_status(j, shutting_down))
+            .collect()
+    }
+}
+
+fn push_bounded(h: &mut VecDeque<RunRecord>, size: usize, r: RunRecord) {
+    h.push_back(r);
+    while h.len() > size.max(1) {
+        h.pop_front();
+    }
+}
+
+/// Count a finished run and complete its history entry.
+fn finish_record(job: &mut Job, run_id: u64, started: SystemTime, end: &RunEnd) -> RunRecord {
+    let now = SystemTime::now();
+    let took = now.duration_since(started).unwrap_or_default();
+    let secs = took.as_secs_f64();
+    let result = match (end.timed_out, end.status) {
+        (true, _) => "timeout",
+        (false, Some(s)) if s.success() && !end.stopped => "success",
+        (false, Some(_) | None) => "failure",
+    };
+    let error = match (&end.error, end.stopped, end.timed_out) {
+        (Some(e), _, _) => Some(e.clone()),
+        (None, _, true) => Some(format!(
+            "exceeded schedule_timeout ({})",
+            format_duration(job.sched.timeout.unwrap_or_default())
+        )),
+        (None, true, false) => Some("stopped: sheepdog is shutting down".into()),
+        (None, false, false) => None,
+    };
+    let st = &mut job.stats;
+    st.total += 1;
+    match result {
+        "success" => st.success += 1,
+        "timeout" => st.timeout += 1,
+        _ => st.failure += 1,
+    }
+    st.duration_seconds_sum += secs;
+    st.average_duration_seconds = Some(st.duration_seconds_sum / st.total as f64);
+    crate::status::observe(&mut st.duration_buckets, &RUN_BUCKETS, secs);
+    job.last_result = Some(result.into());
+    job.last_exit = end.status.map(last_exit);
+    job.last_duration = Some(secs);
+    let exit = end.status.map(last_exit);
+    let record = RunRecord {
+        run_id: Some(run_id),
+        trigger: String::new(),
+        started_at: unix_seconds(started),
+        ended_at: Some(unix_seconds(now)),
+        duration_seconds: Some(secs),
+        exit_code: exit.and_then(|e| e.code),
+        signal: exit.and_then(|e| e.signal),
+        result: result.into(),
+        error,
+    };
+    match job
+        .history
+        .iter_mut()
+        .rev()
+        .find(|h| h.run_id == Some(run_id))
+    {
+        Some(h) => {
+            let trigger = std::mem::take(&mut h.trigger);
+            *h = RunRecord { trigger, ..record };
+            h.clone()
+        }
+        // Pushed out of a tiny history while it ran.
+        None => record,
+    }
+}
+
+fn tz_name(tz: &Timezone) -> String {
+    match tz {
+        Timezone::Utc => "UTC".into(),
+        Timezone::Local => "Local".into(),
+        Timezone::Named(n) => n.clone(),
+    }
+}
+
+fn job_status(j: &Job, shutting_down: bool) -> ProcessStatus {
+    let running = j.runs.len() as u32;
+    let state = match (shutting_down, running > 0, j.paused) {
+        (true, true, _) => "stopping",
+        (true, false, _) => "stopped",
+        (false, true, _) => "running",
+        (false, false, true) => "paused",
+        (false, false, false) => "scheduled",
+    };
+    let expression = match &j.sched.spec {
+        ScheduleSpec::Cron(_) | ScheduleSpec::Every(_) => j.sched.expression.clone(),
+    };
+    ProcessStatus {
+        name: j.def.name.clone(),
+        kind: "scheduled".into(),
+        state: state.into(),
+        desired_scale: 0,
+        current_scale: running,
+        max_scale: None,
+        critical: j.def.critical,
+        restart: "never".into(),
+        operation: None,
+        restarts: BTreeMap::new(),
+        instances: Vec::new(),
+        schedule: Some(ScheduleStatus {
+            expression,
+            timezone: tz_name(&j.sched.timezone),
+            paused: j.paused,
+            running,
+            running_pids: j.runs.values().filter_map(|r| r.pid).collect(),
+            max_concurrent: j.sched.max_concurrent,
+            timeout_seconds: j.sched.timeout.map(|d| d.as_secs_f64()),
+            jitter_seconds: j.sched.jitter.as_secs_f64(),
+            catch_up: j.sched.catch_up,
+            next_run: if shutting_down || j.paused {
+                None
+            } else {
+                j.next_run.map(unix_seconds)
+            },
+            last_run: j.last_run.map(unix_seconds),
+            last_result: j.last_result.clone(),
+            last_exit: j.last_exit,
+            last_duration_seconds: j.last_duration,
+            stats: j.stats.clone(),
+            history: j.history.iter().cloned().collect(),
+        }),
+    }
+}
