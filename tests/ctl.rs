@@ -333,26 +333,35 @@ fn logs_tail_and_follow() {
     let first: Value = serde_json::from_str(out(&o).lines().next().unwrap()).unwrap();
     assert_eq!(first["process"], "sheepdog");
 
-    // --follow receives a record made after it connected.
-    let file = sockdir.path("follow.out");
-    let mut follower = Command::new(BIN)
-        .arg("ctl")
-        .args(base)
-        .args(["logs", "--follow", "--tail", "1"])
-        .stdout(std::fs::File::create(&file).unwrap())
-        .spawn()
-        .unwrap();
-    let read = || std::fs::read_to_string(&file).unwrap_or_default();
-    assert!(
-        wait_until(WAIT, || !read().is_empty()),
-        "the tail comes first"
-    );
-    let o = ctl(&[&base[..], &["signal", "web", "HUP"]].concat(), &[]);
-    assert!(o.status.success(), "{}", err(&o));
-    let followed = wait_until(WAIT, || read().contains("sent SIGHUP"));
-    let _ = follower.kill();
-    let _ = follower.wait();
-    assert!(followed, "follow output:\n{}", read());
+    // --follow receives a record made after it connected, over TCP
+    // (chunked, HTTP/1.1) and over the unix socket (HTTP/1.0, until close).
+    let sock = sockdir.path("api.sock");
+    let targets: [Vec<String>; 2] = [
+        vec!["--url".into(), url(port)],
+        vec!["--socket".into(), sock.to_str().unwrap().into()],
+    ];
+    for (n, target) in targets.iter().enumerate() {
+        let file = sockdir.path(&format!("follow-{n}.out"));
+        let mut follower = Command::new(BIN)
+            .arg("ctl")
+            .args(target)
+            .args(["--token", TOKEN, "logs", "--follow", "--tail", "1"])
+            .stdout(std::fs::File::create(&file).unwrap())
+            .spawn()
+            .unwrap();
+        let read = || std::fs::read_to_string(&file).unwrap_or_default();
+        assert!(
+            wait_until(WAIT, || !read().is_empty()),
+            "the tail comes first"
+        );
+        let before = read().matches("sent SIGHUP").count();
+        let o = ctl(&[&base[..], &["signal", "web", "HUP"]].concat(), &[]);
+        assert!(o.status.success(), "{}", err(&o));
+        let followed = wait_until(WAIT, || read().matches("sent SIGHUP").count() > before);
+        let _ = follower.kill();
+        let _ = follower.wait();
+        assert!(followed, "{target:?} follow output:\n{}", read());
+    }
 
     for bad in [
         &["logs", "--tail", "0"][..],

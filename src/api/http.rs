@@ -47,6 +47,8 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub peer: Peer,
+    /// HTTP/1.1 (chunked responses allowed); false for HTTP/1.0.
+    pub http11: bool,
 }
 
 impl Request {
@@ -75,6 +77,7 @@ pub struct Head {
     pub content_length: u64,
     /// The client sent `Expect: 100-continue`.
     pub expect_continue: bool,
+    pub http11: bool,
 }
 
 impl Head {
@@ -86,6 +89,7 @@ impl Head {
             headers: self.headers,
             body,
             peer,
+            http11: self.http11,
         }
     }
 }
@@ -228,6 +232,7 @@ fn head_fields(raw: &[u8]) -> Result<Head, Response> {
         len: 0,
         content_length: content_length.unwrap_or(0),
         expect_continue,
+        http11: version == "HTTP/1.1",
     })
 }
 
@@ -265,6 +270,9 @@ pub struct Response {
     pub content_type: &'static str,
     pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
+    /// The body is written afterwards by `Handler::stream` (chunked for
+    /// HTTP/1.1, until close for HTTP/1.0); `body` is then empty.
+    pub streaming: bool,
 }
 
 pub const JSON: &str = "application/json";
@@ -279,6 +287,7 @@ impl Response {
             content_type: JSON,
             headers: Vec::new(),
             body,
+            streaming: false,
         }
     }
 
@@ -293,6 +302,7 @@ impl Response {
             content_type,
             headers: Vec::new(),
             body: body.into(),
+            streaming: false,
         }
     }
 
@@ -301,14 +311,36 @@ impl Response {
         self
     }
 
-    /// The bytes on the wire; without the body for HEAD.
+    /// A response whose body the handler streams (`Handler::stream`).
+    pub fn stream(content_type: &'static str) -> Response {
+        Response {
+            status: 200,
+            content_type,
+            headers: Vec::new(),
+            body: Vec::new(),
+            streaming: true,
+        }
+    }
+
+    /// The bytes on the wire; without the body for HEAD. A streaming
+    /// response gets only its head here: chunked when `chunked`, else
+    /// delimited by the connection closing.
     pub fn to_bytes(&self, head_only: bool) -> Vec<u8> {
+        self.bytes(head_only, true)
+    }
+
+    pub fn bytes(&self, head_only: bool, chunked: bool) -> Vec<u8> {
+        // HTTP/1.0 streams have no length header: the body ends at close.
+        let length = match (self.streaming, chunked) {
+            (false, _) => format!("Content-Length: {}\r\n", self.body.len()),
+            (true, true) => "Transfer-Encoding: chunked\r\n".to_string(),
+            (true, false) => String::new(),
+        };
         let mut out = format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\nCache-Control: no-store\r\n",
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\n{length}Connection: close\r\nCache-Control: no-store\r\n",
             self.status,
             reason(self.status),
             self.content_type,
-            self.body.len()
         );
         for (k, v) in &self.headers {
             out.push_str(k);
@@ -348,6 +380,35 @@ pub fn reason(status: u16) -> &'static str {
         503 => "Service Unavailable",
         505 => "HTTP Version Not Supported",
         _ => "Unknown",
+    }
+}
+
+/// Chunked transfer encoding over a writer: each `write` is one chunk.
+pub struct Chunked<'a, W: std::io::Write>(pub &'a mut W);
+
+impl<W: std::io::Write> Chunked<'_, W> {
+    /// The terminating zero-length chunk.
+    pub fn finish(&mut self) -> std::io::Result<()> {
+        self.0.write_all(b"0\r\n\r\n")?;
+        self.0.flush()
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for Chunked<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        self.0
+            .write_all(format!("{:x}\r\n", buf.len()).as_bytes())?;
+        self.0.write_all(buf)?;
+        self.0.write_all(b"\r\n")?;
+        self.0.flush()?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
     }
 }
 

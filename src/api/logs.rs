@@ -8,6 +8,10 @@
 //! for the first new record — a long poll, which is how `sheepdog ctl logs
 //! --follow` follows).
 //!
+//! `follow=true` streams instead: newline-delimited JSON records from now
+//! on (chunked for HTTP/1.1, until close for HTTP/1.0), with an empty
+//! keep-alive line every `KEEPALIVE`, until the client goes away.
+//!
 //! Invariants:
 //! - A waiting request blocks only its own worker, on a `LogStore`
 //!   subscription (no polling), and never past `wait`; at most
@@ -15,6 +19,7 @@
 //!   beyond that a request answers at once with what there is.
 //! - Every bad parameter is a 400 naming it.
 
+use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,8 +32,11 @@ use crate::status::Snapshot;
 
 use super::http::Response;
 
-/// Requests allowed to wait at once (the API has 4 workers).
+/// Requests allowed to wait or follow at once (the API has 4 workers).
 const MAX_WAITERS: usize = 2;
+/// A follower gets an empty line this often, so a client that went away is
+/// noticed (the write fails) and its worker freed.
+const KEEPALIVE: Duration = Duration::from_secs(5);
 const MAX_WAIT: Duration = Duration::from_secs(25);
 const MAX_LIMIT: usize = 10_000;
 
@@ -41,6 +49,7 @@ struct Query {
     stream: Option<Stream>,
     since: Option<u64>,
     wait: Duration,
+    follow: bool,
 }
 
 fn parse(query: &str) -> Result<Query, String> {
@@ -49,6 +58,7 @@ fn parse(query: &str) -> Result<Query, String> {
         stream: None,
         since: None,
         wait: Duration::ZERO,
+        follow: false,
     };
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -86,9 +96,20 @@ fn parse(query: &str) -> Result<Query, String> {
                     })?;
                 q.wait = Duration::from_secs(secs);
             }
+            "follow" => {
+                q.follow = match v {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => {
+                        return Err(format!(
+                            "follow: invalid value {v:?}; expected true or false"
+                        ))
+                    }
+                };
+            }
             other => {
                 return Err(format!(
-                    "unknown parameter {other:?}; expected limit, stream, since or wait"
+                    "unknown parameter {other:?}; expected limit, stream, since, wait or follow"
                 ))
             }
         }
@@ -97,7 +118,13 @@ fn parse(query: &str) -> Result<Query, String> {
 }
 
 /// `GET /api/v1/logs` (`name` None) or `/api/v1/processes/{name}/logs`.
-pub fn get(store: &LogStore, snap: &Snapshot, name: Option<&str>, query: &str) -> Response {
+pub fn get(
+    store: &LogStore,
+    snap: &Snapshot,
+    name: Option<&str>,
+    query: &str,
+    head_only: bool,
+) -> Response {
     let q = match parse(query) {
         Ok(q) => q,
         Err(e) => return Response::error(400, &e),
@@ -112,6 +139,15 @@ pub fn get(store: &LogStore, snap: &Snapshot, name: Option<&str>, query: &str) -
         if !known {
             return Response::error(404, &format!("no process or instance named {n:?}"));
         }
+    }
+    if q.follow && !head_only {
+        // The slot is given back when the stream ends (`follow`).
+        if WAITERS.fetch_add(1, Ordering::SeqCst) >= MAX_WAITERS {
+            WAITERS.fetch_sub(1, Ordering::SeqCst);
+            return Response::error(503, "too many followers; try again later")
+                .with_header("Retry-After", "5");
+        }
+        return Response::stream("application/x-ndjson");
     }
     let mut records = newer(store, name, &q);
     if records.is_empty() && !q.wait.is_zero() {
@@ -131,6 +167,50 @@ fn newer(store: &LogStore, name: Option<&str>, q: &Query) -> Vec<Arc<Record>> {
         all.retain(|r| r.seq > since);
     }
     all
+}
+
+/// Stream new records to `out` until a write fails (the client left, or
+/// stopped reading for longer than the write timeout). `get` took a slot.
+pub fn follow(
+    store: &LogStore,
+    name: Option<&str>,
+    query: &str,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    let result = (|| {
+        let q = parse(query).map_err(std::io::Error::other)?;
+        // Subscribe before reading the backlog, so nothing falls between.
+        let sub = store
+            .subscribe(name, q.stream, 1024)
+            .ok_or_else(|| std::io::Error::other("too many followers"))?;
+        let mut last = 0;
+        let mut send = |r: &Record, out: &mut dyn Write| -> std::io::Result<()> {
+            if r.seq <= last && last != 0 {
+                return Ok(());
+            }
+            last = r.seq;
+            let mut line = serde_json::to_vec(r).unwrap_or_default();
+            line.push(b'\n');
+            out.write_all(&line)
+        };
+        if q.since.is_some() {
+            for r in newer(store, name, &q) {
+                send(&r, out)?;
+            }
+        }
+        loop {
+            match sub.rx.recv_timeout(KEEPALIVE) {
+                Ok(Followed::Record(r)) => send(&r, out)?,
+                Ok(Followed::Dropped(n)) => {
+                    out.write_all(format!("{}\n", json!({ "dropped": n })).as_bytes())?;
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => out.write_all(b"\n")?,
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Ok(()),
+            }
+        }
+    })();
+    WAITERS.fetch_sub(1, Ordering::SeqCst);
+    result
 }
 
 /// Long poll: wait (bounded) for the first record newer than `since`.
@@ -181,9 +261,11 @@ mod tests {
                 limit: 100,
                 stream: None,
                 since: None,
-                wait: Duration::ZERO
+                wait: Duration::ZERO,
+                follow: false,
             }
         );
+        assert!(parse("follow=true").unwrap().follow);
         let q = parse("limit=5&stream=stderr&since=42&wait=3").unwrap();
         assert_eq!(
             (q.limit, q.stream, q.since, q.wait),
@@ -195,6 +277,7 @@ mod tests {
             ("stream=both", "stream"),
             ("since=-1", "since"),
             ("wait=99", "wait"),
+            ("follow=yes", "follow"),
             ("tail=3", "tail"),
         ] {
             let e = parse(bad).unwrap_err();

@@ -274,7 +274,14 @@ impl Handler for Api {
             Endpoint::OpenApi => openapi::response(),
             Endpoint::Logs => {
                 let name = (!name.is_empty()).then_some(name.as_str());
-                super::logs::get(&self.logs, &self.published.get(), name, &req.query)
+                let head_only = req.method == "HEAD";
+                super::logs::get(
+                    &self.logs,
+                    &self.published.get(),
+                    name,
+                    &req.query,
+                    head_only,
+                )
             }
             Endpoint::ReopenLogs => self.control(None, Control::ReopenLogs),
             Endpoint::Schedules => schedules(&self.published.get()),
@@ -306,6 +313,14 @@ impl Handler for Api {
 
     fn responded(&self, status: u16) {
         self.counters.count(status);
+    }
+
+    fn stream(&self, req: &Request, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        let name = match find(&req.method, &req.path) {
+            Routed::Found(_, name) => name,
+            Routed::WrongMethod(_) | Routed::NotFound => None,
+        };
+        super::logs::follow(&self.logs, name.as_deref(), &req.query, out)
     }
 }
 

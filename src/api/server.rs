@@ -47,6 +47,11 @@ use super::ratelimit::RateLimit;
 /// What a server does with a complete request.
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, req: &Request) -> Response;
+    /// Write the body of a `streaming` response (bounded by the writes'
+    /// timeout: a client that stops reading ends it).
+    fn stream(&self, _req: &Request, _out: &mut dyn Write) -> std::io::Result<()> {
+        Ok(())
+    }
     /// Told the status of every response sent, including the server's own
     /// early answers (400, 408, 413, 429, 431, 503).
     fn responded(&self, status: u16);
@@ -360,8 +365,22 @@ fn worker(jobs: Receiver<Job>, handler: Arc<dyn Handler>, write_timeout: Duratio
         // Blocking from here, bounded by the write timeout.
         let _ = stream.set_nonblocking(false);
         let _ = stream.set_write_timeout(write_timeout);
-        let _ = stream.write_all(&resp.to_bytes(req.method == "HEAD"));
+        let head_only = req.method == "HEAD";
+        let _ = stream.write_all(&resp.bytes(head_only, req.http11));
         let _ = stream.flush();
+        if resp.streaming && !head_only {
+            let result = if req.http11 {
+                let mut chunked = http::Chunked(&mut stream);
+                handler
+                    .stream(&req, &mut chunked)
+                    .and_then(|()| chunked.finish())
+            } else {
+                handler.stream(&req, &mut stream)
+            };
+            if let Err(e) = result {
+                log::debug!("api: stream to {} ended: {e}", req.peer);
+            }
+        }
         stream.shutdown_write();
         in_flight(-1);
     }

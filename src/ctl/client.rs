@@ -163,6 +163,108 @@ fn parse_response(raw: &[u8]) -> Option<Reply> {
     })
 }
 
+/// Follow a streaming endpoint: call `line` with each line of the body as
+/// it arrives, until the server closes the stream. Keep-alive lines arrive
+/// every few seconds, so a silent server for `STREAM_IDLE` means it is gone.
+pub fn follow(
+    target: &Target,
+    path: &str,
+    token: Option<&str>,
+    line: &mut dyn FnMut(&str),
+) -> Result<(), String> {
+    use std::io::BufRead;
+    match target {
+        Target::Url(base) => {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_connect(Some(TIMEOUT))
+                .timeout_recv_response(Some(TIMEOUT))
+                .proxy(None)
+                .max_redirects(0)
+                .user_agent(format!("sheepdog-ctl/{}", crate::VERSION))
+                .build()
+                .into();
+            let mut req = agent.get(format!("{base}{path}"));
+            if let Some(t) = token {
+                req = req.header("Authorization", format!("Bearer {t}"));
+            }
+            let resp = req
+                .call()
+                .map_err(|e| format!("unable to reach {base}: {e}"))?;
+            let status = resp.status().as_u16();
+            let mut body = resp.into_body();
+            if !(200..300).contains(&status) {
+                let text = body
+                    .with_config()
+                    .limit(MAX_RESPONSE)
+                    .read_to_string()
+                    .unwrap_or_default();
+                return Err(error_of(&text, status));
+            }
+            for l in std::io::BufReader::new(body.into_reader()).lines() {
+                line(&l.map_err(|e| format!("the stream from {base} broke: {e}"))?);
+            }
+            Ok(())
+        }
+        Target::Socket(sock) => {
+            let shown = sock.display();
+            let mut s = UnixStream::connect(sock)
+                .map_err(|e| format!("unable to connect to {shown}: {e}"))?;
+            s.set_read_timeout(Some(STREAM_IDLE))
+                .and_then(|()| s.set_write_timeout(Some(TIMEOUT)))
+                .map_err(|e| format!("unable to configure the connection to {shown}: {e}"))?;
+            let mut req =
+                format!("GET {path} HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n");
+            if let Some(t) = token {
+                req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+            }
+            req.push_str("\r\n");
+            s.write_all(req.as_bytes())
+                .map_err(|e| format!("unable to send the request to {shown}: {e}"))?;
+            let mut reader = std::io::BufReader::new(s);
+            let mut status_line = String::new();
+            reader
+                .read_line(&mut status_line)
+                .map_err(|e| format!("unable to read from {shown}: {e}"))?;
+            let status: u16 = status_line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
+            // Skip the head.
+            loop {
+                let mut h = String::new();
+                let n = reader
+                    .read_line(&mut h)
+                    .map_err(|e| format!("unable to read from {shown}: {e}"))?;
+                if n == 0 || h == "\r\n" || h == "\n" {
+                    break;
+                }
+            }
+            if !(200..300).contains(&status) {
+                let mut text = String::new();
+                let _ = reader.take(MAX_RESPONSE).read_to_string(&mut text);
+                return Err(error_of(&text, status));
+            }
+            for l in reader.lines() {
+                line(&l.map_err(|e| format!("the stream from {shown} broke: {e}"))?);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// How long a followed stream may stay silent (keep-alives come every 5 s).
+const STREAM_IDLE: Duration = Duration::from_secs(30);
+
+fn error_of(body: &str, status: u16) -> String {
+    let msg = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+        .unwrap_or_else(|| body.trim().to_string());
+    format!("{msg} (HTTP {status})")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -138,17 +138,15 @@ pub fn run(ctl: Ctl) -> i32 {
     exit::OK
 }
 
-/// Long-poll wait per follow request (below the client's 15 s timeout).
-const FOLLOW_WAIT_SECS: u32 = 10;
-
-/// The logs path for `q`, from `since` on (follow) or the last `tail`.
-fn logs_path(q: &LogsQuery, since: Option<u64>) -> String {
+/// The logs path for `q`: the last `tail` records, or (`follow_since`)
+/// the stream of everything after that seq, then live.
+fn logs_path(q: &LogsQuery, follow_since: Option<u64>) -> String {
     let base = match &q.name {
         Some(n) => format!("/api/v1/processes/{}/logs", segment(n)),
         None => "/api/v1/logs".to_string(),
     };
-    let mut query = match since {
-        Some(s) => format!("limit=10000&since={s}&wait={FOLLOW_WAIT_SECS}"),
+    let mut query = match follow_since {
+        Some(s) => format!("follow=true&limit=10000&since={s}"),
         None => format!("limit={}", q.tail),
     };
     if let Some(s) = &q.stream {
@@ -157,52 +155,69 @@ fn logs_path(q: &LogsQuery, since: Option<u64>) -> String {
     format!("{base}?{query}")
 }
 
-/// `ctl logs`: the last `tail` records, then (with --follow) every new one,
-/// by long polls, until the API goes away or answers an error.
+/// `ctl logs`: the last `tail` records, then (with --follow) every new one
+/// from the streaming endpoint, until the API goes away.
 fn logs(target: &Target, token: Option<&str>, q: &LogsQuery, json: bool) -> i32 {
-    let mut since = None;
-    loop {
-        let reply = match client::call(target, "GET", &logs_path(q, since), None, token, None) {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("sheepdog ctl: {e}");
-                return exit::FAILURE;
-            }
-        };
-        let parsed: Option<Value> = serde_json::from_str(&reply.body).ok();
-        if !(200..300).contains(&reply.status) {
-            let msg = parsed
-                .as_ref()
-                .and_then(|v| v.get("error"))
-                .and_then(Value::as_str)
-                .map_or_else(|| reply.body.trim().to_string(), str::to_string);
-            eprintln!("sheepdog ctl: {msg} (HTTP {})", reply.status);
+    let print = |rec: &Value| {
+        if json {
+            println!("{rec}");
+        } else {
+            println!("{}", log_line(rec));
+        }
+    };
+    let reply = match client::call(target, "GET", &logs_path(q, None), None, token, None) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sheepdog ctl: {e}");
             return exit::FAILURE;
         }
-        let Some(value) = parsed else {
-            eprintln!("sheepdog ctl: the API answered with something that is not JSON");
-            return exit::FAILURE;
-        };
-        for rec in value
-            .get("records")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if json {
-                println!("{rec}");
-            } else {
-                println!("{}", log_line(rec));
-            }
+    };
+    let parsed: Option<Value> = serde_json::from_str(&reply.body).ok();
+    if !(200..300).contains(&reply.status) {
+        let msg = parsed
+            .as_ref()
+            .and_then(|v| v.get("error"))
+            .and_then(Value::as_str)
+            .map_or_else(|| reply.body.trim().to_string(), str::to_string);
+        eprintln!("sheepdog ctl: {msg} (HTTP {})", reply.status);
+        return exit::FAILURE;
+    }
+    let Some(value) = parsed else {
+        eprintln!("sheepdog ctl: the API answered with something that is not JSON");
+        return exit::FAILURE;
+    };
+    for rec in value
+        .get("records")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        print(rec);
+    }
+    if !q.follow {
+        return exit::OK;
+    }
+    let since = value.get("next_since").and_then(Value::as_u64).unwrap_or(0);
+    let mut on_line = |l: &str| {
+        // Keep-alives are empty lines; `{"dropped":N}` says records were lost.
+        if l.trim().is_empty() {
+            return;
         }
-        if !q.follow {
-            return exit::OK;
+        match serde_json::from_str::<Value>(l) {
+            Ok(v) if v.get("dropped").is_some() => eprintln!(
+                "sheepdog ctl: {} records dropped (reading too slowly)",
+                v["dropped"]
+            ),
+            Ok(v) => print(&v),
+            Err(_) => println!("{l}"),
         }
-        since = value
-            .get("next_since")
-            .and_then(Value::as_u64)
-            .or(since)
-            .or(Some(0));
+    };
+    match client::follow(target, &logs_path(q, Some(since)), token, &mut on_line) {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("sheepdog ctl: {e}");
+            exit::FAILURE
+        }
     }
 }
 
