@@ -548,3 +548,79 @@ fn user_group_and_working_dir_are_applied() {
     );
     assert_eq!(lines[3], "/tmp");
 }
+
+/// CPU ticks and context switches of every sheepdog thread.
+fn thread_activity(pid: i32) -> (u64, u64) {
+    let mut ticks = 0;
+    let mut switches = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        // After the comm: state is field 0, utime 11, stime 12.
+        ticks += fields
+            .get(11)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        ticks += fields
+            .get(12)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        for l in status.lines().filter(|l| l.contains("ctxt_switches")) {
+            switches += l
+                .split_whitespace()
+                .last()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    (ticks, switches)
+}
+
+#[test]
+fn an_idle_sheepdog_sleeps() {
+    // Regression: with the API off, a disconnected channel made the
+    // supervisor spin. Idle means no CPU and (next to) no wake-ups, with
+    // the API off and on.
+    let port = common::http::free_port();
+    for api in [
+        "  api_enabled: false\n  metrics_enabled: false\n".to_string(),
+        format!("  api_enabled: true\n  api_port: {port}\n  metrics_enabled: false\n"),
+    ] {
+        let cfg = format!("global:\n{api}processes:\n  a:\n    command: [sleep, \"1000\"]\n  b:\n    command: [sleep, \"1000\"]\n    scale: 2\n");
+        let mut sd = Sheepdog::start("idle", &cfg);
+        assert!(sd.wait_log_n(": started (pid", 3, WAIT), "{}", sd.log());
+        // Let start-up settle (bounded), then measure a 1 s window.
+        let mut prev = thread_activity(sd.pid());
+        assert!(wait_until(WAIT, || {
+            std::thread::sleep(Duration::from_millis(200));
+            let now = thread_activity(sd.pid());
+            let settled = now.1 == prev.1;
+            prev = now;
+            settled
+        }));
+        let before = thread_activity(sd.pid());
+        std::thread::sleep(Duration::from_secs(1));
+        let after = thread_activity(sd.pid());
+        assert!(
+            after.0 - before.0 <= 2,
+            "CPU ticks while idle: {} ({api})",
+            after.0 - before.0
+        );
+        assert!(
+            after.1 - before.1 <= 2,
+            "wake-ups while idle: {} ({api})",
+            after.1 - before.1
+        );
+        sd.signal(TERM);
+        assert_eq!(sd.exit_code(WAIT), 0);
+    }
+}

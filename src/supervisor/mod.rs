@@ -433,10 +433,19 @@ impl Supervisor {
                 Some(at) => crossbeam_channel::at(at),
                 None => crossbeam_channel::never(),
             };
+            // A channel whose senders are all gone (no API configured, say)
+            // would be "ready" forever: swap it for one that never is, or
+            // this loop would spin.
             select! {
-                recv(self.signals) -> m => if let Ok(sig) = m { self.on_signal(sig) },
+                recv(self.signals) -> m => match m {
+                    Ok(sig) => self.on_signal(sig),
+                    Err(_) => self.signals = crossbeam_channel::never(),
+                },
                 recv(self.reports) -> m => if let Ok(r) = m { self.on_report(r) },
-                recv(self.requests) -> m => if let Ok(r) = m { self.on_request(r) },
+                recv(self.requests) -> m => match m {
+                    Ok(r) => self.on_request(r),
+                    Err(_) => self.requests = crossbeam_channel::never(),
+                },
                 recv(self.hook_exec_rx) -> m => if let Ok(e) = m { self.on_hook_execution(e) },
                 recv(self.hook_done_rx) -> m => if let Ok((job, result)) = m { self.on_hook_done(job, result) },
                 recv(self.sched_rx) -> m => if let Ok(msg) = m { self.on_scheduler(msg) },
