@@ -33,7 +33,7 @@ use crate::spawn::{self, Identity};
 /// How long to wait for a group to vanish after the kill signal.
 const KILL_GRACE: Duration = Duration::from_secs(5);
 /// With a heartbeat: how long to wait for the run's last output lines.
-const OUTPUT_WAIT: Duration = Duration::from_millis(200);
+const OUTPUT_WAIT: Duration = Duration::from_millis(500);
 const DRAIN_POLL_MIN: Duration = Duration::from_millis(1);
 const DRAIN_POLL_MAX: Duration = Duration::from_millis(50);
 
