@@ -10,6 +10,7 @@ mod cli;
 mod config;
 mod ctl;
 mod health;
+mod heartbeat;
 mod hooks;
 mod init;
 mod instance;

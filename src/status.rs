@@ -67,6 +67,18 @@ pub struct Snapshot {
     /// Oneshot runs, oldest first (bounded by `oneshot_history_max_entries`
     /// and `oneshot_history_max_age`).
     pub oneshot_history: Vec<OneshotRun>,
+    /// Heartbeat pings per process with a heartbeat (monotonic counters;
+    /// metrics only).
+    #[serde(skip)]
+    pub heartbeats: Vec<HeartbeatStats>,
+}
+
+/// Heartbeat pings of one process, counted once each after its retries.
+#[derive(Debug, Clone, Serialize, Default, PartialEq, Eq)]
+pub struct HeartbeatStats {
+    pub process: String,
+    pub success: u64,
+    pub failure: u64,
 }
 
 /// A scheduled job's state, stats and history.

@@ -356,6 +356,28 @@ pub fn render(snap: &Snapshot, api: &ApiCounters) -> String {
         Unit::Seconds,
         Present(sched_next),
     );
+    let beats: Counters = Family::default();
+    let beat_failures: Counters = Family::default();
+    for h in &snap.heartbeats {
+        for (result, n) in [("success", h.success), ("failure", h.failure)] {
+            beats
+                .get_or_create(&labels(&[("process", &h.process), ("result", result)]))
+                .inc_by(n);
+        }
+        beat_failures
+            .get_or_create(&labels(&[("process", &h.process)]))
+            .inc_by(h.failure);
+    }
+    r.register(
+        "heartbeats",
+        "Heartbeat pings by process and result (success: a 2xx answer; failure: after every retry)",
+        Present(beats),
+    );
+    r.register(
+        "heartbeat_failures",
+        "Heartbeat pings that failed after every retry, or were dropped",
+        Present(beat_failures),
+    );
     let reaped: Counter = Counter::default();
     reaped.inc_by(snap.orphans_reaped);
     r.register("zombies_reaped", "Adopted orphan processes reaped", reaped);
@@ -502,6 +524,7 @@ mod tests {
             shutdown_seconds: None,
             hooks: vec![],
             oneshot_history: vec![],
+            heartbeats: vec![],
             processes: vec![ProcessStatus {
                 name: "web".into(),
                 kind: "longrun".into(),
@@ -582,6 +605,30 @@ mod tests {
         // Every sample line belongs to a family prefixed sheepdog_.
         for l in text.lines().filter(|l| !l.starts_with('#')) {
             assert!(l.starts_with("sheepdog_"), "{l}");
+        }
+    }
+
+    #[test]
+    fn heartbeat_families() {
+        let empty = prometheus_text(&render(&snap(), &ApiCounters::default()));
+        assert!(
+            empty.contains("# TYPE sheepdog_heartbeat_failures_total counter"),
+            "{empty}"
+        );
+        let mut s = snap();
+        s.heartbeats.push(crate::status::HeartbeatStats {
+            process: "backup".into(),
+            success: 5,
+            failure: 2,
+        });
+        let text = prometheus_text(&render(&s, &ApiCounters::default()));
+        for line in [
+            "sheepdog_heartbeats_total{process=\"backup\",result=\"success\"} 5",
+            "sheepdog_heartbeats_total{process=\"backup\",result=\"failure\"} 2",
+            "sheepdog_heartbeat_failures_total{process=\"backup\"} 2",
+            "# TYPE sheepdog_heartbeats_total counter",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} missing:\n{text}");
         }
     }
 

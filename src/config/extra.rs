@@ -1,7 +1,7 @@
 //! Configuration keys beyond the core supervisor (health checks, logging,
 //! hooks, scheduling, heartbeats, readiness file, …). All are parsed and
-//! validated at load; heartbeats are not acted on yet (docs/configuration.md
-//! says so).
+//! validated at load, and acted on by their own modules (heartbeats:
+//! `heartbeat.rs`).
 //!
 //! Invariants (established by `config::load`): every duration here is
 //! already defaulted; every enabled optional block is `Some` and a disabled
@@ -276,7 +276,8 @@ pub struct Heartbeat {
     pub success_url: Option<String>,
     pub failure_url: Option<String>,
     pub start_url: Option<String>,
-    /// Ping `start_url` (or `url` + "/start") when a run begins (false).
+    /// Ping `start_url` (or `url` + "/start") when a run begins (false; a
+    /// `start_url` implies it).
     pub ping_start: bool,
     /// GET, HEAD or POST (POST).
     pub method: String,

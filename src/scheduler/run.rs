@@ -32,6 +32,8 @@ use crate::spawn::{self, Identity};
 
 /// How long to wait for a group to vanish after the kill signal.
 const KILL_GRACE: Duration = Duration::from_secs(5);
+/// With a heartbeat: how long to wait for the run's last output lines.
+const OUTPUT_WAIT: Duration = Duration::from_millis(500);
 const DRAIN_POLL_MIN: Duration = Duration::from_millis(1);
 const DRAIN_POLL_MAX: Duration = Duration::from_millis(50);
 
@@ -139,7 +141,7 @@ impl Run {
             ("SHEEPDOG_RUN_ID", self.run_id.to_string()),
             ("SHEEPDOG_TRIGGER", self.trigger.as_str().to_string()),
         ];
-        let pid = match spawn::start_with(
+        let (pid, flushed) = match spawn::start_with(
             &self.def,
             &self.id,
             &env,
@@ -147,8 +149,7 @@ impl Run {
             &self.exit_tx,
             &self.shared.output,
         ) {
-            // The run's end waits for its exit, not for its pipes to drain.
-            Ok((pid, _flushed)) => pid,
+            Ok(p) => p,
             Err(e) => {
                 let error = format!("unable to start {:?}: {e}", self.def.command.first());
                 log::error!("{}: {error}", self.id.instance);
@@ -209,6 +210,12 @@ impl Run {
         }
         if end.status.is_none() || group_alive(pid) {
             self.stop_group(pid, &mut end.status, kill_now);
+        }
+        if self.def.extra.heartbeat.is_some() {
+            // A failure ping carries the run's last lines: let the output
+            // thread store them first. Bounded; otherwise the run's end
+            // waits for its exit, not for its pipes to drain.
+            let _ = flushed.recv_timeout(OUTPUT_WAIT);
         }
         let took = started.elapsed();
         let what = match (&end.status, end.timed_out, end.stopped) {

@@ -261,6 +261,7 @@ impl Supervisor {
                 if let Some(run) = job.runs.get_mut(&r.run_id) {
                     run.pid = Some(pid);
                 }
+                self.beats.run_started(&r.job);
             }
             RunEvent::Done(end) => {
                 let Some(mut active) = job.runs.remove(&r.run_id) else {
@@ -271,6 +272,15 @@ impl Supervisor {
                     let _ = t.join();
                 }
                 let record = finish_record(job, r.run_id, active.started, &end);
+                if !end.stopped {
+                    self.beats.run_ended(
+                        &r.job,
+                        format!("{}#{}", r.job, r.run_id),
+                        end.status,
+                        end.timed_out,
+                        end.error.as_deref(),
+                    );
+                }
                 for w in active.waiters.drain(..) {
                     let _ = w.send(ControlReply::Run(Box::new(record.clone())));
                 }

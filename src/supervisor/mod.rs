@@ -24,6 +24,7 @@
 //!   successfully; 1 when start-up failed, a critical process failed, or
 //!   everything ended and something failed.
 
+mod beats;
 mod control;
 mod jobs;
 mod lifecycle;
@@ -313,6 +314,7 @@ struct Supervisor {
     /// The last scheduled run id handed out (monotonic).
     next_run_id: u64,
     oneshots: oneshots::History,
+    beats: beats::Beats,
 }
 
 impl Supervisor {
@@ -340,6 +342,7 @@ impl Supervisor {
             cfg.global.extra.oneshot_history_max_entries,
             cfg.global.extra.oneshot_history_max_age,
         );
+        let beats = beats::Beats::new(&cfg);
         let procs = cfg
             .enabled()
             .filter(|p| p.extra.schedule.is_none())
@@ -395,6 +398,7 @@ impl Supervisor {
             runs_rx,
             next_run_id: 0,
             oneshots,
+            beats,
         }
     }
 
@@ -422,6 +426,7 @@ impl Supervisor {
         for w in &self.cfg.warnings {
             log::warn!("config: {w}");
         }
+        self.beats.start(self.shared.output.store().clone());
         self.start_pre_start_hooks();
         self.start_scheduler();
         self.try_start_ready();
@@ -450,6 +455,7 @@ impl Supervisor {
                 recv(self.hook_done_rx) -> m => if let Ok((job, result)) = m { self.on_hook_done(job, result) },
                 recv(self.sched_rx) -> m => if let Ok(msg) = m { self.on_scheduler(msg) },
                 recv(self.runs_rx) -> m => if let Ok(r) = m { self.on_run_report(r) },
+                recv(self.beats.results) -> m => if let Ok(o) = m { self.beats.on_outcome(o) },
                 recv(timer) -> _ => self.on_deadline(),
             }
             self.check_post_start();
@@ -476,7 +482,11 @@ impl Supervisor {
                 }
             }
         }
+        // The worker flushes while the output thread drains.
+        let beats_deadline = Instant::now() + crate::heartbeat::FLUSH_GRACE;
+        self.beats.stop();
         self.shared.output.finish(OUTPUT_GRACE);
+        self.beats.wait(beats_deadline);
         let code = match &self.reason {
             Some(Reason::Signal(_) | Reason::Requested) => exit::OK,
             Some(Reason::StartupFailed(_) | Reason::CriticalFailed(_)) => exit::FAILURE,
@@ -551,11 +561,27 @@ impl Supervisor {
             return;
         };
         if p.def.kind == ProcessType::Oneshot {
+            let instance = || format!("{}-{}", r.process, r.index);
+            // A oneshot stopped on request or by shutdown did not end on
+            // its own: no heartbeat for that end.
+            let stopped =
+                p.phase == ProcPhase::Stopping || matches!(self.phase, Phase::ShuttingDown { .. });
             match &r.event {
-                Event::Started { .. } => self.oneshots.started(&r.process, r.index),
-                Event::Exited { status, .. } => self.oneshots.exited(&r.process, r.index, *status),
+                Event::Started { .. } => {
+                    self.oneshots.started(&r.process, r.index);
+                    self.beats.run_started(&r.process);
+                }
+                Event::Exited { status, .. } => {
+                    self.oneshots.exited(&r.process, r.index, *status);
+                    if !stopped {
+                        self.beats
+                            .run_ended(&r.process, instance(), Some(*status), false, None);
+                    }
+                }
                 Event::SpawnFailed { error } => {
-                    self.oneshots.spawn_failed(&r.process, r.index, error)
+                    self.oneshots.spawn_failed(&r.process, r.index, error);
+                    self.beats
+                        .run_ended(&r.process, instance(), None, false, Some(error));
                 }
                 Event::RestartScheduled { .. } => self.oneshots.mark_restart(&r.process, r.index),
                 Event::Probe { .. } | Event::Stopping | Event::Done(_) => {}

@@ -16,6 +16,7 @@ use super::{Inst, Op, Phase, Proc, ProcPhase, Supervisor};
 
 impl Supervisor {
     pub(super) fn publish(&mut self) {
+        self.update_alive();
         let snapshot = self.snapshot();
         self.update_readiness_file();
         self.published.publish(snapshot);
@@ -47,6 +48,7 @@ impl Supervisor {
             processes,
             hooks: self.hook_stats.values().cloned().collect(),
             oneshot_history: self.oneshots.snapshot(now),
+            heartbeats: self.beats.stats(),
         }
     }
 

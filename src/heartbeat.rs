@@ -1,0 +1,656 @@
+//! Heartbeats (dead-man's switch pings, healthchecks.io style): one worker
+//! thread sends an HTTP ping when a scheduled or oneshot run starts
+//! (`ping_start`), succeeds or fails, and every `heartbeat.interval` while
+//! a longrun process is running and healthy. Results go back to the
+//! supervisor, which counts them for metrics.
+//!
+//! Invariants:
+//! - Never on anyone's critical path: the supervisor only `try_send`s to a
+//!   bounded queue (`QUEUE` messages). When it is full the ping is dropped
+//!   there, logged and counted as a failure; nothing ever blocks on the
+//!   worker or on an endpoint.
+//! - Every wait is bounded: each attempt by `heartbeat.timeout`; retries
+//!   (`heartbeat.retries`, after `retry_delay` doubling per attempt, at
+//!   most `MAX_BACKOFF`) wait on the worker's own deadline, not in a
+//!   sleep, so a stop is seen at once. Pending retries are bounded too
+//!   (`QUEUE`; beyond it the oldest fails).
+//! - On shutdown the worker gets `FLUSH_GRACE` to send what is queued (one
+//!   attempt each, cut to the time left) and then stops; the supervisor
+//!   waits for it no longer than that.
+//! - No polling: the worker blocks on its inbox with one deadline, the
+//!   earliest pending retry or interval ping. With no retry pending and no
+//!   healthy process having an `interval`, it has no deadline at all and
+//!   makes no wake-ups. Interval pings follow the supervisor's `Alive`
+//!   messages (sent only on a change), never a probe of its own.
+//! - Only a 2xx answer is a success. No redirects are followed; there is no
+//!   TLS (ureq is built without it): an `https://` URL fails every ping at
+//!   once with an error saying so, without retries.
+//! - A failure ping's body is bounded (`BODY_MAX`): the exit status plus
+//!   the run's last output lines, read from the `LogStore`, which holds
+//!   them already redacted and filtered as printed.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{select, Receiver, Sender, TrySendError};
+
+use crate::config::extra::Heartbeat;
+use crate::config::format_duration;
+use crate::output::buffer::LogStore;
+
+/// Messages the queue holds; also the bound on pending retries.
+pub const QUEUE: usize = 256;
+/// The longest wait between two attempts of one ping.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How long the worker may keep sending after shutdown asks it to stop.
+pub const FLUSH_GRACE: Duration = Duration::from_secs(2);
+/// Largest body of a ping.
+pub const BODY_MAX: usize = 4096;
+/// Output lines of a failed run sent with its failure ping.
+pub const OUTPUT_LINES: usize = 20;
+
+/// Which ping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A run began (`start_url`, or `url` + `/start`).
+    Start,
+    /// A run succeeded (`success_url`, or `url`).
+    Success,
+    /// A run failed (`failure_url`, or `url` + `/fail`).
+    Failure,
+    /// A longrun is alive (`success_url`, or `url`).
+    Interval,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Start => "start",
+            Kind::Success => "success",
+            Kind::Failure => "failure",
+            Kind::Interval => "interval",
+        }
+    }
+}
+
+/// What the supervisor tells the worker.
+#[derive(Debug, Clone)]
+pub enum Msg {
+    /// Send one ping for `process`. `detail` starts the body
+    /// (`exit_code=1`); `instance` names whose output a failure ping
+    /// carries.
+    Ping {
+        process: Arc<str>,
+        kind: Kind,
+        detail: String,
+        instance: Option<String>,
+    },
+    /// `process` is now running and healthy (or no longer): interval pings
+    /// start (at once) or stop.
+    Alive { process: Arc<str>, alive: bool },
+}
+
+/// How one ping ended (after its retries), for the supervisor's counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub process: Arc<str>,
+    pub ok: bool,
+}
+
+/// The supervisor's side of the worker.
+pub struct Handle {
+    tx: Sender<Msg>,
+    stop: Option<Sender<()>>,
+    /// Disconnected when the worker returns.
+    done: Receiver<()>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Handle {
+    /// Queue `msg` without blocking; the message back when the queue is
+    /// full (or the worker is gone).
+    pub fn try_send(&self, msg: Msg) -> Result<(), TrySendError<Msg>> {
+        self.tx.try_send(msg)
+    }
+
+    /// Ask the worker to flush what is queued (within `FLUSH_GRACE`) and
+    /// stop.
+    pub fn stop(&mut self) {
+        self.stop.take();
+    }
+
+    /// Wait for the worker until `deadline` at most; join it if it ended.
+    pub fn wait(mut self, deadline: Instant) {
+        self.stop();
+        // The worker never sends on `done`: this returns when it has
+        // dropped its end (returned) or at the deadline.
+        let _ = self.done.recv_deadline(deadline);
+        if self.thread.as_ref().is_some_and(JoinHandle::is_finished) {
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        } else {
+            log::warn!("heartbeat pings still being sent at exit; abandoning them");
+        }
+    }
+}
+
+/// Start the worker for `configs` (process name → its heartbeat).
+pub fn start(
+    configs: BTreeMap<Arc<str>, Heartbeat>,
+    store: Arc<LogStore>,
+    results: Sender<Outcome>,
+) -> io::Result<Handle> {
+    let (tx, rx) = crossbeam_channel::bounded(QUEUE);
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(0);
+    let worker = Worker {
+        rx,
+        stop: stop_rx,
+        results,
+        configs,
+        store,
+        retries: Vec::new(),
+        due: BTreeMap::new(),
+    };
+    let thread = std::thread::Builder::new()
+        .name("heartbeat".into())
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            let _done = done_tx;
+            worker.run();
+        })?;
+    Ok(Handle {
+        tx,
+        stop: Some(stop_tx),
+        done: done_rx,
+        thread: Some(thread),
+    })
+}
+
+/// The URL `kind` pings, if the config has one for it.
+pub fn url_for(hb: &Heartbeat, kind: Kind) -> Option<String> {
+    let (explicit, suffix) = match kind {
+        Kind::Start => (&hb.start_url, Some("start")),
+        Kind::Success | Kind::Interval => (&hb.success_url, None),
+        Kind::Failure => (&hb.failure_url, Some("fail")),
+    };
+    if let Some(u) = explicit {
+        return Some(u.clone());
+    }
+    let base = hb.url.as_deref()?;
+    let Some(suffix) = suffix else {
+        return Some(base.to_string());
+    };
+    // `/fail` goes on the path, before any query string.
+    let (path, query) = match base.find(['?', '#']) {
+        Some(i) => base.split_at(i),
+        None => (base, ""),
+    };
+    Some(format!("{}/{suffix}{query}", path.trim_end_matches('/')))
+}
+
+/// The wait before attempt `attempt` + 1 (0 = after the first failed one).
+pub fn backoff(delay: Duration, attempt: u32) -> Duration {
+    delay
+        .checked_mul(1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX))
+        .unwrap_or(MAX_BACKOFF)
+        .min(MAX_BACKOFF)
+}
+
+/// `detail`, then a blank line and `output` when there is some; the whole
+/// at most `BODY_MAX` bytes (the end of the output is what is kept).
+pub fn body(detail: &str, output: &[String]) -> String {
+    let mut out = detail.to_string();
+    if output.is_empty() {
+        return cut_front(out, BODY_MAX);
+    }
+    out.push_str("\n\n");
+    let room = BODY_MAX.saturating_sub(out.len());
+    let text = cut_front(output.join("\n"), room);
+    out.push_str(&text);
+    cut_front(out, BODY_MAX)
+}
+
+/// The last `max` bytes of `s` at most, on a character boundary.
+fn cut_front(s: String, max: usize) -> String {
+    if s.len() <= max {
+        return s;
+    }
+    let mut start = s.len() - max;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    s[start..].to_string()
+}
+
+/// One attempt: the status of a 2xx answer, or why not.
+pub fn send(hb: &Heartbeat, url: &str, body: &str, timeout: Duration) -> Result<u16, Failed> {
+    let method = hb.method.as_str();
+    if url
+        .get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+    {
+        return Err(Failed {
+            error: format!(
+                "{method} {url}: https is not supported (sheepdog is built without TLS); \
+                 use an http:// URL, e.g. a local relay"
+            ),
+            permanent: true,
+        });
+    }
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .max_redirects(0)
+        .http_status_as_error(false)
+        .user_agent(concat!(
+            "sheepdog/",
+            env!("CARGO_PKG_VERSION"),
+            " (heartbeat)"
+        ))
+        .build()
+        .into();
+    let has_type = hb
+        .headers
+        .keys()
+        .any(|k| k.eq_ignore_ascii_case("content-type"));
+    let result = match method {
+        "GET" | "HEAD" => {
+            let mut req = if method == "GET" {
+                agent.get(url)
+            } else {
+                agent.head(url)
+            };
+            for (k, v) in &hb.headers {
+                req = req.header(k.as_str(), v.as_str());
+            }
+            req.call()
+        }
+        _ => {
+            let mut req = agent.post(url);
+            if !has_type {
+                req = req.header("content-type", "text/plain; charset=utf-8");
+            }
+            for (k, v) in &hb.headers {
+                req = req.header(k.as_str(), v.as_str());
+            }
+            req.send(body)
+        }
+    };
+    let response = result.map_err(|e| Failed {
+        error: match e {
+            ureq::Error::Timeout(_) => {
+                format!(
+                    "{method} {url}: timed out after {}",
+                    format_duration(timeout)
+                )
+            }
+            e => format!("{method} {url}: {e}"),
+        },
+        permanent: false,
+    })?;
+    let status = response.status().as_u16();
+    if (200..300).contains(&status) {
+        Ok(status)
+    } else {
+        Err(Failed {
+            error: format!("{method} {url}: status {status}, expected 2xx"),
+            permanent: false,
+        })
+    }
+}
+
+/// Why an attempt failed; `permanent`: retrying cannot help.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failed {
+    pub error: String,
+    pub permanent: bool,
+}
+
+/// One ping being sent.
+#[derive(Debug, Clone)]
+struct Job {
+    process: Arc<str>,
+    kind: Kind,
+    url: String,
+    body: String,
+    /// Attempts made so far.
+    attempts: u32,
+}
+
+struct Worker {
+    rx: Receiver<Msg>,
+    stop: Receiver<()>,
+    results: Sender<Outcome>,
+    configs: BTreeMap<Arc<str>, Heartbeat>,
+    store: Arc<LogStore>,
+    /// Pings waiting for their next attempt, with when it is due.
+    retries: Vec<(Instant, Job)>,
+    /// Healthy processes with an interval: when their next ping is due.
+    due: BTreeMap<Arc<str>, Instant>,
+}
+
+impl Worker {
+    fn run(mut self) {
+        loop {
+            self.fire_due(Instant::now());
+            let next = self
+                .retries
+                .iter()
+                .map(|(at, _)| *at)
+                .chain(self.due.values().copied())
+                .min();
+            let timer = match next {
+                Some(at) => crossbeam_channel::at(at),
+                None => crossbeam_channel::never(),
+            };
+            select! {
+                // A message or the sender dropped: either way, stop.
+                recv(self.stop) -> _ => break,
+                recv(self.rx) -> m => match m {
+                    Ok(msg) => self.on_msg(msg),
+                    Err(_) => break,
+                },
+                recv(timer) -> _ => {}
+            }
+        }
+        self.flush(Instant::now() + FLUSH_GRACE);
+    }
+
+    fn on_msg(&mut self, msg: Msg) {
+        match msg {
+            Msg::Ping {
+                process,
+                kind,
+                detail,
+                instance,
+            } => {
+                if let Some(job) = self.job(process, kind, &detail, instance.as_deref()) {
+                    self.attempt(job, None);
+                }
+            }
+            Msg::Alive { process, alive } => {
+                let has_interval = self
+                    .configs
+                    .get(&process)
+                    .is_some_and(|hb| hb.interval.is_some());
+                match (alive, has_interval) {
+                    (true, true) => {
+                        self.due.entry(process).or_insert_with(Instant::now);
+                    }
+                    (false, _) => {
+                        self.due.remove(&process);
+                    }
+                    (true, false) => {}
+                }
+            }
+        }
+    }
+
+    /// The ping to send, when `process` has a URL for `kind`.
+    fn job(
+        &self,
+        process: Arc<str>,
+        kind: Kind,
+        detail: &str,
+        instance: Option<&str>,
+    ) -> Option<Job> {
+        let hb = self.configs.get(&process)?;
+        let Some(url) = url_for(hb, kind) else {
+            log::debug!(
+                "{process}: no heartbeat URL for a {} ping; not sending one",
+                kind.as_str()
+            );
+            return None;
+        };
+        let output = match (kind, instance) {
+            (Kind::Failure, Some(i)) => self.output(&process, i),
+            _ => Vec::new(),
+        };
+        Some(Job {
+            process,
+            kind,
+            url,
+            body: body(detail, &output),
+            attempts: 0,
+        })
+    }
+
+    /// The last lines `instance` of `process` printed.
+    fn output(&self, process: &str, instance: &str) -> Vec<String> {
+        // Sheepdog's own records about the instance carry its name too;
+        // only the child's lines are wanted.
+        let mut lines: Vec<String> = self
+            .store
+            .recent(Some(instance), None, OUTPUT_LINES * 2)
+            .into_iter()
+            .filter(|r| &*r.process == process && r.instance.as_deref() == Some(instance))
+            .map(|r| r.msg.clone())
+            .collect();
+        let skip = lines.len().saturating_sub(OUTPUT_LINES);
+        lines.drain(..skip);
+        lines
+    }
+
+    /// Interval pings and retries due at `now`.
+    fn fire_due(&mut self, now: Instant) {
+        let due: Vec<Arc<str>> = self
+            .due
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for process in due {
+            let Some(interval) = self.configs.get(&process).and_then(|hb| hb.interval) else {
+                self.due.remove(&process);
+                continue;
+            };
+            if let Some(at) = self.due.get_mut(&process) {
+                // A late wake-up sends one ping, never a burst.
+                let next = *at + interval;
+                *at = if next <= now { now + interval } else { next };
+            }
+            if let Some(job) = self.job(process, Kind::Interval, "", None) {
+                self.attempt(job, None);
+            }
+        }
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.retries)
+            .into_iter()
+            .partition(|(at, _)| *at <= now);
+        self.retries = waiting;
+        for (_, job) in ready {
+            self.attempt(job, None);
+        }
+    }
+
+    /// Send `job` once. On failure, schedule its next attempt, unless it
+    /// has none left or `until` (the flush deadline) is set.
+    fn attempt(&mut self, mut job: Job, until: Option<Instant>) {
+        let Some(hb) = self.configs.get(&job.process) else {
+            return;
+        };
+        let mut timeout = hb.timeout;
+        if let Some(end) = until {
+            timeout = timeout.min(end.saturating_duration_since(Instant::now()));
+            if timeout.is_zero() {
+                self.failed(&job, "sheepdog is exiting; no time left to send it");
+                return;
+            }
+        }
+        let body = match hb.method.as_str() {
+            "POST" => job.body.as_str(),
+            _ => "",
+        };
+        job.attempts += 1;
+        match send(hb, &job.url, body, timeout) {
+            Ok(status) => {
+                log::debug!(
+                    "{}: heartbeat {} ping sent ({} answered {status})",
+                    job.process,
+                    job.kind.as_str(),
+                    job.url
+                );
+                let _ = self.results.send(Outcome {
+                    process: job.process,
+                    ok: true,
+                });
+            }
+            Err(f) if f.permanent || job.attempts > hb.retries || until.is_some() => {
+                let why = format!("{} (attempt {})", f.error, job.attempts);
+                self.failed(&job, &why);
+            }
+            Err(f) => {
+                let wait = backoff(hb.retry_delay, job.attempts - 1);
+                log::info!(
+                    "{}: heartbeat {} ping attempt {} failed: {}; retrying in {}",
+                    job.process,
+                    job.kind.as_str(),
+                    job.attempts,
+                    f.error,
+                    format_duration(wait)
+                );
+                self.retries.push((Instant::now() + wait, job));
+                if self.retries.len() > QUEUE {
+                    let (_, oldest) = self.retries.remove(0);
+                    self.failed(&oldest, "too many pings waiting for a retry");
+                }
+            }
+        }
+    }
+
+    fn failed(&self, job: &Job, why: &str) {
+        log::warn!(
+            "{}: heartbeat {} ping failed: {why}",
+            job.process,
+            job.kind.as_str()
+        );
+        let _ = self.results.send(Outcome {
+            process: job.process.clone(),
+            ok: false,
+        });
+    }
+
+    /// Shutdown: one attempt for each queued ping and pending retry, as
+    /// long as time is left before `until`.
+    fn flush(mut self, until: Instant) {
+        self.due.clear();
+        let mut jobs: Vec<Job> = std::mem::take(&mut self.retries)
+            .into_iter()
+            .map(|(_, j)| j)
+            .collect();
+        while let Ok(msg) = self.rx.try_recv() {
+            if let Msg::Ping {
+                process,
+                kind,
+                detail,
+                instance,
+            } = msg
+            {
+                jobs.extend(self.job(process, kind, &detail, instance.as_deref()));
+            }
+        }
+        for job in jobs {
+            self.attempt(job, Some(until));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hb(url: Option<&str>) -> Heartbeat {
+        Heartbeat {
+            url: url.map(String::from),
+            success_url: None,
+            failure_url: None,
+            start_url: None,
+            ping_start: false,
+            method: "POST".into(),
+            headers: BTreeMap::new(),
+            timeout: Duration::from_secs(1),
+            retries: 3,
+            retry_delay: Duration::from_millis(100),
+            interval: None,
+        }
+    }
+
+    #[test]
+    fn urls_follow_healthchecks_rules() {
+        let h = hb(Some("http://hc/ping/abc"));
+        assert_eq!(
+            url_for(&h, Kind::Start).as_deref(),
+            Some("http://hc/ping/abc/start")
+        );
+        assert_eq!(
+            url_for(&h, Kind::Success).as_deref(),
+            Some("http://hc/ping/abc")
+        );
+        assert_eq!(
+            url_for(&h, Kind::Interval).as_deref(),
+            Some("http://hc/ping/abc")
+        );
+        assert_eq!(
+            url_for(&h, Kind::Failure).as_deref(),
+            Some("http://hc/ping/abc/fail")
+        );
+        let q = hb(Some("http://hc/ping/abc/?create=1"));
+        assert_eq!(
+            url_for(&q, Kind::Failure).as_deref(),
+            Some("http://hc/ping/abc/fail?create=1")
+        );
+        let mut e = hb(Some("http://hc/x"));
+        e.failure_url = Some("http://other/bad".into());
+        e.success_url = Some("http://other/good".into());
+        e.start_url = Some("http://other/go".into());
+        assert_eq!(
+            url_for(&e, Kind::Failure).as_deref(),
+            Some("http://other/bad")
+        );
+        assert_eq!(
+            url_for(&e, Kind::Success).as_deref(),
+            Some("http://other/good")
+        );
+        assert_eq!(url_for(&e, Kind::Start).as_deref(), Some("http://other/go"));
+        let mut only = hb(None);
+        only.failure_url = Some("http://other/bad".into());
+        assert_eq!(url_for(&only, Kind::Success), None);
+        assert_eq!(url_for(&only, Kind::Start), None);
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_bounded() {
+        let d = Duration::from_secs(5);
+        assert_eq!(backoff(d, 0), Duration::from_secs(5));
+        assert_eq!(backoff(d, 1), Duration::from_secs(10));
+        assert_eq!(backoff(d, 3), Duration::from_secs(40));
+        assert_eq!(backoff(d, 4), MAX_BACKOFF);
+        assert_eq!(backoff(d, 99), MAX_BACKOFF);
+        assert_eq!(backoff(Duration::ZERO, 5), Duration::ZERO);
+    }
+
+    #[test]
+    fn bodies_are_bounded_and_keep_the_end() {
+        assert_eq!(body("exit_code=1", &[]), "exit_code=1");
+        assert_eq!(
+            body("exit_code=2", &["a".into(), "b".into()]),
+            "exit_code=2\n\na\nb"
+        );
+        let long: Vec<String> = (0..1000).map(|i| format!("line {i} é")).collect();
+        let b = body("signal=9", &long);
+        assert!(b.len() <= BODY_MAX, "{}", b.len());
+        assert!(b.starts_with("signal=9\n\n"), "{}", &b[..20]);
+        assert!(b.ends_with("line 999 é"));
+    }
+
+    #[test]
+    fn https_fails_at_once_without_network() {
+        let h = hb(Some("https://hc-ping.com/x"));
+        let e = send(&h, "https://hc-ping.com/x", "", Duration::from_secs(1)).unwrap_err();
+        assert!(e.permanent);
+        assert!(e.error.contains("https is not supported"), "{}", e.error);
+    }
+}

@@ -1,0 +1,228 @@
+//! Where heartbeats meet the supervisor: which process has one, what to
+//! tell the heartbeat worker when a run starts or ends or a longrun with
+//! `heartbeat.interval` becomes (un)healthy, and the ping counts metrics
+//! show.
+//!
+//! Invariants:
+//! - The supervisor never waits on the worker: every message is a
+//!   `try_send`; a full queue drops the ping, logs it and counts it as a
+//!   failure.
+//! - `Alive` messages go only on a change (one per process per change),
+//!   and only for longruns that have an interval: a config without one
+//!   sends nothing and the worker never wakes for it.
+//! - A run stopped by a shutdown or a stop request pings neither success
+//!   nor failure: it did not end on its own.
+//! - Counts only grow (rendered as Prometheus counters).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use crate::config::extra::Heartbeat;
+use crate::config::{Config, ProcessType};
+use crate::health::Health;
+use crate::heartbeat::{self, Handle, Kind, Msg, Outcome};
+use crate::output::buffer::LogStore;
+use crate::reaper::ExitStatus;
+use crate::status::HeartbeatStats;
+
+use super::{Phase, ProcPhase, Supervisor};
+
+pub(super) struct Beats {
+    configs: BTreeMap<Arc<str>, Heartbeat>,
+    handle: Option<Handle>,
+    /// Kept so `results` never disconnects, even if the worker is gone.
+    results_tx: Sender<Outcome>,
+    pub(super) results: Receiver<Outcome>,
+    /// (sent, failed) per process with a heartbeat.
+    counts: BTreeMap<Arc<str>, (u64, u64)>,
+    /// Longruns with an interval: whether the worker was last told they
+    /// are alive.
+    alive: BTreeMap<Arc<str>, bool>,
+}
+
+impl Beats {
+    pub(super) fn new(cfg: &Config) -> Beats {
+        let configs: BTreeMap<Arc<str>, Heartbeat> = cfg
+            .enabled()
+            .filter_map(|p| Some((Arc::from(p.name.as_str()), p.extra.heartbeat.clone()?)))
+            .collect();
+        let alive = cfg
+            .enabled()
+            .filter(|p| p.kind == ProcessType::Longrun && p.extra.schedule.is_none())
+            .filter(|p| {
+                p.extra
+                    .heartbeat
+                    .as_ref()
+                    .is_some_and(|h| h.interval.is_some())
+            })
+            .map(|p| (Arc::from(p.name.as_str()), false))
+            .collect();
+        let counts = configs.keys().map(|k| (k.clone(), (0, 0))).collect();
+        let (results_tx, results) = crossbeam_channel::unbounded();
+        Beats {
+            configs,
+            handle: None,
+            results_tx,
+            results,
+            counts,
+            alive,
+        }
+    }
+
+    /// Start the worker, when some process has a heartbeat.
+    pub(super) fn start(&mut self, store: Arc<LogStore>) {
+        if self.configs.is_empty() {
+            return;
+        }
+        match heartbeat::start(self.configs.clone(), store, self.results_tx.clone()) {
+            Ok(h) => self.handle = Some(h),
+            Err(e) => {
+                log::error!("unable to start the heartbeat thread: {e}; no ping will be sent")
+            }
+        }
+    }
+
+    fn key(&self, process: &str) -> Option<Arc<str>> {
+        self.configs.get_key_value(process).map(|(k, _)| k.clone())
+    }
+
+    fn send(&mut self, msg: Msg) -> bool {
+        let Some(h) = &self.handle else {
+            return false;
+        };
+        match h.try_send(msg) {
+            Ok(()) => true,
+            Err(TrySendError::Full(Msg::Ping { process, kind, .. })) => {
+                log::warn!(
+                    "{process}: heartbeat {} ping dropped: {} pings already queued",
+                    kind.as_str(),
+                    heartbeat::QUEUE
+                );
+                self.counts.entry(process).or_default().1 += 1;
+                false
+            }
+            Err(TrySendError::Full(Msg::Alive { .. }) | TrySendError::Disconnected(_)) => false,
+        }
+    }
+
+    /// A run of `process` (its output under `instance`) began.
+    pub(super) fn run_started(&mut self, process: &str) {
+        let Some(key) = self.key(process) else { return };
+        let Some(hb) = self.configs.get(&key) else {
+            return;
+        };
+        if hb.ping_start || hb.start_url.is_some() {
+            self.send(Msg::Ping {
+                process: key,
+                kind: Kind::Start,
+                detail: String::new(),
+                instance: None,
+            });
+        }
+    }
+
+    /// A run of `process` ended on its own (or never started: `error`).
+    pub(super) fn run_ended(
+        &mut self,
+        process: &str,
+        instance: String,
+        status: Option<ExitStatus>,
+        timed_out: bool,
+        error: Option<&str>,
+    ) {
+        let Some(key) = self.key(process) else { return };
+        let ok = !timed_out && error.is_none() && status.is_some_and(|s| s.success());
+        let mut detail = Vec::new();
+        if timed_out {
+            detail.push("timed_out".to_string());
+        }
+        match status {
+            Some(ExitStatus::Code(c)) => detail.push(format!("exit_code={c}")),
+            Some(ExitStatus::Signal { signal, .. }) => detail.push(format!("signal={signal}")),
+            None => {}
+        }
+        if let Some(e) = error {
+            detail.push(format!("error={e}"));
+        }
+        self.send(Msg::Ping {
+            process: key,
+            kind: if ok { Kind::Success } else { Kind::Failure },
+            detail: detail.join("\n"),
+            instance: Some(instance),
+        });
+    }
+
+    pub(super) fn on_outcome(&mut self, o: Outcome) {
+        let c = self.counts.entry(o.process).or_default();
+        if o.ok {
+            c.0 += 1;
+        } else {
+            c.1 += 1;
+        }
+    }
+
+    pub(super) fn stats(&self) -> Vec<HeartbeatStats> {
+        self.counts
+            .iter()
+            .map(|(p, (ok, failed))| HeartbeatStats {
+                process: p.to_string(),
+                success: *ok,
+                failure: *failed,
+            })
+            .collect()
+    }
+
+    /// Shutdown: let the worker flush, and wait for it until `deadline`.
+    pub(super) fn stop(&mut self) {
+        if let Some(h) = &mut self.handle {
+            h.stop();
+        }
+    }
+
+    pub(super) fn wait(&mut self, deadline: Instant) {
+        if let Some(h) = self.handle.take() {
+            h.wait(deadline);
+        }
+    }
+}
+
+impl Supervisor {
+    /// Tell the worker which longruns with an interval are now running and
+    /// healthy (only what changed).
+    pub(super) fn update_alive(&mut self) {
+        if self.beats.alive.is_empty() {
+            return;
+        }
+        let running = matches!(self.phase, Phase::Running);
+        let mut changed = Vec::new();
+        for (name, was) in &self.beats.alive {
+            let now = running
+                && self.procs.get(&**name).is_some_and(|p| {
+                    p.phase == ProcPhase::Active
+                        && p.instances.values().any(|i| {
+                            i.state == "running"
+                                && i.pid.is_some()
+                                && matches!(i.health, None | Some(Health::Healthy))
+                        })
+                });
+            if now != *was {
+                changed.push((name.clone(), now));
+            }
+        }
+        for (name, alive) in changed {
+            if self.beats.send(Msg::Alive {
+                process: name.clone(),
+                alive,
+            }) {
+                log::debug!(
+                    "{name}: heartbeat interval pings {}",
+                    if alive { "on" } else { "off" }
+                );
+                self.beats.alive.insert(name, alive);
+            }
+        }
+    }
+}
