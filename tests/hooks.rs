@@ -267,3 +267,31 @@ fn sigterm_during_a_pre_start_hook_cancels_it_and_starts_nothing() {
         "the hook got SIGTERM and no process started"
     );
 }
+
+#[test]
+fn post_stop_hooks_wait_for_scheduled_runs_to_stop() {
+    let hooks = r#"
+  post_stop:
+    - { name: bye, command: "echo post-stop >> $DIR/events" }
+"#;
+    let cfg = header(hooks)
+        + r#"
+  job:
+    schedule: "@every 1s"
+    command: "trap 'sleep 0.5; echo job-stopped >> $DIR/events; exit 0' TERM; echo job-running > $DIR/running; while :; do sleep 0.05; done"
+"#;
+    let mut sd = Sheepdog::start("poststopjobs", &cfg);
+    assert!(
+        wait_until(WAIT, || sd.dir.path("running").exists()),
+        "{}",
+        sd.log()
+    );
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    assert_eq!(
+        sd.dir.lines("events"),
+        ["job-stopped", "post-stop"],
+        "{}",
+        sd.log()
+    );
+}

@@ -1024,7 +1024,8 @@ impl Supervisor {
                 break;
             }
         }
-        if self.procs.values().all(|p| p.phase.is_down()) {
+        // Scheduled runs are stopped too before post-stop hooks run.
+        if self.procs.values().all(|p| p.phase.is_down()) && self.runs_idle() {
             self.after_all_stopped();
         }
     }
