@@ -295,3 +295,31 @@ fn post_stop_hooks_wait_for_scheduled_runs_to_stop() {
         sd.log()
     );
 }
+
+#[test]
+fn a_process_pre_start_hook_runs_before_every_scheduled_run() {
+    let cfg = header("  pre_start: []")
+        + r#"
+  job:
+    schedule: "@every 1s"
+    command: "echo run >> $DIR/events"
+    hooks:
+      pre_start:
+        - { name: prepare, command: "echo pre >> $DIR/events" }
+"#;
+    let mut sd = Sheepdog::start("jobprestart", &cfg);
+    assert!(
+        wait_until(WAIT, || sd.dir.lines("events").len() >= 4),
+        "{}",
+        sd.log()
+    );
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let events = sd.dir.lines("events");
+    let pairs = events.len() / 2;
+    assert_eq!(
+        events[..pairs * 2],
+        ["pre", "run"].repeat(pairs),
+        "{events:?}"
+    );
+}

@@ -20,6 +20,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver, Sender};
+
+use crate::hooks::{self, Kind as HookKind, ListError};
 use nix::errno::Errno;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
@@ -126,6 +128,76 @@ struct Run {
 }
 
 impl Run {
+    /// The process's pre-start hooks, before every run (as before every
+    /// start of a longrun). A stop request cancels them: no run then.
+    fn pre_start(&mut self) -> Result<(), RunEnd> {
+        let hooks = self.def.extra.hooks.pre_start.clone();
+        if hooks.is_empty() {
+            return Ok(());
+        }
+        let end = |stopped: bool, error: Option<String>| RunEnd {
+            status: None,
+            timed_out: false,
+            stopped,
+            error,
+        };
+        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+        let cancel = hooks::spawn_list(
+            hooks,
+            HookKind::PreStart,
+            Some(self.def.clone()),
+            self.shared.clone(),
+            None,
+            self.shared.hook_executions.clone(),
+            done_tx,
+            (),
+        )
+        .map_err(|e| {
+            end(
+                false,
+                Some(format!("unable to start its pre_start hooks: {e}")),
+            )
+        })?;
+        select! {
+            recv(done_rx) -> m => match m {
+                Ok(((), Ok(()))) => Ok(()),
+                Ok(((), Err(ListError::Failed(why)))) => Err(end(false, Some(why))),
+                Ok(((), Err(ListError::Cancelled))) | Err(_) => Err(end(true, None)),
+            },
+            recv(self.cmd_rx) -> _ => {
+                let _ = cancel.send(());
+                // Bounded by the hook runner's own cancel grace.
+                let _ = done_rx.recv_timeout(Duration::from_secs(10));
+                Err(end(true, None))
+            },
+        }
+    }
+
+    /// The process's post-start hooks, beside the run (nothing waits).
+    fn post_start(&self) {
+        let hooks = self.def.extra.hooks.post_start.clone();
+        if hooks.is_empty() {
+            return;
+        }
+        let (done_tx, _) = crossbeam_channel::bounded(1);
+        let started = hooks::spawn_list(
+            hooks,
+            HookKind::PostStart,
+            Some(self.def.clone()),
+            self.shared.clone(),
+            None,
+            self.shared.hook_executions.clone(),
+            done_tx,
+            (),
+        );
+        if let Err(e) = started {
+            log::error!(
+                "{}: unable to start its post_start hooks: {e}",
+                self.id.instance
+            );
+        }
+    }
+
     fn report(&self, event: RunEvent) {
         // The supervisor outlives every run thread.
         let _ = self.reports.send(RunReport {
@@ -136,6 +208,10 @@ impl Run {
     }
 
     fn run(mut self) {
+        if let Err(end) = self.pre_start() {
+            self.report(RunEvent::Done(end));
+            return;
+        }
         let env = [
             ("SHEEPDOG_SCHEDULED", "true".to_string()),
             ("SHEEPDOG_RUN_ID", self.run_id.to_string()),
@@ -170,6 +246,7 @@ impl Run {
             self.trigger.as_str()
         );
         self.report(RunEvent::Started { pid });
+        self.post_start();
         let mut end = RunEnd {
             status: None,
             timed_out: false,
