@@ -4,8 +4,9 @@
 //!
 //! Invariants:
 //! - No tick. The scheduler thread blocks on its inbox with one deadline:
-//!   the earliest due time (or jittered start) of any job. With wall-clock
-//!   (cron) jobs the deadline is also at most `RECHECK` away, so a clock
+//!   the earliest due time (or jittered start) of any job. A clock step
+//!   wakes it at once (`steps`: a timerfd with TFD_TIMER_CANCEL_ON_SET); only
+//!   where that is unavailable is the deadline at most `RECHECK` away, so a clock
 //!   step is noticed within a minute (cron's own resolution); `@every`
 //!   jobs run on the monotonic clock and need no re-check, so a
 //!   configuration with only `@every` jobs wakes exactly when one is due.
@@ -28,6 +29,7 @@
 //!   changes), like cronie.
 
 pub mod run;
+mod steps;
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -265,6 +267,9 @@ pub struct Planner {
     rng: Rng,
     /// Jittered starts waiting: (when, fire).
     pending: Vec<(Instant, Fire)>,
+    /// Clock steps are announced (`steps::watch`): no need to re-read the
+    /// clocks every `RECHECK` while waiting for a wall-clock due time.
+    steps_announced: bool,
 }
 
 fn wall_next(cron: &Cron, tz: &TimeZone, after: SystemTime) -> Due {
@@ -298,6 +303,7 @@ impl Planner {
             })
             .collect();
         Planner {
+            steps_announced: false,
             jobs,
             last_wall: wall,
             last_mono: mono,
@@ -387,6 +393,17 @@ impl Planner {
     }
 
     /// When to wake next (None: nothing is ever due).
+    /// Clock steps will be announced: wait for wall-clock due times
+    /// without re-reading the clocks on the way.
+    pub fn steps_announced(&mut self) {
+        self.steps_announced = true;
+    }
+
+    fn without_step_watch(mut self) -> Planner {
+        self.steps_announced = false;
+        self
+    }
+
     pub fn next_wake(&self, wall: SystemTime, mono: Instant) -> Option<Instant> {
         let mut best: Option<Instant> = None;
         let mut consider = |t: Instant| best = Some(best.map_or(t, |b| b.min(t)));
@@ -395,7 +412,12 @@ impl Planner {
                 Due::Mono(at) => consider(*at),
                 Due::Wall(at) => {
                     let left = at.duration_since(wall).unwrap_or(Duration::ZERO);
-                    consider(mono + left.min(RECHECK));
+                    let left = if self.steps_announced {
+                        left
+                    } else {
+                        left.min(RECHECK)
+                    };
+                    consider(mono + left);
                 }
                 Due::Never => {}
             }
@@ -462,6 +484,14 @@ pub fn start(
 
 fn run_thread(specs: Vec<JobSpec>, clock: &dyn Clock, inbox: &Receiver<()>, out: &Sender<Msg>) {
     let mut planner = Planner::new(specs, clock.wall(), clock.mono(), Rng::seeded());
+    let (step_tx, step_rx) = crossbeam_channel::bounded(1);
+    let mut steps = if steps::watch(step_tx) {
+        planner.steps_announced();
+        step_rx
+    } else {
+        log::info!("scheduler: no clock-step notifications here; re-reading the clocks every {}s while waiting", RECHECK.as_secs());
+        crossbeam_channel::never()
+    };
     let mut told: Vec<(String, Option<SystemTime>)> = Vec::new();
     loop {
         let (wall, mono) = (clock.wall(), clock.mono());
@@ -502,6 +532,12 @@ fn run_thread(specs: Vec<JobSpec>, clock: &dyn Clock, inbox: &Receiver<()>, out:
             // A message or a dropped sender: the supervisor is shutting down.
             recv(inbox) -> _ => return,
             recv(timer) -> _ => {}
+            // The wall clock was set: re-read both clocks (next turn).
+            recv(steps) -> m => if m.is_err() {
+                // The watcher is gone: fall back to re-checking.
+                steps = crossbeam_channel::never();
+                planner = planner.without_step_watch();
+            },
         }
     }
 }

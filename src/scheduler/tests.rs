@@ -393,3 +393,26 @@ fn rng_stays_below() {
     }
     assert_eq!(r.below(Duration::ZERO), Duration::ZERO);
 }
+
+#[test]
+fn with_clock_steps_announced_a_far_due_time_is_one_sleep() {
+    let c = Fake::new("2024-01-01T00:00:00Z");
+    let mut p = planner(&c, vec![cron_job("0 2 * * *", false)]);
+    // Without announcements, re-read the clocks at least every RECHECK.
+    assert_eq!(p.next_wake(c.wall(), c.mono()), Some(c.mono() + RECHECK));
+    p.steps_announced();
+    assert_eq!(p.next_wake(c.wall(), c.mono()), Some(c.mono() + S * 7200));
+}
+
+#[test]
+fn the_clock_step_watcher_starts_on_linux() {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    assert!(
+        super::steps::watch(tx),
+        "timerfd with TFD_TIMER_CANCEL_ON_SET"
+    );
+    // Nothing is announced without a clock step.
+    assert!(rx
+        .recv_timeout(std::time::Duration::from_millis(50))
+        .is_err());
+}
