@@ -323,3 +323,35 @@ fn a_process_pre_start_hook_runs_before_every_scheduled_run() {
         "{events:?}"
     );
 }
+
+#[test]
+fn scheduled_jobs_wait_for_pre_start_hooks_and_their_dependencies() {
+    let hooks = r#"
+  pre_start:
+    - { name: migrate, command: "sleep 1.5; echo migrated >> $DIR/events" }
+"#;
+    let cfg = header(hooks)
+        + r#"
+  warm:
+    type: oneshot
+    command: "sleep 1.5; echo warmed >> $DIR/events"
+  job:
+    schedule: "@every 1s"
+    command: "echo run >> $DIR/events"
+    depends_on: [warm]
+"#;
+    let mut sd = Sheepdog::start("jobwaits", &cfg);
+    assert!(
+        wait_until(WAIT, || sd.dir.lines("events").contains(&"run".to_string())),
+        "{}",
+        sd.log()
+    );
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let events = sd.dir.lines("events");
+    assert_eq!(
+        events[..2],
+        ["migrated", "warmed"],
+        "no run before the hook and the dependency: {events:?}"
+    );
+}

@@ -163,6 +163,25 @@ impl Supervisor {
     fn start_run(&mut self, name: &str, trigger: Trigger) -> Result<u64, ControlReply> {
         let shutting_down = matches!(self.phase, Phase::ShuttingDown { .. });
         let history_size = self.cfg.global.extra.schedule_history_size as usize;
+        // A job waits like any process: for the global pre-start hooks (a
+        // migration) and for its own dependencies.
+        let blocked = self.jobs.get(name).and_then(|job| {
+            if self.pre_start_pending {
+                return Some("the global pre_start hooks are still running".to_string());
+            }
+            job.def
+                .depends_on
+                .iter()
+                .find_map(|d| match self.dep_state(&d.name, d.condition) {
+                    super::DepState::Satisfied => None,
+                    super::DepState::Waiting => {
+                        Some(format!("dependency {} is not ready yet", d.name))
+                    }
+                    super::DepState::Impossible(why) => {
+                        Some(format!("dependency {} {why}", d.name))
+                    }
+                })
+        });
         let Some(job) = self.jobs.get_mut(name) else {
             return Err(ControlReply::NotFound(format!("no process named {name:?}")));
         };
@@ -176,6 +195,31 @@ impl Supervisor {
             return Err(ControlReply::Conflict(format!(
                 "{name} is paused; resume it first"
             )));
+        }
+        if let Some(why) = blocked {
+            if trigger == Trigger::Manual {
+                return Err(ControlReply::Conflict(format!(
+                    "{name}: {why}; not starting it"
+                )));
+            }
+            log::info!("{name}: due, but {why}; skipping this run");
+            job.stats.skipped += 1;
+            let now = unix_seconds(SystemTime::now());
+            push_bounded(
+                &mut job.history,
+                history_size,
+                RunRecord {
+                    run_id: None,
+                    trigger: trigger.as_str().into(),
+                    started_at: now,
+                    ended_at: Some(now),
+                    duration_seconds: Some(0.0),
+                    result: "skipped".into(),
+                    error: Some(why.clone()),
+                    ..RunRecord::default()
+                },
+            );
+            return Err(ControlReply::Conflict(format!("{name}: {why}")));
         }
         if job.at_limit() {
             let why = format!(
