@@ -48,7 +48,7 @@ pub fn run(ctl: Ctl) -> i32 {
     }
     let (method, path, body) = request(&ctl.action);
     let timeout = matches!(ctl.action, Action::Trigger(_, true)).then_some(client::WAIT_TIMEOUT);
-    let reply = match client::call(
+    let value = match ask(
         &target,
         method,
         &path,
@@ -56,33 +56,16 @@ pub fn run(ctl: Ctl) -> i32 {
         token.as_deref(),
         timeout,
     ) {
-        Ok(r) => r,
+        Ok(v) => v,
         Err(e) => {
             eprintln!("sheepdog ctl: {e}");
             return exit::FAILURE;
         }
     };
-    let parsed: Option<Value> = serde_json::from_str(&reply.body).ok();
-    if !(200..300).contains(&reply.status) {
-        let msg = parsed
-            .as_ref()
-            .and_then(|v| v.get("error"))
-            .and_then(Value::as_str)
-            .map_or_else(|| reply.body.trim().to_string(), str::to_string);
-        eprintln!("sheepdog ctl: {msg} (HTTP {})", reply.status);
-        return exit::FAILURE;
-    }
-    let Some(value) = parsed else {
-        eprintln!(
-            "sheepdog ctl: the API answered HTTP {} with something that is not JSON",
-            reply.status
-        );
-        return exit::FAILURE;
-    };
     if ctl.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&value).unwrap_or_else(|_| reply.body.clone())
+            serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string())
         );
         return exit::OK;
     }
@@ -155,6 +138,34 @@ fn logs_path(q: &LogsQuery, follow_since: Option<u64>) -> String {
     format!("{base}?{query}")
 }
 
+/// One API call: the JSON answer of a 2xx, or the message to print (the
+/// API's `error`, with the status).
+fn ask(
+    target: &Target,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    token: Option<&str>,
+    timeout: Option<std::time::Duration>,
+) -> Result<Value, String> {
+    let reply = client::call(target, method, path, body, token, timeout)?;
+    let parsed: Option<Value> = serde_json::from_str(&reply.body).ok();
+    if !(200..300).contains(&reply.status) {
+        let msg = parsed
+            .as_ref()
+            .and_then(|v| v.get("error"))
+            .and_then(Value::as_str)
+            .map_or_else(|| reply.body.trim().to_string(), str::to_string);
+        return Err(format!("{msg} (HTTP {})", reply.status));
+    }
+    parsed.ok_or_else(|| {
+        format!(
+            "the API answered HTTP {} with something that is not JSON",
+            reply.status
+        )
+    })
+}
+
 /// `ctl logs`: the last `tail` records, then (with --follow) every new one
 /// from the streaming endpoint, until the API goes away.
 fn logs(target: &Target, token: Option<&str>, q: &LogsQuery, json: bool) -> i32 {
@@ -165,26 +176,12 @@ fn logs(target: &Target, token: Option<&str>, q: &LogsQuery, json: bool) -> i32 
             println!("{}", log_line(rec));
         }
     };
-    let reply = match client::call(target, "GET", &logs_path(q, None), None, token, None) {
-        Ok(r) => r,
+    let value = match ask(target, "GET", &logs_path(q, None), None, token, None) {
+        Ok(v) => v,
         Err(e) => {
             eprintln!("sheepdog ctl: {e}");
             return exit::FAILURE;
         }
-    };
-    let parsed: Option<Value> = serde_json::from_str(&reply.body).ok();
-    if !(200..300).contains(&reply.status) {
-        let msg = parsed
-            .as_ref()
-            .and_then(|v| v.get("error"))
-            .and_then(Value::as_str)
-            .map_or_else(|| reply.body.trim().to_string(), str::to_string);
-        eprintln!("sheepdog ctl: {msg} (HTTP {})", reply.status);
-        return exit::FAILURE;
-    }
-    let Some(value) = parsed else {
-        eprintln!("sheepdog ctl: the API answered with something that is not JSON");
-        return exit::FAILURE;
     };
     for rec in value
         .get("records")

@@ -203,22 +203,7 @@ impl Supervisor {
                 )));
             }
             log::info!("{name}: due, but {why}; skipping this run");
-            job.stats.skipped += 1;
-            let now = unix_seconds(SystemTime::now());
-            push_bounded(
-                &mut job.history,
-                history_size,
-                RunRecord {
-                    run_id: None,
-                    trigger: trigger.as_str().into(),
-                    started_at: now,
-                    ended_at: Some(now),
-                    duration_seconds: Some(0.0),
-                    result: "skipped".into(),
-                    error: Some(why.clone()),
-                    ..RunRecord::default()
-                },
-            );
+            record_skip(job, history_size, trigger, &why);
             return Err(ControlReply::Conflict(format!("{name}: {why}")));
         }
         if job.at_limit() {
@@ -233,22 +218,7 @@ impl Supervisor {
                 )));
             }
             log::warn!("{why}; skipping this run");
-            job.stats.skipped += 1;
-            let now = unix_seconds(SystemTime::now());
-            push_bounded(
-                &mut job.history,
-                history_size,
-                RunRecord {
-                    run_id: None,
-                    trigger: trigger.as_str().into(),
-                    started_at: now,
-                    ended_at: Some(now),
-                    duration_seconds: Some(0.0),
-                    result: "skipped".into(),
-                    error: Some("concurrency limit reached".into()),
-                    ..RunRecord::default()
-                },
-            );
+            record_skip(job, history_size, trigger, "concurrency limit reached");
             return Err(ControlReply::Conflict(why));
         }
         self.next_run_id += 1;
@@ -535,4 +505,24 @@ fn job_status(j: &Job, shutting_down: bool) -> ProcessStatus {
             history: j.history.iter().cloned().collect(),
         }),
     }
+}
+
+/// Count a skipped trigger and remember it in the job's history.
+fn record_skip(job: &mut Job, history_size: usize, trigger: Trigger, why: &str) {
+    job.stats.skipped += 1;
+    let now = unix_seconds(SystemTime::now());
+    push_bounded(
+        &mut job.history,
+        history_size,
+        RunRecord {
+            run_id: None,
+            trigger: trigger.as_str().into(),
+            started_at: now,
+            ended_at: Some(now),
+            duration_seconds: Some(0.0),
+            result: "skipped".into(),
+            error: Some(why.to_string()),
+            ..RunRecord::default()
+        },
+    );
 }
