@@ -128,7 +128,9 @@ USAGE:
     sheepdog ctl [OPTIONS] VERB [NAME] [ARG]
                                            talk to a running sheepdog through its API:
                                            status [NAME], start|stop|restart NAME,
-                                           scale NAME N|+N|-N, signal NAME SIG, shutdown
+                                           scale NAME N|+N|-N, signal NAME SIG,
+                                           logs [NAME] [--follow], schedules, trigger,
+                                           pause, resume, shutdown
                                            (see 'sheepdog ctl --help')
     sheepdog version                       print the version
     sheepdog help                          print this help
@@ -146,7 +148,8 @@ EXIT CODES:
     2    usage or configuration error
     -- CMD mode exits with CMD's code, or 128+N when CMD died of signal N.
 
-Docs: docs/configuration.md, docs/cli.md, docs/api.md, docs/metrics.md, docs/ctl.md
+Docs: docs/configuration.md, docs/cli.md, docs/ctl.md, docs/api.md and the
+rest of docs/ (README.md lists every page)
 ";
 
 pub const CTL_HELP: &str = "\
