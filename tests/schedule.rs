@@ -224,6 +224,29 @@ fn a_run_past_its_timeout_is_stopped_gracefully_then_killed() {
         .contains("schedule_timeout"));
 }
 
+/// An answer describes state that status already shows: a client that
+/// reads the job right after `trigger?wait=true` sees that run recorded.
+/// (Replies used to leave before the snapshot was republished.)
+#[test]
+fn a_waited_run_is_in_the_status_read_right_after() {
+    let api = Api::start(
+        "cron-ryw",
+        "  quick:\n    command: 'true'\n    schedule: '@every 1h'\n",
+    );
+    for n in 1..=30 {
+        let r = api.post("/api/v1/schedules/quick/trigger?wait=true");
+        assert_eq!(r.status, 200, "{}", r.body);
+        let run_id = r.json()["run"]["run_id"].clone();
+        let j = api.job("quick");
+        assert_eq!(stat(&j, "total"), n, "run {n}: {j:#}");
+        assert!(run_id.is_u64(), "{}", r.body);
+        // History is oldest first.
+        let newest = j["history"].as_array().and_then(|h| h.last());
+        assert_eq!(newest.map(|h| &h["run_id"]), Some(&run_id), "{j:#}");
+        assert_eq!(j["running"], 0, "{j:#}");
+    }
+}
+
 #[test]
 fn pause_resume_and_trigger_through_the_api_and_ctl() {
     let api = Api::start(

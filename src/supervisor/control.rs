@@ -26,14 +26,13 @@ impl Supervisor {
             if matches!(self.phase, Phase::Running) {
                 // Answered now (refused) or when the run ends.
                 if let Some(reply) = self.trigger(&name.clone(), Some(&req.reply)) {
-                    let _ = req.reply.send(reply);
+                    self.answer(req.reply, reply);
                 }
                 return;
             }
         }
         let reply = self.apply(req.control);
-        // The reader may have given up waiting; that is its business.
-        let _ = req.reply.send(reply);
+        self.answer(req.reply, reply);
     }
 
     fn apply(&mut self, control: Control) -> ControlReply {

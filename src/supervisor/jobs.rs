@@ -296,7 +296,7 @@ impl Supervisor {
                     );
                 }
                 for w in active.waiters.drain(..) {
-                    let _ = w.send(ControlReply::Run(Box::new(record.clone())));
+                    self.answer(w, ControlReply::Run(Box::new(record.clone())));
                 }
                 // The last run stopping may let the shutdown go on.
                 if matches!(self.phase, super::Phase::ShuttingDown { .. }) {

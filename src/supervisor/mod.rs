@@ -49,7 +49,7 @@ use crate::plan::Plan;
 use crate::reaper::{self, ExitStatus, Reaper};
 use crate::scheduler::{self, run::RunReport};
 use crate::signals;
-use crate::status::{HookStatus, Published, Request};
+use crate::status::{ControlReply, HookStatus, Published, Request};
 
 use jobs::Job;
 use lifecycle::{HookJob, Stage};
@@ -285,6 +285,9 @@ struct Supervisor {
     reports_tx: Sender<Report>,
     reports: Receiver<Report>,
     published: Arc<Published>,
+    /// Replies held until the state they describe is published, so a
+    /// client that reads status after an answer never sees older state.
+    outbox: Vec<(Sender<ControlReply>, ControlReply)>,
     started_at: SystemTime,
     procs: BTreeMap<String, Proc>,
     phase: Phase,
@@ -375,6 +378,7 @@ impl Supervisor {
             reports_tx,
             reports,
             published,
+            outbox: Vec::new(),
             started_at: SystemTime::now(),
             procs,
             phase: Phase::Running,

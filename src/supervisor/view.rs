@@ -2,15 +2,20 @@
 //!
 //! Invariant: read-only over supervisor state; called by the supervisor
 //! thread after every change, so a snapshot is never older than the last
-//! event handled.
+//! event handled. Control replies wait in an outbox until the snapshot
+//! that reflects them is published (read-your-writes for API clients).
 
 use std::time::SystemTime;
+
+use crossbeam_channel::Sender;
 
 use crate::config::extra::ReadinessMode;
 use crate::config::{ProcessType, RestartPolicy};
 use crate::health::Health;
 use crate::reaper::ExitStatus;
-use crate::status::{unix_seconds, InstanceStatus, LastExit, ProcessStatus, Snapshot};
+use crate::status::{
+    unix_seconds, ControlReply, InstanceStatus, LastExit, ProcessStatus, Snapshot,
+};
 
 use super::{Inst, Op, Phase, Proc, ProcPhase, Supervisor};
 
@@ -20,6 +25,15 @@ impl Supervisor {
         let snapshot = self.snapshot();
         self.update_readiness_file();
         self.published.publish(snapshot);
+        for (tx, reply) in self.outbox.drain(..) {
+            // The reader may have given up waiting; that is its business.
+            let _ = tx.send(reply);
+        }
+    }
+
+    /// Answer a request once the state the answer describes is published.
+    pub(super) fn answer(&mut self, tx: Sender<ControlReply>, reply: ControlReply) {
+        self.outbox.push((tx, reply));
     }
 
     fn snapshot(&self) -> Snapshot {
