@@ -59,7 +59,7 @@ pub fn run(argv: Vec<OsString>) -> i32 {
     block_job_control_stops();
     let mut set: Vec<libc::c_int> = signals::FORWARDED.to_vec();
     set.push(libc::SIGCHLD);
-    let mut signals = match signals::install(&set) {
+    let signals = match signals::install(&set) {
         Ok(s) => s,
         Err(e) => {
             say(&format!("unable to install signal handlers: {e}"));

@@ -45,8 +45,18 @@ pub const FORWARDED: &[libc::c_int] = &[
 ];
 
 /// Register `set` and return the iterator the main thread blocks on.
-pub fn install(set: &[libc::c_int]) -> io::Result<Signals> {
-    Signals::new(set)
+///
+/// It lives until the process exits, on purpose: dropping `Signals` closes
+/// the self-pipe's read end *before* it unregisters the handlers. A signal
+/// in between (SIGCHLD from a dying orphan, say) makes the handler's write
+/// fail with EPIPE and raise SIGPIPE; where SIGPIPE is itself handled
+/// (single-command mode forwards it) each SIGPIPE handler's write raises the
+/// next, and sheepdog spins forever with its exit code in hand. Found as a
+/// rare hang in `signals_reach_the_whole_group`. Leaked, the pipe stays
+/// open: late handlers write into it (or get EAGAIN once it is full) until
+/// exit. One leak per process: each mode installs once.
+pub fn install(set: &[libc::c_int]) -> io::Result<&'static mut Signals> {
+    Signals::new(set).map(|s| Box::leak(Box::new(s)))
 }
 
 /// "SIGTERM" for logs.

@@ -61,7 +61,7 @@ const OUTPUT_GRACE: Duration = Duration::from_secs(2);
 /// Must be called on the main thread: it becomes the signal loop and reaper.
 pub fn run(config: Config, plan: Plan) -> i32 {
     reaper::adopt_orphans();
-    let mut sigs = match signals::install(signals::SUPERVISOR) {
+    let sigs = match signals::install(signals::SUPERVISOR) {
         Ok(s) => s,
         Err(e) => {
             log::error!("unable to install signal handlers: {e}");
