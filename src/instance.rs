@@ -33,12 +33,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver, Sender};
-use nix::errno::Errno;
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
 use crate::config::extra::{HealthMode, Probe};
 use crate::config::{Process, ProcessType, RestartPolicy};
+use crate::group::{self, DRAIN_POLL_MAX, DRAIN_POLL_MIN, KILL_GRACE};
 use crate::health::{self, Change, Health, Tracker};
 use crate::hooks::{self, Kind as HookKind, ListError};
 use crate::output::Output;
@@ -46,13 +45,8 @@ use crate::reaper::{Exit, ExitStatus, Reaper};
 use crate::spawn::{self, Identity};
 use crate::{ports, probe};
 
-/// How long to wait for a group to vanish after the kill signal.
-const KILL_GRACE: Duration = Duration::from_secs(5);
 /// How long an exit waits for the child's last output lines to be written.
 const OUTPUT_WAIT: Duration = Duration::from_millis(100);
-/// Group-drain polling: first and longest interval.
-const DRAIN_POLL_MIN: Duration = Duration::from_millis(1);
-const DRAIN_POLL_MAX: Duration = Duration::from_millis(50);
 
 /// What the supervisor can ask of an instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -776,7 +770,7 @@ impl Runner {
             signal = signal.as_deref(), uptime_ms = ran_for.as_millis() as u64;
             "{}: pid {pid} {status} after {}", self.id.instance, crate::config::format_duration(ran_for)
         );
-        if group_alive(pid) {
+        if group::alive(pid) {
             log::info!(
                 event = "stopping_group", instance = &*self.id.instance, pid = pid;
                 "{}: pid {pid} {status}; stopping the rest of its process group with {}",
@@ -902,7 +896,7 @@ impl Runner {
     }
 
     fn stop_progress(&mut self, mut s: Stopping, now: Instant) -> State {
-        if s.leader.is_some() && !group_alive(s.pgid) {
+        if s.leader.is_some() && !group::alive(s.pgid) {
             return self.stop_finished(s, now);
         }
         if now >= s.deadline {
@@ -956,20 +950,8 @@ impl Runner {
     }
 
     fn signal_group(&self, pgid: i32, sig: Signal) {
-        match killpg(Pid::from_raw(pgid), sig) {
-            Ok(()) | Err(Errno::ESRCH) => {}
-            Err(e) => log::warn!(
-                "{}: unable to send {sig} to process group {pgid}: {e}",
-                self.id.instance
-            ),
-        }
+        group::signal(&self.id.instance, pgid, sig);
     }
-}
-
-/// True while any process is left in group `pgid` (EPERM: it exists but
-/// runs as another user, so it is alive too).
-pub(crate) fn group_alive(pgid: i32) -> bool {
-    !matches!(killpg(Pid::from_raw(pgid), None), Err(Errno::ESRCH))
 }
 
 /// The `exit_code` and `signal` fields of a structured decision record.

@@ -9,6 +9,7 @@ mod check;
 mod cli;
 mod config;
 mod ctl;
+mod group;
 mod health;
 mod heartbeat;
 mod hooks;

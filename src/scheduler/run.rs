@@ -22,22 +22,17 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{select, Receiver, Sender};
 
 use crate::hooks::{self, Kind as HookKind, ListError};
-use nix::errno::Errno;
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
 use super::Trigger;
 use crate::config::{format_duration, Process};
-use crate::instance::{group_alive, Shared};
+use crate::group::{self, DRAIN_POLL_MAX, DRAIN_POLL_MIN, KILL_GRACE};
+use crate::instance::Shared;
 use crate::reaper::{Exit, ExitStatus};
 use crate::spawn::{self, Identity};
 
-/// How long to wait for a group to vanish after the kill signal.
-const KILL_GRACE: Duration = Duration::from_secs(5);
 /// With a heartbeat: how long to wait for the run's last output lines.
 const OUTPUT_WAIT: Duration = Duration::from_millis(500);
-const DRAIN_POLL_MIN: Duration = Duration::from_millis(1);
-const DRAIN_POLL_MAX: Duration = Duration::from_millis(50);
 
 /// What the supervisor can ask of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -285,7 +280,7 @@ impl Run {
                 }
             }
         }
-        if end.status.is_none() || group_alive(pid) {
+        if end.status.is_none() || group::alive(pid) {
             self.stop_group(pid, &mut end.status, kill_now);
         }
         if self.def.extra.heartbeat.is_some() {
@@ -326,7 +321,7 @@ impl Run {
         let mut poll = DRAIN_POLL_MIN;
         let never = crossbeam_channel::never();
         loop {
-            if status.is_some() && !group_alive(pgid) {
+            if status.is_some() && !group::alive(pgid) {
                 return;
             }
             let now = Instant::now();
@@ -382,11 +377,5 @@ impl Run {
 }
 
 fn signal_group(id: &Identity, pgid: i32, sig: Signal) {
-    match killpg(Pid::from_raw(pgid), sig) {
-        Ok(()) | Err(Errno::ESRCH) => {}
-        Err(e) => log::warn!(
-            "{}: unable to send {sig} to process group {pgid}: {e}",
-            id.instance
-        ),
-    }
+    crate::group::signal(&id.instance, pgid, sig);
 }
