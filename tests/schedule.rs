@@ -318,40 +318,7 @@ fn pause_resume_and_trigger_through_the_api_and_ctl() {
     assert!(metrics.contains("sheepdog_scheduled_run_duration_seconds_count{process=\"job\"} 3"));
     assert!(metrics.contains("sheepdog_scheduled_last_run_timestamp_seconds{process=\"job\"}"));
     assert!(metrics.contains("sheepdog_scheduled_next_run_timestamp_seconds{process=\"job\"}"));
-    promtool(&metrics);
-}
-
-fn promtool(text: &str) {
-    let found = std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join("promtool"))
-            .find(|f| f.is_file())
-    });
-    let Some(promtool) = found else {
-        println!("SKIPPED promtool check: promtool is not on PATH");
-        return;
-    };
-    use std::io::Write;
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    promtool_check(&metrics);
 }
 
 #[test]

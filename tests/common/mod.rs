@@ -355,3 +355,37 @@ pub fn start_serving(name: &str, cfg: impl Fn(u16, u16) -> String) -> (Sheepdog,
     }
     panic!("no free ports after 5 attempts");
 }
+
+/// Check a scrape with `promtool check metrics` when promtool is on PATH
+/// (`.ci/run` installs it where it can); otherwise say it was skipped.
+pub fn promtool_check(scrape: &str) {
+    use std::io::Write;
+    let found = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("promtool"))
+            .find(|f| f.is_file())
+    });
+    let Some(promtool) = found else {
+        println!("SKIPPED promtool check: promtool is not on PATH (apt-get install prometheus)");
+        return;
+    };
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start promtool");
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(scrape.as_bytes())
+            .expect("write to promtool");
+    }
+    let out = child.wait_with_output().expect("wait for promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}\n--- scrape ---\n{scrape}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+}
