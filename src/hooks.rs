@@ -61,6 +61,56 @@ pub struct Execution {
 /// Where a hook runner reports its list's result, with the caller's token.
 pub type Done<T> = Receiver<(T, Result<(), ListError>)>;
 
+/// A process's post-start hooks, running beside it on their own thread:
+/// nothing waits for them to go on, but whoever started them calls
+/// `finish` before the process counts as ended, so no hook outlives it.
+pub struct PostStart {
+    cancel: Sender<()>,
+    done: Done<()>,
+}
+
+/// How long `PostStart::finish` lets the hooks end on their own before it
+/// cancels them; the cancel is bounded by the runner's own kill grace.
+const POST_START_FINISH: Duration = Duration::from_secs(2);
+const POST_START_CANCEL: Duration = Duration::from_secs(10);
+
+impl PostStart {
+    /// Start `def`'s post-start hooks, if it has any. A failure to start
+    /// the thread is logged (naming `owner`), never fatal.
+    pub fn start(def: &Arc<Process>, shared: &Arc<Shared>, owner: &str) -> Option<PostStart> {
+        let hooks = def.extra.hooks.post_start.clone();
+        if hooks.is_empty() {
+            return None;
+        }
+        let (done_tx, done) = crossbeam_channel::bounded(1);
+        let started = spawn_list(
+            hooks,
+            Kind::PostStart,
+            Some(def.clone()),
+            shared.clone(),
+            None,
+            shared.hook_executions.clone(),
+            done_tx,
+            (),
+        );
+        match started {
+            Ok(cancel) => Some(PostStart { cancel, done }),
+            Err(e) => {
+                log::error!("{owner}: unable to start its post_start hooks: {e}");
+                None
+            }
+        }
+    }
+
+    /// Let the hooks end (briefly), then cancel what is left. Bounded.
+    pub fn finish(self) {
+        if self.done.recv_timeout(POST_START_FINISH).is_err() {
+            let _ = self.cancel.send(());
+            let _ = self.done.recv_timeout(POST_START_CANCEL);
+        }
+    }
+}
+
 /// Why a list stopped early.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListError {

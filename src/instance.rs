@@ -351,7 +351,7 @@ struct Runner {
     /// This start's declared ports have been seen listening.
     ports_seen: bool,
     /// The latest post-start hook run: its cancel and done channels.
-    post_start: Option<(Sender<()>, hooks::Done<()>)>,
+    post_start: Option<hooks::PostStart>,
     def: Arc<Process>,
     id: Identity,
     shared: Arc<Shared>,
@@ -610,42 +610,19 @@ impl Runner {
     }
 
     /// The process's post-start hooks, after each start, on their own thread
-    /// (their result is logged and counted; nothing waits for them).
+    /// (their result is logged and counted; nothing waits for them). A
+    /// previous start's hooks still going are left to finish on their own.
     fn run_post_start(&mut self) {
-        let hooks = self.def.extra.hooks.post_start.clone();
-        if hooks.is_empty() {
-            return;
-        }
-        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
-        let started = hooks::spawn_list(
-            hooks,
-            HookKind::PostStart,
-            Some(self.def.clone()),
-            self.shared.clone(),
-            None,
-            self.shared.hook_executions.clone(),
-            done_tx,
-            (),
-        );
-        match started {
-            // A previous run still going is left to finish on its own.
-            Ok(cancel) => self.post_start = Some((cancel, done_rx)),
-            Err(e) => log::error!(
-                "{}: unable to start its post_start hooks: {e}",
-                self.id.instance
-            ),
+        if let Some(p) = hooks::PostStart::start(&self.def, &self.shared, &self.id.instance) {
+            self.post_start = Some(p);
         }
     }
 
     /// Before the instance ends: let a post-start run finish (briefly),
     /// then cancel it, so no hook is cut off by sheepdog's exit. Bounded.
     fn finish_post_start(&mut self) {
-        let Some((cancel, done)) = self.post_start.take() else {
-            return;
-        };
-        if done.recv_timeout(Duration::from_secs(2)).is_err() {
-            let _ = cancel.send(());
-            let _ = done.recv_timeout(Duration::from_secs(10));
+        if let Some(p) = self.post_start.take() {
+            p.finish();
         }
     }
 

@@ -242,6 +242,21 @@ pub struct LastExit {
     pub signal: Option<i32>,
 }
 
+impl From<crate::reaper::ExitStatus> for LastExit {
+    fn from(s: crate::reaper::ExitStatus) -> LastExit {
+        match s {
+            crate::reaper::ExitStatus::Code(c) => LastExit {
+                code: Some(c),
+                signal: None,
+            },
+            crate::reaper::ExitStatus::Signal { signal, .. } => LastExit {
+                code: None,
+                signal: Some(signal),
+            },
+        }
+    }
+}
+
 /// Where the supervisor publishes snapshots for readers.
 #[derive(Default)]
 pub struct Published {

@@ -355,3 +355,30 @@ fn scheduled_jobs_wait_for_pre_start_hooks_and_their_dependencies() {
         "no run before the hook and the dependency: {events:?}"
     );
 }
+
+/// A scheduled run's post_start hook does not outlive the run: it gets a
+/// short grace, then is cancelled (its group stopped) before the run counts
+/// as ended. It used to be left running on its own thread.
+#[test]
+fn a_scheduled_runs_post_start_hook_ends_with_the_run() {
+    let cfg = header("  pre_start: []")
+        + r#"
+  job:
+    schedule: "@every 1s"
+    command: "true"
+    hooks:
+      post_start:
+        - { name: lingering, command: "(set -C; echo $$ > $DIR/hook) 2>/dev/null; exec sleep 30", timeout: 10m }
+"#;
+    let mut sd = Sheepdog::start("jobpoststart", &cfg);
+    sd.wait_log("job#1: run 1 exited 0 after");
+    let hook = read_pid(&sd.dir.path("hook")).expect("the hook wrote its pid");
+    // Reaped before the run reported its end; allow only for /proc to catch up.
+    assert!(
+        wait_until(Duration::from_secs(2), || !alive(hook)),
+        "post_start hook {hook} outlived its run\n{}",
+        sd.log()
+    );
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}

@@ -168,31 +168,6 @@ impl Run {
         }
     }
 
-    /// The process's post-start hooks, beside the run (nothing waits).
-    fn post_start(&self) {
-        let hooks = self.def.extra.hooks.post_start.clone();
-        if hooks.is_empty() {
-            return;
-        }
-        let (done_tx, _) = crossbeam_channel::bounded(1);
-        let started = hooks::spawn_list(
-            hooks,
-            HookKind::PostStart,
-            Some(self.def.clone()),
-            self.shared.clone(),
-            None,
-            self.shared.hook_executions.clone(),
-            done_tx,
-            (),
-        );
-        if let Err(e) = started {
-            log::error!(
-                "{}: unable to start its post_start hooks: {e}",
-                self.id.instance
-            );
-        }
-    }
-
     fn report(&self, event: RunEvent) {
         // The supervisor outlives every run thread.
         let _ = self.reports.send(RunReport {
@@ -241,7 +216,8 @@ impl Run {
             self.trigger.as_str()
         );
         self.report(RunEvent::Started { pid });
-        self.post_start();
+        // Beside the run; finished before the run counts as ended.
+        let post_start = hooks::PostStart::start(&self.def, &self.shared, &self.id.instance);
         let mut end = RunEnd {
             status: None,
             timed_out: false,
@@ -290,6 +266,10 @@ impl Run {
             let _ = flushed.recv_timeout(OUTPUT_WAIT);
         }
         let took = started.elapsed();
+        // After `took`: the run's duration is the command's, not its hooks'.
+        if let Some(p) = post_start {
+            p.finish();
+        }
         let what = match (&end.status, end.timed_out, end.stopped) {
             (_, true, _) => "timed out".to_string(),
             (_, false, true) => "stopped".to_string(),

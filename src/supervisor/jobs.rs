@@ -24,7 +24,6 @@ use crossbeam_channel::Sender;
 
 use crate::config::extra::{Schedule, ScheduleSpec, Timezone};
 use crate::config::{format_duration, Process};
-use crate::reaper::ExitStatus;
 use crate::scheduler::run::{self, RunCmd, RunEnd, RunEvent, RunReport};
 use crate::scheduler::{self, Msg, Trigger};
 use crate::status::{
@@ -82,19 +81,6 @@ impl Job {
     fn at_limit(&self) -> bool {
         let max = self.sched.max_concurrent;
         max != 0 && self.runs.len() >= max as usize
-    }
-}
-
-fn last_exit(s: ExitStatus) -> LastExit {
-    match s {
-        ExitStatus::Code(c) => LastExit {
-            code: Some(c),
-            signal: None,
-        },
-        ExitStatus::Signal { signal, .. } => LastExit {
-            code: None,
-            signal: Some(signal),
-        },
     }
 }
 
@@ -420,9 +406,9 @@ fn finish_record(job: &mut Job, run_id: u64, started: SystemTime, end: &RunEnd) 
     st.average_duration_seconds = Some(st.duration_seconds_sum / st.total as f64);
     crate::status::observe(&mut st.duration_buckets, &RUN_BUCKETS, secs);
     job.last_result = Some(result.into());
-    job.last_exit = end.status.map(last_exit);
+    job.last_exit = end.status.map(LastExit::from);
     job.last_duration = Some(secs);
-    let exit = end.status.map(last_exit);
+    let exit = end.status.map(LastExit::from);
     let record = RunRecord {
         run_id: Some(run_id),
         trigger: String::new(),

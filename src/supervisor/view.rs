@@ -12,7 +12,6 @@ use crossbeam_channel::Sender;
 use crate::config::extra::ReadinessMode;
 use crate::config::{ProcessType, RestartPolicy};
 use crate::health::Health;
-use crate::reaper::ExitStatus;
 use crate::status::{
     unix_seconds, ControlReply, InstanceStatus, LastExit, ProcessStatus, Snapshot,
 };
@@ -206,16 +205,7 @@ fn instance_status(name: &str, index: u32, inst: &Inst, now: SystemTime) -> Inst
         restart_count: inst.restart_count,
         health: inst.health.map_or("unknown", Health::as_str).into(),
         health_error: inst.health_error.clone(),
-        last_exit: inst.last_exit.map(|e| match e {
-            ExitStatus::Code(c) => LastExit {
-                code: Some(c),
-                signal: None,
-            },
-            ExitStatus::Signal { signal, .. } => LastExit {
-                code: None,
-                signal: Some(signal),
-            },
-        }),
+        last_exit: inst.last_exit.map(LastExit::from),
         backoff_until: inst.backoff_until.map(unix_seconds),
         error: inst.error.clone(),
         health_checks_ok: inst.probes.ok,
