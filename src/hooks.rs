@@ -15,16 +15,15 @@
 //! - Every execution is reported (name, type, result, duration) for
 //!   metrics, whatever the list's outcome.
 
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
+use crate::child::Command;
 use crate::config::{format_duration, Hook, Process};
 use crate::instance::Shared;
 use crate::spawn::Identity;
-use crate::sys::ChildSetup;
 use crate::task::{self, Capture, TaskEnd};
 
 /// Where in the lifecycle a hook runs.
@@ -231,17 +230,9 @@ fn run_one(
             index: 0,
         };
         let cmd = command(hook, kind, process);
-        let setup = ChildSetup {
-            credentials: hook
-                .credentials
-                .as_ref()
-                .map(|c| (c.uid, c.gid, c.groups.clone())),
-            foreground_tty: false,
-        };
         last = match task::run(
             &shared.reaper,
             cmd,
-            setup,
             timeout,
             Capture::Log(&shared.output, &id),
             Some(cancel),
@@ -297,7 +288,8 @@ fn command(hook: &Hook, kind: Kind, process: Option<&Process>) -> Command {
     }
     cmd.envs(&hook.env)
         .env("SHEEPDOG_HOOK_NAME", &hook.name)
-        .env("SHEEPDOG_HOOK_TYPE", kind.as_str());
+        .env("SHEEPDOG_HOOK_TYPE", kind.as_str())
+        .credentials(hook.credentials.clone());
     if let Some(dir) = &hook.working_dir {
         cmd.current_dir(dir);
     }

@@ -30,17 +30,17 @@
 
 use std::ffi::OsString;
 use std::io::{self, Write};
-use std::process::Command;
 
 use crossbeam_channel::TryRecvError;
 use nix::errno::Errno;
 use nix::sys::signal::{kill, killpg, pthread_sigmask, SigSet, SigmaskHow, Signal};
 use nix::unistd::{getpgrp, Pid};
 
+use crate::child::{Command, Stdio};
 use crate::cli::exit;
 use crate::reaper::{ExitStatus, Reaper};
 use crate::signals;
-use crate::sys::{self, ChildSetup};
+use crate::sys;
 
 /// Exit code when CMD was not found (as a shell does).
 pub const NOT_FOUND: i32 = 127;
@@ -75,12 +75,10 @@ pub fn run(argv: Vec<OsString>) -> i32 {
     let reaper = Reaper::new();
     let (owner, exits) = crossbeam_channel::unbounded();
     let mut cmd = Command::new(program);
-    cmd.args(args);
-    let setup = ChildSetup {
-        credentials: None,
-        foreground_tty,
-    };
-    let child = match reaper.spawn(&mut cmd, setup, &owner) {
+    cmd.args(args)
+        .stdin(Stdio::Inherit)
+        .foreground_tty(foreground_tty);
+    let child = match reaper.spawn(cmd, &owner) {
         Ok(child) => child,
         Err(e) => {
             say(&format!(
@@ -90,9 +88,7 @@ pub fn run(argv: Vec<OsString>) -> i32 {
             return exec_failure_code(&e);
         }
     };
-    // Dropping a `Child` neither waits nor kills; the reaper owns its status.
-    let pid = Pid::from_raw(child.id() as i32);
-    drop(child);
+    let pid = Pid::from_raw(child.pid);
     log::debug!(
         "started '{}' as pid {pid} (terminal handed over: {foreground_tty})",
         program.to_string_lossy()

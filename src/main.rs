@@ -6,6 +6,7 @@
 
 mod api;
 mod check;
+mod child;
 mod cli;
 mod config;
 mod ctl;
@@ -90,6 +91,7 @@ fn out(text: &str) {
 /// Start clean, whatever state our parent left us in: no blocked or ignored
 /// signals to pass on, no stray descriptors for children to inherit.
 fn prepare_process() {
+    sys::open_std_fds();
     sys::reset_inherited_signal_state();
     sys::cloexec_inherited_fds();
 }

@@ -149,12 +149,12 @@ fn exec(
     let Some(program) = command.first() else {
         return Err("empty probe command".into());
     };
-    let (cmd, setup) = match spawn::command(def, id, command) {
+    let cmd = match spawn::command(def, id, command) {
         Ok(c) => c,
         Err(e) => return Err(format!("unable to run {program:?}: {e}")),
     };
     let name = program.as_str();
-    match task::run(reaper, cmd, setup, timeout, task::Capture::Tail, None) {
+    match task::run(reaper, cmd, timeout, task::Capture::Tail, None) {
         TaskEnd::Exited { status, .. } if status.success() => Ok(()),
         TaskEnd::Exited { status, output } => Err(with_output(format!("{name} {status}"), &output)),
         TaskEnd::TimedOut { output } => Err(with_output(

@@ -3,10 +3,10 @@
 //!
 //! Invariants (DESIGN.md §2.1):
 //! - `reap` is the only caller of `waitpid` in sheepdog, and it runs on the
-//!   main thread. Nothing calls `Child::wait`, `status()` or `output()`.
-//!   (std's `spawn` itself reaps a child whose exec failed before returning
-//!   the error; it does so while holding the gate, so `reap` can never race
-//!   it — if it did, std would find no child and panic.)
+//!   main thread. Nothing else waits: children are started by our own
+//!   spawn (`child`, `sys::spawn_clean`), never by std's `Command`. A child
+//!   whose exec failed is registered too (with no owner), so its status is
+//!   collected like any other and not mistaken for an orphan's.
 //! - A spawn holds the gate (shared) from before fork until its pid is
 //!   recorded; `reap` holds it exclusively while it reaps and routes. So a
 //!   child that exits at once is never reaped before its owner is known (its
@@ -18,13 +18,13 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock};
 
 use crossbeam_channel::Sender;
 
-use crate::sys::{self, ChildSetup, WaitResult};
+use crate::child::{Child, Command, Prepared};
+use crate::sys::{self, WaitResult};
 
 /// How a child ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,7 +99,8 @@ pub struct Exit {
 pub struct Reaper {
     /// Shared by spawns in flight, exclusive for `reap`.
     gate: RwLock<()>,
-    owners: Mutex<HashMap<i32, Sender<Exit>>>,
+    /// None: a child whose exec failed; nobody waits for its 127.
+    owners: Mutex<HashMap<i32, Option<Sender<Exit>>>>,
     orphans: AtomicU64,
 }
 
@@ -108,7 +109,7 @@ impl Reaper {
         Reaper::default()
     }
 
-    fn owners(&self) -> MutexGuard<'_, HashMap<i32, Sender<Exit>>> {
+    fn owners(&self) -> MutexGuard<'_, HashMap<i32, Option<Sender<Exit>>>> {
         // A poisoned lock only means another thread panicked while holding
         // it; the map itself is still consistent (inserts/removes are atomic
         // with respect to the lock), so keep going.
@@ -117,17 +118,22 @@ impl Reaper {
 
     /// Spawn `cmd` (own process group, clean signal state) and register its
     /// pid for `owner` before any reap can happen.
-    pub fn spawn(
-        &self,
-        cmd: &mut Command,
-        setup: ChildSetup,
-        owner: &Sender<Exit>,
-    ) -> io::Result<Child> {
+    pub fn spawn(&self, cmd: Command, owner: &Sender<Exit>) -> io::Result<Child> {
+        let prepared = Prepared::new(cmd)?;
         // A poisoned gate guards no data; carry on (see `owners`).
         let _spawning = self.gate.read().unwrap_or_else(|e| e.into_inner());
-        let child = sys::spawn_clean(cmd, setup)?;
-        self.owners().insert(child.id() as i32, owner.clone());
-        Ok(child)
+        match prepared.spawn() {
+            Ok(child) => {
+                self.owners().insert(child.pid, Some(owner.clone()));
+                Ok(child)
+            }
+            Err(e) => {
+                if let Some(pid) = e.pid {
+                    self.owners().insert(pid, None);
+                }
+                Err(e.error)
+            }
+        }
     }
 
     /// Reap every exited child and route each status. Returns how many were
@@ -146,7 +152,10 @@ impl Reaper {
                         status: ExitStatus::from_raw(status),
                     };
                     match owners.remove(&pid) {
-                        Some(owner) => {
+                        Some(None) => {
+                            log::debug!("reaped pid {pid} ({}), whose exec failed", exit.status);
+                        }
+                        Some(Some(owner)) => {
                             if owner.send(exit).is_err() {
                                 log::debug!(
                                     "reaped pid {pid} ({}) after its owner ended",

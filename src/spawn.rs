@@ -1,6 +1,6 @@
 //! Building and starting one instance's child process: argv, environment,
 //! working directory, credentials, stdio. The only place that turns a
-//! `Process` definition into a `std::process::Command`.
+//! `Process` definition into a `child::Command`.
 //!
 //! Invariants:
 //! - Every child is started through `Reaper::spawn`, so it runs in its own
@@ -10,22 +10,19 @@
 //!   a pipe handed to the output thread (true), /dev/null (false), or
 //!   sheepdog's own fd 1/2 (`inherit`: zero copies, no framing, no
 //!   buffer); no other descriptor is inherited (all of ours are CLOEXEC).
-//! - The `Child` handle is dropped without waiting: its exit arrives through
-//!   the reaper, never through `Child::wait`.
+//! - Nothing here waits: a child's exit arrives through the reaper.
 
 use std::io;
-use std::os::fd::OwnedFd;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
 
+use crate::child::{Command, Stdio};
 use crate::config::extra::{Logging, StreamMode};
 use crate::config::Process;
 use crate::logging::Stream;
 use crate::output::Output;
 use crate::reaper::{Exit, Reaper};
-use crate::sys::ChildSetup;
 
 /// Who a child is, for its environment and its log lines.
 #[derive(Debug, Clone)]
@@ -50,7 +47,7 @@ impl Identity {
 /// The command for `argv` run in `def`'s context: its environment plus
 /// the instance identity, its working directory, its credentials. Used for
 /// the process itself and for its exec health probes.
-pub fn command(def: &Process, id: &Identity, argv: &[String]) -> io::Result<(Command, ChildSetup)> {
+pub fn command(def: &Process, id: &Identity, argv: &[String]) -> io::Result<Command> {
     let (program, args) = argv
         .split_first()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
@@ -60,18 +57,11 @@ pub fn command(def: &Process, id: &Identity, argv: &[String]) -> io::Result<(Com
         .env("SHEEPDOG_PROCESS", &*id.process)
         .env("SHEEPDOG_INSTANCE", &*id.instance)
         .env("SHEEPDOG_INSTANCE_INDEX", id.index.to_string())
-        .stdin(Stdio::null());
+        .credentials(def.credentials.clone());
     if let Some(dir) = &def.working_dir {
         cmd.current_dir(dir);
     }
-    let setup = ChildSetup {
-        credentials: def
-            .credentials
-            .as_ref()
-            .map(|c| (c.uid, c.gid, c.groups.clone())),
-        foreground_tty: false,
-    };
-    Ok((cmd, setup))
+    Ok(cmd)
 }
 
 /// Start `def` as instance `id`; returns the child's pid (also its process
@@ -97,48 +87,39 @@ pub fn start_with(
     output: &Output,
 ) -> io::Result<(i32, Receiver<()>)> {
     let logging = &def.extra.logging;
-    let (mut cmd, setup) = command(def, id, &def.command)?;
+    let mut cmd = command(def, id, &def.command)?;
     cmd.envs(extra_env.iter().map(|(k, v)| (*k, v)));
     cmd.stdout(stdio(logging.stdout))
         .stderr(stdio(logging.stderr));
-    attached(reaper, &mut cmd, setup, owner, output, id, logging)
+    attached(reaper, cmd, owner, output, id, logging)
 }
 
 /// Spawn `cmd` through the reaper and hand whichever of its stdout/stderr
-/// are pipes to the output thread under `id`. The `Child` is dropped
-/// without waiting: its exit arrives through the reaper, never here.
+/// are pipes to the output thread under `id`. Its exit arrives through the
+/// reaper, never here.
 pub fn attached(
     reaper: &Reaper,
-    cmd: &mut Command,
-    setup: ChildSetup,
+    cmd: Command,
     owner: &Sender<Exit>,
     output: &Output,
     id: &Identity,
     logging: &Logging,
 ) -> io::Result<(i32, Receiver<()>)> {
-    let mut child = reaper.spawn(cmd, setup, owner)?;
-    let pid = child.id() as i32;
+    let child = reaper.spawn(cmd, owner)?;
     let (done_tx, done_rx) = crossbeam_channel::bounded(0);
-    if let Some(out) = child.stdout.take() {
-        output.attach(
-            OwnedFd::from(out),
-            id,
-            Stream::Stdout,
-            logging,
-            done_tx.clone(),
-        );
+    if let Some(out) = child.stdout {
+        output.attach(out, id, Stream::Stdout, logging, done_tx.clone());
     }
-    if let Some(err) = child.stderr.take() {
-        output.attach(OwnedFd::from(err), id, Stream::Stderr, logging, done_tx);
+    if let Some(err) = child.stderr {
+        output.attach(err, id, Stream::Stderr, logging, done_tx);
     }
-    drop(child);
-    Ok((pid, done_rx))
+    Ok((child.pid, done_rx))
 }
 
 fn stdio(mode: StreamMode) -> Stdio {
     match mode {
-        StreamMode::Log => Stdio::piped(),
-        StreamMode::Discard => Stdio::null(),
-        StreamMode::Inherit => Stdio::inherit(),
+        StreamMode::Log => Stdio::Pipe,
+        StreamMode::Discard => Stdio::Null,
+        StreamMode::Inherit => Stdio::Inherit,
     }
 }

@@ -4,16 +4,15 @@
 //! child setup, `fcntl` on inherited fds).
 //!
 //! Invariants:
-//! - The pre-exec closure only makes async-signal-safe calls and never
-//!   allocates: everything it needs is prepared before `fork`.
+//! - The cloned child (`setup_and_exec`) makes raw system calls only and
+//!   never allocates: everything it needs is prepared before the clone.
 //! - Children start clean: every disposition back to SIG_DFL and an empty
-//!   signal mask, set before exec (std's `Command` passes the parent's mask
-//!   on, rust-lang/rust#101077).
+//!   signal mask, set before exec.
 #![allow(unsafe_code)]
 
+use std::ffi::CStr;
 use std::io;
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
 
@@ -119,94 +118,282 @@ pub fn cloexec_inherited_fds() {
     }
 }
 
-/// What a child needs done between fork and exec.
-#[derive(Debug, Clone, Default)]
-pub struct ChildSetup {
-    /// setgroups → setgid → setuid, in that order.
-    pub credentials: Option<(u32, u32, Vec<u32>)>,
-    /// Make the child's process group the foreground group of the terminal
-    /// on stdin (single-command mode with `docker run -it`).
+/// Everything the child needs between clone and exec, prepared (and kept
+/// alive) by the parent: see `child::Prepared`.
+pub struct ExecImage<'a> {
+    /// Paths to try in order, as execvp would.
+    pub candidates: &'a [*const libc::c_char],
+    /// NULL-terminated.
+    pub argv: &'a [*const libc::c_char],
+    /// NULL-terminated.
+    pub envp: &'a [*const libc::c_char],
+    pub dir: Option<&'a CStr>,
+    /// The descriptor to put on 0, 1, 2 (None: keep sheepdog's).
+    pub stdio: [Option<libc::c_int>; 3],
+    /// uid, gid, supplementary groups.
+    pub credentials: Option<(u32, u32, &'a [libc::gid_t])>,
     pub foreground_tty: bool,
 }
 
-/// Spawn `cmd` in its own process group with a clean signal state.
-///
-/// All signals are blocked on the calling thread across the fork, so no
-/// signal-hook handler can run in the child before exec (it would write a
-/// phantom signal into our shared self-pipe). The child then resets every
-/// disposition to SIG_DFL and only then unblocks: a signal aimed at it in
-/// that window takes its default action, as it would after exec.
-pub fn spawn_clean(cmd: &mut Command, setup: ChildSetup) -> io::Result<Child> {
-    cmd.process_group(0);
-    let groups: Vec<libc::gid_t> = setup
-        .credentials
-        .as_ref()
-        .map(|(_, _, g)| g.iter().map(|&g| g as libc::gid_t).collect())
-        .unwrap_or_default();
-    let creds = setup.credentials.as_ref().map(|(u, g, _)| (*u, *g));
-    let tty = setup.foreground_tty;
-    // SAFETY: the closure runs in the forked child before exec. It only calls
-    // async-signal-safe functions (sigaction, sigemptyset, setgroups, setgid,
-    // setuid, tcsetpgrp, getpgrp, sigprocmask, and the raw rt_sigaction
-    // syscall with a static, all-zero kernel sigaction of sufficient size and
-    // a null old-action pointer) on data prepared before fork (`groups` is
-    // moved in, never reallocated), and allocates nothing. Resetting the
-    // libc-reserved signals behind libc's back is sound here: the child is
-    // single-threaded and about to exec, so nothing in it can need them.
-    unsafe {
-        cmd.pre_exec(move || {
-            let mut dfl: libc::sigaction = std::mem::zeroed();
-            dfl.sa_sigaction = libc::SIG_DFL;
-            libc::sigemptyset(&mut dfl.sa_mask);
-            for sig in 1..=MAX_SIGNAL {
-                if sig != libc::SIGKILL
-                    && sig != libc::SIGSTOP
-                    && libc::sigaction(sig, &dfl, std::ptr::null_mut()) != 0
-                {
-                    // glibc (32, 33) and musl (32-34) keep the first
-                    // real-time signals for themselves and their sigaction
-                    // refuses them (EINVAL). A parent that started us with
-                    // glibc's posix_spawn (std's Command does) left them
-                    // SIG_IGN, which survives exec; the raw syscall resets
-                    // them. Only the kernel sees this, just before exec.
-                    libc::syscall(
-                        libc::SYS_rt_sigaction,
-                        sig,
-                        KERNEL_SIG_DFL.as_ptr(),
-                        std::ptr::null_mut::<libc::c_void>(),
-                        KERNEL_SIGSET_BYTES,
-                    );
-                }
-            }
-            if let Some((uid, gid)) = creds {
-                if libc::setgroups(groups.len(), groups.as_ptr()) != 0
-                    || libc::setgid(gid) != 0
-                    || libc::setuid(uid) != 0
-                {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            if tty {
-                // SIGTTOU is still blocked here, so a background group may
-                // take the terminal. ENOTTY etc. are not fatal for the child.
-                libc::tcsetpgrp(0, libc::getpgrp());
-            }
-            let mut empty: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut empty);
-            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-            Ok(())
-        });
+/// The step of a spawn that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Clone = 1,
+    Group,
+    Stdio,
+    Dir,
+    Credentials,
+    Exec,
+}
+
+impl Stage {
+    const ALL: [Stage; 6] = [
+        Stage::Clone,
+        Stage::Group,
+        Stage::Stdio,
+        Stage::Dir,
+        Stage::Credentials,
+        Stage::Exec,
+    ];
+}
+
+/// A failed spawn. `pid` is set when the child was created (it has exited
+/// with status 127 and is still to be reaped).
+#[derive(Debug)]
+pub struct SpawnError {
+    pub pid: Option<i32>,
+    pub stage: Stage,
+    pub error: io::Error,
+}
+
+impl SpawnError {
+    /// Prefix the OS error with what was being done, keeping its kind.
+    pub fn with_context(mut self, context: Option<String>) -> SpawnError {
+        if let Some(c) = context {
+            self.error = io::Error::new(self.error.kind(), format!("{c}: {}", self.error));
+        }
+        self
     }
-    let mut old = SigSet::empty();
-    pthread_sigmask(
-        SigmaskHow::SIG_SETMASK,
-        Some(&SigSet::all()),
-        Some(&mut old),
-    )
-    .map_err(io::Error::from)?;
-    let spawned = cmd.spawn();
-    let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
-    spawned
+}
+
+/// Stack for the cloned child until it execs: it runs `child_exec` only
+/// (a few small frames, raw syscalls; musl's posix_spawn makes do with 5
+/// KiB). It lives in the spawning thread's own frame, which is idle while
+/// the child runs: a heap buffer would be returned to the kernel and cost
+/// every CPU a TLB shootdown per spawn.
+const CHILD_STACK: usize = 16 * 1024;
+
+/// What the child reports back through the memory it shares with us:
+/// 0, or `stage << 32 | errno`.
+struct ChildArgs<'a> {
+    image: &'a ExecImage<'a>,
+    failure: AtomicU64,
+}
+
+/// Start `image` in its own process group with a clean signal state, via
+/// `clone(CLONE_VM | CLONE_VFORK)`: the child borrows our memory (no page
+/// tables copied, nothing write-protected) and this thread sleeps until
+/// the child has exec'd or exited. Other threads keep running.
+///
+/// Every signal, libc's internal ones included, is blocked on this thread
+/// across the clone, so no handler of ours can run in the child (it would
+/// run on our memory). The child resets every disposition to SIG_DFL and
+/// only then unblocks: a signal aimed at it in that window takes its
+/// default action, as it would after exec.
+pub fn spawn_clean(image: &ExecImage<'_>) -> Result<i32, SpawnError> {
+    let mut stack = std::mem::MaybeUninit::<[u8; CHILD_STACK]>::uninit();
+    let top = (stack.as_mut_ptr() as usize + CHILD_STACK) & !15;
+    let args = ChildArgs {
+        image,
+        failure: AtomicU64::new(0),
+    };
+    let all: [u64; 2] = [!0; 2];
+    let mut old: [u64; 2] = [0; 2];
+    // SAFETY: rt_sigprocmask reads `all` and writes `old`, both at least
+    // KERNEL_SIGSET_BYTES long; it only changes this thread's mask, which
+    // is restored below whatever happens.
+    let blocked = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            all.as_ptr(),
+            old.as_mut_ptr(),
+            KERNEL_SIGSET_BYTES,
+        )
+    };
+    if blocked != 0 {
+        return Err(failed(None, Stage::Clone, io::Error::last_os_error()));
+    }
+    // SAFETY: `child_exec` runs on `stack` (a local of this frame, which
+    // sits in clone meanwhile; 16-byte aligned top; large enough for its
+    // frames; uninitialised memory is fine for a stack) and reads `args`,
+    // which outlives the child's use of it: with CLONE_VFORK, clone returns
+    // only after the child has exec'd or exited, and only then can `stack`,
+    // `args` and the image go. The child shares our memory but not our signal
+    // handlers (no CLONE_SIGHAND) and starts with every signal blocked, so
+    // none of our code runs in it except `child_exec`.
+    let pid = unsafe {
+        libc::clone(
+            child_exec,
+            top as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            &args as *const ChildArgs as *mut libc::c_void,
+        )
+    };
+    let clone_error = io::Error::last_os_error();
+    // SAFETY: as above; restores the mask saved before the clone.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            old.as_ptr(),
+            std::ptr::null_mut::<u64>(),
+            KERNEL_SIGSET_BYTES,
+        );
+    }
+    if pid < 0 {
+        return Err(failed(None, Stage::Clone, clone_error));
+    }
+    match args.failure.load(Ordering::Acquire) {
+        0 => Ok(pid),
+        f => {
+            let stage = Stage::ALL
+                .into_iter()
+                .find(|s| *s as u64 == f >> 32)
+                .unwrap_or(Stage::Exec);
+            let errno = (f & 0xffff_ffff) as i32;
+            Err(failed(Some(pid), stage, io::Error::from_raw_os_error(errno)))
+        }
+    }
+}
+
+fn failed(pid: Option<i32>, stage: Stage, error: io::Error) -> SpawnError {
+    SpawnError { pid, stage, error }
+}
+
+/// The cloned child: set up, exec, or report the failing step and exit 127.
+///
+/// It runs on memory shared with sheepdog, so it makes raw system calls
+/// only. libc's wrappers may not be trusted here: `setuid` and friends in
+/// glibc and musl signal every thread of the process they believe they are
+/// in (ours) to change credentials process-wide.
+extern "C" fn child_exec(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `ChildArgs` that `spawn_clean` keeps alive until
+    // this child has exec'd or exited.
+    let args = unsafe { &*(arg as *const ChildArgs) };
+    // SAFETY: see `setup_and_exec`; it returns only on failure.
+    let (stage, errno) = unsafe { setup_and_exec(args.image) };
+    args.failure
+        .store(((stage as u64) << 32) | errno as u32 as u64, Ordering::Release);
+    // SAFETY: _exit ends this child only (no CLONE_THREAD), running no
+    // atexit handlers or destructors on the memory we share.
+    unsafe { libc::_exit(127) }
+}
+
+/// The child's steps, in order: signal dispositions, process group, stdio,
+/// working directory, credentials, terminal, mask, exec. Returns the step
+/// that failed and its errno.
+///
+/// SAFETY (for callers): only in the `clone`d child of `spawn_clean`, with
+/// every signal blocked. Every pointer in `image` is valid (the parent keeps
+/// the prepared data alive); only raw syscalls are made, nothing allocates.
+unsafe fn setup_and_exec(image: &ExecImage<'_>) -> (Stage, i32) {
+    let errno = || io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL);
+    // glibc (32, 33) and musl (32-34) keep the first real-time signals for
+    // themselves and their sigaction refuses them, but a parent that used
+    // glibc's posix_spawn left them SIG_IGN, which survives exec: the raw
+    // call resets them with the rest.
+    for sig in 1..=MAX_SIGNAL {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                KERNEL_SIG_DFL.as_ptr(),
+                std::ptr::null_mut::<libc::c_void>(),
+                KERNEL_SIGSET_BYTES,
+            );
+        }
+    }
+    if libc::syscall(libc::SYS_setpgid, 0, 0) != 0 {
+        return (Stage::Group, errno());
+    }
+    for (target, source) in image.stdio.iter().enumerate() {
+        let Some(fd) = *source else { continue };
+        let target = target as libc::c_int;
+        // dup3 refuses fd == target; then only the CLOEXEC flag must go.
+        let moved = if fd == target {
+            libc::syscall(libc::SYS_fcntl, fd, libc::F_SETFD, 0)
+        } else {
+            libc::syscall(libc::SYS_dup3, fd, target, 0)
+        };
+        if moved < 0 {
+            return (Stage::Stdio, errno());
+        }
+    }
+    if let Some(dir) = image.dir {
+        if libc::syscall(libc::SYS_chdir, dir.as_ptr()) != 0 {
+            return (Stage::Dir, errno());
+        }
+    }
+    if let Some((uid, gid, groups)) = image.credentials {
+        if libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) != 0
+            || libc::syscall(libc::SYS_setgid, gid) != 0
+            || libc::syscall(libc::SYS_setuid, uid) != 0
+        {
+            return (Stage::Credentials, errno());
+        }
+    }
+    if image.foreground_tty {
+        // SIGTTOU is still blocked, so a background group may take the
+        // terminal. ENOTTY etc. are not fatal for the child.
+        let pgrp = libc::syscall(libc::SYS_getpid) as libc::pid_t;
+        libc::syscall(libc::SYS_ioctl, 0, libc::TIOCSPGRP, &pgrp as *const libc::pid_t);
+    }
+    let empty: [u64; 2] = [0; 2];
+    libc::syscall(
+        libc::SYS_rt_sigprocmask,
+        libc::SIG_SETMASK,
+        empty.as_ptr(),
+        std::ptr::null_mut::<u64>(),
+        KERNEL_SIGSET_BYTES,
+    );
+    // execvp's rules: EACCES anywhere wins over a later ENOENT; errors that
+    // say the file exists but cannot run stop the search.
+    let mut result = libc::ENOENT;
+    let mut denied = false;
+    for &path in image.candidates {
+        libc::syscall(
+            libc::SYS_execve,
+            path,
+            image.argv.as_ptr(),
+            image.envp.as_ptr(),
+        );
+        result = errno();
+        match result {
+            libc::EACCES => denied = true,
+            libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ELOOP | libc::ENAMETOOLONG => {}
+            _ => return (Stage::Exec, result),
+        }
+    }
+    (Stage::Exec, if denied { libc::EACCES } else { result })
+}
+
+/// Make sure descriptors 0, 1 and 2 are open (on /dev/null when our parent
+/// closed them), so no descriptor sheepdog opens later lands on them: a
+/// pipe end on fd 1 would be clobbered while a child's stdio is set up,
+/// and `inherit` children expect real stdio there. Call before anything
+/// else opens a file.
+pub fn open_std_fds() {
+    for fd in 0..=2 {
+        // SAFETY: F_GETFD only queries the descriptor.
+        let open = unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0;
+        if !open {
+            // SAFETY: open with a static NUL-terminated path; the lowest
+            // free descriptor is `fd`, since 0..fd are open. Not CLOEXEC:
+            // it stands in for inherited stdio.
+            unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+        }
+    }
 }
 
 /// True when fd 0 is a terminal.

@@ -17,7 +17,6 @@
 //!   pipe while waiting, so a chatty command never blocks on a full pipe.
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver};
@@ -26,11 +25,11 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
+use crate::child::{Command, Stdio};
 use crate::config::extra::Logging;
 use crate::output::Output;
 use crate::reaper::{Exit, ExitStatus, Reaper};
 use crate::spawn::{self, Identity};
-use crate::sys::ChildSetup;
 
 /// How long to wait for a group to vanish after SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(2);
@@ -67,14 +66,13 @@ pub enum Capture<'a> {
 pub fn run(
     reaper: &Reaper,
     mut cmd: Command,
-    setup: ChildSetup,
     timeout: Duration,
     capture: Capture<'_>,
     cancel: Option<&Receiver<()>>,
 ) -> TaskEnd {
     let deadline = Instant::now() + timeout;
     let (tx, rx) = crossbeam_channel::bounded(1);
-    cmd.stdin(Stdio::null());
+    cmd.stdin(Stdio::Null);
     match capture {
         Capture::Tail => {
             let pipe = nix::unistd::pipe2(OFlag::O_CLOEXEC)
@@ -84,36 +82,23 @@ pub fn run(
                 Ok(p) => p,
                 Err(e) => return TaskEnd::SpawnFailed(format!("unable to create a pipe: {e}")),
             };
-            cmd.stdout(writer).stderr(writer2);
-            let pid = match spawn(reaper, cmd, setup, &tx) {
-                Ok(pid) => pid,
-                Err(e) => return TaskEnd::SpawnFailed(e),
+            cmd.stdout(Stdio::Fd(writer)).stderr(Stdio::Fd(writer2));
+            let pid = match reaper.spawn(cmd, &tx) {
+                Ok(child) => child.pid,
+                Err(e) => return TaskEnd::SpawnFailed(e.to_string()),
             };
             wait_capturing(pid, &rx, &reader, deadline)
         }
         Capture::Log(output, id) => {
-            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+            cmd.stdout(Stdio::Pipe).stderr(Stdio::Pipe);
             let plain = Logging::default();
-            let pid = match spawn::attached(reaper, &mut cmd, setup, &tx, output, id, &plain) {
+            let pid = match spawn::attached(reaper, cmd, &tx, output, id, &plain) {
                 Ok((pid, _flushed)) => pid,
                 Err(e) => return TaskEnd::SpawnFailed(e.to_string()),
             };
             wait_logging(pid, &rx, cancel, deadline)
         }
     }
-}
-
-/// Spawn and drop the Command (it holds the pipe's write ends; keeping it
-/// would keep the pipe open and no EOF would ever come).
-fn spawn(
-    reaper: &Reaper,
-    mut cmd: Command,
-    setup: ChildSetup,
-    owner: &crossbeam_channel::Sender<Exit>,
-) -> Result<i32, String> {
-    let child = reaper.spawn(&mut cmd, setup, owner);
-    drop(cmd);
-    child.map(|c| c.id() as i32).map_err(|e| e.to_string())
 }
 
 /// Read output until EOF (the usual end: the child exited and closed its

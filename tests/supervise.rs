@@ -438,6 +438,21 @@ fn a_missing_binary_is_a_clear_spawn_error() {
 }
 
 #[test]
+fn a_missing_working_dir_is_named_in_the_spawn_error() {
+    let cfg = global("")
+        + "\n  lost:\n    command: [sleep, \"1\"]\n    working_dir: /nonexistent/dir\n    restart: never\n";
+    let mut sd = Sheepdog::start("lostdir", &cfg);
+    assert_eq!(sd.exit_code(WAIT), 1, "{}", sd.log());
+    assert!(
+        sd.log().contains(
+            "unable to enter working directory /nonexistent/dir: No such file or directory"
+        ),
+        "{}",
+        sd.log()
+    );
+}
+
+#[test]
 fn children_start_with_a_clean_signal_state_and_only_fds_0_1_2() {
     // sheepdog itself is started with signals ignored and blocked and an
     // extra descriptor open; none of that may reach its children, which we
@@ -527,6 +542,12 @@ fn user_group_and_working_dir_are_applied() {
     command: "id -u > $DIR/ids; id -g >> $DIR/ids; id -G >> $DIR/ids; pwd >> $DIR/ids"
     user: nobody
     working_dir: /tmp
+  # Runs after the switch above: sheepdog itself must still be root (a
+  # child's setuid must never reach the supervisor's own threads).
+  after:
+    type: oneshot
+    command: "id -u > $DIR/after"
+    depends_on: [dropper]
 "#;
     let dir_for_output = TempDir::new("userdir");
     std::fs::set_permissions(
@@ -547,6 +568,7 @@ fn user_group_and_working_dir_are_applied() {
         "root group leaked: {lines:?}"
     );
     assert_eq!(lines[3], "/tmp");
+    assert_eq!(dir_for_output.lines("after"), ["0"]);
 }
 
 /// CPU ticks and context switches of every sheepdog thread.

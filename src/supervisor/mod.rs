@@ -462,6 +462,15 @@ impl Supervisor {
                 recv(self.beats.results) -> m => if let Ok(o) = m { self.beats.on_outcome(o) },
                 recv(timer) -> _ => self.on_deadline(),
             }
+            // Reports come in bursts (50 instances starting at once): take
+            // the ones already queued before publishing, so a burst costs
+            // one snapshot, not one per report. Bounded by what is queued.
+            for _ in 0..self.reports.len() {
+                match self.reports.try_recv() {
+                    Ok(r) => self.on_report(r),
+                    Err(_) => break,
+                }
+            }
             self.check_post_start();
             self.publish();
         }

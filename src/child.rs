@@ -1,0 +1,467 @@
+//! A child process to start, as plain data, and the preparation that turns
+//! it into exactly what the exec'ing child needs (`sys::spawn_clean`).
+//!
+//! sheepdog does not use `std::process::Command`: std must `fork` (copying
+//! the page tables of a process with many threads, and write-protecting all
+//! of its memory) whenever a `pre_exec` hook is set, and one is needed to
+//! reset every signal. Our spawn is a `clone(CLONE_VM | CLONE_VFORK)` that
+//! borrows sheepdog's memory until the child execs, like `posix_spawn`.
+//!
+//! Invariants:
+//! - Building a `Command` has no side effects; nothing is opened or
+//!   allocated for the child until `prepare`.
+//! - Everything the child touches between clone and exec is prepared here,
+//!   in the parent: argv, envp, the `$PATH` candidates, the descriptors.
+//!   The child allocates nothing.
+//! - The environment is sheepdog's own, then `env` in order (later wins).
+//! - Descriptors made here are CLOEXEC and above 2 (`sys::open_std_fds`
+//!   keeps 0-2 taken), so moving them onto 0/1/2 never clobbers another.
+
+use std::ffi::{CStr, CString, OsStr, OsString};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use crate::config::Credentials;
+use crate::sys::{self, ExecImage, SpawnError, Stage};
+
+/// Where one of the child's standard descriptors comes from.
+#[derive(Debug)]
+pub enum Stdio {
+    /// /dev/null.
+    Null,
+    /// sheepdog's own descriptor of the same number.
+    Inherit,
+    /// A new pipe; the parent's end is returned in `Child`.
+    Pipe,
+    /// This descriptor (e.g. the write end of a pipe made by the caller).
+    Fd(OwnedFd),
+}
+
+/// What to run and how. Defaults: stdin /dev/null, stdout and stderr
+/// inherited, sheepdog's environment and working directory.
+#[derive(Debug)]
+pub struct Command {
+    program: OsString,
+    args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
+    dir: Option<PathBuf>,
+    stdin: Stdio,
+    stdout: Stdio,
+    stderr: Stdio,
+    credentials: Option<Credentials>,
+    foreground_tty: bool,
+}
+
+/// A started child: its pid (also its process group id) and the parent's
+/// ends of whichever of stdout/stderr were `Stdio::Pipe`.
+#[derive(Debug)]
+pub struct Child {
+    pub pid: i32,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+}
+
+impl Command {
+    pub fn new(program: impl AsRef<OsStr>) -> Command {
+        Command {
+            program: program.as_ref().to_owned(),
+            args: Vec::new(),
+            env: Vec::new(),
+            dir: None,
+            stdin: Stdio::Null,
+            stdout: Stdio::Inherit,
+            stderr: Stdio::Inherit,
+            credentials: None,
+            foreground_tty: false,
+        }
+    }
+
+    pub fn args<I, S>(&mut self, args: I) -> &mut Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    pub fn env(&mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> &mut Command {
+        self.env
+            .push((key.as_ref().to_owned(), value.as_ref().to_owned()));
+        self
+    }
+
+    pub fn envs<I, K, V>(&mut self, vars: I) -> &mut Command
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<OsStr>,
+        V: AsRef<OsStr>,
+    {
+        for (k, v) in vars {
+            self.env(k, v);
+        }
+        self
+    }
+
+    pub fn current_dir(&mut self, dir: impl Into<PathBuf>) -> &mut Command {
+        self.dir = Some(dir.into());
+        self
+    }
+
+    pub fn stdin(&mut self, stdio: Stdio) -> &mut Command {
+        self.stdin = stdio;
+        self
+    }
+
+    pub fn stdout(&mut self, stdio: Stdio) -> &mut Command {
+        self.stdout = stdio;
+        self
+    }
+
+    pub fn stderr(&mut self, stdio: Stdio) -> &mut Command {
+        self.stderr = stdio;
+        self
+    }
+
+    /// Switch to these (setgroups → setgid → setuid) before exec.
+    pub fn credentials(&mut self, credentials: Option<Credentials>) -> &mut Command {
+        self.credentials = credentials;
+        self
+    }
+
+    /// Make the child's process group the terminal's foreground group
+    /// (single-command mode with `docker run -it`).
+    pub fn foreground_tty(&mut self, yes: bool) -> &mut Command {
+        self.foreground_tty = yes;
+        self
+    }
+}
+
+/// NUL-terminated strings packed in one buffer: a spawn allocates a few
+/// buffers, not one per argument and variable (50 instance threads
+/// spawning at once would queue on the allocator's lock).
+#[derive(Debug, Default)]
+struct Strings {
+    bytes: Vec<u8>,
+    starts: Vec<usize>,
+}
+
+impl Strings {
+    fn with_capacity(bytes: usize, count: usize) -> Strings {
+        Strings {
+            bytes: Vec::with_capacity(bytes),
+            starts: Vec::with_capacity(count),
+        }
+    }
+
+    /// Append the concatenation of `parts` as one string.
+    fn push(&mut self, parts: &[&[u8]], what: &str) -> io::Result<()> {
+        if parts.iter().any(|p| p.contains(&0)) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{what} contains a NUL byte"),
+            ));
+        }
+        self.starts.push(self.bytes.len());
+        for p in parts {
+            self.bytes.extend_from_slice(p);
+        }
+        self.bytes.push(0);
+        Ok(())
+    }
+
+    /// NULL-terminated pointers into `self` (valid while it lives, unmoved).
+    fn pointers(&self) -> Vec<*const libc::c_char> {
+        self.starts
+            .iter()
+            .map(|&i| self.bytes[i..].as_ptr().cast::<libc::c_char>())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect()
+    }
+
+    #[cfg(test)]
+    fn to_vec(&self) -> Vec<String> {
+        self.starts
+            .iter()
+            .map(|&i| {
+                let end = i + self.bytes[i..].iter().position(|&b| b == 0).unwrap_or(0);
+                String::from_utf8_lossy(&self.bytes[i..end]).into_owned()
+            })
+            .collect()
+    }
+}
+
+/// A `Command` turned into C strings and descriptors, ready for the child.
+pub struct Prepared {
+    candidates: Strings,
+    argv: Strings,
+    envp: Strings,
+    dir: Option<CString>,
+    groups: Vec<libc::gid_t>,
+    /// What goes onto fds 0, 1, 2 (None: keep sheepdog's).
+    stdio: [Option<Source>; 3],
+    parent_out: Option<OwnedFd>,
+    parent_err: Option<OwnedFd>,
+    credentials: Option<(u32, u32)>,
+    foreground_tty: bool,
+}
+
+/// A descriptor for the child's side: one made for this spawn, or the
+/// shared /dev/null.
+enum Source {
+    Owned(OwnedFd),
+    Null(RawFd),
+}
+
+impl Source {
+    fn raw(&self) -> RawFd {
+        match self {
+            Source::Owned(fd) => fd.as_raw_fd(),
+            Source::Null(fd) => *fd,
+        }
+    }
+}
+
+impl Prepared {
+    /// Allocate and open everything the child will need.
+    pub fn new(cmd: Command) -> io::Result<Prepared> {
+        let envp = environment(&cmd.env)?;
+        let path = cmd
+            .env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_os_str())
+            .or_else(|| base_env().iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_os_str()))
+            .unwrap_or(OsStr::new(DEFAULT_PATH));
+        let candidates = candidates(&cmd.program, path)?;
+        let mut argv = Strings::with_capacity(
+            std::iter::once(&cmd.program)
+                .chain(&cmd.args)
+                .map(|a| a.len() + 1)
+                .sum(),
+            cmd.args.len() + 1,
+        );
+        for a in std::iter::once(&cmd.program).chain(&cmd.args) {
+            argv.push(&[a.as_bytes()], "an argument")?;
+        }
+        let dir = cmd
+            .dir
+            .as_ref()
+            .map(|d| c_string(d.as_os_str().as_bytes(), "the working directory"))
+            .transpose()?;
+        let (stdin, _) = source(cmd.stdin)?;
+        let (stdout, parent_out) = source(cmd.stdout)?;
+        let (stderr, parent_err) = source(cmd.stderr)?;
+        Ok(Prepared {
+            candidates,
+            argv,
+            envp,
+            dir,
+            groups: cmd
+                .credentials
+                .as_ref()
+                .map(|c| c.groups.iter().map(|&g| g as libc::gid_t).collect())
+                .unwrap_or_default(),
+            stdio: [stdin, stdout, stderr],
+            parent_out,
+            parent_err,
+            credentials: cmd.credentials.as_ref().map(|c| (c.uid, c.gid)),
+            foreground_tty: cmd.foreground_tty,
+        })
+    }
+
+    /// Start the child. On success the child has exec'd; the child's ends
+    /// of its pipes are closed here and the parent's ends returned. On a
+    /// failure after the clone, the error carries the pid of the child,
+    /// which has exited (status 127) and must still be reaped.
+    pub fn spawn(self) -> Result<Child, SpawnError> {
+        let candidates = self.candidates.pointers();
+        let argv = self.argv.pointers();
+        let envp = self.envp.pointers();
+        let image = ExecImage {
+            candidates: &candidates[..candidates.len() - 1],
+            argv: &argv,
+            envp: &envp,
+            dir: self.dir.as_deref(),
+            stdio: [0, 1, 2].map(|i| self.stdio[i].as_ref().map(Source::raw)),
+            credentials: self.credentials.map(|(u, g)| (u, g, &self.groups[..])),
+            foreground_tty: self.foreground_tty,
+        };
+        let pid = sys::spawn_clean(&image).map_err(|e| {
+            let context = self.context(e.stage);
+            e.with_context(context)
+        })?;
+        Ok(Child {
+            pid,
+            stdout: self.parent_out,
+            stderr: self.parent_err,
+        })
+    }
+
+    fn context(&self, stage: Stage) -> Option<String> {
+        match stage {
+            Stage::Dir => Some(format!(
+                "unable to enter working directory {}",
+                self.dir.as_deref().map_or("".into(), CStr::to_string_lossy)
+            )),
+            Stage::Credentials => Some("unable to switch user/group".into()),
+            Stage::Stdio => Some("unable to set up stdin/stdout/stderr".into()),
+            Stage::Group => Some("unable to create a process group".into()),
+            Stage::Clone | Stage::Exec => None,
+        }
+    }
+}
+
+/// What execvp uses when there is no PATH at all (musl's default).
+const DEFAULT_PATH: &str = "/usr/local/bin:/bin:/usr/bin";
+
+/// sheepdog's own environment, read once: sheepdog never changes it.
+fn base_env() -> &'static [(OsString, OsString)] {
+    static BASE: OnceLock<Vec<(OsString, OsString)>> = OnceLock::new();
+    BASE.get_or_init(|| std::env::vars_os().collect())
+}
+
+/// sheepdog's environment with `changes` applied in order (the last change
+/// of a name wins), as `NAME=value` strings.
+fn environment(changes: &[(OsString, OsString)]) -> io::Result<Strings> {
+    let base = base_env();
+    let last_change = |name: &OsStr| changes.iter().rev().find(|(k, _)| k == name);
+    let size = base
+        .iter()
+        .chain(changes)
+        .map(|(k, v)| k.len() + v.len() + 2)
+        .sum();
+    let mut env = Strings::with_capacity(size, base.len() + changes.len());
+    let what = "an environment variable";
+    for (k, v) in base {
+        let v = last_change(k).map_or(v, |(_, changed)| changed);
+        env.push(&[k.as_bytes(), b"=", v.as_bytes()], what)?;
+    }
+    for (i, (k, v)) in changes.iter().enumerate() {
+        let first = changes[..i].iter().all(|(earlier, _)| earlier != k);
+        let new = base.iter().all(|(b, _)| b != k);
+        if first && new {
+            let v = last_change(k).map_or(v, |(_, changed)| changed);
+            env.push(&[k.as_bytes(), b"=", v.as_bytes()], what)?;
+        }
+    }
+    Ok(env)
+}
+
+/// The paths to try, in order, as execvp would: the program itself when it
+/// names a path, else each `$PATH` entry joined with it (an empty entry is
+/// the working directory).
+fn candidates(program: &OsStr, path: &OsStr) -> io::Result<Strings> {
+    let name = program.as_bytes();
+    let what = "the program";
+    if name.is_empty() {
+        return Err(io::Error::from_raw_os_error(libc::ENOENT));
+    }
+    let mut out = Strings::with_capacity(path.len() + 2 * name.len() + 8, 8);
+    if name.contains(&b'/') {
+        out.push(&[name], what)?;
+        return Ok(out);
+    }
+    for dir in path.as_bytes().split(|&b| b == b':') {
+        let dir: &[u8] = if dir.is_empty() { b"." } else { dir };
+        out.push(&[dir, b"/", name], what)?;
+    }
+    Ok(out)
+}
+
+fn c_string(bytes: &[u8], what: &str) -> io::Result<CString> {
+    CString::new(bytes).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{what} contains a NUL byte"),
+        )
+    })
+}
+
+/// /dev/null, opened once for every child's null stdio (read-write, so it
+/// serves stdin and stdout alike). None if it cannot be opened, and then
+/// each spawn tries again and reports the error.
+fn dev_null() -> io::Result<RawFd> {
+    static NULL: OnceLock<OwnedFd> = OnceLock::new();
+    if let Some(fd) = NULL.get() {
+        return Ok(fd.as_raw_fd());
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    Ok(NULL.get_or_init(|| file.into()).as_raw_fd())
+}
+
+/// The descriptor for the child's side and, for a pipe, the parent's end.
+fn source(stdio: Stdio) -> io::Result<(Option<Source>, Option<OwnedFd>)> {
+    Ok(match stdio {
+        Stdio::Inherit => (None, None),
+        Stdio::Fd(fd) => (Some(Source::Owned(fd)), None),
+        Stdio::Null => (Some(Source::Null(dev_null()?)), None),
+        Stdio::Pipe => {
+            let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+            (Some(Source::Owned(write)), Some(read))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_search_follows_execvp() {
+        let c = candidates(OsStr::new("sleep"), OsStr::new("/a::/b")).unwrap();
+        assert_eq!(c.to_vec(), ["/a/sleep", "./sleep", "/b/sleep"]);
+        let c = candidates(OsStr::new("./run.sh"), OsStr::new("/a")).unwrap();
+        assert_eq!(c.to_vec(), ["./run.sh"]);
+        let e = candidates(OsStr::new(""), OsStr::new("/a")).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
+    }
+
+    #[test]
+    fn later_environment_changes_win() {
+        let (name, _) = base_env().first().expect("tests run with some environment").clone();
+        let name = name.to_string_lossy().into_owned();
+        let env = environment(&[
+            ("SHEEPDOG_T1".into(), "a".into()),
+            (name.clone().into(), "changed".into()),
+            ("SHEEPDOG_T1".into(), "b".into()),
+        ])
+        .unwrap()
+        .to_vec();
+        let t1: Vec<_> = env.iter().filter(|kv| kv.starts_with("SHEEPDOG_T1=")).collect();
+        assert_eq!(t1, ["SHEEPDOG_T1=b"]);
+        let base: Vec<_> = env.iter().filter(|kv| kv.starts_with(&format!("{name}="))).collect();
+        assert_eq!(base, [&format!("{name}=changed")]);
+        assert_eq!(env.len(), base_env().len() + 1);
+    }
+
+    #[test]
+    fn pointers_end_with_null_and_point_at_each_string() {
+        let mut s = Strings::default();
+        s.push(&[b"a", b"=", b"1"], "x").unwrap();
+        s.push(&[b"bc"], "x").unwrap();
+        let p = s.pointers();
+        assert_eq!(p.len(), 3);
+        assert!(p[2].is_null());
+        assert_eq!(p[0], s.bytes.as_ptr().cast());
+        assert_eq!(p[1], s.bytes[4..].as_ptr().cast());
+        assert_eq!(s.bytes, b"a=1\0bc\0");
+    }
+
+    #[test]
+    fn nul_bytes_are_refused_with_a_reason() {
+        let mut cmd = Command::new("echo");
+        cmd.args(["a\0b"]);
+        let e = Prepared::new(cmd).err().expect("must fail");
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("NUL"), "{e}");
+    }
+}
