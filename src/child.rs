@@ -236,7 +236,12 @@ impl Prepared {
             .rev()
             .find(|(k, _)| k == "PATH")
             .map(|(_, v)| v.as_os_str())
-            .or_else(|| base_env().iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_os_str()))
+            .or_else(|| {
+                base_env()
+                    .iter()
+                    .find(|(k, _)| k == "PATH")
+                    .map(|(_, v)| v.as_os_str())
+            })
             .unwrap_or(OsStr::new(DEFAULT_PATH));
         let candidates = candidates(&cmd.program, path)?;
         let mut argv = Strings::with_capacity(
@@ -427,7 +432,10 @@ mod tests {
 
     #[test]
     fn later_environment_changes_win() {
-        let (name, _) = base_env().first().expect("tests run with some environment").clone();
+        let (name, _) = base_env()
+            .first()
+            .expect("tests run with some environment")
+            .clone();
         let name = name.to_string_lossy().into_owned();
         let env = environment(&[
             ("SHEEPDOG_T1".into(), "a".into()),
@@ -436,9 +444,15 @@ mod tests {
         ])
         .unwrap()
         .to_vec();
-        let t1: Vec<_> = env.iter().filter(|kv| kv.starts_with("SHEEPDOG_T1=")).collect();
+        let t1: Vec<_> = env
+            .iter()
+            .filter(|kv| kv.starts_with("SHEEPDOG_T1="))
+            .collect();
         assert_eq!(t1, ["SHEEPDOG_T1=b"]);
-        let base: Vec<_> = env.iter().filter(|kv| kv.starts_with(&format!("{name}="))).collect();
+        let base: Vec<_> = env
+            .iter()
+            .filter(|kv| kv.starts_with(&format!("{name}=")))
+            .collect();
         assert_eq!(base, [&format!("{name}=changed")]);
         assert_eq!(env.len(), base_env().len() + 1);
     }

@@ -1,20 +1,28 @@
-//! A process group treated as one unit: signal it, ask whether it is empty.
+//! A process group treated as one unit: signal it, ask whether it is
+//! empty, stop it.
 //!
 //! Every managed child leads its own group (`sys::spawn_clean`), so "the
-//! process" is the group. Used by instances (`instance`) and scheduled runs
-//! (`scheduler::run`), which stop a group the same way: the stop signal,
-//! `kill_signal` at the timeout, then at most `KILL_GRACE` for the group to
-//! drain.
+//! process" is the group. `Stop` is the one stop sequence, driven by
+//! instances (`instance`) and scheduled runs (`scheduler::run`) with their
+//! own events: the stop signal, `kill_signal` at the timeout, then at most
+//! `KILL_GRACE` for the group to drain.
 //!
-//! Invariant: a group is signalled only while its leader is unreaped or
-//! within the drain that follows its reaping, so the pgid cannot have been
-//! reused by an unrelated group.
+//! Invariants:
+//! - A group is signalled only while its leader is unreaped or within the
+//!   drain that follows its reaping, so the pgid cannot have been reused by
+//!   an unrelated group.
+//! - A stop ends only when the group is empty after its leader was reaped,
+//!   or after `KILL_GRACE` past the kill signal (logged as giving up): every
+//!   stop is bounded by `timeout + KILL_GRACE`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
+
+use crate::config::Shutdown;
+use crate::reaper::ExitStatus;
 
 /// How long to wait for a group to vanish after the kill signal.
 pub const KILL_GRACE: Duration = Duration::from_secs(5);
@@ -37,4 +45,216 @@ pub fn signal(owner: &str, pgid: i32, sig: Signal) {
 /// runs as another user, so it is alive too).
 pub fn alive(pgid: i32) -> bool {
     !matches!(killpg(Pid::from_raw(pgid), None), Err(Errno::ESRCH))
+}
+
+/// Stopping one process group. Plain data plus the signals it sends; the
+/// owner feeds it the leader's exit, kill requests and timer wake-ups
+/// (`wake_at`) and calls `advance` after each.
+#[derive(Debug)]
+pub struct Stop {
+    pub pgid: i32,
+    /// The leader's status once it has been reaped.
+    pub leader: Option<ExitStatus>,
+    timeout: Duration,
+    kill_signal: Signal,
+    deadline: Instant,
+    killed: bool,
+    /// Draining after the leader was reaped: no event says when the last
+    /// member goes, so check with a doubling interval.
+    poll: Duration,
+    next_poll: Instant,
+}
+
+/// How a stop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Leader reaped and the group empty.
+    Empty,
+    /// Still not empty `KILL_GRACE` after the kill signal.
+    GaveUp,
+}
+
+/// What `Stop::step` decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Wait,
+    Kill,
+    Done(Ending),
+}
+
+impl Stop {
+    /// Start stopping group `pgid` as `shutdown` says: its stop signal now
+    /// (or, with `kill_now`, its kill signal). `leader` is the status when
+    /// the leader has already been reaped (cleaning up after a crash).
+    pub fn begin(
+        owner: &str,
+        pgid: i32,
+        shutdown: &Shutdown,
+        leader: Option<ExitStatus>,
+        kill_now: bool,
+        now: Instant,
+    ) -> Stop {
+        let mut stop = Stop {
+            pgid,
+            leader,
+            timeout: shutdown.timeout,
+            kill_signal: shutdown.kill_signal,
+            deadline: now + shutdown.timeout,
+            killed: false,
+            poll: DRAIN_POLL_MIN,
+            next_poll: now + DRAIN_POLL_MIN,
+        };
+        if kill_now {
+            stop.kill(owner, now);
+        } else {
+            signal(owner, pgid, shutdown.signal);
+        }
+        stop
+    }
+
+    /// The leader was reaped: start checking for an empty group at once.
+    pub fn leader_exited(&mut self, status: ExitStatus, now: Instant) {
+        self.leader = Some(status);
+        self.poll = DRAIN_POLL_MIN;
+        self.next_poll = now;
+    }
+
+    /// The kill signal now, unless it was already sent.
+    pub fn kill(&mut self, owner: &str, now: Instant) {
+        if !self.killed {
+            signal(owner, self.pgid, self.kill_signal);
+            self.killed = true;
+            self.deadline = now + KILL_GRACE;
+        }
+    }
+
+    /// Whether the kill signal has been sent.
+    pub fn killed(&self) -> bool {
+        self.killed
+    }
+
+    /// When `advance` must run next, if nothing else happens first.
+    pub fn wake_at(&self) -> Instant {
+        if self.leader.is_some() {
+            self.deadline.min(self.next_poll)
+        } else {
+            self.deadline
+        }
+    }
+
+    /// Check on the group: escalate at the timeout, finish when it is empty
+    /// or when the grace after the kill signal is over.
+    pub fn advance(&mut self, owner: &str, now: Instant) -> Option<Ending> {
+        let empty = self.leader.is_some() && !alive(self.pgid);
+        match self.step(now, empty) {
+            Step::Wait => None,
+            Step::Kill => {
+                log::warn!(
+                    event = "killing", instance = owner, pid = self.pgid,
+                    signal = self.kill_signal.as_str(), reason = "stop timeout";
+                    "{owner}: process group {} still running after {}; sending {}",
+                    self.pgid,
+                    crate::config::format_duration(self.timeout),
+                    self.kill_signal
+                );
+                self.kill(owner, now);
+                None
+            }
+            Step::Done(Ending::GaveUp) => {
+                log::error!(
+                    "{owner}: process group {} not empty {}s after {}; giving up on it",
+                    self.pgid,
+                    KILL_GRACE.as_secs(),
+                    self.kill_signal
+                );
+                Some(Ending::GaveUp)
+            }
+            Step::Done(ending) => Some(ending),
+        }
+    }
+
+    /// The decision alone, given whether the group is known to be empty.
+    fn step(&mut self, now: Instant, empty: bool) -> Step {
+        if empty {
+            return Step::Done(Ending::Empty);
+        }
+        if now >= self.deadline {
+            return if self.killed {
+                Step::Done(Ending::GaveUp)
+            } else {
+                Step::Kill
+            };
+        }
+        if self.leader.is_some() && now >= self.next_poll {
+            self.poll = (self.poll * 2).min(DRAIN_POLL_MAX);
+            self.next_poll = now + self.poll;
+        }
+        Step::Wait
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stop of a group that cannot exist, so `begin` and `kill` signal
+    /// nothing (ESRCH is not an error).
+    fn stop(leader: Option<ExitStatus>, now: Instant) -> Stop {
+        let sd = Shutdown {
+            signal: Signal::SIGTERM,
+            timeout: Duration::from_secs(10),
+            kill_signal: Signal::SIGKILL,
+            pre_stop_hook: None,
+        };
+        Stop::begin("t", i32::MAX, &sd, leader, false, now)
+    }
+
+    #[test]
+    fn escalates_at_the_timeout_then_gives_up_after_the_grace() {
+        let t0 = Instant::now();
+        let mut s = stop(None, t0);
+        assert_eq!(s.wake_at(), t0 + Duration::from_secs(10));
+        assert_eq!(s.step(t0 + Duration::from_secs(9), false), Step::Wait);
+        assert_eq!(s.step(t0 + Duration::from_secs(10), false), Step::Kill);
+        let t1 = t0 + Duration::from_secs(10);
+        s.kill("t", t1);
+        assert!(s.killed());
+        assert_eq!(s.wake_at(), t1 + KILL_GRACE);
+        assert_eq!(s.step(t1 + KILL_GRACE / 2, false), Step::Wait);
+        assert_eq!(s.step(t1 + KILL_GRACE, false), Step::Done(Ending::GaveUp));
+    }
+
+    #[test]
+    fn an_empty_group_ends_the_stop_whenever_it_is_seen() {
+        let t0 = Instant::now();
+        let mut s = stop(None, t0);
+        s.kill("t", t0);
+        assert_eq!(s.step(t0, true), Step::Done(Ending::Empty));
+    }
+
+    #[test]
+    fn draining_polls_with_a_doubling_interval_capped_at_the_maximum() {
+        let t0 = Instant::now();
+        let mut s = stop(None, t0);
+        s.leader_exited(ExitStatus::Code(0), t0);
+        assert_eq!(s.wake_at(), t0, "the first check is immediate");
+        let mut now = t0;
+        let mut gaps = Vec::new();
+        for _ in 0..8 {
+            assert_eq!(s.step(now, false), Step::Wait);
+            gaps.push(s.wake_at() - now);
+            now = s.wake_at();
+        }
+        let ms: Vec<u128> = gaps.iter().map(Duration::as_millis).collect();
+        assert_eq!(ms, [2, 4, 8, 16, 32, 50, 50, 50]);
+    }
+
+    #[test]
+    fn without_a_reaped_leader_only_the_deadline_wakes() {
+        let t0 = Instant::now();
+        let s = stop(None, t0);
+        assert_eq!(s.wake_at(), t0 + Duration::from_secs(10));
+        let s = stop(Some(ExitStatus::Code(1)), t0);
+        assert_eq!(s.wake_at(), t0 + DRAIN_POLL_MIN);
+    }
 }

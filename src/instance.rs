@@ -37,7 +37,7 @@ use nix::sys::signal::Signal;
 
 use crate::config::extra::{HealthMode, Probe};
 use crate::config::{Process, ProcessType, RestartPolicy};
-use crate::group::{self, DRAIN_POLL_MAX, DRAIN_POLL_MIN, KILL_GRACE};
+use crate::group;
 use crate::health::{self, Change, Health, Tracker};
 use crate::hooks::{self, Kind as HookKind, ListError};
 use crate::output::Output;
@@ -294,13 +294,7 @@ pub fn backoff(initial: Duration, max: Duration, n: u32) -> Duration {
 /// A stop in progress (requested, or cleaning up after the leader died).
 #[derive(Debug)]
 struct Stopping {
-    pgid: i32,
-    /// The leader's status once it has been reaped.
-    leader: Option<ExitStatus>,
-    deadline: Instant,
-    killed: bool,
-    poll: Duration,
-    next_poll: Instant,
+    stop: group::Stop,
     cause: Cause,
 }
 
@@ -411,8 +405,7 @@ impl Runner {
             State::Waiting { until } => Some(*until),
             State::Running { tracker, .. } => tracker.as_ref().map(Tracker::due),
             State::Done(_) => None,
-            State::Stopping(s) if s.leader.is_some() => Some(s.deadline.min(s.next_poll)),
-            State::Stopping(s) => Some(s.deadline),
+            State::Stopping(s) => Some(s.stop.wake_at()),
         }
     }
 
@@ -468,8 +461,9 @@ impl Runner {
                 State::Stopping(self.begin_stop(pid, now))
             }
             (State::Running { pid, .. }, Input::Cmd(Cmd::Kill)) => {
-                let s = self.begin_stop(pid, now);
-                self.escalate(s, now)
+                let mut s = self.begin_stop(pid, now);
+                s.stop.kill(&self.id.instance, now);
+                State::Stopping(s)
             }
             (s @ State::Running { pid, .. }, Input::Cmd(Cmd::Signal(sig))) => {
                 self.signal_group(pid, sig);
@@ -488,12 +482,10 @@ impl Runner {
                 // Report it like any exit, so status and metrics show the
                 // leader gone and why (the group may still be draining).
                 self.report(Event::Exited {
-                    pid: s.pgid,
+                    pid: s.stop.pgid,
                     status,
                 });
-                s.leader = Some(status);
-                s.poll = DRAIN_POLL_MIN;
-                s.next_poll = now;
+                s.stop.leader_exited(status, now);
                 self.stop_progress(s, now)
             }
             (State::Stopping(s), Input::Timer) => self.stop_progress(s, now),
@@ -504,10 +496,11 @@ impl Runner {
             }
             (State::Stopping(mut s), Input::Cmd(Cmd::Kill)) => {
                 s.cause = Cause::Requested;
-                self.escalate(s, now)
+                s.stop.kill(&self.id.instance, now);
+                State::Stopping(s)
             }
             (State::Stopping(s), Input::Cmd(Cmd::Signal(sig))) => {
-                self.signal_group(s.pgid, sig);
+                self.signal_group(s.stop.pgid, sig);
                 State::Stopping(s)
             }
             (s @ State::Done(_), Input::Exit(_) | Input::Cmd(_) | Input::Timer) => s,
@@ -754,14 +747,16 @@ impl Runner {
                 self.id.instance,
                 self.def.shutdown.signal
             );
-            self.signal_group(pid, self.def.shutdown.signal);
+            let stop = group::Stop::begin(
+                &self.id.instance,
+                pid,
+                &self.def.shutdown,
+                Some(status),
+                false,
+                now,
+            );
             let s = Stopping {
-                pgid: pid,
-                leader: Some(status),
-                deadline: now + self.def.shutdown.timeout,
-                killed: false,
-                poll: DRAIN_POLL_MIN,
-                next_poll: now + DRAIN_POLL_MIN,
+                stop,
                 cause: Cause::LeaderExited { status, ran_for },
             };
             return State::Stopping(s);
@@ -851,69 +846,29 @@ impl Runner {
             crate::config::format_duration(sd.timeout)
         );
         self.report(Event::Stopping);
-        self.signal_group(pid, sd.signal);
         Stopping {
-            pgid: pid,
-            leader: None,
-            deadline: now + sd.timeout,
-            killed: false,
-            poll: DRAIN_POLL_MIN,
-            next_poll: now,
+            stop: group::Stop::begin(&self.id.instance, pid, sd, None, false, now),
             cause: Cause::Requested,
         }
     }
 
-    fn escalate(&mut self, mut s: Stopping, now: Instant) -> State {
-        if !s.killed {
-            self.signal_group(s.pgid, self.def.shutdown.kill_signal);
-            s.killed = true;
-            s.deadline = now + KILL_GRACE;
-        }
-        State::Stopping(s)
-    }
-
     fn stop_progress(&mut self, mut s: Stopping, now: Instant) -> State {
-        if s.leader.is_some() && !group::alive(s.pgid) {
-            return self.stop_finished(s, now);
+        match s.stop.advance(&self.id.instance, now) {
+            None => State::Stopping(s),
+            Some(_) => self.stop_finished(s, now),
         }
-        if now >= s.deadline {
-            if !s.killed {
-                log::warn!(
-                    event = "killing", instance = &*self.id.instance, pid = s.pgid,
-                    signal = self.def.shutdown.kill_signal.as_str(), reason = "stop timeout";
-                    "{}: process group {} still running after {}; sending {}",
-                    self.id.instance,
-                    s.pgid,
-                    crate::config::format_duration(self.def.shutdown.timeout),
-                    self.def.shutdown.kill_signal
-                );
-                return self.escalate(s, now);
-            }
-            log::error!(
-                "{}: process group {} not empty {}s after {}; giving up on it",
-                self.id.instance,
-                s.pgid,
-                KILL_GRACE.as_secs(),
-                self.def.shutdown.kill_signal
-            );
-            return self.stop_finished(s, now);
-        }
-        if s.leader.is_some() && now >= s.next_poll {
-            s.poll = (s.poll * 2).min(DRAIN_POLL_MAX);
-            s.next_poll = now + s.poll;
-        }
-        State::Stopping(s)
     }
 
     fn stop_finished(&mut self, s: Stopping, now: Instant) -> State {
         match s.cause {
             Cause::Requested => {
                 let how = s
+                    .stop
                     .leader
                     .map_or_else(|| "leader not reaped".to_string(), |st| st.to_string());
-                let (exit_code, signal) = status_fields(s.leader);
+                let (exit_code, signal) = status_fields(s.stop.leader);
                 log::info!(
-                    event = "stopped", instance = &*self.id.instance, pid = s.pgid,
+                    event = "stopped", instance = &*self.id.instance, pid = s.stop.pgid,
                     exit_code = exit_code, signal = signal.as_deref();
                     "{}: stopped ({how})", self.id.instance
                 );
@@ -922,7 +877,7 @@ impl Runner {
             Cause::LeaderExited { status, ran_for } => {
                 self.after_exit(Some(status), false, ran_for, now)
             }
-            Cause::Unhealthy { ran_for } => self.after_exit(s.leader, true, ran_for, now),
+            Cause::Unhealthy { ran_for } => self.after_exit(s.stop.leader, true, ran_for, now),
         }
     }
 

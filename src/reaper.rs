@@ -7,7 +7,7 @@
 //!   spawn (`child`, `sys::spawn_clean`), never by std's `Command`. A child
 //!   whose exec failed is registered too (with no owner), so its status is
 //!   collected like any other and not mistaken for an orphan's.
-//! - A spawn holds the gate (shared) from before fork until its pid is
+//! - A spawn holds the gate (shared) from before the clone until its pid is
 //!   recorded; `reap` holds it exclusively while it reaps and routes. So a
 //!   child that exits at once is never reaped before its owner is known (its
 //!   status always arrives), while spawns on different threads still overlap.

@@ -262,7 +262,11 @@ pub fn spawn_clean(image: &ExecImage<'_>) -> Result<i32, SpawnError> {
                 .find(|s| *s as u64 == f >> 32)
                 .unwrap_or(Stage::Exec);
             let errno = (f & 0xffff_ffff) as i32;
-            Err(failed(Some(pid), stage, io::Error::from_raw_os_error(errno)))
+            Err(failed(
+                Some(pid),
+                stage,
+                io::Error::from_raw_os_error(errno),
+            ))
         }
     }
 }
@@ -283,8 +287,10 @@ extern "C" fn child_exec(arg: *mut libc::c_void) -> libc::c_int {
     let args = unsafe { &*(arg as *const ChildArgs) };
     // SAFETY: see `setup_and_exec`; it returns only on failure.
     let (stage, errno) = unsafe { setup_and_exec(args.image) };
-    args.failure
-        .store(((stage as u64) << 32) | errno as u32 as u64, Ordering::Release);
+    args.failure.store(
+        ((stage as u64) << 32) | errno as u32 as u64,
+        Ordering::Release,
+    );
     // SAFETY: _exit ends this child only (no CLONE_THREAD), running no
     // atexit handlers or destructors on the memory we share.
     unsafe { libc::_exit(127) }
@@ -298,7 +304,11 @@ extern "C" fn child_exec(arg: *mut libc::c_void) -> libc::c_int {
 /// every signal blocked. Every pointer in `image` is valid (the parent keeps
 /// the prepared data alive); only raw syscalls are made, nothing allocates.
 unsafe fn setup_and_exec(image: &ExecImage<'_>) -> (Stage, i32) {
-    let errno = || io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL);
+    let errno = || {
+        io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EINVAL)
+    };
     // glibc (32, 33) and musl (32-34) keep the first real-time signals for
     // themselves and their sigaction refuses them, but a parent that used
     // glibc's posix_spawn left them SIG_IGN, which survives exec: the raw
@@ -347,7 +357,12 @@ unsafe fn setup_and_exec(image: &ExecImage<'_>) -> (Stage, i32) {
         // SIGTTOU is still blocked, so a background group may take the
         // terminal. ENOTTY etc. are not fatal for the child.
         let pgrp = libc::syscall(libc::SYS_getpid) as libc::pid_t;
-        libc::syscall(libc::SYS_ioctl, 0, libc::TIOCSPGRP, &pgrp as *const libc::pid_t);
+        libc::syscall(
+            libc::SYS_ioctl,
+            0,
+            libc::TIOCSPGRP,
+            &pgrp as *const libc::pid_t,
+        );
     }
     let empty: [u64; 2] = [0; 2];
     libc::syscall(

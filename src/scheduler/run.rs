@@ -22,11 +22,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{select, Receiver, Sender};
 
 use crate::hooks::{self, Kind as HookKind, ListError};
-use nix::sys::signal::Signal;
 
 use super::Trigger;
 use crate::config::{format_duration, Process};
-use crate::group::{self, DRAIN_POLL_MAX, DRAIN_POLL_MIN, KILL_GRACE};
+use crate::group;
 use crate::instance::Shared;
 use crate::reaper::{Exit, ExitStatus};
 use crate::spawn::{self, Identity};
@@ -285,77 +284,39 @@ impl Run {
         self.report(RunEvent::Done(end));
     }
 
-    /// Stop what is left of group `pgid`; `status` gets the leader's exit
-    /// if it arrives meanwhile. Bounded by `shutdown.timeout` + `KILL_GRACE`.
+    /// Stop what is left of group `pgid` (`group::Stop`); `status` gets the
+    /// leader's exit if it arrives meanwhile. Bounded by `shutdown.timeout`
+    /// + `KILL_GRACE`.
     fn stop_group(&mut self, pgid: i32, status: &mut Option<ExitStatus>, kill_now: bool) {
-        let sd = &self.def.shutdown;
-        let mut killed = false;
-        let mut deadline = Instant::now() + sd.timeout;
-        if kill_now {
-            signal_group(&self.id, pgid, sd.kill_signal);
-            killed = true;
-            deadline = Instant::now() + KILL_GRACE;
-        } else {
-            signal_group(&self.id, pgid, sd.signal);
-        }
-        let mut poll = DRAIN_POLL_MIN;
+        let owner = &self.id.instance;
+        let mut stop = group::Stop::begin(
+            owner,
+            pgid,
+            &self.def.shutdown,
+            *status,
+            kill_now,
+            Instant::now(),
+        );
         let never = crossbeam_channel::never();
-        loop {
-            if status.is_some() && !group::alive(pgid) {
-                return;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                if killed {
-                    log::error!(
-                        "{}: process group {pgid} not empty {}s after {}; giving up on it",
-                        self.id.instance,
-                        KILL_GRACE.as_secs(),
-                        sd.kill_signal
-                    );
-                    return;
-                }
-                log::warn!(
-                    "{}: process group {pgid} still running after {}; sending {}",
-                    self.id.instance,
-                    format_duration(sd.timeout),
-                    sd.kill_signal
-                );
-                signal_group(&self.id, pgid, sd.kill_signal);
-                killed = true;
-                deadline = now + KILL_GRACE;
-                continue;
-            }
-            let wake = if status.is_some() {
-                (now + poll).min(deadline)
-            } else {
-                deadline
-            };
-            let cmds = if killed { &never } else { &self.cmd_rx };
+        while stop.advance(owner, Instant::now()).is_none() {
+            // Once killed, nothing more can be asked of this run.
+            let cmds = if stop.killed() { &never } else { &self.cmd_rx };
             select! {
                 recv(self.exit_rx) -> m => {
                     if let Ok(exit) = m {
                         if exit.pid == pgid {
                             *status = Some(exit.status);
-                            poll = DRAIN_POLL_MIN;
+                            stop.leader_exited(exit.status, Instant::now());
                         }
                     }
                 }
                 recv(cmds) -> m => {
                     if matches!(m, Ok(RunCmd::Kill) | Err(_)) {
-                        signal_group(&self.id, pgid, sd.kill_signal);
-                        killed = true;
-                        deadline = Instant::now() + KILL_GRACE;
+                        stop.kill(owner, Instant::now());
                     }
                 }
-                recv(crossbeam_channel::at(wake)) -> _ => {
-                    poll = (poll * 2).min(DRAIN_POLL_MAX);
-                }
+                recv(crossbeam_channel::at(stop.wake_at())) -> _ => {}
             }
         }
     }
-}
-
-fn signal_group(id: &Identity, pgid: i32, sig: Signal) {
-    crate::group::signal(&id.instance, pgid, sig);
 }
