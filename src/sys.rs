@@ -12,6 +12,7 @@
 
 use std::ffi::CStr;
 use std::io;
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
@@ -178,10 +179,17 @@ impl SpawnError {
 
 /// Stack for the cloned child until it execs: it runs `child_exec` only
 /// (a few small frames, raw syscalls; musl's posix_spawn makes do with 5
-/// KiB). It lives in the spawning thread's own frame, which is idle while
-/// the child runs: a heap buffer would be returned to the kernel and cost
-/// every CPU a TLB shootdown per spawn.
+/// KiB).
 const CHILD_STACK: usize = 16 * 1024;
+
+thread_local! {
+    /// Each spawning thread's child stack, kept for the thread's life:
+    /// freeing one per spawn would cost every CPU a TLB shootdown, and an
+    /// array in the spawning frame would be touched whole by stack probes.
+    /// Only the pages a child writes (the top one or two) become resident.
+    static CHILD_STACKS: std::cell::Cell<Option<Box<[MaybeUninit<u8>]>>> =
+        const { std::cell::Cell::new(None) };
+}
 
 /// What the child reports back through the memory it shares with us:
 /// 0, or `stage << 32 | errno`.
@@ -201,8 +209,12 @@ struct ChildArgs<'a> {
 /// only then unblocks: a signal aimed at it in that window takes its
 /// default action, as it would after exec.
 pub fn spawn_clean(image: &ExecImage<'_>) -> Result<i32, SpawnError> {
-    let mut stack = std::mem::MaybeUninit::<[u8; CHILD_STACK]>::uninit();
-    let top = (stack.as_mut_ptr() as usize + CHILD_STACK) & !15;
+    let mut stack = CHILD_STACKS
+        .try_with(|c| c.take())
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| Box::new_uninit_slice(CHILD_STACK));
+    let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
     let args = ChildArgs {
         image,
         failure: AtomicU64::new(0),
@@ -224,12 +236,12 @@ pub fn spawn_clean(image: &ExecImage<'_>) -> Result<i32, SpawnError> {
     if blocked != 0 {
         return Err(failed(None, Stage::Clone, io::Error::last_os_error()));
     }
-    // SAFETY: `child_exec` runs on `stack` (a local of this frame, which
-    // sits in clone meanwhile; 16-byte aligned top; large enough for its
-    // frames; uninitialised memory is fine for a stack) and reads `args`,
-    // which outlives the child's use of it: with CLONE_VFORK, clone returns
-    // only after the child has exec'd or exited, and only then can `stack`,
-    // `args` and the image go. The child shares our memory but not our signal
+    // SAFETY: `child_exec` runs on `stack` (owned here, used by nothing
+    // else meanwhile: this thread sits in clone; 16-byte aligned top; large
+    // enough for its frames; uninitialised memory is fine for a stack) and
+    // reads `args`, which outlives the child's use of it: with CLONE_VFORK,
+    // clone returns only after the child has exec'd or exited, and only
+    // then can `stack`, `args` and the image go. The child shares our memory but not our signal
     // handlers (no CLONE_SIGHAND) and starts with every signal blocked, so
     // none of our code runs in it except `child_exec`.
     let pid = unsafe {
@@ -251,6 +263,8 @@ pub fn spawn_clean(image: &ExecImage<'_>) -> Result<i32, SpawnError> {
             KERNEL_SIGSET_BYTES,
         );
     }
+    // (Only fails while this thread is exiting; then the stack just goes.)
+    let _ = CHILD_STACKS.try_with(|c| c.set(Some(stack)));
     if pid < 0 {
         return Err(failed(None, Stage::Clone, clone_error));
     }
