@@ -438,6 +438,31 @@ fn a_missing_binary_is_a_clear_spawn_error() {
 }
 
 #[test]
+fn the_program_is_found_on_the_processs_own_path_as_execvp_would() {
+    // The process's `env: PATH` (not sheepdog's) is searched, in order; a
+    // non-executable file of that name is skipped for a later one.
+    let dir = TempDir::new("pathsearch");
+    let first = dir.path("first");
+    let second = dir.path("second");
+    std::fs::create_dir_all(&first).unwrap();
+    std::fs::create_dir_all(&second).unwrap();
+    std::fs::write(first.join("sd-tool"), "#!/bin/sh\necho wrong > \"$OUT\"\n").unwrap();
+    let tool = second.join("sd-tool");
+    std::fs::write(&tool, "#!/bin/sh\necho right > \"$OUT\"\n").unwrap();
+    std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let cfg = global("")
+        + &format!(
+            "\n  tool:\n    type: oneshot\n    command: [sd-tool]\n    env:\n      PATH: \"{}:{}:/usr/bin:/bin\"\n      OUT: {}\n",
+            first.display(),
+            second.display(),
+            dir.path("out").display()
+        );
+    let mut sd = Sheepdog::start("pathsearch", &cfg);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    assert_eq!(dir.lines("out"), ["right"]);
+}
+
+#[test]
 fn a_missing_working_dir_is_named_in_the_spawn_error() {
     let cfg = global("")
         + "\n  lost:\n    command: [sleep, \"1\"]\n    working_dir: /nonexistent/dir\n    restart: never\n";
