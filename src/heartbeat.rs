@@ -242,6 +242,26 @@ pub fn send(hb: &Heartbeat, url: &str, body: &str, timeout: Duration) -> Result<
             permanent: true,
         });
     }
+    let status = request(hb, method, url, body, timeout)?;
+    if (200..300).contains(&status) {
+        Ok(status)
+    } else {
+        Err(Failed {
+            error: format!("{method} {url}: status {status}, expected 2xx"),
+            permanent: false,
+        })
+    }
+}
+
+/// The request itself: the answer's status, or why there is none.
+#[cfg(feature = "http")]
+fn request(
+    hb: &Heartbeat,
+    method: &str,
+    url: &str,
+    body: &str,
+    timeout: Duration,
+) -> Result<u16, Failed> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
         .max_redirects(0)
@@ -280,27 +300,29 @@ pub fn send(hb: &Heartbeat, url: &str, body: &str, timeout: Duration) -> Result<
             req.send(body)
         }
     };
-    let response = result.map_err(|e| Failed {
-        error: match e {
-            ureq::Error::Timeout(_) => {
-                format!(
-                    "{method} {url}: timed out after {}",
-                    format_duration(timeout)
-                )
-            }
-            e => format!("{method} {url}: {e}"),
-        },
-        permanent: false,
-    })?;
-    let status = response.status().as_u16();
-    if (200..300).contains(&status) {
-        Ok(status)
-    } else {
-        Err(Failed {
-            error: format!("{method} {url}: status {status}, expected 2xx"),
+    result
+        .map(|response| response.status().as_u16())
+        .map_err(|e| Failed {
+            error: match e {
+                ureq::Error::Timeout(_) => {
+                    format!(
+                        "{method} {url}: timed out after {}",
+                        format_duration(timeout)
+                    )
+                }
+                e => format!("{method} {url}: {e}"),
+            },
             permanent: false,
         })
-    }
+}
+
+/// Without the `http` feature no heartbeat is configured (refused at load).
+#[cfg(not(feature = "http"))]
+fn request(_: &Heartbeat, method: &str, url: &str, _: &str, _: Duration) -> Result<u16, Failed> {
+    Err(Failed {
+        error: format!("{method} {url}: this build has no HTTP client (cargo feature `http`)"),
+        permanent: true,
+    })
 }
 
 /// Why an attempt failed; `permanent`: retrying cannot help.

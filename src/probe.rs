@@ -100,22 +100,7 @@ fn tcp(address: &str, timeout: Duration) -> Outcome {
 }
 
 fn http(url: &str, expected: &[(u16, u16)], follow: bool, timeout: Duration) -> Outcome {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .max_redirects(if follow { 5 } else { 0 })
-        .http_status_as_error(false)
-        .user_agent(concat!(
-            "sheepdog/",
-            env!("CARGO_PKG_VERSION"),
-            " (health check)"
-        ))
-        .build()
-        .into();
-    let response = agent
-        .get(url)
-        .call()
-        .map_err(|e| format!("GET {url}: {e}"))?;
-    let status = response.status().as_u16();
+    let status = get_status(url, follow, timeout)?;
     if expected
         .iter()
         .any(|(lo, hi)| (*lo..=*hi).contains(&status))
@@ -167,6 +152,35 @@ fn exec(
         TaskEnd::SpawnFailed(e) => Err(format!("unable to run {name:?}: {e}")),
         TaskEnd::Cancelled => Err(format!("{name} was cancelled")),
     }
+}
+
+/// GET `url`: the answer's status, whatever it is.
+#[cfg(feature = "http")]
+fn get_status(url: &str, follow: bool, timeout: Duration) -> Result<u16, String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .max_redirects(if follow { 5 } else { 0 })
+        .http_status_as_error(false)
+        .user_agent(concat!(
+            "sheepdog/",
+            env!("CARGO_PKG_VERSION"),
+            " (health check)"
+        ))
+        .build()
+        .into();
+    agent
+        .get(url)
+        .call()
+        .map(|response| response.status().as_u16())
+        .map_err(|e| format!("GET {url}: {e}"))
+}
+
+/// Without the `http` feature no http check is configured (refused at load).
+#[cfg(not(feature = "http"))]
+fn get_status(url: &str, _: bool, _: Duration) -> Result<u16, String> {
+    Err(format!(
+        "GET {url}: this build has no HTTP client (cargo feature `http`)"
+    ))
 }
 
 /// "msg: last line of output" (bounded).
@@ -234,6 +248,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(all(feature = "api", feature = "cron", feature = "http")),
+        ignore = "needs the default features"
+    )]
     fn http_probe_checks_the_status_and_follows_no_redirect() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
@@ -260,6 +278,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(all(feature = "api", feature = "cron", feature = "http")),
+        ignore = "needs the default features"
+    )]
     fn http_probe_follows_redirects_only_when_asked() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
@@ -281,6 +303,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(feature = "http"), ignore = "needs the http feature")]
     fn http_probe_times_out() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/", l.local_addr().unwrap());

@@ -638,10 +638,13 @@ fn an_idle_sheepdog_sleeps() {
     // supervisor spin. Idle means no CPU and (next to) no wake-ups, with
     // the API off and on.
     let port = common::http::free_port();
-    for api in [
-        "  api_enabled: false\n  metrics_enabled: false\n".to_string(),
-        format!("  api_enabled: true\n  api_port: {port}\n  metrics_enabled: false\n"),
-    ] {
+    let mut cases = vec!["  api_enabled: false\n  metrics_enabled: false\n".to_string()];
+    if cfg!(feature = "api") {
+        cases.push(format!(
+            "  api_enabled: true\n  api_port: {port}\n  metrics_enabled: false\n"
+        ));
+    }
+    for api in cases {
         let cfg = format!("global:\n{api}processes:\n  a:\n    command: [sleep, \"1000\"]\n  b:\n    command: [sleep, \"1000\"]\n    scale: 2\n");
         let mut sd = Sheepdog::start("idle", &cfg);
         assert!(sd.wait_log_n(": started (pid", 3, WAIT), "{}", sd.log());

@@ -283,6 +283,10 @@ fn process_count_and_enabled() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(feature = "api", feature = "cron", feature = "http")),
+    ignore = "needs the default features"
+)]
 fn dependencies() {
     let c = ok("processes: {a: {command: x}, b: {command: x, depends_on: [a]}, c: {command: x, depends_on: 'a, b'}}");
     assert_eq!(c.processes["c"].depends_on.len(), 2);
@@ -341,6 +345,10 @@ fn dependencies() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(feature = "api", feature = "cron", feature = "http")),
+    ignore = "needs the default features"
+)]
 fn oneshot_and_scheduled_rules() {
     one(
         "processes: {m: {command: x, type: oneshot, restart: always}}",
@@ -422,6 +430,10 @@ processes:
 }
 
 #[test]
+#[cfg_attr(
+    not(all(feature = "api", feature = "cron", feature = "http")),
+    ignore = "needs the default features"
+)]
 fn seed_compat_keys_warn() {
     let c = ok("
 global: {health_check_interval: 10, log_timestamps: true, tracing_enabled: false, api_tls: {enabled: false}}
@@ -438,6 +450,10 @@ processes:
 }
 
 #[test]
+#[cfg_attr(
+    not(all(feature = "api", feature = "cron", feature = "http")),
+    ignore = "needs the default features"
+)]
 fn later_issue_keys_are_typed() {
     let c = ok("
 global: {readiness_file: /run/ready, log_buffer_lines: 50}
@@ -475,6 +491,10 @@ processes:
 }
 
 #[test]
+#[cfg_attr(
+    not(all(feature = "api", feature = "cron", feature = "http")),
+    ignore = "needs the default features"
+)]
 fn substitution() {
     let text = "
 global:
@@ -737,6 +757,10 @@ fn load_reads_files_and_reports_the_source() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(feature = "api", feature = "cron", feature = "http")),
+    ignore = "needs the default features"
+)]
 fn example_configs_load() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(root.join("examples/laravel.yaml")).unwrap();
@@ -744,4 +768,49 @@ fn example_configs_load() {
     assert!(c.processes.len() >= 5);
     assert_eq!(c.processes["queue-default"].scale, 2);
     assert!(c.processes["scheduler"].extra.schedule.is_some());
+}
+
+// A build without a feature refuses that feature's keys by name, and says
+// what would work instead (`cargo test --no-default-features`, run by CI).
+
+#[test]
+#[cfg(not(feature = "http"))]
+fn without_http_http_checks_and_heartbeats_are_refused() {
+    let e = one(
+        "processes:\n  w:\n    command: x\n    health_check: {type: http, url: 'http://127.0.0.1/'}\n",
+        "processes.w.health_check.type:",
+    );
+    assert!(e.contains("cargo feature `http`"), "{e}");
+    let e = one(
+        "processes:\n  w:\n    command: x\n    heartbeat: {url: 'http://hc/x'}\n",
+        "processes.w.heartbeat:",
+    );
+    assert!(e.contains("cargo feature `http`"), "{e}");
+    ok("processes:\n  w:\n    command: x\n    health_check: {type: tcp, address: '127.0.0.1:1'}\n");
+}
+
+#[test]
+#[cfg(not(feature = "api"))]
+fn without_api_the_api_is_off_and_cannot_be_enabled() {
+    let c = ok(MIN);
+    assert!(!c.global.api.enabled);
+    assert!(!c.global.metrics.enabled);
+    for key in ["api_enabled", "metrics_enabled"] {
+        let e = one(
+            &format!("global: {{{key}: true}}\n{MIN}"),
+            &format!("global.{key}:"),
+        );
+        assert!(e.contains("cargo feature `api`"), "{e}");
+    }
+}
+
+#[test]
+#[cfg(not(feature = "cron"))]
+fn without_cron_only_every_schedules_load() {
+    let job = |s: &str| format!("processes:\n  j:\n    command: x\n    schedule: '{s}'\n");
+    ok(&job("@every 5m"));
+    for s in ["*/5 * * * *", "@daily"] {
+        let e = one(&job(s), "processes.j.schedule:");
+        assert!(e.contains("`cron` feature"), "{e}");
+    }
 }

@@ -322,11 +322,19 @@ fn when(v: Option<&Value>) -> String {
     let Some(secs) = v.and_then(Value::as_f64) else {
         return "-".into();
     };
-    // Whole seconds; a float→int cast saturates.
-    match jiff::Timestamp::from_second(secs as i64) {
-        Ok(t) => t.strftime("%Y-%m-%d %H:%M:%SZ").to_string(),
-        Err(_) => "-".into(),
+    if !secs.is_finite() || secs < 0.0 {
+        return "-".into();
     }
+    // Whole seconds; a float→int cast saturates.
+    let secs = secs as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = crate::logging::civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 fn cell(v: &Value, k: &str) -> String {
@@ -522,6 +530,15 @@ fn uptime(secs: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_utc_with_date() {
+        let v = serde_json::json!(1_714_564_800.7);
+        assert_eq!(when(Some(&v)), "2024-05-01 12:00:00Z");
+        assert_eq!(when(Some(&serde_json::json!(0))), "1970-01-01 00:00:00Z");
+        assert_eq!(when(Some(&serde_json::json!(-5))), "-");
+        assert_eq!(when(None), "-");
+    }
 
     #[test]
     fn requests_for_actions() {

@@ -30,15 +30,18 @@
 
 pub mod run;
 mod steps;
+mod zone;
+
+#[cfg(all(test, feature = "cron"))]
+use zone::next_after;
+pub use zone::{time_zone, Zone};
 
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{select, Receiver, Sender};
-use jiff::tz::{AmbiguousOffset, TimeZone};
-use jiff::Timestamp;
 
-use crate::config::cron::{Civil, Cron};
-use crate::config::extra::{Schedule, ScheduleSpec, Timezone};
+use crate::config::cron::Cron;
+use crate::config::extra::{Schedule, ScheduleSpec};
 
 /// With wall-clock jobs, re-read the clocks at least this often.
 pub const RECHECK: Duration = Duration::from_secs(60);
@@ -65,106 +68,10 @@ impl Trigger {
     }
 }
 
-/// Resolve a configured time zone. Named zones come from the system
-/// zoneinfo (`/usr/share/zoneinfo`, or `$TZDIR`).
-pub fn time_zone(tz: &Timezone) -> Result<TimeZone, String> {
-    match tz {
-        Timezone::Utc => Ok(TimeZone::UTC),
-        Timezone::Local => Ok(TimeZone::system()),
-        Timezone::Named(name) => TimeZone::get(name).map_err(|e| {
-            format!("unknown time zone {name:?} (looked for it in the system zoneinfo): {e}")
-        }),
-    }
-}
-
-fn civil_of(dt: jiff::civil::DateTime) -> Civil {
-    Civil {
-        year: i32::from(dt.year()),
-        month: u32::try_from(dt.month()).unwrap_or(1),
-        day: u32::try_from(dt.day()).unwrap_or(1),
-        hour: u32::try_from(dt.hour()).unwrap_or(0),
-        minute: u32::try_from(dt.minute()).unwrap_or(0),
-    }
-}
-
-fn to_datetime(c: Civil) -> Option<jiff::civil::DateTime> {
-    jiff::civil::DateTime::new(
-        i16::try_from(c.year).ok()?,
-        i8::try_from(c.month).ok()?,
-        i8::try_from(c.day).ok()?,
-        i8::try_from(c.hour).ok()?,
-        i8::try_from(c.minute).ok()?,
-        0,
-        0,
-    )
-    .ok()
-}
-
-/// The first instant strictly after `after` when `cron` is due in `tz`
-/// (None: never within 400 years).
-pub fn next_after(cron: &Cron, tz: &TimeZone, after: Timestamp) -> Option<Timestamp> {
-    if cron.hour_star {
-        next_real(cron, tz, after)
-    } else {
-        next_civil(cron, tz, after)
-    }
-}
-
-/// Civil semantics: each matching wall-clock minute runs once.
-fn next_civil(cron: &Cron, tz: &TimeZone, after: Timestamp) -> Option<Timestamp> {
-    let mut from = civil_of(tz.to_datetime(after)).succ();
-    for _ in 0..1000 {
-        let c = cron.next_match(from)?;
-        let dt = to_datetime(c)?;
-        let at = match tz.to_ambiguous_timestamp(dt).offset() {
-            AmbiguousOffset::Unambiguous { offset } => offset.to_timestamp(dt).ok()?,
-            // In a gap: the transition itself, the first valid instant.
-            AmbiguousOffset::Gap { after: off, .. } => {
-                let early = off.to_timestamp(dt).ok()?;
-                tz.following(early).next()?.timestamp()
-            }
-            // Twice: the first occurrence.
-            AmbiguousOffset::Fold { before, .. } => before.to_timestamp(dt).ok()?,
-        };
-        if at > after {
-            return Some(at);
-        }
-        from = c.succ();
-    }
-    None
-}
-
-/// Real-time semantics: an instant is due when its local wall-clock time
-/// (with the offset in force then) matches.
-fn next_real(cron: &Cron, tz: &TimeZone, after: Timestamp) -> Option<Timestamp> {
-    let mut cur = after;
-    let mut inclusive = false;
-    for _ in 0..1000 {
-        let off = tz.to_offset(cur);
-        let base = civil_of(off.to_datetime(cur));
-        let from = if inclusive { base } else { base.succ() };
-        let c = cron.next_match(from)?;
-        let at = off.to_timestamp(to_datetime(c)?).ok()?;
-        match tz.following(cur).next() {
-            // The offset changes before that: search again from there.
-            Some(tr) if tr.timestamp() <= at => {
-                cur = tr.timestamp();
-                inclusive = true;
-            }
-            _ if at > after => return Some(at),
-            _ => {
-                cur = at;
-                inclusive = false;
-            }
-        }
-    }
-    None
-}
-
 /// What the planner knows about one job.
 #[derive(Debug, Clone)]
 pub enum Spec {
-    Cron { cron: Cron, tz: TimeZone },
+    Cron { cron: Cron, tz: Zone },
     Every(Duration),
 }
 
@@ -272,14 +179,8 @@ pub struct Planner {
     steps_announced: bool,
 }
 
-fn wall_next(cron: &Cron, tz: &TimeZone, after: SystemTime) -> Due {
-    let Ok(ts) = Timestamp::try_from(after) else {
-        return Due::Never;
-    };
-    match next_after(cron, tz, ts) {
-        Some(t) => Due::Wall(SystemTime::from(t)),
-        None => Due::Never,
-    }
+fn wall_next(cron: &Cron, tz: &Zone, after: SystemTime) -> Due {
+    zone::next_wall(cron, tz, after).map_or(Due::Never, Due::Wall)
 }
 
 /// Signed `a - b`.
@@ -542,5 +443,5 @@ fn run_thread(specs: Vec<JobSpec>, clock: &dyn Clock, inbox: &Receiver<()>, out:
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "cron"))]
 mod tests;

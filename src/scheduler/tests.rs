@@ -1,4 +1,7 @@
 use super::*;
+use crate::config::extra::Timezone;
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
 
 fn ts(s: &str) -> Timestamp {
     s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))

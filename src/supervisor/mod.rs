@@ -100,10 +100,15 @@ pub fn run(config: Config, plan: Plan) -> i32 {
     // Readers never see an empty picture: every process is there (pending)
     // before the API can answer.
     supervisor.publish();
+    #[cfg(feature = "api")]
     if let Err(e) = crate::api::start(&supervisor.cfg, published, req_tx, store) {
         log::error!("{e}");
         return exit::FAILURE;
     }
+    // Without the API nobody sends requests: the supervisor sees the
+    // channel closed and stops listening to it.
+    #[cfg(not(feature = "api"))]
+    drop((published, req_tx, store));
     let thread = std::thread::Builder::new()
         .name("supervisor".into())
         .stack_size(256 * 1024)
@@ -130,6 +135,7 @@ pub fn run(config: Config, plan: Plan) -> i32 {
     reaper.reap();
     let code = thread.join().unwrap_or(exit::FAILURE);
     // Let API answers in progress (the shutdown request's own 202) out.
+    #[cfg(feature = "api")]
     crate::api::drain(Duration::from_secs(1));
     code
 }

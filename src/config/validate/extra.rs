@@ -31,6 +31,11 @@ enum Kind {
     Exec,
 }
 
+/// Why HTTP probes and heartbeats are refused by a build without them.
+const NO_HTTP: &str = "this build of sheepdog leaves out outgoing HTTP (cargo feature `http`), \
+    used by http health checks and heartbeats; expected a tcp or exec check and no \
+    heartbeat here, or a default build";
+
 pub fn health_check(raw: &RawHealthCheck, path: &str, r: &mut Report) -> Option<HealthCheck> {
     let p = |k: &str| join(path, k);
     let before = r.problems.len();
@@ -72,6 +77,9 @@ pub fn health_check(raw: &RawHealthCheck, path: &str, r: &mut Report) -> Option<
                 .map(|address| Probe::Tcp { address })
         }
         Some(Kind::Http) => {
+            if !cfg!(feature = "http") {
+                r.error(&p("type"), NO_HTTP);
+            }
             required(&raw.url, "url", "http", r);
             let url = r.get(&raw.url, &p("url"), http_url);
             let expected_status = r.get_or(
@@ -618,6 +626,9 @@ pub fn heartbeat(raw: &RawHeartbeat, path: &str, r: &mut Report) -> Option<Heart
     let p = |k: &str| join(path, k);
     let before = r.problems.len();
     let on = enabled(&raw.enabled, path, r);
+    if on && !cfg!(feature = "http") {
+        r.error(path, NO_HTTP);
+    }
     let url = r.get(&raw.url, &p("url"), http_url);
     let success_url = r.get(&raw.success_url, &p("success_url"), http_url);
     let failure_url = r.get(&raw.failure_url, &p("failure_url"), http_url);
@@ -704,6 +715,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(all(feature = "api", feature = "cron", feature = "http")),
+        ignore = "needs the default features"
+    )]
     fn health_check_defaults_and_kinds() {
         let (h, r) = hc("{type: tcp, address: '127.0.0.1:9000'}");
         assert!(r.problems.is_empty(), "{:?}", r.problems);
@@ -748,6 +763,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(all(feature = "api", feature = "cron", feature = "http")),
+        ignore = "needs the default features"
+    )]
     fn health_check_errors() {
         let (_, r) = hc("{address: 'x:1'}");
         assert_eq!(
@@ -875,6 +894,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(all(feature = "api", feature = "cron", feature = "http")),
+        ignore = "needs the default features"
+    )]
     fn schedules() {
         let (raw, mut r) = proc_("{schedule: '*/5 * * * *', schedule_timezone: Europe/Amsterdam, schedule_max_concurrent: 0}");
         let s = schedule(&raw, "processes.cron", &mut r).unwrap();
@@ -893,6 +916,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(all(feature = "api", feature = "cron", feature = "http")),
+        ignore = "needs the default features"
+    )]
     fn heartbeats() {
         let hb = |yaml: &str| {
             let raw: RawHeartbeat = serde_yaml::from_str(yaml).unwrap();

@@ -165,9 +165,21 @@ pub fn level(v: &Value) -> Result<LogLevel, String> {
     val::choice(v, LOG_LEVELS).map_err(|e| e.replace(", warning", ""))
 }
 
+/// Why the API and metrics cannot be enabled in a build without them.
+const NO_API: &str = "true, but this build of sheepdog leaves out the HTTP API and metrics \
+    (cargo feature `api`); expected false (the default here), or a default build";
+
 fn api(raw: &RawGlobal, r: &mut Report) -> Api {
     let p = |k: &str| join("global", k);
-    let enabled = r.get_or(&raw.api_enabled, &p("api_enabled"), val::boolean, true);
+    let enabled = r.get_or(
+        &raw.api_enabled,
+        &p("api_enabled"),
+        val::boolean,
+        cfg!(feature = "api"),
+    );
+    if enabled && !cfg!(feature = "api") {
+        r.error(&p("api_enabled"), NO_API);
+    }
     let port = r.get_or(
         &raw.api_port,
         &p("api_port"),
@@ -260,8 +272,11 @@ fn metrics(raw: &RawGlobal, r: &mut Report) -> Metrics {
         &raw.metrics_enabled,
         &p("metrics_enabled"),
         val::boolean,
-        true,
+        cfg!(feature = "api"),
     );
+    if enabled && !cfg!(feature = "api") {
+        r.error(&p("metrics_enabled"), NO_API);
+    }
     let port = r.get_or(&raw.metrics_port, &p("metrics_port"), val::port, 9090);
     let path = r.get_or(
         &raw.metrics_path,
@@ -588,6 +603,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(all(feature = "api", feature = "cron", feature = "http")),
+        ignore = "needs the default features"
+    )]
     fn defaults() {
         let g = ok("{}");
         assert_eq!(g.shutdown_timeout, Duration::from_secs(30));
@@ -690,6 +709,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(all(feature = "api", feature = "cron", feature = "http")),
+        ignore = "needs the default features"
+    )]
     fn api_exposure_rules() {
         assert!(err("{api_listen: 0.0.0.0}")[0].contains("api_insecure"));
         ok("{api_listen: 0.0.0.0, api_auth: secret}");

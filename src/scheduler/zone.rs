@@ -1,0 +1,150 @@
+//! Cron due times in a time zone: the only user of jiff, which is linked
+//! in with the `cron` cargo feature (on by default). Without it, cron
+//! expressions are refused at load (`config::cron`) and this module has no
+//! zone to offer; `@every` schedules need none.
+//!
+//! Daylight saving (`next_after`): a time that falls in a spring-forward gap
+//! runs once, at the transition (the first valid instant after it); a time
+//! that occurs twice in a fall-back repeat runs once, at its first
+//! occurrence. Jobs whose hour field is `*` or `*/n` follow real time
+//! instead, like cronie.
+
+use std::time::SystemTime;
+
+use crate::config::cron::Cron;
+use crate::config::extra::Timezone;
+
+#[cfg(feature = "cron")]
+pub use with_jiff::*;
+#[cfg(not(feature = "cron"))]
+pub use without_jiff::*;
+
+#[cfg(feature = "cron")]
+mod with_jiff {
+    use super::*;
+    use crate::config::cron::Civil;
+    use jiff::tz::{AmbiguousOffset, TimeZone};
+    use jiff::Timestamp;
+
+    /// A resolved time zone.
+    pub type Zone = TimeZone;
+
+    /// Resolve a configured time zone. Named zones come from the system
+    /// zoneinfo (`/usr/share/zoneinfo`, or `$TZDIR`).
+    pub fn time_zone(tz: &Timezone) -> Result<TimeZone, String> {
+        match tz {
+            Timezone::Utc => Ok(TimeZone::UTC),
+            Timezone::Local => Ok(TimeZone::system()),
+            Timezone::Named(name) => TimeZone::get(name).map_err(|e| {
+                format!("unknown time zone {name:?} (looked for it in the system zoneinfo): {e}")
+            }),
+        }
+    }
+
+    fn civil_of(dt: jiff::civil::DateTime) -> Civil {
+        Civil {
+            year: i32::from(dt.year()),
+            month: u32::try_from(dt.month()).unwrap_or(1),
+            day: u32::try_from(dt.day()).unwrap_or(1),
+            hour: u32::try_from(dt.hour()).unwrap_or(0),
+            minute: u32::try_from(dt.minute()).unwrap_or(0),
+        }
+    }
+
+    fn to_datetime(c: Civil) -> Option<jiff::civil::DateTime> {
+        jiff::civil::DateTime::new(
+            i16::try_from(c.year).ok()?,
+            i8::try_from(c.month).ok()?,
+            i8::try_from(c.day).ok()?,
+            i8::try_from(c.hour).ok()?,
+            i8::try_from(c.minute).ok()?,
+            0,
+            0,
+        )
+        .ok()
+    }
+
+    /// The first instant strictly after `after` when `cron` is due in `tz`
+    /// (None: never within 400 years).
+    pub fn next_after(cron: &Cron, tz: &TimeZone, after: Timestamp) -> Option<Timestamp> {
+        if cron.hour_star {
+            next_real(cron, tz, after)
+        } else {
+            next_civil(cron, tz, after)
+        }
+    }
+
+    /// Civil semantics: each matching wall-clock minute runs once.
+    fn next_civil(cron: &Cron, tz: &TimeZone, after: Timestamp) -> Option<Timestamp> {
+        let mut from = civil_of(tz.to_datetime(after)).succ();
+        for _ in 0..1000 {
+            let c = cron.next_match(from)?;
+            let dt = to_datetime(c)?;
+            let at = match tz.to_ambiguous_timestamp(dt).offset() {
+                AmbiguousOffset::Unambiguous { offset } => offset.to_timestamp(dt).ok()?,
+                // In a gap: the transition itself, the first valid instant.
+                AmbiguousOffset::Gap { after: off, .. } => {
+                    let early = off.to_timestamp(dt).ok()?;
+                    tz.following(early).next()?.timestamp()
+                }
+                // Twice: the first occurrence.
+                AmbiguousOffset::Fold { before, .. } => before.to_timestamp(dt).ok()?,
+            };
+            if at > after {
+                return Some(at);
+            }
+            from = c.succ();
+        }
+        None
+    }
+
+    /// Real-time semantics: an instant is due when its local wall-clock time
+    /// (with the offset in force then) matches.
+    fn next_real(cron: &Cron, tz: &TimeZone, after: Timestamp) -> Option<Timestamp> {
+        let mut cur = after;
+        let mut inclusive = false;
+        for _ in 0..1000 {
+            let off = tz.to_offset(cur);
+            let base = civil_of(off.to_datetime(cur));
+            let from = if inclusive { base } else { base.succ() };
+            let c = cron.next_match(from)?;
+            let at = off.to_timestamp(to_datetime(c)?).ok()?;
+            match tz.following(cur).next() {
+                // The offset changes before that: search again from there.
+                Some(tr) if tr.timestamp() <= at => {
+                    cur = tr.timestamp();
+                    inclusive = true;
+                }
+                _ if at > after => return Some(at),
+                _ => {
+                    cur = at;
+                    inclusive = false;
+                }
+            }
+        }
+        None
+    }
+
+    /// `next_after` on the wall clock.
+    pub fn next_wall(cron: &Cron, tz: &Zone, after: SystemTime) -> Option<SystemTime> {
+        let ts = Timestamp::try_from(after).ok()?;
+        next_after(cron, tz, ts).map(SystemTime::from)
+    }
+}
+
+#[cfg(not(feature = "cron"))]
+mod without_jiff {
+    use super::*;
+
+    /// No zones in this build: a value of this type cannot exist.
+    #[derive(Debug, Clone)]
+    pub enum Zone {}
+
+    pub fn time_zone(_: &Timezone) -> Result<Zone, String> {
+        Err(crate::config::cron::NO_CRON.into())
+    }
+
+    pub fn next_wall(_: &Cron, tz: &Zone, _: SystemTime) -> Option<SystemTime> {
+        match *tz {}
+    }
+}
