@@ -14,6 +14,7 @@ use std::ffi::CStr;
 use std::io;
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
 
@@ -182,13 +183,25 @@ impl SpawnError {
 /// KiB).
 const CHILD_STACK: usize = 16 * 1024;
 
-thread_local! {
-    /// Each spawning thread's child stack, kept for the thread's life:
-    /// freeing one per spawn would cost every CPU a TLB shootdown, and an
-    /// array in the spawning frame would be touched whole by stack probes.
-    /// Only the pages a child writes (the top one or two) become resident.
-    static CHILD_STACKS: std::cell::Cell<Option<Box<[MaybeUninit<u8>]>>> =
-        const { std::cell::Cell::new(None) };
+/// Child stacks not in use. A spawn takes one (or makes one) and puts it
+/// back: there are only as many as spawns ever ran at once, not one per
+/// thread, and none is freed per spawn (that would cost every CPU a TLB
+/// shootdown). An array in the spawning frame is no better: stack probes
+/// touch all of it, in every instance thread. Only the pages a child writes
+/// (the top one or two) become resident.
+static CHILD_STACKS: Mutex<Vec<Box<[MaybeUninit<u8>]>>> = Mutex::new(Vec::new());
+
+fn take_stack() -> Box<[MaybeUninit<u8>]> {
+    // A poisoned pool still holds valid buffers.
+    let pooled = CHILD_STACKS.lock().unwrap_or_else(|e| e.into_inner()).pop();
+    pooled.unwrap_or_else(|| Box::new_uninit_slice(CHILD_STACK))
+}
+
+fn put_stack(stack: Box<[MaybeUninit<u8>]>) {
+    CHILD_STACKS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(stack);
 }
 
 /// What the child reports back through the memory it shares with us:
@@ -209,11 +222,7 @@ struct ChildArgs<'a> {
 /// only then unblocks: a signal aimed at it in that window takes its
 /// default action, as it would after exec.
 pub fn spawn_clean(image: &ExecImage<'_>) -> Result<i32, SpawnError> {
-    let mut stack = CHILD_STACKS
-        .try_with(|c| c.take())
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| Box::new_uninit_slice(CHILD_STACK));
+    let mut stack = take_stack();
     let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
     let args = ChildArgs {
         image,
@@ -234,7 +243,9 @@ pub fn spawn_clean(image: &ExecImage<'_>) -> Result<i32, SpawnError> {
         )
     };
     if blocked != 0 {
-        return Err(failed(None, Stage::Clone, io::Error::last_os_error()));
+        let error = io::Error::last_os_error();
+        put_stack(stack);
+        return Err(failed(None, Stage::Clone, error));
     }
     // SAFETY: `child_exec` runs on `stack` (owned here, used by nothing
     // else meanwhile: this thread sits in clone; 16-byte aligned top; large
@@ -263,8 +274,7 @@ pub fn spawn_clean(image: &ExecImage<'_>) -> Result<i32, SpawnError> {
             KERNEL_SIGSET_BYTES,
         );
     }
-    // (Only fails while this thread is exiting; then the stack just goes.)
-    let _ = CHILD_STACKS.try_with(|c| c.set(Some(stack)));
+    put_stack(stack);
     if pid < 0 {
         return Err(failed(None, Stage::Clone, clone_error));
     }
