@@ -302,9 +302,12 @@ fn failed(pid: Option<i32>, stage: Stage, error: io::Error) -> SpawnError {
 /// The cloned child: set up, exec, or report the failing step and exit 127.
 ///
 /// It runs on memory shared with sheepdog, so it makes raw system calls
-/// only. libc's wrappers may not be trusted here: `setuid` and friends in
-/// glibc and musl signal every thread of the process they believe they are
-/// in (ours) to change credentials process-wide.
+/// only, through libc's `syscall()` (no lock, no allocation; on failure it
+/// sets errno, which here is the spawning thread's: harmless, that thread
+/// reads errno after the clone only when the clone failed, and then there
+/// is no child). libc's own wrappers may not be trusted here: `setuid` and
+/// friends in glibc and musl signal every thread of the process they
+/// believe they are in (ours) to change credentials process-wide.
 extern "C" fn child_exec(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `arg` is the `ChildArgs` that `spawn_clean` keeps alive until
     // this child has exec'd or exited.
@@ -321,7 +324,7 @@ extern "C" fn child_exec(arg: *mut libc::c_void) -> libc::c_int {
 }
 
 /// The child's steps, in order: signal dispositions, process group, stdio,
-/// working directory, credentials, terminal, mask, exec. Returns the step
+/// credentials, working directory, terminal, mask, exec. Returns the step
 /// that failed and its errno.
 ///
 /// SAFETY (for callers): only in the `clone`d child of `spawn_clean`, with
@@ -364,17 +367,20 @@ unsafe fn setup_and_exec(image: &ExecImage<'_>) -> (Stage, i32) {
             return (Stage::Stdio, errno());
         }
     }
-    if let Some(dir) = image.dir {
-        if libc::syscall(libc::SYS_chdir, dir.as_ptr()) != 0 {
-            return (Stage::Dir, errno());
-        }
-    }
+    // Credentials before the directory, as std's Command does: the working
+    // directory is entered with the permissions the process will have (and
+    // works on root-squashed NFS, where root may not enter).
     if let Some((uid, gid, groups)) = image.credentials {
         if libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) != 0
             || libc::syscall(libc::SYS_setgid, gid) != 0
             || libc::syscall(libc::SYS_setuid, uid) != 0
         {
             return (Stage::Credentials, errno());
+        }
+    }
+    if let Some(dir) = image.dir {
+        if libc::syscall(libc::SYS_chdir, dir.as_ptr()) != 0 {
+            return (Stage::Dir, errno());
         }
     }
     if image.foreground_tty {
@@ -396,8 +402,11 @@ unsafe fn setup_and_exec(image: &ExecImage<'_>) -> (Stage, i32) {
         std::ptr::null_mut::<u64>(),
         KERNEL_SIGSET_BYTES,
     );
-    // execvp's rules: EACCES anywhere wins over a later ENOENT; errors that
-    // say the file exists but cannot run stop the search.
+    // glibc's execvp rules: EACCES anywhere wins over a later ENOENT;
+    // "not here" errors go on to the next entry; errors that say the file
+    // exists but cannot run stop the search. Unlike glibc (like musl and
+    // posix_spawnp) there is no retry through /bin/sh on ENOEXEC: a script
+    // needs its `#!` line.
     let mut result = libc::ENOENT;
     let mut denied = false;
     for &path in image.candidates {
@@ -410,7 +419,7 @@ unsafe fn setup_and_exec(image: &ExecImage<'_>) -> (Stage, i32) {
         result = errno();
         match result {
             libc::EACCES => denied = true,
-            libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ELOOP | libc::ENAMETOOLONG => {}
+            libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}
             _ => return (Stage::Exec, result),
         }
     }

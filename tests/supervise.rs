@@ -434,8 +434,8 @@ fn a_missing_binary_is_a_clear_spawn_error() {
             .contains("unable to start \"/nonexistent/ghost\": No such file or directory"),
         "{}",
         sd.log()
-    );    // The failed child itself exited (127) and was reaped as ours, not
-    // counted as an adopted orphan.
+    ); // The failed child itself exited (127) and was reaped as ours, not
+       // counted as an adopted orphan.
     assert!(sd.log().contains("(0 orphans reaped)"), "{}", sd.log());
 }
 
@@ -462,6 +462,36 @@ fn the_program_is_found_on_the_processs_own_path_as_execvp_would() {
     let mut sd = Sheepdog::start("pathsearch", &cfg);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
     assert_eq!(dir.lines("out"), ["right"]);
+}
+
+#[test]
+fn the_working_dir_is_entered_as_the_processs_user() {
+    // Credentials first, then chdir (as std's Command does): a directory
+    // only root may enter is refused to a process that runs as nobody.
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipping: switching users needs root");
+        return;
+    }
+    let dir = TempDir::new("rootonly");
+    let private = dir.path("private");
+    std::fs::create_dir_all(&private).unwrap();
+    std::fs::set_permissions(
+        &private,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let cfg = global("")
+        + &format!(
+            "\n  locked:\n    command: [sleep, \"1\"]\n    user: nobody\n    working_dir: {}\n    restart: never\n",
+            private.display()
+        );
+    let mut sd = Sheepdog::start("rootonly", &cfg);
+    assert_eq!(sd.exit_code(WAIT), 1, "{}", sd.log());
+    let want = format!(
+        "unable to enter working directory {}: Permission denied",
+        private.display()
+    );
+    assert!(sd.log().contains(&want), "{}", sd.log());
 }
 
 #[test]
