@@ -434,8 +434,9 @@ fn a_missing_binary_is_a_clear_spawn_error() {
             .contains("unable to start \"/nonexistent/ghost\": No such file or directory"),
         "{}",
         sd.log()
-    ); // The failed child itself exited (127) and was reaped as ours, not
-       // counted as an adopted orphan.
+    );
+    // The failed child itself exited (127) and was reaped as ours, not
+    // counted as an adopted orphan.
     assert!(sd.log().contains("(0 orphans reaped)"), "{}", sd.log());
 }
 
