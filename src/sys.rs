@@ -1,7 +1,8 @@
 //! Every `unsafe` block in sheepdog lives here, each under a `// SAFETY:`
 //! paragraph. These are thin wrappers over libc calls that nix does not
-//! expose safely (raw `waitpid` status, `sigaction` queries, the pre-exec
-//! child setup, `fcntl` on inherited fds).
+//! expose safely (raw `waitpid` status, `sigaction` queries, `fcntl` on
+//! inherited fds) and the spawn: `spawn_clean`'s `clone(CLONE_VM |
+//! CLONE_VFORK)` and the child's setup before exec (`setup_and_exec`).
 //!
 //! Invariants:
 //! - The cloned child (`setup_and_exec`) makes raw system calls only and
