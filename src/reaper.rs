@@ -7,10 +7,15 @@
 //!   spawn (`child`, `sys::spawn_clean`), never by std's `Command`. A child
 //!   whose exec failed is registered too (with no owner), so its status is
 //!   collected like any other and not mistaken for an orphan's.
-//! - A spawn holds the gate (shared) from before the clone until its pid is
-//!   recorded; `reap` holds it exclusively while it reaps and routes. So a
-//!   child that exits at once is never reaped before its owner is known (its
-//!   status always arrives), while spawns on different threads still overlap.
+//! - A child that exits before its spawn has recorded its pid never loses
+//!   its status: while any spawn is in flight, `reap` keeps the statuses of
+//!   pids it does not know (`early`, tagged with the spawn count), and a
+//!   spawn claims its own pid there when it registers. Only exits reaped
+//!   after the spawn began can be claimed, so a stale entry of a reused pid
+//!   is never taken for a new child's. What nobody claims is counted as
+//!   adopted orphans once no spawn is in flight. Nothing is held across the
+//!   clone itself: a child stuck before exec (a hung NFS `chdir`) holds up
+//!   its own spawning thread, never the reaper or other spawns.
 //! - A pid in the registry is an unreaped child of ours, so it cannot have
 //!   been reused; signalling it (or its group, while it lives) is safe.
 //! - Unknown pids are adopted orphans (we are PID 1 or a subreaper): they
@@ -19,7 +24,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, RwLock};
+use std::sync::{Mutex, MutexGuard};
 
 use crossbeam_channel::Sender;
 
@@ -97,11 +102,21 @@ pub struct Exit {
 /// The pid registry plus counters.
 #[derive(Default)]
 pub struct Reaper {
-    /// Shared by spawns in flight, exclusive for `reap`.
-    gate: RwLock<()>,
-    /// None: a child whose exec failed; nobody waits for its 127.
-    owners: Mutex<HashMap<i32, Option<Sender<Exit>>>>,
+    registry: Mutex<Registry>,
     orphans: AtomicU64,
+}
+
+#[derive(Default)]
+struct Registry {
+    /// None: a child whose exec failed; nobody waits for its 127.
+    owners: HashMap<i32, Option<Sender<Exit>>>,
+    /// Spawns between their clone and their registration.
+    in_flight: usize,
+    /// Spawns begun so far: tags `early` entries with when they were reaped.
+    spawns: u64,
+    /// Unknown pids reaped while spawns were in flight: (`spawns` then,
+    /// status).
+    early: HashMap<i32, (u64, ExitStatus)>,
 }
 
 impl Reaper {
@@ -109,64 +124,88 @@ impl Reaper {
         Reaper::default()
     }
 
-    fn owners(&self) -> MutexGuard<'_, HashMap<i32, Option<Sender<Exit>>>> {
+    fn registry(&self) -> MutexGuard<'_, Registry> {
         // A poisoned lock only means another thread panicked while holding
-        // it; the map itself is still consistent (inserts/removes are atomic
-        // with respect to the lock), so keep going.
-        self.owners.lock().unwrap_or_else(|e| e.into_inner())
+        // it; the maps are still consistent (every change is one insert or
+        // remove under the lock), so keep going.
+        self.registry.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Spawn `cmd` (own process group, clean signal state) and register its
-    /// pid for `owner` before any reap can happen.
+    /// pid for `owner`. If the child has already been reaped, its exit is
+    /// sent to `owner` now.
     pub fn spawn(&self, cmd: Command, owner: &Sender<Exit>) -> io::Result<Child> {
         let prepared = Prepared::new(cmd)?;
-        // A poisoned gate guards no data; carry on (see `owners`).
-        let _spawning = self.gate.read().unwrap_or_else(|e| e.into_inner());
-        match prepared.spawn() {
+        let began = {
+            let mut r = self.registry();
+            r.in_flight += 1;
+            r.spawns += 1;
+            r.spawns
+        };
+        let spawned = prepared.spawn();
+        let mut r = self.registry();
+        r.in_flight -= 1;
+        let result = match spawned {
             Ok(child) => {
-                self.owners().insert(child.pid, Some(owner.clone()));
+                self.register(&mut r, child.pid, Some(owner.clone()), began);
                 Ok(child)
             }
             Err(e) => {
                 if let Some(pid) = e.pid {
-                    self.owners().insert(pid, None);
+                    self.register(&mut r, pid, None, began);
                 }
                 Err(e.error)
             }
+        };
+        if r.in_flight == 0 {
+            for (pid, (_, status)) in r.early.drain() {
+                self.orphan(pid, status);
+            }
         }
+        result
+    }
+
+    /// Record `pid` for `owner`, or hand it its exit if `reap` got there
+    /// first (after this spawn `began`).
+    fn register(&self, r: &mut Registry, pid: i32, owner: Option<Sender<Exit>>, began: u64) {
+        match r.early.remove(&pid) {
+            Some((reaped, status)) if reaped >= began => deliver(pid, status, owner.as_ref()),
+            stale => {
+                // An older exit under a pid since reused: an orphan's.
+                if let Some((_, status)) = stale {
+                    self.orphan(pid, status);
+                }
+                r.owners.insert(pid, owner);
+            }
+        }
+    }
+
+    fn orphan(&self, pid: i32, status: ExitStatus) {
+        self.orphans.fetch_add(1, Ordering::Relaxed);
+        log::debug!("reaped orphan pid {pid} ({status})");
     }
 
     /// Reap every exited child and route each status. Returns how many were
     /// reaped. Called by the main thread on SIGCHLD (coalesced signals are
     /// handled by draining until nothing is left).
     pub fn reap(&self) -> usize {
-        let _exclusive = self.gate.write().unwrap_or_else(|e| e.into_inner());
-        let mut owners = self.owners();
+        let mut r = self.registry();
         let mut count = 0;
         loop {
             match sys::wait_any_nohang() {
                 Ok(WaitResult::Reaped { pid, status }) => {
                     count += 1;
-                    let exit = Exit {
-                        pid,
-                        status: ExitStatus::from_raw(status),
-                    };
-                    match owners.remove(&pid) {
-                        Some(None) => {
-                            log::debug!("reaped pid {pid} ({}), whose exec failed", exit.status);
-                        }
-                        Some(Some(owner)) => {
-                            if owner.send(exit).is_err() {
-                                log::debug!(
-                                    "reaped pid {pid} ({}) after its owner ended",
-                                    exit.status
-                                );
+                    let status = ExitStatus::from_raw(status);
+                    match r.owners.remove(&pid) {
+                        Some(owner) => deliver(pid, status, owner.as_ref()),
+                        None if r.in_flight > 0 => {
+                            // Perhaps a spawn's child, not registered yet.
+                            let tag = r.spawns;
+                            if let Some((_, older)) = r.early.insert(pid, (tag, status)) {
+                                self.orphan(pid, older);
                             }
                         }
-                        None => {
-                            self.orphans.fetch_add(1, Ordering::Relaxed);
-                            log::debug!("reaped orphan pid {pid} ({})", exit.status);
-                        }
+                        None => self.orphan(pid, status),
                     }
                 }
                 Ok(WaitResult::NoneReady) | Ok(WaitResult::NoChildren) => break,
@@ -182,6 +221,18 @@ impl Reaper {
     /// Adopted orphans reaped so far.
     pub fn orphans_reaped(&self) -> u64 {
         self.orphans.load(Ordering::Relaxed)
+    }
+}
+
+/// Send `pid`'s exit to its owner; None: a failed exec nobody waits for.
+fn deliver(pid: i32, status: ExitStatus, owner: Option<&Sender<Exit>>) {
+    match owner {
+        None => log::debug!("reaped pid {pid} ({status}), whose exec failed"),
+        Some(owner) => {
+            if owner.send(Exit { pid, status }).is_err() {
+                log::debug!("reaped pid {pid} ({status}) after its owner ended");
+            }
+        }
     }
 }
 
@@ -204,6 +255,32 @@ pub fn adopt_orphans() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_early_exit_goes_to_the_spawn_that_began_before_it() {
+        let reaper = Reaper::new();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut r = reaper.registry();
+        // Reaped after the spawn began (tag 5 >= began 5): it is this
+        // child's exit, delivered at once.
+        r.early.insert(42, (5, ExitStatus::Code(3)));
+        reaper.register(&mut r, 42, Some(tx.clone()), 5);
+        assert_eq!(
+            rx.try_recv(),
+            Ok(Exit {
+                pid: 42,
+                status: ExitStatus::Code(3)
+            })
+        );
+        assert!(!r.owners.contains_key(&42));
+        // Reaped before the spawn began: an older process under a reused
+        // pid. It counts as an orphan and the new child is registered.
+        r.early.insert(43, (4, ExitStatus::Code(0)));
+        reaper.register(&mut r, 43, Some(tx), 5);
+        assert!(rx.try_recv().is_err());
+        assert!(r.owners.contains_key(&43));
+        assert_eq!(reaper.orphans_reaped(), 1);
+    }
 
     #[test]
     fn shell_codes() {
