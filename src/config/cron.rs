@@ -73,8 +73,7 @@ const FIELDS: [Field; 5] = [
 ];
 
 /// Why a cron expression is refused by a build without the `cron` feature.
-#[cfg_attr(feature = "cron", allow(dead_code))]
-pub const NO_CRON: &str = "cron expressions and @hourly-style descriptors need sheepdog's \
+const NO_CRON: &str = "cron expressions and @hourly-style descriptors need sheepdog's \
     `cron` feature (time zones), which this build leaves out; use @every <duration>, \
     or a default build";
 

@@ -141,7 +141,11 @@ mod without_jiff {
     pub enum Zone {}
 
     pub fn time_zone(_: &Timezone) -> Result<Zone, String> {
-        Err(crate::config::cron::NO_CRON.into())
+        Err(
+            "time zones need sheepdog's `cron` feature, which this build leaves out \
+             (@every schedules need none)"
+                .into(),
+        )
     }
 
     pub fn next_wall(_: &Cron, tz: &Zone, _: SystemTime) -> Option<SystemTime> {
