@@ -7,10 +7,12 @@
 //! Invariants:
 //! - Never calls `waitpid`: the exit arrives from the reaper on a private
 //!   channel.
-//! - Bounded: at most `timeout`, plus `KILL_GRACE` after the group SIGKILL
-//!   (a cancel adds at most `CANCEL_GRACE` of SIGTERM first).
+//! - Bounded: at most `timeout`, plus `group::KILL_GRACE` after the group
+//!   SIGKILL (a cancel adds at most `CANCEL_GRACE` of SIGTERM first).
 //! - Leaves no process behind: after the leader exits, the rest of its group
-//!   is killed (a probe's or hook's stray children must not pile up).
+//!   is killed, and the task ends when the group is empty (`group::Stop`,
+//!   the same stop as instances and scheduled runs): a probe's or hook's
+//!   stray children must not pile up or keep a port.
 //! - No polling: the wait blocks on the pipe (capture mode) or on the exit
 //!   and cancel channels (log mode), each with the deadline.
 //! - Capture mode keeps only the output's tail (`TAIL_BYTES`) and drains the
@@ -22,17 +24,16 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{select, Receiver};
 use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
 use crate::child::{Command, Stdio};
 use crate::config::extra::Logging;
+use crate::config::Shutdown;
+use crate::group;
 use crate::output::Output;
 use crate::reaper::{Exit, ExitStatus, Reaper};
 use crate::spawn::{self, Identity};
 
-/// How long to wait for a group to vanish after SIGKILL.
-const KILL_GRACE: Duration = Duration::from_secs(2);
 /// How long a cancelled run gets after SIGTERM before SIGKILL.
 const CANCEL_GRACE: Duration = Duration::from_secs(5);
 /// Output kept for messages.
@@ -87,7 +88,7 @@ pub fn run(
                 Ok(child) => child.pid,
                 Err(e) => return TaskEnd::SpawnFailed(e.to_string()),
             };
-            wait_capturing(pid, &rx, &reader, deadline)
+            wait_capturing("exec probe", pid, &rx, &reader, deadline)
         }
         Capture::Log(output, id) => {
             cmd.stdout(Stdio::Pipe).stderr(Stdio::Pipe);
@@ -96,14 +97,20 @@ pub fn run(
                 Ok((pid, _flushed)) => pid,
                 Err(e) => return TaskEnd::SpawnFailed(e.to_string()),
             };
-            wait_logging(pid, &rx, cancel, deadline)
+            wait_logging(&id.instance, pid, &rx, cancel, deadline)
         }
     }
 }
 
 /// Read output until EOF (the usual end: the child exited and closed its
 /// pipe), then wait for the exit itself, all within the deadline.
-fn wait_capturing(pid: i32, rx: &Receiver<Exit>, reader: &OwnedFd, deadline: Instant) -> TaskEnd {
+fn wait_capturing(
+    owner: &str,
+    pid: i32,
+    rx: &Receiver<Exit>,
+    reader: &OwnedFd,
+    deadline: Instant,
+) -> TaskEnd {
     let mut tail = Tail::default();
     let mut open = true;
     while open {
@@ -126,14 +133,14 @@ fn wait_capturing(pid: i32, rx: &Receiver<Exit>, reader: &OwnedFd, deadline: Ins
     // past the deadline: judge by the exit when there is one.
     match rx.recv_deadline(deadline).or_else(|_| rx.try_recv()) {
         Ok(exit) => {
-            kill_rest(pid);
+            stop_group(owner, pid, rx, Some(exit.status), true);
             TaskEnd::Exited {
                 status: exit.status,
                 output: tail.text(),
             }
         }
         Err(_) => {
-            kill_and_wait(pid, rx);
+            stop_group(owner, pid, rx, None, true);
             drain(reader, &mut tail);
             TaskEnd::TimedOut {
                 output: tail.text(),
@@ -145,6 +152,7 @@ fn wait_capturing(pid: i32, rx: &Receiver<Exit>, reader: &OwnedFd, deadline: Ins
 /// Wait for the exit, the deadline or a cancel. A cancel channel whose
 /// sender is gone means nobody can cancel any more (not a cancel).
 fn wait_logging(
+    owner: &str,
     pid: i32,
     rx: &Receiver<Exit>,
     cancel: Option<&Receiver<()>>,
@@ -157,7 +165,7 @@ fn wait_logging(
         select! {
             recv(rx) -> m => return match m {
                 Ok(exit) => {
-                    kill_rest(pid);
+                    stop_group(owner, pid, rx, Some(exit.status), true);
                     TaskEnd::Exited { status: exit.status, output: String::new() }
                 }
                 Err(_) => TaskEnd::SpawnFailed("lost track of the child".into()),
@@ -167,32 +175,48 @@ fn wait_logging(
                     cancel = &never;
                     continue;
                 }
-                let _ = killpg(Pid::from_raw(pid), Signal::SIGTERM);
-                if rx.recv_timeout(CANCEL_GRACE).is_err() {
-                    kill_and_wait(pid, rx);
-                } else {
-                    kill_rest(pid);
-                }
+                stop_group(owner, pid, rx, None, false);
                 return TaskEnd::Cancelled;
             },
             recv(timer) -> _ => {
-                kill_and_wait(pid, rx);
+                stop_group(owner, pid, rx, None, true);
                 return TaskEnd::TimedOut { output: String::new() };
             },
         }
     }
 }
 
-/// SIGKILL the group and wait (bounded) for the leader's exit so it is
-/// accounted for.
-fn kill_and_wait(pid: i32, rx: &Receiver<Exit>) {
-    let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
-    let _ = rx.recv_timeout(KILL_GRACE);
-}
-
-/// Kill what is left of the group after its leader exited.
-fn kill_rest(pgid: i32) {
-    let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+/// Stop group `pgid` with `group::Stop` until it is empty, taking the
+/// leader's exit from `rx` when it comes: SIGTERM and SIGKILL after
+/// `CANCEL_GRACE`, or (`kill_now`) SIGKILL at once. Bounded by
+/// `CANCEL_GRACE` + `group::KILL_GRACE`.
+fn stop_group(
+    owner: &str,
+    pgid: i32,
+    rx: &Receiver<Exit>,
+    leader: Option<ExitStatus>,
+    kill_now: bool,
+) {
+    let sequence = Shutdown {
+        signal: Signal::SIGTERM,
+        timeout: CANCEL_GRACE,
+        kill_signal: Signal::SIGKILL,
+        pre_stop_hook: None,
+    };
+    let mut stop = group::Stop::begin(owner, pgid, &sequence, leader, kill_now, Instant::now());
+    let never = crossbeam_channel::never();
+    let mut exits = rx;
+    while stop.advance(owner, Instant::now()).is_none() {
+        select! {
+            recv(exits) -> m => match m {
+                Ok(exit) if exit.pid == pgid => stop.leader_exited(exit.status, Instant::now()),
+                Ok(_) => {}
+                // Cannot happen while `run` holds the sender; never spin.
+                Err(_) => exits = &never,
+            },
+            recv(crossbeam_channel::at(stop.wake_at())) -> _ => {}
+        }
+    }
 }
 
 fn read_some(fd: &OwnedFd, tail: &mut Tail) -> bool {

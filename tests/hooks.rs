@@ -161,6 +161,25 @@ fn retries_wait_their_delay_and_can_succeed() {
 }
 
 #[test]
+fn a_hooks_leftover_children_are_gone_before_the_next_step() {
+    // The hook exits at once but leaves a background child in its group.
+    // That child is killed *and reaped* before the processes start: the
+    // first process finds its pid gone (a zombie would still answer kill -0).
+    let hooks = r#"
+  pre_start:
+    - name: leaky
+      command: "sleep 1000 & echo $! > $DIR/bg; exit 0"
+"#;
+    let cfg = header(hooks)
+        + "  app:\n    type: oneshot\n    command: \"if kill -0 $(cat $DIR/bg) 2>/dev/null; then echo alive; else echo gone; fi > $DIR/state\"\n";
+    let mut sd = Sheepdog::start("leakyhook", &cfg);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    assert_eq!(sd.dir.lines("state"), ["gone"], "{}", sd.log());
+    let bg = read_pid(&sd.dir.path("bg")).expect("the hook wrote its child's pid");
+    assert!(!alive(bg));
+}
+
+#[test]
 fn a_hook_timeout_kills_its_whole_group() {
     let hooks = r#"
   pre_start:
