@@ -262,17 +262,8 @@ fn request(
     body: &str,
     timeout: Duration,
 ) -> Result<u16, Failed> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .max_redirects(0)
-        .http_status_as_error(false)
-        .user_agent(concat!(
-            "sheepdog/",
-            env!("CARGO_PKG_VERSION"),
-            " (heartbeat)"
-        ))
-        .build()
-        .into();
+    use crate::http_client::{agent, Proxy};
+    let agent = agent(timeout, 0, Proxy::FromEnv, "heartbeat");
     let has_type = hb
         .headers
         .keys()

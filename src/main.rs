@@ -24,6 +24,8 @@ mod group;
 mod health;
 mod heartbeat;
 mod hooks;
+#[cfg(any(feature = "api", feature = "http"))]
+mod http_client;
 mod init;
 mod instance;
 mod logging;

@@ -157,22 +157,17 @@ fn exec(
 /// GET `url`: the answer's status, whatever it is.
 #[cfg(feature = "http")]
 fn get_status(url: &str, follow: bool, timeout: Duration) -> Result<u16, String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .max_redirects(if follow { 5 } else { 0 })
-        .http_status_as_error(false)
-        .user_agent(concat!(
-            "sheepdog/",
-            env!("CARGO_PKG_VERSION"),
-            " (health check)"
-        ))
-        .build()
-        .into();
-    agent
-        .get(url)
-        .call()
-        .map(|response| response.status().as_u16())
-        .map_err(|e| format!("GET {url}: {e}"))
+    use crate::http_client::{agent, Proxy};
+    agent(
+        timeout,
+        if follow { 5 } else { 0 },
+        Proxy::Never,
+        "health check",
+    )
+    .get(url)
+    .call()
+    .map(|response| response.status().as_u16())
+    .map_err(|e| format!("GET {url}: {e}"))
 }
 
 /// Without the `http` feature no http check is configured (refused at load).

@@ -445,3 +445,28 @@ fn declared_ports_alone_gate_dependents_until_they_listen() {
     sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0);
 }
+
+#[test]
+fn http_checks_never_go_through_a_proxy_from_the_environment() {
+    // An HTTP_PROXY set for the application (here a port nobody listens
+    // on) must not carry a probe of 127.0.0.1 off to a proxy.
+    let port = free_port();
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let cfg = header("")
+        + &format!(
+            r#"
+  web:
+    command: "exec python3 -m http.server {port} --bind 127.0.0.1 --directory $DIR"
+    health_check: {{ type: http, url: "http://127.0.0.1:{port}/", initial_delay: 0, period: 200ms, timeout: 500ms, startup_timeout: 20s }}
+"#
+        );
+    let mut sd = Sheepdog::start_with("noproxy", &cfg, |c| {
+        for var in ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"] {
+            c.env(var, &dead);
+        }
+        c.env_remove("NO_PROXY").env_remove("no_proxy");
+    });
+    assert!(sd.wait_log_n("web-1: healthy", 1, WAIT), "{}", sd.log());
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0);
+}

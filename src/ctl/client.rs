@@ -15,6 +15,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::cli::Target;
+use crate::http_client::{agent, Proxy};
 
 /// Longer than the API's own 5 s wait for the supervisor.
 const TIMEOUT: Duration = Duration::from_secs(15);
@@ -56,14 +57,7 @@ fn tcp(
     token: Option<&str>,
     timeout: Duration,
 ) -> Result<Reply, String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(timeout))
-        .proxy(None)
-        .max_redirects(0)
-        .user_agent(format!("sheepdog-ctl/{}", crate::VERSION))
-        .build()
-        .into();
+    let agent = agent(timeout, 0, Proxy::Never, "ctl");
     let url = format!("{base}{path}");
     let auth = token.map(|t| format!("Bearer {t}"));
     let sent = if method == "POST" {
@@ -105,7 +99,7 @@ fn unix(
         .and_then(|()| s.set_write_timeout(Some(timeout)))
         .map_err(|e| format!("unable to configure the connection to {shown}: {e}"))?;
     let mut req = format!(
-        "{method} {path} HTTP/1.0\r\nHost: localhost\r\nUser-Agent: sheepdog-ctl/{}\r\nAccept: application/json\r\nConnection: close\r\n",
+        "{method} {path} HTTP/1.0\r\nHost: localhost\r\nUser-Agent: sheepdog/{} (ctl)\r\nAccept: application/json\r\nConnection: close\r\n",
         crate::VERSION
     );
     if let Some(t) = token {
@@ -181,7 +175,7 @@ pub fn follow(
                 .timeout_recv_response(Some(TIMEOUT))
                 .proxy(None)
                 .max_redirects(0)
-                .user_agent(format!("sheepdog-ctl/{}", crate::VERSION))
+                .user_agent(format!("sheepdog/{} (ctl)", crate::VERSION))
                 .build()
                 .into();
             let mut req = agent.get(format!("{base}{path}"));
