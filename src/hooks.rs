@@ -69,9 +69,11 @@ pub struct PostStart {
 }
 
 /// How long `PostStart::finish` lets the hooks end on their own before it
-/// cancels them; the cancel is bounded by the runner's own kill grace.
+/// cancels them.
 const POST_START_FINISH: Duration = Duration::from_secs(2);
-const POST_START_CANCEL: Duration = Duration::from_secs(10);
+/// How long to wait for a cancelled list to end (the runner's own stop of
+/// the running hook is bounded below this).
+const CANCEL_WAIT: Duration = Duration::from_secs(10);
 
 impl PostStart {
     /// Start `def`'s post-start hooks, if it has any. A failure to start
@@ -105,7 +107,64 @@ impl PostStart {
     pub fn finish(self) {
         if self.done.recv_timeout(POST_START_FINISH).is_err() {
             let _ = self.cancel.send(());
-            let _ = self.done.recv_timeout(POST_START_CANCEL);
+            let _ = self.done.recv_timeout(CANCEL_WAIT);
+        }
+    }
+}
+
+/// How a process's pre-start hooks ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PreStart {
+    /// All done (or none): go ahead and start.
+    Done,
+    /// A hook failed for good: this start fails.
+    Failed(String),
+    /// A stop arrived meanwhile and cancelled them: no start.
+    Stopped,
+}
+
+/// Run `def`'s pre-start hooks before a start (of an instance or a
+/// scheduled run) and wait for them on their own thread, while still
+/// listening to `requests`: a message for which `is_stop` holds (or the
+/// channel closing) cancels them. Bounded by the hooks' own timeouts and
+/// the runner's cancel grace.
+pub fn run_pre_start<M>(
+    def: &Arc<Process>,
+    shared: &Arc<Shared>,
+    requests: &Receiver<M>,
+    is_stop: impl Fn(&M) -> bool,
+) -> PreStart {
+    let hooks = def.extra.hooks.pre_start.clone();
+    if hooks.is_empty() {
+        return PreStart::Done;
+    }
+    let (done_tx, done) = crossbeam_channel::bounded(1);
+    let started = spawn_list(
+        hooks,
+        Kind::PreStart,
+        Some(def.clone()),
+        shared.clone(),
+        None,
+        shared.hook_executions.clone(),
+        done_tx,
+        (),
+    );
+    let cancel = match started {
+        Ok(cancel) => cancel,
+        Err(e) => return PreStart::Failed(format!("unable to start its pre_start hooks: {e}")),
+    };
+    loop {
+        crossbeam_channel::select! {
+            recv(done) -> m => return match m {
+                Ok(((), Ok(()))) => PreStart::Done,
+                Ok(((), Err(ListError::Failed(why)))) => PreStart::Failed(why),
+                Ok(((), Err(ListError::Cancelled))) | Err(_) => PreStart::Stopped,
+            },
+            recv(requests) -> m => if m.as_ref().map_or(true, &is_stop) {
+                let _ = cancel.send(());
+                let _ = done.recv_timeout(CANCEL_WAIT);
+                return PreStart::Stopped;
+            },
         }
     }
 }

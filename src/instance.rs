@@ -39,7 +39,7 @@ use crate::config::extra::{HealthMode, Probe};
 use crate::config::{Process, ProcessType, RestartPolicy};
 use crate::group;
 use crate::health::{self, Change, Health, Tracker};
-use crate::hooks::{self, Kind as HookKind, ListError};
+use crate::hooks;
 use crate::output::Output;
 use crate::reaper::{Exit, ExitStatus, Reaper};
 use crate::spawn::{self, Identity};
@@ -566,39 +566,12 @@ impl Runner {
     /// They run on their own thread so a stop request still gets through:
     /// it cancels them and this start does not happen.
     fn run_pre_start(&mut self) -> Result<(), NotStarted> {
-        let hooks = self.def.extra.hooks.pre_start.clone();
-        if hooks.is_empty() {
-            return Ok(());
-        }
-        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
-        let cancel = hooks::spawn_list(
-            hooks,
-            HookKind::PreStart,
-            Some(self.def.clone()),
-            self.shared.clone(),
-            None,
-            self.shared.hook_executions.clone(),
-            done_tx,
-            (),
-        )
-        .map_err(|e| NotStarted::Failed(format!("unable to start its pre_start hooks: {e}")))?;
-        loop {
-            select! {
-                recv(done_rx) -> m => return match m {
-                    Ok(((), Ok(()))) => Ok(()),
-                    Ok(((), Err(ListError::Failed(why)))) => Err(NotStarted::Failed(why)),
-                    Ok(((), Err(ListError::Cancelled))) | Err(_) => Err(NotStarted::Stopped),
-                },
-                recv(self.cmd_rx) -> m => match m {
-                    Ok(Cmd::Signal(_)) => {}
-                    Ok(Cmd::Stop | Cmd::Kill) | Err(_) => {
-                        let _ = cancel.send(());
-                        // Bounded by the hook runner's own cancel grace.
-                        let _ = done_rx.recv_timeout(Duration::from_secs(10));
-                        return Err(NotStarted::Stopped);
-                    }
-                },
-            }
+        // A signal for the process has nothing to reach yet: ignored.
+        let is_stop = |c: &Cmd| !matches!(c, Cmd::Signal(_));
+        match hooks::run_pre_start(&self.def, &self.shared, &self.cmd_rx, is_stop) {
+            hooks::PreStart::Done => Ok(()),
+            hooks::PreStart::Failed(why) => Err(NotStarted::Failed(why)),
+            hooks::PreStart::Stopped => Err(NotStarted::Stopped),
         }
     }
 

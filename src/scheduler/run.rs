@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver, Sender};
 
-use crate::hooks::{self, Kind as HookKind, ListError};
+use crate::hooks;
 
 use super::Trigger;
 use crate::config::{format_duration, Process};
@@ -125,45 +125,16 @@ impl Run {
     /// The process's pre-start hooks, before every run (as before every
     /// start of a longrun). A stop request cancels them: no run then.
     fn pre_start(&mut self) -> Result<(), RunEnd> {
-        let hooks = self.def.extra.hooks.pre_start.clone();
-        if hooks.is_empty() {
-            return Ok(());
-        }
         let end = |stopped: bool, error: Option<String>| RunEnd {
             status: None,
             timed_out: false,
             stopped,
             error,
         };
-        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
-        let cancel = hooks::spawn_list(
-            hooks,
-            HookKind::PreStart,
-            Some(self.def.clone()),
-            self.shared.clone(),
-            None,
-            self.shared.hook_executions.clone(),
-            done_tx,
-            (),
-        )
-        .map_err(|e| {
-            end(
-                false,
-                Some(format!("unable to start its pre_start hooks: {e}")),
-            )
-        })?;
-        select! {
-            recv(done_rx) -> m => match m {
-                Ok(((), Ok(()))) => Ok(()),
-                Ok(((), Err(ListError::Failed(why)))) => Err(end(false, Some(why))),
-                Ok(((), Err(ListError::Cancelled))) | Err(_) => Err(end(true, None)),
-            },
-            recv(self.cmd_rx) -> _ => {
-                let _ = cancel.send(());
-                // Bounded by the hook runner's own cancel grace.
-                let _ = done_rx.recv_timeout(Duration::from_secs(10));
-                Err(end(true, None))
-            },
+        match hooks::run_pre_start(&self.def, &self.shared, &self.cmd_rx, |_| true) {
+            hooks::PreStart::Done => Ok(()),
+            hooks::PreStart::Failed(why) => Err(end(false, Some(why))),
+            hooks::PreStart::Stopped => Err(end(true, None)),
         }
     }
 
