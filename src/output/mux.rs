@@ -228,27 +228,24 @@ impl Mux {
     }
 
     fn feed(&mut self, s: &mut Source, data: &[u8]) {
-        let now = Instant::now();
-        let mut out = std::mem::take(&mut self.scratch);
-        {
-            let Source {
-                framer,
-                state,
-                pipeline,
-                ..
-            } = s;
-            framer.push(data, &mut |line, continued| {
-                let text = String::from_utf8_lossy(line).into_owned();
-                state.line(pipeline, text, continued, now, &mut out);
-            });
-        }
-        self.emit(s, &mut out);
-        self.scratch = out;
+        self.frame(s, false, |framer, sink| framer.push(data, sink));
     }
 
     /// The pipe closed (or we are finishing): flush its partial line and
     /// pending entry.
     fn close(&mut self, s: &mut Source) {
+        self.frame(s, true, |framer, sink| framer.finish(sink));
+    }
+
+    /// Cut lines with `cut` (push or finish the framer), run each through
+    /// the source's pipeline (`flush`: then end its pending entry too) and
+    /// emit the records.
+    fn frame(
+        &mut self,
+        s: &mut Source,
+        flush: bool,
+        cut: impl FnOnce(&mut Framer, &mut dyn FnMut(&[u8], bool)),
+    ) {
         let now = Instant::now();
         let mut out = std::mem::take(&mut self.scratch);
         {
@@ -258,11 +255,13 @@ impl Mux {
                 pipeline,
                 ..
             } = s;
-            framer.finish(&mut |line, continued| {
+            cut(framer, &mut |line, continued| {
                 let text = String::from_utf8_lossy(line).into_owned();
                 state.line(pipeline, text, continued, now, &mut out);
             });
-            state.flush(pipeline, &mut out);
+            if flush {
+                state.flush(pipeline, &mut out);
+            }
         }
         self.emit(s, &mut out);
         self.scratch = out;
