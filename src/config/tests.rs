@@ -814,3 +814,86 @@ fn without_cron_only_every_schedules_load() {
         assert!(e.contains("`cron` feature"), "{e}");
     }
 }
+
+/// A seeded xorshift64* generator: the same seed, the same documents.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n as u64) as usize
+    }
+}
+
+/// Every example, with hostile values put in its leaves and its bytes
+/// mangled, through the whole pipeline and the plan: each one is a config
+/// or an error with problems, never a panic. (`fuzz/` runs the same
+/// pipeline under libFuzzer for longer; this keeps CI honest.)
+#[test]
+fn mutated_examples_are_configs_or_errors_never_panics() {
+    #[rustfmt::skip]
+    const VALUES: &[&str] = &[
+        "", "-1", "0", "99999999999999999999", "1e400", "-0.0", ".nan", ".inf", "[]", "{}",
+        "[[1]]", "{a: {b: c}}", "null", "~", "true", "\"\\0\"", "'${X'", "${UNSET:-}",
+        "${UNSET:?}", "$${PORT}", "SIGFOO", "999999999h", "1ns", "0s", "-5s", "10 MiB", "1.5",
+        "0x10", "@every 0s", "@every 1s", "* * * * * * *", "60 * * * *", "*/0 * * * *",
+        "\"🐑\"", "/", "..", "root", "65536", "-", "!!binary aGVsbG8=", "&a x", "*a",
+    ];
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut docs: Vec<String> = std::fs::read_dir(&root)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    docs.sort();
+    assert!(docs.len() >= 10, "examples not found in {}", root.display());
+    let env = |name: &str| Ok((name == "PORT").then(|| "8080".to_string()));
+    let mut rng = Rng(0x05ee_dd09);
+    let (mut accepted, mut refused) = (0, 0);
+    for round in 0..3000 {
+        let doc = &docs[rng.below(docs.len())];
+        let mut lines: Vec<String> = doc.lines().map(str::to_string).collect();
+        for _ in 0..1 + rng.below(3) {
+            let at = rng.below(lines.len());
+            let value = VALUES[rng.below(VALUES.len())];
+            if let Some((key, _)) = lines[at].split_once(": ") {
+                lines[at] = format!("{key}: {value}");
+            } else if let Some(item) = lines[at].strip_suffix(|_: char| true) {
+                // Not a `key: value` line: cut it short instead.
+                lines[at] = item.to_string();
+            }
+        }
+        let mut text = lines.join("\n").into_bytes();
+        if round % 3 == 0 && !text.is_empty() {
+            let at = rng.below(text.len());
+            text[at] = [b'{', b'[', b':', b'-', b'\t', b'"', b'\'', b'&', b'*', 0][rng.below(10)];
+        }
+        let text = String::from_utf8_lossy(&text);
+        let result = std::panic::catch_unwind(|| {
+            load_from_str(&text, None, &env, &[]).map(|c| {
+                let plan = crate::plan::Plan::build(&c);
+                (c, plan.map(|p| p.stop_levels()))
+            })
+        });
+        match result {
+            Ok(Ok(_)) => accepted += 1,
+            Ok(Err(e)) => {
+                assert!(
+                    !e.problems.is_empty() && e.problems.iter().all(|p| !p.trim().is_empty()),
+                    "round {round}: an error without a problem: {e:?}\n{text}"
+                );
+                refused += 1;
+            }
+            Err(_) => panic!("round {round}: panicked on:\n{text}"),
+        }
+    }
+    // Both outcomes must be common, or the mutations are not exercising
+    // validation (everything refused by the YAML parser) or not mutating.
+    assert!(
+        accepted > 100 && refused > 1000,
+        "{accepted} accepted, {refused} refused"
+    );
+}
