@@ -1,10 +1,12 @@
 //! The one way sheepdog builds an outgoing HTTP client (ureq, built without
-//! TLS): http health checks, heartbeat pings and `sheepdog ctl`.
+//! TLS): http health checks and heartbeat pings. (`sheepdog ctl` only
+//! talks to sheepdog's own API and has its own minimal HTTP/1.0 exchange,
+//! `ctl::client`.)
 //!
 //! Invariants:
 //! - Every client has one overall timeout, reports non-2xx answers as
 //!   statuses (not errors), and says who it is in `User-Agent`.
-//! - Health checks and `ctl` never use a proxy: they talk to this machine,
+//! - Health checks never use a proxy: they talk to this machine,
 //!   and an `HTTP_PROXY` set for the application must not send a
 //!   `127.0.0.1` probe through a corporate proxy. Heartbeats leave the
 //!   machine, so they honour `HTTP_PROXY` / `NO_PROXY` like other tools.

@@ -24,7 +24,7 @@ mod group;
 mod health;
 mod heartbeat;
 mod hooks;
-#[cfg(any(feature = "api", feature = "http"))]
+#[cfg(feature = "http")]
 mod http_client;
 mod init;
 mod instance;

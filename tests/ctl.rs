@@ -259,7 +259,7 @@ fn errors_exit_non_zero_with_the_message() {
     let o = ctl(&["--url", &url(dead), "status"], &[]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        err(&o).contains(&format!("unable to reach http://127.0.0.1:{dead}")),
+        err(&o).contains(&format!("unable to connect to http://127.0.0.1:{dead}")),
         "{}",
         err(&o)
     );

@@ -1,26 +1,32 @@
-//! The `ctl` transport: one HTTP request to the API, over TCP (ureq) or
-//! the unix socket (a minimal HTTP/1.0 exchange on a `UnixStream`).
+//! The `ctl` transport: one HTTP/1.0 exchange with the API over TCP or
+//! the unix socket, the same code for both.
+//!
+//! ctl only ever talks to sheepdog's own API, so a minimal client is
+//! enough and keeps one behaviour on both transports: an HTTP/1.0 request
+//! with `Connection: close`, answered close-delimited.
 //!
 //! Invariants:
-//! - Every exchange is bounded: connect, write and read within `TIMEOUT`,
-//!   a response of at most `MAX_RESPONSE` bytes.
-//! - No proxy from the environment and no redirects: ctl talks to the
-//!   address it was given, and nowhere else with the token.
+//! - Every exchange is bounded: connect, write and the whole answer within
+//!   `TIMEOUT` (or the caller's), a response of at most `MAX_RESPONSE` bytes; a followed stream that
+//!   stays silent for `STREAM_IDLE` (keep-alives come every 5 s) is gone.
+//! - No proxy and no redirects: ctl talks to the address it was given, and
+//!   nowhere else with the token.
 //! - Errors name the target and what failed; HTTP error statuses are not
 //!   errors here (the caller reports them with the API's message).
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::cli::Target;
-use crate::http_client::{agent, Proxy};
 
 /// Longer than the API's own 5 s wait for the supervisor.
 const TIMEOUT: Duration = Duration::from_secs(15);
 /// Largest response read.
 const MAX_RESPONSE: u64 = 16 << 20;
+/// How long a followed stream may stay silent (keep-alives come every 5 s).
+const STREAM_IDLE: Duration = Duration::from_secs(30);
 
 /// An API answer: status code and body.
 #[derive(Debug)]
@@ -43,63 +49,230 @@ pub fn call(
     timeout: Option<Duration>,
 ) -> Result<Reply, String> {
     let timeout = timeout.unwrap_or(TIMEOUT);
-    match target {
-        Target::Socket(p) => unix(p, method, path, body, token, timeout),
-        Target::Url(base) => tcp(base, method, path, body, token, timeout),
+    let ep = Endpoint::of(target)?;
+    let deadline = Instant::now() + timeout;
+    let mut s = ep.send(method, path, body, token, timeout)?;
+    let raw = read_until_close(&mut s, deadline).map_err(|e| match e.kind() {
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => {
+            format!("no answer from {} within {timeout:?}", ep.shown)
+        }
+        _ => format!("unable to read the answer from {}: {e}", ep.shown),
+    })?;
+    if raw.len() as u64 > MAX_RESPONSE {
+        return Err(format!(
+            "the answer from {} is larger than {} MiB",
+            ep.shown,
+            MAX_RESPONSE >> 20
+        ));
+    }
+    parse_response(&raw).ok_or_else(|| format!("{} did not answer with HTTP", ep.shown))
+}
+
+/// Everything up to the server's close (at most `MAX_RESPONSE + 1` bytes,
+/// so the caller can tell it was too large), by `deadline`: a server that
+/// trickles bytes cannot stretch the exchange past it.
+fn read_until_close(s: &mut Stream, deadline: Instant) -> std::io::Result<Vec<u8>> {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    while (raw.len() as u64) <= MAX_RESPONSE {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ErrorKind::TimedOut.into());
+        }
+        s.read_timeout(left)?;
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(raw)
+}
+
+/// Follow a streaming endpoint: call `line` with each line of the body as
+/// it arrives, until the server closes the stream. Keep-alive lines arrive
+/// every few seconds, so a silent server for `STREAM_IDLE` means it is gone.
+pub fn follow(
+    target: &Target,
+    path: &str,
+    token: Option<&str>,
+    line: &mut dyn FnMut(&str),
+) -> Result<(), String> {
+    follow_within(target, path, token, STREAM_IDLE, line)
+}
+
+fn follow_within(
+    target: &Target,
+    path: &str,
+    token: Option<&str>,
+    idle: Duration,
+    line: &mut dyn FnMut(&str),
+) -> Result<(), String> {
+    let ep = Endpoint::of(target)?;
+    let s = ep.send("GET", path, None, token, TIMEOUT)?;
+    s.read_timeout(idle)
+        .map_err(|e| format!("unable to configure the connection to {}: {e}", ep.shown))?;
+    let mut reader = BufReader::new(s);
+    let read_err = |e: std::io::Error| match e.kind() {
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => {
+            format!("{} sent nothing for {idle:?}; giving up", ep.shown)
+        }
+        _ => format!("unable to read from {}: {e}", ep.shown),
+    };
+    let mut status_line = String::new();
+    reader.read_line(&mut status_line).map_err(read_err)?;
+    let status: u16 = status_line
+        .strip_prefix("HTTP/1.")
+        .and_then(|rest| rest.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("{} did not answer with HTTP", ep.shown))?;
+    // Skip the head.
+    loop {
+        let mut h = String::new();
+        let n = reader.read_line(&mut h).map_err(read_err)?;
+        if n == 0 || h == "\r\n" || h == "\n" {
+            break;
+        }
+    }
+    if !(200..300).contains(&status) {
+        let mut text = String::new();
+        let _ = reader.take(MAX_RESPONSE).read_to_string(&mut text);
+        return Err(error_of(&text, status));
+    }
+    for l in reader.lines() {
+        line(&l.map_err(read_err)?);
+    }
+    Ok(())
+}
+
+/// Where requests go, as parsed from the target.
+struct Endpoint {
+    /// The target as the user gave it, for messages.
+    shown: String,
+    /// A unix socket, or a `HOST:PORT` to resolve.
+    addr: Addr,
+    /// `Host:` header.
+    host: String,
+    /// A path prefix from `$SHEEPDOG_API_URL` (a proxy path), or "".
+    prefix: String,
+}
+
+enum Addr {
+    Socket(std::path::PathBuf),
+    Tcp(String),
+}
+
+impl Endpoint {
+    fn of(target: &Target) -> Result<Endpoint, String> {
+        match target {
+            Target::Socket(p) => Ok(Endpoint {
+                shown: p.display().to_string(),
+                addr: Addr::Socket(p.clone()),
+                host: "localhost".into(),
+                prefix: String::new(),
+            }),
+            Target::Url(url) => {
+                let (authority, prefix) = split_url(url)?;
+                let hostport = if has_port(authority) {
+                    authority.to_string()
+                } else {
+                    format!("{authority}:80")
+                };
+                Ok(Endpoint {
+                    shown: url.clone(),
+                    addr: Addr::Tcp(hostport),
+                    host: authority.to_string(),
+                    prefix: prefix.to_string(),
+                })
+            }
+        }
+    }
+
+    /// Connect and send one request; the answer is left to read.
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        token: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Stream, String> {
+        let mut s = self.connect(timeout)?;
+        s.read_timeout(timeout)
+            .and_then(|()| s.write_timeout(timeout))
+            .map_err(|e| format!("unable to configure the connection to {}: {e}", self.shown))?;
+        let req = request(
+            &self.host,
+            method,
+            &format!("{}{path}", self.prefix),
+            body,
+            token,
+        );
+        s.write_all(req.as_bytes())
+            .map_err(|e| format!("unable to send the request to {}: {e}", self.shown))?;
+        Ok(s)
+    }
+
+    fn connect(&self, timeout: Duration) -> Result<Stream, String> {
+        let fail = |e: std::io::Error| format!("unable to connect to {}: {e}", self.shown);
+        match &self.addr {
+            Addr::Socket(p) => UnixStream::connect(p).map(Stream::Unix).map_err(fail),
+            Addr::Tcp(hostport) => {
+                let addrs = hostport
+                    .to_socket_addrs()
+                    .map_err(|e| format!("unable to resolve {}: {e}", self.shown))?;
+                let mut last = None;
+                for a in addrs {
+                    match TcpStream::connect_timeout(&a, timeout) {
+                        Ok(s) => return Ok(Stream::Tcp(s)),
+                        Err(e) => last = Some(e),
+                    }
+                }
+                Err(match last {
+                    Some(e) => fail(e),
+                    None => format!("unable to resolve {}: no address", self.shown),
+                })
+            }
+        }
     }
 }
 
-fn tcp(
-    base: &str,
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-    token: Option<&str>,
-    timeout: Duration,
-) -> Result<Reply, String> {
-    let agent = agent(timeout, 0, Proxy::Never, "ctl");
-    let url = format!("{base}{path}");
-    let auth = token.map(|t| format!("Bearer {t}"));
-    let sent = if method == "POST" {
-        let mut req = agent.post(&url).content_type("application/json");
-        if let Some(a) = &auth {
-            req = req.header("Authorization", a);
-        }
-        req.send(body.unwrap_or("{}"))
-    } else {
-        let mut req = agent.get(&url);
-        if let Some(a) = &auth {
-            req = req.header("Authorization", a);
-        }
-        req.call()
+/// `http://AUTHORITY[/PREFIX]` → (authority, prefix without a trailing `/`).
+fn split_url(url: &str) -> Result<(&str, &str), String> {
+    let rest = url.strip_prefix("http://").ok_or_else(|| {
+        format!("invalid API URL '{url}'; expected http://HOST:PORT (https is not supported)")
+    })?;
+    let (authority, prefix) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
     };
-    let mut resp = sent.map_err(|e| format!("unable to reach {base}: {e}"))?;
-    let status = resp.status().as_u16();
-    let body = resp
-        .body_mut()
-        .with_config()
-        .limit(MAX_RESPONSE)
-        .read_to_string()
-        .map_err(|e| format!("unable to read the answer from {base}: {e}"))?;
-    Ok(Reply { status, body })
+    if authority.is_empty() || authority.contains(['@', '?', '#', ' ']) {
+        return Err(format!(
+            "invalid API URL '{url}'; expected http://HOST:PORT"
+        ));
+    }
+    Ok((authority, prefix.trim_end_matches('/')))
 }
 
-fn unix(
-    sock: &Path,
+/// `host:port`, `[v6]:port` have one; `host`, `[v6]` do not.
+fn has_port(authority: &str) -> bool {
+    match authority.rfind(':') {
+        Some(i) => !authority[i..].contains(']'),
+        None => false,
+    }
+}
+
+/// An HTTP/1.0 request, answered close-delimited.
+fn request(
+    host: &str,
     method: &str,
     path: &str,
     body: Option<&str>,
     token: Option<&str>,
-    timeout: Duration,
-) -> Result<Reply, String> {
-    let shown = sock.display();
-    let mut s =
-        UnixStream::connect(sock).map_err(|e| format!("unable to connect to {shown}: {e}"))?;
-    s.set_read_timeout(Some(timeout))
-        .and_then(|()| s.set_write_timeout(Some(timeout)))
-        .map_err(|e| format!("unable to configure the connection to {shown}: {e}"))?;
+) -> String {
     let mut req = format!(
-        "{method} {path} HTTP/1.0\r\nHost: localhost\r\nUser-Agent: sheepdog/{} (ctl)\r\nAccept: application/json\r\nConnection: close\r\n",
+        "{method} {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: sheepdog/{} (ctl)\r\nAccept: application/json\r\nConnection: close\r\n",
         crate::VERSION
     );
     if let Some(t) = token {
@@ -114,20 +287,51 @@ fn unix(
     }
     req.push_str("\r\n");
     req.push_str(payload);
-    s.write_all(req.as_bytes())
-        .map_err(|e| format!("unable to send the request to {shown}: {e}"))?;
-    let mut raw = Vec::new();
-    (&mut s)
-        .take(MAX_RESPONSE + 1)
-        .read_to_end(&mut raw)
-        .map_err(|e| format!("unable to read the answer from {shown}: {e}"))?;
-    if raw.len() as u64 > MAX_RESPONSE {
-        return Err(format!(
-            "the answer from {shown} is larger than {} MiB",
-            MAX_RESPONSE >> 20
-        ));
+    req
+}
+
+/// A connection on either transport.
+enum Stream {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl Stream {
+    fn read_timeout(&self, t: Duration) -> std::io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.set_read_timeout(Some(t)),
+            Stream::Tcp(s) => s.set_read_timeout(Some(t)),
+        }
     }
-    parse_response(&raw).ok_or_else(|| format!("{shown} did not answer with HTTP"))
+
+    fn write_timeout(&self, t: Duration) -> std::io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.set_write_timeout(Some(t)),
+            Stream::Tcp(s) => s.set_write_timeout(Some(t)),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.read(buf),
+            Stream::Tcp(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.write(buf),
+            Stream::Tcp(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Status and body of a close-delimited HTTP/1.x response.
@@ -157,100 +361,6 @@ fn parse_response(raw: &[u8]) -> Option<Reply> {
     })
 }
 
-/// Follow a streaming endpoint: call `line` with each line of the body as
-/// it arrives, until the server closes the stream. Keep-alive lines arrive
-/// every few seconds, so a silent server for `STREAM_IDLE` means it is gone.
-pub fn follow(
-    target: &Target,
-    path: &str,
-    token: Option<&str>,
-    line: &mut dyn FnMut(&str),
-) -> Result<(), String> {
-    use std::io::BufRead;
-    match target {
-        Target::Url(base) => {
-            let agent: ureq::Agent = ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_connect(Some(TIMEOUT))
-                .timeout_recv_response(Some(TIMEOUT))
-                .proxy(None)
-                .max_redirects(0)
-                .user_agent(format!("sheepdog/{} (ctl)", crate::VERSION))
-                .build()
-                .into();
-            let mut req = agent.get(format!("{base}{path}"));
-            if let Some(t) = token {
-                req = req.header("Authorization", format!("Bearer {t}"));
-            }
-            let resp = req
-                .call()
-                .map_err(|e| format!("unable to reach {base}: {e}"))?;
-            let status = resp.status().as_u16();
-            let mut body = resp.into_body();
-            if !(200..300).contains(&status) {
-                let text = body
-                    .with_config()
-                    .limit(MAX_RESPONSE)
-                    .read_to_string()
-                    .unwrap_or_default();
-                return Err(error_of(&text, status));
-            }
-            for l in std::io::BufReader::new(body.into_reader()).lines() {
-                line(&l.map_err(|e| format!("the stream from {base} broke: {e}"))?);
-            }
-            Ok(())
-        }
-        Target::Socket(sock) => {
-            let shown = sock.display();
-            let mut s = UnixStream::connect(sock)
-                .map_err(|e| format!("unable to connect to {shown}: {e}"))?;
-            s.set_read_timeout(Some(STREAM_IDLE))
-                .and_then(|()| s.set_write_timeout(Some(TIMEOUT)))
-                .map_err(|e| format!("unable to configure the connection to {shown}: {e}"))?;
-            let mut req =
-                format!("GET {path} HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n");
-            if let Some(t) = token {
-                req.push_str(&format!("Authorization: Bearer {t}\r\n"));
-            }
-            req.push_str("\r\n");
-            s.write_all(req.as_bytes())
-                .map_err(|e| format!("unable to send the request to {shown}: {e}"))?;
-            let mut reader = std::io::BufReader::new(s);
-            let mut status_line = String::new();
-            reader
-                .read_line(&mut status_line)
-                .map_err(|e| format!("unable to read from {shown}: {e}"))?;
-            let status: u16 = status_line
-                .split_whitespace()
-                .nth(1)
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(0);
-            // Skip the head.
-            loop {
-                let mut h = String::new();
-                let n = reader
-                    .read_line(&mut h)
-                    .map_err(|e| format!("unable to read from {shown}: {e}"))?;
-                if n == 0 || h == "\r\n" || h == "\n" {
-                    break;
-                }
-            }
-            if !(200..300).contains(&status) {
-                let mut text = String::new();
-                let _ = reader.take(MAX_RESPONSE).read_to_string(&mut text);
-                return Err(error_of(&text, status));
-            }
-            for l in reader.lines() {
-                line(&l.map_err(|e| format!("the stream from {shown} broke: {e}"))?);
-            }
-            Ok(())
-        }
-    }
-}
-
-/// How long a followed stream may stay silent (keep-alives come every 5 s).
-const STREAM_IDLE: Duration = Duration::from_secs(30);
-
 fn error_of(body: &str, status: u16) -> String {
     let msg = serde_json::from_str::<serde_json::Value>(body)
         .ok()
@@ -274,5 +384,90 @@ mod tests {
         assert!(parse_response(b"SSH-2.0\r\n\r\n").is_none());
         assert!(parse_response(b"HTTP/1.1 200 OK\r\n").is_none());
         assert!(parse_response(b"HTTP/1.1 abc OK\r\n\r\n").is_none());
+    }
+
+    #[test]
+    fn urls_split_into_address_and_prefix() {
+        assert_eq!(
+            split_url("http://127.0.0.1:9180").unwrap(),
+            ("127.0.0.1:9180", "")
+        );
+        assert_eq!(
+            split_url("http://[::1]:9180/sheepdog/").unwrap(),
+            ("[::1]:9180", "/sheepdog")
+        );
+        assert!(split_url("https://x:1").unwrap_err().contains("https"));
+        assert!(split_url("x:1").unwrap_err().contains("'x:1'"));
+        assert!(split_url("http://u@x:1").is_err());
+        assert!(split_url("http:///path").is_err());
+        assert!(has_port("x:1") && has_port("[::1]:9180"));
+        assert!(!has_port("x") && !has_port("[::1]"));
+        let ep = Endpoint::of(&Target::Url("http://localhost".into())).unwrap();
+        assert!(matches!(ep.addr, Addr::Tcp(ref a) if a == "localhost:80"));
+        assert_eq!(ep.host, "localhost");
+    }
+
+    /// A listener that accepts, reads the request, then sends `answer`
+    /// one byte every `gap` and never closes (until the test ends).
+    fn server(answer: &'static [u8], gap: Duration) -> (Target, std::thread::JoinHandle<()>) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let t = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            for b in answer {
+                if s.write_all(&[*b]).is_err() {
+                    return;
+                }
+                std::thread::sleep(gap);
+            }
+            // Hold the connection open without a word until the client
+            // gives up and closes it.
+            let _ = s.read(&mut buf);
+        });
+        (Target::Url(url), t)
+    }
+
+    #[test]
+    fn a_trickling_server_cannot_stretch_a_call_past_its_timeout() {
+        // 200 bytes, one every 20 ms: each read is quick, the whole answer
+        // would take 4 s.
+        static SLOW: [u8; 200] = [b' '; 200];
+        let (target, t) = server(&SLOW, Duration::from_millis(20));
+        let started = Instant::now();
+        let e = call(
+            &target,
+            "GET",
+            "/x",
+            None,
+            None,
+            Some(Duration::from_millis(150)),
+        )
+        .unwrap_err();
+        assert!(e.contains("no answer from") && e.contains("within"), "{e}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "the call took {:?}: the deadline did not hold",
+            started.elapsed()
+        );
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn a_silent_followed_stream_is_given_up() {
+        let (target, t) = server(b"HTTP/1.0 200 OK\r\n\r\nfirst\n", Duration::ZERO);
+        let mut lines = Vec::new();
+        let e = follow_within(
+            &target,
+            "/logs",
+            None,
+            Duration::from_millis(200),
+            &mut |l| lines.push(l.to_string()),
+        )
+        .unwrap_err();
+        assert_eq!(lines, ["first"]);
+        assert!(e.contains("sent nothing for"), "{e}");
+        t.join().unwrap();
     }
 }
