@@ -18,6 +18,10 @@ use super::shape::Shape;
 use super::suggest;
 use super::value::describe;
 
+/// Blocks with at most this many keys list them all in an unknown-key
+/// message; bigger ones (a process, `global`) point at the docs instead.
+const LISTED: usize = 16;
+
 /// Check `value` against `shape`, reporting and pruning what does not fit.
 pub fn check(value: &mut Value, shape: &Shape, path: &str, report: &mut Report) {
     match shape {
@@ -46,13 +50,16 @@ pub fn check(value: &mut Value, shape: &Shape, path: &str, report: &mut Report) 
                     None => {
                         let at = join(path, key);
                         let hint = suggest::hint(key, names.iter().copied());
-                        let msg = if hint.is_empty() {
+                        let msg = if !hint.is_empty() {
+                            format!("unknown key{hint}")
+                        } else if names.len() <= LISTED {
+                            format!("unknown key; expected one of {}", names.join(", "))
+                        } else {
                             format!(
-                                "unknown key; expected one of the keys of {} (see docs/configuration.md)",
+                                "unknown key; expected one of the {} keys of {} (see docs/configuration.md)",
+                                names.len(),
                                 where_(path)
                             )
-                        } else {
-                            format!("unknown key{hint}")
                         };
                         report.error_and_suppress(&at, msg);
                         remove.push(k.clone());
@@ -133,7 +140,7 @@ fn expect_map<'v>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::raw::RawConfig;
+    use crate::config::raw::{RawConfig, RawShutdown};
     use crate::config::shape::shape_of;
 
     fn run(text: &str) -> (Value, Vec<String>) {
@@ -158,10 +165,27 @@ mod tests {
     }
 
     #[test]
-    fn unknown_without_a_close_match_points_at_the_docs() {
+    fn unknown_without_a_close_match_lists_the_keys_or_points_at_the_docs() {
         let (_, p) = run("processes: {web: {shutdown: {banana: 1}}}\n");
         assert_eq!(p.len(), 1);
-        assert!(p[0].starts_with("processes.web.shutdown.banana: unknown key; expected one of the keys of processes.web.shutdown"));
+        let listed = shape_of::<RawShutdown>().unwrap().field_names().join(", ");
+        assert!(
+            listed.starts_with("signal, timeout, kill_signal"),
+            "{listed}"
+        );
+        assert_eq!(
+            p[0],
+            format!("processes.web.shutdown.banana: unknown key; expected one of {listed}")
+        );
+        // A process has too many keys to list in one line.
+        let (_, p) = run("processes: {web: {command: x, banana: 1}}\n");
+        assert_eq!(p.len(), 1);
+        assert!(
+            p[0].starts_with("processes.web.banana: unknown key; expected one of the ")
+                && p[0].ends_with(" keys of processes.web (see docs/configuration.md)"),
+            "{}",
+            p[0]
+        );
         let (_, p) = run("porcesses: {}\n");
         assert!(p[0].contains("did you mean \"processes\""), "{p:?}");
     }
