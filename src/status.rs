@@ -25,10 +25,14 @@ pub const HOOK_BUCKETS: [f64; 10] = [0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 120.0
 /// Upper bounds (seconds) of the scheduled-run duration histogram buckets.
 pub const RUN_BUCKETS: [f64; 10] = [0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0];
 
+/// Counts per bucket of one of the histograms above: one per bound, and
+/// +Inf last; not cumulative. A fixed array, so a snapshot copies it
+/// without allocating.
+pub type Buckets = [u64; PROBE_BUCKETS.len() + 1];
+
 /// Count one observation into per-bucket counts (`bounds.len() + 1`
 /// entries, the last for +Inf; not cumulative).
-pub fn observe(buckets: &mut Vec<u64>, bounds: &[f64], value: f64) {
-    buckets.resize(bounds.len() + 1, 0);
+pub fn observe(buckets: &mut Buckets, bounds: &[f64; PROBE_BUCKETS.len()], value: f64) {
     let i = bounds
         .iter()
         .position(|b| value <= *b)
@@ -46,12 +50,12 @@ pub fn unix_seconds(t: SystemTime) -> f64 {
 /// The whole picture at one moment.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Snapshot {
-    pub version: String,
+    pub version: &'static str,
     pub pid: u32,
     /// When sheepdog started (Unix seconds).
     pub started_at: f64,
     /// `running` or `stopping`.
-    pub phase: String,
+    pub phase: &'static str,
     /// The container readiness bit: every enabled longrun with a readiness
     /// check is ready and no process has failed for good.
     pub ready: bool,
@@ -122,7 +126,7 @@ pub struct RunStats {
     pub duration_seconds_sum: f64,
     pub average_duration_seconds: Option<f64>,
     /// Durations per `RUN_BUCKETS` bucket (+Inf last; not cumulative).
-    pub duration_buckets: Vec<u64>,
+    pub duration_buckets: Buckets,
 }
 
 /// One run of a scheduled job (or a skipped trigger).
@@ -177,28 +181,29 @@ pub struct HookStatus {
     /// When it last ran (Unix seconds).
     pub last_at: Option<f64>,
     /// Durations per `HOOK_BUCKETS` bucket (+Inf last; not cumulative).
-    pub duration_buckets: Vec<u64>,
+    pub duration_buckets: Buckets,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct ProcessStatus {
-    pub name: String,
+    /// Shared with the supervisor's own record: publishing copies a pointer.
+    pub name: Arc<str>,
     /// `longrun` or `oneshot`.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: &'static str,
     /// `pending`, `held`, `running`, `stopping`, `stopped` or `finished`.
-    pub state: String,
+    pub state: &'static str,
     pub desired_scale: u32,
     /// Instances with a live child.
     pub current_scale: u32,
     pub max_scale: Option<u32>,
     pub critical: bool,
-    pub restart: String,
+    pub restart: &'static str,
     /// An operation in progress (`restarting`, `scaling`), if any.
-    pub operation: Option<String>,
+    pub operation: Option<&'static str>,
     /// Restarts of every instance so far, by reason (`exit`, `signal`,
     /// `health`, `manual`).
-    pub restarts: BTreeMap<String, u64>,
+    pub restarts: BTreeMap<&'static str, u64>,
     pub instances: Vec<InstanceStatus>,
     /// Set for scheduled jobs (which have no instances of their own).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -207,19 +212,19 @@ pub struct ProcessStatus {
 
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct InstanceStatus {
-    /// `<process>-<index>`
-    pub id: String,
+    /// `<process>-<index>`, shared with the supervisor's own record.
+    pub id: Arc<str>,
     pub index: u32,
     /// `starting`, `running`, `backoff`, `stopping`, `stopped`, `exited`,
     /// `failed` or `completed`.
-    pub state: String,
+    pub state: &'static str,
     pub pid: Option<i32>,
     /// When the current child started (Unix seconds).
     pub started_at: Option<f64>,
     pub uptime_seconds: Option<f64>,
     pub restart_count: u32,
     /// `unknown` (no check), `starting`, `healthy` or `unhealthy`.
-    pub health: String,
+    pub health: &'static str,
     pub health_error: Option<String>,
     pub last_exit: Option<LastExit>,
     /// When a restart waiting in backoff will happen (Unix seconds).
@@ -233,7 +238,7 @@ pub struct InstanceStatus {
     pub health_check_seconds_sum: f64,
     pub health_check_last_seconds: Option<f64>,
     /// Probe durations per `PROBE_BUCKETS` bucket (+Inf last; not cumulative).
-    pub health_check_buckets: Vec<u64>,
+    pub health_check_buckets: Buckets,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -268,10 +273,15 @@ impl Published {
         Arc::new(Published::default())
     }
 
-    /// Replace the snapshot (supervisor only).
-    pub fn publish(&self, snapshot: Snapshot) {
+    /// Replace the snapshot (supervisor only). Returns the one it replaced
+    /// when no reader holds it any more, so its buffers can be reused.
+    pub fn publish(&self, snapshot: Snapshot) -> Option<Snapshot> {
         let fresh = Arc::new(snapshot);
-        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
+        let old = std::mem::replace(
+            &mut *self.current.lock().unwrap_or_else(|e| e.into_inner()),
+            fresh,
+        );
+        Arc::try_unwrap(old).ok()
     }
 
     /// The latest snapshot.

@@ -135,7 +135,7 @@ pub fn get(
             || snap
                 .processes
                 .iter()
-                .any(|p| p.name == n || p.instances.iter().any(|i| i.id == n));
+                .any(|p| *p.name == *n || p.instances.iter().any(|i| *i.id == *n));
         if !known {
             return Response::error(404, &format!("no process or instance named {n:?}"));
         }

@@ -114,7 +114,7 @@ pub fn render(snap: &Snapshot, api: &ApiCounters) -> String {
 
     let build: IntGauges = Family::default();
     build
-        .get_or_create(&labels(&[("version", &snap.version)]))
+        .get_or_create(&labels(&[("version", snap.version)]))
         .set(1);
     r.register(
         "build_info",
@@ -156,7 +156,7 @@ pub fn render(snap: &Snapshot, api: &ApiCounters) -> String {
                 .inc_by(p.restarts.get(reason).copied().unwrap_or(0));
         }
         for (reason, n) in &p.restarts {
-            if !RESTART_REASONS.contains(&reason.as_str()) {
+            if !RESTART_REASONS.contains(reason) {
                 restarts
                     .get_or_create(&labels(&[("process", &p.name), ("reason", reason)]))
                     .inc_by(*n);
@@ -176,7 +176,7 @@ pub fn render(snap: &Snapshot, api: &ApiCounters) -> String {
                 };
                 last_exit.get_or_create(&il).set(code);
             }
-            match i.health.as_str() {
+            match i.health {
                 "healthy" => {
                     health.get_or_create(&il).set(1);
                 }
@@ -511,13 +511,13 @@ mod tests {
 
     fn snap() -> Snapshot {
         let mut restarts = std::collections::BTreeMap::new();
-        restarts.insert("exit".to_string(), 2);
-        restarts.insert("manual".to_string(), 1);
+        restarts.insert("exit", 2);
+        restarts.insert("manual", 1);
         Snapshot {
-            version: "9.9.9".into(),
+            version: "9.9.9",
             pid: 1,
             started_at: 1_700_000_000.25,
-            phase: "running".into(),
+            phase: "running",
             ready: true,
             not_ready: vec![],
             orphans_reaped: 7,
@@ -527,8 +527,8 @@ mod tests {
             heartbeats: vec![],
             processes: vec![ProcessStatus {
                 name: "web".into(),
-                kind: "longrun".into(),
-                state: "running".into(),
+                kind: "longrun",
+                state: "running",
                 desired_scale: 2,
                 current_scale: 1,
                 restarts,
@@ -536,10 +536,10 @@ mod tests {
                     InstanceStatus {
                         id: "web-1".into(),
                         index: 1,
-                        state: "running".into(),
+                        state: "running",
                         pid: Some(42),
                         started_at: Some(1_700_000_001.5),
-                        health: "healthy".into(),
+                        health: "healthy",
                         last_exit: Some(LastExit {
                             code: None,
                             signal: Some(9),
@@ -549,8 +549,8 @@ mod tests {
                     InstanceStatus {
                         id: "web-2".into(),
                         index: 2,
-                        state: "backoff".into(),
-                        health: "unknown".into(),
+                        state: "backoff",
+                        health: "unknown",
                         last_exit: Some(LastExit {
                             code: Some(3),
                             signal: None,
@@ -637,7 +637,7 @@ mod tests {
         let mut s = snap();
         s.processes.push(ProcessStatus {
             name: "cron".into(),
-            kind: "scheduled".into(),
+            kind: "scheduled",
             schedule: Some(crate::status::ScheduleStatus {
                 next_run: Some(1_700_000_060.0),
                 last_run: Some(1_700_000_000.0),
@@ -649,7 +649,7 @@ mod tests {
                     skipped: 4,
                     duration_seconds_sum: 12.5,
                     average_duration_seconds: Some(12.5 / 3.0),
-                    duration_buckets: vec![0, 0, 1, 1, 0, 1, 0, 0, 0, 0, 0],
+                    duration_buckets: [0, 0, 1, 1, 0, 1, 0, 0, 0, 0, 0],
                 },
                 ..Default::default()
             }),

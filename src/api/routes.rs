@@ -360,7 +360,7 @@ impl Api {
     /// 202 saying it still runs.
     fn trigger_wait(&self, name: &str) -> Response {
         let snap = self.published.get();
-        let Some(p) = snap.processes.iter().find(|p| p.name == name) else {
+        let Some(p) = snap.processes.iter().find(|p| *p.name == *name) else {
             return not_found(name);
         };
         let Some(sched) = &p.schedule else {
@@ -472,7 +472,7 @@ fn schedules(snap: &Snapshot) -> Response {
 }
 
 fn schedule(snap: &Snapshot, name: &str, history_only: bool) -> Response {
-    let Some(p) = snap.processes.iter().find(|p| p.name == name) else {
+    let Some(p) = snap.processes.iter().find(|p| *p.name == *name) else {
         return not_found(name);
     };
     let Some(s) = &p.schedule else {
@@ -555,7 +555,7 @@ fn not_found(name: &str) -> Response {
 }
 
 fn process(snap: &Snapshot, name: &str) -> Response {
-    match snap.processes.iter().find(|p| p.name == name) {
+    match snap.processes.iter().find(|p| *p.name == *name) {
         Some(p) => {
             let mut v = process_json(p, now_unix());
             if let Some(obj) = v.as_object_mut() {
@@ -634,7 +634,7 @@ fn scale_target(snap: &Snapshot, name: &str, body: &[u8]) -> Result<u32, Respons
                     "delta: expected an integer such as 2 or -1, got {v}"
                 )));
             };
-            let Some(p) = snap.processes.iter().find(|p| p.name == name) else {
+            let Some(p) = snap.processes.iter().find(|p| *p.name == *name) else {
                 return Err(not_found(name));
             };
             let target = i64::from(p.desired_scale).saturating_add(delta);

@@ -154,7 +154,7 @@ impl Supervisor {
             "{name}: rolling restart of {} instance(s) requested",
             queue.len()
         );
-        *p.restarts.entry("manual".into()).or_default() += queue.len() as u64;
+        *p.restarts.entry("manual").or_default() += queue.len() as u64;
         p.op = Some(Op::Rolling {
             current: None,
             relaunched: false,

@@ -457,14 +457,14 @@ fn job_status(j: &Job, shutting_down: bool) -> ProcessStatus {
         ScheduleSpec::Cron(_) | ScheduleSpec::Every(_) => j.sched.expression.clone(),
     };
     ProcessStatus {
-        name: j.def.name.clone(),
-        kind: "scheduled".into(),
-        state: state.into(),
+        name: j.def.name.as_str().into(),
+        kind: "scheduled",
+        state,
         desired_scale: 0,
         current_scale: running,
         max_scale: None,
         critical: j.def.critical,
-        restart: "never".into(),
+        restart: "never",
         operation: None,
         restarts: BTreeMap::new(),
         instances: Vec::new(),

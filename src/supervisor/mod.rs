@@ -190,6 +190,8 @@ impl ProcPhase {
 
 /// The supervisor's view of one instance.
 struct Inst {
+    /// `<process>-<index>`, made once and shared with every snapshot.
+    id: Arc<str>,
     cmd: Option<Sender<Cmd>>,
     thread: Option<std::thread::JoinHandle<()>>,
     state: &'static str,
@@ -214,12 +216,13 @@ pub(crate) struct ProbeStats {
     pub failed: u64,
     pub seconds_sum: f64,
     pub last_seconds: Option<f64>,
-    pub buckets: Vec<u64>,
+    pub buckets: crate::status::Buckets,
 }
 
 impl Inst {
-    fn new(restart_count: u32) -> Inst {
+    fn new(id: Arc<str>, restart_count: u32) -> Inst {
         Inst {
+            id,
             cmd: None,
             thread: None,
             state: "starting",
@@ -260,11 +263,13 @@ enum Op {
 
 struct Proc {
     def: Arc<Process>,
+    /// `def.name`, shared with every snapshot.
+    name: Arc<str>,
     phase: ProcPhase,
     desired: u32,
     instances: BTreeMap<u32, Inst>,
     op: Option<Op>,
-    restarts: BTreeMap<String, u64>,
+    restarts: BTreeMap<&'static str, u64>,
     /// When it began waiting for its dependencies (for dependency_timeout).
     pending_since: Option<Instant>,
 }
@@ -291,6 +296,9 @@ struct Supervisor {
     reports_tx: Sender<Report>,
     reports: Receiver<Report>,
     published: Arc<Published>,
+    /// The previous snapshot's process list, when no reader still held it:
+    /// its buffers are refilled by the next publish (`view.rs`).
+    spare: Vec<crate::status::ProcessStatus>,
     /// Replies held until the state they describe is published, so a
     /// client that reads status after an answer never sees older state.
     outbox: Vec<(Sender<ControlReply>, ControlReply)>,
@@ -365,6 +373,7 @@ impl Supervisor {
                 };
                 let proc = Proc {
                     def: Arc::new(p.clone()),
+                    name: Arc::from(p.name.as_str()),
                     phase,
                     desired: p.scale,
                     instances: BTreeMap::new(),
@@ -384,6 +393,7 @@ impl Supervisor {
             reports_tx,
             reports,
             published,
+            spare: Vec::new(),
             outbox: Vec::new(),
             started_at: SystemTime::now(),
             procs,
@@ -634,7 +644,7 @@ impl Supervisor {
                 inst.state = "backoff";
                 inst.restart_count += 1;
                 inst.backoff_until = Some(SystemTime::now() + delay);
-                *p.restarts.entry(reason.into()).or_default() += 1;
+                *p.restarts.entry(reason).or_default() += 1;
             }
             Event::Probe {
                 ok,
@@ -926,11 +936,11 @@ impl Supervisor {
         let Some(p) = self.procs.get_mut(name) else {
             return;
         };
-        let (restart_count, last_exit) = p
-            .instances
-            .get(&index)
-            .map_or((0, None), |i| (i.restart_count, i.last_exit));
-        let mut inst = Inst::new(restart_count);
+        let (id, restart_count, last_exit) = match p.instances.get(&index) {
+            Some(i) => (i.id.clone(), i.restart_count, i.last_exit),
+            None => (Arc::from(format!("{}-{index}", p.def.name)), 0, None),
+        };
+        let mut inst = Inst::new(id, restart_count);
         inst.last_exit = last_exit;
         match instance::launch(
             p.def.clone(),

@@ -1,8 +1,8 @@
 //! Building the `Snapshot` readers see from the supervisor's state.
 //!
-//! Invariant: read-only over supervisor state; called by the supervisor
-//! thread after every change, so a snapshot is never older than the last
-//! event handled. Control replies wait in an outbox until the snapshot
+//! Invariant: read-only over supervisor state (it writes only `spare`,
+//! the buffers it recycles); called by the supervisor thread after every
+//! change, so a snapshot is never older than the last event handled. Control replies wait in an outbox until the snapshot
 //! that reflects them is published (read-your-writes for API clients).
 
 use std::time::SystemTime;
@@ -23,7 +23,9 @@ impl Supervisor {
         self.update_alive();
         let snapshot = self.snapshot();
         self.update_readiness_file();
-        self.published.publish(snapshot);
+        if let Some(old) = self.published.publish(snapshot) {
+            self.spare = old.processes;
+        }
         for (tx, reply) in self.outbox.drain(..) {
             // The reader may have given up waiting; that is its business.
             let _ = tx.send(reply);
@@ -35,25 +37,35 @@ impl Supervisor {
         self.outbox.push((tx, reply));
     }
 
-    fn snapshot(&self) -> Snapshot {
+    fn snapshot(&mut self) -> Snapshot {
         let now = SystemTime::now();
-        let mut processes: Vec<ProcessStatus> = self
-            .procs
-            .values()
-            .map(|p| process_status(p, now))
-            .collect();
+        // Refill the last snapshot's buffers when no reader kept it: a
+        // probe result republishes every process, and with musl's
+        // allocator each fresh buffer of this size is an mmap and each
+        // free a munmap with a TLB shootdown on every CPU.
+        let mut processes = std::mem::take(&mut self.spare);
+        processes.truncate(self.procs.len());
+        for (k, p) in self.procs.values().enumerate() {
+            match processes.get_mut(k) {
+                Some(dst) => fill_process_status(dst, p, now),
+                None => {
+                    let mut st = ProcessStatus::default();
+                    fill_process_status(&mut st, p, now);
+                    processes.push(st);
+                }
+            }
+        }
         processes.extend(self.job_statuses());
         processes.sort_by(|a, b| a.name.cmp(&b.name));
         let not_ready = self.not_ready(&[], true);
         Snapshot {
-            version: crate::VERSION.to_string(),
+            version: crate::VERSION,
             pid: std::process::id(),
             started_at: unix_seconds(self.started_at),
             phase: match self.phase {
                 Phase::Running => "running",
                 Phase::ShuttingDown { .. } => "stopping",
-            }
-            .to_string(),
+            },
             ready: not_ready.is_empty(),
             not_ready,
             orphans_reaped: self.shared.reaper.orphans_reaped(),
@@ -151,51 +163,64 @@ impl Supervisor {
     }
 }
 
-fn process_status(p: &Proc, now: SystemTime) -> ProcessStatus {
-    ProcessStatus {
-        name: p.def.name.clone(),
-        kind: match p.def.kind {
-            ProcessType::Longrun => "longrun",
-            ProcessType::Oneshot => "oneshot",
-        }
-        .into(),
-        state: match p.phase {
-            ProcPhase::Pending => "pending",
-            ProcPhase::Held => "held",
-            ProcPhase::Active => "running",
-            ProcPhase::Stopping => "stopping",
-            ProcPhase::Stopped => "stopped",
-            ProcPhase::Finished => "finished",
-        }
-        .into(),
-        desired_scale: p.desired,
-        current_scale: p.instances.values().filter(|i| i.pid.is_some()).count() as u32,
-        max_scale: p.def.max_scale,
-        critical: p.def.critical,
-        restart: match p.def.restart {
-            RestartPolicy::Always => "always",
-            RestartPolicy::OnFailure => "on-failure",
-            RestartPolicy::Never => "never",
-        }
-        .into(),
-        operation: p.op.as_ref().map(|op| match op {
-            Op::Rolling { .. } => "restarting".to_string(),
-        }),
-        restarts: p.restarts.clone(),
-        instances: p
-            .instances
+/// Overwrite `dst` with `p`'s state, keeping `dst`'s instance buffer.
+/// The exhaustive destructuring makes a new field a compile error here, so
+/// a recycled status can never carry a stale value.
+fn fill_process_status(dst: &mut ProcessStatus, p: &Proc, now: SystemTime) {
+    let ProcessStatus {
+        name,
+        kind,
+        state,
+        desired_scale,
+        current_scale,
+        max_scale,
+        critical,
+        restart,
+        operation,
+        restarts,
+        instances,
+        schedule,
+    } = dst;
+    *name = p.name.clone();
+    *kind = match p.def.kind {
+        ProcessType::Longrun => "longrun",
+        ProcessType::Oneshot => "oneshot",
+    };
+    *state = match p.phase {
+        ProcPhase::Pending => "pending",
+        ProcPhase::Held => "held",
+        ProcPhase::Active => "running",
+        ProcPhase::Stopping => "stopping",
+        ProcPhase::Stopped => "stopped",
+        ProcPhase::Finished => "finished",
+    };
+    *desired_scale = p.desired;
+    *current_scale = p.instances.values().filter(|i| i.pid.is_some()).count() as u32;
+    *max_scale = p.def.max_scale;
+    *critical = p.def.critical;
+    *restart = match p.def.restart {
+        RestartPolicy::Always => "always",
+        RestartPolicy::OnFailure => "on-failure",
+        RestartPolicy::Never => "never",
+    };
+    *operation = p.op.as_ref().map(|op| match op {
+        Op::Rolling { .. } => "restarting",
+    });
+    restarts.clone_from(&p.restarts);
+    instances.clear();
+    instances.extend(
+        p.instances
             .iter()
-            .map(|(i, inst)| instance_status(&p.def.name, *i, inst, now))
-            .collect(),
-        schedule: None,
-    }
+            .map(|(i, inst)| instance_status(*i, inst, now)),
+    );
+    *schedule = None;
 }
 
-fn instance_status(name: &str, index: u32, inst: &Inst, now: SystemTime) -> InstanceStatus {
+fn instance_status(index: u32, inst: &Inst, now: SystemTime) -> InstanceStatus {
     InstanceStatus {
-        id: format!("{name}-{index}"),
+        id: inst.id.clone(),
         index,
-        state: inst.state.into(),
+        state: inst.state,
         pid: inst.pid,
         started_at: inst.started_at.map(unix_seconds),
         uptime_seconds: inst
@@ -203,7 +228,7 @@ fn instance_status(name: &str, index: u32, inst: &Inst, now: SystemTime) -> Inst
             .and_then(|t| now.duration_since(t).ok())
             .map(|d| d.as_secs_f64()),
         restart_count: inst.restart_count,
-        health: inst.health.map_or("unknown", Health::as_str).into(),
+        health: inst.health.map_or("unknown", Health::as_str),
         health_error: inst.health_error.clone(),
         last_exit: inst.last_exit.map(LastExit::from),
         backoff_until: inst.backoff_until.map(unix_seconds),
@@ -212,7 +237,7 @@ fn instance_status(name: &str, index: u32, inst: &Inst, now: SystemTime) -> Inst
         health_checks_failed: inst.probes.failed,
         health_check_seconds_sum: inst.probes.seconds_sum,
         health_check_last_seconds: inst.probes.last_seconds,
-        health_check_buckets: inst.probes.buckets.clone(),
+        health_check_buckets: inst.probes.buckets,
     }
 }
 
@@ -222,4 +247,73 @@ fn write_atomically(path: &std::path::Path, content: &[u8]) -> std::io::Result<(
     tmp.push(".tmp");
     std::fs::write(&tmp, content)?;
     std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::plan::testutil::process;
+    use crate::status::ScheduleStatus;
+
+    fn proc_with(name: &str, instances: &[(u32, &'static str, Option<i32>)]) -> Proc {
+        Proc {
+            def: Arc::new(process(name)),
+            name: Arc::from(name),
+            phase: ProcPhase::Active,
+            desired: instances.len() as u32,
+            instances: instances
+                .iter()
+                .map(|&(i, state, pid)| {
+                    let mut inst = Inst::new(Arc::from(format!("{name}-{i}")), 0);
+                    inst.state = state;
+                    inst.pid = pid;
+                    (i, inst)
+                })
+                .collect(),
+            op: None,
+            restarts: BTreeMap::new(),
+            pending_since: None,
+        }
+    }
+
+    #[test]
+    fn a_recycled_status_keeps_nothing_of_what_it_held() {
+        // A buffer that last held a scheduled job with three instances and
+        // restarts, refilled with a plain process of one instance.
+        let mut dst = ProcessStatus {
+            name: Arc::from("old-job"),
+            kind: "scheduled",
+            state: "paused",
+            desired_scale: 9,
+            current_scale: 3,
+            max_scale: Some(9),
+            critical: true,
+            restart: "never",
+            operation: Some("restarting"),
+            restarts: BTreeMap::from([("exit", 4)]),
+            instances: vec![InstanceStatus::default(); 3],
+            schedule: Some(ScheduleStatus::default()),
+        };
+        let p = proc_with("web", &[(1, "running", Some(42))]);
+        fill_process_status(&mut dst, &p, SystemTime::now());
+        assert_eq!(&*dst.name, "web");
+        assert_eq!(
+            (dst.kind, dst.state, dst.restart),
+            ("longrun", "running", "always")
+        );
+        assert_eq!((dst.desired_scale, dst.current_scale), (1, 1));
+        assert_eq!(
+            (dst.max_scale, dst.critical, dst.operation),
+            (None, false, None)
+        );
+        assert!(dst.restarts.is_empty() && dst.schedule.is_none());
+        assert_eq!(dst.instances.len(), 1);
+        assert_eq!(
+            (&*dst.instances[0].id, dst.instances[0].pid),
+            ("web-1", Some(42))
+        );
+    }
 }
