@@ -24,7 +24,11 @@ pub struct RawConfig {
     pub version: V,
     pub global: Option<RawGlobal>,
     pub hooks: Option<RawHooks>,
-    pub processes: Option<BTreeMap<String, RawProcess>>,
+    /// Boxed: a `RawProcess` is 6.6 KB, and a B-tree shifts its values on
+    /// every insert (and allocates 73 KB leaves). With the values boxed,
+    /// checking 200 processes went from 10.7 to 6.4 ms (`perf stat sheepdog
+    /// check`), 50 from 4.2 to 3.9 ms.
+    pub processes: Option<BTreeMap<String, Box<RawProcess>>>,
 }
 
 // The tracing_* fields other than tracing_enabled are accepted, never read.
