@@ -11,9 +11,11 @@
 //! fail, because every struct node is a map (or null) with only known
 //! string keys, and every map/list node has the right kind.
 
+use std::fmt::Write as _;
+
 use serde_yaml::Value;
 
-use super::report::{index, join, Report};
+use super::report::{join, Report};
 use super::shape::Shape;
 use super::suggest;
 use super::value::describe;
@@ -24,13 +26,19 @@ const LISTED: usize = 16;
 
 /// Check `value` against `shape`, reporting and pruning what does not fit.
 pub fn check(value: &mut Value, shape: &Shape, path: &str, report: &mut Report) {
+    // One path buffer for the whole walk, extended and cut back at each
+    // level: a key costs no allocation unless it is reported.
+    let mut path = path.to_string();
+    walk(value, shape, &mut path, report);
+}
+
+fn walk(value: &mut Value, shape: &Shape, path: &mut String, report: &mut Report) {
     match shape {
         Shape::Leaf => {}
         Shape::Struct(fields) => {
             let Some(map) = expect_map(value, path, report) else {
                 return;
             };
-            let names: Vec<&str> = fields.iter().map(|(n, _)| *n).collect();
             let mut remove = Vec::new();
             for (k, v) in map.iter_mut() {
                 let Value::String(key) = k else {
@@ -46,9 +54,9 @@ pub fn check(value: &mut Value, shape: &Shape, path: &str, report: &mut Report) 
                     continue;
                 };
                 match fields.iter().find(|(n, _)| n == key) {
-                    Some((_, sub)) => check(v, sub, &join(path, key), report),
+                    Some((_, sub)) => below(path, key, |p| walk(v, sub, p, report)),
                     None => {
-                        let at = join(path, key);
+                        let names: Vec<&str> = fields.iter().map(|(n, _)| *n).collect();
                         let hint = suggest::hint(key, names.iter().copied());
                         let msg = if !hint.is_empty() {
                             format!("unknown key{hint}")
@@ -61,7 +69,7 @@ pub fn check(value: &mut Value, shape: &Shape, path: &str, report: &mut Report) 
                                 where_(path)
                             )
                         };
-                        report.error_and_suppress(&at, msg);
+                        report.error_and_suppress(&join(path, key), msg);
                         remove.push(k.clone());
                     }
                 }
@@ -77,7 +85,7 @@ pub fn check(value: &mut Value, shape: &Shape, path: &str, report: &mut Report) 
             let mut remove = Vec::new();
             for (k, v) in map.iter_mut() {
                 match k {
-                    Value::String(key) => check(v, inner, &join(path, key), report),
+                    Value::String(key) => below(path, key, |p| walk(v, inner, p, report)),
                     other => {
                         report.error(
                             path,
@@ -95,7 +103,11 @@ pub fn check(value: &mut Value, shape: &Shape, path: &str, report: &mut Report) 
             Value::Null => {}
             Value::Sequence(items) => {
                 for (i, item) in items.iter_mut().enumerate() {
-                    check(item, inner, &index(path, i), report);
+                    let len = path.len();
+                    // Writing to a String cannot fail.
+                    let _ = write!(path, "[{i}]");
+                    walk(item, inner, path, report);
+                    path.truncate(len);
                 }
             }
             other => {
@@ -105,6 +117,18 @@ pub fn check(value: &mut Value, shape: &Shape, path: &str, report: &mut Report) 
             }
         },
     }
+}
+
+/// Run `f` with `path` extended by `.key` (or `key` at the top), as
+/// `report::join` spells it, then cut it back.
+fn below(path: &mut String, key: &str, f: impl FnOnce(&mut String)) {
+    let len = path.len();
+    if len > 0 {
+        path.push('.');
+    }
+    path.push_str(key);
+    f(path);
+    path.truncate(len);
 }
 
 fn where_(path: &str) -> &str {
