@@ -121,7 +121,7 @@ fn follow_within(
         _ => format!("unable to read from {}: {e}", ep.shown),
     };
     let mut status_line = String::new();
-    reader.read_line(&mut status_line).map_err(read_err)?;
+    read_line(&mut reader, &mut status_line).map_err(read_err)?;
     let status: u16 = status_line
         .strip_prefix("HTTP/1.")
         .and_then(|rest| rest.split_whitespace().nth(1))
@@ -130,7 +130,7 @@ fn follow_within(
     // Skip the head.
     loop {
         let mut h = String::new();
-        let n = reader.read_line(&mut h).map_err(read_err)?;
+        let n = read_line(&mut reader, &mut h).map_err(read_err)?;
         if n == 0 || h == "\r\n" || h == "\n" {
             break;
         }
@@ -140,10 +140,27 @@ fn follow_within(
         let _ = reader.take(MAX_RESPONSE).read_to_string(&mut text);
         return Err(error_of(&text, status));
     }
-    for l in reader.lines() {
-        line(&l.map_err(read_err)?);
+    let mut l = String::new();
+    while read_line(&mut reader, &mut l).map_err(read_err)? > 0 {
+        let text = l.strip_suffix('\n').unwrap_or(&l);
+        line(text.strip_suffix('\r').unwrap_or(text));
     }
     Ok(())
+}
+
+/// Read one line into `buf` (replacing it), with its `\n`; 0 at the end of
+/// the stream. A line longer than `MAX_RESPONSE` is an error, so a server
+/// that never sends a newline cannot make ctl's memory grow without end.
+fn read_line(reader: &mut impl BufRead, buf: &mut String) -> std::io::Result<usize> {
+    buf.clear();
+    let n = reader.by_ref().take(MAX_RESPONSE).read_line(buf)?;
+    if n as u64 == MAX_RESPONSE && !buf.ends_with('\n') {
+        return Err(std::io::Error::new(
+            ErrorKind::InvalidData,
+            format!("a line longer than {} MiB", MAX_RESPONSE >> 20),
+        ));
+    }
+    Ok(n)
 }
 
 /// Where requests go, as parsed from the target.
@@ -451,6 +468,29 @@ mod tests {
             "the call took {:?}: the deadline did not hold",
             started.elapsed()
         );
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn a_followed_line_without_end_is_refused_at_the_limit() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let target = Target::Url(format!("http://{}", l.local_addr().unwrap()));
+        let t = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.0 200 OK\r\n\r\nfirst\r\n");
+            let chunk = [b'x'; 64 * 1024];
+            // Stops when ctl gives up and closes the connection.
+            while s.write_all(&chunk).is_ok() {}
+        });
+        let mut lines = Vec::new();
+        let e = follow_within(&target, "/logs", None, Duration::from_secs(10), &mut |l| {
+            lines.push(l.to_string())
+        })
+        .unwrap_err();
+        assert_eq!(lines, ["first"]);
+        assert!(e.contains("a line longer than 16 MiB"), "{e}");
         t.join().unwrap();
     }
 
