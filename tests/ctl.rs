@@ -291,6 +291,16 @@ fn errors_exit_non_zero_with_the_message() {
         ],
     );
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    // A URL from the environment that cannot be used names the variable.
+    for bad in ["https://127.0.0.1:1", "127.0.0.1:1", "http://x:1/a?b=1"] {
+        let o = ctl(&["status"], &[("SHEEPDOG_API_URL", bad)]);
+        assert_eq!(o.status.code(), Some(2), "{bad}: {}", err(&o));
+        assert!(
+            err(&o).contains(&format!("$SHEEPDOG_API_URL: invalid URL '{bad}'")),
+            "{bad}: {}",
+            err(&o)
+        );
+    }
 }
 
 #[test]

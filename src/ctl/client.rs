@@ -256,18 +256,23 @@ impl Endpoint {
 }
 
 /// `http://AUTHORITY[/PREFIX]` → (authority, prefix without a trailing `/`).
-fn split_url(url: &str) -> Result<(&str, &str), String> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| {
-        format!("invalid API URL '{url}'; expected http://HOST:PORT (https is not supported)")
-    })?;
+pub fn split_url(url: &str) -> Result<(&str, &str), String> {
+    let bad = || {
+        format!(
+            "invalid URL '{url}'; expected http://HOST:PORT, optionally with a /PREFIX \
+             (https is not supported)"
+        )
+    };
+    let rest = url.strip_prefix("http://").ok_or_else(bad)?;
     let (authority, prefix) = match rest.find('/') {
         Some(i) => rest.split_at(i),
         None => (rest, ""),
     };
-    if authority.is_empty() || authority.contains(['@', '?', '#', ' ']) {
-        return Err(format!(
-            "invalid API URL '{url}'; expected http://HOST:PORT"
-        ));
+    if authority.is_empty()
+        || authority.contains(['@', '?', '#', ' '])
+        || prefix.contains(['?', '#', ' '])
+    {
+        return Err(bad());
     }
     Ok((authority, prefix.trim_end_matches('/')))
 }
@@ -413,7 +418,10 @@ mod tests {
             split_url("http://[::1]:9180/sheepdog/").unwrap(),
             ("[::1]:9180", "/sheepdog")
         );
-        assert!(split_url("https://x:1").unwrap_err().contains("https"));
+        assert!(split_url("https://x:1")
+            .unwrap_err()
+            .contains("https is not supported"));
+        assert!(split_url("http://x:1/a?b").is_err());
         assert!(split_url("x:1").unwrap_err().contains("'x:1'"));
         assert!(split_url("http://u@x:1").is_err());
         assert!(split_url("http:///path").is_err());

@@ -39,9 +39,12 @@ pub fn run(ctl: Ctl) -> i32 {
         eprintln!("sheepdog ctl: the token contains control characters; it cannot be sent");
         return exit::USAGE;
     }
-    let target = match ctl.target.clone() {
-        Some(t) => t,
-        None => default_target(),
+    let target = match ctl.target.clone().map_or_else(default_target, Ok) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("sheepdog ctl: {e}");
+            return exit::USAGE;
+        }
     };
     if let Action::Logs(q) = &ctl.action {
         return logs(&target, token.as_deref(), q, ctl.json);
@@ -235,19 +238,22 @@ fn log_line(rec: &Value) -> String {
 }
 
 /// `$SHEEPDOG_API_SOCKET`, `$SHEEPDOG_API_URL`, the conventional socket
-/// if it exists, else loopback TCP.
-fn default_target() -> Target {
+/// if it exists, else loopback TCP. A URL that cannot be used is an error
+/// naming the variable.
+fn default_target() -> Result<Target, String> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     if let Some(s) = env("SHEEPDOG_API_SOCKET") {
-        return Target::Socket(PathBuf::from(s));
+        return Ok(Target::Socket(PathBuf::from(s)));
     }
     if let Some(u) = env("SHEEPDOG_API_URL") {
-        return Target::Url(u.trim_end_matches('/').to_string());
+        let u = u.trim_end_matches('/').to_string();
+        client::split_url(&u).map_err(|e| format!("$SHEEPDOG_API_URL: {e}"))?;
+        return Ok(Target::Url(u));
     }
     if std::path::Path::new(DEFAULT_SOCKET).exists() {
-        return Target::Socket(PathBuf::from(DEFAULT_SOCKET));
+        return Ok(Target::Socket(PathBuf::from(DEFAULT_SOCKET)));
     }
-    Target::Url(DEFAULT_URL.to_string())
+    Ok(Target::Url(DEFAULT_URL.to_string()))
 }
 
 /// Percent-encode a process name for a path segment.
