@@ -79,23 +79,12 @@ impl PostStart {
     /// Start `def`'s post-start hooks, if it has any. A failure to start
     /// the thread is logged (naming `owner`), never fatal.
     pub fn start(def: &Arc<Process>, shared: &Arc<Shared>, owner: &str) -> Option<PostStart> {
-        let hooks = def.extra.hooks.post_start.clone();
+        let hooks = &def.extra.hooks.post_start;
         if hooks.is_empty() {
             return None;
         }
-        let (done_tx, done) = crossbeam_channel::bounded(1);
-        let started = spawn_list(
-            hooks,
-            Kind::PostStart,
-            Some(def.clone()),
-            shared.clone(),
-            None,
-            shared.hook_executions.clone(),
-            done_tx,
-            (),
-        );
-        match started {
-            Ok(cancel) => Some(PostStart { cancel, done }),
+        match spawn_for(def, shared, hooks, Kind::PostStart) {
+            Ok((cancel, done)) => Some(PostStart { cancel, done }),
             Err(e) => {
                 log::error!("{owner}: unable to start its post_start hooks: {e}");
                 None
@@ -134,23 +123,12 @@ pub fn run_pre_start<M>(
     requests: &Receiver<M>,
     is_stop: impl Fn(&M) -> bool,
 ) -> PreStart {
-    let hooks = def.extra.hooks.pre_start.clone();
+    let hooks = &def.extra.hooks.pre_start;
     if hooks.is_empty() {
         return PreStart::Done;
     }
-    let (done_tx, done) = crossbeam_channel::bounded(1);
-    let started = spawn_list(
-        hooks,
-        Kind::PreStart,
-        Some(def.clone()),
-        shared.clone(),
-        None,
-        shared.hook_executions.clone(),
-        done_tx,
-        (),
-    );
-    let cancel = match started {
-        Ok(cancel) => cancel,
+    let (cancel, done) = match spawn_for(def, shared, hooks, Kind::PreStart) {
+        Ok(started) => started,
         Err(e) => return PreStart::Failed(format!("unable to start its pre_start hooks: {e}")),
     };
     loop {
@@ -167,6 +145,28 @@ pub fn run_pre_start<M>(
             },
         }
     }
+}
+
+/// Run one of `def`'s own hook lists on its thread, with no deadline but
+/// the hooks' own: the cancel sender and where the result arrives.
+fn spawn_for(
+    def: &Arc<Process>,
+    shared: &Arc<Shared>,
+    hooks: &[Hook],
+    kind: Kind,
+) -> std::io::Result<(Sender<()>, Done<()>)> {
+    let (done_tx, done) = crossbeam_channel::bounded(1);
+    let cancel = spawn_list(
+        hooks.to_vec(),
+        kind,
+        Some(def.clone()),
+        shared.clone(),
+        None,
+        shared.hook_executions.clone(),
+        done_tx,
+        (),
+    )?;
+    Ok((cancel, done))
 }
 
 /// Why a list stopped early.
