@@ -11,7 +11,7 @@ use serde_yaml::Value;
 
 use super::super::extra::{GlobalExtra, Readiness, ReadinessMode};
 use super::super::model::{Api, Global, LogFormat, LogLevel, Metrics, RestartPolicy};
-use super::super::raw::{RawAcl, RawGlobal, RawTls};
+use super::super::raw::{RawAcl, RawGlobal, RawTls, V};
 use super::super::report::{join, Report};
 use super::super::value::{self as val, describe, quote};
 
@@ -169,17 +169,20 @@ pub fn level(v: &Value) -> Result<LogLevel, String> {
 const NO_API: &str = "true, but this build of sheepdog leaves out the HTTP API and metrics \
     (cargo feature `api`); expected false (the default here), or a default build";
 
+/// `api_enabled` / `metrics_enabled`: on by default where the build has
+/// the `api` feature, and an error when turned on in a build without it.
+fn api_switch(raw: &V, path: &str, r: &mut Report) -> bool {
+    let built = cfg!(feature = "api");
+    let enabled = r.get_or(raw, path, val::boolean, built);
+    if enabled && !built {
+        r.error(path, NO_API);
+    }
+    enabled
+}
+
 fn api(raw: &RawGlobal, r: &mut Report) -> Api {
     let p = |k: &str| join("global", k);
-    let enabled = r.get_or(
-        &raw.api_enabled,
-        &p("api_enabled"),
-        val::boolean,
-        cfg!(feature = "api"),
-    );
-    if enabled && !cfg!(feature = "api") {
-        r.error(&p("api_enabled"), NO_API);
-    }
+    let enabled = api_switch(&raw.api_enabled, &p("api_enabled"), r);
     let port = r.get_or(
         &raw.api_port,
         &p("api_port"),
@@ -268,15 +271,7 @@ fn api(raw: &RawGlobal, r: &mut Report) -> Api {
 
 fn metrics(raw: &RawGlobal, r: &mut Report) -> Metrics {
     let p = |k: &str| join("global", k);
-    let enabled = r.get_or(
-        &raw.metrics_enabled,
-        &p("metrics_enabled"),
-        val::boolean,
-        cfg!(feature = "api"),
-    );
-    if enabled && !cfg!(feature = "api") {
-        r.error(&p("metrics_enabled"), NO_API);
-    }
+    let enabled = api_switch(&raw.metrics_enabled, &p("metrics_enabled"), r);
     let port = r.get_or(&raw.metrics_port, &p("metrics_port"), val::port, 9090);
     let path = r.get_or(
         &raw.metrics_path,
