@@ -751,13 +751,8 @@ mod tests {
             "99999999999999999999", "--stream", "stderr", "bogus", "--follow", "-f",
             "--reopen", "--wait", "HUP", "SIGKILL", "9", "-9", "ünïcode",
         ];
-        let mut state: u64 = 0x05ee_dd09;
-        let mut below = |n: usize| {
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            (state.wrapping_mul(0x2545_f491_4f6c_dd1d) % n as u64) as usize
-        };
+        let mut rng = crate::seeded::Rng(0x05ee_dd09);
+        let mut below = |n: usize| rng.below(n);
         let mut errors = 0;
         for _ in 0..5000 {
             let args: Vec<OsString> = (0..below(7))

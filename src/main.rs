@@ -35,6 +35,8 @@ mod ports;
 mod probe;
 mod reaper;
 mod scheduler;
+#[cfg(test)]
+mod seeded;
 mod signals;
 mod spawn;
 mod status;

@@ -815,18 +815,6 @@ fn without_cron_only_every_schedules_load() {
     }
 }
 
-/// A seeded xorshift64* generator: the same seed, the same documents.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n as u64) as usize
-    }
-}
-
 /// Every example, with hostile values put in its leaves and its bytes
 /// mangled, through the whole pipeline and the plan: each one is a config
 /// or an error with problems, never a panic. (`fuzz/` runs the same
@@ -851,7 +839,7 @@ fn mutated_examples_are_configs_or_errors_never_panics() {
     docs.sort();
     assert!(docs.len() >= 10, "examples not found in {}", root.display());
     let env = |name: &str| Ok((name == "PORT").then(|| "8080".to_string()));
-    let mut rng = Rng(0x05ee_dd09);
+    let mut rng = crate::seeded::Rng(0x05ee_dd09);
     let (mut accepted, mut refused) = (0, 0);
     for round in 0..3000 {
         let doc = &docs[rng.below(docs.len())];
