@@ -1194,10 +1194,12 @@ fn send_half_closed(port: u16, bytes: &[u8]) -> Vec<u8> {
 #[test]
 fn hostile_requests_get_answers_and_never_crash_the_server() {
     // A fixed seed keeps CI repeatable; set SHEEPDOG_TEST_SEED to explore.
-    let seed = std::env::var("SHEEPDOG_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x05ee_dd09_u64);
+    let seed = match std::env::var("SHEEPDOG_TEST_SEED") {
+        Ok(s) => s
+            .parse()
+            .unwrap_or_else(|_| panic!("SHEEPDOG_TEST_SEED={s:?}: expected a whole number")),
+        Err(_) => 0x05ee_dd09_u64,
+    };
     let mut api = Api::start(
         "api-hostile",
         Some(TOKEN),
