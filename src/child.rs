@@ -389,7 +389,7 @@ fn c_string(bytes: &[u8], what: &str) -> io::Result<CString> {
 }
 
 /// /dev/null, opened once for every child's null stdio (read-write, so it
-/// serves stdin and stdout alike). None if it cannot be opened, and then
+/// serves stdin and stdout alike). An error if it cannot be opened; then
 /// each spawn tries again and reports the error.
 fn dev_null() -> io::Result<RawFd> {
     static NULL: OnceLock<OwnedFd> = OnceLock::new();

@@ -253,9 +253,10 @@ pub fn spawn_clean(image: &ExecImage<'_>) -> Result<i32, SpawnError> {
     // enough for its frames; uninitialised memory is fine for a stack) and
     // reads `args`, which outlives the child's use of it: with CLONE_VFORK,
     // clone returns only after the child has exec'd or exited, and only
-    // then can `stack`, `args` and the image go. The child shares our memory but not our signal
-    // handlers (no CLONE_SIGHAND) and starts with every signal blocked, so
-    // none of our code runs in it except `child_exec`.
+    // then can `stack`, `args` and the image go. The child shares our
+    // memory but not our signal handlers (no CLONE_SIGHAND) and starts with
+    // every signal blocked, so none of our code runs in it except
+    // `child_exec`.
     let pid = unsafe {
         libc::clone(
             child_exec,
