@@ -122,10 +122,7 @@ fn follow_within(
     };
     let mut status_line = String::new();
     read_line(&mut reader, &mut status_line).map_err(read_err)?;
-    let status: u16 = status_line
-        .strip_prefix("HTTP/1.")
-        .and_then(|rest| rest.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
+    let status = status_code(&status_line)
         .ok_or_else(|| format!("{} did not answer with HTTP", ep.shown))?;
     // Skip the head.
     loop {
@@ -356,16 +353,20 @@ impl Write for Stream {
     }
 }
 
+/// The code of an HTTP/1.x status line (`HTTP/1.0 404 Not Found`).
+fn status_code(line: &str) -> Option<u16> {
+    let mut parts = line.split_whitespace();
+    if !parts.next()?.starts_with("HTTP/1.") {
+        return None;
+    }
+    parts.next()?.parse().ok()
+}
+
 /// Status and body of a close-delimited HTTP/1.x response.
 fn parse_response(raw: &[u8]) -> Option<Reply> {
     let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = std::str::from_utf8(&raw[..end]).ok()?;
-    let line = head.lines().next()?;
-    let mut parts = line.split(' ');
-    if !parts.next()?.starts_with("HTTP/1.") {
-        return None;
-    }
-    let status: u16 = parts.next()?.parse().ok()?;
+    let status = status_code(head.lines().next()?)?;
     let mut body = &raw[end + 4..];
     let length = head.lines().skip(1).find_map(|l| {
         let (k, v) = l.split_once(':')?;
