@@ -152,6 +152,7 @@ Docs: docs/configuration.md, docs/cli.md, docs/ctl.md, docs/api.md and the
 rest of docs/ (README.md lists every page)
 ";
 
+#[cfg(feature = "api")]
 pub const CTL_HELP: &str = "\
 sheepdog ctl — status and control of a running sheepdog, through its API
 

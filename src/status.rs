@@ -74,6 +74,7 @@ pub struct Snapshot {
     /// Heartbeat pings per process with a heartbeat (monotonic counters;
     /// metrics only).
     #[serde(skip)]
+    #[cfg_attr(not(feature = "api"), allow(dead_code))] // read by the API only
     pub heartbeats: Vec<HeartbeatStats>,
 }
 
@@ -110,6 +111,7 @@ pub struct ScheduleStatus {
     pub stats: RunStats,
     /// Runs and skips, oldest first (bounded by `schedule_history_size`).
     #[serde(skip)]
+    #[cfg_attr(not(feature = "api"), allow(dead_code))] // read by the API only
     pub history: Vec<RunRecord>,
 }
 
@@ -285,6 +287,7 @@ impl Published {
     }
 
     /// The latest snapshot.
+    #[cfg_attr(not(feature = "api"), allow(dead_code))] // read by the API only
     pub fn get(&self) -> Arc<Snapshot> {
         self.current
             .lock()
@@ -295,6 +298,7 @@ impl Published {
 
 /// What a reader may ask of the supervisor.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(not(feature = "api"), allow(dead_code))] // read by the API only
 pub enum Control {
     /// Answered at once: proves the supervisor loop is alive.
     Ping,

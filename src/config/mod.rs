@@ -24,6 +24,7 @@ mod yaml;
 
 pub use model::*;
 /// The one signal grammar (`SIGHUP`, `HUP`, `hup`, `1`), shared with the API.
+#[cfg(feature = "api")]
 pub use value::signal as parse_signal;
 
 use std::ffi::OsString;
