@@ -325,7 +325,7 @@ fn hint(var: &str, prefix: &str, shape: &Shape) -> String {
 
 fn leaf_vars(shape: &Shape, prefix: String, out: &mut Vec<String>) {
     if let Shape::Struct(fields) = shape {
-        for (name, sub) in fields {
+        for (name, sub) in fields.iter() {
             let var = format!("{prefix}{}", name.to_ascii_uppercase().replace('-', "_"));
             if let Shape::Struct(_) = sub {
                 leaf_vars(sub, format!("{var}_"), out);
@@ -338,8 +338,7 @@ fn leaf_vars(shape: &Shape, prefix: String, out: &mut Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::raw::RawConfig;
-    use crate::config::shape::shape_of;
+    use crate::config::shape::CONFIG;
 
     fn run(yaml: &str, vars: &[(&str, &str)]) -> (Value, Report) {
         let mut root: Value = serde_yaml::from_str(yaml).unwrap();
@@ -348,12 +347,7 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let mut report = Report::default();
-        apply(
-            &mut root,
-            &overrides,
-            &shape_of::<RawConfig>().unwrap(),
-            &mut report,
-        );
+        apply(&mut root, &overrides, &CONFIG, &mut report);
         (root, report)
     }
 

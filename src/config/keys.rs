@@ -164,13 +164,13 @@ fn expect_map<'v>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::raw::{RawConfig, RawShutdown};
-    use crate::config::shape::shape_of;
+    use crate::config::raw::RawConfig;
+    use crate::config::shape::CONFIG;
 
     fn run(text: &str) -> (Value, Vec<String>) {
         let mut v: Value = serde_yaml::from_str(text).unwrap();
         let mut r = Report::default();
-        check(&mut v, &shape_of::<RawConfig>().unwrap(), "", &mut r);
+        check(&mut v, &CONFIG, "", &mut r);
         (v, r.problems)
     }
 
@@ -192,7 +192,11 @@ mod tests {
     fn unknown_without_a_close_match_lists_the_keys_or_points_at_the_docs() {
         let (_, p) = run("processes: {web: {shutdown: {banana: 1}}}\n");
         assert_eq!(p.len(), 1);
-        let listed = shape_of::<RawShutdown>().unwrap().field_names().join(", ");
+        let Some(Shape::Map(process)) = CONFIG.field("processes") else {
+            panic!("processes is a map of processes");
+        };
+        let shutdown = process.field("shutdown").unwrap();
+        let listed = shutdown.field_names().join(", ");
         assert!(
             listed.starts_with("signal, timeout, kill_signal"),
             "{listed}"

@@ -151,8 +151,7 @@ pub fn load_from_str(
         source: source.map(Path::to_path_buf),
         problems,
     };
-    let shape = shape::shape_of::<raw::RawConfig>()
-        .map_err(|e| fail(vec![format!("internal error: configuration shape: {e}")]))?;
+    let shape = &shape::CONFIG;
     let mut value = yaml::parse(text).map_err(|e| fail(vec![e]))?;
     if value.is_null() && overrides.is_empty() {
         return Err(fail(vec![
@@ -160,11 +159,11 @@ pub fn load_from_str(
         ]));
     }
     let mut report = report::Report::default();
-    keys::check(&mut value, &shape, "", &mut report);
+    keys::check(&mut value, shape, "", &mut report);
     subst::substitute_tree(&mut value, "", env, &mut report);
-    env::apply(&mut value, overrides, &shape, &mut report);
+    env::apply(&mut value, overrides, shape, &mut report);
     // Overrides may carry whole blocks ({...}); check what they added.
-    keys::check(&mut value, &shape, "", &mut report);
+    keys::check(&mut value, shape, "", &mut report);
     let raw: raw::RawConfig = match serde_yaml::from_value(value) {
         Ok(raw) => raw,
         Err(e) => {
