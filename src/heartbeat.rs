@@ -23,8 +23,8 @@
 //!   makes no wake-ups. Interval pings follow the supervisor's `Alive`
 //!   messages (sent only on a change), never a probe of its own.
 //! - Only a 2xx answer is a success. No redirects are followed; there is no
-//!   TLS (ureq is built without it): an `https://` URL fails every ping at
-//!   once with an error saying so, without retries.
+//!   TLS: an `https://` URL fails every ping at once with an error saying
+//!   so, without retries (`http_client`).
 //! - A failure ping's body is bounded (`BODY_MAX`): the exit status plus
 //!   the run's last output lines, read from the `LogStore`, which holds
 //!   them already redacted and filtered as printed.
@@ -230,18 +230,6 @@ fn cut_front(s: String, max: usize) -> String {
 /// One attempt: the status of a 2xx answer, or why not.
 pub fn send(hb: &Heartbeat, url: &str, body: &str, timeout: Duration) -> Result<u16, Failed> {
     let method = hb.method.as_str();
-    if url
-        .get(..8)
-        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
-    {
-        return Err(Failed {
-            error: format!(
-                "{method} {url}: https is not supported (sheepdog is built without TLS); \
-                 use an http:// URL, e.g. a local relay"
-            ),
-            permanent: true,
-        });
-    }
     let status = request(hb, method, url, body, timeout)?;
     if (200..300).contains(&status) {
         Ok(status)
@@ -262,49 +250,35 @@ fn request(
     body: &str,
     timeout: Duration,
 ) -> Result<u16, Failed> {
-    use crate::http_client::{agent, Proxy};
-    let agent = agent(timeout, 0, Proxy::FromEnv, "heartbeat");
-    let has_type = hb
+    use crate::http_client::{self, Error, Proxy, Request};
+    let headers: Vec<(&str, &str)> = hb
         .headers
-        .keys()
-        .any(|k| k.eq_ignore_ascii_case("content-type"));
-    let result = match method {
-        "GET" | "HEAD" => {
-            let mut req = if method == "GET" {
-                agent.get(url)
-            } else {
-                agent.head(url)
-            };
-            for (k, v) in &hb.headers {
-                req = req.header(k.as_str(), v.as_str());
-            }
-            req.call()
-        }
-        _ => {
-            let mut req = agent.post(url);
-            if !has_type {
-                req = req.header("content-type", "text/plain; charset=utf-8");
-            }
-            for (k, v) in &hb.headers {
-                req = req.header(k.as_str(), v.as_str());
-            }
-            req.send(body)
-        }
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let req = Request {
+        method,
+        url,
+        headers: &headers,
+        body: (method == "POST").then_some(body),
+        timeout,
+        redirects: 0,
+        proxy: Proxy::FromEnv,
+        what: "heartbeat",
     };
-    result
-        .map(|response| response.status().as_u16())
-        .map_err(|e| Failed {
-            error: match e {
-                ureq::Error::Timeout(_) => {
-                    format!(
-                        "{method} {url}: timed out after {}",
-                        format_duration(timeout)
-                    )
-                }
-                e => format!("{method} {url}: {e}"),
-            },
+    http_client::send(&req).map_err(|e| match e {
+        Error::TimedOut => Failed {
+            error: format!(
+                "{method} {url}: timed out after {}",
+                format_duration(timeout)
+            ),
             permanent: false,
-        })
+        },
+        Error::Failed { reason, permanent } => Failed {
+            error: format!("{method} {url}: {reason}"),
+            permanent,
+        },
+    })
 }
 
 /// Without the `http` feature no heartbeat is configured (refused at load).
@@ -659,6 +633,7 @@ mod tests {
         assert!(b.ends_with("line 999 é"));
     }
 
+    #[cfg(feature = "http")]
     #[test]
     fn https_fails_at_once_without_network() {
         let h = hb(Some("https://hc-ping.com/x"));

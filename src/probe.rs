@@ -5,8 +5,9 @@
 //! Invariants:
 //! - Every probe returns within its timeout (exec: plus the task module's
 //!   bounded kill grace); none panics on any target or response.
-//! - HTTP probes follow no redirects and use no TLS (ureq is built without
-//!   it): a 3xx is judged against `expected_status` like any status.
+//! - HTTP probes use no TLS and follow no redirects unless told to
+//!   (`http_client`): a 3xx is judged against `expected_status` like any
+//!   status.
 //! - Exec probes are children like any other: own process group, reaped by
 //!   the one reaper, killed as a group at the timeout (see `task`).
 //! - Templates `{instance}`, `{index}` and `{port}` are resolved per
@@ -157,17 +158,24 @@ fn exec(
 /// GET `url`: the answer's status, whatever it is.
 #[cfg(feature = "http")]
 fn get_status(url: &str, follow: bool, timeout: Duration) -> Result<u16, String> {
-    use crate::http_client::{agent, Proxy};
-    agent(
+    use crate::http_client::{self, Error, Proxy, Request};
+    let req = Request {
+        method: "GET",
+        url,
+        headers: &[],
+        body: None,
         timeout,
-        if follow { 5 } else { 0 },
-        Proxy::Never,
-        "health check",
-    )
-    .get(url)
-    .call()
-    .map(|response| response.status().as_u16())
-    .map_err(|e| format!("GET {url}: {e}"))
+        redirects: if follow { 5 } else { 0 },
+        proxy: Proxy::Never,
+        what: "health check",
+    };
+    http_client::send(&req).map_err(|e| match e {
+        Error::TimedOut => format!(
+            "GET {url}: timed out after {}",
+            crate::config::format_duration(timeout)
+        ),
+        e => format!("GET {url}: {e}"),
+    })
 }
 
 /// Without the `http` feature no http check is configured (refused at load).

@@ -404,3 +404,51 @@ fn an_https_url_fails_clearly_without_network() {
     assert_eq!(sd.count("heartbeat success ping failed"), 1, "{}", sd.log());
     assert_eq!(sd.count("ping attempt"), 0, "{}", sd.log());
 }
+
+#[test]
+fn pings_go_through_the_environments_proxy_unless_no_proxy_names_the_host() {
+    // The test server plays the proxy: it is told the absolute URL of a
+    // host that does not resolve (.invalid), and a ping to 127.0.0.1,
+    // excluded by NO_PROXY, reaches it directly by its path.
+    let srv = Server::start(|_, _| Some(200));
+    let cfg = format!(
+        "global:\n  shutdown_timeout: 5\nprocesses:\n  idle:\n    command: [sleep, '300']\n  \
+         far:\n    type: oneshot\n    command: 'true'\n    restart: never\n    \
+         heartbeat: {{url: 'http://hc-ping.invalid/far', method: GET}}\n  \
+         near:\n    type: oneshot\n    command: 'true'\n    restart: never\n    \
+         heartbeat: {{url: '{}'}}\n",
+        srv.url("/near")
+    );
+    let proxy = format!("http://127.0.0.1:{}", srv.port);
+    let mut sd = Sheepdog::start_with("hb-proxy", &cfg, |c| {
+        for var in ["http_proxy", "ALL_PROXY", "all_proxy"] {
+            c.env_remove(var);
+        }
+        c.env("HTTP_PROXY", &proxy)
+            .env("NO_PROXY", "localhost,127.0.0.1")
+            .env_remove("no_proxy");
+    });
+    srv.wait("both pings", &sd, |reqs| reqs.len() >= 2);
+    let mut got: Vec<(String, String)> =
+        srv.reqs().into_iter().map(|r| (r.method, r.path)).collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("GET".to_string(), "http://hc-ping.invalid/far".to_string()),
+            ("POST".to_string(), "/near".to_string()),
+        ],
+        "{}",
+        sd.log()
+    );
+    let far = srv.reqs().into_iter().find(|r| r.method == "GET").unwrap();
+    assert!(
+        far.headers
+            .iter()
+            .any(|(k, v)| k == "host" && v == "hc-ping.invalid"),
+        "{:?}",
+        far.headers
+    );
+    sd.signal(libc::SIGTERM);
+    assert_eq!(sd.exit_code(WAIT), 0);
+}

@@ -193,12 +193,33 @@ fn http_url(v: &Value) -> Result<String, String> {
         .strip_prefix("http://")
         .or_else(|| lower.strip_prefix("https://"));
     match rest {
-        Some(r) if !r.is_empty() && !s.contains(char::is_whitespace) => Ok(s),
+        Some(r) if !r.is_empty() && !s.contains(char::is_whitespace) => url_form(s),
         _ => Err(format!(
             "invalid value {}; expected an http:// or https:// URL, e.g. http://127.0.0.1/health",
             quote(&s)
         )),
     }
+}
+
+/// What the HTTP client would refuse about `s` (templates given sample
+/// values), now rather than at every probe. An https URL passes here: it
+/// fails at run time with its own message (docs/health-checks.md).
+#[cfg(feature = "http")]
+fn url_form(s: String) -> Result<String, String> {
+    let sample = s
+        .replace("{port}", "80")
+        .replace("{index}", "0")
+        .replace("{instance}", "x");
+    match crate::http_client::url_problem(&sample) {
+        Some(why) => Err(why),
+        None => Ok(s),
+    }
+}
+
+/// Without the `http` feature no URL is used (refused at load).
+#[cfg(not(feature = "http"))]
+fn url_form(s: String) -> Result<String, String> {
+    Ok(s)
 }
 
 /// `200`, `"200-399"`, or a list of those.
@@ -651,6 +672,12 @@ pub fn heartbeat(raw: &RawHeartbeat, path: &str, r: &mut Report) -> Option<Heart
         "POST".into(),
     );
     let headers = env_map(raw.headers.as_ref(), &p("headers"), r);
+    #[cfg(feature = "http")]
+    for (name, value) in &headers {
+        if let Some(why) = crate::http_client::header_problem(name, value) {
+            r.error(&p("headers"), format!("header {}: {why}", quote(name)));
+        }
+    }
     let timeout = r.get_or(
         &raw.timeout,
         &p("timeout"),
@@ -779,6 +806,19 @@ mod tests {
         assert!(r.problems[0].contains("host:port"));
         let (_, r) = hc("{type: http, url: 'ftp://x'}");
         assert!(r.problems[0].contains("http://"));
+        #[cfg(feature = "http")]
+        for (url, why) in [
+            ("http://x:70000/", "expected HOST or HOST:PORT"),
+            ("https://[::1/", "expected HOST or HOST:PORT"),
+        ] {
+            let (_, r) = hc(&format!("{{type: http, url: '{url}'}}"));
+            assert!(r.problems[0].contains(why), "{url}: {:?}", r.problems);
+        }
+        #[cfg(feature = "http")]
+        for url in ["https://x/", "http://127.0.0.1:{port}/{instance}?i={index}"] {
+            let (_, r) = hc(&format!("{{type: http, url: '{url}'}}"));
+            assert!(r.problems.is_empty(), "{url}: {:?}", r.problems);
+        }
         let (_, r) = hc("{type: http, url: 'http://x', expected_status: 700}");
         assert!(r.problems[0].contains("expected_status"));
         let (_, r) =
@@ -939,5 +979,28 @@ mod tests {
         assert!(r.problems[0].contains("no URL"));
         let (_, r) = hb("{url: 'http://x', retries: 1, retry_count: 1, method: PATCH}");
         assert_eq!(r.problems.len(), 2, "{:?}", r.problems);
+        // What the HTTP client would refuse is refused at load.
+        let (_, r) = hb(
+            "{url: 'http://me:pw@x/', headers: {'X-Key': \"a\\r\\nHost: evil\", Connection: close}}",
+        );
+        let has = |text: &str| r.problems.iter().any(|p| p.contains(text));
+        assert_eq!(r.problems.len(), 3, "{:?}", r.problems);
+        assert!(
+            has("headers: header \"Connection\": set by sheepdog"),
+            "{:?}",
+            r.problems
+        );
+        assert!(
+            has("header \"X-Key\": the value contains a line break"),
+            "{:?}",
+            r.problems
+        );
+        assert!(
+            has("url: invalid URL \"http://me:pw@x/\": credentials"),
+            "{:?}",
+            r.problems
+        );
+        let (_, r) = hb("{url: 'http://127.0.0.1:{port}/ping/{instance}', headers: {X-Key: k}}");
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
     }
 }
