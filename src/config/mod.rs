@@ -164,16 +164,7 @@ pub fn load_from_str(
     env::apply(&mut value, overrides, shape, &mut report);
     // Overrides may carry whole blocks ({...}); check what they added.
     keys::check(&mut value, shape, "", &mut report);
-    let raw: raw::RawConfig = match serde_yaml::from_value(value) {
-        Ok(raw) => raw,
-        Err(e) => {
-            report.error(
-                "",
-                format!("internal error: decoding after the key check: {e}"),
-            );
-            return Err(fail(report.into_problems()));
-        }
-    };
+    let raw = raw::RawConfig::take(value);
     match validate::build(&raw, source, &mut report) {
         Some(config) => Ok(config),
         None => Err(fail(report.into_problems())),

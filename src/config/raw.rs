@@ -1,364 +1,512 @@
-//! The YAML document as serde types: the single list of valid keys.
+//! The YAML document's blocks: the single list of valid keys.
 //!
 //! Every leaf is an untyped `Option<Value>` (absent and `null` are both
 //! `None`); `validate` types each leaf itself so that it can collect every
-//! problem with its key path instead of stopping at serde's first error.
-//! Blocks are nested structs with `deny_unknown_fields`. The unknown-key
-//! check and environment overrides use `shape::CONFIG`, a constant copy of
-//! these field lists; after adding a key here, the test
-//! `the_table_is_the_raw_types` fails and prints the new table to paste.
+//! problem with its key path instead of stopping at the first error.
 //!
-//! Invariant: only `Option<Value>`, `Option<RawX>`, `Option<Vec<RawX>>` and
-//! `Option<BTreeMap<String, _>>` fields (checked by `shape` tests).
+//! `blocks!` writes each block once and derives from it the struct, its key
+//! table (`SHAPE`, what the unknown-key check and environment overrides
+//! walk) and `take`, which moves a YAML map's values into the fields. So
+//! adding a key here is all it takes for every stage to know it.
+//!
+//! This replaces serde's derive, which cost about 100 KiB of the static
+//! binary for what is, here, moving values into fields by name (every
+//! field is a `Value` or a block of them).
+//!
+//! Invariant: `take` cannot fail. It runs after `keys::check`, which has
+//! reported and pruned every unknown key and mis-shaped block; whatever
+//! still does not fit (nothing, after that check) is ignored.
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
-use serde_yaml::Value;
+use serde_yaml::{Mapping, Value};
+
+use super::shape::Shape;
+
+/// Defines blocks. Each field is `name: kind` or `name as "key": kind`,
+/// where kind is one of:
+///
+/// | kind       | field type                             | shape              |
+/// |------------|----------------------------------------|--------------------|
+/// | `leaf`     | `Option<Value>`                        | a leaf             |
+/// | `map`      | `Option<BTreeMap<String, Value>>`      | free keys → leaves |
+/// | `block(T)` | `Option<T>`                            | `T`'s keys         |
+/// | `list(T)`  | `Option<Vec<T>>`                       | a list of `T`      |
+/// | `named(T)` | `Option<BTreeMap<String, Box<T>>>`     | free keys → `T`    |
+macro_rules! blocks {
+    ($(
+        $(#[$attr:meta])*
+        $name:ident {
+            $( $(#[$fattr:meta])* $field:ident $(as $key:literal)? : $kind:ident $(($inner:ident))? ),* $(,)?
+        }
+    )*) => {$(
+        $(#[$attr])*
+        #[derive(Debug, Default)]
+        pub struct $name {
+            $( $(#[$fattr])* pub $field: kind!(type $kind $($inner)?), )*
+        }
+
+        impl $name {
+            /// This block's keys, in declaration order.
+            pub const SHAPE: Shape = Shape::Struct(&[
+                $( (key!($field $($key)?), kind!(shape $kind $($inner)?)), )*
+            ]);
+
+            /// The block from its YAML node (see the module's invariant).
+            pub fn take(node: Value) -> Self {
+                let mut out = Self::default();
+                for (key, value) in entries(node) {
+                    match key.as_str() {
+                        $( key!($field $($key)?) => out.$field = kind!(take $kind $($inner)?, value), )*
+                        _ => {}
+                    }
+                }
+                out
+            }
+        }
+    )*};
+}
+
+/// A field's key: its name, or the `as "key"` given.
+macro_rules! key {
+    ($field:ident) => {
+        stringify!($field)
+    };
+    ($field:ident $key:literal) => {
+        $key
+    };
+}
+
+/// A field kind's type, shape, and how a node becomes its value.
+macro_rules! kind {
+    (type leaf) => { Option<Value> };
+    (type map) => { Option<BTreeMap<String, Value>> };
+    (type block $t:ident) => { Option<$t> };
+    (type list $t:ident) => { Option<Vec<$t>> };
+    (type named $t:ident) => { Option<BTreeMap<String, Box<$t>>> };
+    (shape leaf) => { Shape::Leaf };
+    (shape map) => { Shape::Map(&Shape::Leaf) };
+    (shape block $t:ident) => { $t::SHAPE };
+    (shape list $t:ident) => { Shape::Seq(&$t::SHAPE) };
+    (shape named $t:ident) => { Shape::Map(&$t::SHAPE) };
+    (take leaf, $v:expr) => { leaf($v) };
+    (take map, $v:expr) => { present($v).map(|v| entries(v).collect()) };
+    (take block $t:ident, $v:expr) => { present($v).map($t::take) };
+    (take list $t:ident, $v:expr) => { list($v, $t::take) };
+    (take named $t:ident, $v:expr) => {
+        present($v).map(|v| entries(v).map(|(k, v)| (k, Box::new($t::take(v)))).collect())
+    };
+}
 
 /// An untyped leaf.
 pub type V = Option<Value>;
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawConfig {
-    pub version: V,
-    pub global: Option<RawGlobal>,
-    pub hooks: Option<RawHooks>,
-    /// Boxed: a `RawProcess` is 6.6 KB, and a B-tree shifts its values on
-    /// every insert (and allocates 73 KB leaves). With the values boxed,
-    /// checking 200 processes went from 10.7 to 6.4 ms (`perf stat sheepdog
-    /// check`), 50 from 4.2 to 3.9 ms.
-    pub processes: Option<BTreeMap<String, Box<RawProcess>>>,
+/// A leaf: absent and `null` are both `None`.
+fn leaf(value: Value) -> V {
+    present(value)
 }
 
-// The tracing_* fields other than tracing_enabled are accepted, never read.
-#[allow(dead_code)]
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawGlobal {
-    pub shutdown_timeout: V,
-    pub log_format: V,
-    pub log_level: V,
-    pub restart_policy: V,
-    pub max_restart_attempts: V,
-    pub restart_backoff_initial: V,
-    pub restart_backoff_max: V,
-    pub restart_reset_after: V,
-    /// Seed legacy: integer seconds; seeds initial = v and max = 12v.
-    pub restart_backoff: V,
-    pub dependency_timeout: V,
-
-    pub api_enabled: V,
-    pub api_port: V,
-    pub api_listen: V,
-    pub api_socket: V,
-    pub api_auth: V,
-    pub api_auth_file: V,
-    pub api_insecure: V,
-    pub api_max_request_body: V,
-    pub api_rate_limit: V,
-    pub api_rate_burst: V,
-
-    pub metrics_enabled: V,
-    pub metrics_port: V,
-    pub metrics_path: V,
-    pub metrics_listen: V,
-
-    // Keys owned by later issues (GlobalExtra).
-    pub readiness_file: V,
-    pub readiness: Option<RawReadiness>,
-    pub log_file: V,
-    pub log_buffer_lines: V,
-    pub max_process_scale: V,
-    pub schedule_history_size: V,
-    pub oneshot_history_max_entries: V,
-    pub oneshot_history_max_age: V,
-
-    // Seed keys accepted with a warning: they do nothing here.
-    pub health_check_interval: V,
-    pub zombie_reap_interval: V,
-    pub log_timestamps: V,
-    pub process_start_timeout: V,
-    pub process_stop_timeout: V,
-    pub resource_metrics_enabled: V,
-    pub resource_metrics_interval: V,
-    pub resource_metrics_max_samples: V,
-    pub audit_enabled: V,
-    pub health_check_strict: V,
-    pub autotune_memory_threshold: V,
-
-    // Seed features sheepdog does not build: accepted only while disabled.
-    pub api_tls: Option<RawTls>,
-    pub metrics_tls: Option<RawTls>,
-    pub api_acl: Option<RawAcl>,
-    pub metrics_acl: Option<RawAcl>,
-    pub tracing_enabled: V,
-    pub tracing_exporter: V,
-    pub tracing_endpoint: V,
-    pub tracing_sample_rate: V,
-    pub tracing_service_name: V,
-    pub tracing_use_tls: V,
+/// `None` for `null`.
+fn present(value: Value) -> Option<Value> {
+    (!value.is_null()).then_some(value)
 }
 
-/// Seed TLS block (not supported; accepted when disabled, only `enabled` read).
-#[allow(dead_code)]
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawTls {
-    pub enabled: V,
-    pub cert_file: V,
-    pub key_file: V,
-    pub ca_file: V,
-    pub client_auth: V,
-    pub min_version: V,
-    pub cipher_suites: V,
-    pub auto_reload: V,
-    pub auto_reload_interval: V,
+/// The string-keyed entries of a map node (nothing for any other node).
+fn entries(node: Value) -> impl Iterator<Item = (String, Value)> {
+    let map = match node {
+        Value::Mapping(map) => map,
+        _ => Mapping::new(),
+    };
+    map.into_iter().filter_map(|(k, v)| match k {
+        Value::String(k) => Some((k, v)),
+        _ => None,
+    })
 }
 
-/// Seed ACL block (not supported; accepted when disabled, only `enabled` read).
-#[allow(dead_code)]
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawAcl {
-    pub enabled: V,
-    pub mode: V,
-    pub allow_list: V,
-    pub deny_list: V,
-    pub trust_proxy: V,
+/// A list node's items, each made a `T`.
+fn list<T>(node: Value, take: fn(Value) -> T) -> Option<Vec<T>> {
+    match node {
+        Value::Sequence(items) => Some(items.into_iter().map(take).collect()),
+        _ => None,
+    }
 }
 
-/// Seed readiness-file block.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawReadiness {
-    pub enabled: V,
-    pub path: V,
-    pub mode: V,
-    pub content: V,
-    pub processes: V,
-}
+blocks! {
+    RawConfig {
+        version: leaf,
+        global: block(RawGlobal),
+        hooks: block(RawHooks),
+        /// Boxed: a `RawProcess` is 6.6 KB, and a B-tree shifts its values on
+        /// every insert (and allocates 73 KB leaves). With the values boxed,
+        /// checking 200 processes went from 10.7 to 6.4 ms (`perf stat sheepdog
+        /// check`), 50 from 4.2 to 3.9 ms.
+        processes: named(RawProcess),
+    }
 
-/// Hook lists, in our spelling and the seed's hyphenated one.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawHooks {
-    pub pre_start: Option<Vec<RawHook>>,
-    pub post_start: Option<Vec<RawHook>>,
-    pub pre_stop: Option<Vec<RawHook>>,
-    pub post_stop: Option<Vec<RawHook>>,
-    #[serde(rename = "pre-start")]
-    pub pre_start_seed: Option<Vec<RawHook>>,
-    #[serde(rename = "post-start")]
-    pub post_start_seed: Option<Vec<RawHook>>,
-    #[serde(rename = "pre-stop")]
-    pub pre_stop_seed: Option<Vec<RawHook>>,
-    #[serde(rename = "post-stop")]
-    pub post_stop_seed: Option<Vec<RawHook>>,
-}
+    // The tracing_* fields other than tracing_enabled are accepted, never read.
+    #[allow(dead_code)]
+    RawGlobal {
+        shutdown_timeout: leaf,
+        log_format: leaf,
+        log_level: leaf,
+        restart_policy: leaf,
+        max_restart_attempts: leaf,
+        restart_backoff_initial: leaf,
+        restart_backoff_max: leaf,
+        restart_reset_after: leaf,
+        /// Seed legacy: integer seconds; seeds initial = v and max = 12v.
+        restart_backoff: leaf,
+        dependency_timeout: leaf,
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawHook {
-    pub name: V,
-    pub command: V,
-    pub timeout: V,
-    pub retry: V,
-    pub retry_delay: V,
-    pub continue_on_error: V,
-    pub env: Option<BTreeMap<String, Value>>,
-    pub working_dir: V,
-    pub user: V,
-    pub group: V,
-}
+        api_enabled: leaf,
+        api_port: leaf,
+        api_listen: leaf,
+        api_socket: leaf,
+        api_auth: leaf,
+        api_auth_file: leaf,
+        api_insecure: leaf,
+        api_max_request_body: leaf,
+        api_rate_limit: leaf,
+        api_rate_burst: leaf,
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawProcess {
-    pub command: V,
-    pub enabled: V,
-    #[serde(rename = "type")]
-    pub kind: V,
-    pub initial_state: V,
-    pub scale: V,
-    pub max_scale: V,
-    pub depends_on: V,
-    pub restart: V,
-    /// Per-process overrides of the global restart tuning.
-    pub max_restart_attempts: V,
-    pub restart_backoff_initial: V,
-    pub restart_backoff_max: V,
-    pub restart_reset_after: V,
-    pub working_dir: V,
-    pub env: Option<BTreeMap<String, Value>>,
-    pub user: V,
-    pub group: V,
-    pub shutdown: Option<RawShutdown>,
-    pub critical: V,
-    /// Seed legacy shorthand for `logging.stdout`.
-    pub stdout: V,
-    /// Seed legacy shorthand for `logging.stderr`.
-    pub stderr: V,
+        metrics_enabled: leaf,
+        metrics_port: leaf,
+        metrics_path: leaf,
+        metrics_listen: leaf,
 
-    // Keys owned by later issues (ProcessExtra).
-    pub health_check: Option<RawHealthCheck>,
-    pub ports: V,
-    pub port_wait: V,
-    pub logging: Option<RawLogging>,
-    pub schedule: V,
-    pub schedule_timezone: V,
-    pub schedule_timeout: V,
-    pub schedule_max_concurrent: V,
-    pub schedule_jitter: V,
-    pub schedule_catch_up: V,
-    pub heartbeat: Option<RawHeartbeat>,
-    pub hooks: Option<RawHooks>,
-}
+        // Keys owned by later issues (GlobalExtra).
+        readiness_file: leaf,
+        readiness: block(RawReadiness),
+        log_file: leaf,
+        log_buffer_lines: leaf,
+        max_process_scale: leaf,
+        schedule_history_size: leaf,
+        oneshot_history_max_entries: leaf,
+        oneshot_history_max_age: leaf,
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawShutdown {
-    pub signal: V,
-    pub timeout: V,
-    pub kill_signal: V,
-    pub pre_stop_hook: Option<RawHook>,
-    /// Seed key with no effect; accepted with a warning.
-    pub graceful: V,
-}
+        // Seed keys accepted with a warning: they do nothing here.
+        health_check_interval: leaf,
+        zombie_reap_interval: leaf,
+        log_timestamps: leaf,
+        process_start_timeout: leaf,
+        process_stop_timeout: leaf,
+        resource_metrics_enabled: leaf,
+        resource_metrics_interval: leaf,
+        resource_metrics_max_samples: leaf,
+        audit_enabled: leaf,
+        health_check_strict: leaf,
+        autotune_memory_threshold: leaf,
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawHealthCheck {
-    #[serde(rename = "type")]
-    pub kind: V,
-    pub address: V,
-    pub url: V,
-    pub command: V,
-    pub expected_status: V,
-    pub follow_redirects: V,
-    pub initial_delay: V,
-    pub period: V,
-    pub timeout: V,
-    pub failure_threshold: V,
-    pub success_threshold: V,
-    pub mode: V,
-    pub startup_timeout: V,
-}
+        // Seed features sheepdog does not build: accepted only while disabled.
+        api_tls: block(RawTls),
+        metrics_tls: block(RawTls),
+        api_acl: block(RawAcl),
+        metrics_acl: block(RawAcl),
+        tracing_enabled: leaf,
+        tracing_exporter: leaf,
+        tracing_endpoint: leaf,
+        tracing_sample_rate: leaf,
+        tracing_service_name: leaf,
+        tracing_use_tls: leaf,
+    }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawLogging {
-    pub stdout: V,
-    pub stderr: V,
-    pub labels: Option<BTreeMap<String, Value>>,
-    pub min_level: V,
-    pub multiline: Option<RawMultiline>,
-    pub redaction: Option<RawRedaction>,
-    pub json: Option<RawJsonLogging>,
-    pub level_detection: Option<RawLevelDetection>,
-    pub filters: Option<RawFilters>,
-    pub file: Option<RawLogFile>,
-    pub max_line_bytes: V,
-}
+    /// Seed TLS block (not supported; accepted when disabled, only `enabled` read).
+    #[allow(dead_code)]
+    RawTls {
+        enabled: leaf,
+        cert_file: leaf,
+        key_file: leaf,
+        ca_file: leaf,
+        client_auth: leaf,
+        min_version: leaf,
+        cipher_suites: leaf,
+        auto_reload: leaf,
+        auto_reload_interval: leaf,
+    }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawMultiline {
-    pub enabled: V,
-    pub pattern: V,
-    pub max_lines: V,
-    pub timeout: V,
-}
+    /// Seed ACL block (not supported; accepted when disabled, only `enabled` read).
+    #[allow(dead_code)]
+    RawAcl {
+        enabled: leaf,
+        mode: leaf,
+        allow_list: leaf,
+        deny_list: leaf,
+        trust_proxy: leaf,
+    }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawRedaction {
-    pub enabled: V,
-    pub patterns: Option<Vec<RawRedactionPattern>>,
-}
+    /// Seed readiness-file block.
+    RawReadiness {
+        enabled: leaf,
+        path: leaf,
+        mode: leaf,
+        content: leaf,
+        processes: leaf,
+    }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawRedactionPattern {
-    pub name: V,
-    pub pattern: V,
-    pub replacement: V,
-}
+    /// Hook lists, in our spelling and the seed's hyphenated one.
+    RawHooks {
+        pre_start: list(RawHook),
+        post_start: list(RawHook),
+        pre_stop: list(RawHook),
+        post_stop: list(RawHook),
+        pre_start_seed as "pre-start": list(RawHook),
+        post_start_seed as "post-start": list(RawHook),
+        pre_stop_seed as "pre-stop": list(RawHook),
+        post_stop_seed as "post-stop": list(RawHook),
+    }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawJsonLogging {
-    pub enabled: V,
-    pub detect_auto: V,
-    pub extract_level: V,
-    pub extract_message: V,
-    pub merge_fields: V,
-}
+    RawHook {
+        name: leaf,
+        command: leaf,
+        timeout: leaf,
+        retry: leaf,
+        retry_delay: leaf,
+        continue_on_error: leaf,
+        env: map,
+        working_dir: leaf,
+        user: leaf,
+        group: leaf,
+    }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawLevelDetection {
-    pub enabled: V,
-    pub patterns: Option<BTreeMap<String, Value>>,
-    pub default_level: V,
-}
+    RawProcess {
+        command: leaf,
+        enabled: leaf,
+        kind as "type": leaf,
+        initial_state: leaf,
+        scale: leaf,
+        max_scale: leaf,
+        depends_on: leaf,
+        restart: leaf,
+        /// Per-process overrides of the global restart tuning.
+        max_restart_attempts: leaf,
+        restart_backoff_initial: leaf,
+        restart_backoff_max: leaf,
+        restart_reset_after: leaf,
+        working_dir: leaf,
+        env: map,
+        user: leaf,
+        group: leaf,
+        shutdown: block(RawShutdown),
+        critical: leaf,
+        /// Seed legacy shorthand for `logging.stdout`.
+        stdout: leaf,
+        /// Seed legacy shorthand for `logging.stderr`.
+        stderr: leaf,
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawFilters {
-    pub include: V,
-    pub exclude: V,
-}
+        // Keys owned by later issues (ProcessExtra).
+        health_check: block(RawHealthCheck),
+        ports: leaf,
+        port_wait: leaf,
+        logging: block(RawLogging),
+        schedule: leaf,
+        schedule_timezone: leaf,
+        schedule_timeout: leaf,
+        schedule_max_concurrent: leaf,
+        schedule_jitter: leaf,
+        schedule_catch_up: leaf,
+        heartbeat: block(RawHeartbeat),
+        hooks: block(RawHooks),
+    }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawLogFile {
-    pub path: V,
-    pub max_size: V,
-    pub max_files: V,
-    pub stdout_too: V,
-}
+    RawShutdown {
+        signal: leaf,
+        timeout: leaf,
+        kill_signal: leaf,
+        pre_stop_hook: block(RawHook),
+        /// Seed key with no effect; accepted with a warning.
+        graceful: leaf,
+    }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawHeartbeat {
-    pub enabled: V,
-    pub url: V,
-    pub success_url: V,
-    pub failure_url: V,
-    pub start_url: V,
-    pub ping_start: V,
-    pub method: V,
-    pub headers: Option<BTreeMap<String, Value>>,
-    pub timeout: V,
-    pub retries: V,
-    /// Seed v1.0 spelling of `retries`.
-    pub retry_count: V,
-    pub retry_delay: V,
-    pub interval: V,
-    /// Seed HEAD key with no effect; accepted with a warning.
-    pub grace: V,
+    RawHealthCheck {
+        kind as "type": leaf,
+        address: leaf,
+        url: leaf,
+        command: leaf,
+        expected_status: leaf,
+        follow_redirects: leaf,
+        initial_delay: leaf,
+        period: leaf,
+        timeout: leaf,
+        failure_threshold: leaf,
+        success_threshold: leaf,
+        mode: leaf,
+        startup_timeout: leaf,
+    }
+
+    RawLogging {
+        stdout: leaf,
+        stderr: leaf,
+        labels: map,
+        min_level: leaf,
+        multiline: block(RawMultiline),
+        redaction: block(RawRedaction),
+        json: block(RawJsonLogging),
+        level_detection: block(RawLevelDetection),
+        filters: block(RawFilters),
+        file: block(RawLogFile),
+        max_line_bytes: leaf,
+    }
+
+    RawMultiline {
+        enabled: leaf,
+        pattern: leaf,
+        max_lines: leaf,
+        timeout: leaf,
+    }
+
+    RawRedaction {
+        enabled: leaf,
+        patterns: list(RawRedactionPattern),
+    }
+
+    RawRedactionPattern {
+        name: leaf,
+        pattern: leaf,
+        replacement: leaf,
+    }
+
+    RawJsonLogging {
+        enabled: leaf,
+        detect_auto: leaf,
+        extract_level: leaf,
+        extract_message: leaf,
+        merge_fields: leaf,
+    }
+
+    RawLevelDetection {
+        enabled: leaf,
+        patterns: map,
+        default_level: leaf,
+    }
+
+    RawFilters {
+        include: leaf,
+        exclude: leaf,
+    }
+
+    RawLogFile {
+        path: leaf,
+        max_size: leaf,
+        max_files: leaf,
+        stdout_too: leaf,
+    }
+
+    RawHeartbeat {
+        enabled: leaf,
+        url: leaf,
+        success_url: leaf,
+        failure_url: leaf,
+        start_url: leaf,
+        ping_start: leaf,
+        method: leaf,
+        headers: map,
+        timeout: leaf,
+        retries: leaf,
+        /// Seed v1.0 spelling of `retries`.
+        retry_count: leaf,
+        retry_delay: leaf,
+        interval: leaf,
+        /// Seed HEAD key with no effect; accepted with a warning.
+        grace: leaf,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn take(text: &str) -> RawConfig {
+        RawConfig::take(serde_yaml::from_str(text).unwrap())
+    }
+
     #[test]
     fn a_full_document_decodes() {
-        let text = "
+        let raw = take(
+            "
 version: '1.0'
-global: {shutdown_timeout: 5, api_tls: {enabled: false}}
-hooks: {pre-start: [{name: a, command: [x]}]}
+global: {shutdown_timeout: 5, api_tls: {enabled: false}, log_level: null}
+hooks: {pre-start: [{name: a, command: [x]}], post_stop: [{name: c}]}
 processes:
   web:
+    type: oneshot
     command: [x]
+    env: {A: '1', B: null}
     shutdown: {pre_stop_hook: {name: b, command: y}}
     logging: {redaction: {patterns: [{name: n, pattern: p}]}}
-";
-        let raw: RawConfig = serde_yaml::from_str(text).unwrap();
-        assert!(raw.processes.unwrap()["web"].shutdown.is_some());
-        let err = serde_yaml::from_str::<RawConfig>("processes: {web: {comand: x}}");
-        assert!(err.is_err());
+  worker: null
+",
+        );
+        assert_eq!(raw.version, Some(Value::from("1.0")));
+        let global = raw.global.unwrap();
+        assert_eq!(global.shutdown_timeout, Some(Value::from(5)));
+        assert_eq!(global.log_level, None, "null is absent");
+        assert!(global.api_tls.unwrap().enabled == Some(Value::Bool(false)));
+        let hooks = raw.hooks.unwrap();
+        assert_eq!(
+            hooks.pre_start_seed.unwrap()[0].name,
+            Some(Value::from("a"))
+        );
+        assert_eq!(hooks.post_stop.unwrap().len(), 1);
+        assert!(hooks.pre_start.is_none());
+        let processes = raw.processes.unwrap();
+        let web = &processes["web"];
+        assert_eq!(web.kind, Some(Value::from("oneshot")));
+        let env = web.env.as_ref().unwrap();
+        assert_eq!((env["A"].as_str(), env["B"].is_null()), (Some("1"), true));
+        let stop_hook = web
+            .shutdown
+            .as_ref()
+            .unwrap()
+            .pre_stop_hook
+            .as_ref()
+            .unwrap();
+        assert_eq!(stop_hook.command, Some(Value::from("y")));
+        let redaction = web.logging.as_ref().unwrap().redaction.as_ref().unwrap();
+        assert_eq!(
+            redaction.patterns.as_ref().unwrap()[0].pattern,
+            Some(Value::from("p"))
+        );
+        assert!(
+            processes["worker"].command.is_none(),
+            "a null block is all absent"
+        );
+    }
+
+    #[test]
+    fn what_does_not_fit_is_ignored_never_a_panic() {
+        // keys::check reports these first; take must still cope.
+        let raw = take(
+            "global: [1, 2]
+hooks: {pre_start: {name: x}, 7: y}
+nope: 1
+processes: {web: {comand: x}}
+",
+        );
+        assert!(raw.global.unwrap().shutdown_timeout.is_none());
+        assert!(raw.hooks.unwrap().pre_start.is_none());
+        assert!(raw.processes.unwrap()["web"].command.is_none());
+        assert!(take("just a string").processes.is_none());
+    }
+
+    #[test]
+    fn the_shapes_follow_the_definitions() {
+        assert_eq!(
+            RawShutdown::SHAPE.field("pre_stop_hook"),
+            Some(&RawHook::SHAPE)
+        );
+        assert_eq!(RawProcess::SHAPE.field("type"), Some(&Shape::Leaf));
+        assert_eq!(RawProcess::SHAPE.field("kind"), None);
+        assert_eq!(
+            RawProcess::SHAPE.field("env"),
+            Some(&Shape::Map(&Shape::Leaf))
+        );
+        assert_eq!(
+            RawHooks::SHAPE.field("pre-start"),
+            Some(&Shape::Seq(&RawHook::SHAPE))
+        );
+        assert_eq!(
+            RawConfig::SHAPE.field("processes"),
+            Some(&Shape::Map(&RawProcess::SHAPE))
+        );
     }
 }

@@ -736,7 +736,7 @@ mod tests {
     use crate::config::extra::ScheduleSpec;
 
     fn hc(yaml: &str) -> (Option<HealthCheck>, Report) {
-        let raw: RawHealthCheck = serde_yaml::from_str(yaml).unwrap();
+        let raw = RawHealthCheck::take(serde_yaml::from_str(yaml).unwrap());
         let mut r = Report::default();
         (health_check(&raw, "processes.web.health_check", &mut r), r)
     }
@@ -829,7 +829,10 @@ mod tests {
     }
 
     fn proc_(yaml: &str) -> (RawProcess, Report) {
-        (serde_yaml::from_str(yaml).unwrap(), Report::default())
+        (
+            RawProcess::take(serde_yaml::from_str(yaml).unwrap()),
+            Report::default(),
+        )
     }
 
     #[test]
@@ -962,7 +965,7 @@ mod tests {
     )]
     fn heartbeats() {
         let hb = |yaml: &str| {
-            let raw: RawHeartbeat = serde_yaml::from_str(yaml).unwrap();
+            let raw = RawHeartbeat::take(serde_yaml::from_str(yaml).unwrap());
             let mut r = Report::default();
             (heartbeat(&raw, "processes.cron.heartbeat", &mut r), r)
         };

@@ -579,7 +579,7 @@ mod tests {
     use super::*;
 
     fn run(yaml: &str) -> (Global, Report) {
-        let raw: RawGlobal = serde_yaml::from_str(yaml).unwrap();
+        let raw = RawGlobal::take(serde_yaml::from_str(yaml).unwrap());
         let mut r = Report::default();
         let g = build(&raw, &mut r);
         (g, r)

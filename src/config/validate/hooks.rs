@@ -192,7 +192,7 @@ mod tests {
     use super::*;
 
     fn run(yaml: &str) -> (Hooks, Vec<String>) {
-        let raw: RawHooks = serde_yaml::from_str(yaml).unwrap();
+        let raw = RawHooks::take(serde_yaml::from_str(yaml).unwrap());
         let mut r = Report::default();
         let h = hooks(Some(&raw), "hooks", &mut r);
         (h, r.problems)

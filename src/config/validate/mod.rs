@@ -1,4 +1,4 @@
-//! Raw serde types → the resolved `model::Config`, with every check that
+//! The `raw` blocks → the resolved `model::Config`, with every check that
 //! needs types: values, ranges, enums, commands, credentials, cross-process
 //! dependencies. Each submodule owns one part of the document.
 //!
