@@ -16,6 +16,11 @@ mod zone;
 mod scheduler {
     pub use crate::zone::*;
 }
+// Validation asks the HTTP client what it would refuse (URLs, headers).
+#[allow(dead_code)]
+#[path = "../../src/http_client.rs"]
+mod http_client;
+const VERSION: &str = "fuzz";
 
 use libfuzzer_sys::fuzz_target;
 
