@@ -378,6 +378,60 @@ fn bad_schedules_are_config_errors_naming_the_field() {
     }
 }
 
+/// `check` of a config with `schedule_timezone: zone`, run by `wrap`
+/// (a command line to put in front, e.g. a mount namespace): exit code and
+/// all output.
+fn check_zone(dir: &TempDir, zone: &str, wrap: &[&str]) -> (Option<i32>, String) {
+    let file = dir.write(
+        "tz.yaml",
+        &format!("processes:\n  j:\n    command: x\n    schedule: '@daily'\n    schedule_timezone: {zone}\n"),
+    );
+    let mut cmd = Command::new(wrap.first().copied().unwrap_or(BIN));
+    if !wrap.is_empty() {
+        cmd.args(&wrap[1..]).arg(BIN);
+    }
+    cmd.arg("check").arg("-c").arg(&file);
+    let out = output_within(cmd, WAIT);
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    (out.status.code(), text)
+}
+
+#[test]
+fn a_misspelt_zone_gets_the_closest_name_and_a_missing_zoneinfo_says_what_to_install() {
+    let dir = TempDir::new("tz-hint");
+    if std::path::Path::new("/usr/share/zoneinfo/Europe/Amsterdam").exists() {
+        let (code, text) = check_zone(&dir, "Europe/Amsterdm", &[]);
+        assert_eq!(code, Some(2), "{text}");
+        assert!(
+            text.contains("did you mean \"Europe/Amsterdam\"?"),
+            "{text}"
+        );
+    } else {
+        eprintln!("skipped the suggestion: this machine has no /usr/share/zoneinfo");
+    }
+    // No zoneinfo at all: an empty directory mounted over it, in a mount
+    // namespace of its own (needs root, as CI has).
+    let empty = dir.0.join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let script = format!(
+        "mount --bind {} /usr/share/zoneinfo && exec \"$@\"",
+        empty.display()
+    );
+    let wrap = ["unshare", "--mount", "--", "sh", "-c", &script, "sh"];
+    let (code, text) = check_zone(&dir, "Europe/Amsterdam", &wrap);
+    if text.contains("mount:") || text.contains("unshare:") {
+        eprintln!("skipped the missing-zoneinfo case: no mount namespace here: {text}");
+        return;
+    }
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("unknown time zone \"Europe/Amsterdam\"")
+            && text.contains("an Alpine image needs the tzdata package"),
+        "{text}"
+    );
+}
+
 #[test]
 fn oneshot_history_through_the_api() {
     let api = Api::start(

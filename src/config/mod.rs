@@ -15,7 +15,7 @@ mod raw;
 mod report;
 mod shape;
 mod subst;
-mod suggest;
+pub(crate) mod suggest;
 #[cfg(test)]
 mod tests;
 mod validate;

@@ -35,10 +35,27 @@ mod with_jiff {
         match tz {
             Timezone::Utc => Ok(TimeZone::UTC),
             Timezone::Local => Ok(TimeZone::system()),
-            Timezone::Named(name) => TimeZone::get(name).map_err(|e| {
-                format!("unknown time zone {name:?} (looked for it in the system zoneinfo): {e}")
-            }),
+            // jiff's own error only repeats that the name was not found.
+            Timezone::Named(name) => TimeZone::get(name).map_err(|_| unknown(name)),
         }
+    }
+
+    /// Why `name` is not a zone, with the closest name the system has.
+    fn unknown(name: &str) -> String {
+        let names: Vec<String> = jiff::tz::db()
+            .available()
+            .map(|n| n.as_str().to_string())
+            .collect();
+        let hint = crate::config::suggest::hint(name, names.iter().map(String::as_str));
+        let hint = if hint.is_empty() && names.is_empty() {
+            "; the system has no zoneinfo (an Alpine image needs the tzdata package)".to_string()
+        } else {
+            hint
+        };
+        format!(
+            "unknown time zone {name:?}: not in the system zoneinfo (/usr/share/zoneinfo or \
+             $TZDIR){hint}"
+        )
     }
 
     fn civil_of(dt: jiff::civil::DateTime) -> Civil {
