@@ -6,8 +6,7 @@
 //!
 //! Invariants:
 //! - Every request ends by one deadline, `timeout` after it starts: name
-//!   resolution (on a helper thread, since `getaddrinfo` takes no
-//!   timeout), connect, send and the answer's head. The body is then read
+//!   resolution (`resolve`), connect, send and the answer's head. The body is then read
 //!   and discarded only until the server closes, the length it announced is
 //!   read, `DRAIN_MAX` bytes, or the same deadline, whichever is first:
 //!   closing a socket with unread data would reset the connection and leave
@@ -25,7 +24,9 @@
 //!   LF, NUL) is refused, and the framing headers are sheepdog's own.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+
+use crate::resolve::Failure;
 use std::time::{Duration, Instant};
 
 /// Largest answer head read.
@@ -538,32 +539,12 @@ fn connect(host: &str, port: u16, deadline: Instant) -> Result<TcpStream, Error>
     })))
 }
 
-/// The addresses of `host`. A name is looked up on a helper thread, so the
-/// deadline holds even when the resolver does not answer; a late answer
-/// goes nowhere and the helper ends with the resolver's own timeout.
+/// The addresses of `host`, by the deadline (`resolve`).
 fn resolve(host: &str, port: u16, deadline: Instant) -> Result<Vec<SocketAddr>, Error> {
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, port)]);
-    }
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    let name = host.to_string();
-    std::thread::Builder::new()
-        .name("sheepdog-resolve".into())
-        // musl's resolver keeps its buffers (a few KiB) on the stack.
-        .stack_size(64 * 1024)
-        .spawn(move || {
-            let found = (name.as_str(), port)
-                .to_socket_addrs()
-                .map(Iterator::collect::<Vec<_>>);
-            // The requester may have given up; nobody to tell then.
-            let _ = tx.send(found);
-        })
-        .map_err(|e| failed(format!("unable to resolve {host}: {e}")))?;
-    match rx.recv_deadline(deadline) {
-        Ok(Ok(addrs)) => Ok(addrs),
-        Ok(Err(e)) => Err(failed(format!("unable to resolve {host}: {e}"))),
-        Err(_) => Err(Error::TimedOut),
-    }
+    crate::resolve::addrs(host, port, deadline).map_err(|e| match e {
+        Failure::TimedOut => Error::TimedOut,
+        Failure::Failed(why) => failed(format!("unable to resolve {host}: {why}")),
+    })
 }
 
 /// Read the head of the answer (skipping 1xx interim answers), then drain

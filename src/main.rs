@@ -29,6 +29,7 @@ mod plan;
 mod ports;
 mod probe;
 mod reaper;
+mod resolve;
 mod scheduler;
 #[cfg(test)]
 mod seeded;

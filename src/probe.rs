@@ -13,13 +13,14 @@
 //! - Templates `{instance}`, `{index}` and `{port}` are resolved per
 //!   instance, so each replica is probed on its own target.
 
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use crate::config::extra::Probe;
 use crate::config::Process;
 use crate::ports;
 use crate::reaper::Reaper;
+use crate::resolve::{self, Failure};
 use crate::spawn::{self, Identity};
 use crate::task::{self, TaskEnd};
 
@@ -79,21 +80,30 @@ pub fn run(
 
 fn tcp(address: &str, timeout: Duration) -> Outcome {
     let deadline = Instant::now() + timeout;
-    let addrs: Vec<_> = address
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {address}: {e}"))?
-        .collect();
-    let mut last = format!("{address} resolved to no address");
+    let timed_out = || {
+        format!(
+            "connect to {address} timed out after {}",
+            crate::config::format_duration(timeout)
+        )
+    };
+    let (host, port) =
+        resolve::split(address).ok_or_else(|| format!("{address} is not host:port"))?;
+    let addrs = resolve::addrs(host, port, deadline).map_err(|e| match e {
+        Failure::TimedOut => format!(
+            "resolving {host} timed out after {}",
+            crate::config::format_duration(timeout)
+        ),
+        Failure::Failed(why) => format!("cannot resolve {address}: {why}"),
+    })?;
+    let mut last = String::new();
     for addr in addrs {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(format!(
-                "connect to {address} timed out after {}",
-                crate::config::format_duration(timeout)
-            ));
+            return Err(timed_out());
         }
         match TcpStream::connect_timeout(&addr, left) {
             Ok(_) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return Err(timed_out()),
             Err(e) => last = format!("connect to {addr}: {e}"),
         }
     }
@@ -245,9 +255,30 @@ mod tests {
         drop(l);
         let err = tcp(&addr, Duration::from_secs(2)).unwrap_err();
         assert!(err.contains("refused"), "{err}");
-        assert!(tcp("no-such-host.invalid:80", Duration::from_secs(2))
-            .unwrap_err()
-            .contains("cannot resolve"));
+        // A resolver without network may answer or stay silent: either way
+        // the probe says which, within its timeout.
+        let err = tcp("no-such-host.invalid:80", Duration::from_secs(2)).unwrap_err();
+        assert!(
+            err.starts_with("cannot resolve no-such-host.invalid:80: ")
+                || err == "resolving no-such-host.invalid timed out after 2s",
+            "{err}"
+        );
+        assert_eq!(
+            tcp("nonsense", Duration::from_secs(2)),
+            Err("nonsense is not host:port".into())
+        );
+    }
+
+    #[test]
+    fn tcp_probe_resolves_names() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        // localhost may list ::1 first, where nothing listens: the next
+        // address is tried.
+        assert_eq!(
+            tcp(&format!("localhost:{port}"), Duration::from_secs(2)),
+            Ok(())
+        );
     }
 
     #[test]

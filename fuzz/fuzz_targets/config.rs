@@ -21,6 +21,9 @@ mod scheduler {
 #[path = "../../src/http_client.rs"]
 mod http_client;
 const VERSION: &str = "fuzz";
+#[allow(dead_code)]
+#[path = "../../src/resolve.rs"]
+mod resolve;
 
 use libfuzzer_sys::fuzz_target;
 

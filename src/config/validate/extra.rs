@@ -173,9 +173,12 @@ pub fn health_check(raw: &RawHealthCheck, path: &str, r: &mut Report) -> Option<
 /// per-instance template `{port}`.
 fn address(v: &Value) -> Result<String, String> {
     let s = val::text(v)?;
-    let ok = s.rsplit_once(':').is_some_and(|(host, port)| {
-        !host.is_empty() && (port == "{port}" || port.parse::<u16>().is_ok_and(|p| p > 0))
-    });
+    // As the probe will split it (templates given sample values).
+    let sample = s
+        .replace("{port}", "1")
+        .replace("{index}", "0")
+        .replace("{instance}", "x");
+    let ok = crate::resolve::split(&sample).is_some_and(|(_, port)| port > 0);
     if ok {
         Ok(s)
     } else {
@@ -804,6 +807,18 @@ mod tests {
         assert!(r.problems[0].starts_with("processes.web.health_check.address: missing"));
         let (_, r) = hc("{type: tcp, address: '9000'}");
         assert!(r.problems[0].contains("host:port"));
+        for bad in ["'h:0'", "'[::1:80'", "':80'", "'h:{index}'"] {
+            let (_, r) = hc(&format!("{{type: tcp, address: {bad}}}"));
+            assert!(
+                r.problems[0].contains("host:port"),
+                "{bad}: {:?}",
+                r.problems
+            );
+        }
+        for good in ["'[::1]:9000'", "'db-{index}:{port}'", "'::1:80'"] {
+            let (_, r) = hc(&format!("{{type: tcp, address: {good}}}"));
+            assert!(r.problems.is_empty(), "{good}: {:?}", r.problems);
+        }
         let (_, r) = hc("{type: http, url: 'ftp://x'}");
         assert!(r.problems[0].contains("http://"));
         #[cfg(feature = "http")]
