@@ -273,8 +273,7 @@ mod tests {
     fn tcp_probe_resolves_names() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
-        // localhost may list ::1 first, where nothing listens: the next
-        // address is tried.
+        // localhost is 127.0.0.1 then ::1 (`resolve`).
         assert_eq!(
             tcp(&format!("localhost:{port}"), Duration::from_secs(2)),
             Ok(())

@@ -8,10 +8,15 @@
 //!
 //! Invariants:
 //! - Returns by the deadline, whatever the resolver does.
-//! - An address (`127.0.0.1`, `::1`) costs no lookup and no thread.
+//! - An address (`127.0.0.1`, `::1`) costs no lookup and no thread, and
+//!   neither does `localhost` (or a name under `.localhost`): it is the
+//!   loopback, 127.0.0.1 then ::1, as RFC 6761 §6.3 says and curl and
+//!   browsers do, whatever `/etc/hosts` says. Most probes name it, every few
+//!   seconds each; a lookup (a thread, `/etc/hosts`, `/etc/resolv.conf`)
+//!   cost more than the probe itself.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::time::Instant;
 
 /// Why there are no addresses.
@@ -43,6 +48,12 @@ fn addrs_with(
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, port)]);
     }
+    if is_localhost(host) {
+        return Ok(vec![
+            SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            SocketAddr::from((Ipv6Addr::LOCALHOST, port)),
+        ]);
+    }
     let (tx, rx) = crossbeam_channel::bounded(1);
     let name = host.to_string();
     std::thread::Builder::new()
@@ -60,6 +71,12 @@ fn addrs_with(
         Ok(Err(e)) => Err(Failure::Failed(e.to_string())),
         Err(_) => Err(Failure::TimedOut),
     }
+}
+
+/// `localhost`, `localhost.`, `x.localhost`, in any case.
+fn is_localhost(host: &str) -> bool {
+    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+    host == "localhost" || host.ends_with(".localhost")
 }
 
 /// `host:port`, `[v6]:port` → (host without brackets, port). As with

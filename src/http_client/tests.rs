@@ -283,8 +283,8 @@ fn names_are_resolved() {
     let (addr, server) = serve_once(b"HTTP/1.1 200 OK\r\n\r\n");
     let port = addr.rsplit(':').next().unwrap();
     let url = format!("http://localhost:{port}/");
-    // localhost may resolve to ::1 first; the server is on 127.0.0.1 only,
-    // and the client tries every address.
+    // localhost is 127.0.0.1 then ::1 (`resolve`); the server is on
+    // 127.0.0.1 only.
     assert_eq!(send(&get(&url)), Ok(200));
     server.join().unwrap();
 }
