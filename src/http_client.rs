@@ -274,8 +274,8 @@ fn proxy_for(host: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<
     if no_proxy.is_some_and(|list| bypasses(&list, host)) {
         return Ok(None);
     }
-    let bad = |why: &str| refused(format!("${var} is {value:?}: {why}"));
     let value = value.trim();
+    let bad = |why: &str| refused(format!("${var} is {:?}: {why}", without_password(value)));
     let rest = match value.split_once("://") {
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
         Some(_) => return Err(bad("only http:// proxies are supported")),
@@ -294,6 +294,20 @@ fn proxy_for(host: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<
         auth,
         var,
     }))
+}
+
+/// A proxy URL fit for a message: `user:password@` becomes `user:***@`.
+fn without_password(url: &str) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let end = url[start..].find('/').map_or(url.len(), |i| start + i);
+    match url[start..end].rfind('@') {
+        Some(at) => {
+            let userinfo = &url[start..start + at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..start], &url[start + at..])
+        }
+        None => url.to_string(),
+    }
 }
 
 /// Whether `NO_PROXY` (`list`) says `host` is reached directly: `*`, an

@@ -351,12 +351,19 @@ fn the_proxy_comes_from_the_environment_unless_no_proxy_says_otherwise() {
     let bypass = env(&[("HTTP_PROXY", "p:3"), ("NO_PROXY", "localhost, .internal")]);
     assert_eq!(proxy_for("api.internal", &bypass), Ok(None));
     assert!(proxy_for("hc-ping.com", &bypass).unwrap().is_some());
-    let socks = env(&[("ALL_PROXY", "socks5://p:1080")]);
+    let socks = env(&[("ALL_PROXY", "socks5://me:secret@p:1080/")]);
     let e = proxy_for("h", &socks).unwrap_err().to_string();
     assert!(
         e.contains("$ALL_PROXY") && e.contains("only http://"),
         "{e}"
     );
+    // The password stays out of the message (and so out of the logs).
+    assert!(
+        e.contains("socks5://me:***@p:1080/") && !e.contains("secret"),
+        "{e}"
+    );
+    assert_eq!(without_password("p:3128"), "p:3128");
+    assert_eq!(without_password("http://u@p/x@y"), "http://u:***@p/x@y");
 }
 
 #[test]
