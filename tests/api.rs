@@ -666,6 +666,54 @@ fn scaling_up_and_down_through_the_api() {
 }
 
 #[test]
+fn scaling_back_up_while_instances_are_still_stopping_runs_them_again() {
+    // Each child takes 0.5 s to stop, so the second request always comes
+    // while the first one's stops are still under way.
+    let procs = "  q:\n    command: \"trap 'sleep 0.5; exit 0' TERM; while :; do sleep 0.05; done\"\n    scale: 3\n    shutdown: {timeout: 5s}\n";
+    let api = Api::start("api-scale-back", Some(TOKEN), "", procs);
+    let before = api.wait_running("q", 3);
+
+    // 3 → 1 → 3: q-2 and q-3 stop, then run again (new children).
+    let r = api.post("/api/v1/processes/q/scale", r#"{"desired": 1}"#);
+    assert_eq!(r.status, 202, "{}", r.body);
+    let r = api.post("/api/v1/processes/q/scale", r#"{"desired": 3}"#);
+    assert_eq!(r.status, 202, "{}", r.body);
+    let after = api.wait_running("q", 3);
+    assert_eq!(after[0], before[0], "q-1 was never stopped");
+    assert!(
+        after[1] != before[1] && after[2] != before[2],
+        "{before:?} {after:?}"
+    );
+
+    // 3 → 0 → 2: the process stops, then starts again with 2.
+    let r = api.post("/api/v1/processes/q/scale", r#"{"desired": 0}"#);
+    assert_eq!(r.status, 202, "{}", r.body);
+    let r = api.post("/api/v1/processes/q/scale", r#"{"desired": 2}"#);
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert!(r.body.contains("once stopped"), "{}", r.body);
+    let again = api.wait_running("q", 2);
+    assert!(!again.contains(&after[0]), "{after:?} {again:?}");
+
+    // A stop while a start is pending cancels the start.
+    let r = api.post("/api/v1/processes/q/scale", r#"{"desired": 0}"#);
+    assert_eq!(r.status, 202, "{}", r.body);
+    let r = api.post("/api/v1/processes/q/scale", r#"{"desired": 1}"#);
+    assert_eq!(r.status, 202, "{}", r.body);
+    let r = api.post("/api/v1/processes/q/stop", "");
+    assert!(r.status == 202 || r.status == 200, "{}", r.body);
+    assert!(
+        wait_until(WAIT, || api.process("q")["state"] == "stopped"),
+        "{:#}",
+        api.process("q")
+    );
+    assert!(
+        api.pids("q").iter().all(Option::is_none),
+        "{:?}",
+        api.pids("q")
+    );
+}
+
+#[test]
 fn rolling_restart_replaces_one_instance_at_a_time() {
     // Each child records its start and its stop; the stop takes a moment,
     // so overlapping stops would show.

@@ -90,7 +90,12 @@ fn status_table_and_json() {
     let sockdir = TempDir::new("ctl-sock");
     let (sd, port) = serve("ctl-status", &sockdir);
     let sock = sockdir.path("api.sock");
-    assert!(wait_until(WAIT, || web_pids(&status_json(&sock)).len() == 2));
+    assert!(
+        wait_until(WAIT, || web_pids(&status_json(&sock)).len() == 2),
+        "{}\n{}",
+        status_json(&sock),
+        sd.log()
+    );
 
     // The table, over TCP with --token.
     let o = ctl(&["--url", &url(port), "--token", TOKEN, "status"], &[]);
@@ -168,13 +173,28 @@ fn verbs_change_the_running_sheepdog() {
     let o = run(&["scale", "web", "+1"]);
     assert!(o.status.success(), "{}", err(&o));
     assert_eq!(out(&o).trim(), "scaling web from 2 to 3");
-    assert!(wait_until(WAIT, || web_pids(&status_json(&sock)).len() == 3));
+    assert!(
+        wait_until(WAIT, || web_pids(&status_json(&sock)).len() == 3),
+        "{}\n{}",
+        status_json(&sock),
+        sd.log()
+    );
     let o = run(&["scale", "web", "-2"]);
     assert!(o.status.success(), "{}", err(&o));
-    assert!(wait_until(WAIT, || web_pids(&status_json(&sock)).len() == 1));
+    assert!(
+        wait_until(WAIT, || web_pids(&status_json(&sock)).len() == 1),
+        "{}\n{}",
+        status_json(&sock),
+        sd.log()
+    );
     let o = run(&["scale", "web", "2"]);
     assert!(o.status.success(), "{}", err(&o));
-    assert!(wait_until(WAIT, || web_pids(&status_json(&sock)).len() == 2));
+    assert!(
+        wait_until(WAIT, || web_pids(&status_json(&sock)).len() == 2),
+        "{}\n{}",
+        status_json(&sock),
+        sd.log()
+    );
     assert!(wait_until(WAIT, || sd.dir.lines("up").len() >= 4));
 
     let o = run(&["signal", "web", "HUP"]);

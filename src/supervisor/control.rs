@@ -115,7 +115,12 @@ impl Supervisor {
             ProcPhase::Held | ProcPhase::Stopped | ProcPhase::Finished => {
                 ControlReply::Done(format!("{name} is already stopped"))
             }
-            ProcPhase::Stopping => ControlReply::Accepted(format!("{name} is already stopping")),
+            ProcPhase::Stopping => {
+                if std::mem::take(&mut p.start_when_stopped) {
+                    log::info!("{name}: stop requested; it will not start again");
+                }
+                ControlReply::Accepted(format!("{name} is already stopping"))
+            }
             ProcPhase::Pending => {
                 p.phase = ProcPhase::Stopped;
                 ControlReply::Done(format!("{name} was not started yet; it will not start"))
@@ -195,10 +200,21 @@ impl Supervisor {
         p.desired = desired;
         log::info!("{name}: scaling from {from} to {desired}");
         match p.phase {
-            ProcPhase::Pending | ProcPhase::Stopping => {
+            ProcPhase::Pending => {
                 return ControlReply::Accepted(format!(
                     "{name} will run {desired} instance(s) when it starts"
                 ))
+            }
+            // Consistent with scaling a stopped process, which starts it.
+            ProcPhase::Stopping => {
+                p.start_when_stopped = desired > 0;
+                return ControlReply::Accepted(if desired > 0 {
+                    format!(
+                        "{name} is stopping; it will start with {desired} instance(s) once stopped"
+                    )
+                } else {
+                    format!("{name} is stopping")
+                });
             }
             ProcPhase::Held | ProcPhase::Stopped | ProcPhase::Finished => {
                 if desired == 0 {
@@ -211,10 +227,15 @@ impl Supervisor {
             }
             ProcPhase::Active => {}
         }
-        // Scale down: stop the highest indices; they are removed once done.
-        for (index, inst) in p.instances.range(desired + 1..) {
-            log::info!("{name}-{index}: stopping (scale down)");
-            inst.send(Cmd::Stop);
+        // Scale down: stop the highest indices; they are removed once done
+        // (unless a scale-up brings them back first). Those already leaving
+        // got their stop before.
+        for (index, inst) in p.instances.range_mut(desired + 1..) {
+            if !inst.leaving && inst.outcome.is_none() {
+                log::info!("{name}-{index}: stopping (scale down)");
+                inst.send(Cmd::Stop);
+            }
+            inst.leaving = true;
         }
         // Already-ended instances above the count go at once.
         p.instances

@@ -207,6 +207,9 @@ struct Inst {
     health: Option<Health>,
     health_error: Option<String>,
     probes: ProbeStats,
+    /// Being stopped by a scale-down. If a scale-up brings its index back
+    /// before it is gone, it runs again as soon as it has stopped.
+    leaving: bool,
 }
 
 /// Probe counters for metrics (monotonic).
@@ -237,6 +240,7 @@ impl Inst {
             health: None,
             health_error: None,
             probes: ProbeStats::default(),
+            leaving: false,
         }
     }
 
@@ -272,6 +276,8 @@ struct Proc {
     restarts: BTreeMap<&'static str, u64>,
     /// When it began waiting for its dependencies (for dependency_timeout).
     pending_since: Option<Instant>,
+    /// Scaled above 0 while stopping: start it again once it has stopped.
+    start_when_stopped: bool,
 }
 
 impl Proc {
@@ -380,6 +386,7 @@ impl Supervisor {
                     op: None,
                     restarts: BTreeMap::new(),
                     pending_since: Some(Instant::now()),
+                    start_when_stopped: false,
                 };
                 (p.name.clone(), proc)
             })
@@ -705,9 +712,16 @@ impl Supervisor {
             // It reported Done as its last act.
             let _ = t.join();
         }
-        // Scale-down: instances above the desired count go away.
+        // Scale-down: instances above the desired count go away; one that
+        // a scale-up brought back in the meantime runs again.
+        let back = inst.leaving && index <= p.desired;
         if index > p.desired && !ended_on_its_own {
             p.instances.remove(&index);
+        }
+        if back && p.phase == ProcPhase::Active && matches!(self.phase, Phase::Running) {
+            log::info!("{name}-{index}: starting again (scaled back up while it stopped)");
+            self.launch(name, index);
+            return;
         }
         if self.roll_on_done(name, index) {
             return;
@@ -728,8 +742,14 @@ impl Supervisor {
         }
         let stopped_now = was_stopping && p.phase != ProcPhase::Stopping;
         let critical = p.def.critical;
+        let start_again = stopped_now && std::mem::take(&mut p.start_when_stopped);
         if stopped_now {
             self.process_stopped(name);
+        }
+        if start_again && matches!(self.phase, Phase::Running) {
+            log::info!("{name}: stopped; starting it again as scaled");
+            self.launch_all(name);
+            return;
         }
         if failed && critical && matches!(self.phase, Phase::Running) {
             let instance = format!("{name}-{index}");

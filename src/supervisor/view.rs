@@ -276,6 +276,7 @@ mod tests {
             op: None,
             restarts: BTreeMap::new(),
             pending_since: None,
+            start_when_stopped: false,
         }
     }
 
