@@ -179,6 +179,9 @@ fn verbs_change_the_running_sheepdog() {
         status_json(&sock),
         sd.log()
     );
+    // web-3 has a pid as soon as it is spawned; its shell writes `up` a
+    // moment later. Stopping it before then would leave one line short.
+    assert!(wait_until(WAIT, || sd.dir.lines("up").len() >= 3));
     let o = run(&["scale", "web", "-2"]);
     assert!(o.status.success(), "{}", err(&o));
     assert!(
@@ -195,7 +198,12 @@ fn verbs_change_the_running_sheepdog() {
         status_json(&sock),
         sd.log()
     );
-    assert!(wait_until(WAIT, || sd.dir.lines("up").len() >= 4));
+    assert!(
+        wait_until(WAIT, || sd.dir.lines("up").len() >= 4),
+        "{:?}\n{}",
+        sd.dir.lines("up"),
+        sd.log()
+    );
 
     let o = run(&["signal", "web", "HUP"]);
     assert!(o.status.success(), "{}", err(&o));
