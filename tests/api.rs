@@ -694,6 +694,25 @@ fn scaling_back_up_while_instances_are_still_stopping_runs_them_again() {
     let again = api.wait_running("q", 2);
     assert!(!again.contains(&after[0]), "{after:?} {again:?}");
 
+    // A rolling restart during a scale-down leaves the leaving alone.
+    let r = api.post("/api/v1/processes/q/scale", r#"{"desired": 3}"#);
+    assert_eq!(r.status, 202, "{}", r.body);
+    let three = api.wait_running("q", 3);
+    let r = api.post("/api/v1/processes/q/scale", r#"{"desired": 1}"#);
+    assert_eq!(r.status, 202, "{}", r.body);
+    let r = api.post("/api/v1/processes/q/restart", "");
+    assert_eq!(r.status, 202, "{}", r.body);
+    api.sd.wait_log("q: rolling restart complete");
+    let one = api.wait_running("q", 1);
+    assert_ne!(one[0], three[0], "q-1 was restarted");
+    assert!(
+        api.sd
+            .log()
+            .contains("q: rolling restart of 1 instance(s) requested"),
+        "{}",
+        api.sd.log()
+    );
+
     // A stop while a start is pending cancels the start.
     let r = api.post("/api/v1/processes/q/scale", r#"{"desired": 0}"#);
     assert_eq!(r.status, 202, "{}", r.body);

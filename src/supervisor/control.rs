@@ -154,7 +154,8 @@ impl Supervisor {
         if p.op.is_some() {
             return ControlReply::Conflict(format!("{name} is already being restarted"));
         }
-        let queue: VecDeque<u32> = p.instances.keys().copied().collect();
+        // Not those a scale-down is still stopping: they are going away.
+        let queue: VecDeque<u32> = p.instances.range(..=p.desired).map(|(i, _)| *i).collect();
         log::info!(
             "{name}: rolling restart of {} instance(s) requested",
             queue.len()

@@ -718,7 +718,12 @@ impl Supervisor {
         if index > p.desired && !ended_on_its_own {
             p.instances.remove(&index);
         }
-        if back && p.phase == ProcPhase::Active && matches!(self.phase, Phase::Running) {
+        // (During a rolling restart its turn in the queue relaunches it.)
+        if back
+            && p.op.is_none()
+            && p.phase == ProcPhase::Active
+            && matches!(self.phase, Phase::Running)
+        {
             log::info!("{name}-{index}: starting again (scaled back up while it stopped)");
             self.launch(name, index);
             return;
