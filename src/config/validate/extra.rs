@@ -169,16 +169,20 @@ pub fn health_check(raw: &RawHealthCheck, path: &str, r: &mut Report) -> Option<
     })
 }
 
+/// `s` with the per-instance templates (`probe::expand`) given sample
+/// values, to check the form every instance's value will have.
+fn sampled(s: &str) -> String {
+    s.replace("{port}", "80")
+        .replace("{index}", "0")
+        .replace("{instance}", "x")
+}
+
 /// `host:port` with a non-empty host and a port 1..=65535, or the
 /// per-instance template `{port}`.
 fn address(v: &Value) -> Result<String, String> {
     let s = val::text(v)?;
-    // As the probe will split it (templates given sample values).
-    let sample = s
-        .replace("{port}", "1")
-        .replace("{index}", "0")
-        .replace("{instance}", "x");
-    let ok = crate::resolve::split(&sample).is_some_and(|(_, port)| port > 0);
+    // As the probe will split it.
+    let ok = crate::resolve::split(&sampled(&s)).is_some_and(|(_, port)| port > 0);
     if ok {
         Ok(s)
     } else {
@@ -209,11 +213,7 @@ fn http_url(v: &Value) -> Result<String, String> {
 /// fails at run time with its own message (docs/health-checks.md).
 #[cfg(feature = "http")]
 fn url_form(s: String) -> Result<String, String> {
-    let sample = s
-        .replace("{port}", "80")
-        .replace("{index}", "0")
-        .replace("{instance}", "x");
-    match crate::http_client::url_problem(&sample) {
+    match crate::http_client::url_problem(&sampled(&s)) {
         Some(why) => Err(why),
         None => Ok(s),
     }
