@@ -120,7 +120,13 @@ fn send_with(req: &Request, env: &dyn Fn(&str) -> Option<String>) -> Result<u16,
             Proxy::Never => None,
             Proxy::FromEnv => proxy_for(target.host, env)?,
         };
-        let answer = exchange(req, method, body, &target, route.as_ref(), deadline)?;
+        let hop = Hop {
+            method,
+            body,
+            url: &target,
+            route: route.as_ref(),
+        };
+        let answer = exchange(req, &hop, deadline)?;
         let location = match answer.location {
             Some(loc) if left > 0 && REDIRECTS.contains(&answer.status) => loc,
             _ => return Ok(answer.status),
@@ -135,14 +141,20 @@ fn send_with(req: &Request, env: &dyn Fn(&str) -> Option<String>) -> Result<u16,
     }
 }
 
+/// One request of a `send`: the first, or one after a redirect.
+struct Hop<'a> {
+    method: &'a str,
+    body: Option<&'a str>,
+    url: &'a Url<'a>,
+    /// The proxy it goes through, if any.
+    route: Option<&'a Route>,
+}
+
 /// Why `url` cannot be requested, if it cannot (an https URL can be: it
 /// fails with its own message when sent).
 pub fn url_problem(url: &str) -> Option<String> {
-    let https = url
-        .get(..8)
-        .is_some_and(|s| s.eq_ignore_ascii_case("https://"));
-    let checked = match url.get(8..) {
-        Some(rest) if https => Url::parse_http(url, rest),
+    let checked = match url.split_once("://") {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("https") => Url::parse_http(url, rest),
         _ => Url::parse(url),
     };
     checked.err().map(|e| e.to_string())
@@ -418,35 +430,28 @@ struct Answer {
 }
 
 /// One request on one connection.
-fn exchange(
-    req: &Request,
-    method: &str,
-    body: Option<&str>,
-    url: &Url,
-    route: Option<&Route>,
-    deadline: Instant,
-) -> Result<Answer, Error> {
-    let (host, port) = match route {
+fn exchange(req: &Request, hop: &Hop, deadline: Instant) -> Result<Answer, Error> {
+    let (host, port) = match hop.route {
         Some(r) => (r.host.as_str(), r.port),
-        None => (url.host, url.port),
+        None => (hop.url.host, hop.url.port),
     };
-    let mut stream = connect(host, port, deadline).map_err(|e| match (e, route) {
+    let mut stream = connect(host, port, deadline).map_err(|e| match (e, hop.route) {
         (Error::Failed { reason, permanent }, Some(r)) => Error::Failed {
             reason: format!("proxy {}:{} (from ${}): {reason}", r.host, r.port, r.var),
             permanent,
         },
         (e, _) => e,
     })?;
-    let head = request_head(req, method, body, url, route);
+    let head = request_head(req, hop);
     with_deadline(&stream, deadline, |s| {
         s.set_write_timeout(Some(left(deadline)))
     })?;
     let mut out = head.into_bytes();
-    out.extend_from_slice(body.unwrap_or("").as_bytes());
+    out.extend_from_slice(hop.body.unwrap_or("").as_bytes());
     stream
         .write_all(&out)
         .map_err(|e| io_error(e, "unable to send the request"))?;
-    read_answer(&mut stream, method, deadline)
+    read_answer(&mut stream, hop.method, deadline)
 }
 
 /// Time left until `deadline` (at least 1 ms: a zero timeout means "none"
@@ -477,13 +482,13 @@ fn io_error(e: std::io::Error, what: &str) -> Error {
 }
 
 /// The request line and headers.
-fn request_head(
-    req: &Request,
-    method: &str,
-    body: Option<&str>,
-    url: &Url,
-    route: Option<&Route>,
-) -> String {
+fn request_head(req: &Request, hop: &Hop) -> String {
+    let Hop {
+        method,
+        body,
+        url,
+        route,
+    } = *hop;
     let has = |name: &str| {
         req.headers
             .iter()
