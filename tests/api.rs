@@ -56,6 +56,13 @@ impl Api {
         http::post(self.port, path, self.token, body)
     }
 
+    /// POST `body` to `name`'s scale endpoint; it must be accepted (202).
+    fn scale(&self, name: &str, body: &str) -> Resp {
+        let r = self.post(&format!("/api/v1/processes/{name}/scale"), body);
+        assert_eq!(r.status, 202, "scale {name} {body}: {}", r.body);
+        r
+    }
+
     fn process(&self, name: &str) -> Value {
         let r = self.get(&format!("/api/v1/processes/{name}"));
         assert_eq!(r.status, 200, "{}", r.body);
@@ -607,8 +614,7 @@ fn scaling_up_and_down_through_the_api() {
     let api = Api::start("api-scale", Some(TOKEN), "", procs);
     let one = api.wait_running("q", 1);
 
-    let r = api.post("/api/v1/processes/q/scale", r#"{"desired": 3}"#);
-    assert_eq!(r.status, 202, "{}", r.body);
+    api.scale("q", r#"{"desired": 3}"#);
     let three = api.wait_running("q", 3);
     assert_eq!(three[0], one[0], "instance 1 kept its child");
     let mut distinct = three.clone();
@@ -628,8 +634,7 @@ fn scaling_up_and_down_through_the_api() {
         .collect();
     assert_eq!(ids, ["q-1", "q-2", "q-3"]);
 
-    let r = api.post("/api/v1/processes/q/scale", r#"{"delta": 1}"#);
-    assert_eq!(r.status, 202, "{}", r.body);
+    api.scale("q", r#"{"delta": 1}"#);
     let four = api.wait_running("q", 4);
 
     // Above max_scale: 409, nothing changes.
@@ -641,8 +646,7 @@ fn scaling_up_and_down_through_the_api() {
     assert_eq!(r.status, 409, "{}", r.body);
 
     // Down by 3: the highest indices go, gracefully; q-1 stays.
-    let r = api.post("/api/v1/processes/q/scale", r#"{"delta": -3}"#);
-    assert_eq!(r.status, 202, "{}", r.body);
+    api.scale("q", r#"{"delta": -3}"#);
     let left = api.wait_running("q", 1);
     assert_eq!(left, [four[0]]);
     for p in &four[1..] {
@@ -656,12 +660,10 @@ fn scaling_up_and_down_through_the_api() {
     let r = api.post("/api/v1/processes/q/scale", r#"{"delta": -2}"#);
     assert_eq!(r.status, 400, "{}", r.body);
     // To zero and back.
-    let r = api.post("/api/v1/processes/q/scale", r#"{"desired": 0}"#);
-    assert_eq!(r.status, 202, "{}", r.body);
+    api.scale("q", r#"{"desired": 0}"#);
     assert!(wait_until(WAIT, || !alive(left[0])));
     assert!(wait_until(WAIT, || api.pids("q").is_empty()));
-    let r = api.post("/api/v1/processes/q/scale", r#"{"desired": 2}"#);
-    assert_eq!(r.status, 202, "{}", r.body);
+    api.scale("q", r#"{"desired": 2}"#);
     api.wait_running("q", 2);
 }
 
@@ -674,10 +676,8 @@ fn scaling_back_up_while_instances_are_still_stopping_runs_them_again() {
     let before = api.wait_running("q", 3);
 
     // 3 → 1 → 3: q-2 and q-3 stop, then run again (new children).
-    let r = api.post("/api/v1/processes/q/scale", r#"{"desired": 1}"#);
-    assert_eq!(r.status, 202, "{}", r.body);
-    let r = api.post("/api/v1/processes/q/scale", r#"{"desired": 3}"#);
-    assert_eq!(r.status, 202, "{}", r.body);
+    api.scale("q", r#"{"desired": 1}"#);
+    api.scale("q", r#"{"desired": 3}"#);
     let after = api.wait_running("q", 3);
     assert_eq!(after[0], before[0], "q-1 was never stopped");
     assert!(
@@ -686,20 +686,16 @@ fn scaling_back_up_while_instances_are_still_stopping_runs_them_again() {
     );
 
     // 3 → 0 → 2: the process stops, then starts again with 2.
-    let r = api.post("/api/v1/processes/q/scale", r#"{"desired": 0}"#);
-    assert_eq!(r.status, 202, "{}", r.body);
-    let r = api.post("/api/v1/processes/q/scale", r#"{"desired": 2}"#);
-    assert_eq!(r.status, 202, "{}", r.body);
+    api.scale("q", r#"{"desired": 0}"#);
+    let r = api.scale("q", r#"{"desired": 2}"#);
     assert!(r.body.contains("once stopped"), "{}", r.body);
     let again = api.wait_running("q", 2);
     assert!(!again.contains(&after[0]), "{after:?} {again:?}");
 
     // A rolling restart during a scale-down leaves the leaving alone.
-    let r = api.post("/api/v1/processes/q/scale", r#"{"desired": 3}"#);
-    assert_eq!(r.status, 202, "{}", r.body);
+    api.scale("q", r#"{"desired": 3}"#);
     let three = api.wait_running("q", 3);
-    let r = api.post("/api/v1/processes/q/scale", r#"{"desired": 1}"#);
-    assert_eq!(r.status, 202, "{}", r.body);
+    api.scale("q", r#"{"desired": 1}"#);
     let r = api.post("/api/v1/processes/q/restart", "");
     assert_eq!(r.status, 202, "{}", r.body);
     api.sd.wait_log("q: rolling restart complete");
@@ -714,10 +710,8 @@ fn scaling_back_up_while_instances_are_still_stopping_runs_them_again() {
     );
 
     // A stop while a start is pending cancels the start.
-    let r = api.post("/api/v1/processes/q/scale", r#"{"desired": 0}"#);
-    assert_eq!(r.status, 202, "{}", r.body);
-    let r = api.post("/api/v1/processes/q/scale", r#"{"desired": 1}"#);
-    assert_eq!(r.status, 202, "{}", r.body);
+    api.scale("q", r#"{"desired": 0}"#);
+    api.scale("q", r#"{"desired": 1}"#);
     let r = api.post("/api/v1/processes/q/stop", "");
     assert!(r.status == 202 || r.status == 200, "{}", r.body);
     assert!(
