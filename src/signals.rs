@@ -56,6 +56,8 @@ pub const FORWARDED: &[libc::c_int] = &[
 /// open: late handlers write into it (or get EAGAIN once it is full) until
 /// exit. One leak per process: each mode installs once.
 pub fn install(set: &[libc::c_int]) -> io::Result<&'static mut Signals> {
+    // Children reset only what sheepdog changed: tell the spawn first.
+    crate::sys::note_caught(set);
     Signals::new(set).map(|s| Box::leak(Box::new(s)))
 }
 
