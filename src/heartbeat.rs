@@ -25,6 +25,9 @@
 //! - Only a 2xx answer is a success. No redirects are followed; there is no
 //!   TLS: an `https://` URL fails every ping at once with an error saying
 //!   so, without retries (`http_client`).
+//! - A ping URL is a credential (anyone who has it can ping, and silence
+//!   the alert): logs and errors name only its origin, `http://host/…`
+//!   (`origin`). The process and the kind of ping say which one it was.
 //! - A failure ping's body is bounded (`BODY_MAX`): the exit status plus
 //!   the run's last output lines, read from the `LogStore`, which holds
 //!   them already redacted and filtered as printed.
@@ -235,7 +238,7 @@ pub fn send(hb: &Heartbeat, url: &str, body: &str, timeout: Duration) -> Result<
         Ok(status)
     } else {
         Err(Failed {
-            error: format!("{method} {url}: status {status}, expected 2xx"),
+            error: format!("{method} {}: status {status}, expected 2xx", origin(url)),
             permanent: false,
         })
     }
@@ -269,13 +272,14 @@ fn request(
     http_client::send(&req).map_err(|e| match e {
         Error::TimedOut => Failed {
             error: format!(
-                "{method} {url}: timed out after {}",
+                "{method} {}: timed out after {}",
+                origin(url),
                 format_duration(timeout)
             ),
             permanent: false,
         },
         Error::Failed { reason, permanent } => Failed {
-            error: format!("{method} {url}: {reason}"),
+            error: format!("{method} {}: {reason}", origin(url)),
             permanent,
         },
     })
@@ -285,9 +289,29 @@ fn request(
 #[cfg(not(feature = "http"))]
 fn request(_: &Heartbeat, method: &str, url: &str, _: &str, _: Duration) -> Result<u16, Failed> {
     Err(Failed {
-        error: format!("{method} {url}: this build has no HTTP client (cargo feature `http`)"),
+        error: format!(
+            "{method} {}: this build has no HTTP client (cargo feature `http`)",
+            origin(url)
+        ),
         permanent: true,
     })
+}
+
+/// `url` as logs show it: scheme and authority, with `/…` for whatever
+/// followed (the path and query hold the check's token or key). URLs with
+/// credentials in them are refused at load, so the authority is only
+/// host and port.
+fn origin(url: &str) -> String {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let end = url[after_scheme..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| after_scheme + i);
+    let rest = &url[end..];
+    if rest.is_empty() || rest == "/" {
+        url.to_string()
+    } else {
+        format!("{}/…", &url[..end])
+    }
 }
 
 /// Why an attempt failed; `permanent`: retrying cannot help.
@@ -478,7 +502,7 @@ impl Worker {
                     "{}: heartbeat {} ping sent ({} answered {status})",
                     job.process,
                     job.kind.as_str(),
-                    job.url
+                    origin(&job.url)
                 );
                 let _ = self.results.send(Outcome {
                     process: job.process,
@@ -640,5 +664,31 @@ mod tests {
         let e = send(&h, "https://hc-ping.com/x", "", Duration::from_secs(1)).unwrap_err();
         assert!(e.permanent);
         assert!(e.error.contains("https is not supported"), "{}", e.error);
+        assert!(!e.error.contains("/x"), "the token is in: {}", e.error);
+    }
+
+    #[test]
+    fn logs_show_a_ping_url_without_its_token() {
+        let uuid = "5bf66975-d4c7-4bf5-bcc8-b8d8a82ea278";
+        for (url, shown) in [
+            (
+                format!("http://hc.example/ping/{uuid}/fail"),
+                "http://hc.example/…",
+            ),
+            (
+                format!("http://hc.example:8000/ping/{uuid}"),
+                "http://hc.example:8000/…",
+            ),
+            (format!("http://[::1]:9/p?key={uuid}"), "http://[::1]:9/…"),
+            (
+                format!("http://kuma.local?token={uuid}"),
+                "http://kuma.local/…",
+            ),
+        ] {
+            assert_eq!(origin(&url), shown);
+        }
+        // Nothing to hide: shown as written.
+        assert_eq!(origin("http://hc.example/"), "http://hc.example/");
+        assert_eq!(origin("http://hc.example"), "http://hc.example");
     }
 }

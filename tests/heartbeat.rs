@@ -306,6 +306,13 @@ fn a_ping_is_retried_until_it_gets_a_2xx() {
         "{}",
         sd.log()
     );
+    // The URL's path holds the check's token: logs show only its origin.
+    assert!(
+        sd.log().contains("/…: status 500, expected 2xx"),
+        "{}",
+        sd.log()
+    );
+    assert!(!sd.log().contains("/retry"), "{}", sd.log());
     // Backoff doubles: the third attempt waits longer than the second.
     let at: Vec<Instant> = srv.reqs().iter().map(|r| r.at).collect();
     assert!(at[2] - at[1] >= Duration::from_millis(100), "{at:?}");
