@@ -43,7 +43,7 @@ fn walk(value: &mut Value, shape: &Shape, path: &mut String, report: &mut Report
             for (k, v) in map.iter_mut() {
                 let Value::String(key) = k else {
                     report.error(
-                        path,
+                        path.as_str(),
                         format!(
                             "key {} is not a name; expected one of the keys of {}",
                             describe(k),
@@ -69,7 +69,7 @@ fn walk(value: &mut Value, shape: &Shape, path: &mut String, report: &mut Report
                                 where_(path)
                             )
                         };
-                        report.error_and_suppress(&join(path, key), msg);
+                        report.error_and_suppress(join(path, key), msg);
                         remove.push(k.clone());
                     }
                 }
@@ -88,7 +88,7 @@ fn walk(value: &mut Value, shape: &Shape, path: &mut String, report: &mut Report
                     Value::String(key) => below(path, key, |p| walk(v, inner, p, report)),
                     other => {
                         report.error(
-                            path,
+                            path.as_str(),
                             format!("key {} is not a name; expected a string", describe(other)),
                         );
                         remove.push(k.clone());
@@ -111,8 +111,10 @@ fn walk(value: &mut Value, shape: &Shape, path: &mut String, report: &mut Report
                 }
             }
             other => {
-                report
-                    .error_and_suppress(path, format!("expected a list, got {}", describe(other)));
+                report.error_and_suppress(
+                    path.as_str(),
+                    format!("expected a list, got {}", describe(other)),
+                );
                 *other = Value::Null;
             }
         },

@@ -17,14 +17,23 @@
 //! Invariant: on error the scalar is reported with its key path, replaced
 //! by null and its path suppressed, so it is reported once.
 
+use std::fmt::Write;
+
 use serde_yaml::Value;
 
-use super::report::{index, join, Report};
+use super::report::Report;
 use super::value::{describe, quote};
 use super::EnvLookup;
 
 /// Substitute in every string scalar under `value`.
 pub fn substitute_tree(value: &mut Value, path: &str, env: &EnvLookup, report: &mut Report) {
+    walk(value, &mut path.to_string(), env, report);
+}
+
+/// `substitute_tree` with one path buffer for the whole walk (a key is
+/// pushed on the way down and cut off on the way back), not a String per
+/// node: most nodes have nothing to substitute and no path to report.
+fn walk(value: &mut Value, path: &mut String, env: &EnvLookup, report: &mut Report) {
     match value {
         Value::String(s) => {
             if !s.contains('$') {
@@ -33,26 +42,35 @@ pub fn substitute_tree(value: &mut Value, path: &str, env: &EnvLookup, report: &
             match substitute(s, env) {
                 Ok(out) => *s = out,
                 Err(e) => {
-                    report.error_and_suppress(path, e);
+                    report.error_and_suppress(path.as_str(), e);
                     *value = Value::Null;
                 }
             }
         }
         Value::Sequence(items) => {
+            let len = path.len();
             for (i, item) in items.iter_mut().enumerate() {
-                substitute_tree(item, &index(path, i), env, report);
+                // Writing to a String cannot fail.
+                let _ = write!(path, "[{i}]");
+                walk(item, path, env, report);
+                path.truncate(len);
             }
         }
         Value::Mapping(map) => {
+            let len = path.len();
             for (k, v) in map.iter_mut() {
-                let key = match k {
-                    Value::String(s) => s.clone(),
-                    other => describe(other),
-                };
-                substitute_tree(v, &join(path, &key), env, report);
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                match k {
+                    Value::String(key) => path.push_str(key),
+                    other => path.push_str(&describe(other)),
+                }
+                walk(v, path, env, report);
+                path.truncate(len);
             }
         }
-        Value::Tagged(t) => substitute_tree(&mut t.value, path, env, report),
+        Value::Tagged(t) => walk(&mut t.value, path, env, report),
         Value::Null | Value::Bool(_) | Value::Number(_) => {}
     }
 }

@@ -525,6 +525,34 @@ processes:
     assert_eq!(e.problems, vec!["global.api_auth: environment variable TOKEN is not set; set it or give a default: ${TOKEN:-default}"]);
     assert_eq!(e.source, Some(PathBuf::from("test.yaml")));
 
+    // Each problem names its own key, however deep: in a list, in a map,
+    // and after a sibling that had one.
+    let e = load_env(
+        "processes:\n  web: {command: [echo, ok, '${A}', '${B}'], env: {X: '${C}', Y: '${D}'}}\n  \
+         zz: {command: ['${E}']}",
+        &[],
+        &[],
+    )
+    .unwrap_err();
+    let at: Vec<&str> = e
+        .problems
+        .iter()
+        .filter(|p| p.contains("is not set"))
+        .map(|p| p.split(':').next().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        at,
+        [
+            "processes.web.command[2]",
+            "processes.web.command[3]",
+            "processes.web.env.X",
+            "processes.web.env.Y",
+            "processes.zz.command[0]"
+        ],
+        "{:?}",
+        e.problems
+    );
+
     // A value never injects structure, and keys are not substituted.
     let c = load_env(
         "processes: {web: {command: [echo, '${EVIL}']}, '${NAME}': {command: x}}",

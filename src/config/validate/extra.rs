@@ -19,7 +19,7 @@ use super::super::extra::{
 };
 use super::super::model::LogLevel;
 use super::super::raw::{RawHealthCheck, RawHeartbeat, RawLogging, RawProcess};
-use super::super::report::{index, join, Report};
+use super::super::report::{index, join, under, Report};
 use super::super::value::{self as val, describe, quote};
 use super::global::level;
 use super::hooks::{env_map, positive_duration};
@@ -37,9 +37,9 @@ const NO_HTTP: &str = "this build of sheepdog leaves out outgoing HTTP (cargo fe
     heartbeat here, or a default build";
 
 pub fn health_check(raw: &RawHealthCheck, path: &str, r: &mut Report) -> Option<HealthCheck> {
-    let p = |k: &str| join(path, k);
+    let p = under(path);
     let before = r.problems.len();
-    let kind = r.get(&raw.kind, &p("type"), |v| {
+    let kind = r.get(&raw.kind, p("type"), |v| {
         val::choice(
             v,
             &[
@@ -50,12 +50,12 @@ pub fn health_check(raw: &RawHealthCheck, path: &str, r: &mut Report) -> Option<
         )
     });
     if raw.kind.is_none() {
-        r.error(&p("type"), "missing; expected one of tcp, http, exec");
+        r.error(p("type"), "missing; expected one of tcp, http, exec");
     }
     let for_kind = |k: Kind, key: &str, v: &Option<Value>, r: &mut Report| {
         if v.is_some() && kind.is_some_and(|have| have != k) {
             r.warn(
-                &p(key),
+                p(key),
                 "ignored: it does not apply to this health check type",
             );
         }
@@ -67,30 +67,30 @@ pub fn health_check(raw: &RawHealthCheck, path: &str, r: &mut Report) -> Option<
     for_kind(Kind::Exec, "command", &raw.command, r);
     let required = |v: &Option<Value>, key: &str, what: &str, r: &mut Report| {
         if v.is_none() {
-            r.error(&p(key), format!("missing; required by type {what}"));
+            r.error(p(key), format!("missing; required by type {what}"));
         }
     };
     let probe = match kind {
         Some(Kind::Tcp) => {
             required(&raw.address, "address", "tcp", r);
-            r.get(&raw.address, &p("address"), address)
+            r.get(&raw.address, p("address"), address)
                 .map(|address| Probe::Tcp { address })
         }
         Some(Kind::Http) => {
             if !cfg!(feature = "http") {
-                r.error(&p("type"), NO_HTTP);
+                r.error(p("type"), NO_HTTP);
             }
             required(&raw.url, "url", "http", r);
-            let url = r.get(&raw.url, &p("url"), http_url);
+            let url = r.get(&raw.url, p("url"), http_url);
             let expected_status = r.get_or(
                 &raw.expected_status,
-                &p("expected_status"),
+                p("expected_status"),
                 statuses,
                 vec![(200, 399)],
             );
             let follow_redirects = r.get_or(
                 &raw.follow_redirects,
-                &p("follow_redirects"),
+                p("follow_redirects"),
                 val::boolean,
                 false,
             );
@@ -102,7 +102,7 @@ pub fn health_check(raw: &RawHealthCheck, path: &str, r: &mut Report) -> Option<
         }
         Some(Kind::Exec) => {
             required(&raw.command, "command", "exec", r);
-            r.get(&raw.command, &p("command"), val::argv)
+            r.get(&raw.command, p("command"), val::argv)
                 .map(|command| Probe::Exec { command })
         }
         None => None,
@@ -110,27 +110,27 @@ pub fn health_check(raw: &RawHealthCheck, path: &str, r: &mut Report) -> Option<
     let secs = Duration::from_secs;
     let initial_delay = r.get_or(
         &raw.initial_delay,
-        &p("initial_delay"),
+        p("initial_delay"),
         val::duration,
         secs(5),
     );
-    let period = r.get_or(&raw.period, &p("period"), positive_duration, secs(10));
-    let timeout = r.get_or(&raw.timeout, &p("timeout"), positive_duration, secs(3));
+    let period = r.get_or(&raw.period, p("period"), positive_duration, secs(10));
+    let timeout = r.get_or(&raw.timeout, p("timeout"), positive_duration, secs(3));
     let failure_threshold = r.get_or(
         &raw.failure_threshold,
-        &p("failure_threshold"),
+        p("failure_threshold"),
         |v| val::uint32(v, 1, 1000),
         3,
     );
     let success_threshold = r.get_or(
         &raw.success_threshold,
-        &p("success_threshold"),
+        p("success_threshold"),
         |v| val::uint32(v, 1, 1000),
         1,
     );
     let mode = r.get_or(
         &raw.mode,
-        &p("mode"),
+        p("mode"),
         |v| {
             val::choice(
                 v,
@@ -145,12 +145,12 @@ pub fn health_check(raw: &RawHealthCheck, path: &str, r: &mut Report) -> Option<
     );
     let startup_timeout = r.get(
         &raw.startup_timeout,
-        &p("startup_timeout"),
+        p("startup_timeout"),
         positive_duration,
     );
     if timeout >= period {
         r.warn(
-            &p("timeout"),
+            p("timeout"),
             format!("{timeout:?} is not shorter than period ({period:?}); probes may overlap their schedule"),
         );
     }
@@ -301,7 +301,7 @@ fn regex_list(v: &Option<Value>, path: &str, r: &mut Report) -> Vec<String> {
     for (i, s) in list.into_iter().enumerate() {
         match check_regex(&s) {
             Ok(()) => ok.push(s),
-            Err(e) => r.error(&index(path, i), e),
+            Err(e) => r.error(index(path, i), e),
         }
     }
     ok
@@ -335,13 +335,13 @@ fn log_path(v: &Value) -> Result<String, String> {
 }
 
 fn enabled(v: &Option<Value>, path: &str, r: &mut Report) -> bool {
-    r.get_or(v, &join(path, "enabled"), val::boolean, true)
+    r.get_or(v, under(path)("enabled"), val::boolean, true)
 }
 
 pub fn logging(raw: &RawProcess, path: &str, r: &mut Report) -> Logging {
     let mut out = Logging::default();
     let lp = join(path, "logging");
-    let p = |k: &str| join(&lp, k);
+    let p = under(&lp);
     if let Some(l) = &raw.logging {
         logging_block(l, &lp, r, &mut out);
     }
@@ -357,16 +357,16 @@ pub fn logging(raw: &RawProcess, path: &str, r: &mut Report) -> Logging {
                 l.stderr.is_some()
             }
         });
-        if let Some(mode) = r.get(legacy, &join(path, key), stream) {
+        if let Some(mode) = r.get(legacy, under(path)(key), stream) {
             if block_set && mode != *slot {
-                r.warn(&join(path, key), format!("overrides {}", p(key)));
+                r.warn(under(path)(key), format!("overrides {}", p(key)));
             }
             *slot = mode;
         }
     }
     if out.file.is_some() && out.stdout != StreamMode::Log && out.stderr != StreamMode::Log {
         r.warn(
-            &p("file"),
+            p("file"),
             "ignored: neither stdout nor stderr is logged (both are false or \"inherit\")",
         );
     }
@@ -374,31 +374,31 @@ pub fn logging(raw: &RawProcess, path: &str, r: &mut Report) -> Logging {
 }
 
 fn logging_block(l: &RawLogging, lp: &str, r: &mut Report, out: &mut Logging) {
-    let p = |k: &str| join(lp, k);
-    out.stdout = r.get_or(&l.stdout, &p("stdout"), stream, StreamMode::Log);
-    out.stderr = r.get_or(&l.stderr, &p("stderr"), stream, StreamMode::Log);
-    out.labels = env_map(l.labels.as_ref(), &p("labels"), r);
-    out.min_level = r.get(&l.min_level, &p("min_level"), level);
+    let p = under(lp);
+    out.stdout = r.get_or(&l.stdout, p("stdout"), stream, StreamMode::Log);
+    out.stderr = r.get_or(&l.stderr, p("stderr"), stream, StreamMode::Log);
+    out.labels = env_map(l.labels.as_ref(), &p("labels").to_string(), r);
+    out.min_level = r.get(&l.min_level, p("min_level"), level);
     if let Some(m) = &l.multiline {
-        let mp = p("multiline");
-        let q = |k: &str| join(&mp, k);
+        let mp = p("multiline").to_string();
+        let q = under(&mp);
         let on = enabled(&m.enabled, &mp, r);
-        let pattern = r.get(&m.pattern, &q("pattern"), regex);
+        let pattern = r.get(&m.pattern, q("pattern"), regex);
         if on && m.pattern.is_none() {
             r.error(
-                &q("pattern"),
+                q("pattern"),
                 "missing; expected a regex matching the first line of an entry",
             );
         }
         let max_lines = r.get_or(
             &m.max_lines,
-            &q("max_lines"),
+            q("max_lines"),
             |v| val::uint32(v, 1, 10_000),
             100,
         );
         let timeout = r.get_or(
             &m.timeout,
-            &q("timeout"),
+            q("timeout"),
             positive_duration,
             Duration::from_secs(1),
         );
@@ -411,26 +411,26 @@ fn logging_block(l: &RawLogging, lp: &str, r: &mut Report, out: &mut Logging) {
         }
     }
     if let Some(red) = &l.redaction {
-        let rp = p("redaction");
+        let rp = p("redaction").to_string();
         let on = enabled(&red.enabled, &rp, r);
         let pp = join(&rp, "patterns");
         let mut patterns = Vec::new();
         for (i, pat) in red.patterns.iter().flatten().enumerate() {
             let at = index(&pp, i);
-            let q = |k: &str| join(&at, k);
+            let q = under(&at);
             let name = r.get_or(
                 &pat.name,
-                &q("name"),
+                q("name"),
                 val::text,
                 format!("pattern-{}", i + 1),
             );
-            let pattern = r.get(&pat.pattern, &q("pattern"), regex);
+            let pattern = r.get(&pat.pattern, q("pattern"), regex);
             if pat.pattern.is_none() {
-                r.error(&q("pattern"), "missing; expected a regex to redact");
+                r.error(q("pattern"), "missing; expected a regex to redact");
             }
             let replacement = r.get_or(
                 &pat.replacement,
-                &q("replacement"),
+                q("replacement"),
                 val::string,
                 "***".into(),
             );
@@ -453,24 +453,19 @@ fn logging_block(l: &RawLogging, lp: &str, r: &mut Report, out: &mut Logging) {
         }
     }
     if let Some(j) = &l.json {
-        let jp = p("json");
-        let q = |k: &str| join(&jp, k);
+        let jp = p("json").to_string();
+        let q = under(&jp);
         let on = enabled(&j.enabled, &jp, r);
         let cfg = JsonLogging {
-            detect_auto: r.get_or(&j.detect_auto, &q("detect_auto"), val::boolean, false),
-            extract_level: r.get_or(&j.extract_level, &q("extract_level"), val::boolean, true),
-            extract_message: r.get_or(
-                &j.extract_message,
-                &q("extract_message"),
-                val::boolean,
-                true,
-            ),
-            merge_fields: r.get_or(&j.merge_fields, &q("merge_fields"), val::boolean, false),
+            detect_auto: r.get_or(&j.detect_auto, q("detect_auto"), val::boolean, false),
+            extract_level: r.get_or(&j.extract_level, q("extract_level"), val::boolean, true),
+            extract_message: r.get_or(&j.extract_message, q("extract_message"), val::boolean, true),
+            merge_fields: r.get_or(&j.merge_fields, q("merge_fields"), val::boolean, false),
         };
         out.json = on.then_some(cfg);
     }
     if let Some(ld) = &l.level_detection {
-        let dp = p("level_detection");
+        let dp = p("level_detection").to_string();
         let on = enabled(&ld.enabled, &dp, r);
         let mut patterns = BTreeMap::new();
         for (k, v) in ld.patterns.iter().flatten() {
@@ -487,7 +482,7 @@ fn logging_block(l: &RawLogging, lp: &str, r: &mut Report, out: &mut Logging) {
         }
         let default_level = r.get_or(
             &ld.default_level,
-            &join(&dp, "default_level"),
+            join(&dp, "default_level"),
             level,
             LogLevel::Info,
         );
@@ -499,20 +494,20 @@ fn logging_block(l: &RawLogging, lp: &str, r: &mut Report, out: &mut Logging) {
         }
     }
     if let Some(f) = &l.filters {
-        let fp = p("filters");
+        let fp = p("filters").to_string();
         out.include = regex_list(&f.include, &join(&fp, "include"), r);
         out.exclude = regex_list(&f.exclude, &join(&fp, "exclude"), r);
     }
     if let Some(f) = &l.file {
-        let fp = p("file");
-        let q = |k: &str| join(&fp, k);
-        let path = r.get(&f.path, &q("path"), log_path).map(PathBuf::from);
+        let fp = p("file").to_string();
+        let q = under(&fp);
+        let path = r.get(&f.path, q("path"), log_path).map(PathBuf::from);
         if f.path.is_none() {
-            r.error(&q("path"), "missing; expected the log file's path");
+            r.error(q("path"), "missing; expected the log file's path");
         }
         let max_size = r.get_or(
             &f.max_size,
-            &q("max_size"),
+            q("max_size"),
             |v| {
                 let n = val::size(v)?;
                 if n >= 1024 {
@@ -526,13 +521,8 @@ fn logging_block(l: &RawLogging, lp: &str, r: &mut Report, out: &mut Logging) {
             },
             10 << 20,
         );
-        let max_files = r.get_or(
-            &f.max_files,
-            &q("max_files"),
-            |v| val::uint32(v, 1, 1000),
-            5,
-        );
-        let stdout_too = r.get_or(&f.stdout_too, &q("stdout_too"), val::boolean, true);
+        let max_files = r.get_or(&f.max_files, q("max_files"), |v| val::uint32(v, 1, 1000), 5);
+        let stdout_too = r.get_or(&f.stdout_too, q("stdout_too"), val::boolean, true);
         out.file = path.map(|path| LogFile {
             path,
             max_size,
@@ -542,7 +532,7 @@ fn logging_block(l: &RawLogging, lp: &str, r: &mut Report, out: &mut Logging) {
     }
     out.max_line_bytes = r.get_or(
         &l.max_line_bytes,
-        &p("max_line_bytes"),
+        p("max_line_bytes"),
         |v| {
             let n = val::size(v)?;
             if (1024..=16 << 20).contains(&n) {
@@ -560,35 +550,35 @@ fn logging_block(l: &RawLogging, lp: &str, r: &mut Report, out: &mut Logging) {
 
 /// The `schedule*` keys; `None` when `schedule` is absent.
 pub fn schedule(raw: &RawProcess, path: &str, r: &mut Report) -> Option<Schedule> {
-    let p = |k: &str| join(path, k);
-    let expression = r.get(&raw.schedule, &p("schedule"), val::text);
+    let p = under(path);
+    let expression = r.get(&raw.schedule, p("schedule"), val::text);
     let spec = expression
         .as_ref()
-        .and_then(|e| r.get(&raw.schedule, &p("schedule"), |_| cron::parse(e)));
+        .and_then(|e| r.get(&raw.schedule, p("schedule"), |_| cron::parse(e)));
     let timezone = r.get_or(
         &raw.schedule_timezone,
-        &p("schedule_timezone"),
+        p("schedule_timezone"),
         timezone,
         Timezone::Utc,
     );
     let timeout = r
-        .get(&raw.schedule_timeout, &p("schedule_timeout"), val::duration)
+        .get(&raw.schedule_timeout, p("schedule_timeout"), val::duration)
         .filter(|d| !d.is_zero());
     let max_concurrent = r.get_or(
         &raw.schedule_max_concurrent,
-        &p("schedule_max_concurrent"),
+        p("schedule_max_concurrent"),
         |v| val::uint32(v, 0, 100),
         1,
     );
     let jitter = r.get_or(
         &raw.schedule_jitter,
-        &p("schedule_jitter"),
+        p("schedule_jitter"),
         val::duration,
         Duration::ZERO,
     );
     let catch_up = r.get_or(
         &raw.schedule_catch_up,
-        &p("schedule_catch_up"),
+        p("schedule_catch_up"),
         val::boolean,
         false,
     );
@@ -601,7 +591,7 @@ pub fn schedule(raw: &RawProcess, path: &str, r: &mut Report) -> Option<Schedule
             ("schedule_catch_up", &raw.schedule_catch_up),
         ] {
             if v.is_some() {
-                r.warn(&p(key), "ignored: the process has no schedule");
+                r.warn(p(key), "ignored: the process has no schedule");
             }
         }
         return None;
@@ -647,16 +637,16 @@ fn timezone(v: &Value) -> Result<Timezone, String> {
 }
 
 pub fn heartbeat(raw: &RawHeartbeat, path: &str, r: &mut Report) -> Option<Heartbeat> {
-    let p = |k: &str| join(path, k);
+    let p = under(path);
     let before = r.problems.len();
     let on = enabled(&raw.enabled, path, r);
     if on && !cfg!(feature = "http") {
         r.error(path, NO_HTTP);
     }
-    let url = r.get(&raw.url, &p("url"), http_url);
-    let success_url = r.get(&raw.success_url, &p("success_url"), http_url);
-    let failure_url = r.get(&raw.failure_url, &p("failure_url"), http_url);
-    let start_url = r.get(&raw.start_url, &p("start_url"), http_url);
+    let url = r.get(&raw.url, p("url"), http_url);
+    let success_url = r.get(&raw.success_url, p("success_url"), http_url);
+    let failure_url = r.get(&raw.failure_url, p("failure_url"), http_url);
+    let start_url = r.get(&raw.start_url, p("start_url"), http_url);
     if raw.url.is_none()
         && raw.success_url.is_none()
         && raw.failure_url.is_none()
@@ -667,30 +657,30 @@ pub fn heartbeat(raw: &RawHeartbeat, path: &str, r: &mut Report) -> Option<Heart
             "no URL; expected url, or success_url / failure_url / start_url",
         );
     }
-    let ping_start = r.get_or(&raw.ping_start, &p("ping_start"), val::boolean, false);
+    let ping_start = r.get_or(&raw.ping_start, p("ping_start"), val::boolean, false);
     let method = r.get_or(
         &raw.method,
-        &p("method"),
+        p("method"),
         |v| val::choice(v, &[("GET", "GET"), ("HEAD", "HEAD"), ("POST", "POST")]).map(String::from),
         "POST".into(),
     );
-    let headers = env_map(raw.headers.as_ref(), &p("headers"), r);
+    let headers = env_map(raw.headers.as_ref(), &p("headers").to_string(), r);
     #[cfg(feature = "http")]
     for (name, value) in &headers {
         if let Some(why) = crate::http_client::header_problem(name, value) {
-            r.error(&p("headers"), format!("header {}: {why}", quote(name)));
+            r.error(p("headers"), format!("header {}: {why}", quote(name)));
         }
     }
     let timeout = r.get_or(
         &raw.timeout,
-        &p("timeout"),
+        p("timeout"),
         positive_duration,
         Duration::from_secs(10),
     );
     let retries_v = match (&raw.retries, &raw.retry_count) {
         (Some(_), Some(_)) => {
             r.error(
-                &p("retry_count"),
+                p("retry_count"),
                 "retries is also set; expected one of retries and retry_count (the same setting)",
             );
             None
@@ -700,18 +690,18 @@ pub fn heartbeat(raw: &RawHeartbeat, path: &str, r: &mut Report) -> Option<Heart
         (None, None) => None,
     };
     let retries = retries_v
-        .and_then(|(v, key)| r.get(v, &p(key), |v| val::uint32(v, 0, 100)))
+        .and_then(|(v, key)| r.get(v, p(key), |v| val::uint32(v, 0, 100)))
         .unwrap_or(3);
     let retry_delay = r.get_or(
         &raw.retry_delay,
-        &p("retry_delay"),
+        p("retry_delay"),
         val::duration,
         Duration::from_secs(5),
     );
-    let interval = r.get(&raw.interval, &p("interval"), positive_duration);
+    let interval = r.get(&raw.interval, p("interval"), positive_duration);
     if raw.grace.is_some() {
         r.warn(
-            &p("grace"),
+            p("grace"),
             "accepted for PHPeek PM compatibility and ignored",
         );
     }

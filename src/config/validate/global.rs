@@ -12,7 +12,7 @@ use serde_yaml::Value;
 use super::super::extra::{GlobalExtra, Readiness, ReadinessMode};
 use super::super::model::{Api, Global, LogFormat, LogLevel, Metrics, RestartPolicy};
 use super::super::raw::{RawAcl, RawGlobal, RawTls, V};
-use super::super::report::{join, Report};
+use super::super::report::{join, under, Report};
 use super::super::value::{self as val, describe, quote};
 
 pub const LOG_LEVELS: &[(&str, LogLevel)] = &[
@@ -32,37 +32,37 @@ pub const RESTART_POLICIES: &[(&str, RestartPolicy)] = &[
 const MIB: u64 = 1 << 20;
 
 pub fn build(raw: &RawGlobal, r: &mut Report) -> Global {
-    let p = |k: &str| join("global", k);
+    let p = under("global");
     let secs = Duration::from_secs;
 
     let shutdown_timeout = r.get_or(
         &raw.shutdown_timeout,
-        &p("shutdown_timeout"),
+        p("shutdown_timeout"),
         val::duration,
         secs(30),
     );
     let log_format = r.get_or(
         &raw.log_format,
-        &p("log_format"),
+        p("log_format"),
         |v| val::choice(v, &[("text", LogFormat::Text), ("json", LogFormat::Json)]),
         LogFormat::Text,
     );
-    let log_level = r.get_or(&raw.log_level, &p("log_level"), level, LogLevel::Info);
+    let log_level = r.get_or(&raw.log_level, p("log_level"), level, LogLevel::Info);
     let restart_policy = r.get_or(
         &raw.restart_policy,
-        &p("restart_policy"),
+        p("restart_policy"),
         |v| val::choice(v, RESTART_POLICIES),
         RestartPolicy::Always,
     );
     let max_restart_attempts = match r.get(
         &raw.max_restart_attempts,
-        &p("max_restart_attempts"),
+        p("max_restart_attempts"),
         val::integer,
     ) {
         None => 0,
         Some(n) if n < 0 => {
             r.warn(
-                &p("max_restart_attempts"),
+                p("max_restart_attempts"),
                 format!("{n} is read as 0 (unlimited); write 0, which means unlimited here"),
             );
             0
@@ -71,7 +71,7 @@ pub fn build(raw: &RawGlobal, r: &mut Report) -> Global {
             Ok(n) => n,
             Err(_) => {
                 r.error(
-                    &p("max_restart_attempts"),
+                    p("max_restart_attempts"),
                     format!(
                         "invalid value {n}; expected an integer from 0 to {}",
                         u32::MAX
@@ -83,28 +83,28 @@ pub fn build(raw: &RawGlobal, r: &mut Report) -> Global {
     };
 
     // Legacy `restart_backoff: N` seeds initial = N and max = 12N.
-    let legacy = r.get(&raw.restart_backoff, &p("restart_backoff"), val::duration);
+    let legacy = r.get(&raw.restart_backoff, p("restart_backoff"), val::duration);
     if legacy.is_some() {
         r.warn(
-            &p("restart_backoff"),
+            p("restart_backoff"),
             "deprecated; use restart_backoff_initial and restart_backoff_max",
         );
     }
     let restart_backoff_initial = r.get_or(
         &raw.restart_backoff_initial,
-        &p("restart_backoff_initial"),
+        p("restart_backoff_initial"),
         val::duration,
         legacy.unwrap_or(secs(1)),
     );
     let restart_backoff_max = r.get_or(
         &raw.restart_backoff_max,
-        &p("restart_backoff_max"),
+        p("restart_backoff_max"),
         val::duration,
         legacy.map_or(secs(60), |l| l.saturating_mul(12)),
     );
     if restart_backoff_initial > restart_backoff_max {
         r.error(
-            &p("restart_backoff_initial"),
+            p("restart_backoff_initial"),
             format!(
                 "{restart_backoff_initial:?} is longer than restart_backoff_max ({restart_backoff_max:?}); expected initial <= max"
             ),
@@ -112,13 +112,13 @@ pub fn build(raw: &RawGlobal, r: &mut Report) -> Global {
     }
     let restart_reset_after = r.get_or(
         &raw.restart_reset_after,
-        &p("restart_reset_after"),
+        p("restart_reset_after"),
         val::duration,
         secs(60),
     );
     let dependency_timeout = r.get_or(
         &raw.dependency_timeout,
-        &p("dependency_timeout"),
+        p("dependency_timeout"),
         val::duration,
         secs(300),
     );
@@ -132,7 +132,7 @@ pub fn build(raw: &RawGlobal, r: &mut Report) -> Global {
         && overlaps(&api.listen, &metrics.listen)
     {
         r.error(
-            &p("metrics_port"),
+            p("metrics_port"),
             format!(
                 "{} is also api_port; expected two different ports",
                 metrics.port
@@ -181,33 +181,33 @@ fn api_switch(raw: &V, path: &str, r: &mut Report) -> bool {
 }
 
 fn api(raw: &RawGlobal, r: &mut Report) -> Api {
-    let p = |k: &str| join("global", k);
-    let enabled = api_switch(&raw.api_enabled, &p("api_enabled"), r);
+    let p = under("global");
+    let enabled = api_switch(&raw.api_enabled, &p("api_enabled").to_string(), r);
     let port = r.get_or(
         &raw.api_port,
-        &p("api_port"),
+        p("api_port"),
         |v| val::uint(v, 0, u64::from(u16::MAX)).map(|n| u16::try_from(n).unwrap_or(0)),
         9180,
     );
     let listen = r.get_or(
         &raw.api_listen,
-        &p("api_listen"),
+        p("api_listen"),
         listen_address,
         "127.0.0.1".into(),
     );
     let socket = r
-        .get(&raw.api_socket, &p("api_socket"), val::text)
+        .get(&raw.api_socket, p("api_socket"), val::text)
         .map(PathBuf::from);
     let auth = r
-        .get(&raw.api_auth, &p("api_auth"), val::string)
+        .get(&raw.api_auth, p("api_auth"), val::string)
         .filter(|s| !s.is_empty());
     let auth_file = r
-        .get(&raw.api_auth_file, &p("api_auth_file"), val::text)
+        .get(&raw.api_auth_file, p("api_auth_file"), val::text)
         .map(PathBuf::from);
-    let insecure = r.get_or(&raw.api_insecure, &p("api_insecure"), val::boolean, false);
+    let insecure = r.get_or(&raw.api_insecure, p("api_insecure"), val::boolean, false);
     let max_request_body = r.get_or(
         &raw.api_max_request_body,
-        &p("api_max_request_body"),
+        p("api_max_request_body"),
         |v| {
             let n = val::size(v)?;
             if (1024..=100 * MIB).contains(&n) {
@@ -223,30 +223,30 @@ fn api(raw: &RawGlobal, r: &mut Report) -> Api {
     );
     let rate_limit = r.get_or(
         &raw.api_rate_limit,
-        &p("api_rate_limit"),
+        p("api_rate_limit"),
         |v| val::uint32(v, 0, 100_000),
         100,
     );
     let rate_burst = r.get_or(
         &raw.api_rate_burst,
-        &p("api_rate_burst"),
+        p("api_rate_burst"),
         |v| val::uint32(v, 1, 100_000),
         200,
     );
     if auth.is_some() && auth_file.is_some() {
         r.error(
-            &p("api_auth_file"),
+            p("api_auth_file"),
             "api_auth is also set; expected only one of api_auth and api_auth_file",
         );
     }
     if enabled {
         if port == 0 && socket.is_none() {
-            r.error(&p("api_port"), "0 disables the TCP listener, and api_socket is not set; expected a port, an api_socket, or api_enabled: false");
+            r.error(p("api_port"), "0 disables the TCP listener, and api_socket is not set; expected a port, an api_socket, or api_enabled: false");
         }
         let loopback = is_loopback(&listen);
         if port != 0 && !loopback && auth.is_none() && auth_file.is_none() && !insecure {
             r.error(
-                &p("api_listen"),
+                p("api_listen"),
                 format!(
                     "{} is reachable from other hosts and the API has no api_auth; set api_auth (or api_auth_file), \
                      listen on 127.0.0.1, or set api_insecure: true to accept the risk",
@@ -270,12 +270,12 @@ fn api(raw: &RawGlobal, r: &mut Report) -> Api {
 }
 
 fn metrics(raw: &RawGlobal, r: &mut Report) -> Metrics {
-    let p = |k: &str| join("global", k);
-    let enabled = api_switch(&raw.metrics_enabled, &p("metrics_enabled"), r);
-    let port = r.get_or(&raw.metrics_port, &p("metrics_port"), val::port, 9090);
+    let p = under("global");
+    let enabled = api_switch(&raw.metrics_enabled, &p("metrics_enabled").to_string(), r);
+    let port = r.get_or(&raw.metrics_port, p("metrics_port"), val::port, 9090);
     let path = r.get_or(
         &raw.metrics_path,
-        &p("metrics_path"),
+        p("metrics_path"),
         |v| {
             let s = val::text(v)?;
             if s.starts_with('/') && !s.contains(char::is_whitespace) {
@@ -291,7 +291,7 @@ fn metrics(raw: &RawGlobal, r: &mut Report) -> Metrics {
     );
     let listen = r.get_or(
         &raw.metrics_listen,
-        &p("metrics_listen"),
+        p("metrics_listen"),
         listen_address,
         "127.0.0.1".into(),
     );
@@ -332,23 +332,18 @@ fn overlaps(a: &str, b: &str) -> bool {
 }
 
 fn extra(raw: &RawGlobal, r: &mut Report) -> GlobalExtra {
-    let p = |k: &str| join("global", k);
+    let p = under("global");
     let d = GlobalExtra::default();
     let readiness_file = r
-        .get(&raw.readiness_file, &p("readiness_file"), val::text)
+        .get(&raw.readiness_file, p("readiness_file"), val::text)
         .map(PathBuf::from);
     let block = raw.readiness.as_ref().and_then(|b| {
-        let bp = |k: &str| join("global.readiness", k);
-        let enabled = r.get_or(&b.enabled, &bp("enabled"), val::boolean, true);
-        let path = r.get_or(
-            &b.path,
-            &bp("path"),
-            val::text,
-            "/tmp/sheepdog-ready".into(),
-        );
+        let bp = under("global.readiness");
+        let enabled = r.get_or(&b.enabled, bp("enabled"), val::boolean, true);
+        let path = r.get_or(&b.path, bp("path"), val::text, "/tmp/sheepdog-ready".into());
         let mode = r.get_or(
             &b.mode,
-            &bp("mode"),
+            bp("mode"),
             |v| {
                 val::choice(
                     v,
@@ -360,8 +355,8 @@ fn extra(raw: &RawGlobal, r: &mut Report) -> GlobalExtra {
             },
             ReadinessMode::AllHealthy,
         );
-        let content = r.get(&b.content, &bp("content"), val::string);
-        let processes = r.get_or(&b.processes, &bp("processes"), val::string_list, Vec::new());
+        let content = r.get(&b.content, bp("content"), val::string);
+        let processes = r.get_or(&b.processes, bp("processes"), val::string_list, Vec::new());
         enabled.then(|| Readiness {
             path: PathBuf::from(path),
             mode,
@@ -371,7 +366,7 @@ fn extra(raw: &RawGlobal, r: &mut Report) -> GlobalExtra {
     });
     let readiness = match (readiness_file, block) {
         (Some(_), Some(_)) => {
-            r.error(&p("readiness_file"), "the readiness block is also enabled; expected only one of readiness_file and readiness");
+            r.error(p("readiness_file"), "the readiness block is also enabled; expected only one of readiness_file and readiness");
             None
         }
         (Some(path), None) => Some(Readiness {
@@ -383,35 +378,35 @@ fn extra(raw: &RawGlobal, r: &mut Report) -> GlobalExtra {
         (None, block) => block,
     };
     let log_file = r
-        .get(&raw.log_file, &p("log_file"), val::text)
+        .get(&raw.log_file, p("log_file"), val::text)
         .map(PathBuf::from);
     let log_buffer_lines = r.get_or(
         &raw.log_buffer_lines,
-        &p("log_buffer_lines"),
+        p("log_buffer_lines"),
         |v| val::uint(v, 0, 1_000_000).map(|n| usize::try_from(n).unwrap_or(1_000_000)),
         d.log_buffer_lines,
     );
     let max_process_scale = r.get_or(
         &raw.max_process_scale,
-        &p("max_process_scale"),
+        p("max_process_scale"),
         |v| val::uint32(v, 1, 1000),
         d.max_process_scale,
     );
     let schedule_history_size = r.get_or(
         &raw.schedule_history_size,
-        &p("schedule_history_size"),
+        p("schedule_history_size"),
         |v| val::uint32(v, 0, 10_000),
         d.schedule_history_size,
     );
     let oneshot_history_max_entries = r.get_or(
         &raw.oneshot_history_max_entries,
-        &p("oneshot_history_max_entries"),
+        p("oneshot_history_max_entries"),
         |v| val::uint32(v, 0, 100_000),
         d.oneshot_history_max_entries,
     );
     let oneshot_history_max_age = r.get_or(
         &raw.oneshot_history_max_age,
-        &p("oneshot_history_max_age"),
+        p("oneshot_history_max_age"),
         val::duration,
         d.oneshot_history_max_age,
     );

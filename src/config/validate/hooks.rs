@@ -11,49 +11,49 @@ use serde_yaml::Value;
 use super::super::creds::{self, CredError};
 use super::super::model::{Credentials, Hook, Hooks};
 use super::super::raw::{RawHook, RawHooks};
-use super::super::report::{index, join, Report};
+use super::super::report::{index, join, under, Report};
 use super::super::value as val;
 
 /// One hook object at `path`; `None` if it has errors.
 pub fn hook(raw: &RawHook, path: &str, r: &mut Report) -> Option<Hook> {
-    let p = |k: &str| join(path, k);
+    let p = under(path);
     let before = r.problems.len();
-    let name = r.get(&raw.name, &p("name"), val::text);
+    let name = r.get(&raw.name, p("name"), val::text);
     if raw.name.is_none() {
         r.error(
-            &p("name"),
+            p("name"),
             "missing; every hook needs a name (used in logs and metrics)",
         );
     }
-    let command = r.get(&raw.command, &p("command"), val::argv);
+    let command = r.get(&raw.command, p("command"), val::argv);
     if raw.command.is_none() {
         r.error(
-            &p("command"),
+            p("command"),
             "missing; expected a list of arguments or a shell command string",
         );
     }
     let timeout = r.get_or(
         &raw.timeout,
-        &p("timeout"),
+        p("timeout"),
         positive_duration,
         Duration::from_secs(30),
     );
-    let retry = r.get_or(&raw.retry, &p("retry"), |v| val::uint32(v, 0, 1000), 0);
+    let retry = r.get_or(&raw.retry, p("retry"), |v| val::uint32(v, 0, 1000), 0);
     let retry_delay = r.get_or(
         &raw.retry_delay,
-        &p("retry_delay"),
+        p("retry_delay"),
         val::duration,
         Duration::ZERO,
     );
     let continue_on_error = r.get_or(
         &raw.continue_on_error,
-        &p("continue_on_error"),
+        p("continue_on_error"),
         val::boolean,
         false,
     );
-    let env = env_map(raw.env.as_ref(), &p("env"), r);
+    let env = env_map(raw.env.as_ref(), &p("env").to_string(), r);
     let working_dir = r
-        .get(&raw.working_dir, &p("working_dir"), val::text)
+        .get(&raw.working_dir, p("working_dir"), val::text)
         .map(PathBuf::from);
     let credentials = credentials(&raw.user, &raw.group, path, r);
     if r.problems.len() != before {
@@ -83,7 +83,7 @@ pub fn hooks(raw: Option<&RawHooks>, path: &str, r: &mut Report) -> Hooks {
             let (items, at) = match (ours, seed) {
                 (Some(_), Some(_)) => {
                     r.error(
-                        &join(path, &seed_key),
+                        join(path, &seed_key),
                         format!(
                         "{key} is also set; expected one of {key} and {seed_key} (the same list)"
                     ),
@@ -167,21 +167,21 @@ pub fn credentials(
     path: &str,
     r: &mut Report,
 ) -> Option<Credentials> {
-    let user_path = join(path, "user");
-    let group_path = join(path, "group");
-    let u = r.get(user, &user_path, val::text);
-    let g = r.get(group, &group_path, val::text);
+    let user_path = under(path)("user");
+    let group_path = under(path)("group");
+    let u = r.get(user, user_path, val::text);
+    let g = r.get(group, group_path, val::text);
     if (user.is_some() && u.is_none()) || (group.is_some() && g.is_none()) {
         return None;
     }
     match creds::resolve(u.as_deref().map(str::trim), g.as_deref().map(str::trim)) {
         Ok(c) => c,
         Err(CredError::User(e)) => {
-            r.error(&user_path, e);
+            r.error(user_path, e);
             None
         }
         Err(CredError::Group(e)) => {
-            r.error(&group_path, e);
+            r.error(group_path, e);
             None
         }
     }

@@ -19,7 +19,7 @@ use super::super::model::{
     Shutdown,
 };
 use super::super::raw::RawProcess;
-use super::super::report::{join, Report};
+use super::super::report::{join, under, Report};
 use super::super::suggest;
 use super::super::value::{self as val, describe, quote};
 use super::extra;
@@ -38,7 +38,7 @@ pub fn valid_name(name: &str) -> bool {
 
 pub fn build(name: &str, raw: &RawProcess, global: &Global, r: &mut Report) -> Process {
     let path = join("processes", name);
-    let p = |k: &str| join(&path, k);
+    let p = under(&path);
     if !valid_name(name) {
         r.error(
             &path,
@@ -48,17 +48,17 @@ pub fn build(name: &str, raw: &RawProcess, global: &Global, r: &mut Report) -> P
             ),
         );
     }
-    let command = r.get_or(&raw.command, &p("command"), val::argv, Vec::new());
+    let command = r.get_or(&raw.command, p("command"), val::argv, Vec::new());
     if raw.command.is_none() {
         r.error(
-            &p("command"),
+            p("command"),
             "missing; every process needs a command (a list like [php-fpm, -F] or a shell string)",
         );
     }
-    let enabled = r.get_or(&raw.enabled, &p("enabled"), val::boolean, true);
+    let enabled = r.get_or(&raw.enabled, p("enabled"), val::boolean, true);
     let kind = r.get_or(
         &raw.kind,
-        &p("type"),
+        p("type"),
         |v| {
             val::choice(
                 v,
@@ -72,7 +72,7 @@ pub fn build(name: &str, raw: &RawProcess, global: &Global, r: &mut Report) -> P
     );
     let initial_state = r.get_or(
         &raw.initial_state,
-        &p("initial_state"),
+        p("initial_state"),
         |v| {
             val::choice(
                 v,
@@ -86,37 +86,37 @@ pub fn build(name: &str, raw: &RawProcess, global: &Global, r: &mut Report) -> P
     );
 
     let limit = global.extra.max_process_scale;
-    let scale = r.get_or(&raw.scale, &p("scale"), |v| val::uint32(v, 0, u32::MAX), 1);
+    let scale = r.get_or(&raw.scale, p("scale"), |v| val::uint32(v, 0, u32::MAX), 1);
     if scale == 0 {
         r.error(
-            &p("scale"),
+            p("scale"),
             "invalid value 0; expected at least 1 (to not run it, use enabled: false or initial_state: stopped)",
         );
     } else if scale > limit {
         r.error(
-            &p("scale"),
+            p("scale"),
             format!("invalid value {scale}; expected at most {limit} (global.max_process_scale)"),
         );
     }
     let max_scale = r
-        .get(&raw.max_scale, &p("max_scale"), |v| {
+        .get(&raw.max_scale, p("max_scale"), |v| {
             val::uint32(v, 0, u32::MAX)
         })
         .filter(|m| *m > 0);
     if let Some(m) = max_scale {
         if m > limit {
             r.error(
-                &p("max_scale"),
+                p("max_scale"),
                 format!("invalid value {m}; expected at most {limit} (global.max_process_scale)"),
             );
         }
         if scale > m {
-            r.error(&p("scale"), format!("{scale} is more than max_scale ({m})"));
+            r.error(p("scale"), format!("{scale} is more than max_scale ({m})"));
         }
     }
 
     let schedule = extra::schedule(raw, &path, r);
-    let restart_explicit = r.get(&raw.restart, &p("restart"), |v| {
+    let restart_explicit = r.get(&raw.restart, p("restart"), |v| {
         val::choice(v, RESTART_POLICIES)
     });
     let runs_once = kind == ProcessType::Oneshot || schedule.is_some();
@@ -128,13 +128,13 @@ pub fn build(name: &str, raw: &RawProcess, global: &Global, r: &mut Report) -> P
     if runs_once {
         if restart_explicit == Some(RestartPolicy::Always) {
             r.error(
-                &p("restart"),
+                p("restart"),
                 format!("{what}, so \"always\" is not allowed; expected on-failure or never"),
             );
         }
         if scale > 1 {
             r.error(
-                &p("scale"),
+                p("scale"),
                 format!("{what}, so scale must be 1, got {scale}"),
             );
         }
@@ -145,30 +145,30 @@ pub fn build(name: &str, raw: &RawProcess, global: &Global, r: &mut Report) -> P
         global.restart_policy
     });
 
-    let depends_on = dependencies(&raw.depends_on, &p("depends_on"), r);
+    let depends_on = dependencies(&raw.depends_on, &p("depends_on").to_string(), r);
     let working_dir = r
-        .get(&raw.working_dir, &p("working_dir"), val::text)
+        .get(&raw.working_dir, p("working_dir"), val::text)
         .map(PathBuf::from);
-    let env = env_map(raw.env.as_ref(), &p("env"), r);
+    let env = env_map(raw.env.as_ref(), &p("env").to_string(), r);
     let credentials = credentials(&raw.user, &raw.group, &path, r);
     let shutdown = shutdown(raw, &path, r);
-    let critical = r.get_or(&raw.critical, &p("critical"), val::boolean, false);
+    let critical = r.get_or(&raw.critical, p("critical"), val::boolean, false);
 
     let backoff_initial = r.get_or(
         &raw.restart_backoff_initial,
-        &p("restart_backoff_initial"),
+        p("restart_backoff_initial"),
         val::duration,
         global.restart_backoff_initial,
     );
     let backoff_max = r.get_or(
         &raw.restart_backoff_max,
-        &p("restart_backoff_max"),
+        p("restart_backoff_max"),
         val::duration,
         global.restart_backoff_max,
     );
     if backoff_initial > backoff_max {
         r.error(
-            &p("restart_backoff_initial"),
+            p("restart_backoff_initial"),
             format!(
                 "{} is longer than restart_backoff_max ({}); expected initial <= max",
                 crate::config::format_duration(backoff_initial),
@@ -179,10 +179,10 @@ pub fn build(name: &str, raw: &RawProcess, global: &Global, r: &mut Report) -> P
     let health_check = raw
         .health_check
         .as_ref()
-        .and_then(|h| extra::health_check(h, &p("health_check"), r));
+        .and_then(|h| extra::health_check(h, &p("health_check").to_string(), r));
     let ports = r.get_or(
         &raw.ports,
-        &p("ports"),
+        p("ports"),
         |v| match v {
             Value::Sequence(items) => items
                 .iter()
@@ -195,14 +195,14 @@ pub fn build(name: &str, raw: &RawProcess, global: &Global, r: &mut Report) -> P
     if let Some(hc) = &health_check {
         if uses_port_template(&hc.probe) && ports.is_empty() {
             r.error(
-                &p("health_check"),
+                p("health_check"),
                 "uses {port}, but the process declares no ports; add ports: [PORT] (instance N gets PORT + N - 1)",
             );
         }
     }
     let port_wait = r.get_or(
         &raw.port_wait,
-        &p("port_wait"),
+        p("port_wait"),
         positive_duration,
         Duration::from_secs(10),
     );
@@ -210,8 +210,8 @@ pub fn build(name: &str, raw: &RawProcess, global: &Global, r: &mut Report) -> P
     let heartbeat = raw
         .heartbeat
         .as_ref()
-        .and_then(|h| extra::heartbeat(h, &p("heartbeat"), r));
-    let hooks = hooks::hooks(raw.hooks.as_ref(), &p("hooks"), r);
+        .and_then(|h| extra::heartbeat(h, &p("heartbeat").to_string(), r));
+    let hooks = hooks::hooks(raw.hooks.as_ref(), &p("hooks").to_string(), r);
 
     Process {
         name: name.to_string(),
@@ -225,7 +225,7 @@ pub fn build(name: &str, raw: &RawProcess, global: &Global, r: &mut Report) -> P
         restart,
         max_restart_attempts: r.get_or(
             &raw.max_restart_attempts,
-            &p("max_restart_attempts"),
+            p("max_restart_attempts"),
             |v| val::uint32(v, 0, u32::MAX),
             global.max_restart_attempts,
         ),
@@ -234,7 +234,7 @@ pub fn build(name: &str, raw: &RawProcess, global: &Global, r: &mut Report) -> P
             max: backoff_max,
             reset_after: r.get_or(
                 &raw.restart_reset_after,
-                &p("restart_reset_after"),
+                p("restart_reset_after"),
                 val::duration,
                 global.restart_reset_after,
             ),
@@ -258,7 +258,7 @@ pub fn build(name: &str, raw: &RawProcess, global: &Global, r: &mut Report) -> P
 
 fn shutdown(raw: &RawProcess, path: &str, r: &mut Report) -> Shutdown {
     let sp = join(path, "shutdown");
-    let p = |k: &str| join(&sp, k);
+    let p = under(&sp);
     let mut out = Shutdown {
         signal: Signal::SIGTERM,
         timeout: Duration::from_secs(30),
@@ -268,27 +268,27 @@ fn shutdown(raw: &RawProcess, path: &str, r: &mut Report) -> Shutdown {
     let Some(s) = &raw.shutdown else {
         return out;
     };
-    out.signal = r.get_or(&s.signal, &p("signal"), val::signal, Signal::SIGTERM);
+    out.signal = r.get_or(&s.signal, p("signal"), val::signal, Signal::SIGTERM);
     out.timeout = r.get_or(
         &s.timeout,
-        &p("timeout"),
+        p("timeout"),
         val::duration,
         Duration::from_secs(30),
     );
     out.kill_signal = r.get_or(
         &s.kill_signal,
-        &p("kill_signal"),
+        p("kill_signal"),
         val::signal,
         Signal::SIGKILL,
     );
     out.pre_stop_hook = s
         .pre_stop_hook
         .as_ref()
-        .and_then(|h| hooks::hook(h, &p("pre_stop_hook"), r));
+        .and_then(|h| hooks::hook(h, &p("pre_stop_hook").to_string(), r));
     if let Some(g) = &s.graceful {
         match val::boolean(g) {
-            Ok(_) => r.warn(&p("graceful"), "accepted for PHPeek PM compatibility and ignored: every stop is graceful (signal, then timeout, then kill_signal)"),
-            Err(e) => r.error(&p("graceful"), e),
+            Ok(_) => r.warn(p("graceful"), "accepted for PHPeek PM compatibility and ignored: every stop is graceful (signal, then timeout, then kill_signal)"),
+            Err(e) => r.error(p("graceful"), e),
         }
     }
     out
@@ -340,10 +340,10 @@ fn dependencies(raw: &Option<Value>, path: &str, r: &mut Report) -> Vec<Dependen
                         for (ik, iv) in inner {
                             match ik.as_str() {
                                 Some("condition") => {
-                                    c = r.get(&Some(iv.clone()), &join(&at, "condition"), condition)
+                                    c = r.get(&Some(iv.clone()), join(&at, "condition"), condition)
                                 }
                                 Some(other) => r.error(
-                                    &join(&at, other),
+                                    join(&at, other),
                                     format!("unknown key{}", hint_or(other, &["condition"])),
                                 ),
                                 None => r.error(&at, format!("key {} is not a name", describe(ik))),
@@ -457,7 +457,7 @@ pub fn check_dependencies(processes: &BTreeMap<String, Process>, r: &mut Report)
                     if target.kind != ProcessType::Oneshot =>
                 {
                     r.error(
-                        &join(&path, d),
+                        join(&path, d),
                         format!(
                             "condition completed needs a oneshot process; {} is a longrun",
                             quote(d)
@@ -466,7 +466,7 @@ pub fn check_dependencies(processes: &BTreeMap<String, Process>, r: &mut Report)
                 }
                 Some(Condition::Healthy) if !target.has_readiness_check() => {
                     r.error(
-                        &join(&path, d),
+                        join(&path, d),
                         format!(
                             "condition healthy needs a readiness check on {} (health_check with mode readiness or both, or declared ports)",
                             quote(d)
