@@ -33,27 +33,36 @@ pub fn substitute_tree(value: &mut Value, path: &str, env: &EnvLookup, report: &
 /// `substitute_tree` with one path buffer for the whole walk (a key is
 /// pushed on the way down and cut off on the way back), not a String per
 /// node: most nodes have nothing to substitute and no path to report.
-fn walk(value: &mut Value, path: &mut String, env: &EnvLookup, report: &mut Report) {
+/// Returns whether `value` itself was a string that could not be
+/// substituted (and is now null).
+fn walk(value: &mut Value, path: &mut String, env: &EnvLookup, report: &mut Report) -> bool {
     match value {
         Value::String(s) => {
             if !s.contains('$') {
-                return;
+                return false;
             }
             match substitute(s, env) {
                 Ok(out) => *s = out,
                 Err(e) => {
                     report.error_and_suppress(path.as_str(), e);
                     *value = Value::Null;
+                    return true;
                 }
             }
         }
         Value::Sequence(items) => {
             let len = path.len();
+            let mut lost = false;
             for (i, item) in items.iter_mut().enumerate() {
                 // Writing to a String cannot fail.
                 let _ = write!(path, "[{i}]");
-                walk(item, path, env, report);
+                lost |= walk(item, path, env, report);
                 path.truncate(len);
+            }
+            // A list is checked as a whole ("argument 2 is null"): once an
+            // item is reported here, that would only repeat it, wrongly.
+            if lost {
+                report.suppress(path.as_str());
             }
         }
         Value::Mapping(map) => {
@@ -70,9 +79,10 @@ fn walk(value: &mut Value, path: &mut String, env: &EnvLookup, report: &mut Repo
                 path.truncate(len);
             }
         }
-        Value::Tagged(t) => walk(&mut t.value, path, env, report),
+        Value::Tagged(t) => return walk(&mut t.value, path, env, report),
         Value::Null | Value::Bool(_) | Value::Number(_) => {}
     }
+    false
 }
 
 /// Substitute in one string.
