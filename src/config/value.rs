@@ -319,7 +319,10 @@ pub fn choice<T: Copy>(v: &Value, options: &[(&str, T)]) -> Result<T, String> {
                 .iter()
                 .find(|(n, _)| n.eq_ignore_ascii_case(t))
                 .map(|(_, val)| *val)
-                .ok_or_else(|| format!("unknown value {}; expected {expected}", quote(s)))
+                .ok_or_else(|| {
+                    let hint = super::suggest::hint(t, names.iter().copied());
+                    format!("unknown value {}; expected {expected}{hint}", quote(s))
+                })
         }
         _ => Err(invalid(v, &expected)),
     }
@@ -494,6 +497,14 @@ mod tests {
             "unknown value \"sometimes\"; expected one of always, on-failure, never"
         );
         assert!(choice(&y("5"), &opts).is_err());
+        // The spelling of the seed's keys, or a typo: say which was meant.
+        assert_eq!(
+            choice(&y("on_failure"), &opts).unwrap_err(),
+            "unknown value \"on_failure\"; expected one of always, on-failure, never; did you mean \"on-failure\"?"
+        );
+        assert!(choice(&y("allways"), &opts)
+            .unwrap_err()
+            .ends_with("did you mean \"always\"?"));
     }
 
     #[test]

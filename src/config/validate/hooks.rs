@@ -129,7 +129,7 @@ pub fn env_map(
 ) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for (k, v) in raw.into_iter().flatten() {
-        let at = join(path, k);
+        let at = under(path)(k);
         if k.is_empty() || k.contains('=') || k.contains('\0') {
             r.error(
                 path,
@@ -154,7 +154,7 @@ pub fn env_map(
             Ok(s) => {
                 out.insert(k.clone(), s);
             }
-            Err(e) => r.error(&at, e),
+            Err(e) => r.error(at, e),
         }
     }
     out
