@@ -110,6 +110,17 @@ impl fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
+/// lexopt's "invalid option '--jsn'", with the option that was probably
+/// meant among `known` (long names).
+fn unexpected(arg: lexopt::Arg<'_>, known: &[&str]) -> UsageError {
+    let hint = match arg {
+        lexopt::Arg::Long(name) => crate::config::suggest::closest(name, known.iter().copied())
+            .map_or(String::new(), |k| format!("; did you mean '--{k}'?")),
+        _ => String::new(),
+    };
+    UsageError(format!("{}{hint}", arg.unexpected()))
+}
+
 impl From<lexopt::Error> for UsageError {
     fn from(e: lexopt::Error) -> Self {
         UsageError(e.to_string())
@@ -265,7 +276,12 @@ where
                     v.to_string_lossy()
                 )))
             }
-            _ => return Err(arg.unexpected().into()),
+            _ => {
+                return Err(unexpected(
+                    arg,
+                    &["config", "dry-run", "json", "help", "version"],
+                ))
+            }
         }
     }
 
@@ -369,7 +385,15 @@ fn parse_ctl(parser: &mut lexopt::Parser) -> Result<Ctl, UsageError> {
                 words.push(format!("-{c}{rest}"));
             }
             Value(v) => words.push(utf8(v, "arguments")?),
-            _ => return Err(arg.unexpected().into()),
+            _ => {
+                return Err(unexpected(
+                    arg,
+                    &[
+                        "socket", "url", "token", "json", "tail", "stream", "follow", "reopen",
+                        "wait", "help",
+                    ],
+                ))
+            }
         }
     }
     let mut action = ctl_action(&words)?;
@@ -630,6 +654,27 @@ mod tests {
             .0
             .contains("dry-run"));
         assert!(p(&["run", "extra"]).unwrap_err().0.contains("extra"));
+    }
+
+    #[test]
+    fn a_misspelt_option_names_the_one_meant() {
+        assert_eq!(
+            p(&["check", "--jsn"]).unwrap_err().0,
+            "invalid option '--jsn'; did you mean '--json'?"
+        );
+        assert!(p(&["--dry_run"])
+            .unwrap_err()
+            .0
+            .ends_with("did you mean '--dry-run'?"));
+        assert!(p(&["ctl", "--folow", "logs"])
+            .unwrap_err()
+            .0
+            .ends_with("did you mean '--follow'?"));
+        // Nothing close: no guess.
+        assert_eq!(
+            p(&["--frobnicate"]).unwrap_err().0,
+            "invalid option '--frobnicate'"
+        );
     }
 
     fn ctl(args: &[&str]) -> Result<Ctl, UsageError> {
