@@ -291,8 +291,16 @@ pub fn signal(v: &Value) -> Result<Signal, String> {
             } else {
                 format!("SIG{upper}")
             };
-            Signal::from_str(&name)
-                .map_err(|_| format!("unknown signal {}; expected {SIGNAL_EXPECTED}", quote(s)))
+            Signal::from_str(&name).map_err(|_| {
+                // Compared without the SIG prefix they all share.
+                let known = Signal::iterator().map(|k| k.as_str().trim_start_matches("SIG"));
+                let hint = super::suggest::closest(&name[3..], known)
+                    .map_or(String::new(), |k| format!("; did you mean \"SIG{k}\"?"));
+                format!(
+                    "unknown signal {}; expected {SIGNAL_EXPECTED}{hint}",
+                    quote(s)
+                )
+            })
         }
         _ => Err(invalid(v, SIGNAL_EXPECTED)),
     }
@@ -484,6 +492,16 @@ mod tests {
         assert!(signal(&y("0")).is_err());
         assert!(signal(&y("65")).is_err());
         assert!(signal(&y("40")).unwrap_err().contains("real-time"));
+        assert!(signal(&y("TREM"))
+            .unwrap_err()
+            .ends_with("; did you mean \"SIGTERM\"?"));
+        assert!(signal(&y("sigusr"))
+            .unwrap_err()
+            .ends_with("; did you mean \"SIGUSR1\"?"));
+        assert_eq!(
+            signal(&y("SIGFOO")).unwrap_err(),
+            "unknown signal \"SIGFOO\"; expected a signal name like SIGTERM or TERM, or a signal number"
+        );
         assert!(signal(&y("[]")).is_err());
     }
 
