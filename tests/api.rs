@@ -318,8 +318,27 @@ fn bad_bodies_are_400_naming_the_field() {
     assert_eq!(r.status, 404, "{}", r.body);
     let r = api.post("/api/v1/processes/nope/signal", r#"{"signal": "HUP"}"#);
     assert_eq!(r.status, 404, "{}", r.body);
-    // Still two of them: nothing applied.
+    // An action with a query it does not take is refused, not done
+    // without it; a read ignores one.
+    let before = api.pids("web");
+    for path in ["restart?wait=true", "stop?force=1", "scale?desired=1"] {
+        let r = api.post(
+            &format!("/api/v1/processes/web/{path}"),
+            r#"{"desired": 1}"#,
+        );
+        assert_eq!(r.status, 400, "{path}: {}", r.body);
+        let key = path.split(['?', '=']).nth(1).unwrap_or_default();
+        assert!(
+            r.error()
+                .contains(&format!("unknown query parameter \"{key}\"")),
+            "{path}: {}",
+            r.body
+        );
+    }
+    assert_eq!(api.get("/api/v1/processes?_=1").status, 200);
+    // Still the same two: nothing applied.
     assert_eq!(api.wait_running("web", 2).len(), 2);
+    assert_eq!(api.pids("web"), before);
 }
 
 #[test]

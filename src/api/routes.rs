@@ -241,6 +241,9 @@ impl Handler for Api {
                 }
             }
         }
+        if let Err(resp) = no_stray_query(route, &req.query) {
+            return resp;
+        }
         let name = name.unwrap_or_default();
         match route.endpoint {
             Endpoint::Health => self.health(),
@@ -564,6 +567,27 @@ fn process(snap: &Snapshot, name: &str) -> Response {
             Response::json(200, &v)
         }
         None => not_found(name),
+    }
+}
+
+/// An action takes no query parameters except `trigger`'s `wait`: a typo
+/// there (`?wiat=true`, or `?desired=3` instead of a body) must not pass
+/// for a plain request that then does something else. Reads take none
+/// except `logs`, and stay lenient: a cache-buster hurts nobody.
+fn no_stray_query(route: &Route, query: &str) -> Result<(), Response> {
+    let takes_query = matches!(route.endpoint, Endpoint::Logs | Endpoint::Trigger);
+    if route.method != "POST" || takes_query {
+        return Ok(());
+    }
+    match query.split('&').find(|p| !p.is_empty()) {
+        None => Ok(()),
+        Some(pair) => {
+            let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+            Err(bad(format!(
+                "unknown query parameter {key:?}; {} {} takes none",
+                route.method, route.path
+            )))
+        }
     }
 }
 
