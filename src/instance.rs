@@ -233,6 +233,16 @@ pub enum Decision {
     Finish(Outcome),
 }
 
+/// How a run ended, for logs and for the reason it failed: "exited 3",
+/// "killed by SIGSEGV", "unhealthy", "failed to start" (no status).
+fn ending(status: Option<ExitStatus>, unhealthy: bool) -> String {
+    match (unhealthy, status) {
+        (true, _) => "unhealthy".to_string(),
+        (false, Some(s)) => s.to_string(),
+        (false, None) => "failed to start".to_string(),
+    }
+}
+
 /// Apply the restart policy. `status` is None for a failed spawn;
 /// `unhealthy` marks a stop forced by a liveness failure (a failure, however
 /// the process exited). `attempts` counts restarts since the last reset;
@@ -258,11 +268,7 @@ pub fn decide(
         (_, RestartPolicy::OnFailure) => !success,
         (_, RestartPolicy::Never) => false,
     };
-    let what = match (unhealthy, status) {
-        (true, _) => "unhealthy".to_string(),
-        (false, Some(s)) => s.to_string(),
-        (false, None) => "failed to start".to_string(),
-    };
+    let what = ending(status, unhealthy);
     if !wants_restart {
         let outcome = match (def.kind, status, unhealthy) {
             (ProcessType::Longrun, Some(s), false) => Outcome::Exited(s),
@@ -272,7 +278,8 @@ pub fn decide(
     }
     let limit = def.max_restart_attempts;
     if limit > 0 && attempts >= limit {
-        let why = format!("{what}; gave up after {limit} restart attempts");
+        let plural = if limit == 1 { "" } else { "s" };
+        let why = format!("{what}; gave up after {limit} restart attempt{plural}");
         return (Decision::Finish(Outcome::Failed(why)), attempts);
     }
     let delay = backoff(def.backoff.initial, def.backoff.max, attempts);
@@ -746,11 +753,11 @@ impl Runner {
     ) -> State {
         let (decision, attempts) = decide(&self.def, self.attempts, status, unhealthy, ran_for);
         self.attempts = attempts;
-        let what = match (unhealthy, status) {
-            (true, _) => "unhealthy".to_string(),
-            (false, Some(s)) => s.to_string(),
-            (false, None) => "failed to start".to_string(),
-        };
+        let mut what = ending(status, unhealthy);
+        // "exited 3 after 2ms"; a start that failed never ran at all.
+        if status.is_some() || unhealthy {
+            what = format!("{what} after {}", crate::config::format_duration(ran_for));
+        }
         let reason = match (unhealthy, status) {
             (true, _) => "health",
             (false, Some(ExitStatus::Signal { .. })) => "signal",
@@ -764,9 +771,8 @@ impl Runner {
                 log::info!(
                     event = "restarting", instance = instance, reason = reason, exit_code = exit_code,
                     signal = signal, attempt = attempt, backoff_ms = delay.as_millis() as u64;
-                    "{}: {what} after {}; restarting (attempt {attempt}, backoff {})",
+                    "{}: {what}; restarting (attempt {attempt}, backoff {})",
                     self.id.instance,
-                    crate::config::format_duration(ran_for),
                     crate::config::format_duration(delay)
                 );
                 self.report(Event::RestartScheduled {

@@ -441,6 +441,30 @@ fn a_missing_binary_is_a_clear_spawn_error() {
 }
 
 #[test]
+fn a_missing_binary_is_retried_as_a_failed_start() {
+    let cfg = global(
+        "  max_restart_attempts: 1
+",
+    ) + "
+  ghost:
+    command: [/nonexistent/ghost]
+    critical: true
+";
+    let mut sd = Sheepdog::start("ghost-retry", &cfg);
+    assert_eq!(sd.exit_code(WAIT), 1, "{}", sd.log());
+    let log = sd.log();
+    // It never ran, so no run time is given for it.
+    assert!(
+        log.contains("ghost-1: failed to start; restarting (attempt 1, backoff 50ms)"),
+        "{log}"
+    );
+    assert!(
+        log.contains("ghost-1: failed: failed to start; gave up after 1 restart attempt"),
+        "{log}"
+    );
+}
+
+#[test]
 fn the_program_is_found_on_the_processs_own_path_as_execvp_would() {
     // The process's `env: PATH` (not sheepdog's) is searched, in order; a
     // non-executable file of that name is skipped for a later one.
