@@ -453,6 +453,10 @@ fn a_missing_binary_is_retried_as_a_failed_start() {
     let mut sd = Sheepdog::start("ghost-retry", &cfg);
     assert_eq!(sd.exit_code(WAIT), 1, "{}", sd.log());
     let log = sd.log();
+    assert!(
+        log.contains(", 1 process, 0 scheduled jobs, config "),
+        "{log}"
+    );
     // It never ran, so no run time is given for it.
     assert!(
         log.contains("ghost-1: failed to start; restarting (attempt 1, backoff 50ms)"),

@@ -439,12 +439,14 @@ impl Supervisor {
             .max()
             .unwrap_or(0);
         crate::logging::set_name_width(width);
+        let count =
+            |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
         log::info!(
-            "sheepdog {} starting: pid {}, {} processes, {} scheduled jobs, config {}",
+            "sheepdog {} starting: pid {}, {}, {}, config {}",
             crate::VERSION,
             std::process::id(),
-            self.procs.len(),
-            self.jobs.len(),
+            count(self.procs.len(), "process", "processes"),
+            count(self.jobs.len(), "scheduled job", "scheduled jobs"),
             self.cfg
                 .source
                 .as_ref()
