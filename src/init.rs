@@ -119,10 +119,11 @@ pub fn run(argv: Vec<OsString>) -> i32 {
     // Collect whatever else has already exited; as PID 1 our exit lets the
     // kernel take care of the rest of the namespace.
     reaper.reap();
+    let orphans = reaper.orphans_reaped();
     log::debug!(
-        "'{}' {status}; {} orphans reaped",
+        "'{}' {status}; {orphans} {} reaped",
         program.to_string_lossy(),
-        reaper.orphans_reaped()
+        if orphans == 1 { "orphan" } else { "orphans" }
     );
     exit_code(status)
 }

@@ -725,6 +725,13 @@ fn restart_decisions_carry_attempt_backoff_and_exit_code_in_json() {
     let failed = recs.iter().find(|r| r["event"] == "failed").unwrap();
     assert_eq!(failed["level"], "error");
     assert_eq!(failed["exit_code"], 3);
+    let done = recs
+        .iter()
+        .find(|r| r["event"] == "shutdown_complete")
+        .unwrap_or_else(|| panic!("{log}"));
+    assert_eq!(done["exit_code"], 1);
+    assert_eq!(done["orphans_reaped"], 0);
+    assert!(done["duration_ms"].as_u64().is_some(), "{done}");
 }
 
 #[test]

@@ -543,11 +543,13 @@ impl Supervisor {
         };
         if let Phase::ShuttingDown { started, .. } = self.phase {
             self.shutdown_took = Some(started.elapsed());
+            let orphans = self.shared.reaper.orphans_reaped();
             log::info!(
-                event = "shutdown_complete", exit_code = code, duration_ms = started.elapsed().as_millis() as u64;
-                "shutdown complete in {}; exiting with code {code} ({} orphans reaped)",
+                event = "shutdown_complete", exit_code = code, duration_ms = started.elapsed().as_millis() as u64,
+                orphans_reaped = orphans;
+                "shutdown complete in {}; exiting with code {code} ({orphans} {} reaped)",
                 format_duration(started.elapsed()),
-                self.shared.reaper.orphans_reaped()
+                if orphans == 1 { "orphan" } else { "orphans" }
             );
         }
         self.publish();
