@@ -99,11 +99,17 @@ pub fn parse(expr: &str) -> Result<ScheduleSpec, String> {
                 return Ok(ScheduleSpec::Every(d));
             }
             _ => {
+                let known = [
+                    "yearly", "annually", "monthly", "weekly", "daily", "midnight", "hourly",
+                    "every",
+                ];
+                let hint = super::suggest::closest(word, known)
+                    .map_or(String::new(), |k| format!("; did you mean \"@{k}\"?"));
                 return Err(format!(
                     "unknown schedule descriptor {}; expected @yearly, @monthly, @weekly, @daily, \
-                     @hourly or @every <duration>",
+                     @hourly or @every <duration>{hint}",
                     quote(t)
-                ))
+                ));
             }
         };
         if !arg.is_empty() {
@@ -468,6 +474,10 @@ mod tests {
         assert!(parse("1,,2 * * * *").unwrap_err().contains("empty"));
         assert!(parse("? * * * *").unwrap_err().contains("minute"));
         assert!(parse("@reboot").unwrap_err().contains("descriptor"));
+        assert!(!parse("@reboot").unwrap_err().contains("did you mean"));
+        assert!(parse("@hourli")
+            .unwrap_err()
+            .ends_with("; did you mean \"@hourly\"?"));
         assert!(parse("@every 0s").unwrap_err().contains("greater than 0"));
         assert!(parse("@every soon").unwrap_err().contains("@every"));
         assert!(parse("@daily now").unwrap_err().contains("no argument"));
