@@ -68,7 +68,9 @@ pub enum Action {
     Restart(String),
     Scale(String, ScaleBy),
     /// The signal as given (`HUP`, `SIGHUP`, `1`); the API validates it.
-    Signal(String, String),
+    /// `true` (`--main`): to each instance's main process only, not its
+    /// whole group.
+    Signal(String, String, bool),
     Shutdown,
     /// Recent log records (of one process/instance, or all), then follow.
     Logs(LogsQuery),
@@ -174,6 +176,9 @@ USAGE:
     sheepdog ctl [OPTIONS] restart NAME        rolling restart, one instance at a time
     sheepdog ctl [OPTIONS] scale NAME N        run N instances (+N / -N: change by N)
     sheepdog ctl [OPTIONS] signal NAME SIG     send SIG (HUP, SIGUSR1, 10) to every instance
+          [--main]                             to each one's process group; --main: to
+                                               its main process only (a reload of a
+                                               master/worker daemon such as php-fpm)
     sheepdog ctl [OPTIONS] shutdown            shut sheepdog down, as SIGTERM does
     sheepdog ctl [OPTIONS] logs [NAME]         recent log lines (a process, an instance, or all)
           [--tail N] [--stream stdout|stderr] [--follow]   N lines (100); then keep following
@@ -316,6 +321,7 @@ fn parse_ctl(parser: &mut lexopt::Parser) -> Result<Ctl, UsageError> {
     };
     let mut reopen = false;
     let mut log_flags = false;
+    let mut main_only = false;
     let mut set_target = |t: Target| {
         if target.replace(t).is_some() {
             Err(UsageError("use only one of --socket and --url".into()))
@@ -368,6 +374,7 @@ fn parse_ctl(parser: &mut lexopt::Parser) -> Result<Ctl, UsageError> {
                 log_flags = true;
             }
             Long("wait") => words.push("--wait".into()),
+            Long("main") => main_only = true,
             Short('h') | Long("help") => {
                 return Ok(Ctl {
                     target: None,
@@ -390,13 +397,18 @@ fn parse_ctl(parser: &mut lexopt::Parser) -> Result<Ctl, UsageError> {
                     arg,
                     &[
                         "socket", "url", "token", "json", "tail", "stream", "follow", "reopen",
-                        "wait", "help",
+                        "wait", "main", "help",
                     ],
                 ))
             }
         }
     }
     let mut action = ctl_action(&words)?;
+    match &mut action {
+        Action::Signal(_, _, main) => *main = main_only,
+        _ if main_only => return Err(UsageError("--main goes with 'ctl signal NAME SIG'".into())),
+        _ => {}
+    }
     match &mut action {
         Action::Logs(q) if reopen => {
             if q.name.is_some() || q.follow || q.stream.is_some() {
@@ -494,7 +506,7 @@ fn ctl_action(words: &[String]) -> Result<Action, UsageError> {
             let sig = w
                 .get(2)
                 .ok_or_else(|| need("signal", "a signal, such as HUP"))?;
-            Action::Signal(n, sig.to_string())
+            Action::Signal(n, sig.to_string(), false)
         }
         Some("shutdown") => Action::Shutdown,
         Some("logs") => {
@@ -724,7 +736,19 @@ mod tests {
         assert_eq!(ctl(&["shutdown"]).unwrap().action, Action::Shutdown);
         assert_eq!(
             ctl(&["signal", "q", "HUP"]).unwrap().action,
-            Action::Signal("q".into(), "HUP".into())
+            Action::Signal("q".into(), "HUP".into(), false)
+        );
+        assert_eq!(
+            ctl(&["signal", "q", "USR2", "--main"]).unwrap().action,
+            Action::Signal("q".into(), "USR2".into(), true)
+        );
+        assert_eq!(
+            ctl(&["--main", "signal", "q", "USR2"]).unwrap().action,
+            Action::Signal("q".into(), "USR2".into(), true)
+        );
+        assert_eq!(
+            ctl(&["stop", "q", "--main"]).unwrap_err().0,
+            "--main goes with 'ctl signal NAME SIG'"
         );
         assert_eq!(ctl(&["--help"]).unwrap().action, Action::Help);
         assert_eq!(ctl(&["help"]).unwrap().action, Action::Help);

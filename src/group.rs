@@ -18,7 +18,7 @@
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::sys::signal::{killpg, Signal};
+use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
 use crate::config::Shutdown;
@@ -38,6 +38,27 @@ pub fn signal(owner: &str, pgid: i32, sig: Signal) {
     match killpg(Pid::from_raw(pgid), sig) {
         Ok(()) | Err(Errno::ESRCH) => {}
         Err(e) => log::warn!("{owner}: unable to send {sig} to process group {pgid}: {e}"),
+    }
+}
+
+/// Who a signal sent on request reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Whom {
+    /// Every process in the instance's group (the default).
+    Group,
+    /// Only the process sheepdog started, the group's leader: what a
+    /// master/worker daemon expects for a reload (php-fpm's workers die of
+    /// a USR1 or USR2 of their own; the master passes it on as it should).
+    #[cfg_attr(not(feature = "api"), allow(dead_code))] // asked for through the API only
+    Main,
+}
+
+/// Send `sig` to the leader `pid` only, while it is unreaped (so the pid
+/// is still ours); one that has just exited is not an error.
+pub fn signal_main(owner: &str, pid: i32, sig: Signal) {
+    match kill(Pid::from_raw(pid), sig) {
+        Ok(()) | Err(Errno::ESRCH) => {}
+        Err(e) => log::warn!("{owner}: unable to send {sig} to pid {pid}: {e}"),
     }
 }
 

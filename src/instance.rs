@@ -37,7 +37,7 @@ use nix::sys::signal::Signal;
 
 use crate::config::extra::{HealthMode, Probe};
 use crate::config::{Process, ProcessType, RestartPolicy};
-use crate::group;
+use crate::group::{self, Whom};
 use crate::health::{self, Change, Health, Tracker};
 use crate::hooks;
 use crate::output::Output;
@@ -55,8 +55,9 @@ pub enum Cmd {
     Stop,
     /// Immediate `kill_signal` to the group (forced shutdown, global deadline).
     Kill,
-    /// Send a signal to the group, if one is running (no state change).
-    Signal(Signal),
+    /// Send a signal to the group, or to its leader only, if one is
+    /// running (no state change).
+    Signal(Signal, Whom),
 }
 
 /// How an instance ended for good.
@@ -460,7 +461,7 @@ impl Runner {
                 );
                 State::Done(Outcome::Stopped)
             }
-            (s @ State::Waiting { .. }, Input::Cmd(Cmd::Signal(_)) | Input::Exit(_)) => s,
+            (s @ State::Waiting { .. }, Input::Cmd(Cmd::Signal(..)) | Input::Exit(_)) => s,
             (State::Running { pid, since, .. }, Input::Exit(status)) => {
                 self.leader_exited(pid, status, now.saturating_duration_since(since), now)
             }
@@ -472,8 +473,8 @@ impl Runner {
                 s.stop.kill(&self.id.instance, now);
                 State::Stopping(s)
             }
-            (s @ State::Running { pid, .. }, Input::Cmd(Cmd::Signal(sig))) => {
-                self.signal_group(pid, sig);
+            (s @ State::Running { pid, .. }, Input::Cmd(Cmd::Signal(sig, whom))) => {
+                self.signal(pid, sig, whom);
                 s
             }
             (
@@ -506,8 +507,11 @@ impl Runner {
                 s.stop.kill(&self.id.instance, now);
                 State::Stopping(s)
             }
-            (State::Stopping(s), Input::Cmd(Cmd::Signal(sig))) => {
-                self.signal_group(s.stop.pgid, sig);
+            (State::Stopping(s), Input::Cmd(Cmd::Signal(sig, whom))) => {
+                // Once the leader is reaped only its group is left to reach.
+                if whom == Whom::Group || s.stop.leader.is_none() {
+                    self.signal(s.stop.pgid, sig, whom);
+                }
                 State::Stopping(s)
             }
             (s @ State::Done(_), Input::Exit(_) | Input::Cmd(_) | Input::Timer) => s,
@@ -574,7 +578,7 @@ impl Runner {
     /// it cancels them and this start does not happen.
     fn run_pre_start(&mut self) -> Result<(), NotStarted> {
         // A signal for the process has nothing to reach yet: ignored.
-        let is_stop = |c: &Cmd| !matches!(c, Cmd::Signal(_));
+        let is_stop = |c: &Cmd| !matches!(c, Cmd::Signal(..));
         match hooks::run_pre_start(&self.def, &self.shared, &self.cmd_rx, is_stop) {
             hooks::PreStart::Done => Ok(()),
             hooks::PreStart::Failed(why) => Err(NotStarted::Failed(why)),
@@ -622,7 +626,7 @@ impl Runner {
             }
             match self.cmd_rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(Cmd::Stop | Cmd::Kill) => return Err(NotStarted::Stopped),
-                Ok(Cmd::Signal(_)) | Err(_) => {}
+                Ok(Cmd::Signal(..)) | Err(_) => {}
             }
         }
     }
@@ -860,8 +864,12 @@ impl Runner {
         }
     }
 
-    fn signal_group(&self, pgid: i32, sig: Signal) {
-        group::signal(&self.id.instance, pgid, sig);
+    /// `pgid` is the leader's pid too.
+    fn signal(&self, pgid: i32, sig: Signal, whom: Whom) {
+        match whom {
+            Whom::Group => group::signal(&self.id.instance, pgid, sig),
+            Whom::Main => group::signal_main(&self.id.instance, pgid, sig),
+        }
     }
 }
 

@@ -319,6 +319,8 @@ pub enum Control {
     Signal {
         name: String,
         signal: nix::sys::signal::Signal,
+        /// Every process of each instance, or its main process only.
+        whom: crate::group::Whom,
     },
     /// Reopen every log file (`ctl logs --reopen`; same as SIGUSR1).
     ReopenLogs,

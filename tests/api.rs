@@ -560,6 +560,50 @@ fn api_auth_file_is_read_at_start_and_required() {
 }
 
 #[test]
+fn a_signal_to_the_main_process_spares_the_rest_of_its_group() {
+    // Like php-fpm: a master (the shell sheepdog started) and a worker in
+    // its group, each writing down the signals it gets.
+    let procs = r#"
+  fpm:
+    command: "trap 'echo main-usr1 >> $DIR/got' USR1; trap 'echo main-usr2 >> $DIR/got' USR2; sh -c 'trap \"echo worker-usr1 >> $DIR/got\" USR1; trap \"echo worker-usr2 >> $DIR/got\" USR2; echo worker >> $DIR/up; while :; do sleep 0.05; done' & echo main >> $DIR/up; while :; do sleep 0.05; done"
+"#;
+    let api = Api::start("api-signal-main", Some(TOKEN), "", procs);
+    api.wait_running("fpm", 1);
+    assert!(wait_until(WAIT, || api.sd.dir.lines("up").len() >= 2));
+    let got = || api.sd.dir.lines("got");
+
+    let r = api.post(
+        "/api/v1/processes/fpm/signal",
+        r#"{"signal": "USR1", "to": "main"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.json()["message"]
+        .as_str()
+        .unwrap()
+        .ends_with("(main process only)"));
+    assert!(
+        wait_until(WAIT, || got().contains(&"main-usr1".to_string())),
+        "{}",
+        api.sd.log()
+    );
+    // Then one to the whole group: once the worker has taken it, it would
+    // have taken an earlier USR1 too (a shell runs pending traps in signal
+    // order), so its absence means the USR1 never reached the worker.
+    let r = api.post("/api/v1/processes/fpm/signal", r#"{"signal": "USR2"}"#);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        wait_until(WAIT, || {
+            let g = got();
+            g.contains(&"worker-usr2".to_string()) && g.contains(&"main-usr2".to_string())
+        }),
+        "{:?}",
+        got()
+    );
+    assert!(!got().contains(&"worker-usr1".to_string()), "{:?}", got());
+    assert_eq!(api.wait_running("fpm", 1).len(), 1);
+}
+
+#[test]
 fn stop_start_signal_and_shutdown_through_the_api() {
     let procs = r#"
   web:

@@ -25,6 +25,7 @@ use super::http::{percent_decode, Request, Response};
 use super::metrics::ApiCounters;
 use super::openapi;
 use super::server::Handler;
+use crate::group::Whom;
 use crate::output::buffer::LogStore;
 use crate::status::{
     unix_seconds, Control, ControlReply, ProcessStatus, Published, Request as ControlRequest,
@@ -264,11 +265,12 @@ impl Handler for Api {
                 Err(resp) => resp,
             },
             Endpoint::Signal => match signal_of(&req.body) {
-                Ok(signal) => self.control(
+                Ok((signal, whom)) => self.control(
                     Some(&name),
                     Control::Signal {
                         name: name.clone(),
                         signal,
+                        whom,
                     },
                 ),
                 Err(resp) => resp,
@@ -674,8 +676,19 @@ fn scale_target(snap: &Snapshot, name: &str, body: &[u8]) -> Result<u32, Respons
 }
 
 /// `{"signal": "HUP" | "SIGHUP" | 1}`.
-fn signal_of(body: &[u8]) -> Result<nix::sys::signal::Signal, Response> {
-    let m = object(body, &["signal"], r#"{"signal": "HUP"}"#)?;
+fn signal_of(body: &[u8]) -> Result<(nix::sys::signal::Signal, Whom), Response> {
+    let m = object(body, &["signal", "to"], r#"{"signal": "HUP"}"#)?;
+    let whom = match m.get("to") {
+        None => Whom::Group,
+        Some(Value::String(s)) if s == "group" => Whom::Group,
+        Some(Value::String(s)) if s == "main" => Whom::Main,
+        Some(other) => {
+            return Err(bad(format!(
+                "to: invalid value {other}; expected \"group\" (every process of each instance, \
+                 the default) or \"main\" (only the process sheepdog started)"
+            )))
+        }
+    };
     let Some(v) = m.get("signal") else {
         return Err(bad(
             "signal: missing; expected a signal name like \"HUP\" or \"SIGHUP\", or a number"
@@ -699,7 +712,8 @@ fn signal_of(body: &[u8]) -> Result<nix::sys::signal::Signal, Response> {
             )))
         }
     };
-    crate::config::parse_signal(&yaml).map_err(|e| bad(format!("signal: {e}")))
+    let signal = crate::config::parse_signal(&yaml).map_err(|e| bad(format!("signal: {e}")))?;
+    Ok((signal, whom))
 }
 
 #[cfg(test)]
@@ -797,14 +811,34 @@ mod tests {
     #[test]
     fn signal_bodies() {
         use nix::sys::signal::Signal;
-        assert_eq!(signal_of(br#"{"signal": "HUP"}"#).unwrap(), Signal::SIGHUP);
+        let group = |s| (s, Whom::Group);
+        assert_eq!(
+            signal_of(br#"{"signal": "HUP"}"#).unwrap(),
+            group(Signal::SIGHUP)
+        );
         assert_eq!(
             signal_of(br#"{"signal": "sigusr1"}"#).unwrap(),
-            Signal::SIGUSR1
+            group(Signal::SIGUSR1)
         );
-        assert_eq!(signal_of(br#"{"signal": 15}"#).unwrap(), Signal::SIGTERM);
+        assert_eq!(
+            signal_of(br#"{"signal": 15}"#).unwrap(),
+            group(Signal::SIGTERM)
+        );
+        assert_eq!(
+            signal_of(br#"{"signal": "USR2", "to": "main"}"#).unwrap(),
+            (Signal::SIGUSR2, Whom::Main)
+        );
+        assert_eq!(
+            signal_of(br#"{"signal": "USR2", "to": "group"}"#).unwrap(),
+            group(Signal::SIGUSR2)
+        );
         for (body, needle) in [
-            (&br#"{"signal": "FOO"}"#[..], "signal: unknown signal"),
+            (
+                &br#"{"signal": "HUP", "to": "leader"}"#[..],
+                "(only the process sheepdog started)",
+            ),
+            (br#"{"signal": "HUP", "to": 1}"#, "to: invalid value 1"),
+            (br#"{"signal": "FOO"}"#, "signal: unknown signal"),
             (br#"{"signal": 0}"#, "signal: invalid signal 0"),
             (br#"{"signal": 1.5}"#, "signal: invalid signal"),
             (br#"{"signal": true}"#, "got a boolean"),

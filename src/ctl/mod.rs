@@ -285,16 +285,17 @@ fn request(action: &Action) -> (&'static str, String, Option<String>) {
             };
             ("POST", p(n, "scale"), Some(body.to_string()))
         }
-        Action::Signal(n, s) => {
+        Action::Signal(n, s, main) => {
             let sig = match s.parse::<i64>() {
                 Ok(num) => json!(num),
                 Err(_) => json!(s),
             };
-            (
-                "POST",
-                p(n, "signal"),
-                Some(json!({ "signal": sig }).to_string()),
-            )
+            let body = if *main {
+                json!({ "signal": sig, "to": "main" })
+            } else {
+                json!({ "signal": sig })
+            };
+            ("POST", p(n, "signal"), Some(body.to_string()))
         }
         Action::Shutdown => ("POST", "/api/v1/shutdown".into(), None),
         Action::ReopenLogs => ("POST", "/api/v1/logs/reopen".into(), None),
@@ -557,12 +558,16 @@ mod tests {
             )
         );
         assert_eq!(
-            request(&Action::Signal("web".into(), "10".into())).2,
+            request(&Action::Signal("web".into(), "10".into(), false)).2,
             Some(r#"{"signal":10}"#.to_string())
         );
         assert_eq!(
-            request(&Action::Signal("web".into(), "HUP".into())).2,
+            request(&Action::Signal("web".into(), "HUP".into(), false)).2,
             Some(r#"{"signal":"HUP"}"#.to_string())
+        );
+        assert_eq!(
+            request(&Action::Signal("web".into(), "USR2".into(), true)).2,
+            Some(r#"{"signal":"USR2","to":"main"}"#.to_string())
         );
         assert_eq!(request(&Action::Shutdown).1, "/api/v1/shutdown");
         assert_eq!(

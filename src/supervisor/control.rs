@@ -15,6 +15,7 @@
 use std::collections::VecDeque;
 
 use crate::config::ProcessType;
+use crate::group::Whom;
 use crate::instance::Cmd;
 use crate::status::{Control, ControlReply, Request};
 
@@ -77,7 +78,7 @@ impl Supervisor {
             Control::Stop { name } => self.stop(&name),
             Control::Restart { name } => self.restart(&name),
             Control::Scale { name, desired } => self.scale(&name, desired),
-            Control::Signal { name, signal } => self.signal(&name, signal),
+            Control::Signal { name, signal, whom } => self.signal(&name, signal, whom),
         }
     }
 
@@ -258,7 +259,7 @@ impl Supervisor {
         ControlReply::Accepted(format!("scaling {name} from {from} to {desired}"))
     }
 
-    fn signal(&mut self, name: &str, signal: nix::sys::signal::Signal) -> ControlReply {
+    fn signal(&mut self, name: &str, signal: nix::sys::signal::Signal, whom: Whom) -> ControlReply {
         let Some(p) = self.procs.get(name) else {
             return not_found(name);
         };
@@ -267,14 +268,18 @@ impl Supervisor {
             return ControlReply::Conflict(format!("{name} has no running instance to signal"));
         }
         for i in &live {
-            i.send(Cmd::Signal(signal));
+            i.send(Cmd::Signal(signal, whom));
         }
+        let only = match whom {
+            Whom::Group => "",
+            Whom::Main => " (main process only)",
+        };
         log::info!(
-            "{name}: sent {signal} to {} instance(s) on request",
+            "{name}: sent {signal} to {} instance(s){only} on request",
             live.len()
         );
         ControlReply::Done(format!(
-            "sent {signal} to {} instance(s) of {name}",
+            "sent {signal} to {} instance(s) of {name}{only}",
             live.len()
         ))
     }
