@@ -28,8 +28,12 @@ pub enum Command {
     },
     /// `sheepdog check [-c FILE] [--json]`
     Check { config: Option<PathBuf>, json: bool },
-    /// `sheepdog -- CMD [ARG...]`: single-command init.
-    Exec { argv: Vec<OsString> },
+    /// `sheepdog [--main] -- CMD [ARG...]`: single-command init.
+    /// `main_only`: forward signals to CMD alone, not to its process group.
+    Exec {
+        argv: Vec<OsString>,
+        main_only: bool,
+    },
     /// `sheepdog version` / `--version`
     Version,
     /// `sheepdog help` / `--help` / `-h`
@@ -136,8 +140,9 @@ USAGE:
     sheepdog [run] [-c FILE] [--dry-run]   run the supervisor (the default command)
     sheepdog check [-c FILE] [--json]      validate the config and print the plan:
                                            start order, stop order, shutdown budget
-    sheepdog -- CMD [ARG...]               single-command init: run CMD, forward
-                                           signals, reap orphans, exit with its code
+    sheepdog [--main] -- CMD [ARG...]      single-command init: run CMD, forward
+                                           signals to its process group (--main: to
+                                           CMD alone), reap orphans, exit with its code
     sheepdog ctl [OPTIONS] VERB [NAME] [ARG]
                                            talk to a running sheepdog through its API:
                                            status [NAME], start|stop|restart NAME,
@@ -218,6 +223,7 @@ where
     let mut config: Option<PathBuf> = None;
     let mut dry_run = false;
     let mut json = false;
+    let mut main_only = false;
 
     loop {
         // `--` ends our options. Check before lexopt consumes it: what follows
@@ -234,7 +240,7 @@ where
                     "'-- CMD' takes no other options or commands".into(),
                 ));
             }
-            return Ok(Command::Exec { argv });
+            return Ok(Command::Exec { argv, main_only });
         }
         let Some(arg) = parser.next()? else { break };
         match arg {
@@ -249,6 +255,7 @@ where
             }
             Long("dry-run") => dry_run = true,
             Long("json") => json = true,
+            Long("main") => main_only = true,
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Long("version") => return Ok(Command::Version),
             Value(v) if sub.is_none() => {
@@ -257,7 +264,7 @@ where
                 })?;
                 match name.as_str() {
                     "ctl" => {
-                        if config.is_some() || dry_run || json {
+                        if config.is_some() || dry_run || json || main_only {
                             return Err(UsageError(
                                 "'ctl' takes its options after it: sheepdog ctl [--json] VERB ..."
                                     .into(),
@@ -284,10 +291,15 @@ where
             _ => {
                 return Err(unexpected(
                     arg,
-                    &["config", "dry-run", "json", "help", "version"],
+                    &["config", "dry-run", "json", "main", "help", "version"],
                 ))
             }
         }
+    }
+    if main_only {
+        return Err(UsageError(
+            "--main goes with '-- CMD' (signals to CMD alone, not its group)".into(),
+        ));
     }
 
     match sub.as_deref() {
@@ -647,9 +659,32 @@ mod tests {
         assert_eq!(
             p(&["--", "sh", "-c", "exit 3", "--json"]).unwrap(),
             Command::Exec {
-                argv: vec!["sh".into(), "-c".into(), "exit 3".into(), "--json".into()]
+                argv: vec!["sh".into(), "-c".into(), "exit 3".into(), "--json".into()],
+                main_only: false,
             }
         );
+        assert_eq!(
+            p(&["--main", "--", "php-fpm", "-F"]).unwrap(),
+            Command::Exec {
+                argv: vec!["php-fpm".into(), "-F".into()],
+                main_only: true,
+            }
+        );
+        // After `--` it is CMD's.
+        assert_eq!(
+            p(&["--", "x", "--main"]).unwrap(),
+            Command::Exec {
+                argv: vec!["x".into(), "--main".into()],
+                main_only: false,
+            }
+        );
+        for bad in [
+            &["--main"][..],
+            &["run", "--main"],
+            &["--main", "ctl", "status"],
+        ] {
+            assert!(p(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

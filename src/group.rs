@@ -41,7 +41,8 @@ pub fn signal(owner: &str, pgid: i32, sig: Signal) {
     }
 }
 
-/// Who a signal sent on request reaches.
+/// Who a signal reaches: one sent on request (API, `ctl signal`), or one
+/// forwarded in single-command mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Whom {
     /// Every process in the instance's group (the default).
@@ -49,7 +50,6 @@ pub enum Whom {
     /// Only the process sheepdog started, the group's leader: what a
     /// master/worker daemon expects for a reload (php-fpm's workers die of
     /// a USR1 or USR2 of their own; the master passes it on as it should).
-    #[cfg_attr(not(feature = "api"), allow(dead_code))] // asked for through the API only
     Main,
 }
 

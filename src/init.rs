@@ -2,7 +2,8 @@
 //!
 //! Job: run CMD as the only child, in its own process group, with
 //! stdin/stdout/stderr inherited; forward every catchable signal
-//! (`signals::FORWARDED`) to that group; reap every process that ends up
+//! (`signals::FORWARDED`) to that group (to CMD alone with `--main`, as
+//! tini does without `-g`); reap every process that ends up
 //! parented to us (PID 1, or a child subreaper otherwise); exit with the
 //! child's code, or 128+N when it died of signal N. When stdin is our
 //! terminal, the child's group becomes the terminal's foreground group, so
@@ -38,6 +39,7 @@ use nix::unistd::{getpgrp, Pid};
 
 use crate::child::{Command, Stdio};
 use crate::cli::exit;
+use crate::group::Whom;
 use crate::reaper::{ExitStatus, Reaper};
 use crate::signals;
 use crate::sys;
@@ -48,7 +50,7 @@ pub const NOT_FOUND: i32 = 127;
 pub const NOT_EXECUTABLE: i32 = 126;
 
 /// Run `argv` as the only child; returns sheepdog's exit code.
-pub fn run(argv: Vec<OsString>) -> i32 {
+pub fn run(argv: Vec<OsString>, whom: Whom) -> i32 {
     init_logging();
     let Some((program, args)) = argv.split_first() else {
         // cli.rs rejects an empty command; stay total anyway.
@@ -109,7 +111,7 @@ pub fn run(argv: Vec<OsString>) -> i32 {
                 Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => {}
             }
         } else {
-            forward(pid, sig);
+            forward(pid, sig, whom);
         }
     };
 
@@ -141,25 +143,27 @@ fn exec_failure_code(e: &io::Error) -> i32 {
     }
 }
 
-/// Send `sig` to the child's process group. If the group is gone but the
-/// child is not (it moved to a group or session of its own), send it to the
-/// child itself. Both are safe: the child is unreaped (module invariant).
-fn forward(pid: Pid, sig: libc::c_int) {
+/// Send `sig` to the child's process group (or, with `--main`, to the
+/// child alone). If the group is gone but the child is not (it moved to a
+/// group or session of its own), send it to the child itself. Both are
+/// safe: the child is unreaped (module invariant).
+fn forward(pid: Pid, sig: libc::c_int, whom: Whom) {
     let Ok(signal) = Signal::try_from(sig) else {
         log::debug!("not forwarding unknown signal {sig}");
         return;
     };
-    log::debug!("forwarding {} to process group {pid}", signal.as_str());
-    match killpg(pid, signal) {
-        Ok(()) => {}
-        Err(Errno::ESRCH) => match kill(pid, signal) {
-            Ok(()) | Err(Errno::ESRCH) => {}
-            Err(e) => log::warn!("unable to forward {} to pid {pid}: {e}", signal.as_str()),
+    log::debug!("forwarding {} to {whom:?} {pid}", signal.as_str());
+    let sent = match whom {
+        Whom::Group => match killpg(pid, signal) {
+            // The group is gone but the child is not: it left for its own.
+            Err(Errno::ESRCH) => kill(pid, signal),
+            other => other,
         },
-        Err(e) => log::warn!(
-            "unable to forward {} to process group {pid}: {e}",
-            signal.as_str()
-        ),
+        Whom::Main => kill(pid, signal),
+    };
+    match sent {
+        Ok(()) | Err(Errno::ESRCH) => {}
+        Err(e) => log::warn!("unable to forward {} to pid {pid}: {e}", signal.as_str()),
     }
 }
 

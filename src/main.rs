@@ -43,6 +43,7 @@ mod task;
 use std::path::PathBuf;
 
 use cli::{exit, Command};
+use group::Whom;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -80,9 +81,10 @@ fn real_main() -> i32 {
             );
             exit::USAGE
         }
-        Command::Exec { argv } => {
+        Command::Exec { argv, main_only } => {
             prepare_process();
-            init::run(argv)
+            let whom = if main_only { Whom::Main } else { Whom::Group };
+            init::run(argv, whom)
         }
         Command::Check { config, json } => report(config, json),
         Command::Run {

@@ -186,6 +186,11 @@ enum Mode {
 }
 
 fn sheepdog<S: AsRef<OsStr>>(mode: Mode, args: &[S]) -> Command {
+    sheepdog_with(mode, &[], args)
+}
+
+/// `sheepdog OPTIONS -- ARGS`.
+fn sheepdog_with<S: AsRef<OsStr>>(mode: Mode, options: &[&str], args: &[S]) -> Command {
     let mut cmd = match mode {
         Mode::Subreaper => Command::new(BIN),
         Mode::Pid1 => {
@@ -196,7 +201,7 @@ fn sheepdog<S: AsRef<OsStr>>(mode: Mode, args: &[S]) -> Command {
             c
         }
     };
-    cmd.arg("--").args(args).stdin(Stdio::null());
+    cmd.args(options).arg("--").args(args).stdin(Stdio::null());
     cmd
 }
 
@@ -399,6 +404,52 @@ fn signals_reach_the_whole_group() {
         wait_for(DEADLINE, "the grandchild to die", || {
             matches!(state_of(sleeper), None | Some('Z') | Some('X'))
         });
+    }
+}
+
+/// A master that passes USR1 on to its worker as USR2 itself, as php-fpm's
+/// master reloads its workers. Both write down what they get.
+const MASTER_AND_WORKER: &str = r#"
+out="$1"
+sh -c 'trap "echo worker-usr1 >> $0" USR1; trap "echo worker-usr2 >> $0; exit 0" USR2
+       echo worker >> $0; while :; do sleep 0.05; done' "$out" &
+w=$!
+trap 'echo main-usr1 >> "$out"; kill -USR2 $w' USR1
+trap 'kill $w 2>/dev/null; exit 0' TERM
+echo main >> "$out"
+while :; do sleep 0.05; done
+"#;
+
+/// With --main, CMD alone gets the signal, not the rest of its group.
+#[test]
+fn main_forwards_to_cmd_alone() {
+    for mode in modes("main_forwards_to_cmd_alone") {
+        let dir = Scratch::new("main");
+        let out = dir.path("got");
+        let out_s = out.to_string_lossy().into_owned();
+        let mut proc = Proc::start(&mut sheepdog_with(
+            mode,
+            &["--main"],
+            &["sh", "-c", MASTER_AND_WORKER, "master", out_s.as_str()],
+        ));
+        let target = match mode {
+            Mode::Subreaper => proc.pid(),
+            Mode::Pid1 => sheepdog_under(proc.pid()),
+        };
+        let got = || {
+            let text = fs::read_to_string(&out).unwrap_or_default();
+            text.lines().map(str::to_string).collect::<Vec<_>>()
+        };
+        let has = |line: &str| got().iter().any(|l| l == line);
+        wait_for(DEADLINE, "both traps", || has("main") && has("worker"));
+        kill(Pid::from_raw(target), Signal::SIGUSR1).expect("signal sheepdog");
+        // The worker takes the master's USR2; it would have taken a USR1
+        // of its own first (a shell runs pending traps in signal order).
+        wait_for(DEADLINE, "the worker's USR2", || has("worker-usr2"));
+        assert!(has("main-usr1"), "{mode:?}: {:?}", got());
+        assert!(!has("worker-usr1"), "{mode:?}: {:?}", got());
+        kill(Pid::from_raw(target), Signal::SIGTERM).expect("signal sheepdog");
+        assert_eq!(proc.code(DEADLINE), 0, "{mode:?}: {:?}", got());
     }
 }
 
