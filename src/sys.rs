@@ -68,13 +68,8 @@ fn not_default() -> u64 {
     NOT_DEFAULT_SCANNED.call_once(|| {
         let mut found = 0;
         for sig in 1..=MAX_SIGNAL {
-            // SAFETY: sigaction with a null new action only reads the
-            // current disposition into `old`, a zeroed, properly sized
-            // sigaction.
-            let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-            let queried = unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) };
             // libc refuses to report its own signals: count them as set.
-            if queried != 0 || old.sa_sigaction != libc::SIG_DFL {
+            if disposition(sig) != Some(libc::SIG_DFL) {
                 found |= signal_bit(sig);
             }
         }
@@ -138,11 +133,7 @@ pub fn reset_inherited_signal_state() {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP || sig == libc::SIGPIPE {
             continue;
         }
-        // SAFETY: sigaction with a null new action only reads the current
-        // disposition into `old`, a zeroed, properly sized sigaction.
-        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-        let queried = unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) };
-        if queried == 0 && old.sa_sigaction == libc::SIG_IGN {
+        if disposition(sig) == Some(libc::SIG_IGN) {
             // SAFETY: installing SIG_DFL with an empty mask is always valid;
             // no handler code is involved.
             unsafe {
@@ -153,6 +144,16 @@ pub fn reset_inherited_signal_state() {
             }
         }
     }
+}
+
+/// `sig`'s current handler (SIG_DFL, SIG_IGN or a function), or None when
+/// libc refuses to say (its own signals, 32 to 34).
+fn disposition(sig: libc::c_int) -> Option<libc::sighandler_t> {
+    // SAFETY: sigaction with a null new action only reads the current
+    // disposition into `old`, a zeroed, properly sized sigaction.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    let queried = unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) };
+    (queried == 0).then_some(old.sa_sigaction)
 }
 
 /// Mark every inherited descriptor above 2 close-on-exec, so children get
