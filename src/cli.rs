@@ -7,6 +7,8 @@ use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::group::Whom;
+
 /// Exit codes (DESIGN.md §4).
 pub mod exit {
     /// Clean shutdown on request.
@@ -28,12 +30,9 @@ pub enum Command {
     },
     /// `sheepdog check [-c FILE] [--json]`
     Check { config: Option<PathBuf>, json: bool },
-    /// `sheepdog [--main] -- CMD [ARG...]`: single-command init.
-    /// `main_only`: forward signals to CMD alone, not to its process group.
-    Exec {
-        argv: Vec<OsString>,
-        main_only: bool,
-    },
+    /// `sheepdog [--main] -- CMD [ARG...]`: single-command init; `whom`
+    /// the forwarded signals reach (`--main`: CMD alone, not its group).
+    Exec { argv: Vec<OsString>, whom: Whom },
     /// `sheepdog version` / `--version`
     Version,
     /// `sheepdog help` / `--help` / `-h`
@@ -72,9 +71,8 @@ pub enum Action {
     Restart(String),
     Scale(String, ScaleBy),
     /// The signal as given (`HUP`, `SIGHUP`, `1`); the API validates it.
-    /// `true` (`--main`): to each instance's main process only, not its
-    /// whole group.
-    Signal(String, String, bool),
+    /// To each instance's group, or its main process only (`--main`).
+    Signal(String, String, Whom),
     Shutdown,
     /// Recent log records (of one process/instance, or all), then follow.
     Logs(LogsQuery),
@@ -240,7 +238,8 @@ where
                     "'-- CMD' takes no other options or commands".into(),
                 ));
             }
-            return Ok(Command::Exec { argv, main_only });
+            let whom = if main_only { Whom::Main } else { Whom::Group };
+            return Ok(Command::Exec { argv, whom });
         }
         let Some(arg) = parser.next()? else { break };
         match arg {
@@ -416,10 +415,11 @@ fn parse_ctl(parser: &mut lexopt::Parser) -> Result<Ctl, UsageError> {
         }
     }
     let mut action = ctl_action(&words)?;
-    match &mut action {
-        Action::Signal(_, _, main) => *main = main_only,
-        _ if main_only => return Err(UsageError("--main goes with 'ctl signal NAME SIG'".into())),
-        _ => {}
+    if main_only {
+        match &mut action {
+            Action::Signal(_, _, whom) => *whom = Whom::Main,
+            _ => return Err(UsageError("--main goes with 'ctl signal NAME SIG'".into())),
+        }
     }
     match &mut action {
         Action::Logs(q) if reopen => {
@@ -518,7 +518,7 @@ fn ctl_action(words: &[String]) -> Result<Action, UsageError> {
             let sig = w
                 .get(2)
                 .ok_or_else(|| need("signal", "a signal, such as HUP"))?;
-            Action::Signal(n, sig.to_string(), false)
+            Action::Signal(n, sig.to_string(), Whom::Group)
         }
         Some("shutdown") => Action::Shutdown,
         Some("logs") => {
@@ -660,14 +660,14 @@ mod tests {
             p(&["--", "sh", "-c", "exit 3", "--json"]).unwrap(),
             Command::Exec {
                 argv: vec!["sh".into(), "-c".into(), "exit 3".into(), "--json".into()],
-                main_only: false,
+                whom: Whom::Group,
             }
         );
         assert_eq!(
             p(&["--main", "--", "php-fpm", "-F"]).unwrap(),
             Command::Exec {
                 argv: vec!["php-fpm".into(), "-F".into()],
-                main_only: true,
+                whom: Whom::Main,
             }
         );
         // After `--` it is CMD's.
@@ -675,7 +675,7 @@ mod tests {
             p(&["--", "x", "--main"]).unwrap(),
             Command::Exec {
                 argv: vec!["x".into(), "--main".into()],
-                main_only: false,
+                whom: Whom::Group,
             }
         );
         for bad in [
@@ -771,20 +771,21 @@ mod tests {
         assert_eq!(ctl(&["shutdown"]).unwrap().action, Action::Shutdown);
         assert_eq!(
             ctl(&["signal", "q", "HUP"]).unwrap().action,
-            Action::Signal("q".into(), "HUP".into(), false)
+            Action::Signal("q".into(), "HUP".into(), Whom::Group)
         );
         assert_eq!(
             ctl(&["signal", "q", "USR2", "--main"]).unwrap().action,
-            Action::Signal("q".into(), "USR2".into(), true)
+            Action::Signal("q".into(), "USR2".into(), Whom::Main)
         );
         assert_eq!(
             ctl(&["--main", "signal", "q", "USR2"]).unwrap().action,
-            Action::Signal("q".into(), "USR2".into(), true)
+            Action::Signal("q".into(), "USR2".into(), Whom::Main)
         );
         assert_eq!(
             ctl(&["stop", "q", "--main"]).unwrap_err().0,
             "--main goes with 'ctl signal NAME SIG'"
         );
+        assert!(ctl(&["signal", "q", "HUP", "--main", "--tail", "5"]).is_err());
         assert_eq!(ctl(&["--help"]).unwrap().action, Action::Help);
         assert_eq!(ctl(&["help"]).unwrap().action, Action::Help);
     }

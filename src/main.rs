@@ -43,7 +43,6 @@ mod task;
 use std::path::PathBuf;
 
 use cli::{exit, Command};
-use group::Whom;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -81,9 +80,8 @@ fn real_main() -> i32 {
             );
             exit::USAGE
         }
-        Command::Exec { argv, main_only } => {
+        Command::Exec { argv, whom } => {
             prepare_process();
-            let whom = if main_only { Whom::Main } else { Whom::Group };
             init::run(argv, whom)
         }
         Command::Check { config, json } => report(config, json),

@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use serde_json::{json, Value};
 
 use crate::cli::{exit, Action, Ctl, LogsQuery, ScaleBy, Target, CTL_HELP};
+use crate::group::Whom;
 
 /// Where a local sheepdog puts its socket by convention.
 const DEFAULT_SOCKET: &str = "/run/sheepdog.sock";
@@ -285,15 +286,14 @@ fn request(action: &Action) -> (&'static str, String, Option<String>) {
             };
             ("POST", p(n, "scale"), Some(body.to_string()))
         }
-        Action::Signal(n, s, main) => {
+        Action::Signal(n, s, whom) => {
             let sig = match s.parse::<i64>() {
                 Ok(num) => json!(num),
                 Err(_) => json!(s),
             };
-            let body = if *main {
-                json!({ "signal": sig, "to": "main" })
-            } else {
-                json!({ "signal": sig })
+            let body = match whom {
+                Whom::Group => json!({ "signal": sig }),
+                Whom::Main => json!({ "signal": sig, "to": "main" }),
             };
             ("POST", p(n, "signal"), Some(body.to_string()))
         }
@@ -558,15 +558,15 @@ mod tests {
             )
         );
         assert_eq!(
-            request(&Action::Signal("web".into(), "10".into(), false)).2,
+            request(&Action::Signal("web".into(), "10".into(), Whom::Group)).2,
             Some(r#"{"signal":10}"#.to_string())
         );
         assert_eq!(
-            request(&Action::Signal("web".into(), "HUP".into(), false)).2,
+            request(&Action::Signal("web".into(), "HUP".into(), Whom::Group)).2,
             Some(r#"{"signal":"HUP"}"#.to_string())
         );
         assert_eq!(
-            request(&Action::Signal("web".into(), "USR2".into(), true)).2,
+            request(&Action::Signal("web".into(), "USR2".into(), Whom::Main)).2,
             Some(r#"{"signal":"USR2","to":"main"}"#.to_string())
         );
         assert_eq!(request(&Action::Shutdown).1, "/api/v1/shutdown");
