@@ -123,9 +123,9 @@ pub fn run(argv: Vec<OsString>, whom: Whom) -> i32 {
     reaper.reap();
     let orphans = reaper.orphans_reaped();
     log::debug!(
-        "'{}' {status}; {orphans} {} reaped",
+        "'{}' {status}; {} reaped",
         program.to_string_lossy(),
-        if orphans == 1 { "orphan" } else { "orphans" }
+        crate::logging::counted(orphans, "orphan", "orphans")
     );
     exit_code(status)
 }

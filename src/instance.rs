@@ -279,8 +279,8 @@ pub fn decide(
     }
     let limit = def.max_restart_attempts;
     if limit > 0 && attempts >= limit {
-        let plural = if limit == 1 { "" } else { "s" };
-        let why = format!("{what}; gave up after {limit} restart attempt{plural}");
+        let tries = crate::logging::counted(limit, "restart attempt", "restart attempts");
+        let why = format!("{what}; gave up after {tries}");
         return (Decision::Finish(Outcome::Failed(why)), attempts);
     }
     let delay = backoff(def.backoff.initial, def.backoff.max, attempts);

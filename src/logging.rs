@@ -218,6 +218,12 @@ pub enum Target {
     File,
 }
 
+/// "1 process", "2 processes": a count and its noun, for log lines.
+pub fn counted(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// Format `r` as one line (with its newline) in the configured format.
 pub fn format_line(r: &Record, target: Target) -> Vec<u8> {
     let json = FORMAT.load(Ordering::Relaxed) == 1;

@@ -439,8 +439,7 @@ impl Supervisor {
             .max()
             .unwrap_or(0);
         crate::logging::set_name_width(width);
-        let count =
-            |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        let count = |n: usize, one, many| crate::logging::counted(n as u64, one, many);
         log::info!(
             "sheepdog {} starting: pid {}, {}, {}, config {}",
             crate::VERSION,
@@ -547,9 +546,9 @@ impl Supervisor {
             log::info!(
                 event = "shutdown_complete", exit_code = code, duration_ms = started.elapsed().as_millis() as u64,
                 orphans_reaped = orphans;
-                "shutdown complete in {}; exiting with code {code} ({orphans} {} reaped)",
+                "shutdown complete in {}; exiting with code {code} ({} reaped)",
                 format_duration(started.elapsed()),
-                if orphans == 1 { "orphan" } else { "orphans" }
+                crate::logging::counted(orphans, "orphan", "orphans")
             );
         }
         self.publish();
@@ -950,8 +949,8 @@ impl Supervisor {
         let desired = p.desired;
         log::info!(
             event = "starting", name = name, instances = desired;
-            "starting {name} ({desired} instance{})",
-            if desired == 1 { "" } else { "s" }
+            "starting {name} ({})",
+            crate::logging::counted(desired, "instance", "instances")
         );
         for index in 1..=desired {
             self.launch(name, index);
