@@ -7,10 +7,13 @@
 //! Invariants:
 //! - Every request ends by one deadline, `timeout` after it starts: name
 //!   resolution (`resolve`), connect, send and the answer's head. The body is then read
-//!   and discarded only until the server closes, the length it announced is
-//!   read, `DRAIN_MAX` bytes, or the same deadline, whichever is first:
-//!   closing a socket with unread data would reset the connection and leave
-//!   "connection reset" errors in the application's logs.
+//!   and discarded only until the server closes, the length it announced
+//!   (or the last chunk) is read, `DRAIN_MAX` bytes, `DRAIN_TIME`, or the
+//!   same deadline, whichever is first: closing a socket with unread data
+//!   would reset the connection and leave "connection reset" errors in the
+//!   application's logs, but the status is known and nobody should wait
+//!   long for a body that does not end.
+//! - Heads are read as RFC 9112 allows: lines may end in a bare LF.
 //! - Non-2xx answers are statuses, not errors; the caller judges them.
 //! - No TLS: an `https://` URL (given, or in a redirect) fails at once with
 //!   a message that says so.
@@ -23,6 +26,7 @@
 //!   a header name or value that could break the request's framing (CR,
 //!   LF, NUL) is refused, and the framing headers are sheepdog's own.
 
+use std::borrow::Cow;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 
@@ -33,6 +37,8 @@ use std::time::{Duration, Instant};
 const HEAD_MAX: usize = 64 << 10;
 /// Most body bytes read (and discarded) before closing anyway.
 const DRAIN_MAX: usize = 1 << 20;
+/// Longest wait for the rest of a body once the head is in.
+const DRAIN_TIME: Duration = Duration::from_millis(250);
 /// Redirect statuses that carry a `Location` to follow.
 const REDIRECTS: [u16; 5] = [301, 302, 303, 307, 308];
 /// The port of a proxy given without one, as curl assumes.
@@ -168,8 +174,9 @@ struct Url<'a> {
     /// Without brackets: what is resolved.
     host: &'a str,
     port: u16,
-    /// Path and query, at least `/`; no fragment.
-    target: &'a str,
+    /// Path and query, starting with `/` (`http://h?q` asks for `/?q`);
+    /// no fragment.
+    target: Cow<'a, str>,
 }
 
 impl<'a> Url<'a> {
@@ -212,21 +219,35 @@ impl<'a> Url<'a> {
             authority,
             host,
             port: port.unwrap_or(80),
-            target: if target.is_empty() { "/" } else { target },
+            target: if target.starts_with('/') {
+                Cow::Borrowed(target)
+            } else {
+                Cow::Owned(format!("/{target}"))
+            },
         })
     }
 
     /// `location` (from a redirect) resolved against this URL.
     fn join(&self, location: &str) -> String {
         let location = location.trim();
-        if location.contains("://") {
+        // Absolute only with a scheme in front: `/login?next=http://x` is
+        // a path.
+        let absolute = location.split_once("://").is_some_and(|(scheme, _)| {
+            !scheme.is_empty()
+                && scheme
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        });
+        let path = self.target.split('?').next().unwrap_or("/");
+        if absolute {
             location.to_string()
         } else if let Some(rest) = location.strip_prefix("//") {
             format!("http://{rest}")
         } else if location.starts_with('/') {
             format!("http://{}{location}", self.authority)
+        } else if location.starts_with('?') {
+            format!("http://{}{path}{location}", self.authority)
         } else {
-            let path = self.target.split('?').next().unwrap_or("/");
             let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
             format!("http://{}{dir}{location}", self.authority)
         }
@@ -276,13 +297,12 @@ struct Route {
 /// The proxy for `host` from the environment, if any.
 fn proxy_for(host: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Route>, Error> {
     const VARS: [&str; 4] = ["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"];
-    let Some((var, value)) = VARS
-        .iter()
-        .find_map(|v| env(v).filter(|s| !s.trim().is_empty()).map(|s| (*v, s)))
-    else {
+    // A variable set to nothing counts as unset, as curl has it.
+    let set = |v: &str| env(v).filter(|s| !s.trim().is_empty());
+    let Some((var, value)) = VARS.iter().find_map(|v| set(v).map(|s| (*v, s))) else {
         return Ok(None);
     };
-    let no_proxy = env("NO_PROXY").or_else(|| env("no_proxy"));
+    let no_proxy = set("NO_PROXY").or_else(|| set("no_proxy"));
     if no_proxy.is_some_and(|list| bypasses(&list, host)) {
         return Ok(None);
     }
@@ -572,11 +592,11 @@ fn read_answer(s: &mut TcpStream, method: &str, deadline: Instant) -> Result<Ans
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     loop {
-        let (status, location, length, chunked, body_start) = loop {
-            if let Some(end) = find(&buf, b"\r\n\r\n") {
+        let (head, body_start) = loop {
+            if let Some((end, body_start)) = head_end(&buf) {
                 let head =
                     parse_head(&buf[..end]).ok_or_else(|| failed("the answer is not HTTP"))?;
-                break (head.0, head.1, head.2, head.3, end + 4);
+                break (head, body_start);
             }
             if buf.len() > HEAD_MAX {
                 return Err(failed(format!(
@@ -590,28 +610,36 @@ fn read_answer(s: &mut TcpStream, method: &str, deadline: Instant) -> Result<Ans
                 n => buf.extend_from_slice(&chunk[..n]),
             }
         };
+        let status = head.status;
         if (100..200).contains(&status) && status != 101 {
             buf.drain(..body_start);
             continue;
         }
         let no_body = method == "HEAD" || status == 204 || status == 304;
         if !no_body {
-            drain(s, &buf[body_start..], length, chunked, deadline);
+            let until = deadline.min(Instant::now() + DRAIN_TIME);
+            drain(s, &buf[body_start..], &head, until);
         }
-        return Ok(Answer { status, location });
+        return Ok(Answer {
+            status,
+            location: head.location,
+        });
     }
 }
 
 /// Read and discard the body: see the module header for when it stops.
 /// Nothing here is an error any more: the status is known.
-fn drain(s: &mut TcpStream, first: &[u8], length: Option<usize>, chunked: bool, deadline: Instant) {
+/// The end of a chunked body is recognised by its last bytes, `0` CRLF
+/// CRLF; one with chunk extensions or trailers ends at the server's close
+/// or `DRAIN_TIME` instead.
+fn drain(s: &mut TcpStream, first: &[u8], head: &Head, deadline: Instant) {
     let mut read = first.len();
     let mut tail = first[first.len().saturating_sub(5)..].to_vec();
     let mut chunk = [0u8; 4096];
     loop {
-        let done = match length {
+        let done = match head.length {
             Some(n) => read >= n,
-            None => chunked && tail.ends_with(b"0\r\n\r\n"),
+            None => head.chunked && tail.ends_with(b"0\r\n\r\n"),
         };
         if done || read >= DRAIN_MAX || Instant::now() >= deadline {
             return;
@@ -640,16 +668,32 @@ fn read_some(s: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> Result<usi
     }
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+/// Where the head ends (its length) and the body starts: at the first
+/// empty line, whether lines end in CRLF or a bare LF.
+fn head_end(buf: &[u8]) -> Option<(usize, usize)> {
+    buf.iter().enumerate().find_map(|(i, &b)| {
+        let rest = &buf[i + 1..];
+        match (b, rest) {
+            (b'\n', [b'\n', ..]) => Some((i, i + 2)),
+            (b'\n', [b'\r', b'\n', ..]) => Some((i, i + 3)),
+            _ => None,
+        }
+    })
 }
 
-/// Status, `Location`, `Content-Length`, whether chunked, from a head.
-type Head = (u16, Option<String>, Option<usize>, bool);
+/// What matters in an answer's head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Head {
+    status: u16,
+    location: Option<String>,
+    /// `Content-Length`, unless the body is chunked (which wins).
+    length: Option<usize>,
+    chunked: bool,
+}
 
 fn parse_head(head: &[u8]) -> Option<Head> {
     let text = String::from_utf8_lossy(head);
-    let mut lines = text.split("\r\n");
+    let mut lines = text.split('\n').map(|l| l.trim_end_matches('\r'));
     let status = status_code(lines.next()?)?;
     let (mut location, mut length, mut chunked) = (None, None, false);
     for line in lines {
@@ -665,7 +709,12 @@ fn parse_head(head: &[u8]) -> Option<Head> {
             chunked = value.to_ascii_lowercase().contains("chunked");
         }
     }
-    Some((status, location, length, chunked))
+    Some(Head {
+        status,
+        location,
+        length: if chunked { None } else { length },
+        chunked,
+    })
 }
 
 /// The code of an `HTTP/1.x NNN reason` status line.

@@ -293,11 +293,13 @@ fn names_are_resolved() {
 fn urls_parse_or_say_what_is_wrong() {
     let u = Url::parse("HTTP://[::1]:8080/a?b").unwrap();
     assert_eq!(
-        (u.host, u.port, u.target, u.authority),
+        (u.host, u.port, &*u.target, u.authority),
         ("::1", 8080, "/a?b", "[::1]:8080")
     );
+    // A request target always starts with `/`: `GET ?q` is not HTTP.
     let u = Url::parse("http://example.com?q").unwrap();
-    assert_eq!((u.host, u.port, u.target), ("example.com", 80, "?q"));
+    assert_eq!((u.host, u.port, &*u.target), ("example.com", 80, "/?q"));
+    assert_eq!(&*Url::parse("http://h").unwrap().target, "/");
     assert_eq!(host_header(&Url::parse("http://h:80/").unwrap()), "h");
     assert_eq!(
         host_header(&Url::parse("http://[::1]:80/").unwrap()),
@@ -328,6 +330,14 @@ fn redirect_locations_resolve_against_the_url() {
     assert_eq!(u.join("/c"), "http://h:81/c");
     assert_eq!(u.join("//o/c"), "http://o/c");
     assert_eq!(u.join("http://o:2/"), "http://o:2/");
+    assert_eq!(u.join("?x"), "http://h:81/a/b?x");
+    // `://` further on is part of a path, not a scheme.
+    assert_eq!(
+        u.join("/login?next=http://h/x"),
+        "http://h:81/login?next=http://h/x"
+    );
+    let bare = Url::parse("http://h?q").unwrap();
+    assert_eq!(bare.join("c"), "http://h/c");
 }
 
 #[test]
@@ -351,6 +361,13 @@ fn the_proxy_comes_from_the_environment_unless_no_proxy_says_otherwise() {
     let bypass = env(&[("HTTP_PROXY", "p:3"), ("NO_PROXY", "localhost, .internal")]);
     assert_eq!(proxy_for("api.internal", &bypass), Ok(None));
     assert!(proxy_for("hc-ping.com", &bypass).unwrap().is_some());
+    // An empty NO_PROXY does not hide a no_proxy that says something.
+    let both = env(&[
+        ("HTTP_PROXY", "p:3"),
+        ("NO_PROXY", ""),
+        ("no_proxy", ".internal"),
+    ]);
+    assert_eq!(proxy_for("api.internal", &both), Ok(None));
     let socks = env(&[("ALL_PROXY", "socks5://me:secret@p:1080/")]);
     let e = proxy_for("h", &socks).unwrap_err().to_string();
     assert!(
@@ -439,4 +456,46 @@ fn answers_that_are_not_http_are_errors() {
     assert_eq!(status_code("HTTP/1.1 200 OK"), Some(200));
     assert_eq!(status_code("HTTP/1.0 99 x"), None);
     assert_eq!(status_code("ICY 200 OK"), None);
+}
+
+#[test]
+fn a_head_may_end_its_lines_in_a_bare_lf_and_a_bare_query_asks_for_slash() {
+    let (addr, server) = serve_once(b"HTTP/1.0 200 OK\nContent-Length: 2\n\nok");
+    let url = format!("http://{addr}?token=abc");
+    assert_eq!(send(&get(&url)), Ok(200));
+    let got = server.join().unwrap();
+    assert!(got.starts_with("GET /?token=abc HTTP/1.1\r\n"), "{got}");
+}
+
+#[test]
+fn a_chunked_body_ignores_any_length() {
+    let head =
+        parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked").unwrap();
+    assert_eq!((head.length, head.chunked), (None, true));
+    assert_eq!(head_end(b"HTTP/1.1 200 OK\r\n\r\nbody"), Some((16, 19)));
+    assert_eq!(head_end(b"HTTP/1.1 200 OK\n\nbody"), Some((15, 17)));
+    assert_eq!(head_end(b"HTTP/1.1 200 OK\r\n"), None);
+}
+
+#[test]
+fn a_body_that_never_ends_is_not_waited_for_until_the_deadline() {
+    // The server promises 100 bytes, sends none and keeps the connection
+    // open: the client must close on its own, long before its 60 s
+    // deadline; the server gives it 20 s.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        read_request(&s);
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+            .unwrap();
+        let mut rest = [0u8; 16];
+        matches!(s.read(&mut rest), Ok(0))
+    });
+    let url = format!("http://{addr}/slow");
+    let mut req = get(&url);
+    req.timeout = Duration::from_secs(60);
+    assert_eq!(send(&req), Ok(200));
+    assert!(server.join().unwrap(), "the client did not close");
 }
