@@ -491,12 +491,9 @@ impl Worker {
                 return;
             }
         }
-        let body = match hb.method.as_str() {
-            "POST" => job.body.as_str(),
-            _ => "",
-        };
         job.attempts += 1;
-        match send(hb, &job.url, body, timeout) {
+        // `request` sends the body only with POST.
+        match send(hb, &job.url, &job.body, timeout) {
             Ok(status) => {
                 log::debug!(
                     "{}: heartbeat {} ping sent ({} answered {status})",
