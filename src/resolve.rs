@@ -8,6 +8,11 @@
 //!
 //! Invariants:
 //! - Returns by the deadline, whatever the resolver does.
+//! - At most `MAX_LOOKUPS` helpers live at once. A resolver that never
+//!   answers would otherwise leave one more thread behind per probe period
+//!   and instance, each counting against the container's `pids.max`, which
+//!   the application's own forks need; beyond the cap a lookup fails at
+//!   once and says why.
 //! - An address (`127.0.0.1`, `::1`) costs no lookup and no thread, and
 //!   neither does `localhost` (or a name under `.localhost`): it is the
 //!   loopback, 127.0.0.1 then ::1, as RFC 6761 §6.3 says and curl and
@@ -17,7 +22,13 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
+
+/// Most lookup helpers alive at once (see the invariants).
+const MAX_LOOKUPS: usize = 8;
+/// Lookup helpers alive now.
+static LOOKUPS: AtomicUsize = AtomicUsize::new(0);
 
 /// Why there are no addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +41,7 @@ pub enum Failure {
 
 /// The addresses of `host` (a name or an address without brackets).
 pub fn addrs(host: &str, port: u16, deadline: Instant) -> Result<Vec<SocketAddr>, Failure> {
-    addrs_with(host, port, deadline, system)
+    addrs_with(host, port, deadline, system, &LOOKUPS)
 }
 
 /// The system resolver.
@@ -38,12 +49,23 @@ fn system(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
     Ok((host, port).to_socket_addrs()?.collect())
 }
 
-/// `addrs`, with the lookup given (tests give a slow one).
+/// Counts a live helper until it is dropped, on the helper's way out.
+struct Live<'a>(&'a AtomicUsize);
+
+impl Drop for Live<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// `addrs`, with the lookup and the count of live helpers given (tests
+/// give a slow lookup and their own count).
 fn addrs_with(
     host: &str,
     port: u16,
     deadline: Instant,
     lookup: fn(&str, u16) -> io::Result<Vec<SocketAddr>>,
+    live: &'static AtomicUsize,
 ) -> Result<Vec<SocketAddr>, Failure> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, port)]);
@@ -54,13 +76,23 @@ fn addrs_with(
             SocketAddr::from((Ipv6Addr::LOCALHOST, port)),
         ]);
     }
+    if live.fetch_add(1, Ordering::SeqCst) >= MAX_LOOKUPS {
+        live.fetch_sub(1, Ordering::SeqCst);
+        return Err(Failure::Failed(format!(
+            "{MAX_LOOKUPS} earlier lookups are still waiting for the resolver"
+        )));
+    }
+    let guard = Live(live);
     let (tx, rx) = crossbeam_channel::bounded(1);
     let name = host.to_string();
     std::thread::Builder::new()
         .name("resolve".into())
-        // musl's resolver keeps its buffers (a few KiB) on the stack.
-        .stack_size(64 * 1024)
+        // musl's resolver keeps a few KiB on the stack; glibc's, with NSS
+        // modules, may want more. Only touched pages cost memory, and an
+        // overflow here would end PID 1.
+        .stack_size(256 * 1024)
         .spawn(move || {
+            let _live = guard;
             // The caller may have given up; nobody to tell then.
             let _ = tx.send(lookup(&name, port));
         })
@@ -113,20 +145,42 @@ mod tests {
     #[test]
     fn a_resolver_that_does_not_answer_is_given_up_on_at_the_deadline() {
         let deadline = Instant::now() + Duration::from_millis(100);
-        assert_eq!(addrs_with("x", 80, deadline, slow), Err(Failure::TimedOut));
+        static LIVE: AtomicUsize = AtomicUsize::new(0);
+        assert_eq!(
+            addrs_with("x", 80, deadline, slow, &LIVE),
+            Err(Failure::TimedOut)
+        );
         // Well before the slow lookup would have answered.
         assert!(Instant::now() < deadline + Duration::from_secs(2));
     }
 
     #[test]
+    fn lookups_left_waiting_on_the_resolver_are_capped() {
+        static LIVE: AtomicUsize = AtomicUsize::new(0);
+        let soon = || Instant::now() + Duration::from_millis(10);
+        for _ in 0..MAX_LOOKUPS {
+            assert_eq!(
+                addrs_with("x", 80, soon(), slow, &LIVE),
+                Err(Failure::TimedOut)
+            );
+        }
+        match addrs_with("x", 80, soon(), slow, &LIVE) {
+            Err(Failure::Failed(why)) => assert!(why.contains("still waiting"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(LIVE.load(Ordering::SeqCst), MAX_LOOKUPS);
+    }
+
+    #[test]
     fn names_are_looked_up_and_addresses_are_not() {
+        static LIVE: AtomicUsize = AtomicUsize::new(0);
         let later = Instant::now() + Duration::from_secs(5);
-        let found = addrs_with("db", 5432, later, loopback).unwrap();
+        let found = addrs_with("db", 5432, later, loopback, &LIVE).unwrap();
         assert_eq!(found, [SocketAddr::from(([127, 0, 0, 1], 5432))]);
         // An address never reaches the lookup, not even a refusing one.
-        let found = addrs_with("::1", 9, later, refusing).unwrap();
+        let found = addrs_with("::1", 9, later, refusing, &LIVE).unwrap();
         assert_eq!(found, ["[::1]:9".parse().unwrap()]);
-        let e = addrs_with("nowhere", 9, later, refusing).unwrap_err();
+        let e = addrs_with("nowhere", 9, later, refusing, &LIVE).unwrap_err();
         assert_eq!(e, Failure::Failed("name does not resolve".into()));
         assert_eq!(
             addrs("localhost", 80, later).map(|a| a.is_empty()),
