@@ -146,9 +146,11 @@ pub fn duration(v: &Value) -> Result<Duration, String> {
     match v {
         Value::Number(n) => {
             if let Some(secs) = n.as_u64() {
-                Ok(Duration::from_secs(secs))
+                at_most_a_century(Duration::from_secs(secs), &n.to_string())
             } else if let Some(f) = n.as_f64().filter(|f| f.is_finite() && *f >= 0.0) {
-                Duration::try_from_secs_f64(f).map_err(|_| invalid(v, DURATION_EXPECTED))
+                Duration::try_from_secs_f64(f)
+                    .map_err(|_| invalid(v, DURATION_EXPECTED))
+                    .and_then(|d| at_most_a_century(d, &n.to_string()))
             } else {
                 Err(format!(
                     "invalid duration {n}; expected a non-negative {DURATION_EXPECTED}"
@@ -160,8 +162,26 @@ pub fn duration(v: &Value) -> Result<Duration, String> {
     }
 }
 
+/// The longest duration anything takes: a deadline is an `Instant` plus a
+/// duration, and one far enough out overflows it, which would end PID 1.
+const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+fn at_most_a_century(d: Duration, shown: &str) -> Result<Duration, String> {
+    if d <= MAX_DURATION {
+        Ok(d)
+    } else {
+        Err(format!(
+            "invalid duration {shown}; expected at most 100 years (876000h)"
+        ))
+    }
+}
+
 /// Parse the string form of a duration (see [`duration`]).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    parse_any_duration(s).and_then(|d| at_most_a_century(d, &quote(s)))
+}
+
+fn parse_any_duration(s: &str) -> Result<Duration, String> {
     let bad = || {
         format!(
             "invalid duration {}; expected {DURATION_EXPECTED}",
@@ -448,6 +468,16 @@ mod tests {
         assert!(d("'inf'").is_err());
         assert!(d("'NaN'").is_err());
         assert_eq!(d("2h0m5s"), Ok(Duration::from_secs(7205)));
+        // An Instant plus anything longer could overflow: refused at load.
+        assert_eq!(d("876000h"), Ok(MAX_DURATION));
+        for huge in [
+            "876001h",
+            "10000000000000000000",
+            "'3153600001'",
+            "3153600001.5",
+        ] {
+            assert!(d(huge).unwrap_err().contains("at most 100 years"), "{huge}");
+        }
         for bad in [
             "-5",
             "'-5s'",
