@@ -554,7 +554,7 @@ fn request_head(req: &Request, hop: &Hop) -> String {
 /// `Host:` omits the default port.
 fn host_header(url: &Url) -> String {
     match url.authority.rsplit_once(':') {
-        Some((h, "80")) if !h.ends_with('[') => h.to_string(),
+        Some((h, "80")) => h.to_string(),
         _ => url.authority.to_string(),
     }
 }
@@ -718,7 +718,7 @@ fn parse_head(head: &[u8]) -> Option<Head> {
 }
 
 /// The code of an `HTTP/1.x NNN reason` status line.
-pub fn status_code(line: &str) -> Option<u16> {
+fn status_code(line: &str) -> Option<u16> {
     let mut parts = line.split_ascii_whitespace();
     if !parts.next()?.starts_with("HTTP/") {
         return None;
