@@ -115,16 +115,35 @@ fn within(path: &str, ancestor: &str) -> bool {
     }
 }
 
+/// The root `""`, every path above `path`, and `path` itself.
+fn ancestors(path: &str) -> impl Iterator<Item = &str> {
+    let inner = path
+        .char_indices()
+        .filter(|(_, c)| matches!(c, '.' | '['))
+        .map(|(i, _)| &path[..i]);
+    std::iter::once("")
+        .chain(inner)
+        .chain(std::iter::once(path))
+}
+
 impl Report {
-    /// Record a problem at `path`.
+    /// Whether `path` is at or below a suppressed path. A lookup per
+    /// ancestor, not a scan of the set: a hostile file suppresses
+    /// thousands of paths.
+    fn is_suppressed(&self, path: &str) -> bool {
+        ancestors(path).any(|a| self.suppressed.contains(a))
+    }
+
+    /// Record a problem at `path`. Suppression comes before the cap, so
+    /// that what is suppressed is not counted as omitted either.
     pub fn error(&mut self, path: impl KeyPath, msg: impl AsRef<str>) {
-        if self.problems.len() >= MAX_LINES {
-            self.omitted_problems += 1;
-            return;
-        }
         let path = path.spell();
         let path: &str = &path;
-        if self.suppressed.iter().any(|s| within(path, s)) {
+        if self.is_suppressed(path) {
+            return;
+        }
+        if self.problems.len() >= MAX_LINES {
+            self.omitted_problems += 1;
             return;
         }
         let origin = self
@@ -146,10 +165,6 @@ impl Report {
 
     /// Record a problem at `path` and suppress everything else below it.
     pub fn error_and_suppress(&mut self, path: impl KeyPath, msg: impl AsRef<str>) {
-        if self.problems.len() >= MAX_LINES {
-            self.omitted_problems += 1;
-            return;
-        }
         let path = path.spell();
         self.error(&*path, msg);
         self.suppressed.insert(path.into_owned());

@@ -688,6 +688,14 @@ fn hostile_documents_are_errors_not_panics() {
         assert!(!p.is_empty());
         assert!(p[0].starts_with(prefix), "{:.60?} -> {:?}", text, p);
     }
+    // A document that is not a map says only that, not also what it lacks.
+    assert_eq!(problems("42").len(), 1, "{:?}", problems("42"));
+    // What is suppressed is not counted among the problems left out.
+    let many: String = (0..150)
+        .map(|i| format!("  p{i}: {{command: ['${{NOPE}}']}}\n"))
+        .collect();
+    let p = problems(&format!("processes:\n{many}"));
+    assert_eq!(p.last().map(String::as_str), Some("… and 50 more problems"));
     // Alias bomb.
     let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
     for i in 1..12 {
