@@ -170,12 +170,6 @@ impl Report {
         self.suppressed.insert(path.into_owned());
     }
 
-    /// Drop every later problem at or below `path`: what it would say has
-    /// been reported another way.
-    pub fn suppress(&mut self, path: &str) {
-        self.suppressed.insert(path.to_string());
-    }
-
     /// True once no more problems will be kept (skip costly messages).
     pub fn is_full(&self) -> bool {
         self.problems.len() >= MAX_LINES

@@ -14,8 +14,10 @@
 //! always one string scalar, typed later like any other (so `"8080"` still
 //! works as a port).
 //!
-//! Invariant: on error the scalar is reported with its key path, replaced
-//! by null and its path suppressed, so it is reported once.
+//! Invariant: on error the scalar is reported with its key path and that
+//! path suppressed, so it is reported once. The text is left as written:
+//! as a null it read as absent, and checks of a whole list or block then
+//! blamed the user for a null or a missing key they never wrote.
 
 use std::fmt::Write;
 
@@ -33,36 +35,24 @@ pub fn substitute_tree(value: &mut Value, path: &str, env: &EnvLookup, report: &
 /// `substitute_tree` with one path buffer for the whole walk (a key is
 /// pushed on the way down and cut off on the way back), not a String per
 /// node: most nodes have nothing to substitute and no path to report.
-/// Returns whether `value` itself was a string that could not be
-/// substituted (and is now null).
-fn walk(value: &mut Value, path: &mut String, env: &EnvLookup, report: &mut Report) -> bool {
+fn walk(value: &mut Value, path: &mut String, env: &EnvLookup, report: &mut Report) {
     match value {
         Value::String(s) => {
             if !s.contains('$') {
-                return false;
+                return;
             }
             match substitute(s, env) {
                 Ok(out) => *s = out,
-                Err(e) => {
-                    report.error_and_suppress(path.as_str(), e);
-                    *value = Value::Null;
-                    return true;
-                }
+                Err(e) => report.error_and_suppress(path.as_str(), e),
             }
         }
         Value::Sequence(items) => {
             let len = path.len();
-            let mut lost = false;
             for (i, item) in items.iter_mut().enumerate() {
                 // Writing to a String cannot fail.
                 let _ = write!(path, "[{i}]");
-                lost |= walk(item, path, env, report);
+                walk(item, path, env, report);
                 path.truncate(len);
-            }
-            // A list is checked as a whole ("argument 2 is null"): once an
-            // item is reported here, that would only repeat it, wrongly.
-            if lost {
-                report.suppress(path.as_str());
             }
         }
         Value::Mapping(map) => {
@@ -79,10 +69,9 @@ fn walk(value: &mut Value, path: &mut String, env: &EnvLookup, report: &mut Repo
                 path.truncate(len);
             }
         }
-        Value::Tagged(t) => return walk(&mut t.value, path, env, report),
+        Value::Tagged(t) => walk(&mut t.value, path, env, report),
         Value::Null | Value::Bool(_) | Value::Number(_) => {}
     }
-    false
 }
 
 /// Substitute in one string.
@@ -207,7 +196,7 @@ mod tests {
         assert_eq!(v["${HOST}"], Value::String("db.local".into()));
         assert_eq!(v["list"][1], Value::String("x\n  evil: true\n- [".into()));
         assert_eq!(v["n"], Value::Number(5.into()));
-        assert_eq!(v["bad"], Value::Null);
+        assert_eq!(v["bad"], Value::String("${NOPE}".into()));
         assert_eq!(r.problems.len(), 1);
         assert!(r.problems[0].starts_with("bad: environment variable NOPE is not set"));
     }
