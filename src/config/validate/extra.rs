@@ -468,16 +468,17 @@ fn logging_block(l: &RawLogging, lp: &str, r: &mut Report, out: &mut Logging) {
         let dp = p("level_detection").to_string();
         let on = enabled(&ld.enabled, &dp, r);
         let mut patterns = BTreeMap::new();
+        let pp = join(&dp, "patterns");
         for (k, v) in ld.patterns.iter().flatten() {
-            let at = join(&join(&dp, "patterns"), k);
+            let at = under(&pp)(k);
             let lvl = level(&Value::String(k.clone()));
             let pat = regex(v);
             match (lvl, pat) {
                 (Ok(lvl), Ok(pat)) => {
                     patterns.insert(lvl, pat);
                 }
-                (Err(e), _) => r.error(&at, e.replace("unknown value", "unknown level")),
-                (_, Err(e)) => r.error(&at, e),
+                (Err(e), _) => r.error(at, e.replace("unknown value", "unknown level")),
+                (_, Err(e)) => r.error(at, e),
             }
         }
         let default_level = r.get_or(
@@ -664,11 +665,12 @@ pub fn heartbeat(raw: &RawHeartbeat, path: &str, r: &mut Report) -> Option<Heart
         |v| val::choice(v, &[("GET", "GET"), ("HEAD", "HEAD"), ("POST", "POST")]).map(String::from),
         "POST".into(),
     );
-    let headers = env_map(raw.headers.as_ref(), &p("headers").to_string(), r);
+    let hp = p("headers").to_string();
+    let headers = env_map(raw.headers.as_ref(), &hp, r);
     #[cfg(feature = "http")]
     for (name, value) in &headers {
         if let Some(why) = crate::http_client::header_problem(name, value) {
-            r.error(p("headers"), format!("header {}: {why}", quote(name)));
+            r.error(under(&hp)(name), why);
         }
     }
     let timeout = r.get_or(
@@ -994,12 +996,12 @@ mod tests {
         let has = |text: &str| r.problems.iter().any(|p| p.contains(text));
         assert_eq!(r.problems.len(), 3, "{:?}", r.problems);
         assert!(
-            has("headers: header \"Connection\": set by sheepdog"),
+            has("heartbeat.headers.Connection: set by sheepdog"),
             "{:?}",
             r.problems
         );
         assert!(
-            has("header \"X-Key\": the value contains a line break"),
+            has("heartbeat.headers.X-Key: the value contains a line break"),
             "{:?}",
             r.problems
         );

@@ -12,7 +12,7 @@ use serde_yaml::Value;
 use super::super::extra::{GlobalExtra, Readiness, ReadinessMode};
 use super::super::model::{Api, Global, LogFormat, LogLevel, Metrics, RestartPolicy};
 use super::super::raw::{RawAcl, RawGlobal, RawTls, V};
-use super::super::report::{join, under, Report};
+use super::super::report::{under, Report};
 use super::super::value::{self as val, describe, quote};
 
 pub const LOG_LEVELS: &[(&str, LogLevel)] = &[
@@ -521,14 +521,14 @@ fn ignored(raw: &RawGlobal, r: &mut Report) {
         ),
     ];
     for (key, v, check, why) in keys {
-        let path = join("global", key);
+        let path = under("global")(key);
         if let Some(v) = v {
             match check(v) {
                 Ok(()) => r.warn(
-                    &path,
+                    path,
                     format!("accepted for PHPeek PM compatibility and ignored: {why}"),
                 ),
-                Err(e) => r.error(&path, e),
+                Err(e) => r.error(path, e),
             }
         }
     }

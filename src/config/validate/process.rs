@@ -340,10 +340,10 @@ fn dependencies(raw: &Option<Value>, path: &str, r: &mut Report) -> Vec<Dependen
                         for (ik, iv) in inner {
                             match ik.as_str() {
                                 Some("condition") => {
-                                    c = r.get(&Some(iv.clone()), join(&at, "condition"), condition)
+                                    c = r.get(&Some(iv.clone()), under(&at)("condition"), condition)
                                 }
                                 Some(other) => r.error(
-                                    join(&at, other),
+                                    under(&at)(other),
                                     format!("unknown key{}", hint_or(other, &["condition"])),
                                 ),
                                 None => r.error(&at, format!("key {} is not a name", describe(ik))),
