@@ -77,6 +77,18 @@ const NO_CRON: &str = "cron expressions and @hourly-style descriptors need sheep
     `cron` feature (time zones), which this build leaves out; use @every <duration>, \
     or a default build";
 
+/// The fixed descriptors and the expressions they stand for (`@every`
+/// takes a duration and is handled on its own).
+const DESCRIPTORS: [(&str, &str); 7] = [
+    ("yearly", "0 0 1 1 *"),
+    ("annually", "0 0 1 1 *"),
+    ("monthly", "0 0 1 * *"),
+    ("weekly", "0 0 * * 0"),
+    ("daily", "0 0 * * *"),
+    ("midnight", "0 0 * * *"),
+    ("hourly", "0 * * * *"),
+];
+
 /// Check a schedule expression and return its normalised form.
 pub fn parse(expr: &str) -> Result<ScheduleSpec, String> {
     let t = expr.trim();
@@ -85,24 +97,18 @@ pub fn parse(expr: &str) -> Result<ScheduleSpec, String> {
             Some((w, a)) => (w, a.trim()),
             None => (desc, ""),
         };
-        let fixed = match word.to_ascii_lowercase().as_str() {
-            "yearly" | "annually" => "0 0 1 1 *",
-            "monthly" => "0 0 1 * *",
-            "weekly" => "0 0 * * 0",
-            "daily" | "midnight" => "0 0 * * *",
-            "hourly" => "0 * * * *",
-            "every" => {
+        let word_lc = word.to_ascii_lowercase();
+        let fixed = match DESCRIPTORS.iter().find(|(w, _)| *w == word_lc) {
+            Some((_, expr)) => *expr,
+            None if word_lc == "every" => {
                 let d = parse_duration(arg).map_err(|e| format!("@every: {e}"))?;
                 if d.is_zero() {
                     return Err("@every needs a duration greater than 0, e.g. @every 5m".into());
                 }
                 return Ok(ScheduleSpec::Every(d));
             }
-            _ => {
-                let known = [
-                    "yearly", "annually", "monthly", "weekly", "daily", "midnight", "hourly",
-                    "every",
-                ];
+            None => {
+                let known = DESCRIPTORS.iter().map(|(w, _)| *w).chain(["every"]);
                 let hint = super::suggest::closest(word, known)
                     .map_or(String::new(), |k| format!("; did you mean \"@{k}\"?"));
                 return Err(format!(

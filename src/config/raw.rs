@@ -89,7 +89,7 @@ macro_rules! kind {
     (shape block $t:ident) => { $t::SHAPE };
     (shape list $t:ident) => { Shape::Seq(&$t::SHAPE) };
     (shape named $t:ident) => { Shape::Map(&$t::SHAPE) };
-    (take leaf, $v:expr) => { leaf($v) };
+    (take leaf, $v:expr) => { present($v) };
     (take map, $v:expr) => { present($v).map(|v| entries(v).collect()) };
     (take block $t:ident, $v:expr) => { present($v).map($t::take) };
     (take list $t:ident, $v:expr) => { list($v, $t::take) };
@@ -101,12 +101,7 @@ macro_rules! kind {
 /// An untyped leaf.
 pub type V = Option<Value>;
 
-/// A leaf: absent and `null` are both `None`.
-fn leaf(value: Value) -> V {
-    present(value)
-}
-
-/// `None` for `null`.
+/// `None` for `null`: a leaf that is `null` counts as absent.
 fn present(value: Value) -> Option<Value> {
     (!value.is_null()).then_some(value)
 }
