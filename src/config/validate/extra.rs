@@ -169,12 +169,10 @@ pub fn health_check(raw: &RawHealthCheck, path: &str, r: &mut Report) -> Option<
     })
 }
 
-/// `s` with the per-instance templates (`probe::expand`) given sample
-/// values, to check the form every instance's value will have.
+/// `s` as the probe of a sample instance will have it (`probe::expand`),
+/// to check the form every instance's value will have.
 fn sampled(s: &str) -> String {
-    s.replace("{port}", "80")
-        .replace("{index}", "0")
-        .replace("{instance}", "x")
+    crate::probe::expand(s, &crate::spawn::Identity::new("x", 1), Some(80))
 }
 
 /// `host:port` with a non-empty host and a port 1..=65535, or the
@@ -799,7 +797,7 @@ mod tests {
         assert!(r.problems[0].starts_with("processes.web.health_check.address: missing"));
         let (_, r) = hc("{type: tcp, address: '9000'}");
         assert!(r.problems[0].contains("host:port"));
-        for bad in ["'h:0'", "'[::1:80'", "':80'", "'h:{index}'"] {
+        for bad in ["'h:0'", "'[::1:80'", "':80'"] {
             let (_, r) = hc(&format!("{{type: tcp, address: {bad}}}"));
             assert!(
                 r.problems[0].contains("host:port"),
