@@ -25,7 +25,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{process_key, Config, ConfigError};
 
 /// Start and stop order for the enabled processes.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -74,12 +74,14 @@ impl Plan {
                     }
                     // Config validation rejects both; stay defensive.
                     Some(_) => problems.push(format!(
-                        "processes.{}.depends_on: \"{}\" is disabled; enable it or remove the dependency",
-                        p.name, d.name
+                        "{}: \"{}\" is disabled; enable it or remove the dependency",
+                        process_key(&p.name, "depends_on"),
+                        d.name
                     )),
                     None => problems.push(format!(
-                        "processes.{}.depends_on: \"{}\" is not a defined process",
-                        p.name, d.name
+                        "{}: \"{}\" is not a defined process",
+                        process_key(&p.name, "depends_on"),
+                        d.name
                     )),
                 }
             }

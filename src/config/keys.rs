@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 
 use serde_yaml::Value;
 
-use super::report::{join, Report};
+use super::report::{self, join, Report};
 use super::shape::Shape;
 use super::suggest;
 use super::value::describe;
@@ -131,10 +131,7 @@ fn walk(value: &mut Value, shape: &Shape, path: &mut String, report: &mut Report
 /// `report::join` spells it, then cut it back.
 fn below(path: &mut String, key: &str, f: impl FnOnce(&mut String)) {
     let len = path.len();
-    if len > 0 {
-        path.push('.');
-    }
-    path.push_str(key);
+    report::push_key(path, key);
     f(path);
     path.truncate(len);
 }

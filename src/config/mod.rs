@@ -23,6 +23,7 @@ mod value;
 mod yaml;
 
 pub use model::*;
+pub use report::process_key;
 /// The one signal grammar (`SIGHUP`, `HUP`, `hup`, `1`), shared with the API.
 #[cfg(feature = "api")]
 pub use value::signal as parse_signal;

@@ -36,13 +36,41 @@ pub struct Report {
 /// of every process, and `format!` would grow each from nothing (a load of
 /// 50 processes made 2,300 reallocations here).
 pub fn join(base: &str, key: &str) -> String {
-    if base.is_empty() {
-        return key.to_string();
-    }
     let mut path = String::with_capacity(base.len() + 1 + key.len());
     path.push_str(base);
+    push_key(&mut path, key);
+    path
+}
+
+/// Append `.key` to `path` (just `key` at the top). A key that holds a
+/// `.` or `[` (process names may hold dots) is written in double quotes,
+/// `processes."web.v2".scale`, so that it stays one segment: suppression
+/// and origins match whole segments, and `processes.web.v2` would read as
+/// key `v2` of process `web`.
+pub fn push_key(path: &mut String, key: &str) {
+    if !path.is_empty() {
+        path.push('.');
+    }
+    if !key.contains(['.', '[', '"', '\\']) {
+        path.push_str(key);
+        return;
+    }
+    path.push('"');
+    for c in key.chars() {
+        if matches!(c, '"' | '\\') {
+            path.push('\\');
+        }
+        path.push(c);
+    }
+    path.push('"');
+}
+
+/// `processes.NAME.rest`, for checks made outside this module; `rest` is
+/// a path as written (`logging.file.path`), the name is quoted if needed.
+pub fn process_key(name: &str, rest: &str) -> String {
+    let mut path = join("processes", name);
     path.push('.');
-    path.push_str(key);
+    path.push_str(rest);
     path
 }
 
@@ -115,12 +143,24 @@ fn within(path: &str, ancestor: &str) -> bool {
     }
 }
 
-/// The root `""`, every path above `path`, and `path` itself.
+/// The root `""`, every path above `path`, and `path` itself. A `.` or
+/// `[` inside a quoted key (see `push_key`) does not start a segment.
 fn ancestors(path: &str) -> impl Iterator<Item = &str> {
-    let inner = path
-        .char_indices()
-        .filter(|(_, c)| matches!(c, '.' | '['))
-        .map(|(i, _)| &path[..i]);
+    let mut quoted = false;
+    let mut escaped = false;
+    let inner = path.char_indices().filter_map(move |(i, c)| {
+        if escaped {
+            escaped = false;
+            return None;
+        }
+        match c {
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '.' | '[' if !quoted => return Some(&path[..i]),
+            _ => {}
+        }
+        None
+    });
     std::iter::once("")
         .chain(inner)
         .chain(std::iter::once(path))
@@ -253,6 +293,26 @@ mod tests {
         assert!(within("a.b", "a"));
         assert!(within("a[1].c", "a"));
         assert!(!within("ab", "a"));
+    }
+
+    #[test]
+    fn keys_with_separators_are_quoted_whole() {
+        assert_eq!(join("processes", "web.v2"), "processes.\"web.v2\"");
+        assert_eq!(join("env", "a\"b.c\\"), "env.\"a\\\"b.c\\\\\"");
+        assert_eq!(
+            process_key("a.b", "logging.file"),
+            "processes.\"a.b\".logging.file"
+        );
+        let path = join(&join("processes", "w.[x\"y"), "scale");
+        let all: Vec<_> = ancestors(&path).collect();
+        assert_eq!(
+            all,
+            ["", "processes", "processes.\"w.[x\\\"y\"", path.as_str()]
+        );
+        let mut r = Report::default();
+        r.error_and_suppress("processes.w", "bad");
+        r.error(&path, "shown");
+        assert_eq!(r.problems.len(), 2);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::fmt::Write;
 
 use serde_yaml::Value;
 
-use super::report::Report;
+use super::report::{push_key, Report};
 use super::value::{describe, quote};
 use super::EnvLookup;
 
@@ -58,12 +58,9 @@ fn walk(value: &mut Value, path: &mut String, env: &EnvLookup, report: &mut Repo
         Value::Mapping(map) => {
             let len = path.len();
             for (k, v) in map.iter_mut() {
-                if !path.is_empty() {
-                    path.push('.');
-                }
                 match k {
-                    Value::String(key) => path.push_str(key),
-                    other => path.push_str(&describe(other)),
+                    Value::String(key) => push_key(path, key),
+                    other => push_key(path, &describe(other)),
                 }
                 walk(v, path, env, report);
                 path.truncate(len);

@@ -265,6 +265,25 @@ fn process_names() {
 }
 
 #[test]
+fn a_dotted_name_is_one_path_segment() {
+    // A bad `env` in `web` must not hide the problems of process
+    // `web.env`, and each is named so that it reads as one name.
+    let p = problems(
+        "processes: {web: {command: x, env: 5}, web.env: {command: x, scale: -1, shutdown: {signal: NOPE}}}",
+    );
+    assert_eq!(p.len(), 3, "{p:#?}");
+    assert!(
+        p[0].starts_with("processes.web.env: expected a map"),
+        "{p:#?}"
+    );
+    assert!(p[1].starts_with("processes.\"web.env\".scale: "), "{p:#?}");
+    assert!(
+        p[2].starts_with("processes.\"web.env\".shutdown.signal: "),
+        "{p:#?}"
+    );
+}
+
+#[test]
 fn process_count_and_enabled() {
     one(
         "version: '1.0'",

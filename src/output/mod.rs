@@ -34,7 +34,7 @@ use crossbeam_channel::Sender;
 use nix::fcntl::OFlag;
 
 use crate::config::extra::Logging;
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::logging::Stream;
 use crate::spawn::Identity;
 
@@ -169,7 +169,8 @@ pub fn check_files(cfg: &Config) -> Result<(), String> {
         for index in 1..=p.scale.max(1) {
             let path = sink::expand(&f.path, &p.name, &format!("{}-{index}", p.name));
             if let Err(e) = sink::check_dir(&path) {
-                problems.push(format!("processes.{}.logging.file.path: {e}", p.name));
+                let key = config::process_key(&p.name, "logging.file.path");
+                problems.push(format!("{key}: {e}"));
                 break;
             }
         }
