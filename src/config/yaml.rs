@@ -122,6 +122,12 @@ impl Budget {
     }
 }
 
+fn beyond_64_bits<E: de::Error>(n: impl fmt::Display) -> E {
+    E::custom(format!(
+        "integer {n} does not fit in 64 bits; quote it if it is text: \"{n}\""
+    ))
+}
+
 #[derive(Clone, Copy)]
 struct Node<'b>(&'b Budget);
 
@@ -153,6 +159,22 @@ impl<'de> Visitor<'de> for Node<'_> {
     fn visit_u64<E: de::Error>(self, u: u64) -> Result<Value, E> {
         self.0.take(0)?;
         Ok(Value::Number(u.into()))
+    }
+
+    /// serde_yaml hands over integers beyond 64 bits this way; without it
+    /// the message was serde's "invalid type: integer … as u128".
+    fn visit_u128<E: de::Error>(self, u: u128) -> Result<Value, E> {
+        match u64::try_from(u) {
+            Ok(u) => self.visit_u64(u),
+            Err(_) => Err(beyond_64_bits(u)),
+        }
+    }
+
+    fn visit_i128<E: de::Error>(self, i: i128) -> Result<Value, E> {
+        match i64::try_from(i) {
+            Ok(i) => self.visit_i64(i),
+            Err(_) => Err(beyond_64_bits(i)),
+        }
     }
 
     fn visit_f64<E: de::Error>(self, f: f64) -> Result<Value, E> {
@@ -246,6 +268,18 @@ mod tests {
         assert!(parse("a: !custom 1\n").unwrap_err().contains("tags"));
         assert!(parse("---\na: 1\n---\nb: 2\n").is_err());
         assert!(parse("\u{0}\u{1}\u{2}").is_err());
+        let e = parse("a: {b: 99999999999999999999999}\n").unwrap_err();
+        assert!(
+            e.contains("a.b: integer 99999999999999999999999 does not fit in 64 bits"),
+            "{e}"
+        );
+        assert!(parse("a: -99999999999999999999999\n")
+            .unwrap_err()
+            .contains("integer -99999999999999999999999 does not fit"));
+        assert_eq!(
+            parse("a: 18446744073709551615\n").unwrap()["a"],
+            Value::Number(u64::MAX.into())
+        );
     }
 
     #[test]
