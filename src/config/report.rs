@@ -210,6 +210,15 @@ impl Report {
         self.suppressed.insert(path.into_owned());
     }
 
+    /// Whether a problem was already recorded at exactly `path`: a check
+    /// of the whole block (say, "no processes") then adds nothing, since
+    /// what made it fail is already named.
+    pub fn has_problem_at(&self, path: &str) -> bool {
+        self.problems
+            .iter()
+            .any(|l| l.strip_prefix(path).is_some_and(|m| m.starts_with(": ")))
+    }
+
     /// True once no more problems will be kept (skip costly messages).
     pub fn is_full(&self) -> bool {
         self.problems.len() >= MAX_LINES

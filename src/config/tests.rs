@@ -265,6 +265,13 @@ fn process_names() {
 }
 
 #[test]
+fn a_key_that_is_not_a_name_is_not_also_missing_processes() {
+    let p = problems("processes: {~: {command: x}}");
+    assert_eq!(p, ["processes: key null is not a name; expected a string"]);
+    one("processes: {}", "processes: missing; at least one process");
+}
+
+#[test]
 fn a_dotted_name_is_one_path_segment() {
     // A bad `env` in `web` must not hide the problems of process
     // `web.env`, and each is named so that it reads as one name.

@@ -28,7 +28,9 @@ pub fn build(raw: &RawConfig, source: Option<&Path>, r: &mut Report) -> Option<C
     for (name, p) in raw.processes.iter().flatten() {
         processes.insert(name.clone(), process::build(name, p, &global, r));
     }
-    if processes.is_empty() {
+    if r.has_problem_at("processes") {
+        // A bad key there already explains why none is left.
+    } else if processes.is_empty() {
         r.error(
             "processes",
             "missing; at least one process is required, e.g. processes: {web: {command: [nginx, -g, \"daemon off;\"]}}",
