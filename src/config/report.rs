@@ -170,7 +170,7 @@ impl Report {
     /// Whether `path` is at or below a suppressed path. A lookup per
     /// ancestor, not a scan of the set: a hostile file suppresses
     /// thousands of paths.
-    fn is_suppressed(&self, path: &str) -> bool {
+    pub fn is_suppressed(&self, path: &str) -> bool {
         ancestors(path).any(|a| self.suppressed.contains(a))
     }
 
@@ -217,6 +217,22 @@ impl Report {
         self.problems
             .iter()
             .any(|l| l.strip_prefix(path).is_some_and(|m| m.starts_with(": ")))
+    }
+
+    /// The items of the list at `path` whose own entry `path[i]` was not
+    /// already reported (a failed `${VAR}` keeps its text): checks of the
+    /// list as a whole, such as "unknown process", then say nothing more
+    /// about them.
+    pub fn unreported(&self, path: &str, items: Vec<String>) -> Vec<String> {
+        if self.suppressed.is_empty() {
+            return items;
+        }
+        items
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| !self.is_suppressed(&index(path, *i)))
+            .map(|(_, item)| item)
+            .collect()
     }
 
     /// True once no more problems will be kept (skip costly messages).

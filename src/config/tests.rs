@@ -507,8 +507,12 @@ processes:
         Some(Duration::from_secs(60))
     );
     one(
-        "processes: {w: {command: x, ports: [0]}}",
-        "processes.w.ports: invalid value 0; expected an integer from 1 to 65535",
+        "processes: {w: {command: x, ports: [80, 0]}}",
+        "processes.w.ports[1]: invalid value 0; expected an integer from 1 to 65535",
+    );
+    one(
+        "processes: {w: {command: x, ports: 70000}}",
+        "processes.w.ports: invalid value 70000; expected an integer from 1 to 65535",
     );
     one(
         "global: {readiness: {processes: [nope]}}\nprocesses: {w: {command: x}}",
@@ -574,6 +578,32 @@ processes:
             "processes.web.env.X",
             "processes.web.env.Y",
             "processes.zz.command[0]"
+        ],
+        "{:?}",
+        e.problems
+    );
+
+    // Nor are the lists that other checks read as a whole: the text kept
+    // in place of `${P}` is not also an unknown process or a bad port.
+    let e = load_env(
+        "global: {readiness: {enabled: true, processes: [db, '${R}']}}\n\
+         processes:\n  web: {command: x, ports: [80, '${P}'], depends_on: [db, '${D}']}\n  \
+         db: {command: x}",
+        &[],
+        &[],
+    )
+    .unwrap_err();
+    let at: Vec<&str> = e
+        .problems
+        .iter()
+        .map(|p| p.split(':').next().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        at,
+        [
+            "global.readiness.processes[1]",
+            "processes.web.ports[1]",
+            "processes.web.depends_on[1]"
         ],
         "{:?}",
         e.problems

@@ -12,7 +12,7 @@ use serde_yaml::Value;
 use super::super::extra::{GlobalExtra, Readiness, ReadinessMode};
 use super::super::model::{Api, Global, LogFormat, LogLevel, Metrics, RestartPolicy};
 use super::super::raw::{RawAcl, RawGlobal, RawTls, V};
-use super::super::report::{under, Report};
+use super::super::report::{under, KeyPath, Report};
 use super::super::value::{self as val, describe, quote};
 
 pub const LOG_LEVELS: &[(&str, LogLevel)] = &[
@@ -357,6 +357,7 @@ fn extra(raw: &RawGlobal, r: &mut Report) -> GlobalExtra {
         );
         let content = r.get(&b.content, bp("content"), val::string);
         let processes = r.get_or(&b.processes, bp("processes"), val::string_list, Vec::new());
+        let processes = r.unreported(&bp("processes").spell(), processes);
         enabled.then(|| Readiness {
             path: PathBuf::from(path),
             mode,

@@ -19,7 +19,7 @@ use super::super::model::{
     Shutdown,
 };
 use super::super::raw::RawProcess;
-use super::super::report::{join, under, Report};
+use super::super::report::{index, join, under, KeyPath, Report};
 use super::super::suggest;
 use super::super::value::{self as val, describe, quote};
 use super::extra;
@@ -180,18 +180,7 @@ pub fn build(name: &str, raw: &RawProcess, global: &Global, r: &mut Report) -> P
         .health_check
         .as_ref()
         .and_then(|h| extra::health_check(h, &p("health_check").to_string(), r));
-    let ports = r.get_or(
-        &raw.ports,
-        p("ports"),
-        |v| match v {
-            Value::Sequence(items) => items
-                .iter()
-                .map(|i| val::port(i).map_err(|e| format!("{e} (in the list)")))
-                .collect(),
-            other => val::port(other).map(|p| vec![p]),
-        },
-        Vec::new(),
-    );
+    let ports = ports(&raw.ports, &p("ports").spell(), r);
     if let Some(hc) = &health_check {
         if uses_port_template(&hc.probe) && ports.is_empty() {
             r.error(
@@ -310,6 +299,24 @@ fn condition(v: &Value) -> Result<Condition, String> {
     val::choice(&v, CONDITIONS)
 }
 
+/// One port or a list of them; a bad item is reported at its index.
+fn ports(raw: &Option<Value>, path: &str, r: &mut Report) -> Vec<u16> {
+    match raw {
+        None => Vec::new(),
+        Some(Value::Sequence(items)) => {
+            let mut out = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                match val::port(item) {
+                    Ok(port) => out.push(port),
+                    Err(e) => r.error(index(path, i), e),
+                }
+            }
+            out
+        }
+        Some(_) => r.get_or(raw, path, |v| val::port(v).map(|p| vec![p]), Vec::new()),
+    }
+}
+
 /// The list form, a comma-separated string, or the map form
 /// `{name: {condition: healthy}}` (`{name: healthy}` and `{name: ~}` too).
 fn dependencies(raw: &Option<Value>, path: &str, r: &mut Report) -> Vec<Dependency> {
@@ -319,10 +326,14 @@ fn dependencies(raw: &Option<Value>, path: &str, r: &mut Report) -> Vec<Dependen
     let mut out: Vec<Dependency> = Vec::new();
     match v {
         Value::Sequence(_) | Value::String(_) => match val::string_list(v) {
-            Ok(names) => out.extend(names.into_iter().map(|name| Dependency {
-                name: name.trim().to_string(),
-                condition: None,
-            })),
+            Ok(names) => out.extend(
+                r.unreported(path, names)
+                    .into_iter()
+                    .map(|name| Dependency {
+                        name: name.trim().to_string(),
+                        condition: None,
+                    }),
+            ),
             Err(e) => r.error(path, e),
         },
         Value::Mapping(m) => {
