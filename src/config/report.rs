@@ -15,7 +15,6 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 
 /// Most problems (and, separately, warnings) kept.
 pub const MAX_LINES: usize = 100;
@@ -119,13 +118,14 @@ pub struct At<'a, 'k> {
 
 impl KeyPath for At<'_, '_> {
     fn spell(&self) -> Cow<'_, str> {
-        Cow::Owned(join(self.base, self.key))
+        Cow::Owned(self.path())
     }
 }
 
-impl fmt::Display for At<'_, '_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.spell())
+impl At<'_, '_> {
+    /// The path written out, as the base of a nested block's paths.
+    pub fn path(&self) -> String {
+        join(self.base, self.key)
     }
 }
 
@@ -343,7 +343,7 @@ mod tests {
     #[test]
     fn deferred_paths_read_as_joined_ones() {
         let p = under("processes.web");
-        assert_eq!(p("scale").to_string(), join("processes.web", "scale"));
+        assert_eq!(p("scale").path(), join("processes.web", "scale"));
         assert_eq!(under("")("global").spell(), "global");
         let mut r = Report::default();
         r.error_and_suppress(p("env"), "bad");

@@ -357,7 +357,7 @@ pub fn logging(raw: &RawProcess, path: &str, r: &mut Report) -> Logging {
         });
         if let Some(mode) = r.get(legacy, under(path)(key), stream) {
             if block_set && mode != *slot {
-                r.warn(under(path)(key), format!("overrides {}", p(key)));
+                r.warn(under(path)(key), format!("overrides {}", p(key).path()));
             }
             *slot = mode;
         }
@@ -375,10 +375,10 @@ fn logging_block(l: &RawLogging, lp: &str, r: &mut Report, out: &mut Logging) {
     let p = under(lp);
     out.stdout = r.get_or(&l.stdout, p("stdout"), stream, StreamMode::Log);
     out.stderr = r.get_or(&l.stderr, p("stderr"), stream, StreamMode::Log);
-    out.labels = env_map(l.labels.as_ref(), &p("labels").to_string(), r);
+    out.labels = env_map(l.labels.as_ref(), &p("labels").path(), r);
     out.min_level = r.get(&l.min_level, p("min_level"), level);
     if let Some(m) = &l.multiline {
-        let mp = p("multiline").to_string();
+        let mp = p("multiline").path();
         let q = under(&mp);
         let on = enabled(&m.enabled, &mp, r);
         let pattern = r.get(&m.pattern, q("pattern"), regex);
@@ -409,7 +409,7 @@ fn logging_block(l: &RawLogging, lp: &str, r: &mut Report, out: &mut Logging) {
         }
     }
     if let Some(red) = &l.redaction {
-        let rp = p("redaction").to_string();
+        let rp = p("redaction").path();
         let on = enabled(&red.enabled, &rp, r);
         let pp = join(&rp, "patterns");
         let mut patterns = Vec::new();
@@ -451,7 +451,7 @@ fn logging_block(l: &RawLogging, lp: &str, r: &mut Report, out: &mut Logging) {
         }
     }
     if let Some(j) = &l.json {
-        let jp = p("json").to_string();
+        let jp = p("json").path();
         let q = under(&jp);
         let on = enabled(&j.enabled, &jp, r);
         let cfg = JsonLogging {
@@ -463,7 +463,7 @@ fn logging_block(l: &RawLogging, lp: &str, r: &mut Report, out: &mut Logging) {
         out.json = on.then_some(cfg);
     }
     if let Some(ld) = &l.level_detection {
-        let dp = p("level_detection").to_string();
+        let dp = p("level_detection").path();
         let on = enabled(&ld.enabled, &dp, r);
         let mut patterns = BTreeMap::new();
         let pp = join(&dp, "patterns");
@@ -493,12 +493,12 @@ fn logging_block(l: &RawLogging, lp: &str, r: &mut Report, out: &mut Logging) {
         }
     }
     if let Some(f) = &l.filters {
-        let fp = p("filters").to_string();
+        let fp = p("filters").path();
         out.include = regex_list(&f.include, &join(&fp, "include"), r);
         out.exclude = regex_list(&f.exclude, &join(&fp, "exclude"), r);
     }
     if let Some(f) = &l.file {
-        let fp = p("file").to_string();
+        let fp = p("file").path();
         let q = under(&fp);
         let path = r.get(&f.path, q("path"), log_path).map(PathBuf::from);
         if f.path.is_none() {
@@ -663,7 +663,7 @@ pub fn heartbeat(raw: &RawHeartbeat, path: &str, r: &mut Report) -> Option<Heart
         |v| val::choice(v, &[("GET", "GET"), ("HEAD", "HEAD"), ("POST", "POST")]).map(String::from),
         "POST".into(),
     );
-    let hp = p("headers").to_string();
+    let hp = p("headers").path();
     let headers = env_map(raw.headers.as_ref(), &hp, r);
     #[cfg(feature = "http")]
     for (name, value) in &headers {

@@ -182,7 +182,7 @@ fn api_switch(raw: &V, path: &str, r: &mut Report) -> bool {
 
 fn api(raw: &RawGlobal, r: &mut Report) -> Api {
     let p = under("global");
-    let enabled = api_switch(&raw.api_enabled, &p("api_enabled").to_string(), r);
+    let enabled = api_switch(&raw.api_enabled, &p("api_enabled").path(), r);
     let port = r.get_or(
         &raw.api_port,
         p("api_port"),
@@ -271,7 +271,7 @@ fn api(raw: &RawGlobal, r: &mut Report) -> Api {
 
 fn metrics(raw: &RawGlobal, r: &mut Report) -> Metrics {
     let p = under("global");
-    let enabled = api_switch(&raw.metrics_enabled, &p("metrics_enabled").to_string(), r);
+    let enabled = api_switch(&raw.metrics_enabled, &p("metrics_enabled").path(), r);
     let port = r.get_or(&raw.metrics_port, p("metrics_port"), val::port, 9090);
     let path = r.get_or(
         &raw.metrics_path,

@@ -51,7 +51,7 @@ pub fn hook(raw: &RawHook, path: &str, r: &mut Report) -> Option<Hook> {
         val::boolean,
         false,
     );
-    let env = env_map(raw.env.as_ref(), &p("env").to_string(), r);
+    let env = env_map(raw.env.as_ref(), &p("env").path(), r);
     let working_dir = r
         .get(&raw.working_dir, p("working_dir"), val::text)
         .map(PathBuf::from);

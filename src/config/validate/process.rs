@@ -145,11 +145,11 @@ pub fn build(name: &str, raw: &RawProcess, global: &Global, r: &mut Report) -> P
         global.restart_policy
     });
 
-    let depends_on = dependencies(&raw.depends_on, &p("depends_on").to_string(), r);
+    let depends_on = dependencies(&raw.depends_on, &p("depends_on").path(), r);
     let working_dir = r
         .get(&raw.working_dir, p("working_dir"), val::text)
         .map(PathBuf::from);
-    let env = env_map(raw.env.as_ref(), &p("env").to_string(), r);
+    let env = env_map(raw.env.as_ref(), &p("env").path(), r);
     let credentials = credentials(&raw.user, &raw.group, &path, r);
     let shutdown = shutdown(raw, &path, r);
     let critical = r.get_or(&raw.critical, p("critical"), val::boolean, false);
@@ -179,7 +179,7 @@ pub fn build(name: &str, raw: &RawProcess, global: &Global, r: &mut Report) -> P
     let health_check = raw
         .health_check
         .as_ref()
-        .and_then(|h| extra::health_check(h, &p("health_check").to_string(), r));
+        .and_then(|h| extra::health_check(h, &p("health_check").path(), r));
     let ports = ports(&raw.ports, &p("ports").spell(), r);
     if let Some(hc) = &health_check {
         if uses_port_template(&hc.probe) && ports.is_empty() {
@@ -199,8 +199,8 @@ pub fn build(name: &str, raw: &RawProcess, global: &Global, r: &mut Report) -> P
     let heartbeat = raw
         .heartbeat
         .as_ref()
-        .and_then(|h| extra::heartbeat(h, &p("heartbeat").to_string(), r));
-    let hooks = hooks::hooks(raw.hooks.as_ref(), &p("hooks").to_string(), r);
+        .and_then(|h| extra::heartbeat(h, &p("heartbeat").path(), r));
+    let hooks = hooks::hooks(raw.hooks.as_ref(), &p("hooks").path(), r);
 
     Process {
         name: name.to_string(),
@@ -273,7 +273,7 @@ fn shutdown(raw: &RawProcess, path: &str, r: &mut Report) -> Shutdown {
     out.pre_stop_hook = s
         .pre_stop_hook
         .as_ref()
-        .and_then(|h| hooks::hook(h, &p("pre_stop_hook").to_string(), r));
+        .and_then(|h| hooks::hook(h, &p("pre_stop_hook").path(), r));
     if let Some(g) = &s.graceful {
         match val::boolean(g) {
             Ok(_) => r.warn(p("graceful"), "accepted for PHPeek PM compatibility and ignored: every stop is graceful (signal, then timeout, then kill_signal)"),
