@@ -294,6 +294,32 @@ fn invalid_utf8_is_replaced_never_a_panic() {
 }
 
 #[test]
+fn a_crlf_line_end_is_not_kept_in_the_message() {
+    // A Windows-made script: every line ends in CRLF; a progress bar's
+    // bare \r is text and stays. `$` in a filter matches the line's end.
+    let cfg = config(
+        "  log_format: json\n",
+        r#"  crlf:
+    type: oneshot
+    command: |
+      printf 'first\r\nsecond done\r\n10%%\r100%%\n'
+    logging:
+      filters:
+        exclude: ['second done$']
+"#,
+    );
+    let mut sd = Sheepdog::start("crlf", &cfg);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let log = sd.log();
+    let recs = records(&log);
+    let msgs: Vec<&str> = of(&recs, "crlf-1")
+        .iter()
+        .filter_map(|r| r["msg"].as_str())
+        .collect();
+    assert_eq!(msgs, ["first", "10%\r100%"], "{log}");
+}
+
+#[test]
 fn very_long_lines_are_cut_and_marked_as_continued() {
     let cfg = config(
         "  log_format: json\n",

@@ -1,14 +1,17 @@
 //! Line framing: turns the bytes read from one pipe into lines.
 //!
-//! Splits on `\n` (which is removed; nothing else is stripped, not even a
-//! `\r`). A line longer than `max` bytes is cut into pieces of at most `max`
+//! Splits on `\n`, which is removed, and so is a `\r` just before it: a
+//! CRLF line end (PHP on a Windows-made script, many Java and .NET tools)
+//! would otherwise leave `\r` in every JSON `msg`, log file line and
+//! regex (`…$` in a filter or redaction would not match). A `\r` anywhere
+//! else stays (progress bars redraw with it). A line longer than `max` bytes is cut into pieces of at most `max`
 //! bytes, each but the last marked `continued`; a cut is moved back (by at
 //! most 3 bytes) to a UTF-8 character boundary so a valid character is never
 //! split. `finish` hands out the unfinished last line when the pipe closes.
 //!
 //! Invariants: at most `max` bytes of an unfinished line are held between
-//! calls (memory per pipe is bounded); every input byte except the newlines
-//! comes out exactly once, in order; any byte sequence is accepted (decoding
+//! calls (memory per pipe is bounded); every input byte except the line
+//! ends comes out exactly once, in order; any byte sequence is accepted (decoding
 //! to text happens later, lossily).
 
 /// Splits one stream of bytes into lines.
@@ -33,11 +36,11 @@ impl Framer {
         while let Some(nl) = data.iter().position(|&b| b == b'\n') {
             let line = &data[..nl];
             if self.pending.is_empty() {
-                cut_into(line, self.max, emit);
+                cut_into(without_cr(line), self.max, emit);
             } else {
                 self.pending.extend_from_slice(line);
                 let whole = std::mem::take(&mut self.pending);
-                cut_into(&whole, self.max, emit);
+                cut_into(without_cr(&whole), self.max, emit);
                 // Keep the allocation for the next partial line.
                 self.pending = whole;
                 self.pending.clear();
@@ -68,6 +71,13 @@ impl Framer {
     pub fn held(&self) -> usize {
         self.pending.len()
     }
+}
+
+/// `line` without the `\r` of a CRLF line end. A `\r` that ended a piece
+/// already cut off stays in it: only held bytes are looked at, and the
+/// last byte of a push is always held.
+fn without_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
 }
 
 fn cut_into(mut line: &[u8], max: usize, emit: &mut dyn FnMut(&[u8], bool)) {
@@ -118,9 +128,30 @@ mod tests {
                 l("one", false),
                 l("two", false),
                 l("", false),
-                l("three\r", false),
+                l("three", false),
                 l("last", false)
             ]
+        );
+    }
+
+    #[test]
+    fn a_crlf_line_end_goes_whole_and_other_carriage_returns_stay() {
+        // The \r and \n in separate reads, and a line that is only CRLF.
+        let out = run(64, &[b"a\r", b"\n\r\n10%\r20%\r\r\n", b"end\r"]);
+        assert_eq!(
+            out,
+            vec![
+                l("a", false),
+                l("", false),
+                l("10%\r20%\r", false),
+                l("end\r", false)
+            ]
+        );
+        // A cut line: the \r held with the rest of it goes too.
+        assert_eq!(run(4, &[b"abc\r\n"]), vec![l("abc", false)]);
+        assert_eq!(
+            run(4, &[b"abcdef\r", b"\n"]),
+            vec![l("abcd", true), l("ef", false)]
         );
     }
 
@@ -164,10 +195,13 @@ mod tests {
 
     #[test]
     fn every_byte_comes_out_once_whatever_the_chunking() {
+        // Carriage returns in the middle of lines, never before a \n.
         let input: Vec<u8> = (0..5000u32)
             .map(|i| {
                 if i % 97 == 0 {
                     b'\n'
+                } else if i % 13 == 0 && (i + 1) % 97 != 0 {
+                    b'\r'
                 } else {
                     b'a' + (i % 26) as u8
                 }
