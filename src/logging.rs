@@ -27,7 +27,7 @@
 //! - A record is formatted into one buffer and written with a single
 //!   `write_all` under the stdout lock, so lines from different threads never
 //!   interleave mid-line. A failing stdout (closed pipe) never panics; the
-//!   line is dropped.
+//!   line is dropped, and stderr says so once per streak of failures.
 //! - Own records also go to `global.log_file` (rotated like process files,
 //!   reopened on SIGUSR1) and to the in-memory `LogStore`, if installed.
 //! - Formatting never panics on any input: messages are already valid UTF-8
@@ -267,11 +267,51 @@ pub fn format_with(r: &Record, json: bool, color: bool, width: usize) -> Vec<u8>
     buf
 }
 
-/// Write one formatted line to stdout: a single `write_all` under the lock.
-pub fn write_stdout(line: &[u8]) {
+/// Lines dropped since stdout last took a write (0 while it works).
+static STDOUT_LOST: AtomicU64 = AtomicU64::new(0);
+
+/// Write formatted lines to stdout: a single `write_all` under the lock.
+///
+/// If stdout fails (the log collector's pipe closed, a full disk behind a
+/// redirect), the lines are dropped: there is nowhere better to hold them,
+/// and children must not block on it. But not silently: the first loss of
+/// a streak is said once on stderr, and how many lines were lost when
+/// stdout takes a write again.
+pub fn write_stdout(lines: &[u8]) {
     let mut out = std::io::stdout().lock();
-    let _ = out.write_all(line);
-    let _ = out.flush();
+    let result = out.write_all(lines).and_then(|()| out.flush());
+    // The stdout lock orders these updates; the atomic only makes the
+    // static shareable.
+    let lost = STDOUT_LOST.load(Ordering::Relaxed);
+    let note = match result {
+        Ok(()) if lost == 0 => return,
+        Ok(()) => {
+            STDOUT_LOST.store(0, Ordering::Relaxed);
+            Record::new(
+                LogLevel::Warn,
+                SELF.into(),
+                format!(
+                    "stdout works again; {} lost",
+                    counted(lost, "line was", "lines were")
+                ),
+            )
+        }
+        Err(e) => {
+            let n = lines.iter().filter(|&&b| b == b'\n').count().max(1) as u64;
+            STDOUT_LOST.store(lost.saturating_add(n), Ordering::Relaxed);
+            if lost > 0 {
+                return;
+            }
+            Record::new(
+                LogLevel::Error,
+                SELF.into(),
+                format!(
+                    "unable to write to stdout: {e}; its lines are dropped until it works again"
+                ),
+            )
+        }
+    };
+    let _ = std::io::stderr().write_all(&format_line(&note, Target::File));
 }
 
 /// Emit one of sheepdog's own records: stdout, `global.log_file`, store.

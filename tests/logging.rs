@@ -320,6 +320,31 @@ fn a_crlf_line_end_is_not_kept_in_the_message() {
 }
 
 #[test]
+fn a_closed_stdout_is_said_once_on_stderr_and_supervision_goes_on() {
+    // The log collector went away: sheepdog's stdout is a pipe nobody
+    // reads. Lines are dropped, stderr (the log file here) says so once,
+    // and the job still runs to its end and its exit code still counts.
+    let cfg = config(
+        "",
+        r#"  talk:
+    type: oneshot
+    command: |
+      i=0; while [ $i -lt 200 ]; do echo "line $i"; i=$((i+1)); done; exit 3
+"#,
+    );
+    let mut sd = Sheepdog::start_with("closed-stdout", &cfg, |cmd| {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        cmd.stdout(writer);
+    });
+    assert_eq!(sd.exit_code(WAIT), 1, "{}", sd.log());
+    let log = sd.log();
+    assert_eq!(sd.count("unable to write to stdout"), 1, "{log}");
+    assert!(log.contains("Broken pipe"), "{log}");
+    assert!(!log.contains("line 1"), "child lines went to stderr: {log}");
+}
+
+#[test]
 fn very_long_lines_are_cut_and_marked_as_continued() {
     let cfg = config(
         "  log_format: json\n",
