@@ -46,6 +46,14 @@ fn problems(text: &str) -> Vec<String> {
 }
 
 /// Exactly one problem, starting with `prefix`.
+/// The key path each problem line starts with.
+fn paths(problems: &[String]) -> Vec<&str> {
+    problems
+        .iter()
+        .map(|p| p.split(':').next().unwrap_or(""))
+        .collect()
+}
+
 fn one(text: &str, prefix: &str) -> String {
     let p = problems(text);
     assert_eq!(p.len(), 1, "expected one problem, got {p:#?}");
@@ -557,7 +565,7 @@ processes:
 
     // Each problem names its own key, however deep: in a list, in a map,
     // and after a sibling that had one. The list is not blamed again for
-    // the null left in place of an argument.
+    // the text kept in place of an argument.
     let e = load_env(
         "processes:\n  web: {command: [echo, ok, '${A}', '${B}'], env: {X: '${C}', Y: '${D}'}}\n  \
          zz: {command: ['${E}']}",
@@ -565,13 +573,8 @@ processes:
         &[],
     )
     .unwrap_err();
-    let at: Vec<&str> = e
-        .problems
-        .iter()
-        .map(|p| p.split(':').next().unwrap_or(""))
-        .collect();
     assert_eq!(
-        at,
+        paths(&e.problems),
         [
             "processes.web.command[2]",
             "processes.web.command[3]",
@@ -593,13 +596,8 @@ processes:
         &[],
     )
     .unwrap_err();
-    let at: Vec<&str> = e
-        .problems
-        .iter()
-        .map(|p| p.split(':').next().unwrap_or(""))
-        .collect();
     assert_eq!(
-        at,
+        paths(&e.problems),
         [
             "global.readiness.processes[1]",
             "processes.web.ports[1]",
