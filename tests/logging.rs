@@ -40,6 +40,14 @@ fn records(log: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Messages of the JSON child records of `instance`.
+fn json_messages(log: &str, instance: &str) -> Vec<String> {
+    of(&records(log), instance)
+        .iter()
+        .filter_map(|r| r["msg"].as_str().map(String::from))
+        .collect()
+}
+
 fn of<'a>(recs: &'a [serde_json::Value], instance: &str) -> Vec<&'a serde_json::Value> {
     recs.iter()
         .filter(|r| r["instance"] == instance && r["process"] != "sheepdog")
@@ -280,14 +288,10 @@ fn invalid_utf8_is_replaced_never_a_panic() {
         let mut sd = Sheepdog::start("utf8", &cfg);
         assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
         let log = sd.log();
-        let msgs: Vec<String> = if format == "text" {
+        let msgs = if format == "text" {
             messages(&log, "bytes-1")
         } else {
-            let recs = records(&log);
-            of(&recs, "bytes-1")
-                .iter()
-                .map(|r| r["msg"].as_str().unwrap().to_string())
-                .collect()
+            json_messages(&log, "bytes-1")
         };
         assert_eq!(msgs, ["bad \u{FFFD}\u{FFFD} bytes", "\u{FFFD}"], "{log}");
     }
@@ -311,12 +315,11 @@ fn a_crlf_line_end_is_not_kept_in_the_message() {
     let mut sd = Sheepdog::start("crlf", &cfg);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
     let log = sd.log();
-    let recs = records(&log);
-    let msgs: Vec<&str> = of(&recs, "crlf-1")
-        .iter()
-        .filter_map(|r| r["msg"].as_str())
-        .collect();
-    assert_eq!(msgs, ["first", "10%\r100%"], "{log}");
+    assert_eq!(
+        json_messages(&log, "crlf-1"),
+        ["first", "10%\r100%"],
+        "{log}"
+    );
 }
 
 #[test]
@@ -389,11 +392,7 @@ fn multiline_stack_traces_are_merged_and_flushed_on_time_with_no_further_line() 
     // The second entry can only come out through its timeout: the child
     // prints nothing more and stays alive.
     sd.wait_log(r#""msg":"[2026-01-01 10:00:01] local.INFO: next\n  continued""#);
-    let recs = records(&sd.log());
-    let msgs: Vec<&str> = of(&recs, "laravel-1")
-        .iter()
-        .map(|r| r["msg"].as_str().unwrap())
-        .collect();
+    let msgs = json_messages(&sd.log(), "laravel-1");
     assert_eq!(
         msgs,
         [
