@@ -36,6 +36,7 @@ mod seeded;
 mod signals;
 mod spawn;
 mod status;
+mod stragglers;
 mod supervisor;
 mod sys;
 mod task;

@@ -19,16 +19,21 @@
 //! - A pid in the registry is an unreaped child of ours, so it cannot have
 //!   been reused; signalling it (or its group, while it lives) is safe.
 //! - Unknown pids are adopted orphans (we are PID 1 or a subreaper): they
-//!   are counted and logged at debug.
+//!   are counted and logged at debug. At the end of a shutdown, those still
+//!   alive are taken on by the straggler sweep (`adopt`), which then gets
+//!   their exits like an owner; they are counted as orphans all the same.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use crossbeam_channel::Sender;
 
+use nix::sys::signal::Signal;
+
 use crate::child::{Child, Command, Prepared};
+use crate::stragglers::Straggler;
 use crate::sys::{self, WaitResult};
 
 /// How a child ended.
@@ -117,6 +122,8 @@ struct Registry {
     /// Unknown pids reaped while spawns were in flight: (`spawns` then,
     /// status).
     early: HashMap<i32, (u64, ExitStatus)>,
+    /// Owned pids that are adopted orphans (`adopt`): counted as such.
+    adopted: HashSet<i32>,
 }
 
 impl Reaper {
@@ -197,7 +204,12 @@ impl Reaper {
                     count += 1;
                     let status = ExitStatus::from_raw(status);
                     match r.owners.remove(&pid) {
-                        Some(owner) => deliver(pid, status, owner.as_ref()),
+                        Some(owner) => {
+                            if r.adopted.remove(&pid) {
+                                self.orphans.fetch_add(1, Ordering::Relaxed);
+                            }
+                            deliver(pid, status, owner.as_ref())
+                        }
                         None if r.in_flight > 0 => {
                             // Perhaps a spawn's child, not registered yet.
                             let tag = r.spawns;
@@ -216,6 +228,39 @@ impl Reaper {
             }
         }
         count
+    }
+
+    /// Take on the stragglers among `candidates` (a scan of `/proc`, see
+    /// `stragglers`): each that is still a child of ours and has no owner
+    /// is registered for `owner` and sent `sig`. All under the lock, so
+    /// that none can be reaped, and its pid reused, in between. Returns
+    /// those taken on.
+    pub fn adopt(
+        &self,
+        candidates: Vec<Straggler>,
+        owner: &Sender<Exit>,
+        sig: Signal,
+    ) -> Vec<Straggler> {
+        let mut r = self.registry();
+        let mut taken = Vec::new();
+        for s in candidates {
+            if r.owners.contains_key(&s.pid) || !s.still_ours() {
+                continue;
+            }
+            r.owners.insert(s.pid, Some(owner.clone()));
+            r.adopted.insert(s.pid);
+            s.signal(sig);
+            taken.push(s);
+        }
+        taken
+    }
+
+    /// Send `sig` to those of `stragglers` not reaped yet.
+    pub fn signal_adopted(&self, stragglers: &[Straggler], sig: Signal) {
+        let r = self.registry();
+        for s in stragglers.iter().filter(|s| r.adopted.contains(&s.pid)) {
+            s.signal(sig);
+        }
     }
 
     /// Adopted orphans reaped so far.

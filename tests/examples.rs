@@ -191,11 +191,11 @@ fn basic_example_serves_its_page_and_stops_workers_before_web() {
 }
 
 #[test]
-fn shutdown_order_example_stops_in_reverse_and_kills_the_stubborn_one() {
+fn shutdown_order_example_stops_in_reverse_kills_the_stubborn_one_and_ends_the_daemon() {
     let file = examples_dir().join("shutdown-order.yaml");
     let mut sd = Sheepdog::start_file("example-shutdown", &file, hermetic);
     // Each process installs its trap before it prints "up".
-    for p in ["db", "app", "worker", "stubborn"] {
+    for p in ["db", "app", "worker", "stubborn", "daemon"] {
         sd.wait_log(&format!("{p}: up"));
     }
     sd.signal(libc::SIGTERM);
@@ -228,6 +228,19 @@ fn shutdown_order_example_stops_in_reverse_and_kills_the_stubborn_one() {
     assert!(at.windows(2).all(|w| w[0] < w[1]), "{log}");
     assert!(
         pos(&log, "stubborn: got SIGTERM") < pos(&log, "app: got SIGTERM"),
+        "{log}"
+    );
+    // The daemon outside every group is ended last, with SIGTERM.
+    let last = [
+        "db-1: stopped",
+        "stubborn-1: stopped",
+        "1 left-over process still running outside the stopped process groups",
+        "daemon: got SIGTERM at the end of the shutdown",
+        "shutdown complete",
+    ];
+    let at: Vec<usize> = last.iter().map(|n| pos(&log, n)).collect();
+    assert!(
+        at[0] < at[2] && at[1] < at[2] && at[2] < at[3] && at[3] < at[4],
         "{log}"
     );
 }

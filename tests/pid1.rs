@@ -1,7 +1,8 @@
 //! sheepdog as PID 1 in its own pid namespace (`unshare --pid --fork
 //! --mount-proc`): orphans of managed processes are reaped, SIGTERM to PID 1
-//! stops everything in order, and a child holding the output pipe while
-//! ignoring SIGTERM cannot hang the shutdown.
+//! stops everything in order, a child holding the output pipe while
+//! ignoring SIGTERM cannot hang the shutdown, and a process that left its
+//! group still gets a SIGTERM before the end.
 //!
 //! Needs root (CI runs as root); skipped with a printed reason otherwise.
 
@@ -158,6 +159,37 @@ processes:
     assert_eq!(sd.exit_code(Duration::from_secs(30)), 0, "{}", sd.log());
     assert!(sd.log().contains("holder-1 | tick"), "{}", sd.log());
     assert!(sd.log().contains("sending SIGKILL"), "{}", sd.log());
+}
+
+#[test]
+fn as_pid1_a_process_that_left_its_group_gets_sigterm_before_the_end() {
+    // When PID 1 exits the kernel SIGKILLs what is left of the namespace:
+    // a daemon that made its own session would never see a SIGTERM. The
+    // file it writes on SIGTERM shows it did.
+    let cfg = r#"
+global: { shutdown_timeout: 20, api_enabled: false, metrics_enabled: false }
+processes:
+  app:
+    command: "setsid sh -c 'trap \"echo term > $DIR/got-term; exit 0\" TERM; echo ready > $DIR/ready; sleep 1000 & wait' & exec sleep 1000"
+"#;
+    let Some(mut sd) = start_pid1("pid1-left-group", cfg) else {
+        return;
+    };
+    assert!(
+        wait_until(WAIT, || sd.dir.path("ready").exists()),
+        "{}",
+        sd.log()
+    );
+    let root = wait_pid1(&sd);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(root),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(sd.exit_code(Duration::from_secs(30)), 0, "{}", sd.log());
+    let log = sd.log();
+    assert!(sd.dir.path("got-term").exists(), "{log}");
+    assert!(log.contains("left-over pid"), "{log}");
 }
 
 fn wait_pid1(sd: &Sheepdog) -> i32 {

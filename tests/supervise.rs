@@ -1,8 +1,8 @@
 //! The core supervisor, driven as a real binary with real children:
 //! start order, parallel levels, reverse-order shutdown, stop escalation to
-//! the whole process group, the global deadline, restart policies, backoff,
-//! attempts, critical processes, oneshot dependencies, scaling, and what
-//! children inherit.
+//! the whole process group, processes that left their group, the global
+//! deadline, restart policies, backoff, attempts, critical processes,
+//! oneshot dependencies, scaling, and what children inherit.
 
 mod common;
 
@@ -113,6 +113,76 @@ fn a_child_ignoring_sigterm_is_killed_with_its_grandchildren_at_its_timeout() {
     assert!(
         wait_until(WAIT, || !alive(gc)),
         "grandchild {gc} survived its group's SIGKILL"
+    );
+}
+
+#[test]
+fn a_process_that_left_its_group_is_ended_gracefully_at_shutdown() {
+    // A daemon-style child makes its own session, so no stop of `app`'s
+    // group reaches it. The shutdown still ends it, with SIGTERM first,
+    // and does not wait for the output pipe it holds.
+    let cfg = global("")
+        + r#"
+  app:
+    command: "setsid sh -c 'trap \"echo term > $DIR/got-term; exit 0\" TERM; echo $$ > $DIR/escaped; sleep 1000 & wait' & exec sleep 1000"
+"#;
+    let mut sd = Sheepdog::start("left-group", &cfg);
+    assert!(
+        wait_until(WAIT, || read_pid(&sd.dir.path("escaped")).is_some()),
+        "{}",
+        sd.log()
+    );
+    let escaped = read_pid(&sd.dir.path("escaped")).expect("escaped pid");
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let log = sd.log();
+    assert!(!alive(escaped), "pid {escaped} outlived sheepdog\n{log}");
+    assert!(sd.dir.path("got-term").exists(), "no SIGTERM first\n{log}");
+    assert!(
+        log.contains(&format!(
+            "1 left-over process still running outside the stopped process groups (pid {escaped}): sending SIGTERM"
+        )),
+        "{log}"
+    );
+    assert!(log.contains("(1 orphan reaped)"), "{log}");
+}
+
+#[test]
+fn left_over_processes_that_ignore_sigterm_are_killed_and_their_own_escapees_too() {
+    // The escaped shell ignores TERM, and has a child of its own in yet
+    // another session, which only comes to sheepdog when the shell dies.
+    let cfg = global("")
+        + r#"
+  app:
+    command: "setsid sh -c 'trap \"\" TERM; setsid sleep 1000 & echo $! > $DIR/inner; echo $$ > $DIR/escaped; sleep 1000 & wait' & exec sleep 1000"
+"#;
+    let mut sd = Sheepdog::start("left-group-kill", &cfg);
+    let (mut escaped, mut inner) = (None, None);
+    assert!(
+        wait_until(WAIT, || {
+            escaped = read_pid(&sd.dir.path("escaped"));
+            inner = read_pid(&sd.dir.path("inner"));
+            escaped.is_some() && inner.is_some()
+        }),
+        "{}",
+        sd.log()
+    );
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let log = sd.log();
+    for pid in [escaped, inner].into_iter().flatten() {
+        assert!(!alive(pid), "pid {pid} outlived sheepdog\n{log}");
+    }
+    assert!(
+        log.contains("1 left-over process still alive after 3s: sending SIGKILL"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "left-over pid {} ended (killed by SIGKILL)",
+            inner.unwrap_or(0)
+        )),
+        "{log}"
     );
 }
 

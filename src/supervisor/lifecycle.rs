@@ -19,7 +19,9 @@ use std::sync::Arc;
 use crate::config::Hook;
 use crate::hooks::{self, Execution, Kind, ListError};
 use crate::instance::Cmd;
+use crate::reaper::Exit;
 use crate::status::HookStatus;
+use crate::stragglers::Sweep;
 
 use super::{Phase, ProcPhase, Reason, Supervisor};
 
@@ -41,6 +43,9 @@ pub(super) enum Stage {
     PreStopHooks,
     /// Processes are being stopped in reverse dependency order.
     Stopping,
+    /// Descendants that left their process group are being ended
+    /// (`stragglers`).
+    Stragglers,
     /// Global post-stop hooks are running.
     PostStopHooks,
     Done,
@@ -144,11 +149,44 @@ impl Supervisor {
         }
     }
 
-    /// Every process is down: global post-stop hooks, then done.
+    /// Every process is down: end the stragglers, if any are left.
     pub(super) fn after_all_stopped(&mut self) {
         if self.stage != Stage::Stopping {
             return;
         }
+        let (forced, deadline) = match self.phase {
+            Phase::ShuttingDown {
+                forced, deadline, ..
+            } => (forced, deadline),
+            Phase::Running => return,
+        };
+        match Sweep::start(&self.shared.reaper, forced, deadline) {
+            Some(sweep) => {
+                self.stage = Stage::Stragglers;
+                self.sweep_rx = sweep.exits.clone();
+                self.sweep = Some(sweep);
+            }
+            None => self.post_stop_hooks(),
+        }
+    }
+
+    pub(super) fn on_straggler_exit(&mut self, exit: Exit) {
+        let Some(sweep) = &mut self.sweep else {
+            return;
+        };
+        if sweep.on_exit(exit, &self.shared.reaper) {
+            self.end_sweep();
+        }
+    }
+
+    pub(super) fn end_sweep(&mut self) {
+        self.sweep = None;
+        self.sweep_rx = crossbeam_channel::never();
+        self.post_stop_hooks();
+    }
+
+    /// Global post-stop hooks, then done.
+    fn post_stop_hooks(&mut self) {
         let hooks = self.cfg.hooks.post_stop.clone();
         if hooks.is_empty() {
             self.stage = Stage::Done;

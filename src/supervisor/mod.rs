@@ -50,6 +50,7 @@ use crate::reaper::{self, ExitStatus, Reaper};
 use crate::scheduler::{self, run::RunReport};
 use crate::signals;
 use crate::status::{ControlReply, HookStatus, Published, Request};
+use crate::stragglers::Sweep;
 
 use jobs::Job;
 use lifecycle::{HookJob, Stage};
@@ -338,6 +339,10 @@ struct Supervisor {
     next_run_id: u64,
     oneshots: oneshots::History,
     beats: beats::Beats,
+    /// The straggler sweep, in `Stage::Stragglers`.
+    sweep: Option<Sweep>,
+    /// Its exits; `never()` outside the sweep.
+    sweep_rx: Receiver<reaper::Exit>,
 }
 
 impl Supervisor {
@@ -426,6 +431,8 @@ impl Supervisor {
             next_run_id: 0,
             oneshots,
             beats,
+            sweep: None,
+            sweep_rx: crossbeam_channel::never(),
         }
     }
 
@@ -484,6 +491,7 @@ impl Supervisor {
                 recv(self.sched_rx) -> m => if let Ok(msg) = m { self.on_scheduler(msg) },
                 recv(self.runs_rx) -> m => if let Ok(r) = m { self.on_run_report(r) },
                 recv(self.beats.results) -> m => if let Ok(o) = m { self.beats.on_outcome(o) },
+                recv(self.sweep_rx) -> m => if let Ok(e) = m { self.on_straggler_exit(e) },
                 recv(timer) -> _ => self.on_deadline(),
             }
             // Reports come in bursts (50 instances starting at once): take
@@ -582,6 +590,9 @@ impl Supervisor {
     fn force_kill(&mut self) {
         if let Phase::ShuttingDown { forced, .. } = &mut self.phase {
             *forced = true;
+        }
+        if let Some(sweep) = &mut self.sweep {
+            sweep.force(&self.shared.reaper);
         }
         self.cancel_hooks();
         self.stop_runs(scheduler::run::RunCmd::Kill);
@@ -880,6 +891,10 @@ impl Supervisor {
     /// The one deadline the supervisor waits for: the shutdown deadline, or
     /// the earliest dependency timeout of a process still waiting to start.
     fn next_deadline(&self) -> Option<Instant> {
+        if let Some(sweep) = &self.sweep {
+            // Its steps end by the shutdown deadline, SIGKILL's wait aside.
+            return Some(sweep.deadline());
+        }
         match self.phase {
             Phase::ShuttingDown {
                 deadline,
@@ -898,6 +913,12 @@ impl Supervisor {
     }
 
     fn on_deadline(&mut self) {
+        if let Some(sweep) = &mut self.sweep {
+            if Instant::now() >= sweep.deadline() && sweep.on_deadline(&self.shared.reaper) {
+                self.end_sweep();
+            }
+            return;
+        }
         if matches!(self.phase, Phase::ShuttingDown { .. }) {
             log::warn!(
                 "shutdown_timeout ({}) reached: killing every remaining process group",
