@@ -30,6 +30,7 @@ use std::borrow::Cow;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 
+use crate::http_text::is_token_byte;
 use crate::resolve::Failure;
 use std::time::{Duration, Instant};
 
@@ -424,12 +425,7 @@ fn check_headers(headers: &[(&str, &str)]) -> Result<(), Error> {
 
 /// Why `name: value` cannot be sent as configured, if it cannot.
 pub fn header_problem(name: &str, value: &str) -> Option<&'static str> {
-    const TOKEN: &[u8] = b"!#$%&'*+-.^_`|~";
-    if name.is_empty()
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || TOKEN.contains(&b))
-    {
+    if name.is_empty() || !name.bytes().all(is_token_byte) {
         return Some("not a header name (letters, digits and !#$%&'*+-.^_`|~ only)");
     }
     if value.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {

@@ -21,6 +21,8 @@ mod heartbeat;
 mod hooks;
 #[cfg(feature = "http")]
 mod http_client;
+#[cfg(any(feature = "api", feature = "http"))]
+mod http_text;
 mod init;
 mod instance;
 mod logging;

@@ -14,6 +14,10 @@
 
 use std::net::IpAddr;
 
+/// Path segments are decoded by `routes` with the shared decoder.
+pub use crate::http_text::percent_decode;
+use crate::http_text::{find_blank_line, is_token_byte};
+
 /// Longest request head (request line + headers) accepted.
 pub const MAX_HEAD: usize = 16 * 1024;
 /// Most header fields accepted.
@@ -131,10 +135,6 @@ pub fn parse_head(buf: &[u8]) -> Parse {
     }
 }
 
-fn find_blank_line(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n")
-}
-
 fn bad(msg: &str) -> Response {
     Response::error(400, msg)
 }
@@ -234,33 +234,6 @@ fn head_fields(raw: &[u8]) -> Result<Head, Response> {
         expect_continue,
         http11: version == "HTTP/1.1",
     })
-}
-
-/// RFC 9110 `tchar`.
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-/// Decode `%XX` escapes in one path segment. Invalid escapes stay as they
-/// are; invalid UTF-8 is replaced.
-pub fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            let hex = |c: u8| (c as char).to_digit(16);
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                // Two hex digits make at most 255.
-                out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A response to send.

@@ -20,6 +20,7 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use crate::cli::Target;
+use crate::http_text::find_blank_line;
 
 /// Longer than the API's own 5 s wait for the supervisor.
 const TIMEOUT: Duration = Duration::from_secs(15);
@@ -364,7 +365,7 @@ fn status_code(line: &str) -> Option<u16> {
 
 /// Status and body of a close-delimited HTTP/1.x response.
 fn parse_response(raw: &[u8]) -> Option<Reply> {
-    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let end = find_blank_line(raw)?;
     let head = std::str::from_utf8(&raw[..end]).ok()?;
     let status = status_code(head.lines().next()?)?;
     let mut body = &raw[end + 4..];

@@ -1,0 +1,75 @@
+//! HTTP/1.x text that the API server (`api::http`), `ctl`'s client and the
+//! outgoing client (`http_client`) read the same way: the token alphabet,
+//! `%XX` escapes and the CRLF blank line that ends a head. Compiled when
+//! either side is (`api` or `http`); pure: no I/O.
+//!
+//! Only what both sides really do alike lives here. The outgoing client
+//! finds the end of a head with its own `head_end`, because it accepts
+//! bare-LF line ends from servers (busybox httpd, `nc` scripts) that the
+//! API server's stricter parser refuses.
+//!
+//! Invariants:
+//! - Nothing here panics or fails on any input: bad escapes stay as they
+//!   are, and a missing blank line is `None`.
+
+/// RFC 9110 `tchar`: what a method or a header name is made of.
+pub fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Decode `%XX` escapes in one path segment. Invalid escapes stay as they
+/// are; invalid UTF-8 is replaced.
+#[cfg(feature = "api")]
+pub fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = |c: u8| (c as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                // Two hex digits make at most 255.
+                out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Where the first CRLF CRLF starts: the end of a head whose lines all end
+/// in CRLF.
+#[cfg(feature = "api")]
+pub fn find_blank_line(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_rfc_9110_tchars() {
+        assert!(b"GET X-Api_Key.1!#$%&'*+^`|~"
+            .iter()
+            .filter(|&&b| b != b' ')
+            .all(|&b| is_token_byte(b)));
+        for b in *b" \t\r\n:;,()<>@[]{}\"/\\=?\x00\x7f\xff" {
+            assert!(!is_token_byte(b), "{b:#x}");
+        }
+    }
+
+    #[cfg(feature = "api")]
+    #[test]
+    fn the_blank_line_is_crlf_crlf_only() {
+        assert_eq!(
+            find_blank_line(b"GET / HTTP/1.1\r\nA: b\r\n\r\nbody"),
+            Some(20)
+        );
+        assert_eq!(find_blank_line(b"HTTP/1.0 200 OK\n\nbody"), None);
+        assert_eq!(find_blank_line(b"\r\n\r"), None);
+    }
+}
