@@ -21,7 +21,9 @@
 //!   `HTTP_PROXY` set for the application must not send a `127.0.0.1` probe
 //!   through a corporate proxy. Heartbeats leave the machine, so they honour
 //!   `http_proxy`/`HTTP_PROXY`/`all_proxy`/`ALL_PROXY` minus `NO_PROXY`, as
-//!   curl does for `http://` URLs.
+//!   curl does for `http://` URLs. A proxy's `user:password@` is
+//!   percent-decoded (user and password apart, as curl does) and never
+//!   shown: messages and `{:?}` print `user:***`.
 //! - What sheepdog writes on the wire is only what the caller configured:
 //!   a header name or value that could break the request's framing (CR,
 //!   LF, NUL) is refused, and the framing headers are sheepdog's own.
@@ -30,7 +32,7 @@ use std::borrow::Cow;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 
-use crate::http_text::is_token_byte;
+use crate::http_text::{is_token_byte, percent_decode_bytes};
 use crate::resolve::Failure;
 use std::time::{Duration, Instant};
 
@@ -285,7 +287,7 @@ fn split_host_port(authority: &str) -> Option<(&str, Option<u16>)> {
 }
 
 /// Where to connect instead of the URL's host, and how to authenticate.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 struct Route {
     host: String,
     port: u16,
@@ -293,6 +295,19 @@ struct Route {
     auth: Option<String>,
     /// The variable it came from, for messages.
     var: &'static str,
+}
+
+/// Without the credentials: base64 hides nothing, and a `{:?}` must never
+/// put a password in a log or a test's failure.
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Route")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("auth", &self.auth.as_ref().map(|_| "***"))
+            .field("var", &self.var)
+            .finish()
+    }
 }
 
 /// The proxy for `host` from the environment, if any.
@@ -308,15 +323,24 @@ fn proxy_for(host: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<
         return Ok(None);
     }
     let value = value.trim();
-    let bad = |why: &str| refused(format!("${var} is {:?}: {why}", without_password(value)));
-    let rest = match value.split_once("://") {
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
-        Some(_) => return Err(bad("only http:// proxies are supported")),
-        None => value,
+    let (scheme, rest) = match value.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, value),
     };
     let authority = rest.split('/').next().unwrap_or(rest);
+    if rest[authority.len()..].contains('@') {
+        // A `/` in the password: where the password ends is anyone's
+        // guess, so the value is not shown at all.
+        return Err(refused(format!(
+            "${var}: a `/` in the proxy's user name or password must be written %2F"
+        )));
+    }
+    let bad = |why: &str| refused(format!("${var} is {:?}: {why}", without_password(value)));
+    if scheme.is_some_and(|s| !s.eq_ignore_ascii_case("http")) {
+        return Err(bad("only http:// proxies are supported"));
+    }
     let (auth, hostport) = match authority.rsplit_once('@') {
-        Some((userinfo, hp)) => (Some(format!("Basic {}", base64(userinfo.as_bytes()))), hp),
+        Some((userinfo, hp)) => (Some(basic_auth(userinfo)), hp),
         None => (None, authority),
     };
     let (phost, port) =
@@ -327,6 +351,18 @@ fn proxy_for(host: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<
         auth,
         var,
     }))
+}
+
+/// `Proxy-Authorization` for a proxy URL's `user:password`. Each part is
+/// percent-decoded on its own, after the split at the first `:`, as curl
+/// does: `%40` and `%3A` are how a password holds `@` and `:`. A user
+/// without a password sends an empty one (RFC 7617 needs the `:`).
+fn basic_auth(userinfo: &str) -> String {
+    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    let mut pair = percent_decode_bytes(user);
+    pair.push(b':');
+    pair.extend(percent_decode_bytes(password));
+    format!("Basic {}", base64(&pair))
 }
 
 /// A proxy URL fit for a message: `user:password@` becomes `user:***@`.

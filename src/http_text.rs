@@ -1,7 +1,8 @@
 //! HTTP/1.x text that the API server (`api::http`), `ctl`'s client and the
 //! outgoing client (`http_client`) read the same way: the token alphabet,
-//! `%XX` escapes and the CRLF blank line that ends a head. Compiled when
-//! either side is (`api` or `http`); pure: no I/O.
+//! `%XX` escapes (API paths, proxy credentials) and the CRLF blank line
+//! that ends a head. Compiled when either side is (`api` or `http`); pure:
+//! no I/O.
 //!
 //! Only what both sides really do alike lives here. The outgoing client
 //! finds the end of a head with its own `head_end`, because it accepts
@@ -21,6 +22,13 @@ pub fn is_token_byte(b: u8) -> bool {
 /// are; invalid UTF-8 is replaced.
 #[cfg(feature = "api")]
 pub fn percent_decode(s: &str) -> String {
+    String::from_utf8_lossy(&percent_decode_bytes(s)).into_owned()
+}
+
+/// Decode `%XX` escapes into bytes, which need not be UTF-8 (a proxy
+/// password is sent as the bytes it escapes). Invalid escapes stay as they
+/// are.
+pub fn percent_decode_bytes(s: &str) -> Vec<u8> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -37,7 +45,7 @@ pub fn percent_decode(s: &str) -> String {
         out.push(b[i]);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 /// Where the first CRLF CRLF starts: the end of a head whose lines all end
@@ -60,6 +68,14 @@ mod tests {
         for b in *b" \t\r\n:;,()<>@[]{}\"/\\=?\x00\x7f\xff" {
             assert!(!is_token_byte(b), "{b:#x}");
         }
+    }
+
+    #[test]
+    fn escapes_decode_to_bytes_and_bad_ones_stay() {
+        assert_eq!(percent_decode_bytes("p%40ss%3A%25"), b"p@ss:%");
+        assert_eq!(percent_decode_bytes("%e9t%C3%A9"), b"\xe9t\xc3\xa9");
+        assert_eq!(percent_decode_bytes("a%zzb%4%"), b"a%zzb%4%");
+        assert_eq!(percent_decode_bytes(""), b"");
     }
 
     #[cfg(feature = "api")]

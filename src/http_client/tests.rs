@@ -383,6 +383,63 @@ fn the_proxy_comes_from_the_environment_unless_no_proxy_says_otherwise() {
     assert_eq!(without_password("http://u@p/x@y"), "http://u:***@p/x@y");
 }
 
+/// The route from `http_proxy` set to `value`.
+fn proxy_from(value: &str) -> Result<Option<Route>, Error> {
+    let value = value.to_string();
+    proxy_for("h", &move |k: &str| {
+        (k == "http_proxy").then(|| value.clone())
+    })
+}
+
+#[test]
+fn proxy_credentials_are_percent_decoded_user_and_password_apart() {
+    for (url, pair) in [
+        ("http://bob:p%40ss@proxy:3128", &b"bob:p@ss"[..]),
+        ("http://bob:a%3Ab@proxy:3128", b"bob:a:b"),
+        ("http://bob:100%25@proxy:3128", b"bob:100%"),
+        ("http://b%3Ab:pw@proxy:3128", b"b:b:pw"),
+        ("http://bob:%E9t%C3%A9@proxy:3128", b"bob:\xe9t\xc3\xa9"),
+        // As curl: the first `:` splits, the last `@` ends the credentials.
+        ("http://bob:a:b@c@proxy:3128", b"bob:a:b@c"),
+        // RFC 7617 needs the `:` even without a password.
+        ("http://bob@proxy:3128", b"bob:"),
+    ] {
+        let r = proxy_from(url).unwrap().unwrap();
+        assert_eq!((r.host.as_str(), r.port), ("proxy", 3128), "{url}");
+        let want = format!("Basic {}", base64(pair));
+        assert_eq!(r.auth.as_deref(), Some(want.as_str()), "{url}");
+    }
+}
+
+#[test]
+fn proxy_passwords_stay_out_of_messages() {
+    let r = proxy_from("http://bob:hunter2@proxy:3128")
+        .unwrap()
+        .unwrap();
+    let shown = format!("{r:?}");
+    assert!(shown.contains("proxy") && shown.contains("***"), "{shown}");
+    assert!(!shown.contains(&base64(b"bob:hunter2")), "{shown}");
+    // Where an unencoded `/` ends the password is a guess: nothing shown.
+    for url in [
+        "http://bob:hun/ter2@proxy:3128",
+        "http://bob:12/ter2@proxy",
+        "socks5://bob:hun/ter2@proxy",
+    ] {
+        let e = proxy_from(url).unwrap_err().to_string();
+        assert!(e.contains("%2F") && !e.contains("ter2"), "{url}: {e}");
+    }
+    for url in [
+        "socks5://bob:p%40ss@proxy:1080",
+        "http://bob:p%40ss@proxy:port",
+    ] {
+        let e = proxy_from(url).unwrap_err().to_string();
+        assert!(
+            e.contains("bob:***@proxy") && !e.contains("ss"),
+            "{url}: {e}"
+        );
+    }
+}
+
 #[test]
 fn no_proxy_matches_names_domains_and_ranges() {
     let list = "localhost,.svc.cluster.local,example.org,10.0.0.0/8,[::1],fd00::/8";
