@@ -32,7 +32,7 @@ use std::borrow::Cow;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 
-use crate::http_text::{is_token_byte, percent_decode_bytes};
+use crate::http_text::{is_token_byte, percent_decode_bytes, status_code};
 use crate::resolve::Failure;
 use std::time::{Duration, Instant};
 
@@ -747,19 +747,6 @@ fn parse_head(head: &[u8]) -> Option<Head> {
         length: if chunked { None } else { length },
         chunked,
     })
-}
-
-/// The code of an `HTTP/1.x NNN reason` status line.
-fn status_code(line: &str) -> Option<u16> {
-    let mut parts = line.split_ascii_whitespace();
-    if !parts.next()?.starts_with("HTTP/") {
-        return None;
-    }
-    parts
-        .next()?
-        .parse()
-        .ok()
-        .filter(|c| (100..=999).contains(c))
 }
 
 #[cfg(test)]

@@ -1,10 +1,11 @@
-//! HTTP/1.x text that the API server (`api::http`), `ctl`'s client and the
-//! outgoing client (`http_client`) read the same way: the token alphabet,
-//! `%XX` escapes (API paths, proxy credentials) and the CRLF blank line
-//! that ends a head. Compiled when either side is (`api` or `http`); pure:
-//! no I/O.
+//! HTTP/1.x text that sheepdog reads the same way wherever it reads it:
+//! the token alphabet (the API server, the outgoing client), `%XX` escapes
+//! (API paths, proxy credentials), the status line's code (`ctl`, the
+//! outgoing client) and the CRLF blank line that ends a head (the API
+//! server, `ctl`). Compiled with either `api` or `http`; what only `api`'s
+//! side uses, with `api` alone. Pure: no I/O.
 //!
-//! Only what both sides really do alike lives here. The outgoing client
+//! Only what is really read alike lives here. The outgoing client
 //! finds the end of a head with its own `head_end`, because it accepts
 //! bare-LF line ends from servers (busybox httpd, `nc` scripts) that the
 //! API server's stricter parser refuses.
@@ -48,6 +49,21 @@ pub fn percent_decode_bytes(s: &str) -> Vec<u8> {
     out
 }
 
+/// The code of an HTTP/1.x status line (`HTTP/1.0 404 Not Found`; the
+/// reason may be missing). Three digits, 100 to 999: RFC 9110 §15 has a
+/// client take 600-999 as a server error, which both callers do with any
+/// status that is not 2xx, while `99` or `+200` is not HTTP. An `HTTP/2`
+/// line never answers an HTTP/1.x request.
+pub fn status_code(line: &str) -> Option<u16> {
+    let mut parts = line.split_ascii_whitespace();
+    parts.next()?.strip_prefix("HTTP/1.")?;
+    let code = parts.next()?;
+    if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    code.parse().ok().filter(|&c| c >= 100)
+}
+
 /// Where the first CRLF CRLF starts: the end of a head whose lines all end
 /// in CRLF.
 #[cfg(feature = "api")]
@@ -76,6 +92,38 @@ mod tests {
         assert_eq!(percent_decode_bytes("%e9t%C3%A9"), b"\xe9t\xc3\xa9");
         assert_eq!(percent_decode_bytes("a%zzb%4%"), b"a%zzb%4%");
         assert_eq!(percent_decode_bytes(""), b"");
+    }
+
+    /// The edges of both callers: the outgoing client (a line trimmed of
+    /// its CR) and ctl (a line read with its CRLF).
+    #[test]
+    fn status_lines_are_http_1_with_three_digits() {
+        for (line, code) in [
+            ("HTTP/1.1 200 OK", 200),
+            ("HTTP/1.0 404 Not Found\r\n", 404),
+            ("HTTP/1.1 200", 200),
+            ("HTTP/1.1 204\r\n", 204),
+            ("HTTP/1.1 100 Continue", 100),
+            ("HTTP/1.1 999 Mine", 999),
+        ] {
+            assert_eq!(status_code(line), Some(code), "{line:?}");
+        }
+        for line in [
+            "HTTP/2 200",
+            "HTTP/2.0 200 OK",
+            "HTTP/1.1 abc OK",
+            "HTTP/1.1 +200 OK",
+            "HTTP/1.1 0200 OK",
+            "HTTP/1.1 20 OK",
+            "HTTP/1.0 99 x",
+            "HTTP/1.1 1000 x",
+            "HTTP/1.1",
+            "ICY 200 OK",
+            "SSH-2.0-OpenSSH",
+            "",
+        ] {
+            assert_eq!(status_code(line), None, "{line:?}");
+        }
     }
 
     #[cfg(feature = "api")]

@@ -20,7 +20,7 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use crate::cli::Target;
-use crate::http_text::find_blank_line;
+use crate::http_text::{find_blank_line, status_code};
 
 /// Longer than the API's own 5 s wait for the supervisor.
 const TIMEOUT: Duration = Duration::from_secs(15);
@@ -352,15 +352,6 @@ impl Write for Stream {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
-}
-
-/// The code of an HTTP/1.x status line (`HTTP/1.0 404 Not Found`).
-fn status_code(line: &str) -> Option<u16> {
-    let mut parts = line.split_whitespace();
-    if !parts.next()?.starts_with("HTTP/1.") {
-        return None;
-    }
-    parts.next()?.parse().ok()
 }
 
 /// Status and body of a close-delimited HTTP/1.x response.
