@@ -258,6 +258,8 @@ impl<'a> Url<'a> {
 }
 
 /// `host`, `host:port`, `[v6]`, `[v6]:port` → host (no brackets), port.
+/// Not `resolve::split`: a URL's authority (RFC 3986) may leave out the
+/// port, so a v6 host needs its brackets, and its host is checked here.
 fn split_host_port(authority: &str) -> Option<(&str, Option<u16>)> {
     let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
         let (h, after) = rest.split_once(']')?;
@@ -583,7 +585,8 @@ fn request_head(req: &Request, hop: &Hop) -> String {
     head
 }
 
-/// `Host:` omits the default port.
+/// `Host:` omits the default port. No splitter: the authority passed
+/// `split_host_port`, so it ends in `:80` only when that is its port.
 fn host_header(url: &Url) -> String {
     match url.authority.rsplit_once(':') {
         Some((h, "80")) => h.to_string(),

@@ -114,6 +114,8 @@ fn is_localhost(host: &str) -> bool {
 /// `host:port`, `[v6]:port` → (host without brackets, port). As with
 /// std's `ToSocketAddrs`, the port is after the last `:`, so `::1:80` is
 /// `::1` port 80.
+/// Not `http_client::split_host_port`: a tcp check's `address` is a
+/// socket address (a port always, a bare v6 host allowed), not a URL's.
 pub fn split(address: &str) -> Option<(&str, u16)> {
     let (host, port) = address.rsplit_once(':')?;
     let host = match host.strip_prefix('[') {

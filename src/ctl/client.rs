@@ -254,6 +254,8 @@ impl Endpoint {
 }
 
 /// `http://AUTHORITY[/PREFIX]` → (authority, prefix without a trailing `/`).
+/// Not `http_client`'s URL: ctl's may end in a path prefix (a reverse
+/// proxy's) and nothing else, and std resolves the authority (`has_port`).
 pub fn split_url(url: &str) -> Result<(&str, &str), String> {
     let bad = || {
         format!(
@@ -276,6 +278,8 @@ pub fn split_url(url: &str) -> Result<(&str, &str), String> {
 }
 
 /// `host:port`, `[v6]:port` have one; `host`, `[v6]` do not.
+/// Not a splitter like `resolve::split`: it only decides whether to add
+/// `:80`, and std's `ToSocketAddrs` parses the result and names a bad port.
 fn has_port(authority: &str) -> bool {
     match authority.rfind(':') {
         Some(i) => !authority[i..].contains(']'),
