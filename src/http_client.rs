@@ -38,6 +38,10 @@ use std::time::{Duration, Instant};
 
 /// Largest answer head read.
 const HEAD_MAX: usize = 64 << 10;
+/// The longest end of a head that `head_end` finds, `\n\r\n`: a search
+/// resumed this far before the end of what it searched finds one that was
+/// split across two reads.
+const END_MAX: usize = 3;
 /// Most body bytes read (and discarded) before closing anyway.
 const DRAIN_MAX: usize = 1 << 20;
 /// Longest wait for the rest of a body once the head is in.
@@ -625,26 +629,8 @@ fn resolve(host: &str, port: u16, deadline: Instant) -> Result<Vec<SocketAddr>, 
 /// the body as the module header says.
 fn read_answer(s: &mut TcpStream, method: &str, deadline: Instant) -> Result<Answer, Error> {
     let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 4096];
     loop {
-        let (head, body_start) = loop {
-            if let Some((end, body_start)) = head_end(&buf) {
-                let head =
-                    parse_head(&buf[..end]).ok_or_else(|| failed("the answer is not HTTP"))?;
-                break (head, body_start);
-            }
-            if buf.len() > HEAD_MAX {
-                return Err(failed(format!(
-                    "the answer's head is larger than {} KiB",
-                    HEAD_MAX >> 10
-                )));
-            }
-            match read_some(s, &mut chunk, deadline)? {
-                0 if buf.is_empty() => return Err(failed("the server closed without answering")),
-                0 => return Err(failed("the answer ends inside its head")),
-                n => buf.extend_from_slice(&chunk[..n]),
-            }
-        };
+        let (head, body_start) = read_head(s, &mut buf, deadline)?;
         let status = head.status;
         if (100..200).contains(&status) && status != 101 {
             buf.drain(..body_start);
@@ -659,6 +645,38 @@ fn read_answer(s: &mut TcpStream, method: &str, deadline: Instant) -> Result<Ans
             status,
             location: head.location,
         });
+    }
+}
+
+/// Read until `buf` starts with a whole head: the head, and where the
+/// bytes after it (the body, or the next answer after a 1xx) start.
+fn read_head(
+    s: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    deadline: Instant,
+) -> Result<(Head, usize), Error> {
+    let mut chunk = [0u8; 4096];
+    // Where the search for the head's end resumes: a head trickled in
+    // small reads must not cost a search of everything so far per read.
+    let mut from = 0;
+    loop {
+        if let Some((end, body_start)) = head_end(&buf[from..]) {
+            let head =
+                parse_head(&buf[..from + end]).ok_or_else(|| failed("the answer is not HTTP"))?;
+            return Ok((head, from + body_start));
+        }
+        from = buf.len().saturating_sub(END_MAX);
+        if buf.len() > HEAD_MAX {
+            return Err(failed(format!(
+                "the answer's head is larger than {} KiB",
+                HEAD_MAX >> 10
+            )));
+        }
+        match read_some(s, &mut chunk, deadline)? {
+            0 if buf.is_empty() => return Err(failed("the server closed without answering")),
+            0 => return Err(failed("the answer ends inside its head")),
+            n => buf.extend_from_slice(&chunk[..n]),
+        }
     }
 }
 

@@ -535,6 +535,60 @@ fn a_chunked_body_ignores_any_length() {
 }
 
 #[test]
+fn a_head_end_split_across_reads_is_found_where_the_search_resumes() {
+    for whole in [
+        &b"HTTP/1.1 200 OK\r\nA: b\r\n\r\nbody"[..],
+        b"HTTP/1.0 200 OK\nA: b\n\nbody",
+        b"HTTP/1.1 200 OK\r\n\nbody",
+    ] {
+        let want = head_end(whole);
+        assert!(want.is_some());
+        // The first read ends at `k`, without a whole end; read_head
+        // searches the next time from `k - END_MAX`.
+        for k in (0..whole.len()).filter(|&k| head_end(&whole[..k]).is_none()) {
+            let from = k.saturating_sub(END_MAX);
+            let got = head_end(&whole[from..]).map(|(end, body)| (from + end, from + body));
+            assert_eq!(
+                got,
+                want,
+                "{:?} read up to {k}",
+                String::from_utf8_lossy(whole)
+            );
+        }
+    }
+}
+
+#[test]
+fn a_head_trickled_one_byte_a_write_is_read() {
+    // One segment per byte (no Nagle). The pause only spreads the bytes
+    // over many reads; the answer is the same however they are grouped.
+    for (answer, status) in [
+        (
+            &b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"[..],
+            200,
+        ),
+        (b"HTTP/1.0 204 No Content\nX-A: b\n\n", 204),
+    ] {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            let (s, _) = listener.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.set_nodelay(true).unwrap();
+            read_request(&s);
+            for b in answer {
+                if (&s).write_all(&[*b]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        assert_eq!(send(&get(&url)), Ok(status));
+        server.join().unwrap();
+    }
+}
+
+#[test]
 fn a_body_that_never_ends_is_not_waited_for_until_the_deadline() {
     // The server promises 100 bytes, sends none and keeps the connection
     // open: the client must close on its own, long before its 60 s
