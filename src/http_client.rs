@@ -213,9 +213,11 @@ impl<'a> Url<'a> {
         let split = rest.find(['/', '?']).unwrap_or(rest.len());
         let (authority, target) = rest.split_at(split);
         if authority.contains('@') {
-            return Err(bad(
-                "credentials in the URL are not supported; send them in a header",
-            ));
+            // Quoted without the password: this message reaches the log.
+            return Err(refused(format!(
+                "invalid URL {:?}: credentials in the URL are not supported; send them in a header",
+                without_password(url)
+            )));
         }
         let (host, port) = split_host_port(authority)
             .ok_or_else(|| bad("expected HOST or HOST:PORT after http://"))?;
@@ -371,7 +373,7 @@ fn basic_auth(userinfo: &str) -> String {
     format!("Basic {}", base64(&pair))
 }
 
-/// A proxy URL fit for a message: `user:password@` becomes `user:***@`.
+/// A URL fit for a message: `user:password@` becomes `user:***@`.
 fn without_password(url: &str) -> String {
     let start = url.find("://").map_or(0, |i| i + 3);
     let end = url[start..].find('/').map_or(url.len(), |i| start + i);

@@ -1004,7 +1004,12 @@ mod tests {
             r.problems
         );
         assert!(
-            has("url: invalid URL \"http://me:pw@x/\": credentials"),
+            has("url: invalid URL \"http://me:***@x/\": credentials"),
+            "{:?}",
+            r.problems
+        );
+        assert!(
+            !r.problems.iter().any(|p| p.contains("pw")),
             "{:?}",
             r.problems
         );
