@@ -23,7 +23,7 @@
 //!   alive are taken on by the straggler sweep (`adopt`), which then gets
 //!   their exits like an owner; they are counted as orphans all the same.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -123,7 +123,8 @@ struct Registry {
     /// status).
     early: HashMap<i32, (u64, ExitStatus)>,
     /// Owned pids that are adopted orphans (`adopt`): counted as such.
-    adopted: HashSet<i32>,
+    /// Only the few left at the end of a shutdown: a plain list.
+    adopted: Vec<i32>,
 }
 
 impl Reaper {
@@ -205,7 +206,8 @@ impl Reaper {
                     let status = ExitStatus::from_raw(status);
                     match r.owners.remove(&pid) {
                         Some(owner) => {
-                            if r.adopted.remove(&pid) {
+                            if let Some(i) = r.adopted.iter().position(|&a| a == pid) {
+                                r.adopted.swap_remove(i);
                                 self.orphans.fetch_add(1, Ordering::Relaxed);
                             }
                             deliver(pid, status, owner.as_ref())
@@ -248,7 +250,7 @@ impl Reaper {
                 continue;
             }
             r.owners.insert(s.pid, Some(owner.clone()));
-            r.adopted.insert(s.pid);
+            r.adopted.push(s.pid);
             s.signal(sig);
             taken.push(s);
         }

@@ -25,7 +25,6 @@
 //! - Bounded: at most `TERM_GRACE` + `KILL_WAIT`, and a second SIGTERM or the
 //!   shutdown deadline moves straight to SIGKILL.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -117,7 +116,8 @@ fn left_over(n: usize) -> String {
 /// One sweep, driven by the supervisor's loop: `exits` and `deadline`
 /// are its events.
 pub struct Sweep {
-    left: BTreeMap<i32, Straggler>,
+    /// Adopted, signalled, not reaped yet. Few: a plain list.
+    left: Vec<Straggler>,
     killing: bool,
     until: Instant,
     /// The time SIGTERM was given: `TERM_GRACE`, or less to keep within
@@ -136,7 +136,7 @@ impl Sweep {
         let grace = TERM_GRACE.min(hard.saturating_duration_since(now));
         let killing = forced || grace.is_zero();
         let mut sweep = Sweep {
-            left: BTreeMap::new(),
+            left: Vec::new(),
             killing,
             until: now + if killing { KILL_WAIT } else { grace },
             grace,
@@ -173,14 +173,15 @@ impl Sweep {
             pids.join(", "),
             self.sig()
         );
-        self.left.extend(found.into_iter().map(|s| (s.pid, s)));
+        self.left.extend(found);
         true
     }
 
     /// A straggler was reaped. True when the sweep is over.
     pub fn on_exit(&mut self, exit: Exit, reaper: &Reaper) -> bool {
-        if let Some(s) = self.left.remove(&exit.pid) {
-            log::info!("left-over pid {} ended ({})", s.pid, exit.status);
+        if let Some(i) = self.left.iter().position(|s| s.pid == exit.pid) {
+            self.left.swap_remove(i);
+            log::info!("left-over pid {} ended ({})", exit.pid, exit.status);
         }
         self.left.is_empty() && !self.adopt_more(reaper)
     }
@@ -188,7 +189,7 @@ impl Sweep {
     /// The current step ran out. True when the sweep is over.
     pub fn on_deadline(&mut self, reaper: &Reaper) -> bool {
         if self.killing {
-            let pids: Vec<String> = self.left.keys().map(i32::to_string).collect();
+            let pids: Vec<String> = self.left.iter().map(|s| s.pid.to_string()).collect();
             log::warn!(
                 "gave up on {} still alive {} after SIGKILL (pid {})",
                 left_over(self.left.len()),
@@ -213,8 +214,7 @@ impl Sweep {
         }
         self.killing = true;
         self.until = Instant::now() + KILL_WAIT;
-        let left: Vec<Straggler> = self.left.values().copied().collect();
-        reaper.signal_adopted(&left, Signal::SIGKILL);
+        reaper.signal_adopted(&self.left, Signal::SIGKILL);
     }
 }
 
