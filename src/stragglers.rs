@@ -49,7 +49,7 @@ pub struct Straggler {
 impl Straggler {
     /// Whether `pid` is still a child of ours, from its `/proc` entry.
     pub fn still_ours(&self) -> bool {
-        stat(self.pid).is_some_and(|(ppid, _)| ppid == our_pid())
+        parent_and_group(self.pid).is_some_and(|(ppid, _)| ppid == our_pid())
     }
 
     /// Its whole group if it leads one; else itself alone, since the group
@@ -68,10 +68,10 @@ fn our_pid() -> i32 {
     std::process::id() as i32
 }
 
-/// `(ppid, pgid)` from `/proc/<pid>/stat`. The command name is in
-/// parentheses and may hold spaces and parentheses itself, so the fields
-/// are read after the last `)`.
-fn stat(pid: i32) -> Option<(i32, i32)> {
+/// `(ppid, pgid)` from `/proc/<pid>/stat`, or None if the process is gone
+/// or a zombie. The command name is in parentheses and may hold spaces and
+/// parentheses itself, so the fields are read after the last `)`.
+fn parent_and_group(pid: i32) -> Option<(i32, i32)> {
     use std::io::Read;
     // One read: the fields needed come well within the first 1 KiB (the
     // name is at most 64 bytes), and the scan reads every process's file.
@@ -87,7 +87,10 @@ fn parse_stat(stat: &[u8]) -> Option<(i32, i32)> {
     let close = stat.iter().rposition(|&b| b == b')')?;
     let rest = std::str::from_utf8(&stat[close + 1..]).ok()?;
     let mut fields = rest.split_ascii_whitespace();
-    let _state = fields.next()?;
+    // A zombie has already ended: the reaper collects it as an orphan.
+    if matches!(fields.next()?, "Z" | "X") {
+        return None;
+    }
     let ppid = fields.next()?.parse().ok()?;
     let pgid = fields.next()?.parse().ok()?;
     Some((ppid, pgid))
@@ -102,7 +105,7 @@ pub fn scan() -> Vec<Straggler> {
     let me = our_pid();
     dir.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter_map(|pid| match stat(pid) {
+        .filter_map(|pid| match parent_and_group(pid) {
             Some((ppid, pgid)) if ppid == me => Some(Straggler { pid, pgid }),
             _ => None,
         })
@@ -223,10 +226,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stat_fields_are_read_after_the_last_parenthesis() {
+    fn stat_fields_are_read_after_the_last_parenthesis_and_zombies_skipped() {
         assert_eq!(parse_stat(b"42 (sleep) S 1 42 42 0 -1"), Some((1, 42)));
         assert_eq!(parse_stat(b"7 (a) b) (c) R 3 9 9 0"), Some((3, 9)));
         assert_eq!(parse_stat(b"7 (\xff\xfe) S 3 9 9 0"), Some((3, 9)));
+        assert_eq!(parse_stat(b"7 (x) Z 3 9 9 0"), None);
         assert_eq!(parse_stat(b"7 (x"), None);
         assert_eq!(parse_stat(b"7 (x) S"), None);
     }
