@@ -30,8 +30,6 @@ use std::sync::{Mutex, MutexGuard};
 
 use crossbeam_channel::Sender;
 
-use nix::sys::signal::Signal;
-
 use crate::child::{Child, Command, Prepared};
 use crate::stragglers::Straggler;
 use crate::sys::{self, WaitResult};
@@ -232,36 +230,38 @@ impl Reaper {
         count
     }
 
-    /// Take on the stragglers among `candidates` (a scan of `/proc`, see
-    /// `stragglers`): each that is still a child of ours and has no owner
-    /// is registered for `owner` and sent `sig`. All under the lock, so
-    /// that none can be reaped, and its pid reused, in between. Returns
-    /// those taken on.
-    pub fn adopt(
-        &self,
-        candidates: Vec<Straggler>,
-        owner: &Sender<Exit>,
-        sig: Signal,
-    ) -> Vec<Straggler> {
+    /// Take on the stragglers among `candidates` (pids from a scan of
+    /// `/proc`, see `stragglers`): each that is still a living child of
+    /// ours and has no owner is registered for `owner`. Under the lock, so
+    /// none is reaped in between; nothing is taken while a spawn is between
+    /// its clone and its registration, since that child has no owner yet
+    /// either. Returns those taken on.
+    pub fn adopt(&self, candidates: Vec<i32>, owner: &Sender<Exit>) -> Vec<Straggler> {
         let mut r = self.registry();
+        if r.in_flight > 0 {
+            log::debug!("not looking for left-over processes while a spawn is in flight");
+            return Vec::new();
+        }
         let mut taken = Vec::new();
-        for s in candidates {
-            if r.owners.contains_key(&s.pid) || !s.still_ours() {
+        for pid in candidates {
+            if r.owners.contains_key(&pid) {
                 continue;
             }
-            r.owners.insert(s.pid, Some(owner.clone()));
-            r.adopted.push(s.pid);
-            s.signal(sig);
-            taken.push(s);
+            if let Some(s) = Straggler::of(pid) {
+                r.owners.insert(pid, Some(owner.clone()));
+                r.adopted.push(pid);
+                taken.push(s);
+            }
         }
         taken
     }
 
-    /// Send `sig` to those of `stragglers` not reaped yet.
-    pub fn signal_adopted(&self, stragglers: &[Straggler], sig: Signal) {
+    /// Call `signal` for each of `stragglers` not reaped yet, under the
+    /// lock: its pid is still ours while it runs.
+    pub fn signal_adopted(&self, stragglers: &[Straggler], signal: impl Fn(&Straggler)) {
         let r = self.registry();
         for s in stragglers.iter().filter(|s| r.adopted.contains(&s.pid)) {
-            s.signal(sig);
+            signal(s);
         }
     }
 

@@ -8,21 +8,30 @@
 //! and the output pipe sheepdog then waits on. As a subreaper, it would
 //! even outlive sheepdog.
 //!
-//! So once every process is down, a `Sweep` looks for children of ours that
-//! nobody owns (stragglers, from `/proc/*/stat`), sends each one's group
-//! SIGTERM (its own pid only if it does not lead a group), waits for them
-//! up to `TERM_GRACE` (never past the shutdown deadline), then SIGKILL, then
-//! gives up after `KILL_WAIT`. Killing one may orphan its own children in
-//! other sessions: each time none is left, the scan is made again.
+//! So once every process is down and no hook is running, a `Sweep` looks
+//! for children of ours that nobody owns (stragglers), sends each one's
+//! group SIGTERM, waits for them up to `TERM_GRACE` (never past the
+//! shutdown deadline), then sends SIGKILL, and gives up after `KILL_WAIT`.
+//! Killing one may orphan its own children in other sessions, so the scan
+//! is made again after each exit.
 //!
 //! Invariants:
-//! - Only children of ours are signalled: a candidate from the scan is
+//! - Only children of ours are signalled. A candidate from the scan is
 //!   checked again and registered with the reaper under its lock
-//!   (`Reaper::adopt`), so it is unreaped, and its pid not reused, when it
-//!   is signalled; later signals go only to stragglers still registered.
+//!   (`Reaper::adopt`), and every signal is sent under that lock to a pid
+//!   still registered (`Reaper::signal_adopted`): it is unreaped, so its
+//!   pid cannot have been reused. Nothing is adopted while a spawn is
+//!   between its clone and its registration (that child has no owner yet),
+//!   and the supervisor starts the sweep only when no hook is running.
+//! - A straggler's whole group is signalled only if it leads the group or
+//!   its session is not sheepdog's: a session made by a descendant holds
+//!   only descendants. Otherwise it is signalled alone.
+//! - `/proc` must be this pid namespace's (`/proc/self` is our pid):
+//!   without `--mount-proc`, its pids are another namespace's, and the
+//!   sweep is skipped with a warning rather than signal strangers.
 //! - Every exit still goes through the one reaper: the sweep learns of them
 //!   on its channel. No polling: it waits on that channel and one deadline.
-//! - Bounded: at most `TERM_GRACE` + `KILL_WAIT`, and a second SIGTERM or the
+//! - Bounded: at most `TERM_GRACE` + `KILL_WAIT`; a second SIGTERM or the
 //!   shutdown deadline moves straight to SIGKILL.
 
 use std::time::{Duration, Instant};
@@ -39,27 +48,34 @@ pub const TERM_GRACE: Duration = Duration::from_secs(3);
 /// uninterruptible sleep, say).
 pub const KILL_WAIT: Duration = Duration::from_secs(1);
 
-/// A child of ours nobody owns, and the group it leads, if it leads one.
+/// A living child of ours, as its `/proc` entry describes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Straggler {
     pub pid: i32,
-    pub pgid: i32,
+    /// Its group may be signalled whole (see the module header).
+    whole_group: bool,
 }
 
 impl Straggler {
-    /// Whether `pid` is still a child of ours, from its `/proc` entry.
-    pub fn still_ours(&self) -> bool {
-        parent_and_group(self.pid).is_some_and(|(ppid, _)| ppid == our_pid())
+    /// `pid` read from `/proc`: Some while it is a living (not zombie)
+    /// child of ours.
+    pub fn of(pid: i32) -> Option<Straggler> {
+        let stat = read_stat(pid)?;
+        (stat.ppid == our_pid()).then(|| Straggler {
+            pid,
+            whole_group: stat.pgid == pid || stat.sid != our_sid(),
+        })
     }
 
-    /// Its whole group if it leads one; else itself alone, since the group
-    /// it is in is not one we may assume to be ours.
-    pub fn signal(&self, sig: Signal) {
-        if self.pgid == self.pid {
-            group::signal("straggler", self.pid, sig);
-        } else {
-            group::signal_main("straggler", self.pid, sig);
+    fn signal(&self, sig: Signal) {
+        if self.whole_group {
+            // Leader or not, its group is the one it is in.
+            if let Some(stat) = read_stat(self.pid) {
+                group::signal("left-over process", stat.pgid, sig);
+                return;
+            }
         }
+        group::signal_main("left-over process", self.pid, sig);
     }
 }
 
@@ -68,13 +84,24 @@ fn our_pid() -> i32 {
     std::process::id() as i32
 }
 
-/// `(ppid, pgid)` from `/proc/<pid>/stat`, or None if the process is gone
-/// or a zombie. The command name is in parentheses and may hold spaces and
-/// parentheses itself, so the fields are read after the last `)`.
-fn parent_and_group(pid: i32) -> Option<(i32, i32)> {
+fn our_sid() -> i32 {
+    nix::unistd::getsid(None).map_or(0, |s| s.as_raw())
+}
+
+/// What the sweep reads of `/proc/<pid>/stat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stat {
+    ppid: i32,
+    pgid: i32,
+    sid: i32,
+}
+
+/// `/proc/<pid>/stat`, or None if the process is gone or a zombie (which
+/// the reaper collects as an orphan).
+fn read_stat(pid: i32) -> Option<Stat> {
     use std::io::Read;
     // One read: the fields needed come well within the first 1 KiB (the
-    // name is at most 64 bytes), and the scan reads every process's file.
+    // name is at most 64 bytes), and a scan may read every process's file.
     let mut buf = [0u8; 1024];
     let n = std::fs::File::open(format!("/proc/{pid}/stat"))
         .and_then(|mut f| f.read(&mut buf))
@@ -82,33 +109,69 @@ fn parent_and_group(pid: i32) -> Option<(i32, i32)> {
     parse_stat(&buf[..n])
 }
 
-/// Bytes, not text: a process may give itself a name that is not UTF-8.
-fn parse_stat(stat: &[u8]) -> Option<(i32, i32)> {
+/// The command name is in parentheses and may hold spaces, parentheses and
+/// bytes that are not UTF-8, so the fields are read after the last `)`.
+fn parse_stat(stat: &[u8]) -> Option<Stat> {
     let close = stat.iter().rposition(|&b| b == b')')?;
     let rest = std::str::from_utf8(&stat[close + 1..]).ok()?;
     let mut fields = rest.split_ascii_whitespace();
-    // A zombie has already ended: the reaper collects it as an orphan.
     if matches!(fields.next()?, "Z" | "X") {
         return None;
     }
-    let ppid = fields.next()?.parse().ok()?;
-    let pgid = fields.next()?.parse().ok()?;
-    Some((ppid, pgid))
+    let mut next = || fields.next()?.parse().ok();
+    Some(Stat {
+        ppid: next()?,
+        pgid: next()?,
+        sid: next()?,
+    })
 }
 
-/// Children of ours, from a scan of `/proc`. A child reaped meanwhile may
-/// still be listed: `Reaper::adopt` checks each again.
-pub fn scan() -> Vec<Straggler> {
+/// Whether `/proc` shows this pid namespace: `/proc/self` names our pid.
+fn proc_is_ours() -> bool {
+    std::fs::read_link("/proc/self")
+        .ok()
+        .and_then(|p| p.to_str()?.parse::<i32>().ok())
+        == Some(our_pid())
+}
+
+/// Pids that may be children of ours (`Straggler::of` decides): from the
+/// `children` files of our threads, or, on a kernel without them
+/// (`CONFIG_PROC_CHILDREN`), from every process's `stat`.
+fn candidates() -> Vec<i32> {
+    children_from_task_files(our_pid()).unwrap_or_else(|| children_by_walk(our_pid()))
+}
+
+/// The children of `parent`'s threads, from their `children` files; None
+/// if the kernel has no such files.
+fn children_from_task_files(parent: i32) -> Option<Vec<i32>> {
+    let tasks = std::fs::read_dir(format!("/proc/{parent}/task")).ok()?;
+    let mut out = Vec::new();
+    let mut any = false;
+    for task in tasks.flatten() {
+        let mut path = task.path();
+        path.push("children");
+        // A thread that ended meanwhile has no file either; only a kernel
+        // without them has none at all.
+        let Ok(list) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        any = true;
+        out.extend(
+            list.split_ascii_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok()),
+        );
+    }
+    any.then_some(out)
+}
+
+/// The children of `parent`, from every process's `stat`.
+fn children_by_walk(parent: i32) -> Vec<i32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    let me = our_pid();
     dir.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter_map(|pid| match parent_and_group(pid) {
-            Some((ppid, pgid)) if ppid == me => Some(Straggler { pid, pgid }),
-            _ => None,
-        })
+        .filter(|&pid| read_stat(pid).is_some_and(|s| s.ppid == parent))
         .collect()
 }
 
@@ -134,6 +197,13 @@ impl Sweep {
     /// Look for stragglers and signal them; None when there are none.
     /// `forced` (a second SIGTERM, the deadline passed) starts at SIGKILL.
     pub fn start(reaper: &Reaper, forced: bool, hard: Instant) -> Option<Sweep> {
+        if !proc_is_ours() {
+            log::warn!(
+                "unable to look for left-over processes: /proc is missing or shows another pid \
+                 namespace (mount it for this one, e.g. unshare --mount-proc)"
+            );
+            return None;
+        }
         let (tx, exits) = crossbeam_channel::unbounded();
         let now = Instant::now();
         let grace = TERM_GRACE.min(hard.saturating_duration_since(now));
@@ -164,18 +234,20 @@ impl Sweep {
 
     /// Scan again, adopt and signal what is found; false if none was.
     fn adopt_more(&mut self, reaper: &Reaper) -> bool {
-        let found = reaper.adopt(scan(), &self.tx, self.sig());
+        let found = reaper.adopt(candidates(), &self.tx);
         if found.is_empty() {
             return false;
         }
         let pids: Vec<String> = found.iter().map(|s| s.pid.to_string()).collect();
+        let sig = self.sig();
+        // Said before it is sent: a process's reply must not come first.
         log::warn!(
-            event = "stragglers", count = found.len() as u64, signal = self.sig().as_str();
-            "{} still running outside the stopped process groups (pid {}): sending {}",
+            event = "stragglers", count = found.len() as u64, signal = sig.as_str();
+            "{} still running outside the stopped process groups (pid {}): sending {sig}",
             left_over(found.len()),
-            pids.join(", "),
-            self.sig()
+            pids.join(", ")
         );
+        reaper.signal_adopted(&found, |s| s.signal(sig));
         self.left.extend(found);
         true
     }
@@ -186,7 +258,10 @@ impl Sweep {
             self.left.swap_remove(i);
             log::info!("left-over pid {} ended ({})", exit.pid, exit.status);
         }
-        self.left.is_empty() && !self.adopt_more(reaper)
+        // Its own children in other sessions are ours now: they get the
+        // signal of the current step too.
+        let more = self.adopt_more(reaper);
+        self.left.is_empty() && !more
     }
 
     /// The current step ran out. True when the sweep is over.
@@ -194,6 +269,7 @@ impl Sweep {
         if self.killing {
             let pids: Vec<String> = self.left.iter().map(|s| s.pid.to_string()).collect();
             log::warn!(
+                event = "stragglers_left", count = self.left.len() as u64;
                 "gave up on {} still alive {} after SIGKILL (pid {})",
                 left_over(self.left.len()),
                 crate::config::format_duration(KILL_WAIT),
@@ -202,6 +278,7 @@ impl Sweep {
             return true;
         }
         log::warn!(
+            event = "stragglers", count = self.left.len() as u64, signal = "SIGKILL";
             "{} still alive after {}: sending SIGKILL",
             left_over(self.left.len()),
             crate::config::format_duration(self.grace)
@@ -217,7 +294,7 @@ impl Sweep {
         }
         self.killing = true;
         self.until = Instant::now() + KILL_WAIT;
-        reaper.signal_adopted(&self.left, Signal::SIGKILL);
+        reaper.signal_adopted(&self.left, |s| s.signal(Signal::SIGKILL));
     }
 }
 
@@ -227,29 +304,26 @@ mod tests {
 
     #[test]
     fn stat_fields_are_read_after_the_last_parenthesis_and_zombies_skipped() {
-        assert_eq!(parse_stat(b"42 (sleep) S 1 42 42 0 -1"), Some((1, 42)));
-        assert_eq!(parse_stat(b"7 (a) b) (c) R 3 9 9 0"), Some((3, 9)));
-        assert_eq!(parse_stat(b"7 (\xff\xfe) S 3 9 9 0"), Some((3, 9)));
-        assert_eq!(parse_stat(b"7 (x) Z 3 9 9 0"), None);
+        let at = |ppid, pgid, sid| Some(Stat { ppid, pgid, sid });
+        assert_eq!(parse_stat(b"42 (sleep) S 1 42 40 0 -1"), at(1, 42, 40));
+        assert_eq!(parse_stat(b"7 (a) b) (c) R 3 9 8 0"), at(3, 9, 8));
+        assert_eq!(parse_stat(b"7 (\xff\xfe) S 3 9 8 0"), at(3, 9, 8));
+        assert_eq!(parse_stat(b"7 (x) Z 3 9 8 0"), None);
         assert_eq!(parse_stat(b"7 (x"), None);
-        assert_eq!(parse_stat(b"7 (x) S"), None);
+        assert_eq!(parse_stat(b"7 (x) S 3 9"), None);
     }
 
+    /// Both ways of listing children find this test process under its
+    /// parent (no child is spawned here: another test's `waitpid(-1)`
+    /// could take it, DESIGN.md §8.4).
     #[test]
-    fn the_scan_finds_a_child_and_its_group() {
-        // `sleep` leads no group of its own here: it is in ours.
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .expect("spawn sleep");
-        let pid = child.id() as i32;
-        let found = scan();
-        let _ = child.kill();
-        let _ = child.wait();
-        let me = nix::unistd::getpgrp().as_raw();
-        assert!(
-            found.contains(&Straggler { pid, pgid: me }),
-            "{found:?} lacks {pid}"
-        );
+    fn both_scans_find_a_known_child() {
+        let me = our_pid();
+        let parent = nix::unistd::getppid().as_raw();
+        assert!(children_by_walk(parent).contains(&me));
+        if let Some(listed) = children_from_task_files(parent) {
+            assert!(listed.contains(&me), "{listed:?} lacks {me}");
+        }
+        assert!(proc_is_ours());
     }
 }

@@ -13,25 +13,33 @@ use std::time::Duration;
 
 use common::*;
 
-/// Start sheepdog as PID 1 of a new pid namespace, or None (with the reason
-/// printed) when this machine cannot.
-fn start_pid1(name: &str, config: &str) -> Option<Sheepdog> {
+/// Whether this machine can make pid namespaces (printing why not, for
+/// test `name`, when it cannot).
+fn can_unshare(name: &str) -> bool {
     let probe = Command::new("unshare")
         .args(["--pid", "--fork", "--mount-proc", "true"])
         .output();
     match probe {
-        Ok(o) if o.status.success() => {}
+        Ok(o) if o.status.success() => true,
         Ok(o) => {
             eprintln!(
                 "skipping {name}: unshare failed: {}",
                 String::from_utf8_lossy(&o.stderr).trim()
             );
-            return None;
+            false
         }
         Err(e) => {
             eprintln!("skipping {name}: unshare unavailable: {e}");
-            return None;
+            false
         }
+    }
+}
+
+/// Start sheepdog as PID 1 of a new pid namespace, or None (with the reason
+/// printed) when this machine cannot.
+fn start_pid1(name: &str, config: &str) -> Option<Sheepdog> {
+    if !can_unshare(name) {
+        return None;
     }
     let sd = Sheepdog::start_under(
         name,
@@ -190,6 +198,46 @@ processes:
     let log = sd.log();
     assert!(sd.dir.path("got-term").exists(), "{log}");
     assert!(log.contains("left-over pid"), "{log}");
+}
+
+#[test]
+fn as_pid1_with_the_hosts_proc_no_left_over_search_signals_strangers() {
+    // Without --mount-proc, /proc lists the host's processes under the
+    // host's pids, which mean other processes (or none) in sheepdog's
+    // namespace: the search is skipped, and said so.
+    if !can_unshare("pid1-host-proc") {
+        return;
+    }
+    let cfg = r#"
+global: { shutdown_timeout: 20, api_enabled: false, metrics_enabled: false }
+processes:
+  app:
+    command: "echo ready > $DIR/ready; exec sleep 1000"
+"#;
+    let mut sd = Sheepdog::start_under(
+        "pid1-host-proc",
+        cfg,
+        &["unshare", "--pid", "--fork", "--kill-child"],
+        |_| {},
+    );
+    assert!(
+        wait_until(WAIT, || sd.dir.path("ready").exists()),
+        "{}",
+        sd.log()
+    );
+    let root = wait_pid1(&sd);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(root),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(sd.exit_code(Duration::from_secs(30)), 0, "{}", sd.log());
+    let log = sd.log();
+    assert!(
+        log.contains("unable to look for left-over processes: /proc is missing or shows another pid namespace"),
+        "{log}"
+    );
+    assert!(!log.contains("still running outside"), "{log}");
 }
 
 fn wait_pid1(sd: &Sheepdog) -> i32 {

@@ -149,9 +149,13 @@ impl Supervisor {
         }
     }
 
-    /// Every process is down: end the stragglers, if any are left.
+    /// Every process is down: end the stragglers, if any are left. Not
+    /// while a hook runs (a process's `post_stop`, a cancelled
+    /// `post_start`): its child would look like one until registered, and
+    /// a global `post_stop` comes after every process's own.
+    /// `on_hook_done` calls again.
     pub(super) fn after_all_stopped(&mut self) {
-        if self.stage != Stage::Stopping {
+        if self.stage != Stage::Stopping || !self.running_hooks.is_empty() {
             return;
         }
         let (forced, deadline) = match self.phase {
@@ -280,6 +284,10 @@ impl Supervisor {
                 }
             }
             HookJob::ProcPostStop(_) => {}
+        }
+        if self.stage == Stage::Stopping {
+            // Perhaps the last hook the end of the shutdown waited for.
+            self.try_stop_ready();
         }
     }
 

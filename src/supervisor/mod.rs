@@ -888,11 +888,14 @@ impl Supervisor {
         }
     }
 
-    /// The one deadline the supervisor waits for: the shutdown deadline, or
-    /// the earliest dependency timeout of a process still waiting to start.
+    /// The one deadline the supervisor waits for: the left-over process
+    /// sweep's current step, the shutdown deadline, or the earliest
+    /// dependency timeout of a process still waiting to start.
     fn next_deadline(&self) -> Option<Instant> {
         if let Some(sweep) = &self.sweep {
-            // Its steps end by the shutdown deadline, SIGKILL's wait aside.
+            // Its SIGTERM step ends by the shutdown deadline, and nothing
+            // else is left to stop: only SIGKILL's short wait may end past
+            // it, after which post_stop hooks find it passed.
             return Some(sweep.deadline());
         }
         match self.phase {
