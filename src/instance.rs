@@ -43,7 +43,7 @@ use crate::hooks;
 use crate::output::Output;
 use crate::reaper::{Exit, ExitStatus, Reaper};
 use crate::spawn::{self, Identity};
-use crate::{ports, probe};
+use crate::{ports, probe, stragglers};
 
 /// How long an exit waits for the child's last output lines to be written.
 const OUTPUT_WAIT: Duration = Duration::from_millis(100);
@@ -160,6 +160,7 @@ pub fn launch(
         attempts: 0,
         pid: None,
         output_done: None,
+        left_behind: Vec::new(),
     };
     let thread = std::thread::Builder::new()
         .name(format!("{}", runner.id.instance))
@@ -366,6 +367,9 @@ struct Runner {
     pid: Option<i32>,
     /// Disconnects when the current child's output has all been written.
     output_done: Option<Receiver<()>>,
+    /// Processes that left this instance's group, already named in a
+    /// warning (`warn_left_behind`).
+    left_behind: Vec<i32>,
 }
 
 impl Runner {
@@ -755,6 +759,9 @@ impl Runner {
         ran_for: Duration,
         now: Instant,
     ) -> State {
+        if status.is_some() {
+            self.warn_left_behind();
+        }
         let (decision, attempts) = decide(&self.def, self.attempts, status, unhealthy, ran_for);
         self.attempts = attempts;
         let mut what = ending(status, unhealthy);
@@ -862,6 +869,29 @@ impl Runner {
             }
             Cause::Unhealthy { ran_for } => self.after_exit(s.stop.leader, true, ran_for, now),
         }
+    }
+
+    /// Name, once each, the processes that left this instance's group and
+    /// outlived its run: a daemon's fork (`php-fpm -D`, nginx without
+    /// `daemon off;`) is no longer supervised, and it holds the port the
+    /// next start needs, which then fails with EADDRINUSE again and again.
+    /// Only named: an intended background process is the operator's call,
+    /// and the end of the shutdown ends them all (`stragglers`).
+    fn warn_left_behind(&mut self) {
+        // No search now: what was named stays named.
+        let Some(found) = stragglers::left_by(&self.shared.reaper, &self.id.instance) else {
+            return;
+        };
+        for (pid, name) in found.iter().filter(|(p, _)| !self.left_behind.contains(p)) {
+            log::warn!(
+                event = "left_behind", instance = &*self.id.instance, pid = *pid;
+                "{}: pid {pid} ({name}) left its process group and is still running, unsupervised; \
+                 did it daemonize? Run it in the foreground (php-fpm -F, nginx -g 'daemon off;'). \
+                 sheepdog ends it at shutdown",
+                self.id.instance
+            );
+        }
+        self.left_behind = found.into_iter().map(|(pid, _)| pid).collect();
     }
 
     /// `pgid` is the leader's pid too.

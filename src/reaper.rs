@@ -238,22 +238,18 @@ impl Reaper {
     /// either. Returns those taken on.
     pub fn adopt(&self, candidates: Vec<i32>, owner: &Sender<Exit>) -> Vec<Straggler> {
         let mut r = self.registry();
-        if r.in_flight > 0 {
-            log::debug!("not looking for left-over processes while a spawn is in flight");
-            return Vec::new();
-        }
-        let mut taken = Vec::new();
-        for pid in candidates {
-            if r.owners.contains_key(&pid) {
-                continue;
-            }
-            if let Some(s) = Straggler::of(pid) {
-                r.owners.insert(pid, Some(owner.clone()));
-                r.adopted.push(pid);
-                taken.push(s);
-            }
+        let taken = unowned(&r, candidates).unwrap_or_default();
+        for s in &taken {
+            r.owners.insert(s.pid, Some(owner.clone()));
+            r.adopted.push(s.pid);
         }
         taken
+    }
+
+    /// Those of `candidates` that `adopt` would take on, left as they are
+    /// (to name them, not to end them); None while a spawn is in flight.
+    pub fn unowned(&self, candidates: Vec<i32>) -> Option<Vec<Straggler>> {
+        unowned(&self.registry(), candidates)
     }
 
     /// Call `signal` for each of `stragglers` not reaped yet, under the
@@ -269,6 +265,21 @@ impl Reaper {
     pub fn orphans_reaped(&self) -> u64 {
         self.orphans.load(Ordering::Relaxed)
     }
+}
+
+/// The living children of ours among `candidates` that nobody owns; None
+/// while a spawn is in flight (its child has no owner yet either).
+fn unowned(r: &Registry, candidates: Vec<i32>) -> Option<Vec<Straggler>> {
+    if r.in_flight > 0 {
+        log::debug!("not looking for left-over processes while a spawn is in flight");
+        return None;
+    }
+    let found = candidates
+        .into_iter()
+        .filter(|pid| !r.owners.contains_key(pid))
+        .filter_map(Straggler::of)
+        .collect();
+    Some(found)
 }
 
 /// Send `pid`'s exit to its owner; None: a failed exec nobody waits for.

@@ -175,6 +175,48 @@ fn children_by_walk(parent: i32) -> Vec<i32> {
         .collect()
 }
 
+/// Processes that left `instance`'s group and outlived it, as (pid,
+/// name): living children of ours that nobody owns, whose environment
+/// still names `instance` (`SHEEPDOG_INSTANCE`, inherited from the child
+/// sheepdog started, as a daemon's fork keeps it). To name them while
+/// sheepdog runs; nothing is signalled. None when no search could be made
+/// now (a spawn in flight, a `/proc` that is not this namespace's).
+pub fn left_by(reaper: &Reaper, instance: &str) -> Option<Vec<(i32, String)>> {
+    if !proc_is_ours() {
+        return None;
+    }
+    let found = reaper
+        .unowned(candidates())?
+        .into_iter()
+        .filter(|s| instance_of(s.pid).as_deref() == Some(instance.as_bytes()))
+        .map(|s| (s.pid, name_of(s.pid)))
+        .collect();
+    Some(found)
+}
+
+/// The `SHEEPDOG_INSTANCE` in `pid`'s environment, if it has one. The
+/// environment is read up to 256 KiB: ours comes after what sheepdog
+/// inherited, and few environments are larger.
+fn instance_of(pid: i32) -> Option<Vec<u8>> {
+    use std::io::Read;
+    const KEY: &[u8] = b"SHEEPDOG_INSTANCE=";
+    let mut env = Vec::new();
+    std::fs::File::open(format!("/proc/{pid}/environ"))
+        .ok()?
+        .take(256 << 10)
+        .read_to_end(&mut env)
+        .ok()?;
+    env.split(|&b| b == 0)
+        .find_map(|var| var.strip_prefix(KEY))
+        .map(<[u8]>::to_vec)
+}
+
+/// `pid`'s command name, for a message.
+fn name_of(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map_or_else(|_| "?".into(), |c| c.trim_end().to_string())
+}
+
 fn left_over(n: usize) -> String {
     crate::logging::counted(n as u64, "left-over process", "left-over processes")
 }

@@ -150,6 +150,42 @@ fn a_process_that_left_its_group_is_ended_gracefully_at_shutdown() {
 }
 
 #[test]
+fn a_process_that_left_its_group_is_named_once_while_sheepdog_runs() {
+    // The classic daemonizing misconfiguration: each run leaves a process
+    // behind outside its group (here only the first run does). The
+    // warning names it, with the instance it came from, once; it is not
+    // ended until the shutdown.
+    let cfg = global("")
+        + r#"
+  web:
+    command: |
+      if [ ! -e $DIR/first ]; then
+        setsid sh -c 'echo $$ > $DIR/first.new && mv $DIR/first.new $DIR/first; exec sleep 1000' &
+        # Out of the group before this run ends, or its stop would take it.
+        i=0; until [ -e $DIR/first ] || [ $i -ge 1000 ]; do sleep 0.01; i=$((i+1)); done
+      fi
+      exit 1
+"#;
+    let mut sd = Sheepdog::start("left-group-named", &cfg);
+    assert!(sd.wait_log_n("web-1: started", 4, WAIT), "{}", sd.log());
+    let first = read_pid(&sd.dir.path("first")).expect("first pid");
+    assert!(alive(first), "it is not ended while sheepdog runs");
+    // Its name is sh or sleep, depending on whether it got to its exec.
+    let named = format!("web-1: pid {first} (");
+    assert_eq!(sd.count(&named), 1, "{}", sd.log());
+    assert!(
+        sd.log().contains(
+            ") left its process group and is still running, unsupervised; did it daemonize?"
+        ),
+        "{}",
+        sd.log()
+    );
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    assert!(!alive(first), "{}", sd.log());
+}
+
+#[test]
 fn left_over_processes_are_looked_for_only_after_the_stop_hooks() {
     // A process's post_stop hook is a child of sheepdog too: it must not
     // be taken for a left-over process (it was, once in 40 runs, when the
