@@ -153,18 +153,7 @@ processes:
     let Some(mut sd) = start_pid1("pid1-holder", cfg) else {
         return;
     };
-    assert!(
-        wait_until(WAIT, || sd.dir.path("ready").exists()),
-        "{}",
-        sd.log()
-    );
-    let root = wait_pid1(&sd);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(root),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    assert_eq!(sd.exit_code(Duration::from_secs(30)), 0, "{}", sd.log());
+    assert_eq!(term_when_ready(&mut sd), 0, "{}", sd.log());
     assert!(sd.log().contains("holder-1 | tick"), "{}", sd.log());
     assert!(sd.log().contains("sending SIGKILL"), "{}", sd.log());
 }
@@ -183,18 +172,7 @@ processes:
     let Some(mut sd) = start_pid1("pid1-left-group", cfg) else {
         return;
     };
-    assert!(
-        wait_until(WAIT, || sd.dir.path("ready").exists()),
-        "{}",
-        sd.log()
-    );
-    let root = wait_pid1(&sd);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(root),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    assert_eq!(sd.exit_code(Duration::from_secs(30)), 0, "{}", sd.log());
+    assert_eq!(term_when_ready(&mut sd), 0, "{}", sd.log());
     let log = sd.log();
     assert!(sd.dir.path("got-term").exists(), "{log}");
     assert!(log.contains("left-over pid"), "{log}");
@@ -220,24 +198,30 @@ processes:
         &["unshare", "--pid", "--fork", "--kill-child"],
         |_| {},
     );
-    assert!(
-        wait_until(WAIT, || sd.dir.path("ready").exists()),
-        "{}",
-        sd.log()
-    );
-    let root = wait_pid1(&sd);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(root),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    assert_eq!(sd.exit_code(Duration::from_secs(30)), 0, "{}", sd.log());
+    assert_eq!(term_when_ready(&mut sd), 0, "{}", sd.log());
     let log = sd.log();
     assert!(
         log.contains("unable to look for left-over processes: /proc is missing or shows another pid namespace"),
         "{log}"
     );
     assert!(!log.contains("still running outside"), "{log}");
+}
+
+/// Once the config's process has written `$DIR/ready`, SIGTERM the
+/// namespace's PID 1; its exit code.
+fn term_when_ready(sd: &mut Sheepdog) -> i32 {
+    assert!(
+        wait_until(WAIT, || sd.dir.path("ready").exists()),
+        "{}",
+        sd.log()
+    );
+    let root = wait_pid1(sd);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(root),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    sd.exit_code(Duration::from_secs(30))
 }
 
 fn wait_pid1(sd: &Sheepdog) -> i32 {
