@@ -4,16 +4,22 @@
 //! Every managed child leads its own group (`sys::spawn_clean`), so "the
 //! process" is the group. `Stop` is the one stop sequence, driven by
 //! instances (`instance`) and scheduled runs (`scheduler::run`) with their
-//! own events: the stop signal, `kill_signal` at the timeout, then at most
+//! own events: the stop signal, `kill_signal` at the timeout, SIGKILL
+//! `KILL_GRACE` later if `kill_signal` is another signal, then at most
 //! `KILL_GRACE` for the group to drain.
 //!
 //! Invariants:
 //! - A group is signalled only while its leader is unreaped or within the
 //!   drain that follows its reaping, so the pgid cannot have been reused by
 //!   an unrelated group.
+//! - Every stop ends in SIGKILL unless the group empties first: a
+//!   `kill_signal` of the operator's choice (SIGQUIT for a core dump, say)
+//!   may be caught or ignored, so SIGKILL follows it. A forced stop (the
+//!   global deadline, a second SIGTERM) sends SIGKILL at once.
 //! - A stop ends only when the group is empty after its leader was reaped,
-//!   or after `KILL_GRACE` past the kill signal (logged as giving up): every
-//!   stop is bounded by `timeout + KILL_GRACE`.
+//!   or after `KILL_GRACE` past SIGKILL (logged as giving up): every stop is
+//!   bounded by `timeout + KILL_GRACE`, or `timeout + 2 × KILL_GRACE` with
+//!   a `kill_signal` other than SIGKILL.
 
 use std::time::{Duration, Instant};
 
@@ -24,7 +30,8 @@ use nix::unistd::Pid;
 use crate::config::Shutdown;
 use crate::reaper::ExitStatus;
 
-/// How long to wait for a group to vanish after the kill signal.
+/// How long to wait for a group to vanish after the kill signal (and after
+/// SIGKILL, when the kill signal was another).
 pub const KILL_GRACE: Duration = Duration::from_secs(5);
 /// Polling the group empty after its leader was reaped: no event says when
 /// the last member goes, so check with a doubling interval, first and
@@ -79,11 +86,23 @@ pub struct Stop {
     timeout: Duration,
     kill_signal: Signal,
     deadline: Instant,
-    killed: bool,
+    /// The last signal of the sequence sent so far.
+    sent: Sent,
     /// Draining after the leader was reaped: no event says when the last
     /// member goes, so check with a doubling interval.
     poll: Duration,
     next_poll: Instant,
+}
+
+/// How far a stop's signals have gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    /// The stop signal.
+    Stop,
+    /// A `kill_signal` that is not SIGKILL.
+    KillSignal,
+    /// SIGKILL: nothing is left to send.
+    Sigkill,
 }
 
 /// How a stop ended.
@@ -99,13 +118,14 @@ pub enum Ending {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
     Wait,
+    /// Send the kill signal: `kill_signal`, or SIGKILL after it.
     Kill,
     Done(Ending),
 }
 
 impl Stop {
     /// Start stopping group `pgid` as `shutdown` says: its stop signal now
-    /// (or, with `kill_now`, its kill signal). `leader` is the status when
+    /// (or, with `kill_now`, SIGKILL). `leader` is the status when
     /// the leader has already been reaped (cleaning up after a crash).
     pub fn begin(
         owner: &str,
@@ -121,7 +141,7 @@ impl Stop {
             timeout: shutdown.timeout,
             kill_signal: shutdown.kill_signal,
             deadline: now + shutdown.timeout,
-            killed: false,
+            sent: Sent::Stop,
             poll: DRAIN_POLL_MIN,
             next_poll: now + DRAIN_POLL_MIN,
         };
@@ -140,18 +160,36 @@ impl Stop {
         self.next_poll = now;
     }
 
-    /// The kill signal now, unless it was already sent.
+    /// SIGKILL now (a forced stop), unless it was already sent.
     pub fn kill(&mut self, owner: &str, now: Instant) {
-        if !self.killed {
-            signal(owner, self.pgid, self.kill_signal);
-            self.killed = true;
-            self.deadline = now + KILL_GRACE;
+        if self.sent != Sent::Sigkill {
+            self.send(owner, Signal::SIGKILL, now);
         }
     }
 
-    /// Whether the kill signal has been sent.
+    /// Whether SIGKILL has been sent: nothing more can be done but wait.
     pub fn killed(&self) -> bool {
-        self.killed
+        self.sent == Sent::Sigkill
+    }
+
+    /// The next signal of the sequence, and how long the one before it
+    /// was given: `kill_signal` after the timeout, then SIGKILL after
+    /// `KILL_GRACE` if `kill_signal` was another signal.
+    fn next_signal(&self) -> (Signal, Duration) {
+        match self.sent {
+            Sent::Stop => (self.kill_signal, self.timeout),
+            Sent::KillSignal | Sent::Sigkill => (Signal::SIGKILL, KILL_GRACE),
+        }
+    }
+
+    fn send(&mut self, owner: &str, sig: Signal, now: Instant) {
+        signal(owner, self.pgid, sig);
+        self.sent = if sig == Signal::SIGKILL {
+            Sent::Sigkill
+        } else {
+            Sent::KillSignal
+        };
+        self.deadline = now + KILL_GRACE;
     }
 
     /// When `advance` must run next, if nothing else happens first.
@@ -170,23 +208,28 @@ impl Stop {
         match self.step(now, empty) {
             Step::Wait => None,
             Step::Kill => {
+                let (sig, after) = self.next_signal();
+                // "after 10s" is the stop timeout; after a kill signal that
+                // did not end it, say which.
+                let ignored = match self.sent {
+                    Sent::Stop => String::new(),
+                    Sent::KillSignal | Sent::Sigkill => format!(" of {}", self.kill_signal),
+                };
                 log::warn!(
-                    event = "killing", instance = owner, pid = self.pgid,
-                    signal = self.kill_signal.as_str(), reason = "stop timeout";
-                    "{owner}: process group {} still running after {}; sending {}",
+                    event = "killing", instance = owner, pid = self.pgid, signal = sig.as_str();
+                    "{owner}: process group {} still running after {}{ignored}; sending {sig}",
                     self.pgid,
-                    crate::config::format_duration(self.timeout),
-                    self.kill_signal
+                    crate::config::format_duration(after),
                 );
-                self.kill(owner, now);
+                self.send(owner, sig, now);
                 None
             }
             Step::Done(Ending::GaveUp) => {
                 log::error!(
-                    "{owner}: process group {} not empty {}s after {}; giving up on it",
+                    "{owner}: process group {} not empty {}s after SIGKILL; giving up on it \
+                     (a process in uninterruptible sleep?)",
                     self.pgid,
                     KILL_GRACE.as_secs(),
-                    self.kill_signal
                 );
                 Some(Ending::GaveUp)
             }
@@ -200,7 +243,7 @@ impl Stop {
             return Step::Done(Ending::Empty);
         }
         if now >= self.deadline {
-            return if self.killed {
+            return if self.killed() {
                 Step::Done(Ending::GaveUp)
             } else {
                 Step::Kill
@@ -243,6 +286,45 @@ mod tests {
         assert_eq!(s.wake_at(), t1 + KILL_GRACE);
         assert_eq!(s.step(t1 + KILL_GRACE / 2, false), Step::Wait);
         assert_eq!(s.step(t1 + KILL_GRACE, false), Step::Done(Ending::GaveUp));
+    }
+
+    #[test]
+    fn a_kill_signal_other_than_sigkill_is_followed_by_sigkill() {
+        let t0 = Instant::now();
+        let sd = Shutdown {
+            signal: Signal::SIGQUIT,
+            timeout: Duration::from_secs(10),
+            kill_signal: Signal::SIGINT,
+            pre_stop_hook: None,
+        };
+        let mut s = Stop::begin("t", i32::MAX, &sd, None, false, t0);
+        let t1 = t0 + Duration::from_secs(10);
+        assert_eq!(s.step(t1, false), Step::Kill);
+        assert_eq!(s.next_signal(), (Signal::SIGINT, sd.timeout));
+        s.send("t", Signal::SIGINT, t1);
+        assert!(!s.killed(), "SIGINT is not the end of the sequence");
+        let t2 = t1 + KILL_GRACE;
+        assert_eq!(s.step(t2, false), Step::Kill);
+        assert_eq!(s.next_signal(), (Signal::SIGKILL, KILL_GRACE));
+        s.send("t", Signal::SIGKILL, t2);
+        assert!(s.killed());
+        assert_eq!(s.step(t2 + KILL_GRACE, false), Step::Done(Ending::GaveUp));
+    }
+
+    #[test]
+    fn a_forced_stop_is_sigkill_whatever_the_kill_signal() {
+        let t0 = Instant::now();
+        let sd = Shutdown {
+            signal: Signal::SIGTERM,
+            timeout: Duration::from_secs(10),
+            kill_signal: Signal::SIGQUIT,
+            pre_stop_hook: None,
+        };
+        assert!(Stop::begin("t", i32::MAX, &sd, None, true, t0).killed());
+        let mut s = Stop::begin("t", i32::MAX, &sd, None, false, t0);
+        s.kill("t", t0);
+        assert!(s.killed());
+        assert_eq!(s.wake_at(), t0 + KILL_GRACE);
     }
 
     #[test]

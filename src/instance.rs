@@ -10,16 +10,20 @@
 //! - A stop or a crash is complete only when the process group is empty
 //!   (DESIGN.md §2.6): after the leader exits, the rest of its group gets
 //!   the stop signal and is drained before a restart, and `kill_signal` goes
-//!   to the group at the timeout.
+//!   to the group at the timeout (then SIGKILL, if it is another signal).
 //! - Every wait is bounded: the stop timeout, then `KILL_GRACE` after the
-//!   kill signal; at an exit, at most `OUTPUT_WAIT` for the output thread
-//!   to write the child's last lines (so they come before the exit
-//!   record). While running, the thread blocks with no timer at all.
+//!   kill signal (and after SIGKILL, when that is another); at an exit, at
+//!   most `OUTPUT_WAIT` for the output thread to write the child's last
+//!   lines (so they come before the exit record). While running, the
+//!   thread blocks with no timer at all.
 //! - Draining a group is the one place that polls (`kill(-pgid, 0)`): no
 //!   event reports a group becoming empty. It only happens during a stop,
 //!   backs off from 1 ms to 50 ms, and ends at the stop deadline.
 //! - Intentional stops never restart; a restart waiting in backoff is
-//!   cancelled by a stop.
+//!   cancelled by a stop. Once shutdown has begun (`Cmd::Hold`) nothing
+//!   starts again: an exit is final, a restart waiting in backoff is
+//!   dropped, a liveness failure is only logged (its turn to stop comes in
+//!   the shutdown order), and the child still running waits for its stop.
 //! - Health probes run here, blocking, each bounded by its timeout; an exit
 //!   that arrives meanwhile is handled right after (never later than the
 //!   probe timeout). Every start gets a fresh health tracker, so counters
@@ -53,8 +57,11 @@ const OUTPUT_WAIT: Duration = Duration::from_millis(100);
 pub enum Cmd {
     /// Graceful stop: `shutdown.signal`, then `kill_signal` at the timeout.
     Stop,
-    /// Immediate `kill_signal` to the group (forced shutdown, global deadline).
+    /// SIGKILL to the group at once (forced shutdown, global deadline).
     Kill,
+    /// Shutdown has begun: start nothing again. A child running now keeps
+    /// running until its `Stop` comes, in the shutdown order.
+    Hold,
     /// Send a signal to the group, or to its leader only, if one is
     /// running (no state change).
     Signal(Signal, Whom),
@@ -161,6 +168,7 @@ pub fn launch(
         pid: None,
         output_done: None,
         left_behind: Vec::new(),
+        holding: false,
     };
     let thread = std::thread::Builder::new()
         .name(format!("{}", runner.id.instance))
@@ -370,6 +378,8 @@ struct Runner {
     /// Processes that left this instance's group, already named in a
     /// warning (`warn_left_behind`).
     left_behind: Vec<i32>,
+    /// `Cmd::Hold` came: no restart, whatever the policy says.
+    holding: bool,
 }
 
 impl Runner {
@@ -465,17 +475,28 @@ impl Runner {
                 );
                 State::Done(Outcome::Stopped)
             }
+            (State::Waiting { .. }, Input::Cmd(Cmd::Hold)) => {
+                self.holding = true;
+                log::info!(
+                    event = "stopped", instance = &*self.id.instance, reason = "shutting down";
+                    "{}: not starting it again: sheepdog is shutting down",
+                    self.id.instance
+                );
+                State::Done(Outcome::Stopped)
+            }
             (s @ State::Waiting { .. }, Input::Cmd(Cmd::Signal(..)) | Input::Exit(_)) => s,
             (State::Running { pid, since, .. }, Input::Exit(status)) => {
                 self.leader_exited(pid, status, now.saturating_duration_since(since), now)
             }
             (State::Running { pid, .. }, Input::Cmd(Cmd::Stop)) => {
-                State::Stopping(self.begin_stop(pid, now))
+                State::Stopping(self.begin_stop(pid, now, false))
             }
             (State::Running { pid, .. }, Input::Cmd(Cmd::Kill)) => {
-                let mut s = self.begin_stop(pid, now);
-                s.stop.kill(&self.id.instance, now);
-                State::Stopping(s)
+                State::Stopping(self.begin_stop(pid, now, true))
+            }
+            (s @ State::Running { .. }, Input::Cmd(Cmd::Hold)) => {
+                self.holding = true;
+                s
             }
             (s @ State::Running { pid, .. }, Input::Cmd(Cmd::Signal(sig, whom))) => {
                 self.signal(pid, sig, whom);
@@ -509,6 +530,10 @@ impl Runner {
             (State::Stopping(mut s), Input::Cmd(Cmd::Kill)) => {
                 s.cause = Cause::Requested;
                 s.stop.kill(&self.id.instance, now);
+                State::Stopping(s)
+            }
+            (State::Stopping(s), Input::Cmd(Cmd::Hold)) => {
+                self.holding = true;
                 State::Stopping(s)
             }
             (State::Stopping(s), Input::Cmd(Cmd::Signal(sig, whom))) => {
@@ -629,7 +654,7 @@ impl Runner {
                 )));
             }
             match self.cmd_rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(Cmd::Stop | Cmd::Kill) => return Err(NotStarted::Stopped),
+                Ok(Cmd::Stop | Cmd::Kill | Cmd::Hold) => return Err(NotStarted::Stopped),
                 Ok(Cmd::Signal(..)) | Err(_) => {}
             }
         }
@@ -685,6 +710,14 @@ impl Runner {
                 );
                 None
             }
+            Change::BecameUnhealthy(why) | Change::StartupFailed(why) if self.holding => {
+                log::warn!(
+                    event = "unhealthy", instance = &*self.id.instance, pid = pid, reason = why.as_str();
+                    "{}: unhealthy: {why}; left running until its turn to stop (shutting down)",
+                    self.id.instance
+                );
+                None
+            }
             Change::BecameUnhealthy(why) | Change::StartupFailed(why) => {
                 log::warn!(
                     event = "unhealthy", instance = &*self.id.instance, pid = pid, reason = why.as_str();
@@ -707,7 +740,7 @@ impl Runner {
                 tracker: Some(tracker),
             };
         }
-        let mut s = self.begin_stop(pid, now);
+        let mut s = self.begin_stop(pid, now, false);
         s.cause = Cause::Unhealthy {
             ran_for: now.saturating_duration_since(since),
         };
@@ -764,6 +797,13 @@ impl Runner {
         }
         let (decision, attempts) = decide(&self.def, self.attempts, status, unhealthy, ran_for);
         self.attempts = attempts;
+        let decision = match (decision, status) {
+            (Decision::Restart { .. }, Some(s)) if self.holding => {
+                Decision::Finish(Outcome::Exited(s))
+            }
+            (Decision::Restart { .. }, None) if self.holding => Decision::Finish(Outcome::Stopped),
+            (d, _) => d,
+        };
         let mut what = ending(status, unhealthy);
         // "exited 3 after 2ms"; a start that failed never ran at all.
         if status.is_some() || unhealthy {
@@ -804,6 +844,12 @@ impl Runner {
                         event = "completed", instance = instance, exit_code = exit_code;
                         "{}: completed", self.id.instance
                     ),
+                    Outcome::Exited(s) if self.holding => log::info!(
+                        event = "exited", instance = instance, reason = reason,
+                        exit_code = exit_code, signal = signal;
+                        "{}: {s}; not restarting: sheepdog is shutting down",
+                        self.id.instance
+                    ),
                     Outcome::Exited(s) => log::info!(
                         event = "exited", instance = instance, reason = reason,
                         exit_code = exit_code, signal = signal;
@@ -818,26 +864,35 @@ impl Runner {
         }
     }
 
-    /// A requested stop: the stop signal to the group, then wait.
-    fn begin_stop(&mut self, pid: i32, now: Instant) -> Stopping {
+    /// A requested stop: the stop signal to the group, then wait; or,
+    /// `forced` (the global deadline, a second SIGTERM), SIGKILL at once.
+    fn begin_stop(&mut self, pid: i32, now: Instant, forced: bool) -> Stopping {
         let sd = &self.def.shutdown;
-        log::info!(
-            event = "stopping", instance = &*self.id.instance, pid = pid, signal = sd.signal.as_str(),
-            timeout_ms = sd.timeout.as_millis() as u64;
-            "{}: stopping pid {pid}: {} to its process group, {} {} after {}",
-            self.id.instance,
-            sd.signal,
-            if sd.kill_signal == Signal::SIGKILL {
-                "then"
-            } else {
-                "and"
-            },
-            sd.kill_signal,
-            crate::config::format_duration(sd.timeout)
-        );
+        if forced {
+            log::info!(
+                event = "stopping", instance = &*self.id.instance, pid = pid, signal = "SIGKILL";
+                "{}: killing pid {pid}: SIGKILL to its process group (forced shutdown)",
+                self.id.instance
+            );
+        } else {
+            log::info!(
+                event = "stopping", instance = &*self.id.instance, pid = pid, signal = sd.signal.as_str(),
+                timeout_ms = sd.timeout.as_millis() as u64;
+                "{}: stopping pid {pid}: {} to its process group, then {} after {}{}",
+                self.id.instance,
+                sd.signal,
+                sd.kill_signal,
+                crate::config::format_duration(sd.timeout),
+                if sd.kill_signal == Signal::SIGKILL {
+                    String::new()
+                } else {
+                    format!(" and SIGKILL {} later", crate::config::format_duration(group::KILL_GRACE))
+                }
+            );
+        }
         self.report(Event::Stopping);
         Stopping {
-            stop: group::Stop::begin(&self.id.instance, pid, sd, None, false, now),
+            stop: group::Stop::begin(&self.id.instance, pid, sd, None, forced, now),
             cause: Cause::Requested,
         }
     }

@@ -286,6 +286,109 @@ fn the_global_deadline_bounds_the_whole_shutdown() {
 }
 
 #[test]
+fn the_global_deadline_kills_with_sigkill_whatever_the_kill_signal() {
+    // Regression: the deadline sent each group its kill_signal, which a
+    // process may catch; this one would have outlived sheepdog.
+    let cfg = "global:\n  shutdown_timeout: 1s\n  api_enabled: false\n  metrics_enabled: false\nprocesses:\n".to_string()
+        + r#"
+  slow:
+    command: "trap '' TERM; trap 'echo int >> $DIR/events' INT; echo $$ > $DIR/pid; while :; do sleep 0.05; done"
+    shutdown: { timeout: 60s, kill_signal: SIGINT }
+"#;
+    let mut sd = Sheepdog::start("deadline-kill", &cfg);
+    assert!(
+        wait_until(WAIT, || read_pid(&sd.dir.path("pid")).is_some()),
+        "{}",
+        sd.log()
+    );
+    let pid = read_pid(&sd.dir.path("pid")).expect("pid");
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    assert!(
+        !alive(pid),
+        "pid {pid} outlived the deadline:\n{}",
+        sd.log()
+    );
+    assert!(
+        sd.dir.lines("events").is_empty(),
+        "the deadline sent the kill_signal, not SIGKILL:\n{}",
+        sd.log()
+    );
+}
+
+#[test]
+fn a_kill_signal_that_is_caught_is_followed_by_sigkill() {
+    let cfg = global("")
+        + r#"
+  stubborn:
+    command: "trap '' TERM; trap 'echo int >> $DIR/events' INT; echo $$ > $DIR/pid; while :; do sleep 0.05; done"
+    shutdown: { timeout: 200ms, kill_signal: SIGINT }
+"#;
+    let mut sd = Sheepdog::start("kill-signal", &cfg);
+    assert!(
+        wait_until(WAIT, || read_pid(&sd.dir.path("pid")).is_some()),
+        "{}",
+        sd.log()
+    );
+    let pid = read_pid(&sd.dir.path("pid")).expect("pid");
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    assert!(!alive(pid), "pid {pid} survived its stop:\n{}", sd.log());
+    let log = sd.log();
+    assert!(
+        log.contains("still running after 200ms; sending SIGINT"),
+        "{log}"
+    );
+    assert!(
+        log.contains("still running after 5s of SIGINT; sending SIGKILL"),
+        "{log}"
+    );
+    assert!(
+        wait_until(WAIT, || sd.dir.lines("events").contains(&"int".to_string())),
+        "the kill_signal never reached it:\n{log}"
+    );
+}
+
+#[test]
+fn nothing_restarts_once_shutdown_has_begun() {
+    // `db` runs until told to crash; `web` depends on it and stops only
+    // when allowed, so `db` crashes while it waits for its turn to stop.
+    let cfg = global("")
+        + r#"
+  db:
+    command: "echo start >> $DIR/db-starts; while [ ! -e $DIR/crash ]; do sleep 0.05; done; exit 1"
+    restart: always
+  web:
+    command: "trap 'while [ ! -e $DIR/web-may-exit ]; do sleep 0.05; done; exit 0' TERM; echo up > $DIR/web-up; while :; do sleep 0.05; done"
+    depends_on: [db]
+"#;
+    let mut sd = Sheepdog::start("no-restart", &cfg);
+    assert!(
+        wait_until(WAIT, || sd.dir.path("web-up").exists()),
+        "{}",
+        sd.log()
+    );
+    sd.signal(TERM);
+    sd.wait_log("web-1: stopping pid");
+    sd.dir.write("crash", "");
+    sd.wait_log("db-1: exited 1");
+    assert!(
+        sd.log()
+            .contains("not restarting: sheepdog is shutting down"),
+        "{}",
+        sd.log()
+    );
+    sd.dir.write("web-may-exit", "");
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    assert_eq!(
+        sd.dir.lines("db-starts").len(),
+        1,
+        "db started again during the shutdown:\n{}",
+        sd.log()
+    );
+}
+
+#[test]
 fn a_second_sigterm_forces_the_shutdown() {
     let cfg = global("")
         + r#"

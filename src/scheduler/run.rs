@@ -6,8 +6,9 @@
 //! - A run is over only when its process group is empty (DESIGN.md §2.6):
 //!   after the leader exits, the rest of the group gets the stop signal;
 //!   a timeout or a stop sends `shutdown.signal` to the group, then
-//!   `shutdown.kill_signal` at `shutdown.timeout`, then waits at most
-//!   `KILL_GRACE`. Every wait is bounded.
+//!   `shutdown.kill_signal` at `shutdown.timeout` (SIGKILL after it, if it
+//!   is another signal; `group::Stop`), then waits at most `KILL_GRACE`.
+//!   Every wait is bounded.
 //! - No polling while the run is going: the thread blocks on the exit, the
 //!   command channel and the timeout. Draining a group after its leader
 //!   exited polls `kill(-pgid, 0)` with backoff (1 ms to 50 ms), as
@@ -38,7 +39,7 @@ const OUTPUT_WAIT: Duration = Duration::from_millis(500);
 pub enum RunCmd {
     /// Graceful: `shutdown.signal`, `kill_signal` at `shutdown.timeout`.
     Stop,
-    /// `kill_signal` to the group now (forced shutdown).
+    /// SIGKILL to the group now (forced shutdown).
     Kill,
 }
 
@@ -257,7 +258,7 @@ impl Run {
 
     /// Stop what is left of group `pgid` (`group::Stop`); `status` gets the
     /// leader's exit if it arrives meanwhile. Bounded by `shutdown.timeout`
-    /// + `KILL_GRACE`.
+    /// + `KILL_GRACE` (twice that with a `kill_signal` other than SIGKILL).
     fn stop_group(&mut self, pgid: i32, status: &mut Option<ExitStatus>, kill_now: bool) {
         let owner = &self.id.instance;
         let mut stop = group::Stop::begin(

@@ -14,7 +14,8 @@
 //! - A process starts only when every dependency is satisfied (started; a
 //!   oneshot completed successfully); `initial_state: stopped` processes
 //!   never block their dependents.
-//! - On shutdown, a process gets its stop signal only after every process
+//! - On shutdown, nothing starts again (every instance is told to hold),
+//!   and a process gets its stop signal only after every process
 //!   that depends on it has fully stopped (its groups empty). At
 //!   `shutdown_timeout` everything left is killed, whatever the order; a
 //!   second SIGTERM/SIGINT does the same at once.
@@ -1062,6 +1063,12 @@ impl Supervisor {
             p.op = None;
             if p.phase == ProcPhase::Pending {
                 p.phase = ProcPhase::Finished;
+            }
+            // Nothing starts again: a process that exits while it waits
+            // for its dependents to stop stays down, and one in backoff
+            // ends now.
+            for i in p.instances.values() {
+                i.send(Cmd::Hold);
             }
         }
         // Nothing depends on a scheduled job: its runs stop first.
