@@ -14,10 +14,28 @@ use signal_hook::consts::signal::*;
 use signal_hook::iterator::Signals;
 
 /// What the supervisor listens to: CHLD to reap, TERM/INT/QUIT to stop,
-/// HUP to reload, USR1/USR2 for operators (logged until the logging issue
-/// gives USR1 a meaning), WINCH ignored.
-pub const SUPERVISOR: &[libc::c_int] =
-    &[SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2];
+/// PWR to stop too (how LXC asks its init to halt), HUP (reload, logged),
+/// USR1 to reopen log files, USR2 logged. The rest end a process by
+/// default: caught and logged, a stray one (`kill -ALRM`, an RLIMIT_CPU or
+/// RLIMIT_FSIZE signal) cannot kill sheepdog and orphan every child when
+/// it is not PID 1. WINCH and URG are ignored by default anyway.
+pub const SUPERVISOR: &[libc::c_int] = &[
+    SIGCHLD,
+    SIGTERM,
+    SIGINT,
+    SIGQUIT,
+    libc::SIGPWR,
+    SIGHUP,
+    SIGUSR1,
+    SIGUSR2,
+    SIGALRM,
+    SIGVTALRM,
+    SIGPROF,
+    SIGXCPU,
+    SIGXFSZ,
+    SIGIO,
+    libc::SIGSTKFLT,
+];
 
 /// What single-command mode forwards to its child, plus CHLD: every
 /// catchable signal except the synchronous faults and ABRT/TRAP/SYS (which tini also skips

@@ -389,6 +389,46 @@ fn nothing_restarts_once_shutdown_has_begun() {
 }
 
 #[test]
+fn stray_signals_are_logged_and_pwr_shuts_down_gracefully() {
+    // Not PID 1 here: a signal left at its default action would end
+    // sheepdog and orphan every child.
+    let cfg = global("")
+        + r#"
+  app:
+    command: "trap 'echo term > $DIR/term; exit 0' TERM; echo $$ > $DIR/pid; while :; do sleep 0.05; done"
+"#;
+    let mut sd = Sheepdog::start("stray-signals", &cfg);
+    assert!(
+        wait_until(WAIT, || read_pid(&sd.dir.path("pid")).is_some()),
+        "{}",
+        sd.log()
+    );
+    for sig in [
+        libc::SIGALRM,
+        libc::SIGVTALRM,
+        libc::SIGPROF,
+        libc::SIGXCPU,
+        libc::SIGIO,
+    ] {
+        sd.signal(sig);
+        let name = nix::sys::signal::Signal::try_from(sig).unwrap().as_str();
+        sd.wait_log(&format!("received {name}; ignoring it"));
+    }
+    assert!(sd.wait_exit(Duration::ZERO).is_none(), "{}", sd.log());
+    sd.signal(libc::SIGPWR);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    assert!(
+        sd.log().contains("shutting down (received SIGPWR)"),
+        "{}",
+        sd.log()
+    );
+    assert!(
+        sd.dir.path("term").exists(),
+        "app was not stopped gracefully"
+    );
+}
+
+#[test]
 fn a_second_sigterm_forces_the_shutdown() {
     let cfg = global("")
         + r#"

@@ -567,14 +567,14 @@ impl Supervisor {
     fn on_signal(&mut self, sig: libc::c_int) {
         let name = signals::name(sig);
         match (sig, &self.phase) {
-            (SIGTERM | SIGINT | SIGQUIT, Phase::Running) => {
+            (SIGTERM | SIGINT | SIGQUIT | libc::SIGPWR, Phase::Running) => {
                 self.begin_shutdown(Reason::Signal(name));
             }
             (SIGTERM | SIGINT, Phase::ShuttingDown { forced: false, .. }) => {
                 log::warn!("received {name} again: killing every remaining process group now");
                 self.force_kill();
             }
-            (SIGTERM | SIGINT | SIGQUIT, Phase::ShuttingDown { .. }) => {
+            (SIGTERM | SIGINT | SIGQUIT | libc::SIGPWR, Phase::ShuttingDown { .. }) => {
                 log::info!("received {name}; already shutting down");
             }
             (SIGHUP, _) => {
@@ -584,7 +584,7 @@ impl Supervisor {
                 log::info!(event = "reopen_logs", signal = "SIGUSR1"; "received SIGUSR1: reopening log files");
                 self.shared.output.reopen();
             }
-            (_, _) => log::info!("received {name}; nothing to do"),
+            (_, _) => log::info!("received {name}; ignoring it"),
         }
     }
 
