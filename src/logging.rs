@@ -1,8 +1,8 @@
 //! The log record, its two formats, and sheepdog's own `log::Log` logger.
 //!
 //! Every line sheepdog prints, whether its own decision or a child's output
-//! line, is a `Record`, formatted by `format_line` and written to stdout by
-//! `write_stdout`: one formatter, one writer. The output thread
+//! line, is a `Record`, formatted by `format_line` and handed to the stdout
+//! writer thread (`crate::stdout`): one formatter, one writer. The output thread
 //! (`crate::output`) builds records from child pipes; the `Logger` here
 //! builds them from `log::info!` and friends on any thread.
 //!
@@ -25,9 +25,12 @@
 //!
 //! Invariants:
 //! - A record is formatted into one buffer and written with a single
-//!   `write_all` under the stdout lock, so lines from different threads never
+//!   `write_all` by the stdout thread, so lines from different threads never
 //!   interleave mid-line. A failing stdout (closed pipe) never panics; the
 //!   line is dropped, and stderr says so once per streak of failures.
+//! - Logging never blocks on a stdout that does not drain: sheepdog's own
+//!   records are dropped (and counted) when the writer's queue is full;
+//!   only child lines wait for room (`crate::stdout`).
 //! - Own records also go to `global.log_file` (rotated like process files,
 //!   reopened on SIGUSR1) and to the in-memory `LogStore`, if installed.
 //! - Formatting never panics on any input: messages are already valid UTF-8
@@ -270,14 +273,42 @@ pub fn format_with(r: &Record, json: bool, color: bool, width: usize) -> Vec<u8>
 /// Lines dropped since stdout last took a write (0 while it works).
 static STDOUT_LOST: AtomicU64 = AtomicU64::new(0);
 
-/// Write formatted lines to stdout: a single `write_all` under the lock.
+/// Write child lines to stdout, through the stdout thread: they wait for
+/// room there when stdout does not drain (backpressure on the children).
+pub fn write_stdout(lines: &[u8]) {
+    crate::stdout::push(lines, crate::stdout::Full::Wait);
+}
+
+/// Write one of sheepdog's own lines: dropped (and counted) rather than
+/// wait when stdout does not drain, so no decision waits on its reader.
+fn write_own(line: &[u8]) {
+    crate::stdout::push(line, crate::stdout::Full::Drop);
+}
+
+/// The line that says how many of sheepdog's own lines found the stdout
+/// queue full.
+pub fn dropped_note(n: u64) -> Vec<u8> {
+    let note = Record::new(
+        LogLevel::Warn,
+        SELF.into(),
+        format!(
+            "stdout did not drain: {} of sheepdog's own dropped",
+            counted(n, "line was", "lines were")
+        ),
+    );
+    format_line(&note, Target::Stdout)
+}
+
+/// Write formatted lines to stdout now: a single `write_all` under the
+/// lock. Only the stdout thread calls it (or anyone, if that thread could
+/// not be started).
 ///
 /// If stdout fails (the log collector's pipe closed, a full disk behind a
 /// redirect), the lines are dropped: there is nowhere better to hold them,
 /// and children must not block on it. But not silently: the first loss of
 /// a streak is said once on stderr, and how many lines were lost when
 /// stdout takes a write again.
-pub fn write_stdout(lines: &[u8]) {
+pub fn write_direct(lines: &[u8]) {
     let mut out = std::io::stdout().lock();
     let result = out.write_all(lines).and_then(|()| out.flush());
     // The stdout lock orders these updates; the atomic only makes the
@@ -316,7 +347,7 @@ pub fn write_stdout(lines: &[u8]) {
 
 /// Emit one of sheepdog's own records: stdout, `global.log_file`, store.
 fn emit_own(r: Record) {
-    write_stdout(&format_line(&r, Target::Stdout));
+    write_own(&format_line(&r, Target::Stdout));
     {
         let mut file = OWN_FILE.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(f) = file.as_mut() {
@@ -325,7 +356,7 @@ fn emit_own(r: Record) {
                 if f.note_failure() {
                     let msg = format!("unable to write {}: {e}", f.path().display());
                     let note = Record::new(LogLevel::Error, SELF.into(), msg);
-                    write_stdout(&format_line(&note, Target::Stdout));
+                    write_own(&format_line(&note, Target::Stdout));
                 }
             }
         }
@@ -414,11 +445,16 @@ impl log::Log for Logger {
     }
 
     fn flush(&self) {
-        let _ = std::io::stdout().flush();
+        crate::stdout::flush(std::time::Instant::now() + FLUSH_WAIT);
     }
 }
 
 static LOGGER: Logger = Logger;
+
+/// How long `log::logger().flush()` and the exit wait for stdout to take
+/// what is queued: long enough for a reader that reads, short enough that
+/// one that never does cannot hold up an exit (a container's stop).
+pub const FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Install the logger. Safe to call more than once (later calls only
 /// change format and level).
@@ -463,7 +499,7 @@ pub fn reopen_own_file() {
     if let Some(f) = file.as_mut() {
         if let Err(e) = f.reopen() {
             let note = Record::new(LogLevel::Error, SELF.into(), e);
-            write_stdout(&format_line(&note, Target::Stdout));
+            write_own(&format_line(&note, Target::Stdout));
         }
     }
 }

@@ -38,6 +38,7 @@ mod seeded;
 mod signals;
 mod spawn;
 mod status;
+mod stdout;
 mod stragglers;
 mod supervisor;
 mod sys;
@@ -54,7 +55,11 @@ const OWN_LOG_MAX_SIZE: u64 = 10 << 20;
 const OWN_LOG_MAX_FILES: u32 = 5;
 
 fn main() {
-    std::process::exit(real_main());
+    let code = real_main();
+    // The last lines (the shutdown's summary) are still with the stdout
+    // thread: let them out, unless stdout does not drain.
+    log::logger().flush();
+    std::process::exit(code);
 }
 
 fn real_main() -> i32 {

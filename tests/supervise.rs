@@ -388,6 +388,71 @@ fn nothing_restarts_once_shutdown_has_begun() {
     );
 }
 
+/// Whether a thread of `pid` sleeps in a pipe write (its `wchan`); None
+/// when the kernel does not say (no kallsyms).
+fn blocked_on_a_pipe(pid: i32) -> Option<bool> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut known = false;
+    for task in tasks.flatten() {
+        let wchan = std::fs::read_to_string(task.path().join("wchan")).unwrap_or_default();
+        if wchan.contains("pipe_write") {
+            return Some(true);
+        }
+        known |= !wchan.is_empty() && wchan != "0";
+    }
+    known.then_some(false)
+}
+
+#[test]
+fn a_stdout_nobody_reads_does_not_stop_supervision() {
+    // Regression: sheepdog's own log lines were written in the deciding
+    // thread, so a stdout that nobody drained (a paused terminal, a stuck
+    // log shipper) stopped every decision, the shutdown deadline included.
+    let cfg = global("")
+        + r#"
+  chatty:
+    command: [python3, -c, "import os, sys\nopen(os.environ['D'] + '/chatty', 'w').write(str(os.getpid()))\nwhile True: sys.stdout.write('x' * 200 + '\\n')"]
+    env: { D: "$DIR" }
+  quiet:
+    command: "trap 'echo term > $DIR/quiet-term; exit 0' TERM; echo $$ > $DIR/quiet; while :; do sleep 0.05; done"
+"#;
+    // stdout is a pipe this test never reads.
+    let mut sd = Sheepdog::start_with("stdout-blocked", &cfg, |c| {
+        c.stdout(std::process::Stdio::piped());
+    });
+    let dir = &sd.dir;
+    assert!(
+        wait_until(WAIT, || dir.path("chatty").exists()
+            && dir.path("quiet").exists()),
+        "{}",
+        sd.log()
+    );
+    let pids = [
+        read_pid(&dir.path("chatty")).expect("chatty pid"),
+        read_pid(&dir.path("quiet")).expect("quiet pid"),
+    ];
+    // Only meaningful once stdout is full; skipped where the kernel hides
+    // wait channels.
+    if blocked_on_a_pipe(sd.pid()).is_some() {
+        assert!(
+            wait_until(WAIT, || blocked_on_a_pipe(sd.pid()) == Some(true)),
+            "sheepdog's stdout never filled"
+        );
+    }
+    sd.signal(TERM);
+    let exited = sd.wait_exit(WAIT);
+    let left: Vec<i32> = pids.iter().copied().filter(|&p| alive(p)).collect();
+    for &p in &left {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(p),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    assert!(exited.is_some(), "no shutdown while stdout was full");
+    assert!(left.is_empty(), "{left:?} still running after the shutdown");
+    assert!(sd.dir.path("quiet-term").exists(), "quiet got no SIGTERM");
+}
+
 #[test]
 fn stray_signals_are_logged_and_pwr_shuts_down_gracefully() {
     // Not PID 1 here: a signal left at its default action would end

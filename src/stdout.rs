@@ -1,0 +1,190 @@
+//! The stdout writer: one thread that makes every write to sheepdog's stdout.
+//!
+//! A write to stdout blocks for as long as its reader pleases: a terminal
+//! paused with Ctrl-S, a stalled log shipper, a pipe nobody drains. No
+//! decision may wait on that, or PID 1 stops supervising: no stop, no
+//! restart, no shutdown deadline. So the supervisor, instance and output
+//! threads hand their formatted lines to this thread and go on.
+//!
+//! Invariants:
+//! - Lines are written in the order they were handed over, in chunks of
+//!   whole lines, each with one `write_all`: lines never interleave.
+//! - Bounded: at most `QUEUE_BYTES` wait here. A line of sheepdog's own
+//!   that finds the queue full is dropped and counted, and the count is
+//!   written as soon as stdout takes lines again. Child lines
+//!   (`Full::Wait`) wait for room instead: the output thread stops reading
+//!   pipes and children slow down, as they always did behind a blocked
+//!   stdout (backpressure, docs/logging.md).
+//! - `flush` waits for what was handed over before it, at most until its
+//!   deadline: the exit path uses it so that the last lines are out,
+//!   without hanging on a reader that never reads.
+//! - Until the thread runs (or if it cannot be started) lines are written
+//!   directly, as they would be without it.
+//! - The thread blocks on a condition variable with no timeout: an idle
+//!   sheepdog makes no wake-ups here.
+
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::Instant;
+
+/// How many bytes may wait for stdout.
+const QUEUE_BYTES: usize = 256 * 1024;
+
+/// What a line does when the queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Full {
+    /// Wait for room (child output: backpressure on the children).
+    Wait,
+    /// Drop it and count it (sheepdog's own records: a decision must not
+    /// wait for stdout).
+    Drop,
+}
+
+struct Queue {
+    chunks: VecDeque<Vec<u8>>,
+    /// Bytes queued or being written.
+    bytes: usize,
+    /// Chunks handed over so far, and chunks written (or failed) so far.
+    queued: u64,
+    written: u64,
+    /// Lines dropped because the queue was full, not yet reported.
+    dropped: u64,
+}
+
+struct Writer {
+    queue: Mutex<Queue>,
+    /// The writer waits here for work.
+    work: Condvar,
+    /// Producers wait here for room, and `flush` for progress.
+    progress: Condvar,
+}
+
+static WRITER: Writer = Writer {
+    queue: Mutex::new(Queue {
+        chunks: VecDeque::new(),
+        bytes: 0,
+        queued: 0,
+        written: 0,
+        dropped: 0,
+    }),
+    work: Condvar::new(),
+    progress: Condvar::new(),
+};
+
+/// Whether the writer thread runs (started at the first line).
+static RUNNING: OnceLock<bool> = OnceLock::new();
+
+fn writer() -> Option<&'static Writer> {
+    let running = RUNNING.get_or_init(|| {
+        std::thread::Builder::new()
+            .name("stdout".into())
+            .stack_size(64 * 1024)
+            .spawn(|| WRITER.run())
+            .is_ok()
+    });
+    running.then_some(&WRITER)
+}
+
+/// Hand `lines` (whole lines, each ending in `\n`) to the writer.
+pub fn push(lines: &[u8], full: Full) {
+    if lines.is_empty() {
+        return;
+    }
+    let Some(w) = writer() else {
+        crate::logging::write_direct(lines);
+        return;
+    };
+    let mut q = w.lock();
+    // A chunk larger than the whole queue still goes in once it is empty.
+    while q.bytes > 0 && q.bytes + lines.len() > QUEUE_BYTES {
+        match full {
+            Full::Drop => {
+                q.dropped += count_lines(lines);
+                return;
+            }
+            Full::Wait => q = w.progress.wait(q).unwrap_or_else(|e| e.into_inner()),
+        }
+    }
+    q.bytes += lines.len();
+    q.queued += 1;
+    q.chunks.push_back(lines.to_vec());
+    drop(q);
+    w.work.notify_one();
+}
+
+/// Wait until what was handed over so far is written, or `deadline`.
+/// True when it all was.
+pub fn flush(deadline: Instant) -> bool {
+    if RUNNING.get() != Some(&true) {
+        return true;
+    }
+    let w = &WRITER;
+    let mut q = w.lock();
+    let target = q.queued;
+    while q.written < target {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        q = w
+            .progress
+            .wait_timeout(q, left)
+            .map_or_else(|e| e.into_inner().0, |(q, _)| q);
+    }
+    true
+}
+
+fn count_lines(lines: &[u8]) -> u64 {
+    lines.iter().filter(|&&b| b == b'\n').count().max(1) as u64
+}
+
+impl Writer {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // A panic while holding it cannot leave the queue inconsistent:
+        // every update is a few plain assignments.
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn run(&self) {
+        let mut batch = Vec::new();
+        loop {
+            let (taken, dropped) = {
+                let mut q = self.lock();
+                while q.chunks.is_empty() {
+                    q = self.work.wait(q).unwrap_or_else(|e| e.into_inner());
+                }
+                // Everything queued goes out in one write.
+                let taken = q.chunks.len() as u64;
+                for chunk in q.chunks.drain(..) {
+                    batch.extend_from_slice(&chunk);
+                }
+                (taken, std::mem::take(&mut q.dropped))
+            };
+            crate::logging::write_direct(&batch);
+            if dropped > 0 {
+                crate::logging::write_direct(&crate::logging::dropped_note(dropped));
+            }
+            {
+                let mut q = self.lock();
+                q.bytes = q.bytes.saturating_sub(batch.len());
+                q.written += taken;
+            }
+            self.progress.notify_all();
+            batch.clear();
+            if batch.capacity() > 4 * QUEUE_BYTES {
+                batch = Vec::new();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_counted_by_their_ends_and_a_partial_one_counts() {
+        assert_eq!(count_lines(b"a\nb\n"), 2);
+        assert_eq!(count_lines(b"no end"), 1);
+    }
+}
