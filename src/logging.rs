@@ -292,8 +292,9 @@ pub fn dropped_note(n: u64) -> Vec<u8> {
         LogLevel::Warn,
         SELF.into(),
         format!(
-            "stdout did not drain: {} of sheepdog's own dropped",
-            counted(n, "line was", "lines were")
+            "stdout did not drain: {} of sheepdog's own {} dropped",
+            counted(n, "line", "lines"),
+            if n == 1 { "was" } else { "were" }
         ),
     );
     format_line(&note, Target::Stdout)
