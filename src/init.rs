@@ -152,7 +152,11 @@ fn forward(pid: Pid, sig: libc::c_int, whom: Whom) {
         log::debug!("not forwarding unknown signal {sig}");
         return;
     };
-    log::debug!("forwarding {} to {whom:?} {pid}", signal.as_str());
+    let to = match whom {
+        Whom::Group => "process group",
+        Whom::Main => "pid",
+    };
+    log::debug!("forwarding {} to {to} {pid}", signal.as_str());
     let sent = match whom {
         Whom::Group => match killpg(pid, signal) {
             // The group is gone but the child is not: it left for its own.

@@ -378,10 +378,7 @@ impl Supervisor {
             .map(|p| {
                 let phase = match p.initial_state {
                     InitialState::Running => ProcPhase::Pending,
-                    InitialState::Stopped => {
-                        log::info!("{}: initial_state is stopped; not starting it", p.name);
-                        ProcPhase::Held
-                    }
+                    InitialState::Stopped => ProcPhase::Held,
                 };
                 let proc = Proc {
                     def: Arc::new(p.clone()),
@@ -461,6 +458,10 @@ impl Supervisor {
         );
         for w in &self.cfg.warnings {
             log::warn!("config: {w}");
+        }
+        // After the banner, aligned like every other instance line.
+        for p in self.procs.values().filter(|p| p.phase == ProcPhase::Held) {
+            log::info!("{}: initial_state is stopped; not starting it", p.name);
         }
         self.beats.start(self.shared.output.store().clone());
         self.start_pre_start_hooks();
