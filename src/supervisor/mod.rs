@@ -99,6 +99,7 @@ pub fn run(config: Config, plan: Plan) -> i32 {
         published.clone(),
         (hook_exec_tx, hook_exec_rx),
     );
+    supervisor.set_name_width();
     // Readers never see an empty picture: every process is there (pending)
     // before the API can answer.
     supervisor.publish();
@@ -434,7 +435,9 @@ impl Supervisor {
         }
     }
 
-    fn run(mut self) -> i32 {
+    /// Align the name column on the longest instance name, before
+    /// anything (the API's first lines) is logged.
+    fn set_name_width(&self) {
         let width = self
             .procs
             .values()
@@ -444,6 +447,9 @@ impl Supervisor {
             .max()
             .unwrap_or(0);
         crate::logging::set_name_width(width);
+    }
+
+    fn run(mut self) -> i32 {
         let count = |n: usize, one, many| crate::logging::counted(n as u64, one, many);
         log::info!(
             "sheepdog {} starting: pid {}, {}, {}, config {}",
