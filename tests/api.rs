@@ -475,6 +475,11 @@ fn unix_socket_is_private_and_a_stale_one_is_replaced() {
         http::unix(&sock, "GET", "/api/v1/health", None, None).status,
         200
     );
+    // ...and a clean exit leaves no socket file behind.
+    let mut api = api;
+    api.sd.signal(libc::SIGTERM);
+    assert_eq!(api.sd.exit_code(WAIT), 0, "{}", api.sd.log());
+    assert!(!sock.exists(), "{} left behind", sock.display());
 }
 
 #[test]

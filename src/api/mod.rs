@@ -133,6 +133,7 @@ pub fn start(
 /// the 202 that answered `POST /api/v1/shutdown`.
 pub fn drain(timeout: Duration) {
     server::drain(timeout);
+    server::remove_sockets();
 }
 
 fn is_loopback(listen: &str) -> bool {

@@ -31,7 +31,7 @@
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
@@ -156,6 +156,13 @@ impl Listener {
             .map_err(|e| format!("{key}: unable to set mode 0600 on {shown}: {e}"))?;
         l.set_nonblocking(true)
             .map_err(|e| format!("{key}: unable to configure the listener: {e}"))?;
+        if let Ok(m) = std::fs::symlink_metadata(path) {
+            BOUND.lock().unwrap_or_else(|e| e.into_inner()).push((
+                path.to_path_buf(),
+                m.dev(),
+                m.ino(),
+            ));
+        }
         Ok(Listener::Unix(l, path.to_path_buf()))
     }
 
@@ -335,6 +342,24 @@ fn in_flight(delta: isize) {
 }
 
 /// Wait until no worker is handling a request, or `timeout` passes.
+/// The unix sockets bound here, as (path, device, inode): removed at exit
+/// while the path still names that very socket (not one a later sheepdog
+/// bound in its place).
+static BOUND: Mutex<Vec<(PathBuf, u64, u64)>> = Mutex::new(Vec::new());
+
+/// Remove the unix sockets this process bound, so none is left behind.
+pub fn remove_sockets() {
+    let bound = std::mem::take(&mut *BOUND.lock().unwrap_or_else(|e| e.into_inner()));
+    for (path, dev, ino) in bound {
+        let ours = std::fs::symlink_metadata(&path).is_ok_and(|m| m.dev() == dev && m.ino() == ino);
+        if ours {
+            if let Err(e) = std::fs::remove_file(&path) {
+                log::warn!("api: unable to remove {}: {e}", path.display());
+            }
+        }
+    }
+}
+
 pub fn drain(timeout: Duration) {
     let deadline = Instant::now() + timeout;
     let mut n = IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner());
