@@ -578,7 +578,9 @@ impl Supervisor {
                 self.begin_shutdown(Reason::Signal(name));
             }
             (SIGTERM | SIGINT, Phase::ShuttingDown { forced: false, .. }) => {
-                log::warn!("received {name} again: killing every remaining process group now");
+                log::warn!(
+                    "received {name} while shutting down: killing every remaining process group now"
+                );
                 self.force_kill();
             }
             (SIGTERM | SIGINT | SIGQUIT | libc::SIGPWR, Phase::ShuttingDown { .. }) => {

@@ -41,6 +41,13 @@ pub fn build(raw: &RawGlobal, r: &mut Report) -> Global {
         val::duration,
         secs(30),
     );
+    if shutdown_timeout.is_zero() {
+        r.warn(
+            p("shutdown_timeout"),
+            "0 leaves no time for a graceful stop: every process gets SIGKILL as soon as a \
+             shutdown begins",
+        );
+    }
     let log_format = r.get_or(
         &raw.log_format,
         p("log_format"),
@@ -587,6 +594,12 @@ mod tests {
         g
     }
 
+    fn warnings_of(yaml: &str) -> Vec<String> {
+        let (_, r) = run(yaml);
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        r.warnings()
+    }
+
     fn err(yaml: &str) -> Vec<String> {
         let (_, r) = run(yaml);
         assert!(!r.problems.is_empty(), "expected an error for {yaml}");
@@ -681,6 +694,8 @@ mod tests {
             err("{restart_policy: sometimes}"),
             vec!["global.restart_policy: unknown value \"sometimes\"; expected one of always, on-failure, never"]
         );
+        assert!(warnings_of("{shutdown_timeout: 0}")[0]
+            .starts_with("global.shutdown_timeout: 0 leaves no time for a graceful stop"));
         assert!(err("{shutdown_timeout: -5}")[0]
             .starts_with("global.shutdown_timeout: invalid duration -5"));
         assert!(err("{api_port: 70000}")[0].contains("from 0 to 65535"));
