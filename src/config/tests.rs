@@ -425,6 +425,23 @@ fn scale_limits() {
 }
 
 #[test]
+fn backoff_bounds_are_blamed_on_the_key_written() {
+    // Inherited by every process: said once, at global.
+    one(
+        "global: {restart_backoff_initial: 5s, restart_backoff_max: 1s}\nprocesses: {a: {command: x}, b: {command: y}}",
+        "global.restart_backoff_initial: 5s is longer than restart_backoff_max (1s)",
+    );
+    one(
+        "global: {restart_backoff_initial: 5s}\nprocesses: {a: {command: x, restart_backoff_max: 1s}}",
+        "processes.a.restart_backoff_max: 1s is shorter than restart_backoff_initial (5s, from global)",
+    );
+    one(
+        "processes: {a: {command: x, restart_backoff_initial: 2m}}",
+        "processes.a.restart_backoff_initial: 2m is longer than restart_backoff_max (1m)",
+    );
+}
+
+#[test]
 fn credentials() {
     one(
         "processes: {w: {command: x, user: no-such-user-sheepdog}}",

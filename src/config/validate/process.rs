@@ -166,15 +166,30 @@ pub fn build(name: &str, raw: &RawProcess, global: &Global, r: &mut Report) -> P
         val::duration,
         global.restart_backoff_max,
     );
-    if backoff_initial > backoff_max {
-        r.error(
-            p("restart_backoff_initial"),
-            format!(
-                "{} is longer than restart_backoff_max ({}); expected initial <= max",
-                crate::config::format_duration(backoff_initial),
-                crate::config::format_duration(backoff_max)
-            ),
-        );
+    // Both inherited: the global check has said it already.
+    let sets_initial = raw.restart_backoff_initial.is_some();
+    if backoff_initial > backoff_max && (sets_initial || raw.restart_backoff_max.is_some()) {
+        let fmt = crate::config::format_duration;
+        let (key, msg) = if sets_initial {
+            (
+                "restart_backoff_initial",
+                format!(
+                    "{} is longer than restart_backoff_max ({}); expected initial <= max",
+                    fmt(backoff_initial),
+                    fmt(backoff_max)
+                ),
+            )
+        } else {
+            (
+                "restart_backoff_max",
+                format!(
+                    "{} is shorter than restart_backoff_initial ({}, from global); expected max >= initial",
+                    fmt(backoff_max),
+                    fmt(backoff_initial)
+                ),
+            )
+        };
+        r.error(p(key), msg);
     }
     let health_check = raw
         .health_check
