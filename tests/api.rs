@@ -1385,3 +1385,79 @@ fn hostile_requests_get_answers_and_never_crash_the_server() {
         api.threads()
     );
 }
+
+#[test]
+fn clients_that_do_not_read_cannot_hold_up_health() {
+    // Regression: four clients that never read a large response held every
+    // worker, and /health (a liveness probe) waited ~30 s behind them.
+    let sockdir = TempDir::new("api-stall-sock");
+    let sock = sockdir.path("api.sock");
+    let api = Api::start(
+        "api-stall",
+        Some(TOKEN),
+        &format!("  api_socket: {}\n  api_rate_limit: 0\n", sock.display()),
+        "  loud:\n    command: [python3, -c, \"import time\\nfor i in range(1200): print('x' * 1000)\\nprint('done', flush=True)\\ntime.sleep(1000)\"]\n",
+    );
+    assert!(
+        wait_until(WAIT, || api
+            .get("/api/v1/processes/loud/logs?limit=1")
+            .body
+            .contains("done")),
+        "{}",
+        api.sd.log()
+    );
+    // About 1 MB each, far more than a unix socket buffers: more of them
+    // than there are workers, and none is ever read.
+    let ok_count =
+        || sample(&api.scrape(), "sheepdog_api_requests_total{code=\"200\"}").unwrap_or(0.0);
+    let before = ok_count();
+    let ask = http::request("GET", "/api/v1/logs?limit=10000", Some(TOKEN), None);
+    let stalled: Vec<std::os::unix::net::UnixStream> = (0..6)
+        .map(|_| {
+            let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+            s.write_all(&ask).unwrap();
+            s
+        })
+        .collect();
+    // A response is counted when a worker has built it, before writing it.
+    assert!(
+        wait_until(WAIT, || ok_count() >= before + 4.0),
+        "the stalled requests were never answered"
+    );
+    // Every regular worker is stuck: a plain request gets no answer yet.
+    let mut probe = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    probe
+        .write_all(&http::request(
+            "GET",
+            "/api/v1/processes",
+            Some(TOKEN),
+            None,
+        ))
+        .unwrap();
+    probe
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut first = [0u8; 64];
+    let got = probe.read(&mut first);
+    assert!(
+        got.is_err(),
+        "the workers were not all busy: the test proves nothing ({:?})",
+        got.map(|n| String::from_utf8_lossy(&first[..n]).into_owned())
+    );
+    // Liveness and readiness still answer, within the bound a liveness
+    // probe is given (not after the stalled writes time out, 10 s or more).
+    for path in ["/api/v1/health", "/api/v1/ready"] {
+        let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(&http::request("GET", path, None, None))
+            .unwrap();
+        let mut answer = Vec::new();
+        let got = s.read_to_end(&mut answer);
+        let text = String::from_utf8_lossy(&answer);
+        assert!(
+            got.is_ok() && text.starts_with("HTTP/1.1 200"),
+            "{path}: {got:?} {text}"
+        );
+    }
+    drop(stalled);
+}

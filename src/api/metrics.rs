@@ -502,6 +502,10 @@ impl Handler for Site {
     }
 
     fn responded(&self, _status: u16) {}
+
+    fn urgent(&self, req: &Request) -> bool {
+        req.path == "/health"
+    }
 }
 
 #[cfg(test)]

@@ -316,6 +316,10 @@ impl Handler for Api {
         }
     }
 
+    fn urgent(&self, req: &Request) -> bool {
+        matches!(req.path.as_str(), "/api/v1/health" | "/api/v1/ready")
+    }
+
     fn responded(&self, status: u16) {
         self.counters.count(status);
     }

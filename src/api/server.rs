@@ -23,7 +23,11 @@
 //!   queue answers 503 at once.
 //! - Workers receive only complete requests, so a slow client never holds
 //!   a worker while it sends; handlers only read snapshots or wait a bounded
-//!   time for the supervisor.
+//!   time for the supervisor. A client that does not read its response
+//!   holds a worker for at most `write_timeout` in all (not per write).
+//! - Liveness and readiness (`Handler::urgent`) have a worker of their own,
+//!   so they never queue behind clients that are slow to read: their
+//!   answers are small enough to fit in the socket's send buffer.
 //! - One request per connection (`Connection: close`).
 //! - Listening sockets and connections are close-on-exec (std's defaults),
 //!   so children never inherit them.
@@ -55,6 +59,11 @@ pub trait Handler: Send + Sync + 'static {
     /// Told the status of every response sent, including the server's own
     /// early answers (400, 408, 413, 429, 431, 503).
     fn responded(&self, status: u16);
+    /// A cheap request that must not wait behind slow clients (a liveness
+    /// or readiness probe): it goes to the urgent worker.
+    fn urgent(&self, _req: &Request) -> bool {
+        false
+    }
 }
 
 /// Per-server bounds.
@@ -296,12 +305,15 @@ pub fn spawn(
     handler: Arc<dyn Handler>,
 ) -> Result<(), String> {
     let (tx, rx) = crossbeam_channel::bounded::<Job>(limits.queue.max(1));
-    for n in 1..=limits.workers.max(1) {
-        let rx = rx.clone();
+    let (urgent_tx, urgent_rx) = crossbeam_channel::bounded::<Job>(limits.queue.max(1));
+    let lanes = (1..=limits.workers.max(1))
+        .map(|n| (format!("{name}-worker-{n}"), rx.clone()))
+        .chain([(format!("{name}-urgent"), urgent_rx)]);
+    for (thread, rx) in lanes {
         let handler = handler.clone();
         let write_timeout = limits.write_timeout;
         std::thread::Builder::new()
-            .name(format!("{name}-worker-{n}"))
+            .name(thread)
             .stack_size(256 * 1024)
             .spawn(move || worker(rx, handler, write_timeout))
             .map_err(|e| format!("unable to start the {name} worker threads: {e}"))?;
@@ -317,6 +329,7 @@ pub fn spawn(
         limits,
         handler,
         jobs: tx,
+        urgent: urgent_tx,
         seq: 0,
     };
     std::thread::Builder::new()
@@ -387,12 +400,19 @@ fn worker(jobs: Receiver<Job>, handler: Arc<dyn Handler>, write_timeout: Duratio
             req.peer,
             resp.status
         );
-        // Blocking from here, bounded by the write timeout.
+        // Blocking from here: the whole response within the write timeout.
         let _ = stream.set_nonblocking(false);
-        let _ = stream.set_write_timeout(write_timeout);
         let head_only = req.method == "HEAD";
-        let _ = stream.write_all(&resp.bytes(head_only, req.http11));
-        let _ = stream.flush();
+        let deadline = Instant::now() + write_timeout;
+        if let Err(e) = write_by(&mut stream, &resp.bytes(head_only, req.http11), deadline) {
+            log::debug!("api: response to {} cut: {e}", req.peer);
+            stream.shutdown_write();
+            in_flight(-1);
+            continue;
+        }
+        // A stream goes on as long as its client reads: each write within
+        // the write timeout.
+        let _ = stream.set_write_timeout(write_timeout);
         if resp.streaming && !head_only {
             let result = if req.http11 {
                 let mut chunked = http::Chunked(&mut stream);
@@ -411,6 +431,25 @@ fn worker(jobs: Receiver<Job>, handler: Arc<dyn Handler>, write_timeout: Duratio
     }
 }
 
+/// Write all of `bytes` by `deadline`: each write waits at most what is
+/// left, so a client that takes a little at a time cannot stretch it.
+fn write_by(stream: &mut Stream, mut bytes: &[u8], deadline: Instant) -> io::Result<()> {
+    while !bytes.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        stream.set_write_timeout(left)?;
+        match stream.write(bytes) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// What reading from a connection led to.
 enum Step {
     Keep,
@@ -427,6 +466,8 @@ struct Io {
     limits: Limits,
     handler: Arc<dyn Handler>,
     jobs: Sender<Job>,
+    /// The urgent worker's queue (`Handler::urgent`).
+    urgent: Sender<Job>,
     seq: u64,
 }
 
@@ -689,7 +730,12 @@ impl Io {
     }
 
     fn dispatch(&mut self, stream: Stream, req: Request) {
-        match self.jobs.try_send(Job { stream, req }) {
+        let queue = if self.handler.urgent(&req) {
+            &self.urgent
+        } else {
+            &self.jobs
+        };
+        match queue.try_send(Job { stream, req }) {
             Ok(()) => {}
             Err(TrySendError::Full(mut job) | TrySendError::Disconnected(mut job)) => {
                 let resp = Response::error(503, "the server is busy; retry shortly")
@@ -705,4 +751,43 @@ impl Io {
 /// The body length as usize; `max_body` (≤ 100 MiB) was checked first.
 fn content_len(h: &http::Head) -> usize {
     usize::try_from(h.content_length).unwrap_or(usize::MAX / 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A peer that takes a few bytes now and then cannot stretch a write
+    /// past its deadline (a per-write timeout would let it go on for as
+    /// long as it keeps taking something).
+    #[test]
+    fn a_trickling_reader_cannot_stretch_a_response_past_its_deadline() {
+        let (ours, mut theirs) = UnixStream::pair().expect("socketpair");
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = done.clone();
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            // The writer's buffer stays full: every read finds something.
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && theirs.read(&mut buf).is_ok_and(|n| n > 0)
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let mut stream = Stream::Unix(ours);
+        let body = vec![b'x'; 8 << 20];
+        let deadline = Instant::now() + Duration::from_millis(300);
+        let result = write_by(&mut stream, &body, deadline);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        drop(stream);
+        reader.join().expect("reader");
+        let err = result.expect_err("8 MiB cannot trickle out in 300 ms");
+        assert!(
+            matches!(
+                err.kind(),
+                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+            ),
+            "{err:?}"
+        );
+    }
 }
