@@ -12,6 +12,8 @@
 //! - A group is signalled only while its leader is unreaped or within the
 //!   drain that follows its reaping, so the pgid cannot have been reused by
 //!   an unrelated group.
+//! - Every signal of a stop but SIGKILL is followed by SIGCONT, so a
+//!   group paused with SIGSTOP still gets to handle it.
 //! - Every stop ends in SIGKILL unless the group empties first: a
 //!   `kill_signal` of the operator's choice (SIGQUIT for a core dump, say)
 //!   may be caught or ignored, so SIGKILL follows it. A forced stop (the
@@ -45,6 +47,17 @@ pub fn signal(owner: &str, pgid: i32, sig: Signal) {
     match killpg(Pid::from_raw(pgid), sig) {
         Ok(()) | Err(Errno::ESRCH) => {}
         Err(e) => log::warn!("{owner}: unable to send {sig} to process group {pgid}: {e}"),
+    }
+}
+
+/// Send a stop signal to group `pgid`, then SIGCONT: a group paused with
+/// SIGSTOP (through `ctl signal`, a debugger, a `docker pause` gone wrong)
+/// would otherwise hold the signal pending until its kill, and never run
+/// its handler. s6, runit and systemd do the same.
+fn signal_stop(owner: &str, pgid: i32, sig: Signal) {
+    signal(owner, pgid, sig);
+    if !matches!(sig, Signal::SIGKILL | Signal::SIGCONT) {
+        signal(owner, pgid, Signal::SIGCONT);
     }
 }
 
@@ -148,7 +161,7 @@ impl Stop {
         if kill_now {
             stop.kill(owner, now);
         } else {
-            signal(owner, pgid, shutdown.signal);
+            signal_stop(owner, pgid, shutdown.signal);
         }
         stop
     }
@@ -183,7 +196,7 @@ impl Stop {
     }
 
     fn send(&mut self, owner: &str, sig: Signal, now: Instant) {
-        signal(owner, self.pgid, sig);
+        signal_stop(owner, self.pgid, sig);
         self.sent = if sig == Signal::SIGKILL {
             Sent::Sigkill
         } else {

@@ -494,6 +494,49 @@ fn stray_signals_are_logged_and_pwr_shuts_down_gracefully() {
 }
 
 #[test]
+fn a_paused_process_still_stops_gracefully() {
+    // Regression: a group paused with SIGSTOP kept the stop signal pending
+    // until the timeout's SIGKILL, so its handler never ran.
+    let cfg = global("")
+        + r#"
+  paused:
+    command: "trap 'echo term > $DIR/term; exit 0' TERM; echo $$ > $DIR/pid; while :; do sleep 0.05; done"
+    shutdown: { timeout: 30s }
+"#;
+    let mut sd = Sheepdog::start("paused", &cfg);
+    assert!(
+        wait_until(WAIT, || read_pid(&sd.dir.path("pid")).is_some()),
+        "{}",
+        sd.log()
+    );
+    let pid = read_pid(&sd.dir.path("pid")).expect("pid");
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .unwrap();
+    assert!(
+        wait_until(WAIT, || std::fs::read_to_string(format!(
+            "/proc/{pid}/stat"
+        ))
+        .is_ok_and(|s| s
+            .rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('T')))),
+        "pid {pid} never stopped"
+    );
+    sd.signal(TERM);
+    // Well before the 30 s timeout's SIGKILL.
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    assert!(
+        sd.dir.path("term").exists(),
+        "the TERM handler never ran:\n{}",
+        sd.log()
+    );
+    assert!(!sd.log().contains("sending SIGKILL"), "{}", sd.log());
+}
+
+#[test]
 fn a_second_sigterm_forces_the_shutdown() {
     let cfg = global("")
         + r#"
