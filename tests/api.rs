@@ -886,6 +886,37 @@ fn rolling_restart_replaces_one_instance_at_a_time() {
     let web = api.process("web");
     assert_eq!(web["restarts"]["manual"], 3);
     assert_eq!(web["operation"], Value::Null);
+    for i in web["instances"].as_array().unwrap() {
+        assert_eq!(i["restart_count"], 1, "{i}");
+    }
+}
+
+#[test]
+fn a_rolling_restart_cut_short_counts_only_the_restarts_made() {
+    // Regression: all three were counted when the restart was asked for.
+    let procs = r#"
+  web:
+    command: "trap 'sleep 2; exit 0' TERM; echo up >> $DIR/up; while :; do sleep 0.05; done"
+    scale: 3
+"#;
+    let api = Api::start("api-roll-cut", Some(TOKEN), "", procs);
+    api.wait_running("web", 3);
+    assert_eq!(api.post("/api/v1/processes/web/restart", "").status, 202);
+    // Instance 1 takes 2 s to stop: the stop comes first.
+    assert_eq!(api.post("/api/v1/processes/web/stop", "").status, 202);
+    assert!(
+        wait_until(WAIT, || api.process("web")["state"] == "stopped"),
+        "{}",
+        api.sd.log()
+    );
+    let web = api.process("web");
+    assert_eq!(
+        api.sd.count("web-1: started (pid"),
+        1,
+        "web-1 was relaunched after all:\n{}",
+        api.sd.log()
+    );
+    assert_eq!(web["restarts"]["manual"].as_u64().unwrap_or(0), 0, "{web}");
 }
 
 #[test]

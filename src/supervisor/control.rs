@@ -161,7 +161,6 @@ impl Supervisor {
             "{name}: rolling restart of {} instance(s) requested",
             queue.len()
         );
-        *p.restarts.entry("manual").or_default() += queue.len() as u64;
         p.op = Some(Op::Rolling {
             current: None,
             relaunched: false,
@@ -316,11 +315,17 @@ impl Supervisor {
         }
     }
 
+    /// Counted as a manual restart here, when it happens: a rolling restart
+    /// cut short (a stop, a shutdown) restarts fewer than it queued.
     fn relaunch(&mut self, name: &str, index: u32) {
-        if let Some(Op::Rolling { relaunched, .. }) =
-            self.procs.get_mut(name).and_then(|p| p.op.as_mut())
-        {
-            *relaunched = true;
+        if let Some(p) = self.procs.get_mut(name) {
+            if let Some(Op::Rolling { relaunched, .. }) = p.op.as_mut() {
+                *relaunched = true;
+            }
+            *p.restarts.entry("manual").or_default() += 1;
+            if let Some(inst) = p.instances.get_mut(&index) {
+                inst.restart_count += 1;
+            }
         }
         self.launch(name, index);
     }
