@@ -1492,3 +1492,30 @@ fn clients_that_do_not_read_cannot_hold_up_health() {
     }
     drop(stalled);
 }
+
+#[test]
+fn a_oneshot_that_failed_for_good_makes_the_container_not_ready() {
+    // Nothing depends on `migrate`, so its failure does not end start-up;
+    // /ready must still say the container is not fit to serve.
+    let procs = r#"
+  web:
+    command: "exec sleep 1000"
+  migrate:
+    type: oneshot
+    command: "exit 4"
+    restart: never
+"#;
+    let api = Api::start("api-ready-oneshot", Some(TOKEN), "", procs);
+    assert!(
+        wait_until(WAIT, || api.process("migrate")["instances"][0]["state"]
+            == "failed"),
+        "{}",
+        api.sd.log()
+    );
+    let r = http::get(api.port, "/api/v1/ready", None);
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(
+        r.json()["not_ready"],
+        serde_json::json!(["migrate-1: failed"])
+    );
+}

@@ -79,7 +79,8 @@ impl Supervisor {
 
     /// Why the container is not ready (empty = ready): every enabled
     /// longrun (of `only`, when given) runs all its instances, those with a
-    /// readiness check are healthy (when `require_health`), and none failed.
+    /// readiness check are healthy (when `require_health`), and none failed;
+    /// nor did a oneshot (a failed migration that nothing depends on).
     pub(super) fn not_ready(&self, only: &[String], require_health: bool) -> Vec<String> {
         let mut why = Vec::new();
         if matches!(self.phase, Phase::ShuttingDown { .. }) {
@@ -90,6 +91,13 @@ impl Supervisor {
             .values()
             .filter(|p| p.def.kind == ProcessType::Longrun && p.def.extra.schedule.is_none())
             .filter(|p| only.is_empty() || only.contains(&p.def.name));
+        let failed_oneshots = self
+            .procs
+            .values()
+            .filter(|p| p.def.kind == ProcessType::Oneshot)
+            .filter(|p| only.is_empty() || only.contains(&p.def.name))
+            .flat_map(|p| p.instances.values().filter(|i| i.state == "failed"));
+        why.extend(failed_oneshots.map(|i| format!("{}: failed", i.id)));
         for p in tracked {
             let name = &p.def.name;
             match p.phase {
