@@ -1519,3 +1519,20 @@ fn a_oneshot_that_failed_for_good_makes_the_container_not_ready() {
         serde_json::json!(["migrate-1: failed"])
     );
 }
+
+#[test]
+fn two_authorization_headers_are_refused_whatever_their_order() {
+    let api = Api::start("api-two-auth", Some(TOKEN), "", TWO_SLEEPERS);
+    for (first, second) in [("wrong", TOKEN), (TOKEN, "wrong")] {
+        let req = format!(
+            "GET /api/v1/processes HTTP/1.1\r\nAuthorization: Bearer {first}\r\nAuthorization: Bearer {second}\r\n\r\n"
+        );
+        let r = http::raw(api.port, req.as_bytes());
+        assert_eq!(r.status, 400, "{first} then {second}: {}", r.body);
+    }
+    // A 405 names the methods its Allow header does.
+    let r = http::raw(api.port, b"DELETE /api/v1/health HTTP/1.1\r\n\r\n");
+    assert_eq!(r.status, 405, "{}", r.body);
+    assert_eq!(r.header("allow"), Some("GET, HEAD"));
+    assert!(r.body.contains("allowed: GET, HEAD"), "{}", r.body);
+}

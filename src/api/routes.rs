@@ -228,7 +228,7 @@ impl Handler for Api {
                         "method {} is not allowed on {}; allowed: {}",
                         req.method,
                         req.path,
-                        allowed.join(", ")
+                        allow.join(", ")
                     ),
                 )
                 .with_header("Allow", allow.join(", "));
@@ -236,6 +236,16 @@ impl Handler for Api {
         };
         if route.auth {
             if let Some(token) = &self.token {
+                // Which of two would a proxy in front have checked? Neither
+                // is taken.
+                let given = req
+                    .headers
+                    .iter()
+                    .filter(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+                    .count();
+                if given > 1 {
+                    return Response::error(400, "more than one Authorization header");
+                }
                 if let Err(why) = token.check(req.header("authorization")) {
                     return Response::error(401, &format!("unauthorized: {why}"))
                         .with_header("WWW-Authenticate", "Bearer realm=\"sheepdog\"");
@@ -705,7 +715,7 @@ fn signal_of(body: &[u8]) -> Result<(nix::sys::signal::Signal, Whom), Response> 
             Some(i) => serde_yaml::Value::Number(i.into()),
             None => {
                 return Err(bad(format!(
-                    "signal: invalid signal {n}; expected a signal number from 1 to 64"
+                    "signal: invalid signal {n}; expected a signal number from 1 to 31"
                 )))
             }
         },

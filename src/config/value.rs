@@ -327,13 +327,13 @@ pub fn signal(v: &Value) -> Result<Signal, String> {
 }
 
 fn signal_number(n: i64) -> Result<Signal, String> {
-    if !(1..=64).contains(&n) {
-        return Err("expected a signal number from 1 to 64".into());
+    const EXPECTED: &str =
+        "expected a signal number from 1 to 31 (real-time signals are not supported)";
+    let n = i32::try_from(n).map_err(|_| EXPECTED.to_string())?;
+    match Signal::try_from(n) {
+        Ok(s) if (1..=31).contains(&n) => Ok(s),
+        _ => Err(EXPECTED.into()),
     }
-    let n = i32::try_from(n).map_err(|_| "expected a signal number from 1 to 64".to_string())?;
-    Signal::try_from(n).map_err(|_| {
-        "real-time and unnamed signal numbers are not supported; use a standard signal".into()
-    })
 }
 
 /// One of a fixed set of words (case-insensitive). The error lists them.
