@@ -19,6 +19,9 @@
 //!   `exit_code`, `signal`, `attempt`, `backoff_ms`, …). A label or field
 //!   that would repeat an earlier key is left out.
 //!
+//! The API shows records (`WithSeq`) as the same object with `seq`, the
+//! record's place in the `LogStore`, first; log lines never carry it.
+//!
 //! sheepdog's own records have `process: "sheepdog"`; key-value pairs given
 //! to the `log` macros (`log::info!(event = "started", pid = 42; "…")`)
 //! become their fields, and an `instance` pair fills the `instance` key.
@@ -53,7 +56,6 @@ use crate::output::sink::RotatingFile;
 static FORMAT: AtomicU8 = AtomicU8::new(0); // 0 text, 1 json
 static COLOR: AtomicBool = AtomicBool::new(false);
 static WIDTH: AtomicUsize = AtomicUsize::new(8); // "sheepdog".len()
-static SEQ: AtomicU64 = AtomicU64::new(0);
 static OWN_FILE: Mutex<Option<RotatingFile>> = Mutex::new(None);
 static STORE: OnceLock<Arc<LogStore>> = OnceLock::new();
 
@@ -103,7 +105,11 @@ pub type Labels = Arc<BTreeMap<String, String>>;
 /// of sheepdog's own records.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
-    /// Global arrival order (strictly increasing per record created).
+    /// Place in the `LogStore` (1, 2, … in the order records are stored),
+    /// stamped by `LogStore::push`; 0 until then. Stamped there, not here,
+    /// because records are made on several threads and reach the store out
+    /// of creation order: a number taken at creation would let a reader
+    /// resuming from `since` miss a record stored after a larger one.
     pub seq: u64,
     pub ts: SystemTime,
     pub level: LogLevel,
@@ -121,10 +127,10 @@ pub struct Record {
 }
 
 impl Record {
-    /// A record stamped now with the next sequence number.
+    /// A record stamped now (its `seq` is given when it is stored).
     pub fn new(level: LogLevel, process: Arc<str>, msg: String) -> Record {
         Record {
-            seq: SEQ.fetch_add(1, Ordering::Relaxed),
+            seq: 0,
             ts: SystemTime::now(),
             level,
             process,
@@ -169,19 +175,26 @@ fn value_weight(v: &Value) -> usize {
     }
 }
 
-/// The JSON format: keys in the documented stable order.
-impl serde::Serialize for Record {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        const RESERVED: [&str; 7] = [
-            "ts",
-            "level",
-            "process",
-            "instance",
-            "stream",
-            "msg",
-            "continued",
-        ];
-        let mut m = s.serialize_map(None)?;
+/// Keys a record's labels and fields never repeat.
+const RESERVED: [&str; 7] = [
+    "ts",
+    "level",
+    "process",
+    "instance",
+    "stream",
+    "msg",
+    "continued",
+];
+
+impl Record {
+    /// Every key but `seq`, in the documented stable order, into `m`;
+    /// labels and fields named `skip` are left out too.
+    fn serialize_keys<M: SerializeMap>(
+        &self,
+        m: &mut M,
+        skip: Option<&str>,
+    ) -> Result<(), M::Error> {
+        let taken = |k: &str| RESERVED.contains(&k) || skip == Some(k);
         m.serialize_entry("ts", &rfc3339_millis(self.ts))?;
         m.serialize_entry("level", level_name(self.level))?;
         m.serialize_entry("process", &*self.process)?;
@@ -198,18 +211,44 @@ impl serde::Serialize for Record {
         let mut seen: Vec<&str> = Vec::new();
         if let Some(labels) = &self.labels {
             for (k, v) in labels.iter() {
-                if !RESERVED.contains(&k.as_str()) {
+                if !taken(k) {
                     m.serialize_entry(k, v)?;
                     seen.push(k);
                 }
             }
         }
         for (k, v) in &self.fields {
-            if !RESERVED.contains(&k.as_str()) && !seen.contains(&k.as_str()) {
+            if !taken(k) && !seen.contains(&k.as_str()) {
                 m.serialize_entry(k, v)?;
                 seen.push(k);
             }
         }
+        Ok(())
+    }
+}
+
+/// The JSON log line: keys in the documented stable order, no `seq` (it
+/// means nothing outside the store that gives it).
+impl serde::Serialize for Record {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        self.serialize_keys(&mut m, None)?;
+        m.end()
+    }
+}
+
+/// A record as the logs API shows it: `seq` first, then the JSON log line's
+/// keys, so a client can resume with `since` from the last one it saw. A
+/// child's own `seq` field is left out here (not in its log line): one key
+/// must mean one thing, and the API's is the one `since` takes.
+#[cfg_attr(not(feature = "api"), allow(dead_code))] // read by the API only
+pub struct WithSeq<'a>(pub &'a Record);
+
+impl serde::Serialize for WithSeq<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("seq", &self.0.seq)?;
+        self.0.serialize_keys(&mut m, Some("seq"))?;
         m.end()
     }
 }
@@ -363,7 +402,7 @@ fn emit_own(r: Record) {
         }
     }
     if let Some(store) = STORE.get() {
-        store.push(Arc::new(r));
+        store.push(r);
     }
 }
 
@@ -615,6 +654,25 @@ mod tests {
                 "\n"
             )
         );
+    }
+
+    #[test]
+    fn the_api_form_puts_seq_first_and_log_lines_never_carry_it() {
+        let mut r = sample();
+        r.seq = 812;
+        r.fields
+            .push(("seq".into(), Value::from("a child's own seq")));
+        let api = serde_json::to_string(&WithSeq(&r)).unwrap();
+        assert!(
+            api.starts_with(r#"{"seq":812,"ts":"2026-01-01T12:00:00.123Z","level":"warn","#),
+            "{api}"
+        );
+        assert!(!api.contains("a child's own seq"), "{api}");
+        // The log line is unchanged: no seq of ours, the child's field kept.
+        let line = String::from_utf8(format_with(&r, true, false, 8)).unwrap();
+        assert!(line.starts_with(r#"{"ts":"#), "{line}");
+        assert!(line.contains(r#""seq":"a child's own seq""#), "{line}");
+        assert!(!line.contains("812"), "{line}");
     }
 
     #[test]

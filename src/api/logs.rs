@@ -8,6 +8,10 @@
 //! for the first new record — a long poll, which is how `sheepdog ctl logs
 //! --follow` follows).
 //!
+//! Each record is the JSON log line's object with the record's `seq` first
+//! (`logging::WithSeq`); `next_since` is the last one's `seq`, to pass back
+//! as `since`.
+//!
 //! `follow=true` streams instead: newline-delimited JSON records from now
 //! on (chunked for HTTP/1.1, until close for HTTP/1.0), with an empty
 //! keep-alive line every `KEEPALIVE`, until the client goes away.
@@ -26,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::logging::{Record, Stream};
+use crate::logging::{Record, Stream, WithSeq};
 use crate::output::buffer::{Followed, LogStore};
 use crate::status::Snapshot;
 
@@ -156,7 +160,7 @@ pub fn get(
     let next = records.last().map(|r| r.seq).or(q.since);
     let records: Vec<serde_json::Value> = records
         .iter()
-        .filter_map(|r| serde_json::to_value(&**r).ok())
+        .filter_map(|r| serde_json::to_value(WithSeq(r)).ok())
         .collect();
     Response::json(200, &json!({ "records": records, "next_since": next }))
 }
@@ -183,13 +187,16 @@ pub fn follow(
         let sub = store
             .subscribe(name, q.stream, 1024)
             .ok_or_else(|| std::io::Error::other("too many followers"))?;
-        let mut last = 0;
+        // The store numbers records from 1 in the order it hands them out,
+        // so anything at or below `last` was sent already (the backlog and
+        // the subscription overlap) or was asked to be skipped (`since`).
+        let mut last = q.since.unwrap_or(0);
         let mut send = |r: &Record, out: &mut dyn Write| -> std::io::Result<()> {
-            if r.seq <= last && last != 0 {
+            if r.seq <= last {
                 return Ok(());
             }
             last = r.seq;
-            let mut line = serde_json::to_vec(r).unwrap_or_default();
+            let mut line = serde_json::to_vec(&WithSeq(r)).unwrap_or_default();
             line.push(b'\n');
             out.write_all(&line)
         };
@@ -252,6 +259,90 @@ fn wait_for(store: &LogStore, name: Option<&str>, q: &Query) -> Vec<Arc<Record>>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::LogLevel;
+
+    fn store_of(n: usize) -> LogStore {
+        let store = LogStore::new(100);
+        for i in 1..=n {
+            let mut r = Record::new(LogLevel::Info, "web".into(), format!("line {i}"));
+            r.instance = Some("web-1".into());
+            r.stream = Some(Stream::Stdout);
+            store.push(r);
+        }
+        store
+    }
+
+    fn answer(store: &LogStore, query: &str) -> (Vec<u64>, serde_json::Value) {
+        let r = get(store, &Snapshot::default(), None, query, false);
+        assert_eq!(r.status, 200);
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        let seqs = body["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["seq"].as_u64().unwrap())
+            .collect();
+        (seqs, body["next_since"].clone())
+    }
+
+    #[test]
+    fn records_carry_their_seq_and_since_resumes_after_it() {
+        let store = store_of(3);
+        assert_eq!(answer(&store, ""), (vec![1, 2, 3], json!(3)));
+        assert_eq!(answer(&store, "limit=1"), (vec![3], json!(3)));
+        assert_eq!(answer(&store, "since=1"), (vec![2, 3], json!(3)));
+        assert_eq!(answer(&store, "since=3"), (vec![], json!(3)));
+        assert_eq!(answer(&LogStore::new(9), ""), (vec![], json!(null)));
+    }
+
+    /// Takes `n` lines, then fails like a client that went away.
+    struct Client {
+        lines: Vec<serde_json::Value>,
+        n: usize,
+    }
+
+    impl Write for Client {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            for line in buf.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                self.lines.push(serde_json::from_slice(line).unwrap());
+            }
+            if self.lines.len() >= self.n {
+                return Err(std::io::ErrorKind::BrokenPipe.into());
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn follow_sends_the_backlog_after_since_then_live_records_each_once() {
+        let store = Arc::new(store_of(5));
+        let live = store.clone();
+        // Stored before or after `follow` subscribes: either way exactly once.
+        let writer = std::thread::spawn(move || {
+            let mut r = Record::new(LogLevel::Info, "web".into(), "live".into());
+            r.instance = Some("web-1".into());
+            live.push(r);
+        });
+        let mut client = Client {
+            lines: Vec::new(),
+            n: 4,
+        };
+        // `get` takes the slot that `follow` gives back.
+        WAITERS.fetch_add(1, Ordering::SeqCst);
+        let ended = follow(&store, Some("web"), "follow=true&since=2", &mut client);
+        writer.join().unwrap();
+        assert!(ended.is_err());
+        let seqs: Vec<u64> = client
+            .lines
+            .iter()
+            .map(|l| l["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(seqs, [3, 4, 5, 6]);
+        assert_eq!(client.lines[3]["msg"], "live");
+    }
 
     #[test]
     fn queries_parse_or_name_the_bad_parameter() {

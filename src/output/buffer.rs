@@ -16,9 +16,9 @@
 //! ```
 //!
 //! `recent` returns records oldest first, merged across buffers by arrival
-//! order (`Record::seq`, which follows time). A name matches a process name
-//! or an instance name. A `Record` serialises (serde) to the same JSON
-//! object as the JSON log format.
+//! order (`Record::seq`). A name matches a process name or an instance
+//! name. A `Record` serialises (serde) to the same JSON object as the JSON
+//! log format; the API adds its `seq` (`logging::WithSeq`).
 //!
 //! Invariants:
 //! - Bounded memory: each ring holds at most `lines` records and at most
@@ -31,6 +31,11 @@
 //!   next push.
 //! - Records are already redacted and filtered: the store sees exactly what
 //!   was printed.
+//! - `push` stamps `Record::seq`: 1, 2, … in the order records are stored,
+//!   under the same lock that appends them and hands them to followers. So
+//!   every ring and every follower channel is in `seq` order, and a reader
+//!   that asks for records after the last `seq` it saw gets exactly the
+//!   ones stored since (those still held), none twice.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
@@ -87,6 +92,8 @@ struct Follower {
 struct Inner {
     rings: HashMap<Key, Ring>,
     followers: Vec<Follower>,
+    /// The `seq` of the last record stored (0: none yet).
+    last_seq: u64,
 }
 
 /// Recent records per instance and stream, plus live followers.
@@ -131,9 +138,13 @@ impl LogStore {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Keep `r` and hand it to followers. Never blocks on a reader.
-    pub fn push(&self, r: Arc<Record>) {
+    /// Number `r`, keep it and hand it to followers. Never blocks on a
+    /// reader.
+    pub fn push(&self, mut r: Record) {
         let mut inner = self.lock();
+        inner.last_seq += 1;
+        r.seq = inner.last_seq;
+        let r = Arc::new(r);
         if !inner.followers.is_empty() {
             inner.followers.retain_mut(|f| {
                 if !matches(&r, f.process.as_deref(), f.stream) {
@@ -254,16 +265,11 @@ mod tests {
     use crate::config::LogLevel;
     use std::time::Duration;
 
-    fn rec(
-        process: &str,
-        instance: Option<&str>,
-        stream: Option<Stream>,
-        msg: &str,
-    ) -> Arc<Record> {
+    fn rec(process: &str, instance: Option<&str>, stream: Option<Stream>, msg: &str) -> Record {
         let mut r = Record::new(LogLevel::Info, process.into(), msg.into());
         r.instance = instance.map(Into::into);
         r.stream = stream;
-        Arc::new(r)
+        r
     }
 
     fn msgs(rs: &[Arc<Record>]) -> Vec<&str> {
@@ -300,6 +306,66 @@ mod tests {
         assert!(s.recent(Some("nope"), None, 9).is_empty());
         let u = s.usage();
         assert_eq!((u.rings, u.records), (4, 8));
+    }
+
+    fn seqs(rs: &[Arc<Record>]) -> Vec<u64> {
+        rs.iter().map(|r| r.seq).collect()
+    }
+
+    #[test]
+    fn push_numbers_records_in_store_order_from_1() {
+        let s = LogStore::new(10);
+        let sub = s.subscribe(None, None, 100).unwrap();
+        // Made in one order, stored in another (as two threads may do):
+        // the store's order is the one that counts.
+        let first = rec("a", Some("a-1"), OUT, "made first");
+        let second = rec("b", Some("b-1"), ERR, "made second");
+        s.push(second);
+        s.push(first);
+        s.push(rec("sheepdog", None, None, "own"));
+        let all = s.recent(None, None, 10);
+        assert_eq!(seqs(&all), [1, 2, 3]);
+        assert_eq!(msgs(&all), ["made second", "made first", "own"]);
+        let followed: Vec<u64> = sub
+            .rx
+            .try_iter()
+            .filter_map(|f| match f {
+                Followed::Record(r) => Some(r.seq),
+                Followed::Dropped(_) => None,
+            })
+            .collect();
+        assert_eq!(followed, [1, 2, 3]);
+        // Records kept nowhere are numbered too: followers may see them.
+        let none = LogStore::new(0);
+        none.push(rec("a", None, None, "x"));
+        none.push(rec("a", None, None, "y"));
+        assert_eq!(none.lock().last_seq, 2);
+    }
+
+    #[test]
+    fn seqs_are_unique_and_ordered_with_many_writers() {
+        let s = Arc::new(LogStore::new(1000));
+        let writers: Vec<_> = (0..4)
+            .map(|t| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    for i in 0..100 {
+                        s.push(rec("w", Some(&format!("w-{t}")), OUT, &i.to_string()));
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        assert_eq!(
+            seqs(&s.recent(None, None, 1000)),
+            (1..=400).collect::<Vec<_>>()
+        );
+        // Each instance's ring is in its own push order.
+        let w0 = s.recent(Some("w-0"), None, 1000);
+        let expect: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+        assert_eq!(msgs(&w0), expect);
     }
 
     #[test]

@@ -284,7 +284,7 @@ impl Mux {
                     self.flush_stdout();
                 }
             }
-            self.store.push(Arc::new(r));
+            self.store.push(r);
         }
     }
 

@@ -390,7 +390,6 @@ mod tests {
         assert!(rs.iter().all(|r| r.level == LogLevel::Info));
         assert_eq!(rs[0].instance.as_deref(), Some("app-1"));
         assert_eq!(rs[0].labels.as_ref().unwrap()["team"], "core");
-        assert!(rs[0].seq < rs[1].seq);
     }
 
     fn multiline(pattern: &str, max_lines: u32) -> Logging {
