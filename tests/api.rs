@@ -1221,6 +1221,65 @@ fn logs_recent_filtered_and_followed() {
     assert_eq!(reopen.status, 200, "{}", reopen.body);
 }
 
+/// The counters of hook `name` in a `hooks` list of the API.
+fn hook_in<'a>(hooks: &'a Value, name: &str) -> Option<&'a Value> {
+    hooks.as_array()?.iter().find(|h| h["name"] == name)
+}
+
+/// docs/hooks.md: the hook counters are in the API snapshot under `hooks`,
+/// the global hooks' at the top, each process's with it; they change when a
+/// hook runs.
+#[test]
+fn hook_counters_are_in_the_snapshot_and_count_each_run() {
+    let hooks = "hooks:\n  pre_start:\n    - { name: prep, command: \"true\" }\n";
+    let procs = r#"
+  worker:
+    command: [sleep, "1000"]
+    hooks:
+      pre_start: [ { name: warm, command: "true" } ]
+      post_start: [ { name: note, command: "exit 3" } ]
+"#;
+    let api = Api::start("api-hook-counters", Some(TOKEN), hooks, procs);
+    let first = api.wait_running("worker", 1);
+    let all = api.get("/api/v1/processes").json();
+    let prep = hook_in(&all["hooks"], "prep").unwrap_or_else(|| panic!("{all:#}"));
+    assert_eq!(
+        (&prep["type"], &prep["success"], &prep["failure"]),
+        (&Value::from("pre_start"), &Value::from(1), &Value::from(0))
+    );
+    assert_eq!(prep["last_ok"], true);
+    assert!(prep["last_at"].as_f64().unwrap() > 1.0e9);
+    assert!(hook_in(&all["hooks"], "warm").is_none(), "{all:#}");
+    // The post_start hook runs beside the process: wait for its failure.
+    let counts = |name: &str| -> Option<(u64, u64)> {
+        let w = api.process("worker");
+        let h = hook_in(&w["hooks"], name)?;
+        Some((h["success"].as_u64()?, h["failure"].as_u64()?))
+    };
+    let mut seen = (None, None);
+    let ok = wait_until(WAIT, || {
+        seen = (counts("warm"), counts("note"));
+        seen == (Some((1, 0)), Some((0, 1)))
+    });
+    assert!(ok, "{seen:?}: {:#}", api.process("worker"));
+    let listed = api.get("/api/v1/processes").json();
+    assert_eq!(
+        listed["processes"][0]["hooks"],
+        api.process("worker")["hooks"]
+    );
+
+    // A restart runs both again; the counters move, the global one stays.
+    api.post("/api/v1/processes/worker/restart", "");
+    let ok = wait_until(WAIT, || {
+        seen = (counts("warm"), counts("note"));
+        seen == (Some((2, 0)), Some((0, 2)))
+    });
+    assert!(ok, "{seen:?}: {:#}", api.process("worker"));
+    assert_ne!(api.wait_running("worker", 1), first);
+    let all = api.get("/api/v1/processes").json();
+    assert_eq!(hook_in(&all["hooks"], "prep").unwrap()["success"], 1);
+}
+
 /// The `seq` of each record in a logs answer, checking it is there.
 fn seqs(records: &[Value]) -> Vec<u64> {
     records

@@ -28,8 +28,8 @@ use super::server::Handler;
 use crate::group::Whom;
 use crate::output::buffer::LogStore;
 use crate::status::{
-    unix_seconds, Control, ControlReply, ProcessStatus, Published, Request as ControlRequest,
-    Snapshot,
+    unix_seconds, Control, ControlReply, HookStatus, ProcessStatus, Published,
+    Request as ControlRequest, Snapshot,
 };
 
 /// How long a control request may wait for the supervisor's reply.
@@ -538,8 +538,24 @@ fn ready(snap: &Snapshot) -> Response {
     }
 }
 
-/// A process as JSON, with uptimes as of now (the snapshot may be older).
-fn process_json(p: &ProcessStatus, now: f64) -> Value {
+/// The counters of the hooks that belong to `process` (None: the global
+/// hooks), in the snapshot's order. `process` is left out of each: where
+/// the list sits says whose hooks they are.
+fn hooks_json(hooks: &[HookStatus], process: Option<&str>) -> Value {
+    let mine = hooks.iter().filter(|h| h.process.as_deref() == process);
+    let list = mine.map(|h| {
+        let mut v = serde_json::to_value(h).unwrap_or(Value::Null);
+        if let Some(obj) = v.as_object_mut() {
+            obj.remove("process");
+        }
+        v
+    });
+    Value::Array(list.collect())
+}
+
+/// A process as JSON, with uptimes as of now (the snapshot may be older)
+/// and the counters of its own hooks (from the snapshot's `hooks`).
+fn process_json(p: &ProcessStatus, hooks: &[HookStatus], now: f64) -> Value {
     let mut v = serde_json::to_value(p).unwrap_or(Value::Null);
     if let Some(insts) = v.get_mut("instances").and_then(Value::as_array_mut) {
         for i in insts.iter_mut().filter_map(Value::as_object_mut) {
@@ -547,6 +563,9 @@ fn process_json(p: &ProcessStatus, now: f64) -> Value {
                 i.insert("uptime_seconds".into(), secs(now - t));
             }
         }
+    }
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("hooks".into(), hooks_json(hooks, Some(&p.name)));
     }
     v
 }
@@ -564,7 +583,8 @@ fn processes(snap: &Snapshot) -> Response {
             "ready": snap.ready,
             "not_ready": snap.not_ready,
             "orphans_reaped": snap.orphans_reaped,
-            "processes": snap.processes.iter().map(|p| process_json(p, now)).collect::<Vec<_>>(),
+            "hooks": hooks_json(&snap.hooks, None),
+            "processes": snap.processes.iter().map(|p| process_json(p, &snap.hooks, now)).collect::<Vec<_>>(),
         }),
     )
 }
@@ -576,7 +596,7 @@ fn not_found(name: &str) -> Response {
 fn process(snap: &Snapshot, name: &str) -> Response {
     match snap.processes.iter().find(|p| *p.name == *name) {
         Some(p) => {
-            let mut v = process_json(p, now_unix());
+            let mut v = process_json(p, &snap.hooks, now_unix());
             if let Some(obj) = v.as_object_mut() {
                 obj.insert("process".into(), json!(name));
             }
@@ -866,9 +886,50 @@ mod tests {
         }
     }
 
+    fn hook(name: &str, process: Option<&str>, success: u64) -> HookStatus {
+        HookStatus {
+            name: name.into(),
+            kind: "pre_start".into(),
+            process: process.map(Into::into),
+            success,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn hook_counters_sit_with_their_process_and_global_ones_at_the_top() {
+        let mut s = snap();
+        s.hooks = vec![
+            hook("migrate", None, 1),
+            hook("clear", Some("web"), 3),
+            hook("other", Some("db"), 9),
+        ];
+        let body: Value = serde_json::from_slice(&processes(&s).body).unwrap();
+        let top = body["hooks"].as_array().unwrap();
+        assert_eq!(top.len(), 1);
+        assert_eq!(top[0]["name"], "migrate");
+        assert_eq!(top[0]["type"], "pre_start");
+        assert_eq!(top[0]["success"], 1);
+        assert!(top[0].get("process").is_none(), "{}", top[0]);
+        let web = &body["processes"][0]["hooks"];
+        assert_eq!(web.as_array().unwrap().len(), 1, "{web}");
+        assert_eq!(web[0]["name"], "clear");
+        assert_eq!(web[0]["success"], 3);
+        for key in ["failure", "duration_seconds_sum", "last_ok", "last_at"] {
+            assert!(web[0].get(key).is_some(), "{key}: {web}");
+        }
+        let one: Value = serde_json::from_slice(&process(&s, "web").body).unwrap();
+        assert_eq!(one["hooks"], *web);
+        // A process whose hooks never ran has an empty list, not none.
+        s.hooks.clear();
+        let body: Value = serde_json::from_slice(&processes(&s).body).unwrap();
+        assert_eq!(body["hooks"], json!([]));
+        assert_eq!(body["processes"][0]["hooks"], json!([]));
+    }
+
     #[test]
     fn uptime_is_as_of_now_and_ready_lists_reasons() {
-        let v = process_json(&snap().processes[0], now_unix());
+        let v = process_json(&snap().processes[0], &[], now_unix());
         let up = v["instances"][0]["uptime_seconds"].as_f64().unwrap();
         assert!((9.0..60.0).contains(&up), "{up}");
         let mut s = snap();
