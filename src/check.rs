@@ -1,11 +1,17 @@
 //! The report printed by `sheepdog check` and `sheepdog run --dry-run`:
-//! processes and instances, start order by level, stop order and the
-//! shutdown budget, as text for people or JSON for tools. Pure formatting.
+//! processes and instances, scheduled jobs, start order by level, stop
+//! order and the shutdown budget, as text for people or JSON for tools.
+//! Pure formatting; what it says about stopping is `plan`'s model of the
+//! supervisor (signal a process once its dependents have stopped; stop
+//! scheduled runs when the shutdown begins).
 //!
 //! Invariants: rendering never fails or panics for any validated `Config`
 //! and the `Plan` built from it; the text and the JSON carry the same facts;
 //! JSON keys are stable snake_case, durations in JSON are integer
-//! milliseconds, enum values are spelled as in the configuration file.
+//! milliseconds, enum values are spelled as in the configuration file,
+//! except a process's `type`, which is `scheduled` for a process with
+//! `schedule` (as in the status API): such a job is never a longrun or a
+//! oneshot at run time, so it has no instances and no place in the levels.
 //! Commands and environment are deliberately not printed: after `${VAR}`
 //! substitution they may hold secrets, and this report ends up in logs.
 
@@ -14,7 +20,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::config::extra::{HealthCheck, HealthMode, Probe};
+use crate::config::extra::{HealthCheck, HealthMode, Probe, Schedule, ScheduleSpec, Timezone};
 use crate::config::{
     format_duration, Condition, Config, InitialState, Process, ProcessType, RestartPolicy,
 };
@@ -38,8 +44,27 @@ fn write_text(out: &mut String, config: &Config, plan: &Plan) -> std::fmt::Resul
         .map_or_else(|| "(no file)".to_string(), |p| p.display().to_string());
     writeln!(out, "Configuration: {source}")?;
     writeln!(out, "Version: {}", config.version)?;
+    write_processes(out, config)?;
+    write_jobs(out, config)?;
+    write_start(out, config, plan)?;
+    let budget = plan.budget(config);
+    write_stop(out, plan, &budget)?;
+    write_budget(out, plan, &budget)?;
+    if !config.warnings.is_empty() {
+        writeln!(out, "\nWarnings:")?;
+        for w in &config.warnings {
+            writeln!(out, "  - {w}")?;
+        }
+    }
+    Ok(())
+}
 
-    let enabled: Vec<&Process> = config.enabled().collect();
+/// The supervised processes (enabled, not scheduled), then the disabled.
+fn write_processes(out: &mut String, config: &Config) -> std::fmt::Result {
+    let supervised: Vec<&Process> = config
+        .enabled()
+        .filter(|p| p.extra.schedule.is_none())
+        .collect();
     let disabled: Vec<&str> = config
         .processes
         .values()
@@ -49,13 +74,13 @@ fn write_text(out: &mut String, config: &Config, plan: &Plan) -> std::fmt::Resul
     writeln!(
         out,
         "\nProcesses ({} enabled, {} disabled):",
-        enabled.len(),
+        supervised.len(),
         disabled.len()
     )?;
-    if enabled.is_empty() {
+    if supervised.is_empty() {
         writeln!(out, "  (no enabled processes)")?;
     }
-    for p in &enabled {
+    for p in &supervised {
         writeln!(out, "  {}", p.name)?;
         writeln!(
             out,
@@ -71,30 +96,7 @@ fn write_text(out: &mut String, config: &Config, plan: &Plan) -> std::fmt::Resul
             state_name(p.initial_state),
             p.critical
         )?;
-        writeln!(
-            out,
-            "    shutdown: {}, then {} after {}",
-            p.shutdown.signal.as_str(),
-            p.shutdown.kill_signal.as_str(),
-            format_duration(p.shutdown.timeout)
-        )?;
-        let deps: Vec<String> = p
-            .depends_on
-            .iter()
-            .map(|d| match d.condition {
-                Some(c) => format!("{} ({})", d.name, condition_name(c)),
-                None => d.name.clone(),
-            })
-            .collect();
-        writeln!(
-            out,
-            "    depends_on: {}",
-            if deps.is_empty() {
-                "-".to_string()
-            } else {
-                deps.join(", ")
-            }
-        )?;
+        write_shutdown_and_deps(out, p)?;
         for line in health_lines(p) {
             writeln!(out, "    {line}")?;
         }
@@ -111,7 +113,92 @@ fn write_text(out: &mut String, config: &Config, plan: &Plan) -> std::fmt::Resul
     for name in &disabled {
         writeln!(out, "  {name}: disabled (enabled: false; not planned)")?;
     }
+    Ok(())
+}
 
+fn write_shutdown_and_deps(out: &mut String, p: &Process) -> std::fmt::Result {
+    writeln!(
+        out,
+        "    shutdown: {}, then {} after {}",
+        p.shutdown.signal.as_str(),
+        p.shutdown.kill_signal.as_str(),
+        format_duration(p.shutdown.timeout)
+    )?;
+    let deps: Vec<String> = p
+        .depends_on
+        .iter()
+        .map(|d| match d.condition {
+            Some(c) => format!("{} ({})", d.name, condition_name(c)),
+            None => d.name.clone(),
+        })
+        .collect();
+    writeln!(
+        out,
+        "    depends_on: {}",
+        if deps.is_empty() {
+            "-".to_string()
+        } else {
+            deps.join(", ")
+        }
+    )
+}
+
+/// Enabled scheduled jobs: not supervised processes but runs on a timer
+/// (`supervisor::jobs`), so they get their own section and no type, scale,
+/// restart, initial_state or critical line: the supervisor acts on none of
+/// them for a job.
+fn write_jobs(out: &mut String, config: &Config) -> std::fmt::Result {
+    let jobs: Vec<(&Process, &Schedule)> = config
+        .enabled()
+        .filter_map(|p| Some((p, p.extra.schedule.as_ref()?)))
+        .collect();
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "\nScheduled jobs ({}; each due time starts a run, with no instances; nothing can depend on a job):",
+        jobs.len()
+    )?;
+    for (p, s) in jobs {
+        writeln!(out, "  {}", p.name)?;
+        writeln!(out, "    schedule: {}", schedule_summary(s))?;
+        writeln!(
+            out,
+            "    schedule_timeout: {}, schedule_max_concurrent: {}, schedule_jitter: {}, schedule_catch_up: {}",
+            s.timeout.map_or("none".to_string(), format_duration),
+            match s.max_concurrent {
+                0 => "0 (unlimited)".to_string(),
+                n => format!("{n} (a trigger at the limit is skipped)"),
+            },
+            format_duration(s.jitter),
+            s.catch_up
+        )?;
+        write_shutdown_and_deps(out, p)?;
+        if !p.depends_on.is_empty() {
+            writeln!(
+                out,
+                "    (a run that falls due while a dependency is not satisfied is skipped)"
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// `"0 3 * * *" (time zone Europe/Amsterdam)`; `@every` counts elapsed
+/// time, so no zone applies to it.
+fn schedule_summary(s: &Schedule) -> String {
+    match s.spec {
+        ScheduleSpec::Every(_) => format!("{:?}", s.expression),
+        ScheduleSpec::Cron(_) => format!(
+            "{:?} (time zone {})",
+            s.expression,
+            timezone_name(&s.timezone)
+        ),
+    }
+}
+
+fn write_start(out: &mut String, config: &Config, plan: &Plan) -> std::fmt::Result {
     writeln!(
         out,
         "\nStart order (processes in one level start in parallel, each once its \
@@ -145,40 +232,66 @@ fn write_text(out: &mut String, config: &Config, plan: &Plan) -> std::fmt::Resul
             "  (stopped): initial_state is stopped; its instances are created but not started until requested"
         )?;
     }
+    Ok(())
+}
 
-    let budget = plan.budget(config);
+/// One row per process, in stop order: when it gets its stop signal and
+/// when, at the latest, it has stopped. The rule is the supervisor's
+/// (`try_stop_ready`): a process is signalled once every process that
+/// depends on it has stopped, never because a level has.
+fn write_stop(out: &mut String, plan: &Plan, budget: &Budget) -> std::fmt::Result {
     writeln!(
         out,
-        "\nStop order (reverse of start; a level is signalled once the level before it has stopped):"
+        "\nStop order (a process gets its stop signal as soon as every process that depends on it \
+         has stopped, without waiting for the rest of its level; times are worst cases from the \
+         start of the stop):"
     )?;
-    let stop = plan.stop_levels();
-    let width = stop
-        .iter()
-        .map(|l| l.join(", ").chars().count())
-        .max()
-        .unwrap_or(0);
-    for (i, level) in stop.iter().enumerate() {
-        let d = budget.per_level.get(i).copied().unwrap_or_default();
+    let rows = stop_rows(plan);
+    if rows.is_empty() {
+        return writeln!(out, "  (nothing to stop)");
+    }
+    let width = |col: usize| {
+        rows.iter()
+            .map(|r: &[String; 3]| r[col].chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    let (lw, nw, ww) = (width(0), width(1), width(2));
+    for [label, name, when] in &rows {
+        let by = budget.stopped_by.get(name).copied().unwrap_or_default();
         writeln!(
             out,
-            "  level {i}: {:<width$}  up to {}",
-            level.join(", "),
-            format_duration(d)
+            "  {label:<lw$} {name:<nw$}  {when:<ww$}  stopped by {}",
+            format_duration(by)
         )?;
     }
-    if stop.is_empty() {
-        writeln!(out, "  (nothing to stop)")?;
-    }
+    Ok(())
+}
 
-    write_budget(out, &budget)?;
-
-    if !config.warnings.is_empty() {
-        writeln!(out, "\nWarnings:")?;
-        for w in &config.warnings {
-            writeln!(out, "  - {w}")?;
+/// `[label, name, when it is signalled]` per stopping process, in stop
+/// order, then the scheduled jobs (their runs are told to stop when the
+/// shutdown begins).
+fn stop_rows(plan: &Plan) -> Vec<[String; 3]> {
+    let mut rows = Vec::new();
+    for (i, level) in plan.stop_levels().into_iter().enumerate() {
+        for (j, name) in level.into_iter().enumerate() {
+            let label = if j == 0 {
+                format!("level {i}:")
+            } else {
+                String::new()
+            };
+            let when = match plan.dependents.get(&name) {
+                Some(ds) if !ds.is_empty() => format!("after {}", ds.join(", ")),
+                _ => "at once".to_string(),
+            };
+            rows.push([label, name, when]);
         }
     }
-    Ok(())
+    for (j, name) in plan.jobs.iter().enumerate() {
+        let label = if j == 0 { "scheduled:" } else { "" };
+        rows.push([label.to_string(), name.clone(), "at once".to_string()]);
+    }
+    rows
 }
 
 /// Effective probe timings, for people.
@@ -224,22 +337,24 @@ fn worst_case(hc: &HealthCheck) -> Duration {
     hc.initial_delay + hc.period * hc.failure_threshold + hc.timeout
 }
 
-fn write_budget(out: &mut String, budget: &Budget) -> std::fmt::Result {
-    let parts: Vec<String> = budget
-        .per_level
-        .iter()
-        .map(|d| format_duration(*d))
-        .collect();
-    let sum = if parts.len() > 1 {
-        format!(" = {}", parts.join(" + "))
-    } else {
-        String::new()
-    };
+fn write_budget(out: &mut String, plan: &Plan, budget: &Budget) -> std::fmt::Result {
     writeln!(
         out,
-        "\nShutdown budget (longest shutdown.timeout per stop level, levels one after another):"
+        "\nShutdown budget (the slowest chain of shutdown.timeout along dependencies, or a \
+         scheduled job's shutdown.timeout if longer):"
     )?;
-    writeln!(out, "  worst case: {}{sum}", format_duration(budget.total))?;
+    let path: Vec<String> = budget
+        .critical_path
+        .iter()
+        .map(|(n, t)| format!("{n} {}", format_duration(*t)))
+        .collect();
+    let how = match budget.critical_path.as_slice() {
+        [] => String::new(),
+        [(n, _)] if plan.jobs.contains(n) => format!(" (scheduled job {n})"),
+        [(n, _)] => format!(" ({n})"),
+        _ => format!(" = {}", path.join(" + ")),
+    };
+    writeln!(out, "  worst case: {}{how}", format_duration(budget.total))?;
     writeln!(
         out,
         "  limit:      {} (global.shutdown_timeout)",
@@ -272,12 +387,15 @@ pub fn render_json(config: &Config, plan: &Plan) -> Value {
                         .map(|c| (d.name.clone(), json!(condition_name(c))))
                 })
                 .collect();
+            let sched = p.extra.schedule.as_ref();
             json!({
                 "name": p.name,
                 "enabled": p.enabled,
-                "type": kind_name(p.kind),
+                // A job is not a longrun or oneshot at run time; the status
+                // API calls it "scheduled" too.
+                "type": if sched.is_some() { "scheduled" } else { kind_name(p.kind) },
                 "scale": p.scale,
-                "instances": if p.enabled { instance_names(p) } else { Vec::new() },
+                "instances": if p.enabled && sched.is_none() { instance_names(p) } else { Vec::new() },
                 "restart": restart_name(p.restart),
                 "initial_state": state_name(p.initial_state),
                 "critical": p.critical,
@@ -290,6 +408,7 @@ pub fn render_json(config: &Config, plan: &Plan) -> Value {
                 },
                 "health_check": p.extra.health_check.as_ref().map(health_json),
                 "ports": p.extra.ports,
+                "schedule": sched.map(schedule_json),
             })
         })
         .collect();
@@ -300,13 +419,31 @@ pub fn render_json(config: &Config, plan: &Plan) -> Value {
         "processes": processes,
         "start_levels": plan.levels,
         "stop_levels": plan.stop_levels(),
+        "scheduled": plan.jobs,
         "budget": {
             "per_level_ms": budget.per_level.iter().map(|d| millis(*d)).collect::<Vec<_>>(),
+            "stopped_by_ms": budget
+                .stopped_by
+                .iter()
+                .map(|(n, d)| (n.clone(), json!(millis(*d))))
+                .collect::<serde_json::Map<String, Value>>(),
+            "critical_path": budget.critical_path.iter().map(|(n, _)| n).collect::<Vec<_>>(),
             "total_ms": millis(budget.total),
             "limit_ms": millis(budget.limit),
             "exceeds_limit": budget.exceeds_limit(),
         },
         "warnings": config.warnings,
+    })
+}
+
+fn schedule_json(s: &Schedule) -> Value {
+    json!({
+        "expression": s.expression,
+        "timezone": timezone_name(&s.timezone),
+        "timeout_ms": s.timeout.map(millis),
+        "max_concurrent": s.max_concurrent,
+        "jitter_ms": millis(s.jitter),
+        "catch_up": s.catch_up,
     })
 }
 
@@ -373,6 +510,15 @@ fn state_name(s: InitialState) -> &'static str {
     }
 }
 
+/// As `schedule_timezone` accepts it (and as the status API reports it).
+fn timezone_name(tz: &Timezone) -> &str {
+    match tz {
+        Timezone::Utc => "UTC",
+        Timezone::Local => "Local",
+        Timezone::Named(n) => n,
+    }
+}
+
 fn condition_name(c: Condition) -> &'static str {
     match c {
         Condition::Started => "started",
@@ -386,11 +532,12 @@ fn condition_name(c: Condition) -> &'static str {
 mod tests {
     use super::*;
     use crate::config::Dependency;
-    use crate::plan::testutil::{config, process, with_deps};
+    use crate::plan::testutil::{config, job, process, with_deps};
     use nix::sys::signal::Signal;
 
     /// php-fpm ← nginx, queue ×3 on php-fpm (healthy), horizon stopped,
-    /// an oneshot, a disabled one, and a warning.
+    /// an oneshot, a scheduled job on php-fpm, a disabled one, and a
+    /// warning.
     fn sample() -> (Config, Plan) {
         let mut fpm = process("php-fpm");
         fpm.shutdown.signal = Signal::SIGQUIT;
@@ -413,7 +560,18 @@ mod tests {
         migrate.restart = RestartPolicy::Never;
         let mut old = process("old");
         old.enabled = false;
-        let mut cfg = config(vec![fpm, nginx, queue, horizon, migrate, old]);
+        let mut cleanup = job("cleanup");
+        cleanup.depends_on = with_deps("cleanup", &["php-fpm"]).depends_on;
+        cleanup.shutdown.timeout = Duration::from_secs(45);
+        if let Some(s) = cleanup.extra.schedule.as_mut() {
+            s.spec = ScheduleSpec::Cron("0 3 * * *".into());
+            s.expression = "@daily".into();
+            s.timezone = Timezone::Named("Europe/Amsterdam".into());
+            s.timeout = Some(Duration::from_secs(600));
+            s.max_concurrent = 0;
+            s.jitter = Duration::from_secs(30);
+        }
+        let mut cfg = config(vec![fpm, nginx, queue, horizon, migrate, old, cleanup]);
         cfg.source = Some("/etc/sheepdog/sheepdog.yaml".into());
         cfg.global.shutdown_timeout = Duration::from_secs(60);
         cfg.warnings = vec!["global.autotune: ignored (not supported)".into()];
@@ -482,6 +640,7 @@ mod tests {
         assert!(t.contains("  php-fpm\n    type: longrun, scale: 1 (php-fpm-1)\n"));
         assert!(t.contains("critical: true"));
         assert!(line_with(&t, "migrate-1").contains("type: oneshot"));
+        assert!(!t.contains("cleanup-1"), "a scheduled job has no instances");
         assert!(t.contains("  old: disabled"));
         assert!(!t.contains("old-1"), "disabled processes have no instances");
         assert!(t.contains("    depends_on: -\n"));
@@ -495,14 +654,24 @@ mod tests {
         assert!(t.contains("  level 0: migrate, php-fpm\n"));
         assert!(t.contains("  level 1: horizon (stopped), nginx, queue\n"));
         assert!(t.contains("created but not started"));
-        let stop0 = line_with(&t, "level 0: horizon, nginx, queue");
-        assert!(stop0.ends_with("up to 1m30s"), "{stop0}");
-        assert!(line_with(&t, "level 1: migrate, php-fpm").ends_with("up to 30s"));
-        assert!(t.contains("  worst case: 2m = 1m30s + 30s\n"));
+        assert!(!t.contains("once the level before it"));
+        assert!(t.contains(
+            "Stop order (a process gets its stop signal as soon as every process that depends on \
+             it has stopped, without waiting for the rest of its level; times are worst cases \
+             from the start of the stop):\n\
+             \x20 level 0:   horizon  at once                      stopped by 30s\n\
+             \x20            nginx    at once                      stopped by 1m30s\n\
+             \x20            queue    at once                      stopped by 500ms\n\
+             \x20 level 1:   migrate  at once                      stopped by 30s\n\
+             \x20            php-fpm  after horizon, nginx, queue  stopped by 1m50s\n\
+             \x20 scheduled: cleanup  at once                      stopped by 45s\n"
+        ));
+        // The graph's slowest chain, not 1m30s + 30s summed per level.
+        assert!(t.contains("  worst case: 1m50s = nginx 1m30s + php-fpm 20s\n"));
         assert!(t.contains("  limit:      1m (global.shutdown_timeout)\n"));
         let w = line_with(&t, "WARNING");
         assert!(w.starts_with(
-            "WARNING: the worst-case shutdown (2m) exceeds global.shutdown_timeout (1m)"
+            "WARNING: the worst-case shutdown (1m50s) exceeds global.shutdown_timeout (1m)"
         ));
         assert!(w.contains("get killed"));
         assert!(t.ends_with("\nWarnings:\n  - global.autotune: ignored (not supported)\n"));
@@ -528,6 +697,7 @@ mod tests {
         assert!(t.contains("(nothing to start)"));
         assert!(t.contains("(nothing to stop)"));
         assert!(t.contains("  worst case: 0s\n"));
+        assert!(!t.contains("Scheduled jobs"));
     }
 
     #[test]
@@ -558,11 +728,21 @@ mod tests {
             j["stop_levels"],
             json!([["horizon", "nginx", "queue"], ["migrate", "php-fpm"]])
         );
+        assert_eq!(j["scheduled"], json!(["cleanup"]));
         assert_eq!(
             j["budget"],
             json!({
                 "per_level_ms": [90_000, 30_000],
-                "total_ms": 120_000,
+                "stopped_by_ms": {
+                    "cleanup": 45_000,
+                    "horizon": 30_000,
+                    "migrate": 30_000,
+                    "nginx": 90_000,
+                    "php-fpm": 110_000,
+                    "queue": 500,
+                },
+                "critical_path": ["nginx", "php-fpm"],
+                "total_ms": 110_000,
                 "limit_ms": 60_000,
                 "exceeds_limit": true,
             })
@@ -576,9 +756,9 @@ mod tests {
         let names: Vec<&str> = procs.iter().map(|p| p["name"].as_str().unwrap()).collect();
         assert_eq!(
             names,
-            ["horizon", "migrate", "nginx", "old", "php-fpm", "queue"]
+            ["cleanup", "horizon", "migrate", "nginx", "old", "php-fpm", "queue"]
         );
-        let queue = &procs[5];
+        let queue = &procs[6];
         assert_eq!(
             *queue,
             json!({
@@ -595,14 +775,91 @@ mod tests {
                 "shutdown": {"signal": "SIGTERM", "timeout_ms": 500, "kill_signal": "SIGKILL"},
                 "health_check": null,
                 "ports": [],
+                "schedule": null,
             })
         );
-        assert_eq!(procs[0]["initial_state"], "stopped");
-        assert_eq!(procs[1]["type"], "oneshot");
-        assert_eq!(procs[3]["enabled"], false);
-        assert_eq!(procs[3]["instances"], json!([]));
-        assert_eq!(procs[4]["shutdown"]["signal"], "SIGQUIT");
-        assert_eq!(procs[4]["critical"], true);
+        assert_eq!(procs[1]["initial_state"], "stopped");
+        assert_eq!(procs[2]["type"], "oneshot");
+        assert_eq!(procs[4]["enabled"], false);
+        assert_eq!(procs[4]["instances"], json!([]));
+        assert_eq!(procs[5]["shutdown"]["signal"], "SIGQUIT");
+        assert_eq!(procs[5]["critical"], true);
+
+        let cleanup = &procs[0];
+        assert_eq!(cleanup["type"], "scheduled");
+        assert_eq!(cleanup["instances"], json!([]));
+        assert_eq!(cleanup["depends_on"], json!(["php-fpm"]));
+        assert_eq!(cleanup["shutdown"]["timeout_ms"], 45_000);
+        assert_eq!(
+            cleanup["schedule"],
+            json!({
+                "expression": "@daily",
+                "timezone": "Europe/Amsterdam",
+                "timeout_ms": 600_000,
+                "max_concurrent": 0,
+                "jitter_ms": 30_000,
+                "catch_up": false,
+            })
+        );
+    }
+
+    #[test]
+    fn text_lists_scheduled_jobs_apart() {
+        let (cfg, plan) = sample();
+        let t = render_text(&cfg, &plan);
+        // Counted and described apart from the supervised processes.
+        assert!(t.contains("Processes (5 enabled, 1 disabled):"));
+        assert!(t.contains(
+            "\nScheduled jobs (1; each due time starts a run, with no instances; nothing can \
+             depend on a job):\n  cleanup\n    \
+             schedule: \"@daily\" (time zone Europe/Amsterdam)\n    \
+             schedule_timeout: 10m, schedule_max_concurrent: 0 (unlimited), \
+             schedule_jitter: 30s, schedule_catch_up: false\n    \
+             shutdown: SIGTERM, then SIGKILL after 45s\n    \
+             depends_on: php-fpm\n    \
+             (a run that falls due while a dependency is not satisfied is skipped)\n\n\
+             Start order"
+        ));
+        assert!(!line_with(&t, "  level 0: migrate").contains("cleanup"));
+    }
+
+    #[test]
+    fn a_slow_job_sets_the_budget() {
+        // The tester's case: one job, nothing else.
+        let mut ok = job("okjob");
+        ok.shutdown.timeout = Duration::from_secs(60);
+        let cfg = config(vec![ok]);
+        let plan = Plan::build(&cfg).unwrap();
+        let t = render_text(&cfg, &plan);
+        assert!(t.contains("Processes (0 enabled, 0 disabled):\n  (no enabled processes)\n"));
+        assert!(t.contains(
+            "    schedule: \"@every 1m\"\n    schedule_timeout: none, \
+             schedule_max_concurrent: 1 (a trigger at the limit is skipped), "
+        ));
+        assert!(!t.contains("type: longrun"));
+        assert!(t.contains("(nothing to start)"));
+        assert!(t.contains("  scheduled: okjob  at once  stopped by 1m\n"));
+        assert!(t.contains("  worst case: 1m (scheduled job okjob)\n"));
+        assert!(t.contains("WARNING: the worst-case shutdown (1m)"));
+
+        let j = render_json(&cfg, &plan);
+        assert_eq!(j["start_levels"], json!([]));
+        assert_eq!(j["stop_levels"], json!([]));
+        assert_eq!(j["scheduled"], json!(["okjob"]));
+        assert_eq!(j["processes"][0]["type"], "scheduled");
+        assert_eq!(j["processes"][0]["schedule"]["timeout_ms"], Value::Null);
+        assert_eq!(j["budget"]["critical_path"], json!(["okjob"]));
+        assert_eq!(j["budget"]["per_level_ms"], json!([]));
+        assert_eq!(j["budget"]["total_ms"], 60_000);
+    }
+
+    #[test]
+    fn single_process_budget_names_it() {
+        let cfg = config(vec![process("web")]);
+        let plan = Plan::build(&cfg).unwrap();
+        let t = render_text(&cfg, &plan);
+        assert!(t.contains("  level 0: web  at once  stopped by 30s\n"));
+        assert!(t.contains("  worst case: 30s (web)\n"));
     }
 
     #[test]
@@ -613,5 +870,7 @@ mod tests {
         assert_eq!(j["source"], Value::Null);
         assert_eq!(j["start_levels"], json!([]));
         assert_eq!(j["budget"]["exceeds_limit"], false);
+        assert_eq!(j["scheduled"], json!([]));
+        assert_eq!(j["budget"]["critical_path"], json!([]));
     }
 }

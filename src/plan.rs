@@ -1,31 +1,44 @@
-//! The dependency plan: start levels, stop levels and the shutdown budget,
+//! The dependency plan: start levels, stop order and the shutdown budget,
 //! computed from a validated `Config`. Pure data; no I/O.
 //!
-//! What it does: a layered Kahn topological sort over the *enabled*
-//! processes. Level 0 holds the processes without dependencies; a process
-//! sits in level `max(level of its dependencies) + 1`. Processes in one level
-//! do not depend on each other, so the supervisor may start them in
-//! parallel. Stopping runs the levels in reverse. The budget is the
-//! worst-case length of that orderly stop.
+//! What it does: a layered Kahn topological sort over the *enabled,
+//! unscheduled* processes. Level 0 holds the processes without
+//! dependencies; a process sits in level `max(level of its dependencies) +
+//! 1`. Processes in one level do not depend on each other, so the
+//! supervisor may start them in parallel. Stopping follows the graph, not
+//! the levels: the supervisor signals a process as soon as every process
+//! that depends on it has stopped (`supervisor::try_stop_ready`), so the
+//! budget is the slowest chain of `shutdown.timeout`s along dependencies.
+//! Scheduled jobs (`schedule`) are never supervised as processes: they have
+//! runs, not instances, nothing may depend on them, and their runs are told
+//! to stop when the shutdown begins. They are listed in `jobs`, outside the
+//! graph.
 //!
 //! What it does not do: readiness, conditions (`depends_on` conditions are
-//! the supervisor's business) or any waiting; disabled processes are absent.
+//! the supervisor's business) or any waiting; disabled processes are absent;
+//! hooks that run during the shutdown are not in the budget.
 //!
 //! Invariants:
-//! - only enabled processes appear, each exactly once across `levels`;
+//! - only enabled, unscheduled processes appear, each exactly once across
+//!   `levels`; enabled scheduled jobs appear only in `jobs` (sorted);
 //! - every level is sorted by name (deterministic tie-break);
-//! - a process's dependencies are all in strictly earlier levels;
+//! - a process's dependencies are all in strictly earlier levels, so its
+//!   dependents are all in strictly earlier *stop* levels;
 //! - `deps` and `dependents` have an entry (maybe empty) for every planned
-//!   process, each list sorted and free of duplicates;
+//!   process, each list sorted and free of duplicates, and never name a job
+//!   (a job's own `depends_on` gates its runs and does not hold back a stop);
 //! - a cycle is a `ConfigError` whose problem line prints the cycle
 //!   (`dependency cycle: a → b → a`, "→" read as "depends on"), one line per
 //!   strongly connected knot, each starting at its smallest name; a
-//!   dependency on a missing or disabled process is an error, never a panic.
+//!   dependency on a missing, disabled or scheduled process is an error,
+//!   never a panic;
+//! - the budget's `total` is the sum of its `critical_path` timeouts and
+//!   the largest `stopped_by`.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
-use crate::config::{process_key, Config, ConfigError};
+use crate::config::{process_key, Config, ConfigError, Process};
 
 /// Start and stop order for the enabled processes.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -36,14 +49,28 @@ pub struct Plan {
     pub deps: BTreeMap<String, Vec<String>>,
     /// process → the enabled processes that depend on it (sorted).
     pub dependents: BTreeMap<String, Vec<String>>,
+    /// The enabled scheduled jobs, sorted; in no level.
+    pub jobs: Vec<String>,
 }
 
-/// The worst-case length of an orderly shutdown.
+/// The worst-case length of an orderly shutdown, counted from the moment
+/// the ordered stop begins. Only `shutdown.timeout`s count: hooks that run
+/// during the shutdown come on top, bounded by the same global deadline.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Budget {
     /// Per stop level (in stop order): the longest `shutdown.timeout` in it.
+    /// For reading only: levels are not waited for as a whole, so these are
+    /// not added up.
     pub per_level: Vec<Duration>,
-    /// Sum of `per_level`.
+    /// Every planned process and scheduled job → when it has stopped at the
+    /// latest: its own `shutdown.timeout` after the slowest of its dependents.
+    pub stopped_by: BTreeMap<String, Duration>,
+    /// What `total` is made of, each with its `shutdown.timeout`: the
+    /// slowest dependency chain in stop order (each entry is a dependency of
+    /// the one before it), or one scheduled job when its runs take longer.
+    /// Empty when nothing is planned.
+    pub critical_path: Vec<(String, Duration)>,
+    /// The largest `stopped_by`.
     pub total: Duration,
     /// `global.shutdown_timeout`.
     pub limit: Duration,
@@ -59,33 +86,21 @@ impl Budget {
 
 impl Plan {
     /// Build the plan, or fail naming every dependency cycle (and any
-    /// dependency on a process that is not enabled).
+    /// dependency on a process that is not enabled, or is a scheduled job).
     pub fn build(config: &Config) -> Result<Plan, ConfigError> {
         let mut problems = Vec::new();
 
-        // The graph over enabled processes: name → sorted, deduplicated deps.
+        // The graph over enabled, unscheduled processes: name → sorted,
+        // deduplicated deps. A job's deps are checked, then left out.
         let mut deps: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut jobs = Vec::new();
         for p in config.enabled() {
-            let mut mine = BTreeSet::new();
-            for d in &p.depends_on {
-                match config.processes.get(&d.name) {
-                    Some(target) if target.enabled => {
-                        mine.insert(d.name.clone());
-                    }
-                    // Config validation rejects both; stay defensive.
-                    Some(_) => problems.push(format!(
-                        "{}: \"{}\" is disabled; enable it or remove the dependency",
-                        process_key(&p.name, "depends_on"),
-                        d.name
-                    )),
-                    None => problems.push(format!(
-                        "{}: \"{}\" is not a defined process",
-                        process_key(&p.name, "depends_on"),
-                        d.name
-                    )),
-                }
+            let mine = checked_deps(config, p, &mut problems);
+            if p.extra.schedule.is_some() {
+                jobs.push(p.name.clone());
+            } else {
+                deps.insert(p.name.clone(), mine);
             }
-            deps.insert(p.name.clone(), mine.into_iter().collect());
         }
 
         let mut dependents: BTreeMap<String, Vec<String>> =
@@ -99,37 +114,9 @@ impl Plan {
         }
         // `deps` iterates in name order, so each list was filled sorted.
 
-        // Layered Kahn: a process enters the level after its last dependency.
-        let mut pending: BTreeMap<&str, usize> =
-            deps.iter().map(|(k, v)| (k.as_str(), v.len())).collect();
-        let mut levels: Vec<Vec<String>> = Vec::new();
-        let mut current: Vec<String> = pending
-            .iter()
-            .filter(|(_, n)| **n == 0)
-            .map(|(k, _)| (*k).to_string())
-            .collect();
-        while !current.is_empty() {
-            for name in &current {
-                pending.remove(name.as_str());
-            }
-            let mut next = BTreeSet::new();
-            for name in &current {
-                for dependent in dependents.get(name).into_iter().flatten() {
-                    if let Some(n) = pending.get_mut(dependent.as_str()) {
-                        *n = n.saturating_sub(1);
-                        if *n == 0 {
-                            next.insert(dependent.clone());
-                        }
-                    }
-                }
-            }
-            levels.push(current);
-            current = next.into_iter().collect();
-        }
-
+        let (levels, pending) = layers(&deps, &dependents);
         if !pending.is_empty() {
-            let stuck: BTreeSet<&str> = pending.keys().copied().collect();
-            let cycles = find_cycles(&deps, &stuck);
+            let cycles = find_cycles(&deps, &pending);
             for cycle in &cycles {
                 problems.push(format!("dependency cycle: {}", cycle.join(" → ")));
             }
@@ -137,7 +124,7 @@ impl Plan {
                 // Unreachable if find_cycles is right; never fail silently.
                 problems.push(format!(
                     "dependency cycle among: {}",
-                    stuck.into_iter().collect::<Vec<_>>().join(", ")
+                    pending.into_iter().collect::<Vec<_>>().join(", ")
                 ));
             }
         }
@@ -152,50 +139,184 @@ impl Plan {
             levels,
             deps,
             dependents,
+            jobs,
         })
     }
 
-    /// Stop order: the start levels reversed.
+    /// Stop levels: the start levels reversed. A process's dependents are
+    /// all in earlier stop levels; that is all the levels say about stopping.
     pub fn stop_levels(&self) -> Vec<Vec<String>> {
         self.levels.iter().rev().cloned().collect()
     }
 
-    /// The shutdown budget for `config`: each stop level may take as long as
-    /// its slowest process's `shutdown.timeout`, and the levels run one after
-    /// another. Scheduled jobs' runs are stopped at once, beside the first
-    /// level (nothing depends on them), so they only count when one of them
-    /// takes longer than all the levels.
+    /// The shutdown budget for `config`.
+    ///
+    /// The supervisor signals a process as soon as every process that
+    /// depends on it has stopped (`try_stop_ready`/`dependents_stopped`),
+    /// not when a whole level has; one that nothing depends on is signalled
+    /// at once. So a process has stopped at the latest by its own
+    /// `shutdown.timeout` after the slowest of its dependents, and the worst
+    /// case is the slowest chain along dependencies. Adding up per-level
+    /// maxima would overestimate it: the slowest process of one level need
+    /// not be a dependent of the slowest of the next.
+    ///
+    /// Scheduled jobs' runs get their stop signal when the shutdown begins
+    /// (`begin_shutdown` → `stop_runs`), no later than the processes that
+    /// nothing depends on, and nothing waits for them. Each run then stops
+    /// like an instance (`group::Stop`: `shutdown.signal`, `kill_signal` at
+    /// `shutdown.timeout`), beside the ordered stop; the post-stop hooks wait
+    /// for them (`runs_idle`). So a job counts with its own
+    /// `shutdown.timeout` from the start, in parallel with every chain, and
+    /// its `schedule_timeout` does not matter: the stop comes first.
     pub fn budget(&self, config: &Config) -> Budget {
-        let per_level: Vec<Duration> = self
-            .stop_levels()
+        let timeout = |name: &str| {
+            config
+                .processes
+                .get(name)
+                .map_or(Duration::ZERO, |p| p.shutdown.timeout)
+        };
+        let stop = self.stop_levels();
+        let per_level: Vec<Duration> = stop
             .iter()
-            .map(|level| {
-                level
-                    .iter()
-                    .filter_map(|name| config.processes.get(name))
-                    .filter(|p| p.extra.schedule.is_none())
-                    .map(|p| p.shutdown.timeout)
-                    .max()
-                    .unwrap_or(Duration::ZERO)
-            })
+            .map(|level| level.iter().map(|n| timeout(n)).max().unwrap_or_default())
             .collect();
-        let jobs = config
-            .processes
-            .values()
-            .filter(|p| p.enabled && p.extra.schedule.is_some())
-            .map(|p| p.shutdown.timeout)
-            .max()
-            .unwrap_or(Duration::ZERO);
-        let total = per_level
-            .iter()
-            .fold(Duration::ZERO, |acc, d| acc.saturating_add(*d))
-            .max(jobs);
+
+        let (mut stopped_by, after) = self.graph_stop_times(&timeout);
+        let mut critical_path = slowest_chain(&stopped_by, &after, &timeout);
+        let mut total = stopped_by.values().copied().max().unwrap_or_default();
+        for job in &self.jobs {
+            let t = timeout(job);
+            stopped_by.insert(job.clone(), t);
+            // On a tie the chain is reported: it is the ordered part.
+            if t > total {
+                total = t;
+                critical_path = vec![(job.clone(), t)];
+            }
+        }
         Budget {
             per_level,
+            stopped_by,
+            critical_path,
             total,
             limit: config.global.shutdown_timeout,
         }
     }
+
+    /// Worst-case stop time of every planned process, and for each process
+    /// with dependents, the slowest of them (the first by name on a tie).
+    fn graph_stop_times<'a>(
+        &'a self,
+        timeout: &impl Fn(&str) -> Duration,
+    ) -> (BTreeMap<String, Duration>, BTreeMap<&'a str, &'a str>) {
+        let mut stopped_by: BTreeMap<String, Duration> = BTreeMap::new();
+        let mut after: BTreeMap<&str, &str> = BTreeMap::new();
+        // Reverse start order: every dependent is seen before what it
+        // depends on (dependencies sit in strictly earlier start levels).
+        for name in self.levels.iter().rev().flatten() {
+            let mut start = Duration::ZERO;
+            for d in self.dependents.get(name).into_iter().flatten() {
+                let by = stopped_by.get(d).copied().unwrap_or_default();
+                if by > start || !after.contains_key(name.as_str()) {
+                    start = by;
+                    after.insert(name, d);
+                }
+            }
+            stopped_by.insert(name.clone(), start.saturating_add(timeout(name)));
+        }
+        (stopped_by, after)
+    }
+}
+
+/// `p`'s dependencies, sorted and deduplicated; every one that is missing,
+/// disabled or a scheduled job is a problem. Config validation rejects all
+/// three; the plan stays defensive.
+fn checked_deps(config: &Config, p: &Process, problems: &mut Vec<String>) -> Vec<String> {
+    let key = || process_key(&p.name, "depends_on");
+    let mut mine = BTreeSet::new();
+    for d in &p.depends_on {
+        match config.processes.get(&d.name) {
+            Some(t) if !t.enabled => problems.push(format!(
+                "{}: \"{}\" is disabled; enable it or remove the dependency",
+                key(),
+                d.name
+            )),
+            Some(t) if t.extra.schedule.is_some() => problems.push(format!(
+                "{}: \"{}\" is a scheduled job; processes cannot wait for it",
+                key(),
+                d.name
+            )),
+            Some(_) => {
+                mine.insert(d.name.clone());
+            }
+            None => problems.push(format!(
+                "{}: \"{}\" is not a defined process",
+                key(),
+                d.name
+            )),
+        }
+    }
+    mine.into_iter().collect()
+}
+
+/// Layered Kahn: a process enters the level after its last dependency.
+/// Returns the levels and the processes that could not be placed (cycles).
+fn layers<'a>(
+    deps: &'a BTreeMap<String, Vec<String>>,
+    dependents: &BTreeMap<String, Vec<String>>,
+) -> (Vec<Vec<String>>, BTreeSet<&'a str>) {
+    let mut pending: BTreeMap<&str, usize> =
+        deps.iter().map(|(k, v)| (k.as_str(), v.len())).collect();
+    let mut levels: Vec<Vec<String>> = Vec::new();
+    let mut current: Vec<String> = pending
+        .iter()
+        .filter(|(_, n)| **n == 0)
+        .map(|(k, _)| (*k).to_string())
+        .collect();
+    while !current.is_empty() {
+        for name in &current {
+            pending.remove(name.as_str());
+        }
+        let mut next = BTreeSet::new();
+        for name in &current {
+            for dependent in dependents.get(name).into_iter().flatten() {
+                if let Some(n) = pending.get_mut(dependent.as_str()) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        next.insert(dependent.clone());
+                    }
+                }
+            }
+        }
+        levels.push(current);
+        current = next.into_iter().collect();
+    }
+    (levels, pending.into_keys().collect())
+}
+
+/// The chain ending at the process that stops last (the smallest name on a
+/// tie), walked back through `after` (process → its slowest dependent) and
+/// returned in stop order with each process's timeout.
+fn slowest_chain(
+    stopped_by: &BTreeMap<String, Duration>,
+    after: &BTreeMap<&str, &str>,
+    timeout: &impl Fn(&str) -> Duration,
+) -> Vec<(String, Duration)> {
+    let mut last: Option<(&str, Duration)> = None;
+    for (name, by) in stopped_by {
+        if last.is_none_or(|(_, best)| *by > best) {
+            last = Some((name, *by));
+        }
+    }
+    let mut chain = Vec::new();
+    let mut at = last.map(|(n, _)| n);
+    // `after` points to strictly earlier stop levels, so this ends; the
+    // bound guards against a wrong map all the same.
+    while let Some(n) = at.filter(|_| chain.len() <= stopped_by.len()) {
+        chain.push((n.to_string(), timeout(n)));
+        at = after.get(n).copied();
+    }
+    chain.reverse();
+    chain
 }
 
 /// One cycle per strongly connected knot among `stuck` (the processes Kahn
@@ -294,6 +415,7 @@ pub(crate) mod testutil {
 
     use nix::sys::signal::Signal;
 
+    use crate::config::extra::{Schedule, ScheduleSpec, Timezone};
     use crate::config::*;
 
     /// A process with the documented defaults: longrun, enabled, scale 1,
@@ -342,6 +464,23 @@ pub(crate) mod testutil {
         p
     }
 
+    /// `process(name)` run as a scheduled job on `@every 1m` (UTC, no
+    /// timeout, one run at a time).
+    pub fn job(name: &str) -> Process {
+        let mut p = process(name);
+        p.restart = RestartPolicy::Never;
+        p.extra.schedule = Some(Schedule {
+            spec: ScheduleSpec::Every(Duration::from_secs(60)),
+            expression: "@every 1m".into(),
+            timezone: Timezone::Utc,
+            timeout: None,
+            max_concurrent: 1,
+            jitter: Duration::ZERO,
+            catch_up: false,
+        });
+        p
+    }
+
     /// A configuration with global defaults holding `processes`.
     pub fn config(processes: Vec<Process>) -> Config {
         Config {
@@ -386,7 +525,7 @@ pub(crate) mod testutil {
 
 #[cfg(test)]
 mod tests {
-    use super::testutil::{config, process, with_deps};
+    use super::testutil::{config, job, process, with_deps};
     use super::*;
 
     fn levels(plan: &Plan) -> Vec<Vec<&str>> {
@@ -614,9 +753,26 @@ mod tests {
         );
     }
 
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    /// `process(name)` depending on `deps`, stopped within `timeout` seconds.
+    fn timed(name: &str, deps: &[&str], timeout: u64) -> Process {
+        let mut p = with_deps(name, deps);
+        p.shutdown.timeout = secs(timeout);
+        p
+    }
+
+    fn path(b: &Budget) -> Vec<(&str, u64)> {
+        b.critical_path
+            .iter()
+            .map(|(n, t)| (n.as_str(), t.as_secs()))
+            .collect()
+    }
+
     #[test]
-    fn budget_takes_longest_per_level_and_sums() {
-        let secs = Duration::from_secs;
+    fn budget_of_one_chain_adds_its_timeouts() {
         let mut db = process("db");
         db.shutdown.timeout = secs(20);
         let mut cache = process("cache");
@@ -630,6 +786,10 @@ mod tests {
         // Stop order: [app], [cache, db].
         assert_eq!(b.per_level, vec![Duration::from_millis(1500), secs(20)]);
         assert_eq!(b.total, Duration::from_millis(21_500));
+        assert_eq!(b.stopped_by["cache"], Duration::from_millis(6_500));
+        assert_eq!(b.critical_path.len(), 2);
+        assert_eq!(b.critical_path[0].0, "app");
+        assert_eq!(b.critical_path[1], ("db".to_string(), secs(20)));
         assert_eq!(b.limit, secs(30));
         assert!(!b.exceeds_limit());
 
@@ -638,5 +798,159 @@ mod tests {
         // Equal is within the limit.
         cfg.global.shutdown_timeout = Duration::from_millis(21_500);
         assert!(!plan.budget(&cfg).exceeds_limit());
+    }
+
+    #[test]
+    fn budget_follows_the_graph_not_the_levels() {
+        // Stop levels [nginx], [migrate, php-fpm]: migrate has no
+        // dependents, so it is signalled at once, beside nginx. Summing the
+        // level maxima (1m30s + 30s) would overestimate: the slowest chain
+        // is nginx then php-fpm.
+        let cfg = config(vec![
+            timed("php-fpm", &[], 20),
+            timed("nginx", &["php-fpm"], 90),
+            timed("migrate", &[], 30),
+        ]);
+        let plan = Plan::build(&cfg).unwrap();
+        let b = plan.budget(&cfg);
+        assert_eq!(b.per_level, vec![secs(90), secs(30)]);
+        assert_eq!(b.stopped_by["migrate"], secs(30));
+        assert_eq!(b.stopped_by["php-fpm"], secs(110));
+        assert_eq!(b.total, secs(110));
+        assert_eq!(path(&b), vec![("nginx", 90), ("php-fpm", 20)]);
+    }
+
+    #[test]
+    fn budget_waits_for_the_slowest_dependent() {
+        // web → (api, worker) → db: db waits for api (11s), not worker (3s).
+        let cfg = config(vec![
+            timed("db", &[], 5),
+            timed("api", &["db"], 10),
+            timed("worker", &["db"], 2),
+            timed("web", &["api", "worker"], 1),
+        ]);
+        let plan = Plan::build(&cfg).unwrap();
+        let b = plan.budget(&cfg);
+        let by: Vec<(&str, u64)> = b
+            .stopped_by
+            .iter()
+            .map(|(n, d)| (n.as_str(), d.as_secs()))
+            .collect();
+        assert_eq!(by, vec![("api", 11), ("db", 16), ("web", 1), ("worker", 3)]);
+        assert_eq!(b.total, secs(16));
+        assert_eq!(path(&b), vec![("web", 1), ("api", 10), ("db", 5)]);
+    }
+
+    #[test]
+    fn budget_can_be_set_by_a_late_level_alone() {
+        // A long-stopping process with no dependents, in the last stop
+        // level, outlasts the chain that ends beside it.
+        let cfg = config(vec![
+            timed("base", &[], 1),
+            timed("top", &["base"], 2),
+            timed("slow", &[], 60),
+        ]);
+        let plan = Plan::build(&cfg).unwrap();
+        let b = plan.budget(&cfg);
+        assert_eq!(b.per_level, vec![secs(2), secs(60)]);
+        assert_eq!(b.total, secs(60));
+        assert_eq!(path(&b), vec![("slow", 60)]);
+    }
+
+    #[test]
+    fn budget_ties_are_deterministic() {
+        // Two equal chains: the process that stops last with the smallest
+        // name ends the path, and its smallest slowest dependent leads it.
+        let cfg = config(vec![
+            timed("a", &[], 5),
+            timed("b", &[], 5),
+            timed("x", &["a", "b"], 5),
+            timed("y", &["a", "b"], 5),
+        ]);
+        let b = Plan::build(&cfg).unwrap().budget(&cfg);
+        assert_eq!(b.total, secs(10));
+        assert_eq!(path(&b), vec![("x", 5), ("a", 5)]);
+    }
+
+    #[test]
+    fn budget_with_zero_timeouts() {
+        let cfg = config(vec![timed("a", &[], 0), timed("b", &["a"], 0)]);
+        let b = Plan::build(&cfg).unwrap().budget(&cfg);
+        assert_eq!(b.total, Duration::ZERO);
+        assert_eq!(path(&b), vec![("b", 0), ("a", 0)]);
+    }
+
+    #[test]
+    fn scheduled_jobs_stay_out_of_the_graph() {
+        let mut report = job("report");
+        report.depends_on = with_deps("report", &["web"]).depends_on;
+        let mut off = job("off");
+        off.enabled = false;
+        let cfg = config(vec![process("web"), job("cleanup"), report, off]);
+        let plan = Plan::build(&cfg).unwrap();
+        assert_eq!(levels(&plan), vec![vec!["web"]]);
+        assert_eq!(plan.jobs, vec!["cleanup", "report"]);
+        assert!(!plan.deps.contains_key("report"));
+        // A run does not hold back the stop of what its job depends on.
+        assert_eq!(plan.dependents["web"], Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_job_dependency_is_still_checked() {
+        let mut j = job("j");
+        j.depends_on = with_deps("j", &["ghost"]).depends_on;
+        let problems = cycle_err(&config(vec![j]));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("processes.j.depends_on") && problems[0].contains("ghost"));
+    }
+
+    #[test]
+    fn depending_on_a_job_is_an_error() {
+        // Config validation rejects it; the plan must not place it.
+        let cfg = config(vec![job("j"), with_deps("a", &["j"])]);
+        let problems = cycle_err(&cfg);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("\"j\" is a scheduled job"));
+    }
+
+    #[test]
+    fn budget_counts_jobs_from_the_start_beside_the_chains() {
+        // Runs get their stop signal when the shutdown begins, in parallel
+        // with the ordered stop: a job counts with its own timeout, not
+        // after any level.
+        let mut backup = job("backup");
+        backup.shutdown.timeout = secs(25);
+        let mut cfg = config(vec![
+            timed("db", &[], 10),
+            timed("app", &["db"], 10),
+            backup,
+        ]);
+        let plan = Plan::build(&cfg).unwrap();
+        let b = plan.budget(&cfg);
+        assert_eq!(b.per_level, vec![secs(10), secs(10)]);
+        assert_eq!(b.stopped_by["backup"], secs(25));
+        assert_eq!(b.total, secs(25));
+        assert_eq!(path(&b), vec![("backup", 25)]);
+
+        // A job no slower than the chain leaves the chain as the worst case.
+        if let Some(p) = cfg.processes.get_mut("backup") {
+            p.shutdown.timeout = secs(20);
+        }
+        let b = plan.budget(&cfg);
+        assert_eq!(b.total, secs(20));
+        assert_eq!(path(&b), vec![("app", 10), ("db", 10)]);
+    }
+
+    #[test]
+    fn jobs_alone() {
+        let mut j = job("j");
+        j.shutdown.timeout = secs(7);
+        let cfg = config(vec![j]);
+        let plan = Plan::build(&cfg).unwrap();
+        assert!(plan.levels.is_empty());
+        let b = plan.budget(&cfg);
+        assert!(b.per_level.is_empty());
+        assert_eq!(b.total, secs(7));
+        assert_eq!(path(&b), vec![("j", 7)]);
     }
 }
