@@ -29,6 +29,8 @@ use std::time::Instant;
 
 /// How many bytes may wait for stdout.
 const QUEUE_BYTES: usize = 256 * 1024;
+/// The writer's batch buffer is kept between writes up to this size.
+const KEEP_BYTES: usize = 16 * 1024;
 
 /// What a line does when the queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,7 +173,9 @@ impl Writer {
             }
             self.progress.notify_all();
             batch.clear();
-            if batch.capacity() > 4 * QUEUE_BYTES {
+            // A burst (a start of 50, a flood of child output) must not
+            // keep its buffer for the rest of an idle life.
+            if batch.capacity() > KEEP_BYTES {
                 batch = Vec::new();
             }
         }
