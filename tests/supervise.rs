@@ -296,12 +296,7 @@ fn the_global_deadline_kills_with_sigkill_whatever_the_kill_signal() {
     shutdown: { timeout: 60s, kill_signal: SIGINT }
 "#;
     let mut sd = Sheepdog::start("deadline-kill", &cfg);
-    assert!(
-        wait_until(WAIT, || read_pid(&sd.dir.path("pid")).is_some()),
-        "{}",
-        sd.log()
-    );
-    let pid = read_pid(&sd.dir.path("pid")).expect("pid");
+    let pid = sd.wait_pid("pid");
     sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
     assert!(
@@ -325,12 +320,7 @@ fn a_kill_signal_that_is_caught_is_followed_by_sigkill() {
     shutdown: { timeout: 200ms, kill_signal: SIGINT }
 "#;
     let mut sd = Sheepdog::start("kill-signal", &cfg);
-    assert!(
-        wait_until(WAIT, || read_pid(&sd.dir.path("pid")).is_some()),
-        "{}",
-        sd.log()
-    );
-    let pid = read_pid(&sd.dir.path("pid")).expect("pid");
+    let pid = sd.wait_pid("pid");
     sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
     assert!(!alive(pid), "pid {pid} survived its stop:\n{}", sd.log());
@@ -463,11 +453,7 @@ fn stray_signals_are_logged_and_pwr_shuts_down_gracefully() {
     command: "trap 'echo term > $DIR/term; exit 0' TERM; echo $$ > $DIR/pid; while :; do sleep 0.05; done"
 "#;
     let mut sd = Sheepdog::start("stray-signals", &cfg);
-    assert!(
-        wait_until(WAIT, || read_pid(&sd.dir.path("pid")).is_some()),
-        "{}",
-        sd.log()
-    );
+    sd.wait_pid("pid");
     for sig in [
         libc::SIGALRM,
         libc::SIGVTALRM,
@@ -504,12 +490,7 @@ fn a_paused_process_still_stops_gracefully() {
     shutdown: { timeout: 30s }
 "#;
     let mut sd = Sheepdog::start("paused", &cfg);
-    assert!(
-        wait_until(WAIT, || read_pid(&sd.dir.path("pid")).is_some()),
-        "{}",
-        sd.log()
-    );
-    let pid = read_pid(&sd.dir.path("pid")).expect("pid");
+    let pid = sd.wait_pid("pid");
     nix::sys::signal::killpg(
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGSTOP,

@@ -164,6 +164,18 @@ impl Sheepdog {
         wait_until(timeout, || self.count(needle) >= n)
     }
 
+    /// Wait until a child has written its pid into `file` in the temp dir,
+    /// and return it.
+    pub fn wait_pid(&self, file: &str) -> i32 {
+        let path = self.dir.path(file);
+        assert!(
+            wait_until(WAIT, || read_pid(&path).is_some()),
+            "no pid in {file}; log:\n{}",
+            self.log()
+        );
+        read_pid(&path).expect("pid")
+    }
+
     pub fn wait_log(&self, needle: &str) {
         assert!(
             self.wait_log_n(needle, 1, WAIT),
