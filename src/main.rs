@@ -151,6 +151,8 @@ fn report(config: Option<PathBuf>, json: bool) -> i32 {
 
 fn run(config: Option<PathBuf>) -> i32 {
     prepare_process();
+    // Before the first thread (the first log line starts one).
+    sys::block_realtime_signals();
     logging::init(config::LogFormat::Text, config::LogLevel::Info);
     let (cfg, plan) = match load(config) {
         Ok(x) => x,

@@ -1,8 +1,9 @@
 //! Signal intake: signal-hook's self-pipe, read by the main thread.
 //!
-//! Nothing is ever blocked process-wide, so children spawned by std start
-//! with an empty mask (sys::spawn_clean resets it anyway). Handlers only
-//! write a byte to the self-pipe; all decisions happen on the main thread.
+//! In `run` mode only the real-time signals are blocked process-wide
+//! (`sys::block_realtime_signals`); every child starts with an empty mask
+//! anyway (`sys::spawn_clean`). Handlers only write a byte to the
+//! self-pipe; all decisions happen on the main thread.
 //!
 //! Invariant: every signal sheepdog may receive as PID 1 and wants to act on
 //! or forward is registered here. An unregistered signal with SIG_DFL is

@@ -465,6 +465,23 @@ fn stray_signals_are_logged_and_pwr_shuts_down_gracefully() {
         let name = nix::sys::signal::Signal::try_from(sig).unwrap().as_str();
         sd.wait_log(&format!("received {name}; ignoring it"));
     }
+    // A real-time signal (SIGRTMIN+5) stays blocked, pending: nothing to
+    // log, and nothing ends.
+    let rt = (libc::SIGRTMIN() + 5).to_string();
+    let sent = std::process::Command::new("kill")
+        .args([format!("-{rt}"), sd.pid().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(sent.success());
+    assert!(
+        wait_until(WAIT, || {
+            std::fs::read_to_string(format!("/proc/{}/status", sd.pid())).is_ok_and(|s| {
+                s.lines()
+                    .any(|l| l.starts_with("ShdPnd:") && !l.ends_with(":\t0000000000000000"))
+            })
+        }),
+        "the real-time signal is not pending"
+    );
     assert!(sd.wait_exit(Duration::ZERO).is_none(), "{}", sd.log());
     sd.signal(libc::SIGPWR);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
