@@ -442,6 +442,31 @@ fn backoff_bounds_are_blamed_on_the_key_written() {
 }
 
 #[test]
+fn keys_a_scheduled_job_ignores_are_warned_about() {
+    let c = ok("processes: {j: {command: x, schedule: '@every 1m', restart: on-failure, critical: true, initial_state: stopped}}");
+    let keys = paths(&c.warnings);
+    assert_eq!(
+        keys,
+        [
+            "processes.j.restart",
+            "processes.j.critical",
+            "processes.j.initial_state"
+        ],
+        "{:#?}",
+        c.warnings
+    );
+    assert!(c
+        .warnings
+        .iter()
+        .all(|w| w.contains("has no effect on a scheduled job")));
+    assert!(
+        ok("processes: {j: {command: x, schedule: '@every 1m', restart: never}}")
+            .warnings
+            .is_empty()
+    );
+}
+
+#[test]
 fn credentials() {
     one(
         "processes: {w: {command: x, user: no-such-user-sheepdog}}",

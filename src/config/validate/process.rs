@@ -153,6 +153,28 @@ pub fn build(name: &str, raw: &RawProcess, global: &Global, r: &mut Report) -> P
     let credentials = credentials(&raw.user, &raw.group, &path, r);
     let shutdown = shutdown(raw, &path, r);
     let critical = r.get_or(&raw.critical, p("critical"), val::boolean, false);
+    if schedule.is_some() {
+        let ignored = [
+            (
+                restart_explicit == Some(RestartPolicy::OnFailure),
+                "restart",
+                "a failed run is not retried; the next run comes at the next due time",
+            ),
+            (
+                critical,
+                "critical",
+                "a failed run never stops sheepdog; alert on sheepdog_scheduled_runs_total or a heartbeat",
+            ),
+            (
+                initial_state == InitialState::Stopped,
+                "initial_state",
+                "a job runs when due; to hold it, pause it (sheepdog ctl pause)",
+            ),
+        ];
+        for (_, key, why) in ignored.iter().filter(|(set, _, _)| *set) {
+            r.warn(p(key), format!("has no effect on a scheduled job: {why}"));
+        }
+    }
 
     let backoff_initial = r.get_or(
         &raw.restart_backoff_initial,
