@@ -467,6 +467,15 @@ fn keys_a_scheduled_job_ignores_are_warned_about() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "cron"), ignore = "needs the cron feature")]
+fn a_time_zone_on_an_every_schedule_is_warned_about() {
+    let c = ok("processes: {j: {command: x, schedule: '@every 1m', schedule_timezone: UTC}}");
+    assert_eq!(paths(&c.warnings), ["processes.j.schedule_timezone"]);
+    let c = ok("processes: {j: {command: x, schedule: '0 3 * * *', schedule_timezone: UTC}}");
+    assert!(c.warnings.is_empty(), "{:#?}", c.warnings);
+}
+
+#[test]
 fn credentials() {
     one(
         "processes: {w: {command: x, user: no-such-user-sheepdog}}",

@@ -595,6 +595,14 @@ pub fn schedule(raw: &RawProcess, path: &str, r: &mut Report) -> Option<Schedule
         }
         return None;
     }
+    if matches!(spec, Some(crate::config::extra::ScheduleSpec::Every(_)))
+        && raw.schedule_timezone.is_some()
+    {
+        r.warn(
+            p("schedule_timezone"),
+            "has no effect on @every, which counts elapsed time, not wall-clock times",
+        );
+    }
     Some(Schedule {
         spec: spec?,
         expression: expression?,
