@@ -800,3 +800,36 @@ fn a_missing_log_directory_is_a_clear_start_up_error() {
         sd.log()
     );
 }
+
+/// sheepdog's open descriptors on files under `dir`.
+fn open_files_under(pid: i32, dir: &Path) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|fds| {
+            fds.flatten()
+                .filter(|fd| fs::read_link(fd.path()).is_ok_and(|p| p.starts_with(dir)))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_log_file_per_run_is_closed_when_the_run_ends() {
+    // Regression: each run of a job (`{instance}` = `j#N`) opened its own
+    // file and kept it open, until every spawn failed with EMFILE.
+    let logs = TempDir::new("log-per-run");
+    let cfg = config(
+        "",
+        &format!(
+            "  j:\n    command: \"echo run-$SHEEPDOG_RUN_ID\"\n    schedule: \"@every 100ms\"\n    logging:\n      file: {{path: '{}/{{process}}-{{instance}}.log'}}\n",
+            logs.path("").display()
+        ),
+    );
+    let mut sd = Sheepdog::start("log-per-run", &cfg);
+    let files = || fs::read_dir(logs.path("")).map(|d| d.count()).unwrap_or(0);
+    assert!(wait_until(WAIT, || files() >= 12), "{}", sd.log());
+    // At most the run going on now holds its file.
+    let open = open_files_under(sd.pid(), &logs.path(""));
+    assert!(open <= 1, "{open} log files still open after 12 runs");
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}

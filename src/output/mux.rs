@@ -24,7 +24,9 @@
 //!   are written, so an instance thread can wait (briefly) for a child's
 //!   output before logging what happened to the child.
 //! - Lines are written whole: a write batch holds whole formatted lines
-//!   only, and goes out with a single `write_all` under the stdout lock.
+//!   only, handed to the stdout thread (`crate::stdout`) in one piece.
+//! - A log file is open only while a pipe that writes to it is: bounded
+//!   descriptors however many runs or instances come and go.
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
@@ -194,6 +196,15 @@ pub fn run(rx: Receiver<Msg>, wake: OwnedFd, store: Arc<LogStore>) {
             }
         }
         mux.flush();
+        // A file no open pipe writes to is closed (and opened again, for
+        // appending, by the next line): runs and instances come and go, and
+        // a path per run (`{instance}` of a scheduled job) would otherwise
+        // hold a descriptor per run until sheepdog runs out of them.
+        for path in ended.iter().filter_map(|s| s.file.as_ref()) {
+            if !sources.iter().any(|o| o.file.as_ref() == Some(path)) {
+                mux.files.remove(path);
+            }
+        }
         // Only now, with their last lines written, let the ended sources go.
         drop(ended);
     }
