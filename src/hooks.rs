@@ -241,7 +241,9 @@ pub fn spawn_list<T: Send + 'static>(
     done: Sender<(T, Result<(), ListError>)>,
     token: T,
 ) -> std::io::Result<Sender<()>> {
-    let (cancel_tx, cancel_rx) = crossbeam_channel::bounded(1);
+    // Two: a cancel (SIGTERM during the hooks), then a forced one (the
+    // shutdown deadline, a second SIGTERM) that cuts the grace short.
+    let (cancel_tx, cancel_rx) = crossbeam_channel::bounded(2);
     std::thread::Builder::new()
         .name(format!("hooks-{}", kind.as_str()))
         .stack_size(128 * 1024)

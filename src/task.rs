@@ -8,7 +8,8 @@
 //! - Never calls `waitpid`: the exit arrives from the reaper on a private
 //!   channel.
 //! - Bounded: at most `timeout`, plus `group::KILL_GRACE` after the group
-//!   SIGKILL (a cancel adds at most `CANCEL_GRACE` of SIGTERM first).
+//!   SIGKILL (a cancel adds at most `CANCEL_GRACE` of SIGTERM first, cut
+//!   short by a second cancel: the shutdown deadline, a second SIGTERM).
 //! - Leaves no process behind: after the leader exits, the rest of its group
 //!   is killed, and the task ends when the group is empty (`group::Stop`,
 //!   the same stop as instances and scheduled runs): a probe's or hook's
@@ -175,7 +176,9 @@ fn wait_logging(
                     cancel = &never;
                     continue;
                 }
-                stop_group(owner, pid, rx, None, false);
+                // A second cancel (the shutdown deadline, a second
+                // SIGTERM) cuts the grace short.
+                stop_group_cancellable(owner, pid, rx, cancel);
                 return TaskEnd::Cancelled;
             },
             recv(timer) -> _ => {
@@ -197,6 +200,24 @@ fn stop_group(
     leader: Option<ExitStatus>,
     kill_now: bool,
 ) {
+    let never = crossbeam_channel::never();
+    stop_group_until(owner, pgid, rx, leader, kill_now, &never);
+}
+
+/// A cancelled task's stop: SIGTERM, then SIGKILL after `CANCEL_GRACE` or
+/// at the next message on `cancel`, whichever comes first.
+fn stop_group_cancellable(owner: &str, pgid: i32, rx: &Receiver<Exit>, cancel: &Receiver<()>) {
+    stop_group_until(owner, pgid, rx, None, false, cancel);
+}
+
+fn stop_group_until(
+    owner: &str,
+    pgid: i32,
+    rx: &Receiver<Exit>,
+    leader: Option<ExitStatus>,
+    kill_now: bool,
+    kill: &Receiver<()>,
+) {
     let sequence = Shutdown {
         signal: Signal::SIGTERM,
         timeout: CANCEL_GRACE,
@@ -205,7 +226,9 @@ fn stop_group(
     };
     let mut stop = group::Stop::begin(owner, pgid, &sequence, leader, kill_now, Instant::now());
     let never = crossbeam_channel::never();
+    let no_kill = crossbeam_channel::never();
     let mut exits = rx;
+    let mut kill = kill;
     while stop.advance(owner, Instant::now()).is_none() {
         select! {
             recv(exits) -> m => match m {
@@ -213,6 +236,11 @@ fn stop_group(
                 Ok(_) => {}
                 // Cannot happen while `run` holds the sender; never spin.
                 Err(_) => exits = &never,
+            },
+            recv(kill) -> m => match m {
+                Ok(()) => stop.kill(owner, Instant::now()),
+                // Nobody can cancel any more: wait for the grace to run out.
+                Err(_) => kill = &no_kill,
             },
             recv(crossbeam_channel::at(stop.wake_at())) -> _ => {}
         }

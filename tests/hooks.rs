@@ -288,6 +288,29 @@ fn sigterm_during_a_pre_start_hook_cancels_it_and_starts_nothing() {
 }
 
 #[test]
+fn a_pre_start_hook_ignoring_sigterm_is_killed_at_the_shutdown_deadline() {
+    // Regression: the cancelled hook had its own 5 s grace, past a shorter
+    // shutdown_timeout, which the log claimed was being enforced.
+    let hooks = r#"
+  pre_start:
+    - { name: stubborn, command: "trap '' TERM; echo $$ > $DIR/hook; while :; do sleep 0.05; done", timeout: 10m }
+"#;
+    let cfg = header(hooks).replace("shutdown_timeout: 15", "shutdown_timeout: 1s")
+        + &recorder("app", "");
+    let mut sd = Sheepdog::start("hookdeadline", &cfg);
+    let pid = sd.wait_pid("hook");
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let log = sd.log();
+    assert!(log.contains("shutdown_timeout (1s) reached"), "{log}");
+    assert!(
+        !log.contains("still running after 5s"),
+        "the hook kept its own grace past the deadline:\n{log}"
+    );
+    assert!(!alive(pid), "hook {pid} outlived sheepdog");
+}
+
+#[test]
 fn post_stop_hooks_wait_for_scheduled_runs_to_stop() {
     let hooks = r#"
   post_stop:

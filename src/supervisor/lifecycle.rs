@@ -131,7 +131,8 @@ impl Supervisor {
     pub(super) fn begin_stop_stages(&mut self) {
         for job in [HookJob::GlobalPreStart, HookJob::GlobalPostStart] {
             if let Some(cancel) = self.running_hooks.get(&job) {
-                let _ = cancel.send(());
+                // Never blocks: a full channel has its cancels already.
+                let _ = cancel.try_send(());
             }
         }
         if self.pre_start_pending {
@@ -237,10 +238,11 @@ impl Supervisor {
         }
     }
 
-    /// Cancel every running hook list (deadline, forced shutdown).
+    /// Cancel every running hook list (deadline, forced shutdown); one
+    /// already cancelled gets SIGKILL instead of the rest of its grace.
     pub(super) fn cancel_hooks(&mut self) {
         for cancel in self.running_hooks.values() {
-            let _ = cancel.send(());
+            let _ = cancel.try_send(());
         }
     }
 
