@@ -474,3 +474,13 @@ fn oneshot_history_through_the_api() {
     });
     assert!(ok, "{last:#}");
 }
+
+#[test]
+fn a_job_whose_program_is_missing_is_named_plainly() {
+    let cfg = "global:\n  api_enabled: false\n  metrics_enabled: false\nprocesses:\n  ghost:\n    command: [/nonexistent/bin/ghost]\n    schedule: \"@every 1s\"\n";
+    let mut sd = Sheepdog::start("job-missing", cfg);
+    sd.wait_log("unable to start \"/nonexistent/bin/ghost\": No such file or directory");
+    assert!(!sd.log().contains("Some("), "{}", sd.log());
+    sd.signal(libc::SIGTERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}

@@ -168,7 +168,10 @@ impl Run {
         ) {
             Ok(p) => p,
             Err(e) => {
-                let error = format!("unable to start {:?}: {e}", self.def.command.first());
+                // The command is never empty (refused at load); quoted as
+                // an instance's is.
+                let program = self.def.command.first().map_or("", String::as_str);
+                let error = format!("unable to start {program:?}: {e}");
                 log::error!("{}: {error}", self.id.instance);
                 self.report(RunEvent::Done(RunEnd {
                     status: None,
