@@ -484,3 +484,38 @@ fn a_job_whose_program_is_missing_is_named_plainly() {
     sd.signal(libc::SIGTERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
 }
+
+#[test]
+fn no_run_starts_while_a_dependency_is_down() {
+    // Regression: once `db` had started, its later crash and backoff did
+    // not hold the job back.
+    let cfg = "global:\n  api_enabled: false\n  metrics_enabled: false\n  restart_backoff_initial: 1m\n  restart_backoff_max: 1m\nprocesses:\n".to_string()
+        + r#"
+  db:
+    command: "while [ ! -e $DIR/crash ]; do sleep 0.05; done; exit 1"
+  job:
+    schedule: "@every 200ms"
+    depends_on: [db]
+    command: "echo run >> $DIR/runs"
+"#;
+    let mut sd = Sheepdog::start("job-dep-down", &cfg);
+    assert!(
+        wait_until(WAIT, || sd.dir.lines("runs").len() >= 2),
+        "{}",
+        sd.log()
+    );
+    sd.dir.write("crash", "");
+    sd.wait_log("db-1: exited 1");
+    let skip = "job: due, but dependency db is not running now; skipping this run";
+    sd.wait_log(skip);
+    let runs = sd.dir.lines("runs").len();
+    let skips = sd.count(skip);
+    assert!(sd.wait_log_n(skip, skips + 2, WAIT), "{}", sd.log());
+    assert_eq!(
+        sd.dir.lines("runs").len(),
+        runs,
+        "a run started while db was down"
+    );
+    sd.signal(libc::SIGTERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}

@@ -31,7 +31,7 @@ use crate::status::{
     RUN_BUCKETS,
 };
 
-use super::{Phase, Supervisor};
+use super::{Phase, ProcPhase, Supervisor};
 
 /// A run going on.
 struct ActiveRun {
@@ -85,6 +85,18 @@ impl Job {
 }
 
 impl Supervisor {
+    /// Whether a dependency that was satisfied once is up now. For a
+    /// longrun "started" holds for good once it has started (what start-up
+    /// ordering needs), but a run must not start while it is down: crashed,
+    /// in backoff, being restarted.
+    fn dep_up_now(&self, dep: &str) -> bool {
+        self.procs.get(dep).is_none_or(|p| {
+            p.def.kind != crate::config::ProcessType::Longrun
+                || p.phase != ProcPhase::Active
+                || p.instances.values().all(|i| i.pid.is_some())
+        })
+    }
+
     /// Start the scheduler thread, when there are jobs.
     pub(super) fn start_scheduler(&mut self) {
         if self.jobs.is_empty() {
@@ -159,6 +171,9 @@ impl Supervisor {
                 .depends_on
                 .iter()
                 .find_map(|d| match self.dep_state(&d.name, d.condition) {
+                    super::DepState::Satisfied if !self.dep_up_now(&d.name) => {
+                        Some(format!("dependency {} is not running now", d.name))
+                    }
                     super::DepState::Satisfied => None,
                     super::DepState::Waiting => {
                         Some(format!("dependency {} is not ready yet", d.name))
