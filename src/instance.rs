@@ -934,19 +934,11 @@ impl Runner {
     /// and the end of the shutdown ends them all (`stragglers`).
     fn warn_left_behind(&mut self) {
         // No search now: what was named stays named.
-        let Some(found) = stragglers::left_by(&self.shared.reaper, &self.id.instance) else {
-            return;
-        };
-        for (pid, name) in found.iter().filter(|(p, _)| !self.left_behind.contains(p)) {
-            log::warn!(
-                event = "left_behind", instance = &*self.id.instance, pid = *pid;
-                "{}: pid {pid} ({name}) left its process group and is still running, unsupervised; \
-                 did it daemonize? Run it in the foreground (php-fpm -F, nginx -g 'daemon off;'). \
-                 sheepdog ends it at shutdown",
-                self.id.instance
-            );
+        if let Some(found) =
+            stragglers::warn_left_behind(&self.shared.reaper, &self.id.instance, &self.left_behind)
+        {
+            self.left_behind = found;
         }
-        self.left_behind = found.into_iter().map(|(pid, _)| pid).collect();
     }
 
     /// `pgid` is the leader's pid too.

@@ -194,6 +194,22 @@ pub fn left_by(reaper: &Reaper, instance: &str) -> Option<Vec<(i32, String)>> {
     Some(found)
 }
 
+/// Warn about each process that left `instance`'s group and outlived its
+/// run (`left_by`), but those in `named` (warned about already). Returns
+/// every one found, or None when no search could be made now.
+pub fn warn_left_behind(reaper: &Reaper, instance: &str, named: &[i32]) -> Option<Vec<i32>> {
+    let found = left_by(reaper, instance)?;
+    for (pid, name) in found.iter().filter(|(p, _)| !named.contains(p)) {
+        log::warn!(
+            event = "left_behind", instance = instance, pid = *pid;
+            "{instance}: pid {pid} ({name}) left its process group and is still running, \
+             unsupervised; did it daemonize? Run it in the foreground (php-fpm -F, \
+             nginx -g 'daemon off;'). sheepdog ends it at shutdown"
+        );
+    }
+    Some(found.into_iter().map(|(pid, _)| pid).collect())
+}
+
 /// The `SHEEPDOG_INSTANCE` in `pid`'s environment, if it has one. The
 /// environment is read up to 256 KiB: ours comes after what sheepdog
 /// inherited, and few environments are larger.

@@ -519,3 +519,19 @@ fn no_run_starts_while_a_dependency_is_down() {
     sd.signal(libc::SIGTERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
 }
+
+#[test]
+fn a_process_a_run_leaves_behind_is_named_when_the_run_ends() {
+    let cfg = "global:\n  api_enabled: false\n  metrics_enabled: false\nprocesses:\n".to_string()
+        + r#"
+  job:
+    schedule: "@every 1s"
+    command: "setsid sleep 300 >/dev/null 2>&1 & echo $! > $DIR/escaped"
+"#;
+    let mut sd = Sheepdog::start("job-left-behind", &cfg);
+    let pid = sd.wait_pid("escaped");
+    sd.wait_log(&format!("pid {pid} (sleep) left its process group"));
+    sd.signal(libc::SIGTERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    assert!(!alive(pid), "pid {pid} outlived the shutdown");
+}

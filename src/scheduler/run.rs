@@ -30,6 +30,7 @@ use crate::group;
 use crate::instance::Shared;
 use crate::reaper::{Exit, ExitStatus};
 use crate::spawn::{self, Identity};
+use crate::stragglers;
 
 /// With a heartbeat: how long to wait for the run's last output lines.
 const OUTPUT_WAIT: Duration = Duration::from_millis(500);
@@ -256,6 +257,9 @@ impl Run {
             self.run_id,
             format_duration(took)
         );
+        // A run is an instance of its own (`job#7`): what it left behind
+        // is named once, here.
+        let _ = stragglers::warn_left_behind(&self.shared.reaper, &self.id.instance, &[]);
         self.report(RunEvent::Done(end));
     }
 
