@@ -1,5 +1,5 @@
-//! Heartbeats (dead-man's switch pings, healthchecks.io style): one worker
-//! thread sends an HTTP ping when a scheduled or oneshot run starts
+//! Heartbeats (dead-man's switch pings, healthchecks.io style): worker
+//! threads send an HTTP ping when a scheduled or oneshot run starts
 //! (`ping_start`), succeeds or fails, and every `heartbeat.interval` while
 //! a longrun process is running and healthy. Results go back to the
 //! supervisor, which counts them for metrics.
@@ -9,6 +9,10 @@
 //!   bounded queue (`QUEUE` messages). When it is full the ping is dropped
 //!   there, logged and counted as a failure; nothing ever blocks on the
 //!   worker or on an endpoint.
+//! - One slow endpoint holds up few others: the processes are dealt to at
+//!   most `WORKERS` workers, each with its own queue, so with up to
+//!   `WORKERS` processes each has a worker of its own. A process's pings
+//!   all go through one worker, in order.
 //! - Every wait is bounded: each attempt by `heartbeat.timeout`; retries
 //!   (`heartbeat.retries`, after `retry_delay` doubling per attempt, at
 //!   most `MAX_BACKOFF`) wait on the worker's own deadline, not in a
@@ -44,8 +48,10 @@ use crate::config::extra::Heartbeat;
 use crate::config::format_duration;
 use crate::output::buffer::LogStore;
 
-/// Messages the queue holds; also the bound on pending retries.
+/// Messages a worker's queue holds; also the bound on its pending retries.
 pub const QUEUE: usize = 256;
+/// Most worker threads: pings are sent one at a time per worker.
+pub const WORKERS: usize = 4;
 /// The longest wait between two attempts of one ping.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How long the worker may keep sending after shutdown asks it to stop.
@@ -103,20 +109,30 @@ pub struct Outcome {
     pub ok: bool,
 }
 
-/// The supervisor's side of the worker.
+/// The supervisor's side of the workers.
 pub struct Handle {
-    tx: Sender<Msg>,
+    /// Each worker's queue.
+    queues: Vec<Sender<Msg>>,
+    /// Which queue a process's pings go to.
+    route: BTreeMap<Arc<str>, usize>,
+    /// Dropped to stop every worker.
     stop: Option<Sender<()>>,
-    /// Disconnected when the worker returns.
+    /// Disconnected when every worker has returned.
     done: Receiver<()>,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl Handle {
     /// Queue `msg` without blocking; the message back when the queue is
-    /// full (or the worker is gone).
+    /// full (or the worker is gone, or the process has no heartbeat).
     pub fn try_send(&self, msg: Msg) -> Result<(), TrySendError<Msg>> {
-        self.tx.try_send(msg)
+        let process = match &msg {
+            Msg::Ping { process, .. } | Msg::Alive { process, .. } => process,
+        };
+        match self.route.get(process).and_then(|&i| self.queues.get(i)) {
+            Some(tx) => tx.try_send(msg),
+            None => Err(TrySendError::Disconnected(msg)),
+        }
     }
 
     /// Ask the worker to flush what is queued (within `FLUSH_GRACE`) and
@@ -125,53 +141,81 @@ impl Handle {
         self.stop.take();
     }
 
-    /// Wait for the worker until `deadline` at most; join it if it ended.
+    /// Wait for the workers until `deadline` at most; join those that
+    /// ended.
     pub fn wait(mut self, deadline: Instant) {
         self.stop();
-        // The worker never sends on `done`: this returns when it has
+        // No worker sends on `done`: this returns when every one has
         // dropped its end (returned) or at the deadline.
         let _ = self.done.recv_deadline(deadline);
-        if self.thread.as_ref().is_some_and(JoinHandle::is_finished) {
-            if let Some(t) = self.thread.take() {
-                let _ = t.join();
-            }
-        } else {
+        let (ended, going): (Vec<_>, Vec<_>) =
+            self.threads.drain(..).partition(JoinHandle::is_finished);
+        for t in ended {
+            let _ = t.join();
+        }
+        if !going.is_empty() {
             log::warn!("heartbeat pings still being sent at exit; abandoning them");
         }
     }
 }
 
-/// Start the worker for `configs` (process name → its heartbeat).
+/// Start the workers for `configs` (process name → its heartbeat): the
+/// processes, in name order, dealt round-robin to at most `WORKERS`.
 pub fn start(
     configs: BTreeMap<Arc<str>, Heartbeat>,
     store: Arc<LogStore>,
     results: Sender<Outcome>,
 ) -> io::Result<Handle> {
-    let (tx, rx) = crossbeam_channel::bounded(QUEUE);
+    let n = configs.len().clamp(1, WORKERS);
+    let route: BTreeMap<Arc<str>, usize> = configs
+        .keys()
+        .enumerate()
+        .map(|(i, p)| (p.clone(), i % n))
+        .collect();
     let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
     let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(0);
-    let worker = Worker {
-        rx,
-        stop: stop_rx,
-        results,
-        configs,
-        store,
-        retries: Vec::new(),
-        due: BTreeMap::new(),
-    };
-    let thread = std::thread::Builder::new()
-        .name("heartbeat".into())
-        .stack_size(256 * 1024)
-        .spawn(move || {
-            let _done = done_tx;
-            worker.run();
-        })?;
-    Ok(Handle {
-        tx,
+    let mut handle = Handle {
+        queues: Vec::new(),
+        route,
         stop: Some(stop_tx),
         done: done_rx,
-        thread: Some(thread),
-    })
+        threads: Vec::new(),
+    };
+    for i in 0..n {
+        let (tx, rx) = crossbeam_channel::bounded(QUEUE);
+        let mine = configs
+            .iter()
+            .filter(|(p, _)| handle.route.get(*p) == Some(&i))
+            .map(|(p, hb)| (p.clone(), hb.clone()))
+            .collect();
+        let worker = Worker {
+            rx,
+            stop: stop_rx.clone(),
+            results: results.clone(),
+            configs: mine,
+            store: store.clone(),
+            retries: Vec::new(),
+            due: BTreeMap::new(),
+        };
+        let done = done_tx.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("heartbeat-{}", i + 1))
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let _done = done;
+                worker.run();
+            });
+        match thread {
+            Ok(t) => {
+                handle.queues.push(tx);
+                handle.threads.push(t);
+            }
+            // The started ones stop when `handle` is dropped (its stop
+            // sender goes with it).
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(handle)
 }
 
 /// The URL `kind` pings, if the config has one for it.

@@ -367,6 +367,32 @@ fn a_stuck_ping_does_not_hold_up_shutdown() {
 }
 
 #[test]
+fn a_stuck_endpoint_does_not_hold_up_other_processes_pings() {
+    // Regression: one worker sent every ping in turn, so a check URL that
+    // never answered silenced every other process's heartbeat.
+    let srv = Server::start(|path, _| (path == "/ok").then_some(200));
+    let procs = format!(
+        "  stuck:\n    schedule: '@every 1s'\n    command: 'true'\n    \
+         heartbeat: {{url: '{}', timeout: 60s}}\n  \
+         fine:\n    schedule: '@every 1s'\n    command: 'true'\n    \
+         heartbeat: {{url: '{}'}}\n",
+        srv.url("/stuck"),
+        srv.url("/ok")
+    );
+    let (mut sd, _) = start("hb-isolated", &procs);
+    srv.wait("the stuck ping", &sd, |r| {
+        r.iter().any(|q| q.path == "/stuck")
+    });
+    let held = srv.count("/ok");
+    srv.wait("pings of the other job meanwhile", &sd, |r| {
+        r.iter().filter(|q| q.path == "/ok").count() >= held + 3
+    });
+    assert_eq!(srv.count("/stuck"), 1, "{:?}", srv.paths());
+    sd.signal(libc::SIGTERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}
+
+#[test]
 fn a_healthy_longrun_pings_every_interval() {
     let srv = Server::start(|_, _| Some(200));
     let procs = format!(
