@@ -526,11 +526,21 @@ fn a_process_a_run_leaves_behind_is_named_when_the_run_ends() {
         + r#"
   job:
     schedule: "@every 1s"
-    command: "setsid sleep 300 >/dev/null 2>&1 & echo $! > $DIR/escaped"
+    command: "f=$DIR/escaped.$SHEEPDOG_RUN_ID; setsid sh -c \"echo \\$$ > $f.tmp; mv $f.tmp $f; exec sleep 300\" >/dev/null 2>&1 & while [ ! -e $f ]; do sleep 0.01; done"
 "#;
     let mut sd = Sheepdog::start("job-left-behind", &cfg);
-    let pid = sd.wait_pid("escaped");
-    sd.wait_log(&format!("pid {pid} (sleep) left its process group"));
+    // Run 1 waits until its escapee has its own session, then ends.
+    let pid = sd.wait_pid("escaped.1");
+    let named = format!("job#1: pid {pid} (");
+    assert!(
+        wait_until(WAIT, || {
+            sd.log()
+                .lines()
+                .any(|l| l.contains(&named) && l.contains("left its process group"))
+        }),
+        "{}",
+        sd.log()
+    );
     sd.signal(libc::SIGTERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
     assert!(!alive(pid), "pid {pid} outlived the shutdown");

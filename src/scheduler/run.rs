@@ -32,7 +32,7 @@ use crate::reaper::{Exit, ExitStatus};
 use crate::spawn::{self, Identity};
 use crate::stragglers;
 
-/// With a heartbeat: how long to wait for the run's last output lines.
+/// How long a run's end waits for its last output lines to be written.
 const OUTPUT_WAIT: Duration = Duration::from_millis(500);
 
 /// What the supervisor can ask of a run.
@@ -234,12 +234,10 @@ impl Run {
         if end.status.is_none() || group::alive(pid) {
             self.stop_group(pid, &mut end.status, kill_now);
         }
-        if self.def.extra.heartbeat.is_some() {
-            // A failure ping carries the run's last lines: let the output
-            // thread store them first. Bounded; otherwise the run's end
-            // waits for its exit, not for its pipes to drain.
-            let _ = flushed.recv_timeout(OUTPUT_WAIT);
-        }
+        // Let the output thread write the run's last lines first, as an
+        // instance does: they read before the run's end, and a failure
+        // ping carries them. Bounded: a grandchild may hold the pipe.
+        let _ = flushed.recv_timeout(OUTPUT_WAIT);
         let took = started.elapsed();
         // After `took`: the run's duration is the command's, not its hooks'.
         if let Some(p) = post_start {

@@ -325,8 +325,15 @@ impl Supervisor {
         if !self.jobs.contains_key(name) {
             return Some(self.not_a_job(name));
         }
-        log::info!("{name}: run triggered on request");
-        match (self.start_run(name, Trigger::Manual), wait) {
+        let started = self.start_run(name, Trigger::Manual);
+        match &started {
+            Ok(run_id) => log::info!("{name}: run {run_id} triggered on request"),
+            Err(ControlReply::Conflict(why) | ControlReply::NotFound(why)) => {
+                log::info!("{name}: trigger on request refused: {why}");
+            }
+            Err(_) => {}
+        }
+        match (started, wait) {
             (Ok(run_id), Some(tx)) => {
                 if let Some(run) = self
                     .jobs
