@@ -117,9 +117,18 @@ fn write_processes(out: &mut String, config: &Config) -> std::fmt::Result {
 }
 
 fn write_shutdown_and_deps(out: &mut String, p: &Process) -> std::fmt::Result {
+    // group::Stop follows a kill_signal that is not SIGKILL with SIGKILL.
+    let then_kill = if p.shutdown.kill_signal == nix::sys::signal::Signal::SIGKILL {
+        String::new()
+    } else {
+        format!(
+            ", then SIGKILL {} later",
+            format_duration(crate::group::KILL_GRACE)
+        )
+    };
     writeln!(
         out,
-        "    shutdown: {}, then {} after {}",
+        "    shutdown: {}, then {} after {}{then_kill}",
         p.shutdown.signal.as_str(),
         p.shutdown.kill_signal.as_str(),
         format_duration(p.shutdown.timeout)

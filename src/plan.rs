@@ -173,7 +173,7 @@ impl Plan {
             config
                 .processes
                 .get(name)
-                .map_or(Duration::ZERO, |p| p.shutdown.timeout)
+                .map_or(Duration::ZERO, |p| stop_time(&p.shutdown))
         };
         let stop = self.stop_levels();
         let per_level: Vec<Duration> = stop
@@ -224,6 +224,17 @@ impl Plan {
             stopped_by.insert(name.clone(), start.saturating_add(timeout(name)));
         }
         (stopped_by, after)
+    }
+}
+
+/// The longest a process's stop can take before its group has had
+/// SIGKILL: its `timeout`, plus `group::KILL_GRACE` when its `kill_signal`
+/// is another signal (SIGKILL follows that one, `group::Stop`).
+fn stop_time(s: &crate::config::Shutdown) -> Duration {
+    if s.kill_signal == nix::sys::signal::Signal::SIGKILL {
+        s.timeout
+    } else {
+        s.timeout.saturating_add(crate::group::KILL_GRACE)
     }
 }
 
@@ -769,6 +780,16 @@ mod tests {
             .iter()
             .map(|(n, t)| (n.as_str(), t.as_secs()))
             .collect()
+    }
+
+    #[test]
+    fn a_kill_signal_other_than_sigkill_adds_the_grace_before_sigkill() {
+        let mut db = process("db");
+        db.shutdown.timeout = secs(2);
+        db.shutdown.kill_signal = nix::sys::signal::Signal::SIGQUIT;
+        let cfg = config(vec![db]);
+        let b = Plan::build(&cfg).unwrap().budget(&cfg);
+        assert_eq!(b.total, secs(2) + crate::group::KILL_GRACE);
     }
 
     #[test]
