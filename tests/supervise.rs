@@ -1019,9 +1019,15 @@ fn user_group_and_working_dir_are_applied() {
         + r#"
   dropper:
     type: oneshot
-    command: "id -u > $DIR/ids; id -g >> $DIR/ids; id -G >> $DIR/ids; pwd >> $DIR/ids"
+    command: "id -u > $DIR/ids; id -g >> $DIR/ids; id -G >> $DIR/ids; pwd >> $DIR/ids; echo \"$USER $LOGNAME $HOME\" >> $DIR/ids"
     user: nobody
     working_dir: /tmp
+  # The process's own env wins over the user's login variables.
+  own-home:
+    type: oneshot
+    command: "echo \"$USER $HOME\" > $DIR/own-home"
+    user: nobody
+    env: { HOME: /srv }
   # Runs after the switch above: sheepdog itself must still be root (a
   # child's setuid must never reach the supervisor's own threads).
   after:
@@ -1048,6 +1054,10 @@ fn user_group_and_working_dir_are_applied() {
         "root group leaked: {lines:?}"
     );
     assert_eq!(lines[3], "/tmp");
+    // The user's login variables, as su, runuser and Docker's USER set.
+    let home = nobody.dir.display().to_string();
+    assert_eq!(lines[4], format!("nobody nobody {home}"));
+    assert_eq!(dir_for_output.lines("own-home"), ["nobody /srv"]);
     assert_eq!(dir_for_output.lines("after"), ["0"]);
 }
 

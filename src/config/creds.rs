@@ -49,12 +49,16 @@ pub fn resolve(user: Option<&str>, group: Option<&str>) -> Result<Option<Credent
             uid: uid.as_raw(),
             gid,
             groups: vec![gid],
+            login: None,
         }));
     };
     let entry = if is_number(user) {
         let uid: u32 = user
             .parse()
-            .map_err(|_| CredError::User(format!("uid {user} is out of range")))?;
+            .ok()
+            // 4294967295 is (uid_t)-1, "no change" to setuid: never a user.
+            .filter(|&u| u != u32::MAX)
+            .ok_or_else(|| CredError::User(format!("uid {user} is out of range")))?;
         match User::from_uid(Uid::from_raw(uid)) {
             Ok(Some(u)) => u,
             Ok(None) => {
@@ -64,6 +68,7 @@ pub fn resolve(user: Option<&str>, group: Option<&str>) -> Result<Option<Credent
                     uid,
                     gid,
                     groups: Vec::new(),
+                    login: None,
                 }));
             }
             Err(e) => {
@@ -106,6 +111,7 @@ pub fn resolve(user: Option<&str>, group: Option<&str>) -> Result<Option<Credent
         uid: entry.uid.as_raw(),
         gid,
         groups,
+        login: Some((entry.name, entry.dir.to_string_lossy().into_owned())),
     }))
 }
 
@@ -115,9 +121,12 @@ fn is_number(s: &str) -> bool {
 
 fn group_id(group: &str) -> Result<u32, String> {
     if is_number(group) {
+        // 4294967295 is (gid_t)-1, "no change" to setgid: never a group.
         return group
             .parse()
-            .map_err(|_| format!("gid {group} is out of range"));
+            .ok()
+            .filter(|&g| g != u32::MAX)
+            .ok_or_else(|| format!("gid {group} is out of range"));
     }
     match Group::from_name(group) {
         Ok(Some(g)) => Ok(g.gid.as_raw()),
@@ -137,6 +146,19 @@ mod tests {
     #[test]
     fn nothing_set() {
         assert_eq!(resolve(None, None), Ok(None));
+    }
+
+    #[test]
+    fn the_no_change_ids_are_refused() {
+        assert_eq!(
+            resolve(Some("4294967295"), None),
+            Err(CredError::User("uid 4294967295 is out of range".into()))
+        );
+        assert_eq!(
+            resolve(None, Some("4294967295")),
+            Err(CredError::Group("gid 4294967295 is out of range".into()))
+        );
+        assert!(resolve(Some("4294967294"), None).is_ok());
     }
 
     #[test]

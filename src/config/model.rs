@@ -208,6 +208,10 @@ pub struct Credentials {
     pub gid: u32,
     /// Supplementary groups (the user's groups from /etc/group, or empty).
     pub groups: Vec<u32>,
+    /// The user's passwd entry (name, home), when `user` names one: the
+    /// child gets `USER`, `LOGNAME` and `HOME` from it, as `su -`, `runuser`
+    /// and Docker's `USER` give them, unless its `env` sets them.
+    pub login: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
