@@ -77,6 +77,9 @@ pub fn parse(text: &str) -> Result<Value, String> {
         nodes: Cell::new(0),
         bytes: Cell::new(0),
     };
+    // YAML allows a leading byte-order mark (Windows editors write one);
+    // serde_yaml reads it as the start of a second document.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let de = serde_yaml::Deserializer::from_str(text);
     let mut value = Node(&budget)
         .deserialize(de)
@@ -288,6 +291,12 @@ mod tests {
         assert_eq!(v["use"]["x"], Value::Number(1.into()));
         assert_eq!(v["use"]["y"], Value::Number(3.into()));
         assert!(parse("use: {<<: 5}\n").unwrap_err().contains("merge"));
+    }
+
+    #[test]
+    fn a_leading_byte_order_mark_is_allowed() {
+        let v = parse("\u{feff}processes: {a: {command: x}}").expect("parses");
+        assert!(v.get("processes").is_some(), "{v:?}");
     }
 
     #[test]
