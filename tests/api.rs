@@ -1710,3 +1710,14 @@ fn two_authorization_headers_are_refused_whatever_their_order() {
     assert_eq!(r.header("allow"), Some("GET, HEAD"));
     assert!(r.body.contains("allowed: GET, HEAD"), "{}", r.body);
 }
+
+#[test]
+fn scaling_past_the_last_port_is_refused() {
+    // Instance n listens on each declared port + n - 1.
+    let procs = "  edge:\n    command: \"exec sleep 1000\"\n    ports: [65534]\n";
+    let api = Api::start("api-port-edge", Some(TOKEN), "", procs);
+    let r = api.post("/api/v1/processes/edge/scale", r#"{"desired": 3}"#);
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.body.contains("past 65535"), "{}", r.body);
+    api.scale("edge", r#"{"desired": 2}"#);
+}

@@ -580,6 +580,30 @@ processes:
 }
 
 #[test]
+fn declared_ports_no_two_instances_share() {
+    // Instance n listens on port + n - 1, up to max_scale (else scale).
+    one(
+        "processes: {a: {command: x, scale: 2, ports: [65535]}}",
+        "processes.a.ports[0]: port 65535 with up to 2 instances runs past 65535",
+    );
+    one(
+        "processes: {a: {command: x, ports: [8080, 8080]}}",
+        "processes.a.ports[1]: port 8080 meets the ports of ports[0] of the same process",
+    );
+    one(
+        "processes: {a: {command: x, max_scale: 10, ports: [9000]}, b: {command: y, ports: [9005]}}",
+        "processes.b.ports[0]: port 9005 meets the ports of processes.a.ports[0]",
+    );
+    one(
+        "processes: {a: {command: x, ports: [9005]}, b: {command: y, scale: 10, ports: [9000]}}",
+        "processes.b.ports[0]: ports 9000 to 9009 (one per instance, up to 10) meet the ports of processes.a.ports[0]",
+    );
+    // Adjacent ranges, and a disabled process, are fine.
+    ok("processes: {a: {command: x, scale: 2, ports: [9000]}, b: {command: y, ports: [9002]}}");
+    ok("processes: {a: {command: x, ports: [9000]}, b: {command: y, enabled: false, ports: [9000]}}");
+}
+
+#[test]
 #[cfg_attr(
     not(all(feature = "api", feature = "cron", feature = "http")),
     ignore = "needs the default features"

@@ -354,6 +354,58 @@ fn ports(raw: &Option<Value>, path: &str, r: &mut Report) -> Vec<u16> {
     }
 }
 
+/// Declared ports, as the instances use them: instance n of a process
+/// listens on each declared port + (n - 1), up to `max_scale` (or `scale`)
+/// instances. A range that runs past 65535, or that meets another range
+/// (of the same process or another), would fail at run time, with a
+/// start waiting for a port its neighbour holds: refused here.
+pub fn check_ports(processes: &BTreeMap<String, Process>, r: &mut Report) {
+    // (first, last, process, index in its list)
+    let mut ranges: Vec<(u32, u32, &str, usize)> = Vec::new();
+    for p in processes.values().filter(|p| p.enabled) {
+        let n = p.max_scale.unwrap_or(p.scale).max(1);
+        for (i, &port) in p.extra.ports.iter().enumerate() {
+            let path = index(&join(&join("processes", &p.name), "ports"), i);
+            let last = u32::from(port) + n - 1;
+            if last > u32::from(u16::MAX) {
+                r.error(
+                    path,
+                    format!(
+                        "port {port} with up to {n} instances runs past 65535 (instance n listens \
+                         on {port} + n - 1); expected at most {}",
+                        65536 - n.min(65535)
+                    ),
+                );
+                continue;
+            }
+            let first = u32::from(port);
+            if let Some((_, _, other, j)) =
+                ranges.iter().find(|(a, b, _, _)| first <= *b && *a <= last)
+            {
+                let whose = if *other == p.name {
+                    format!("ports[{j}] of the same process")
+                } else {
+                    index(&join(&join("processes", other), "ports"), *j)
+                };
+                let mine = if n == 1 {
+                    format!("port {port}")
+                } else {
+                    format!("ports {port} to {last} (one per instance, up to {n})")
+                };
+                r.error(
+                    path,
+                    format!(
+                        "{mine} {} the ports of {whose}; expected ports no two instances share",
+                        if n == 1 { "meets" } else { "meet" }
+                    ),
+                );
+                continue;
+            }
+            ranges.push((first, last, &p.name, i));
+        }
+    }
+}
+
 /// The list form, a comma-separated string, or the map form
 /// `{name: {condition: healthy}}` (`{name: healthy}` and `{name: ~}` too).
 fn dependencies(raw: &Option<Value>, path: &str, r: &mut Report) -> Vec<Dependency> {
