@@ -580,6 +580,21 @@ processes:
 }
 
 #[test]
+#[cfg_attr(not(feature = "http"), ignore = "needs the http feature")]
+fn https_urls_are_warned_about_since_every_request_would_fail() {
+    let c = ok(
+        "processes: {w: {command: x, health_check: {type: http, url: 'HTTPS://x/up'}, \
+                heartbeat: {url: 'https://hc/x', failure_url: 'http://hc/x/fail'}}}",
+    );
+    assert_eq!(
+        paths(&c.warnings),
+        ["processes.w.health_check.url", "processes.w.heartbeat.url"],
+        "{:#?}",
+        c.warnings
+    );
+}
+
+#[test]
 fn declared_ports_no_two_instances_share() {
     // Instance n listens on port + n - 1, up to max_scale (else scale).
     one(

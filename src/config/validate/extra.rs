@@ -82,6 +82,13 @@ pub fn health_check(raw: &RawHealthCheck, path: &str, r: &mut Report) -> Option<
             }
             required(&raw.url, "url", "http", r);
             let url = r.get(&raw.url, p("url"), http_url);
+            if url.as_deref().is_some_and(is_https) {
+                r.warn(
+                    p("url"),
+                    "every probe will fail: https is not supported (sheepdog is built without \
+                     TLS); probe the service over http://, e.g. on 127.0.0.1",
+                );
+            }
             let expected_status = r.get_or(
                 &raw.expected_status,
                 p("expected_status"),
@@ -189,6 +196,11 @@ fn address(v: &Value) -> Result<String, String> {
             quote(&s)
         ))
     }
+}
+
+fn is_https(url: &str) -> bool {
+    url.get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
 }
 
 fn http_url(v: &Value) -> Result<String, String> {
@@ -654,6 +666,20 @@ pub fn heartbeat(raw: &RawHeartbeat, path: &str, r: &mut Report) -> Option<Heart
     let success_url = r.get(&raw.success_url, p("success_url"), http_url);
     let failure_url = r.get(&raw.failure_url, p("failure_url"), http_url);
     let start_url = r.get(&raw.start_url, p("start_url"), http_url);
+    for (key, u) in [
+        ("url", &url),
+        ("success_url", &success_url),
+        ("failure_url", &failure_url),
+        ("start_url", &start_url),
+    ] {
+        if u.as_deref().is_some_and(is_https) {
+            r.warn(
+                p(key),
+                "every ping will fail: https is not supported (sheepdog is built without TLS); \
+                 use an http:// URL, e.g. a local relay",
+            );
+        }
+    }
     if raw.url.is_none()
         && raw.success_url.is_none()
         && raw.failure_url.is_none()
