@@ -141,9 +141,21 @@ fn send_with(req: &Request, env: &dyn Fn(&str) -> Option<String>) -> Result<u16,
         };
         let answer = exchange(req, &hop, deadline)?;
         let location = match answer.location {
-            Some(loc) if left > 0 && REDIRECTS.contains(&answer.status) => loc,
+            Some(loc) if req.redirects > 0 && REDIRECTS.contains(&answer.status) => loc,
             _ => return Ok(answer.status),
         };
+        // Following redirects, a 3xx is never the answer: one more after
+        // the last allowed is a loop, or a chain too long to trust (as for
+        // curl -L and Go's client).
+        if left == 0 {
+            return Err(Error::Failed {
+                reason: format!(
+                    "stopped after {} redirects (a redirect loop?); last one to {location:?}",
+                    req.redirects
+                ),
+                permanent: false,
+            });
+        }
         url = target.join(&location);
         left -= 1;
         if !matches!(answer.status, 307 | 308) && method != "HEAD" {
