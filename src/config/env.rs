@@ -19,6 +19,10 @@
 //!   `depends_on` also accept comma-separated lists. Map entries (`ENV_X`)
 //!   are always taken verbatim.
 //! - A variable naming no known key is an error naming the variable.
+//! - Two variables that set the same key, or a block and a key inside it
+//!   (`…_SHUTDOWN='{timeout: 9}'` and `…_SHUTDOWN_TIMEOUT=3`,
+//!   `…_WEB_SCALE` and `…_web_scale`), are an error naming both: which one
+//!   wins would depend on their spelling.
 //!
 //! Invariant: every path set here is recorded in the `Report` with its
 //! variable, so later problems at that path name the variable too.
@@ -81,6 +85,8 @@ pub fn apply(root: &mut Value, overrides: &[(String, String)], shape: &Shape, re
     };
     let mut sorted: Vec<&(String, String)> = overrides.iter().collect();
     sorted.sort();
+    // What each applied variable set: a later one may not set it again.
+    let mut applied: Vec<(Vec<String>, &str)> = Vec::new();
     for (var, val) in sorted {
         let target = if let Some(rest) = var.strip_prefix(GLOBAL_PREFIX) {
             match resolve(rest, global) {
@@ -110,6 +116,18 @@ pub fn apply(root: &mut Value, overrides: &[(String, String)], shape: &Shape, re
                 continue;
             }
         };
+        let overlaps = |(other, _): &&(Vec<String>, &str)| {
+            let n = other.len().min(segs.len());
+            other[..n] == segs[..n]
+        };
+        if let Some((_, other)) = applied.iter().find(overlaps) {
+            let path = segs.iter().fold(String::new(), |p, s| join(&p, s));
+            report.error(
+                "",
+                format!("{var}: sets {path}, which {other} sets too; expected one variable for it"),
+            );
+            continue;
+        }
         let is_map_entry = segs.len() >= 2 && is_map_entry(shape, &segs);
         let value = match typed(val, target, segs.last().map(String::as_str), is_map_entry) {
             Ok(v) => v,
@@ -123,6 +141,7 @@ pub fn apply(root: &mut Value, overrides: &[(String, String)], shape: &Shape, re
             Ok(()) => report.set_origin(&path, var),
             Err(e) => report.error("", format!("{var}: cannot set {path}: {e}")),
         }
+        applied.push((segs, var));
     }
 }
 
@@ -505,6 +524,37 @@ mod tests {
             r.problems,
             vec!["global.api_port: bad (set by SHEEPDOG_GLOBAL_API_PORT)"]
         );
+    }
+
+    #[test]
+    fn a_key_set_twice_is_an_error_naming_both_variables() {
+        let yaml = "processes: {web: {command: x}}";
+        let (_, r) = run(
+            yaml,
+            &[
+                ("SHEEPDOG_PROCESS_WEB_SCALE", "3"),
+                ("SHEEPDOG_PROCESS_web_scale", "4"),
+            ],
+        );
+        assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+        assert!(r.problems[0].contains("SHEEPDOG_PROCESS_web_scale: sets processes.web.scale, which SHEEPDOG_PROCESS_WEB_SCALE sets too"), "{:?}", r.problems);
+        let (_, r) = run(
+            yaml,
+            &[
+                ("SHEEPDOG_PROCESS_WEB_SHUTDOWN", "{timeout: 9}"),
+                ("SHEEPDOG_PROCESS_WEB_SHUTDOWN_TIMEOUT", "3"),
+            ],
+        );
+        assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+        // Two entries of one map are two keys.
+        let (_, r) = run(
+            yaml,
+            &[
+                ("SHEEPDOG_PROCESS_WEB_ENV_A", "1"),
+                ("SHEEPDOG_PROCESS_WEB_ENV_B", "2"),
+            ],
+        );
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
     }
 
     #[test]
