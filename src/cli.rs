@@ -175,7 +175,7 @@ sheepdog ctl — status and control of a running sheepdog, through its API
 USAGE:
     sheepdog ctl [OPTIONS] status [NAME]       processes and instances (a table)
     sheepdog ctl [OPTIONS] start NAME          start a stopped process
-    sheepdog ctl [OPTIONS] stop NAME           stop a process (graceful, idempotent)
+    sheepdog ctl [OPTIONS] stop NAME           stop a process (graceful, idempotent); a job: its runs going now
     sheepdog ctl [OPTIONS] restart NAME        rolling restart, one instance at a time
     sheepdog ctl [OPTIONS] scale NAME N        run N instances (+N / -N: change by N)
     sheepdog ctl [OPTIONS] signal NAME SIG     send SIG (HUP, SIGUSR1, 10) to every instance

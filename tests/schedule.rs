@@ -545,3 +545,27 @@ fn a_process_a_run_leaves_behind_is_named_when_the_run_ends() {
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
     assert!(!alive(pid), "pid {pid} outlived the shutdown");
 }
+
+#[test]
+fn a_running_job_can_be_stopped_and_its_schedule_goes_on() {
+    let api = Api::start(
+        "job-stop",
+        "  long:\n    command: \"trap 'echo stopped >> $DIR/events; exit 0' TERM; echo running > $DIR/running; while :; do sleep 0.05; done\"\n    schedule: '0 3 * * *'\n    schedule_timezone: UTC\n",
+    );
+    // Nothing going: nothing to stop.
+    let r = api.post("/api/v1/processes/long/stop");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("no run is going"), "{}", r.body);
+    assert_eq!(api.post("/api/v1/schedules/long/trigger").status, 202);
+    assert!(wait_until(WAIT, || api.sd.dir.path("running").exists()));
+    let r = api.post("/api/v1/processes/long/stop");
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert!(r.body.contains("stopping 1 run"), "{}", r.body);
+    let j = api.wait_job("long", "the run to end", |j| {
+        j["running"].as_u64() == Some(0)
+    });
+    assert_eq!(api.sd.dir.lines("events"), ["stopped"], "{j:#}");
+    // Still scheduled, not paused.
+    assert_eq!(j["paused"].as_bool(), Some(false), "{j:#}");
+    assert!(!j["next_run"].is_null(), "{j:#}");
+}

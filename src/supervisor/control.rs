@@ -63,15 +63,15 @@ impl Supervisor {
             Control::Trigger { name, .. } => self
                 .trigger(&name, None)
                 .unwrap_or_else(|| ControlReply::Accepted(format!("{name}: run started"))),
+            Control::Stop { name } if self.jobs.contains_key(&name) => self.stop_job_runs(&name),
             Control::Start { name }
-            | Control::Stop { name }
             | Control::Restart { name }
             | Control::Scale { name, .. }
             | Control::Signal { name, .. }
                 if self.jobs.contains_key(&name) =>
             {
                 ControlReply::Conflict(format!(
-                    "{name} is a scheduled job: it runs on its schedule; use trigger, pause or resume"
+                    "{name} is a scheduled job: it runs on its schedule; use trigger, stop (its runs), pause or resume"
                 ))
             }
             Control::Start { name } => self.start(&name),

@@ -378,6 +378,28 @@ impl Supervisor {
         }
     }
 
+    /// `stop` of a job: its runs going now get their graceful stop
+    /// (`shutdown.signal`, `shutdown.timeout`, then the kill); the
+    /// schedule goes on (pausing holds it).
+    pub(super) fn stop_job_runs(&mut self, name: &str) -> ControlReply {
+        let Some(job) = self.jobs.get(name) else {
+            return self.not_a_job(name);
+        };
+        if job.runs.is_empty() {
+            return ControlReply::Done(format!(
+                "{name}: no run is going; it runs on its schedule (pause it to hold the next)"
+            ));
+        }
+        for (id, run) in &job.runs {
+            log::info!("{name}: stopping run {id} (requested)");
+            let _ = run.cmd.send(RunCmd::Stop);
+        }
+        ControlReply::Accepted(format!(
+            "{name}: stopping {}; it runs on its schedule (pause it to hold the next)",
+            crate::logging::counted(job.runs.len() as u64, "run", "runs")
+        ))
+    }
+
     pub(super) fn runs_idle(&self) -> bool {
         self.jobs.values().all(Job::idle)
     }
