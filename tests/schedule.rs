@@ -297,11 +297,12 @@ fn pause_resume_and_trigger_through_the_api_and_ctl() {
     assert_eq!(code, 0);
     assert_eq!(out.matches("manual").count(), 3, "{out}");
 
-    // Scheduled jobs are processes too, but not for process verbs.
+    // Scheduled jobs are processes too, but not for most process verbs
+    // (stop stops their runs: a_running_job_can_be_stopped...).
     let r = api.get("/api/v1/processes/job");
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["type"], "scheduled");
-    let r = api.post("/api/v1/processes/job/stop");
+    let r = api.post("/api/v1/processes/job/restart");
     assert_eq!(r.status, 409, "{}", r.body);
     let list = api.get("/api/v1/schedules").json();
     assert_eq!(list["schedules"].as_array().unwrap().len(), 1);
