@@ -51,6 +51,9 @@ struct Queue {
     written: u64,
     /// Lines dropped because the queue was full, not yet reported.
     dropped: u64,
+    /// The writer is asleep on `work`: only then does a push wake it (a
+    /// futex call per line would cost a start of 50 processes ~100).
+    idle: bool,
 }
 
 struct Writer {
@@ -68,6 +71,7 @@ static WRITER: Writer = Writer {
         queued: 0,
         written: 0,
         dropped: 0,
+        idle: false,
     }),
     work: Condvar::new(),
     progress: Condvar::new(),
@@ -110,8 +114,11 @@ pub fn push(lines: &[u8], full: Full) {
     q.bytes += lines.len();
     q.queued += 1;
     q.chunks.push_back(lines.to_vec());
+    let wake = std::mem::take(&mut q.idle);
     drop(q);
-    w.work.notify_one();
+    if wake {
+        w.work.notify_one();
+    }
 }
 
 /// Wait until what was handed over so far is written, or `deadline`.
@@ -153,8 +160,10 @@ impl Writer {
             let (taken, dropped) = {
                 let mut q = self.lock();
                 while q.chunks.is_empty() {
+                    q.idle = true;
                     q = self.work.wait(q).unwrap_or_else(|e| e.into_inner());
                 }
+                q.idle = false;
                 // Everything queued goes out in one write.
                 let taken = q.chunks.len() as u64;
                 for chunk in q.chunks.drain(..) {
