@@ -570,3 +570,32 @@ fn a_running_job_can_be_stopped_and_its_schedule_goes_on() {
     assert_eq!(j["paused"].as_bool(), Some(false), "{j:#}");
     assert!(!j["next_run"].is_null(), "{j:#}");
 }
+
+#[test]
+fn a_dependency_of_a_job_is_stopped_after_the_jobs_runs() {
+    // Regression: `db` got its stop signal at once, while the run that
+    // depends on it was still stopping.
+    let cfg = "global:\n  api_enabled: false\n  metrics_enabled: false\n  shutdown_timeout: 20\nprocesses:\n".to_string()
+        + r#"
+  db:
+    command: "trap 'echo db-term >> $DIR/events; exit 0' TERM; while :; do sleep 0.05; done"
+  backup:
+    schedule: "@every 1s"
+    depends_on: [db]
+    command: "trap 'sleep 0.5; echo backup-stopped >> $DIR/events; exit 0' TERM; echo running > $DIR/running; while :; do sleep 0.05; done"
+"#;
+    let mut sd = Sheepdog::start("job-holds-dep", &cfg);
+    assert!(
+        wait_until(WAIT, || sd.dir.path("running").exists()),
+        "{}",
+        sd.log()
+    );
+    sd.signal(libc::SIGTERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    assert_eq!(
+        sd.dir.lines("events"),
+        ["backup-stopped", "db-term"],
+        "{}",
+        sd.log()
+    );
+}

@@ -6,7 +6,8 @@
 //! Invariants:
 //! - A process with `schedule` is never supervised as a longrun: it has no
 //!   instances, only runs, and it is not in `procs`. Nothing depends on it
-//!   (refused at load), so a shutdown stops its runs first.
+//!   (refused at load), so a shutdown stops its runs first; what a job
+//!   depends on gets its stop signal only once the job's runs have ended.
 //! - Job state (paused, runs, history, stats) is written only here, on the
 //!   supervisor thread; run threads report over one channel.
 //! - `schedule_max_concurrent`: a scheduled trigger at the limit is skipped,
@@ -72,6 +73,11 @@ impl Job {
             last_exit: None,
             last_duration: None,
         }
+    }
+
+    /// A run is going and the job depends on `process`.
+    pub(super) fn holds(&self, process: &str) -> bool {
+        !self.runs.is_empty() && self.def.depends_on.iter().any(|d| d.name == process)
     }
 
     pub(super) fn idle(&self) -> bool {

@@ -16,7 +16,8 @@
 //!   never block their dependents.
 //! - On shutdown, nothing starts again (every instance is told to hold),
 //!   and a process gets its stop signal only after every process
-//!   that depends on it has fully stopped (its groups empty). At
+//!   that depends on it has fully stopped (its groups empty), and every
+//!   run of a job that depends on it has ended. At
 //!   `shutdown_timeout` everything left is killed, whatever the order; a
 //!   second SIGTERM/SIGINT does the same at once.
 //! - Stops requested through control never make sheepdog exit; only
@@ -1127,10 +1128,15 @@ impl Supervisor {
         }
     }
 
+    /// Every process that depends on `name` is down, and no run of a job
+    /// that depends on it is still going (runs are stopped first, but a
+    /// run's stop takes its own time: a backup must not lose its database
+    /// mid-stop).
     fn dependents_stopped(&self, name: &str) -> bool {
-        self.plan.dependents.get(name).is_none_or(|ds| {
+        let procs_down = self.plan.dependents.get(name).is_none_or(|ds| {
             ds.iter()
                 .all(|d| self.procs.get(d).is_none_or(|dp| dp.phase.is_down()))
-        })
+        });
+        procs_down && !self.jobs.values().any(|j| j.holds(name))
     }
 }
