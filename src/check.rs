@@ -289,9 +289,19 @@ fn stop_rows(plan: &Plan) -> Vec<[String; 3]> {
             } else {
                 String::new()
             };
-            let when = match plan.dependents.get(&name) {
-                Some(ds) if !ds.is_empty() => format!("after {}", ds.join(", ")),
-                _ => "at once".to_string(),
+            // Its dependents, then the jobs whose runs it waits for.
+            let after: Vec<&str> = plan
+                .dependents
+                .get(&name)
+                .into_iter()
+                .chain(plan.job_dependents.get(&name))
+                .flatten()
+                .map(String::as_str)
+                .collect();
+            let when = if after.is_empty() {
+                "at once".to_string()
+            } else {
+                format!("after {}", after.join(", "))
             };
             rows.push([label, name, when]);
         }
@@ -668,12 +678,12 @@ mod tests {
             "Stop order (a process gets its stop signal as soon as every process that depends on \
              it has stopped, without waiting for the rest of its level; times are worst cases \
              from the start of the stop):\n\
-             \x20 level 0:   horizon  at once                      stopped by 30s\n\
-             \x20            nginx    at once                      stopped by 1m30s\n\
-             \x20            queue    at once                      stopped by 500ms\n\
-             \x20 level 1:   migrate  at once                      stopped by 30s\n\
-             \x20            php-fpm  after horizon, nginx, queue  stopped by 1m50s\n\
-             \x20 scheduled: cleanup  at once                      stopped by 45s\n"
+             \x20 level 0:   horizon  at once                               stopped by 30s\n\
+             \x20            nginx    at once                               stopped by 1m30s\n\
+             \x20            queue    at once                               stopped by 500ms\n\
+             \x20 level 1:   migrate  at once                               stopped by 30s\n\
+             \x20            php-fpm  after horizon, nginx, queue, cleanup  stopped by 1m50s\n\
+             \x20 scheduled: cleanup  at once                               stopped by 45s\n"
         ));
         // The graph's slowest chain, not 1m30s + 30s summed per level.
         assert!(t.contains("  worst case: 1m50s = nginx 1m30s + php-fpm 20s\n"));

@@ -51,6 +51,9 @@ pub struct Plan {
     pub dependents: BTreeMap<String, Vec<String>>,
     /// The enabled scheduled jobs, sorted; in no level.
     pub jobs: Vec<String>,
+    /// process → the jobs that depend on it (sorted): it is stopped only
+    /// once their runs have ended.
+    pub job_dependents: BTreeMap<String, Vec<String>>,
 }
 
 /// The worst-case length of an orderly shutdown, counted from the moment
@@ -94,10 +97,14 @@ impl Plan {
         // deduplicated deps. A job's deps are checked, then left out.
         let mut deps: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut jobs = Vec::new();
+        let mut job_dependents: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for p in config.enabled() {
             let mine = checked_deps(config, p, &mut problems);
             if p.extra.schedule.is_some() {
                 jobs.push(p.name.clone());
+                for d in mine {
+                    job_dependents.entry(d).or_default().push(p.name.clone());
+                }
             } else {
                 deps.insert(p.name.clone(), mine);
             }
@@ -140,6 +147,7 @@ impl Plan {
             deps,
             dependents,
             jobs,
+            job_dependents,
         })
     }
 
@@ -214,8 +222,12 @@ impl Plan {
         // depends on (dependencies sit in strictly earlier start levels).
         for name in self.levels.iter().rev().flatten() {
             let mut start = Duration::ZERO;
-            for d in self.dependents.get(name).into_iter().flatten() {
-                let by = stopped_by.get(d).copied().unwrap_or_default();
+            // A job's runs stop from the start of the shutdown: one that
+            // depends on `name` has stopped by its own stop time.
+            let dependents = self.dependents.get(name).into_iter().flatten();
+            let jobs = self.job_dependents.get(name).into_iter().flatten();
+            for d in dependents.chain(jobs) {
+                let by = stopped_by.get(d).copied().unwrap_or_else(|| timeout(d));
                 if by > start || !after.contains_key(name.as_str()) {
                     start = by;
                     after.insert(name, d);
@@ -960,6 +972,23 @@ mod tests {
         let b = plan.budget(&cfg);
         assert_eq!(b.total, secs(20));
         assert_eq!(path(&b), vec![("app", 10), ("db", 10)]);
+    }
+
+    #[test]
+    fn a_job_holds_what_it_depends_on_until_its_runs_have_stopped() {
+        let mut db = process("db");
+        db.shutdown.timeout = secs(10);
+        let mut backup = job("backup");
+        backup.depends_on = with_deps("x", &["db"]).depends_on;
+        backup.shutdown.timeout = secs(30);
+        let cfg = config(vec![db, backup]);
+        let plan = Plan::build(&cfg).unwrap();
+        assert_eq!(plan.job_dependents["db"], ["backup"]);
+        let b = plan.budget(&cfg);
+        assert_eq!(b.stopped_by["db"], secs(40));
+        assert_eq!(b.total, secs(40));
+        let chain: Vec<&str> = b.critical_path.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(chain, ["backup", "db"]);
     }
 
     #[test]
