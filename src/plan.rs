@@ -189,8 +189,11 @@ impl Plan {
             .map(|level| level.iter().map(|n| timeout(n)).max().unwrap_or_default())
             .collect();
 
-        let (mut stopped_by, after) = self.graph_stop_times(&timeout);
+        let completes_first = |name: &str| self.completes_first(config, name);
+        let (mut stopped_by, after, passed) = self.graph_stop_times(&timeout, &completes_first);
         let mut critical_path = slowest_chain(&stopped_by, &after, &timeout);
+        // A oneshot passed through adds nothing to the chain: not listed.
+        critical_path.retain(|(n, _)| !passed.contains(n.as_str()));
         let mut total = stopped_by.values().copied().max().unwrap_or_default();
         for job in &self.jobs {
             let t = timeout(job);
@@ -210,14 +213,53 @@ impl Plan {
         }
     }
 
-    /// Worst-case stop time of every planned process, and for each process
-    /// with dependents, the slowest of them (the first by name on a tie).
+    /// A oneshot whose every dependent (process or job) waits for it to
+    /// complete: it never runs beside them. At a shutdown either it still
+    /// runs and they have not started, or it is done and takes no time.
+    fn completes_first(&self, config: &Config, name: &str) -> bool {
+        use crate::config::{Condition, ProcessType};
+        let Some(p) = config.processes.get(name) else {
+            return false;
+        };
+        let dependents: Vec<&String> = self
+            .dependents
+            .get(name)
+            .into_iter()
+            .chain(self.job_dependents.get(name))
+            .flatten()
+            .collect();
+        p.kind == ProcessType::Oneshot
+            && !dependents.is_empty()
+            && dependents.iter().all(|d| {
+                config.processes.get(d.as_str()).is_some_and(|dp| {
+                    dp.depends_on.iter().filter(|x| x.name == name).all(|x| {
+                        matches!(
+                            x.condition.unwrap_or(Condition::CompletedSuccessfully),
+                            Condition::Completed | Condition::CompletedSuccessfully
+                        )
+                    })
+                })
+            })
+    }
+
+    /// Worst-case stop time of every planned process; for each process
+    /// with dependents, the slowest of them (the first by name on a tie);
+    /// and the oneshots the slowest chain passes through without waiting
+    /// for (`completes_first`: the larger of their own stop and their
+    /// dependents' counts, not the sum).
+    #[allow(clippy::type_complexity)]
     fn graph_stop_times<'a>(
         &'a self,
         timeout: &impl Fn(&str) -> Duration,
-    ) -> (BTreeMap<String, Duration>, BTreeMap<&'a str, &'a str>) {
+        completes_first: &impl Fn(&str) -> bool,
+    ) -> (
+        BTreeMap<String, Duration>,
+        BTreeMap<&'a str, &'a str>,
+        BTreeSet<&'a str>,
+    ) {
         let mut stopped_by: BTreeMap<String, Duration> = BTreeMap::new();
         let mut after: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut passed: BTreeSet<&str> = BTreeSet::new();
         // Reverse start order: every dependent is seen before what it
         // depends on (dependencies sit in strictly earlier start levels).
         for name in self.levels.iter().rev().flatten() {
@@ -233,9 +275,20 @@ impl Plan {
                     after.insert(name, d);
                 }
             }
-            stopped_by.insert(name.clone(), start.saturating_add(timeout(name)));
+            let own = timeout(name);
+            let by = if !completes_first(name) {
+                start.saturating_add(own)
+            } else if own >= start {
+                // Its own stop is the longer: the chain starts here.
+                after.remove(name.as_str());
+                own
+            } else {
+                passed.insert(name);
+                start
+            };
+            stopped_by.insert(name.clone(), by);
         }
-        (stopped_by, after)
+        (stopped_by, after, passed)
     }
 }
 
@@ -972,6 +1025,32 @@ mod tests {
         let b = plan.budget(&cfg);
         assert_eq!(b.total, secs(20));
         assert_eq!(path(&b), vec![("app", 10), ("db", 10)]);
+    }
+
+    #[test]
+    fn a_oneshot_its_dependents_wait_for_never_stops_beside_them() {
+        let chain = |migrate_timeout: u64| {
+            let mut db = process("db");
+            db.shutdown.timeout = secs(10);
+            let mut migrate = with_deps("migrate", &["db"]);
+            migrate.kind = crate::config::ProcessType::Oneshot;
+            migrate.shutdown.timeout = secs(migrate_timeout);
+            let mut app = with_deps("app", &["migrate"]);
+            app.shutdown.timeout = secs(5);
+            let mut web = with_deps("web", &["app"]);
+            web.shutdown.timeout = secs(3);
+            let cfg = config(vec![db, migrate, app, web]);
+            let b = Plan::build(&cfg).unwrap().budget(&cfg);
+            let names: Vec<String> = b.critical_path.iter().map(|(n, _)| n.clone()).collect();
+            (b.total, names)
+        };
+        // Still migrating at the shutdown: app and web have not started.
+        assert_eq!(chain(30), (secs(40), vec!["migrate".into(), "db".into()]));
+        // Done migrating: it takes no time, the chain passes through it.
+        assert_eq!(
+            chain(2),
+            (secs(18), vec!["web".into(), "app".into(), "db".into()])
+        );
     }
 
     #[test]
