@@ -261,14 +261,36 @@ impl Drop for Sheepdog {
             return;
         }
         // Whatever sheepdog left behind (it was killed, or the test failed):
-        // end the groups it reported starting, by pid.
-        for pid in self.started_pids() {
+        // end the groups it reported starting, by pid. But pids come round
+        // again (pid_max may be 32768, and a CI build spawns thousands): a
+        // pid in this log may by now lead a group of another test's
+        // sheepdog, which must not be touched. Ours lost their sheepdog
+        // when it was reaped above.
+        for pid in self
+            .started_pids()
+            .into_iter()
+            .filter(|&p| !parent_is_a_sheepdog(p))
+        {
             let _ = nix::sys::signal::killpg(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
             );
         }
     }
+}
+
+/// Whether `pid`'s parent is a (living) sheepdog: a process it supervises.
+pub fn parent_is_a_sheepdog(pid: i32) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let ppid = stat
+        .rsplit(')')
+        .next()
+        .and_then(|r| r.split_whitespace().nth(1))
+        .and_then(|p| p.parse::<i32>().ok());
+    ppid.and_then(|pp| fs::read_to_string(format!("/proc/{pp}/comm")).ok())
+        .is_some_and(|c| c.trim_end() == "sheepdog")
 }
 
 /// Run `cmd` to completion with stdout and stderr captured; kill it (by
