@@ -248,7 +248,14 @@ impl Sheepdog {
 
 impl Drop for Sheepdog {
     fn drop(&mut self) {
+        // Its children as they are now, while they are surely its own: a
+        // "started (pid N)" line may still be queued for its stdout when
+        // it is killed, and never reach the log.
+        let mut orphans = Vec::new();
         if self.wait_exit(Duration::ZERO).is_none() {
+            if !self.namespaced {
+                orphans = children_of(self.pid());
+            }
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(self.pid()),
                 nix::sys::signal::Signal::SIGKILL,
@@ -266,17 +273,30 @@ impl Drop for Sheepdog {
         // pid in this log may by now lead a group of another test's
         // sheepdog, which must not be touched. Ours lost their sheepdog
         // when it was reaped above.
-        for pid in self
-            .started_pids()
-            .into_iter()
-            .filter(|&p| !parent_is_a_sheepdog(p))
-        {
+        orphans.extend(self.started_pids());
+        for pid in orphans.into_iter().filter(|&p| !parent_is_a_sheepdog(p)) {
             let _ = nix::sys::signal::killpg(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
             );
         }
     }
+}
+
+/// The children of `pid`'s threads.
+fn children_of(pid: i32) -> Vec<i32> {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect()
 }
 
 /// Whether `pid`'s parent is a (living) sheepdog: a process it supervises.
