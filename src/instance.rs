@@ -198,7 +198,7 @@ impl HealthPlan {
             .extra
             .ports
             .iter()
-            .filter_map(|p| p.checked_add(u16::try_from(id.index - 1).ok()?))
+            .filter_map(|&p| ports::of_instance(p, id.index))
             .collect();
         match &def.extra.health_check {
             Some(hc) => Some(HealthPlan {

@@ -12,6 +12,28 @@ use std::net::{Ipv4Addr, TcpListener};
 /// TCP socket state LISTEN in /proc/net/tcp.
 const LISTEN: &str = "0A";
 
+/// The port instance `index` (from 1) of a process uses for `declared`:
+/// `declared + index - 1`; None past 65535 (refused at load and by a scale
+/// request, so only a bug gets here).
+pub fn of_instance(declared: u16, index: u32) -> Option<u16> {
+    let offset = u16::try_from(index.checked_sub(1)?).ok()?;
+    declared.checked_add(offset)
+}
+
+#[cfg(test)]
+mod instance_tests {
+    use super::of_instance;
+
+    #[test]
+    fn instance_n_uses_the_declared_port_plus_n_minus_1() {
+        assert_eq!(of_instance(8080, 1), Some(8080));
+        assert_eq!(of_instance(8080, 3), Some(8082));
+        assert_eq!(of_instance(65535, 1), Some(65535));
+        assert_eq!(of_instance(65535, 2), None);
+        assert_eq!(of_instance(80, 0), None);
+    }
+}
+
 /// Whether `port` can be bound on all IPv4 addresses right now. Only a
 /// clear "address in use" counts as taken; any other error (e.g. no
 /// permission for a low port) cannot tell, so the port is assumed free.

@@ -192,13 +192,12 @@ impl Supervisor {
                 "{name}: {desired} is above global.max_process_scale ({cap})"
             ));
         }
-        // Instance n listens on each declared port + n - 1.
         if let Some(port) = p
             .def
             .extra
             .ports
             .iter()
-            .find(|&&port| u32::from(port) + desired.max(1) - 1 > u32::from(u16::MAX))
+            .find(|&&port| crate::ports::of_instance(port, desired.max(1)).is_none())
         {
             return ControlReply::Conflict(format!(
                 "{name}: instance {desired} would listen on port {port} + {}, past 65535",

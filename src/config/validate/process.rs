@@ -366,8 +366,7 @@ pub fn check_ports(processes: &BTreeMap<String, Process>, r: &mut Report) {
         let n = p.max_scale.unwrap_or(p.scale).max(1);
         for (i, &port) in p.extra.ports.iter().enumerate() {
             let path = index(&join(&join("processes", &p.name), "ports"), i);
-            let last = u32::from(port) + n - 1;
-            if last > u32::from(u16::MAX) {
+            let Some(last) = crate::ports::of_instance(port, n) else {
                 r.error(
                     path,
                     format!(
@@ -377,8 +376,8 @@ pub fn check_ports(processes: &BTreeMap<String, Process>, r: &mut Report) {
                     ),
                 );
                 continue;
-            }
-            let first = u32::from(port);
+            };
+            let (first, last) = (u32::from(port), u32::from(last));
             if let Some((_, _, other, j)) =
                 ranges.iter().find(|(a, b, _, _)| first <= *b && *a <= last)
             {
