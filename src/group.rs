@@ -274,16 +274,27 @@ impl Stop {
 mod tests {
     use super::*;
 
+    /// SIGTERM, then `kill_signal` after 10 s.
+    fn sequence(kill_signal: Signal) -> Shutdown {
+        Shutdown {
+            signal: Signal::SIGTERM,
+            timeout: Duration::from_secs(10),
+            kill_signal,
+            pre_stop_hook: None,
+        }
+    }
+
     /// A stop of a group that cannot exist, so `begin` and `kill` signal
     /// nothing (ESRCH is not an error).
     fn stop(leader: Option<ExitStatus>, now: Instant) -> Stop {
-        let sd = Shutdown {
-            signal: Signal::SIGTERM,
-            timeout: Duration::from_secs(10),
-            kill_signal: Signal::SIGKILL,
-            pre_stop_hook: None,
-        };
-        Stop::begin("t", i32::MAX, &sd, leader, false, now)
+        Stop::begin(
+            "t",
+            i32::MAX,
+            &sequence(Signal::SIGKILL),
+            leader,
+            false,
+            now,
+        )
     }
 
     #[test]
@@ -304,12 +315,7 @@ mod tests {
     #[test]
     fn a_kill_signal_other_than_sigkill_is_followed_by_sigkill() {
         let t0 = Instant::now();
-        let sd = Shutdown {
-            signal: Signal::SIGQUIT,
-            timeout: Duration::from_secs(10),
-            kill_signal: Signal::SIGINT,
-            pre_stop_hook: None,
-        };
+        let sd = sequence(Signal::SIGINT);
         let mut s = Stop::begin("t", i32::MAX, &sd, None, false, t0);
         let t1 = t0 + Duration::from_secs(10);
         assert_eq!(s.step(t1, false), Step::Kill);
@@ -327,12 +333,7 @@ mod tests {
     #[test]
     fn a_forced_stop_is_sigkill_whatever_the_kill_signal() {
         let t0 = Instant::now();
-        let sd = Shutdown {
-            signal: Signal::SIGTERM,
-            timeout: Duration::from_secs(10),
-            kill_signal: Signal::SIGQUIT,
-            pre_stop_hook: None,
-        };
+        let sd = sequence(Signal::SIGQUIT);
         assert!(Stop::begin("t", i32::MAX, &sd, None, true, t0).killed());
         let mut s = Stop::begin("t", i32::MAX, &sd, None, false, t0);
         s.kill("t", t0);

@@ -198,22 +198,17 @@ pub fn start(
             due: BTreeMap::new(),
         };
         let done = done_tx.clone();
+        // On an error the workers already started stop with `handle`,
+        // whose stop sender goes with it.
         let thread = std::thread::Builder::new()
             .name(format!("heartbeat-{}", i + 1))
             .stack_size(256 * 1024)
             .spawn(move || {
                 let _done = done;
                 worker.run();
-            });
-        match thread {
-            Ok(t) => {
-                handle.queues.push(tx);
-                handle.threads.push(t);
-            }
-            // The started ones stop when `handle` is dropped (its stop
-            // sender goes with it).
-            Err(e) => return Err(e),
-        }
+            })?;
+        handle.queues.push(tx);
+        handle.threads.push(thread);
     }
     Ok(handle)
 }
