@@ -1029,34 +1029,34 @@ mod tests {
 
     #[test]
     fn a_oneshot_its_dependents_wait_for_never_stops_beside_them() {
-        let chain = |migrate_timeout: u64| {
-            let mut db = process("db");
-            db.shutdown.timeout = secs(10);
-            let mut migrate = with_deps("migrate", &["db"]);
+        let budget = |migrate_timeout: u64| {
+            let mut migrate = timed("migrate", &["db"], migrate_timeout);
             migrate.kind = crate::config::ProcessType::Oneshot;
-            migrate.shutdown.timeout = secs(migrate_timeout);
-            let mut app = with_deps("app", &["migrate"]);
-            app.shutdown.timeout = secs(5);
-            let mut web = with_deps("web", &["app"]);
-            web.shutdown.timeout = secs(3);
-            let cfg = config(vec![db, migrate, app, web]);
-            let b = Plan::build(&cfg).unwrap().budget(&cfg);
-            let names: Vec<String> = b.critical_path.iter().map(|(n, _)| n.clone()).collect();
-            (b.total, names)
+            let cfg = config(vec![
+                timed("db", &[], 10),
+                migrate,
+                timed("app", &["migrate"], 5),
+                timed("web", &["app"], 3),
+            ]);
+            Plan::build(&cfg).unwrap().budget(&cfg)
         };
         // Still migrating at the shutdown: app and web have not started.
-        assert_eq!(chain(30), (secs(40), vec!["migrate".into(), "db".into()]));
-        // Done migrating: it takes no time, the chain passes through it.
+        let b = budget(30);
         assert_eq!(
-            chain(2),
-            (secs(18), vec!["web".into(), "app".into(), "db".into()])
+            (b.total, path(&b)),
+            (secs(40), vec![("migrate", 30), ("db", 10)])
+        );
+        // Done migrating: it takes no time, the chain passes through it.
+        let b = budget(2);
+        assert_eq!(
+            (b.total, path(&b)),
+            (secs(18), vec![("web", 3), ("app", 5), ("db", 10)])
         );
     }
 
     #[test]
     fn a_job_holds_what_it_depends_on_until_its_runs_have_stopped() {
-        let mut db = process("db");
-        db.shutdown.timeout = secs(10);
+        let db = timed("db", &[], 10);
         let mut backup = job("backup");
         backup.depends_on = with_deps("x", &["db"]).depends_on;
         backup.shutdown.timeout = secs(30);
