@@ -275,6 +275,22 @@ pub fn format_line(r: &Record, target: Target) -> Vec<u8> {
 }
 
 /// The formatter itself, with explicit settings (golden-tested).
+/// `msg` with control characters but tab written as escapes (`\u{1b}`).
+fn push_escaped(buf: &mut Vec<u8>, msg: &str) {
+    if !msg.chars().any(|c| c.is_control() && c != '\t') {
+        buf.extend_from_slice(msg.as_bytes());
+        return;
+    }
+    for c in msg.chars() {
+        if c.is_control() && c != '\t' {
+            let _ = write!(buf, "{}", c.escape_default());
+        } else {
+            let mut utf8 = [0u8; 4];
+            buf.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+        }
+    }
+}
+
 pub fn format_with(r: &Record, json: bool, color: bool, width: usize) -> Vec<u8> {
     let mut buf = Vec::with_capacity(r.msg.len() + 64);
     if json {
@@ -300,7 +316,16 @@ pub fn format_with(r: &Record, json: bool, color: bool, width: usize) -> Vec<u8>
         } else {
             lvl
         };
-        let _ = write!(buf, "{ts} {lvl} {who:<width$} | {}", r.msg);
+        let _ = write!(buf, "{ts} {lvl} {who:<width$} | ");
+        if &*r.process == SELF {
+            // sheepdog's own messages quote what others wrote (a probe's
+            // output, an error from a server): one record stays one line,
+            // and no escape sequence of theirs reaches the terminal.
+            push_escaped(&mut buf, &r.msg);
+        } else {
+            // A child's line is its own, colours and all.
+            buf.extend_from_slice(r.msg.as_bytes());
+        }
         if r.continued {
             buf.extend_from_slice(" …(continued)".as_bytes());
         }
@@ -620,6 +645,25 @@ mod tests {
             ("context".into(), serde_json::json!({"user": 7})),
         ];
         r
+    }
+
+    #[test]
+    fn own_messages_have_their_control_characters_escaped_a_childs_not() {
+        let mut own = Record::new(
+            LogLevel::Warn,
+            SELF.into(),
+            "probe: \u{1b}[31mred\u{0}\tx\ny".into(),
+        );
+        own.ts = UNIX_EPOCH;
+        let line = String::from_utf8(format_with(&own, false, false, 8)).unwrap();
+        assert!(
+            line.ends_with("| probe: \\u{1b}[31mred\\u{0}\tx\\ny\n"),
+            "{line:?}"
+        );
+        let mut child = Record::new(LogLevel::Info, "web".into(), "\u{1b}[32mgreen".into());
+        child.ts = UNIX_EPOCH;
+        let line = String::from_utf8(format_with(&child, false, false, 8)).unwrap();
+        assert!(line.ends_with("| \u{1b}[32mgreen\n"), "{line:?}");
     }
 
     #[test]
