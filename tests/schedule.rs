@@ -478,8 +478,11 @@ fn oneshot_history_through_the_api() {
 
 #[test]
 fn a_job_whose_program_is_missing_is_named_plainly() {
-    let cfg = "global:\n  api_enabled: false\n  metrics_enabled: false\nprocesses:\n  ghost:\n    command: [/nonexistent/bin/ghost]\n    schedule: \"@every 1s\"\n";
-    let mut sd = Sheepdog::start("job-missing", cfg);
+    let cfg = without_http(
+        "",
+        "  ghost:\n    command: [/nonexistent/bin/ghost]\n    schedule: \"@every 1s\"\n",
+    );
+    let mut sd = Sheepdog::start("job-missing", &cfg);
     sd.wait_log("unable to start \"/nonexistent/bin/ghost\": No such file or directory");
     assert!(!sd.log().contains("Some("), "{}", sd.log());
     sd.signal(libc::SIGTERM);
@@ -490,15 +493,17 @@ fn a_job_whose_program_is_missing_is_named_plainly() {
 fn no_run_starts_while_a_dependency_is_down() {
     // Regression: once `db` had started, its later crash and backoff did
     // not hold the job back.
-    let cfg = "global:\n  api_enabled: false\n  metrics_enabled: false\n  restart_backoff_initial: 1m\n  restart_backoff_max: 1m\nprocesses:\n".to_string()
-        + r#"
+    let cfg = without_http(
+        "  restart_backoff_initial: 1m\n  restart_backoff_max: 1m\n",
+        r#"
   db:
     command: "while [ ! -e $DIR/crash ]; do sleep 0.05; done; exit 1"
   job:
     schedule: "@every 200ms"
     depends_on: [db]
     command: "echo run >> $DIR/runs"
-"#;
+"#,
+    );
     let mut sd = Sheepdog::start("job-dep-down", &cfg);
     assert!(
         wait_until(WAIT, || sd.dir.lines("runs").len() >= 2),
@@ -523,12 +528,14 @@ fn no_run_starts_while_a_dependency_is_down() {
 
 #[test]
 fn a_process_a_run_leaves_behind_is_named_when_the_run_ends() {
-    let cfg = "global:\n  api_enabled: false\n  metrics_enabled: false\nprocesses:\n".to_string()
-        + r#"
+    let cfg = without_http(
+        "",
+        r#"
   job:
     schedule: "@every 1s"
     command: "f=$DIR/escaped.$SHEEPDOG_RUN_ID; setsid sh -c \"echo \\$$ > $f.tmp; mv $f.tmp $f; exec sleep 300\" >/dev/null 2>&1 & while [ ! -e $f ]; do sleep 0.01; done"
-"#;
+"#,
+    );
     let mut sd = Sheepdog::start("job-left-behind", &cfg);
     // Run 1 waits until its escapee has its own session, then ends.
     let pid = sd.wait_pid("escaped.1");
@@ -575,15 +582,17 @@ fn a_running_job_can_be_stopped_and_its_schedule_goes_on() {
 fn a_dependency_of_a_job_is_stopped_after_the_jobs_runs() {
     // Regression: `db` got its stop signal at once, while the run that
     // depends on it was still stopping.
-    let cfg = "global:\n  api_enabled: false\n  metrics_enabled: false\n  shutdown_timeout: 20\nprocesses:\n".to_string()
-        + r#"
+    let cfg = without_http(
+        "  shutdown_timeout: 20\n",
+        r#"
   db:
     command: "trap 'echo db-term >> $DIR/events; exit 0' TERM; while :; do sleep 0.05; done"
   backup:
     schedule: "@every 1s"
     depends_on: [db]
     command: "trap 'sleep 0.5; echo backup-stopped >> $DIR/events; exit 0' TERM; echo running > $DIR/running; while :; do sleep 0.05; done"
-"#;
+"#,
+    );
     let mut sd = Sheepdog::start("job-holds-dep", &cfg);
     assert!(
         wait_until(WAIT, || sd.dir.path("running").exists()),
@@ -598,4 +607,12 @@ fn a_dependency_of_a_job_is_stopped_after_the_jobs_runs() {
         "{}",
         sd.log()
     );
+}
+
+/// A config with the API and metrics off: `global` lines (indented by two),
+/// then `processes`.
+fn without_http(global: &str, processes: &str) -> String {
+    format!(
+        "global:\n  api_enabled: false\n  metrics_enabled: false\n{global}processes:\n{processes}"
+    )
 }
