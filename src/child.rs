@@ -21,10 +21,11 @@ use std::ffi::{CStr, CString, OsStr, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use crate::config::Credentials;
+use crate::exec_error;
 use crate::sys::{self, ExecImage, SpawnError, Stage};
 
 /// Where one of the child's standard descriptors comes from.
@@ -183,14 +184,19 @@ impl Strings {
             .collect()
     }
 
+    /// Each string, without its NUL.
+    fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        self.starts.iter().map(|&i| {
+            let s = &self.bytes[i..];
+            // Every string was pushed with a NUL after it.
+            &s[..s.iter().position(|&b| b == 0).unwrap_or(s.len())]
+        })
+    }
+
     #[cfg(test)]
     fn to_vec(&self) -> Vec<String> {
-        self.starts
-            .iter()
-            .map(|&i| {
-                let end = i + self.bytes[i..].iter().position(|&b| b == 0).unwrap_or(0);
-                String::from_utf8_lossy(&self.bytes[i..end]).into_owned()
-            })
+        self.iter()
+            .map(|s| String::from_utf8_lossy(s).into_owned())
             .collect()
     }
 }
@@ -299,13 +305,35 @@ impl Prepared {
         };
         let pid = sys::spawn_clean(&image).map_err(|e| {
             let context = self.context(e.stage);
-            e.with_context(context)
+            let hint = match (e.stage, e.error.raw_os_error()) {
+                (Stage::Exec, Some(errno)) => self.exec_hint(errno),
+                _ => None,
+            };
+            e.with_context(context).with_hint(hint)
         })?;
         Ok(Child {
             pid,
             stdout: self.parent_out,
             stderr: self.parent_err,
         })
+    }
+
+    /// What the errno of a failed exec does not say: the first candidate
+    /// that exists (as seen from the working directory) explains it.
+    fn exec_hint(&self, errno: i32) -> Option<String> {
+        self.candidates
+            .iter()
+            .map(|c| {
+                let c = Path::new(OsStr::from_bytes(c));
+                match &self.dir {
+                    Some(d) if c.is_relative() => {
+                        Path::new(OsStr::from_bytes(d.as_bytes())).join(c)
+                    }
+                    _ => c.to_path_buf(),
+                }
+            })
+            .find(|p| p.symlink_metadata().is_ok())
+            .and_then(|p| exec_error::explain(&p, errno))
     }
 
     fn context(&self, stage: Stage) -> Option<String> {

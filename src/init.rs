@@ -137,8 +137,9 @@ fn exit_code(status: ExitStatus) -> i32 {
 
 /// 127 when the command was not found, 126 when it could not be run.
 fn exec_failure_code(e: &io::Error) -> i32 {
-    match e.raw_os_error() {
-        Some(libc::ENOENT) => NOT_FOUND,
+    // By kind: the message may carry an explanation (`exec_error`).
+    match e.kind() {
+        io::ErrorKind::NotFound => NOT_FOUND,
         _ => NOT_EXECUTABLE,
     }
 }

@@ -15,6 +15,7 @@ mod cli;
 mod config;
 #[cfg(feature = "api")]
 mod ctl;
+mod exec_error;
 mod group;
 mod health;
 mod heartbeat;

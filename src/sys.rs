@@ -256,6 +256,14 @@ impl SpawnError {
         }
         self
     }
+
+    /// Append an explanation of the OS error, keeping its kind.
+    pub fn with_hint(mut self, hint: Option<String>) -> SpawnError {
+        if let Some(h) = hint {
+            self.error = io::Error::new(self.error.kind(), format!("{}; {h}", self.error));
+        }
+        self
+    }
 }
 
 /// Stack for the cloned child until it execs: it runs `child_exec` only

@@ -667,6 +667,62 @@ fn non_executable_file_exits_126() {
 }
 
 #[test]
+fn exec_failures_say_what_the_errno_does_not() {
+    let dir = Scratch::new("exechint");
+    let script = dir.write(
+        "needs-interp",
+        "#!/nonexistent/sheepdog-interp -e\nexit 0\n",
+    );
+    let plain = dir.write("no-shebang", "exit 0\n");
+    let mut cases = vec![
+        (
+            script,
+            127,
+            "its #! line names /nonexistent/sheepdog-interp, which was not found".to_string(),
+        ),
+        (
+            plain,
+            126,
+            "is neither a binary for this machine nor a script starting with #!".into(),
+        ),
+        (
+            dir.0.to_string_lossy().into_owned(),
+            126,
+            "is a directory".into(),
+        ),
+    ];
+    // A real binary whose loader path does not exist: an image built for
+    // another libc.
+    let binary = fs::read("/bin/true").expect("read /bin/true");
+    match binary.windows(4).position(|w| w == b".so.") {
+        Some(dot) if binary.starts_with(b"\x7fELF") => {
+            let mut moved = binary.clone();
+            let at = dot + 4;
+            moved[at] = if moved[at] == b'9' { b'8' } else { b'9' };
+            let start = moved[..at]
+                .iter()
+                .rposition(|&b| b == 0)
+                .map_or(0, |i| i + 1);
+            let end = at + moved[at..].iter().position(|&b| b == 0).unwrap_or(0);
+            let loader = String::from_utf8_lossy(&moved[start..end]).into_owned();
+            let file = dir.path("other-libc");
+            fs::write(&file, &moved).expect("write binary");
+            let hint = format!("its ELF loader {loader} was not found");
+            cases.push((file.to_string_lossy().into_owned(), 127, hint));
+        }
+        _ => eprintln!("/bin/true is static: the ELF loader case is skipped"),
+    }
+    for (cmd, want, hint) in &cases {
+        if cmd.as_str() != dir.0.to_string_lossy() {
+            fs::set_permissions(cmd, fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        let (code, _, err) = run(Mode::Subreaper, &[cmd.as_str()], DEADLINE);
+        assert_eq!(code, *want, "{cmd}: stderr: {err}");
+        assert!(err.contains(hint.as_str()), "{cmd}: stderr: {err}");
+    }
+}
+
+#[test]
 fn exec_failure_as_pid1() {
     if let Err(why) = pid1_support() {
         eprintln!("exec_failure_as_pid1: skipped: {why}");
