@@ -250,13 +250,20 @@ where
                         "--config needs a file name, got an empty string".into(),
                     ));
                 }
+                if let Some(first) = &config {
+                    return Err(UsageError(format!(
+                        "--config given twice ('{}' and '{}'); give one file",
+                        first.display(),
+                        v.display()
+                    )));
+                }
                 config = Some(v);
             }
             Long("dry-run") => dry_run = true,
             Long("json") => json = true,
             Long("main") => main_only = true,
             Short('h') | Long("help") => return Ok(Command::Help),
-            Short('V') | Long("version") => return Ok(Command::Version),
+            Short('V') | Long("version") => return version(&mut parser),
             Value(v) if sub.is_none() => {
                 let name = v.into_string().map_err(|v| {
                     UsageError(format!("unknown command {:?}", v.to_string_lossy()))
@@ -272,7 +279,7 @@ where
                         return parse_ctl(&mut parser).map(Command::Ctl);
                     }
                     "run" | "check" => sub = Some(name),
-                    "version" => return Ok(Command::Version),
+                    "version" => return version(&mut parser),
                     "help" => return Ok(Command::Help),
                     other => {
                         return Err(UsageError(format!(
@@ -314,6 +321,19 @@ where
             }
             Ok(Command::Run { config, dry_run })
         }
+    }
+}
+
+/// `version` takes nothing after it: a typo there would otherwise pass
+/// unnoticed in a script.
+fn version(parser: &mut lexopt::Parser) -> Result<Command, UsageError> {
+    match parser.next()? {
+        None => Ok(Command::Version),
+        Some(lexopt::Arg::Value(v)) => Err(UsageError(format!(
+            "unexpected argument '{}' after 'version'",
+            v.to_string_lossy()
+        ))),
+        Some(arg) => Err(unexpected(arg, &[])),
     }
 }
 
@@ -689,6 +709,15 @@ mod tests {
 
     #[test]
     fn errors_name_the_offender() {
+        let twice = p(&["-c", "a.yaml", "--config", "b.yaml"]).unwrap_err().0;
+        assert!(twice.contains("'a.yaml' and 'b.yaml'"), "{twice}");
+        assert!(p(&["version", "extra"]).unwrap_err().0.contains("'extra'"));
+        assert!(p(&["--version", "--json"])
+            .unwrap_err()
+            .0
+            .contains("--json"));
+        assert_eq!(p(&["version"]).unwrap(), Command::Version);
+        assert_eq!(p(&["-V"]).unwrap(), Command::Version);
         assert!(p(&["--frobnicate"]).unwrap_err().0.contains("frobnicate"));
         assert!(p(&["launch"]).unwrap_err().0.contains("launch"));
         assert!(p(&["--"]).unwrap_err().0.contains("command"));
