@@ -488,6 +488,24 @@ fn credentials() {
     let c = ok("processes: {w: {command: x, user: 4242424}}");
     let cr = c.processes["w"].credentials.clone().unwrap();
     assert_eq!((cr.uid, cr.gid), (4242424, 4242424));
+    // Not looked up as "1000.0" or "-5".
+    one(
+        "processes: {w: {command: x, user: 1e3}}",
+        "processes.w.user: invalid value 1000.0; expected a name or a numeric id",
+    );
+    one(
+        "processes: {w: {command: x, user: root, group: -5}}",
+        "processes.w.group: invalid value -5; expected a name or a numeric id",
+    );
+}
+
+#[test]
+fn env_numbers_yaml_may_have_rewritten_are_warned_about() {
+    let c = ok("processes: {w: {command: x, env: {V: 1.10, N: 4, S: '1.10'}}}");
+    assert_eq!(c.processes["w"].env["V"], "1.1");
+    assert_eq!(c.processes["w"].env["S"], "1.10");
+    assert_eq!(paths(&c.warnings), ["processes.w.env.V"]);
+    assert!(c.warnings[0].contains("\"1.1\""), "{:?}", c.warnings);
 }
 
 #[test]

@@ -152,12 +152,34 @@ pub fn env_map(
         };
         match text {
             Ok(s) => {
+                if matches!(v, Value::Number(n) if n.is_f64()) {
+                    r.warn(
+                        at,
+                        format!(
+                            "YAML read this value as a number, passed on as {}; quote it if \
+                             it was written differently (1.10 reads as 1.1, 1e3 as 1000.0)",
+                            val::quote(&s)
+                        ),
+                    );
+                }
                 out.insert(k.clone(), s);
             }
             Err(e) => r.error(at, e),
         }
     }
     out
+}
+
+/// A user or group: a name, or a number that is a whole id (`1e3` or
+/// `1000.5` is neither, and would otherwise be looked up as "1000.0").
+fn id_or_name(v: &Value) -> Result<String, String> {
+    match v {
+        Value::Number(n) if !n.is_u64() => Err(format!(
+            "invalid value {}; expected a name or a numeric id (a whole number from 0)",
+            val::describe(v)
+        )),
+        _ => val::text(v),
+    }
 }
 
 /// `user`/`group` under `path`, resolved to ids.
@@ -169,8 +191,8 @@ pub fn credentials(
 ) -> Option<Credentials> {
     let user_path = under(path)("user");
     let group_path = under(path)("group");
-    let u = r.get(user, user_path, val::text);
-    let g = r.get(group, group_path, val::text);
+    let u = r.get(user, user_path, id_or_name);
+    let g = r.get(group, group_path, id_or_name);
     if (user.is_some() && u.is_none()) || (group.is_some() && g.is_none()) {
         return None;
     }
