@@ -33,6 +33,7 @@ mod ports;
 mod probe;
 mod reaper;
 mod resolve;
+mod safe_open;
 mod scheduler;
 #[cfg(test)]
 mod seeded;

@@ -833,3 +833,53 @@ fn a_log_file_per_run_is_closed_when_the_run_ends() {
     sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
 }
+
+#[test]
+fn links_a_child_plants_where_sheepdog_writes_are_not_written_through() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: needs root to run a child as another user");
+        return;
+    }
+    // A directory the child's user owns, as Laravel's storage/logs is.
+    let shared = TempDir::new("planted-links");
+    let logs = shared.path("logs");
+    fs::create_dir(&logs).unwrap();
+    std::os::unix::fs::chown(&logs, Some(65534), Some(65534)).unwrap();
+    let victim = shared.write("victim", "root only\n");
+    // Planted before start, in the readiness file's place and its temporary.
+    std::os::unix::fs::symlink(&victim, logs.join("ready")).unwrap();
+    std::os::unix::fs::symlink(&victim, logs.join("ready.tmp")).unwrap();
+    let (l, v) = (logs.display(), victim.display());
+    let cfg = config(
+        &format!("  readiness_file: {l}/ready\n"),
+        &format!(
+            r#"  app:
+    user: "65534"
+    command: "ln -s {v} {l}/app.log && echo INJECTED && exec sleep 1000"
+    logging:
+      file: {{path: "{l}/{{process}}.log", stdout_too: false}}
+"#
+        ),
+    );
+    let mut sd = Sheepdog::start("planted", &cfg);
+    sd.wait_log("it is a symlink owned by uid 65534, not by sheepdog");
+    assert!(
+        wait_until(WAIT, || messages(&sd.log(), "app-1") == ["INJECTED"]),
+        "the line goes to stdout instead:\n{}",
+        sd.log()
+    );
+    let ready = logs.join("ready");
+    assert!(
+        wait_until(WAIT, || fs::read_to_string(&ready)
+            .is_ok_and(|r| r.starts_with("ready\n"))),
+        "{}",
+        sd.log()
+    );
+    assert!(!fs::symlink_metadata(&ready)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "root only\n");
+}

@@ -14,13 +14,14 @@
 //!   and the line that triggered it goes to the new file.
 //! - Writes are buffered per output-thread round (`push_line` then
 //!   `flush`); the buffer is bounded (`BUF_MAX`, flushed early beyond it).
+//! - The file is opened by `safe_open::append`: a symlink or hard link that
+//!   a child planted in the log directory is refused, not written through.
 //! - A missing directory is a clear error at open ("directory … does not
 //!   exist"), never a panic; a failing rename keeps writing to the current
 //!   file (it grows past `max_size` rather than lose lines).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Flush the write buffer early beyond this many bytes.
@@ -66,11 +67,7 @@ pub fn check_dir(path: &Path) -> Result<(), String> {
 
 fn open_append(path: &Path) -> Result<(File, u64), String> {
     check_dir(path)?;
-    let file = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o640)
-        .open(path)
+    let file = crate::safe_open::append(path, 0o640)
         .map_err(|e| format!("unable to open log file {}: {e}", path.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     Ok((file, size))

@@ -146,7 +146,7 @@ impl Supervisor {
                     unix_seconds(SystemTime::now()) as u64
                 )
             });
-            write_atomically(&r.path, content.as_bytes())
+            crate::safe_open::write_atomically(&r.path, content.as_bytes())
         } else {
             match std::fs::remove_file(&r.path) {
                 // Nothing to remove (first publish): nothing to say either.
@@ -247,14 +247,6 @@ fn instance_status(index: u32, inst: &Inst, now: SystemTime) -> InstanceStatus {
         health_check_last_seconds: inst.probes.last_seconds,
         health_check_buckets: inst.probes.buckets,
     }
-}
-
-/// Write `path` so readers see either no file or the whole content.
-fn write_atomically(path: &std::path::Path, content: &[u8]) -> std::io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    std::fs::write(&tmp, content)?;
-    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]
