@@ -155,6 +155,16 @@ fn run(config: Option<PathBuf>) -> i32 {
     prepare_process();
     // Before the first thread (the first log line starts one).
     sys::block_realtime_signals();
+    // Before the configuration loads, which takes a while for a big one: a
+    // SIGTERM meanwhile waits in the self-pipe and starts the shutdown,
+    // where PID 1 without a handler would drop it.
+    let sigs = match signals::install(signals::SUPERVISOR) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("sheepdog: unable to install signal handlers: {e}");
+            return exit::FAILURE;
+        }
+    };
     logging::init(config::LogFormat::Text, config::LogLevel::Info);
     let (cfg, plan) = match load(config) {
         Ok(x) => x,
@@ -172,5 +182,5 @@ fn run(config: Option<PathBuf>) -> i32 {
         }
         return exit::USAGE;
     }
-    supervisor::run(cfg, plan)
+    supervisor::run(cfg, plan, sigs)
 }

@@ -1163,3 +1163,45 @@ fn an_idle_sheepdog_sleeps() {
         assert_eq!(sd.exit_code(WAIT), 0);
     }
 }
+
+/// Whether `pid` catches `sig` (its SigCgt mask in /proc).
+fn catches(pid: i32, sig: i32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (sig - 1)) != 0)
+}
+
+#[test]
+fn a_sigterm_while_the_configuration_loads_is_not_lost() {
+    // As PID 1 a SIGTERM without a handler is dropped; elsewhere it kills
+    // sheepdog outright. Either way the handlers must be in place before
+    // the configuration is read, which a FIFO holds up here.
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = TempDir::new("load-sigterm");
+    let fifo = dir.path("sheepdog.yaml");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let mut sd = Sheepdog::start_file("load-sigterm", &fifo, |_| {});
+    assert!(
+        wait_until(WAIT, || catches(sd.pid(), libc::SIGTERM)),
+        "no SIGTERM handler while the configuration loads:\n{}",
+        sd.log()
+    );
+    sd.signal(libc::SIGTERM);
+    let mut writer = None;
+    assert!(wait_until(WAIT, || {
+        writer = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .ok();
+        writer.is_some()
+    }));
+    let config = "global: {api_enabled: false, metrics_enabled: false}\nprocesses:\n  app: {command: [sleep, '1000']}\n";
+    writer.take().unwrap().write_all(config.as_bytes()).unwrap();
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    sd.wait_log("shutting down (received SIGTERM)");
+}

@@ -62,15 +62,10 @@ const OUTPUT_GRACE: Duration = Duration::from_secs(2);
 
 /// Run the supervisor until it decides to exit; returns the exit code.
 /// Must be called on the main thread: it becomes the signal loop and reaper.
-pub fn run(config: Config, plan: Plan) -> i32 {
+/// `sigs` is `signals::install(signals::SUPERVISOR)`, installed by the
+/// caller before the configuration was loaded.
+pub fn run(config: Config, plan: Plan, sigs: &'static mut signal_hook::iterator::Signals) -> i32 {
     reaper::adopt_orphans();
-    let sigs = match signals::install(signals::SUPERVISOR) {
-        Ok(s) => s,
-        Err(e) => {
-            log::error!("unable to install signal handlers: {e}");
-            return exit::FAILURE;
-        }
-    };
     let store = Arc::new(LogStore::new(config.global.extra.log_buffer_lines));
     crate::logging::set_store(store.clone());
     let (output, _output_thread) = match Output::start(store.clone()) {
