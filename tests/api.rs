@@ -677,6 +677,36 @@ fn stop_start_signal_and_shutdown_through_the_api() {
 }
 
 #[test]
+fn a_dependency_stopped_before_it_was_healthy_keeps_its_dependents_waiting() {
+    // A database still starting (or a stuck migration) that an operator
+    // stops must not let the app start on it.
+    let procs = r#"
+  db:
+    command: "exec sleep 1000"
+    health_check: {type: exec, command: [test, -e, $DIR/healthy], initial_delay: 0, period: 100ms, timeout: 1s, mode: readiness}
+  web:
+    command: "exec sleep 1000"
+    depends_on: {db: {condition: healthy}}
+"#;
+    let api = Api::start("api-stopped-dep", Some(TOKEN), "", procs);
+    api.wait_running("db", 1);
+    let r = api.post("/api/v1/processes/db/stop", "");
+    assert!(r.status == 200 || r.status == 202, "{}", r.body);
+    api.sd.wait_log("db-1: stopped");
+    api.sd.dir.write("healthy", "");
+    let r = api.post("/api/v1/processes/db/start", "");
+    assert!(r.status == 200 || r.status == 202, "{}", r.body);
+    api.sd.wait_log("starting web");
+    let log = api.sd.log();
+    let second_start = log.match_indices("db-1: started").nth(1).map(|(i, _)| i);
+    let web = log.find("starting web");
+    assert!(
+        second_start.is_some() && web > second_start,
+        "web started only once db ran again and was healthy:\n{log}"
+    );
+}
+
+#[test]
 fn scaling_up_and_down_through_the_api() {
     let procs = "  q:\n    command: \"exec sleep 1000\"\n    max_scale: 4\n  once:\n    type: oneshot\n    command: \"exit 0\"\n";
     let api = Api::start("api-scale", Some(TOKEN), "", procs);

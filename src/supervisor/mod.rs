@@ -845,8 +845,12 @@ impl Supervisor {
             ProcessType::Longrun => Condition::Started,
         });
         match p.phase {
-            ProcPhase::Held | ProcPhase::Stopped => return DepState::Satisfied,
-            ProcPhase::Pending => return DepState::Waiting,
+            // `initial_state: stopped` does not hold its dependents back.
+            ProcPhase::Held => return DepState::Satisfied,
+            // Stopped on request before it met the condition (a stuck
+            // migration, a database still starting): its dependents wait
+            // until it is started again and meets it.
+            ProcPhase::Stopped | ProcPhase::Pending => return DepState::Waiting,
             ProcPhase::Active | ProcPhase::Stopping | ProcPhase::Finished => {}
         }
         let insts = || p.instances.values();
