@@ -61,6 +61,7 @@ pub const FORWARDED: &[libc::c_int] = &[
     SIGWINCH,
     SIGIO,
     libc::SIGPWR,
+    libc::SIGSTKFLT,
 ];
 
 /// Register `set` and return the iterator the main thread blocks on.

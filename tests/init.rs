@@ -311,13 +311,14 @@ fn exit_codes_propagate_as_pid1() {
 
 // ------------------------------------------------- 2. signal forwarding
 
-/// Traps USR1, HUP and TERM, logging each to $1; exits 42 on TERM. Each
+/// Traps USR1, HUP, STKFLT and TERM, logging each to $1; exits 42 on TERM. Each
 /// forwarded signal also ends the current `sleep` (same group), so the
 /// shell's `wait` returns and the trap runs at once.
 const TRAPPER: &str = r#"
 out="$1"
 trap 'echo USR1 >> "$out"' USR1
 trap 'echo HUP >> "$out"' HUP
+trap 'echo STKFLT >> "$out"' 16
 trap 'echo TERM >> "$out"; kill $! 2>/dev/null; exit 42' TERM
 echo ready >> "$out"
 while :; do sleep 100 & wait $!; done
@@ -344,14 +345,19 @@ fn signals_are_forwarded() {
         let read = || fs::read_to_string(&out).unwrap_or_default();
         wait_for(DEADLINE, "the child's traps", || read() == "ready\n");
         let mut expected = vec!["ready"];
-        for (sig, name) in [(Signal::SIGUSR1, "USR1"), (Signal::SIGHUP, "HUP")] {
+        // STKFLT: its default would end sheepdog (not PID 1) and orphan CMD.
+        for (sig, name) in [
+            (Signal::SIGUSR1, "USR1"),
+            (Signal::SIGHUP, "HUP"),
+            (Signal::SIGSTKFLT, "STKFLT"),
+        ] {
             kill(Pid::from_raw(target), sig).expect("signal sheepdog");
             expected.push(name);
             wait_for(DEADLINE, name, || lines(&read()) == expected);
         }
         kill(Pid::from_raw(target), Signal::SIGTERM).expect("signal sheepdog");
         assert_eq!(proc.code(DEADLINE), 42, "{mode:?}");
-        assert_eq!(read(), "ready\nUSR1\nHUP\nTERM\n", "{mode:?}");
+        assert_eq!(read(), "ready\nUSR1\nHUP\nSTKFLT\nTERM\n", "{mode:?}");
     }
 }
 
