@@ -239,6 +239,91 @@ fn pre_stop_runs_once_per_process_and_before_its_signal() {
 }
 
 #[test]
+fn a_process_that_exits_during_its_pre_stop_hook_is_stopped_when_the_hook_ends() {
+    // horizon:terminate: the hook makes the process exit, then waits. Its
+    // dependency must keep running, and post_stop wait, until the hook ends.
+    let cfg = header("  pre_start: []")
+        + &recorder("base", "")
+        + r#"
+  w:
+    command: "echo w-up >> $DIR/events; while [ ! -e $DIR/quit ]; do sleep 0.02; done; echo w-exit >> $DIR/events"
+    depends_on: [base]
+    hooks:
+      pre_stop:
+        - { name: terminate, command: "touch $DIR/quit; while [ ! -e $DIR/release ]; do sleep 0.02; done; echo pre-end >> $DIR/events" }
+      post_stop:
+        - { name: after, command: "echo post >> $DIR/events" }
+"#;
+    let mut sd = Sheepdog::start("exitinprestop", &cfg);
+    let has = |sd: &Sheepdog, e: &str| sd.dir.lines("events").iter().any(|x| x == e);
+    assert!(wait_until(WAIT, || has(&sd, "w-up") && has(&sd, "base-up")));
+    sd.signal(TERM);
+    assert!(wait_until(WAIT, || has(&sd, "w-exit")), "{}", sd.log());
+    // sheepdog has seen the exit (its instance thread reported it).
+    sd.wait_log("w-1: exited 0");
+    sd.dir.write("release", "");
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let events = sd.dir.lines("events");
+    assert_eq!(events[2..4], ["w-exit", "pre-end"], "{}", sd.log());
+    // Then post_stop and base's stop, in either order (as for any stop).
+    let mut rest = events[4..].to_vec();
+    rest.sort();
+    assert_eq!(rest, ["base-term", "post"], "{}", sd.log());
+}
+
+#[test]
+fn a_stop_while_a_pre_start_hook_runs_skips_pre_stop_and_starts_nothing() {
+    let cfg = header("  pre_start: []")
+        + r#"
+  w:
+    command: "echo w-up >> $DIR/events; exec sleep 1000"
+    hooks:
+      pre_start:
+        - { name: prepare, command: "echo $$ > $DIR/hook; while :; do sleep 0.02; done", timeout: 10m }
+      pre_stop:
+        - { name: drain, command: "echo pre-stop >> $DIR/events" }
+"#;
+    let mut sd = Sheepdog::start("stopinprestart", &cfg);
+    sd.wait_pid("hook");
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    assert!(sd
+        .log()
+        .contains("w: not running; its pre_stop hook(s) are skipped"));
+    assert_eq!(sd.dir.lines("events"), Vec::<String>::new(), "{}", sd.log());
+}
+
+#[test]
+fn a_second_sigterm_skips_the_stop_hooks_still_to_come() {
+    let hooks = r#"
+  post_stop:
+    - { name: bye, command: "echo bye >> $DIR/events; sleep 60" }
+"#;
+    let cfg = header(hooks).replace("shutdown_timeout: 15", "shutdown_timeout: 120")
+        + r#"
+  stubborn:
+    command: "trap '' TERM; echo $$ > $DIR/pid; while :; do sleep 0.02; done"
+    hooks:
+      post_stop:
+        - { name: cleanup, command: "echo cleanup >> $DIR/events; sleep 60" }
+"#;
+    let mut sd = Sheepdog::start("forcedhooks", &cfg);
+    sd.wait_pid("pid");
+    sd.signal(TERM);
+    sd.wait_log("stubborn-1: stopping");
+    sd.signal(TERM);
+    // Well before the 60 s of either hook, let alone the 120 s deadline.
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    assert!(
+        sd.log()
+            .contains("hook(s) skipped: the shutdown was forced"),
+        "{}",
+        sd.log()
+    );
+    assert_eq!(sd.dir.lines("events"), Vec::<String>::new());
+}
+
+#[test]
 fn a_process_pre_start_hook_runs_before_every_start() {
     let cfg = header("  pre_start: []")
         + r#"

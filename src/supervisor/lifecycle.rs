@@ -65,6 +65,17 @@ fn pre_stop_list(def: &crate::config::Process) -> Vec<Hook> {
 impl Supervisor {
     fn spawn_hooks(&mut self, job: HookJob, hooks: Vec<Hook>, kind: Kind, process: Option<String>) {
         let deadline = match self.phase {
+            Phase::ShuttingDown { forced: true, .. } => {
+                // A forced shutdown (second SIGTERM) ends now: no hook
+                // starts, and the flow goes on as if it was cancelled.
+                log::warn!(
+                    "{}: {} hook(s) skipped: the shutdown was forced",
+                    process.as_deref().unwrap_or("sheepdog"),
+                    hooks.len()
+                );
+                let _ = self.hook_done_tx.send((job, Err(ListError::Cancelled)));
+                return;
+            }
             Phase::ShuttingDown { deadline, .. } => Some(deadline),
             Phase::Running => None,
         };
@@ -209,7 +220,13 @@ impl Supervisor {
         };
         let hooks = pre_stop_list(&p.def);
         let job = HookJob::ProcPreStop(name.to_string());
-        if !hooks.is_empty() && !self.running_hooks.contains_key(&job) {
+        // With nothing running (its pre_start hooks still run, or it waits
+        // in backoff) there is nothing for pre_stop to drain: the stop goes
+        // straight to the instances, which cancels a start in progress.
+        let running = p.instances.values().any(|i| i.pid.is_some());
+        if !hooks.is_empty() && !running {
+            log::info!("{name}: not running; its pre_stop hook(s) are skipped");
+        } else if !hooks.is_empty() && !self.running_hooks.contains_key(&job) {
             log::info!(
                 "{name}: running {} pre_stop hook(s) before its stop signal",
                 hooks.len()
@@ -271,26 +288,45 @@ impl Supervisor {
                 }
             }
             HookJob::GlobalPostStop => self.stage = Stage::Done,
-            HookJob::ProcPreStop(name) => {
-                let Some(p) = self.procs.get(&name) else {
-                    return;
-                };
-                if p.phase == ProcPhase::Stopping {
-                    for i in p.instances.values().filter(|i| i.outcome.is_none()) {
-                        i.send(Cmd::Stop);
-                    }
-                }
-                if p.all_done() {
-                    // It ended while the hook ran.
-                    self.try_stop_ready();
-                }
-            }
+            HookJob::ProcPreStop(name) => self.pre_stop_done(&name),
             HookJob::ProcPostStop(_) => {}
         }
         if self.stage == Stage::Stopping {
             // Perhaps the last hook the end of the shutdown waited for.
             self.try_stop_ready();
         }
+    }
+
+    /// `name`'s pre_stop hooks ended: now its stop signal or, when it ended
+    /// while they ran, the end of its stop.
+    fn pre_stop_done(&mut self, name: &str) {
+        let Some(p) = self.procs.get_mut(name) else {
+            return;
+        };
+        if p.phase != ProcPhase::Stopping {
+            return;
+        }
+        if !p.all_done() {
+            for i in p.instances.values().filter(|i| i.outcome.is_none()) {
+                i.send(Cmd::Stop);
+            }
+            return;
+        }
+        p.phase = match self.phase {
+            Phase::Running => ProcPhase::Stopped,
+            Phase::ShuttingDown { .. } => ProcPhase::Finished,
+        };
+        // (In a shutdown, `on_hook_done` goes on with the stop order.)
+        if !self.after_stop(name) {
+            self.try_start_ready();
+        }
+    }
+
+    /// Whether `name`'s pre_stop hooks are running: until they end, it has
+    /// not stopped, even with every instance gone.
+    pub(super) fn pre_stop_running(&self, name: &str) -> bool {
+        self.running_hooks
+            .contains_key(&HookJob::ProcPreStop(name.to_string()))
     }
 
     pub(super) fn on_hook_execution(&mut self, e: Execution) {

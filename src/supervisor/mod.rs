@@ -600,6 +600,9 @@ impl Supervisor {
         if let Some(sweep) = &mut self.sweep {
             sweep.force(&self.shared.reaper);
         }
+        // Twice: the second cancel is SIGKILL without the hooks' grace,
+        // as every process gets now.
+        self.cancel_hooks();
         self.cancel_hooks();
         self.stop_runs(scheduler::run::RunCmd::Kill);
         for p in self.procs.values_mut() {
@@ -755,7 +758,14 @@ impl Supervisor {
             return;
         };
         let was_stopping = p.phase == ProcPhase::Stopping;
-        if p.all_done() {
+        // A process that exits while its own pre_stop hooks run (Horizon
+        // ends on `horizon:terminate`, which then waits) is stopped only
+        // when they end: its dependencies and its post_stop wait for them.
+        let hooks_first = was_stopping && self.pre_stop_running(name);
+        let Some(p) = self.procs.get_mut(name) else {
+            return;
+        };
+        if p.all_done() && !hooks_first {
             p.phase = match (p.phase, &self.phase) {
                 (ProcPhase::Stopping, Phase::Running) => ProcPhase::Stopped,
                 (ProcPhase::Held, _) => ProcPhase::Held,
@@ -767,13 +777,7 @@ impl Supervisor {
         }
         let stopped_now = was_stopping && p.phase != ProcPhase::Stopping;
         let critical = p.def.critical;
-        let start_again = stopped_now && std::mem::take(&mut p.start_when_stopped);
-        if stopped_now {
-            self.process_stopped(name);
-        }
-        if start_again && matches!(self.phase, Phase::Running) {
-            log::info!("{name}: stopped; starting it again as scaled");
-            self.launch_all(name);
+        if stopped_now && self.after_stop(name) {
             return;
         }
         if failed && critical && matches!(self.phase, Phase::Running) {
@@ -794,6 +798,21 @@ impl Supervisor {
             }
             Phase::ShuttingDown { .. } => self.try_stop_ready(),
         }
+    }
+
+    /// `name` has just stopped: its post_stop hooks, and a start asked for
+    /// while it stopped (a scale). True when it started again.
+    fn after_stop(&mut self, name: &str) -> bool {
+        self.process_stopped(name);
+        let Some(p) = self.procs.get_mut(name) else {
+            return false;
+        };
+        if std::mem::take(&mut p.start_when_stopped) && matches!(self.phase, Phase::Running) {
+            log::info!("{name}: stopped; starting it again as scaled");
+            self.launch_all(name);
+            return true;
+        }
+        false
     }
 
     /// Start every pending process whose dependencies are satisfied; fail
@@ -1104,10 +1123,15 @@ impl Supervisor {
                 .collect();
             let mut finished_any = false;
             for name in ready {
+                // Stopped only when its pre_stop hooks end.
+                let hooks_running = self.pre_stop_running(&name);
                 let Some(p) = self.procs.get_mut(&name) else {
                     continue;
                 };
                 if p.all_done() {
+                    if p.phase == ProcPhase::Stopping && hooks_running {
+                        continue;
+                    }
                     p.phase = ProcPhase::Finished;
                     finished_any = true;
                     continue;
