@@ -118,11 +118,13 @@ pub struct ScheduleStatus {
 /// Monotonic counters of a scheduled job.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct RunStats {
-    /// Finished runs (success + failure + timeout).
+    /// Finished runs (success + failure + timeout + stopped).
     pub total: u64,
     pub success: u64,
     pub failure: u64,
     pub timeout: u64,
+    /// Stopped on request or by the shutdown.
+    pub stopped: u64,
     /// Triggers skipped at the concurrency limit.
     pub skipped: u64,
     pub duration_seconds_sum: f64,

@@ -573,6 +573,12 @@ fn a_running_job_can_be_stopped_and_its_schedule_goes_on() {
         j["running"].as_u64() == Some(0)
     });
     assert_eq!(api.sd.dir.lines("events"), ["stopped"], "{j:#}");
+    // Recorded as stopped: neither a success nor a failure of the job.
+    assert_eq!(j["stats"]["stopped"].as_u64(), Some(1), "{j:#}");
+    assert_eq!(j["stats"]["failure"].as_u64(), Some(0), "{j:#}");
+    let last = &j["history"][0];
+    assert_eq!(last["result"], "stopped", "{j:#}");
+    assert_eq!(last["error"], "stopped on request", "{j:#}");
     // Still scheduled, not paused.
     assert_eq!(j["paused"].as_bool(), Some(false), "{j:#}");
     assert!(!j["next_run"].is_null(), "{j:#}");

@@ -302,6 +302,7 @@ pub fn render(snap: &Snapshot, api: &ApiCounters) -> String {
             ("success", st.success),
             ("failure", st.failure),
             ("timeout", st.timeout),
+            ("stopped", st.stopped),
         ] {
             sched_runs
                 .get_or_create(&labels(&[("process", &p.name), ("result", result)]))
@@ -646,10 +647,11 @@ mod tests {
                 next_run: Some(1_700_000_060.0),
                 last_run: Some(1_700_000_000.0),
                 stats: crate::status::RunStats {
-                    total: 3,
+                    total: 4,
                     success: 2,
                     failure: 0,
                     timeout: 1,
+                    stopped: 1,
                     skipped: 4,
                     duration_seconds_sum: 12.5,
                     average_duration_seconds: Some(12.5 / 3.0),
@@ -663,6 +665,7 @@ mod tests {
         for needle in [
             "sheepdog_scheduled_runs_total{process=\"cron\",result=\"success\"} 2",
             "sheepdog_scheduled_runs_total{process=\"cron\",result=\"timeout\"} 1",
+            "sheepdog_scheduled_runs_total{process=\"cron\",result=\"stopped\"} 1",
             "sheepdog_scheduled_skipped_total{process=\"cron\"} 4",
             "sheepdog_scheduled_run_duration_seconds_count{process=\"cron\"} 3",
             "sheepdog_scheduled_run_duration_seconds_sum{process=\"cron\"} 12.5",

@@ -292,7 +292,11 @@ impl Supervisor {
                     // It reported Done as its last act.
                     let _ = t.join();
                 }
-                let record = finish_record(job, r.run_id, active.started, &end);
+                let why = match self.phase {
+                    Phase::ShuttingDown { .. } => "stopped: sheepdog is shutting down",
+                    Phase::Running => "stopped on request",
+                };
+                let record = finish_record(job, r.run_id, active.started, &end, why);
                 if !end.stopped {
                     self.beats.run_ended(
                         &r.job,
@@ -426,15 +430,24 @@ fn push_bounded(h: &mut VecDeque<RunRecord>, size: usize, r: RunRecord) {
     }
 }
 
-/// Count a finished run and complete its history entry.
-fn finish_record(job: &mut Job, run_id: u64, started: SystemTime, end: &RunEnd) -> RunRecord {
+/// Count a finished run and complete its history entry. A stopped run
+/// (`why` says how: on request, or by the shutdown) is neither a success nor a
+/// failure of the job: it has a result of its own.
+fn finish_record(
+    job: &mut Job,
+    run_id: u64,
+    started: SystemTime,
+    end: &RunEnd,
+    why: &str,
+) -> RunRecord {
     let now = SystemTime::now();
     let took = now.duration_since(started).unwrap_or_default();
     let secs = took.as_secs_f64();
-    let result = match (end.timed_out, end.status) {
-        (true, _) => "timeout",
-        (false, Some(s)) if s.success() && !end.stopped => "success",
-        (false, Some(_) | None) => "failure",
+    let result = match (end.timed_out, end.stopped, end.status) {
+        (true, _, _) => "timeout",
+        (false, true, _) => "stopped",
+        (false, false, Some(s)) if s.success() => "success",
+        (false, false, _) => "failure",
     };
     let error = match (&end.error, end.stopped, end.timed_out) {
         (Some(e), _, _) => Some(e.clone()),
@@ -442,7 +455,7 @@ fn finish_record(job: &mut Job, run_id: u64, started: SystemTime, end: &RunEnd) 
             "exceeded schedule_timeout ({})",
             format_duration(job.sched.timeout.unwrap_or_default())
         )),
-        (None, true, false) => Some("stopped: sheepdog is shutting down".into()),
+        (None, true, false) => Some(why.into()),
         (None, false, false) => None,
     };
     let st = &mut job.stats;
@@ -450,6 +463,7 @@ fn finish_record(job: &mut Job, run_id: u64, started: SystemTime, end: &RunEnd) 
     match result {
         "success" => st.success += 1,
         "timeout" => st.timeout += 1,
+        "stopped" => st.stopped += 1,
         _ => st.failure += 1,
     }
     st.duration_seconds_sum += secs;
