@@ -139,10 +139,19 @@ fn load(config: Option<PathBuf>) -> Result<(config::Config, plan::Plan), i32> {
 }
 
 fn report(config: Option<PathBuf>, json: bool) -> i32 {
-    let (cfg, plan) = match load(config) {
+    let (mut cfg, plan) = match load(config) {
         Ok(x) => x,
         Err(code) => return code,
     };
+    // What `run` checks on this machine before it starts anything. Only a
+    // warning here: `check` often runs where the image's directories are
+    // not (a CI job), and the file itself is valid.
+    if let Err(problems) = output::check_files(&cfg) {
+        for p in problems.lines() {
+            cfg.warnings
+                .push(format!("{p}; `run` refuses to start until it exists"));
+        }
+    }
     if json {
         out(&format!("{:#}\n", check::render_json(&cfg, &plan)));
     } else {

@@ -120,6 +120,30 @@ fn valid_configs_exit_0() {
 }
 
 #[test]
+fn check_warns_about_a_log_directory_that_run_would_refuse() {
+    let dir = TempDir::new("logdir");
+    let missing = dir.0.join("no-such-dir");
+    let f = dir.file(
+        "logs.yaml",
+        format!(
+            "processes:\n  app:\n    command: [sleep, '1']\n    logging: {{file: {{path: '{}/{{instance}}.log'}}}}\n",
+            missing.display()
+        ),
+    );
+    let out = check(&f, &[]);
+    assert_valid(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("directory {} does not exist", missing.display()))
+            && text.contains("`run` refuses to start until it exists"),
+        "{text}"
+    );
+    // And run does refuse.
+    let out = run(&["run", "-c", f.to_str().unwrap()], &[], None);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+#[test]
 fn bad_values_name_path_value_and_expectation() {
     let dir = TempDir::new("values");
     let f = dir.file(
