@@ -500,6 +500,21 @@ fn credentials() {
 }
 
 #[test]
+fn a_negative_max_restart_attempts_reads_as_unlimited_globally_and_per_process() {
+    let c = ok(
+        "global: {max_restart_attempts: 3}\nprocesses: {w: {command: x, max_restart_attempts: -1}}",
+    );
+    assert_eq!(c.processes["w"].max_restart_attempts, 0);
+    assert_eq!(paths(&c.warnings), ["processes.w.max_restart_attempts"]);
+    let c = ok("global: {max_restart_attempts: 3}\nprocesses: {w: {command: x}}");
+    assert_eq!(c.processes["w"].max_restart_attempts, 3);
+    one(
+        "processes: {w: {command: x, max_restart_attempts: 5000000000}}",
+        "processes.w.max_restart_attempts: invalid value 5000000000; expected an integer from 0 to 4294967295",
+    );
+}
+
+#[test]
 fn env_numbers_yaml_may_have_rewritten_are_warned_about() {
     let c = ok("processes: {w: {command: x, env: {V: 1.10, N: 4, S: '1.10'}}}");
     assert_eq!(c.processes["w"].env["V"], "1.1");

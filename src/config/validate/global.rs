@@ -61,33 +61,8 @@ pub fn build(raw: &RawGlobal, r: &mut Report) -> Global {
         |v| val::choice(v, RESTART_POLICIES),
         RestartPolicy::Always,
     );
-    let max_restart_attempts = match r.get(
-        &raw.max_restart_attempts,
-        p("max_restart_attempts"),
-        val::integer,
-    ) {
-        None => 0,
-        Some(n) if n < 0 => {
-            r.warn(
-                p("max_restart_attempts"),
-                format!("{n} is read as 0 (unlimited); write 0, which means unlimited here"),
-            );
-            0
-        }
-        Some(n) => match u32::try_from(n) {
-            Ok(n) => n,
-            Err(_) => {
-                r.error(
-                    p("max_restart_attempts"),
-                    format!(
-                        "invalid value {n}; expected an integer from 0 to {}",
-                        u32::MAX
-                    ),
-                );
-                0
-            }
-        },
-    };
+    let max_restart_attempts =
+        restart_attempts(&raw.max_restart_attempts, p("max_restart_attempts"), 0, r);
 
     // Legacy `restart_backoff: N` seeds initial = N and max = 12N.
     let legacy = r.get(&raw.restart_backoff, p("restart_backoff"), val::duration);
@@ -168,6 +143,31 @@ pub fn build(raw: &RawGlobal, r: &mut Report) -> Global {
 }
 
 /// A log level (`warning` is accepted for `warn`).
+/// `max_restart_attempts` (global or a process's): 0 = unlimited, and a
+/// negative number, the seed's "unlimited", is read as 0 with a warning.
+pub fn restart_attempts(raw: &V, path: impl KeyPath + Copy, default: u32, r: &mut Report) -> u32 {
+    match r.get(raw, path, val::integer) {
+        None => default,
+        Some(n) if n < 0 => {
+            r.warn(
+                path,
+                format!("{n} is read as 0 (unlimited); write 0, which means unlimited here"),
+            );
+            0
+        }
+        Some(n) => u32::try_from(n).unwrap_or_else(|_| {
+            r.error(
+                path,
+                format!(
+                    "invalid value {n}; expected an integer from 0 to {}",
+                    u32::MAX
+                ),
+            );
+            0
+        }),
+    }
+}
+
 pub fn level(v: &Value) -> Result<LogLevel, String> {
     val::choice(v, LOG_LEVELS).map_err(|e| e.replace(", warning", ""))
 }

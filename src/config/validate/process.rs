@@ -249,11 +249,11 @@ pub fn build(name: &str, raw: &RawProcess, global: &Global, r: &mut Report) -> P
         max_scale,
         depends_on,
         restart,
-        max_restart_attempts: r.get_or(
+        max_restart_attempts: super::global::restart_attempts(
             &raw.max_restart_attempts,
             p("max_restart_attempts"),
-            |v| val::uint32(v, 0, u32::MAX),
             global.max_restart_attempts,
+            r,
         ),
         backoff: Backoff {
             initial: backoff_initial,
