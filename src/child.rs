@@ -235,7 +235,12 @@ impl Source {
 impl Prepared {
     /// Allocate and open everything the child will need.
     pub fn new(cmd: Command) -> io::Result<Prepared> {
-        let envp = environment(&cmd.env)?;
+        let login = login_env(cmd.credentials.as_ref());
+        let envp = if login.is_empty() {
+            environment(&cmd.env)?
+        } else {
+            environment(&[login, cmd.env.clone()].concat())?
+        };
         let path = cmd
             .env
             .iter()
@@ -357,6 +362,25 @@ const DEFAULT_PATH: &str = "/usr/local/bin:/bin:/usr/bin";
 fn base_env() -> &'static [(OsString, OsString)] {
     static BASE: OnceLock<Vec<(OsString, OsString)>> = OnceLock::new();
     BASE.get_or_init(|| std::env::vars_os().collect())
+}
+
+/// What a login as the target user sets, before the command's own `env`
+/// (which wins): `USER`, `LOGNAME` and `HOME` from its passwd entry, as
+/// `su -`, `runuser` and Docker's `USER` give them. A uid without an entry
+/// gets `HOME=/`, as under Docker, rather than sheepdog's own (root's).
+fn login_env(credentials: Option<&Credentials>) -> Vec<(OsString, OsString)> {
+    let Some(c) = credentials else {
+        return Vec::new();
+    };
+    match &c.login {
+        Some((name, home)) => vec![
+            ("USER".into(), name.into()),
+            ("LOGNAME".into(), name.into()),
+            ("HOME".into(), home.into()),
+        ],
+        None if c.uid != nix::unistd::geteuid().as_raw() => vec![("HOME".into(), "/".into())],
+        None => Vec::new(),
+    }
 }
 
 /// sheepdog's environment with `changes` applied in order (the last change

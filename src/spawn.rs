@@ -53,10 +53,6 @@ pub fn command(def: &Process, id: &Identity, argv: &[String]) -> io::Result<Comm
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
     let mut cmd = Command::new(program);
     cmd.args(args);
-    // The user's own, as a login would set them; the process's `env` wins.
-    if let Some((name, home)) = def.credentials.as_ref().and_then(|c| c.login.as_ref()) {
-        cmd.env("USER", name).env("LOGNAME", name).env("HOME", home);
-    }
     cmd.envs(&def.env)
         .env("SHEEPDOG_PROCESS", &*id.process)
         .env("SHEEPDOG_INSTANCE", &*id.instance)

@@ -1052,6 +1052,17 @@ fn user_group_and_working_dir_are_applied() {
     command: "echo \"$USER $HOME\" > $DIR/own-home"
     user: nobody
     env: { HOME: /srv }
+  # A uid without a passwd entry: HOME=/ as under Docker, not root's.
+  no-entry:
+    type: oneshot
+    command: "echo \"$HOME\" > $DIR/no-entry"
+    user: "54321"
+  # A hook's own user gets its login variables too.
+  hooked:
+    type: oneshot
+    command: "true"
+    hooks:
+      pre_start: [{name: as-nobody, user: nobody, command: "echo \"$USER $HOME\" > $DIR/hook-env"}]
   # Runs after the switch above: sheepdog itself must still be root (a
   # child's setuid must never reach the supervisor's own threads).
   after:
@@ -1082,6 +1093,8 @@ fn user_group_and_working_dir_are_applied() {
     let home = nobody.dir.display().to_string();
     assert_eq!(lines[4], format!("nobody nobody {home}"));
     assert_eq!(dir_for_output.lines("own-home"), ["nobody /srv"]);
+    assert_eq!(dir_for_output.lines("no-entry"), ["/"]);
+    assert_eq!(dir_for_output.lines("hook-env"), [format!("nobody {home}")]);
     assert_eq!(dir_for_output.lines("after"), ["0"]);
 }
 
