@@ -4,6 +4,9 @@
 //! - The token comes from `api_auth` or is read once, at start-up, from
 //!   `api_auth_file` (trailing whitespace and newline trimmed; an empty or
 //!   unreadable file aborts start-up rather than leaving the API open).
+//! - A token no request could match (not UTF-8, leading whitespace, a
+//!   control character: `config::check_token`) aborts start-up too, and
+//!   no message ever shows the token.
 //! - The comparison takes time that depends only on the length of what the
 //!   client sent, never on how much of it matches the secret, nor on the
 //!   secret's length.
@@ -79,6 +82,15 @@ fn read_file(path: &Path) -> Result<Token, String> {
             path.display()
         ));
     }
+    // A request head is UTF-8 text: other bytes could never match.
+    let text = std::str::from_utf8(&raw).map_err(|_| {
+        format!(
+            "global.api_auth_file: {}: the token is not UTF-8 text, which no request can send",
+            path.display()
+        )
+    })?;
+    crate::config::check_token(text)
+        .map_err(|e| format!("global.api_auth_file: {}: {e}", path.display()))?;
     Ok(Token(raw))
 }
 
@@ -164,6 +176,24 @@ mod tests {
         assert!(Token::load(&api(None, Some(&f)))
             .unwrap_err()
             .contains("is empty"));
+        // Trailing whitespace is trimmed; what no request could send is an
+        // error that does not show the token.
+        std::fs::write(&f, "from-file \r\n\t\n").unwrap();
+        let t = Token::load(&api(None, Some(&f))).unwrap().unwrap();
+        assert!(t.check(Some("Bearer from-file")).is_ok());
+        for (bad, needle) in [
+            (&b" secret-x\n"[..], "leading or trailing whitespace"),
+            (b"\tsecret-x", "leading or trailing whitespace"),
+            (b"secret-x\x07y", "control character"),
+            (b"secret-x\nsecond-line\n", "control character"),
+            (b"secret-x\xff", "not UTF-8"),
+        ] {
+            std::fs::write(&f, bad).unwrap();
+            let e = Token::load(&api(None, Some(&f))).unwrap_err();
+            assert!(e.starts_with("global.api_auth_file: "), "{e}");
+            assert!(e.contains(needle), "{bad:?}: {e}");
+            assert!(!e.contains("secret-x"), "{e}");
+        }
         let missing = dir.join("missing");
         let e = Token::load(&api(None, Some(&missing))).unwrap_err();
         assert!(e.starts_with("global.api_auth_file: unable to read"), "{e}");

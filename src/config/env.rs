@@ -282,7 +282,10 @@ fn is_map_entry(shape: &Shape, segs: &[String]) -> bool {
 
 /// The variable's text as a YAML value for a key of shape `target`.
 fn typed(raw: &str, target: &Shape, key: Option<&str>, map_entry: bool) -> Result<Value, String> {
-    if map_entry {
+    // A map entry is text; so is a secret, whatever it looks like: a token
+    // starting with `[` or `{` is not YAML to parse (nor to echo in an
+    // error), and one that looks like a number stays the text it is.
+    if map_entry || key == Some("api_auth") {
         return Ok(Value::String(raw.to_string()));
     }
     let t = raw.trim_start();

@@ -24,6 +24,9 @@ mod yaml;
 
 pub use model::*;
 pub use report::process_key;
+/// What a bearer token must be (`api_auth`, and `api_auth_file`'s content).
+#[cfg(feature = "api")]
+pub use validate::check_token;
 /// The one signal grammar (`SIGHUP`, `HUP`, `hup`, `1`), shared with the API.
 #[cfg(feature = "api")]
 pub use value::signal as parse_signal;

@@ -682,6 +682,18 @@ processes:
     assert_eq!(w.scale, 2);
     assert_eq!(w.env["HOST"], "localhost");
 
+    // Substituted text stays text, however numeric it looks.
+    let c = load_env(text, &[("TOKEN", "0x1F"), ("SCALE", "2")], &[]).unwrap();
+    assert_eq!(c.global.api.auth.as_deref(), Some("0x1F"));
+    let e = load_env(text, &[("TOKEN", " s3cret"), ("SCALE", "2")], &[]).unwrap_err();
+    assert_eq!(e.problems.len(), 1, "{:?}", e.problems);
+    assert!(
+        e.problems[0].starts_with("global.api_auth: the token has leading or trailing whitespace"),
+        "{:?}",
+        e.problems
+    );
+    assert!(!e.problems[0].contains("s3cret"), "{:?}", e.problems);
+
     let e = load_env(text, &[("SCALE", "2")], &[]).unwrap_err();
     assert_eq!(e.problems, vec!["global.api_auth: environment variable TOKEN is not set; set it or give a default: ${TOKEN:-default}"]);
     assert_eq!(e.source, Some(PathBuf::from("test.yaml")));
@@ -826,6 +838,36 @@ fn overrides() {
     )
     .unwrap();
     assert_eq!(c.processes["web"].env["A"], "${X}");
+}
+
+/// `SHEEPDOG_GLOBAL_API_AUTH` is always the text it holds (never a YAML
+/// number or flow collection), and must be a token a request can send.
+#[test]
+fn api_auth_override_is_text_a_request_can_send() {
+    for token in [
+        "0x1F",
+        "1.5e3",
+        "1234567890123456789012345678901234567890",
+        "{a: b}",
+        "[x]",
+    ] {
+        let c = load_env(MIN, &[], &[("SHEEPDOG_GLOBAL_API_AUTH", token)]).unwrap();
+        assert_eq!(c.global.api.auth.as_deref(), Some(token));
+    }
+    for (token, needle) in [
+        ("s3cret\n", "leading or trailing whitespace"),
+        (" s3cret", "leading or trailing whitespace"),
+        ("s3cret\r\nX: y", "control character"),
+        ("s3c\u{1b}ret", "control character"),
+    ] {
+        let e = load_env(MIN, &[], &[("SHEEPDOG_GLOBAL_API_AUTH", token)]).unwrap_err();
+        assert_eq!(e.problems.len(), 1, "{:?}", e.problems);
+        let p = &e.problems[0];
+        assert!(p.starts_with("global.api_auth: the token"), "{p}");
+        assert!(p.contains(needle), "{token:?}: {p}");
+        assert!(p.ends_with("(set by SHEEPDOG_GLOBAL_API_AUTH)"), "{p}");
+        assert!(!p.contains("s3c"), "the token is shown: {p}");
+    }
 }
 
 #[test]

@@ -206,7 +206,7 @@ fn api(raw: &RawGlobal, r: &mut Report) -> Api {
         .get(&raw.api_socket, p("api_socket"), val::text)
         .map(PathBuf::from);
     let auth = r
-        .get(&raw.api_auth, p("api_auth"), val::string)
+        .get(&raw.api_auth, p("api_auth"), api_token)
         .filter(|s| !s.is_empty());
     let auth_file = r
         .get(&raw.api_auth_file, p("api_auth_file"), val::text)
@@ -274,6 +274,50 @@ fn api(raw: &RawGlobal, r: &mut Report) -> Api {
         rate_limit,
         rate_burst,
     }
+}
+
+/// `api_auth`: a YAML string, since YAML rewrites a number before sheepdog
+/// sees it (`0x1F` would be the token `31`, `1.5e3` would be `1500.0`).
+/// Empty means no token. Errors never show the value: it is a secret.
+fn api_token(v: &Value) -> Result<String, String> {
+    match v {
+        Value::String(s) if s.is_empty() => Ok(String::new()),
+        Value::String(s) => check_token(s).map(|()| s.clone()),
+        Value::Number(_) => Err("is a YAML number, not the text written: YAML rewrites \
+             hex, exponents and long digit strings before sheepdog sees them; \
+             quote it: api_auth: \"...\""
+            .into()),
+        Value::Bool(_) => {
+            Err("is a YAML boolean; expected a string (the bearer token): quote it".into())
+        }
+        other => Err(format!(
+            "expected a string (the bearer token), got {}",
+            describe(other)
+        )),
+    }
+}
+
+/// A bearer token no request could match is an error: HTTP header values
+/// are trimmed, so leading or trailing whitespace can never be sent, and a
+/// control character cannot be sent either. For `api_auth`,
+/// `SHEEPDOG_GLOBAL_API_AUTH` and the content of `api_auth_file` (after
+/// its trailing whitespace is trimmed). The message never shows the token.
+pub fn check_token(token: &str) -> Result<(), String> {
+    if token.starts_with(char::is_whitespace) || token.ends_with(char::is_whitespace) {
+        return Err(
+            "the token has leading or trailing whitespace, which no request can send \
+                    (HTTP trims header values); remove it"
+                .into(),
+        );
+    }
+    if token.contains(char::is_control) {
+        return Err(
+            "the token contains a control character (a newline, tab or other \
+                    non-printing character), which no request can send; remove it"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 fn metrics(raw: &RawGlobal, r: &mut Report) -> Metrics {
@@ -730,6 +774,49 @@ mod tests {
         assert!(err("{api_auth: a, api_auth_file: /x}")[0].contains("only one"));
         assert!(err("{api_port: 9000, metrics_port: 9000}")[0].contains("also api_port"));
         ok("{api_port: 9000, metrics_port: 9000, metrics_enabled: false}");
+    }
+
+    #[test]
+    fn api_auth_is_a_string_a_request_can_send() {
+        assert_eq!(ok("{api_auth: s3cr3t}").api.auth.as_deref(), Some("s3cr3t"));
+        assert_eq!(ok("{api_auth: '0x1F'}").api.auth.as_deref(), Some("0x1F"));
+        assert_eq!(ok("{api_auth: 'a bé'}").api.auth.as_deref(), Some("a bé"));
+        // Numbers: YAML has already rewritten them (0x1F is 31, 1.5e3 is
+        // 1500.0, 40 digits lose most of theirs), so none is taken.
+        for n in [
+            "0x1F",
+            "1.5e3",
+            "1234567890123456789012345678901234567890",
+            "31",
+        ] {
+            let e = err(&format!("{{api_auth: {n}}}"));
+            assert_eq!(e.len(), 1, "{e:?}");
+            assert!(
+                e[0].starts_with("global.api_auth: is a YAML number"),
+                "{e:?}"
+            );
+            assert!(e[0].contains("quote it"), "{e:?}");
+            assert!(!e[0].contains(n), "the token is shown: {e:?}");
+        }
+        // What no request can send; the message never shows the token.
+        for (yaml, needle) in [
+            (r"{api_auth: ' tok3n'}", "leading or trailing whitespace"),
+            (r"{api_auth: 'tok3n '}", "leading or trailing whitespace"),
+            (r#"{api_auth: "tok3n\n"}"#, "leading or trailing whitespace"),
+            (r#"{api_auth: "tok3n\tx"}"#, "control character"),
+            (r#"{api_auth: "tok3n\u0000x"}"#, "control character"),
+            (r#"{api_auth: "tok3n\u007fx"}"#, "control character"),
+        ] {
+            let e = err(yaml);
+            assert_eq!(e.len(), 1, "{e:?}");
+            assert!(e[0].starts_with("global.api_auth: the token"), "{e:?}");
+            assert!(e[0].contains(needle), "{yaml}: {e:?}");
+            assert!(!e[0].contains("tok3n"), "the token is shown: {e:?}");
+        }
+        assert!(err("{api_auth: true}")[0].contains("boolean"));
+        assert!(err("{api_auth: [a]}")[0].contains("got a list"));
+        // Empty: no token, as before.
+        assert_eq!(ok("{api_auth: ''}").api.auth, None);
     }
 
     #[test]

@@ -10,6 +10,9 @@ mod global;
 mod hooks;
 mod process;
 
+#[cfg(feature = "api")]
+pub use global::check_token;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
