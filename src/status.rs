@@ -60,7 +60,7 @@ pub struct Snapshot {
     /// check is ready and no process has failed for good.
     pub ready: bool,
     /// Why not ready (empty when ready).
-    pub not_ready: Vec<String>,
+    pub not_ready: Vec<NotReady>,
     /// Adopted orphans reaped so far.
     pub orphans_reaped: u64,
     /// Seconds the last shutdown took (set when it completes).
@@ -76,6 +76,38 @@ pub struct Snapshot {
     #[serde(skip)]
     #[cfg_attr(not(feature = "api"), allow(dead_code))] // read by the API only
     pub heartbeats: Vec<HeartbeatStats>,
+}
+
+/// One reason the container is not ready.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NotReady {
+    /// What and its state (`web-2: backoff`, `web-1: unhealthy`, `sheepdog
+    /// is shutting down`): safe to show a client without the token.
+    pub what: String,
+    /// The failing check's own words (probe output, a probe URL with its
+    /// query): may hold secrets, so only clients with the token see it.
+    pub detail: Option<String>,
+}
+
+impl NotReady {
+    pub fn new(what: String) -> NotReady {
+        NotReady { what, detail: None }
+    }
+
+    /// `what: detail`, for clients that may see the detail.
+    pub fn full(&self) -> String {
+        match &self.detail {
+            Some(d) => format!("{}: {d}", self.what),
+            None => self.what.clone(),
+        }
+    }
+}
+
+/// As `full()`: a snapshot is serialised only for clients with the token.
+impl Serialize for NotReady {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.full())
+    }
 }
 
 /// Heartbeat pings of one process, counted once each after its retries.

@@ -1751,3 +1751,79 @@ fn scaling_past_the_last_port_is_refused() {
     assert!(r.body.contains("past 65535"), "{}", r.body);
     api.scale("edge", r#"{"desired": 2}"#);
 }
+
+/// Two processes whose readiness checks fail with secrets in their words:
+/// an exec probe's output and an HTTP probe's URL query.
+fn failing_checks(closed_port: u16) -> String {
+    format!(
+        "  probed:\n    command: \"exec sleep 1000\"\n    health_check: {{ type: exec, command: [sh, -c, \"echo probe-output-s3cret; exit 1\"], initial_delay: 0, period: 100ms, timeout: 2s, failure_threshold: 1, mode: readiness }}\n  \
+         fetched:\n    command: \"exec sleep 1000\"\n    health_check: {{ type: http, url: \"http://127.0.0.1:{closed_port}/h?key=url-s3cret\", initial_delay: 0, period: 100ms, timeout: 1s, failure_threshold: 1, mode: readiness }}\n"
+    )
+}
+
+/// Wait until /ready, asked with `token`, shows both checks' words.
+fn wait_for_detailed_ready(api: &Api, token: Option<&str>) -> Resp {
+    let mut last = None;
+    let ok = wait_until(WAIT, || {
+        let r = http::get(api.port, "/api/v1/ready", token);
+        let done = r.body.contains("probe-output-s3cret") && r.body.contains("url-s3cret");
+        last = Some(r);
+        done
+    });
+    let last = last.unwrap();
+    assert!(
+        ok,
+        "/ready never showed the checks' errors: {}\n{}",
+        last.body,
+        api.sd.log()
+    );
+    last
+}
+
+#[test]
+fn ready_without_the_token_says_what_is_not_ready_but_not_the_checks_words() {
+    let closed = http::free_port();
+    let api = Api::start("api-ready-secret", Some(TOKEN), "", &failing_checks(closed));
+    // With the token: everything, as before.
+    let r = wait_for_detailed_ready(&api, Some(TOKEN));
+    assert_eq!(r.status, 503, "{}", r.body);
+    // Without it, or with a wrong one: which instances and their state.
+    for token in [None, Some("wrong")] {
+        let r = http::get(api.port, "/api/v1/ready", token);
+        assert_eq!(r.status, 503, "{token:?}: {}", r.body);
+        assert!(!r.body.contains("s3cret"), "{token:?}: {}", r.body);
+        let body = r.json();
+        let mut why: Vec<&str> = body["not_ready"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        why.sort_unstable();
+        assert_eq!(
+            why,
+            ["fetched-1: unhealthy", "probed-1: unhealthy"],
+            "{token:?}: {}",
+            r.body
+        );
+        assert_eq!(body["ready"], false);
+        assert!(body["error"].as_str().unwrap().starts_with("not ready: "));
+    }
+}
+
+#[test]
+fn ready_without_a_configured_token_keeps_the_details() {
+    let closed = http::free_port();
+    let api = Api::start("api-ready-open", None, "", &failing_checks(closed));
+    let r = wait_for_detailed_ready(&api, None);
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(
+        r.json()["not_ready"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v.as_str().unwrap().starts_with("probed-1: unhealthy: ")),
+        "{}",
+        r.body
+    );
+}

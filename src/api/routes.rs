@@ -8,6 +8,9 @@
 //! - Order of checks: route (404), method (405), token (401) for every
 //!   route but health and readiness, then the handler. (Body size and rate
 //!   limits were applied by the server before.)
+//! - Readiness shows a health check's error text (probe output, probe
+//!   URLs: secrets) only to clients with the token, or to all when no
+//!   token is configured; others get `name-i: state` and nothing more.
 //! - Handlers never block on anything but a control reply, and that wait
 //!   is bounded (`REPLY_WAIT`, `PING_WAIT`); a supervisor that does not
 //!   answer makes a 503, never a stuck worker.
@@ -235,21 +238,8 @@ impl Handler for Api {
             }
         };
         if route.auth {
-            if let Some(token) = &self.token {
-                // Which of two would a proxy in front have checked? Neither
-                // is taken.
-                let given = req
-                    .headers
-                    .iter()
-                    .filter(|(k, _)| k.eq_ignore_ascii_case("authorization"))
-                    .count();
-                if given > 1 {
-                    return Response::error(400, "more than one Authorization header");
-                }
-                if let Err(why) = token.check(req.header("authorization")) {
-                    return Response::error(401, &format!("unauthorized: {why}"))
-                        .with_header("WWW-Authenticate", "Bearer realm=\"sheepdog\"");
-                }
+            if let Err(resp) = self.authorize(req) {
+                return resp;
             }
         }
         if let Err(resp) = no_stray_query(route, &req.query) {
@@ -258,7 +248,8 @@ impl Handler for Api {
         let name = name.unwrap_or_default();
         match route.endpoint {
             Endpoint::Health => self.health(),
-            Endpoint::Ready => ready(&self.published.get()),
+            // Health check errors only for those who may read the rest.
+            Endpoint::Ready => ready(&self.published.get(), self.authorize(req).is_ok()),
             Endpoint::Processes => processes(&self.published.get()),
             Endpoint::Process => process(&self.published.get(), &name),
             Endpoint::Start => self.control(Some(&name), Control::Start { name: name.clone() }),
@@ -344,6 +335,27 @@ impl Handler for Api {
 }
 
 impl Api {
+    /// Whether `req` carries the token (always, when none is configured);
+    /// else the 400 or 401 to answer.
+    fn authorize(&self, req: &Request) -> Result<(), Response> {
+        let Some(token) = &self.token else {
+            return Ok(());
+        };
+        // Which of two would a proxy in front have checked? Neither is taken.
+        let given = req
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+            .count();
+        if given > 1 {
+            return Err(Response::error(400, "more than one Authorization header"));
+        }
+        token.check(req.header("authorization")).map_err(|why| {
+            Response::error(401, &format!("unauthorized: {why}"))
+                .with_header("WWW-Authenticate", "Bearer realm=\"sheepdog\"")
+        })
+    }
+
     /// Send a control request and wait (bounded) for the reply.
     fn ask(&self, control: Control, wait: Duration) -> Result<ControlReply, String> {
         let (tx, rx) = crossbeam_channel::bounded(1);
@@ -519,23 +531,31 @@ fn secs(x: f64) -> Value {
     json!((x.max(0.0) * 1000.0).round() / 1000.0)
 }
 
-fn ready(snap: &Snapshot) -> Response {
+/// Readiness. `detailed`: with each failing health check's own words,
+/// which may hold secrets (probe output, probe URLs with their query), so
+/// only for clients with the token (or when none is configured); others
+/// learn which instances are not ready and their state.
+fn ready(snap: &Snapshot, detailed: bool) -> Response {
     if snap.ready {
-        Response::json(
+        return Response::json(
             200,
             &json!({ "status": "ready", "ready": true, "not_ready": [] }),
-        )
-    } else {
-        Response::json(
-            503,
-            &json!({
-                "status": "not ready",
-                "error": format!("not ready: {}", snap.not_ready.join("; ")),
-                "ready": false,
-                "not_ready": snap.not_ready,
-            }),
-        )
+        );
     }
+    let why: Vec<String> = snap
+        .not_ready
+        .iter()
+        .map(|n| if detailed { n.full() } else { n.what.clone() })
+        .collect();
+    Response::json(
+        503,
+        &json!({
+            "status": "not ready",
+            "error": format!("not ready: {}", why.join("; ")),
+            "ready": false,
+            "not_ready": why,
+        }),
+    )
 }
 
 /// The counters of the hooks that belong to `process` (None: the global
@@ -753,7 +773,7 @@ fn signal_of(body: &[u8]) -> Result<(nix::sys::signal::Signal, Whom), Response> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::InstanceStatus;
+    use crate::status::{InstanceStatus, NotReady};
 
     fn snap() -> Snapshot {
         Snapshot {
@@ -933,13 +953,32 @@ mod tests {
         let up = v["instances"][0]["uptime_seconds"].as_f64().unwrap();
         assert!((9.0..60.0).contains(&up), "{up}");
         let mut s = snap();
-        s.not_ready = vec!["web-1: starting".into()];
-        let r = ready(&s);
+        s.not_ready = vec![
+            NotReady::new("web-1: starting".into()),
+            NotReady {
+                what: "db-1: unhealthy".into(),
+                detail: Some("GET http://127.0.0.1/h?key=s3cret: 500".into()),
+            },
+        ];
+        let r = ready(&s, true);
         assert_eq!(r.status, 503);
         let body: Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(body["not_ready"][0], "web-1: starting");
+        assert_eq!(
+            body["not_ready"][1],
+            "db-1: unhealthy: GET http://127.0.0.1/h?key=s3cret: 500"
+        );
         assert!(body["error"].as_str().unwrap().contains("web-1: starting"));
+        // Without the token: which and their state, never the check's words.
+        let r = ready(&s, false);
+        assert_eq!(r.status, 503);
+        let body: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(
+            body["not_ready"],
+            json!(["web-1: starting", "db-1: unhealthy"])
+        );
+        assert_eq!(body["error"], "not ready: web-1: starting; db-1: unhealthy");
         s.ready = true;
-        assert_eq!(ready(&s).status, 200);
+        assert_eq!(ready(&s, false).status, 200);
     }
 }

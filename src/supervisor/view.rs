@@ -13,7 +13,7 @@ use crate::config::extra::ReadinessMode;
 use crate::config::{ProcessType, RestartPolicy};
 use crate::health::Health;
 use crate::status::{
-    unix_seconds, ControlReply, InstanceStatus, LastExit, ProcessStatus, Snapshot,
+    unix_seconds, ControlReply, InstanceStatus, LastExit, NotReady, ProcessStatus, Snapshot,
 };
 
 use super::{Inst, Op, Phase, Proc, ProcPhase, Supervisor};
@@ -81,10 +81,12 @@ impl Supervisor {
     /// longrun (of `only`, when given) runs all its instances, those with a
     /// readiness check are healthy (when `require_health`), and none failed;
     /// nor did a oneshot (a failed migration that nothing depends on).
-    pub(super) fn not_ready(&self, only: &[String], require_health: bool) -> Vec<String> {
+    /// The health check's error text goes in `detail`, apart, since it may
+    /// hold secrets (probe output, URLs with queries).
+    pub(super) fn not_ready(&self, only: &[String], require_health: bool) -> Vec<NotReady> {
         let mut why = Vec::new();
         if matches!(self.phase, Phase::ShuttingDown { .. }) {
-            why.push("sheepdog is shutting down".to_string());
+            why.push(NotReady::new("sheepdog is shutting down".to_string()));
         }
         let tracked = self
             .procs
@@ -97,11 +99,13 @@ impl Supervisor {
             .filter(|p| p.def.kind == ProcessType::Oneshot)
             .filter(|p| only.is_empty() || only.contains(&p.def.name))
             .flat_map(|p| p.instances.values().filter(|i| i.state == "failed"));
-        why.extend(failed_oneshots.map(|i| format!("{}: failed", i.id)));
+        why.extend(failed_oneshots.map(|i| NotReady::new(format!("{}: failed", i.id))));
         for p in tracked {
             let name = &p.def.name;
             match p.phase {
-                ProcPhase::Pending => why.push(format!("{name}: waiting for its dependencies")),
+                ProcPhase::Pending => why.push(NotReady::new(format!(
+                    "{name}: waiting for its dependencies"
+                ))),
                 ProcPhase::Active | ProcPhase::Finished => {
                     for (i, inst) in &p.instances {
                         match (inst.state, inst.health) {
@@ -109,14 +113,13 @@ impl Supervisor {
                             ("running", Some(h))
                                 if require_health && p.def.has_readiness_check() =>
                             {
-                                let detail = inst
-                                    .health_error
-                                    .as_deref()
-                                    .map_or(String::new(), |e| format!(": {e}"));
-                                why.push(format!("{name}-{i}: {}{detail}", h.as_str()));
+                                why.push(NotReady {
+                                    what: format!("{name}-{i}: {}", h.as_str()),
+                                    detail: inst.health_error.clone(),
+                                });
                             }
                             ("running", Some(_)) => {}
-                            (state, _) => why.push(format!("{name}-{i}: {state}")),
+                            (state, _) => why.push(NotReady::new(format!("{name}-{i}: {state}"))),
                         }
                     }
                 }
