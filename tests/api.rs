@@ -1827,3 +1827,148 @@ fn ready_without_a_configured_token_keeps_the_details() {
         r.body
     );
 }
+
+/// Send `head` and the first bytes of the body it announces, never the
+/// rest, and read the answer. It must come at once: a server that waited
+/// for the body would answer only at its 10 s read timeout, after this
+/// client's 5 s.
+fn answer_before_the_body(port: u16, head: &str) -> Vec<u8> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(b"{\"desired\": ").unwrap();
+    let mut out = Vec::new();
+    let got = s.read_to_end(&mut out);
+    assert!(
+        got.is_ok(),
+        "no answer before the body was sent: {got:?} {:?}\nrequest: {head:?}",
+        String::from_utf8_lossy(&out)
+    );
+    out
+}
+
+#[test]
+fn refusals_come_before_the_body_is_read() {
+    let api = Api::start("api-early", Some(TOKEN), "", TWO_SLEEPERS);
+    let mib = 1 << 20;
+    let auth = format!("Authorization: Bearer {TOKEN}\r\n");
+    for (method, path, auth, length, status, needle) in [
+        // No token: 401, whatever body it announces (no 100 Continue).
+        (
+            "POST",
+            "/api/v1/processes/web/scale",
+            "",
+            mib,
+            401,
+            "missing bearer token",
+        ),
+        (
+            "POST",
+            "/api/v1/shutdown",
+            "",
+            mib,
+            401,
+            "missing bearer token",
+        ),
+        // No such route, or not with this method: 404, 405.
+        (
+            "POST",
+            "/api/v1/nope",
+            auth.as_str(),
+            mib,
+            404,
+            "no such endpoint",
+        ),
+        (
+            "POST",
+            "/api/v1/processes/web",
+            auth.as_str(),
+            mib,
+            405,
+            "not allowed",
+        ),
+        // A route that takes no body: a body larger than `{}` and the like.
+        (
+            "POST",
+            "/api/v1/processes/web/stop",
+            auth.as_str(),
+            4096,
+            413,
+            "takes no request body",
+        ),
+        (
+            "GET",
+            "/api/v1/processes",
+            auth.as_str(),
+            4096,
+            413,
+            "takes no request body",
+        ),
+    ] {
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Expect: 100-continue\r\n\
+             Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+        );
+        let out = answer_before_the_body(api.port, &head);
+        let r = http::parse(&out)
+            .unwrap_or_else(|| panic!("{method} {path}: {:?}", String::from_utf8_lossy(&out)));
+        assert_eq!(r.status, status, "{method} {path}: {}", r.body);
+        assert!(r.error().contains(needle), "{method} {path}: {}", r.body);
+    }
+    // None of that stopped anything; a body where one belongs still works,
+    // and so does the `{}` clients send with a POST.
+    assert_eq!(api.wait_running("web", 2).len(), 2);
+    assert_eq!(api.scale("web", r#"{"desired": 2}"#).status, 202);
+    let r = api.post("/api/v1/processes/other/start", "{}");
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+/// Connect and send a head announcing a body with `Expect: 100-continue`;
+/// true when the server says to go on (it admitted the body).
+fn admitted(port: u16, head: &str) -> (bool, TcpStream, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    let mut first = [0u8; 512];
+    let n = s.read(&mut first).unwrap_or(0);
+    let text = String::from_utf8_lossy(&first[..n]).into_owned();
+    (text.starts_with("HTTP/1.1 100 Continue"), s, text)
+}
+
+#[test]
+fn bodies_held_at_once_are_bounded_across_connections() {
+    // 1 MiB bodies (the default api_max_request_body): a budget of 4 MiB
+    // for all the bodies being received and handled.
+    let api = Api::start("api-budget", Some(TOKEN), "", TWO_SLEEPERS);
+    let head = format!(
+        "POST /api/v1/processes/web/scale HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Expect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+        1 << 20
+    );
+    let held: Vec<TcpStream> = (0..4)
+        .map(|n| {
+            let (ok, s, text) = admitted(api.port, &head);
+            assert!(ok, "body {n} was not admitted: {text:?}");
+            s
+        })
+        .collect();
+    // A fifth is refused at once, not left to wait.
+    let out = answer_before_the_body(api.port, &head);
+    let r = http::parse(&out).unwrap_or_else(|| panic!("{:?}", String::from_utf8_lossy(&out)));
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.error().contains("retry shortly"), "{}", r.body);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    // Small bodies need none of the budget.
+    assert_eq!(api.scale("web", r#"{"desired": 2}"#).status, 202);
+    // The budget comes back when those connections go.
+    drop(held);
+    let mut last = String::new();
+    assert!(
+        wait_until(WAIT, || {
+            let (ok, _s, text) = admitted(api.port, &head);
+            last = text;
+            ok
+        }),
+        "the budget never came back: {last:?}"
+    );
+}

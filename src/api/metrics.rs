@@ -26,7 +26,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::http::{Request, Response, TEXT};
+use super::http::{Head, Peer, Request, Response, TEXT};
 use super::server::Handler;
 use crate::status::{Published, Snapshot};
 
@@ -472,21 +472,43 @@ pub struct Site {
     pub path: String,
 }
 
-impl Handler for Site {
-    fn handle(&self, req: &Request) -> Response {
-        let get = matches!(req.method.as_str(), "GET" | "HEAD");
-        if req.path != self.path && req.path != "/health" {
-            return Response::error(
+impl Site {
+    /// 404 for other paths, 405 for other methods, 413 for a body: these
+    /// routes read none (`routes::IGNORED_BODY` is accepted and ignored).
+    fn gate(&self, method: &str, path: &str, body_len: u64) -> Result<(), Response> {
+        if path != self.path && path != "/health" {
+            return Err(Response::error(
                 404,
                 &format!(
                     "not found; metrics are at {} and health at /health",
                     self.path
                 ),
+            ));
+        }
+        if !matches!(method, "GET" | "HEAD") {
+            return Err(
+                Response::error(405, &format!("method {method} not allowed; use GET"))
+                    .with_header("Allow", "GET, HEAD"),
             );
         }
-        if !get {
-            return Response::error(405, &format!("method {} not allowed; use GET", req.method))
-                .with_header("Allow", "GET, HEAD");
+        if body_len > super::routes::IGNORED_BODY {
+            return Err(Response::error(
+                413,
+                &format!("{method} {path} takes no request body; got {body_len} bytes"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Handler for Site {
+    fn admit(&self, head: &Head, _peer: Peer) -> Result<(), Response> {
+        self.gate(&head.method, &head.path, head.content_length)
+    }
+
+    fn handle(&self, req: &Request) -> Response {
+        if let Err(resp) = self.gate(&req.method, &req.path, req.body.len() as u64) {
+            return resp;
         }
         if req.path == "/health" && req.path != self.path {
             return Response::text(200, TEXT, "OK\n");

@@ -44,6 +44,9 @@ const METRICS_WORKERS: usize = 1;
 const MAX_CONNECTIONS: usize = 64;
 /// Complete requests waiting for a worker, per server.
 const QUEUE: usize = 32;
+/// Request bodies held at once per server (beyond small ones), unless
+/// `api_max_request_body` is larger: then one body of that size.
+const BODY_BUDGET: u64 = 4 << 20;
 /// Time a client has to send a whole request, and to take the response.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -60,6 +63,7 @@ pub fn start(
     let counters = metrics::ApiCounters::default();
     let limits = |workers: usize| server::Limits {
         max_body: g.api.max_request_body,
+        body_budget: g.api.max_request_body.max(BODY_BUDGET),
         workers,
         max_connections: MAX_CONNECTIONS,
         queue: QUEUE,

@@ -5,9 +5,12 @@
 //! Invariants:
 //! - `ROUTES` is the single list of endpoints; the router, the 404/405
 //!   answers and the OpenAPI sync test all read it.
-//! - Order of checks: route (404), method (405), token (401) for every
-//!   route but health and readiness, then the handler. (Body size and rate
-//!   limits were applied by the server before.)
+//! - Order of checks (`Api::gate`): route (404), method (405), token
+//!   (401) for every route but health and readiness, a query an action does
+//!   not take (400), a body on a route that takes none (413); then the
+//!   handler. The gate runs on the head, before the server reads any of
+//!   the body (`Handler::admit`), and again before the handler. (The rate
+//!   limit and `api_max_request_body` were applied by the server before.)
 //! - Readiness shows a health check's error text (probe output, probe
 //!   URLs: secrets) only to clients with the token, or to all when no
 //!   token is configured; others get `name-i: state` and nothing more.
@@ -24,7 +27,7 @@ use crossbeam_channel::{RecvTimeoutError, Sender};
 use serde_json::{json, Map, Value};
 
 use super::auth::Token;
-use super::http::{percent_decode, Request, Response};
+use super::http::{percent_decode, Head, Peer, Request, Response};
 use super::metrics::ApiCounters;
 use super::openapi;
 use super::server::Handler;
@@ -76,6 +79,9 @@ pub struct Route {
     pub endpoint: Endpoint,
     /// Needs the bearer token (when one is configured).
     pub auth: bool,
+    /// Reads a request body (up to `api_max_request_body`); the others
+    /// accept at most `IGNORED_BODY` bytes and ignore them.
+    pub body: bool,
 }
 
 const fn route(method: &'static str, path: &'static str, endpoint: Endpoint) -> Route {
@@ -84,8 +90,14 @@ const fn route(method: &'static str, path: &'static str, endpoint: Endpoint) -> 
         path,
         endpoint,
         auth: !matches!(endpoint, Endpoint::Health | Endpoint::Ready),
+        body: matches!(endpoint, Endpoint::Scale | Endpoint::Signal),
     }
 }
+
+/// The most body a route that takes none accepts (and ignores): clients
+/// send `{}` or the like with a POST (`sheepdog ctl` does), and nothing
+/// larger has a reason to reach such a route.
+pub const IGNORED_BODY: u64 = 1024;
 
 /// Every endpoint of the API.
 pub const ROUTES: &[Route] = &[
@@ -208,48 +220,31 @@ pub struct Api {
 }
 
 impl Handler for Api {
+    fn admit(&self, head: &Head, _peer: Peer) -> Result<(), Response> {
+        self.gate(
+            &head.method,
+            &head.path,
+            &head.query,
+            &head.headers,
+            head.content_length,
+        )
+        .map(|_| ())
+    }
+
     fn handle(&self, req: &Request) -> Response {
-        let (route, name) = match find(&req.method, &req.path) {
-            Routed::Found(r, n) => (r, n),
-            Routed::NotFound => {
-                return Response::error(
-                    404,
-                    &format!(
-                        "no such endpoint: {} {} (see /api/v1/openapi.json)",
-                        req.method, req.path
-                    ),
-                )
-            }
-            Routed::WrongMethod(allowed) => {
-                let mut allow: Vec<&str> = allowed.clone();
-                if allow.contains(&"GET") {
-                    allow.push("HEAD");
-                }
-                return Response::error(
-                    405,
-                    &format!(
-                        "method {} is not allowed on {}; allowed: {}",
-                        req.method,
-                        req.path,
-                        allow.join(", ")
-                    ),
-                )
-                .with_header("Allow", allow.join(", "));
-            }
-        };
-        if route.auth {
-            if let Err(resp) = self.authorize(req) {
-                return resp;
-            }
-        }
-        if let Err(resp) = no_stray_query(route, &req.query) {
-            return resp;
-        }
+        // `admit` passed this head already; checked again, so a handler
+        // never runs on a request that did not pass (it costs microseconds).
+        let body_len = req.body.len() as u64;
+        let (route, name) =
+            match self.gate(&req.method, &req.path, &req.query, &req.headers, body_len) {
+                Ok(found) => found,
+                Err(resp) => return resp,
+            };
         let name = name.unwrap_or_default();
         match route.endpoint {
             Endpoint::Health => self.health(),
             // Health check errors only for those who may read the rest.
-            Endpoint::Ready => ready(&self.published.get(), self.authorize(req).is_ok()),
+            Endpoint::Ready => ready(&self.published.get(), self.authorize(&req.headers).is_ok()),
             Endpoint::Processes => processes(&self.published.get()),
             Endpoint::Process => process(&self.published.get(), &name),
             Endpoint::Start => self.control(Some(&name), Control::Start { name: name.clone() }),
@@ -335,22 +330,75 @@ impl Handler for Api {
 }
 
 impl Api {
-    /// Whether `req` carries the token (always, when none is configured);
+    /// Everything decided from a request's head, in this order: the route
+    /// (404), the method (405), the token (400, 401) where the route needs
+    /// it, a query an action does not take (400), a body on a route that
+    /// takes none (413). The route and the `{name}` it captured, or the
+    /// answer.
+    fn gate(
+        &self,
+        method: &str,
+        path: &str,
+        query: &str,
+        headers: &[(String, String)],
+        body_len: u64,
+    ) -> Result<(&'static Route, Option<String>), Response> {
+        let (route, name) = match find(method, path) {
+            Routed::Found(r, n) => (r, n),
+            Routed::NotFound => {
+                return Err(Response::error(
+                    404,
+                    &format!("no such endpoint: {method} {path} (see /api/v1/openapi.json)"),
+                ))
+            }
+            Routed::WrongMethod(allowed) => {
+                let mut allow: Vec<&str> = allowed.clone();
+                if allow.contains(&"GET") {
+                    allow.push("HEAD");
+                }
+                return Err(Response::error(
+                    405,
+                    &format!(
+                        "method {method} is not allowed on {path}; allowed: {}",
+                        allow.join(", ")
+                    ),
+                )
+                .with_header("Allow", allow.join(", ")));
+            }
+        };
+        if route.auth {
+            self.authorize(headers)?;
+        }
+        no_stray_query(route, query)?;
+        if !route.body && body_len > IGNORED_BODY {
+            return Err(Response::error(
+                413,
+                &format!(
+                    "{} {} takes no request body; got {body_len} bytes (at most {IGNORED_BODY}, \
+                     such as {{}}, are accepted and ignored)",
+                    route.method, route.path
+                ),
+            ));
+        }
+        Ok((route, name))
+    }
+
+    /// Whether `headers` carry the token (always, when none is configured);
     /// else the 400 or 401 to answer.
-    fn authorize(&self, req: &Request) -> Result<(), Response> {
+    fn authorize(&self, headers: &[(String, String)]) -> Result<(), Response> {
         let Some(token) = &self.token else {
             return Ok(());
         };
         // Which of two would a proxy in front have checked? Neither is taken.
-        let given = req
-            .headers
+        let mut given = headers
             .iter()
             .filter(|(k, _)| k.eq_ignore_ascii_case("authorization"))
-            .count();
-        if given > 1 {
+            .map(|(_, v)| v.as_str());
+        let first = given.next();
+        if given.next().is_some() {
             return Err(Response::error(400, "more than one Authorization header"));
         }
-        token.check(req.header("authorization")).map_err(|why| {
+        token.check(first).map_err(|why| {
             Response::error(401, &format!("unauthorized: {why}"))
                 .with_header("WWW-Authenticate", "Bearer realm=\"sheepdog\"")
         })
@@ -824,6 +872,10 @@ mod tests {
         assert!(ROUTES
             .iter()
             .all(|r| r.auth || matches!(r.endpoint, Endpoint::Health | Endpoint::Ready)));
+        // Only scale and signal read a body.
+        assert!(ROUTES
+            .iter()
+            .all(|r| r.body == matches!(r.endpoint, Endpoint::Scale | Endpoint::Signal)));
     }
 
     #[test]

@@ -21,6 +21,12 @@
 //!   written within `write_timeout`; per-peer rate limit (429) checked when
 //!   the head arrives; complete requests wait in a bounded queue, and a full
 //!   queue answers 503 at once.
+//! - No body is read, and no `100 Continue` sent, before `Handler::admit`
+//!   has accepted the head (route, method, token, whether the route takes
+//!   a body): a client that may not use a route costs no body buffer.
+//! - Bounded cost over all clients: bodies above `FREE_BODY` take their
+//!   declared size from `body_budget` when admitted and give it back when
+//!   their request is handled (or dropped); past the budget, 503 at once.
 //! - Workers receive only complete requests, so a slow client never holds
 //!   a worker while it sends; handlers only read snapshots or wait a bounded
 //!   time for the supervisor. A client that does not read its response
@@ -38,6 +44,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -45,11 +52,19 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use super::http::{self, Parse, Peer, Request, Response};
+use super::http::{self, Head, Parse, Peer, Request, Response};
 use super::ratelimit::RateLimit;
 
-/// What a server does with a complete request.
+/// What a server does with a request.
 pub trait Handler: Send + Sync + 'static {
+    /// Decide from the head alone, before any of the body is read or
+    /// `100 Continue` is sent: whether the route exists and takes this
+    /// method, whether the client may use it (token), whether it takes a
+    /// body this large. `Err` is answered at once and the connection
+    /// closed, so a client that may not use a route cannot make the server
+    /// buffer a body for it. Runs on the I/O thread: cheap, never blocks.
+    fn admit(&self, head: &Head, peer: Peer) -> Result<(), Response>;
+    /// Only requests `admit` let through reach it.
     fn handle(&self, req: &Request) -> Response;
     /// Write the body of a `streaming` response (bounded by the writes'
     /// timeout: a client that stops reading ends it).
@@ -57,7 +72,7 @@ pub trait Handler: Send + Sync + 'static {
         Ok(())
     }
     /// Told the status of every response sent, including the server's own
-    /// early answers (400, 408, 413, 429, 431, 503).
+    /// early answers (400, 408, 413, 429, 431, 503) and `admit`'s.
     fn responded(&self, status: u16);
     /// A cheap request that must not wait behind slow clients (a liveness
     /// or readiness probe): it goes to the urgent worker.
@@ -70,6 +85,9 @@ pub trait Handler: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_body: u64,
+    /// Bytes of request bodies larger than `FREE_BODY` held at once, from
+    /// their admission until their handler is done, over all connections.
+    pub body_budget: u64,
     pub workers: usize,
     pub max_connections: usize,
     /// Complete requests waiting for a worker.
@@ -88,6 +106,9 @@ const LINGER: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 1 << 20;
 /// Bytes read from one connection per poll round.
 const CHUNK: usize = 16 * 1024;
+/// A body up to this size needs nothing from `Limits::body_budget`: at
+/// most `max_connections` of them (1 MiB at 64) exist at once anyway.
+const FREE_BODY: u64 = CHUNK as u64;
 /// Connections accepted per listener per poll round.
 const ACCEPT_BURST: usize = 64;
 /// Pause after an accept error (EMFILE...), so a listener that stays
@@ -288,12 +309,42 @@ struct Conn {
     /// or `LINGER_BYTES`.
     lingering: bool,
     discarded: usize,
+    /// The share of `Limits::body_budget` its body holds.
+    reserved: Option<Reserved>,
 }
 
 /// A complete request for a worker.
 struct Job {
     stream: Stream,
     req: Request,
+    /// Given back when the worker is done with the request.
+    _reserved: Option<Reserved>,
+}
+
+/// Bytes taken from a server's body budget, given back on drop.
+struct Reserved {
+    pool: Arc<AtomicU64>,
+    bytes: u64,
+}
+
+impl Reserved {
+    /// Take `bytes` from `pool` if that leaves it within `budget`; else
+    /// say how much it holds already.
+    fn take(pool: &Arc<AtomicU64>, bytes: u64, budget: u64) -> Result<Reserved, u64> {
+        pool.fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+            held.checked_add(bytes).filter(|&total| total <= budget)
+        })
+        .map(|_| Reserved {
+            pool: pool.clone(),
+            bytes,
+        })
+    }
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        self.pool.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
 }
 
 /// Start a server: the I/O thread and `limits.workers` workers, named
@@ -326,6 +377,7 @@ pub fn spawn(
             .collect(),
         conns: Vec::new(),
         limiter: RateLimit::new(limits.rate, limits.burst),
+        bodies: Arc::new(AtomicU64::new(0)),
         limits,
         handler,
         jobs: tx,
@@ -389,7 +441,14 @@ pub fn drain(timeout: Duration) {
 }
 
 fn worker(jobs: Receiver<Job>, handler: Arc<dyn Handler>, write_timeout: Duration) {
-    for Job { mut stream, req } in jobs.iter() {
+    // `_reserved` lives until the end of each round: the body's budget
+    // comes back when its request has been handled and answered.
+    for Job {
+        mut stream,
+        req,
+        _reserved,
+    } in jobs.iter()
+    {
         in_flight(1);
         let resp = handler.handle(&req);
         handler.responded(resp.status);
@@ -463,6 +522,8 @@ struct Io {
     listeners: Vec<(Listener, Option<Instant>)>,
     conns: Vec<Conn>,
     limiter: Option<RateLimit>,
+    /// Bytes of `Limits::body_budget` held (by connections and jobs).
+    bodies: Arc<AtomicU64>,
     limits: Limits,
     handler: Arc<dyn Handler>,
     jobs: Sender<Job>,
@@ -546,7 +607,7 @@ impl Io {
                     }
                     Step::Dispatch(req) => {
                         let c = self.conns.swap_remove(i);
-                        self.dispatch(c.stream, req);
+                        self.dispatch(c.stream, req, c.reserved);
                     }
                 }
             }
@@ -603,6 +664,7 @@ impl Io {
                         seq: self.seq,
                         lingering: false,
                         discarded: 0,
+                        reserved: None,
                     });
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -684,10 +746,41 @@ impl Io {
                         );
                         return self.reject(i, Response::error(413, &msg), now);
                     }
+                    // Route, method, token, body: all decided before a
+                    // byte of the body is read or 100 Continue is sent.
+                    if let Err(resp) = self.handler.admit(&h, peer) {
+                        return self.reject(i, resp, now);
+                    }
+                    let reserved = if h.content_length > FREE_BODY {
+                        match Reserved::take(
+                            &self.bodies,
+                            h.content_length,
+                            self.limits.body_budget,
+                        ) {
+                            Ok(r) => Some(r),
+                            Err(held) => {
+                                let msg = format!(
+                                    "request bodies being received and handled hold {held} bytes; \
+                                     {} more would pass the limit of {} bytes; retry shortly",
+                                    h.content_length, self.limits.body_budget
+                                );
+                                let resp =
+                                    Response::error(503, &msg).with_header("Retry-After", "1");
+                                return self.reject(i, resp, now);
+                            }
+                        }
+                    } else {
+                        None
+                    };
                     let Some(c) = self.conns.get_mut(i) else {
                         return Step::Close;
                     };
-                    if h.expect_continue && c.buf.len() < h.len + content_len(&h) {
+                    let total = h.len + content_len(&h);
+                    // Exactly what the body needs (within its budget), not
+                    // what doubling a growing buffer would take.
+                    c.buf.reserve_exact(total.saturating_sub(c.buf.len()));
+                    c.reserved = reserved;
+                    if h.expect_continue && c.buf.len() < total {
                         let _ = c.stream.write(b"HTTP/1.1 100 Continue\r\n\r\n");
                     }
                     c.head = Some(h);
@@ -707,8 +800,11 @@ impl Io {
         let Some(h) = c.head.take() else {
             return Step::Keep;
         };
-        let body = c.buf.get(h.len..total).unwrap_or_default().to_vec();
-        c.buf = Vec::new();
+        // The body in place, without a copy: the buffer minus the head and
+        // anything after the body.
+        let mut body = std::mem::take(&mut c.buf);
+        body.truncate(total);
+        body.drain(..h.len.min(body.len()));
         Step::Dispatch(h.into_request(body, c.peer))
     }
 
@@ -724,18 +820,24 @@ impl Io {
         c.stream.shutdown_write();
         c.lingering = true;
         c.buf = Vec::new();
+        c.reserved = None;
         c.head = None;
         c.deadline = now + LINGER;
         Step::Keep
     }
 
-    fn dispatch(&mut self, stream: Stream, req: Request) {
+    fn dispatch(&mut self, stream: Stream, req: Request, reserved: Option<Reserved>) {
         let queue = if self.handler.urgent(&req) {
             &self.urgent
         } else {
             &self.jobs
         };
-        match queue.try_send(Job { stream, req }) {
+        let job = Job {
+            stream,
+            req,
+            _reserved: reserved,
+        };
+        match queue.try_send(job) {
             Ok(()) => {}
             Err(TrySendError::Full(mut job) | TrySendError::Disconnected(mut job)) => {
                 let resp = Response::error(503, "the server is busy; retry shortly")
@@ -756,6 +858,23 @@ fn content_len(h: &http::Head) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_body_budget_is_taken_and_given_back() {
+        let pool = Arc::new(AtomicU64::new(0));
+        let a = Reserved::take(&pool, 3, 4).unwrap();
+        assert_eq!(Reserved::take(&pool, 2, 4).err(), Some(3));
+        let b = Reserved::take(&pool, 1, 4).unwrap();
+        assert_eq!(pool.load(Ordering::Acquire), 4);
+        drop(a);
+        let c = Reserved::take(&pool, 2, 4).unwrap();
+        assert_eq!(pool.load(Ordering::Acquire), 3);
+        drop((b, c));
+        assert_eq!(pool.load(Ordering::Acquire), 0);
+        // Never past u64 either.
+        let _d = Reserved::take(&pool, 1, u64::MAX).unwrap();
+        assert_eq!(Reserved::take(&pool, u64::MAX, u64::MAX).err(), Some(1));
+    }
 
     /// A peer that takes a few bytes now and then cannot stretch a write
     /// past its deadline (a per-write timeout would let it go on for as
