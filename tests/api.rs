@@ -426,9 +426,54 @@ fn rate_limit_per_peer_answers_429() {
     // X-Forwarded-For does not buy a new bucket.
     let r = http::raw(
         api.port,
-        b"GET /api/v1/health HTTP/1.1\r\nX-Forwarded-For: 10.9.8.7\r\nX-Real-IP: 10.9.8.7\r\n\r\n",
+        b"GET /api/v1/processes HTTP/1.1\r\nX-Forwarded-For: 10.9.8.7\r\nX-Real-IP: 10.9.8.7\r\n\r\n",
     );
     assert_eq!(r.status, 429, "{}", r.body);
+}
+
+#[test]
+fn health_and_ready_answer_a_peer_that_spent_its_rate_limit() {
+    // Regression: 260 requests to a missing path from 127.0.0.1 made
+    // /api/v1/health answer 429, so any local child could fail the
+    // container's liveness probe.
+    let api = Api::start(
+        "api-rate-urgent",
+        None,
+        "  api_rate_limit: 1\n  api_rate_burst: 3\n",
+        TWO_SLEEPERS,
+    );
+    let spent = |port: u16| {
+        (0..10)
+            .map(|_| http::get(port, "/api/v1/nope", None).status)
+            .any(|s| s == 429)
+    };
+    assert!(
+        spent(api.port),
+        "the bucket was never empty: the test proves nothing"
+    );
+    for _ in 0..20 {
+        let r = http::get(api.port, "/api/v1/health", None);
+        assert_eq!(r.status, 200, "{}", r.body);
+        let r = http::raw(api.port, b"HEAD /api/v1/health HTTP/1.1\r\n\r\n");
+        assert_eq!(r.status, 200);
+        let r = http::get(api.port, "/api/v1/ready", None);
+        assert!(matches!(r.status, 200 | 503), "{}", r.body);
+        assert!(r.json().get("ready").is_some(), "{}", r.body);
+    }
+    // ... and they took nothing from it: everything else is still limited.
+    assert!(spent(api.port));
+    let r = http::post(api.port, "/api/v1/health", None, "{}");
+    assert_eq!(
+        r.status, 429,
+        "only health and readiness are exempt: {}",
+        r.body
+    );
+    // On the metrics port too (a bucket of its own).
+    assert!(spent(api.metrics));
+    for _ in 0..20 {
+        let r = http::get(api.metrics, "/health", None);
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
 }
 
 #[test]

@@ -526,8 +526,8 @@ impl Handler for Site {
 
     fn responded(&self, _status: u16) {}
 
-    fn urgent(&self, req: &Request) -> bool {
-        req.path == "/health"
+    fn urgent(&self, method: &str, path: &str) -> bool {
+        path == "/health" && path != self.path && matches!(method, "GET" | "HEAD")
     }
 }
 

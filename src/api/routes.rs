@@ -312,8 +312,11 @@ impl Handler for Api {
         }
     }
 
-    fn urgent(&self, req: &Request) -> bool {
-        matches!(req.path.as_str(), "/api/v1/health" | "/api/v1/ready")
+    fn urgent(&self, method: &str, path: &str) -> bool {
+        matches!(
+            find(method, path),
+            Routed::Found(r, _) if matches!(r.endpoint, Endpoint::Health | Endpoint::Ready)
+        )
     }
 
     fn responded(&self, status: u16) {

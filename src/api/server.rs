@@ -19,8 +19,8 @@
 //!   `http::MAX_HEAD` bytes; a body of at most `max_body` bytes (413 before
 //!   it is read); the whole request within `read_timeout` (408); responses
 //!   written within `write_timeout`; per-peer rate limit (429) checked when
-//!   the head arrives; complete requests wait in a bounded queue, and a full
-//!   queue answers 503 at once.
+//!   the head arrives (not for urgent requests); complete requests wait in
+//!   a bounded queue, and a full queue answers 503 at once.
 //! - No body is read, and no `100 Continue` sent, before `Handler::admit`
 //!   has accepted the head (route, method, token, whether the route takes
 //!   a body): a client that may not use a route costs no body buffer.
@@ -33,7 +33,10 @@
 //!   holds a worker for at most `write_timeout` in all (not per write).
 //! - Liveness and readiness (`Handler::urgent`) have a worker of their own,
 //!   so they never queue behind clients that are slow to read: their
-//!   answers are small enough to fit in the socket's send buffer.
+//!   answers are small enough to fit in the socket's send buffer. Nor are
+//!   they rate limited: a peer that spent its bucket on other requests
+//!   (a local child sharing 127.0.0.1 with the probe) cannot make a
+//!   liveness probe fail with 429.
 //! - One request per connection (`Connection: close`).
 //! - Listening sockets and connections are close-on-exec (std's defaults),
 //!   so children never inherit them.
@@ -75,8 +78,9 @@ pub trait Handler: Send + Sync + 'static {
     /// early answers (400, 408, 413, 429, 431, 503) and `admit`'s.
     fn responded(&self, status: u16);
     /// A cheap request that must not wait behind slow clients (a liveness
-    /// or readiness probe): it goes to the urgent worker.
-    fn urgent(&self, _req: &Request) -> bool {
+    /// or readiness probe): it goes to the urgent worker, and neither
+    /// takes from nor is refused by its peer's rate-limit bucket.
+    fn urgent(&self, _method: &str, _path: &str) -> bool {
         false
     }
 }
@@ -728,7 +732,10 @@ impl Io {
                 Parse::Reject(resp) => return self.reject(i, resp, now),
                 Parse::Head(h) => {
                     let peer = c.peer;
-                    if let Some(rl) = &mut self.limiter {
+                    // Health and readiness are cheap, and must answer
+                    // whatever else the peer has asked.
+                    let limited = !self.handler.urgent(&h.method, &h.path);
+                    if let Some(rl) = self.limiter.as_mut().filter(|_| limited) {
                         if let Err(wait) = rl.check(peer, now) {
                             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
                             let resp = Response::error(
@@ -827,7 +834,7 @@ impl Io {
     }
 
     fn dispatch(&mut self, stream: Stream, req: Request, reserved: Option<Reserved>) {
-        let queue = if self.handler.urgent(&req) {
+        let queue = if self.handler.urgent(&req.method, &req.path) {
             &self.urgent
         } else {
             &self.jobs
