@@ -2017,3 +2017,163 @@ fn bodies_held_at_once_are_bounded_across_connections() {
         "the budget never came back: {last:?}"
     );
 }
+
+/// `method path` with these extra header lines (each ending in \r\n),
+/// as HTTP/1.1 without a Host unless one is given.
+fn with_headers(method: &str, path: &str, headers: &str, body: Option<&str>) -> Vec<u8> {
+    let body_head = body.map_or(String::new(), |b| {
+        format!(
+            "Content-Type: text/plain\r\nContent-Length: {}\r\n",
+            b.len()
+        )
+    });
+    format!(
+        "{method} {path} HTTP/1.1\r\n{headers}{body_head}Connection: close\r\n\r\n{}",
+        body.unwrap_or_default()
+    )
+    .into_bytes()
+}
+
+#[test]
+fn without_a_token_requests_from_browsers_are_refused() {
+    let sockdir = TempDir::new("api-browser-sock");
+    let sock = sockdir.path("api.sock");
+    let api = Api::start(
+        "api-browser",
+        None,
+        &format!("  api_socket: {}\n", sock.display()),
+        TWO_SLEEPERS,
+    );
+    let before = api.wait_running("web", 2);
+    let port = api.port;
+    // What a web page can make a browser send: a form or fetch POST from
+    // another origin, a sandboxed one (Origin: null), a cross-site or
+    // same-site GET, a name re-pointed at 127.0.0.1 (DNS rebinding).
+    for (method, path, headers, needle) in [
+        (
+            "POST",
+            "/api/v1/processes/web/stop",
+            "Host: 127.0.0.1\r\nOrigin: http://evil.example\r\n".to_string(),
+            "Origin: http://evil.example",
+        ),
+        (
+            "POST",
+            "/api/v1/shutdown",
+            "Host: 127.0.0.1\r\nOrigin: null\r\n".into(),
+            "Origin: null",
+        ),
+        (
+            "GET",
+            "/api/v1/processes",
+            "Host: 127.0.0.1\r\nSec-Fetch-Site: cross-site\r\n".into(),
+            "Sec-Fetch-Site: cross-site",
+        ),
+        (
+            "GET",
+            "/api/v1/ready",
+            "Host: 127.0.0.1\r\nSec-Fetch-Site: same-origin\r\n".into(),
+            "Sec-Fetch-Site: same-origin",
+        ),
+        (
+            "POST",
+            "/api/v1/processes/web/stop",
+            format!("Host: rebind.evil.example:{port}\r\n"),
+            "Host \"rebind.evil.example:",
+        ),
+        (
+            "GET",
+            "/api/v1/health",
+            format!("Host: localhost.evil.example:{port}\r\n"),
+            "not an IP address or localhost",
+        ),
+        (
+            "GET",
+            "/api/v1/processes",
+            format!("Host: 127.0.0.1:{port}\r\nHost: evil.example\r\n"),
+            "Host \"evil.example\"",
+        ),
+    ] {
+        let body = (method == "POST").then_some("{}");
+        let r = http::raw(port, &with_headers(method, path, &headers, body));
+        assert_eq!(r.status, 403, "{method} {path} {headers:?}: {}", r.body);
+        assert!(r.error().contains(needle), "{headers:?}: {}", r.body);
+        assert!(r.error().contains("api_auth"), "{}", r.body);
+    }
+    // Nothing was stopped or shut down.
+    assert_eq!(api.wait_running("web", 2), before);
+    // What curl, probes and the user's own address bar send is served:
+    // an IP address or localhost with or without a port, no Host at all
+    // (HTTP/1.0), Sec-Fetch-Site: none (typed by the user).
+    for headers in [
+        format!("Host: 127.0.0.1:{port}\r\n"),
+        "Host: 127.0.0.1\r\n".to_string(),
+        format!("Host: localhost:{port}\r\n"),
+        "Host: LOCALHOST\r\n".into(),
+        format!("Host: [::1]:{port}\r\n"),
+        "Host: 10.1.2.3:80\r\n".into(),
+        format!("Host: 127.0.0.1:{port}\r\nSec-Fetch-Site: none\r\n"),
+        String::new(),
+    ] {
+        let r = http::raw(
+            port,
+            &with_headers("GET", "/api/v1/processes", &headers, None),
+        );
+        assert_eq!(r.status, 200, "{headers:?}: {}", r.body);
+    }
+    let r = http::raw(port, b"GET /api/v1/health HTTP/1.0\r\n\r\n");
+    assert_eq!(r.status, 200, "{}", r.body);
+    // The unix socket: no browser reaches it, and the host in a client's
+    // URL means nothing there; a page's marks are still refused.
+    for (headers, status) in [
+        ("Host: sheepdog\r\n", 200),
+        ("Host: localhost\r\n", 200),
+        ("Host: localhost\r\nOrigin: http://evil.example\r\n", 403),
+    ] {
+        let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(&with_headers("GET", "/api/v1/processes", headers, None))
+            .unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let r = http::parse(&out).unwrap_or_else(|| panic!("{out:?}"));
+        assert_eq!(r.status, status, "unix socket {headers:?}: {}", r.body);
+    }
+    // The metrics port changes nothing and is left alone.
+    let r = http::raw(
+        api.metrics,
+        &with_headers(
+            "GET",
+            "/metrics",
+            "Host: evil.example\r\nOrigin: http://evil.example\r\n",
+            None,
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+#[test]
+fn with_a_token_browser_marks_change_nothing() {
+    // A page cannot attach the Authorization header to a forged request,
+    // so with a token the API serves whoever has it, browsers included.
+    let api = Api::start("api-browser-token", Some(TOKEN), "", TWO_SLEEPERS);
+    let headers = format!(
+        "Host: sheepdog.example:{}\r\nOrigin: https://dashboard.example\r\nSec-Fetch-Site: cross-site\r\n\
+         Authorization: Bearer {TOKEN}\r\n",
+        api.port
+    );
+    let r = http::raw(
+        api.port,
+        &with_headers("GET", "/api/v1/processes", &headers, None),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = http::raw(
+        api.port,
+        &with_headers(
+            "GET",
+            "/api/v1/ready",
+            "Host: sheepdog.example\r\nOrigin: https://x.example\r\n",
+            None,
+        ),
+    );
+    assert!(matches!(r.status, 200 | 503), "{}", r.body);
+}

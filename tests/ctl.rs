@@ -410,3 +410,53 @@ fn logs_tail_and_follow() {
         assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", err(&o));
     }
 }
+
+/// Regression for the browser checks of a token-less API (docs/api.md,
+/// "Requests from browsers"): ctl sends `Host: <the URL's host:port>` over
+/// TCP, `Host: localhost` over the socket, and no Origin, so it is served
+/// on every transport, reads and verbs alike.
+#[test]
+fn ctl_works_with_an_api_without_a_token() {
+    let sockdir = TempDir::new("ctl-open-sock");
+    let sock = sockdir.path("api.sock");
+    let (sd, port, _) = start_serving("ctl-open", |p, m| {
+        format!(
+            "global:\n  shutdown_timeout: 10\n  api_port: {p}\n  metrics_port: {m}\n  api_socket: {}\n\
+             processes:\n  web:\n    command: \"exec sleep 1000\"\n  idle:\n    command: \"exec sleep 1000\"\n    initial_state: stopped\n",
+            sock.display()
+        )
+    });
+    let bounded = |args: &[&str]| {
+        let mut c = Command::new(BIN);
+        c.arg("ctl").args(args);
+        for k in [
+            "SHEEPDOG_API_TOKEN",
+            "SHEEPDOG_API_SOCKET",
+            "SHEEPDOG_API_URL",
+        ] {
+            c.env_remove(k);
+        }
+        output_within(c, WAIT)
+    };
+    let by_localhost = format!("http://localhost:{port}");
+    let targets = [
+        vec!["--url".to_string(), url(port)],
+        vec!["--url".to_string(), by_localhost],
+        vec!["--socket".to_string(), sock.to_str().unwrap().to_string()],
+    ];
+    for target in &targets {
+        let t: Vec<&str> = target.iter().map(String::as_str).collect();
+        for verb in [&["status"][..], &["start", "idle"], &["stop", "idle"]] {
+            let mut args = t.clone();
+            args.extend_from_slice(verb);
+            let o = bounded(&args);
+            assert!(
+                o.status.success(),
+                "ctl {args:?}: {}{}\n{}",
+                out(&o),
+                err(&o),
+                sd.log()
+            );
+        }
+    }
+}

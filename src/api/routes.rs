@@ -11,6 +11,11 @@
 //!   handler. The gate runs on the head, before the server reads any of
 //!   the body (`Handler::admit`), and again before the handler. (The rate
 //!   limit and `api_max_request_body` were applied by the server before.)
+//! - With no token configured, a request bearing a browser's marks
+//!   (`Origin`, `Sec-Fetch-Site` other than `none`, over TCP a `Host` that
+//!   is not an IP address or `localhost`) is refused (403) before anything
+//!   else: a web page must not drive a token-less API (CSRF, DNS
+//!   rebinding). With a token, a forged request lacks it anyway.
 //! - Readiness shows a health check's error text (probe output, probe
 //!   URLs: secrets) only to clients with the token, or to all when no
 //!   token is configured; others get `name-i: state` and nothing more.
@@ -92,6 +97,79 @@ const fn route(method: &'static str, path: &'static str, endpoint: Endpoint) -> 
         auth: !matches!(endpoint, Endpoint::Health | Endpoint::Ready),
         body: matches!(endpoint, Endpoint::Scale | Endpoint::Signal),
     }
+}
+
+/// What `Api::gate` decides on: a request head (or a whole request).
+#[derive(Clone, Copy)]
+struct Asked<'a> {
+    method: &'a str,
+    path: &'a str,
+    query: &'a str,
+    headers: &'a [(String, String)],
+    /// Announced (`Content-Length`) or received.
+    body_len: u64,
+    peer: Peer,
+}
+
+/// With no token configured, anything that can connect may use the API:
+/// right for `sheepdog ctl`, curl and probes, wrong for a web page open in
+/// the operator's browser, which can send a form or `fetch` to
+/// `http://127.0.0.1:9180` (CSRF) or reach it under a name of its own that
+/// it re-points at 127.0.0.1 (DNS rebinding). Browsers mark what they
+/// send; other clients do not send these marks:
+/// - `Origin` (every cross-origin request, every POST): refused;
+/// - `Sec-Fetch-Site` other than `none` (`none` is the user typing the
+///   address): refused;
+/// - a `Host` that is not an IP address or `localhost` (what DNS
+///   rebinding needs: a name the page's owner controls): refused over TCP.
+///   Not on the unix socket, which no browser reaches by itself, and where
+///   the host in a client's URL means nothing (`curl --unix-socket`).
+///
+/// With a token, none of this applies: a page cannot attach the
+/// `Authorization` header to a request it forges.
+fn browser(headers: &[(String, String)], peer: Peer) -> Result<(), Response> {
+    const WHY: &str = "the API has no token (api_auth), so a web page open in a browser \
+                       must not be able to use it; use curl or sheepdog ctl, or set api_auth";
+    let refuse = |what: String| Err(Response::error(403, &format!("refused: {what}: {WHY}")));
+    for (name, value) in headers {
+        if name.eq_ignore_ascii_case("origin") {
+            return refuse(format!(
+                "the request comes from a web page (Origin: {value})"
+            ));
+        }
+        if name.eq_ignore_ascii_case("sec-fetch-site") && !value.eq_ignore_ascii_case("none") {
+            return refuse(format!(
+                "the request comes from a web page (Sec-Fetch-Site: {value})"
+            ));
+        }
+        if name.eq_ignore_ascii_case("host") && peer != Peer::Unix && !local_host(value) {
+            return refuse(format!(
+                "Host {value:?} is not an IP address or localhost (a name could be \
+                 re-pointed at this address by a web page: DNS rebinding)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A `Host` value that no web page can choose: empty, an IPv4 address,
+/// `[IPv6]` or `localhost`, each with an optional port.
+fn local_host(value: &str) -> bool {
+    let (host, port) = match value.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((v6, after)) if v6.parse::<std::net::Ipv6Addr>().is_ok() => ("", after),
+            _ => return false,
+        },
+        None => value.split_at(value.find(':').unwrap_or(value.len())),
+    };
+    let port_ok = port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()));
+    let host_ok = host.is_empty()
+        || host.eq_ignore_ascii_case("localhost")
+        || host.parse::<std::net::Ipv4Addr>().is_ok();
+    port_ok && host_ok
 }
 
 /// The most body a route that takes none accepts (and ignores): clients
@@ -220,26 +298,33 @@ pub struct Api {
 }
 
 impl Handler for Api {
-    fn admit(&self, head: &Head, _peer: Peer) -> Result<(), Response> {
-        self.gate(
-            &head.method,
-            &head.path,
-            &head.query,
-            &head.headers,
-            head.content_length,
-        )
+    fn admit(&self, head: &Head, peer: Peer) -> Result<(), Response> {
+        self.gate(&Asked {
+            method: &head.method,
+            path: &head.path,
+            query: &head.query,
+            headers: &head.headers,
+            body_len: head.content_length,
+            peer,
+        })
         .map(|_| ())
     }
 
     fn handle(&self, req: &Request) -> Response {
         // `admit` passed this head already; checked again, so a handler
         // never runs on a request that did not pass (it costs microseconds).
-        let body_len = req.body.len() as u64;
-        let (route, name) =
-            match self.gate(&req.method, &req.path, &req.query, &req.headers, body_len) {
-                Ok(found) => found,
-                Err(resp) => return resp,
-            };
+        let asked = Asked {
+            method: &req.method,
+            path: &req.path,
+            query: &req.query,
+            headers: &req.headers,
+            body_len: req.body.len() as u64,
+            peer: req.peer,
+        };
+        let (route, name) = match self.gate(&asked) {
+            Ok(found) => found,
+            Err(resp) => return resp,
+        };
         let name = name.unwrap_or_default();
         match route.endpoint {
             Endpoint::Health => self.health(),
@@ -333,19 +418,24 @@ impl Handler for Api {
 }
 
 impl Api {
-    /// Everything decided from a request's head, in this order: the route
-    /// (404), the method (405), the token (400, 401) where the route needs
-    /// it, a query an action does not take (400), a body on a route that
-    /// takes none (413). The route and the `{name}` it captured, or the
-    /// answer.
-    fn gate(
-        &self,
-        method: &str,
-        path: &str,
-        query: &str,
-        headers: &[(String, String)],
-        body_len: u64,
-    ) -> Result<(&'static Route, Option<String>), Response> {
+    /// Everything decided from a request's head, in this order: with no
+    /// token configured, a request a browser sent (403, `browser`); the
+    /// route (404), the method (405), the token (400, 401) where the route
+    /// needs it, a query an action does not take (400), a body on a route
+    /// that takes none (413). The route and the `{name}` it captured, or
+    /// the answer.
+    fn gate(&self, asked: &Asked) -> Result<(&'static Route, Option<String>), Response> {
+        let Asked {
+            method,
+            path,
+            query,
+            headers,
+            body_len,
+            peer,
+        } = *asked;
+        if self.token.is_none() {
+            browser(headers, peer)?;
+        }
         let (route, name) = match find(method, path) {
             Routed::Found(r, n) => (r, n),
             Routed::NotFound => {
@@ -823,6 +913,7 @@ fn signal_of(body: &[u8]) -> Result<(nix::sys::signal::Signal, Whom), Response> 
 
 #[cfg(test)]
 mod tests {
+    use super::super::http::Peer;
     use super::*;
     use crate::status::{InstanceStatus, NotReady};
 
@@ -879,6 +970,67 @@ mod tests {
         assert!(ROUTES
             .iter()
             .all(|r| r.body == matches!(r.endpoint, Endpoint::Scale | Endpoint::Signal)));
+    }
+
+    #[test]
+    fn hosts_no_page_can_choose() {
+        for ok in [
+            "",
+            "127.0.0.1",
+            "127.0.0.1:9180",
+            "10.0.0.7:80",
+            "localhost",
+            "LocalHost:9180",
+            "localhost:",
+            "[::1]",
+            "[::1]:9180",
+            "[2001:db8::1]:80",
+        ] {
+            assert!(local_host(ok), "{ok:?}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:9180",
+            "localhost.evil.example",
+            "localhost.",
+            "127.0.0.1.nip.io:9180",
+            "0x7f.1",
+            "127.1",
+            "::1",
+            "[::1",
+            "[::1]x",
+            "[::1]:80x",
+            "[evil.example]:80",
+            "127.0.0.1:80:80",
+            "127.0.0.1:http",
+        ] {
+            assert!(!local_host(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn browser_marks() {
+        let h = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let tcp = Peer::Ip("127.0.0.1".parse().unwrap());
+        assert!(browser(&h(&[("Host", "127.0.0.1:9180")]), tcp).is_ok());
+        assert!(browser(&h(&[]), tcp).is_ok());
+        assert!(browser(&h(&[("sec-fetch-site", "None")]), tcp).is_ok());
+        for (headers, peer) in [
+            (h(&[("origin", "http://127.0.0.1:9180")]), tcp),
+            (h(&[("Origin", "null")]), Peer::Unix),
+            (h(&[("Sec-Fetch-Site", "same-origin")]), tcp),
+            (h(&[("Host", "evil.example")]), tcp),
+        ] {
+            let r = browser(&headers, peer).unwrap_err();
+            assert_eq!(r.status, 403, "{headers:?}");
+        }
+        // The socket's Host means nothing.
+        assert!(browser(&h(&[("Host", "sheepdog")]), Peer::Unix).is_ok());
     }
 
     #[test]
