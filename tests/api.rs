@@ -578,6 +578,18 @@ fn an_open_non_loopback_listener_needs_a_token_or_api_insecure() {
     });
     assert!(sd.log().contains("INSECURE"), "{}", sd.log());
     assert_eq!(http::get(p, "/api/v1/processes", None).status, 200);
+    // Other hosts call it by name (a compose service): served, while a
+    // browser's Origin is still refused.
+    let named = |extra: &str| {
+        http::raw(
+            p,
+            format!("GET /api/v1/processes HTTP/1.1\r\nHost: app:{p}\r\n{extra}Connection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .status
+    };
+    assert_eq!(named(""), 200);
+    assert_eq!(named("Origin: http://evil.example\r\n"), 403);
 }
 
 #[test]

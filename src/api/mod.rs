@@ -119,6 +119,7 @@ pub fn start(
             requests,
             token,
             counters: counters.clone(),
+            any_host: g.api.insecure && !is_loopback(&g.api.listen),
         };
         server::spawn("api", api_listeners, limits(API_WORKERS), Arc::new(api))?;
     }

@@ -127,7 +127,10 @@ struct Asked<'a> {
 ///
 /// With a token, none of this applies: a page cannot attach the
 /// `Authorization` header to a request it forges.
-fn browser(headers: &[(String, String)], peer: Peer) -> Result<(), Response> {
+///
+/// `check_host` is false on the unix socket and for `api_insecure` on an
+/// address other hosts reach, which they call by name.
+fn browser(headers: &[(String, String)], check_host: bool) -> Result<(), Response> {
     const WHY: &str = "the API has no token (api_auth), so a web page open in a browser \
                        must not be able to use it; use curl or sheepdog ctl, or set api_auth";
     let refuse = |what: String| Err(Response::error(403, &format!("refused: {what}: {WHY}")));
@@ -142,7 +145,7 @@ fn browser(headers: &[(String, String)], peer: Peer) -> Result<(), Response> {
                 "the request comes from a web page (Sec-Fetch-Site: {value})"
             ));
         }
-        if name.eq_ignore_ascii_case("host") && peer != Peer::Unix && !local_host(value) {
+        if name.eq_ignore_ascii_case("host") && check_host && !local_host(value) {
             return refuse(format!(
                 "Host {value:?} is not an IP address or localhost (a name could be \
                  re-pointed at this address by a web page: DNS rebinding)"
@@ -295,6 +298,10 @@ pub struct Api {
     pub requests: Sender<ControlRequest>,
     pub token: Option<Token>,
     pub counters: ApiCounters,
+    /// `api_insecure: true` on an address other hosts reach: they call it
+    /// by name (a compose service, a pod's DNS name), so `Host` is not
+    /// checked (`browser`); `Origin` still is.
+    pub any_host: bool,
 }
 
 impl Handler for Api {
@@ -434,7 +441,7 @@ impl Api {
             peer,
         } = *asked;
         if self.token.is_none() {
-            browser(headers, peer)?;
+            browser(headers, peer != Peer::Unix && !self.any_host)?;
         }
         let (route, name) = match find(method, path) {
             Routed::Found(r, n) => (r, n),
@@ -913,7 +920,6 @@ fn signal_of(body: &[u8]) -> Result<(nix::sys::signal::Signal, Whom), Response> 
 
 #[cfg(test)]
 mod tests {
-    use super::super::http::Peer;
     use super::*;
     use crate::status::{InstanceStatus, NotReady};
 
@@ -1016,21 +1022,22 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect()
         };
-        let tcp = Peer::Ip("127.0.0.1".parse().unwrap());
-        assert!(browser(&h(&[("Host", "127.0.0.1:9180")]), tcp).is_ok());
-        assert!(browser(&h(&[]), tcp).is_ok());
-        assert!(browser(&h(&[("sec-fetch-site", "None")]), tcp).is_ok());
-        for (headers, peer) in [
-            (h(&[("origin", "http://127.0.0.1:9180")]), tcp),
-            (h(&[("Origin", "null")]), Peer::Unix),
-            (h(&[("Sec-Fetch-Site", "same-origin")]), tcp),
-            (h(&[("Host", "evil.example")]), tcp),
+        // `true`: the Host is checked (TCP, not api_insecure on an open
+        // address).
+        assert!(browser(&h(&[("Host", "127.0.0.1:9180")]), true).is_ok());
+        assert!(browser(&h(&[]), true).is_ok());
+        assert!(browser(&h(&[("sec-fetch-site", "None")]), true).is_ok());
+        for (headers, check_host) in [
+            (h(&[("origin", "http://127.0.0.1:9180")]), true),
+            (h(&[("Origin", "null")]), false),
+            (h(&[("Sec-Fetch-Site", "same-origin")]), false),
+            (h(&[("Host", "evil.example")]), true),
         ] {
-            let r = browser(&headers, peer).unwrap_err();
+            let r = browser(&headers, check_host).unwrap_err();
             assert_eq!(r.status, 403, "{headers:?}");
         }
-        // The socket's Host means nothing.
-        assert!(browser(&h(&[("Host", "sheepdog")]), Peer::Unix).is_ok());
+        // The socket's Host, or an open api_insecure one's, means nothing.
+        assert!(browser(&h(&[("Host", "sheepdog")]), false).is_ok());
     }
 
     #[test]
