@@ -917,6 +917,12 @@ impl Runner {
                     exit_code = exit_code, signal = signal.as_deref();
                     "{}: stopped ({how})", self.id.instance
                 );
+                // A stop on request (API, scale down, rolling restart) leaves
+                // behind what left the group, as a crash does; in a shutdown
+                // the end-of-shutdown sweep takes them instead.
+                if !self.holding {
+                    self.warn_left_behind();
+                }
                 State::Done(Outcome::Stopped)
             }
             Cause::LeaderExited { status, ran_for } => {

@@ -764,6 +764,24 @@ fn a_dependency_stopped_before_it_was_healthy_keeps_its_dependents_waiting() {
 }
 
 #[test]
+fn a_stop_on_request_names_what_left_the_group() {
+    let procs = r#"
+  pg:
+    command: "setsid sh -c 'echo $$ > $DIR/escaped; exec sleep 1000' & exec sleep 1000"
+"#;
+    let mut api = Api::start("api-stop-left", Some(TOKEN), "", procs);
+    api.wait_running("pg", 1);
+    let escaped = api.sd.wait_pid("escaped");
+    let r = api.post("/api/v1/processes/pg/stop", "");
+    assert!(r.status == 200 || r.status == 202, "{}", r.body);
+    api.sd.wait_log(&format!("pg-1: pid {escaped} ("));
+    assert!(alive(escaped), "only named while sheepdog runs");
+    api.sd.signal(libc::SIGTERM);
+    assert_eq!(api.sd.exit_code(WAIT), 0, "{}", api.sd.log());
+    assert!(!alive(escaped), "the shutdown ends it:\n{}", api.sd.log());
+}
+
+#[test]
 fn scaling_up_and_down_through_the_api() {
     let procs = "  q:\n    command: \"exec sleep 1000\"\n    max_scale: 4\n  once:\n    type: oneshot\n    command: \"exit 0\"\n";
     let api = Api::start("api-scale", Some(TOKEN), "", procs);
