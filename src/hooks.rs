@@ -213,11 +213,15 @@ pub fn run_list(
                 );
             }
             Err(ListError::Failed(why)) => {
-                log::error!(
-                    "{scope}{} hook {:?} failed: {why}",
-                    kind.as_str(),
-                    hook.name
-                );
+                // A process's pre_start failure is reported by the start it
+                // failed, which names the instance or run: once is enough.
+                if !(kind == Kind::PreStart && process.is_some()) {
+                    log::error!(
+                        "{scope}{} hook {:?} failed: {why}",
+                        kind.as_str(),
+                        hook.name
+                    );
+                }
                 return Err(ListError::Failed(format!(
                     "{} hook {:?} failed: {why}",
                     kind.as_str(),
@@ -309,7 +313,9 @@ fn run_one(
         };
         if attempt < attempts {
             log::warn!(
-                "hook {:?} attempt {attempt}/{attempts} failed: {last}; retrying in {}",
+                "{}{} hook {:?} attempt {attempt}/{attempts} failed: {last}; retrying in {}",
+                process.map_or_else(String::new, |p| format!("{}: ", p.name)),
+                kind.as_str(),
                 hook.name,
                 format_duration(hook.retry_delay)
             );

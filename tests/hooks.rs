@@ -141,12 +141,23 @@ fn retries_wait_their_delay_and_can_succeed() {
       retry: 2
       retry_delay: 300ms
 "#;
-    let cfg = header(hooks) + &recorder("app", "");
+    let own = "    hooks:\n      pre_start:\n        - { name: warm, command: \"[ -e $DIR/warmed ] || { touch $DIR/warmed; exit 1; }\", retry: 1 }\n";
+    let cfg = header(hooks) + &recorder("app", own);
     let mut sd = Sheepdog::start("retries", &cfg);
     assert!(
         wait_until(WAIT, || sd.dir.lines("events") == ["app-up"]),
         "{}",
         sd.log()
+    );
+    // Each retry line says whose hook it is.
+    let log = sd.log();
+    assert!(
+        log.contains("pre_start hook \"flaky\" attempt 1/3 failed"),
+        "{log}"
+    );
+    assert!(
+        log.contains("app: pre_start hook \"warm\" attempt 1/2 failed"),
+        "{log}"
     );
     let times: Vec<u128> = sd.dir.lines("attempts").iter().map(|l| nanos(l)).collect();
     assert_eq!(times.len(), 3, "{}", sd.log());
