@@ -274,6 +274,18 @@ pub fn format_line(r: &Record, target: Target) -> Vec<u8> {
     format_with(r, json, color, width)
 }
 
+/// `msg` with control characters but tab written as escapes (`\u{1b}`),
+/// for text that reaches a terminal from elsewhere (`sheepdog ctl`).
+#[cfg_attr(not(feature = "api"), allow(dead_code))]
+pub fn escaped(msg: &str) -> std::borrow::Cow<'_, str> {
+    if !msg.chars().any(|c| c.is_control() && c != '\t') {
+        return std::borrow::Cow::Borrowed(msg);
+    }
+    let mut buf = Vec::with_capacity(msg.len() + 8);
+    push_escaped(&mut buf, msg);
+    std::borrow::Cow::Owned(String::from_utf8_lossy(&buf).into_owned())
+}
+
 /// The formatter itself, with explicit settings (golden-tested).
 /// `msg` with control characters but tab written as escapes (`\u{1b}`).
 fn push_escaped(buf: &mut Vec<u8>, msg: &str) {

@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 
 use crate::cli::{exit, Action, Ctl, LogsQuery, ScaleBy, Target, CTL_HELP};
 use crate::group::Whom;
+use crate::logging::escaped;
 
 /// Where a local sheepdog puts its socket by convention.
 const DEFAULT_SOCKET: &str = "/run/sheepdog.sock";
@@ -43,7 +44,7 @@ pub fn run(ctl: Ctl) -> i32 {
     let target = match ctl.target.clone().map_or_else(default_target, Ok) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("sheepdog ctl: {e}");
+            eprintln!("sheepdog ctl: {}", escaped(&e.to_string()));
             return exit::USAGE;
         }
     };
@@ -62,7 +63,7 @@ pub fn run(ctl: Ctl) -> i32 {
     ) {
         Ok(v) => v,
         Err(e) => {
-            eprintln!("sheepdog ctl: {e}");
+            eprintln!("sheepdog ctl: {}", escaped(&e.to_string()));
             return exit::FAILURE;
         }
     };
@@ -87,7 +88,7 @@ pub fn run(ctl: Ctl) -> i32 {
                     .and_then(Value::as_array)
                     .map(|a| a.iter().filter_map(Value::as_str).collect())
                     .unwrap_or_default();
-                println!("\nnot ready: {}", why.join("; "));
+                println!("\nnot ready: {}", escaped(&why.join("; ")));
             }
         }
         Action::Status(Some(_)) => print!("{}", table(std::slice::from_ref(&value))),
@@ -110,7 +111,7 @@ pub fn run(ctl: Ctl) -> i32 {
                 (_, Some(Value::Number(s))) => format!("signal {s}"),
                 _ => "no exit status".into(),
             };
-            println!("run {run}: {result} ({how})");
+            println!("run {run}: {} ({how})", escaped(result));
             return if result == "success" {
                 exit::OK
             } else {
@@ -119,7 +120,7 @@ pub fn run(ctl: Ctl) -> i32 {
         }
         _ => {
             let msg = value.get("message").and_then(Value::as_str).unwrap_or("ok");
-            println!("{msg}");
+            println!("{}", escaped(msg));
         }
     }
     exit::OK
@@ -183,7 +184,7 @@ fn logs(target: &Target, token: Option<&str>, q: &LogsQuery, json: bool) -> i32 
     let value = match ask(target, "GET", &logs_path(q, None), None, token, None) {
         Ok(v) => v,
         Err(e) => {
-            eprintln!("sheepdog ctl: {e}");
+            eprintln!("sheepdog ctl: {}", escaped(&e.to_string()));
             return exit::FAILURE;
         }
     };
@@ -216,7 +217,7 @@ fn logs(target: &Target, token: Option<&str>, q: &LogsQuery, json: bool) -> i32 
     match client::follow(target, &logs_path(q, Some(since)), token, &mut on_line) {
         Ok(()) => exit::OK,
         Err(e) => {
-            eprintln!("sheepdog ctl: {e}");
+            eprintln!("sheepdog ctl: {}", escaped(&e.to_string()));
             exit::FAILURE
         }
     }
@@ -344,9 +345,13 @@ fn when(v: Option<&Value>) -> String {
     )
 }
 
+/// What a server sends is shown with its control characters escaped: a
+/// name or message must not move the cursor, retitle or clear the
+/// operator's terminal, or break a table row. (`ctl logs` prints a child's
+/// lines as they are, as `kubectl logs` does.)
 fn cell(v: &Value, k: &str) -> String {
     match v.get(k) {
-        Some(Value::String(x)) => x.clone(),
+        Some(Value::String(x)) => escaped(x).into_owned(),
         Some(Value::Number(n)) => n.to_string(),
         Some(Value::Bool(b)) => b.to_string(),
         _ => "-".into(),
@@ -448,7 +453,7 @@ fn history_table(job: &Value) -> String {
 fn table(procs: &[Value]) -> String {
     let s = |v: &Value, k: &str| -> String {
         match v.get(k) {
-            Some(Value::String(x)) => x.clone(),
+            Some(Value::String(x)) => escaped(x).into_owned(),
             Some(Value::Number(n)) => n.to_string(),
             _ => "-".into(),
         }
@@ -612,5 +617,15 @@ mod tests {
             lines[3],
             "queue-default  -         stopped  -    -       -         -"
         );
+    }
+
+    #[test]
+    fn a_servers_control_characters_never_reach_the_terminal() {
+        let procs =
+            vec![json!({"name": "a\u{1b}]0;owned\u{7}\nb", "state": "x\ry", "instances": []})];
+        let t = table(&procs);
+        assert!(!t.chars().any(|c| c.is_control() && c != '\n'), "{t:?}");
+        assert_eq!(t.lines().count(), 2, "one row: {t:?}");
+        assert!(t.contains("a\\u{1b}]0;owned\\u{7}\\nb"), "{t:?}");
     }
 }
