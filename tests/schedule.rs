@@ -622,3 +622,41 @@ fn without_http(global: &str, processes: &str) -> String {
         "global:\n  api_enabled: false\n  metrics_enabled: false\n{global}processes:\n{processes}"
     )
 }
+
+#[test]
+fn a_runs_logs_are_read_by_its_name_from_the_jobs_buffer() {
+    let api = Api::start(
+        "job-run-logs",
+        "  report:\n    command: \"echo hello from $SHEEPDOG_INSTANCE\"\n    schedule: '0 3 * * *'\n    schedule_timezone: UTC\n",
+    );
+    for _ in 0..2 {
+        let r = api.post("/api/v1/schedules/report/trigger?wait=true");
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let msgs = |path: &str| -> Vec<String> {
+        let r = api.get(path);
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        r.json()["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|rec| rec["msg"].as_str().map(String::from))
+            .collect()
+    };
+    assert_eq!(
+        msgs("/api/v1/processes/report/logs"),
+        ["hello from report#1", "hello from report#2"]
+    );
+    assert_eq!(
+        msgs("/api/v1/processes/report%232/logs"),
+        ["hello from report#2"]
+    );
+    assert_eq!(api.get("/api/v1/processes/report%239/logs").status, 200);
+    assert_eq!(api.get("/api/v1/processes/other%231/logs").status, 404);
+    let (code, out, err) = api.ctl(&["logs", "report#1"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("hello from report#1") && !out.contains("report#2"),
+        "{out}"
+    );
+}

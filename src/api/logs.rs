@@ -134,12 +134,19 @@ pub fn get(
         Err(e) => return Response::error(400, &e),
     };
     if let Some(n) = name {
-        // `sheepdog` names sheepdog's own records.
+        // `sheepdog` names sheepdog's own records; `backup#12` a run of a
+        // scheduled job (its records stay in the job's buffer).
+        let run_of = |job: &str| {
+            n.strip_prefix(job)
+                .and_then(|r| r.strip_prefix('#'))
+                .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+        };
         let known = n == "sheepdog"
-            || snap
-                .processes
-                .iter()
-                .any(|p| *p.name == *n || p.instances.iter().any(|i| *i.id == *n));
+            || snap.processes.iter().any(|p| {
+                *p.name == *n
+                    || p.instances.iter().any(|i| *i.id == *n)
+                    || (p.schedule.is_some() && run_of(&p.name))
+            });
         if !known {
             return Response::error(404, &format!("no process or instance named {n:?}"));
         }

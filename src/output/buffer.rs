@@ -4,7 +4,10 @@
 //!
 //! `LogStore` keeps one ring buffer per (process, instance, stream): the
 //! last `global.log_buffer_lines` records of each (sheepdog's own records
-//! have their own ring, process `sheepdog`). Shared as `Arc<LogStore>`;
+//! have their own ring, process `sheepdog`). The runs of a scheduled job
+//! (`backup#12`: a process name never has a `#`) share one ring per job and
+//! stream: each run is a new instance, so rings per run would grow without
+//! end in a long-lived crond container. Shared as `Arc<LogStore>`;
 //! every method takes `&self` and is safe from any thread.
 //!
 //! ```text
@@ -22,7 +25,9 @@
 //!
 //! Invariants:
 //! - Bounded memory: each ring holds at most `lines` records and at most
-//!   `RING_BYTES` bytes of them (the oldest go first); subscriber channels
+//!   `RING_BYTES` bytes of them (the oldest go first); rings are per
+//!   instance of a longrun or oneshot (bounded by the scale) and per job,
+//!   never per run; subscriber channels
 //!   are bounded; at most `MAX_SUBSCRIBERS` followers at once.
 //! - `push` never blocks on a reader: the lock is held only to append and to
 //!   `try_send`. A follower whose channel is full loses records and is told
@@ -108,6 +113,16 @@ fn matches(r: &Record, process: Option<&str>, stream: Option<Stream>) -> bool {
         && stream.is_none_or(|s| r.stream == Some(s))
 }
 
+/// Whether `instance` is a run of a scheduled job (`backup#12`).
+fn is_run(instance: &str) -> bool {
+    instance.contains('#')
+}
+
+/// The job of a run's instance name (`backup#12` → `backup`).
+fn run_of(instance: &str) -> Option<&str> {
+    instance.split_once('#').map(|(job, _)| job)
+}
+
 /// Buffer memory in use (for docs and metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Usage {
@@ -175,7 +190,8 @@ impl LogStore {
         }
         let key = Key {
             process: r.process.clone(),
-            instance: r.instance.clone(),
+            // A job's runs share its ring (module header).
+            instance: r.instance.clone().filter(|i| !is_run(i)),
             stream: r.stream,
         };
         let weight = r.weight();
@@ -210,6 +226,14 @@ impl LogStore {
             if name_ok && stream_ok {
                 let skip = ring.records.len().saturating_sub(limit);
                 out.extend(ring.records.iter().skip(skip).cloned());
+            } else if stream_ok && process.is_some_and(|n| run_of(n) == Some(&*key.process)) {
+                // One run of a job: its records in the job's ring.
+                let run = ring
+                    .records
+                    .iter()
+                    .rev()
+                    .filter(|r| r.instance.as_deref() == process);
+                out.extend(run.take(limit).cloned());
             }
         }
         drop(inner);
@@ -366,6 +390,28 @@ mod tests {
         let w0 = s.recent(Some("w-0"), None, 1000);
         let expect: Vec<String> = (0..100).map(|i| i.to_string()).collect();
         assert_eq!(msgs(&w0), expect);
+    }
+
+    #[test]
+    fn a_jobs_runs_share_one_ring_and_each_run_can_still_be_read() {
+        let store = LogStore::new(3);
+        for run in 1..=1000 {
+            let id = format!("backup#{run}");
+            store.push(rec(
+                "backup",
+                Some(&id),
+                Some(Stream::Stdout),
+                &format!("run {run}"),
+            ));
+        }
+        // Not a ring per run: memory does not grow with the runs.
+        assert_eq!(store.usage().rings, 1);
+        let job = store.recent(Some("backup"), None, 10);
+        assert_eq!(msgs(&job), ["run 998", "run 999", "run 1000"]);
+        let one = store.recent(Some("backup#999"), None, 10);
+        assert_eq!(msgs(&one), ["run 999"]);
+        assert!(store.recent(Some("backup#5"), None, 10).is_empty());
+        assert!(store.recent(Some("other#999"), None, 10).is_empty());
     }
 
     #[test]
