@@ -209,7 +209,19 @@ struct Inst {
     /// Being stopped by a scale-down. If a scale-up brings its index back
     /// before it is gone, it runs again as soon as it has stopped.
     leaving: bool,
+    /// Its thread could not be created (sheepdog out of tasks or memory:
+    /// a pids cgroup filled by a fork bomb): when to try again. Its
+    /// `outcome` is a failure meanwhile, so every stop treats it as done.
+    relaunch_at: Option<Instant>,
+    /// Thread creations failed in a row, for the retry's backoff.
+    thread_failures: u32,
 }
+
+/// The first wait before a failed thread creation is tried again; it
+/// doubles up to `RELAUNCH_MAX`. sheepdog's own shortage, not the process's
+/// failure: retried for as long as it lasts, whatever the restart policy.
+const RELAUNCH_FIRST: Duration = Duration::from_secs(1);
+const RELAUNCH_MAX: Duration = Duration::from_secs(30);
 
 /// Probe counters for metrics (monotonic).
 #[derive(Debug, Clone, Default)]
@@ -240,6 +252,8 @@ impl Inst {
             health_error: None,
             probes: ProbeStats::default(),
             leaving: false,
+            relaunch_at: None,
+            thread_failures: 0,
         }
     }
 
@@ -873,7 +887,9 @@ impl Supervisor {
             ProcPhase::Active | ProcPhase::Stopping | ProcPhase::Finished => {}
         }
         let insts = || p.instances.values();
-        let never_started = || insts().any(|i| i.starts == 0 && i.outcome.is_some());
+        // (One whose thread is to be tried again has not given up.)
+        let never_started =
+            || insts().any(|i| i.starts == 0 && i.outcome.is_some() && i.relaunch_at.is_none());
         match condition {
             Condition::Healthy if checked => {
                 if insts().all(|i| i.health == Some(Health::Healthy)) {
@@ -940,6 +956,7 @@ impl Supervisor {
                 .filter(|p| p.phase == ProcPhase::Pending)
                 .filter_map(|p| p.pending_since)
                 .map(|since| since + self.cfg.global.dependency_timeout)
+                .chain(self.next_relaunch())
                 .min(),
         }
     }
@@ -960,6 +977,7 @@ impl Supervisor {
             return;
         }
         let now = Instant::now();
+        self.relaunch_due(now);
         let limit = self.cfg.global.dependency_timeout;
         let late = self.procs.values().find(|p| {
             p.phase == ProcPhase::Pending && p.pending_since.is_some_and(|t| now >= t + limit)
@@ -1017,9 +1035,14 @@ impl Supervisor {
         let Some(p) = self.procs.get_mut(name) else {
             return;
         };
-        let (id, restart_count, last_exit) = match p.instances.get(&index) {
-            Some(i) => (i.id.clone(), i.restart_count, i.last_exit),
-            None => (Arc::from(format!("{}-{index}", p.def.name)), 0, None),
+        let (id, restart_count, last_exit, thread_failures) = match p.instances.get(&index) {
+            Some(i) => (
+                i.id.clone(),
+                i.restart_count,
+                i.last_exit,
+                i.thread_failures,
+            ),
+            None => (Arc::from(format!("{}-{index}", p.def.name)), 0, None, 0),
         };
         let mut inst = Inst::new(id, restart_count);
         inst.last_exit = last_exit;
@@ -1034,12 +1057,52 @@ impl Supervisor {
                 inst.thread = Some(h.thread);
             }
             Err(e) => {
-                log::error!("{name}-{index}: unable to start its thread: {e}");
-                inst.state = "failed";
-                inst.outcome = Some(Outcome::Failed(format!("no thread: {e}")));
+                let delay = RELAUNCH_FIRST
+                    .saturating_mul(1 << thread_failures.min(5))
+                    .min(RELAUNCH_MAX);
+                log::error!(
+                    "{name}-{index}: unable to start its thread: {e}; trying again in {}",
+                    format_duration(delay)
+                );
+                let why = format!("unable to start its thread: {e}");
+                inst.state = "backoff";
+                inst.error = Some(why.clone());
+                inst.outcome = Some(Outcome::Failed(why));
+                inst.relaunch_at = Some(Instant::now() + delay);
+                inst.backoff_until = Some(SystemTime::now() + delay);
+                inst.thread_failures = thread_failures.saturating_add(1);
             }
         }
         p.instances.insert(index, inst);
+    }
+
+    /// Instances whose thread could not be created, due again now (only
+    /// while running and the process is active: a stop or the shutdown
+    /// drops them).
+    fn relaunch_due(&mut self, now: Instant) {
+        let due: Vec<(String, u32)> = self
+            .procs
+            .iter()
+            .filter(|(_, p)| p.phase == ProcPhase::Active)
+            .flat_map(|(name, p)| {
+                p.instances
+                    .iter()
+                    .filter(|(_, i)| i.relaunch_at.is_some_and(|t| now >= t))
+                    .map(move |(&index, _)| (name.clone(), index))
+            })
+            .collect();
+        for (name, index) in due {
+            self.launch(&name, index);
+        }
+    }
+
+    /// The next relaunch due (see `relaunch_due`).
+    fn next_relaunch(&self) -> Option<Instant> {
+        self.procs
+            .values()
+            .filter(|p| p.phase == ProcPhase::Active)
+            .flat_map(|p| p.instances.values().filter_map(|i| i.relaunch_at))
+            .min()
     }
 
     /// In the running phase: when nothing is left running or waiting to
@@ -1054,7 +1117,10 @@ impl Supervisor {
         }
         let settled = self.procs.values().all(|p| match p.phase {
             ProcPhase::Held | ProcPhase::Stopped | ProcPhase::Finished => true,
-            ProcPhase::Active | ProcPhase::Stopping => p.all_done(),
+            ProcPhase::Active => {
+                p.all_done() && p.instances.values().all(|i| i.relaunch_at.is_none())
+            }
+            ProcPhase::Stopping => p.all_done(),
             ProcPhase::Pending => false,
         });
         if settled {

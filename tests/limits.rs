@@ -1,0 +1,112 @@
+//! sheepdog short of its own resources: an instance whose thread cannot be
+//! created (a full pids cgroup, RLIMIT_NPROC) is tried again, not failed
+//! for good. Its own test binary, so no other test's processes count
+//! against the limit it sets.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+
+use common::*;
+
+const NOBODY: u32 = 65534;
+
+/// Tasks (threads included) whose real uid is `uid`: what RLIMIT_NPROC
+/// counts.
+fn tasks_of(uid: u32) -> u64 {
+    let mut n = 0;
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    for p in procs.flatten() {
+        let Ok(tasks) = std::fs::read_dir(p.path().join("task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+            let real = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().next())
+                .and_then(|id| id.parse::<u32>().ok());
+            if real == Some(uid) {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+/// RLIMIT_NPROC, soft and hard, for the process about to exec (lowering
+/// needs no privilege, unlike changing another process's limit).
+fn nproc_limit(cmd: &mut std::process::Command, limit: u64) {
+    // SAFETY: only setrlimit, which is async-signal-safe, runs in the child.
+    unsafe {
+        cmd.pre_exec(move || {
+            let l = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_NPROC, &l) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+}
+
+#[test]
+fn an_instance_whose_thread_cannot_be_created_is_tried_again() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: needs root to run sheepdog as another user");
+        return;
+    }
+    let dir = TempDir::new("nothread");
+    let fifo = dir.path("gate");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o666)).unwrap();
+    std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let cfg = format!(
+        "global: {{api_enabled: false, metrics_enabled: false}}\nprocesses:\n  \
+         gate: {{type: oneshot, command: \"read x < {}\"}}\n  \
+         app: {{command: [sleep, '1000'], scale: 3, depends_on: [gate]}}\n",
+        fifo.display()
+    );
+    let file = dir.write("sheepdog.yaml", &cfg);
+    // sheepdog may have LIMIT tasks of nobody's; the test's own tasks of
+    // nobody's (fillers, started under root's limit) count against it.
+    const LIMIT: u64 = 64;
+    let mut sd = Sheepdog::start_file("nothread", &file, |cmd| {
+        nproc_limit(cmd, LIMIT);
+        cmd.uid(NOBODY).gid(NOBODY);
+    });
+    sd.wait_log("gate-1: started");
+    // Fill nobody's tasks to LIMIT + 1: once the gate has exited (one
+    // less), every new thread of sheepdog's is refused.
+    let mut fillers = Vec::new();
+    while tasks_of(NOBODY) < LIMIT + 1 {
+        let mut c = std::process::Command::new("sleep");
+        c.arg("1000").uid(NOBODY).gid(NOBODY);
+        fillers.push(c.spawn().expect("spawn a filler"));
+        assert!(fillers.len() <= LIMIT as usize, "cannot fill the limit");
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&fifo)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"go\n"))
+        .unwrap();
+    let refused = sd.wait_log_n("unable to start its thread", 3, WAIT);
+    // Free the tasks: the instances start at their next try.
+    for f in &mut fillers {
+        let _ = f.kill();
+        let _ = f.wait();
+    }
+    assert!(refused, "{}", sd.log());
+    assert!(sd.log().contains("trying again in 1s"), "{}", sd.log());
+    for i in 1..=3 {
+        sd.wait_log(&format!("app-{i}: started"));
+    }
+    sd.signal(libc::SIGTERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}
