@@ -158,6 +158,17 @@ impl Tracker {
                 }
             }
         };
+        self.schedule_next(at, now);
+        change
+    }
+
+    /// A round whose probe could not run (sheepdog short of resources):
+    /// nothing is counted, the next round comes at its period.
+    pub fn skip(&mut self, at: Instant, now: Instant) {
+        self.schedule_next(at, now);
+    }
+
+    fn schedule_next(&mut self, at: Instant, now: Instant) {
         let period = match self.state {
             Health::Starting => self.s.startup_period,
             Health::Healthy | Health::Unhealthy => self.s.period,
@@ -165,7 +176,6 @@ impl Tracker {
         // Periods are measured from probe start; a slow probe never makes
         // the next one due in the past (no bursts).
         self.next_at = (at + period).max(now);
-        change
     }
 }
 

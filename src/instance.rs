@@ -169,6 +169,7 @@ pub fn launch(
         output_done: None,
         left_behind: Vec::new(),
         holding: false,
+        probe_not_run: false,
     };
     let thread = std::thread::Builder::new()
         .name(format!("{}", runner.id.instance))
@@ -380,6 +381,9 @@ struct Runner {
     left_behind: Vec<i32>,
     /// `Cmd::Hold` came: no restart, whatever the policy says.
     holding: bool,
+    /// The last probe could not run (`probe::Checked::NotRun`): its
+    /// warning was given.
+    probe_not_run: bool,
 }
 
 impl Runner {
@@ -672,7 +676,30 @@ impl Runner {
         let at = Instant::now();
         let checked = match &plan.probe {
             Some(p) => probe::run(p, plan.timeout, &self.def, &self.id, &self.shared.reaper),
-            None => Ok(()),
+            None => probe::Checked::Ran(Ok(())),
+        };
+        let checked = match checked {
+            probe::Checked::Ran(outcome) => {
+                self.probe_not_run = false;
+                outcome
+            }
+            probe::Checked::NotRun(why) => {
+                // Said once per episode; the health stays as it was.
+                if !std::mem::replace(&mut self.probe_not_run, true) {
+                    log::warn!(
+                        event = "probe_not_run", instance = &*self.id.instance, reason = why.as_str();
+                        "{}: health check not run: {why}; sheepdog is short of resources, \
+                         which does not count against the instance",
+                        self.id.instance
+                    );
+                }
+                tracker.skip(at, Instant::now());
+                return State::Running {
+                    pid,
+                    since,
+                    tracker: Some(tracker),
+                };
+            }
         };
         // Declared ports count against health only once they have been seen
         // listening since this start; before that they only hold readiness.

@@ -27,6 +27,24 @@ use crate::task::{self, TaskEnd};
 /// A probe's outcome: Ok, or why it failed.
 pub type Outcome = Result<(), String>;
 
+/// What running a probe gave: the instance's health, or nothing because
+/// sheepdog itself is short of descriptors, tasks or memory (a full pids
+/// cgroup, its fd limit). That is not the instance's fault, so it is not
+/// counted: restarting a healthy service would only make it worse.
+#[derive(Debug)]
+pub enum Checked {
+    Ran(Outcome),
+    NotRun(String),
+}
+
+/// Errors that say sheepdog could not make a descriptor or a task.
+fn short_of_resources(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::EAGAIN | libc::ENOMEM)
+    )
+}
+
 /// Replace `{instance}`, `{index}` and `{port}` in `s`.
 pub fn expand(s: &str, id: &Identity, port: Option<u16>) -> String {
     let mut out = s
@@ -66,19 +84,29 @@ pub fn run(
     def: &Process,
     id: &Identity,
     reaper: &Reaper,
-) -> Outcome {
+) -> Checked {
     match probe {
         Probe::Tcp { address } => tcp(address, timeout),
         Probe::Http {
             url,
             expected_status,
             follow_redirects,
-        } => http(url, expected_status, *follow_redirects, timeout),
+        } => Checked::Ran(http(url, expected_status, *follow_redirects, timeout)),
         Probe::Exec { command } => exec(command, timeout, def, id, reaper),
     }
 }
 
-fn tcp(address: &str, timeout: Duration) -> Outcome {
+fn tcp(address: &str, timeout: Duration) -> Checked {
+    match connect(address, timeout) {
+        Err(Ok(e)) => Checked::NotRun(e),
+        Err(Err(e)) => Checked::Ran(Err(e)),
+        Ok(()) => Checked::Ran(Ok(())),
+    }
+}
+
+/// Connect to `address`; Err(Ok(why)) when sheepdog could not make a
+/// socket, Err(Err(why)) when the target failed.
+fn connect(address: &str, timeout: Duration) -> Result<(), Result<String, String>> {
     let deadline = Instant::now() + timeout;
     let timed_out = || {
         format!(
@@ -87,27 +115,32 @@ fn tcp(address: &str, timeout: Duration) -> Outcome {
         )
     };
     let (host, port) =
-        resolve::split(address).ok_or_else(|| format!("{address} is not host:port"))?;
-    let addrs = resolve::addrs(host, port, deadline).map_err(|e| match e {
-        Failure::TimedOut => format!(
-            "resolving {host} timed out after {}",
-            crate::config::format_duration(timeout)
-        ),
-        Failure::Failed(why) => format!("cannot resolve {address}: {why}"),
+        resolve::split(address).ok_or_else(|| Err(format!("{address} is not host:port")))?;
+    let addrs = resolve::addrs(host, port, deadline).map_err(|e| {
+        Err(match e {
+            Failure::TimedOut => format!(
+                "resolving {host} timed out after {}",
+                crate::config::format_duration(timeout)
+            ),
+            Failure::Failed(why) => format!("cannot resolve {address}: {why}"),
+        })
     })?;
     let mut last = String::new();
     for addr in addrs {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(timed_out());
+            return Err(Err(timed_out()));
         }
         match TcpStream::connect_timeout(&addr, left) {
             Ok(_) => return Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return Err(timed_out()),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return Err(Err(timed_out())),
+            Err(e) if short_of_resources(&e) => {
+                return Err(Ok(format!("unable to make a socket for {addr}: {e}")))
+            }
             Err(e) => last = format!("connect to {addr}: {e}"),
         }
     }
-    Err(last)
+    Err(Err(last))
 }
 
 fn http(url: &str, expected: &[(u16, u16)], follow: bool, timeout: Duration) -> Outcome {
@@ -141,28 +174,35 @@ fn exec(
     def: &Process,
     id: &Identity,
     reaper: &Reaper,
-) -> Outcome {
+) -> Checked {
     let Some(program) = command.first() else {
-        return Err("empty probe command".into());
+        return Checked::Ran(Err("empty probe command".into()));
     };
     let cmd = match spawn::command(def, id, command) {
         Ok(c) => c,
-        Err(e) => return Err(format!("unable to run {program:?}: {e}")),
+        Err(e) => return Checked::Ran(Err(format!("unable to run {program:?}: {e}"))),
     };
     let name = program.as_str();
-    match task::run(reaper, cmd, timeout, task::Capture::Tail, None) {
-        TaskEnd::Exited { status, .. } if status.success() => Ok(()),
-        TaskEnd::Exited { status, output } => Err(with_output(format!("{name} {status}"), &output)),
-        TaskEnd::TimedOut { output } => Err(with_output(
-            format!(
-                "{name} timed out after {}; its process group was killed",
-                crate::config::format_duration(timeout)
-            ),
-            &output,
-        )),
-        TaskEnd::SpawnFailed(e) => Err(format!("unable to run {name:?}: {e}")),
-        TaskEnd::Cancelled => Err(format!("{name} was cancelled")),
-    }
+    Checked::Ran(
+        match task::run(reaper, cmd, timeout, task::Capture::Tail, None) {
+            TaskEnd::SpawnFailed(e) if e.short_of_resources => {
+                return Checked::NotRun(format!("unable to run {name:?}: {e}"))
+            }
+            TaskEnd::Exited { status, .. } if status.success() => Ok(()),
+            TaskEnd::Exited { status, output } => {
+                Err(with_output(format!("{name} {status}"), &output))
+            }
+            TaskEnd::TimedOut { output } => Err(with_output(
+                format!(
+                    "{name} timed out after {}; its process group was killed",
+                    crate::config::format_duration(timeout)
+                ),
+                &output,
+            )),
+            TaskEnd::SpawnFailed(e) => Err(format!("unable to run {name:?}: {e}")),
+            TaskEnd::Cancelled => Err(format!("{name} was cancelled")),
+        },
+    )
 }
 
 /// GET `url`: the answer's status, whatever it is.
@@ -248,24 +288,32 @@ mod tests {
         );
     }
 
+    /// A probe's outcome when it ran (these tests never lack resources).
+    fn ran(c: Checked) -> Outcome {
+        match c {
+            Checked::Ran(o) => o,
+            Checked::NotRun(why) => panic!("not run: {why}"),
+        }
+    }
+
     #[test]
     fn tcp_probe_connects_or_explains() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap().to_string();
-        assert_eq!(tcp(&addr, Duration::from_secs(2)), Ok(()));
+        assert_eq!(ran(tcp(&addr, Duration::from_secs(2))), Ok(()));
         drop(l);
-        let err = tcp(&addr, Duration::from_secs(2)).unwrap_err();
+        let err = ran(tcp(&addr, Duration::from_secs(2))).unwrap_err();
         assert!(err.contains("refused"), "{err}");
         // A resolver without network may answer or stay silent: either way
         // the probe says which, within its timeout.
-        let err = tcp("no-such-host.invalid:80", Duration::from_secs(2)).unwrap_err();
+        let err = ran(tcp("no-such-host.invalid:80", Duration::from_secs(2))).unwrap_err();
         assert!(
             err.starts_with("cannot resolve no-such-host.invalid:80: ")
                 || err == "resolving no-such-host.invalid timed out after 2s",
             "{err}"
         );
         assert_eq!(
-            tcp("nonsense", Duration::from_secs(2)),
+            ran(tcp("nonsense", Duration::from_secs(2))),
             Err("nonsense is not host:port".into())
         );
     }
@@ -276,7 +324,7 @@ mod tests {
         let port = l.local_addr().unwrap().port();
         // localhost is 127.0.0.1 then ::1 (`resolve`).
         assert_eq!(
-            tcp(&format!("localhost:{port}"), Duration::from_secs(2)),
+            ran(tcp(&format!("localhost:{port}"), Duration::from_secs(2))),
             Ok(())
         );
     }

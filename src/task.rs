@@ -52,7 +52,34 @@ pub enum TaskEnd {
         output: String,
     },
     Cancelled,
-    SpawnFailed(String),
+    SpawnFailed(SpawnFailure),
+}
+
+/// Why a task did not start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpawnFailure {
+    pub why: String,
+    /// sheepdog could not make a descriptor or a task (EMFILE, ENFILE,
+    /// EAGAIN, ENOMEM): its own shortage, not the command's fault.
+    pub short_of_resources: bool,
+}
+
+impl SpawnFailure {
+    fn of(context: &str, e: &std::io::Error) -> SpawnFailure {
+        SpawnFailure {
+            why: format!("{context}{e}"),
+            short_of_resources: matches!(
+                e.raw_os_error(),
+                Some(libc::EMFILE | libc::ENFILE | libc::EAGAIN | libc::ENOMEM)
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for SpawnFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.why)
+    }
 }
 
 /// Where the task's stdout/stderr go.
@@ -82,12 +109,14 @@ pub fn run(
                 .and_then(|(r, w)| Ok((r, w.try_clone()?, w)));
             let (reader, writer, writer2) = match pipe {
                 Ok(p) => p,
-                Err(e) => return TaskEnd::SpawnFailed(format!("unable to create a pipe: {e}")),
+                Err(e) => {
+                    return TaskEnd::SpawnFailed(SpawnFailure::of("unable to create a pipe: ", &e))
+                }
             };
             cmd.stdout(Stdio::Fd(writer)).stderr(Stdio::Fd(writer2));
             let pid = match reaper.spawn(cmd, &tx) {
                 Ok(child) => child.pid,
-                Err(e) => return TaskEnd::SpawnFailed(e.to_string()),
+                Err(e) => return TaskEnd::SpawnFailed(SpawnFailure::of("", &e)),
             };
             wait_capturing("exec probe", pid, &rx, &reader, deadline)
         }
@@ -96,7 +125,7 @@ pub fn run(
             let plain = Logging::default();
             let pid = match spawn::attached(reaper, cmd, &tx, output, id, &plain) {
                 Ok((pid, _flushed)) => pid,
-                Err(e) => return TaskEnd::SpawnFailed(e.to_string()),
+                Err(e) => return TaskEnd::SpawnFailed(SpawnFailure::of("", &e)),
             };
             wait_logging(&id.instance, pid, &rx, cancel, deadline)
         }
@@ -169,7 +198,10 @@ fn wait_logging(
                     stop_group(owner, pid, rx, Some(exit.status), true);
                     TaskEnd::Exited { status: exit.status, output: String::new() }
                 }
-                Err(_) => TaskEnd::SpawnFailed("lost track of the child".into()),
+                Err(_) => TaskEnd::SpawnFailed(SpawnFailure {
+                    why: "lost track of the child".into(),
+                    short_of_resources: false,
+                }),
             },
             recv(cancel) -> m => {
                 if m.is_err() {

@@ -57,8 +57,67 @@ fn nproc_limit(cmd: &mut std::process::Command, limit: u64) {
     }
 }
 
+/// The tests here count and fill nobody's tasks: one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// sheepdog may have LIMIT tasks of nobody's; the test's own tasks of
+/// nobody's (fillers, started under root's limit) count against it.
+const LIMIT: u64 = 64;
+
+/// Sleepers of nobody's until nobody has `tasks` tasks.
+fn fill(tasks: u64) -> Vec<std::process::Child> {
+    let mut fillers = Vec::new();
+    while tasks_of(NOBODY) < tasks {
+        let mut c = std::process::Command::new("sleep");
+        c.arg("1000").uid(NOBODY).gid(NOBODY);
+        fillers.push(c.spawn().expect("spawn a filler"));
+        assert!(fillers.len() <= LIMIT as usize, "cannot fill the limit");
+    }
+    fillers
+}
+
+fn free(fillers: &mut Vec<std::process::Child>) {
+    for f in fillers.iter_mut() {
+        let _ = f.kill();
+        let _ = f.wait();
+    }
+    fillers.clear();
+}
+
+fn as_nobody(name: &str, cfg: &str) -> (TempDir, Sheepdog) {
+    let dir = TempDir::new(name);
+    let file = dir.write("sheepdog.yaml", cfg);
+    let sd = Sheepdog::start_file(name, &file, |cmd| {
+        nproc_limit(cmd, LIMIT);
+        cmd.uid(NOBODY).gid(NOBODY);
+    });
+    (dir, sd)
+}
+
+#[test]
+fn a_health_check_sheepdog_cannot_run_does_not_count_against_the_instance() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: needs root to run sheepdog as another user");
+        return;
+    }
+    let cfg = "global: {api_enabled: false, metrics_enabled: false}\nprocesses:\n  \
+               app: {command: [sleep, '1000'], health_check: {type: exec, command: ['true'], \
+               initial_delay: 0, period: 100ms, failure_threshold: 1}}\n";
+    let (_dir, mut sd) = as_nobody("probenotrun", cfg);
+    sd.wait_log("app-1: healthy");
+    let mut fillers = fill(LIMIT + 1);
+    let seen = sd.wait_log_n("app-1: health check not run", 1, WAIT);
+    free(&mut fillers);
+    assert!(seen, "{}", sd.log());
+    assert!(!sd.log().contains("unhealthy"), "{}", sd.log());
+    sd.signal(libc::SIGTERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}
+
 #[test]
 fn an_instance_whose_thread_cannot_be_created_is_tried_again() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     if !nix::unistd::Uid::effective().is_root() {
         eprintln!("skipped: needs root to run sheepdog as another user");
         return;
@@ -74,9 +133,6 @@ fn an_instance_whose_thread_cannot_be_created_is_tried_again() {
         fifo.display()
     );
     let file = dir.write("sheepdog.yaml", &cfg);
-    // sheepdog may have LIMIT tasks of nobody's; the test's own tasks of
-    // nobody's (fillers, started under root's limit) count against it.
-    const LIMIT: u64 = 64;
     let mut sd = Sheepdog::start_file("nothread", &file, |cmd| {
         nproc_limit(cmd, LIMIT);
         cmd.uid(NOBODY).gid(NOBODY);
@@ -84,13 +140,7 @@ fn an_instance_whose_thread_cannot_be_created_is_tried_again() {
     sd.wait_log("gate-1: started");
     // Fill nobody's tasks to LIMIT + 1: once the gate has exited (one
     // less), every new thread of sheepdog's is refused.
-    let mut fillers = Vec::new();
-    while tasks_of(NOBODY) < LIMIT + 1 {
-        let mut c = std::process::Command::new("sleep");
-        c.arg("1000").uid(NOBODY).gid(NOBODY);
-        fillers.push(c.spawn().expect("spawn a filler"));
-        assert!(fillers.len() <= LIMIT as usize, "cannot fill the limit");
-    }
+    let mut fillers = fill(LIMIT + 1);
     std::fs::OpenOptions::new()
         .write(true)
         .open(&fifo)
@@ -98,10 +148,7 @@ fn an_instance_whose_thread_cannot_be_created_is_tried_again() {
         .unwrap();
     let refused = sd.wait_log_n("unable to start its thread", 3, WAIT);
     // Free the tasks: the instances start at their next try.
-    for f in &mut fillers {
-        let _ = f.kill();
-        let _ = f.wait();
-    }
+    free(&mut fillers);
     assert!(refused, "{}", sd.log());
     assert!(sd.log().contains("trying again in 1s"), "{}", sd.log());
     for i in 1..=3 {
