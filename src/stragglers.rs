@@ -194,17 +194,30 @@ pub fn left_by(reaper: &Reaper, instance: &str) -> Option<Vec<(i32, String)>> {
     Some(found)
 }
 
+/// At most this many left-behind processes are named one by one.
+const NAMED_AT_ONCE: usize = 5;
+
 /// Warn about each process that left `instance`'s group and outlived its
 /// run (`left_by`), but those in `named` (warned about already). Returns
 /// every one found, or None when no search could be made now.
 pub fn warn_left_behind(reaper: &Reaper, instance: &str, named: &[i32]) -> Option<Vec<i32>> {
     let found = left_by(reaper, instance)?;
-    for (pid, name) in found.iter().filter(|(p, _)| !named.contains(p)) {
+    let new: Vec<&(i32, String)> = found.iter().filter(|(p, _)| !named.contains(p)).collect();
+    for (pid, name) in new.iter().take(NAMED_AT_ONCE) {
         log::warn!(
             event = "left_behind", instance = instance, pid = *pid;
             "{instance}: pid {pid} ({name}) left its process group and is still running, \
              unsupervised; did it daemonize? Run it in the foreground (php-fpm -F, \
              nginx -g 'daemon off;'). sheepdog ends it at shutdown"
+        );
+    }
+    if new.len() > NAMED_AT_ONCE {
+        // A process that daemonizes hundreds of workers: one line for the
+        // rest, not one each.
+        log::warn!(
+            event = "left_behind", instance = instance;
+            "{instance}: {} more processes left its process group and are still running",
+            new.len() - NAMED_AT_ONCE
         );
     }
     Some(found.into_iter().map(|(pid, _)| pid).collect())

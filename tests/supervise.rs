@@ -186,6 +186,37 @@ fn a_process_that_left_its_group_is_named_once_while_sheepdog_runs() {
 }
 
 #[test]
+fn many_processes_left_behind_are_named_five_then_counted() {
+    let cfg = global("")
+        + r#"
+  spawner:
+    restart: never
+    command: |
+      for i in 1 2 3 4 5 6 7 8; do
+        setsid sh -c 'echo $$ >> $DIR/pids; exec sleep 1000' &
+      done
+      i=0; until [ "$(wc -l < $DIR/pids 2>/dev/null)" -ge 8 ] || [ $i -ge 1000 ]; do sleep 0.01; i=$((i+1)); done
+      exit 1
+"#;
+    let mut sd = Sheepdog::start("left-many", &cfg);
+    assert_eq!(sd.exit_code(WAIT), 1, "{}", sd.log());
+    let log = sd.log();
+    assert_eq!(
+        sd.count("left its process group and is still running, unsupervised"),
+        5,
+        "{log}"
+    );
+    assert!(
+        log.contains("spawner-1: 3 more processes left its process group"),
+        "{log}"
+    );
+    for pid in sd.dir.lines("pids") {
+        let pid: i32 = pid.parse().unwrap();
+        assert!(!alive(pid), "{pid} outlived the shutdown");
+    }
+}
+
+#[test]
 fn left_over_processes_are_looked_for_only_after_the_stop_hooks() {
     // A process's post_stop hook is a child of sheepdog too: it must not
     // be taken for a left-over process (it was, once in 40 runs, when the

@@ -118,6 +118,8 @@ const ACCEPT_BURST: usize = 64;
 /// Pause after an accept error (EMFILE...), so a listener that stays
 /// readable cannot spin the thread.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// At most one accept-error warning this often.
+const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// A bound listening socket.
 pub enum Listener {
@@ -387,6 +389,8 @@ pub fn spawn(
         jobs: tx,
         urgent: urgent_tx,
         seq: 0,
+        accept_errors: 0,
+        accept_warned: None,
     };
     std::thread::Builder::new()
         .name(format!("{name}-io"))
@@ -534,6 +538,10 @@ struct Io {
     /// The urgent worker's queue (`Handler::urgent`).
     urgent: Sender<Job>,
     seq: u64,
+    /// Accept errors since the last warning, and when it was given: at
+    /// the fd limit they come every `ACCEPT_PAUSE`.
+    accept_errors: u64,
+    accept_warned: Option<Instant>,
 }
 
 impl Io {
@@ -676,7 +684,21 @@ impl Io {
                 Err(e) => {
                     // EMFILE and friends: free a descriptor and pause this
                     // listener briefly instead of spinning on it.
-                    log::warn!("{}: unable to accept a connection: {e}", self.name);
+                    self.accept_errors += 1;
+                    if self
+                        .accept_warned
+                        .is_none_or(|t| now.saturating_duration_since(t) >= ACCEPT_WARN_EVERY)
+                    {
+                        log::warn!(
+                            "{}: unable to accept a connection: {e} ({} time(s) since the last \
+                             warning; said at most every {}s)",
+                            self.name,
+                            self.accept_errors,
+                            ACCEPT_WARN_EVERY.as_secs()
+                        );
+                        self.accept_errors = 0;
+                        self.accept_warned = Some(now);
+                    }
                     self.evict_oldest();
                     if let Some((_, paused)) = self.listeners.get_mut(li) {
                         *paused = Some(now + ACCEPT_PAUSE);
