@@ -49,6 +49,9 @@ use crate::reaper::{Exit, ExitStatus, Reaper};
 use crate::spawn::{self, Identity};
 use crate::{ports, probe, stragglers};
 
+/// How often a start deferred behind a stalled stdout is tried again.
+const STALL_RETRY: Duration = Duration::from_secs(1);
+
 /// How long an exit waits for the child's last output lines to be written.
 const OUTPUT_WAIT: Duration = Duration::from_millis(100);
 
@@ -170,6 +173,7 @@ pub fn launch(
         left_behind: Vec::new(),
         holding: false,
         probe_not_run: false,
+        deferred: false,
     };
     let thread = std::thread::Builder::new()
         .name(format!("{}", runner.id.instance))
@@ -384,6 +388,8 @@ struct Runner {
     /// The last probe could not run (`probe::Checked::NotRun`): its
     /// warning was given.
     probe_not_run: bool,
+    /// A start is deferred behind a stalled stdout (`spawn`): said once.
+    deferred: bool,
 }
 
 impl Runner {
@@ -552,6 +558,25 @@ impl Runner {
     }
 
     fn spawn(&mut self, now: Instant) -> State {
+        // sheepdog's stdout does not drain and the pipes of earlier starts
+        // pile up before the output thread: another start would add two
+        // more descriptors, until none are left for any process (a crash
+        // loop behind a stalled log shipper). Backpressure on starts too.
+        if let Some(waiting) = self.shared.output.stalled() {
+            if !std::mem::replace(&mut self.deferred, true) {
+                log::warn!(
+                    event = "start_deferred", instance = &*self.id.instance;
+                    "{}: start deferred: sheepdog's stdout is not draining ({waiting} pipes \
+                     wait for the output thread); trying again every {}s",
+                    self.id.instance,
+                    STALL_RETRY.as_secs()
+                );
+            }
+            return State::Waiting {
+                until: now + STALL_RETRY,
+            };
+        }
+        self.deferred = false;
         if let Err(why) = self.run_pre_start().and_then(|()| self.wait_for_ports()) {
             return match why {
                 NotStarted::Stopped => State::Done(Outcome::Stopped),

@@ -24,6 +24,7 @@
 //!   sheepdog makes no wake-ups here.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
@@ -91,6 +92,15 @@ fn writer() -> Option<&'static Writer> {
     running.then_some(&WRITER)
 }
 
+/// A `Full::Wait` producer (the output thread) is waiting for room.
+static WAITING: AtomicBool = AtomicBool::new(false);
+
+/// Whether child output is waiting for stdout to take lines: the output
+/// thread reads no pipe meanwhile.
+pub fn waiting() -> bool {
+    WAITING.load(Ordering::Relaxed)
+}
+
 /// Hand `lines` (whole lines, each ending in `\n`) to the writer.
 pub fn push(lines: &[u8], full: Full) {
     if lines.is_empty() {
@@ -108,8 +118,14 @@ pub fn push(lines: &[u8], full: Full) {
                 q.dropped += count_lines(lines);
                 return;
             }
-            Full::Wait => q = w.progress.wait(q).unwrap_or_else(|e| e.into_inner()),
+            Full::Wait => {
+                WAITING.store(true, Ordering::Relaxed);
+                q = w.progress.wait(q).unwrap_or_else(|e| e.into_inner());
+            }
         }
+    }
+    if full == Full::Wait {
+        WAITING.store(false, Ordering::Relaxed);
     }
     q.bytes += lines.len();
     q.queued += 1;

@@ -883,3 +883,65 @@ fn links_a_child_plants_where_sheepdog_writes_are_not_written_through() {
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
     assert_eq!(fs::read_to_string(&victim).unwrap(), "root only\n");
 }
+
+#[test]
+fn a_crash_loop_behind_a_stdout_nobody_reads_does_not_pile_up_descriptors() {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = TempDir::new("stall-fds");
+    let fifo = dir.path("stdout");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    // A reader that does not read, then the write end for sheepdog.
+    let mut reader = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    let writer = fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    let own = dir.path("own.log");
+    let cfg = config(
+        &format!(
+            "  log_file: {}\n  restart_backoff_max: 50ms\n",
+            own.display()
+        ),
+        "  chatty:\n    command: \"yes chatty\"\n  crasher:\n    command: \"exit 2\"\n",
+    );
+    let mut sd = Sheepdog::start_with("stall-fds", &cfg, |cmd| {
+        cmd.stdout(writer);
+    });
+    let own_log = || fs::read_to_string(&own).unwrap_or_default();
+    assert!(
+        wait_until(WAIT, || own_log().contains("crasher-1: start deferred")),
+        "{}",
+        own_log()
+    );
+    let fds = fs::read_dir(format!("/proc/{}/fd", sd.pid()))
+        .unwrap()
+        .count();
+    assert!(fds < 120, "{fds} descriptors open:\n{}", own_log());
+    // Drained again: the crash loop goes on.
+    let starts = own_log().matches("crasher-1: started").count();
+    let drain = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        let deadline = std::time::Instant::now() + WAIT;
+        while std::time::Instant::now() < deadline {
+            match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                Err(_) => break,
+            }
+        }
+    });
+    assert!(
+        wait_until(WAIT, || own_log().matches("crasher-1: started").count()
+            > starts + 2),
+        "{}",
+        own_log()
+    );
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", own_log());
+    let _ = drain.join();
+}

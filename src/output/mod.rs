@@ -41,6 +41,10 @@ use crate::spawn::Identity;
 use buffer::LogStore;
 use pipeline::Pipeline;
 
+/// Messages waiting for a stuck output thread beyond which new starts
+/// wait (`stalled`): 16 starts' pipes.
+const STALLED_BACKLOG: usize = 32;
+
 enum Msg {
     Attach(mux::Source),
     /// Reopen every log file.
@@ -78,6 +82,14 @@ impl Output {
             },
             handle,
         ))
+    }
+
+    /// How many messages wait for the output thread, when it is stuck
+    /// behind a stdout that does not drain and they pile up: each start's
+    /// pipes are among them, two descriptors each. None otherwise.
+    pub fn stalled(&self) -> Option<usize> {
+        let waiting = self.tx.len();
+        (waiting >= STALLED_BACKLOG && crate::stdout::waiting()).then_some(waiting)
     }
 
     /// The recent-logs store (for the API).

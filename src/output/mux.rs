@@ -15,7 +15,9 @@
 //!   `max_line_bytes`); one read buffer; write buffers flushed beyond
 //!   `FLUSH_AT`; the store is bounded on its own. A slow sink (stdout or a
 //!   disk) blocks this thread in `write`, so children's pipes fill and they
-//!   are slowed, never killed, and nothing accumulates here.
+//!   are slowed, never killed. New pipes wait in the channel meanwhile; so
+//!   that they cannot pile up without end, starts wait while too many do
+//!   (`Output::stalled`).
 //! - Nothing is lost at the end of a stream: when a pipe closes its
 //!   unfinished line and pending multiline entry are flushed, and `finish`
 //!   flushes every remaining pipe's at the deadline. Invalid UTF-8 is
