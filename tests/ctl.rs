@@ -25,7 +25,8 @@ fn serve(name: &str, sockdir: &TempDir) -> (Sheepdog, u16) {
     (sd, port)
 }
 
-/// Run `sheepdog ctl ARGS` with a clean environment for the ctl variables.
+/// Run `sheepdog ctl ARGS` with a clean environment for the ctl variables,
+/// bounded by `WAIT`.
 fn ctl(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(BIN);
     c.arg("ctl").args(args);
@@ -39,7 +40,7 @@ fn ctl(args: &[&str], env: &[(&str, &str)]) -> Output {
     for (k, v) in env {
         c.env(k, v);
     }
-    c.output().unwrap()
+    output_within(c, WAIT)
 }
 
 fn out(o: &Output) -> String {
@@ -426,18 +427,6 @@ fn ctl_works_with_an_api_without_a_token() {
             sock.display()
         )
     });
-    let bounded = |args: &[&str]| {
-        let mut c = Command::new(BIN);
-        c.arg("ctl").args(args);
-        for k in [
-            "SHEEPDOG_API_TOKEN",
-            "SHEEPDOG_API_SOCKET",
-            "SHEEPDOG_API_URL",
-        ] {
-            c.env_remove(k);
-        }
-        output_within(c, WAIT)
-    };
     let by_localhost = format!("http://localhost:{port}");
     let targets = [
         vec!["--url".to_string(), url(port)],
@@ -449,7 +438,7 @@ fn ctl_works_with_an_api_without_a_token() {
         for verb in [&["status"][..], &["start", "idle"], &["stop", "idle"]] {
             let mut args = t.clone();
             args.extend_from_slice(verb);
-            let o = bounded(&args);
+            let o = ctl(&args, &[]);
             assert!(
                 o.status.success(),
                 "ctl {args:?}: {}{}\n{}",
