@@ -100,50 +100,107 @@ pub fn follow(
     token: Option<&str>,
     line: &mut dyn FnMut(&str),
 ) -> Result<(), String> {
-    follow_within(target, path, token, STREAM_IDLE, line)
+    follow_within(target, path, token, (TIMEOUT, STREAM_IDLE), line)
 }
 
+/// `follow`, with the bound on the head (and an error's body) and on
+/// silence in the stream.
 fn follow_within(
     target: &Target,
     path: &str,
     token: Option<&str>,
-    idle: Duration,
+    (within, idle): (Duration, Duration),
     line: &mut dyn FnMut(&str),
 ) -> Result<(), String> {
     let ep = Endpoint::of(target)?;
     let s = ep.send("GET", path, None, token, TIMEOUT)?;
-    s.read_timeout(idle)
-        .map_err(|e| format!("unable to configure the connection to {}: {e}", ep.shown))?;
+    let configure =
+        |e: std::io::Error| format!("unable to configure the connection to {}: {e}", ep.shown);
     let mut reader = BufReader::new(s);
+    // The head, and an error's body, within TIMEOUT in all: a server that
+    // trickles them cannot hold ctl longer (only the stream itself may
+    // last, as long as it is not silent for `idle`).
+    let by = Instant::now() + within;
+    let late = || {
+        format!(
+            "{} sent no complete answer within {within:?}; giving up",
+            ep.shown
+        )
+    };
+    let mut head = Vec::new();
+    loop {
+        let line = line_by(&mut reader, by).map_err(|e| match e.kind() {
+            ErrorKind::WouldBlock | ErrorKind::TimedOut => late(),
+            _ => format!("unable to read from {}: {e}", ep.shown),
+        })?;
+        if line.is_empty() || line == b"\r\n" || line == b"\n" {
+            break;
+        }
+        head.extend_from_slice(&line);
+        if head.len() as u64 > MAX_HEAD {
+            return Err(format!(
+                "{} sent a head over {} KiB",
+                ep.shown,
+                MAX_HEAD >> 10
+            ));
+        }
+    }
+    let status = status_code(&String::from_utf8_lossy(&head))
+        .ok_or_else(|| format!("{} did not answer with HTTP", ep.shown))?;
+    if !(200..300).contains(&status) {
+        let mut text = Vec::new();
+        while (text.len() as u64) < MAX_RESPONSE {
+            match line_by(&mut reader, by) {
+                Ok(l) if !l.is_empty() => text.extend_from_slice(&l),
+                // The end, the deadline or an error: what came is the message.
+                _ => break,
+            }
+        }
+        return Err(error_of(&String::from_utf8_lossy(&text), status));
+    }
+    reader.get_ref().read_timeout(idle).map_err(configure)?;
     let read_err = |e: std::io::Error| match e.kind() {
         ErrorKind::WouldBlock | ErrorKind::TimedOut => {
             format!("{} sent nothing for {idle:?}; giving up", ep.shown)
         }
         _ => format!("unable to read from {}: {e}", ep.shown),
     };
-    let mut status_line = String::new();
-    read_line(&mut reader, &mut status_line).map_err(read_err)?;
-    let status = status_code(&status_line)
-        .ok_or_else(|| format!("{} did not answer with HTTP", ep.shown))?;
-    // Skip the head.
-    loop {
-        let mut h = String::new();
-        let n = read_line(&mut reader, &mut h).map_err(read_err)?;
-        if n == 0 || h == "\r\n" || h == "\n" {
-            break;
-        }
-    }
-    if !(200..300).contains(&status) {
-        let mut text = String::new();
-        let _ = reader.take(MAX_RESPONSE).read_to_string(&mut text);
-        return Err(error_of(&text, status));
-    }
     let mut l = String::new();
     while read_line(&mut reader, &mut l).map_err(read_err)? > 0 {
         let text = l.strip_suffix('\n').unwrap_or(&l);
         line(text.strip_suffix('\r').unwrap_or(text));
     }
     Ok(())
+}
+
+/// The largest head a followed answer may have.
+const MAX_HEAD: u64 = 64 * 1024;
+
+/// One line with its `\n` (or what is left at the end: empty at the end of
+/// the stream), complete by `deadline` (TimedOut otherwise), at most
+/// `MAX_HEAD` bytes: each read waits only for what is left of the time.
+fn line_by(reader: &mut BufReader<Stream>, deadline: Instant) -> std::io::Result<Vec<u8>> {
+    let mut line = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ErrorKind::TimedOut.into());
+        }
+        reader.get_ref().read_timeout(left)?;
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(line);
+        }
+        let (take, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        line.extend_from_slice(&buf[..take]);
+        reader.consume(take);
+        if done || line.len() as u64 > MAX_HEAD {
+            return Ok(line);
+        }
+    }
 }
 
 /// Read one line into `buf` (replacing it), with its `\n`; 0 at the end of
@@ -490,9 +547,13 @@ mod tests {
             while s.write_all(&chunk).is_ok() {}
         });
         let mut lines = Vec::new();
-        let e = follow_within(&target, "/logs", None, Duration::from_secs(10), &mut |l| {
-            lines.push(l.to_string())
-        })
+        let e = follow_within(
+            &target,
+            "/logs",
+            None,
+            (TIMEOUT, Duration::from_secs(10)),
+            &mut |l| lines.push(l.to_string()),
+        )
         .unwrap_err();
         assert_eq!(lines, ["first"]);
         assert!(e.contains("a line longer than 16 MiB"), "{e}");
@@ -507,12 +568,50 @@ mod tests {
             &target,
             "/logs",
             None,
-            Duration::from_millis(200),
+            (TIMEOUT, Duration::from_millis(200)),
             &mut |l| lines.push(l.to_string()),
         )
         .unwrap_err();
         assert_eq!(lines, ["first"]);
         assert!(e.contains("sent nothing for"), "{e}");
         t.join().unwrap();
+    }
+
+    #[test]
+    fn a_trickled_head_or_error_body_is_given_up_at_the_deadline() {
+        for answer in [&b"HTTP/1.0 200 OK\r\n"[..], b"HTTP/1.0 500 Oops\r\n\r\n"] {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let target = Target::Url(format!("http://{}", l.local_addr().unwrap()));
+            let answer = answer.to_vec();
+            let t = std::thread::spawn(move || {
+                let (mut s, _) = l.accept().unwrap();
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(&answer);
+                // A byte every 50 ms, never a blank line: each read is
+                // quick, so only an overall deadline ends it early. Stops
+                // when ctl closes the connection, or after 10 s.
+                let end = Instant::now() + Duration::from_secs(10);
+                while Instant::now() < end && s.write_all(b"x").is_ok() {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            });
+            let started = Instant::now();
+            let r = follow_within(
+                &target,
+                "/logs",
+                None,
+                (Duration::from_millis(500), Duration::from_secs(30)),
+                &mut |_| {},
+            );
+            let e = r.unwrap_err();
+            // Ended by ctl's 500 ms, not by the server's 10 s.
+            assert!(started.elapsed() < Duration::from_secs(5), "{e}");
+            assert!(
+                e.contains("sent no complete answer within") || e.contains("HTTP 500"),
+                "{e}"
+            );
+            t.join().unwrap();
+        }
     }
 }
