@@ -239,7 +239,12 @@ fn instance_status(index: u32, inst: &Inst, now: SystemTime) -> InstanceStatus {
             .and_then(|t| now.duration_since(t).ok())
             .map(|d| d.as_secs_f64()),
         restart_count: inst.restart_count,
-        health: inst.health.map_or("unknown", Health::as_str),
+        // An instance that has ended is not probed any more: its last
+        // health would be stale ("healthy" beside "stopped").
+        health: match inst.outcome {
+            Some(_) => "unknown",
+            None => inst.health.map_or("unknown", Health::as_str),
+        },
         health_error: inst.health_error.clone(),
         last_exit: inst.last_exit.map(LastExit::from),
         backoff_until: inst.backoff_until.map(unix_seconds),
