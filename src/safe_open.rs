@@ -9,9 +9,11 @@
 //! the host set those:
 //!
 //! - The last path component is opened with `O_NOFOLLOW`. A symlink there is
-//!   followed only when it belongs to sheepdog's own uid (someone who could
-//!   write as sheepdog anyway made it, e.g. a `ln -s /dev/stdout` in the
-//!   image); otherwise the open fails with a message naming the owner.
+//!   followed only out of a directory no one but root or sheepdog's uid can
+//!   write (`/dev/stdout`, an image's `ln -s /dev/stdout /var/log/app.log`),
+//!   where nobody else can have made it or swap it between check and open;
+//!   its target is opened under the same rules, one hop at a time.
+//!   Otherwise the open fails with a message naming the directory.
 //! - A regular file with more than one hard link is refused: a log file has
 //!   one name, and a second is how a link to someone else's file looks.
 //! - A file meant to be replaced whole is written to a fresh temporary
@@ -33,25 +35,7 @@ use std::path::Path;
 /// Open `path` for appending, creating it with `mode`, under the rules
 /// above. The error says which rule refused it.
 pub fn append(path: &Path, mode: u32) -> io::Result<File> {
-    let open = |follow: bool| {
-        let mut flags = libc::O_NONBLOCK | libc::O_CLOEXEC;
-        if !follow {
-            flags |= libc::O_NOFOLLOW;
-        }
-        OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(mode)
-            .custom_flags(flags)
-            .open(path)
-    };
-    let file = match open(false) {
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-            trusted_link(path)?;
-            open(true)?
-        }
-        other => other?,
-    };
+    let file = follow_trusted(path, mode, 0)?;
     let meta = file.metadata()?;
     if meta.is_file() && meta.nlink() > 1 {
         return Err(refused(format!(
@@ -62,6 +46,64 @@ pub fn append(path: &Path, mode: u32) -> io::Result<File> {
     }
     blocking(&file)?;
     Ok(file)
+}
+
+/// Links followed at most, as the kernel's own limit is 40.
+const MAX_HOPS: u32 = 8;
+
+/// Open `path` with `O_NOFOLLOW`; a symlink there is followed one hop at a
+/// time, each under the same rule, and only out of a directory that no one
+/// but root or sheepdog can write (`trusted_dir`): there nobody else can
+/// swap the link between our check and our open. `/proc` targets (what
+/// `/dev/stdout` points at: our own descriptors) are opened as they are.
+fn follow_trusted(path: &Path, mode: u32, hops: u32) -> io::Result<File> {
+    let open = |p: &Path, follow: bool| {
+        let mut flags = libc::O_NONBLOCK | libc::O_CLOEXEC;
+        if !follow {
+            flags |= libc::O_NOFOLLOW;
+        }
+        OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(mode)
+            .custom_flags(flags)
+            .open(p)
+    };
+    match open(path, false) {
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            let dir = trusted_dir(path)?;
+            if hops >= MAX_HOPS {
+                return Err(e);
+            }
+            let target = dir.join(std::fs::read_link(path)?);
+            if target.starts_with("/proc") {
+                return open(path, true);
+            }
+            follow_trusted(&target, mode, hops + 1)
+        }
+        other => other,
+    }
+}
+
+/// The directory of the symlink at `path`, when only root or sheepdog's
+/// own uid can write it.
+fn trusted_dir(path: &Path) -> io::Result<&Path> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let meta = std::fs::metadata(dir)?;
+    let ours = nix::unistd::geteuid().as_raw();
+    if (meta.uid() == 0 || meta.uid() == ours) && meta.mode() & 0o022 == 0 {
+        return Ok(dir);
+    }
+    Err(refused(format!(
+        "it is a symlink in {}, which others than root and sheepdog may write (owner uid {}, \
+         mode {:o}); not followed, since they could point it at any file",
+        dir.display(),
+        meta.uid(),
+        meta.mode() & 0o7777
+    )))
 }
 
 /// Replace `path` with `content`, so that readers see the old file or the
@@ -85,20 +127,6 @@ pub fn write_atomically(path: &Path, content: &[u8]) -> io::Result<()> {
     std::fs::rename(tmp, path)
 }
 
-/// Ok when the symlink at `path` belongs to sheepdog's own uid.
-fn trusted_link(path: &Path) -> io::Result<()> {
-    let owner = std::fs::symlink_metadata(path)?.uid();
-    let ours = nix::unistd::geteuid().as_raw();
-    if owner == ours {
-        return Ok(());
-    }
-    Err(refused(format!(
-        "it is a symlink owned by uid {owner}, not by sheepdog (uid {ours}); not \
-         followed, since whoever can write that directory could point it at any \
-         file"
-    )))
-}
-
 /// Clear the `O_NONBLOCK` used for the open: writes to a pipe reached
 /// through a trusted link wait for room, as they always did.
 fn blocking(file: &File) -> io::Result<()> {
@@ -115,7 +143,7 @@ fn refused(why: String) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::symlink;
+    use std::os::unix::fs::{symlink, PermissionsExt};
 
     fn scratch(tag: &str) -> std::path::PathBuf {
         let d =
@@ -141,21 +169,34 @@ mod tests {
     }
 
     #[test]
-    fn refuses_a_link_someone_else_made() {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("skipped: needs root to give a symlink another owner");
-            return;
-        }
+    fn refuses_a_link_in_a_directory_others_can_write() {
         let d = scratch("other");
         let victim = d.join("victim");
         std::fs::write(&victim, "secret\n").unwrap();
-        let link = d.join("a.log");
+        let logs = d.join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        std::fs::set_permissions(&logs, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let link = logs.join("a.log");
         symlink(&victim, &link).unwrap();
-        std::os::unix::fs::lchown(&link, Some(65534), Some(65534)).unwrap();
         let e = append(&link, 0o640).unwrap_err();
-        assert!(e.to_string().contains("symlink owned by uid 65534"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("which others than root and sheepdog may write"),
+            "{e}"
+        );
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "secret\n");
+        // A trusted link to a link in that directory: refused at that hop.
+        let hop = d.join("b.log");
+        symlink(&link, &hop).unwrap();
+        assert!(append(&hop, 0o640).is_err());
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "secret\n");
         std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn dev_stdout_is_followed() {
+        // /dev is root's and 0755; /dev/stdout points into /proc.
+        assert!(append(Path::new("/dev/stdout"), 0o640).is_ok());
     }
 
     #[test]

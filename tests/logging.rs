@@ -862,7 +862,7 @@ fn links_a_child_plants_where_sheepdog_writes_are_not_written_through() {
         ),
     );
     let mut sd = Sheepdog::start("planted", &cfg);
-    sd.wait_log("it is a symlink owned by uid 65534, not by sheepdog");
+    sd.wait_log("which others than root and sheepdog may write (owner uid 65534");
     assert!(
         wait_until(WAIT, || messages(&sd.log(), "app-1") == ["INJECTED"]),
         "the line goes to stdout instead:\n{}",
