@@ -764,6 +764,28 @@ fn a_dependency_stopped_before_it_was_healthy_keeps_its_dependents_waiting() {
 }
 
 #[test]
+fn a_dependency_stopped_after_it_met_its_condition_does_not_hold_dependents() {
+    let procs = r#"
+  d:
+    command: "exec sleep 1000"
+  e:
+    command: "exec sleep 1000"
+    health_check: {type: exec, command: [test, -e, $DIR/e-ready], initial_delay: 0, period: 100ms, timeout: 1s, mode: readiness}
+  p:
+    command: "exec sleep 1000"
+    depends_on: [d, e]
+"#;
+    let api = Api::start("api-stopped-met", Some(TOKEN), "", procs);
+    api.wait_running("d", 1);
+    let r = api.post("/api/v1/processes/d/stop", "");
+    assert!(r.status == 200 || r.status == 202, "{}", r.body);
+    api.sd.wait_log("d-1: stopped");
+    api.sd.dir.write("e-ready", "");
+    // d started before it was stopped: p starts once e is healthy.
+    api.sd.wait_log("starting p");
+}
+
+#[test]
 fn a_stop_on_request_names_what_left_the_group() {
     let procs = r#"
   pg:

@@ -138,9 +138,9 @@ fn an_instance_whose_thread_cannot_be_created_is_tried_again() {
         cmd.uid(NOBODY).gid(NOBODY);
     });
     sd.wait_log("gate-1: started");
-    // Fill nobody's tasks to LIMIT + 1: once the gate has exited (one
+    // Fill nobody's tasks to LIMIT + 2: even once the gate has exited (one
     // less), every new thread of sheepdog's is refused.
-    let mut fillers = fill(LIMIT + 1);
+    let mut fillers = fill(LIMIT + 2);
     std::fs::OpenOptions::new()
         .write(true)
         .open(&fifo)
@@ -154,6 +154,43 @@ fn an_instance_whose_thread_cannot_be_created_is_tried_again() {
     for i in 1..=3 {
         sd.wait_log(&format!("app-{i}: started"));
     }
+    sd.signal(libc::SIGTERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}
+
+#[test]
+fn a_oneshot_dependency_whose_thread_is_retried_keeps_its_dependents_waiting() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: needs root to run sheepdog as another user");
+        return;
+    }
+    let gate_dir = TempDir::new("oneshot-gate");
+    let fifo = gate_dir.path("gate");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o666)).unwrap();
+    std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let cfg = format!(
+        "global: {{api_enabled: false, metrics_enabled: false}}\nprocesses:\n  \
+         gate: {{type: oneshot, command: \"read x < {}\"}}\n  \
+         migrate: {{type: oneshot, command: \"echo migrated\", depends_on: [gate]}}\n  \
+         web: {{command: [sleep, '1000'], depends_on: [migrate]}}\n",
+        fifo.display()
+    );
+    let (_dir, mut sd) = as_nobody("oneshotretry", &cfg);
+    sd.wait_log("gate-1: started");
+    // Full even after the gate's exit frees one.
+    let mut fillers = fill(LIMIT + 2);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&fifo)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"go\n"))
+        .unwrap();
+    let refused = sd.wait_log_n("migrate-1: unable to start its thread", 1, WAIT);
+    free(&mut fillers);
+    assert!(refused, "{}", sd.log());
+    // Not "cannot start web": it waits for the retry, which succeeds.
+    sd.wait_log("web-1: started");
+    assert!(!sd.log().contains("cannot start web"), "{}", sd.log());
     sd.signal(libc::SIGTERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
 }

@@ -779,7 +779,11 @@ impl Supervisor {
         let Some(p) = self.procs.get_mut(name) else {
             return;
         };
-        if p.all_done() && !hooks_first {
+        // An instance whose thread is to be tried again has not ended.
+        let relaunching = p.phase == ProcPhase::Active
+            && matches!(self.phase, Phase::Running)
+            && p.instances.values().any(|i| i.relaunch_at.is_some());
+        if p.all_done() && !hooks_first && !relaunching {
             p.phase = match (p.phase, &self.phase) {
                 (ProcPhase::Stopping, Phase::Running) => ProcPhase::Stopped,
                 (ProcPhase::Held, _) => ProcPhase::Held,
@@ -877,16 +881,37 @@ impl Supervisor {
             ProcessType::Longrun if checked => Condition::Healthy,
             ProcessType::Longrun => Condition::Started,
         });
+        let insts = || p.instances.values();
         match p.phase {
             // `initial_state: stopped` does not hold its dependents back.
             ProcPhase::Held => return DepState::Satisfied,
-            // Stopped on request before it met the condition (a stuck
-            // migration, a database still starting): its dependents wait
-            // until it is started again and meets it.
-            ProcPhase::Stopped | ProcPhase::Pending => return DepState::Waiting,
+            ProcPhase::Pending => return DepState::Waiting,
+            // Stopped on request: what it met before still holds (scaled
+            // to 0, nothing is asked of it); what it had not met (a stuck
+            // migration, a database still starting), its dependents wait
+            // for until it is started again and meets it.
+            ProcPhase::Stopped => {
+                let met = match condition {
+                    Condition::Healthy if checked => {
+                        insts().all(|i| i.health == Some(Health::Healthy))
+                    }
+                    Condition::Started | Condition::Healthy => insts().all(|i| i.starts > 0),
+                    Condition::Completed | Condition::CompletedSuccessfully => {
+                        insts().all(|i| i.outcome == Some(Outcome::Completed))
+                    }
+                };
+                return if met {
+                    DepState::Satisfied
+                } else {
+                    DepState::Waiting
+                };
+            }
             ProcPhase::Active | ProcPhase::Stopping | ProcPhase::Finished => {}
         }
-        let insts = || p.instances.values();
+        // An instance whose thread is to be tried again has not ended yet.
+        if insts().any(|i| i.relaunch_at.is_some()) && p.phase == ProcPhase::Active {
+            return DepState::Waiting;
+        }
         // (One whose thread is to be tried again has not given up.)
         let never_started =
             || insts().any(|i| i.starts == 0 && i.outcome.is_some() && i.relaunch_at.is_none());
