@@ -62,9 +62,11 @@ pub enum Cmd {
     Stop,
     /// SIGKILL to the group at once (forced shutdown, global deadline).
     Kill,
-    /// Shutdown has begun: start nothing again. A child running now keeps
-    /// running until its `Stop` comes, in the shutdown order.
-    Hold,
+    /// Start nothing again, for the reason given ("sheepdog is shutting
+    /// down", "it is being stopped"): a shutdown has begun, or the process's
+    /// pre_stop hooks run before its stop. A child running now keeps
+    /// running until its `Stop` comes.
+    Hold(&'static str),
     /// Send a signal to the group, or to its leader only, if one is
     /// running (no state change).
     Signal(Signal, Whom),
@@ -171,7 +173,7 @@ pub fn launch(
         pid: None,
         output_done: None,
         left_behind: Vec::new(),
-        holding: false,
+        held: None,
         probe_not_run: false,
         deferred: false,
     };
@@ -383,8 +385,8 @@ struct Runner {
     /// Processes that left this instance's group, already named in a
     /// warning (`warn_left_behind`).
     left_behind: Vec<i32>,
-    /// `Cmd::Hold` came: no restart, whatever the policy says.
-    holding: bool,
+    /// `Cmd::Hold` came, and why: no restart, whatever the policy says.
+    held: Option<&'static str>,
     /// The last probe could not run (`probe::Checked::NotRun`): its
     /// warning was given.
     probe_not_run: bool,
@@ -485,11 +487,11 @@ impl Runner {
                 );
                 State::Done(Outcome::Stopped)
             }
-            (State::Waiting { .. }, Input::Cmd(Cmd::Hold)) => {
-                self.holding = true;
+            (State::Waiting { .. }, Input::Cmd(Cmd::Hold(why))) => {
+                self.held = Some(why);
                 log::info!(
-                    event = "stopped", instance = &*self.id.instance, reason = "shutting down";
-                    "{}: not starting it again: sheepdog is shutting down",
+                    event = "stopped", instance = &*self.id.instance, reason = why;
+                    "{}: not starting it again: {why}",
                     self.id.instance
                 );
                 State::Done(Outcome::Stopped)
@@ -504,8 +506,8 @@ impl Runner {
             (State::Running { pid, .. }, Input::Cmd(Cmd::Kill)) => {
                 State::Stopping(self.begin_stop(pid, now, true))
             }
-            (s @ State::Running { .. }, Input::Cmd(Cmd::Hold)) => {
-                self.holding = true;
+            (s @ State::Running { .. }, Input::Cmd(Cmd::Hold(why))) => {
+                self.held = Some(why);
                 s
             }
             (s @ State::Running { pid, .. }, Input::Cmd(Cmd::Signal(sig, whom))) => {
@@ -542,8 +544,8 @@ impl Runner {
                 s.stop.kill(&self.id.instance, now);
                 State::Stopping(s)
             }
-            (State::Stopping(s), Input::Cmd(Cmd::Hold)) => {
-                self.holding = true;
+            (State::Stopping(s), Input::Cmd(Cmd::Hold(why))) => {
+                self.held = Some(why);
                 State::Stopping(s)
             }
             (State::Stopping(s), Input::Cmd(Cmd::Signal(sig, whom))) => {
@@ -683,7 +685,7 @@ impl Runner {
                 )));
             }
             match self.cmd_rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(Cmd::Stop | Cmd::Kill | Cmd::Hold) => return Err(NotStarted::Stopped),
+                Ok(Cmd::Stop | Cmd::Kill | Cmd::Hold(_)) => return Err(NotStarted::Stopped),
                 Ok(Cmd::Signal(..)) | Err(_) => {}
             }
         }
@@ -762,11 +764,12 @@ impl Runner {
                 );
                 None
             }
-            Change::BecameUnhealthy(why) | Change::StartupFailed(why) if self.holding => {
+            Change::BecameUnhealthy(why) | Change::StartupFailed(why) if self.held.is_some() => {
                 log::warn!(
                     event = "unhealthy", instance = &*self.id.instance, pid = pid, reason = why.as_str();
-                    "{}: unhealthy: {why}; left running until its turn to stop (shutting down)",
-                    self.id.instance
+                    "{}: unhealthy: {why}; left running until its turn to stop ({})",
+                    self.id.instance,
+                    self.held.unwrap_or_default()
                 );
                 None
             }
@@ -850,10 +853,12 @@ impl Runner {
         let (decision, attempts) = decide(&self.def, self.attempts, status, unhealthy, ran_for);
         self.attempts = attempts;
         let decision = match (decision, status) {
-            (Decision::Restart { .. }, Some(s)) if self.holding => {
+            (Decision::Restart { .. }, Some(s)) if self.held.is_some() => {
                 Decision::Finish(Outcome::Exited(s))
             }
-            (Decision::Restart { .. }, None) if self.holding => Decision::Finish(Outcome::Stopped),
+            (Decision::Restart { .. }, None) if self.held.is_some() => {
+                Decision::Finish(Outcome::Stopped)
+            }
             (d, _) => d,
         };
         let mut what = ending(status, unhealthy);
@@ -896,11 +901,12 @@ impl Runner {
                         event = "completed", instance = instance, exit_code = exit_code;
                         "{}: completed", self.id.instance
                     ),
-                    Outcome::Exited(s) if self.holding => log::info!(
+                    Outcome::Exited(s) if self.held.is_some() => log::info!(
                         event = "exited", instance = instance, reason = reason,
                         exit_code = exit_code, signal = signal;
-                        "{}: {s}; not restarting: sheepdog is shutting down",
-                        self.id.instance
+                        "{}: {s}; not restarting: {}",
+                        self.id.instance,
+                        self.held.unwrap_or_default()
                     ),
                     Outcome::Exited(s) => log::info!(
                         event = "exited", instance = instance, reason = reason,
@@ -972,7 +978,7 @@ impl Runner {
                 // A stop on request (API, scale down, rolling restart) leaves
                 // behind what left the group, as a crash does; in a shutdown
                 // the end-of-shutdown sweep takes them instead.
-                if !self.holding {
+                if self.held.is_none() {
                     self.warn_left_behind();
                 }
                 State::Done(Outcome::Stopped)

@@ -786,6 +786,40 @@ fn a_dependency_stopped_after_it_met_its_condition_does_not_hold_dependents() {
 }
 
 #[test]
+fn a_child_that_exits_during_its_pre_stop_hook_is_not_restarted_by_a_stop() {
+    // horizon:terminate through the API: the hook makes the child exit and
+    // then waits; that exit is the stop, not a crash to restart.
+    let procs = r#"
+  w:
+    command: "echo up >> $DIR/ups; while [ ! -e $DIR/quit ]; do sleep 0.02; done"
+    hooks:
+      pre_stop:
+        - { name: terminate, command: "touch $DIR/quit; while [ ! -e $DIR/release ]; do sleep 0.02; done" }
+  keep:
+    command: "exec sleep 1000"
+"#;
+    let api = Api::start("api-prestop-exit", Some(TOKEN), "", procs);
+    api.wait_running("w", 1);
+    let r = api.post("/api/v1/processes/w/stop", "");
+    assert!(r.status == 200 || r.status == 202, "{}", r.body);
+    api.sd.wait_log("w-1: exited 0");
+    api.sd.dir.write("release", "");
+    api.sd.wait_log("pre_stop hook \"terminate\" succeeded");
+    assert!(
+        wait_until(WAIT, || api.process("w")["state"] == "stopped"),
+        "{}",
+        api.sd.log()
+    );
+    let log = api.sd.log();
+    assert!(log.contains("not restarting: it is being stopped"), "{log}");
+    assert_eq!(
+        api.sd.dir.lines("ups").len(),
+        1,
+        "restarted during the hook:\n{log}"
+    );
+}
+
+#[test]
 fn a_stop_on_request_names_what_left_the_group() {
     let procs = r#"
   pg:

@@ -231,6 +231,11 @@ impl Supervisor {
                 "{name}: running {} pre_stop hook(s) before its stop signal",
                 hooks.len()
             );
+            // Its child may exit while they run (horizon:terminate makes it):
+            // that is its stop, not a crash to restart.
+            for i in p.instances.values().filter(|i| i.outcome.is_none()) {
+                i.send(Cmd::Hold("it is being stopped"));
+            }
             self.spawn_hooks(job, hooks, Kind::PreStop, Some(name.to_string()));
             return;
         }

@@ -1187,7 +1187,7 @@ impl Supervisor {
             // for its dependents to stop stays down, and one in backoff
             // ends now.
             for i in p.instances.values() {
-                i.send(Cmd::Hold);
+                i.send(Cmd::Hold("sheepdog is shutting down"));
             }
         }
         // Nothing depends on a scheduled job: its runs stop first.
