@@ -35,7 +35,13 @@ use std::path::Path;
 /// Open `path` for appending, creating it with `mode`, under the rules
 /// above. The error says which rule refused it.
 pub fn append(path: &Path, mode: u32) -> io::Result<File> {
-    let file = follow_trusted(path, mode, 0)?;
+    let file = follow_trusted(path, mode, 0).map_err(|e| match e.raw_os_error() {
+        Some(libc::ENXIO) => io::Error::new(
+            e.kind(),
+            format!("it is a FIFO that nobody reads yet ({e}); start its reader first"),
+        ),
+        _ => e,
+    })?;
     let meta = file.metadata()?;
     if meta.is_file() && meta.nlink() > 1 {
         return Err(refused(format!(
@@ -216,9 +222,10 @@ mod tests {
         let d = scratch("fifo");
         let fifo = d.join("a.log");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-        assert_eq!(
-            append(&fifo, 0o640).unwrap_err().raw_os_error(),
-            Some(libc::ENXIO)
+        let e = append(&fifo, 0o640).unwrap_err();
+        assert!(
+            e.to_string().contains("a FIFO that nobody reads yet"),
+            "{e}"
         );
         std::fs::remove_dir_all(&d).unwrap();
     }

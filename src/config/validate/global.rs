@@ -142,7 +142,6 @@ pub fn build(raw: &RawGlobal, r: &mut Report) -> Global {
     }
 }
 
-/// A log level (`warning` is accepted for `warn`).
 /// `max_restart_attempts` (global or a process's): 0 = unlimited, and a
 /// negative number, the seed's "unlimited", is read as 0 with a warning.
 pub fn restart_attempts(raw: &V, path: impl KeyPath + Copy, default: u32, r: &mut Report) -> u32 {
@@ -168,6 +167,7 @@ pub fn restart_attempts(raw: &V, path: impl KeyPath + Copy, default: u32, r: &mu
     }
 }
 
+/// A log level (`warning` is accepted for `warn`).
 pub fn level(v: &Value) -> Result<LogLevel, String> {
     val::choice(v, LOG_LEVELS).map_err(|e| e.replace(", warning", ""))
 }
