@@ -81,9 +81,13 @@ pub fn parse(text: &str) -> Result<Value, String> {
     // serde_yaml reads it as the start of a second document.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let de = serde_yaml::Deserializer::from_str(text);
-    let mut value = Node(&budget)
-        .deserialize(de)
-        .map_err(|e| format!("invalid YAML: {e}{}", flow_hint(text, &e)))?;
+    let mut value = Node(&budget).deserialize(de).map_err(|e| {
+        format!(
+            "invalid YAML: {e}{}{}",
+            duplicate_hint(text, &e),
+            flow_hint(text, &e)
+        )
+    })?;
     value
         .apply_merge()
         .map_err(|e| format!("invalid YAML merge key (<<): {e}"))?;
@@ -102,6 +106,38 @@ fn flow_hint(text: &str, e: &serde_yaml::Error) -> &'static str {
     } else {
         ""
     }
+}
+
+/// serde_yaml places a duplicate key's error at the start of its mapping,
+/// which is the first occurrence: name the line of the second, found as the
+/// same key at the same column further down (a block mapping's keys align).
+fn duplicate_hint(text: &str, e: &serde_yaml::Error) -> String {
+    let msg = e.to_string();
+    let Some(key) = msg
+        .split_once("duplicate key \"")
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(k, _)| k)
+    else {
+        return String::new();
+    };
+    let Some(at) = e.location() else {
+        return String::new();
+    };
+    let col = at.column().saturating_sub(1);
+    let is_key = |line: &str| {
+        line.get(col..).is_some_and(|rest| {
+            line[..col].trim().is_empty()
+                && rest
+                    .strip_prefix(key)
+                    .is_some_and(|after| after.trim_start().starts_with(':'))
+        })
+    };
+    text.lines()
+        .enumerate()
+        .skip(at.line().saturating_sub(1))
+        .filter(|(_, l)| is_key(l))
+        .nth(1)
+        .map_or_else(String::new, |(i, _)| format!(" (again at line {})", i + 1))
 }
 
 struct Budget {
@@ -268,6 +304,16 @@ mod tests {
         assert!(parse("a: 1\na: 2\n")
             .unwrap_err()
             .contains("duplicate key \"a\""));
+        // Located at the mapping's start by serde_yaml; the second is named.
+        let e = parse("processes:\n  a: {command: x}\n  b: {command: y}\n  a: {command: z}\n")
+            .unwrap_err();
+        assert!(
+            e.contains("duplicate key \"a\"") && e.contains("(again at line 4)"),
+            "{e}"
+        );
+        // A flow mapping: no guess.
+        let e = parse("a: {b: 1, b: 2}\n").unwrap_err();
+        assert!(!e.contains("again at"), "{e}");
         assert!(parse("a: !custom 1\n").unwrap_err().contains("tags"));
         assert!(parse("---\na: 1\n---\nb: 2\n").is_err());
         assert!(parse("\u{0}\u{1}\u{2}").is_err());
