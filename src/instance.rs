@@ -616,7 +616,9 @@ impl Runner {
             }
             Err(e) => {
                 let mut error = format!("unable to start {:?}: {e}", self.def.command[0]);
-                if let (Some(c), Some(libc::EPERM)) = (&self.def.credentials, e.raw_os_error()) {
+                if let (Some(c), Some(libc::EPERM)) =
+                    (&self.def.credentials, crate::sys::errno_of(&e))
+                {
                     error.push_str(&format!(
                         " (switching to user {:?} needs root; sheepdog runs as uid {})",
                         c.user,

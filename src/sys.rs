@@ -249,21 +249,55 @@ pub struct SpawnError {
 }
 
 impl SpawnError {
-    /// Prefix the OS error with what was being done, keeping its kind.
+    /// Prefix the OS error with what was being done, keeping its kind and
+    /// errno (`errno_of`).
     pub fn with_context(mut self, context: Option<String>) -> SpawnError {
         if let Some(c) = context {
-            self.error = io::Error::new(self.error.kind(), format!("{c}: {}", self.error));
+            self.error = explained(&self.error, format!("{c}: {}", self.error));
         }
         self
     }
 
-    /// Append an explanation of the OS error, keeping its kind.
+    /// Append an explanation of the OS error, keeping its kind and errno.
     pub fn with_hint(mut self, hint: Option<String>) -> SpawnError {
         if let Some(h) = hint {
-            self.error = io::Error::new(self.error.kind(), format!("{}; {h}", self.error));
+            self.error = explained(&self.error, format!("{}; {h}", self.error));
         }
         self
     }
+}
+
+/// An OS error said in more words, that keeps its errno for `errno_of`
+/// (`io::Error::new` alone would drop it: EPERM, EMFILE and EAGAIN decide
+/// what is said and done next).
+#[derive(Debug)]
+struct Explained {
+    errno: Option<i32>,
+    text: String,
+}
+
+impl std::fmt::Display for Explained {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::error::Error for Explained {}
+
+fn explained(e: &io::Error, text: String) -> io::Error {
+    io::Error::new(
+        e.kind(),
+        Explained {
+            errno: errno_of(e),
+            text,
+        },
+    )
+}
+
+/// The errno of `e`, also through the words `SpawnError` put around it.
+pub fn errno_of(e: &io::Error) -> Option<i32> {
+    e.raw_os_error()
+        .or_else(|| e.get_ref()?.downcast_ref::<Explained>()?.errno)
 }
 
 /// Stack for the cloned child until it execs: it runs `child_exec` only

@@ -69,7 +69,7 @@ impl SpawnFailure {
         SpawnFailure {
             why: format!("{context}{e}"),
             short_of_resources: matches!(
-                e.raw_os_error(),
+                crate::sys::errno_of(e),
                 Some(libc::EMFILE | libc::ENFILE | libc::EAGAIN | libc::ENOMEM)
             ),
         }

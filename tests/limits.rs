@@ -194,3 +194,22 @@ fn a_oneshot_dependency_whose_thread_is_retried_keeps_its_dependents_waiting() {
     sd.signal(libc::SIGTERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
 }
+
+#[test]
+fn a_user_switch_without_root_says_so() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: needs root to run sheepdog as another user");
+        return;
+    }
+    let cfg = "global: {api_enabled: false, metrics_enabled: false}\nprocesses:\n  \
+               a: {command: [sleep, '1'], user: root, restart: never}\n";
+    let (_dir, mut sd) = as_nobody("noroot", cfg);
+    assert_eq!(sd.exit_code(WAIT), 1, "{}", sd.log());
+    let log = sd.log();
+    assert!(
+        log.contains("unable to switch user/group: Operation not permitted")
+            && log.contains("(switching to user \"root\" needs root; sheepdog runs as uid 65534)"),
+        "{log}"
+    );
+}
