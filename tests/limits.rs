@@ -84,6 +84,52 @@ fn free(fillers: &mut Vec<std::process::Child>) {
     fillers.clear();
 }
 
+/// The lock that keeps these tests apart, or None (said) without root.
+fn exclusive() -> Option<std::sync::MutexGuard<'static, ()>> {
+    let one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: needs root to run sheepdog as another user");
+        return None;
+    }
+    Some(one)
+}
+
+/// A FIFO a oneshot `read`s from: it runs until the test opens it.
+struct Gate {
+    fifo: std::path::PathBuf,
+    /// Removed with the gate.
+    _dir: TempDir,
+}
+
+impl Gate {
+    fn new() -> Gate {
+        let dir = TempDir::new("gate");
+        let fifo = dir.path("gate");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o666)).unwrap();
+        // mkfifo's mode is cut by the umask; nobody must read it.
+        std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o666)).unwrap();
+        Gate { fifo, _dir: dir }
+    }
+
+    /// The oneshot process `gate` of a config.
+    fn process(&self) -> String {
+        format!(
+            "gate: {{type: oneshot, command: \"read x < {}\"}}",
+            self.fifo.display()
+        )
+    }
+
+    fn open(&self) {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&self.fifo)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"go\n"))
+            .unwrap();
+    }
+}
+
+const HEAD: &str = "global: {api_enabled: false, metrics_enabled: false}\nprocesses:\n";
+
 fn as_nobody(name: &str, cfg: &str) -> (TempDir, Sheepdog) {
     let dir = TempDir::new(name);
     let file = dir.write("sheepdog.yaml", cfg);
@@ -96,15 +142,12 @@ fn as_nobody(name: &str, cfg: &str) -> (TempDir, Sheepdog) {
 
 #[test]
 fn a_health_check_sheepdog_cannot_run_does_not_count_against_the_instance() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("skipped: needs root to run sheepdog as another user");
-        return;
-    }
-    let cfg = "global: {api_enabled: false, metrics_enabled: false}\nprocesses:\n  \
-               app: {command: [sleep, '1000'], health_check: {type: exec, command: ['true'], \
-               initial_delay: 0, period: 100ms, failure_threshold: 1}}\n";
-    let (_dir, mut sd) = as_nobody("probenotrun", cfg);
+    let Some(_one) = exclusive() else { return };
+    let cfg = format!(
+        "{HEAD}  app: {{command: [sleep, '1000'], health_check: {{type: exec, command: ['true'], \
+         initial_delay: 0, period: 100ms, failure_threshold: 1}}}}\n"
+    );
+    let (_dir, mut sd) = as_nobody("probenotrun", &cfg);
     sd.wait_log("app-1: healthy");
     let mut fillers = fill(LIMIT + 1);
     let seen = sd.wait_log_n("app-1: health check not run", 1, WAIT);
@@ -115,41 +158,27 @@ fn a_health_check_sheepdog_cannot_run_does_not_count_against_the_instance() {
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
 }
 
+/// Start `rest` (processes after `gate`) as nobody, and once the gate runs
+/// fill nobody's tasks so that, even after the gate's exit frees one, no
+/// thread of sheepdog's can be made; then open the gate and wait for
+/// `refused`. Returns sheepdog with the tasks freed again.
+fn starved(name: &str, rest: &str, refused: &str, times: usize) -> (TempDir, Gate, Sheepdog) {
+    let gate = Gate::new();
+    let (dir, sd) = as_nobody(name, &format!("{HEAD}  {}\n{rest}", gate.process()));
+    sd.wait_log("gate-1: started");
+    let mut fillers = fill(LIMIT + 2);
+    gate.open();
+    let seen = sd.wait_log_n(refused, times, WAIT);
+    free(&mut fillers);
+    assert!(seen, "{}", sd.log());
+    (dir, gate, sd)
+}
+
 #[test]
 fn an_instance_whose_thread_cannot_be_created_is_tried_again() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("skipped: needs root to run sheepdog as another user");
-        return;
-    }
-    let dir = TempDir::new("nothread");
-    let fifo = dir.path("gate");
-    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o666)).unwrap();
-    std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let cfg = format!(
-        "global: {{api_enabled: false, metrics_enabled: false}}\nprocesses:\n  \
-         gate: {{type: oneshot, command: \"read x < {}\"}}\n  \
-         app: {{command: [sleep, '1000'], scale: 3, depends_on: [gate]}}\n",
-        fifo.display()
-    );
-    let file = dir.write("sheepdog.yaml", &cfg);
-    let mut sd = Sheepdog::start_file("nothread", &file, |cmd| {
-        nproc_limit(cmd, LIMIT);
-        cmd.uid(NOBODY).gid(NOBODY);
-    });
-    sd.wait_log("gate-1: started");
-    // Fill nobody's tasks to LIMIT + 2: even once the gate has exited (one
-    // less), every new thread of sheepdog's is refused.
-    let mut fillers = fill(LIMIT + 2);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&fifo)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, b"go\n"))
-        .unwrap();
-    let refused = sd.wait_log_n("unable to start its thread", 3, WAIT);
-    // Free the tasks: the instances start at their next try.
-    free(&mut fillers);
-    assert!(refused, "{}", sd.log());
+    let Some(_one) = exclusive() else { return };
+    let rest = "  app: {command: [sleep, '1000'], scale: 3, depends_on: [gate]}\n";
+    let (_d, _g, mut sd) = starved("nothread", rest, "unable to start its thread", 3);
     assert!(sd.log().contains("trying again in 1s"), "{}", sd.log());
     for i in 1..=3 {
         sd.wait_log(&format!("app-{i}: started"));
@@ -160,34 +189,11 @@ fn an_instance_whose_thread_cannot_be_created_is_tried_again() {
 
 #[test]
 fn a_oneshot_dependency_whose_thread_is_retried_keeps_its_dependents_waiting() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("skipped: needs root to run sheepdog as another user");
-        return;
-    }
-    let gate_dir = TempDir::new("oneshot-gate");
-    let fifo = gate_dir.path("gate");
-    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o666)).unwrap();
-    std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let cfg = format!(
-        "global: {{api_enabled: false, metrics_enabled: false}}\nprocesses:\n  \
-         gate: {{type: oneshot, command: \"read x < {}\"}}\n  \
-         migrate: {{type: oneshot, command: \"echo migrated\", depends_on: [gate]}}\n  \
-         web: {{command: [sleep, '1000'], depends_on: [migrate]}}\n",
-        fifo.display()
-    );
-    let (_dir, mut sd) = as_nobody("oneshotretry", &cfg);
-    sd.wait_log("gate-1: started");
-    // Full even after the gate's exit frees one.
-    let mut fillers = fill(LIMIT + 2);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&fifo)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, b"go\n"))
-        .unwrap();
-    let refused = sd.wait_log_n("migrate-1: unable to start its thread", 1, WAIT);
-    free(&mut fillers);
-    assert!(refused, "{}", sd.log());
+    let Some(_one) = exclusive() else { return };
+    let rest = "  migrate: {type: oneshot, command: \"echo migrated\", depends_on: [gate]}\n  \
+                web: {command: [sleep, '1000'], depends_on: [migrate]}\n";
+    let refused = "migrate-1: unable to start its thread";
+    let (_d, _g, mut sd) = starved("oneshotretry", rest, refused, 1);
     // Not "cannot start web": it waits for the retry, which succeeds.
     sd.wait_log("web-1: started");
     assert!(!sd.log().contains("cannot start web"), "{}", sd.log());
@@ -197,14 +203,9 @@ fn a_oneshot_dependency_whose_thread_is_retried_keeps_its_dependents_waiting() {
 
 #[test]
 fn a_user_switch_without_root_says_so() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("skipped: needs root to run sheepdog as another user");
-        return;
-    }
-    let cfg = "global: {api_enabled: false, metrics_enabled: false}\nprocesses:\n  \
-               a: {command: [sleep, '1'], user: root, restart: never}\n";
-    let (_dir, mut sd) = as_nobody("noroot", cfg);
+    let Some(_one) = exclusive() else { return };
+    let cfg = format!("{HEAD}  a: {{command: [sleep, '1'], user: root, restart: never}}\n");
+    let (_dir, mut sd) = as_nobody("noroot", &cfg);
     assert_eq!(sd.exit_code(WAIT), 1, "{}", sd.log());
     let log = sd.log();
     assert!(
