@@ -37,14 +37,6 @@ pub enum Checked {
     NotRun(String),
 }
 
-/// Errors that say sheepdog could not make a descriptor or a task.
-fn short_of_resources(e: &std::io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::EAGAIN | libc::ENOMEM)
-    )
-}
-
 /// Replace `{instance}`, `{index}` and `{port}` in `s`.
 pub fn expand(s: &str, id: &Identity, port: Option<u16>) -> String {
     let mut out = s
@@ -134,7 +126,7 @@ fn connect(address: &str, timeout: Duration) -> Result<(), Result<String, String
         match TcpStream::connect_timeout(&addr, left) {
             Ok(_) => return Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return Err(Err(timed_out())),
-            Err(e) if short_of_resources(&e) => {
+            Err(e) if crate::sys::short_of_resources(&e) => {
                 return Err(Ok(format!("unable to make a socket for {addr}: {e}")))
             }
             Err(e) => last = format!("connect to {addr}: {e}"),

@@ -94,10 +94,7 @@ fn follow_trusted(path: &Path, mode: u32, hops: u32) -> io::Result<File> {
 /// The directory of the symlink at `path`, when only root or sheepdog's
 /// own uid can write it.
 fn trusted_dir(path: &Path) -> io::Result<&Path> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
+    let dir = dir_of(path);
     let meta = std::fs::metadata(dir)?;
     let ours = nix::unistd::geteuid().as_raw();
     if (meta.uid() == 0 || meta.uid() == ours) && meta.mode() & 0o022 == 0 {
@@ -131,6 +128,14 @@ pub fn write_atomically(path: &Path, content: &[u8]) -> io::Result<()> {
     file.write_all(content)?;
     drop(file);
     std::fs::rename(tmp, path)
+}
+
+/// The directory `path` is in (`.` for a bare file name).
+pub fn dir_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
 }
 
 /// Clear the `O_NONBLOCK` used for the open: writes to a pipe reached

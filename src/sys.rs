@@ -294,6 +294,16 @@ fn explained(e: &io::Error, text: String) -> io::Error {
     )
 }
 
+/// Whether `e` says sheepdog could not make a descriptor or a task
+/// (EMFILE, ENFILE, EAGAIN, ENOMEM): its own shortage, not the fault of
+/// what it was starting or probing.
+pub fn short_of_resources(e: &io::Error) -> bool {
+    matches!(
+        errno_of(e),
+        Some(libc::EMFILE | libc::ENFILE | libc::EAGAIN | libc::ENOMEM)
+    )
+}
+
 /// The errno of `e`, also through the words `SpawnError` put around it.
 pub fn errno_of(e: &io::Error) -> Option<i32> {
     e.raw_os_error()

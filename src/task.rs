@@ -59,8 +59,8 @@ pub enum TaskEnd {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpawnFailure {
     pub why: String,
-    /// sheepdog could not make a descriptor or a task (EMFILE, ENFILE,
-    /// EAGAIN, ENOMEM): its own shortage, not the command's fault.
+    /// `sys::short_of_resources`: sheepdog's own shortage, not the
+    /// command's fault.
     pub short_of_resources: bool,
 }
 
@@ -68,10 +68,7 @@ impl SpawnFailure {
     fn of(context: &str, e: &std::io::Error) -> SpawnFailure {
         SpawnFailure {
             why: format!("{context}{e}"),
-            short_of_resources: matches!(
-                crate::sys::errno_of(e),
-                Some(libc::EMFILE | libc::ENFILE | libc::EAGAIN | libc::ENOMEM)
-            ),
+            short_of_resources: crate::sys::short_of_resources(e),
         }
     }
 }

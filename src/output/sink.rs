@@ -41,10 +41,7 @@ pub fn expand(template: &Path, process: &str, instance: &str) -> PathBuf {
 
 /// Check that the directory of `path` exists.
 pub fn check_dir(path: &Path) -> Result<(), String> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
+    let dir = crate::safe_open::dir_of(path);
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => Ok(()),
         Ok(_) => Err(format!(
