@@ -297,6 +297,12 @@ impl Proc {
     fn all_done(&self) -> bool {
         self.instances.values().all(|i| i.outcome.is_some())
     }
+
+    /// Active with an instance whose thread is to be tried again: it has
+    /// not ended, though `all_done` (which stops rely on) says so.
+    fn relaunching(&self) -> bool {
+        self.phase == ProcPhase::Active && self.instances.values().any(|i| i.relaunch_at.is_some())
+    }
 }
 
 /// Whether a dependency lets its dependent start.
@@ -780,9 +786,7 @@ impl Supervisor {
             return;
         };
         // An instance whose thread is to be tried again has not ended.
-        let relaunching = p.phase == ProcPhase::Active
-            && matches!(self.phase, Phase::Running)
-            && p.instances.values().any(|i| i.relaunch_at.is_some());
+        let relaunching = p.relaunching() && matches!(self.phase, Phase::Running);
         if p.all_done() && !hooks_first && !relaunching {
             p.phase = match (p.phase, &self.phase) {
                 (ProcPhase::Stopping, Phase::Running) => ProcPhase::Stopped,
@@ -909,7 +913,7 @@ impl Supervisor {
             ProcPhase::Active | ProcPhase::Stopping | ProcPhase::Finished => {}
         }
         // An instance whose thread is to be tried again has not ended yet.
-        if insts().any(|i| i.relaunch_at.is_some()) && p.phase == ProcPhase::Active {
+        if p.relaunching() {
             return DepState::Waiting;
         }
         // (One whose thread is to be tried again has not given up.)
@@ -1142,9 +1146,7 @@ impl Supervisor {
         }
         let settled = self.procs.values().all(|p| match p.phase {
             ProcPhase::Held | ProcPhase::Stopped | ProcPhase::Finished => true,
-            ProcPhase::Active => {
-                p.all_done() && p.instances.values().all(|i| i.relaunch_at.is_none())
-            }
+            ProcPhase::Active => p.all_done() && !p.relaunching(),
             ProcPhase::Stopping => p.all_done(),
             ProcPhase::Pending => false,
         });
