@@ -749,7 +749,13 @@ fn a_dependency_stopped_before_it_was_healthy_keeps_its_dependents_waiting() {
     api.wait_running("db", 1);
     let r = api.post("/api/v1/processes/db/stop", "");
     assert!(r.status == 200 || r.status == 202, "{}", r.body);
-    api.sd.wait_log("db-1: stopped");
+    // The instance logs "stopped" before the supervisor has taken it in:
+    // wait for the process's state, or the start finds it still stopping.
+    assert!(
+        wait_until(WAIT, || api.process("db")["state"] == "stopped"),
+        "{}",
+        api.sd.log()
+    );
     api.sd.dir.write("healthy", "");
     let r = api.post("/api/v1/processes/db/start", "");
     assert!(r.status == 200 || r.status == 202, "{}", r.body);
