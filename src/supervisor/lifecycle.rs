@@ -220,19 +220,17 @@ impl Supervisor {
         };
         let hooks = pre_stop_list(&p.def);
         let job = HookJob::ProcPreStop(name.to_string());
-        // With nothing running (its pre_start hooks still run, or it waits
-        // in backoff) there is nothing for pre_stop to drain: the stop goes
-        // straight to the instances, which cancels a start in progress.
-        let running = p.instances.values().any(|i| i.pid.is_some());
-        if !hooks.is_empty() && !running {
-            log::info!("{name}: not running; its pre_stop hook(s) are skipped");
-        } else if !hooks.is_empty() && !self.running_hooks.contains_key(&job) {
+        if !hooks.is_empty() && !self.running_hooks.contains_key(&job) {
             log::info!(
                 "{name}: running {} pre_stop hook(s) before its stop signal",
                 hooks.len()
             );
-            // Its child may exit while they run (horizon:terminate makes it):
-            // that is its stop, not a crash to restart.
+            // Nothing starts again meanwhile: a child that exits while they
+            // run (horizon:terminate makes it) has stopped, not crashed, and
+            // a start in progress (pre_start hooks, backoff) is cancelled.
+            // (Whether a child runs right now the supervisor cannot tell: its
+            // instance may have spawned one it has not reported yet. So the
+            // hooks always run.)
             for i in p.instances.values().filter(|i| i.outcome.is_none()) {
                 i.send(Cmd::Hold("it is being stopped"));
             }
