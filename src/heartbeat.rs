@@ -321,6 +321,11 @@ fn request(
             error: format!("{method} {}: {reason}", origin(url)),
             permanent,
         },
+        // sheepdog's own shortage: worth another try once it passes.
+        Error::Unable(reason) => Failed {
+            error: format!("{method} {}: {reason}", origin(url)),
+            permanent: false,
+        },
     })
 }
 

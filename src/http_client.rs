@@ -85,6 +85,9 @@ pub struct Request<'a> {
 pub enum Error {
     /// The deadline passed.
     TimedOut,
+    /// sheepdog could not make the socket (`sys::short_of_resources`: its
+    /// fd limit, memory): its own shortage, not the peer's fault.
+    Unable(String),
     /// Anything else, said in words; `permanent` when retrying cannot help
     /// (an https URL, a bad header).
     Failed { reason: String, permanent: bool },
@@ -94,7 +97,7 @@ impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Error::TimedOut => f.write_str("timed out"),
-            Error::Failed { reason, .. } => f.write_str(reason),
+            Error::Unable(reason) | Error::Failed { reason, .. } => f.write_str(reason),
         }
     }
 }
@@ -623,6 +626,11 @@ fn connect(host: &str, port: u16, deadline: Instant) -> Result<TcpStream, Error>
         match TcpStream::connect_timeout(&addr, left(deadline)) {
             Ok(s) => return Ok(s),
             Err(e) if e.kind() == ErrorKind::TimedOut => return Err(Error::TimedOut),
+            Err(e) if crate::sys::short_of_resources(&e) => {
+                return Err(Error::Unable(format!(
+                    "unable to make a socket for {addr}: {e}"
+                )))
+            }
             Err(e) => last = Some(format!("connect to {addr}: {e}")),
         }
     }

@@ -83,7 +83,7 @@ pub fn run(
             url,
             expected_status,
             follow_redirects,
-        } => Checked::Ran(http(url, expected_status, *follow_redirects, timeout)),
+        } => http(url, expected_status, *follow_redirects, timeout),
         Probe::Exec { command } => exec(command, timeout, def, id, reaper),
     }
 }
@@ -135,8 +135,16 @@ fn connect(address: &str, timeout: Duration) -> Result<(), Result<String, String
     Err(Err(last))
 }
 
-fn http(url: &str, expected: &[(u16, u16)], follow: bool, timeout: Duration) -> Outcome {
-    let status = get_status(url, follow, timeout)?;
+fn http(url: &str, expected: &[(u16, u16)], follow: bool, timeout: Duration) -> Checked {
+    match get_status(url, follow, timeout) {
+        Err(Ok(why)) => Checked::NotRun(why),
+        Err(Err(why)) => Checked::Ran(Err(why)),
+        Ok(status) => Checked::Ran(judge(url, status, expected)),
+    }
+}
+
+/// `status` against the expected ranges.
+fn judge(url: &str, status: u16, expected: &[(u16, u16)]) -> Outcome {
     if expected
         .iter()
         .any(|(lo, hi)| (*lo..=*hi).contains(&status))
@@ -199,7 +207,9 @@ fn exec(
 
 /// GET `url`: the answer's status, whatever it is.
 #[cfg(feature = "http")]
-fn get_status(url: &str, follow: bool, timeout: Duration) -> Result<u16, String> {
+/// The answer's status; Err(Ok(why)) when sheepdog could not make the
+/// request (its own shortage), Err(Err(why)) when the target failed.
+fn get_status(url: &str, follow: bool, timeout: Duration) -> Result<u16, Result<String, String>> {
     use crate::http_client::{self, Error, Proxy, Request};
     let req = Request {
         method: "GET",
@@ -212,20 +222,21 @@ fn get_status(url: &str, follow: bool, timeout: Duration) -> Result<u16, String>
         what: "health check",
     };
     http_client::send(&req).map_err(|e| match e {
-        Error::TimedOut => format!(
+        Error::TimedOut => Err(format!(
             "GET {url}: timed out after {}",
             crate::config::format_duration(timeout)
-        ),
-        e => format!("GET {url}: {e}"),
+        )),
+        Error::Unable(why) => Ok(format!("GET {url}: {why}")),
+        e => Err(format!("GET {url}: {e}")),
     })
 }
 
 /// Without the `http` feature no http check is configured (refused at load).
 #[cfg(not(feature = "http"))]
-fn get_status(url: &str, _: bool, _: Duration) -> Result<u16, String> {
-    Err(format!(
+fn get_status(url: &str, _: bool, _: Duration) -> Result<u16, Result<String, String>> {
+    Err(Err(format!(
         "GET {url}: this build has no HTTP client (cargo feature `http`)"
-    ))
+    )))
 }
 
 /// "msg: last line of output" (bounded). Its control characters are
@@ -343,11 +354,14 @@ mod tests {
         });
         let url = format!("http://127.0.0.1:{port}/health");
         let ok_2xx = [(200, 299)];
-        let e = http(&url, &ok_2xx, false, Duration::from_secs(3)).unwrap_err();
+        let e = ran(http(&url, &ok_2xx, false, Duration::from_secs(3))).unwrap_err();
         assert!(e.contains("status 302, expected 200-299"), "{e}");
-        let e = http(&url, &[(200, 200)], false, Duration::from_secs(3)).unwrap_err();
+        let e = ran(http(&url, &[(200, 200)], false, Duration::from_secs(3))).unwrap_err();
         assert!(e.contains("status 503, expected 200"), "{e}");
-        assert_eq!(http(&url, &ok_2xx, false, Duration::from_secs(3)), Ok(()));
+        assert_eq!(
+            ran(http(&url, &ok_2xx, false, Duration::from_secs(3))),
+            Ok(())
+        );
         server.join().unwrap();
     }
 
@@ -370,7 +384,7 @@ mod tests {
         });
         let url = format!("http://127.0.0.1:{port}/health");
         assert_eq!(
-            http(&url, &[(200, 299)], true, Duration::from_secs(3)),
+            ran(http(&url, &[(200, 299)], true, Duration::from_secs(3))),
             Ok(())
         );
         server.join().unwrap();
@@ -383,7 +397,7 @@ mod tests {
         let url = format!("http://{}/", l.local_addr().unwrap());
         // Accepted by the kernel, never answered.
         let start = Instant::now();
-        assert!(http(&url, &[(200, 200)], false, Duration::from_millis(300)).is_err());
+        assert!(ran(http(&url, &[(200, 200)], false, Duration::from_millis(300))).is_err());
         assert!(start.elapsed() < Duration::from_secs(5));
         drop(l);
     }

@@ -2,7 +2,7 @@
 //! readiness-gated start, dependency timeout, per-instance liveness
 //! restarts, readiness never restarting, the startup budget, no restart
 //! storms, exec probe timeouts killing their group, busy and stale ports,
-//! and the readiness file.
+//! the readiness file, and probes sheepdog has no descriptor for.
 
 mod common;
 
@@ -469,4 +469,53 @@ fn http_checks_never_go_through_a_proxy_from_the_environment() {
     assert!(sd.wait_log_n("web-1: healthy", 1, WAIT), "{}", sd.log());
     sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0);
+}
+
+/// Set sheepdog's soft limit on descriptors (the hard one stays).
+fn nofile_soft(pid: i32, soft: u64) {
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit only reads `new` and writes `old`, both live locals.
+    let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, std::ptr::null(), &mut old) };
+    assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+    let new = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: old.rlim_max,
+    };
+    // SAFETY: as above.
+    let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &new, std::ptr::null_mut()) };
+    assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn http_and_tcp_checks_sheepdog_cannot_make_a_socket_for_do_not_count() {
+    // At its fd limit sheepdog cannot open the probe's socket: that is its
+    // own shortage, not the service's, so it must not count as a failure
+    // (a restart would only make things worse).
+    let port = free_port();
+    let cfg = header("")
+        + &format!(
+            r#"
+  web:
+    command: "exec python3 -m http.server {port} --bind 127.0.0.1 --directory $DIR"
+    health_check: {{ type: http, url: "http://127.0.0.1:{port}/", initial_delay: 0, period: 100ms, timeout: 1s, failure_threshold: 1, startup_timeout: 20s }}
+  sock:
+    command: [sleep, "1000"]
+    depends_on: {{ web: {{ condition: healthy }} }}
+    health_check: {{ type: tcp, address: "127.0.0.1:{port}", initial_delay: 0, period: 100ms, timeout: 1s, failure_threshold: 1 }}
+"#
+        );
+    let mut sd = Sheepdog::start("probenofd", &cfg);
+    assert!(sd.wait_log_n("sock-1: healthy", 1, WAIT), "{}", sd.log());
+    nofile_soft(sd.pid(), 1);
+    let web = sd.wait_log_n("web-1: health check not run", 1, WAIT);
+    let sock = sd.wait_log_n("sock-1: health check not run", 1, WAIT);
+    nofile_soft(sd.pid(), 1024);
+    assert!(web && sock, "{}", sd.log());
+    assert_eq!(sd.count("unhealthy"), 0, "{}", sd.log());
+    assert_eq!(sd.count("restarting"), 0, "{}", sd.log());
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
 }
