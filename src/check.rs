@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::btree;
 use crate::config::extra::{HealthCheck, HealthMode, Probe, Schedule, ScheduleSpec, Timezone};
 use crate::config::{
     format_duration, Condition, Config, InitialState, Process, ProcessType, RestartPolicy,
@@ -398,14 +399,11 @@ pub fn render_json(config: &Config, plan: &Plan) -> Value {
         .processes
         .values()
         .map(|p| {
-            let conditions: serde_json::Map<String, Value> = p
-                .depends_on
-                .iter()
-                .filter_map(|d| {
+            let conditions: serde_json::Map<String, Value> =
+                btree::collect(p.depends_on.iter().filter_map(|d| {
                     d.condition
                         .map(|c| (d.name.clone(), json!(condition_name(c))))
-                })
-                .collect();
+                }));
             let sched = p.extra.schedule.as_ref();
             json!({
                 "name": p.name,
@@ -441,11 +439,9 @@ pub fn render_json(config: &Config, plan: &Plan) -> Value {
         "scheduled": plan.jobs,
         "budget": {
             "per_level_ms": budget.per_level.iter().map(|d| millis(*d)).collect::<Vec<_>>(),
-            "stopped_by_ms": budget
-                .stopped_by
-                .iter()
-                .map(|(n, d)| (n.clone(), json!(millis(*d))))
-                .collect::<serde_json::Map<String, Value>>(),
+            "stopped_by_ms": btree::collect::<serde_json::Map<String, Value>, _>(
+                budget.stopped_by.iter().map(|(n, d)| (n.clone(), json!(millis(*d))))
+            ),
             "critical_path": budget.critical_path.iter().map(|(n, _)| n).collect::<Vec<_>>(),
             "total_ms": millis(budget.total),
             "limit_ms": millis(budget.limit),

@@ -44,6 +44,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver, Sender, TrySendError};
 
+use crate::btree;
 use crate::config::extra::Heartbeat;
 use crate::config::format_duration;
 use crate::output::buffer::LogStore;
@@ -167,11 +168,8 @@ pub fn start(
     results: Sender<Outcome>,
 ) -> io::Result<Handle> {
     let n = configs.len().clamp(1, WORKERS);
-    let route: BTreeMap<Arc<str>, usize> = configs
-        .keys()
-        .enumerate()
-        .map(|(i, p)| (p.clone(), i % n))
-        .collect();
+    let route: BTreeMap<Arc<str>, usize> =
+        btree::collect(configs.keys().enumerate().map(|(i, p)| (p.clone(), i % n)));
     let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
     let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(0);
     let mut handle = Handle {
@@ -183,11 +181,12 @@ pub fn start(
     };
     for i in 0..n {
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
-        let mine = configs
-            .iter()
-            .filter(|(p, _)| handle.route.get(*p) == Some(&i))
-            .map(|(p, hb)| (p.clone(), hb.clone()))
-            .collect();
+        let mine = btree::collect(
+            configs
+                .iter()
+                .filter(|(p, _)| handle.route.get(*p) == Some(&i))
+                .map(|(p, hb)| (p.clone(), hb.clone())),
+        );
         let worker = Worker {
             rx,
             stop: stop_rx.clone(),

@@ -9,6 +9,7 @@
 
 #[cfg(feature = "api")]
 mod api;
+mod btree;
 mod check;
 mod child;
 mod cli;

@@ -38,6 +38,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
+use crate::btree;
 use crate::config::{process_key, Config, ConfigError, Process};
 
 /// Start and stop order for the enabled processes.
@@ -111,7 +112,7 @@ impl Plan {
         }
 
         let mut dependents: BTreeMap<String, Vec<String>> =
-            deps.keys().map(|k| (k.clone(), Vec::new())).collect();
+            btree::collect(deps.keys().map(|k| (k.clone(), Vec::new())));
         for (name, ds) in &deps {
             for d in ds {
                 if let Some(list) = dependents.get_mut(d) {
@@ -341,7 +342,7 @@ fn layers<'a>(
     dependents: &BTreeMap<String, Vec<String>>,
 ) -> (Vec<Vec<String>>, BTreeSet<&'a str>) {
     let mut pending: BTreeMap<&str, usize> =
-        deps.iter().map(|(k, v)| (k.as_str(), v.len())).collect();
+        btree::collect(deps.iter().map(|(k, v)| (k.as_str(), v.len())));
     let mut levels: Vec<Vec<String>> = Vec::new();
     let mut current: Vec<String> = pending
         .iter()
@@ -366,7 +367,7 @@ fn layers<'a>(
         levels.push(current);
         current = next.into_iter().collect();
     }
-    (levels, pending.into_keys().collect())
+    (levels, btree::collect(pending.into_keys()))
 }
 
 /// The chain ending at the process that stops last (the smallest name on a

@@ -9,6 +9,8 @@ use std::collections::BTreeSet;
 use std::io::ErrorKind;
 use std::net::{Ipv4Addr, TcpListener};
 
+use crate::btree;
+
 /// TCP socket state LISTEN in /proc/net/tcp.
 const LISTEN: &str = "0A";
 
@@ -46,22 +48,24 @@ pub fn is_free(port: u16) -> bool {
 
 /// Ports with a socket in LISTEN state (IPv4 and IPv6).
 pub fn listening() -> BTreeSet<u16> {
-    sockets()
-        .into_iter()
-        .filter(|s| s.state == LISTEN)
-        .map(|s| s.port)
-        .collect()
+    btree::collect(
+        sockets()
+            .into_iter()
+            .filter(|s| s.state == LISTEN)
+            .map(|s| s.port),
+    )
 }
 
 /// "pid 1234 (php-fpm)" for the process holding a listening socket on
 /// `port`, when /proc lets us find it.
 pub fn holder(port: u16) -> Option<String> {
-    let inodes: BTreeSet<u64> = sockets()
-        .into_iter()
-        .filter(|s| s.port == port && s.state == LISTEN)
-        .map(|s| s.inode)
-        .filter(|i| *i != 0)
-        .collect();
+    let inodes: BTreeSet<u64> = btree::collect(
+        sockets()
+            .into_iter()
+            .filter(|s| s.port == port && s.state == LISTEN)
+            .map(|s| s.inode)
+            .filter(|i| *i != 0),
+    );
     if inodes.is_empty() {
         return None;
     }

@@ -21,6 +21,8 @@ use std::collections::BTreeMap;
 
 use serde_yaml::{Mapping, Value};
 
+use crate::btree;
+
 use super::shape::Shape;
 
 /// Defines blocks. Each field is `name: kind` or `name as "key": kind`,
@@ -90,11 +92,11 @@ macro_rules! kind {
     (shape list $t:ident) => { Shape::Seq(&$t::SHAPE) };
     (shape named $t:ident) => { Shape::Map(&$t::SHAPE) };
     (take leaf, $v:expr) => { present($v) };
-    (take map, $v:expr) => { present($v).map(|v| entries(v).collect()) };
+    (take map, $v:expr) => { present($v).map(|v| btree::collect(entries(v))) };
     (take block $t:ident, $v:expr) => { present($v).map($t::take) };
     (take list $t:ident, $v:expr) => { list($v, $t::take) };
     (take named $t:ident, $v:expr) => {
-        present($v).map(|v| entries(v).map(|(k, v)| (k, Box::new($t::take(v)))).collect())
+        present($v).map(|v| btree::collect(entries(v).map(|(k, v)| (k, Box::new($t::take(v))))))
     };
 }
 

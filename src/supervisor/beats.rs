@@ -20,6 +20,7 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
+use crate::btree;
 use crate::config::extra::Heartbeat;
 use crate::config::{Config, ProcessType};
 use crate::health::Health;
@@ -45,22 +46,22 @@ pub(super) struct Beats {
 
 impl Beats {
     pub(super) fn new(cfg: &Config) -> Beats {
-        let configs: BTreeMap<Arc<str>, Heartbeat> = cfg
-            .enabled()
-            .filter_map(|p| Some((Arc::from(p.name.as_str()), p.extra.heartbeat.clone()?)))
-            .collect();
-        let alive = cfg
-            .enabled()
-            .filter(|p| p.kind == ProcessType::Longrun && p.extra.schedule.is_none())
-            .filter(|p| {
-                p.extra
-                    .heartbeat
-                    .as_ref()
-                    .is_some_and(|h| h.interval.is_some())
-            })
-            .map(|p| (Arc::from(p.name.as_str()), false))
-            .collect();
-        let counts = configs.keys().map(|k| (k.clone(), (0, 0))).collect();
+        let configs: BTreeMap<Arc<str>, Heartbeat> = btree::collect(
+            cfg.enabled()
+                .filter_map(|p| Some((Arc::from(p.name.as_str()), p.extra.heartbeat.clone()?))),
+        );
+        let alive = btree::collect(
+            cfg.enabled()
+                .filter(|p| p.kind == ProcessType::Longrun && p.extra.schedule.is_none())
+                .filter(|p| {
+                    p.extra
+                        .heartbeat
+                        .as_ref()
+                        .is_some_and(|h| h.interval.is_some())
+                })
+                .map(|p| (Arc::from(p.name.as_str()), false)),
+        );
+        let counts = btree::collect(configs.keys().map(|k| (k.clone(), (0, 0))));
         let (results_tx, results) = crossbeam_channel::unbounded();
         Beats {
             configs,

@@ -40,6 +40,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{select, Receiver, Sender};
 use signal_hook::consts::signal::*;
 
+use crate::btree;
 use crate::cli::exit;
 use crate::config::{format_duration, Condition, Config, InitialState, Process, ProcessType};
 use crate::health::Health;
@@ -375,13 +376,10 @@ impl Supervisor {
     ) -> Supervisor {
         let (reports_tx, reports) = crossbeam_channel::unbounded();
         let (hook_done_tx, hook_done_rx) = crossbeam_channel::unbounded();
-        let jobs: BTreeMap<String, Job> = cfg
-            .enabled()
-            .filter_map(|p| {
-                let sched = p.extra.schedule.clone()?;
-                Some((p.name.clone(), Job::new(p.clone(), sched)))
-            })
-            .collect();
+        let jobs: BTreeMap<String, Job> = btree::collect(cfg.enabled().filter_map(|p| {
+            let sched = p.extra.schedule.clone()?;
+            Some((p.name.clone(), Job::new(p.clone(), sched)))
+        }));
         let (sched_tx, sched_rx) = crossbeam_channel::unbounded();
         let (runs_tx, runs_rx) = crossbeam_channel::unbounded();
         let oneshots = oneshots::History::new(
@@ -389,28 +387,26 @@ impl Supervisor {
             cfg.global.extra.oneshot_history_max_age,
         );
         let beats = beats::Beats::new(&cfg);
-        let procs = cfg
-            .enabled()
-            .filter(|p| p.extra.schedule.is_none())
-            .map(|p| {
-                let phase = match p.initial_state {
-                    InitialState::Running => ProcPhase::Pending,
-                    InitialState::Stopped => ProcPhase::Held,
-                };
-                let proc = Proc {
-                    def: Arc::new(p.clone()),
-                    name: Arc::from(p.name.as_str()),
-                    phase,
-                    desired: p.scale,
-                    instances: BTreeMap::new(),
-                    op: None,
-                    restarts: BTreeMap::new(),
-                    pending_since: Some(Instant::now()),
-                    start_when_stopped: false,
-                };
-                (p.name.clone(), proc)
-            })
-            .collect();
+        // Inserted, not collected: see `btree`.
+        let mut procs = BTreeMap::new();
+        for p in cfg.enabled().filter(|p| p.extra.schedule.is_none()) {
+            let phase = match p.initial_state {
+                InitialState::Running => ProcPhase::Pending,
+                InitialState::Stopped => ProcPhase::Held,
+            };
+            let proc = Proc {
+                def: Arc::new(p.clone()),
+                name: Arc::from(p.name.as_str()),
+                phase,
+                desired: p.scale,
+                instances: BTreeMap::new(),
+                op: None,
+                restarts: BTreeMap::new(),
+                pending_since: Some(Instant::now()),
+                start_when_stopped: false,
+            };
+            procs.insert(p.name.clone(), proc);
+        }
         Supervisor {
             cfg,
             plan,
