@@ -177,8 +177,12 @@ impl Report {
     /// Record a problem at `path`. Suppression comes before the cap, so
     /// that what is suppressed is not counted as omitted either.
     pub fn error(&mut self, path: impl KeyPath, msg: impl AsRef<str>) {
-        let path = path.spell();
-        let path: &str = &path;
+        self.error_at(&path.spell(), msg.as_ref());
+    }
+
+    /// `error`'s body, compiled once rather than for every type of path
+    /// and message.
+    fn error_at(&mut self, path: &str, msg: &str) {
         if self.is_suppressed(path) {
             return;
         }
@@ -194,9 +198,9 @@ impl Report {
             .next()
             .unwrap_or_default();
         let line = if path.is_empty() {
-            format!("{}{origin}", msg.as_ref())
+            format!("{msg}{origin}")
         } else {
-            format!("{path}: {}{origin}", msg.as_ref())
+            format!("{path}: {msg}{origin}")
         };
         if !self.problems.contains(&line) {
             self.problems.push(line);
@@ -260,11 +264,16 @@ impl Report {
 
     /// Record a non-fatal finding at `path`.
     pub fn warn(&mut self, path: impl KeyPath, msg: impl AsRef<str>) {
+        self.warn_at(&path.spell(), msg.as_ref());
+    }
+
+    /// `warn`'s body, compiled once (see `error_at`).
+    fn warn_at(&mut self, path: &str, msg: &str) {
         if self.warnings.len() >= MAX_LINES {
             self.omitted_warnings += 1;
             return;
         }
-        let line = format!("{}: {}", path.spell(), msg.as_ref());
+        let line = format!("{path}: {msg}");
         if !self.warnings.contains(&line) {
             self.warnings.push(line);
         }
