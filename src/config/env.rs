@@ -83,11 +83,13 @@ pub fn apply(root: &mut Value, overrides: &[(String, String)], shape: &Shape, re
         );
         return;
     };
-    let mut sorted: Vec<&(String, String)> = overrides.iter().collect();
+    // A sorted copy: the same sort as `from_process_env`'s, so the binary
+    // holds one instance of it (a sort is 4-5 KiB of code per type).
+    let mut sorted = overrides.to_vec();
     sorted.sort();
     // What each applied variable set: a later one may not set it again.
     let mut applied: Vec<(Vec<String>, &str)> = Vec::new();
-    for (var, val) in sorted {
+    for (var, val) in &sorted {
         let target = if let Some(rest) = var.strip_prefix(GLOBAL_PREFIX) {
             match resolve(rest, global) {
                 Some((mut segs, target)) => {
@@ -169,10 +171,10 @@ fn resolve_process<'s>(
     shape: &'s Shape,
 ) -> Result<(String, Vec<String>, &'s Shape), String> {
     let upper = rest.to_ascii_uppercase();
-    let mut candidates: Vec<(String, &String)> = names.iter().map(|n| (env_name(n), n)).collect();
-    candidates.sort_by_key(|(norm, _)| Reverse(norm.len()));
+    let candidates: Vec<(String, &String)> = names.iter().map(|n| (env_name(n), n)).collect();
     let mut first_match: Option<&String> = None;
-    for (norm, name) in &candidates {
+    for i in longest_first(candidates.iter().map(|(norm, _)| norm.as_str())) {
+        let (norm, name) = &candidates[i];
         let Some(field) = upper
             .strip_prefix(norm.as_str())
             .and_then(|t| t.strip_prefix('_'))
@@ -224,15 +226,27 @@ fn resolve_process<'s>(
     ))
 }
 
+/// The indices of `names`, longest first; names of equal length keep their
+/// order. Both resolvers try the longest name first. Sorting (length,
+/// index) pairs, all distinct, gives the order of a stable sort by length,
+/// with one sort in the binary for both (each is 4-5 KiB of code).
+fn longest_first<'a>(names: impl Iterator<Item = &'a str>) -> Vec<usize> {
+    let mut order: Vec<(Reverse<usize>, usize)> = names
+        .enumerate()
+        .map(|(i, n)| (Reverse(n.len()), i))
+        .collect();
+    order.sort_unstable();
+    order.into_iter().map(|(_, i)| i).collect()
+}
+
 /// Resolve a `_`-joined key path against a struct shape.
 fn resolve<'s>(field: &str, shape: &'s Shape) -> Option<(Vec<String>, &'s Shape)> {
     let Shape::Struct(fields) = shape else {
         return None;
     };
     let upper = field.to_ascii_uppercase();
-    let mut fields: Vec<&(&'static str, Shape)> = fields.iter().collect();
-    fields.sort_by_key(|(n, _)| Reverse(n.len()));
-    for (name, sub) in fields {
+    for i in longest_first(fields.iter().map(|(name, _)| *name)) {
+        let (name, sub) = &fields[i];
         let key = name.to_ascii_uppercase().replace('-', "_");
         if upper == key {
             return Some((vec![(*name).to_string()], sub));
