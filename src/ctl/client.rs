@@ -438,7 +438,8 @@ fn parse_response(raw: &[u8]) -> Option<Reply> {
 }
 
 fn error_of(body: &str, status: u16) -> String {
-    let msg = serde_json::from_str::<serde_json::Value>(body)
+    // from_slice: one JSON reader in the binary (see pipeline::parse_object).
+    let msg = serde_json::from_slice::<serde_json::Value>(body.as_bytes())
         .ok()
         .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
         .unwrap_or_else(|| body.trim().to_string());

@@ -154,7 +154,8 @@ fn ask(
     timeout: Option<std::time::Duration>,
 ) -> Result<Value, String> {
     let reply = client::call(target, method, path, body, token, timeout)?;
-    let parsed: Option<Value> = serde_json::from_str(&reply.body).ok();
+    // from_slice: one JSON reader in the binary (see pipeline::parse_object).
+    let parsed: Option<Value> = serde_json::from_slice(reply.body.as_bytes()).ok();
     if !(200..300).contains(&reply.status) {
         let msg = parsed
             .as_ref()
@@ -205,7 +206,7 @@ fn logs(target: &Target, token: Option<&str>, q: &LogsQuery, json: bool) -> i32 
         if l.trim().is_empty() {
             return;
         }
-        match serde_json::from_str::<Value>(l) {
+        match serde_json::from_slice::<Value>(l.as_bytes()) {
             Ok(v) if v.get("dropped").is_some() => eprintln!(
                 "sheepdog ctl: {} records dropped (reading too slowly)",
                 v["dropped"]

@@ -197,7 +197,10 @@ fn parse_object(text: &str) -> Option<Map<String, Value>> {
     if !t.starts_with('{') {
         return None;
     }
-    match serde_json::from_str::<Value>(t) {
+    // from_slice, like every JSON read in sheepdog (the API's bodies are
+    // bytes): the binary then holds one JSON reader, not a second one for
+    // `&str`. On valid UTF-8 both give the same values and errors.
+    match serde_json::from_slice::<Value>(t.as_bytes()) {
         Ok(Value::Object(m)) => Some(m),
         _ => None,
     }
