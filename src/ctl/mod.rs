@@ -68,10 +68,9 @@ pub fn run(ctl: Ctl) -> i32 {
         }
     };
     if ctl.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string())
-        );
+        // Pretty, as `check --json` prints (`{:#}` is to_string_pretty's
+        // text, through the one pretty printer in the binary).
+        println!("{value:#}");
         return exit::OK;
     }
     match &ctl.action {
