@@ -329,6 +329,45 @@ fn hostile_files_are_rejected_cleanly() {
     assert_invalid(&check(&f, &[]), &["invalid YAML"]);
 }
 
+/// A key that is empty or holds a space or a control character is quoted
+/// in its path, like one with a `.`: an empty top-level key used to give
+/// the root path "", which named nothing and, once suppressed, hid every
+/// other problem; a newline in a key split its problem over two lines that
+/// read as two problems.
+#[test]
+fn odd_keys_are_quoted_in_paths() {
+    let dir = TempDir::new("oddkeys");
+    let f = dir.file(
+        "empty.yaml",
+        "\"\": 1\nprocesses: {a: {command: x, restart: bogus}}\n",
+    );
+    assert_invalid(
+        &check(&f, &[]),
+        &[
+            "  - \"\": unknown key; expected one of version, global, hooks, processes",
+            "processes.a.restart: unknown value \"bogus\"",
+        ],
+    );
+    let f = dir.file(
+        "control.yaml",
+        "global: {\"a\\nprocesses.web.x: fake\": 1, \"b c\": 2}\nprocesses: {\"\": {command: x}}\n",
+    );
+    let out = check(&f, &[]);
+    assert_invalid(
+        &out,
+        &[
+            "  - global.\"a\\nprocesses.web.x: fake\": unknown key",
+            "  - global.\"b c\": unknown key",
+            "  - processes.\"\": invalid process name \"\"",
+        ],
+    );
+    assert!(
+        !stderr(&out).contains("\nprocesses.web.x"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 /// Each `examples/bad/*.yaml` lists what stderr must say in `# expect:` lines.
 #[test]
 fn bad_examples_fail_with_their_expected_messages() {

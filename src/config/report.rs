@@ -45,17 +45,25 @@ pub fn join(base: &str, key: &str) -> String {
 /// `.` or `[` (process names may hold dots) is written in double quotes,
 /// `processes."web.v2".scale`, so that it stays one segment: suppression
 /// and origins match whole segments, and `processes.web.v2` would read as
-/// key `v2` of process `web`.
+/// key `v2` of process `web`. So is an empty key (`""`: the empty path is
+/// the root, and suppressing it would hide every other problem) and one
+/// with whitespace or a control character, escaped (`"a\nb"`) so that a
+/// problem stays on one line.
 pub fn push_key(path: &mut String, key: &str) {
     if !path.is_empty() {
         path.push('.');
     }
-    if !key.contains(['.', '[', '"', '\\']) {
+    let odd = |c: char| matches!(c, '.' | '[' | '"' | '\\') || c.is_whitespace() || c.is_control();
+    if !key.is_empty() && !key.contains(odd) {
         path.push_str(key);
         return;
     }
     path.push('"');
     for c in key.chars() {
+        if c.is_control() {
+            path.extend(c.escape_default());
+            continue;
+        }
         if matches!(c, '"' | '\\') {
             path.push('\\');
         }

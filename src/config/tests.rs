@@ -259,7 +259,7 @@ fn process_names() {
     );
     one(
         "processes: {'my web': {command: x}}",
-        "processes.my web: invalid process name",
+        "processes.\"my web\": invalid process name",
     );
     let long = "a".repeat(65);
     one(
