@@ -116,14 +116,18 @@ fn is_localhost(host: &str) -> bool {
 /// `::1` port 80.
 /// Not `http_client::split_host_port`: a tcp check's `address` is a
 /// socket address (a port always, a bare v6 host allowed), not a URL's.
+/// A bare host with a `:` must be a whole v6 address: `::1` alone would
+/// be host `:` port 1, which no lookup resolves; so would a host with a
+/// space.
 pub fn split(address: &str) -> Option<(&str, u16)> {
     let (host, port) = address.rsplit_once(':')?;
     let host = match host.strip_prefix('[') {
         Some(h) => h.strip_suffix(']')?,
+        None if host.contains(':') => host.parse::<std::net::Ipv6Addr>().ok().map(|_| host)?,
         None => host,
     };
     let port = port.parse().ok()?;
-    (!host.is_empty()).then_some((host, port))
+    (!host.is_empty() && !host.contains(char::is_whitespace)).then_some((host, port))
 }
 
 #[cfg(test)]

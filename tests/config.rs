@@ -368,6 +368,40 @@ fn odd_keys_are_quoted_in_paths() {
     );
 }
 
+/// `::1` (an IPv6 address without a port) split as host `:` and port 1,
+/// and `localhost :9000` as a host with a space: both passed the check and
+/// then failed every probe with a lookup error.
+#[test]
+fn a_health_check_address_that_cannot_resolve_is_refused() {
+    let dir = TempDir::new("address");
+    for (addr, ok) in [
+        ("::1", false),
+        ("0::1", false),
+        ("localhost :9000", false),
+        ("[::1]:9000", true),
+        ("::1:9000", true),
+        ("localhost:9000", true),
+    ] {
+        let f = dir.file(
+            "addr.yaml",
+            format!(
+                "processes:\n  web:\n    command: [sleep, '9']\n    health_check: {{type: tcp, address: '{addr}'}}\n"
+            ),
+        );
+        let out = check(&f, &[]);
+        if ok {
+            assert_valid(&out);
+        } else {
+            assert_invalid(
+                &out,
+                &[&format!(
+                    "processes.web.health_check.address: invalid value \"{addr}\"; expected host:port"
+                )],
+            );
+        }
+    }
+}
+
 /// Each `examples/bad/*.yaml` lists what stderr must say in `# expect:` lines.
 #[test]
 fn bad_examples_fail_with_their_expected_messages() {
