@@ -303,6 +303,17 @@ fn bad_bodies_are_400_naming_the_field() {
         ("signal", r#"{"signal": 999}"#, "signal: invalid signal 999"),
         ("signal", r#"{}"#, "signal: missing"),
         ("signal", r#"{"signal": ["HUP"]}"#, "got an array"),
+        // A repeated field is refused, not read as its last value.
+        (
+            "scale",
+            r#"{"desired": 1, "desired": 3}"#,
+            "request body: field \"desired\" given twice; expected it once",
+        ),
+        (
+            "signal",
+            r#"{"signal": "HUP", "to": "main", "signal": "KILL"}"#,
+            "request body: field \"signal\" given twice",
+        ),
     ] {
         let r = api.post(&format!("/api/v1/processes/web/{path}"), body);
         assert_eq!(r.status, 400, "{path} {body:?}: {}", r.body);
@@ -336,6 +347,10 @@ fn bad_bodies_are_400_naming_the_field() {
         );
     }
     assert_eq!(api.get("/api/v1/processes?_=1").status, 200);
+    // So is a repeated query parameter.
+    let r = api.get("/api/v1/logs?limit=1&limit=2");
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.error().contains("limit: given twice"), "{}", r.body);
     // Still the same two: nothing applied.
     assert_eq!(api.wait_running("web", 2).len(), 2);
     assert_eq!(api.pids("web"), before);

@@ -64,8 +64,16 @@ fn parse(query: &str) -> Result<Query, String> {
         wait: Duration::ZERO,
         follow: false,
     };
+    // A repeated parameter is refused, not read as its last value. Only
+    // known names get here twice (an unknown one ends the loop), so
+    // `seen` stays short.
+    let mut seen: Vec<&str> = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if seen.contains(&k) {
+            return Err(format!("{k}: given twice; expected it once"));
+        }
+        seen.push(k);
         match k {
             "limit" => {
                 q.limit = v

@@ -589,12 +589,17 @@ const TRIGGER_WAIT_SLACK: Duration = Duration::from_secs(70);
 
 /// `wait=true|false|1|0` in the query (absent: false).
 fn wait_flag(query: &str) -> Result<bool, Response> {
-    let mut wait = false;
+    let mut wait = None;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, "true"));
+        if k == "wait" && wait.is_some() {
+            return Err(bad(
+                "query parameter wait: given twice; expected it once".into()
+            ));
+        }
         match (k, v) {
-            ("wait", "true" | "1" | "yes") => wait = true,
-            ("wait", "false" | "0" | "no") => wait = false,
+            ("wait", "true" | "1" | "yes") => wait = Some(true),
+            ("wait", "false" | "0" | "no") => wait = Some(false),
             ("wait", other) => {
                 return Err(bad(format!(
                     "query parameter wait: {other:?} is not a boolean; expected true or false"
@@ -607,7 +612,7 @@ fn wait_flag(query: &str) -> Result<bool, Response> {
             }
         }
     }
-    Ok(wait)
+    Ok(wait.unwrap_or(false))
 }
 
 fn run_response(name: Option<&str>, r: &crate::status::RunRecord) -> Response {
@@ -824,7 +829,43 @@ fn object(body: &[u8], allowed: &[&str], example: &str) -> Result<Map<String, Va
             names.join(" or ")
         )));
     }
+    if let Some(k) = repeated_key(body) {
+        return Err(bad(format!(
+            "request body: field {k:?} given twice; expected it once"
+        )));
+    }
     Ok(m)
+}
+
+/// The first key the body's object repeats. `Map` keeps the last of two,
+/// so `{"signal": "HUP", "signal": "KILL"}` would send KILL. Called once
+/// every key is known to be allowed, so `seen` holds at most those few.
+fn repeated_key(body: &[u8]) -> Option<String> {
+    use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+    struct Keys;
+    impl<'de> Visitor<'de> for Keys {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+            let mut seen: Vec<String> = Vec::new();
+            let mut repeated = None;
+            while let Some(k) = a.next_key::<String>()? {
+                a.next_value::<IgnoredAny>()?;
+                if !seen.contains(&k) {
+                    seen.push(k);
+                } else if repeated.is_none() {
+                    repeated = Some(k);
+                }
+            }
+            Ok(repeated)
+        }
+    }
+    serde_json::Deserializer::from_slice(body)
+        .deserialize_map(Keys)
+        .ok()
+        .flatten()
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -942,6 +983,15 @@ mod tests {
     fn err(r: Result<impl std::fmt::Debug, Response>) -> (u16, String) {
         let r = r.unwrap_err();
         (r.status, String::from_utf8(r.body).unwrap())
+    }
+
+    #[test]
+    fn a_repeated_wait_is_refused_not_read_as_its_last_value() {
+        assert!(wait_flag("wait=true").unwrap());
+        assert!(!wait_flag("").unwrap());
+        let (status, body) = err(wait_flag("wait=true&wait=false"));
+        assert_eq!(status, 400);
+        assert!(body.contains("wait: given twice"), "{body}");
     }
 
     #[test]
