@@ -402,6 +402,27 @@ fn a_health_check_address_that_cannot_resolve_is_refused() {
     }
 }
 
+/// Messages the fuzzing round found without an "expected" part, or with
+/// one that did not read.
+#[test]
+fn out_of_range_ids_negative_numbers_and_stream_blocks_say_what_was_expected() {
+    let dir = TempDir::new("expected");
+    let f = dir.file(
+        "ids.yaml",
+        "processes:\n  a: {command: x, user: '99999999999999999999'}\n  b: {command: x, group: '4294967295'}\n  \
+         c: {command: x, shutdown: {timeout: -1.5}}\n  d: {command: x, stdout: {a: 1}}\n",
+    );
+    assert_invalid(
+        &check(&f, &[]),
+        &[
+            "processes.a.user: uid 99999999999999999999 is out of range; expected a uid from 0 to 4294967294",
+            "processes.b.group: gid 4294967295 is out of range; expected a gid from 0 to 4294967294",
+            "processes.c.shutdown.timeout: invalid duration -1.5; durations cannot be negative",
+            "processes.d.stdout: expected true (log it), false (discard it) or \"inherit\", got a map",
+        ],
+    );
+}
+
 /// Each `examples/bad/*.yaml` lists what stderr must say in `# expect:` lines.
 #[test]
 fn bad_examples_fail_with_their_expected_messages() {

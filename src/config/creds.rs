@@ -58,7 +58,11 @@ pub fn resolve(user: Option<&str>, group: Option<&str>) -> Result<Option<Credent
             .ok()
             // 4294967295 is (uid_t)-1, "no change" to setuid: never a user.
             .filter(|&u| u != u32::MAX)
-            .ok_or_else(|| CredError::User(format!("uid {user} is out of range")))?;
+            .ok_or_else(|| {
+                CredError::User(format!(
+                    "uid {user} is out of range; expected a uid from 0 to 4294967294"
+                ))
+            })?;
         match User::from_uid(Uid::from_raw(uid)) {
             Ok(Some(u)) => u,
             Ok(None) => {
@@ -126,7 +130,9 @@ fn group_id(group: &str) -> Result<u32, String> {
             .parse()
             .ok()
             .filter(|&g| g != u32::MAX)
-            .ok_or_else(|| format!("gid {group} is out of range"));
+            .ok_or_else(|| {
+                format!("gid {group} is out of range; expected a gid from 0 to 4294967294")
+            });
     }
     match Group::from_name(group) {
         Ok(Some(g)) => Ok(g.gid.as_raw()),
@@ -152,11 +158,15 @@ mod tests {
     fn the_no_change_ids_are_refused() {
         assert_eq!(
             resolve(Some("4294967295"), None),
-            Err(CredError::User("uid 4294967295 is out of range".into()))
+            Err(CredError::User(
+                "uid 4294967295 is out of range; expected a uid from 0 to 4294967294".into()
+            ))
         );
         assert_eq!(
             resolve(None, Some("4294967295")),
-            Err(CredError::Group("gid 4294967295 is out of range".into()))
+            Err(CredError::Group(
+                "gid 4294967295 is out of range; expected a gid from 0 to 4294967294".into()
+            ))
         );
         assert!(resolve(Some("4294967294"), None).is_ok());
     }

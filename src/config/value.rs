@@ -40,7 +40,7 @@ pub fn quote(s: &str) -> String {
     }
 }
 
-fn invalid(v: &Value, expected: &str) -> String {
+pub fn invalid(v: &Value, expected: &str) -> String {
     match v {
         Value::Sequence(_) | Value::Mapping(_) | Value::Tagged(_) | Value::Null => {
             format!("expected {expected}, got {}", describe(v))
@@ -151,9 +151,13 @@ pub fn duration(v: &Value) -> Result<Duration, String> {
                 Duration::try_from_secs_f64(f)
                     .map_err(|_| invalid(v, DURATION_EXPECTED))
                     .and_then(|d| at_most_a_century(d, &n.to_string()))
+            } else if n.as_f64().is_some_and(|f| f < 0.0) {
+                Err(format!(
+                    "invalid duration {n}; durations cannot be negative"
+                ))
             } else {
                 Err(format!(
-                    "invalid duration {n}; expected a non-negative {DURATION_EXPECTED}"
+                    "invalid duration {n}; expected {DURATION_EXPECTED}"
                 ))
             }
         }

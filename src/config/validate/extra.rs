@@ -281,9 +281,9 @@ fn stream(v: &Value) -> Result<StreamMode, String> {
     match val::boolean(v) {
         Ok(true) => Ok(StreamMode::Log),
         Ok(false) => Ok(StreamMode::Discard),
-        Err(_) => Err(format!(
-            "invalid value {}; expected true (log it), false (discard it) or \"inherit\"",
-            describe(v)
+        Err(_) => Err(val::invalid(
+            v,
+            "true (log it), false (discard it) or \"inherit\"",
         )),
     }
 }
