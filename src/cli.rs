@@ -504,10 +504,17 @@ fn ctl_action(words: &[String]) -> Result<Action, UsageError> {
     let w: Vec<&str> = words.iter().map(String::as_str).collect();
     let need = |verb: &str, what: &str| UsageError(format!("'ctl {verb}' needs {what}"));
     let extra = |x: &str| Err(UsageError(format!("unexpected argument '{x}'")));
+    // An empty name would ask for `/api/v1/processes//VERB`.
+    let opt_name = |verb: &str| -> Result<Option<String>, UsageError> {
+        match w.get(1) {
+            Some(&"") => Err(UsageError(format!(
+                "'ctl {verb}': the process name is empty; expected a process name"
+            ))),
+            n => Ok(n.map(|s| s.to_string())),
+        }
+    };
     let name = |verb: &str| -> Result<String, UsageError> {
-        w.get(1)
-            .map(|s| s.to_string())
-            .ok_or_else(|| need(verb, "a process name"))
+        opt_name(verb)?.ok_or_else(|| need(verb, "a process name"))
     };
     let action = match w.first().copied() {
         None => {
@@ -517,7 +524,7 @@ fn ctl_action(words: &[String]) -> Result<Action, UsageError> {
             ))
         }
         Some("help") => return Ok(Action::Help),
-        Some("status") => Action::Status(w.get(1).map(|s| s.to_string())),
+        Some("status") => Action::Status(opt_name("status")?),
         Some(v @ ("start" | "stop" | "restart")) => {
             let n = name(v)?;
             match v {
@@ -545,9 +552,9 @@ fn ctl_action(words: &[String]) -> Result<Action, UsageError> {
             if w.len() > 2 {
                 return extra(w[2]);
             }
-            Action::Logs(LogsQuery { name: w.get(1).map(|s| s.to_string()), tail: 100, stream: None, follow: false })
+            Action::Logs(LogsQuery { name: opt_name("logs")?, tail: 100, stream: None, follow: false })
         }
-        Some("schedules") => Action::Schedules(w.get(1).map(|s| s.to_string())),
+        Some("schedules") => Action::Schedules(opt_name("schedules")?),
         Some("trigger") => {
             let n = name("trigger")?;
             Action::Trigger(n, w.get(2) == Some(&"--wait"))
@@ -847,6 +854,26 @@ mod tests {
         assert!(e(&[]).contains("needs a command"));
         assert!(e(&["frob"]).contains("frob"));
         assert!(e(&["stop"]).contains("process name"));
+        // An empty name is a usage error (exit 2), not a request for
+        // `/api/v1/processes//stop` that the API answers 404.
+        for verb in [
+            "start",
+            "stop",
+            "restart",
+            "trigger",
+            "pause",
+            "resume",
+            "status",
+            "logs",
+            "schedules",
+        ] {
+            assert!(
+                e(&[verb, ""]).contains("the process name is empty"),
+                "{verb}"
+            );
+        }
+        assert!(e(&["scale", "", "2"]).contains("the process name is empty"));
+        assert!(e(&["signal", "", "HUP"]).contains("the process name is empty"));
         assert!(e(&["scale", "q"]).contains("count"));
         assert!(e(&["signal", "q"]).contains("signal"));
         assert!(e(&["stop", "a", "b"]).contains("'b'"));
