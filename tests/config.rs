@@ -273,6 +273,24 @@ fn environment_overrides_are_typed_and_checked() {
         &check(&f, &[("SHEEPDOG_GLOBAL_SHUTDOWN_TIMOUT", "5")]),
         &["SHEEPDOG_GLOBAL_SHUTDOWN_TIMOUT: no such global key; did you mean \"SHEEPDOG_GLOBAL_SHUTDOWN_TIMEOUT\"?"],
     );
+    // A misspelt process name adds a process; its problems say which
+    // variable added it, and suggest the name in the file. Before, only
+    // `processes.wbe.command: missing` named a process found nowhere.
+    let out = check(
+        &f,
+        &[
+            ("SHEEPDOG_PROCESS_WBE_SCALE", "3"),
+            ("SHEEPDOG_PROCESS_WBE_ENABLED", "lots"),
+        ],
+    );
+    assert_invalid(
+        &out,
+        &[
+            "processes.wbe.command: missing; every process needs a command (a list like [php-fpm, -F] or a shell string) \
+             (set by SHEEPDOG_PROCESS_WBE_ENABLED, which adds process wbe: the file has no process of that name; did you mean \"web\"?)",
+            "processes.wbe.enabled: invalid value \"lots\"; expected a boolean (true, false, yes, no, 1, 0) (set by SHEEPDOG_PROCESS_WBE_ENABLED)",
+        ],
+    );
 }
 
 #[test]

@@ -90,6 +90,8 @@ pub fn apply(root: &mut Value, overrides: &[(String, String)], shape: &Shape, re
     // What each applied variable set: a later one may not set it again.
     let mut applied: Vec<(Vec<String>, &str)> = Vec::new();
     for (var, val) in &sorted {
+        // The origin of a process this variable adds (a misspelt name, often).
+        let mut adds = None;
         let target = if let Some(rest) = var.strip_prefix(GLOBAL_PREFIX) {
             match resolve(rest, global) {
                 Some((mut segs, target)) => {
@@ -104,6 +106,13 @@ pub fn apply(root: &mut Value, overrides: &[(String, String)], shape: &Shape, re
         } else if let Some(rest) = var.strip_prefix(PROCESS_PREFIX) {
             let names = process_names(root);
             resolve_process(var, rest, &names, process).map(|(name, mut segs, target)| {
+                if !names.contains(&name) {
+                    let hint = suggest::hint(&name, names.iter().map(String::as_str));
+                    adds = Some((
+                        join("processes", &name),
+                        format!("{var}, which adds process {name}: the file has no process of that name{hint}"),
+                    ));
+                }
                 segs.insert(0, name);
                 segs.insert(0, "processes".into());
                 (segs, target)
@@ -140,7 +149,12 @@ pub fn apply(root: &mut Value, overrides: &[(String, String)], shape: &Shape, re
         };
         let path = segs.iter().fold(String::new(), |p, s| join(&p, s));
         match set(root, &segs, value) {
-            Ok(()) => report.set_origin(&path, var),
+            Ok(()) => {
+                report.set_origin(&path, var);
+                if let Some((process, origin)) = adds {
+                    report.set_origin(&process, &origin);
+                }
+            }
             Err(e) => report.error("", format!("{var}: cannot set {path}: {e}")),
         }
         applied.push((segs, var));

@@ -198,12 +198,14 @@ impl Report {
             self.omitted_problems += 1;
             return;
         }
+        // The closest: the origins within reach are `path`'s ancestors,
+        // sorted shortest first (a process an override added, then its key).
         let origin = self
             .origins
             .iter()
             .filter(|(p, _)| within(path, p))
             .map(|(_, var)| format!(" (set by {var})"))
-            .next()
+            .next_back()
             .unwrap_or_default();
         let line = if path.is_empty() {
             format!("{msg}{origin}")
