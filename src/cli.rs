@@ -353,6 +353,9 @@ fn parse_ctl(parser: &mut lexopt::Parser) -> Result<Ctl, UsageError> {
     let mut reopen = false;
     let mut log_flags = false;
     let mut main_only = false;
+    let mut tail_set = false;
+    // A value option given twice is refused, as `-c` is: which one was meant?
+    let twice = |flag: &str| UsageError(format!("{flag} given twice; give it once"));
     let mut set_target = |t: Target| {
         if target.replace(t).is_some() {
             Err(UsageError("use only one of --socket and --url".into()))
@@ -373,9 +376,17 @@ fn parse_ctl(parser: &mut lexopt::Parser) -> Result<Ctl, UsageError> {
                 let v = utf8(parser.value()?, "--url")?;
                 set_target(Target::Url(check_url(&v)?))?;
             }
-            Long("token") => token = Some(utf8(parser.value()?, "--token")?),
+            Long("token") => {
+                let v = utf8(parser.value()?, "--token")?;
+                if token.replace(v).is_some() {
+                    return Err(twice("--token"));
+                }
+            }
             Long("json") => json = true,
             Long("tail") | Short('n') => {
+                if std::mem::replace(&mut tail_set, true) {
+                    return Err(twice("--tail"));
+                }
                 let v = utf8(parser.value()?, "--tail")?;
                 logs.tail = v
                     .parse()
@@ -393,7 +404,9 @@ fn parse_ctl(parser: &mut lexopt::Parser) -> Result<Ctl, UsageError> {
                         "--stream: invalid value {v:?}; expected stdout or stderr"
                     )));
                 }
-                logs.stream = Some(v);
+                if logs.stream.replace(v).is_some() {
+                    return Err(twice("--stream"));
+                }
                 log_flags = true;
             }
             Long("follow") | Short('f') => {
@@ -873,6 +886,11 @@ mod tests {
             );
         }
         assert!(e(&["scale", "", "2"]).contains("the process name is empty"));
+        // A value option given twice is refused, as -c is, not overridden.
+        assert!(e(&["--token", "a", "--token", "b", "status"]).contains("--token given twice"));
+        assert!(e(&["logs", "--tail", "1", "-n", "2"]).contains("--tail given twice"));
+        assert!(e(&["logs", "--stream", "stdout", "--stream", "stderr"])
+            .contains("--stream given twice"));
         assert!(e(&["signal", "", "HUP"]).contains("the process name is empty"));
         assert!(e(&["scale", "q"]).contains("count"));
         assert!(e(&["signal", "q"]).contains("signal"));
