@@ -398,6 +398,13 @@ fn oversized_bodies_heads_and_malformed_requests() {
     );
     assert_eq!(http::raw(api.port, huge_header.as_bytes()).status, 431);
     assert_eq!(http::raw(api.port, b"NONSENSE\r\n\r\n").status, 400);
+    // `printf 'GET /api/v1/health HTTP/1.0\n\n' | nc`: bare LFs are refused
+    // at once, not answered 408 ("not complete within 10s") later.
+    let asked = std::time::Instant::now();
+    let r = http::raw(api.port, b"GET /api/v1/health HTTP/1.0\n\n");
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.error().contains("bare LF"), "{}", r.body);
+    assert!(asked.elapsed() < Duration::from_secs(5));
     assert_eq!(
         http::raw(
             api.port,

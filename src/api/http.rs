@@ -117,6 +117,17 @@ pub fn parse_head(buf: &[u8]) -> Parse {
                 &format!("request head is larger than {} KiB", MAX_HEAD / 1024),
             ));
         }
+        // A line ended by a bare LF (`printf 'GET / HTTP/1.0\n\n' | nc`)
+        // never makes the CRLF blank line: say so now, not 408 in 10 s.
+        if buf
+            .iter()
+            .enumerate()
+            .any(|(i, &b)| b == b'\n' && (i == 0 || buf[i - 1] != b'\r'))
+        {
+            return Parse::Reject(bad(
+                "a line of the request head ends in a bare LF; expected CRLF (\\r\\n) line endings",
+            ));
+        }
         return Parse::Partial;
     };
     let len = end + 4;
@@ -457,6 +468,11 @@ mod tests {
                 "too large",
             ),
             ("GET / HTTP/1.1\r\nBad Name: x\r\n\r\n", "header name"),
+            // Bare LFs never make the CRLF blank line: refused at once,
+            // not answered 408 after 10 s.
+            ("GET / HTTP/1.0\n\n", "bare LF"),
+            ("GET / HTTP/1.1\r\nHost: a\n", "bare LF"),
+            ("\n", "bare LF"),
         ] {
             let (status, body) = reject(req);
             assert_eq!(status, 400, "{req:?}");
