@@ -321,12 +321,50 @@ fn errors_exit_non_zero_with_the_message() {
     );
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     // A URL from the environment that cannot be used names the variable.
-    for bad in ["https://127.0.0.1:1", "127.0.0.1:1", "http://x:1/a?b=1"] {
+    // So does one whose host or port no connection could use: these were
+    // "unable to resolve", exit 1, as if the API were down.
+    for bad in [
+        "https://127.0.0.1:1",
+        "127.0.0.1:1",
+        "http://x:1/a?b=1",
+        "http://127.0.0.1:99999",
+        "http://[::1",
+        "http://:9180",
+        "http://::1:9180",
+    ] {
         let o = ctl(&["status"], &[("SHEEPDOG_API_URL", bad)]);
         assert_eq!(o.status.code(), Some(2), "{bad}: {}", err(&o));
         assert!(
             err(&o).contains(&format!("$SHEEPDOG_API_URL: invalid URL '{bad}'")),
             "{bad}: {}",
+            err(&o)
+        );
+    }
+    let o = ctl(&["--url", "http://127.0.0.1:99999", "status"], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(
+        err(&o).contains("--url: invalid URL 'http://127.0.0.1:99999'"),
+        "{}",
+        err(&o)
+    );
+    // A variable that is not UTF-8 is an error naming it, not ignored
+    // (which sent the request to the default address instead).
+    use std::os::unix::ffi::OsStrExt;
+    for (var, args) in [
+        ("SHEEPDOG_API_URL", vec!["ctl", "status"]),
+        ("SHEEPDOG_API_TOKEN", vec!["ctl", "--url", &u, "status"]),
+    ] {
+        let mut c = Command::new(BIN);
+        c.args(args)
+            .env_remove("SHEEPDOG_API_SOCKET")
+            .env_remove("SHEEPDOG_API_URL")
+            .env_remove("SHEEPDOG_API_TOKEN")
+            .env(var, std::ffi::OsStr::from_bytes(b"http://127.0.0.1:1\xff"));
+        let o = output_within(c, WAIT);
+        assert_eq!(o.status.code(), Some(2), "{var}: {}", err(&o));
+        assert!(
+            err(&o).contains(&format!("${var}: not valid UTF-8")),
+            "{var}: {}",
             err(&o)
         );
     }

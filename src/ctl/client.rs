@@ -325,13 +325,25 @@ pub fn split_url(url: &str) -> Result<(&str, &str), String> {
         Some(i) => rest.split_at(i),
         None => (rest, ""),
     };
-    if authority.is_empty()
-        || authority.contains(['@', '?', '#', ' '])
-        || prefix.contains(['?', '#', ' '])
-    {
+    if !authority_ok(authority) || prefix.contains(['?', '#', ' ']) {
         return Err(bad());
     }
     Ok((authority, prefix.trim_end_matches('/')))
+}
+
+/// `host`, `host:port`, `[v6]`, `[v6]:port` with a non-empty host and a
+/// port 1-65535: what a connection can use. Else the lookup failed later,
+/// an exit 1 as if the API were down.
+fn authority_ok(authority: &str) -> bool {
+    let (host, port) = match authority.rfind(':') {
+        Some(i) if has_port(authority) => (&authority[..i], Some(&authority[i + 1..])),
+        _ => (authority, None),
+    };
+    let host_ok = match host.strip_prefix('[') {
+        Some(h) => h.strip_suffix(']').is_some_and(|h| !h.is_empty()),
+        None => !host.is_empty() && !host.contains([':', '[', ']', '@', '?', '#', ' ']),
+    };
+    host_ok && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0))
 }
 
 /// `host:port`, `[v6]:port` have one; `host`, `[v6]` do not.

@@ -29,17 +29,29 @@ pub fn run(ctl: Ctl) -> i32 {
         print!("{CTL_HELP}");
         return exit::OK;
     }
-    let token = ctl.token.clone().or_else(|| {
-        std::env::var("SHEEPDOG_API_TOKEN")
-            .ok()
-            .filter(|t| !t.is_empty())
-    });
+    let token = match ctl
+        .token
+        .clone()
+        .map_or_else(|| env("SHEEPDOG_API_TOKEN"), |t| Ok(Some(t)))
+    {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("sheepdog ctl: {e}");
+            return exit::USAGE;
+        }
+    };
     if token
         .as_deref()
         .is_some_and(|t| t.chars().any(char::is_control))
     {
         eprintln!("sheepdog ctl: the token contains control characters; it cannot be sent");
         return exit::USAGE;
+    }
+    if let Some(Target::Url(u)) = &ctl.target {
+        if let Err(e) = client::split_url(u) {
+            eprintln!("sheepdog ctl: --url: {}", escaped(&e));
+            return exit::USAGE;
+        }
     }
     let target = match ctl.target.clone().map_or_else(default_target, Ok) {
         Ok(t) => t,
@@ -243,11 +255,10 @@ fn log_line(rec: &Value) -> String {
 /// if it exists, else loopback TCP. A URL that cannot be used is an error
 /// naming the variable.
 fn default_target() -> Result<Target, String> {
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    if let Some(s) = env("SHEEPDOG_API_SOCKET") {
+    if let Some(s) = std::env::var_os("SHEEPDOG_API_SOCKET").filter(|v| !v.is_empty()) {
         return Ok(Target::Socket(PathBuf::from(s)));
     }
-    if let Some(u) = env("SHEEPDOG_API_URL") {
+    if let Some(u) = env("SHEEPDOG_API_URL")? {
         let u = u.trim_end_matches('/').to_string();
         client::split_url(&u).map_err(|e| format!("$SHEEPDOG_API_URL: {e}"))?;
         return Ok(Target::Url(u));
@@ -256,6 +267,16 @@ fn default_target() -> Result<Target, String> {
         return Ok(Target::Socket(PathBuf::from(DEFAULT_SOCKET)));
     }
     Ok(Target::Url(DEFAULT_URL.to_string()))
+}
+
+/// `$k` if set and not empty. Not UTF-8 is an error naming it: ignored,
+/// the request went to the default address, or without the token.
+fn env(k: &str) -> Result<Option<String>, String> {
+    match std::env::var(k) {
+        Ok(v) => Ok(Some(v).filter(|v| !v.is_empty())),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(format!("${k}: not valid UTF-8")),
+    }
 }
 
 /// Percent-encode a process name for a path segment.
