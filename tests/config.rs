@@ -441,6 +441,32 @@ fn out_of_range_ids_negative_numbers_and_stream_blocks_say_what_was_expected() {
     );
 }
 
+/// A `metrics_path` with a query or fragment, or a control character,
+/// passed the check and then matched no request: the server compares the
+/// path without its query, and refuses a control character in a target.
+#[test]
+fn a_metrics_path_no_request_can_match_is_refused() {
+    let dir = TempDir::new("metrics-path");
+    for bad in ["/metrics?x=1", "/metrics#top", "/met\\u0001rics"] {
+        let f = dir.file(
+            "m.yaml",
+            format!("global:\n  metrics_path: \"{bad}\"\n{MIN}"),
+        );
+        assert_invalid(
+            &check(&f, &[]),
+            &[
+                "global.metrics_path: invalid value",
+                "expected a URL path starting with /",
+            ],
+        );
+    }
+    let f = dir.file(
+        "ok.yaml",
+        format!("global:\n  metrics_path: /prom/metrics\n{MIN}"),
+    );
+    assert_valid(&check(&f, &[]));
+}
+
 /// Each `examples/bad/*.yaml` lists what stderr must say in `# expect:` lines.
 #[test]
 fn bad_examples_fail_with_their_expected_messages() {

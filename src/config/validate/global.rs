@@ -329,11 +329,14 @@ fn metrics(raw: &RawGlobal, r: &mut Report) -> Metrics {
         p("metrics_path"),
         |v| {
             let s = val::text(v)?;
-            if s.starts_with('/') && !s.contains(char::is_whitespace) {
+            // A query or fragment is never part of the path a request
+            // is matched by, and a control character cannot be sent.
+            let odd = |c: char| c.is_whitespace() || c.is_control() || matches!(c, '?' | '#');
+            if s.starts_with('/') && !s.contains(odd) {
                 Ok(s)
             } else {
                 Err(format!(
-                    "invalid value {}; expected a URL path starting with /",
+                    "invalid value {}; expected a URL path starting with /, without spaces, ? or #",
                     quote(&s)
                 ))
             }
