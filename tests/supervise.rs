@@ -309,10 +309,15 @@ fn the_global_deadline_bounds_the_whole_shutdown() {
     sd.signal(TERM);
     // Far below the process's own 60s timeout.
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    // The operator learns what was still running at the deadline.
+    let log = sd.log();
+    let slow = sd.pids_of("slow-1");
     assert!(
-        sd.log().contains("shutdown_timeout (1s) reached"),
-        "{}",
-        sd.log()
+        log.contains(&format!(
+            "shutdown_timeout (1s) reached: killing every remaining process group: slow-1 (pid {})",
+            slow.first().copied().unwrap_or(0)
+        )),
+        "{log}"
     );
 }
 

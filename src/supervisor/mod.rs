@@ -994,9 +994,23 @@ impl Supervisor {
             return;
         }
         if matches!(self.phase, Phase::ShuttingDown { .. }) {
+            // Name what is left, so the log says what held the shutdown up.
+            let left: Vec<String> = self
+                .procs
+                .values()
+                .filter(|p| matches!(p.phase, ProcPhase::Active | ProcPhase::Stopping))
+                .flat_map(|p| p.instances.values())
+                .filter(|i| i.outcome.is_none())
+                .map(|i| match i.pid {
+                    Some(pid) => format!("{} (pid {pid})", i.id),
+                    None => i.id.to_string(),
+                })
+                .collect();
             log::warn!(
-                "shutdown_timeout ({}) reached: killing every remaining process group",
-                format_duration(self.cfg.global.shutdown_timeout)
+                "shutdown_timeout ({}) reached: killing every remaining process group{}{}",
+                format_duration(self.cfg.global.shutdown_timeout),
+                if left.is_empty() { "" } else { ": " },
+                left.join(", ")
             );
             self.force_kill();
             return;
