@@ -660,3 +660,24 @@ fn a_runs_logs_are_read_by_its_name_from_the_jobs_buffer() {
         "{out}"
     );
 }
+
+#[test]
+fn the_start_up_line_gives_a_zone_only_to_cron_expressions() {
+    // `@every` counts elapsed time: the log said `"@every 1h" (UTC)` all
+    // the same, though `check` and the docs say no zone applies to it.
+    let cfg = without_http(
+        "",
+        "  tidy:\n    command: 'true'\n    schedule: '@every 1h'\n  nightly:\n    command: 'true'\n    schedule: '0 3 * * *'\n    schedule_timezone: UTC\n",
+    );
+    let mut sd = Sheepdog::start("every-zone", &cfg);
+    sd.wait_log("nightly: scheduled");
+    sd.wait_log("tidy: scheduled");
+    let log = sd.log();
+    assert!(
+        log.contains("nightly: scheduled \"0 3 * * *\" (time zone UTC)"),
+        "{log}"
+    );
+    assert!(log.contains("tidy: scheduled \"@every 1h\"\n"), "{log}");
+    sd.signal(libc::SIGTERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}

@@ -117,10 +117,14 @@ impl Supervisor {
             }
         }
         for (name, job) in &self.jobs {
+            // `@every` counts elapsed time: no zone applies (as `check` says).
+            let zone = match job.sched.spec {
+                ScheduleSpec::Every(_) => String::new(),
+                ScheduleSpec::Cron(_) => format!(" (time zone {})", tz_name(&job.sched.timezone)),
+            };
             log::info!(
-                "{name}: scheduled {:?} ({}){}",
+                "{name}: scheduled {:?}{zone}{}",
                 job.sched.expression,
-                tz_name(&job.sched.timezone),
                 if job.sched.catch_up { ", catch_up" } else { "" }
             );
         }
