@@ -612,9 +612,12 @@ fn a_second_sigterm_forces_the_shutdown() {
     sd.wait_log("shutting down");
     sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    // ... and names what it kills.
+    let pid = sd.pids_of("slow-1").first().copied().unwrap_or(0);
     assert!(
-        sd.log()
-            .contains("killing every remaining process group now"),
+        sd.log().contains(&format!(
+            "killing every remaining process group now: slow-1 (pid {pid})"
+        )),
         "{}",
         sd.log()
     );

@@ -591,7 +591,8 @@ impl Supervisor {
             }
             (SIGTERM | SIGINT, Phase::ShuttingDown { forced: false, .. }) => {
                 log::warn!(
-                    "received {name} while shutting down: killing every remaining process group now"
+                    "received {name} while shutting down: killing every remaining process group now{}",
+                    self.remaining()
                 );
                 self.force_kill();
             }
@@ -606,6 +607,27 @@ impl Supervisor {
                 self.shared.output.reopen();
             }
             (_, _) => log::info!("received {name}; ignoring it"),
+        }
+    }
+
+    /// `: web-1 (pid 7), worker-2`: the instances a forced shutdown is
+    /// about to kill, so the log says what held the shutdown up.
+    fn remaining(&self) -> String {
+        let left: Vec<String> = self
+            .procs
+            .values()
+            .filter(|p| matches!(p.phase, ProcPhase::Active | ProcPhase::Stopping))
+            .flat_map(|p| p.instances.values())
+            .filter(|i| i.outcome.is_none())
+            .map(|i| match i.pid {
+                Some(pid) => format!("{} (pid {pid})", i.id),
+                None => i.id.to_string(),
+            })
+            .collect();
+        if left.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", left.join(", "))
         }
     }
 
@@ -994,23 +1016,10 @@ impl Supervisor {
             return;
         }
         if matches!(self.phase, Phase::ShuttingDown { .. }) {
-            // Name what is left, so the log says what held the shutdown up.
-            let left: Vec<String> = self
-                .procs
-                .values()
-                .filter(|p| matches!(p.phase, ProcPhase::Active | ProcPhase::Stopping))
-                .flat_map(|p| p.instances.values())
-                .filter(|i| i.outcome.is_none())
-                .map(|i| match i.pid {
-                    Some(pid) => format!("{} (pid {pid})", i.id),
-                    None => i.id.to_string(),
-                })
-                .collect();
             log::warn!(
-                "shutdown_timeout ({}) reached: killing every remaining process group{}{}",
+                "shutdown_timeout ({}) reached: killing every remaining process group{}",
                 format_duration(self.cfg.global.shutdown_timeout),
-                if left.is_empty() { "" } else { ": " },
-                left.join(", ")
+                self.remaining()
             );
             self.force_kill();
             return;
