@@ -380,6 +380,20 @@ fn write_budget(out: &mut String, plan: &Plan, budget: &Budget) -> std::fmt::Res
         "  limit:      {} (global.shutdown_timeout)",
         format_duration(budget.limit)
     )?;
+    // After its deadline sheepdog may still wait for killed groups to
+    // vanish (KILL_GRACE) and for the last output lines (2 s).
+    let tail = crate::group::KILL_GRACE + std::time::Duration::from_secs(2);
+    writeln!(
+        out,
+        "  runtime:    give the container runtime a stop timeout above {} plus a margin \
+         (docker stop -t, stop_grace_period, terminationGracePeriodSeconds){}",
+        format_duration(budget.limit),
+        if budget.limit + tail > std::time::Duration::from_secs(10) {
+            ": Docker's default of 10s can SIGKILL everything before this shutdown is done"
+        } else {
+            ""
+        }
+    )?;
     if budget.exceeds_limit() {
         writeln!(
             out,

@@ -294,6 +294,38 @@ fn environment_overrides_are_typed_and_checked() {
 }
 
 #[test]
+fn check_says_how_long_the_container_runtime_must_wait() {
+    // Docker's stop waits 10 s before SIGKILL; with the default
+    // shutdown_timeout of 30 s nothing in the report said so.
+    let dir = TempDir::new("runtime");
+    let out = check(&dir.file("min.yaml", MIN), &[]);
+    assert_valid(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "  runtime:    give the container runtime a stop timeout above 30s plus a margin"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("Docker's default of 10s"), "{text}");
+    // A deadline Docker's default covers gets no Docker remark.
+    let out = check(
+        &dir.file(
+            "short.yaml",
+            format!("global:\n  shutdown_timeout: 3s\n{MIN}"),
+        ),
+        &[],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("stop timeout above 3s plus a margin"),
+        "{text}"
+    );
+    assert!(!text.contains("Docker's default"), "{text}");
+}
+
+
+#[test]
 fn hostile_files_are_rejected_cleanly() {
     let dir = TempDir::new("hostile");
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
