@@ -12,6 +12,7 @@
 //! Not its job: restarting, stop timeouts, killing the rest of the group
 //! when the child exits (as PID 1 our exit makes the kernel kill the whole
 //! namespace; as a subreaper the leftovers go to our parent, as with tini).
+//! It does name them in a warning: usually a daemon that forked away.
 //!
 //! Invariants:
 //! - One thread, one blocking point: the main thread sleeps in the signal
@@ -121,6 +122,7 @@ pub fn run(argv: Vec<OsString>, whom: Whom) -> i32 {
     // Collect whatever else has already exited; as PID 1 our exit lets the
     // kernel take care of the rest of the namespace.
     reaper.reap();
+    warn_left_behind(&reaper, &program.to_string_lossy(), status);
     let orphans = reaper.orphans_reaped();
     log::debug!(
         "'{}' {status}; {} reaped",
@@ -128,6 +130,31 @@ pub fn run(argv: Vec<OsString>, whom: Whom) -> i32 {
         crate::logging::counted(orphans, "orphan", "orphans")
     );
     exit_code(status)
+}
+
+/// Name what CMD left running: most often a daemon that forked away (nginx
+/// without `daemon off;`), which would otherwise end the container, or
+/// outlive sheepdog, without a word.
+fn warn_left_behind(reaper: &Reaper, program: &str, status: ExitStatus) {
+    let Some(left) = crate::stragglers::unowned_children(reaper) else {
+        return;
+    };
+    if left.is_empty() {
+        return;
+    }
+    let one = left.len() == 1;
+    let fate = match (std::process::id() == 1, one) {
+        (true, true) => "as PID 1, sheepdog's exit ends it",
+        (true, false) => "as PID 1, sheepdog's exit ends them",
+        (false, true) => "it keeps running without sheepdog",
+        (false, false) => "they keep running without sheepdog",
+    };
+    log::warn!(
+        "'{program}' {status} and left {} running: {}; did it daemonize? Run it in the \
+         foreground (nginx -g 'daemon off;', php-fpm -F); {fate}",
+        crate::logging::counted(left.len() as u64, "process", "processes"),
+        crate::stragglers::name_list(&left)
+    );
 }
 
 /// The exit code for a child status: its code, or 128+N for signal N.

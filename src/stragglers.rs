@@ -194,6 +194,34 @@ pub fn left_by(reaper: &Reaper, instance: &str) -> Option<Vec<(i32, String)>> {
     Some(found)
 }
 
+/// Every living child of ours that nobody owns, as (pid, name), for
+/// single-command mode to name what its command left behind. None when
+/// no search could be made (see `left_by`).
+pub fn unowned_children(reaper: &Reaper) -> Option<Vec<(i32, String)>> {
+    if !proc_is_ours() {
+        return None;
+    }
+    let found = reaper
+        .unowned(candidates())?
+        .into_iter()
+        .map(|s| (s.pid, name_of(s.pid)))
+        .collect();
+    Some(found)
+}
+
+/// `pid 7 (nginx), pid 8 (nginx)`, at most `NAMED_AT_ONCE` of them.
+pub fn name_list(found: &[(i32, String)]) -> String {
+    let mut out: Vec<String> = found
+        .iter()
+        .take(NAMED_AT_ONCE)
+        .map(|(pid, name)| format!("pid {pid} ({name})"))
+        .collect();
+    if found.len() > NAMED_AT_ONCE {
+        out.push(format!("{} more", found.len() - NAMED_AT_ONCE));
+    }
+    out.join(", ")
+}
+
 /// At most this many left-behind processes are named one by one.
 const NAMED_AT_ONCE: usize = 5;
 

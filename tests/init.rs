@@ -309,6 +309,42 @@ fn exit_codes_propagate_as_pid1() {
     }
 }
 
+/// `sheepdog -- nginx` without `daemon off;`: the command forks its daemon
+/// and exits 0, and sheepdog exited 0 at once without a word, so the
+/// container just stopped. Now a warning names what was left running.
+#[test]
+fn a_command_that_leaves_processes_behind_is_warned_about() {
+    for mode in modes("a_command_that_leaves_processes_behind_is_warned_about") {
+        let dir = Scratch::new("daemonizes");
+        let pidfile = dir.path("daemon.pid");
+        let script = format!(
+            "setsid sleep 30 & echo $! > {}; exit 0",
+            pidfile.to_string_lossy()
+        );
+        let (code, _, err) = run(mode, &["sh", "-c", &script], DEADLINE);
+        if mode == Mode::Subreaper {
+            // It outlived sheepdog; end it (a host pid in this mode).
+            if let Ok(pid) = dir.read("daemon.pid").trim().parse::<i32>() {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+        assert_eq!(code, 0, "{mode:?}: stderr: {err}");
+        assert!(
+            err.contains("'sh' exited 0 and left 1 process running: pid ")
+                && err.contains("did it daemonize?"),
+            "{mode:?}: stderr: {err}"
+        );
+        let fate = match mode {
+            Mode::Pid1 => "as PID 1, sheepdog's exit ends it",
+            Mode::Subreaper => "it keeps running without sheepdog",
+        };
+        assert!(err.contains(fate), "{mode:?}: stderr: {err}");
+        // Nothing is said when nothing is left.
+        let (code, _, err) = run(mode, &["sh", "-c", "exit 0"], DEADLINE);
+        assert_eq!((code, err.as_str()), (0, ""), "{mode:?}");
+    }
+}
+
 // ------------------------------------------------- 2. signal forwarding
 
 /// Traps USR1, HUP, STKFLT and TERM, logging each to $1; exits 42 on TERM. Each
