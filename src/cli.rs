@@ -282,9 +282,23 @@ where
                     "version" => return version(&mut parser),
                     "help" => return Ok(Command::Help),
                     other => {
+                        // A typo of a command, or a program to run as with
+                        // dumb-init (`dumb-init nginx`), which needs `--` here.
+                        let run = format!(
+                            "to run '{other}' as the container's command: sheepdog {}-- {other} ...",
+                            if main_only { "--main " } else { "" }
+                        );
+                        let hint = match crate::config::suggest::closest(
+                            other,
+                            ["run", "check", "ctl", "version", "help"],
+                        ) {
+                            Some(c) => format!("did you mean '{c}'? ({run})"),
+                            None => run,
+                        };
                         return Err(UsageError(format!(
-                        "unknown command '{other}'; expected run, check, ctl, version, help or -- CMD"
-                    )))
+                            "unknown command '{other}'; expected run, check, ctl, version, help \
+                             or -- CMD; {hint}"
+                        )));
                     }
                 }
             }

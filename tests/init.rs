@@ -681,6 +681,34 @@ fn child_starts_clean_despite_a_blocking_parent() {
 
 // ------------------------------------------------- 6. exec failures
 
+/// dumb-init and tini users write `sheepdog nginx ...` (dumb-init takes
+/// the command without `--`); the usage error should show the way.
+#[test]
+fn a_command_without_the_double_dash_gets_a_hint() {
+    for (args, hint) in [
+        (
+            &["nginx", "-g", "daemon off;"][..],
+            "to run 'nginx' as the container's command: sheepdog -- nginx",
+        ),
+        (
+            &["--main", "php-fpm", "-F"][..],
+            "to run 'php-fpm' as the container's command: sheepdog --main -- php-fpm",
+        ),
+        (&["chek"][..], "did you mean 'check'?"),
+    ] {
+        let dir = Scratch::new("nodash");
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(dir.path("err")).expect("stderr file"));
+        let code = Proc::start(&mut cmd).code(DEADLINE);
+        let err = dir.read("err");
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(hint), "{args:?}: {err}");
+    }
+}
+
 #[test]
 fn missing_command_exits_127() {
     for cmd in ["/nonexistent/sheepdog-test-cmd", "sheepdog-no-such-command"] {
