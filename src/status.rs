@@ -302,11 +302,19 @@ impl From<crate::reaper::ExitStatus> for LastExit {
 #[derive(Default)]
 pub struct Published {
     current: Mutex<Arc<Snapshot>>,
+    /// The live count of reaped orphans: a reap does not wake the
+    /// supervisor, so a snapshot's copy of it would stay stale while
+    /// nothing else happens (an idle container's scrapes).
+    #[cfg_attr(not(feature = "api"), allow(dead_code))] // read by the API only
+    reaper: Option<Arc<crate::reaper::Reaper>>,
 }
 
 impl Published {
-    pub fn new() -> Arc<Published> {
-        Arc::new(Published::default())
+    pub fn new(reaper: Arc<crate::reaper::Reaper>) -> Arc<Published> {
+        Arc::new(Published {
+            reaper: Some(reaper),
+            ..Published::default()
+        })
     }
 
     /// Replace the snapshot (supervisor only). Returns the one it replaced
@@ -327,6 +335,15 @@ impl Published {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Adopted orphans reaped so far: the reaper's live count, not `snap`'s
+    /// copy, which a reap alone does not refresh.
+    #[cfg_attr(not(feature = "api"), allow(dead_code))] // read by the API only
+    pub fn orphans_reaped(&self, snap: &Snapshot) -> u64 {
+        self.reaper
+            .as_ref()
+            .map_or(snap.orphans_reaped, |r| r.orphans_reaped())
     }
 }
 

@@ -1161,6 +1161,36 @@ fn idle_connections_neither_block_status_nor_add_threads() {
 }
 
 #[test]
+fn reaped_orphans_are_counted_without_a_supervisor_event() {
+    // A reap does not wake the supervisor, and the count was read only
+    // when it published a snapshot: a Prometheus scrape of an idle
+    // container showed sheepdog_zombies_reaped_total 0 however many it
+    // had reaped (until a /health or a state change republished).
+    let procs = r#"
+  web:
+    command: "for i in 1 2 3; do (sleep 0.05 &); done; exec sleep 1000"
+"#;
+    let api = Api::start("api-orphans", None, "", procs);
+    api.wait_running("web", 1);
+    let mut last = (String::new(), Value::Null);
+    let counted = wait_until(WAIT, || {
+        let scrape = api.scrape();
+        let n = sample(&scrape, "sheepdog_zombies_reaped_total").unwrap_or(0.0);
+        let status = api.get("/api/v1/processes").json();
+        let ok = n >= 3.0 && status["orphans_reaped"].as_u64() >= Some(3);
+        last = (scrape, status["orphans_reaped"].clone());
+        ok
+    });
+    assert!(
+        counted,
+        "orphans_reaped {}; scrape:\n{}\n{}",
+        last.1,
+        last.0,
+        api.sd.log()
+    );
+}
+
+#[test]
 fn metrics_families_and_values_after_a_crash_and_restarts() {
     // `crashy` exits 3 on its first run and stays up on the second; `web`
     // leaves an orphan behind for the reaper.
@@ -1174,9 +1204,8 @@ fn metrics_families_and_values_after_a_crash_and_restarts() {
     let api = Api::start("api-metrics", Some(TOKEN), "", procs);
     api.wait_running("web", 2);
     let crashy = api.wait_running("crashy", 1);
-    // Let the orphan die and be reaped; any supervisor event republishes.
+    // Let the orphan die and be reaped.
     assert!(wait_until(WAIT, || {
-        api.get("/api/v1/health");
         api.get("/api/v1/processes").json()["orphans_reaped"].as_u64() >= Some(1)
     }));
     let r = api.post("/api/v1/processes/web/restart", "");

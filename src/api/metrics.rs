@@ -109,7 +109,7 @@ fn labels(pairs: &[(&'static str, &str)]) -> Labels {
 }
 
 /// Render `snap` as OpenMetrics text.
-pub fn render(snap: &Snapshot, api: &ApiCounters) -> String {
+pub fn render(snap: &Snapshot, orphans_reaped: u64, api: &ApiCounters) -> String {
     let mut r = Registry::with_prefix("sheepdog");
 
     let build: IntGauges = Family::default();
@@ -380,7 +380,7 @@ pub fn render(snap: &Snapshot, api: &ApiCounters) -> String {
         Present(beat_failures),
     );
     let reaped: Counter = Counter::default();
-    reaped.inc_by(snap.orphans_reaped);
+    reaped.inc_by(orphans_reaped);
     r.register("zombies_reaped", "Adopted orphan processes reaped", reaped);
     if let Some(s) = snap.shutdown_seconds {
         let g: Gauge<f64, AtomicU64> = Gauge::default();
@@ -513,7 +513,8 @@ impl Handler for Site {
         if req.path == "/health" && req.path != self.path {
             return Response::text(200, TEXT, "OK\n");
         }
-        let om = render(&self.published.get(), &self.api);
+        let snap = self.published.get();
+        let om = render(&snap, self.published.orphans_reaped(&snap), &self.api);
         let wants_om = req
             .header("accept")
             .is_some_and(|a| a.contains("application/openmetrics-text"));
@@ -596,7 +597,7 @@ mod tests {
         api.count(200);
         api.count(200);
         api.count(404);
-        let text = prometheus_text(&render(&snap(), &api));
+        let text = prometheus_text(&render(&snap(), 7, &api));
         for line in [
             "sheepdog_build_info{version=\"9.9.9\"} 1",
             "sheepdog_start_time_seconds 1700000000.25",
@@ -637,7 +638,7 @@ mod tests {
 
     #[test]
     fn heartbeat_families() {
-        let empty = prometheus_text(&render(&snap(), &ApiCounters::default()));
+        let empty = prometheus_text(&render(&snap(), 7, &ApiCounters::default()));
         assert!(
             empty.contains("# TYPE sheepdog_heartbeat_failures_total counter"),
             "{empty}"
@@ -648,7 +649,7 @@ mod tests {
             success: 5,
             failure: 2,
         });
-        let text = prometheus_text(&render(&s, &ApiCounters::default()));
+        let text = prometheus_text(&render(&s, s.orphans_reaped, &ApiCounters::default()));
         for line in [
             "sheepdog_heartbeats_total{process=\"backup\",result=\"success\"} 5",
             "sheepdog_heartbeats_total{process=\"backup\",result=\"failure\"} 2",
@@ -683,7 +684,7 @@ mod tests {
             }),
             ..Default::default()
         });
-        let text = prometheus_text(&render(&s, &ApiCounters::default()));
+        let text = prometheus_text(&render(&s, s.orphans_reaped, &ApiCounters::default()));
         for needle in [
             "sheepdog_scheduled_runs_total{process=\"cron\",result=\"success\"} 2",
             "sheepdog_scheduled_runs_total{process=\"cron\",result=\"timeout\"} 1",
@@ -700,7 +701,7 @@ mod tests {
 
     #[test]
     fn openmetrics_keeps_its_own_shape() {
-        let om = render(&snap(), &ApiCounters::default());
+        let om = render(&snap(), 7, &ApiCounters::default());
         assert!(om.ends_with("# EOF\n"));
         assert!(om.contains("# TYPE sheepdog_process_restarts counter\n"));
         assert!(om.contains("# UNIT sheepdog_start_time_seconds seconds\n"));
@@ -710,7 +711,7 @@ mod tests {
     fn shutdown_duration_once_known() {
         let mut s = snap();
         s.shutdown_seconds = Some(1.5);
-        let text = prometheus_text(&render(&s, &ApiCounters::default()));
+        let text = prometheus_text(&render(&s, s.orphans_reaped, &ApiCounters::default()));
         assert!(
             text.contains("\nsheepdog_shutdown_duration_seconds 1.5\n"),
             "{text}"

@@ -337,7 +337,10 @@ impl Handler for Api {
             Endpoint::Health => self.health(),
             // Health check errors only for those who may read the rest.
             Endpoint::Ready => ready(&self.published.get(), self.authorize(&req.headers).is_ok()),
-            Endpoint::Processes => processes(&self.published.get()),
+            Endpoint::Processes => {
+                let snap = self.published.get();
+                processes(&snap, self.published.orphans_reaped(&snap))
+            }
             Endpoint::Process => process(&self.published.get(), &name),
             Endpoint::Start => self.control(Some(&name), Control::Start { name: name.clone() }),
             Endpoint::Stop => self.control(Some(&name), Control::Stop { name: name.clone() }),
@@ -743,7 +746,7 @@ fn process_json(p: &ProcessStatus, hooks: &[HookStatus], now: f64) -> Value {
     v
 }
 
-fn processes(snap: &Snapshot) -> Response {
+fn processes(snap: &Snapshot, orphans_reaped: u64) -> Response {
     let now = now_unix();
     Response::json(
         200,
@@ -755,7 +758,7 @@ fn processes(snap: &Snapshot) -> Response {
             "uptime_seconds": secs(now - snap.started_at),
             "ready": snap.ready,
             "not_ready": snap.not_ready,
-            "orphans_reaped": snap.orphans_reaped,
+            "orphans_reaped": orphans_reaped,
             "hooks": hooks_json(&snap.hooks, None),
             "processes": snap.processes.iter().map(|p| process_json(p, &snap.hooks, now)).collect::<Vec<_>>(),
         }),
@@ -1188,7 +1191,7 @@ mod tests {
             hook("clear", Some("web"), 3),
             hook("other", Some("db"), 9),
         ];
-        let body: Value = serde_json::from_slice(&processes(&s).body).unwrap();
+        let body: Value = serde_json::from_slice(&processes(&s, s.orphans_reaped).body).unwrap();
         let top = body["hooks"].as_array().unwrap();
         assert_eq!(top.len(), 1);
         assert_eq!(top[0]["name"], "migrate");
@@ -1206,7 +1209,7 @@ mod tests {
         assert_eq!(one["hooks"], *web);
         // A process whose hooks never ran has an empty list, not none.
         s.hooks.clear();
-        let body: Value = serde_json::from_slice(&processes(&s).body).unwrap();
+        let body: Value = serde_json::from_slice(&processes(&s, s.orphans_reaped).body).unwrap();
         assert_eq!(body["hooks"], json!([]));
         assert_eq!(body["processes"][0]["hooks"], json!([]));
     }

@@ -83,7 +83,7 @@ pub fn run(config: Config, plan: Plan, sigs: &'static mut signal_hook::iterator:
         output,
         hook_executions: hook_exec_tx.clone(),
     });
-    let published = Published::new();
+    let published = Published::new(reaper.clone());
     let (req_tx, req_rx) = crossbeam_channel::unbounded();
     let (sig_tx, sig_rx) = crossbeam_channel::unbounded();
     let closer = sigs.handle();
