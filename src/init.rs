@@ -153,7 +153,7 @@ fn warn_left_behind(reaper: &Reaper, program: &str, status: ExitStatus) {
         "'{program}' {status} and left {} running: {}; did it daemonize? Run it in the \
          foreground (nginx -g 'daemon off;', php-fpm -F); {fate}",
         crate::logging::counted(left.len() as u64, "process", "processes"),
-        crate::stragglers::name_list(&left)
+        crate::stragglers::name_list(&left, left.len())
     );
 }
 

@@ -209,15 +209,16 @@ pub fn unowned_children(reaper: &Reaper) -> Option<Vec<(i32, String)>> {
     Some(found)
 }
 
-/// `pid 7 (nginx), pid 8 (nginx)`, at most `NAMED_AT_ONCE` of them.
-pub fn name_list(found: &[(i32, String)]) -> String {
-    let mut out: Vec<String> = found
+/// `pid 7 (nginx), pid 8 (nginx)`: the first `NAMED_AT_ONCE` of `total`
+/// processes, and how many more there are.
+pub fn name_list(named: &[(i32, String)], total: usize) -> String {
+    let shown = named.len().min(NAMED_AT_ONCE);
+    let mut out: Vec<String> = named[..shown]
         .iter()
-        .take(NAMED_AT_ONCE)
         .map(|(pid, name)| format!("pid {pid} ({name})"))
         .collect();
-    if found.len() > NAMED_AT_ONCE {
-        out.push(format!("{} more", found.len() - NAMED_AT_ONCE));
+    if total > shown {
+        out.push(format!("{} more", total - shown));
     }
     out.join(", ")
 }
@@ -337,14 +338,29 @@ impl Sweep {
         if found.is_empty() {
             return false;
         }
-        let pids: Vec<String> = found.iter().map(|s| s.pid.to_string()).collect();
+        // Named with the instance they came from (the SHEEPDOG_INSTANCE they
+        // inherited), so the daemonising command can be found and fixed.
+        let named: Vec<(i32, String)> = found
+            .iter()
+            .take(NAMED_AT_ONCE)
+            .map(|s| {
+                let name = name_of(s.pid);
+                match instance_of(s.pid) {
+                    Some(i) => (
+                        s.pid,
+                        format!("{name}, from {}", String::from_utf8_lossy(&i)),
+                    ),
+                    None => (s.pid, name),
+                }
+            })
+            .collect();
+        let list = name_list(&named, found.len());
         let sig = self.sig();
         // Said before it is sent: a process's reply must not come first.
         log::warn!(
             event = "stragglers", count = found.len() as u64, signal = sig.as_str();
-            "{} still running outside the stopped process groups (pid {}): sending {sig}",
+            "{} still running outside the stopped process groups: {list}; sending {sig}",
             left_over(found.len()),
-            pids.join(", ")
         );
         reaper.signal_adopted(&found, |s| s.signal(sig));
         self.left.extend(found);
