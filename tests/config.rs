@@ -324,6 +324,13 @@ fn check_says_how_long_the_container_runtime_must_wait() {
     assert!(!text.contains("Docker's default"), "{text}");
 }
 
+#[test]
+fn dash_as_the_config_file_points_to_dev_stdin() {
+    // `-c -` is how many tools read stdin; sheepdog reads a path, so
+    // `cat cfg.yaml | sheepdog check -c -` said only that '-' does not exist.
+    let out = run(&["check", "-c", "-"], &[], None);
+    assert_invalid(&out, &["to read it from stdin, give -c /dev/stdin"]);
+}
 
 #[test]
 fn hostile_files_are_rejected_cleanly() {

@@ -85,8 +85,13 @@ fn discover_in(
     let must_exist = |path: &Path, origin: &str| match std::fs::metadata(path) {
         Ok(_) => Ok(path.to_path_buf()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(fail(format!(
-            "configuration file {} ({origin}) does not exist",
-            path.display()
+            "configuration file {} ({origin}) does not exist{}",
+            path.display(),
+            if path == Path::new("-") {
+                "; to read it from stdin, give -c /dev/stdin"
+            } else {
+                ""
+            }
         ))),
         Err(e) => Err(fail(format!(
             "unable to access configuration file {} ({origin}): {e}",
