@@ -674,17 +674,28 @@ impl Runner {
             return Ok(());
         };
         let ports = plan.ports.clone();
+        let wait = crate::config::format_duration(self.def.extra.port_wait);
         let deadline = Instant::now() + self.def.extra.port_wait;
+        let mut said = false;
         loop {
             let Some(busy) = ports.iter().copied().find(|p| !ports::is_free(*p)) else {
                 return Ok(());
             };
+            let who = || ports::holder(busy).map_or_else(String::new, |h| format!(" by {h}"));
             if Instant::now() >= deadline {
-                let who = ports::holder(busy).map_or_else(String::new, |h| format!(" by {h}"));
                 return Err(NotStarted::Failed(format!(
-                    "port {busy} is held{who}; waited {} for it to be released",
-                    crate::config::format_duration(self.def.extra.port_wait)
+                    "port {busy} is held{}; waited {wait} for it to be released",
+                    who()
                 )));
+            }
+            if !said {
+                // Else the log is silent for up to port_wait.
+                said = true;
+                log::info!(
+                    "{}: port {busy} is held{}; waiting up to {wait} for it to be released",
+                    self.id.instance,
+                    who()
+                );
             }
             match self.cmd_rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(Cmd::Stop | Cmd::Kill | Cmd::Hold(_)) => return Err(NotStarted::Stopped),

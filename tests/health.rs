@@ -319,6 +319,36 @@ fn a_busy_port_fails_the_start_naming_its_holder() {
 }
 
 #[test]
+fn a_start_waiting_for_a_busy_port_says_so_and_goes_on_once_it_is_free() {
+    // The wait was silent: after "restarting (attempt 1, backoff 100ms)" the
+    // log said nothing for up to port_wait (10s by default), while a
+    // worker that had left its group still held php-fpm's port.
+    let holder = TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let cfg = header("")
+        + &format!(
+            r#"
+  fpm:
+    command: [sleep, "1000"]
+    ports: [{port}]
+    port_wait: 5m
+"#
+        );
+    let mut sd = Sheepdog::start("waitport", &cfg);
+    let me = std::process::id();
+    sd.wait_log(&format!("fpm-1: port {port} is held by pid {me} ("));
+    assert!(
+        sd.log().contains("waiting up to 5m for it to be released"),
+        "{}",
+        sd.log()
+    );
+    drop(holder);
+    sd.wait_log("fpm-1: started (pid ");
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}
+
+#[test]
 fn a_declared_port_that_stops_listening_makes_the_instance_unhealthy() {
     let port = free_port();
     // Listens, then closes its socket (while staying alive) once told to.
