@@ -298,6 +298,23 @@ impl From<crate::reaper::ExitStatus> for LastExit {
     }
 }
 
+/// `no process named "web-1"; did you mean "web"?`: the API's 404, with
+/// the process meant when the name is close to one (an instance name, as
+/// `ctl status` lists them, or a typo).
+#[cfg_attr(not(feature = "api"), allow(dead_code))] // for API requests only
+pub fn no_process_named(name: &str, names: &[&str]) -> String {
+    // `web-1` is instance 1 of `web`, however short the name.
+    let instance_of = names.iter().copied().find(|p| {
+        name.strip_prefix(p)
+            .and_then(|n| n.strip_prefix('-'))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    });
+    match instance_of.or_else(|| crate::config::suggest::closest(name, names.iter().copied())) {
+        Some(p) => format!("no process named {name:?}; did you mean {p:?}?"),
+        None => format!("no process named {name:?}"),
+    }
+}
+
 /// Where the supervisor publishes snapshots for readers.
 #[derive(Default)]
 pub struct Published {

@@ -260,6 +260,15 @@ fn errors_exit_non_zero_with_the_message() {
             vec!["--url", &u, "--token", TOKEN, "stop", "nope"],
             "no process named \"nope\" (HTTP 404)",
         ),
+        // An instance name, as `status` lists them: ctl acts on processes.
+        (
+            vec!["--url", &u, "--token", TOKEN, "restart", "web-1"],
+            "no process named \"web-1\"; did you mean \"web\"? (HTTP 404)",
+        ),
+        (
+            vec!["--url", &u, "--token", TOKEN, "status", "web-1"],
+            "no process named \"web-1\"; did you mean \"web\"? (HTTP 404)",
+        ),
         (
             vec!["--url", &u, "--token", TOKEN, "signal", "web", "NOPE"],
             "signal: unknown signal \"NOPE\"",

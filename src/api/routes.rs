@@ -543,7 +543,7 @@ impl Api {
     fn trigger_wait(&self, name: &str) -> Response {
         let snap = self.published.get();
         let Some(p) = snap.processes.iter().find(|p| *p.name == *name) else {
-            return not_found(name);
+            return not_found(&snap, name);
         };
         let Some(sched) = &p.schedule else {
             return Response::error(409, &format!("{name} is not a scheduled job"));
@@ -660,7 +660,7 @@ fn schedules(snap: &Snapshot) -> Response {
 
 fn schedule(snap: &Snapshot, name: &str, history_only: bool) -> Response {
     let Some(p) = snap.processes.iter().find(|p| *p.name == *name) else {
-        return not_found(name);
+        return not_found(snap, name);
     };
     let Some(s) = &p.schedule else {
         return Response::error(
@@ -765,8 +765,9 @@ fn processes(snap: &Snapshot, orphans_reaped: u64) -> Response {
     )
 }
 
-fn not_found(name: &str) -> Response {
-    Response::error(404, &format!("no process named {name:?}"))
+fn not_found(snap: &Snapshot, name: &str) -> Response {
+    let names: Vec<&str> = snap.processes.iter().map(|p| &*p.name).collect();
+    Response::error(404, &crate::status::no_process_named(name, &names))
 }
 
 fn process(snap: &Snapshot, name: &str) -> Response {
@@ -778,7 +779,7 @@ fn process(snap: &Snapshot, name: &str) -> Response {
             }
             Response::json(200, &v)
         }
-        None => not_found(name),
+        None => not_found(snap, name),
     }
 }
 
@@ -907,7 +908,7 @@ fn scale_target(snap: &Snapshot, name: &str, body: &[u8]) -> Result<u32, Respons
                 )));
             };
             let Some(p) = snap.processes.iter().find(|p| *p.name == *name) else {
-                return Err(not_found(name));
+                return Err(not_found(snap, name));
             };
             let target = i64::from(p.desired_scale).saturating_add(delta);
             if target < 0 {

@@ -22,6 +22,16 @@ use crate::status::{Control, ControlReply, Request};
 use super::{Op, Phase, ProcPhase, Reason, Supervisor};
 
 impl Supervisor {
+    pub(super) fn not_found(&self, name: &str) -> ControlReply {
+        let names: Vec<&str> = self
+            .procs
+            .keys()
+            .chain(self.jobs.keys())
+            .map(String::as_str)
+            .collect();
+        ControlReply::NotFound(crate::status::no_process_named(name, &names))
+    }
+
     pub(super) fn on_request(&mut self, req: Request) {
         if let Control::Trigger { name, wait: true } = &req.control {
             if matches!(self.phase, Phase::Running) {
@@ -84,7 +94,7 @@ impl Supervisor {
 
     fn start(&mut self, name: &str) -> ControlReply {
         let Some(p) = self.procs.get_mut(name) else {
-            return not_found(name);
+            return self.not_found(name);
         };
         match p.phase {
             ProcPhase::Active | ProcPhase::Pending => {
@@ -110,7 +120,7 @@ impl Supervisor {
 
     fn stop(&mut self, name: &str) -> ControlReply {
         let Some(p) = self.procs.get_mut(name) else {
-            return not_found(name);
+            return self.not_found(name);
         };
         match p.phase {
             ProcPhase::Held | ProcPhase::Stopped | ProcPhase::Finished => {
@@ -142,7 +152,7 @@ impl Supervisor {
 
     fn restart(&mut self, name: &str) -> ControlReply {
         let Some(p) = self.procs.get_mut(name) else {
-            return not_found(name);
+            return self.not_found(name);
         };
         match p.phase {
             ProcPhase::Held | ProcPhase::Stopped | ProcPhase::Finished => return self.start(name),
@@ -173,7 +183,7 @@ impl Supervisor {
     fn scale(&mut self, name: &str, desired: u32) -> ControlReply {
         let cap = self.cfg.global.extra.max_process_scale;
         let Some(p) = self.procs.get_mut(name) else {
-            return not_found(name);
+            return self.not_found(name);
         };
         if p.def.kind == ProcessType::Oneshot {
             return ControlReply::Conflict(format!(
@@ -272,7 +282,7 @@ impl Supervisor {
 
     fn signal(&mut self, name: &str, signal: nix::sys::signal::Signal, whom: Whom) -> ControlReply {
         let Some(p) = self.procs.get(name) else {
-            return not_found(name);
+            return self.not_found(name);
         };
         let live: Vec<_> = p.instances.values().filter(|i| i.pid.is_some()).collect();
         if live.is_empty() {
@@ -403,8 +413,4 @@ impl Supervisor {
             }
         }
     }
-}
-
-fn not_found(name: &str) -> ControlReply {
-    ControlReply::NotFound(format!("no process named {name:?}"))
 }

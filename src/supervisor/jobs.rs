@@ -194,7 +194,7 @@ impl Supervisor {
                 })
         });
         let Some(job) = self.jobs.get_mut(name) else {
-            return Err(ControlReply::NotFound(format!("no process named {name:?}")));
+            return Err(self.not_found(name));
         };
         if shutting_down {
             return Err(ControlReply::Conflict("sheepdog is shutting down".into()));
@@ -325,7 +325,7 @@ impl Supervisor {
         if self.procs.contains_key(name) {
             ControlReply::Conflict(format!("{name} is not a scheduled job"))
         } else {
-            ControlReply::NotFound(format!("no process named {name:?}"))
+            self.not_found(name)
         }
     }
 
