@@ -254,7 +254,16 @@ impl Drop for Sheepdog {
         let mut orphans = Vec::new();
         if self.wait_exit(Duration::ZERO).is_none() {
             if !self.namespaced {
-                orphans = children_of(self.pid());
+                // Stopped first, so no instance thread forks between the
+                // list and the kill (a child started by a scale request
+                // that had just been answered leaked that way).
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(self.pid()),
+                    nix::sys::signal::Signal::SIGSTOP,
+                );
+                let pid = self.pid();
+                wait_until(Duration::from_secs(2), || all_threads_stopped(pid));
+                orphans = children_of(pid);
             }
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(self.pid()),
@@ -284,6 +293,21 @@ impl Drop for Sheepdog {
 }
 
 /// The children of `pid`'s threads.
+/// Whether every thread of `pid` is stopped (state `T` in its `stat`).
+fn all_threads_stopped(pid: i32) -> bool {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return true;
+    };
+    tasks.flatten().all(|t| {
+        fs::read_to_string(t.path().join("stat")).is_ok_and(|stat| {
+            stat.rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next())
+                == Some("T")
+        })
+    })
+}
+
 fn children_of(pid: i32) -> Vec<i32> {
     let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
         return Vec::new();
