@@ -2,7 +2,7 @@
 //! aborting start-up, continue_on_error, retries with delay, timeouts that
 //! kill the hook's group, per-process pre-stop once and before the signal,
 //! per-process pre-start before every start, cancelling a pre-start hook on
-//! SIGTERM, and the hook's environment and output tagging.
+//! SIGTERM, and the hook's environment, output tagging and output order.
 
 mod common;
 
@@ -517,6 +517,33 @@ fn a_scheduled_runs_post_start_hook_ends_with_the_run() {
         "post_start hook {hook} outlived its run\n{}",
         sd.log()
     );
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}
+
+#[test]
+fn a_hooks_last_output_lines_come_before_its_result() {
+    // The result line used to race the output thread: with a chatty hook,
+    // "succeeded" could be logged before the hook's last lines.
+    let hook = |n: u32| {
+        format!(
+            "    - {{ name: h{n}, command: \"i=0; while [ $i -lt 200 ]; do echo line $i; i=$((i+1)); done; echo LAST-h{n}\" }}\n"
+        )
+    };
+    let hooks = format!("  pre_start:\n{}", (1..=5).map(hook).collect::<String>());
+    let cfg = header(&hooks) + "  app:\n    command: [sleep, \"1000\"]\n";
+    let mut sd = Sheepdog::start("hookorder", &cfg);
+    sd.wait_log("app-1: started");
+    let log = sd.log();
+    for n in 1..=5 {
+        let last = log
+            .find(&format!("| LAST-h{n}"))
+            .expect("the hook's last line");
+        let result = log
+            .find(&format!("pre_start hook \"h{n}\" succeeded"))
+            .expect("the hook's result");
+        assert!(last < result, "h{n}:\n{log}");
+    }
     sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
 }
