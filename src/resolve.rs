@@ -116,14 +116,19 @@ fn is_localhost(host: &str) -> bool {
 /// `::1` port 80.
 /// Not `http_client::split_host_port`: a tcp check's `address` is a
 /// socket address (a port always, a bare v6 host allowed), not a URL's.
-/// A bare host with a `:` must be a whole v6 address: `::1` alone would
+/// A bare host with a `:` must be a whole v6 address, with or without a
+/// zone (`fe80::1%eth0`, which the lookup resolves): `::1` alone would
 /// be host `:` port 1, which no lookup resolves; so would a host with a
 /// space.
 pub fn split(address: &str) -> Option<(&str, u16)> {
     let (host, port) = address.rsplit_once(':')?;
     let host = match host.strip_prefix('[') {
         Some(h) => h.strip_suffix(']')?,
-        None if host.contains(':') => host.parse::<std::net::Ipv6Addr>().ok().map(|_| host)?,
+        None if host.contains(':') => {
+            let (ip, zone) = host.split_once('%').unwrap_or((host, "x"));
+            ip.parse::<std::net::Ipv6Addr>().ok()?;
+            (!zone.is_empty()).then_some(host)?
+        }
         None => host,
     };
     let port = port.parse().ok()?;
@@ -200,8 +205,21 @@ mod tests {
         assert_eq!(split("[::1]:80"), Some(("::1", 80)));
         assert_eq!(split("db.internal:5432"), Some(("db.internal", 5432)));
         assert_eq!(split("::1:80"), Some(("::1", 80)));
+        // A link-local address with its zone, as getaddrinfo takes it
+        // (RFC 4007 text form); accepted before the whole-v6 rule came in.
+        assert_eq!(split("fe80::1%eth0:9000"), Some(("fe80::1%eth0", 9000)));
+        assert_eq!(split("[fe80::1%eth0]:9000"), Some(("fe80::1%eth0", 9000)));
         for bad in [
-            "9000", ":80", "h:", "h:70000", "[::1]80", "[::1:80", "[]:80",
+            "fe80::1%:9000",
+            "fe8g::1%eth0:9000",
+            "::1",
+            "9000",
+            ":80",
+            "h:",
+            "h:70000",
+            "[::1]80",
+            "[::1:80",
+            "[]:80",
         ] {
             assert_eq!(split(bad), None, "{bad}");
         }

@@ -437,6 +437,8 @@ fn a_health_check_address_that_cannot_resolve_is_refused() {
         ("localhost :9000", false),
         ("[::1]:9000", true),
         ("::1:9000", true),
+        // A link-local address with its zone: getaddrinfo resolves it.
+        ("fe80::1%eth0:9000", true),
         ("localhost:9000", true),
     ] {
         let f = dir.file(
