@@ -264,11 +264,15 @@ impl log::Log for StderrLog {
         if !self.enabled(record.metadata()) {
             return;
         }
+        // Control characters escaped, as the supervisor's log does: a
+        // message may carry a child's name (`warn_left_behind`), which the
+        // child chose, and must stay one line.
+        let msg = record.args().to_string();
         let line = format!(
             "{} {:<5} sheepdog | {}\n",
             crate::logging::rfc3339_millis(std::time::SystemTime::now()),
             record.level(),
-            record.args()
+            crate::logging::escaped(&msg)
         );
         // One write per line; a closed stderr drops the line.
         let _ = io::stderr().lock().write_all(line.as_bytes());

@@ -275,8 +275,8 @@ pub fn format_line(r: &Record, target: Target) -> Vec<u8> {
 }
 
 /// `msg` with control characters but tab written as escapes (`\u{1b}`),
-/// for text that reaches a terminal from elsewhere (`sheepdog ctl`).
-#[cfg_attr(not(feature = "api"), allow(dead_code))]
+/// for text that reaches a terminal from elsewhere (`sheepdog ctl`, the
+/// names single-command mode logs).
 pub fn escaped(msg: &str) -> std::borrow::Cow<'_, str> {
     if !msg.chars().any(|c| c.is_control() && c != '\t') {
         return std::borrow::Cow::Borrowed(msg);

@@ -345,6 +345,53 @@ fn a_command_that_leaves_processes_behind_is_warned_about() {
     }
 }
 
+/// A process names itself (its executable's name, or prctl): a newline in
+/// that name split the warning in two, and the second line could pass
+/// for a line of sheepdog's own. The supervisor's log escapes control
+/// characters; single-command mode's must too.
+#[test]
+fn a_left_behind_process_with_a_newline_in_its_name_stays_on_one_line() {
+    for mode in modes("a_left_behind_process_with_a_newline_in_its_name_stays_on_one_line") {
+        let dir = Scratch::new("oddname");
+        let pidfile = dir.path("daemon.pid");
+        // comm is the basename of the path exec'd: a link to sleep.
+        let odd = dir.path("x\nFAKE ERROR");
+        let sleep = String::from_utf8(
+            Command::new("sh")
+                .args(["-c", "command -v sleep"])
+                .output()
+                .expect("sh")
+                .stdout,
+        )
+        .expect("utf-8 path");
+        std::os::unix::fs::symlink(sleep.trim(), &odd).expect("symlink");
+        let (code, _, err) = run(
+            mode,
+            &[
+                "sh",
+                "-c",
+                // Exit once the child has exec'd (its name is no longer sh).
+                "\"$0\" 30 & p=$!; echo $p > \"$1\"; \
+                 while [ \"$(cat /proc/$p/comm)\" = sh ]; do :; done; exit 0",
+                &odd.to_string_lossy(),
+                &pidfile.to_string_lossy(),
+            ],
+            DEADLINE,
+        );
+        if mode == Mode::Subreaper {
+            if let Ok(pid) = dir.read("daemon.pid").trim().parse::<i32>() {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+        assert_eq!(code, 0, "{mode:?}: stderr: {err}");
+        assert!(
+            err.contains("(x\\nFAKE ERROR); did it daemonize?"),
+            "{mode:?}: stderr: {err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{mode:?}: stderr: {err}");
+    }
+}
+
 // ------------------------------------------------- 2. signal forwarding
 
 /// Traps USR1, HUP, STKFLT and TERM, logging each to $1; exits 42 on TERM. Each
