@@ -292,22 +292,26 @@ impl Drop for Sheepdog {
     }
 }
 
-/// The children of `pid`'s threads.
-/// Whether every thread of `pid` is stopped (state `T` in its `stat`).
+/// Whether every thread of `pid` is stopped (state `T` in its `stat`) or
+/// has ended (`Z`, `X`: a sheepdog exiting as it is dropped); neither can
+/// fork. Else the caller waited its whole 2 s for an exiting one.
 fn all_threads_stopped(pid: i32) -> bool {
     let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
         return true;
     };
     tasks.flatten().all(|t| {
         fs::read_to_string(t.path().join("stat")).is_ok_and(|stat| {
-            stat.rsplit(')')
-                .next()
-                .and_then(|r| r.split_whitespace().next())
-                == Some("T")
+            matches!(
+                stat.rsplit(')')
+                    .next()
+                    .and_then(|r| r.split_whitespace().next()),
+                Some("T" | "Z" | "X")
+            )
         })
     })
 }
 
+/// The children of `pid`'s threads.
 fn children_of(pid: i32) -> Vec<i32> {
     let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
         return Vec::new();
