@@ -338,21 +338,14 @@ impl Sweep {
         if found.is_empty() {
             return false;
         }
-        // Named with the instance they came from (the SHEEPDOG_INSTANCE they
-        // inherited), so the daemonising command can be found and fixed.
+        // Named by comm only: the instance a straggler came from is in its
+        // environment, but reading /proc/<pid>/environ takes the target's
+        // mm lock, and a process stuck holding it must not stall the
+        // supervisor's loop, which also keeps the shutdown deadline.
         let named: Vec<(i32, String)> = found
             .iter()
             .take(NAMED_AT_ONCE)
-            .map(|s| {
-                let name = name_of(s.pid);
-                match instance_of(s.pid) {
-                    Some(i) => (
-                        s.pid,
-                        format!("{name}, from {}", String::from_utf8_lossy(&i)),
-                    ),
-                    None => (s.pid, name),
-                }
-            })
+            .map(|s| (s.pid, name_of(s.pid)))
             .collect();
         let list = name_list(&named, found.len());
         let sig = self.sig();

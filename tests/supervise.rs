@@ -120,8 +120,8 @@ fn a_child_ignoring_sigterm_is_killed_with_its_grandchildren_at_its_timeout() {
 fn a_process_that_left_its_group_is_ended_gracefully_at_shutdown() {
     // A daemon-style child makes its own session, so no stop of `app`'s
     // group reaches it. The shutdown still ends it, with SIGTERM first,
-    // and does not wait for the output pipe it holds. The log names it
-    // and the instance it came from, so the daemonising flag can be found.
+    // and does not wait for the output pipe it holds. The log names it, so
+    // the daemonising command can be found.
     let cfg = global("")
         + r#"
   app:
@@ -141,7 +141,7 @@ fn a_process_that_left_its_group_is_ended_gracefully_at_shutdown() {
     assert!(sd.dir.path("got-term").exists(), "no SIGTERM first\n{log}");
     assert!(
         log.contains(&format!(
-            "1 left-over process still running outside the stopped process groups: pid {escaped} (sh, from app-1); sending SIGTERM"
+            "1 left-over process still running outside the stopped process groups: pid {escaped} (sh); sending SIGTERM"
         )),
         "{log}"
     );
