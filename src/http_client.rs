@@ -644,6 +644,7 @@ fn resolve(host: &str, port: u16, deadline: Instant) -> Result<Vec<SocketAddr>, 
     crate::resolve::addrs(host, port, deadline).map_err(|e| match e {
         Failure::TimedOut => Error::TimedOut,
         Failure::Failed(why) => failed(format!("unable to resolve {host}: {why}")),
+        Failure::Unable(why) => Error::Unable(format!("unable to resolve {host}: {why}")),
     })
 }
 

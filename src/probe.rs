@@ -108,14 +108,13 @@ fn connect(address: &str, timeout: Duration) -> Result<(), Result<String, String
     };
     let (host, port) =
         resolve::split(address).ok_or_else(|| Err(format!("{address} is not host:port")))?;
-    let addrs = resolve::addrs(host, port, deadline).map_err(|e| {
-        Err(match e {
-            Failure::TimedOut => format!(
-                "resolving {host} timed out after {}",
-                crate::config::format_duration(timeout)
-            ),
-            Failure::Failed(why) => format!("cannot resolve {address}: {why}"),
-        })
+    let addrs = resolve::addrs(host, port, deadline).map_err(|e| match e {
+        Failure::TimedOut => Err(format!(
+            "resolving {host} timed out after {}",
+            crate::config::format_duration(timeout)
+        )),
+        Failure::Failed(why) => Err(format!("cannot resolve {address}: {why}")),
+        Failure::Unable(why) => Ok(format!("cannot resolve {address}: {why}")),
     })?;
     let mut last = String::new();
     for addr in addrs {

@@ -37,6 +37,9 @@ pub enum Failure {
     TimedOut,
     /// The resolver's answer, in words.
     Failed(String),
+    /// sheepdog could not start the lookup (`sys::short_of_resources`):
+    /// its own shortage, not the name's.
+    Unable(String),
 }
 
 /// The addresses of `host` (a name or an address without brackets).
@@ -96,7 +99,14 @@ fn addrs_with(
             // The caller may have given up; nobody to tell then.
             let _ = tx.send(lookup(&name, port));
         })
-        .map_err(|e| Failure::Failed(format!("unable to start a lookup: {e}")))?;
+        .map_err(|e| {
+            let why = format!("unable to start a lookup: {e}");
+            if crate::sys::short_of_resources(&e) {
+                Failure::Unable(why)
+            } else {
+                Failure::Failed(why)
+            }
+        })?;
     match rx.recv_deadline(deadline) {
         Ok(Ok(found)) if found.is_empty() => Err(Failure::Failed("no address".into())),
         Ok(Ok(found)) => Ok(found),

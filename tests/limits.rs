@@ -1,7 +1,8 @@
 //! sheepdog short of its own resources: an instance whose thread cannot be
 //! created (a full pids cgroup, RLIMIT_NPROC) is tried again, not failed
-//! for good. Its own test binary, so no other test's processes count
-//! against the limit it sets.
+//! for good, and a health check it cannot run (no task for an exec probe
+//! or a name lookup) counts neither way. Its own test binary, so no other
+//! test's processes count against the limit it sets.
 
 mod common;
 
@@ -156,6 +157,41 @@ fn a_health_check_sheepdog_cannot_run_does_not_count_against_the_instance() {
     assert!(!sd.log().contains("unhealthy"), "{}", sd.log());
     sd.signal(libc::SIGTERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}
+
+/// This machine's host name and a loopback-or-local address it resolves to
+/// (through /etc/hosts: a lookup, so a thread of sheepdog's), or None.
+fn resolvable_host_name() -> Option<(String, std::net::IpAddr)> {
+    use std::net::ToSocketAddrs;
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let name = name.trim().to_string();
+    let ip = (name.as_str(), 0).to_socket_addrs().ok()?.next()?.ip();
+    Some((name, ip))
+}
+
+#[test]
+fn a_tcp_check_whose_lookup_thread_cannot_start_does_not_count() {
+    let Some(_one) = exclusive() else { return };
+    let Some((host, ip)) = resolvable_host_name() else {
+        eprintln!("skipped: this machine's host name does not resolve");
+        return;
+    };
+    let listener = std::net::TcpListener::bind((ip, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let cfg = format!(
+        "{HEAD}  app: {{command: [sleep, '1000'], health_check: {{type: tcp, address: '{host}:{port}', \
+         initial_delay: 0, period: 100ms, failure_threshold: 1}}}}\n"
+    );
+    let (_dir, mut sd) = as_nobody("lookupnotrun", &cfg);
+    sd.wait_log("app-1: healthy");
+    let mut fillers = fill(LIMIT + 1);
+    let seen = sd.wait_log_n("app-1: health check not run", 1, WAIT);
+    free(&mut fillers);
+    assert!(seen, "{}", sd.log());
+    assert!(!sd.log().contains("unhealthy"), "{}", sd.log());
+    sd.signal(libc::SIGTERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    drop(listener);
 }
 
 /// Start `rest` (processes after `gate`) as nobody, and once the gate runs
