@@ -298,28 +298,36 @@ fn the_global_deadline_bounds_the_whole_shutdown() {
     let cfg = "global:\n  shutdown_timeout: 1s\n  api_enabled: false\n  metrics_enabled: false\nprocesses:\n".to_string()
         + r#"
   slow:
-    command: "trap '' TERM; echo ready > $DIR/ready; while :; do sleep 0.05; done"
+    command: "trap '' TERM; echo ready >> $DIR/ready; while :; do sleep 0.05; done"
+    scale: 12
     shutdown: { timeout: 60s }
 "#;
     let mut sd = Sheepdog::start("deadline", &cfg);
     assert!(
-        wait_until(WAIT, || sd.dir.path("ready").exists()),
+        wait_until(WAIT, || sd.dir.lines("ready").len() == 12),
         "{}",
         sd.log()
     );
     sd.signal(TERM);
     // Far below the process's own 60s timeout.
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
-    // The operator learns what was still running at the deadline.
+    // The operator learns what was still running at the deadline: the
+    // first ten instances by name and pid, then how many more, on one line.
     let log = sd.log();
     let slow = sd.pids_of("slow-1");
+    let line = log
+        .lines()
+        .find(|l| l.contains("shutdown_timeout (1s) reached"))
+        .unwrap_or_else(|| panic!("no deadline line\n{log}"));
     assert!(
-        log.contains(&format!(
-            "shutdown_timeout (1s) reached: killing every remaining process group: slow-1 (pid {})",
+        line.contains(&format!(
+            "killing every remaining process group: slow-1 (pid {}), ",
             slow.first().copied().unwrap_or(0)
         )),
         "{log}"
     );
+    assert_eq!(line.matches(" (pid ").count(), 10, "{line}");
+    assert!(line.ends_with(", 2 more"), "{line}");
 }
 
 #[test]

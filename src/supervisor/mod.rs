@@ -611,9 +611,11 @@ impl Supervisor {
     }
 
     /// `: web-1 (pid 7), worker-2`: the instances a forced shutdown is
-    /// about to kill, so the log says what held the shutdown up.
+    /// about to kill, so the log says what held the shutdown up. The first
+    /// `NAMED_REMAINING`, then a count: one line, however many are left.
     fn remaining(&self) -> String {
-        let left: Vec<String> = self
+        const NAMED_REMAINING: usize = 10;
+        let mut left: Vec<String> = self
             .procs
             .values()
             .filter(|p| matches!(p.phase, ProcPhase::Active | ProcPhase::Stopping))
@@ -624,6 +626,11 @@ impl Supervisor {
                 None => i.id.to_string(),
             })
             .collect();
+        if left.len() > NAMED_REMAINING {
+            let more = left.len() - NAMED_REMAINING;
+            left.truncate(NAMED_REMAINING);
+            left.push(format!("{more} more"));
+        }
         if left.is_empty() {
             String::new()
         } else {
