@@ -98,6 +98,9 @@ pub fn run(argv: Vec<OsString>, whom: Whom) -> i32 {
     );
 
     let mut pending = signals.forever();
+    // A stop signal was passed on: what is still running at the exit is
+    // most likely still stopping, not a daemon that forked away.
+    let mut stopping = false;
     let status = loop {
         let Some(sig) = pending.next() else {
             // Only happens if the signal handle is closed, which nothing does.
@@ -112,6 +115,10 @@ pub fn run(argv: Vec<OsString>, whom: Whom) -> i32 {
                 Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => {}
             }
         } else {
+            stopping |= matches!(
+                sig,
+                libc::SIGTERM | libc::SIGINT | libc::SIGQUIT | libc::SIGHUP
+            );
             forward(pid, sig, whom);
         }
     };
@@ -122,7 +129,7 @@ pub fn run(argv: Vec<OsString>, whom: Whom) -> i32 {
     // Collect whatever else has already exited; as PID 1 our exit lets the
     // kernel take care of the rest of the namespace.
     reaper.reap();
-    warn_left_behind(&reaper, &program.to_string_lossy(), status);
+    warn_left_behind(&reaper, &program.to_string_lossy(), status, stopping);
     let orphans = reaper.orphans_reaped();
     log::debug!(
         "'{}' {status}; {} reaped",
@@ -134,8 +141,10 @@ pub fn run(argv: Vec<OsString>, whom: Whom) -> i32 {
 
 /// Name what CMD left running: most often a daemon that forked away (nginx
 /// without `daemon off;`), which would otherwise end the container, or
-/// outlive sheepdog, without a word.
-fn warn_left_behind(reaper: &Reaper, program: &str, status: ExitStatus) {
+/// outlive sheepdog, without a word. After a stop signal was passed on
+/// (`stopping`) they are more likely still on their way out: named, but
+/// not called a daemon.
+fn warn_left_behind(reaper: &Reaper, program: &str, status: ExitStatus, stopping: bool) {
     let Some(left) = crate::stragglers::unowned_children(reaper) else {
         return;
     };
@@ -149,9 +158,13 @@ fn warn_left_behind(reaper: &Reaper, program: &str, status: ExitStatus) {
         (false, true) => "it keeps running without sheepdog",
         (false, false) => "they keep running without sheepdog",
     };
+    let hint = if stopping {
+        ""
+    } else {
+        "; did it daemonize? Run it in the foreground (nginx -g 'daemon off;', php-fpm -F)"
+    };
     log::warn!(
-        "'{program}' {status} and left {} running: {}; did it daemonize? Run it in the \
-         foreground (nginx -g 'daemon off;', php-fpm -F); {fate}",
+        "'{program}' {status} and left {} running: {}{hint}; {fate}",
         crate::logging::counted(left.len() as u64, "process", "processes"),
         crate::stragglers::name_list(&left, left.len())
     );

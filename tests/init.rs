@@ -345,6 +345,46 @@ fn a_command_that_leaves_processes_behind_is_warned_about() {
     }
 }
 
+/// After a stop signal was passed on, what is still running is most likely
+/// on its way out (here: a worker that ignores SIGTERM), not a daemon: it is
+/// named, without the "did it daemonize?" question.
+#[test]
+fn what_is_left_after_a_forwarded_stop_signal_is_not_called_a_daemon() {
+    for mode in modes("what_is_left_after_a_forwarded_stop_signal_is_not_called_a_daemon") {
+        let dir = Scratch::new("stopping");
+        let (pidf, ready) = (dir.path("worker.pid"), dir.path("ready"));
+        let script = format!(
+            "trap '' TERM; sh -c 'echo $$ > {p}; exec sleep 30' & trap 'exit 0' TERM; \
+             while [ ! -s {p} ]; do sleep 0.01; done; echo ready > {r}; wait",
+            p = pidf.to_string_lossy(),
+            r = ready.to_string_lossy()
+        );
+        let mut cmd = sheepdog(mode, &["sh", "-c", &script]);
+        cmd.stderr(File::create(dir.path("err")).expect("stderr file"));
+        let mut proc = Proc::start(&mut cmd);
+        wait_for(DEADLINE, "the worker", || ready.exists());
+        let target = match mode {
+            Mode::Subreaper => proc.pid(),
+            Mode::Pid1 => sheepdog_under(proc.pid()),
+        };
+        kill(Pid::from_raw(target), Signal::SIGTERM).expect("signal sheepdog");
+        let code = proc.code(DEADLINE);
+        if mode == Mode::Subreaper {
+            // It outlived sheepdog; end it (a host pid in this mode).
+            if let Ok(pid) = dir.read("worker.pid").trim().parse::<i32>() {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+        let err = dir.read("err");
+        assert_eq!(code, 0, "{mode:?}: stderr: {err}");
+        assert!(
+            err.contains("'sh' exited 0 and left 1 process running: pid "),
+            "{mode:?}: stderr: {err}"
+        );
+        assert!(!err.contains("daemonize"), "{mode:?}: stderr: {err}");
+    }
+}
+
 /// A process names itself (its executable's name, or prctl): a newline in
 /// that name split the warning in two, and the second line could pass
 /// for a line of sheepdog's own. The supervisor's log escapes control
