@@ -568,6 +568,26 @@ processes:
 }
 
 #[test]
+fn a_stop_signal_that_cannot_stop_is_warned_about() {
+    // STOP pauses, the SIGCONT after it resumes: every stop runs to the
+    // timeout. A catchable signal is the process's business, even an odd
+    // one (httpd stops gracefully on WINCH).
+    let c = ok("processes: {w: {command: x, shutdown: {signal: STOP}}}");
+    assert_eq!(c.warnings.len(), 1, "{:#?}", c.warnings);
+    assert!(
+        c.warnings[0].starts_with("processes.w.shutdown.signal: SIGSTOP only pauses the group"),
+        "{:#?}",
+        c.warnings
+    );
+    for sig in ["WINCH", "USR1", "QUIT"] {
+        let c = ok(&format!(
+            "processes: {{w: {{command: x, shutdown: {{signal: {sig}}}}}}}"
+        ));
+        assert!(c.warnings.is_empty(), "{sig}: {:#?}", c.warnings);
+    }
+}
+
+#[test]
 #[cfg_attr(
     not(all(feature = "api", feature = "cron", feature = "http")),
     ignore = "needs the default features"

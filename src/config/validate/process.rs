@@ -307,6 +307,15 @@ fn shutdown(raw: &RawProcess, path: &str, r: &mut Report) -> Shutdown {
         val::signal,
         Signal::SIGKILL,
     );
+    // SIGSTOP cannot be caught, and the SIGCONT sent after the stop signal
+    // undoes it: such a stop only ever ends at the timeout.
+    if s.signal.is_some() && out.signal == Signal::SIGSTOP {
+        r.warn(
+            p("signal"),
+            "SIGSTOP only pauses the group, and the SIGCONT sent after it resumes it: \
+             every stop will wait the whole shutdown.timeout for kill_signal",
+        );
+    }
     out.pre_stop_hook = s
         .pre_stop_hook
         .as_ref()
