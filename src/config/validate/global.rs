@@ -203,7 +203,7 @@ fn api(raw: &RawGlobal, r: &mut Report) -> Api {
         "127.0.0.1".into(),
     );
     let socket = r
-        .get(&raw.api_socket, p("api_socket"), val::text)
+        .get(&raw.api_socket, p("api_socket"), socket_path)
         .map(PathBuf::from);
     let auth = r
         .get(&raw.api_auth, p("api_auth"), api_token)
@@ -358,6 +358,19 @@ fn metrics(raw: &RawGlobal, r: &mut Report) -> Metrics {
 }
 
 /// An IP address to bind (IPv6 with or without brackets) or `localhost`.
+/// A unix socket path fits `sun_path` (108 bytes with its NUL): a longer
+/// one would only fail when the API starts.
+fn socket_path(v: &Value) -> Result<String, String> {
+    let path = val::text(v)?;
+    if path.len() > 107 {
+        return Err(format!(
+            "the path is {} bytes; expected at most 107 (a unix socket address holds 108 with its NUL)",
+            path.len()
+        ));
+    }
+    Ok(path)
+}
+
 fn listen_address(v: &Value) -> Result<String, String> {
     let s = val::text(v)?;
     let t = s.trim();
@@ -774,6 +787,14 @@ mod tests {
         ok("{api_listen: 0.0.0.0, api_enabled: false}");
         assert!(err("{api_port: 0}")[0].contains("api_socket"));
         ok("{api_port: 0, api_socket: /run/sheepdog.sock, api_listen: 0.0.0.0}");
+        // Longer than sun_path holds: refused here, not when the API starts.
+        let long = format!("/run/{}", "s".repeat(102));
+        ok(&format!("{{api_socket: {long}}}"));
+        let e = err(&format!("{{api_socket: {long}x}}"));
+        assert!(
+            e[0].starts_with("global.api_socket: the path is 108 bytes; expected at most 107"),
+            "{e:?}"
+        );
         assert!(err("{api_auth: a, api_auth_file: /x}")[0].contains("only one"));
         assert!(err("{api_port: 9000, metrics_port: 9000}")[0].contains("also api_port"));
         ok("{api_port: 9000, metrics_port: 9000, metrics_enabled: false}");
