@@ -344,7 +344,7 @@ fn request(_: &Heartbeat, method: &str, url: &str, _: &str, _: Duration) -> Resu
 /// followed (the path and query hold the check's token or key). URLs with
 /// credentials in them are refused at load, so the authority is only
 /// host and port.
-fn origin(url: &str) -> String {
+pub fn origin(url: &str) -> String {
     let after_scheme = url.find("://").map_or(0, |i| i + 3);
     let end = url[after_scheme..]
         .find(['/', '?', '#'])

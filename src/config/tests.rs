@@ -568,6 +568,33 @@ processes:
 }
 
 #[test]
+#[cfg_attr(not(feature = "http"), ignore = "needs the http feature")]
+fn a_bad_ping_url_is_named_without_its_key() {
+    // A ping URL's path holds the monitor's key (hc-ping.com/<uuid>): an
+    // error shows the URL as the logs do, scheme and host with `/…`.
+    for (url, shown) in [
+        (
+            "ftp://hc.example/SECRET-uuid?k=v",
+            "invalid value \"ftp://hc.example/…\"",
+        ),
+        (
+            "http://hc.example:99999/SECRET-uuid",
+            "invalid URL \"http://hc.example:99999/…\"",
+        ),
+        (
+            "http://u:pw@hc.example/SECRET-uuid",
+            "invalid URL \"http://u:***@hc.example/…\"",
+        ),
+    ] {
+        let e = one(
+            &format!("processes: {{w: {{command: x, heartbeat: {{failure_url: '{url}'}}}}}}"),
+            "processes.w.heartbeat.failure_url: ",
+        );
+        assert!(e.contains(shown) && !e.contains("SECRET"), "{url}: {e}");
+    }
+}
+
+#[test]
 fn a_stop_signal_that_cannot_stop_is_warned_about() {
     // STOP pauses, the SIGCONT after it resumes: every stop runs to the
     // timeout. A catchable signal is the process's business, even an odd

@@ -218,6 +218,21 @@ fn http_url(v: &Value) -> Result<String, String> {
     }
 }
 
+/// `http_url` for a heartbeat ping: its path and query hold the monitoring
+/// service's key, so an error shows the URL as the logs do, `/…` for them
+/// (`heartbeat::origin`); the scheme and host, what is usually wrong, stay.
+fn ping_url(v: &Value) -> Result<String, String> {
+    http_url(v).map_err(|e| {
+        let Some(s) = v.as_str() else { return e };
+        // What `origin` hides: all after the authority. Replaced where the
+        // message quotes the URL, which may be rewritten (a password as ***).
+        match crate::heartbeat::origin(s).strip_suffix("/…") {
+            Some(head) => e.replacen(&s[head.len()..], "/…", 1),
+            None => e,
+        }
+    })
+}
+
 /// What the HTTP client would refuse about `s` (templates given sample
 /// values), now rather than at every probe. An https URL passes here: it
 /// fails at run time with its own message (docs/health-checks.md).
@@ -662,10 +677,10 @@ pub fn heartbeat(raw: &RawHeartbeat, path: &str, r: &mut Report) -> Option<Heart
     if on && !cfg!(feature = "http") {
         r.error(path, NO_HTTP);
     }
-    let url = r.get(&raw.url, p("url"), http_url);
-    let success_url = r.get(&raw.success_url, p("success_url"), http_url);
-    let failure_url = r.get(&raw.failure_url, p("failure_url"), http_url);
-    let start_url = r.get(&raw.start_url, p("start_url"), http_url);
+    let url = r.get(&raw.url, p("url"), ping_url);
+    let success_url = r.get(&raw.success_url, p("success_url"), ping_url);
+    let failure_url = r.get(&raw.failure_url, p("failure_url"), ping_url);
+    let start_url = r.get(&raw.start_url, p("start_url"), ping_url);
     for (key, u) in [
         ("url", &url),
         ("success_url", &success_url),
