@@ -911,6 +911,8 @@ impl Supervisor {
             ProcessType::Longrun => Condition::Started,
         });
         let insts = || p.instances.values();
+        let all_healthy = || insts().all(|i| i.health == Some(Health::Healthy));
+        let all_started = || insts().all(|i| i.starts > 0);
         match p.phase {
             // `initial_state: stopped` does not hold its dependents back.
             ProcPhase::Held => return DepState::Satisfied,
@@ -921,10 +923,9 @@ impl Supervisor {
             // for until it is started again and meets it.
             ProcPhase::Stopped => {
                 let met = match condition {
-                    Condition::Healthy if checked => {
-                        insts().all(|i| i.health == Some(Health::Healthy))
-                    }
-                    Condition::Started | Condition::Healthy => insts().all(|i| i.starts > 0),
+                    Condition::Healthy if checked => all_healthy(),
+                    Condition::Started | Condition::Healthy => all_started(),
+                    // Stopped before it ended is not completed.
                     Condition::Completed | Condition::CompletedSuccessfully => {
                         insts().all(|i| i.outcome == Some(Outcome::Completed))
                     }
@@ -946,7 +947,7 @@ impl Supervisor {
             || insts().any(|i| i.starts == 0 && i.outcome.is_some() && i.relaunch_at.is_none());
         match condition {
             Condition::Healthy if checked => {
-                if insts().all(|i| i.health == Some(Health::Healthy)) {
+                if all_healthy() {
                     DepState::Satisfied
                 } else if never_started() {
                     DepState::Impossible("never started".into())
@@ -955,7 +956,7 @@ impl Supervisor {
                 }
             }
             Condition::Started | Condition::Healthy => {
-                if insts().all(|i| i.starts > 0) {
+                if all_started() {
                     DepState::Satisfied
                 } else if never_started() {
                     DepState::Impossible("never started".into())
@@ -1131,33 +1132,34 @@ impl Supervisor {
         p.instances.insert(index, inst);
     }
 
-    /// Instances whose thread could not be created, due again now (only
-    /// while running and the process is active: a stop or the shutdown
-    /// drops them).
-    fn relaunch_due(&mut self, now: Instant) {
-        let due: Vec<(String, u32)> = self
-            .procs
+    /// Instances whose thread could not be created, with when to try
+    /// again (only of active processes: a stop or the shutdown drops them).
+    fn relaunches(&self) -> impl Iterator<Item = (&String, u32, Instant)> {
+        self.procs
             .iter()
             .filter(|(_, p)| p.phase == ProcPhase::Active)
             .flat_map(|(name, p)| {
                 p.instances
                     .iter()
-                    .filter(|(_, i)| i.relaunch_at.is_some_and(|t| now >= t))
-                    .map(move |(&index, _)| (name.clone(), index))
+                    .filter_map(move |(&index, i)| Some((name, index, i.relaunch_at?)))
             })
+    }
+
+    /// Launch the instances of `relaunches` due by `now`.
+    fn relaunch_due(&mut self, now: Instant) {
+        let due: Vec<(String, u32)> = self
+            .relaunches()
+            .filter(|&(_, _, at)| now >= at)
+            .map(|(name, index, _)| (name.clone(), index))
             .collect();
         for (name, index) in due {
             self.launch(&name, index);
         }
     }
 
-    /// The next relaunch due (see `relaunch_due`).
+    /// The next relaunch due (see `relaunches`).
     fn next_relaunch(&self) -> Option<Instant> {
-        self.procs
-            .values()
-            .filter(|p| p.phase == ProcPhase::Active)
-            .flat_map(|p| p.instances.values().filter_map(|i| i.relaunch_at))
-            .min()
+        self.relaunches().map(|(_, _, at)| at).min()
     }
 
     /// In the running phase: when nothing is left running or waiting to
