@@ -166,7 +166,7 @@ fn warn_left_behind(reaper: &Reaper, program: &str, status: ExitStatus, stopping
     log::warn!(
         "'{program}' {status} and left {} running: {}{hint}; {fate}",
         crate::logging::counted(left.len() as u64, "process", "processes"),
-        crate::stragglers::name_list(&left, left.len())
+        crate::stragglers::name_list(&left)
     );
 }
 

@@ -266,6 +266,16 @@ pub fn counted(n: impl Into<u64>, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
+/// `a, b, 3 more`: the first `max` of `total` items, then how many more;
+/// one line however many there are.
+pub fn first_of(items: impl Iterator<Item = String>, total: usize, max: usize) -> String {
+    let mut out: Vec<String> = items.take(max).collect();
+    if total > out.len() {
+        out.push(format!("{} more", total - out.len()));
+    }
+    out.join(", ")
+}
+
 /// Format `r` as one line (with its newline) in the configured format.
 pub fn format_line(r: &Record, target: Target) -> Vec<u8> {
     let json = FORMAT.load(Ordering::Relaxed) == 1;
@@ -620,6 +630,15 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn first_of_names_at_most_max_then_counts() {
+        let items = |n: usize| (1..=n).map(|i| format!("p{i}"));
+        assert_eq!(first_of(items(2), 2, 3), "p1, p2");
+        assert_eq!(first_of(items(3), 3, 3), "p1, p2, p3");
+        assert_eq!(first_of(items(5), 5, 3), "p1, p2, p3, 2 more");
+        assert_eq!(first_of(items(0), 0, 3), "");
+    }
 
     #[test]
     fn civil_dates() {

@@ -194,33 +194,29 @@ pub fn left_by(reaper: &Reaper, instance: &str) -> Option<Vec<(i32, String)>> {
     Some(found)
 }
 
-/// Every living child of ours that nobody owns, as (pid, name), for
-/// single-command mode to name what its command left behind. None when
-/// no search could be made (see `left_by`).
-pub fn unowned_children(reaper: &Reaper) -> Option<Vec<(i32, String)>> {
+/// Every living child of ours that nobody owns, for single-command mode to
+/// name what its command left behind. None when no search could be made
+/// (see `left_by`).
+pub fn unowned_children(reaper: &Reaper) -> Option<Vec<i32>> {
     if !proc_is_ours() {
         return None;
     }
-    let found = reaper
-        .unowned(candidates())?
-        .into_iter()
-        .map(|s| (s.pid, name_of(s.pid)))
-        .collect();
-    Some(found)
+    Some(
+        reaper
+            .unowned(candidates())?
+            .iter()
+            .map(|s| s.pid)
+            .collect(),
+    )
 }
 
-/// `pid 7 (nginx), pid 8 (nginx)`: the first `NAMED_AT_ONCE` of `total`
-/// processes, and how many more there are.
-pub fn name_list(named: &[(i32, String)], total: usize) -> String {
-    let shown = named.len().min(NAMED_AT_ONCE);
-    let mut out: Vec<String> = named[..shown]
+/// `pid 7 (nginx), pid 8 (nginx), 3 more`: the first `NAMED_AT_ONCE` of
+/// `pids` by pid and comm (a lock-free read), then how many more.
+pub fn name_list(pids: &[i32]) -> String {
+    let named = pids
         .iter()
-        .map(|(pid, name)| format!("pid {pid} ({name})"))
-        .collect();
-    if total > shown {
-        out.push(format!("{} more", total - shown));
-    }
-    out.join(", ")
+        .map(|&pid| format!("pid {pid} ({})", name_of(pid)));
+    crate::logging::first_of(named, pids.len(), NAMED_AT_ONCE)
 }
 
 /// At most this many left-behind processes are named one by one.
@@ -342,12 +338,8 @@ impl Sweep {
         // environment, but reading /proc/<pid>/environ takes the target's
         // mm lock, and a process stuck holding it must not stall the
         // supervisor's loop, which also keeps the shutdown deadline.
-        let named: Vec<(i32, String)> = found
-            .iter()
-            .take(NAMED_AT_ONCE)
-            .map(|s| (s.pid, name_of(s.pid)))
-            .collect();
-        let list = name_list(&named, found.len());
+        let pids: Vec<i32> = found.iter().map(|s| s.pid).collect();
+        let list = name_list(&pids);
         let sig = self.sig();
         // Said before it is sent: a process's reply must not come first.
         log::warn!(

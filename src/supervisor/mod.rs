@@ -615,27 +615,24 @@ impl Supervisor {
     /// `NAMED_REMAINING`, then a count: one line, however many are left.
     fn remaining(&self) -> String {
         const NAMED_REMAINING: usize = 10;
-        let mut left: Vec<String> = self
+        let left: Vec<&Inst> = self
             .procs
             .values()
             .filter(|p| matches!(p.phase, ProcPhase::Active | ProcPhase::Stopping))
             .flat_map(|p| p.instances.values())
             .filter(|i| i.outcome.is_none())
-            .map(|i| match i.pid {
-                Some(pid) => format!("{} (pid {pid})", i.id),
-                None => i.id.to_string(),
-            })
             .collect();
-        if left.len() > NAMED_REMAINING {
-            let more = left.len() - NAMED_REMAINING;
-            left.truncate(NAMED_REMAINING);
-            left.push(format!("{more} more"));
-        }
         if left.is_empty() {
-            String::new()
-        } else {
-            format!(": {}", left.join(", "))
+            return String::new();
         }
+        let named = left.iter().map(|i| match i.pid {
+            Some(pid) => format!("{} (pid {pid})", i.id),
+            None => i.id.to_string(),
+        });
+        format!(
+            ": {}",
+            crate::logging::first_of(named, left.len(), NAMED_REMAINING)
+        )
     }
 
     fn force_kill(&mut self) {
