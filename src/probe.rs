@@ -37,6 +37,22 @@ pub enum Checked {
     NotRun(String),
 }
 
+/// Why a tcp or http probe got no answer: the target failed, or sheepdog
+/// could not make the request (its own shortage, `Checked::NotRun`).
+enum Miss {
+    Failed(String),
+    NotRun(String),
+}
+
+impl Miss {
+    fn checked(self) -> Checked {
+        match self {
+            Miss::Failed(why) => Checked::Ran(Err(why)),
+            Miss::NotRun(why) => Checked::NotRun(why),
+        }
+    }
+}
+
 /// Replace `{instance}`, `{index}` and `{port}` in `s`.
 pub fn expand(s: &str, id: &Identity, port: Option<u16>) -> String {
     let mut out = s
@@ -90,15 +106,13 @@ pub fn run(
 
 fn tcp(address: &str, timeout: Duration) -> Checked {
     match connect(address, timeout) {
-        Err(Ok(e)) => Checked::NotRun(e),
-        Err(Err(e)) => Checked::Ran(Err(e)),
         Ok(()) => Checked::Ran(Ok(())),
+        Err(miss) => miss.checked(),
     }
 }
 
-/// Connect to `address`; Err(Ok(why)) when sheepdog could not make a
-/// socket, Err(Err(why)) when the target failed.
-fn connect(address: &str, timeout: Duration) -> Result<(), Result<String, String>> {
+/// Connect to `address`.
+fn connect(address: &str, timeout: Duration) -> Result<(), Miss> {
     let deadline = Instant::now() + timeout;
     let timed_out = || {
         format!(
@@ -106,39 +120,42 @@ fn connect(address: &str, timeout: Duration) -> Result<(), Result<String, String
             crate::config::format_duration(timeout)
         )
     };
-    let (host, port) =
-        resolve::split(address).ok_or_else(|| Err(format!("{address} is not host:port")))?;
+    let (host, port) = resolve::split(address)
+        .ok_or_else(|| Miss::Failed(format!("{address} is not host:port")))?;
     let addrs = resolve::addrs(host, port, deadline).map_err(|e| match e {
-        Failure::TimedOut => Err(format!(
+        Failure::TimedOut => Miss::Failed(format!(
             "resolving {host} timed out after {}",
             crate::config::format_duration(timeout)
         )),
-        Failure::Failed(why) => Err(format!("cannot resolve {address}: {why}")),
-        Failure::Unable(why) => Ok(format!("cannot resolve {address}: {why}")),
+        Failure::Failed(why) => Miss::Failed(format!("cannot resolve {address}: {why}")),
+        Failure::Unable(why) => Miss::NotRun(format!("cannot resolve {address}: {why}")),
     })?;
     let mut last = String::new();
     for addr in addrs {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(Err(timed_out()));
+            return Err(Miss::Failed(timed_out()));
         }
         match TcpStream::connect_timeout(&addr, left) {
             Ok(_) => return Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return Err(Err(timed_out())),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                return Err(Miss::Failed(timed_out()))
+            }
             Err(e) if crate::sys::short_of_resources(&e) => {
-                return Err(Ok(format!("unable to make a socket for {addr}: {e}")))
+                return Err(Miss::NotRun(format!(
+                    "unable to make a socket for {addr}: {e}"
+                )))
             }
             Err(e) => last = format!("connect to {addr}: {e}"),
         }
     }
-    Err(Err(last))
+    Err(Miss::Failed(last))
 }
 
 fn http(url: &str, expected: &[(u16, u16)], follow: bool, timeout: Duration) -> Checked {
     match get_status(url, follow, timeout) {
-        Err(Ok(why)) => Checked::NotRun(why),
-        Err(Err(why)) => Checked::Ran(Err(why)),
         Ok(status) => Checked::Ran(judge(url, status, expected)),
+        Err(miss) => miss.checked(),
     }
 }
 
@@ -206,9 +223,8 @@ fn exec(
 
 /// GET `url`: the answer's status, whatever it is.
 #[cfg(feature = "http")]
-/// The answer's status; Err(Ok(why)) when sheepdog could not make the
-/// request (its own shortage), Err(Err(why)) when the target failed.
-fn get_status(url: &str, follow: bool, timeout: Duration) -> Result<u16, Result<String, String>> {
+/// The answer's status.
+fn get_status(url: &str, follow: bool, timeout: Duration) -> Result<u16, Miss> {
     use crate::http_client::{self, Error, Proxy, Request};
     let req = Request {
         method: "GET",
@@ -221,19 +237,19 @@ fn get_status(url: &str, follow: bool, timeout: Duration) -> Result<u16, Result<
         what: "health check",
     };
     http_client::send(&req).map_err(|e| match e {
-        Error::TimedOut => Err(format!(
+        Error::TimedOut => Miss::Failed(format!(
             "GET {url}: timed out after {}",
             crate::config::format_duration(timeout)
         )),
-        Error::Unable(why) => Ok(format!("GET {url}: {why}")),
-        e => Err(format!("GET {url}: {e}")),
+        Error::Unable(why) => Miss::NotRun(format!("GET {url}: {why}")),
+        e => Miss::Failed(format!("GET {url}: {e}")),
     })
 }
 
 /// Without the `http` feature no http check is configured (refused at load).
 #[cfg(not(feature = "http"))]
-fn get_status(url: &str, _: bool, _: Duration) -> Result<u16, Result<String, String>> {
-    Err(Err(format!(
+fn get_status(url: &str, _: bool, _: Duration) -> Result<u16, Miss> {
+    Err(Miss::Failed(format!(
         "GET {url}: this build has no HTTP client (cargo feature `http`)"
     )))
 }
