@@ -13,7 +13,7 @@
 //!   to the group at the timeout (then SIGKILL, if it is another signal).
 //! - Every wait is bounded: the stop timeout, then `KILL_GRACE` after the
 //!   kill signal (and after SIGKILL, when that is another); at an exit, at
-//!   most `OUTPUT_WAIT` for the output thread to write the child's last
+//!   most `output::LAST_LINES_WAIT` for the output thread to write the child's last
 //!   lines (so they come before the exit record). While running, the
 //!   thread blocks with no timer at all.
 //! - Draining a group is the one place that polls (`kill(-pgid, 0)`): no
@@ -51,9 +51,6 @@ use crate::{ports, probe, stragglers};
 
 /// How often a start deferred behind a stalled stdout is tried again.
 const STALL_RETRY: Duration = Duration::from_secs(1);
-
-/// How long an exit waits for the child's last output lines to be written.
-const OUTPUT_WAIT: Duration = Duration::from_millis(100);
 
 /// What the supervisor can ask of an instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -416,11 +413,11 @@ impl Runner {
     }
 
     /// Let the output thread write the child's last lines first, so they
-    /// read before what we log about its exit. Bounded by `OUTPUT_WAIT`: a
+    /// read before what we log about its exit. Bounded by `output::LAST_LINES_WAIT`: a
     /// grandchild may keep the pipe open for much longer.
     fn wait_for_output(&mut self) {
         if let Some(done) = self.output_done.take() {
-            let _ = done.recv_timeout(OUTPUT_WAIT);
+            let _ = done.recv_timeout(crate::output::LAST_LINES_WAIT);
         }
     }
 

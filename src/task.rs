@@ -10,7 +10,8 @@
 //! - Bounded: at most `timeout`, plus `group::KILL_GRACE` after the group
 //!   SIGKILL (a cancel adds at most `CANCEL_GRACE` of SIGTERM first, cut
 //!   short by a second cancel: the shutdown deadline, a second SIGTERM);
-//!   after a logged run's exit, at most `OUTPUT_WAIT` for its last lines.
+//!   after a logged run's exit, at most `output::LAST_LINES_WAIT` for its last
+//!   lines.
 //! - Leaves no process behind: after the leader exits, the rest of its group
 //!   is killed, and the task ends when the group is empty (`group::Stop`,
 //!   the same stop as instances and scheduled runs): a probe's or hook's
@@ -38,10 +39,6 @@ use crate::spawn::{self, Identity};
 
 /// How long a cancelled run gets after SIGTERM before SIGKILL.
 const CANCEL_GRACE: Duration = Duration::from_secs(5);
-/// How long a logged run's exit waits for the output thread to write its
-/// last lines, so they read before what is logged about the exit (as for
-/// instances); a stray child may hold the pipe much longer.
-const OUTPUT_WAIT: Duration = Duration::from_millis(100);
 /// Output kept for messages.
 const TAIL_BYTES: usize = 2048;
 
@@ -131,7 +128,7 @@ pub fn run(
             };
             let end = wait_logging(&id.instance, pid, &rx, cancel, deadline);
             if matches!(end, TaskEnd::Exited { .. }) {
-                let _ = flushed.recv_timeout(OUTPUT_WAIT);
+                let _ = flushed.recv_timeout(crate::output::LAST_LINES_WAIT);
             }
             end
         }

@@ -41,6 +41,11 @@ use crate::spawn::Identity;
 use buffer::LogStore;
 use pipeline::Pipeline;
 
+/// How long a child's exit waits for the output thread to write its last
+/// lines (`attach`'s done signal), so they read before what is logged about
+/// the exit; a stray grandchild may hold the pipe much longer.
+pub const LAST_LINES_WAIT: Duration = Duration::from_millis(100);
+
 /// Messages waiting for a stuck output thread beyond which new starts
 /// wait (`stalled`): 16 starts' pipes.
 const STALLED_BACKLOG: usize = 32;
