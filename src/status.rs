@@ -405,6 +405,9 @@ pub enum Control {
         name: String,
         wait: bool,
     },
+    /// Read the configuration file again and apply what changed
+    /// (`ControlReply::Reloaded`, or `Invalid` and nothing changes).
+    Reload,
     Shutdown,
 }
 
@@ -421,6 +424,65 @@ pub enum ControlReply {
     Conflict(String),
     /// A finished scheduled run (`Trigger { wait: true }`).
     Run(Box<RunRecord>),
+    /// A reload was applied (`Control::Reload`).
+    Reloaded(Box<ReloadSummary>),
+    /// A reload found the file invalid or unreadable; nothing changed.
+    Invalid(String),
+}
+
+/// What a configuration reload changed. Names are sorted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReloadSummary {
+    /// The file read.
+    pub source: String,
+    /// New processes and jobs: started in dependency order (or created
+    /// stopped, per `initial_state`).
+    pub added: Vec<String>,
+    /// Gone from the file or disabled: stopped (dependents first), then
+    /// forgotten.
+    pub removed: Vec<String>,
+    /// Definition changed: stopped and started again with the new one.
+    pub changed: Vec<String>,
+    /// Only `scale`/`max_scale` changed: scaled in place.
+    pub scaled: Vec<String>,
+    /// Left as they are.
+    pub unchanged: Vec<String>,
+    /// Changed keys that take effect only when sheepdog restarts
+    /// (`global.api_port`, `processes.web.heartbeat`).
+    pub needs_restart: Vec<String>,
+}
+
+impl std::fmt::Display for ReloadSummary {
+    /// `reloaded FILE: added a; changed b (restarting); 3 unchanged`, for
+    /// the log and the API's `message`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "reloaded {}:", self.source)?;
+        let mut sep = " ";
+        for (what, names) in [
+            ("added", &self.added),
+            ("removed", &self.removed),
+            ("changed (restarting)", &self.changed),
+            ("scaled", &self.scaled),
+        ] {
+            if !names.is_empty() {
+                write!(f, "{sep}{what} {}", names.join(", "))?;
+                sep = "; ";
+            }
+        }
+        if sep == " " {
+            write!(f, " no process changed")?;
+        } else if !self.unchanged.is_empty() {
+            write!(f, "; {} unchanged", self.unchanged.len())?;
+        }
+        if !self.needs_restart.is_empty() {
+            write!(
+                f,
+                "; only a restart of sheepdog applies {}",
+                self.needs_restart.join(", ")
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// A control request with its reply channel.

@@ -248,12 +248,6 @@ fn unknown_routes_wrong_methods_and_later_endpoints() {
     let r = api.post("/api/v1/health", "{}");
     assert_eq!(r.status, 405);
 
-    let r = http::raw(
-        api.port,
-        &http::request("POST", "/api/v1/config/reload", Some(TOKEN), Some("{}")),
-    );
-    assert_eq!(r.status, 501, "POST /api/v1/config/reload: {}", r.body);
-    assert!(r.error().contains("not implemented yet"), "{}", r.body);
     // Schedule endpoints on a process without a schedule.
     for (method, path, status) in [
         ("GET", "/api/v1/processes/web/schedule", 404),

@@ -72,8 +72,7 @@ pub enum Endpoint {
     Resume,
     Trigger,
     OneshotHistory,
-    /// Owned by a later piece of work (named): answers 501 until then.
-    Later(&'static str),
+    Reload,
 }
 
 /// One endpoint. `{name}` in `path` matches one path segment (a process).
@@ -242,7 +241,7 @@ pub const ROUTES: &[Route] = &[
     route(
         "POST",
         "/api/v1/config/reload",
-        Endpoint::Later("configuration reload"),
+        Endpoint::Reload,
     ),
     route("GET", "/api/v1/oneshot/history", Endpoint::OneshotHistory),
 ];
@@ -397,13 +396,7 @@ impl Handler for Api {
                 Err(resp) => resp,
             },
             Endpoint::OneshotHistory => oneshot_history(&self.published.get()),
-            Endpoint::Later(what) => Response::error(
-                501,
-                &format!(
-                    "{} {} is not implemented yet (it arrives with {what})",
-                    route.method, route.path
-                ),
-            ),
+            Endpoint::Reload => self.control(None, Control::Reload),
         }
     }
 
@@ -576,6 +569,8 @@ impl Api {
             ControlReply::NotFound(m) => return Response::error(404, &m),
             ControlReply::Conflict(m) => return Response::error(409, &m),
             ControlReply::Run(r) => return run_response(name, &r),
+            ControlReply::Reloaded(summary) => return reloaded_response(&summary),
+            ControlReply::Invalid(m) => return Response::error(422, &m),
         };
         let mut body = json!({ "status": word, "message": msg });
         if let (Some(n), Some(obj)) = (name, body.as_object_mut()) {
@@ -583,6 +578,17 @@ impl Api {
         }
         Response::json(status, &body)
     }
+}
+
+/// 200 with what a reload changed: `status`, a one-line `message`, then
+/// the summary's lists.
+fn reloaded_response(summary: &crate::status::ReloadSummary) -> Response {
+    let mut body = serde_json::to_value(summary).unwrap_or_else(|_| json!({}));
+    if let Some(obj) = body.as_object_mut() {
+        obj.insert("status".into(), json!("reloaded"));
+        obj.insert("message".into(), json!(summary.to_string()));
+    }
+    Response::json(200, &body)
 }
 
 /// The longest `trigger?wait=true` waits for a job without a timeout.

@@ -64,6 +64,7 @@ impl Supervisor {
         match control {
             Control::Ping => ControlReply::Done("pong".into()),
             Control::ReopenLogs => ControlReply::Done("log files reopened".into()),
+            Control::Reload => ControlReply::Conflict("configuration reload is not implemented yet".into()),
             Control::Shutdown => {
                 self.begin_shutdown(Reason::Requested);
                 ControlReply::Accepted("shutting down".into())
