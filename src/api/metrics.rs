@@ -413,14 +413,15 @@ pub fn render(snap: &Snapshot, orphans_reaped: u64, api: &ApiCounters) -> String
         "Configuration reloads by result (failure: unreadable or invalid file; nothing changed)",
         reloads,
     );
+    // Every family in every scrape: without a sample before the first.
+    let help = "Whether the last configuration reload was applied (1) or refused (0); no sample before the first";
     if let Some(ok) = snap.reloads.last_ok {
         let g: Gauge = Gauge::default();
         g.set(i64::from(ok));
-        r.register(
-            "config_last_reload_successful",
-            "Whether the last configuration reload was applied (1) or refused (0); absent before the first",
-            g,
-        );
+        r.register("config_last_reload_successful", help, g);
+    } else {
+        let none: IntGauges = Family::default();
+        r.register("config_last_reload_successful", help, Present(none));
     }
     r.register(
         "api_requests",

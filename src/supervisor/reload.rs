@@ -31,6 +31,7 @@ use std::time::Instant;
 
 use crossbeam_channel::Sender;
 
+use crate::config::extra::Heartbeat;
 use crate::config::{Config, Global, InitialState, Process, ProcessType};
 use crate::plan::Plan;
 use crate::status::{ControlReply, ReloadCounts, ReloadSummary};
@@ -189,16 +190,14 @@ impl Supervisor {
     /// (`reload_step` carries it out). Err (nothing changed) for a change a
     /// reload cannot make.
     fn apply_reload(&mut self, new: Config, plan: Plan) -> Result<ReloadSummary, String> {
-        let wanted: BTreeMap<&str, &Process> = new
-            .enabled()
-            .filter(|p| p.extra.schedule.is_none())
-            .map(|p| (p.name.as_str(), p))
-            .collect();
-        let wanted_jobs: BTreeMap<&str, &Process> = new
-            .enabled()
-            .filter(|p| p.extra.schedule.is_some())
-            .map(|p| (p.name.as_str(), p))
-            .collect();
+        // Inserted, not collected: see `btree`.
+        let (mut wanted, mut wanted_jobs) = (BTreeMap::new(), BTreeMap::new());
+        for p in new.enabled() {
+            match p.extra.schedule {
+                None => wanted.insert(p.name.as_str(), p),
+                Some(_) => wanted_jobs.insert(p.name.as_str(), p),
+            };
+        }
         let switched: Vec<String> = wanted
             .keys()
             .filter(|n| self.jobs.contains_key(**n))
@@ -227,6 +226,8 @@ impl Supervisor {
         summary.scaled.sort_unstable();
         summary.unchanged.sort_unstable();
 
+        let mut new = new;
+        keep_running_heartbeats(&self.cfg, &mut new);
         let old = std::mem::replace(&mut self.cfg, new);
         self.cfg.global = applied_global(old.global, &self.cfg.global);
         self.plan = plan;
@@ -268,12 +269,13 @@ impl Supervisor {
                 s.removed.push(name);
                 continue;
             };
-            match target {
-                Some(t) if *t == **new => {
+            let change = target.as_deref().map(|t| (t, change(t, new)));
+            match change {
+                Some((_, Change::None)) => {
                     s.unchanged.push(name);
                     continue;
                 }
-                Some(t) if p.next.is_none() && only_scale_differs(&t, new) => {
+                Some((t, Change::Scale)) if p.next.is_none() => {
                     p.def = Arc::new((*new).clone());
                     // Down, it stays down (a scale request would start it).
                     if !matches!(p.phase, ProcPhase::Active | ProcPhase::Pending) {
@@ -481,12 +483,48 @@ impl Supervisor {
     }
 }
 
-/// Equal but for `scale` and `max_scale`, which a scale applies in place.
-fn only_scale_differs(old: &Process, new: &Process) -> bool {
+/// How a process definition changed.
+#[derive(Debug, PartialEq, Eq)]
+enum Change {
+    /// Nothing that applies (a changed heartbeat waits for a restart).
+    None,
+    /// Only `scale`/`max_scale`: a scale applies it in place.
+    Scale,
+    /// Anything else: stop, then start with the new definition.
+    Restart,
+}
+
+fn change(old: &Process, new: &Process) -> Change {
     let mut same = new.clone();
+    // The heartbeat worker keeps what it started with (`needs_restart`).
+    same.extra.heartbeat = old.extra.heartbeat.clone();
+    if same == *old {
+        return Change::None;
+    }
     same.scale = old.scale;
     same.max_scale = old.max_scale;
-    same == *old
+    if same == *old {
+        Change::Scale
+    } else {
+        Change::Restart
+    }
+}
+
+/// Give `new`'s processes the heartbeats that run (those `old` started
+/// with), so the configuration kept describes what runs and the next
+/// reload still lists a heartbeat change it did not apply.
+fn keep_running_heartbeats(old: &Config, new: &mut Config) {
+    for p in new.processes.values_mut() {
+        p.extra.heartbeat = heartbeat(old, &p.name);
+    }
+}
+
+/// `name`'s heartbeat in `c`, when it is an enabled process.
+fn heartbeat(c: &Config, name: &str) -> Option<Heartbeat> {
+    c.processes
+        .get(name)
+        .filter(|p| p.enabled)
+        .and_then(|p| p.extra.heartbeat.clone())
 }
 
 /// The global settings in force after a reload: `new`'s for what applies
@@ -553,15 +591,10 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     if old.hooks.post_start != new.hooks.post_start {
         keys.push("hooks.post_start".into());
     }
-    // The heartbeat worker holds its processes' settings.
-    let beat = |c: &Config, n: &str| {
-        c.processes
-            .get(n)
-            .filter(|p| p.enabled)
-            .and_then(|p| p.extra.heartbeat.clone())
-    };
+    // The heartbeat worker holds its processes' settings: added, changed
+    // or removed, for a process that stays.
     for p in new.enabled() {
-        if p.extra.heartbeat.is_some() && beat(old, &p.name) != p.extra.heartbeat {
+        if heartbeat(old, &p.name) != p.extra.heartbeat {
             keys.push(format!("processes.{}.heartbeat", p.name));
         }
     }
@@ -573,21 +606,21 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::config::extra::Heartbeat;
     use crate::plan::testutil::{config, job, process};
 
     #[test]
     fn a_scale_or_max_scale_change_is_applied_in_place_anything_else_restarts() {
         let old = process("web");
+        assert_eq!(change(&old, &old.clone()), Change::None);
         let mut new = old.clone();
         new.scale = 3;
         new.max_scale = Some(5);
-        assert!(only_scale_differs(&old, &new));
+        assert_eq!(change(&old, &new), Change::Scale);
         new.env.insert("A".into(), "1".into());
-        assert!(!only_scale_differs(&old, &new));
+        assert_eq!(change(&old, &new), Change::Restart);
         let mut cmd = old.clone();
         cmd.command.push("x".into());
-        assert!(!only_scale_differs(&old, &cmd));
+        assert_eq!(change(&old, &cmd), Change::Restart);
     }
 
     #[test]
@@ -637,8 +670,18 @@ mod tests {
         assert!(needs_restart(&old, &old.clone()).is_empty());
         let mut added = job("backup");
         added.extra.heartbeat = Some(beat());
-        let new = config(vec![web, added]);
+        let new = config(vec![web.clone(), added.clone()]);
         assert_eq!(needs_restart(&old, &new), ["processes.backup.heartbeat"]);
+        let mut quiet = web.clone();
+        quiet.extra.heartbeat = None;
+        let removed = config(vec![quiet.clone(), added]);
+        assert_eq!(needs_restart(&new, &removed), ["processes.web.heartbeat"]);
+        // Not applied, so not a change that restarts the process either...
+        assert_eq!(change(&web, &quiet), Change::None);
+        // ...and still listed by the next reload.
+        let mut kept = removed.clone();
+        keep_running_heartbeats(&new, &mut kept);
+        assert_eq!(needs_restart(&kept, &removed), ["processes.web.heartbeat"]);
     }
 
     #[test]
