@@ -76,6 +76,20 @@ pub struct Snapshot {
     #[serde(skip)]
     #[cfg_attr(not(feature = "api"), allow(dead_code))] // read by the API only
     pub heartbeats: Vec<HeartbeatStats>,
+    /// Configuration reloads so far (metrics only).
+    #[serde(skip)]
+    #[cfg_attr(not(feature = "api"), allow(dead_code))] // read by the API only
+    pub reloads: ReloadCounts,
+}
+
+/// Configuration reloads: applied, refused, and how the last one went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(not(feature = "api"), allow(dead_code))] // read by the API only
+pub struct ReloadCounts {
+    pub succeeded: u64,
+    pub failed: u64,
+    /// None: no reload yet.
+    pub last_ok: Option<bool>,
 }
 
 /// One reason the container is not ready.

@@ -399,6 +399,29 @@ pub fn render(snap: &Snapshot, orphans_reaped: u64, api: &ApiCounters) -> String
             Present(FloatGauges::default()),
         );
     }
+    let reloads: Counters = Family::default();
+    for (result, n) in [
+        ("success", snap.reloads.succeeded),
+        ("failure", snap.reloads.failed),
+    ] {
+        reloads
+            .get_or_create(&labels(&[("result", result)]))
+            .inc_by(n);
+    }
+    r.register(
+        "config_reloads",
+        "Configuration reloads by result (failure: unreadable or invalid file; nothing changed)",
+        reloads,
+    );
+    if let Some(ok) = snap.reloads.last_ok {
+        let g: Gauge = Gauge::default();
+        g.set(i64::from(ok));
+        r.register(
+            "config_last_reload_successful",
+            "Whether the last configuration reload was applied (1) or refused (0); absent before the first",
+            g,
+        );
+    }
     r.register(
         "api_requests",
         "Management API responses by HTTP status code",
@@ -553,6 +576,7 @@ mod tests {
             hooks: vec![],
             oneshot_history: vec![],
             heartbeats: vec![],
+            reloads: Default::default(),
             processes: vec![ProcessStatus {
                 name: "web".into(),
                 kind: "longrun",

@@ -238,11 +238,7 @@ pub const ROUTES: &[Route] = &[
         "/api/v1/processes/{name}/schedule/trigger",
         Endpoint::Trigger,
     ),
-    route(
-        "POST",
-        "/api/v1/config/reload",
-        Endpoint::Reload,
-    ),
+    route("POST", "/api/v1/config/reload", Endpoint::Reload),
     route("GET", "/api/v1/oneshot/history", Endpoint::OneshotHistory),
 ];
 

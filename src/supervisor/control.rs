@@ -33,6 +33,11 @@ impl Supervisor {
     }
 
     pub(super) fn on_request(&mut self, req: Request) {
+        // Answered once the file has been read, on a thread of its own.
+        if let Control::Reload = req.control {
+            self.request_reload(Some(req.reply));
+            return;
+        }
         if let Control::Trigger { name, wait: true } = &req.control {
             if matches!(self.phase, Phase::Running) {
                 // Answered now (refused) or when the run ends.
@@ -64,7 +69,8 @@ impl Supervisor {
         match control {
             Control::Ping => ControlReply::Done("pong".into()),
             Control::ReopenLogs => ControlReply::Done("log files reopened".into()),
-            Control::Reload => ControlReply::Conflict("configuration reload is not implemented yet".into()),
+            // (`on_request` takes it first.)
+            Control::Reload => ControlReply::Conflict("a reload is answered once the file is read".into()),
             Control::Shutdown => {
                 self.begin_shutdown(Reason::Requested);
                 ControlReply::Accepted("shutting down".into())
@@ -181,7 +187,7 @@ impl Supervisor {
         ControlReply::Accepted(format!("restarting {name}, one instance at a time"))
     }
 
-    fn scale(&mut self, name: &str, desired: u32) -> ControlReply {
+    pub(super) fn scale(&mut self, name: &str, desired: u32) -> ControlReply {
         let cap = self.cfg.global.extra.max_process_scale;
         let Some(p) = self.procs.get_mut(name) else {
             return self.not_found(name);

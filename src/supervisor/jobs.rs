@@ -56,6 +56,9 @@ pub(super) struct Job {
     last_result: Option<String>,
     last_exit: Option<LastExit>,
     last_duration: Option<f64>,
+    /// Removed by a reload while runs were going: no new run starts, and
+    /// the job goes once the last one ends.
+    retired: bool,
 }
 
 impl Job {
@@ -72,7 +75,27 @@ impl Job {
             last_result: None,
             last_exit: None,
             last_duration: None,
+            retired: false,
         }
+    }
+
+    /// Same definition (its schedule included).
+    pub(super) fn same(&self, def: &Process) -> bool {
+        *self.def == *def
+    }
+
+    /// A reload changed it: later runs use `def`; history, stats and
+    /// pause stay.
+    pub(super) fn redefine(&mut self, def: Process) {
+        if let Some(sched) = def.extra.schedule.clone() {
+            self.sched = sched;
+        }
+        self.def = Arc::new(def);
+        self.retired = false;
+    }
+
+    pub(super) fn retire(&mut self) {
+        self.retired = true;
     }
 
     /// A run is going and the job depends on `process`.
@@ -199,6 +222,11 @@ impl Supervisor {
         if shutting_down {
             return Err(ControlReply::Conflict("sheepdog is shutting down".into()));
         }
+        if job.retired {
+            return Err(ControlReply::Conflict(format!(
+                "{name} was removed from the configuration; its last runs are ending"
+            )));
+        }
         if job.paused {
             if trigger != Trigger::Manual {
                 log::info!("{name}: due, but paused; not running it");
@@ -309,6 +337,10 @@ impl Supervisor {
                         end.timed_out,
                         end.error.as_deref(),
                     );
+                }
+                if job.retired && job.idle() {
+                    log::info!("{}: removed (its last run ended)", r.job);
+                    self.jobs.remove(&*r.job);
                 }
                 for w in active.waiters.drain(..) {
                     self.answer(w, ControlReply::Run(Box::new(record.clone())));

@@ -31,6 +31,7 @@ mod control;
 mod jobs;
 mod lifecycle;
 mod oneshots;
+mod reload;
 mod view;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -292,9 +293,26 @@ struct Proc {
     pending_since: Option<Instant>,
     /// Scaled above 0 while stopping: start it again once it has stopped.
     start_when_stopped: bool,
+    /// What a reload decided for it, carried out once it is down.
+    next: Option<reload::Next>,
 }
 
 impl Proc {
+    fn new(def: Process, phase: ProcPhase) -> Proc {
+        Proc {
+            name: Arc::from(def.name.as_str()),
+            desired: def.scale,
+            def: Arc::new(def),
+            phase,
+            instances: BTreeMap::new(),
+            op: None,
+            restarts: BTreeMap::new(),
+            pending_since: Some(Instant::now()),
+            start_when_stopped: false,
+            next: None,
+        }
+    }
+
     fn all_done(&self) -> bool {
         self.instances.values().all(|i| i.outcome.is_some())
     }
@@ -362,6 +380,7 @@ struct Supervisor {
     sweep: Option<Sweep>,
     /// Its exits; `never()` outside the sweep.
     sweep_rx: Receiver<reaper::Exit>,
+    reloads: reload::Reloads,
 }
 
 impl Supervisor {
@@ -394,18 +413,7 @@ impl Supervisor {
                 InitialState::Running => ProcPhase::Pending,
                 InitialState::Stopped => ProcPhase::Held,
             };
-            let proc = Proc {
-                def: Arc::new(p.clone()),
-                name: Arc::from(p.name.as_str()),
-                phase,
-                desired: p.scale,
-                instances: BTreeMap::new(),
-                op: None,
-                restarts: BTreeMap::new(),
-                pending_since: Some(Instant::now()),
-                start_when_stopped: false,
-            };
-            procs.insert(p.name.clone(), proc);
+            procs.insert(p.name.clone(), Proc::new(p.clone(), phase));
         }
         Supervisor {
             cfg,
@@ -444,6 +452,7 @@ impl Supervisor {
             beats,
             sweep: None,
             sweep_rx: crossbeam_channel::never(),
+            reloads: reload::Reloads::new(),
         }
     }
 
@@ -512,6 +521,7 @@ impl Supervisor {
                 recv(self.runs_rx) -> m => if let Ok(r) = m { self.on_run_report(r) },
                 recv(self.beats.results) -> m => if let Ok(o) = m { self.beats.on_outcome(o) },
                 recv(self.sweep_rx) -> m => if let Ok(e) = m { self.on_straggler_exit(e) },
+                recv(self.reloads.done) -> m => if let Ok(l) = m { self.on_reload_loaded(l) },
                 recv(timer) -> _ => self.on_deadline(),
             }
             // Reports come in bursts (50 instances starting at once): take
@@ -599,8 +609,9 @@ impl Supervisor {
             (SIGTERM | SIGINT | SIGQUIT | libc::SIGPWR, Phase::ShuttingDown { .. }) => {
                 log::info!("received {name}; already shutting down");
             }
-            (SIGHUP, _) => {
-                log::warn!("received SIGHUP: configuration reload is not supported yet; ignoring")
+            (SIGHUP, Phase::Running) => self.request_reload(None),
+            (SIGHUP, Phase::ShuttingDown { .. }) => {
+                log::info!("received SIGHUP while shutting down; not reloading")
             }
             (SIGUSR1, _) => {
                 log::info!(event = "reopen_logs", signal = "SIGUSR1"; "received SIGUSR1: reopening log files");
@@ -851,6 +862,12 @@ impl Supervisor {
         let Some(p) = self.procs.get_mut(name) else {
             return false;
         };
+        if p.next.is_some() && matches!(self.phase, Phase::Running) {
+            self.take_next(name);
+            self.reload_step();
+            self.try_start_ready();
+            return true;
+        }
         if std::mem::take(&mut p.start_when_stopped) && matches!(self.phase, Phase::Running) {
             log::info!("{name}: stopped; starting it again as scaled");
             self.launch_all(name);
@@ -901,6 +918,11 @@ impl Supervisor {
         let Some(p) = self.procs.get(dep) else {
             return DepState::Impossible("is not an enabled process".into());
         };
+        // About to be replaced by a reload: what it met belongs to the
+        // definition on its way out.
+        if p.next.is_some() {
+            return DepState::Waiting;
+        }
         let checked = p.def.has_readiness_check();
         let condition = condition.unwrap_or(match p.def.kind {
             ProcessType::Oneshot => Condition::CompletedSuccessfully,
@@ -1278,6 +1300,6 @@ impl Supervisor {
             ds.iter()
                 .all(|d| self.procs.get(d).is_none_or(|dp| dp.phase.is_down()))
         });
-        procs_down && !self.jobs.values().any(|j| j.holds(name))
+        procs_down && !self.leaving_dependents(name) && !self.jobs.values().any(|j| j.holds(name))
     }
 }

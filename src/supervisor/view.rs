@@ -77,6 +77,7 @@ impl Supervisor {
             hooks: self.hook_stats.values().cloned().collect(),
             oneshot_history: self.oneshots.snapshot(now),
             heartbeats: self.beats.stats(),
+            reloads: self.reloads.counts,
         }
     }
 
@@ -270,25 +271,16 @@ mod tests {
     use crate::status::ScheduleStatus;
 
     fn proc_with(name: &str, instances: &[(u32, &'static str, Option<i32>)]) -> Proc {
-        Proc {
-            def: Arc::new(process(name)),
-            name: Arc::from(name),
-            phase: ProcPhase::Active,
-            desired: instances.len() as u32,
-            instances: instances
-                .iter()
-                .map(|&(i, state, pid)| {
-                    let mut inst = Inst::new(Arc::from(format!("{name}-{i}")), 0);
-                    inst.state = state;
-                    inst.pid = pid;
-                    (i, inst)
-                })
-                .collect(),
-            op: None,
-            restarts: BTreeMap::new(),
-            pending_since: None,
-            start_when_stopped: false,
+        let mut p = Proc::new(process(name), ProcPhase::Active);
+        p.desired = instances.len() as u32;
+        p.pending_since = None;
+        for &(i, state, pid) in instances {
+            let mut inst = Inst::new(Arc::from(format!("{name}-{i}")), 0);
+            inst.state = state;
+            inst.pid = pid;
+            p.instances.insert(i, inst);
         }
+        p
     }
 
     #[test]

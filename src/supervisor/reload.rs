@@ -1,0 +1,667 @@
+//! Configuration reload (SIGHUP, `POST /api/v1/config/reload`, `ctl
+//! reload`): read the file sheepdog started with again and apply what
+//! changed, process by process, without touching the rest.
+//!
+//! Invariants:
+//! - The file is read and validated on a short-lived thread of its own,
+//!   never on the supervisor thread (a file on a stuck mount must not stop
+//!   supervision). Requests that arrive while it loads share its result.
+//! - All or nothing at decision time: an unreadable or invalid file, or a
+//!   change a reload cannot make, changes nothing and is answered with the
+//!   reasons. Otherwise every decision is taken at once, here, and recorded
+//!   on the process (`Proc::next`); the state machine then carries it out.
+//! - A process to remove or replace is stopped like a stop request (pre_stop
+//!   hooks, signal, timeout, group kill), and only after every process that
+//!   depends on it and is also being removed or replaced has stopped. Its
+//!   new definition starts through the usual dependency gate, and nothing
+//!   waits on a dependency that is about to be replaced (`dep_state`).
+//!   Processes whose definition did not change are not touched, even when
+//!   a dependency of theirs restarts (as `docker compose up` does).
+//! - Global settings that the running threads hold (API and metrics
+//!   listeners, the log buffer, history sizes, the readiness file) and
+//!   heartbeats are not applied: the answer lists them as needing a
+//!   restart. Nothing is half-applied.
+//! - Shutdown wins: no reload starts once it has begun, and a pending
+//!   `next` is never carried out during it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::Sender;
+
+use crate::config::{Config, Global, InitialState, Process, ProcessType};
+use crate::plan::Plan;
+use crate::status::{ControlReply, ReloadCounts, ReloadSummary};
+
+use super::jobs::Job;
+use super::{Phase, ProcPhase, Supervisor};
+
+/// What a reload does to a process once it is down (`Proc::next`).
+#[derive(Debug, Clone)]
+pub(super) enum Next {
+    /// Gone from the configuration (or disabled): forget it.
+    Remove,
+    /// Take this definition; then start it when `start` (it was running,
+    /// or it had finished), else leave it down (it was stopped on request).
+    Replace { def: Arc<Process>, start: bool },
+}
+
+/// A loaded and planned configuration, or the text saying why not.
+pub(super) type Loaded = Result<(Config, Plan), String>;
+
+/// Reload bookkeeping on the supervisor.
+pub(super) struct Reloads {
+    pub(super) done_tx: Sender<Loaded>,
+    pub(super) done: crossbeam_channel::Receiver<Loaded>,
+    /// Some while a load runs: who waits for its answer (None: SIGHUP).
+    waiting: Option<Vec<Option<Sender<ControlReply>>>>,
+    pub(super) counts: ReloadCounts,
+}
+
+impl Reloads {
+    pub(super) fn new() -> Reloads {
+        let (done_tx, done) = crossbeam_channel::unbounded();
+        Reloads {
+            done_tx,
+            done,
+            waiting: None,
+            counts: ReloadCounts::default(),
+        }
+    }
+}
+
+/// The loader thread's stack: the configuration decoder recurses once per
+/// nesting level (bounded by the YAML parser's depth limit).
+const LOADER_STACK: usize = 1024 * 1024;
+
+/// Read, validate and plan `path`, as `run` does at start.
+fn load(path: &Path) -> Loaded {
+    // Not a FIFO or a terminal: reading one could block forever, and what
+    // it gave at start is gone anyway.
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => {
+            return Err(format!(
+                "{} is not a regular file; a reload reads the file sheepdog started with again",
+                path.display()
+            ))
+        }
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    }
+    let cfg = crate::config::load(path).map_err(|e| e.to_string())?;
+    let plan = Plan::build(&cfg).map_err(|e| e.to_string())?;
+    crate::output::check_files(&cfg)?;
+    Ok((cfg, plan))
+}
+
+impl Supervisor {
+    /// A reload was asked for (`reply`: an API caller; None: SIGHUP).
+    pub(super) fn request_reload(&mut self, reply: Option<Sender<ControlReply>>) {
+        if matches!(self.phase, Phase::ShuttingDown { .. }) {
+            self.reload_answer(
+                reply,
+                ControlReply::Conflict("sheepdog is shutting down".into()),
+            );
+            return;
+        }
+        if let Some(waiting) = &mut self.reloads.waiting {
+            waiting.push(reply);
+            return;
+        }
+        let Some(path) = self.cfg.source.clone() else {
+            let why = "sheepdog was started without a configuration file; nothing to reload";
+            self.reload_failed(vec![reply], why.into());
+            return;
+        };
+        log::info!(event = "reload", path = path.display().to_string().as_str();
+            "reloading the configuration from {}", path.display());
+        let tx = self.reloads.done_tx.clone();
+        let thread = std::thread::Builder::new()
+            .name("reload".into())
+            .stack_size(LOADER_STACK)
+            .spawn(move || {
+                // The supervisor keeps the receiver for as long as it runs.
+                let _ = tx.send(load(&path));
+            });
+        match thread {
+            // Detached: it ends after its one send.
+            Ok(_) => self.reloads.waiting = Some(vec![reply]),
+            Err(e) => {
+                let why = format!("unable to start the thread that reads the configuration: {e}");
+                self.reload_failed(vec![reply], why);
+            }
+        }
+    }
+
+    fn reload_answer(&mut self, reply: Option<Sender<ControlReply>>, answer: ControlReply) {
+        if let Some(tx) = reply {
+            self.answer(tx, answer);
+        }
+    }
+
+    fn reload_failed(&mut self, waiting: Vec<Option<Sender<ControlReply>>>, why: String) {
+        for line in why.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            log::error!(event = "reload_failed"; "reload: {line}");
+        }
+        log::error!("reload: nothing changed; still running the configuration loaded before");
+        self.reloads.counts.failed += 1;
+        self.reloads.counts.last_ok = Some(false);
+        for reply in waiting {
+            self.reload_answer(reply, ControlReply::Invalid(why.trim_end().to_string()));
+        }
+    }
+
+    /// The loader thread's result.
+    pub(super) fn on_reload_loaded(&mut self, loaded: Loaded) {
+        let waiting = self.reloads.waiting.take().unwrap_or_default();
+        if matches!(self.phase, Phase::ShuttingDown { .. }) {
+            for reply in waiting {
+                let why = "sheepdog is shutting down".to_string();
+                self.reload_answer(reply, ControlReply::Conflict(why));
+            }
+            return;
+        }
+        let applied = loaded.and_then(|(cfg, plan)| self.apply_reload(cfg, plan));
+        match applied {
+            Ok(summary) => {
+                log::info!(event = "reloaded"; "{summary}");
+                for key in &summary.needs_restart {
+                    log::warn!("reload: {key} changed; it applies only when sheepdog restarts");
+                }
+                self.reloads.counts.succeeded += 1;
+                self.reloads.counts.last_ok = Some(true);
+                for reply in waiting {
+                    let answer = ControlReply::Reloaded(Box::new(summary.clone()));
+                    self.reload_answer(reply, answer);
+                }
+            }
+            Err(why) => self.reload_failed(waiting, why),
+        }
+    }
+
+    /// Decide what becomes of every process and job, record it, and start
+    /// carrying it out. Err (nothing changed) for a change a reload cannot
+    /// make.
+    fn apply_reload(&mut self, new: Config, plan: Plan) -> Result<ReloadSummary, String> {
+        let wanted: BTreeMap<&str, &Process> = new
+            .enabled()
+            .filter(|p| p.extra.schedule.is_none())
+            .map(|p| (p.name.as_str(), p))
+            .collect();
+        let wanted_jobs: BTreeMap<&str, &Process> = new
+            .enabled()
+            .filter(|p| p.extra.schedule.is_some())
+            .map(|p| (p.name.as_str(), p))
+            .collect();
+        let switched: Vec<String> = wanted
+            .keys()
+            .filter(|n| self.jobs.contains_key(**n))
+            .chain(wanted_jobs.keys().filter(|n| self.procs.contains_key(**n)))
+            .map(|n| format!("processes.{n}.schedule"))
+            .collect();
+        if !switched.is_empty() {
+            return Err(format!(
+                "{}: a process cannot become a scheduled job or stop being one by a reload; restart sheepdog to apply it",
+                switched.join(", ")
+            ));
+        }
+        let mut summary = ReloadSummary {
+            source: new
+                .source
+                .as_deref()
+                .map_or_else(String::new, |p| p.display().to_string()),
+            needs_restart: needs_restart(&self.cfg, &new),
+            ..ReloadSummary::default()
+        };
+        self.reload_processes(&wanted, &mut summary);
+        let jobs_changed = self.reload_jobs(&wanted_jobs, &mut summary);
+        summary.added.sort_unstable();
+        summary.removed.sort_unstable();
+        summary.changed.sort_unstable();
+        summary.scaled.sort_unstable();
+        summary.unchanged.sort_unstable();
+
+        let old = std::mem::replace(&mut self.cfg, new);
+        self.cfg.global = applied_global(old.global, &self.cfg.global);
+        self.plan = plan;
+        crate::logging::configure(self.cfg.global.log_format, self.cfg.global.log_level);
+        for w in &self.cfg.warnings {
+            log::warn!("config: {w}");
+        }
+        self.set_name_width();
+        if jobs_changed {
+            self.join_scheduler();
+            self.start_scheduler();
+        }
+        self.reload_step();
+        self.try_start_ready();
+        self.check_settled();
+        Ok(summary)
+    }
+
+    /// Record what becomes of each process (`Proc::next`), add the new ones.
+    fn reload_processes(&mut self, wanted: &BTreeMap<&str, &Process>, s: &mut ReloadSummary) {
+        let names: Vec<String> = self.procs.keys().cloned().collect();
+        for name in names {
+            let Some(p) = self.procs.get_mut(&name) else {
+                continue;
+            };
+            // What it is becoming: an earlier reload may still be under way.
+            let target = match &p.next {
+                Some(Next::Remove) => None,
+                Some(Next::Replace { def, .. }) => Some(def.clone()),
+                None => Some(p.def.clone()),
+            };
+            let Some(new) = wanted.get(name.as_str()) else {
+                if target.is_some() {
+                    p.next = Some(Next::Remove);
+                }
+                s.removed.push(name);
+                continue;
+            };
+            match target {
+                Some(t) if *t == **new => {
+                    s.unchanged.push(name);
+                    continue;
+                }
+                Some(t) if p.next.is_none() && only_scale_differs(&t, new) => {
+                    p.def = Arc::new((*new).clone());
+                    // Down, it stays down (a scale request would start it).
+                    if !matches!(p.phase, ProcPhase::Active | ProcPhase::Pending) {
+                        p.desired = new.scale;
+                    } else if t.scale != new.scale {
+                        if let ControlReply::Conflict(why) = self.scale(&name, new.scale) {
+                            log::warn!("reload: {why}; its scale stays as it is");
+                        }
+                    }
+                    s.scaled.push(name);
+                    continue;
+                }
+                _ => {}
+            }
+            let start = match &p.next {
+                Some(Next::Replace { start, .. }) => *start,
+                _ => match p.phase {
+                    ProcPhase::Held => new.initial_state == InitialState::Running,
+                    ProcPhase::Stopped => false,
+                    ProcPhase::Stopping => p.start_when_stopped || p.next.is_some(),
+                    ProcPhase::Pending | ProcPhase::Active | ProcPhase::Finished => true,
+                },
+            };
+            let def = Arc::new((*new).clone());
+            p.next = Some(Next::Replace { def, start });
+            s.changed.push(name);
+        }
+        for (name, def) in wanted {
+            if self.procs.contains_key(*name) {
+                continue;
+            }
+            let phase = match def.initial_state {
+                InitialState::Running => ProcPhase::Pending,
+                InitialState::Stopped => ProcPhase::Held,
+            };
+            self.procs
+                .insert(name.to_string(), super::Proc::new((*def).clone(), phase));
+            if phase == ProcPhase::Held {
+                log::info!("{name}: added; initial_state is stopped, so not starting it");
+            }
+            if def.kind == ProcessType::Oneshot {
+                self.oneshots.mark(name, def.scale, "reload");
+            }
+            s.added.push(name.to_string());
+        }
+    }
+
+    /// Add, change and remove scheduled jobs; true when the scheduler must
+    /// learn the new set. A removed job with runs going keeps them until
+    /// they end (`Job::retired`).
+    fn reload_jobs(&mut self, wanted: &BTreeMap<&str, &Process>, s: &mut ReloadSummary) -> bool {
+        let mut changed = false;
+        let names: Vec<String> = self.jobs.keys().cloned().collect();
+        for name in names {
+            let Some(job) = self.jobs.get_mut(&name) else {
+                continue;
+            };
+            match wanted.get(name.as_str()) {
+                None => {
+                    changed = true;
+                    s.removed.push(name.clone());
+                    if job.idle() {
+                        self.jobs.remove(&name);
+                    } else {
+                        job.retire();
+                    }
+                }
+                Some(new) if job.same(new) => s.unchanged.push(name),
+                Some(new) => {
+                    changed = true;
+                    job.redefine((*new).clone());
+                    s.changed.push(name);
+                }
+            }
+        }
+        for (name, def) in wanted {
+            if self.jobs.contains_key(*name) {
+                continue;
+            }
+            let Some(sched) = def.extra.schedule.clone() else {
+                continue;
+            };
+            changed = true;
+            self.jobs
+                .insert(name.to_string(), Job::new((*def).clone(), sched));
+            s.added.push(name.to_string());
+        }
+        changed
+    }
+
+    /// Carry out every recorded `next` that can go now: processes already
+    /// down take theirs at once; running ones are stopped once no process
+    /// depending on them is still on its way out. Called after each change
+    /// that can let another one go.
+    pub(super) fn reload_step(&mut self) {
+        if !matches!(self.phase, Phase::Running) {
+            return;
+        }
+        loop {
+            let mut progressed = false;
+            let names: Vec<String> = self
+                .procs
+                .iter()
+                .filter(|(_, p)| p.next.is_some())
+                .map(|(n, _)| n.clone())
+                .collect();
+            for name in names {
+                let Some(p) = self.procs.get(&name) else {
+                    continue;
+                };
+                match p.phase {
+                    ProcPhase::Pending
+                    | ProcPhase::Held
+                    | ProcPhase::Stopped
+                    | ProcPhase::Finished => {
+                        self.take_next(&name);
+                        progressed = true;
+                    }
+                    ProcPhase::Active if !self.leaving_dependents(&name) => {
+                        self.stop_for_reload(&name);
+                        progressed = true;
+                    }
+                    ProcPhase::Active | ProcPhase::Stopping => {}
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+    }
+
+    /// Some process that depends on `name` is itself being removed or
+    /// replaced and has not stopped yet.
+    pub(super) fn leaving_dependents(&self, name: &str) -> bool {
+        self.procs.iter().any(|(q, p)| {
+            q != name
+                && p.next.is_some()
+                && !p.phase.is_down()
+                && p.def.depends_on.iter().any(|d| d.name == name)
+        })
+    }
+
+    fn stop_for_reload(&mut self, name: &str) {
+        let Some(p) = self.procs.get_mut(name) else {
+            return;
+        };
+        let why = match p.next {
+            Some(Next::Remove) => "it is no longer in the configuration",
+            _ => "its definition changed",
+        };
+        log::info!("{name}: stopping ({why}; reload)");
+        p.op = None;
+        p.start_when_stopped = false;
+        if p.all_done() {
+            p.phase = ProcPhase::Stopped;
+            self.take_next(name);
+            return;
+        }
+        p.phase = ProcPhase::Stopping;
+        self.stop_instances(name);
+    }
+
+    /// `name` is down: forget it, or give it its new definition (and start
+    /// it, when it should run).
+    pub(super) fn take_next(&mut self, name: &str) {
+        if !matches!(self.phase, Phase::Running) {
+            return;
+        }
+        let Some(p) = self.procs.get_mut(name) else {
+            return;
+        };
+        match p.next.take() {
+            None => {}
+            Some(Next::Remove) => {
+                self.procs.remove(name);
+                log::info!(event = "removed", name = name; "{name}: removed (no longer in the configuration)");
+            }
+            Some(Next::Replace { def, start }) => {
+                let held = p.phase == ProcPhase::Held;
+                p.desired = def.scale;
+                p.instances.clear();
+                p.op = None;
+                p.start_when_stopped = false;
+                p.pending_since = Some(Instant::now());
+                p.phase = match (start, held) {
+                    (true, _) => ProcPhase::Pending,
+                    (false, true) => ProcPhase::Held,
+                    (false, false) => ProcPhase::Stopped,
+                };
+                let oneshot = def.kind == ProcessType::Oneshot;
+                let scale = def.scale;
+                p.def = def;
+                if start {
+                    log::info!(
+                        "{name}: starting with its new definition once its dependencies allow"
+                    );
+                    if oneshot {
+                        self.oneshots.mark(name, scale, "reload");
+                    }
+                } else {
+                    log::info!("{name}: new definition taken; it stays stopped until started");
+                }
+            }
+        }
+    }
+}
+
+/// Equal but for `scale` and `max_scale`, which a scale applies in place.
+fn only_scale_differs(old: &Process, new: &Process) -> bool {
+    let mut same = new.clone();
+    same.scale = old.scale;
+    same.max_scale = old.max_scale;
+    same == *old
+}
+
+/// The global settings in force after a reload: `new`'s for what applies
+/// at once, the old ones for what the running threads hold.
+fn applied_global(old: Global, new: &Global) -> Global {
+    let mut g = old;
+    g.shutdown_timeout = new.shutdown_timeout;
+    g.log_format = new.log_format;
+    g.log_level = new.log_level;
+    g.restart_policy = new.restart_policy;
+    g.max_restart_attempts = new.max_restart_attempts;
+    g.restart_backoff_initial = new.restart_backoff_initial;
+    g.restart_backoff_max = new.restart_backoff_max;
+    g.restart_reset_after = new.restart_reset_after;
+    g.dependency_timeout = new.dependency_timeout;
+    g.extra.max_process_scale = new.extra.max_process_scale;
+    g.extra.schedule_history_size = new.extra.schedule_history_size;
+    g
+}
+
+/// Keys that changed but apply only when sheepdog restarts.
+fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
+    let (a, b) = (&old.global, &new.global);
+    let (x, y) = (&a.extra, &b.extra);
+    let checks = [
+        ("api_enabled", a.api.enabled != b.api.enabled),
+        ("api_port", a.api.port != b.api.port),
+        ("api_listen", a.api.listen != b.api.listen),
+        ("api_socket", a.api.socket != b.api.socket),
+        ("api_auth", a.api.auth != b.api.auth),
+        ("api_auth_file", a.api.auth_file != b.api.auth_file),
+        ("api_insecure", a.api.insecure != b.api.insecure),
+        (
+            "api_max_request_body",
+            a.api.max_request_body != b.api.max_request_body,
+        ),
+        ("api_rate_limit", a.api.rate_limit != b.api.rate_limit),
+        ("api_rate_burst", a.api.rate_burst != b.api.rate_burst),
+        ("metrics_enabled", a.metrics.enabled != b.metrics.enabled),
+        ("metrics_port", a.metrics.port != b.metrics.port),
+        ("metrics_path", a.metrics.path != b.metrics.path),
+        ("metrics_listen", a.metrics.listen != b.metrics.listen),
+        ("readiness_file", x.readiness != y.readiness),
+        ("log_file", x.log_file != y.log_file),
+        ("log_buffer_lines", x.log_buffer_lines != y.log_buffer_lines),
+        (
+            "oneshot_history_max_entries",
+            x.oneshot_history_max_entries != y.oneshot_history_max_entries,
+        ),
+        (
+            "oneshot_history_max_age",
+            x.oneshot_history_max_age != y.oneshot_history_max_age,
+        ),
+    ];
+    let mut keys: Vec<String> = checks
+        .iter()
+        .filter(|(_, changed)| *changed)
+        .map(|(k, _)| format!("global.{k}"))
+        .collect();
+    // Run once, at start-up.
+    if old.hooks.pre_start != new.hooks.pre_start {
+        keys.push("hooks.pre_start".into());
+    }
+    if old.hooks.post_start != new.hooks.post_start {
+        keys.push("hooks.post_start".into());
+    }
+    // The heartbeat worker holds its processes' settings.
+    let beat = |c: &Config, n: &str| {
+        c.processes
+            .get(n)
+            .filter(|p| p.enabled)
+            .and_then(|p| p.extra.heartbeat.clone())
+    };
+    for p in new.enabled() {
+        if p.extra.heartbeat.is_some() && beat(old, &p.name) != p.extra.heartbeat {
+            keys.push(format!("processes.{}.heartbeat", p.name));
+        }
+    }
+    keys
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::extra::Heartbeat;
+    use crate::plan::testutil::{config, job, process};
+
+    #[test]
+    fn a_scale_or_max_scale_change_is_applied_in_place_anything_else_restarts() {
+        let old = process("web");
+        let mut new = old.clone();
+        new.scale = 3;
+        new.max_scale = Some(5);
+        assert!(only_scale_differs(&old, &new));
+        new.env.insert("A".into(), "1".into());
+        assert!(!only_scale_differs(&old, &new));
+        let mut cmd = old.clone();
+        cmd.command.push("x".into());
+        assert!(!only_scale_differs(&old, &cmd));
+    }
+
+    #[test]
+    fn settings_held_by_running_threads_are_listed_the_rest_apply() {
+        let old = config(vec![process("web")]);
+        let mut new = old.clone();
+        new.global.api.port = 9999;
+        new.global.metrics.path = "/m".into();
+        new.global.extra.log_buffer_lines = 5;
+        new.global.shutdown_timeout = Duration::from_secs(5);
+        new.global.extra.max_process_scale = 7;
+        new.hooks.pre_start = old.hooks.pre_stop.clone();
+        assert_eq!(
+            needs_restart(&old, &new),
+            [
+                "global.api_port",
+                "global.metrics_path",
+                "global.log_buffer_lines"
+            ]
+        );
+        let g = applied_global(old.global.clone(), &new.global);
+        assert_eq!(g.shutdown_timeout, Duration::from_secs(5));
+        assert_eq!(g.extra.max_process_scale, 7);
+        assert_eq!(g.api.port, old.global.api.port);
+        assert_eq!(g.metrics.path, old.global.metrics.path);
+        assert_eq!(g.extra.log_buffer_lines, old.global.extra.log_buffer_lines);
+    }
+
+    #[test]
+    fn a_new_or_changed_heartbeat_needs_a_restart_an_unchanged_one_does_not() {
+        let beat = || Heartbeat {
+            url: Some("http://127.0.0.1:1/ping".into()),
+            success_url: None,
+            failure_url: None,
+            start_url: None,
+            ping_start: false,
+            method: "POST".into(),
+            headers: Default::default(),
+            timeout: Duration::from_secs(10),
+            retries: 3,
+            retry_delay: Duration::from_secs(5),
+            interval: None,
+        };
+        let mut web = process("web");
+        web.extra.heartbeat = Some(beat());
+        let old = config(vec![web.clone(), job("backup")]);
+        assert!(needs_restart(&old, &old.clone()).is_empty());
+        let mut added = job("backup");
+        added.extra.heartbeat = Some(beat());
+        let new = config(vec![web, added]);
+        assert_eq!(needs_restart(&old, &new), ["processes.backup.heartbeat"]);
+    }
+
+    #[test]
+    fn the_summary_line_names_each_list_and_counts_the_unchanged() {
+        let s = ReloadSummary {
+            source: "/etc/sheepdog.yaml".into(),
+            added: vec!["a".into()],
+            changed: vec!["b".into(), "c".into()],
+            unchanged: vec!["d".into(), "e".into()],
+            needs_restart: vec!["global.api_port".into()],
+            ..ReloadSummary::default()
+        };
+        assert_eq!(
+            s.to_string(),
+            "reloaded /etc/sheepdog.yaml: added a; changed (restarting) b, c; 2 unchanged; \
+             only a restart of sheepdog applies global.api_port"
+        );
+        let none = ReloadSummary {
+            source: "f".into(),
+            unchanged: vec!["d".into()],
+            ..ReloadSummary::default()
+        };
+        assert_eq!(none.to_string(), "reloaded f: no process changed");
+    }
+
+    #[test]
+    fn only_a_regular_file_is_read_again() {
+        let err = load(Path::new("/dev/null")).unwrap_err();
+        assert!(err.contains("is not a regular file"), "{err}");
+        let err = load(Path::new("/nonexistent/sheepdog.yaml")).unwrap_err();
+        assert!(err.contains("/nonexistent/sheepdog.yaml"), "{err}");
+    }
+}
