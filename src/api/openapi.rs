@@ -73,7 +73,7 @@ pub fn response() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::routes::ROUTES;
+    use crate::api::routes::{Endpoint, ROUTES};
     use serde_json::Value;
 
     fn doc() -> Value {
