@@ -886,3 +886,62 @@ fn a_config_read_from_a_fifo_cannot_be_reloaded() {
     let p = http::get(port, "/api/v1/processes/a", Some(TOKEN));
     assert_eq!(p.status, 200, "{}", p.body);
 }
+
+#[test]
+fn log_format_needs_a_restart_and_the_log_keeps_its_format() {
+    let r = Reload::start(
+        "reload-log-format",
+        "  log_format: text\n",
+        &sleeper("a", "v1"),
+    );
+    r.wait_running("a", 1);
+    let text = std::fs::read_to_string(r.file())
+        .unwrap()
+        .replace("log_format: text", "log_format: json");
+    std::fs::write(
+        r.file(),
+        text + &sleeper("b", "v1").replace("$DIR", r.sd.dir.0.to_str().unwrap()),
+    )
+    .unwrap();
+    let v = r.reloaded();
+    assert_eq!(names(&v, "added"), ["b"], "{v:#}");
+    assert_eq!(names(&v, "needs_restart"), ["global.log_format"], "{v:#}");
+    r.wait_running("b", 1);
+    r.sd.wait_log("b-1: started (pid ");
+    // The lines logged after the reload are text, as before it.
+    let log = r.sd.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("b-1: started (pid "))
+        .unwrap();
+    assert!(!line.trim_start().starts_with('{'), "{log}");
+}
+
+#[test]
+fn a_changed_or_removed_heartbeat_needs_a_restart() {
+    let closed = http::free_port();
+    let beat = |path: &str| {
+        format!("    heartbeat: {{ url: \"http://127.0.0.1:{closed}/{path}\", interval: 1h, retries: 0 }}\n")
+    };
+    let r = Reload::start("reload-heartbeat", "", &(sleeper("web", "v1") + &beat("a")));
+    r.wait_running("web", 1);
+
+    r.rewrite(&(sleeper("web", "v1") + &beat("b")));
+    let v = r.reloaded();
+    assert_eq!(
+        names(&v, "needs_restart"),
+        ["processes.web.heartbeat"],
+        "{v:#}"
+    );
+    let msg = v["message"].as_str().unwrap();
+    assert!(msg.contains("processes.web.heartbeat"), "{msg}");
+
+    // Removing the block is a change of it too.
+    r.rewrite(&sleeper("web", "v1"));
+    let v = r.reloaded();
+    assert_eq!(
+        names(&v, "needs_restart"),
+        ["processes.web.heartbeat"],
+        "{v:#}"
+    );
+}
