@@ -474,12 +474,23 @@ fn an_invalid_file_changes_nothing_and_is_reported_as_check_reports_it() {
 fn reload_metrics_count_successes_and_failures() {
     let r = Reload::start("reload-metrics", "", &sleeper("a", "v1"));
     r.wait_running("a", 1);
-    r.rewrite(&(sleeper("a", "v1") + &sleeper("b", "v1")));
-    r.reloaded();
-    let m = r.scrape();
     let ok = "sheepdog_config_reloads_total{result=\"success\"}";
     let failed = "sheepdog_config_reloads_total{result=\"failure\"}";
     let last = "sheepdog_config_last_reload_successful";
+    // Before any reload: both counters at 0, and (as docs/metrics.md
+    // promises of every family) the gauge's family is there without a
+    // sample.
+    let m = r.scrape();
+    assert_eq!(sample(&m, ok), Some(0.0), "{m}");
+    assert_eq!(sample(&m, failed), Some(0.0), "{m}");
+    assert_eq!(sample(&m, last), None, "{m}");
+    assert!(
+        m.lines().any(|l| l == format!("# TYPE {last} gauge")),
+        "{m}"
+    );
+    r.rewrite(&(sleeper("a", "v1") + &sleeper("b", "v1")));
+    r.reloaded();
+    let m = r.scrape();
     assert_eq!(sample(&m, ok), Some(1.0), "{m}");
     assert_eq!(sample(&m, last), Some(1.0), "{m}");
 
