@@ -455,7 +455,8 @@ pub struct ReloadSummary {
     /// Gone from the file or disabled: stopped (dependents first), then
     /// forgotten.
     pub removed: Vec<String>,
-    /// Definition changed: stopped and started again with the new one.
+    /// Definition changed: stopped and started again with the new one (a
+    /// process stopped on request takes it and stays stopped).
     pub changed: Vec<String>,
     /// Only `scale`/`max_scale` changed: scaled in place.
     pub scaled: Vec<String>,
@@ -467,7 +468,7 @@ pub struct ReloadSummary {
 }
 
 impl std::fmt::Display for ReloadSummary {
-    /// `reloaded FILE: added a; changed b (restarting); 3 unchanged`, for
+    /// `reloaded FILE: added a; changed b; 3 unchanged`, for
     /// the log and the API's `message`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "reloaded {}:", self.source)?;
@@ -475,7 +476,7 @@ impl std::fmt::Display for ReloadSummary {
         for (what, names) in [
             ("added", &self.added),
             ("removed", &self.removed),
-            ("changed (restarting)", &self.changed),
+            ("changed", &self.changed),
             ("scaled", &self.scaled),
         ] {
             if !names.is_empty() {

@@ -8,6 +8,10 @@
 //!   So the tree is built by our own visitor that counts nodes and scalar
 //!   bytes *as they are produced* (aliases are replayed through it) and
 //!   stops at `MAX_NODES` / `MAX_SCALAR_BYTES`.
+//! - libyaml revisits every open flow collection on each token, so
+//!   `[[[[…` nested 100,000 deep takes minutes before the depth limit
+//!   refuses it, and 1,000 deep followed by 3 MB of `a,` seconds: nesting
+//!   past that limit (`MAX_FLOW_DEPTH`) is refused by a linear scan first.
 //! - Duplicate keys and YAML tags (`!foo`) are errors; `<<` merge keys are
 //!   applied as YAML 1.1 (and the seed) do.
 //!
@@ -28,6 +32,11 @@ pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 pub const MAX_NODES: usize = 100_000;
 /// Most scalar bytes one document may expand to (aliases included).
 pub const MAX_SCALAR_BYTES: usize = 8 * 1024 * 1024;
+
+/// Flow collections (`[…]`, `{…}`) nested deeper than this are refused
+/// before parsing: serde_yaml refuses deeper nesting of any kind anyway.
+/// (What is left costs at most about 2 s of parsing for a 4 MiB file.)
+const MAX_FLOW_DEPTH: usize = 128;
 
 /// Read a configuration file as UTF-8 text, at most `MAX_FILE_BYTES`.
 pub fn read_capped(path: &Path) -> Result<String, String> {
@@ -80,6 +89,11 @@ pub fn parse(text: &str) -> Result<Value, String> {
     // YAML allows a leading byte-order mark (Windows editors write one);
     // serde_yaml reads it as the start of a second document.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if let Some(line) = flow_too_deep(text) {
+        return Err(format!(
+            "invalid YAML: at line {line}, [...] or {{...}} nested more than {MAX_FLOW_DEPTH} deep"
+        ));
+    }
     let de = serde_yaml::Deserializer::from_str(text);
     let mut value = Node(&budget).deserialize(de).map_err(|e| {
         format!(
@@ -92,6 +106,68 @@ pub fn parse(text: &str) -> Result<Value, String> {
         .apply_merge()
         .map_err(|e| format!("invalid YAML merge key (<<): {e}"))?;
     Ok(value)
+}
+
+/// The line where flow collections first nest past `MAX_FLOW_DEPTH`. A
+/// rough lexer, linear in the text: it skips comments and quoted scalars,
+/// and counts a bracket as opening a collection inside another one or where
+/// a value starts (so `echo a[1]` in a plain scalar does not count).
+fn flow_too_deep(text: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut line = 1;
+    // Where a value may start: line start, after `- `, `: `, `? `, and in
+    // a flow collection after `[`, `{`, `,`.
+    let mut value_start = true;
+    let mut after_space = true;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        let next_is_space = chars.peek().is_none_or(|n| n.is_whitespace());
+        match c {
+            '\n' => {
+                line += 1;
+                value_start = true;
+            }
+            ' ' | '\t' | '\r' => {}
+            '#' if after_space => {
+                // A comment: to the end of the line.
+                while chars.next_if(|&n| n != '\n').is_some() {}
+            }
+            '"' | '\'' if value_start => {
+                // A quoted scalar (may span lines): `\"` escapes in double
+                // quotes, `''` in single ones.
+                while let Some(q) = chars.next() {
+                    match q {
+                        '\n' => line += 1,
+                        '\\' if c == '"' => {
+                            chars.next_if(|&n| n != '\n');
+                        }
+                        _ if q == c && c == '\'' && chars.peek() == Some(&'\'') => {
+                            chars.next();
+                        }
+                        _ if q == c => break,
+                        _ => {}
+                    }
+                }
+                value_start = false;
+            }
+            '[' | '{' if value_start || depth > 0 => {
+                depth += 1;
+                if depth > MAX_FLOW_DEPTH {
+                    return Some(line);
+                }
+                value_start = true;
+            }
+            ']' | '}' => {
+                depth = depth.saturating_sub(1);
+                value_start = false;
+            }
+            ',' if depth > 0 => value_start = true,
+            '-' | ':' | '?' if next_is_space => value_start = true,
+            _ => value_start = false,
+        }
+        after_space = c.is_whitespace();
+    }
+    None
 }
 
 /// `${VAR}` is substituted after parsing, so inside a flow collection
@@ -281,6 +357,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn flow_nesting_far_past_the_limit_is_refused_before_parsing() {
+        let deep = format!("a: {}{}", "[".repeat(200_000), "]".repeat(200_000));
+        let e = parse(&deep).unwrap_err();
+        assert!(e.contains("nested more than 128 deep"), "{e}");
+        let map = format!("x:\n  y: {}", "{a: ".repeat(5_000));
+        assert!(flow_too_deep(&map) == Some(2), "{:?}", flow_too_deep(&map));
+        // Up to the limit, the parser answers (here: the collections never end).
+        let e = parse(&format!("a: {}", "[".repeat(128))).unwrap_err();
+        assert!(!e.contains("nested more than"), "{e}");
+        let ok = format!("a: {}1{}", "[".repeat(100), "]".repeat(100));
+        assert!(parse(&ok).is_ok());
+    }
+
+    #[test]
+    fn brackets_in_text_do_not_count_as_nesting() {
+        let many = 2_000;
+        let texts = [
+            format!("a: \"{}\"", "[".repeat(many)),
+            format!("a: '{}'", "{".repeat(many)),
+            format!("a: 'it''s {}'", "[".repeat(many)),
+            format!("a: \"\\\" {}\"", "[".repeat(many)),
+            format!("a: b # {}", "[".repeat(many)),
+            format!("a: echo x{}", "[".repeat(many)),
+            "a: [\"[\"]\n".repeat(many),
+            "a: |\n  [ -f x ] && echo\n".repeat(many),
+        ];
+        for t in &texts {
+            assert_eq!(flow_too_deep(t), None, "{}", &t[..40.min(t.len())]);
+        }
+    }
+
+    #[test]
     fn hints_at_quoting_variables_in_flow_collections() {
         let e = parse("ports: [${PORT:-80}]").unwrap_err();
         assert!(e.contains("must be quoted"), "{e}");
@@ -349,7 +457,7 @@ mod tests {
     fn deep_nesting_is_an_error() {
         let deep = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
         let e = parse(&deep).unwrap_err();
-        assert!(e.contains("recursion limit"), "{e}");
+        assert!(e.contains("nested more than 128 deep"), "{e}");
         let mut maps = String::new();
         for i in 0..1000 {
             maps.push_str(&" ".repeat(i));

@@ -126,20 +126,23 @@ impl Supervisor {
         })
     }
 
-    /// Start the scheduler thread, when there are jobs.
-    pub(super) fn start_scheduler(&mut self) {
-        if self.jobs.is_empty() {
+    /// Start the scheduler thread, when there are jobs (not those a reload
+    /// removed, whose last runs are ending). Logs the schedule of each, or
+    /// of those in `announce` only.
+    pub(super) fn start_scheduler(&mut self, announce: Option<&[String]>) {
+        let live = || self.jobs.iter().filter(|(_, j)| !j.retired);
+        if live().next().is_none() {
             return;
         }
         let mut specs = Vec::new();
-        for (name, job) in &self.jobs {
+        for (name, job) in live() {
             match scheduler::JobSpec::from_config(name, &job.sched) {
                 Ok(s) => specs.push(s),
                 // Validated at load; a zone removed since is reported here.
                 Err(e) => log::error!("{name}: not scheduled: {e}"),
             }
         }
-        for (name, job) in &self.jobs {
+        for (name, job) in live().filter(|(n, _)| announce.is_none_or(|a| a.contains(n))) {
             // `@every` counts elapsed time: no zone applies (as `check` says).
             let zone = match job.sched.spec {
                 ScheduleSpec::Every(_) => String::new(),

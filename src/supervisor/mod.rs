@@ -492,7 +492,7 @@ impl Supervisor {
         }
         self.beats.start(self.shared.output.store().clone());
         self.start_pre_start_hooks();
-        self.start_scheduler();
+        self.start_scheduler(None);
         self.try_start_ready();
         self.check_settled();
         self.check_post_start();

@@ -176,14 +176,18 @@ impl Supervisor {
                     let answer = ControlReply::Reloaded(Box::new(summary.clone()));
                     self.reload_answer(reply, answer);
                 }
+                // Logged after the summary: what is done about it.
+                self.reload_step();
+                self.try_start_ready();
+                self.check_settled();
             }
             Err(why) => self.reload_failed(waiting, why),
         }
     }
 
-    /// Decide what becomes of every process and job, record it, and start
-    /// carrying it out. Err (nothing changed) for a change a reload cannot
-    /// make.
+    /// Decide what becomes of every process and job and record it
+    /// (`reload_step` carries it out). Err (nothing changed) for a change a
+    /// reload cannot make.
     fn apply_reload(&mut self, new: Config, plan: Plan) -> Result<ReloadSummary, String> {
         let wanted: BTreeMap<&str, &Process> = new
             .enabled()
@@ -233,11 +237,14 @@ impl Supervisor {
         self.set_name_width();
         if jobs_changed {
             self.join_scheduler();
-            self.start_scheduler();
+            let new: Vec<String> = summary
+                .added
+                .iter()
+                .chain(&summary.changed)
+                .cloned()
+                .collect();
+            self.start_scheduler(Some(&new));
         }
-        self.reload_step();
-        self.try_start_ready();
-        self.check_settled();
         Ok(summary)
     }
 
@@ -646,7 +653,7 @@ mod tests {
         };
         assert_eq!(
             s.to_string(),
-            "reloaded /etc/sheepdog.yaml: added a; changed (restarting) b, c; 2 unchanged; \
+            "reloaded /etc/sheepdog.yaml: added a; changed b, c; 2 unchanged; \
              only a restart of sheepdog applies global.api_port"
         );
         let none = ReloadSummary {
