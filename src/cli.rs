@@ -84,6 +84,9 @@ pub enum Action {
     Trigger(String, bool),
     Pause(String),
     Resume(String),
+    /// Read the configuration file again and apply what changed (as
+    /// SIGHUP does).
+    Reload,
     Help,
 }
 
@@ -146,7 +149,7 @@ USAGE:
                                            status [NAME], start|stop|restart NAME,
                                            scale NAME N|+N|-N, signal NAME SIG,
                                            logs [NAME] [--follow], schedules, trigger,
-                                           pause, resume, shutdown
+                                           pause, resume, reload, shutdown
                                            (see 'sheepdog ctl --help')
     sheepdog version                       print the version
     sheepdog help                          print this help
@@ -182,6 +185,8 @@ USAGE:
           [--main]                             to each one's process group; --main: to
                                                its main process only (a reload of a
                                                master/worker daemon such as php-fpm)
+    sheepdog ctl [OPTIONS] reload              read the config file again and apply what
+                                               changed, as SIGHUP does (exit 1 if invalid)
     sheepdog ctl [OPTIONS] shutdown            shut sheepdog down, as SIGTERM does
     sheepdog ctl [OPTIONS] logs [NAME]         recent log lines (a process, an instance, or all)
           [--tail N] [--stream stdout|stderr] [--follow]   N lines (100); then keep following
@@ -546,7 +551,7 @@ fn ctl_action(words: &[String]) -> Result<Action, UsageError> {
     let action = match w.first().copied() {
         None => {
             return Err(UsageError(
-                "'ctl' needs a command: status, start, stop, restart, scale, signal, logs, shutdown, schedules, trigger, pause or resume"
+                "'ctl' needs a command: status, start, stop, restart, scale, signal, logs, reload, shutdown, schedules, trigger, pause or resume"
                     .into(),
             ))
         }
@@ -575,6 +580,7 @@ fn ctl_action(words: &[String]) -> Result<Action, UsageError> {
             Action::Signal(n, sig.to_string(), Whom::Group)
         }
         Some("shutdown") => Action::Shutdown,
+        Some("reload") => Action::Reload,
         Some("logs") => {
             if w.len() > 2 {
                 return extra(w[2]);
@@ -590,7 +596,7 @@ fn ctl_action(words: &[String]) -> Result<Action, UsageError> {
         Some("resume") => Action::Resume(name("resume")?),
         Some(other) => {
             return Err(UsageError(format!(
-                "unknown ctl command '{other}'; expected status, start, stop, restart, scale, signal, logs, shutdown, schedules, trigger, pause or resume"
+                "unknown ctl command '{other}'; expected status, start, stop, restart, scale, signal, logs, reload, shutdown, schedules, trigger, pause or resume"
             )))
         }
     };
@@ -611,6 +617,7 @@ fn ctl_action(words: &[String]) -> Result<Action, UsageError> {
         Action::Status(None)
         | Action::Schedules(None)
         | Action::Shutdown
+        | Action::Reload
         | Action::ReopenLogs
         | Action::Help => 1,
     };
@@ -832,6 +839,16 @@ mod tests {
             Action::Start("q".into())
         );
         assert_eq!(ctl(&["shutdown"]).unwrap().action, Action::Shutdown);
+        assert_eq!(ctl(&["reload"]).unwrap().action, Action::Reload);
+        assert_eq!(
+            ctl(&["--json", "reload"]).unwrap(),
+            Ctl {
+                target: None,
+                token: None,
+                json: true,
+                action: Action::Reload
+            }
+        );
         assert_eq!(
             ctl(&["signal", "q", "HUP"]).unwrap().action,
             Action::Signal("q".into(), "HUP".into(), Whom::Group)
@@ -910,6 +927,10 @@ mod tests {
         assert!(e(&["signal", "q"]).contains("signal"));
         assert!(e(&["stop", "a", "b"]).contains("'b'"));
         assert!(e(&["shutdown", "now"]).contains("'now'"));
+        // reload takes no name: the whole file is read again.
+        assert!(e(&["reload", "web"]).contains("'web'"));
+        assert!(e(&["reload", "--wait"]).contains("--wait goes with 'ctl trigger"));
+        assert!(e(&["frob"]).contains("reload"));
         assert!(e(&["--socket", "/a", "--url", "http://x:1", "status"]).contains("only one"));
         assert!(e(&["--url", "https://x", "status"]).contains("https"));
         assert!(e(&["--url", "x:1", "status"]).contains("http://"));
@@ -943,7 +964,7 @@ mod tests {
             "pause", "resume", "trigger", "history", "shutdown", "web", "--socket", "--url",
             "http://127.0.0.1:1", "https://x", "--token", "--tail", "-n", "-5", "0", "-3",
             "99999999999999999999", "--stream", "stderr", "bogus", "--follow", "-f",
-            "--reopen", "--wait", "HUP", "SIGKILL", "9", "-9", "ünïcode",
+            "--reopen", "--wait", "HUP", "SIGKILL", "9", "-9", "ünïcode", "reload",
         ];
         let mut rng = crate::seeded::Rng(0x05ee_dd09);
         let mut below = |n: usize| rng.below(n);

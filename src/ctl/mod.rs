@@ -74,6 +74,12 @@ pub fn run(ctl: Ctl) -> i32 {
         timeout,
     ) {
         Ok(v) => v,
+        Err(e) if ctl.action == Action::Reload => {
+            // An invalid file is reported as `sheepdog check` reports it:
+            // one problem a line.
+            eprintln!("sheepdog ctl: {}", escaped_lines(&e));
+            return exit::FAILURE;
+        }
         Err(e) => {
             eprintln!("sheepdog ctl: {}", escaped(&e.to_string()));
             return exit::FAILURE;
@@ -279,6 +285,12 @@ fn env(k: &str) -> Result<Option<String>, String> {
     }
 }
 
+/// `msg` with each line escaped as `escaped` does, the line breaks kept:
+/// a reload's list of problems, one a line.
+fn escaped_lines(msg: &str) -> String {
+    msg.lines().map(escaped).collect::<Vec<_>>().join("\n")
+}
+
 /// Percent-encode a process name for a path segment.
 fn segment(name: &str) -> String {
     let mut out = String::new();
@@ -320,6 +332,7 @@ fn request(action: &Action) -> (&'static str, String, Option<String>) {
             ("POST", p(n, "signal"), Some(body.to_string()))
         }
         Action::Shutdown => ("POST", "/api/v1/shutdown".into(), None),
+        Action::Reload => ("POST", "/api/v1/config/reload".into(), None),
         Action::ReopenLogs => ("POST", "/api/v1/logs/reopen".into(), None),
         Action::Logs(q) => ("GET", logs_path(q, None), None),
         Action::Schedules(None) => ("GET", "/api/v1/schedules".into(), None),
@@ -597,9 +610,24 @@ mod tests {
         );
         assert_eq!(request(&Action::Shutdown).1, "/api/v1/shutdown");
         assert_eq!(
+            request(&Action::Reload),
+            ("POST", "/api/v1/config/reload".to_string(), None)
+        );
+        assert_eq!(
             request(&Action::Status(Some("web".into()))).1,
             "/api/v1/processes/web"
         );
+    }
+
+    #[test]
+    fn a_reload_error_keeps_its_lines_and_escapes_the_rest() {
+        let e = "invalid configuration in /x.yaml:\n  - processes.a.restart: bad\u{1b}[2J\n  - b (HTTP 422)";
+        assert_eq!(
+            escaped_lines(e),
+            "invalid configuration in /x.yaml:\n  - processes.a.restart: bad\\u{1b}[2J\n  - b (HTTP 422)"
+        );
+        // \r\n ends a line too; a lone \r is escaped.
+        assert_eq!(escaped_lines("a\r\nb\rc"), "a\nb\\rc");
     }
 
     #[test]

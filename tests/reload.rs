@@ -1,0 +1,958 @@
+//! Configuration reload against the real binary: SIGHUP, `POST
+//! /api/v1/config/reload` and `sheepdog ctl reload` read the file sheepdog
+//! was started with again and apply the difference. Added processes start,
+//! removed ones stop (their whole group, at their own timeout) and leave the
+//! status, changed ones restart in dependency order while their unchanged
+//! dependents keep running, scale-only changes keep the running instances,
+//! and an invalid file changes nothing. Every observation is a pid in
+//! /proc, a line a child wrote, or the API's answer; every wait is bounded.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use common::http::{self, Resp};
+use common::*;
+use serde_json::Value;
+
+const TOKEN: &str = "reload-token";
+
+/// A running sheepdog with its API on `port`, and the head of its
+/// configuration (everything up to `processes:`) to write new versions with.
+struct Reload {
+    sd: Sheepdog,
+    port: u16,
+    metrics: u16,
+    global: String,
+}
+
+/// The `global:` block: fast restarts, the API with a token, and `extra`
+/// (lines indented by two spaces).
+fn head(port: u16, metrics: u16, extra: &str) -> String {
+    format!(
+        "global:\n  shutdown_timeout: 10\n  restart_backoff_initial: 50ms\n  restart_backoff_max: 200ms\n  \
+         api_port: {port}\n  metrics_port: {metrics}\n  api_auth: {TOKEN}\n{extra}"
+    )
+}
+
+impl Reload {
+    /// `processes` lines are indented by two spaces.
+    fn start(name: &str, extra: &str, processes: &str) -> Reload {
+        let (mut sd, port, metrics) = start_serving(name, |p, m| {
+            format!("{}processes:\n{processes}", head(p, m, extra))
+        });
+        assert!(
+            sd.wait_exit(Duration::ZERO).is_none(),
+            "exited:\n{}",
+            sd.log()
+        );
+        Reload {
+            sd,
+            port,
+            metrics,
+            global: head(port, metrics, extra),
+        }
+    }
+
+    fn file(&self) -> PathBuf {
+        self.sd.dir.path("sheepdog.yaml")
+    }
+
+    /// Replace the file with the same `global` block and new `processes`.
+    fn rewrite(&self, processes: &str) {
+        self.rewrite_all(&format!("{}processes:\n{processes}", self.global));
+    }
+
+    /// Replace the whole file (`$DIR` is the temp dir, as at start).
+    fn rewrite_all(&self, text: &str) {
+        let text = text.replace("$DIR", self.sd.dir.0.to_str().unwrap());
+        std::fs::write(self.file(), text).unwrap();
+    }
+
+    fn get(&self, path: &str) -> Resp {
+        http::get(self.port, path, Some(TOKEN))
+    }
+
+    fn post(&self, path: &str) -> Resp {
+        http::post(self.port, path, Some(TOKEN), "{}")
+    }
+
+    fn reload(&self) -> Resp {
+        self.post("/api/v1/config/reload")
+    }
+
+    /// A reload that must succeed: its summary.
+    fn reloaded(&self) -> Value {
+        let r = self.reload();
+        assert_eq!(r.status, 200, "reload: {}\n{}", r.body, self.sd.log());
+        let v = r.json();
+        assert_eq!(v["status"], "reloaded", "{v:#}");
+        v
+    }
+
+    /// Every process in the status, by name.
+    fn processes(&self) -> Vec<Value> {
+        let r = self.get("/api/v1/processes");
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["processes"].as_array().unwrap().clone()
+    }
+
+    fn names(&self) -> Vec<String> {
+        let mut n: Vec<String> = self
+            .processes()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect();
+        n.sort();
+        n
+    }
+
+    fn process(&self, name: &str) -> Value {
+        let r = self.get(&format!("/api/v1/processes/{name}"));
+        assert_eq!(r.status, 200, "{name}: {}\n{}", r.body, self.sd.log());
+        r.json()
+    }
+
+    /// Wait until `name` has exactly `n` instances, all running with a live
+    /// pid; return the pids in index order.
+    fn wait_running(&self, name: &str, n: usize) -> Vec<i32> {
+        let mut last = Value::Null;
+        let ok = wait_until(WAIT, || {
+            let r = self.get(&format!("/api/v1/processes/{name}"));
+            if r.status != 200 {
+                return false;
+            }
+            last = r.json();
+            let insts = last["instances"].as_array().unwrap();
+            insts.len() == n
+                && insts.iter().all(|i| {
+                    i["state"] == "running" && i["pid"].as_i64().is_some_and(|p| alive(p as i32))
+                })
+        });
+        assert!(
+            ok,
+            "{name} never ran {n} instances: {last:#}\n{}",
+            self.sd.log()
+        );
+        pids(&last)
+    }
+
+    fn scrape(&self) -> String {
+        let r = http::get(self.metrics, "/metrics", None);
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body
+    }
+
+    fn ctl(&self, args: &[&str]) -> std::process::Output {
+        let mut c = Command::new(BIN);
+        c.arg("ctl")
+            .arg("--url")
+            .arg(format!("http://127.0.0.1:{}", self.port));
+        c.args(args);
+        for k in [
+            "SHEEPDOG_API_TOKEN",
+            "SHEEPDOG_API_SOCKET",
+            "SHEEPDOG_API_URL",
+        ] {
+            c.env_remove(k);
+        }
+        output_within(c, WAIT)
+    }
+}
+
+/// The pids of a process's instances, in index order (None skipped).
+fn pids(process: &Value) -> Vec<i32> {
+    process["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["pid"].as_i64())
+        .map(|p| p as i32)
+        .collect()
+}
+
+fn names(v: &Value, key: &str) -> Vec<String> {
+    v[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("no list {key:?} in {v:#}"))
+        .iter()
+        .map(|n| n.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Every process (zombies too) whose process group is `pgid`.
+fn group_members(pgid: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                s.rsplit(')')
+                    .next()
+                    .and_then(|r| r.split_whitespace().nth(2))
+                    .and_then(|g| g.parse::<i32>().ok())
+                    == Some(pgid)
+            })
+        })
+        .collect()
+}
+
+/// The value of the sample `series` in a scrape.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Where `needle` occurs for the `n`th time (1-based) in `log`.
+fn nth_pos(log: &str, needle: &str, n: usize) -> Option<usize> {
+    log.match_indices(needle).nth(n - 1).map(|(i, _)| i)
+}
+
+/// A longrun that writes its pid into `$DIR/NAME.pid` and a line into
+/// `$DIR/NAME.runs`, then sleeps.
+fn sleeper(name: &str, tag: &str) -> String {
+    format!(
+        "  {name}:\n    command: \"echo $$ > $DIR/{name}.pid; echo {tag} >> $DIR/{name}.runs; exec sleep 1000\"\n"
+    )
+}
+
+#[test]
+fn sighup_adds_a_process_and_removes_one_with_its_whole_group() {
+    // `old` leaves a grandchild in its group: the stop must take it too.
+    let old = "  old:\n    command: \"echo $$ > $DIR/old.pid; sleep 1000 & echo $! > $DIR/old.gc; wait\"\n";
+    let r = Reload::start("reload-hup", "", &(sleeper("keep", "v1") + old));
+    let keep = r.wait_running("keep", 1);
+    let old_pid = r.sd.wait_pid("old.pid");
+    let gc = r.sd.wait_pid("old.gc");
+    assert!(alive(old_pid) && alive(gc));
+
+    r.rewrite(&(sleeper("keep", "v1") + &sleeper("new", "v1")));
+    r.sd.signal(libc::SIGHUP);
+
+    let new = r.wait_running("new", 1);
+    assert_eq!(r.sd.wait_pid("new.pid"), new[0]);
+    assert!(
+        wait_until(WAIT, || r.names() == ["keep", "new"]),
+        "old is still in the status: {:?}\n{}",
+        r.names(),
+        r.sd.log()
+    );
+    assert!(
+        wait_until(WAIT, || group_members(old_pid).is_empty()),
+        "old's group {old_pid} still has {:?}\n{}",
+        group_members(old_pid),
+        r.sd.log()
+    );
+    assert!(!alive(gc), "old's grandchild {gc} survived");
+    assert!(!r.sd.log().contains("not supported"), "{}", r.sd.log());
+    r.sd.wait_log("reloaded ");
+    let line =
+        r.sd.log()
+            .lines()
+            .find(|l| l.contains("reloaded "))
+            .unwrap()
+            .to_string();
+    assert!(
+        line.contains(&format!("reloaded {}:", r.file().display())),
+        "{line}"
+    );
+    assert!(line.contains("added new"), "{line}");
+    assert!(line.contains("removed old"), "{line}");
+    assert!(line.contains("1 unchanged"), "{line}");
+    // keep was not touched.
+    assert_eq!(r.wait_running("keep", 1), keep);
+    assert_eq!(r.sd.dir.lines("keep.runs"), ["v1"]);
+    assert_eq!(r.process("keep")["instances"][0]["restart_count"], 0);
+    // Gone from the status: asked for by name, it is unknown.
+    assert_eq!(r.get("/api/v1/processes/old").status, 404);
+}
+
+#[test]
+fn enabling_and_disabling_count_as_adding_and_removing() {
+    let procs = |a: bool, b: bool| {
+        format!(
+            "{}    enabled: {a}\n{}    enabled: {b}\n",
+            sleeper("a", "v1"),
+            sleeper("b", "v1")
+        )
+    };
+    let r = Reload::start("reload-enabled", "", &procs(true, false));
+    let a = r.wait_running("a", 1);
+    assert_eq!(r.names(), ["a"]);
+
+    r.rewrite(&procs(false, true));
+    let v = r.reloaded();
+    assert_eq!(names(&v, "added"), ["b"], "{v:#}");
+    assert_eq!(names(&v, "removed"), ["a"], "{v:#}");
+    r.wait_running("b", 1);
+    assert!(
+        wait_until(WAIT, || r.names() == ["b"]
+            && group_members(a[0]).is_empty()),
+        "{:?}\n{}",
+        r.names(),
+        r.sd.log()
+    );
+}
+
+#[test]
+fn a_changed_command_restarts_only_that_process() {
+    let r = Reload::start(
+        "reload-changed",
+        "",
+        &(sleeper("a", "v1") + &sleeper("b", "v1")),
+    );
+    let a = r.wait_running("a", 1);
+    let b = r.wait_running("b", 1);
+
+    r.rewrite(&(sleeper("a", "v1") + &sleeper("b", "v2")));
+    let v = r.reloaded();
+    assert_eq!(names(&v, "changed"), ["b"], "{v:#}");
+    assert_eq!(names(&v, "unchanged"), ["a"], "{v:#}");
+    for k in ["added", "removed", "scaled", "needs_restart"] {
+        assert!(names(&v, k).is_empty(), "{k}: {v:#}");
+    }
+    let msg = v["message"].as_str().unwrap();
+    assert!(msg.contains("changed b"), "{msg}");
+    assert_eq!(v["source"], r.file().to_str().unwrap());
+
+    assert!(
+        wait_until(WAIT, || r.sd.dir.lines("b.runs") == ["v1", "v2"]),
+        "b never ran its new command: {:?}\n{}",
+        r.sd.dir.lines("b.runs"),
+        r.sd.log()
+    );
+    let b2 = r.wait_running("b", 1);
+    assert_ne!(b2, b);
+    assert!(
+        wait_until(WAIT, || group_members(b[0]).is_empty()),
+        "{}",
+        r.sd.log()
+    );
+    // a: same pid, never restarted.
+    assert_eq!(r.wait_running("a", 1), a);
+    assert_eq!(r.sd.dir.lines("a.runs"), ["v1"]);
+    assert_eq!(r.process("a")["instances"][0]["restart_count"], 0);
+
+    // The same file again: nothing to do, nothing touched.
+    let v = r.reloaded();
+    assert_eq!(names(&v, "unchanged"), ["a", "b"], "{v:#}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .ends_with(": no process changed"),
+        "{v:#}"
+    );
+    assert_eq!(r.wait_running("b", 1), b2);
+}
+
+#[test]
+fn a_scale_only_change_keeps_the_running_instances() {
+    let w = |n: u32| {
+        format!("  w:\n    command: \"exec sleep 1000\"\n    scale: {n}\n    max_scale: 5\n")
+    };
+    let r = Reload::start("reload-scale", "", &w(2));
+    let before = r.wait_running("w", 2);
+
+    r.rewrite(&w(3));
+    let v = r.reloaded();
+    assert_eq!(names(&v, "scaled"), ["w"], "{v:#}");
+    assert!(names(&v, "changed").is_empty(), "{v:#}");
+    let up = r.wait_running("w", 3);
+    assert_eq!(up[..2], before[..], "w-1 and w-2 were restarted");
+
+    r.rewrite(&w(1));
+    let v = r.reloaded();
+    assert_eq!(names(&v, "scaled"), ["w"], "{v:#}");
+    let down = r.wait_running("w", 1);
+    assert_eq!(down, before[..1], "w-1 was restarted");
+    for gone in &up[1..] {
+        assert!(
+            wait_until(WAIT, || group_members(*gone).is_empty()),
+            "{gone} still runs\n{}",
+            r.sd.log()
+        );
+    }
+}
+
+#[test]
+fn an_invalid_file_changes_nothing_and_is_reported_as_check_reports_it() {
+    let good = sleeper("a", "v1") + &sleeper("b", "v1");
+    let r = Reload::start("reload-invalid", "", &good);
+    let a = r.wait_running("a", 1);
+    let b = r.wait_running("b", 1);
+
+    let bad_files = [
+        // Not YAML.
+        format!("{}processes:\n  a: [unclosed\n", r.global),
+        // Validation errors, one of them a typo in a key: both named.
+        format!(
+            "{}processes:\n  a:\n    comand: \"exec sleep 1000\"\n  b:\n    command: \"exec sleep 1000\"\n    restart: sometimes\n",
+            r.global
+        ),
+        // A dependency cycle.
+        format!(
+            "{}processes:\n  a:\n    command: \"exec sleep 1000\"\n    depends_on: [b]\n  b:\n    command: \"exec sleep 1000\"\n    depends_on: [a]\n",
+            r.global
+        ),
+    ];
+    for text in &bad_files {
+        r.rewrite_all(text);
+        // What `sheepdog check` says about this file.
+        let mut c = Command::new(BIN);
+        c.arg("check").arg("-c").arg(r.file());
+        let check = output_within(c, WAIT);
+        assert_eq!(check.status.code(), Some(2), "check accepted:\n{text}");
+        let said = String::from_utf8_lossy(&check.stderr).into_owned();
+        let problems: Vec<&str> = said
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("- "))
+            .collect();
+        assert!(!problems.is_empty(), "{said}");
+
+        let resp = r.reload();
+        assert_eq!(resp.status, 422, "{text}\n{}", resp.body);
+        let e = resp.error();
+        for p in &problems {
+            assert!(e.contains(p), "422 {e:?} lacks check's {p:?}");
+        }
+        // And each is logged at error.
+        for p in &problems {
+            assert!(
+                r.sd.wait_log_n(p, 1, WAIT),
+                "{p:?} never logged:\n{}",
+                r.sd.log()
+            );
+            assert!(
+                r.sd.log()
+                    .lines()
+                    .any(|l| l.contains(p) && l.contains("ERROR")),
+                "{p:?} not at error:\n{}",
+                r.sd.log()
+            );
+        }
+    }
+    // A log directory that does not exist: `check` warns (the directory
+    // may be made before `run`), `run` refuses to start, so a reload
+    // refuses to apply.
+    r.rewrite(
+        "  a:\n    command: \"exec sleep 1000\"\n    logging:\n      file: { path: $DIR/no/such/dir/a.log }\n  b:\n    command: \"exec sleep 1000\"\n",
+    );
+    let resp = r.reload();
+    assert_eq!(resp.status, 422, "{}", resp.body);
+    let e = resp.error();
+    assert!(
+        e.contains("processes.a.logging.file.path") && e.contains("does not exist"),
+        "{e}"
+    );
+    // The typo is named by its key path.
+    r.rewrite_all(&bad_files[1]);
+    let e = r.reload().error();
+    assert!(e.contains("processes.a.comand"), "{e}");
+    assert!(e.contains("processes.b.restart"), "{e}");
+
+    // Nothing changed: the same processes, pids and runs.
+    assert_eq!(r.names(), ["a", "b"]);
+    assert_eq!(r.wait_running("a", 1), a);
+    assert_eq!(r.wait_running("b", 1), b);
+    assert_eq!(r.sd.dir.lines("a.runs"), ["v1"]);
+    assert!(!r.sd.log().contains("reloaded "), "{}", r.sd.log());
+
+    // A good file after the bad ones applies.
+    r.rewrite(&(good + &sleeper("c", "v1")));
+    let v = r.reloaded();
+    assert_eq!(names(&v, "added"), ["c"], "{v:#}");
+    r.wait_running("c", 1);
+}
+
+#[test]
+fn reload_metrics_count_successes_and_failures() {
+    let r = Reload::start("reload-metrics", "", &sleeper("a", "v1"));
+    r.wait_running("a", 1);
+    let ok = "sheepdog_config_reloads_total{result=\"success\"}";
+    let failed = "sheepdog_config_reloads_total{result=\"failure\"}";
+    let last = "sheepdog_config_last_reload_successful";
+    // Before any reload: both counters at 0, and (as docs/metrics.md
+    // promises of every family) the gauge's family is there without a
+    // sample.
+    let m = r.scrape();
+    assert_eq!(sample(&m, ok), Some(0.0), "{m}");
+    assert_eq!(sample(&m, failed), Some(0.0), "{m}");
+    assert_eq!(sample(&m, last), None, "{m}");
+    assert!(
+        m.lines().any(|l| l == format!("# TYPE {last} gauge")),
+        "{m}"
+    );
+    r.rewrite(&(sleeper("a", "v1") + &sleeper("b", "v1")));
+    r.reloaded();
+    let m = r.scrape();
+    assert_eq!(sample(&m, ok), Some(1.0), "{m}");
+    assert_eq!(sample(&m, last), Some(1.0), "{m}");
+
+    r.rewrite("  a: [bad\n");
+    assert_eq!(r.reload().status, 422);
+    let m = r.scrape();
+    assert_eq!(sample(&m, ok), Some(1.0), "{m}");
+    assert_eq!(sample(&m, failed), Some(1.0), "{m}");
+    assert_eq!(sample(&m, last), Some(0.0), "{m}");
+    promtool_check(&m);
+    // Removed processes leave the metrics too.
+    r.rewrite(&sleeper("a", "v1"));
+    r.reloaded();
+    r.wait_running("a", 1);
+    assert!(
+        wait_until(WAIT, || !r.scrape().contains("process=\"b\"")),
+        "{}",
+        r.scrape()
+    );
+    assert_eq!(sample(&r.scrape(), last), Some(1.0));
+}
+
+/// `db` and `web` (which depends on it) record their starts and stops.
+fn db_and_web(db_version: u32, web_version: u32) -> String {
+    format!(
+        r#"  db:
+    command: "trap 'echo db-term >> $DIR/events; exit 0' TERM; echo db-up-$V >> $DIR/events; while :; do sleep 0.05; done"
+    env: {{ V: "{db_version}" }}
+  web:
+    command: "trap 'echo web-term >> $DIR/events; sleep 0.3; echo web-exit >> $DIR/events; exit 0' TERM; echo web-up-$V >> $DIR/events; while :; do sleep 0.05; done"
+    depends_on: [db]
+    env: {{ V: "{web_version}" }}
+"#
+    )
+}
+
+#[test]
+fn a_changed_dependency_and_dependent_stop_dependent_first_and_start_dependency_first() {
+    let r = Reload::start("reload-deps", "", &db_and_web(1, 1));
+    r.wait_running("db", 1);
+    r.wait_running("web", 1);
+    assert!(wait_until(WAIT, || r.sd.dir.lines("events").len() >= 2));
+
+    r.rewrite(&db_and_web(2, 2));
+    let v = r.reloaded();
+    assert_eq!(names(&v, "changed"), ["db", "web"], "{v:#}");
+    let ok = wait_until(WAIT, || {
+        let e = r.sd.dir.lines("events");
+        e.contains(&"db-up-2".into()) && e.contains(&"web-up-2".into())
+    });
+    let events = r.sd.dir.lines("events");
+    assert!(ok, "{events:?}\n{}", r.sd.log());
+    let at = |e: &str| {
+        events
+            .iter()
+            .position(|x| x == e)
+            .unwrap_or_else(|| panic!("{e} missing: {events:?}"))
+    };
+    // web has fully stopped (its trap finished) before db gets its signal.
+    assert!(at("web-term") < at("web-exit"), "{events:?}");
+    assert!(at("web-exit") < at("db-term"), "{events:?}");
+    assert!(at("db-term") < at("db-up-2"), "{events:?}");
+    // db is started again before web: sheepdog's own record of the spawns.
+    let log = r.sd.log();
+    let db2 = nth_pos(&log, "db-1: started (pid ", 2).unwrap_or_else(|| panic!("{log}"));
+    let web2 = nth_pos(&log, "web-1: started (pid ", 2).unwrap_or_else(|| panic!("{log}"));
+    assert!(db2 < web2, "web started before db:\n{log}");
+}
+
+#[test]
+fn an_unchanged_dependent_keeps_running_when_its_dependency_changes() {
+    let r = Reload::start("reload-dep-kept", "", &db_and_web(1, 1));
+    r.wait_running("db", 1);
+    let web = r.wait_running("web", 1);
+
+    r.rewrite(&db_and_web(2, 1));
+    let v = r.reloaded();
+    assert_eq!(names(&v, "changed"), ["db"], "{v:#}");
+    assert_eq!(names(&v, "unchanged"), ["web"], "{v:#}");
+    assert!(
+        wait_until(WAIT, || r
+            .sd
+            .dir
+            .lines("events")
+            .contains(&"db-up-2".into())),
+        "{:?}\n{}",
+        r.sd.dir.lines("events"),
+        r.sd.log()
+    );
+    r.wait_running("db", 1);
+    let events = r.sd.dir.lines("events");
+    assert!(!events.contains(&"web-term".into()), "{events:?}");
+    assert_eq!(r.wait_running("web", 1), web);
+}
+
+#[test]
+fn a_changed_process_comes_back_as_it_stood() {
+    // b: stopped on request, stays stopped. setup: a completed oneshot,
+    // runs again. idle: held by initial_state, follows its new one.
+    let procs = |v: &str, idle_state: &str| {
+        format!(
+            "{}  setup:\n    type: oneshot\n    command: \"echo {v} >> $DIR/setup.runs\"\n  idle:\n    command: \"echo {v} >> $DIR/idle.runs; exec sleep 1000\"\n    initial_state: {idle_state}\n",
+            sleeper("b", v)
+        )
+    };
+    let r = Reload::start("reload-as-it-stood", "", &procs("v1", "stopped"));
+    r.wait_running("b", 1);
+    assert!(wait_until(WAIT, || r.sd.dir.lines("setup.runs") == ["v1"]));
+    let stop = r.post("/api/v1/processes/b/stop");
+    assert!(stop.status < 300, "{}", stop.body);
+    assert!(
+        wait_until(WAIT, || pids(&r.process("b")).is_empty()),
+        "{}",
+        r.sd.log()
+    );
+
+    r.rewrite(&procs("v2", "running"));
+    let v = r.reloaded();
+    assert_eq!(names(&v, "changed"), ["b", "idle", "setup"], "{v:#}");
+    assert!(
+        wait_until(WAIT, || r.sd.dir.lines("setup.runs") == ["v1", "v2"]),
+        "the completed oneshot did not run again: {:?}\n{}",
+        r.sd.dir.lines("setup.runs"),
+        r.sd.log()
+    );
+    r.wait_running("idle", 1);
+    assert_eq!(r.sd.dir.lines("idle.runs"), ["v2"]);
+    // b was started by nothing: the others have started again by now.
+    assert!(pids(&r.process("b")).is_empty(), "{:#}", r.process("b"));
+    assert_eq!(r.sd.dir.lines("b.runs"), ["v1"]);
+    // And keeps its new definition for when it is started.
+    let start = r.post("/api/v1/processes/b/start");
+    assert!(start.status < 300, "{}", start.body);
+    r.wait_running("b", 1);
+    assert!(
+        wait_until(WAIT, || r.sd.dir.lines("b.runs") == ["v1", "v2"]),
+        "{:?}",
+        r.sd.dir.lines("b.runs")
+    );
+}
+
+#[test]
+fn an_added_process_with_initial_state_stopped_is_created_not_started() {
+    let r = Reload::start("reload-held", "", &sleeper("a", "v1"));
+    r.wait_running("a", 1);
+    r.rewrite(&(sleeper("a", "v1") + &sleeper("later", "v1") + "    initial_state: stopped\n"));
+    let v = r.reloaded();
+    assert_eq!(names(&v, "added"), ["later"], "{v:#}");
+    assert!(wait_until(WAIT, || r.names() == ["a", "later"]));
+    let p = r.process("later");
+    assert!(pids(&p).is_empty(), "{p:#}");
+    let start = r.post("/api/v1/processes/later/start");
+    assert!(start.status < 300, "{}", start.body);
+    let pid = r.wait_running("later", 1);
+    assert_eq!(r.sd.wait_pid("later.pid"), pid[0]);
+}
+
+#[test]
+fn a_removed_process_that_ignores_sigterm_is_killed_at_its_timeout() {
+    let stubborn = "  stubborn:\n    command: \"trap '' TERM; sleep 1000 & echo $! > $DIR/gc; echo $$ > $DIR/stubborn.pid; while :; do sleep 0.05; done\"\n    shutdown: { timeout: 1s }\n";
+    let r = Reload::start("reload-stubborn", "", &(sleeper("keep", "v1") + stubborn));
+    let pid = r.sd.wait_pid("stubborn.pid");
+    let gc = r.sd.wait_pid("gc");
+    let keep = r.wait_running("keep", 1);
+
+    r.rewrite(&sleeper("keep", "v1"));
+    let v = r.reloaded();
+    assert_eq!(names(&v, "removed"), ["stubborn"], "{v:#}");
+    assert!(
+        wait_until(WAIT, || group_members(pid).is_empty()),
+        "stubborn's group {pid} still has {:?}\n{}",
+        group_members(pid),
+        r.sd.log()
+    );
+    assert!(!alive(gc));
+    assert!(
+        r.sd.log()
+            .contains("still running after 1s; sending SIGKILL"),
+        "{}",
+        r.sd.log()
+    );
+    assert!(
+        wait_until(WAIT, || r.names() == ["keep"]),
+        "{:?}",
+        r.names()
+    );
+    assert_eq!(r.wait_running("keep", 1), keep);
+}
+
+#[test]
+fn ctl_reload_prints_the_summary_or_the_problems_and_exits_by_the_answer() {
+    let r = Reload::start("reload-ctl", "", &sleeper("a", "v1"));
+    r.wait_running("a", 1);
+
+    r.rewrite(&(sleeper("a", "v1") + &sleeper("b", "v1")));
+    let o = r.ctl(&["--token", TOKEN, "reload"]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        out.trim_end(),
+        format!("reloaded {}: added b; 1 unchanged", r.file().display())
+    );
+    r.wait_running("b", 1);
+
+    r.rewrite(&(sleeper("a", "v1") + &sleeper("b", "v1") + &sleeper("c", "v1")));
+    let o = r.ctl(&["--token", TOKEN, "--json", "reload"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["status"], "reloaded");
+    assert_eq!(names(&v, "added"), ["c"], "{v:#}");
+    assert_eq!(names(&v, "unchanged"), ["a", "b"], "{v:#}");
+
+    // Two problems: exit 1, one line each on stderr, nothing on stdout.
+    r.rewrite("  a:\n    comand: x\n  b:\n    command: x\n    restart: sometimes\n");
+    let o = r.ctl(&["--token", TOKEN, "reload"]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        o.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(err.contains("(HTTP 422)"), "{err}");
+    let line = |k: &str| {
+        err.lines()
+            .find(|l| l.contains(k))
+            .unwrap_or_else(|| panic!("{k} not named: {err}"))
+    };
+    assert_ne!(
+        line("processes.a.comand"),
+        line("processes.b.restart"),
+        "{err}"
+    );
+    assert!(!err.contains("\\n"), "{err}");
+    // The same with --json: the error on stderr, exit 1.
+    let o = r.ctl(&["--token", TOKEN, "--json", "reload"]);
+    assert_eq!(o.status.code(), Some(1));
+    // Without the token: 401, exit 1.
+    let o = r.ctl(&["reload"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("(HTTP 401)"));
+    // Nothing changed by the refused ones.
+    assert_eq!(r.names(), ["a", "b", "c"]);
+}
+
+#[test]
+fn a_reload_during_shutdown_is_refused() {
+    // slow takes its time to stop: shutdown is under way while it does.
+    let slow = "  slow:\n    command: \"trap 'echo term > $DIR/term; sleep 5; exit 0' TERM; while :; do sleep 0.05; done\"\n    shutdown: { timeout: 8s }\n";
+    let mut r = Reload::start("reload-shutdown", "", slow);
+    r.wait_running("slow", 1);
+    r.rewrite(&(slow.to_string() + &sleeper("b", "v1")));
+    r.sd.signal(libc::SIGTERM);
+    assert!(
+        wait_until(WAIT, || r.sd.dir.path("term").exists()),
+        "{}",
+        r.sd.log()
+    );
+    let resp = r.reload();
+    assert_eq!(resp.status, 409, "{}", resp.body);
+    assert!(resp.error().contains("shutting down"), "{}", resp.body);
+    // A SIGHUP now is no reload either.
+    r.sd.signal(libc::SIGHUP);
+    // A second SIGTERM forces the end.
+    r.sd.signal(libc::SIGTERM);
+    r.sd.exit_code(WAIT);
+    assert!(!r.sd.dir.path("b.runs").exists(), "{}", r.sd.log());
+    assert!(!r.sd.log().contains("reloaded "), "{}", r.sd.log());
+}
+
+#[test]
+fn a_scheduled_job_added_by_reload_runs_on_its_schedule_and_leaves_when_removed() {
+    // `clock` runs throughout and measures time for the checks below.
+    let clock = "  clock:\n    command: \"echo tick >> $DIR/clock\"\n    schedule: \"@every 1s\"\n";
+    let job = "  job:\n    command: \"echo $SHEEPDOG_RUN_ID >> $DIR/job.runs\"\n    schedule: \"@every 1s\"\n";
+    let r = Reload::start("reload-schedule", "", &(sleeper("a", "v1") + clock));
+    assert!(wait_until(WAIT, || !r.sd.dir.lines("clock").is_empty()));
+
+    r.rewrite(&(sleeper("a", "v1") + clock + job));
+    let v = r.reloaded();
+    assert_eq!(names(&v, "added"), ["job"], "{v:#}");
+    assert!(
+        wait_until(WAIT, || r.sd.dir.lines("job.runs").len() >= 2),
+        "job never ran twice: {:?}\n{}",
+        r.sd.dir.lines("job.runs"),
+        r.sd.log()
+    );
+    let listed = |name: &str| {
+        let s = r.get("/api/v1/schedules");
+        assert_eq!(s.status, 200, "{}", s.body);
+        s.json()["schedules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["process"] == name)
+    };
+    assert!(listed("job"));
+
+    r.rewrite(&(sleeper("a", "v1") + clock));
+    let v = r.reloaded();
+    assert_eq!(names(&v, "removed"), ["job"], "{v:#}");
+    assert!(!listed("job"));
+    assert_eq!(r.get("/api/v1/schedules/job").status, 404);
+    // Three more ticks of the clock: job would have run again by then
+    // (one run that had just begun may still finish).
+    let runs = r.sd.dir.lines("job.runs").len();
+    let ticks = r.sd.dir.lines("clock").len();
+    assert!(
+        wait_until(WAIT, || r.sd.dir.lines("clock").len() >= ticks + 3),
+        "{}",
+        r.sd.log()
+    );
+    assert!(
+        r.sd.dir.lines("job.runs").len() <= runs + 1,
+        "job still runs after its removal: {:?}",
+        r.sd.dir.lines("job.runs")
+    );
+    assert!(listed("clock"));
+}
+
+#[test]
+fn switching_a_process_between_scheduled_and_not_refuses_the_reload() {
+    let r = Reload::start("reload-switch", "", &sleeper("a", "v1"));
+    let a = r.wait_running("a", 1);
+    r.rewrite(&(sleeper("a", "v1") + "    schedule: \"@every 1s\"\n" + &sleeper("b", "v1")));
+    let resp = r.reload();
+    assert_eq!(resp.status, 422, "{}", resp.body);
+    let e = resp.error();
+    assert!(e.contains('a') && e.contains("schedule"), "{e}");
+    // Nothing applied: not b either.
+    assert_eq!(r.names(), ["a"]);
+    assert_eq!(r.wait_running("a", 1), a);
+}
+
+#[test]
+fn changes_that_need_a_restart_are_listed_and_not_applied() {
+    let r = Reload::start("reload-needs-restart", "", &sleeper("a", "v1"));
+    let a = r.wait_running("a", 1);
+    let other = http::free_port();
+    let text = std::fs::read_to_string(r.file()).unwrap().replace(
+        &format!("api_port: {}", r.port),
+        &format!("api_port: {other}"),
+    );
+    std::fs::write(r.file(), &text).unwrap();
+    let v = r.reloaded();
+    assert_eq!(names(&v, "needs_restart"), ["global.api_port"], "{v:#}");
+    assert_eq!(names(&v, "unchanged"), ["a"], "{v:#}");
+    let msg = v["message"].as_str().unwrap();
+    assert!(msg.contains("global.api_port"), "{msg}");
+    // The API stays where it was.
+    assert_eq!(r.get("/api/v1/processes").status, 200);
+    assert!(!http::listening(other));
+    assert!(
+        r.sd.log()
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains("global.api_port")),
+        "{}",
+        r.sd.log()
+    );
+    assert_eq!(r.wait_running("a", 1), a);
+}
+
+#[test]
+fn a_config_read_from_a_fifo_cannot_be_reloaded() {
+    let dir = TempDir::new("reload-fifo-cfg");
+    let fifo = dir.path("sheepdog.yaml");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let port = http::free_port();
+    let text = format!(
+        "global:\n  api_port: {port}\n  api_auth: {TOKEN}\n  metrics_enabled: false\nprocesses:\n  a:\n    command: \"exec sleep 1000\"\n"
+    );
+    // The writer blocks until sheepdog opens the FIFO; it ends with the
+    // test process if sheepdog never does.
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::write(fifo, text))
+    };
+    let sd = Sheepdog::start_file("reload-fifo", &fifo, |_| {});
+    assert!(
+        wait_until(WAIT, || writer.is_finished()),
+        "sheepdog never read the FIFO:\n{}",
+        sd.log()
+    );
+    assert!(wait_until(WAIT, || http::listening(port)), "{}", sd.log());
+    let resp = http::post(port, "/api/v1/config/reload", Some(TOKEN), "{}");
+    assert_eq!(resp.status, 422, "{}", resp.body);
+    let e = resp.error();
+    assert!(
+        e.contains("regular file") || e.to_lowercase().contains("fifo"),
+        "{e}"
+    );
+    // Still supervising a.
+    let p = http::get(port, "/api/v1/processes/a", Some(TOKEN));
+    assert_eq!(p.status, 200, "{}", p.body);
+}
+
+#[test]
+fn log_format_needs_a_restart_and_the_log_keeps_its_format() {
+    let r = Reload::start(
+        "reload-log-format",
+        "  log_format: text\n",
+        &sleeper("a", "v1"),
+    );
+    r.wait_running("a", 1);
+    let text = std::fs::read_to_string(r.file())
+        .unwrap()
+        .replace("log_format: text", "log_format: json");
+    std::fs::write(
+        r.file(),
+        text + &sleeper("b", "v1").replace("$DIR", r.sd.dir.0.to_str().unwrap()),
+    )
+    .unwrap();
+    let v = r.reloaded();
+    assert_eq!(names(&v, "added"), ["b"], "{v:#}");
+    assert_eq!(names(&v, "needs_restart"), ["global.log_format"], "{v:#}");
+    r.wait_running("b", 1);
+    r.sd.wait_log("b-1: started (pid ");
+    // The lines logged after the reload are text, as before it.
+    let log = r.sd.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("b-1: started (pid "))
+        .unwrap();
+    assert!(!line.trim_start().starts_with('{'), "{log}");
+}
+
+#[test]
+fn a_changed_or_removed_heartbeat_needs_a_restart() {
+    let closed = http::free_port();
+    let beat = |path: &str| {
+        format!("    heartbeat: {{ url: \"http://127.0.0.1:{closed}/{path}\", interval: 1h, retries: 0 }}\n")
+    };
+    let r = Reload::start("reload-heartbeat", "", &(sleeper("web", "v1") + &beat("a")));
+    r.wait_running("web", 1);
+
+    r.rewrite(&(sleeper("web", "v1") + &beat("b")));
+    let v = r.reloaded();
+    assert_eq!(
+        names(&v, "needs_restart"),
+        ["processes.web.heartbeat"],
+        "{v:#}"
+    );
+    let msg = v["message"].as_str().unwrap();
+    assert!(msg.contains("processes.web.heartbeat"), "{msg}");
+
+    // Removing the block is a change of it too.
+    r.rewrite(&sleeper("web", "v1"));
+    let v = r.reloaded();
+    assert_eq!(
+        names(&v, "needs_restart"),
+        ["processes.web.heartbeat"],
+        "{v:#}"
+    );
+}
