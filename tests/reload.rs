@@ -899,7 +899,7 @@ fn a_config_read_from_a_fifo_cannot_be_reloaded() {
 }
 
 #[test]
-fn log_format_needs_a_restart_and_the_log_keeps_its_format() {
+fn log_format_applies_at_once() {
     let r = Reload::start(
         "reload-log-format",
         "  log_format: text\n",
@@ -916,16 +916,20 @@ fn log_format_needs_a_restart_and_the_log_keeps_its_format() {
     .unwrap();
     let v = r.reloaded();
     assert_eq!(names(&v, "added"), ["b"], "{v:#}");
-    assert_eq!(names(&v, "needs_restart"), ["global.log_format"], "{v:#}");
+    assert!(names(&v, "needs_restart").is_empty(), "{v:#}");
     r.wait_running("b", 1);
     r.sd.wait_log("b-1: started (pid ");
-    // The lines logged after the reload are text, as before it.
+    // Lines logged before the reload are text, those after it JSON.
     let log = r.sd.log();
-    let line = log
-        .lines()
-        .find(|l| l.contains("b-1: started (pid "))
-        .unwrap();
-    assert!(!line.trim_start().starts_with('{'), "{log}");
+    let find = |what: &str| log.lines().find(|l| l.contains(what)).unwrap();
+    assert!(
+        !find("a-1: started (pid ").trim_start().starts_with('{'),
+        "{log}"
+    );
+    assert!(
+        find("b-1: started (pid ").trim_start().starts_with('{'),
+        "{log}"
+    );
 }
 
 #[test]
@@ -955,4 +959,49 @@ fn a_changed_or_removed_heartbeat_needs_a_restart() {
         ["processes.web.heartbeat"],
         "{v:#}"
     );
+}
+
+/// examples/reload.yaml, edited into examples/reload-edited.yaml, does what
+/// their comments say.
+#[test]
+fn the_reload_example_does_what_it_says() {
+    let example = |file: &str, port: u16| {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("examples")
+            .join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("api_port: 9180\n"), "{file}");
+        text.replace("api_port: 9180\n", &format!("api_port: {port}\n"))
+    };
+    let (sd, port, metrics) = start_serving("reload-example", |p, _| example("reload.yaml", p));
+    let r = Reload {
+        sd,
+        port,
+        metrics,
+        global: String::new(),
+    };
+    let db = r.wait_running("db", 1);
+    let workers = r.wait_running("worker", 2);
+    r.wait_running("app", 1);
+    r.wait_running("legacy", 1);
+
+    r.rewrite_all(&example("reload-edited.yaml", port));
+    let v = r.reloaded();
+    assert_eq!(names(&v, "added"), ["mailer"], "{v:#}");
+    assert_eq!(names(&v, "removed"), ["legacy"], "{v:#}");
+    assert_eq!(names(&v, "changed"), ["app"], "{v:#}");
+    assert_eq!(names(&v, "scaled"), ["worker"], "{v:#}");
+    assert_eq!(names(&v, "unchanged"), ["db"], "{v:#}");
+    assert_eq!(
+        names(&v, "needs_restart"),
+        ["global.log_buffer_lines"],
+        "{v:#}"
+    );
+
+    r.wait_running("mailer", 1);
+    assert_eq!(r.wait_running("worker", 3)[..2], workers[..]);
+    assert_eq!(r.wait_running("db", 1), db);
+    r.sd.wait_log("app: bonjour from pid");
+    r.sd.wait_log("legacy: removed (no longer in the configuration)");
+    assert_eq!(r.names(), ["app", "db", "mailer", "worker"]);
 }
