@@ -15,8 +15,8 @@ use signal_hook::consts::signal::*;
 use signal_hook::iterator::Signals;
 
 /// What the supervisor listens to: CHLD to reap, TERM/INT/QUIT to stop,
-/// PWR to stop too (how LXC asks its init to halt), HUP (reload, logged),
-/// USR1 to reopen log files, USR2 logged. The rest end a process by
+/// PWR to stop too (how LXC asks its init to halt), HUP to reload the
+/// configuration, USR1 to reopen log files, USR2 logged. The rest end a process by
 /// default: caught and logged, a stray one (`kill -ALRM`, an RLIMIT_CPU or
 /// RLIMIT_FSIZE signal) cannot kill sheepdog and orphan every child when
 /// it is not PID 1. WINCH and URG are ignored by default anyway.
