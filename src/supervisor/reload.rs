@@ -24,7 +24,6 @@
 //! - Shutdown wins: no reload starts once it has begun, and a pending
 //!   `next` is never carried out during it.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -190,19 +189,23 @@ impl Supervisor {
     /// (`reload_step` carries it out). Err (nothing changed) for a change a
     /// reload cannot make.
     fn apply_reload(&mut self, new: Config, plan: Plan) -> Result<ReloadSummary, String> {
-        // Inserted, not collected: see `btree`.
-        let (mut wanted, mut wanted_jobs) = (BTreeMap::new(), BTreeMap::new());
-        for p in new.enabled() {
-            match p.extra.schedule {
-                None => wanted.insert(p.name.as_str(), p),
-                Some(_) => wanted_jobs.insert(p.name.as_str(), p),
-            };
-        }
+        let wanted = Wanted {
+            cfg: &new,
+            jobs: false,
+        };
+        let wanted_jobs = Wanted {
+            cfg: &new,
+            jobs: true,
+        };
         let switched: Vec<String> = wanted
-            .keys()
-            .filter(|n| self.jobs.contains_key(**n))
-            .chain(wanted_jobs.keys().filter(|n| self.procs.contains_key(**n)))
-            .map(|n| format!("processes.{n}.schedule"))
+            .iter()
+            .filter(|p| self.jobs.contains_key(&p.name))
+            .chain(
+                wanted_jobs
+                    .iter()
+                    .filter(|p| self.procs.contains_key(&p.name)),
+            )
+            .map(|p| format!("processes.{}.schedule", p.name))
             .collect();
         if !switched.is_empty() {
             return Err(format!(
@@ -218,8 +221,8 @@ impl Supervisor {
             needs_restart: needs_restart(&self.cfg, &new),
             ..ReloadSummary::default()
         };
-        self.reload_processes(&wanted, &mut summary);
-        let jobs_changed = self.reload_jobs(&wanted_jobs, &mut summary);
+        self.reload_processes(wanted, &mut summary);
+        let jobs_changed = self.reload_jobs(wanted_jobs, &mut summary);
         summary.added.sort_unstable();
         summary.removed.sort_unstable();
         summary.changed.sort_unstable();
@@ -250,7 +253,7 @@ impl Supervisor {
     }
 
     /// Record what becomes of each process (`Proc::next`), add the new ones.
-    fn reload_processes(&mut self, wanted: &BTreeMap<&str, &Process>, s: &mut ReloadSummary) {
+    fn reload_processes(&mut self, wanted: Wanted, s: &mut ReloadSummary) {
         let names: Vec<String> = self.procs.keys().cloned().collect();
         for name in names {
             let Some(p) = self.procs.get_mut(&name) else {
@@ -262,7 +265,7 @@ impl Supervisor {
                 Some(Next::Replace { def, .. }) => Some(def.clone()),
                 None => Some(p.def.clone()),
             };
-            let Some(new) = wanted.get(name.as_str()) else {
+            let Some(new) = wanted.get(&name) else {
                 if target.is_some() {
                     p.next = Some(Next::Remove);
                 }
@@ -303,8 +306,9 @@ impl Supervisor {
             p.next = Some(Next::Replace { def, start });
             s.changed.push(name);
         }
-        for (name, def) in wanted {
-            if self.procs.contains_key(*name) {
+        for def in wanted.iter() {
+            let name = def.name.as_str();
+            if self.procs.contains_key(name) {
                 continue;
             }
             let phase = match def.initial_state {
@@ -312,7 +316,7 @@ impl Supervisor {
                 InitialState::Stopped => ProcPhase::Held,
             };
             self.procs
-                .insert(name.to_string(), super::Proc::new((*def).clone(), phase));
+                .insert(name.to_string(), super::Proc::new(def.clone(), phase));
             if phase == ProcPhase::Held {
                 log::info!("{name}: added; initial_state is stopped, so not starting it");
             }
@@ -326,14 +330,14 @@ impl Supervisor {
     /// Add, change and remove scheduled jobs; true when the scheduler must
     /// learn the new set. A removed job with runs going keeps them until
     /// they end (`Job::retired`).
-    fn reload_jobs(&mut self, wanted: &BTreeMap<&str, &Process>, s: &mut ReloadSummary) -> bool {
+    fn reload_jobs(&mut self, wanted: Wanted, s: &mut ReloadSummary) -> bool {
         let mut changed = false;
         let names: Vec<String> = self.jobs.keys().cloned().collect();
         for name in names {
             let Some(job) = self.jobs.get_mut(&name) else {
                 continue;
             };
-            match wanted.get(name.as_str()) {
+            match wanted.get(&name) {
                 None => {
                     changed = true;
                     s.removed.push(name.clone());
@@ -346,13 +350,14 @@ impl Supervisor {
                 Some(new) if job.same(new) => s.unchanged.push(name),
                 Some(new) => {
                     changed = true;
-                    job.redefine((*new).clone());
+                    job.redefine(new.clone());
                     s.changed.push(name);
                 }
             }
         }
-        for (name, def) in wanted {
-            if self.jobs.contains_key(*name) {
+        for def in wanted.iter() {
+            let name = def.name.as_str();
+            if self.jobs.contains_key(name) {
                 continue;
             }
             let Some(sched) = def.extra.schedule.clone() else {
@@ -360,7 +365,7 @@ impl Supervisor {
             };
             changed = true;
             self.jobs
-                .insert(name.to_string(), Job::new((*def).clone(), sched));
+                .insert(name.to_string(), Job::new(def.clone(), sched));
             s.added.push(name.to_string());
         }
         changed
@@ -480,6 +485,27 @@ impl Supervisor {
                 }
             }
         }
+    }
+}
+
+/// The enabled processes of a configuration that are scheduled jobs
+/// (`jobs`), or those that are not.
+#[derive(Clone, Copy)]
+struct Wanted<'a> {
+    cfg: &'a Config,
+    jobs: bool,
+}
+
+impl<'a> Wanted<'a> {
+    fn get(self, name: &str) -> Option<&'a Process> {
+        let p = self.cfg.processes.get(name)?;
+        (p.enabled && p.extra.schedule.is_some() == self.jobs).then_some(p)
+    }
+
+    fn iter(self) -> impl Iterator<Item = &'a Process> {
+        self.cfg
+            .enabled()
+            .filter(move |p| p.extra.schedule.is_some() == self.jobs)
     }
 }
 
