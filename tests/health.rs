@@ -446,6 +446,44 @@ fn the_readiness_file_exists_exactly_while_ready() {
 }
 
 #[test]
+fn a_readiness_or_log_file_that_is_a_directory_is_refused_at_start() {
+    let cfg = header("  readiness_file: $DIR\n")
+        + "  svc:\n    command: [sleep, \"1000\"]\n    logging: {file: {path: $DIR}}\n";
+    let mut sd = Sheepdog::start("readydir", &cfg);
+    assert_eq!(sd.exit_code(WAIT), 2, "{}", sd.log());
+    let log = sd.log();
+    for key in ["global.readiness_file", "processes.svc.logging.file.path"] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains(key) && l.contains("it is a directory")),
+            "{key}:\n{log}"
+        );
+    }
+    assert!(!log.contains("svc-1: started"), "{log}");
+}
+
+/// Its directory may come later (a pre_start hook may make it): tried again
+/// at each change, but said once, even while a crash loop publishes often.
+#[test]
+fn a_readiness_file_whose_directory_is_missing_is_warned_about_once() {
+    let cfg = header("  readiness_file: $DIR/later/ready\n")
+        + "  blink:\n    command: [sleep, \"0.05\"]\n";
+    let mut sd = Sheepdog::start("readylater", &cfg);
+    assert!(sd.wait_log_n("blink-1: started", 10, WAIT), "{}", sd.log());
+    assert_eq!(
+        sd.count("unable to update readiness file"),
+        1,
+        "{}",
+        sd.log()
+    );
+    std::fs::create_dir(sd.dir.path("later")).unwrap();
+    let ready = sd.dir.path("later/ready");
+    assert!(wait_until(WAIT, || ready.exists()), "{}", sd.log());
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0);
+}
+
+#[test]
 fn declared_ports_alone_gate_dependents_until_they_listen() {
     let port = free_port();
     let cfg = header("")

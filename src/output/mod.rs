@@ -167,14 +167,20 @@ impl Output {
     }
 }
 
-/// Before anything starts: every log file's directory must exist.
-/// Errors name the key.
+/// Before anything starts: every log file's directory must exist, and no
+/// log or readiness file be a directory. (The readiness file's directory
+/// may come later: a pre_start hook may make it.) Errors name the key.
 pub fn check_files(cfg: &Config) -> Result<(), String> {
     use crate::config::extra::StreamMode;
     let mut problems = Vec::new();
     if let Some(path) = &cfg.global.extra.log_file {
         if let Err(e) = sink::check_dir(path) {
             problems.push(format!("global.log_file: {e}"));
+        }
+    }
+    if let Some(r) = &cfg.global.extra.readiness {
+        if let Err(e) = sink::not_a_directory(&r.path, "write readiness file") {
+            problems.push(format!("global.readiness_file: {e}"));
         }
     }
     for p in cfg.enabled() {

@@ -42,23 +42,40 @@ pub fn expand(template: &Path, process: &str, instance: &str) -> PathBuf {
 /// Check that the directory of `path` exists.
 pub fn check_dir(path: &Path) -> Result<(), String> {
     let dir = crate::safe_open::dir_of(path);
+    let (doing, shown) = ("open log file", path.display());
     match std::fs::metadata(dir) {
-        Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(format!(
-            "unable to open log file {}: {} is not a directory",
-            path.display(),
-            dir.display()
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(format!(
+                "unable to {doing} {shown}: {} is not a directory",
+                dir.display()
+            ))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(format!(
+                "unable to {doing} {shown}: directory {} does not exist (create it first)",
+                dir.display()
+            ))
+        }
+        Err(e) => {
+            return Err(format!(
+                "unable to {doing} {shown}: directory {}: {e}",
+                dir.display()
+            ))
+        }
+    }
+    not_a_directory(path, doing)
+}
+
+/// Opening or renaming onto a directory fails at every attempt: refuse it
+/// up front. `doing`: "open log file", for the message.
+pub fn not_a_directory(path: &Path, doing: &str) -> Result<(), String> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => Err(format!(
+            "unable to {doing} {}: it is a directory; expected the path of a file",
+            path.display()
         )),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(format!(
-            "unable to open log file {}: directory {} does not exist (create it first)",
-            path.display(),
-            dir.display()
-        )),
-        Err(e) => Err(format!(
-            "unable to open log file {}: directory {}: {e}",
-            path.display(),
-            dir.display()
-        )),
+        _ => Ok(()),
     }
 }
 

@@ -353,6 +353,8 @@ struct Supervisor {
     shutdown_took: Option<Duration>,
     /// Whether the readiness file is present (None: not written yet).
     ready_file: Option<bool>,
+    /// The last error updating it, said once.
+    ready_file_error: Option<String>,
     /// Global pre-start hooks have not finished: nothing may start.
     pre_start_pending: bool,
     post_start_fired: bool,
@@ -432,6 +434,7 @@ impl Supervisor {
             reason: None,
             shutdown_took: None,
             ready_file: None,
+            ready_file_error: None,
             pre_start_pending: false,
             post_start_fired: false,
             stage: Stage::Stopping,

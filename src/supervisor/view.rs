@@ -172,8 +172,20 @@ impl Supervisor {
                     if ready { "written" } else { "removed" }
                 );
                 self.ready_file = Some(ready);
+                self.ready_file_error = None;
             }
-            Err(e) => log::warn!("unable to update readiness file {}: {e}", r.path.display()),
+            // Tried again at every publish (its directory may appear), but
+            // said once: a crash loop publishes many times a second.
+            Err(e) => {
+                let e = e.to_string();
+                if self.ready_file_error.as_ref() != Some(&e) {
+                    log::warn!(
+                        "unable to update readiness file {}: {e}; trying again at each change, quietly",
+                        r.path.display()
+                    );
+                    self.ready_file_error = Some(e);
+                }
+            }
         }
     }
 }
