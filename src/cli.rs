@@ -160,6 +160,12 @@ OPTIONS:
     --dry-run           validate and print the plan without starting anything
     --json              (check) print the plan as JSON
 
+SIGNALS (run):
+    TERM, INT, QUIT     stop everything in reverse dependency order, then exit;
+                        a second TERM or INT kills what is left at once
+    HUP                 read the config file again and apply what changed
+    USR1                reopen log files
+
 EXIT CODES:
     0    clean shutdown on request (or a successful check/dry-run)
     1    runtime failure: start-up failed, a critical process failed, or every
