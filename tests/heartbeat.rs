@@ -445,7 +445,7 @@ fn pings_go_through_the_environments_proxy_unless_no_proxy_names_the_host() {
     // excluded by NO_PROXY, reaches it directly by its path.
     let srv = Server::start(|_, _| Some(200));
     let cfg = format!(
-        "global:\n  shutdown_timeout: 5\nprocesses:\n  idle:\n    command: [sleep, '300']\n  \
+        "global:\n  shutdown_timeout: 5\n  api_enabled: false\n  metrics_enabled: false\nprocesses:\n  idle:\n    command: [sleep, '300']\n  \
          far:\n    type: oneshot\n    command: 'true'\n    restart: never\n    \
          heartbeat: {{url: 'http://hc-ping.invalid/far', method: GET}}\n  \
          near:\n    type: oneshot\n    command: 'true'\n    restart: never\n    \
