@@ -5,7 +5,9 @@
 //! Invariants:
 //! - The file is read and validated on a short-lived thread of its own,
 //!   never on the supervisor thread (a file on a stuck mount must not stop
-//!   supervision). Requests that arrive while it loads share its result.
+//!   supervision). One read at a time: requests that arrive during a read
+//!   are answered by one more read after it, so every request sees the
+//!   file as it was when it was sent.
 //! - All or nothing at decision time: an unreadable or invalid file, or a
 //!   change a reload cannot make, changes nothing and is answered with the
 //!   reasons. Otherwise every decision is taken at once, here, and recorded
@@ -57,6 +59,8 @@ pub(super) struct Reloads {
     pub(super) done: crossbeam_channel::Receiver<Loaded>,
     /// Some while a load runs: who waits for its answer (None: SIGHUP).
     waiting: Option<Vec<Option<Sender<ControlReply>>>>,
+    /// Asked for during that load: the next load's waiters.
+    queued: Vec<Option<Sender<ControlReply>>>,
     pub(super) counts: ReloadCounts,
 }
 
@@ -67,6 +71,7 @@ impl Reloads {
             done_tx,
             done,
             waiting: None,
+            queued: Vec::new(),
             counts: ReloadCounts::default(),
         }
     }
@@ -99,20 +104,22 @@ fn load(path: &Path) -> Loaded {
 impl Supervisor {
     /// A reload was asked for (`reply`: an API caller; None: SIGHUP).
     pub(super) fn request_reload(&mut self, reply: Option<Sender<ControlReply>>) {
-        if matches!(self.phase, Phase::ShuttingDown { .. }) {
-            self.reload_answer(
-                reply,
-                ControlReply::Conflict("sheepdog is shutting down".into()),
-            );
-            return;
+        if self.reloads.waiting.is_some() {
+            self.reloads.queued.push(reply);
+        } else {
+            self.start_load(vec![reply]);
         }
-        if let Some(waiting) = &mut self.reloads.waiting {
-            waiting.push(reply);
+    }
+
+    /// Read the file on a thread of its own; `waiting` get the answer.
+    fn start_load(&mut self, waiting: Vec<Option<Sender<ControlReply>>>) {
+        if matches!(self.phase, Phase::ShuttingDown { .. }) {
+            self.refuse_in_shutdown(waiting);
             return;
         }
         let Some(path) = self.cfg.source.clone() else {
             let why = "sheepdog was started without a configuration file; nothing to reload";
-            self.reload_failed(vec![reply], why.into());
+            self.reload_failed(waiting, why.into());
             return;
         };
         log::info!(event = "reload", path = path.display().to_string().as_str();
@@ -127,11 +134,18 @@ impl Supervisor {
             });
         match thread {
             // Detached: it ends after its one send.
-            Ok(_) => self.reloads.waiting = Some(vec![reply]),
+            Ok(_) => self.reloads.waiting = Some(waiting),
             Err(e) => {
                 let why = format!("unable to start the thread that reads the configuration: {e}");
-                self.reload_failed(vec![reply], why);
+                self.reload_failed(waiting, why);
             }
+        }
+    }
+
+    fn refuse_in_shutdown(&mut self, waiting: Vec<Option<Sender<ControlReply>>>) {
+        for reply in waiting.into_iter().flatten() {
+            let why = "sheepdog is shutting down".to_string();
+            self.answer(reply, ControlReply::Conflict(why));
         }
     }
 
@@ -153,36 +167,38 @@ impl Supervisor {
         }
     }
 
-    /// The loader thread's result.
+    /// The loader thread's result; then the read asked for meanwhile.
     pub(super) fn on_reload_loaded(&mut self, loaded: Loaded) {
         let waiting = self.reloads.waiting.take().unwrap_or_default();
         if matches!(self.phase, Phase::ShuttingDown { .. }) {
-            for reply in waiting {
-                let why = "sheepdog is shutting down".to_string();
-                self.reload_answer(reply, ControlReply::Conflict(why));
+            self.refuse_in_shutdown(waiting);
+        } else {
+            match loaded.and_then(|(cfg, plan)| self.apply_reload(cfg, plan)) {
+                Ok(summary) => self.reloaded(summary, waiting),
+                Err(why) => self.reload_failed(waiting, why),
             }
-            return;
         }
-        let applied = loaded.and_then(|(cfg, plan)| self.apply_reload(cfg, plan));
-        match applied {
-            Ok(summary) => {
-                log::info!(event = "reloaded"; "{summary}");
-                for key in &summary.needs_restart {
-                    log::warn!("reload: {key} changed; it applies only when sheepdog restarts");
-                }
-                self.reloads.counts.succeeded += 1;
-                self.reloads.counts.last_ok = Some(true);
-                for reply in waiting {
-                    let answer = ControlReply::Reloaded(Box::new(summary.clone()));
-                    self.reload_answer(reply, answer);
-                }
-                // Logged after the summary: what is done about it.
-                self.reload_step();
-                self.try_start_ready();
-                self.check_settled();
-            }
-            Err(why) => self.reload_failed(waiting, why),
+        let queued = std::mem::take(&mut self.reloads.queued);
+        if !queued.is_empty() {
+            self.start_load(queued);
         }
+    }
+
+    fn reloaded(&mut self, summary: ReloadSummary, waiting: Vec<Option<Sender<ControlReply>>>) {
+        log::info!(event = "reloaded"; "{summary}");
+        for key in &summary.needs_restart {
+            log::warn!("reload: {key} changed; it applies only when sheepdog restarts");
+        }
+        self.reloads.counts.succeeded += 1;
+        self.reloads.counts.last_ok = Some(true);
+        for reply in waiting {
+            let answer = ControlReply::Reloaded(Box::new(summary.clone()));
+            self.reload_answer(reply, answer);
+        }
+        // Logged after the summary: what is done about it.
+        self.reload_step();
+        self.try_start_ready();
+        self.check_settled();
     }
 
     /// Decide what becomes of every process and job and record it
