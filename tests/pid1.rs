@@ -232,3 +232,49 @@ fn wait_pid1(sd: &Sheepdog) -> i32 {
     }));
     root.unwrap()
 }
+
+#[test]
+fn as_pid1_sighup_reloads_the_configuration() {
+    // The kernel delivers to PID 1 only the signals it handles: a HUP from
+    // the host (`docker kill -s HUP`) must reach the reload.
+    let cfg = r#"
+global: { shutdown_timeout: 20, api_enabled: false, metrics_enabled: false }
+processes:
+  first:
+    command: "echo $$ > $DIR/first; exec sleep 1000"
+"#;
+    let Some(mut sd) = start_pid1("pid1-reload", cfg) else {
+        return;
+    };
+    assert!(
+        wait_until(WAIT, || read_pid(&sd.dir.path("first")).is_some()),
+        "{}",
+        sd.log()
+    );
+    let root = wait_pid1(&sd);
+    let file = sd.dir.path("sheepdog.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let added = text
+        + "  second:\n    command: \"echo $$ > "
+        + sd.dir.0.to_str().unwrap()
+        + "/second; exec sleep 1000\"\n";
+    std::fs::write(&file, added).unwrap();
+    let hup = nix::sys::signal::Signal::SIGHUP;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(root), hup).unwrap();
+    assert!(
+        wait_until(WAIT, || read_pid(&sd.dir.path("second")).is_some()),
+        "second never started after SIGHUP:\n{}",
+        sd.log()
+    );
+    assert!(
+        sd.log().contains("added second; 1 unchanged"),
+        "{}",
+        sd.log()
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(root),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}
