@@ -136,6 +136,10 @@ pub struct Shared {
     pub output: Output,
     /// Where hook executions are reported (for metrics).
     pub hook_executions: Sender<crate::hooks::Execution>,
+    /// `global.shutdown_timeout` from the start of the shutdown: set once,
+    /// by the supervisor, when it begins (a stop's log line names it when
+    /// it comes before the process's own timeout).
+    pub shutdown_deadline: std::sync::OnceLock<Instant>,
 }
 
 /// The supervisor's handle on a running instance thread.
@@ -932,6 +936,27 @@ impl Runner {
         }
     }
 
+    /// `; the shutdown deadline kills it sooner, in 8s` when a shutdown's
+    /// deadline comes before `kill_at`.
+    fn deadline_first(&self, kill_at: Instant, now: Instant) -> String {
+        match self.shared.shutdown_deadline.get() {
+            Some(&d) if d < kill_at => {
+                // Tenths of a second up to 10s (up: 999ms is "1s"), then
+                // whole seconds.
+                let ms = d.saturating_duration_since(now).as_millis() as u64;
+                let left = Duration::from_millis(match ms {
+                    0..10_000 => ms.div_ceil(100) * 100,
+                    _ => (ms + 500) / 1000 * 1000,
+                });
+                format!(
+                    "; the shutdown deadline kills it sooner, in {}",
+                    crate::config::format_duration(left)
+                )
+            }
+            _ => String::new(),
+        }
+    }
+
     /// A requested stop: the stop signal to the group, then wait; or,
     /// `forced` (the global deadline, a second SIGTERM), SIGKILL at once.
     fn begin_stop(&mut self, pid: i32, now: Instant, forced: bool) -> Stopping {
@@ -946,7 +971,7 @@ impl Runner {
             log::info!(
                 event = "stopping", instance = &*self.id.instance, pid = pid, signal = sd.signal.as_str(),
                 timeout_ms = sd.timeout.as_millis() as u64;
-                "{}: stopping pid {pid}: {} to its process group, then {} after {}{}",
+                "{}: stopping pid {pid}: {} to its process group, then {} after {}{}{}",
                 self.id.instance,
                 sd.signal,
                 sd.kill_signal,
@@ -955,7 +980,8 @@ impl Runner {
                     String::new()
                 } else {
                     format!(" and SIGKILL {} later", crate::config::format_duration(group::KILL_GRACE))
-                }
+                },
+                self.deadline_first(now + sd.timeout, now)
             );
         }
         self.report(Event::Stopping);

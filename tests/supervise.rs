@@ -328,6 +328,15 @@ fn the_global_deadline_bounds_the_whole_shutdown() {
     );
     assert_eq!(line.matches(" (pid ").count(), 10, "{line}");
     assert!(line.ends_with(", 2 more"), "{line}");
+    // Each stop line says the deadline comes before the 60s timeout.
+    let stop = log
+        .lines()
+        .find(|l| l.contains("slow-1: stopping pid "))
+        .unwrap_or_else(|| panic!("no stop line\n{log}"));
+    assert!(
+        stop.contains("then SIGKILL after 1m; the shutdown deadline kills it sooner, in "),
+        "{stop}"
+    );
 }
 
 #[test]

@@ -83,6 +83,7 @@ pub fn run(config: Config, plan: Plan, sigs: &'static mut signal_hook::iterator:
         reaper: reaper.clone(),
         output,
         hook_executions: hook_exec_tx.clone(),
+        shutdown_deadline: std::sync::OnceLock::new(),
     });
     let published = Published::new(reaper.clone());
     let (req_tx, req_rx) = crossbeam_channel::unbounded();
@@ -1230,6 +1231,8 @@ impl Supervisor {
             deadline: now + timeout,
             forced: false,
         };
+        // Before any instance is told to stop.
+        let _ = self.shared.shutdown_deadline.set(now + timeout);
         for p in self.procs.values_mut() {
             p.op = None;
             if p.phase == ProcPhase::Pending {
