@@ -94,6 +94,10 @@ impl Job {
         self.retired = false;
     }
 
+    pub(super) fn retired(&self) -> bool {
+        self.retired
+    }
+
     pub(super) fn retire(&mut self) {
         self.retired = true;
     }

@@ -363,6 +363,13 @@ impl Supervisor {
                         job.retire();
                     }
                 }
+                // Removed by an earlier reload while a run went on, and back
+                // now: on the schedule again (or it would go when that run ends).
+                Some(new) if job.retired() => {
+                    changed = true;
+                    job.redefine(new.clone());
+                    s.added.push(name);
+                }
                 Some(new) if job.same(new) => s.unchanged.push(name),
                 Some(new) => {
                     changed = true;
