@@ -19,6 +19,7 @@ use crate::group::Whom;
 use crate::instance::Cmd;
 use crate::status::{Control, ControlReply, Request};
 
+use super::reload::Next;
 use super::{Op, Phase, ProcPhase, Reason, Supervisor};
 
 impl Supervisor {
@@ -134,7 +135,12 @@ impl Supervisor {
                 ControlReply::Done(format!("{name} is already stopped"))
             }
             ProcPhase::Stopping => {
-                if std::mem::take(&mut p.start_when_stopped) {
+                let reload_start = matches!(&p.next, Some(Next::Replace { start: true, .. }));
+                if let Some(Next::Replace { start, .. }) = &mut p.next {
+                    // A reload's restart: it takes its new definition, stopped.
+                    *start = false;
+                }
+                if std::mem::take(&mut p.start_when_stopped) || reload_start {
                     log::info!("{name}: stop requested; it will not start again");
                 }
                 ControlReply::Accepted(format!("{name} is already stopping"))
@@ -146,6 +152,10 @@ impl Supervisor {
             ProcPhase::Active => {
                 log::info!("{name}: stop requested");
                 p.op = None;
+                if let Some(Next::Replace { start, .. }) = &mut p.next {
+                    // Waiting for a reload's restart: it stays stopped.
+                    *start = false;
+                }
                 if p.all_done() {
                     p.phase = ProcPhase::Stopped;
                     return ControlReply::Done(format!("{name} stopped"));
