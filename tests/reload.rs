@@ -1217,3 +1217,41 @@ fn a_reload_whose_new_dependency_never_gets_healthy_does_not_shut_sheepdog_down(
     );
     assert_eq!(r.wait_running("other", 1), other);
 }
+
+/// Threads of `pid` named `comm`.
+fn threads_named(pid: i32, comm: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.flatten()
+                .filter(|t| {
+                    std::fs::read_to_string(t.path().join("comm"))
+                        .is_ok_and(|c| c.trim_end() == comm)
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn reloads_that_change_jobs_do_not_leave_threads_behind() {
+    // A cron job: the scheduler watches for clock steps on a thread of its
+    // own, blocked in read(2) on a timerfd.
+    let b = |v: u32| format!("  b:\n    command: \"true {v}\"\n    schedule: \"0 3 * * *\"\n");
+    let r = Reload::start("reload-threads", "", &(sleeper("keep", "v1") + &b(0)));
+    r.wait_running("keep", 1);
+    let pid = r.sd.pid();
+    let before = threads_named(pid, "clock-steps");
+    assert!(before <= 1, "{before}");
+    for v in 1..=20 {
+        r.rewrite(&(sleeper("keep", "v1") + &b(v)));
+        assert_eq!(names(&r.reloaded(), "changed"), ["b"]);
+    }
+    // The old watchers end with their scheduler (each reload above joined
+    // the old scheduler before starting the new one).
+    let ok = wait_until(WAIT, || threads_named(pid, "clock-steps") <= 1);
+    assert!(
+        ok,
+        "{} clock-steps threads after 20 reloads (one per scheduler ever started)",
+        threads_named(pid, "clock-steps")
+    );
+}
