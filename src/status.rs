@@ -465,6 +465,9 @@ pub struct ReloadSummary {
     /// Changed keys that take effect only when sheepdog restarts
     /// (`global.api_port`, `processes.web.heartbeat`).
     pub needs_restart: Vec<String>,
+    /// Changes refused for now, with why (`web is being restarted; scale
+    /// it afterwards; reload again later`): the next reload tries again.
+    pub not_applied: Vec<String>,
 }
 
 impl std::fmt::Display for ReloadSummary {
@@ -488,6 +491,9 @@ impl std::fmt::Display for ReloadSummary {
             write!(f, " no process changed")?;
         } else if !self.unchanged.is_empty() {
             write!(f, "; {} unchanged", self.unchanged.len())?;
+        }
+        if !self.not_applied.is_empty() {
+            write!(f, "; not applied: {}", self.not_applied.join("; "))?;
         }
         if !self.needs_restart.is_empty() {
             write!(

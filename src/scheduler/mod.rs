@@ -191,15 +191,20 @@ fn diff(a: SystemTime, b: SystemTime) -> (bool, Duration) {
     }
 }
 
+/// A job's first due time, planned at (`wall`, `mono`).
+fn first_due(j: &JobSpec, wall: SystemTime, mono: Instant) -> Due {
+    match &j.spec {
+        Spec::Cron { cron, tz } => wall_next(cron, tz, wall),
+        Spec::Every(d) => Due::Mono(mono + *d),
+    }
+}
+
 impl Planner {
     pub fn new(specs: Vec<JobSpec>, wall: SystemTime, mono: Instant, rng: Rng) -> Planner {
         let jobs = specs
             .into_iter()
             .map(|j| {
-                let due = match &j.spec {
-                    Spec::Cron { cron, tz } => wall_next(cron, tz, wall),
-                    Spec::Every(d) => Due::Mono(mono + *d),
-                };
+                let due = first_due(&j, wall, mono);
                 (j, due)
             })
             .collect();
@@ -211,6 +216,33 @@ impl Planner {
             rng,
             pending: Vec::new(),
         }
+    }
+
+    /// A new job list (a reload): a job it already had and not in `fresh`
+    /// keeps its due time and a jittered start it waits for; the others
+    /// are planned from now. Removed jobs' waiting starts are dropped.
+    pub fn update(
+        &mut self,
+        specs: Vec<JobSpec>,
+        fresh: &[String],
+        wall: SystemTime,
+        mono: Instant,
+    ) {
+        let mut old = std::mem::take(&mut self.jobs);
+        for j in specs {
+            let kept = old
+                .iter()
+                .position(|(o, _)| o.name == j.name)
+                .map(|i| old.swap_remove(i).1)
+                .filter(|_| !fresh.contains(&j.name));
+            let due = kept.unwrap_or_else(|| first_due(&j, wall, mono));
+            self.jobs.push((j, due));
+        }
+        let jobs = &self.jobs;
+        self.pending.retain(|(_, f)| {
+            jobs.iter()
+                .any(|(j, _)| j.name == f.job && !fresh.contains(&j.name))
+        });
     }
 
     /// Advance to (`wall`, `mono`): the runs to start now.
@@ -363,9 +395,23 @@ pub enum Msg {
     },
 }
 
-/// The running scheduler thread. Dropping `stop` (or sending on it) ends it.
+/// What the supervisor tells the scheduler thread.
+#[derive(Debug)]
+pub enum Order {
+    /// The job list changed (a reload): see `Planner::update`.
+    Jobs {
+        specs: Vec<JobSpec>,
+        fresh: Vec<String>,
+    },
+    /// Shutdown: no more due times.
+    Stop,
+}
+
+/// The running scheduler thread. `Order::Stop`, or dropping `inbox`, ends
+/// it. It runs once per sheepdog: each start also starts a clock-step
+/// watcher that ends only when the clock is set.
 pub struct Handle {
-    pub stop: Sender<()>,
+    pub inbox: Sender<Order>,
     pub thread: std::thread::JoinHandle<()>,
 }
 
@@ -375,15 +421,16 @@ pub fn start(
     clock: Box<dyn Clock + Send>,
     out: Sender<Msg>,
 ) -> std::io::Result<Handle> {
-    let (stop, inbox) = crossbeam_channel::bounded(1);
+    // Unbounded: the supervisor never waits on it.
+    let (tx, inbox) = crossbeam_channel::unbounded();
     let thread = std::thread::Builder::new()
         .name("scheduler".into())
         .stack_size(128 * 1024)
         .spawn(move || run_thread(specs, clock.as_ref(), &inbox, &out))?;
-    Ok(Handle { stop, thread })
+    Ok(Handle { inbox: tx, thread })
 }
 
-fn run_thread(specs: Vec<JobSpec>, clock: &dyn Clock, inbox: &Receiver<()>, out: &Sender<Msg>) {
+fn run_thread(specs: Vec<JobSpec>, clock: &dyn Clock, inbox: &Receiver<Order>, out: &Sender<Msg>) {
     let mut planner = Planner::new(specs, clock.wall(), clock.mono(), Rng::seeded());
     let (step_tx, step_rx) = crossbeam_channel::bounded(1);
     let mut steps = if steps::watch(step_tx) {
@@ -430,8 +477,13 @@ fn run_thread(specs: Vec<JobSpec>, clock: &dyn Clock, inbox: &Receiver<()>, out:
             None => crossbeam_channel::never(),
         };
         select! {
-            // A message or a dropped sender: the supervisor is shutting down.
-            recv(inbox) -> _ => return,
+            recv(inbox) -> m => match m {
+                Ok(Order::Jobs { specs, fresh }) => {
+                    planner.update(specs, &fresh, clock.wall(), clock.mono());
+                }
+                // Stop, or a dropped sender: the supervisor is shutting down.
+                Ok(Order::Stop) | Err(_) => return,
+            },
             recv(timer) -> _ => {}
             // The wall clock was set: re-read both clocks (next turn).
             recv(steps) -> m => if m.is_err() {

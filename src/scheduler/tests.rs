@@ -419,3 +419,70 @@ fn the_clock_step_watcher_starts_on_linux() {
         .recv_timeout(std::time::Duration::from_millis(50))
         .is_err());
 }
+
+fn every_job(name: &str, period: Duration, jitter: Duration) -> JobSpec {
+    JobSpec {
+        name: name.into(),
+        spec: Spec::Every(period),
+        catch_up: false,
+        jitter,
+    }
+}
+
+#[test]
+fn an_update_keeps_unchanged_jobs_due_times_and_plans_fresh_ones_from_now() {
+    let mut c = Fake::new("2024-01-01T00:00:00Z");
+    let hour = Duration::from_secs(3600);
+    let mut p = planner(
+        &c,
+        vec![
+            every_job("a", 10 * S, Duration::ZERO),
+            every_job("b", hour, Duration::ZERO),
+        ],
+    );
+    let start = c.mono();
+    c.pass(8 * S);
+    // b changes (fresh), c is new, a is not touched.
+    p.update(
+        vec![
+            every_job("a", 10 * S, Duration::ZERO),
+            every_job("b", hour, Duration::ZERO),
+            every_job("c", 5 * S, Duration::ZERO),
+        ],
+        &["b".into(), "c".into()],
+        c.wall(),
+        c.mono(),
+    );
+    let due: Vec<(String, Option<SystemTime>)> = p.next_runs(c.wall(), c.mono());
+    let at = |n: &str| {
+        due.iter()
+            .find(|(j, _)| j == n)
+            .and_then(|(_, t)| *t)
+            .unwrap()
+    };
+    // a: still 10 s after the start, 2 s from now; not pushed back.
+    assert_eq!(p.next_wake(c.wall(), c.mono()), Some(start + 10 * S));
+    assert_eq!(at("a"), c.wall() + 2 * S);
+    assert_eq!(at("b"), c.wall() + hour);
+    assert_eq!(at("c"), c.wall() + 5 * S);
+    c.pass(2 * S);
+    let fired: Vec<String> = p
+        .wake(c.wall(), c.mono())
+        .into_iter()
+        .map(|f| f.job)
+        .collect();
+    assert_eq!(fired, ["a"]);
+}
+
+#[test]
+fn an_update_drops_the_waiting_start_of_a_removed_job() {
+    let mut c = Fake::new("2024-01-01T00:00:00Z");
+    let mut p = planner(&c, vec![every_job("a", S, Duration::from_secs(30))]);
+    c.pass(S);
+    // Due, but waiting out its jitter (with this seed, not zero).
+    assert!(p.wake(c.wall(), c.mono()).is_empty());
+    assert_eq!(p.pending.len(), 1);
+    p.update(Vec::new(), &[], c.wall(), c.mono());
+    assert!(p.pending.is_empty());
+    assert_eq!(p.next_wake(c.wall(), c.mono()), None);
+}

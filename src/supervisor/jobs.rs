@@ -36,6 +36,8 @@ use super::{Phase, ProcPhase, Supervisor};
 
 /// A run going on.
 struct ActiveRun {
+    /// The definition it runs (a reload may have changed the job's since).
+    def: Arc<Process>,
     cmd: Sender<RunCmd>,
     thread: Option<std::thread::JoinHandle<()>>,
     pid: Option<i32>,
@@ -100,11 +102,19 @@ impl Job {
 
     pub(super) fn retire(&mut self) {
         self.retired = true;
+        self.next_run = None;
+    }
+
+    /// Its schedule differs from `def`'s.
+    pub(super) fn reschedules(&self, def: &Process) -> bool {
+        def.extra.schedule.as_ref() != Some(&self.sched)
     }
 
     /// A run is going and the job depends on `process`.
     pub(super) fn holds(&self, process: &str) -> bool {
-        !self.runs.is_empty() && self.def.depends_on.iter().any(|d| d.name == process)
+        self.runs
+            .values()
+            .any(|r| r.def.depends_on.iter().any(|d| d.name == process))
     }
 
     pub(super) fn idle(&self) -> bool {
@@ -130,12 +140,14 @@ impl Supervisor {
         })
     }
 
-    /// Start the scheduler thread, when there are jobs (not those a reload
-    /// removed, whose last runs are ending). Logs the schedule of each, or
-    /// of those in `announce` only.
-    pub(super) fn start_scheduler(&mut self, announce: Option<&[String]>) {
+    /// Give the scheduler the live jobs (not those a reload removed, whose
+    /// last runs are ending), starting its thread the first time there are
+    /// any; it then runs until shutdown. `fresh`: jobs planned anew (new,
+    /// or a changed schedule); the others keep their due times. Logs the
+    /// schedule of each job, or of those in `announce` only.
+    pub(super) fn schedule_jobs(&mut self, announce: Option<&[String]>, fresh: Vec<String>) {
         let live = || self.jobs.iter().filter(|(_, j)| !j.retired);
-        if live().next().is_none() {
+        if live().next().is_none() && self.scheduler.is_none() {
             return;
         }
         let mut specs = Vec::new();
@@ -158,6 +170,11 @@ impl Supervisor {
                 if job.sched.catch_up { ", catch_up" } else { "" }
             );
         }
+        if let Some(h) = &self.scheduler {
+            // Unbounded, and the thread lives until told to stop.
+            let _ = h.inbox.send(scheduler::Order::Jobs { specs, fresh });
+            return;
+        }
         match scheduler::start(
             specs,
             Box::new(scheduler::SystemClock),
@@ -171,14 +188,14 @@ impl Supervisor {
     /// Stop the scheduler thread (shutdown): no new due times.
     pub(super) fn stop_scheduler(&mut self) {
         if let Some(h) = &self.scheduler {
-            let _ = h.stop.send(());
+            let _ = h.inbox.send(scheduler::Order::Stop);
         }
     }
 
     /// After the loop: the scheduler thread has been told to stop.
     pub(super) fn join_scheduler(&mut self) {
         if let Some(h) = self.scheduler.take() {
-            drop(h.stop);
+            drop(h.inbox);
             // It returns as soon as it sees the closed inbox.
             let _ = h.thread.join();
         }
@@ -282,6 +299,7 @@ impl Supervisor {
                 job.runs.insert(
                     run_id,
                     ActiveRun {
+                        def: job.def.clone(),
                         cmd: h.cmd,
                         thread: Some(h.thread),
                         pid: None,
@@ -352,6 +370,8 @@ impl Supervisor {
                 for w in active.waiters.drain(..) {
                     self.answer(w, ControlReply::Run(Box::new(record.clone())));
                 }
+                // A reload's stop may have waited for this run to end.
+                self.reload_step();
                 // The last run stopping may let the shutdown go on.
                 if matches!(self.phase, super::Phase::ShuttingDown { .. }) {
                     self.try_stop_ready();

@@ -296,6 +296,9 @@ struct Proc {
     start_when_stopped: bool,
     /// What a reload decided for it, carried out once it is down.
     next: Option<reload::Next>,
+    /// Waiting to start because of a reload, not start-up: when its
+    /// dependencies never come, it stays stopped; sheepdog goes on.
+    by_reload: bool,
 }
 
 impl Proc {
@@ -311,6 +314,7 @@ impl Proc {
             pending_since: Some(Instant::now()),
             start_when_stopped: false,
             next: None,
+            by_reload: false,
         }
     }
 
@@ -496,7 +500,7 @@ impl Supervisor {
         }
         self.beats.start(self.shared.output.store().clone());
         self.start_pre_start_hooks();
-        self.start_scheduler(None);
+        self.schedule_jobs(None, Vec::new());
         self.try_start_ready();
         self.check_settled();
         self.check_post_start();
@@ -870,6 +874,8 @@ impl Supervisor {
             self.take_next(name);
             self.reload_step();
             self.try_start_ready();
+            // A removal may leave nothing to supervise.
+            self.check_settled();
             return true;
         }
         if std::mem::take(&mut p.start_when_stopped) && matches!(self.phase, Phase::Running) {
@@ -887,6 +893,7 @@ impl Supervisor {
             return;
         }
         let mut ready = Vec::new();
+        let mut gave_up = Vec::new();
         for level in &self.plan.levels {
             for name in level {
                 let Some(p) = self.procs.get(name) else {
@@ -903,6 +910,12 @@ impl Supervisor {
                         DepState::Impossible(why) => {
                             let msg = format!("cannot start {name}: dependency {} {why}", dep.name);
                             log::error!("{msg}");
+                            // After a reload: that process gives up, not sheepdog.
+                            if p.by_reload {
+                                gave_up.push(name.clone());
+                                all = false;
+                                break;
+                            }
                             self.begin_shutdown(Reason::StartupFailed(msg));
                             return;
                         }
@@ -911,6 +924,13 @@ impl Supervisor {
                 if all {
                     ready.push(name.clone());
                 }
+            }
+        }
+        for name in gave_up {
+            log::error!("{name}: not started; it stays stopped until started");
+            if let Some(p) = self.procs.get_mut(&name) {
+                p.phase = ProcPhase::Stopped;
+                p.by_reload = false;
             }
         }
         for name in ready {
@@ -1058,10 +1078,44 @@ impl Supervisor {
         let now = Instant::now();
         self.relaunch_due(now);
         let limit = self.cfg.global.dependency_timeout;
-        let late = self.procs.values().find(|p| {
+        let is_late = |p: &Proc| {
             p.phase == ProcPhase::Pending && p.pending_since.is_some_and(|t| now >= t + limit)
-        });
-        let Some(p) = late else { return };
+        };
+        // After a reload: that process gives up, not sheepdog.
+        let gave_up: Vec<String> = self
+            .procs
+            .iter()
+            .filter(|(_, p)| p.by_reload && is_late(p))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in gave_up {
+            let waiting = self.waiting_for(&name);
+            log::error!(
+                "{name}: not started: dependency_timeout ({}) passed waiting for {waiting}; it stays stopped until started",
+                format_duration(limit)
+            );
+            if let Some(p) = self.procs.get_mut(&name) {
+                p.phase = ProcPhase::Stopped;
+                p.by_reload = false;
+            }
+        }
+        let late = self.procs.iter().find(|(_, p)| is_late(p));
+        let Some((name, _)) = late else { return };
+        let msg = format!(
+            "cannot start {name}: dependency_timeout ({}) passed waiting for {}",
+            format_duration(limit),
+            self.waiting_for(name)
+        );
+        log::error!("{msg}");
+        self.begin_shutdown(Reason::StartupFailed(msg));
+    }
+
+    /// `db (last error: …), cache`: the dependencies `name` still waits
+    /// for, with the last error each reported.
+    fn waiting_for(&self, name: &str) -> String {
+        let Some(p) = self.procs.get(name) else {
+            return String::new();
+        };
         let waiting: Vec<String> = p
             .def
             .depends_on
@@ -1079,14 +1133,7 @@ impl Supervisor {
                 }
             })
             .collect();
-        let msg = format!(
-            "cannot start {}: dependency_timeout ({}) passed waiting for {}",
-            p.def.name,
-            format_duration(limit),
-            waiting.join(", ")
-        );
-        log::error!("{msg}");
-        self.begin_shutdown(Reason::StartupFailed(msg));
+        waiting.join(", ")
     }
 
     /// Launch instances 1..=desired of `name` (fresh start).
@@ -1095,6 +1142,7 @@ impl Supervisor {
             return;
         };
         p.phase = ProcPhase::Active;
+        p.by_reload = false;
         p.instances.retain(|_, i| i.outcome.is_none());
         let desired = p.desired;
         log::info!(

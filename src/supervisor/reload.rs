@@ -105,7 +105,10 @@ impl Supervisor {
     /// A reload was asked for (`reply`: an API caller; None: SIGHUP).
     pub(super) fn request_reload(&mut self, reply: Option<Sender<ControlReply>>) {
         if self.reloads.waiting.is_some() {
-            self.reloads.queued.push(reply);
+            // A SIGHUP adds nothing to a read already queued.
+            if reply.is_some() || self.reloads.queued.is_empty() {
+                self.reloads.queued.push(reply);
+            }
         } else {
             self.start_load(vec![reply]);
         }
@@ -189,6 +192,9 @@ impl Supervisor {
         for key in &summary.needs_restart {
             log::warn!("reload: {key} changed; it applies only when sheepdog restarts");
         }
+        for why in &summary.not_applied {
+            log::warn!("reload: not applied: {why}");
+        }
         self.reloads.counts.succeeded += 1;
         self.reloads.counts.last_ok = Some(true);
         for reply in waiting {
@@ -237,8 +243,10 @@ impl Supervisor {
             needs_restart: needs_restart(&self.cfg, &new),
             ..ReloadSummary::default()
         };
+        // First: a scale below goes by the new max_process_scale.
+        self.cfg.global = applied_global(self.cfg.global.clone(), &new.global);
         self.reload_processes(wanted, &mut summary);
-        let jobs_changed = self.reload_jobs(wanted_jobs, &mut summary);
+        let fresh_jobs = self.reload_jobs(wanted_jobs, &mut summary);
         summary.added.sort_unstable();
         summary.removed.sort_unstable();
         summary.changed.sort_unstable();
@@ -247,23 +255,22 @@ impl Supervisor {
 
         let mut new = new;
         keep_running_heartbeats(&self.cfg, &mut new);
-        let old = std::mem::replace(&mut self.cfg, new);
-        self.cfg.global = applied_global(old.global, &self.cfg.global);
+        new.global = self.cfg.global.clone();
+        self.cfg = new;
         self.plan = plan;
         crate::logging::configure(self.cfg.global.log_format, self.cfg.global.log_level);
         for w in &self.cfg.warnings {
             log::warn!("config: {w}");
         }
         self.set_name_width();
-        if jobs_changed {
-            self.join_scheduler();
-            let new: Vec<String> = summary
+        if let Some(fresh) = fresh_jobs {
+            let announce: Vec<String> = summary
                 .added
                 .iter()
                 .chain(&summary.changed)
                 .cloned()
                 .collect();
-            self.start_scheduler(Some(&new));
+            self.schedule_jobs(Some(&announce), fresh);
         }
         Ok(summary)
     }
@@ -295,13 +302,18 @@ impl Supervisor {
                     continue;
                 }
                 Some((t, Change::Scale)) if p.next.is_none() => {
-                    p.def = Arc::new((*new).clone());
+                    let old = std::mem::replace(&mut p.def, Arc::new(new.clone()));
                     // Down, it stays down (a scale request would start it).
                     if !matches!(p.phase, ProcPhase::Active | ProcPhase::Pending) {
                         p.desired = new.scale;
                     } else if t.scale != new.scale {
                         if let ControlReply::Conflict(why) = self.scale(&name, new.scale) {
-                            log::warn!("reload: {why}; its scale stays as it is");
+                            // Kept as it was, so the next reload tries again.
+                            if let Some(p) = self.procs.get_mut(&name) {
+                                p.def = old;
+                            }
+                            s.not_applied.push(format!("{why}; reload again later"));
+                            continue;
                         }
                     }
                     s.scaled.push(name);
@@ -331,8 +343,9 @@ impl Supervisor {
                 InitialState::Running => ProcPhase::Pending,
                 InitialState::Stopped => ProcPhase::Held,
             };
-            self.procs
-                .insert(name.to_string(), super::Proc::new(def.clone(), phase));
+            let mut p = super::Proc::new(def.clone(), phase);
+            p.by_reload = true;
+            self.procs.insert(name.to_string(), p);
             if phase == ProcPhase::Held {
                 log::info!("{name}: added; initial_state is stopped, so not starting it");
             }
@@ -343,11 +356,13 @@ impl Supervisor {
         }
     }
 
-    /// Add, change and remove scheduled jobs; true when the scheduler must
-    /// learn the new set. A removed job with runs going keeps them until
-    /// they end (`Job::retired`).
-    fn reload_jobs(&mut self, wanted: Wanted, s: &mut ReloadSummary) -> bool {
+    /// Add, change and remove scheduled jobs. Some when the scheduler must
+    /// learn the new set: the jobs to plan anew (added, or a changed
+    /// schedule). A removed job with runs going keeps them until they end
+    /// (`Job::retired`).
+    fn reload_jobs(&mut self, wanted: Wanted, s: &mut ReloadSummary) -> Option<Vec<String>> {
         let mut changed = false;
+        let mut fresh = Vec::new();
         let names: Vec<String> = self.jobs.keys().cloned().collect();
         for name in names {
             let Some(job) = self.jobs.get_mut(&name) else {
@@ -368,11 +383,15 @@ impl Supervisor {
                 Some(new) if job.retired() => {
                     changed = true;
                     job.redefine(new.clone());
+                    fresh.push(name.clone());
                     s.added.push(name);
                 }
                 Some(new) if job.same(new) => s.unchanged.push(name),
                 Some(new) => {
                     changed = true;
+                    if job.reschedules(new) {
+                        fresh.push(name.clone());
+                    }
                     job.redefine(new.clone());
                     s.changed.push(name);
                 }
@@ -389,9 +408,10 @@ impl Supervisor {
             changed = true;
             self.jobs
                 .insert(name.to_string(), Job::new(def.clone(), sched));
+            fresh.push(name.to_string());
             s.added.push(name.to_string());
         }
-        changed
+        changed.then_some(fresh)
     }
 
     /// Carry out every recorded `next` that can go now: processes already
@@ -437,13 +457,16 @@ impl Supervisor {
 
     /// Some process that depends on `name` is itself being removed or
     /// replaced and has not stopped yet.
+    /// (A scheduled run that depends on it counts too: no new run starts
+    /// on a dependency that is about to go, and a run going on must not
+    /// lose it mid-run.)
     pub(super) fn leaving_dependents(&self, name: &str) -> bool {
         self.procs.iter().any(|(q, p)| {
             q != name
                 && p.next.is_some()
                 && !p.phase.is_down()
                 && p.def.depends_on.iter().any(|d| d.name == name)
-        })
+        }) || self.jobs.values().any(|j| j.holds(name))
     }
 
     fn stop_for_reload(&mut self, name: &str) {
@@ -488,6 +511,7 @@ impl Supervisor {
                 p.op = None;
                 p.start_when_stopped = false;
                 p.pending_since = Some(Instant::now());
+                p.by_reload = start;
                 p.phase = match (start, held) {
                     (true, _) => ProcPhase::Pending,
                     (false, true) => ProcPhase::Held,
