@@ -666,12 +666,8 @@ fn a_removed_process_that_ignores_sigterm_is_killed_at_its_timeout() {
         r.sd.log()
     );
     assert!(!alive(gc));
-    assert!(
-        r.sd.log()
-            .contains("still running after 1s; sending SIGKILL"),
-        "{}",
-        r.sd.log()
-    );
+    // (Logged before the kill, but written by the output thread: wait.)
+    r.sd.wait_log("still running after 1s; sending SIGKILL");
     assert!(
         wait_until(WAIT, || r.names() == ["keep"]),
         "{:?}",
@@ -855,13 +851,13 @@ fn changes_that_need_a_restart_are_listed_and_not_applied() {
     // The API stays where it was.
     assert_eq!(r.get("/api/v1/processes").status, 200);
     assert!(!http::listening(other));
-    assert!(
+    // (Logged before the answer, but written by the output thread: wait.)
+    let warned = || {
         r.sd.log()
             .lines()
-            .any(|l| l.contains("WARN") && l.contains("global.api_port")),
-        "{}",
-        r.sd.log()
-    );
+            .any(|l| l.contains("WARN") && l.contains("global.api_port"))
+    };
+    assert!(wait_until(WAIT, warned), "{}", r.sd.log());
     assert_eq!(r.wait_running("a", 1), a);
 }
 
