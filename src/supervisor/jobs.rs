@@ -371,6 +371,7 @@ impl Supervisor {
                 if job.retired && job.idle() {
                     log::info!("{}: removed (its last run ended)", r.job);
                     self.jobs.remove(&*r.job);
+                    self.forget_hook_stats(&r.job);
                 }
                 for w in active.waiters.drain(..) {
                     self.answer(w, ControlReply::Run(Box::new(record.clone())));
