@@ -1365,7 +1365,11 @@ fn changing_only_a_jobs_timeout_keeps_its_due_time() {
             "  job:\n    command: \"true\"\n    schedule: \"@every 1h\"\n    schedule_timeout: {timeout}\n"
         )
     };
-    let r = Reload::start("reload-job-timeout", "", &(sleeper("a", "v1") + &job("10m")));
+    let r = Reload::start(
+        "reload-job-timeout",
+        "",
+        &(sleeper("a", "v1") + &job("10m")),
+    );
     r.wait_running("a", 1);
     let next = || r.get("/api/v1/schedules/job").json()["next_run"].as_f64();
     assert!(wait_until(WAIT, || next().is_some()), "{}", r.sd.log());
