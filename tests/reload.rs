@@ -1258,3 +1258,127 @@ fn reloads_that_change_jobs_do_not_leave_threads_behind() {
         threads_named(pid, "clock-steps")
     );
 }
+
+// ---- second review of configuration reload ----
+
+/// `p` appends `start TAG` to `$DIR/ev` when it starts; its post_stop
+/// hook takes a second, then appends `post_stop TAG`.
+fn hooked(tag: &str) -> String {
+    format!(
+        "  p:\n    command: \"echo start {tag} >> $DIR/ev; exec sleep 1000\"\n    hooks:\n      \
+         post_stop: [ {{ name: post-stop-{tag}, command: \"sleep 1; echo post_stop {tag} >> $DIR/ev\" }} ]\n"
+    )
+}
+
+#[test]
+fn a_changed_processs_old_post_stop_ends_before_its_new_definition_starts() {
+    let r = Reload::start("reload-post-stop-order", "", &hooked("v1"));
+    r.wait_running("p", 1);
+    r.rewrite(&hooked("v2"));
+    assert_eq!(names(&r.reloaded(), "changed"), ["p"]);
+    let ev = r.sd.dir.path("ev");
+    let read = || std::fs::read_to_string(&ev).unwrap_or_default();
+    let both = wait_until(WAIT, || {
+        let t = read();
+        t.contains("post_stop v1") && t.contains("start v2")
+    });
+    assert!(both, "{}\n{}", read(), r.sd.log());
+    // The stop of the old definition (its post_stop included) comes
+    // before the start of the new one, as at a stop and a start.
+    let t = read();
+    assert!(
+        t.find("post_stop v1") < t.find("start v2"),
+        "the new definition started while the old one's post_stop hook still ran:\n{t}"
+    );
+}
+
+#[test]
+fn a_removed_processs_hook_series_leave_the_metrics() {
+    let b = "  b:\n    command: \"exec sleep 1000\"\n    hooks:\n      \
+             pre_start: [ { name: warm, command: \"true\" } ]\n      \
+             post_stop: [ { name: bye, command: \"sleep 0.5\" } ]\n";
+    let r = Reload::start("reload-hook-metrics", "", &(sleeper("a", "v1") + b));
+    r.wait_running("b", 1);
+    assert!(
+        wait_until(WAIT, || r.scrape().contains("process=\"b\"")),
+        "{}",
+        r.scrape()
+    );
+    r.rewrite(&sleeper("a", "v1"));
+    assert_eq!(names(&r.reloaded(), "removed"), ["b"]);
+    // Its post_stop hook ends after it left the status.
+    r.sd.wait_log("post_stop hook \"bye\" succeeded");
+    assert_eq!(r.get("/api/v1/processes/b").status, 404);
+    let m = r.scrape();
+    let stale: Vec<&str> = m.lines().filter(|l| l.contains("process=\"b\"")).collect();
+    assert!(
+        stale.is_empty(),
+        "a removed process left {} series in the metrics, e.g. {}",
+        stale.len(),
+        stale[0]
+    );
+}
+
+#[test]
+fn ready_is_503_while_a_changed_process_is_being_replaced() {
+    // web drains for 2 s (pre_stop) before its stop signal.
+    let web = |v: u32| {
+        format!(
+            "  web:\n    command: \"exec sleep 1000\"\n    env: {{ V: \"{v}\" }}\n    \
+             health_check: {{ type: exec, command: [\"true\"], initial_delay: 0s, period: 200ms, mode: readiness }}\n    \
+             hooks:\n      pre_stop: [ {{ name: drain, command: \"sleep 2\" }} ]\n"
+        )
+    };
+    let r = Reload::start("reload-ready", "", &web(1));
+    r.wait_running("web", 1);
+    assert!(
+        wait_until(WAIT, || r.get("/api/v1/ready").status == 200),
+        "{}",
+        r.sd.log()
+    );
+    r.rewrite(&web(2));
+    assert_eq!(names(&r.reloaded(), "changed"), ["web"]);
+    // Draining and stopping, to be started again: it does not serve.
+    let state = r.process("web")["state"].clone();
+    let ready = r.get("/api/v1/ready");
+    assert_eq!(
+        ready.status, 503,
+        "/ready while web ({state}) is being replaced: {}",
+        ready.body
+    );
+    // And ready again once the new one is healthy.
+    assert!(
+        wait_until(WAIT, || r.get("/api/v1/ready").status == 200),
+        "{}",
+        r.sd.log()
+    );
+}
+
+#[test]
+fn changing_only_a_jobs_timeout_keeps_its_due_time() {
+    let job = |timeout: &str| {
+        format!(
+            "  job:\n    command: \"true\"\n    schedule: \"@every 1h\"\n    schedule_timeout: {timeout}\n"
+        )
+    };
+    let r = Reload::start(
+        "reload-job-timeout",
+        "",
+        &(sleeper("a", "v1") + &job("10m")),
+    );
+    r.wait_running("a", 1);
+    let next = || r.get("/api/v1/schedules/job").json()["next_run"].as_f64();
+    assert!(wait_until(WAIT, || next().is_some()), "{}", r.sd.log());
+    let before = next().unwrap();
+    // Long enough that a due time planned anew is visibly later.
+    std::thread::sleep(Duration::from_secs(3));
+    r.rewrite(&(sleeper("a", "v1") + &job("20m")));
+    assert_eq!(names(&r.reloaded(), "changed"), ["job"]);
+    // (The scheduler learns the new list asynchronously.)
+    std::thread::sleep(Duration::from_millis(500));
+    let after = next().unwrap();
+    assert!(
+        (after - before).abs() < 1.0,
+        "a schedule_timeout change moved the next run from {before} to {after}"
+    );
+}

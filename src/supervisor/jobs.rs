@@ -105,9 +105,14 @@ impl Job {
         self.next_run = None;
     }
 
-    /// Its schedule differs from `def`'s.
+    /// Its due times differ from `def`'s: the expression or its time
+    /// zone changed (not a timeout, jitter, concurrency or catch-up,
+    /// which leave the next due time where it is).
     pub(super) fn reschedules(&self, def: &Process) -> bool {
-        def.extra.schedule.as_ref() != Some(&self.sched)
+        def.extra
+            .schedule
+            .as_ref()
+            .is_none_or(|s| s.spec != self.sched.spec || s.timezone != self.sched.timezone)
     }
 
     /// A run is going and the job depends on `process`.
@@ -366,6 +371,7 @@ impl Supervisor {
                 if job.retired && job.idle() {
                     log::info!("{}: removed (its last run ended)", r.job);
                     self.jobs.remove(&*r.job);
+                    self.forget_hook_stats(&r.job);
                 }
                 for w in active.waiters.drain(..) {
                     self.answer(w, ControlReply::Run(Box::new(record.clone())));

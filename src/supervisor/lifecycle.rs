@@ -325,6 +325,13 @@ impl Supervisor {
         }
     }
 
+    /// `name` left the configuration (a reload): its hooks' counters go
+    /// with it, from the status and the metrics.
+    pub(super) fn forget_hook_stats(&mut self, name: &str) {
+        self.hook_stats
+            .retain(|(process, _, _), _| process.as_deref() != Some(name));
+    }
+
     /// Whether `name`'s pre_stop hooks are running: until they end, it has
     /// not stopped, even with every instance gone.
     pub(super) fn pre_stop_running(&self, name: &str) -> bool {
@@ -333,6 +340,13 @@ impl Supervisor {
     }
 
     pub(super) fn on_hook_execution(&mut self, e: Execution) {
+        // A removed process's post_stop hook can end after it left (a
+        // reload): its series went with it and do not come back.
+        if let Some(p) = &e.process {
+            if !self.procs.contains_key(p) && !self.jobs.contains_key(p) {
+                return;
+            }
+        }
         let key = (e.process.clone(), e.name.clone(), e.kind);
         let stat = self.hook_stats.entry(key).or_insert_with(|| HookStatus {
             name: e.name.clone(),

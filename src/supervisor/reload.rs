@@ -374,6 +374,7 @@ impl Supervisor {
                     s.removed.push(name.clone());
                     if job.idle() {
                         self.jobs.remove(&name);
+                        self.forget_hook_stats(&name);
                     } else {
                         job.retire();
                     }
@@ -502,6 +503,7 @@ impl Supervisor {
             None => {}
             Some(Next::Remove) => {
                 self.procs.remove(name);
+                self.forget_hook_stats(name);
                 log::info!(event = "removed", name = name; "{name}: removed (no longer in the configuration)");
             }
             Some(Next::Replace { def, start }) => {

@@ -127,6 +127,18 @@ impl Supervisor {
                         }
                     }
                 }
+                // Stopping to come back with a new definition (a reload):
+                // draining, then down; it does not serve.
+                ProcPhase::Stopping
+                    if matches!(
+                        p.next,
+                        Some(super::reload::Next::Replace { start: true, .. })
+                    ) =>
+                {
+                    why.push(NotReady::new(format!(
+                        "{name}: being restarted with its new definition"
+                    )));
+                }
                 ProcPhase::Held | ProcPhase::Stopping | ProcPhase::Stopped => {}
             }
         }
