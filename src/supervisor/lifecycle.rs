@@ -292,7 +292,16 @@ impl Supervisor {
             }
             HookJob::GlobalPostStop => self.stage = Stage::Done,
             HookJob::ProcPreStop(name) => self.pre_stop_done(&name),
-            HookJob::ProcPostStop(_) => {}
+            HookJob::ProcPostStop(name) => {
+                // A reload's next step waited for them.
+                let waited = self
+                    .procs
+                    .get(&name)
+                    .is_some_and(|p| p.next.is_some() && p.phase.is_down());
+                if waited && matches!(self.phase, Phase::Running) {
+                    self.carry_out_next(&name);
+                }
+            }
         }
         if self.stage == Stage::Stopping {
             // Perhaps the last hook the end of the shutdown waited for.
@@ -330,6 +339,12 @@ impl Supervisor {
     pub(super) fn forget_hook_stats(&mut self, name: &str) {
         self.hook_stats
             .retain(|(process, _, _), _| process.as_deref() != Some(name));
+    }
+
+    /// Whether `name`'s post_stop hooks are running.
+    pub(super) fn post_stop_running(&self, name: &str) -> bool {
+        self.running_hooks
+            .contains_key(&HookJob::ProcPostStop(name.to_string()))
     }
 
     /// Whether `name`'s pre_stop hooks are running: until they end, it has

@@ -871,11 +871,11 @@ impl Supervisor {
             return false;
         };
         if p.next.is_some() && matches!(self.phase, Phase::Running) {
-            self.take_next(name);
-            self.reload_step();
-            self.try_start_ready();
-            // A removal may leave nothing to supervise.
-            self.check_settled();
+            // Its post_stop hooks end first (`on_hook_done`): a cleanup
+            // must not act on the new definition's process.
+            if !self.post_stop_running(name) {
+                self.carry_out_next(name);
+            }
             return true;
         }
         if std::mem::take(&mut p.start_when_stopped) && matches!(self.phase, Phase::Running) {

@@ -436,6 +436,9 @@ impl Supervisor {
                     continue;
                 };
                 match p.phase {
+                    // (Once its post_stop hooks have ended: `on_hook_done`.)
+                    ProcPhase::Held | ProcPhase::Stopped | ProcPhase::Finished
+                        if self.post_stop_running(&name) => {}
                     ProcPhase::Pending
                     | ProcPhase::Held
                     | ProcPhase::Stopped
@@ -488,6 +491,16 @@ impl Supervisor {
         }
         p.phase = ProcPhase::Stopping;
         self.stop_instances(name);
+    }
+
+    /// `name` is down and its post_stop hooks have ended: take its next
+    /// step, and whatever that lets go.
+    pub(super) fn carry_out_next(&mut self, name: &str) {
+        self.take_next(name);
+        self.reload_step();
+        self.try_start_ready();
+        // A removal may leave nothing to supervise.
+        self.check_settled();
     }
 
     /// `name` is down: forget it, or give it its new definition (and start
