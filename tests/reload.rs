@@ -1202,7 +1202,7 @@ fn a_reload_whose_new_dependency_never_gets_healthy_does_not_shut_sheepdog_down(
             sleeper("other", "v1")
         )
     };
-    let mut r = Reload::start(
+    let r = Reload::start(
         "reload-dep-timeout",
         "  dependency_timeout: 2s\n",
         &cfg("\"true\"", 1),
@@ -1212,13 +1212,57 @@ fn a_reload_whose_new_dependency_never_gets_healthy_does_not_shut_sheepdog_down(
     // A bad edit: db's new check can never pass.
     r.rewrite(&cfg("\"false\"", 2));
     assert_eq!(names(&r.reloaded(), "changed"), ["db", "web"]);
-    r.sd.wait_log("dependency_timeout (2s) passed");
+    // web gives up alone (at start-up this would be "cannot start web: …"
+    // and the end of sheepdog).
+    r.sd.wait_log("web: not started: dependency_timeout (2s) passed waiting for db");
+    assert!(!r.sd.log().contains("shutting down"), "{}", r.sd.log());
+    // Not ready while it is down, and why; the rest runs on.
+    let ready = http::get(r.port, "/api/v1/ready", None);
+    assert_eq!(ready.status, 503, "{}", ready.body);
     assert!(
-        r.sd.wait_exit(Duration::from_secs(2)).is_none(),
-        "a reload shut the whole container down:\n{}",
-        r.sd.log()
+        ready.body.contains("web: not started after a reload"),
+        "{}",
+        ready.body
     );
     assert_eq!(r.wait_running("other", 1), other);
+    assert_eq!(r.process("web")["state"], "stopped");
+    // The next reload fixes db only: web, unchanged, tries again and
+    // comes back, and sheepdog is ready again.
+    r.rewrite(&cfg("\"true\"", 2));
+    let v = r.reloaded();
+    assert_eq!(names(&v, "changed"), ["db"], "{v:#}");
+    assert_eq!(names(&v, "unchanged"), ["other", "web"], "{v:#}");
+    r.wait_running("web", 1);
+    assert!(
+        wait_until(WAIT, || http::get(r.port, "/api/v1/ready", None).status
+            == 200),
+        "{}",
+        r.sd.log()
+    );
+}
+
+#[test]
+fn a_critical_process_whose_dependency_never_comes_after_a_reload_ends_sheepdog() {
+    let cfg = |check: &str, v: u32| {
+        format!(
+            "  db:\n    command: \"exec sleep 1000\"\n    health_check: {{ type: exec, command: [{check}], initial_delay: 100ms, period: 300ms, timeout: 250ms }}\n  web:\n    command: \"exec sleep 1000\"\n    depends_on: [db]\n    critical: true\n    env: {{ V: \"{v}\" }}\n"
+        )
+    };
+    let mut r = Reload::start(
+        "reload-dep-critical",
+        "  dependency_timeout: 2s\n",
+        &cfg("\"true\"", 1),
+    );
+    r.wait_running("web", 1);
+    r.rewrite(&cfg("\"false\"", 2));
+    r.reloaded();
+    assert_eq!(r.sd.exit_code(WAIT), 1, "{}", r.sd.log());
+    assert!(
+        r.sd.log()
+            .contains("web is critical and cannot start after a reload"),
+        "{}",
+        r.sd.log()
+    );
 }
 
 /// Threads of `pid` named `comm`.

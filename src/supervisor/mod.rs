@@ -299,6 +299,9 @@ struct Proc {
     /// Waiting to start because of a reload, not start-up: when its
     /// dependencies never come, it stays stopped; sheepdog goes on.
     by_reload: bool,
+    /// It gave up that way, and why: it stays down and not ready until
+    /// started again or changed by a reload.
+    gave_up: Option<String>,
 }
 
 impl Proc {
@@ -315,6 +318,7 @@ impl Proc {
             start_when_stopped: false,
             next: None,
             by_reload: false,
+            gave_up: None,
         }
     }
 
@@ -908,14 +912,15 @@ impl Supervisor {
                         DepState::Satisfied => {}
                         DepState::Waiting => all = false,
                         DepState::Impossible(why) => {
-                            let msg = format!("cannot start {name}: dependency {} {why}", dep.name);
-                            log::error!("{msg}");
+                            let why = format!("dependency {} {why}", dep.name);
                             // After a reload: that process gives up, not sheepdog.
                             if p.by_reload {
-                                gave_up.push(name.clone());
+                                gave_up.push((name.clone(), why));
                                 all = false;
                                 break;
                             }
+                            let msg = format!("cannot start {name}: {why}");
+                            log::error!("{msg}");
                             self.begin_shutdown(Reason::StartupFailed(msg));
                             return;
                         }
@@ -926,12 +931,8 @@ impl Supervisor {
                 }
             }
         }
-        for name in gave_up {
-            log::error!("{name}: not started; it stays stopped until started");
-            if let Some(p) = self.procs.get_mut(&name) {
-                p.phase = ProcPhase::Stopped;
-                p.by_reload = false;
-            }
+        for (name, why) in gave_up {
+            self.give_up(&name, why);
         }
         for name in ready {
             self.launch_all(&name);
@@ -1089,15 +1090,12 @@ impl Supervisor {
             .map(|(n, _)| n.clone())
             .collect();
         for name in gave_up {
-            let waiting = self.waiting_for(&name);
-            log::error!(
-                "{name}: not started: dependency_timeout ({}) passed waiting for {waiting}; it stays stopped until started",
-                format_duration(limit)
+            let why = format!(
+                "dependency_timeout ({}) passed waiting for {}",
+                format_duration(limit),
+                self.waiting_for(&name)
             );
-            if let Some(p) = self.procs.get_mut(&name) {
-                p.phase = ProcPhase::Stopped;
-                p.by_reload = false;
-            }
+            self.give_up(&name, why);
         }
         let late = self.procs.iter().find(|(_, p)| is_late(p));
         let Some((name, _)) = late else { return };
@@ -1143,6 +1141,7 @@ impl Supervisor {
         };
         p.phase = ProcPhase::Active;
         p.by_reload = false;
+        p.gave_up = None;
         p.instances.retain(|_, i| i.outcome.is_none());
         let desired = p.desired;
         log::info!(

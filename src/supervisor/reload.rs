@@ -298,6 +298,14 @@ impl Supervisor {
             let change = target.as_deref().map(|t| (t, change(t, new)));
             match change {
                 Some((_, Change::None)) => {
+                    // Gave up after an earlier reload: this one may have
+                    // fixed what it waited for; it tries again.
+                    if p.gave_up.take().is_some() && p.phase == ProcPhase::Stopped {
+                        log::info!("{name}: trying again to start (reload)");
+                        p.phase = ProcPhase::Pending;
+                        p.by_reload = true;
+                        p.pending_since = Some(Instant::now());
+                    }
                     s.unchanged.push(name);
                     continue;
                 }
@@ -325,7 +333,8 @@ impl Supervisor {
                 Some(Next::Replace { start, .. }) => *start,
                 _ => match p.phase {
                     ProcPhase::Held => new.initial_state == InitialState::Running,
-                    ProcPhase::Stopped => false,
+                    // Unless it was to run and gave up.
+                    ProcPhase::Stopped => p.gave_up.is_some(),
                     ProcPhase::Stopping => p.start_when_stopped || p.next.is_some(),
                     ProcPhase::Pending | ProcPhase::Active | ProcPhase::Finished => true,
                 },
@@ -493,6 +502,27 @@ impl Supervisor {
         self.stop_instances(name);
     }
 
+    /// `name`, started by a reload, can never start (its dependencies
+    /// `why`): it stays stopped and not ready; the rest runs on. A critical
+    /// one ends sheepdog, as its failure would.
+    pub(super) fn give_up(&mut self, name: &str, why: String) {
+        let Some(p) = self.procs.get_mut(name) else {
+            return;
+        };
+        p.phase = ProcPhase::Stopped;
+        p.by_reload = false;
+        if p.def.critical {
+            log::error!(
+                event = "critical_failed", instance = name;
+                "{name} is critical and cannot start after a reload: {why}; shutting down"
+            );
+            self.begin_shutdown(super::Reason::CriticalFailed(name.to_string()));
+            return;
+        }
+        log::error!("{name}: not started: {why}; it stays stopped (and not ready) until started");
+        p.gave_up = Some(why);
+    }
+
     /// `name` is down and its post_stop hooks have ended: take its next
     /// step, and whatever that lets go.
     pub(super) fn carry_out_next(&mut self, name: &str) {
@@ -527,6 +557,7 @@ impl Supervisor {
                 p.start_when_stopped = false;
                 p.pending_since = Some(Instant::now());
                 p.by_reload = start;
+                p.gave_up = None;
                 p.phase = match (start, held) {
                     (true, _) => ProcPhase::Pending,
                     (false, true) => ProcPhase::Held,

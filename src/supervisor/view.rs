@@ -139,6 +139,11 @@ impl Supervisor {
                         "{name}: being restarted with its new definition"
                     )));
                 }
+                // It was to run, but a reload's dependency never came.
+                ProcPhase::Stopped if p.gave_up.is_some() => why.push(NotReady {
+                    what: format!("{name}: not started after a reload"),
+                    detail: p.gave_up.clone(),
+                }),
                 ProcPhase::Held | ProcPhase::Stopping | ProcPhase::Stopped => {}
             }
         }
