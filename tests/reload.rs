@@ -1426,3 +1426,27 @@ fn changing_only_a_jobs_timeout_keeps_its_due_time() {
         "a schedule_timeout change moved the next run from {before} to {after}"
     );
 }
+
+/// The global log and readiness files are opened once, at start: a reload
+/// that changes them (even to a path that could not be opened) lists them
+/// in needs_restart and applies the rest, as `check` would warn.
+#[test]
+fn a_global_file_a_reload_does_not_open_does_not_refuse_it() {
+    let r = Reload::start("reload-global-files", "", &sleeper("a", "v1"));
+    r.wait_running("a", 1);
+    let text = format!(
+        "{}  log_file: $DIR/nope/own.log\n  readiness_file: $DIR\nprocesses:\n{}{}",
+        r.global,
+        sleeper("a", "v1"),
+        sleeper("b", "v1")
+    );
+    r.rewrite_all(&text);
+    let v = r.reloaded();
+    assert_eq!(names(&v, "added"), ["b"], "{v:#}");
+    assert_eq!(
+        names(&v, "needs_restart"),
+        ["global.readiness_file", "global.log_file"],
+        "{v:#}"
+    );
+    r.wait_running("b", 1);
+}

@@ -171,7 +171,6 @@ impl Output {
 /// log or readiness file be a directory. (The readiness file's directory
 /// may come later: a pre_start hook may make it.) Errors name the key.
 pub fn check_files(cfg: &Config) -> Result<(), String> {
-    use crate::config::extra::StreamMode;
     let mut problems = Vec::new();
     if let Some(path) = &cfg.global.extra.log_file {
         if let Err(e) = sink::check_dir(path) {
@@ -183,6 +182,21 @@ pub fn check_files(cfg: &Config) -> Result<(), String> {
             problems.push(format!("global.readiness_file: {e}"));
         }
     }
+    match check_process_files(cfg) {
+        Ok(()) if problems.is_empty() => Ok(()),
+        Ok(()) => Err(problems.join("\n")),
+        Err(e) => {
+            problems.push(e);
+            Err(problems.join("\n"))
+        }
+    }
+}
+
+/// `check_files` for the processes' log files only: what a reload applies
+/// (the global files are opened once, at start).
+pub fn check_process_files(cfg: &Config) -> Result<(), String> {
+    use crate::config::extra::StreamMode;
+    let mut problems = Vec::new();
     for p in cfg.enabled() {
         let l = &p.extra.logging;
         let Some(f) = &l.file else { continue };

@@ -97,7 +97,9 @@ fn load(path: &Path) -> Loaded {
     }
     let cfg = crate::config::load(path).map_err(|e| e.to_string())?;
     let plan = Plan::build(&cfg).map_err(|e| e.to_string())?;
-    crate::output::check_files(&cfg)?;
+    // Not the global log and readiness files: opened at start, and a
+    // change to them waits for a restart anyway (`needs_restart`).
+    crate::output::check_process_files(&cfg)?;
     Ok((cfg, plan))
 }
 
