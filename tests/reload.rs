@@ -60,6 +60,18 @@ impl Reload {
         self.sd.dir.path("sheepdog.yaml")
     }
 
+    /// Wait until `$DIR/<name>.runs` (a line per start, written by the
+    /// child after it was reported running) reads `want`.
+    fn wait_runs(&self, name: &str, want: &[&str]) {
+        let file = format!("{name}.runs");
+        assert!(
+            wait_until(WAIT, || self.sd.dir.lines(&file) == want),
+            "{file}: {:?}, expected {want:?}\n{}",
+            self.sd.dir.lines(&file),
+            self.sd.log()
+        );
+    }
+
     /// Replace the file with the same `global` block and new `processes`.
     fn rewrite(&self, processes: &str) {
         self.rewrite_all(&format!("{}processes:\n{processes}", self.global));
@@ -266,7 +278,7 @@ fn sighup_adds_a_process_and_removes_one_with_its_whole_group() {
     assert!(line.contains("1 unchanged"), "{line}");
     // keep was not touched.
     assert_eq!(r.wait_running("keep", 1), keep);
-    assert_eq!(r.sd.dir.lines("keep.runs"), ["v1"]);
+    r.wait_runs("keep", &["v1"]);
     assert_eq!(r.process("keep")["instances"][0]["restart_count"], 0);
     // Gone from the status: asked for by name, it is unknown.
     assert_eq!(r.get("/api/v1/processes/old").status, 404);
@@ -335,7 +347,7 @@ fn a_changed_command_restarts_only_that_process() {
     );
     // a: same pid, never restarted.
     assert_eq!(r.wait_running("a", 1), a);
-    assert_eq!(r.sd.dir.lines("a.runs"), ["v1"]);
+    r.wait_runs("a", &["v1"]);
     assert_eq!(r.process("a")["instances"][0]["restart_count"], 0);
 
     // The same file again: nothing to do, nothing touched.
@@ -460,7 +472,7 @@ fn an_invalid_file_changes_nothing_and_is_reported_as_check_reports_it() {
     assert_eq!(r.names(), ["a", "b"]);
     assert_eq!(r.wait_running("a", 1), a);
     assert_eq!(r.wait_running("b", 1), b);
-    assert_eq!(r.sd.dir.lines("a.runs"), ["v1"]);
+    r.wait_runs("a", &["v1"]);
     assert!(!r.sd.log().contains("reloaded "), "{}", r.sd.log());
 
     // A good file after the bad ones applies.
@@ -598,6 +610,7 @@ fn a_changed_process_comes_back_as_it_stood() {
     };
     let r = Reload::start("reload-as-it-stood", "", &procs("v1", "stopped"));
     r.wait_running("b", 1);
+    r.wait_runs("b", &["v1"]);
     assert!(wait_until(WAIT, || r.sd.dir.lines("setup.runs") == ["v1"]));
     let stop = r.post("/api/v1/processes/b/stop");
     assert!(stop.status < 300, "{}", stop.body);
@@ -617,10 +630,10 @@ fn a_changed_process_comes_back_as_it_stood() {
         r.sd.log()
     );
     r.wait_running("idle", 1);
-    assert_eq!(r.sd.dir.lines("idle.runs"), ["v2"]);
+    r.wait_runs("idle", &["v2"]);
     // b was started by nothing: the others have started again by now.
     assert!(pids(&r.process("b")).is_empty(), "{:#}", r.process("b"));
-    assert_eq!(r.sd.dir.lines("b.runs"), ["v1"]);
+    r.wait_runs("b", &["v1"]);
     // And keeps its new definition for when it is started.
     let start = r.post("/api/v1/processes/b/start");
     assert!(start.status < 300, "{}", start.body);
@@ -1191,7 +1204,7 @@ fn a_stop_requested_while_a_reload_restarts_a_process_keeps_it_stopped() {
         "the stop was accepted, yet web starts again:\n{}",
         r.sd.log()
     );
-    assert_eq!(r.sd.dir.lines("web.runs"), ["v1"]);
+    r.wait_runs("web", &["v1"]);
 }
 
 #[test]
