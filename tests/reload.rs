@@ -565,7 +565,13 @@ fn a_changed_dependency_and_dependent_stop_dependent_first_and_start_dependency_
     assert!(at("web-term") < at("web-exit"), "{events:?}");
     assert!(at("web-exit") < at("db-term"), "{events:?}");
     assert!(at("db-term") < at("db-up-2"), "{events:?}");
-    // db is started again before web: sheepdog's own record of the spawns.
+    // db is started again before web: sheepdog's own record of the spawns
+    // (written by the output thread, maybe after the children's files).
+    assert!(
+        r.sd.wait_log_n("web-1: started (pid ", 2, WAIT),
+        "{}",
+        r.sd.log()
+    );
     let log = r.sd.log();
     let db2 = nth_pos(&log, "db-1: started (pid ", 2).unwrap_or_else(|| panic!("{log}"));
     let web2 = nth_pos(&log, "web-1: started (pid ", 2).unwrap_or_else(|| panic!("{log}"));
