@@ -1164,6 +1164,8 @@ fn a_removed_dependency_outlives_the_run_of_a_removed_job_that_depends_on_it() {
     r.rewrite(&sleeper("keep", "v1"));
     let v = r.reloaded();
     assert_eq!(names(&v, "removed"), ["backup", "db"], "{v:#}");
+    // The log says why db still runs.
+    r.sd.wait_log("db: its stop waits for the run of backup that depends on it");
     std::fs::write(r.sd.dir.path("backup.go"), "").unwrap();
     assert!(
         wait_until(WAIT, || r.sd.dir.lines("events").len() == 2),

@@ -205,6 +205,7 @@ impl Supervisor {
         }
         // Logged after the summary: what is done about it.
         self.reload_step();
+        self.log_held_by_runs();
         self.try_start_ready();
         self.check_settled();
     }
@@ -523,6 +524,28 @@ impl Supervisor {
         }
         log::error!("{name}: not started: {why}; it stays stopped (and not ready) until started");
         p.gave_up = Some(why);
+    }
+
+    /// Say which reload stops wait for scheduled runs (a backup keeps its
+    /// database until it ends): the status shows such a process running.
+    fn log_held_by_runs(&self) {
+        for (name, p) in self.procs.iter().filter(|(_, p)| p.next.is_some()) {
+            if p.phase != ProcPhase::Active {
+                continue;
+            }
+            let jobs: Vec<&str> = self
+                .jobs
+                .iter()
+                .filter(|(_, j)| j.holds(name))
+                .map(|(j, _)| j.as_str())
+                .collect();
+            if !jobs.is_empty() {
+                log::info!(
+                    "{name}: its stop waits for the run of {} that depends on it",
+                    jobs.join(", ")
+                );
+            }
+        }
     }
 
     /// `name` is down and its post_stop hooks have ended: take its next
