@@ -1471,3 +1471,33 @@ fn a_global_file_a_reload_does_not_open_does_not_refuse_it() {
     );
     r.wait_running("b", 1);
 }
+
+/// A process that gave up after a reload is "not ready" until an operator
+/// decides: a stop request makes its being down deliberate.
+#[test]
+fn stopping_a_process_that_gave_up_after_a_reload_ends_its_not_ready() {
+    let cfg = |check: &str, v: u32| {
+        format!(
+            "  db:\n    command: \"exec sleep 1000\"\n    health_check: {{ type: exec, command: [{check}], initial_delay: 100ms, period: 300ms, timeout: 250ms }}\n  web:\n    command: \"exec sleep 1000\"\n    depends_on: [db]\n    env: {{ V: \"{v}\" }}\n"
+        )
+    };
+    let r = Reload::start(
+        "reload-gave-up-stop",
+        "  dependency_timeout: 1s\n",
+        &cfg("\"true\"", 1),
+    );
+    r.wait_running("web", 1);
+    r.rewrite(&cfg("\"false\"", 2));
+    r.reloaded();
+    r.sd.wait_log("web: not started: dependency_timeout (1s) passed");
+    let web_listed = || {
+        http::get(r.port, "/api/v1/ready", None)
+            .body
+            .contains("web: not started after a reload")
+    };
+    assert!(web_listed(), "{}", r.sd.log());
+    let stop = r.post("/api/v1/processes/web/stop");
+    assert_eq!(stop.status, 200, "{}", stop.body);
+    // (db, still unhealthy, keeps /ready at 503; web is no longer why.)
+    assert!(!web_listed(), "{}", r.sd.log());
+}

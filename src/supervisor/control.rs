@@ -19,7 +19,6 @@ use crate::group::Whom;
 use crate::instance::Cmd;
 use crate::status::{Control, ControlReply, Request};
 
-use super::reload::Next;
 use super::{Op, Phase, ProcPhase, Reason, Supervisor};
 
 impl Supervisor {
@@ -132,15 +131,14 @@ impl Supervisor {
         };
         match p.phase {
             ProcPhase::Held | ProcPhase::Stopped | ProcPhase::Finished => {
+                // Stopped on purpose now, not "failed to start after a reload".
+                p.gave_up = None;
                 ControlReply::Done(format!("{name} is already stopped"))
             }
             ProcPhase::Stopping => {
-                let reload_start = matches!(&p.next, Some(Next::Replace { start: true, .. }));
-                if let Some(Next::Replace { start, .. }) = &mut p.next {
-                    // A reload's restart: it takes its new definition, stopped.
-                    *start = false;
-                }
-                if std::mem::take(&mut p.start_when_stopped) || reload_start {
+                // A scale's or a reload's restart: it stays stopped (with a
+                // reload's new definition).
+                if p.cancel_start() {
                     log::info!("{name}: stop requested; it will not start again");
                 }
                 ControlReply::Accepted(format!("{name} is already stopping"))
@@ -151,17 +149,12 @@ impl Supervisor {
             }
             ProcPhase::Active => {
                 log::info!("{name}: stop requested");
-                p.op = None;
-                if let Some(Next::Replace { start, .. }) = &mut p.next {
-                    // Waiting for a reload's restart: it stays stopped.
-                    *start = false;
-                }
-                if p.all_done() {
-                    p.phase = ProcPhase::Stopped;
+                p.cancel_start();
+                if self.stop_active(name) {
+                    // A reload's next step may have waited for it.
+                    self.reload_step();
                     return ControlReply::Done(format!("{name} stopped"));
                 }
-                p.phase = ProcPhase::Stopping;
-                self.stop_instances(name);
                 ControlReply::Accepted(format!("stopping {name}"))
             }
         }

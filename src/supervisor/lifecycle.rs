@@ -242,6 +242,23 @@ impl Supervisor {
         }
     }
 
+    /// Stop an active process (a request or a reload): its rolling restart
+    /// ends, and it is Stopped at once when nothing of it runs (true), else
+    /// Stopping until its instances report.
+    pub(super) fn stop_active(&mut self, name: &str) -> bool {
+        let Some(p) = self.procs.get_mut(name) else {
+            return true;
+        };
+        p.op = None;
+        if p.all_done() {
+            p.phase = ProcPhase::Stopped;
+            return true;
+        }
+        p.phase = ProcPhase::Stopping;
+        self.stop_instances(name);
+        false
+    }
+
     /// A process has just stopped: its post-stop hooks.
     pub(super) fn process_stopped(&mut self, name: &str) {
         let Some(p) = self.procs.get(name) else {

@@ -326,6 +326,16 @@ impl Proc {
         self.instances.values().all(|i| i.outcome.is_some())
     }
 
+    /// A stop request: no start once it has stopped (a scale's or a
+    /// reload's). True when one was pending.
+    fn cancel_start(&mut self) -> bool {
+        let reload = match &mut self.next {
+            Some(reload::Next::Replace { start, .. }) => std::mem::take(start),
+            _ => false,
+        };
+        std::mem::take(&mut self.start_when_stopped) || reload
+    }
+
     /// Active with an instance whose thread is to be tried again: it has
     /// not ended, though `all_done` (which stops rely on) says so.
     fn relaunching(&self) -> bool {
@@ -1305,15 +1315,18 @@ impl Supervisor {
             return;
         }
         loop {
+            let held = self.held_by_leaving();
             let ready: Vec<String> = self
                 .procs
                 .iter()
                 .filter(|(name, p)| {
                     matches!(p.phase, ProcPhase::Active | ProcPhase::Stopping)
+                        && !held.contains(&name.as_str())
                         && self.dependents_stopped(name)
                 })
                 .map(|(name, _)| name.clone())
                 .collect();
+            drop(held);
             let mut finished_any = false;
             for name in ready {
                 // Stopped only when its pre_stop hooks end.
@@ -1347,12 +1360,13 @@ impl Supervisor {
     /// Every process that depends on `name` is down, and no run of a job
     /// that depends on it is still going (runs are stopped first, but a
     /// run's stop takes its own time: a backup must not lose its database
-    /// mid-stop).
+    /// mid-stop). (A process a reload is replacing may depend on it by its
+    /// old definition, outside the plan: `held_by_leaving`.)
     fn dependents_stopped(&self, name: &str) -> bool {
         let procs_down = self.plan.dependents.get(name).is_none_or(|ds| {
             ds.iter()
                 .all(|d| self.procs.get(d).is_none_or(|dp| dp.phase.is_down()))
         });
-        procs_down && !self.leaving_dependents(name) && !self.jobs.values().any(|j| j.holds(name))
+        procs_down && !self.jobs.values().any(|j| j.holds(name))
     }
 }

@@ -250,11 +250,15 @@ impl Supervisor {
         self.cfg.global = applied_global(self.cfg.global.clone(), &new.global);
         self.reload_processes(wanted, &mut summary);
         let fresh_jobs = self.reload_jobs(wanted_jobs, &mut summary);
-        summary.added.sort_unstable();
-        summary.removed.sort_unstable();
-        summary.changed.sort_unstable();
-        summary.scaled.sort_unstable();
-        summary.unchanged.sort_unstable();
+        // Processes, then jobs: sorted together.
+        for list in [
+            &mut summary.added,
+            &mut summary.removed,
+            &mut summary.changed,
+            &mut summary.unchanged,
+        ] {
+            list.sort_unstable();
+        }
 
         let mut new = new;
         keep_running_heartbeats(&self.cfg, &mut new);
@@ -301,14 +305,7 @@ impl Supervisor {
             let change = target.as_deref().map(|t| (t, change(t, new)));
             match change {
                 Some((_, Change::None)) => {
-                    // Gave up after an earlier reload: this one may have
-                    // fixed what it waited for; it tries again.
-                    if p.gave_up.take().is_some() && p.phase == ProcPhase::Stopped {
-                        log::info!("{name}: trying again to start (reload)");
-                        p.phase = ProcPhase::Pending;
-                        p.by_reload = true;
-                        p.pending_since = Some(Instant::now());
-                    }
+                    retry_given_up(&name, p);
                     s.unchanged.push(name);
                     continue;
                 }
@@ -317,6 +314,7 @@ impl Supervisor {
                     // Down, it stays down (a scale request would start it).
                     if !matches!(p.phase, ProcPhase::Active | ProcPhase::Pending) {
                         p.desired = new.scale;
+                        retry_given_up(&name, p);
                     } else if t.scale != new.scale {
                         if let ControlReply::Conflict(why) = self.scale(&name, new.scale) {
                             // Kept as it was, so the next reload tries again.
@@ -443,10 +441,18 @@ impl Supervisor {
                 .filter(|(_, p)| p.next.is_some())
                 .map(|(n, _)| n.clone())
                 .collect();
+            // (As of this pass: one that stops now still holds until the
+            // next pass finds it down.)
+            let held: Vec<String> = self
+                .held_by_leaving()
+                .into_iter()
+                .map(String::from)
+                .collect();
             for name in names {
                 let Some(p) = self.procs.get(&name) else {
                     continue;
                 };
+                let held = held.contains(&name) || self.jobs.values().any(|j| j.holds(&name));
                 match p.phase {
                     // (Once its post_stop hooks have ended: `on_hook_done`.)
                     ProcPhase::Held | ProcPhase::Stopped | ProcPhase::Finished
@@ -458,7 +464,7 @@ impl Supervisor {
                         self.take_next(&name);
                         progressed = true;
                     }
-                    ProcPhase::Active if !self.leaving_dependents(&name) => {
+                    ProcPhase::Active if !held => {
                         self.stop_for_reload(&name);
                         progressed = true;
                     }
@@ -471,18 +477,16 @@ impl Supervisor {
         }
     }
 
-    /// Some process that depends on `name` is itself being removed or
-    /// replaced and has not stopped yet.
-    /// (A scheduled run that depends on it counts too: no new run starts
-    /// on a dependency that is about to go, and a run going on must not
-    /// lose it mid-run.)
-    pub(super) fn leaving_dependents(&self, name: &str) -> bool {
-        self.procs.iter().any(|(q, p)| {
-            q != name
-                && p.next.is_some()
-                && !p.phase.is_down()
-                && p.def.depends_on.iter().any(|d| d.name == name)
-        }) || self.jobs.values().any(|j| j.holds(name))
+    /// What the processes on their way out (a reload's `next`, not down
+    /// yet) depend on, by their running definitions: none of it stops
+    /// before they have. Empty but during a reload; computed once per pass,
+    /// not per process (a shutdown of hundreds asks for every one).
+    pub(super) fn held_by_leaving(&self) -> Vec<&str> {
+        self.procs
+            .values()
+            .filter(|p| p.next.is_some() && !p.phase.is_down())
+            .flat_map(|p| p.def.depends_on.iter().map(|d| d.name.as_str()))
+            .collect()
     }
 
     fn stop_for_reload(&mut self, name: &str) {
@@ -494,15 +498,10 @@ impl Supervisor {
             _ => "its definition changed",
         };
         log::info!("{name}: stopping ({why}; reload)");
-        p.op = None;
         p.start_when_stopped = false;
-        if p.all_done() {
-            p.phase = ProcPhase::Stopped;
+        if self.stop_active(name) {
             self.take_next(name);
-            return;
         }
-        p.phase = ProcPhase::Stopping;
-        self.stop_instances(name);
     }
 
     /// `name`, started by a reload, can never start (its dependencies
@@ -603,6 +602,17 @@ impl Supervisor {
                 }
             }
         }
+    }
+}
+
+/// A process that gave up after an earlier reload tries again: this one
+/// may have fixed what it waited for.
+fn retry_given_up(name: &str, p: &mut super::Proc) {
+    if p.gave_up.take().is_some() && p.phase == ProcPhase::Stopped {
+        log::info!("{name}: trying again to start (reload)");
+        p.phase = ProcPhase::Pending;
+        p.by_reload = true;
+        p.pending_since = Some(Instant::now());
     }
 }
 
