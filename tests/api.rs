@@ -82,26 +82,12 @@ impl Api {
     /// Wait until `name` has exactly `n` instances, all running with a
     /// live pid; return the pids.
     fn wait_running(&self, name: &str, n: usize) -> Vec<i32> {
-        let mut last = Value::Null;
-        let ok = wait_until(WAIT, || {
-            last = self.process(name);
-            let insts = last["instances"].as_array().unwrap();
-            insts.len() == n
-                && insts.iter().all(|i| {
-                    i["state"] == "running" && i["pid"].as_i64().is_some_and(|p| alive(p as i32))
-                })
-        });
-        assert!(
-            ok,
-            "{name} never ran {n} instances: {last:#}\n{}",
-            self.sd.log()
-        );
-        last["instances"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| i["pid"].as_i64().unwrap() as i32)
-            .collect()
+        http::wait_running(self.port, self.token, name, n).unwrap_or_else(|last| {
+            panic!(
+                "{name} never ran {n} instances: {last:#}\n{}",
+                self.sd.log()
+            )
+        })
     }
 
     fn scrape(&self) -> String {

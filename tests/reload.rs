@@ -130,25 +130,12 @@ impl Reload {
     /// Wait until `name` has exactly `n` instances, all running with a live
     /// pid; return the pids in index order.
     fn wait_running(&self, name: &str, n: usize) -> Vec<i32> {
-        let mut last = Value::Null;
-        let ok = wait_until(WAIT, || {
-            let r = self.get(&format!("/api/v1/processes/{name}"));
-            if r.status != 200 {
-                return false;
-            }
-            last = r.json();
-            let insts = last["instances"].as_array().unwrap();
-            insts.len() == n
-                && insts.iter().all(|i| {
-                    i["state"] == "running" && i["pid"].as_i64().is_some_and(|p| alive(p as i32))
-                })
-        });
-        assert!(
-            ok,
-            "{name} never ran {n} instances: {last:#}\n{}",
-            self.sd.log()
-        );
-        pids(&last)
+        http::wait_running(self.port, Some(TOKEN), name, n).unwrap_or_else(|last| {
+            panic!(
+                "{name} never ran {n} instances: {last:#}\n{}",
+                self.sd.log()
+            )
+        })
     }
 
     fn scrape(&self) -> String {

@@ -129,3 +129,37 @@ pub fn unix(
 pub fn listening(port: u16) -> bool {
     TcpStream::connect(("127.0.0.1", port)).is_ok()
 }
+
+/// Wait (up to `super::WAIT`) until `GET /api/v1/processes/{name}` shows
+/// exactly `n` instances, all running with a live pid. Ok: their pids in
+/// index order; Err: the last answer seen, for the failure message.
+pub fn wait_running(
+    port: u16,
+    token: Option<&str>,
+    name: &str,
+    n: usize,
+) -> Result<Vec<i32>, serde_json::Value> {
+    let mut last = serde_json::Value::Null;
+    let ok = super::wait_until(super::WAIT, || {
+        let r = get(port, &format!("/api/v1/processes/{name}"), token);
+        if r.status != 200 {
+            return false;
+        }
+        last = r.json();
+        let insts = last["instances"].as_array().map_or(&[][..], Vec::as_slice);
+        insts.len() == n
+            && insts.iter().all(|i| {
+                i["state"] == "running" && i["pid"].as_i64().is_some_and(|p| super::alive(p as i32))
+            })
+    });
+    if !ok {
+        return Err(last);
+    }
+    Ok(last["instances"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice)
+        .iter()
+        .filter_map(|i| i["pid"].as_i64())
+        .map(|p| p as i32)
+        .collect())
+}
