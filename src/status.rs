@@ -249,8 +249,14 @@ pub struct ProcessStatus {
     pub max_scale: Option<u32>,
     pub critical: bool,
     pub restart: &'static str,
-    /// An operation in progress (`restarting`, `scaling`), if any.
+    /// An operation in progress, if any: `restarting` (a rolling
+    /// restart), `replacing` or `removing` (a reload's, which may wait for
+    /// dependents or a scheduled run before the stop begins).
     pub operation: Option<&'static str>,
+    /// Why it is down though it was meant to run (a dependency that never
+    /// came after a reload); `null` otherwise. Instance failures are in
+    /// each instance's `error`.
+    pub error: Option<String>,
     /// Restarts of every instance so far, by reason (`exit`, `signal`,
     /// `health`, `manual`).
     pub restarts: BTreeMap<&'static str, u64>,

@@ -1151,8 +1151,16 @@ fn a_removed_dependency_outlives_the_run_of_a_removed_job_that_depends_on_it() {
     r.rewrite(&sleeper("keep", "v1"));
     let v = r.reloaded();
     assert_eq!(names(&v, "removed"), ["backup", "db"], "{v:#}");
-    // The log says why db still runs.
+    // The log says why db still runs, and its status that it is leaving.
     r.sd.wait_log("db: its stop waits for the run of backup that depends on it");
+    let db = r.process("db");
+    assert_eq!(
+        (db["state"].as_str(), db["operation"].as_str()),
+        (Some("running"), Some("removing")),
+        "{db:#}"
+    );
+    let job = r.process("backup");
+    assert_eq!(job["operation"], "removing", "{job:#}");
     std::fs::write(r.sd.dir.path("backup.go"), "").unwrap();
     assert!(
         wait_until(WAIT, || r.sd.dir.lines("events").len() == 2),
@@ -1233,7 +1241,15 @@ fn a_reload_whose_new_dependency_never_gets_healthy_does_not_shut_sheepdog_down(
         ready.body
     );
     assert_eq!(r.wait_running("other", 1), other);
-    assert_eq!(r.process("web")["state"], "stopped");
+    let web = r.process("web");
+    assert_eq!(web["state"], "stopped");
+    // The process's own status says why, as /ready does.
+    assert!(
+        web["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("dependency_timeout (2s) passed waiting for db")),
+        "{web:#}"
+    );
     // The next reload fixes db only: web, unchanged, tries again and
     // comes back, and sheepdog is ready again.
     r.rewrite(&cfg("\"true\"", 2));
@@ -1241,6 +1257,11 @@ fn a_reload_whose_new_dependency_never_gets_healthy_does_not_shut_sheepdog_down(
     assert_eq!(names(&v, "changed"), ["db"], "{v:#}");
     assert_eq!(names(&v, "unchanged"), ["other", "web"], "{v:#}");
     r.wait_running("web", 1);
+    assert!(
+        r.process("web")["error"].is_null(),
+        "{:#}",
+        r.process("web")
+    );
     assert!(
         wait_until(WAIT, || http::get(r.port, "/api/v1/ready", None).status
             == 200),

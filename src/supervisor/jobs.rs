@@ -598,7 +598,9 @@ fn job_status(j: &Job, shutting_down: bool) -> ProcessStatus {
         max_scale: None,
         critical: j.def.critical,
         restart: "never",
-        operation: None,
+        // Removed by a reload while a run goes on: it goes when that ends.
+        operation: j.retired.then_some("removing"),
+        error: None,
         restarts: BTreeMap::new(),
         instances: Vec::new(),
         schedule: Some(ScheduleStatus {

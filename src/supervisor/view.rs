@@ -16,6 +16,7 @@ use crate::status::{
     unix_seconds, ControlReply, InstanceStatus, LastExit, NotReady, ProcessStatus, Snapshot,
 };
 
+use super::reload::Next;
 use super::{Inst, Op, Phase, Proc, ProcPhase, Supervisor};
 
 impl Supervisor {
@@ -130,10 +131,7 @@ impl Supervisor {
                 // Stopping to come back with a new definition (a reload):
                 // draining, then down; it does not serve.
                 ProcPhase::Stopping
-                    if matches!(
-                        p.next,
-                        Some(super::reload::Next::Replace { start: true, .. })
-                    ) =>
+                    if matches!(p.next, Some(Next::Replace { start: true, .. })) =>
                 {
                     why.push(NotReady::new(format!(
                         "{name}: being restarted with its new definition"
@@ -221,6 +219,7 @@ fn fill_process_status(dst: &mut ProcessStatus, p: &Proc, now: SystemTime) {
         critical,
         restart,
         operation,
+        error,
         restarts,
         instances,
         schedule,
@@ -247,9 +246,13 @@ fn fill_process_status(dst: &mut ProcessStatus, p: &Proc, now: SystemTime) {
         RestartPolicy::OnFailure => "on-failure",
         RestartPolicy::Never => "never",
     };
-    *operation = p.op.as_ref().map(|op| match op {
-        Op::Rolling { .. } => "restarting",
-    });
+    *operation = match (&p.op, &p.next) {
+        (Some(Op::Rolling { .. }), _) => Some("restarting"),
+        (None, Some(Next::Replace { .. })) => Some("replacing"),
+        (None, Some(Next::Remove)) => Some("removing"),
+        (None, None) => None,
+    };
+    error.clone_from(&p.gave_up);
     restarts.clone_from(&p.restarts);
     instances.clear();
     instances.extend(
@@ -326,6 +329,7 @@ mod tests {
             critical: true,
             restart: "never",
             operation: Some("restarting"),
+            error: Some("gave up".into()),
             restarts: BTreeMap::from([("exit", 4)]),
             instances: vec![InstanceStatus::default(); 3],
             schedule: Some(ScheduleStatus::default()),
@@ -342,7 +346,7 @@ mod tests {
             (dst.max_scale, dst.critical, dst.operation),
             (None, false, None)
         );
-        assert!(dst.restarts.is_empty() && dst.schedule.is_none());
+        assert!(dst.restarts.is_empty() && dst.schedule.is_none() && dst.error.is_none());
         assert_eq!(dst.instances.len(), 1);
         assert_eq!(
             (&*dst.instances[0].id, dst.instances[0].pid),
