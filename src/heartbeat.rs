@@ -142,6 +142,11 @@ impl Handle {
         self.stop.take();
     }
 
+    /// Whether every worker has returned.
+    pub fn finished(&self) -> bool {
+        self.threads.iter().all(JoinHandle::is_finished)
+    }
+
     /// Wait for the workers until `deadline` at most; join those that
     /// ended.
     pub fn wait(mut self, deadline: Instant) {

@@ -466,10 +466,13 @@ pub struct ReloadSummary {
     pub changed: Vec<String>,
     /// Only `scale`/`max_scale` changed: scaled in place.
     pub scaled: Vec<String>,
+    /// Only `heartbeat` changed: the pings follow the new settings at
+    /// once, the process runs on.
+    pub updated: Vec<String>,
     /// Left as they are.
     pub unchanged: Vec<String>,
     /// Changed keys that take effect only when sheepdog restarts
-    /// (`global.api_port`, `processes.web.heartbeat`).
+    /// (`global.api_port`).
     pub needs_restart: Vec<String>,
     /// Changes refused for now, with why (`web is being restarted; scale
     /// it afterwards; reload again later`): the next reload tries again.
@@ -487,6 +490,7 @@ impl std::fmt::Display for ReloadSummary {
             ("removed", &self.removed),
             ("changed", &self.changed),
             ("scaled", &self.scaled),
+            ("updated", &self.updated),
         ] {
             if !names.is_empty() {
                 write!(f, "{sep}{what} {}", names.join(", "))?;

@@ -485,3 +485,79 @@ fn pings_go_through_the_environments_proxy_unless_no_proxy_names_the_host() {
     sd.signal(libc::SIGTERM);
     assert_eq!(sd.exit_code(WAIT), 0);
 }
+
+/// A reload that adds, changes or removes a heartbeat applies it at once,
+/// without restarting the process; removed counts leave the metrics.
+#[test]
+fn a_reload_applies_heartbeat_changes_without_restarting_the_process() {
+    let srv = Server::start(|_, _| Some(200));
+    let beat = |path: &str| {
+        format!(
+            "    heartbeat: {{url: '{}', interval: 200ms}}\n",
+            srv.url(path)
+        )
+    };
+    // `clock` pings throughout: its count stands in for time passing.
+    let procs = |web: &str| {
+        format!(
+            "  web:\n    command: [sleep, '300']\n{web}  clock:\n    command: [sleep, '300']\n{}",
+            beat("/clock")
+        )
+    };
+    let (sd, mport) = start("hb-reload", &procs(&beat("/a")));
+    srv.wait("a ping to /a", &sd, |r| r.iter().any(|q| q.path == "/a"));
+    let cfg = sd.dir.path("sheepdog.yaml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let reload = |text: String, n: usize| {
+        std::fs::write(&cfg, text).unwrap();
+        sd.signal(libc::SIGHUP);
+        assert!(
+            sd.wait_log_n("reloaded ", n, WAIT),
+            "reload {n} never done\n{}",
+            sd.log()
+        );
+    };
+    let ticks_later = |n: usize| {
+        let from = srv.count("/clock");
+        srv.wait("clock ticks", &sd, |r| {
+            r.iter().filter(|q| q.path == "/clock").count() >= from + n
+        });
+    };
+
+    // A new URL: pings go there, and no longer to the old one.
+    reload(text.replace("/a'", "/b'"), 1);
+    assert!(sd.log().contains("updated web"), "{}", sd.log());
+    srv.wait("two pings to /b", &sd, |r| {
+        r.iter().filter(|q| q.path == "/b").count() >= 2
+    });
+    ticks_later(1);
+    let a = srv.count("/a");
+    ticks_later(3);
+    assert_eq!(srv.count("/a"), a, "{:?}", srv.paths());
+    wait_metric(
+        &sd,
+        mport,
+        "sheepdog_heartbeat_failures_total{process=\"web\"} 0",
+    );
+
+    // Removed: no more pings, and its series go.
+    let without = text.replace(&beat("/a"), "");
+    assert_ne!(without, text);
+    reload(without, 2);
+    ticks_later(1);
+    let b = srv.count("/b");
+    ticks_later(3);
+    assert_eq!(srv.count("/b"), b, "{:?}", srv.paths());
+    let m = metrics(mport);
+    let web_beats = m
+        .lines()
+        .filter(|l| l.starts_with("sheepdog_heartbeat") && l.contains("process=\"web\""));
+    assert_eq!(web_beats.count(), 0, "{m}");
+    assert!(
+        m.contains("sheepdog_heartbeat_failures_total{process=\"clock\"} 0"),
+        "{m}"
+    );
+
+    // The process ran on throughout.
+    assert_eq!(sd.pids_of("web-1").len(), 1, "{}", sd.log());
+}

@@ -937,32 +937,30 @@ fn log_format_applies_at_once() {
 }
 
 #[test]
-fn a_changed_or_removed_heartbeat_needs_a_restart() {
+fn a_changed_or_removed_heartbeat_is_updated_in_place() {
     let closed = http::free_port();
     let beat = |path: &str| {
         format!("    heartbeat: {{ url: \"http://127.0.0.1:{closed}/{path}\", interval: 1h, retries: 0 }}\n")
     };
     let r = Reload::start("reload-heartbeat", "", &(sleeper("web", "v1") + &beat("a")));
-    r.wait_running("web", 1);
+    let pids = r.wait_running("web", 1);
 
     r.rewrite(&(sleeper("web", "v1") + &beat("b")));
     let v = r.reloaded();
-    assert_eq!(
-        names(&v, "needs_restart"),
-        ["processes.web.heartbeat"],
-        "{v:#}"
-    );
+    assert_eq!(names(&v, "updated"), ["web"], "{v:#}");
+    assert!(names(&v, "needs_restart").is_empty(), "{v:#}");
+    assert!(names(&v, "changed").is_empty(), "{v:#}");
     let msg = v["message"].as_str().unwrap();
-    assert!(msg.contains("processes.web.heartbeat"), "{msg}");
+    assert!(msg.contains("updated web"), "{msg}");
 
     // Removing the block is a change of it too.
     r.rewrite(&sleeper("web", "v1"));
     let v = r.reloaded();
-    assert_eq!(
-        names(&v, "needs_restart"),
-        ["processes.web.heartbeat"],
-        "{v:#}"
-    );
+    assert_eq!(names(&v, "updated"), ["web"], "{v:#}");
+    // The same again: nothing to do.
+    let v = r.reloaded();
+    assert_eq!(names(&v, "unchanged"), ["web"], "{v:#}");
+    assert_eq!(r.wait_running("web", 1), pids);
 }
 
 /// examples/reload.yaml, edited into examples/reload-edited.yaml, does what

@@ -12,7 +12,8 @@
 //!   sends nothing and the worker never wakes for it.
 //! - A run stopped by a shutdown or a stop request pings neither success
 //!   nor failure: it did not end on its own.
-//! - Counts only grow (rendered as Prometheus counters).
+//! - Counts only grow (rendered as Prometheus counters) while their
+//!   process has a heartbeat; a reload that removes it removes its counts.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -34,6 +35,9 @@ use super::{Phase, ProcPhase, Supervisor};
 pub(super) struct Beats {
     configs: BTreeMap<Arc<str>, Heartbeat>,
     handle: Option<Handle>,
+    /// Workers a reload replaced, sending what they had queued
+    /// (`heartbeat::FLUSH_GRACE` at most); waited for at shutdown too.
+    retired: Vec<Handle>,
     /// Kept so `results` never disconnects, even if the worker is gone.
     results_tx: Sender<Outcome>,
     pub(super) results: Receiver<Outcome>,
@@ -44,33 +48,68 @@ pub(super) struct Beats {
     alive: BTreeMap<Arc<str>, bool>,
 }
 
+/// Each enabled process's heartbeat in `cfg`.
+fn configs(cfg: &Config) -> BTreeMap<Arc<str>, Heartbeat> {
+    btree::collect(
+        cfg.enabled()
+            .filter_map(|p| Some((Arc::from(p.name.as_str()), p.extra.heartbeat.clone()?))),
+    )
+}
+
+/// The longruns of `cfg` with a heartbeat interval, none yet told alive.
+fn interval_longruns(cfg: &Config) -> BTreeMap<Arc<str>, bool> {
+    btree::collect(
+        cfg.enabled()
+            .filter(|p| p.kind == ProcessType::Longrun && p.extra.schedule.is_none())
+            .filter(|p| {
+                p.extra
+                    .heartbeat
+                    .as_ref()
+                    .is_some_and(|h| h.interval.is_some())
+            })
+            .map(|p| (Arc::from(p.name.as_str()), false)),
+    )
+}
+
 impl Beats {
     pub(super) fn new(cfg: &Config) -> Beats {
-        let configs: BTreeMap<Arc<str>, Heartbeat> = btree::collect(
-            cfg.enabled()
-                .filter_map(|p| Some((Arc::from(p.name.as_str()), p.extra.heartbeat.clone()?))),
-        );
-        let alive = btree::collect(
-            cfg.enabled()
-                .filter(|p| p.kind == ProcessType::Longrun && p.extra.schedule.is_none())
-                .filter(|p| {
-                    p.extra
-                        .heartbeat
-                        .as_ref()
-                        .is_some_and(|h| h.interval.is_some())
-                })
-                .map(|p| (Arc::from(p.name.as_str()), false)),
-        );
+        let configs = configs(cfg);
         let counts = btree::collect(configs.keys().map(|k| (k.clone(), (0, 0))));
         let (results_tx, results) = crossbeam_channel::unbounded();
         Beats {
             configs,
             handle: None,
+            retired: Vec::new(),
             results_tx,
             results,
             counts,
-            alive,
+            alive: interval_longruns(cfg),
         }
+    }
+
+    /// A reload: take `cfg`'s heartbeats. When any was added, changed or
+    /// removed, new workers take over at once; the old ones send what they
+    /// had queued, with the settings it was queued under, and end. Counts
+    /// of a process that stays go on; a removed one's leave the metrics.
+    /// The new workers learn which longruns are alive at the next publish
+    /// (so a healthy one's interval ping goes out at once).
+    pub(super) fn reload(&mut self, cfg: &Config, store: &Arc<LogStore>) {
+        let configs = configs(cfg);
+        if configs == self.configs {
+            return;
+        }
+        self.retired.retain(|h| !h.finished());
+        if let Some(mut old) = self.handle.take() {
+            old.stop();
+            self.retired.push(old);
+        }
+        self.counts.retain(|p, _| configs.contains_key(p));
+        for p in configs.keys() {
+            self.counts.entry(p.clone()).or_default();
+        }
+        self.configs = configs;
+        self.alive = interval_longruns(cfg);
+        self.start(store.clone());
     }
 
     /// Start the worker, when some process has a heartbeat.
@@ -157,7 +196,10 @@ impl Beats {
     }
 
     pub(super) fn on_outcome(&mut self, o: Outcome) {
-        let c = self.counts.entry(o.process).or_default();
+        // A retired worker's last ping for a process a reload removed.
+        let Some(c) = self.counts.get_mut(&o.process) else {
+            return;
+        };
         if o.ok {
             c.0 += 1;
         } else {
@@ -178,13 +220,13 @@ impl Beats {
 
     /// Shutdown: let the worker flush, and wait for it until `deadline`.
     pub(super) fn stop(&mut self) {
-        if let Some(h) = &mut self.handle {
+        for h in self.handle.iter_mut().chain(&mut self.retired) {
             h.stop();
         }
     }
 
     pub(super) fn wait(&mut self, deadline: Instant) {
-        if let Some(h) = self.handle.take() {
+        for h in self.handle.take().into_iter().chain(self.retired.drain(..)) {
             h.wait(deadline);
         }
     }

@@ -20,9 +20,10 @@
 //!   Processes whose definition did not change are not touched, even when
 //!   a dependency of theirs restarts (as `docker compose up` does).
 //! - Global settings that the running threads hold (API and metrics
-//!   listeners, the log buffer, history sizes, the readiness file) and
-//!   heartbeats are not applied: the answer lists them as needing a
-//!   restart. Nothing is half-applied.
+//!   listeners, the log buffer, history sizes, the readiness file) are not
+//!   applied: the answer lists them as needing a restart. Nothing is
+//!   half-applied. Heartbeats apply without restarting their process: the
+//!   heartbeat workers are replaced (`Beats::reload`).
 //! - Shutdown wins: no reload starts once it has begun, and a pending
 //!   `next` is never carried out during it.
 
@@ -32,7 +33,6 @@ use std::time::Instant;
 
 use crossbeam_channel::Sender;
 
-use crate::config::extra::Heartbeat;
 use crate::config::{Config, Global, InitialState, Process, ProcessType};
 use crate::plan::Plan;
 use crate::status::{ControlReply, ReloadCounts, ReloadSummary};
@@ -261,10 +261,10 @@ impl Supervisor {
         }
 
         let mut new = new;
-        keep_running_heartbeats(&self.cfg, &mut new);
         new.global = self.cfg.global.clone();
         self.cfg = new;
         self.plan = plan;
+        self.beats.reload(&self.cfg, self.shared.output.store());
         crate::logging::configure(self.cfg.global.log_format, self.cfg.global.log_level);
         for w in &self.cfg.warnings {
             log::warn!("config: {w}");
@@ -307,6 +307,18 @@ impl Supervisor {
                 Some((_, Change::None)) => {
                     retry_given_up(&name, p);
                     s.unchanged.push(name);
+                    continue;
+                }
+                // The heartbeat workers take it (`Beats::reload`); the
+                // process runs on.
+                Some((_, Change::Heartbeat)) => {
+                    let new = Arc::new(new.clone());
+                    match &mut p.next {
+                        Some(Next::Replace { def, .. }) => *def = new,
+                        _ => p.def = new,
+                    }
+                    retry_given_up(&name, p);
+                    s.updated.push(name);
                     continue;
                 }
                 Some((t, Change::Scale)) if p.next.is_none() => {
@@ -640,8 +652,10 @@ impl<'a> Wanted<'a> {
 /// How a process definition changed.
 #[derive(Debug, PartialEq, Eq)]
 enum Change {
-    /// Nothing that applies (a changed heartbeat waits for a restart).
+    /// Nothing.
     None,
+    /// Only `heartbeat`: the heartbeat workers apply it.
+    Heartbeat,
     /// Only `scale`/`max_scale`: a scale applies it in place.
     Scale,
     /// Anything else: stop, then start with the new definition.
@@ -649,11 +663,13 @@ enum Change {
 }
 
 fn change(old: &Process, new: &Process) -> Change {
+    if old == new {
+        return Change::None;
+    }
     let mut same = new.clone();
-    // The heartbeat worker keeps what it started with (`needs_restart`).
     same.extra.heartbeat = old.extra.heartbeat.clone();
     if same == *old {
-        return Change::None;
+        return Change::Heartbeat;
     }
     same.scale = old.scale;
     same.max_scale = old.max_scale;
@@ -662,23 +678,6 @@ fn change(old: &Process, new: &Process) -> Change {
     } else {
         Change::Restart
     }
-}
-
-/// Give `new`'s processes the heartbeats that run (those `old` started
-/// with), so the configuration kept describes what runs and the next
-/// reload still lists a heartbeat change it did not apply.
-fn keep_running_heartbeats(old: &Config, new: &mut Config) {
-    for p in new.processes.values_mut() {
-        p.extra.heartbeat = heartbeat(old, &p.name);
-    }
-}
-
-/// `name`'s heartbeat in `c`, when it is an enabled process.
-fn heartbeat(c: &Config, name: &str) -> Option<Heartbeat> {
-    c.processes
-        .get(name)
-        .filter(|p| p.enabled)
-        .and_then(|p| p.extra.heartbeat.clone())
 }
 
 /// The global settings in force after a reload: `new`'s for what applies
@@ -745,13 +744,6 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     if old.hooks.post_start != new.hooks.post_start {
         keys.push("hooks.post_start".into());
     }
-    // The heartbeat worker holds its processes' settings: added, changed
-    // or removed, for a process that stays.
-    for p in new.enabled() {
-        if heartbeat(old, &p.name) != p.extra.heartbeat {
-            keys.push(format!("processes.{}.heartbeat", p.name));
-        }
-    }
     keys
 }
 
@@ -760,7 +752,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::plan::testutil::{config, job, process};
+    use crate::plan::testutil::{config, process};
 
     #[test]
     fn a_scale_or_max_scale_change_is_applied_in_place_anything_else_restarts() {
@@ -804,8 +796,8 @@ mod tests {
     }
 
     #[test]
-    fn a_new_or_changed_heartbeat_needs_a_restart_an_unchanged_one_does_not() {
-        let beat = || Heartbeat {
+    fn a_heartbeat_change_applies_in_place_and_needs_no_restart() {
+        let beat = || crate::config::extra::Heartbeat {
             url: Some("http://127.0.0.1:1/ping".into()),
             success_url: None,
             failure_url: None,
@@ -820,22 +812,17 @@ mod tests {
         };
         let mut web = process("web");
         web.extra.heartbeat = Some(beat());
-        let old = config(vec![web.clone(), job("backup")]);
-        assert!(needs_restart(&old, &old.clone()).is_empty());
-        let mut added = job("backup");
-        added.extra.heartbeat = Some(beat());
-        let new = config(vec![web.clone(), added.clone()]);
-        assert_eq!(needs_restart(&old, &new), ["processes.backup.heartbeat"]);
         let mut quiet = web.clone();
         quiet.extra.heartbeat = None;
-        let removed = config(vec![quiet.clone(), added]);
-        assert_eq!(needs_restart(&new, &removed), ["processes.web.heartbeat"]);
-        // Not applied, so not a change that restarts the process either...
-        assert_eq!(change(&web, &quiet), Change::None);
-        // ...and still listed by the next reload.
-        let mut kept = removed.clone();
-        keep_running_heartbeats(&new, &mut kept);
-        assert_eq!(needs_restart(&kept, &removed), ["processes.web.heartbeat"]);
+        assert_eq!(change(&web, &quiet), Change::Heartbeat);
+        assert_eq!(change(&quiet, &web), Change::Heartbeat);
+        assert_eq!(change(&web, &web.clone()), Change::None);
+        // With anything else, the rest decides.
+        let mut scaled = quiet.clone();
+        scaled.scale = 3;
+        assert_eq!(change(&web, &scaled), Change::Scale);
+        let old = config(vec![web.clone()]);
+        assert!(needs_restart(&old, &config(vec![quiet])).is_empty());
     }
 
     #[test]
