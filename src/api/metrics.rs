@@ -148,7 +148,13 @@ pub fn render(snap: &Snapshot, orphans_reaped: u64, api: &ApiCounters) -> String
     let checks: Counters = Family::default();
     for p in &snap.processes {
         let pl = labels(&[("process", &p.name)]);
-        desired.get_or_create(&pl).set(i64::from(p.desired_scale));
+        // What it should run now: a process stopped on purpose, held or
+        // done is not under-scaled (alerts compare this to the current).
+        let wanted = match p.state {
+            "held" | "stopped" | "finished" => 0,
+            _ => p.desired_scale,
+        };
+        desired.get_or_create(&pl).set(i64::from(wanted));
         current.get_or_create(&pl).set(i64::from(p.current_scale));
         for reason in RESTART_REASONS {
             restarts
@@ -213,7 +219,7 @@ pub fn render(snap: &Snapshot, orphans_reaped: u64, api: &ApiCounters) -> String
     );
     r.register(
         "process_desired_scale",
-        "Instances the process should run",
+        "Instances the process should be running now (0 while held, stopped or finished)",
         Present(desired),
     );
     r.register(
@@ -613,6 +619,35 @@ mod tests {
                 ],
                 ..Default::default()
             }],
+        }
+    }
+
+    #[test]
+    fn a_process_down_on_purpose_wants_no_instance_now() {
+        let mut s = snap();
+        for (name, state) in [
+            ("held", "held"),
+            ("stopped", "stopped"),
+            ("migrate", "finished"),
+            ("waiting", "pending"),
+        ] {
+            s.processes.push(ProcessStatus {
+                name: name.into(),
+                state,
+                desired_scale: 3,
+                ..Default::default()
+            });
+        }
+        let text = prometheus_text(&render(&s, 0, &ApiCounters::default()));
+        for line in [
+            "sheepdog_process_desired_scale{process=\"held\"} 0",
+            "sheepdog_process_desired_scale{process=\"stopped\"} 0",
+            "sheepdog_process_desired_scale{process=\"migrate\"} 0",
+            // Waiting for its dependencies, it should run: under-scaled.
+            "sheepdog_process_desired_scale{process=\"waiting\"} 3",
+            "sheepdog_process_desired_scale{process=\"web\"} 2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line}\n{text}");
         }
     }
 
