@@ -144,6 +144,48 @@ fn check_warns_about_a_log_directory_that_run_would_refuse() {
 }
 
 #[test]
+fn check_warns_about_an_api_token_file_or_socket_directory_that_run_would_refuse() {
+    let dir = TempDir::new("apifiles");
+    let empty = dir.file("token", "\n");
+    for (key, value, said) in [
+        (
+            "api_auth_file",
+            dir.0.join("missing-token"),
+            "global.api_auth_file: unable to read",
+        ),
+        ("api_auth_file", empty.clone(), "is empty; expected a token"),
+        (
+            "api_socket",
+            dir.0.join("no-dir/api.sock"),
+            "global.api_socket: unable to listen on",
+        ),
+    ] {
+        let f = dir.file(
+            "api.yaml",
+            format!(
+                "global:\n  api_port: 0\n  metrics_enabled: false\n  {key}: '{}'\n{}processes:\n  app:\n    command: [sleep, '1']\n",
+                value.display(),
+                if key == "api_socket" {
+                    String::new()
+                } else {
+                    format!("  api_socket: '{}'\n", dir.0.join("api.sock").display())
+                }
+            ),
+        );
+        let out = check(&f, &[]);
+        assert_valid(&out);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(said), "{key}: {text}");
+        // And run refuses it as the configuration error it is: exit 2,
+        // before anything starts.
+        let out = run(&["run", "-c", f.to_str().unwrap()], &[], None);
+        assert_eq!(out.status.code(), Some(2), "{key}: {}", stderr(&out));
+        assert!(stderr(&out).contains(said), "{key}: {}", stderr(&out));
+        assert!(!stderr(&out).contains("app-1: started"), "{}", stderr(&out));
+    }
+}
+
+#[test]
 fn bad_values_name_path_value_and_expectation() {
     let dir = TempDir::new("values");
     let f = dir.file(

@@ -145,3 +145,22 @@ fn is_loopback(listen: &str) -> bool {
     listen.eq_ignore_ascii_case("localhost")
         || listen.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
+
+/// What `start` would refuse on this machine, found before anything starts
+/// (`run` exits 2 on it, `check` warns): a token file that holds no usable
+/// token, a socket whose directory is missing.
+pub fn check_files(g: &crate::config::Global) -> Vec<String> {
+    let mut problems = Vec::new();
+    if !g.api.enabled {
+        return problems;
+    }
+    if let Err(e) = auth::Token::load(&g.api) {
+        problems.push(e);
+    }
+    if let Some(path) = &g.api.socket {
+        if let Err(e) = crate::output::sink::check_dir_to(path, "listen on") {
+            problems.push(format!("global.api_socket: {e}"));
+        }
+    }
+    problems
+}

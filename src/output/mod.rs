@@ -168,7 +168,8 @@ impl Output {
 }
 
 /// Before anything starts: every log file's directory must exist, and no
-/// log or readiness file be a directory. (The readiness file's directory
+/// log or readiness file be a directory; the API's token file must hold a
+/// token and its socket's directory exist. (The readiness file's directory
 /// may come later: a pre_start hook may make it.) Errors name the key.
 pub fn check_files(cfg: &Config) -> Result<(), String> {
     let mut problems = Vec::new();
@@ -182,6 +183,8 @@ pub fn check_files(cfg: &Config) -> Result<(), String> {
             problems.push(format!("global.readiness_file: {e}"));
         }
     }
+    #[cfg(feature = "api")]
+    problems.extend(crate::api::check_files(&cfg.global));
     match check_process_files(cfg) {
         Ok(()) if problems.is_empty() => Ok(()),
         Ok(()) => Err(problems.join("\n")),

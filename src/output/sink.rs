@@ -41,8 +41,13 @@ pub fn expand(template: &Path, process: &str, instance: &str) -> PathBuf {
 
 /// Check that the directory of `path` exists.
 pub fn check_dir(path: &Path) -> Result<(), String> {
+    check_dir_to(path, "open log file")
+}
+
+/// `check_dir` for another use of `path` (`doing`: "listen on").
+pub fn check_dir_to(path: &Path, doing: &str) -> Result<(), String> {
     let dir = crate::safe_open::dir_of(path);
-    let (doing, shown) = ("open log file", path.display());
+    let shown = path.display();
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => {
