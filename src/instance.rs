@@ -24,14 +24,19 @@
 //!   starts again: an exit is final, a restart waiting in backoff is
 //!   dropped, a liveness failure is only logged (its turn to stop comes in
 //!   the shutdown order), and the child still running waits for its stop.
-//! - Health probes run here, blocking, each bounded by its timeout; an exit
-//!   that arrives meanwhile is handled right after (never later than the
-//!   probe timeout). Every start gets a fresh health tracker, so counters
+//! - Health probes run on a short-lived thread of their own (`Probing`),
+//!   each bounded by its timeout, while this thread goes on waiting for
+//!   exits and commands: a stop, a kill at the shutdown deadline or an exit
+//!   never waits behind a probe (a hung endpoint is exactly when operators
+//!   stop things). A probe still going when its child leaves `Running` is
+//!   abandoned (an exec probe's group is killed) and its result dropped.
+//!   One probe at a time; none while idle. Every start gets a fresh health tracker, so counters
 //!   reset and `initial_delay` applies again after any restart. A liveness
 //!   failure stops the instance through the graceful path (signal, timeout,
 //!   group kill) and then the restart policy decides; readiness failures
 //!   never restart anything.
 
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -176,6 +181,7 @@ pub fn launch(
         left_behind: Vec::new(),
         held: None,
         probe_not_run: false,
+        probing: None,
         deferred: false,
     };
     let thread = std::thread::Builder::new()
@@ -363,6 +369,26 @@ enum Input {
     Exit(ExitStatus),
     Cmd(Cmd),
     Timer,
+    /// The probe in progress ended.
+    Probed(Probed),
+}
+
+/// A probe's result, from its thread.
+struct Probed {
+    at: Instant,
+    checked: probe::Checked,
+    /// The declared ports, checked after the probe.
+    ports: probe::Outcome,
+}
+
+/// The probe going on now, on its own thread. Dropped when its result
+/// comes or nobody wants it any more.
+struct Probing {
+    result: Receiver<Probed>,
+    /// The write end of a pipe the probe watches: closing it (dropping
+    /// this) ends an exec probe at once, its group killed; a tcp or http
+    /// probe ends by its timeout.
+    _abandon: std::os::fd::OwnedFd,
 }
 
 struct Runner {
@@ -391,6 +417,8 @@ struct Runner {
     /// The last probe could not run (`probe::Checked::NotRun`): its
     /// warning was given.
     probe_not_run: bool,
+    /// The probe in progress, while the child is `Running`.
+    probing: Option<Probing>,
     /// A start is deferred behind a stalled stdout (`spawn`): said once.
     deferred: bool,
 }
@@ -413,6 +441,9 @@ impl Runner {
                 _ => self.next_input(&state),
             };
             state = self.step(state, input, Instant::now());
+            if !matches!(state, State::Running { .. }) {
+                self.probing = None;
+            }
         }
     }
 
@@ -435,9 +466,11 @@ impl Runner {
         });
     }
 
-    fn deadline(state: &State) -> Option<Instant> {
+    fn deadline(&self, state: &State) -> Option<Instant> {
         match state {
             State::Waiting { until } => Some(*until),
+            // The probe going on ends by its timeout and says so.
+            State::Running { .. } if self.probing.is_some() => None,
             State::Running { tracker, .. } => tracker.as_ref().map(Tracker::due),
             State::Done(_) => None,
             State::Stopping(s) => Some(s.stop.wake_at()),
@@ -445,12 +478,25 @@ impl Runner {
     }
 
     fn next_input(&mut self, state: &State) -> Input {
-        let timer = match Self::deadline(state) {
+        let timer = match self.deadline(state) {
             Some(at) => crossbeam_channel::at(at),
             None => crossbeam_channel::never(),
         };
+        let never = crossbeam_channel::never();
+        let probed = self.probing.as_ref().map_or(&never, |p| &p.result);
         loop {
             select! {
+                recv(probed) -> m => {
+                    // The thread always sends before it ends; a lost one
+                    // (it panicked) reads as a probe that did not run.
+                    let done = m.unwrap_or_else(|_| Probed {
+                        at: Instant::now(),
+                        checked: probe::Checked::NotRun("the probe thread ended without a result".into()),
+                        ports: Ok(()),
+                    });
+                    self.probing = None;
+                    return Input::Probed(done);
+                }
                 recv(self.exit_rx) -> m => {
                     // We hold `exit_tx`, so this channel never disconnects.
                     let Ok(exit) = m else { continue };
@@ -522,8 +568,18 @@ impl Runner {
                     tracker: Some(t),
                 },
                 Input::Timer,
-            ) if now >= t.due() => self.probe(pid, since, t),
+            ) if now >= t.due() && self.probing.is_none() => self.start_probe(pid, since, t),
             (s @ State::Running { .. }, Input::Timer) => s,
+            (
+                State::Running {
+                    pid,
+                    since,
+                    tracker: Some(t),
+                },
+                Input::Probed(done),
+            ) => self.probed(pid, since, t, done),
+            // A result for a child that is gone (or a tracker that is).
+            (s, Input::Probed(_)) => s,
             (State::Stopping(mut s), Input::Exit(status)) => {
                 // Report it like any exit, so status and metrics show the
                 // leader gone and why (the group may still be draining).
@@ -705,8 +761,9 @@ impl Runner {
         }
     }
 
-    /// Run one probe (blocking, bounded by its timeout) and act on it.
-    fn probe(&mut self, pid: i32, since: Instant, mut tracker: Tracker) -> State {
+    /// Start one probe on a thread of its own (bounded by its timeout);
+    /// its result comes back as `Input::Probed`.
+    fn start_probe(&mut self, pid: i32, since: Instant, tracker: Tracker) -> State {
         let Some(plan) = self.health.clone() else {
             return State::Running {
                 pid,
@@ -714,11 +771,67 @@ impl Runner {
                 tracker: None,
             };
         };
-        let at = Instant::now();
-        let checked = match &plan.probe {
-            Some(p) => probe::run(p, plan.timeout, &self.def, &self.id, &self.shared.reaper),
-            None => probe::Checked::Ran(Ok(())),
+        let (tx, result) = crossbeam_channel::bounded(1);
+        let (def, id, shared) = (self.def.clone(), self.id.clone(), self.shared.clone());
+        let spawned = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(std::io::Error::from)
+            .and_then(|(watch, abandon)| {
+                std::thread::Builder::new()
+                    .name(format!("probe:{}", self.id.instance))
+                    .stack_size(128 * 1024)
+                    .spawn(move || {
+                        let at = Instant::now();
+                        let checked = match &plan.probe {
+                            Some(p) => {
+                                let (timeout, reaper) = (plan.timeout, &shared.reaper);
+                                probe::run(p, timeout, &def, &id, reaper, watch.as_fd())
+                            }
+                            None => probe::Checked::Ran(Ok(())),
+                        };
+                        let ports = if plan.ports.is_empty() {
+                            Ok(())
+                        } else {
+                            probe::ports_listening(&plan.ports)
+                        };
+                        let _ = tx.send(Probed { at, checked, ports });
+                    })
+                    .map(|_| abandon)
+            });
+        match spawned {
+            Ok(abandon) => {
+                self.probing = Some(Probing {
+                    result,
+                    _abandon: abandon,
+                })
+            }
+            // Short of threads: sheepdog's shortage, not the instance's.
+            Err(e) => {
+                let now = Instant::now();
+                let done = Probed {
+                    at: now,
+                    checked: probe::Checked::NotRun(format!("unable to start a probe thread: {e}")),
+                    ports: Ok(()),
+                };
+                return self.probed(pid, since, tracker, done);
+            }
+        }
+        State::Running {
+            pid,
+            since,
+            tracker: Some(tracker),
+        }
+    }
+
+    /// Act on a probe's result.
+    fn probed(&mut self, pid: i32, since: Instant, mut tracker: Tracker, done: Probed) -> State {
+        let Some(plan) = self.health.clone() else {
+            return State::Running {
+                pid,
+                since,
+                tracker: None,
+            };
         };
+        let Probed { at, checked, ports } = done;
         let checked = match checked {
             probe::Checked::Ran(outcome) => {
                 self.probe_not_run = false;
@@ -744,11 +857,6 @@ impl Runner {
         };
         // Declared ports count against health only once they have been seen
         // listening since this start; before that they only hold readiness.
-        let ports = if plan.ports.is_empty() {
-            Ok(())
-        } else {
-            probe::ports_listening(&plan.ports)
-        };
         if ports.is_ok() {
             self.ports_seen = true;
         }

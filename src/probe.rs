@@ -1,6 +1,6 @@
 //! Health probes: TCP connect, HTTP GET, exec, and "declared ports are
-//! listening". Each runs blocking on the calling instance thread and is
-//! bounded by the probe timeout.
+//! listening". Each runs blocking on a probe thread the instance starts
+//! for it, and is bounded by the probe timeout.
 //!
 //! Invariants:
 //! - Every probe returns within its timeout (exec: plus the task module's
@@ -14,6 +14,7 @@
 //!   instance, so each replica is probed on its own target.
 
 use std::net::TcpStream;
+use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
 use crate::config::extra::Probe;
@@ -85,13 +86,15 @@ pub fn for_instance(probe: &Probe, id: &Identity, port: Option<u16>) -> Probe {
     }
 }
 
-/// Run one probe within `timeout`.
+/// Run one probe within `timeout`. `abandon` is the read end of a pipe
+/// whose writer closing ends an exec probe early, its group killed.
 pub fn run(
     probe: &Probe,
     timeout: Duration,
     def: &Process,
     id: &Identity,
     reaper: &Reaper,
+    abandon: BorrowedFd<'_>,
 ) -> Checked {
     match probe {
         Probe::Tcp { address } => tcp(address, timeout),
@@ -100,7 +103,7 @@ pub fn run(
             expected_status,
             follow_redirects,
         } => http(url, expected_status, *follow_redirects, timeout),
-        Probe::Exec { command } => exec(command, timeout, def, id, reaper),
+        Probe::Exec { command } => exec(command, timeout, def, id, reaper, abandon),
     }
 }
 
@@ -190,6 +193,7 @@ fn exec(
     def: &Process,
     id: &Identity,
     reaper: &Reaper,
+    abandon: BorrowedFd<'_>,
 ) -> Checked {
     let Some(program) = command.first() else {
         return Checked::Ran(Err("empty probe command".into()));
@@ -200,7 +204,7 @@ fn exec(
     };
     let name = program.as_str();
     Checked::Ran(
-        match task::run(reaper, cmd, timeout, task::Capture::Tail, None) {
+        match task::run(reaper, cmd, timeout, task::Capture::Tail(abandon), None) {
             TaskEnd::SpawnFailed(e) if e.short_of_resources => {
                 return Checked::NotRun(format!("unable to run {name:?}: {e}"))
             }

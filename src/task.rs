@@ -21,7 +21,7 @@
 //! - Capture mode keeps only the output's tail (`TAIL_BYTES`) and drains the
 //!   pipe while waiting, so a chatty command never blocks on a full pipe.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver};
@@ -83,8 +83,10 @@ impl std::fmt::Display for SpawnFailure {
 
 /// Where the task's stdout/stderr go.
 pub enum Capture<'a> {
-    /// Keep the last lines, for error messages (probes).
-    Tail,
+    /// Keep the last lines, for error messages (probes). The fd is the
+    /// read end of a pipe: its writer closing (the prober has gone on)
+    /// ends the task at once, its group killed (`TaskEnd::Cancelled`).
+    Tail(BorrowedFd<'a>),
     /// Through the output thread, tagged with this identity (hooks).
     Log(&'a Output, &'a Identity),
 }
@@ -102,7 +104,7 @@ pub fn run(
     let (tx, rx) = crossbeam_channel::bounded(1);
     cmd.stdin(Stdio::Null);
     match capture {
-        Capture::Tail => {
+        Capture::Tail(abandon) => {
             let pipe = nix::unistd::pipe2(OFlag::O_CLOEXEC)
                 .map_err(std::io::Error::from)
                 .and_then(|(r, w)| Ok((r, w.try_clone()?, w)));
@@ -117,7 +119,7 @@ pub fn run(
                 Ok(child) => child.pid,
                 Err(e) => return TaskEnd::SpawnFailed(SpawnFailure::of("", &e)),
             };
-            wait_capturing("exec probe", pid, &rx, &reader, deadline)
+            wait_capturing("exec probe", pid, &rx, &reader, abandon, deadline)
         }
         Capture::Log(output, id) => {
             cmd.stdout(Stdio::Pipe).stderr(Stdio::Pipe);
@@ -142,6 +144,7 @@ fn wait_capturing(
     pid: i32,
     rx: &Receiver<Exit>,
     reader: &OwnedFd,
+    abandon: BorrowedFd<'_>,
     deadline: Instant,
 ) -> TaskEnd {
     let mut tail = Tail::default();
@@ -152,11 +155,19 @@ fn wait_capturing(
             break;
         }
         let ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX);
-        let mut fds = [PollFd::new(reader.as_fd(), PollFlags::POLLIN)];
+        let mut fds = [
+            PollFd::new(reader.as_fd(), PollFlags::POLLIN),
+            PollFd::new(abandon, PollFlags::POLLIN),
+        ];
         match poll(
             &mut fds,
             PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
         ) {
+            // Nobody waits for the answer any more.
+            Ok(_) if fds[1].any().unwrap_or(false) => {
+                stop_group(owner, pid, rx, None, true);
+                return TaskEnd::Cancelled;
+            }
             Ok(n) if n > 0 => open = read_some(reader, &mut tail),
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(_) => open = false,

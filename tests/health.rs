@@ -384,25 +384,66 @@ fn a_declared_port_that_stops_listening_makes_the_instance_unhealthy() {
 }
 
 #[test]
-fn a_process_dying_mid_probe_is_restarted_once_the_probe_times_out() {
+fn a_process_dying_mid_probe_is_restarted_at_once_and_the_probe_abandoned() {
+    // The probe would take a minute: the exit is handled without waiting
+    // for it, and the probe's process is killed.
     let cfg = header("")
         + r#"
   brief:
     command: "sleep 0.3; exit 1"
     health_check:
       type: exec
-      command: [sleep, "1000"]
+      command: [sh, -c, "echo $$ >> $DIR/probes; exec sleep 1000"]
       initial_delay: 0
       period: 5s
-      timeout: 1s
+      timeout: 60s
       mode: readiness
 "#;
     let mut sd = Sheepdog::start("midprobe", &cfg);
     assert!(sd.wait_log_n("brief-1: started", 2, WAIT), "{}", sd.log());
-    // The exit (and its status) was handled once the probe had timed out.
     assert!(sd.log().contains("brief-1: exited 1 after"), "{}", sd.log());
+    let first: i32 = sd.dir.lines("probes")[0].parse().unwrap();
+    assert!(
+        wait_until(WAIT, || !alive(first)),
+        "the abandoned probe {first} still runs\n{}",
+        sd.log()
+    );
     sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0);
+}
+
+#[test]
+fn a_stop_never_waits_behind_a_probe() {
+    // A probe that hangs for a minute (an endpoint that stopped
+    // answering: when operators stop things) while sheepdog is asked to
+    // stop: the process gets its graceful stop signal and sheepdog ends,
+    // long before the probe's timeout; the probe's process goes too.
+    let cfg = header("")
+        + r#"
+  svc:
+    command: "trap 'echo term >> $DIR/events; exit 0' TERM; while :; do sleep 0.05; done"
+    health_check:
+      type: exec
+      command: [sh, -c, "echo $$ >> $DIR/probes; exec sleep 1000"]
+      initial_delay: 0
+      period: 60s
+      timeout: 60s
+      mode: liveness
+"#;
+    let mut sd = Sheepdog::start("stopmidprobe", &cfg);
+    assert!(
+        wait_until(WAIT, || !sd.dir.lines("probes").is_empty()),
+        "{}",
+        sd.log()
+    );
+    let probe: i32 = sd.dir.lines("probes")[0].parse().unwrap();
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    assert_eq!(sd.dir.lines("events"), ["term"], "{}", sd.log());
+    assert!(
+        wait_until(WAIT, || !alive(probe)),
+        "the probe {probe} outlived sheepdog"
+    );
 }
 
 #[test]
