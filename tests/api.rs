@@ -611,10 +611,11 @@ fn api_auth_file_is_read_at_start_and_required() {
         200
     );
     drop(sd);
-    // A missing file aborts start-up before anything runs.
+    // A missing file aborts start-up before anything runs, as the
+    // configuration error it is (exit 2).
     let [p, m] = free_ports::<2>();
     let mut sd = Sheepdog::start("api-tokenfile-missing", &cfg(p, m, &dir.path("missing")));
-    assert_eq!(sd.exit_code(WAIT), 1, "{}", sd.log());
+    assert_eq!(sd.exit_code(WAIT), 2, "{}", sd.log());
     assert!(
         sd.log().contains("global.api_auth_file: unable to read"),
         "{}",
