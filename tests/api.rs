@@ -737,6 +737,42 @@ fn stop_start_signal_and_shutdown_through_the_api() {
 }
 
 #[test]
+fn processes_held_or_stopped_on_request_keep_sheepdog_up_for_a_start() {
+    // `job` ends on its own (exit 0) after `app` was stopped on request
+    // and while `later` is held: neither has "ended for good", so
+    // sheepdog waits for a start request instead of exiting.
+    let api = Api::start(
+        "held-stopped-stay",
+        None,
+        "",
+        "  app:\n    command: [sleep, '1000']\n  later:\n    command: [sleep, '1000']\n    initial_state: stopped\n  job:\n    command: \"while [ ! -e $DIR/go ]; do sleep 0.05; done\"\n    restart: on-failure\n",
+    );
+    api.wait_running("app", 1);
+    let r = api.post("/api/v1/processes/app/stop", "");
+    assert!(r.status < 300, "{}", r.body);
+    assert!(wait_until(WAIT, || api.process("app")["state"] == "stopped"));
+    std::fs::write(api.sd.dir.path("go"), "").unwrap();
+    api.sd.wait_log("job-1: exited 0");
+    // Still up: both can be started.
+    for name in ["app", "later"] {
+        let r = api.post(&format!("/api/v1/processes/{name}/start"), "");
+        assert!(
+            r.status < 300,
+            "{name}: {} {}\n{}",
+            r.status,
+            r.body,
+            api.sd.log()
+        );
+        api.wait_running(name, 1);
+    }
+    assert!(
+        !api.sd.log().contains("every process has ended"),
+        "{}",
+        api.sd.log()
+    );
+}
+
+#[test]
 fn a_dependency_stopped_before_it_was_healthy_keeps_its_dependents_waiting() {
     // A database still starting (or a stuck migration) that an operator
     // stops must not let the app start on it.

@@ -776,6 +776,60 @@ fn a_critical_failure_stops_everything_and_exits_1() {
     assert_eq!(sd.dir.lines("events"), ["bystander-term"]);
 }
 
+/// A shutdown sheepdog began itself (here a critical failure) while db
+/// flushes on SIGTERM, then the orchestrator's SIGTERMs.
+fn flushing_db_after_a_critical_failure(name: &str) -> Sheepdog {
+    let cfg = global("")
+        + r#"
+  db:
+    command: "trap 'echo flush >> $DIR/events; while [ ! -e $DIR/go ]; do sleep 0.05; done; echo flushed >> $DIR/events; exit 0' TERM; while :; do sleep 0.05; done"
+  vital:
+    command: "sleep 0.3; exit 2"
+    restart: never
+    critical: true
+"#;
+    let sd = Sheepdog::start(name, &cfg);
+    assert!(
+        wait_until(WAIT, || sd.dir.lines("events") == ["flush"]),
+        "{}",
+        sd.log()
+    );
+    sd
+}
+
+#[test]
+fn the_first_sigterm_during_a_shutdown_sheepdog_began_itself_does_not_force_it() {
+    let mut sd = flushing_db_after_a_critical_failure("selfshutdown-term");
+    // `docker stop`: one SIGTERM, which must not cut db's flush short.
+    sd.signal(TERM);
+    sd.wait_log("received SIGTERM; already shutting down");
+    std::fs::write(sd.dir.path("go"), "").unwrap();
+    assert_eq!(sd.exit_code(WAIT), 1, "{}", sd.log());
+    assert_eq!(sd.dir.lines("events"), ["flush", "flushed"], "{}", sd.log());
+    assert!(
+        !sd.log().contains("killing every remaining"),
+        "{}",
+        sd.log()
+    );
+}
+
+#[test]
+fn a_second_sigterm_during_a_shutdown_sheepdog_began_itself_forces_it() {
+    let mut sd = flushing_db_after_a_critical_failure("selfshutdown-term2");
+    sd.signal(TERM);
+    sd.wait_log("received SIGTERM; already shutting down");
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 1, "{}", sd.log());
+    assert!(
+        sd.log().contains(
+            "received SIGTERM while shutting down: killing every remaining process group now"
+        ),
+        "{}",
+        sd.log()
+    );
+    assert_eq!(sd.dir.lines("events"), ["flush"], "{}", sd.log());
+}
+
 #[test]
 fn a_failed_oneshot_dependency_fails_start_up() {
     let cfg = global("")

@@ -159,6 +159,11 @@ enum Phase {
         started: Instant,
         deadline: Instant,
         forced: bool,
+        /// A TERM/INT/QUIT/PWR asked for it (or came since): the next
+        /// TERM/INT forces it. A shutdown sheepdog began itself (a
+        /// critical failure, all ended, the API) is not "asked twice" by
+        /// the orchestrator's one SIGTERM.
+        signalled: bool,
     },
 }
 
@@ -617,16 +622,36 @@ impl Supervisor {
 
     fn on_signal(&mut self, sig: libc::c_int) {
         let name = signals::name(sig);
-        match (sig, &self.phase) {
+        match (sig, &mut self.phase) {
             (SIGTERM | SIGINT | SIGQUIT | libc::SIGPWR, Phase::Running) => {
                 self.begin_shutdown(Reason::Signal(name));
             }
-            (SIGTERM | SIGINT, Phase::ShuttingDown { forced: false, .. }) => {
+            (
+                SIGTERM | SIGINT,
+                Phase::ShuttingDown {
+                    forced: false,
+                    signalled: true,
+                    ..
+                },
+            ) => {
                 log::warn!(
                     "received {name} while shutting down: killing every remaining process group now{}",
                     self.remaining()
                 );
                 self.force_kill();
+            }
+            (
+                SIGTERM | SIGINT | SIGQUIT | libc::SIGPWR,
+                Phase::ShuttingDown {
+                    forced: false,
+                    signalled,
+                    ..
+                },
+            ) => {
+                *signalled = true;
+                log::info!(
+                    "received {name}; already shutting down (a second SIGTERM or SIGINT kills every remaining process group at once)"
+                );
             }
             (SIGTERM | SIGINT | SIGQUIT | libc::SIGPWR, Phase::ShuttingDown { .. }) => {
                 log::info!("received {name}; already shutting down");
@@ -1252,11 +1277,15 @@ impl Supervisor {
         if !self.jobs.is_empty() {
             return;
         }
+        // Held and stopped processes wait for a start request: the
+        // container stays up for it ("a stop never makes sheepdog exit"),
+        // whatever else ends meanwhile.
         let settled = self.procs.values().all(|p| match p.phase {
-            ProcPhase::Held | ProcPhase::Stopped | ProcPhase::Finished => true,
+            ProcPhase::Finished => true,
             ProcPhase::Active => p.all_done() && !p.relaunching(),
-            ProcPhase::Stopping => p.all_done(),
-            ProcPhase::Pending => false,
+            ProcPhase::Held | ProcPhase::Stopped | ProcPhase::Stopping | ProcPhase::Pending => {
+                false
+            }
         });
         if settled {
             log::info!("every process has ended; nothing left to supervise");
@@ -1282,12 +1311,13 @@ impl Supervisor {
             "shutting down ({why}): stopping in reverse dependency order, deadline {}",
             format_duration(timeout)
         );
-        self.reason = Some(reason);
         self.phase = Phase::ShuttingDown {
             started: now,
             deadline: now + timeout,
             forced: false,
+            signalled: matches!(reason, Reason::Signal(_)),
         };
+        self.reason = Some(reason);
         // Before any instance is told to stop.
         let _ = self.shared.shutdown_deadline.set(now + timeout);
         for p in self.procs.values_mut() {
