@@ -92,11 +92,55 @@ impl PostStart {
         }
     }
 
-    /// Let the hooks end (briefly), then cancel what is left. Bounded.
-    pub fn finish(self) {
-        if self.done.recv_timeout(POST_START_FINISH).is_err() {
-            let _ = self.cancel.send(());
-            let _ = self.done.recv_timeout(CANCEL_WAIT);
+    /// Let the hooks end (briefly), then cancel what is left, while
+    /// `requests` may still ask to `Ask::Kill` them (the shutdown deadline,
+    /// a second SIGTERM). Bounded.
+    pub fn finish<M>(self, requests: &Receiver<M>, ask: impl Fn(&M) -> Ask) {
+        if !wait_killable(&self.done, &self.cancel, requests, &ask, POST_START_FINISH) {
+            let _ = self.cancel.try_send(());
+            wait_killable(&self.done, &self.cancel, requests, &ask, CANCEL_WAIT);
+        }
+    }
+}
+
+/// What a message to someone waiting on hooks asks of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ask {
+    /// Nothing for the hooks (a signal for a process not started yet).
+    Nothing,
+    /// Stop: the running hook gets SIGTERM, then SIGKILL after its grace.
+    Stop,
+    /// SIGKILL now: a forced shutdown or its deadline.
+    Kill,
+}
+
+/// Wait up to `wait` for a hook list to end, passing on a kill asked for
+/// meanwhile (a closed `requests` counts as one) as the list's second,
+/// forced cancel. Whether it ended.
+fn wait_killable<T, M>(
+    done: &Done<T>,
+    cancel: &Sender<()>,
+    requests: &Receiver<M>,
+    ask: &impl Fn(&M) -> Ask,
+    wait: Duration,
+) -> bool {
+    let timer = crossbeam_channel::after(wait);
+    let never = crossbeam_channel::never();
+    let mut requests = requests;
+    loop {
+        crossbeam_channel::select! {
+            recv(done) -> _ => return true,
+            recv(requests) -> m => {
+                if m.as_ref().map_or(Ask::Kill, ask) == Ask::Kill {
+                    // Twice at most is all a list reads; more is ignored.
+                    let _ = cancel.try_send(());
+                    let _ = cancel.try_send(());
+                }
+                if m.is_err() {
+                    requests = &never;
+                }
+            },
+            recv(timer) -> _ => return false,
         }
     }
 }
@@ -114,14 +158,14 @@ pub enum PreStart {
 
 /// Run `def`'s pre-start hooks before a start (of an instance or a
 /// scheduled run) and wait for them on their own thread, while still
-/// listening to `requests`: a message for which `is_stop` holds (or the
-/// channel closing) cancels them. Bounded by the hooks' own timeouts and
-/// the runner's cancel grace.
+/// listening to `requests`: what `ask` makes of a message (the channel
+/// closing is a kill) cancels them, and a kill also ends their grace.
+/// Bounded by the hooks' own timeouts and the runner's cancel grace.
 pub fn run_pre_start<M>(
     def: &Arc<Process>,
     shared: &Arc<Shared>,
     requests: &Receiver<M>,
-    is_stop: impl Fn(&M) -> bool,
+    ask: impl Fn(&M) -> Ask,
 ) -> PreStart {
     let hooks = &def.extra.hooks.pre_start;
     if hooks.is_empty() {
@@ -138,9 +182,16 @@ pub fn run_pre_start<M>(
                 Ok(((), Err(ListError::Failed(why)))) => PreStart::Failed(why),
                 Ok(((), Err(ListError::Cancelled))) | Err(_) => PreStart::Stopped,
             },
-            recv(requests) -> m => if m.as_ref().map_or(true, &is_stop) {
-                let _ = cancel.send(());
-                let _ = done.recv_timeout(CANCEL_WAIT);
+            recv(requests) -> m => {
+                let asked = m.as_ref().map_or(Ask::Kill, &ask);
+                if asked == Ask::Nothing {
+                    continue;
+                }
+                let _ = cancel.try_send(());
+                if asked == Ask::Kill {
+                    let _ = cancel.try_send(());
+                }
+                wait_killable(&done, &cancel, requests, &ask, CANCEL_WAIT);
                 return PreStart::Stopped;
             },
         }

@@ -696,9 +696,7 @@ impl Runner {
     /// They run on their own thread so a stop request still gets through:
     /// it cancels them and this start does not happen.
     fn run_pre_start(&mut self) -> Result<(), NotStarted> {
-        // A signal for the process has nothing to reach yet: ignored.
-        let is_stop = |c: &Cmd| !matches!(c, Cmd::Signal(..));
-        match hooks::run_pre_start(&self.def, &self.shared, &self.cmd_rx, is_stop) {
+        match hooks::run_pre_start(&self.def, &self.shared, &self.cmd_rx, hook_ask) {
             hooks::PreStart::Done => Ok(()),
             hooks::PreStart::Failed(why) => Err(NotStarted::Failed(why)),
             hooks::PreStart::Stopped => Err(NotStarted::Stopped),
@@ -718,7 +716,7 @@ impl Runner {
     /// then cancel it, so no hook is cut off by sheepdog's exit. Bounded.
     fn finish_post_start(&mut self) {
         if let Some(p) = self.post_start.take() {
-            p.finish();
+            p.finish(&self.cmd_rx, hook_ask);
         }
     }
 
@@ -1159,6 +1157,16 @@ impl Runner {
 }
 
 /// The `exit_code` and `signal` fields of a structured decision record.
+/// What a command means to this instance's hooks while they run.
+fn hook_ask(c: &Cmd) -> hooks::Ask {
+    match c {
+        // Nothing to reach yet (pre_start), or nothing to stop any more.
+        Cmd::Signal(..) => hooks::Ask::Nothing,
+        Cmd::Stop | Cmd::Hold(_) => hooks::Ask::Stop,
+        Cmd::Kill => hooks::Ask::Kill,
+    }
+}
+
 fn status_fields(s: Option<ExitStatus>) -> (Option<i32>, Option<String>) {
     match s {
         Some(ExitStatus::Code(c)) => (Some(c), None),

@@ -547,3 +547,57 @@ fn a_hooks_last_output_lines_come_before_its_result() {
     sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
 }
+
+/// A process's own pre_start or post_start hook that ignores SIGTERM is
+/// killed at the shutdown deadline (and at a second SIGTERM), not after
+/// the hooks' own grace.
+fn a_stubborn_start_hook(kind: &str, name: &str, second_term: bool) {
+    let deadline = if second_term { "120" } else { "1" };
+    let cfg = header("  pre_start: []").replace(
+        "shutdown_timeout: 15",
+        &format!("shutdown_timeout: {deadline}"),
+    ) + &format!(
+        r#"
+  w:
+    command: "exec sleep 1000"
+    hooks:
+      {kind}:
+        - {{ name: slow, command: "trap '' TERM; echo $$ > $DIR/hook; while :; do sleep 0.05; done", timeout: 10m }}
+"#
+    );
+    let mut sd = Sheepdog::start(name, &cfg);
+    let hook = sd.wait_pid("hook");
+    sd.signal(TERM);
+    if second_term {
+        sd.wait_log("shutting down (received SIGTERM)");
+        sd.signal(TERM);
+    }
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    assert!(!alive(hook), "{}", sd.log());
+    // Killed for the shutdown, not by the hook's own grace running out.
+    assert!(
+        !sd.log().contains("still running after 5s; sending SIGKILL"),
+        "{}",
+        sd.log()
+    );
+}
+
+#[test]
+fn a_stubborn_pre_start_hook_is_killed_at_the_shutdown_deadline() {
+    a_stubborn_start_hook("pre_start", "stubbornpre", false);
+}
+
+#[test]
+fn a_stubborn_post_start_hook_is_killed_at_the_shutdown_deadline() {
+    a_stubborn_start_hook("post_start", "stubbornpost", false);
+}
+
+#[test]
+fn a_stubborn_pre_start_hook_is_killed_at_a_second_sigterm() {
+    a_stubborn_start_hook("pre_start", "stubbornpre2", true);
+}
+
+#[test]
+fn a_stubborn_post_start_hook_is_killed_at_a_second_sigterm() {
+    a_stubborn_start_hook("post_start", "stubbornpost2", true);
+}

@@ -133,7 +133,7 @@ impl Run {
             stopped,
             error,
         };
-        match hooks::run_pre_start(&self.def, &self.shared, &self.cmd_rx, |_| true) {
+        match hooks::run_pre_start(&self.def, &self.shared, &self.cmd_rx, run_ask) {
             hooks::PreStart::Done => Ok(()),
             hooks::PreStart::Failed(why) => Err(end(false, Some(why))),
             hooks::PreStart::Stopped => Err(end(true, None)),
@@ -241,7 +241,7 @@ impl Run {
         let took = started.elapsed();
         // After `took`: the run's duration is the command's, not its hooks'.
         if let Some(p) = post_start {
-            p.finish();
+            p.finish(&self.cmd_rx, run_ask);
         }
         let what = match (&end.status, end.timed_out, end.stopped) {
             (_, true, _) => "timed out".to_string(),
@@ -295,5 +295,13 @@ impl Run {
                 recv(crossbeam_channel::at(stop.wake_at())) -> _ => {}
             }
         }
+    }
+}
+
+/// What a command means to a run's hooks while they run.
+fn run_ask(c: &RunCmd) -> hooks::Ask {
+    match c {
+        RunCmd::Stop => hooks::Ask::Stop,
+        RunCmd::Kill => hooks::Ask::Kill,
     }
 }
