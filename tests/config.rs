@@ -294,6 +294,26 @@ fn environment_overrides_are_typed_and_checked() {
 }
 
 #[test]
+fn an_override_adds_a_process_named_after_an_existing_one() {
+    let dir = TempDir::new("override-split");
+    let app = dir.file(
+        "app.yaml",
+        "global: {api_enabled: false, metrics_enabled: false}\nprocesses:\n  app: {command: [sleep, '1']}\n",
+    );
+    // `app` has no key WORKER_COMMAND, so this adds `app-worker`. Before,
+    // the prefix `app` stopped the search: "process app has no such key".
+    let out = check(&app, &[("SHEEPDOG_PROCESS_APP_WORKER_COMMAND", "sleep 5")]);
+    assert_valid(&out);
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(listed.contains("app-worker-1"), "{listed}");
+    assert_invalid(
+        &check(&app, &[("SHEEPDOG_PROCESS_APP_COMAND", "sleep 5")]),
+        &["SHEEPDOG_PROCESS_APP_COMAND: process app has no key COMAND, and APP_COMAND does not end \
+           in a key to add a new process; did you mean \"SHEEPDOG_PROCESS_APP_COMMAND\"?"],
+    );
+}
+
+#[test]
 fn check_says_how_long_the_container_runtime_must_wait() {
     // Docker's stop waits 10 s before SIGKILL; with the default
     // shutdown_timeout of 30 s nothing in the report said so.
