@@ -314,6 +314,29 @@ fn an_override_adds_a_process_named_after_an_existing_one() {
 }
 
 #[test]
+fn an_override_replaces_a_hook_list_spelt_the_phpeek_way() {
+    let dir = TempDir::new("override-hooks");
+    // A PHPeek-style `pre-start` list is replaced by the override. Before,
+    // both spellings were set: "pre_start is also set".
+    let hooks = dir.file(
+        "hooks.yaml",
+        "global: {api_enabled: false, metrics_enabled: false}\nprocesses:\n  web:\n    command: [sleep, '1']\n    hooks:\n      pre-start:\n        - {name: a, command: 'true'}\n",
+    );
+    assert_valid(&check(
+        &hooks,
+        &[(
+            "SHEEPDOG_PROCESS_WEB_HOOKS_PRE_START",
+            "[{name: b, command: 'false'}]",
+        )],
+    ));
+    assert_invalid(
+        &check(&hooks, &[("SHEEPDOG_PROCESS_WEB_HOOKS_PRE_START", "[{name: b}]")]),
+        &["processes.web.hooks.pre_start[0].command: missing; expected a list of arguments or a shell \
+           command string (set by SHEEPDOG_PROCESS_WEB_HOOKS_PRE_START)"],
+    );
+}
+
+#[test]
 fn check_says_how_long_the_container_runtime_must_wait() {
     // Docker's stop waits 10 s before SIGKILL; with the default
     // shutdown_timeout of 30 s nothing in the report said so.

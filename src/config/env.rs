@@ -16,6 +16,9 @@
 //!   (with a process `app`, `APP_WORKER_COMMAND` adds `app-worker`). An
 //!   existing process wins: `APP_ENV_X` is `app`'s `env.X`, not a new
 //!   `app-env`'s.
+//! - A key with two spellings (`pre_start`, `pre-start`) is set in the
+//!   first and the other is removed, so the variable replaces the file's
+//!   value whichever spelling the file used.
 //! - Values are strings, typed later by the target key exactly like YAML
 //!   strings (`1` is an integer, `yes` a boolean). A value starting with
 //!   `[` or `{` is parsed as a YAML flow list/map; `command` and
@@ -137,7 +140,9 @@ pub fn apply(root: &mut Value, overrides: &[(String, String)], shape: &Shape, re
             );
             continue;
         }
-        let is_map_entry = segs.len() >= 2 && is_map_entry(shape, &segs);
+        let parent = parent(shape, &segs);
+        // A process map entry is at depth 1; free maps (`env.X`) deeper.
+        let is_map_entry = segs.len() >= 3 && matches!(parent, Some(Shape::Map(_)));
         let value = match typed(val, target, segs.last().map(String::as_str), is_map_entry) {
             Ok(v) => v,
             Err(e) => {
@@ -146,7 +151,16 @@ pub fn apply(root: &mut Value, overrides: &[(String, String)], shape: &Shape, re
             }
         };
         let path = segs.iter().fold(String::new(), |p, s| join(&p, s));
-        match set(root, &segs, value) {
+        // The key's other spelling (`pre-start` for `pre_start`): the
+        // variable replaces the file's list whichever spelling it used.
+        let alias = match (parent, segs.last()) {
+            (Some(Shape::Struct(fields)), Some(last)) => fields
+                .iter()
+                .map(|(n, _)| *n)
+                .find(|n| n != last && n.replace('-', "_") == *last),
+            _ => None,
+        };
+        match set(root, &segs, value, alias) {
             Ok(()) => {
                 report.set_origin(&path, var);
                 if let Some((process, origin)) = adds {
@@ -307,27 +321,14 @@ fn resolve<'s>(field: &str, shape: &'s Shape) -> Option<(Vec<String>, &'s Shape)
     None
 }
 
-/// Is the last segment of `segs` a key inside a free map (`env.X`)?
-fn is_map_entry(shape: &Shape, segs: &[String]) -> bool {
-    let mut node = shape;
-    for (i, seg) in segs.iter().enumerate() {
-        let next = match node {
-            Shape::Struct(_) => node.field(seg),
-            Shape::Map(inner) => {
-                if i == segs.len() - 1 && i >= 2 {
-                    // A process map entry is at depth 1; free maps deeper.
-                    return true;
-                }
-                Some(&**inner)
-            }
-            _ => None,
-        };
-        match next {
-            Some(n) => node = n,
-            None => return false,
-        }
-    }
-    false
+/// The shape of the block holding the last key of `segs`.
+fn parent<'s>(shape: &'s Shape, segs: &[String]) -> Option<&'s Shape> {
+    let (_, init) = segs.split_last()?;
+    init.iter().try_fold(shape, |node, seg| match node {
+        Shape::Struct(_) => node.field(seg),
+        Shape::Map(inner) => Some(*inner),
+        _ => None,
+    })
 }
 
 /// The variable's text as a YAML value for a key of shape `target`.
@@ -363,8 +364,9 @@ fn typed(raw: &str, target: &Shape, key: Option<&str>, map_entry: bool) -> Resul
     }
 }
 
-/// Set `segs` in `root`, creating maps where the path is absent or null.
-fn set(root: &mut Value, segs: &[String], value: Value) -> Result<(), String> {
+/// Set `segs` in `root`, creating maps where the path is absent or null,
+/// and remove the last key's `alias` beside it.
+fn set(root: &mut Value, segs: &[String], value: Value, alias: Option<&str>) -> Result<(), String> {
     let Some((last, parents)) = segs.split_last() else {
         return Err("empty key path".into());
     };
@@ -374,7 +376,11 @@ fn set(root: &mut Value, segs: &[String], value: Value) -> Result<(), String> {
             .entry(Value::String(seg.clone()))
             .or_insert(Value::Null);
     }
-    child_map(node)?.insert(Value::String(last.clone()), value);
+    let map = child_map(node)?;
+    map.insert(Value::String(last.clone()), value);
+    if let Some(alias) = alias {
+        map.remove(alias);
+    }
     Ok(())
 }
 
@@ -569,6 +575,27 @@ mod tests {
             vec!["SHEEPDOG_PROCESS_APP_COMAND: process app has no key COMAND, and APP_COMAND does not \
                   end in a key to add a new process; did you mean \"SHEEPDOG_PROCESS_APP_COMMAND\"?"]
         );
+    }
+
+    #[test]
+    fn a_list_replaces_the_file_s_list_whichever_spelling_it_used() {
+        let (v, r) = run(
+            "processes: {web: {command: x, env: {A-B: 1}, hooks: {pre-start: [a], post_stop: [b]}}}\n",
+            &[
+                ("SHEEPDOG_PROCESS_WEB_HOOKS_PRE_START", "[c]"),
+                ("SHEEPDOG_PROCESS_WEB_HOOKS_POST_STOP", "[d]"),
+                ("SHEEPDOG_PROCESS_WEB_ENV_A_B", "2"),
+            ],
+        );
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        let w = &v["processes"]["web"];
+        let list = |x: &str| Value::Sequence(vec![s(x)]);
+        assert_eq!(w["hooks"]["pre_start"], list("c"));
+        assert!(w["hooks"].get("pre-start").is_none());
+        assert_eq!(w["hooks"]["post_stop"], list("d"));
+        // Free map keys are not spellings of one another.
+        assert_eq!(w["env"]["A-B"], Value::Number(1.into()));
+        assert_eq!(w["env"]["A_B"], s("2"));
     }
 
     #[test]
