@@ -336,6 +336,49 @@ fn environment_overrides_are_typed_and_checked() {
 }
 
 #[test]
+fn an_override_adds_a_process_named_after_an_existing_one() {
+    let dir = TempDir::new("override-split");
+    let app = dir.file(
+        "app.yaml",
+        "global: {api_enabled: false, metrics_enabled: false}\nprocesses:\n  app: {command: [sleep, '1']}\n",
+    );
+    // `app` has no key WORKER_COMMAND, so this adds `app-worker`. Before,
+    // the prefix `app` stopped the search: "process app has no such key".
+    let out = check(&app, &[("SHEEPDOG_PROCESS_APP_WORKER_COMMAND", "sleep 5")]);
+    assert_valid(&out);
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(listed.contains("app-worker-1"), "{listed}");
+    assert_invalid(
+        &check(&app, &[("SHEEPDOG_PROCESS_APP_COMAND", "sleep 5")]),
+        &["SHEEPDOG_PROCESS_APP_COMAND: process app has no key COMAND, and APP_COMAND does not end \
+           in a key to add a new process; did you mean \"SHEEPDOG_PROCESS_APP_COMMAND\"?"],
+    );
+}
+
+#[test]
+fn an_override_replaces_a_hook_list_spelt_the_phpeek_way() {
+    let dir = TempDir::new("override-hooks");
+    // A PHPeek-style `pre-start` list is replaced by the override. Before,
+    // both spellings were set: "pre_start is also set".
+    let hooks = dir.file(
+        "hooks.yaml",
+        "global: {api_enabled: false, metrics_enabled: false}\nprocesses:\n  web:\n    command: [sleep, '1']\n    hooks:\n      pre-start:\n        - {name: a, command: 'true'}\n",
+    );
+    assert_valid(&check(
+        &hooks,
+        &[(
+            "SHEEPDOG_PROCESS_WEB_HOOKS_PRE_START",
+            "[{name: b, command: 'false'}]",
+        )],
+    ));
+    assert_invalid(
+        &check(&hooks, &[("SHEEPDOG_PROCESS_WEB_HOOKS_PRE_START", "[{name: b}]")]),
+        &["processes.web.hooks.pre_start[0].command: missing; expected a list of arguments or a shell \
+           command string (set by SHEEPDOG_PROCESS_WEB_HOOKS_PRE_START)"],
+    );
+}
+
+#[test]
 fn check_says_how_long_the_container_runtime_must_wait() {
     // Docker's stop waits 10 s before SIGKILL; with the default
     // shutdown_timeout of 30 s nothing in the report said so.

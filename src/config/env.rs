@@ -12,7 +12,13 @@
 //!   `_`, tried longest first, and only accepted if the rest is a valid key
 //!   (so `my-env` and names containing `ENV` work). If no existing process
 //!   matches, the variable defines a new process: the shortest valid key
-//!   suffix is the key and the rest, lower-cased with `_` → `-`, the name.
+//!   suffix is the key and the rest, lower-cased with `_` → `-`, the name
+//!   (with a process `app`, `APP_WORKER_COMMAND` adds `app-worker`). An
+//!   existing process wins: `APP_ENV_X` is `app`'s `env.X`, not a new
+//!   `app-env`'s.
+//! - A key with two spellings (`pre_start`, `pre-start`) is set in the
+//!   first and the other is removed, so the variable replaces the file's
+//!   value whichever spelling the file used.
 //! - Values are strings, typed later by the target key exactly like YAML
 //!   strings (`1` is an integer, `yes` a boolean). A value starting with
 //!   `[` or `{` is parsed as a YAML flow list/map; `command` and
@@ -104,19 +110,14 @@ pub fn apply(root: &mut Value, overrides: &[(String, String)], shape: &Shape, re
                 )),
             }
         } else if let Some(rest) = var.strip_prefix(PROCESS_PREFIX) {
-            let names = process_names(root);
-            resolve_process(var, rest, &names, process).map(|(name, mut segs, target)| {
-                if !names.contains(&name) {
-                    let hint = suggest::hint(&name, names.iter().map(String::as_str));
-                    adds = Some((
-                        join("processes", &name),
-                        format!("{var}, which adds process {name}: the file has no process of that name{hint}"),
-                    ));
-                }
-                segs.insert(0, name);
-                segs.insert(0, "processes".into());
-                (segs, target)
-            })
+            resolve_process(var, rest, &process_names(root), process).map(
+                |(name, mut segs, target, added)| {
+                    adds = added.map(|why| (join("processes", &name), why));
+                    segs.insert(0, name);
+                    segs.insert(0, "processes".into());
+                    (segs, target)
+                },
+            )
         } else {
             continue;
         };
@@ -139,7 +140,9 @@ pub fn apply(root: &mut Value, overrides: &[(String, String)], shape: &Shape, re
             );
             continue;
         }
-        let is_map_entry = segs.len() >= 2 && is_map_entry(shape, &segs);
+        let parent = parent(shape, &segs);
+        // A process map entry is at depth 1; free maps (`env.X`) deeper.
+        let is_map_entry = segs.len() >= 3 && matches!(parent, Some(Shape::Map(_)));
         let value = match typed(val, target, segs.last().map(String::as_str), is_map_entry) {
             Ok(v) => v,
             Err(e) => {
@@ -148,7 +151,16 @@ pub fn apply(root: &mut Value, overrides: &[(String, String)], shape: &Shape, re
             }
         };
         let path = segs.iter().fold(String::new(), |p, s| join(&p, s));
-        match set(root, &segs, value) {
+        // The key's other spelling (`pre-start` for `pre_start`): the
+        // variable replaces the file's list whichever spelling it used.
+        let alias = match (parent, segs.last()) {
+            (Some(Shape::Struct(fields)), Some(last)) => fields
+                .iter()
+                .map(|(n, _)| *n)
+                .find(|n| n != last && n.replace('-', "_") == *last),
+            _ => None,
+        };
+        match set(root, &segs, value, alias) {
             Ok(()) => {
                 report.set_origin(&path, var);
                 if let Some((process, origin)) = adds {
@@ -177,16 +189,27 @@ pub fn env_name(process: &str) -> String {
     process.to_ascii_uppercase().replace(['-', '.'], "_")
 }
 
-/// Split `rest` (after the prefix) into a process name and a key path.
+/// A process name, a key path in it, the key's shape, and for a process
+/// the file lacks, what added it.
+type ProcessKey<'s> = (String, Vec<String>, &'s Shape, Option<String>);
+
+/// Split `rest` (after the prefix) into a process name and a key path; for
+/// a process the file lacks, also what its problems should say added it.
+///
+/// Tried in order, the first that leaves a valid key wins: existing names,
+/// longest first; then a new process, with the shortest valid key suffix.
+/// So with a process `app`, `APP_ENV_X` is `app`'s `env.X` (not a new
+/// `app-env`), and `APP_WORKER_COMMAND` adds `app-worker`.
 fn resolve_process<'s>(
     var: &str,
     rest: &str,
     names: &[String],
     shape: &'s Shape,
-) -> Result<(String, Vec<String>, &'s Shape), String> {
+) -> Result<ProcessKey<'s>, String> {
     let upper = rest.to_ascii_uppercase();
     let candidates: Vec<(String, &String)> = names.iter().map(|n| (env_name(n), n)).collect();
-    let mut first_match: Option<&String> = None;
+    // The longest existing name that starts the variable, and its rest.
+    let mut near: Option<(&String, &str)> = None;
     for i in longest_first(candidates.iter().map(|(norm, _)| norm.as_str())) {
         let (norm, name) = &candidates[i];
         let Some(field) = upper
@@ -208,18 +231,18 @@ fn resolve_process<'s>(
                     same.join(", ")
                 ));
             }
-            return Ok(((*name).clone(), segs, target));
+            return Ok(((*name).clone(), segs, target, None));
         }
-        first_match.get_or_insert(name);
+        near.get_or_insert((name, field));
     }
-    if let Some(name) = first_match {
+    // Why no existing process matched, and a did-you-mean for its key.
+    let near = near.map(|(name, field)| {
         let prefix = format!("{PROCESS_PREFIX}{}_", env_name(name));
-        return Err(format!(
-            "{var}: process {name} has no such key{}",
-            hint(var, &prefix, shape)
-        ));
-    }
-    // A new process: the shortest valid key suffix wins.
+        (
+            format!("process {name} has no key {field}"),
+            hint(var, &prefix, shape),
+        )
+    });
     for (i, _) in rest
         .match_indices('_')
         .collect::<Vec<_>>()
@@ -231,13 +254,26 @@ fn resolve_process<'s>(
             continue;
         }
         if let Some((segs, target)) = resolve(field, shape) {
-            return Ok((name.to_ascii_lowercase().replace('_', "-"), segs, target));
+            let name = name.to_ascii_lowercase().replace('_', "-");
+            let (why, hint) = near.unwrap_or_else(|| {
+                (
+                    "the file has no process of that name".into(),
+                    suggest::hint(&name, names.iter().map(String::as_str)),
+                )
+            });
+            let why = format!("{var}, which adds process {name}: {why}{hint}");
+            return Ok((name, segs, target, Some(why)));
         }
     }
-    Err(format!(
-        "{var}: no process key found; expected {PROCESS_PREFIX}<NAME>_<KEY> with a key such as \
-         COMMAND, SCALE or SHUTDOWN_TIMEOUT"
-    ))
+    Err(match near {
+        Some((why, hint)) => {
+            format!("{var}: {why}, and {rest} does not end in a key to add a new process{hint}")
+        }
+        None => format!(
+            "{var}: no process key found; expected {PROCESS_PREFIX}<NAME>_<KEY> with a key such \
+             as COMMAND, SCALE or SHUTDOWN_TIMEOUT"
+        ),
+    })
 }
 
 /// The indices of `names`, longest first; names of equal length keep their
@@ -285,27 +321,14 @@ fn resolve<'s>(field: &str, shape: &'s Shape) -> Option<(Vec<String>, &'s Shape)
     None
 }
 
-/// Is the last segment of `segs` a key inside a free map (`env.X`)?
-fn is_map_entry(shape: &Shape, segs: &[String]) -> bool {
-    let mut node = shape;
-    for (i, seg) in segs.iter().enumerate() {
-        let next = match node {
-            Shape::Struct(_) => node.field(seg),
-            Shape::Map(inner) => {
-                if i == segs.len() - 1 && i >= 2 {
-                    // A process map entry is at depth 1; free maps deeper.
-                    return true;
-                }
-                Some(&**inner)
-            }
-            _ => None,
-        };
-        match next {
-            Some(n) => node = n,
-            None => return false,
-        }
-    }
-    false
+/// The shape of the block holding the last key of `segs`.
+fn parent<'s>(shape: &'s Shape, segs: &[String]) -> Option<&'s Shape> {
+    let (_, init) = segs.split_last()?;
+    init.iter().try_fold(shape, |node, seg| match node {
+        Shape::Struct(_) => node.field(seg),
+        Shape::Map(inner) => Some(*inner),
+        _ => None,
+    })
 }
 
 /// The variable's text as a YAML value for a key of shape `target`.
@@ -341,8 +364,9 @@ fn typed(raw: &str, target: &Shape, key: Option<&str>, map_entry: bool) -> Resul
     }
 }
 
-/// Set `segs` in `root`, creating maps where the path is absent or null.
-fn set(root: &mut Value, segs: &[String], value: Value) -> Result<(), String> {
+/// Set `segs` in `root`, creating maps where the path is absent or null,
+/// and remove the last key's `alias` beside it.
+fn set(root: &mut Value, segs: &[String], value: Value, alias: Option<&str>) -> Result<(), String> {
     let Some((last, parents)) = segs.split_last() else {
         return Err("empty key path".into());
     };
@@ -352,7 +376,11 @@ fn set(root: &mut Value, segs: &[String], value: Value) -> Result<(), String> {
             .entry(Value::String(seg.clone()))
             .or_insert(Value::Null);
     }
-    child_map(node)?.insert(Value::String(last.clone()), value);
+    let map = child_map(node)?;
+    map.insert(Value::String(last.clone()), value);
+    if let Some(alias) = alias {
+        map.remove(alias);
+    }
     Ok(())
 }
 
@@ -486,7 +514,7 @@ mod tests {
         );
         assert_eq!(
             r.problems,
-            vec!["SHEEPDOG_PROCESS_WEB_SCAEL: process web has no such key; did you mean \"SHEEPDOG_PROCESS_WEB_SCALE\"?"]
+            vec!["SHEEPDOG_PROCESS_WEB_SCAEL: process web has no key SCAEL, and WEB_SCAEL does not end in a key to add a new process; did you mean \"SHEEPDOG_PROCESS_WEB_SCALE\"?"]
         );
         let (_, r) = run("{}", &[("SHEEPDOG_PROCESS_FOO", "2")]);
         assert!(r.problems[0].contains("no process key found"));
@@ -515,6 +543,59 @@ mod tests {
             v["processes"]["new-env-sync"]["shutdown"]["timeout"],
             s("3")
         );
+    }
+
+    #[test]
+    fn a_new_process_may_start_with_an_existing_name() {
+        let yaml = "processes: {app: {command: x}}\n";
+        let (v, r) = run(
+            yaml,
+            &[
+                ("SHEEPDOG_PROCESS_APP_WORKER_COMMAND", "sleep 5"),
+                // `app` has env.COMMAND, so it is not a new `app-env`.
+                ("SHEEPDOG_PROCESS_APP_ENV_COMMAND", "y"),
+            ],
+        );
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        assert_eq!(v["processes"]["app-worker"]["command"], s("sleep 5"));
+        assert_eq!(v["processes"]["app"]["env"]["COMMAND"], s("y"));
+        assert!(v["processes"].get("app-env").is_none());
+        // Its problems say why it is a new process.
+        let (_, mut r) = run(yaml, &[("SHEEPDOG_PROCESS_APP_HEALTHCHECK_TYPE", "tcp")]);
+        r.error("processes.app-healthcheck.command", "missing");
+        assert_eq!(
+            r.problems,
+            vec!["processes.app-healthcheck.command: missing (set by SHEEPDOG_PROCESS_APP_HEALTHCHECK_TYPE, \
+                  which adds process app-healthcheck: process app has no key HEALTHCHECK_TYPE; \
+                  did you mean \"SHEEPDOG_PROCESS_APP_HEALTH_CHECK_TYPE\"?)"]
+        );
+        let (_, r) = run(yaml, &[("SHEEPDOG_PROCESS_APP_COMAND", "x")]);
+        assert_eq!(
+            r.problems,
+            vec!["SHEEPDOG_PROCESS_APP_COMAND: process app has no key COMAND, and APP_COMAND does not \
+                  end in a key to add a new process; did you mean \"SHEEPDOG_PROCESS_APP_COMMAND\"?"]
+        );
+    }
+
+    #[test]
+    fn a_list_replaces_the_file_s_list_whichever_spelling_it_used() {
+        let (v, r) = run(
+            "processes: {web: {command: x, env: {A-B: 1}, hooks: {pre-start: [a], post_stop: [b]}}}\n",
+            &[
+                ("SHEEPDOG_PROCESS_WEB_HOOKS_PRE_START", "[c]"),
+                ("SHEEPDOG_PROCESS_WEB_HOOKS_POST_STOP", "[d]"),
+                ("SHEEPDOG_PROCESS_WEB_ENV_A_B", "2"),
+            ],
+        );
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        let w = &v["processes"]["web"];
+        let list = |x: &str| Value::Sequence(vec![s(x)]);
+        assert_eq!(w["hooks"]["pre_start"], list("c"));
+        assert!(w["hooks"].get("pre-start").is_none());
+        assert_eq!(w["hooks"]["post_stop"], list("d"));
+        // Free map keys are not spellings of one another.
+        assert_eq!(w["env"]["A-B"], Value::Number(1.into()));
+        assert_eq!(w["env"]["A_B"], s("2"));
     }
 
     #[test]
