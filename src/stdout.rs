@@ -137,12 +137,24 @@ pub fn push(lines: &[u8], full: Full) {
     }
 }
 
+/// The latest any later `flush` waits until, once the exit has begun
+/// (`last_flush_by`): the supervisor's last output wait and the logger's
+/// final flush share one budget, so a stdout that never drains costs an
+/// exit that budget once, not once per wait.
+static LAST_FLUSH_BY: OnceLock<Instant> = OnceLock::new();
+
+/// No flush from now on waits past `deadline`.
+pub fn last_flush_by(deadline: Instant) {
+    let _ = LAST_FLUSH_BY.set(deadline);
+}
+
 /// Wait until what was handed over so far is written, or `deadline`.
 /// True when it all was.
 pub fn flush(deadline: Instant) -> bool {
     if RUNNING.get() != Some(&true) {
         return true;
     }
+    let deadline = LAST_FLUSH_BY.get().map_or(deadline, |&by| by.min(deadline));
     let w = &WRITER;
     let mut q = w.lock();
     let target = q.queued;

@@ -587,6 +587,7 @@ impl Supervisor {
         // The worker flushes while the output thread drains.
         let beats_deadline = Instant::now() + crate::heartbeat::FLUSH_GRACE;
         self.beats.stop();
+        crate::stdout::last_flush_by(Instant::now() + OUTPUT_GRACE);
         self.shared.output.finish(OUTPUT_GRACE);
         self.beats.wait(beats_deadline);
         let code = match &self.reason {
