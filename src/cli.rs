@@ -18,6 +18,12 @@ pub mod exit {
     pub const FAILURE: i32 = 1;
     /// Usage or configuration error.
     pub const USAGE: i32 = 2;
+    /// The reader of stdout went away (`sheepdog ctl logs | head -1`):
+    /// 128 + SIGPIPE, what the shell reports for cat, grep, jq or kubectl
+    /// in the same place, so `set -o pipefail` treats us as it treats them.
+    /// Not 0: what was asked for was not all delivered, and a
+    /// `ctl trigger --wait` whose run failed must not turn into a success.
+    pub const PIPE: i32 = 141;
 }
 
 /// What the user asked for.
