@@ -617,3 +617,24 @@ fn a_reader_that_leaves_ends_the_output_quietly_with_141() {
         quietly(args, reader_leaves(args, false, WAIT));
     }
 }
+
+/// `--url` takes what `$SHEEPDOG_API_URL` takes, a /PREFIX included (an
+/// API behind a proxy's path), and both send the same request.
+#[test]
+fn url_flag_and_variable_take_the_same_prefix() {
+    let not_found =
+        "HTTP/1.0 404 Not Found\r\nContent-Type: application/json\r\n\r\n{\"error\":\"no route\"}";
+    let (u, rx) = fake_api(vec![(not_found.into(), false), (not_found.into(), false)]);
+    let prefixed = format!("{u}/sheepdog/");
+    for o in [
+        ctl(&["--url", &prefixed, "status"], &[]),
+        ctl(&["status"], &[("SHEEPDOG_API_URL", &prefixed)]),
+    ] {
+        assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+        assert!(err(&o).contains("no route (HTTP 404)"), "{}", err(&o));
+        assert_eq!(
+            rx.recv_timeout(WAIT).as_deref(),
+            Ok("GET /sheepdog/api/v1/processes HTTP/1.0")
+        );
+    }
+}

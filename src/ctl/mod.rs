@@ -48,12 +48,6 @@ pub fn run(ctl: Ctl) -> i32 {
         outln!(err: "sheepdog ctl: the token contains control characters; it cannot be sent");
         return exit::USAGE;
     }
-    if let Some(Target::Url(u)) = &ctl.target {
-        if let Err(e) = client::split_url(u) {
-            outln!(err: "sheepdog ctl: --url: {}", escaped(&e));
-            return exit::USAGE;
-        }
-    }
     let target = match ctl.target.clone().map_or_else(default_target, Ok) {
         Ok(t) => t,
         Err(e) => {
@@ -291,9 +285,7 @@ fn default_target() -> Result<Target, String> {
         return Ok(Target::Socket(PathBuf::from(s)));
     }
     if let Some(u) = env("SHEEPDOG_API_URL")? {
-        let u = u.trim_end_matches('/').to_string();
-        client::split_url(&u).map_err(|e| format!("$SHEEPDOG_API_URL: {e}"))?;
-        return Ok(Target::Url(u));
+        return crate::cli::api_url("$SHEEPDOG_API_URL", &u);
     }
     if std::path::Path::new(DEFAULT_SOCKET).exists() {
         return Ok(Target::Socket(PathBuf::from(DEFAULT_SOCKET)));
