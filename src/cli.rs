@@ -387,12 +387,13 @@ fn parse_ctl(parser: &mut lexopt::Parser) -> Result<Ctl, UsageError> {
     let mut tail_set = false;
     // A value option given twice is refused, as `-c` is: which one was meant?
     let twice = |flag: &str| UsageError(format!("{flag} given twice; give it once"));
-    let mut set_target = |t: Target| {
-        if target.replace(t).is_some() {
-            Err(UsageError("use only one of --socket and --url".into()))
-        } else {
-            Ok(())
+    let mut set_target = |t: Target| match target.replace(t) {
+        None => Ok(()),
+        Some(Target::Url(_)) if matches!(target, Some(Target::Url(_))) => Err(twice("--url")),
+        Some(Target::Socket(_)) if matches!(target, Some(Target::Socket(_))) => {
+            Err(twice("--socket"))
         }
+        Some(_) => Err(UsageError("use only one of --socket and --url".into())),
     };
     while let Some(arg) = parser.next()? {
         match arg {
@@ -987,6 +988,10 @@ mod tests {
             Some(Target::Url("http://x:1/api".into()))
         );
         assert!(e(&["--url", "http://x:0", "status"]).contains("'http://x:0'"));
+        // Given twice: which one was meant? Named as --token is.
+        assert!(e(&["--url", "http://x:1", "--url", "http://y:1", "status"])
+            .contains("--url given twice"));
+        assert!(e(&["--socket", "/a", "--socket", "/b", "status"]).contains("--socket given twice"));
         assert!(e(&["--bogus", "status"]).contains("bogus"));
         assert!(e(&["-x", "status"]).contains("-x"));
         assert!(p(&["-c", "x", "ctl", "status"])

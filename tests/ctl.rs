@@ -637,4 +637,9 @@ fn url_flag_and_variable_take_the_same_prefix() {
             Ok("GET /sheepdog/api/v1/processes HTTP/1.0")
         );
     }
+
+    // Given twice, --url is named, as --token is.
+    let o = ctl(&["--url", &u, "--url", &prefixed, "status"], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("--url given twice"), "{}", err(&o));
 }
