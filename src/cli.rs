@@ -18,6 +18,12 @@ pub mod exit {
     pub const FAILURE: i32 = 1;
     /// Usage or configuration error.
     pub const USAGE: i32 = 2;
+    /// The reader of stdout went away (`sheepdog ctl logs | head -1`):
+    /// 128 + SIGPIPE, what the shell reports for cat, grep, jq or kubectl
+    /// in the same place, so `set -o pipefail` treats us as it treats them.
+    /// Not 0: what was asked for was not all delivered, and a
+    /// `ctl trigger --wait` whose run failed must not turn into a success.
+    pub const PIPE: i32 = 141;
 }
 
 /// What the user asked for.
@@ -206,7 +212,7 @@ USAGE:
 
 OPTIONS:
     --socket PATH   connect to the API's unix socket
-    --url URL       connect to http://HOST:PORT
+    --url URL       connect to http://HOST:PORT[/PREFIX]
     --token TOKEN   bearer token; default: $SHEEPDOG_API_TOKEN
     --json          print the API's JSON response
     -h, --help      print this help
@@ -381,12 +387,13 @@ fn parse_ctl(parser: &mut lexopt::Parser) -> Result<Ctl, UsageError> {
     let mut tail_set = false;
     // A value option given twice is refused, as `-c` is: which one was meant?
     let twice = |flag: &str| UsageError(format!("{flag} given twice; give it once"));
-    let mut set_target = |t: Target| {
-        if target.replace(t).is_some() {
-            Err(UsageError("use only one of --socket and --url".into()))
-        } else {
-            Ok(())
+    let mut set_target = |t: Target| match target.replace(t) {
+        None => Ok(()),
+        Some(Target::Url(_)) if matches!(target, Some(Target::Url(_))) => Err(twice("--url")),
+        Some(Target::Socket(_)) if matches!(target, Some(Target::Socket(_))) => {
+            Err(twice("--socket"))
         }
+        Some(_) => Err(UsageError("use only one of --socket and --url".into())),
     };
     while let Some(arg) = parser.next()? {
         match arg {
@@ -399,7 +406,7 @@ fn parse_ctl(parser: &mut lexopt::Parser) -> Result<Ctl, UsageError> {
             }
             Long("url") => {
                 let v = utf8(parser.value()?, "--url")?;
-                set_target(Target::Url(check_url(&v)?))?;
+                set_target(api_url("--url", &v).map_err(UsageError)?)?;
             }
             Long("token") => {
                 let v = utf8(parser.value()?, "--token")?;
@@ -516,26 +523,61 @@ fn utf8(v: OsString, what: &str) -> Result<String, UsageError> {
     })
 }
 
-/// `http://HOST:PORT[/]`, without a trailing slash.
-fn check_url(v: &str) -> Result<String, UsageError> {
-    if v.starts_with("https://") {
-        return Err(UsageError(
-            "--url: https is not supported; use http:// (or --socket) and terminate TLS in a proxy"
-                .into(),
-        ));
+/// Where ctl connects, from `--url` or `$SHEEPDOG_API_URL` (`what`): the
+/// one check of both, so they take the same URLs.
+pub fn api_url(what: &str, url: &str) -> Result<Target, String> {
+    match split_url(url) {
+        Ok(_) => Ok(Target::Url(url.trim_end_matches('/').into())),
+        Err(e) => Err(format!("{what}: {e}")),
     }
-    let Some(rest) = v.strip_prefix("http://") else {
-        return Err(UsageError(format!(
-            "--url: invalid URL '{v}'; expected http://HOST:PORT"
-        )));
+}
+
+/// `http://AUTHORITY[/PREFIX]` → (authority, prefix without a trailing `/`).
+/// Not `http_client`'s URL: ctl's may end in a path prefix (a reverse
+/// proxy's) and nothing else, and std resolves the authority (`has_port`).
+/// No control characters: the prefix goes into the request line.
+pub fn split_url(url: &str) -> Result<(&str, &str), String> {
+    let bad = || {
+        format!(
+            "invalid URL '{}'; expected http://HOST:PORT, optionally with a /PREFIX \
+             (https is not supported)",
+            crate::logging::escaped(url)
+        )
     };
-    let host = rest.trim_end_matches('/');
-    if host.is_empty() || host.contains(['/', '?', '#', '@', ' ']) {
-        return Err(UsageError(format!(
-            "--url: invalid URL '{v}'; expected http://HOST:PORT with no path"
-        )));
+    let rest = url.strip_prefix("http://").ok_or_else(bad)?;
+    let (authority, prefix) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    if !authority_ok(authority) || prefix.contains(|c: char| c.is_control() || "?# ".contains(c)) {
+        return Err(bad());
     }
-    Ok(format!("http://{host}"))
+    Ok((authority, prefix.trim_end_matches('/')))
+}
+
+/// `host`, `host:port`, `[v6]`, `[v6]:port` with a non-empty host and a
+/// port 1-65535: what a connection can use. Else the lookup failed later,
+/// an exit 1 as if the API were down.
+fn authority_ok(authority: &str) -> bool {
+    let (host, port) = match authority.rfind(':') {
+        Some(i) if has_port(authority) => (&authority[..i], Some(&authority[i + 1..])),
+        _ => (authority, None),
+    };
+    let host_ok = match host.strip_prefix('[') {
+        Some(h) => h.strip_suffix(']').is_some_and(|h| !h.is_empty()),
+        None => !host.is_empty() && !host.contains([':', '[', ']', '@', '?', '#', ' ']),
+    };
+    host_ok && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0))
+}
+
+/// `host:port`, `[v6]:port` have one; `host`, `[v6]` do not.
+/// Not a splitter like `resolve::split`: it only decides whether to add
+/// `:80`, and std's `ToSocketAddrs` parses the result and names a bad port.
+pub fn has_port(authority: &str) -> bool {
+    match authority.rfind(':') {
+        Some(i) => !authority[i..].contains(']'),
+        None => false,
+    }
 }
 
 fn ctl_action(words: &[String]) -> Result<Action, UsageError> {
@@ -940,13 +982,49 @@ mod tests {
         assert!(e(&["--socket", "/a", "--url", "http://x:1", "status"]).contains("only one"));
         assert!(e(&["--url", "https://x", "status"]).contains("https"));
         assert!(e(&["--url", "x:1", "status"]).contains("http://"));
-        assert!(e(&["--url", "http://x:1/api", "status"]).contains("no path"));
+        // A /PREFIX, as $SHEEPDOG_API_URL takes it (one check for both).
+        assert_eq!(
+            ctl(&["--url", "http://x:1/api/", "status"]).unwrap().target,
+            Some(Target::Url("http://x:1/api".into()))
+        );
+        assert!(e(&["--url", "http://x:0", "status"]).contains("'http://x:0'"));
+        // Given twice: which one was meant? Named as --token is.
+        assert!(e(&["--url", "http://x:1", "--url", "http://y:1", "status"])
+            .contains("--url given twice"));
+        assert!(e(&["--socket", "/a", "--socket", "/b", "status"]).contains("--socket given twice"));
         assert!(e(&["--bogus", "status"]).contains("bogus"));
         assert!(e(&["-x", "status"]).contains("-x"));
         assert!(p(&["-c", "x", "ctl", "status"])
             .unwrap_err()
             .0
             .contains("ctl"));
+    }
+
+    #[test]
+    fn urls_split_into_address_and_prefix() {
+        assert_eq!(
+            split_url("http://127.0.0.1:9180").unwrap(),
+            ("127.0.0.1:9180", "")
+        );
+        assert_eq!(
+            split_url("http://[::1]:9180/sheepdog/").unwrap(),
+            ("[::1]:9180", "/sheepdog")
+        );
+        assert!(split_url("https://x:1")
+            .unwrap_err()
+            .contains("https is not supported"));
+        assert!(split_url("http://x:1/a?b").is_err());
+        assert!(split_url("x:1").unwrap_err().contains("'x:1'"));
+        assert!(split_url("http://u@x:1").is_err());
+        assert!(split_url("http:///path").is_err());
+        // The prefix goes into the request line: no line breaks there.
+        assert_eq!(
+            split_url("http://x:1/a\r\nX: y").unwrap_err(),
+            "invalid URL 'http://x:1/a\\r\\nX: y'; expected http://HOST:PORT, optionally \
+             with a /PREFIX (https is not supported)"
+        );
+        assert!(has_port("x:1") && has_port("[::1]:9180"));
+        assert!(!has_port("x") && !has_port("[::1]"));
     }
 
     #[test]

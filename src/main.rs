@@ -7,6 +7,19 @@
 // for that feature alone (status fields only the API reads) says so where
 // it is declared, with a cfg_attr'd allow(dead_code).
 
+/// `print!` and `eprint!` (`err:`) for the commands that print and exit
+/// (help, version, check, ctl): through `emit`, which ends the process
+/// quietly when the reader is gone, where std's macros panic.
+macro_rules! out {
+    (err: $($a:tt)*) => { $crate::emit(true, format_args!($($a)*)) };
+    ($($a:tt)*) => { $crate::emit(false, format_args!($($a)*)) };
+}
+/// `out!` with a newline: `println!`, `eprintln!` (`err:`).
+macro_rules! outln {
+    (err: $($a:tt)*) => { out!(err: "{}\n", format_args!($($a)*)) };
+    ($($a:tt)*) => { out!("{}\n", format_args!($($a)*)) };
+}
+
 #[cfg(feature = "api")]
 mod api;
 mod btree;
@@ -69,24 +82,24 @@ fn real_main() -> i32 {
     let command = match cli::parse(std::env::args_os().skip(1)) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("sheepdog: {e}");
+            outln!(err: "sheepdog: {e}");
             return exit::USAGE;
         }
     };
     match command {
         Command::Help => {
-            out(cli::HELP);
+            out!("{}", cli::HELP);
             exit::OK
         }
         Command::Version => {
-            out(&format!("sheepdog {VERSION}\n"));
+            outln!("sheepdog {VERSION}");
             exit::OK
         }
         #[cfg(feature = "api")]
         Command::Ctl(c) => ctl::run(c),
         #[cfg(not(feature = "api"))]
         Command::Ctl(_) => {
-            eprintln!(
+            outln!(err:
                 "sheepdog: ctl talks to the HTTP API, which this build leaves out (cargo feature `api`)"
             );
             exit::USAGE
@@ -107,14 +120,31 @@ fn real_main() -> i32 {
     }
 }
 
-/// Print to stdout; a closed pipe (`sheepdog check | head`) is not an
-/// error worth a panic, so write failures are ignored.
-fn out(text: &str) {
+/// Write to stdout (`err`: stderr) now. A reader of stdout that went away
+/// (EPIPE: `sheepdog ctl logs | head -1`; SIGPIPE is ignored, so the write
+/// fails instead of killing us) ends the process at once with
+/// `exit::PIPE`, quietly: there is no one left to tell. Another failure of
+/// stdout (a full disk) is said on stderr, exit 1: the output is
+/// incomplete. A failure of stderr is ignored: the exit code still says
+/// what happened.
+pub fn emit(err: bool, args: std::fmt::Arguments) {
     use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
-    let _ = stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush());
+    let (mut o, mut e);
+    let w: &mut dyn Write = if err {
+        e = std::io::stderr().lock();
+        &mut e
+    } else {
+        o = std::io::stdout().lock();
+        &mut o
+    };
+    match w.write_fmt(args).and_then(|()| w.flush()) {
+        Err(x) if x.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(exit::PIPE),
+        Err(x) if !err => {
+            outln!(err: "sheepdog: unable to write to stdout: {x}");
+            std::process::exit(exit::FAILURE)
+        }
+        _ => {}
+    }
 }
 
 /// Start clean, whatever state our parent left us in: no blocked or ignored
@@ -129,11 +159,11 @@ fn prepare_process() {
 fn load(config: Option<PathBuf>) -> Result<(config::Config, plan::Plan), i32> {
     let loaded = config::discover(config.as_deref()).and_then(|path| config::load(&path));
     let cfg = loaded.map_err(|e| {
-        eprint!("sheepdog: {e}");
+        out!(err: "sheepdog: {e}");
         exit::USAGE
     })?;
     let plan = plan::Plan::build(&cfg).map_err(|e| {
-        eprint!("sheepdog: {e}");
+        out!(err: "sheepdog: {e}");
         exit::USAGE
     })?;
     Ok((cfg, plan))
@@ -154,9 +184,9 @@ fn report(config: Option<PathBuf>, json: bool) -> i32 {
         }
     }
     if json {
-        out(&format!("{:#}\n", check::render_json(&cfg, &plan)));
+        outln!("{:#}", check::render_json(&cfg, &plan));
     } else {
-        out(&check::render_text(&cfg, &plan));
+        out!("{}", check::render_text(&cfg, &plan));
     }
     exit::OK
 }
@@ -171,7 +201,7 @@ fn run(config: Option<PathBuf>) -> i32 {
     let sigs = match signals::install(signals::SUPERVISOR) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("sheepdog: unable to install signal handlers: {e}");
+            outln!(err: "sheepdog: unable to install signal handlers: {e}");
             return exit::FAILURE;
         }
     };
@@ -188,7 +218,7 @@ fn run(config: Option<PathBuf>) -> i32 {
     });
     if let Err(e) = files {
         for line in e.lines() {
-            eprintln!("sheepdog: {line}");
+            outln!(err: "sheepdog: {line}");
         }
         return exit::USAGE;
     }

@@ -4,8 +4,11 @@
 
 mod common;
 
+use std::io::{BufRead, Read, Write};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use common::http::free_port;
 use common::*;
@@ -495,4 +498,148 @@ fn ctl_works_with_an_api_without_a_token() {
             );
         }
     }
+}
+
+/// A stand-in for the API on a loopback port: answers its connections in
+/// turn with `answers` (raw HTTP, then closed; `true`: a stream, held open
+/// until ctl closes it) and sends each request line on the channel.
+fn fake_api(answers: Vec<(String, bool)>) -> (String, mpsc::Receiver<String>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for (answer, hold) in answers {
+            let Ok((mut s, _)) = l.accept() else { return };
+            s.set_read_timeout(Some(WAIT)).unwrap();
+            let mut head = Vec::new();
+            let mut b = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && s.read(&mut b).unwrap_or(0) == 1 {
+                head.push(b[0]);
+            }
+            let head = String::from_utf8_lossy(&head);
+            let _ = tx.send(head.lines().next().unwrap_or("").to_string());
+            let _ = s.write_all(answer.as_bytes());
+            if hold {
+                // Until ctl exits (EOF), or WAIT.
+                let _ = s.read(&mut b);
+            }
+        }
+    });
+    (url, rx)
+}
+
+fn ok_json(body: &str) -> String {
+    format!("HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{body}")
+}
+
+/// `sheepdog ARGS | head -N`: the reader of stdout leaves, after the first
+/// line (`first_line`; the rest must not fit in the pipe) or before
+/// anything was written. The exit code and
+/// stderr, within `within` (else the process is killed and the test fails).
+fn reader_leaves(args: &[&str], first_line: bool, within: Duration) -> (Option<i32>, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_remove("SHEEPDOG_API_TOKEN")
+        .env_remove("SHEEPDOG_API_SOCKET")
+        .env_remove("SHEEPDOG_API_URL")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped());
+    if first_line {
+        cmd.stdout(Stdio::piped());
+    } else {
+        // Gone before the process starts, whenever it writes (closing it
+        // after the spawn raced with a quick writer under load).
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        drop(r);
+        cmd.stdout(Stdio::from(w));
+    }
+    let mut child = cmd.spawn().unwrap();
+    if first_line {
+        let mut line = String::new();
+        let mut r = std::io::BufReader::new(child.stdout.take().unwrap());
+        r.read_line(&mut line).unwrap();
+        assert!(!line.is_empty(), "{args:?}: no first line");
+    }
+    let mut status = None;
+    if !wait_until(within, || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    }) {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{args:?} still running {within:?} after its reader left");
+    }
+    let mut e = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut e).unwrap();
+    (status.and_then(|s| s.code()), e)
+}
+
+/// `ctl --json status | head -c 10`, `ctl logs | head -1`, `ctl logs
+/// --follow | grep -m1 x`, `check | head -1`: a reader that leaves ends
+/// sheepdog quietly with 141 (128 + SIGPIPE, as cat or jq would), not a
+/// "failed printing to stdout" panic and SIGABRT (134).
+#[test]
+fn a_reader_that_leaves_ends_the_output_quietly_with_141() {
+    let quietly = |args: &[&str], (code, e): (Option<i32>, String)| {
+        assert_eq!(code, Some(141), "{args:?}: {e}");
+        assert!(e.is_empty(), "{args:?}: {e}");
+    };
+    let (u, _rx) = fake_api(vec![(ok_json(r#"{"processes":[]}"#), false)]);
+    let args = ["ctl", "--url", &u, "--json", "status"];
+    quietly(&args, reader_leaves(&args, false, WAIT));
+
+    // A tail larger than the pipe: ctl is still writing when head leaves.
+    let rec = r#"{"ts":"2026-05-01T12:00:00Z","level":"info","process":"web","msg":"a line of the application's log"}"#;
+    let tail = ok_json(&format!(
+        r#"{{"records":[{}],"next_since":10000}}"#,
+        vec![rec; 10_000].join(",")
+    ));
+    let (u, _rx) = fake_api(vec![(tail, false)]);
+    let args = ["ctl", "--url", &u, "logs", "--tail", "10000"];
+    quietly(&args, reader_leaves(&args, true, WAIT));
+
+    // The stream stays quiet after the tail: ctl notices the reader left
+    // at once, not at the next record or after 30 s of silence.
+    let tail = ok_json(&format!(r#"{{"records":[{rec}],"next_since":1}}"#));
+    let stream = "HTTP/1.0 200 OK\r\nContent-Type: application/x-ndjson\r\n\r\n".to_string();
+    let (u, _rx) = fake_api(vec![(tail, false), (stream, true)]);
+    let args = ["ctl", "--url", &u, "logs", "--follow"];
+    quietly(&args, reader_leaves(&args, true, Duration::from_secs(10)));
+
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/laravel.yaml");
+    for args in [
+        &["check", "-c", example][..],
+        &["check", "--json", "-c", example],
+        &["--help"],
+        &["version"],
+        &["ctl", "--help"],
+    ] {
+        quietly(args, reader_leaves(args, false, WAIT));
+    }
+}
+
+/// `--url` takes what `$SHEEPDOG_API_URL` takes, a /PREFIX included (an
+/// API behind a proxy's path), and both send the same request.
+#[test]
+fn url_flag_and_variable_take_the_same_prefix() {
+    let not_found =
+        "HTTP/1.0 404 Not Found\r\nContent-Type: application/json\r\n\r\n{\"error\":\"no route\"}";
+    let (u, rx) = fake_api(vec![(not_found.into(), false), (not_found.into(), false)]);
+    let prefixed = format!("{u}/sheepdog/");
+    for o in [
+        ctl(&["--url", &prefixed, "status"], &[]),
+        ctl(&["status"], &[("SHEEPDOG_API_URL", &prefixed)]),
+    ] {
+        assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+        assert!(err(&o).contains("no route (HTTP 404)"), "{}", err(&o));
+        assert_eq!(
+            rx.recv_timeout(WAIT).as_deref(),
+            Ok("GET /sheepdog/api/v1/processes HTTP/1.0")
+        );
+    }
+
+    // Given twice, --url is named, as --token is.
+    let o = ctl(&["--url", &u, "--url", &prefixed, "status"], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("--url given twice"), "{}", err(&o));
 }

@@ -19,7 +19,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use crate::cli::Target;
+use crate::cli::{has_port, split_url, Target};
 use crate::http_text::{find_blank_line, status_code};
 
 /// Longer than the API's own 5 s wait for the supervisor.
@@ -310,52 +310,6 @@ impl Endpoint {
     }
 }
 
-/// `http://AUTHORITY[/PREFIX]` → (authority, prefix without a trailing `/`).
-/// Not `http_client`'s URL: ctl's may end in a path prefix (a reverse
-/// proxy's) and nothing else, and std resolves the authority (`has_port`).
-pub fn split_url(url: &str) -> Result<(&str, &str), String> {
-    let bad = || {
-        format!(
-            "invalid URL '{url}'; expected http://HOST:PORT, optionally with a /PREFIX \
-             (https is not supported)"
-        )
-    };
-    let rest = url.strip_prefix("http://").ok_or_else(bad)?;
-    let (authority, prefix) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    if !authority_ok(authority) || prefix.contains(['?', '#', ' ']) {
-        return Err(bad());
-    }
-    Ok((authority, prefix.trim_end_matches('/')))
-}
-
-/// `host`, `host:port`, `[v6]`, `[v6]:port` with a non-empty host and a
-/// port 1-65535: what a connection can use. Else the lookup failed later,
-/// an exit 1 as if the API were down.
-fn authority_ok(authority: &str) -> bool {
-    let (host, port) = match authority.rfind(':') {
-        Some(i) if has_port(authority) => (&authority[..i], Some(&authority[i + 1..])),
-        _ => (authority, None),
-    };
-    let host_ok = match host.strip_prefix('[') {
-        Some(h) => h.strip_suffix(']').is_some_and(|h| !h.is_empty()),
-        None => !host.is_empty() && !host.contains([':', '[', ']', '@', '?', '#', ' ']),
-    };
-    host_ok && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0))
-}
-
-/// `host:port`, `[v6]:port` have one; `host`, `[v6]` do not.
-/// Not a splitter like `resolve::split`: it only decides whether to add
-/// `:80`, and std's `ToSocketAddrs` parses the result and names a bad port.
-fn has_port(authority: &str) -> bool {
-    match authority.rfind(':') {
-        Some(i) => !authority[i..].contains(']'),
-        None => false,
-    }
-}
-
 /// An HTTP/1.0 request, answered close-delimited.
 fn request(
     host: &str,
@@ -476,24 +430,7 @@ mod tests {
     }
 
     #[test]
-    fn urls_split_into_address_and_prefix() {
-        assert_eq!(
-            split_url("http://127.0.0.1:9180").unwrap(),
-            ("127.0.0.1:9180", "")
-        );
-        assert_eq!(
-            split_url("http://[::1]:9180/sheepdog/").unwrap(),
-            ("[::1]:9180", "/sheepdog")
-        );
-        assert!(split_url("https://x:1")
-            .unwrap_err()
-            .contains("https is not supported"));
-        assert!(split_url("http://x:1/a?b").is_err());
-        assert!(split_url("x:1").unwrap_err().contains("'x:1'"));
-        assert!(split_url("http://u@x:1").is_err());
-        assert!(split_url("http:///path").is_err());
-        assert!(has_port("x:1") && has_port("[::1]:9180"));
-        assert!(!has_port("x") && !has_port("[::1]"));
+    fn a_url_without_a_port_connects_to_80() {
         let ep = Endpoint::of(&Target::Url("http://localhost".into())).unwrap();
         assert!(matches!(ep.addr, Addr::Tcp(ref a) if a == "localhost:80"));
         assert_eq!(ep.host, "localhost");

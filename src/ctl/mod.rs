@@ -12,6 +12,7 @@
 
 mod client;
 
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 
 use serde_json::{json, Value};
@@ -26,7 +27,7 @@ const DEFAULT_URL: &str = "http://127.0.0.1:9180";
 
 pub fn run(ctl: Ctl) -> i32 {
     if ctl.action == Action::Help {
-        print!("{CTL_HELP}");
+        out!("{CTL_HELP}");
         return exit::OK;
     }
     let token = match ctl
@@ -36,7 +37,7 @@ pub fn run(ctl: Ctl) -> i32 {
     {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("sheepdog ctl: {e}");
+            outln!(err: "sheepdog ctl: {e}");
             return exit::USAGE;
         }
     };
@@ -44,19 +45,13 @@ pub fn run(ctl: Ctl) -> i32 {
         .as_deref()
         .is_some_and(|t| t.chars().any(char::is_control))
     {
-        eprintln!("sheepdog ctl: the token contains control characters; it cannot be sent");
+        outln!(err: "sheepdog ctl: the token contains control characters; it cannot be sent");
         return exit::USAGE;
-    }
-    if let Some(Target::Url(u)) = &ctl.target {
-        if let Err(e) = client::split_url(u) {
-            eprintln!("sheepdog ctl: --url: {}", escaped(&e));
-            return exit::USAGE;
-        }
     }
     let target = match ctl.target.clone().map_or_else(default_target, Ok) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("sheepdog ctl: {}", escaped(&e.to_string()));
+            outln!(err: "sheepdog ctl: {}", escaped(&e.to_string()));
             return exit::USAGE;
         }
     };
@@ -77,18 +72,18 @@ pub fn run(ctl: Ctl) -> i32 {
         Err(e) if ctl.action == Action::Reload => {
             // An invalid file is reported as `sheepdog check` reports it:
             // one problem a line.
-            eprintln!("sheepdog ctl: {}", escaped_lines(&e));
+            outln!(err: "sheepdog ctl: {}", escaped_lines(&e));
             return exit::FAILURE;
         }
         Err(e) => {
-            eprintln!("sheepdog ctl: {}", escaped(&e.to_string()));
+            outln!(err: "sheepdog ctl: {}", escaped(&e.to_string()));
             return exit::FAILURE;
         }
     };
     if ctl.json {
         // Pretty, as `check --json` prints (`{:#}` is to_string_pretty's
         // text, through the one pretty printer in the binary).
-        println!("{value:#}");
+        outln!("{value:#}");
         return exit::OK;
     }
     match &ctl.action {
@@ -98,26 +93,26 @@ pub fn run(ctl: Ctl) -> i32 {
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default();
-            print!("{}", table(&procs));
+            out!("{}", table(&procs));
             if value.get("ready") == Some(&Value::Bool(false)) {
                 let why: Vec<&str> = value
                     .get("not_ready")
                     .and_then(Value::as_array)
                     .map(|a| a.iter().filter_map(Value::as_str).collect())
                     .unwrap_or_default();
-                println!("\nnot ready: {}", escaped(&why.join("; ")));
+                outln!("\nnot ready: {}", escaped(&why.join("; ")));
             }
         }
-        Action::Status(Some(_)) => print!("{}", table(std::slice::from_ref(&value))),
+        Action::Status(Some(_)) => out!("{}", table(std::slice::from_ref(&value))),
         Action::Schedules(None) => {
             let jobs = value
                 .get("schedules")
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default();
-            print!("{}", schedules_table(&jobs));
+            out!("{}", schedules_table(&jobs));
         }
-        Action::Schedules(Some(_)) => print!("{}", history_table(&value)),
+        Action::Schedules(Some(_)) => out!("{}", history_table(&value)),
         Action::Trigger(_, true) if value.get("result").is_some() => {
             let result = value.get("result").and_then(Value::as_str).unwrap_or("-");
             let run = value
@@ -128,7 +123,7 @@ pub fn run(ctl: Ctl) -> i32 {
                 (_, Some(Value::Number(s))) => format!("signal {s}"),
                 _ => "no exit status".into(),
             };
-            println!("run {run}: {} ({how})", escaped(result));
+            outln!("run {run}: {} ({how})", escaped(result));
             return if result == "success" {
                 exit::OK
             } else {
@@ -137,7 +132,7 @@ pub fn run(ctl: Ctl) -> i32 {
         }
         _ => {
             let msg = value.get("message").and_then(Value::as_str).unwrap_or("ok");
-            println!("{}", escaped(msg));
+            outln!("{}", escaped(msg));
         }
     }
     exit::OK
@@ -194,15 +189,15 @@ fn ask(
 fn logs(target: &Target, token: Option<&str>, q: &LogsQuery, json: bool) -> i32 {
     let print = |rec: &Value| {
         if json {
-            println!("{rec}");
+            outln!("{rec}");
         } else {
-            println!("{}", log_line(rec));
+            outln!("{}", log_line(rec));
         }
     };
     let value = match ask(target, "GET", &logs_path(q, None), None, token, None) {
         Ok(v) => v,
         Err(e) => {
-            eprintln!("sheepdog ctl: {}", escaped(&e.to_string()));
+            outln!(err: "sheepdog ctl: {}", escaped(&e.to_string()));
             return exit::FAILURE;
         }
     };
@@ -218,25 +213,50 @@ fn logs(target: &Target, token: Option<&str>, q: &LogsQuery, json: bool) -> i32 
         return exit::OK;
     }
     let since = value.get("next_since").and_then(Value::as_u64).unwrap_or(0);
+    std::thread::spawn(watch_stdout);
     let mut on_line = |l: &str| {
         // Keep-alives are empty lines; `{"dropped":N}` says records were lost.
         if l.trim().is_empty() {
             return;
         }
         match serde_json::from_slice::<Value>(l.as_bytes()) {
-            Ok(v) if v.get("dropped").is_some() => eprintln!(
+            Ok(v) if v.get("dropped").is_some() => outln!(err:
                 "sheepdog ctl: {} records dropped (reading too slowly)",
                 v["dropped"]
             ),
             Ok(v) => print(&v),
-            Err(_) => println!("{l}"),
+            Err(_) => outln!("{l}"),
         }
     };
     match client::follow(target, &logs_path(q, Some(since)), token, &mut on_line) {
         Ok(()) => exit::OK,
         Err(e) => {
-            eprintln!("sheepdog ctl: {}", escaped(&e.to_string()));
+            outln!(err: "sheepdog ctl: {}", escaped(&e.to_string()));
             exit::FAILURE
+        }
+    }
+}
+
+/// End the process (as a failed write would, `exit::PIPE`) once stdout's
+/// reader is gone: `ctl logs --follow | grep -m1 x` stops when grep does,
+/// not at the next record, which may be hours away. A pipe without a reader
+/// polls as POLLERR, a closed socket or terminal as POLLHUP; a file never
+/// does, and the thread sleeps until the process ends.
+fn watch_stdout() {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let stdout = std::io::stdout();
+    let mut fds = [PollFd::new(stdout.as_fd(), PollFlags::empty())];
+    loop {
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::errno::Errno::EINTR) => {}
+            Ok(_)
+                if fds[0]
+                    .revents()
+                    .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP)) =>
+            {
+                std::process::exit(exit::PIPE)
+            }
+            _ => return,
         }
     }
 }
@@ -265,9 +285,7 @@ fn default_target() -> Result<Target, String> {
         return Ok(Target::Socket(PathBuf::from(s)));
     }
     if let Some(u) = env("SHEEPDOG_API_URL")? {
-        let u = u.trim_end_matches('/').to_string();
-        client::split_url(&u).map_err(|e| format!("$SHEEPDOG_API_URL: {e}"))?;
-        return Ok(Target::Url(u));
+        return crate::cli::api_url("$SHEEPDOG_API_URL", &u);
     }
     if std::path::Path::new(DEFAULT_SOCKET).exists() {
         return Ok(Target::Socket(PathBuf::from(DEFAULT_SOCKET)));
