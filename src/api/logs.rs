@@ -19,8 +19,9 @@
 //! Invariants:
 //! - A waiting request blocks only its own worker, on a `LogStore`
 //!   subscription (no polling), and never past `wait`; at most
-//!   `MAX_WAITERS` wait at once, so followers can never take every worker:
-//!   beyond that a request answers at once with what there is.
+//!   `MAX_WAITERS` wait at once (`trigger?wait=true` shares the slots,
+//!   `take_slot`), so waiters can never take every worker: beyond that a
+//!   long poll answers at once with what there is, a follower gets 503.
 //! - Every bad parameter is a 400 naming it.
 
 use std::io::Write;
@@ -36,8 +37,9 @@ use crate::status::Snapshot;
 
 use super::http::Response;
 
-/// Requests allowed to wait or follow at once (the API has 4 workers).
-const MAX_WAITERS: usize = 2;
+/// Requests allowed to wait, follow or wait for a triggered run at once:
+/// fewer than the API's workers (checked in `api`), so one is always free.
+pub(super) const MAX_WAITERS: usize = 2;
 /// A follower gets an empty line this often, so a client that went away is
 /// noticed (the write fails) and its worker freed.
 const KEEPALIVE: Duration = Duration::from_secs(5);
@@ -45,6 +47,20 @@ const MAX_WAIT: Duration = Duration::from_secs(25);
 const MAX_LIMIT: usize = 10_000;
 
 static WAITERS: AtomicUsize = AtomicUsize::new(0);
+
+/// Take one of the `MAX_WAITERS` slots; false when none is free.
+/// `give_slot` returns it.
+pub(super) fn take_slot() -> bool {
+    if WAITERS.fetch_add(1, Ordering::SeqCst) >= MAX_WAITERS {
+        give_slot();
+        return false;
+    }
+    true
+}
+
+pub(super) fn give_slot() {
+    WAITERS.fetch_sub(1, Ordering::SeqCst);
+}
 
 /// Parsed query.
 #[derive(Debug, Clone, PartialEq)]
@@ -161,8 +177,7 @@ pub fn get(
     }
     if q.follow && !head_only {
         // The slot is given back when the stream ends (`follow`).
-        if WAITERS.fetch_add(1, Ordering::SeqCst) >= MAX_WAITERS {
-            WAITERS.fetch_sub(1, Ordering::SeqCst);
+        if !take_slot() {
             return Response::error(503, "too many followers; try again later")
                 .with_header("Retry-After", "5");
         }
@@ -231,14 +246,13 @@ pub fn follow(
             }
         }
     })();
-    WAITERS.fetch_sub(1, Ordering::SeqCst);
+    give_slot();
     result
 }
 
 /// Long poll: wait (bounded) for the first record newer than `since`.
 fn wait_for(store: &LogStore, name: Option<&str>, q: &Query) -> Vec<Arc<Record>> {
-    if WAITERS.fetch_add(1, Ordering::SeqCst) >= MAX_WAITERS {
-        WAITERS.fetch_sub(1, Ordering::SeqCst);
+    if !take_slot() {
         return Vec::new();
     }
     let result = (|| {
@@ -267,7 +281,7 @@ fn wait_for(store: &LogStore, name: Option<&str>, q: &Query) -> Vec<Arc<Record>>
         }
         Some(got)
     })();
-    WAITERS.fetch_sub(1, Ordering::SeqCst);
+    give_slot();
     result.unwrap_or_default()
 }
 

@@ -38,6 +38,9 @@ use crate::status::{Published, Request};
 
 /// Worker threads of the API server (handlers may wait up to `REPLY_WAIT`).
 const API_WORKERS: usize = 4;
+// Long waits (logs wait/follow, trigger?wait=true) share fewer slots than
+// there are workers, so status, stop and the like always find one free.
+const _: () = assert!(logs::MAX_WAITERS < API_WORKERS);
 /// Worker threads of the metrics server (a scrape only renders a snapshot).
 const METRICS_WORKERS: usize = 1;
 /// Open connections per server.

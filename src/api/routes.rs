@@ -21,7 +21,8 @@
 //!   token is configured; others get `name-i: state` and nothing more.
 //! - Handlers never block on anything but a control reply, and that wait
 //!   is bounded (`REPLY_WAIT`, `PING_WAIT`); a supervisor that does not
-//!   answer makes a 503, never a stuck worker.
+//!   answer makes a 503, never a stuck worker. The one long wait, for a
+//!   triggered run, first takes a slot shared with the logs' long waits.
 //! - Every error is `{"error": "..."}` naming what was wrong (the JSON
 //!   field, the process, the method); bad input never panics.
 
@@ -528,7 +529,7 @@ impl Api {
 
     /// `trigger?wait=true`: start a run and answer when it has ended, or
     /// after a bound (its timeout and stop budget, else 10 minutes) with a
-    /// 202 saying it still runs.
+    /// 202 saying it still runs; 503 when every waiting slot is taken.
     fn trigger_wait(&self, name: &str) -> Response {
         let snap = self.published.get();
         let Some(p) = snap.processes.iter().find(|p| *p.name == *name) else {
@@ -544,7 +545,20 @@ impl Api {
             name: name.to_string(),
             wait: true,
         };
-        match self.ask(control, wait) {
+        // A waiting worker takes a slot shared with the logs' long waits,
+        // so waiting clients can never take every worker. None free: the
+        // run is not started, so the client may simply try again.
+        if !super::logs::take_slot() {
+            return Response::error(
+                503,
+                "too many requests waiting (trigger?wait=true and logs wait/follow \
+                 share 2 slots); try again later, or trigger without wait",
+            )
+            .with_header("Retry-After", "5");
+        }
+        let reply = self.ask(control, wait);
+        super::logs::give_slot();
+        match reply {
             Ok(reply) => self.reply_response(Some(name), reply),
             Err(e) if e.contains("did not answer") => Response::json(
                 202,
