@@ -331,6 +331,27 @@ fn bad_bodies_are_400_naming_the_field() {
     let r = api.get("/api/v1/logs?limit=1&limit=2");
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(r.error().contains("limit: given twice"), "{}", r.body);
+    // Query names and values are percent-decoded, as path segments are;
+    // numbers are plain digits.
+    let r = api.get("/api/v1/logs?%6cimit=%31&stream=std%6fut");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = api.get("/api/v1/logs?limit=+1");
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = api.post("/api/v1/processes/web/restart?wa%69t=true", "");
+    assert!(r.error().contains("parameter \"wait\""), "{}", r.body);
+    // Booleans read alike everywhere: a bare `follow` is true, as `wait` is.
+    let r = api.get("/api/v1/logs?follow=maybe");
+    assert!(
+        r.error().contains("expected true, false, 1, 0, yes or no"),
+        "{}",
+        r.body
+    );
+    let r = api.post("/api/v1/schedules/web/trigger?wait=maybe", "");
+    assert!(
+        r.error().contains("expected true, false, 1, 0, yes or no"),
+        "{}",
+        r.body
+    );
     // Still the same two: nothing applied.
     assert_eq!(api.wait_running("web", 2).len(), 2);
     assert_eq!(api.pids("web"), before);

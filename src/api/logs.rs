@@ -35,7 +35,7 @@ use crate::logging::{Record, Stream, WithSeq};
 use crate::output::buffer::{Followed, LogStore};
 use crate::status::Snapshot;
 
-use super::http::Response;
+use super::http::{query_bool, query_pairs, Response};
 
 /// Requests allowed to wait, follow or wait for a triggered run at once:
 /// fewer than the API's workers (checked in `api`), so one is always free.
@@ -83,18 +83,16 @@ fn parse(query: &str) -> Result<Query, String> {
     // A repeated parameter is refused, not read as its last value. Only
     // known names get here twice (an unknown one ends the loop), so
     // `seen` stays short.
-    let mut seen: Vec<&str> = Vec::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+    let mut seen: Vec<String> = Vec::new();
+    for (k, v) in query_pairs(query) {
         if seen.contains(&k) {
             return Err(format!("{k}: given twice; expected it once"));
         }
-        seen.push(k);
-        match k {
+        let flag = v.as_deref();
+        let v = flag.unwrap_or_default();
+        match k.as_str() {
             "limit" => {
-                q.limit = v
-                    .parse::<usize>()
-                    .ok()
+                q.limit = digits(v)
                     .filter(|n| (1..=MAX_LIMIT).contains(n))
                     .ok_or_else(|| {
                         format!("limit: invalid value {v:?}; expected 1 to {MAX_LIMIT}")
@@ -107,14 +105,12 @@ fn parse(query: &str) -> Result<Query, String> {
             }
             "since" => {
                 q.since =
-                    Some(v.parse().map_err(|_| {
+                    Some(digits(v).ok_or_else(|| {
                         format!("since: invalid value {v:?}; expected a record seq")
                     })?);
             }
             "wait" => {
-                let secs: u64 = v
-                    .parse()
-                    .ok()
+                let secs: u64 = digits(v)
                     .filter(|s| Duration::from_secs(*s) <= MAX_WAIT)
                     .ok_or_else(|| {
                         format!(
@@ -124,25 +120,23 @@ fn parse(query: &str) -> Result<Query, String> {
                     })?;
                 q.wait = Duration::from_secs(secs);
             }
-            "follow" => {
-                q.follow = match v {
-                    "true" | "1" => true,
-                    "false" | "0" => false,
-                    _ => {
-                        return Err(format!(
-                            "follow: invalid value {v:?}; expected true or false"
-                        ))
-                    }
-                };
-            }
+            "follow" => q.follow = query_bool("follow", flag)?,
             other => {
                 return Err(format!(
                     "unknown parameter {other:?}; expected limit, stream, since, wait or follow"
                 ))
             }
         }
+        seen.push(k);
     }
     Ok(q)
+}
+
+/// A number in plain digits: `parse` alone would take `+5`.
+fn digits<T: std::str::FromStr>(v: &str) -> Option<T> {
+    v.bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| v.parse().ok())?
 }
 
 /// `GET /api/v1/logs` (`name` None) or `/api/v1/processes/{name}/logs`.
@@ -386,6 +380,11 @@ mod tests {
             }
         );
         assert!(parse("follow=true").unwrap().follow);
+        // Booleans read as a trigger's `wait`; names and values decoded.
+        assert!(parse("follow").unwrap().follow);
+        assert!(parse("follow=yes").unwrap().follow);
+        let q = parse("%6cimit=%31&stream=std%6fut").unwrap();
+        assert_eq!((q.limit, q.stream), (1, Some(Stream::Stdout)));
         let q = parse("limit=5&stream=stderr&since=42&wait=3").unwrap();
         assert_eq!(
             (q.limit, q.stream, q.since, q.wait),
@@ -397,7 +396,12 @@ mod tests {
             ("stream=both", "stream"),
             ("since=-1", "since"),
             ("wait=99", "wait"),
-            ("follow=yes", "follow"),
+            ("follow=maybe", "follow"),
+            ("follow=", "follow"),
+            ("limit=+1", "limit"),
+            ("since=+5", "since"),
+            ("wait=+1", "wait"),
+            ("limit=1&li%6dit=2", "limit: given twice"),
             ("tail=3", "tail"),
         ] {
             let e = parse(bad).unwrap_err();

@@ -33,7 +33,7 @@ use crossbeam_channel::{RecvTimeoutError, Sender};
 use serde_json::{json, Map, Value};
 
 use super::auth::Token;
-use super::http::{percent_decode, Head, Peer, Request, Response};
+use super::http::{percent_decode, query_bool, query_pairs, Head, Peer, Request, Response};
 use super::metrics::ApiCounters;
 use super::openapi;
 use super::server::Handler;
@@ -606,30 +606,18 @@ const TRIGGER_WAIT_MAX: Duration = Duration::from_secs(600);
 /// Added to a job's timeout: its stop (signal, kill) and slack.
 const TRIGGER_WAIT_SLACK: Duration = Duration::from_secs(70);
 
-/// `wait=true|false|1|0` in the query (absent: false).
+/// `wait` in the query (absent: false), read as every boolean is
+/// (`http::query_bool`).
 fn wait_flag(query: &str) -> Result<bool, Response> {
     let mut wait = None;
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, "true"));
-        if k == "wait" && wait.is_some() {
-            return Err(bad(
-                "query parameter wait: given twice; expected it once".into()
-            ));
+    for (k, v) in query_pairs(query) {
+        if k != "wait" {
+            return Err(bad(format!("unknown query parameter {k:?}; expected wait")));
         }
-        match (k, v) {
-            ("wait", "true" | "1" | "yes") => wait = Some(true),
-            ("wait", "false" | "0" | "no") => wait = Some(false),
-            ("wait", other) => {
-                return Err(bad(format!(
-                    "query parameter wait: {other:?} is not a boolean; expected true or false"
-                )))
-            }
-            (other, _) => {
-                return Err(bad(format!(
-                    "unknown query parameter {other:?}; expected wait"
-                )))
-            }
+        if wait.is_some() {
+            return Err(bad("wait: given twice; expected it once".into()));
         }
+        wait = Some(query_bool("wait", v.as_deref()).map_err(bad)?);
     }
     Ok(wait.unwrap_or(false))
 }
@@ -808,15 +796,12 @@ fn no_stray_query(route: &Route, query: &str) -> Result<(), Response> {
     if route.method != "POST" || takes_query {
         return Ok(());
     }
-    match query.split('&').find(|p| !p.is_empty()) {
+    match query_pairs(query).next() {
         None => Ok(()),
-        Some(pair) => {
-            let key = pair.split_once('=').map_or(pair, |(k, _)| k);
-            Err(bad(format!(
-                "unknown query parameter {key:?}; {} {} takes none",
-                route.method, route.path
-            )))
-        }
+        Some((key, _)) => Err(bad(format!(
+            "unknown query parameter {key:?}; {} {} takes none",
+            route.method, route.path
+        ))),
     }
 }
 
@@ -1012,6 +997,15 @@ mod tests {
         let (status, body) = err(wait_flag("wait=true&wait=false"));
         assert_eq!(status, 400);
         assert!(body.contains("wait: given twice"), "{body}");
+        // Decoded as the path is; a bare flag is true, as for `follow`.
+        assert!(wait_flag("wa%69t=%74rue").unwrap());
+        assert!(wait_flag("wait").unwrap());
+        assert!(!wait_flag("wait=no").unwrap());
+        let (_, body) = err(wait_flag("wait=maybe"));
+        assert!(
+            body.contains("expected true, false, 1, 0, yes or no"),
+            "{body}"
+        );
     }
 
     #[test]
