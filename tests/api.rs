@@ -550,6 +550,25 @@ fn unix_socket_is_private_and_a_stale_one_is_replaced() {
     assert!(!sock.exists(), "{} left behind", sock.display());
 }
 
+/// A start-up that fails after the socket was bound (here the metrics port
+/// is taken) removes the socket, as a clean exit does.
+#[test]
+fn a_failed_start_up_leaves_no_socket_behind() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let mut sd = Sheepdog::start(
+        "api-failed-start",
+        &format!(
+            "global:\n  api_port: 0\n  metrics_port: {port}\n  api_socket: $DIR/api.sock\nprocesses:\n  x:\n    command: \"exec sleep 1000\"\n"
+        ),
+    );
+    assert_eq!(sd.exit_code(WAIT), 1, "{}", sd.log());
+    assert!(sd.log().contains("global.metrics_port"), "{}", sd.log());
+    let sock = sd.dir.path("api.sock");
+    assert!(!sock.exists(), "{} left behind", sock.display());
+    drop(taken);
+}
+
 #[test]
 fn a_non_socket_file_at_the_socket_path_is_never_replaced() {
     let dir = TempDir::new("api-notsock");
