@@ -267,6 +267,11 @@ fn bad_bodies_are_400_naming_the_field() {
             "desired: expected a non-negative integer",
         ),
         ("scale", r#"{"desired": "3"}"#, "desired:"),
+        (
+            "scale",
+            r#"{"desired": 4294967297}"#,
+            "desired: 4294967297 is too large; expected 0 to 4294967295",
+        ),
         ("scale", r#"{"delta": 1.5}"#, "delta: expected an integer"),
         (
             "scale",
@@ -913,6 +918,20 @@ fn scaling_up_and_down_through_the_api() {
 
     api.scale("q", r#"{"delta": 1}"#);
     let four = api.wait_running("q", 4);
+    // Already so: 200 and nothing done, as for a start of a started process.
+    for body in [r#"{"desired": 4}"#, r#"{"delta": 0}"#] {
+        let r = api.post("/api/v1/processes/q/scale", body);
+        assert_eq!(r.status, 200, "{body}: {}", r.body);
+        assert_eq!(r.json()["status"], "done", "{}", r.body);
+        assert!(
+            r.json()["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("nothing to do")),
+            "{}",
+            r.body
+        );
+    }
+    assert_eq!(api.pids("q").len(), 4);
 
     // Above max_scale: 409, nothing changes.
     let r = api.post("/api/v1/processes/q/scale", r#"{"delta": 1}"#);
@@ -2126,7 +2145,8 @@ fn refusals_come_before_the_body_is_read() {
     // None of that stopped anything; a body where one belongs still works,
     // and so does the `{}` clients send with a POST.
     assert_eq!(api.wait_running("web", 2).len(), 2);
-    assert_eq!(api.scale("web", r#"{"desired": 2}"#).status, 202);
+    let r = api.post("/api/v1/processes/web/scale", r#"{"desired": 2}"#);
+    assert_eq!(r.status, 200, "{}", r.body);
     let r = api.post("/api/v1/processes/other/start", "{}");
     assert_eq!(r.status, 200, "{}", r.body);
 }
@@ -2167,7 +2187,7 @@ fn bodies_held_at_once_are_bounded_across_connections() {
     assert!(r.error().contains("retry shortly"), "{}", r.body);
     assert_eq!(r.header("retry-after"), Some("1"));
     // Small bodies need none of the budget.
-    assert_eq!(api.scale("web", r#"{"desired": 2}"#).status, 202);
+    assert_eq!(api.scale("web", r#"{"desired": 1}"#).status, 202);
     // The budget comes back when those connections go.
     drop(held);
     let mut last = String::new();

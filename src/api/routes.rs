@@ -898,10 +898,17 @@ fn scale_target(snap: &Snapshot, name: &str, body: &[u8]) -> Result<u32, Respons
         (None, None) => Err(bad(
             "request body: expected \"desired\" (instances to run) or \"delta\" (a change such as 2 or -1)".into(),
         )),
-        (Some(v), None) => v
-            .as_u64()
-            .and_then(|n| u32::try_from(n).ok())
-            .ok_or_else(|| bad(format!("desired: expected a non-negative integer, got {v}"))),
+        (Some(v), None) => match v.as_u64() {
+            Some(n) => u32::try_from(n).map_err(|_| {
+                bad(format!(
+                    "desired: {n} is too large; expected 0 to {}",
+                    u32::MAX
+                ))
+            }),
+            None => Err(bad(format!(
+                "desired: expected a non-negative integer, got {v}"
+            ))),
+        },
         (None, Some(v)) => {
             let Some(delta) = v.as_i64() else {
                 return Err(bad(format!(
@@ -1122,7 +1129,11 @@ mod tests {
             ),
             (br#"{"desired": "3"}"#, 400, "desired:"),
             (br#"{"desired": 1.5}"#, 400, "desired:"),
-            (br#"{"desired": 99999999999}"#, 400, "desired:"),
+            (
+                br#"{"desired": 4294967297}"#,
+                400,
+                "desired: 4294967297 is too large; expected 0 to 4294967295",
+            ),
             (br#"{"delta": "x"}"#, 400, "delta: expected an integer"),
             (br#"{"delta": -3}"#, 400, "delta: -3 would take web below 0"),
             (br#"{"delta": 1, "desired": 1}"#, 400, "only one"),
