@@ -1449,6 +1449,15 @@ fn logs_recent_filtered_and_followed() {
     let bad = api.get("/api/v1/logs?limit=0");
     assert_eq!(bad.status, 400);
     assert!(bad.error().contains("limit"), "{}", bad.body);
+    // HEAD carries the stream's head (and no body), as RFC 9110 asks.
+    let head = http::raw(
+        api.port,
+        &http::request("HEAD", "/api/v1/logs?follow=true", Some(TOKEN), None),
+    );
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-type"), Some("application/x-ndjson"));
+    assert_eq!(head.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(head.body, "");
 
     // Follow: a long poll from the latest record on (both streams) gets the
     // line printed after it was sent — whether it was already waiting when

@@ -169,9 +169,10 @@ pub fn get(
             return Response::error(404, &format!("no process or instance named {n:?}"));
         }
     }
-    if q.follow && !head_only {
-        // The slot is given back when the stream ends (`follow`).
-        if !take_slot() {
+    if q.follow {
+        // HEAD: the stream's head, with no body, so no slot. Else the slot
+        // is given back when the stream ends (`follow`).
+        if !head_only && !take_slot() {
             return Response::error(503, "too many followers; try again later")
                 .with_header("Retry-After", "5");
         }
