@@ -48,6 +48,10 @@ const MAX_LIMIT: usize = 10_000;
 
 static WAITERS: AtomicUsize = AtomicUsize::new(0);
 
+/// The 503 when no slot is free (a follower, a waited-for trigger).
+pub(super) const BUSY: &str = "too many requests waiting (logs follow and wait, \
+                               trigger?wait=true share 2 slots); try again later";
+
 /// Take one of the `MAX_WAITERS` slots; false when none is free.
 /// `give_slot` returns it.
 pub(super) fn take_slot() -> bool {
@@ -173,8 +177,7 @@ pub fn get(
         // HEAD: the stream's head, with no body, so no slot. Else the slot
         // is given back when the stream ends (`follow`).
         if !head_only && !take_slot() {
-            return Response::error(503, "too many followers; try again later")
-                .with_header("Retry-After", "5");
+            return Response::error(503, BUSY).with_header("Retry-After", "5");
         }
         return Response::stream("application/x-ndjson");
     }
