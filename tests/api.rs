@@ -267,6 +267,11 @@ fn bad_bodies_are_400_naming_the_field() {
             "desired: expected a non-negative integer",
         ),
         ("scale", r#"{"desired": "3"}"#, "desired:"),
+        (
+            "scale",
+            r#"{"desired": 4294967297}"#,
+            "desired: 4294967297 is too large; expected 0 to 4294967295",
+        ),
         ("scale", r#"{"delta": 1.5}"#, "delta: expected an integer"),
         (
             "scale",
@@ -331,6 +336,27 @@ fn bad_bodies_are_400_naming_the_field() {
     let r = api.get("/api/v1/logs?limit=1&limit=2");
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(r.error().contains("limit: given twice"), "{}", r.body);
+    // Query names and values are percent-decoded, as path segments are;
+    // numbers are plain digits.
+    let r = api.get("/api/v1/logs?%6cimit=%31&stream=std%6fut");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = api.get("/api/v1/logs?limit=+1");
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = api.post("/api/v1/processes/web/restart?wa%69t=true", "");
+    assert!(r.error().contains("parameter \"wait\""), "{}", r.body);
+    // Booleans read alike everywhere: a bare `follow` is true, as `wait` is.
+    let r = api.get("/api/v1/logs?follow=maybe");
+    assert!(
+        r.error().contains("expected true, false, 1, 0, yes or no"),
+        "{}",
+        r.body
+    );
+    let r = api.post("/api/v1/schedules/web/trigger?wait=maybe", "");
+    assert!(
+        r.error().contains("expected true, false, 1, 0, yes or no"),
+        "{}",
+        r.body
+    );
     // Still the same two: nothing applied.
     assert_eq!(api.wait_running("web", 2).len(), 2);
     assert_eq!(api.pids("web"), before);
@@ -527,6 +553,25 @@ fn unix_socket_is_private_and_a_stale_one_is_replaced() {
     api.sd.signal(libc::SIGTERM);
     assert_eq!(api.sd.exit_code(WAIT), 0, "{}", api.sd.log());
     assert!(!sock.exists(), "{} left behind", sock.display());
+}
+
+/// A start-up that fails after the socket was bound (here the metrics port
+/// is taken) removes the socket, as a clean exit does.
+#[test]
+fn a_failed_start_up_leaves_no_socket_behind() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let mut sd = Sheepdog::start(
+        "api-failed-start",
+        &format!(
+            "global:\n  api_port: 0\n  metrics_port: {port}\n  api_socket: $DIR/api.sock\nprocesses:\n  x:\n    command: \"exec sleep 1000\"\n"
+        ),
+    );
+    assert_eq!(sd.exit_code(WAIT), 1, "{}", sd.log());
+    assert!(sd.log().contains("global.metrics_port"), "{}", sd.log());
+    let sock = sd.dir.path("api.sock");
+    assert!(!sock.exists(), "{} left behind", sock.display());
+    drop(taken);
 }
 
 #[test]
@@ -910,6 +955,20 @@ fn scaling_up_and_down_through_the_api() {
 
     api.scale("q", r#"{"delta": 1}"#);
     let four = api.wait_running("q", 4);
+    // Already so: 200 and nothing done, as for a start of a started process.
+    for body in [r#"{"desired": 4}"#, r#"{"delta": 0}"#] {
+        let r = api.post("/api/v1/processes/q/scale", body);
+        assert_eq!(r.status, 200, "{body}: {}", r.body);
+        assert_eq!(r.json()["status"], "done", "{}", r.body);
+        assert!(
+            r.json()["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("nothing to do")),
+            "{}",
+            r.body
+        );
+    }
+    assert_eq!(api.pids("q").len(), 4);
 
     // Above max_scale: 409, nothing changes.
     let r = api.post("/api/v1/processes/q/scale", r#"{"delta": 1}"#);
@@ -1427,6 +1486,15 @@ fn logs_recent_filtered_and_followed() {
     let bad = api.get("/api/v1/logs?limit=0");
     assert_eq!(bad.status, 400);
     assert!(bad.error().contains("limit"), "{}", bad.body);
+    // HEAD carries the stream's head (and no body), as RFC 9110 asks.
+    let head = http::raw(
+        api.port,
+        &http::request("HEAD", "/api/v1/logs?follow=true", Some(TOKEN), None),
+    );
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-type"), Some("application/x-ndjson"));
+    assert_eq!(head.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(head.body, "");
 
     // Follow: a long poll from the latest record on (both streams) gets the
     // line printed after it was sent — whether it was already waiting when
@@ -2123,7 +2191,8 @@ fn refusals_come_before_the_body_is_read() {
     // None of that stopped anything; a body where one belongs still works,
     // and so does the `{}` clients send with a POST.
     assert_eq!(api.wait_running("web", 2).len(), 2);
-    assert_eq!(api.scale("web", r#"{"desired": 2}"#).status, 202);
+    let r = api.post("/api/v1/processes/web/scale", r#"{"desired": 2}"#);
+    assert_eq!(r.status, 200, "{}", r.body);
     let r = api.post("/api/v1/processes/other/start", "{}");
     assert_eq!(r.status, 200, "{}", r.body);
 }
@@ -2164,7 +2233,7 @@ fn bodies_held_at_once_are_bounded_across_connections() {
     assert!(r.error().contains("retry shortly"), "{}", r.body);
     assert_eq!(r.header("retry-after"), Some("1"));
     // Small bodies need none of the budget.
-    assert_eq!(api.scale("web", r#"{"desired": 2}"#).status, 202);
+    assert_eq!(api.scale("web", r#"{"desired": 1}"#).status, 202);
     // The budget comes back when those connections go.
     drop(held);
     let mut last = String::new();

@@ -247,6 +247,52 @@ fn a_waited_run_is_in_the_status_read_right_after() {
     }
 }
 
+/// `trigger?wait=true` holds an API worker until its run ends, so such
+/// waits share the 2 slots of the logs' waits: beyond them a waiting
+/// trigger is refused at once, without starting a run, and status and
+/// control requests still find a worker. (Four waits used to take every
+/// worker for as long as their runs lasted.)
+#[test]
+fn waiting_triggers_share_the_waiting_slots_and_leave_a_worker_free() {
+    let api = Api::start(
+        "cron-waiters",
+        "  web:\n    command: sleep 1000\n  hold:\n    command: \"while [ ! -e $DIR/go ]; do sleep 0.05; done\"\n    schedule: '@every 1h'\n    schedule_max_concurrent: 10\n",
+    );
+    let port = api.port;
+    let wait = "/api/v1/schedules/hold/trigger?wait=true";
+    let waiters: Vec<_> = (0..2)
+        .map(|_| std::thread::spawn(move || http::post(port, wait, Some(TOKEN), "{}")))
+        .collect();
+    // Each waiter took its slot before its run started.
+    api.wait_job("hold", "running twice", |j| j["running"] == 2);
+    let t0 = Instant::now();
+    let r = api.post("/api/v1/processes/hold/schedule/trigger?wait=true");
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.error().contains("try again later"), "{}", r.body);
+    assert_eq!(r.header("Retry-After"), Some("5"));
+    let r = api.get("/api/v1/logs?follow=true");
+    assert_eq!(r.status, 503, "the slots are shared: {}", r.body);
+    assert_eq!(api.get("/api/v1/processes").status, 200);
+    assert_eq!(api.post("/api/v1/processes/web/stop").status, 202);
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    assert_eq!(
+        api.job("hold")["running"],
+        2,
+        "the refused run never started"
+    );
+
+    std::fs::write(api.sd.dir.path("go"), "").unwrap();
+    for w in waiters {
+        let r = w.join().unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.json()["result"], "success", "{}", r.body);
+    }
+    // The slots came back.
+    let r = api.post(wait);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(stat(&api.job("hold"), "total"), 3);
+}
+
 #[test]
 fn pause_resume_and_trigger_through_the_api_and_ctl() {
     let api = Api::start(

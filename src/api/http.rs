@@ -14,7 +14,7 @@
 
 use std::net::IpAddr;
 
-/// Path segments are decoded by `routes` with the shared decoder.
+/// Path segments and query parameters are decoded with the shared decoder.
 pub use crate::http_text::percent_decode;
 use crate::http_text::{find_blank_line, is_token_byte};
 
@@ -397,6 +397,29 @@ impl<W: std::io::Write> std::io::Write for Chunked<'_, W> {
     }
 }
 
+/// A query's `name=value` pairs, percent-decoded (clients encode query
+/// values; `%31` is `1`). A bare `name` has no value: `None`.
+pub fn query_pairs(query: &str) -> impl Iterator<Item = (String, Option<String>)> + '_ {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (percent_decode(k), Some(percent_decode(v))),
+            None => (percent_decode(p), None),
+        })
+}
+
+/// A boolean query parameter, the same for every one: a bare name is true.
+pub fn query_bool(name: &str, value: Option<&str>) -> Result<bool, String> {
+    match value {
+        None | Some("true" | "1" | "yes") => Ok(true),
+        Some("false" | "0" | "no") => Ok(false),
+        Some(v) => Err(format!(
+            "{name}: invalid value {v:?}; expected true, false, 1, 0, yes or no"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -501,6 +524,27 @@ mod tests {
         assert!(
             head("POST / HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 3\r\n\r\n")
                 .expect_continue
+        );
+    }
+
+    #[test]
+    fn query_pairs_are_decoded_and_booleans_read_alike() {
+        let pairs: Vec<_> = query_pairs("limit=%31&wa%69t&&x=a%26b").collect();
+        assert_eq!(
+            pairs,
+            [
+                ("limit".into(), Some("1".into())),
+                ("wait".into(), None),
+                ("x".into(), Some("a&b".into()))
+            ]
+        );
+        for (v, b) in [(None, true), (Some("yes"), true), (Some("0"), false)] {
+            assert_eq!(query_bool("follow", v), Ok(b));
+        }
+        let e = query_bool("wait", Some("")).unwrap_err();
+        assert!(
+            e.starts_with("wait: invalid value \"\"; expected true, false"),
+            "{e}"
         );
     }
 

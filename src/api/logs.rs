@@ -19,8 +19,9 @@
 //! Invariants:
 //! - A waiting request blocks only its own worker, on a `LogStore`
 //!   subscription (no polling), and never past `wait`; at most
-//!   `MAX_WAITERS` wait at once, so followers can never take every worker:
-//!   beyond that a request answers at once with what there is.
+//!   `MAX_WAITERS` wait at once (`trigger?wait=true` shares the slots,
+//!   `take_slot`), so waiters can never take every worker: beyond that a
+//!   long poll answers at once with what there is, a follower gets 503.
 //! - Every bad parameter is a 400 naming it.
 
 use std::io::Write;
@@ -34,10 +35,11 @@ use crate::logging::{Record, Stream, WithSeq};
 use crate::output::buffer::{Followed, LogStore};
 use crate::status::Snapshot;
 
-use super::http::Response;
+use super::http::{query_bool, query_pairs, Response};
 
-/// Requests allowed to wait or follow at once (the API has 4 workers).
-const MAX_WAITERS: usize = 2;
+/// Requests allowed to wait, follow or wait for a triggered run at once:
+/// fewer than the API's workers (checked in `api`), so one is always free.
+pub(super) const MAX_WAITERS: usize = 2;
 /// A follower gets an empty line this often, so a client that went away is
 /// noticed (the write fails) and its worker freed.
 const KEEPALIVE: Duration = Duration::from_secs(5);
@@ -45,6 +47,24 @@ const MAX_WAIT: Duration = Duration::from_secs(25);
 const MAX_LIMIT: usize = 10_000;
 
 static WAITERS: AtomicUsize = AtomicUsize::new(0);
+
+/// The 503 when no slot is free (a follower, a waited-for trigger).
+pub(super) const BUSY: &str = "too many requests waiting (logs follow and wait, \
+                               trigger?wait=true share 2 slots); try again later";
+
+/// Take one of the `MAX_WAITERS` slots; false when none is free.
+/// `give_slot` returns it.
+pub(super) fn take_slot() -> bool {
+    if WAITERS.fetch_add(1, Ordering::SeqCst) >= MAX_WAITERS {
+        give_slot();
+        return false;
+    }
+    true
+}
+
+pub(super) fn give_slot() {
+    WAITERS.fetch_sub(1, Ordering::SeqCst);
+}
 
 /// Parsed query.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,18 +87,16 @@ fn parse(query: &str) -> Result<Query, String> {
     // A repeated parameter is refused, not read as its last value. Only
     // known names get here twice (an unknown one ends the loop), so
     // `seen` stays short.
-    let mut seen: Vec<&str> = Vec::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+    let mut seen: Vec<String> = Vec::new();
+    for (k, v) in query_pairs(query) {
         if seen.contains(&k) {
             return Err(format!("{k}: given twice; expected it once"));
         }
-        seen.push(k);
-        match k {
+        let flag = v.as_deref();
+        let v = flag.unwrap_or_default();
+        match k.as_str() {
             "limit" => {
-                q.limit = v
-                    .parse::<usize>()
-                    .ok()
+                q.limit = digits(v)
                     .filter(|n| (1..=MAX_LIMIT).contains(n))
                     .ok_or_else(|| {
                         format!("limit: invalid value {v:?}; expected 1 to {MAX_LIMIT}")
@@ -91,14 +109,12 @@ fn parse(query: &str) -> Result<Query, String> {
             }
             "since" => {
                 q.since =
-                    Some(v.parse().map_err(|_| {
+                    Some(digits(v).ok_or_else(|| {
                         format!("since: invalid value {v:?}; expected a record seq")
                     })?);
             }
             "wait" => {
-                let secs: u64 = v
-                    .parse()
-                    .ok()
+                let secs: u64 = digits(v)
                     .filter(|s| Duration::from_secs(*s) <= MAX_WAIT)
                     .ok_or_else(|| {
                         format!(
@@ -108,25 +124,23 @@ fn parse(query: &str) -> Result<Query, String> {
                     })?;
                 q.wait = Duration::from_secs(secs);
             }
-            "follow" => {
-                q.follow = match v {
-                    "true" | "1" => true,
-                    "false" | "0" => false,
-                    _ => {
-                        return Err(format!(
-                            "follow: invalid value {v:?}; expected true or false"
-                        ))
-                    }
-                };
-            }
+            "follow" => q.follow = query_bool("follow", flag)?,
             other => {
                 return Err(format!(
                     "unknown parameter {other:?}; expected limit, stream, since, wait or follow"
                 ))
             }
         }
+        seen.push(k);
     }
     Ok(q)
+}
+
+/// A number in plain digits: `parse` alone would take `+5`.
+fn digits<T: std::str::FromStr>(v: &str) -> Option<T> {
+    v.bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| v.parse().ok())?
 }
 
 /// `GET /api/v1/logs` (`name` None) or `/api/v1/processes/{name}/logs`.
@@ -159,12 +173,11 @@ pub fn get(
             return Response::error(404, &format!("no process or instance named {n:?}"));
         }
     }
-    if q.follow && !head_only {
-        // The slot is given back when the stream ends (`follow`).
-        if WAITERS.fetch_add(1, Ordering::SeqCst) >= MAX_WAITERS {
-            WAITERS.fetch_sub(1, Ordering::SeqCst);
-            return Response::error(503, "too many followers; try again later")
-                .with_header("Retry-After", "5");
+    if q.follow {
+        // HEAD: the stream's head, with no body, so no slot. Else the slot
+        // is given back when the stream ends (`follow`).
+        if !head_only && !take_slot() {
+            return Response::error(503, BUSY).with_header("Retry-After", "5");
         }
         return Response::stream("application/x-ndjson");
     }
@@ -231,14 +244,13 @@ pub fn follow(
             }
         }
     })();
-    WAITERS.fetch_sub(1, Ordering::SeqCst);
+    give_slot();
     result
 }
 
 /// Long poll: wait (bounded) for the first record newer than `since`.
 fn wait_for(store: &LogStore, name: Option<&str>, q: &Query) -> Vec<Arc<Record>> {
-    if WAITERS.fetch_add(1, Ordering::SeqCst) >= MAX_WAITERS {
-        WAITERS.fetch_sub(1, Ordering::SeqCst);
+    if !take_slot() {
         return Vec::new();
     }
     let result = (|| {
@@ -267,7 +279,7 @@ fn wait_for(store: &LogStore, name: Option<&str>, q: &Query) -> Vec<Arc<Record>>
         }
         Some(got)
     })();
-    WAITERS.fetch_sub(1, Ordering::SeqCst);
+    give_slot();
     result.unwrap_or_default()
 }
 
@@ -372,6 +384,11 @@ mod tests {
             }
         );
         assert!(parse("follow=true").unwrap().follow);
+        // Booleans read as a trigger's `wait`; names and values decoded.
+        assert!(parse("follow").unwrap().follow);
+        assert!(parse("follow=yes").unwrap().follow);
+        let q = parse("%6cimit=%31&stream=std%6fut").unwrap();
+        assert_eq!((q.limit, q.stream), (1, Some(Stream::Stdout)));
         let q = parse("limit=5&stream=stderr&since=42&wait=3").unwrap();
         assert_eq!(
             (q.limit, q.stream, q.since, q.wait),
@@ -383,7 +400,12 @@ mod tests {
             ("stream=both", "stream"),
             ("since=-1", "since"),
             ("wait=99", "wait"),
-            ("follow=yes", "follow"),
+            ("follow=maybe", "follow"),
+            ("follow=", "follow"),
+            ("limit=+1", "limit"),
+            ("since=+5", "since"),
+            ("wait=+1", "wait"),
+            ("limit=1&li%6dit=2", "limit: given twice"),
             ("tail=3", "tail"),
         ] {
             let e = parse(bad).unwrap_err();

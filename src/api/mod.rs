@@ -38,6 +38,9 @@ use crate::status::{Published, Request};
 
 /// Worker threads of the API server (handlers may wait up to `REPLY_WAIT`).
 const API_WORKERS: usize = 4;
+// Long waits (logs wait/follow, trigger?wait=true) share fewer slots than
+// there are workers, so status, stop and the like always find one free.
+const _: () = assert!(logs::MAX_WAITERS < API_WORKERS);
 /// Worker threads of the metrics server (a scrape only renders a snapshot).
 const METRICS_WORKERS: usize = 1;
 /// Open connections per server.
@@ -52,8 +55,22 @@ const READ_TIMEOUT: Duration = Duration::from_secs(10);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Start the API and metrics listeners configured in `config.global`, in
-/// their own threads. Errors (a port in use) name the config key and address.
+/// their own threads. Errors (a port in use) name the config key and address;
+/// sheepdog then exits, so a socket bound before the error is removed.
 pub fn start(
+    config: &Config,
+    published: Arc<Published>,
+    requests: Sender<Request>,
+    logs: Arc<crate::output::buffer::LogStore>,
+) -> Result<(), String> {
+    let started = start_all(config, published, requests, logs);
+    if started.is_err() {
+        server::remove_sockets();
+    }
+    started
+}
+
+fn start_all(
     config: &Config,
     published: Arc<Published>,
     requests: Sender<Request>,

@@ -21,7 +21,8 @@
 //!   token is configured; others get `name-i: state` and nothing more.
 //! - Handlers never block on anything but a control reply, and that wait
 //!   is bounded (`REPLY_WAIT`, `PING_WAIT`); a supervisor that does not
-//!   answer makes a 503, never a stuck worker.
+//!   answer makes a 503, never a stuck worker. The one long wait, for a
+//!   triggered run, first takes a slot shared with the logs' long waits.
 //! - Every error is `{"error": "..."}` naming what was wrong (the JSON
 //!   field, the process, the method); bad input never panics.
 
@@ -32,7 +33,7 @@ use crossbeam_channel::{RecvTimeoutError, Sender};
 use serde_json::{json, Map, Value};
 
 use super::auth::Token;
-use super::http::{percent_decode, Head, Peer, Request, Response};
+use super::http::{percent_decode, query_bool, query_pairs, Head, Peer, Request, Response};
 use super::metrics::ApiCounters;
 use super::openapi;
 use super::server::Handler;
@@ -528,7 +529,7 @@ impl Api {
 
     /// `trigger?wait=true`: start a run and answer when it has ended, or
     /// after a bound (its timeout and stop budget, else 10 minutes) with a
-    /// 202 saying it still runs.
+    /// 202 saying it still runs; 503 when every waiting slot is taken.
     fn trigger_wait(&self, name: &str) -> Response {
         let snap = self.published.get();
         let Some(p) = snap.processes.iter().find(|p| *p.name == *name) else {
@@ -544,7 +545,15 @@ impl Api {
             name: name.to_string(),
             wait: true,
         };
-        match self.ask(control, wait) {
+        // A waiting worker takes a slot shared with the logs' long waits,
+        // so waiting clients can never take every worker. None free: the
+        // run is not started, so the client may simply try again.
+        if !super::logs::take_slot() {
+            return Response::error(503, super::logs::BUSY).with_header("Retry-After", "5");
+        }
+        let reply = self.ask(control, wait);
+        super::logs::give_slot();
+        match reply {
             Ok(reply) => self.reply_response(Some(name), reply),
             Err(e) if e.contains("did not answer") => Response::json(
                 202,
@@ -592,30 +601,18 @@ const TRIGGER_WAIT_MAX: Duration = Duration::from_secs(600);
 /// Added to a job's timeout: its stop (signal, kill) and slack.
 const TRIGGER_WAIT_SLACK: Duration = Duration::from_secs(70);
 
-/// `wait=true|false|1|0` in the query (absent: false).
+/// `wait` in the query (absent: false), read as every boolean is
+/// (`http::query_bool`).
 fn wait_flag(query: &str) -> Result<bool, Response> {
     let mut wait = None;
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, "true"));
-        if k == "wait" && wait.is_some() {
-            return Err(bad(
-                "query parameter wait: given twice; expected it once".into()
-            ));
+    for (k, v) in query_pairs(query) {
+        if k != "wait" {
+            return Err(bad(format!("unknown query parameter {k:?}; expected wait")));
         }
-        match (k, v) {
-            ("wait", "true" | "1" | "yes") => wait = Some(true),
-            ("wait", "false" | "0" | "no") => wait = Some(false),
-            ("wait", other) => {
-                return Err(bad(format!(
-                    "query parameter wait: {other:?} is not a boolean; expected true or false"
-                )))
-            }
-            (other, _) => {
-                return Err(bad(format!(
-                    "unknown query parameter {other:?}; expected wait"
-                )))
-            }
+        if wait.is_some() {
+            return Err(bad("wait: given twice; expected it once".into()));
         }
+        wait = Some(query_bool("wait", v.as_deref()).map_err(bad)?);
     }
     Ok(wait.unwrap_or(false))
 }
@@ -794,15 +791,12 @@ fn no_stray_query(route: &Route, query: &str) -> Result<(), Response> {
     if route.method != "POST" || takes_query {
         return Ok(());
     }
-    match query.split('&').find(|p| !p.is_empty()) {
+    match query_pairs(query).next() {
         None => Ok(()),
-        Some(pair) => {
-            let key = pair.split_once('=').map_or(pair, |(k, _)| k);
-            Err(bad(format!(
-                "unknown query parameter {key:?}; {} {} takes none",
-                route.method, route.path
-            )))
-        }
+        Some((key, _)) => Err(bad(format!(
+            "unknown query parameter {key:?}; {} {} takes none",
+            route.method, route.path
+        ))),
     }
 }
 
@@ -899,10 +893,17 @@ fn scale_target(snap: &Snapshot, name: &str, body: &[u8]) -> Result<u32, Respons
         (None, None) => Err(bad(
             "request body: expected \"desired\" (instances to run) or \"delta\" (a change such as 2 or -1)".into(),
         )),
-        (Some(v), None) => v
-            .as_u64()
-            .and_then(|n| u32::try_from(n).ok())
-            .ok_or_else(|| bad(format!("desired: expected a non-negative integer, got {v}"))),
+        (Some(v), None) => match v.as_u64() {
+            Some(n) => u32::try_from(n).map_err(|_| {
+                bad(format!(
+                    "desired: {n} is too large; expected 0 to {}",
+                    u32::MAX
+                ))
+            }),
+            None => Err(bad(format!(
+                "desired: expected a non-negative integer, got {v}"
+            ))),
+        },
         (None, Some(v)) => {
             let Some(delta) = v.as_i64() else {
                 return Err(bad(format!(
@@ -998,6 +999,15 @@ mod tests {
         let (status, body) = err(wait_flag("wait=true&wait=false"));
         assert_eq!(status, 400);
         assert!(body.contains("wait: given twice"), "{body}");
+        // Decoded as the path is; a bare flag is true, as for `follow`.
+        assert!(wait_flag("wa%69t=%74rue").unwrap());
+        assert!(wait_flag("wait").unwrap());
+        assert!(!wait_flag("wait=no").unwrap());
+        let (_, body) = err(wait_flag("wait=maybe"));
+        assert!(
+            body.contains("expected true, false, 1, 0, yes or no"),
+            "{body}"
+        );
     }
 
     #[test]
@@ -1114,7 +1124,11 @@ mod tests {
             ),
             (br#"{"desired": "3"}"#, 400, "desired:"),
             (br#"{"desired": 1.5}"#, 400, "desired:"),
-            (br#"{"desired": 99999999999}"#, 400, "desired:"),
+            (
+                br#"{"desired": 4294967297}"#,
+                400,
+                "desired: 4294967297 is too large; expected 0 to 4294967295",
+            ),
             (br#"{"delta": "x"}"#, 400, "delta: expected an integer"),
             (br#"{"delta": -3}"#, 400, "delta: -3 would take web below 0"),
             (br#"{"delta": 1, "desired": 1}"#, 400, "only one"),

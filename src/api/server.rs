@@ -188,10 +188,8 @@ impl Listener {
         let bound = UnixListener::bind(path);
         nix::sys::stat::umask(old);
         let l = bound.map_err(|e| format!("{key}: unable to listen on {shown}: {e}"))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| format!("{key}: unable to set mode 0600 on {shown}: {e}"))?;
-        l.set_nonblocking(true)
-            .map_err(|e| format!("{key}: unable to configure the listener: {e}"))?;
+        // Ours from here, so `remove_sockets` removes it even when start-up
+        // fails below or later.
         if let Ok(m) = std::fs::symlink_metadata(path) {
             BOUND.lock().unwrap_or_else(|e| e.into_inner()).push((
                 path.to_path_buf(),
@@ -199,6 +197,10 @@ impl Listener {
                 m.ino(),
             ));
         }
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| format!("{key}: unable to set mode 0600 on {shown}: {e}"))?;
+        l.set_nonblocking(true)
+            .map_err(|e| format!("{key}: unable to configure the listener: {e}"))?;
         Ok(Listener::Unix(l, path.to_path_buf()))
     }
 

@@ -230,6 +230,22 @@ impl Supervisor {
             ));
         }
         let from = p.desired;
+        // Already so (and no stop to undo): nothing to do, as for a start
+        // of a started process. A stopped or stopping process with the
+        // same count is not: a scale above 0 starts it.
+        let same = match p.phase {
+            ProcPhase::Pending => true,
+            ProcPhase::Active => {
+                (1..=desired).all(|i| p.instances.contains_key(&i))
+                    && p.instances.range(desired + 1..).all(|(_, i)| i.leaving)
+            }
+            _ => false,
+        };
+        if from == desired && same {
+            return ControlReply::Done(format!(
+                "{name} is already scaled to {desired}; nothing to do"
+            ));
+        }
         p.desired = desired;
         log::info!("{name}: scaling from {from} to {desired}");
         match p.phase {
