@@ -14,6 +14,7 @@ use super::super::model::{Api, Global, LogFormat, LogLevel, Metrics, RestartPoli
 use super::super::raw::{RawAcl, RawGlobal, RawTls, V};
 use super::super::report::{under, KeyPath, Report};
 use super::super::value::{self as val, describe, quote};
+use super::hooks::positive_duration;
 
 pub const LOG_LEVELS: &[(&str, LogLevel)] = &[
     ("debug", LogLevel::Debug),
@@ -101,7 +102,7 @@ pub fn build(raw: &RawGlobal, r: &mut Report) -> Global {
     let dependency_timeout = r.get_or(
         &raw.dependency_timeout,
         p("dependency_timeout"),
-        val::duration,
+        positive_duration,
         secs(300),
     );
 
