@@ -96,7 +96,7 @@ pub fn build(raw: &RawGlobal, r: &mut Report) -> Global {
     let restart_reset_after = r.get_or(
         &raw.restart_reset_after,
         p("restart_reset_after"),
-        val::duration,
+        positive_duration,
         secs(60),
     );
     let dependency_timeout = r.get_or(

@@ -261,7 +261,7 @@ pub fn build(name: &str, raw: &RawProcess, global: &Global, r: &mut Report) -> P
             reset_after: r.get_or(
                 &raw.restart_reset_after,
                 p("restart_reset_after"),
-                val::duration,
+                positive_duration,
                 global.restart_reset_after,
             ),
         },
@@ -411,6 +411,34 @@ pub fn check_ports(processes: &BTreeMap<String, Process>, r: &mut Report) {
             }
             ranges.push((first, last, &p.name, i));
         }
+    }
+}
+
+/// `restart_backoff_initial: 0` stays valid (tests and benchmarks of
+/// restart latency use it), but with no attempt limit a crash loop then
+/// forks as fast as it can: one warning, naming every such process.
+pub fn check_backoff(processes: &BTreeMap<String, Process>, r: &mut Report) {
+    let spinning: Vec<&str> = processes
+        .values()
+        .filter(|p| {
+            p.enabled
+                && p.backoff.initial.is_zero()
+                && p.max_restart_attempts == 0
+                && p.restart != RestartPolicy::Never
+                && p.extra.schedule.is_none()
+        })
+        .map(|p| p.name.as_str())
+        .collect();
+    if !spinning.is_empty() {
+        r.warn(
+            "processes",
+            format!(
+                "{} restart with restart_backoff_initial 0 and no max_restart_attempts: a crash \
+                 loop restarts as fast as sheepdog can fork; set restart_backoff_initial (e.g. \
+                 100ms) or max_restart_attempts",
+                spinning.join(", ")
+            ),
+        );
     }
 }
 
