@@ -45,7 +45,7 @@ pub fn build(raw: &RawConfig, source: Option<&Path>, r: &mut Report) -> Option<C
         );
     }
     process::check_dependencies(&processes, r);
-    process::check_ports(&processes, r);
+    process::check_ports(&processes, &global, r);
     process::check_backoff(&processes, r);
     if let Some(rd) = &global.extra.readiness {
         for name in &rd.processes {

@@ -367,8 +367,14 @@ fn ports(raw: &Option<Value>, path: &str, r: &mut Report) -> Vec<u16> {
 /// listens on each declared port + (n - 1), up to `max_scale` (or `scale`)
 /// instances. A range that runs past 65535, or that meets another range
 /// (of the same process or another), would fail at run time, with a
-/// start waiting for a port its neighbour holds: refused here.
-pub fn check_ports(processes: &BTreeMap<String, Process>, r: &mut Report) {
+/// start waiting for a port its neighbour holds: refused here. So is a
+/// range holding sheepdog's own API or metrics port.
+pub fn check_ports(processes: &BTreeMap<String, Process>, global: &Global, r: &mut Report) {
+    let (api, metrics) = (&global.api, &global.metrics);
+    let own = [
+        (api.enabled && api.port != 0, api.port, "global.api_port"),
+        (metrics.enabled, metrics.port, "global.metrics_port"),
+    ];
     // (first, last, process, index in its list)
     let mut ranges: Vec<(u32, u32, &str, usize)> = Vec::new();
     for p in processes.values().filter(|p| p.enabled) {
@@ -386,6 +392,20 @@ pub fn check_ports(processes: &BTreeMap<String, Process>, r: &mut Report) {
                 );
                 continue;
             };
+            if let Some((_, own, key)) = own
+                .iter()
+                .find(|(on, own, _)| *on && (port..=last).contains(own))
+            {
+                r.error(
+                    path,
+                    format!(
+                        "instance {} would listen on {own}, sheepdog's own {key}; expected \
+                         another port",
+                        own - port + 1
+                    ),
+                );
+                continue;
+            }
             let (first, last) = (u32::from(port), u32::from(last));
             if let Some((_, _, other, j)) =
                 ranges.iter().find(|(a, b, _, _)| first <= *b && *a <= last)
