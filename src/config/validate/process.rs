@@ -434,6 +434,40 @@ pub fn check_ports(processes: &BTreeMap<String, Process>, global: &Global, r: &m
     }
 }
 
+/// Names the API could not tell apart (`{name}` in its paths is a
+/// process, an instance or `sheepdog`): `sheepdog` names sheepdog's own
+/// log records, and `web-2` is instance 2 of a process `web`.
+pub fn check_names(processes: &BTreeMap<String, Process>, r: &mut Report) {
+    for name in processes.keys() {
+        let path = join("processes", name);
+        if name == "sheepdog" {
+            r.error(
+                &path,
+                "the name sheepdog is taken: the API and the logs use it for sheepdog's own \
+                 records; expected another name",
+            );
+        }
+        let Some((base, n)) = name.rsplit_once('-') else {
+            continue;
+        };
+        if processes.contains_key(base)
+            && !n.starts_with('0')
+            && !n.is_empty()
+            && n.bytes().all(|b| b.is_ascii_digit())
+        {
+            r.error(
+                &path,
+                format!(
+                    "{} is also the name of instance {n} of process {}, and the API could not \
+                     tell them apart; expected another name",
+                    quote(name),
+                    quote(base)
+                ),
+            );
+        }
+    }
+}
+
 /// `restart_backoff_initial: 0` stays valid (tests and benchmarks of
 /// restart latency use it), but with no attempt limit a crash loop then
 /// forks as fast as it can: one warning, naming every such process.
