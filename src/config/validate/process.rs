@@ -86,7 +86,17 @@ pub fn build(name: &str, raw: &RawProcess, global: &Global, r: &mut Report) -> P
     );
 
     let limit = global.extra.max_process_scale;
-    let scale = r.get_or(&raw.scale, p("scale"), |v| val::uint32(v, 0, u32::MAX), 1);
+    // Read wide, so that 0 and values past the limit get the messages
+    // below; what is no such integer is told the real range.
+    let int = |v: &Value, low: &str| {
+        val::uint32(v, 0, u32::MAX).map_err(|_| {
+            val::invalid(
+                v,
+                &format!("an integer from {low} to {limit} (global.max_process_scale)"),
+            )
+        })
+    };
+    let scale = r.get_or(&raw.scale, p("scale"), |v| int(v, "1"), 1);
     if scale == 0 {
         r.error(
             p("scale"),
@@ -99,9 +109,7 @@ pub fn build(name: &str, raw: &RawProcess, global: &Global, r: &mut Report) -> P
         );
     }
     let max_scale = r
-        .get(&raw.max_scale, p("max_scale"), |v| {
-            val::uint32(v, 0, u32::MAX)
-        })
+        .get(&raw.max_scale, p("max_scale"), |v| int(v, "0 (no limit)"))
         .filter(|m| *m > 0);
     if let Some(m) = max_scale {
         if m > limit {
