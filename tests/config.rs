@@ -546,6 +546,22 @@ fn zero_backoff_with_unlimited_attempts_is_warned_about_once() {
     }
 }
 
+/// Linux's alias signal names, and a day-of-week range ending on Sunday.
+#[test]
+fn signal_aliases_and_ranges_to_sunday_are_accepted() {
+    let dir = TempDir::new("aliases");
+    let f = dir.file(
+        "ok.yaml",
+        "processes:\n  a: {command: x, shutdown: {signal: SIGIOT, kill_signal: poll}}\n  \
+         b: {command: x, shutdown: {signal: cld}}\n  \
+         c: {command: x, schedule: '0 6 * * SAT-SUN'}\n",
+    );
+    let out = check(&f, &[]);
+    assert_valid(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("SIGABRT, then SIGIO after"), "{text}");
+}
+
 /// Each `examples/bad/*.yaml` lists what stderr must say in `# expect:` lines.
 #[test]
 fn bad_examples_fail_with_their_expected_messages() {

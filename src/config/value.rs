@@ -315,7 +315,14 @@ pub fn signal(v: &Value) -> Result<Signal, String> {
             } else {
                 format!("SIG{upper}")
             };
-            Signal::from_str(&name).map_err(|_| {
+            // Linux's other names for three signals (nix knows one each).
+            let canonical = match name.as_str() {
+                "SIGIOT" => "SIGABRT",
+                "SIGPOLL" => "SIGIO",
+                "SIGCLD" => "SIGCHLD",
+                other => other,
+            };
+            Signal::from_str(canonical).map_err(|_| {
                 // Compared without the SIG prefix they all share.
                 let known = Signal::iterator().map(|k| k.as_str().trim_start_matches("SIG"));
                 let hint = super::suggest::closest(&name[3..], known)
@@ -520,6 +527,9 @@ mod tests {
         }
         assert_eq!(signal(&y("SIGQUIT")), Ok(Signal::SIGQUIT));
         assert_eq!(signal(&y("9")), Ok(Signal::SIGKILL));
+        assert_eq!(signal(&y("SIGIOT")), Ok(Signal::SIGABRT));
+        assert_eq!(signal(&y("poll")), Ok(Signal::SIGIO));
+        assert_eq!(signal(&y("cld")), Ok(Signal::SIGCHLD));
         assert!(signal(&y("SIGFOO"))
             .unwrap_err()
             .contains("unknown signal \"SIGFOO\""));
