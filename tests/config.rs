@@ -141,6 +141,19 @@ fn check_warns_about_a_log_directory_that_run_would_refuse() {
     // And run does refuse.
     let out = run(&["run", "-c", f.to_str().unwrap()], &[], None);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    // A readiness file that is a directory exists: say what `run` waits for.
+    let f = dir.file(
+        "ready.yaml",
+        format!("global: {{readiness_file: '{}'}}\n{MIN}", dir.0.display()),
+    );
+    let out = check(&f, &[]);
+    assert_valid(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("it is a directory")
+            && text.contains("`run` refuses to start until this is fixed"),
+        "{text}"
+    );
 }
 
 #[test]
