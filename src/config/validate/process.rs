@@ -1,5 +1,6 @@
 //! One `processes.<name>` entry → `model::Process`, and the checks that
-//! need every process at once (dependencies).
+//! need every process at once (names the API must tell apart, dependencies,
+//! ports, and the zero-backoff warning).
 //!
 //! Resolution rules kept here: `enabled` defaults to true; `restart`
 //! defaults to the global policy, except for oneshots and scheduled jobs,
