@@ -141,6 +141,19 @@ fn check_warns_about_a_log_directory_that_run_would_refuse() {
     // And run does refuse.
     let out = run(&["run", "-c", f.to_str().unwrap()], &[], None);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    // A readiness file that is a directory exists: say what `run` waits for.
+    let f = dir.file(
+        "ready.yaml",
+        format!("global: {{readiness_file: '{}'}}\n{MIN}", dir.0.display()),
+    );
+    let out = check(&f, &[]);
+    assert_valid(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("it is a directory")
+            && text.contains("`run` refuses to start until this is fixed"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -591,6 +604,60 @@ fn a_metrics_path_no_request_can_match_is_refused() {
         format!("global:\n  metrics_path: /prom/metrics\n{MIN}"),
     );
     assert_valid(&check(&f, &[]));
+}
+
+/// `restart_backoff_initial: 0` stays valid, but with unlimited attempts a
+/// crash loop forks as fast as it can: one warning names every such
+/// process (not those with a limit, `restart: never` or their own backoff).
+#[test]
+fn zero_backoff_with_unlimited_attempts_is_warned_about_once() {
+    let dir = TempDir::new("backoff");
+    let f = dir.file(
+        "spin.yaml",
+        "global: {restart_backoff_initial: 0, api_enabled: false, metrics_enabled: false}\n\
+         processes:\n  a: {command: x}\n  b: {command: x, max_restart_attempts: 3}\n  \
+         c: {command: x, restart: never}\n  d: {command: x, restart: on-failure}\n  \
+         e: {command: x, restart_backoff_initial: 1s}\n",
+    );
+    let out = check(&f, &[]);
+    assert_valid(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let spin: Vec<&str> = text.lines().filter(|l| l.contains("as fast as")).collect();
+    assert_eq!(spin.len(), 1, "{text}");
+    assert!(
+        spin[0].contains("processes: a, d restart with restart_backoff_initial 0")
+            && spin[0].contains("set restart_backoff_initial"),
+        "{text}"
+    );
+    let f = dir.file(
+        "one.yaml",
+        format!("global: {{restart_backoff_initial: 0}}\n{MIN}"),
+    );
+    let f2 = dir.file(
+        "two.yaml",
+        "processes:\n  web: {command: x, restart_backoff_initial: 0ms}\n",
+    );
+    for f in [f, f2] {
+        let out = check(&f, &[]);
+        assert_valid(&out);
+        assert!(String::from_utf8_lossy(&out.stdout).contains("processes: web restart with"));
+    }
+}
+
+/// Linux's alias signal names, and a day-of-week range ending on Sunday.
+#[test]
+fn signal_aliases_and_ranges_to_sunday_are_accepted() {
+    let dir = TempDir::new("aliases");
+    let f = dir.file(
+        "ok.yaml",
+        "processes:\n  a: {command: x, shutdown: {signal: SIGIOT, kill_signal: poll}}\n  \
+         b: {command: x, shutdown: {signal: cld}}\n  \
+         c: {command: x, schedule: '0 6 * * SAT-SUN'}\n",
+    );
+    let out = check(&f, &[]);
+    assert_valid(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("SIGABRT, then SIGIO after"), "{text}");
 }
 
 /// Each `examples/bad/*.yaml` lists what stderr must say in `# expect:` lines.

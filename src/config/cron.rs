@@ -4,7 +4,7 @@
 //! Accepts the standard 5-field cron syntax (minute hour day-of-month month
 //! day-of-week) with `*`, `?` (day fields), lists `a,b`, ranges `a-b`,
 //! steps `*/n`, `a-b/n`, `a/n`, month names JAN–DEC and day names SUN–SAT
-//! (7 is also Sunday), and the descriptors `@yearly`/`@annually`,
+//! (7 is also Sunday, and so is SUN or 0 ending a range: `SAT-SUN`), and the descriptors `@yearly`/`@annually`,
 //! `@monthly`, `@weekly`, `@daily`/`@midnight`, `@hourly` (rewritten to
 //! their 5-field form) and `@every <duration>`.
 //!
@@ -378,7 +378,11 @@ fn field_bits(text: &str, f: &Field) -> Result<u64, String> {
             "?" if f.question => (f.min, f.max),
             _ => match base.split_once('-') {
                 Some((a, b)) => {
-                    let (lo, hi) = (value(a, f)?, value(b, f)?);
+                    let (lo, mut hi) = (value(a, f)?, value(b, f)?);
+                    // Day-of-week: Sunday ends a week too, as 7 (SAT-SUN is 6-7).
+                    if f.max == 7 && hi == 0 && lo > 0 {
+                        hi = 7;
+                    }
                     if lo > hi {
                         return Err(format!("range {base} runs backwards"));
                     }
@@ -477,6 +481,16 @@ mod tests {
         assert!(parse("").unwrap_err().contains("0 fields"));
         assert!(parse("*/0 * * * *").unwrap_err().contains("step 0"));
         assert!(parse("5-1 * * * *").unwrap_err().contains("backwards"));
+        // Sunday at the end of a day-of-week range is 7.
+        for (named, numbered) in [("SAT-SUN", "6-7"), ("mon-sun", "1-7"), ("6-0", "6-7")] {
+            assert_eq!(
+                field_bits(named, &FIELDS[4]),
+                field_bits(numbered, &FIELDS[4]),
+                "{named}"
+            );
+        }
+        assert!(parse("0 0 * * SUN-SAT").is_ok());
+        assert!(parse("0 0 * * FRI-MON").unwrap_err().contains("backwards"));
         assert!(parse("1,,2 * * * *").unwrap_err().contains("empty"));
         assert!(parse("? * * * *").unwrap_err().contains("minute"));
         assert!(parse("@reboot").unwrap_err().contains("descriptor"));

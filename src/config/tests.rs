@@ -866,7 +866,7 @@ fn overrides() {
     let e = load_env(MIN, &[], &[("SHEEPDOG_PROCESS_WEB_SCALE", "x")]).unwrap_err();
     assert_eq!(
         e.problems,
-        vec!["processes.web.scale: invalid value \"x\"; expected an integer from 0 to 4294967295 (set by SHEEPDOG_PROCESS_WEB_SCALE)"]
+        vec!["processes.web.scale: invalid value \"x\"; expected an integer from 1 to 100 (global.max_process_scale) (set by SHEEPDOG_PROCESS_WEB_SCALE)"]
     );
     let e = load_env(MIN, &[], &[("SHEEPDOG_GLOBAL_NOPE", "x")]).unwrap_err();
     assert_eq!(e.problems, vec!["SHEEPDOG_GLOBAL_NOPE: no such global key"]);

@@ -205,7 +205,8 @@ fn parse_any_duration(s: &str) -> Result<Duration, String> {
     if t.bytes().all(|b| b.is_ascii_digit()) {
         return t.parse::<u64>().map(Duration::from_secs).map_err(|_| bad());
     }
-    if t.starts_with(|c: char| c.is_ascii_digit()) {
+    // Decimal seconds; not `1e3`, which f64 would read as 1000.
+    if t.starts_with(|c: char| c.is_ascii_digit()) && !t.contains(['e', 'E']) {
         if let Some(d) = t
             .parse::<f64>()
             .ok()
@@ -315,7 +316,14 @@ pub fn signal(v: &Value) -> Result<Signal, String> {
             } else {
                 format!("SIG{upper}")
             };
-            Signal::from_str(&name).map_err(|_| {
+            // Linux's other names for three signals (nix knows one each).
+            let canonical = match name.as_str() {
+                "SIGIOT" => "SIGABRT",
+                "SIGPOLL" => "SIGIO",
+                "SIGCLD" => "SIGCHLD",
+                other => other,
+            };
+            Signal::from_str(canonical).map_err(|_| {
                 // Compared without the SIG prefix they all share.
                 let known = Signal::iterator().map(|k| k.as_str().trim_start_matches("SIG"));
                 let hint = super::suggest::closest(&name[3..], known)
@@ -470,6 +478,12 @@ mod tests {
         assert_eq!(d("0.5"), Ok(Duration::from_millis(500)));
         assert_eq!(d("'2.5'"), Ok(Duration::from_millis(2500)));
         assert!(d("'inf'").is_err());
+        for e in ["'1e3'", "'1E3'", "'1e-3'", "'1.5e2s'"] {
+            assert!(
+                d(e).unwrap_err().contains("expected seconds or a duration"),
+                "{e}"
+            );
+        }
         assert!(d("'NaN'").is_err());
         assert_eq!(d("2h0m5s"), Ok(Duration::from_secs(7205)));
         // An Instant plus anything longer could overflow: refused at load.
@@ -520,6 +534,9 @@ mod tests {
         }
         assert_eq!(signal(&y("SIGQUIT")), Ok(Signal::SIGQUIT));
         assert_eq!(signal(&y("9")), Ok(Signal::SIGKILL));
+        assert_eq!(signal(&y("SIGIOT")), Ok(Signal::SIGABRT));
+        assert_eq!(signal(&y("poll")), Ok(Signal::SIGIO));
+        assert_eq!(signal(&y("cld")), Ok(Signal::SIGCHLD));
         assert!(signal(&y("SIGFOO"))
             .unwrap_err()
             .contains("unknown signal \"SIGFOO\""));

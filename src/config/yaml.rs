@@ -102,10 +102,54 @@ pub fn parse(text: &str) -> Result<Value, String> {
             flow_hint(text, &e)
         )
     })?;
+    // serde_yaml's merge error has no location: find the key first.
+    let mut at = String::new();
+    if let Some(bad) = bad_merge(&value, &mut at) {
+        return Err(format!(
+            "{at}: invalid YAML merge key: expected a map or a list of maps to merge, got {}",
+            super::value::describe(bad)
+        ));
+    }
     value
         .apply_merge()
         .map_err(|e| format!("invalid YAML merge key (<<): {e}"))?;
     Ok(value)
+}
+
+/// The first `<<` whose value `apply_merge` refuses (anything but a map
+/// or a list of maps), with its path in `at`. Before merging, every map
+/// that a merge copies is still in the tree, so none is missed. The tree
+/// is at most 128 deep (serde_yaml's limit), which bounds the recursion.
+fn bad_merge<'v>(v: &'v Value, at: &mut String) -> Option<&'v Value> {
+    let len = at.len();
+    let found = match v {
+        Value::Mapping(m) => m.iter().find_map(|(k, x)| {
+            at.truncate(len);
+            super::report::push_key(at, k.as_str().unwrap_or("?"));
+            let merges = match x {
+                Value::Mapping(_) => true,
+                Value::Sequence(s) => s.iter().all(Value::is_mapping),
+                _ => false,
+            };
+            if k.as_str() == Some("<<") && !merges {
+                Some(x)
+            } else {
+                bad_merge(x, at)
+            }
+        }),
+        Value::Sequence(s) => s.iter().enumerate().find_map(|(i, x)| {
+            at.truncate(len);
+            // Writing to a String cannot fail.
+            let _ = fmt::Write::write_fmt(at, format_args!("[{i}]"));
+            bad_merge(x, at)
+        }),
+        Value::Tagged(t) => bad_merge(&t.value, at),
+        _ => None,
+    };
+    if found.is_none() {
+        at.truncate(len);
+    }
+    found
 }
 
 /// The line where flow collections first nest past `MAX_FLOW_DEPTH`. A
@@ -445,6 +489,18 @@ mod tests {
         assert_eq!(v["use"]["x"], Value::Number(1.into()));
         assert_eq!(v["use"]["y"], Value::Number(3.into()));
         assert!(parse("use: {<<: 5}\n").unwrap_err().contains("merge"));
+        // Named by its path, with what was found.
+        for (yaml, at) in [
+            ("processes:\n  a: {command: x, <<: 5}\n", "processes.a.<<: "),
+            ("a: [{b: 1}, {c: {<<: [{}, x]}}]\n", "a[1].c.<<: "),
+            ("b: &b {x: 1}\na: {<<: [*b, [*b]]}\n", "a.<<: "),
+        ] {
+            let e = parse(yaml).unwrap_err();
+            assert!(
+                e.starts_with(at) && e.contains("expected a map or a list of maps"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! are accepted with a warning; unsupported features (TLS, ACLs, tracing)
 //! are accepted only while disabled.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ use super::super::model::{Api, Global, LogFormat, LogLevel, Metrics, RestartPoli
 use super::super::raw::{RawAcl, RawGlobal, RawTls, V};
 use super::super::report::{under, KeyPath, Report};
 use super::super::value::{self as val, describe, quote};
+use super::hooks::positive_duration;
 
 pub const LOG_LEVELS: &[(&str, LogLevel)] = &[
     ("debug", LogLevel::Debug),
@@ -95,13 +96,13 @@ pub fn build(raw: &RawGlobal, r: &mut Report) -> Global {
     let restart_reset_after = r.get_or(
         &raw.restart_reset_after,
         p("restart_reset_after"),
-        val::duration,
+        positive_duration,
         secs(60),
     );
     let dependency_timeout = r.get_or(
         &raw.dependency_timeout,
         p("dependency_timeout"),
-        val::duration,
+        positive_duration,
         secs(300),
     );
 
@@ -393,9 +394,23 @@ fn is_loopback(listen: &str) -> bool {
         || listen.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Whether two listen addresses (as `listen_address` returns them) can
+/// hold the same port. Compared as addresses, not text: `::1` is
+/// `0:0:0:0:0:0:0:1`, and `localhost` is both loopback addresses (no
+/// lookup: that is what it binds on any sane system).
 fn overlaps(a: &str, b: &str) -> bool {
-    let any = |s: &str| s.parse::<IpAddr>().is_ok_and(|ip| ip.is_unspecified());
-    a == b || any(a) || any(b)
+    let ips = |s: &str| -> Vec<IpAddr> {
+        if s.eq_ignore_ascii_case("localhost") {
+            vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()]
+        } else {
+            s.parse::<IpAddr>()
+                .map(|ip| ip.to_canonical())
+                .into_iter()
+                .collect()
+        }
+    };
+    let (a, b) = (ips(a), ips(b));
+    a.iter().chain(&b).any(IpAddr::is_unspecified) || a.iter().any(|ip| b.contains(ip))
 }
 
 fn extra(raw: &RawGlobal, r: &mut Report) -> GlobalExtra {
@@ -797,6 +812,22 @@ mod tests {
         );
         assert!(err("{api_auth: a, api_auth_file: /x}")[0].contains("only one"));
         assert!(err("{api_port: 9000, metrics_port: 9000}")[0].contains("also api_port"));
+        // The same address, spelled differently.
+        for (a, m) in [
+            ("localhost", "127.0.0.1"),
+            ("'::1'", "localhost"),
+            ("'::1'", "'0:0:0:0:0:0:0:1'"),
+            ("'::ffff:127.0.0.1'", "127.0.0.1"),
+        ] {
+            let e = err(&format!(
+                "{{api_port: 9000, metrics_port: 9000, api_listen: {a}, metrics_listen: {m}}}"
+            ));
+            assert!(
+                e.iter().any(|e| e.contains("also api_port")),
+                "{a} {m}: {e:?}"
+            );
+        }
+        ok("{api_port: 9000, metrics_port: 9000, api_listen: '::1', metrics_listen: 127.0.0.1}");
         ok("{api_port: 9000, metrics_port: 9000, metrics_enabled: false}");
     }
 

@@ -196,13 +196,19 @@ pub fn credentials(
     if (user.is_some() && u.is_none()) || (group.is_some() && g.is_none()) {
         return None;
     }
-    match creds::resolve(u.as_deref().map(str::trim), g.as_deref().map(str::trim)) {
+    let u = u.as_deref().map(str::trim);
+    match creds::resolve(u, g.as_deref().map(str::trim)) {
         Ok(c) => c,
         Err(CredError::User(e)) => {
             r.error(user_path, e);
             None
         }
         Err(CredError::Group(e)) => {
+            // The group is resolved first: look at the user too, so that
+            // both problems are reported at once.
+            if let Err(CredError::User(e)) = creds::resolve(u, None) {
+                r.error(user_path, e);
+            }
             r.error(group_path, e);
             None
         }

@@ -44,8 +44,10 @@ pub fn build(raw: &RawConfig, source: Option<&Path>, r: &mut Report) -> Option<C
             "every process is disabled; expected at least one with enabled: true (the default)",
         );
     }
+    process::check_names(&processes, r);
     process::check_dependencies(&processes, r);
-    process::check_ports(&processes, r);
+    process::check_ports(&processes, &global, r);
+    process::check_backoff(&processes, r);
     if let Some(rd) = &global.extra.readiness {
         for name in &rd.processes {
             if !processes.contains_key(name) {

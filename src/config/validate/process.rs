@@ -1,5 +1,6 @@
 //! One `processes.<name>` entry → `model::Process`, and the checks that
-//! need every process at once (dependencies).
+//! need every process at once (names the API must tell apart, dependencies,
+//! ports, and the zero-backoff warning).
 //!
 //! Resolution rules kept here: `enabled` defaults to true; `restart`
 //! defaults to the global policy, except for oneshots and scheduled jobs,
@@ -86,7 +87,17 @@ pub fn build(name: &str, raw: &RawProcess, global: &Global, r: &mut Report) -> P
     );
 
     let limit = global.extra.max_process_scale;
-    let scale = r.get_or(&raw.scale, p("scale"), |v| val::uint32(v, 0, u32::MAX), 1);
+    // Read wide, so that 0 and values past the limit get the messages
+    // below; what is no such integer is told the real range.
+    let int = |v: &Value, low: &str| {
+        val::uint32(v, 0, u32::MAX).map_err(|_| {
+            val::invalid(
+                v,
+                &format!("an integer from {low} to {limit} (global.max_process_scale)"),
+            )
+        })
+    };
+    let scale = r.get_or(&raw.scale, p("scale"), |v| int(v, "1"), 1);
     if scale == 0 {
         r.error(
             p("scale"),
@@ -99,9 +110,7 @@ pub fn build(name: &str, raw: &RawProcess, global: &Global, r: &mut Report) -> P
         );
     }
     let max_scale = r
-        .get(&raw.max_scale, p("max_scale"), |v| {
-            val::uint32(v, 0, u32::MAX)
-        })
+        .get(&raw.max_scale, p("max_scale"), |v| int(v, "0 (no limit)"))
         .filter(|m| *m > 0);
     if let Some(m) = max_scale {
         if m > limit {
@@ -261,7 +270,7 @@ pub fn build(name: &str, raw: &RawProcess, global: &Global, r: &mut Report) -> P
             reset_after: r.get_or(
                 &raw.restart_reset_after,
                 p("restart_reset_after"),
-                val::duration,
+                positive_duration,
                 global.restart_reset_after,
             ),
         },
@@ -367,8 +376,14 @@ fn ports(raw: &Option<Value>, path: &str, r: &mut Report) -> Vec<u16> {
 /// listens on each declared port + (n - 1), up to `max_scale` (or `scale`)
 /// instances. A range that runs past 65535, or that meets another range
 /// (of the same process or another), would fail at run time, with a
-/// start waiting for a port its neighbour holds: refused here.
-pub fn check_ports(processes: &BTreeMap<String, Process>, r: &mut Report) {
+/// start waiting for a port its neighbour holds: refused here. So is a
+/// range holding sheepdog's own API or metrics port.
+pub fn check_ports(processes: &BTreeMap<String, Process>, global: &Global, r: &mut Report) {
+    let (api, metrics) = (&global.api, &global.metrics);
+    let own = [
+        (api.enabled && api.port != 0, api.port, "global.api_port"),
+        (metrics.enabled, metrics.port, "global.metrics_port"),
+    ];
     // (first, last, process, index in its list)
     let mut ranges: Vec<(u32, u32, &str, usize)> = Vec::new();
     for p in processes.values().filter(|p| p.enabled) {
@@ -386,6 +401,20 @@ pub fn check_ports(processes: &BTreeMap<String, Process>, r: &mut Report) {
                 );
                 continue;
             };
+            if let Some((_, own, key)) = own
+                .iter()
+                .find(|(on, own, _)| *on && (port..=last).contains(own))
+            {
+                r.error(
+                    path,
+                    format!(
+                        "instance {} would listen on {own}, sheepdog's own {key}; expected \
+                         another port",
+                        own - port + 1
+                    ),
+                );
+                continue;
+            }
             let (first, last) = (u32::from(port), u32::from(last));
             if let Some((_, _, other, j)) =
                 ranges.iter().find(|(a, b, _, _)| first <= *b && *a <= last)
@@ -411,6 +440,68 @@ pub fn check_ports(processes: &BTreeMap<String, Process>, r: &mut Report) {
             }
             ranges.push((first, last, &p.name, i));
         }
+    }
+}
+
+/// Names the API could not tell apart (`{name}` in its paths is a
+/// process, an instance or `sheepdog`): `sheepdog` names sheepdog's own
+/// log records, and `web-2` is instance 2 of a process `web`.
+pub fn check_names(processes: &BTreeMap<String, Process>, r: &mut Report) {
+    for name in processes.keys() {
+        let path = join("processes", name);
+        if name == "sheepdog" {
+            r.error(
+                &path,
+                "the name sheepdog is taken: the API and the logs use it for sheepdog's own \
+                 records; expected another name",
+            );
+        }
+        let Some((base, n)) = name.rsplit_once('-') else {
+            continue;
+        };
+        if processes.contains_key(base)
+            && !n.starts_with('0')
+            && !n.is_empty()
+            && n.bytes().all(|b| b.is_ascii_digit())
+        {
+            r.error(
+                &path,
+                format!(
+                    "{} is also the name of instance {n} of process {}, and the API could not \
+                     tell them apart; expected another name",
+                    quote(name),
+                    quote(base)
+                ),
+            );
+        }
+    }
+}
+
+/// `restart_backoff_initial: 0` stays valid (tests and benchmarks of
+/// restart latency use it), but with no attempt limit a crash loop then
+/// forks as fast as it can: one warning, naming every such process.
+pub fn check_backoff(processes: &BTreeMap<String, Process>, r: &mut Report) {
+    let spinning: Vec<&str> = processes
+        .values()
+        .filter(|p| {
+            p.enabled
+                && p.backoff.initial.is_zero()
+                && p.max_restart_attempts == 0
+                && p.restart != RestartPolicy::Never
+                && p.extra.schedule.is_none()
+        })
+        .map(|p| p.name.as_str())
+        .collect();
+    if !spinning.is_empty() {
+        r.warn(
+            "processes",
+            format!(
+                "{} restart with restart_backoff_initial 0 and no max_restart_attempts: a crash \
+                 loop restarts as fast as sheepdog can fork; set restart_backoff_initial (e.g. \
+                 100ms) or max_restart_attempts",
+                spinning.join(", ")
+            ),
+        );
     }
 }
 
