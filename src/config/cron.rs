@@ -489,7 +489,11 @@ mod tests {
                 "{named}"
             );
         }
-        assert!(parse("0 0 * * SUN-SAT").is_ok());
+        // ...but at the start it is 0, as always.
+        assert_eq!(
+            field_bits("SUN-SAT", &FIELDS[4]),
+            field_bits("0-6", &FIELDS[4])
+        );
         assert!(parse("0 0 * * FRI-MON").unwrap_err().contains("backwards"));
         assert!(parse("1,,2 * * * *").unwrap_err().contains("empty"));
         assert!(parse("? * * * *").unwrap_err().contains("minute"));
