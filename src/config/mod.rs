@@ -104,8 +104,10 @@ fn discover_in(
     if let Some(p) = from_env.filter(|p| !p.is_empty()) {
         return must_exist(Path::new(&p), "from $SHEEPDOG_CONFIG");
     }
+    // A link counts even when it leads nowhere: reading it then says so,
+    // instead of a fallback to the next path or "no configuration found".
     for p in defaults {
-        if p.exists() {
+        if std::fs::symlink_metadata(p).is_ok() {
             return Ok(p.to_path_buf());
         }
     }

@@ -1034,6 +1034,13 @@ fn discovery_order() {
         "{e}"
     );
     assert!(e.problems[0].contains("/nonexistent/sheepdog.yaml"));
+    // A dangling link is found (and its read fails naming it), not skipped.
+    let dangling = dir.join("dangling.yaml");
+    std::os::unix::fs::symlink(dir.join("gone.yaml"), &dangling).unwrap();
+    assert_eq!(
+        discover_in(None, None, &[dangling.as_path(), b.as_path()]).unwrap(),
+        dangling
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
