@@ -27,7 +27,6 @@ mod ratelimit;
 mod routes;
 mod server;
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -95,7 +94,7 @@ fn start_all(
     if g.api.enabled {
         token = auth::Token::load(&g.api)?;
         if g.api.port != 0 {
-            if !is_loopback(&g.api.listen) && token.is_none() {
+            if !crate::config::is_loopback(&g.api.listen) && token.is_none() {
                 if !g.api.insecure {
                     return Err(format!(
                         "global.api_listen: {} is reachable from other hosts and the API has no token; \
@@ -136,7 +135,7 @@ fn start_all(
             requests,
             token,
             counters: counters.clone(),
-            any_host: g.api.insecure && !is_loopback(&g.api.listen),
+            any_host: g.api.insecure && !crate::config::is_loopback(&g.api.listen),
         };
         server::spawn("api", api_listeners, limits(API_WORKERS), Arc::new(api))?;
     }
@@ -156,11 +155,6 @@ fn start_all(
 pub fn drain(timeout: Duration) {
     server::drain(timeout);
     server::remove_sockets();
-}
-
-fn is_loopback(listen: &str) -> bool {
-    listen.eq_ignore_ascii_case("localhost")
-        || listen.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// What `start` would refuse on this machine, found before anything starts

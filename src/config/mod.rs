@@ -26,7 +26,7 @@ pub use model::*;
 pub use report::process_key;
 /// What a bearer token must be (`api_auth`, and `api_auth_file`'s content).
 #[cfg(feature = "api")]
-pub use validate::check_token;
+pub use validate::{check_token, is_loopback};
 /// The one signal grammar (`SIGHUP`, `HUP`, `hup`, `1`), shared with the API.
 #[cfg(feature = "api")]
 pub use value::signal as parse_signal;

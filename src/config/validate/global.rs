@@ -389,9 +389,13 @@ fn listen_address(v: &Value) -> Result<String, String> {
     }
 }
 
-fn is_loopback(listen: &str) -> bool {
+/// A listen address only this machine can reach: `localhost`, or a
+/// loopback address in any spelling (`::ffff:127.0.0.1` included).
+pub fn is_loopback(listen: &str) -> bool {
     listen.eq_ignore_ascii_case("localhost")
-        || listen.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        || listen
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
 /// Whether two listen addresses (as `listen_address` returns them) can
@@ -679,6 +683,29 @@ mod tests {
         let (_, r) = run(yaml);
         assert!(!r.problems.is_empty(), "expected an error for {yaml}");
         r.problems
+    }
+
+    #[test]
+    fn loopback_in_any_spelling() {
+        for yes in [
+            "localhost",
+            "LOCALHOST",
+            "127.0.0.1",
+            "127.9.9.9",
+            "::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(is_loopback(yes), "{yes}");
+        }
+        for no in [
+            "0.0.0.0",
+            "::",
+            "10.0.0.1",
+            "::ffff:10.0.0.1",
+            "example.com",
+        ] {
+            assert!(!is_loopback(no), "{no}");
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ mod hooks;
 mod process;
 
 #[cfg(feature = "api")]
-pub use global::check_token;
+pub use global::{check_token, is_loopback};
 
 use std::collections::BTreeMap;
 use std::path::Path;
