@@ -48,19 +48,20 @@ pub fn join(base: &str, key: &str) -> String {
 /// key `v2` of process `web`. So is an empty key (`""`: the empty path is
 /// the root, and suppressing it would hide every other problem) and one
 /// with whitespace or a control character, escaped (`"a\nb"`) so that a
-/// problem stays on one line.
+/// problem stays on one line (bidirectional-text controls too, so that it
+/// reads in the order it is).
 pub fn push_key(path: &mut String, key: &str) {
     if !path.is_empty() {
         path.push('.');
     }
-    let odd = |c: char| matches!(c, '.' | '[' | '"' | '\\') || c.is_whitespace() || c.is_control();
+    let odd = |c: char| matches!(c, '.' | '[' | '"' | '\\') || c.is_whitespace() || unprintable(c);
     if !key.is_empty() && !key.contains(odd) {
         path.push_str(key);
         return;
     }
     path.push('"');
     for c in key.chars() {
-        if c.is_control() {
+        if unprintable(c) {
             path.extend(c.escape_default());
             continue;
         }
@@ -70,6 +71,13 @@ pub fn push_key(path: &mut String, key: &str) {
         path.push(c);
     }
     path.push('"');
+}
+
+/// A control character, or a bidirectional-text control that would make a
+/// terminal show the line in another order than it is (`\u{202e}`).
+fn unprintable(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// `processes.NAME.rest`, for checks made outside this module; `rest` is
@@ -337,6 +345,16 @@ mod tests {
         assert!(within("a.b", "a"));
         assert!(within("a[1].c", "a"));
         assert!(!within("ab", "a"));
+    }
+
+    #[test]
+    fn bidirectional_controls_in_a_key_are_escaped() {
+        assert_eq!(
+            join("processes.web", "\u{202e}scale"),
+            "processes.web.\"\\u{202e}scale\""
+        );
+        assert_eq!(join("env", "A\u{2066}B"), "env.\"A\\u{2066}B\"");
+        assert_eq!(join("env", "é"), "env.é");
     }
 
     #[test]
