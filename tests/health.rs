@@ -402,6 +402,13 @@ fn a_process_dying_mid_probe_is_restarted_at_once_and_the_probe_abandoned() {
     let mut sd = Sheepdog::start("midprobe", &cfg);
     assert!(sd.wait_log_n("brief-1: started", 2, WAIT), "{}", sd.log());
     assert!(sd.log().contains("brief-1: exited 1 after"), "{}", sd.log());
+    // (On a loaded machine a probe may be abandoned before its shell has
+    // written anything; brief keeps crashing, so one will.)
+    assert!(
+        wait_until(WAIT, || !sd.dir.lines("probes").is_empty()),
+        "{}",
+        sd.log()
+    );
     let first: i32 = sd.dir.lines("probes")[0].parse().unwrap();
     assert!(
         wait_until(WAIT, || !alive(first)),
@@ -421,7 +428,7 @@ fn a_stop_never_waits_behind_a_probe() {
     let cfg = header("")
         + r#"
   svc:
-    command: "trap 'echo term >> $DIR/events; exit 0' TERM; while :; do sleep 0.05; done"
+    command: "trap 'echo term >> $DIR/events; exit 0' TERM; echo up > $DIR/up; while :; do sleep 0.05; done"
     health_check:
       type: exec
       command: [sh, -c, "echo $$ >> $DIR/probes; exec sleep 1000"]
@@ -431,8 +438,10 @@ fn a_stop_never_waits_behind_a_probe() {
       mode: liveness
 "#;
     let mut sd = Sheepdog::start("stopmidprobe", &cfg);
+    // The probe runs, and svc has its trap (the probe may start first).
     assert!(
-        wait_until(WAIT, || !sd.dir.lines("probes").is_empty()),
+        wait_until(WAIT, || !sd.dir.lines("probes").is_empty()
+            && !sd.dir.lines("up").is_empty()),
         "{}",
         sd.log()
     );

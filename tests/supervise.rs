@@ -782,9 +782,9 @@ fn flushing_db_after_a_critical_failure(name: &str) -> Sheepdog {
     let cfg = global("")
         + r#"
   db:
-    command: "trap 'echo flush >> $DIR/events; while [ ! -e $DIR/go ]; do sleep 0.05; done; echo flushed >> $DIR/events; exit 0' TERM; while :; do sleep 0.05; done"
+    command: "trap 'echo flush >> $DIR/events; while [ ! -e $DIR/go ]; do sleep 0.05; done; echo flushed >> $DIR/events; exit 0' TERM; touch $DIR/db-up; while :; do sleep 0.05; done"
   vital:
-    command: "sleep 0.3; exit 2"
+    command: "while [ ! -e $DIR/db-up ]; do sleep 0.05; done; exit 2"
     restart: never
     critical: true
 "#;
