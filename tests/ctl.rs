@@ -497,6 +497,14 @@ fn ctl_works_with_an_api_without_a_token() {
                 sd.log()
             );
         }
+        // A stop is accepted before it is done: the next start would get
+        // 409 "idle is stopping" if it came first.
+        let stopped = wait_until(WAIT, || {
+            let mut args = t.clone();
+            args.extend_from_slice(&["--json", "status", "idle"]);
+            out(&ctl(&args, &[])).contains("\"state\": \"stopped\"")
+        });
+        assert!(stopped, "idle never stopped\n{}", sd.log());
     }
 }
 
