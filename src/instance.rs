@@ -822,13 +822,11 @@ impl Runner {
 
     /// Act on a probe's result.
     fn probed(&mut self, pid: i32, since: Instant, mut tracker: Tracker, done: Probed) -> State {
-        let Some(plan) = self.health.clone() else {
-            return State::Running {
-                pid,
-                since,
-                tracker: None,
-            };
-        };
+        // (A tracker exists only for an instance with a health plan.)
+        let readiness_only = self
+            .health
+            .as_ref()
+            .is_some_and(|plan| plan.mode == HealthMode::Readiness);
         let Probed { at, checked, ports } = done;
         let checked = match checked {
             probe::Checked::Ran(outcome) => {
@@ -877,7 +875,7 @@ impl Runner {
                 );
                 None
             }
-            Change::BecameUnhealthy(why) if plan.mode == HealthMode::Readiness => {
+            Change::BecameUnhealthy(why) if readiness_only => {
                 log::warn!(
                     event = "not_ready", instance = &*self.id.instance, pid = pid, reason = why.as_str();
                     "{}: not ready: {why}", self.id.instance
@@ -1156,7 +1154,6 @@ impl Runner {
     }
 }
 
-/// The `exit_code` and `signal` fields of a structured decision record.
 /// What a command means to this instance's hooks while they run.
 fn hook_ask(c: &Cmd) -> hooks::Ask {
     match c {
@@ -1167,6 +1164,7 @@ fn hook_ask(c: &Cmd) -> hooks::Ask {
     }
 }
 
+/// The `exit_code` and `signal` fields of a structured decision record.
 fn status_fields(s: Option<ExitStatus>) -> (Option<i32>, Option<String>) {
     match s {
         Some(ExitStatus::Code(c)) => (Some(c), None),
