@@ -97,7 +97,7 @@ impl PostStart {
     /// a second SIGTERM). Bounded.
     pub fn finish<M>(self, requests: &Receiver<M>, ask: impl Fn(&M) -> Ask) {
         if !wait_killable(&self.done, &self.cancel, requests, &ask, POST_START_FINISH) {
-            let _ = self.cancel.try_send(());
+            pass_on(&self.cancel, Ask::Stop);
             wait_killable(&self.done, &self.cancel, requests, &ask, CANCEL_WAIT);
         }
     }
@@ -112,6 +112,20 @@ pub enum Ask {
     Stop,
     /// SIGKILL now: a forced shutdown or its deadline.
     Kill,
+}
+
+/// Tell a running hook list what was asked: a stop is its first cancel
+/// (SIGTERM, SIGKILL after its grace), a kill the second one too (SIGKILL
+/// now). A list reads two cancels at most; more are ignored.
+fn pass_on(cancel: &Sender<()>, asked: Ask) {
+    let times = match asked {
+        Ask::Nothing => 0,
+        Ask::Stop => 1,
+        Ask::Kill => 2,
+    };
+    for _ in 0..times {
+        let _ = cancel.try_send(());
+    }
 }
 
 /// Wait up to `wait` for a hook list to end, passing on a kill asked for
@@ -131,10 +145,9 @@ fn wait_killable<T, M>(
         crossbeam_channel::select! {
             recv(done) -> _ => return true,
             recv(requests) -> m => {
+                // Cancelled already: only a kill has more to say.
                 if m.as_ref().map_or(Ask::Kill, ask) == Ask::Kill {
-                    // Twice at most is all a list reads; more is ignored.
-                    let _ = cancel.try_send(());
-                    let _ = cancel.try_send(());
+                    pass_on(cancel, Ask::Kill);
                 }
                 if m.is_err() {
                     requests = &never;
@@ -187,10 +200,7 @@ pub fn run_pre_start<M>(
                 if asked == Ask::Nothing {
                     continue;
                 }
-                let _ = cancel.try_send(());
-                if asked == Ask::Kill {
-                    let _ = cancel.try_send(());
-                }
+                pass_on(&cancel, asked);
                 wait_killable(&done, &cancel, requests, &ask, CANCEL_WAIT);
                 return PreStart::Stopped;
             },
