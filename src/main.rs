@@ -179,13 +179,8 @@ fn report(config: Option<PathBuf>, json: bool) -> i32 {
     // not (a CI job), and the file itself is valid.
     if let Err(problems) = output::check_files(&cfg) {
         for p in problems.lines() {
-            let until = if p.contains("does not exist") {
-                "it exists"
-            } else {
-                "this is fixed"
-            };
             cfg.warnings
-                .push(format!("{p}; `run` refuses to start until {until}"));
+                .push(format!("{p}; `run` refuses to start until this is fixed"));
         }
     }
     if json {

@@ -135,7 +135,7 @@ fn check_warns_about_a_log_directory_that_run_would_refuse() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains(&format!("directory {} does not exist", missing.display()))
-            && text.contains("`run` refuses to start until it exists"),
+            && text.contains("`run` refuses to start until this is fixed"),
         "{text}"
     );
     // And run does refuse.
