@@ -49,8 +49,13 @@ const MAX_LIMIT: usize = 10_000;
 static WAITERS: AtomicUsize = AtomicUsize::new(0);
 
 /// The 503 when no slot is free (a follower, a waited-for trigger).
-pub(super) const BUSY: &str = "too many requests waiting (logs follow and wait, \
-                               trigger?wait=true share 2 slots); try again later";
+pub(super) fn busy() -> Response {
+    let msg = format!(
+        "too many requests waiting (logs follow and wait, trigger?wait=true share \
+         {MAX_WAITERS} slots); try again later"
+    );
+    Response::error(503, &msg).with_header("Retry-After", "5")
+}
 
 /// Take one of the `MAX_WAITERS` slots; false when none is free.
 /// `give_slot` returns it.
@@ -177,7 +182,7 @@ pub fn get(
         // HEAD: the stream's head, with no body, so no slot. Else the slot
         // is given back when the stream ends (`follow`).
         if !head_only && !take_slot() {
-            return Response::error(503, BUSY).with_header("Retry-After", "5");
+            return busy();
         }
         return Response::stream("application/x-ndjson");
     }

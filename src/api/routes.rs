@@ -549,7 +549,7 @@ impl Api {
         // so waiting clients can never take every worker. None free: the
         // run is not started, so the client may simply try again.
         if !super::logs::take_slot() {
-            return Response::error(503, super::logs::BUSY).with_header("Retry-After", "5");
+            return super::logs::busy();
         }
         let reply = self.ask(control, wait);
         super::logs::give_slot();
