@@ -102,9 +102,15 @@ pub fn parse(text: &str) -> Result<Value, String> {
             flow_hint(text, &e)
         )
     })?;
-    // serde_yaml's merge error has no location: find the key first.
+    // serde_yaml's merge error has no location: find the key first (only
+    // in a file that has one: no walk of the tree for everyone else).
     let mut at = String::new();
-    if let Some(bad) = bad_merge(&value, &mut at) {
+    let bad = if text.contains("<<") {
+        bad_merge(&value, &mut at)
+    } else {
+        None
+    };
+    if let Some(bad) = bad {
         return Err(format!(
             "{at}: invalid YAML merge key: expected a map or a list of maps to merge, got {}",
             super::value::describe(bad)
