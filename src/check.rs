@@ -615,20 +615,6 @@ mod tests {
     }
 
     #[test]
-    fn durations_are_human() {
-        let ms = Duration::from_millis;
-        assert_eq!(format_duration(Duration::ZERO), "0s");
-        assert_eq!(format_duration(ms(500)), "500ms");
-        assert_eq!(format_duration(ms(30_000)), "30s");
-        assert_eq!(format_duration(ms(90_000)), "1m30s");
-        assert_eq!(format_duration(ms(2_250)), "2s250ms");
-        assert_eq!(format_duration(ms(3_600_000)), "1h");
-        assert_eq!(format_duration(ms(5_400_000)), "1h30m");
-        assert_eq!(format_duration(ms(3_661_001)), "1h1m1s1ms");
-        assert_eq!(format_duration(Duration::from_micros(3)), "3µs");
-    }
-
-    #[test]
     fn enum_names_match_serde() {
         for k in [ProcessType::Longrun, ProcessType::Oneshot] {
             assert_eq!(json!(kind_name(k)), serde_json::to_value(k).unwrap());

@@ -932,7 +932,7 @@ impl Runner {
         log::debug!(
             event = "exited", instance = &*self.id.instance, pid = pid, exit_code = exit_code,
             signal = signal.as_deref(), uptime_ms = ran_for.as_millis() as u64;
-            "{}: pid {pid} {status} after {}", self.id.instance, crate::config::format_duration(ran_for)
+            "{}: pid {pid} {status} after {}", self.id.instance, crate::config::format_elapsed(ran_for)
         );
         if group::alive(pid) {
             log::info!(
@@ -982,7 +982,7 @@ impl Runner {
         let mut what = ending(status, unhealthy);
         // "exited 3 after 2ms"; a start that failed never ran at all.
         if status.is_some() || unhealthy {
-            what = format!("{what} after {}", crate::config::format_duration(ran_for));
+            what = format!("{what} after {}", crate::config::format_elapsed(ran_for));
         }
         let reason = match (unhealthy, status) {
             (true, _) => "health",

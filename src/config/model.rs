@@ -251,28 +251,38 @@ pub struct Hooks {
 
 pub use super::extra::{GlobalExtra, ProcessExtra};
 
-/// `30s`, `1m30s`, `500ms`, `1h`, `2s250ms`; `0s` for zero.
-/// Round-trips through the config duration syntax.
+/// `30s`, `1m30s`, `500ms`, `1h`, `2s250ms`, `1.5ms`; `0s` for zero.
+/// Round-trips through the config duration syntax exactly, so a plan or
+/// message shows the value the config gave (a `1.5ms` is not a `1ms`).
 pub fn format_duration(d: Duration) -> String {
-    let total_ms = d.as_millis();
-    if total_ms == 0 {
-        return if d.is_zero() {
-            "0s".into()
-        } else {
-            format!("{d:?}")
-        };
+    if d.is_zero() {
+        return "0s".into();
     }
+    let total_ms = d.as_millis();
     let h = total_ms / 3_600_000;
     let m = total_ms / 60_000 % 60;
     let s = total_ms / 1000 % 60;
     let ms = total_ms % 1000;
     let mut out = String::new();
-    for (n, unit) in [(h, "h"), (m, "m"), (s, "s"), (ms, "ms")] {
+    for (n, unit) in [(h, "h"), (m, "m"), (s, "s")] {
         if n > 0 {
             out.push_str(&format!("{n}{unit}"));
         }
     }
+    let sub_ms = d.subsec_nanos() % 1_000_000;
+    if sub_ms > 0 {
+        let frac = format!("{sub_ms:06}");
+        out.push_str(&format!("{ms}.{}ms", frac.trim_end_matches('0')));
+    } else if ms > 0 {
+        out.push_str(&format!("{ms}ms"));
+    }
     out
+}
+
+/// A measured time (how long a run took, an uptime) to the millisecond:
+/// `2s345ms`, not the nanoseconds [`format_duration`] would keep.
+pub fn format_elapsed(d: Duration) -> String {
+    format_duration(Duration::from_millis(d.as_millis() as u64))
 }
 
 #[cfg(test)]
@@ -288,5 +298,37 @@ mod tests {
         assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
         assert_eq!(format_duration(Duration::from_secs(7200)), "2h");
         assert_eq!(format_duration(Duration::from_secs(3661)), "1h1m1s");
+        assert_eq!(format_duration(Duration::from_millis(5_400_000)), "1h30m");
+        assert_eq!(
+            format_duration(Duration::from_millis(3_661_001)),
+            "1h1m1s1ms"
+        );
+        assert_eq!(format_duration(Duration::from_micros(1500)), "1.5ms");
+        assert_eq!(format_duration(Duration::from_nanos(1)), "0.000001ms");
+        assert_eq!(
+            format_duration(Duration::from_micros(61_000_250)),
+            "1m1s0.25ms"
+        );
+        assert_eq!(format_elapsed(Duration::from_micros(2_345_678)), "2s345ms");
+    }
+
+    #[test]
+    fn formatted_durations_parse_back_to_the_same_value() {
+        for nanos in [
+            1,
+            999,
+            1_500_000,
+            250_000_001,
+            61_000_250_000,
+            3_600_000_000_001,
+        ] {
+            let d = Duration::from_nanos(nanos);
+            let shown = format_duration(d);
+            assert_eq!(
+                super::super::value::parse_duration(&shown),
+                Ok(d),
+                "{shown}"
+            );
+        }
     }
 }

@@ -254,12 +254,12 @@ impl Planner {
         if stepped_forward {
             log::warn!(
                 "scheduler: the wall clock stepped forward by {}",
-                crate::config::format_duration(by)
+                crate::config::format_elapsed(by)
             );
         } else if !forward && by > STEP {
             log::warn!(
                 "scheduler: the wall clock stepped back by {}{}",
-                crate::config::format_duration(by),
+                crate::config::format_elapsed(by),
                 if reset_back {
                     "; recomputing every schedule"
                 } else {

@@ -253,7 +253,7 @@ impl Run {
             "{}: run {} {what} after {}",
             self.id.instance,
             self.run_id,
-            format_duration(took)
+            crate::config::format_elapsed(took)
         );
         // A run is an instance of its own (`job#7`): what it left behind
         // is named once, here.

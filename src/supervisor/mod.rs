@@ -613,7 +613,7 @@ impl Supervisor {
                 event = "shutdown_complete", exit_code = code, duration_ms = started.elapsed().as_millis() as u64,
                 orphans_reaped = orphans;
                 "shutdown complete in {}; exiting with code {code} ({} reaped)",
-                format_duration(started.elapsed()),
+                crate::config::format_elapsed(started.elapsed()),
                 crate::logging::counted(orphans, "orphan", "orphans")
             );
         }
