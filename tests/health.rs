@@ -164,6 +164,40 @@ fn dependency_timeout_names_the_dependency_and_its_last_probe_error() {
 }
 
 #[test]
+fn a_dependency_that_ended_for_good_fails_start_up_at_once() {
+    // dependency_timeout is left at its 5 minutes: the test's bound (WAIT)
+    // is far shorter, so it passes only if start-up fails without it.
+    for (restart, why) in [
+        (
+            "restart: never",
+            "cannot start app: dependency db ended (exited 3; not restarted)",
+        ),
+        (
+            "max_restart_attempts: 1",
+            "cannot start app: dependency db failed (exited 3; gave up after 1 restart attempt)",
+        ),
+    ] {
+        let port = free_port();
+        let cfg = header("")
+            + &format!(
+                r#"
+  db:
+    command: "exit 3"
+    {restart}
+    ports: [{port}]
+  app:
+    command: [sleep, "1000"]
+    depends_on: [db]
+"#
+            );
+        let mut sd = Sheepdog::start("depended", &cfg);
+        assert_eq!(sd.exit_code(WAIT), 1, "{}", sd.log());
+        assert!(sd.log().contains(why), "{}", sd.log());
+        assert!(!sd.log().contains("app-1: started"), "{}", sd.log());
+    }
+}
+
+#[test]
 fn a_liveness_failure_restarts_only_that_instance() {
     let cfg = header("")
         + r#"

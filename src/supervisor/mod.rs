@@ -348,6 +348,19 @@ impl Proc {
     }
 }
 
+/// Why `i` will never become healthy: it failed or exited and its
+/// restart policy ends it there (not one waiting for a new thread).
+fn ended_for_good(i: &Inst) -> Option<String> {
+    if i.relaunch_at.is_some() {
+        return None;
+    }
+    match &i.outcome {
+        Some(Outcome::Failed(why)) => Some(format!("failed ({why})")),
+        Some(Outcome::Exited(status)) => Some(format!("ended ({status}; not restarted)")),
+        _ => None,
+    }
+}
+
 /// Whether a dependency lets its dependent start.
 enum DepState {
     Satisfied,
@@ -1031,6 +1044,10 @@ impl Supervisor {
                     DepState::Satisfied
                 } else if never_started() {
                     DepState::Impossible("never started".into())
+                } else if let Some(why) = insts().find_map(ended_for_good) {
+                    // Nothing will start it again: waiting out
+                    // dependency_timeout would only hide why.
+                    DepState::Impossible(why)
                 } else {
                     DepState::Waiting
                 }
