@@ -875,7 +875,9 @@ impl Runner {
                 );
                 None
             }
-            Change::BecameUnhealthy(why) if readiness_only => {
+            // Readiness never restarts, not even for a startup that ran
+            // out of time: the instance just stays not ready.
+            Change::BecameUnhealthy(why) | Change::StartupFailed(why) if readiness_only => {
                 log::warn!(
                     event = "not_ready", instance = &*self.id.instance, pid = pid, reason = why.as_str();
                     "{}: not ready: {why}", self.id.instance

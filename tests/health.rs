@@ -268,6 +268,44 @@ fn a_startup_budget_fails_a_start_that_never_succeeds() {
 }
 
 #[test]
+fn a_readiness_check_past_its_startup_budget_leaves_the_instance_running() {
+    let cfg = header("")
+        + r#"
+  slow:
+    command: [sleep, "1000"]
+    health_check:
+      type: exec
+      command: [sh, -c, "echo probe >> $DIR/probes; exit 1"]
+      mode: readiness
+      initial_delay: 0
+      period: 100ms
+      timeout: 1s
+      startup_timeout: 300ms
+"#;
+    let mut sd = Sheepdog::start("startup-readiness", &cfg);
+    assert!(
+        sd.wait_log_n(
+            "slow-1: not ready: no successful health check within startup_timeout 300ms",
+            1,
+            WAIT
+        ),
+        "{}",
+        sd.log()
+    );
+    // Probing goes on well past the budget, with no restart meanwhile.
+    let after = sd.dir.lines("probes").len();
+    assert!(
+        wait_until(WAIT, || sd.dir.lines("probes").len() >= after + 5),
+        "{}",
+        sd.log()
+    );
+    assert_eq!(sd.count("slow-1: started (pid"), 1, "{}", sd.log());
+    assert!(!sd.log().contains("restarting"), "{}", sd.log());
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0);
+}
+
+#[test]
 fn no_restart_storm_after_a_liveness_restart() {
     // Always failing, zero backoff: only initial_delay (fresh after every
     // restart) and the thresholds pace the restarts.
