@@ -1043,22 +1043,23 @@ impl Runner {
     }
 
     /// `; the shutdown deadline kills it sooner, in 8s` when a shutdown's
-    /// deadline comes before `kill_at`.
+    /// deadline comes visibly before `kill_at` (not a few µs before it, as
+    /// when `shutdown.timeout` equals `global.shutdown_timeout`).
     fn deadline_first(&self, kill_at: Instant, now: Instant) -> String {
+        // Tenths of a second up to 10s (up: 999ms is "1s"), then whole
+        // seconds.
+        let shown = |at: Instant| {
+            let ms = at.saturating_duration_since(now).as_millis() as u64;
+            Duration::from_millis(match ms {
+                0..10_000 => ms.div_ceil(100) * 100,
+                _ => (ms + 500) / 1000 * 1000,
+            })
+        };
         match self.shared.shutdown_deadline.get() {
-            Some(&d) if d < kill_at => {
-                // Tenths of a second up to 10s (up: 999ms is "1s"), then
-                // whole seconds.
-                let ms = d.saturating_duration_since(now).as_millis() as u64;
-                let left = Duration::from_millis(match ms {
-                    0..10_000 => ms.div_ceil(100) * 100,
-                    _ => (ms + 500) / 1000 * 1000,
-                });
-                format!(
-                    "; the shutdown deadline kills it sooner, in {}",
-                    crate::config::format_duration(left)
-                )
-            }
+            Some(&d) if shown(d) < shown(kill_at) => format!(
+                "; the shutdown deadline kills it sooner, in {}",
+                crate::config::format_duration(shown(d))
+            ),
             _ => String::new(),
         }
     }

@@ -340,6 +340,26 @@ fn the_global_deadline_bounds_the_whole_shutdown() {
 }
 
 #[test]
+fn a_stop_timeout_equal_to_the_deadline_is_not_called_sooner() {
+    let cfg = "global:\n  shutdown_timeout: 30s\n  api_enabled: false\n  metrics_enabled: false\nprocesses:\n".to_string()
+        + r#"
+  app:
+    command: [sleep, "1000"]
+    shutdown: { timeout: 30s }
+"#;
+    let mut sd = Sheepdog::start("deadline-equal", &cfg);
+    sd.wait_log("app-1: started (pid");
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let log = sd.log();
+    let stop = log
+        .lines()
+        .find(|l| l.contains("app-1: stopping pid "))
+        .unwrap_or_else(|| panic!("no stop line\n{log}"));
+    assert!(stop.ends_with("then SIGKILL after 30s"), "{stop}");
+}
+
+#[test]
 fn the_global_deadline_kills_with_sigkill_whatever_the_kill_signal() {
     // Regression: the deadline sent each group its kill_signal, which a
     // process may catch; this one would have outlived sheepdog.
