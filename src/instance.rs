@@ -259,15 +259,19 @@ pub enum Decision {
 
 /// How a run ended, for logs and for the reason it failed: "exited 3",
 /// "killed by SIGSEGV", "unhealthy", "failed to start" (no status).
-fn ending(status: Option<ExitStatus>, unhealthy: bool) -> String {
-    match (unhealthy, status) {
-        (true, _) => "unhealthy".to_string(),
-        (false, Some(s)) => s.to_string(),
-        (false, None) => "failed to start".to_string(),
+fn ending(status: Option<ExitStatus>, unhealthy: bool, start_error: Option<&str>) -> String {
+    match (unhealthy, status, start_error) {
+        (true, _, _) => "unhealthy".to_string(),
+        (false, Some(s), _) => s.to_string(),
+        // Kept in the outcome, so status and the API say why, not only
+        // the log line of the moment.
+        (false, None, Some(e)) => format!("failed to start ({e})"),
+        (false, None, None) => "failed to start".to_string(),
     }
 }
 
-/// Apply the restart policy. `status` is None for a failed spawn;
+/// Apply the restart policy. `status` is None for a failed start (its
+/// reason in `start_error`);
 /// `unhealthy` marks a stop forced by a liveness failure (a failure, however
 /// the process exited). `attempts` counts restarts since the last reset;
 /// returns the decision and the new count. Pure, so it is unit-tested.
@@ -277,6 +281,7 @@ pub fn decide(
     status: Option<ExitStatus>,
     unhealthy: bool,
     ran_for: Duration,
+    start_error: Option<&str>,
 ) -> (Decision, u32) {
     let attempts = if ran_for >= def.backoff.reset_after {
         0
@@ -292,7 +297,7 @@ pub fn decide(
         (_, RestartPolicy::OnFailure) => !success,
         (_, RestartPolicy::Never) => false,
     };
-    let what = ending(status, unhealthy);
+    let what = ending(status, unhealthy, start_error);
     if !wants_restart {
         let outcome = match (def.kind, status, unhealthy) {
             (ProcessType::Longrun, Some(s), false) => Outcome::Exited(s),
@@ -641,8 +646,10 @@ impl Runner {
                 NotStarted::Stopped => State::Done(Outcome::Stopped),
                 NotStarted::Failed(error) => {
                     log::error!("{}: {error}", self.id.instance);
-                    self.report(Event::SpawnFailed { error });
-                    self.after_exit(None, false, Duration::ZERO, Instant::now())
+                    self.report(Event::SpawnFailed {
+                        error: error.clone(),
+                    });
+                    self.after_exit(None, Some(&error), false, Duration::ZERO, Instant::now())
                 }
             };
         }
@@ -686,8 +693,10 @@ impl Runner {
                     event = "spawn_failed", instance = &*self.id.instance, reason = error.as_str();
                     "{}: {error}", self.id.instance
                 );
-                self.report(Event::SpawnFailed { error });
-                self.after_exit(None, false, Duration::ZERO, now)
+                self.report(Event::SpawnFailed {
+                    error: error.clone(),
+                });
+                self.after_exit(None, Some(&error), false, Duration::ZERO, now)
             }
         }
     }
@@ -957,12 +966,13 @@ impl Runner {
             };
             return State::Stopping(s);
         }
-        self.after_exit(Some(status), false, ran_for, now)
+        self.after_exit(Some(status), None, false, ran_for, now)
     }
 
     fn after_exit(
         &mut self,
         status: Option<ExitStatus>,
+        start_error: Option<&str>,
         unhealthy: bool,
         ran_for: Duration,
         now: Instant,
@@ -970,7 +980,14 @@ impl Runner {
         if status.is_some() {
             self.warn_left_behind();
         }
-        let (decision, attempts) = decide(&self.def, self.attempts, status, unhealthy, ran_for);
+        let (decision, attempts) = decide(
+            &self.def,
+            self.attempts,
+            status,
+            unhealthy,
+            ran_for,
+            start_error,
+        );
         self.attempts = attempts;
         let decision = match (decision, status) {
             (Decision::Restart { .. }, Some(s)) if self.held.is_some() => {
@@ -981,7 +998,8 @@ impl Runner {
             }
             (d, _) => d,
         };
-        let mut what = ending(status, unhealthy);
+        // A failed start's reason was logged on the line before.
+        let mut what = ending(status, unhealthy, None);
         // "exited 3 after 2ms"; a start that failed never ran at all.
         if status.is_some() || unhealthy {
             what = format!("{what} after {}", crate::config::format_elapsed(ran_for));
@@ -989,7 +1007,8 @@ impl Runner {
         let reason = match (unhealthy, status) {
             (true, _) => "health",
             (false, Some(ExitStatus::Signal { .. })) => "signal",
-            (false, Some(ExitStatus::Code(_)) | None) => "exit",
+            (false, Some(ExitStatus::Code(_))) => "exit",
+            (false, None) => "start",
         };
         let (exit_code, signal) = status_fields(status);
         let signal = signal.as_deref();
@@ -1127,9 +1146,11 @@ impl Runner {
                 State::Done(Outcome::Stopped)
             }
             Cause::LeaderExited { status, ran_for } => {
-                self.after_exit(Some(status), false, ran_for, now)
+                self.after_exit(Some(status), None, false, ran_for, now)
             }
-            Cause::Unhealthy { ran_for } => self.after_exit(s.stop.leader, true, ran_for, now),
+            Cause::Unhealthy { ran_for } => {
+                self.after_exit(s.stop.leader, None, true, ran_for, now)
+            }
         }
     }
 
@@ -1251,11 +1272,14 @@ mod tests {
     #[test]
     fn always_restarts_on_any_exit_with_growing_backoff() {
         let p = process(ProcessType::Longrun, RestartPolicy::Always, 0);
-        assert_eq!(decide(&p, 0, OK, false, SHORT), (restart(1, 1), 1));
-        assert_eq!(decide(&p, 1, FAIL, false, SHORT), (restart(2, 2), 2));
-        assert_eq!(decide(&p, 2, KILLED, false, SHORT), (restart(4, 3), 3));
+        assert_eq!(decide(&p, 0, OK, false, SHORT, None), (restart(1, 1), 1));
+        assert_eq!(decide(&p, 1, FAIL, false, SHORT, None), (restart(2, 2), 2));
         assert_eq!(
-            decide(&p, 5, FAIL, false, SHORT),
+            decide(&p, 2, KILLED, false, SHORT, None),
+            (restart(4, 3), 3)
+        );
+        assert_eq!(
+            decide(&p, 5, FAIL, false, SHORT, None),
             (restart(8, 6), 6),
             "capped at backoff.max"
         );
@@ -1265,11 +1289,11 @@ mod tests {
     fn a_long_run_resets_attempts_and_backoff() {
         let p = process(ProcessType::Longrun, RestartPolicy::Always, 3);
         assert_eq!(
-            decide(&p, 3, FAIL, false, Duration::from_secs(60)),
+            decide(&p, 3, FAIL, false, Duration::from_secs(60), None),
             (restart(1, 1), 1)
         );
         assert_eq!(
-            decide(&p, 2, FAIL, false, Duration::from_secs(59)),
+            decide(&p, 2, FAIL, false, Duration::from_secs(59), None),
             (restart(4, 3), 3)
         );
     }
@@ -1278,12 +1302,12 @@ mod tests {
     fn on_failure_restarts_only_failures() {
         let p = process(ProcessType::Longrun, RestartPolicy::OnFailure, 0);
         assert_eq!(
-            decide(&p, 0, OK, false, SHORT),
+            decide(&p, 0, OK, false, SHORT, None),
             (Decision::Finish(Outcome::Exited(ExitStatus::Code(0))), 0)
         );
-        assert_eq!(decide(&p, 0, FAIL, false, SHORT), (restart(1, 1), 1));
+        assert_eq!(decide(&p, 0, FAIL, false, SHORT, None), (restart(1, 1), 1));
         assert_eq!(
-            decide(&p, 0, KILLED, false, SHORT),
+            decide(&p, 0, KILLED, false, SHORT, None),
             (restart(1, 1), 1),
             "death by signal is a failure"
         );
@@ -1292,10 +1316,10 @@ mod tests {
     #[test]
     fn never_never_restarts() {
         let p = process(ProcessType::Longrun, RestartPolicy::Never, 0);
-        let (d, _) = decide(&p, 0, FAIL, false, SHORT);
+        let (d, _) = decide(&p, 0, FAIL, false, SHORT, None);
         assert_eq!(d, Decision::Finish(Outcome::Exited(ExitStatus::Code(1))));
         assert!(matches!(
-            decide(&p, 0, None, false, SHORT).0,
+            decide(&p, 0, None, false, SHORT, None).0,
             Decision::Finish(Outcome::Failed(_))
         ));
     }
@@ -1303,8 +1327,8 @@ mod tests {
     #[test]
     fn attempts_exhausted_means_failed() {
         let p = process(ProcessType::Longrun, RestartPolicy::Always, 2);
-        assert_eq!(decide(&p, 1, FAIL, false, SHORT).0, restart(2, 2));
-        let (d, _) = decide(&p, 2, FAIL, false, SHORT);
+        assert_eq!(decide(&p, 1, FAIL, false, SHORT, None).0, restart(2, 2));
+        let (d, _) = decide(&p, 2, FAIL, false, SHORT, None);
         let Decision::Finish(Outcome::Failed(why)) = d else {
             panic!("expected failure, got {d:?}")
         };
@@ -1317,24 +1341,27 @@ mod tests {
     #[test]
     fn spawn_failures_follow_the_policy() {
         let p = process(ProcessType::Longrun, RestartPolicy::Always, 0);
-        assert_eq!(decide(&p, 0, None, false, Duration::ZERO).0, restart(1, 1));
+        assert_eq!(
+            decide(&p, 0, None, false, Duration::ZERO, None).0,
+            restart(1, 1)
+        );
     }
 
     #[test]
     fn oneshots_complete_or_retry_on_failure() {
         let p = process(ProcessType::Oneshot, RestartPolicy::OnFailure, 2);
         assert_eq!(
-            decide(&p, 0, OK, false, SHORT).0,
+            decide(&p, 0, OK, false, SHORT, None).0,
             Decision::Finish(Outcome::Completed)
         );
-        assert_eq!(decide(&p, 0, FAIL, false, SHORT).0, restart(1, 1));
+        assert_eq!(decide(&p, 0, FAIL, false, SHORT, None).0, restart(1, 1));
         assert!(matches!(
-            decide(&p, 2, FAIL, false, SHORT).0,
+            decide(&p, 2, FAIL, false, SHORT, None).0,
             Decision::Finish(Outcome::Failed(_))
         ));
         let never = process(ProcessType::Oneshot, RestartPolicy::Never, 0);
         assert!(matches!(
-            decide(&never, 0, FAIL, false, SHORT).0,
+            decide(&never, 0, FAIL, false, SHORT, None).0,
             Decision::Finish(Outcome::Failed(_))
         ));
     }
@@ -1352,12 +1379,12 @@ mod tests {
     fn a_liveness_failure_is_a_failure_whatever_the_exit() {
         let p = process(ProcessType::Longrun, RestartPolicy::OnFailure, 0);
         assert_eq!(
-            decide(&p, 0, OK, true, SHORT).0,
+            decide(&p, 0, OK, true, SHORT, None).0,
             restart(1, 1),
             "exit 0 after SIGTERM still restarts"
         );
         let never = process(ProcessType::Longrun, RestartPolicy::Never, 0);
-        let (d, _) = decide(&never, 0, OK, true, SHORT);
+        let (d, _) = decide(&never, 0, OK, true, SHORT, None);
         assert_eq!(d, Decision::Finish(Outcome::Failed("unhealthy".into())));
     }
 }

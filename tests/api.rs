@@ -2406,3 +2406,31 @@ fn with_a_token_browser_marks_change_nothing() {
     );
     assert!(matches!(r.status, 200 | 503), "{}", r.body);
 }
+
+#[test]
+fn a_failed_start_keeps_its_reason_in_the_status_and_its_own_restart_reason() {
+    let mut api = Api::start(
+        "ghost-status",
+        None,
+        "  max_restart_attempts: 1\n",
+        "  ghost:\n    command: [/nonexistent/ghost]\n  keep:\n    command: [sleep, \"1000\"]\n",
+    );
+    api.sd.wait_log("ghost-1: failed: ");
+    let v = api.process("ghost");
+    let error = v["instances"][0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with(
+            "failed to start (unable to start \"/nonexistent/ghost\": No such file or directory"
+        ),
+        "{v}"
+    );
+    assert_eq!(v["restarts"]["start"], 1, "{v}");
+    assert!(v["restarts"]["exit"].as_u64().unwrap_or(0) == 0, "{v}");
+    let metrics = api.scrape();
+    assert!(
+        metrics.contains("sheepdog_process_restarts_total{process=\"ghost\",reason=\"start\"} 1"),
+        "{metrics}"
+    );
+    api.sd.signal(libc::SIGTERM);
+    assert_eq!(api.sd.exit_code(WAIT), 0, "{}", api.sd.log());
+}

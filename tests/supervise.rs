@@ -1012,7 +1012,7 @@ fn a_missing_binary_is_retried_as_a_failed_start() {
         "{log}"
     );
     assert!(
-        log.contains("ghost-1: failed: failed to start; gave up after 1 restart attempt"),
+        log.contains("ghost-1: failed: failed to start (unable to start \"/nonexistent/ghost\": No such file or directory (os error 2)); gave up after 1 restart attempt"),
         "{log}"
     );
 }

@@ -37,7 +37,7 @@ type Counters = Family<Labels, Counter>;
 
 /// Restart reasons always exported (as 0 until they happen), so that
 /// `increase()` works from the first restart.
-pub const RESTART_REASONS: [&str; 4] = ["exit", "signal", "health", "manual"];
+pub const RESTART_REASONS: [&str; 5] = ["exit", "signal", "start", "health", "manual"];
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
