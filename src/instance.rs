@@ -371,7 +371,9 @@ enum State {
 }
 
 enum Input {
-    Exit(ExitStatus),
+    /// The leader's exit, and when it was seen: its last output is waited
+    /// for after that, which is not part of its run time.
+    Exit(ExitStatus, Instant),
     Cmd(Cmd),
     Timer,
     /// The probe in progress ended.
@@ -506,9 +508,10 @@ impl Runner {
                     // We hold `exit_tx`, so this channel never disconnects.
                     let Ok(exit) = m else { continue };
                     if Some(exit.pid) == self.pid {
+                        let at = Instant::now();
                         self.pid = None;
                         self.wait_for_output();
-                        return Input::Exit(exit.status);
+                        return Input::Exit(exit.status, at);
                     }
                     log::debug!("{}: late exit of former pid {} ({})", self.id.instance, exit.pid, exit.status);
                 }
@@ -548,9 +551,9 @@ impl Runner {
                 );
                 State::Done(Outcome::Stopped)
             }
-            (s @ State::Waiting { .. }, Input::Cmd(Cmd::Signal(..)) | Input::Exit(_)) => s,
-            (State::Running { pid, since, .. }, Input::Exit(status)) => {
-                self.leader_exited(pid, status, now.saturating_duration_since(since), now)
+            (s @ State::Waiting { .. }, Input::Cmd(Cmd::Signal(..)) | Input::Exit(..)) => s,
+            (State::Running { pid, since, .. }, Input::Exit(status, at)) => {
+                self.leader_exited(pid, status, at.saturating_duration_since(since), now)
             }
             (State::Running { pid, .. }, Input::Cmd(Cmd::Stop)) => {
                 State::Stopping(self.begin_stop(pid, now, false))
@@ -585,7 +588,7 @@ impl Runner {
             ) => self.probed(pid, since, t, done),
             // A result for a child that is gone (or a tracker that is).
             (s, Input::Probed(_)) => s,
-            (State::Stopping(mut s), Input::Exit(status)) => {
+            (State::Stopping(mut s), Input::Exit(status, _)) => {
                 // Report it like any exit, so status and metrics show the
                 // leader gone and why (the group may still be draining).
                 self.report(Event::Exited {
@@ -617,7 +620,7 @@ impl Runner {
                 }
                 State::Stopping(s)
             }
-            (s @ State::Done(_), Input::Exit(_) | Input::Cmd(_) | Input::Timer) => s,
+            (s @ State::Done(_), Input::Exit(..) | Input::Cmd(_) | Input::Timer) => s,
         }
     }
 

@@ -784,6 +784,45 @@ fn restart_decisions_carry_attempt_backoff_and_exit_code_in_json() {
     assert!(done["duration_ms"].as_u64().is_some(), "{done}");
 }
 
+/// Milliseconds since midnight of a record's `ts` (`…T22:31:28.575Z`).
+fn ts_ms(rec: &serde_json::Value) -> u64 {
+    let ts = rec["ts"].as_str().unwrap_or_else(|| panic!("no ts: {rec}"));
+    let clock = &ts[11..23];
+    let n = |r: std::ops::Range<usize>| clock[r].parse::<u64>().unwrap();
+    ((n(0..2) * 60 + n(3..5)) * 60 + n(6..8)) * 1000 + n(9..12)
+}
+
+#[test]
+fn a_run_time_does_not_include_the_wait_for_the_last_output() {
+    // The background sleep keeps the output pipe open, so sheepdog waits
+    // its full last-lines wait (100ms) after the exit before logging it.
+    let cfg = config(
+        "  log_format: json\n  log_level: debug\n",
+        r#"  app:
+    command: "sleep 5 & exit 3"
+    restart: never
+"#,
+    );
+    let mut sd = Sheepdog::start("runtime", &cfg);
+    assert_eq!(sd.exit_code(WAIT), 1, "{}", sd.log());
+    let log = sd.log();
+    let recs = records(&log);
+    let find = |event: &str| {
+        recs.iter()
+            .find(|r| r["event"] == event && r["instance"] == "app-1" && r.get("pid").is_some())
+            .unwrap_or_else(|| panic!("no {event}:\n{log}"))
+    };
+    let (started, exited) = (find("started"), find("exited"));
+    let uptime = exited["uptime_ms"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{exited}"));
+    let logged_after = ts_ms(exited) - ts_ms(started);
+    assert!(
+        uptime + 90 <= logged_after,
+        "uptime {uptime}ms, exit logged {logged_after}ms after the start:\n{log}"
+    );
+}
+
 #[test]
 fn a_missing_log_directory_is_a_clear_start_up_error() {
     let cfg = config(
