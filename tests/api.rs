@@ -1476,6 +1476,12 @@ fn logs_recent_filtered_and_followed() {
         .map(|rec| rec["msg"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(msgs, ["out-one", "out-two"], "stdout only, oldest first");
+    // Each record is the object a JSON log line is, in its order, seq first.
+    assert!(
+        r.body.starts_with("{\"records\":[{\"seq\":") && r.body.contains(",\"ts\":\""),
+        "{}",
+        r.body
+    );
     let all = api.get("/api/v1/logs?limit=10000");
     assert!(
         all.body.contains("err-one") && all.body.contains("\"process\":\"sheepdog\""),

@@ -191,11 +191,21 @@ pub fn get(
         records = wait_for(store, name, &q);
     }
     let next = records.last().map(|r| r.seq).or(q.since);
-    let records: Vec<serde_json::Value> = records
-        .iter()
-        .filter_map(|r| serde_json::to_value(WithSeq(r)).ok())
-        .collect();
-    Response::json(200, &json!({ "records": records, "next_since": next }))
+    // Written by hand rather than through a `Value`, whose map would sort
+    // each record's keys: a record reads as the same object as a JSON log
+    // line (and a follow stream's), `seq` first.
+    let mut body = b"{\"records\":[".to_vec();
+    for (i, r) in records.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        // Writing to a Vec fails only on a serializer error; a record is
+        // plain strings and numbers.
+        let _ = serde_json::to_writer(&mut body, &WithSeq(r));
+    }
+    let next = next.map_or_else(|| "null".to_string(), |n| n.to_string());
+    body.extend_from_slice(format!("],\"next_since\":{next}}}\n").as_bytes());
+    Response::text(200, super::http::JSON, body)
 }
 
 fn newer(store: &LogStore, name: Option<&str>, q: &Query) -> Vec<Arc<Record>> {
