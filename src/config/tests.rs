@@ -443,14 +443,16 @@ fn backoff_bounds_are_blamed_on_the_key_written() {
 
 #[test]
 fn keys_a_scheduled_job_ignores_are_warned_about() {
-    let c = ok("processes: {j: {command: x, schedule: '@every 1m', restart: on-failure, critical: true, initial_state: stopped}}");
+    let c = ok("processes: {j: {command: x, schedule: '@every 1m', restart: on-failure, critical: true, initial_state: stopped, health_check: {type: exec, command: 'false'}, ports: [8080]}}");
     let keys = paths(&c.warnings);
     assert_eq!(
         keys,
         [
             "processes.j.restart",
             "processes.j.critical",
-            "processes.j.initial_state"
+            "processes.j.initial_state",
+            "processes.j.health_check",
+            "processes.j.ports"
         ],
         "{:#?}",
         c.warnings

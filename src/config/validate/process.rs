@@ -179,6 +179,16 @@ pub fn build(name: &str, raw: &RawProcess, global: &Global, r: &mut Report) -> P
                 "initial_state",
                 "a job runs when due; to hold it, pause it (sheepdog ctl pause)",
             ),
+            (
+                raw.health_check.is_some(),
+                "health_check",
+                "a run is judged by its exit code and `timeout`; nothing probes it",
+            ),
+            (
+                raw.ports.is_some(),
+                "ports",
+                "nothing waits for a job's ports or checks them",
+            ),
         ];
         for (_, key, why) in ignored.iter().filter(|(set, _, _)| *set) {
             r.warn(p(key), format!("has no effect on a scheduled job: {why}"));
