@@ -18,7 +18,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 use crate::child::Command;
 use crate::config::{format_duration, Hook, Process};
@@ -90,6 +90,18 @@ impl PostStart {
                 None
             }
         }
+    }
+
+    /// Whether the list is still going (a list that has ended, or whose
+    /// thread is gone, is not).
+    pub fn running(&self) -> bool {
+        matches!(self.done.try_recv(), Err(TryRecvError::Empty))
+    }
+
+    /// Cancel the list: the running hook gets SIGTERM, then SIGKILL after
+    /// its grace; the rest do not run. `finish` still waits for it.
+    pub fn cancel(&self) {
+        pass_on(&self.cancel, Ask::Stop);
     }
 
     /// Let the hooks end (briefly), then cancel what is left, while

@@ -168,6 +168,7 @@ pub fn launch(
         health,
         ports_seen: false,
         post_start: None,
+        superseded: Vec::new(),
         def,
         id,
         shared,
@@ -404,6 +405,9 @@ struct Runner {
     ports_seen: bool,
     /// The latest post-start hook run: its cancel and done channels.
     post_start: Option<hooks::PostStart>,
+    /// Earlier starts' post-start runs, cancelled by a later start and
+    /// maybe still ending: waited for with the latest one.
+    superseded: Vec<hooks::PostStart>,
     def: Arc<Process>,
     id: Identity,
     shared: Arc<Shared>,
@@ -717,17 +721,27 @@ impl Runner {
 
     /// The process's post-start hooks, after each start, on their own thread
     /// (their result is logged and counted; nothing waits for them). A
-    /// previous start's hooks still going are left to finish on their own.
+    /// previous start's hooks still going belong to a run that is over: they
+    /// are cancelled, so a crash loop cannot pile them up.
     fn run_post_start(&mut self) {
-        if let Some(p) = hooks::PostStart::start(&self.def, &self.shared, &self.id.instance) {
-            self.post_start = Some(p);
+        self.superseded.retain(hooks::PostStart::running);
+        if let Some(old) = self.post_start.take().filter(hooks::PostStart::running) {
+            log::info!(
+                "{}: cancelling the previous start's post_start hooks, still going",
+                self.id.instance
+            );
+            old.cancel();
+            self.superseded.push(old);
         }
+        self.post_start = hooks::PostStart::start(&self.def, &self.shared, &self.id.instance);
     }
 
-    /// Before the instance ends: let a post-start run finish (briefly),
-    /// then cancel it, so no hook is cut off by sheepdog's exit. Bounded.
+    /// Before the instance ends: let its post-start runs finish (briefly),
+    /// then cancel them, so no hook is cut off by sheepdog's exit. Bounded.
     fn finish_post_start(&mut self) {
-        if let Some(p) = self.post_start.take() {
+        let mut runs = std::mem::take(&mut self.superseded);
+        runs.extend(self.post_start.take());
+        for p in runs {
             p.finish(&self.cmd_rx, hook_ask);
         }
     }

@@ -522,6 +522,43 @@ fn a_scheduled_runs_post_start_hook_ends_with_the_run() {
 }
 
 #[test]
+fn a_restart_cancels_the_previous_starts_post_start_hooks() {
+    // A crash loop: every start's notification hook would run 30s.
+    let cfg = header("  pre_start: []")
+        + r#"
+  loop:
+    command: "sleep 0.2; exit 1"
+    hooks:
+      post_start:
+        - { name: notify, command: "echo $$ >> $DIR/hooks; exec sleep 30", timeout: 10m }
+"#;
+    let mut sd = Sheepdog::start("poststartpile", &cfg);
+    let pids = |sd: &Sheepdog| -> Vec<i32> {
+        sd.dir
+            .lines("hooks")
+            .iter()
+            .filter_map(|l| l.parse().ok())
+            .collect()
+    };
+    assert!(wait_until(WAIT, || pids(&sd).len() >= 4), "{}", sd.log());
+    // All but the latest start's hooks (and one that may just be ending).
+    let early: Vec<i32> = pids(&sd).into_iter().take(2).collect();
+    assert!(
+        wait_until(WAIT, || early.iter().all(|&p| !alive(p))),
+        "hooks of earlier starts {early:?} still run\n{}",
+        sd.log()
+    );
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let all = pids(&sd);
+    assert!(
+        wait_until(Duration::from_secs(2), || all.iter().all(|&p| !alive(p))),
+        "post_start hooks {all:?} outlived sheepdog\n{}",
+        sd.log()
+    );
+}
+
+#[test]
 fn a_hooks_last_output_lines_come_before_its_result() {
     // The result line used to race the output thread: with a chatty hook,
     // "succeeded" could be logged before the hook's last lines.
