@@ -362,9 +362,16 @@ fn run_one(
             ));
         }
         let timeout = hook.timeout.min(left);
+        // A process's hooks carry its name: two processes may each have a
+        // hook called `migrate`.
+        let tag: std::sync::Arc<str> = match process {
+            Some(p) => format!("{}/hook:{}", p.name, hook.name),
+            None => format!("hook:{}", hook.name),
+        }
+        .into();
         let id = Identity {
-            process: format!("hook:{}", hook.name).into(),
-            instance: format!("hook:{}", hook.name).into(),
+            process: tag.clone(),
+            instance: tag,
             index: 0,
         };
         let cmd = command(hook, kind, process);

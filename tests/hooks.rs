@@ -92,6 +92,22 @@ fn global_hooks_run_in_order_around_start_and_stop() {
 }
 
 #[test]
+fn a_processs_hook_output_is_tagged_with_the_process() {
+    let proc = |name: &str| {
+        format!(
+            "  {name}:\n    command: [sleep, \"1000\"]\n    hooks:\n      pre_start:\n        - {{ name: prep, command: \"echo preparing\" }}\n"
+        )
+    };
+    let cfg = header("  pre_start: []") + &proc("a") + &proc("b");
+    let mut sd = Sheepdog::start("hooktags", &cfg);
+    for name in ["a", "b"] {
+        sd.wait_log(&format!("{name}/hook:prep | preparing"));
+    }
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}
+
+#[test]
 fn a_failing_pre_start_hook_aborts_before_any_process_starts() {
     let hooks = r#"
   pre_start:
