@@ -354,17 +354,20 @@ fn condition(v: &Value) -> Result<Condition, String> {
     val::choice(&v, CONDITIONS)
 }
 
-/// One port or a list of them; a bad item is reported at its index.
+/// One port or a list of them; a bad item is reported at its index, and
+/// stands as 0 in the list, which keeps the later items at their indices
+/// for `check_ports` (which skips it). The report then holds a problem, so
+/// no such list outlives validation.
 fn ports(raw: &Option<Value>, path: &str, r: &mut Report) -> Vec<u16> {
     match raw {
         None => Vec::new(),
         Some(Value::Sequence(items)) => {
             let mut out = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
-                match val::port(item) {
-                    Ok(port) => out.push(port),
-                    Err(e) => r.error(index(path, i), e),
-                }
+                out.push(val::port(item).unwrap_or_else(|e| {
+                    r.error(index(path, i), e);
+                    0
+                }));
             }
             out
         }
@@ -389,6 +392,9 @@ pub fn check_ports(processes: &BTreeMap<String, Process>, global: &Global, r: &m
     for p in processes.values().filter(|p| p.enabled) {
         let n = p.max_scale.unwrap_or(p.scale).max(1);
         for (i, &port) in p.extra.ports.iter().enumerate() {
+            if port == 0 {
+                continue; // an invalid item, reported already (`ports`)
+            }
             let path = index(&join(&join("processes", &p.name), "ports"), i);
             let Some(last) = crate::ports::of_instance(port, n) else {
                 r.error(
