@@ -759,7 +759,7 @@ impl Runner {
         let deadline = Instant::now() + self.def.extra.port_wait;
         let mut said = false;
         loop {
-            let Some(busy) = ports.iter().copied().find(|p| !ports::is_free(*p)) else {
+            let Some(busy) = ports.iter().copied().find(|p| ports::held(*p)) else {
                 return Ok(());
             };
             let who = || ports::holder(busy).map_or_else(String::new, |h| format!(" by {h}"));
@@ -815,7 +815,7 @@ impl Runner {
                         let ports = if plan.ports.is_empty() {
                             Ok(())
                         } else {
-                            probe::ports_listening(&plan.ports)
+                            probe::ports_listening(&plan.ports, pid)
                         };
                         let _ = tx.send(Probed { at, checked, ports });
                     })

@@ -1,15 +1,33 @@
-//! Declared TCP ports: is a port free before a start, who holds it, and
-//! which ports are listening now. Reads `/proc/net/tcp{,6}` and
-//! `/proc/*/fd`; never panics on what it finds there.
+//! Declared TCP ports: is a port held before a start, who holds it, and
+//! does an instance's own process group listen on its ports. Reads
+//! `/proc/net/tcp{,6}`, `/proc/<pid>/stat` and `/proc/<pid>/fd`; never
+//! panics on what it finds there.
 //!
-//! Invariant: read-only except for the test bind in `is_free`, which is
-//! closed at once.
+//! "Held" and "listening" both mean a socket in LISTEN state in
+//! `/proc/net/tcp` or `/proc/net/tcp6`. That one source sees both address
+//! families, whatever address the holder bound (`127.0.0.1`, `[::1]`,
+//! `[::]` v6-only), and its inode says whose socket it is. Test binds
+//! would need a bind per family (a v6-only listener on `[::1]` does not
+//! stop a bind of `0.0.0.0`), would have to tell "no IPv6 on this host"
+//! from "taken", cannot bind a low port without privilege, and still name
+//! no holder. What /proc misses: a socket bound but not listening, which
+//! blocks a server's bind only when one of the two lacks SO_REUSEADDR
+//! (servers set it, and a test bind sets it too), and everything when
+//! /proc is not mounted (nothing is held, nothing listens).
+//!
+//! Invariants:
+//! - Read-only.
+//! - An instance listens on a port only through a socket among its process
+//!   group's descriptors (DESIGN.md: a process is its whole group); another
+//!   process's listener does not count, and is named. When some member's
+//!   descriptors cannot be read (another uid and no CAP_SYS_PTRACE, as in a
+//!   default Docker container; a `/proc` of another pid namespace), any
+//!   listener counts: a working service must not look down.
+//! - Cheap on the common path (ports-only probes run every period): the
+//!   leader's descriptors are read first, as it holds the socket in nearly
+//!   every server; the rest of `/proc` only when it does not.
 
-use std::collections::BTreeSet;
 use std::io::ErrorKind;
-use std::net::{Ipv4Addr, TcpListener};
-
-use crate::btree;
 
 /// TCP socket state LISTEN in /proc/net/tcp.
 const LISTEN: &str = "0A";
@@ -36,126 +54,196 @@ mod instance_tests {
     }
 }
 
-/// Whether `port` can be bound on all IPv4 addresses right now. Only a
-/// clear "address in use" counts as taken; any other error (e.g. no
-/// permission for a low port) cannot tell, so the port is assumed free.
-pub fn is_free(port: u16) -> bool {
-    match TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)) {
-        Ok(_) => true,
-        Err(e) => e.kind() != ErrorKind::AddrInUse,
-    }
-}
-
-/// Ports with a socket in LISTEN state (IPv4 and IPv6).
-pub fn listening() -> BTreeSet<u16> {
-    btree::collect(
-        sockets()
-            .into_iter()
-            .filter(|s| s.state == LISTEN)
-            .map(|s| s.port),
-    )
+/// Whether a socket listens on `port` now (IPv4 or IPv6, any address).
+pub fn held(port: u16) -> bool {
+    listeners().iter().any(|s| s.0 == port)
 }
 
 /// "pid 1234 (php-fpm)" for the process holding a listening socket on
 /// `port`, when /proc lets us find it.
 pub fn holder(port: u16) -> Option<String> {
-    let inodes: BTreeSet<u64> = btree::collect(
-        sockets()
-            .into_iter()
-            .filter(|s| s.port == port && s.state == LISTEN)
-            .map(|s| s.inode)
-            .filter(|i| *i != 0),
-    );
-    if inodes.is_empty() {
-        return None;
-    }
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-            continue;
-        };
-        for fd in fds.flatten() {
-            let Ok(link) = std::fs::read_link(fd.path()) else {
-                continue;
-            };
-            let link = link.to_string_lossy();
-            let inode = link
-                .strip_prefix("socket:[")
-                .and_then(|r| r.strip_suffix(']'));
-            if inode
-                .and_then(|i| i.parse().ok())
-                .is_some_and(|i| inodes.contains(&i))
-            {
-                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-                return Some(format!("pid {pid} ({})", comm.trim()));
-            }
-        }
-    }
-    None
+    let inodes: Vec<u64> = listeners()
+        .into_iter()
+        .filter(|s| s.0 == port)
+        .map(|s| s.1)
+        .collect();
+    holder_of(&inodes)
 }
 
-struct Socket {
-    port: u16,
-    state: String,
-    inode: u64,
+/// Why a process group does not listen on one of its ports.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NotListening {
+    /// No socket listens on it.
+    Nobody,
+    /// Only other processes' sockets do: "pid 1234 (nginx)", or None when
+    /// /proc does not show whose they are.
+    Other(Option<String>),
 }
 
-fn sockets() -> Vec<Socket> {
-    ["/proc/net/tcp", "/proc/net/tcp6"]
+/// Those of `ports` that process group `pgid` does not listen on.
+pub fn not_listening(ports: &[u16], pgid: i32) -> Vec<(u16, NotListening)> {
+    let all = listeners();
+    let mut left: Vec<(u16, u64)> = all
         .iter()
-        .filter_map(|p| std::fs::read_to_string(p).ok())
-        .flat_map(|text| {
-            text.lines()
-                .skip(1)
-                .filter_map(parse_line)
-                .collect::<Vec<_>>()
+        .copied()
+        .filter(|s| ports.contains(&s.0))
+        .collect();
+    let seen_all = left.is_empty() || claim_for_group(&mut left, pgid);
+    ports
+        .iter()
+        .filter_map(|&port| {
+            if !all.iter().any(|s| s.0 == port) {
+                return Some((port, NotListening::Nobody));
+            }
+            let theirs: Vec<u64> = left.iter().filter(|s| s.0 == port).map(|s| s.1).collect();
+            (seen_all && !theirs.is_empty())
+                .then(|| (port, NotListening::Other(holder_of(&theirs))))
         })
         .collect()
 }
 
-/// One line: `sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode …`
-fn parse_line(line: &str) -> Option<Socket> {
-    let f: Vec<&str> = line.split_whitespace().collect();
-    let local = f.get(1)?;
+/// Drop from `left` (port, inode) every port that a member of group
+/// `pgid` listens on. False when some member's descriptors could not be
+/// read, so that what is left may be the group's too.
+fn claim_for_group(left: &mut Vec<(u16, u64)>, pgid: i32) -> bool {
+    if !crate::stragglers::proc_is_ours() {
+        return false;
+    }
+    let mut seen_all = claim(left, pgid);
+    if left.is_empty() {
+        return true;
+    }
+    for pid in pids() {
+        if pid != pgid && crate::stragglers::group_of(pid) == Some(pgid) {
+            seen_all &= claim(left, pid);
+            if left.is_empty() {
+                return true;
+            }
+        }
+    }
+    seen_all
+}
+
+/// Drop from `left` every port with a socket among `pid`'s descriptors;
+/// false when some could not be read.
+fn claim(left: &mut Vec<(u16, u64)>, pid: i32) -> bool {
+    let (inodes, seen_all) = sockets_of(pid);
+    for inode in inodes {
+        if let Some(&(port, _)) = left.iter().find(|s| s.1 == inode) {
+            left.retain(|s| s.0 != port);
+        }
+    }
+    seen_all
+}
+
+/// "pid 1234 (php-fpm)" for a process holding one of `inodes`.
+fn holder_of(inodes: &[u64]) -> Option<String> {
+    if inodes.is_empty() {
+        return None;
+    }
+    let pid = pids().find(|&pid| sockets_of(pid).0.iter().any(|i| inodes.contains(i)))?;
+    Some(format!("pid {pid} ({})", crate::stragglers::name_of(pid)))
+}
+
+/// The pids in /proc.
+fn pids() -> impl Iterator<Item = i32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+}
+
+/// The socket inodes among `pid`'s descriptors, and whether every
+/// descriptor could be read (one closed meanwhile hides nothing, nor does
+/// a process that is gone).
+fn sockets_of(pid: i32) -> (Vec<u64>, bool) {
+    let dir = match std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        Ok(dir) => dir,
+        Err(e) => return (Vec::new(), e.kind() == ErrorKind::NotFound),
+    };
+    let (mut inodes, mut seen_all) = (Vec::new(), true);
+    for fd in dir.flatten() {
+        match std::fs::read_link(fd.path()) {
+            Ok(link) => inodes.extend(link.to_str().and_then(|l| {
+                l.strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .parse::<u64>()
+                    .ok()
+            })),
+            Err(e) => seen_all &= e.kind() == ErrorKind::NotFound,
+        }
+    }
+    (inodes, seen_all)
+}
+
+/// (port, inode) of every socket in LISTEN state, IPv4 and IPv6.
+fn listeners() -> Vec<(u16, u64)> {
+    let mut out = Vec::new();
+    for path in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            out.extend(text.lines().skip(1).filter_map(parse_line));
+        }
+    }
+    out
+}
+
+/// One line, if it is a listening socket: `sl local_address rem_address st
+/// tx:rx tr:when retrnsmt uid timeout inode …`
+fn parse_line(line: &str) -> Option<(u16, u64)> {
+    let mut f = line.split_whitespace();
+    let local = f.nth(1)?;
     let port = u16::from_str_radix(local.rsplit(':').next()?, 16).ok()?;
-    Some(Socket {
-        port,
-        state: f.get(3)?.to_string(),
-        inode: f.get(9)?.parse().ok()?,
-    })
+    if f.nth(1)? != LISTEN {
+        return None;
+    }
+    let inode = f.nth(5)?.parse().ok()?;
+    (inode != 0).then_some((port, inode))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::TcpListener;
 
     #[test]
     fn parses_proc_net_tcp_lines() {
         let l = "   0: 0100007F:2328 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12345 1 0000000000000000 100 0 0 10 0";
-        let s = parse_line(l).unwrap();
-        assert_eq!((s.port, s.state.as_str(), s.inode), (9000, "0A", 12345));
+        assert_eq!(parse_line(l), Some((9000, 12345)));
+        let established = l.replace(" 0A ", " 01 ");
+        assert_eq!(parse_line(&established), None);
         assert!(parse_line("garbage").is_none());
         assert!(parse_line("0: nothex:ZZZZ x 0A").is_none());
     }
 
     #[test]
-    fn a_listening_port_is_seen_taken_and_held_by_us() {
+    fn a_listening_port_is_seen_held_by_us_and_listened_on_by_our_group() {
         let l = TcpListener::bind("0.0.0.0:0").unwrap();
         let port = l.local_addr().unwrap().port();
-        assert!(listening().contains(&port));
-        assert!(!is_free(port));
+        assert!(held(port));
         let who = holder(port).expect("our own socket is found");
         assert!(
             who.starts_with(&format!("pid {} (", std::process::id())),
             "{who}"
         );
+        let group = nix::unistd::getpgrp().as_raw();
+        assert_eq!(not_listening(&[port], group), []);
         drop(l);
-        assert!(!listening().contains(&port));
+        assert!(!held(port));
+        assert_eq!(
+            not_listening(&[port], group),
+            [(port, NotListening::Nobody)]
+        );
+    }
+
+    #[test]
+    fn an_ipv6_only_listener_is_seen() {
+        // No IPv6 on this host: nothing to see.
+        let Ok(l) = TcpListener::bind("[::1]:0") else {
+            return;
+        };
+        let port = l.local_addr().unwrap().port();
+        assert!(held(port));
+        assert!(holder(port).is_some());
     }
 }

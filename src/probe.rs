@@ -10,6 +10,9 @@
 //!   status.
 //! - Exec probes are children like any other: own process group, reaped by
 //!   the one reaper, killed as a group at the timeout (see `task`).
+//! - Declared ports listen only through a socket of the instance's own
+//!   process group; another process's listener on the port is named, not
+//!   counted (`ports`).
 //! - Templates `{instance}`, `{index}` and `{port}` are resolved per
 //!   instance, so each replica is probed on its own target.
 
@@ -19,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::extra::Probe;
 use crate::config::Process;
-use crate::ports;
+use crate::ports::{self, NotListening};
 use crate::reaper::Reaper;
 use crate::resolve::{self, Failure};
 use crate::spawn::{self, Identity};
@@ -270,21 +273,30 @@ fn with_output(msg: String, output: &str) -> String {
     }
 }
 
-/// The declared ports of an instance that are not listening.
-pub fn ports_listening(ports: &[u16]) -> Outcome {
-    let listening = ports::listening();
-    let missing: Vec<String> = ports
-        .iter()
-        .filter(|p| !listening.contains(p))
-        .map(u16::to_string)
-        .collect();
-    if missing.is_empty() {
+/// Whether the instance led by `pgid` listens on its declared `ports`: a
+/// socket of its own process group must, not any process's (`ports`).
+pub fn ports_listening(ports: &[u16], pgid: i32) -> Outcome {
+    let mut nobody = Vec::new();
+    let mut why = Vec::new();
+    for (port, state) in ports::not_listening(ports, pgid) {
+        match state {
+            NotListening::Nobody => nobody.push(port.to_string()),
+            NotListening::Other(who) => why.push(format!(
+                "port {port} is held by {}, not by this instance",
+                who.as_deref().unwrap_or("another process")
+            )),
+        }
+    }
+    if !nobody.is_empty() {
+        why.insert(
+            0,
+            format!("declared port {} not listening", nobody.join(", ")),
+        );
+    }
+    if why.is_empty() {
         Ok(())
     } else {
-        Err(format!(
-            "declared port {} not listening",
-            missing.join(", ")
-        ))
+        Err(why.join("; "))
     }
 }
 

@@ -109,6 +109,12 @@ fn read_stat(pid: i32) -> Option<Stat> {
     parse_stat(&buf[..n])
 }
 
+/// The process group of living `pid` (for `ports`, which asks whose
+/// group holds a socket).
+pub fn group_of(pid: i32) -> Option<i32> {
+    read_stat(pid).map(|s| s.pgid)
+}
+
 /// The command name is in parentheses and may hold spaces, parentheses and
 /// bytes that are not UTF-8, so the fields are read after the last `)`.
 fn parse_stat(stat: &[u8]) -> Option<Stat> {
@@ -127,7 +133,7 @@ fn parse_stat(stat: &[u8]) -> Option<Stat> {
 }
 
 /// Whether `/proc` shows this pid namespace: `/proc/self` names our pid.
-fn proc_is_ours() -> bool {
+pub fn proc_is_ours() -> bool {
     std::fs::read_link("/proc/self")
         .ok()
         .and_then(|p| p.to_str()?.parse::<i32>().ok())
@@ -266,7 +272,7 @@ fn instance_of(pid: i32) -> Option<Vec<u8>> {
 }
 
 /// `pid`'s command name, for a message.
-fn name_of(pid: i32) -> String {
+pub fn name_of(pid: i32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/comm"))
         .map_or_else(|_| "?".into(), |c| c.trim_end().to_string())
 }

@@ -2031,6 +2031,58 @@ fn scaling_past_the_last_port_is_refused() {
     api.scale("edge", r#"{"desired": 2}"#);
 }
 
+#[test]
+fn scaling_into_another_process_s_ports_or_sheepdog_s_own_is_refused() {
+    // The load check allows for `scale` instances; a scale request went
+    // past it and its new instance waited for a port it could never get.
+    let (sd, port, metrics) = start_serving("api-port-meet", |port, metrics| {
+        let lo = port.min(metrics);
+        format!(
+            "global:\n  shutdown_timeout: 10\n  api_port: {port}\n  metrics_port: {metrics}\n  api_auth: {TOKEN}\n\
+             processes:\n  \
+               a: {{command: \"exec sleep 1000\", ports: [{}], port_wait: 100ms, restart: never}}\n  \
+               b: {{command: \"exec sleep 1000\", ports: [{}], port_wait: 100ms, restart: never}}\n",
+            lo - 2,
+            lo - 1
+        )
+    });
+    let api = Api {
+        sd,
+        port,
+        metrics,
+        token: Some(TOKEN),
+    };
+    let lo = port.min(metrics);
+    let key = if lo == port {
+        "api_port"
+    } else {
+        "metrics_port"
+    };
+    let r = api.post("/api/v1/processes/a/scale", r#"{"desired": 2}"#);
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert_eq!(
+        r.json()["error"],
+        format!(
+            "a: cannot scale to 2: processes.a.ports[0]: ports {} to {} (one per instance, up to 2) \
+             meet the ports of processes.b.ports[0]; expected ports no two instances share",
+            lo - 2,
+            lo - 1
+        )
+    );
+    let r = api.post("/api/v1/processes/b/scale", r#"{"delta": 1}"#);
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert_eq!(
+        r.json()["error"],
+        format!(
+            "b: cannot scale to 2: processes.b.ports[0]: instance 2 would listen on {lo}, \
+             sheepdog's own global.{key}; expected another port"
+        )
+    );
+    // Nothing was scaled.
+    assert_eq!(api.process("a")["desired_scale"], 1);
+    assert_eq!(api.process("b")["desired_scale"], 1);
+}
+
 /// Two processes whose readiness checks fail with secrets in their words:
 /// an exec probe's output and an HTTP probe's URL query.
 fn failing_checks(closed_port: u16) -> String {

@@ -2,7 +2,8 @@
 //! readiness-gated start, dependency timeout, per-instance liveness
 //! restarts, readiness never restarting, the startup budget, no restart
 //! storms, exec probe timeouts killing their group, busy and stale ports,
-//! the readiness file, and probes sheepdog has no descriptor for.
+//! ports that only another process listens on, the readiness file, and
+//! probes sheepdog has no descriptor for.
 
 mod common;
 
@@ -634,6 +635,69 @@ fn declared_ports_alone_gate_dependents_until_they_listen() {
     );
     sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0);
+}
+
+#[test]
+fn a_declared_port_counts_only_when_the_instances_own_group_listens() {
+    // `db` never listens; another process taking its port after the start
+    // made it healthy and released `app`. `grp` listens from a child in
+    // its group, not from its leader: that counts.
+    let [port, grp_port] = [free_port(), free_port()];
+    let cfg = header("  dependency_timeout: 5s\n")
+        + &format!(
+            r#"
+  db:
+    command: [sleep, "1000"]
+    ports: [{port}]
+  grp:
+    command: "python3 -c \"import socket, time; s = socket.socket(); s.bind(('127.0.0.1', {grp_port})); s.listen(); time.sleep(1000)\" & wait"
+    ports: [{grp_port}]
+  app:
+    command: "echo started >> $DIR/app; exec sleep 1000"
+    depends_on: [db, grp]
+"#
+        );
+    let mut sd = Sheepdog::start("foreignport", &cfg);
+    sd.wait_log("db-1: started (pid ");
+    let intruder = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    assert_eq!(sd.exit_code(WAIT), 1, "{}", sd.log());
+    let log = sd.log();
+    let me = std::process::id();
+    assert!(
+        log.contains(&format!(
+            "waiting for db (last error: port {port} is held by pid {me} ("
+        )) && log.contains("), not by this instance"),
+        "{log}"
+    );
+    assert!(log.contains("grp-1: healthy"), "{log}");
+    assert!(!log.contains("db-1: healthy"), "{log}");
+    assert!(sd.dir.lines("app").is_empty(), "{log}");
+    drop(intruder);
+}
+
+#[test]
+fn a_port_held_on_ipv6_only_is_seen_before_the_start() {
+    // The test bind of 0.0.0.0 did not see a v6-only listener on [::1].
+    let Ok(holder) = TcpListener::bind("[::1]:0") else {
+        eprintln!("no IPv6 loopback here; nothing to test");
+        return;
+    };
+    let port = holder.local_addr().unwrap().port();
+    let cfg = header("")
+        + &format!(
+            r#"
+  fpm:
+    command: [sleep, "1000"]
+    restart: never
+    ports: [{port}]
+    port_wait: 300ms
+"#
+        );
+    let mut sd = Sheepdog::start("v6port", &cfg);
+    let me = std::process::id();
+    sd.wait_log(&format!("fpm-1: port {port} is held by pid {me} ("));
+    assert_eq!(sd.exit_code(WAIT), 1, "{}", sd.log());
+    drop(holder);
 }
 
 #[test]

@@ -24,6 +24,8 @@ mod yaml;
 
 pub use model::*;
 pub use report::process_key;
+/// The load check of declared ports, for a scale request.
+pub use validate::scale_ports;
 /// What a bearer token must be (`api_auth`, and `api_auth_file`'s content).
 #[cfg(feature = "api")]
 pub use validate::{check_token, is_loopback};

@@ -695,6 +695,12 @@ fn declared_ports_no_two_instances_share() {
         "processes: {a: {command: x, ports: [9005]}, b: {command: y, scale: 10, ports: [9000]}}",
         "processes.b.ports[0]: ports 9000 to 9009 (one per instance, up to 10) meet the ports of processes.a.ports[0]",
     );
+    // An invalid item leaves the others at their own indices.
+    assert_eq!(
+        problems("processes: {d: {command: x, ports: [x, 9000, 9001, 9000]}}")[1],
+        "processes.d.ports[3]: port 9000 meets the ports of ports[1] of the same process; \
+         expected ports no two instances share"
+    );
     // Adjacent ranges, and a disabled process, are fine.
     ok("processes: {a: {command: x, scale: 2, ports: [9000]}, b: {command: y, ports: [9002]}}");
     ok("processes: {a: {command: x, ports: [9000]}, b: {command: y, enabled: false, ports: [9000]}}");

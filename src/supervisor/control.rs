@@ -190,8 +190,22 @@ impl Supervisor {
         ControlReply::Accepted(format!("restarting {name}, one instance at a time"))
     }
 
+    /// Why `name`'s declared ports forbid `desired` instances: the load
+    /// check (which allowed for `scale`, or `max_scale`), against the
+    /// others with what they may run now (a scale of theirs may have
+    /// raised it).
+    fn scale_ports(&self, name: &str, desired: u32) -> Option<String> {
+        let others = self.procs.values().map(|o| {
+            let n = o.def.max_scale.unwrap_or(o.def.scale).max(o.desired);
+            (&*o.def, n)
+        });
+        let p = self.procs.get(name)?;
+        crate::config::scale_ports(&p.def, desired, others, &self.cfg.global)
+    }
+
     pub(super) fn scale(&mut self, name: &str, desired: u32) -> ControlReply {
         let cap = self.cfg.global.extra.max_process_scale;
+        let ports = self.scale_ports(name, desired);
         let Some(p) = self.procs.get_mut(name) else {
             return self.not_found(name);
         };
@@ -212,17 +226,8 @@ impl Supervisor {
                 "{name}: {desired} is above global.max_process_scale ({cap})"
             ));
         }
-        if let Some(port) = p
-            .def
-            .extra
-            .ports
-            .iter()
-            .find(|&&port| crate::ports::of_instance(port, desired.max(1)).is_none())
-        {
-            return ControlReply::Conflict(format!(
-                "{name}: instance {desired} would listen on port {port} + {}, past 65535",
-                desired - 1
-            ));
+        if let Some(why) = ports {
+            return ControlReply::Conflict(format!("{name}: cannot scale to {desired}: {why}"));
         }
         if p.op.is_some() {
             return ControlReply::Conflict(format!(

@@ -12,6 +12,7 @@ mod process;
 
 #[cfg(feature = "api")]
 pub use global::{check_token, is_loopback};
+pub use process::scale_ports;
 
 use std::collections::BTreeMap;
 use std::path::Path;

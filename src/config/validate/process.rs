@@ -364,23 +364,29 @@ fn condition(v: &Value) -> Result<Condition, String> {
     val::choice(&v, CONDITIONS)
 }
 
-/// One port or a list of them; a bad item is reported at its index.
+/// One port or a list of them; a bad item is reported at its index, and
+/// stands as 0 in the list, which keeps the later items at their indices
+/// for `check_ports` (which skips it). The report then holds a problem, so
+/// no such list outlives validation.
 fn ports(raw: &Option<Value>, path: &str, r: &mut Report) -> Vec<u16> {
     match raw {
         None => Vec::new(),
         Some(Value::Sequence(items)) => {
             let mut out = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
-                match val::port(item) {
-                    Ok(port) => out.push(port),
-                    Err(e) => r.error(index(path, i), e),
-                }
+                out.push(val::port(item).unwrap_or_else(|e| {
+                    r.error(index(path, i), e);
+                    0
+                }));
             }
             out
         }
         Some(_) => r.get_or(raw, path, |v| val::port(v).map(|p| vec![p]), Vec::new()),
     }
 }
+
+/// A declared port's range: (first, last, process, index in its list).
+type Range<'a> = (u32, u32, &'a str, usize);
 
 /// Declared ports, as the instances use them: instance n of a process
 /// listens on each declared port + (n - 1), up to `max_scale` (or `scale`)
@@ -389,67 +395,100 @@ fn ports(raw: &Option<Value>, path: &str, r: &mut Report) -> Vec<u16> {
 /// start waiting for a port its neighbour holds: refused here. So is a
 /// range holding sheepdog's own API or metrics port.
 pub fn check_ports(processes: &BTreeMap<String, Process>, global: &Global, r: &mut Report) {
+    let mut ranges = Vec::new();
+    for p in processes.values().filter(|p| p.enabled) {
+        port_ranges(p, p.max_scale.unwrap_or(p.scale), global, &mut ranges, r);
+    }
+}
+
+/// Why `target` may not run `n` instances, by the load check of its ports
+/// (`check_ports`): against sheepdog's own ports and those of `others`,
+/// each with the instances it may run now. Its first problem, if any.
+pub fn scale_ports<'a>(
+    target: &Process,
+    n: u32,
+    others: impl Iterator<Item = (&'a Process, u32)>,
+    global: &Global,
+) -> Option<String> {
+    let mut ranges = Vec::new();
+    // Their own problems passed the load check, or are none of this scale's.
+    let mut theirs = Report::default();
+    for (p, n) in others.filter(|(p, _)| p.enabled && p.name != target.name) {
+        port_ranges(p, n, global, &mut ranges, &mut theirs);
+    }
+    let mut r = Report::default();
+    port_ranges(target, n, global, &mut ranges, &mut r);
+    r.problems.into_iter().next()
+}
+
+/// Check `p`'s port ranges with `n` instances against sheepdog's own
+/// ports and `ranges` (those checked before), and add them to `ranges`.
+fn port_ranges<'a>(
+    p: &'a Process,
+    n: u32,
+    global: &Global,
+    ranges: &mut Vec<Range<'a>>,
+    r: &mut Report,
+) {
     let (api, metrics) = (&global.api, &global.metrics);
     let own = [
         (api.enabled && api.port != 0, api.port, "global.api_port"),
         (metrics.enabled, metrics.port, "global.metrics_port"),
     ];
-    // (first, last, process, index in its list)
-    let mut ranges: Vec<(u32, u32, &str, usize)> = Vec::new();
-    for p in processes.values().filter(|p| p.enabled) {
-        let n = p.max_scale.unwrap_or(p.scale).max(1);
-        for (i, &port) in p.extra.ports.iter().enumerate() {
-            let path = index(&join(&join("processes", &p.name), "ports"), i);
-            let Some(last) = crate::ports::of_instance(port, n) else {
-                r.error(
-                    path,
-                    format!(
-                        "port {port} with up to {n} instances runs past 65535 (instance n listens \
-                         on {port} + n - 1); expected at most {}",
-                        65536 - n.min(65535)
-                    ),
-                );
-                continue;
-            };
-            if let Some((_, own, key)) = own
-                .iter()
-                .find(|(on, own, _)| *on && (port..=last).contains(own))
-            {
-                r.error(
-                    path,
-                    format!(
-                        "instance {} would listen on {own}, sheepdog's own {key}; expected \
-                         another port",
-                        own - port + 1
-                    ),
-                );
-                continue;
-            }
-            let (first, last) = (u32::from(port), u32::from(last));
-            if let Some((_, _, other, j)) =
-                ranges.iter().find(|(a, b, _, _)| first <= *b && *a <= last)
-            {
-                let whose = if *other == p.name {
-                    format!("ports[{j}] of the same process")
-                } else {
-                    index(&join(&join("processes", other), "ports"), *j)
-                };
-                let mine = if n == 1 {
-                    format!("port {port}")
-                } else {
-                    format!("ports {port} to {last} (one per instance, up to {n})")
-                };
-                r.error(
-                    path,
-                    format!(
-                        "{mine} {} the ports of {whose}; expected ports no two instances share",
-                        if n == 1 { "meets" } else { "meet" }
-                    ),
-                );
-                continue;
-            }
-            ranges.push((first, last, &p.name, i));
+    let n = n.max(1);
+    for (i, &port) in p.extra.ports.iter().enumerate() {
+        if port == 0 {
+            continue; // an invalid item, reported already (`ports`)
         }
+        let path = index(&join(&join("processes", &p.name), "ports"), i);
+        let Some(last) = crate::ports::of_instance(port, n) else {
+            r.error(
+                path,
+                format!(
+                    "port {port} with up to {n} instances runs past 65535 (instance n listens \
+                     on {port} + n - 1); expected at most {}",
+                    65536 - n.min(65535)
+                ),
+            );
+            continue;
+        };
+        if let Some((_, own, key)) = own
+            .iter()
+            .find(|(on, own, _)| *on && (port..=last).contains(own))
+        {
+            r.error(
+                path,
+                format!(
+                    "instance {} would listen on {own}, sheepdog's own {key}; expected \
+                     another port",
+                    own - port + 1
+                ),
+            );
+            continue;
+        }
+        let (first, last) = (u32::from(port), u32::from(last));
+        if let Some((_, _, other, j)) = ranges.iter().find(|(a, b, _, _)| first <= *b && *a <= last)
+        {
+            let whose = if *other == p.name {
+                format!("ports[{j}] of the same process")
+            } else {
+                index(&join(&join("processes", other), "ports"), *j)
+            };
+            let mine = if n == 1 {
+                format!("port {port}")
+            } else {
+                format!("ports {port} to {last} (one per instance, up to {n})")
+            };
+            r.error(
+                path,
+                format!(
+                    "{mine} {} the ports of {whose}; expected ports no two instances share",
+                    if n == 1 { "meets" } else { "meet" }
+                ),
+            );
+            continue;
+        }
+        ranges.push((first, last, &p.name, i));
     }
 }
 
