@@ -21,7 +21,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::btree;
-use crate::config::extra::{HealthCheck, HealthMode, Probe, Schedule, ScheduleSpec, Timezone};
+use crate::config::extra::{HealthCheck, HealthMode, Probe, Schedule, ScheduleSpec};
 use crate::config::{
     format_duration, Condition, Config, InitialState, Process, ProcessType, RestartPolicy,
 };
@@ -203,7 +203,7 @@ fn schedule_summary(s: &Schedule) -> String {
         ScheduleSpec::Cron(_) => format!(
             "{:?} (time zone {})",
             s.expression,
-            timezone_name(&s.timezone)
+            crate::scheduler::describe_zone(&s.timezone)
         ),
     }
 }
@@ -468,7 +468,7 @@ pub fn render_json(config: &Config, plan: &Plan) -> Value {
 fn schedule_json(s: &Schedule) -> Value {
     json!({
         "expression": s.expression,
-        "timezone": timezone_name(&s.timezone),
+        "timezone": crate::scheduler::zone_name(&s.timezone),
         "timeout_ms": s.timeout.map(millis),
         "max_concurrent": s.max_concurrent,
         "jitter_ms": millis(s.jitter),
@@ -539,15 +539,6 @@ fn state_name(s: InitialState) -> &'static str {
     }
 }
 
-/// As `schedule_timezone` accepts it (and as the status API reports it).
-fn timezone_name(tz: &Timezone) -> &str {
-    match tz {
-        Timezone::Utc => "UTC",
-        Timezone::Local => "Local",
-        Timezone::Named(n) => n,
-    }
-}
-
 fn condition_name(c: Condition) -> &'static str {
     match c {
         Condition::Started => "started",
@@ -560,6 +551,7 @@ fn condition_name(c: Condition) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::extra::Timezone;
     use crate::config::Dependency;
     use crate::plan::testutil::{config, job, process, with_deps};
     use nix::sys::signal::Signal;

@@ -727,3 +727,69 @@ fn the_start_up_line_gives_a_zone_only_to_cron_expressions() {
     sd.signal(libc::SIGTERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
 }
+
+/// `sheepdog <verb> -c <file>` with `TZ` set to `tz`: exit code and all output.
+fn with_tz(verb: &str, file: &std::path::Path, tz: &str) -> (Option<i32>, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.env("TZ", tz).arg(verb).arg("-c").arg(file);
+    let out = output_within(cmd, WAIT);
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    (out.status.code(), text)
+}
+
+const LOCAL_JOB: &str = "global:\n  api_enabled: false\n  metrics_enabled: false\nprocesses:\n  \
+    local:\n    command: 'true'\n    schedule: '0 9 * * *'\n    schedule_timezone: Local\n";
+
+#[test]
+fn a_tz_that_names_no_zone_is_refused_for_a_local_cron_job() {
+    // jiff falls back to UTC for such a TZ: the jobs ran at the wrong hour.
+    let dir = TempDir::new("tz-bad-local");
+    let file = dir.write("tz.yaml", LOCAL_JOB);
+    for tz in ["Europe/Amsterdm", "garbage!!"] {
+        for verb in ["check", "run"] {
+            let (code, text) = with_tz(verb, &file, tz);
+            assert_eq!(code, Some(2), "{verb} TZ={tz}: {text}");
+            assert!(
+                text.contains(&format!(
+                    "processes.local.schedule_timezone: Local follows TZ, and TZ=\"{tz}\" \
+                     is not in the system zoneinfo"
+                )),
+                "{verb} TZ={tz}: {text}"
+            );
+        }
+    }
+    if std::path::Path::new("/usr/share/zoneinfo/Europe/Amsterdam").exists() {
+        let (_, text) = with_tz("check", &file, "Europe/Amsterdm");
+        assert!(
+            text.contains("did you mean \"Europe/Amsterdam\"?"),
+            "{text}"
+        );
+    }
+    // `@every` has no use for a zone: a bad TZ does not matter to it.
+    let every = dir.write("every.yaml", &LOCAL_JOB.replace("0 9 * * *", "@every 1h"));
+    let (code, text) = with_tz("check", &every, "garbage!!");
+    assert_eq!(code, Some(0), "{text}");
+}
+
+#[test]
+fn the_plan_and_the_log_name_the_zone_local_stands_for() {
+    if !std::path::Path::new("/usr/share/zoneinfo/Europe/Amsterdam").exists() {
+        eprintln!("skipped: this machine has no /usr/share/zoneinfo");
+        return;
+    }
+    let dir = TempDir::new("tz-local-named");
+    let file = dir.write("tz.yaml", LOCAL_JOB);
+    let (code, text) = with_tz("check", &file, "Europe/Amsterdam");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("schedule: \"0 9 * * *\" (time zone Local (Europe/Amsterdam))"),
+        "{text}"
+    );
+    let mut sd = Sheepdog::start_with("tz-local-run", LOCAL_JOB, |c| {
+        c.env("TZ", "Europe/Amsterdam");
+    });
+    sd.wait_log("local: scheduled \"0 9 * * *\" (time zone Local (Europe/Amsterdam))");
+    sd.signal(libc::SIGTERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}

@@ -34,7 +34,7 @@ mod zone;
 
 #[cfg(all(test, feature = "cron"))]
 use zone::next_after;
-pub use zone::{time_zone, Zone};
+pub use zone::{describe as describe_zone, name as zone_name, time_zone, Zone};
 
 use std::time::{Duration, Instant, SystemTime};
 

@@ -8,6 +8,10 @@
 //! that occurs twice in a fall-back repeat runs once, at its first
 //! occurrence. Jobs whose hour field is `*` or `*/n` follow real time
 //! instead, like cronie.
+//!
+//! `Local` is `TZ`, else `/etc/localtime`, else UTC (as the C library has
+//! it). A `TZ` that names no zone is refused like an unknown zone name:
+//! jiff would quietly run the jobs in UTC, at the wrong hour.
 
 use std::time::SystemTime;
 
@@ -34,10 +38,37 @@ mod with_jiff {
     pub fn time_zone(tz: &Timezone) -> Result<TimeZone, String> {
         match tz {
             Timezone::Utc => Ok(TimeZone::UTC),
-            Timezone::Local => Ok(TimeZone::system()),
+            Timezone::Local => local(),
             // jiff's own message says no more than `unknown` does, and
             // formatting it links 60 KiB of jiff's error display.
-            Timezone::Named(name) => TimeZone::get(name).map_err(|_| unknown(name)),
+            Timezone::Named(name) => TimeZone::get(name)
+                .map_err(|_| format!("unknown time zone {name:?}: {}", unknown(name))),
+        }
+    }
+
+    fn local() -> Result<TimeZone, String> {
+        match (TimeZone::try_system(), std::env::var_os("TZ")) {
+            (Ok(tz), _) => Ok(tz),
+            (Err(_), None) => Ok(TimeZone::UTC),
+            (Err(_), Some(v)) => {
+                let v = v.to_string_lossy();
+                Err(format!("Local follows TZ, and TZ={v:?} is {}", unknown(&v)))
+            }
+        }
+    }
+
+    /// `tz` as the plan and the log show it, with what `Local` stands for
+    /// here: `Local (Europe/Amsterdam)`.
+    pub fn describe(tz: &Timezone) -> String {
+        let zone = match tz {
+            Timezone::Local => local().ok(),
+            Timezone::Utc | Timezone::Named(_) => None,
+        };
+        // Without a name (a POSIX rule in TZ, a zone file without one),
+        // `Local` alone.
+        match zone.as_ref().and_then(TimeZone::iana_name) {
+            Some(n) => format!("Local ({n})"),
+            None => super::name(tz).into(),
         }
     }
 
@@ -53,10 +84,7 @@ mod with_jiff {
         } else {
             hint
         };
-        format!(
-            "unknown time zone {name:?}: not in the system zoneinfo (/usr/share/zoneinfo or \
-             $TZDIR){hint}"
-        )
+        format!("not in the system zoneinfo (/usr/share/zoneinfo or $TZDIR){hint}")
     }
 
     fn civil_of(dt: jiff::civil::DateTime) -> Civil {
@@ -168,5 +196,19 @@ mod without_jiff {
 
     pub fn next_wall(_: &Cron, tz: &Zone, _: SystemTime) -> Option<SystemTime> {
         match *tz {}
+    }
+
+    /// No cron expression can be loaded here: no zone is ever shown.
+    pub fn describe(tz: &Timezone) -> String {
+        super::name(tz).into()
+    }
+}
+
+/// As `schedule_timezone` accepts it (and as the status API reports it).
+pub fn name(tz: &Timezone) -> &str {
+    match tz {
+        Timezone::Utc => "UTC",
+        Timezone::Local => "Local",
+        Timezone::Named(n) => n,
     }
 }

@@ -23,7 +23,7 @@ use std::time::SystemTime;
 
 use crossbeam_channel::Sender;
 
-use crate::config::extra::{Schedule, ScheduleSpec, Timezone};
+use crate::config::extra::{Schedule, ScheduleSpec};
 use crate::config::{format_duration, Process};
 use crate::scheduler::run::{self, RunCmd, RunEnd, RunEvent, RunReport};
 use crate::scheduler::{self, Msg, Trigger};
@@ -167,7 +167,12 @@ impl Supervisor {
             // `@every` counts elapsed time: no zone applies (as `check` says).
             let zone = match job.sched.spec {
                 ScheduleSpec::Every(_) => String::new(),
-                ScheduleSpec::Cron(_) => format!(" (time zone {})", tz_name(&job.sched.timezone)),
+                ScheduleSpec::Cron(_) => {
+                    format!(
+                        " (time zone {})",
+                        scheduler::describe_zone(&job.sched.timezone)
+                    )
+                }
             };
             log::info!(
                 "{name}: scheduled {:?}{zone}{}",
@@ -569,14 +574,6 @@ fn finish_record(
     }
 }
 
-fn tz_name(tz: &Timezone) -> String {
-    match tz {
-        Timezone::Utc => "UTC".into(),
-        Timezone::Local => "Local".into(),
-        Timezone::Named(n) => n.clone(),
-    }
-}
-
 fn job_status(j: &Job, shutting_down: bool) -> ProcessStatus {
     let running = j.runs.len() as u32;
     let state = match (shutting_down, running > 0, j.paused) {
@@ -605,7 +602,7 @@ fn job_status(j: &Job, shutting_down: bool) -> ProcessStatus {
         instances: Vec::new(),
         schedule: Some(ScheduleStatus {
             expression,
-            timezone: tz_name(&j.sched.timezone),
+            timezone: scheduler::zone_name(&j.sched.timezone).into(),
             paused: j.paused,
             running,
             running_pids: j.runs.values().filter_map(|r| r.pid).collect(),

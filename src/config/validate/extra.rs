@@ -581,10 +581,11 @@ pub fn schedule(raw: &RawProcess, path: &str, r: &mut Report) -> Option<Schedule
     let spec = expression
         .as_ref()
         .and_then(|e| r.get(&raw.schedule, p("schedule"), |_| cron::parse(e)));
+    let cron = matches!(spec, Some(crate::config::extra::ScheduleSpec::Cron(_)));
     let timezone = r.get_or(
         &raw.schedule_timezone,
         p("schedule_timezone"),
-        timezone,
+        |v| timezone(v, cron),
         Timezone::Utc,
     );
     let timeout = r
@@ -642,13 +643,17 @@ pub fn schedule(raw: &RawProcess, path: &str, r: &mut Report) -> Option<Schedule
 }
 
 /// `UTC`, `Local`, or an IANA-looking zone name (`Europe/Amsterdam`).
-fn timezone(v: &Value) -> Result<Timezone, String> {
+/// `Local` must resolve only where it applies: a `cron` expression.
+fn timezone(v: &Value, cron: bool) -> Result<Timezone, String> {
     let s = val::text(v)?;
     let t = s.trim();
     if t.eq_ignore_ascii_case("utc") {
         return Ok(Timezone::Utc);
     }
     if t.eq_ignore_ascii_case("local") {
+        if cron {
+            crate::scheduler::time_zone(&Timezone::Local)?;
+        }
         return Ok(Timezone::Local);
     }
     let looks_iana = t.len() <= 64
