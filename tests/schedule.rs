@@ -793,3 +793,51 @@ fn the_plan_and_the_log_name_the_zone_local_stands_for() {
     sd.signal(libc::SIGTERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
 }
+
+/// A sheepdog with its API on a unix socket only (`$DIR/api.sock`): no
+/// TCP port to pick.
+fn start_on_socket(name: &str, global: &str, processes: &str) -> Sheepdog {
+    let cfg = format!(
+        "global:\n  api_port: 0\n  api_socket: $DIR/api.sock\n  metrics_enabled: false\n{global}processes:\n{processes}"
+    );
+    let sd = Sheepdog::start(name, &cfg);
+    sd.wait_log("listening on");
+    sd
+}
+
+fn ctl_socket(sd: &Sheepdog, args: &[&str]) -> (i32, String, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("ctl")
+        .arg("--socket")
+        .arg(sd.dir.path("api.sock"))
+        .args(args);
+    let out = output_within(cmd, WAIT);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_run_whose_pre_start_hook_fails_is_logged_and_trigger_wait_says_why() {
+    let mut sd = start_on_socket(
+        "job-pre-fail",
+        "",
+        "  job:\n    command: 'echo ran >> $DIR/runs'\n    schedule: '@every 1h'\n    hooks:\n      \
+         pre_start:\n        - { name: prepare, command: 'exit 7' }\n",
+    );
+    let (code, out, err) = ctl_socket(&sd, &["trigger", "job", "--wait"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains(
+            "run 1: failure (no exit status): pre_start hook \"prepare\" failed: exited 7"
+        ),
+        "{out}{err}"
+    );
+    // Not only in the API's history: in sheepdog's own log, with the run.
+    sd.wait_log("job#1: run 1 not started: pre_start hook \"prepare\" failed: exited 7");
+    assert!(!sd.dir.path("runs").exists(), "{}", sd.log());
+    sd.signal(libc::SIGTERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}

@@ -115,15 +115,22 @@ pub fn run(ctl: Ctl) -> i32 {
         Action::Schedules(Some(_)) => out!("{}", history_table(&value)),
         Action::Trigger(_, true) if value.get("result").is_some() => {
             let result = value.get("result").and_then(Value::as_str).unwrap_or("-");
-            let run = value
-                .pointer("/run/run_id")
+            // (`get`, not `pointer`: the only use of that links its parser.)
+            let record = value.get("run");
+            let run = record
+                .and_then(|r| r.get("run_id"))
                 .map_or("-".into(), Value::to_string);
             let how = match (value.get("exit_code"), value.get("signal")) {
                 (Some(Value::Number(c)), _) => format!("exit {c}"),
                 (_, Some(Value::Number(s))) => format!("signal {s}"),
                 _ => "no exit status".into(),
             };
-            outln!("run {run}: {} ({how})", escaped(result));
+            // Why a run failed without an exit (its pre_start hook), or timed out.
+            let (sep, why) = match record.and_then(|r| r.get("error")).and_then(Value::as_str) {
+                Some(e) => (": ", escaped(e)),
+                None => ("", "".into()),
+            };
+            outln!("run {run}: {} ({how}){sep}{why}", escaped(result));
             return if result == "success" {
                 exit::OK
             } else {

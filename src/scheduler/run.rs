@@ -127,17 +127,35 @@ impl Run {
     /// The process's pre-start hooks, before every run (as before every
     /// start of a longrun). A stop request cancels them: no run then.
     fn pre_start(&mut self) -> Result<(), RunEnd> {
-        let end = |stopped: bool, error: Option<String>| RunEnd {
-            status: None,
-            timed_out: false,
-            stopped,
-            error,
-        };
         match hooks::run_pre_start(&self.def, &self.shared, &self.cmd_rx, run_ask) {
             hooks::PreStart::Done => Ok(()),
-            hooks::PreStart::Failed(why) => Err(end(false, Some(why))),
-            hooks::PreStart::Stopped => Err(end(true, None)),
+            hooks::PreStart::Failed(why) => Err(not_run(false, Some(why))),
+            hooks::PreStart::Stopped => Err(not_run(true, None)),
         }
+    }
+
+    /// The run's command, through the reaper: its pid and when its output
+    /// is all written.
+    fn spawn(&self) -> Result<(i32, Receiver<()>), RunEnd> {
+        let env = [
+            ("SHEEPDOG_SCHEDULED", "true".to_string()),
+            ("SHEEPDOG_RUN_ID", self.run_id.to_string()),
+            ("SHEEPDOG_TRIGGER", self.trigger.as_str().to_string()),
+        ];
+        spawn::start_with(
+            &self.def,
+            &self.id,
+            &env,
+            &self.shared.reaper,
+            &self.exit_tx,
+            &self.shared.output,
+        )
+        .map_err(|e| {
+            // The command is never empty (refused at load); quoted as an
+            // instance's is.
+            let program = self.def.command.first().map_or("", String::as_str);
+            not_run(false, Some(format!("unable to start {program:?}: {e}")))
+        })
     }
 
     fn report(&self, event: RunEvent) {
@@ -150,36 +168,19 @@ impl Run {
     }
 
     fn run(mut self) {
-        if let Err(end) = self.pre_start() {
-            self.report(RunEvent::Done(end));
-            return;
-        }
-        let env = [
-            ("SHEEPDOG_SCHEDULED", "true".to_string()),
-            ("SHEEPDOG_RUN_ID", self.run_id.to_string()),
-            ("SHEEPDOG_TRIGGER", self.trigger.as_str().to_string()),
-        ];
-        let (pid, flushed) = match spawn::start_with(
-            &self.def,
-            &self.id,
-            &env,
-            &self.shared.reaper,
-            &self.exit_tx,
-            &self.shared.output,
-        ) {
+        let (pid, flushed) = match self.pre_start().and_then(|()| self.spawn()) {
             Ok(p) => p,
-            Err(e) => {
-                // The command is never empty (refused at load); quoted as
-                // an instance's is.
-                let program = self.def.command.first().map_or("", String::as_str);
-                let error = format!("unable to start {program:?}: {e}");
-                log::error!("{}: {error}", self.id.instance);
-                self.report(RunEvent::Done(RunEnd {
-                    status: None,
-                    timed_out: false,
-                    stopped: false,
-                    error: Some(error),
-                }));
+            Err(end) => {
+                // A failed pre_start hook too, as an instance's failed
+                // start is: else only the API would know.
+                if let Some(why) = &end.error {
+                    log::error!(
+                        "{}: run {} not started: {why}",
+                        self.id.instance,
+                        self.run_id
+                    );
+                }
+                self.report(RunEvent::Done(end));
                 return;
             }
         };
@@ -295,6 +296,16 @@ impl Run {
                 recv(crossbeam_channel::at(stop.wake_at())) -> _ => {}
             }
         }
+    }
+}
+
+/// The end of a run whose command never started.
+fn not_run(stopped: bool, error: Option<String>) -> RunEnd {
+    RunEnd {
+        status: None,
+        timed_out: false,
+        stopped,
+        error,
     }
 }
 
