@@ -341,11 +341,49 @@ fn a_second_sigterm_skips_the_stop_hooks_still_to_come() {
     sd.signal(TERM);
     // Well before the 60 s of either hook, let alone the 120 s deadline.
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    // Named by what forced it, in the singular, and the global one
+    // without a redundant `sheepdog:` inside sheepdog's own log.
+    let log = sd.log();
     assert!(
-        sd.log()
-            .contains("hook(s) skipped: the shutdown was forced"),
-        "{}",
-        sd.log()
+        log.contains("stubborn: 1 post_stop hook skipped: forced by a second signal"),
+        "{log}"
+    );
+    assert!(
+        log.contains("| 1 post_stop hook skipped: forced by a second signal"),
+        "{log}"
+    );
+    assert_eq!(sd.dir.lines("events"), Vec::<String>::new());
+}
+
+#[test]
+fn the_shutdown_deadline_is_named_as_what_skipped_the_hooks_and_killed_the_run() {
+    let hooks = r#"
+  pre_stop:
+    - { name: hang, command: "trap '' TERM; echo $$ > $DIR/hook; while :; do sleep 0.05; done", timeout: 10m }
+  post_stop:
+    - { name: bye, command: "echo bye >> $DIR/events" }
+"#;
+    let cfg = header(hooks).replace("shutdown_timeout: 15", "shutdown_timeout: 1s")
+        + r#"
+  job:
+    schedule: "@every 1s"
+    command: "trap '' TERM; echo $$ > $DIR/run; while :; do sleep 0.05; done"
+    shutdown: { timeout: 60s }
+"#;
+    let mut sd = Sheepdog::start("deadlinehooks", &cfg);
+    sd.wait_pid("run");
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let log = sd.log();
+    assert!(
+        log.contains("| 1 post_stop hook skipped: shutdown_timeout reached"),
+        "{log}"
+    );
+    // The stop, then the kill at the deadline: said as two different things.
+    assert_eq!(sd.count("job: stopping run 1 (shutdown)"), 1, "{log}");
+    assert!(
+        log.contains("job: killing run 1 (SIGKILL, forced shutdown)"),
+        "{log}"
     );
     assert_eq!(sd.dir.lines("events"), Vec::<String>::new());
 }

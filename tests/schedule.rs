@@ -841,3 +841,35 @@ fn a_run_whose_pre_start_hook_fails_is_logged_and_trigger_wait_says_why() {
     sd.signal(libc::SIGTERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
 }
+
+#[test]
+fn a_paused_job_says_so_once_per_pause_at_info() {
+    let mut sd = start_on_socket(
+        "job-paused-once",
+        "  log_level: debug\n",
+        "  tick:\n    command: 'true'\n    schedule: '@every 1s'\n",
+    );
+    let (code, out, err) = ctl_socket(&sd, &["pause", "tick"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let due = "tick: due, but paused; not running it";
+    assert!(sd.wait_log_n(due, 3, WAIT), "{}", sd.log());
+    let levels = |log: &str| -> Vec<String> {
+        log.lines()
+            .filter(|l| l.contains(due))
+            .map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string())
+            .collect()
+    };
+    let log = sd.log();
+    let seen = levels(&log);
+    assert_eq!(seen[0], "INFO", "{log}");
+    assert!(seen[1..].iter().all(|l| l == "DEBUG"), "{log}");
+    // A new pause says it again.
+    for verb in ["resume", "pause"] {
+        let (code, out, err) = ctl_socket(&sd, &[verb, "tick"]);
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    let infos = || levels(&sd.log()).iter().filter(|l| *l == "INFO").count();
+    assert!(wait_until(WAIT, || infos() == 2), "{}", sd.log());
+    sd.signal(libc::SIGTERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}

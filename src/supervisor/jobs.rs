@@ -50,6 +50,8 @@ pub(super) struct Job {
     def: Arc<Process>,
     sched: Schedule,
     paused: bool,
+    /// A due time while paused was logged at info: the next go to debug.
+    said_paused: bool,
     runs: BTreeMap<u64, ActiveRun>,
     history: VecDeque<RunRecord>,
     stats: RunStats,
@@ -69,6 +71,7 @@ impl Job {
             def: Arc::new(def),
             sched,
             paused: false,
+            said_paused: false,
             runs: BTreeMap::new(),
             history: VecDeque::new(),
             stats: RunStats::default(),
@@ -263,7 +266,14 @@ impl Supervisor {
         }
         if job.paused {
             if trigger != Trigger::Manual {
-                log::info!("{name}: due, but paused; not running it");
+                // Once per pause: `@every 1s` would say it every second.
+                let level = if job.said_paused {
+                    log::Level::Debug
+                } else {
+                    log::Level::Info
+                };
+                job.said_paused = true;
+                log::log!(level, "{name}: due, but paused; not running it");
             }
             return Err(ControlReply::Conflict(format!(
                 "{name} is paused; resume it first"
@@ -281,8 +291,8 @@ impl Supervisor {
         }
         if job.at_limit() {
             let why = format!(
-                "{name}: {} run(s) still going (schedule_max_concurrent: {})",
-                job.runs.len(),
+                "{name}: {} still going (schedule_max_concurrent: {})",
+                crate::logging::counted(job.runs.len() as u64, "run", "runs"),
                 job.sched.max_concurrent
             );
             if trigger == Trigger::Manual {
@@ -447,16 +457,22 @@ impl Supervisor {
             return ControlReply::Done(format!("{name} is already {word}"));
         }
         job.paused = paused;
+        job.said_paused = false;
         log::info!("{name}: schedule {word} on request");
         ControlReply::Done(format!("{name} {word}"))
     }
 
-    /// Shutdown begins: no more due times; runs going on get their stop.
+    /// Shutdown begins: no more due times; runs going on get their stop
+    /// (`Kill`: the shutdown is forced, by its deadline or a second signal).
     pub(super) fn stop_runs(&mut self, cmd: RunCmd) {
         self.stop_scheduler();
         for (name, job) in &self.jobs {
             for (id, run) in &job.runs {
-                log::info!("{name}: stopping run {id} (shutdown)");
+                let (what, why) = match cmd {
+                    RunCmd::Stop => ("stopping", "shutdown"),
+                    RunCmd::Kill => ("killing", "SIGKILL, forced shutdown"),
+                };
+                log::info!("{name}: {what} run {id} ({why})");
                 let _ = run.cmd.send(cmd);
             }
         }

@@ -65,14 +65,25 @@ fn pre_stop_list(def: &crate::config::Process) -> Vec<Hook> {
 impl Supervisor {
     fn spawn_hooks(&mut self, job: HookJob, hooks: Vec<Hook>, kind: Kind, process: Option<String>) {
         let deadline = match self.phase {
-            Phase::ShuttingDown { forced: true, .. } => {
-                // A forced shutdown (second SIGTERM) ends now: no hook
-                // starts, and the flow goes on as if it was cancelled.
-                log::warn!(
-                    "{}: {} hook(s) skipped: the shutdown was forced",
-                    process.as_deref().unwrap_or("sheepdog"),
-                    hooks.len()
-                );
+            Phase::ShuttingDown {
+                forced: true,
+                deadline,
+                ..
+            } => {
+                // A forced shutdown (its deadline, a second SIGTERM) ends
+                // now: no hook starts, and the flow goes on as if it was
+                // cancelled. (Past the deadline, it would have ended them
+                // whatever forced it first.)
+                let cause = if std::time::Instant::now() >= deadline {
+                    "shutdown_timeout reached"
+                } else {
+                    "forced by a second signal"
+                };
+                let (who, sep) = process.as_deref().map_or(("", ""), |p| (p, ": "));
+                // `counted`'s rule, with the kind between count and noun.
+                let n = hooks.len();
+                let s = if n == 1 { "" } else { "s" };
+                log::warn!("{who}{sep}{n} {} hook{s} skipped: {cause}", kind.as_str());
                 let _ = self.hook_done_tx.send((job, Err(ListError::Cancelled)));
                 return;
             }
