@@ -377,6 +377,15 @@ fn field_bits(text: &str, f: &Field) -> Result<u64, String> {
             "*" => (f.min, f.max),
             "?" if f.question => (f.min, f.max),
             _ => match base.split_once('-') {
+                // `-5`: not a negative number, a range without its start.
+                Some((a, b)) if a.is_empty() || b.is_empty() => {
+                    return Err(format!(
+                        "range {} has no {}; expected a-b, each {}",
+                        quote(base),
+                        if a.is_empty() { "start" } else { "end" },
+                        expected(f)
+                    ));
+                }
                 Some((a, b)) => {
                     let (lo, mut hi) = (value(a, f)?, value(b, f)?);
                     // Day-of-week: Sunday ends a week too, as 7 (SAT-SUN is 6-7).
@@ -404,18 +413,16 @@ fn field_bits(text: &str, f: &Field) -> Result<u64, String> {
     Ok(bits)
 }
 
+/// The values a field takes: `0-59`, `1-12 or JAN-DEC`.
+fn expected(f: &Field) -> String {
+    match (f.names.first(), f.names.last()) {
+        (Some(first), Some(last)) => format!("{}-{} or {first}-{last}", f.min, f.max),
+        _ => format!("{}-{}", f.min, f.max),
+    }
+}
+
 fn value(text: &str, f: &Field) -> Result<u32, String> {
-    let expected = if f.names.is_empty() {
-        format!("{}-{}", f.min, f.max)
-    } else {
-        format!(
-            "{}-{} or {}-{}",
-            f.min,
-            f.max,
-            f.names[0],
-            f.names[f.names.len() - 1]
-        )
-    };
+    let expected = expected(f);
     if let Ok(n) = text.parse::<u32>() {
         if (f.min..=f.max).contains(&n) {
             return Ok(n);
@@ -481,6 +488,18 @@ mod tests {
         assert!(parse("").unwrap_err().contains("0 fields"));
         assert!(parse("*/0 * * * *").unwrap_err().contains("step 0"));
         assert!(parse("5-1 * * * *").unwrap_err().contains("backwards"));
+        // A leading `-` is a range without its start, not a negative value.
+        assert_eq!(
+            parse("-5 * * * *").unwrap_err(),
+            "invalid minute field \"-5\" in schedule \"-5 * * * *\": range \"-5\" has no start; \
+             expected a-b, each 0-59"
+        );
+        assert!(parse("* * * jan- *")
+            .unwrap_err()
+            .ends_with("range \"jan-\" has no end; expected a-b, each 1-12 or JAN-DEC"));
+        assert!(parse("@every 100000000h")
+            .unwrap_err()
+            .ends_with("expected at most 100 years (876000h)"));
         // Sunday at the end of a day-of-week range is 7.
         for (named, numbered) in [("SAT-SUN", "6-7"), ("mon-sun", "1-7"), ("6-0", "6-7")] {
             assert_eq!(

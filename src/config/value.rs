@@ -148,8 +148,9 @@ pub fn duration(v: &Value) -> Result<Duration, String> {
             if let Some(secs) = n.as_u64() {
                 at_most_a_century(Duration::from_secs(secs), &n.to_string())
             } else if let Some(f) = n.as_f64().filter(|f| f.is_finite() && *f >= 0.0) {
+                // Finite and not negative: only too large a number fails.
                 Duration::try_from_secs_f64(f)
-                    .map_err(|_| invalid(v, DURATION_EXPECTED))
+                    .map_err(|_| too_long(&n.to_string()))
                     .and_then(|d| at_most_a_century(d, &n.to_string()))
             } else if n.as_f64().is_some_and(|f| f < 0.0) {
                 Err(format!(
@@ -174,10 +175,14 @@ fn at_most_a_century(d: Duration, shown: &str) -> Result<Duration, String> {
     if d <= MAX_DURATION {
         Ok(d)
     } else {
-        Err(format!(
-            "invalid duration {shown}; expected at most 100 years (876000h)"
-        ))
+        Err(too_long(shown))
     }
+}
+
+/// Also for a number too large for a `Duration` at all: the limit is what
+/// the user needs to know, not that the number was no duration.
+fn too_long(shown: &str) -> String {
+    format!("invalid duration {shown}; expected at most 100 years (876000h)")
 }
 
 /// Parse the string form of a duration (see [`duration`]).
@@ -203,16 +208,17 @@ fn parse_any_duration(s: &str) -> Result<Duration, String> {
         ));
     }
     if t.bytes().all(|b| b.is_ascii_digit()) {
-        return t.parse::<u64>().map(Duration::from_secs).map_err(|_| bad());
+        // Digits only: an error is an overflow.
+        return t
+            .parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| too_long(&quote(s)));
     }
     // Decimal seconds; not `1e3`, which f64 would read as 1000.
     if t.starts_with(|c: char| c.is_ascii_digit()) && !t.contains(['e', 'E']) {
-        if let Some(d) = t
-            .parse::<f64>()
-            .ok()
-            .and_then(|f| Duration::try_from_secs_f64(f).ok())
-        {
-            return Ok(d);
+        if let Ok(f) = t.parse::<f64>() {
+            // Finite and not negative: only too large a number fails.
+            return Duration::try_from_secs_f64(f).map_err(|_| too_long(&quote(s)));
         }
     }
     let mut nanos: u128 = 0;
@@ -233,16 +239,16 @@ fn parse_any_duration(s: &str) -> Result<Duration, String> {
             "h" => 3600 * 1_000_000_000,
             _ => return Err(bad()),
         };
-        nanos = nanos
-            .checked_add(scaled(num, unit_nanos).ok_or_else(bad)?)
-            .ok_or_else(bad)?;
+        // Saturating: any overflow is far past the limit.
+        nanos = nanos.saturating_add(scaled(num, unit_nanos).ok_or_else(bad)?);
         rest = tail;
     }
-    let nanos = u64::try_from(nanos).map_err(|_| bad())?;
+    let nanos = u64::try_from(nanos).map_err(|_| too_long(&quote(s)))?;
     Ok(Duration::from_nanos(nanos))
 }
 
-/// `num` (digits with an optional fraction) times `unit`, exactly.
+/// `num` (digits with an optional fraction) times `unit`, exactly, or
+/// `u128::MAX` when it overflows; None when `num` is not a number.
 fn scaled(num: &str, unit: u128) -> Option<u128> {
     let (int, frac) = match num.split_once('.') {
         Some((i, f)) => (i, f),
@@ -254,12 +260,17 @@ fn scaled(num: &str, unit: u128) -> Option<u128> {
     if !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let int_val: u128 = if int.is_empty() { 0 } else { int.parse().ok()? };
-    let mut total = int_val.checked_mul(unit)?;
+    // Digits only: a parse error is an overflow.
+    let int_val: u128 = if int.is_empty() {
+        0
+    } else {
+        int.parse().unwrap_or(u128::MAX)
+    };
+    let mut total = int_val.saturating_mul(unit);
     let mut place = unit;
     for d in frac.bytes().take(18) {
         place /= 10;
-        total = total.checked_add(u128::from(d - b'0') * place)?;
+        total = total.saturating_add(u128::from(d - b'0') * place);
     }
     Some(total)
 }
@@ -493,21 +504,19 @@ mod tests {
             "10000000000000000000",
             "'3153600001'",
             "3153600001.5",
+            // Past u64 nanoseconds, u64 seconds, u128 and f64's Duration.
+            "'100000000h'",
+            "'99999999999999999999h'",
+            "'999999999999999999999999999999999999999999s'",
+            "'18446744073709551616'",
+            "'99999999999999999999.5'",
+            "1e300",
+            "'1h99999999999999999999m'",
         ] {
             assert!(d(huge).unwrap_err().contains("at most 100 years"), "{huge}");
         }
         for bad in [
-            "-5",
-            "'-5s'",
-            "abc",
-            "5x",
-            "s",
-            "''",
-            "1.2.3s",
-            "[1]",
-            "5 s",
-            "99999999999999999999h",
-            "-0.5",
+            "-5", "'-5s'", "abc", "5x", "s", "''", "1.2.3s", "[1]", "5 s", "-0.5",
         ] {
             let e = d(bad);
             assert!(e.is_err(), "{bad} -> {e:?}");
