@@ -337,7 +337,7 @@ pub fn render(snap: &Snapshot, orphans_reaped: u64, api: &ApiCounters) -> String
     }
     r.register(
         "scheduled_runs",
-        "Finished runs of scheduled jobs by process and result: success, failure, timeout",
+        "Finished runs of scheduled jobs by process and result: success, failure, timeout, stopped",
         Present(sched_runs),
     );
     r.register(
