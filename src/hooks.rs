@@ -98,10 +98,10 @@ impl PostStart {
         matches!(self.done.try_recv(), Err(TryRecvError::Empty))
     }
 
-    /// Cancel the list: the running hook gets SIGTERM, then SIGKILL after
-    /// its grace; the rest do not run. `finish` still waits for it.
-    pub fn cancel(&self) {
-        pass_on(&self.cancel, Ask::Stop);
+    /// Cancel the list as `asked` (see `pass_on`); the rest of its hooks
+    /// do not run. `finish` still waits for it.
+    pub fn cancel(&self, asked: Ask) {
+        pass_on(&self.cancel, asked);
     }
 
     /// Let the hooks end (briefly), then cancel what is left, while

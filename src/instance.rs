@@ -169,6 +169,7 @@ pub fn launch(
         ports_seen: false,
         post_start: None,
         superseded: Vec::new(),
+        killed: false,
         def,
         id,
         shared,
@@ -408,6 +409,9 @@ struct Runner {
     /// Earlier starts' post-start runs, cancelled by a later start and
     /// maybe still ending: waited for with the latest one.
     superseded: Vec<hooks::PostStart>,
+    /// A kill was asked for (forced shutdown, its deadline): hooks still
+    /// going when the instance ends are killed at once, not given time.
+    killed: bool,
     def: Arc<Process>,
     id: Identity,
     shared: Arc<Shared>,
@@ -535,6 +539,7 @@ impl Runner {
 
     /// The instance state machine: one transition per input.
     fn step(&mut self, state: State, input: Input, now: Instant) -> State {
+        self.killed |= matches!(input, Input::Cmd(Cmd::Kill));
         match (state, input) {
             (State::Waiting { until }, Input::Timer) if now >= until => self.spawn(now),
             (s @ State::Waiting { .. }, Input::Timer) => s,
@@ -730,7 +735,7 @@ impl Runner {
                 "{}: cancelling the previous start's post_start hooks, still going",
                 self.id.instance
             );
-            old.cancel();
+            old.cancel(hooks::Ask::Stop);
             self.superseded.push(old);
         }
         self.post_start = hooks::PostStart::start(&self.def, &self.shared, &self.id.instance);
@@ -742,6 +747,10 @@ impl Runner {
         let mut runs = std::mem::take(&mut self.superseded);
         runs.extend(self.post_start.take());
         for p in runs {
+            // A kill read earlier (it ended the child) is not asked again.
+            if self.killed {
+                p.cancel(hooks::Ask::Kill);
+            }
             p.finish(&self.cmd_rx, hook_ask);
         }
     }
@@ -779,7 +788,10 @@ impl Runner {
                 );
             }
             match self.cmd_rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(Cmd::Stop | Cmd::Kill | Cmd::Hold(_)) => return Err(NotStarted::Stopped),
+                Ok(c @ (Cmd::Stop | Cmd::Kill | Cmd::Hold(_))) => {
+                    self.killed |= matches!(c, Cmd::Kill);
+                    return Err(NotStarted::Stopped);
+                }
                 Ok(Cmd::Signal(..)) | Err(_) => {}
             }
         }
