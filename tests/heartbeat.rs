@@ -561,3 +561,34 @@ fn a_reload_applies_heartbeat_changes_without_restarting_the_process() {
     // The process ran on throughout.
     assert_eq!(sd.pids_of("web-1").len(), 1, "{}", sd.log());
 }
+
+/// Regression (review m3): a longrun pings only every `interval`; a
+/// heartbeat without one sent nothing, and `check` did not say so.
+#[test]
+fn check_warns_about_a_longrun_heartbeat_without_interval() {
+    let dir = TempDir::new("hb-check");
+    let f = dir.write(
+        "sheepdog.yaml",
+        "processes:\n  crashy:\n    command: 'sleep 1'\n    \
+         heartbeat: {url: 'http://127.0.0.1:28509/c', ping_start: true}\n  \
+         web:\n    command: 'sleep 1'\n    \
+         heartbeat: {url: 'http://127.0.0.1:28509/w', failure_url: 'http://127.0.0.1:28509/f', interval: 1m}\n  \
+         job:\n    command: 'true'\n    schedule: '@hourly'\n    \
+         heartbeat: {url: 'http://127.0.0.1:28509/j', interval: 1m}\n  \
+         fine:\n    type: oneshot\n    command: 'true'\n    \
+         heartbeat: {url: 'http://127.0.0.1:28509/o', ping_start: true}\n",
+    );
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(["check", "-c"]).arg(&f);
+    let out = output_within(cmd, WAIT);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let want = "processes.crashy.heartbeat: has no effect on a longrun without interval";
+    assert!(text.contains(want), "no {want:?} in:\n{text}");
+    // Jobs, oneshots and longruns with an interval ping: nothing to say.
+    assert_eq!(
+        text.matches("heartbeat: has no effect").count(),
+        1,
+        "{text}"
+    );
+}
