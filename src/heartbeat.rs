@@ -33,8 +33,8 @@
 //!   the alert): logs and errors name only its origin, `http://host/…`
 //!   (`origin`). The process and the kind of ping say which one it was.
 //! - A failure ping's body is bounded (`BODY_MAX`): the exit status plus
-//!   the run's last output lines, read from the `LogStore`, which holds
-//!   them already redacted and filtered as printed.
+//!   the run's last output lines (`tail`), read from the `LogStore`, which
+//!   holds them already redacted and filtered as printed.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -47,6 +47,7 @@ use crossbeam_channel::{select, Receiver, Sender, TrySendError};
 use crate::btree;
 use crate::config::extra::Heartbeat;
 use crate::config::format_duration;
+use crate::logging::{Record, Stream};
 use crate::output::buffer::LogStore;
 
 /// Messages a worker's queue holds; also the bound on its pending retries.
@@ -61,6 +62,9 @@ pub const FLUSH_GRACE: Duration = Duration::from_secs(2);
 pub const BODY_MAX: usize = 4096;
 /// Output lines of a failed run sent with its failure ping.
 pub const OUTPUT_LINES: usize = 20;
+/// Of those, the last stderr lines always sent (they usually hold the
+/// error), wherever the two pipes' reads put them.
+pub const ERR_LINES: usize = OUTPUT_LINES / 2;
 
 /// Which ping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -247,18 +251,56 @@ pub fn backoff(delay: Duration, attempt: u32) -> Duration {
         .min(MAX_BACKOFF)
 }
 
-/// `detail`, then a blank line and `output` when there is some; the whole
-/// at most `BODY_MAX` bytes (the end of the output is what is kept).
-pub fn body(detail: &str, output: &[String]) -> String {
-    let mut out = detail.to_string();
-    if output.is_empty() {
-        return cut_front(out, BODY_MAX);
+/// `detail`, then a blank line and the `tail` of a run's output when
+/// there is some; the whole at most `BODY_MAX` bytes (the end of the output
+/// is what is kept).
+pub fn body(detail: &str, out: &[Arc<Record>], err: &[Arc<Record>]) -> String {
+    let mut text = detail.to_string();
+    let room = BODY_MAX.saturating_sub(text.len() + 2);
+    let lines = tail(out, err, room);
+    if !lines.is_empty() {
+        text.push_str("\n\n");
+        text.push_str(&cut_front(lines.join("\n"), room));
     }
-    out.push_str("\n\n");
-    let room = BODY_MAX.saturating_sub(out.len());
-    let text = cut_front(output.join("\n"), room);
-    out.push_str(&text);
-    cut_front(out, BODY_MAX)
+    cut_front(text, BODY_MAX)
+}
+
+/// The lines a failure body carries, oldest first: from a run's last
+/// stdout (`out`) and stderr (`err`) lines, each oldest first, merged in
+/// the order sheepdog read them (`Record::seq`), the last `ERR_LINES`
+/// stderr lines always, and the most recent others while they fit in
+/// `room` bytes, `OUTPUT_LINES` in all. stdout and stderr are separate
+/// pipes, so sheepdog may read a stderr line before stdout lines printed
+/// ahead of it: the last `OUTPUT_LINES` alone could leave out the error.
+pub fn tail<'a>(out: &'a [Arc<Record>], err: &'a [Arc<Record>], room: usize) -> Vec<&'a str> {
+    let must = err.len().saturating_sub(ERR_LINES);
+    let mut bytes: usize = err[must..].iter().map(|r| r.msg.len() + 1).sum();
+    let mut others = OUTPUT_LINES - (err.len() - must);
+    let (mut o, mut e) = (out.len(), err.len());
+    let mut kept = Vec::new();
+    // Newest first.
+    while o + e > 0 {
+        let from_err = o == 0 || e > 0 && err[e - 1].seq > out[o - 1].seq;
+        let line = if from_err {
+            e -= 1;
+            &err[e].msg
+        } else {
+            o -= 1;
+            &out[o].msg
+        };
+        if from_err && e >= must {
+            kept.push(line.as_str());
+        } else if others > 0 && bytes + line.len() < room {
+            others -= 1;
+            bytes += line.len() + 1;
+            kept.push(line.as_str());
+        } else {
+            // The lines kept stay the run's last ones: none past a gap.
+            others = 0;
+        }
+    }
+    kept.reverse();
+    kept
 }
 
 /// The last `max` bytes of `s` at most, on a character boundary.
@@ -465,33 +507,24 @@ impl Worker {
             );
             return None;
         };
-        let output = match (kind, instance) {
-            (Kind::Failure, Some(i)) => self.output(&process, i),
-            _ => Vec::new(),
-        };
+        // Only the child's lines: sheepdog's own records about the run
+        // have no stream.
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        if let (Kind::Failure, Some(run)) = (kind, instance) {
+            out = self
+                .store
+                .recent(Some(run), Some(Stream::Stdout), OUTPUT_LINES);
+            err = self
+                .store
+                .recent(Some(run), Some(Stream::Stderr), OUTPUT_LINES);
+        }
         Some(Job {
+            body: body(detail, &out, &err),
             process,
             kind,
             url,
-            body: body(detail, &output),
             attempts: 0,
         })
-    }
-
-    /// The last lines `instance` of `process` printed.
-    fn output(&self, process: &str, instance: &str) -> Vec<String> {
-        // Sheepdog's own records about the instance carry its name too;
-        // only the child's lines are wanted.
-        let mut lines: Vec<String> = self
-            .store
-            .recent(Some(instance), None, OUTPUT_LINES * 2)
-            .into_iter()
-            .filter(|r| &*r.process == process && r.instance.as_deref() == Some(instance))
-            .map(|r| r.msg.clone())
-            .collect();
-        let skip = lines.len().saturating_sub(OUTPUT_LINES);
-        lines.drain(..skip);
-        lines
     }
 
     /// Interval pings and retries due at `now`.
@@ -688,18 +721,76 @@ mod tests {
         assert_eq!(backoff(Duration::ZERO, 5), Duration::ZERO);
     }
 
+    /// Records of `lines` (`true`: stderr), numbered in their order, split
+    /// by stream.
+    fn read(lines: &[(bool, &str)]) -> [Vec<Arc<Record>>; 2] {
+        let mut split = [Vec::new(), Vec::new()];
+        for (seq, (err, line)) in lines.iter().enumerate() {
+            let mut r = Record::new(crate::config::LogLevel::Info, "p".into(), line.to_string());
+            r.seq = seq as u64 + 1;
+            r.stream = Some(if *err { Stream::Stderr } else { Stream::Stdout });
+            split[usize::from(*err)].push(Arc::new(r));
+        }
+        split
+    }
+
     #[test]
     fn bodies_are_bounded_and_keep_the_end() {
-        assert_eq!(body("exit_code=1", &[]), "exit_code=1");
-        assert_eq!(
-            body("exit_code=2", &["a".into(), "b".into()]),
-            "exit_code=2\n\na\nb"
-        );
+        assert_eq!(body("exit_code=1", &[], &[]), "exit_code=1");
+        let [out, err] = read(&[(false, "a"), (true, "b"), (false, "c")]);
+        assert_eq!(body("exit_code=2", &out, &err), "exit_code=2\n\na\nb\nc");
         let long: Vec<String> = (0..1000).map(|i| format!("line {i} é")).collect();
-        let b = body("signal=9", &long);
+        let long: Vec<(bool, &str)> = long.iter().map(|l| (false, l.as_str())).collect();
+        let [out, err] = read(&long);
+        let b = body("signal=9", &out, &err);
         assert!(b.len() <= BODY_MAX, "{}", b.len());
         assert!(b.starts_with("signal=9\n\n"), "{}", &b[..20]);
         assert!(b.ends_with("line 999 é"));
+        // Lines over 4 KiB: the end of the last one.
+        let huge = "é".repeat(5000);
+        let [out, err] = read(&[(true, &huge)]);
+        let b = body("signal=9", &out, &err);
+        assert!(b.len() <= BODY_MAX && b.ends_with("éé"), "{}", b.len());
+    }
+
+    #[test]
+    fn a_failure_body_keeps_the_last_stderr_lines() {
+        // Regression: stderr read before the stdout lines printed ahead of
+        // it fell out of the last 20 lines, and took the error with it.
+        let mut lines: Vec<(bool, String)> =
+            (1..=8).map(|i| (false, format!("line {i}"))).collect();
+        lines.push((true, "the error".into()));
+        lines.extend((9..=30).map(|i| (false, format!("line {i}"))));
+        let lines: Vec<(bool, &str)> = lines.iter().map(|(e, l)| (*e, l.as_str())).collect();
+        let [out, err] = read(&lines);
+        let kept = tail(&out, &err, BODY_MAX);
+        assert_eq!(kept.len(), OUTPUT_LINES);
+        assert_eq!(kept[0], "the error", "{kept:?}");
+        assert_eq!(kept[1], "line 12", "{kept:?}");
+        assert_eq!(kept.last(), Some(&"line 30"));
+        // Only the last ERR_LINES stderr lines are sure to stay.
+        let mut many: Vec<(bool, &str)> = vec![(true, "old"); 30];
+        many.extend([(false, "out"); 30]);
+        let [out, err] = read(&many);
+        let kept = tail(&out, &err, BODY_MAX);
+        assert_eq!(kept.iter().filter(|l| **l == "old").count(), ERR_LINES);
+        assert_eq!(kept.len(), OUTPUT_LINES);
+        // Only stderr: its last OUTPUT_LINES.
+        let [out, err] = read(&[(true, "e"); 30]);
+        assert_eq!(tail(&out, &err, BODY_MAX).len(), OUTPUT_LINES);
+        // Long stdout lines give way to the stderr ones, not the reverse,
+        // and what is kept is the end, without gaps.
+        let big = "x".repeat(1000);
+        let mixed = [
+            (false, "first"),
+            (true, "boom"),
+            (false, big.as_str()),
+            (false, big.as_str()),
+        ];
+        let [out, err] = read(&mixed);
+        assert_eq!(tail(&out, &err, 1500), ["boom", big.as_str()]);
+        let b = body("exit_code=1", &out, &err);
+        assert!(b.starts_with("exit_code=1\n\nfirst\nboom\nxx"), "{b}");
     }
 
     #[cfg(feature = "http")]

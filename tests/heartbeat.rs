@@ -592,3 +592,39 @@ fn check_warns_about_a_longrun_heartbeat_without_interval() {
         "{text}"
     );
 }
+
+/// Regression (review m4): the body's last 20 lines were taken in the
+/// order sheepdog read the two pipes, so a stderr line read before the
+/// stdout lines around it fell out, and the error with it.
+#[test]
+fn a_failure_body_keeps_the_last_stderr_lines() {
+    let srv = Server::start(|_, _| Some(200));
+    let procs = format!(
+        "  early:\n    command: 'echo the-error >&2; for i in $(seq 1 30); do echo line $i; done; exit 5'\n    \
+         schedule: '@every 1s'\n    heartbeat: {{url: '{}'}}\n  \
+         late:\n    command: 'for i in $(seq 1 30); do echo line $i; done; echo late-error >&2; exit 6'\n    \
+         schedule: '@every 1s'\n    heartbeat: {{url: '{}'}}\n",
+        srv.url("/early"),
+        srv.url("/late")
+    );
+    let (mut sd, _) = start("hb-stderr", &procs);
+    srv.wait("two failure pings of each", &sd, |r| {
+        let n = |p: &str| r.iter().filter(|q| q.path == p).count();
+        n("/early/fail") >= 2 && n("/late/fail") >= 2
+    });
+    sd.signal(libc::SIGTERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    for (path, error, code) in [
+        ("/early/fail", "the-error", 5),
+        ("/late/fail", "late-error", 6),
+    ] {
+        for r in srv.reqs().iter().filter(|r| r.path == path) {
+            let lines: Vec<&str> = r.body.lines().collect();
+            assert_eq!(lines[0], format!("exit_code={code}"), "{:?}", r.body);
+            assert!(lines.contains(&error), "{path}: {:?}", r.body);
+            // Still the last 20 lines, ending with the last one printed.
+            assert_eq!(lines.len(), 2 + 20, "{:?}", r.body);
+            assert!(lines.contains(&"line 30"), "{:?}", r.body);
+        }
+    }
+}
