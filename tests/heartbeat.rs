@@ -562,6 +562,105 @@ fn a_reload_applies_heartbeat_changes_without_restarting_the_process() {
     assert_eq!(sd.pids_of("web-1").len(), 1, "{}", sd.log());
 }
 
+/// The run numbers (`run N` lines of the job's output) in the failure
+/// bodies the server got for `path`, in the order it got them.
+fn runs_in(srv: &Server, path: &str) -> Vec<u64> {
+    srv.reqs()
+        .iter()
+        .filter(|r| r.path == path)
+        .filter_map(|r| {
+            r.body
+                .lines()
+                .find_map(|l| l.strip_prefix("run ")?.trim().parse().ok())
+        })
+        .collect()
+}
+
+fn in_order(runs: &[u64]) -> bool {
+    runs.windows(2).all(|w| w[0] <= w[1])
+}
+
+/// Regression (review M2): a ping waiting for its retry was overtaken by
+/// the pings of later runs, so run 1's failure could land after run 3's:
+/// the monitor ended on a stale state. Now a process's pings go in order,
+/// and a newer end-of-run ping supersedes the one waiting.
+#[test]
+fn a_retried_ping_never_lands_after_a_newer_runs_ping() {
+    let first = Arc::new(AtomicBool::new(true));
+    let f = first.clone();
+    // The first failure ping gets a 500; everything else a 200.
+    let srv = Server::start(move |path, _| {
+        let refuse = path == "/m/fail" && f.swap(false, Ordering::SeqCst);
+        Some(if refuse { 500 } else { 200 })
+    });
+    let procs = format!(
+        "  job:\n    command: 'echo run $SHEEPDOG_RUN_ID; exit 1'\n    schedule: '@every 1s'\n    \
+         heartbeat: {{url: '{}', ping_start: true, retries: 3, retry_delay: 2500ms}}\n",
+        srv.url("/m")
+    );
+    let (mut sd, _) = start("hb-order", &procs);
+    srv.wait("failure pings of runs after the retry", &sd, |r| {
+        r.iter()
+            .any(|q| q.path == "/m/fail" && q.body.contains("run 5"))
+    });
+    sd.signal(libc::SIGTERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let runs = runs_in(&srv, "/m/fail");
+    assert!(in_order(&runs), "{runs:?} {:?}\n{}", srv.paths(), sd.log());
+    // Run 1's failure was refused, then superseded by a newer run's.
+    assert_eq!(runs[0], 1, "{runs:?}");
+    assert!(runs[1] > 1, "{runs:?}\n{}", sd.log());
+    assert!(
+        sd.log()
+            .contains("heartbeat failure ping of job#1 superseded by the failure ping of job#"),
+        "{}",
+        sd.log()
+    );
+    // A start ping never lands between a run's failure and its retry:
+    // after the refused one, the next request is a failure ping.
+    let paths = srv.paths();
+    let refused = paths.iter().position(|p| p == "/m/fail").unwrap();
+    assert_eq!(paths[refused + 1], "/m/fail", "{paths:?}\n{}", sd.log());
+}
+
+/// The same across a reload: a worker the reload retires flushes its
+/// pending retry, and the new worker's pings wait for it, even when the
+/// old one was held up by a slow endpoint at the time.
+#[test]
+fn a_reload_keeps_a_processs_pings_in_order() {
+    let first = Arc::new(AtomicBool::new(true));
+    let f = first.clone();
+    // The first failure ping is held without an answer (the old worker
+    // times out on it, then flushes its retry); the rest get a 200.
+    let srv = Server::start(move |path, _| {
+        let hold = path == "/r/fail" && f.swap(false, Ordering::SeqCst);
+        (!hold).then_some(200)
+    });
+    let procs = format!(
+        "  job:\n    command: 'echo run $SHEEPDOG_RUN_ID; exit 1'\n    schedule: '@every 1s'\n    \
+         heartbeat: {{url: '{}', timeout: 1500ms, retry_delay: 100ms}}\n",
+        srv.url("/r")
+    );
+    let (mut sd, _) = start("hb-reload-order", &procs);
+    srv.wait("the held failure ping", &sd, |r| {
+        r.iter().any(|q| q.path == "/r/fail")
+    });
+    let cfg = sd.dir.path("sheepdog.yaml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace("timeout: 1500ms", "timeout: 1400ms")).unwrap();
+    sd.signal(libc::SIGHUP);
+    assert!(sd.wait_log_n("reloaded ", 1, WAIT), "{}", sd.log());
+    srv.wait("failure pings of later runs", &sd, |r| {
+        r.iter()
+            .any(|q| q.path == "/r/fail" && q.body.contains("run 5"))
+    });
+    sd.signal(libc::SIGTERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let runs = runs_in(&srv, "/r/fail");
+    assert!(in_order(&runs), "{runs:?}\n{}", sd.log());
+    assert_eq!(runs[0], 1, "{runs:?}");
+}
+
 /// Regression (review m3): a longrun pings only every `interval`; a
 /// heartbeat without one sent nothing, and `check` did not say so.
 #[test]
