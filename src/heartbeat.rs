@@ -11,16 +11,30 @@
 //!   worker or on an endpoint.
 //! - One slow endpoint holds up few others: the processes are dealt to at
 //!   most `WORKERS` workers, each with its own queue, so with up to
-//!   `WORKERS` processes each has a worker of its own. A process's pings
-//!   all go through one worker, in order.
+//!   `WORKERS` processes each has a worker of its own.
+//! - A monitor never ends up with a state older than the newest ping
+//!   sheepdog sent or tried: a process's pings are attempted in the order
+//!   they were queued, and one waiting for its retry holds back the newer
+//!   ones (`Worker::pending`). Newer news makes it stale instead of leaving a
+//!   backlog: an end-of-run or interval ping supersedes every ping of its
+//!   process still waiting, a start ping an older start ping. The newer
+//!   ping takes over the superseded one's retry schedule (its attempts and
+//!   the time of its next one), so a dead endpoint is not hammered and its
+//!   pings still fail for good, and count, after `retries`. So a process
+//!   has at most two pings waiting: an end-of-run (or interval) ping and
+//!   the start ping of the run after it.
 //! - Every wait is bounded: each attempt by `heartbeat.timeout`; retries
 //!   (`heartbeat.retries`, after `retry_delay` doubling per attempt, at
 //!   most `MAX_BACKOFF`) wait on the worker's own deadline, not in a
-//!   sleep, so a stop is seen at once. Pending retries are bounded too
-//!   (`QUEUE`; beyond it the oldest fails).
-//! - On shutdown the worker gets `FLUSH_GRACE` to send what is queued (one
-//!   attempt each, cut to the time left) and then stops; the supervisor
-//!   waits for it no longer than that.
+//!   sleep, so a stop is seen at once.
+//! - On shutdown or a reload the workers get `FLUSH_GRACE`, from when they
+//!   see the stop (after the attempt in progress, if any), to send what is
+//!   queued and pending (one attempt each, in order, cut to the time left),
+//!   and then stop; at shutdown the supervisor waits for them no longer
+//!   than `FLUSH_GRACE`. Workers that replace them after a reload send
+//!   nothing before the old ones have ended (a wait bounded by the
+//!   attempts in progress, `heartbeat.timeout` each, plus `FLUSH_GRACE`),
+//!   so a reload keeps a process's pings in order too.
 //! - No polling: the worker blocks on its inbox with one deadline, the
 //!   earliest pending retry or interval ping. With no retry pending and no
 //!   healthy process having an `interval`, it has no deadline at all and
@@ -33,8 +47,8 @@
 //!   the alert): logs and errors name only its origin, `http://host/…`
 //!   (`origin`). The process and the kind of ping say which one it was.
 //! - A failure ping's body is bounded (`BODY_MAX`): the exit status plus
-//!   the run's last output lines, read from the `LogStore`, which holds
-//!   them already redacted and filtered as printed.
+//!   the run's last output lines (`tail`), read from the `LogStore`, which
+//!   holds them already redacted and filtered as printed.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -42,14 +56,15 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{select, Receiver, Sender, TrySendError};
+use crossbeam_channel::{select_biased, Receiver, Sender, TrySendError};
 
 use crate::btree;
 use crate::config::extra::Heartbeat;
 use crate::config::format_duration;
+use crate::logging::{Record, Stream};
 use crate::output::buffer::LogStore;
 
-/// Messages a worker's queue holds; also the bound on its pending retries.
+/// Messages a worker's queue holds.
 pub const QUEUE: usize = 256;
 /// Most worker threads: pings are sent one at a time per worker.
 pub const WORKERS: usize = 4;
@@ -61,6 +76,9 @@ pub const FLUSH_GRACE: Duration = Duration::from_secs(2);
 pub const BODY_MAX: usize = 4096;
 /// Output lines of a failed run sent with its failure ping.
 pub const OUTPUT_LINES: usize = 20;
+/// Of those, the last stderr lines always sent (they usually hold the
+/// error), wherever the two pipes' reads put them.
+pub const ERR_LINES: usize = OUTPUT_LINES / 2;
 
 /// Which ping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,8 +108,9 @@ impl Kind {
 #[derive(Debug, Clone)]
 pub enum Msg {
     /// Send one ping for `process`. `detail` starts the body
-    /// (`exit_code=1`); `instance` names whose output a failure ping
-    /// carries.
+    /// (`exit_code=1`); `instance` names the run an end-of-run ping is
+    /// about (`backup#12`, `once-1`): for logs, and whose output a failure
+    /// ping carries.
     Ping {
         process: Arc<str>,
         kind: Kind,
@@ -142,6 +161,13 @@ impl Handle {
         self.stop.take();
     }
 
+    /// Disconnected when every worker has returned: what the workers that
+    /// replace these wait for (`start`'s `after`). Those waited for the
+    /// ones before, so waiting for the last workers is enough.
+    pub fn done(&self) -> Receiver<()> {
+        self.done.clone()
+    }
+
     /// Whether every worker has returned.
     pub fn finished(&self) -> bool {
         self.threads.iter().all(JoinHandle::is_finished)
@@ -166,11 +192,15 @@ impl Handle {
 }
 
 /// Start the workers for `configs` (process name → its heartbeat): the
-/// processes, in name order, dealt round-robin to at most `WORKERS`.
+/// processes, in name order, dealt round-robin to at most `WORKERS`. They
+/// send nothing until the workers they replace, whose `Handle::done` is
+/// `after`, have ended (those were told to stop already: they end within
+/// their attempt in progress and `FLUSH_GRACE`).
 pub fn start(
     configs: BTreeMap<Arc<str>, Heartbeat>,
     store: Arc<LogStore>,
     results: Sender<Outcome>,
+    after: Option<Receiver<()>>,
 ) -> io::Result<Handle> {
     let n = configs.len().clamp(1, WORKERS);
     let route: BTreeMap<Arc<str>, usize> =
@@ -198,9 +228,10 @@ pub fn start(
             results: results.clone(),
             configs: mine,
             store: store.clone(),
-            retries: Vec::new(),
+            pending: Vec::new(),
             due: BTreeMap::new(),
         };
+        let after = after.clone();
         let done = done_tx.clone();
         // On an error the workers already started stop with `handle`,
         // whose stop sender goes with it.
@@ -209,6 +240,11 @@ pub fn start(
             .stack_size(256 * 1024)
             .spawn(move || {
                 let _done = done;
+                if let Some(old) = after {
+                    // Never sent on: returns when the old workers are gone,
+                    // a bounded wait (see `start`).
+                    let _ = old.recv();
+                }
                 worker.run();
             })?;
         handle.queues.push(tx);
@@ -247,18 +283,56 @@ pub fn backoff(delay: Duration, attempt: u32) -> Duration {
         .min(MAX_BACKOFF)
 }
 
-/// `detail`, then a blank line and `output` when there is some; the whole
-/// at most `BODY_MAX` bytes (the end of the output is what is kept).
-pub fn body(detail: &str, output: &[String]) -> String {
-    let mut out = detail.to_string();
-    if output.is_empty() {
-        return cut_front(out, BODY_MAX);
+/// `detail`, then a blank line and the `tail` of a run's output when
+/// there is some; the whole at most `BODY_MAX` bytes (the end of the output
+/// is what is kept).
+pub fn body(detail: &str, out: &[Arc<Record>], err: &[Arc<Record>]) -> String {
+    let mut text = detail.to_string();
+    let room = BODY_MAX.saturating_sub(text.len() + 2);
+    let lines = tail(out, err, room);
+    if !lines.is_empty() {
+        text.push_str("\n\n");
+        text.push_str(&cut_front(lines.join("\n"), room));
     }
-    out.push_str("\n\n");
-    let room = BODY_MAX.saturating_sub(out.len());
-    let text = cut_front(output.join("\n"), room);
-    out.push_str(&text);
-    cut_front(out, BODY_MAX)
+    cut_front(text, BODY_MAX)
+}
+
+/// The lines a failure body carries, oldest first: from a run's last
+/// stdout (`out`) and stderr (`err`) lines, each oldest first, merged in
+/// the order sheepdog read them (`Record::seq`), the last `ERR_LINES`
+/// stderr lines always, and the most recent others while they fit in
+/// `room` bytes, `OUTPUT_LINES` in all. stdout and stderr are separate
+/// pipes, so sheepdog may read a stderr line before stdout lines printed
+/// ahead of it: the last `OUTPUT_LINES` alone could leave out the error.
+pub fn tail<'a>(out: &'a [Arc<Record>], err: &'a [Arc<Record>], room: usize) -> Vec<&'a str> {
+    let must = err.len().saturating_sub(ERR_LINES);
+    let mut bytes: usize = err[must..].iter().map(|r| r.msg.len() + 1).sum();
+    let mut others = OUTPUT_LINES - (err.len() - must);
+    let (mut o, mut e) = (out.len(), err.len());
+    let mut kept = Vec::new();
+    // Newest first.
+    while o + e > 0 {
+        let from_err = o == 0 || e > 0 && err[e - 1].seq > out[o - 1].seq;
+        let line = if from_err {
+            e -= 1;
+            &err[e].msg
+        } else {
+            o -= 1;
+            &out[o].msg
+        };
+        if from_err && e >= must {
+            kept.push(line.as_str());
+        } else if others > 0 && bytes + line.len() < room {
+            others -= 1;
+            bytes += line.len() + 1;
+            kept.push(line.as_str());
+        } else {
+            // The lines kept stay the run's last ones: none past a gap.
+            others = 0;
+        }
+    }
+    kept.reverse();
+    kept
 }
 
 /// The last `max` bytes of `s` at most, on a character boundary.
@@ -276,18 +350,19 @@ fn cut_front(s: String, max: usize) -> String {
 /// One attempt: the status of a 2xx answer, or why not.
 pub fn send(hb: &Heartbeat, url: &str, body: &str, timeout: Duration) -> Result<u16, Failed> {
     let method = hb.method.as_str();
-    let status = request(hb, method, url, body, timeout)?;
-    if (200..300).contains(&status) {
-        Ok(status)
-    } else {
-        Err(Failed {
-            error: format!("{method} {}: status {status}, expected 2xx", origin(url)),
-            permanent: false,
-        })
-    }
+    let (reason, permanent) = match request(hb, method, url, body, timeout) {
+        Ok(status) if (200..300).contains(&status) => return Ok(status),
+        Ok(status) => (format!("status {status}, expected 2xx"), false),
+        Err(e) => e,
+    };
+    Err(Failed {
+        error: format!("{method} {}: {reason}", origin(url)),
+        permanent,
+    })
 }
 
-/// The request itself: the answer's status, or why there is none.
+/// The request itself: the answer's status, or why there is none and
+/// whether retrying cannot help.
 #[cfg(feature = "http")]
 fn request(
     hb: &Heartbeat,
@@ -295,7 +370,7 @@ fn request(
     url: &str,
     body: &str,
     timeout: Duration,
-) -> Result<u16, Failed> {
+) -> Result<u16, (String, bool)> {
     use crate::http_client::{self, Error, Proxy, Request};
     let headers: Vec<(&str, &str)> = hb
         .headers
@@ -313,36 +388,23 @@ fn request(
         what: "heartbeat",
     };
     http_client::send(&req).map_err(|e| match e {
-        Error::TimedOut => Failed {
-            error: format!(
-                "{method} {}: timed out after {}",
-                origin(url),
-                format_duration(timeout)
-            ),
-            permanent: false,
-        },
-        Error::Failed { reason, permanent } => Failed {
-            error: format!("{method} {}: {reason}", origin(url)),
-            permanent,
-        },
+        Error::TimedOut => (
+            format!("timed out after {}", format_duration(timeout)),
+            false,
+        ),
+        Error::Failed { reason, permanent } => (reason, permanent),
         // sheepdog's own shortage: worth another try once it passes.
-        Error::Unable(reason) => Failed {
-            error: format!("{method} {}: {reason}", origin(url)),
-            permanent: false,
-        },
+        Error::Unable(reason) => (reason, false),
     })
 }
 
 /// Without the `http` feature no heartbeat is configured (refused at load).
 #[cfg(not(feature = "http"))]
-fn request(_: &Heartbeat, method: &str, url: &str, _: &str, _: Duration) -> Result<u16, Failed> {
-    Err(Failed {
-        error: format!(
-            "{method} {}: this build has no HTTP client (cargo feature `http`)",
-            origin(url)
-        ),
-        permanent: true,
-    })
+fn request(_: &Heartbeat, _: &str, _: &str, _: &str, _: Duration) -> Result<u16, (String, bool)> {
+    Err((
+        "this build has no HTTP client (cargo feature `http`)".into(),
+        true,
+    ))
 }
 
 /// `url` as logs show it: scheme and authority, with `/…` for whatever
@@ -374,10 +436,30 @@ pub struct Failed {
 struct Job {
     process: Arc<str>,
     kind: Kind,
+    /// The run an end-of-run ping is about (`backup#12`), for logs; empty
+    /// for the others.
+    run: String,
     url: String,
     body: String,
     /// Attempts made so far.
     attempts: u32,
+    /// When the next attempt may go.
+    at: Instant,
+}
+
+impl Job {
+    /// Whether `self`, queued after `older`, makes it stale: an end-of-run
+    /// or interval ping says the latest state, so everything before it is
+    /// old news; a start ping replaces only an older start.
+    fn supersedes(&self, older: &Job) -> bool {
+        self.kind != Kind::Start || older.kind == Kind::Start
+    }
+}
+
+/// Whether `pending[i]` is the first of its process's pings waiting: the
+/// one to attempt next.
+fn first(pending: &[Job], i: usize) -> bool {
+    !pending[..i].iter().any(|o| o.process == pending[i].process)
 }
 
 struct Worker {
@@ -386,8 +468,10 @@ struct Worker {
     results: Sender<Outcome>,
     configs: BTreeMap<Arc<str>, Heartbeat>,
     store: Arc<LogStore>,
-    /// Pings waiting for their next attempt, with when it is due.
-    retries: Vec<(Instant, Job)>,
+    /// Pings not sent yet, oldest first. Only a process's first one is
+    /// attempted, at its `at`; its others wait behind it (`queue`: two at
+    /// most).
+    pending: Vec<Job>,
     /// Healthy processes with an interval: when their next ping is due.
     due: BTreeMap<Arc<str>, Instant>,
 }
@@ -396,17 +480,18 @@ impl Worker {
     fn run(mut self) {
         loop {
             self.fire_due(Instant::now());
-            let next = self
-                .retries
-                .iter()
-                .map(|(at, _)| *at)
+            let next = (0..self.pending.len())
+                .filter(|&i| first(&self.pending, i))
+                .map(|i| self.pending[i].at)
                 .chain(self.due.values().copied())
                 .min();
             let timer = match next {
                 Some(at) => crossbeam_channel::at(at),
                 None => crossbeam_channel::never(),
             };
-            select! {
+            // Biased: a stop goes first, so that what follows it is only
+            // the flush, within its grace (a reload's new workers wait).
+            select_biased! {
                 // A message or the sender dropped: either way, stop.
                 recv(self.stop) -> _ => break,
                 recv(self.rx) -> m => match m {
@@ -427,8 +512,8 @@ impl Worker {
                 detail,
                 instance,
             } => {
-                if let Some(job) = self.job(process, kind, &detail, instance.as_deref()) {
-                    self.attempt(job, None);
+                if let Some(job) = self.job(process, kind, &detail, instance) {
+                    self.queue(job);
                 }
             }
             Msg::Alive { process, alive } => {
@@ -441,6 +526,8 @@ impl Worker {
                         self.due.entry(process).or_insert_with(Instant::now);
                     }
                     (false, _) => {
+                        // An interval ping still waiting goes with it
+                        // (`fire_due`).
                         self.due.remove(&process);
                     }
                     (true, false) => {}
@@ -455,7 +542,7 @@ impl Worker {
         process: Arc<str>,
         kind: Kind,
         detail: &str,
-        instance: Option<&str>,
+        instance: Option<String>,
     ) -> Option<Job> {
         let hb = self.configs.get(&process)?;
         let Some(url) = url_for(hb, kind) else {
@@ -465,33 +552,59 @@ impl Worker {
             );
             return None;
         };
-        let output = match (kind, instance) {
-            (Kind::Failure, Some(i)) => self.output(&process, i),
-            _ => Vec::new(),
-        };
+        let run = instance.unwrap_or_default();
+        // Only the child's lines: sheepdog's own records about the run
+        // have no stream.
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        if kind == Kind::Failure && !run.is_empty() {
+            out = self
+                .store
+                .recent(Some(&run), Some(Stream::Stdout), OUTPUT_LINES);
+            err = self
+                .store
+                .recent(Some(&run), Some(Stream::Stderr), OUTPUT_LINES);
+        }
         Some(Job {
+            body: body(detail, &out, &err),
             process,
             kind,
+            run,
             url,
-            body: body(detail, &output),
             attempts: 0,
+            at: Instant::now(),
         })
     }
 
-    /// The last lines `instance` of `process` printed.
-    fn output(&self, process: &str, instance: &str) -> Vec<String> {
-        // Sheepdog's own records about the instance carry its name too;
-        // only the child's lines are wanted.
-        let mut lines: Vec<String> = self
-            .store
-            .recent(Some(instance), None, OUTPUT_LINES * 2)
-            .into_iter()
-            .filter(|r| &*r.process == process && r.instance.as_deref() == Some(instance))
-            .map(|r| r.msg.clone())
-            .collect();
-        let skip = lines.len().saturating_sub(OUTPUT_LINES);
-        lines.drain(..skip);
-        lines
+    /// Queue `job` behind its process's pending pings, dropping those it
+    /// supersedes. When the first of them (the one waiting for its retry)
+    /// goes, `job` takes over its schedule: a newer ping goes no sooner
+    /// than the retry it replaces, and has only the attempts left.
+    fn queue(&mut self, mut job: Job) {
+        let (mut first, mut i) = (true, 0);
+        while let Some(old) = self.pending.get(i) {
+            if old.process != job.process || !job.supersedes(old) {
+                first &= old.process != job.process;
+                i += 1;
+                continue;
+            }
+            let old = self.pending.remove(i);
+            if first {
+                (job.at, job.attempts, first) = (old.at, old.attempts, false);
+            }
+            // Only end-of-run pings are news worth a line (a start ping
+            // says a run began, an interval ping that it is alive).
+            if !old.run.is_empty() {
+                log::info!(
+                    "{}: heartbeat {} ping of {} superseded by the {} ping of {}; not sending it",
+                    old.process,
+                    old.kind.as_str(),
+                    old.run,
+                    job.kind.as_str(),
+                    job.run
+                );
+            }
+        }
+        self.pending.push(job);
     }
 
     /// Interval pings and retries due at `now`.
@@ -513,30 +626,40 @@ impl Worker {
                 *at = if next <= now { now + interval } else { next };
             }
             if let Some(job) = self.job(process, Kind::Interval, "", None) {
-                self.attempt(job, None);
+                self.queue(job);
             }
         }
-        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.retries)
-            .into_iter()
-            .partition(|(at, _)| *at <= now);
-        self.retries = waiting;
-        for (_, job) in ready {
-            self.attempt(job, None);
+        let mut i = 0;
+        while i < self.pending.len() {
+            if !first(&self.pending, i) || self.pending[i].at > now {
+                i += 1;
+                continue;
+            }
+            // Sent or given up: whatever waited behind it is now first,
+            // at `i` or later.
+            let job = self.pending.remove(i);
+            // A longrun no longer healthy: a retry would say it is alive.
+            if job.kind == Kind::Interval && !self.due.contains_key(&job.process) {
+                continue;
+            }
+            if let Some(again) = self.attempt(job, None) {
+                self.pending.insert(i, again);
+                i += 1;
+            }
         }
     }
 
-    /// Send `job` once. On failure, schedule its next attempt, unless it
-    /// has none left or `until` (the flush deadline) is set.
-    fn attempt(&mut self, mut job: Job, until: Option<Instant>) {
-        let Some(hb) = self.configs.get(&job.process) else {
-            return;
-        };
+    /// Send `job` once. On failure, the job to retry (with its next
+    /// attempt's time), unless it has none left or `until` (the flush
+    /// deadline) is set.
+    fn attempt(&self, mut job: Job, until: Option<Instant>) -> Option<Job> {
+        let hb = self.configs.get(&job.process)?;
         let mut timeout = hb.timeout;
         if let Some(end) = until {
             timeout = timeout.min(end.saturating_duration_since(Instant::now()));
             if timeout.is_zero() {
                 self.failed(&job, "sheepdog is exiting; no time left to send it");
-                return;
+                return None;
             }
         }
         job.attempts += 1;
@@ -553,10 +676,12 @@ impl Worker {
                     process: job.process,
                     ok: true,
                 });
+                None
             }
             Err(f) if f.permanent || job.attempts > hb.retries || until.is_some() => {
                 let why = format!("{} (attempt {})", f.error, job.attempts);
                 self.failed(&job, &why);
+                None
             }
             Err(f) => {
                 let wait = backoff(hb.retry_delay, job.attempts - 1);
@@ -568,11 +693,8 @@ impl Worker {
                     f.error,
                     format_duration(wait)
                 );
-                self.retries.push((Instant::now() + wait, job));
-                if self.retries.len() > QUEUE {
-                    let (_, oldest) = self.retries.remove(0);
-                    self.failed(&oldest, "too many pings waiting for a retry");
-                }
+                job.at = Instant::now() + wait;
+                Some(job)
             }
         }
     }
@@ -589,14 +711,10 @@ impl Worker {
         });
     }
 
-    /// Shutdown: one attempt for each queued ping and pending retry, as
-    /// long as time is left before `until`.
+    /// Shutdown: one attempt for each queued ping and pending retry, each
+    /// process's in order, as long as time is left before `until`.
     fn flush(mut self, until: Instant) {
         self.due.clear();
-        let mut jobs: Vec<Job> = std::mem::take(&mut self.retries)
-            .into_iter()
-            .map(|(_, j)| j)
-            .collect();
         while let Ok(msg) = self.rx.try_recv() {
             if let Msg::Ping {
                 process,
@@ -605,10 +723,12 @@ impl Worker {
                 instance,
             } = msg
             {
-                jobs.extend(self.job(process, kind, &detail, instance.as_deref()));
+                if let Some(job) = self.job(process, kind, &detail, instance) {
+                    self.queue(job);
+                }
             }
         }
-        for job in jobs {
+        for job in std::mem::take(&mut self.pending) {
             self.attempt(job, Some(until));
         }
     }
@@ -688,18 +808,164 @@ mod tests {
         assert_eq!(backoff(Duration::ZERO, 5), Duration::ZERO);
     }
 
+    /// Records of `lines` (`true`: stderr), numbered in their order, split
+    /// by stream.
+    fn read(lines: &[(bool, &str)]) -> [Vec<Arc<Record>>; 2] {
+        let mut split = [Vec::new(), Vec::new()];
+        for (seq, (err, line)) in lines.iter().enumerate() {
+            let mut r = Record::new(crate::config::LogLevel::Info, "p".into(), line.to_string());
+            r.seq = seq as u64 + 1;
+            r.stream = Some(if *err { Stream::Stderr } else { Stream::Stdout });
+            split[usize::from(*err)].push(Arc::new(r));
+        }
+        split
+    }
+
     #[test]
     fn bodies_are_bounded_and_keep_the_end() {
-        assert_eq!(body("exit_code=1", &[]), "exit_code=1");
-        assert_eq!(
-            body("exit_code=2", &["a".into(), "b".into()]),
-            "exit_code=2\n\na\nb"
-        );
+        assert_eq!(body("exit_code=1", &[], &[]), "exit_code=1");
+        let [out, err] = read(&[(false, "a"), (true, "b"), (false, "c")]);
+        assert_eq!(body("exit_code=2", &out, &err), "exit_code=2\n\na\nb\nc");
         let long: Vec<String> = (0..1000).map(|i| format!("line {i} é")).collect();
-        let b = body("signal=9", &long);
+        let long: Vec<(bool, &str)> = long.iter().map(|l| (false, l.as_str())).collect();
+        let [out, err] = read(&long);
+        let b = body("signal=9", &out, &err);
         assert!(b.len() <= BODY_MAX, "{}", b.len());
         assert!(b.starts_with("signal=9\n\n"), "{}", &b[..20]);
         assert!(b.ends_with("line 999 é"));
+        // Lines over 4 KiB: the end of the last one.
+        let huge = "é".repeat(5000);
+        let [out, err] = read(&[(true, &huge)]);
+        let b = body("signal=9", &out, &err);
+        assert!(b.len() <= BODY_MAX && b.ends_with("éé"), "{}", b.len());
+    }
+
+    #[test]
+    fn a_failure_body_keeps_the_last_stderr_lines() {
+        // Regression: stderr read before the stdout lines printed ahead of
+        // it fell out of the last 20 lines, and took the error with it.
+        let mut lines: Vec<(bool, String)> =
+            (1..=8).map(|i| (false, format!("line {i}"))).collect();
+        lines.push((true, "the error".into()));
+        lines.extend((9..=30).map(|i| (false, format!("line {i}"))));
+        let lines: Vec<(bool, &str)> = lines.iter().map(|(e, l)| (*e, l.as_str())).collect();
+        let [out, err] = read(&lines);
+        let kept = tail(&out, &err, BODY_MAX);
+        assert_eq!(kept.len(), OUTPUT_LINES);
+        assert_eq!(kept[0], "the error", "{kept:?}");
+        assert_eq!(kept[1], "line 12", "{kept:?}");
+        assert_eq!(kept.last(), Some(&"line 30"));
+        // Only the last ERR_LINES stderr lines are sure to stay.
+        let mut many: Vec<(bool, &str)> = vec![(true, "old"); 30];
+        many.extend([(false, "out"); 30]);
+        let [out, err] = read(&many);
+        let kept = tail(&out, &err, BODY_MAX);
+        assert_eq!(kept.iter().filter(|l| **l == "old").count(), ERR_LINES);
+        assert_eq!(kept.len(), OUTPUT_LINES);
+        // Only stderr: its last OUTPUT_LINES.
+        let [out, err] = read(&[(true, "e"); 30]);
+        assert_eq!(tail(&out, &err, BODY_MAX).len(), OUTPUT_LINES);
+        // Long stdout lines give way to the stderr ones, not the reverse,
+        // and what is kept is the end, without gaps.
+        let big = "x".repeat(1000);
+        let mixed = [
+            (false, "first"),
+            (true, "boom"),
+            (false, big.as_str()),
+            (false, big.as_str()),
+        ];
+        let [out, err] = read(&mixed);
+        assert_eq!(tail(&out, &err, 1500), ["boom", big.as_str()]);
+        let b = body("exit_code=1", &out, &err);
+        assert!(b.starts_with("exit_code=1\n\nfirst\nboom\nxx"), "{b}");
+    }
+
+    /// A worker for processes `a` and `b`, never started: only its queue
+    /// is used.
+    fn worker() -> Worker {
+        let (_, rx) = crossbeam_channel::bounded(1);
+        let (_, stop) = crossbeam_channel::bounded(1);
+        let (results, _) = crossbeam_channel::unbounded();
+        Worker {
+            rx,
+            stop,
+            results,
+            configs: btree::collect(["a", "b"].map(|p| (Arc::from(p), hb(Some("http://x/"))))),
+            store: Arc::new(LogStore::new(10)),
+            pending: Vec::new(),
+            due: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_newer_ping_takes_a_stale_ones_place_and_retry_schedule() {
+        let mut w = worker();
+        let ping = |w: &Worker, p: &str, kind, run: &str| {
+            let run = (!run.is_empty()).then(|| run.to_string());
+            w.job(Arc::from(p), kind, "", run).unwrap()
+        };
+        let later = Instant::now() + Duration::from_secs(30);
+        // Run 1's failure waits for its second attempt.
+        let mut fail = ping(&w, "a", Kind::Failure, "a#1");
+        (fail.attempts, fail.at) = (1, later);
+        w.queue(fail);
+        // Run 2's start waits behind it; `b` is not held up.
+        w.queue(ping(&w, "a", Kind::Start, ""));
+        w.queue(ping(&w, "b", Kind::Start, ""));
+        let kinds = |w: &Worker| -> Vec<(String, Kind)> {
+            w.pending
+                .iter()
+                .map(|j| (j.process.to_string(), j.kind))
+                .collect()
+        };
+        assert_eq!(
+            kinds(&w),
+            [
+                ("a".into(), Kind::Failure),
+                ("a".into(), Kind::Start),
+                ("b".into(), Kind::Start)
+            ]
+        );
+        assert!(first(&w.pending, 0) && !first(&w.pending, 1) && first(&w.pending, 2));
+        // A newer start replaces the waiting one, behind the failure still.
+        w.queue(ping(&w, "a", Kind::Start, ""));
+        assert_eq!(w.pending.len(), 3);
+        // Run 2's success supersedes both, and goes at the failure's retry
+        // time with its attempts.
+        w.queue(ping(&w, "a", Kind::Success, "a#2"));
+        assert_eq!(
+            kinds(&w),
+            [("b".into(), Kind::Start), ("a".into(), Kind::Success)]
+        );
+        let ok = &w.pending[1];
+        assert_eq!((ok.run.as_str(), ok.attempts, ok.at), ("a#2", 1, later));
+    }
+
+    #[test]
+    fn end_of_run_pings_supersede_everything_before_them() {
+        let job = |kind| Job {
+            process: "p".into(),
+            kind,
+            run: String::new(),
+            url: String::new(),
+            body: String::new(),
+            attempts: 0,
+            at: Instant::now(),
+        };
+        let (start, ok, fail, alive) = (
+            job(Kind::Start),
+            job(Kind::Success),
+            job(Kind::Failure),
+            job(Kind::Interval),
+        );
+        for newer in [&ok, &fail] {
+            for older in [&start, &ok, &fail] {
+                assert!(newer.supersedes(older), "{newer:?} {older:?}");
+            }
+        }
+        assert!(alive.supersedes(&alive));
+        assert!(start.supersedes(&start));
+        assert!(!start.supersedes(&ok) && !start.supersedes(&fail));
     }
 
     #[cfg(feature = "http")]

@@ -561,3 +561,169 @@ fn a_reload_applies_heartbeat_changes_without_restarting_the_process() {
     // The process ran on throughout.
     assert_eq!(sd.pids_of("web-1").len(), 1, "{}", sd.log());
 }
+
+/// The run numbers (`run N` lines of the job's output) in the failure
+/// bodies the server got for `path`, in the order it got them.
+fn runs_in(srv: &Server, path: &str) -> Vec<u64> {
+    srv.reqs()
+        .iter()
+        .filter(|r| r.path == path)
+        .filter_map(|r| {
+            r.body
+                .lines()
+                .find_map(|l| l.strip_prefix("run ")?.trim().parse().ok())
+        })
+        .collect()
+}
+
+fn in_order(runs: &[u64]) -> bool {
+    runs.windows(2).all(|w| w[0] <= w[1])
+}
+
+/// Regression (review M2): a ping waiting for its retry was overtaken by
+/// the pings of later runs, so run 1's failure could land after run 3's:
+/// the monitor ended on a stale state. Now a process's pings go in order,
+/// and a newer end-of-run ping supersedes the one waiting.
+#[test]
+fn a_retried_ping_never_lands_after_a_newer_runs_ping() {
+    let first = Arc::new(AtomicBool::new(true));
+    let f = first.clone();
+    // The first failure ping gets a 500; everything else a 200.
+    let srv = Server::start(move |path, _| {
+        let refuse = path == "/m/fail" && f.swap(false, Ordering::SeqCst);
+        Some(if refuse { 500 } else { 200 })
+    });
+    let procs = format!(
+        "  job:\n    command: 'echo run $SHEEPDOG_RUN_ID; exit 1'\n    schedule: '@every 1s'\n    \
+         heartbeat: {{url: '{}', ping_start: true, retries: 3, retry_delay: 2500ms}}\n",
+        srv.url("/m")
+    );
+    let (mut sd, _) = start("hb-order", &procs);
+    srv.wait("failure pings of runs after the retry", &sd, |r| {
+        r.iter()
+            .any(|q| q.path == "/m/fail" && q.body.contains("run 5"))
+    });
+    sd.signal(libc::SIGTERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let runs = runs_in(&srv, "/m/fail");
+    assert!(in_order(&runs), "{runs:?} {:?}\n{}", srv.paths(), sd.log());
+    // Run 1's failure was refused, then superseded by a newer run's.
+    assert_eq!(runs[0], 1, "{runs:?}");
+    assert!(runs[1] > 1, "{runs:?}\n{}", sd.log());
+    assert!(
+        sd.log()
+            .contains("heartbeat failure ping of job#1 superseded by the failure ping of job#"),
+        "{}",
+        sd.log()
+    );
+    // A start ping never lands between a run's failure and its retry:
+    // after the refused one, the next request is a failure ping.
+    let paths = srv.paths();
+    let refused = paths.iter().position(|p| p == "/m/fail").unwrap();
+    assert_eq!(paths[refused + 1], "/m/fail", "{paths:?}\n{}", sd.log());
+}
+
+/// The same across a reload: a worker the reload retires flushes its
+/// pending retry, and the new worker's pings wait for it, even when the
+/// old one was held up by a slow endpoint at the time.
+#[test]
+fn a_reload_keeps_a_processs_pings_in_order() {
+    let first = Arc::new(AtomicBool::new(true));
+    let f = first.clone();
+    // The first failure ping is held without an answer (the old worker
+    // times out on it, then flushes its retry); the rest get a 200.
+    let srv = Server::start(move |path, _| {
+        let hold = path == "/r/fail" && f.swap(false, Ordering::SeqCst);
+        (!hold).then_some(200)
+    });
+    let procs = format!(
+        "  job:\n    command: 'echo run $SHEEPDOG_RUN_ID; exit 1'\n    schedule: '@every 1s'\n    \
+         heartbeat: {{url: '{}', timeout: 1500ms, retry_delay: 100ms}}\n",
+        srv.url("/r")
+    );
+    let (mut sd, _) = start("hb-reload-order", &procs);
+    srv.wait("the held failure ping", &sd, |r| {
+        r.iter().any(|q| q.path == "/r/fail")
+    });
+    let cfg = sd.dir.path("sheepdog.yaml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace("timeout: 1500ms", "timeout: 1400ms")).unwrap();
+    sd.signal(libc::SIGHUP);
+    assert!(sd.wait_log_n("reloaded ", 1, WAIT), "{}", sd.log());
+    srv.wait("failure pings of later runs", &sd, |r| {
+        r.iter()
+            .any(|q| q.path == "/r/fail" && q.body.contains("run 5"))
+    });
+    sd.signal(libc::SIGTERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let runs = runs_in(&srv, "/r/fail");
+    assert!(in_order(&runs), "{runs:?}\n{}", sd.log());
+    assert_eq!(runs[0], 1, "{runs:?}");
+}
+
+/// Regression (review m3): a longrun pings only every `interval`; a
+/// heartbeat without one sent nothing, and `check` did not say so.
+#[test]
+fn check_warns_about_a_longrun_heartbeat_without_interval() {
+    let dir = TempDir::new("hb-check");
+    let f = dir.write(
+        "sheepdog.yaml",
+        "processes:\n  crashy:\n    command: 'sleep 1'\n    \
+         heartbeat: {url: 'http://127.0.0.1:28509/c', ping_start: true}\n  \
+         web:\n    command: 'sleep 1'\n    \
+         heartbeat: {url: 'http://127.0.0.1:28509/w', failure_url: 'http://127.0.0.1:28509/f', interval: 1m}\n  \
+         job:\n    command: 'true'\n    schedule: '@hourly'\n    \
+         heartbeat: {url: 'http://127.0.0.1:28509/j', interval: 1m}\n  \
+         fine:\n    type: oneshot\n    command: 'true'\n    \
+         heartbeat: {url: 'http://127.0.0.1:28509/o', ping_start: true}\n",
+    );
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(["check", "-c"]).arg(&f);
+    let out = output_within(cmd, WAIT);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let want = "processes.crashy.heartbeat: has no effect on a longrun without interval";
+    assert!(text.contains(want), "no {want:?} in:\n{text}");
+    // Jobs, oneshots and longruns with an interval ping: nothing to say.
+    assert_eq!(
+        text.matches("heartbeat: has no effect").count(),
+        1,
+        "{text}"
+    );
+}
+
+/// Regression (review m4): the body's last 20 lines were taken in the
+/// order sheepdog read the two pipes, so a stderr line read before the
+/// stdout lines around it fell out, and the error with it.
+#[test]
+fn a_failure_body_keeps_the_last_stderr_lines() {
+    let srv = Server::start(|_, _| Some(200));
+    let procs = format!(
+        "  early:\n    command: 'echo the-error >&2; for i in $(seq 1 30); do echo line $i; done; exit 5'\n    \
+         schedule: '@every 1s'\n    heartbeat: {{url: '{}'}}\n  \
+         late:\n    command: 'for i in $(seq 1 30); do echo line $i; done; echo late-error >&2; exit 6'\n    \
+         schedule: '@every 1s'\n    heartbeat: {{url: '{}'}}\n",
+        srv.url("/early"),
+        srv.url("/late")
+    );
+    let (mut sd, _) = start("hb-stderr", &procs);
+    srv.wait("two failure pings of each", &sd, |r| {
+        let n = |p: &str| r.iter().filter(|q| q.path == p).count();
+        n("/early/fail") >= 2 && n("/late/fail") >= 2
+    });
+    sd.signal(libc::SIGTERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    for (path, error, code) in [
+        ("/early/fail", "the-error", 5),
+        ("/late/fail", "late-error", 6),
+    ] {
+        for r in srv.reqs().iter().filter(|r| r.path == path) {
+            let lines: Vec<&str> = r.body.lines().collect();
+            assert_eq!(lines[0], format!("exit_code={code}"), "{:?}", r.body);
+            assert!(lines.contains(&error), "{path}: {:?}", r.body);
+            // Still the last 20 lines, ending with the last one printed.
+            assert_eq!(lines.len(), 2 + 20, "{:?}", r.body);
+            assert!(lines.contains(&"line 30"), "{:?}", r.body);
+        }
+    }
+}

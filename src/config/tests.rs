@@ -558,7 +558,7 @@ fn seed_compat_keys_warn() {
     let c = ok("
 global: {health_check_interval: 10, log_timestamps: true, tracing_enabled: false, api_tls: {enabled: false}}
 processes:
-  w: {command: x, shutdown: {graceful: true}, heartbeat: {url: 'http://x', grace: 5}}
+  w: {command: x, shutdown: {graceful: true}, heartbeat: {url: 'http://x', grace: 5, interval: 1m}}
 ");
     assert_eq!(c.warnings.len(), 4, "{:#?}", c.warnings);
     assert!(c.warnings.iter().all(|w| w.contains("ignored")));
@@ -666,7 +666,7 @@ processes:
 fn https_urls_are_warned_about_since_every_request_would_fail() {
     let c = ok(
         "processes: {w: {command: x, health_check: {type: http, url: 'HTTPS://x/up'}, \
-                heartbeat: {url: 'https://hc/x', failure_url: 'http://hc/x/fail'}}}",
+                heartbeat: {url: 'https://hc/x', failure_url: 'http://hc/x/fail', interval: 1m}}}",
     );
     assert_eq!(
         paths(&c.warnings),
@@ -674,6 +674,29 @@ fn https_urls_are_warned_about_since_every_request_would_fail() {
         "{:#?}",
         c.warnings
     );
+}
+
+#[test]
+#[cfg_attr(
+    not(all(feature = "cron", feature = "http")),
+    ignore = "needs the cron and http features"
+)]
+fn a_longrun_heartbeat_without_interval_is_warned_about() {
+    let hb = "heartbeat: {url: 'http://hc/x', ping_start: true";
+    let c = ok(&format!(
+        "processes:\n  a: {{command: x, {hb}}}}}\n  \
+         b: {{command: x, {hb}, interval: 1m}}}}\n  \
+         c: {{command: x, schedule: '@hourly', {hb}}}}}\n  \
+         d: {{command: x, type: oneshot, {hb}}}}}\n  \
+         e: {{command: x, {hb}, enabled: false}}}}\n"
+    ));
+    assert_eq!(
+        paths(&c.warnings),
+        ["processes.a.heartbeat"],
+        "{:#?}",
+        c.warnings
+    );
+    assert!(c.warnings[0].contains("has no effect on a longrun without interval"));
 }
 
 #[test]

@@ -103,21 +103,26 @@ impl Beats {
             old.stop();
             self.retired.push(old);
         }
+        // The new workers hold their pings until the old ones are done, so
+        // that a retry flushed by an old one cannot land after a newer ping.
+        let after = self.retired.last().map(Handle::done);
         self.counts.retain(|p, _| configs.contains_key(p));
         for p in configs.keys() {
             self.counts.entry(p.clone()).or_default();
         }
         self.configs = configs;
         self.alive = interval_longruns(cfg);
-        self.start(store.clone());
+        self.start(store.clone(), after);
     }
 
-    /// Start the worker, when some process has a heartbeat.
-    pub(super) fn start(&mut self, store: Arc<LogStore>) {
+    /// Start the worker, when some process has a heartbeat; it sends
+    /// nothing before the workers it replaces (whose `Handle::done` is
+    /// `after`) have ended.
+    pub(super) fn start(&mut self, store: Arc<LogStore>, after: Option<Receiver<()>>) {
         if self.configs.is_empty() {
             return;
         }
-        match heartbeat::start(self.configs.clone(), store, self.results_tx.clone()) {
+        match heartbeat::start(self.configs.clone(), store, self.results_tx.clone(), after) {
             Ok(h) => self.handle = Some(h),
             Err(e) => {
                 log::error!("unable to start the heartbeat thread: {e}; no ping will be sent")
@@ -148,7 +153,7 @@ impl Beats {
         }
     }
 
-    /// A run of `process` (its output under `instance`) began.
+    /// A run of `process` began.
     pub(super) fn run_started(&mut self, process: &str) {
         let Some(key) = self.key(process) else { return };
         let Some(hb) = self.configs.get(&key) else {

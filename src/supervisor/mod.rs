@@ -530,7 +530,7 @@ impl Supervisor {
         for p in self.procs.values().filter(|p| p.phase == ProcPhase::Held) {
             log::info!("{}: initial_state is stopped; not starting it", p.name);
         }
-        self.beats.start(self.shared.output.store().clone());
+        self.beats.start(self.shared.output.store().clone(), None);
         self.start_pre_start_hooks();
         self.schedule_jobs(None, Vec::new());
         self.try_start_ready();

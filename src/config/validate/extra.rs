@@ -675,7 +675,15 @@ fn timezone(v: &Value, cron: bool) -> Result<Timezone, String> {
     }
 }
 
-pub fn heartbeat(raw: &RawHeartbeat, path: &str, r: &mut Report) -> Option<Heartbeat> {
+/// `raw` at `path`, a process's `heartbeat`. A `longrun` (neither a
+/// schedule nor `type: oneshot`) pings only every `interval`: without
+/// one, a warning says it pings nothing.
+pub fn heartbeat(
+    raw: &RawHeartbeat,
+    path: &str,
+    longrun: bool,
+    r: &mut Report,
+) -> Option<Heartbeat> {
     let p = under(path);
     let before = r.problems.len();
     let on = enabled(&raw.enabled, path, r);
@@ -753,6 +761,13 @@ pub fn heartbeat(raw: &RawHeartbeat, path: &str, r: &mut Report) -> Option<Heart
         Duration::from_secs(5),
     );
     let interval = r.get(&raw.interval, p("interval"), positive_duration);
+    if on && longrun && raw.interval.is_none() {
+        r.warn(
+            path,
+            "has no effect on a longrun without interval: a longrun sends no start, success or \
+             failure pings, only one every interval while healthy",
+        );
+    }
     if raw.grace.is_some() {
         r.warn(
             p("grace"),
@@ -1026,7 +1041,10 @@ mod tests {
         let hb = |yaml: &str| {
             let raw = RawHeartbeat::take(serde_yaml::from_str(yaml).unwrap());
             let mut r = Report::default();
-            (heartbeat(&raw, "processes.cron.heartbeat", &mut r), r)
+            (
+                heartbeat(&raw, "processes.cron.heartbeat", false, &mut r),
+                r,
+            )
         };
         let (h, r) = hb("{failure_url: 'https://hc-ping.com/x/fail', timeout: 30, retry_count: 2}");
         assert!(r.problems.is_empty(), "{:?}", r.problems);

@@ -252,10 +252,10 @@ pub fn build(name: &str, raw: &RawProcess, global: &Global, r: &mut Report) -> P
         Duration::from_secs(10),
     );
     let logging = extra::logging(raw, &path, r);
-    let heartbeat = raw
-        .heartbeat
-        .as_ref()
-        .and_then(|h| extra::heartbeat(h, &p("heartbeat").path(), r));
+    let heartbeat = raw.heartbeat.as_ref().and_then(|h| {
+        let longrun = kind == ProcessType::Longrun && schedule.is_none();
+        extra::heartbeat(h, &p("heartbeat").path(), longrun, r)
+    });
     let hooks = hooks::hooks(raw.hooks.as_ref(), &p("hooks").path(), r);
 
     Process {
