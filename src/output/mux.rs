@@ -283,7 +283,6 @@ impl Mux {
     /// Send records to their sinks.
     fn emit(&mut self, s: &Source, records: &mut Vec<Record>) {
         for r in records.drain(..) {
-            let line = logging::format_line(&r, Target::Stdout);
             let mut to_stdout = s.pipeline.file.as_ref().is_none_or(|f| f.stdout_too);
             if let Some(path) = &s.file {
                 let file_line = logging::format_line(&r, Target::File);
@@ -292,6 +291,9 @@ impl Mux {
                 }
             }
             if to_stdout {
+                // Formatted only when printed (`stdout_too: false` is a
+                // file's common case).
+                let line = logging::format_line(&r, Target::Stdout);
                 self.stdout.extend_from_slice(&line);
                 if self.stdout.len() >= FLUSH_AT {
                     self.flush_stdout();
