@@ -36,6 +36,10 @@
 //!   only child lines wait for room (`crate::stdout`).
 //! - Own records also go to `global.log_file` (rotated like process files,
 //!   reopened on SIGUSR1) and to the in-memory `LogStore`, if installed.
+//!   That file never blocks the thread that logs either: one that is not a
+//!   regular file (a FIFO, a link to `/dev/stdout`) is written without
+//!   waiting, and what its reader has no room for is dropped and counted
+//!   (`sink::RotatingFile`).
 //! - Formatting never panics on any input: messages are already valid UTF-8
 //!   (the framer converts lossily) and JSON escaping is serde_json's.
 
@@ -405,28 +409,15 @@ pub fn write_direct(lines: &[u8]) {
         Ok(()) if lost == 0 => return,
         Ok(()) => {
             STDOUT_LOST.store(0, Ordering::Relaxed);
-            Record::new(
-                LogLevel::Warn,
-                SELF.into(),
-                format!(
-                    "stdout works again; {} lost",
-                    counted(lost, "line was", "lines were")
-                ),
-            )
+            loss_note(&"stdout", None, lost)
         }
         Err(e) => {
-            let n = lines.iter().filter(|&&b| b == b'\n').count().max(1) as u64;
+            let n = crate::stdout::count_lines(lines);
             STDOUT_LOST.store(lost.saturating_add(n), Ordering::Relaxed);
             if lost > 0 {
                 return;
             }
-            Record::new(
-                LogLevel::Error,
-                SELF.into(),
-                format!(
-                    "unable to write to stdout: {e}; its lines are dropped until it works again"
-                ),
-            )
+            loss_note(&"stdout", Some(&e), 0)
         }
     };
     let _ = std::io::stderr().write_all(&format_line(&note, Target::File));
@@ -438,18 +429,45 @@ fn emit_own(r: Record) {
     {
         let mut file = OWN_FILE.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(f) = file.as_mut() {
-            if let Err(e) = f.write_line(&format_line(&r, Target::File)) {
-                // Told once per failure streak; the file keeps trying.
-                if f.note_failure() {
-                    let msg = format!("unable to write {}: {e}", f.path().display());
-                    let note = Record::new(LogLevel::Error, SELF.into(), msg);
-                    write_own(&format_line(&note, Target::Stdout));
-                }
-            }
+            // Never waits for a FIFO's reader: the lock is held briefly.
+            f.write_line(&format_line(&r, Target::File));
         }
     }
     if let Some(store) = STORE.get() {
         store.push(r);
+    }
+}
+
+/// What is said when lines to `what` (stdout, a log file) start being
+/// dropped (`failed`: why, said once), and when it takes them again after
+/// `lost` were.
+pub fn loss_note(
+    what: &dyn std::fmt::Display,
+    failed: Option<&dyn std::fmt::Display>,
+    lost: u64,
+) -> Record {
+    let (level, msg) = match failed {
+        Some(e) => (
+            LogLevel::Error,
+            format!("unable to write to {what}: {e}; its lines are dropped until it works again"),
+        ),
+        None => (
+            LogLevel::Warn,
+            format!(
+                "{what} works again; {} lost",
+                counted(lost, "line was", "lines were")
+            ),
+        ),
+    };
+    Record::new(level, SELF.into(), msg)
+}
+
+/// Log a log file's trouble. sheepdog's own file's goes to stdout only:
+/// that file is what failed, and its lock is held.
+pub fn file_trouble(r: Record, own: bool) {
+    match own {
+        true => write_own(&format_line(&r, Target::Stdout)),
+        false => emit_own(r),
     }
 }
 
@@ -575,7 +593,7 @@ pub fn set_name_width(width: usize) {
 /// Also write sheepdog's own records to `path` (`global.log_file`), rotated
 /// at `max_size` keeping `max_files`.
 pub fn open_own_file(path: &Path, max_size: u64, max_files: u32) -> Result<(), String> {
-    let f = RotatingFile::open(path, max_size, max_files)?;
+    let f = RotatingFile::open(path, max_size, max_files, true)?;
     *OWN_FILE.lock().unwrap_or_else(|e| e.into_inner()) = Some(f);
     Ok(())
 }

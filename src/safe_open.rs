@@ -21,7 +21,9 @@
 //!   over the target (which replaces a link, never writes through it).
 //! - Opening never blocks: a FIFO planted at the path is opened with
 //!   `O_NONBLOCK` (and fails without a reader) instead of hanging the
-//!   output thread.
+//!   output thread. Nor does writing: `O_NONBLOCK` stays on anything but a
+//!   regular file (a FIFO, a terminal, `/dev/stdout`'s pipe), whose reader
+//!   may stall; the writer decides what to do with what does not fit.
 //!
 //! Directories above the last component are trusted: they come from the
 //! configuration, and a child that can replace one of them can only choose
@@ -50,7 +52,9 @@ pub fn append(path: &Path, mode: u32) -> io::Result<File> {
             meta.nlink()
         )));
     }
-    blocking(&file)?;
+    if meta.is_file() {
+        blocking(&file)?;
+    }
     Ok(file)
 }
 
@@ -138,8 +142,8 @@ pub fn dir_of(path: &Path) -> &Path {
     }
 }
 
-/// Clear the `O_NONBLOCK` used for the open: writes to a pipe reached
-/// through a trusted link wait for room, as they always did.
+/// Clear the `O_NONBLOCK` used for the open, on a regular file: a disk
+/// that is slow slows the writer, whatever the file system makes of it.
 fn blocking(file: &File) -> io::Result<()> {
     let flags = nix::fcntl::fcntl(file, nix::fcntl::FcntlArg::F_GETFL)?;
     let flags = nix::fcntl::OFlag::from_bits_truncate(flags) - nix::fcntl::OFlag::O_NONBLOCK;

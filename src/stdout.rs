@@ -171,7 +171,8 @@ pub fn flush(deadline: Instant) -> bool {
     true
 }
 
-fn count_lines(lines: &[u8]) -> u64 {
+/// Lines in `lines`, a partial one too.
+pub fn count_lines(lines: &[u8]) -> u64 {
     lines.iter().filter(|&&b| b == b'\n').count().max(1) as u64
 }
 

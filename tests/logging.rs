@@ -984,3 +984,330 @@ fn a_crash_loop_behind_a_stdout_nobody_reads_does_not_pile_up_descriptors() {
     assert_eq!(sd.exit_code(WAIT), 0, "{}", own_log());
     let _ = drain.join();
 }
+
+/// A FIFO at `path` with a reader that reads nothing until told (`Drain`);
+/// its pipe holds one page, so that it fills at once.
+fn stalled_fifo(path: &Path) -> fs::File {
+    use std::os::unix::fs::OpenOptionsExt;
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let reader = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .unwrap();
+    let _ = nix::fcntl::fcntl(&reader, nix::fcntl::FcntlArg::F_SETPIPE_SZ(4096));
+    reader
+}
+
+/// Reads a FIFO on a thread while `on` is set, until `join` (or `WAIT`
+/// twice over); `text` is what it read so far.
+struct Drain {
+    on: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    got: Arc<Mutex<Vec<u8>>>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Drain {
+    fn new(mut reader: fs::File, on: bool) -> Drain {
+        use std::io::Read;
+        let on = Arc::new(AtomicBool::new(on));
+        let stop = Arc::new(AtomicBool::new(false));
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let (on2, stop2, got2) = (on.clone(), stop.clone(), got.clone());
+        let thread = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 1 << 16];
+            let deadline = Instant::now() + 2 * WAIT;
+            while !stop2.load(Ordering::Relaxed) && Instant::now() < deadline {
+                if on2.load(Ordering::Relaxed) {
+                    if let Ok(n @ 1..) = reader.read(&mut buf) {
+                        got2.lock().unwrap().extend_from_slice(&buf[..n]);
+                        continue;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        Drain {
+            on,
+            stop,
+            got,
+            thread,
+        }
+    }
+
+    fn set(&self, on: bool) {
+        self.on.store(on, Ordering::Relaxed);
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.got.lock().unwrap()).into_owned()
+    }
+
+    fn join(self) -> String {
+        self.stop.store(true, Ordering::Relaxed);
+        let Drain { thread, got, .. } = self;
+        thread.join().unwrap();
+        let got = got.lock().unwrap();
+        String::from_utf8_lossy(&got).into_owned()
+    }
+}
+
+/// Review 1: sheepdog's own records went to `global.log_file` with blocking
+/// writes from the supervisor and instance threads: a FIFO whose reader
+/// stalled stopped every restart and the shutdown deadline.
+#[test]
+fn a_global_log_file_whose_reader_stalls_holds_up_no_decision() {
+    let dir = TempDir::new("own-fifo");
+    let fifo = dir.path("own.fifo");
+    let drain = Drain::new(stalled_fifo(&fifo), false);
+    let cfg = dir.write(
+        "sheepdog.yaml",
+        &format!(
+            "version: \"1.0\"\nglobal: {{shutdown_timeout: 2s, restart_backoff_initial: 0s, \
+             api_enabled: false, metrics_enabled: false, log_file: {}}}\nprocesses:\n  \
+             crasher: {{command: \"exit 3\"}}\n",
+            fifo.display()
+        ),
+    );
+    let mut sd = Sheepdog::start_file("own-fifo", &cfg, |_| {});
+    let stalled = format!(
+        "unable to write to {}: its reader does not keep up",
+        fifo.display()
+    );
+    sd.wait_log(&stalled);
+    // Restarts go on with the FIFO full.
+    let starts = sd.count("crasher-1: started");
+    assert!(
+        sd.wait_log_n("crasher-1: started", starts + 20, WAIT),
+        "{}",
+        sd.log()
+    );
+    // Read again: what was lost is said once.
+    drain.set(true);
+    sd.wait_log(&format!("{} works again; ", fifo.display()));
+    assert_eq!(sd.count(&stalled), 1, "{}", sd.log());
+    // Stalled again, the shutdown keeps its deadline.
+    drain.set(false);
+    assert!(sd.wait_log_n(&stalled, 2, WAIT), "{}", sd.log());
+    sd.signal(TERM);
+    let stop = Instant::now();
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    assert!(
+        stop.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        stop.elapsed()
+    );
+    let got = drain.join();
+    assert!(got.contains("crasher-1: started"), "{got}");
+}
+
+/// Review 8: one process's log file that blocked (a FIFO nobody read)
+/// stopped every other process's output on the single output thread.
+#[test]
+fn a_process_log_file_whose_reader_stalls_holds_up_only_that_process() {
+    let dir = TempDir::new("proc-fifo");
+    let fifo = dir.path("flood.fifo");
+    let drain = Drain::new(stalled_fifo(&fifo), false);
+    let cfg = dir.write(
+        "sheepdog.yaml",
+        &config(
+            "",
+            &format!(
+                "  flood:\n    command: \"yes x\"\n    logging: {{file: {{path: {}, stdout_too: \
+                 false}}}}\n  other:\n    command: \"i=0; while :; do i=$((i+1)); echo tick \
+                 $i; sleep 0.05; done\"\n",
+                fifo.display()
+            ),
+        ),
+    );
+    let mut sd = Sheepdog::start_file("proc-fifo", &cfg, |_| {});
+    let stalled = format!(
+        "unable to write to {}: its reader does not keep up",
+        fifo.display()
+    );
+    sd.wait_log(&stalled);
+    let ticks = sd.count("| tick ");
+    assert!(
+        sd.wait_log_n("| tick ", ticks + 10, WAIT),
+        "other's lines stopped:\n{}",
+        sd.log()
+    );
+    drain.set(true);
+    sd.wait_log(&format!("{} works again; ", fifo.display()));
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let got = drain.join();
+    // Whole lines, though a pipe takes part of a write when it is nearly
+    // full; only the last may be cut, at the exit.
+    let lines: Vec<&str> = got.lines().collect();
+    assert!(lines.len() > 100, "{}", lines.len());
+    let cut = lines[..lines.len() - 1]
+        .iter()
+        .filter(|l| !l.ends_with(" | x"))
+        .collect::<Vec<_>>();
+    assert!(cut.is_empty(), "lines cut or mixed: {cut:?}");
+}
+
+/// Review 3: a log file that is a trusted link to a FIFO (or /dev/stdout)
+/// was "rotated" after max_size: the link renamed away and a regular file
+/// put in its place, so the lines silently went to disk.
+#[test]
+fn a_log_file_linked_to_a_fifo_is_never_rotated() {
+    let dir = TempDir::new("link-fifo");
+    let fifo = dir.path("out.fifo");
+    let drain = Drain::new(stalled_fifo(&fifo), true);
+    let link = dir.path("app.log");
+    std::os::unix::fs::symlink(&fifo, &link).unwrap();
+    let cfg = dir.write(
+        "sheepdog.yaml",
+        &config(
+            "",
+            &format!(
+                "  app:\n    command: \"i=0; while [ $i -lt 200 ]; do i=$((i+1)); echo \
+                 line-$i-padpadpadpadpadpadpadpad; done; exec sleep 100\"\n    logging: \
+                 {{file: {{path: {}, max_size: 1KiB, max_files: 2, stdout_too: false}}}}\n",
+                link.display()
+            ),
+        ),
+    );
+    let mut sd = Sheepdog::start_file("link-fifo", &cfg, |_| {});
+    assert!(
+        wait_until(WAIT, || drain.text().contains("| line-200-")),
+        "{}\n{}",
+        drain.text(),
+        sd.log()
+    );
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let got = drain.join();
+    let nums: Vec<u32> = got
+        .lines()
+        .filter_map(|l| l.split("| line-").nth(1)?.split('-').next()?.parse().ok())
+        .collect();
+    assert_eq!(nums, (1..=200).collect::<Vec<_>>(), "{got}");
+    assert!(fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(!dir.path("app.log.1").exists());
+}
+
+/// A process `w` whose `file` is `dir/w.log` (`max_size`, 3 kept): it
+/// prints `first` numbered lines, then, once the test writes a count into
+/// `dir/go`, that many more and `last`.
+fn phased_writer(dir: &TempDir, first: u32, max_size: &str) -> Sheepdog {
+    let go = dir.path("go");
+    let script = format!(
+        "import os, time\n\
+         def out(a, b):\n    for i in range(a, b): print('line-%05d %s' % (i, 'x' * 40), flush=True)\n\
+         out(0, {first})\n\
+         while not os.path.exists('{go}'): time.sleep(0.01)\n\
+         out({first}, {first} + int(open('{go}').read()))\n\
+         print('last', flush=True)\n\
+         time.sleep(100)\n",
+        go = go.display()
+    );
+    let py = dir.write("w.py", &script);
+    let cfg = dir.write(
+        "sheepdog.yaml",
+        &config(
+            "",
+            &format!(
+                "  w:\n    command: [python3, {}]\n    logging: {{file: {{path: {}, max_size: \
+                 {max_size}, max_files: 3, stdout_too: false}}}}\n",
+                py.display(),
+                dir.path("w.log").display()
+            ),
+        ),
+    );
+    Sheepdog::start_file("phased", &cfg, |_| {})
+}
+
+/// Tell `phased_writer` to print `n` more lines (written whole, then moved
+/// into place).
+fn go(dir: &TempDir, n: usize) {
+    dir.write("go.tmp", &n.to_string());
+    fs::rename(dir.path("go.tmp"), dir.path("go")).unwrap();
+}
+
+/// Review 2: a log file deleted (or moved away without a SIGUSR1) made
+/// every later line run the rotation again: the rotated files shifted out
+/// one per line and deleted, and an error printed per line.
+#[test]
+fn a_deleted_log_file_is_started_anew_without_touching_the_rotated_ones() {
+    let dir = TempDir::new("deleted-log");
+    let mut sd = phased_writer(&dir, 200, "4KiB");
+    let log = dir.path("w.log");
+    let read = |p: &Path| fs::read_to_string(p).unwrap_or_default();
+    assert!(
+        wait_until(WAIT, || read(&log).contains("line-00199 ")),
+        "{}",
+        sd.log()
+    );
+    let rotated = |n| dir.path(&format!("w.log.{n}"));
+    let before: Vec<String> = (1..=3).map(|n| read(&rotated(n))).collect();
+    assert!(!before[2].is_empty(), "not rotated 3 times yet");
+    // Past the point where w.log would rotate, and half a file more: the
+    // new file does not reach max_size.
+    let text = read(&log);
+    let line = text.lines().next().unwrap().len() + 1;
+    let n = (4096 - text.len()) / line + 1 + 4096 / line / 2;
+    fs::remove_file(&log).unwrap();
+    go(&dir, n);
+    assert!(
+        wait_until(WAIT, || read(&log).contains("| last")),
+        "{}",
+        sd.log()
+    );
+    let after: Vec<String> = (1..=3).map(|n| read(&rotated(n))).collect();
+    assert_eq!(before, after, "the rotated files changed");
+    assert_eq!(
+        sd.count("was moved or deleted without a SIGUSR1"),
+        1,
+        "{}",
+        sd.log()
+    );
+    assert_eq!(sd.count("unable to"), 0, "{}", sd.log());
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}
+
+/// Review 9: after an external `copytruncate` the next rotation came early
+/// by the size truncated, since the count of bytes written was never
+/// checked against the file.
+#[test]
+fn a_copytruncated_log_file_rotates_at_its_real_size() {
+    let dir = TempDir::new("copytruncate");
+    let mut sd = phased_writer(&dir, 60, "8KiB");
+    let log = dir.path("w.log");
+    let read = |p: &Path| fs::read_to_string(p).unwrap_or_default();
+    assert!(
+        wait_until(WAIT, || read(&log).contains("line-00059 ")),
+        "{}",
+        sd.log()
+    );
+    // What logrotate's copytruncate does.
+    let copy = read(&log);
+    assert!(copy.len() > 4096, "{}", copy.len());
+    fs::write(dir.path("w.log.1"), &copy).unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    // Less than max_size in the file, more since it was opened.
+    let line = copy.lines().next().unwrap().len() + 1;
+    go(&dir, 6000 / line);
+    assert!(
+        wait_until(WAIT, || read(&log).contains("| last")),
+        "{}",
+        sd.log()
+    );
+    assert!(!dir.path("w.log.2").exists(), "rotated early");
+    assert_eq!(read(&dir.path("w.log.1")), copy);
+    assert_eq!(read(&log).lines().count(), 6000 / line + 1);
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}

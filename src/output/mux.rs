@@ -18,6 +18,13 @@
 //!   are slowed, never killed. New pipes wait in the channel meanwhile; so
 //!   that they cannot pile up without end, starts wait while too many do
 //!   (`Output::stalled`).
+//! - A log file that is not a regular file (a FIFO, a terminal) is never
+//!   waited for: while its reader has no room, the pipes that write to it
+//!   are not read (their children slow down, the others go on) and it is
+//!   polled for room instead. A held pipe is still watched for hang-up: a
+//!   run that ended is read out (lines its file has no room for are
+//!   dropped, and counted) and closed, rather than held with its
+//!   descriptors while its process restarts.
 //! - Nothing is lost at the end of a stream: when a pipe closes its
 //!   unfinished line and pending multiline entry are flushed, and `finish`
 //!   flushes every remaining pipe's at the deadline. Invalid UTF-8 is
@@ -96,6 +103,15 @@ enum FileSlot {
     Broken,
 }
 
+impl FileSlot {
+    fn waiting(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        match self {
+            FileSlot::Open(f) => f.waiting(),
+            FileSlot::Broken => None,
+        }
+    }
+}
+
 struct Mux {
     store: Arc<LogStore>,
     files: HashMap<PathBuf, FileSlot>,
@@ -154,10 +170,19 @@ pub fn run(rx: Receiver<Msg>, wake: OwnedFd, store: Arc<LogStore>) {
         };
         let mut fds = Vec::with_capacity(sources.len() + 1);
         fds.push(PollFd::new(wake.as_fd(), PollFlags::POLLIN));
+        fds.extend(sources.iter().map(|s| {
+            // Held: only a hang-up (reported whatever is asked) wakes us.
+            let events = match mux.held(s) {
+                true => PollFlags::empty(),
+                false => PollFlags::POLLIN,
+            };
+            PollFd::new(s.fd.as_fd(), events)
+        }));
         fds.extend(
-            sources
-                .iter()
-                .map(|s| PollFd::new(s.fd.as_fd(), PollFlags::POLLIN)),
+            mux.files
+                .values()
+                .filter_map(FileSlot::waiting)
+                .map(|fd| PollFd::new(fd, PollFlags::POLLOUT)),
         );
         match poll(&mut fds, timeout) {
             Ok(_) => {}
@@ -310,7 +335,7 @@ impl Mux {
                 .file
                 .as_ref()
                 .map_or((10 << 20, 5), |f| (f.max_size, f.max_files));
-            match RotatingFile::open(path, max_size, max_files) {
+            match RotatingFile::open(path, max_size, max_files, false) {
                 Ok(f) => FileSlot::Open(f),
                 Err(e) => {
                     log::error!("{}: {e}; its lines go to stdout", p.process);
@@ -320,15 +345,20 @@ impl Mux {
         });
         match slot {
             FileSlot::Open(f) => {
-                if let Err(e) = f.push_line(line) {
-                    if f.note_failure() {
-                        log::error!("{}: unable to write {}: {e}", p.process, path.display());
-                    }
-                }
+                f.push_line(line);
                 true
             }
             FileSlot::Broken => false,
         }
+    }
+
+    /// Whether `s` is not read while its file has no room.
+    fn held(&self, s: &Source) -> bool {
+        s.file
+            .as_ref()
+            .and_then(|p| self.files.get(p))
+            .and_then(FileSlot::waiting)
+            .is_some()
     }
 
     fn flush_stdout(&mut self) {
@@ -343,13 +373,9 @@ impl Mux {
 
     fn flush(&mut self) {
         self.flush_stdout();
-        for (path, slot) in &mut self.files {
+        for slot in self.files.values_mut() {
             if let FileSlot::Open(f) = slot {
-                if let Err(e) = f.flush() {
-                    if f.note_failure() {
-                        log::error!("unable to write {}: {e}", path.display());
-                    }
-                }
+                f.flush();
             }
         }
     }

@@ -1,17 +1,39 @@
 //! Log files with size-based rotation, and file path templates.
 //!
 //! A `RotatingFile` appends whole lines to `path` (created with mode 0640).
-//! Before a line that would take the file past `max_size`, the file is
-//! rotated: `path.{N-1}` → `path.N` (the oldest, `path.max_files`, is
-//! replaced), …, `path` → `path.1`, and a fresh `path` is opened. `reopen`
-//! closes and reopens `path` for external rotators (logrotate's `create`
-//! mode, then SIGUSR1).
+//! What `path` is, read with fstat at open, decides how:
+//! - A regular file is rotated by size: before a line that would take it
+//!   past `max_size`, `path.{N-1}` → `path.N` (the oldest, `path.max_files`,
+//!   is replaced), …, `path` → `path.1`, and a fresh `path` is opened.
+//! - Anything else (a FIFO, a terminal, the pipe behind a trusted link to
+//!   `/dev/stdout`) is never rotated, since renaming it would move the link
+//!   away and put a regular file in its place, and never waited for: it is
+//!   written without blocking. What its reader has no room for waits in the
+//!   buffer (`BUF_MAX`; `waiting` gives the descriptor to poll for room),
+//!   and lines beyond are dropped and counted.
+//!
+//! `reopen` closes and reopens `path` for external rotators (logrotate's
+//! `create` mode, then SIGUSR1).
 //!
 //! Invariants:
 //! - Lines are never split: rotation happens only between lines, and a line
 //!   longer than `max_size` goes whole into a fresh file. Nothing is lost or
 //!   duplicated across a rotation: the buffer is written before the rename,
-//!   and the line that triggered it goes to the new file.
+//!   and the line that triggered it goes to the new file. A write that a
+//!   pipe took only in part leaves the rest of the line first in the
+//!   buffer; lines are dropped only whole.
+//! - A rotation happens only when the file really is that large (the count
+//!   of bytes written is checked against fstat when it says so: an external
+//!   `copytruncate` empties the file), and only while `path` still names the
+//!   file being written (dev/inode). A file moved away or deleted without a
+//!   SIGUSR1 is not rotated, which would shift the rotated files once per
+//!   line: `path` is opened anew and they stay as they are. A failed
+//!   rotation is tried again after another `max_size` bytes.
+//! - Failures are logged once per streak (a write: until one works again,
+//!   then how many lines were lost; a rotation, or a file found moved or
+//!   deleted: until a rotation works), by the file itself
+//!   (`logging::file_trouble`). sheepdog's own log file says them on stdout
+//!   only: it is written from inside the logger, under its lock.
 //! - Writes are buffered per output-thread round (`push_line` then
 //!   `flush`); the buffer is bounded (`BUF_MAX`, flushed early beyond it).
 //! - The file is opened by `safe_open::append`: a symlink or hard link that
@@ -22,9 +44,15 @@
 
 use std::fs::File;
 use std::io::{self, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-/// Flush the write buffer early beyond this many bytes.
+use crate::config::LogLevel;
+use crate::logging::{loss_note, Record, SELF};
+
+/// Flush the write buffer early beyond this many bytes; as much may wait
+/// for a reader that does not keep up.
 const BUF_MAX: usize = 64 * 1024;
 
 /// `{process}` and `{instance}` in a `logging.file.path`.
@@ -84,12 +112,14 @@ pub fn not_a_directory(path: &Path, doing: &str) -> Result<(), String> {
     }
 }
 
-fn open_append(path: &Path) -> Result<(File, u64), String> {
+/// The file, its size, and whether it is a regular file.
+fn open_append(path: &Path) -> Result<(File, u64, bool), String> {
     check_dir(path)?;
     let file = crate::safe_open::append(path, 0o640)
         .map_err(|e| format!("unable to open log file {}: {e}", path.display()))?;
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    Ok((file, size))
+    let meta = file.metadata();
+    let size = meta.as_ref().map_or(0, |m| m.len());
+    Ok((file, size, meta.is_ok_and(|m| m.is_file())))
 }
 
 /// An append-only log file rotated by size.
@@ -97,74 +127,135 @@ fn open_append(path: &Path) -> Result<(File, u64), String> {
 pub struct RotatingFile {
     path: PathBuf,
     file: File,
+    /// Rotated, and written with blocking writes; otherwise never rotated
+    /// nor waited for.
+    regular: bool,
     /// Bytes in the file plus bytes buffered.
     size: u64,
     max_size: u64,
     max_files: u32,
     buf: Vec<u8>,
-    failing: bool,
+    /// The last flush left lines for a reader that had no room.
+    stalled: bool,
+    /// Lines lost in the current streak of write failures.
+    lost: u64,
+    rotate_failing: bool,
+    /// sheepdog's own log file (`global.log_file`): its troubles go to
+    /// stdout only.
+    own: bool,
+    /// What was reported, for the tests.
+    #[cfg(test)]
+    reports: Vec<String>,
 }
 
 impl RotatingFile {
-    pub fn open(path: &Path, max_size: u64, max_files: u32) -> Result<RotatingFile, String> {
-        let (file, size) = open_append(path)?;
+    /// `own`: sheepdog's own log file (`global.log_file`).
+    pub fn open(
+        path: &Path,
+        max_size: u64,
+        max_files: u32,
+        own: bool,
+    ) -> Result<RotatingFile, String> {
+        let (file, size, regular) = open_append(path)?;
         Ok(RotatingFile {
             path: path.to_path_buf(),
             file,
+            regular,
             size,
             max_size: max_size.max(1),
             max_files: max_files.max(1),
             buf: Vec::new(),
-            failing: false,
+            stalled: false,
+            lost: 0,
+            rotate_failing: false,
+            own,
+            #[cfg(test)]
+            reports: Vec::new(),
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Queue one whole line (with its newline), rotating first if it would
-    /// take the file past `max_size`.
-    pub fn push_line(&mut self, line: &[u8]) -> io::Result<()> {
-        let mut result = Ok(());
-        if self.size > 0 && self.size + line.len() as u64 > self.max_size {
-            // A failed rotation still keeps the line (in the current file).
-            result = self.flush().and_then(|()| self.rotate());
+    /// take a regular file past `max_size`.
+    pub fn push_line(&mut self, line: &[u8]) {
+        let len = line.len() as u64;
+        if self.regular && self.size + len > self.max_size {
+            self.flush();
+            self.rotate_if_full(len);
+        }
+        if self.buf.len() + line.len() > BUF_MAX {
+            // A reader may have room again, or leave the lines here.
+            self.flush();
+            if self.stalled {
+                return self.lose(1, &"its reader does not keep up");
+            }
         }
         self.buf.extend_from_slice(line);
-        self.size += line.len() as u64;
-        if self.buf.len() >= BUF_MAX {
-            let r = self.flush();
-            result = result.and(r);
-        }
-        result
+        self.size += len;
     }
 
-    /// One line, written at once.
-    pub fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
-        self.push_line(line)?;
-        self.flush()
+    /// One line, written at once (sheepdog's own records).
+    pub fn write_line(&mut self, line: &[u8]) {
+        self.push_line(line);
+        self.flush();
     }
 
-    /// Write what is buffered.
-    pub fn flush(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
+    /// Write what is buffered, as far as a reader that is not a disk has
+    /// room for.
+    pub fn flush(&mut self) {
+        let mut done = 0;
+        let failure = loop {
+            if self.regular {
+                // A disk takes it whole, or fails (full or gone).
+                let r = self.file.write_all(&self.buf);
+                done = if r.is_ok() { self.buf.len() } else { 0 };
+                break r.err();
+            }
+            if done == self.buf.len() {
+                break None;
+            }
+            // O_NONBLOCK is kept on what is not a regular file: this never
+            // sleeps, so no signal can interrupt it (EINTR).
+            match (&self.file).write(&self.buf[done..]) {
+                Ok(0) => break Some(io::ErrorKind::WriteZero.into()),
+                Ok(n) => done += n,
+                Err(e) => break Some(e),
+            }
+        };
+        self.stalled = matches!(&failure, Some(e) if e.kind() == io::ErrorKind::WouldBlock);
+        if self.stalled {
+            // The rest (a line's tail first) waits for room.
+            self.buf.drain(..done);
+            return;
         }
-        let r = self.file.write_all(&self.buf);
-        // On failure the buffered lines are dropped (the disk is full or
-        // gone); holding them would grow memory without bound.
+        let lines = crate::stdout::count_lines(&self.buf[done..]);
+        // On failure the rest is dropped (the disk is full or gone; holding
+        // it would grow memory without bound).
         self.buf.clear();
-        if r.is_ok() {
-            self.failing = false;
+        if let Some(e) = failure {
+            self.lose(lines, &e);
+        } else if self.lost > 0 && done > 0 {
+            self.report(loss_note(&self.path.display(), None, self.lost));
+            self.lost = 0;
         }
-        r
     }
 
-    /// Record a write failure; true if it is the first of a streak (worth
-    /// reporting once).
-    pub fn note_failure(&mut self) -> bool {
-        !std::mem::replace(&mut self.failing, true)
+    fn lose(&mut self, lines: u64, why: &dyn std::fmt::Display) {
+        if self.lost == 0 {
+            self.report(loss_note(&self.path.display(), Some(why), 0));
+        }
+        self.lost += lines;
+    }
+
+    /// Log a failure (the callers make it once per streak).
+    fn report(&mut self, r: Record) {
+        #[cfg(test)]
+        self.reports.push(r.msg.clone());
+        crate::logging::file_trouble(r, self.own);
+    }
+
+    /// The descriptor to poll for room while lines wait for it.
+    pub fn waiting(&self) -> Option<BorrowedFd<'_>> {
+        self.stalled.then(|| self.file.as_fd())
     }
 
     fn rotated(&self, n: u32) -> PathBuf {
@@ -173,33 +264,68 @@ impl RotatingFile {
         PathBuf::from(s)
     }
 
-    fn rotate(&mut self) -> io::Result<()> {
-        for n in (1..self.max_files).rev() {
-            match std::fs::rename(self.rotated(n), self.rotated(n + 1)) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                _ => {}
+    /// The count says that `next` more bytes pass `max_size`: rotate if the
+    /// file really is that large, and still is `path`.
+    fn rotate_if_full(&mut self, next: u64) {
+        let Ok(real) = self.file.metadata() else {
+            return;
+        };
+        if real.len() == 0 || real.len() + next <= self.max_size {
+            // Truncated behind our back (copytruncate): count from there.
+            self.size = real.len();
+            return;
+        }
+        let at_path = std::fs::metadata(&self.path)
+            .is_ok_and(|m| (m.dev(), m.ino()) == (real.dev(), real.ino()));
+        let result = match at_path {
+            true => self.rotate(),
+            // Moved away or deleted without a SIGUSR1: not ours to rotate.
+            false => self.reopen().and(Err(format!(
+                "{} was moved or deleted without a SIGUSR1; started a new one",
+                self.path.display()
+            ))),
+        };
+        match result {
+            Ok(()) => self.rotate_failing = false,
+            Err(e) => {
+                // Tried again after another max_size bytes, not every line.
+                self.size = 0;
+                if !std::mem::replace(&mut self.rotate_failing, true) {
+                    self.report(Record::new(LogLevel::Error, SELF.into(), e));
+                }
             }
         }
-        std::fs::rename(&self.path, self.rotated(1))?;
-        let (file, size) = open_append(&self.path).map_err(io::Error::other)?;
-        self.file = file;
-        self.size = size;
-        Ok(())
+    }
+
+    fn rotate(&mut self) -> Result<(), String> {
+        let shifted = (1..self.max_files).rev().try_for_each(|n| {
+            match std::fs::rename(self.rotated(n), self.rotated(n + 1)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            }
+        });
+        let renamed = shifted.and_then(|()| std::fs::rename(&self.path, self.rotated(1)));
+        if let Err(e) = renamed {
+            return Err(format!("unable to rotate {}: {e}", self.path.display()));
+        }
+        self.reopen()
     }
 
     /// Close and reopen `path` (it may have been moved away).
     pub fn reopen(&mut self) -> Result<(), String> {
-        let _ = self.flush();
-        let (file, size) = open_append(&self.path)?;
+        self.flush();
+        let (file, size, regular) = open_append(&self.path)?;
         self.file = file;
-        self.size = size;
+        self.size = size + self.buf.len() as u64;
+        self.regular = regular;
+        self.stalled = false;
         Ok(())
     }
 }
 
 impl Drop for RotatingFile {
     fn drop(&mut self) {
-        let _ = self.flush();
+        self.flush();
     }
 }
 
@@ -235,15 +361,15 @@ mod tests {
     fn rotates_by_size_without_losing_or_splitting_lines() {
         let d = tmp("rotate");
         let path = d.join("app.log");
-        let mut f = RotatingFile::open(&path, 100, 3).unwrap();
+        let mut f = RotatingFile::open(&path, 100, 3, false).unwrap();
         for i in 0..50 {
-            f.push_line(format!("line {i:04} xxxxxxxxxx\n").as_bytes())
-                .unwrap();
+            f.push_line(format!("line {i:04} xxxxxxxxxx\n").as_bytes());
             if i % 7 == 0 {
-                f.flush().unwrap();
+                f.flush();
             }
         }
-        f.flush().unwrap();
+        f.flush();
+        assert!(f.reports.is_empty());
         let read = |p: PathBuf| std::fs::read_to_string(p).unwrap_or_default();
         // Every file holds whole lines and is within max_size.
         for p in [path.clone(), f.rotated(1), f.rotated(2), f.rotated(3)] {
@@ -266,15 +392,15 @@ mod tests {
     #[test]
     fn a_missing_directory_is_a_clear_error_and_reopen_follows_a_move() {
         let d = tmp("reopen");
-        let e = RotatingFile::open(&d.join("nope/app.log"), 1000, 1).unwrap_err();
+        let e = RotatingFile::open(&d.join("nope/app.log"), 1000, 1, false).unwrap_err();
         assert!(e.contains("does not exist"), "{e}");
         let path = d.join("app.log");
-        let mut f = RotatingFile::open(&path, 1 << 20, 1).unwrap();
-        f.write_line(b"before\n").unwrap();
+        let mut f = RotatingFile::open(&path, 1 << 20, 1, false).unwrap();
+        f.write_line(b"before\n");
         std::fs::rename(&path, d.join("app.log.moved")).unwrap();
-        f.write_line(b"still to the moved file\n").unwrap();
+        f.write_line(b"still to the moved file\n");
         f.reopen().unwrap();
-        f.write_line(b"after\n").unwrap();
+        f.write_line(b"after\n");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "after\n");
         assert_eq!(
             std::fs::read_to_string(d.join("app.log.moved")).unwrap(),
@@ -283,6 +409,109 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode & !0o640, 0, "mode {mode:o}");
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    fn lines(n: std::ops::Range<u32>) -> impl Iterator<Item = Vec<u8>> {
+        n.map(|i| format!("line {i:04} xxxxxxxxxx\n").into_bytes())
+    }
+
+    #[test]
+    fn a_file_truncated_behind_its_back_is_not_rotated_early() {
+        let d = tmp("truncated");
+        let path = d.join("app.log");
+        let mut f = RotatingFile::open(&path, 200, 3, false).unwrap();
+        // 21 bytes a line: 189 bytes, then copytruncate.
+        lines(0..9).for_each(|l| f.write_line(&l));
+        std::fs::copy(&path, f.rotated(1)).unwrap();
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        lines(9..18).for_each(|l| f.write_line(&l));
+        assert!(!f.rotated(2).exists(), "rotated early");
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 9);
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn a_deleted_file_is_started_anew_and_the_rotated_ones_are_left_alone() {
+        let d = tmp("deleted");
+        let path = d.join("app.log");
+        let mut f = RotatingFile::open(&path, 100, 3, false).unwrap();
+        lines(0..20).for_each(|l| f.write_line(&l));
+        let read = |p: PathBuf| std::fs::read_to_string(p).unwrap_or_default();
+        let before: Vec<String> = (1..=3).map(|n| read(f.rotated(n))).collect();
+        assert!(!before[2].is_empty());
+        std::fs::remove_file(&path).unwrap();
+        // 21 bytes a line, 4 a file: line 20 finds the file gone, and starts
+        // a new one with 20..24.
+        lines(20..24).for_each(|l| f.write_line(&l));
+        let after: Vec<String> = (1..=3).map(|n| read(f.rotated(n))).collect();
+        assert_eq!(before, after, "the rotated files were shifted");
+        let new = read(path.clone());
+        assert!(new.starts_with("line 0020 ") && new.ends_with("line 0023 xxxxxxxxxx\n"));
+        let reports = std::mem::take(&mut f.reports);
+        assert_eq!(reports.len(), 1, "{reports:?}");
+        assert!(reports[0].contains("was moved or deleted"), "{reports:?}");
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn a_fifo_is_never_rotated_nor_waited_for_and_says_what_it_lost() {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let d = tmp("fifo");
+        let path = d.join("app.log");
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let mut reader = File::options()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+            .unwrap();
+        let mut f = RotatingFile::open(&path, 1024, 2, false).unwrap();
+        // Far more than the pipe and the buffer hold: nothing blocks.
+        lines(0..20_000).for_each(|l| f.write_line(&l));
+        assert!(f.waiting().is_some());
+        assert!(!f.rotated(1).exists(), "a FIFO was rotated");
+        let reports = std::mem::take(&mut f.reports);
+        assert_eq!(reports.len(), 1, "{reports:?}");
+        assert!(reports[0].contains("does not keep up"), "{reports:?}");
+        let mut got = Vec::new();
+        let mut buf = vec![0; 1 << 16];
+        let mut drain = |got: &mut Vec<u8>| {
+            while let Ok(n @ 1..) = reader.read(&mut buf) {
+                got.extend_from_slice(&buf[..n]);
+            }
+        };
+        drain(&mut got);
+        f.write_line(b"line 9999 last\n");
+        for _ in 0..10 {
+            drain(&mut got);
+            if f.waiting().is_none() {
+                break;
+            }
+            f.flush();
+        }
+        assert!(f.waiting().is_none());
+        let text = String::from_utf8(got).unwrap();
+        // Whole lines, in order, the first ones and the last.
+        let nums: Vec<u32> = text.lines().map(|l| l[5..9].parse().unwrap()).collect();
+        assert_eq!(nums[0], 0);
+        assert!(nums.windows(2).all(|w| w[0] < w[1]), "out of order");
+        assert_eq!(nums.last(), Some(&9999));
+        let reports = std::mem::take(&mut f.reports);
+        let lost = 20_000 - (nums.len() as u64 - 1);
+        assert_eq!(
+            reports,
+            [format!(
+                "{} works again; {lost} lines were lost",
+                path.display()
+            )]
+        );
+        assert_eq!(std::fs::read_dir(&d).unwrap().count(), 1);
         std::fs::remove_dir_all(d).unwrap();
     }
 }
