@@ -1311,3 +1311,41 @@ fn a_copytruncated_log_file_rotates_at_its_real_size() {
     sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
 }
+
+/// Review 6: `global.log_file` naming a process's log file was accepted,
+/// and sheepdog's own records were lost when the process's writer rotated
+/// the file.
+#[test]
+fn the_global_log_file_may_not_be_a_process_log_file() {
+    let dir = TempDir::new("own-clash");
+    let cfg = dir.write(
+        "sheepdog.yaml",
+        &config(
+            &format!("  log_file: {}\n", dir.path("all.log").display()),
+            &format!(
+                "  a:\n    command: \"true\"\n    logging: {{file: {{path: {}/./all.log}}}}\n",
+                dir.0.display()
+            ),
+        ),
+    );
+    let mut sd = Sheepdog::start_file("own-clash", &cfg, |_| {});
+    assert_eq!(sd.exit_code(WAIT), 2, "{}", sd.log());
+    assert!(
+        sd.log().contains(
+            "processes.a.logging.file.path: the same file as global.log_file; expected a file of \
+             its own"
+        ),
+        "{}",
+        sd.log()
+    );
+    // `check` says it too, as what `run` refuses.
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.arg("check").arg("-c").arg(&cfg);
+    let out = output_within(cmd, WAIT);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("the same file as global.log_file"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

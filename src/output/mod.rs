@@ -167,8 +167,9 @@ impl Output {
     }
 }
 
-/// Before anything starts: every log file's directory must exist, and no
-/// log or readiness file be a directory; the API's token file must hold a
+/// Before anything starts: every log file's directory must exist, no log
+/// or readiness file be a directory, and no process's log file be
+/// `global.log_file`; the API's token file must hold a
 /// token and its socket's directory exist. (The readiness file's directory
 /// may come later: a pre_start hook may make it.) Errors name the key.
 pub fn check_files(cfg: &Config) -> Result<(), String> {
@@ -208,11 +209,19 @@ pub fn check_process_files(cfg: &Config) -> Result<(), String> {
         }
         for index in 1..=p.scale.max(1) {
             let path = sink::expand(&f.path, &p.name, &format!("{}-{index}", p.name));
-            if let Err(e) = sink::check_dir(&path) {
-                let key = config::process_key(&p.name, "logging.file.path");
-                problems.push(format!("{key}: {e}"));
-                break;
-            }
+            let e = match sink::check_dir(&path) {
+                Err(e) => e,
+                // Each has its own writer, which rotates it: sheepdog's
+                // records would go on into a file the other rotated away.
+                // (Path equality ignores `.` and repeated slashes.)
+                Ok(()) if cfg.global.extra.log_file.as_ref() == Some(&path) => {
+                    "the same file as global.log_file; expected a file of its own".into()
+                }
+                Ok(()) => continue,
+            };
+            let key = config::process_key(&p.name, "logging.file.path");
+            problems.push(format!("{key}: {e}"));
+            break;
         }
     }
     if problems.is_empty() {
