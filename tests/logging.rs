@@ -816,9 +816,12 @@ fn a_run_time_does_not_include_the_wait_for_the_last_output() {
     let uptime = exited["uptime_ms"]
         .as_u64()
         .unwrap_or_else(|| panic!("{exited}"));
+    // The exit is logged at least 100ms after it came; the run time counts
+    // from just before the start's own log line (by less than 50ms even on
+    // a loaded machine), so with the wait in it, it would exceed this.
     let logged_after = ts_ms(exited) - ts_ms(started);
     assert!(
-        uptime + 90 <= logged_after,
+        uptime + 50 <= logged_after,
         "uptime {uptime}ms, exit logged {logged_after}ms after the start:\n{log}"
     );
 }
