@@ -157,12 +157,14 @@ fn connect(address: &str, timeout: Duration) -> Result<(), Miss> {
 
 fn http(url: &str, expected: &[(u16, u16)], follow: bool, timeout: Duration) -> Checked {
     match get_status(url, follow, timeout) {
-        Ok(status) => Checked::Ran(judge(url, status, expected)),
+        Ok((status, None)) => Checked::Ran(judge(url, status, expected)),
+        // Named as asked for, and where the status came from.
+        Ok((status, Some(to))) => Checked::Ran(judge(&format!("{url} → {to}"), status, expected)),
         Err(miss) => miss.checked(),
     }
 }
 
-/// `status` against the expected ranges.
+/// `status` (the answer of `url`) against the expected ranges.
 fn judge(url: &str, status: u16, expected: &[(u16, u16)]) -> Outcome {
     if expected
         .iter()
@@ -225,10 +227,10 @@ fn exec(
     )
 }
 
-/// GET `url`: the answer's status, whatever it is.
+/// GET `url`: the answer's status, whatever it is, and the URL that gave
+/// it after a redirect.
 #[cfg(feature = "http")]
-/// The answer's status.
-fn get_status(url: &str, follow: bool, timeout: Duration) -> Result<u16, Miss> {
+fn get_status(url: &str, follow: bool, timeout: Duration) -> Result<(u16, Option<String>), Miss> {
     use crate::http_client::{self, Error, Proxy, Request};
     let req = Request {
         method: "GET",
@@ -240,7 +242,7 @@ fn get_status(url: &str, follow: bool, timeout: Duration) -> Result<u16, Miss> {
         proxy: Proxy::Never,
         what: "health check",
     };
-    http_client::send(&req).map_err(|e| match e {
+    http_client::send_to(&req).map_err(|e| match e {
         Error::TimedOut => Miss::Failed(format!(
             "GET {url}: timed out after {}",
             crate::config::format_duration(timeout)
@@ -252,7 +254,7 @@ fn get_status(url: &str, follow: bool, timeout: Duration) -> Result<u16, Miss> {
 
 /// Without the `http` feature no http check is configured (refused at load).
 #[cfg(not(feature = "http"))]
-fn get_status(url: &str, _: bool, _: Duration) -> Result<u16, Miss> {
+fn get_status(url: &str, _: bool, _: Duration) -> Result<(u16, Option<String>), Miss> {
     Err(Miss::Failed(format!(
         "GET {url}: this build has no HTTP client (cargo feature `http`)"
     )))

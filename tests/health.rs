@@ -637,3 +637,42 @@ fn http_and_tcp_checks_sheepdog_cannot_make_a_socket_for_do_not_count() {
     sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
 }
+
+#[test]
+fn a_followed_redirect_that_fails_names_the_url_that_gave_the_status() {
+    // /redir → 302 → /fail500 → 500, as long as the test runs.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            use std::io::{Read, Write};
+            let Ok(mut c) = conn else { continue };
+            let mut buf = [0u8; 1024];
+            let n = c.read(&mut buf).unwrap_or(0);
+            let answer = if buf[..n].starts_with(b"GET /redir ") {
+                "302 Found\r\nLocation: /fail500"
+            } else {
+                "500 Internal Server Error"
+            };
+            let _ = write!(
+                c,
+                "HTTP/1.1 {answer}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    let cfg = header("")
+        + &format!(
+            r#"
+  svc:
+    command: [sleep, "1000"]
+    health_check: {{ type: http, url: "http://127.0.0.1:{port}/redir", follow_redirects: true, initial_delay: 0, period: 200ms, timeout: 2s, failure_threshold: 1, mode: readiness }}
+"#
+        );
+    let mut sd = Sheepdog::start("redirnames", &cfg);
+    sd.wait_log(&format!(
+        "svc-1: not ready: 1 consecutive failed health checks: GET http://127.0.0.1:{port}/redir → \
+         http://127.0.0.1:{port}/fail500: status 500, expected 200-399"
+    ));
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0);
+}
