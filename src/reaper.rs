@@ -230,6 +230,19 @@ impl Reaper {
         count
     }
 
+    /// A pidfd of child `pid` (`sys::pidfd_open`), to wait for its exit
+    /// beside other descriptors. Opened under the lock while `pid` is
+    /// registered, hence unreaped: it cannot name a process that took a
+    /// reused pid. None once `pid` has been reaped (its exit is with its
+    /// owner already), or when the kernel gives none (older than 5.3, out
+    /// of descriptors).
+    pub fn pidfd(&self, pid: i32) -> Option<std::os::fd::OwnedFd> {
+        let r = self.registry();
+        r.owners
+            .contains_key(&pid)
+            .then(|| sys::pidfd_open(pid).ok())?
+    }
+
     /// Take on the stragglers among `candidates` (pids from a scan of
     /// `/proc`, see `stragglers`): each that is still a living child of
     /// ours and has no owner is registered for `owner`. Under the lock, so

@@ -293,6 +293,50 @@ fn an_exec_probe_timeout_kills_the_probes_whole_group() {
     assert_eq!(sd.exit_code(WAIT), 0);
 }
 
+/// The answer is the leader's exit, not the end of its output: a child
+/// left in the background holds the pipe for as long as it lives
+/// (review-health m4: every probe took its whole timeout).
+#[test]
+fn an_exec_probe_is_judged_when_its_leader_exits_not_when_its_background_child_does() {
+    let cfg = header("")
+        + r#"
+  ok:
+    command: [sleep, "1000"]
+    health_check:
+      type: exec
+      command: [sh, -c, "sleep 1000 & echo $! >> $DIR/ok-children; echo fine"]
+      initial_delay: 0
+      period: 200ms
+      timeout: 60s
+      success_threshold: 2
+      mode: readiness
+  bad:
+    command: [sleep, "1000"]
+    health_check:
+      type: exec
+      command: [sh, -c, "sleep 1000 & echo $! >> $DIR/bad-children; echo the reason; exit 3"]
+      initial_delay: 0
+      period: 200ms
+      timeout: 60s
+      failure_threshold: 1
+      mode: readiness
+"#;
+    let mut sd = Sheepdog::start("probebg", &cfg);
+    // Well within the 60 s timeout, which the old wait took for every run.
+    sd.wait_log("ok-1: healthy");
+    sd.wait_log("bad-1: not ready: 1 consecutive failed health checks: sh exited 3: the reason");
+    // Each run's background child went with its group.
+    for file in ["ok-children", "bad-children"] {
+        let child: i32 = sd.dir.lines(file)[0].parse().unwrap();
+        assert!(
+            wait_until(WAIT, || !alive(child)),
+            "the probe's background child {child} outlived its run"
+        );
+    }
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0);
+}
+
 #[test]
 fn a_busy_port_fails_the_start_naming_its_holder() {
     let holder = TcpListener::bind("0.0.0.0:0").unwrap();
