@@ -157,9 +157,11 @@ fn connect(address: &str, timeout: Duration) -> Result<(), Miss> {
 
 fn http(url: &str, expected: &[(u16, u16)], follow: bool, timeout: Duration) -> Checked {
     match get_status(url, follow, timeout) {
-        Ok((status, None)) => Checked::Ran(judge(url, status, expected)),
-        // Named as asked for, and where the status came from.
-        Ok((status, Some(to))) => Checked::Ran(judge(&format!("{url} → {to}"), status, expected)),
+        Ok((status, to)) => {
+            // Named as asked for, and where the status came from.
+            let url = to.map_or_else(|| url.to_string(), |to| format!("{url} → {to}"));
+            Checked::Ran(judge(&url, status, expected))
+        }
         Err(miss) => miss.checked(),
     }
 }

@@ -28,7 +28,7 @@ use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::child::{Child, Command, Prepared};
 use crate::stragglers::Straggler;
@@ -231,16 +231,18 @@ impl Reaper {
     }
 
     /// A pidfd of child `pid` (`sys::pidfd_open`), to wait for its exit
-    /// beside other descriptors. Opened under the lock while `pid` is
-    /// registered, hence unreaped: it cannot name a process that took a
-    /// reused pid. None once `pid` has been reaped (its exit is with its
-    /// owner already), or when the kernel gives none (older than 5.3, out
-    /// of descriptors).
-    pub fn pidfd(&self, pid: i32) -> Option<std::os::fd::OwnedFd> {
-        let r = self.registry();
-        r.owners
-            .contains_key(&pid)
-            .then(|| sys::pidfd_open(pid).ok())?
+    /// beside other descriptors; `exits` is its owner's channel. Opened
+    /// under the lock while that channel is empty: `reap` delivers an exit
+    /// under the same lock as it reaps it (and a spawn before it returns),
+    /// so `pid` is unreaped and cannot name a process that took a reused
+    /// pid. None once `pid` has been reaped (its exit is on `exits`), or
+    /// when the kernel gives none (older than 5.3, out of descriptors).
+    pub fn pidfd(&self, pid: i32, exits: &Receiver<Exit>) -> Option<std::os::fd::OwnedFd> {
+        let _reaping = self.registry();
+        if !exits.is_empty() {
+            return None;
+        }
+        sys::pidfd_open(pid).ok()
     }
 
     /// Take on the stragglers among `candidates` (pids from a scan of

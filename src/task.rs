@@ -125,7 +125,7 @@ pub fn run(
                 Ok(child) => child.pid,
                 Err(e) => return TaskEnd::SpawnFailed(SpawnFailure::of("", &e)),
             };
-            let leader = reaper.pidfd(pid);
+            let leader = reaper.pidfd(pid, &rx);
             wait_capturing("exec probe", pid, &rx, &reader, abandon, leader, deadline)
         }
         Capture::Log(output, id) => {
@@ -162,8 +162,14 @@ fn wait_capturing(
     let mut tail = Tail::default();
     // Without a pidfd, `abandon` stands in (checked first, so harmless).
     let exited = leader.as_ref().map_or(abandon, |fd| fd.as_fd());
-    let mut open = true;
-    while open && rx.is_empty() {
+    // No pidfd: the exit is here already, or the kernel has none.
+    let early = if leader.is_none() {
+        rx.try_recv().ok()
+    } else {
+        None
+    };
+    let mut open = early.is_none();
+    while open {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             break;
@@ -194,7 +200,7 @@ fn wait_capturing(
     drain(reader, &mut tail);
     // The exit may already be here even if a stray child kept the pipe open
     // past the deadline: judge by the exit when there is one.
-    match rx.recv_deadline(deadline).or_else(|_| rx.try_recv()) {
+    match early.map_or_else(|| rx.recv_deadline(deadline).or_else(|_| rx.try_recv()), Ok) {
         Ok(exit) => {
             stop_group(owner, pid, rx, Some(exit.status), true);
             TaskEnd::Exited {
@@ -204,8 +210,6 @@ fn wait_capturing(
         }
         Err(_) => {
             stop_group(owner, pid, rx, None, true);
-            // What came before the group died.
-            drain(reader, &mut tail);
             TaskEnd::TimedOut {
                 output: tail.text(),
             }
@@ -258,7 +262,10 @@ fn wait_logging(
 /// Stop group `pgid` with `group::Stop` until it is empty, taking the
 /// leader's exit from `rx` when it comes: SIGTERM and SIGKILL after
 /// `CANCEL_GRACE`, or (`kill_now`) SIGKILL at once. Bounded by
-/// `CANCEL_GRACE` + `group::KILL_GRACE`.
+/// `CANCEL_GRACE` + `group::KILL_GRACE`. Inlined: a function of its own
+/// costs more unwind-table bytes than its few instructions, and the binary
+/// is at its size limit (docs/performance.md).
+#[inline(always)]
 fn stop_group(
     owner: &str,
     pgid: i32,
