@@ -202,31 +202,31 @@ fn exec(
     let Some(program) = command.first() else {
         return Checked::Ran(Err("empty probe command".into()));
     };
-    let cmd = match spawn::command(def, id, command) {
+    let mut cmd = match spawn::command(def, id, command) {
         Ok(c) => c,
         Err(e) => return Checked::Ran(Err(format!("unable to run {program:?}: {e}"))),
     };
+    cmd.env(crate::stragglers::PROBE_ENV, &*id.instance);
     let name = program.as_str();
-    Checked::Ran(
-        match task::run(reaper, cmd, timeout, task::Capture::Tail(abandon), None) {
-            TaskEnd::SpawnFailed(e) if e.short_of_resources => {
-                return Checked::NotRun(format!("unable to run {name:?}: {e}"))
-            }
-            TaskEnd::Exited { status, .. } if status.success() => Ok(()),
-            TaskEnd::Exited { status, output } => {
-                Err(with_output(format!("{name} {status}"), &output))
-            }
-            TaskEnd::TimedOut { output } => Err(with_output(
-                format!(
-                    "{name} timed out after {}; its process group was killed",
-                    crate::config::format_duration(timeout)
-                ),
-                &output,
-            )),
-            TaskEnd::SpawnFailed(e) => Err(format!("unable to run {name:?}: {e}")),
-            TaskEnd::Cancelled => Err(format!("{name} was cancelled")),
-        },
-    )
+    let end = task::run(reaper, cmd, timeout, task::Capture::Tail(abandon), None);
+    // What the group kill could not reach.
+    crate::stragglers::end_probe_strays(reaper, &id.instance);
+    Checked::Ran(match end {
+        TaskEnd::SpawnFailed(e) if e.short_of_resources => {
+            return Checked::NotRun(format!("unable to run {name:?}: {e}"))
+        }
+        TaskEnd::Exited { status, .. } if status.success() => Ok(()),
+        TaskEnd::Exited { status, output } => Err(with_output(format!("{name} {status}"), &output)),
+        TaskEnd::TimedOut { output } => Err(with_output(
+            format!(
+                "{name} timed out after {}; its process group was killed",
+                crate::config::format_duration(timeout)
+            ),
+            &output,
+        )),
+        TaskEnd::SpawnFailed(e) => Err(format!("unable to run {name:?}: {e}")),
+        TaskEnd::Cancelled => Err(format!("{name} was cancelled")),
+    })
 }
 
 /// GET `url`: the answer's status, whatever it is, and the URL that gave

@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use crossbeam_channel::{Receiver, Sender};
+use nix::sys::signal::Signal;
 
 use crate::child::{Child, Command, Prepared};
 use crate::stragglers::Straggler;
@@ -273,6 +274,20 @@ impl Reaper {
         let r = self.registry();
         for s in stragglers.iter().filter(|s| r.adopted.contains(&s.pid)) {
             signal(s);
+        }
+    }
+
+    /// Send `sig` to each of `stragglers` (from `unowned`) that is still
+    /// what it was (a living child of ours that nobody owns, started at the
+    /// same time: not a reused pid), under the lock, so that it cannot be
+    /// reaped and its pid reused before the signal.
+    pub fn signal_unowned(&self, stragglers: &[Straggler], sig: Signal) {
+        let r = self.registry();
+        let pids = stragglers.iter().map(|s| s.pid).collect();
+        for s in unowned(&r, pids).unwrap_or_default() {
+            if stragglers.contains(&s) {
+                s.signal(sig);
+            }
         }
     }
 

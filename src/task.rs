@@ -15,7 +15,9 @@
 //! - Leaves no process behind: after the leader exits, the rest of its group
 //!   is killed, and the task ends when the group is empty (`group::Stop`,
 //!   the same stop as instances and scheduled runs): a probe's or hook's
-//!   stray children must not pile up or keep a port.
+//!   stray children must not pile up or keep a port. (What leaves the
+//!   group, a daemon, is out of its reach: for probes,
+//!   `stragglers::end_probe_strays` ends it after the run.)
 //! - A task ends with its leader: the answer is the leader's exit, and a
 //!   background child left in its group (`sleep 30 &`) is killed with the
 //!   group, never waited for. Capture mode does not wait for the pipe's

@@ -337,6 +337,53 @@ fn an_exec_probe_is_judged_when_its_leader_exits_not_when_its_background_child_d
     assert_eq!(sd.exit_code(WAIT), 0);
 }
 
+/// A probe that daemonizes escapes its group kill: what it leaves is
+/// killed after the run (said once), while what the instance itself left
+/// running is not the probe's to end (review-health m3: one `sleep` per
+/// probe piled up until shutdown).
+#[test]
+fn what_an_exec_probe_daemonizes_is_ended_and_the_instances_own_is_not() {
+    let cfg = header("")
+        + r#"
+  app:
+    command: |
+      sh -c 'setsid sh -c "echo \$\$ > $DIR/daemon; exec sleep 1000" >/dev/null 2>&1 &'
+      exec sleep 1000
+    health_check:
+      type: exec
+      command: [sh, -c, "setsid sh -c 'echo $$ >> $DIR/strays; exec sleep 1000' >/dev/null 2>&1 & sleep 0.1"]
+      initial_delay: 0
+      period: 300ms
+      timeout: 250ms
+      mode: readiness
+"#;
+    let mut sd = Sheepdog::start("probestrays", &cfg);
+    let daemon = sd.wait_pid("daemon");
+    assert!(
+        wait_until(WAIT, || sd.dir.lines("strays").len() >= 4),
+        "{}",
+        sd.log()
+    );
+    // All but the latest runs' have been ended.
+    let strays: Vec<i32> = sd.dir.lines("strays")[..2]
+        .iter()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    for pid in strays {
+        assert!(
+            wait_until(WAIT, || !alive(pid)),
+            "the probe's stray {pid} is still running\n{}",
+            sd.log()
+        );
+    }
+    assert!(alive(daemon), "the instance's own daemon was killed");
+    // Said once, naming the instance and what was killed.
+    assert_eq!(sd.count(" left by its health check"), 1, "{}", sd.log());
+    assert_eq!(sd.count("app-1: killed pid "), 1, "{}", sd.log());
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0);
+}
+
 #[test]
 fn a_busy_port_fails_the_start_naming_its_holder() {
     let holder = TcpListener::bind("0.0.0.0:0").unwrap();
