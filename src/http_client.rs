@@ -118,12 +118,22 @@ fn refused(reason: impl Into<String>) -> Error {
 
 /// Make `req`, following redirects as allowed: the final answer's status.
 pub fn send(req: &Request) -> Result<u16, Error> {
+    send_to(req).map(|(status, _)| status)
+}
+
+/// `send`, also giving the URL that answered when it is not `req.url`
+/// (a redirect was followed): a message names the one whose status it
+/// judges.
+pub fn send_to(req: &Request) -> Result<(u16, Option<String>), Error> {
     let env = |name: &str| std::env::var(name).ok();
     send_with(req, &env)
 }
 
-/// `send`, with the environment (for the proxy) given.
-fn send_with(req: &Request, env: &dyn Fn(&str) -> Option<String>) -> Result<u16, Error> {
+/// `send_to`, with the environment (for the proxy) given.
+fn send_with(
+    req: &Request,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(u16, Option<String>), Error> {
     check_headers(req.headers)?;
     let deadline = Instant::now() + req.timeout;
     let mut url = req.url.to_string();
@@ -145,7 +155,7 @@ fn send_with(req: &Request, env: &dyn Fn(&str) -> Option<String>) -> Result<u16,
         let answer = exchange(req, &hop, deadline)?;
         let location = match answer.location {
             Some(loc) if req.redirects > 0 && REDIRECTS.contains(&answer.status) => loc,
-            _ => return Ok(answer.status),
+            _ => return Ok((answer.status, (left < req.redirects).then_some(url))),
         };
         // Following redirects, a 3xx is never the answer: one more after
         // the last allowed is a loop, or a chain too long to trust (as for

@@ -160,12 +160,16 @@ fn connect(address: &str, timeout: Duration) -> Result<(), Miss> {
 
 fn http(url: &str, expected: &[(u16, u16)], follow: bool, timeout: Duration) -> Checked {
     match get_status(url, follow, timeout) {
-        Ok(status) => Checked::Ran(judge(url, status, expected)),
+        Ok((status, to)) => {
+            // Named as asked for, and where the status came from.
+            let url = to.map_or_else(|| url.to_string(), |to| format!("{url} → {to}"));
+            Checked::Ran(judge(&url, status, expected))
+        }
         Err(miss) => miss.checked(),
     }
 }
 
-/// `status` against the expected ranges.
+/// `status` (the answer of `url`) against the expected ranges.
 fn judge(url: &str, status: u16, expected: &[(u16, u16)]) -> Outcome {
     if expected
         .iter()
@@ -201,37 +205,37 @@ fn exec(
     let Some(program) = command.first() else {
         return Checked::Ran(Err("empty probe command".into()));
     };
-    let cmd = match spawn::command(def, id, command) {
+    let mut cmd = match spawn::command(def, id, command) {
         Ok(c) => c,
         Err(e) => return Checked::Ran(Err(format!("unable to run {program:?}: {e}"))),
     };
+    cmd.env(crate::stragglers::PROBE_ENV, &*id.instance);
     let name = program.as_str();
-    Checked::Ran(
-        match task::run(reaper, cmd, timeout, task::Capture::Tail(abandon), None) {
-            TaskEnd::SpawnFailed(e) if e.short_of_resources => {
-                return Checked::NotRun(format!("unable to run {name:?}: {e}"))
-            }
-            TaskEnd::Exited { status, .. } if status.success() => Ok(()),
-            TaskEnd::Exited { status, output } => {
-                Err(with_output(format!("{name} {status}"), &output))
-            }
-            TaskEnd::TimedOut { output } => Err(with_output(
-                format!(
-                    "{name} timed out after {}; its process group was killed",
-                    crate::config::format_duration(timeout)
-                ),
-                &output,
-            )),
-            TaskEnd::SpawnFailed(e) => Err(format!("unable to run {name:?}: {e}")),
-            TaskEnd::Cancelled => Err(format!("{name} was cancelled")),
-        },
-    )
+    let end = task::run(reaper, cmd, timeout, task::Capture::Tail(abandon), None);
+    // What the group kill could not reach.
+    crate::stragglers::end_probe_strays(reaper, &id.instance);
+    Checked::Ran(match end {
+        TaskEnd::SpawnFailed(e) if e.short_of_resources => {
+            return Checked::NotRun(format!("unable to run {name:?}: {e}"))
+        }
+        TaskEnd::Exited { status, .. } if status.success() => Ok(()),
+        TaskEnd::Exited { status, output } => Err(with_output(format!("{name} {status}"), &output)),
+        TaskEnd::TimedOut { output } => Err(with_output(
+            format!(
+                "{name} timed out after {}; its process group was killed",
+                crate::config::format_duration(timeout)
+            ),
+            &output,
+        )),
+        TaskEnd::SpawnFailed(e) => Err(format!("unable to run {name:?}: {e}")),
+        TaskEnd::Cancelled => Err(format!("{name} was cancelled")),
+    })
 }
 
-/// GET `url`: the answer's status, whatever it is.
+/// GET `url`: the answer's status, whatever it is, and the URL that gave
+/// it after a redirect.
 #[cfg(feature = "http")]
-/// The answer's status.
-fn get_status(url: &str, follow: bool, timeout: Duration) -> Result<u16, Miss> {
+fn get_status(url: &str, follow: bool, timeout: Duration) -> Result<(u16, Option<String>), Miss> {
     use crate::http_client::{self, Error, Proxy, Request};
     let req = Request {
         method: "GET",
@@ -243,7 +247,7 @@ fn get_status(url: &str, follow: bool, timeout: Duration) -> Result<u16, Miss> {
         proxy: Proxy::Never,
         what: "health check",
     };
-    http_client::send(&req).map_err(|e| match e {
+    http_client::send_to(&req).map_err(|e| match e {
         Error::TimedOut => Miss::Failed(format!(
             "GET {url}: timed out after {}",
             crate::config::format_duration(timeout)
@@ -255,7 +259,7 @@ fn get_status(url: &str, follow: bool, timeout: Duration) -> Result<u16, Miss> {
 
 /// Without the `http` feature no http check is configured (refused at load).
 #[cfg(not(feature = "http"))]
-fn get_status(url: &str, _: bool, _: Duration) -> Result<u16, Miss> {
+fn get_status(url: &str, _: bool, _: Duration) -> Result<(u16, Option<String>), Miss> {
     Err(Miss::Failed(format!(
         "GET {url}: this build has no HTTP client (cargo feature `http`)"
     )))

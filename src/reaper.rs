@@ -28,7 +28,8 @@ use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
+use nix::sys::signal::Signal;
 
 use crate::child::{Child, Command, Prepared};
 use crate::stragglers::Straggler;
@@ -230,6 +231,21 @@ impl Reaper {
         count
     }
 
+    /// A pidfd of child `pid` (`sys::pidfd_open`), to wait for its exit
+    /// beside other descriptors; `exits` is its owner's channel. Opened
+    /// under the lock while that channel is empty: `reap` delivers an exit
+    /// under the same lock as it reaps it (and a spawn before it returns),
+    /// so `pid` is unreaped and cannot name a process that took a reused
+    /// pid. None once `pid` has been reaped (its exit is on `exits`), or
+    /// when the kernel gives none (older than 5.3, out of descriptors).
+    pub fn pidfd(&self, pid: i32, exits: &Receiver<Exit>) -> Option<std::os::fd::OwnedFd> {
+        let _reaping = self.registry();
+        if !exits.is_empty() {
+            return None;
+        }
+        sys::pidfd_open(pid).ok()
+    }
+
     /// Take on the stragglers among `candidates` (pids from a scan of
     /// `/proc`, see `stragglers`): each that is still a living child of
     /// ours and has no owner is registered for `owner`. Under the lock, so
@@ -258,6 +274,20 @@ impl Reaper {
         let r = self.registry();
         for s in stragglers.iter().filter(|s| r.adopted.contains(&s.pid)) {
             signal(s);
+        }
+    }
+
+    /// Send `sig` to each of `stragglers` (from `unowned`) that is still
+    /// what it was (a living child of ours that nobody owns, started at the
+    /// same time: not a reused pid), under the lock, so that it cannot be
+    /// reaped and its pid reused before the signal.
+    pub fn signal_unowned(&self, stragglers: &[Straggler], sig: Signal) {
+        let r = self.registry();
+        let pids = stragglers.iter().map(|s| s.pid).collect();
+        for s in unowned(&r, pids).unwrap_or_default() {
+            if stragglers.contains(&s) {
+                s.signal(sig);
+            }
         }
     }
 

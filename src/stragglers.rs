@@ -1,4 +1,5 @@
-//! The last step of a shutdown: end what is left of our descendants.
+//! End what is left of our descendants outside their process groups: the
+//! last step of a shutdown, and the end of each exec probe run.
 //!
 //! A stop ends a process's whole group, but a descendant that made its
 //! own session (`setsid`, a daemon's double fork, `start-stop-daemon
@@ -15,12 +16,21 @@
 //! Killing one may orphan its own children in other sessions, so the scan
 //! is made again after each exit.
 //!
+//! While sheepdog runs, the same applies to what an exec health probe
+//! leaves outside its group: one per probe run would pile up until the
+//! shutdown. Probes mark their environment (`PROBE_ENV`), and after each
+//! run `end_probe_strays` kills (SIGKILL) the children of ours that carry
+//! the instance's mark and that nobody owns.
+//!
 //! Invariants:
 //! - Only children of ours are signalled. A candidate from the scan is
 //!   checked again and registered with the reaper under its lock
 //!   (`Reaper::adopt`), and every signal is sent under that lock to a pid
 //!   still registered (`Reaper::signal_adopted`): it is unreaped, so its
-//!   pid cannot have been reused. Nothing is adopted while a spawn is
+//!   pid cannot have been reused. A probe's stray is not adopted: it is
+//!   signalled under that lock only if it is still an unowned living
+//!   child of ours with the start time it was found with
+//!   (`Reaper::signal_unowned`). Nothing is adopted while a spawn is
 //!   between its clone and its registration (that child has no owner yet),
 //!   and the supervisor starts the sweep only when no hook is running.
 //! - A straggler's whole group is signalled only if it leads the group or
@@ -34,6 +44,7 @@
 //! - Bounded: at most `TERM_GRACE` + `KILL_WAIT`; a second SIGTERM or the
 //!   shutdown deadline moves straight to SIGKILL.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -54,6 +65,9 @@ pub struct Straggler {
     pub pid: i32,
     /// Its group may be signalled whole (see the module header).
     whole_group: bool,
+    /// When it started (clock ticks since boot): with the pid, it tells a
+    /// process from a later one under the same pid.
+    start: u64,
 }
 
 impl Straggler {
@@ -64,10 +78,11 @@ impl Straggler {
         (stat.ppid == our_pid()).then(|| Straggler {
             pid,
             whole_group: stat.pgid == pid || stat.sid != our_sid(),
+            start: stat.start,
         })
     }
 
-    fn signal(&self, sig: Signal) {
+    pub fn signal(&self, sig: Signal) {
         if self.whole_group {
             // Leader or not, its group is the one it is in.
             if let Some(stat) = read_stat(self.pid) {
@@ -94,6 +109,7 @@ struct Stat {
     ppid: i32,
     pgid: i32,
     sid: i32,
+    start: u64,
 }
 
 /// `/proc/<pid>/stat`, or None if the process is gone or a zombie (which
@@ -125,10 +141,14 @@ fn parse_stat(stat: &[u8]) -> Option<Stat> {
         return None;
     }
     let mut next = || fields.next()?.parse().ok();
+    let (ppid, pgid, sid) = (next()?, next()?, next()?);
+    // Field 22, fifteen after the session.
+    let start = fields.nth(15)?.parse().ok()?;
     Some(Stat {
-        ppid: next()?,
-        pgid: next()?,
-        sid: next()?,
+        ppid,
+        pgid,
+        sid,
+        start,
     })
 }
 
@@ -188,15 +208,26 @@ fn children_by_walk(parent: i32) -> Vec<i32> {
 /// sheepdog runs; nothing is signalled. None when no search could be made
 /// now (a spawn in flight, a `/proc` that is not this namespace's).
 pub fn left_by(reaper: &Reaper, instance: &str) -> Option<Vec<(i32, String)>> {
+    let found = unowned_with(reaper, "SHEEPDOG_INSTANCE", instance)?
+        .into_iter()
+        .map(|s| (s.pid, name_of(s.pid)))
+        .collect();
+    Some(found)
+}
+
+/// The living children of ours that nobody owns whose environment sets
+/// `name` to `value`; None when no search could be made now (see
+/// `left_by`).
+fn unowned_with(reaper: &Reaper, name: &str, value: &str) -> Option<Vec<Straggler>> {
     if !proc_is_ours() {
         return None;
     }
-    let found = reaper
-        .unowned(candidates())?
-        .into_iter()
-        .filter(|s| instance_of(s.pid).as_deref() == Some(instance.as_bytes()))
-        .map(|s| (s.pid, name_of(s.pid)))
-        .collect();
+    let mut found = Vec::new();
+    for s in reaper.unowned(candidates())? {
+        if has_env(s.pid, name, value) {
+            found.push(s);
+        }
+    }
     Some(found)
 }
 
@@ -254,21 +285,64 @@ pub fn warn_left_behind(reaper: &Reaper, instance: &str, named: &[i32]) -> Optio
     Some(found.into_iter().map(|(pid, _)| pid).collect())
 }
 
-/// The `SHEEPDOG_INSTANCE` in `pid`'s environment, if it has one. The
-/// environment is read up to 256 KiB: ours comes after what sheepdog
-/// inherited, and few environments are larger.
-fn instance_of(pid: i32) -> Option<Vec<u8>> {
+/// Whether `pid`'s environment sets `name` (`SHEEPDOG_INSTANCE`) to
+/// `value`. The environment is read up to 256 KiB: ours comes after what
+/// sheepdog inherited, and few environments are larger.
+fn has_env(pid: i32, name: &str, value: &str) -> bool {
     use std::io::Read;
-    const KEY: &[u8] = b"SHEEPDOG_INSTANCE=";
     let mut env = Vec::new();
-    std::fs::File::open(format!("/proc/{pid}/environ"))
-        .ok()?
-        .take(256 << 10)
-        .read_to_end(&mut env)
-        .ok()?;
+    let read = std::fs::File::open(format!("/proc/{pid}/environ"))
+        .and_then(|f| f.take(256 << 10).read_to_end(&mut env));
+    if read.is_err() {
+        return false;
+    }
     env.split(|&b| b == 0)
-        .find_map(|var| var.strip_prefix(KEY))
-        .map(<[u8]>::to_vec)
+        .find_map(|var| var.strip_prefix(name.as_bytes())?.strip_prefix(b"="))
+        == Some(value.as_bytes())
+}
+
+/// In an exec probe's environment, the instance it probes: what a probe
+/// leaves behind is known by it (`end_probe_strays`).
+pub const PROBE_ENV: &str = "SHEEPDOG_PROBE";
+
+/// A probe's strays were warned about (`end_probe_strays`): the same
+/// probe leaves one on every run, so once is enough.
+static PROBES_NAMED: AtomicBool = AtomicBool::new(false);
+
+/// End (SIGKILL) what exec probes of `instance` left running outside their
+/// process groups, which the group kill cannot reach (`setsid`, a daemon's
+/// double fork): living children of ours that nobody owns and whose
+/// environment has `SHEEPDOG_PROBE=<instance>`. A warning names
+/// them the first time (only then: the binary has no room for a list of
+/// instances warned about).
+///
+/// Cheap when there are none, as it runs after every exec probe: the
+/// kernel hands orphans to our main thread, which starts no children in
+/// `run` mode, so one read of its `children` file (empty until something
+/// is left behind) is all it costs; only then are they looked for
+/// (`candidates`). Without that file (`CONFIG_PROC_CHILDREN`) nothing is
+/// found. Run on the probe's thread, which bears the cost of reading an
+/// orphan's environment (the target's mm lock), not the instance's or the
+/// supervisor's.
+pub fn end_probe_strays(reaper: &Reaper, instance: &str) {
+    let me = our_pid();
+    let orphans = std::fs::read_to_string(format!("/proc/self/task/{me}/children"));
+    if !orphans.is_ok_and(|list| !list.is_empty()) {
+        return;
+    }
+    let found = unowned_with(reaper, PROBE_ENV, instance).unwrap_or_default();
+    if found.is_empty() {
+        return;
+    }
+    if !PROBES_NAMED.swap(true, Ordering::Relaxed) {
+        let pids: Vec<i32> = found.iter().map(|s| s.pid).collect();
+        // Named while they live.
+        log::warn!(
+            "{instance}: killed {} left by its health check",
+            name_list(&pids)
+        );
+    }
+    reaper.signal_unowned(&found, Signal::SIGKILL);
 }
 
 /// `pid`'s command name, for a message.
@@ -410,13 +484,25 @@ mod tests {
 
     #[test]
     fn stat_fields_are_read_after_the_last_parenthesis_and_zombies_skipped() {
-        let at = |ppid, pgid, sid| Some(Stat { ppid, pgid, sid });
-        assert_eq!(parse_stat(b"42 (sleep) S 1 42 40 0 -1"), at(1, 42, 40));
-        assert_eq!(parse_stat(b"7 (a) b) (c) R 3 9 8 0"), at(3, 9, 8));
-        assert_eq!(parse_stat(b"7 (\xff\xfe) S 3 9 8 0"), at(3, 9, 8));
-        assert_eq!(parse_stat(b"7 (x) Z 3 9 8 0"), None);
+        let at = |ppid, pgid, sid| {
+            Some(Stat {
+                ppid,
+                pgid,
+                sid,
+                start: 5127,
+            })
+        };
+        // Fields 7 to 21 between the session and the start time.
+        let rest = "0 -1 4194560 120 0 0 0 0 0 0 0 20 0 1 0 5127 8245248";
+        let stat = |head: &str| format!("{head} {rest}").into_bytes();
+        assert_eq!(parse_stat(&stat("42 (sleep) S 1 42 40")), at(1, 42, 40));
+        assert_eq!(parse_stat(&stat("7 (a) b) (c) R 3 9 8")), at(3, 9, 8));
+        let mut odd = b"7 (\xff\xfe)".to_vec();
+        odd.extend_from_slice(&stat(" S 3 9 8"));
+        assert_eq!(parse_stat(&odd), at(3, 9, 8));
+        assert_eq!(parse_stat(&stat("7 (x) Z 3 9 8")), None);
         assert_eq!(parse_stat(b"7 (x"), None);
-        assert_eq!(parse_stat(b"7 (x) S 3 9"), None);
+        assert_eq!(parse_stat(b"7 (x) S 3 9 8 0 -1"), None);
     }
 
     /// Both ways of listing children find this test process under its

@@ -122,6 +122,24 @@ pub fn wait_any_nohang() -> io::Result<WaitResult> {
     }
 }
 
+/// `pidfd_open(pid)` (Linux 5.3): a descriptor of process `pid` that polls
+/// readable once it has exited (a zombie counts), so an exit can be waited
+/// for beside other descriptors. Never waited on: the status still comes
+/// from the reaper. The caller makes sure `pid` is an unreaped child of
+/// ours (`Reaper::pidfd`), so it names no other process under a reused pid.
+pub fn pidfd_open(pid: i32) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes a pid and flags (none) and touches no memory
+    // of ours.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a descriptor the kernel has just made for us alone
+    // (close-on-exec, as every pidfd is); a file descriptor fits in c_int.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as libc::c_int) })
+}
+
 /// Reset the signal state sheepdog inherited, so that children (which
 /// inherit ignored dispositions and the mask across exec) start clean:
 /// unblock everything and turn SIG_IGN back into SIG_DFL. Call first thing

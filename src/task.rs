@@ -15,9 +15,17 @@
 //! - Leaves no process behind: after the leader exits, the rest of its group
 //!   is killed, and the task ends when the group is empty (`group::Stop`,
 //!   the same stop as instances and scheduled runs): a probe's or hook's
-//!   stray children must not pile up or keep a port.
-//! - No polling: the wait blocks on the pipe (capture mode) or on the exit
-//!   and cancel channels (log mode), each with the deadline.
+//!   stray children must not pile up or keep a port. (What leaves the
+//!   group, a daemon, is out of its reach: for probes,
+//!   `stragglers::end_probe_strays` ends it after the run.)
+//! - A task ends with its leader: the answer is the leader's exit, and a
+//!   background child left in its group (`sleep 30 &`) is killed with the
+//!   group, never waited for. Capture mode does not wait for the pipe's
+//!   EOF, which that child holds: the leader's pidfd ends the wait (EOF
+//!   only on a kernel without pidfds).
+//! - No polling: the wait blocks on the pipe and the leader's pidfd
+//!   (capture mode) or on the exit and cancel channels (log mode), each
+//!   with the deadline.
 //! - Capture mode keeps only the output's tail (`TAIL_BYTES`) and drains the
 //!   pipe while waiting, so a chatty command never blocks on a full pipe.
 
@@ -119,7 +127,8 @@ pub fn run(
                 Ok(child) => child.pid,
                 Err(e) => return TaskEnd::SpawnFailed(SpawnFailure::of("", &e)),
             };
-            wait_capturing("exec probe", pid, &rx, &reader, abandon, deadline)
+            let leader = reaper.pidfd(pid, &rx);
+            wait_capturing("exec probe", pid, &rx, &reader, abandon, leader, deadline)
         }
         Capture::Log(output, id) => {
             cmd.stdout(Stdio::Pipe).stderr(Stdio::Pipe);
@@ -137,18 +146,31 @@ pub fn run(
     }
 }
 
-/// Read output until EOF (the usual end: the child exited and closed its
-/// pipe), then wait for the exit itself, all within the deadline.
+/// Read output until the leader exits (`leader`, its pidfd, polls
+/// readable; or its exit is here already) or the pipe ends, keep what is
+/// readable then, and wait for the exit itself, all within the deadline.
+/// Not until EOF: a background child (`sleep 30 &`) holds the pipe for as
+/// long as it lives, and the answer is the leader's. Without a pidfd (a
+/// kernel older than 5.3) EOF it is.
 fn wait_capturing(
     owner: &str,
     pid: i32,
     rx: &Receiver<Exit>,
     reader: &OwnedFd,
     abandon: BorrowedFd<'_>,
+    leader: Option<OwnedFd>,
     deadline: Instant,
 ) -> TaskEnd {
     let mut tail = Tail::default();
-    let mut open = true;
+    // Without a pidfd, `abandon` stands in (checked first, so harmless).
+    let exited = leader.as_ref().map_or(abandon, |fd| fd.as_fd());
+    // No pidfd: the exit is here already, or the kernel has none.
+    let early = if leader.is_none() {
+        rx.try_recv().ok()
+    } else {
+        None
+    };
+    let mut open = early.is_none();
     while open {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -158,24 +180,29 @@ fn wait_capturing(
         let mut fds = [
             PollFd::new(reader.as_fd(), PollFlags::POLLIN),
             PollFd::new(abandon, PollFlags::POLLIN),
+            PollFd::new(exited, PollFlags::POLLIN),
         ];
+        let ready = |fd: &PollFd| fd.any().unwrap_or(false);
         match poll(
             &mut fds,
             PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
         ) {
             // Nobody waits for the answer any more.
-            Ok(_) if fds[1].any().unwrap_or(false) => {
+            Ok(_) if ready(&fds[1]) => {
                 stop_group(owner, pid, rx, None, true);
                 return TaskEnd::Cancelled;
             }
+            Ok(_) if ready(&fds[2]) => break,
             Ok(n) if n > 0 => open = read_some(reader, &mut tail),
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(_) => open = false,
         }
     }
+    // What the leader (or a child) wrote before it exited.
+    drain(reader, &mut tail);
     // The exit may already be here even if a stray child kept the pipe open
     // past the deadline: judge by the exit when there is one.
-    match rx.recv_deadline(deadline).or_else(|_| rx.try_recv()) {
+    match early.map_or_else(|| rx.recv_deadline(deadline).or_else(|_| rx.try_recv()), Ok) {
         Ok(exit) => {
             stop_group(owner, pid, rx, Some(exit.status), true);
             TaskEnd::Exited {
@@ -185,7 +212,6 @@ fn wait_capturing(
         }
         Err(_) => {
             stop_group(owner, pid, rx, None, true);
-            drain(reader, &mut tail);
             TaskEnd::TimedOut {
                 output: tail.text(),
             }
@@ -238,7 +264,10 @@ fn wait_logging(
 /// Stop group `pgid` with `group::Stop` until it is empty, taking the
 /// leader's exit from `rx` when it comes: SIGTERM and SIGKILL after
 /// `CANCEL_GRACE`, or (`kill_now`) SIGKILL at once. Bounded by
-/// `CANCEL_GRACE` + `group::KILL_GRACE`.
+/// `CANCEL_GRACE` + `group::KILL_GRACE`. Inlined: a function of its own
+/// costs more unwind-table bytes than its few instructions, and the binary
+/// is at its size limit (docs/performance.md).
+#[inline(always)]
 fn stop_group(
     owner: &str,
     pgid: i32,

@@ -366,6 +366,97 @@ fn an_exec_probe_timeout_kills_the_probes_whole_group() {
     assert_eq!(sd.exit_code(WAIT), 0);
 }
 
+/// The answer is the leader's exit, not the end of its output: a child
+/// left in the background holds the pipe for as long as it lives
+/// (review-health m4: every probe took its whole timeout).
+#[test]
+fn an_exec_probe_is_judged_when_its_leader_exits_not_when_its_background_child_does() {
+    let cfg = header("")
+        + r#"
+  ok:
+    command: [sleep, "1000"]
+    health_check:
+      type: exec
+      command: [sh, -c, "sleep 1000 & echo $! >> $DIR/ok-children; echo fine"]
+      initial_delay: 0
+      period: 200ms
+      timeout: 60s
+      success_threshold: 2
+      mode: readiness
+  bad:
+    command: [sleep, "1000"]
+    health_check:
+      type: exec
+      command: [sh, -c, "sleep 1000 & echo $! >> $DIR/bad-children; echo the reason; exit 3"]
+      initial_delay: 0
+      period: 200ms
+      timeout: 60s
+      failure_threshold: 1
+      mode: readiness
+"#;
+    let mut sd = Sheepdog::start("probebg", &cfg);
+    // Well within the 60 s timeout, which the old wait took for every run.
+    sd.wait_log("ok-1: healthy");
+    sd.wait_log("bad-1: not ready: 1 consecutive failed health checks: sh exited 3: the reason");
+    // Each run's background child went with its group.
+    for file in ["ok-children", "bad-children"] {
+        let child: i32 = sd.dir.lines(file)[0].parse().unwrap();
+        assert!(
+            wait_until(WAIT, || !alive(child)),
+            "the probe's background child {child} outlived its run"
+        );
+    }
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0);
+}
+
+/// A probe that daemonizes escapes its group kill: what it leaves is
+/// killed after the run (said once), while what the instance itself left
+/// running is not the probe's to end (review-health m3: one `sleep` per
+/// probe piled up until shutdown).
+#[test]
+fn what_an_exec_probe_daemonizes_is_ended_and_the_instances_own_is_not() {
+    let cfg = header("")
+        + r#"
+  app:
+    command: |
+      sh -c 'setsid sh -c "echo \$\$ > $DIR/daemon; exec sleep 1000" >/dev/null 2>&1 &'
+      exec sleep 1000
+    health_check:
+      type: exec
+      command: [sh, -c, "setsid sh -c 'echo $$ >> $DIR/strays; exec sleep 1000' >/dev/null 2>&1 & sleep 0.1"]
+      initial_delay: 0
+      period: 300ms
+      timeout: 250ms
+      mode: readiness
+"#;
+    let mut sd = Sheepdog::start("probestrays", &cfg);
+    let daemon = sd.wait_pid("daemon");
+    assert!(
+        wait_until(WAIT, || sd.dir.lines("strays").len() >= 4),
+        "{}",
+        sd.log()
+    );
+    // All but the latest runs' have been ended.
+    let strays: Vec<i32> = sd.dir.lines("strays")[..2]
+        .iter()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    for pid in strays {
+        assert!(
+            wait_until(WAIT, || !alive(pid)),
+            "the probe's stray {pid} is still running\n{}",
+            sd.log()
+        );
+    }
+    assert!(alive(daemon), "the instance's own daemon was killed");
+    // Said once, naming the instance and what was killed.
+    assert_eq!(sd.count(" left by its health check"), 1, "{}", sd.log());
+    assert_eq!(sd.count("app-1: killed pid "), 1, "{}", sd.log());
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0);
+}
+
 #[test]
 fn a_busy_port_fails_the_start_naming_its_holder() {
     let holder = TcpListener::bind("0.0.0.0:0").unwrap();
@@ -772,4 +863,43 @@ fn http_and_tcp_checks_sheepdog_cannot_make_a_socket_for_do_not_count() {
     assert_eq!(sd.count("restarting"), 0, "{}", sd.log());
     sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}
+
+#[test]
+fn a_followed_redirect_that_fails_names_the_url_that_gave_the_status() {
+    // /redir → 302 → /fail500 → 500, as long as the test runs.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            use std::io::{Read, Write};
+            let Ok(mut c) = conn else { continue };
+            let mut buf = [0u8; 1024];
+            let n = c.read(&mut buf).unwrap_or(0);
+            let answer = if buf[..n].starts_with(b"GET /redir ") {
+                "302 Found\r\nLocation: /fail500"
+            } else {
+                "500 Internal Server Error"
+            };
+            let _ = write!(
+                c,
+                "HTTP/1.1 {answer}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    let cfg = header("")
+        + &format!(
+            r#"
+  svc:
+    command: [sleep, "1000"]
+    health_check: {{ type: http, url: "http://127.0.0.1:{port}/redir", follow_redirects: true, initial_delay: 0, period: 200ms, timeout: 2s, failure_threshold: 1, mode: readiness }}
+"#
+        );
+    let mut sd = Sheepdog::start("redirnames", &cfg);
+    sd.wait_log(&format!(
+        "svc-1: not ready: 1 consecutive failed health checks: GET http://127.0.0.1:{port}/redir → \
+         http://127.0.0.1:{port}/fail500: status 500, expected 200-399"
+    ));
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0);
 }

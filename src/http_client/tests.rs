@@ -179,7 +179,11 @@ fn redirects_are_followed_only_when_asked_and_only_so_far() {
         redirects: 5,
         ..get(&url)
     };
-    assert_eq!(send(&req), Ok(200));
+    // The URL that answered is given, for messages.
+    assert_eq!(
+        send_to(&req),
+        Ok((200, Some(format!("http://{third}/end"))))
+    );
     assert!(s1.join().unwrap().starts_with("GET /start "));
     assert!(s2.join().unwrap().starts_with("GET /next "));
     assert!(s3.join().unwrap().starts_with("GET /end "));
@@ -483,7 +487,7 @@ fn a_proxy_gets_the_absolute_url_and_credentials() {
         proxy: Proxy::FromEnv,
         ..get("http://hc-ping.example:8080/abc")
     };
-    assert_eq!(send_with(&req, &env), Ok(200));
+    assert_eq!(send_with(&req, &env), Ok((200, None)));
     let got = server.join().unwrap();
     assert!(
         got.starts_with("GET http://hc-ping.example:8080/abc HTTP/1.1\r\n"),
