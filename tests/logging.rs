@@ -439,6 +439,63 @@ fn redaction_hides_a_token_on_stdout_and_in_the_file() {
     }
 }
 
+/// The lines `recs` make once the pieces of cut lines are joined; checks
+/// that only a line's last piece lacks `continued` and that no piece is
+/// longer than `max`.
+fn joined_lines(recs: &[&serde_json::Value], max: usize) -> Vec<String> {
+    let mut lines = vec![String::new()];
+    for r in recs {
+        let msg = r["msg"].as_str().unwrap();
+        assert!(msg.len() <= max, "{} bytes: {r}", msg.len());
+        lines.last_mut().unwrap().push_str(msg);
+        if r["continued"] != true {
+            lines.push(String::new());
+        }
+    }
+    assert_eq!(lines.pop().as_deref(), Some(""), "a line was left open");
+    lines
+}
+
+#[test]
+fn a_cut_line_is_kept_or_dropped_whole_by_min_level_and_exclude() {
+    let cfg = config(
+        "  log_format: json\n",
+        r#"  lvl:
+    type: oneshot
+    command: ["python3", "-c", "print('ERROR: db down ' + 'y'*3000); print('info ' + 'y'*3000 + ' ERROR late'); print('info short'); print('ERROR: short one')"]
+    logging:
+      max_line_bytes: 1KiB
+      min_level: warn
+      level_detection: {patterns: {error: 'ERROR'}}
+  exc:
+    type: oneshot
+    command: ["python3", "-c", "print('GET /health ' + 'z'*3000); print('GET /other ' + 'z'*3000); print('GET /health short'); print('GET /other short')"]
+    logging:
+      max_line_bytes: 1KiB
+      filters: {exclude: ['GET /health']}
+"#,
+    );
+    let mut sd = Sheepdog::start("cut-verdict", &cfg);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let recs = records(&sd.log());
+    let lvl = of(&recs, "lvl-1");
+    assert!(lvl.iter().all(|r| r["level"] == "error"), "{lvl:?}");
+    assert_eq!(
+        joined_lines(&lvl, 1024),
+        [
+            "ERROR: db down ".to_string() + &"y".repeat(3000),
+            "ERROR: short one".into()
+        ]
+    );
+    assert_eq!(
+        joined_lines(&of(&recs, "exc-1"), 1024),
+        [
+            "GET /other ".to_string() + &"z".repeat(3000),
+            "GET /other short".into()
+        ]
+    );
+}
+
 #[test]
 fn json_logs_from_a_child_are_parsed_and_their_level_honoured() {
     let cfg = config(

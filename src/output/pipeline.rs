@@ -27,6 +27,12 @@
 //!   A plain line is never demoted below info (the seed's hidden-lines bug).
 //! - Filters see the redacted entry text: drop below `min_level`, drop on
 //!   any `exclude` match, and with `include` keep only matches.
+//! - One decision per line. A line cut into pieces (by the framer at
+//!   `max_line_bytes`, or an entry cut at its cap) is judged on its first
+//!   record: that level and filter verdict are kept (`OpenLine`) and apply
+//!   to every later piece, so a long ERROR line is kept or dropped whole
+//!   and an excluded line leaves no continuation behind. A piece is never
+//!   parsed as JSON (it is not a whole object).
 //!
 //! Invariants: pure (no I/O; the caller passes `now`); memory per stream is
 //! bounded by the entry cap; invalid regexes never get here (they are
@@ -140,10 +146,12 @@ impl Pipeline {
         }
     }
 
-    /// Turn one complete entry into a record, or None if a filter drops it.
+    /// Turn one entry (or one piece of a cut line) into a record, or None
+    /// if a filter drops it. A later piece of a cut line takes the verdict
+    /// its first piece got (`st.verdict`).
     fn finish_entry(
         &self,
-        st: &StreamState,
+        st: &mut StreamState,
         text: String,
         continued: bool,
         ts: SystemTime,
@@ -154,33 +162,42 @@ impl Pipeline {
                 text = s;
             }
         }
-        let mut level = None;
         let mut msg = None;
         let mut fields = Vec::new();
-        if let Some(cfg) = &self.json {
-            if let Some(obj) = parse_object(&text) {
-                let (l, m, f) = from_json(cfg, obj);
-                level = l;
-                msg = m;
-                fields = f;
+        let verdict = match st.verdict {
+            Some(v) => v,
+            None => {
+                let mut level = None;
+                // The first piece of a cut line is not a whole JSON object.
+                if let (Some(cfg), false) = (&self.json, continued) {
+                    if let Some(obj) = parse_object(&text) {
+                        let (l, m, f) = from_json(cfg, obj);
+                        level = l;
+                        msg = m;
+                        fields = f;
+                    }
+                }
+                let level = level.unwrap_or_else(|| {
+                    self.levels
+                        .iter()
+                        .find(|(_, re)| re.is_match(&text))
+                        .map_or(self.default_level, |(l, _)| *l)
+                });
+                if self.min_level.is_some_and(|min| level < min)
+                    || self.exclude.iter().any(|re| re.is_match(&text))
+                    || (!self.include.is_empty()
+                        && !self.include.iter().any(|re| re.is_match(&text)))
+                {
+                    Verdict::Drop
+                } else {
+                    Verdict::Keep(level)
+                }
             }
-        }
-        let level = level.unwrap_or_else(|| {
-            if self.levels.is_empty() {
-                self.default_level
-            } else {
-                self.levels
-                    .iter()
-                    .find(|(_, re)| re.is_match(&text))
-                    .map_or(self.default_level, |(l, _)| *l)
-            }
-        });
-        if self.min_level.is_some_and(|min| level < min)
-            || self.exclude.iter().any(|re| re.is_match(&text))
-            || (!self.include.is_empty() && !self.include.iter().any(|re| re.is_match(&text)))
-        {
+        };
+        st.verdict = Some(verdict);
+        let Verdict::Keep(level) = verdict else {
             return None;
-        }
+        };
         let mut r = Record::new(level, self.process.clone(), msg.unwrap_or(text));
         r.ts = ts;
         r.instance = Some(st.instance.clone());
@@ -284,12 +301,22 @@ struct Entry {
     deadline: Instant,
 }
 
+/// What the first record of a cut line decided, for its other pieces.
+#[derive(Debug, Clone, Copy)]
+enum Verdict {
+    Keep(LogLevel),
+    Drop,
+}
+
 /// The mutable pipeline state of one pipe.
 #[derive(Debug)]
 pub struct StreamState {
     pub instance: Arc<str>,
     pub stream: Stream,
     entry: Option<Entry>,
+    /// The verdict on the cut line in progress, from its first record;
+    /// None between lines.
+    verdict: Option<Verdict>,
 }
 
 impl StreamState {
@@ -298,6 +325,7 @@ impl StreamState {
             instance,
             stream,
             entry: None,
+            verdict: None,
         }
     }
 
@@ -311,7 +339,7 @@ impl StreamState {
         out: &mut Vec<Record>,
     ) {
         let Some(rule) = &p.multiline else {
-            out.extend(p.finish_entry(self, text, continued, SystemTime::now()));
+            self.unit(p, text, continued, SystemTime::now(), out);
             return;
         };
         if let Some(e) = &mut self.entry {
@@ -338,6 +366,22 @@ impl StreamState {
         });
     }
 
+    /// One whole line or entry, or a piece of a cut one (`continued`: more
+    /// of it follows), into records.
+    fn unit(
+        &mut self,
+        p: &Pipeline,
+        text: String,
+        continued: bool,
+        ts: SystemTime,
+        out: &mut Vec<Record>,
+    ) {
+        out.extend(p.finish_entry(self, text, continued, ts));
+        if !continued {
+            self.verdict = None;
+        }
+    }
+
     /// When the pending entry must be flushed, if there is one.
     pub fn deadline(&self) -> Option<Instant> {
         self.entry.as_ref().map(|e| e.deadline)
@@ -353,7 +397,7 @@ impl StreamState {
     /// Flush the pending entry now (timeout, pipe closed, exit).
     pub fn flush(&mut self, p: &Pipeline, out: &mut Vec<Record>) {
         if let Some(e) = self.entry.take() {
-            out.extend(p.finish_entry(self, e.text, e.open_piece, e.started));
+            self.unit(p, e.text, e.open_piece, e.started, out);
         }
     }
 }
@@ -573,6 +617,108 @@ mod tests {
         let p = Pipeline::compile("nginx", &l).unwrap();
         let rs = run(&p, &["GET /", "GET /health", "POST /login", "noise"]);
         assert_eq!(msgs(&rs), ["GET /", "POST /login"]);
+    }
+
+    fn redacting(max_line_bytes: usize, patterns: &[(&str, &str)]) -> Logging {
+        let mut l = logging();
+        l.max_line_bytes = max_line_bytes;
+        l.redaction = patterns
+            .iter()
+            .map(|(pattern, replacement)| RedactionPattern {
+                name: "p".into(),
+                pattern: pattern.to_string(),
+                replacement: replacement.to_string(),
+            })
+            .collect();
+        l
+    }
+
+    /// `input` through the real framer (cut at the pipeline's
+    /// `max_line_bytes`), fed in `chunk`-byte reads, and the pipeline.
+    fn framed(p: &Pipeline, input: &[u8], chunk: usize) -> Vec<Record> {
+        let mut f = crate::output::frame::Framer::new(p.max_line_bytes);
+        let mut st = StreamState::new("app-1".into(), Stream::Stdout);
+        let mut out = Vec::new();
+        let now = Instant::now();
+        let mut emit = |l: &[u8], c: bool| {
+            st.line(p, String::from_utf8_lossy(l).into_owned(), c, now, &mut out)
+        };
+        for c in input.chunks(chunk) {
+            f.push(c, &mut emit);
+        }
+        f.finish(&mut emit);
+        st.flush(p, &mut out);
+        out
+    }
+
+    /// The lines the records make once their pieces are joined, checking
+    /// that every piece but a line's last is marked continued and that no
+    /// record is longer than `cap`.
+    fn joined(rs: &[Record], cap: usize) -> Vec<String> {
+        let mut lines = vec![String::new()];
+        for r in rs {
+            assert!(r.msg.len() <= cap, "{} > {cap}", r.msg.len());
+            lines.last_mut().unwrap().push_str(&r.msg);
+            if !r.continued {
+                lines.push(String::new());
+            }
+        }
+        assert_eq!(
+            lines.pop().as_deref(),
+            Some(""),
+            "the last record ends its line"
+        );
+        lines
+    }
+
+    #[test]
+    fn a_cut_line_is_kept_or_dropped_whole_on_its_first_piece() {
+        let mut l = logging();
+        l.max_line_bytes = 1024;
+        l.level_detection = Some(LevelDetection {
+            patterns: BTreeMap::from([(LogLevel::Error, "ERROR".to_string())]),
+            default_level: LogLevel::Info,
+        });
+        l.min_level = Some(LogLevel::Warn);
+        l.exclude = vec!["GET /health".into()];
+        for redact in [false, true] {
+            if redact {
+                l.redaction = redacting(1024, &[("never-matches", "")]).redaction;
+            }
+            let p = Pipeline::compile("app", &l).unwrap();
+            let input = format!(
+                "ERROR: db down {y}\ninfo {y} ERROR late\nERROR GET /health {y}\nERROR: short\n",
+                y = "y".repeat(3000)
+            );
+            let rs = framed(&p, input.as_bytes(), 64 * 1024);
+            assert!(rs.iter().all(|r| r.level == LogLevel::Error));
+            let want = format!("ERROR: db down {}", "y".repeat(3000));
+            assert_eq!(joined(&rs, 1024), [want.as_str(), "ERROR: short"]);
+        }
+    }
+
+    #[test]
+    fn a_cut_json_line_is_not_parsed_piece_by_piece() {
+        let mut l = logging();
+        l.max_line_bytes = 1024;
+        l.json = Some(JsonLogging {
+            detect_auto: false,
+            extract_level: true,
+            extract_message: true,
+            merge_fields: false,
+        });
+        let p = Pipeline::compile("app", &l).unwrap();
+        let cut = format!(
+            "{}{{\"msg\":\"inner\",\"level\":\"debug\"}}",
+            "x".repeat(1024)
+        );
+        let rs = framed(
+            &p,
+            format!("{cut}\n{{\"msg\":\"whole\"}}\n").as_bytes(),
+            4096,
+        );
+        assert_eq!(joined(&rs, 1024), [cut.as_str(), "whole"]);
+        assert!(rs.iter().all(|r| r.level == LogLevel::Info));
     }
 
     #[test]
