@@ -457,6 +457,61 @@ fn joined_lines(recs: &[&serde_json::Value], max: usize) -> Vec<String> {
 }
 
 #[test]
+fn a_secret_straddling_a_cut_is_redacted_on_stdout_in_the_file_and_in_the_logs_api() {
+    // The cut at 1024 bytes falls in `token=` (1020), in the secret
+    // (1012), and right after `token=` (1018).
+    let cfg = r#"version: "1.0"
+global:
+  shutdown_timeout: 10s
+  log_format: json
+  metrics_enabled: false
+  api_port: 0
+  api_socket: $DIR/api.sock
+processes:
+  sec:
+    command: |
+      python3 -c '
+      for pad in (1020, 1012, 1018):
+          print("x" * pad + "token=sk_live_4eC39HqLyjWDarjtT1zdp7dc rest", flush=True)
+      print("short token=abc")
+      ' && exec sleep 60
+    logging:
+      max_line_bytes: 1KiB
+      file: {path: "$DIR/sec.log"}
+      redaction:
+        patterns: [{pattern: 'token=\w+', replacement: 'token=[redacted]'}]
+"#;
+    let mut sd = Sheepdog::start("redact-cut", cfg);
+    sd.wait_log("short token=[redacted]");
+    let want: Vec<String> = [1020, 1012, 1018]
+        .iter()
+        .map(|pad| "x".repeat(*pad) + "token=[redacted] rest")
+        .chain(["short token=[redacted]".to_string()])
+        .collect();
+    let api = common::http::unix(
+        &sd.dir.path("api.sock"),
+        "GET",
+        "/api/v1/processes/sec/logs?limit=100",
+        None,
+        None,
+    );
+    assert_eq!(api.status, 200, "{}", api.body);
+    let stored: Vec<serde_json::Value> = api.json()["records"].as_array().unwrap().clone();
+    let file = fs::read_to_string(sd.dir.path("sec.log")).unwrap();
+    for (what, recs) in [
+        ("stdout", records(&sd.log())),
+        ("file", records(&file)),
+        ("logs API", stored),
+    ] {
+        let text = serde_json::to_string(&recs).unwrap();
+        assert!(!text.contains("sk_live"), "{what}: {text}");
+        assert_eq!(joined_lines(&of(&recs, "sec-1"), 1024), want, "{what}");
+    }
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0);
+}
+
+#[test]
 fn a_cut_line_is_kept_or_dropped_whole_by_min_level_and_exclude() {
     let cfg = config(
         "  log_format: json\n",
