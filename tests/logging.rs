@@ -439,6 +439,118 @@ fn redaction_hides_a_token_on_stdout_and_in_the_file() {
     }
 }
 
+/// The lines `recs` make once the pieces of cut lines are joined; checks
+/// that only a line's last piece lacks `continued` and that no piece is
+/// longer than `max`.
+fn joined_lines(recs: &[&serde_json::Value], max: usize) -> Vec<String> {
+    let mut lines = vec![String::new()];
+    for r in recs {
+        let msg = r["msg"].as_str().unwrap();
+        assert!(msg.len() <= max, "{} bytes: {r}", msg.len());
+        lines.last_mut().unwrap().push_str(msg);
+        if r["continued"] != true {
+            lines.push(String::new());
+        }
+    }
+    assert_eq!(lines.pop().as_deref(), Some(""), "a line was left open");
+    lines
+}
+
+#[test]
+fn a_secret_straddling_a_cut_is_redacted_on_stdout_in_the_file_and_in_the_logs_api() {
+    // The cut at 1024 bytes falls in `token=` (1020), in the secret
+    // (1012), and right after `token=` (1018).
+    let cfg = r#"version: "1.0"
+global:
+  shutdown_timeout: 10s
+  log_format: json
+  metrics_enabled: false
+  api_port: 0
+  api_socket: $DIR/api.sock
+processes:
+  sec:
+    command: |
+      python3 -c '
+      for pad in (1020, 1012, 1018):
+          print("x" * pad + "token=sk_live_4eC39HqLyjWDarjtT1zdp7dc rest", flush=True)
+      print("short token=abc")
+      ' && exec sleep 60
+    logging:
+      max_line_bytes: 1KiB
+      file: {path: "$DIR/sec.log"}
+      redaction:
+        patterns: [{pattern: 'token=\w+', replacement: 'token=[redacted]'}]
+"#;
+    let mut sd = Sheepdog::start("redact-cut", cfg);
+    sd.wait_log("short token=[redacted]");
+    let want: Vec<String> = [1020, 1012, 1018]
+        .iter()
+        .map(|pad| "x".repeat(*pad) + "token=[redacted] rest")
+        .chain(["short token=[redacted]".to_string()])
+        .collect();
+    let api = common::http::unix(
+        &sd.dir.path("api.sock"),
+        "GET",
+        "/api/v1/processes/sec/logs?limit=100",
+        None,
+        None,
+    );
+    assert_eq!(api.status, 200, "{}", api.body);
+    let stored: Vec<serde_json::Value> = api.json()["records"].as_array().unwrap().clone();
+    let file = fs::read_to_string(sd.dir.path("sec.log")).unwrap();
+    for (what, recs) in [
+        ("stdout", records(&sd.log())),
+        ("file", records(&file)),
+        ("logs API", stored),
+    ] {
+        let text = serde_json::to_string(&recs).unwrap();
+        assert!(!text.contains("sk_live"), "{what}: {text}");
+        assert_eq!(joined_lines(&of(&recs, "sec-1"), 1024), want, "{what}");
+    }
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0);
+}
+
+#[test]
+fn a_cut_line_is_kept_or_dropped_whole_by_min_level_and_exclude() {
+    let cfg = config(
+        "  log_format: json\n",
+        r#"  lvl:
+    type: oneshot
+    command: ["python3", "-c", "print('ERROR: db down ' + 'y'*3000); print('info ' + 'y'*3000 + ' ERROR late'); print('info short'); print('ERROR: short one')"]
+    logging:
+      max_line_bytes: 1KiB
+      min_level: warn
+      level_detection: {patterns: {error: 'ERROR'}}
+  exc:
+    type: oneshot
+    command: ["python3", "-c", "print('GET /health ' + 'z'*3000); print('GET /other ' + 'z'*3000); print('GET /health short'); print('GET /other short')"]
+    logging:
+      max_line_bytes: 1KiB
+      filters: {exclude: ['GET /health']}
+"#,
+    );
+    let mut sd = Sheepdog::start("cut-verdict", &cfg);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let recs = records(&sd.log());
+    let lvl = of(&recs, "lvl-1");
+    assert!(lvl.iter().all(|r| r["level"] == "error"), "{lvl:?}");
+    assert_eq!(
+        joined_lines(&lvl, 1024),
+        [
+            "ERROR: db down ".to_string() + &"y".repeat(3000),
+            "ERROR: short one".into()
+        ]
+    );
+    assert_eq!(
+        joined_lines(&of(&recs, "exc-1"), 1024),
+        [
+            "GET /other ".to_string() + &"z".repeat(3000),
+            "GET /other short".into()
+        ]
+    );
+}
+
 #[test]
 fn json_logs_from_a_child_are_parsed_and_their_level_honoured() {
     let cfg = config(

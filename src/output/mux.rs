@@ -12,7 +12,8 @@
 //!   a flooding child cannot starve the others.
 //! - Bounded memory, whatever children do: per pipe at most
 //!   `max_line_bytes` of an unfinished line plus one multiline entry (4 ×
-//!   `max_line_bytes`); one read buffer; write buffers flushed beyond
+//!   `max_line_bytes`) plus, with redaction, the held-back tail of a cut
+//!   line (`pipeline`); one read buffer; write buffers flushed beyond
 //!   `FLUSH_AT`; the store is bounded on its own. A slow sink (stdout or a
 //!   disk) blocks this thread in `write`, so children's pipes fill and they
 //!   are slowed, never killed. New pipes wait in the channel meanwhile; so

@@ -27,10 +27,29 @@
 //!   A plain line is never demoted below info (the seed's hidden-lines bug).
 //! - Filters see the redacted entry text: drop below `min_level`, drop on
 //!   any `exclude` match, and with `include` keep only matches.
+//! - One decision per line. A line cut into pieces (by the framer at
+//!   `max_line_bytes`, or an entry cut at its cap) is judged on its first
+//!   record: that level and filter verdict are kept (`OpenLine`) and apply
+//!   to every later piece, so a long ERROR line is kept or dropped whole
+//!   and an excluded line leaves no continuation behind. A piece is never
+//!   parsed as JSON (it is not a whole object).
+//! - Redaction across cuts: a secret must not escape because a cut split
+//!   it. Buffering a whole line is not an option (`max_line_bytes` exists
+//!   to bound memory), so with redaction on, the last quarter of
+//!   `max_line_bytes` (`keep` bytes) of a cut line is held back and
+//!   redacted together with the next piece, and a record is only cut off
+//!   where no match of any pattern straddles the cut (`safe_cut`: the cut
+//!   moves back to the match's start). So any match up to `keep` bytes
+//!   long is found whole, wherever the framer cut; a longer one is still
+//!   redacted when it lies within one record. Records stay at most the
+//!   record cap (`max_line_bytes`, or the multiline entry cap), the held
+//!   tail is usually `keep` and always less than cap + `keep`.
+//!   Without redaction pieces pass through as they come.
 //!
 //! Invariants: pure (no I/O; the caller passes `now`); memory per stream is
-//! bounded by the entry cap; invalid regexes never get here (they are
-//! config errors), but a failure to compile is still handled, never a panic.
+//! bounded by the entry cap plus the held tail of a cut line; invalid
+//! regexes never get here (they are config errors), but a failure to
+//! compile is still handled, never a panic.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -140,10 +159,12 @@ impl Pipeline {
         }
     }
 
-    /// Turn one complete entry into a record, or None if a filter drops it.
+    /// Turn one entry (or one piece of a cut line) into a record, or None
+    /// if a filter drops it. A later piece of a cut line takes the verdict
+    /// its first piece got (`st.verdict`).
     fn finish_entry(
         &self,
-        st: &StreamState,
+        st: &mut StreamState,
         text: String,
         continued: bool,
         ts: SystemTime,
@@ -154,33 +175,42 @@ impl Pipeline {
                 text = s;
             }
         }
-        let mut level = None;
         let mut msg = None;
         let mut fields = Vec::new();
-        if let Some(cfg) = &self.json {
-            if let Some(obj) = parse_object(&text) {
-                let (l, m, f) = from_json(cfg, obj);
-                level = l;
-                msg = m;
-                fields = f;
+        let verdict = match st.verdict {
+            Some(v) => v,
+            None => {
+                let mut level = None;
+                // The first piece of a cut line is not a whole JSON object.
+                if let (Some(cfg), false) = (&self.json, continued) {
+                    if let Some(obj) = parse_object(&text) {
+                        let (l, m, f) = from_json(cfg, obj);
+                        level = l;
+                        msg = m;
+                        fields = f;
+                    }
+                }
+                let level = level.unwrap_or_else(|| {
+                    self.levels
+                        .iter()
+                        .find(|(_, re)| re.is_match(&text))
+                        .map_or(self.default_level, |(l, _)| *l)
+                });
+                if self.min_level.is_some_and(|min| level < min)
+                    || self.exclude.iter().any(|re| re.is_match(&text))
+                    || (!self.include.is_empty()
+                        && !self.include.iter().any(|re| re.is_match(&text)))
+                {
+                    Verdict::Drop
+                } else {
+                    Verdict::Keep(level)
+                }
             }
-        }
-        let level = level.unwrap_or_else(|| {
-            if self.levels.is_empty() {
-                self.default_level
-            } else {
-                self.levels
-                    .iter()
-                    .find(|(_, re)| re.is_match(&text))
-                    .map_or(self.default_level, |(l, _)| *l)
-            }
-        });
-        if self.min_level.is_some_and(|min| level < min)
-            || self.exclude.iter().any(|re| re.is_match(&text))
-            || (!self.include.is_empty() && !self.include.iter().any(|re| re.is_match(&text)))
-        {
+        };
+        st.verdict = Some(verdict);
+        let Verdict::Keep(level) = verdict else {
             return None;
-        }
+        };
         let mut r = Record::new(level, self.process.clone(), msg.unwrap_or(text));
         r.ts = ts;
         r.instance = Some(st.instance.clone());
@@ -189,6 +219,68 @@ impl Pipeline {
         r.labels = self.labels.clone();
         r.fields = fields;
         Some(r)
+    }
+
+    /// Where to cut the next record off the front of a cut line's pending
+    /// `text`, or None to print nothing more now: records are at most the
+    /// cap (`max_line_bytes`, or the multiline entry cap) and, while pieces
+    /// of the line are still to come (`more`), the last quarter of
+    /// `max_line_bytes` (`keep`) stays for them.
+    fn next_cut(&self, text: &str, more: bool) -> Option<usize> {
+        if self.redaction.is_empty() {
+            return None;
+        }
+        let cap = self
+            .multiline
+            .as_ref()
+            .map_or(self.max_line_bytes, |m| m.max_bytes);
+        let keep = if more { self.max_line_bytes / 4 } else { 0 };
+        let mut cut = text.len().saturating_sub(keep).min(cap);
+        if cut == text.len() {
+            return None;
+        }
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        match self.safe_cut(text, cut) {
+            // Holding more would take the held text to a record's worth
+            // beyond `keep`: only a match longer than a record is split.
+            // (Then `cut` is about `cap`, never 0.)
+            0 if text.len() >= cap + keep => Some(cut),
+            0 => None,
+            safe => Some(safe),
+        }
+    }
+
+    /// `cut`, moved back to the start of any redaction match that straddles
+    /// it, until every pattern has been checked against the final place (a
+    /// pattern's own matches never overlap, so after a move only the others
+    /// are checked again); 0 when only a cut at 0 splits nothing. Moves are
+    /// bounded: a chain of overlapping matches of different patterns longer
+    /// than that gives 0 too (`next_cut` then holds the text, or cuts where
+    /// it must) rather than quadratic time.
+    fn safe_cut(&self, text: &str, mut cut: usize) -> usize {
+        let n = self.redaction.len();
+        let (mut quiet, mut moves, mut i) = (0, 0, 0);
+        while quiet < n {
+            quiet += 1;
+            for m in self.redaction[i % n].0.find_iter(text) {
+                if m.start() >= cut {
+                    break;
+                }
+                if m.end() > cut {
+                    cut = m.start();
+                    quiet = 1;
+                    moves += 1;
+                    break;
+                }
+            }
+            if moves > 8 {
+                return 0;
+            }
+            i += 1;
+        }
+        cut
     }
 }
 
@@ -284,12 +376,25 @@ struct Entry {
     deadline: Instant,
 }
 
+/// What the first record of a cut line decided, for its other pieces.
+#[derive(Debug, Clone, Copy)]
+enum Verdict {
+    Keep(LogLevel),
+    Drop,
+}
+
 /// The mutable pipeline state of one pipe.
 #[derive(Debug)]
 pub struct StreamState {
     pub instance: Arc<str>,
     pub stream: Stream,
     entry: Option<Entry>,
+    /// The verdict on the cut line in progress, from its first record;
+    /// None between lines.
+    verdict: Option<Verdict>,
+    /// With redaction: the text of the cut line in progress not printed
+    /// yet, to be redacted with what follows.
+    held: String,
 }
 
 impl StreamState {
@@ -298,6 +403,8 @@ impl StreamState {
             instance,
             stream,
             entry: None,
+            verdict: None,
+            held: String::new(),
         }
     }
 
@@ -311,7 +418,7 @@ impl StreamState {
         out: &mut Vec<Record>,
     ) {
         let Some(rule) = &p.multiline else {
-            out.extend(p.finish_entry(self, text, continued, SystemTime::now()));
+            self.unit(p, text, continued, SystemTime::now(), out);
             return;
         };
         if let Some(e) = &mut self.entry {
@@ -338,6 +445,36 @@ impl StreamState {
         });
     }
 
+    /// One whole line or entry, or a piece of a cut one (`continued`: more
+    /// of it follows), into records.
+    fn unit(
+        &mut self,
+        p: &Pipeline,
+        mut text: String,
+        continued: bool,
+        ts: SystemTime,
+        out: &mut Vec<Record>,
+    ) {
+        if !self.held.is_empty() {
+            self.held.push_str(&text);
+            text = std::mem::take(&mut self.held);
+        }
+        while let Some(cut) = p.next_cut(&text, continued) {
+            let rest = text[cut..].to_string();
+            text.truncate(cut);
+            out.extend(p.finish_entry(self, text, true, ts));
+            text = rest;
+        }
+        if continued && !p.redaction.is_empty() {
+            self.held = text;
+        } else {
+            out.extend(p.finish_entry(self, text, continued, ts));
+        }
+        if !continued {
+            self.verdict = None;
+        }
+    }
+
     /// When the pending entry must be flushed, if there is one.
     pub fn deadline(&self) -> Option<Instant> {
         self.entry.as_ref().map(|e| e.deadline)
@@ -350,10 +487,13 @@ impl StreamState {
         }
     }
 
-    /// Flush the pending entry now (timeout, pipe closed, exit).
+    /// Flush the pending entry now (timeout, pipe closed, exit). What is
+    /// held of a cut line waits for its next piece, and one always comes:
+    /// the framer ends every cut line with a last piece, at the latest
+    /// when the pipe closes, before this is called.
     pub fn flush(&mut self, p: &Pipeline, out: &mut Vec<Record>) {
         if let Some(e) = self.entry.take() {
-            out.extend(p.finish_entry(self, e.text, e.open_piece, e.started));
+            self.unit(p, e.text, e.open_piece, e.started, out);
         }
     }
 }
@@ -573,6 +713,216 @@ mod tests {
         let p = Pipeline::compile("nginx", &l).unwrap();
         let rs = run(&p, &["GET /", "GET /health", "POST /login", "noise"]);
         assert_eq!(msgs(&rs), ["GET /", "POST /login"]);
+    }
+
+    fn redacting(max_line_bytes: usize, patterns: &[(&str, &str)]) -> Logging {
+        let mut l = logging();
+        l.max_line_bytes = max_line_bytes;
+        l.redaction = patterns
+            .iter()
+            .map(|(pattern, replacement)| RedactionPattern {
+                name: "p".into(),
+                pattern: pattern.to_string(),
+                replacement: replacement.to_string(),
+            })
+            .collect();
+        l
+    }
+
+    /// `input` through the real framer (cut at the pipeline's
+    /// `max_line_bytes`), fed in `chunk`-byte reads, and the pipeline.
+    fn framed(p: &Pipeline, input: &[u8], chunk: usize) -> Vec<Record> {
+        let mut f = crate::output::frame::Framer::new(p.max_line_bytes);
+        let mut st = StreamState::new("app-1".into(), Stream::Stdout);
+        let mut out = Vec::new();
+        let now = Instant::now();
+        let mut emit = |l: &[u8], c: bool| {
+            st.line(p, String::from_utf8_lossy(l).into_owned(), c, now, &mut out)
+        };
+        for c in input.chunks(chunk) {
+            f.push(c, &mut emit);
+        }
+        f.finish(&mut emit);
+        st.flush(p, &mut out);
+        out
+    }
+
+    /// The lines the records make once their pieces are joined, checking
+    /// that every piece but a line's last is marked continued and that no
+    /// record is longer than `cap`.
+    fn joined(rs: &[Record], cap: usize) -> Vec<String> {
+        let mut lines = vec![String::new()];
+        for r in rs {
+            assert!(r.msg.len() <= cap, "{} > {cap}", r.msg.len());
+            lines.last_mut().unwrap().push_str(&r.msg);
+            if !r.continued {
+                lines.push(String::new());
+            }
+        }
+        assert_eq!(
+            lines.pop().as_deref(),
+            Some(""),
+            "the last record ends its line"
+        );
+        lines
+    }
+
+    #[test]
+    fn a_secret_straddling_a_cut_is_redacted_wherever_the_cut_falls() {
+        let l = redacting(1024, &[(r"token=\w+", "token=***")]);
+        let p = Pipeline::compile("app", &l).unwrap();
+        let secret = "sk_live_4eC39HqLyjWDarjtT1zdp7dc";
+        // Every position of the secret around the first, second and
+        // third cut, in one read and byte by byte.
+        for pad in (980..1030).chain(2030..2060).chain(3060..3090) {
+            let line = format!("{}token={secret} rest", "x".repeat(pad));
+            let want = format!("{}token=*** rest", "x".repeat(pad));
+            for chunk in [1, 64 * 1024] {
+                let input = format!("{line}\nshort token=abc\n");
+                let rs = framed(&p, input.as_bytes(), chunk);
+                assert!(rs.iter().all(|r| !r.msg.contains("sk_")), "pad {pad}");
+                assert_eq!(joined(&rs, 1024), [want.as_str(), "short token=***"]);
+            }
+        }
+    }
+
+    #[test]
+    fn a_cut_line_comes_out_as_redacted_as_if_it_were_whole() {
+        // Overlapping matches of two patterns, in both orders: the cut
+        // moves back to the earlier start, wherever it falls in them.
+        let card = (r"\b(\d{4})\d{8}(\d{4})\b", "$1********$2");
+        let key = (r"key=\w+", "key=***");
+        for patterns in [[card, key], [key, card]] {
+            let p = Pipeline::compile("app", &redacting(1024, &patterns)).unwrap();
+            let whole = Pipeline::compile("app", &redacting(1 << 20, &patterns)).unwrap();
+            // The framer cuts at 1024, the first record at 768.
+            for pad in (730..780).chain(990..1030) {
+                let line = format!(
+                    "{} key=4111111111111111 end{}",
+                    "x".repeat(pad),
+                    "y".repeat(1500)
+                );
+                let want = framed(&whole, line.as_bytes(), 4096);
+                assert_eq!(want.len(), 1);
+                assert!(!want[0].msg.contains("11111111"));
+                let got = framed(&p, line.as_bytes(), 4096);
+                assert_eq!(joined(&got, 1024), [want[0].msg.as_str()], "pad {pad}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_long_line_in_a_multiline_entry_is_redacted_across_the_entry_cap() {
+        let mut l = redacting(1024, &[(r"token=\w+", "token=***")]);
+        l.multiline = Some(Multiline {
+            pattern: "^S".into(),
+            max_lines: 100,
+            timeout: Duration::from_millis(500),
+        });
+        let p = Pipeline::compile("app", &l).unwrap();
+        // An entry is cut before the 1024-byte piece that would take it to
+        // 4 × 1024 bytes, so at 3072 in a line longer than 4096 bytes: put
+        // the secret across that.
+        let tail = "y".repeat(2000);
+        for pad in 3040..3080 {
+            let input = format!(
+                "S{} token=abcdefghij0123456789 {tail}\nS next\n",
+                "x".repeat(pad)
+            );
+            let rs = framed(&p, input.as_bytes(), 64 * 1024);
+            assert!(rs.iter().all(|r| !r.msg.contains("abcdef")), "pad {pad}");
+            let want = format!("S{} token=*** {tail}", "x".repeat(pad));
+            assert_eq!(joined(&rs, 4096), [want.as_str(), "S next"]);
+        }
+    }
+
+    #[test]
+    fn a_multiline_timeout_in_the_middle_of_a_line_holds_back_only_its_tail() {
+        let mut l = redacting(1024, &[(r"token=\w+", "token=***")]);
+        l.multiline = Some(Multiline {
+            pattern: "^S".into(),
+            max_lines: 100,
+            timeout: Duration::from_millis(500),
+        });
+        let p = Pipeline::compile("app", &l).unwrap();
+        let mut st = StreamState::new("app-1".into(), Stream::Stdout);
+        let mut out = Vec::new();
+        let t0 = Instant::now();
+        st.line(
+            &p,
+            format!("S{}token=ab", "x".repeat(1015)),
+            true,
+            t0,
+            &mut out,
+        );
+        // The timeout flushes the entry, cut mid-line: all but its last
+        // quarter of max_line_bytes comes out.
+        st.tick(&p, t0 + Duration::from_secs(1), &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].msg.len(), out[0].continued), (768, true));
+        // The rest of the line, much later, and the pipe closes.
+        st.line(
+            &p,
+            "cd rest".into(),
+            false,
+            t0 + Duration::from_secs(9),
+            &mut out,
+        );
+        st.flush(&p, &mut out);
+        assert_eq!(
+            joined(&out, 4096),
+            [format!("S{}token=*** rest", "x".repeat(1015))]
+        );
+    }
+
+    #[test]
+    fn a_cut_line_is_kept_or_dropped_whole_on_its_first_piece() {
+        let mut l = logging();
+        l.max_line_bytes = 1024;
+        l.level_detection = Some(LevelDetection {
+            patterns: BTreeMap::from([(LogLevel::Error, "ERROR".to_string())]),
+            default_level: LogLevel::Info,
+        });
+        l.min_level = Some(LogLevel::Warn);
+        l.exclude = vec!["GET /health".into()];
+        for redact in [false, true] {
+            if redact {
+                l.redaction = redacting(1024, &[("never-matches", "")]).redaction;
+            }
+            let p = Pipeline::compile("app", &l).unwrap();
+            let input = format!(
+                "ERROR: db down {y}\ninfo {y} ERROR late\nERROR GET /health {y}\nERROR: short\n",
+                y = "y".repeat(3000)
+            );
+            let rs = framed(&p, input.as_bytes(), 64 * 1024);
+            assert!(rs.iter().all(|r| r.level == LogLevel::Error));
+            let want = format!("ERROR: db down {}", "y".repeat(3000));
+            assert_eq!(joined(&rs, 1024), [want.as_str(), "ERROR: short"]);
+        }
+    }
+
+    #[test]
+    fn a_cut_json_line_is_not_parsed_piece_by_piece() {
+        let mut l = logging();
+        l.max_line_bytes = 1024;
+        l.json = Some(JsonLogging {
+            detect_auto: false,
+            extract_level: true,
+            extract_message: true,
+            merge_fields: false,
+        });
+        let p = Pipeline::compile("app", &l).unwrap();
+        let cut = format!(
+            "{}{{\"msg\":\"inner\",\"level\":\"debug\"}}",
+            "x".repeat(1024)
+        );
+        let rs = framed(
+            &p,
+            format!("{cut}\n{{\"msg\":\"whole\"}}\n").as_bytes(),
+            4096,
+        );
+        assert_eq!(joined(&rs, 1024), [cut.as_str(), "whole"]);
+        assert!(rs.iter().all(|r| r.level == LogLevel::Info));
     }
 
     #[test]
