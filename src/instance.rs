@@ -41,7 +41,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{select, Receiver, Sender};
+use crossbeam_channel::{select, Receiver, RecvTimeoutError, Sender};
 use nix::sys::signal::Signal;
 
 use crate::config::extra::{HealthMode, Probe};
@@ -792,7 +792,13 @@ impl Runner {
                     self.killed |= matches!(c, Cmd::Kill);
                     return Err(NotStarted::Stopped);
                 }
-                Ok(Cmd::Signal(..)) | Err(_) => {}
+                // The supervisor is gone: a forced stop, as in `next_input`
+                // (waiting on would spin: the closed channel answers at once).
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.killed = true;
+                    return Err(NotStarted::Stopped);
+                }
+                Ok(Cmd::Signal(..)) | Err(RecvTimeoutError::Timeout) => {}
             }
         }
     }
