@@ -277,13 +277,17 @@ impl RotatingFile {
         }
         let at_path = std::fs::metadata(&self.path)
             .is_ok_and(|m| (m.dev(), m.ino()) == (real.dev(), real.ino()));
-        let result = match at_path {
-            true => self.rotate(),
+        let result = if at_path {
+            self.rotate()
+        } else {
             // Moved away or deleted without a SIGUSR1: not ours to rotate.
-            false => self.reopen().and(Err(format!(
+            // Said (once) like a failed rotation, whether or not the new
+            // file opens.
+            let reopened = self.reopen();
+            reopened.and(Err(format!(
                 "{} was moved or deleted without a SIGUSR1; started a new one",
                 self.path.display()
-            ))),
+            )))
         };
         match result {
             Ok(()) => self.rotate_failing = false,
