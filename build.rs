@@ -20,10 +20,10 @@ fn main() {
 }
 
 /// `$OUT_DIR/openapi.json`, what `GET /api/v1/openapi.json` serves:
-/// docs/openapi.json without whitespace and without its `description`
-/// texts (docs/api.md and the shipped file keep them). Every path,
-/// operation (with its summary), parameter and schema stays whole.
-/// 41 → 26 KiB of the binary, which is held under 2 MiB
+/// docs/openapi.json without whitespace, its `description` texts and its
+/// `tags` (groups for a viewer; docs/api.md and the shipped file keep
+/// them). Every path, operation (with its summary), parameter and schema
+/// stays whole. 41 → 25 KiB of the binary, which is held under 2 MiB
 /// (docs/performance.md).
 fn openapi() {
     println!("cargo:rerun-if-changed=docs/openapi.json");
@@ -35,12 +35,13 @@ fn openapi() {
     std::fs::write(out.join("openapi.json"), doc.to_string()).expect("write openapi.json");
 }
 
-/// Remove every `"description": "<text>"` below `v` (a field of a schema
-/// that is itself named `description` has an object value and stays).
+/// Remove every `"description": "<text>"` and `"tags": [...]` below `v`
+/// (a field of a schema that is itself named `description` or `tags` has
+/// an object value and stays).
 fn drop_descriptions(v: &mut serde_json::Value) {
     match v {
         serde_json::Value::Object(m) => {
-            m.retain(|k, v| !(k == "description" && v.is_string()));
+            m.retain(|k, v| !(k == "description" && v.is_string() || k == "tags" && v.is_array()));
             m.values_mut().for_each(drop_descriptions);
         }
         serde_json::Value::Array(a) => a.iter_mut().for_each(drop_descriptions),
