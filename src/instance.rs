@@ -56,6 +56,10 @@ use crate::{ports, probe, stragglers};
 
 /// How often a start deferred behind a stalled stdout is tried again.
 const STALL_RETRY: Duration = Duration::from_secs(1);
+/// A start that sheepdog's own shortage prevented is tried again after
+/// this, doubling up to `SHORTAGE_MAX` (`Runner::short_of_resources`).
+const SHORTAGE_FIRST: Duration = Duration::from_secs(1);
+const SHORTAGE_MAX: Duration = Duration::from_secs(30);
 
 /// What the supervisor can ask of an instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,7 +115,12 @@ pub enum Event {
         pid: i32,
         status: ExitStatus,
     },
-    /// `reason`: `exit`, `signal` or `health`.
+    /// A start put off by sheepdog's own shortage: no attempt counted.
+    Deferred {
+        error: String,
+        delay: Duration,
+    },
+    /// `reason`: `exit`, `signal`, `health` or `start`.
     RestartScheduled {
         delay: Duration,
         attempt: u32,
@@ -185,6 +194,8 @@ pub fn launch(
         probe_not_run: false,
         probing: None,
         deferred: false,
+        shortages: 0,
+        healthy_streak: None,
     };
     let thread = std::thread::Builder::new()
         .name(format!("{}", runner.id.instance))
@@ -275,17 +286,19 @@ fn ending(status: Option<ExitStatus>, unhealthy: bool, start_error: Option<&str>
 /// Apply the restart policy. `status` is None for a failed start (its
 /// reason in `start_error`);
 /// `unhealthy` marks a stop forced by a liveness failure (a failure, however
-/// the process exited). `attempts` counts restarts since the last reset;
-/// returns the decision and the new count. Pure, so it is unit-tested.
+/// the process exited). `attempts` counts restarts since the last reset,
+/// which a run that went well for `restart_reset_after` (`went_well_for`)
+/// brings back to 0; returns the decision and the new count. Pure, so it
+/// is unit-tested.
 pub fn decide(
     def: &Process,
     attempts: u32,
     status: Option<ExitStatus>,
     unhealthy: bool,
-    ran_for: Duration,
+    went_well_for: Duration,
     start_error: Option<&str>,
 ) -> (Decision, u32) {
-    let attempts = if ran_for >= def.backoff.reset_after {
+    let attempts = if went_well_for >= def.backoff.reset_after {
         0
     } else {
         attempts
@@ -436,6 +449,13 @@ struct Runner {
     probing: Option<Probing>,
     /// A start is deferred behind a stalled stdout (`spawn`): said once.
     deferred: bool,
+    /// Starts in a row that sheepdog's own shortage (EMFILE, EAGAIN…)
+    /// prevented, for their retry's backoff.
+    shortages: u32,
+    /// This start's current healthy streak: its first and its latest
+    /// passing check. What counts toward `restart_reset_after` for an
+    /// instance with a health check.
+    healthy_streak: Option<(Instant, Instant)>,
 }
 
 impl Runner {
@@ -451,8 +471,13 @@ impl Runner {
             }
             let now = Instant::now();
             let input = match state {
-                // Due already (first start, zero backoff): no need to block.
-                State::Waiting { until } if until <= now => Input::Timer,
+                // Due already (first start, zero backoff): no need to block,
+                // but a command that came meanwhile goes first. A start that
+                // fails at once with no backoff comes back here every time,
+                // and would otherwise never see a stop, even a forced one.
+                State::Waiting { until } if until <= now => {
+                    self.queued_cmd().unwrap_or(Input::Timer)
+                }
                 _ => self.next_input(&state),
             };
             state = self.step(state, input, Instant::now());
@@ -523,18 +548,29 @@ impl Runner {
                     }
                     log::debug!("{}: late exit of former pid {} ({})", self.id.instance, exit.pid, exit.status);
                 }
-                recv(self.cmd_rx) -> m => match m {
-                    Ok(c) => return Input::Cmd(c),
-                    Err(_) => {
-                        // The supervisor dropped us: treat as a forced stop,
-                        // and never select on the dead channel again.
-                        self.cmd_rx = crossbeam_channel::never();
-                        return Input::Cmd(Cmd::Kill);
-                    }
+                recv(self.cmd_rx) -> m => return match m {
+                    Ok(c) => Input::Cmd(c),
+                    Err(_) => self.orphaned(),
                 },
                 recv(timer) -> _ => return Input::Timer,
             }
         }
+    }
+
+    /// A command already sent, without blocking.
+    fn queued_cmd(&mut self) -> Option<Input> {
+        match self.cmd_rx.try_recv() {
+            Ok(c) => Some(Input::Cmd(c)),
+            Err(crossbeam_channel::TryRecvError::Empty) => None,
+            Err(crossbeam_channel::TryRecvError::Disconnected) => Some(self.orphaned()),
+        }
+    }
+
+    /// The supervisor dropped us: treat as a forced stop, and never
+    /// select on the dead channel again.
+    fn orphaned(&mut self) -> Input {
+        self.cmd_rx = crossbeam_channel::never();
+        Input::Cmd(Cmd::Kill)
     }
 
     /// The instance state machine: one transition per input.
@@ -677,6 +713,8 @@ impl Runner {
                 self.pid = Some(pid);
                 self.output_done = Some(output_done);
                 self.ports_seen = false;
+                self.shortages = 0;
+                self.healthy_streak = None;
                 log::info!(
                     event = "started", instance = &*self.id.instance, pid = pid;
                     "{}: started (pid {pid})", self.id.instance
@@ -690,6 +728,7 @@ impl Runner {
                     tracker,
                 }
             }
+            Err(e) if crate::sys::short_of_resources(&e) => self.short_of_resources(&e, now),
             Err(e) => {
                 let mut error = format!("unable to start {:?}: {e}", self.def.command[0]);
                 if let (Some(c), Some(libc::EPERM)) =
@@ -711,6 +750,28 @@ impl Runner {
                 self.after_exit(None, Some(&error), false, Duration::ZERO, now)
             }
         }
+    }
+
+    /// sheepdog could not make the child's pipes or its task (EMFILE,
+    /// EAGAIN, ENOMEM): its own shortage, not the instance's failure, so
+    /// no restart attempt is counted whatever the policy; tried again
+    /// after 1 s, doubling up to 30 s, as an instance thread is.
+    fn short_of_resources(&mut self, e: &std::io::Error, now: Instant) -> State {
+        let delay = backoff(SHORTAGE_FIRST, SHORTAGE_MAX, self.shortages);
+        self.shortages = self.shortages.saturating_add(1);
+        let error = format!(
+            "unable to start {:?}: {e}; sheepdog is short of resources, which does not \
+             count against the instance",
+            self.def.command[0]
+        );
+        log::warn!(
+            event = "spawn_failed", instance = &*self.id.instance, reason = error.as_str();
+            "{}: {error}; trying again in {}",
+            self.id.instance,
+            crate::config::format_duration(delay)
+        );
+        self.report(Event::Deferred { error, delay });
+        State::Waiting { until: now + delay }
     }
 
     /// The process's pre-start hooks, before every start (restarts too).
@@ -908,6 +969,12 @@ impl Runner {
             }
             (Ok(()), ports) => (ports.is_ok(), tracker.record(ports, at, now)),
         };
+        self.healthy_streak = match (tracker.state(), ok, self.healthy_streak) {
+            (Health::Healthy, true, streak) => Some((streak.map_or(at, |(from, _)| from), at)),
+            // A failure short of the threshold pauses the streak.
+            (Health::Healthy, false, streak) => streak,
+            _ => None,
+        };
         // Log the transition before reporting it, so the supervisor's
         // reaction (e.g. starting a dependent) always reads after it.
         let restart = match &change {
@@ -1020,7 +1087,7 @@ impl Runner {
             self.attempts,
             status,
             unhealthy,
-            ran_for,
+            self.went_well_for(ran_for),
             start_error,
         );
         self.attempts = attempts;
@@ -1093,6 +1160,18 @@ impl Runner {
                 }
                 State::Done(outcome)
             }
+        }
+    }
+
+    /// How long a run that lasted `ran_for` went well, for
+    /// `restart_reset_after`: all of it, or with a health check, its last
+    /// healthy streak. A run that never passed its checks, or failed them
+    /// for minutes before its stop, did not go well however long it took.
+    fn went_well_for(&self, ran_for: Duration) -> Duration {
+        match (&self.health, self.healthy_streak) {
+            (None, _) => ran_for,
+            (Some(_), Some((from, to))) => to.saturating_duration_since(from),
+            (Some(_), None) => Duration::ZERO,
         }
     }
 

@@ -903,3 +903,66 @@ fn a_followed_redirect_that_fails_names_the_url_that_gave_the_status() {
     sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0);
 }
+
+#[test]
+fn a_run_that_never_became_healthy_does_not_reset_the_attempts() {
+    // Regression: the startup budget plus the stop outlasted
+    // `restart_reset_after`, so every failed start counted as a long run
+    // and reset the count: the process restarted forever at "attempt 1"
+    // and its `critical` never took effect.
+    let cfg = header("")
+        + r#"
+  u:
+    command: "trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done"
+    critical: true
+    max_restart_attempts: 2
+    restart_backoff_initial: 50ms
+    restart_reset_after: 500ms
+    health_check:
+      type: exec
+      command: "false"
+      initial_delay: 0
+      period: 100ms
+      timeout: 1s
+      startup_timeout: 800ms
+  other:
+    command: [sleep, "1000"]
+"#;
+    let mut sd = Sheepdog::start("never-healthy-attempts", &cfg);
+    assert_eq!(sd.exit_code(WAIT), 1, "{}", sd.log());
+    let log = sd.log();
+    assert!(log.contains("restarting (attempt 2,"), "{log}");
+    assert!(log.contains("gave up after 2 restart attempts"), "{log}");
+    assert!(log.contains("u-1 is critical and failed"), "{log}");
+}
+
+#[test]
+fn a_long_healthy_run_still_resets_the_attempts() {
+    // The other side: a run that passed its checks for longer than
+    // `restart_reset_after` starts the count again, so occasional failures
+    // never add up to `max_restart_attempts`.
+    let cfg = header("")
+        + r#"
+  w:
+    command: "sleep 1.5; exit 3"
+    max_restart_attempts: 1
+    restart_backoff_initial: 50ms
+    restart_reset_after: 500ms
+    health_check:
+      type: exec
+      command: "true"
+      initial_delay: 0
+      period: 100ms
+"#;
+    let mut sd = Sheepdog::start("healthy-resets", &cfg);
+    assert!(sd.wait_log_n("w-1: exited 3", 3, WAIT), "{}", sd.log());
+    assert_eq!(
+        sd.count("restarting (attempt 1,"),
+        sd.count("w-1: exited 3"),
+        "{}",
+        sd.log()
+    );
+    assert!(!sd.log().contains("gave up"), "{}", sd.log());
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}

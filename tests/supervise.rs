@@ -1349,3 +1349,70 @@ fn a_sigterm_while_the_configuration_loads_is_not_lost() {
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
     sd.wait_log("shutting down (received SIGTERM)");
 }
+
+#[test]
+fn a_start_that_fails_at_once_with_no_backoff_still_obeys_the_shutdown() {
+    // Regression: with `restart_backoff_initial: 0` a start that fails in
+    // the spawn itself (missing binary) came back due at once, and the
+    // instance never read its commands again: no stop, not even the
+    // deadline's kill, reached it, and sheepdog spun until SIGKILLed.
+    let cfg = "global:\n  shutdown_timeout: 2s\n  restart_backoff_initial: 0\n  \
+               api_enabled: false\n  metrics_enabled: false\nprocesses:\n  \
+               app:\n    command: [sleep, \"1000\"]\n  \
+               sidecar:\n    command: [sidecar-not-installed]\n";
+    let mut sd = Sheepdog::start("spawn-loop-stop", cfg);
+    sd.wait_log("app-1: started");
+    assert!(
+        sd.wait_log_n("sidecar-1: unable to start", 3, WAIT),
+        "{}",
+        sd.log()
+    );
+    sd.signal(TERM);
+    let code = sd.exit_code(WAIT);
+    assert_eq!(code, 0, "{}", sd.log());
+    // The stop reached it before the deadline had to.
+    assert!(
+        !sd.log().contains("shutdown_timeout (2s) reached"),
+        "{}",
+        sd.log()
+    );
+}
+
+#[test]
+fn sheepdogs_own_descriptor_shortage_does_not_count_against_a_process() {
+    // Each run of `leaky` leaves a daemon outside its group that keeps
+    // sheepdog's ends of its two output pipes open, until sheepdog has no
+    // descriptor left for `good`'s pipes. That is sheepdog's shortage: it
+    // must not use up `good`'s attempts (critical: the container would
+    // stop with exit 1).
+    let cfg = global("")
+        + "  leaky:\n    command: \"setsid sleep 60 & exit 3\"\n    \
+           restart_backoff_initial: 10ms\n    restart_backoff_max: 10ms\n  \
+           good:\n    command: \"sleep 0.2\"\n    critical: true\n    \
+           max_restart_attempts: 2\n    restart_reset_after: 100ms\n";
+    let mut sd = Sheepdog::start_with("emfile-shortage", &cfg, |c| {
+        // SAFETY: setrlimit is async-signal-safe and touches nothing the
+        // parent shares; it runs in the forked child before exec.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(c, || {
+                let lim = libc::rlimit {
+                    rlim_cur: 48,
+                    rlim_max: 48,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    });
+    assert!(
+        sd.wait_log_n("sheepdog is short of resources", 2, WAIT),
+        "{}",
+        sd.log()
+    );
+    assert!(sd.wait_exit(Duration::ZERO).is_none(), "{}", sd.log());
+    assert!(!sd.log().contains("good-1: failed"), "{}", sd.log());
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}

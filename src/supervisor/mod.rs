@@ -757,7 +757,8 @@ impl Supervisor {
                         .run_ended(&r.process, instance(), None, false, Some(error));
                 }
                 Event::RestartScheduled { .. } => self.oneshots.mark_restart(&r.process, r.index),
-                Event::Probe { .. } | Event::Stopping | Event::Done(_) => {}
+                Event::Probe { .. } | Event::Deferred { .. } | Event::Stopping | Event::Done(_) => {
+                }
             }
         }
         let Some(inst) = p.instances.get_mut(&r.index) else {
@@ -784,6 +785,11 @@ impl Supervisor {
                 inst.started_at = None;
             }
             Event::SpawnFailed { error } => inst.error = Some(error),
+            Event::Deferred { error, delay } => {
+                inst.state = "backoff";
+                inst.backoff_until = Some(SystemTime::now() + delay);
+                inst.error = Some(error);
+            }
             Event::RestartScheduled { delay, reason, .. } => {
                 inst.state = "backoff";
                 inst.restart_count += 1;
