@@ -286,7 +286,11 @@ impl Prepared {
             stdio: [stdin, stdout, stderr],
             parent_out,
             parent_err,
-            credentials: cmd.credentials.as_ref().map(|c| (c.uid, c.gid)),
+            credentials: cmd
+                .credentials
+                .as_ref()
+                .filter(|c| !already_as(c))
+                .map(|c| (c.uid, c.gid)),
             foreground_tty: cmd.foreground_tty,
         })
     }
@@ -368,6 +372,17 @@ fn base_env() -> &'static [(OsString, OsString)] {
 /// (which wins): `USER`, `LOGNAME` and `HOME` from its passwd entry, as
 /// `su -`, `runuser` and Docker's `USER` give them. A uid without an entry
 /// gets `HOME=/`, as under Docker, rather than sheepdog's own (root's).
+/// sheepdog, not root, already runs as `c`'s user and group: there is
+/// nothing to switch, and `setgroups` would fail with EPERM (`user: www-data`
+/// in an image run with `--user 33`, as supervisord allows).
+fn already_as(c: &Credentials) -> bool {
+    let (uid, gid) = (
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    );
+    uid != 0 && (c.uid, c.gid) == (uid, gid)
+}
+
 fn login_env(credentials: Option<&Credentials>) -> Vec<(OsString, OsString)> {
     let Some(c) = credentials else {
         return Vec::new();

@@ -734,10 +734,14 @@ impl Runner {
                 if let (Some(c), Some(libc::EPERM)) =
                     (&self.def.credentials, crate::sys::errno_of(&e))
                 {
+                    let euid = nix::unistd::Uid::effective();
+                    // `group:` alone keeps sheepdog's own user.
+                    let to = match c.uid == euid.as_raw() {
+                        true => format!("gid {}", c.gid),
+                        false => format!("user {:?}", c.user),
+                    };
                     error.push_str(&format!(
-                        " (switching to user {:?} needs root; sheepdog runs as uid {})",
-                        c.user,
-                        nix::unistd::Uid::effective()
+                        " (switching to {to} needs root; sheepdog runs as uid {euid})"
                     ));
                 }
                 log::error!(

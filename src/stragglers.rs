@@ -461,7 +461,7 @@ impl Sweep {
             event = "stragglers", count = self.left.len() as u64, signal = "SIGKILL";
             "{} still alive after {}: sending SIGKILL",
             left_over(self.left.len()),
-            crate::config::format_duration(self.grace)
+            crate::config::format_elapsed(self.grace)
         );
         self.force(reaper);
         false

@@ -247,3 +247,24 @@ fn a_user_switch_without_root_says_so() {
         "{log}"
     );
 }
+
+#[test]
+fn a_user_sheepdog_already_is_needs_no_switch_and_a_group_switch_is_named() {
+    // `user: www-data` in an image run with `--user 33`: nothing to switch,
+    // so it must not fail with EPERM from setgroups. A `group:` alone that
+    // needs root names the group, not sheepdog's own user.
+    let Some(_one) = exclusive() else { return };
+    let cfg = format!(
+        "{HEAD}  same: {{command: \"echo uid=$(id -u)\", user: '{NOBODY}', restart: never}}\n  \
+         grp: {{command: [sleep, '1'], group: '0', restart: never}}\n"
+    );
+    let (_dir, mut sd) = as_nobody("sameuser", &cfg);
+    assert_eq!(sd.exit_code(WAIT), 1, "{}", sd.log());
+    let log = sd.log();
+    assert!(log.contains(&format!("uid={NOBODY}")), "{log}");
+    assert!(!log.contains("same-1: unable to start"), "{log}");
+    assert!(
+        log.contains("(switching to gid 0 needs root; sheepdog runs as uid 65534)"),
+        "{log}"
+    );
+}
