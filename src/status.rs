@@ -241,7 +241,8 @@ pub struct ProcessStatus {
     /// `longrun` or `oneshot`.
     #[serde(rename = "type")]
     pub kind: &'static str,
-    /// `pending`, `held`, `running`, `stopping`, `stopped` or `finished`.
+    /// `pending`, `held`, `running`, `stopping`, `stopped`, `finished`
+    /// (every instance ended well) or `failed` (ended, one of them failing).
     pub state: &'static str,
     pub desired_scale: u32,
     /// Instances with a live child.

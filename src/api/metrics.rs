@@ -149,7 +149,8 @@ pub fn render(snap: &Snapshot, orphans_reaped: u64, api: &ApiCounters) -> String
     for p in &snap.processes {
         let pl = labels(&[("process", &p.name)]);
         // What it should run now: a process stopped on purpose, held or
-        // done is not under-scaled (alerts compare this to the current).
+        // done is not under-scaled (alerts compare this to the current);
+        // one that is down because it `failed` is.
         let wanted = match p.state {
             "held" | "stopped" | "finished" => 0,
             _ => p.desired_scale,
@@ -630,6 +631,7 @@ mod tests {
             ("stopped", "stopped"),
             ("migrate", "finished"),
             ("waiting", "pending"),
+            ("crashed", "failed"),
         ] {
             s.processes.push(ProcessStatus {
                 name: name.into(),
@@ -645,6 +647,8 @@ mod tests {
             "sheepdog_process_desired_scale{process=\"migrate\"} 0",
             // Waiting for its dependencies, it should run: under-scaled.
             "sheepdog_process_desired_scale{process=\"waiting\"} 3",
+            // Down because it failed (gave up restarting): under-scaled.
+            "sheepdog_process_desired_scale{process=\"crashed\"} 3",
             "sheepdog_process_desired_scale{process=\"web\"} 2",
         ] {
             assert!(text.lines().any(|l| l == line), "{line}\n{text}");
