@@ -63,8 +63,6 @@ pub struct Snapshot {
     pub not_ready: Vec<NotReady>,
     /// Adopted orphans reaped so far.
     pub orphans_reaped: u64,
-    /// Seconds the last shutdown took (set when it completes).
-    pub shutdown_seconds: Option<f64>,
     pub processes: Vec<ProcessStatus>,
     /// Hook executions so far, per hook (monotonic counters).
     pub hooks: Vec<HookStatus>,

@@ -1344,7 +1344,6 @@ fn metrics_families_and_values_after_a_crash_and_restarts() {
         "sheepdog_health_check_status gauge",
         "sheepdog_health_check_duration_seconds histogram",
         "sheepdog_health_checks_total counter",
-        "sheepdog_shutdown_duration_seconds gauge",
         "sheepdog_zombies_reaped_total counter",
         "sheepdog_api_requests_total counter",
         "sheepdog_process_restarts_total counter",
@@ -1360,6 +1359,15 @@ fn metrics_families_and_values_after_a_crash_and_restarts() {
         !text.contains("instance=\"") && !text.contains("job=\""),
         "{text}"
     );
+    // Every exported reason is in the HELP text (it used to leave out
+    // `start`).
+    assert!(
+        text.contains("restarts_total Restarts of the process's instances by reason: exit, signal, start, health, manual.\n"),
+        "{text}"
+    );
+    // Known only as sheepdog exits, it could never be scraped: not
+    // exported (it used to be an empty family in every scrape).
+    assert!(!text.contains("shutdown_duration"), "{text}");
     assert!(!crashy.is_empty());
 
     // OpenMetrics on request; /health beside the metrics; nothing else.

@@ -74,7 +74,6 @@ impl Supervisor {
             ready: not_ready.is_empty(),
             not_ready,
             orphans_reaped: self.shared.reaper.orphans_reaped(),
-            shutdown_seconds: self.shutdown_took.map(|d| d.as_secs_f64()),
             processes,
             hooks: self.hook_stats.values().cloned().collect(),
             oneshot_history: self.oneshots.snapshot(now),
