@@ -143,6 +143,11 @@ pub struct ScheduleStatus {
     /// 0 = unlimited.
     pub max_concurrent: u32,
     pub timeout_seconds: Option<f64>,
+    /// `shutdown.timeout`: how long a run's stop may take after its
+    /// timeout (what `trigger?wait=true` waits for beyond it).
+    #[serde(skip)]
+    #[cfg_attr(not(feature = "api"), allow(dead_code))] // read by the API only
+    pub stop_timeout: std::time::Duration,
     pub jitter_seconds: f64,
     pub catch_up: bool,
     /// When the next run is due (Unix seconds; None while never).
