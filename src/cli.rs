@@ -488,7 +488,8 @@ fn parse_ctl(parser: &mut lexopt::Parser) -> Result<Ctl, UsageError> {
     }
     match &mut action {
         Action::Logs(q) if reopen => {
-            if q.name.is_some() || q.follow || q.stream.is_some() {
+            // (`q` has the name; the flags are in `logs`.)
+            if q.name.is_some() || logs.follow || logs.stream.is_some() || tail_set {
                 return Err(UsageError(
                     "'ctl logs --reopen' takes no name or other flags".into(),
                 ));

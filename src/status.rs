@@ -63,8 +63,6 @@ pub struct Snapshot {
     pub not_ready: Vec<NotReady>,
     /// Adopted orphans reaped so far.
     pub orphans_reaped: u64,
-    /// Seconds the last shutdown took (set when it completes).
-    pub shutdown_seconds: Option<f64>,
     pub processes: Vec<ProcessStatus>,
     /// Hook executions so far, per hook (monotonic counters).
     pub hooks: Vec<HookStatus>,
@@ -145,6 +143,11 @@ pub struct ScheduleStatus {
     /// 0 = unlimited.
     pub max_concurrent: u32,
     pub timeout_seconds: Option<f64>,
+    /// `shutdown.timeout`: how long a run's stop may take after its
+    /// timeout (what `trigger?wait=true` waits for beyond it).
+    #[serde(skip)]
+    #[cfg_attr(not(feature = "api"), allow(dead_code))] // read by the API only
+    pub stop_timeout: std::time::Duration,
     pub jitter_seconds: f64,
     pub catch_up: bool,
     /// When the next run is due (Unix seconds; None while never).
@@ -241,7 +244,8 @@ pub struct ProcessStatus {
     /// `longrun` or `oneshot`.
     #[serde(rename = "type")]
     pub kind: &'static str,
-    /// `pending`, `held`, `running`, `stopping`, `stopped` or `finished`.
+    /// `pending`, `held`, `running`, `stopping`, `stopped`, `finished`
+    /// (every instance ended well) or `failed` (ended, one of them failing).
     pub state: &'static str,
     pub desired_scale: u32,
     /// Instances with a live child.

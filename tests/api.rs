@@ -1344,7 +1344,6 @@ fn metrics_families_and_values_after_a_crash_and_restarts() {
         "sheepdog_health_check_status gauge",
         "sheepdog_health_check_duration_seconds histogram",
         "sheepdog_health_checks_total counter",
-        "sheepdog_shutdown_duration_seconds gauge",
         "sheepdog_zombies_reaped_total counter",
         "sheepdog_api_requests_total counter",
         "sheepdog_process_restarts_total counter",
@@ -1360,6 +1359,15 @@ fn metrics_families_and_values_after_a_crash_and_restarts() {
         !text.contains("instance=\"") && !text.contains("job=\""),
         "{text}"
     );
+    // Every exported reason is in the HELP text (it used to leave out
+    // `start`).
+    assert!(
+        text.contains("restarts_total Restarts of the process's instances by reason: exit, signal, start, health, manual.\n"),
+        "{text}"
+    );
+    // Known only as sheepdog exits, it could never be scraped: not
+    // exported (it used to be an empty family in every scrape).
+    assert!(!text.contains("shutdown_duration"), "{text}");
     assert!(!crashy.is_empty());
 
     // OpenMetrics on request; /health beside the metrics; nothing else.
@@ -1379,6 +1387,72 @@ fn metrics_families_and_values_after_a_crash_and_restarts() {
         404
     );
     assert_eq!(http::post(api.metrics, "/metrics", None, "{}").status, 405);
+}
+
+/// A process that is down because it failed (it gave up restarting, or a
+/// oneshot failed) keeps its desired scale in /metrics, so the
+/// `current < desired` alerts fire for it; the API calls it `failed`.
+/// Only one that ended well (a completed oneshot) wants 0 instances. (A
+/// process whose every instance gave up used to show desired 0, `finished`.)
+#[test]
+fn a_process_that_failed_keeps_its_desired_scale() {
+    let procs = r#"
+  half:
+    command: 'if [ "$SHEEPDOG_INSTANCE_INDEX" = 1 ]; then exit 1; fi; exec sleep 1000'
+    scale: 2
+  all:
+    command: 'exit 1'
+    scale: 2
+  badone:
+    type: oneshot
+    command: 'exit 4'
+  goodone:
+    type: oneshot
+    command: 'true'
+  keep:
+    command: 'exec sleep 1000'
+"#;
+    let api = Api::start(
+        "api-gave-up",
+        None,
+        "  max_restart_attempts: 2
+",
+        procs,
+    );
+    let state = |name: &str| api.process(name)["state"].as_str().map(str::to_string);
+    let settled = wait_until(WAIT, || {
+        state("all").as_deref() == Some("failed")
+            && state("badone").as_deref() == Some("failed")
+            && state("goodone").as_deref() == Some("finished")
+            && api.process("half")["instances"][0]["state"] == "failed"
+    });
+    assert!(
+        settled,
+        "{:#}\n{}",
+        api.get("/api/v1/processes").json(),
+        api.sd.log()
+    );
+    assert_eq!(state("half").as_deref(), Some("running"));
+    let text = api.scrape();
+    for (name, desired, current) in [
+        ("all", 2.0, 0.0),
+        ("half", 2.0, 1.0),
+        ("badone", 1.0, 0.0),
+        ("goodone", 0.0, 0.0),
+        ("keep", 1.0, 1.0),
+    ] {
+        let v = |family: &str| {
+            sample(
+                &text,
+                &format!("sheepdog_process_{family}{{process=\"{name}\"}}"),
+            )
+        };
+        assert_eq!(
+            (v("desired_scale"), v("current_scale")),
+            (Some(desired), Some(current)),
+            "{name}:\n{text}"
+        );
+    }
 }
 
 #[test]

@@ -525,6 +525,13 @@ fn fake_api(answers: Vec<(String, bool)>) -> (String, mpsc::Receiver<String>) {
                 head.push(b[0]);
             }
             let head = String::from_utf8_lossy(&head);
+            // A POST's body too: closing with it unread would reset the
+            // connection before ctl reads the answer.
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .map_or(0, |n| n.trim().parse().unwrap());
+            let _ = s.read_exact(&mut vec![0; length]);
             let _ = tx.send(head.lines().next().unwrap_or("").to_string());
             let _ = s.write_all(answer.as_bytes());
             if hold {
@@ -650,4 +657,79 @@ fn url_flag_and_variable_take_the_same_prefix() {
     let o = ctl(&["--url", &u, "--url", &prefixed, "status"], &[]);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     assert!(err(&o).contains("--url given twice"), "{}", err(&o));
+}
+
+/// `trigger --wait` exits 0 only for a run that succeeded: when the API's
+/// wait ran out (202, the run still going), its result is not known, so
+/// ctl says so on stderr and exits 1, with `--json` too. (It used to print
+/// the message and exit 0, so `ctl trigger migrate --wait && deploy`
+/// deployed.)
+#[test]
+fn trigger_wait_fails_when_the_apis_wait_ran_out() {
+    let still = "HTTP/1.0 202 Accepted\r\nContent-Type: application/json\r\n\r\n{\"status\":\"accepted\",\"process\":\"tj\",\"message\":\"the run is still going after 71s; see its history\"}";
+    let failed =
+        ok_json(r#"{"status":"done","result":"failure","exit_code":3,"run":{"run_id":2}}"#);
+    let (u, rx) = fake_api(vec![
+        (still.into(), false),
+        (still.into(), false),
+        (failed, false),
+    ]);
+    let o = ctl(&["--url", &u, "trigger", "tj", "--wait"], &[]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
+    assert!(
+        err(&o).contains("sheepdog ctl: the run is still going after 71s"),
+        "{}",
+        err(&o)
+    );
+    assert_eq!(
+        rx.recv_timeout(WAIT).as_deref(),
+        Ok("POST /api/v1/schedules/tj/trigger?wait=true HTTP/1.0")
+    );
+    for answer in ["\"accepted\"", "\"failure\""] {
+        let o = ctl(&["--url", &u, "--json", "trigger", "tj", "--wait"], &[]);
+        assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
+        assert!(out(&o).contains(answer), "{}", out(&o));
+    }
+}
+
+/// An error answer without a body (a redirect ctl does not follow, a
+/// proxy's bare 502) is reported by its status line, not as an empty
+/// message.
+#[test]
+fn an_error_without_a_body_shows_its_status_line() {
+    let (u, _rx) = fake_api(vec![(
+        "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:1/\r\nContent-Length: 0\r\n\r\n".into(),
+        false,
+    )]);
+    let o = ctl(&["--url", &u, "stop", "web"], &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert_eq!(
+        err(&o),
+        "sheepdog ctl: HTTP/1.1 302 Found (HTTP 302)\n",
+        "{}",
+        err(&o)
+    );
+}
+
+/// `logs --reopen` takes no name and no other logs flag, as its message
+/// says: a usage error before anything is sent. (`-f`, `--stream` and
+/// `--tail` used to be accepted and ignored.)
+#[test]
+fn logs_reopen_refuses_other_logs_flags() {
+    for flags in [
+        &["-f"][..],
+        &["--follow"],
+        &["--stream", "stderr"],
+        &["--tail", "5"],
+    ] {
+        let mut args = vec!["--url", "http://127.0.0.1:1", "logs", "--reopen"];
+        args.extend_from_slice(flags);
+        let o = ctl(&args, &[]);
+        assert_eq!(o.status.code(), Some(2), "{flags:?}: {}", err(&o));
+        assert!(
+            err(&o).contains("'ctl logs --reopen' takes no name or other flags"),
+            "{flags:?}: {}",
+            err(&o)
+        );
+    }
 }

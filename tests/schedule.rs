@@ -303,6 +303,44 @@ fn waiting_triggers_share_the_waiting_slots_and_leave_a_worker_free() {
     assert_eq!(stat(&api.job("hold"), "total"), 3);
 }
 
+/// The wait of `trigger --wait` covers a run's graceful stop past its
+/// timeout (`shutdown.timeout`, here 75 s before the kill), so the answer
+/// is the run's result, not "still going". (The bound used to be
+/// `schedule_timeout` + 70 s: ctl answered after 71 s while the run went
+/// on, and exited 0.) Slow by nature: the run lasts 76 s.
+#[test]
+fn a_waited_trigger_outlasts_the_graceful_stop_of_a_timed_out_run() {
+    let api = Api::start(
+        "cron-wait-stop",
+        "  web:\n    command: sleep 1000\n  deaf:\n    command: \"trap '' TERM; sleep 300\"\n    schedule: '@every 1h'\n    schedule_timeout: 1s\n    shutdown: {timeout: 75s}\n",
+    );
+    let mut cmd = Command::new(BIN);
+    cmd.arg("ctl")
+        .arg("--url")
+        .arg(format!("http://127.0.0.1:{}", api.port))
+        .arg("--token")
+        .arg(TOKEN)
+        .args(["trigger", "deaf", "--wait"]);
+    let t0 = Instant::now();
+    let out = output_within(cmd, Duration::from_secs(200));
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("run 1: timeout (signal 9)"),
+        "after {:?}: {stdout}{stderr}\n{}",
+        t0.elapsed(),
+        api.sd.log()
+    );
+    assert!(
+        t0.elapsed() >= Duration::from_secs(75),
+        "{:?}",
+        t0.elapsed()
+    );
+}
+
 #[test]
 fn pause_resume_and_trigger_through_the_api_and_ctl() {
     let api = Api::start(

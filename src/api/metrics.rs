@@ -149,7 +149,8 @@ pub fn render(snap: &Snapshot, orphans_reaped: u64, api: &ApiCounters) -> String
     for p in &snap.processes {
         let pl = labels(&[("process", &p.name)]);
         // What it should run now: a process stopped on purpose, held or
-        // done is not under-scaled (alerts compare this to the current).
+        // done is not under-scaled (alerts compare this to the current);
+        // one that is down because it `failed` is.
         let wanted = match p.state {
             "held" | "stopped" | "finished" => 0,
             _ => p.desired_scale,
@@ -229,7 +230,7 @@ pub fn render(snap: &Snapshot, orphans_reaped: u64, api: &ApiCounters) -> String
     );
     r.register(
         "process_restarts",
-        "Restarts of the process's instances by reason: exit, signal, health, manual",
+        "Restarts of the process's instances by reason: exit, signal, start, health, manual",
         Present(restarts),
     );
     r.register_with_unit(
@@ -388,23 +389,6 @@ pub fn render(snap: &Snapshot, orphans_reaped: u64, api: &ApiCounters) -> String
     let reaped: Counter = Counter::default();
     reaped.inc_by(orphans_reaped);
     r.register("zombies_reaped", "Adopted orphan processes reaped", reaped);
-    if let Some(s) = snap.shutdown_seconds {
-        let g: Gauge<f64, AtomicU64> = Gauge::default();
-        g.set(s);
-        r.register_with_unit(
-            "shutdown_duration",
-            "How long the last shutdown took",
-            Unit::Seconds,
-            g,
-        );
-    } else {
-        r.register_with_unit(
-            "shutdown_duration",
-            "How long the last shutdown took",
-            Unit::Seconds,
-            Present(FloatGauges::default()),
-        );
-    }
     let reloads: Counters = Family::default();
     for (result, n) in [
         ("success", snap.reloads.succeeded),
@@ -579,7 +563,6 @@ mod tests {
             ready: true,
             not_ready: vec![],
             orphans_reaped: 7,
-            shutdown_seconds: None,
             hooks: vec![],
             oneshot_history: vec![],
             heartbeats: vec![],
@@ -630,6 +613,7 @@ mod tests {
             ("stopped", "stopped"),
             ("migrate", "finished"),
             ("waiting", "pending"),
+            ("crashed", "failed"),
         ] {
             s.processes.push(ProcessStatus {
                 name: name.into(),
@@ -645,6 +629,8 @@ mod tests {
             "sheepdog_process_desired_scale{process=\"migrate\"} 0",
             // Waiting for its dependencies, it should run: under-scaled.
             "sheepdog_process_desired_scale{process=\"waiting\"} 3",
+            // Down because it failed (gave up restarting): under-scaled.
+            "sheepdog_process_desired_scale{process=\"crashed\"} 3",
             "sheepdog_process_desired_scale{process=\"web\"} 2",
         ] {
             assert!(text.lines().any(|l| l == line), "{line}\n{text}");
@@ -678,7 +664,6 @@ mod tests {
             "sheepdog_api_requests_total{code=\"404\"} 1",
             "# TYPE sheepdog_health_check_duration_seconds histogram",
             "# TYPE sheepdog_health_checks_total counter",
-            "# TYPE sheepdog_shutdown_duration_seconds gauge",
             "# TYPE sheepdog_process_restarts_total counter",
             "# HELP sheepdog_zombies_reaped_total Adopted orphan processes reaped.",
         ] {
@@ -765,17 +750,6 @@ mod tests {
         assert!(om.ends_with("# EOF\n"));
         assert!(om.contains("# TYPE sheepdog_process_restarts counter\n"));
         assert!(om.contains("# UNIT sheepdog_start_time_seconds seconds\n"));
-    }
-
-    #[test]
-    fn shutdown_duration_once_known() {
-        let mut s = snap();
-        s.shutdown_seconds = Some(1.5);
-        let text = prometheus_text(&render(&s, s.orphans_reaped, &ApiCounters::default()));
-        assert!(
-            text.contains("\nsheepdog_shutdown_duration_seconds 1.5\n"),
-            "{text}"
-        );
     }
 
     #[test]

@@ -528,8 +528,9 @@ impl Api {
     }
 
     /// `trigger?wait=true`: start a run and answer when it has ended, or
-    /// after a bound (its timeout and stop budget, else 10 minutes) with a
-    /// 202 saying it still runs; 503 when every waiting slot is taken.
+    /// after a bound (its timeout, `shutdown.timeout` and slack, else 10
+    /// minutes) with a 202 saying it still runs; 503 when every waiting
+    /// slot is taken.
     fn trigger_wait(&self, name: &str) -> Response {
         let snap = self.published.get();
         let Some(p) = snap.processes.iter().find(|p| *p.name == *name) else {
@@ -538,8 +539,11 @@ impl Api {
         let Some(sched) = &p.schedule else {
             return Response::error(409, &format!("{name} is not a scheduled job"));
         };
+        // Past its timeout a run is stopped gracefully: wait for that too.
         let wait = sched.timeout_seconds.map_or(TRIGGER_WAIT_MAX, |t| {
-            Duration::from_secs_f64(t).saturating_add(TRIGGER_WAIT_SLACK)
+            Duration::from_secs_f64(t)
+                .saturating_add(sched.stop_timeout)
+                .saturating_add(TRIGGER_WAIT_SLACK)
         });
         let control = Control::Trigger {
             name: name.to_string(),
@@ -598,7 +602,8 @@ fn reloaded_response(summary: &crate::status::ReloadSummary) -> Response {
 
 /// The longest `trigger?wait=true` waits for a job without a timeout.
 const TRIGGER_WAIT_MAX: Duration = Duration::from_secs(600);
-/// Added to a job's timeout: its stop (signal, kill) and slack.
+/// Added to a job's timeout and `shutdown.timeout`: the kill, the group's
+/// drain, the run's last output and post_start hook, and slack.
 const TRIGGER_WAIT_SLACK: Duration = Duration::from_secs(70);
 
 /// `wait` in the query (absent: false), read as every boolean is

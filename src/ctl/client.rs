@@ -385,7 +385,8 @@ impl Write for Stream {
 fn parse_response(raw: &[u8]) -> Option<Reply> {
     let end = find_blank_line(raw)?;
     let head = std::str::from_utf8(&raw[..end]).ok()?;
-    let status = status_code(head.lines().next()?)?;
+    let line = head.lines().next()?;
+    let status = status_code(line)?;
     let mut body = &raw[end + 4..];
     let length = head.lines().skip(1).find_map(|l| {
         let (k, v) = l.split_once(':')?;
@@ -397,13 +398,20 @@ fn parse_response(raw: &[u8]) -> Option<Reply> {
     if let Some(n) = length {
         body = body.get(..n).unwrap_or(body);
     }
+    // An answer without a body (a redirect, which ctl does not follow; a
+    // proxy's bare 502) says what it is in its status line.
+    if body.is_empty() {
+        body = line.as_bytes();
+    }
     Some(Reply {
         status,
         body: String::from_utf8_lossy(body).into_owned(),
     })
 }
 
-fn error_of(body: &str, status: u16) -> String {
+/// The message of an error answer: the API's `error`, else the body as it
+/// is; then the status.
+pub fn error_of(body: &str, status: u16) -> String {
     // from_slice: one JSON reader in the binary (see pipeline::parse_object).
     let msg = serde_json::from_slice::<serde_json::Value>(body.as_bytes())
         .ok()
@@ -424,6 +432,9 @@ mod tests {
         assert_eq!(r.body, "hello");
         let r = parse_response(b"HTTP/1.0 200 OK\r\n\r\n{}").unwrap();
         assert_eq!((r.status, r.body.as_str()), (200, "{}"));
+        // No body: the status line is the message.
+        let r = parse_response(b"HTTP/1.1 302 Found\r\nContent-Length: 0\r\n\r\n").unwrap();
+        assert_eq!(error_of(&r.body, r.status), "HTTP/1.1 302 Found (HTTP 302)");
         assert!(parse_response(b"SSH-2.0\r\n\r\n").is_none());
         assert!(parse_response(b"HTTP/1.1 200 OK\r\n").is_none());
         assert!(parse_response(b"HTTP/1.1 abc OK\r\n\r\n").is_none());

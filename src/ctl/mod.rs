@@ -80,11 +80,19 @@ pub fn run(ctl: Ctl) -> i32 {
             return exit::FAILURE;
         }
     };
+    // `trigger --wait`: 0 only for a run that succeeded. An answer without
+    // a result (202) says the API's wait ran out: the run goes on, and how
+    // it ends is not known.
+    let result = value.get("result").and_then(Value::as_str);
+    let code = match (&ctl.action, result) {
+        (Action::Trigger(_, true), r) if r != Some("success") => exit::FAILURE,
+        _ => exit::OK,
+    };
     if ctl.json {
         // Pretty, as `check --json` prints (`{:#}` is to_string_pretty's
         // text, through the one pretty printer in the binary).
         outln!("{value:#}");
-        return exit::OK;
+        return code;
     }
     match &ctl.action {
         Action::Status(None) => {
@@ -113,8 +121,12 @@ pub fn run(ctl: Ctl) -> i32 {
             out!("{}", schedules_table(&jobs));
         }
         Action::Schedules(Some(_)) => out!("{}", history_table(&value)),
-        Action::Trigger(_, true) if value.get("result").is_some() => {
-            let result = value.get("result").and_then(Value::as_str).unwrap_or("-");
+        Action::Trigger(_, true) => {
+            let Some(result) = result else {
+                let msg = value.get("message").and_then(Value::as_str).unwrap_or("-");
+                outln!(err: "sheepdog ctl: {}", escaped(msg));
+                return code;
+            };
             // (`get`, not `pointer`: the only use of that links its parser.)
             let record = value.get("run");
             let run = record
@@ -131,18 +143,13 @@ pub fn run(ctl: Ctl) -> i32 {
                 None => ("", "".into()),
             };
             outln!("run {run}: {} ({how}){sep}{why}", escaped(result));
-            return if result == "success" {
-                exit::OK
-            } else {
-                exit::FAILURE
-            };
         }
         _ => {
             let msg = value.get("message").and_then(Value::as_str).unwrap_or("ok");
             outln!("{}", escaped(msg));
         }
     }
-    exit::OK
+    code
 }
 
 /// The logs path for `q`: the last `tail` records, or (`follow_since`)
@@ -173,22 +180,18 @@ fn ask(
     timeout: Option<std::time::Duration>,
 ) -> Result<Value, String> {
     let reply = client::call(target, method, path, body, token, timeout)?;
-    // from_slice: one JSON reader in the binary (see pipeline::parse_object).
-    let parsed: Option<Value> = serde_json::from_slice(reply.body.as_bytes()).ok();
     if !(200..300).contains(&reply.status) {
-        let msg = parsed
-            .as_ref()
-            .and_then(|v| v.get("error"))
-            .and_then(Value::as_str)
-            .map_or_else(|| reply.body.trim().to_string(), str::to_string);
-        return Err(format!("{msg} (HTTP {})", reply.status));
+        return Err(client::error_of(&reply.body, reply.status));
     }
-    parsed.ok_or_else(|| {
-        format!(
-            "the API answered HTTP {} with something that is not JSON",
-            reply.status
-        )
-    })
+    // from_slice: one JSON reader in the binary (see pipeline::parse_object).
+    serde_json::from_slice(reply.body.as_bytes())
+        .ok()
+        .ok_or_else(|| {
+            format!(
+                "the API answered HTTP {} with something that is not JSON",
+                reply.status
+            )
+        })
 }
 
 /// `ctl logs`: the last `tail` records, then (with --follow) every new one

@@ -624,6 +624,7 @@ fn job_status(j: &Job, shutting_down: bool) -> ProcessStatus {
             running_pids: j.runs.values().filter_map(|r| r.pid).collect(),
             max_concurrent: j.sched.max_concurrent,
             timeout_seconds: j.sched.timeout.map(|d| d.as_secs_f64()),
+            stop_timeout: j.def.shutdown.timeout,
             jitter_seconds: j.sched.jitter.as_secs_f64(),
             catch_up: j.sched.catch_up,
             next_run: if shutting_down || j.paused {

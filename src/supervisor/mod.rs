@@ -387,7 +387,6 @@ struct Supervisor {
     procs: BTreeMap<String, Proc>,
     phase: Phase,
     reason: Option<Reason>,
-    shutdown_took: Option<Duration>,
     /// Whether the readiness file is present (None: not written yet).
     ready_file: Option<bool>,
     /// The last error updating it, said once.
@@ -469,7 +468,6 @@ impl Supervisor {
             procs,
             phase: Phase::Running,
             reason: None,
-            shutdown_took: None,
             ready_file: None,
             ready_file_error: None,
             pre_start_pending: false,
@@ -620,7 +618,6 @@ impl Supervisor {
             }
         };
         if let Phase::ShuttingDown { started, .. } = self.phase {
-            self.shutdown_took = Some(started.elapsed());
             let orphans = self.shared.reaper.orphans_reaped();
             log::info!(
                 event = "shutdown_complete", exit_code = code, duration_ms = started.elapsed().as_millis() as u64,

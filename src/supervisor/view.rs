@@ -12,6 +12,7 @@ use crossbeam_channel::Sender;
 use crate::config::extra::ReadinessMode;
 use crate::config::{ProcessType, RestartPolicy};
 use crate::health::Health;
+use crate::instance::Outcome;
 use crate::status::{
     unix_seconds, ControlReply, InstanceStatus, LastExit, NotReady, ProcessStatus, Snapshot,
 };
@@ -73,7 +74,6 @@ impl Supervisor {
             ready: not_ready.is_empty(),
             not_ready,
             orphans_reaped: self.shared.reaper.orphans_reaped(),
-            shutdown_seconds: self.shutdown_took.map(|d| d.as_secs_f64()),
             processes,
             hooks: self.hook_stats.values().cloned().collect(),
             oneshot_history: self.oneshots.snapshot(now),
@@ -235,6 +235,16 @@ fn fill_process_status(dst: &mut ProcessStatus, p: &Proc, now: SystemTime) {
         ProcPhase::Active => "running",
         ProcPhase::Stopping => "stopping",
         ProcPhase::Stopped => "stopped",
+        // Down because an instance failed (it gave up restarting, or a
+        // oneshot failed), not done: /metrics keeps its desired scale, so
+        // the scale alerts fire for it.
+        ProcPhase::Finished
+            if p.instances
+                .values()
+                .any(|i| i.outcome.as_ref().is_some_and(Outcome::is_failure)) =>
+        {
+            "failed"
+        }
         ProcPhase::Finished => "finished",
     };
     *desired_scale = p.desired;
