@@ -63,6 +63,10 @@ pub struct Snapshot {
     pub not_ready: Vec<NotReady>,
     /// Adopted orphans reaped so far.
     pub orphans_reaped: u64,
+    /// When the shutdown going on began (Unix seconds), for the metric of
+    /// how long it has taken so far.
+    #[serde(skip)]
+    pub shutdown_began: Option<f64>,
     pub processes: Vec<ProcessStatus>,
     /// Hook executions so far, per hook (monotonic counters).
     pub hooks: Vec<HookStatus>,

@@ -1365,9 +1365,12 @@ fn metrics_families_and_values_after_a_crash_and_restarts() {
         text.contains("restarts_total Restarts of the process's instances by reason: exit, signal, start, health, manual.\n"),
         "{text}"
     );
-    // Known only as sheepdog exits, it could never be scraped: not
-    // exported (it used to be an empty family in every scrape).
-    assert!(!text.contains("shutdown_duration"), "{text}");
+    // No shutdown going on: the family without a sample.
+    assert!(
+        text.contains("# TYPE sheepdog_shutdown_duration_seconds gauge\n")
+            && sample(&text, "sheepdog_shutdown_duration_seconds").is_none(),
+        "{text}"
+    );
     assert!(!crashy.is_empty());
 
     // OpenMetrics on request; /health beside the metrics; nothing else.
@@ -2564,5 +2567,27 @@ fn a_failed_start_keeps_its_reason_in_the_status_and_its_own_restart_reason() {
         "{metrics}"
     );
     api.sd.signal(libc::SIGTERM);
+    assert_eq!(api.sd.exit_code(WAIT), 0, "{}", api.sd.log());
+}
+
+#[test]
+fn a_slow_shutdown_shows_how_long_it_has_taken_while_it_goes_on() {
+    // Regression: the gauge was set only as sheepdog exited, when nothing
+    // could scrape it any more. It now grows while the shutdown goes on
+    // (here a child that ignores SIGTERM for its whole 3 s timeout).
+    let mut api = Api::start(
+        "shutdown-gauge",
+        None,
+        "",
+        "  stubborn:\n    command: \"trap '' TERM; exec sleep 1000\"\n    shutdown:\n      timeout: 3s\n",
+    );
+    api.wait_running("stubborn", 1);
+    api.sd.signal(libc::SIGTERM);
+    let mut seen = None;
+    let ok = wait_until(WAIT, || {
+        seen = sample(&api.scrape(), "sheepdog_shutdown_duration_seconds");
+        seen.is_some_and(|s| s >= 0.5)
+    });
+    assert!(ok, "last sample {seen:?}\n{}", api.sd.log());
     assert_eq!(api.sd.exit_code(WAIT), 0, "{}", api.sd.log());
 }

@@ -28,7 +28,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use super::http::{Head, Peer, Request, Response, TEXT};
 use super::server::Handler;
-use crate::status::{Published, Snapshot};
+use crate::status::{unix_seconds, Published, Snapshot};
 
 type Labels = Vec<(&'static str, String)>;
 type IntGauges = Family<Labels, Gauge>;
@@ -389,6 +389,17 @@ pub fn render(snap: &Snapshot, orphans_reaped: u64, api: &ApiCounters) -> String
     let reaped: Counter = Counter::default();
     reaped.inc_by(orphans_reaped);
     r.register("zombies_reaped", "Adopted orphan processes reaped", reaped);
+    // Read at the scrape, so a slow shutdown shows while it goes on (the
+    // metrics stay up until it is complete); no sample before one.
+    let help = "How long the shutdown going on has taken so far";
+    if let Some(began) = snap.shutdown_began {
+        let g: Gauge<f64, AtomicU64> = Gauge::default();
+        g.set((unix_seconds(std::time::SystemTime::now()) - began).max(0.0));
+        r.register_with_unit("shutdown_duration", help, Unit::Seconds, g);
+    } else {
+        let none = Present(FloatGauges::default());
+        r.register_with_unit("shutdown_duration", help, Unit::Seconds, none);
+    }
     let reloads: Counters = Family::default();
     for (result, n) in [
         ("success", snap.reloads.succeeded),
@@ -563,6 +574,7 @@ mod tests {
             ready: true,
             not_ready: vec![],
             orphans_reaped: 7,
+            shutdown_began: None,
             hooks: vec![],
             oneshot_history: vec![],
             heartbeats: vec![],
@@ -665,6 +677,7 @@ mod tests {
             "# TYPE sheepdog_health_check_duration_seconds histogram",
             "# TYPE sheepdog_health_checks_total counter",
             "# TYPE sheepdog_process_restarts_total counter",
+            "# TYPE sheepdog_shutdown_duration_seconds gauge",
             "# HELP sheepdog_zombies_reaped_total Adopted orphan processes reaped.",
         ] {
             assert!(text.lines().any(|l| l == line), "{line:?} missing:\n{text}");
@@ -750,6 +763,24 @@ mod tests {
         assert!(om.ends_with("# EOF\n"));
         assert!(om.contains("# TYPE sheepdog_process_restarts counter\n"));
         assert!(om.contains("# UNIT sheepdog_start_time_seconds seconds\n"));
+    }
+
+    #[test]
+    fn a_shutdown_going_on_shows_how_long_it_has_taken() {
+        let text = prometheus_text(&render(&snap(), 0, &ApiCounters::default()));
+        assert!(
+            !text.contains("\nsheepdog_shutdown_duration_seconds "),
+            "{text}"
+        );
+        let mut s = snap();
+        s.shutdown_began = Some(unix_seconds(std::time::SystemTime::now()) - 1.5);
+        let text = prometheus_text(&render(&s, 0, &ApiCounters::default()));
+        let value: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("sheepdog_shutdown_duration_seconds "))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no sample: {text}"));
+        assert!((1.5..60.0).contains(&value), "{value}");
     }
 
     #[test]

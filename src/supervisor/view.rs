@@ -74,6 +74,12 @@ impl Supervisor {
             ready: not_ready.is_empty(),
             not_ready,
             orphans_reaped: self.shared.reaper.orphans_reaped(),
+            shutdown_began: match self.phase {
+                Phase::ShuttingDown { started, .. } => {
+                    Some(unix_seconds(now) - started.elapsed().as_secs_f64())
+                }
+                Phase::Running => None,
+            },
             processes,
             hooks: self.hook_stats.values().cloned().collect(),
             oneshot_history: self.oneshots.snapshot(now),
