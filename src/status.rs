@@ -66,6 +66,7 @@ pub struct Snapshot {
     /// When the shutdown going on began (Unix seconds), for the metric of
     /// how long it has taken so far.
     #[serde(skip)]
+    #[cfg_attr(not(feature = "api"), allow(dead_code))] // read by the metrics only
     pub shutdown_began: Option<f64>,
     pub processes: Vec<ProcessStatus>,
     /// Hook executions so far, per hook (monotonic counters).
