@@ -692,3 +692,40 @@ fn a_stubborn_pre_start_hook_is_killed_at_a_second_sigterm() {
 fn a_stubborn_post_start_hook_is_killed_at_a_second_sigterm() {
     a_stubborn_start_hook("post_start", "stubbornpost2", true);
 }
+
+#[test]
+#[cfg_attr(not(feature = "api"), ignore = "reads /api/v1/ready (feature `api`)")]
+fn ready_names_the_global_pre_start_hooks_while_they_run() {
+    // Regression: every process was listed as "waiting for its
+    // dependencies", `a` too, which has none: an operator reading the 503
+    // looked for a dependency that does not exist.
+    let (mut sd, port, _) = start_serving("readyprestart", |port, _| {
+        format!(
+            "global:\n  shutdown_timeout: 15\n  api_port: {port}\n  metrics_enabled: false\nhooks:\n  pre_start:\n    \
+             - {{ name: migrate, command: \"touch $DIR/hook; while [ ! -e $DIR/go ]; do sleep 0.05; done\", timeout: 1m }}\n\
+             processes:\n  a: {{command: [sleep, \"100\"]}}\n  b: {{command: [sleep, \"100\"], depends_on: [a]}}\n"
+        )
+    });
+    assert!(
+        wait_until(WAIT, || sd.dir.path("hook").exists()),
+        "{}",
+        sd.log()
+    );
+    let r = http::get(port, "/api/v1/ready", None);
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(
+        r.json()["not_ready"],
+        serde_json::json!(["sheepdog is running the global pre_start hooks"]),
+        "{}",
+        r.body
+    );
+    sd.dir.write("go", "");
+    assert!(
+        wait_until(WAIT, || http::get(port, "/api/v1/ready", None).status
+            == 200),
+        "{}",
+        sd.log()
+    );
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}

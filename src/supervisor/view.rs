@@ -96,8 +96,16 @@ impl Supervisor {
     /// hold secrets (probe output, URLs with queries).
     pub(super) fn not_ready(&self, only: &[String], require_health: bool) -> Vec<NotReady> {
         let mut why = Vec::new();
-        if matches!(self.phase, Phase::ShuttingDown { .. }) {
-            why.push(NotReady::new("sheepdog is shutting down".to_string()));
+        match self.phase {
+            Phase::ShuttingDown { .. } => {
+                why.push(NotReady::new("sheepdog is shutting down".to_string()))
+            }
+            // Every process waits for them, with or without dependencies:
+            // one entry says so, instead of blaming each one's dependencies.
+            Phase::Running if self.pre_start_pending => why.push(NotReady::new(
+                "sheepdog is running the global pre_start hooks".to_string(),
+            )),
+            Phase::Running => {}
         }
         let tracked = self
             .procs
@@ -114,6 +122,7 @@ impl Supervisor {
         for p in tracked {
             let name = &p.def.name;
             match p.phase {
+                ProcPhase::Pending if self.pre_start_pending => {}
                 ProcPhase::Pending => why.push(NotReady::new(format!(
                     "{name}: waiting for its dependencies"
                 ))),
