@@ -96,16 +96,18 @@ impl Supervisor {
     /// hold secrets (probe output, URLs with queries).
     pub(super) fn not_ready(&self, only: &[String], require_health: bool) -> Vec<NotReady> {
         let mut why = Vec::new();
-        match self.phase {
-            Phase::ShuttingDown { .. } => {
-                why.push(NotReady::new("sheepdog is shutting down".to_string()))
-            }
-            // Every process waits for them, with or without dependencies:
-            // one entry says so, instead of blaming each one's dependencies.
-            Phase::Running if self.pre_start_pending => why.push(NotReady::new(
-                "sheepdog is running the global pre_start hooks".to_string(),
-            )),
-            Phase::Running => {}
+        let stopping = matches!(self.phase, Phase::ShuttingDown { .. });
+        // Every process waits for the hooks, with or without dependencies:
+        // one entry says so, instead of blaming each one's dependencies.
+        if stopping || self.pre_start_pending {
+            why.push(NotReady::new(
+                if stopping {
+                    "sheepdog is shutting down"
+                } else {
+                    "sheepdog is running the global pre_start hooks"
+                }
+                .to_string(),
+            ));
         }
         let tracked = self
             .procs
