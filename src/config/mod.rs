@@ -34,7 +34,7 @@ pub use validate::{check_token, is_loopback};
 pub use value::signal as parse_signal;
 
 use std::ffi::OsString;
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 /// Every problem found in a configuration, each naming its key path.
@@ -113,20 +113,14 @@ fn discover_in(
             return Ok(p.to_path_buf());
         }
     }
-    let looked: Vec<String> = defaults
-        .iter()
-        .map(|p| {
-            if p.is_relative() {
-                format!("./{}", p.display())
-            } else {
-                p.display().to_string()
-            }
-        })
-        .collect();
-    Err(fail(format!(
-        "no configuration file found; looked for -c FILE, $SHEEPDOG_CONFIG, {}",
-        looked.join(", ")
-    )))
+    // Written in place: a collected Vec<String> and a join cost more code.
+    let mut looked =
+        String::from("no configuration file found; looked for -c FILE, $SHEEPDOG_CONFIG");
+    for p in defaults {
+        let dot = if p.is_relative() { "./" } else { "" };
+        let _ = write!(looked, ", {dot}{}", p.display());
+    }
+    Err(fail(looked))
 }
 
 /// Load, substitute, override from the process environment, decode and validate.
