@@ -260,6 +260,30 @@ fn missing_file_is_named() {
 }
 
 #[test]
+fn a_dangling_symlink_is_named_with_its_target() {
+    // `ls` shows the file, so "No such file or directory" (or "does not
+    // exist" for -c) sent the operator the wrong way: name where it leads.
+    let dir = TempDir::new("dangling");
+    let target = "/nonexistent-sheepdog-cm/sheepdog.yaml";
+    let link = dir.0.join("sheepdog.yaml");
+    std::os::unix::fs::symlink(target, &link).expect("symlink");
+    let want = format!(
+        "unable to open {}: it is a symbolic link to {target}, which does not exist",
+        link.display()
+    );
+    assert_invalid(&check(&link, &[]), &[&want]);
+    let env = [("SHEEPDOG_CONFIG", link.to_str().expect("utf-8"))];
+    assert_invalid(&run(&["check"], &env, None), &[&want]);
+    // Found by discovery in the working directory, shown relative.
+    assert_invalid(
+        &run(&["check"], &[], Some(&dir.0)),
+        &[&format!(
+            "unable to open sheepdog.yaml: it is a symbolic link to {target}, which does not exist"
+        )],
+    );
+}
+
+#[test]
 fn discovery_uses_sheepdog_config_then_the_working_directory() {
     let dir = TempDir::new("discover");
     let f = dir.file("elsewhere.yaml", MIN);

@@ -84,7 +84,8 @@ fn discover_in(
         source: None,
         problems: vec![problem],
     };
-    let must_exist = |path: &Path, origin: &str| match std::fs::metadata(path) {
+    // A dangling link passes: reading it names its target (yaml::read_capped).
+    let must_exist = |path: &Path, origin: &str| match std::fs::symlink_metadata(path) {
         Ok(_) => Ok(path.to_path_buf()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(fail(format!(
             "configuration file {} ({origin}) does not exist{}",

@@ -41,7 +41,19 @@ const MAX_FLOW_DEPTH: usize = 128;
 /// Read a configuration file as UTF-8 text, at most `MAX_FILE_BYTES`.
 pub fn read_capped(path: &Path) -> Result<String, String> {
     let shown = path.display();
-    let file = std::fs::File::open(path).map_err(|e| format!("unable to open {shown}: {e}"))?;
+    let file = std::fs::File::open(path).map_err(|e| match std::fs::read_link(path) {
+        // `ls` shows a dangling link (a ConfigMap not mounted yet): plain
+        // "No such file" would send the operator looking at the wrong path.
+        Ok(to) if e.kind() == std::io::ErrorKind::NotFound => std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!(
+                "it is a symbolic link to {}, which does not exist",
+                to.display()
+            ),
+        ),
+        _ => e,
+    });
+    let file = file.map_err(|e| format!("unable to open {shown}: {e}"))?;
     if let Ok(meta) = file.metadata() {
         if meta.is_dir() {
             return Err(format!(
