@@ -711,7 +711,19 @@ fn ready_names_the_global_pre_start_hooks_while_they_run() {
         "{}",
         sd.log()
     );
-    let r = http::get(port, "/api/v1/ready", None);
+    // The hook may run before the supervisor's first publish: wait for a
+    // snapshot that lists something.
+    let mut r = http::get(port, "/api/v1/ready", None);
+    assert!(
+        wait_until(WAIT, || {
+            r = http::get(port, "/api/v1/ready", None);
+            r.json()["not_ready"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+        }),
+        "{}",
+        r.body
+    );
     assert_eq!(r.status, 503, "{}", r.body);
     assert_eq!(
         r.json()["not_ready"],
