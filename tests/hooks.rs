@@ -741,3 +741,51 @@ fn ready_names_the_global_pre_start_hooks_while_they_run() {
     sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
 }
+
+#[test]
+#[cfg_attr(
+    not(feature = "api"),
+    ignore = "starts a process through the API (feature `api`)"
+)]
+fn a_held_process_is_not_started_before_the_global_pre_start_hooks() {
+    // Regression: `ctl start` of an `initial_state: stopped` process
+    // started it while the global pre_start hooks (the migrations it may
+    // need) were still running.
+    let (mut sd, port, _) = start_serving("heldprestart", |port, _| {
+        format!(
+            "global:\n  shutdown_timeout: 15\n  api_port: {port}\n  metrics_enabled: false\nhooks:\n  pre_start:\n    \
+             - {{ name: migrate, command: \"touch $DIR/hook; while [ ! -e $DIR/go ]; do sleep 0.05; done\", timeout: 1m }}\n\
+             processes:\n  a: {{command: [sleep, \"100\"]}}\n  \
+             h: {{command: \"touch $DIR/h-ran; exec sleep 100\", initial_state: stopped}}\n"
+        )
+    });
+    assert!(
+        wait_until(WAIT, || sd.dir.path("hook").exists()),
+        "{}",
+        sd.log()
+    );
+    let r = http::post(port, "/api/v1/processes/h/start", None, "{}");
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.body.contains("global pre_start hooks"), "{}", r.body);
+    let r = http::post(port, "/api/v1/processes/a/restart", None, "{}");
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.body.contains("global pre_start hooks"), "{}", r.body);
+    // Once they are done, it can be started.
+    sd.dir.write("go", "");
+    sd.wait_log("a-1: started");
+    let r = http::post(port, "/api/v1/processes/h/start", None, "{}");
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert!(
+        wait_until(WAIT, || sd.dir.path("h-ran").exists()),
+        "{}",
+        sd.log()
+    );
+    let log = sd.log();
+    let hook_done = log
+        .find("pre_start hook \"migrate\" succeeded")
+        .expect("hook line");
+    let h_started = log.find("h-1: started").expect("h started");
+    assert!(hook_done < h_started, "{log}");
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}

@@ -110,6 +110,10 @@ impl Supervisor {
             ProcPhase::Stopping => {
                 ControlReply::Conflict(format!("{name} is stopping; start it once it has stopped"))
             }
+            // Nothing starts before them: they may be the migrations it needs.
+            _ if self.pre_start_pending => ControlReply::Conflict(format!(
+                "{name}: sheepdog is running the global pre_start hooks; start it once they are done"
+            )),
             ProcPhase::Held | ProcPhase::Stopped | ProcPhase::Finished => {
                 if p.desired == 0 {
                     p.desired = p.def.scale.max(1);
@@ -166,6 +170,11 @@ impl Supervisor {
         };
         match p.phase {
             ProcPhase::Held | ProcPhase::Stopped | ProcPhase::Finished => return self.start(name),
+            ProcPhase::Pending if self.pre_start_pending => {
+                return ControlReply::Conflict(format!(
+                    "{name}: sheepdog is running the global pre_start hooks"
+                ))
+            }
             ProcPhase::Pending => {
                 return ControlReply::Conflict(format!("{name} is waiting for its dependencies"))
             }
