@@ -483,8 +483,9 @@ pub struct ReloadSummary {
     /// Changed keys that take effect only when sheepdog restarts
     /// (`global.api_port`).
     pub needs_restart: Vec<String>,
-    /// Changes refused for now, with why (`web is being restarted; scale
-    /// it afterwards; reload again later`): the next reload tries again.
+    /// Changes refused for now, with why (`web is being restarted, replaced
+    /// or removed; scale it afterwards; reload again later`): the next
+    /// reload tries again.
     pub not_applied: Vec<String>,
 }
 

@@ -1507,3 +1507,49 @@ fn stopping_a_process_that_gave_up_after_a_reload_ends_its_not_ready() {
     // (db, still unhealthy, keeps /ready at 503; web is no longer why.)
     assert!(!web_listed(), "{}", r.sd.log());
 }
+
+/// A longrun whose stop waits for `$DIR/go<V>` (V from its env), so a stop
+/// lasts exactly as long as the test wants.
+fn gated(v: u32) -> String {
+    format!(
+        "  w:\n    command: \"trap 'while [ ! -e $DIR/go$V ]; do sleep 0.05; done; exit 0' TERM; while :; do sleep 0.05; done\"\n    env: {{ V: \"{v}\" }}\n    scale: 2\n    max_scale: 5\n"
+    )
+}
+
+#[test]
+fn a_scale_while_a_reload_replaces_or_removes_the_process_is_refused() {
+    let r = Reload::start(
+        "reload-scale-replaced",
+        "",
+        &(gated(1) + &sleeper("keep", "v1")),
+    );
+    r.wait_running("w", 2);
+    let scale = || {
+        http::post(
+            r.port,
+            "/api/v1/processes/w/scale",
+            Some(TOKEN),
+            r#"{"desired":4}"#,
+        )
+    };
+    // Replaced: the new definition's scale (2) would win over a 4 accepted now.
+    r.rewrite(&(gated(2) + &sleeper("keep", "v1")));
+    assert_eq!(names(&r.reloaded(), "changed"), ["w"]);
+    let s = scale();
+    assert_eq!(s.status, 409, "{}\n{}", s.body, r.sd.log());
+    assert!(
+        s.error()
+            .contains("w is being restarted, replaced or removed"),
+        "{}",
+        s.body
+    );
+    std::fs::write(r.sd.dir.path("go1"), "").unwrap();
+    r.wait_running("w", 2);
+    // Removed: there would be nothing left to scale.
+    r.rewrite(&sleeper("keep", "v1"));
+    assert_eq!(names(&r.reloaded(), "removed"), ["w"]);
+    let s = scale();
+    assert_eq!(s.status, 409, "{}\n{}", s.body, r.sd.log());
+    std::fs::write(r.sd.dir.path("go2"), "").unwrap();
+    assert!(wait_until(WAIT, || r.names() == ["keep"]), "{}", r.sd.log());
+}

@@ -223,6 +223,13 @@ impl Supervisor {
                 "{name} is a oneshot; oneshots cannot be scaled"
             ));
         }
+        // A reload's replacement or removal would drop the count (it takes
+        // the new definition's `scale`, or forgets the process).
+        if p.op.is_some() || p.next.is_some() {
+            return ControlReply::Conflict(format!(
+                "{name} is being restarted, replaced or removed; scale it afterwards"
+            ));
+        }
         if let Some(max) = p.def.max_scale {
             if desired > max {
                 return ControlReply::Conflict(format!(
@@ -237,11 +244,6 @@ impl Supervisor {
         }
         if let Some(why) = ports {
             return ControlReply::Conflict(format!("{name}: cannot scale to {desired}: {why}"));
-        }
-        if p.op.is_some() {
-            return ControlReply::Conflict(format!(
-                "{name} is being restarted; scale it afterwards"
-            ));
         }
         let from = p.desired;
         // Already so (and no stop to undo): nothing to do, as for a start
