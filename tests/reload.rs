@@ -1553,3 +1553,23 @@ fn a_scale_while_a_reload_replaces_or_removes_the_process_is_refused() {
     std::fs::write(r.sd.dir.path("go2"), "").unwrap();
     assert!(wait_until(WAIT, || r.names() == ["keep"]), "{}", r.sd.log());
 }
+
+#[test]
+fn reordering_depends_on_or_changing_a_running_initial_state_restarts_nothing() {
+    let procs = |deps: &str, r_extra: &str| {
+        format!(
+            "{}{}  c:\n    command: \"exec sleep 1000\"\n    depends_on: [{deps}]\n  r:\n    command: \"exec sleep 1000\"\n{r_extra}",
+            sleeper("a", "v1"),
+            sleeper("b", "v1")
+        )
+    };
+    let r = Reload::start("reload-no-op-edits", "", &procs("a, b", ""));
+    let c = r.wait_running("c", 1);
+    let rr = r.wait_running("r", 1);
+    r.rewrite(&procs("b, a", "    initial_state: stopped\n"));
+    let v = r.reloaded();
+    assert_eq!(names(&v, "unchanged"), ["a", "b", "c", "r"], "{v:#}");
+    assert!(names(&v, "changed").is_empty(), "{v:#}");
+    assert_eq!(r.wait_running("c", 1), c);
+    assert_eq!(r.wait_running("r", 1), rr);
+}

@@ -302,7 +302,8 @@ impl Supervisor {
                 s.removed.push(name);
                 continue;
             };
-            let change = target.as_deref().map(|t| (t, change(t, new)));
+            let held = p.phase == ProcPhase::Held;
+            let change = target.as_deref().map(|t| (t, change(t, new, held)));
             match change {
                 Some((_, Change::None)) => {
                     retry_given_up(&name, p);
@@ -662,11 +663,21 @@ enum Change {
     Restart,
 }
 
-fn change(old: &Process, new: &Process) -> Change {
-    if old == new {
+/// `held`: its `initial_state` counts (it is read at start-up, and by a
+/// reload only for a process held by it).
+fn change(old: &Process, new: &Process, held: bool) -> Change {
+    let mut same = new.clone();
+    // A set: the plan orders the starts, not the list.
+    let deps = &old.depends_on;
+    if same.depends_on.len() == deps.len() && same.depends_on.iter().all(|d| deps.contains(d)) {
+        same.depends_on.clone_from(deps);
+    }
+    if !held {
+        same.initial_state = old.initial_state;
+    }
+    if same == *old {
         return Change::None;
     }
-    let mut same = new.clone();
     same.extra.heartbeat = old.extra.heartbeat.clone();
     if same == *old {
         return Change::Heartbeat;
@@ -757,16 +768,35 @@ mod tests {
     #[test]
     fn a_scale_or_max_scale_change_is_applied_in_place_anything_else_restarts() {
         let old = process("web");
-        assert_eq!(change(&old, &old.clone()), Change::None);
+        assert_eq!(change(&old, &old.clone(), false), Change::None);
         let mut new = old.clone();
         new.scale = 3;
         new.max_scale = Some(5);
-        assert_eq!(change(&old, &new), Change::Scale);
+        assert_eq!(change(&old, &new, false), Change::Scale);
         new.env.insert("A".into(), "1".into());
-        assert_eq!(change(&old, &new), Change::Restart);
+        assert_eq!(change(&old, &new, false), Change::Restart);
         let mut cmd = old.clone();
         cmd.command.push("x".into());
-        assert_eq!(change(&old, &cmd), Change::Restart);
+        assert_eq!(change(&old, &cmd, false), Change::Restart);
+    }
+
+    #[test]
+    fn depends_on_is_a_set_and_initial_state_counts_only_for_a_held_process() {
+        let dep = |name: &str| crate::config::Dependency {
+            name: name.into(),
+            condition: None,
+        };
+        let mut old = process("web");
+        old.depends_on = vec![dep("a"), dep("b")];
+        let mut new = old.clone();
+        new.depends_on.reverse();
+        assert_eq!(change(&old, &new, false), Change::None);
+        new.depends_on[0] = dep("c");
+        assert_eq!(change(&old, &new, false), Change::Restart);
+        let mut held = old.clone();
+        held.initial_state = InitialState::Stopped;
+        assert_eq!(change(&old, &held, false), Change::None);
+        assert_eq!(change(&old, &held, true), Change::Restart);
     }
 
     #[test]
@@ -814,13 +844,13 @@ mod tests {
         web.extra.heartbeat = Some(beat());
         let mut quiet = web.clone();
         quiet.extra.heartbeat = None;
-        assert_eq!(change(&web, &quiet), Change::Heartbeat);
-        assert_eq!(change(&quiet, &web), Change::Heartbeat);
-        assert_eq!(change(&web, &web.clone()), Change::None);
+        assert_eq!(change(&web, &quiet, false), Change::Heartbeat);
+        assert_eq!(change(&quiet, &web, false), Change::Heartbeat);
+        assert_eq!(change(&web, &web.clone(), false), Change::None);
         // With anything else, the rest decides.
         let mut scaled = quiet.clone();
         scaled.scale = 3;
-        assert_eq!(change(&web, &scaled), Change::Scale);
+        assert_eq!(change(&web, &scaled, false), Change::Scale);
         let old = config(vec![web.clone()]);
         assert!(needs_restart(&old, &config(vec![quiet])).is_empty());
     }
