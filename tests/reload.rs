@@ -1252,8 +1252,9 @@ fn a_reload_whose_new_dependency_never_gets_healthy_does_not_shut_sheepdog_down(
     // comes back, and sheepdog is ready again.
     r.rewrite(&cfg("\"true\"", 2));
     let v = r.reloaded();
-    assert_eq!(names(&v, "changed"), ["db"], "{v:#}");
-    assert_eq!(names(&v, "unchanged"), ["other", "web"], "{v:#}");
+    // web, retried, starts: listed as changed, not unchanged.
+    assert_eq!(names(&v, "changed"), ["db", "web"], "{v:#}");
+    assert_eq!(names(&v, "unchanged"), ["other"], "{v:#}");
     r.wait_running("web", 1);
     assert!(
         r.process("web")["error"].is_null(),
@@ -1555,6 +1556,66 @@ fn a_scale_while_a_reload_replaces_or_removes_the_process_is_refused() {
 }
 
 #[test]
+fn a_lowered_max_scale_or_max_process_scale_brings_the_running_count_down() {
+    let procs = |max: u32| {
+        format!(
+            "  w:\n    command: \"exec sleep 1000\"\n    scale: 2\n    max_scale: {max}\n  v:\n    command: \"exec sleep 1000\"\n    scale: 2\n"
+        )
+    };
+    let r = Reload::start("reload-cap-lowered", "  max_process_scale: 10\n", &procs(6));
+    r.wait_running("w", 2);
+    for (name, n) in [("w", 6), ("v", 8)] {
+        let body = format!("{{\"desired\":{n}}}");
+        let s = http::post(
+            r.port,
+            &format!("/api/v1/processes/{name}/scale"),
+            Some(TOKEN),
+            &body,
+        );
+        assert_eq!(s.status, 202, "{}", s.body);
+        r.wait_running(name, n);
+    }
+    let w = r.wait_running("w", 6);
+    r.rewrite_all(&format!(
+        "{}processes:\n{}",
+        head(r.port, r.metrics, "  max_process_scale: 4\n"),
+        procs(3)
+    ));
+    let v = r.reloaded();
+    assert_eq!(names(&v, "scaled"), ["v", "w"], "{v:#}");
+    // The lowest ones keep running; the surplus stops.
+    assert_eq!(r.wait_running("w", 3), w[..3]);
+    r.wait_running("v", 4);
+    assert_eq!(r.process("w")["desired_scale"], 3);
+    assert_eq!(r.process("v")["desired_scale"], 4);
+}
+
+#[test]
+fn a_scale_only_change_starts_a_process_that_finished() {
+    let f = |n: u32| {
+        format!(
+            "  f:\n    command: \"test -e $DIR/fixed || exit 1; exec sleep 1000\"\n    restart: on-failure\n    max_restart_attempts: 1\n    scale: {n}\n    max_scale: 3\n"
+        )
+    };
+    let r = Reload::start(
+        "reload-scale-finished",
+        "",
+        &(f(1) + &sleeper("keep", "v1")),
+    );
+    assert!(
+        wait_until(WAIT, || r.process("f")["state"] == "failed"),
+        "{:#}\n{}",
+        r.process("f"),
+        r.sd.log()
+    );
+    std::fs::write(r.sd.dir.path("fixed"), "").unwrap();
+    r.rewrite(&(f(2) + &sleeper("keep", "v1")));
+    assert_eq!(names(&r.reloaded(), "scaled"), ["f"]);
+    // As a changed process that had finished: started again.
+    r.wait_running("f", 2);
+}
+
+#[test]
 fn reordering_depends_on_or_changing_a_running_initial_state_restarts_nothing() {
     let procs = |deps: &str, r_extra: &str| {
         format!(
@@ -1572,4 +1633,32 @@ fn reordering_depends_on_or_changing_a_running_initial_state_restarts_nothing() 
     assert!(names(&v, "changed").is_empty(), "{v:#}");
     assert_eq!(r.wait_running("c", 1), c);
     assert_eq!(r.wait_running("r", 1), rr);
+}
+
+#[test]
+fn a_removal_under_way_is_not_listed_again_and_a_process_put_back_is_added() {
+    let w = gated(1);
+    let r = Reload::start("reload-removing", "", &(w.clone() + &sleeper("keep", "v1")));
+    let old = r.wait_running("w", 2);
+    r.rewrite(&sleeper("keep", "v1"));
+    assert_eq!(names(&r.reloaded(), "removed"), ["w"]);
+    // Still stopping (its stop waits for go1): on its way, not removed again.
+    let v = r.reloaded();
+    assert!(names(&v, "removed").is_empty(), "{v:#}");
+    assert_eq!(names(&v, "unchanged"), ["keep", "w"], "{v:#}");
+    // Back as it was: added (its stop has begun), not changed.
+    r.rewrite(&(w + &sleeper("keep", "v1")));
+    let v = r.reloaded();
+    assert_eq!(names(&v, "added"), ["w"], "{v:#}");
+    assert!(names(&v, "changed").is_empty(), "{v:#}");
+    std::fs::write(r.sd.dir.path("go1"), "").unwrap();
+    assert!(
+        wait_until(WAIT, || {
+            let p = pids(&r.process("w"));
+            p.len() == 2 && p.iter().all(|p| !old.contains(p))
+        }),
+        "{:#}\n{}",
+        r.process("w"),
+        r.sd.log()
+    );
 }

@@ -99,7 +99,7 @@ impl Supervisor {
         }
     }
 
-    fn start(&mut self, name: &str) -> ControlReply {
+    pub(super) fn start(&mut self, name: &str) -> ControlReply {
         let Some(p) = self.procs.get_mut(name) else {
             return self.not_found(name);
         };

@@ -284,6 +284,7 @@ impl Supervisor {
 
     /// Record what becomes of each process (`Proc::next`), add the new ones.
     fn reload_processes(&mut self, wanted: Wanted, s: &mut ReloadSummary) {
+        let max = self.cfg.global.extra.max_process_scale;
         let names: Vec<String> = self.procs.keys().cloned().collect();
         for name in names {
             let Some(p) = self.procs.get_mut(&name) else {
@@ -296,23 +297,33 @@ impl Supervisor {
                 None => Some(p.def.clone()),
             };
             let Some(new) = wanted.get(&name) else {
+                // (A removal under way is on its way already: unchanged.)
                 if target.is_some() {
                     p.next = Some(Next::Remove);
+                    s.removed.push(name);
+                } else {
+                    s.unchanged.push(name);
                 }
-                s.removed.push(name);
                 continue;
             };
             let held = p.phase == ProcPhase::Held;
             let change = target.as_deref().map(|t| (t, change(t, new, held)));
+            // A lowered max_scale or max_process_scale brings the count down.
+            let cap = new.max_scale.map_or(max, |m| m.min(max));
+            let over = p.next.is_none() && p.desired > cap;
             match change {
-                Some((_, Change::None)) => {
-                    retry_given_up(&name, p);
-                    s.unchanged.push(name);
+                Some((_, Change::None)) if !over => {
+                    // A retried give-up starts: not "unchanged".
+                    if retry_given_up(&name, p) {
+                        s.changed.push(name);
+                    } else {
+                        s.unchanged.push(name);
+                    }
                     continue;
                 }
                 // The heartbeat workers take it (`Beats::reload`); the
                 // process runs on.
-                Some((_, Change::Heartbeat)) => {
+                Some((_, Change::Heartbeat)) if !over => {
                     let new = Arc::new(new.clone());
                     match &mut p.next {
                         Some(Next::Replace { def, .. }) => *def = new,
@@ -322,14 +333,24 @@ impl Supervisor {
                     s.updated.push(name);
                     continue;
                 }
-                Some((t, Change::Scale)) if p.next.is_none() => {
+                // (None and Heartbeat only when over the cap.)
+                Some((t, c)) if c != Change::Restart && p.next.is_none() => {
                     let old = std::mem::replace(&mut p.def, Arc::new(new.clone()));
-                    // Down, it stays down (a scale request would start it).
+                    let want = if t.scale == new.scale {
+                        p.desired.min(cap)
+                    } else {
+                        new.scale
+                    };
                     if !matches!(p.phase, ProcPhase::Active | ProcPhase::Pending) {
-                        p.desired = new.scale;
+                        p.desired = want;
                         retry_given_up(&name, p);
-                    } else if t.scale != new.scale {
-                        if let ControlReply::Conflict(why) = self.scale(&name, new.scale) {
+                        // As for a changed process: one that finished
+                        // starts; one stopped on request or held does not.
+                        if p.phase == ProcPhase::Finished && c == Change::Scale && want > 0 {
+                            self.start(&name);
+                        }
+                    } else if t.scale != new.scale || over {
+                        if let ControlReply::Conflict(why) = self.scale(&name, want) {
                             // Kept as it was, so the next reload tries again.
                             if let Some(p) = self.procs.get_mut(&name) {
                                 p.def = old;
@@ -355,7 +376,11 @@ impl Supervisor {
             };
             let def = Arc::new((*new).clone());
             p.next = Some(Next::Replace { def, start });
-            s.changed.push(name);
+            // Put back while its removal was under way.
+            match target {
+                None => s.added.push(name),
+                Some(_) => s.changed.push(name),
+            }
         }
         for def in wanted.iter() {
             let name = def.name.as_str();
@@ -619,14 +644,16 @@ impl Supervisor {
 }
 
 /// A process that gave up after an earlier reload tries again: this one
-/// may have fixed what it waited for.
-fn retry_given_up(name: &str, p: &mut super::Proc) {
-    if p.gave_up.take().is_some() && p.phase == ProcPhase::Stopped {
+/// may have fixed what it waited for. True when it does.
+fn retry_given_up(name: &str, p: &mut super::Proc) -> bool {
+    let retry = p.gave_up.take().is_some() && p.phase == ProcPhase::Stopped;
+    if retry {
         log::info!("{name}: trying again to start (reload)");
         p.phase = ProcPhase::Pending;
         p.by_reload = true;
         p.pending_since = Some(Instant::now());
     }
+    retry
 }
 
 /// The enabled processes of a configuration that are scheduled jobs
