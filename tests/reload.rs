@@ -1662,3 +1662,40 @@ fn a_removal_under_way_is_not_listed_again_and_a_process_put_back_is_added() {
         r.sd.log()
     );
 }
+
+#[test]
+fn the_logs_of_a_scaled_down_instance_or_a_removed_process_stay_readable() {
+    let procs = |legacy: bool| {
+        let mut s = "  w:\n    command: \"echo $SHEEPDOG_INSTANCE says hi; exec sleep 1000\"\n    scale: 3\n    max_scale: 3\n".to_string();
+        if legacy {
+            s += "  legacy:\n    command: \"echo legacy line; exec sleep 1000\"\n";
+        }
+        s
+    };
+    let r = Reload::start("reload-gone-logs", "", &procs(true));
+    r.wait_running("w", 3);
+    r.wait_running("legacy", 1);
+    r.sd.wait_log("legacy line");
+    r.sd.wait_log("w-3 says hi");
+    let s = http::post(
+        r.port,
+        "/api/v1/processes/w/scale",
+        Some(TOKEN),
+        r#"{"desired":1}"#,
+    );
+    assert_eq!(s.status, 202, "{}", s.body);
+    r.rewrite(&procs(false));
+    r.reloaded();
+    assert!(
+        wait_until(WAIT, || r.names() == ["w"]
+            && pids(&r.process("w")).len() == 1),
+        "{}",
+        r.sd.log()
+    );
+    for (name, line) in [("w-3", "w-3 says hi"), ("legacy", "legacy line")] {
+        let l = r.get(&format!("/api/v1/processes/{name}/logs"));
+        assert_eq!(l.status, 200, "{name}: {}", l.body);
+        assert!(l.body.contains(line), "{name}: {}", l.body);
+    }
+    assert_eq!(r.get("/api/v1/processes/nobody/logs").status, 404);
+}
