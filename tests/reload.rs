@@ -1699,3 +1699,28 @@ fn the_logs_of_a_scaled_down_instance_or_a_removed_process_stay_readable() {
     }
     assert_eq!(r.get("/api/v1/processes/nobody/logs").status, 404);
 }
+
+#[test]
+fn stopping_the_run_of_a_job_a_reload_removed_says_it_goes() {
+    let r = Reload::start(
+        "reload-stop-retired",
+        "",
+        &(sleeper("keep", "v1") + &gated_job("job", "")),
+    );
+    r.wait_running("keep", 1);
+    let t = r.post("/api/v1/processes/job/schedule/trigger");
+    assert!(t.status < 300, "{}", t.body);
+    assert!(
+        wait_until(WAIT, || r.sd.dir.lines("job.started").len() == 1),
+        "{}",
+        r.sd.log()
+    );
+    r.rewrite(&sleeper("keep", "v1"));
+    assert_eq!(names(&r.reloaded(), "removed"), ["job"]);
+    let s = r.post("/api/v1/processes/job/stop");
+    assert!(s.status < 300, "{}", s.body);
+    let msg = s.json()["message"].as_str().unwrap().to_string();
+    assert!(msg.contains("removed by a reload"), "{msg}");
+    assert!(!msg.contains("on its schedule"), "{msg}");
+    r.sd.wait_log("job: removed");
+}

@@ -494,8 +494,13 @@ impl Supervisor {
             log::info!("{name}: stopping run {id} (requested)");
             let _ = run.cmd.send(RunCmd::Stop);
         }
+        let then = if job.retired() {
+            "removed by a reload, it goes once they have ended"
+        } else {
+            "it runs on its schedule (pause it to hold the next)"
+        };
         ControlReply::Accepted(format!(
-            "{name}: stopping {}; it runs on its schedule (pause it to hold the next)",
+            "{name}: stopping {}; {then}",
             crate::logging::counted(job.runs.len() as u64, "run", "runs")
         ))
     }
