@@ -1166,6 +1166,13 @@ fn a_rolling_restart_cut_short_counts_only_the_restarts_made() {
 "#;
     let api = Api::start("api-roll-cut", Some(TOKEN), "", procs);
     api.wait_running("web", 3);
+    // Running is not enough: a shell that has not set its trap yet dies
+    // at once of the restart's SIGTERM, and is relaunched before the stop.
+    assert!(
+        wait_until(WAIT, || api.sd.dir.lines("up").len() >= 3),
+        "{}",
+        api.sd.log()
+    );
     assert_eq!(api.post("/api/v1/processes/web/restart", "").status, 202);
     // Instance 1 takes 2 s to stop: the stop comes first.
     assert_eq!(api.post("/api/v1/processes/web/stop", "").status, 202);
@@ -2579,9 +2586,14 @@ fn a_slow_shutdown_shows_how_long_it_has_taken_while_it_goes_on() {
         "shutdown-gauge",
         None,
         "",
-        "  stubborn:\n    command: \"trap '' TERM; exec sleep 1000\"\n    shutdown:\n      timeout: 3s\n",
+        "  stubborn:\n    command: \"trap '' TERM; touch $DIR/deaf; exec sleep 1000\"\n    shutdown:\n      timeout: 3s\n",
     );
-    api.wait_running("stubborn", 1);
+    // Deaf to SIGTERM only once its shell has set the trap.
+    assert!(
+        wait_until(WAIT, || api.sd.dir.path("deaf").exists()),
+        "{}",
+        api.sd.log()
+    );
     api.sd.signal(libc::SIGTERM);
     let mut seen = None;
     let ok = wait_until(WAIT, || {
