@@ -56,8 +56,9 @@ use crate::{ports, probe, stragglers};
 
 /// How often a start deferred behind a stalled stdout is tried again.
 const STALL_RETRY: Duration = Duration::from_secs(1);
-/// A start that sheepdog's own shortage prevented is tried again after
-/// this, doubling up to `SHORTAGE_MAX` (`Runner::short_of_resources`).
+/// What sheepdog's own shortage prevented (an instance's thread, a
+/// child's pipes or task) is tried again after this, doubling up to
+/// `SHORTAGE_MAX` (`shortage_backoff`).
 const SHORTAGE_FIRST: Duration = Duration::from_secs(1);
 const SHORTAGE_MAX: Duration = Duration::from_secs(30);
 
@@ -334,6 +335,12 @@ pub fn decide(
         },
         attempts + 1,
     )
+}
+
+/// The wait before the `n`+1-th try of what sheepdog's own shortage
+/// prevented: not the process's failure, so not its restart policy's.
+pub fn shortage_backoff(n: u32) -> Duration {
+    backoff(SHORTAGE_FIRST, SHORTAGE_MAX, n)
 }
 
 /// `initial × 2^n`, capped at `max`.
@@ -761,7 +768,7 @@ impl Runner {
     /// no restart attempt is counted whatever the policy; tried again
     /// after 1 s, doubling up to 30 s, as an instance thread is.
     fn short_of_resources(&mut self, e: &std::io::Error, now: Instant) -> State {
-        let delay = backoff(SHORTAGE_FIRST, SHORTAGE_MAX, self.shortages);
+        let delay = shortage_backoff(self.shortages);
         self.shortages = self.shortages.saturating_add(1);
         let error = format!(
             "unable to start {:?}: {e}; sheepdog is short of resources, which does not \

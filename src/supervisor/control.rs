@@ -19,7 +19,7 @@ use crate::group::Whom;
 use crate::instance::Cmd;
 use crate::status::{Control, ControlReply, Request};
 
-use super::{Op, Phase, ProcPhase, Reason, Supervisor};
+use super::{Op, Phase, ProcPhase, Reason, Supervisor, PRE_START_RUNNING};
 
 impl Supervisor {
     pub(super) fn not_found(&self, name: &str) -> ControlReply {
@@ -112,7 +112,7 @@ impl Supervisor {
             }
             // Nothing starts before them: they may be the migrations it needs.
             _ if self.pre_start_pending => ControlReply::Conflict(format!(
-                "{name}: sheepdog is running the global pre_start hooks; start it once they are done"
+                "{name}: {PRE_START_RUNNING}; start it once they are done"
             )),
             ProcPhase::Held | ProcPhase::Stopped | ProcPhase::Finished => {
                 if p.desired == 0 {
@@ -171,9 +171,7 @@ impl Supervisor {
         match p.phase {
             ProcPhase::Held | ProcPhase::Stopped | ProcPhase::Finished => return self.start(name),
             ProcPhase::Pending if self.pre_start_pending => {
-                return ControlReply::Conflict(format!(
-                    "{name}: sheepdog is running the global pre_start hooks"
-                ))
+                return ControlReply::Conflict(format!("{name}: {PRE_START_RUNNING}"))
             }
             ProcPhase::Pending => {
                 return ControlReply::Conflict(format!("{name} is waiting for its dependencies"))

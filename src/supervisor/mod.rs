@@ -225,11 +225,8 @@ struct Inst {
     thread_failures: u32,
 }
 
-/// The first wait before a failed thread creation is tried again; it
-/// doubles up to `RELAUNCH_MAX`. sheepdog's own shortage, not the process's
-/// failure: retried for as long as it lasts, whatever the restart policy.
-const RELAUNCH_FIRST: Duration = Duration::from_secs(1);
-const RELAUNCH_MAX: Duration = Duration::from_secs(30);
+/// Why nothing starts yet, in `/ready` and in refused start requests.
+const PRE_START_RUNNING: &str = "sheepdog is running the global pre_start hooks";
 
 /// Probe counters for metrics (monotonic).
 #[derive(Debug, Clone, Default)]
@@ -1239,9 +1236,9 @@ impl Supervisor {
                 inst.thread = Some(h.thread);
             }
             Err(e) => {
-                let delay = RELAUNCH_FIRST
-                    .saturating_mul(1 << thread_failures.min(5))
-                    .min(RELAUNCH_MAX);
+                // sheepdog's shortage, not the process's failure: retried
+                // for as long as it lasts, whatever the restart policy.
+                let delay = instance::shortage_backoff(thread_failures);
                 log::error!(
                     "{name}-{index}: unable to start its thread: {e}; trying again in {}",
                     format_duration(delay)

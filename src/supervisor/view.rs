@@ -104,7 +104,7 @@ impl Supervisor {
                 if stopping {
                     "sheepdog is shutting down"
                 } else {
-                    "sheepdog is running the global pre_start hooks"
+                    super::PRE_START_RUNNING
                 }
                 .to_string(),
             ));
