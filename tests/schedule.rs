@@ -921,3 +921,61 @@ fn a_paused_job_says_so_once_per_pause_at_info() {
     sd.signal(libc::SIGTERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
 }
+
+/// Regression (review M3): a job ran while a longrun it depends on was
+/// held by `initial_state: stopped`, stopped on request or failed for
+/// good: only a crash, backoff or restart counted as down. Now a run needs
+/// the longrun running: a due time is skipped, a manual trigger refused.
+#[test]
+fn no_run_starts_while_a_dependency_is_held_stopped_or_failed() {
+    let mut sd = start_on_socket(
+        "job-dep-not-running",
+        "  restart_backoff_initial: 50ms\n",
+        r#"
+  db:
+    command: "while [ ! -e $DIR/crash ]; do sleep 0.05; done; exit 1"
+    initial_state: stopped
+    restart: never
+  job:
+    schedule: "@every 200ms"
+    depends_on: [db]
+    command: "echo run >> $DIR/runs"
+"#,
+    );
+    let skip = "job: due, but dependency db is not running now; skipping this run";
+    let runs = || sd.dir.lines("runs").len();
+    // No run while nothing keeps `db` down but the wait for its turn.
+    let skipped_for_good = |why: &str| {
+        let from = sd.count(skip);
+        assert!(sd.wait_log_n(skip, from + 1, WAIT), "{why}\n{}", sd.log());
+        let n = runs();
+        assert!(sd.wait_log_n(skip, from + 3, WAIT), "{why}\n{}", sd.log());
+        assert_eq!(runs(), n, "a run started while db was {why}\n{}", sd.log());
+    };
+    skipped_for_good("held");
+    assert_eq!(runs(), 0, "{}", sd.log());
+    let (code, out, err) = ctl_socket(&sd, &["trigger", "job"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("dependency db is not running now"),
+        "{out}{err}"
+    );
+    let start_db = || {
+        let (code, out, err) = ctl_socket(&sd, &["start", "db"]);
+        assert_eq!(code, 0, "{out}{err}");
+        let n = runs();
+        assert!(wait_until(WAIT, || runs() >= n + 2), "{}", sd.log());
+    };
+    start_db();
+    let (code, out, err) = ctl_socket(&sd, &["stop", "db"]);
+    assert_eq!(code, 0, "{out}{err}");
+    sd.wait_log("db-1: stopped");
+    skipped_for_good("stopped on request");
+    start_db();
+    // Exits 1 under `restart: never`: failed for good.
+    sd.dir.write("crash", "");
+    sd.wait_log("db-1: exited 1");
+    skipped_for_good("failed");
+    sd.signal(libc::SIGTERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}
