@@ -979,3 +979,50 @@ fn no_run_starts_while_a_dependency_is_held_stopped_or_failed() {
     sd.signal(libc::SIGTERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
 }
+
+/// Regression (review M1): a scheduled run's post_start hook that ignores
+/// SIGTERM held sheepdog 7 s past the shutdown deadline (8 s after a
+/// second SIGTERM): the kill that ended the run was not passed on to its
+/// hooks, which got their own 2 s, SIGTERM and 5 s grace instead.
+fn a_stubborn_run_post_start_hook(name: &str, second_term: bool) {
+    let deadline = if second_term { "120" } else { "1" };
+    let cfg = without_http(
+        &format!("  shutdown_timeout: {deadline}\n"),
+        r#"
+  job:
+    schedule: "@every 1s"
+    command: "trap '' TERM; echo $$ > $DIR/run; while :; do sleep 0.05; done"
+    hooks:
+      post_start:
+        - { name: slow, command: "trap '' TERM; echo $$ > $DIR/hook; while :; do sleep 0.05; done", timeout: 10m }
+"#,
+    );
+    let mut sd = Sheepdog::start(name, &cfg);
+    let (run, hook) = (sd.wait_pid("run"), sd.wait_pid("hook"));
+    let t0 = Instant::now();
+    sd.signal(libc::SIGTERM);
+    if second_term {
+        sd.wait_log("job: stopping run 1 (shutdown)");
+        sd.signal(libc::SIGTERM);
+    }
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let took = t0.elapsed();
+    assert!(!alive(run) && !alive(hook), "{}", sd.log());
+    // Killed with the run, not after the hook's own grace.
+    assert!(
+        !sd.log().contains("still running after 5s; sending SIGKILL"),
+        "{}",
+        sd.log()
+    );
+    assert!(took < Duration::from_secs(6), "{took:?}\n{}", sd.log());
+}
+
+#[test]
+fn a_stubborn_run_post_start_hook_is_killed_at_the_shutdown_deadline() {
+    a_stubborn_run_post_start_hook("job-stubborn-post", false);
+}
+
+#[test]
+fn a_stubborn_run_post_start_hook_is_killed_at_a_second_sigterm() {
+    a_stubborn_run_post_start_hook("job-stubborn-post2", true);
+}
