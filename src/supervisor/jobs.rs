@@ -364,8 +364,10 @@ impl Supervisor {
             RunEvent::Started { pid } => {
                 if let Some(run) = job.runs.get_mut(&r.run_id) {
                     run.pid = Some(pid);
+                    // The run's definition: a reload may have changed the job's.
+                    self.beats
+                        .run_started(&r.job, run.def.extra.heartbeat.as_ref());
                 }
-                self.beats.run_started(&r.job);
             }
             RunEvent::Done(end) => {
                 let Some(mut active) = job.runs.remove(&r.run_id) else {
@@ -383,6 +385,7 @@ impl Supervisor {
                 if !end.stopped {
                     self.beats.run_ended(
                         &r.job,
+                        active.def.extra.heartbeat.as_ref(),
                         format!("{}#{}", r.job, r.run_id),
                         end.status,
                         end.timed_out,
