@@ -107,15 +107,17 @@ impl Kind {
 /// What the supervisor tells the worker.
 #[derive(Debug, Clone)]
 pub enum Msg {
-    /// Send one ping for `process`. `detail` starts the body
-    /// (`exit_code=1`); `instance` names the run an end-of-run ping is
-    /// about (`backup#12`, `once-1`): for logs, and whose output a failure
-    /// ping carries.
+    /// Send one ping for `process` with `hb`'s settings. `detail` starts
+    /// the body (`exit_code=1`); `instance` names the run an end-of-run ping
+    /// is about (`backup#12`, `once-1`): for logs, and whose output a
+    /// failure ping carries. The settings come with the ping: a run's end
+    /// goes where its start went, whatever a reload did meanwhile.
     Ping {
         process: Arc<str>,
         kind: Kind,
         detail: String,
         instance: Option<String>,
+        hb: Box<Heartbeat>,
     },
     /// `process` is now running and healthy (or no longer): interval pings
     /// start (at once) or stop.
@@ -144,12 +146,16 @@ pub struct Handle {
 
 impl Handle {
     /// Queue `msg` without blocking; the message back when the queue is
-    /// full (or the worker is gone, or the process has no heartbeat).
+    /// full (or the worker is gone). A process with no heartbeat here (a
+    /// reload removed it, its run goes on) goes to the first worker.
     pub fn try_send(&self, msg: Msg) -> Result<(), TrySendError<Msg>> {
         let process = match &msg {
             Msg::Ping { process, .. } | Msg::Alive { process, .. } => process,
         };
-        match self.route.get(process).and_then(|&i| self.queues.get(i)) {
+        match self
+            .queues
+            .get(self.route.get(process).copied().unwrap_or(0))
+        {
             Some(tx) => tx.try_send(msg),
             None => Err(TrySendError::Disconnected(msg)),
         }
@@ -439,6 +445,7 @@ struct Job {
     /// The run an end-of-run ping is about (`backup#12`), for logs; empty
     /// for the others.
     run: String,
+    hb: Box<Heartbeat>,
     url: String,
     body: String,
     /// Attempts made so far.
@@ -511,8 +518,9 @@ impl Worker {
                 kind,
                 detail,
                 instance,
+                hb,
             } => {
-                if let Some(job) = self.job(process, kind, &detail, instance) {
+                if let Some(job) = self.job(process, kind, &detail, instance, hb) {
                     self.queue(job);
                 }
             }
@@ -536,16 +544,16 @@ impl Worker {
         }
     }
 
-    /// The ping to send, when `process` has a URL for `kind`.
+    /// The ping to send, when `hb` has a URL for `kind`.
     fn job(
         &self,
         process: Arc<str>,
         kind: Kind,
         detail: &str,
         instance: Option<String>,
+        hb: Box<Heartbeat>,
     ) -> Option<Job> {
-        let hb = self.configs.get(&process)?;
-        let Some(url) = url_for(hb, kind) else {
+        let Some(url) = url_for(&hb, kind) else {
             log::debug!(
                 "{process}: no heartbeat URL for a {} ping; not sending one",
                 kind.as_str()
@@ -569,6 +577,7 @@ impl Worker {
             process,
             kind,
             run,
+            hb,
             url,
             attempts: 0,
             at: Instant::now(),
@@ -616,16 +625,21 @@ impl Worker {
             .map(|(p, _)| p.clone())
             .collect();
         for process in due {
-            let Some(interval) = self.configs.get(&process).and_then(|hb| hb.interval) else {
+            let Some((hb, interval)) = self
+                .configs
+                .get(&process)
+                .and_then(|hb| Some((hb, hb.interval?)))
+            else {
                 self.due.remove(&process);
                 continue;
             };
+            let hb = Box::new(hb.clone());
             if let Some(at) = self.due.get_mut(&process) {
                 // A late wake-up sends one ping, never a burst.
                 let next = *at + interval;
                 *at = if next <= now { now + interval } else { next };
             }
-            if let Some(job) = self.job(process, Kind::Interval, "", None) {
+            if let Some(job) = self.job(process, Kind::Interval, "", None, hb) {
                 self.queue(job);
             }
         }
@@ -653,7 +667,7 @@ impl Worker {
     /// attempt's time), unless it has none left or `until` (the flush
     /// deadline) is set.
     fn attempt(&self, mut job: Job, until: Option<Instant>) -> Option<Job> {
-        let hb = self.configs.get(&job.process)?;
+        let hb = &*job.hb;
         let mut timeout = hb.timeout;
         if let Some(end) = until {
             timeout = timeout.min(end.saturating_duration_since(Instant::now()));
@@ -721,9 +735,10 @@ impl Worker {
                 kind,
                 detail,
                 instance,
+                hb,
             } = msg
             {
-                if let Some(job) = self.job(process, kind, &detail, instance) {
+                if let Some(job) = self.job(process, kind, &detail, instance, hb) {
                     self.queue(job);
                 }
             }
@@ -902,7 +917,8 @@ mod tests {
         let mut w = worker();
         let ping = |w: &Worker, p: &str, kind, run: &str| {
             let run = (!run.is_empty()).then(|| run.to_string());
-            w.job(Arc::from(p), kind, "", run).unwrap()
+            w.job(Arc::from(p), kind, "", run, Box::new(hb(Some("http://x/"))))
+                .unwrap()
         };
         let later = Instant::now() + Duration::from_secs(30);
         // Run 1's failure waits for its second attempt.
@@ -947,6 +963,7 @@ mod tests {
             process: "p".into(),
             kind,
             run: String::new(),
+            hb: Box::new(hb(None)),
             url: String::new(),
             body: String::new(),
             attempts: 0,

@@ -727,3 +727,63 @@ fn a_failure_body_keeps_the_last_stderr_lines() {
         }
     }
 }
+
+/// Regression (review M4): a run's end ping went to the heartbeat a reload
+/// had put in place meanwhile, or nowhere when the reload removed the
+/// heartbeat or the job. A run in progress finishes with the definition it
+/// started with: its end ping goes where its start ping went.
+#[test]
+fn a_runs_end_ping_goes_where_its_start_ping_went_across_a_reload() {
+    let srv = Server::start(|_, _| Some(200));
+    let job = |path: &str| {
+        format!(
+            "  job:\n    command: 'touch $DIR/running.$SHEEPDOG_RUN_ID; while [ ! -e $DIR/go.$SHEEPDOG_RUN_ID ]; do sleep 0.05; done'\n    \
+             schedule: '@every 1h'\n    heartbeat: {{url: '{}', ping_start: true}}\n",
+            srv.url(path)
+        )
+    };
+    let (sd, api, _) = start_serving("hb-run-reload", |api, metrics| {
+        format!(
+            "global:\n  shutdown_timeout: 5\n  api_port: {api}\n  metrics_port: {metrics}\n  \
+             api_auth: tok\nprocesses:\n  idle:\n    command: [sleep, '300']\n{}",
+            job("/a")
+        )
+    });
+    let cfg = sd.dir.path("sheepdog.yaml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let reload = |text: String, n: usize| {
+        std::fs::write(&cfg, text).unwrap();
+        sd.signal(libc::SIGHUP);
+        assert!(sd.wait_log_n("reloaded ", n, WAIT), "{}", sd.log());
+    };
+    let trigger = |run: u32| {
+        let r = http::post(api, "/api/v1/schedules/job/trigger", Some("tok"), "{}");
+        assert_eq!(r.status, 202, "{}", r.body);
+        let running = sd.dir.path(&format!("running.{run}"));
+        assert!(wait_until(WAIT, || running.exists()), "{}", sd.log());
+    };
+    let end = |run: u32, path: &str| {
+        sd.dir.write(&format!("go.{run}"), "");
+        srv.wait(path, &sd, |r| r.iter().any(|q| q.path == path));
+    };
+    // Changed while run 1 goes on: its end still pings /a.
+    trigger(1);
+    srv.wait("/a/start", &sd, |r| r.iter().any(|q| q.path == "/a/start"));
+    reload(text.replace("/a'", "/b'"), 1);
+    end(1, "/a");
+    // Run 2 started under /b; the job (and with it the last heartbeat) is
+    // removed while it goes on: its end still pings /b.
+    trigger(2);
+    srv.wait("/b/start", &sd, |r| r.iter().any(|q| q.path == "/b/start"));
+    let without_job = text.split("  job:").next().unwrap().to_string();
+    reload(without_job, 2);
+    assert!(sd.log().contains("removed job"), "{}", sd.log());
+    end(2, "/b");
+    sd.wait_log("job: removed (its last run ended)");
+    assert_eq!(
+        srv.paths(),
+        ["/a/start", "/a", "/b/start", "/b"],
+        "{}",
+        sd.log()
+    );
+}

@@ -921,3 +921,108 @@ fn a_paused_job_says_so_once_per_pause_at_info() {
     sd.signal(libc::SIGTERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
 }
+
+/// Regression (review M3): a job ran while a longrun it depends on was
+/// held by `initial_state: stopped`, stopped on request or failed for
+/// good: only a crash, backoff or restart counted as down. Now a run needs
+/// the longrun running: a due time is skipped, a manual trigger refused.
+#[test]
+fn no_run_starts_while_a_dependency_is_held_stopped_or_failed() {
+    let mut sd = start_on_socket(
+        "job-dep-not-running",
+        "  restart_backoff_initial: 50ms\n",
+        r#"
+  db:
+    command: "while [ ! -e $DIR/crash ]; do sleep 0.05; done; exit 1"
+    initial_state: stopped
+    restart: never
+  job:
+    schedule: "@every 200ms"
+    depends_on: [db]
+    command: "echo run >> $DIR/runs"
+"#,
+    );
+    let skip = "job: due, but dependency db is not running now; skipping this run";
+    let runs = || sd.dir.lines("runs").len();
+    // No run while nothing keeps `db` down but the wait for its turn.
+    let skipped_for_good = |why: &str| {
+        let from = sd.count(skip);
+        assert!(sd.wait_log_n(skip, from + 1, WAIT), "{why}\n{}", sd.log());
+        let n = runs();
+        assert!(sd.wait_log_n(skip, from + 3, WAIT), "{why}\n{}", sd.log());
+        assert_eq!(runs(), n, "a run started while db was {why}\n{}", sd.log());
+    };
+    skipped_for_good("held");
+    assert_eq!(runs(), 0, "{}", sd.log());
+    let (code, out, err) = ctl_socket(&sd, &["trigger", "job"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("dependency db is not running now"),
+        "{out}{err}"
+    );
+    let start_db = || {
+        let (code, out, err) = ctl_socket(&sd, &["start", "db"]);
+        assert_eq!(code, 0, "{out}{err}");
+        let n = runs();
+        assert!(wait_until(WAIT, || runs() >= n + 2), "{}", sd.log());
+    };
+    start_db();
+    let (code, out, err) = ctl_socket(&sd, &["stop", "db"]);
+    assert_eq!(code, 0, "{out}{err}");
+    sd.wait_log("db-1: stopped");
+    skipped_for_good("stopped on request");
+    start_db();
+    // Exits 1 under `restart: never`: failed for good.
+    sd.dir.write("crash", "");
+    sd.wait_log("db-1: exited 1");
+    skipped_for_good("failed");
+    sd.signal(libc::SIGTERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}
+
+/// Regression (review M1): a scheduled run's post_start hook that ignores
+/// SIGTERM held sheepdog 7 s past the shutdown deadline (8 s after a
+/// second SIGTERM): the kill that ended the run was not passed on to its
+/// hooks, which got their own 2 s, SIGTERM and 5 s grace instead.
+fn a_stubborn_run_post_start_hook(name: &str, second_term: bool) {
+    let deadline = if second_term { "120" } else { "1" };
+    let cfg = without_http(
+        &format!("  shutdown_timeout: {deadline}\n"),
+        r#"
+  job:
+    schedule: "@every 1s"
+    command: "trap '' TERM; echo $$ > $DIR/run; while :; do sleep 0.05; done"
+    hooks:
+      post_start:
+        - { name: slow, command: "trap '' TERM; echo $$ > $DIR/hook; while :; do sleep 0.05; done", timeout: 10m }
+"#,
+    );
+    let mut sd = Sheepdog::start(name, &cfg);
+    let (run, hook) = (sd.wait_pid("run"), sd.wait_pid("hook"));
+    let t0 = Instant::now();
+    sd.signal(libc::SIGTERM);
+    if second_term {
+        sd.wait_log("job: stopping run 1 (shutdown)");
+        sd.signal(libc::SIGTERM);
+    }
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let took = t0.elapsed();
+    assert!(!alive(run) && !alive(hook), "{}", sd.log());
+    // Killed with the run, not after the hook's own grace.
+    assert!(
+        !sd.log().contains("still running after 5s; sending SIGKILL"),
+        "{}",
+        sd.log()
+    );
+    assert!(took < Duration::from_secs(6), "{took:?}\n{}", sd.log());
+}
+
+#[test]
+fn a_stubborn_run_post_start_hook_is_killed_at_the_shutdown_deadline() {
+    a_stubborn_run_post_start_hook("job-stubborn-post", false);
+}
+
+#[test]
+fn a_stubborn_run_post_start_hook_is_killed_at_a_second_sigterm() {
+    a_stubborn_run_post_start_hook("job-stubborn-post2", true);
+}

@@ -443,7 +443,7 @@ fn backoff_bounds_are_blamed_on_the_key_written() {
 
 #[test]
 fn keys_a_scheduled_job_ignores_are_warned_about() {
-    let c = ok("processes: {j: {command: x, schedule: '@every 1m', restart: on-failure, critical: true, initial_state: stopped, health_check: {type: exec, command: 'false'}, ports: [8080]}}");
+    let c = ok("processes: {j: {command: x, schedule: '@every 1m', restart: on-failure, critical: true, initial_state: stopped, health_check: {type: exec, command: 'false'}, ports: [8080], hooks: {pre_stop: [{name: a, command: x}], post-stop: [{name: b, command: x}], post_start: [{name: c, command: x}]}, shutdown: {pre_stop_hook: {name: d, command: x}}}}");
     let keys = paths(&c.warnings);
     assert_eq!(
         keys,
@@ -452,7 +452,10 @@ fn keys_a_scheduled_job_ignores_are_warned_about() {
             "processes.j.critical",
             "processes.j.initial_state",
             "processes.j.health_check",
-            "processes.j.ports"
+            "processes.j.ports",
+            "processes.j.hooks.pre_stop",
+            "processes.j.hooks.post_stop",
+            "processes.j.shutdown.pre_stop_hook"
         ],
         "{:#?}",
         c.warnings

@@ -9,6 +9,8 @@
 //!   `shutdown.kill_signal` at `shutdown.timeout` (SIGKILL after it, if it
 //!   is another signal; `group::Stop`), then waits at most `KILL_GRACE`.
 //!   Every wait is bounded.
+//! - A kill (the shutdown deadline, a second signal) reaches the run's
+//!   post_start hooks too: they are killed with it, never given time.
 //! - No polling while the run is going: the thread blocks on the exit, the
 //!   command channel and the timeout. Draining a group after its leader
 //!   exited polls `kill(-pgid, 0)` with backoff (1 ms to 50 ms), as
@@ -99,6 +101,7 @@ pub fn launch(
         exit_tx,
         exit_rx,
         cmd_rx,
+        killed: false,
     };
     let thread = std::thread::Builder::new()
         .name(format!("run-{run_id}"))
@@ -121,6 +124,10 @@ struct Run {
     exit_tx: Sender<Exit>,
     exit_rx: Receiver<Exit>,
     cmd_rx: Receiver<RunCmd>,
+    /// A kill was read (the shutdown deadline, a second signal): its
+    /// post_start hooks are killed at once, not given time, as an
+    /// instance's are.
+    killed: bool,
 }
 
 impl Run {
@@ -204,7 +211,6 @@ impl Run {
             Some(t) => crossbeam_channel::at(started + t),
             None => crossbeam_channel::never(),
         };
-        let mut kill_now = false;
         loop {
             select! {
                 recv(self.exit_rx) -> m => {
@@ -217,7 +223,7 @@ impl Run {
                 }
                 recv(self.cmd_rx) -> m => {
                     end.stopped = true;
-                    kill_now = matches!(m, Ok(RunCmd::Kill) | Err(_));
+                    self.killed = matches!(m, Ok(RunCmd::Kill) | Err(_));
                     break;
                 }
                 recv(timer) -> _ => {
@@ -233,7 +239,7 @@ impl Run {
             }
         }
         if end.status.is_none() || group::alive(pid) {
-            self.stop_group(pid, &mut end.status, kill_now);
+            self.stop_group(pid, &mut end.status);
         }
         // Let the output thread write the run's last lines first, as an
         // instance does: they read before the run's end, and a failure
@@ -242,6 +248,10 @@ impl Run {
         let took = started.elapsed();
         // After `took`: the run's duration is the command's, not its hooks'.
         if let Some(p) = post_start {
+            // The kill was read already: `finish` would not see it again.
+            if self.killed {
+                p.cancel(hooks::Ask::Kill);
+            }
             p.finish(&self.cmd_rx, run_ask);
         }
         let what = match (&end.status, end.timed_out, end.stopped) {
@@ -265,14 +275,14 @@ impl Run {
     /// Stop what is left of group `pgid` (`group::Stop`); `status` gets the
     /// leader's exit if it arrives meanwhile. Bounded by `shutdown.timeout`
     /// + `KILL_GRACE` (twice that with a `kill_signal` other than SIGKILL).
-    fn stop_group(&mut self, pgid: i32, status: &mut Option<ExitStatus>, kill_now: bool) {
+    fn stop_group(&mut self, pgid: i32, status: &mut Option<ExitStatus>) {
         let owner = &self.id.instance;
         let mut stop = group::Stop::begin(
             owner,
             pgid,
             &self.def.shutdown,
             *status,
-            kill_now,
+            self.killed,
             Instant::now(),
         );
         let never = crossbeam_channel::never();
@@ -290,6 +300,7 @@ impl Run {
                 }
                 recv(cmds) -> m => {
                     if matches!(m, Ok(RunCmd::Kill) | Err(_)) {
+                        self.killed = true;
                         stop.kill(owner, Instant::now());
                     }
                 }

@@ -12,6 +12,9 @@
 //!   sends nothing and the worker never wakes for it.
 //! - A run stopped by a shutdown or a stop request pings neither success
 //!   nor failure: it did not end on its own.
+//! - A scheduled run pings with the heartbeat of the definition it started
+//!   with (each ping carries its settings): a reload that changes or
+//!   removes it, or the job, does not move or drop the run's end ping.
 //! - Counts only grow (rendered as Prometheus counters) while their
 //!   process has a heartbeat; a reload that removes it removes its counts.
 
@@ -115,11 +118,12 @@ impl Beats {
         self.start(store.clone(), after);
     }
 
-    /// Start the worker, when some process has a heartbeat; it sends
-    /// nothing before the workers it replaces (whose `Handle::done` is
-    /// `after`) have ended.
+    /// Start the worker, when some process has a heartbeat, or after a
+    /// reload that removed the last one (a run started before still sends
+    /// its end ping with the old settings); it sends nothing before the
+    /// workers it replaces (whose `Handle::done` is `after`) have ended.
     pub(super) fn start(&mut self, store: Arc<LogStore>, after: Option<Receiver<()>>) {
-        if self.configs.is_empty() {
+        if self.configs.is_empty() && after.is_none() {
             return;
         }
         match heartbeat::start(self.configs.clone(), store, self.results_tx.clone(), after) {
@@ -130,8 +134,10 @@ impl Beats {
         }
     }
 
-    fn key(&self, process: &str) -> Option<Arc<str>> {
-        self.configs.get_key_value(process).map(|(k, _)| k.clone())
+    fn key(&self, process: &str) -> Arc<str> {
+        self.configs
+            .get_key_value(process)
+            .map_or_else(|| process.into(), |(k, _)| k.clone())
     }
 
     fn send(&mut self, msg: Msg) -> bool {
@@ -146,39 +152,43 @@ impl Beats {
                     kind.as_str(),
                     heartbeat::QUEUE
                 );
-                self.counts.entry(process).or_default().1 += 1;
+                // Not for a heartbeat a reload removed: its counts are gone.
+                if let Some(c) = self.counts.get_mut(&process) {
+                    c.1 += 1;
+                }
                 false
             }
             Err(TrySendError::Full(Msg::Alive { .. }) | TrySendError::Disconnected(_)) => false,
         }
     }
 
-    /// A run of `process` began.
-    pub(super) fn run_started(&mut self, process: &str) {
-        let Some(key) = self.key(process) else { return };
-        let Some(hb) = self.configs.get(&key) else {
-            return;
-        };
+    /// A run of `process` began, under heartbeat `hb` (its definition's:
+    /// the run's end pings with the same).
+    pub(super) fn run_started(&mut self, process: &str, hb: Option<&Heartbeat>) {
+        let Some(hb) = hb else { return };
         if hb.ping_start || hb.start_url.is_some() {
             self.send(Msg::Ping {
-                process: key,
+                process: self.key(process),
                 kind: Kind::Start,
                 detail: String::new(),
                 instance: None,
+                hb: Box::new(hb.clone()),
             });
         }
     }
 
-    /// A run of `process` ended on its own (or never started: `error`).
+    /// A run of `process` ended on its own (or never started: `error`);
+    /// `hb` as for `run_started`.
     pub(super) fn run_ended(
         &mut self,
         process: &str,
+        hb: Option<&Heartbeat>,
         instance: String,
         status: Option<ExitStatus>,
         timed_out: bool,
         error: Option<&str>,
     ) {
-        let Some(key) = self.key(process) else { return };
+        let Some(hb) = hb else { return };
         let ok = !timed_out && error.is_none() && status.is_some_and(|s| s.success());
         let mut detail = Vec::new();
         if timed_out {
@@ -193,10 +203,11 @@ impl Beats {
             detail.push(format!("error={e}"));
         }
         self.send(Msg::Ping {
-            process: key,
+            process: self.key(process),
             kind: if ok { Kind::Success } else { Kind::Failure },
             detail: detail.join("\n"),
             instance: Some(instance),
+            hb: Box::new(hb.clone()),
         });
     }
 

@@ -16,6 +16,9 @@
 //! - History is bounded by `schedule_history_size`; counters only grow.
 //! - No run starts once shutdown has begun; runs going on get their stop
 //!   signal when it begins and are killed at the global deadline.
+//! - No run starts while a longrun it depends on is not running (every
+//!   instance with a live process): a due time is skipped, a trigger
+//!   refused.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -138,13 +141,16 @@ impl Job {
 impl Supervisor {
     /// Whether a dependency that was satisfied once is up now. For a
     /// longrun "started" holds for good once it has started (what start-up
-    /// ordering needs), but a run must not start while it is down: crashed,
-    /// in backoff, being restarted.
+    /// ordering needs, and a held one does not block it), but a run needs
+    /// it running: every instance it keeps with a live process. So it is
+    /// down when crashed, in backoff or being restarted, stopping, stopped
+    /// or scaled to 0 on request, finished or failed for good, or held by
+    /// `initial_state: stopped`. A oneshot's condition, once met, holds.
     fn dep_up_now(&self, dep: &str) -> bool {
         self.procs.get(dep).is_none_or(|p| {
             p.def.kind != crate::config::ProcessType::Longrun
-                || p.phase != ProcPhase::Active
-                || p.instances.values().all(|i| i.pid.is_some())
+                || (p.phase == ProcPhase::Active
+                    && p.instances.values().all(|i| i.pid.is_some() || i.leaving))
         })
     }
 
@@ -358,8 +364,10 @@ impl Supervisor {
             RunEvent::Started { pid } => {
                 if let Some(run) = job.runs.get_mut(&r.run_id) {
                     run.pid = Some(pid);
+                    // The run's definition: a reload may have changed the job's.
+                    self.beats
+                        .run_started(&r.job, run.def.extra.heartbeat.as_ref());
                 }
-                self.beats.run_started(&r.job);
             }
             RunEvent::Done(end) => {
                 let Some(mut active) = job.runs.remove(&r.run_id) else {
@@ -377,6 +385,7 @@ impl Supervisor {
                 if !end.stopped {
                     self.beats.run_ended(
                         &r.job,
+                        active.def.extra.heartbeat.as_ref(),
                         format!("{}#{}", r.job, r.run_id),
                         end.status,
                         end.timed_out,

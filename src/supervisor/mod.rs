@@ -736,19 +736,32 @@ impl Supervisor {
             match &r.event {
                 Event::Started { .. } => {
                     self.oneshots.started(&r.process, r.index);
-                    self.beats.run_started(&r.process);
+                    self.beats
+                        .run_started(&r.process, p.def.extra.heartbeat.as_ref());
                 }
                 Event::Exited { status, .. } => {
                     self.oneshots.exited(&r.process, r.index, *status);
                     if !stopped {
-                        self.beats
-                            .run_ended(&r.process, instance(), Some(*status), false, None);
+                        self.beats.run_ended(
+                            &r.process,
+                            p.def.extra.heartbeat.as_ref(),
+                            instance(),
+                            Some(*status),
+                            false,
+                            None,
+                        );
                     }
                 }
                 Event::SpawnFailed { error } => {
                     self.oneshots.spawn_failed(&r.process, r.index, error);
-                    self.beats
-                        .run_ended(&r.process, instance(), None, false, Some(error));
+                    self.beats.run_ended(
+                        &r.process,
+                        p.def.extra.heartbeat.as_ref(),
+                        instance(),
+                        None,
+                        false,
+                        Some(error),
+                    );
                 }
                 Event::RestartScheduled { .. } => self.oneshots.mark_restart(&r.process, r.index),
                 Event::Probe { .. } | Event::Deferred { .. } | Event::Stopping | Event::Done(_) => {

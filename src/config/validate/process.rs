@@ -163,35 +163,54 @@ pub fn build(name: &str, raw: &RawProcess, global: &Global, r: &mut Report) -> P
     let shutdown = shutdown(raw, &path, r);
     let critical = r.get_or(&raw.critical, p("critical"), val::boolean, false);
     if schedule.is_some() {
+        let (hooks_at, shutdown_at) = (join(&path, "hooks"), join(&path, "shutdown"));
+        let hooks = raw.hooks.as_ref();
+        let stop_hook =
+            "a run's stop runs no hook; only pre_start and post_start run, around each run";
         let ignored = [
             (
                 restart_explicit == Some(RestartPolicy::OnFailure),
-                "restart",
+                p("restart"),
                 "a failed run is not retried; the next run comes at the next due time",
             ),
             (
                 critical,
-                "critical",
+                p("critical"),
                 "a failed run never stops sheepdog; alert on sheepdog_scheduled_runs_total or a heartbeat",
             ),
             (
                 initial_state == InitialState::Stopped,
-                "initial_state",
+                p("initial_state"),
                 "a job runs when due; to hold it, pause it (sheepdog ctl pause)",
             ),
             (
                 raw.health_check.is_some(),
-                "health_check",
+                p("health_check"),
                 "a run is judged by its exit code and `timeout`; nothing probes it",
             ),
             (
                 raw.ports.is_some(),
-                "ports",
+                p("ports"),
                 "nothing waits for a job's ports or checks them",
             ),
+            (
+                hooks.is_some_and(|h| h.pre_stop.is_some() || h.pre_stop_seed.is_some()),
+                under(&hooks_at)("pre_stop"),
+                stop_hook,
+            ),
+            (
+                hooks.is_some_and(|h| h.post_stop.is_some() || h.post_stop_seed.is_some()),
+                under(&hooks_at)("post_stop"),
+                stop_hook,
+            ),
+            (
+                raw.shutdown.as_ref().is_some_and(|s| s.pre_stop_hook.is_some()),
+                under(&shutdown_at)("pre_stop_hook"),
+                stop_hook,
+            ),
         ];
-        for (_, key, why) in ignored.iter().filter(|(set, _, _)| *set) {
-            r.warn(p(key), format!("has no effect on a scheduled job: {why}"));
+        for (_, at, why) in ignored.iter().filter(|(set, _, _)| *set) {
+            r.warn(at, format!("has no effect on a scheduled job: {why}"));
         }
     }
 
