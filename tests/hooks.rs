@@ -789,3 +789,99 @@ fn a_held_process_is_not_started_before_the_global_pre_start_hooks() {
     sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
 }
+
+/// `app`'s post_stop hook is running (held by `$DIR/go`) and a start
+/// (round `round`) was asked for, with `app-1` started `starts` times
+/// before: that start waits until the hook has ended.
+fn started_after_post_stop(sd: &Sheepdog, round: usize, starts: usize) {
+    let waiting = "app: waiting for its post_stop hooks to end before it starts";
+    assert!(
+        wait_until(WAIT, || sd.count(waiting) == round
+            || sd.count("app-1: started") > starts),
+        "{}",
+        sd.log()
+    );
+    assert_eq!(
+        sd.count("app-1: started"),
+        starts,
+        "round {round}: started while its post_stop hook ran:\n{}",
+        sd.log()
+    );
+    sd.dir.write("go", "");
+    let mut want = vec!["start"];
+    for _ in 0..round {
+        want.extend(["post_stop", "start"]);
+    }
+    assert!(
+        wait_until(WAIT, || sd.dir.lines("ev") == want),
+        "{:?}\n{}",
+        sd.dir.lines("ev"),
+        sd.log()
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "api"),
+    ignore = "stops and starts through the API (feature `api`)"
+)]
+fn a_start_waits_for_the_post_stop_hooks_of_the_previous_stop() {
+    // Regression: the cleanup of the previous stop (rm the socket) ran
+    // after the next start had made its own.
+    let (mut sd, port, _) = start_serving("startwaitspoststop", |port, _| {
+        format!(
+            "global:\n  shutdown_timeout: 15\n  api_port: {port}\n  metrics_enabled: false\nprocesses:\n  app:\n    \
+             command: \"trap 'while [ ! -e $DIR/term-ok ]; do sleep 0.05; done; exit 0' TERM; \
+             echo start >> $DIR/ev; while :; do sleep 0.05; done\"\n    \
+             hooks:\n      post_stop:\n        - {{ name: rmsock, command: \"touch $DIR/cleaning; \
+             while [ ! -e $DIR/go ]; do sleep 0.05; done; rm -f $DIR/go $DIR/cleaning; echo post_stop >> $DIR/ev\", timeout: 1m }}\n"
+        )
+    });
+    let post = |what: &str, body: &str| {
+        let r = http::post(port, &format!("/api/v1/processes/app/{what}"), None, body);
+        // Accepted as before: only the launch waits.
+        assert!(r.status == 200 || r.status == 202, "{what}: {}", r.body);
+    };
+    let cleaning = |sd: &Sheepdog| {
+        assert!(
+            wait_until(WAIT, || sd.dir.path("cleaning").exists()),
+            "{}",
+            sd.log()
+        );
+    };
+    sd.dir.write("term-ok", "");
+    assert!(
+        wait_until(WAIT, || sd.dir.lines("ev") == ["start"]),
+        "{}",
+        sd.log()
+    );
+    let rounds = [
+        [("stop", "{}"), ("start", "{}")],
+        [("scale", r#"{"desired":0}"#), ("scale", r#"{"desired":1}"#)],
+    ];
+    for (round, [down, up]) in rounds.into_iter().enumerate() {
+        post(down.0, down.1);
+        cleaning(&sd);
+        let starts = sd.count("app-1: started");
+        post(up.0, up.1);
+        started_after_post_stop(&sd, round + 1, starts);
+    }
+    // Scaled up while the scale-down still stops it: once it has stopped,
+    // its start waits for the hook too.
+    std::fs::remove_file(sd.dir.path("term-ok")).unwrap();
+    post("scale", r#"{"desired":0}"#);
+    assert!(
+        sd.wait_log_n("app-1: stopping pid", 3, WAIT),
+        "{}",
+        sd.log()
+    );
+    post("scale", r#"{"desired":1}"#);
+    let starts = sd.count("app-1: started");
+    sd.dir.write("term-ok", "");
+    cleaning(&sd);
+    started_after_post_stop(&sd, 3, starts);
+    // For the hook at the shutdown.
+    sd.dir.write("go", "");
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}

@@ -321,13 +321,15 @@ impl Supervisor {
             HookJob::GlobalPostStop => self.stage = Stage::Done,
             HookJob::ProcPreStop(name) => self.pre_stop_done(&name),
             HookJob::ProcPostStop(name) => {
-                // A reload's next step waited for them.
-                let waited = self
-                    .procs
-                    .get(&name)
-                    .is_some_and(|p| p.next.is_some() && p.phase.is_down());
-                if waited && matches!(self.phase, Phase::Running) {
-                    self.carry_out_next(&name);
+                // A reload's next step, or a start, waited for them.
+                let running = matches!(self.phase, Phase::Running);
+                let down = self.procs.get_mut(&name).filter(|p| p.phase.is_down());
+                if let Some(p) = down.filter(|_| running) {
+                    if p.next.is_some() {
+                        self.carry_out_next(&name);
+                    } else if std::mem::take(&mut p.start_when_stopped) {
+                        self.launch_all(&name);
+                    }
                 }
             }
         }
@@ -373,6 +375,20 @@ impl Supervisor {
     pub(super) fn post_stop_running(&self, name: &str) -> bool {
         self.running_hooks
             .contains_key(&HookJob::ProcPostStop(name.to_string()))
+    }
+
+    /// Launch `name` (down) now, or once its post_stop hooks end
+    /// (`on_hook_done`): a cleanup must not act on the new instances (remove
+    /// the socket or pid file they have just made).
+    pub(super) fn launch_after_post_stop(&mut self, name: &str) {
+        if !self.post_stop_running(name) {
+            self.launch_all(name);
+            return;
+        }
+        if let Some(p) = self.procs.get_mut(name) {
+            p.start_when_stopped = true;
+        }
+        log::info!("{name}: waiting for its post_stop hooks to end before it starts");
     }
 
     /// Whether `name`'s pre_stop hooks are running: until they end, it has

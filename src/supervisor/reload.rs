@@ -368,8 +368,9 @@ impl Supervisor {
                 Some(Next::Replace { start, .. }) => *start,
                 _ => match p.phase {
                     ProcPhase::Held => new.initial_state == InitialState::Running,
-                    // Unless it was to run and gave up.
-                    ProcPhase::Stopped => p.gave_up.is_some(),
+                    // Unless it was to run and gave up, or its start
+                    // waits for its post_stop hooks.
+                    ProcPhase::Stopped => p.gave_up.is_some() || p.start_when_stopped,
                     ProcPhase::Stopping => p.start_when_stopped || p.next.is_some(),
                     ProcPhase::Pending | ProcPhase::Active | ProcPhase::Finished => true,
                 },
