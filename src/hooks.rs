@@ -275,7 +275,16 @@ pub fn run_list(
         match result {
             Ok(()) => log::info!("{scope}{} hook {:?} succeeded", kind.as_str(), hook.name),
             Err(ListError::Cancelled) => {
-                log::warn!("{scope}{} hook {:?} cancelled", kind.as_str(), hook.name);
+                // (Only shutdown hooks have a deadline.)
+                let cut = match deadline {
+                    Some(d) if Instant::now() >= d => ": cut off at the shutdown deadline",
+                    _ => "",
+                };
+                log::warn!(
+                    "{scope}{} hook {:?} cancelled{cut}",
+                    kind.as_str(),
+                    hook.name
+                );
                 return Err(ListError::Cancelled);
             }
             Err(ListError::Failed(why)) if hook.continue_on_error => {
@@ -384,6 +393,10 @@ fn run_one(
         ) {
             TaskEnd::Exited { status, .. } if status.success() => return Ok(()),
             TaskEnd::Exited { status, .. } => status.to_string(),
+            // Its time was cut to the shutdown deadline, which has passed:
+            // said as the cancel at that deadline (`run_list`), not as its
+            // own timeout.
+            TaskEnd::TimedOut { .. } if timeout < hook.timeout => return Err(ListError::Cancelled),
             TaskEnd::TimedOut { .. } => format!("timed out after {}", format_duration(timeout)),
             TaskEnd::SpawnFailed(e) => format!(
                 "unable to run {:?}: {e}",

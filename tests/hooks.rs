@@ -379,6 +379,11 @@ fn the_shutdown_deadline_is_named_as_what_skipped_the_hooks_and_killed_the_run()
         log.contains("| 1 post_stop hook skipped: shutdown_timeout reached"),
         "{log}"
     );
+    // Not "timed out after 999.862413ms": its own limit was 10m.
+    assert!(
+        log.contains("pre_stop hook \"hang\" cancelled: cut off at the shutdown deadline"),
+        "{log}"
+    );
     // The stop, then the kill at the deadline: said as two different things.
     assert_eq!(sd.count("job: stopping run 1 (shutdown)"), 1, "{log}");
     assert!(
