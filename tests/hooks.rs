@@ -108,6 +108,43 @@ fn a_processs_hook_output_is_tagged_with_the_process() {
 }
 
 #[test]
+fn a_hook_run_for_one_instance_knows_and_names_it() {
+    // Regression: the three runs of a per-instance hook saw only
+    // SHEEPDOG_PROCESS, and logged "w: pre_start hook ... succeeded" alike.
+    let env = "echo $SHEEPDOG_HOOK_TYPE $SHEEPDOG_INSTANCE $SHEEPDOG_INSTANCE_INDEX >> $DIR/env";
+    let cfg = header("  pre_stop:\n    - { name: g, command: \"echo global x$SHEEPDOG_INSTANCE >> $DIR/env\" }")
+        + &format!(
+            "  w:\n    command: [sleep, \"1000\"]\n    scale: 2\n    hooks:\n      \
+             pre_start: [ {{ name: pre, command: \"{env}\" }} ]\n      \
+             post_start: [ {{ name: post, command: \"{env}\" }} ]\n      \
+             pre_stop: [ {{ name: drain, command: \"echo pre_stop x$SHEEPDOG_INSTANCE >> $DIR/env\" }} ]\n"
+        );
+    let mut sd = Sheepdog::start("hookinstance", &cfg);
+    for i in 1..=2 {
+        sd.wait_log(&format!("w-{i}: post_start hook \"post\" succeeded"));
+        sd.wait_log(&format!("w-{i}: pre_start hook \"pre\" succeeded"));
+    }
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let mut env = sd.dir.lines("env");
+    env.sort();
+    // Hooks run once per process or globally name no instance.
+    assert_eq!(
+        env,
+        [
+            "global x",
+            "post_start w-1 1",
+            "post_start w-2 2",
+            "pre_start w-1 1",
+            "pre_start w-2 2",
+            "pre_stop x",
+        ],
+        "{}",
+        sd.log()
+    );
+}
+
+#[test]
 fn a_failing_pre_start_hook_aborts_before_any_process_starts() {
     let hooks = r#"
   pre_start:
@@ -172,7 +209,7 @@ fn retries_wait_their_delay_and_can_succeed() {
         "{log}"
     );
     assert!(
-        log.contains("app: pre_start hook \"warm\" attempt 1/2 failed"),
+        log.contains("app-1: pre_start hook \"warm\" attempt 1/2 failed"),
         "{log}"
     );
     let times: Vec<u128> = sd.dir.lines("attempts").iter().map(|l| nanos(l)).collect();

@@ -98,6 +98,7 @@ impl Supervisor {
             hooks,
             kind,
             def,
+            None,
             self.shared.clone(),
             deadline,
             self.hook_exec_tx.clone(),
