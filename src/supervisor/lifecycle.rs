@@ -14,9 +14,10 @@
 //! - Shutdown hooks live inside the global shutdown deadline; at the
 //!   deadline (or a second SIGTERM) every runner is cancelled.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::config::Hook;
+use crate::config::{Hook, Process};
 use crate::hooks::{self, Execution, Kind, ListError};
 use crate::instance::Cmd;
 use crate::reaper::Exit;
@@ -49,6 +50,33 @@ pub(super) enum Stage {
     /// Global post-stop hooks are running.
     PostStopHooks,
     Done,
+}
+
+/// Whether `processes` (the configuration's) has an enabled `process`
+/// with a hook `name` of `kind` (`shutdown.pre_stop_hook` is a pre_stop
+/// one): a hook's counters live only as long as it does.
+fn configured(
+    processes: &BTreeMap<String, Process>,
+    process: &str,
+    kind: Kind,
+    name: &str,
+) -> bool {
+    let Some(def) = processes.get(process).filter(|d| d.enabled) else {
+        return false;
+    };
+    let h = &def.extra.hooks;
+    let list = match kind {
+        Kind::PreStart => &h.pre_start,
+        Kind::PostStart => &h.post_start,
+        Kind::PreStop => &h.pre_stop,
+        Kind::PostStop => &h.post_stop,
+    };
+    let seed = def
+        .shutdown
+        .pre_stop_hook
+        .iter()
+        .filter(|_| kind == Kind::PreStop);
+    list.iter().chain(seed).any(|hook| hook.name == name)
 }
 
 /// A process's pre-stop list: the seed's `shutdown.pre_stop_hook`, then
@@ -372,6 +400,18 @@ impl Supervisor {
             .retain(|(process, _, _), _| process.as_deref() != Some(name));
     }
 
+    /// After a reload: the counters of the process hooks it took out of
+    /// the configuration (renamed, dropped, their process removed) go,
+    /// from the status and the metrics.
+    pub(super) fn prune_hook_stats(&mut self) {
+        let procs = &self.cfg.processes;
+        self.hook_stats.retain(|(process, name, kind), _| {
+            process
+                .as_deref()
+                .is_none_or(|p| configured(procs, p, *kind, name))
+        });
+    }
+
     /// Whether `name`'s post_stop hooks are running.
     pub(super) fn post_stop_running(&self, name: &str) -> bool {
         self.running_hooks
@@ -400,10 +440,11 @@ impl Supervisor {
     }
 
     pub(super) fn on_hook_execution(&mut self, e: Execution) {
-        // A removed process's post_stop hook can end after it left (a
-        // reload): its series went with it and do not come back.
+        // A hook a reload took out (its process's post_stop can end after
+        // it left; the old definition's hooks run until it stops): its
+        // series went with it and do not come back.
         if let Some(p) = &e.process {
-            if !self.procs.contains_key(p) && !self.jobs.contains_key(p) {
+            if !configured(&self.cfg.processes, p, e.kind, &e.name) {
                 return;
             }
         }

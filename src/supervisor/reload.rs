@@ -264,6 +264,7 @@ impl Supervisor {
         new.global = self.cfg.global.clone();
         self.cfg = new;
         self.plan = plan;
+        self.prune_hook_stats();
         self.beats.reload(&self.cfg, self.shared.output.store());
         crate::logging::configure(self.cfg.global.log_format, self.cfg.global.log_level);
         for w in &self.cfg.warnings {
