@@ -145,6 +145,40 @@ fn a_hook_run_for_one_instance_knows_and_names_it() {
 }
 
 #[test]
+fn what_a_global_post_stop_hook_leaves_outside_its_group_is_ended() {
+    // Regression: the left-over sweep came before the global post_stop
+    // hooks, so a `setsid` child of one outlived sheepdog, unsaid.
+    let hooks =
+        "  post_stop:\n    - { name: detach, command: \"setsid sh -c 'echo $$ > $DIR/e.tmp; \
+                 mv $DIR/e.tmp $DIR/escaped; exec sleep 1000' >/dev/null 2>&1 & \
+                 while [ ! -e $DIR/escaped ]; do sleep 0.01; done\" }\n";
+    let cfg = header(hooks) + "  app:\n    command: [sleep, \"1000\"]\n";
+    let mut sd = Sheepdog::start("poststopsweep", &cfg);
+    sd.wait_log("app-1: started");
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let escaped = read_pid(&sd.dir.path("escaped")).expect("the hook's pid file");
+    let survived = alive(escaped);
+    if survived {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(escaped),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    assert!(!survived, "pid {escaped} outlived sheepdog\n{}", sd.log());
+    let log = sd.log();
+    // (`sh` or `sleep`: the hook may end before the exec.)
+    let named = format!(
+        "1 left-over process still running outside the stopped process groups: pid {escaped} ("
+    );
+    assert!(log.contains(&named), "{log}");
+    assert!(
+        log.find("post_stop hook \"detach\" succeeded") < log.find(&named),
+        "{log}"
+    );
+}
+
+#[test]
 fn a_failing_pre_start_hook_aborts_before_any_process_starts() {
     let hooks = r#"
   pre_start:

@@ -47,7 +47,8 @@ pub(super) enum Stage {
     /// Descendants that left their process group are being ended
     /// (`stragglers`).
     Stragglers,
-    /// Global post-stop hooks are running.
+    /// Global post-stop hooks are running, then what they left outside
+    /// their groups is ended (a second sweep).
     PostStopHooks,
     Done,
 }
@@ -207,23 +208,34 @@ impl Supervisor {
     /// a global `post_stop` comes after every process's own.
     /// `on_hook_done` calls again.
     pub(super) fn after_all_stopped(&mut self) {
-        if self.stage != Stage::Stopping || !self.running_hooks.is_empty() {
+        if self.stage != Stage::Stopping
+            || !self.running_hooks.is_empty()
+            || matches!(self.phase, Phase::Running)
+        {
             return;
         }
-        let (forced, deadline) = match self.phase {
-            Phase::ShuttingDown {
-                forced, deadline, ..
-            } => (forced, deadline),
-            Phase::Running => return,
-        };
-        match Sweep::start(&self.shared.reaper, forced, deadline) {
-            Some(sweep) => {
-                self.stage = Stage::Stragglers;
-                self.sweep_rx = sweep.exits.clone();
-                self.sweep = Some(sweep);
-            }
-            None => self.post_stop_hooks(),
+        if self.start_sweep() {
+            self.stage = Stage::Stragglers;
+        } else {
+            self.post_stop_hooks();
         }
+    }
+
+    /// Look for left-over processes and start ending them; false when
+    /// there are none.
+    fn start_sweep(&mut self) -> bool {
+        let Phase::ShuttingDown {
+            forced, deadline, ..
+        } = self.phase
+        else {
+            return false;
+        };
+        let Some(sweep) = Sweep::start(&self.shared.reaper, forced, deadline) else {
+            return false;
+        };
+        self.sweep_rx = sweep.exits.clone();
+        self.sweep = Some(sweep);
+        true
     }
 
     pub(super) fn on_straggler_exit(&mut self, exit: Exit) {
@@ -238,7 +250,12 @@ impl Supervisor {
     pub(super) fn end_sweep(&mut self) {
         self.sweep = None;
         self.sweep_rx = crossbeam_channel::never();
-        self.post_stop_hooks();
+        // The one after the global post_stop hooks is the last step.
+        if self.stage == Stage::PostStopHooks {
+            self.stage = Stage::Done;
+        } else {
+            self.post_stop_hooks();
+        }
     }
 
     /// Global post-stop hooks, then done.
@@ -347,7 +364,14 @@ impl Supervisor {
                     self.try_stop_ready();
                 }
             }
-            HookJob::GlobalPostStop => self.stage = Stage::Done,
+            // What they left outside their groups (`setsid`) would outlive
+            // sheepdog: one more sweep, when /proc allows one (its
+            // warning was given by the first).
+            HookJob::GlobalPostStop => {
+                if !(crate::stragglers::proc_is_ours() && self.start_sweep()) {
+                    self.stage = Stage::Done;
+                }
+            }
             HookJob::ProcPreStop(name) => self.pre_stop_done(&name),
             HookJob::ProcPostStop(name) => {
                 // A reload's next step, or a start, waited for them.
