@@ -11,6 +11,9 @@
 //! - A per-process pre-stop list runs once per process (not per instance)
 //!   and strictly before its stop signal; its failure is logged and the stop
 //!   goes on.
+//! - A process's post_stop hooks end before it starts again (a start, a
+//!   scale-up, a reload's replacement): a cleanup never acts on the new
+//!   instances.
 //! - Shutdown hooks live inside the global shutdown deadline; at the
 //!   deadline (or a second SIGTERM) every runner is cancelled.
 
