@@ -76,17 +76,17 @@ const POST_START_FINISH: Duration = Duration::from_secs(2);
 const CANCEL_WAIT: Duration = Duration::from_secs(10);
 
 impl PostStart {
-    /// Start `def`'s post-start hooks, if it has any. A failure to start
-    /// the thread is logged (naming `owner`), never fatal.
-    pub fn start(def: &Arc<Process>, shared: &Arc<Shared>, owner: &str) -> Option<PostStart> {
+    /// Start `def`'s post-start hooks for its instance or run `id`, if it
+    /// has any. A failure to start the thread is logged, never fatal.
+    pub fn start(def: &Arc<Process>, shared: &Arc<Shared>, id: &Identity) -> Option<PostStart> {
         let hooks = &def.extra.hooks.post_start;
         if hooks.is_empty() {
             return None;
         }
-        match spawn_for(def, shared, hooks, Kind::PostStart) {
+        match spawn_for(def, shared, id, hooks, Kind::PostStart) {
             Ok((cancel, done)) => Some(PostStart { cancel, done }),
             Err(e) => {
-                log::error!("{owner}: unable to start its post_start hooks: {e}");
+                log::error!("{}: unable to start its post_start hooks: {e}", id.instance);
                 None
             }
         }
@@ -181,14 +181,15 @@ pub enum PreStart {
     Stopped,
 }
 
-/// Run `def`'s pre-start hooks before a start (of an instance or a
-/// scheduled run) and wait for them on their own thread, while still
+/// Run `def`'s pre-start hooks before a start (of its instance or
+/// scheduled run `id`) and wait for them on their own thread, while still
 /// listening to `requests`: what `ask` makes of a message (the channel
 /// closing is a kill) cancels them, and a kill also ends their grace.
 /// Bounded by the hooks' own timeouts and the runner's cancel grace.
 pub fn run_pre_start<M>(
     def: &Arc<Process>,
     shared: &Arc<Shared>,
+    id: &Identity,
     requests: &Receiver<M>,
     ask: impl Fn(&M) -> Ask,
 ) -> PreStart {
@@ -196,7 +197,7 @@ pub fn run_pre_start<M>(
     if hooks.is_empty() {
         return PreStart::Done;
     }
-    let (cancel, done) = match spawn_for(def, shared, hooks, Kind::PreStart) {
+    let (cancel, done) = match spawn_for(def, shared, id, hooks, Kind::PreStart) {
         Ok(started) => started,
         Err(e) => return PreStart::Failed(format!("unable to start its pre_start hooks: {e}")),
     };
@@ -220,11 +221,13 @@ pub fn run_pre_start<M>(
     }
 }
 
-/// Run one of `def`'s own hook lists on its thread, with no deadline but
-/// the hooks' own: the cancel sender and where the result arrives.
+/// Run one of `def`'s own hook lists for its instance or run `id` on its
+/// thread, with no deadline but the hooks' own: the cancel sender and
+/// where the result arrives.
 fn spawn_for(
     def: &Arc<Process>,
     shared: &Arc<Shared>,
+    id: &Identity,
     hooks: &[Hook],
     kind: Kind,
 ) -> std::io::Result<(Sender<()>, Done<()>)> {
@@ -233,6 +236,7 @@ fn spawn_for(
         hooks.to_vec(),
         kind,
         Some(def.clone()),
+        Some(id.clone()),
         shared.clone(),
         None,
         shared.hook_executions.clone(),
@@ -250,20 +254,24 @@ pub enum ListError {
     Cancelled,
 }
 
-/// Run `hooks` in order; `process` scopes them (its env, its name).
-/// `deadline` bounds everything; `cancel` stops early.
-pub fn run_list(
+/// Run `hooks` in order; `process` scopes them (its env, its name), and
+/// `instance`, when they run for one instance or run of it, names that
+/// one. `deadline` bounds everything; `cancel` stops early.
+#[allow(clippy::too_many_arguments)]
+fn run_list(
     hooks: &[Hook],
     kind: Kind,
     process: Option<&Process>,
+    instance: Option<&Identity>,
     shared: &Shared,
     deadline: Option<Instant>,
     cancel: &Receiver<()>,
     executions: &Sender<Execution>,
 ) -> Result<(), ListError> {
+    let scope = scope(process, instance);
     for hook in hooks {
         let started = Instant::now();
-        let result = run_one(hook, kind, process, shared, deadline, cancel);
+        let result = run_one(hook, kind, process, instance, shared, deadline, cancel);
         let _ = executions.send(Execution {
             name: hook.name.clone(),
             kind,
@@ -271,11 +279,19 @@ pub fn run_list(
             ok: result.is_ok(),
             duration: started.elapsed(),
         });
-        let scope = process.map_or_else(String::new, |p| format!("{}: ", p.name));
         match result {
             Ok(()) => log::info!("{scope}{} hook {:?} succeeded", kind.as_str(), hook.name),
             Err(ListError::Cancelled) => {
-                log::warn!("{scope}{} hook {:?} cancelled", kind.as_str(), hook.name);
+                // (Only shutdown hooks have a deadline.)
+                let cut = match deadline {
+                    Some(d) if Instant::now() >= d => ": cut off at the shutdown deadline",
+                    _ => "",
+                };
+                log::warn!(
+                    "{scope}{} hook {:?} cancelled{cut}",
+                    kind.as_str(),
+                    hook.name
+                );
                 return Err(ListError::Cancelled);
             }
             Err(ListError::Failed(why)) if hook.continue_on_error => {
@@ -287,7 +303,7 @@ pub fn run_list(
             }
             Err(ListError::Failed(why)) => {
                 // A process's pre_start failure is reported by the start it
-                // failed, which names the instance or run: once is enough.
+                // failed: once is enough.
                 if !(kind == Kind::PreStart && process.is_some()) {
                     log::error!(
                         "{scope}{} hook {:?} failed: {why}",
@@ -312,6 +328,7 @@ pub fn spawn_list<T: Send + 'static>(
     hooks: Vec<Hook>,
     kind: Kind,
     process: Option<Arc<Process>>,
+    instance: Option<Identity>,
     shared: Arc<Shared>,
     deadline: Option<Instant>,
     executions: Sender<Execution>,
@@ -329,6 +346,7 @@ pub fn spawn_list<T: Send + 'static>(
                 &hooks,
                 kind,
                 process.as_deref(),
+                instance.as_ref(),
                 &shared,
                 deadline,
                 &cancel_rx,
@@ -339,11 +357,22 @@ pub fn spawn_list<T: Send + 'static>(
     Ok(cancel_tx)
 }
 
+/// `w-2: ` (a hook run for one instance or run), `w: ` (a process's), or
+/// nothing (a global hook): what its result lines begin with.
+fn scope(process: Option<&Process>, instance: Option<&Identity>) -> String {
+    match (instance, process) {
+        (Some(id), _) => format!("{}: ", id.instance),
+        (None, Some(p)) => format!("{}: ", p.name),
+        (None, None) => String::new(),
+    }
+}
+
 /// All attempts of one hook.
 fn run_one(
     hook: &Hook,
     kind: Kind,
     process: Option<&Process>,
+    instance: Option<&Identity>,
     shared: &Shared,
     deadline: Option<Instant>,
     cancel: &Receiver<()>,
@@ -374,7 +403,7 @@ fn run_one(
             instance: tag,
             index: 0,
         };
-        let cmd = command(hook, kind, process);
+        let cmd = command(hook, kind, process, instance);
         last = match task::run(
             &shared.reaper,
             cmd,
@@ -384,6 +413,10 @@ fn run_one(
         ) {
             TaskEnd::Exited { status, .. } if status.success() => return Ok(()),
             TaskEnd::Exited { status, .. } => status.to_string(),
+            // Its time was cut to the shutdown deadline, which has passed:
+            // said as the cancel at that deadline (`run_list`), not as its
+            // own timeout.
+            TaskEnd::TimedOut { .. } if timeout < hook.timeout => return Err(ListError::Cancelled),
             TaskEnd::TimedOut { .. } => format!("timed out after {}", format_duration(timeout)),
             TaskEnd::SpawnFailed(e) => format!(
                 "unable to run {:?}: {e}",
@@ -394,7 +427,7 @@ fn run_one(
         if attempt < attempts {
             log::warn!(
                 "{}{} hook {:?} attempt {attempt}/{attempts} failed: {last}; retrying in {}",
-                process.map_or_else(String::new, |p| format!("{}: ", p.name)),
+                scope(process, instance),
                 kind.as_str(),
                 hook.name,
                 format_duration(hook.retry_delay)
@@ -418,8 +451,15 @@ fn run_one(
     Err(ListError::Failed(last))
 }
 
-/// The hook's command: its env on top of the process's, plus identity.
-fn command(hook: &Hook, kind: Kind, process: Option<&Process>) -> Command {
+/// The hook's command: its env on top of the process's, plus identity
+/// (the instance's or run's, as its own command gets, for a hook run for
+/// one).
+fn command(
+    hook: &Hook,
+    kind: Kind,
+    process: Option<&Process>,
+    instance: Option<&Identity>,
+) -> Command {
     let (program, args) = match hook.command.split_first() {
         Some((p, a)) => (p.as_str(), a),
         // Validation guarantees a non-empty command; an empty one fails to spawn.
@@ -432,6 +472,10 @@ fn command(hook: &Hook, kind: Kind, process: Option<&Process>) -> Command {
         if let Some(dir) = &p.working_dir {
             cmd.current_dir(dir);
         }
+    }
+    if let Some(id) = instance {
+        cmd.env("SHEEPDOG_INSTANCE", &*id.instance)
+            .env("SHEEPDOG_INSTANCE_INDEX", id.index.to_string());
     }
     cmd.envs(&hook.env)
         .env("SHEEPDOG_HOOK_NAME", &hook.name)

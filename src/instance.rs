@@ -789,7 +789,7 @@ impl Runner {
     /// They run on their own thread so a stop request still gets through:
     /// it cancels them and this start does not happen.
     fn run_pre_start(&mut self) -> Result<(), NotStarted> {
-        match hooks::run_pre_start(&self.def, &self.shared, &self.cmd_rx, hook_ask) {
+        match hooks::run_pre_start(&self.def, &self.shared, &self.id, &self.cmd_rx, hook_ask) {
             hooks::PreStart::Done => Ok(()),
             hooks::PreStart::Failed(why) => Err(NotStarted::Failed(why)),
             hooks::PreStart::Stopped => Err(NotStarted::Stopped),
@@ -810,7 +810,7 @@ impl Runner {
             old.cancel(hooks::Ask::Stop);
             self.superseded.push(old);
         }
-        self.post_start = hooks::PostStart::start(&self.def, &self.shared, &self.id.instance);
+        self.post_start = hooks::PostStart::start(&self.def, &self.shared, &self.id);
     }
 
     /// Before the instance ends: let its post-start runs finish (briefly),

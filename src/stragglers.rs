@@ -9,10 +9,11 @@
 //! and the output pipe sheepdog then waits on. As a subreaper, it would
 //! even outlive sheepdog.
 //!
-//! So once every process is down and no hook is running, a `Sweep` looks
-//! for children of ours that nobody owns (stragglers), sends each one's
-//! group SIGTERM, waits for them up to `TERM_GRACE` (never past the
-//! shutdown deadline), then sends SIGKILL, and gives up after `KILL_WAIT`.
+//! So once every process is down and no hook is running (and again after
+//! the global post_stop hooks), a `Sweep` looks for children of ours that
+//! nobody owns (stragglers), sends each one's group SIGTERM, waits for
+//! them up to `TERM_GRACE` (never past the shutdown deadline), then sends
+//! SIGKILL, and gives up after `KILL_WAIT`.
 //! Killing one may orphan its own children in other sessions, so the scan
 //! is made again after each exit.
 //!

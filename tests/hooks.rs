@@ -108,6 +108,77 @@ fn a_processs_hook_output_is_tagged_with_the_process() {
 }
 
 #[test]
+fn a_hook_run_for_one_instance_knows_and_names_it() {
+    // Regression: the three runs of a per-instance hook saw only
+    // SHEEPDOG_PROCESS, and logged "w: pre_start hook ... succeeded" alike.
+    let env = "echo $SHEEPDOG_HOOK_TYPE $SHEEPDOG_INSTANCE $SHEEPDOG_INSTANCE_INDEX >> $DIR/env";
+    let cfg = header("  pre_stop:\n    - { name: g, command: \"echo global x$SHEEPDOG_INSTANCE >> $DIR/env\" }")
+        + &format!(
+            "  w:\n    command: [sleep, \"1000\"]\n    scale: 2\n    hooks:\n      \
+             pre_start: [ {{ name: pre, command: \"{env}\" }} ]\n      \
+             post_start: [ {{ name: post, command: \"{env}\" }} ]\n      \
+             pre_stop: [ {{ name: drain, command: \"echo pre_stop x$SHEEPDOG_INSTANCE >> $DIR/env\" }} ]\n"
+        );
+    let mut sd = Sheepdog::start("hookinstance", &cfg);
+    for i in 1..=2 {
+        sd.wait_log(&format!("w-{i}: post_start hook \"post\" succeeded"));
+        sd.wait_log(&format!("w-{i}: pre_start hook \"pre\" succeeded"));
+    }
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let mut env = sd.dir.lines("env");
+    env.sort();
+    // Hooks run once per process or globally name no instance.
+    assert_eq!(
+        env,
+        [
+            "global x",
+            "post_start w-1 1",
+            "post_start w-2 2",
+            "pre_start w-1 1",
+            "pre_start w-2 2",
+            "pre_stop x",
+        ],
+        "{}",
+        sd.log()
+    );
+}
+
+#[test]
+fn what_a_global_post_stop_hook_leaves_outside_its_group_is_ended() {
+    // Regression: the left-over sweep came before the global post_stop
+    // hooks, so a `setsid` child of one outlived sheepdog, unsaid.
+    let hooks =
+        "  post_stop:\n    - { name: detach, command: \"setsid sh -c 'echo $$ > $DIR/e.tmp; \
+                 mv $DIR/e.tmp $DIR/escaped; exec sleep 1000' >/dev/null 2>&1 & \
+                 while [ ! -e $DIR/escaped ]; do sleep 0.01; done\" }\n";
+    let cfg = header(hooks) + "  app:\n    command: [sleep, \"1000\"]\n";
+    let mut sd = Sheepdog::start("poststopsweep", &cfg);
+    sd.wait_log("app-1: started");
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let escaped = read_pid(&sd.dir.path("escaped")).expect("the hook's pid file");
+    let survived = alive(escaped);
+    if survived {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(escaped),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    assert!(!survived, "pid {escaped} outlived sheepdog\n{}", sd.log());
+    let log = sd.log();
+    // (`sh` or `sleep`: the hook may end before the exec.)
+    let named = format!(
+        "1 left-over process still running outside the stopped process groups: pid {escaped} ("
+    );
+    assert!(log.contains(&named), "{log}");
+    assert!(
+        log.find("post_stop hook \"detach\" succeeded") < log.find(&named),
+        "{log}"
+    );
+}
+
+#[test]
 fn a_failing_pre_start_hook_aborts_before_any_process_starts() {
     let hooks = r#"
   pre_start:
@@ -172,7 +243,7 @@ fn retries_wait_their_delay_and_can_succeed() {
         "{log}"
     );
     assert!(
-        log.contains("app: pre_start hook \"warm\" attempt 1/2 failed"),
+        log.contains("app-1: pre_start hook \"warm\" attempt 1/2 failed"),
         "{log}"
     );
     let times: Vec<u128> = sd.dir.lines("attempts").iter().map(|l| nanos(l)).collect();
@@ -377,6 +448,11 @@ fn the_shutdown_deadline_is_named_as_what_skipped_the_hooks_and_killed_the_run()
     let log = sd.log();
     assert!(
         log.contains("| 1 post_stop hook skipped: shutdown_timeout reached"),
+        "{log}"
+    );
+    // Not "timed out after 999.862413ms": its own limit was 10m.
+    assert!(
+        log.contains("pre_stop hook \"hang\" cancelled: cut off at the shutdown deadline"),
         "{log}"
     );
     // The stop, then the kill at the deadline: said as two different things.
@@ -786,6 +862,102 @@ fn a_held_process_is_not_started_before_the_global_pre_start_hooks() {
         .expect("hook line");
     let h_started = log.find("h-1: started").expect("h started");
     assert!(hook_done < h_started, "{log}");
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}
+
+/// `app`'s post_stop hook is running (held by `$DIR/go`) and a start
+/// (round `round`) was asked for, with `app-1` started `starts` times
+/// before: that start waits until the hook has ended.
+fn started_after_post_stop(sd: &Sheepdog, round: usize, starts: usize) {
+    let waiting = "app: waiting for its post_stop hooks to end before it starts";
+    assert!(
+        wait_until(WAIT, || sd.count(waiting) == round
+            || sd.count("app-1: started") > starts),
+        "{}",
+        sd.log()
+    );
+    assert_eq!(
+        sd.count("app-1: started"),
+        starts,
+        "round {round}: started while its post_stop hook ran:\n{}",
+        sd.log()
+    );
+    sd.dir.write("go", "");
+    let mut want = vec!["start"];
+    for _ in 0..round {
+        want.extend(["post_stop", "start"]);
+    }
+    assert!(
+        wait_until(WAIT, || sd.dir.lines("ev") == want),
+        "{:?}\n{}",
+        sd.dir.lines("ev"),
+        sd.log()
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "api"),
+    ignore = "stops and starts through the API (feature `api`)"
+)]
+fn a_start_waits_for_the_post_stop_hooks_of_the_previous_stop() {
+    // Regression: the cleanup of the previous stop (rm the socket) ran
+    // after the next start had made its own.
+    let (mut sd, port, _) = start_serving("startwaitspoststop", |port, _| {
+        format!(
+            "global:\n  shutdown_timeout: 15\n  api_port: {port}\n  metrics_enabled: false\nprocesses:\n  app:\n    \
+             command: \"trap 'while [ ! -e $DIR/term-ok ]; do sleep 0.05; done; exit 0' TERM; \
+             echo start >> $DIR/ev; while :; do sleep 0.05; done\"\n    \
+             hooks:\n      post_stop:\n        - {{ name: rmsock, command: \"touch $DIR/cleaning; \
+             while [ ! -e $DIR/go ]; do sleep 0.05; done; rm -f $DIR/go $DIR/cleaning; echo post_stop >> $DIR/ev\", timeout: 1m }}\n"
+        )
+    });
+    let post = |what: &str, body: &str| {
+        let r = http::post(port, &format!("/api/v1/processes/app/{what}"), None, body);
+        // Accepted as before: only the launch waits.
+        assert!(r.status == 200 || r.status == 202, "{what}: {}", r.body);
+    };
+    let cleaning = |sd: &Sheepdog| {
+        assert!(
+            wait_until(WAIT, || sd.dir.path("cleaning").exists()),
+            "{}",
+            sd.log()
+        );
+    };
+    sd.dir.write("term-ok", "");
+    assert!(
+        wait_until(WAIT, || sd.dir.lines("ev") == ["start"]),
+        "{}",
+        sd.log()
+    );
+    let rounds = [
+        [("stop", "{}"), ("start", "{}")],
+        [("scale", r#"{"desired":0}"#), ("scale", r#"{"desired":1}"#)],
+    ];
+    for (round, [down, up]) in rounds.into_iter().enumerate() {
+        post(down.0, down.1);
+        cleaning(&sd);
+        let starts = sd.count("app-1: started");
+        post(up.0, up.1);
+        started_after_post_stop(&sd, round + 1, starts);
+    }
+    // Scaled up while the scale-down still stops it: once it has stopped,
+    // its start waits for the hook too.
+    std::fs::remove_file(sd.dir.path("term-ok")).unwrap();
+    post("scale", r#"{"desired":0}"#);
+    assert!(
+        sd.wait_log_n("app-1: stopping pid", 3, WAIT),
+        "{}",
+        sd.log()
+    );
+    post("scale", r#"{"desired":1}"#);
+    let starts = sd.count("app-1: started");
+    sd.dir.write("term-ok", "");
+    cleaning(&sd);
+    started_after_post_stop(&sd, 3, starts);
+    // For the hook at the shutdown.
+    sd.dir.write("go", "");
     sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
 }

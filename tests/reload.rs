@@ -1392,6 +1392,47 @@ fn a_removed_processs_hook_series_leave_the_metrics() {
 }
 
 #[test]
+fn a_renamed_hooks_old_series_leave_the_metrics_and_the_status() {
+    // Regression: after renaming `hookv1` to `hookv2`, both were listed
+    // until sheepdog restarted.
+    let a = |hook: &str| {
+        format!(
+            "  a:\n    command: \"exec sleep 1000\"\n    hooks:\n      \
+             pre_start: [ {{ name: {hook}, command: \"true\" }} ]\n"
+        )
+    };
+    let r = Reload::start("reload-hook-rename", "", &a("hookv1"));
+    r.wait_running("a", 1);
+    let hooks = |r: &Reload| {
+        let mut names: Vec<String> = r.process("a")["hooks"]
+            .as_array()
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .filter_map(|h| Some(h["name"].as_str()?.to_string()))
+            .collect();
+        names.sort();
+        names
+    };
+    assert!(
+        wait_until(WAIT, || hooks(&r) == ["hookv1"]),
+        "{:?}",
+        hooks(&r)
+    );
+    r.rewrite(&a("hookv2"));
+    assert_eq!(names(&r.reloaded(), "changed"), ["a"]);
+    r.sd.wait_log("a-1: pre_start hook \"hookv2\" succeeded");
+    assert!(
+        wait_until(WAIT, || hooks(&r) == ["hookv2"]),
+        "{:?}\n{}",
+        hooks(&r),
+        r.sd.log()
+    );
+    let m = r.scrape();
+    assert!(m.contains("name=\"hookv2\""), "{m}");
+    assert!(!m.contains("name=\"hookv1\""), "{m}");
+}
+
+#[test]
 fn ready_is_503_while_a_changed_process_is_being_replaced() {
     // web drains for 2 s (pre_stop) before its stop signal.
     let web = |v: u32| {

@@ -134,7 +134,7 @@ impl Run {
     /// The process's pre-start hooks, before every run (as before every
     /// start of a longrun). A stop request cancels them: no run then.
     fn pre_start(&mut self) -> Result<(), RunEnd> {
-        match hooks::run_pre_start(&self.def, &self.shared, &self.cmd_rx, run_ask) {
+        match hooks::run_pre_start(&self.def, &self.shared, &self.id, &self.cmd_rx, run_ask) {
             hooks::PreStart::Done => Ok(()),
             hooks::PreStart::Failed(why) => Err(not_run(false, Some(why))),
             hooks::PreStart::Stopped => Err(not_run(true, None)),
@@ -200,7 +200,7 @@ impl Run {
         );
         self.report(RunEvent::Started { pid });
         // Beside the run; finished before the run counts as ended.
-        let post_start = hooks::PostStart::start(&self.def, &self.shared, &self.id.instance);
+        let post_start = hooks::PostStart::start(&self.def, &self.shared, &self.id);
         let mut end = RunEnd {
             status: None,
             timed_out: false,

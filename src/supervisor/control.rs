@@ -123,7 +123,7 @@ impl Supervisor {
                     let n = p.desired;
                     self.oneshots.mark(name, n, "manual");
                 }
-                self.launch_all(name);
+                self.launch_after_post_stop(name);
                 ControlReply::Accepted(format!("starting {name}"))
             }
         }
@@ -137,6 +137,10 @@ impl Supervisor {
             ProcPhase::Held | ProcPhase::Stopped | ProcPhase::Finished => {
                 // Stopped on purpose now, not "failed to start after a reload".
                 p.gave_up = None;
+                // A start waiting for its post_stop hooks does not happen.
+                if p.cancel_start() {
+                    log::info!("{name}: stop requested; it will not start again");
+                }
                 ControlReply::Done(format!("{name} is already stopped"))
             }
             ProcPhase::Stopping => {
@@ -281,9 +285,10 @@ impl Supervisor {
             }
             ProcPhase::Held | ProcPhase::Stopped | ProcPhase::Finished => {
                 if desired == 0 {
+                    p.start_when_stopped = false;
                     return ControlReply::Done(format!("{name} scaled to 0"));
                 }
-                self.launch_all(name);
+                self.launch_after_post_stop(name);
                 return ControlReply::Accepted(format!(
                     "starting {name} with {desired} instance(s)"
                 ));

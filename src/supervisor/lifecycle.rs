@@ -11,12 +11,16 @@
 //! - A per-process pre-stop list runs once per process (not per instance)
 //!   and strictly before its stop signal; its failure is logged and the stop
 //!   goes on.
+//! - A process's post_stop hooks end before it starts again (a start, a
+//!   scale-up, a reload's replacement): a cleanup never acts on the new
+//!   instances.
 //! - Shutdown hooks live inside the global shutdown deadline; at the
 //!   deadline (or a second SIGTERM) every runner is cancelled.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::config::Hook;
+use crate::config::{Hook, Process};
 use crate::hooks::{self, Execution, Kind, ListError};
 use crate::instance::Cmd;
 use crate::reaper::Exit;
@@ -46,9 +50,37 @@ pub(super) enum Stage {
     /// Descendants that left their process group are being ended
     /// (`stragglers`).
     Stragglers,
-    /// Global post-stop hooks are running.
+    /// Global post-stop hooks are running, then what they left outside
+    /// their groups is ended (a second sweep).
     PostStopHooks,
     Done,
+}
+
+/// Whether `processes` (the configuration's) has an enabled `process`
+/// with a hook `name` of `kind` (`shutdown.pre_stop_hook` is a pre_stop
+/// one): a hook's counters live only as long as it does.
+fn configured(
+    processes: &BTreeMap<String, Process>,
+    process: &str,
+    kind: Kind,
+    name: &str,
+) -> bool {
+    let Some(def) = processes.get(process).filter(|d| d.enabled) else {
+        return false;
+    };
+    let h = &def.extra.hooks;
+    let list = match kind {
+        Kind::PreStart => &h.pre_start,
+        Kind::PostStart => &h.post_start,
+        Kind::PreStop => &h.pre_stop,
+        Kind::PostStop => &h.post_stop,
+    };
+    let seed = def
+        .shutdown
+        .pre_stop_hook
+        .iter()
+        .filter(|_| kind == Kind::PreStop);
+    list.iter().chain(seed).any(|hook| hook.name == name)
 }
 
 /// A process's pre-stop list: the seed's `shutdown.pre_stop_hook`, then
@@ -98,6 +130,7 @@ impl Supervisor {
             hooks,
             kind,
             def,
+            None,
             self.shared.clone(),
             deadline,
             self.hook_exec_tx.clone(),
@@ -178,23 +211,34 @@ impl Supervisor {
     /// a global `post_stop` comes after every process's own.
     /// `on_hook_done` calls again.
     pub(super) fn after_all_stopped(&mut self) {
-        if self.stage != Stage::Stopping || !self.running_hooks.is_empty() {
+        if self.stage != Stage::Stopping
+            || !self.running_hooks.is_empty()
+            || matches!(self.phase, Phase::Running)
+        {
             return;
         }
-        let (forced, deadline) = match self.phase {
-            Phase::ShuttingDown {
-                forced, deadline, ..
-            } => (forced, deadline),
-            Phase::Running => return,
-        };
-        match Sweep::start(&self.shared.reaper, forced, deadline) {
-            Some(sweep) => {
-                self.stage = Stage::Stragglers;
-                self.sweep_rx = sweep.exits.clone();
-                self.sweep = Some(sweep);
-            }
-            None => self.post_stop_hooks(),
+        if self.start_sweep() {
+            self.stage = Stage::Stragglers;
+        } else {
+            self.post_stop_hooks();
         }
+    }
+
+    /// Look for left-over processes and start ending them; false when
+    /// there are none.
+    fn start_sweep(&mut self) -> bool {
+        let Phase::ShuttingDown {
+            forced, deadline, ..
+        } = self.phase
+        else {
+            return false;
+        };
+        let Some(sweep) = Sweep::start(&self.shared.reaper, forced, deadline) else {
+            return false;
+        };
+        self.sweep_rx = sweep.exits.clone();
+        self.sweep = Some(sweep);
+        true
     }
 
     pub(super) fn on_straggler_exit(&mut self, exit: Exit) {
@@ -209,7 +253,12 @@ impl Supervisor {
     pub(super) fn end_sweep(&mut self) {
         self.sweep = None;
         self.sweep_rx = crossbeam_channel::never();
-        self.post_stop_hooks();
+        // The one after the global post_stop hooks is the last step.
+        if self.stage == Stage::PostStopHooks {
+            self.stage = Stage::Done;
+        } else {
+            self.post_stop_hooks();
+        }
     }
 
     /// Global post-stop hooks, then done.
@@ -318,16 +367,25 @@ impl Supervisor {
                     self.try_stop_ready();
                 }
             }
-            HookJob::GlobalPostStop => self.stage = Stage::Done,
+            // What they left outside their groups (`setsid`) would outlive
+            // sheepdog: one more sweep, when /proc allows one (its
+            // warning was given by the first).
+            HookJob::GlobalPostStop => {
+                if !(crate::stragglers::proc_is_ours() && self.start_sweep()) {
+                    self.stage = Stage::Done;
+                }
+            }
             HookJob::ProcPreStop(name) => self.pre_stop_done(&name),
             HookJob::ProcPostStop(name) => {
-                // A reload's next step waited for them.
-                let waited = self
-                    .procs
-                    .get(&name)
-                    .is_some_and(|p| p.next.is_some() && p.phase.is_down());
-                if waited && matches!(self.phase, Phase::Running) {
-                    self.carry_out_next(&name);
+                // A reload's next step, or a start, waited for them.
+                let running = matches!(self.phase, Phase::Running);
+                let down = self.procs.get_mut(&name).filter(|p| p.phase.is_down());
+                if let Some(p) = down.filter(|_| running) {
+                    if p.next.is_some() {
+                        self.carry_out_next(&name);
+                    } else if std::mem::take(&mut p.start_when_stopped) {
+                        self.launch_all(&name);
+                    }
                 }
             }
         }
@@ -369,10 +427,36 @@ impl Supervisor {
             .retain(|(process, _, _), _| process.as_deref() != Some(name));
     }
 
+    /// After a reload: the counters of the process hooks it took out of
+    /// the configuration (renamed, dropped, their process removed) go,
+    /// from the status and the metrics.
+    pub(super) fn prune_hook_stats(&mut self) {
+        let procs = &self.cfg.processes;
+        self.hook_stats.retain(|(process, name, kind), _| {
+            process
+                .as_deref()
+                .is_none_or(|p| configured(procs, p, *kind, name))
+        });
+    }
+
     /// Whether `name`'s post_stop hooks are running.
     pub(super) fn post_stop_running(&self, name: &str) -> bool {
         self.running_hooks
             .contains_key(&HookJob::ProcPostStop(name.to_string()))
+    }
+
+    /// Launch `name` (down) now, or once its post_stop hooks end
+    /// (`on_hook_done`): a cleanup must not act on the new instances (remove
+    /// the socket or pid file they have just made).
+    pub(super) fn launch_after_post_stop(&mut self, name: &str) {
+        if !self.post_stop_running(name) {
+            self.launch_all(name);
+            return;
+        }
+        if let Some(p) = self.procs.get_mut(name) {
+            p.start_when_stopped = true;
+        }
+        log::info!("{name}: waiting for its post_stop hooks to end before it starts");
     }
 
     /// Whether `name`'s pre_stop hooks are running: until they end, it has
@@ -383,10 +467,11 @@ impl Supervisor {
     }
 
     pub(super) fn on_hook_execution(&mut self, e: Execution) {
-        // A removed process's post_stop hook can end after it left (a
-        // reload): its series went with it and do not come back.
+        // A hook a reload took out (its process's post_stop can end after
+        // it left; the old definition's hooks run until it stops): its
+        // series went with it and do not come back.
         if let Some(p) = &e.process {
-            if !self.procs.contains_key(p) && !self.jobs.contains_key(p) {
+            if !configured(&self.cfg.processes, p, e.kind, &e.name) {
                 return;
             }
         }

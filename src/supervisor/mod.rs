@@ -295,6 +295,7 @@ struct Proc {
     /// When it began waiting for its dependencies (for dependency_timeout).
     pending_since: Option<Instant>,
     /// Scaled above 0 while stopping: start it again once it has stopped.
+    /// Started (or scaled up) while its post_stop hooks run: once they end.
     start_when_stopped: bool,
     /// What a reload decided for it, carried out once it is down.
     next: Option<reload::Next>,
@@ -946,7 +947,7 @@ impl Supervisor {
         }
         if std::mem::take(&mut p.start_when_stopped) && matches!(self.phase, Phase::Running) {
             log::info!("{name}: stopped; starting it again as scaled");
-            self.launch_all(name);
+            self.launch_after_post_stop(name);
             return true;
         }
         false

@@ -264,6 +264,7 @@ impl Supervisor {
         new.global = self.cfg.global.clone();
         self.cfg = new;
         self.plan = plan;
+        self.prune_hook_stats();
         self.beats.reload(&self.cfg, self.shared.output.store());
         crate::logging::configure(self.cfg.global.log_format, self.cfg.global.log_level);
         for w in &self.cfg.warnings {
@@ -368,8 +369,9 @@ impl Supervisor {
                 Some(Next::Replace { start, .. }) => *start,
                 _ => match p.phase {
                     ProcPhase::Held => new.initial_state == InitialState::Running,
-                    // Unless it was to run and gave up.
-                    ProcPhase::Stopped => p.gave_up.is_some(),
+                    // Unless it was to run and gave up, or its start
+                    // waits for its post_stop hooks.
+                    ProcPhase::Stopped => p.gave_up.is_some() || p.start_when_stopped,
                     ProcPhase::Stopping => p.start_when_stopped || p.next.is_some(),
                     ProcPhase::Pending | ProcPhase::Active | ProcPhase::Finished => true,
                 },
