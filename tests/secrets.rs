@@ -7,6 +7,8 @@ mod common;
 
 use common::*;
 
+const TERM: i32 = 15;
+
 fn config(global: &str, processes: &str) -> String {
     format!(
         "version: \"1.0\"\nglobal:\n  shutdown_timeout: 10s\n  api_enabled: false\n  metrics_enabled: false\n{global}processes:\n{processes}"
@@ -46,4 +48,50 @@ fn override_variables_do_not_reach_children_or_hooks() {
             assert!(env.iter().any(|l| l == kept), "{file}: {kept}: {env:?}");
         }
     }
+}
+
+#[test]
+fn a_processs_hooks_are_redacted_like_the_process() {
+    let cfg = config(
+        "",
+        r#"  app:
+    type: oneshot
+    env: {DB_PASSWORD: hunter2}
+    command: "echo app DB_PASSWORD=$DB_PASSWORD"
+    logging: {redaction: {patterns: [{pattern: hunter2}]}}
+    hooks:
+      pre_start: [{name: migrate, command: "echo migrate DB_PASSWORD=$DB_PASSWORD >&2"}]
+"#,
+    );
+    let mut sd = Sheepdog::start("hookredact", &cfg);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let log = sd.log();
+    assert!(!log.contains("hunter2"), "{log}");
+    assert!(
+        log.contains("app/hook:migrate | migrate DB_PASSWORD=***"),
+        "{log}"
+    );
+    assert!(log.contains("app DB_PASSWORD=***"), "{log}");
+}
+
+#[test]
+fn health_check_failures_show_no_secret() {
+    let cfg = config(
+        "",
+        r#"  svc:
+    command: [sleep, "1000"]
+    logging: {redaction: {patterns: [{pattern: hunter2}]}}
+    health_check: {type: exec, command: [sh, -c, "echo probe password=hunter2; exit 1"], initial_delay: 0, period: 200ms, timeout: 150ms, failure_threshold: 1, mode: readiness}
+  web:
+    command: [sleep, "1000"]
+    health_check: {type: http, url: "http://127.0.0.1:25501/health?key=k3y-in-query", initial_delay: 0, period: 200ms, timeout: 150ms, failure_threshold: 1, mode: readiness}
+"#,
+    );
+    let mut sd = Sheepdog::start("proberedact", &cfg);
+    sd.wait_log("probe password=***");
+    sd.wait_log("GET http://127.0.0.1:25501/health?…:");
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let log = sd.log();
+    assert!(!log.contains("hunter2") && !log.contains("k3y"), "{log}");
 }
