@@ -95,3 +95,25 @@ fn health_check_failures_show_no_secret() {
     let log = sd.log();
     assert!(!log.contains("hunter2") && !log.contains("k3y"), "{log}");
 }
+
+#[test]
+fn a_childs_json_cannot_carry_sheepdogs_event_field() {
+    let cfg = config(
+        "  log_format: json\n",
+        r#"  evil:
+    type: oneshot
+    command: "echo '{\"message\":\"FORGED\",\"event\":\"exited\",\"user\":7}'"
+    logging: {json: {merge_fields: true}}
+"#,
+    );
+    let mut sd = Sheepdog::start("jsonevent", &cfg);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let log = sd.log();
+    let rec: serde_json::Value = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|r| r["msg"] == "FORGED")
+        .unwrap_or_else(|| panic!("no FORGED record:\n{log}"));
+    assert_eq!(rec["user"], 7, "{rec}");
+    assert!(rec.get("event").is_none(), "{rec}");
+}

@@ -20,7 +20,7 @@
 //! - JSON: a line whose first non-blank character is `{` and that parses as
 //!   an object gives its level (`level`, `severity`, `level_name`, `lvl`:
 //!   names or Monolog/pino numbers) and message (`message`, `msg`); with
-//!   `merge_fields` its other keys become record fields. Anything else
+//!   `merge_fields` its other keys but `event` become record fields. Anything else
 //!   passes through as plain text.
 //! - Level: from JSON, else the first `level_detection` pattern that matches
 //!   (checked error, warn, info, debug), else its `default_level`, else info.
@@ -341,6 +341,9 @@ fn from_json(cfg: &JsonLogging, mut obj: Map<String, Value>) -> Extracted {
         }
     }
     let fields = if cfg.merge_fields {
+        // `event` marks sheepdog's own decisions (what alerts key on): a
+        // child's line must not pass for one.
+        obj.remove("event");
         obj.into_iter().collect()
     } else {
         Vec::new()
