@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::process::Command;
+
 use common::*;
 
 const TERM: i32 = 15;
@@ -116,4 +118,28 @@ fn a_childs_json_cannot_carry_sheepdogs_event_field() {
         .unwrap_or_else(|| panic!("no FORGED record:\n{log}"));
     assert_eq!(rec["user"], 7, "{rec}");
     assert!(rec.get("event").is_none(), "{rec}");
+}
+
+#[test]
+fn ctl_never_echoes_a_urls_password() {
+    let bad = "http://admin:s3cret@127.0.0.1:25502";
+    let mut by_flag = Command::new(BIN);
+    by_flag.args(["ctl", "--url", bad, "status"]);
+    let mut by_env = Command::new(BIN);
+    by_env
+        .args(["ctl", "status"])
+        .env_remove("SHEEPDOG_API_SOCKET")
+        .env("SHEEPDOG_API_URL", bad);
+    for cmd in [by_flag, by_env] {
+        let o = output_within(cmd, WAIT);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(!err.contains("s3cret") && !err.contains("admin"), "{err}");
+        assert!(
+            err.contains(
+                "'http://***@127.0.0.1:25502': a user or password in the URL is not supported"
+            ),
+            "{err}"
+        );
+    }
 }
