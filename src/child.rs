@@ -13,7 +13,9 @@
 //! - Everything the child touches between clone and exec is prepared here,
 //!   in the parent: argv, envp, the `$PATH` candidates, the descriptors.
 //!   The child allocates nothing.
-//! - The environment is sheepdog's own, then `env` in order (later wins).
+//! - The environment is sheepdog's own without its override variables
+//!   (`SHEEPDOG_GLOBAL_*`, `SHEEPDOG_PROCESS_*`), then `env` in order (later
+//!   wins).
 //! - Descriptors made here are CLOEXEC and above 2 (`sys::open_std_fds`
 //!   keeps 0-2 taken), so moving them onto 0/1/2 never clobbers another.
 
@@ -362,10 +364,16 @@ impl Prepared {
 /// What execvp uses when there is no PATH at all (musl's default).
 const DEFAULT_PATH: &str = "/usr/local/bin:/bin:/usr/bin";
 
-/// sheepdog's own environment, read once: sheepdog never changes it.
+/// sheepdog's own environment, read once (sheepdog never changes it),
+/// without the override variables: those are sheepdog's input, already
+/// applied, and one process's `…_ENV_<VAR>` must not reach the others.
 fn base_env() -> &'static [(OsString, OsString)] {
     static BASE: OnceLock<Vec<(OsString, OsString)>> = OnceLock::new();
-    BASE.get_or_init(|| std::env::vars_os().collect())
+    BASE.get_or_init(|| {
+        std::env::vars_os()
+            .filter(|(k, _)| !crate::config::is_override(k))
+            .collect()
+    })
 }
 
 /// What a login as the target user sets, before the command's own `env`

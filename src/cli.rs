@@ -538,6 +538,17 @@ pub fn api_url(what: &str, url: &str) -> Result<Target, String> {
 /// proxy's) and nothing else, and std resolves the authority (`has_port`).
 /// No control characters: the prefix goes into the request line.
 pub fn split_url(url: &str) -> Result<(&str, &str), String> {
+    // `user:password@` is never echoed: this error reaches CI logs.
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let end = url[start..].find('/').map_or(url.len(), |i| start + i);
+    if let Some(at) = url[start..end].rfind('@') {
+        let shown = [&url[..start], "***", &url[start + at..]].concat();
+        return Err(format!(
+            "invalid URL '{}': a user or password in the URL is not supported; \
+             give the token with $SHEEPDOG_API_TOKEN or --token",
+            crate::logging::escaped(&shown)
+        ));
+    }
     let bad = || {
         format!(
             "invalid URL '{}'; expected http://HOST:PORT, optionally with a /PREFIX \
@@ -1016,7 +1027,13 @@ mod tests {
             .contains("https is not supported"));
         assert!(split_url("http://x:1/a?b").is_err());
         assert!(split_url("x:1").unwrap_err().contains("'x:1'"));
-        assert!(split_url("http://u@x:1").is_err());
+        assert_eq!(
+            split_url("http://admin:s3cret@x:1/p").unwrap_err(),
+            "invalid URL 'http://***@x:1/p': a user or password in the URL is not supported; \
+             give the token with $SHEEPDOG_API_TOKEN or --token"
+        );
+        let e = split_url("u:s3cret@w@x:1").unwrap_err();
+        assert!(e.starts_with("invalid URL '***@x:1'"), "{e}");
         assert!(split_url("http:///path").is_err());
         // The prefix goes into the request line: no line breaks there.
         assert_eq!(

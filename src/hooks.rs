@@ -408,7 +408,11 @@ fn run_one(
             &shared.reaper,
             cmd,
             timeout,
-            Capture::Log(&shared.output, &id),
+            Capture::Log(
+                &shared.output,
+                &id,
+                process.map_or(&[], |p| &p.extra.logging.redaction),
+            ),
             Some(cancel),
         ) {
             TaskEnd::Exited { status, .. } if status.success() => return Ok(()),

@@ -15,6 +15,8 @@
 //!   counted (`ports`).
 //! - Templates `{instance}`, `{index}` and `{port}` are resolved per
 //!   instance, so each replica is probed on its own target.
+//! - A failure's text (logged, and served by the API) gets the process's
+//!   `logging.redaction`, and shows an http URL without its query.
 
 use std::net::TcpStream;
 use std::os::fd::BorrowedFd;
@@ -99,7 +101,7 @@ pub fn run(
     reaper: &Reaper,
     abandon: BorrowedFd<'_>,
 ) -> Checked {
-    match probe {
+    let checked = match probe {
         Probe::Tcp { address } => tcp(address, timeout),
         Probe::Http {
             url,
@@ -107,6 +109,22 @@ pub fn run(
             follow_redirects,
         } => http(url, expected_status, *follow_redirects, timeout),
         Probe::Exec { command } => exec(command, timeout, def, id, reaper, abandon),
+    };
+    // The text is logged and served by the API: it must not show what the
+    // process's own lines hide.
+    let hide = |why| crate::output::pipeline::redact(&def.extra.logging.redaction, why);
+    match checked {
+        Checked::Ran(Err(why)) => Checked::Ran(Err(hide(why))),
+        Checked::NotRun(why) => Checked::NotRun(hide(why)),
+        ok => ok,
+    }
+}
+
+/// `url` as messages show it: without its query, which often holds a key.
+fn shown(url: &str) -> String {
+    match url.find('?') {
+        Some(i) => format!("{}?…", &url[..i]),
+        None => url.to_string(),
     }
 }
 
@@ -159,10 +177,11 @@ fn connect(address: &str, timeout: Duration) -> Result<(), Miss> {
 }
 
 fn http(url: &str, expected: &[(u16, u16)], follow: bool, timeout: Duration) -> Checked {
-    match get_status(url, follow, timeout) {
+    let (target, url) = (url, &shown(url));
+    match get_status(target, url, follow, timeout) {
         Ok((status, to)) => {
             // Named as asked for, and where the status came from.
-            let url = to.map_or_else(|| url.to_string(), |to| format!("{url} → {to}"));
+            let url = to.map_or_else(|| url.to_string(), |to| format!("{url} → {}", shown(&to)));
             Checked::Ran(judge(&url, status, expected))
         }
         Err(miss) => miss.checked(),
@@ -232,14 +251,19 @@ fn exec(
     })
 }
 
-/// GET `url`: the answer's status, whatever it is, and the URL that gave
-/// it after a redirect.
+/// GET `target` (`url` in messages): the answer's status, whatever it
+/// is, and the URL that gave it after a redirect.
 #[cfg(feature = "http")]
-fn get_status(url: &str, follow: bool, timeout: Duration) -> Result<(u16, Option<String>), Miss> {
+fn get_status(
+    target: &str,
+    url: &str,
+    follow: bool,
+    timeout: Duration,
+) -> Result<(u16, Option<String>), Miss> {
     use crate::http_client::{self, Error, Proxy, Request};
     let req = Request {
         method: "GET",
-        url,
+        url: target,
         headers: &[],
         body: None,
         timeout,
@@ -259,7 +283,7 @@ fn get_status(url: &str, follow: bool, timeout: Duration) -> Result<(u16, Option
 
 /// Without the `http` feature no http check is configured (refused at load).
 #[cfg(not(feature = "http"))]
-fn get_status(url: &str, _: bool, _: Duration) -> Result<(u16, Option<String>), Miss> {
+fn get_status(_: &str, url: &str, _: bool, _: Duration) -> Result<(u16, Option<String>), Miss> {
     Err(Miss::Failed(format!(
         "GET {url}: this build has no HTTP client (cargo feature `http`)"
     )))

@@ -38,7 +38,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 
 use crate::child::{Command, Stdio};
-use crate::config::extra::Logging;
+use crate::config::extra::{Logging, RedactionPattern};
 use crate::config::Shutdown;
 use crate::group;
 use crate::output::Output;
@@ -95,8 +95,9 @@ pub enum Capture<'a> {
     /// read end of a pipe: its writer closing (the prober has gone on)
     /// ends the task at once, its group killed (`TaskEnd::Cancelled`).
     Tail(BorrowedFd<'a>),
-    /// Through the output thread, tagged with this identity (hooks).
-    Log(&'a Output, &'a Identity),
+    /// Through the output thread, tagged with this identity (hooks), with
+    /// these redaction patterns (their process's: a hook runs with its env).
+    Log(&'a Output, &'a Identity, &'a [RedactionPattern]),
 }
 
 /// Run `cmd` (stdin /dev/null) to completion within `timeout`; a message on
@@ -130,10 +131,13 @@ pub fn run(
             let leader = reaper.pidfd(pid, &rx);
             wait_capturing("exec probe", pid, &rx, &reader, abandon, leader, deadline)
         }
-        Capture::Log(output, id) => {
+        Capture::Log(output, id, redaction) => {
             cmd.stdout(Stdio::Pipe).stderr(Stdio::Pipe);
-            let plain = Logging::default();
-            let (pid, flushed) = match spawn::attached(reaper, cmd, &tx, output, id, &plain) {
+            let logging = Logging {
+                redaction: redaction.to_vec(),
+                ..Logging::default()
+            };
+            let (pid, flushed) = match spawn::attached(reaper, cmd, &tx, output, id, &logging) {
                 Ok(started) => started,
                 Err(e) => return TaskEnd::SpawnFailed(SpawnFailure::of("", &e)),
             };

@@ -2168,11 +2168,12 @@ fn scaling_into_another_process_s_ports_or_sheepdog_s_own_is_refused() {
 }
 
 /// Two processes whose readiness checks fail with secrets in their words:
-/// an exec probe's output and an HTTP probe's URL query.
+/// an exec probe's output and an HTTP probe's URL path (a query is never
+/// shown).
 fn failing_checks(closed_port: u16) -> String {
     format!(
         "  probed:\n    command: \"exec sleep 1000\"\n    health_check: {{ type: exec, command: [sh, -c, \"echo probe-output-s3cret; exit 1\"], initial_delay: 0, period: 100ms, timeout: 2s, failure_threshold: 1, mode: readiness }}\n  \
-         fetched:\n    command: \"exec sleep 1000\"\n    health_check: {{ type: http, url: \"http://127.0.0.1:{closed_port}/h?key=url-s3cret\", initial_delay: 0, period: 100ms, timeout: 1s, failure_threshold: 1, mode: readiness }}\n"
+         fetched:\n    command: \"exec sleep 1000\"\n    health_check: {{ type: http, url: \"http://127.0.0.1:{closed_port}/h/url-s3cret\", initial_delay: 0, period: 100ms, timeout: 1s, failure_threshold: 1, mode: readiness }}\n"
     )
 }
 

@@ -45,16 +45,21 @@ use super::value::describe;
 pub const GLOBAL_PREFIX: &str = "SHEEPDOG_GLOBAL_";
 pub const PROCESS_PREFIX: &str = "SHEEPDOG_PROCESS_";
 
+/// Whether `name` is an override variable: sheepdog's own input, which
+/// children do not inherit (`child`), since one may hold another process's
+/// secret (`…_ENV_DB_PASSWORD`) or the API token.
+pub fn is_override(name: &std::ffi::OsStr) -> bool {
+    let bytes = name.as_encoded_bytes();
+    bytes.starts_with(GLOBAL_PREFIX.as_bytes()) || bytes.starts_with(PROCESS_PREFIX.as_bytes())
+}
+
 /// The override variables of the real process environment, sorted by name.
 /// A non-UTF-8 override is an error naming it.
 pub fn from_process_env() -> Result<Vec<(String, String)>, Vec<String>> {
     let mut out = Vec::new();
     let mut problems = Vec::new();
     for (k, v) in std::env::vars_os() {
-        let bytes = k.as_encoded_bytes();
-        if !(bytes.starts_with(GLOBAL_PREFIX.as_bytes())
-            || bytes.starts_with(PROCESS_PREFIX.as_bytes()))
-        {
+        if !is_override(&k) {
             continue;
         }
         match (k.into_string(), v.into_string()) {

@@ -22,6 +22,7 @@ mod validate;
 mod value;
 mod yaml;
 
+pub use env::is_override;
 pub use model::*;
 pub use report::process_key;
 /// The load check of declared ports, for a scale request.

@@ -20,7 +20,7 @@
 //! - JSON: a line whose first non-blank character is `{` and that parses as
 //!   an object gives its level (`level`, `severity`, `level_name`, `lvl`:
 //!   names or Monolog/pino numbers) and message (`message`, `msg`); with
-//!   `merge_fields` its other keys become record fields. Anything else
+//!   `merge_fields` its other keys but `event` become record fields. Anything else
 //!   passes through as plain text.
 //! - Level: from JSON, else the first `level_detection` pattern that matches
 //!   (checked error, warn, info, debug), else its `default_level`, else info.
@@ -57,7 +57,7 @@ use std::time::{Duration, Instant, SystemTime};
 use regex_lite::Regex;
 use serde_json::{Map, Value};
 
-use crate::config::extra::{JsonLogging, LogFile, Logging};
+use crate::config::extra::{JsonLogging, LogFile, Logging, RedactionPattern};
 use crate::config::LogLevel;
 use crate::logging::{Labels, Record, Stream};
 
@@ -91,6 +91,25 @@ pub struct Pipeline {
 
 fn compile(what: &str, pattern: &str) -> Result<Regex, String> {
     Regex::new(pattern).map_err(|e| format!("{what}: invalid regex {pattern:?}: {e}"))
+}
+
+fn replace(re: &Regex, text: &mut String, with: &str) {
+    if let std::borrow::Cow::Owned(s) = re.replace_all(text, with) {
+        *text = s;
+    }
+}
+
+/// `text` with `patterns` applied: for sheepdog's own words that quote a
+/// process (a failed probe's output and URL), which its redaction covers too.
+pub fn redact(patterns: &[RedactionPattern], mut text: String) -> String {
+    for p in patterns {
+        match Regex::new(&p.pattern) {
+            Ok(re) => replace(&re, &mut text, &p.replacement),
+            // Validation compiled it; never show what it should hide.
+            Err(_) => return p.replacement.clone(),
+        }
+    }
+    text
 }
 
 impl Pipeline {
@@ -171,9 +190,7 @@ impl Pipeline {
     ) -> Option<Record> {
         let mut text = text;
         for (re, replacement) in &self.redaction {
-            if let std::borrow::Cow::Owned(s) = re.replace_all(&text, replacement.as_str()) {
-                text = s;
-            }
+            replace(re, &mut text, replacement);
         }
         let mut msg = None;
         let mut fields = Vec::new();
@@ -324,6 +341,9 @@ fn from_json(cfg: &JsonLogging, mut obj: Map<String, Value>) -> Extracted {
         }
     }
     let fields = if cfg.merge_fields {
+        // `event` marks sheepdog's own decisions (what alerts key on): a
+        // child's line must not pass for one.
+        obj.remove("event");
         obj.into_iter().collect()
     } else {
         Vec::new()
