@@ -203,6 +203,7 @@ impl Dir {
         )?)
     }
 
+    /// Remove the file `name` (a link itself, never its target).
     pub fn remove(&self, name: &OsStr) -> io::Result<()> {
         Ok(nix::unistd::unlinkat(
             self.fd(),
@@ -242,6 +243,7 @@ fn c(name: &OsStr) -> io::Result<CString> {
     CString::new(name.as_bytes()).map_err(|_| io::ErrorKind::InvalidInput.into())
 }
 
+/// `name` as a path, for messages.
 fn shown(name: &CStr) -> &Path {
     Path::new(OsStr::from_bytes(name.to_bytes()))
 }
