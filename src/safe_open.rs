@@ -8,12 +8,19 @@
 //! `protected_symlinks`/`protected_hardlinks`, but without depending on how
 //! the host set those:
 //!
-//! - The last path component is opened with `O_NOFOLLOW`. A symlink there is
-//!   followed only out of a directory no one but root or sheepdog's uid can
-//!   write (`/dev/stdout`, an image's `ln -s /dev/stdout /var/log/app.log`),
-//!   where nobody else can have made it or swap it between check and open;
-//!   its target is opened under the same rules, one hop at a time.
-//!   Otherwise the open fails with a message naming the directory.
+//! - The path is resolved one component at a time, from a directory held
+//!   open (`openat` with `O_NOFOLLOW`, `O_PATH` for directories). A symlink
+//!   at any component, the last included, is followed only out of a
+//!   directory no one but root or sheepdog's uid can write (`/dev/stdout`,
+//!   an image's `/var/log -> /data/log`), where nobody else can have made
+//!   it or swap it between check and open; its target is resolved under the
+//!   same rules, at most `MAX_HOPS` links in all. Otherwise the open fails
+//!   with a message naming the directory. A child that owns `storage/` so
+//!   cannot turn `storage/logs` into a link to another directory.
+//! - Whatever acts on a name (open, create, rename, remove) does it relative
+//!   to the directory verified so (`Dir`), never through the path again:
+//!   rotation and the readiness file cannot be sent elsewhere by a
+//!   directory swapped after the check.
 //! - A regular file with more than one hard link is refused: a log file has
 //!   one name, and a second is how a link to someone else's file looks.
 //! - A file meant to be replaced whole is written to a fresh temporary
@@ -24,20 +31,22 @@
 //!   output thread. Nor does writing: `O_NONBLOCK` stays on anything but a
 //!   regular file (a FIFO, a terminal, `/dev/stdout`'s pipe), whose reader
 //!   may stall; the writer decides what to do with what does not fit.
-//!
-//! Directories above the last component are trusted: they come from the
-//! configuration, and a child that can replace one of them can only choose
-//! where a file of sheepdog's chosen name is created.
 
-use std::fs::{File, OpenOptions};
+use std::ffi::{CStr, CString, OsStr, OsString};
+use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::Path;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+
+use nix::fcntl::{openat, readlinkat, OFlag, AT_FDCWD};
+use nix::sys::stat::Mode;
 
 /// Open `path` for appending, creating it with `mode`, under the rules
 /// above. The error says which rule refused it.
 pub fn append(path: &Path, mode: u32) -> io::Result<File> {
-    let file = follow_trusted(path, mode, 0).map_err(|e| match e.raw_os_error() {
+    let file = open_in(Dir::cwd()?, path, mode, &mut 0).map_err(|e| match e.raw_os_error() {
         Some(libc::ENXIO) => io::Error::new(
             e.kind(),
             format!("it is a FIFO that nobody reads yet ({e}); start its reader first"),
@@ -61,77 +70,182 @@ pub fn append(path: &Path, mode: u32) -> io::Result<File> {
 /// Links followed at most, as the kernel's own limit is 40.
 const MAX_HOPS: u32 = 8;
 
-/// Open `path` with `O_NOFOLLOW`; a symlink there is followed one hop at a
-/// time, each under the same rule, and only out of a directory that no one
-/// but root or sheepdog can write (`trusted_dir`): there nobody else can
-/// swap the link between our check and our open. `/proc` targets (what
-/// `/dev/stdout` points at: our own descriptors) are opened as they are.
-fn follow_trusted(path: &Path, mode: u32, hops: u32) -> io::Result<File> {
-    let open = |p: &Path, follow: bool| {
-        let mut flags = libc::O_NONBLOCK | libc::O_CLOEXEC;
+/// Open `path`, from `dir`, with `O_NOFOLLOW`; a symlink there is followed
+/// one hop at a time, each under the same rule (`Dir::link`). `/proc`
+/// targets (what `/dev/stdout` points at: our own descriptors) are opened
+/// as they are.
+fn open_in(dir: Dir, path: &Path, mode: u32, hops: &mut u32) -> io::Result<File> {
+    let (dir, name) = dir.locate(path, hops)?;
+    let name = &*c(name)?;
+    let open = |follow: bool| {
+        let mut flags = OFlag::O_WRONLY
+            | OFlag::O_APPEND
+            | OFlag::O_CREAT
+            | OFlag::O_NONBLOCK
+            | OFlag::O_CLOEXEC;
         if !follow {
-            flags |= libc::O_NOFOLLOW;
+            flags |= OFlag::O_NOFOLLOW;
         }
-        OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(mode)
-            .custom_flags(flags)
-            .open(p)
+        openat(dir.fd(), name, flags, Mode::from_bits_truncate(mode)).map(File::from)
     };
-    match open(path, false) {
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-            let dir = trusted_dir(path)?;
-            if hops >= MAX_HOPS {
-                return Err(e);
-            }
-            let target = dir.join(std::fs::read_link(path)?);
+    match open(false) {
+        Err(nix::errno::Errno::ELOOP) => {
+            let target = dir.link(name, hops, nix::errno::Errno::ELOOP.into())?;
             if target.starts_with("/proc") {
-                return open(path, true);
+                return Ok(open(true)?);
             }
-            follow_trusted(&target, mode, hops + 1)
+            open_in(dir, &target, mode, hops)
         }
-        other => other,
+        other => Ok(other?),
     }
 }
 
-/// The directory of the symlink at `path`, when only root or sheepdog's
-/// own uid can write it.
-fn trusted_dir(path: &Path) -> io::Result<&Path> {
-    let dir = dir_of(path);
-    let meta = std::fs::metadata(dir)?;
-    let ours = nix::unistd::geteuid().as_raw();
-    if (meta.uid() == 0 || meta.uid() == ours) && meta.mode() & 0o022 == 0 {
-        return Ok(dir);
+/// The directory `path` is in, reached one component at a time from the
+/// working directory (`Dir::descend`), and the name in it.
+pub fn locate(path: &Path) -> io::Result<(Dir, &OsStr)> {
+    Dir::cwd()?.locate(path, &mut 0)
+}
+
+/// Remove `path`, through its verified directory.
+pub fn remove(path: &Path) -> io::Result<()> {
+    let (dir, name) = locate(path)?;
+    dir.remove(name)
+}
+
+/// A directory held open (`O_PATH`), reached without following a symlink
+/// out of a directory that others than root or sheepdog may write.
+pub struct Dir {
+    fd: OwnedFd,
+    /// Its path, for messages.
+    shown: PathBuf,
+}
+
+impl Dir {
+    fn cwd() -> io::Result<Dir> {
+        Dir::at(AT_FDCWD, c".", ".".into())
     }
-    Err(refused(format!(
-        "it is a symlink in {}, which others than root and sheepdog may write (owner uid {}, \
-         mode {:o}); not followed, since they could point it at any file",
-        dir.display(),
-        meta.uid(),
-        meta.mode() & 0o7777
-    )))
+
+    fn at(from: BorrowedFd, name: &CStr, shown: PathBuf) -> io::Result<Dir> {
+        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = openat(from, name, flags, Mode::empty())?;
+        Ok(Dir { fd, shown })
+    }
+
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// The directory of `path` (from here) and the name in it.
+    fn locate<'p>(self, path: &'p Path, hops: &mut u32) -> io::Result<(Dir, &'p OsStr)> {
+        match (path.parent(), path.file_name()) {
+            (Some(up), Some(name)) => Ok((self.descend(up, hops)?, name)),
+            _ => Ok((self.descend(path, hops)?, OsStr::new("."))),
+        }
+    }
+
+    /// Walk the directories of `path` from here. `..` is the real parent
+    /// of the directory reached, as the kernel takes it.
+    fn descend(mut self, path: &Path, hops: &mut u32) -> io::Result<Dir> {
+        for part in path.components() {
+            self = match part {
+                Component::RootDir => Dir::at(AT_FDCWD, c"/", "/".into())?,
+                Component::ParentDir => Dir::at(self.fd(), c"..", self.shown.join(".."))?,
+                Component::Normal(name) => {
+                    let name = &*c(name)?;
+                    match Dir::at(self.fd(), name, self.shown.join(shown(name))) {
+                        Ok(dir) => dir,
+                        Err(e) => {
+                            let target = self.link(name, hops, e)?;
+                            self.descend(&target, hops)?
+                        }
+                    }
+                }
+                _ => self,
+            };
+        }
+        Ok(self)
+    }
+
+    /// The target of the symlink `name` here, followed only when no one but
+    /// root or sheepdog's uid can write this directory: then nobody else
+    /// can have made it, or swap it between this check and the next open.
+    /// `other`: the error to give when `name` is not a symlink.
+    fn link(&self, name: &CStr, hops: &mut u32, other: io::Error) -> io::Result<PathBuf> {
+        let Ok(target) = readlinkat(self.fd(), name) else {
+            return Err(other);
+        };
+        let meta = nix::sys::stat::fstat(self.fd())?;
+        let ours = nix::unistd::geteuid().as_raw();
+        if (meta.st_uid != 0 && meta.st_uid != ours) || meta.st_mode & 0o022 != 0 {
+            return Err(refused(format!(
+                "{} is a symlink in {}, which others than root and sheepdog may write (owner \
+                 uid {}, mode {:o}); not followed, since they could point it at any file",
+                shown(name).display(),
+                self.shown.display(),
+                meta.st_uid,
+                meta.st_mode & 0o7777
+            )));
+        }
+        *hops += 1;
+        if *hops > MAX_HOPS {
+            return Err(nix::errno::Errno::ELOOP.into());
+        }
+        Ok(target.into())
+    }
+
+    /// Rename `from` to `to`, both in this directory.
+    pub fn rename(&self, from: &OsStr, to: &OsStr) -> io::Result<()> {
+        Ok(nix::fcntl::renameat(
+            self.fd(),
+            &*c(from)?,
+            self.fd(),
+            &*c(to)?,
+        )?)
+    }
+
+    /// Remove the file `name` (a link itself, never its target).
+    pub fn remove(&self, name: &OsStr) -> io::Result<()> {
+        Ok(nix::unistd::unlinkat(
+            self.fd(),
+            &*c(name)?,
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        )?)
+    }
+
+    /// Whether `name` here (through a last symlink) is `file`.
+    pub fn holds(&self, name: &OsStr, file: &std::fs::Metadata) -> bool {
+        let flags = nix::fcntl::AtFlags::empty();
+        c(name)
+            .and_then(|name| Ok(nix::sys::stat::fstatat(self.fd(), &*name, flags)?))
+            .is_ok_and(|m| (m.st_dev, m.st_ino) == (file.dev(), file.ino()))
+    }
 }
 
 /// Replace `path` with `content`, so that readers see the old file or the
 /// whole new one, and nothing is written through a planted link.
 pub fn write_atomically(path: &Path, content: &[u8]) -> io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
+    let (dir, name) = locate(path)?;
+    let mut tmp = OsString::from(name);
     tmp.push(".tmp");
-    let tmp = Path::new(&tmp);
-    match std::fs::remove_file(tmp) {
+    match dir.remove(&tmp) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(tmp)?;
-    file.write_all(content)?;
-    drop(file);
-    std::fs::rename(tmp, path)
+    let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC;
+    let fd = openat(dir.fd(), &*c(&tmp)?, flags, Mode::from_bits_truncate(0o644))?;
+    File::from(fd).write_all(content)?;
+    dir.rename(&tmp, name)
+}
+
+/// `name` for the system calls, which take it NUL-terminated (converted
+/// here once, rather than by every call).
+fn c(name: &OsStr) -> io::Result<CString> {
+    CString::new(name.as_bytes()).map_err(|_| io::ErrorKind::InvalidInput.into())
+}
+
+/// `name` as a path, for messages.
+fn shown(name: &CStr) -> &Path {
+    Path::new(OsStr::from_bytes(name.to_bytes()))
 }
 
 /// The directory `path` is in (`.` for a bare file name).
@@ -205,6 +319,51 @@ mod tests {
         symlink(&link, &hop).unwrap();
         assert!(append(&hop, 0o640).is_err());
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "secret\n");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_parent_link_is_followed_only_out_of_a_trusted_directory() {
+        let d = scratch("parent");
+        let victim = d.join("victim");
+        std::fs::create_dir(&victim).unwrap();
+        std::fs::write(victim.join("a.log"), "secret\n").unwrap();
+        let storage = d.join("storage");
+        std::fs::create_dir(&storage).unwrap();
+        std::fs::set_permissions(&storage, std::fs::Permissions::from_mode(0o777)).unwrap();
+        symlink(&victim, storage.join("logs")).unwrap();
+        let log = storage.join("logs/a.log");
+        let e = append(&log, 0o640).unwrap_err();
+        assert!(e.to_string().starts_with("logs is a symlink in "), "{e}");
+        assert!(write_atomically(&storage.join("logs/ready"), b"x").is_err());
+        assert!(remove(&log).is_err());
+        assert_eq!(std::fs::read_dir(&victim).unwrap().count(), 1);
+        assert_eq!(
+            std::fs::read_to_string(victim.join("a.log")).unwrap(),
+            "secret\n"
+        );
+        // Writable by no one else: followed, for every use.
+        std::fs::set_permissions(&storage, std::fs::Permissions::from_mode(0o755)).unwrap();
+        append(&log, 0o640).unwrap().write_all(b"ok\n").unwrap();
+        write_atomically(&storage.join("logs/ready"), b"x").unwrap();
+        assert_eq!(std::fs::read_to_string(victim.join("ready")).unwrap(), "x");
+        remove(&storage.join("logs/ready")).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(victim.join("a.log")).unwrap(),
+            "secret\nok\n"
+        );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_loop_of_links_ends() {
+        let d = scratch("loop");
+        symlink(d.join("y"), d.join("x")).unwrap();
+        symlink(d.join("x"), d.join("y")).unwrap();
+        for p in ["x/a.log", "x"] {
+            let e = append(&d.join(p), 0o640).unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::ELOOP), "{e}");
+        }
         std::fs::remove_dir_all(&d).unwrap();
     }
 

@@ -160,6 +160,9 @@ fn check_warns_about_a_log_directory_that_run_would_refuse() {
 fn check_warns_about_an_api_token_file_or_socket_directory_that_run_would_refuse() {
     let dir = TempDir::new("apifiles");
     let empty = dir.file("token", "\n");
+    // A FIFO nobody writes: refused at once, never waited on.
+    let fifo = dir.0.join("token.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     for (key, value, said) in [
         (
             "api_auth_file",
@@ -167,6 +170,11 @@ fn check_warns_about_an_api_token_file_or_socket_directory_that_run_would_refuse
             "global.api_auth_file: unable to read",
         ),
         ("api_auth_file", empty.clone(), "is empty; expected a token"),
+        (
+            "api_auth_file",
+            fifo,
+            "token.fifo: not a regular file; expected a file holding the token",
+        ),
         (
             "api_socket",
             dir.0.join("no-dir/api.sock"),

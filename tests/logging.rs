@@ -1040,6 +1040,88 @@ fn links_a_child_plants_where_sheepdog_writes_are_not_written_through() {
 }
 
 #[test]
+fn a_parent_directory_a_child_swaps_for_a_link_is_not_followed() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: needs root to run a child as another user");
+        return;
+    }
+    // Laravel's layout: storage/ and storage/logs belong to the app's user,
+    // who replaces logs/ with a link to a directory of root's files.
+    let shared = TempDir::new("swapped-parent");
+    let victim = shared.path("victim");
+    fs::create_dir(&victim).unwrap();
+    for f in ["app.log", "rot.log", "rot.log.1"] {
+        fs::write(victim.join(f), "root only\n").unwrap();
+    }
+    for s in ["s1", "s2"] {
+        fs::create_dir_all(shared.path(s).join("logs")).unwrap();
+        for d in [shared.path(s), shared.path(s).join("logs")] {
+            std::os::unix::fs::chown(d, Some(65534), Some(65534)).unwrap();
+        }
+    }
+    // A link root made, in root's directory: followed, rotation included.
+    fs::create_dir(shared.path("real")).unwrap();
+    std::os::unix::fs::symlink(shared.path("real"), shared.path("linked")).unwrap();
+    let (d, v) = (shared.0.display(), victim.display());
+    let cfg = config(
+        "",
+        &format!(
+            r#"  app:
+    user: nobody
+    command: "cd {d}/s1; if [ ! -L logs ]; then mv logs logs.old; ln -s {v} logs; echo swapped; exit 1; fi; echo PAYLOAD; exec sleep 1000"
+    logging:
+      file: {{path: "{d}/s1/logs/app.log", stdout_too: false}}
+  rot:
+    user: nobody
+    command: "cd {d}/s2; echo first; until [ -s logs/rot.log ]; do sleep 0.01; done; mv logs logs.old; ln -s {v} logs; for i in $(seq 40); do echo rot-line-$i; done; exec sleep 1000"
+    logging:
+      file: {{path: "{d}/s2/logs/rot.log", max_size: 1KiB, max_files: 2, stdout_too: false}}
+  trusted:
+    command: "for i in $(seq 40); do echo trusted-line-$i; done; exec sleep 1000"
+    logging:
+      file: {{path: "{d}/linked/trusted.log", max_size: 1KiB, max_files: 2, stdout_too: false}}
+"#
+        ),
+    );
+    let mut sd = Sheepdog::start("swapped-parent", &cfg);
+    for s in ["s1", "s2"] {
+        sd.wait_log(&format!(
+            "logs is a symlink in {d}/{s}, which others than root and sheepdog may write (owner uid 65534"
+        ));
+    }
+    // The restarted child's line goes to stdout, not into root's file.
+    assert!(
+        wait_until(WAIT, || messages(&sd.log(), "app-1")
+            .contains(&"PAYLOAD".into())),
+        "{}",
+        sd.log()
+    );
+    let real = shared.path("real");
+    assert!(
+        wait_until(WAIT, || fs::read_to_string(real.join("trusted.log"))
+            .is_ok_and(|t| t.contains("trusted-line-40\n"))),
+        "{}",
+        sd.log()
+    );
+    assert!(real.join("trusted.log.1").exists(), "{}", sd.log());
+    assert!(fs::symlink_metadata(shared.path("linked"))
+        .unwrap()
+        .is_symlink());
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let mut left: Vec<_> = fs::read_dir(&victim)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["app.log", "rot.log", "rot.log.1"]);
+    for f in left {
+        assert_eq!(fs::read_to_string(victim.join(f)).unwrap(), "root only\n");
+    }
+}
+
+#[test]
 fn a_crash_loop_behind_a_stdout_nobody_reads_does_not_pile_up_descriptors() {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;

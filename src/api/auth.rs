@@ -3,7 +3,9 @@
 //! Invariants:
 //! - The token comes from `api_auth` or is read once, at start-up, from
 //!   `api_auth_file` (trailing whitespace and newline trimmed; an empty or
-//!   unreadable file aborts start-up rather than leaving the API open).
+//!   unreadable file aborts start-up rather than leaving the API open). It
+//!   must be a regular file, opened without blocking: a FIFO or a device
+//!   is refused, never waited on.
 //! - A token no request could match (not UTF-8, leading whitespace, a
 //!   control character: `config::check_token`) aborts start-up too, and
 //!   no message ever shows the token.
@@ -60,8 +62,21 @@ impl Token {
 
 fn read_file(path: &Path) -> Result<Token, String> {
     use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
     let what = || format!("global.api_auth_file: unable to read {}", path.display());
-    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", what()))?;
+    // O_NONBLOCK: a FIFO with no writer (or a device) would otherwise hang
+    // start-up where SIGTERM cannot end it; only a regular file is read.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .and_then(|f| match f.metadata()?.is_file() {
+            true => Ok(f),
+            false => Err(std::io::Error::other(
+                "not a regular file; expected a file holding the token",
+            )),
+        })
+        .map_err(|e| format!("{}: {e}", what()))?;
     let mut raw = Vec::new();
     file.take(MAX_TOKEN_FILE + 1)
         .read_to_end(&mut raw)

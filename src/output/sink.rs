@@ -37,15 +37,18 @@
 //! - Writes are buffered per output-thread round (`push_line` then
 //!   `flush`); the buffer is bounded (`BUF_MAX`, flushed early beyond it).
 //! - The file is opened by `safe_open::append`: a symlink or hard link that
-//!   a child planted in the log directory is refused, not written through.
+//!   a child planted in the log directory, or a symlink in place of one of
+//!   its parents, is refused, not written through. Rotation renames inside
+//!   the directory that the same walk reaches (`safe_open::Dir`), never
+//!   through the path, and only when the file written is found there.
 //! - A missing directory is a clear error at open ("directory … does not
 //!   exist"), never a panic; a failing rename keeps writing to the current
 //!   file (it grows past `max_size` rather than lose lines).
 
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::config::LogLevel;
@@ -258,10 +261,9 @@ impl RotatingFile {
         self.stalled.then(|| self.file.as_fd())
     }
 
+    #[cfg(test)]
     fn rotated(&self, n: u32) -> PathBuf {
-        let mut s = self.path.clone().into_os_string();
-        s.push(format!(".{n}"));
-        PathBuf::from(s)
+        numbered(self.path.as_os_str(), n).into()
     }
 
     /// The count says that `next` more bytes pass `max_size`: rotate if the
@@ -275,10 +277,14 @@ impl RotatingFile {
             self.size = real.len();
             return;
         }
-        let at_path = std::fs::metadata(&self.path)
-            .is_ok_and(|m| (m.dev(), m.ino()) == (real.dev(), real.ino()));
-        let result = if at_path {
-            self.rotate()
+        let at_path = crate::safe_open::locate(&self.path)
+            .ok()
+            .filter(|(dir, name)| dir.holds(name, &real));
+        let result = if let Some((dir, name)) = at_path {
+            match shift(&dir, name, self.max_files) {
+                Ok(()) => self.reopen(),
+                Err(e) => Err(format!("unable to rotate {}: {e}", self.path.display())),
+            }
         } else {
             // Moved away or deleted without a SIGUSR1: not ours to rotate.
             // Said (once) like a failed rotation, whether or not the new
@@ -301,20 +307,6 @@ impl RotatingFile {
         }
     }
 
-    fn rotate(&mut self) -> Result<(), String> {
-        let shifted = (1..self.max_files).rev().try_for_each(|n| {
-            match std::fs::rename(self.rotated(n), self.rotated(n + 1)) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-                _ => Ok(()),
-            }
-        });
-        let renamed = shifted.and_then(|()| std::fs::rename(&self.path, self.rotated(1)));
-        if let Err(e) = renamed {
-            return Err(format!("unable to rotate {}: {e}", self.path.display()));
-        }
-        self.reopen()
-    }
-
     /// Close and reopen `path` (it may have been moved away).
     pub fn reopen(&mut self) -> Result<(), String> {
         self.flush();
@@ -325,6 +317,25 @@ impl RotatingFile {
         self.stalled = false;
         Ok(())
     }
+}
+
+/// Rotate: `name.{N-1}` → `name.N`, …, `name` → `name.1`, all in `dir`
+/// (verified, and where the file being written is).
+fn shift(dir: &crate::safe_open::Dir, name: &OsStr, max_files: u32) -> io::Result<()> {
+    (1..max_files).rev().try_for_each(|n| {
+        match dir.rename(&numbered(name, n), &numbered(name, n + 1)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    })?;
+    dir.rename(name, &numbered(name, 1))
+}
+
+/// `name.n`, a rotated file's name.
+fn numbered(name: &OsStr, n: u32) -> OsString {
+    let mut s = name.to_owned();
+    s.push(format!(".{n}"));
+    s
 }
 
 impl Drop for RotatingFile {

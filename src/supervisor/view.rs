@@ -187,7 +187,7 @@ impl Supervisor {
             });
             crate::safe_open::write_atomically(&r.path, content.as_bytes())
         } else {
-            match std::fs::remove_file(&r.path) {
+            match crate::safe_open::remove(&r.path) {
                 // Nothing to remove (first publish): nothing to say either.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     self.ready_file = Some(false);
