@@ -57,6 +57,11 @@ fn run(args: &[&str], env: &[(&str, &str)], cwd: Option<&Path>) -> Output {
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
     }
+    bounded(cmd, args)
+}
+
+/// `cmd`'s output, killed and failed past `DEADLINE`.
+fn bounded(mut cmd: Command, args: &[&str]) -> Output {
     let child = cmd.spawn().expect("spawn sheepdog");
     let pid = child.id();
     let (tx, rx) = mpsc::channel();
@@ -514,6 +519,44 @@ fn hostile_files_are_rejected_cleanly() {
     }
     let f = dir.file("bomb.yaml", bomb);
     assert_invalid(&check(&f, &[]), &["invalid YAML"]);
+}
+
+/// A misspelt value is compared with the valid ones for a did-you-mean;
+/// a megabyte-long one (an API body, a generated file) must not cost a
+/// table of its length times theirs: 2 MB here took 176 MB and aborted
+/// under this address-space limit, which the real work fits in 10 times.
+#[test]
+fn a_huge_misspelt_value_costs_no_more_than_its_length() {
+    let dir = TempDir::new("huge-value");
+    let f = dir.file(
+        "big.yaml",
+        format!(
+            "processes:\n  web:\n    command: x\n    restart: {}\n    shutdown: {{signal: {}}}\n",
+            "a".repeat(2_000_000),
+            "SIGHUP".repeat(300_000)
+        ),
+    );
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        "ulimit -v 131072 && exec \"$0\" \"$@\"",
+        BIN,
+        "check",
+        "-c",
+    ])
+    .arg(&f)
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let out = bounded(cmd, &["check (address space 128 MiB)"]);
+    assert_invalid(
+        &out,
+        &[
+            "processes.web.restart: unknown value \"aaaa",
+            "expected one of always, on-failure, never",
+            "processes.web.shutdown.signal: unknown signal \"SIGHUPSIGHUP",
+        ],
+    );
 }
 
 /// A key that is empty or holds a space or a control character is quoted

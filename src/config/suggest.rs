@@ -11,14 +11,22 @@ where
     I: IntoIterator<Item = &'a str>,
 {
     let norm = normalise(word);
+    let len = norm.chars().count();
     let mut best: Option<(usize, &'a str)> = None;
     for c in candidates {
+        let c_len = c.chars().count();
+        let limit = (c_len.max(len) / 3).clamp(1, 3);
+        // The distance is at least the difference in length: a word far
+        // longer than every candidate (a megabyte in an API body) costs a
+        // length count, never a table of its length times theirs.
+        if c_len.abs_diff(len) > limit {
+            continue;
+        }
         let d = if normalise(c) == norm {
             0
         } else {
             distance(&norm, &normalise(c))
         };
-        let limit = (c.chars().count().max(word.chars().count()) / 3).clamp(1, 3);
         if d <= limit && best.is_none_or(|(bd, _)| d < bd) {
             best = Some((d, c));
         }
