@@ -37,6 +37,7 @@ use super::http::{percent_decode, query_bool, query_pairs, Head, Peer, Request, 
 use super::metrics::ApiCounters;
 use super::openapi;
 use super::server::Handler;
+use crate::config::quote;
 use crate::group::Whom;
 use crate::output::buffer::LogStore;
 use crate::status::{
@@ -830,7 +831,8 @@ fn object(body: &[u8], allowed: &[&str], example: &str) -> Result<Map<String, Va
     if let Some(k) = m.keys().find(|k| !allowed.contains(&k.as_str())) {
         let names: Vec<String> = allowed.iter().map(|a| format!("{a:?}")).collect();
         return Err(bad(format!(
-            "request body: unknown field {k:?}; expected {}",
+            "request body: unknown field {}; expected {}",
+            quote(k),
             names.join(" or ")
         )));
     }
@@ -873,6 +875,16 @@ fn repeated_key(body: &[u8]) -> Option<String> {
         .flatten()
 }
 
+/// `v` as an error quotes it: a string or number in a few dozen
+/// characters (a body may be a megabyte), anything else by its kind.
+fn shown(v: &Value) -> String {
+    match v {
+        Value::String(s) => quote(s),
+        Value::Number(n) => n.to_string(),
+        _ => kind(v).into(),
+    }
+}
+
 fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
@@ -905,14 +917,23 @@ fn scale_target(snap: &Snapshot, name: &str, body: &[u8]) -> Result<u32, Respons
                     u32::MAX
                 ))
             }),
+            None if v.as_f64().is_some_and(|f| f > f64::from(u32::MAX)) => Err(bad(format!(
+                "desired: {v} is too large; expected 0 to {}",
+                u32::MAX
+            ))),
             None => Err(bad(format!(
-                "desired: expected a non-negative integer, got {v}"
+                "desired: expected a non-negative integer, got {}",
+                shown(v)
             ))),
         },
         (None, Some(v)) => {
             let Some(delta) = v.as_i64() else {
+                if v.as_f64().is_some_and(|f| f.abs() >= 9.2e18) {
+                    return Err(bad(format!("delta: {v} is too large")));
+                }
                 return Err(bad(format!(
-                    "delta: expected an integer such as 2 or -1, got {v}"
+                    "delta: expected an integer such as 2 or -1, got {}",
+                    shown(v)
                 )));
             };
             let Some(p) = snap.processes.iter().find(|p| *p.name == *name) else {
@@ -939,8 +960,9 @@ fn signal_of(body: &[u8]) -> Result<(nix::sys::signal::Signal, Whom), Response> 
         Some(Value::String(s)) if s == "main" => Whom::Main,
         Some(other) => {
             return Err(bad(format!(
-                "to: invalid value {other}; expected \"group\" (every process of each instance, \
-                 the default) or \"main\" (only the process sheepdog started)"
+                "to: invalid value {}; expected \"group\" (every process of each instance, \
+                 the default) or \"main\" (only the process sheepdog started)",
+                shown(other)
             )))
         }
     };
@@ -1134,6 +1156,16 @@ mod tests {
                 400,
                 "desired: 4294967297 is too large; expected 0 to 4294967295",
             ),
+            (
+                br#"{"desired": 18446744073709551616}"#,
+                400,
+                "desired: 1.8446744073709552e+19 is too large",
+            ),
+            (
+                br#"{"delta": 9223372036854775808}"#,
+                400,
+                "delta: 9223372036854775808 is too large",
+            ),
             (br#"{"delta": "x"}"#, 400, "delta: expected an integer"),
             (br#"{"delta": -3}"#, 400, "delta: -3 would take web below 0"),
             (br#"{"delta": 1, "desired": 1}"#, 400, "only one"),
@@ -1149,6 +1181,21 @@ mod tests {
             );
         }
         assert_eq!(err(scale_target(&s, "nope", br#"{"delta": 1}"#)).0, 404);
+        // A megabyte of value comes back in a few dozen characters.
+        let long = "x".repeat(1 << 20);
+        for body in [
+            format!(r#"{{"{long}": 1}}"#),
+            format!(r#"{{"desired": "{long}"}}"#),
+            format!(r#"{{"desired": ["{long}"]}}"#),
+        ] {
+            let (st, msg) = err(scale_target(&s, "web", body.as_bytes()));
+            assert_eq!(st, 400);
+            assert!(msg.len() < 300, "{}…", &msg[..300]);
+        }
+        let to = format!(r#"{{"signal": "HUP", "to": "{long}"}}"#);
+        let (st, msg) = err(signal_of(to.as_bytes()));
+        assert_eq!(st, 400);
+        assert!(msg.len() < 300, "{}…", &msg[..300]);
     }
 
     #[test]
