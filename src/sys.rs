@@ -140,6 +140,33 @@ pub fn pidfd_open(pid: i32) -> io::Result<std::os::fd::OwnedFd> {
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as libc::c_int) })
 }
 
+/// The uid and pid of a unix socket's peer as they were when it connected
+/// (SO_PEERCRED), for the log of who asked what; `(u32::MAX, 0)` should
+/// the kernel not say, which it always does for a connected AF_UNIX socket.
+#[cfg(feature = "api")]
+pub fn peer_cred(fd: std::os::fd::BorrowedFd<'_>) -> (u32, i32) {
+    use std::os::fd::AsRawFd;
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: u32::MAX,
+        gid: u32::MAX,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` are live, writable locals, and `len` is
+    // `cred`'s size: the kernel writes at most that many bytes. On failure
+    // nothing is written and the placeholders stay.
+    unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            std::ptr::addr_of_mut!(cred).cast(),
+            &mut len,
+        )
+    };
+    (cred.uid, cred.pid)
+}
+
 /// Reset the signal state sheepdog inherited, so that children (which
 /// inherit ignored dispositions and the mask across exec) start clean:
 /// unblock everything and turn SIG_IGN back into SIG_DFL. Call first thing

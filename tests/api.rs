@@ -2604,3 +2604,37 @@ fn a_slow_shutdown_shows_how_long_it_has_taken_while_it_goes_on() {
     assert!(ok, "last sample {seen:?}\n{}", api.sd.log());
     assert_eq!(api.sd.exit_code(WAIT), 0, "{}", api.sd.log());
 }
+
+/// Regression (security review finding 8): a request that changes
+/// something is logged at the default level with who sent it (the address
+/// over TCP, the uid and pid over the unix socket), so the operator can tell
+/// their own `ctl` from a child's curl. Reads stay at debug.
+#[test]
+fn state_changing_requests_are_logged_with_their_sender() {
+    let port = 26040;
+    let sd = Sheepdog::start(
+        "api-sender",
+        &format!(
+            "global:\n  api_port: {port}\n  metrics_enabled: false\n  api_socket: $DIR/api.sock\n\
+             processes:\n  web:\n    command: \"exec sleep 1000\"\n"
+        ),
+    );
+    sd.wait_log(&format!("listening on http://127.0.0.1:{port}"));
+    sd.wait_log("web-1: started");
+    let sock = sd.dir.path("api.sock");
+    let signal = "/api/v1/processes/web/signal";
+    let cont = r#"{"signal": "CONT"}"#;
+    assert_eq!(http::get(port, "/api/v1/processes", None).status, 200);
+    assert_eq!(http::post(port, signal, None, cont).status, 200);
+    let r = http::unix(&sock, "POST", signal, None, Some(cont));
+    assert_eq!(r.status, 200, "{}", r.body);
+    sd.wait_log(&format!(
+        "INFO  sheepdog | api: POST {signal} from 127.0.0.1 -> 200"
+    ));
+    sd.wait_log(&format!(
+        "INFO  sheepdog | api: POST {signal} from unix socket (uid {}, pid {}) -> 200",
+        nix::unistd::geteuid(),
+        std::process::id()
+    ));
+    assert!(!sd.log().contains("api: GET"), "{}", sd.log());
+}

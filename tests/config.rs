@@ -760,3 +760,126 @@ fn bad_examples_fail_with_their_expected_messages() {
         assert_invalid(&check(&f, &[]), &expects);
     }
 }
+
+/// Regression (security review finding 2): `user:` gives no isolation from
+/// a TCP API without a token, so `check` names every child (process or
+/// hook) that runs as another uid, and says what to do; not when a token
+/// is set, nor for the unix socket alone (mode 0600).
+#[test]
+fn check_warns_when_children_of_other_users_reach_an_api_without_a_token() {
+    let dir = TempDir::new("apiusers");
+    let procs = "hooks:\n  pre_start: [{name: g, command: x, user: '4242'}]\n\
+                 processes:\n  a:\n    command: x\n    user: '4242'\n    \
+                 hooks: {pre_stop: [{name: h, command: x, user: '4243'}]}\n  \
+                 b: {command: x, group: '4242'}\n  c: {command: x, user: '4242', enabled: false}\n  \
+                 d: {command: x, hooks: {pre_start: [{name: own, command: x}]}}\n";
+    let said = "global.api_auth: not set, so the API on 127.0.0.1:26020 takes requests";
+    let warned = |global: &str| {
+        let f = dir.file("u.yaml", format!("global: {{{global}}}\n{procs}"));
+        let out = check(&f, &[]);
+        assert_valid(&out);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let lines: Vec<&str> = text.lines().filter(|l| l.contains(said)).collect();
+        assert!(lines.len() <= 1, "{text}");
+        lines.first().map(|l| l.to_string())
+    };
+    let line = warned("api_port: 26020").expect("a warning");
+    assert!(
+        line.contains("as another user than sheepdog: a, hook:g, a/hook:h; set api_auth or api_auth_file, or use api_socket with api_port: 0"),
+        "{line}"
+    );
+    assert_eq!(warned("api_port: 26020, api_auth: t0ken"), None);
+    assert_eq!(warned("api_port: 26020, api_enabled: false"), None);
+    assert_eq!(warned("api_port: 0, api_socket: /tmp/x.sock"), None);
+}
+
+/// Regression (security review finding 3): a configuration file, or its
+/// directory, that others can write is a way to run commands as root at the
+/// next reload; a token file or a file with the token inline that others
+/// can read gives the API away. `check` warns (and still exits 0).
+#[test]
+fn check_warns_about_files_others_can_change_or_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("perms");
+    let mode =
+        |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    let lines = |f: &Path| {
+        let out = check(f, &[("TOK", "from-env-token")]);
+        assert_valid(&out);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines()
+            .filter(|l| l.contains("(owner uid"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    // Whatever the umask made them.
+    mode(&dir.0, 0o755);
+    let f = dir.file("c.yaml", MIN);
+    mode(&f, 0o644);
+    assert_eq!(lines(&f), Vec::<String>::new());
+    mode(&f, 0o666);
+    let got = lines(&f);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].contains(&format!("configuration file {} (owner uid", f.display()))
+            && got[0].contains("mode 0666) is writable by others than root and sheepdog"),
+        "{got:?}"
+    );
+    mode(&f, 0o644);
+    mode(&dir.0, 0o777);
+    let got = lines(&f);
+    mode(&dir.0, 0o755);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].contains(&format!("configuration directory {} (", dir.0.display())),
+        "{got:?}"
+    );
+    // A sticky directory (/tmp) lets others add names, not replace this one.
+    mode(&dir.0, 0o1777);
+    let got = lines(&f);
+    mode(&dir.0, 0o755);
+    assert_eq!(got, Vec::<String>::new());
+
+    let token = dir.file("token", "t0ken-in-a-file\n");
+    let f = dir.file(
+        "t.yaml",
+        format!(
+            "global: {{api_port: 26021, api_auth_file: '{}'}}\n{MIN}",
+            token.display()
+        ),
+    );
+    mode(&f, 0o644);
+    mode(&token, 0o644);
+    let got = lines(&f);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].starts_with(&format!(
+            "  - global.api_auth_file: {} (owner uid",
+            token.display()
+        )) && got[0].contains("mode 0644) can be read or changed by others"),
+        "{got:?}"
+    );
+    mode(&token, 0o400);
+    assert_eq!(lines(&f), Vec::<String>::new());
+
+    // The token written in the file, not one from the environment.
+    let f = dir.file(
+        "i.yaml",
+        format!("global: {{api_port: 26021, api_auth: t0ken-inline}}\n{MIN}"),
+    );
+    mode(&f, 0o644);
+    let got = lines(&f);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].contains("mode 0644) holds the token, and others can read it"),
+        "{got:?}"
+    );
+    mode(&f, 0o600);
+    assert_eq!(lines(&f), Vec::<String>::new());
+    let f = dir.file(
+        "e.yaml",
+        format!("global: {{api_port: 26021, api_auth: '${{TOK}}'}}\n{MIN}"),
+    );
+    mode(&f, 0o644);
+    assert_eq!(lines(&f), Vec::<String>::new());
+}

@@ -733,3 +733,54 @@ fn logs_reopen_refuses_other_logs_flags() {
         );
     }
 }
+
+/// Regression (security review finding 7): a child's control characters
+/// reach `ctl logs` escaped, in the tail and in `--follow`: its `\r` cannot
+/// write over the line's prefix to forge a record, nor ESC, OSC, BEL or a
+/// C1 control drive the operator's terminal.
+#[test]
+fn logs_escape_a_childs_control_characters() {
+    let sd = Sheepdog::start(
+        "ctl-escape",
+        r#"global:
+  api_port: 0
+  metrics_enabled: false
+  api_socket: $DIR/api.sock
+processes:
+  evil:
+    command: |
+      say() { printf 'x\r2026 ERROR sheepdog | FORGED\033]0;t\007\033[2J\302\233!\n'; }
+      trap say HUP
+      say
+      while :; do sleep 0.05; done
+"#,
+    );
+    sd.wait_log("FORGED");
+    let sock = sd.dir.path("api.sock");
+    let target = ["--socket", sock.to_str().unwrap()];
+    let shown = "evil-1 | x\\r2026 ERROR sheepdog | FORGED\\u{1b}]0;t\\u{7}\\u{1b}[2J\\u{9b}!";
+    let clean = |s: &str| !s.chars().any(|c| c.is_control() && c != '\n');
+    let o = ctl(&[&target[..], &["logs", "evil"]].concat(), &[]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains(shown) && clean(&out(&o)), "{:?}", out(&o));
+
+    let file = sd.dir.path("follow.out");
+    let mut follower = Command::new(BIN)
+        .arg("ctl")
+        .args(target)
+        .args(["logs", "--follow", "--tail", "1", "evil"])
+        .stdout(std::fs::File::create(&file).unwrap())
+        .spawn()
+        .unwrap();
+    let read = || std::fs::read_to_string(&file).unwrap_or_default();
+    assert!(
+        wait_until(WAIT, || read().contains(shown)),
+        "the tail comes first"
+    );
+    let o = ctl(&[&target[..], &["signal", "evil", "HUP"]].concat(), &[]);
+    assert!(o.status.success(), "{}", err(&o));
+    let followed = wait_until(WAIT, || read().matches(shown).count() == 2);
+    let _ = follower.kill();
+    let _ = follower.wait();
+    assert!(followed && clean(&read()), "{:?}", read());
+}

@@ -1765,3 +1765,32 @@ fn stopping_the_run_of_a_job_a_reload_removed_says_it_goes() {
     assert!(!msg.contains("on its schedule"), "{msg}");
     r.sd.wait_log("job: removed");
 }
+
+/// Regression (security review findings 2 and 3): `run` logs at start-up
+/// that a child of another user can reach the API without a token, and a
+/// reload logs what it finds wrong with the file it read (here: others can
+/// write it, so they could have sheepdog run anything as root).
+#[test]
+fn trust_warnings_are_logged_at_start_and_at_reload() {
+    use std::os::unix::fs::PermissionsExt;
+    let sd = Sheepdog::start(
+        "reload-trust",
+        "global:\n  api_port: 26030\n  metrics_enabled: false\nprocesses:\n  app:\n    command: \"exec sleep 1000\"\n    user: '65534'\n",
+    );
+    sd.wait_log(
+        "WARN  sheepdog | config: global.api_auth: not set, so the API on 127.0.0.1:26030 \
+         takes requests (stop, signal, reload, logs) from every child, also from those that \
+         run as another user than sheepdog: app;",
+    );
+    let file = sd.dir.path("sheepdog.yaml");
+    if std::fs::metadata(&file).unwrap().permissions().mode() & 0o022 == 0 {
+        assert!(!sd.log().contains("is writable by others"), "{}", sd.log());
+    }
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
+    sd.signal(libc::SIGHUP);
+    sd.wait_log(&format!(
+        "config: configuration file {} (owner uid {}, mode 0666) is writable by others than root and sheepdog",
+        file.display(),
+        nix::unistd::geteuid()
+    ));
+}

@@ -24,18 +24,18 @@ pub const MAX_HEAD: usize = 16 * 1024;
 pub const MAX_HEADERS: usize = 64;
 
 /// Who sent a request: the TCP peer address (never a forwarded header), or
-/// the local unix socket.
+/// the local unix socket with the client's uid and pid (SO_PEERCRED).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Peer {
     Ip(IpAddr),
-    Unix,
+    Unix(u32, i32),
 }
 
 impl std::fmt::Display for Peer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Peer::Ip(ip) => write!(f, "{ip}"),
-            Peer::Unix => f.write_str("unix socket"),
+            Peer::Unix(uid, pid) => write!(f, "unix socket (uid {uid}, pid {pid})"),
         }
     }
 }
@@ -450,7 +450,7 @@ mod tests {
             "POST /api/v1/x?limit=3 HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\nX-Y:  z \r\n\r\n"
                 .len()
         );
-        let r = h.into_request(Vec::new(), Peer::Unix);
+        let r = h.into_request(Vec::new(), Peer::Unix(0, 1));
         assert_eq!(r.header("x-y"), Some("z"));
         assert_eq!(r.header("missing"), None);
     }

@@ -104,6 +104,8 @@ fn key(peer: Peer) -> Peer {
                 Peer::Ip(IpAddr::V6(seg.into()))
             }
         },
+        // One bucket per user, not per client process.
+        Peer::Unix(uid, _) => Peer::Unix(uid, 0),
         other => other,
     }
 }
@@ -153,8 +155,8 @@ mod tests {
         assert!(rl.check(ip("2001:db8:0:1::1"), t).is_ok());
         assert!(rl.check(ip("192.0.2.1"), t).is_ok());
         assert!(rl.check(ip("::ffff:192.0.2.1"), t).is_err());
-        assert!(rl.check(Peer::Unix, t).is_ok());
-        assert!(rl.check(Peer::Unix, t).is_err());
+        assert!(rl.check(Peer::Unix(0, 1), t).is_ok());
+        assert!(rl.check(Peer::Unix(0, 2), t).is_err());
     }
 
     #[test]

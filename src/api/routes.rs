@@ -435,7 +435,7 @@ impl Api {
             peer,
         } = *asked;
         if self.token.is_none() {
-            browser(headers, peer != Peer::Unix && !self.any_host)?;
+            browser(headers, !matches!(peer, Peer::Unix(..)) && !self.any_host)?;
         }
         let (route, name) = match find(method, path) {
             Routed::Found(r, n) => (r, n),

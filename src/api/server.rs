@@ -222,7 +222,8 @@ impl Listener {
             }
             Listener::Unix(l, _) => {
                 let (s, _) = l.accept()?;
-                Ok((Stream::Unix(s), Peer::Unix))
+                let (uid, pid) = crate::sys::peer_cred(s.as_fd());
+                Ok((Stream::Unix(s), Peer::Unix(uid, pid)))
             }
         }
     }
@@ -462,7 +463,14 @@ fn worker(jobs: Receiver<Job>, handler: Arc<dyn Handler>, write_timeout: Duratio
         in_flight(1);
         let resp = handler.handle(&req);
         handler.responded(resp.status);
-        log::debug!(
+        // Who changed something belongs at the default level; reads stay
+        // at debug, or every probe and `ctl status` would flood the log.
+        let level = match req.method.as_str() {
+            "GET" | "HEAD" => log::Level::Debug,
+            _ => log::Level::Info,
+        };
+        log::log!(
+            level,
             "api: {} {} from {} -> {}",
             req.method,
             req.path,

@@ -11,6 +11,7 @@ mod env;
 pub mod extra;
 mod keys;
 pub mod model;
+mod perms;
 mod raw;
 mod report;
 mod shape;
@@ -134,7 +135,9 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     };
     let text = yaml::read_capped(path).map_err(|e| fail(vec![e]))?;
     let overrides = env::from_process_env().map_err(fail)?;
-    load_from_str(&text, Some(path), &process_env, &overrides)
+    let mut cfg = load_from_str(&text, Some(path), &process_env, &overrides)?;
+    perms::check(path, &text, &mut cfg);
+    Ok(cfg)
 }
 
 /// `${VAR}` lookups in the real process environment.

@@ -235,7 +235,7 @@ fn logs(target: &Target, token: Option<&str>, q: &LogsQuery, json: bool) -> i32 
                 v["dropped"]
             ),
             Ok(v) => print(&v),
-            Err(_) => outln!("{l}"),
+            Err(_) => outln!("{}", escaped(l)),
         }
     };
     match client::follow(target, &logs_path(q, Some(since)), token, &mut on_line) {
@@ -271,7 +271,9 @@ fn watch_stdout() {
     }
 }
 
-/// A record as a text log line: `ts LEVEL instance | msg`.
+/// A record as a text log line: `ts LEVEL instance | msg`, its control
+/// characters escaped as in errors: a child's `\r`, ESC or OSC must not
+/// rewrite the operator's terminal or forge a line (`--json` escapes them).
 fn log_line(rec: &Value) -> String {
     let s = |k: &str| rec.get(k).and_then(Value::as_str).unwrap_or("");
     let who = if s("instance").is_empty() {
@@ -279,12 +281,13 @@ fn log_line(rec: &Value) -> String {
     } else {
         s("instance")
     };
-    format!(
+    let line = format!(
         "{} {:<5} {who} | {}",
         s("ts"),
         s("level").to_ascii_uppercase(),
         s("msg")
-    )
+    );
+    escaped(&line).into_owned()
 }
 
 /// `$SHEEPDOG_API_SOCKET`, `$SHEEPDOG_API_URL`, the conventional socket

@@ -49,6 +49,7 @@ pub fn build(raw: &RawConfig, source: Option<&Path>, r: &mut Report) -> Option<C
     process::check_dependencies(&processes, r);
     process::check_ports(&processes, &global, r);
     process::check_backoff(&processes, r);
+    process::check_api_users(&processes, &hooks, &global, r);
     if let Some(rd) = &global.extra.readiness {
         for name in &rd.processes {
             if !processes.contains_key(name) {

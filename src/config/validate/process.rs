@@ -16,8 +16,8 @@ use serde_yaml::Value;
 
 use super::super::extra::ProcessExtra;
 use super::super::model::{
-    Backoff, Condition, Dependency, Global, InitialState, Process, ProcessType, RestartPolicy,
-    Shutdown,
+    Backoff, Condition, Credentials, Dependency, Global, Hook, Hooks, InitialState, Process,
+    ProcessType, RestartPolicy, Shutdown,
 };
 use super::super::raw::RawProcess;
 use super::super::report::{index, join, under, KeyPath, Report};
@@ -568,6 +568,56 @@ pub fn check_backoff(processes: &BTreeMap<String, Process>, r: &mut Report) {
                  loop restarts as fast as sheepdog can fork; set restart_backoff_initial (e.g. \
                  100ms) or max_restart_attempts",
                 spinning.join(", ")
+            ),
+        );
+    }
+}
+
+/// `user:` gives no isolation from a TCP API without a token: every child
+/// can connect to loopback and stop, signal or reload anything (a reload
+/// of a config it can write runs its commands as root). Kept valid, as
+/// the default; one warning names every child that runs as another uid.
+pub fn check_api_users(
+    processes: &BTreeMap<String, Process>,
+    hooks: &Hooks,
+    global: &Global,
+    r: &mut Report,
+) {
+    let api = &global.api;
+    if !api.enabled || api.port == 0 || api.auth.is_some() || api.auth_file.is_some() {
+        return;
+    }
+    let ours = nix::unistd::geteuid().as_raw();
+    let other = |c: &Option<Credentials>| c.as_ref().is_some_and(|c| c.uid != ours);
+    let mut who: Vec<String> = processes
+        .values()
+        .filter(|p| p.enabled && other(&p.credentials))
+        .map(|p| p.name.clone())
+        .collect();
+    let mut hooks_of = |owner: &str, h: &Hooks, stop: Option<&Hook>| {
+        let lists = [&h.pre_start, &h.post_start, &h.pre_stop, &h.post_stop];
+        for h in lists.into_iter().flatten().chain(stop) {
+            if other(&h.credentials) {
+                who.push(format!("{owner}hook:{}", h.name));
+            }
+        }
+    };
+    hooks_of("", hooks, None);
+    for p in processes.values().filter(|p| p.enabled) {
+        let owner = format!("{}/", p.name);
+        hooks_of(&owner, &p.extra.hooks, p.shutdown.pre_stop_hook.as_ref());
+    }
+    if !who.is_empty() {
+        r.warn(
+            "global.api_auth",
+            format!(
+                "not set, so the API on {}:{} takes requests (stop, signal, reload, logs) from \
+                 every child, also from those that run as another user than sheepdog: {}; set \
+                 api_auth or api_auth_file, or use api_socket with api_port: 0 (mode 0600: \
+                 other users cannot connect)",
+                api.listen,
+                api.port,
+                who.join(", ")
             ),
         );
     }
