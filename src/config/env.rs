@@ -211,7 +211,9 @@ fn resolve_process<'s>(
     names: &[String],
     shape: &'s Shape,
 ) -> Result<ProcessKey<'s>, String> {
-    let upper = rest.to_ascii_uppercase();
+    // Spelt as the variable may spell it: `QUEUE-DEFAULT_SCALE` and
+    // `queue-default_SCALE` name queue-default too. (Same length as `rest`.)
+    let upper = env_name(rest);
     let candidates: Vec<(String, &String)> = names.iter().map(|n| (env_name(n), n)).collect();
     // The longest existing name that starts the variable, and its rest.
     let mut near: Option<(&String, &str)> = None;
@@ -489,6 +491,19 @@ mod tests {
             Value::Sequence(vec![s("nginx"), s("-g"), s("daemon off;")])
         );
         assert_eq!(w["depends_on"], Value::Sequence(vec![s("queue-default")]));
+        // The name as written in the file, dash and all, names it too.
+        let (v, r) = run(
+            yaml,
+            &[
+                ("SHEEPDOG_PROCESS_QUEUE-DEFAULT_MAX_SCALE", "5"),
+                ("SHEEPDOG_PROCESS_queue-default_HEALTH_CHECK_TYPE", "tcp"),
+            ],
+        );
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        let q = &v["processes"]["queue-default"];
+        assert_eq!(q["max_scale"], s("5"));
+        assert_eq!(q["health_check"]["type"], s("tcp"));
+        assert_eq!(v["processes"].as_mapping().map(|m| m.len()), Some(2));
     }
 
     #[test]
