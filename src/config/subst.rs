@@ -107,8 +107,9 @@ fn expand(inner: &str, env: &EnvLookup) -> Result<String, String> {
             Some(d) => (&inner[..i], Some(d)),
             None => {
                 return Err(format!(
-                    "invalid substitution ${{{inner}}}; expected ${{NAME}} or ${{NAME:-default}} \
-                     with NAME made of letters, digits and _"
+                    "invalid substitution {}; expected ${{NAME}} or ${{NAME:-default}} \
+                     with NAME made of letters, digits and _",
+                    quote(&format!("${{{inner}}}"))
                 ))
             }
         },
@@ -119,8 +120,9 @@ fn expand(inner: &str, env: &EnvLookup) -> Result<String, String> {
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
     if !valid {
         return Err(format!(
-            "invalid variable name {} in ${{{inner}}}; expected a name like APP_ENV",
-            quote(name)
+            "invalid variable name {} in {}; expected a name like APP_ENV",
+            quote(name),
+            quote(&format!("${{{inner}}}"))
         ));
     }
     let value = env(name)?;
@@ -179,6 +181,14 @@ mod tests {
         assert!(sub("${1X}").unwrap_err().contains("invalid variable name"));
         assert!(sub("${}").unwrap_err().contains("invalid variable name"));
         assert!(sub("${A-b}").unwrap_err().contains("invalid substitution"));
+        // What is quoted is escaped and cut: one problem, one line.
+        let e = sub("${A x\n\u{1b}[2J}").unwrap_err();
+        assert!(
+            e.starts_with(r#"invalid substitution "${A x\n\u{1b}[2J}";"#),
+            "{e}"
+        );
+        let e = sub(&format!("${{1{}}}", "x".repeat(1000))).unwrap_err();
+        assert!(e.len() < 300, "{e}");
         assert!(sub("${BAD}").unwrap_err().contains("UTF-8"));
     }
 
