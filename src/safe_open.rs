@@ -258,7 +258,8 @@ pub fn dir_of(path: &Path) -> &Path {
 
 /// Clear the `O_NONBLOCK` used for the open, on a regular file: a disk
 /// that is slow slows the writer, whatever the file system makes of it.
-fn blocking(file: &File) -> io::Result<()> {
+/// (The config reader opens that way too, against a FIFO with no writer.)
+pub fn blocking(file: &File) -> io::Result<()> {
     let flags = nix::fcntl::fcntl(file, nix::fcntl::FcntlArg::F_GETFL)?;
     let flags = nix::fcntl::OFlag::from_bits_truncate(flags) - nix::fcntl::OFlag::O_NONBLOCK;
     nix::fcntl::fcntl(file, nix::fcntl::FcntlArg::F_SETFL(flags))?;

@@ -521,6 +521,39 @@ fn hostile_files_are_rejected_cleanly() {
     assert_invalid(&check(&f, &[]), &["invalid YAML"]);
 }
 
+/// A FIFO given as the configuration with nobody writing to it: open(2)
+/// used to block for good (deaf to SIGTERM, as PID 1 too); a FIFO with a
+/// writer is read as usual.
+#[test]
+fn a_configuration_fifo_nobody_writes_to_is_refused_not_waited_for() {
+    let dir = TempDir::new("config-fifo");
+    let fifo = dir.0.join("sheepdog.yaml");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    for args in [&["check", "-c"][..], &["run", "--dry-run", "-c"]] {
+        let mut all = args.to_vec();
+        all.push(fifo.to_str().expect("utf-8 path"));
+        assert_invalid(
+            &run(&all, &[], None),
+            &["it is a FIFO that nothing writes to; expected a YAML file"],
+        );
+    }
+    let writer = std::thread::spawn({
+        let fifo = fifo.clone();
+        move || std::fs::write(fifo, MIN)
+    });
+    // The writer blocks in open until a reader comes: retry until it did.
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let out = check(&fifo, &[]);
+        if out.status.code() == Some(0) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", stderr(&out));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    writer.join().unwrap().expect("write the fifo");
+}
+
 /// A misspelt value is compared with the valid ones for a did-you-mean;
 /// a megabyte-long one (an API body, a generated file) must not cost a
 /// table of its length times theirs: 2 MB here took 176 MB and aborted

@@ -21,6 +21,7 @@
 use std::cell::Cell;
 use std::fmt;
 use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
 use serde::de::{self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, Visitor};
@@ -41,7 +42,13 @@ const MAX_FLOW_DEPTH: usize = 128;
 /// Read a configuration file as UTF-8 text, at most `MAX_FILE_BYTES`.
 pub fn read_capped(path: &Path) -> Result<String, String> {
     let shown = path.display();
-    let file = std::fs::File::open(path).map_err(|e| match std::fs::read_link(path) {
+    // Not blocked by a FIFO that nobody writes to: PID 1 would hang in
+    // open(2), deaf to SIGTERM. With a writer (`-c <(…)`) it reads as usual.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path);
+    let file = file.map_err(|e| match std::fs::read_link(path) {
         // `ls` shows a dangling link (a ConfigMap not mounted yet): plain
         // "No such file" would send the operator looking at the wrong path.
         Ok(to) if e.kind() == std::io::ErrorKind::NotFound => std::io::Error::new(
@@ -64,10 +71,18 @@ pub fn read_capped(path: &Path) -> Result<String, String> {
             return Err(too_big(path, meta.len(), true));
         }
     }
+    let fifo = file.metadata().is_ok_and(|m| m.file_type().is_fifo());
+    crate::safe_open::blocking(&file).map_err(|e| format!("unable to read {shown}: {e}"))?;
     let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES + 1)
+    (&file)
+        .take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| format!("unable to read {shown}: {e}"))?;
+    if fifo && bytes.is_empty() {
+        return Err(format!(
+            "unable to read {shown}: it is a FIFO that nothing writes to; expected a YAML file"
+        ));
+    }
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(too_big(path, bytes.len() as u64, false));
     }
@@ -239,11 +254,21 @@ fn flow_hint(text: &str, e: &serde_yaml::Error) -> &'static str {
     let line = e
         .location()
         .and_then(|l| text.lines().nth(l.line().saturating_sub(1)));
-    if line.is_some_and(|l| l.contains("${")) {
+    if line.is_some_and(unquoted_in_flow) {
         " (a ${VAR} inside [...] or {...} must be quoted: [\"${VAR}\"])"
     } else {
         ""
     }
+}
+
+/// Whether `line` has a `${` outside quotes after a `[` or `{`: what
+/// the hint is about. A quoted one, or one in a plain value, is fine.
+fn unquoted_in_flow(line: &str) -> bool {
+    line.match_indices("${").any(|(i, _)| {
+        let before = &line[..i];
+        let odd = |q: char| before.matches(q).count() % 2 == 1;
+        !odd('"') && !odd('\'') && before.contains(['[', '{'])
+    })
 }
 
 /// serde_yaml places a duplicate key's error at the start of its mapping,
@@ -456,6 +481,14 @@ mod tests {
         assert!(e.contains("must be quoted"), "{e}");
         assert!(!parse("a: [1,").unwrap_err().contains("quoted"));
         assert!(parse("ports: [\"${PORT:-80}\"]").is_ok());
+        // A quoted one, or one outside a collection, is not the cause.
+        for t in [
+            "command: \"echo ${HOME}\" \"x\"",
+            "env: {N: 99999999999999999999999, M: \"${HOME}\"}",
+        ] {
+            let e = parse(t).unwrap_err();
+            assert!(!e.contains("must be quoted"), "{t}: {e}");
+        }
     }
 
     #[test]
