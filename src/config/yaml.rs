@@ -124,9 +124,10 @@ pub fn parse(text: &str) -> Result<Value, String> {
     let de = serde_yaml::Deserializer::from_str(text);
     let mut value = Node(&budget).deserialize(de).map_err(|e| {
         format!(
-            "invalid YAML: {e}{}{}",
+            "invalid YAML: {e}{}{}{}",
             duplicate_hint(text, &e),
-            flow_hint(text, &e)
+            flow_hint(text, &e),
+            limit_hint(&e)
         )
     })?;
     // serde_yaml's merge error has no location: find the key first (only
@@ -256,6 +257,18 @@ fn flow_hint(text: &str, e: &serde_yaml::Error) -> &'static str {
         .and_then(|l| text.lines().nth(l.line().saturating_sub(1)));
     if line.is_some_and(unquoted_in_flow) {
         " (a ${VAR} inside [...] or {...} must be quoted: [\"${VAR}\"])"
+    } else {
+        ""
+    }
+}
+
+/// serde_yaml's own limits, which it names in a few words: which limit.
+fn limit_hint(e: &serde_yaml::Error) -> &'static str {
+    let msg = e.to_string();
+    if msg.starts_with("recursion limit exceeded") {
+        " (lists and maps nested more than 128 levels deep)"
+    } else if msg.starts_with("repetition limit exceeded") {
+        " (aliases expand to more than 100 times the values the file holds)"
     } else {
         ""
     }
@@ -570,7 +583,9 @@ mod tests {
             maps.push_str(&" ".repeat(i));
             maps.push_str("k:\n");
         }
-        assert!(parse(&maps).unwrap_err().contains("recursion limit"));
+        let e = parse(&maps).unwrap_err();
+        assert!(e.contains("recursion limit"), "{e}");
+        assert!(e.contains("nested more than 128 levels deep"), "{e}");
     }
 
     #[test]
@@ -582,6 +597,20 @@ mod tests {
             doc.push_str(&format!("a{i}: &a{i} [{items}]\n"));
         }
         assert!(parse(&doc).is_err());
+        // 20 × 20 × 20 values from 60 written: serde_yaml's own limit.
+        let mut doc = String::from("a0: &a0 v\n");
+        for i in 1..4 {
+            let prev = format!("*a{}", i - 1);
+            doc.push_str(&format!(
+                "a{i}: &a{i} [{}]\n",
+                [prev.as_str(); 20].join(", ")
+            ));
+        }
+        let e = parse(&doc).unwrap_err();
+        assert!(
+            e.contains("more than 100 times the values the file holds"),
+            "{e}"
+        );
     }
 
     #[test]
