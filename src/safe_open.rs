@@ -92,12 +92,34 @@ fn open_in(dir: Dir, path: &Path, mode: u32, hops: &mut u32) -> io::Result<File>
         Err(nix::errno::Errno::ELOOP) => {
             let target = dir.link(name, hops, nix::errno::Errno::ELOOP.into())?;
             if target.starts_with("/proc") {
+                if let Some(shared) = own_regular_fd(&target) {
+                    return Ok(shared);
+                }
                 return Ok(open(true)?);
             }
             open_in(dir, &target, mode, hops)
         }
         other => Ok(other?),
     }
+}
+
+/// `/proc/self/fd/1` or `2` (what `/dev/stdout` and `/dev/stderr` name)
+/// when it is a regular file:
+/// a copy of the descriptor, not a new open. sheepdog's stdout redirected
+/// with `>` has one offset; a second open has another, and sheepdog's own
+/// lines would overwrite the ones written through it. (A pipe or terminal
+/// is opened anew, as it has no offset and keeps its own O_NONBLOCK.)
+fn own_regular_fd(target: &Path) -> Option<File> {
+    let (out, err) = (std::io::stdout(), std::io::stderr());
+    let fd = match target.strip_prefix("/proc/self/fd").ok()?.to_str()? {
+        "1" => out.as_fd(),
+        "2" => err.as_fd(),
+        _ => return None,
+    };
+    let st = nix::sys::stat::fstat(fd).ok()?;
+    (st.st_mode & libc::S_IFMT == libc::S_IFREG)
+        .then(|| fd.try_clone_to_owned().ok().map(File::from))
+        .flatten()
 }
 
 /// The directory `path` is in, reached one component at a time from the

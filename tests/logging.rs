@@ -1550,3 +1550,29 @@ fn the_global_log_file_may_not_be_a_process_log_file() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A log file at `/dev/stdout` while sheepdog's stdout is a regular file
+/// opened without O_APPEND (`sheepdog > out.log`, as this harness does):
+/// reopening it gave a second offset, and sheepdog's own lines, written at
+/// the first, overwrote the child's. The file is shared instead.
+#[test]
+fn a_log_file_at_dev_stdout_shares_a_redirected_stdout_file() {
+    let cfg = config(
+        "",
+        r#"  app:
+    type: oneshot
+    command: "for i in $(seq 1 200); do echo app-line-$i; done"
+    logging:
+      file: {path: /dev/stdout, stdout_too: false}
+"#,
+    );
+    let mut sd = Sheepdog::start("dev-stdout-file", &cfg);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let log = sd.log();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("app-line-")).collect();
+    assert_eq!(lines.len(), 200, "{log}");
+    for (i, l) in lines.iter().enumerate() {
+        assert!(l.ends_with(&format!("app-line-{}", i + 1)), "{l}\n{log}");
+    }
+    assert!(log.contains("shutdown complete"), "{log}");
+}
