@@ -1322,12 +1322,18 @@ fn catches(pid: i32, sig: i32) -> bool {
 fn a_sigterm_while_the_configuration_loads_is_not_lost() {
     // As PID 1 a SIGTERM without a handler is dropped; elsewhere it kills
     // sheepdog outright. Either way the handlers must be in place before
-    // the configuration is read, which a FIFO holds up here.
+    // the configuration is read, which a FIFO holds up here: its writer
+    // (opened read-write, so without waiting for a reader) is open, and
+    // writes only once the signal was sent.
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let dir = TempDir::new("load-sigterm");
     let fifo = dir.path("sheepdog.yaml");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let mut writer = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&fifo)
+        .unwrap();
     let mut sd = Sheepdog::start_file("load-sigterm", &fifo, |_| {});
     assert!(
         wait_until(WAIT, || catches(sd.pid(), libc::SIGTERM)),
@@ -1335,17 +1341,9 @@ fn a_sigterm_while_the_configuration_loads_is_not_lost() {
         sd.log()
     );
     sd.signal(libc::SIGTERM);
-    let mut writer = None;
-    assert!(wait_until(WAIT, || {
-        writer = std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&fifo)
-            .ok();
-        writer.is_some()
-    }));
     let config = "global: {api_enabled: false, metrics_enabled: false}\nprocesses:\n  app: {command: [sleep, '1000']}\n";
-    writer.take().unwrap().write_all(config.as_bytes()).unwrap();
+    writer.write_all(config.as_bytes()).unwrap();
+    drop(writer);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
     sd.wait_log("shutting down (received SIGTERM)");
 }
