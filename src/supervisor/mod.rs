@@ -34,6 +34,8 @@ mod oneshots;
 mod reload;
 mod view;
 
+pub(crate) use reload::LOADER_STACK;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};

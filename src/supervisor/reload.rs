@@ -79,7 +79,7 @@ impl Reloads {
 
 /// The loader thread's stack: the configuration decoder recurses once per
 /// nesting level (bounded by the YAML parser's depth limit).
-const LOADER_STACK: usize = 1024 * 1024;
+pub(crate) const LOADER_STACK: usize = 1024 * 1024;
 
 /// Read, validate and plan `path`, as `run` does at start.
 fn load(path: &Path) -> Loaded {
