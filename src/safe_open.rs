@@ -89,13 +89,13 @@ fn open_in(dir: Dir, path: &Path, mode: u32, hops: &mut u32) -> io::Result<File>
         openat(dir.fd(), name, flags, Mode::from_bits_truncate(mode)).map(File::from)
     };
     match open(false) {
+        // A link in /proc (`/proc/1/fd/1`) is the kernel's to follow: its
+        // text (`pipe:[123]`) names no file.
+        Err(nix::errno::Errno::ELOOP) if dir.in_proc() => Ok(shared_std(open(true)?)),
         Err(nix::errno::Errno::ELOOP) => {
             let target = dir.link(name, hops, nix::errno::Errno::ELOOP.into())?;
             if target.starts_with("/proc") {
-                if let Some(shared) = own_regular_fd(&target) {
-                    return Ok(shared);
-                }
-                return Ok(open(true)?);
+                return Ok(shared_std(open(true)?));
             }
             open_in(dir, &target, mode, hops)
         }
@@ -103,23 +103,26 @@ fn open_in(dir: Dir, path: &Path, mode: u32, hops: &mut u32) -> io::Result<File>
     }
 }
 
-/// `/proc/self/fd/1` or `2` (what `/dev/stdout` and `/dev/stderr` name)
-/// when it is a regular file:
-/// a copy of the descriptor, not a new open. sheepdog's stdout redirected
-/// with `>` has one offset; a second open has another, and sheepdog's own
-/// lines would overwrite the ones written through it. (A pipe or terminal
-/// is opened anew, as it has no offset and keeps its own O_NONBLOCK.)
-fn own_regular_fd(target: &Path) -> Option<File> {
-    let (out, err) = (std::io::stdout(), std::io::stderr());
-    let fd = match target.strip_prefix("/proc/self/fd").ok()?.to_str()? {
-        "1" => out.as_fd(),
-        "2" => err.as_fd(),
-        _ => return None,
+/// `file`, or sheepdog's own stdout or stderr when `file` is the same
+/// regular file (`/dev/stdout`, `/proc/1/fd/1` with `sheepdog > out.log`):
+/// a second open has an offset of its own, and sheepdog's own lines would
+/// overwrite the ones written through it. (A pipe or terminal stays opened
+/// anew: it has no offset, and keeps its own O_NONBLOCK.)
+fn shared_std(file: File) -> File {
+    let Ok(st) = nix::sys::stat::fstat(&file) else {
+        return file;
     };
-    let st = nix::sys::stat::fstat(fd).ok()?;
-    (st.st_mode & libc::S_IFMT == libc::S_IFREG)
-        .then(|| fd.try_clone_to_owned().ok().map(File::from))
-        .flatten()
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return file;
+    }
+    let (out, err) = (io::stdout(), io::stderr());
+    let same = [out.as_fd(), err.as_fd()].into_iter().find(|fd| {
+        nix::sys::stat::fstat(fd).is_ok_and(|o| (o.st_dev, o.st_ino) == (st.st_dev, st.st_ino))
+    });
+    match same.map(|fd| fd.try_clone_to_owned()) {
+        Some(Ok(fd)) => File::from(fd),
+        _ => file,
+    }
 }
 
 /// The directory `path` is in, reached one component at a time from the
@@ -155,6 +158,12 @@ impl Dir {
 
     fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+
+    /// Whether this directory is in procfs, whose links are magic.
+    fn in_proc(&self) -> bool {
+        nix::sys::statfs::fstatfs(self.fd())
+            .is_ok_and(|f| f.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC)
     }
 
     /// The directory of `path` (from here) and the name in it.

@@ -1576,3 +1576,41 @@ fn a_log_file_at_dev_stdout_shares_a_redirected_stdout_file() {
     }
     assert!(log.contains("shutdown complete"), "{log}");
 }
+
+/// `/proc/self/fd/1` and `/dev/fd/1` with sheepdog's stdout a pipe (as
+/// under `docker run`): the link's text (`pipe:[N]`) names no file, and
+/// the walk took it as one ("No such file or directory"); a link in /proc
+/// is the kernel's to follow.
+#[test]
+fn a_log_file_through_proc_fd_reaches_a_piped_stdout() {
+    use std::io::Read;
+    let cfg = config(
+        "",
+        r#"  a:
+    type: oneshot
+    command: "echo line-from-a"
+    logging:
+      file: {path: /proc/self/fd/1, stdout_too: false}
+  b:
+    type: oneshot
+    command: "echo line-from-b"
+    logging:
+      file: {path: /dev/fd/1, stdout_too: false}
+"#,
+    );
+    let mut sd = Sheepdog::start_with("proc-fd-pipe", &cfg, |c| {
+        c.stdout(std::process::Stdio::piped());
+    });
+    let mut pipe = sd.child.stdout.take().expect("piped stdout");
+    let reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        let _ = pipe.read_to_string(&mut out);
+        out
+    });
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let out = reader.join().expect("read stdout");
+    for line in ["line-from-a", "line-from-b"] {
+        assert!(out.contains(line), "{line} missing:\n{out}\n{}", sd.log());
+    }
+    assert!(!out.contains("unable to open"), "{out}");
+}
