@@ -855,7 +855,7 @@ fn check_warns_about_files_others_can_change_or_read() {
     assert_eq!(got.len(), 1, "{got:?}");
     assert!(
         got[0].contains(&format!("configuration file {} (owner uid", f.display()))
-            && got[0].contains("mode 0666) is writable by others than root and sheepdog"),
+            && got[0].contains("mode 0666) can be changed by others than root and sheepdog"),
         "{got:?}"
     );
     mode(&f, 0o644);
@@ -867,6 +867,28 @@ fn check_warns_about_files_others_can_change_or_read() {
         got[0].contains(&format!("configuration directory {} (", dir.0.display())),
         "{got:?}"
     );
+    // A directory further up, and where a link really leads, count too:
+    // whoever can change them can replace what is below.
+    let sub = dir.0.join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    mode(&sub, 0o755);
+    let deep = sub.join("c.yaml");
+    std::fs::write(&deep, MIN).unwrap();
+    mode(&deep, 0o644);
+    let link = TempDir::new("perms-link");
+    mode(&link.0, 0o755);
+    let via = link.0.join("c.yaml");
+    std::os::unix::fs::symlink(&deep, &via).unwrap();
+    mode(&dir.0, 0o777);
+    let (above, linked) = (lines(&deep), lines(&via));
+    mode(&dir.0, 0o755);
+    for got in [above, linked] {
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(
+            got[0].contains(&format!("configuration directory {} (", dir.0.display())),
+            "{got:?}"
+        );
+    }
     // A sticky directory (/tmp) lets others add names, not replace this one.
     mode(&dir.0, 0o1777);
     let got = lines(&f);
@@ -889,7 +911,7 @@ fn check_warns_about_files_others_can_change_or_read() {
         got[0].starts_with(&format!(
             "  - global.api_auth_file: {} (owner uid",
             token.display()
-        )) && got[0].contains("mode 0644) can be read or changed by others"),
+        )) && got[0].contains("mode 0644) can be read by its group or everyone"),
         "{got:?}"
     );
     mode(&token, 0o400);

@@ -1,7 +1,9 @@
 //! Who else may change what sheepdog trusts: the configuration file and
-//! its directory (a reload, or the next start, runs its commands as
-//! sheepdog's user, usually root) and the API token (`api_auth_file`, or
-//! `api_auth` written in the file itself).
+//! every directory above it, as written and where it really is (a reload,
+//! or the next start, runs its commands as sheepdog's user, usually root),
+//! and the API token (`api_auth_file`, or `api_auth` written in the file
+//! itself). Read-only mounts (a Kubernetes ConfigMap's) and sticky
+//! directories (/tmp) are not counted.
 //!
 //! Findings are warnings, not refusals: images often carry odd modes (a
 //! bind mount with the host's uids, a secret mounted 0644, files copied in
@@ -19,12 +21,6 @@ use super::model::Config;
 /// uid can change or read. `text` is the file as read, to tell a token
 /// written in it from one substituted from the environment.
 pub fn check(path: &Path, text: &str, cfg: &mut Config) {
-    let ours = nix::unistd::geteuid().as_raw();
-    let trusted = |m: &Metadata| m.uid() == 0 || m.uid() == ours;
-    // A sticky directory (/tmp) lets others add names, not replace ours.
-    let loose = |m: &Metadata| {
-        !trusted(m) || (m.mode() & 0o022 != 0 && !(m.is_dir() && m.mode() & 0o1000 != 0))
-    };
     let warns = &mut cfg.warnings;
     let mut warn = |key: &str, p: &Path, m: &Metadata, why: &str| {
         let (uid, mode) = (m.uid(), m.mode() & 0o7777);
@@ -33,31 +29,52 @@ pub fn check(path: &Path, text: &str, cfg: &mut Config) {
             p.display()
         ));
     };
-    // `sheepdog.yaml` has the parent "", which is the working directory.
-    let dir = path
-        .parent()
-        .filter(|d| *d != Path::new(""))
-        .unwrap_or(Path::new("."));
-    let writable = "is writable by others than root and sheepdog: they can have sheepdog run \
-         any command as its user at the next reload or start; make it owned by root and not \
-         group- or world-writable";
-    for (key, p) in [
-        ("configuration file ", path),
-        ("configuration directory ", dir),
-    ] {
-        if let Some(m) = std::fs::metadata(p).ok().filter(|m| loose(m)) {
-            warn(key, p, &m, writable);
-        }
+    // Every directory from `/` down, as written (whoever can change one
+    // can replace what is below it, a symlink included) and where the file
+    // really is; the first that others may change is named.
+    let written = std::env::current_dir().map_or(path.to_path_buf(), |d| d.join(path));
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| written.clone());
+    let loose = [&written, &real].into_iter().find_map(|p| {
+        let mut on_path = p
+            .ancestors()
+            .filter_map(|a| Some((a, std::fs::metadata(a).ok()?)));
+        on_path.find(|(a, m)| changeable(a, m))
+    });
+    if let Some((p, m)) = loose {
+        let key = if m.is_dir() {
+            "configuration directory "
+        } else {
+            "configuration file "
+        };
+        warn(
+            key,
+            p,
+            &m,
+            "can be changed by others than root and sheepdog: they can have sheepdog run \
+             any command as its user at the next reload or start; make it owned by root and \
+             not group- or world-writable",
+        );
     }
     let api = &cfg.global.api;
     if let Some(f) = &api.auth_file {
-        if let Some(m) = std::fs::metadata(f)
-            .ok()
-            .filter(|m| loose(m) || m.mode() & 0o044 != 0)
-        {
-            let why = "can be read or changed by others than root and sheepdog; chmod 0400 \
-                 and make it owned by sheepdog's user";
-            warn("global.api_auth_file: ", f, &m, why);
+        // Anything but a file is refused with its own message.
+        if let Some(m) = std::fs::metadata(f).ok().filter(Metadata::is_file) {
+            let why = if changeable(f, &m) {
+                "can be changed by others than root and sheepdog"
+            } else {
+                "can be read by its group or everyone"
+            };
+            if changeable(f, &m) || m.mode() & 0o044 != 0 {
+                warn(
+                    "global.api_auth_file: ",
+                    f,
+                    &m,
+                    &format!(
+                        "{why}; make it sheepdog's, mode 0400 (a Kubernetes Secret: \
+                         defaultMode: 0400)"
+                    ),
+                );
+            }
         }
     }
     let inline = api.auth.as_deref().is_some_and(|t| text.contains(t));
@@ -68,4 +85,17 @@ pub fn check(path: &Path, text: &str, cfg: &mut Config) {
         let why = "holds the token, and others can read it; use api_auth_file (mode 0400)";
         warn("global.api_auth: ", path, &m, why);
     }
+}
+
+/// Whether others than root and sheepdog's uid may change `p`: it is
+/// theirs, or group- or world-writable. A sticky directory (/tmp) lets
+/// others add names, not replace ours; a read-only mount (a Kubernetes
+/// ConfigMap's, mode 0777) lets nobody change anything.
+fn changeable(p: &Path, m: &Metadata) -> bool {
+    let ours = nix::unistd::geteuid().as_raw();
+    let theirs = m.uid() != 0 && m.uid() != ours;
+    let open = m.mode() & 0o022 != 0 && !(m.is_dir() && m.mode() & 0o1000 != 0);
+    (theirs || open)
+        && !nix::sys::statvfs::statvfs(p)
+            .is_ok_and(|v| v.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
 }
