@@ -169,32 +169,70 @@ impl Dir {
     /// The directory of `path` (from here) and the name in it.
     fn locate<'p>(self, path: &'p Path, hops: &mut u32) -> io::Result<(Dir, &'p OsStr)> {
         match (path.parent(), path.file_name()) {
-            (Some(up), Some(name)) => Ok((self.descend(up, hops)?, name)),
-            _ => Ok((self.descend(path, hops)?, OsStr::new("."))),
+            (Some(up), Some(name)) => Ok((self.descend(up, hops, &mut None)?, name)),
+            _ => Ok((self.descend(path, hops, &mut None)?, OsStr::new("."))),
         }
     }
 
     /// Walk the directories of `path` from here. `..` is the real parent
-    /// of the directory reached, as the kernel takes it.
-    fn descend(mut self, path: &Path, hops: &mut u32) -> io::Result<Dir> {
+    /// of the directory reached, as the kernel takes it, and is taken only
+    /// when no directory above is one that others may change (`above`
+    /// names the first): they could move the one below it meanwhile, and
+    /// `..` would lead where they moved it.
+    fn descend(
+        mut self,
+        path: &Path,
+        hops: &mut u32,
+        above: &mut Option<String>,
+    ) -> io::Result<Dir> {
         for part in path.components() {
             self = match part {
-                Component::RootDir => Dir::at(AT_FDCWD, c"/", "/".into())?,
-                Component::ParentDir => Dir::at(self.fd(), c"..", self.shown.join(".."))?,
+                Component::RootDir => {
+                    *above = None;
+                    Dir::at(AT_FDCWD, c"/", "/".into())?
+                }
+                Component::ParentDir => {
+                    if let Some(why) = above {
+                        return Err(refused(format!(
+                            "a `..` below {why}; not followed, since they could move what is \
+                             below it"
+                        )));
+                    }
+                    Dir::at(self.fd(), c"..", self.shown.join(".."))?
+                }
                 Component::Normal(name) => {
                     let name = &*c(name)?;
-                    match Dir::at(self.fd(), name, self.shown.join(shown(name))) {
+                    let loose = self.loose();
+                    let next = match Dir::at(self.fd(), name, self.shown.join(shown(name))) {
                         Ok(dir) => dir,
                         Err(e) => {
                             let target = self.link(name, hops, e)?;
-                            self.descend(&target, hops)?
+                            self.descend(&target, hops, above)?
                         }
-                    }
+                    };
+                    *above = above.take().or(loose);
+                    next
                 }
                 _ => self,
             };
         }
         Ok(self)
+    }
+
+    /// "<this directory>, which others … may write (owner …)" when others
+    /// than root and sheepdog's uid may change it.
+    fn loose(&self) -> Option<String> {
+        let meta = nix::sys::stat::fstat(self.fd()).ok()?;
+        let ours = nix::unistd::geteuid().as_raw();
+        let theirs = meta.st_uid != 0 && meta.st_uid != ours;
+        (theirs || meta.st_mode & 0o022 != 0).then(|| {
+            format!(
+                "{}, which others than root and sheepdog may write (owner uid {}, mode {:o})",
+                self.shown.display(),
+                meta.st_uid,
+                meta.st_mode & 0o7777
+            )
+        })
     }
 
     /// The target of the symlink `name` here, followed only when no one but
@@ -205,16 +243,10 @@ impl Dir {
         let Ok(target) = readlinkat(self.fd(), name) else {
             return Err(other);
         };
-        let meta = nix::sys::stat::fstat(self.fd())?;
-        let ours = nix::unistd::geteuid().as_raw();
-        if (meta.st_uid != 0 && meta.st_uid != ours) || meta.st_mode & 0o022 != 0 {
+        if let Some(why) = self.loose() {
             return Err(refused(format!(
-                "{} is a symlink in {}, which others than root and sheepdog may write (owner \
-                 uid {}, mode {:o}); not followed, since they could point it at any file",
+                "{} is a symlink in {why}; not followed, since they could point it at any file",
                 shown(name).display(),
-                self.shown.display(),
-                meta.st_uid,
-                meta.st_mode & 0o7777
             )));
         }
         *hops += 1;
@@ -385,6 +417,20 @@ mod tests {
             "secret\nok\n"
         );
         std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_parent_step_is_taken_only_below_directories_nobody_else_may_change() {
+        let d = scratch("dotdot");
+        let storage = d.join("storage");
+        std::fs::create_dir_all(storage.join("sub")).unwrap();
+        std::fs::set_permissions(&storage, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = append(&storage.join("sub/../../a.log"), 0o640).unwrap_err();
+        assert!(e.to_string().starts_with("a `..` below "), "{e}");
+        assert!(!d.join("a.log").exists());
+        std::fs::remove_dir_all(&d).unwrap();
+        // Root's own directories: as the kernel takes it.
+        assert!(append(Path::new("/dev/../dev/null"), 0o640).is_ok());
     }
 
     #[test]
