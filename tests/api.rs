@@ -2637,4 +2637,15 @@ fn state_changing_requests_are_logged_with_their_sender() {
         std::process::id()
     ));
     assert!(!sd.log().contains("api: GET"), "{}", sd.log());
+    // A long path is shown cut: a client without a token cannot make
+    // sheepdog log kilobytes per request.
+    let long = format!("/api/v1/processes/{}/restart", "b".repeat(5000));
+    assert_eq!(http::post(port, &long, None, "").status, 404);
+    sd.wait_log("api: POST /api/v1/processes/bbbb");
+    let log = sd.log();
+    let line = log.lines().find(|l| l.contains("processes/bbbb")).unwrap();
+    assert!(
+        line.len() < 300 && line.ends_with("… from 127.0.0.1 -> 404"),
+        "{line}"
+    );
 }

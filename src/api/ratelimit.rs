@@ -3,8 +3,8 @@
 //! Invariants:
 //! - The key is the connection's peer address (IPv6 by its /64, since one
 //!   host usually owns a whole /64); forwarded headers (`X-Forwarded-For`,
-//!   `X-Real-IP`) are never read, so a client cannot pick its own key. All
-//!   unix-socket clients share one bucket.
+//!   `X-Real-IP`) are never read, so a client cannot pick its own key.
+//!   Unix-socket clients get one bucket per uid (SO_PEERCRED).
 //! - Memory is bounded: at most `MAX_PEERS` buckets. When full, buckets
 //!   that have refilled completely are dropped (they carry no state worth
 //!   keeping); if none has, the least recently used one is.

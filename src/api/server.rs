@@ -469,11 +469,16 @@ fn worker(jobs: Receiver<Job>, handler: Arc<dyn Handler>, write_timeout: Duratio
             "GET" | "HEAD" => log::Level::Debug,
             _ => log::Level::Info,
         };
+        // A client without a token may send a 16 KiB path: the line shows
+        // enough of it to tell the request, not all of it.
+        let path = match req.path.char_indices().nth(120) {
+            Some((at, _)) => format!("{}…", &req.path[..at]),
+            None => req.path.clone(),
+        };
         log::log!(
             level,
-            "api: {} {} from {} -> {}",
+            "api: {} {path} from {} -> {}",
             req.method,
-            req.path,
             req.peer,
             resp.status
         );
