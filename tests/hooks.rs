@@ -145,6 +145,69 @@ fn a_hook_run_for_one_instance_knows_and_names_it() {
 }
 
 #[test]
+fn hooks_never_see_the_per_child_variables_of_an_outer_sheepdog() {
+    // Regression: under a sheepdog (which sets these for its child), the
+    // stop and global hooks inherited the outer instance and process.
+    let show = |tag: &str| {
+        format!(
+            "echo {tag} p=$${{SHEEPDOG_PROCESS-}} i=$${{SHEEPDOG_INSTANCE-}} \
+             n=$${{SHEEPDOG_INSTANCE_INDEX-}} h=$${{SHEEPDOG_HOOK_NAME-}} t=$${{SHEEPDOG_HOOK_TYPE-}} \
+             r=$${{SHEEPDOG_RUN_ID-}}$${{SHEEPDOG_SCHEDULED-}}$${{SHEEPDOG_TRIGGER-}}$${{SHEEPDOG_PROBE-}} >> $DIR/env"
+        )
+    };
+    let cfg = header(&format!(
+        "  pre_stop: [ {{ name: gpre, command: \"{}\" }} ]\n  post_stop: [ {{ name: gpost, command: \"{}\" }} ]",
+        show("gpre"),
+        show("gpost")
+    )) + &format!(
+        "  a:\n    command: \"{}; exec sleep 1000\"\n    hooks:\n      \
+         pre_start: [ {{ name: pres, command: \"{}\" }} ]\n      \
+         pre_stop: [ {{ name: pre, command: \"{}\" }} ]\n      \
+         post_stop: [ {{ name: post, command: \"{}\" }} ]\n",
+        show("a"),
+        show("pres"),
+        show("pre"),
+        show("post")
+    );
+    let mut sd = Sheepdog::start_with("hookouterenv", &cfg, |c| {
+        c.envs([
+            ("SHEEPDOG_PROCESS", "outer"),
+            ("SHEEPDOG_INSTANCE", "outer-7"),
+            ("SHEEPDOG_INSTANCE_INDEX", "7"),
+            ("SHEEPDOG_HOOK_NAME", "outerhook"),
+            ("SHEEPDOG_HOOK_TYPE", "outertype"),
+            ("SHEEPDOG_RUN_ID", "9"),
+            ("SHEEPDOG_SCHEDULED", "true"),
+            ("SHEEPDOG_TRIGGER", "manual"),
+            ("SHEEPDOG_PROBE", "outer-7"),
+        ]);
+    });
+    assert!(
+        wait_until(WAIT, || sd.dir.lines("env").len() == 2),
+        "{}",
+        sd.log()
+    );
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let mut env = sd.dir.lines("env");
+    env.sort();
+    // Its own, or none.
+    assert_eq!(
+        env,
+        [
+            "a p=a i=a-1 n=1 h= t= r=",
+            "gpost p= i= n= h=gpost t=post_stop r=",
+            "gpre p= i= n= h=gpre t=pre_stop r=",
+            "post p=a i= n= h=post t=post_stop r=",
+            "pre p=a i= n= h=pre t=pre_stop r=",
+            "pres p=a i=a-1 n=1 h=pres t=pre_start r=",
+        ],
+        "{}",
+        sd.log()
+    );
+}
+
+#[test]
 fn what_a_global_post_stop_hook_leaves_outside_its_group_is_ended() {
     // Regression: the left-over sweep came before the global post_stop
     // hooks, so a `setsid` child of one outlived sheepdog, unsaid.
