@@ -19,6 +19,7 @@ use crate::group::Whom;
 use crate::instance::Cmd;
 use crate::status::{Control, ControlReply, Request};
 
+use super::reload::Next;
 use super::{Op, Phase, ProcPhase, Reason, Supervisor, PRE_START_RUNNING};
 
 impl Supervisor {
@@ -115,6 +116,17 @@ impl Supervisor {
                 "{name}: {PRE_START_RUNNING}; start it once they are done"
             )),
             ProcPhase::Held | ProcPhase::Stopped | ProcPhase::Finished => {
+                // A reload's step waits for its post_stop hooks, and
+                // `take_next` decides the start: it must know of this one.
+                match &mut p.next {
+                    Some(Next::Remove) => {
+                        return ControlReply::Conflict(format!(
+                            "{name} is being removed: it is no longer in the configuration"
+                        ))
+                    }
+                    Some(Next::Replace { start, .. }) => *start = true,
+                    None => {}
+                }
                 if p.desired == 0 {
                     p.desired = p.def.scale.max(1);
                 }
