@@ -932,6 +932,61 @@ fn a_held_process_is_not_started_before_the_global_pre_start_hooks() {
 /// `app`'s post_stop hook is running (held by `$DIR/go`) and a start
 /// (round `round`) was asked for, with `app-1` started `starts` times
 /// before: that start waits until the hook has ended.
+#[test]
+#[cfg_attr(
+    not(feature = "api"),
+    ignore = "stops and starts through the API (feature `api`)"
+)]
+fn a_stop_that_cancels_a_start_waiting_for_post_stop_hooks_says_so() {
+    // Regression: it answered "app is already stopped", as if it did nothing.
+    let (mut sd, port, _) = start_serving("cancelpendingstart", |port, _| {
+        format!(
+            "global:\n  shutdown_timeout: 15\n  api_port: {port}\n  metrics_enabled: false\nprocesses:\n  app:\n    \
+             command: [sleep, \"1000\"]\n    hooks:\n      post_stop:\n        - {{ name: clean, command: \"touch $DIR/cleaning; \
+             while [ ! -e $DIR/go ]; do sleep 0.05; done\", timeout: 1m }}\n"
+        )
+    });
+    let post = |what: &str, body: &str| {
+        http::post(port, &format!("/api/v1/processes/app/{what}"), None, body)
+    };
+    sd.wait_log("app-1: started");
+    assert_eq!(post("stop", "{}").status, 202, "{}", sd.log());
+    assert!(
+        wait_until(WAIT, || sd.dir.path("cleaning").exists()),
+        "{}",
+        sd.log()
+    );
+    let rounds = [
+        ("start", "{}", "stop", "app is already stopped"),
+        ("scale", r#"{"desired":1}"#, "scale", "app scaled to 0"),
+    ];
+    for (up, up_body, down, said) in rounds {
+        let r = post(up, up_body);
+        assert_eq!(r.status, 202, "{up}: {}", r.body);
+        let down_body = if down == "scale" {
+            r#"{"desired":0}"#
+        } else {
+            "{}"
+        };
+        let r = post(down, down_body);
+        assert_eq!(r.status, 200, "{down}: {}", r.body);
+        assert_eq!(
+            r.json()["message"],
+            format!("{said}; its pending start was cancelled"),
+            "{}",
+            sd.log()
+        );
+        // Nothing is pending now.
+        let r = post(down, down_body);
+        assert_eq!(r.json()["message"], said, "{}", sd.log());
+    }
+    sd.dir.write("go", "");
+    sd.wait_log("post_stop hook \"clean\" succeeded");
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    assert_eq!(sd.count("app-1: started"), 1, "{}", sd.log());
+}
+
 fn started_after_post_stop(sd: &Sheepdog, round: usize, starts: usize) {
     let waiting = "app: waiting for its post_stop hooks to end before it starts";
     assert!(
