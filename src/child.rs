@@ -14,8 +14,8 @@
 //!   in the parent: argv, envp, the `$PATH` candidates, the descriptors.
 //!   The child allocates nothing.
 //! - The environment is sheepdog's own without its override variables
-//!   (`SHEEPDOG_GLOBAL_*`, `SHEEPDOG_PROCESS_*`), then `env` in order (later
-//!   wins).
+//!   (`SHEEPDOG_GLOBAL_*`, `SHEEPDOG_PROCESS_*`) and those it sets per child
+//!   (`SHEEPDOG_INSTANCE`, …), then `env` in order (later wins).
 //! - Descriptors made here are CLOEXEC and above 2 (`sys::open_std_fds`
 //!   keeps 0-2 taken), so moving them onto 0/1/2 never clobbers another.
 
@@ -364,14 +364,30 @@ impl Prepared {
 /// What execvp uses when there is no PATH at all (musl's default).
 const DEFAULT_PATH: &str = "/usr/local/bin:/bin:/usr/bin";
 
+/// What sheepdog sets per child (`spawn`, `hooks`, `probe`, a scheduled
+/// run's): a child gets its own, or none (a stop hook has no instance, a
+/// global hook no process), never what a sheepdog running this one set.
+const PER_CHILD: [&str; 9] = [
+    "SHEEPDOG_PROCESS",
+    "SHEEPDOG_INSTANCE",
+    "SHEEPDOG_INSTANCE_INDEX",
+    "SHEEPDOG_HOOK_NAME",
+    "SHEEPDOG_HOOK_TYPE",
+    "SHEEPDOG_SCHEDULED",
+    "SHEEPDOG_RUN_ID",
+    "SHEEPDOG_TRIGGER",
+    crate::stragglers::PROBE_ENV,
+];
+
 /// sheepdog's own environment, read once (sheepdog never changes it),
 /// without the override variables: those are sheepdog's input, already
 /// applied, and one process's `…_ENV_<VAR>` must not reach the others.
+/// Nor `PER_CHILD`.
 fn base_env() -> &'static [(OsString, OsString)] {
     static BASE: OnceLock<Vec<(OsString, OsString)>> = OnceLock::new();
     BASE.get_or_init(|| {
         std::env::vars_os()
-            .filter(|(k, _)| !crate::config::is_override(k))
+            .filter(|(k, _)| !crate::config::is_override(k) && !PER_CHILD.iter().any(|v| k == v))
             .collect()
     })
 }

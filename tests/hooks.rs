@@ -145,6 +145,69 @@ fn a_hook_run_for_one_instance_knows_and_names_it() {
 }
 
 #[test]
+fn hooks_never_see_the_per_child_variables_of_an_outer_sheepdog() {
+    // Regression: under a sheepdog (which sets these for its child), the
+    // stop and global hooks inherited the outer instance and process.
+    let show = |tag: &str| {
+        format!(
+            "echo {tag} p=$${{SHEEPDOG_PROCESS-}} i=$${{SHEEPDOG_INSTANCE-}} \
+             n=$${{SHEEPDOG_INSTANCE_INDEX-}} h=$${{SHEEPDOG_HOOK_NAME-}} t=$${{SHEEPDOG_HOOK_TYPE-}} \
+             r=$${{SHEEPDOG_RUN_ID-}}$${{SHEEPDOG_SCHEDULED-}}$${{SHEEPDOG_TRIGGER-}}$${{SHEEPDOG_PROBE-}} >> $DIR/env"
+        )
+    };
+    let cfg = header(&format!(
+        "  pre_stop: [ {{ name: gpre, command: \"{}\" }} ]\n  post_stop: [ {{ name: gpost, command: \"{}\" }} ]",
+        show("gpre"),
+        show("gpost")
+    )) + &format!(
+        "  a:\n    command: \"{}; exec sleep 1000\"\n    hooks:\n      \
+         pre_start: [ {{ name: pres, command: \"{}\" }} ]\n      \
+         pre_stop: [ {{ name: pre, command: \"{}\" }} ]\n      \
+         post_stop: [ {{ name: post, command: \"{}\" }} ]\n",
+        show("a"),
+        show("pres"),
+        show("pre"),
+        show("post")
+    );
+    let mut sd = Sheepdog::start_with("hookouterenv", &cfg, |c| {
+        c.envs([
+            ("SHEEPDOG_PROCESS", "outer"),
+            ("SHEEPDOG_INSTANCE", "outer-7"),
+            ("SHEEPDOG_INSTANCE_INDEX", "7"),
+            ("SHEEPDOG_HOOK_NAME", "outerhook"),
+            ("SHEEPDOG_HOOK_TYPE", "outertype"),
+            ("SHEEPDOG_RUN_ID", "9"),
+            ("SHEEPDOG_SCHEDULED", "true"),
+            ("SHEEPDOG_TRIGGER", "manual"),
+            ("SHEEPDOG_PROBE", "outer-7"),
+        ]);
+    });
+    assert!(
+        wait_until(WAIT, || sd.dir.lines("env").len() == 2),
+        "{}",
+        sd.log()
+    );
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let mut env = sd.dir.lines("env");
+    env.sort();
+    // Its own, or none.
+    assert_eq!(
+        env,
+        [
+            "a p=a i=a-1 n=1 h= t= r=",
+            "gpost p= i= n= h=gpost t=post_stop r=",
+            "gpre p= i= n= h=gpre t=pre_stop r=",
+            "post p=a i= n= h=post t=post_stop r=",
+            "pre p=a i= n= h=pre t=pre_stop r=",
+            "pres p=a i=a-1 n=1 h=pres t=pre_start r=",
+        ],
+        "{}",
+        sd.log()
+    );
+}
+
+#[test]
 fn what_a_global_post_stop_hook_leaves_outside_its_group_is_ended() {
     // Regression: the left-over sweep came before the global post_stop
     // hooks, so a `setsid` child of one outlived sheepdog, unsaid.
@@ -869,6 +932,61 @@ fn a_held_process_is_not_started_before_the_global_pre_start_hooks() {
 /// `app`'s post_stop hook is running (held by `$DIR/go`) and a start
 /// (round `round`) was asked for, with `app-1` started `starts` times
 /// before: that start waits until the hook has ended.
+#[test]
+#[cfg_attr(
+    not(feature = "api"),
+    ignore = "stops and starts through the API (feature `api`)"
+)]
+fn a_stop_that_cancels_a_start_waiting_for_post_stop_hooks_says_so() {
+    // Regression: it answered "app is already stopped", as if it did nothing.
+    let (mut sd, port, _) = start_serving("cancelpendingstart", |port, _| {
+        format!(
+            "global:\n  shutdown_timeout: 15\n  api_port: {port}\n  metrics_enabled: false\nprocesses:\n  app:\n    \
+             command: [sleep, \"1000\"]\n    hooks:\n      post_stop:\n        - {{ name: clean, command: \"touch $DIR/cleaning; \
+             while [ ! -e $DIR/go ]; do sleep 0.05; done\", timeout: 1m }}\n"
+        )
+    });
+    let post = |what: &str, body: &str| {
+        http::post(port, &format!("/api/v1/processes/app/{what}"), None, body)
+    };
+    sd.wait_log("app-1: started");
+    assert_eq!(post("stop", "{}").status, 202, "{}", sd.log());
+    assert!(
+        wait_until(WAIT, || sd.dir.path("cleaning").exists()),
+        "{}",
+        sd.log()
+    );
+    let rounds = [
+        ("start", "{}", "stop", "app is already stopped"),
+        ("scale", r#"{"desired":1}"#, "scale", "app scaled to 0"),
+    ];
+    for (up, up_body, down, said) in rounds {
+        let r = post(up, up_body);
+        assert_eq!(r.status, 202, "{up}: {}", r.body);
+        let down_body = if down == "scale" {
+            r#"{"desired":0}"#
+        } else {
+            "{}"
+        };
+        let r = post(down, down_body);
+        assert_eq!(r.status, 200, "{down}: {}", r.body);
+        assert_eq!(
+            r.json()["message"],
+            format!("{said}; its pending start was cancelled"),
+            "{}",
+            sd.log()
+        );
+        // Nothing is pending now.
+        let r = post(down, down_body);
+        assert_eq!(r.json()["message"], said, "{}", sd.log());
+    }
+    sd.dir.write("go", "");
+    sd.wait_log("post_stop hook \"clean\" succeeded");
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    assert_eq!(sd.count("app-1: started"), 1, "{}", sd.log());
+}
+
 fn started_after_post_stop(sd: &Sheepdog, round: usize, starts: usize) {
     let waiting = "app: waiting for its post_stop hooks to end before it starts";
     assert!(

@@ -1596,6 +1596,75 @@ fn a_scale_while_a_reload_replaces_or_removes_the_process_is_refused() {
     assert!(wait_until(WAIT, || r.names() == ["keep"]), "{}", r.sd.log());
 }
 
+/// `p` appends `start TAG` to `$DIR/ev` when it starts; its post_stop hook
+/// makes `$DIR/cleaning` and waits for `$DIR/go`, then removes both and
+/// appends `post_stop TAG`.
+fn cleaned(tag: &str) -> String {
+    format!(
+        "  p:\n    command: \"echo start {tag} >> $DIR/ev; exec sleep 1000\"\n    hooks:\n      \
+         post_stop: [ {{ name: clean, timeout: 1m, command: \"touch $DIR/cleaning; \
+         while [ ! -e $DIR/go ]; do sleep 0.05; done; rm -f $DIR/go $DIR/cleaning; echo post_stop {tag} >> $DIR/ev\" }} ]\n"
+    )
+}
+
+/// Stop `p` and wait until its post_stop hook runs.
+fn stop_until_cleaning(r: &Reload) {
+    let s = r.post("/api/v1/processes/p/stop");
+    assert_eq!(s.status, 202, "{}\n{}", s.body, r.sd.log());
+    assert!(
+        wait_until(WAIT, || r.sd.dir.path("cleaning").exists()),
+        "{}",
+        r.sd.log()
+    );
+}
+
+#[test]
+fn a_start_while_a_replacement_waits_for_post_stop_hooks_starts_the_new_definition() {
+    // Regression: accepted (202), then dropped: the reload's step, taken
+    // when the hooks ended, left it stopped.
+    let r = Reload::start("reload-start-waiting", "", &cleaned("v1"));
+    r.wait_running("p", 1);
+    let mut want = vec!["start v1".to_string()];
+    for (what, old, new) in [("start", "v1", "v2"), ("restart", "v2", "v3")] {
+        stop_until_cleaning(&r);
+        r.rewrite(&cleaned(new));
+        assert_eq!(names(&r.reloaded(), "changed"), ["p"]);
+        let s = r.post(&format!("/api/v1/processes/p/{what}"));
+        assert_eq!(s.status, 202, "{what}: {}\n{}", s.body, r.sd.log());
+        std::fs::write(r.sd.dir.path("go"), "").unwrap();
+        want.extend([format!("post_stop {old}"), format!("start {new}")]);
+        assert!(
+            wait_until(WAIT, || r.sd.dir.lines("ev") == want),
+            "{what}: {:?}\n{}",
+            r.sd.dir.lines("ev"),
+            r.sd.log()
+        );
+        r.wait_running("p", 1);
+    }
+}
+
+#[test]
+fn a_start_while_a_removal_waits_for_post_stop_hooks_is_refused() {
+    // Regression: accepted (202), then the process was removed.
+    let r = Reload::start(
+        "reload-start-removed",
+        "",
+        &(cleaned("v1") + &sleeper("keep", "v1")),
+    );
+    r.wait_running("p", 1);
+    stop_until_cleaning(&r);
+    r.rewrite(&sleeper("keep", "v1"));
+    assert_eq!(names(&r.reloaded(), "removed"), ["p"]);
+    for what in ["start", "restart"] {
+        let s = r.post(&format!("/api/v1/processes/p/{what}"));
+        assert_eq!(s.status, 409, "{what}: {}\n{}", s.body, r.sd.log());
+        assert!(s.error().contains("p is being removed"), "{}", s.body);
+    }
+    std::fs::write(r.sd.dir.path("go"), "").unwrap();
+    assert!(wait_until(WAIT, || r.names() == ["keep"]), "{}", r.sd.log());
+    assert_eq!(r.sd.dir.lines("ev"), ["start v1", "post_stop v1"]);
+}
+
 #[test]
 fn a_lowered_max_scale_or_max_process_scale_brings_the_running_count_down() {
     let procs = |max: u32| {

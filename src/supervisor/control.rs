@@ -19,7 +19,21 @@ use crate::group::Whom;
 use crate::instance::Cmd;
 use crate::status::{Control, ControlReply, Request};
 
-use super::{Op, Phase, ProcPhase, Reason, Supervisor, PRE_START_RUNNING};
+use super::reload::Next;
+use super::{Op, Phase, Proc, ProcPhase, Reason, Supervisor, PRE_START_RUNNING};
+
+/// A stop of `p` (or a scale to 0) cancels the start it waited for (its
+/// post_stop hooks', a scale's, a reload's): `answer` says so when it did.
+fn cancel_start(p: &mut Proc, answer: String) -> String {
+    if !p.cancel_start() {
+        return answer;
+    }
+    log::info!(
+        "{}: its pending start is cancelled; it stays stopped",
+        p.name
+    );
+    answer + "; its pending start was cancelled"
+}
 
 impl Supervisor {
     pub(super) fn not_found(&self, name: &str) -> ControlReply {
@@ -115,6 +129,17 @@ impl Supervisor {
                 "{name}: {PRE_START_RUNNING}; start it once they are done"
             )),
             ProcPhase::Held | ProcPhase::Stopped | ProcPhase::Finished => {
+                // A reload's step waits for its post_stop hooks, and
+                // `take_next` decides the start: it must know of this one.
+                match &mut p.next {
+                    Some(Next::Remove) => {
+                        return ControlReply::Conflict(format!(
+                            "{name} is being removed: it is no longer in the configuration"
+                        ))
+                    }
+                    Some(Next::Replace { start, .. }) => *start = true,
+                    None => {}
+                }
                 if p.desired == 0 {
                     p.desired = p.def.scale.max(1);
                 }
@@ -138,18 +163,12 @@ impl Supervisor {
                 // Stopped on purpose now, not "failed to start after a reload".
                 p.gave_up = None;
                 // A start waiting for its post_stop hooks does not happen.
-                if p.cancel_start() {
-                    log::info!("{name}: stop requested; it will not start again");
-                }
-                ControlReply::Done(format!("{name} is already stopped"))
+                ControlReply::Done(cancel_start(p, format!("{name} is already stopped")))
             }
             ProcPhase::Stopping => {
                 // A scale's or a reload's restart: it stays stopped (with a
                 // reload's new definition).
-                if p.cancel_start() {
-                    log::info!("{name}: stop requested; it will not start again");
-                }
-                ControlReply::Accepted(format!("{name} is already stopping"))
+                ControlReply::Accepted(cancel_start(p, format!("{name} is already stopping")))
             }
             ProcPhase::Pending => {
                 p.phase = ProcPhase::Stopped;
@@ -285,8 +304,7 @@ impl Supervisor {
             }
             ProcPhase::Held | ProcPhase::Stopped | ProcPhase::Finished => {
                 if desired == 0 {
-                    p.start_when_stopped = false;
-                    return ControlReply::Done(format!("{name} scaled to 0"));
+                    return ControlReply::Done(cancel_start(p, format!("{name} scaled to 0")));
                 }
                 self.launch_after_post_stop(name);
                 return ControlReply::Accepted(format!(
