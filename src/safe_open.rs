@@ -109,19 +109,29 @@ fn open_in(dir: Dir, path: &Path, mode: u32, hops: &mut u32) -> io::Result<File>
 /// overwrite the ones written through it. (A pipe or terminal stays opened
 /// anew: it has no offset, and keeps its own O_NONBLOCK.)
 fn shared_std(file: File) -> File {
-    let Ok(st) = nix::sys::stat::fstat(&file) else {
-        return file;
-    };
-    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-        return file;
-    }
     let (out, err) = (io::stdout(), io::stderr());
-    let same = [out.as_fd(), err.as_fd()].into_iter().find(|fd| {
-        nix::sys::stat::fstat(fd).is_ok_and(|o| (o.st_dev, o.st_ino) == (st.st_dev, st.st_ino))
-    });
+    let same = [out.as_fd(), err.as_fd()]
+        .into_iter()
+        .find(|fd| same_regular(&file, *fd));
     match same.map(|fd| fd.try_clone_to_owned()) {
         Some(Ok(fd)) => File::from(fd),
         _ => file,
+    }
+}
+
+/// Whether `file` is sheepdog's own stdout or stderr, a regular file: not
+/// a log file's to rotate (that would rename `/dev/stdout` away).
+pub fn is_own_std(file: &File) -> bool {
+    same_regular(file, io::stdout().as_fd()) || same_regular(file, io::stderr().as_fd())
+}
+
+fn same_regular(file: &File, fd: BorrowedFd) -> bool {
+    match (nix::sys::stat::fstat(file), nix::sys::stat::fstat(fd)) {
+        (Ok(a), Ok(b)) => {
+            a.st_mode & libc::S_IFMT == libc::S_IFREG
+                && (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+        }
+        _ => false,
     }
 }
 

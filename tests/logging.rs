@@ -1614,3 +1614,40 @@ fn a_log_file_through_proc_fd_reaches_a_piped_stdout() {
     }
     assert!(!out.contains("unable to open"), "{out}");
 }
+
+/// A log file that is sheepdog's own stdout (a root-made link to
+/// /proc/self/fd/1, like /dev/stdout, with stdout a regular file) is not
+/// rotated: rotating renamed the link away and put a new file in its
+/// place (at /dev/stdout itself, for everyone in the container).
+#[test]
+fn sheepdogs_own_stdout_file_is_never_rotated() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("own-stdout-rotation");
+    let links = dir.path("links");
+    std::fs::create_dir(&links).unwrap();
+    std::fs::set_permissions(&links, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink("/proc/self/fd/1", links.join("out")).unwrap();
+    let cfg = config(
+        "",
+        &format!(
+            r#"  app:
+    type: oneshot
+    command: "for i in $(seq 1 100); do echo app-line-$i-..............................; done"
+    logging:
+      file: {{path: {}, max_size: 1KiB, stdout_too: false}}
+"#,
+            links.join("out").display()
+        ),
+    );
+    let file = dir.write("sheepdog.yaml", &cfg);
+    let mut sd = Sheepdog::start_file("own-stdout-rotation", &file, |_| {});
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let log = sd.log();
+    assert_eq!(log.matches("app-line-").count(), 100, "{log}");
+    let out = std::fs::symlink_metadata(links.join("out")).unwrap();
+    assert!(
+        out.file_type().is_symlink(),
+        "the link was replaced:\n{log}"
+    );
+    assert!(!links.join("out.1").exists(), "rotated:\n{log}");
+}
