@@ -135,6 +135,15 @@ fn same_regular(file: &File, fd: BorrowedFd) -> bool {
     }
 }
 
+/// Whether a file or directory of owner `uid` and `mode` may be changed by
+/// others than root and sheepdog's uid: it is theirs, or group- or
+/// world-writable. The one trust rule for what sheepdog writes through
+/// (here) and what it runs (`config::perms`).
+pub fn others_may_change(uid: u32, mode: u32) -> bool {
+    let ours = nix::unistd::geteuid().as_raw();
+    (uid != 0 && uid != ours) || mode & 0o022 != 0
+}
+
 /// The directory `path` is in, reached one component at a time from the
 /// working directory (`Dir::descend`), and the name in it.
 pub fn locate(path: &Path) -> io::Result<(Dir, &OsStr)> {
@@ -233,9 +242,7 @@ impl Dir {
     /// than root and sheepdog's uid may change it.
     fn loose(&self) -> Option<String> {
         let meta = nix::sys::stat::fstat(self.fd()).ok()?;
-        let ours = nix::unistd::geteuid().as_raw();
-        let theirs = meta.st_uid != 0 && meta.st_uid != ours;
-        (theirs || meta.st_mode & 0o022 != 0).then(|| {
+        others_may_change(meta.st_uid, meta.st_mode).then(|| {
             format!(
                 "{}, which others than root and sheepdog may write (owner uid {}, mode {:o})",
                 self.shown.display(),

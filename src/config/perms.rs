@@ -87,15 +87,18 @@ pub fn check(path: &Path, text: &str, cfg: &mut Config) {
     }
 }
 
-/// Whether others than root and sheepdog's uid may change `p`: it is
-/// theirs, or group- or world-writable. A sticky directory (/tmp) lets
-/// others add names, not replace ours; a read-only mount (a Kubernetes
+/// Whether others than root and sheepdog's uid may change `p`
+/// (`safe_open::others_may_change`). A sticky directory (/tmp) lets others
+/// add names, not replace ours; a read-only mount (a Kubernetes
 /// ConfigMap's, mode 0777) lets nobody change anything.
 fn changeable(p: &Path, m: &Metadata) -> bool {
-    let ours = nix::unistd::geteuid().as_raw();
-    let theirs = m.uid() != 0 && m.uid() != ours;
-    let open = m.mode() & 0o022 != 0 && !(m.is_dir() && m.mode() & 0o1000 != 0);
-    (theirs || open)
+    let sticky_dir = m.is_dir() && m.mode() & 0o1000 != 0;
+    let mode = if sticky_dir {
+        m.mode() & !0o022
+    } else {
+        m.mode()
+    };
+    crate::safe_open::others_may_change(m.uid(), mode)
         && !nix::sys::statvfs::statvfs(p)
             .is_ok_and(|v| v.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
 }
