@@ -57,41 +57,31 @@ pub(super) enum Stage {
 }
 
 /// Whether `processes` (the configuration's) has an enabled `process`
-/// with a hook `name` of `kind` (`shutdown.pre_stop_hook` is a pre_stop
-/// one): a hook's counters live only as long as it does.
+/// with a hook `name` of `kind`: a hook's counters live only as long as
+/// it does.
 fn configured(
     processes: &BTreeMap<String, Process>,
     process: &str,
     kind: Kind,
     name: &str,
 ) -> bool {
-    let Some(def) = processes.get(process).filter(|d| d.enabled) else {
-        return false;
-    };
-    let h = &def.extra.hooks;
-    let list = match kind {
-        Kind::PreStart => &h.pre_start,
-        Kind::PostStart => &h.post_start,
-        Kind::PreStop => &h.pre_stop,
-        Kind::PostStop => &h.post_stop,
-    };
-    let seed = def
-        .shutdown
-        .pre_stop_hook
-        .iter()
-        .filter(|_| kind == Kind::PreStop);
-    list.iter().chain(seed).any(|hook| hook.name == name)
+    processes
+        .get(process)
+        .filter(|d| d.enabled)
+        .is_some_and(|def| hooks_of(def, kind).any(|hook| hook.name == name))
 }
 
-/// A process's pre-stop list: the seed's `shutdown.pre_stop_hook`, then
-/// `hooks.pre_stop`.
-fn pre_stop_list(def: &crate::config::Process) -> Vec<Hook> {
-    def.shutdown
-        .pre_stop_hook
-        .iter()
-        .chain(&def.extra.hooks.pre_stop)
-        .cloned()
-        .collect()
+/// A process's hooks of `kind`, in the order they run: for pre_stop the
+/// seed's `shutdown.pre_stop_hook`, then `hooks.pre_stop`.
+fn hooks_of(def: &Process, kind: Kind) -> impl Iterator<Item = &Hook> {
+    let h = &def.extra.hooks;
+    let (seed, list) = match kind {
+        Kind::PreStart => (None, &h.pre_start),
+        Kind::PostStart => (None, &h.post_start),
+        Kind::PreStop => (def.shutdown.pre_stop_hook.as_ref(), &h.pre_stop),
+        Kind::PostStop => (None, &h.post_stop),
+    };
+    seed.into_iter().chain(list)
 }
 
 impl Supervisor {
@@ -278,7 +268,7 @@ impl Supervisor {
         let Some(p) = self.procs.get(name) else {
             return;
         };
-        let hooks = pre_stop_list(&p.def);
+        let hooks: Vec<Hook> = hooks_of(&p.def, Kind::PreStop).cloned().collect();
         let job = HookJob::ProcPreStop(name.to_string());
         if !hooks.is_empty() && !self.running_hooks.contains_key(&job) {
             log::info!(
