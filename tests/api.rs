@@ -2625,7 +2625,11 @@ fn state_changing_requests_are_logged_with_their_sender() {
     let signal = "/api/v1/processes/web/signal";
     let cont = r#"{"signal": "CONT"}"#;
     assert_eq!(http::get(port, "/api/v1/processes", None).status, 200);
-    assert_eq!(http::post(port, signal, None, cont).status, 200);
+    // "started" is logged by the instance before the supervisor has its
+    // pid: until then a signal finds nothing running (409).
+    assert!(wait_until(WAIT, || http::post(port, signal, None, cont)
+        .status
+        == 200));
     let r = http::unix(&sock, "POST", signal, None, Some(cont));
     assert_eq!(r.status, 200, "{}", r.body);
     sd.wait_log(&format!(
