@@ -364,19 +364,35 @@ impl Prepared {
 /// What execvp uses when there is no PATH at all (musl's default).
 const DEFAULT_PATH: &str = "/usr/local/bin:/bin:/usr/bin";
 
+/// The variables sheepdog sets per child, named once here so that
+/// `PER_CHILD` cannot miss one a spawner sets.
+pub mod var {
+    pub const PROCESS: &str = "SHEEPDOG_PROCESS";
+    pub const INSTANCE: &str = "SHEEPDOG_INSTANCE";
+    pub const INSTANCE_INDEX: &str = "SHEEPDOG_INSTANCE_INDEX";
+    pub const HOOK_NAME: &str = "SHEEPDOG_HOOK_NAME";
+    pub const HOOK_TYPE: &str = "SHEEPDOG_HOOK_TYPE";
+    pub const SCHEDULED: &str = "SHEEPDOG_SCHEDULED";
+    pub const RUN_ID: &str = "SHEEPDOG_RUN_ID";
+    pub const TRIGGER: &str = "SHEEPDOG_TRIGGER";
+    /// In an exec probe's environment, the instance it probes: what a
+    /// probe leaves behind is known by it (`stragglers::end_probe_strays`).
+    pub const PROBE: &str = "SHEEPDOG_PROBE";
+}
+
 /// What sheepdog sets per child (`spawn`, `hooks`, `probe`, a scheduled
 /// run's): a child gets its own, or none (a stop hook has no instance, a
 /// global hook no process), never what a sheepdog running this one set.
 const PER_CHILD: [&str; 9] = [
-    "SHEEPDOG_PROCESS",
-    "SHEEPDOG_INSTANCE",
-    "SHEEPDOG_INSTANCE_INDEX",
-    "SHEEPDOG_HOOK_NAME",
-    "SHEEPDOG_HOOK_TYPE",
-    "SHEEPDOG_SCHEDULED",
-    "SHEEPDOG_RUN_ID",
-    "SHEEPDOG_TRIGGER",
-    crate::stragglers::PROBE_ENV,
+    var::PROCESS,
+    var::INSTANCE,
+    var::INSTANCE_INDEX,
+    var::HOOK_NAME,
+    var::HOOK_TYPE,
+    var::SCHEDULED,
+    var::RUN_ID,
+    var::TRIGGER,
+    var::PROBE,
 ];
 
 /// sheepdog's own environment, read once (sheepdog never changes it),

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
-use crate::child::Command;
+use crate::child::{var, Command};
 use crate::config::{format_duration, Hook, Process};
 use crate::instance::Shared;
 use crate::spawn::Identity;
@@ -472,18 +472,18 @@ fn command(
     let mut cmd = Command::new(program);
     cmd.args(args);
     if let Some(p) = process {
-        cmd.envs(&p.env).env("SHEEPDOG_PROCESS", &p.name);
+        cmd.envs(&p.env).env(var::PROCESS, &p.name);
         if let Some(dir) = &p.working_dir {
             cmd.current_dir(dir);
         }
     }
     if let Some(id) = instance {
-        cmd.env("SHEEPDOG_INSTANCE", &*id.instance)
-            .env("SHEEPDOG_INSTANCE_INDEX", id.index.to_string());
+        cmd.env(var::INSTANCE, &*id.instance)
+            .env(var::INSTANCE_INDEX, id.index.to_string());
     }
     cmd.envs(&hook.env)
-        .env("SHEEPDOG_HOOK_NAME", &hook.name)
-        .env("SHEEPDOG_HOOK_TYPE", kind.as_str())
+        .env(var::HOOK_NAME, &hook.name)
+        .env(var::HOOK_TYPE, kind.as_str())
         .credentials(hook.credentials.clone());
     if let Some(dir) = &hook.working_dir {
         cmd.current_dir(dir);

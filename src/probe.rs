@@ -228,7 +228,7 @@ fn exec(
         Ok(c) => c,
         Err(e) => return Checked::Ran(Err(format!("unable to run {program:?}: {e}"))),
     };
-    cmd.env(crate::stragglers::PROBE_ENV, &*id.instance);
+    cmd.env(crate::child::var::PROBE, &*id.instance);
     let name = program.as_str();
     let end = task::run(reaper, cmd, timeout, task::Capture::Tail(abandon), None);
     // What the group kill could not reach.

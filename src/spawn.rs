@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::child::{Command, Stdio};
+use crate::child::{var, Command, Stdio};
 use crate::config::extra::{Logging, StreamMode};
 use crate::config::Process;
 use crate::logging::Stream;
@@ -54,9 +54,9 @@ pub fn command(def: &Process, id: &Identity, argv: &[String]) -> io::Result<Comm
     let mut cmd = Command::new(program);
     cmd.args(args);
     cmd.envs(&def.env)
-        .env("SHEEPDOG_PROCESS", &*id.process)
-        .env("SHEEPDOG_INSTANCE", &*id.instance)
-        .env("SHEEPDOG_INSTANCE_INDEX", id.index.to_string())
+        .env(var::PROCESS, &*id.process)
+        .env(var::INSTANCE, &*id.instance)
+        .env(var::INSTANCE_INDEX, id.index.to_string())
         .credentials(def.credentials.clone());
     if let Some(dir) = &def.working_dir {
         cmd.current_dir(dir);

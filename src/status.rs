@@ -258,7 +258,8 @@ pub struct ProcessStatus {
     pub max_scale: Option<u32>,
     pub critical: bool,
     pub restart: &'static str,
-    /// An operation in progress, if any: `restarting` (a rolling
+    /// An operation in progress, if any: `starting` (a start waiting for
+    /// the stop under way or the post_stop hooks), `restarting` (a rolling
     /// restart), `replacing` or `removing` (a reload's, which may wait for
     /// dependents or a scheduled run before the stop begins).
     pub operation: Option<&'static str>,

@@ -19,7 +19,7 @@
 //!
 //! While sheepdog runs, the same applies to what an exec health probe
 //! leaves outside its group: one per probe run would pile up until the
-//! shutdown. Probes mark their environment (`PROBE_ENV`), and after each
+//! shutdown. Probes mark their environment (`child::var::PROBE`), and after each
 //! run `end_probe_strays` kills (SIGKILL) the children of ours that carry
 //! the instance's mark and that nobody owns.
 //!
@@ -51,6 +51,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use nix::sys::signal::Signal;
 
+use crate::child::var;
 use crate::group;
 use crate::reaper::{Exit, Reaper};
 
@@ -209,7 +210,7 @@ fn children_by_walk(parent: i32) -> Vec<i32> {
 /// sheepdog runs; nothing is signalled. None when no search could be made
 /// now (a spawn in flight, a `/proc` that is not this namespace's).
 pub fn left_by(reaper: &Reaper, instance: &str) -> Option<Vec<(i32, String)>> {
-    let found = unowned_with(reaper, "SHEEPDOG_INSTANCE", instance)?
+    let found = unowned_with(reaper, var::INSTANCE, instance)?
         .into_iter()
         .map(|s| (s.pid, name_of(s.pid)))
         .collect();
@@ -302,10 +303,6 @@ fn has_env(pid: i32, name: &str, value: &str) -> bool {
         == Some(value.as_bytes())
 }
 
-/// In an exec probe's environment, the instance it probes: what a probe
-/// leaves behind is known by it (`end_probe_strays`).
-pub const PROBE_ENV: &str = "SHEEPDOG_PROBE";
-
 /// A probe's strays were warned about (`end_probe_strays`): the same
 /// probe leaves one on every run, so once is enough.
 static PROBES_NAMED: AtomicBool = AtomicBool::new(false);
@@ -331,7 +328,7 @@ pub fn end_probe_strays(reaper: &Reaper, instance: &str) {
     if !orphans.is_ok_and(|list| !list.is_empty()) {
         return;
     }
-    let found = unowned_with(reaper, PROBE_ENV, instance).unwrap_or_default();
+    let found = unowned_with(reaper, var::PROBE, instance).unwrap_or_default();
     if found.is_empty() {
         return;
     }

@@ -784,3 +784,47 @@ processes:
     let _ = follower.wait();
     assert!(followed && clean(&read()), "{:?}", read());
 }
+
+#[test]
+fn status_says_a_start_waits_for_post_stop_hooks() {
+    let (mut sd, port, _) = start_serving("ctl-starting", |p, _| {
+        format!(
+            "global:\n  shutdown_timeout: 10\n  api_port: {p}\n  metrics_enabled: false\nprocesses:\n  app:\n    \
+             command: [sleep, \"1000\"]\n    hooks:\n      post_stop:\n        - {{ name: clean, command: \"touch $DIR/cleaning; \
+             while [ ! -e $DIR/go ]; do sleep 0.05; done\", timeout: 1m }}\n"
+        )
+    });
+    let u = url(port);
+    let ctl_ok = |args: &[&str]| {
+        let mut all = vec!["--url", u.as_str()];
+        all.extend_from_slice(args);
+        let o = ctl(&all, &[]);
+        assert!(o.status.success(), "{args:?}: {}", err(&o));
+        out(&o)
+    };
+    ctl_ok(&["stop", "app"]);
+    assert!(
+        wait_until(WAIT, || sd.dir.path("cleaning").exists()),
+        "{}",
+        sd.log()
+    );
+    ctl_ok(&["start", "app"]);
+    let text = ctl_ok(&["status"]);
+    assert!(
+        text.ends_with("\napp: starting\n"),
+        "the table should say the start is on its way:\n{text}"
+    );
+    sd.dir.write("go", "");
+    assert!(
+        wait_until(WAIT, || ctl_ok(&["status", "app"]).contains("running")),
+        "{}",
+        sd.log()
+    );
+    let text = ctl_ok(&["status", "app"]);
+    assert!(
+        !text.contains("app: "),
+        "nothing under way any more:\n{text}"
+    );
+    sd.signal(libc::SIGTERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}

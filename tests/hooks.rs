@@ -963,6 +963,13 @@ fn a_stop_that_cancels_a_start_waiting_for_post_stop_hooks_says_so() {
     for (up, up_body, down, said) in rounds {
         let r = post(up, up_body);
         assert_eq!(r.status, 202, "{up}: {}", r.body);
+        // Its status says a start is on its way, not just "stopped".
+        let app = http::get(port, "/api/v1/processes/app", None).json();
+        assert_eq!(
+            (&app["state"], &app["operation"]),
+            (&"stopped".into(), &"starting".into()),
+            "{app}"
+        );
         let down_body = if down == "scale" {
             r#"{"desired":0}"#
         } else {
@@ -977,6 +984,8 @@ fn a_stop_that_cancels_a_start_waiting_for_post_stop_hooks_says_so() {
             sd.log()
         );
         // Nothing is pending now.
+        let app = http::get(port, "/api/v1/processes/app", None).json();
+        assert_eq!(app["operation"], serde_json::Value::Null, "{app}");
         let r = post(down, down_body);
         assert_eq!(r.json()["message"], said, "{}", sd.log());
     }
@@ -1070,6 +1079,12 @@ fn a_start_waits_for_the_post_stop_hooks_of_the_previous_stop() {
         sd.log()
     );
     post("scale", r#"{"desired":1}"#);
+    let app = http::get(port, "/api/v1/processes/app", None).json();
+    assert_eq!(
+        (&app["state"], &app["operation"]),
+        (&"stopping".into(), &"starting".into()),
+        "{app}"
+    );
     let starts = sd.count("app-1: started");
     sd.dir.write("term-ok", "");
     cleaning(&sd);

@@ -585,6 +585,32 @@ fn table(procs: &[Value]) -> String {
         out.push_str(line.trim_end());
         out.push('\n');
     }
+    out.push_str(&notes(procs));
+    out
+}
+
+/// What a row cannot show, a line per process after the table: the
+/// operation under way (`starting`, `restarting`, `replacing`,
+/// `removing`) and why it is down though meant to run.
+fn notes(procs: &[Value]) -> String {
+    let mut out = String::new();
+    for p in procs {
+        let said: Vec<&str> = ["operation", "error"]
+            .iter()
+            .filter_map(|k| p.get(k).and_then(Value::as_str))
+            .collect();
+        if !said.is_empty() {
+            let name = p.get("name").and_then(Value::as_str).unwrap_or("-");
+            out.push_str(&format!(
+                "{}: {}\n",
+                escaped(name),
+                escaped(&said.join("; "))
+            ));
+        }
+    }
+    if !out.is_empty() {
+        out.insert(0, '\n');
+    }
     out
 }
 
@@ -700,12 +726,38 @@ mod tests {
     }
 
     #[test]
+    fn operations_and_errors_follow_the_table() {
+        let procs = vec![
+            json!({"name": "web", "state": "running", "operation": "restarting", "error": null, "instances": [
+                {"id": "web-1", "state": "running", "pid": 42, "restart_count": 0, "health": "unknown"}
+            ]}),
+            json!({"name": "db", "state": "running", "operation": null, "error": null, "instances": []}),
+            json!({"name": "api", "state": "stopped", "operation": "replacing",
+                   "error": "dependency \"db\" did not come", "instances": []}),
+        ];
+        let t = table(&procs);
+        let tail: Vec<&str> = t.lines().skip(4).collect();
+        assert_eq!(
+            tail,
+            [
+                "",
+                "web: restarting",
+                "api: replacing; dependency \"db\" did not come"
+            ],
+            "{t}"
+        );
+        assert!(!table(&procs[1..2]).contains("\n\n"));
+    }
+
+    #[test]
     fn a_servers_control_characters_never_reach_the_terminal() {
-        let procs =
-            vec![json!({"name": "a\u{1b}]0;owned\u{7}\nb", "state": "x\ry", "instances": []})];
+        let procs = vec![
+            json!({"name": "a\u{1b}]0;owned\u{7}\nb", "state": "x\ry", "instances": [],
+                        "operation": "\u{1b}[2J"}),
+        ];
         let t = table(&procs);
         assert!(!t.chars().any(|c| c.is_control() && c != '\n'), "{t:?}");
-        assert_eq!(t.lines().count(), 2, "one row: {t:?}");
+        assert_eq!(t.lines().count(), 4, "one row and its note: {t:?}");
         assert!(t.contains("a\\u{1b}]0;owned\\u{7}\\nb"), "{t:?}");
     }
 }

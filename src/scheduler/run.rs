@@ -27,6 +27,7 @@ use crossbeam_channel::{select, Receiver, Sender};
 use crate::hooks;
 
 use super::Trigger;
+use crate::child::var;
 use crate::config::{format_duration, Process};
 use crate::group;
 use crate::instance::Shared;
@@ -145,9 +146,9 @@ impl Run {
     /// is all written.
     fn spawn(&self) -> Result<(i32, Receiver<()>), RunEnd> {
         let env = [
-            ("SHEEPDOG_SCHEDULED", "true".to_string()),
-            ("SHEEPDOG_RUN_ID", self.run_id.to_string()),
-            ("SHEEPDOG_TRIGGER", self.trigger.as_str().to_string()),
+            (var::SCHEDULED, "true".to_string()),
+            (var::RUN_ID, self.run_id.to_string()),
+            (var::TRIGGER, self.trigger.as_str().to_string()),
         ];
         spawn::start_with(
             &self.def,
