@@ -108,10 +108,24 @@ fn labels(pairs: &[(&'static str, &str)]) -> Labels {
     pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
 }
 
-/// Render `snap` as OpenMetrics text.
+/// Render `snap` as OpenMetrics text: a fresh registry, its families in
+/// a fixed order.
 pub fn render(snap: &Snapshot, orphans_reaped: u64, api: &ApiCounters) -> String {
     let mut r = Registry::with_prefix("sheepdog");
+    identity_families(&mut r, snap);
+    process_families(&mut r, snap);
+    hook_families(&mut r, snap);
+    schedule_families(&mut r, snap);
+    heartbeat_families(&mut r, snap);
+    supervisor_families(&mut r, snap, orphans_reaped, api);
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, &r);
+    out
+}
 
+/// What is running: build, start time, readiness.
+fn identity_families(r: &mut Registry, snap: &Snapshot) {
     let build: IntGauges = Family::default();
     build
         .get_or_create(&labels(&[("version", snap.version)]))
@@ -136,7 +150,10 @@ pub fn render(snap: &Snapshot, orphans_reaped: u64, api: &ApiCounters) -> String
         "1 when the container is ready (every process with a readiness check is ready), else 0",
         ready,
     );
+}
 
+/// Per process and instance: scale, restarts, exits, health checks.
+fn process_families(r: &mut Registry, snap: &Snapshot) {
     let up: IntGauges = Family::default();
     let desired: IntGauges = Family::default();
     let current: IntGauges = Family::default();
@@ -260,6 +277,10 @@ pub fn render(snap: &Snapshot, orphans_reaped: u64, api: &ApiCounters) -> String
         "Health-check probes run, by result: success, failure",
         Present(checks),
     );
+}
+
+/// Per hook: executions and their durations.
+fn hook_families(r: &mut Registry, snap: &Snapshot) {
     let hook_runs: Counters = Family::default();
     let hook_durations: Family<Labels, CountedHistogram> = Family::default();
     for h in &snap.hooks {
@@ -297,6 +318,10 @@ pub fn render(snap: &Snapshot, orphans_reaped: u64, api: &ApiCounters) -> String
         Unit::Seconds,
         Present(hook_durations),
     );
+}
+
+/// Per scheduled job: runs, skips, durations, last and next run.
+fn schedule_families(r: &mut Registry, snap: &Snapshot) {
     let sched_runs: Counters = Family::default();
     let sched_skipped: Counters = Family::default();
     let sched_durations: Family<Labels, CountedHistogram> = Family::default();
@@ -364,6 +389,10 @@ pub fn render(snap: &Snapshot, orphans_reaped: u64, api: &ApiCounters) -> String
         Unit::Seconds,
         Present(sched_next),
     );
+}
+
+/// Per heartbeat: pings by result.
+fn heartbeat_families(r: &mut Registry, snap: &Snapshot) {
     let beats: Counters = Family::default();
     let beat_failures: Counters = Family::default();
     for h in &snap.heartbeats {
@@ -386,6 +415,11 @@ pub fn render(snap: &Snapshot, orphans_reaped: u64, api: &ApiCounters) -> String
         "Heartbeat pings that failed after every retry, or were dropped",
         Present(beat_failures),
     );
+}
+
+/// sheepdog's own work: orphans reaped, the shutdown, reloads, API
+/// requests.
+fn supervisor_families(r: &mut Registry, snap: &Snapshot, orphans_reaped: u64, api: &ApiCounters) {
     let reaped: Counter = Counter::default();
     reaped.inc_by(orphans_reaped);
     r.register("zombies_reaped", "Adopted orphan processes reaped", reaped);
@@ -429,11 +463,6 @@ pub fn render(snap: &Snapshot, orphans_reaped: u64, api: &ApiCounters) -> String
         "Management API responses by HTTP status code",
         Present(api.0.clone()),
     );
-
-    let mut out = String::new();
-    // Writing to a String cannot fail.
-    let _ = prometheus_client::encoding::text::encode(&mut out, &r);
-    out
 }
 
 /// OpenMetrics text → Prometheus text format 0.0.4: counters' HELP/TYPE

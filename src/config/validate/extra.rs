@@ -18,7 +18,10 @@ use super::super::extra::{
     Probe, RedactionPattern, Schedule, StreamMode, Timezone,
 };
 use super::super::model::LogLevel;
-use super::super::raw::{RawHealthCheck, RawHeartbeat, RawLogging, RawProcess};
+use super::super::raw::{
+    RawHealthCheck, RawHeartbeat, RawJsonLogging, RawLevelDetection, RawLogFile, RawLogging,
+    RawMultiline, RawProcess, RawRedaction,
+};
 use super::super::report::{index, join, under, Report};
 use super::super::value::{self as val, describe, quote};
 use super::global::level;
@@ -405,119 +408,16 @@ fn logging_block(l: &RawLogging, lp: &str, r: &mut Report, out: &mut Logging) {
     out.labels = env_map(l.labels.as_ref(), &p("labels").path(), r);
     out.min_level = r.get(&l.min_level, p("min_level"), level);
     if let Some(m) = &l.multiline {
-        let mp = p("multiline").path();
-        let q = under(&mp);
-        let on = enabled(&m.enabled, &mp, r);
-        let pattern = r.get(&m.pattern, q("pattern"), regex);
-        if on && m.pattern.is_none() {
-            r.error(
-                q("pattern"),
-                "missing; expected a regex matching the first line of an entry",
-            );
-        }
-        let max_lines = r.get_or(
-            &m.max_lines,
-            q("max_lines"),
-            |v| val::uint32(v, 1, 10_000),
-            100,
-        );
-        let timeout = r.get_or(
-            &m.timeout,
-            q("timeout"),
-            positive_duration,
-            Duration::from_secs(1),
-        );
-        if on {
-            out.multiline = pattern.map(|pattern| Multiline {
-                pattern,
-                max_lines,
-                timeout,
-            });
-        }
+        out.multiline = multiline(m, &p("multiline").path(), r);
     }
     if let Some(red) = &l.redaction {
-        let rp = p("redaction").path();
-        let on = enabled(&red.enabled, &rp, r);
-        let pp = join(&rp, "patterns");
-        let mut patterns = Vec::new();
-        for (i, pat) in red.patterns.iter().flatten().enumerate() {
-            let at = index(&pp, i);
-            let q = under(&at);
-            let name = r.get_or(
-                &pat.name,
-                q("name"),
-                val::text,
-                format!("pattern-{}", i + 1),
-            );
-            let pattern = r.get(&pat.pattern, q("pattern"), regex);
-            if pat.pattern.is_none() {
-                r.error(q("pattern"), "missing; expected a regex to redact");
-            }
-            let replacement = r.get_or(
-                &pat.replacement,
-                q("replacement"),
-                val::string,
-                "***".into(),
-            );
-            if let Some(pattern) = pattern {
-                patterns.push(RedactionPattern {
-                    name,
-                    pattern,
-                    replacement,
-                });
-            }
-        }
-        if on {
-            if red.patterns.as_ref().is_none_or(Vec::is_empty) {
-                r.error(
-                    &pp,
-                    "missing; redaction needs at least one pattern (or enabled: false)",
-                );
-            }
-            out.redaction = patterns;
-        }
+        out.redaction = redaction(red, &p("redaction").path(), r);
     }
     if let Some(j) = &l.json {
-        let jp = p("json").path();
-        let q = under(&jp);
-        let on = enabled(&j.enabled, &jp, r);
-        let cfg = JsonLogging {
-            detect_auto: r.get_or(&j.detect_auto, q("detect_auto"), val::boolean, false),
-            extract_level: r.get_or(&j.extract_level, q("extract_level"), val::boolean, true),
-            extract_message: r.get_or(&j.extract_message, q("extract_message"), val::boolean, true),
-            merge_fields: r.get_or(&j.merge_fields, q("merge_fields"), val::boolean, false),
-        };
-        out.json = on.then_some(cfg);
+        out.json = json(j, &p("json").path(), r);
     }
     if let Some(ld) = &l.level_detection {
-        let dp = p("level_detection").path();
-        let on = enabled(&ld.enabled, &dp, r);
-        let mut patterns = BTreeMap::new();
-        let pp = join(&dp, "patterns");
-        for (k, v) in ld.patterns.iter().flatten() {
-            let at = under(&pp)(k);
-            let lvl = level(&Value::String(k.clone()));
-            let pat = regex(v);
-            match (lvl, pat) {
-                (Ok(lvl), Ok(pat)) => {
-                    patterns.insert(lvl, pat);
-                }
-                (Err(e), _) => r.error(at, e.replace("unknown value", "unknown level")),
-                (_, Err(e)) => r.error(at, e),
-            }
-        }
-        let default_level = r.get_or(
-            &ld.default_level,
-            join(&dp, "default_level"),
-            level,
-            LogLevel::Info,
-        );
-        if on {
-            out.level_detection = Some(LevelDetection {
-                patterns,
-                default_level,
-            });
-        }
+        out.level_detection = level_detection(ld, &p("level_detection").path(), r);
     }
     if let Some(f) = &l.filters {
         let fp = p("filters").path();
@@ -525,36 +425,7 @@ fn logging_block(l: &RawLogging, lp: &str, r: &mut Report, out: &mut Logging) {
         out.exclude = regex_list(&f.exclude, &join(&fp, "exclude"), r);
     }
     if let Some(f) = &l.file {
-        let fp = p("file").path();
-        let q = under(&fp);
-        let path = r.get(&f.path, q("path"), log_path).map(PathBuf::from);
-        if f.path.is_none() {
-            r.error(q("path"), "missing; expected the log file's path");
-        }
-        let max_size = r.get_or(
-            &f.max_size,
-            q("max_size"),
-            |v| {
-                let n = val::size(v)?;
-                if n >= 1024 {
-                    Ok(n)
-                } else {
-                    Err(format!(
-                        "invalid value {}; expected at least 1KiB",
-                        describe(v)
-                    ))
-                }
-            },
-            10 << 20,
-        );
-        let max_files = r.get_or(&f.max_files, q("max_files"), |v| val::uint32(v, 1, 1000), 5);
-        let stdout_too = r.get_or(&f.stdout_too, q("stdout_too"), val::boolean, true);
-        out.file = path.map(|path| LogFile {
-            path,
-            max_size,
-            max_files,
-            stdout_too,
-        });
+        out.file = log_file(f, &p("file").path(), r);
     }
     out.max_line_bytes = r.get_or(
         &l.max_line_bytes,
@@ -572,6 +443,155 @@ fn logging_block(l: &RawLogging, lp: &str, r: &mut Report, out: &mut Logging) {
         },
         64 * 1024,
     );
+}
+
+/// `logging.multiline`; `None` when it is off or has no valid pattern.
+fn multiline(m: &RawMultiline, mp: &str, r: &mut Report) -> Option<Multiline> {
+    let q = under(mp);
+    let on = enabled(&m.enabled, mp, r);
+    let pattern = r.get(&m.pattern, q("pattern"), regex);
+    if on && m.pattern.is_none() {
+        r.error(
+            q("pattern"),
+            "missing; expected a regex matching the first line of an entry",
+        );
+    }
+    let max_lines = r.get_or(
+        &m.max_lines,
+        q("max_lines"),
+        |v| val::uint32(v, 1, 10_000),
+        100,
+    );
+    let timeout = r.get_or(
+        &m.timeout,
+        q("timeout"),
+        positive_duration,
+        Duration::from_secs(1),
+    );
+    pattern.filter(|_| on).map(|pattern| Multiline {
+        pattern,
+        max_lines,
+        timeout,
+    })
+}
+
+/// `logging.redaction`'s patterns; none when it is off.
+fn redaction(red: &RawRedaction, rp: &str, r: &mut Report) -> Vec<RedactionPattern> {
+    let on = enabled(&red.enabled, rp, r);
+    let pp = join(rp, "patterns");
+    let mut patterns = Vec::new();
+    for (i, pat) in red.patterns.iter().flatten().enumerate() {
+        let at = index(&pp, i);
+        let q = under(&at);
+        let name = r.get_or(
+            &pat.name,
+            q("name"),
+            val::text,
+            format!("pattern-{}", i + 1),
+        );
+        let pattern = r.get(&pat.pattern, q("pattern"), regex);
+        if pat.pattern.is_none() {
+            r.error(q("pattern"), "missing; expected a regex to redact");
+        }
+        let replacement = r.get_or(
+            &pat.replacement,
+            q("replacement"),
+            val::string,
+            "***".into(),
+        );
+        if let Some(pattern) = pattern {
+            patterns.push(RedactionPattern {
+                name,
+                pattern,
+                replacement,
+            });
+        }
+    }
+    if !on {
+        return Vec::new();
+    }
+    if red.patterns.as_ref().is_none_or(Vec::is_empty) {
+        r.error(
+            &pp,
+            "missing; redaction needs at least one pattern (or enabled: false)",
+        );
+    }
+    patterns
+}
+
+/// `logging.json`; `None` when it is off.
+fn json(j: &RawJsonLogging, jp: &str, r: &mut Report) -> Option<JsonLogging> {
+    let q = under(jp);
+    let on = enabled(&j.enabled, jp, r);
+    let cfg = JsonLogging {
+        detect_auto: r.get_or(&j.detect_auto, q("detect_auto"), val::boolean, false),
+        extract_level: r.get_or(&j.extract_level, q("extract_level"), val::boolean, true),
+        extract_message: r.get_or(&j.extract_message, q("extract_message"), val::boolean, true),
+        merge_fields: r.get_or(&j.merge_fields, q("merge_fields"), val::boolean, false),
+    };
+    on.then_some(cfg)
+}
+
+/// `logging.level_detection`; `None` when it is off.
+fn level_detection(ld: &RawLevelDetection, dp: &str, r: &mut Report) -> Option<LevelDetection> {
+    let on = enabled(&ld.enabled, dp, r);
+    let mut patterns = BTreeMap::new();
+    let pp = join(dp, "patterns");
+    for (k, v) in ld.patterns.iter().flatten() {
+        let at = under(&pp)(k);
+        let lvl = level(&Value::String(k.clone()));
+        let pat = regex(v);
+        match (lvl, pat) {
+            (Ok(lvl), Ok(pat)) => {
+                patterns.insert(lvl, pat);
+            }
+            (Err(e), _) => r.error(at, e.replace("unknown value", "unknown level")),
+            (_, Err(e)) => r.error(at, e),
+        }
+    }
+    let default_level = r.get_or(
+        &ld.default_level,
+        join(dp, "default_level"),
+        level,
+        LogLevel::Info,
+    );
+    on.then_some(LevelDetection {
+        patterns,
+        default_level,
+    })
+}
+
+/// `logging.file`; `None` without a valid `path`.
+fn log_file(f: &RawLogFile, fp: &str, r: &mut Report) -> Option<LogFile> {
+    let q = under(fp);
+    let path = r.get(&f.path, q("path"), log_path).map(PathBuf::from);
+    if f.path.is_none() {
+        r.error(q("path"), "missing; expected the log file's path");
+    }
+    let max_size = r.get_or(
+        &f.max_size,
+        q("max_size"),
+        |v| {
+            let n = val::size(v)?;
+            if n >= 1024 {
+                Ok(n)
+            } else {
+                Err(format!(
+                    "invalid value {}; expected at least 1KiB",
+                    describe(v)
+                ))
+            }
+        },
+        10 << 20,
+    );
+    let max_files = r.get_or(&f.max_files, q("max_files"), |v| val::uint32(v, 1, 1000), 5);
+    let stdout_too = r.get_or(&f.stdout_too, q("stdout_too"), val::boolean, true);
+    path.map(|path| LogFile {
+        path,
+        max_size,
+        max_files,
+        stdout_too,
+    })
 }
 
 /// The `schedule*` keys; `None` when `schedule` is absent.

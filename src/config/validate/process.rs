@@ -86,68 +86,11 @@ pub fn build(name: &str, raw: &RawProcess, global: &Global, r: &mut Report) -> P
         InitialState::Running,
     );
 
-    let limit = global.extra.max_process_scale;
-    // Read wide, so that 0 and values past the limit get the messages
-    // below; what is no such integer is told the real range.
-    let int = |v: &Value, low: &str| {
-        val::uint32(v, 0, u32::MAX).map_err(|_| {
-            val::invalid(
-                v,
-                &format!("an integer from {low} to {limit} (global.max_process_scale)"),
-            )
-        })
-    };
-    let scale = r.get_or(&raw.scale, p("scale"), |v| int(v, "1"), 1);
-    if scale == 0 {
-        r.error(
-            p("scale"),
-            "invalid value 0; expected at least 1 (to not run it, use enabled: false or initial_state: stopped)",
-        );
-    } else if scale > limit {
-        r.error(
-            p("scale"),
-            format!("invalid value {scale}; expected at most {limit} (global.max_process_scale)"),
-        );
-    }
-    let max_scale = r
-        .get(&raw.max_scale, p("max_scale"), |v| int(v, "0 (no limit)"))
-        .filter(|m| *m > 0);
-    if let Some(m) = max_scale {
-        if m > limit {
-            r.error(
-                p("max_scale"),
-                format!("invalid value {m}; expected at most {limit} (global.max_process_scale)"),
-            );
-        }
-        if scale > m {
-            r.error(p("scale"), format!("{scale} is more than max_scale ({m})"));
-        }
-    }
+    let (scale, max_scale) = scale(raw, &path, global.extra.max_process_scale, r);
 
     let schedule = extra::schedule(raw, &path, r);
-    let restart_explicit = r.get(&raw.restart, p("restart"), |v| {
-        val::choice(v, RESTART_POLICIES)
-    });
     let runs_once = kind == ProcessType::Oneshot || schedule.is_some();
-    let what = if kind == ProcessType::Oneshot {
-        "a oneshot process runs to completion"
-    } else {
-        "a scheduled job runs once per trigger"
-    };
-    if runs_once {
-        if restart_explicit == Some(RestartPolicy::Always) {
-            r.error(
-                p("restart"),
-                format!("{what}, so \"always\" is not allowed; expected on-failure or never"),
-            );
-        }
-        if scale > 1 {
-            r.error(
-                p("scale"),
-                format!("{what}, so scale must be 1, got {scale}"),
-            );
-        }
-    }
+    let restart_explicit = restart(raw, &path, kind, scale, runs_once, r);
     let restart = restart_explicit.unwrap_or(if runs_once {
         RestartPolicy::Never
     } else {
@@ -163,94 +106,10 @@ pub fn build(name: &str, raw: &RawProcess, global: &Global, r: &mut Report) -> P
     let shutdown = shutdown(raw, &path, r);
     let critical = r.get_or(&raw.critical, p("critical"), val::boolean, false);
     if schedule.is_some() {
-        let (hooks_at, shutdown_at) = (join(&path, "hooks"), join(&path, "shutdown"));
-        let hooks = raw.hooks.as_ref();
-        let stop_hook =
-            "a run's stop runs no hook; only pre_start and post_start run, around each run";
-        let ignored = [
-            (
-                restart_explicit == Some(RestartPolicy::OnFailure),
-                p("restart"),
-                "a failed run is not retried; the next run comes at the next due time",
-            ),
-            (
-                critical,
-                p("critical"),
-                "a failed run never stops sheepdog; alert on sheepdog_scheduled_runs_total or a heartbeat",
-            ),
-            (
-                initial_state == InitialState::Stopped,
-                p("initial_state"),
-                "a job runs when due; to hold it, pause it (sheepdog ctl pause)",
-            ),
-            (
-                raw.health_check.is_some(),
-                p("health_check"),
-                "a run is judged by its exit code and `timeout`; nothing probes it",
-            ),
-            (
-                raw.ports.is_some(),
-                p("ports"),
-                "nothing waits for a job's ports or checks them",
-            ),
-            (
-                hooks.is_some_and(|h| h.pre_stop.is_some() || h.pre_stop_seed.is_some()),
-                under(&hooks_at)("pre_stop"),
-                stop_hook,
-            ),
-            (
-                hooks.is_some_and(|h| h.post_stop.is_some() || h.post_stop_seed.is_some()),
-                under(&hooks_at)("post_stop"),
-                stop_hook,
-            ),
-            (
-                raw.shutdown.as_ref().is_some_and(|s| s.pre_stop_hook.is_some()),
-                under(&shutdown_at)("pre_stop_hook"),
-                stop_hook,
-            ),
-        ];
-        for (_, at, why) in ignored.iter().filter(|(set, _, _)| *set) {
-            r.warn(at, format!("has no effect on a scheduled job: {why}"));
-        }
+        warn_ignored_on_jobs(raw, &path, restart_explicit, critical, initial_state, r);
     }
 
-    let backoff_initial = r.get_or(
-        &raw.restart_backoff_initial,
-        p("restart_backoff_initial"),
-        val::duration,
-        global.restart_backoff_initial,
-    );
-    let backoff_max = r.get_or(
-        &raw.restart_backoff_max,
-        p("restart_backoff_max"),
-        val::duration,
-        global.restart_backoff_max,
-    );
-    // Both inherited: the global check has said it already.
-    let sets_initial = raw.restart_backoff_initial.is_some();
-    if backoff_initial > backoff_max && (sets_initial || raw.restart_backoff_max.is_some()) {
-        let fmt = crate::config::format_duration;
-        let (key, msg) = if sets_initial {
-            (
-                "restart_backoff_initial",
-                format!(
-                    "{} is longer than restart_backoff_max ({}); expected initial <= max",
-                    fmt(backoff_initial),
-                    fmt(backoff_max)
-                ),
-            )
-        } else {
-            (
-                "restart_backoff_max",
-                format!(
-                    "{} is shorter than restart_backoff_initial ({}, from global); expected max >= initial",
-                    fmt(backoff_max),
-                    fmt(backoff_initial)
-                ),
-            )
-        };
-        r.error(p(key), msg);
-    }
+    let (backoff_initial, backoff_max) = backoff(raw, &path, global, r);
     let health_check = raw
         .health_check
         .as_ref()
@@ -318,6 +177,189 @@ pub fn build(name: &str, raw: &RawProcess, global: &Global, r: &mut Report) -> P
             hooks,
         },
     }
+}
+
+/// `scale` and `max_scale` (0 = none): within `limit`
+/// (`global.max_process_scale`), and scale <= max_scale.
+fn scale(raw: &RawProcess, path: &str, limit: u32, r: &mut Report) -> (u32, Option<u32>) {
+    let p = under(path);
+    // Read wide, so that 0 and values past the limit get the messages
+    // below; what is no such integer is told the real range.
+    let int = |v: &Value, low: &str| {
+        val::uint32(v, 0, u32::MAX).map_err(|_| {
+            val::invalid(
+                v,
+                &format!("an integer from {low} to {limit} (global.max_process_scale)"),
+            )
+        })
+    };
+    let scale = r.get_or(&raw.scale, p("scale"), |v| int(v, "1"), 1);
+    if scale == 0 {
+        r.error(
+            p("scale"),
+            "invalid value 0; expected at least 1 (to not run it, use enabled: false or initial_state: stopped)",
+        );
+    } else if scale > limit {
+        r.error(
+            p("scale"),
+            format!("invalid value {scale}; expected at most {limit} (global.max_process_scale)"),
+        );
+    }
+    let max_scale = r
+        .get(&raw.max_scale, p("max_scale"), |v| int(v, "0 (no limit)"))
+        .filter(|m| *m > 0);
+    if let Some(m) = max_scale {
+        if m > limit {
+            r.error(
+                p("max_scale"),
+                format!("invalid value {m}; expected at most {limit} (global.max_process_scale)"),
+            );
+        }
+        if scale > m {
+            r.error(p("scale"), format!("{scale} is more than max_scale ({m})"));
+        }
+    }
+    (scale, max_scale)
+}
+
+/// The `restart` the process gives, if any; a oneshot or a scheduled job
+/// (`runs_once`) may not say `always`, nor have a scale above 1.
+fn restart(
+    raw: &RawProcess,
+    path: &str,
+    kind: ProcessType,
+    scale: u32,
+    runs_once: bool,
+    r: &mut Report,
+) -> Option<RestartPolicy> {
+    let p = under(path);
+    let given = r.get(&raw.restart, p("restart"), |v| {
+        val::choice(v, RESTART_POLICIES)
+    });
+    let what = if kind == ProcessType::Oneshot {
+        "a oneshot process runs to completion"
+    } else {
+        "a scheduled job runs once per trigger"
+    };
+    if runs_once {
+        if given == Some(RestartPolicy::Always) {
+            r.error(
+                p("restart"),
+                format!("{what}, so \"always\" is not allowed; expected on-failure or never"),
+            );
+        }
+        if scale > 1 {
+            r.error(
+                p("scale"),
+                format!("{what}, so scale must be 1, got {scale}"),
+            );
+        }
+    }
+    given
+}
+
+/// Keys a scheduled job takes but that do nothing for it: warned about.
+fn warn_ignored_on_jobs(
+    raw: &RawProcess,
+    path: &str,
+    restart_explicit: Option<RestartPolicy>,
+    critical: bool,
+    initial_state: InitialState,
+    r: &mut Report,
+) {
+    let p = under(path);
+    let (hooks_at, shutdown_at) = (join(path, "hooks"), join(path, "shutdown"));
+    let hooks = raw.hooks.as_ref();
+    let stop_hook = "a run's stop runs no hook; only pre_start and post_start run, around each run";
+    let ignored = [
+        (
+            restart_explicit == Some(RestartPolicy::OnFailure),
+            p("restart"),
+            "a failed run is not retried; the next run comes at the next due time",
+        ),
+        (
+            critical,
+            p("critical"),
+            "a failed run never stops sheepdog; alert on sheepdog_scheduled_runs_total or a heartbeat",
+        ),
+        (
+            initial_state == InitialState::Stopped,
+            p("initial_state"),
+            "a job runs when due; to hold it, pause it (sheepdog ctl pause)",
+        ),
+        (
+            raw.health_check.is_some(),
+            p("health_check"),
+            "a run is judged by its exit code and `timeout`; nothing probes it",
+        ),
+        (
+            raw.ports.is_some(),
+            p("ports"),
+            "nothing waits for a job's ports or checks them",
+        ),
+        (
+            hooks.is_some_and(|h| h.pre_stop.is_some() || h.pre_stop_seed.is_some()),
+            under(&hooks_at)("pre_stop"),
+            stop_hook,
+        ),
+        (
+            hooks.is_some_and(|h| h.post_stop.is_some() || h.post_stop_seed.is_some()),
+            under(&hooks_at)("post_stop"),
+            stop_hook,
+        ),
+        (
+            raw.shutdown.as_ref().is_some_and(|s| s.pre_stop_hook.is_some()),
+            under(&shutdown_at)("pre_stop_hook"),
+            stop_hook,
+        ),
+    ];
+    for (_, at, why) in ignored.iter().filter(|(set, _, _)| *set) {
+        r.warn(at, format!("has no effect on a scheduled job: {why}"));
+    }
+}
+
+/// The process's `restart_backoff_initial` and `_max`, inherited from
+/// `global`, with initial <= max when the process sets either.
+fn backoff(raw: &RawProcess, path: &str, global: &Global, r: &mut Report) -> (Duration, Duration) {
+    let p = under(path);
+    let backoff_initial = r.get_or(
+        &raw.restart_backoff_initial,
+        p("restart_backoff_initial"),
+        val::duration,
+        global.restart_backoff_initial,
+    );
+    let backoff_max = r.get_or(
+        &raw.restart_backoff_max,
+        p("restart_backoff_max"),
+        val::duration,
+        global.restart_backoff_max,
+    );
+    // Both inherited: the global check has said it already.
+    let sets_initial = raw.restart_backoff_initial.is_some();
+    if backoff_initial > backoff_max && (sets_initial || raw.restart_backoff_max.is_some()) {
+        let fmt = crate::config::format_duration;
+        let (key, msg) = if sets_initial {
+            (
+                "restart_backoff_initial",
+                format!(
+                    "{} is longer than restart_backoff_max ({}); expected initial <= max",
+                    fmt(backoff_initial),
+                    fmt(backoff_max)
+                ),
+            )
+        } else {
+            (
+                "restart_backoff_max",
+                format!(
+                    "{} is shorter than restart_backoff_initial ({}, from global); expected max >= initial",
+                    fmt(backoff_max),
+                    fmt(backoff_initial)
+                ),
+            )
+        };
+        r.error(p(key), msg);
+    }
+    (backoff_initial, backoff_max)
 }
 
 fn shutdown(raw: &RawProcess, path: &str, r: &mut Report) -> Shutdown {
