@@ -150,6 +150,31 @@ pub fn locate(path: &Path) -> io::Result<(Dir, &OsStr)> {
     Dir::cwd()?.locate(path, &mut 0)
 }
 
+/// What `append` would refuse `path` for, without creating or opening
+/// anything: a symlink, at any component, out of a directory others may
+/// change. So a log file placed so is refused before anything starts
+/// (`output::check_files`), not when its first line comes. A path that
+/// does not exist (yet) is no problem here.
+pub fn check(path: &Path) -> io::Result<()> {
+    check_in(Dir::cwd()?, path, &mut 0)
+}
+
+fn check_in(dir: Dir, path: &Path, hops: &mut u32) -> io::Result<()> {
+    let (dir, name) = match dir.locate(path, hops) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        other => other?,
+    };
+    let name = &*c(name)?;
+    if readlinkat(dir.fd(), name).is_err() || dir.in_proc() {
+        return Ok(());
+    }
+    let target = dir.link(name, hops, io::ErrorKind::NotFound.into())?;
+    if target.starts_with("/proc") {
+        return Ok(());
+    }
+    check_in(dir, &target, hops)
+}
+
 /// Remove `path`, through its verified directory.
 pub fn remove(path: &Path) -> io::Result<()> {
     let (dir, name) = locate(path)?;
@@ -433,6 +458,39 @@ mod tests {
             std::fs::read_to_string(victim.join("a.log")).unwrap(),
             "secret\nok\n"
         );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn check_predicts_what_append_refuses_without_creating_anything() {
+        let d = scratch("check");
+        let victim = d.join("victim");
+        std::fs::create_dir(&victim).unwrap();
+        let storage = d.join("storage");
+        std::fs::create_dir(&storage).unwrap();
+        std::fs::set_permissions(&storage, std::fs::Permissions::from_mode(0o777)).unwrap();
+        symlink(&victim, storage.join("logs")).unwrap();
+        symlink(victim.join("x.log"), storage.join("x.log")).unwrap();
+        // Trusted: our own directory and link, a file not there yet.
+        symlink(&victim, d.join("own")).unwrap();
+        for ok in ["own/new.log", "victim/new.log", "nowhere/a.log"] {
+            check(&d.join(ok)).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for (bad, said) in [
+            ("storage/logs/a.log", "logs is a symlink in "),
+            ("storage/x.log", "x.log is a symlink in "),
+        ] {
+            let e = check(&d.join(bad)).unwrap_err();
+            assert!(e.to_string().starts_with(said), "{bad}: {e}");
+            assert_eq!(
+                e.to_string(),
+                append(&d.join(bad), 0o640).unwrap_err().to_string()
+            );
+        }
+        assert!(check(Path::new("/dev/stdout")).is_ok());
+        // Nothing was created.
+        let made: Vec<_> = std::fs::read_dir(&victim).unwrap().collect();
+        assert!(made.is_empty(), "{made:?}");
         std::fs::remove_dir_all(&d).unwrap();
     }
 

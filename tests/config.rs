@@ -6,6 +6,7 @@
 //! `recv_timeout`), and killed if it overruns. Temp files get unique names
 //! and are removed when the test's `TempDir` drops, pass or fail.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -159,6 +160,64 @@ fn check_warns_about_a_log_directory_that_run_would_refuse() {
             && text.contains("`run` refuses to start until this is fixed"),
         "{text}"
     );
+}
+
+/// A log path through a symlink in a directory a child's user owns (a
+/// Laravel `storage/` owned by www-data, `logs` a link to a volume) is one
+/// `run` will not follow: refused before anything starts, like a missing
+/// directory, and `check` says so beforehand, per key.
+#[test]
+fn a_log_path_through_a_link_run_will_not_follow_is_refused_up_front() {
+    let dir = TempDir::new("loglinks");
+    let storage = dir.0.join("storage");
+    let volume = dir.0.join("volume");
+    std::fs::create_dir(&storage).unwrap();
+    std::fs::create_dir(&volume).unwrap();
+    std::os::unix::fs::symlink(&volume, storage.join("logs")).unwrap();
+    // Others may write `storage`: as a child's user could (0777 stands in
+    // for a chown, which needs root).
+    std::fs::set_permissions(&storage, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let logs = storage.join("logs");
+    let link = "logs is a symlink in ";
+    for (key, yaml) in [
+        (
+            "global.log_file",
+            format!("global:\n  log_file: '{}/sheepdog.log'\n{MIN}", logs.display()),
+        ),
+        (
+            "processes.app.logging.file.path",
+            format!(
+                "processes:\n  app:\n    command: [sleep, '1']\n    logging: {{file: {{path: '{}/{{instance}}.log'}}}}\n",
+                logs.display()
+            ),
+        ),
+    ] {
+        let f = dir.file("links.yaml", &yaml);
+        let out = check(&f, &[]);
+        assert_valid(&out);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let warned = text.lines().any(|l| {
+            l.contains(&format!("{key}: unable to open log file {}/", logs.display()))
+                && l.contains(link)
+                && l.ends_with("`run` refuses to start until this is fixed")
+        });
+        assert!(warned, "no warning for {key}:\n{text}");
+        let out = run(&["run", "-c", f.to_str().unwrap()], &[], None);
+        assert_eq!(out.status.code(), Some(2), "{key}: {}", stderr(&out));
+        assert!(stderr(&out).contains(link), "{}", stderr(&out));
+    }
+    // Nothing was created on the way.
+    assert_eq!(std::fs::read_dir(&volume).unwrap().count(), 0);
+    // A process that logs nothing writes no file: no problem.
+    let f = dir.file(
+        "quiet.yaml",
+        format!(
+            "processes:\n  quiet:\n    command: [sleep, '1']\n    logging: {{stdout: false, stderr: false, file: {{path: '{}/q.log'}}}}\n",
+            logs.display()
+        ),
+    );
+    let text = String::from_utf8_lossy(&check(&f, &[]).stdout).into_owned();
+    assert!(!text.contains(link), "{text}");
 }
 
 #[test]
@@ -832,7 +891,6 @@ fn check_warns_when_children_of_other_users_reach_an_api_without_a_token() {
 /// can read gives the API away. `check` warns (and still exits 0).
 #[test]
 fn check_warns_about_files_others_can_change_or_read() {
-    use std::os::unix::fs::PermissionsExt;
     let dir = TempDir::new("perms");
     let mode =
         |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();

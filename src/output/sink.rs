@@ -70,9 +70,12 @@ pub fn expand(template: &Path, process: &str, instance: &str) -> PathBuf {
     )
 }
 
-/// Check that the directory of `path` exists.
+/// Check that the directory of `path` exists, and that no link on the
+/// way is one `safe_open::append` will refuse to follow.
 pub fn check_dir(path: &Path) -> Result<(), String> {
-    check_dir_to(path, "open log file")
+    check_dir_to(path, "open log file")?;
+    crate::safe_open::check(path)
+        .map_err(|e| format!("unable to open log file {}: {e}", path.display()))
 }
 
 /// `check_dir` for another use of `path` (`doing`: "listen on").
