@@ -1022,6 +1022,11 @@ mod tests {
             p.initial_state = InitialState::Stopped;
             p.env.insert("A".into(), "1".into());
         });
+        // Changed: a new definition, and a start when `start`.
+        let changed = |start| Replace {
+            start,
+            added: false,
+        };
         let removing = Next::Remove;
         let replacing = Next::Replace {
             def: Arc::new(edited.clone()),
@@ -1201,10 +1206,7 @@ mod tests {
                     max_process_scale: 2,
                     ..facts(Active, &web, Some(&edited))
                 },
-                Replace {
-                    start: true,
-                    added: false,
-                },
+                changed(true),
             ),
             // Scaled, down: the count for its next start.
             (
@@ -1266,34 +1268,22 @@ mod tests {
             (
                 "changed, running",
                 facts(Active, &web, Some(&edited)),
-                Replace {
-                    start: true,
-                    added: false,
-                },
+                changed(true),
             ),
             (
                 "changed, waiting for its dependencies",
                 facts(Pending, &web, Some(&edited)),
-                Replace {
-                    start: true,
-                    added: false,
-                },
+                changed(true),
             ),
             (
                 "changed, finished",
                 facts(Finished, &web, Some(&edited)),
-                Replace {
-                    start: true,
-                    added: false,
-                },
+                changed(true),
             ),
             (
                 "changed, stopped on request",
                 facts(Stopped, &web, Some(&edited)),
-                Replace {
-                    start: false,
-                    added: false,
-                },
+                changed(false),
             ),
             (
                 "changed, gave up after a reload",
@@ -1301,10 +1291,7 @@ mod tests {
                     gave_up: true,
                     ..facts(Stopped, &web, Some(&edited))
                 },
-                Replace {
-                    start: true,
-                    added: false,
-                },
+                changed(true),
             ),
             (
                 "changed, stopped, its start waiting for its post_stop hooks",
@@ -1312,18 +1299,12 @@ mod tests {
                     start_when_stopped: true,
                     ..facts(Stopped, &web, Some(&edited))
                 },
-                Replace {
-                    start: true,
-                    added: false,
-                },
+                changed(true),
             ),
             (
                 "changed, stopping on request",
                 facts(Stopping, &web, Some(&edited)),
-                Replace {
-                    start: false,
-                    added: false,
-                },
+                changed(false),
             ),
             (
                 "changed, stopping, scaled up meanwhile",
@@ -1331,26 +1312,17 @@ mod tests {
                     start_when_stopped: true,
                     ..facts(Stopping, &web, Some(&edited))
                 },
-                Replace {
-                    start: true,
-                    added: false,
-                },
+                changed(true),
             ),
             (
                 "held, its initial_state now running",
                 facts(Held, &held, Some(&web)),
-                Replace {
-                    start: true,
-                    added: false,
-                },
+                changed(true),
             ),
             (
                 "held, changed, still initial_state stopped",
                 facts(Held, &held, Some(&held_edited)),
-                Replace {
-                    start: false,
-                    added: false,
-                },
+                changed(false),
             ),
             // On its way to a new definition: comes up once, the newest.
             (
@@ -1359,10 +1331,7 @@ mod tests {
                     next: Some(&replacing),
                     ..facts(Stopping, &web, Some(&edited_scaled))
                 },
-                Replace {
-                    start: true,
-                    added: false,
-                },
+                changed(true),
             ),
             (
                 "changed again while a replacement to stay down is under way",
@@ -1370,10 +1339,7 @@ mod tests {
                     next: Some(&replacing_down),
                     ..facts(Stopping, &web, Some(&web))
                 },
-                Replace {
-                    start: false,
-                    added: false,
-                },
+                changed(false),
             ),
         ];
         for (why, f, want) in &cases {
