@@ -10,8 +10,12 @@
 //!   file as it was when it was sent.
 //! - All or nothing at decision time: an unreadable or invalid file, or a
 //!   change a reload cannot make, changes nothing and is answered with the
-//!   reasons. Otherwise every decision is taken at once, here, and recorded
-//!   on the process (`Proc::next`); the state machine then carries it out.
+//!   reasons. Otherwise every decision is taken at once, here: per
+//!   process by one pure function of its state and its two definitions
+//!   (`decide`), carried out in one place (`apply_decision`). What applies
+//!   in place (a scale, a heartbeat, a retry) is done then; a stop, a
+//!   removal or a new definition is recorded on the process (`Proc::next`)
+//!   and the state machine carries it out.
 //! - A process to remove or replace is stopped like a stop request (pre_stop
 //!   hooks, signal, timeout, group kill), and only after every process that
 //!   depends on it and is also being removed or replaced has stopped. Its
@@ -283,106 +287,27 @@ impl Supervisor {
         Ok(summary)
     }
 
-    /// Record what becomes of each process (`Proc::next`), add the new ones.
+    /// Decide what becomes of each process (`decide`) and carry it out
+    /// (`apply_decision`); add the new ones.
     fn reload_processes(&mut self, wanted: Wanted, s: &mut ReloadSummary) {
         let max = self.cfg.global.extra.max_process_scale;
         let names: Vec<String> = self.procs.keys().cloned().collect();
         for name in names {
-            let Some(p) = self.procs.get_mut(&name) else {
+            let Some(p) = self.procs.get(&name) else {
                 continue;
             };
-            // What it is becoming: an earlier reload may still be under way.
-            let target = match &p.next {
-                Some(Next::Remove) => None,
-                Some(Next::Replace { def, .. }) => Some(def.clone()),
-                None => Some(p.def.clone()),
-            };
-            let Some(new) = wanted.get(&name) else {
-                // (A removal under way is on its way already: unchanged.)
-                if target.is_some() {
-                    p.next = Some(Next::Remove);
-                    s.removed.push(name);
-                } else {
-                    s.unchanged.push(name);
-                }
-                continue;
-            };
-            let held = p.phase == ProcPhase::Held;
-            let change = target.as_deref().map(|t| (t, change(t, new, held)));
-            // A lowered max_scale or max_process_scale brings the count down.
-            let cap = new.max_scale.map_or(max, |m| m.min(max));
-            let over = p.next.is_none() && p.desired > cap;
-            match change {
-                Some((_, Change::None)) if !over => {
-                    // A retried give-up starts: not "unchanged".
-                    if retry_given_up(&name, p) {
-                        s.changed.push(name);
-                    } else {
-                        s.unchanged.push(name);
-                    }
-                    continue;
-                }
-                // The heartbeat workers take it (`Beats::reload`); the
-                // process runs on.
-                Some((_, Change::Heartbeat)) if !over => {
-                    let new = Arc::new(new.clone());
-                    match &mut p.next {
-                        Some(Next::Replace { def, .. }) => *def = new,
-                        _ => p.def = new,
-                    }
-                    retry_given_up(&name, p);
-                    s.updated.push(name);
-                    continue;
-                }
-                // (None and Heartbeat only when over the cap.)
-                Some((t, c)) if c != Change::Restart && p.next.is_none() => {
-                    let old = std::mem::replace(&mut p.def, Arc::new(new.clone()));
-                    let want = if t.scale == new.scale {
-                        p.desired.min(cap)
-                    } else {
-                        new.scale
-                    };
-                    if !matches!(p.phase, ProcPhase::Active | ProcPhase::Pending) {
-                        p.desired = want;
-                        retry_given_up(&name, p);
-                        // As for a changed process: one that finished
-                        // starts; one stopped on request or held does not.
-                        if p.phase == ProcPhase::Finished && c == Change::Scale && want > 0 {
-                            self.start(&name);
-                        }
-                    } else if t.scale != new.scale || over {
-                        if let ControlReply::Conflict(why) = self.scale(&name, want) {
-                            // Kept as it was, so the next reload tries again.
-                            if let Some(p) = self.procs.get_mut(&name) {
-                                p.def = old;
-                            }
-                            s.not_applied.push(format!("{why}; reload again later"));
-                            continue;
-                        }
-                    }
-                    s.scaled.push(name);
-                    continue;
-                }
-                _ => {}
-            }
-            let start = match &p.next {
-                Some(Next::Replace { start, .. }) => *start,
-                _ => match p.phase {
-                    ProcPhase::Held => new.initial_state == InitialState::Running,
-                    // Unless it was to run and gave up, or its start
-                    // waits for its post_stop hooks.
-                    ProcPhase::Stopped => p.gave_up.is_some() || p.start_when_stopped,
-                    ProcPhase::Stopping => p.start_when_stopped || p.next.is_some(),
-                    ProcPhase::Pending | ProcPhase::Active | ProcPhase::Finished => true,
-                },
-            };
-            let def = Arc::new((*new).clone());
-            p.next = Some(Next::Replace { def, start });
-            // Put back while its removal was under way.
-            match target {
-                None => s.added.push(name),
-                Some(_) => s.changed.push(name),
-            }
+            let new = wanted.get(&name);
+            let decision = decide(&Facts {
+                phase: p.phase,
+                def: &p.def,
+                next: p.next.as_ref(),
+                new,
+                desired: p.desired,
+                max_process_scale: max,
+                gave_up: p.gave_up.is_some(),
+                start_when_stopped: p.start_when_stopped,
+            });
+            self.apply_decision(name, decision, new, s);
         }
         for def in wanted.iter() {
             let name = def.name.as_str();
@@ -403,6 +328,74 @@ impl Supervisor {
                 self.oneshots.mark(name, def.scale, "reload");
             }
             s.added.push(name.to_string());
+        }
+    }
+
+    /// Carry out what `decide` gave for `name` (`new`: its definition in the
+    /// file) and list it in the summary.
+    fn apply_decision(
+        &mut self,
+        name: String,
+        decision: Decision,
+        new: Option<&Process>,
+        s: &mut ReloadSummary,
+    ) {
+        let Some(p) = self.procs.get_mut(&name) else {
+            return;
+        };
+        match (decision, new) {
+            (Decision::Remove, _) => {
+                p.next = Some(Next::Remove);
+                s.removed.push(name);
+            }
+            (Decision::Unchanged, _) => s.unchanged.push(name),
+            (Decision::Retry, _) => {
+                retry_given_up(&name, p);
+                s.changed.push(name);
+            }
+            (Decision::Heartbeat, Some(new)) => {
+                let new = Arc::new(new.clone());
+                match &mut p.next {
+                    Some(Next::Replace { def, .. }) => *def = new,
+                    _ => p.def = new,
+                }
+                retry_given_up(&name, p);
+                s.updated.push(name);
+            }
+            (Decision::Scale { to }, Some(new)) => {
+                let old = std::mem::replace(&mut p.def, Arc::new(new.clone()));
+                if let Some(to) = to {
+                    if let ControlReply::Conflict(why) = self.scale(&name, to) {
+                        // Kept as it was, so the next reload tries again.
+                        if let Some(p) = self.procs.get_mut(&name) {
+                            p.def = old;
+                        }
+                        s.not_applied.push(format!("{why}; reload again later"));
+                        return;
+                    }
+                }
+                s.scaled.push(name);
+            }
+            (Decision::Rescale { desired, start }, Some(new)) => {
+                p.def = Arc::new(new.clone());
+                p.desired = desired;
+                retry_given_up(&name, p);
+                if start {
+                    self.start(&name);
+                }
+                s.scaled.push(name);
+            }
+            (Decision::Replace { start, added }, Some(new)) => {
+                let def = Arc::new(new.clone());
+                p.next = Some(Next::Replace { def, start });
+                if added {
+                    s.added.push(name);
+                } else {
+                    s.changed.push(name);
+                }
+            }
+            // (`decide` gives these only to a process the file has.)
+            (_, None) => {}
         }
     }
 
@@ -658,6 +651,156 @@ fn retry_given_up(name: &str, p: &mut super::Proc) -> bool {
     retry
 }
 
+/// What a reload's decision for one existing process rests on.
+struct Facts<'a> {
+    phase: ProcPhase,
+    /// Its running definition.
+    def: &'a Process,
+    /// What an earlier reload still has under way for it.
+    next: Option<&'a Next>,
+    /// Its definition in the new file; None when the file leaves it out
+    /// (or disables it).
+    new: Option<&'a Process>,
+    /// Its instance count now (`ctl scale` may have moved it off `scale`).
+    desired: u32,
+    /// The new file's `global.max_process_scale`.
+    max_process_scale: u32,
+    /// It gave up after an earlier reload (`Proc::gave_up`).
+    gave_up: bool,
+    /// A start waits for its stop or its post_stop hooks to end.
+    start_when_stopped: bool,
+}
+
+/// What a reload does to an existing process (`decide`); `apply_decision`
+/// carries it out. Each says in which list of the summary it goes.
+#[derive(Clone, Copy)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
+enum Decision {
+    /// Gone from the file (or disabled): stopped like a stop request, then
+    /// forgotten (`Next::Remove`). Removed.
+    Remove,
+    /// Its definition, or the one it is on its way to, is the file's; or
+    /// the file leaves out one whose removal is under way (it is on its way
+    /// already, and not listed as removed twice). Unchanged: not touched.
+    Unchanged,
+    /// Unchanged, but it gave up after an earlier reload: this one may have
+    /// fixed what it waited for, so it tries again. Changed, not
+    /// "unchanged": it starts.
+    Retry,
+    /// Only its heartbeat changed: the heartbeat workers take it
+    /// (`Beats::reload`); the process runs on, and a replacement under way
+    /// takes it too. A given-up one tries again as an unchanged one does.
+    /// Updated.
+    Heartbeat,
+    /// Running or waiting to, with only `scale`/`max_scale` changed, or
+    /// above a lowered cap (`max_scale`, `max_process_scale`) whatever
+    /// else: the new definition in place, and a scale to `to` (the new
+    /// `scale`, or the count brought down to the cap) when the count
+    /// changes; existing instances keep running. Scaled; in not_applied
+    /// when the scale is refused (a rolling restart): it keeps its old
+    /// definition, so the next reload tries again.
+    Scale { to: Option<u32> },
+    /// As `Scale`, for one stopping or down: it takes the new definition
+    /// and count for its next start, now when `start`: as a changed one
+    /// does, one that finished starts (on a scale change above 0); one
+    /// stopped on request or held does not. A given-up one tries again.
+    /// Scaled.
+    Rescale { desired: u32, start: bool },
+    /// Anything else changed (or a scale, for one already on its way to a
+    /// new definition: it comes up once, with the newest): stopped, then
+    /// given the new definition, and started when `start`, as it stood
+    /// (`Next::Replace`). Changed; `added` when it is put back while its
+    /// removal was under way (its stop goes on, then it starts again).
+    Replace { start: bool, added: bool },
+}
+
+/// What a reload does to one existing process, from `f` alone.
+fn decide(f: &Facts) -> Decision {
+    let Some(new) = f.new else {
+        return match f.next {
+            Some(Next::Remove) => Decision::Unchanged,
+            _ => Decision::Remove,
+        };
+    };
+    let held = f.phase == ProcPhase::Held;
+    // Nothing to apply: unless it is down for having given up.
+    let unchanged = || match f.gave_up && f.phase == ProcPhase::Stopped {
+        true => Decision::Retry,
+        false => Decision::Unchanged,
+    };
+    // `replacing`: the start of a replacement under way.
+    let (def, replacing) = match f.next {
+        // Put back while its removal is under way.
+        Some(Next::Remove) => {
+            let start = comes_back(f, new);
+            return Decision::Replace { start, added: true };
+        }
+        // On its way to `def` already: that is what the file is compared
+        // with.
+        Some(Next::Replace { def, start }) => (&**def, Some(*start)),
+        None => (f.def, None),
+    };
+    let change = change(def, new, held);
+    if let Some(start) = replacing {
+        // Nothing applies in place but a heartbeat: the replacement takes
+        // the new `scale` too, and comes up once, with the newest.
+        return match change {
+            Change::None => unchanged(),
+            Change::Heartbeat => Decision::Heartbeat,
+            Change::Scale | Change::Restart => Decision::Replace {
+                start,
+                added: false,
+            },
+        };
+    }
+    // A lowered max_scale or max_process_scale brings the count down.
+    let cap = new
+        .max_scale
+        .map_or(f.max_process_scale, |m| m.min(f.max_process_scale));
+    let over = f.desired > cap;
+    match change {
+        Change::None if !over => unchanged(),
+        Change::Heartbeat if !over => Decision::Heartbeat,
+        Change::Restart => Decision::Replace {
+            start: comes_back(f, new),
+            added: false,
+        },
+        // Scale, or None and Heartbeat over the cap.
+        _ => {
+            let rescaled = def.scale != new.scale;
+            let want = if rescaled {
+                new.scale
+            } else {
+                f.desired.min(cap)
+            };
+            match f.phase {
+                ProcPhase::Active | ProcPhase::Pending => Decision::Scale {
+                    to: (rescaled || over).then_some(want),
+                },
+                _ => Decision::Rescale {
+                    desired: want,
+                    start: f.phase == ProcPhase::Finished && change == Change::Scale && want > 0,
+                },
+            }
+        }
+    }
+}
+
+/// Whether a process that takes a new definition starts with it: it comes
+/// back as it stood (docs/reload.md). `f.next` is a removal or nothing.
+fn comes_back(f: &Facts, new: &Process) -> bool {
+    match f.phase {
+        ProcPhase::Held => new.initial_state == InitialState::Running,
+        // Unless it was to run and gave up, or its start waits for its
+        // post_stop hooks.
+        ProcPhase::Stopped => f.gave_up || f.start_when_stopped,
+        // Scaled up while stopping, or stopped by the removal it is put
+        // back from.
+        ProcPhase::Stopping => f.start_when_stopped || f.next.is_some(),
+        ProcPhase::Pending | ProcPhase::Active | ProcPhase::Finished => true,
+    }
+}
+
 /// The enabled processes of a configuration that are scheduled jobs
 /// (`jobs`), or those that are not.
 #[derive(Clone, Copy)]
@@ -828,6 +971,382 @@ mod tests {
         assert_eq!(change(&old, &held, true), Change::Restart);
     }
 
+    /// `phase`, running `def`, `new` in the file; nothing else of note.
+    fn facts<'a>(phase: ProcPhase, def: &'a Process, new: Option<&'a Process>) -> Facts<'a> {
+        Facts {
+            phase,
+            def,
+            next: None,
+            new,
+            desired: def.scale,
+            max_process_scale: 100,
+            gave_up: false,
+            start_when_stopped: false,
+        }
+    }
+
+    /// The table of docs/reload.md ("What a valid file changes", "A changed
+    /// process comes back the way it stood", "reloads close together"), one
+    /// row per case.
+    #[test]
+    fn each_process_gets_what_the_reload_documentation_says() {
+        use Decision::*;
+        use ProcPhase::*;
+        let web = process("web");
+        let with = |f: &dyn Fn(&mut Process)| {
+            let mut p = web.clone();
+            f(&mut p);
+            p
+        };
+        let scaled = with(&|p| p.scale = 3);
+        let capped = with(&|p| p.max_scale = Some(2));
+        let roomy = with(&|p| p.max_scale = Some(4));
+        let edited = with(&|p| {
+            p.env.insert("A".into(), "1".into());
+        });
+        let edited_scaled = with(&|p| {
+            p.env.insert("A".into(), "1".into());
+            p.scale = 3;
+        });
+        let beating = with(&|p| p.extra.heartbeat = Some(beat()));
+        let edited_beating = with(&|p| {
+            p.env.insert("A".into(), "1".into());
+            p.extra.heartbeat = Some(beat());
+        });
+        let held = with(&|p| p.initial_state = InitialState::Stopped);
+        let held_scaled = with(&|p| {
+            p.initial_state = InitialState::Stopped;
+            p.scale = 3;
+        });
+        let held_edited = with(&|p| {
+            p.initial_state = InitialState::Stopped;
+            p.env.insert("A".into(), "1".into());
+        });
+        // Changed: a new definition, and a start when `start`.
+        let changed = |start| Replace {
+            start,
+            added: false,
+        };
+        let removing = Next::Remove;
+        let replacing = Next::Replace {
+            def: Arc::new(edited.clone()),
+            start: true,
+        };
+        let replacing_down = Next::Replace {
+            def: Arc::new(edited.clone()),
+            start: false,
+        };
+        let cases = [
+            // Removed.
+            ("gone from the file", facts(Active, &web, None), Remove),
+            (
+                "left out again while its removal is under way: not twice",
+                Facts {
+                    next: Some(&removing),
+                    ..facts(Stopping, &web, None)
+                },
+                Unchanged,
+            ),
+            (
+                "left out while a replacement is under way",
+                Facts {
+                    next: Some(&replacing),
+                    ..facts(Stopping, &web, None)
+                },
+                Remove,
+            ),
+            // Put back while its removal is under way: added, starts again.
+            (
+                "put back while it stops for its removal",
+                Facts {
+                    next: Some(&removing),
+                    ..facts(Stopping, &web, Some(&web))
+                },
+                Replace {
+                    start: true,
+                    added: true,
+                },
+            ),
+            (
+                "put back changed while it stops for its removal",
+                Facts {
+                    next: Some(&removing),
+                    ..facts(Stopping, &web, Some(&edited))
+                },
+                Replace {
+                    start: true,
+                    added: true,
+                },
+            ),
+            (
+                "put back while a held one's removal waits for its hooks",
+                Facts {
+                    next: Some(&removing),
+                    ..facts(Held, &held, Some(&held))
+                },
+                Replace {
+                    start: false,
+                    added: true,
+                },
+            ),
+            // Unchanged.
+            (
+                "nothing changed",
+                facts(Active, &web, Some(&web)),
+                Unchanged,
+            ),
+            (
+                "stopped on request, nothing changed",
+                facts(Stopped, &web, Some(&web)),
+                Unchanged,
+            ),
+            (
+                "initial_state of a process not held by it",
+                facts(Active, &web, Some(&held)),
+                Unchanged,
+            ),
+            (
+                "on its way to the file's definition already",
+                Facts {
+                    next: Some(&replacing),
+                    ..facts(Stopping, &web, Some(&edited))
+                },
+                Unchanged,
+            ),
+            (
+                "gave up after a reload, nothing changed: tries again",
+                Facts {
+                    gave_up: true,
+                    ..facts(Stopped, &web, Some(&web))
+                },
+                Retry,
+            ),
+            // Updated.
+            (
+                "only its heartbeat",
+                facts(Active, &web, Some(&beating)),
+                Heartbeat,
+            ),
+            (
+                "only its heartbeat, stopped on request",
+                facts(Stopped, &web, Some(&beating)),
+                Heartbeat,
+            ),
+            (
+                "the heartbeat of the definition it is on its way to",
+                Facts {
+                    next: Some(&replacing),
+                    ..facts(Stopping, &web, Some(&edited_beating))
+                },
+                Heartbeat,
+            ),
+            // Scaled, running.
+            (
+                "scale, running",
+                facts(Active, &web, Some(&scaled)),
+                Scale { to: Some(3) },
+            ),
+            (
+                "scale, waiting for its dependencies",
+                facts(Pending, &web, Some(&scaled)),
+                Scale { to: Some(3) },
+            ),
+            (
+                "scale, over a count ctl scale set: the file's",
+                Facts {
+                    desired: 5,
+                    ..facts(Active, &web, Some(&scaled))
+                },
+                Scale { to: Some(3) },
+            ),
+            (
+                "max_scale only, the count within it",
+                facts(Active, &web, Some(&capped)),
+                Scale { to: None },
+            ),
+            (
+                "max_scale lowered below a count ctl scale set",
+                Facts {
+                    desired: 5,
+                    ..facts(Active, &web, Some(&capped))
+                },
+                Scale { to: Some(2) },
+            ),
+            (
+                "max_process_scale lowered below its max_scale and its count",
+                Facts {
+                    desired: 3,
+                    max_process_scale: 2,
+                    ..facts(Active, &web, Some(&roomy))
+                },
+                Scale { to: Some(2) },
+            ),
+            (
+                "max_process_scale lowered below its count, nothing else",
+                Facts {
+                    desired: 5,
+                    max_process_scale: 2,
+                    ..facts(Active, &web, Some(&web))
+                },
+                Scale { to: Some(2) },
+            ),
+            (
+                "max_process_scale lowered below its count, and its heartbeat",
+                Facts {
+                    desired: 5,
+                    max_process_scale: 2,
+                    ..facts(Active, &web, Some(&beating))
+                },
+                Scale { to: Some(2) },
+            ),
+            (
+                "over the cap and changed otherwise: the new scale on its start",
+                Facts {
+                    desired: 5,
+                    max_process_scale: 2,
+                    ..facts(Active, &web, Some(&edited))
+                },
+                changed(true),
+            ),
+            // Scaled, down: the count for its next start.
+            (
+                "finished, scaled: starts again",
+                facts(Finished, &web, Some(&scaled)),
+                Rescale {
+                    desired: 3,
+                    start: true,
+                },
+            ),
+            (
+                "finished, over a lowered max_process_scale only: stays down",
+                Facts {
+                    desired: 5,
+                    max_process_scale: 2,
+                    ..facts(Finished, &web, Some(&web))
+                },
+                Rescale {
+                    desired: 2,
+                    start: false,
+                },
+            ),
+            (
+                "stopped on request, scaled: stays down",
+                facts(Stopped, &web, Some(&scaled)),
+                Rescale {
+                    desired: 3,
+                    start: false,
+                },
+            ),
+            (
+                "gave up, scaled: tries again (apply_decision)",
+                Facts {
+                    gave_up: true,
+                    ..facts(Stopped, &web, Some(&scaled))
+                },
+                Rescale {
+                    desired: 3,
+                    start: false,
+                },
+            ),
+            (
+                "held, scaled: stays held",
+                facts(Held, &held, Some(&held_scaled)),
+                Rescale {
+                    desired: 3,
+                    start: false,
+                },
+            ),
+            (
+                "stopping, scaled",
+                facts(Stopping, &web, Some(&scaled)),
+                Rescale {
+                    desired: 3,
+                    start: false,
+                },
+            ),
+            // Changed: comes back as it stood.
+            (
+                "changed, running",
+                facts(Active, &web, Some(&edited)),
+                changed(true),
+            ),
+            (
+                "changed, waiting for its dependencies",
+                facts(Pending, &web, Some(&edited)),
+                changed(true),
+            ),
+            (
+                "changed, finished",
+                facts(Finished, &web, Some(&edited)),
+                changed(true),
+            ),
+            (
+                "changed, stopped on request",
+                facts(Stopped, &web, Some(&edited)),
+                changed(false),
+            ),
+            (
+                "changed, gave up after a reload",
+                Facts {
+                    gave_up: true,
+                    ..facts(Stopped, &web, Some(&edited))
+                },
+                changed(true),
+            ),
+            (
+                "changed, stopped, its start waiting for its post_stop hooks",
+                Facts {
+                    start_when_stopped: true,
+                    ..facts(Stopped, &web, Some(&edited))
+                },
+                changed(true),
+            ),
+            (
+                "changed, stopping on request",
+                facts(Stopping, &web, Some(&edited)),
+                changed(false),
+            ),
+            (
+                "changed, stopping, scaled up meanwhile",
+                Facts {
+                    start_when_stopped: true,
+                    ..facts(Stopping, &web, Some(&edited))
+                },
+                changed(true),
+            ),
+            (
+                "held, its initial_state now running",
+                facts(Held, &held, Some(&web)),
+                changed(true),
+            ),
+            (
+                "held, changed, still initial_state stopped",
+                facts(Held, &held, Some(&held_edited)),
+                changed(false),
+            ),
+            // On its way to a new definition: comes up once, the newest.
+            (
+                "scaled while a replacement is under way",
+                Facts {
+                    next: Some(&replacing),
+                    ..facts(Stopping, &web, Some(&edited_scaled))
+                },
+                changed(true),
+            ),
+            (
+                "changed again while a replacement to stay down is under way",
+                Facts {
+                    next: Some(&replacing_down),
+                    ..facts(Stopping, &web, Some(&web))
+                },
+                changed(false),
+            ),
+        ];
+        for (why, f, want) in &cases {
+            assert_eq!(decide(f), *want, "{why}");
+        }
+    }
+
     #[test]
     fn settings_held_by_running_threads_are_listed_the_rest_apply() {
         let old = config(vec![process("web")]);
@@ -854,9 +1373,8 @@ mod tests {
         assert_eq!(g.extra.log_buffer_lines, old.global.extra.log_buffer_lines);
     }
 
-    #[test]
-    fn a_heartbeat_change_applies_in_place_and_needs_no_restart() {
-        let beat = || crate::config::extra::Heartbeat {
+    fn beat() -> crate::config::extra::Heartbeat {
+        crate::config::extra::Heartbeat {
             url: Some("http://127.0.0.1:1/ping".into()),
             success_url: None,
             failure_url: None,
@@ -868,7 +1386,11 @@ mod tests {
             retries: 3,
             retry_delay: Duration::from_secs(5),
             interval: None,
-        };
+        }
+    }
+
+    #[test]
+    fn a_heartbeat_change_applies_in_place_and_needs_no_restart() {
         let mut web = process("web");
         web.extra.heartbeat = Some(beat());
         let mut quiet = web.clone();
