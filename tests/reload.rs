@@ -1773,6 +1773,71 @@ fn a_removal_under_way_is_not_listed_again_and_a_process_put_back_is_added() {
     );
 }
 
+/// Put back once its removal's stop is done, while only its post_stop
+/// hook still runs: it starts again, as one put back while still stopping
+/// does (regression: it stayed stopped, its status `stopped`).
+#[test]
+fn a_process_put_back_while_its_post_stop_hook_runs_starts_again() {
+    let w = "  w:\n    command: \"exec sleep 1000\"\n    hooks:\n      post_stop:\n        - { name: clean, command: \"touch $DIR/cleaning; while [ ! -e $DIR/go ]; do sleep 0.05; done; rm $DIR/cleaning\", timeout: 1m }\n";
+    let r = Reload::start(
+        "reload-putback-poststop",
+        "",
+        &(w.to_string() + &sleeper("keep", "v1")),
+    );
+    let old = r.wait_running("w", 1);
+    r.rewrite(&sleeper("keep", "v1"));
+    assert_eq!(names(&r.reloaded(), "removed"), ["w"]);
+    // Its instance is gone; its post_stop hook holds the removal.
+    assert!(
+        wait_until(WAIT, || r.sd.dir.path("cleaning").exists()
+            && pids(&r.process("w")).is_empty()),
+        "{:#}\n{}",
+        r.process("w"),
+        r.sd.log()
+    );
+    r.rewrite(&(w.to_string() + &sleeper("keep", "v1")));
+    let v = r.reloaded();
+    assert_eq!(names(&v, "added"), ["w"], "{v:#}");
+    std::fs::write(r.sd.dir.path("go"), "").unwrap();
+    assert!(
+        wait_until(WAIT, || {
+            let p = pids(&r.process("w"));
+            p.len() == 1 && p != old
+        }),
+        "{:#}\n{}",
+        r.process("w"),
+        r.sd.log()
+    );
+}
+
+/// Stopped on request, removed while it still stops, then put back: it
+/// stays stopped, as it stood (regression: the removal's stop was taken
+/// for a sign that it had been running, and it started).
+#[test]
+fn a_process_stopped_on_request_and_put_back_during_its_removal_stays_stopped() {
+    let r = Reload::start(
+        "reload-putback-stopped",
+        "",
+        &(gated(1) + &sleeper("keep", "v1")),
+    );
+    r.wait_running("w", 2);
+    assert_eq!(r.post("/api/v1/processes/w/stop").status, 202);
+    assert!(
+        wait_until(WAIT, || r.process("w")["state"] == "stopping"),
+        "{:#}",
+        r.process("w")
+    );
+    r.rewrite(&sleeper("keep", "v1"));
+    assert_eq!(names(&r.reloaded(), "removed"), ["w"]);
+    r.rewrite(&(gated(1) + &sleeper("keep", "v1")));
+    assert_eq!(names(&r.reloaded(), "added"), ["w"]);
+    std::fs::write(r.sd.dir.path("go1"), "").unwrap();
+    r.sd.wait_log("w: new definition taken; it stays stopped until started");
+    let w = r.process("w");
+    assert_eq!(w["state"], "stopped", "{w:#}\n{}", r.sd.log());
+    assert!(pids(&w).is_empty(), "{w:#}\n{}", r.sd.log());
+}
+
 #[test]
 fn the_logs_of_a_scaled_down_instance_or_a_removed_process_stay_readable() {
     let procs = |legacy: bool| {

@@ -132,7 +132,7 @@ impl Supervisor {
                 // A reload's step waits for its post_stop hooks, and
                 // `take_next` decides the start: it must know of this one.
                 match &mut p.next {
-                    Some(Next::Remove) => {
+                    Some(Next::Remove { .. }) => {
                         return ControlReply::Conflict(format!(
                             "{name} is being removed: it is no longer in the configuration"
                         ))

@@ -47,8 +47,11 @@ use super::{Phase, ProcPhase, Supervisor};
 /// What a reload does to a process once it is down (`Proc::next`).
 #[derive(Debug, Clone)]
 pub(super) enum Next {
-    /// Gone from the configuration (or disabled): forget it.
-    Remove,
+    /// Gone from the configuration (or disabled): forget it. `resume`:
+    /// whether it was to run when its removal began, so that a reload
+    /// putting it back meanwhile starts it again as it stood, whatever
+    /// its stop has reached by then.
+    Remove { resume: bool },
     /// Take this definition; then start it when `start` (it was running,
     /// or it had finished), else leave it down (it was stopped on request).
     Replace { def: Arc<Process>, start: bool },
@@ -344,8 +347,8 @@ impl Supervisor {
             return;
         };
         match (decision, new) {
-            (Decision::Remove, _) => {
-                p.next = Some(Next::Remove);
+            (Decision::Remove { resume }, _) => {
+                p.next = Some(Next::Remove { resume });
                 s.removed.push(name);
             }
             (Decision::Unchanged, _) => s.unchanged.push(name),
@@ -527,7 +530,7 @@ impl Supervisor {
             return;
         };
         let why = match p.next {
-            Some(Next::Remove) => "it is no longer in the configuration",
+            Some(Next::Remove { .. }) => "it is no longer in the configuration",
             _ => "its definition changed",
         };
         log::info!("{name}: stopping ({why}; reload)");
@@ -601,7 +604,7 @@ impl Supervisor {
         };
         match p.next.take() {
             None => {}
-            Some(Next::Remove) => {
+            Some(Next::Remove { .. }) => {
                 self.procs.remove(name);
                 self.forget_hook_stats(name);
                 log::info!(event = "removed", name = name; "{name}: removed (no longer in the configuration)");
@@ -677,8 +680,10 @@ struct Facts<'a> {
 #[cfg_attr(test, derive(Debug, PartialEq))]
 enum Decision {
     /// Gone from the file (or disabled): stopped like a stop request, then
-    /// forgotten (`Next::Remove`). Removed.
-    Remove,
+    /// forgotten (`Next::Remove`), remembering whether it was to run
+    /// (`resume`: as it would come back, `comes_back`, or as the
+    /// replacement under way would have started). Removed.
+    Remove { resume: bool },
     /// Its definition, or the one it is on its way to, is the file's; or
     /// the file leaves out one whose removal is under way (it is on its way
     /// already, and not listed as removed twice). Unchanged: not touched.
@@ -718,8 +723,11 @@ enum Decision {
 fn decide(f: &Facts) -> Decision {
     let Some(new) = f.new else {
         return match f.next {
-            Some(Next::Remove) => Decision::Unchanged,
-            _ => Decision::Remove,
+            Some(Next::Remove { .. }) => Decision::Unchanged,
+            Some(Next::Replace { start, .. }) => Decision::Remove { resume: *start },
+            None => Decision::Remove {
+                resume: comes_back(f, f.def),
+            },
         };
     };
     let held = f.phase == ProcPhase::Held;
@@ -730,10 +738,14 @@ fn decide(f: &Facts) -> Decision {
     };
     // `replacing`: the start of a replacement under way.
     let (def, replacing) = match f.next {
-        // Put back while its removal is under way.
-        Some(Next::Remove) => {
-            let start = comes_back(f, new);
-            return Decision::Replace { start, added: true };
+        // Put back while its removal is under way: it comes back as it
+        // stood before the removal, whether its stop is still going on or
+        // only its post_stop hooks are.
+        Some(Next::Remove { resume }) => {
+            return Decision::Replace {
+                start: *resume,
+                added: true,
+            };
         }
         // On its way to `def` already: that is what the file is compared
         // with.
@@ -787,16 +799,15 @@ fn decide(f: &Facts) -> Decision {
 }
 
 /// Whether a process that takes a new definition starts with it: it comes
-/// back as it stood (docs/reload.md). `f.next` is a removal or nothing.
+/// back as it stood (docs/reload.md). `f.next` is nothing.
 fn comes_back(f: &Facts, new: &Process) -> bool {
     match f.phase {
         ProcPhase::Held => new.initial_state == InitialState::Running,
         // Unless it was to run and gave up, or its start waits for its
         // post_stop hooks.
         ProcPhase::Stopped => f.gave_up || f.start_when_stopped,
-        // Scaled up while stopping, or stopped by the removal it is put
-        // back from.
-        ProcPhase::Stopping => f.start_when_stopped || f.next.is_some(),
+        // Unless scaled up while stopping: stopped on request.
+        ProcPhase::Stopping => f.start_when_stopped,
         ProcPhase::Pending | ProcPhase::Active | ProcPhase::Finished => true,
     }
 }
@@ -1027,7 +1038,8 @@ mod tests {
             start,
             added: false,
         };
-        let removing = Next::Remove;
+        let removing = Next::Remove { resume: true };
+        let removing_down = Next::Remove { resume: false };
         let replacing = Next::Replace {
             def: Arc::new(edited.clone()),
             start: true,
@@ -1038,7 +1050,21 @@ mod tests {
         };
         let cases = [
             // Removed.
-            ("gone from the file", facts(Active, &web, None), Remove),
+            (
+                "gone from the file",
+                facts(Active, &web, None),
+                Remove { resume: true },
+            ),
+            (
+                "gone from the file while stopping on request",
+                facts(Stopping, &web, None),
+                Remove { resume: false },
+            ),
+            (
+                "gone from the file while stopped on request",
+                facts(Stopped, &web, None),
+                Remove { resume: false },
+            ),
             (
                 "left out again while its removal is under way: not twice",
                 Facts {
@@ -1053,7 +1079,15 @@ mod tests {
                     next: Some(&replacing),
                     ..facts(Stopping, &web, None)
                 },
-                Remove,
+                Remove { resume: true },
+            ),
+            (
+                "left out while a replacement that stays down is under way",
+                Facts {
+                    next: Some(&replacing_down),
+                    ..facts(Stopping, &web, None)
+                },
+                Remove { resume: false },
             ),
             // Put back while its removal is under way: added, starts again.
             (
@@ -1064,6 +1098,28 @@ mod tests {
                 },
                 Replace {
                     start: true,
+                    added: true,
+                },
+            ),
+            (
+                "put back once its removal's stop is done, while its post_stop hooks run",
+                Facts {
+                    next: Some(&removing),
+                    ..facts(Stopped, &web, Some(&web))
+                },
+                Replace {
+                    start: true,
+                    added: true,
+                },
+            ),
+            (
+                "put back while a removal stops one stopped on request",
+                Facts {
+                    next: Some(&removing_down),
+                    ..facts(Stopping, &web, Some(&web))
+                },
+                Replace {
+                    start: false,
                     added: true,
                 },
             ),
@@ -1081,7 +1137,7 @@ mod tests {
             (
                 "put back while a held one's removal waits for its hooks",
                 Facts {
-                    next: Some(&removing),
+                    next: Some(&removing_down),
                     ..facts(Held, &held, Some(&held))
                 },
                 Replace {

@@ -276,7 +276,7 @@ fn fill_process_status(dst: &mut ProcessStatus, p: &Proc, now: SystemTime) {
     *operation = match (&p.op, &p.next) {
         (Some(Op::Rolling { .. }), _) => Some("restarting"),
         (None, Some(Next::Replace { .. })) => Some("replacing"),
-        (None, Some(Next::Remove)) => Some("removing"),
+        (None, Some(Next::Remove { .. })) => Some("removing"),
         // Asked to start: it waits for its stop to end, or for its
         // post_stop hooks (`launch_after_post_stop`).
         (None, None) if p.start_when_stopped => Some("starting"),
