@@ -996,6 +996,46 @@ fn a_stop_that_cancels_a_start_waiting_for_post_stop_hooks_says_so() {
     assert_eq!(sd.count("app-1: started"), 1, "{}", sd.log());
 }
 
+/// A start waiting for post_stop hooks when a shutdown begins never
+/// comes: the status stops saying `starting`.
+#[test]
+#[cfg_attr(
+    not(feature = "api"),
+    ignore = "stops and starts through the API (feature `api`)"
+)]
+fn a_shutdown_drops_a_start_waiting_for_post_stop_hooks() {
+    let (mut sd, port, _) = start_serving("shutdownpendingstart", |port, _| {
+        format!(
+            "global:\n  shutdown_timeout: 15\n  api_port: {port}\n  metrics_enabled: false\nprocesses:\n  app:\n    \
+             command: [sleep, \"1000\"]\n    hooks:\n      post_stop:\n        - {{ name: clean, command: \"touch $DIR/cleaning; \
+             while [ ! -e $DIR/go ]; do sleep 0.05; done\", timeout: 1m }}\n"
+        )
+    });
+    let post = |what: &str| http::post(port, &format!("/api/v1/processes/app/{what}"), None, "{}");
+    let operation = || http::get(port, "/api/v1/processes/app", None).json()["operation"].clone();
+    sd.wait_log("app-1: started");
+    assert_eq!(post("stop").status, 202, "{}", sd.log());
+    assert!(
+        wait_until(WAIT, || sd.dir.path("cleaning").exists()),
+        "{}",
+        sd.log()
+    );
+    assert_eq!(post("start").status, 202, "{}", sd.log());
+    assert_eq!(operation(), "starting", "{}", sd.log());
+    sd.signal(TERM);
+    // The hook holds the shutdown; the API answers meanwhile.
+    assert!(
+        wait_until(WAIT, || operation().is_null()),
+        "{}\n{}",
+        operation(),
+        sd.log()
+    );
+    assert!(!sd.dir.path("go").exists());
+    sd.dir.write("go", "");
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    assert_eq!(sd.count("app-1: started"), 1, "{}", sd.log());
+}
+
 fn started_after_post_stop(sd: &Sheepdog, round: usize, starts: usize) {
     let waiting = "app: waiting for its post_stop hooks to end before it starts";
     assert!(

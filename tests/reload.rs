@@ -1838,6 +1838,43 @@ fn a_process_stopped_on_request_and_put_back_during_its_removal_stays_stopped() 
     assert!(pids(&w).is_empty(), "{w:#}\n{}", r.sd.log());
 }
 
+/// A stop asked for while a removal stops the process holds when a later
+/// reload puts it back: it comes back stopped, as a stop during a
+/// replacement cancels that replacement's start.
+#[test]
+fn a_stop_requested_during_a_removal_holds_when_the_process_is_put_back() {
+    let r = Reload::start(
+        "reload-putback-stop-during",
+        "",
+        &(gated(1) + &sleeper("keep", "v1")),
+    );
+    r.wait_running("w", 2);
+    r.rewrite(&sleeper("keep", "v1"));
+    assert_eq!(names(&r.reloaded(), "removed"), ["w"]);
+    assert!(
+        wait_until(WAIT, || r.process("w")["state"] == "stopping"),
+        "{:#}",
+        r.process("w")
+    );
+    let s = r.post("/api/v1/processes/w/stop");
+    assert!(s.status < 300, "{}", s.body);
+    r.rewrite(&(gated(1) + &sleeper("keep", "v1")));
+    assert_eq!(names(&r.reloaded(), "added"), ["w"]);
+    std::fs::write(r.sd.dir.path("go1"), "").unwrap();
+    let (stays, starts) = (
+        "w: new definition taken; it stays stopped until started",
+        "w: starting with its new definition",
+    );
+    assert!(
+        wait_until(WAIT, || r.sd.log().contains(stays)
+            || r.sd.log().contains(starts)),
+        "{}",
+        r.sd.log()
+    );
+    assert!(!r.sd.log().contains(starts), "{}", r.sd.log());
+    assert_eq!(r.process("w")["state"], "stopped", "{}", r.sd.log());
+}
+
 #[test]
 fn the_logs_of_a_scaled_down_instance_or_a_removed_process_stay_readable() {
     let procs = |legacy: bool| {

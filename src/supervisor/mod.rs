@@ -336,7 +336,13 @@ impl Proc {
     fn cancel_start(&mut self) -> bool {
         let reload = match &mut self.next {
             Some(reload::Next::Replace { start, .. }) => std::mem::take(start),
-            _ => false,
+            // Being removed: no start pending, but put back by a later
+            // reload, it comes back stopped, as asked now.
+            Some(reload::Next::Remove { resume }) => {
+                *resume = false;
+                false
+            }
+            None => false,
         };
         std::mem::take(&mut self.start_when_stopped) || reload
     }
@@ -1356,6 +1362,8 @@ impl Supervisor {
         let _ = self.shared.shutdown_deadline.set(now + timeout);
         for p in self.procs.values_mut() {
             p.op = None;
+            // A start waiting for a stop or post_stop hooks never comes now.
+            p.start_when_stopped = false;
             if p.phase == ProcPhase::Pending {
                 p.phase = ProcPhase::Finished;
             }
