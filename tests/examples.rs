@@ -216,26 +216,16 @@ fn run_listening<const N: usize>(
     own: usize,
     tweak: impl Fn(&mut Command, [u16; N]),
 ) -> (Sheepdog, [u16; N]) {
-    for _ in 0..5 {
-        let ports = free_ports::<N>();
-        let mut sd = run(tag, file, tmp, |cmd| tweak(cmd, ports));
-        let bound = |sd: &Sheepdog| {
-            let log = sd.log();
-            ports[..own].iter().all(|p| {
-                log.lines()
-                    .any(|l| l.contains("listening on http://") && l.ends_with(&format!(":{p}")))
-            })
-        };
-        wait_until(WAIT, || {
-            bound(&sd) || sd.wait_exit(Duration::ZERO).is_some()
-        });
-        if sd.wait_exit(Duration::ZERO).is_some() && sd.log().contains("unable to listen on") {
-            continue;
-        }
-        assert!(bound(&sd), "sheepdog does not listen:\n{}", sd.log());
-        return (sd, ports);
-    }
-    panic!("no free ports after 5 attempts");
+    let (sd, ports) = with_free_ports(|ports| {
+        let sd = run(tag, file, tmp, |cmd| tweak(cmd, ports));
+        (sd, ports[..own].to_vec())
+    });
+    assert!(
+        listening_on(&sd, &ports[..own]),
+        "sheepdog does not listen:\n{}",
+        sd.log()
+    );
+    (sd, ports)
 }
 
 /// Run `sheepdog ctl ARGS`, bounded by `WAIT`, with the token (if any) in

@@ -407,35 +407,54 @@ pub fn nanos(field: &str) -> u128 {
 /// A port taken by someone else between `free_ports` and sheepdog's bind
 /// makes it exit "unable to listen"; then this retries with new ports.
 pub fn start_serving(name: &str, cfg: impl Fn(u16, u16) -> String) -> (Sheepdog, u16, u16) {
-    for _ in 0..5 {
-        let [p, m] = http::free_ports::<2>();
-        let text = cfg(p, m);
-        let ports: Vec<u16> = [p, m]
+    let mentioned = |text: &str, ports: [u16; 2]| -> Vec<u16> {
+        ports
             .into_iter()
             .filter(|port| text.contains(&port.to_string()))
-            .collect();
-        let mut sd = Sheepdog::start(name, &text);
-        let bound = |sd: &Sheepdog| {
-            let log = sd.log();
-            ports.iter().all(|port| {
-                log.lines()
-                    .any(|l| l.contains("listening on http://") && l.ends_with(&format!(":{port}")))
-            })
-        };
+            .collect()
+    };
+    let (mut sd, [p, m]) = with_free_ports(|[p, m]| {
+        let text = cfg(p, m);
+        (Sheepdog::start(name, &text), mentioned(&text, [p, m]))
+    });
+    assert!(
+        listening_on(&sd, &mentioned(&cfg(p, m), [p, m])) || sd.wait_exit(Duration::ZERO).is_some(),
+        "{}",
+        sd.log()
+    );
+    (sd, p, m)
+}
+
+/// Start sheepdog (`start`) with `N` fresh loopback ports; `start` also
+/// says which of them sheepdog itself must listen on. Returns once its log
+/// says it listens on each (`listening_on`), or once it has exited for
+/// another reason. A port someone else took between `free_ports` and
+/// sheepdog's bind makes it exit "unable to listen"; then this tries again
+/// with new ports.
+pub fn with_free_ports<const N: usize>(
+    start: impl Fn([u16; N]) -> (Sheepdog, Vec<u16>),
+) -> (Sheepdog, [u16; N]) {
+    for _ in 0..5 {
+        let ports = http::free_ports::<N>();
+        let (mut sd, own) = start(ports);
         wait_until(WAIT, || {
-            bound(&sd) || sd.wait_exit(Duration::ZERO).is_some()
+            listening_on(&sd, &own) || sd.wait_exit(Duration::ZERO).is_some()
         });
         if sd.wait_exit(Duration::ZERO).is_some() && sd.log().contains("unable to listen on") {
             continue;
         }
-        assert!(
-            bound(&sd) || sd.wait_exit(Duration::ZERO).is_some(),
-            "{}",
-            sd.log()
-        );
-        return (sd, p, m);
+        return (sd, ports);
     }
     panic!("no free ports after 5 attempts");
+}
+
+/// Whether sheepdog's log says it listens on every one of `ports`.
+pub fn listening_on(sd: &Sheepdog, ports: &[u16]) -> bool {
+    let log = sd.log();
+    ports.iter().all(|port| {
+        log.lines()
+            .any(|l| l.contains("listening on http://") && l.ends_with(&format!(":{port}")))
+    })
 }
 
 /// Check a scrape with `promtool check metrics` when promtool is on PATH
