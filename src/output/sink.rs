@@ -6,8 +6,9 @@
 //!   past `max_size`, `path.{N-1}` → `path.N` (the oldest, `path.max_files`,
 //!   is replaced), …, `path` → `path.1`, and a fresh `path` is opened.
 //! - Anything else (a FIFO, a terminal, sheepdog's own stdout behind a
-//!   trusted link to `/dev/stdout`, pipe or file) is never rotated, since renaming it would move the link
-//!   away and put a regular file in its place, and never waited for: it is
+//!   trusted link to `/dev/stdout`, pipe or file) is never rotated, since
+//!   renaming it would move the link away and put a regular file in its
+//!   place, and never waited for: it is
 //!   written without blocking. What its reader has no room for waits in the
 //!   buffer (`BUF_MAX`; `waiting` gives the descriptor to poll for room),
 //!   and lines beyond are dropped and counted.
@@ -121,7 +122,8 @@ pub fn not_a_directory(path: &Path, doing: &str) -> Result<(), String> {
 /// The file, its size, and whether it is a regular file of its own (not
 /// sheepdog's stdout or stderr, reached through `/dev/stdout`).
 fn open_append(path: &Path) -> Result<(File, u64, bool), String> {
-    check_dir(path)?;
+    // Not `check_dir`: `append` walks the links itself, with the same rule.
+    check_dir_to(path, "open log file")?;
     let file = crate::safe_open::append(path, 0o640)
         .map_err(|e| format!("unable to open log file {}: {e}", path.display()))?;
     let meta = file.metadata();
