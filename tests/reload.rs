@@ -470,6 +470,46 @@ fn an_invalid_file_changes_nothing_and_is_reported_as_check_reports_it() {
 }
 
 #[test]
+fn a_log_directory_gone_under_an_unchanged_process_does_not_block_a_reload() {
+    // `a` logs into a directory that then disappears: a child that owns it
+    // may delete it, or turn it into a symlink.
+    let logs = TempDir::new("reload-gone-log-dir");
+    let alog = logs.path("alog");
+    std::fs::create_dir(&alog).unwrap();
+    let a = |cmd: &str, scale: u32| {
+        format!(
+            "  a:\n    command: \"{cmd}\"\n    scale: {scale}\n    logging:\n      file: {{ path: \"{}/a-{{instance}}.log\" }}\n",
+            alog.display()
+        )
+    };
+    let r = Reload::start("reload-gone-log-dir", "", &a("exec sleep 1000", 1));
+    let pid = r.wait_running("a", 1);
+    std::fs::remove_dir_all(&alog).unwrap();
+
+    // Unchanged, so not checked: the reload of the others applies.
+    r.rewrite(&(a("exec sleep 1000", 1) + &sleeper("b", "v1")));
+    let v = r.reloaded();
+    assert_eq!(names(&v, "added"), ["b"], "{v:#}");
+    assert_eq!(names(&v, "unchanged"), ["a"], "{v:#}");
+    r.wait_running("b", 1);
+    assert_eq!(r.wait_running("a", 1), pid);
+
+    // Changed, or scaled up (a new instance opens a file there): checked,
+    // and refused as at start.
+    for changed in [a("exec sleep 999", 1), a("exec sleep 1000", 2)] {
+        r.rewrite(&(changed + &sleeper("b", "v1")));
+        let resp = r.reload();
+        assert_eq!(resp.status, 422, "{}\n{}", resp.body, r.sd.log());
+        let e = resp.error();
+        assert!(
+            e.contains("processes.a.logging.file.path") && e.contains("does not exist"),
+            "{e}"
+        );
+    }
+    assert_eq!(r.wait_running("a", 1), pid);
+}
+
+#[test]
 fn reload_metrics_count_successes_and_failures() {
     let r = Reload::start("reload-metrics", "", &sleeper("a", "v1"));
     r.wait_running("a", 1);

@@ -23,7 +23,7 @@ mod mux;
 pub mod pipeline;
 pub mod sink;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
@@ -186,7 +186,7 @@ pub fn check_files(cfg: &Config) -> Result<(), String> {
     }
     #[cfg(feature = "api")]
     problems.extend(crate::api::check_files(&cfg.global));
-    match check_process_files(cfg) {
+    match check_process_files(cfg, &BTreeMap::new()) {
         Ok(()) if problems.is_empty() => Ok(()),
         Ok(()) => Err(problems.join("\n")),
         Err(e) => {
@@ -197,12 +197,22 @@ pub fn check_files(cfg: &Config) -> Result<(), String> {
 }
 
 /// `check_files` for the processes' log files only: what a reload applies
-/// (the global files are opened once, at start).
-pub fn check_process_files(cfg: &Config) -> Result<(), String> {
+/// (the global files are opened once, at start). A reload passes the
+/// processes it runs now (`before`): one the new file leaves as it is is
+/// not checked, since the reload changes nothing for it (its files are
+/// checked again as each one opens). So a child that deletes or relinks
+/// its own log directory cannot block the reload of every other process.
+pub fn check_process_files(
+    cfg: &Config,
+    before: &BTreeMap<String, config::Process>,
+) -> Result<(), String> {
     use crate::config::extra::StreamMode;
     let mut problems = Vec::new();
     for p in cfg.enabled() {
         let l = &p.extra.logging;
+        if before.get(&p.name) == Some(p) {
+            continue;
+        }
         let Some(f) = &l.file else { continue };
         if l.stdout != StreamMode::Log && l.stderr != StreamMode::Log {
             continue;

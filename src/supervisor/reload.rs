@@ -31,6 +31,7 @@
 //! - Shutdown wins: no reload starts once it has begun, and a pending
 //!   `next` is never carried out during it.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -88,8 +89,9 @@ impl Reloads {
 /// nesting level (bounded by the YAML parser's depth limit).
 pub(crate) const LOADER_STACK: usize = 1024 * 1024;
 
-/// Read, validate and plan `path`, as `run` does at start.
-fn load(path: &Path) -> Loaded {
+/// Read, validate and plan `path`, as `run` does at start (`before`: the
+/// processes running now, whose unchanged log files are not checked).
+fn load(path: &Path, before: &BTreeMap<String, Process>) -> Loaded {
     // Not a FIFO or a terminal: reading one could block forever, and what
     // it gave at start is gone anyway.
     match std::fs::metadata(path) {
@@ -106,7 +108,7 @@ fn load(path: &Path) -> Loaded {
     let plan = Plan::build(&cfg).map_err(|e| e.to_string())?;
     // Not the global log and readiness files: opened at start, and a
     // change to them waits for a restart anyway (`needs_restart`).
-    crate::output::check_process_files(&cfg)?;
+    crate::output::check_process_files(&cfg, before)?;
     Ok((cfg, plan))
 }
 
@@ -137,12 +139,13 @@ impl Supervisor {
         log::info!(event = "reload", path = path.display().to_string().as_str();
             "reloading the configuration from {}", path.display());
         let tx = self.reloads.done_tx.clone();
+        let before = self.cfg.processes.clone();
         let thread = std::thread::Builder::new()
             .name("reload".into())
             .stack_size(LOADER_STACK)
             .spawn(move || {
                 // The supervisor keeps the receiver for as long as it runs.
-                let _ = tx.send(load(&path));
+                let _ = tx.send(load(&path, &before));
             });
         match thread {
             // Detached: it ends after its one send.
@@ -1487,9 +1490,9 @@ mod tests {
 
     #[test]
     fn only_a_regular_file_is_read_again() {
-        let err = load(Path::new("/dev/null")).unwrap_err();
+        let err = load(Path::new("/dev/null"), &BTreeMap::new()).unwrap_err();
         assert!(err.contains("is not a regular file"), "{err}");
-        let err = load(Path::new("/nonexistent/sheepdog.yaml")).unwrap_err();
+        let err = load(Path::new("/nonexistent/sheepdog.yaml"), &BTreeMap::new()).unwrap_err();
         assert!(err.contains("/nonexistent/sheepdog.yaml"), "{err}");
     }
 }
