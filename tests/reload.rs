@@ -1647,8 +1647,20 @@ fn cleaned(tag: &str) -> String {
     )
 }
 
-/// Stop `p` and wait until its post_stop hook runs.
+/// Stop `p` once its child wrote its `start` line (being reported running
+/// comes first), and wait until its post_stop hook runs.
 fn stop_until_cleaning(r: &Reload) {
+    assert!(
+        wait_until(WAIT, || r
+            .sd
+            .dir
+            .lines("ev")
+            .last()
+            .is_some_and(|l| l.starts_with("start "))),
+        "{:?}\n{}",
+        r.sd.dir.lines("ev"),
+        r.sd.log()
+    );
     let s = r.post("/api/v1/processes/p/stop");
     assert_eq!(s.status, 202, "{}\n{}", s.body, r.sd.log());
     assert!(
