@@ -510,6 +510,61 @@ fn a_log_directory_gone_under_an_unchanged_process_does_not_block_a_reload() {
 }
 
 #[test]
+fn a_removed_process_s_logs_stay_until_the_next_reload() {
+    let old = "  old:\n    command: \"echo old-line; exec sleep 1000\"\n    hooks:\n      post_stop:\n        - { name: bye, command: \"echo hook-line\" }\n";
+    let keep = "  keep:\n    command: \"echo keep-line; exec sleep 1000\"\n";
+    let r = Reload::start("reload-drop-logs", "", &format!("{old}{keep}"));
+    let lines = |path: &str| {
+        let resp = r.get(path);
+        (resp.status == 200).then(|| {
+            resp.json()["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| format!("{} {}", l["process"], l["msg"]))
+                .collect::<Vec<_>>()
+        })
+    };
+    let holds =
+        |path: &str, what: &str| lines(path).is_some_and(|l| l.iter().any(|m| m.contains(what)));
+    assert!(
+        wait_until(WAIT, || holds("/api/v1/processes/old/logs", "old-line")),
+        "{}",
+        r.sd.log()
+    );
+    assert!(
+        wait_until(WAIT, || holds("/api/v1/processes/keep/logs", "keep-line")),
+        "{}",
+        r.sd.log()
+    );
+    r.rewrite(keep);
+    assert_eq!(names(&r.reloaded(), "removed"), ["old"]);
+    assert!(
+        wait_until(WAIT, || !r.names().contains(&"old".to_string())),
+        "{}",
+        r.sd.log()
+    );
+    // Gone from the configuration, its lines and its hook's stay readable
+    // for a look at why it went.
+    assert!(holds("/api/v1/processes/old/logs", "old-line"));
+    assert!(
+        wait_until(WAIT, || holds(
+            "/api/v1/logs",
+            "\"old/hook:bye\" \"hook-line\""
+        )),
+        "{:?}",
+        lines("/api/v1/logs")
+    );
+    // The next reload lets them go, and keeps everyone else's.
+    r.reloaded();
+    assert_eq!(r.get("/api/v1/processes/old/logs").status, 404);
+    let all = lines("/api/v1/logs").unwrap();
+    assert!(!all.iter().any(|m| m.starts_with("\"old")), "{all:?}");
+    assert!(all.iter().any(|m| m.starts_with("\"sheepdog\"")), "{all:?}");
+    assert!(holds("/api/v1/processes/keep/logs", "keep-line"));
+}
+
+#[test]
 fn reload_metrics_count_successes_and_failures() {
     let r = Reload::start("reload-metrics", "", &sleeper("a", "v1"));
     r.wait_running("a", 1);

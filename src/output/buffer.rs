@@ -27,7 +27,8 @@
 //! - Bounded memory: each ring holds at most `lines` records and at most
 //!   `RING_BYTES` bytes of them (the oldest go first); rings are per
 //!   instance of a longrun or oneshot (bounded by the scale) and per job,
-//!   never per run; subscriber channels
+//!   never per run; a reload drops those of processes removed before it
+//!   (`retain`), so renames cannot pile them up; subscriber channels
 //!   are bounded; at most `MAX_SUBSCRIBERS` followers at once.
 //! - `push` never blocks on a reader: the lock is held only to append and to
 //!   `try_send`. A follower whose channel is full loses records and is told
@@ -270,6 +271,15 @@ impl LogStore {
         Some(Subscription { rx, _alive: alive })
     }
 
+    /// Drop the rings of the processes `keep` rejects, their hooks' with
+    /// them (`web/hook:migrate` goes with `web`).
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
+        self.lock().rings.retain(|k, _| {
+            let p = &*k.process;
+            keep(p.split_once("/hook:").map_or(p, |(owner, _)| owner))
+        });
+    }
+
     /// What the buffers hold now.
     #[allow(dead_code)] // for metrics and tests
     pub fn usage(&self) -> Usage {
@@ -330,6 +340,26 @@ mod tests {
         assert!(s.recent(Some("nope"), None, 9).is_empty());
         let u = s.usage();
         assert_eq!((u.rings, u.records), (4, 8));
+    }
+
+    #[test]
+    fn retain_drops_a_process_with_its_hooks_and_keeps_the_rest() {
+        let s = LogStore::new(3);
+        for (process, instance) in [
+            ("web", Some("web-1")),
+            ("web/hook:migrate", Some("web/hook:migrate")),
+            ("webhook", Some("webhook-1")),
+            ("hook:bye", Some("hook:bye")),
+            ("sheepdog", None),
+        ] {
+            s.push(rec(process, instance, OUT, process));
+        }
+        s.retain(|p| p != "web");
+        assert_eq!(
+            msgs(&s.recent(None, None, 9)),
+            ["webhook", "hook:bye", "sheepdog"]
+        );
+        assert_eq!(s.usage().rings, 3);
     }
 
     fn seqs(rs: &[Arc<Record>]) -> Vec<u64> {

@@ -275,6 +275,15 @@ impl Supervisor {
         self.cfg = new;
         self.plan = plan;
         self.prune_hook_stats();
+        // Kept until now, for a look at why it went; one still stopping
+        // is still in `procs`.
+        let (procs, jobs) = (&self.procs, &self.jobs);
+        self.shared.output.store().retain(|p| {
+            p == crate::logging::SELF
+                || p.starts_with("hook:")
+                || procs.contains_key(p)
+                || jobs.contains_key(p)
+        });
         self.beats.reload(&self.cfg, self.shared.output.store());
         crate::logging::configure(self.cfg.global.log_format, self.cfg.global.log_level);
         for w in &self.cfg.warnings {
