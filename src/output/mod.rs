@@ -23,7 +23,7 @@ mod mux;
 pub mod pipeline;
 pub mod sink;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
@@ -186,7 +186,7 @@ pub fn check_files(cfg: &Config) -> Result<(), String> {
     }
     #[cfg(feature = "api")]
     problems.extend(crate::api::check_files(&cfg.global));
-    match check_process_files(cfg, &BTreeMap::new()) {
+    match check_process_files(cfg, &[]) {
         Ok(()) if problems.is_empty() => Ok(()),
         Ok(()) => Err(problems.join("\n")),
         Err(e) => {
@@ -202,15 +202,12 @@ pub fn check_files(cfg: &Config) -> Result<(), String> {
 /// not checked, since the reload changes nothing for it (its files are
 /// checked again as each one opens). So a child that deletes or relinks
 /// its own log directory cannot block the reload of every other process.
-pub fn check_process_files(
-    cfg: &Config,
-    before: &BTreeMap<String, config::Process>,
-) -> Result<(), String> {
+pub fn check_process_files(cfg: &Config, before: &[config::Process]) -> Result<(), String> {
     use crate::config::extra::StreamMode;
     let mut problems = Vec::new();
     for p in cfg.enabled() {
         let l = &p.extra.logging;
-        if before.get(&p.name) == Some(p) {
+        if before.contains(p) {
             continue;
         }
         let Some(f) = &l.file else { continue };

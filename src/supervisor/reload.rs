@@ -31,7 +31,6 @@
 //! - Shutdown wins: no reload starts once it has begun, and a pending
 //!   `next` is never carried out during it.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -91,7 +90,7 @@ pub(crate) const LOADER_STACK: usize = 1024 * 1024;
 
 /// Read, validate and plan `path`, as `run` does at start (`before`: the
 /// processes running now, whose unchanged log files are not checked).
-fn load(path: &Path, before: &BTreeMap<String, Process>) -> Loaded {
+fn load(path: &Path, before: &[Process]) -> Loaded {
     // Not a FIFO or a terminal: reading one could block forever, and what
     // it gave at start is gone anyway.
     match std::fs::metadata(path) {
@@ -139,7 +138,7 @@ impl Supervisor {
         log::info!(event = "reload", path = path.display().to_string().as_str();
             "reloading the configuration from {}", path.display());
         let tx = self.reloads.done_tx.clone();
-        let before = self.cfg.processes.clone();
+        let before: Vec<Process> = self.cfg.processes.values().cloned().collect();
         let thread = std::thread::Builder::new()
             .name("reload".into())
             .stack_size(LOADER_STACK)
@@ -1499,9 +1498,9 @@ mod tests {
 
     #[test]
     fn only_a_regular_file_is_read_again() {
-        let err = load(Path::new("/dev/null"), &BTreeMap::new()).unwrap_err();
+        let err = load(Path::new("/dev/null"), &[]).unwrap_err();
         assert!(err.contains("is not a regular file"), "{err}");
-        let err = load(Path::new("/nonexistent/sheepdog.yaml"), &BTreeMap::new()).unwrap_err();
+        let err = load(Path::new("/nonexistent/sheepdog.yaml"), &[]).unwrap_err();
         assert!(err.contains("/nonexistent/sheepdog.yaml"), "{err}");
     }
 }
