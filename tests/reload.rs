@@ -1173,16 +1173,18 @@ fn a_scale_raised_with_max_process_scale_in_one_reload_is_applied() {
 
 #[test]
 fn a_scale_change_that_arrives_during_a_rolling_restart_is_not_lost() {
-    let w = |n: u32| {
+    // The new file gives it a heartbeat too: a scale change with it.
+    let w = |n: u32, beat: &str| {
         format!(
-            "  w:\n    command: \"trap 'sleep 0.5; exit 0' TERM; while :; do sleep 0.05; done\"\n    scale: {n}\n    max_scale: 5\n"
+            "  w:\n    command: \"trap 'sleep 0.5; exit 0' TERM; while :; do sleep 0.05; done\"\n    scale: {n}\n    max_scale: 5\n{beat}"
         )
     };
-    let r = Reload::start("reload-scale-rolling", "", &w(2));
+    let beat = "    heartbeat: { url: \"http://127.0.0.1:9/w\" }\n";
+    let r = Reload::start("reload-scale-rolling", "", &w(2, ""));
     r.wait_running("w", 2);
     let restart = r.post("/api/v1/processes/w/restart");
     assert!(restart.status < 300, "{}", restart.body);
-    r.rewrite(&w(3));
+    r.rewrite(&w(3, beat));
     let v = r.reloaded();
     // Refused for now, and said so: nothing claims it was scaled.
     assert!(names(&v, "scaled").is_empty(), "{v:#}");
@@ -1191,10 +1193,14 @@ fn a_scale_change_that_arrives_during_a_rolling_restart_is_not_lost() {
         refused.len() == 1 && refused[0].contains("w is being restarted"),
         "{v:#}"
     );
+    // Nor is the rest of the new definition in force.
+    let series = "sheepdog_heartbeats_total{process=\"w\"";
+    assert!(!r.scrape().contains(series), "{}", r.scrape());
     r.sd.wait_log("w: rolling restart complete");
     // The next reload of the same file applies it.
     let again = r.reloaded();
     assert_eq!(names(&again, "scaled"), ["w"], "{again:#}");
+    assert!(r.scrape().contains(series), "{}", r.scrape());
     let three = wait_until(WAIT, || pids(&r.process("w")).len() == 3);
     assert!(
         three,

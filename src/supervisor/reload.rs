@@ -68,6 +68,9 @@ pub(super) struct Reloads {
     waiting: Option<Vec<Option<Sender<ControlReply>>>>,
     /// Asked for during that load: the next load's waiters.
     queued: Vec<Option<Sender<ControlReply>>>,
+    /// During a reload: the processes whose scale was refused, which keep
+    /// their old definition.
+    kept: Vec<String>,
     pub(super) counts: ReloadCounts,
 }
 
@@ -79,6 +82,7 @@ impl Reloads {
             done,
             waiting: None,
             queued: Vec::new(),
+            kept: Vec::new(),
             counts: ReloadCounts::default(),
         }
     }
@@ -271,6 +275,13 @@ impl Supervisor {
 
         let mut new = new;
         new.global = self.cfg.global.clone();
+        // So does the configuration in force: the heartbeat workers take
+        // their settings from it, and the next reload compares with it.
+        for name in std::mem::take(&mut self.reloads.kept) {
+            if let (Some(p), Some(def)) = (self.procs.get(&name), new.processes.get_mut(&name)) {
+                def.clone_from(&p.def);
+            }
+        }
         self.cfg = new;
         self.plan = plan;
         self.prune_hook_stats();
@@ -385,6 +396,7 @@ impl Supervisor {
                             p.def = old;
                         }
                         s.not_applied.push(format!("{why}; reload again later"));
+                        self.reloads.kept.push(name);
                         return;
                     }
                 }
