@@ -54,12 +54,8 @@ pub fn append(path: &Path, mode: u32) -> io::Result<File> {
         _ => e,
     })?;
     let meta = file.metadata()?;
-    if meta.is_file() && meta.nlink() > 1 {
-        return Err(refused(format!(
-            "it has {} hard links; a log file has one (another name may be \
-             someone else's file)",
-            meta.nlink()
-        )));
+    if meta.is_file() {
+        one_link(meta.nlink())?;
     }
     if meta.is_file() {
         blocking(&file)?;
@@ -150,23 +146,44 @@ pub fn locate(path: &Path) -> io::Result<(Dir, &OsStr)> {
     Dir::cwd()?.locate(path, &mut 0)
 }
 
+/// A regular file's `nlink` is 1: a second name is how a link to someone
+/// else's file looks.
+fn one_link(nlink: u64) -> io::Result<()> {
+    match nlink {
+        0 | 1 => Ok(()),
+        n => Err(refused(format!(
+            "it has {n} hard links; a log file has one (another name may be \
+             someone else's file)"
+        ))),
+    }
+}
+
 /// What `append` would refuse `path` for, without creating or opening
 /// anything: a symlink, at any component, out of a directory others may
-/// change. So a log file placed so is refused before anything starts
-/// (`output::check_files`), not when its first line comes. A path that
-/// does not exist (yet) is no problem here.
+/// change, or a regular file with a second name. So a log file placed so
+/// is refused before anything starts (`output::check_files`), not when its
+/// first line comes. A path that does not exist (yet) is no problem here.
 pub fn check(path: &Path) -> io::Result<()> {
     check_in(Dir::cwd()?, path, &mut 0)
 }
 
+// (`nlink_t` is narrower than u64 on some targets.)
+#[allow(clippy::useless_conversion)]
 fn check_in(dir: Dir, path: &Path, hops: &mut u32) -> io::Result<()> {
     let (dir, name) = match dir.locate(path, hops) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         other => other?,
     };
     let name = &*c(name)?;
-    if readlinkat(dir.fd(), name).is_err() || dir.in_proc() {
+    if dir.in_proc() {
         return Ok(());
+    }
+    if readlinkat(dir.fd(), name).is_err() {
+        let flags = nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW;
+        return match nix::sys::stat::fstatat(dir.fd(), name, flags) {
+            Ok(m) if m.st_mode & libc::S_IFMT == libc::S_IFREG => one_link(u64::from(m.st_nlink)),
+            _ => Ok(()),
+        };
     }
     let target = dir.link(name, hops, io::ErrorKind::NotFound.into())?;
     if target.starts_with("/proc") {

@@ -220,6 +220,64 @@ fn a_log_path_through_a_link_run_will_not_follow_is_refused_up_front() {
     assert!(!text.contains(link), "{text}");
 }
 
+/// A log file with a second name (a hard link a child made to a file of
+/// root's) is refused before anything starts, as at its open.
+#[test]
+fn a_hard_linked_log_file_is_refused_up_front() {
+    let dir = TempDir::new("loghardlinks");
+    let victim = dir.file("victim", "root only\n");
+    let logs = dir.0.join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    std::fs::hard_link(&victim, logs.join("app.log")).unwrap();
+    std::fs::hard_link(&victim, logs.join("sheepdog.log")).unwrap();
+    let said = "it has 3 hard links; a log file has one";
+    for (key, yaml) in [
+        (
+            "global.log_file",
+            format!("global:\n  log_file: '{}/sheepdog.log'\n{MIN}", logs.display()),
+        ),
+        (
+            "processes.app.logging.file.path",
+            format!(
+                "processes:\n  app:\n    command: [sh, -c, 'echo written']\n    logging: {{file: {{path: '{}/app.log'}}}}\n",
+                logs.display()
+            ),
+        ),
+    ] {
+        let f = dir.file("hard.yaml", &yaml);
+        let out = check(&f, &[]);
+        assert_valid(&out);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let warned = text.lines().any(|l| {
+            l.contains(&format!("{key}: unable to open log file {}/", logs.display()))
+                && l.contains(said)
+                && l.ends_with("`run` refuses to start until this is fixed")
+        });
+        assert!(warned, "no warning for {key}:\n{text}");
+        let out = run(&["run", "-c", f.to_str().unwrap()], &[], None);
+        assert_eq!(out.status.code(), Some(2), "{key}: {}", stderr(&out));
+        assert!(stderr(&out).contains(said), "{}", stderr(&out));
+    }
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root only\n");
+    // A file with one name is fine: it is appended to.
+    std::fs::remove_file(logs.join("sheepdog.log")).unwrap();
+    std::fs::remove_file(&victim).unwrap();
+    let f = dir.file(
+        "one.yaml",
+        format!(
+            "processes:\n  app:\n    type: oneshot\n    command: [sh, -c, 'echo written']\n    logging: {{file: {{path: '{}/app.log', stdout_too: false}}}}\n",
+            logs.display()
+        ),
+    );
+    let out = run(&["run", "-c", f.to_str().unwrap()], &[], None);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = std::fs::read_to_string(logs.join("app.log")).unwrap();
+    assert!(
+        text.starts_with("root only\n") && text.contains("written"),
+        "{text}"
+    );
+}
+
 #[test]
 fn check_warns_about_an_api_token_file_or_socket_directory_that_run_would_refuse() {
     let dir = TempDir::new("apifiles");
