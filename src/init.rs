@@ -29,6 +29,8 @@
 //!   empty mask and default dispositions (`sys::spawn_clean`).
 //! - A failed exec is a message naming the command and the errno, and a
 //!   shell-like exit code: 127 when not found, 126 otherwise.
+//! - The terminal we handed over is taken back before we exit, whether the
+//!   child ran or its exec failed (it takes the terminal before it execs).
 
 use std::ffi::OsString;
 use std::io::{self, Write};
@@ -84,6 +86,10 @@ pub fn run(argv: Vec<OsString>, whom: Whom) -> i32 {
     let child = match reaper.spawn(cmd, &owner) {
         Ok(child) => child,
         Err(e) => {
+            // The child took the terminal before its exec failed.
+            if foreground_tty {
+                sys::take_back_tty(own_group.as_raw());
+            }
             say(&format!(
                 "unable to run '{}': {e}",
                 program.to_string_lossy()

@@ -960,6 +960,31 @@ fn child_owns_the_terminal_and_sheepdog_takes_it_back() {
     );
 }
 
+/// The child takes the terminal before it execs; when the exec then fails
+/// (a typo in CMD), nothing took it back: the terminal stayed with a group
+/// that no longer exists, so the next command of a shell without job
+/// control (`sh -c 'sheepdog -- typo; bash'`, `docker run -it`) could not
+/// read from it (EIO).
+#[test]
+fn sheepdog_takes_the_terminal_back_when_the_exec_fails() {
+    let dir = Scratch::new("tty-noexec");
+    let res = dir.path("res").to_string_lossy().into_owned();
+    let after = dir.write("after.sh", &stat_line("after", &res));
+    let command = format!(
+        "'{BIN}' -- /nonexistent/sheepdog-test-cmd; echo \"rc $?\" >> '{res}'; sh '{after}'"
+    );
+    if under_pty(&command, DEADLINE).is_none() {
+        return;
+    }
+    let results = dir.read("res");
+    assert!(results.contains("rc 127\n"), "{results}");
+    let (_, pgrp, tpgid) = ids(&results, "after");
+    assert_eq!(
+        tpgid, pgrp,
+        "sheepdog's group got the terminal back: {results}"
+    );
+}
+
 /// With `stty tostop`, a background process that writes to the terminal is
 /// sent SIGTTOU. sheepdog is in the background while its child owns the
 /// terminal and (at debug level) logs each forwarded signal to it, so it
