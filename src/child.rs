@@ -15,7 +15,8 @@
 //!   The child allocates nothing.
 //! - The environment is sheepdog's own without its override variables
 //!   (`SHEEPDOG_GLOBAL_*`, `SHEEPDOG_PROCESS_*`) and those it sets per child
-//!   (`SHEEPDOG_INSTANCE`, …), then `env` in order (later wins).
+//!   (`SHEEPDOG_INSTANCE`, …), then `env` in order (later wins); in
+//!   single-command mode (`whole_env`) all of it, as inherited.
 //! - Descriptors made here are CLOEXEC and above 2 (`sys::open_std_fds`
 //!   keeps 0-2 taken), so moving them onto 0/1/2 never clobbers another.
 
@@ -56,6 +57,7 @@ pub struct Command {
     stderr: Stdio,
     credentials: Option<Credentials>,
     foreground_tty: bool,
+    whole_env: bool,
 }
 
 /// A started child: its pid (also its process group id) and the parent's
@@ -79,6 +81,7 @@ impl Command {
             stderr: Stdio::Inherit,
             credentials: None,
             foreground_tty: false,
+            whole_env: false,
         }
     }
 
@@ -140,6 +143,14 @@ impl Command {
     /// (single-command mode with `docker run -it`).
     pub fn foreground_tty(&mut self, yes: bool) -> &mut Command {
         self.foreground_tty = yes;
+        self
+    }
+
+    /// Pass sheepdog's environment on whole, the variables `base_env`
+    /// leaves out included: single-command mode reads no configuration,
+    /// so none of them is sheepdog's input (tini passes everything too).
+    pub fn whole_env(&mut self) -> &mut Command {
+        self.whole_env = true;
         self
     }
 }
@@ -237,11 +248,18 @@ impl Source {
 impl Prepared {
     /// Allocate and open everything the child will need.
     pub fn new(cmd: Command) -> io::Result<Prepared> {
+        let whole: Vec<_>;
+        let base = if cmd.whole_env {
+            whole = std::env::vars_os().collect();
+            &whole
+        } else {
+            base_env()
+        };
         let login = login_env(cmd.credentials.as_ref());
         let envp = if login.is_empty() {
-            environment(&cmd.env)?
+            environment(base, &cmd.env)?
         } else {
-            environment(&[login, cmd.env.clone()].concat())?
+            environment(base, &[login, cmd.env.clone()].concat())?
         };
         let path = cmd
             .env
@@ -250,8 +268,7 @@ impl Prepared {
             .find(|(k, _)| k == "PATH")
             .map(|(_, v)| v.as_os_str())
             .or_else(|| {
-                base_env()
-                    .iter()
+                base.iter()
                     .find(|(k, _)| k == "PATH")
                     .map(|(_, v)| v.as_os_str())
             })
@@ -438,10 +455,12 @@ fn login_env(credentials: Option<&Credentials>) -> Vec<(OsString, OsString)> {
     }
 }
 
-/// sheepdog's environment with `changes` applied in order (the last change
-/// of a name wins), as `NAME=value` strings.
-fn environment(changes: &[(OsString, OsString)]) -> io::Result<Strings> {
-    let base = base_env();
+/// `base` (`base_env`, or the whole environment) with `changes` applied in
+/// order (the last change of a name wins), as `NAME=value` strings.
+fn environment(
+    base: &[(OsString, OsString)],
+    changes: &[(OsString, OsString)],
+) -> io::Result<Strings> {
     let last_change = |name: &OsStr| changes.iter().rev().find(|(k, _)| k == name);
     let size = base
         .iter()
@@ -544,11 +563,14 @@ mod tests {
             .expect("tests run with some environment")
             .clone();
         let name = name.to_string_lossy().into_owned();
-        let env = environment(&[
-            ("SHEEPDOG_T1".into(), "a".into()),
-            (name.clone().into(), "changed".into()),
-            ("SHEEPDOG_T1".into(), "b".into()),
-        ])
+        let env = environment(
+            base_env(),
+            &[
+                ("SHEEPDOG_T1".into(), "a".into()),
+                (name.clone().into(), "changed".into()),
+                ("SHEEPDOG_T1".into(), "b".into()),
+            ],
+        )
         .unwrap()
         .to_vec();
         let t1: Vec<_> = env

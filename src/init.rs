@@ -82,7 +82,8 @@ pub fn run(argv: Vec<OsString>, whom: Whom) -> i32 {
     let mut cmd = Command::new(program);
     cmd.args(args)
         .stdin(Stdio::Inherit)
-        .foreground_tty(foreground_tty);
+        .foreground_tty(foreground_tty)
+        .whole_env();
     let child = match reaper.spawn(cmd, &owner) {
         Ok(child) => child,
         Err(e) => {

@@ -766,6 +766,39 @@ fn child_starts_clean_despite_a_blocking_parent() {
     assert_eq!(out, CLEAN);
 }
 
+/// No configuration is read in this mode, so sheepdog's environment is
+/// CMD's, passed on unchanged as tini does: the `SHEEPDOG_*` variables that
+/// `run` keeps to itself (its overrides, already applied, and what it sets
+/// per child) were dropped here too, so `sheepdog -- entrypoint.sh` whose
+/// script ends in `exec sheepdog run` lost its overrides
+/// (`SHEEPDOG_GLOBAL_API_AUTH` among them), and a `sheepdog --` run by a
+/// supervisor hid the instance's `SHEEPDOG_INSTANCE` from its command.
+#[test]
+fn the_environment_is_passed_on_unchanged() {
+    let vars = [
+        ("SHEEPDOG_GLOBAL_LOG_LEVEL", "debug"),
+        ("SHEEPDOG_PROCESS_WEB_SCALE", "2"),
+        ("SHEEPDOG_INSTANCE", "web-1"),
+        ("SHEEPDOG_CONFIG", "/etc/x.yaml"),
+        ("SHEEPDOG_TEST_PLAIN", "plain"),
+    ];
+    let dir = Scratch::new("env");
+    let mut cmd = sheepdog(
+        Mode::Subreaper,
+        &["sh", "-c", "env | grep ^SHEEPDOG_ | sort"],
+    );
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(vars)
+        .stdout(File::create(dir.path("out")).expect("stdout file"))
+        .stderr(File::create(dir.path("err")).expect("stderr file"));
+    let code = Proc::start(&mut cmd).code(DEADLINE);
+    assert_eq!(code, 0, "stderr: {}", dir.read("err"));
+    let mut want: Vec<String> = vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    want.sort();
+    assert_eq!(lines(&dir.read("out")), want);
+}
+
 // ------------------------------------------------- 6. exec failures
 
 /// dumb-init and tini users write `sheepdog nginx ...` (dumb-init takes
