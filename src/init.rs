@@ -27,6 +27,9 @@
 //!   blocked on this thread (the only one), so background writes to the
 //!   terminal and `tcsetpgrp` go through. The child still starts with an
 //!   empty mask and default dispositions (`sys::spawn_clean`).
+//! - A signal raised by our own failed write to stderr (SIGPIPE, SIGXFSZ)
+//!   is not forwarded: logging that forward would raise it again, a spin
+//!   that also starves every higher-numbered signal, SIGCHLD included.
 //! - A failed exec is a message naming the command and the errno, and a
 //!   shell-like exit code: 127 when not found, 126 otherwise.
 //! - The terminal we handed over is taken back before we exit, whether the
@@ -34,6 +37,7 @@
 
 use std::ffi::OsString;
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicI32, Ordering::Relaxed};
 
 use crossbeam_channel::TryRecvError;
 use nix::errno::Errno;
@@ -121,6 +125,9 @@ pub fn run(argv: Vec<OsString>, whom: Whom) -> i32 {
                 Ok(e) => log::debug!("unexpected exit routed to us: pid {}", e.pid),
                 Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => {}
             }
+        } else if RAISED.compare_exchange(sig, 0, Relaxed, Relaxed).is_ok() {
+            // Our own write to stderr raised it (`StderrLog`): forwarded,
+            // and logged, it would be raised again, without end.
         } else {
             stopping |= matches!(
                 sig,
@@ -273,6 +280,10 @@ fn parse_level(v: &str) -> Option<log::LevelFilter> {
 
 struct StderrLog;
 
+/// The signal that a failed write of ours to stderr raised (SIGPIPE for a
+/// reader gone, SIGXFSZ past RLIMIT_FSIZE), for the loop to drop; 0: none.
+static RAISED: AtomicI32 = AtomicI32::new(0);
+
 static STDERR_LOG: StderrLog = StderrLog;
 
 impl log::Log for StderrLog {
@@ -295,7 +306,14 @@ impl log::Log for StderrLog {
             crate::logging::escaped(&msg)
         );
         // One write per line; a closed stderr drops the line.
-        let _ = io::stderr().lock().write_all(line.as_bytes());
+        if let Err(e) = io::stderr().lock().write_all(line.as_bytes()) {
+            let raised = match e.raw_os_error() {
+                Some(libc::EPIPE) => libc::SIGPIPE,
+                Some(libc::EFBIG) => libc::SIGXFSZ,
+                _ => 0,
+            };
+            RAISED.store(raised, Relaxed);
+        }
     }
 
     fn flush(&self) {}

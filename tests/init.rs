@@ -582,6 +582,38 @@ fn main_forwards_to_cmd_alone() {
     }
 }
 
+/// With `SHEEPDOG_LOG_LEVEL=debug` every forwarded signal is logged on
+/// stderr. When stderr is a pipe nobody reads any more (`2>&1 | head`, a
+/// log collector gone), that write raises SIGPIPE in sheepdog, which it
+/// forwarded, logged, and so raised again: a spin at full CPU that sent
+/// SIGPIPE to CMD's group without end and, since the signal iterator
+/// hands out the same low-numbered signal again before any higher one,
+/// never got to TERM or CHLD, so sheepdog never exited, even after CMD
+/// did. A SIGPIPE that sheepdog's own write raised is not CMD's business.
+#[test]
+fn a_broken_stderr_at_debug_level_does_not_spin_or_reach_cmd() {
+    let dir = Scratch::new("brokenerr");
+    let (got, ready) = (dir.path("got"), dir.path("ready"));
+    let script = format!(
+        "trap 'echo PIPE >> {g}' PIPE; trap 'echo TERM >> {g}; exit 3' TERM; \
+         echo ready > {r}; while :; do sleep 100 & wait $!; done",
+        g = got.to_string_lossy(),
+        r = ready.to_string_lossy()
+    );
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let mut cmd = sheepdog(Mode::Subreaper, &["sh", "-c", &script]);
+    cmd.env("SHEEPDOG_LOG_LEVEL", "debug")
+        .stdout(Stdio::null())
+        .stderr(writer);
+    let mut proc = Proc::start(&mut cmd);
+    drop(cmd);
+    wait_for(DEADLINE, "the child's traps", || ready.exists());
+    kill(Pid::from_raw(proc.pid()), Signal::SIGTERM).expect("signal sheepdog");
+    assert_eq!(proc.code(DEADLINE), 3, "got: {:?}", dir.read("got"));
+    assert_eq!(dir.read("got"), "TERM\n");
+}
+
 // --------------------------------------------------- 3. orphan reaping
 
 /// Makes 1000 orphans (each `true` loses its parent subshell at once), then
