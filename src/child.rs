@@ -15,8 +15,8 @@
 //!   The child allocates nothing.
 //! - The environment is sheepdog's own without its override variables
 //!   (`SHEEPDOG_GLOBAL_*`, `SHEEPDOG_PROCESS_*`) and those it sets per child
-//!   (`SHEEPDOG_INSTANCE`, …), then `env` in order (later wins); in
-//!   single-command mode (`whole_env`) all of it, as inherited.
+//!   (`SHEEPDOG_INSTANCE`, …), then `env` in order (later wins); all of
+//!   it, as inherited, in single-command mode (`WHOLE_ENV`).
 //! - Descriptors made here are CLOEXEC and above 2 (`sys::open_std_fds`
 //!   keeps 0-2 taken), so moving them onto 0/1/2 never clobbers another.
 
@@ -25,6 +25,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 use crate::config::Credentials;
@@ -57,7 +58,6 @@ pub struct Command {
     stderr: Stdio,
     credentials: Option<Credentials>,
     foreground_tty: bool,
-    whole_env: bool,
 }
 
 /// A started child: its pid (also its process group id) and the parent's
@@ -81,7 +81,6 @@ impl Command {
             stderr: Stdio::Inherit,
             credentials: None,
             foreground_tty: false,
-            whole_env: false,
         }
     }
 
@@ -143,14 +142,6 @@ impl Command {
     /// (single-command mode with `docker run -it`).
     pub fn foreground_tty(&mut self, yes: bool) -> &mut Command {
         self.foreground_tty = yes;
-        self
-    }
-
-    /// Pass sheepdog's environment on whole, the variables `base_env`
-    /// leaves out included: single-command mode reads no configuration,
-    /// so none of them is sheepdog's input (tini passes everything too).
-    pub fn whole_env(&mut self) -> &mut Command {
-        self.whole_env = true;
         self
     }
 }
@@ -248,18 +239,11 @@ impl Source {
 impl Prepared {
     /// Allocate and open everything the child will need.
     pub fn new(cmd: Command) -> io::Result<Prepared> {
-        let whole: Vec<_>;
-        let base = if cmd.whole_env {
-            whole = std::env::vars_os().collect();
-            &whole
-        } else {
-            base_env()
-        };
         let login = login_env(cmd.credentials.as_ref());
         let envp = if login.is_empty() {
-            environment(base, &cmd.env)?
+            environment(&cmd.env)?
         } else {
-            environment(base, &[login, cmd.env.clone()].concat())?
+            environment(&[login, cmd.env.clone()].concat())?
         };
         let path = cmd
             .env
@@ -268,7 +252,8 @@ impl Prepared {
             .find(|(k, _)| k == "PATH")
             .map(|(_, v)| v.as_os_str())
             .or_else(|| {
-                base.iter()
+                base_env()
+                    .iter()
                     .find(|(k, _)| k == "PATH")
                     .map(|(_, v)| v.as_os_str())
             })
@@ -419,11 +404,20 @@ const PER_CHILD: [&str; 9] = [
 fn base_env() -> &'static [(OsString, OsString)] {
     static BASE: OnceLock<Vec<(OsString, OsString)>> = OnceLock::new();
     BASE.get_or_init(|| {
+        let whole = WHOLE_ENV.load(Ordering::Relaxed);
         std::env::vars_os()
-            .filter(|(k, _)| !crate::config::is_override(k) && !PER_CHILD.iter().any(|v| k == v))
+            .filter(|(k, _)| {
+                whole || (!crate::config::is_override(k) && !PER_CHILD.iter().any(|v| k == v))
+            })
             .collect()
     })
 }
+
+/// Pass sheepdog's environment on whole, the variables `base_env` leaves
+/// out included: single-command mode reads no configuration, so none of
+/// them is sheepdog's input (tini passes everything too). Set before the
+/// first spawn, which reads the environment once.
+pub static WHOLE_ENV: AtomicBool = AtomicBool::new(false);
 
 /// What a login as the target user sets, before the command's own `env`
 /// (which wins): `USER`, `LOGNAME` and `HOME` from its passwd entry, as
@@ -455,12 +449,10 @@ fn login_env(credentials: Option<&Credentials>) -> Vec<(OsString, OsString)> {
     }
 }
 
-/// `base` (`base_env`, or the whole environment) with `changes` applied in
-/// order (the last change of a name wins), as `NAME=value` strings.
-fn environment(
-    base: &[(OsString, OsString)],
-    changes: &[(OsString, OsString)],
-) -> io::Result<Strings> {
+/// sheepdog's environment with `changes` applied in order (the last change
+/// of a name wins), as `NAME=value` strings.
+fn environment(changes: &[(OsString, OsString)]) -> io::Result<Strings> {
+    let base = base_env();
     let last_change = |name: &OsStr| changes.iter().rev().find(|(k, _)| k == name);
     let size = base
         .iter()
@@ -563,14 +555,11 @@ mod tests {
             .expect("tests run with some environment")
             .clone();
         let name = name.to_string_lossy().into_owned();
-        let env = environment(
-            base_env(),
-            &[
-                ("SHEEPDOG_T1".into(), "a".into()),
-                (name.clone().into(), "changed".into()),
-                ("SHEEPDOG_T1".into(), "b".into()),
-            ],
-        )
+        let env = environment(&[
+            ("SHEEPDOG_T1".into(), "a".into()),
+            (name.clone().into(), "changed".into()),
+            ("SHEEPDOG_T1".into(), "b".into()),
+        ])
         .unwrap()
         .to_vec();
         let t1: Vec<_> = env

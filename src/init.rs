@@ -81,20 +81,34 @@ pub fn run(argv: Vec<OsString>, whom: Whom) -> i32 {
 
     let own_group = getpgrp();
     let foreground_tty = owns_terminal(own_group);
+    crate::child::WHOLE_ENV.store(true, std::sync::atomic::Ordering::Relaxed);
     let reaper = Reaper::new();
     let (owner, exits) = crossbeam_channel::unbounded();
     let mut cmd = Command::new(program);
     cmd.args(args)
         .stdin(Stdio::Inherit)
-        .foreground_tty(foreground_tty)
-        .whole_env();
-    let child = match reaper.spawn(cmd, &owner) {
-        Ok(child) => child,
+        .foreground_tty(foreground_tty);
+    let ended = reaper.spawn(cmd, &owner).map(|child| {
+        let pid = Pid::from_raw(child.pid);
+        log::debug!(
+            "started '{}' as pid {pid} (terminal handed over: {foreground_tty})",
+            program.to_string_lossy()
+        );
+        forward_until_exit(pid, signals, &reaper, &exits, whom)
+    });
+    // The child takes the terminal before it execs: take it back whether
+    // it ran or its exec failed.
+    if foreground_tty {
+        sys::take_back_tty(own_group.as_raw());
+    }
+    let (status, stopping) = match ended {
+        Ok(Some(ended)) => ended,
+        Ok(None) => {
+            // Only happens if the signal handle is closed, which nothing does.
+            say("signal intake closed unexpectedly");
+            return exit::FAILURE;
+        }
         Err(e) => {
-            // The child took the terminal before its exec failed.
-            if foreground_tty {
-                sys::take_back_tty(own_group.as_raw());
-            }
             say(&format!(
                 "unable to run '{}': {e}",
                 program.to_string_lossy()
@@ -102,26 +116,35 @@ pub fn run(argv: Vec<OsString>, whom: Whom) -> i32 {
             return exec_failure_code(&e);
         }
     };
-    let pid = Pid::from_raw(child.pid);
+    // Collect whatever else has already exited; as PID 1 our exit lets the
+    // kernel take care of the rest of the namespace.
+    reaper.reap();
+    warn_left_behind(&reaper, &program.to_string_lossy(), status, stopping);
+    let orphans = reaper.orphans_reaped();
     log::debug!(
-        "started '{}' as pid {pid} (terminal handed over: {foreground_tty})",
-        program.to_string_lossy()
+        "'{}' {status}; {} reaped",
+        program.to_string_lossy(),
+        crate::logging::counted(orphans, "orphan", "orphans")
     );
+    exit_code(status)
+}
 
-    let mut pending = signals.forever();
-    // A stop signal was passed on: what is still running at the exit is
-    // most likely still stopping, not a daemon that forked away.
+/// Forward signals to `pid` (the child) until it exits; its status, and
+/// whether a stop signal was passed on (`stopping` in `warn_left_behind`).
+/// None if the signal intake closes, which nothing does.
+fn forward_until_exit(
+    pid: Pid,
+    signals: &mut signal_hook::iterator::Signals,
+    reaper: &Reaper,
+    exits: &crossbeam_channel::Receiver<crate::reaper::Exit>,
+    whom: Whom,
+) -> Option<(ExitStatus, bool)> {
     let mut stopping = false;
-    let status = loop {
-        let Some(sig) = pending.next() else {
-            // Only happens if the signal handle is closed, which nothing does.
-            say("signal intake closed unexpectedly");
-            return exit::FAILURE;
-        };
+    for sig in signals.forever() {
         if sig == libc::SIGCHLD {
             reaper.reap();
             match exits.try_recv() {
-                Ok(e) if e.pid == pid.as_raw() => break e.status,
+                Ok(e) if e.pid == pid.as_raw() => return Some((e.status, stopping)),
                 Ok(e) => log::debug!("unexpected exit routed to us: pid {}", e.pid),
                 Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => {}
             }
@@ -135,22 +158,8 @@ pub fn run(argv: Vec<OsString>, whom: Whom) -> i32 {
             );
             forward(pid, sig, whom);
         }
-    };
-
-    if foreground_tty {
-        sys::take_back_tty(own_group.as_raw());
     }
-    // Collect whatever else has already exited; as PID 1 our exit lets the
-    // kernel take care of the rest of the namespace.
-    reaper.reap();
-    warn_left_behind(&reaper, &program.to_string_lossy(), status, stopping);
-    let orphans = reaper.orphans_reaped();
-    log::debug!(
-        "'{}' {status}; {} reaped",
-        program.to_string_lossy(),
-        crate::logging::counted(orphans, "orphan", "orphans")
-    );
-    exit_code(status)
+    None
 }
 
 /// Name what CMD left running: most often a daemon that forked away (nginx
