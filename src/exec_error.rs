@@ -32,8 +32,15 @@ pub fn explain(program: &Path, errno: i32) -> Option<String> {
         libc::ENOENT => {
             let head = head(program)?;
             if let Some(interp) = shebang(&head) {
+                // "/bin/sh\r": a script saved with Windows line endings.
+                let crlf = if interp.ends_with('\r') {
+                    " (its lines end in \\r\\n: convert it with dos2unix)"
+                } else {
+                    ""
+                };
                 return Some(format!(
-                    "{shown} exists, but its #! line names {interp}, which was not found"
+                    "{shown} exists, but its #! line names {}, which was not found{crlf}",
+                    interp.replace('\r', "\\r")
                 ));
             }
             elf_interpreter(&head).map(|interp| {
@@ -60,12 +67,13 @@ fn head(program: &Path) -> Option<Vec<u8>> {
     Some(buf)
 }
 
-/// The interpreter path of a `#!` line.
+/// The interpreter path of a `#!` line, as the kernel reads it: up to a
+/// space or a tab, so a `\r` before the newline is part of it.
 fn shebang(head: &[u8]) -> Option<String> {
     let line = head.strip_prefix(b"#!")?;
     let line = line.split(|&b| b == b'\n').next()?;
     let interp = line
-        .split(|&b| b == b' ' || b == b'\t' || b == b'\r')
+        .split(|&b| b == b' ' || b == b'\t')
         .find(|w| !w.is_empty())?;
     Some(String::from_utf8_lossy(interp).into_owned())
 }
@@ -122,6 +130,7 @@ mod tests {
             shebang(b"#! /usr/bin/env php\r\n"),
             Some("/usr/bin/env".into())
         );
+        assert_eq!(shebang(b"#!/bin/sh\r\n"), Some("/bin/sh\r".into()));
         assert_eq!(shebang(b"#!\n"), None);
         assert_eq!(shebang(b"echo hi\n"), None);
     }

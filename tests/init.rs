@@ -898,7 +898,17 @@ fn exec_failures_say_what_the_errno_does_not() {
         "#!/nonexistent/sheepdog-interp -e\nexit 0\n",
     );
     let plain = dir.write("no-shebang", "exit 0\n");
+    // Saved on Windows: the kernel looks for "/bin/sh\r", which the hint
+    // called "/bin/sh, which was not found" (it is there).
+    let crlf = dir.write("crlf", "#!/bin/sh\r\nexit 0\r\n");
     let mut cases = vec![
+        (
+            crlf,
+            127,
+            "its #! line names /bin/sh\\r, which was not found \
+             (its lines end in \\r\\n: convert it with dos2unix)"
+                .to_string(),
+        ),
         (
             script,
             127,
