@@ -33,14 +33,15 @@ pub fn explain(program: &Path, errno: i32) -> Option<String> {
             let head = head(program)?;
             if let Some(interp) = shebang(&head) {
                 // "/bin/sh\r": a script saved with Windows line endings.
-                let crlf = if interp.ends_with('\r') {
-                    " (its lines end in \\r\\n: convert it with dos2unix)"
-                } else {
-                    ""
+                let (interp, rest) = match interp.strip_suffix('\r') {
+                    Some(bare) => (
+                        bare,
+                        "\\r, which was not found (its lines end in \\r\\n: convert it with dos2unix)",
+                    ),
+                    None => (interp.as_str(), ", which was not found"),
                 };
                 return Some(format!(
-                    "{shown} exists, but its #! line names {}, which was not found{crlf}",
-                    interp.replace('\r', "\\r")
+                    "{shown} exists, but its #! line names {interp}{rest}"
                 ));
             }
             elf_interpreter(&head).map(|interp| {
