@@ -15,7 +15,8 @@
 //!   The child allocates nothing.
 //! - The environment is sheepdog's own without its override variables
 //!   (`SHEEPDOG_GLOBAL_*`, `SHEEPDOG_PROCESS_*`) and those it sets per child
-//!   (`SHEEPDOG_INSTANCE`, …), then `env` in order (later wins).
+//!   (`SHEEPDOG_INSTANCE`, …), then `env` in order (later wins); all of
+//!   it, as inherited, in single-command mode (`WHOLE_ENV`).
 //! - Descriptors made here are CLOEXEC and above 2 (`sys::open_std_fds`
 //!   keeps 0-2 taken), so moving them onto 0/1/2 never clobbers another.
 
@@ -24,6 +25,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 use crate::config::Credentials;
@@ -402,11 +404,20 @@ const PER_CHILD: [&str; 9] = [
 fn base_env() -> &'static [(OsString, OsString)] {
     static BASE: OnceLock<Vec<(OsString, OsString)>> = OnceLock::new();
     BASE.get_or_init(|| {
+        let whole = WHOLE_ENV.load(Ordering::Relaxed);
         std::env::vars_os()
-            .filter(|(k, _)| !crate::config::is_override(k) && !PER_CHILD.iter().any(|v| k == v))
+            .filter(|(k, _)| {
+                whole || (!crate::config::is_override(k) && !PER_CHILD.iter().any(|v| k == v))
+            })
             .collect()
     })
 }
+
+/// Pass sheepdog's environment on whole, the variables `base_env` leaves
+/// out included: single-command mode reads no configuration, so none of
+/// them is sheepdog's input (tini passes everything too). Set before the
+/// first spawn, which reads the environment once.
+pub static WHOLE_ENV: AtomicBool = AtomicBool::new(false);
 
 /// What a login as the target user sets, before the command's own `env`
 /// (which wins): `USER`, `LOGNAME` and `HOME` from its passwd entry, as

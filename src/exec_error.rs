@@ -32,8 +32,16 @@ pub fn explain(program: &Path, errno: i32) -> Option<String> {
         libc::ENOENT => {
             let head = head(program)?;
             if let Some(interp) = shebang(&head) {
+                // "/bin/sh\r": a script saved with Windows line endings.
+                let (interp, rest) = match interp.strip_suffix('\r') {
+                    Some(bare) => (
+                        bare,
+                        "\\r, which was not found (its lines end in \\r\\n: convert it with dos2unix)",
+                    ),
+                    None => (interp.as_str(), ", which was not found"),
+                };
                 return Some(format!(
-                    "{shown} exists, but its #! line names {interp}, which was not found"
+                    "{shown} exists, but its #! line names {interp}{rest}"
                 ));
             }
             elf_interpreter(&head).map(|interp| {
@@ -60,12 +68,13 @@ fn head(program: &Path) -> Option<Vec<u8>> {
     Some(buf)
 }
 
-/// The interpreter path of a `#!` line.
+/// The interpreter path of a `#!` line, as the kernel reads it: up to a
+/// space or a tab, so a `\r` before the newline is part of it.
 fn shebang(head: &[u8]) -> Option<String> {
     let line = head.strip_prefix(b"#!")?;
     let line = line.split(|&b| b == b'\n').next()?;
     let interp = line
-        .split(|&b| b == b' ' || b == b'\t' || b == b'\r')
+        .split(|&b| b == b' ' || b == b'\t')
         .find(|w| !w.is_empty())?;
     Some(String::from_utf8_lossy(interp).into_owned())
 }
@@ -122,6 +131,7 @@ mod tests {
             shebang(b"#! /usr/bin/env php\r\n"),
             Some("/usr/bin/env".into())
         );
+        assert_eq!(shebang(b"#!/bin/sh\r\n"), Some("/bin/sh\r".into()));
         assert_eq!(shebang(b"#!\n"), None);
         assert_eq!(shebang(b"echo hi\n"), None);
     }

@@ -27,11 +27,17 @@
 //!   blocked on this thread (the only one), so background writes to the
 //!   terminal and `tcsetpgrp` go through. The child still starts with an
 //!   empty mask and default dispositions (`sys::spawn_clean`).
+//! - A signal raised by our own failed write to stderr (SIGPIPE, SIGXFSZ)
+//!   is not forwarded: logging that forward would raise it again, a spin
+//!   that also starves every higher-numbered signal, SIGCHLD included.
 //! - A failed exec is a message naming the command and the errno, and a
 //!   shell-like exit code: 127 when not found, 126 otherwise.
+//! - The terminal we handed over is taken back before we exit, whether the
+//!   child ran or its exec failed (it takes the terminal before it execs).
 
 use std::ffi::OsString;
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicI32, Ordering::Relaxed};
 
 use crossbeam_channel::TryRecvError;
 use nix::errno::Errno;
@@ -75,14 +81,33 @@ pub fn run(argv: Vec<OsString>, whom: Whom) -> i32 {
 
     let own_group = getpgrp();
     let foreground_tty = owns_terminal(own_group);
+    crate::child::WHOLE_ENV.store(true, std::sync::atomic::Ordering::Relaxed);
     let reaper = Reaper::new();
     let (owner, exits) = crossbeam_channel::unbounded();
     let mut cmd = Command::new(program);
     cmd.args(args)
         .stdin(Stdio::Inherit)
         .foreground_tty(foreground_tty);
-    let child = match reaper.spawn(cmd, &owner) {
-        Ok(child) => child,
+    let ended = reaper.spawn(cmd, &owner).map(|child| {
+        let pid = Pid::from_raw(child.pid);
+        log::debug!(
+            "started '{}' as pid {pid} (terminal handed over: {foreground_tty})",
+            program.to_string_lossy()
+        );
+        forward_until_exit(pid, signals, &reaper, &exits, whom)
+    });
+    // The child takes the terminal before it execs: take it back whether
+    // it ran or its exec failed.
+    if foreground_tty {
+        sys::take_back_tty(own_group.as_raw());
+    }
+    let (status, stopping) = match ended {
+        Ok(Some(ended)) => ended,
+        Ok(None) => {
+            // Only happens if the signal handle is closed, which nothing does.
+            say("signal intake closed unexpectedly");
+            return exit::FAILURE;
+        }
         Err(e) => {
             say(&format!(
                 "unable to run '{}': {e}",
@@ -91,41 +116,6 @@ pub fn run(argv: Vec<OsString>, whom: Whom) -> i32 {
             return exec_failure_code(&e);
         }
     };
-    let pid = Pid::from_raw(child.pid);
-    log::debug!(
-        "started '{}' as pid {pid} (terminal handed over: {foreground_tty})",
-        program.to_string_lossy()
-    );
-
-    let mut pending = signals.forever();
-    // A stop signal was passed on: what is still running at the exit is
-    // most likely still stopping, not a daemon that forked away.
-    let mut stopping = false;
-    let status = loop {
-        let Some(sig) = pending.next() else {
-            // Only happens if the signal handle is closed, which nothing does.
-            say("signal intake closed unexpectedly");
-            return exit::FAILURE;
-        };
-        if sig == libc::SIGCHLD {
-            reaper.reap();
-            match exits.try_recv() {
-                Ok(e) if e.pid == pid.as_raw() => break e.status,
-                Ok(e) => log::debug!("unexpected exit routed to us: pid {}", e.pid),
-                Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => {}
-            }
-        } else {
-            stopping |= matches!(
-                sig,
-                libc::SIGTERM | libc::SIGINT | libc::SIGQUIT | libc::SIGHUP
-            );
-            forward(pid, sig, whom);
-        }
-    };
-
-    if foreground_tty {
-        sys::take_back_tty(own_group.as_raw());
-    }
     // Collect whatever else has already exited; as PID 1 our exit lets the
     // kernel take care of the rest of the namespace.
     reaper.reap();
@@ -137,6 +127,39 @@ pub fn run(argv: Vec<OsString>, whom: Whom) -> i32 {
         crate::logging::counted(orphans, "orphan", "orphans")
     );
     exit_code(status)
+}
+
+/// Forward signals to `pid` (the child) until it exits; its status, and
+/// whether a stop signal was passed on (`stopping` in `warn_left_behind`).
+/// None if the signal intake closes, which nothing does.
+fn forward_until_exit(
+    pid: Pid,
+    signals: &mut signal_hook::iterator::Signals,
+    reaper: &Reaper,
+    exits: &crossbeam_channel::Receiver<crate::reaper::Exit>,
+    whom: Whom,
+) -> Option<(ExitStatus, bool)> {
+    let mut stopping = false;
+    for sig in signals.forever() {
+        if sig == libc::SIGCHLD {
+            reaper.reap();
+            match exits.try_recv() {
+                Ok(e) if e.pid == pid.as_raw() => return Some((e.status, stopping)),
+                Ok(e) => log::debug!("unexpected exit routed to us: pid {}", e.pid),
+                Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => {}
+            }
+        } else if RAISED.compare_exchange(sig, 0, Relaxed, Relaxed).is_ok() {
+            // Our own write to stderr raised it (`StderrLog`): forwarded,
+            // and logged, it would be raised again, without end.
+        } else {
+            stopping |= matches!(
+                sig,
+                libc::SIGTERM | libc::SIGINT | libc::SIGQUIT | libc::SIGHUP
+            );
+            forward(pid, sig, whom);
+        }
+    }
+    None
 }
 
 /// Name what CMD left running: most often a daemon that forked away (nginx
@@ -266,6 +289,10 @@ fn parse_level(v: &str) -> Option<log::LevelFilter> {
 
 struct StderrLog;
 
+/// The signal that a failed write of ours to stderr raised (SIGPIPE for a
+/// reader gone, SIGXFSZ past RLIMIT_FSIZE), for the loop to drop; 0: none.
+static RAISED: AtomicI32 = AtomicI32::new(0);
+
 static STDERR_LOG: StderrLog = StderrLog;
 
 impl log::Log for StderrLog {
@@ -288,7 +315,14 @@ impl log::Log for StderrLog {
             crate::logging::escaped(&msg)
         );
         // One write per line; a closed stderr drops the line.
-        let _ = io::stderr().lock().write_all(line.as_bytes());
+        if let Err(e) = io::stderr().lock().write_all(line.as_bytes()) {
+            let raised = match e.raw_os_error() {
+                Some(libc::EPIPE) => libc::SIGPIPE,
+                Some(libc::EFBIG) => libc::SIGXFSZ,
+                _ => 0,
+            };
+            RAISED.store(raised, Relaxed);
+        }
     }
 
     fn flush(&self) {}

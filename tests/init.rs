@@ -582,6 +582,40 @@ fn main_forwards_to_cmd_alone() {
     }
 }
 
+/// With `SHEEPDOG_LOG_LEVEL=debug` every forwarded signal is logged on
+/// stderr. When stderr is a pipe nobody reads any more (`2>&1 | head`, a
+/// log collector gone), that write raises SIGPIPE in sheepdog, which it
+/// forwarded, logged, and so raised again: a spin at full CPU that sent
+/// SIGPIPE to CMD's group without end and, since the signal iterator
+/// hands out the same low-numbered signal again before any higher one,
+/// never got to TERM or CHLD, so sheepdog never exited, even after CMD
+/// did. A SIGPIPE that sheepdog's own write raised is not CMD's business.
+#[test]
+fn a_broken_stderr_at_debug_level_does_not_spin_or_reach_cmd() {
+    let dir = Scratch::new("brokenerr");
+    let (got, ready) = (dir.path("got"), dir.path("ready"));
+    let script = format!(
+        "exec 2>/dev/null; trap 'echo PIPE >> {g}' PIPE; trap 'echo TERM >> {g}; exit 3' TERM; \
+         echo ready > {r}; while :; do sleep 100 & wait $!; done",
+        g = got.to_string_lossy(),
+        r = ready.to_string_lossy()
+    );
+    // The shell's own stderr is /dev/null: a SIGPIPE it gets is sheepdog's
+    // (else its "Terminated" for the killed sleep would raise one).
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let mut cmd = sheepdog(Mode::Subreaper, &["sh", "-c", &script]);
+    cmd.env("SHEEPDOG_LOG_LEVEL", "debug")
+        .stdout(Stdio::null())
+        .stderr(writer);
+    let mut proc = Proc::start(&mut cmd);
+    drop(cmd);
+    wait_for(DEADLINE, "the child's traps", || ready.exists());
+    kill(Pid::from_raw(proc.pid()), Signal::SIGTERM).expect("signal sheepdog");
+    assert_eq!(proc.code(DEADLINE), 3, "got: {:?}", dir.read("got"));
+    assert_eq!(dir.read("got"), "TERM\n");
+}
+
 // --------------------------------------------------- 3. orphan reaping
 
 /// Makes 1000 orphans (each `true` loses its parent subshell at once), then
@@ -766,6 +800,39 @@ fn child_starts_clean_despite_a_blocking_parent() {
     assert_eq!(out, CLEAN);
 }
 
+/// No configuration is read in this mode, so sheepdog's environment is
+/// CMD's, passed on unchanged as tini does: the `SHEEPDOG_*` variables that
+/// `run` keeps to itself (its overrides, already applied, and what it sets
+/// per child) were dropped here too, so `sheepdog -- entrypoint.sh` whose
+/// script ends in `exec sheepdog run` lost its overrides
+/// (`SHEEPDOG_GLOBAL_API_AUTH` among them), and a `sheepdog --` run by a
+/// supervisor hid the instance's `SHEEPDOG_INSTANCE` from its command.
+#[test]
+fn the_environment_is_passed_on_unchanged() {
+    let vars = [
+        ("SHEEPDOG_GLOBAL_LOG_LEVEL", "debug"),
+        ("SHEEPDOG_PROCESS_WEB_SCALE", "2"),
+        ("SHEEPDOG_INSTANCE", "web-1"),
+        ("SHEEPDOG_CONFIG", "/etc/x.yaml"),
+        ("SHEEPDOG_TEST_PLAIN", "plain"),
+    ];
+    let dir = Scratch::new("env");
+    let mut cmd = sheepdog(
+        Mode::Subreaper,
+        &["sh", "-c", "env | grep ^SHEEPDOG_ | sort"],
+    );
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(vars)
+        .stdout(File::create(dir.path("out")).expect("stdout file"))
+        .stderr(File::create(dir.path("err")).expect("stderr file"));
+    let code = Proc::start(&mut cmd).code(DEADLINE);
+    assert_eq!(code, 0, "stderr: {}", dir.read("err"));
+    let mut want: Vec<String> = vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    want.sort();
+    assert_eq!(lines(&dir.read("out")), want);
+}
+
 // ------------------------------------------------- 6. exec failures
 
 /// dumb-init and tini users write `sheepdog nginx ...` (dumb-init takes
@@ -831,7 +898,17 @@ fn exec_failures_say_what_the_errno_does_not() {
         "#!/nonexistent/sheepdog-interp -e\nexit 0\n",
     );
     let plain = dir.write("no-shebang", "exit 0\n");
+    // Saved on Windows: the kernel looks for "/bin/sh\r", which the hint
+    // called "/bin/sh, which was not found" (it is there).
+    let crlf = dir.write("crlf", "#!/bin/sh\r\nexit 0\r\n");
     let mut cases = vec![
+        (
+            crlf,
+            127,
+            "its #! line names /bin/sh\\r, which was not found \
+             (its lines end in \\r\\n: convert it with dos2unix)"
+                .to_string(),
+        ),
         (
             script,
             127,
@@ -953,6 +1030,31 @@ fn child_owns_the_terminal_and_sheepdog_takes_it_back() {
         "the child's group is in the foreground: {results}"
     );
     assert!(results.contains("rc 0\n"), "{results}");
+    let (_, pgrp, tpgid) = ids(&results, "after");
+    assert_eq!(
+        tpgid, pgrp,
+        "sheepdog's group got the terminal back: {results}"
+    );
+}
+
+/// The child takes the terminal before it execs; when the exec then fails
+/// (a typo in CMD), nothing took it back: the terminal stayed with a group
+/// that no longer exists, so the next command of a shell without job
+/// control (`sh -c 'sheepdog -- typo; bash'`, `docker run -it`) could not
+/// read from it (EIO).
+#[test]
+fn sheepdog_takes_the_terminal_back_when_the_exec_fails() {
+    let dir = Scratch::new("tty-noexec");
+    let res = dir.path("res").to_string_lossy().into_owned();
+    let after = dir.write("after.sh", &stat_line("after", &res));
+    let command = format!(
+        "'{BIN}' -- /nonexistent/sheepdog-test-cmd; echo \"rc $?\" >> '{res}'; sh '{after}'"
+    );
+    if under_pty(&command, DEADLINE).is_none() {
+        return;
+    }
+    let results = dir.read("res");
+    assert!(results.contains("rc 127\n"), "{results}");
     let (_, pgrp, tpgid) = ids(&results, "after");
     assert_eq!(
         tpgid, pgrp,
