@@ -19,7 +19,8 @@ use signal_hook::iterator::Signals;
 /// configuration, USR1 to reopen log files, USR2 logged. The rest end a process by
 /// default: caught and logged, a stray one (`kill -ALRM`, an RLIMIT_CPU or
 /// RLIMIT_FSIZE signal) cannot kill sheepdog and orphan every child when
-/// it is not PID 1. WINCH and URG are ignored by default anyway.
+/// it is not PID 1. (SIGXFSZ is not logged: the write of that line past
+/// RLIMIT_FSIZE would raise it again.) WINCH and URG are ignored by default anyway.
 pub const SUPERVISOR: &[libc::c_int] = &[
     SIGCHLD,
     SIGTERM,

@@ -347,6 +347,54 @@ fn a_closed_stdout_is_said_once_on_stderr_and_supervision_goes_on() {
     assert!(!log.contains("line 1"), "child lines went to stderr: {log}");
 }
 
+/// Context switches of every thread of `pid` so far.
+fn switches(pid: i32) -> u64 {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| fs::read_to_string(t.path().join("status")).ok())
+        .flat_map(|s| {
+            s.lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
+#[test]
+fn a_stdout_file_at_its_size_limit_does_not_make_sheepdog_spin() {
+    // sheepdog's stdout is a file at RLIMIT_FSIZE (`ulimit -f`): each write
+    // past it fails and raises SIGXFSZ. Logging that signal was one more
+    // write past it: a loop at full CPU for as long as sheepdog ran.
+    let cfg = config(
+        "",
+        "  talk:\n    command: \"i=0; while [ $i -lt 300 ]; do echo line-$i-padding-padding-padding; i=$((i+1)); done; exec sleep 1000\"\n",
+    );
+    let wrapper = ["sh", "-c", "ulimit -f 8 && exec \"$@\"", "sh"];
+    let mut sd = Sheepdog::start_under("fsize", &cfg, &wrapper, |_| {});
+    let log = sd.dir.path("sheepdog.log");
+    // The file reaches its limit (8 blocks of 512 or 1,024 bytes)…
+    assert!(
+        wait_until(WAIT, || fs::metadata(&log).is_ok_and(|m| m.len() >= 4096)),
+        "{}",
+        sd.log()
+    );
+    // …and then sheepdog, which has no timer to wake it, goes quiet: a
+    // spin makes thousands of switches in this window.
+    let pid = sd.pid();
+    let quiet = wait_until(WAIT, || {
+        let before = switches(pid);
+        std::thread::sleep(Duration::from_millis(300));
+        switches(pid) - before < 20
+    });
+    assert!(quiet, "sheepdog kept busy: {} switches", switches(pid));
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0);
+}
+
 #[test]
 fn very_long_lines_are_cut_and_marked_as_continued() {
     let cfg = config(

@@ -681,6 +681,10 @@ impl Supervisor {
                 log::info!(event = "reopen_logs", signal = "SIGUSR1"; "received SIGUSR1: reopening log files");
                 self.shared.output.reopen();
             }
+            // Most likely raised by our own write past RLIMIT_FSIZE (our
+            // stdout a file at its limit): logged, it would be raised again
+            // by that line's write, without end.
+            (libc::SIGXFSZ, _) => {}
             (_, _) => log::info!("received {name}; ignoring it"),
         }
     }
