@@ -619,6 +619,50 @@ fn a_stop_never_waits_behind_a_probe() {
     );
 }
 
+/// A probe that closed its output is still abandoned when its instance
+/// moves on: the end of its output does not end the watch for that
+/// (review-hc: it ran to its timeout, and past sheepdog's exit).
+#[test]
+fn a_probe_that_closed_its_output_is_still_abandoned() {
+    let cfg = header("")
+        + r#"
+  svc:
+    command: [sleep, "1000"]
+    health_check:
+      type: exec
+      command: [sh, -c, "echo $$ >> $DIR/probes; exec sleep 1000 >/dev/null 2>&1"]
+      initial_delay: 0
+      period: 100s
+      timeout: 60s
+"#;
+    let mut sd = Sheepdog::start("quietprobe", &cfg);
+    assert!(
+        wait_until(WAIT, || !sd.dir.lines("probes").is_empty()),
+        "{}",
+        sd.log()
+    );
+    let probe: i32 = sd.dir.lines("probes")[0].parse().unwrap();
+    // Its output closed (the exec has happened).
+    assert!(
+        wait_until(WAIT, || std::fs::read_to_string(format!(
+            "/proc/{probe}/comm"
+        ))
+        .is_ok_and(|c| c.trim_end() == "sleep")),
+        "{}",
+        sd.log()
+    );
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let gone = wait_until(Duration::from_secs(5), || !alive(probe));
+    if !gone {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(probe),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    assert!(gone, "the probe {probe} outlived sheepdog\n{}", sd.log());
+}
+
 #[test]
 fn the_readiness_file_exists_exactly_while_ready() {
     let cfg = header("  readiness_file: $DIR/ready\n")
