@@ -120,6 +120,39 @@ fn a_dependent_starts_only_after_its_dependency_is_healthy() {
     assert_eq!(sd.exit_code(WAIT), 0);
 }
 
+/// Healthy is a running child's: a dependency that passed its check and
+/// then crashed, waiting in backoff, does not let a dependent start when
+/// its other dependency becomes ready (review-hc: its last health,
+/// "healthy", was counted).
+#[test]
+fn a_dependency_down_in_backoff_is_not_healthy() {
+    let cfg = "global:\n  shutdown_timeout: 10\n  restart_backoff_initial: 1h\n  restart_backoff_max: 1h\n  api_enabled: false\n  metrics_enabled: false\nprocesses:\n".to_string()
+        + r#"
+  crashes:
+    command: "sleep 0.5; exit 1"
+    health_check: { type: exec, command: [true], initial_delay: 0, period: 100ms }
+  slow:
+    command: [sleep, "1000"]
+    health_check: { type: exec, command: [test, -e, $DIR/ok], initial_delay: 0, period: 100ms, mode: readiness }
+  app:
+    command: "echo started >> $DIR/app; exec sleep 1000"
+    depends_on: [crashes, slow]
+"#;
+    let mut sd = Sheepdog::start("depbackoff", &cfg);
+    sd.wait_log("crashes-1: healthy");
+    sd.wait_log("crashes-1: exited 1 after");
+    sd.dir.write("ok", "");
+    sd.wait_log("slow-1: healthy");
+    // The supervisor has seen slow become healthy; app must still wait.
+    assert!(
+        !wait_until(Duration::from_secs(1), || !sd.dir.lines("app").is_empty()),
+        "app started while crashes waits an hour to restart:\n{}",
+        sd.log()
+    );
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0);
+}
+
 #[test]
 fn map_form_conditions_are_honoured() {
     let cfg = header("")
