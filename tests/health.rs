@@ -129,7 +129,7 @@ fn a_dependency_down_in_backoff_is_not_healthy() {
     let cfg = "global:\n  shutdown_timeout: 10\n  restart_backoff_initial: 1h\n  restart_backoff_max: 1h\n  api_enabled: false\n  metrics_enabled: false\nprocesses:\n".to_string()
         + r#"
   crashes:
-    command: "sleep 0.5; exit 1"
+    command: "until [ -e $DIR/crash ]; do sleep 0.05; done; exit 1"
     health_check: { type: exec, command: [true], initial_delay: 0, period: 100ms }
   slow:
     command: [sleep, "1000"]
@@ -140,6 +140,7 @@ fn a_dependency_down_in_backoff_is_not_healthy() {
 "#;
     let mut sd = Sheepdog::start("depbackoff", &cfg);
     sd.wait_log("crashes-1: healthy");
+    sd.dir.write("crash", "");
     sd.wait_log("crashes-1: exited 1 after");
     sd.dir.write("ok", "");
     sd.wait_log("slow-1: healthy");
