@@ -717,6 +717,9 @@ impl Runner {
             &shared.output,
         ) {
             Ok((pid, output_done)) => {
+                // The run, its initial_delay and its startup budget begin
+                // now, not before the pre_start hooks and the port wait.
+                let now = Instant::now();
                 self.pid = Some(pid);
                 self.output_done = Some(output_done);
                 self.ports_seen = false;

@@ -175,6 +175,9 @@ fn wait_capturing(
         None
     };
     let mut open = early.is_none();
+    // The output ended (`exec >/dev/null`) while the leader runs on: the
+    // watch for its exit and for `abandon` goes on without the pipe.
+    let mut ended = false;
     while open {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -182,7 +185,10 @@ fn wait_capturing(
         }
         let ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX);
         let mut fds = [
-            PollFd::new(reader.as_fd(), PollFlags::POLLIN),
+            PollFd::new(
+                if ended { abandon } else { reader.as_fd() },
+                PollFlags::POLLIN,
+            ),
             PollFd::new(abandon, PollFlags::POLLIN),
             PollFd::new(exited, PollFlags::POLLIN),
         ];
@@ -197,7 +203,10 @@ fn wait_capturing(
                 return TaskEnd::Cancelled;
             }
             Ok(_) if ready(&fds[2]) => break,
-            Ok(n) if n > 0 => open = read_some(reader, &mut tail),
+            Ok(n) if n > 0 => {
+                ended = !read_some(reader, &mut tail);
+                open = !ended || leader.is_some();
+            }
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(_) => open = false,
         }

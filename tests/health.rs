@@ -120,6 +120,40 @@ fn a_dependent_starts_only_after_its_dependency_is_healthy() {
     assert_eq!(sd.exit_code(WAIT), 0);
 }
 
+/// Healthy is a running child's: a dependency that passed its check and
+/// then crashed, waiting in backoff, does not let a dependent start when
+/// its other dependency becomes ready (review-hc: its last health,
+/// "healthy", was counted).
+#[test]
+fn a_dependency_down_in_backoff_is_not_healthy() {
+    let cfg = "global:\n  shutdown_timeout: 10\n  restart_backoff_initial: 1h\n  restart_backoff_max: 1h\n  api_enabled: false\n  metrics_enabled: false\nprocesses:\n".to_string()
+        + r#"
+  crashes:
+    command: "until [ -e $DIR/crash ]; do sleep 0.05; done; exit 1"
+    health_check: { type: exec, command: [true], initial_delay: 0, period: 100ms }
+  slow:
+    command: [sleep, "1000"]
+    health_check: { type: exec, command: [test, -e, $DIR/ok], initial_delay: 0, period: 100ms, mode: readiness }
+  app:
+    command: "echo started >> $DIR/app; exec sleep 1000"
+    depends_on: [crashes, slow]
+"#;
+    let mut sd = Sheepdog::start("depbackoff", &cfg);
+    sd.wait_log("crashes-1: healthy");
+    sd.dir.write("crash", "");
+    sd.wait_log("crashes-1: exited 1 after");
+    sd.dir.write("ok", "");
+    sd.wait_log("slow-1: healthy");
+    // The supervisor has seen slow become healthy; app must still wait.
+    assert!(
+        !wait_until(Duration::from_secs(1), || !sd.dir.lines("app").is_empty()),
+        "app started while crashes waits an hour to restart:\n{}",
+        sd.log()
+    );
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0);
+}
+
 #[test]
 fn map_form_conditions_are_honoured() {
     let cfg = header("")
@@ -266,6 +300,48 @@ fn a_startup_budget_fails_a_start_that_never_succeeds() {
     // Failures before the budget ran out did not count: it was not declared
     // unhealthy after the first failed probe.
     assert!(!log.contains("consecutive failed health checks"), "{log}");
+}
+
+/// `initial_delay` and `startup_timeout` count from the child's start,
+/// not from before its pre_start hooks and its wait for ports: a slow hook
+/// used up the delay and the budget (review-hc: a 3s hook and a 2.5s
+/// startup_timeout failed every start at its first probe).
+#[test]
+fn timings_count_from_the_start_not_from_before_the_pre_start_hooks() {
+    let cfg = header("")
+        + r#"
+  svc:
+    command: "date +%s%N >> $DIR/started; exec sleep 1000"
+    hooks:
+      pre_start:
+        - { name: slow, command: [sleep, "3"], timeout: 10s }
+    health_check:
+      type: exec
+      command: [sh, -c, "date +%s%N >> $DIR/probes; test -e $DIR/ok"]
+      initial_delay: 1s
+      period: 100ms
+      timeout: 1s
+      startup_timeout: 2500ms
+"#;
+    let mut sd = Sheepdog::start("hookdelay", &cfg);
+    assert!(
+        wait_until(WAIT, || !sd.dir.lines("probes").is_empty()),
+        "{}",
+        sd.log()
+    );
+    let started = nanos(&sd.dir.lines("started")[0]);
+    let first = nanos(&sd.dir.lines("probes")[0]);
+    assert!(
+        first >= started + 500_000_000,
+        "first probe {}ms after the start, before its initial_delay\n{}",
+        (first.saturating_sub(started)) / 1_000_000,
+        sd.log()
+    );
+    sd.dir.write("ok", "");
+    sd.wait_log("svc-1: healthy");
+    assert_eq!(sd.count("startup_timeout"), 0, "{}", sd.log());
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0);
 }
 
 #[test]
@@ -617,6 +693,50 @@ fn a_stop_never_waits_behind_a_probe() {
         wait_until(WAIT, || !alive(probe)),
         "the probe {probe} outlived sheepdog"
     );
+}
+
+/// A probe that closed its output is still abandoned when its instance
+/// moves on: the end of its output does not end the watch for that
+/// (review-hc: it ran to its timeout, and past sheepdog's exit).
+#[test]
+fn a_probe_that_closed_its_output_is_still_abandoned() {
+    let cfg = header("")
+        + r#"
+  svc:
+    command: [sleep, "1000"]
+    health_check:
+      type: exec
+      command: [sh, -c, "echo $$ >> $DIR/probes; exec sleep 1000 >/dev/null 2>&1"]
+      initial_delay: 0
+      period: 100s
+      timeout: 60s
+"#;
+    let mut sd = Sheepdog::start("quietprobe", &cfg);
+    assert!(
+        wait_until(WAIT, || !sd.dir.lines("probes").is_empty()),
+        "{}",
+        sd.log()
+    );
+    let probe: i32 = sd.dir.lines("probes")[0].parse().unwrap();
+    // Its output closed (the exec has happened).
+    assert!(
+        wait_until(WAIT, || std::fs::read_to_string(format!(
+            "/proc/{probe}/comm"
+        ))
+        .is_ok_and(|c| c.trim_end() == "sleep")),
+        "{}",
+        sd.log()
+    );
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let gone = wait_until(Duration::from_secs(5), || !alive(probe));
+    if !gone {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(probe),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    assert!(gone, "the probe {probe} outlived sheepdog\n{}", sd.log());
 }
 
 #[test]

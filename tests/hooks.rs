@@ -1134,3 +1134,28 @@ fn a_start_waits_for_the_post_stop_hooks_of_the_previous_stop() {
     sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
 }
+
+/// A run is the child's, not its pre_start hooks': a crash right after a
+/// hook longer than `restart_reset_after` did not reset the attempts, so
+/// `max_restart_attempts` still ends the loop (review-hc: the hook's time
+/// counted as run time, and the loop never ended).
+#[test]
+fn pre_start_time_is_not_run_time_for_restart_reset_after() {
+    let cfg = "global:\n  shutdown_timeout: 15\n  restart_backoff_initial: 0\n  restart_reset_after: 1s\n  api_enabled: false\n  metrics_enabled: false\nprocesses:\n".to_string()
+        + r#"
+  crashy:
+    command: "exit 3"
+    max_restart_attempts: 2
+    hooks:
+      pre_start:
+        - { name: slow, command: [sleep, "1.5"] }
+"#;
+    let mut sd = Sheepdog::start("hookrun", &cfg);
+    assert_eq!(sd.exit_code(WAIT), 1, "{}", sd.log());
+    assert!(
+        sd.log()
+            .contains("crashy-1: failed: exited 3; gave up after 2 restart attempts"),
+        "{}",
+        sd.log()
+    );
+}

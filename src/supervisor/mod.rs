@@ -1065,8 +1065,10 @@ impl Supervisor {
         let never_started =
             || insts().any(|i| i.starts == 0 && i.outcome.is_some() && i.relaunch_at.is_none());
         match condition {
+            // A child that is gone (in backoff, or ended for good) kept
+            // its last health: only a running one's counts.
             Condition::Healthy if checked => {
-                if all_healthy() {
+                if insts().all(|i| i.pid.is_some() && i.health == Some(Health::Healthy)) {
                     DepState::Satisfied
                 } else if never_started() {
                     DepState::Impossible("never started".into())

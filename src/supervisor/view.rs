@@ -306,10 +306,13 @@ fn instance_status(index: u32, inst: &Inst, now: SystemTime) -> InstanceStatus {
             .map(|d| d.as_secs_f64()),
         restart_count: inst.restart_count,
         // An instance that has ended is not probed any more: its last
-        // health would be stale ("healthy" beside "stopped").
-        health: match inst.outcome {
-            Some(_) => "unknown",
-            None => inst.health.map_or("unknown", Health::as_str),
+        // health would be stale ("healthy" beside "stopped"). One whose
+        // child is gone, to be restarted, has not passed since (a crash
+        // in backoff is not "healthy"; "unhealthy" still says why).
+        health: match (&inst.outcome, inst.pid, inst.health) {
+            (Some(_), ..) => "unknown",
+            (None, None, Some(Health::Healthy)) => "starting",
+            (None, _, h) => h.map_or("unknown", Health::as_str),
         },
         health_error: inst.health_error.clone(),
         last_exit: inst.last_exit.map(LastExit::from),
@@ -343,6 +346,18 @@ mod tests {
             p.instances.insert(i, inst);
         }
         p
+    }
+
+    #[test]
+    fn an_instance_whose_child_crashed_is_not_healthy() {
+        // Healthy, then crashed: waiting in backoff, or ended for good.
+        let mut p = proc_with("web", &[(1, "backoff", None), (2, "running", Some(7))]);
+        for inst in p.instances.values_mut() {
+            inst.health = Some(Health::Healthy);
+        }
+        let now = SystemTime::now();
+        assert_eq!(instance_status(1, &p.instances[&1], now).health, "starting");
+        assert_eq!(instance_status(2, &p.instances[&2], now).health, "healthy");
     }
 
     #[test]
