@@ -972,18 +972,30 @@ fn a_config_read_from_a_fifo_cannot_be_reloaded() {
     let text = format!(
         "global:\n  api_port: {port}\n  api_auth: {TOKEN}\n  metrics_enabled: false\nprocesses:\n  a:\n    command: \"exec sleep 1000\"\n"
     );
-    // The writer blocks until sheepdog opens the FIFO; it ends with the
-    // test process if sheepdog never does.
-    let writer = {
-        let fifo = fifo.clone();
-        std::thread::spawn(move || std::fs::write(fifo, text))
-    };
+    // A writer is there before sheepdog opens it (a FIFO nobody writes to
+    // is refused at start): opened read-write, which does not wait for a
+    // reader, with the text in the pipe. Its end closes once sheepdog has
+    // the FIFO open, for sheepdog to read the text and then its end.
+    let mut writer = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&fifo)
+        .unwrap();
+    std::io::Write::write_all(&mut writer, text.as_bytes()).unwrap();
     let sd = Sheepdog::start_file("reload-fifo", &fifo, |_| {});
+    let opened = || {
+        std::fs::read_dir(format!("/proc/{}/fd", sd.pid()))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|to| to == fifo))
+    };
     assert!(
-        wait_until(WAIT, || writer.is_finished()),
-        "sheepdog never read the FIFO:\n{}",
+        wait_until(WAIT, opened),
+        "sheepdog never opened the FIFO:\n{}",
         sd.log()
     );
+    drop(writer);
     assert!(wait_until(WAIT, || http::listening(port)), "{}", sd.log());
     let resp = http::post(port, "/api/v1/config/reload", Some(TOKEN), "{}");
     assert_eq!(resp.status, 422, "{}", resp.body);
