@@ -164,6 +164,12 @@ pub fn health_check(raw: &RawHealthCheck, path: &str, r: &mut Report) -> Option<
             format!("{timeout:?} is not shorter than period ({period:?}); probes may overlap their schedule"),
         );
     }
+    if let Some(s) = startup_timeout.filter(|s| *s <= initial_delay) {
+        r.warn(
+            p("startup_timeout"),
+            format!("{s:?} is not longer than initial_delay ({initial_delay:?}); the first probe that fails fails the start"),
+        );
+    }
     if r.problems.len() != before {
         return None;
     }
@@ -920,6 +926,20 @@ mod tests {
         assert_eq!(r.problems.len(), 3, "{:?}", r.problems);
         let (_, r) = hc("{type: tcp, address: 'a:1', url: 'http://x', timeout: 20s}");
         assert_eq!(r.warnings.len(), 2, "{:?}", r.warnings);
+        // No room for a second probe before the budget is spent.
+        for (keys, warned) in [
+            ("startup_timeout: 3s", true),
+            ("startup_timeout: 5s", true),
+            ("startup_timeout: 2s, initial_delay: 1s", false),
+            ("startup_timeout: 6s", false),
+        ] {
+            let (_, r) = hc(&format!("{{type: tcp, address: 'a:1', {keys}}}"));
+            let said = r.warnings.iter().any(|w| {
+                w.starts_with("processes.web.health_check.startup_timeout: ")
+                    && w.contains("is not longer than initial_delay")
+            });
+            assert_eq!(said, warned, "{keys}: {:?}", r.warnings);
+        }
     }
 
     fn proc_(yaml: &str) -> (RawProcess, Report) {
