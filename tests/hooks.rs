@@ -366,13 +366,23 @@ fn pre_stop_runs_once_per_process_and_before_its_signal() {
     let cfg = header("  pre_start: []")
         + r#"
   queue:
-    command: "trap 'echo term $(date +%s%N) >> $DIR/events; exit 0' TERM; while :; do sleep 0.05; done"
+    command: "trap 'echo term $(date +%s%N) >> $DIR/events; exit 0' TERM; touch $DIR/up.$$; while :; do sleep 0.05; done"
     scale: 3
     shutdown:
       pre_stop_hook: { name: terminate, command: "echo pre_stop $(date +%s%N) $SHEEPDOG_HOOK_NAME $SHEEPDOG_HOOK_TYPE $SHEEPDOG_PROCESS >> $DIR/events" }
 "#;
     let mut sd = Sheepdog::start("prestop", &cfg);
-    assert!(sd.wait_log_n(": started (pid", 3, WAIT), "{}", sd.log());
+    // Each shell has set its trap (a SIGTERM before would end it at once).
+    let trapped = || {
+        std::fs::read_dir(&sd.dir.0)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("up."))
+            .count()
+            == 3
+    };
+    assert!(wait_until(WAIT, trapped), "{}", sd.log());
     sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
     let events = sd.dir.lines("events");

@@ -220,6 +220,18 @@ fn sleeper(name: &str, tag: &str) -> String {
     )
 }
 
+/// Wait until the shells `pids` ran past their `trap` (each command that
+/// needs it does `touch $DIR/up.$$` right after): being reported running
+/// comes first, and a stop before the trap ends the shell at once.
+fn wait_trapped(r: &Reload, pids: &[i32]) {
+    let up = |p: &i32| r.sd.dir.path(&format!("up.{p}")).exists();
+    assert!(
+        wait_until(WAIT, || pids.iter().all(up)),
+        "{pids:?} never set their traps\n{}",
+        r.sd.log()
+    );
+}
+
 #[test]
 fn sighup_adds_a_process_and_removes_one_with_its_whole_group() {
     // `old` leaves a grandchild in its group: the stop must take it too.
@@ -846,9 +858,10 @@ fn ctl_reload_prints_the_summary_or_the_problems_and_exits_by_the_answer() {
 #[test]
 fn a_reload_during_shutdown_is_refused() {
     // slow takes its time to stop: shutdown is under way while it does.
-    let slow = "  slow:\n    command: \"trap 'echo term > $DIR/term; sleep 5; exit 0' TERM; while :; do sleep 0.05; done\"\n    shutdown: { timeout: 8s }\n";
+    let slow = "  slow:\n    command: \"trap 'echo term > $DIR/term; sleep 5; exit 0' TERM; touch $DIR/up.$$; while :; do sleep 0.05; done\"\n    shutdown: { timeout: 8s }\n";
     let mut r = Reload::start("reload-shutdown", "", slow);
-    r.wait_running("slow", 1);
+    let started = r.wait_running("slow", 1);
+    wait_trapped(&r, &started);
     r.rewrite(&(slow.to_string() + &sleeper("b", "v1")));
     r.sd.signal(libc::SIGTERM);
     assert!(
@@ -1188,12 +1201,13 @@ fn a_scale_change_that_arrives_during_a_rolling_restart_is_not_lost() {
     // The new file gives it a heartbeat too: a scale change with it.
     let w = |n: u32, beat: &str| {
         format!(
-            "  w:\n    command: \"trap 'sleep 0.5; exit 0' TERM; while :; do sleep 0.05; done\"\n    scale: {n}\n    max_scale: 5\n{beat}"
+            "  w:\n    command: \"trap 'sleep 0.5; exit 0' TERM; touch $DIR/up.$$; while :; do sleep 0.05; done\"\n    scale: {n}\n    max_scale: 5\n{beat}"
         )
     };
     let beat = "    heartbeat: { url: \"http://127.0.0.1:9/w\" }\n";
     let r = Reload::start("reload-scale-rolling", "", &w(2, ""));
-    r.wait_running("w", 2);
+    let started = r.wait_running("w", 2);
+    wait_trapped(&r, &started);
     let restart = r.post("/api/v1/processes/w/restart");
     assert!(restart.status < 300, "{}", restart.body);
     r.rewrite(&w(3, beat));
@@ -1667,7 +1681,7 @@ fn stopping_a_process_that_gave_up_after_a_reload_ends_its_not_ready() {
 /// lasts exactly as long as the test wants.
 fn gated(v: u32) -> String {
     format!(
-        "  w:\n    command: \"trap 'while [ ! -e $DIR/go$V ]; do sleep 0.05; done; exit 0' TERM; while :; do sleep 0.05; done\"\n    env: {{ V: \"{v}\" }}\n    scale: 2\n    max_scale: 5\n"
+        "  w:\n    command: \"trap 'while [ ! -e $DIR/go$V ]; do sleep 0.05; done; exit 0' TERM; touch $DIR/up.$$; while :; do sleep 0.05; done\"\n    env: {{ V: \"{v}\" }}\n    scale: 2\n    max_scale: 5\n"
     )
 }
 
@@ -1678,7 +1692,8 @@ fn a_scale_while_a_reload_replaces_or_removes_the_process_is_refused() {
         "",
         &(gated(1) + &sleeper("keep", "v1")),
     );
-    r.wait_running("w", 2);
+    let started = r.wait_running("w", 2);
+    wait_trapped(&r, &started);
     let scale = || {
         http::post(
             r.port,
@@ -1699,7 +1714,8 @@ fn a_scale_while_a_reload_replaces_or_removes_the_process_is_refused() {
         s.body
     );
     std::fs::write(r.sd.dir.path("go1"), "").unwrap();
-    r.wait_running("w", 2);
+    let started = r.wait_running("w", 2);
+    wait_trapped(&r, &started);
     // Removed: there would be nothing left to scale.
     r.rewrite(&sleeper("keep", "v1"));
     assert_eq!(names(&r.reloaded(), "removed"), ["w"]);
@@ -1875,6 +1891,7 @@ fn a_removal_under_way_is_not_listed_again_and_a_process_put_back_is_added() {
     let w = gated(1);
     let r = Reload::start("reload-removing", "", &(w.clone() + &sleeper("keep", "v1")));
     let old = r.wait_running("w", 2);
+    wait_trapped(&r, &old);
     r.rewrite(&sleeper("keep", "v1"));
     assert_eq!(names(&r.reloaded(), "removed"), ["w"]);
     // Still stopping (its stop waits for go1): on its way, not removed again.
@@ -1945,7 +1962,8 @@ fn a_process_stopped_on_request_and_put_back_during_its_removal_stays_stopped() 
         "",
         &(gated(1) + &sleeper("keep", "v1")),
     );
-    r.wait_running("w", 2);
+    let started = r.wait_running("w", 2);
+    wait_trapped(&r, &started);
     assert_eq!(r.post("/api/v1/processes/w/stop").status, 202);
     assert!(
         wait_until(WAIT, || r.process("w")["state"] == "stopping"),
@@ -1973,7 +1991,8 @@ fn a_stop_requested_during_a_removal_holds_when_the_process_is_put_back() {
         "",
         &(gated(1) + &sleeper("keep", "v1")),
     );
-    r.wait_running("w", 2);
+    let started = r.wait_running("w", 2);
+    wait_trapped(&r, &started);
     r.rewrite(&sleeper("keep", "v1"));
     assert_eq!(names(&r.reloaded(), "removed"), ["w"]);
     assert!(
