@@ -256,6 +256,8 @@ fn owns_terminal(own_group: Pid) -> bool {
 
 /// One line on stderr; a closed stderr is ignored rather than a panic.
 fn say(msg: &str) {
+    // It may quote CMD: one line, whatever its name holds.
+    let msg = crate::logging::escaped(msg);
     let _ = writeln!(io::stderr().lock(), "sheepdog: {msg}");
 }
 

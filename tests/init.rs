@@ -956,6 +956,23 @@ fn exec_failures_say_what_the_errno_does_not() {
     }
 }
 
+/// A CMD whose name holds a newline or an escape sequence is quoted on one
+/// line, escaped: it cannot forge a second line or drive the terminal.
+#[test]
+fn an_exec_failure_quotes_an_odd_name_on_one_line() {
+    let (code, _, err) = run(
+        Mode::Subreaper,
+        &["/nonexistent/a\nsheepdog: fine\u{1b}[2J"],
+        DEADLINE,
+    );
+    assert_eq!(code, 127, "stderr: {err}");
+    assert_eq!(err.lines().count(), 1, "stderr: {err}");
+    assert!(
+        err.contains("unable to run '/nonexistent/a\\nsheepdog: fine\\u{1b}[2J'"),
+        "stderr: {err}"
+    );
+}
+
 #[test]
 fn exec_failure_as_pid1() {
     if let Err(why) = pid1_support() {
