@@ -155,6 +155,33 @@ fn a_dependency_down_in_backoff_is_not_healthy() {
 }
 
 #[test]
+fn dependency_timeout_says_how_a_dependency_in_backoff_ended() {
+    let cfg = "global:\n  shutdown_timeout: 10\n  dependency_timeout: 3s\n  restart_backoff_initial: 1h\n  restart_backoff_max: 1h\n  api_enabled: false\n  metrics_enabled: false\nprocesses:\n".to_string()
+        + r#"
+  crashes:
+    command: "until [ -e $DIR/crash ]; do sleep 0.05; done; exit 1"
+    health_check: { type: exec, command: [true], initial_delay: 0, period: 100ms }
+  slow:
+    command: [sleep, "1000"]
+    health_check: { type: exec, command: [test, -e, $DIR/never], initial_delay: 0, period: 100ms, mode: readiness }
+  app:
+    command: [sleep, "1000"]
+    depends_on: [crashes, slow]
+"#;
+    let mut sd = Sheepdog::start("depbackoff-timeout", &cfg);
+    sd.wait_log("crashes-1: healthy");
+    sd.dir.write("crash", "");
+    assert_eq!(sd.exit_code(WAIT), 1, "{}", sd.log());
+    assert!(
+        sd.log().contains(
+            "cannot start app: dependency_timeout (3s) passed waiting for crashes (last error: exited 1), slow (last error: "
+        ),
+        "{}",
+        sd.log()
+    );
+}
+
+#[test]
 fn map_form_conditions_are_honoured() {
     let cfg = header("")
         + r#"

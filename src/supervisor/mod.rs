@@ -1202,9 +1202,16 @@ impl Supervisor {
             .filter(|d| matches!(self.dep_state(&d.name, d.condition), DepState::Waiting))
             .map(|d| {
                 let last = self.procs.get(&d.name).and_then(|dp| {
-                    dp.instances
-                        .values()
-                        .find_map(|i| i.health_error.clone().or_else(|| i.error.clone()))
+                    dp.instances.values().find_map(|i| {
+                        i.health_error
+                            .clone()
+                            .or_else(|| i.error.clone())
+                            .or_else(|| {
+                                // Down, waiting to restart: how its child ended.
+                                let down = i.last_exit.filter(|_| i.pid.is_none());
+                                down.map(|s| s.to_string())
+                            })
+                    })
                 });
                 match last {
                     Some(e) => format!("{} (last error: {e})", d.name),
