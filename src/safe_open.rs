@@ -56,8 +56,6 @@ pub fn append(path: &Path, mode: u32) -> io::Result<File> {
     let meta = file.metadata()?;
     if meta.is_file() {
         one_link(meta.nlink())?;
-    }
-    if meta.is_file() {
         blocking(&file)?;
     }
     Ok(file)

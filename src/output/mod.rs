@@ -205,11 +205,8 @@ pub fn check_files(cfg: &Config) -> Result<(), String> {
 pub fn check_process_files(cfg: &Config, before: &[config::Process]) -> Result<(), String> {
     use crate::config::extra::StreamMode;
     let mut problems = Vec::new();
-    for p in cfg.enabled() {
+    for p in cfg.enabled().filter(|p| !before.contains(p)) {
         let l = &p.extra.logging;
-        if before.contains(p) {
-            continue;
-        }
         let Some(f) = &l.file else { continue };
         if l.stdout != StreamMode::Log && l.stderr != StreamMode::Log {
             continue;

@@ -68,9 +68,6 @@ pub(super) struct Reloads {
     waiting: Option<Vec<Option<Sender<ControlReply>>>>,
     /// Asked for during that load: the next load's waiters.
     queued: Vec<Option<Sender<ControlReply>>>,
-    /// During a reload: the processes whose scale was refused, which keep
-    /// their old definition.
-    kept: Vec<String>,
     pub(super) counts: ReloadCounts,
 }
 
@@ -82,7 +79,6 @@ impl Reloads {
             done,
             waiting: None,
             queued: Vec::new(),
-            kept: Vec::new(),
             counts: ReloadCounts::default(),
         }
     }
@@ -261,7 +257,7 @@ impl Supervisor {
         };
         // First: a scale below goes by the new max_process_scale.
         self.cfg.global = applied_global(self.cfg.global.clone(), &new.global);
-        self.reload_processes(wanted, &mut summary);
+        let kept = self.reload_processes(wanted, &mut summary);
         let fresh_jobs = self.reload_jobs(wanted_jobs, &mut summary);
         // Processes, then jobs: sorted together.
         for list in [
@@ -277,7 +273,7 @@ impl Supervisor {
         new.global = self.cfg.global.clone();
         // So does the configuration in force: the heartbeat workers take
         // their settings from it, and the next reload compares with it.
-        for name in std::mem::take(&mut self.reloads.kept) {
+        for name in kept {
             if let (Some(p), Some(def)) = (self.procs.get(&name), new.processes.get_mut(&name)) {
                 def.clone_from(&p.def);
             }
@@ -313,8 +309,10 @@ impl Supervisor {
     }
 
     /// Decide what becomes of each process (`decide`) and carry it out
-    /// (`apply_decision`); add the new ones.
-    fn reload_processes(&mut self, wanted: Wanted, s: &mut ReloadSummary) {
+    /// (`apply_decision`); add the new ones. The processes that keep their
+    /// old definition (a refused scale).
+    fn reload_processes(&mut self, wanted: Wanted, s: &mut ReloadSummary) -> Vec<String> {
+        let mut kept = Vec::new();
         let max = self.cfg.global.extra.max_process_scale;
         let names: Vec<String> = self.procs.keys().cloned().collect();
         for name in names {
@@ -332,7 +330,7 @@ impl Supervisor {
                 gave_up: p.gave_up.is_some(),
                 start_when_stopped: p.start_when_stopped,
             });
-            self.apply_decision(name, decision, new, s);
+            kept.extend(self.apply_decision(name, decision, new, s));
         }
         for def in wanted.iter() {
             let name = def.name.as_str();
@@ -354,20 +352,20 @@ impl Supervisor {
             }
             s.added.push(name.to_string());
         }
+        kept
     }
 
     /// Carry out what `decide` gave for `name` (`new`: its definition in the
-    /// file) and list it in the summary.
+    /// file) and list it in the summary. `name` back when it keeps its old
+    /// definition (a scale refused during a rolling restart).
     fn apply_decision(
         &mut self,
         name: String,
         decision: Decision,
         new: Option<&Process>,
         s: &mut ReloadSummary,
-    ) {
-        let Some(p) = self.procs.get_mut(&name) else {
-            return;
-        };
+    ) -> Option<String> {
+        let p = self.procs.get_mut(&name)?;
         match (decision, new) {
             (Decision::Remove { resume }, _) => {
                 p.next = Some(Next::Remove { resume });
@@ -396,8 +394,7 @@ impl Supervisor {
                             p.def = old;
                         }
                         s.not_applied.push(format!("{why}; reload again later"));
-                        self.reloads.kept.push(name);
-                        return;
+                        return Some(name);
                     }
                 }
                 s.scaled.push(name);
@@ -423,6 +420,7 @@ impl Supervisor {
             // (`decide` gives these only to a process the file has.)
             (_, None) => {}
         }
+        None
     }
 
     /// Add, change and remove scheduled jobs. Some when the scheduler must
