@@ -162,6 +162,39 @@ fn check_warns_about_a_log_directory_that_run_would_refuse() {
     );
 }
 
+/// `global.log_file` at `logs/sheepdog.log`, then a process's log file at
+/// `logs/<file>`: each one `check` warns of, naming its key and `said`,
+/// and `run` refuses with exit 2 before anything starts.
+fn refused_up_front(dir: &TempDir, logs: &Path, file: &str, said: &str) {
+    for (key, yaml) in [
+        (
+            "global.log_file",
+            format!("global:\n  log_file: '{}/sheepdog.log'\n{MIN}", logs.display()),
+        ),
+        (
+            "processes.app.logging.file.path",
+            format!(
+                "processes:\n  app:\n    command: [sleep, '1']\n    logging: {{file: {{path: '{}/{file}'}}}}\n",
+                logs.display()
+            ),
+        ),
+    ] {
+        let f = dir.file("refused.yaml", &yaml);
+        let out = check(&f, &[]);
+        assert_valid(&out);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let warned = text.lines().any(|l| {
+            l.contains(&format!("{key}: unable to open log file {}/", logs.display()))
+                && l.contains(said)
+                && l.ends_with("`run` refuses to start until this is fixed")
+        });
+        assert!(warned, "no warning for {key}:\n{text}");
+        let out = run(&["run", "-c", f.to_str().unwrap()], &[], None);
+        assert_eq!(out.status.code(), Some(2), "{key}: {}", stderr(&out));
+        assert!(stderr(&out).contains(said), "{}", stderr(&out));
+    }
+}
+
 /// A log path through a symlink in a directory a child's user owns (a
 /// Laravel `storage/` owned by www-data, `logs` a link to a volume) is one
 /// `run` will not follow: refused before anything starts, like a missing
@@ -179,33 +212,7 @@ fn a_log_path_through_a_link_run_will_not_follow_is_refused_up_front() {
     std::fs::set_permissions(&storage, std::fs::Permissions::from_mode(0o777)).unwrap();
     let logs = storage.join("logs");
     let link = "logs is a symlink in ";
-    for (key, yaml) in [
-        (
-            "global.log_file",
-            format!("global:\n  log_file: '{}/sheepdog.log'\n{MIN}", logs.display()),
-        ),
-        (
-            "processes.app.logging.file.path",
-            format!(
-                "processes:\n  app:\n    command: [sleep, '1']\n    logging: {{file: {{path: '{}/{{instance}}.log'}}}}\n",
-                logs.display()
-            ),
-        ),
-    ] {
-        let f = dir.file("links.yaml", &yaml);
-        let out = check(&f, &[]);
-        assert_valid(&out);
-        let text = String::from_utf8_lossy(&out.stdout);
-        let warned = text.lines().any(|l| {
-            l.contains(&format!("{key}: unable to open log file {}/", logs.display()))
-                && l.contains(link)
-                && l.ends_with("`run` refuses to start until this is fixed")
-        });
-        assert!(warned, "no warning for {key}:\n{text}");
-        let out = run(&["run", "-c", f.to_str().unwrap()], &[], None);
-        assert_eq!(out.status.code(), Some(2), "{key}: {}", stderr(&out));
-        assert!(stderr(&out).contains(link), "{}", stderr(&out));
-    }
+    refused_up_front(&dir, &logs, "{instance}.log", link);
     // Nothing was created on the way.
     assert_eq!(std::fs::read_dir(&volume).unwrap().count(), 0);
     // A process that logs nothing writes no file: no problem.
@@ -230,34 +237,12 @@ fn a_hard_linked_log_file_is_refused_up_front() {
     std::fs::create_dir(&logs).unwrap();
     std::fs::hard_link(&victim, logs.join("app.log")).unwrap();
     std::fs::hard_link(&victim, logs.join("sheepdog.log")).unwrap();
-    let said = "it has 3 hard links; a log file has one";
-    for (key, yaml) in [
-        (
-            "global.log_file",
-            format!("global:\n  log_file: '{}/sheepdog.log'\n{MIN}", logs.display()),
-        ),
-        (
-            "processes.app.logging.file.path",
-            format!(
-                "processes:\n  app:\n    command: [sh, -c, 'echo written']\n    logging: {{file: {{path: '{}/app.log'}}}}\n",
-                logs.display()
-            ),
-        ),
-    ] {
-        let f = dir.file("hard.yaml", &yaml);
-        let out = check(&f, &[]);
-        assert_valid(&out);
-        let text = String::from_utf8_lossy(&out.stdout);
-        let warned = text.lines().any(|l| {
-            l.contains(&format!("{key}: unable to open log file {}/", logs.display()))
-                && l.contains(said)
-                && l.ends_with("`run` refuses to start until this is fixed")
-        });
-        assert!(warned, "no warning for {key}:\n{text}");
-        let out = run(&["run", "-c", f.to_str().unwrap()], &[], None);
-        assert_eq!(out.status.code(), Some(2), "{key}: {}", stderr(&out));
-        assert!(stderr(&out).contains(said), "{}", stderr(&out));
-    }
+    refused_up_front(
+        &dir,
+        &logs,
+        "app.log",
+        "it has 3 hard links; a log file has one",
+    );
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root only\n");
     // A file with one name is fine: it is appended to.
     std::fs::remove_file(logs.join("sheepdog.log")).unwrap();

@@ -124,10 +124,13 @@ fn a_dependent_starts_only_after_its_dependency_is_healthy() {
 /// then crashed, waiting in backoff, does not let a dependent start when
 /// its other dependency becomes ready (review-hc: its last health,
 /// "healthy", was counted).
-#[test]
-fn a_dependency_down_in_backoff_is_not_healthy() {
-    let cfg = "global:\n  shutdown_timeout: 10\n  restart_backoff_initial: 1h\n  restart_backoff_max: 1h\n  api_enabled: false\n  metrics_enabled: false\nprocesses:\n".to_string()
-        + r#"
+/// `app` depends on `crashes`, healthy at once and exiting 1 into an hour
+/// of backoff once `$DIR/crash` exists, and on `slow`, ready once
+/// `$DIR/ok` exists. `global` lines are added to the global block.
+fn down_in_backoff(global: &str) -> String {
+    format!(
+        "global:\n  shutdown_timeout: 10\n{global}  restart_backoff_initial: 1h\n  restart_backoff_max: 1h\n  api_enabled: false\n  metrics_enabled: false\nprocesses:\n"
+    ) + r#"
   crashes:
     command: "until [ -e $DIR/crash ]; do sleep 0.05; done; exit 1"
     health_check: { type: exec, command: [true], initial_delay: 0, period: 100ms }
@@ -137,8 +140,12 @@ fn a_dependency_down_in_backoff_is_not_healthy() {
   app:
     command: "echo started >> $DIR/app; exec sleep 1000"
     depends_on: [crashes, slow]
-"#;
-    let mut sd = Sheepdog::start("depbackoff", &cfg);
+"#
+}
+
+#[test]
+fn a_dependency_down_in_backoff_is_not_healthy() {
+    let mut sd = Sheepdog::start("depbackoff", &down_in_backoff(""));
     sd.wait_log("crashes-1: healthy");
     sd.dir.write("crash", "");
     sd.wait_log("crashes-1: exited 1 after");
@@ -156,18 +163,7 @@ fn a_dependency_down_in_backoff_is_not_healthy() {
 
 #[test]
 fn dependency_timeout_says_how_a_dependency_in_backoff_ended() {
-    let cfg = "global:\n  shutdown_timeout: 10\n  dependency_timeout: 3s\n  restart_backoff_initial: 1h\n  restart_backoff_max: 1h\n  api_enabled: false\n  metrics_enabled: false\nprocesses:\n".to_string()
-        + r#"
-  crashes:
-    command: "until [ -e $DIR/crash ]; do sleep 0.05; done; exit 1"
-    health_check: { type: exec, command: [true], initial_delay: 0, period: 100ms }
-  slow:
-    command: [sleep, "1000"]
-    health_check: { type: exec, command: [test, -e, $DIR/never], initial_delay: 0, period: 100ms, mode: readiness }
-  app:
-    command: [sleep, "1000"]
-    depends_on: [crashes, slow]
-"#;
+    let cfg = down_in_backoff("  dependency_timeout: 3s\n");
     let mut sd = Sheepdog::start("depbackoff-timeout", &cfg);
     sd.wait_log("crashes-1: healthy");
     sd.dir.write("crash", "");

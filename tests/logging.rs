@@ -1004,17 +1004,6 @@ fn a_missing_log_directory_is_a_clear_start_up_error() {
     );
 }
 
-/// sheepdog's open descriptors on files under `dir`.
-fn open_files_under(pid: i32, dir: &Path) -> usize {
-    fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|fds| {
-            fds.flatten()
-                .filter(|fd| fs::read_link(fd.path()).is_ok_and(|p| p.starts_with(dir)))
-                .count()
-        })
-        .unwrap_or(0)
-}
-
 #[test]
 fn a_log_file_per_run_is_closed_when_the_run_ends() {
     // Regression: each run of a job (`{instance}` = `j#N`) opened its own

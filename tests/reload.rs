@@ -996,15 +996,8 @@ fn a_config_read_from_a_fifo_cannot_be_reloaded() {
         .unwrap();
     std::io::Write::write_all(&mut writer, text.as_bytes()).unwrap();
     let sd = Sheepdog::start_file("reload-fifo", &fifo, |_| {});
-    let opened = || {
-        std::fs::read_dir(format!("/proc/{}/fd", sd.pid()))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|to| to == fifo))
-    };
     assert!(
-        wait_until(WAIT, opened),
+        wait_until(WAIT, || open_files_under(sd.pid(), &fifo) > 0),
         "sheepdog never opened the FIFO:\n{}",
         sd.log()
     );

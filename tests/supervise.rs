@@ -1343,14 +1343,11 @@ fn a_sigterm_while_the_configuration_loads_is_not_lost() {
     sd.signal(libc::SIGTERM);
     // Written only once sheepdog holds the FIFO open: a FIFO's data goes
     // when its last descriptor closes.
-    let holds = || {
-        std::fs::read_dir(format!("/proc/{}/fd", sd.pid()))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .any(|e| std::fs::read_link(e.path()).is_ok_and(|t| t == fifo))
-    };
-    assert!(wait_until(WAIT, holds), "{}", sd.log());
+    assert!(
+        wait_until(WAIT, || open_files_under(sd.pid(), &fifo) > 0),
+        "{}",
+        sd.log()
+    );
     let config = "global: {api_enabled: false, metrics_enabled: false}\nprocesses:\n  app: {command: [sleep, '1000']}\n";
     writer.write_all(config.as_bytes()).unwrap();
     drop(writer);

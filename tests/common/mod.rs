@@ -387,6 +387,17 @@ pub fn alive(pid: i32) -> bool {
     }
 }
 
+/// `pid`'s open descriptors on `path` or on files under it.
+pub fn open_files_under(pid: i32, path: &Path) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|fds| {
+            fds.flatten()
+                .filter(|fd| fs::read_link(fd.path()).is_ok_and(|p| p.starts_with(path)))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
 /// Read a pid written by a child into `file`.
 pub fn read_pid(path: &Path) -> Option<i32> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
