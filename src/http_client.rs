@@ -305,11 +305,7 @@ fn split_host_port(authority: &str) -> Option<(&str, Option<u16>)> {
             None => (authority, None),
         }
     };
-    let valid_host = !host.is_empty()
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._:%".contains(&b));
-    if !valid_host {
+    if !crate::resolve::is_host(host) {
         return None;
     }
     let port = match port {

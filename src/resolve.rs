@@ -129,7 +129,8 @@ fn is_localhost(host: &str) -> bool {
 /// A bare host with a `:` must be a whole v6 address, with or without a
 /// zone (`fe80::1%eth0`, which the lookup resolves): `::1` alone would
 /// be host `:` port 1, which no lookup resolves; so would a host with a
-/// space.
+/// character no name or address holds (a space, or `*` copied from a
+/// server's `listen *:9000`: a probe connects, it does not listen).
 pub fn split(address: &str) -> Option<(&str, u16)> {
     let (host, port) = address.rsplit_once(':')?;
     let host = match host.strip_prefix('[') {
@@ -142,7 +143,16 @@ pub fn split(address: &str) -> Option<(&str, u16)> {
         None => host,
     };
     let port = port.parse().ok()?;
-    (!host.is_empty() && !host.contains(char::is_whitespace)).then_some((host, port))
+    is_host(host).then_some((host, port))
+}
+
+/// Whether `host` can be a name or an address (a v6 one with its zone):
+/// the characters those hold, no more. One rule for tcp probes and URLs.
+pub fn is_host(host: &str) -> bool {
+    !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:%".contains(&b))
 }
 
 #[cfg(test)]
@@ -230,6 +240,9 @@ mod tests {
             "[::1]80",
             "[::1:80",
             "[]:80",
+            "*:9000",
+            "a b:80",
+            "user@h:80",
         ] {
             assert_eq!(split(bad), None, "{bad}");
         }

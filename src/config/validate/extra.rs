@@ -892,7 +892,7 @@ mod tests {
         assert!(r.problems[0].starts_with("processes.web.health_check.address: missing"));
         let (_, r) = hc("{type: tcp, address: '9000'}");
         assert!(r.problems[0].contains("host:port"));
-        for bad in ["'h:0'", "'[::1:80'", "':80'"] {
+        for bad in ["'h:0'", "'[::1:80'", "':80'", "'*:9000'"] {
             let (_, r) = hc(&format!("{{type: tcp, address: {bad}}}"));
             assert!(
                 r.problems[0].contains("host:port"),
