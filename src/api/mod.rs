@@ -40,6 +40,8 @@ const API_WORKERS: usize = 4;
 // Long waits (logs wait/follow, trigger?wait=true) share fewer slots than
 // there are workers, so status, stop and the like always find one free.
 const _: () = assert!(logs::MAX_WAITERS < API_WORKERS);
+// Every reload caller still waiting fits in the supervisor's queue.
+const _: () = assert!(API_WORKERS <= crate::supervisor::MAX_QUEUED_RELOADS);
 /// Worker threads of the metrics server (a scrape only renders a snapshot).
 const METRICS_WORKERS: usize = 1;
 /// Open connections per server.

@@ -35,6 +35,8 @@ mod reload;
 mod view;
 
 pub(crate) use reload::LOADER_STACK;
+#[cfg(feature = "api")]
+pub(crate) use reload::MAX_QUEUED as MAX_QUEUED_RELOADS;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;

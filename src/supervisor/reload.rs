@@ -84,6 +84,25 @@ impl Reloads {
     }
 }
 
+impl Reloads {
+    /// `reply` waits for the read after the one running now.
+    fn queue(&mut self, reply: Option<Sender<ControlReply>>) {
+        // A SIGHUP adds nothing to a read already queued.
+        if reply.is_some() || self.queued.is_empty() {
+            // While a read hangs (a dead NFS mount), only the newest can
+            // still have a caller: each waits on one of the API's few
+            // workers, and gives up at its wait.
+            if self.queued.len() == MAX_QUEUED {
+                self.queued.remove(0);
+            }
+            self.queued.push(reply);
+        }
+    }
+}
+
+/// Reload callers kept while a read runs: more than the API has workers.
+pub(crate) const MAX_QUEUED: usize = 16;
+
 /// The loader thread's stack: the configuration decoder recurses once per
 /// nesting level (bounded by the YAML parser's depth limit).
 pub(crate) const LOADER_STACK: usize = 1024 * 1024;
@@ -115,10 +134,7 @@ impl Supervisor {
     /// A reload was asked for (`reply`: an API caller; None: SIGHUP).
     pub(super) fn request_reload(&mut self, reply: Option<Sender<ControlReply>>) {
         if self.reloads.waiting.is_some() {
-            // A SIGHUP adds nothing to a read already queued.
-            if reply.is_some() || self.reloads.queued.is_empty() {
-                self.reloads.queued.push(reply);
-            }
+            self.reloads.queue(reply);
         } else {
             self.start_load(vec![reply]);
         }
@@ -968,6 +984,29 @@ mod tests {
 
     use super::*;
     use crate::plan::testutil::{config, process};
+
+    #[test]
+    fn callers_queued_behind_a_hung_read_are_kept_newest_first_and_bounded() {
+        let mut r = Reloads::new();
+        r.queue(None);
+        r.queue(None);
+        assert_eq!(r.queued.len(), 1, "a second SIGHUP adds nothing");
+        let callers: Vec<_> = (0..MAX_QUEUED + 4)
+            .map(|_| {
+                let (tx, rx) = crossbeam_channel::bounded(1);
+                r.queue(Some(tx));
+                rx
+            })
+            .collect();
+        assert_eq!(r.queued.len(), MAX_QUEUED);
+        // The SIGHUP and the 4 oldest callers were let go; the rest wait.
+        let gone = |rx: &crossbeam_channel::Receiver<ControlReply>| {
+            rx.try_recv() == Err(crossbeam_channel::TryRecvError::Disconnected)
+        };
+        assert!(callers[..4].iter().all(gone));
+        assert!(!callers[4..].iter().any(gone));
+        assert!(r.queued.iter().all(Option::is_some));
+    }
 
     #[test]
     fn a_scale_or_max_scale_change_is_applied_in_place_anything_else_restarts() {
