@@ -29,7 +29,8 @@
 //!   exits and commands: a stop, a kill at the shutdown deadline or an exit
 //!   never waits behind a probe (a hung endpoint is exactly when operators
 //!   stop things). A probe still going when its child leaves `Running` is
-//!   abandoned (an exec probe's group is killed) and its result dropped.
+//!   abandoned (an exec probe's group is killed, and waited for: at most
+//!   1 s, so none outlives sheepdog's exit) and its result dropped.
 //!   One probe at a time; none while idle. Every start gets a fresh health tracker, so counters
 //!   reset and `initial_delay` applies again after any restart. A liveness
 //!   failure stops the instance through the graceful path (signal, timeout,
@@ -417,7 +418,21 @@ struct Probing {
     /// The write end of a pipe the probe watches: closing it (dropping
     /// this) ends an exec probe at once, its group killed; a tcp or http
     /// probe ends by its timeout.
-    _abandon: std::os::fd::OwnedFd,
+    abandon: std::os::fd::OwnedFd,
+    exec: bool,
+}
+
+impl Probing {
+    /// Let the probe go. An exec probe's thread kills its group once
+    /// `abandon` closes: wait for that (SIGKILL takes milliseconds; bounded
+    /// for a process stuck in the kernel), or a probe could outlive a
+    /// sheepdog that exits right after this stop.
+    fn abandon(self) {
+        drop(self.abandon);
+        if self.exec {
+            let _ = self.result.recv_timeout(Duration::from_secs(1));
+        }
+    }
 }
 
 struct Runner {
@@ -489,7 +504,9 @@ impl Runner {
             };
             state = self.step(state, input, Instant::now());
             if !matches!(state, State::Running { .. }) {
-                self.probing = None;
+                if let Some(p) = self.probing.take() {
+                    p.abandon();
+                }
             }
         }
     }
@@ -889,6 +906,7 @@ impl Runner {
             };
         };
         let (tx, result) = crossbeam_channel::bounded(1);
+        let exec = matches!(plan.probe, Some(crate::config::extra::Probe::Exec { .. }));
         let (def, id, shared) = (self.def.clone(), self.id.clone(), self.shared.clone());
         let spawned = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(std::io::Error::from)
@@ -918,7 +936,8 @@ impl Runner {
             Ok(abandon) => {
                 self.probing = Some(Probing {
                     result,
-                    _abandon: abandon,
+                    abandon,
+                    exec,
                 })
             }
             // Short of threads: sheepdog's shortage, not the instance's.
