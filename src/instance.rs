@@ -29,8 +29,8 @@
 //!   exits and commands: a stop, a kill at the shutdown deadline or an exit
 //!   never waits behind a probe (a hung endpoint is exactly when operators
 //!   stop things). A probe still going when its child leaves `Running` is
-//!   abandoned (an exec probe's group is killed, and waited for: at most
-//!   1 s, so none outlives sheepdog's exit) and its result dropped.
+//!   abandoned (an exec probe's group is killed, and its thread joined, so
+//!   none outlives sheepdog's exit) and its result dropped.
 //!   One probe at a time; none while idle. Every start gets a fresh health tracker, so counters
 //!   reset and `initial_delay` applies again after any restart. A liveness
 //!   failure stops the instance through the graceful path (signal, timeout,
@@ -419,18 +419,19 @@ struct Probing {
     /// this) ends an exec probe at once, its group killed; a tcp or http
     /// probe ends by its timeout.
     abandon: std::os::fd::OwnedFd,
-    exec: bool,
+    /// An exec probe's thread, which kills its group when abandoned.
+    exec: Option<JoinHandle<()>>,
 }
 
 impl Probing {
     /// Let the probe go. An exec probe's thread kills its group once
-    /// `abandon` closes: wait for that (SIGKILL takes milliseconds; bounded
-    /// for a process stuck in the kernel), or a probe could outlive a
-    /// sheepdog that exits right after this stop.
+    /// `abandon` closes: wait for that (SIGKILL takes milliseconds; a
+    /// process stuck in the kernel, `group::KILL_GRACE`), or a probe could
+    /// outlive a sheepdog that exits right after this stop.
     fn abandon(self) {
         drop(self.abandon);
-        if self.exec {
-            let _ = self.result.recv_timeout(Duration::from_secs(1));
+        if let Some(t) = self.exec {
+            let _ = t.join();
         }
     }
 }
@@ -930,10 +931,10 @@ impl Runner {
                         };
                         let _ = tx.send(Probed { at, checked, ports });
                     })
-                    .map(|_| abandon)
+                    .map(|t| (abandon, exec.then_some(t)))
             });
         match spawned {
-            Ok(abandon) => {
+            Ok((abandon, exec)) => {
                 self.probing = Some(Probing {
                     result,
                     abandon,
