@@ -2,7 +2,7 @@
 //!
 //! Job: run CMD as the only child, in its own process group, with
 //! stdin/stdout/stderr inherited; forward every catchable signal
-//! (`signals::FORWARDED`) to that group (to CMD alone with `--main`, as
+//! (`signals::FORWARDED` and the real-time ones) to that group (to CMD alone with `--main`, as
 //! tini does without `-g`); reap every process that ends up
 //! parented to us (PID 1, or a child subreaper otherwise); exit with the
 //! child's code, or 128+N when it died of signal N. When stdin is our
@@ -41,7 +41,7 @@ use std::sync::atomic::{AtomicI32, Ordering::Relaxed};
 
 use crossbeam_channel::TryRecvError;
 use nix::errno::Errno;
-use nix::sys::signal::{kill, killpg, pthread_sigmask, SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
 use nix::unistd::{getpgrp, Pid};
 
 use crate::child::{Command, Stdio};
@@ -67,6 +67,9 @@ pub fn run(argv: Vec<OsString>, whom: Whom) -> i32 {
 
     block_job_control_stops();
     let mut set: Vec<libc::c_int> = signals::FORWARDED.to_vec();
+    // The real-time ones too (systemd's STOPSIGNAL SIGRTMIN+3): left at
+    // their default, they would end sheepdog when it is not PID 1.
+    set.extend(libc::SIGRTMIN()..=libc::SIGRTMAX());
     set.push(libc::SIGCHLD);
     let signals = match signals::install(&set) {
         Ok(s) => s,
@@ -212,26 +215,24 @@ fn exec_failure_code(e: &io::Error) -> i32 {
 /// group or session of its own), send it to the child itself. Both are
 /// safe: the child is unreaped (module invariant).
 fn forward(pid: Pid, sig: libc::c_int, whom: Whom) {
-    let Ok(signal) = Signal::try_from(sig) else {
-        log::debug!("not forwarding unknown signal {sig}");
-        return;
-    };
+    let name = crate::signals::name(sig);
     let to = match whom {
         Whom::Group => "process group",
         Whom::Main => "pid",
     };
-    log::debug!("forwarding {} to {to} {pid}", signal.as_str());
+    log::debug!("forwarding {name} to {to} {pid}");
+    let pid = pid.as_raw();
     let sent = match whom {
-        Whom::Group => match killpg(pid, signal) {
+        Whom::Group => match sys::send_signal(-pid, sig) {
             // The group is gone but the child is not: it left for its own.
-            Err(Errno::ESRCH) => kill(pid, signal),
+            Err(Errno::ESRCH) => sys::send_signal(pid, sig),
             other => other,
         },
-        Whom::Main => kill(pid, signal),
+        Whom::Main => sys::send_signal(pid, sig),
     };
     match sent {
         Ok(()) | Err(Errno::ESRCH) => {}
-        Err(e) => log::warn!("unable to forward {} to pid {pid}: {e}", signal.as_str()),
+        Err(e) => log::warn!("unable to forward {name} to pid {pid}: {e}"),
     }
 }
 

@@ -88,10 +88,13 @@ impl std::fmt::Display for ExitStatus {
     }
 }
 
-/// "SIGTERM", or "signal 34" for numbers without a name.
+/// "SIGTERM", "SIGRTMIN+3", or "signal 33" for numbers without a name.
 pub fn signal_name(signal: i32) -> String {
     match nix::sys::signal::Signal::try_from(signal) {
         Ok(s) => s.as_str().to_string(),
+        // As Docker (STOPSIGNAL), glibc and `kill -l` name them: from 34,
+        // whatever this libc keeps (musl's own SIGRTMIN is 35).
+        Err(_) if (34..=64).contains(&signal) => format!("SIGRTMIN+{}", signal - 34),
         Err(_) => format!("signal {signal}"),
     }
 }
@@ -413,8 +416,11 @@ mod tests {
                 core_dumped: false
             }
             .to_string(),
-            "killed by signal 40"
+            "killed by SIGRTMIN+6"
         );
+        // libc's own, below the real-time range anyone names.
+        assert_eq!(signal_name(33), "signal 33");
+        assert_eq!(signal_name(64), "SIGRTMIN+30");
         assert_eq!(ExitStatus::Code(2).to_string(), "exited 2");
     }
 }

@@ -42,7 +42,8 @@ pub const SUPERVISOR: &[libc::c_int] = &[
 /// What single-command mode forwards to its child, plus CHLD: every
 /// catchable signal except the synchronous faults and ABRT/TRAP/SYS (which tini also skips
 /// as they report our own faults) and TTIN/TTOU (job control of our
-/// own group, which must not stop PID 1).
+/// own group, which must not stop PID 1). The real-time signals, which
+/// `Signal` cannot name, are added by `init::run`.
 pub const FORWARDED: &[libc::c_int] = &[
     SIGHUP,
     SIGINT,

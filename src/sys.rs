@@ -212,6 +212,13 @@ pub fn block_realtime_signals() {
     }
 }
 
+/// kill(2) with a raw signal number: nix's `Signal` has no real-time
+/// signals, which single-command mode forwards too. `pid` < 0: a group.
+pub fn send_signal(pid: libc::pid_t, sig: libc::c_int) -> nix::Result<()> {
+    // SAFETY: kill takes two integers and touches no memory of ours.
+    nix::errno::Errno::result(unsafe { libc::kill(pid, sig) }).map(drop)
+}
+
 /// `sig`'s current handler (SIG_DFL, SIG_IGN or a function), or None when
 /// libc refuses to say (its own signals, 32 to 34).
 fn disposition(sig: libc::c_int) -> Option<libc::sighandler_t> {
