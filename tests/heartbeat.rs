@@ -363,7 +363,9 @@ fn a_stuck_ping_does_not_hold_up_shutdown() {
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
     // The shutdown itself, plus the heartbeat worker's 2s grace at most.
     assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+    // Written, after that wait: it did not use up stdout's last grace.
     assert!(sd.log().contains("abandoning them"), "{}", sd.log());
+    assert!(sd.log().contains("shutdown complete"), "{}", sd.log());
 }
 
 #[test]
