@@ -250,12 +250,15 @@ fn a_hard_linked_log_file_is_refused_up_front() {
     let f = dir.file(
         "one.yaml",
         format!(
-            "processes:\n  app:\n    type: oneshot\n    command: [sh, -c, 'echo written']\n    logging: {{file: {{path: '{}/app.log', stdout_too: false}}}}\n",
+            "global: {{api_enabled: false, metrics_enabled: false}}\nprocesses:\n  app:\n    type: oneshot\n    command: [sh, -c, 'echo written']\n    logging: {{file: {{path: '{}/app.log', stdout_too: false}}}}\n",
             logs.display()
         ),
     );
+    // (Not on the default ports: CI failed here once, exit 1, most likely
+    // as 9180 was taken.)
     let out = run(&["run", "-c", f.to_str().unwrap()], &[], None);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{said}{}", stderr(&out));
     let text = std::fs::read_to_string(logs.join("app.log")).unwrap();
     assert!(
         text.starts_with("root only\n") && text.contains("written"),
