@@ -165,6 +165,22 @@ fn every_second_runs_on_time_without_a_tick_loop() {
     );
 }
 
+/// The next run the status shows moves on with every run, also for an
+/// `@every` shorter than a second (it stayed at the first due time: each
+/// half-second change was compared with the last one computed, not the
+/// last one sent, and never counted as news).
+#[test]
+fn the_next_run_shown_keeps_up_with_a_sub_second_every() {
+    let api = Api::start(
+        "cron-next-fast",
+        "  fast:\n    command: \"true\"\n    schedule: '@every 300ms'\n",
+    );
+    api.wait_job("fast", "shown a next run after its last one", |j| {
+        let (next, last) = (j["next_run"].as_f64(), j["last_run"].as_f64());
+        stat(j, "total") >= 5 && matches!((next, last), (Some(n), Some(l)) if n > l)
+    });
+}
+
 #[test]
 fn overlapping_triggers_are_skipped_and_counted() {
     let api = Api::start(
