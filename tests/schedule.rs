@@ -211,6 +211,33 @@ fn overlapping_triggers_are_skipped_and_counted() {
     assert!(n >= 2.0, "{line}");
 }
 
+/// A run going on keeps its place in a short history while the triggers
+/// it makes skip fill it: it used to be pushed out by them, and its end
+/// (the record that matters) was then nowhere to be seen.
+#[test]
+fn a_long_run_is_not_pushed_out_of_the_history_by_its_skips() {
+    let (sd, port, _) = start_serving("cron-history-skips", |port, metrics| {
+        format!(
+            "global:\n  shutdown_timeout: 10\n  schedule_history_size: 2\n  api_port: {port}\n  \
+             metrics_port: {metrics}\n  api_auth: {TOKEN}\nprocesses:\n  \
+             long:\n    command: \"sleep 60\"\n    schedule: '@every 1s'\n"
+        )
+    });
+    let api = Api {
+        sd,
+        port,
+        metrics: 0,
+    };
+    let j = api.wait_job("long", "skipped 3 times", |j| stat(j, "skipped") >= 3);
+    let results: Vec<&str> = j["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["result"].as_str())
+        .collect();
+    assert_eq!(results, ["running", "skipped"], "{j:#}");
+}
+
 #[test]
 fn a_run_past_its_timeout_is_stopped_gracefully_then_killed() {
     let api = Api::start(

@@ -527,10 +527,14 @@ impl Supervisor {
     }
 }
 
+/// Append `r`, then drop the oldest entries past `size`: the oldest that
+/// has ended, so a long run is not pushed out by the skips it causes (its
+/// end, the record that matters, would have nowhere to go).
 fn push_bounded(h: &mut VecDeque<RunRecord>, size: usize, r: RunRecord) {
     h.push_back(r);
     while h.len() > size.max(1) {
-        h.pop_front();
+        let ended = h.iter().position(|r| r.result != "running");
+        h.remove(ended.unwrap_or(0));
     }
 }
 
@@ -599,7 +603,7 @@ fn finish_record(
             *h = RunRecord { trigger, ..record };
             h.clone()
         }
-        // Pushed out of a tiny history while it ran.
+        // Pushed out by more runs going at once than the history holds.
         None => record,
     }
 }
