@@ -165,6 +165,22 @@ fn every_second_runs_on_time_without_a_tick_loop() {
     );
 }
 
+/// The next run the status shows moves on with every run, also for an
+/// `@every` shorter than a second (it stayed at the first due time: each
+/// half-second change was compared with the last one computed, not the
+/// last one sent, and never counted as news).
+#[test]
+fn the_next_run_shown_keeps_up_with_a_sub_second_every() {
+    let api = Api::start(
+        "cron-next-fast",
+        "  fast:\n    command: \"true\"\n    schedule: '@every 300ms'\n",
+    );
+    api.wait_job("fast", "shown a next run after its last one", |j| {
+        let (next, last) = (j["next_run"].as_f64(), j["last_run"].as_f64());
+        stat(j, "total") >= 5 && matches!((next, last), (Some(n), Some(l)) if n > l)
+    });
+}
+
 #[test]
 fn overlapping_triggers_are_skipped_and_counted() {
     let api = Api::start(
@@ -193,6 +209,33 @@ fn overlapping_triggers_are_skipped_and_counted() {
         .unwrap_or_else(|| panic!("{metrics}"));
     let n: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(n >= 2.0, "{line}");
+}
+
+/// A run going on keeps its place in a short history while the triggers
+/// it makes skip fill it: it used to be pushed out by them, and its end
+/// (the record that matters) was then nowhere to be seen.
+#[test]
+fn a_long_run_is_not_pushed_out_of_the_history_by_its_skips() {
+    let (sd, port, _) = start_serving("cron-history-skips", |port, metrics| {
+        format!(
+            "global:\n  shutdown_timeout: 10\n  schedule_history_size: 2\n  api_port: {port}\n  \
+             metrics_port: {metrics}\n  api_auth: {TOKEN}\nprocesses:\n  \
+             long:\n    command: \"sleep 60\"\n    schedule: '@every 1s'\n"
+        )
+    });
+    let api = Api {
+        sd,
+        port,
+        metrics: 0,
+    };
+    let j = api.wait_job("long", "skipped 3 times", |j| stat(j, "skipped") >= 3);
+    let results: Vec<&str> = j["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["result"].as_str())
+        .collect();
+    assert_eq!(results, ["running", "skipped"], "{j:#}");
 }
 
 #[test]

@@ -257,9 +257,20 @@ fn flow_hint(text: &str, e: &serde_yaml::Error) -> &'static str {
         .and_then(|l| text.lines().nth(l.line().saturating_sub(1)));
     if line.is_some_and(unquoted_in_flow) {
         " (a ${VAR} inside [...] or {...} must be quoted: [\"${VAR}\"])"
+    } else if line.is_some_and(bare_cron) {
+        " (a value starting with * or @ must be quoted: schedule: \"*/5 * * * *\")"
     } else {
         ""
     }
+}
+
+/// `schedule: */5 * * * *` or `schedule: @daily` unquoted: to YAML `*`
+/// starts an alias and `@` is reserved, and its error names neither.
+fn bare_cron(line: &str) -> bool {
+    line.split_once(": ").is_some_and(|(_, v)| {
+        let v = v.trim_start();
+        v.starts_with('@') || v.starts_with("* ") || v.starts_with("*/")
+    })
 }
 
 /// serde_yaml's own limits, which it names in a few words: which limit.
@@ -502,6 +513,24 @@ mod tests {
             let e = parse(t).unwrap_err();
             assert!(!e.contains("must be quoted"), "{t}: {e}");
         }
+    }
+
+    #[test]
+    fn hints_at_quoting_a_bare_cron_schedule() {
+        for t in [
+            "schedule: */5 * * * *",
+            "schedule: * * * * *",
+            "schedule: @daily",
+        ] {
+            let e = parse(t).unwrap_err();
+            assert!(
+                e.ends_with("must be quoted: schedule: \"*/5 * * * *\")"),
+                "{t}: {e}"
+            );
+        }
+        assert!(parse("schedule: \"*/5 * * * *\"").is_ok());
+        // An alias to a missing anchor is not this mistake.
+        assert!(!parse("processes: *nope").unwrap_err().contains("quoted"));
     }
 
     #[test]

@@ -448,29 +448,32 @@ fn run_thread(specs: Vec<JobSpec>, clock: &dyn Clock, inbox: &Receiver<Order>, o
                 return;
             }
         }
-        let next = planner.next_runs(wall, mono);
-        for (job, at) in &next {
+        let mut next = planner.next_runs(wall, mono);
+        for (job, at) in &mut next {
             // `@every` times are re-derived from the monotonic clock at
-            // each wake-up: only a real change (> 1s) is news.
-            let same = told.iter().any(|(j, t)| {
-                j == job
-                    && match (t, at) {
-                        (Some(a), Some(b)) => diff(*a, *b).1 < Duration::from_secs(1),
-                        (None, None) => true,
-                        (Some(_), None) | (None, Some(_)) => false,
+            // each wake-up, so they wobble by microseconds: a change of
+            // 10 ms or more since the time last sent is news (and an
+            // `@every 500ms` run's half second with it).
+            let sent = told.iter().find(|(j, _)| j == job).map(|(_, t)| *t);
+            match (sent, *at) {
+                (Some(Some(a)), Some(b)) if diff(a, b).1 < Duration::from_millis(10) => {
+                    *at = Some(a)
+                }
+                (Some(None), None) => {}
+                _ => {
+                    if out
+                        .send(Msg::Next {
+                            job: job.clone(),
+                            at: *at,
+                        })
+                        .is_err()
+                    {
+                        return;
                     }
-            });
-            if !same
-                && out
-                    .send(Msg::Next {
-                        job: job.clone(),
-                        at: *at,
-                    })
-                    .is_err()
-            {
-                return;
+                }
             }
         }
+        // What the supervisor was told, for the jobs there are now.
         told = next;
         let timer = match planner.next_wake(wall, mono) {
             Some(at) => crossbeam_channel::at(at),

@@ -7,9 +7,10 @@
 //! Invariants:
 //! - No polling: the thread sleeps in `read` until the clock is set (or the
 //!   far-future alarm it re-arms is reached, once a year).
-//! - Only started when wall-clock (cron) jobs exist; if the timerfd cannot
-//!   be made, `watch` says so and the scheduler falls back to re-reading the
-//!   clocks at least every `RECHECK`.
+//! - Started with the scheduler thread, once (a reload may bring the first
+//!   cron job); if the timerfd cannot be made, `watch` says so and the
+//!   scheduler falls back to re-reading the clocks at least every `RECHECK`
+//!   while it waits for a wall-clock due time.
 
 use std::os::fd::AsFd;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -527,9 +527,17 @@ impl Supervisor {
     }
 }
 
+/// Append `r`, then drop the oldest entries past `size`; but a run going
+/// on at the front stays there and the entry after it goes, so a long run
+/// is not pushed out by the skips it causes (its end, the record that
+/// matters, would have nowhere to go).
 fn push_bounded(h: &mut VecDeque<RunRecord>, size: usize, r: RunRecord) {
     h.push_back(r);
+    // Longer than `size.max(1)`: at least 2 entries, so 0 and 1 exist.
     while h.len() > size.max(1) {
+        if h[0].result == "running" {
+            h.swap(0, 1);
+        }
         h.pop_front();
     }
 }
@@ -599,7 +607,7 @@ fn finish_record(
             *h = RunRecord { trigger, ..record };
             h.clone()
         }
-        // Pushed out of a tiny history while it ran.
+        // Pushed out by more runs going at once than the history holds.
         None => record,
     }
 }
