@@ -1688,3 +1688,80 @@ fn sheepdogs_own_stdout_file_is_never_rotated() {
     );
     assert!(!links.join("out.1").exists(), "rotated:\n{log}");
 }
+
+/// Review (logs): a full disk (here: RLIMIT_FSIZE, set on the running
+/// sheepdog) took part of a line; once there was room again the next line
+/// was glued to that head (`…xxxx2026-…Z INFO  w-1 | after`), and the lines
+/// the disk did take whole were counted as lost too.
+#[test]
+fn a_line_a_full_disk_took_in_part_is_taken_back() {
+    let dir = TempDir::new("disk-full");
+    let script = format!(
+        "import os, time\n\
+         def wait(f):\n    while not os.path.exists(f): time.sleep(0.01)\n\
+         wait('{d}/go1')\n\
+         for i in range(60): print('line-%05d %s' % (i, 'x' * 40), flush=True)\n\
+         wait('{d}/go2')\n\
+         print('after', flush=True)\n\
+         time.sleep(100)\n",
+        d = dir.0.display()
+    );
+    let py = dir.write("w.py", &script);
+    let log = dir.path("w.log");
+    let cfg = dir.write(
+        "sheepdog.yaml",
+        &config(
+            "",
+            &format!(
+                "  w:\n    command: [python3, {}]\n    logging: {{file: {{path: {}, max_size: \
+                 1MiB, stdout_too: false}}}}\n",
+                py.display(),
+                log.display()
+            ),
+        ),
+    );
+    let mut sd = Sheepdog::start_file("disk-full", &cfg, |_| {});
+    sd.wait_log("w-1: started");
+    // Files stop at 4,096 bytes: 43 of the 94-byte lines and a part of the
+    // 44th fit. (sheepdog's own log, its stdout, has room for its lines.)
+    let limit = |v: &str| {
+        let pid = sd.pid().to_string();
+        let mut cmd = std::process::Command::new("prlimit");
+        cmd.args(["--pid", &pid, &format!("--fsize={v}:")]);
+        let out = output_within(cmd, WAIT);
+        assert!(out.status.success(), "{out:?}");
+    };
+    limit("4096");
+    dir.write("go1", "");
+    sd.wait_log("unable to write to");
+    let whole = |text: &str| {
+        text.lines().all(|l| {
+            let msg = l.split_once(" | ").map_or("", |(_, m)| m);
+            msg == "after" || (msg.len() == 51 && msg.starts_with("line-"))
+        })
+    };
+    let text = fs::read_to_string(&log).unwrap();
+    assert!(text.ends_with('\n') && whole(&text), "{text}");
+    let kept = text.lines().count();
+    assert!(kept > 0 && kept < 60, "{text}");
+    limit("unlimited");
+    dir.write("go2", "");
+    assert!(
+        wait_until(WAIT, || fs::read_to_string(&log)
+            .unwrap()
+            .contains("| after\n")),
+        "{}",
+        sd.log()
+    );
+    let text = fs::read_to_string(&log).unwrap();
+    assert!(whole(&text), "{text}");
+    sd.wait_log("works again");
+    assert_eq!(
+        sd.count(&format!("works again; {} lines were lost", 60 - kept)),
+        1,
+        "{}",
+        sd.log()
+    );
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}
