@@ -1765,3 +1765,48 @@ fn a_line_a_full_disk_took_in_part_is_taken_back() {
     sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
 }
+
+/// Review (logs): a child that shares sheepdog's stdout (`inherit`) set
+/// O_NONBLOCK on it, as asyncio's pipes and libuv do (the flag belongs to
+/// the pipe, not to one process). Then every write that found the pipe
+/// full failed with EAGAIN, and another child's lines were dropped
+/// ("unable to write to stdout: Resource temporarily unavailable") where
+/// a slow reader should only slow it down.
+#[test]
+fn a_stdout_a_child_made_non_blocking_still_loses_no_line() {
+    let cfg = config(
+        "",
+        r#"  nb:
+    command: [python3, -c, "import os, time; os.set_blocking(1, False); open('$DIR/nb-ready', 'w').close(); time.sleep(100)"]
+    logging: {stdout: inherit}
+  flood:
+    command: [python3, -c, "import os, time\nwhile not os.path.exists('$DIR/nb-ready'): time.sleep(0.01)\nfor i in range(5000): print('flood-%05d %s' % (i, 'y' * 60))\nprint('flood-done', flush=True)\ntime.sleep(100)"]
+"#,
+    );
+    let (mut reader, writer) = std::io::pipe().expect("pipe");
+    let mut sd = Sheepdog::start_with("nonblocking-stdout", &cfg, |cmd| {
+        cmd.stdout(writer);
+    });
+    let got = Arc::new(Mutex::new(String::new()));
+    let ready = sd.dir.path("nb-ready");
+    let g = got.clone();
+    // A reader slower than the flood: the pipe is full most of the time.
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let _ = wait_until(WAIT, || ready.exists());
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = reader.read(&mut buf) {
+            g.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    });
+    let done = wait_until(WAIT, || {
+        got.lock().unwrap().contains("| flood-done") || sd.log().contains("unable to write")
+    });
+    let text = got.lock().unwrap().clone();
+    let lines = messages(&text, "flood-1").len();
+    assert!(done && lines == 5001, "{lines} lines; {}", sd.log());
+    assert_eq!(sd.count("unable to write"), 0, "{}", sd.log());
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}
