@@ -432,12 +432,13 @@ fn write_waiting(fd: std::os::fd::BorrowedFd, mut buf: &[u8]) -> std::io::Result
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     while !buf.is_empty() {
         match nix::unistd::write(fd, buf) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
             Ok(n) => buf = &buf[n..],
-            Err(Errno::EAGAIN) => {
-                let _ = poll(&mut [PollFd::new(fd, PollFlags::POLLOUT)], PollTimeout::NONE);
+            Err(Errno::EAGAIN | Errno::EINTR) => {
+                let _ = poll(
+                    &mut [PollFd::new(fd, PollFlags::POLLOUT)],
+                    PollTimeout::NONE,
+                );
             }
-            Err(Errno::EINTR) => {}
             Err(e) => return Err(e.into()),
         }
     }

@@ -1796,7 +1796,9 @@ fn a_stdout_a_child_made_non_blocking_still_loses_no_line() {
         let _ = wait_until(WAIT, || ready.exists());
         let mut buf = [0u8; 4096];
         while let Ok(n @ 1..) = reader.read(&mut buf) {
-            g.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            g.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
             std::thread::sleep(Duration::from_millis(2));
         }
     });

@@ -234,8 +234,9 @@ impl RotatingFile {
                 .iter()
                 .rposition(|&b| b == b'\n')
                 .map_or(0, |i| i + 1);
-            if let Ok(m) = self.file.metadata() {
-                let _ = self.file.set_len(m.len().saturating_sub((done - whole) as u64));
+            let back = (whole as i64 - done as i64) as libc::off_t;
+            if let Ok(end) = nix::unistd::lseek(&self.file, back, nix::unistd::Whence::SeekEnd) {
+                let _ = nix::unistd::ftruncate(&self.file, end);
             }
             done = whole;
         }
