@@ -303,10 +303,6 @@ pub fn escaped(msg: &str) -> std::borrow::Cow<'_, str> {
 /// The formatter itself, with explicit settings (golden-tested).
 /// `msg` with control characters but tab written as escapes (`\u{1b}`).
 fn push_escaped(buf: &mut Vec<u8>, msg: &str) {
-    if !msg.chars().any(|c| c.is_control() && c != '\t') {
-        buf.extend_from_slice(msg.as_bytes());
-        return;
-    }
     for c in msg.chars() {
         if c.is_control() && c != '\t' {
             let _ = write!(buf, "{}", c.escape_default());
