@@ -303,10 +303,6 @@ pub fn escaped(msg: &str) -> std::borrow::Cow<'_, str> {
 /// The formatter itself, with explicit settings (golden-tested).
 /// `msg` with control characters but tab written as escapes (`\u{1b}`).
 fn push_escaped(buf: &mut Vec<u8>, msg: &str) {
-    if !msg.chars().any(|c| c.is_control() && c != '\t') {
-        buf.extend_from_slice(msg.as_bytes());
-        return;
-    }
     for c in msg.chars() {
         if c.is_control() && c != '\t' {
             let _ = write!(buf, "{}", c.escape_default());
@@ -400,8 +396,8 @@ pub fn dropped_note(n: u64) -> Vec<u8> {
 /// a streak is said once on stderr, and how many lines were lost when
 /// stdout takes a write again.
 pub fn write_direct(lines: &[u8]) {
-    let mut out = std::io::stdout().lock();
-    let result = out.write_all(lines).and_then(|()| out.flush());
+    let out = std::io::stdout().lock();
+    let result = write_waiting(std::os::fd::AsFd::as_fd(&out), lines);
     // The stdout lock orders these updates; the atomic only makes the
     // static shareable.
     let lost = STDOUT_LOST.load(Ordering::Relaxed);
@@ -421,6 +417,28 @@ pub fn write_direct(lines: &[u8]) {
         }
     };
     let _ = std::io::stderr().write_all(&format_line(&note, Target::File));
+}
+
+/// `write_all`, waiting for room when `fd` is non-blocking: a child that
+/// shares sheepdog's stdout (`inherit`) may have set O_NONBLOCK on it
+/// (Python's asyncio pipes, libuv do), and a reader that is only slow must
+/// slow the children down, not have their lines dropped.
+fn write_waiting(fd: std::os::fd::BorrowedFd, mut buf: &[u8]) -> std::io::Result<()> {
+    use nix::errno::Errno;
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    while !buf.is_empty() {
+        match nix::unistd::write(fd, buf) {
+            Ok(n) => buf = &buf[n..],
+            Err(Errno::EAGAIN | Errno::EINTR) => {
+                let _ = poll(
+                    &mut [PollFd::new(fd, PollFlags::POLLOUT)],
+                    PollTimeout::NONE,
+                );
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// Emit one of sheepdog's own records: stdout, `global.log_file`, store.

@@ -1688,3 +1688,127 @@ fn sheepdogs_own_stdout_file_is_never_rotated() {
     );
     assert!(!links.join("out.1").exists(), "rotated:\n{log}");
 }
+
+/// Review (logs): a full disk (here: RLIMIT_FSIZE, set on the running
+/// sheepdog) took part of a line; once there was room again the next line
+/// was glued to that head (`…xxxx2026-…Z INFO  w-1 | after`), and the lines
+/// the disk did take whole were counted as lost too.
+#[test]
+fn a_line_a_full_disk_took_in_part_is_taken_back() {
+    let dir = TempDir::new("disk-full");
+    let script = format!(
+        "import os, time\n\
+         def wait(f):\n    while not os.path.exists(f): time.sleep(0.01)\n\
+         wait('{d}/go1')\n\
+         for i in range(60): print('line-%05d %s' % (i, 'x' * 40), flush=True)\n\
+         wait('{d}/go2')\n\
+         print('after', flush=True)\n\
+         time.sleep(100)\n",
+        d = dir.0.display()
+    );
+    let py = dir.write("w.py", &script);
+    let log = dir.path("w.log");
+    let cfg = dir.write(
+        "sheepdog.yaml",
+        &config(
+            "",
+            &format!(
+                "  w:\n    command: [python3, {}]\n    logging: {{file: {{path: {}, max_size: \
+                 1MiB, stdout_too: false}}}}\n",
+                py.display(),
+                log.display()
+            ),
+        ),
+    );
+    let mut sd = Sheepdog::start_file("disk-full", &cfg, |_| {});
+    sd.wait_log("w-1: started");
+    // Files stop at 4,096 bytes: 43 of the 94-byte lines and a part of the
+    // 44th fit. (sheepdog's own log, its stdout, has room for its lines.)
+    let limit = |v: &str| {
+        let pid = sd.pid().to_string();
+        let mut cmd = std::process::Command::new("prlimit");
+        cmd.args(["--pid", &pid, &format!("--fsize={v}:")]);
+        let out = output_within(cmd, WAIT);
+        assert!(out.status.success(), "{out:?}");
+    };
+    limit("4096");
+    dir.write("go1", "");
+    sd.wait_log("unable to write to");
+    let whole = |text: &str| {
+        text.lines().all(|l| {
+            let msg = l.split_once(" | ").map_or("", |(_, m)| m);
+            msg == "after" || (msg.len() == 51 && msg.starts_with("line-"))
+        })
+    };
+    let text = fs::read_to_string(&log).unwrap();
+    assert!(text.ends_with('\n') && whole(&text), "{text}");
+    let kept = text.lines().count();
+    assert!(kept > 0 && kept < 60, "{text}");
+    limit("unlimited");
+    dir.write("go2", "");
+    assert!(
+        wait_until(WAIT, || fs::read_to_string(&log)
+            .unwrap()
+            .contains("| after\n")),
+        "{}",
+        sd.log()
+    );
+    let text = fs::read_to_string(&log).unwrap();
+    assert!(whole(&text), "{text}");
+    sd.wait_log("works again");
+    assert_eq!(
+        sd.count(&format!("works again; {} lines were lost", 60 - kept)),
+        1,
+        "{}",
+        sd.log()
+    );
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}
+
+/// Review (logs): a child that shares sheepdog's stdout (`inherit`) set
+/// O_NONBLOCK on it, as asyncio's pipes and libuv do (the flag belongs to
+/// the pipe, not to one process). Then every write that found the pipe
+/// full failed with EAGAIN, and another child's lines were dropped
+/// ("unable to write to stdout: Resource temporarily unavailable") where
+/// a slow reader should only slow it down.
+#[test]
+fn a_stdout_a_child_made_non_blocking_still_loses_no_line() {
+    let cfg = config(
+        "",
+        r#"  nb:
+    command: [python3, -c, "import os, time; os.set_blocking(1, False); open('$DIR/nb-ready', 'w').close(); time.sleep(100)"]
+    logging: {stdout: inherit}
+  flood:
+    command: [python3, -c, "import os, time\nwhile not os.path.exists('$DIR/nb-ready'): time.sleep(0.01)\nfor i in range(5000): print('flood-%05d %s' % (i, 'y' * 60))\nprint('flood-done', flush=True)\ntime.sleep(100)"]
+"#,
+    );
+    let (mut reader, writer) = std::io::pipe().expect("pipe");
+    let mut sd = Sheepdog::start_with("nonblocking-stdout", &cfg, |cmd| {
+        cmd.stdout(writer);
+    });
+    let got = Arc::new(Mutex::new(String::new()));
+    let ready = sd.dir.path("nb-ready");
+    let g = got.clone();
+    // A reader slower than the flood: the pipe is full most of the time.
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let _ = wait_until(WAIT, || ready.exists());
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = reader.read(&mut buf) {
+            g.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    });
+    let done = wait_until(WAIT, || {
+        got.lock().unwrap().contains("| flood-done") || sd.log().contains("unable to write")
+    });
+    let text = got.lock().unwrap().clone();
+    let lines = messages(&text, "flood-1").len();
+    assert!(done && lines == 5001, "{lines} lines; {}", sd.log());
+    assert_eq!(sd.count("unable to write"), 0, "{}", sd.log());
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}

@@ -89,36 +89,47 @@ fn parse(query: &str) -> Result<Query, String> {
         wait: Duration::ZERO,
         follow: false,
     };
-    // A repeated parameter is refused, not read as its last value. Only
-    // known names get here twice (an unknown one ends the loop), so
-    // `seen` stays short.
-    let mut seen: Vec<String> = Vec::new();
+    // A repeated parameter is refused, not read as its last value.
+    let mut seen = 0u8;
     for (k, v) in query_pairs(query) {
-        if seen.contains(&k) {
+        let bit = match k.as_str() {
+            "limit" => 1,
+            "stream" => 2,
+            "since" => 4,
+            "wait" => 8,
+            "follow" => 16,
+            other => {
+                return Err(format!(
+                    "unknown parameter {other:?}; expected limit, stream, since, wait or follow"
+                ))
+            }
+        };
+        if seen & bit != 0 {
             return Err(format!("{k}: given twice; expected it once"));
         }
+        seen |= bit;
         let flag = v.as_deref();
         let v = flag.unwrap_or_default();
-        match k.as_str() {
-            "limit" => {
+        match bit {
+            1 => {
                 q.limit = digits(v)
                     .filter(|n| (1..=MAX_LIMIT).contains(n))
                     .ok_or_else(|| {
                         format!("limit: invalid value {v:?}; expected 1 to {MAX_LIMIT}")
                     })?;
             }
-            "stream" => {
+            2 => {
                 q.stream = Some(Stream::parse(v).ok_or_else(|| {
                     format!("stream: invalid value {v:?}; expected stdout or stderr")
                 })?);
             }
-            "since" => {
+            4 => {
                 q.since =
                     Some(digits(v).ok_or_else(|| {
                         format!("since: invalid value {v:?}; expected a record seq")
                     })?);
             }
-            "wait" => {
+            8 => {
                 let secs: u64 = digits(v)
                     .filter(|s| Duration::from_secs(*s) <= MAX_WAIT)
                     .ok_or_else(|| {
@@ -129,14 +140,8 @@ fn parse(query: &str) -> Result<Query, String> {
                     })?;
                 q.wait = Duration::from_secs(secs);
             }
-            "follow" => q.follow = query_bool("follow", flag)?,
-            other => {
-                return Err(format!(
-                    "unknown parameter {other:?}; expected limit, stream, since, wait or follow"
-                ))
-            }
+            _ => q.follow = query_bool("follow", flag)?,
         }
-        seen.push(k);
     }
     Ok(q)
 }

@@ -29,7 +29,8 @@
 //!   instance of a longrun or oneshot (bounded by the scale) and per job,
 //!   never per run; a reload drops those of processes removed before it
 //!   (`retain`), so renames cannot pile them up; subscriber channels
-//!   are bounded; at most `MAX_SUBSCRIBERS` followers at once.
+//!   are bounded, in records and (roughly) in bytes; at most
+//!   `MAX_SUBSCRIBERS` followers at once.
 //! - `push` never blocks on a reader: the lock is held only to append and to
 //!   `try_send`. A follower whose channel is full loses records and is told
 //!   how many with one `Followed::Dropped(n)` before the next record it
@@ -161,9 +162,18 @@ impl LogStore {
         inner.last_seq += 1;
         r.seq = inner.last_seq;
         let r = Arc::new(r);
+        let weight = r.weight();
         if !inner.followers.is_empty() {
             inner.followers.retain_mut(|f| {
                 if !matches(&r, f.process.as_deref(), f.stream) {
+                    return f.alive.strong_count() > 0;
+                }
+                // Bytes, not only records: a record goes in only while
+                // those ahead of it times its weight stay under
+                // `RING_BYTES`, so a slow reader holds a few MiB (about
+                // `RING_BYTES` × ln(capacity)), not capacity × 64 KiB lines.
+                if f.tx.len() * weight > RING_BYTES {
+                    f.dropped += 1;
                     return f.alive.strong_count() > 0;
                 }
                 if f.dropped > 0 {
@@ -195,7 +205,6 @@ impl LogStore {
             instance: r.instance.clone().filter(|i| !is_run(i)),
             stream: r.stream,
         };
-        let weight = r.weight();
         let ring = inner.rings.entry(key).or_default();
         ring.bytes += weight;
         ring.records.push_back(r);
@@ -501,6 +510,34 @@ mod tests {
         let got = sub.rx.recv_timeout(Duration::from_secs(10)).unwrap();
         assert!(matches!(got, Followed::Record(r) if r.msg == "live"));
         t.join().unwrap();
+    }
+
+    /// Review (logs): a follower that reads at a trickle held its whole
+    /// channel, 1,024 records: 64 MiB of 64 KiB lines (RSS 10 → 76 MB).
+    #[test]
+    fn a_slow_follower_holds_a_few_mib_however_long_the_lines() {
+        let s = LogStore::new(10);
+        let sub = s.subscribe(None, None, 1024).unwrap();
+        let big = "z".repeat(64 * 1024);
+        for _ in 0..300 {
+            s.push(rec("a", Some("a-1"), OUT, &big));
+        }
+        let held: usize = sub
+            .rx
+            .try_iter()
+            .map(|f| match f {
+                Followed::Record(r) => r.weight(),
+                Followed::Dropped(_) => 0,
+            })
+            .sum();
+        assert!(held > 0 && held <= 2 * RING_BYTES, "{held} bytes held");
+        s.push(rec("a", Some("a-1"), OUT, "small"));
+        assert!(matches!(sub.rx.try_recv(), Ok(Followed::Dropped(n)) if n > 250));
+        // Ordinary lines still fill the channel to its capacity.
+        for i in 0..1100 {
+            s.push(rec("a", Some("a-1"), OUT, &format!("line {i}")));
+        }
+        assert_eq!(sub.rx.len(), 1024);
     }
 
     #[test]

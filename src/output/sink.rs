@@ -22,7 +22,8 @@
 //!   duplicated across a rotation: the buffer is written before the rename,
 //!   and the line that triggered it goes to the new file. A write that a
 //!   pipe took only in part leaves the rest of the line first in the
-//!   buffer; lines are dropped only whole.
+//!   buffer; lines are dropped only whole, and the part of a line that a
+//!   full disk took is cut off the file again.
 //! - A rotation happens only when the file really is that large (the count
 //!   of bytes written is checked against fstat when it says so: an external
 //!   `copytruncate` empties the file), and only while `path` still names the
@@ -214,23 +215,31 @@ impl RotatingFile {
     pub fn flush(&mut self) {
         let mut done = 0;
         let failure = loop {
-            if self.regular {
-                // A disk takes it whole, or fails (full or gone).
-                let r = self.file.write_all(&self.buf);
-                done = if r.is_ok() { self.buf.len() } else { 0 };
-                break r.err();
-            }
             if done == self.buf.len() {
                 break None;
             }
-            // O_NONBLOCK is kept on what is not a regular file: this never
-            // sleeps, so no signal can interrupt it (EINTR).
+            // A disk takes it, or fails (full or gone). O_NONBLOCK is kept
+            // on what is not a regular file: this never sleeps, so no signal
+            // can interrupt it (EINTR).
             match (&self.file).write(&self.buf[done..]) {
                 Ok(0) => break Some(io::ErrorKind::WriteZero.into()),
                 Ok(n) => done += n,
                 Err(e) => break Some(e),
             }
         };
+        if failure.is_some() && self.regular {
+            // A full disk took part of a line: take it back, or the first
+            // line written once there is room would be glued to its head.
+            let whole = self.buf[..done]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1);
+            let back = (whole as i64 - done as i64) as libc::off_t;
+            if let Ok(end) = nix::unistd::lseek(&self.file, back, nix::unistd::Whence::SeekEnd) {
+                let _ = nix::unistd::ftruncate(&self.file, end);
+            }
+            done = whole;
+        }
         self.stalled = matches!(&failure, Some(e) if e.kind() == io::ErrorKind::WouldBlock);
         if self.stalled {
             // The rest (a line's tail first) waits for room.
