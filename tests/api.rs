@@ -1399,6 +1399,44 @@ fn metrics_families_and_values_after_a_crash_and_restarts() {
     assert_eq!(http::post(api.metrics, "/metrics", None, "{}").status, 405);
 }
 
+/// An instance's health-check counters are Prometheus counters: a restart
+/// on request (a new child in the same instance, the same series) keeps
+/// them, as it keeps the instance's restart count; they used to start again
+/// from 0, a counter reset in a series that never went away.
+#[test]
+fn health_check_counters_survive_a_restart_of_their_instance() {
+    let procs = "  web:\n    command: \"exec sleep 1000\"\n    health_check: {type: exec, command: [true], initial_delay: 0, period: 100ms, timeout: 1s}\n";
+    let api = Api::start("api-probe-counters", Some(TOKEN), "", procs);
+    api.wait_running("web", 1);
+    let ok =
+        "sheepdog_health_checks_total{process=\"web\",instance_id=\"web-1\",result=\"success\"}";
+    let count =
+        "sheepdog_health_check_duration_seconds_count{process=\"web\",instance_id=\"web-1\"}";
+    let mut before = (0.0, 0.0);
+    assert!(
+        wait_until(WAIT, || {
+            let text = api.scrape();
+            before = (
+                sample(&text, ok).unwrap_or(0.0),
+                sample(&text, count).unwrap_or(0.0),
+            );
+            before.0 >= 20.0
+        }),
+        "{}",
+        api.scrape()
+    );
+    let old = api.wait_running("web", 1);
+    assert_eq!(api.post("/api/v1/processes/web/restart", "").status, 202);
+    api.sd.wait_log("web: rolling restart complete");
+    assert_ne!(api.wait_running("web", 1), old);
+    let text = api.scrape();
+    let after = (sample(&text, ok).unwrap(), sample(&text, count).unwrap());
+    assert!(
+        after.0 >= before.0 && after.1 >= before.1,
+        "{before:?} -> {after:?}:\n{text}"
+    );
+}
+
 /// A process that is down because it failed (it gave up restarting, or a
 /// oneshot failed) keeps its desired scale in /metrics, so the
 /// `current < desired` alerts fire for it; the API calls it `failed`.
