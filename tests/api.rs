@@ -2098,6 +2098,72 @@ fn clients_that_do_not_read_cannot_hold_up_health() {
     drop(stalled);
 }
 
+/// A `follow` whose client left while the request waited for a worker
+/// gives its waiting slot back. It used to keep it for good: the head's
+/// write failed, the stream (which gives the slot back) never ran, and
+/// after two such clients every `follow` and `trigger?wait=true` was a 503
+/// until sheepdog restarted.
+#[test]
+fn a_follower_gone_before_its_answer_gives_its_slot_back() {
+    let sockdir = TempDir::new("api-follow-slot-sock");
+    let sock = sockdir.path("api.sock");
+    let api = Api::start(
+        "api-follow-slot",
+        Some(TOKEN),
+        &format!("  api_socket: {}\n  api_rate_limit: 0\n", sock.display()),
+        "  loud:\n    command: [python3, -c, \"import time\\nfor i in range(1200): print('x' * 1000)\\nprint('done', flush=True)\\ntime.sleep(1000)\"]\n",
+    );
+    assert!(
+        wait_until(WAIT, || api
+            .get("/api/v1/processes/loud/logs?limit=1")
+            .body
+            .contains("done")),
+        "{}",
+        api.sd.log()
+    );
+    let connect = || std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    let ok_count =
+        || sample(&api.scrape(), "sheepdog_api_requests_total{code=\"200\"}").unwrap_or(0.0);
+    let before = ok_count();
+    // Every worker stuck writing ~1 MB that is never read (as in
+    // `clients_that_do_not_read_cannot_hold_up_health`).
+    let big = http::request("GET", "/api/v1/logs?limit=10000", Some(TOKEN), None);
+    let stalled: Vec<_> = (0..4)
+        .map(|_| {
+            let mut s = connect();
+            s.write_all(&big).unwrap();
+            s
+        })
+        .collect();
+    assert!(wait_until(WAIT, || ok_count() >= before + 4.0));
+    // Two followers queue behind them and leave: a unix socket's data is
+    // read before its end, so each request is whole and dispatched.
+    let follow = http::request("GET", "/api/v1/logs?follow=true", Some(TOKEN), None);
+    for _ in 0..2 {
+        connect().write_all(&follow).unwrap();
+    }
+    // Handled once the stuck writes time out (10 s); their heads fail.
+    assert!(
+        wait_until(WAIT, || ok_count() >= before + 6.0),
+        "{}",
+        api.sd.log()
+    );
+    drop(stalled);
+    // Both slots are free: two followers at once get their streams.
+    let streams: Vec<_> = (0..2)
+        .map(|_| {
+            let mut s = connect();
+            s.set_read_timeout(Some(WAIT)).unwrap();
+            s.write_all(&follow).unwrap();
+            let mut head = [0u8; 12];
+            s.read_exact(&mut head).unwrap();
+            assert_eq!(String::from_utf8_lossy(&head), "HTTP/1.1 200");
+            s
+        })
+        .collect();
+    drop(streams);
+}
+
 #[test]
 fn a_oneshot_that_failed_for_good_makes_the_container_not_ready() {
     // Nothing depends on `migrate`, so its failure does not end start-up;
