@@ -1399,6 +1399,44 @@ fn metrics_families_and_values_after_a_crash_and_restarts() {
     assert_eq!(http::post(api.metrics, "/metrics", None, "{}").status, 405);
 }
 
+/// An instance's health-check counters are Prometheus counters: a restart
+/// on request (a new child in the same instance, the same series) keeps
+/// them, as it keeps the instance's restart count; they used to start again
+/// from 0, a counter reset in a series that never went away.
+#[test]
+fn health_check_counters_survive_a_restart_of_their_instance() {
+    let procs = "  web:\n    command: \"exec sleep 1000\"\n    health_check: {type: exec, command: [true], initial_delay: 0, period: 100ms, timeout: 1s}\n";
+    let api = Api::start("api-probe-counters", Some(TOKEN), "", procs);
+    api.wait_running("web", 1);
+    let ok =
+        "sheepdog_health_checks_total{process=\"web\",instance_id=\"web-1\",result=\"success\"}";
+    let count =
+        "sheepdog_health_check_duration_seconds_count{process=\"web\",instance_id=\"web-1\"}";
+    let mut before = (0.0, 0.0);
+    assert!(
+        wait_until(WAIT, || {
+            let text = api.scrape();
+            before = (
+                sample(&text, ok).unwrap_or(0.0),
+                sample(&text, count).unwrap_or(0.0),
+            );
+            before.0 >= 20.0
+        }),
+        "{}",
+        api.scrape()
+    );
+    let old = api.wait_running("web", 1);
+    assert_eq!(api.post("/api/v1/processes/web/restart", "").status, 202);
+    api.sd.wait_log("web: rolling restart complete");
+    assert_ne!(api.wait_running("web", 1), old);
+    let text = api.scrape();
+    let after = (sample(&text, ok).unwrap(), sample(&text, count).unwrap());
+    assert!(
+        after.0 >= before.0 && after.1 >= before.1,
+        "{before:?} -> {after:?}:\n{text}"
+    );
+}
+
 /// A process that is down because it failed (it gave up restarting, or a
 /// oneshot failed) keeps its desired scale in /metrics, so the
 /// `current < desired` alerts fire for it; the API calls it `failed`.
@@ -2058,6 +2096,72 @@ fn clients_that_do_not_read_cannot_hold_up_health() {
         );
     }
     drop(stalled);
+}
+
+/// A `follow` whose client left while the request waited for a worker
+/// gives its waiting slot back. It used to keep it for good: the head's
+/// write failed, the stream (which gives the slot back) never ran, and
+/// after two such clients every `follow` and `trigger?wait=true` was a 503
+/// until sheepdog restarted.
+#[test]
+fn a_follower_gone_before_its_answer_gives_its_slot_back() {
+    let sockdir = TempDir::new("api-follow-slot-sock");
+    let sock = sockdir.path("api.sock");
+    let api = Api::start(
+        "api-follow-slot",
+        Some(TOKEN),
+        &format!("  api_socket: {}\n  api_rate_limit: 0\n", sock.display()),
+        "  loud:\n    command: [python3, -c, \"import time\\nfor i in range(1200): print('x' * 1000)\\nprint('done', flush=True)\\ntime.sleep(1000)\"]\n",
+    );
+    assert!(
+        wait_until(WAIT, || api
+            .get("/api/v1/processes/loud/logs?limit=1")
+            .body
+            .contains("done")),
+        "{}",
+        api.sd.log()
+    );
+    let connect = || std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    let ok_count =
+        || sample(&api.scrape(), "sheepdog_api_requests_total{code=\"200\"}").unwrap_or(0.0);
+    let before = ok_count();
+    // Every worker stuck writing ~1 MB that is never read (as in
+    // `clients_that_do_not_read_cannot_hold_up_health`).
+    let big = http::request("GET", "/api/v1/logs?limit=10000", Some(TOKEN), None);
+    let stalled: Vec<_> = (0..4)
+        .map(|_| {
+            let mut s = connect();
+            s.write_all(&big).unwrap();
+            s
+        })
+        .collect();
+    assert!(wait_until(WAIT, || ok_count() >= before + 4.0));
+    // Two followers queue behind them and leave: a unix socket's data is
+    // read before its end, so each request is whole and dispatched.
+    let follow = http::request("GET", "/api/v1/logs?follow=true", Some(TOKEN), None);
+    for _ in 0..2 {
+        connect().write_all(&follow).unwrap();
+    }
+    // Handled once the stuck writes time out (10 s); their heads fail.
+    assert!(
+        wait_until(WAIT, || ok_count() >= before + 6.0),
+        "{}",
+        api.sd.log()
+    );
+    drop(stalled);
+    // Both slots are free: two followers at once get their streams.
+    let streams: Vec<_> = (0..2)
+        .map(|_| {
+            let mut s = connect();
+            s.set_read_timeout(Some(WAIT)).unwrap();
+            s.write_all(&follow).unwrap();
+            let mut head = [0u8; 12];
+            s.read_exact(&mut head).unwrap();
+            assert_eq!(String::from_utf8_lossy(&head), "HTTP/1.1 200");
+            s
+        })
+        .collect();
+    drop(streams);
 }
 
 #[test]

@@ -187,7 +187,8 @@ pub fn get(
     }
     if q.follow {
         // HEAD: the stream's head, with no body, so no slot. Else the slot
-        // is given back when the stream ends (`follow`).
+        // is given back when the stream ends (`follow`), or when its head
+        // cannot be written (`Handler::unstreamed`).
         if !head_only && !take_slot() {
             return busy();
         }

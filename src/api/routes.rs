@@ -416,6 +416,12 @@ impl Handler for Api {
         };
         super::logs::follow(&self.logs, name.as_deref(), &req.query, out)
     }
+
+    /// A follow's head was not written: its slot (taken by `logs::get`)
+    /// comes back here, since `follow` never runs.
+    fn unstreamed(&self, _req: &Request) {
+        super::logs::give_slot();
+    }
 }
 
 impl Api {

@@ -74,6 +74,10 @@ pub trait Handler: Send + Sync + 'static {
     fn stream(&self, _req: &Request, _out: &mut dyn Write) -> std::io::Result<()> {
         Ok(())
     }
+    /// A `streaming` response's head could not be written (the client
+    /// left while the request waited for a worker): `stream` will not
+    /// run, so give back what `handle` took for it.
+    fn unstreamed(&self, _req: &Request) {}
     /// Told the status of every response sent, including the server's own
     /// early answers (400, 408, 413, 429, 431, 503) and `admit`'s.
     fn responded(&self, status: u16);
@@ -488,6 +492,9 @@ fn worker(jobs: Receiver<Job>, handler: Arc<dyn Handler>, write_timeout: Duratio
         let deadline = Instant::now() + write_timeout;
         if let Err(e) = write_by(&mut stream, &resp.bytes(head_only, req.http11), deadline) {
             log::debug!("api: response to {} cut: {e}", req.peer);
+            if resp.streaming && !head_only {
+                handler.unstreamed(&req);
+            }
             stream.shutdown_write();
             in_flight(-1);
             continue;

@@ -1250,22 +1250,33 @@ impl Supervisor {
 
     /// Launch one instance thread (keeping the restart count and last exit
     /// of the instance it replaces, so status and metrics still show why
-    /// the previous child ended after a manual or rolling restart).
+    /// the previous child ended after a manual or rolling restart, and its
+    /// probe counters, which metrics export as counters: they never go
+    /// back while the series exists).
     fn launch(&mut self, name: &str, index: u32) {
         let Some(p) = self.procs.get_mut(name) else {
             return;
         };
-        let (id, restart_count, last_exit, thread_failures) = match p.instances.get(&index) {
+        let (id, restart_count, last_exit, thread_failures, probes) = match p.instances.get(&index)
+        {
             Some(i) => (
                 i.id.clone(),
                 i.restart_count,
                 i.last_exit,
                 i.thread_failures,
+                i.probes.clone(),
             ),
-            None => (Arc::from(format!("{}-{index}", p.def.name)), 0, None, 0),
+            None => (
+                Arc::from(format!("{}-{index}", p.def.name)),
+                0,
+                None,
+                0,
+                ProbeStats::default(),
+            ),
         };
         let mut inst = Inst::new(id, restart_count);
         inst.last_exit = last_exit;
+        inst.probes = probes;
         match instance::launch(
             p.def.clone(),
             index,
