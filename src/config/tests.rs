@@ -386,7 +386,7 @@ fn dependencies() {
 fn oneshot_and_scheduled_rules() {
     one(
         "processes: {m: {command: x, type: oneshot, restart: always}}",
-        "processes.m.restart: a oneshot process runs to completion",
+        "processes.m.restart: a oneshot process runs to completion, so \"always\" is not allowed; expected on-failure or never",
     );
     one(
         "processes: {m: {command: x, type: oneshot, scale: 2}}",
@@ -396,7 +396,7 @@ fn oneshot_and_scheduled_rules() {
     assert_eq!(c.processes["m"].restart, RestartPolicy::OnFailure);
     one(
         "processes: {c: {command: x, schedule: '* * * * *', restart: always}}",
-        "processes.c.restart: a scheduled job",
+        "processes.c.restart: a scheduled job runs once per trigger, so \"always\" is not allowed; expected no restart key",
     );
     let c = ok("processes: {c: {command: x, schedule: '* * * * *'}}");
     assert_eq!(c.processes["c"].restart, RestartPolicy::Never);

@@ -236,16 +236,20 @@ fn restart(
     let given = r.get(&raw.restart, p("restart"), |v| {
         val::choice(v, RESTART_POLICIES)
     });
-    let what = if kind == ProcessType::Oneshot {
-        "a oneshot process runs to completion"
+    let (what, instead) = if kind == ProcessType::Oneshot {
+        (
+            "a oneshot process runs to completion",
+            "on-failure or never",
+        )
     } else {
-        "a scheduled job runs once per trigger"
+        // Either of those would only be warned about as having no effect.
+        ("a scheduled job runs once per trigger", "no restart key")
     };
     if runs_once {
         if given == Some(RestartPolicy::Always) {
             r.error(
                 p("restart"),
-                format!("{what}, so \"always\" is not allowed; expected on-failure or never"),
+                format!("{what}, so \"always\" is not allowed; expected {instead}"),
             );
         }
         if scale > 1 {
