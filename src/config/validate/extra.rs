@@ -649,6 +649,20 @@ pub fn schedule(raw: &RawProcess, path: &str, r: &mut Report) -> Option<Schedule
         }
         return None;
     }
+    if let Some(crate::config::extra::ScheduleSpec::Every(period)) = spec {
+        // Each trigger would wait out a delay longer than the period: the
+        // delayed starts pile up, jitter / period deep, in run-id disorder.
+        if jitter >= period {
+            r.error(
+                p("schedule_jitter"),
+                format!(
+                    "{} is not shorter than the schedule's period ({}); expected less",
+                    crate::config::format_duration(jitter),
+                    crate::config::format_duration(period)
+                ),
+            );
+        }
+    }
     if matches!(spec, Some(crate::config::extra::ScheduleSpec::Every(_)))
         && raw.schedule_timezone.is_some()
     {
@@ -1070,6 +1084,15 @@ mod tests {
         let (raw, mut r) = proc_("{schedule_jitter: 5s}");
         assert!(schedule(&raw, "processes.x", &mut r).is_none());
         assert_eq!(r.warnings.len(), 1);
+        let (raw, mut r) = proc_("{schedule: '@every 100ms', schedule_jitter: 1h}");
+        schedule(&raw, "processes.x", &mut r);
+        assert_eq!(
+            r.problems,
+            ["processes.x.schedule_jitter: 1h is not shorter than the schedule's period (100ms); expected less"]
+        );
+        let (raw, mut r) = proc_("{schedule: '@every 1m', schedule_jitter: 59s}");
+        schedule(&raw, "processes.x", &mut r);
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
     }
 
     #[test]
