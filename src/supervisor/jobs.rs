@@ -226,7 +226,8 @@ impl Supervisor {
                 let _ = self.start_run(&f.job, f.trigger);
             }
             Msg::Next { job, at } => {
-                if let Some(j) = self.jobs.get_mut(&job) {
+                // Not a job a reload retired: one sent before it, late.
+                if let Some(j) = self.jobs.get_mut(&job).filter(|j| !j.retired) {
                     j.next_run = at;
                 }
             }
