@@ -108,9 +108,14 @@ pub enum Parse {
     Reject(Response),
 }
 
-/// Parse the head at the start of `buf`.
-pub fn parse_head(buf: &[u8]) -> Parse {
-    let Some(end) = find_blank_line(buf) else {
+/// Parse the head at the start of `buf`, whose first `known` bytes an
+/// earlier call found `Partial`: they hold no blank line and no bare LF,
+/// so only what came since is scanned. (A client sending its head a byte
+/// at a time would otherwise cost the I/O thread time quadratic in it.)
+pub fn parse_head(buf: &[u8], known: usize) -> Parse {
+    // The blank line may have begun in the last 3 known bytes.
+    let from = known.saturating_sub(3);
+    let Some(end) = find_blank_line(&buf[from..]).map(|e| from + e) else {
         if buf.len() > MAX_HEAD {
             return Parse::Reject(Response::error(
                 431,
@@ -122,6 +127,7 @@ pub fn parse_head(buf: &[u8]) -> Parse {
         if buf
             .iter()
             .enumerate()
+            .skip(known)
             .any(|(i, &b)| b == b'\n' && (i == 0 || buf[i - 1] != b'\r'))
         {
             return Parse::Reject(bad(
@@ -425,14 +431,14 @@ mod tests {
     use super::*;
 
     fn head(s: &str) -> Head {
-        match parse_head(s.as_bytes()) {
+        match parse_head(s.as_bytes(), 0) {
             Parse::Head(h) => h,
             other => panic!("{s:?}: {other:?}"),
         }
     }
 
     fn reject(s: &str) -> (u16, String) {
-        match parse_head(s.as_bytes()) {
+        match parse_head(s.as_bytes(), 0) {
             Parse::Reject(r) => (r.status, String::from_utf8(r.body).unwrap()),
             other => panic!("{s:?}: {other:?}"),
         }
@@ -455,10 +461,41 @@ mod tests {
         assert_eq!(r.header("missing"), None);
     }
 
+    /// Fed as the I/O thread feeds it, a byte (or a few) at a time, a call
+    /// that scans only the new bytes answers as one that rescans them all.
+    #[test]
+    fn a_head_read_in_pieces_is_scanned_only_once() {
+        for text in [
+            "GET /a HTTP/1.1\r\nHost: x\r\nX: y\r\n\r\n",
+            "GET / HTTP/1.1\nHost: x\r\n\r\n",
+            "GET / HTTP/1.1\r\nA: b\n",
+            "GET / HTTP/1.1\r\nNoColon\r\n\r\n",
+        ] {
+            for step in [1, 2, 3, 5] {
+                let mut buf = Vec::new();
+                let mut ended = false;
+                for piece in text.as_bytes().chunks(step) {
+                    let known = buf.len();
+                    buf.extend_from_slice(piece);
+                    let got = parse_head(&buf, known);
+                    assert_eq!(got, parse_head(&buf, 0), "{text:?} in pieces of {step}");
+                    if got != Parse::Partial {
+                        ended = true;
+                        break;
+                    }
+                }
+                assert!(ended, "{text:?} in pieces of {step}");
+            }
+        }
+    }
+
     #[test]
     fn partial_until_the_blank_line() {
-        assert_eq!(parse_head(b"GET / HTTP/1.1\r\nHost: a\r\n"), Parse::Partial);
-        assert_eq!(parse_head(b""), Parse::Partial);
+        assert_eq!(
+            parse_head(b"GET / HTTP/1.1\r\nHost: a\r\n", 0),
+            Parse::Partial
+        );
+        assert_eq!(parse_head(b"", 0), Parse::Partial);
     }
 
     #[test]
@@ -512,7 +549,7 @@ mod tests {
 
     #[test]
     fn non_utf8_and_control_bytes_are_refused() {
-        match parse_head(b"GET /\xff HTTP/1.1\r\n\r\n") {
+        match parse_head(b"GET /\xff HTTP/1.1\r\n\r\n", 0) {
             Parse::Reject(r) => assert_eq!(r.status, 400),
             other => panic!("{other:?}"),
         }

@@ -769,9 +769,10 @@ impl Io {
                 Step::Keep
             };
         }
+        let known = c.buf.len();
         c.buf.extend_from_slice(&chunk[..n]);
         if c.head.is_none() {
-            match http::parse_head(&c.buf) {
+            match http::parse_head(&c.buf, known) {
                 Parse::Partial => return Step::Keep,
                 Parse::Reject(resp) => return self.reject(i, resp, now),
                 Parse::Head(h) => {
