@@ -1003,7 +1003,8 @@ impl Runner {
             }
             (Ok(()), ports) => (ports.is_ok(), tracker.record(ports, at, now)),
         };
-        self.healthy_streak = match (tracker.state(), ok, self.healthy_streak) {
+        let streak = self.healthy_streak;
+        self.healthy_streak = match (tracker.state(), ok, streak) {
             (Health::Healthy, true, streak) => Some((streak.map_or(at, |(from, _)| from), at)),
             // A failure short of the threshold pauses the streak.
             (Health::Healthy, false, streak) => streak,
@@ -1060,6 +1061,10 @@ impl Runner {
                 tracker: Some(tracker),
             };
         }
+        // The streak this failure ends is what the run went well for: two
+        // hours healthy, then a liveness restart, resets the count as a
+        // crash after two hours does.
+        self.healthy_streak = streak;
         let mut s = self.begin_stop(pid, now, false);
         s.cause = Cause::Unhealthy {
             ran_for: now.saturating_duration_since(since),

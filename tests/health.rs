@@ -1116,3 +1116,43 @@ fn a_long_healthy_run_still_resets_the_attempts() {
     sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
 }
+
+#[test]
+fn a_long_healthy_run_ended_by_its_liveness_check_resets_the_attempts() {
+    // Regression: the failure that restarts it cleared the healthy streak
+    // before the restart policy read it, so a run healthy for longer than
+    // `restart_reset_after` never reset the count when its liveness check
+    // ended it: occasional liveness restarts, hours apart, added up to
+    // `max_restart_attempts` and it gave up. Each run here is healthy
+    // for 2s, then sick until stopped (its stop clears the mark, so the
+    // next run's first checks pass).
+    let cfg = header("")
+        + r#"
+  w:
+    command: "rm -f $DIR/sick; trap 'rm -f $DIR/sick; exit 0' TERM; sleep 2; touch $DIR/sick; while :; do sleep 1 & wait $!; done"
+    max_restart_attempts: 1
+    restart_backoff_initial: 50ms
+    restart_reset_after: 500ms
+    health_check:
+      type: exec
+      command: "test ! -e $DIR/sick"
+      mode: liveness
+      initial_delay: 0
+      period: 100ms
+"#;
+    let mut sd = Sheepdog::start("healthy-liveness-resets", &cfg);
+    assert!(
+        sd.wait_log_n("w-1: unhealthy after", 3, WAIT),
+        "{}",
+        sd.log()
+    );
+    assert_eq!(
+        sd.count("restarting (attempt 1,"),
+        sd.count("w-1: unhealthy after"),
+        "{}",
+        sd.log()
+    );
+    assert!(!sd.log().contains("gave up"), "{}", sd.log());
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}
