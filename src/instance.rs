@@ -1093,6 +1093,9 @@ impl Runner {
                 self.id.instance,
                 self.def.shutdown.signal
             );
+            // Not running while its group drains (up to its stop timeout):
+            // status and readiness must not show it serving.
+            self.report(Event::Stopping);
             let stop = group::Stop::begin(
                 &self.id.instance,
                 pid,
