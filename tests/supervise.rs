@@ -485,9 +485,10 @@ fn a_stdout_nobody_reads_does_not_stop_supervision() {
         c.stdout(std::process::Stdio::piped());
     });
     let dir = &sd.dir;
+    // Their pids, not only the files: each is created before it is written.
     assert!(
-        wait_until(WAIT, || dir.path("chatty").exists()
-            && dir.path("quiet").exists()),
+        wait_until(WAIT, || read_pid(&dir.path("chatty")).is_some()
+            && read_pid(&dir.path("quiet")).is_some()),
         "{}",
         sd.log()
     );
