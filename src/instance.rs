@@ -1124,12 +1124,13 @@ impl Runner {
         if status.is_some() {
             self.warn_left_behind();
         }
+        let went_well = self.went_well_for(ran_for);
         let (decision, attempts) = decide(
             &self.def,
             self.attempts,
             status,
             unhealthy,
-            self.went_well_for(ran_for),
+            went_well,
             start_error,
         );
         self.attempts = attempts;
@@ -1209,8 +1210,10 @@ impl Runner {
     /// `restart_reset_after`: all of it, or with a health check, its last
     /// healthy streak. A run that never passed its checks, or failed them
     /// for minutes before its stop, did not go well however long it took.
-    fn went_well_for(&self, ran_for: Duration) -> Duration {
-        match (&self.health, self.healthy_streak) {
+    /// The streak is used up: the failed starts that may follow did not
+    /// run, and must not reset the count with it again.
+    fn went_well_for(&mut self, ran_for: Duration) -> Duration {
+        match (&self.health, self.healthy_streak.take()) {
             (None, _) => ran_for,
             (Some(_), Some((from, to))) => to.saturating_duration_since(from),
             (Some(_), None) => Duration::ZERO,

@@ -1118,6 +1118,37 @@ fn a_long_healthy_run_still_resets_the_attempts() {
 }
 
 #[test]
+fn failed_starts_after_a_long_healthy_run_count_toward_the_limit() {
+    // Regression: the last run's healthy streak was kept after the exit
+    // it reset the count for, so every failed start after it (a pre_start
+    // hook that fails, a binary gone) reset the count again: "attempt 1"
+    // forever, the backoff never growing, `critical` never acting.
+    let cfg = header("")
+        + r#"
+  w:
+    command: "touch $DIR/ran; sleep 1.5; exit 1"
+    critical: true
+    max_restart_attempts: 2
+    restart_backoff_initial: 50ms
+    restart_reset_after: 500ms
+    hooks:
+      pre_start: [{name: first-only, command: [sh, -c, "test ! -e $DIR/ran"]}]
+    health_check:
+      type: exec
+      command: "true"
+      initial_delay: 0
+      period: 100ms
+"#;
+    let mut sd = Sheepdog::start("failed-starts-count", &cfg);
+    assert_eq!(sd.exit_code(WAIT), 1, "{}", sd.log());
+    let log = sd.log();
+    assert!(log.contains("w-1: exited 1 after"), "{log}");
+    assert!(log.contains("restarting (attempt 2,"), "{log}");
+    assert!(log.contains("gave up after 2 restart attempts"), "{log}");
+    assert!(log.contains("w-1 is critical and failed"), "{log}");
+}
+
+#[test]
 fn a_long_healthy_run_ended_by_its_liveness_check_resets_the_attempts() {
     // Regression: the failure that restarts it cleared the healthy streak
     // before the restart policy read it, so a run healthy for longer than
