@@ -1003,7 +1003,8 @@ impl Runner {
             }
             (Ok(()), ports) => (ports.is_ok(), tracker.record(ports, at, now)),
         };
-        self.healthy_streak = match (tracker.state(), ok, self.healthy_streak) {
+        let streak = self.healthy_streak;
+        self.healthy_streak = match (tracker.state(), ok, streak) {
             (Health::Healthy, true, streak) => Some((streak.map_or(at, |(from, _)| from), at)),
             // A failure short of the threshold pauses the streak.
             (Health::Healthy, false, streak) => streak,
@@ -1060,6 +1061,10 @@ impl Runner {
                 tracker: Some(tracker),
             };
         }
+        // The streak this failure ends is what the run went well for: two
+        // hours healthy, then a liveness restart, resets the count as a
+        // crash after two hours does.
+        self.healthy_streak = streak;
         let mut s = self.begin_stop(pid, now, false);
         s.cause = Cause::Unhealthy {
             ran_for: now.saturating_duration_since(since),
@@ -1088,6 +1093,9 @@ impl Runner {
                 self.id.instance,
                 self.def.shutdown.signal
             );
+            // Not running while its group drains (up to its stop timeout):
+            // status and readiness must not show it serving.
+            self.report(Event::Stopping);
             let stop = group::Stop::begin(
                 &self.id.instance,
                 pid,
@@ -1116,12 +1124,13 @@ impl Runner {
         if status.is_some() {
             self.warn_left_behind();
         }
+        let went_well = self.went_well_for(ran_for);
         let (decision, attempts) = decide(
             &self.def,
             self.attempts,
             status,
             unhealthy,
-            self.went_well_for(ran_for),
+            went_well,
             start_error,
         );
         self.attempts = attempts;
@@ -1201,8 +1210,10 @@ impl Runner {
     /// `restart_reset_after`: all of it, or with a health check, its last
     /// healthy streak. A run that never passed its checks, or failed them
     /// for minutes before its stop, did not go well however long it took.
-    fn went_well_for(&self, ran_for: Duration) -> Duration {
-        match (&self.health, self.healthy_streak) {
+    /// The streak is used up: the failed starts that may follow did not
+    /// run, and must not reset the count with it again.
+    fn went_well_for(&mut self, ran_for: Duration) -> Duration {
+        match (&self.health, self.healthy_streak.take()) {
             (None, _) => ran_for,
             (Some(_), Some((from, to))) => to.saturating_duration_since(from),
             (Some(_), None) => Duration::ZERO,

@@ -1116,3 +1116,74 @@ fn a_long_healthy_run_still_resets_the_attempts() {
     sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
 }
+
+#[test]
+fn failed_starts_after_a_long_healthy_run_count_toward_the_limit() {
+    // Regression: the last run's healthy streak was kept after the exit
+    // it reset the count for, so every failed start after it (a pre_start
+    // hook that fails, a binary gone) reset the count again: "attempt 1"
+    // forever, the backoff never growing, `critical` never acting.
+    let cfg = header("")
+        + r#"
+  w:
+    command: "touch $DIR/ran; sleep 1.5; exit 1"
+    critical: true
+    max_restart_attempts: 2
+    restart_backoff_initial: 50ms
+    restart_reset_after: 500ms
+    hooks:
+      pre_start: [{name: first-only, command: [sh, -c, "test ! -e $DIR/ran"]}]
+    health_check:
+      type: exec
+      command: "true"
+      initial_delay: 0
+      period: 100ms
+"#;
+    let mut sd = Sheepdog::start("failed-starts-count", &cfg);
+    assert_eq!(sd.exit_code(WAIT), 1, "{}", sd.log());
+    let log = sd.log();
+    assert!(log.contains("w-1: exited 1 after"), "{log}");
+    assert!(log.contains("restarting (attempt 2,"), "{log}");
+    assert!(log.contains("gave up after 2 restart attempts"), "{log}");
+    assert!(log.contains("w-1 is critical and failed"), "{log}");
+}
+
+#[test]
+fn a_long_healthy_run_ended_by_its_liveness_check_resets_the_attempts() {
+    // Regression: the failure that restarts it cleared the healthy streak
+    // before the restart policy read it, so a run healthy for longer than
+    // `restart_reset_after` never reset the count when its liveness check
+    // ended it: occasional liveness restarts, hours apart, added up to
+    // `max_restart_attempts` and it gave up. Each run here is healthy
+    // for 2s, then sick until stopped (its stop clears the mark, so the
+    // next run's first checks pass).
+    let cfg = header("")
+        + r#"
+  w:
+    command: "rm -f $DIR/sick; trap 'rm -f $DIR/sick; exit 0' TERM; sleep 2; touch $DIR/sick; while :; do sleep 1 & wait $!; done"
+    max_restart_attempts: 1
+    restart_backoff_initial: 50ms
+    restart_reset_after: 500ms
+    health_check:
+      type: exec
+      command: "test ! -e $DIR/sick"
+      mode: liveness
+      initial_delay: 0
+      period: 100ms
+"#;
+    let mut sd = Sheepdog::start("healthy-liveness-resets", &cfg);
+    assert!(
+        sd.wait_log_n("w-1: unhealthy after", 3, WAIT),
+        "{}",
+        sd.log()
+    );
+    assert_eq!(
+        sd.count("restarting (attempt 1,"),
+        sd.count("w-1: unhealthy after"),
+        "{}",
+        sd.log()
+    );
+    assert!(!sd.log().contains("gave up"), "{}", sd.log());
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}

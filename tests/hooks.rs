@@ -443,6 +443,31 @@ fn a_process_that_exits_during_its_pre_stop_hook_is_stopped_when_the_hook_ends()
 }
 
 #[test]
+#[cfg_attr(not(feature = "api"), ignore = "stops through the API (feature `api`)")]
+fn stopping_a_critical_process_whose_pre_stop_hook_ends_it_badly_is_no_failure() {
+    // Regression: a stop request for a critical process whose pre_stop hook
+    // makes it exit (`nginx -s quit`, a `kill` of its pid) with a failure
+    // status was taken for its failure: sheepdog shut everything down, exit 1.
+    let (mut sd, port, _) = start_serving("criticalprestop", |port, _| {
+        format!(
+            "global:\n  shutdown_timeout: 15\n  api_port: {port}\n  metrics_enabled: false\nprocesses:\n  w:\n    \
+             command: \"while [ ! -e $DIR/quit ]; do sleep 0.02; done; exit 3\"\n    critical: true\n    hooks:\n      \
+             pre_stop: [{{ name: terminate, command: \"touch $DIR/quit; sleep 0.3\" }}]\n  other:\n    command: [sleep, \"1000\"]\n"
+        )
+    });
+    sd.wait_log("w-1: started");
+    let r = http::post(port, "/api/v1/processes/w/stop", None, "{}");
+    assert_eq!(r.status, 202, "{}", sd.log());
+    sd.wait_log("w-1: exited 3; not restarting: it is being stopped");
+    sd.wait_log("pre_stop hook \"terminate\" succeeded");
+    let w = http::get(port, "/api/v1/processes/w", None).json();
+    assert_eq!(w["state"], "stopped", "{w}\n{}", sd.log());
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    assert!(!sd.log().contains("critical and failed"), "{}", sd.log());
+}
+
+#[test]
 fn a_stop_while_a_pre_start_hook_runs_starts_nothing() {
     // The pre_start hook would end while pre_stop runs: the start must not
     // go ahead after the stop was asked for.

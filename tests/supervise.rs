@@ -485,9 +485,10 @@ fn a_stdout_nobody_reads_does_not_stop_supervision() {
         c.stdout(std::process::Stdio::piped());
     });
     let dir = &sd.dir;
+    // Their pids, not only the files: each is created before it is written.
     assert!(
-        wait_until(WAIT, || dir.path("chatty").exists()
-            && dir.path("quiet").exists()),
+        wait_until(WAIT, || read_pid(&dir.path("chatty")).is_some()
+            && read_pid(&dir.path("quiet")).is_some()),
         "{}",
         sd.log()
     );
@@ -971,6 +972,40 @@ fn a_crashed_leader_takes_its_whole_group_down_before_the_restart() {
     );
     sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0);
+}
+
+#[test]
+fn a_crashed_leader_is_not_shown_ready_while_its_group_drains() {
+    // Regression: while the rest of its group was being stopped (up to its
+    // stop timeout) the instance still read "running", so the status, the
+    // readiness file and /api/v1/ready said it served, its leader dead.
+    let cfg = global("  readiness_file: $DIR/ready\n")
+        + r#"
+  fpm:
+    command: |
+      sh -c 'trap "" TERM; while :; do sleep 0.1; done' &
+      while [ ! -e $DIR/ready ]; do sleep 0.05; done
+      exit 1
+    shutdown: { timeout: 20s }
+"#;
+    let mut sd = Sheepdog::start("group-not-ready", &cfg);
+    sd.wait_log("fpm-1: pid");
+    assert!(
+        sd.log().contains("stopping the rest of its process group"),
+        "{}",
+        sd.log()
+    );
+    let ready = sd.dir.path("ready");
+    assert!(
+        wait_until(Duration::from_secs(10), || !ready.exists()),
+        "{}",
+        sd.log()
+    );
+    // The group ignores SIGTERM: the second one kills it.
+    sd.signal(TERM);
+    sd.wait_log("shutting down");
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
 }
 
 #[test]

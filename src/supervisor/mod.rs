@@ -928,7 +928,10 @@ impl Supervisor {
         if stopped_now && self.after_stop(name) {
             return;
         }
-        if failed && critical && matches!(self.phase, Phase::Running) {
+        // One being stopped on request (or by a reload) is meant to go down:
+        // how its child ended then (killed by its own pre_stop hook's
+        // signal, say) is no failure of the container.
+        if failed && critical && !was_stopping && matches!(self.phase, Phase::Running) {
             let instance = format!("{name}-{index}");
             log::error!(
                 event = "critical_failed", instance = instance.as_str();
