@@ -587,6 +587,29 @@ fn sigterm_during_a_pre_start_hook_cancels_it_and_starts_nothing() {
 }
 
 #[test]
+fn a_sigterm_between_two_pre_start_hooks_starts_neither_the_next_nor_a_process() {
+    // Regression: a cancel that came after one hook ended and before the
+    // next began started the next all the same, only to SIGTERM it at
+    // once: a `migrate` begun as the container was being stopped. Here
+    // the first hook's `setsid` child keeps its output open, so its last
+    // lines are waited for (`output::LAST_LINES_WAIT`), and sends the
+    // SIGTERM during that wait (once out of the group, or it is killed
+    // with it).
+    let hooks = r#"
+  pre_start:
+    - { name: first, command: "sd=$PPID; setsid sh -c 'touch $DIR/out; sleep 0.05; kill -TERM '$sd'; sleep 0.5' & while [ ! -e $DIR/out ]; do sleep 0.01; done" }
+    - { name: second, command: "echo second >> $DIR/events" }
+"#;
+    let cfg = header(hooks) + &recorder("app", "");
+    let mut sd = Sheepdog::start("cancelbetween", &cfg);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let log = sd.log();
+    assert!(log.contains("pre_start hook \"first\" succeeded"), "{log}");
+    assert!(!log.contains("\"second\""), "{log}");
+    assert!(sd.dir.lines("events").is_empty(), "{log}");
+}
+
+#[test]
 fn a_pre_start_hook_ignoring_sigterm_is_killed_at_the_shutdown_deadline() {
     // Regression: the cancelled hook had its own 5 s grace, past a shorter
     // shutdown_timeout, which the log claimed was being enforced.
