@@ -242,6 +242,39 @@ fn what_a_global_post_stop_hook_leaves_outside_its_group_is_ended() {
 }
 
 #[test]
+fn what_global_pre_start_hooks_leave_outside_their_group_is_ended_when_start_up_ends() {
+    // Regression: a start-up ended by its pre_start hooks (SIGTERM during
+    // them, or one failing) skipped the left-over sweep, so a `setsid`
+    // child of a hook outlived sheepdog.
+    let detach = "setsid sh -c 'echo $$ > $DIR/e.tmp; mv $DIR/e.tmp $DIR/escaped; \
+                  exec sleep 1000' >/dev/null 2>&1 & \
+                  while [ ! -e $DIR/escaped ]; do sleep 0.01; done";
+    for (name, then, code) in [
+        ("presweepterm", "sleep 1000", 0),
+        ("presweepfail", "exit 3", 1),
+    ] {
+        let hooks =
+            format!("  pre_start:\n    - {{ name: detach, command: \"{detach}; {then}\" }}\n");
+        let cfg = header(&hooks) + &recorder("app", "");
+        let mut sd = Sheepdog::start(name, &cfg);
+        let escaped = sd.wait_pid("escaped");
+        if code == 0 {
+            sd.signal(TERM);
+        }
+        assert_eq!(sd.exit_code(WAIT), code, "{}", sd.log());
+        let survived = alive(escaped);
+        if survived {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(escaped),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        assert!(!survived, "pid {escaped} outlived sheepdog\n{}", sd.log());
+        assert!(sd.dir.lines("events").is_empty(), "{}", sd.log());
+    }
+}
+
+#[test]
 fn a_failing_pre_start_hook_aborts_before_any_process_starts() {
     let hooks = r#"
   pre_start:
