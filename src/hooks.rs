@@ -270,6 +270,11 @@ fn run_list(
 ) -> Result<(), ListError> {
     let scope = scope(process, instance);
     for hook in hooks {
+        // A cancel that came after the last hook ended (while its last
+        // lines were waited for): the next one does not start at all.
+        if cancel.recv_deadline(Instant::now()).is_ok() {
+            return Err(ListError::Cancelled);
+        }
         let started = Instant::now();
         let result = run_one(hook, kind, process, instance, shared, deadline, cancel);
         let _ = executions.send(Execution {

@@ -242,6 +242,39 @@ fn what_a_global_post_stop_hook_leaves_outside_its_group_is_ended() {
 }
 
 #[test]
+fn what_global_pre_start_hooks_leave_outside_their_group_is_ended_when_start_up_ends() {
+    // Regression: a start-up ended by its pre_start hooks (SIGTERM during
+    // them, or one failing) skipped the left-over sweep, so a `setsid`
+    // child of a hook outlived sheepdog.
+    let detach = "setsid sh -c 'echo $$ > $DIR/e.tmp; mv $DIR/e.tmp $DIR/escaped; \
+                  exec sleep 1000' >/dev/null 2>&1 & \
+                  while [ ! -e $DIR/escaped ]; do sleep 0.01; done";
+    for (name, then, code) in [
+        ("presweepterm", "sleep 1000", 0),
+        ("presweepfail", "exit 3", 1),
+    ] {
+        let hooks =
+            format!("  pre_start:\n    - {{ name: detach, command: \"{detach}; {then}\" }}\n");
+        let cfg = header(&hooks) + &recorder("app", "");
+        let mut sd = Sheepdog::start(name, &cfg);
+        let escaped = sd.wait_pid("escaped");
+        if code == 0 {
+            sd.signal(TERM);
+        }
+        assert_eq!(sd.exit_code(WAIT), code, "{}", sd.log());
+        let survived = alive(escaped);
+        if survived {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(escaped),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        assert!(!survived, "pid {escaped} outlived sheepdog\n{}", sd.log());
+        assert!(sd.dir.lines("events").is_empty(), "{}", sd.log());
+    }
+}
+
+#[test]
 fn a_failing_pre_start_hook_aborts_before_any_process_starts() {
     let hooks = r#"
   pre_start:
@@ -609,6 +642,29 @@ fn sigterm_during_a_pre_start_hook_cancels_it_and_starts_nothing() {
         ["hook-term"],
         "the hook got SIGTERM and no process started"
     );
+}
+
+#[test]
+fn a_sigterm_between_two_pre_start_hooks_starts_neither_the_next_nor_a_process() {
+    // Regression: a cancel that came after one hook ended and before the
+    // next began started the next all the same, only to SIGTERM it at
+    // once: a `migrate` begun as the container was being stopped. Here
+    // the first hook's `setsid` child keeps its output open, so its last
+    // lines are waited for (`output::LAST_LINES_WAIT`), and sends the
+    // SIGTERM during that wait (once out of the group, or it is killed
+    // with it).
+    let hooks = r#"
+  pre_start:
+    - { name: first, command: "sd=$PPID; setsid sh -c 'touch $DIR/out; sleep 0.05; kill -TERM '$sd'; sleep 0.5' & while [ ! -e $DIR/out ]; do sleep 0.01; done" }
+    - { name: second, command: "echo second >> $DIR/events" }
+"#;
+    let cfg = header(hooks) + &recorder("app", "");
+    let mut sd = Sheepdog::start("cancelbetween", &cfg);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let log = sd.log();
+    assert!(log.contains("pre_start hook \"first\" succeeded"), "{log}");
+    assert!(!log.contains("\"second\""), "{log}");
+    assert!(sd.dir.lines("events").is_empty(), "{log}");
 }
 
 #[test]

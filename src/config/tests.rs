@@ -590,9 +590,24 @@ fn a_bad_ping_url_is_named_without_its_key() {
             "http://u:pw@hc.example/SECRET-uuid",
             "invalid URL \"http://u:***@hc.example/…\"",
         ),
+        // Regression: the key was shown when the message quoted the URL
+        // otherwise than as written: escaped (a secret file's newline, in
+        // YAML's escapes here) or cut after 60 characters.
+        (
+            "http://hc.example/SECRET-uuid\\n",
+            "invalid value \"http://hc.example/…\"; expected",
+        ),
+        (
+            "http://hc.example/SECRET-uuid\\x7f",
+            "invalid URL \"http://hc.example/…\": spaces",
+        ),
+        (
+            "htp://healthchecks.internal:8000/ping/SECRET-uuid-5bd0e7d6-0c6c-4d6a",
+            "invalid value \"htp://healthchecks.internal:8000/…\"; expected",
+        ),
     ] {
         let e = one(
-            &format!("processes: {{w: {{command: x, heartbeat: {{failure_url: '{url}'}}}}}}"),
+            &format!("processes: {{w: {{command: x, heartbeat: {{failure_url: \"{url}\"}}}}}}"),
             "processes.w.heartbeat.failure_url: ",
         );
         assert!(e.contains(shown) && !e.contains("SECRET"), "{url}: {e}");

@@ -51,7 +51,9 @@ pub(super) enum Stage {
     /// (`stragglers`).
     Stragglers,
     /// Global post-stop hooks are running, then what they left outside
-    /// their groups is ended (a second sweep).
+    /// their groups is ended (a second sweep). Also where a start-up that
+    /// ended before any process started waits for its pre_start hooks,
+    /// then ends what they left (its only sweep).
     PostStopHooks,
     Done,
 }
@@ -181,8 +183,11 @@ impl Supervisor {
             }
         }
         if self.pre_start_pending {
-            // Nothing has started: nothing to stop, no stop hooks.
-            self.stage = Stage::Done;
+            // Nothing has started: nothing to stop, no stop hooks; only
+            // what the pre_start hooks left outside their groups (`setsid`)
+            // is ended, once they have (`end_unstarted`).
+            self.stage = Stage::PostStopHooks;
+            self.end_unstarted();
             return;
         }
         let hooks = self.cfg.hooks.pre_stop.clone();
@@ -192,6 +197,17 @@ impl Supervisor {
         } else {
             self.stage = Stage::PreStopHooks;
             self.spawn_hooks(HookJob::GlobalPreStop, hooks, Kind::PreStop, None);
+        }
+    }
+
+    /// A start-up that ended before any process started, once its
+    /// pre_start hooks have ended: the sweep, then done.
+    fn end_unstarted(&mut self) {
+        if self.stage == Stage::PostStopHooks
+            && self.running_hooks.is_empty()
+            && !self.start_sweep()
+        {
+            self.stage = Stage::Done;
         }
     }
 
@@ -347,7 +363,7 @@ impl Supervisor {
                         self.pre_start_pending = true; // nothing has started
                         self.begin_shutdown(Reason::StartupFailed(why));
                     }
-                    (_, _) => {}
+                    (_, _) => self.end_unstarted(),
                 }
             }
             HookJob::GlobalPostStart => {}

@@ -232,13 +232,30 @@ fn http_url(v: &Value) -> Result<String, String> {
 /// (`heartbeat::origin`); the scheme and host, what is usually wrong, stay.
 fn ping_url(v: &Value) -> Result<String, String> {
     http_url(v).map_err(|e| {
-        let Some(s) = v.as_str() else { return e };
-        // What `origin` hides: all after the authority. Replaced where the
-        // message quotes the URL, which may be rewritten (a password as ***).
-        match crate::heartbeat::origin(s).strip_suffix("/…") {
-            Some(head) => e.replacen(&s[head.len()..], "/…", 1),
-            None => e,
-        }
+        // The message's first quoted text is the URL as quoted: perhaps
+        // escaped (a secret file's trailing `\n`), cut after 60 characters
+        // (`"http://…"…`), its password as ***. What `origin` hides goes
+        // from that, not from the URL as written.
+        let Some((head, quoted)) = e.split_once('"') else {
+            return e;
+        };
+        let mut escaped = false;
+        let end = quoted
+            .char_indices()
+            .find(|&(_, c)| {
+                let close = c == '"' && !escaped;
+                escaped = c == '\\' && !escaped;
+                close
+            })
+            .map_or(quoted.len(), |(i, _)| i);
+        let (url, rest) = quoted.split_at(end);
+        let shown = crate::heartbeat::origin(url);
+        // A cut URL's `…` goes with what was hidden.
+        let rest = match rest.strip_prefix("\"…") {
+            Some(after) if shown != url => after,
+            _ => rest.get(1..).unwrap_or(""),
+        };
+        format!("{head}\"{shown}\"{rest}")
     })
 }
 
