@@ -359,11 +359,10 @@ fn typed(raw: &str, target: &Shape, key: Option<&str>, map_entry: bool) -> Resul
             // `check` passed and every start failed to exec).
             let shell = key == Some("command")
                 && raw
-                    .split(',')
-                    .next()
-                    .unwrap_or("")
                     .trim()
-                    .contains(char::is_whitespace);
+                    .bytes()
+                    .take_while(|&b| b != b',')
+                    .any(|b| b == b' ');
             if matches!(key, Some("command" | "depends_on")) && raw.contains(',') && !shell {
                 Ok(Value::Sequence(
                     raw.split(',')
