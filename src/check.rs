@@ -319,10 +319,13 @@ fn health_lines(p: &Process) -> Vec<String> {
     let Some(hc) = &p.extra.health_check else {
         return Vec::new();
     };
+    // Not a probe's arguments, nor a URL's query: after `${VAR}`
+    // substitution they may hold secrets (`redis-cli -a $PASSWORD ping`),
+    // left out as commands are.
     let target = match &hc.probe {
         Probe::Tcp { address } => format!("tcp {address}"),
-        Probe::Http { url, .. } => format!("http GET {url}"),
-        Probe::Exec { command } => format!("exec {}", command.join(" ")),
+        Probe::Http { url, .. } => format!("http GET {}", url.split('?').next().unwrap_or(url)),
+        Probe::Exec { command } => format!("exec {}", command.first().map_or("", String::as_str)),
     };
     let mode = match hc.mode {
         HealthMode::Liveness => "liveness: restarts when unhealthy",

@@ -1042,3 +1042,42 @@ fn check_warns_about_files_others_can_change_or_read() {
     mode(&f, 0o644);
     assert_eq!(lines(&f), Vec::<String>::new());
 }
+
+#[test]
+fn the_report_does_not_print_probe_arguments_or_queries_that_may_hold_secrets() {
+    // `check` output ends up in CI logs: commands are left out because
+    // after `${VAR}` substitution they may hold secrets, and so must a
+    // probe's (`redis-cli -a $PASSWORD ping` is the usual redis check).
+    let dir = TempDir::new("probe-secrets");
+    let mut yaml = String::from(
+        "processes:\n  redis:\n    command: [redis-server]\n    health_check:\n      \
+         type: exec\n      command: [redis-cli, -a, '${PW}', ping]\n  sh:\n    \
+         command: [sleep, '9']\n    \
+         health_check: {type: exec, command: 'check --password=${PW}'}\n",
+    );
+    // http checks need the `http` feature.
+    let http = cfg!(feature = "http");
+    if http {
+        yaml.push_str(
+            "  api:\n    command: [sleep, '9']\n    health_check:\n      type: http\n      \
+             url: 'http://127.0.0.1:8080/health?token=${PW}'\n",
+        );
+    }
+    let path = dir.file("probes.yaml", yaml);
+    let p = path.to_str().expect("utf-8 path");
+    for args in [&["check", "-c", p][..], &["run", "--dry-run", "-c", p][..]] {
+        let out = run(args, &[("PW", "s3cr3t-pw")], None);
+        assert_valid(&out);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !text.contains("s3cr3t-pw"),
+            "{args:?} printed the secret:\n{text}"
+        );
+        assert!(text.contains("health: exec redis-cli (liveness"), "{text}");
+        assert_eq!(
+            text.contains("health: http GET http://127.0.0.1:8080/health (liveness"),
+            http,
+            "{text}"
+        );
+    }
+}

@@ -22,7 +22,8 @@
 //! - Values are strings, typed later by the target key exactly like YAML
 //!   strings (`1` is an integer, `yes` a boolean). A value starting with
 //!   `[` or `{` is parsed as a YAML flow list/map; `command` and
-//!   `depends_on` also accept comma-separated lists. Map entries (`ENV_X`)
+//!   `depends_on` also accept comma-separated lists (not a command with a
+//!   space before its first comma: a shell command). Map entries (`ENV_X`)
 //!   are always taken verbatim.
 //! - A variable naming no known key is an error naming the variable.
 //! - Two variables that set the same key, or a block and a key inside it
@@ -352,7 +353,17 @@ fn typed(raw: &str, target: &Shape, key: Option<&str>, map_entry: bool) -> Resul
     }
     match target {
         Shape::Leaf => {
-            if matches!(key, Some("command" | "depends_on")) && raw.contains(',') {
+            // A program name has no space: `php artisan queue:work
+            // --queue=high,default` is a shell command with a comma in it,
+            // not the argv ["php artisan … --queue=high", "default"] (which
+            // `check` passed and every start failed to exec).
+            let shell = key == Some("command")
+                && raw
+                    .trim()
+                    .bytes()
+                    .take_while(|&b| b != b',')
+                    .any(|b| b == b' ');
+            if matches!(key, Some("command" | "depends_on")) && raw.contains(',') && !shell {
                 Ok(Value::Sequence(
                     raw.split(',')
                         .map(str::trim)
@@ -491,6 +502,11 @@ mod tests {
             Value::Sequence(vec![s("nginx"), s("-g"), s("daemon off;")])
         );
         assert_eq!(w["depends_on"], Value::Sequence(vec![s("queue-default")]));
+        // A comma inside a shell command does not make it an argv.
+        let cmd = "php artisan queue:work --queue=high,default";
+        let (v, r) = run(yaml, &[("SHEEPDOG_PROCESS_WEB_COMMAND", cmd)]);
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        assert_eq!(v["processes"]["web"]["command"], s(cmd));
         // The name as written in the file, dash and all, names it too.
         let (v, r) = run(
             yaml,

@@ -3,7 +3,8 @@
 //! Syntax, inside any string scalar (never in keys or comments):
 //! - `${NAME}`: the variable's value; unset is an error naming it;
 //! - `${NAME:-default}`: the default when NAME is unset **or empty** (as
-//!   the seed does); the default is literal text up to the first `}`;
+//!   the seed does); the default is literal text up to the first `}`,
+//!   so one holding another `${` is an error (`${A:-${B}}`);
 //! - `$${`: a literal `${` (for a shell's own `${VAR}` in a command);
 //! - any other `$` is left alone: `$HOME` and `$$` (the shell's pid) in a
 //!   shell command reach the shell untouched, as in the seed, whose configs
@@ -104,6 +105,16 @@ fn expand(inner: &str, env: &EnvLookup) -> Result<String, String> {
     let (name, default) = match inner.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
         None => (inner, None),
         Some(i) => match inner[i..].strip_prefix(":-") {
+            // `${A:-${B}}` would end at B's `}`: "value-of-A}" or a
+            // literal "${B}", silently. Said instead, as compose users
+            // write it.
+            Some(d) if d.contains("${") => {
+                return Err(format!(
+                    "nested substitution in {}; a default is literal text up to the first }} \
+                     and cannot hold another ${{NAME}}",
+                    quote(&format!("${{{inner}}}}}"))
+                ))
+            }
             Some(d) => (&inner[..i], Some(d)),
             None => {
                 return Err(format!(
@@ -181,6 +192,12 @@ mod tests {
         assert!(sub("${1X}").unwrap_err().contains("invalid variable name"));
         assert!(sub("${}").unwrap_err().contains("invalid variable name"));
         assert!(sub("${A-b}").unwrap_err().contains("invalid substitution"));
+        // Not "db}" or a literal "${FALLBACK}".
+        for s in ["${HOST:-${NOPE}}", "${NOPE:-${HOST}}", "${NOPE:-x$${HOST}}"] {
+            let e = sub(s).unwrap_err();
+            assert!(e.starts_with("nested substitution in \"${"), "{e}");
+        }
+        assert_eq!(sub("${NOPE:-a$b{c}").unwrap(), "a$b{c");
         // What is quoted is escaped and cut: one problem, one line.
         let e = sub("${A x\n\u{1b}[2J}").unwrap_err();
         assert!(

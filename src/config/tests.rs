@@ -431,6 +431,16 @@ fn backoff_bounds_are_blamed_on_the_key_written() {
         "global: {restart_backoff_initial: 5s, restart_backoff_max: 1s}\nprocesses: {a: {command: x}, b: {command: y}}",
         "global.restart_backoff_initial: 5s is longer than restart_backoff_max (1s)",
     );
+    // Written like every other duration, not as Rust's Debug of it
+    // ("3153600000s", "0ns"), and blamed on max when only max was written.
+    one(
+        "global: {restart_backoff_initial: 876000h}\nprocesses: {a: {command: x}}",
+        "global.restart_backoff_initial: 876000h is longer than restart_backoff_max (1m)",
+    );
+    one(
+        "global: {restart_backoff_max: 0}\nprocesses: {a: {command: x}}",
+        "global.restart_backoff_max: 0s is shorter than restart_backoff_initial (1s); expected max >= initial",
+    );
     one(
         "global: {restart_backoff_initial: 5s}\nprocesses: {a: {command: x, restart_backoff_max: 1s}}",
         "processes.a.restart_backoff_max: 1s is shorter than restart_backoff_initial (5s, from global)",

@@ -158,16 +158,26 @@ pub fn health_check(raw: &RawHealthCheck, path: &str, r: &mut Report) -> Option<
         p("startup_timeout"),
         positive_duration,
     );
+    // Durations as they are written, not Rust's Debug ("120s" for 2m).
+    let fmt = crate::config::format_duration;
     if timeout >= period {
         r.warn(
             p("timeout"),
-            format!("{timeout:?} is not shorter than period ({period:?}); probes may overlap their schedule"),
+            format!(
+                "{} is not shorter than period ({}); probes may overlap their schedule",
+                fmt(timeout),
+                fmt(period)
+            ),
         );
     }
     if let Some(s) = startup_timeout.filter(|s| *s <= initial_delay) {
         r.warn(
             p("startup_timeout"),
-            format!("{s:?} is not longer than initial_delay ({initial_delay:?}); the first probe that fails fails the start"),
+            format!(
+                "{} is not longer than initial_delay ({}); the first probe that fails fails the start",
+                fmt(s),
+                fmt(initial_delay)
+            ),
         );
     }
     if r.problems.len() != before {
@@ -971,6 +981,17 @@ mod tests {
             });
             assert_eq!(said, warned, "{keys}: {:?}", r.warnings);
         }
+        let (_, r) = hc("{type: tcp, address: 'a:1', period: 1m, timeout: 2m, \
+                         initial_delay: 1h, startup_timeout: 90s}");
+        assert_eq!(
+            r.warnings,
+            [
+                "processes.web.health_check.timeout: 2m is not shorter than period (1m); \
+                 probes may overlap their schedule",
+                "processes.web.health_check.startup_timeout: 1m30s is not longer than \
+                 initial_delay (1h); the first probe that fails fails the start"
+            ]
+        );
     }
 
     fn proc_(yaml: &str) -> (RawProcess, Report) {

@@ -85,14 +85,16 @@ pub fn build(raw: &RawGlobal, r: &mut Report) -> Global {
         val::duration,
         legacy.map_or(secs(60), |l| l.saturating_mul(12)),
     );
-    if restart_backoff_initial > restart_backoff_max {
-        r.error(
-            p("restart_backoff_initial"),
-            format!(
-                "{restart_backoff_initial:?} is longer than restart_backoff_max ({restart_backoff_max:?}); expected initial <= max"
-            ),
-        );
-    }
+    // Blamed on the key written (`restart_backoff_max: 0` alone is not
+    // initial's fault).
+    super::process::backoff_order(
+        "global",
+        restart_backoff_initial,
+        restart_backoff_max,
+        raw.restart_backoff_initial.is_some() || legacy.is_some(),
+        "",
+        r,
+    );
     let restart_reset_after = r.get_or(
         &raw.restart_reset_after,
         p("restart_reset_after"),

@@ -340,30 +340,49 @@ fn backoff(raw: &RawProcess, path: &str, global: &Global, r: &mut Report) -> (Du
     );
     // Both inherited: the global check has said it already.
     let sets_initial = raw.restart_backoff_initial.is_some();
-    if backoff_initial > backoff_max && (sets_initial || raw.restart_backoff_max.is_some()) {
-        let fmt = crate::config::format_duration;
-        let (key, msg) = if sets_initial {
-            (
-                "restart_backoff_initial",
-                format!(
-                    "{} is longer than restart_backoff_max ({}); expected initial <= max",
-                    fmt(backoff_initial),
-                    fmt(backoff_max)
-                ),
-            )
-        } else {
-            (
-                "restart_backoff_max",
-                format!(
-                    "{} is shorter than restart_backoff_initial ({}, from global); expected max >= initial",
-                    fmt(backoff_max),
-                    fmt(backoff_initial)
-                ),
-            )
-        };
-        r.error(p(key), msg);
+    if sets_initial || raw.restart_backoff_max.is_some() {
+        backoff_order(
+            path,
+            backoff_initial,
+            backoff_max,
+            sets_initial,
+            ", from global",
+            r,
+        );
     }
     (backoff_initial, backoff_max)
+}
+
+/// initial <= max under `path` (a process or `global`), blamed on the key
+/// written: `initial` when `sets_initial`, else `max` (`from`: where the
+/// initial came from, when not from `path`).
+pub(super) fn backoff_order(
+    path: &str,
+    initial: Duration,
+    max: Duration,
+    sets_initial: bool,
+    from: &str,
+    r: &mut Report,
+) {
+    if initial <= max {
+        return;
+    }
+    let fmt = crate::config::format_duration;
+    let (i, m) = (fmt(initial), fmt(max));
+    let (key, msg) = if sets_initial {
+        (
+            "restart_backoff_initial",
+            format!("{i} is longer than restart_backoff_max ({m}); expected initial <= max"),
+        )
+    } else {
+        (
+            "restart_backoff_max",
+            format!(
+                "{m} is shorter than restart_backoff_initial ({i}{from}); expected max >= initial"
+            ),
+        )
+    };
+    r.error(under(path)(key), msg);
 }
 
 fn shutdown(raw: &RawProcess, path: &str, r: &mut Report) -> Shutdown {
