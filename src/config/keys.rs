@@ -55,6 +55,9 @@ fn walk(value: &mut Value, shape: &Shape, path: &mut String, report: &mut Report
                 };
                 match fields.iter().find(|(n, _)| n == key) {
                     Some((_, sub)) => below(path, key, |p| walk(v, sub, p, report)),
+                    // A top-level `x-…` block holds YAML anchors for the
+                    // rest of the file, as in Compose: read, then dropped.
+                    None if path.is_empty() && key.starts_with("x-") => remove.push(k.clone()),
                     None => {
                         let names: Vec<&str> = fields.iter().map(|(n, _)| *n).collect();
                         // Past the cap nothing more is printed: skip the

@@ -1255,3 +1255,20 @@ fn mutated_examples_are_configs_or_errors_never_panics() {
         "{accepted} accepted, {refused} refused"
     );
 }
+
+/// A top-level `x-…` block holds anchors for the rest of the file, as in
+/// Compose: read, then dropped. Anywhere else an `x-` key is unknown.
+#[test]
+fn top_level_x_blocks_hold_anchors_and_are_dropped() {
+    let c = ok("x-php: &php {working_dir: /app, env: {APP_ENV: prod}}\n\
+                processes:\n  web: {<<: *php, command: x}\n  queue: {<<: *php, command: y}\n");
+    for name in ["web", "queue"] {
+        let p = &c.processes[name];
+        assert_eq!(p.working_dir.as_deref(), Some(std::path::Path::new("/app")));
+        assert_eq!(p.env["APP_ENV"], "prod");
+    }
+    one(
+        "processes: {web: {command: x, x-note: y}}",
+        "processes.web.x-note: unknown key",
+    );
+}
