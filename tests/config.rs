@@ -118,6 +118,10 @@ fn assert_valid(out: &Output) {
 const MIN: &str = "processes:\n  web:\n    command: [nginx, -g, 'daemon off;']\n";
 
 #[test]
+#[cfg_attr(
+    not(all(feature = "api", feature = "cron", feature = "http")),
+    ignore = "uses keys and examples of the default features"
+)]
 fn valid_configs_exit_0() {
     let dir = TempDir::new("valid");
     assert_valid(&check(&dir.file("min.yaml", MIN), &[]));
@@ -267,6 +271,10 @@ fn a_hard_linked_log_file_is_refused_up_front() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(feature = "api", feature = "cron", feature = "http")),
+    ignore = "uses keys and examples of the default features"
+)]
 fn check_warns_about_an_api_token_file_or_socket_directory_that_run_would_refuse() {
     let dir = TempDir::new("apifiles");
     let empty = dir.file("token", "\n");
@@ -859,6 +867,10 @@ fn zero_backoff_with_unlimited_attempts_is_warned_about_once() {
 
 /// Linux's alias signal names, and a day-of-week range ending on Sunday.
 #[test]
+#[cfg_attr(
+    not(all(feature = "api", feature = "cron", feature = "http")),
+    ignore = "uses keys and examples of the default features"
+)]
 fn signal_aliases_and_ranges_to_sunday_are_accepted() {
     let dir = TempDir::new("aliases");
     let f = dir.file(
@@ -875,6 +887,10 @@ fn signal_aliases_and_ranges_to_sunday_are_accepted() {
 
 /// Each `examples/bad/*.yaml` lists what stderr must say in `# expect:` lines.
 #[test]
+#[cfg_attr(
+    not(all(feature = "api", feature = "cron", feature = "http")),
+    ignore = "uses keys and examples of the default features"
+)]
 fn bad_examples_fail_with_their_expected_messages() {
     let bad = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/bad");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&bad)
@@ -904,6 +920,10 @@ fn bad_examples_fail_with_their_expected_messages() {
 /// hook) that runs as another uid, and says what to do; not when a token
 /// is set, nor for the unix socket alone (mode 0600).
 #[test]
+#[cfg_attr(
+    not(all(feature = "api", feature = "cron", feature = "http")),
+    ignore = "uses keys and examples of the default features"
+)]
 fn check_warns_when_children_of_other_users_reach_an_api_without_a_token() {
     let dir = TempDir::new("apiusers");
     let procs = "hooks:\n  pre_start: [{name: g, command: x, user: '4242'}]\n\
