@@ -2022,14 +2022,14 @@ fn hostile_requests_get_answers_and_never_crash_the_server() {
     );
 }
 
-#[test]
-fn clients_that_do_not_read_cannot_hold_up_health() {
-    // Regression: four clients that never read a large response held every
-    // worker, and /health (a liveness probe) waited ~30 s behind them.
-    let sockdir = TempDir::new("api-stall-sock");
+/// An API on a unix socket (no rate limit) whose process `loud` has
+/// printed about 1.2 MB: enough for a logs request that fills a socket
+/// no one reads, holding a worker.
+fn loud_on_a_socket(name: &str) -> (TempDir, std::path::PathBuf, Api) {
+    let sockdir = TempDir::new(&format!("{name}-sock"));
     let sock = sockdir.path("api.sock");
     let api = Api::start(
-        "api-stall",
+        name,
         Some(TOKEN),
         &format!("  api_socket: {}\n  api_rate_limit: 0\n", sock.display()),
         "  loud:\n    command: [python3, -c, \"import time\\nfor i in range(1200): print('x' * 1000)\\nprint('done', flush=True)\\ntime.sleep(1000)\"]\n",
@@ -2042,6 +2042,14 @@ fn clients_that_do_not_read_cannot_hold_up_health() {
         "{}",
         api.sd.log()
     );
+    (sockdir, sock, api)
+}
+
+#[test]
+fn clients_that_do_not_read_cannot_hold_up_health() {
+    // Regression: four clients that never read a large response held every
+    // worker, and /health (a liveness probe) waited ~30 s behind them.
+    let (_sockdir, sock, api) = loud_on_a_socket("api-stall");
     // About 1 MB each, far more than a unix socket buffers: more of them
     // than there are workers, and none is ever read.
     let ok_count =
@@ -2105,22 +2113,7 @@ fn clients_that_do_not_read_cannot_hold_up_health() {
 /// until sheepdog restarted.
 #[test]
 fn a_follower_gone_before_its_answer_gives_its_slot_back() {
-    let sockdir = TempDir::new("api-follow-slot-sock");
-    let sock = sockdir.path("api.sock");
-    let api = Api::start(
-        "api-follow-slot",
-        Some(TOKEN),
-        &format!("  api_socket: {}\n  api_rate_limit: 0\n", sock.display()),
-        "  loud:\n    command: [python3, -c, \"import time\\nfor i in range(1200): print('x' * 1000)\\nprint('done', flush=True)\\ntime.sleep(1000)\"]\n",
-    );
-    assert!(
-        wait_until(WAIT, || api
-            .get("/api/v1/processes/loud/logs?limit=1")
-            .body
-            .contains("done")),
-        "{}",
-        api.sd.log()
-    );
+    let (_sockdir, sock, api) = loud_on_a_socket("api-follow-slot");
     let connect = || std::os::unix::net::UnixStream::connect(&sock).unwrap();
     let ok_count =
         || sample(&api.scrape(), "sheepdog_api_requests_total{code=\"200\"}").unwrap_or(0.0);
