@@ -241,7 +241,10 @@ fn resolve_process<'s>(
             }
             return Ok(((*name).clone(), segs, target, None));
         }
-        near.get_or_insert((name, field));
+        // (`…_WEB_`: no key at all, which the generic message says.)
+        if !field.is_empty() {
+            near.get_or_insert((name, field));
+        }
     }
     // Why no existing process matched, and a did-you-mean for its key.
     let near = near.map(|(name, field)| {
@@ -610,6 +613,14 @@ mod tests {
             r.problems,
             vec!["SHEEPDOG_PROCESS_APP_COMAND: process app has no key COMAND, and APP_COMAND does not \
                   end in a key to add a new process; did you mean \"SHEEPDOG_PROCESS_APP_COMMAND\"?"]
+        );
+        // Nothing after the name: not "has no key , and".
+        let (_, r) = run(yaml, &[("SHEEPDOG_PROCESS_APP_", "x")]);
+        assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+        assert!(
+            r.problems[0].starts_with("SHEEPDOG_PROCESS_APP_: no process key found; expected"),
+            "{:?}",
+            r.problems
         );
     }
 
