@@ -131,10 +131,10 @@ pub fn parse(expr: &str) -> Result<ScheduleSpec, String> {
             ""
         };
         return Err(format!(
-            "invalid schedule {}: {} fields{extra}; expected 5 fields \
+            "invalid schedule {}: {}{extra}; expected 5 fields \
              (minute hour day-of-month month day-of-week) or a descriptor like @hourly",
             quote(expr),
-            parts.len()
+            crate::logging::counted(parts.len() as u64, "field", "fields")
         ));
     }
     for (part, field) in parts.iter().zip(FIELDS.iter()) {
@@ -486,6 +486,7 @@ mod tests {
         assert!(parse("* * * * * *").unwrap_err().contains("seconds field"));
         assert!(parse("* * *").unwrap_err().contains("3 fields"));
         assert!(parse("").unwrap_err().contains("0 fields"));
+        assert!(parse("5").unwrap_err().contains(": 1 field; expected 5"));
         assert!(parse("*/0 * * * *").unwrap_err().contains("step 0"));
         assert!(parse("5-1 * * * *").unwrap_err().contains("backwards"));
         // A leading `-` is a range without its start, not a negative value.
