@@ -363,6 +363,10 @@ pub struct Sweep {
     /// The time SIGTERM was given: `TERM_GRACE`, or less to keep within
     /// the shutdown deadline.
     grace: Duration,
+    /// Reaped so far: the first `NAMED_AT_ONCE` are logged one by one, the
+    /// rest counted in one line at the end (2,000 `setsid` stragglers made
+    /// 2,000 lines).
+    ended: usize,
     tx: Sender<Exit>,
     pub exits: Receiver<Exit>,
 }
@@ -387,6 +391,7 @@ impl Sweep {
             killing,
             until: now + if killing { KILL_WAIT } else { grace },
             grace,
+            ended: 0,
             tx,
             exits,
         };
@@ -434,12 +439,22 @@ impl Sweep {
     pub fn on_exit(&mut self, exit: Exit, reaper: &Reaper) -> bool {
         if let Some(i) = self.left.iter().position(|s| s.pid == exit.pid) {
             self.left.swap_remove(i);
-            log::info!("left-over pid {} ended ({})", exit.pid, exit.status);
+            self.ended += 1;
+            if self.ended <= NAMED_AT_ONCE {
+                log::info!("left-over pid {} ended ({})", exit.pid, exit.status);
+            }
         }
         // Its own children in other sessions are ours now: they get the
         // signal of the current step too.
         let more = self.adopt_more(reaper);
-        self.left.is_empty() && !more
+        let over = self.left.is_empty() && !more;
+        if over && self.ended > NAMED_AT_ONCE {
+            let n = (self.ended - NAMED_AT_ONCE) as u64;
+            let more =
+                crate::logging::counted(n, "more left-over process", "more left-over processes");
+            log::info!("{more} ended");
+        }
+        over
     }
 
     /// The current step ran out. True when the sweep is over.

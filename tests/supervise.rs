@@ -255,6 +255,34 @@ fn left_over_processes_are_looked_for_only_after_the_stop_hooks() {
 }
 
 #[test]
+fn many_left_over_processes_are_named_five_then_counted() {
+    // Eight daemons in sessions of their own (each writes its pid once
+    // it is in its session): each ended one used to get a line of its
+    // own (2,000 `setsid` stragglers, 2,000 lines).
+    let cfg = global("")
+        + r#"
+  app:
+    command: "for i in 1 2 3 4 5 6 7 8; do setsid sh -c 'echo $$ >> $DIR/daemons; exec sleep 1000' & done; exec sleep 1000"
+"#;
+    let mut sd = Sheepdog::start("left-many", &cfg);
+    assert!(
+        wait_until(WAIT, || sd.dir.lines("daemons").len() == 8),
+        "{}",
+        sd.log()
+    );
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let log = sd.log();
+    for pid in sd.dir.lines("daemons") {
+        let pid: i32 = pid.parse().unwrap_or(0);
+        assert!(!alive(pid), "pid {pid} outlived sheepdog\n{log}");
+    }
+    assert!(log.contains("8 left-over processes still running"), "{log}");
+    assert_eq!(sd.count("left-over pid "), 5, "{log}");
+    assert!(log.contains("3 more left-over processes ended"), "{log}");
+}
+
+#[test]
 fn left_over_processes_that_ignore_sigterm_are_killed_and_their_own_escapees_too() {
     // The escaped shell ignores TERM, and has a child of its own in yet
     // another session, which only comes to sheepdog when the shell dies.
