@@ -732,7 +732,12 @@ fn timezone(v: &Value, cron: bool) -> Result<Timezone, String> {
             .all(|c| c.is_ascii_alphanumeric() || "/_+-".contains(c));
     if looks_iana {
         let tz = Timezone::Named(t.to_string());
-        crate::scheduler::time_zone(&tz)?;
+        // Looked up only where it applies, as `Local` is: an `@every` job
+        // (warned that the zone has no effect) must still load on an
+        // image without zoneinfo (Alpine without tzdata).
+        if cron {
+            crate::scheduler::time_zone(&tz)?;
+        }
         Ok(tz)
     } else {
         Err(format!(
@@ -1131,6 +1136,15 @@ mod tests {
         let (raw, mut r) = proc_("{schedule: '@every 1m', schedule_jitter: 59s}");
         schedule(&raw, "processes.x", &mut r);
         assert!(r.problems.is_empty(), "{:?}", r.problems);
+        // A zone is looked up only for a cron expression: on @every it has
+        // no effect (warned), and no zoneinfo need hold it.
+        let (raw, mut r) = proc_("{schedule: '@every 1m', schedule_timezone: Mars/Olympus_Mons}");
+        assert!(schedule(&raw, "processes.x", &mut r).is_some());
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
+        let (raw, mut r) = proc_("{schedule: '0 * * * *', schedule_timezone: Mars/Olympus_Mons}");
+        schedule(&raw, "processes.x", &mut r);
+        assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
     }
 
     #[test]
