@@ -182,11 +182,7 @@ fn hooks_never_see_the_per_child_variables_of_an_outer_sheepdog() {
             ("SHEEPDOG_PROBE", "outer-7"),
         ]);
     });
-    assert!(
-        wait_until(WAIT, || sd.dir.lines("env").len() == 2),
-        "{}",
-        sd.log()
-    );
+    sd.wait_lines("env", 2);
     sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
     let mut env = sd.dir.lines("env");

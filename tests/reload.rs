@@ -1280,12 +1280,7 @@ fn a_removed_dependency_outlives_the_run_of_a_removed_job_that_depends_on_it() {
     let job = r.process("backup");
     assert_eq!(job["operation"], "removing", "{job:#}");
     std::fs::write(r.sd.dir.path("backup.go"), "").unwrap();
-    assert!(
-        wait_until(WAIT, || r.sd.dir.lines("events").len() == 2),
-        "{:?}\n{}",
-        r.sd.dir.lines("events"),
-        r.sd.log()
-    );
+    r.sd.wait_lines("events", 2);
     // As at shutdown: a run that depends on db ends before db is stopped.
     assert_eq!(
         r.sd.dir.lines("events"),

@@ -265,11 +265,7 @@ fn many_left_over_processes_are_named_five_then_counted() {
     command: "for i in 1 2 3 4 5 6 7 8; do setsid sh -c 'echo $$ >> $DIR/daemons; exec sleep 1000' & done; exec sleep 1000"
 "#;
     let mut sd = Sheepdog::start("left-many", &cfg);
-    assert!(
-        wait_until(WAIT, || sd.dir.lines("daemons").len() == 8),
-        "{}",
-        sd.log()
-    );
+    sd.wait_lines("daemons", 8);
     sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
     let log = sd.log();
@@ -331,11 +327,7 @@ fn the_global_deadline_bounds_the_whole_shutdown() {
     shutdown: { timeout: 60s }
 "#;
     let mut sd = Sheepdog::start("deadline", &cfg);
-    assert!(
-        wait_until(WAIT, || sd.dir.lines("ready").len() == 12),
-        "{}",
-        sd.log()
-    );
+    sd.wait_lines("ready", 12);
     sd.signal(TERM);
     // Far below the process's own 60s timeout.
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());

@@ -184,6 +184,17 @@ impl Sheepdog {
         );
     }
 
+    /// Wait until `file` in the temp dir has `n` lines (each child wrote
+    /// its one), failing the test with the log otherwise.
+    pub fn wait_lines(&self, file: &str, n: usize) {
+        assert!(
+            wait_until(WAIT, || self.dir.lines(file).len() == n),
+            "{file}: {:?}, expected {n} lines; log:\n{}",
+            self.dir.lines(file),
+            self.log()
+        );
+    }
+
     pub fn signal(&self, sig: i32) {
         // SAFETY-free: the test's own child, not yet reaped (we reap only in wait_exit).
         nix::sys::signal::kill(
