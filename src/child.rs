@@ -25,7 +25,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::OnceLock;
 
 use crate::config::Credentials;
@@ -302,8 +302,9 @@ impl Prepared {
     /// Start the child. On success the child has exec'd; the child's ends
     /// of its pipes are closed here and the parent's ends returned. On a
     /// failure after the clone, the error carries the pid of the child,
-    /// which has exited (status 127) and must still be reaped.
-    pub fn spawn(self) -> Result<Child, SpawnError> {
+    /// which has exited (status 127) and must still be reaped. `pid_slot` gets
+    /// the child's pid as soon as it exists (`sys::spawn_clean`).
+    pub fn spawn(self, pid_slot: &AtomicI32) -> Result<Child, SpawnError> {
         let candidates = self.candidates.pointers();
         let argv = self.argv.pointers();
         let envp = self.envp.pointers();
@@ -316,7 +317,7 @@ impl Prepared {
             credentials: self.credentials.map(|(u, g)| (u, g, &self.groups[..])),
             foreground_tty: self.foreground_tty,
         };
-        let pid = sys::spawn_clean(&image).map_err(|e| {
+        let pid = sys::spawn_clean(&image, pid_slot).map_err(|e| {
             let context = self.context(e.stage);
             let hint = match (e.stage, e.error.raw_os_error()) {
                 (Stage::Exec, Some(errno)) => self.exec_hint(errno),

@@ -8,14 +8,15 @@
 //!   whose exec failed is registered too (with no owner), so its status is
 //!   collected like any other and not mistaken for an orphan's.
 //! - A child that exits before its spawn has recorded its pid never loses
-//!   its status: while any spawn is in flight, `reap` keeps the statuses of
-//!   pids it does not know (`early`, tagged with the spawn count), and a
-//!   spawn claims its own pid there when it registers. Only exits reaped
-//!   after the spawn began can be claimed, so a stale entry of a reused pid
-//!   is never taken for a new child's. What nobody claims is counted as
-//!   adopted orphans once no spawn is in flight. Nothing is held across the
-//!   clone itself: a child stuck before exec (a hung NFS `chdir`) holds up
-//!   its own spawning thread, never the reaper or other spawns.
+//!   its status: each spawn in flight has a slot the kernel writes its
+//!   child's pid into before the child runs (`sys::spawn_clean`), so `reap`
+//!   knows the pid of every child it may reap before registration. It
+//!   keeps exactly those statuses (`early`) for their spawns to claim;
+//!   any other unknown pid is an orphan's, counted at once. Nothing is held
+//!   across the clone itself: a child stuck before exec (a `chdir` into a
+//!   hung NFS mount) holds up its own spawning thread, never the reaper,
+//!   other spawns or the straggler sweep, and a forced shutdown kills it
+//!   (`kill_in_flight`), which frees that thread.
 //! - A pid in the registry is an unreaped child of ours, so it cannot have
 //!   been reused; signalling it (or its group, while it lives) is safe.
 //! - Unknown pids are adopted orphans (we are PID 1 or a subreaper): they
@@ -25,8 +26,8 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crossbeam_channel::{Receiver, Sender};
 use nix::sys::signal::Signal;
@@ -117,13 +118,11 @@ pub struct Reaper {
 struct Registry {
     /// None: a child whose exec failed; nobody waits for its 127.
     owners: HashMap<i32, Option<Sender<Exit>>>,
-    /// Spawns between their clone and their registration.
-    in_flight: usize,
-    /// Spawns begun so far: tags `early` entries with when they were reaped.
-    spawns: u64,
-    /// Unknown pids reaped while spawns were in flight: (`spawns` then,
-    /// status).
-    early: HashMap<i32, (u64, ExitStatus)>,
+    /// Spawns between their clone and their registration: the pid of each
+    /// one's child, 0 until the kernel has written it.
+    in_flight: Vec<Arc<AtomicI32>>,
+    /// Exits of those children, reaped before their spawn registered them.
+    early: HashMap<i32, ExitStatus>,
     /// Owned pids that are adopted orphans (`adopt`): counted as such.
     /// Only the few left at the end of a shutdown: a plain list.
     adopted: Vec<i32>,
@@ -146,46 +145,21 @@ impl Reaper {
     /// sent to `owner` now.
     pub fn spawn(&self, cmd: Command, owner: &Sender<Exit>) -> io::Result<Child> {
         let prepared = Prepared::new(cmd)?;
-        let began = {
-            let mut r = self.registry();
-            r.in_flight += 1;
-            r.spawns += 1;
-            r.spawns
-        };
-        let spawned = prepared.spawn();
+        let slot = Arc::new(AtomicI32::new(0));
+        self.registry().in_flight.push(Arc::clone(&slot));
+        let spawned = prepared.spawn(&slot);
         let mut r = self.registry();
-        r.in_flight -= 1;
-        let result = match spawned {
+        r.in_flight.retain(|s| !Arc::ptr_eq(s, &slot));
+        match spawned {
             Ok(child) => {
-                self.register(&mut r, child.pid, Some(owner.clone()), began);
+                register(&mut r, child.pid, Some(owner.clone()));
                 Ok(child)
             }
             Err(e) => {
                 if let Some(pid) = e.pid {
-                    self.register(&mut r, pid, None, began);
+                    register(&mut r, pid, None);
                 }
                 Err(e.error)
-            }
-        };
-        if r.in_flight == 0 {
-            for (pid, (_, status)) in r.early.drain() {
-                self.orphan(pid, status);
-            }
-        }
-        result
-    }
-
-    /// Record `pid` for `owner`, or hand it its exit if `reap` got there
-    /// first (after this spawn `began`).
-    fn register(&self, r: &mut Registry, pid: i32, owner: Option<Sender<Exit>>, began: u64) {
-        match r.early.remove(&pid) {
-            Some((reaped, status)) if reaped >= began => deliver(pid, status, owner.as_ref()),
-            stale => {
-                // An older exit under a pid since reused: an orphan's.
-                if let Some((_, status)) = stale {
-                    self.orphan(pid, status);
-                }
-                r.owners.insert(pid, owner);
             }
         }
     }
@@ -205,24 +179,7 @@ impl Reaper {
             match sys::wait_any_nohang() {
                 Ok(WaitResult::Reaped { pid, status }) => {
                     count += 1;
-                    let status = ExitStatus::from_raw(status);
-                    match r.owners.remove(&pid) {
-                        Some(owner) => {
-                            if let Some(i) = r.adopted.iter().position(|&a| a == pid) {
-                                r.adopted.swap_remove(i);
-                                self.orphans.fetch_add(1, Ordering::Relaxed);
-                            }
-                            deliver(pid, status, owner.as_ref())
-                        }
-                        None if r.in_flight > 0 => {
-                            // Perhaps a spawn's child, not registered yet.
-                            let tag = r.spawns;
-                            if let Some((_, older)) = r.early.insert(pid, (tag, status)) {
-                                self.orphan(pid, older);
-                            }
-                        }
-                        None => self.orphan(pid, status),
-                    }
+                    self.route(&mut r, pid, ExitStatus::from_raw(status));
                 }
                 Ok(WaitResult::NoneReady) | Ok(WaitResult::NoChildren) => break,
                 Err(e) => {
@@ -232,6 +189,37 @@ impl Reaper {
             }
         }
         count
+    }
+
+    /// Deliver `pid`'s exit to its owner, keep it for the spawn whose child
+    /// it is, or count an orphan's.
+    fn route(&self, r: &mut Registry, pid: i32, status: ExitStatus) {
+        match r.owners.remove(&pid) {
+            Some(owner) => {
+                if let Some(i) = r.adopted.iter().position(|&a| a == pid) {
+                    r.adopted.swap_remove(i);
+                    self.orphans.fetch_add(1, Ordering::Relaxed);
+                }
+                deliver(pid, status, owner.as_ref())
+            }
+            None if spawning(r).any(|p| p == pid) => {
+                r.early.insert(pid, status);
+            }
+            None => self.orphan(pid, status),
+        }
+    }
+
+    /// SIGKILL the children of spawns still short of exec (a `chdir` into a
+    /// hung NFS mount), which frees their spawning threads: a forced
+    /// shutdown must not wait on them. Under the lock and only for pids not
+    /// reaped yet, so each is still an unreaped child of ours, not a
+    /// reused pid.
+    pub fn kill_in_flight(&self) {
+        let r = self.registry();
+        for pid in spawning(&r).filter(|p| *p != 0 && !r.early.contains_key(p)) {
+            log::warn!("pid {pid} is still short of exec (its working_dir or program on a hung mount?): killing it");
+            let _ = sys::send_signal(pid, libc::SIGKILL);
+        }
     }
 
     /// A pidfd of child `pid` (`sys::pidfd_open`), to wait for its exit
@@ -252,9 +240,10 @@ impl Reaper {
     /// Take on the stragglers among `candidates` (pids from a scan of
     /// `/proc`, see `stragglers`): each that is still a living child of
     /// ours and has no owner is registered for `owner`. Under the lock, so
-    /// none is reaped in between; nothing is taken while a spawn is between
-    /// its clone and its registration, since that child has no owner yet
-    /// either. Returns those taken on.
+    /// none is reaped in between. A spawn's child not registered yet has
+    /// no owner either: it is left out by its pid, and nothing is taken
+    /// while a clone is under way (its pid not known yet). Returns those
+    /// taken on.
     pub fn adopt(&self, candidates: Vec<i32>, owner: &Sender<Exit>) -> Vec<Straggler> {
         let mut r = self.registry();
         let taken = unowned(&r, candidates).unwrap_or_default();
@@ -266,7 +255,7 @@ impl Reaper {
     }
 
     /// Those of `candidates` that `adopt` would take on, left as they are
-    /// (to name them, not to end them); None while a spawn is in flight.
+    /// (to name them, not to end them); None while a clone is under way.
     pub fn unowned(&self, candidates: Vec<i32>) -> Option<Vec<Straggler>> {
         unowned(&self.registry(), candidates)
     }
@@ -300,19 +289,36 @@ impl Reaper {
     }
 }
 
-/// The living children of ours among `candidates` that nobody owns; None
-/// while a spawn is in flight (its child has no owner yet either).
+/// The living children of ours among `candidates` that nobody owns and no
+/// spawn is starting; None while a clone is under way.
 fn unowned(r: &Registry, candidates: Vec<i32>) -> Option<Vec<Straggler>> {
-    if r.in_flight > 0 {
-        log::debug!("not looking for left-over processes while a spawn is in flight");
+    if spawning(r).any(|p| p == 0) {
+        // A clone under way: its child may be in /proc before its pid is
+        // in the slot. A moment; not for as long as that child takes.
+        log::debug!("not looking for left-over processes while a clone is under way");
         return None;
     }
     let found = candidates
         .into_iter()
-        .filter(|pid| !r.owners.contains_key(pid))
+        .filter(|pid| !r.owners.contains_key(pid) && !spawning(r).any(|p| p == *pid))
         .filter_map(Straggler::of)
         .collect();
     Some(found)
+}
+
+/// The pids of the children of spawns in flight; 0 for a clone under way.
+fn spawning(r: &Registry) -> impl Iterator<Item = i32> + '_ {
+    r.in_flight.iter().map(|s| s.load(Ordering::Acquire))
+}
+
+/// Record `pid` for `owner`, or hand it its exit if `reap` got there first.
+fn register(r: &mut Registry, pid: i32, owner: Option<Sender<Exit>>) {
+    match r.early.remove(&pid) {
+        Some(status) => deliver(pid, status, owner.as_ref()),
+        None => {
+            r.owners.insert(pid, owner);
+        }
+    }
 }
 
 /// Send `pid`'s exit to its owner; None: a failed exec nobody waits for.
@@ -348,29 +354,51 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_early_exit_goes_to_the_spawn_that_began_before_it() {
+    fn an_early_exit_is_kept_for_its_spawn_and_any_other_is_an_orphan() {
         let reaper = Reaper::new();
         let (tx, rx) = crossbeam_channel::unbounded();
         let mut r = reaper.registry();
-        // Reaped after the spawn began (tag 5 >= began 5): it is this
-        // child's exit, delivered at once.
-        r.early.insert(42, (5, ExitStatus::Code(3)));
-        reaper.register(&mut r, 42, Some(tx.clone()), 5);
-        assert_eq!(
-            rx.try_recv(),
-            Ok(Exit {
-                pid: 42,
-                status: ExitStatus::Code(3)
-            })
-        );
-        assert!(!r.owners.contains_key(&42));
-        // Reaped before the spawn began: an older process under a reused
-        // pid. It counts as an orphan and the new child is registered.
-        r.early.insert(43, (4, ExitStatus::Code(0)));
-        reaper.register(&mut r, 43, Some(tx), 5);
-        assert!(rx.try_recv().is_err());
-        assert!(r.owners.contains_key(&43));
+        r.in_flight.push(Arc::new(AtomicI32::new(42)));
+        // The in-flight spawn's child, reaped before it registered: kept,
+        // then handed to it when it registers.
+        reaper.route(&mut r, 42, ExitStatus::Code(3));
+        assert_eq!(reaper.orphans_reaped(), 0);
+        // No spawn's: an orphan's at once, however long that spawn takes
+        // (a chdir into a hung mount), not kept until no spawn is in flight.
+        reaper.route(&mut r, 43, ExitStatus::Code(0));
         assert_eq!(reaper.orphans_reaped(), 1);
+        assert!(!r.early.contains_key(&43));
+        register(&mut r, 42, Some(tx));
+        let exit = Exit {
+            pid: 42,
+            status: ExitStatus::Code(3),
+        };
+        assert_eq!(rx.try_recv(), Ok(exit));
+        assert!(!r.owners.contains_key(&42) && r.early.is_empty());
+    }
+
+    #[test]
+    fn a_spawns_child_is_no_straggler() {
+        let reaper = Reaper::new();
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let child = sleeper.id() as i32;
+        let found = |r: &Registry| unowned(r, vec![child]).map(|v| v.len());
+        let mut r = reaper.registry();
+        // A living child of ours that nobody owns: a straggler.
+        assert_eq!(found(&r), Some(1));
+        // A clone under way (its child may be in /proc before its pid is
+        // in the slot): no search.
+        r.in_flight.push(Arc::new(AtomicI32::new(0)));
+        assert_eq!(found(&r), None);
+        // Its pid known: the search goes on and leaves that child out.
+        r.in_flight[0].store(child, Ordering::Release);
+        assert_eq!(found(&r), Some(0));
+        drop(r);
+        let _ = sleeper.kill();
+        let _ = sleeper.wait();
     }
 
     #[test]

@@ -16,7 +16,7 @@
 use std::ffi::CStr;
 use std::io;
 use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Mutex, Once};
 
 use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
@@ -407,7 +407,12 @@ struct ChildArgs<'a> {
 /// run on our memory). The child sets every disposition that is not
 /// SIG_DFL here back to it and only then unblocks: a signal aimed at it in
 /// that window takes its default action, as it would after exec.
-pub fn spawn_clean(image: &ExecImage<'_>) -> Result<i32, SpawnError> {
+///
+/// The kernel writes the child's pid into `pid` as it creates the child,
+/// before the child runs (CLONE_PARENT_SETTID): other threads can see the
+/// pid of a child still short of exec (a `chdir` into a hung NFS mount
+/// holds this thread in clone), to route its exit or to kill it.
+pub fn spawn_clean(image: &ExecImage<'_>, pid: &AtomicI32) -> Result<i32, SpawnError> {
     let mut stack = take_stack();
     let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
     let args = ChildArgs {
@@ -442,13 +447,16 @@ pub fn spawn_clean(image: &ExecImage<'_>) -> Result<i32, SpawnError> {
     // then can `stack`, `args` and the image go. The child shares our
     // memory but not our signal handlers (no CLONE_SIGHAND) and starts with
     // every signal blocked, so none of our code runs in it except
-    // `child_exec`.
+    // `child_exec`. The kernel stores the child's pid, an aligned i32,
+    // through `pid.as_ptr()` (borrowed for longer than this call) once,
+    // before the child runs; other threads only load it atomically.
     let pid = unsafe {
         libc::clone(
             child_exec,
             top as *mut libc::c_void,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PARENT_SETTID | libc::SIGCHLD,
             &args as *const ChildArgs as *mut libc::c_void,
+            pid.as_ptr(),
         )
     };
     let clone_error = io::Error::last_os_error();

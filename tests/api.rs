@@ -2750,3 +2750,39 @@ fn state_changing_requests_are_logged_with_their_sender() {
         "{line}"
     );
 }
+
+#[test]
+fn orphans_are_counted_while_a_spawn_is_stuck_before_exec() {
+    // The reaper kept every unknown pid's exit while any spawn was between
+    // clone and registration, in case it was that spawn's child: a spawn
+    // stuck in a hung mount made orphans pile up there, uncounted, for as
+    // long as it hung. Now only that spawn's own child's exit is kept.
+    let Some(wrapper) = hung_mount() else { return };
+    let (sd, [port]) = with_free_ports(|[port]| {
+        let cfg = format!(
+            "global:\n  shutdown_timeout: 1s\n  api_port: {port}\n  metrics_enabled: false\nprocesses:\n\
+             \x20 hung:\n    command: [sleep, \"1000\"]\n    working_dir: $DIR/mnt/hung\n\
+             \x20 orphans:\n    command: \"while :; do sh -c 'sleep 0.05 &'; sleep 0.2; done\"\n"
+        );
+        let sd = Sheepdog::start_under("hung-orphans", &cfg, &wrapper, |_| {});
+        (sd, vec![port])
+    });
+    assert!(
+        wait_until(WAIT, || unexeced_children(sd.pid()) == 1),
+        "no spawn stuck in the hung mount\n{}",
+        sd.log()
+    );
+    let reaped = || {
+        let r = http::get(port, "/api/v1/processes", None);
+        let v: Value = serde_json::from_str(&r.body).unwrap_or_default();
+        v["orphans_reaped"].as_u64().unwrap_or(0)
+    };
+    let before = reaped();
+    assert!(
+        wait_until(WAIT, || reaped() >= before + 3),
+        "orphans reaped stayed at {} while a spawn hung\n{}",
+        reaped(),
+        sd.log()
+    );
+    assert_eq!(unexeced_children(sd.pid()), 1, "{}", sd.log());
+}

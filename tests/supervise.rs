@@ -318,6 +318,42 @@ fn left_over_processes_that_ignore_sigterm_are_killed_and_their_own_escapees_too
 }
 
 #[test]
+fn a_spawn_stuck_before_exec_does_not_hold_up_the_shutdown() {
+    // `hung`'s working_dir is under a mount that never answers (a hung NFS
+    // server): its child blocks in chdir, short of exec, and the instance
+    // thread that spawned it waits in clone and reads no stop. The global
+    // deadline kills that child, which frees the thread, and sheepdog
+    // exits instead of waiting for ever.
+    let Some(wrapper) = hung_mount() else { return };
+    let cfg = "global:\n  shutdown_timeout: 1s\n  api_enabled: false\n  metrics_enabled: false\nprocesses:\n".to_string()
+        + r#"
+  hung:
+    command: [sleep, "1000"]
+    working_dir: $DIR/mnt/hung
+  web:
+    command: "echo $$ > $DIR/web; exec sleep 1000"
+"#;
+    let mut sd = Sheepdog::start_under("hung-spawn", &cfg, &wrapper, |_| {});
+    let web = sd.wait_pid("web");
+    assert!(
+        wait_until(WAIT, || unexeced_children(sd.pid()) == 1),
+        "no spawn stuck in the hung mount\n{}",
+        sd.log()
+    );
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let log = sd.log();
+    assert!(log.contains("shutdown_timeout (1s) reached"), "{log}");
+    assert!(
+        log.contains(
+            "is still short of exec (its working_dir or program on a hung mount?): killing it"
+        ),
+        "{log}"
+    );
+    assert!(!alive(web), "web outlived sheepdog\n{log}");
+}
+
+#[test]
 fn the_global_deadline_bounds_the_whole_shutdown() {
     let cfg = "global:\n  shutdown_timeout: 1s\n  api_enabled: false\n  metrics_enabled: false\nprocesses:\n".to_string()
         + r#"

@@ -732,6 +732,8 @@ impl Supervisor {
         self.cancel_hooks();
         self.cancel_hooks();
         self.stop_runs(scheduler::run::RunCmd::Kill);
+        // A thread stuck in a spawn (its child short of exec) reads no Kill.
+        self.shared.reaper.kill_in_flight();
         for p in self.procs.values_mut() {
             if matches!(p.phase, ProcPhase::Active | ProcPhase::Stopping) {
                 p.phase = ProcPhase::Stopping;

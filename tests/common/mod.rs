@@ -139,7 +139,7 @@ impl Sheepdog {
         let child = cmd.spawn().expect("spawn sheepdog");
         Sheepdog {
             child,
-            namespaced: !wrapper.is_empty(),
+            namespaced: wrapper.contains(&"--kill-child"),
             dir,
             log,
             status: None,
@@ -320,6 +320,47 @@ fn all_threads_stopped(pid: i32) -> bool {
             )
         })
     })
+}
+
+/// A wrapper for `Sheepdog::start_under` that gives sheepdog a directory
+/// where a spawn gets stuck short of exec, as under a hung NFS mount:
+/// `$DIR/mnt` becomes a FUSE mount (in a private mount namespace) whose
+/// INIT is never answered, so a `chdir` below it blocks, killably, for as
+/// long as its /dev/fuse descriptor is open. sheepdog inherits that
+/// descriptor (it reads nothing from it), and so does a child of it stuck
+/// short of exec: the mount hangs until both are gone (`Drop` kills such a
+/// child too). None (the test should skip) without root or /dev/fuse.
+pub fn hung_mount() -> Option<Vec<&'static str>> {
+    const MOUNT: &str = r#"
+import ctypes, os, sys
+cmd = sys.argv[1:]
+mnt = os.path.join(os.path.dirname(cmd[-1]), "mnt")
+os.makedirs(mnt, exist_ok=True)
+fd = os.open("/dev/fuse", os.O_RDWR)
+libc = ctypes.CDLL(None, use_errno=True)
+opts = "fd=%d,rootmode=40000,user_id=0,group_id=0" % fd
+if libc.mount(b"hung", mnt.encode(), b"fuse", 0, opts.encode()) != 0:
+    sys.exit("mount: " + os.strerror(ctypes.get_errno()))
+os.set_inheritable(fd, True)
+os.execv(cmd[0], cmd)
+"#;
+    if !nix::unistd::Uid::effective().is_root() || !Path::new("/dev/fuse").exists() {
+        eprintln!("skipping: a FUSE mount needs root and /dev/fuse");
+        return None;
+    }
+    let unshare = ["unshare", "--mount", "--propagation", "private"];
+    Some([&unshare[..], &["python3", "-c", MOUNT]].concat())
+}
+
+/// Children of `pid` that have not exec'd yet: still running `pid`'s own
+/// program (a spawn stuck before exec, see `hung_mount`).
+pub fn unexeced_children(pid: i32) -> usize {
+    let exe = |p: i32| fs::read_link(format!("/proc/{p}/exe")).ok();
+    let own = exe(pid);
+    children_of(pid)
+        .into_iter()
+        .filter(|&c| own.is_some() && exe(c) == own)
+        .count()
 }
 
 /// The children of `pid`'s threads.
