@@ -248,19 +248,21 @@ impl Plan {
     /// and the oneshots the slowest chain passes through without waiting
     /// for (`completes_first`: the larger of their own stop and their
     /// dependents' counts, not the sum).
-    #[allow(clippy::type_complexity)]
-    fn graph_stop_times<'a>(
-        &'a self,
+    ///
+    /// Owned names throughout this file: a B-tree of `&str` is one more
+    /// instantiation of its code in the static binary (a few KiB each).
+    fn graph_stop_times(
+        &self,
         timeout: &impl Fn(&str) -> Duration,
         completes_first: &impl Fn(&str) -> bool,
     ) -> (
         BTreeMap<String, Duration>,
-        BTreeMap<&'a str, &'a str>,
-        BTreeSet<&'a str>,
+        BTreeMap<String, String>,
+        BTreeSet<String>,
     ) {
         let mut stopped_by: BTreeMap<String, Duration> = BTreeMap::new();
-        let mut after: BTreeMap<&str, &str> = BTreeMap::new();
-        let mut passed: BTreeSet<&str> = BTreeSet::new();
+        let mut after: BTreeMap<String, String> = BTreeMap::new();
+        let mut passed: BTreeSet<String> = BTreeSet::new();
         // Reverse start order: every dependent is seen before what it
         // depends on (dependencies sit in strictly earlier start levels).
         for name in self.levels.iter().rev().flatten() {
@@ -273,7 +275,7 @@ impl Plan {
                 let by = stopped_by.get(d).copied().unwrap_or_else(|| timeout(d));
                 if by > start || !after.contains_key(name.as_str()) {
                     start = by;
-                    after.insert(name, d);
+                    after.insert(name.clone(), d.clone());
                 }
             }
             let own = timeout(name);
@@ -284,7 +286,7 @@ impl Plan {
                 after.remove(name.as_str());
                 own
             } else {
-                passed.insert(name);
+                passed.insert(name.clone());
                 start
             };
             stopped_by.insert(name.clone(), by);
@@ -337,12 +339,13 @@ fn checked_deps(config: &Config, p: &Process, problems: &mut Vec<String>) -> Vec
 
 /// Layered Kahn: a process enters the level after its last dependency.
 /// Returns the levels and the processes that could not be placed (cycles).
-fn layers<'a>(
-    deps: &'a BTreeMap<String, Vec<String>>,
+fn layers(
+    deps: &BTreeMap<String, Vec<String>>,
     dependents: &BTreeMap<String, Vec<String>>,
-) -> (Vec<Vec<String>>, BTreeSet<&'a str>) {
-    let mut pending: BTreeMap<&str, usize> =
-        btree::collect(deps.iter().map(|(k, v)| (k.as_str(), v.len())));
+) -> (Vec<Vec<String>>, BTreeSet<String>) {
+    // u64, not usize: the same B-tree code as `restarts` (status.rs).
+    let mut pending: BTreeMap<&str, u64> =
+        btree::collect(deps.iter().map(|(k, v)| (k.as_str(), v.len() as u64)));
     let mut levels: Vec<Vec<String>> = Vec::new();
     let mut current: Vec<String> = pending
         .iter()
@@ -367,7 +370,10 @@ fn layers<'a>(
         levels.push(current);
         current = next.into_iter().collect();
     }
-    (levels, btree::collect(pending.into_keys()))
+    (
+        levels,
+        btree::collect(pending.into_keys().map(str::to_string)),
+    )
 }
 
 /// The chain ending at the process that stops last (the smallest name on a
@@ -375,7 +381,7 @@ fn layers<'a>(
 /// returned in stop order with each process's timeout.
 fn slowest_chain(
     stopped_by: &BTreeMap<String, Duration>,
-    after: &BTreeMap<&str, &str>,
+    after: &BTreeMap<String, String>,
     timeout: &impl Fn(&str) -> Duration,
 ) -> Vec<(String, Duration)> {
     let mut last: Option<(&str, Duration)> = None;
@@ -390,7 +396,7 @@ fn slowest_chain(
     // bound guards against a wrong map all the same.
     while let Some(n) = at.filter(|_| chain.len() <= stopped_by.len()) {
         chain.push((n.to_string(), timeout(n)));
-        at = after.get(n).copied();
+        at = after.get(n).map(String::as_str);
     }
     chain.reverse();
     chain
@@ -404,33 +410,33 @@ fn slowest_chain(
 /// Every stuck process has a stuck dependency, so walking dependencies from
 /// any of them must meet a cycle; processes that merely hang off a cycle are
 /// skipped because no path leads back to them.
-fn find_cycles(deps: &BTreeMap<String, Vec<String>>, stuck: &BTreeSet<&str>) -> Vec<Vec<String>> {
-    let edges = |n: &str| -> Vec<&str> {
+fn find_cycles(deps: &BTreeMap<String, Vec<String>>, stuck: &BTreeSet<String>) -> Vec<Vec<String>> {
+    let edges = |n: &str| -> Vec<String> {
         deps.get(n)
             .into_iter()
             .flatten()
-            .map(String::as_str)
-            .filter(|d| stuck.contains(d))
+            .filter(|d| stuck.contains(*d))
+            .cloned()
             .collect()
     };
-    let mut reported: BTreeSet<&str> = BTreeSet::new();
+    let mut reported: BTreeSet<String> = BTreeSet::new();
     let mut cycles = Vec::new();
-    for &start in stuck {
+    for start in stuck.iter().map(String::as_str) {
         if reported.contains(start) {
             continue;
         }
         // BFS from `start` along dependencies, looking for `start` again.
-        let mut parent: BTreeMap<&str, &str> = BTreeMap::new();
-        let mut queue: VecDeque<&str> = VecDeque::from([start]);
-        let mut closing: Option<&str> = None;
+        let mut parent: BTreeMap<String, String> = BTreeMap::new();
+        let mut queue: VecDeque<String> = VecDeque::from([start.to_string()]);
+        let mut closing: Option<String> = None;
         'bfs: while let Some(n) = queue.pop_front() {
-            for d in edges(n) {
+            for d in edges(&n) {
                 if d == start {
                     closing = Some(n);
                     break 'bfs;
                 }
-                if !parent.contains_key(d) {
-                    parent.insert(d, n);
+                if !parent.contains_key(&d) {
+                    parent.insert(d.clone(), n.clone());
                     queue.push_back(d);
                 }
             }
@@ -439,11 +445,11 @@ fn find_cycles(deps: &BTreeMap<String, Vec<String>>, stuck: &BTreeSet<&str>) -> 
 
         // Walk back from `last` to `start`: start → … → last → start.
         let mut path = vec![start.to_string()];
-        let mut back = vec![last];
-        let mut at = last;
+        let mut back = vec![last.as_str()];
+        let mut at = last.as_str();
         while at != start {
             match parent.get(at) {
-                Some(&p) => {
+                Some(p) => {
                     if p != start {
                         back.push(p);
                     }
@@ -459,9 +465,8 @@ fn find_cycles(deps: &BTreeMap<String, Vec<String>>, stuck: &BTreeSet<&str>) -> 
         cycles.push(path);
 
         // The knot: everything reachable from `start` that also reaches it.
-        let forward = reachable(start, &edges);
-        for n in forward {
-            if reachable(n, &edges).contains(start) {
+        for n in reachable(start, &edges) {
+            if reachable(&n, &edges).contains(start) {
                 reported.insert(n);
             }
         }
@@ -471,12 +476,12 @@ fn find_cycles(deps: &BTreeMap<String, Vec<String>>, stuck: &BTreeSet<&str>) -> 
 
 /// Every process reachable from `from` along dependencies (not `from` itself
 /// unless it lies on a cycle).
-fn reachable<'a>(from: &'a str, edges: &impl Fn(&'a str) -> Vec<&'a str>) -> BTreeSet<&'a str> {
+fn reachable(from: &str, edges: &impl Fn(&str) -> Vec<String>) -> BTreeSet<String> {
     let mut seen = BTreeSet::new();
-    let mut stack = vec![from];
+    let mut stack = vec![from.to_string()];
     while let Some(n) = stack.pop() {
-        for d in edges(n) {
-            if seen.insert(d) {
+        for d in edges(&n) {
+            if seen.insert(d.clone()) {
                 stack.push(d);
             }
         }

@@ -8,7 +8,7 @@
 //!   first), and entries that ended longer than `oneshot_history_max_age`
 //!   ago are dropped (at the next change, and never shown).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, SystemTime};
 
 use crate::reaper::ExitStatus;
@@ -18,10 +18,12 @@ pub(super) struct History {
     max_entries: usize,
     max_age: Duration,
     entries: VecDeque<(u64, OneshotRun)>,
-    /// The entry of each instance's running child.
-    open: BTreeMap<(String, u32), u64>,
+    /// The entry of each instance's running child, by (process, index).
+    /// Lists, not maps: a few oneshot instances at most, and each map type
+    /// costs the static binary a few KiB of B-tree code.
+    open: Vec<((String, u32), u64)>,
     /// What will have started an instance's next child.
-    next_trigger: BTreeMap<(String, u32), &'static str>,
+    next_trigger: Vec<((String, u32), &'static str)>,
     next_key: u64,
 }
 
@@ -31,8 +33,8 @@ impl History {
             max_entries: max_entries as usize,
             max_age,
             entries: VecDeque::new(),
-            open: BTreeMap::new(),
-            next_trigger: BTreeMap::new(),
+            open: Vec::new(),
+            next_trigger: Vec::new(),
             next_key: 0,
         }
     }
@@ -40,14 +42,13 @@ impl History {
     /// The next start of `process`'s instances 1..=n is a manual one.
     pub(super) fn mark(&mut self, process: &str, n: u32, trigger: &'static str) {
         for i in 1..=n {
-            self.next_trigger.insert((process.to_string(), i), trigger);
+            put(&mut self.next_trigger, process, i, trigger);
         }
     }
 
     /// The instance's restart policy scheduled another start.
     pub(super) fn mark_restart(&mut self, process: &str, index: u32) {
-        self.next_trigger
-            .insert((process.to_string(), index), "restart");
+        put(&mut self.next_trigger, process, index, "restart");
     }
 
     fn push(&mut self, run: OneshotRun) -> u64 {
@@ -67,9 +68,7 @@ impl History {
     }
 
     fn trigger(&mut self, process: &str, index: u32) -> &'static str {
-        self.next_trigger
-            .remove(&(process.to_string(), index))
-            .unwrap_or("startup")
+        take(&mut self.next_trigger, process, index).unwrap_or("startup")
     }
 
     pub(super) fn started(&mut self, process: &str, index: u32) {
@@ -82,7 +81,7 @@ impl History {
             result: "running".into(),
             ..OneshotRun::default()
         });
-        self.open.insert((process.to_string(), index), key);
+        put(&mut self.open, process, index, key);
     }
 
     pub(super) fn spawn_failed(&mut self, process: &str, index: u32, error: &str) {
@@ -102,7 +101,7 @@ impl History {
     }
 
     pub(super) fn exited(&mut self, process: &str, index: u32, status: ExitStatus) {
-        let Some(key) = self.open.remove(&(process.to_string(), index)) else {
+        let Some(key) = take(&mut self.open, process, index) else {
             return;
         };
         let now = SystemTime::now();
@@ -133,6 +132,20 @@ impl History {
             .map(|(_, r)| r.clone())
             .collect()
     }
+}
+
+/// Remove and return the value of instance (`process`, `index`) in `list`.
+fn take<V>(list: &mut Vec<((String, u32), V)>, process: &str, index: u32) -> Option<V> {
+    let at = list
+        .iter()
+        .position(|((p, i), _)| p == process && *i == index)?;
+    Some(list.swap_remove(at).1)
+}
+
+/// Set the value of instance (`process`, `index`) in `list`.
+fn put<V>(list: &mut Vec<((String, u32), V)>, process: &str, index: u32, value: V) {
+    take(list, process, index);
+    list.push(((process.to_string(), index), value));
 }
 
 #[cfg(test)]
