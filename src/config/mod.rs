@@ -174,8 +174,9 @@ pub fn load_from_str(
     }
     let mut report = report::Report::default();
     keys::check(&mut value, shape, "", &mut report);
-    subst::substitute_tree(&mut value, "", env, &mut report);
+    let failed = subst::substitute_tree(&mut value, "", env);
     env::apply(&mut value, overrides, shape, &mut report);
+    subst::report_failures(failed, &mut report);
     // Overrides may carry whole blocks ({...}); check what they added.
     // `${VAR}` only ever replaces text, so without overrides there is
     // nothing new to check.

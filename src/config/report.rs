@@ -297,6 +297,11 @@ impl Report {
         }
     }
 
+    /// Whether an override set `path` or a block above it (`set_origin`).
+    pub fn overridden(&self, path: &str) -> bool {
+        ancestors(path).any(|a| self.origins.contains_key(a))
+    }
+
     /// Remember that `path` was set by environment variable `var`.
     pub fn set_origin(&mut self, path: &str, var: &str) {
         self.origins.insert(path.to_string(), var.to_string());

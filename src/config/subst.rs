@@ -16,7 +16,9 @@
 //! works as a port).
 //!
 //! Invariant: on error the scalar is reported with its key path and that
-//! path suppressed, so it is reported once. The text is left as written:
+//! path suppressed, so it is reported once, unless an override
+//! (`SHEEPDOG_…`) then replaces that key or a block above it: the text that
+//! failed is gone, and the operator's override wins. The text is left as written:
 //! as a null it read as absent, and checks of a whole list or block then
 //! blamed the user for a null or a missing key they never wrote.
 
@@ -28,15 +30,29 @@ use super::report::{push_key, Report};
 use super::value::{describe, quote};
 use super::EnvLookup;
 
-/// Substitute in every string scalar under `value`.
-pub fn substitute_tree(value: &mut Value, path: &str, env: &EnvLookup, report: &mut Report) {
-    walk(value, &mut path.to_string(), env, report);
+/// Substitute in every string scalar under `value`. Returns the failures,
+/// (key path, message), to report once overrides are applied
+/// (`report_failures`).
+pub fn substitute_tree(value: &mut Value, path: &str, env: &EnvLookup) -> Vec<(String, String)> {
+    let mut failed = Vec::new();
+    walk(value, &mut path.to_string(), env, &mut failed);
+    failed
+}
+
+/// Report each of `failed` but those whose key an override has replaced
+/// since (`Report::overridden`).
+pub fn report_failures(failed: Vec<(String, String)>, report: &mut Report) {
+    for (path, e) in failed {
+        if !report.overridden(&path) {
+            report.error_and_suppress(path, e);
+        }
+    }
 }
 
 /// `substitute_tree` with one path buffer for the whole walk (a key is
 /// pushed on the way down and cut off on the way back), not a String per
 /// node: most nodes have nothing to substitute and no path to report.
-fn walk(value: &mut Value, path: &mut String, env: &EnvLookup, report: &mut Report) {
+fn walk(value: &mut Value, path: &mut String, env: &EnvLookup, failed: &mut Vec<(String, String)>) {
     match value {
         Value::String(s) => {
             if !s.contains('$') {
@@ -44,7 +60,7 @@ fn walk(value: &mut Value, path: &mut String, env: &EnvLookup, report: &mut Repo
             }
             match substitute(s, env) {
                 Ok(out) => *s = out,
-                Err(e) => report.error_and_suppress(path.as_str(), e),
+                Err(e) => failed.push((path.clone(), e)),
             }
         }
         Value::Sequence(items) => {
@@ -52,7 +68,7 @@ fn walk(value: &mut Value, path: &mut String, env: &EnvLookup, report: &mut Repo
             for (i, item) in items.iter_mut().enumerate() {
                 // Writing to a String cannot fail.
                 let _ = write!(path, "[{i}]");
-                walk(item, path, env, report);
+                walk(item, path, env, failed);
                 path.truncate(len);
             }
         }
@@ -63,11 +79,11 @@ fn walk(value: &mut Value, path: &mut String, env: &EnvLookup, report: &mut Repo
                     Value::String(key) => push_key(path, key),
                     other => push_key(path, &describe(other)),
                 }
-                walk(v, path, env, report);
+                walk(v, path, env, failed);
                 path.truncate(len);
             }
         }
-        Value::Tagged(t) => walk(&mut t.value, path, env, report),
+        Value::Tagged(t) => walk(&mut t.value, path, env, failed),
         Value::Null | Value::Bool(_) | Value::Number(_) => {}
     }
 }
@@ -216,7 +232,7 @@ mod tests {
         )
         .unwrap();
         let mut r = Report::default();
-        substitute_tree(&mut v, "", &env, &mut r);
+        report_failures(substitute_tree(&mut v, "", &env), &mut r);
         assert_eq!(v["${HOST}"], Value::String("db.local".into()));
         assert_eq!(v["list"][1], Value::String("x\n  evil: true\n- [".into()));
         assert_eq!(v["n"], Value::Number(5.into()));

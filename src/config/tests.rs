@@ -1272,3 +1272,42 @@ fn top_level_x_blocks_hold_anchors_and_are_dropped() {
         "processes.web.x-note: unknown key",
     );
 }
+
+#[test]
+fn an_override_replaces_a_value_whose_substitution_failed() {
+    // `scale: ${WEB_SCALE}` with WEB_SCALE unset, but the operator sets the
+    // key itself: the override wins and the failed text is gone.
+    let text = "processes:\n  web: {command: x, max_scale: 4, scale: '${WEB_SCALE}', env: {A: '${A}', B: '${B}'}}";
+    let c = load_env(
+        text,
+        &[],
+        &[
+            ("SHEEPDOG_PROCESS_WEB_SCALE", "2"),
+            ("SHEEPDOG_PROCESS_WEB_ENV", "{A: x, B: y}"),
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{:?}", e.problems));
+    let web = &c.processes["web"];
+    assert_eq!(web.scale, 2);
+    assert_eq!(
+        web.env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>(),
+        ["A=x", "B=y"]
+    );
+    // An override of a sibling key leaves the failure reported.
+    let e = load_env(
+        text,
+        &[],
+        &[
+            ("SHEEPDOG_PROCESS_WEB_SCALE", "2"),
+            ("SHEEPDOG_PROCESS_WEB_ENV_A", "x"),
+        ],
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.problems,
+        ["processes.web.env.B: environment variable B is not set; set it or give a default: ${B:-default}"]
+    );
+}
