@@ -62,10 +62,10 @@ fn walk(value: &mut Value, shape: &Shape, path: &mut String, report: &mut Report
                         let names: Vec<&str> = fields.iter().map(|(n, _)| *n).collect();
                         // Past the cap nothing more is printed: skip the
                         // distance sums (a file of 40k bad keys).
-                        let hint = if report.is_full() {
-                            String::new()
-                        } else {
-                            suggest::hint(key, names.iter().copied())
+                        let hint = match suggest::known_as(key, &names) {
+                            _ if report.is_full() => String::new(),
+                            Some(ours) => format!("; did you mean {ours:?}?"),
+                            None => suggest::hint(key, names.iter().copied()),
                         };
                         let msg = if !hint.is_empty() {
                             format!("unknown key{hint}")

@@ -34,6 +34,41 @@ where
     best.map(|(_, c)| c)
 }
 
+/// The keys other supervisors' configs use for what sheepdog calls
+/// otherwise (Compose, supervisord, Kubernetes), with sheepdog's key
+/// path from the same block. Too far apart for a typo's suggestion.
+const KNOWN_AS: &[(&str, &str)] = &[
+    ("environment", "env"),
+    ("entrypoint", "command"),
+    ("directory", "working_dir"),
+    ("workdir", "working_dir"),
+    ("working_directory", "working_dir"),
+    ("replicas", "scale"),
+    ("numprocs", "scale"),
+    ("autostart", "initial_state"),
+    ("autorestart", "restart"),
+    ("restart_policy", "restart"),
+    ("requires", "depends_on"),
+    ("stop_signal", "shutdown.signal"),
+    ("stopsignal", "shutdown.signal"),
+    ("stop_grace_period", "shutdown.timeout"),
+    ("stopwaitsecs", "shutdown.timeout"),
+    ("healthcheck", "health_check"),
+    ("liveness_probe", "health_check"),
+    ("readiness_probe", "health_check"),
+];
+
+/// Another supervisor's name for a key of the block whose keys are
+/// `names`: sheepdog's key path for it, when that block has it.
+pub fn known_as(word: &str, names: &[&str]) -> Option<&'static str> {
+    let word = normalise(word);
+    KNOWN_AS
+        .iter()
+        .find(|(other, _)| *other == word)
+        .map(|(_, ours)| *ours)
+        .filter(|ours| names.contains(&ours.split('.').next().unwrap_or(ours)))
+}
+
 /// `; did you mean "x"?` or an empty string.
 pub fn hint<'a, I>(word: &str, candidates: I) -> String
 where

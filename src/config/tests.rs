@@ -1311,3 +1311,22 @@ fn an_override_replaces_a_value_whose_substitution_failed() {
         ["processes.web.env.B: environment variable B is not set; set it or give a default: ${B:-default}"]
     );
 }
+
+#[test]
+fn keys_other_supervisors_use_suggest_ours() {
+    // Compose's, supervisord's and Kubernetes' names are too far from
+    // sheepdog's for a typo's suggestion; they get one all the same.
+    assert_eq!(
+        problems("processes:\n  web: {command: x, environment: {A: b}, stop_signal: SIGQUIT, numprocs: 2}"),
+        [
+            "processes.web.environment: unknown key; did you mean \"env\"?",
+            "processes.web.stop_signal: unknown key; did you mean \"shutdown.signal\"?",
+            "processes.web.numprocs: unknown key; did you mean \"scale\"?",
+        ]
+    );
+    // Only where that key exists: a hook has no `shutdown`.
+    let p = problems(
+        "processes:\n  web: {command: x, hooks: {pre_start: [{command: y, stop_signal: SIGINT}]}}",
+    );
+    assert!(!p.iter().any(|l| l.contains("shutdown.signal")), "{p:?}");
+}
