@@ -78,6 +78,8 @@ mod tests {
             if r.auth {
                 assert!(responses.contains_key("401"), "{} {}", r.method, r.path);
             }
+            // Without a token, a browser's request is refused on any route.
+            assert!(responses.contains_key("403"), "{} {}", r.method, r.path);
             // A reload answers with its summary, 409 during shutdown and
             // 422 for a file it cannot use; no route answers 501 any more.
             if let Endpoint::Reload = r.endpoint {
