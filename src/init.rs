@@ -7,7 +7,8 @@
 //! parented to us (PID 1, or a child subreaper otherwise); exit with the
 //! child's code, or 128+N when it died of signal N. When stdin is our
 //! terminal, the child's group becomes the terminal's foreground group, so
-//! Ctrl-C, Ctrl-Z and window resizes reach it directly.
+//! Ctrl-C, Ctrl-Z and window resizes reach it directly. A forwarded
+//! TERM/INT/QUIT/HUP is followed by CONT, so a stopped child handles it.
 //!
 //! Not its job: restarting, stop timeouts, killing the rest of the group
 //! when the child exits (as PID 1 our exit makes the kernel kill the whole
@@ -155,11 +156,18 @@ fn forward_until_exit(
             // Our own write to stderr raised it (`StderrLog`): forwarded,
             // and logged, it would be raised again, without end.
         } else {
-            stopping |= matches!(
+            let stop = matches!(
                 sig,
                 libc::SIGTERM | libc::SIGINT | libc::SIGQUIT | libc::SIGHUP
             );
+            stopping |= stop;
             forward(pid, sig, whom);
+            if stop {
+                // A CMD stopped by Ctrl-Z or SIGSTOP holds a handled stop
+                // signal pending until its SIGKILL: resume it, as `sheepdog
+                // run` (`group::signal_stop`), systemd and a tty hangup do.
+                forward(pid, libc::SIGCONT, whom);
+            }
         }
     }
     None

@@ -545,6 +545,28 @@ fn signals_reach_the_whole_group() {
     }
 }
 
+/// A CMD stopped by Ctrl-Z (or SIGSTOP) holds a TERM it handles pending
+/// until it is resumed: forwarded alone, `docker stop`'s TERM did nothing
+/// and its SIGKILL followed 10 s later. TERM is followed by CONT.
+#[test]
+fn a_stopped_command_still_handles_a_forwarded_term() {
+    for mode in modes("a_stopped_command_still_handles_a_forwarded_term") {
+        let script = "trap 'exit 7' TERM; kill -STOP $$; exit 3";
+        let mut proc = Proc::start(&mut sheepdog(mode, &["sh", "-c", script]));
+        let target = match mode {
+            Mode::Subreaper => proc.pid(),
+            Mode::Pid1 => sheepdog_under(proc.pid()),
+        };
+        wait_for(DEADLINE, "the child to stop itself", || {
+            children_of(target)
+                .into_iter()
+                .any(|c| state_of(c) == Some('T'))
+        });
+        kill(Pid::from_raw(target), Signal::SIGTERM).expect("signal sheepdog");
+        assert_eq!(proc.code(DEADLINE), 7, "{mode:?}");
+    }
+}
+
 /// A master that passes USR1 on to its worker as USR2 itself, as php-fpm's
 /// master reloads its workers. Both write down what they get.
 const MASTER_AND_WORKER: &str = r#"
