@@ -209,11 +209,15 @@ fn exit_code(status: ExitStatus) -> i32 {
     status.shell_code()
 }
 
-/// 127 when the command was not found, 126 when it could not be run.
+/// 127 when the command was not found, 126 when it could not be run, 1
+/// when sheepdog had no process or memory to run it with (`--ulimit
+/// nproc` shared by a uid's containers): nothing wrong with CMD, as
+/// tini's failed fork.
 fn exec_failure_code(e: &io::Error) -> i32 {
     // By kind: the message may carry an explanation (`exec_error`).
     match e.kind() {
         io::ErrorKind::NotFound => NOT_FOUND,
+        _ if sys::short_of_resources(e) => exit::FAILURE,
         _ => NOT_EXECUTABLE,
     }
 }
@@ -356,6 +360,10 @@ mod tests {
         assert_eq!(
             exec_failure_code(&io::Error::from_raw_os_error(libc::ENOEXEC)),
             126
+        );
+        assert_eq!(
+            exec_failure_code(&io::Error::from_raw_os_error(libc::EAGAIN)),
+            1
         );
     }
 

@@ -1018,6 +1018,46 @@ fn exec_failure_as_pid1() {
     );
 }
 
+/// No process left to start CMD with (RLIMIT_NPROC, which `docker run
+/// --ulimit nproc` applies to all of a uid's processes on the host) is
+/// sheepdog's failure, exit 1 as tini's failed fork: not 126, which says
+/// CMD cannot be executed and should not be retried.
+#[test]
+fn no_process_left_to_start_cmd_exits_1() {
+    if !have("prlimit") || !have("setpriv") {
+        eprintln!("skipped: util-linux prlimit/setpriv are not installed");
+        return;
+    }
+    // Root is exempt from RLIMIT_NPROC: run as nobody, from a copy nobody
+    // may execute. Otherwise the limit of 1 is already used up by the
+    // user's other processes.
+    let dir = Scratch::new("nproc");
+    let bin = dir.path("sheepdog");
+    fs::copy(BIN, &bin).expect("copy the binary");
+    fs::set_permissions(&dir.0, fs::Permissions::from_mode(0o755)).expect("chmod");
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let mut cmd = Command::new("prlimit");
+    if nix::unistd::geteuid().is_root() {
+        cmd = Command::new("setpriv");
+        cmd.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "prlimit",
+        ]);
+    }
+    cmd.arg("--nproc=1")
+        .arg(&bin)
+        .args(["--", "true"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(dir.path("err")).expect("stderr file"));
+    let code = Proc::start(&mut cmd).code(DEADLINE);
+    let err = dir.read("err");
+    assert!(err.contains("unable to run 'true'"), "stderr: {err}");
+    assert_eq!(code, 1, "stderr: {err}");
+}
+
 // ---------------------------------------------------------- 7. terminal
 
 /// Run `command` under util-linux `script`, which gives it a pty as its
