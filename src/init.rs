@@ -8,7 +8,8 @@
 //! child's code, or 128+N when it died of signal N. When stdin is our
 //! terminal, the child's group becomes the terminal's foreground group, so
 //! Ctrl-C, Ctrl-Z and window resizes reach it directly. A forwarded
-//! TERM/INT/QUIT/HUP is followed by CONT, so a stopped child handles it.
+//! TERM/INT/QUIT/HUP is followed by CONT to the group, so a stopped child
+//! (and its stopped workers) handle it.
 //!
 //! Not its job: restarting, stop timeouts, killing the rest of the group
 //! when the child exits (as PID 1 our exit makes the kernel kill the whole
@@ -166,7 +167,9 @@ fn forward_until_exit(
                 // A CMD stopped by Ctrl-Z or SIGSTOP holds a handled stop
                 // signal pending until its SIGKILL: resume it, as `sheepdog
                 // run` (`group::signal_stop`), systemd and a tty hangup do.
-                forward(pid, libc::SIGCONT, whom);
+                // Its whole group, even with --main: a master waits for
+                // workers that Ctrl-Z stopped too.
+                forward(pid, libc::SIGCONT, Whom::Group);
             }
         }
     }

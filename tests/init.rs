@@ -545,25 +545,41 @@ fn signals_reach_the_whole_group() {
     }
 }
 
+/// A master whose worker traps TERM: it stops their whole group, as Ctrl-Z
+/// does, once the worker is ready; on TERM it passes it on and waits.
+const STOPPED_GROUP: &str = r#"
+sh -c 'trap "exit 0" TERM; echo ready > "$0"; while :; do sleep 0.05; done' "$1" &
+w=$!
+trap 'kill $w 2>/dev/null; wait $w; exit 7' TERM
+until [ -s "$1" ]; do sleep 0.01; done
+kill -STOP 0
+exit 3
+"#;
+
 /// A CMD stopped by Ctrl-Z (or SIGSTOP) holds a TERM it handles pending
 /// until it is resumed: forwarded alone, `docker stop`'s TERM did nothing
-/// and its SIGKILL followed 10 s later. TERM is followed by CONT.
+/// and its SIGKILL followed 10 s later. TERM is followed by CONT, to the
+/// whole group even with --main: the master's worker must run to exit.
 #[test]
 fn a_stopped_command_still_handles_a_forwarded_term() {
     for mode in modes("a_stopped_command_still_handles_a_forwarded_term") {
-        let script = "trap 'exit 7' TERM; kill -STOP $$; exit 3";
-        let mut proc = Proc::start(&mut sheepdog(mode, &["sh", "-c", script]));
-        let target = match mode {
-            Mode::Subreaper => proc.pid(),
-            Mode::Pid1 => sheepdog_under(proc.pid()),
-        };
-        wait_for(DEADLINE, "the child to stop itself", || {
-            children_of(target)
-                .into_iter()
-                .any(|c| state_of(c) == Some('T'))
-        });
-        kill(Pid::from_raw(target), Signal::SIGTERM).expect("signal sheepdog");
-        assert_eq!(proc.code(DEADLINE), 7, "{mode:?}");
+        for options in [&[][..], &["--main"]] {
+            let dir = Scratch::new("stopped");
+            let ready = dir.path("ready").to_string_lossy().into_owned();
+            let args = ["sh", "-c", STOPPED_GROUP, "master", ready.as_str()];
+            let mut proc = Proc::start(&mut sheepdog_with(mode, options, &args));
+            let target = match mode {
+                Mode::Subreaper => proc.pid(),
+                Mode::Pid1 => sheepdog_under(proc.pid()),
+            };
+            wait_for(DEADLINE, "the group to stop itself", || {
+                children_of(target)
+                    .into_iter()
+                    .any(|c| state_of(c) == Some('T'))
+            });
+            kill(Pid::from_raw(target), Signal::SIGTERM).expect("signal sheepdog");
+            assert_eq!(proc.code(DEADLINE), 7, "{mode:?} {options:?}");
+        }
     }
 }
 
