@@ -7,7 +7,9 @@
 //! parented to us (PID 1, or a child subreaper otherwise); exit with the
 //! child's code, or 128+N when it died of signal N. When stdin is our
 //! terminal, the child's group becomes the terminal's foreground group, so
-//! Ctrl-C, Ctrl-Z and window resizes reach it directly.
+//! Ctrl-C, Ctrl-Z and window resizes reach it directly. A forwarded
+//! TERM/INT/QUIT/HUP is followed by CONT to the group, so a stopped child
+//! (and its stopped workers) handle it.
 //!
 //! Not its job: restarting, stop timeouts, killing the rest of the group
 //! when the child exits (as PID 1 our exit makes the kernel kill the whole
@@ -155,11 +157,20 @@ fn forward_until_exit(
             // Our own write to stderr raised it (`StderrLog`): forwarded,
             // and logged, it would be raised again, without end.
         } else {
-            stopping |= matches!(
+            let stop = matches!(
                 sig,
                 libc::SIGTERM | libc::SIGINT | libc::SIGQUIT | libc::SIGHUP
             );
+            stopping |= stop;
             forward(pid, sig, whom);
+            if stop {
+                // A CMD stopped by Ctrl-Z or SIGSTOP holds a handled stop
+                // signal pending until its SIGKILL: resume it, as `sheepdog
+                // run` (`group::signal_stop`), systemd and a tty hangup do.
+                // Its whole group, even with --main: a master waits for
+                // workers that Ctrl-Z stopped too.
+                forward(pid, libc::SIGCONT, Whom::Group);
+            }
         }
     }
     None
@@ -201,11 +212,15 @@ fn exit_code(status: ExitStatus) -> i32 {
     status.shell_code()
 }
 
-/// 127 when the command was not found, 126 when it could not be run.
+/// 127 when the command was not found, 126 when it could not be run, 1
+/// when sheepdog had no process or memory to run it with (`--ulimit
+/// nproc` shared by a uid's containers): nothing wrong with CMD, as
+/// tini's failed fork.
 fn exec_failure_code(e: &io::Error) -> i32 {
     // By kind: the message may carry an explanation (`exec_error`).
     match e.kind() {
         io::ErrorKind::NotFound => NOT_FOUND,
+        _ if sys::short_of_resources(e) => exit::FAILURE,
         _ => NOT_EXECUTABLE,
     }
 }
@@ -348,6 +363,10 @@ mod tests {
         assert_eq!(
             exec_failure_code(&io::Error::from_raw_os_error(libc::ENOEXEC)),
             126
+        );
+        assert_eq!(
+            exec_failure_code(&io::Error::from_raw_os_error(libc::EAGAIN)),
+            1
         );
     }
 

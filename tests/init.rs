@@ -545,6 +545,44 @@ fn signals_reach_the_whole_group() {
     }
 }
 
+/// A master whose worker traps TERM: it stops their whole group, as Ctrl-Z
+/// does, once the worker is ready; on TERM it passes it on and waits.
+const STOPPED_GROUP: &str = r#"
+sh -c 'trap "exit 0" TERM; echo ready > "$0"; while :; do sleep 0.05; done' "$1" &
+w=$!
+trap 'kill $w 2>/dev/null; wait $w; exit 7' TERM
+until [ -s "$1" ]; do sleep 0.01; done
+kill -STOP 0
+exit 3
+"#;
+
+/// A CMD stopped by Ctrl-Z (or SIGSTOP) holds a TERM it handles pending
+/// until it is resumed: forwarded alone, `docker stop`'s TERM did nothing
+/// and its SIGKILL followed 10 s later. TERM is followed by CONT, to the
+/// whole group even with --main: the master's worker must run to exit.
+#[test]
+fn a_stopped_command_still_handles_a_forwarded_term() {
+    for mode in modes("a_stopped_command_still_handles_a_forwarded_term") {
+        for options in [&[][..], &["--main"]] {
+            let dir = Scratch::new("stopped");
+            let ready = dir.path("ready").to_string_lossy().into_owned();
+            let args = ["sh", "-c", STOPPED_GROUP, "master", ready.as_str()];
+            let mut proc = Proc::start(&mut sheepdog_with(mode, options, &args));
+            let target = match mode {
+                Mode::Subreaper => proc.pid(),
+                Mode::Pid1 => sheepdog_under(proc.pid()),
+            };
+            wait_for(DEADLINE, "the group to stop itself", || {
+                children_of(target)
+                    .into_iter()
+                    .any(|c| state_of(c) == Some('T'))
+            });
+            kill(Pid::from_raw(target), Signal::SIGTERM).expect("signal sheepdog");
+            assert_eq!(proc.code(DEADLINE), 7, "{mode:?} {options:?}");
+        }
+    }
+}
+
 /// A master that passes USR1 on to its worker as USR2 itself, as php-fpm's
 /// master reloads its workers. Both write down what they get.
 const MASTER_AND_WORKER: &str = r#"
@@ -994,6 +1032,46 @@ fn exec_failure_as_pid1() {
         err.contains("unable to run '/nonexistent/cmd'"),
         "stderr: {err}"
     );
+}
+
+/// No process left to start CMD with (RLIMIT_NPROC, which `docker run
+/// --ulimit nproc` applies to all of a uid's processes on the host) is
+/// sheepdog's failure, exit 1 as tini's failed fork: not 126, which says
+/// CMD cannot be executed and should not be retried.
+#[test]
+fn no_process_left_to_start_cmd_exits_1() {
+    if !have("prlimit") || !have("setpriv") {
+        eprintln!("skipped: util-linux prlimit/setpriv are not installed");
+        return;
+    }
+    // Root is exempt from RLIMIT_NPROC: run as nobody, from a copy nobody
+    // may execute. Otherwise the limit of 1 is already used up by the
+    // user's other processes.
+    let dir = Scratch::new("nproc");
+    let bin = dir.path("sheepdog");
+    fs::copy(BIN, &bin).expect("copy the binary");
+    fs::set_permissions(&dir.0, fs::Permissions::from_mode(0o755)).expect("chmod");
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let mut cmd = Command::new("prlimit");
+    if nix::unistd::geteuid().is_root() {
+        cmd = Command::new("setpriv");
+        cmd.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "prlimit",
+        ]);
+    }
+    cmd.arg("--nproc=1")
+        .arg(&bin)
+        .args(["--", "true"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(dir.path("err")).expect("stderr file"));
+    let code = Proc::start(&mut cmd).code(DEADLINE);
+    let err = dir.read("err");
+    assert!(err.contains("unable to run 'true'"), "stderr: {err}");
+    assert_eq!(code, 1, "stderr: {err}");
 }
 
 // ---------------------------------------------------------- 7. terminal
