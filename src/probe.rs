@@ -154,7 +154,11 @@ fn connect(address: &str, timeout: Duration) -> Result<(), Miss> {
         Failure::Failed(why) => Miss::Failed(format!("cannot resolve {address}: {why}")),
         Failure::Unable(why) => Miss::NotRun(format!("cannot resolve {address}: {why}")),
     })?;
-    let mut last = String::new();
+    // The first address's error, as Go's and Python's dialers give it:
+    // `localhost` is 127.0.0.1 then ::1, and a container without IPv6
+    // answers ::1 with "Cannot assign requested address", which would hide
+    // the refused connection that matters.
+    let mut first = String::new();
     for addr in addrs {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -170,10 +174,11 @@ fn connect(address: &str, timeout: Duration) -> Result<(), Miss> {
                     "unable to make a socket for {addr}: {e}"
                 )))
             }
-            Err(e) => last = format!("connect to {addr}: {e}"),
+            Err(e) if first.is_empty() => first = format!("connect to {addr}: {e}"),
+            Err(_) => {}
         }
     }
-    Err(Miss::Failed(last))
+    Err(Miss::Failed(first))
 }
 
 fn http(url: &str, expected: &[(u16, u16)], follow: bool, timeout: Duration) -> Checked {

@@ -1192,3 +1192,48 @@ fn a_long_healthy_run_ended_by_its_liveness_check_resets_the_attempts() {
     sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
 }
+
+/// A probe of `localhost`, 127.0.0.1 then ::1, names the first address's
+/// error: in a container without IPv6, ::1 answers "Cannot assign
+/// requested address", which hid the refused connection on 127.0.0.1
+/// behind an IPv6 problem that is not one (the last address's error was
+/// kept).
+fn names_the_first_addresss_error(check: &str, name: &str) {
+    let port = free_port();
+    let check = check.replace("PORT", &port.to_string());
+    let cfg = header("")
+        + &format!(
+            r#"
+  svc:
+    command: [sleep, "1000"]
+    health_check: {{ {check}, initial_delay: 0, period: 200ms, timeout: 2s, failure_threshold: 1, mode: readiness }}
+"#
+        );
+    let mut sd = Sheepdog::start(name, &cfg);
+    sd.wait_log("svc-1: not ready: 1 consecutive failed health checks: ");
+    let log = sd.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("svc-1: not ready"))
+        .unwrap();
+    assert!(
+        line.contains(&format!("connect to 127.0.0.1:{port}: ")) && !line.contains("::1"),
+        "{line}"
+    );
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0);
+}
+
+#[test]
+fn a_tcp_check_of_localhost_names_the_ipv4_addresss_error() {
+    names_the_first_addresss_error("type: tcp, address: \"localhost:PORT\"", "localhost-tcp");
+}
+
+#[test]
+#[cfg_attr(not(feature = "http"), ignore = "needs the http feature")]
+fn an_http_check_of_localhost_names_the_ipv4_addresss_error() {
+    names_the_first_addresss_error(
+        "type: http, url: \"http://localhost:PORT/up\"",
+        "localhost-http",
+    );
+}
