@@ -1237,3 +1237,46 @@ fn an_http_check_of_localhost_names_the_ipv4_addresss_error() {
         "localhost-http",
     );
 }
+
+/// An exec probe whose command is on a mount that never answers (a hung
+/// NFS server) is stuck short of exec, where no timeout of its own
+/// reached it: the probe never failed, so the instance kept its last
+/// health for ever, and a stop waited for the probe until the shutdown
+/// deadline (a `ctl stop` or a crash: for ever). Its timeout and the kill
+/// grace after it, the child is killed and the probe fails; a stop kills
+/// it at once.
+#[test]
+fn an_exec_probe_stuck_before_exec_fails_and_holds_up_no_stop() {
+    let Some(wrapper) = hung_mount() else { return };
+    let cfg = "global:\n  shutdown_timeout: 15s\n  api_enabled: false\n  metrics_enabled: false\nprocesses:\n".to_string()
+        + r#"
+  app:
+    command: [sleep, "1000"]
+    health_check:
+      type: exec
+      command: [$DIR/mnt/check]
+      initial_delay: 0
+      period: 100ms
+      timeout: 200ms
+      failure_threshold: 1
+      mode: readiness
+"#;
+    let mut sd = Sheepdog::start_under("probe-hung-spawn", &cfg, &wrapper, |_| {});
+    sd.wait_log("app-1: not ready: 1 consecutive failed health checks: ");
+    assert!(sd.log().contains("is still short of exec"), "{}", sd.log());
+    // The next probe is stuck by now; the stop does not wait for it.
+    assert!(
+        wait_until(WAIT, || unexeced_children(sd.pid()) == 1),
+        "{}",
+        sd.log()
+    );
+    let stop = Instant::now();
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    assert!(stop.elapsed() < Duration::from_secs(5), "{}", sd.log());
+    assert!(
+        !sd.log().contains("shutdown_timeout (15s) reached"),
+        "{}",
+        sd.log()
+    );
+}
