@@ -1059,22 +1059,17 @@ impl Runner {
                 );
                 None
             }
-            Change::BecameUnhealthy(why) | Change::StartupFailed(why) if self.held.is_some() => {
-                log::warn!(
-                    event = "unhealthy", instance = &*self.id.instance, pid = pid, reason = why.as_str();
-                    "{}: unhealthy: {why}; left running until its turn to stop ({})",
-                    self.id.instance,
-                    self.held.unwrap_or_default()
-                );
-                None
-            }
+            // One record for both ends (the record's code is not small).
             Change::BecameUnhealthy(why) | Change::StartupFailed(why) => {
+                let then = match self.held {
+                    Some(h) => format!("left running until its turn to stop ({h})"),
+                    None => "restarting it through a graceful stop".into(),
+                };
                 log::warn!(
                     event = "unhealthy", instance = &*self.id.instance, pid = pid, reason = why.as_str();
-                    "{}: unhealthy: {why}; restarting it through a graceful stop",
-                    self.id.instance
+                    "{}: unhealthy: {why}; {then}", self.id.instance
                 );
-                Some(())
+                self.held.is_none().then_some(())
             }
         };
         self.report(Event::Probe {
