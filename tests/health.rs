@@ -90,6 +90,7 @@ fn health_needs_consecutive_results_both_ways() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "http"), ignore = "needs the http feature")]
 fn a_dependent_starts_only_after_its_dependency_is_healthy() {
     let port = free_port();
     let cfg = header("")
@@ -942,6 +943,7 @@ fn a_port_held_on_ipv6_only_is_seen_before_the_start() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "http"), ignore = "needs the http feature")]
 fn http_checks_never_go_through_a_proxy_from_the_environment() {
     // An HTTP_PROXY set for the application (here a port nobody listens
     // on) must not carry a probe of 127.0.0.1 off to a proxy.
@@ -985,6 +987,7 @@ fn nofile_soft(pid: i32, soft: u64) {
 }
 
 #[test]
+#[cfg_attr(not(feature = "http"), ignore = "needs the http feature")]
 fn http_and_tcp_checks_sheepdog_cannot_make_a_socket_for_do_not_count() {
     // At its fd limit sheepdog cannot open the probe's socket: that is its
     // own shortage, not the service's, so it must not count as a failure
@@ -1016,6 +1019,7 @@ fn http_and_tcp_checks_sheepdog_cannot_make_a_socket_for_do_not_count() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "http"), ignore = "needs the http feature")]
 fn a_followed_redirect_that_fails_names_the_url_that_gave_the_status() {
     // /redir → 302 → /fail500 → 500, as long as the test runs.
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
