@@ -624,7 +624,8 @@ fn host_header(url: &Url) -> String {
 /// Resolve `host` and connect to the first address that answers.
 fn connect(host: &str, port: u16, deadline: Instant) -> Result<TcpStream, Error> {
     let addrs = resolve(host, port, deadline)?;
-    let mut last = None;
+    // The first address's error, not the last (`probe::connect`).
+    let mut first = None;
     for addr in addrs {
         if Instant::now() >= deadline {
             return Err(Error::TimedOut);
@@ -637,10 +638,12 @@ fn connect(host: &str, port: u16, deadline: Instant) -> Result<TcpStream, Error>
                     "unable to make a socket for {addr}: {e}"
                 )))
             }
-            Err(e) => last = Some(format!("connect to {addr}: {e}")),
+            Err(e) => {
+                first.get_or_insert_with(|| format!("connect to {addr}: {e}"));
+            }
         }
     }
-    Err(failed(last.unwrap_or_else(|| {
+    Err(failed(first.unwrap_or_else(|| {
         format!("{host} resolved to no address")
     })))
 }

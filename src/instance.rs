@@ -421,6 +421,12 @@ struct Probing {
     abandon: std::os::fd::OwnedFd,
     /// An exec probe's thread, which kills its group when abandoned.
     exec: Option<JoinHandle<()>>,
+    /// Its timeout and the group kill's grace after it: a probe spawn
+    /// still in flight then is stuck short of exec (its command or
+    /// working_dir on a hung mount), and its child is killed, which fails
+    /// the probe (`unstick`); else it would never end, and neither would
+    /// a stop that waits for it.
+    stuck_at: Instant,
 }
 
 impl Probing {
@@ -428,9 +434,13 @@ impl Probing {
     /// `abandon` closes: wait for that (SIGKILL takes milliseconds; a
     /// process stuck in the kernel, `group::KILL_GRACE`), or a probe could
     /// outlive a sheepdog that exits right after this stop.
-    fn abandon(self) {
+    fn abandon(self, reaper: &Reaper) {
         drop(self.abandon);
         if let Some(t) = self.exec {
+            // Stuck short of exec, its thread would never end. (One not in
+            // its clone yet gets stuck later only on a hung mount, and
+            // only if this comes in the microseconds before.)
+            reaper.kill_spawning(Some(t.thread().id()));
             let _ = t.join();
         }
     }
@@ -506,7 +516,7 @@ impl Runner {
             state = self.step(state, input, Instant::now());
             if !matches!(state, State::Running { .. }) {
                 if let Some(p) = self.probing.take() {
-                    p.abandon();
+                    p.abandon(&self.shared.reaper);
                 }
             }
         }
@@ -534,8 +544,11 @@ impl Runner {
     fn deadline(&self, state: &State) -> Option<Instant> {
         match state {
             State::Waiting { until } => Some(*until),
-            // The probe going on ends by its timeout and says so.
-            State::Running { .. } if self.probing.is_some() => None,
+            // The probe going on ends by its timeout and says so, unless
+            // it is stuck.
+            State::Running { .. } if self.probing.is_some() => {
+                self.probing.as_ref().map(|p| p.stuck_at)
+            }
             State::Running { tracker, .. } => tracker.as_ref().map(Tracker::due),
             State::Done(_) => None,
             State::Stopping(s) => Some(s.stop.wake_at()),
@@ -647,7 +660,10 @@ impl Runner {
                 },
                 Input::Timer,
             ) if now >= t.due() && self.probing.is_none() => self.start_probe(pid, since, t),
-            (s @ State::Running { .. }, Input::Timer) => s,
+            (s @ State::Running { .. }, Input::Timer) => {
+                self.unstick(now);
+                s
+            }
             (
                 State::Running {
                     pid,
@@ -907,6 +923,7 @@ impl Runner {
             };
         };
         let (tx, result) = crossbeam_channel::bounded(1);
+        let timeout = plan.timeout;
         let exec = matches!(plan.probe, Some(crate::config::extra::Probe::Exec { .. }));
         let (def, id, shared) = (self.def.clone(), self.id.clone(), self.shared.clone());
         let spawned = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
@@ -939,6 +956,7 @@ impl Runner {
                     result,
                     abandon,
                     exec,
+                    stuck_at: Instant::now() + timeout + group::KILL_GRACE,
                 })
             }
             // Short of threads: sheepdog's shortage, not the instance's.
@@ -956,6 +974,17 @@ impl Runner {
             pid,
             since,
             tracker: Some(tracker),
+        }
+    }
+
+    /// A probe still going at its `stuck_at` (see there): kill what holds
+    /// it, and look again a grace later.
+    fn unstick(&mut self, now: Instant) {
+        if let Some(p) = self.probing.as_mut().filter(|p| now >= p.stuck_at) {
+            if let Some(t) = &p.exec {
+                self.shared.reaper.kill_spawning(Some(t.thread().id()));
+            }
+            p.stuck_at = now + group::KILL_GRACE;
         }
     }
 
@@ -1030,22 +1059,17 @@ impl Runner {
                 );
                 None
             }
-            Change::BecameUnhealthy(why) | Change::StartupFailed(why) if self.held.is_some() => {
-                log::warn!(
-                    event = "unhealthy", instance = &*self.id.instance, pid = pid, reason = why.as_str();
-                    "{}: unhealthy: {why}; left running until its turn to stop ({})",
-                    self.id.instance,
-                    self.held.unwrap_or_default()
-                );
-                None
-            }
+            // One record for both ends (the record's code is not small).
             Change::BecameUnhealthy(why) | Change::StartupFailed(why) => {
+                let then = match self.held {
+                    Some(h) => format!("left running until its turn to stop ({h})"),
+                    None => "restarting it through a graceful stop".into(),
+                };
                 log::warn!(
                     event = "unhealthy", instance = &*self.id.instance, pid = pid, reason = why.as_str();
-                    "{}: unhealthy: {why}; restarting it through a graceful stop",
-                    self.id.instance
+                    "{}: unhealthy: {why}; {then}", self.id.instance
                 );
-                Some(())
+                self.held.is_none().then_some(())
             }
         };
         self.report(Event::Probe {

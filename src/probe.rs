@@ -4,7 +4,9 @@
 //!
 //! Invariants:
 //! - Every probe returns within its timeout (exec: plus the task module's
-//!   bounded kill grace); none panics on any target or response.
+//!   bounded kill grace; a spawn stuck short of exec, on a hung mount, is
+//!   killed by its instance then: `instance::Probing`); none panics on any
+//!   target or response.
 //! - HTTP probes use no TLS and follow no redirects unless told to
 //!   (`http_client`): a 3xx is judged against `expected_status` like any
 //!   status.
@@ -154,7 +156,11 @@ fn connect(address: &str, timeout: Duration) -> Result<(), Miss> {
         Failure::Failed(why) => Miss::Failed(format!("cannot resolve {address}: {why}")),
         Failure::Unable(why) => Miss::NotRun(format!("cannot resolve {address}: {why}")),
     })?;
-    let mut last = String::new();
+    // The first address's error, as Go's and Python's dialers give it:
+    // `localhost` is 127.0.0.1 then ::1, and a container without IPv6
+    // answers ::1 with "Cannot assign requested address", which would hide
+    // the refused connection that matters.
+    let mut first = String::new();
     for addr in addrs {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -170,10 +176,11 @@ fn connect(address: &str, timeout: Duration) -> Result<(), Miss> {
                     "unable to make a socket for {addr}: {e}"
                 )))
             }
-            Err(e) => last = format!("connect to {addr}: {e}"),
+            Err(e) if first.is_empty() => first = format!("connect to {addr}: {e}"),
+            Err(_) => {}
         }
     }
-    Err(Miss::Failed(last))
+    Err(Miss::Failed(first))
 }
 
 fn http(url: &str, expected: &[(u16, u16)], follow: bool, timeout: Duration) -> Checked {

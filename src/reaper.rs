@@ -28,6 +28,7 @@ use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::ThreadId;
 
 use crossbeam_channel::{Receiver, Sender};
 use nix::sys::signal::Signal;
@@ -119,8 +120,9 @@ struct Registry {
     /// None: a child whose exec failed; nobody waits for its 127.
     owners: HashMap<i32, Option<Sender<Exit>>>,
     /// Spawns between their clone and their registration: the pid of each
-    /// one's child, 0 until the kernel has written it.
-    in_flight: Vec<Arc<AtomicI32>>,
+    /// one's child, 0 until the kernel has written it, and the thread
+    /// spawning it.
+    in_flight: Vec<(Arc<AtomicI32>, ThreadId)>,
     /// Exits of those children, reaped before their spawn registered them.
     early: HashMap<i32, ExitStatus>,
     /// Owned pids that are adopted orphans (`adopt`): counted as such.
@@ -146,10 +148,11 @@ impl Reaper {
     pub fn spawn(&self, cmd: Command, owner: &Sender<Exit>) -> io::Result<Child> {
         let prepared = Prepared::new(cmd)?;
         let slot = Arc::new(AtomicI32::new(0));
-        self.registry().in_flight.push(Arc::clone(&slot));
+        let me = std::thread::current().id();
+        self.registry().in_flight.push((Arc::clone(&slot), me));
         let spawned = prepared.spawn(&slot);
         let mut r = self.registry();
-        r.in_flight.retain(|s| !Arc::ptr_eq(s, &slot));
+        r.in_flight.retain(|s| !Arc::ptr_eq(&s.0, &slot));
         match spawned {
             Ok(child) => {
                 register(&mut r, child.pid, Some(owner.clone()));
@@ -215,8 +218,19 @@ impl Reaper {
     /// reaped yet, so each is still an unreaped child of ours, not a
     /// reused pid.
     pub fn kill_in_flight(&self) {
+        self.kill_spawning(None);
+    }
+
+    /// `kill_in_flight`, for the spawn of `thread` only when given (an exec
+    /// probe stuck past its timeout, or abandoned: `instance`).
+    pub fn kill_spawning(&self, thread: Option<ThreadId>) {
         let r = self.registry();
-        for pid in spawning(&r).filter(|p| *p != 0 && !r.early.contains_key(p)) {
+        let spawns = r
+            .in_flight
+            .iter()
+            .filter(|s| thread.is_none_or(|t| t == s.1));
+        let pids = spawns.map(|s| s.0.load(Ordering::Acquire));
+        for pid in pids.filter(|p| *p != 0 && !r.early.contains_key(p)) {
             log::warn!("pid {pid} is still short of exec (its working_dir or program on a hung mount?): killing it");
             let _ = sys::send_signal(pid, libc::SIGKILL);
         }
@@ -308,7 +322,7 @@ fn unowned(r: &Registry, candidates: Vec<i32>) -> Option<Vec<Straggler>> {
 
 /// The pids of the children of spawns in flight; 0 for a clone under way.
 fn spawning(r: &Registry) -> impl Iterator<Item = i32> + '_ {
-    r.in_flight.iter().map(|s| s.load(Ordering::Acquire))
+    r.in_flight.iter().map(|s| s.0.load(Ordering::Acquire))
 }
 
 /// Record `pid` for `owner`, or hand it its exit if `reap` got there first.
@@ -358,7 +372,8 @@ mod tests {
         let reaper = Reaper::new();
         let (tx, rx) = crossbeam_channel::unbounded();
         let mut r = reaper.registry();
-        r.in_flight.push(Arc::new(AtomicI32::new(42)));
+        r.in_flight
+            .push((Arc::new(AtomicI32::new(42)), std::thread::current().id()));
         // The in-flight spawn's child, reaped before it registered: kept,
         // then handed to it when it registers.
         reaper.route(&mut r, 42, ExitStatus::Code(3));
@@ -391,10 +406,11 @@ mod tests {
         assert_eq!(found(&r), Some(1));
         // A clone under way (its child may be in /proc before its pid is
         // in the slot): no search.
-        r.in_flight.push(Arc::new(AtomicI32::new(0)));
+        r.in_flight
+            .push((Arc::new(AtomicI32::new(0)), std::thread::current().id()));
         assert_eq!(found(&r), None);
         // Its pid known: the search goes on and leaves that child out.
-        r.in_flight[0].store(child, Ordering::Release);
+        r.in_flight[0].0.store(child, Ordering::Release);
         assert_eq!(found(&r), Some(0));
         drop(r);
         let _ = sleeper.kill();

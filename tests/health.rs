@@ -90,6 +90,7 @@ fn health_needs_consecutive_results_both_ways() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "http"), ignore = "needs the http feature")]
 fn a_dependent_starts_only_after_its_dependency_is_healthy() {
     let port = free_port();
     let cfg = header("")
@@ -942,6 +943,7 @@ fn a_port_held_on_ipv6_only_is_seen_before_the_start() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "http"), ignore = "needs the http feature")]
 fn http_checks_never_go_through_a_proxy_from_the_environment() {
     // An HTTP_PROXY set for the application (here a port nobody listens
     // on) must not carry a probe of 127.0.0.1 off to a proxy.
@@ -985,6 +987,7 @@ fn nofile_soft(pid: i32, soft: u64) {
 }
 
 #[test]
+#[cfg_attr(not(feature = "http"), ignore = "needs the http feature")]
 fn http_and_tcp_checks_sheepdog_cannot_make_a_socket_for_do_not_count() {
     // At its fd limit sheepdog cannot open the probe's socket: that is its
     // own shortage, not the service's, so it must not count as a failure
@@ -1016,6 +1019,7 @@ fn http_and_tcp_checks_sheepdog_cannot_make_a_socket_for_do_not_count() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "http"), ignore = "needs the http feature")]
 fn a_followed_redirect_that_fails_names_the_url_that_gave_the_status() {
     // /redir → 302 → /fail500 → 500, as long as the test runs.
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -1191,4 +1195,92 @@ fn a_long_healthy_run_ended_by_its_liveness_check_resets_the_attempts() {
     assert!(!sd.log().contains("gave up"), "{}", sd.log());
     sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}
+
+/// A probe of `localhost`, 127.0.0.1 then ::1, names the first address's
+/// error: in a container without IPv6, ::1 answers "Cannot assign
+/// requested address", which hid the refused connection on 127.0.0.1
+/// behind an IPv6 problem that is not one (the last address's error was
+/// kept).
+fn names_the_first_addresss_error(check: &str, name: &str) {
+    let port = free_port();
+    let check = check.replace("PORT", &port.to_string());
+    let cfg = header("")
+        + &format!(
+            r#"
+  svc:
+    command: [sleep, "1000"]
+    health_check: {{ {check}, initial_delay: 0, period: 200ms, timeout: 2s, failure_threshold: 1, mode: readiness }}
+"#
+        );
+    let mut sd = Sheepdog::start(name, &cfg);
+    sd.wait_log("svc-1: not ready: 1 consecutive failed health checks: ");
+    let log = sd.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("svc-1: not ready"))
+        .unwrap();
+    assert!(
+        line.contains(&format!("connect to 127.0.0.1:{port}: ")) && !line.contains("::1"),
+        "{line}"
+    );
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0);
+}
+
+#[test]
+fn a_tcp_check_of_localhost_names_the_ipv4_addresss_error() {
+    names_the_first_addresss_error("type: tcp, address: \"localhost:PORT\"", "localhost-tcp");
+}
+
+#[test]
+#[cfg_attr(not(feature = "http"), ignore = "needs the http feature")]
+fn an_http_check_of_localhost_names_the_ipv4_addresss_error() {
+    names_the_first_addresss_error(
+        "type: http, url: \"http://localhost:PORT/up\"",
+        "localhost-http",
+    );
+}
+
+/// An exec probe whose command is on a mount that never answers (a hung
+/// NFS server) is stuck short of exec, where no timeout of its own
+/// reached it: the probe never failed, so the instance kept its last
+/// health for ever, and a stop waited for the probe until the shutdown
+/// deadline (a `ctl stop` or a crash: for ever). Its timeout and the kill
+/// grace after it, the child is killed and the probe fails; a stop kills
+/// it at once.
+#[test]
+fn an_exec_probe_stuck_before_exec_fails_and_holds_up_no_stop() {
+    let Some(wrapper) = hung_mount() else { return };
+    let cfg = "global:\n  shutdown_timeout: 15s\n  api_enabled: false\n  metrics_enabled: false\nprocesses:\n".to_string()
+        + r#"
+  app:
+    command: [sleep, "1000"]
+    health_check:
+      type: exec
+      command: [$DIR/mnt/check]
+      initial_delay: 0
+      period: 100ms
+      timeout: 200ms
+      failure_threshold: 1
+      mode: readiness
+"#;
+    let mut sd = Sheepdog::start_under("probe-hung-spawn", &cfg, &wrapper, |_| {});
+    sd.wait_log("app-1: not ready: 1 consecutive failed health checks: ");
+    assert!(sd.log().contains("is still short of exec"), "{}", sd.log());
+    // The next probe is stuck by now; the stop does not wait for it.
+    assert!(
+        wait_until(WAIT, || unexeced_children(sd.pid()) == 1),
+        "{}",
+        sd.log()
+    );
+    let stop = Instant::now();
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    assert!(stop.elapsed() < Duration::from_secs(5), "{}", sd.log());
+    assert!(
+        !sd.log().contains("shutdown_timeout (15s) reached"),
+        "{}",
+        sd.log()
+    );
 }
