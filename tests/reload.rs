@@ -2101,3 +2101,33 @@ fn trust_warnings_are_logged_at_start_and_at_reload() {
         nix::unistd::geteuid()
     ));
 }
+
+/// Top-level hooks whose pre_start waits for `$DIR/go`, and a post_start
+/// that writes `tag` to `$DIR/post.runs`.
+fn start_hooks(tag: &str) -> String {
+    format!(
+        "hooks:\n  pre_start:\n    - name: wait\n      command: \"while [ ! -e $DIR/go ]; do sleep 0.05; done\"\n  \
+         post_start:\n    - name: mark\n      command: \"echo {tag} >> $DIR/post.runs\"\n"
+    )
+}
+
+#[test]
+fn a_post_start_hook_changed_before_it_ran_keeps_its_start_up_definition() {
+    let a = sleeper("a", "v1");
+    let r = Reload::start(
+        "reload-post-start",
+        "",
+        &format!("{a}{}", start_hooks("v1")),
+    );
+    // Reloaded while the pre_start hook holds the start-up back.
+    r.rewrite(&format!("{a}{}", start_hooks("v2")));
+    let v = r.reloaded();
+    assert_eq!(names(&v, "needs_restart"), ["hooks.post_start"], "{v:#}");
+    r.sd.dir.write("go", "");
+    r.wait_runs("a", &["v1"]);
+    r.wait_runs("post", &["v1"]);
+    // Still not applied: the next reload says so again.
+    let v = r.reloaded();
+    assert_eq!(names(&v, "needs_restart"), ["hooks.post_start"], "{v:#}");
+    assert_eq!(r.sd.dir.lines("post.runs"), ["v1"]);
+}

@@ -287,6 +287,10 @@ impl Supervisor {
 
         let mut new = new;
         new.global = self.cfg.global.clone();
+        // Run once, at start-up (a post_start may not have yet): kept, and
+        // listed again by the next reload (`needs_restart`).
+        new.hooks.pre_start = std::mem::take(&mut self.cfg.hooks.pre_start);
+        new.hooks.post_start = std::mem::take(&mut self.cfg.hooks.post_start);
         // So does the configuration in force: the heartbeat workers take
         // their settings from it, and the next reload compares with it.
         for name in kept {
