@@ -2131,3 +2131,30 @@ fn a_post_start_hook_changed_before_it_ran_keeps_its_start_up_definition() {
     assert_eq!(names(&v, "needs_restart"), ["hooks.post_start"], "{v:#}");
     assert_eq!(r.sd.dir.lines("post.runs"), ["v1"]);
 }
+
+#[test]
+fn ready_is_503_while_a_replacement_waits_for_its_post_stop_hook() {
+    // web's cleanup runs until the test writes $DIR/go.
+    let web = |v: u32| {
+        format!(
+            "  web:\n    command: \"exec sleep 1000\"\n    env: {{ V: \"{v}\" }}\n    \
+             hooks:\n      post_stop: [ {{ name: cleanup, command: \"while [ ! -e $DIR/go ]; do sleep 0.05; done\" }} ]\n"
+        )
+    };
+    let r = Reload::start("reload-ready-post-stop", "", &web(1));
+    let old = r.wait_running("web", 1);
+    assert!(wait_until(WAIT, || r.get("/api/v1/ready").status == 200));
+    r.rewrite(&web(2));
+    assert_eq!(names(&r.reloaded(), "changed"), ["web"]);
+    let down = || {
+        let p = r.process("web");
+        p["state"] == "stopped" && p["operation"] == "replacing"
+    };
+    assert!(wait_until(WAIT, down), "{}", r.sd.log());
+    let ready = r.get("/api/v1/ready");
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert!(ready.body.contains("being restarted"), "{}", ready.body);
+    r.sd.dir.write("go", "");
+    assert_ne!(r.wait_running("web", 1), old);
+    assert!(wait_until(WAIT, || r.get("/api/v1/ready").status == 200));
+}
