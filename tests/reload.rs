@@ -2158,3 +2158,28 @@ fn ready_is_503_while_a_replacement_waits_for_its_post_stop_hook() {
     assert_ne!(r.wait_running("web", 1), old);
     assert!(wait_until(WAIT, || r.get("/api/v1/ready").status == 200));
 }
+
+#[test]
+fn a_job_whose_removal_waits_for_its_run_is_not_listed_as_removed_again() {
+    let r = Reload::start(
+        "reload-retired-twice",
+        "",
+        &(sleeper("keep", "v1") + &gated_job("job", "")),
+    );
+    r.wait_running("keep", 1);
+    let t = r.post("/api/v1/processes/job/schedule/trigger");
+    assert!(t.status < 300, "{}", t.body);
+    assert!(
+        wait_until(WAIT, || r.sd.dir.lines("job.started").len() == 1),
+        "{}",
+        r.sd.log()
+    );
+    r.rewrite(&sleeper("keep", "v1"));
+    assert_eq!(names(&r.reloaded(), "removed"), ["job"]);
+    // As for a process still stopping for its removal.
+    let v = r.reloaded();
+    assert!(names(&v, "removed").is_empty(), "{v:#}");
+    assert_eq!(names(&v, "unchanged"), ["job", "keep"], "{v:#}");
+    std::fs::write(r.sd.dir.path("job.go"), "").unwrap();
+    r.sd.wait_log("job: removed");
+}

@@ -456,6 +456,8 @@ impl Supervisor {
                 continue;
             };
             match wanted.get(&name) {
+                // Its removal is under way (a run goes on): not twice.
+                None if job.retired() => s.unchanged.push(name),
                 None => {
                     changed = true;
                     s.removed.push(name.clone());
