@@ -2183,3 +2183,40 @@ fn a_job_whose_removal_waits_for_its_run_is_not_listed_as_removed_again() {
     std::fs::write(r.sd.dir.path("job.go"), "").unwrap();
     r.sd.wait_log("job: removed");
 }
+
+#[test]
+fn a_finished_process_scaled_by_a_reload_waits_for_a_dependency_it_replaces() {
+    // db's stop takes 300 ms and says when it is done.
+    let procs = |v: u32, n: u32| {
+        format!(
+            "  db:\n    command: \"trap 'sleep 0.3; echo db-stopped >> $DIR/events; exit 0' TERM; echo db-v{v} >> $DIR/events; while :; do sleep 0.05; done\"\n  \
+             worker:\n    command: \"echo worker >> $DIR/events\"\n    restart: never\n    scale: {n}\n    depends_on: [db]\n"
+        )
+    };
+    let r = Reload::start("reload-scale-finished-dep", "", &procs(1, 1));
+    assert!(
+        wait_until(WAIT, || r.process("worker")["state"] == "finished"),
+        "{:#}\n{}",
+        r.process("worker"),
+        r.sd.log()
+    );
+    // db has set its trap.
+    assert!(wait_until(WAIT, || r.sd.dir.lines("events").len() == 2));
+    r.rewrite(&procs(2, 2));
+    let v = r.reloaded();
+    assert_eq!(names(&v, "changed"), ["db"], "{v:#}");
+    assert_eq!(names(&v, "scaled"), ["worker"], "{v:#}");
+    // Started again as a changed one is: once its dependency is back.
+    let done = || r.sd.dir.lines("events").len() >= 6;
+    assert!(wait_until(WAIT, done), "{}", r.sd.log());
+    // (A dependent starts once db has started, maybe before db's line.)
+    let mut events = r.sd.dir.lines("events");
+    events[..2].sort();
+    events[3..].sort();
+    assert_eq!(
+        events,
+        ["db-v1", "worker", "db-stopped", "db-v2", "worker", "worker"],
+        "{}",
+        r.sd.log()
+    );
+}

@@ -424,8 +424,9 @@ impl Supervisor {
                 p.def = Arc::new(new.clone());
                 p.desired = desired;
                 retry_given_up(&name, p);
+                // Through the dependency gate, as a changed one starts.
                 if start {
-                    self.start(&name);
+                    pend(p);
                 }
                 s.scaled.push(name);
             }
@@ -690,10 +691,15 @@ impl Supervisor {
 fn retry_given_up(name: &str, p: &mut super::Proc) {
     if p.gave_up.take().is_some() && p.phase == ProcPhase::Stopped {
         log::info!("{name}: trying again to start (reload)");
-        p.phase = ProcPhase::Pending;
-        p.by_reload = true;
-        p.pending_since = Some(Instant::now());
+        pend(p);
     }
+}
+
+/// `p` waits for its dependencies to start, as a reload's start.
+fn pend(p: &mut super::Proc) {
+    p.phase = ProcPhase::Pending;
+    p.by_reload = true;
+    p.pending_since = Some(Instant::now());
 }
 
 /// What a reload's decision for one existing process rests on.
