@@ -2101,3 +2101,122 @@ fn trust_warnings_are_logged_at_start_and_at_reload() {
         nix::unistd::geteuid()
     ));
 }
+
+/// Top-level hooks whose pre_start waits for `$DIR/go`, and a post_start
+/// that writes `tag` to `$DIR/post.runs`.
+fn start_hooks(tag: &str) -> String {
+    format!(
+        "hooks:\n  pre_start:\n    - name: wait\n      command: \"while [ ! -e $DIR/go ]; do sleep 0.05; done\"\n  \
+         post_start:\n    - name: mark\n      command: \"echo {tag} >> $DIR/post.runs\"\n"
+    )
+}
+
+#[test]
+fn a_post_start_hook_changed_before_it_ran_keeps_its_start_up_definition() {
+    let a = sleeper("a", "v1");
+    let r = Reload::start(
+        "reload-post-start",
+        "",
+        &format!("{a}{}", start_hooks("v1")),
+    );
+    // Reloaded while the pre_start hook holds the start-up back.
+    r.rewrite(&format!("{a}{}", start_hooks("v2")));
+    let v = r.reloaded();
+    assert_eq!(names(&v, "needs_restart"), ["hooks.post_start"], "{v:#}");
+    r.sd.dir.write("go", "");
+    r.wait_runs("a", &["v1"]);
+    r.wait_runs("post", &["v1"]);
+    // Still not applied: the next reload says so again.
+    let v = r.reloaded();
+    assert_eq!(names(&v, "needs_restart"), ["hooks.post_start"], "{v:#}");
+    assert_eq!(r.sd.dir.lines("post.runs"), ["v1"]);
+}
+
+#[test]
+fn ready_is_503_while_a_replacement_waits_for_its_post_stop_hook() {
+    // web's cleanup runs until the test writes $DIR/go.
+    let web = |v: u32| {
+        format!(
+            "  web:\n    command: \"exec sleep 1000\"\n    env: {{ V: \"{v}\" }}\n    \
+             hooks:\n      post_stop: [ {{ name: cleanup, command: \"while [ ! -e $DIR/go ]; do sleep 0.05; done\" }} ]\n"
+        )
+    };
+    let r = Reload::start("reload-ready-post-stop", "", &web(1));
+    let old = r.wait_running("web", 1);
+    assert!(wait_until(WAIT, || r.get("/api/v1/ready").status == 200));
+    r.rewrite(&web(2));
+    assert_eq!(names(&r.reloaded(), "changed"), ["web"]);
+    let down = || {
+        let p = r.process("web");
+        p["state"] == "stopped" && p["operation"] == "replacing"
+    };
+    assert!(wait_until(WAIT, down), "{}", r.sd.log());
+    let ready = r.get("/api/v1/ready");
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert!(ready.body.contains("being restarted"), "{}", ready.body);
+    r.sd.dir.write("go", "");
+    assert_ne!(r.wait_running("web", 1), old);
+    assert!(wait_until(WAIT, || r.get("/api/v1/ready").status == 200));
+}
+
+#[test]
+fn a_job_whose_removal_waits_for_its_run_is_not_listed_as_removed_again() {
+    let r = Reload::start(
+        "reload-retired-twice",
+        "",
+        &(sleeper("keep", "v1") + &gated_job("job", "")),
+    );
+    r.wait_running("keep", 1);
+    let t = r.post("/api/v1/processes/job/schedule/trigger");
+    assert!(t.status < 300, "{}", t.body);
+    assert!(
+        wait_until(WAIT, || r.sd.dir.lines("job.started").len() == 1),
+        "{}",
+        r.sd.log()
+    );
+    r.rewrite(&sleeper("keep", "v1"));
+    assert_eq!(names(&r.reloaded(), "removed"), ["job"]);
+    // As for a process still stopping for its removal.
+    let v = r.reloaded();
+    assert!(names(&v, "removed").is_empty(), "{v:#}");
+    assert_eq!(names(&v, "unchanged"), ["job", "keep"], "{v:#}");
+    std::fs::write(r.sd.dir.path("job.go"), "").unwrap();
+    r.sd.wait_log("job: removed");
+}
+
+#[test]
+fn a_finished_process_scaled_by_a_reload_waits_for_a_dependency_it_replaces() {
+    // db's stop takes 300 ms and says when it is done.
+    let procs = |v: u32, n: u32| {
+        format!(
+            "  db:\n    command: \"trap 'sleep 0.3; echo db-stopped >> $DIR/events; exit 0' TERM; echo db-v{v} >> $DIR/events; while :; do sleep 0.05; done\"\n  \
+             worker:\n    command: \"echo worker >> $DIR/events\"\n    restart: never\n    scale: {n}\n    depends_on: [db]\n"
+        )
+    };
+    let r = Reload::start("reload-scale-finished-dep", "", &procs(1, 1));
+    assert!(
+        wait_until(WAIT, || r.process("worker")["state"] == "finished"),
+        "{:#}\n{}",
+        r.process("worker"),
+        r.sd.log()
+    );
+    // db has set its trap.
+    assert!(wait_until(WAIT, || r.sd.dir.lines("events").len() == 2));
+    r.rewrite(&procs(2, 2));
+    let v = r.reloaded();
+    assert_eq!(names(&v, "changed"), ["db"], "{v:#}");
+    assert_eq!(names(&v, "scaled"), ["worker"], "{v:#}");
+    // Started again as a changed one is: once its dependency is back.
+    let done = || r.sd.dir.lines("events").len() >= 6;
+    assert!(wait_until(WAIT, done), "{}", r.sd.log());
+    // (A dependent starts once db has started, maybe before db's line.)
+    let mut events = r.sd.dir.lines("events");
+    events[..2].sort();
+    events[3..].sort();
+    assert_eq!(
+        events,
+        ["db-v1", "worker", "db-stopped", "db-v2", "worker", "worker"],
+        "{}",
+        r.sd.log()
+    );
+}

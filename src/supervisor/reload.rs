@@ -286,7 +286,12 @@ impl Supervisor {
         }
 
         let mut new = new;
-        new.global = self.cfg.global.clone();
+        // (Swapped, not cloned: `self.cfg` is replaced below.)
+        std::mem::swap(&mut new.global, &mut self.cfg.global);
+        // Run once, at start-up (a post_start may not have yet): kept, and
+        // listed again by the next reload (`needs_restart`).
+        std::mem::swap(&mut new.hooks.pre_start, &mut self.cfg.hooks.pre_start);
+        std::mem::swap(&mut new.hooks.post_start, &mut self.cfg.hooks.post_start);
         // So does the configuration in force: the heartbeat workers take
         // their settings from it, and the next reload compares with it.
         for name in kept {
@@ -419,8 +424,9 @@ impl Supervisor {
                 p.def = Arc::new(new.clone());
                 p.desired = desired;
                 retry_given_up(&name, p);
+                // Through the dependency gate, as a changed one starts.
                 if start {
-                    self.start(&name);
+                    pend(p);
                 }
                 s.scaled.push(name);
             }
@@ -452,6 +458,8 @@ impl Supervisor {
                 continue;
             };
             match wanted.get(&name) {
+                // Its removal is under way (a run goes on): not twice.
+                None if job.retired() => s.unchanged.push(name),
                 None => {
                     changed = true;
                     s.removed.push(name.clone());
@@ -679,16 +687,19 @@ impl Supervisor {
 }
 
 /// A process that gave up after an earlier reload tries again: this one
-/// may have fixed what it waited for. True when it does.
-fn retry_given_up(name: &str, p: &mut super::Proc) -> bool {
-    let retry = p.gave_up.take().is_some() && p.phase == ProcPhase::Stopped;
-    if retry {
+/// may have fixed what it waited for.
+fn retry_given_up(name: &str, p: &mut super::Proc) {
+    if p.gave_up.take().is_some() && p.phase == ProcPhase::Stopped {
         log::info!("{name}: trying again to start (reload)");
-        p.phase = ProcPhase::Pending;
-        p.by_reload = true;
-        p.pending_since = Some(Instant::now());
+        pend(p);
     }
-    retry
+}
+
+/// `p` waits for its dependencies to start, as a reload's start.
+fn pend(p: &mut super::Proc) {
+    p.phase = ProcPhase::Pending;
+    p.by_reload = true;
+    p.pending_since = Some(Instant::now());
 }
 
 /// What a reload's decision for one existing process rests on.

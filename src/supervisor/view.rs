@@ -146,8 +146,9 @@ impl Supervisor {
                     }
                 }
                 // Stopping to come back with a new definition (a reload):
-                // draining, then down; it does not serve.
-                ProcPhase::Stopping
+                // draining, then down (its post_stop hooks running); it
+                // does not serve.
+                ProcPhase::Stopping | ProcPhase::Stopped
                     if matches!(p.next, Some(Next::Replace { start: true, .. })) =>
                 {
                     why.push(NotReady::new(format!(
