@@ -2220,3 +2220,36 @@ fn a_finished_process_scaled_by_a_reload_waits_for_a_dependency_it_replaces() {
         r.sd.log()
     );
 }
+
+#[test]
+fn a_scale_onto_the_ports_of_a_process_the_same_reload_removes_is_applied() {
+    // `a` declares port P and `b` P+1. A file that removes `b` and scales
+    // `a` to 2 (a-2 takes P+1) is valid, and `check` says so; the reload
+    // refused the scale (not_applied, "meet the ports of processes.b"),
+    // counting the process it was removing.
+    let base = loop {
+        let p = free_port();
+        if p < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            break p;
+        }
+    };
+    let a = |scale: u32| {
+        format!("  a:\n    command: \"exec sleep 1000\"\n    ports: [{base}]\n    scale: {scale}\n")
+    };
+    let b = format!(
+        "  b:\n    command: \"exec sleep 1000\"\n    ports: [{}]\n",
+        base + 1
+    );
+    let r = Reload::start("reload-scale-ports", "", &(a(1) + &b));
+    r.wait_running("a", 1);
+    r.wait_running("b", 1);
+    r.rewrite(&a(2));
+    let v = r.reloaded();
+    assert_eq!(names(&v, "scaled"), ["a"], "{v:#}");
+    assert_eq!(names(&v, "removed"), ["b"], "{v:#}");
+    assert!(
+        v["not_applied"].as_array().is_none_or(|n| n.is_empty()),
+        "{v:#}"
+    );
+    r.wait_running("a", 2);
+}

@@ -225,7 +225,9 @@ impl Supervisor {
     /// others with what they may run now (a scale of theirs may have
     /// raised it).
     fn scale_ports(&self, name: &str, desired: u32) -> Option<String> {
-        let others = self.procs.values().map(|o| {
+        // (Not one a reload removes: it is going.)
+        let going = |o: &&Proc| matches!(o.next, Some(Next::Remove { .. }));
+        let others = self.procs.values().filter(|o| !going(o)).map(|o| {
             let n = o.def.max_scale.unwrap_or(o.def.scale).max(o.desired);
             (&*o.def, n)
         });

@@ -336,6 +336,10 @@ impl Supervisor {
         let mut kept = Vec::new();
         let max = self.cfg.global.extra.max_process_scale;
         let names: Vec<String> = self.procs.keys().cloned().collect();
+        // Scales last: their port check leaves out the processes this
+        // reload removes (`scale_ports`), which must be marked first. Each
+        // decision rests on its own process alone, so all are made first.
+        let mut scales = Vec::new();
         for name in names {
             let Some(p) = self.procs.get(&name) else {
                 continue;
@@ -351,6 +355,14 @@ impl Supervisor {
                 gave_up: p.gave_up.is_some(),
                 start_when_stopped: p.start_when_stopped,
             });
+            if matches!(decision, Decision::Scale { .. }) {
+                scales.push((name, decision));
+            } else {
+                kept.extend(self.apply_decision(name, decision, new, s));
+            }
+        }
+        for (name, decision) in scales {
+            let new = wanted.get(&name);
             kept.extend(self.apply_decision(name, decision, new, s));
         }
         for def in wanted.iter() {
