@@ -10,7 +10,8 @@
 //! split. `finish` hands out the unfinished last line when the pipe closes.
 //!
 //! Invariants: at most `max` bytes of an unfinished line are held between
-//! calls (memory per pipe is bounded); every input byte except the line
+//! calls, or `max + 1` when the last is a `\r` that a `\n` in the next
+//! read would make a line end (memory per pipe is bounded); every input byte except the line
 //! ends comes out exactly once, in order; any byte sequence is accepted (decoding
 //! to text happens later, lossily).
 
@@ -48,7 +49,10 @@ impl Framer {
             data = &data[nl + 1..];
         }
         self.pending.extend_from_slice(data);
-        while self.pending.len() > self.max {
+        // A line of exactly `max` bytes whose CRLF is split between reads
+        // is one line, not a piece plus an empty one: its `\r` is held.
+        let cr_held = |p: &[u8], max: usize| p.len() == max + 1 && p.last() == Some(&b'\r');
+        while self.pending.len() > self.max && !cr_held(&self.pending, self.max) {
             let cut = boundary(&self.pending, self.max);
             emit(&self.pending[..cut], true);
             self.pending.drain(..cut);
@@ -109,7 +113,7 @@ mod tests {
         let mut emit = |l: &[u8], c: bool| out.push((String::from_utf8_lossy(l).into_owned(), c));
         for c in chunks {
             f.push(c, &mut emit);
-            assert!(f.held() <= max);
+            assert!(f.held() <= max + 1);
         }
         f.finish(&mut emit);
         out
@@ -152,6 +156,14 @@ mod tests {
         assert_eq!(
             run(4, &[b"abcdef\r", b"\n"]),
             vec![l("abcd", true), l("ef", false)]
+        );
+        // A line of exactly `max` bytes, its \r and \n in separate reads:
+        // one line (it was a piece and an empty line).
+        assert_eq!(run(4, &[b"abcd\r", b"\n"]), vec![l("abcd", false)]);
+        // That \r followed by more text is kept, in the next piece.
+        assert_eq!(
+            run(4, &[b"abcd\r", b"x\n"]),
+            vec![l("abcd", true), l("\rx", false)]
         );
     }
 
