@@ -318,14 +318,15 @@ fn left_over_processes_that_ignore_sigterm_are_killed_and_their_own_escapees_too
 }
 
 #[test]
-fn a_spawn_stuck_before_exec_does_not_hold_up_the_shutdown() {
+fn a_spawn_stuck_before_exec_is_killed_by_its_stop() {
     // `hung`'s working_dir is under a mount that never answers (a hung NFS
     // server): its child blocks in chdir, short of exec, and the instance
-    // thread that spawned it waits in clone and reads no stop. The global
-    // deadline kills that child, which frees the thread, and sheepdog
-    // exits instead of waiting for ever.
+    // thread that spawned it waits in clone and reads no stop. Nothing of
+    // the program has run, so the stop kills that child at once, which
+    // frees the thread: no wait for the shutdown deadline (for ever, for a
+    // `ctl stop`).
     let Some(wrapper) = hung_mount() else { return };
-    let cfg = "global:\n  shutdown_timeout: 1s\n  api_enabled: false\n  metrics_enabled: false\nprocesses:\n".to_string()
+    let cfg = "global:\n  shutdown_timeout: 5m\n  api_enabled: false\n  metrics_enabled: false\nprocesses:\n".to_string()
         + r#"
   hung:
     command: [sleep, "1000"]
@@ -341,16 +342,42 @@ fn a_spawn_stuck_before_exec_does_not_hold_up_the_shutdown() {
         sd.log()
     );
     sd.signal(TERM);
+    // Far below the 5m deadline.
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let log = sd.log();
+    assert!(!log.contains("shutdown_timeout (5m) reached"), "{log}");
+    assert!(log.contains(STUCK), "{log}");
+    assert!(!alive(web), "web outlived sheepdog\n{log}");
+}
+
+/// What sheepdog says as it kills a child stuck short of exec.
+const STUCK: &str =
+    "is still short of exec (its working_dir or program on a hung mount?): killing it";
+
+#[test]
+fn a_run_stuck_before_exec_does_not_hold_up_the_shutdown() {
+    // A scheduled run's spawn stuck the same way: its thread reads no stop
+    // either, and the shutdown waits for runs. The global deadline kills
+    // that child, and sheepdog exits instead of waiting for ever.
+    let Some(wrapper) = hung_mount() else { return };
+    let cfg = "global:\n  shutdown_timeout: 1s\n  api_enabled: false\n  metrics_enabled: false\nprocesses:\n".to_string()
+        + r#"
+  job:
+    command: [sleep, "1000"]
+    working_dir: $DIR/mnt/hung
+    schedule: "@every 1s"
+"#;
+    let mut sd = Sheepdog::start_under("hung-run", &cfg, &wrapper, |_| {});
+    assert!(
+        wait_until(WAIT, || unexeced_children(sd.pid()) == 1),
+        "no spawn stuck in the hung mount\n{}",
+        sd.log()
+    );
+    sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
     let log = sd.log();
     assert!(log.contains("shutdown_timeout (1s) reached"), "{log}");
-    assert!(
-        log.contains(
-            "is still short of exec (its working_dir or program on a hung mount?): killing it"
-        ),
-        "{log}"
-    );
-    assert!(!alive(web), "web outlived sheepdog\n{log}");
+    assert!(log.contains(STUCK), "{log}");
 }
 
 #[test]

@@ -321,7 +321,7 @@ impl Supervisor {
         for (index, inst) in p.instances.range_mut(desired + 1..) {
             if !inst.leaving && inst.outcome.is_none() {
                 log::info!("{name}-{index}: stopping (scale down)");
-                inst.send(Cmd::Stop);
+                inst.stop(&self.shared.reaper);
             }
             inst.leaving = true;
         }
@@ -393,7 +393,7 @@ impl Supervisor {
         match p.instances.get(&index) {
             Some(inst) if inst.outcome.is_none() => {
                 log::info!("{name}-{index}: restarting (rolling)");
-                inst.send(Cmd::Stop);
+                inst.stop(&self.shared.reaper);
             }
             // Ended already (failed, exited): relaunch it straight away.
             _ => {

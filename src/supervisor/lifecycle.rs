@@ -304,7 +304,7 @@ impl Supervisor {
             return;
         }
         for i in p.instances.values().filter(|i| i.outcome.is_none()) {
-            i.send(Cmd::Stop);
+            i.stop(&self.shared.reaper);
         }
     }
 
@@ -412,7 +412,7 @@ impl Supervisor {
         }
         if !p.all_done() {
             for i in p.instances.values().filter(|i| i.outcome.is_none()) {
-                i.send(Cmd::Stop);
+                i.stop(&self.shared.reaper);
             }
             return;
         }

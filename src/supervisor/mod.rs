@@ -273,6 +273,18 @@ impl Inst {
             let _ = tx.send(cmd);
         }
     }
+
+    /// `Cmd::Stop`. A child its thread is spawning that is still short of
+    /// exec (its working_dir or program on a hung mount) holds that thread
+    /// in clone, where no command reaches it: it is killed, which frees the
+    /// thread to read this one. Nothing of the program has run in it, so
+    /// there is nothing to stop gracefully.
+    fn stop(&self, reaper: &Reaper) {
+        self.send(Cmd::Stop);
+        if let Some(t) = &self.thread {
+            reaper.kill_spawning(Some(t.thread().id()));
+        }
+    }
 }
 
 /// An operation a control request started, driven by instance reports.

@@ -352,14 +352,19 @@ os.execv(cmd[0], cmd)
     Some([&unshare[..], &["python3", "-c", MOUNT]].concat())
 }
 
-/// Children of `pid` that have not exec'd yet: still running `pid`'s own
-/// program (a spawn stuck before exec, see `hung_mount`).
+/// Children of sheepdog `pid` that have not exec'd yet: still running
+/// sheepdog (a spawn stuck before exec, see `hung_mount`). 0 while `pid`
+/// is not sheepdog yet (a wrapper, or a shell script such as pyenv's
+/// `python3` shim, whose children run the same shell).
 pub fn unexeced_children(pid: i32) -> usize {
     let exe = |p: i32| fs::read_link(format!("/proc/{p}/exe")).ok();
-    let own = exe(pid);
+    let sheepdog = fs::canonicalize(BIN).ok();
+    if sheepdog.is_none() || exe(pid) != sheepdog {
+        return 0;
+    }
     children_of(pid)
         .into_iter()
-        .filter(|&c| own.is_some() && exe(c) == own)
+        .filter(|&c| exe(c) == sheepdog)
         .count()
 }
 
