@@ -254,7 +254,7 @@ fn write_stop(out: &mut String, plan: &Plan, budget: &Budget) -> std::fmt::Resul
         out,
         "\nStop order (a process gets its stop signal as soon as every process that depends on it \
          has stopped, without waiting for the rest of its level; times are worst cases from the \
-         start of the stop):"
+         start of the shutdown, pre_stop hooks included):"
     )?;
     let rows = stop_rows(plan);
     if rows.is_empty() {
@@ -363,8 +363,9 @@ fn worst_case(hc: &HealthCheck) -> Duration {
 fn write_budget(out: &mut String, plan: &Plan, budget: &Budget) -> std::fmt::Result {
     writeln!(
         out,
-        "\nShutdown budget (the slowest chain of shutdown.timeout along dependencies, or a \
-         scheduled job's shutdown.timeout if longer):"
+        "\nShutdown budget (the slowest chain of pre_stop hooks and shutdown.timeout along \
+         dependencies, or a scheduled job's shutdown.timeout if longer; global stop hooks \
+         before and after):"
     )?;
     let path: Vec<String> = budget
         .critical_path
@@ -402,7 +403,7 @@ fn write_budget(out: &mut String, plan: &Plan, budget: &Budget) -> std::fmt::Res
             out,
             "WARNING: the worst-case shutdown ({}) exceeds global.shutdown_timeout ({}): \
              processes still running at the global deadline get killed. Raise \
-             global.shutdown_timeout or lower shutdown.timeout.",
+             global.shutdown_timeout, or lower shutdown.timeout or stop hooks' timeouts.",
             format_duration(budget.total),
             format_duration(budget.limit)
         )?;
@@ -668,7 +669,7 @@ mod tests {
         assert!(t.contains(
             "Stop order (a process gets its stop signal as soon as every process that depends on \
              it has stopped, without waiting for the rest of its level; times are worst cases \
-             from the start of the stop):\n\
+             from the start of the shutdown, pre_stop hooks included):\n\
              \x20 level 0:   horizon  at once                               stopped by 30s\n\
              \x20            nginx    at once                               stopped by 1m30s\n\
              \x20            queue    at once                               stopped by 500ms\n\

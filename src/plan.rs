@@ -177,13 +177,28 @@ impl Plan {
     /// for them (`runs_idle`). So a job counts with its own
     /// `shutdown.timeout` from the start, in parallel with every chain, and
     /// its `schedule_timeout` does not matter: the stop comes first.
+    ///
+    /// Hooks that hold a stop back count too, at their worst (every
+    /// attempt to its timeout): a process's pre_stop hooks run before its
+    /// stop signal (a job's never run), the global pre_stop hooks before
+    /// any process's (though after a job's runs get theirs), and the global
+    /// post_stop hooks once everything has stopped.
     pub fn budget(&self, config: &Config) -> Budget {
         let timeout = |name: &str| {
-            config
-                .processes
-                .get(name)
-                .map_or(Duration::ZERO, |p| stop_time(&p.shutdown))
+            config.processes.get(name).map_or(Duration::ZERO, |p| {
+                let hooks = match p.extra.schedule {
+                    Some(_) => Duration::ZERO,
+                    None => hooks_time(
+                        p.shutdown
+                            .pre_stop_hook
+                            .iter()
+                            .chain(&p.extra.hooks.pre_stop),
+                    ),
+                };
+                hooks.saturating_add(stop_time(&p.shutdown))
+            })
         };
+        let first = hooks_time(config.hooks.pre_stop.iter());
         let stop = self.stop_levels();
         let per_level: Vec<Duration> = stop
             .iter()
@@ -195,7 +210,13 @@ impl Plan {
         let mut critical_path = slowest_chain(&stopped_by, &after, &timeout);
         // A oneshot passed through adds nothing to the chain: not listed.
         critical_path.retain(|(n, _)| !passed.contains(n.as_str()));
-        let mut total = stopped_by.values().copied().max().unwrap_or_default();
+        if !first.is_zero() {
+            for by in stopped_by.values_mut() {
+                *by = by.saturating_add(first);
+            }
+            critical_path.insert(0, (GLOBAL_PRE_STOP.to_string(), first));
+        }
+        let mut total = stopped_by.values().copied().max().unwrap_or(first);
         for job in &self.jobs {
             let t = timeout(job);
             stopped_by.insert(job.clone(), t);
@@ -204,6 +225,11 @@ impl Plan {
                 total = t;
                 critical_path = vec![(job.clone(), t)];
             }
+        }
+        let last = hooks_time(config.hooks.post_stop.iter());
+        if !last.is_zero() {
+            total = total.saturating_add(last);
+            critical_path.push((GLOBAL_POST_STOP.to_string(), last));
         }
         Budget {
             per_level,
@@ -293,6 +319,22 @@ impl Plan {
         }
         (stopped_by, after, passed)
     }
+}
+
+/// How the global pre_stop and post_stop hooks appear in a budget's
+/// critical path.
+pub const GLOBAL_PRE_STOP: &str = "hooks.pre_stop";
+pub const GLOBAL_POST_STOP: &str = "hooks.post_stop";
+
+/// The longest `hooks` can take one after the other: every attempt of
+/// each to its timeout, and the delays between attempts.
+fn hooks_time<'a>(hooks: impl Iterator<Item = &'a crate::config::Hook>) -> Duration {
+    hooks
+        .map(|h| {
+            let attempts = h.timeout.saturating_mul(h.retry.saturating_add(1));
+            attempts.saturating_add(h.retry_delay.saturating_mul(h.retry))
+        })
+        .fold(Duration::ZERO, Duration::saturating_add)
 }
 
 /// The longest a process's stop can take before its group has had
@@ -1031,6 +1073,49 @@ mod tests {
         let b = plan.budget(&cfg);
         assert_eq!(b.total, secs(20));
         assert_eq!(path(&b), vec![("app", 10), ("db", 10)]);
+    }
+
+    #[test]
+    fn budget_counts_the_hooks_that_hold_a_stop_back() {
+        let hook = |timeout: u64, retry: u32, delay: u64| crate::config::Hook {
+            name: "h".into(),
+            command: vec!["true".into()],
+            timeout: secs(timeout),
+            retry,
+            retry_delay: secs(delay),
+            continue_on_error: false,
+            env: BTreeMap::new(),
+            working_dir: None,
+            credentials: None,
+        };
+        let mut backup = job("backup");
+        backup.shutdown.timeout = secs(25);
+        // A job's stop hooks never run: not counted.
+        backup.extra.hooks.pre_stop = vec![hook(100, 0, 0)];
+        let mut db = timed("db", &[], 10);
+        // Two attempts of 5s with 1s between, then a second hook of 2s.
+        db.extra.hooks.pre_stop = vec![hook(5, 1, 1), hook(2, 0, 0)];
+        let mut app = timed("app", &["db"], 10);
+        app.shutdown.pre_stop_hook = Some(hook(3, 0, 0));
+        let mut cfg = config(vec![db, app, backup]);
+        cfg.hooks.pre_stop = vec![hook(4, 0, 0)];
+        cfg.hooks.post_stop = vec![hook(6, 0, 0)];
+        let plan = Plan::build(&cfg).unwrap();
+        let b = plan.budget(&cfg);
+        // Global pre_stop 4s, app 3s + 10s, db 13s + 10s, global post_stop 6s.
+        assert_eq!(b.stopped_by["app"], secs(17));
+        assert_eq!(b.stopped_by["db"], secs(40));
+        assert_eq!(b.stopped_by["backup"], secs(25));
+        assert_eq!(b.total, secs(46));
+        assert_eq!(
+            path(&b),
+            vec![
+                ("hooks.pre_stop", 4),
+                ("app", 13),
+                ("db", 23),
+                ("hooks.post_stop", 6)
+            ]
+        );
     }
 
     #[test]
