@@ -148,6 +148,15 @@ fn status_table_and_json() {
     assert!(o.status.success(), "{}", err(&o));
     assert_eq!(out(&o).lines().count(), 3, "{}", out(&o));
     assert!(!out(&o).contains("idle"));
+    // A token from a file ends with its newline (a Kubernetes secret
+    // made with --from-file, given as a variable): sheepdog trims its
+    // `api_auth_file`, and ctl the token, so the same secret works.
+    let with_newline = format!("{TOKEN}\n");
+    let o = ctl(
+        &["--url", &url(port), "status", "web"],
+        &[("SHEEPDOG_API_TOKEN", &with_newline)],
+    );
+    assert!(o.status.success(), "{}", err(&o));
     // And from $SHEEPDOG_API_URL.
     let o = ctl(
         &["--json", "status", "web"],

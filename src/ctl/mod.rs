@@ -7,8 +7,9 @@
 //!   prints the message (the API's `error` when there is one) to stderr and
 //!   exits 1; usage errors exit 2 (from `cli`, or a token that cannot be
 //!   sent in a header).
-//! - The token is taken from `--token`, else `$SHEEPDOG_API_TOKEN`, and is
-//!   never printed.
+//! - The token is taken from `--token`, else `$SHEEPDOG_API_TOKEN`
+//!   (trailing whitespace trimmed, as sheepdog trims `api_auth_file`), and
+//!   is never printed.
 
 mod client;
 
@@ -35,7 +36,12 @@ pub fn run(ctl: Ctl) -> i32 {
         .clone()
         .map_or_else(|| env("SHEEPDOG_API_TOKEN"), |t| Ok(Some(t)))
     {
-        Ok(t) => t,
+        // Trailing whitespace goes, as sheepdog trims its `api_auth_file`:
+        // the same secret given as a variable (a Kubernetes secret made
+        // from a file) ends with its newline.
+        Ok(t) => t
+            .map(|t| t.trim_end().to_string())
+            .filter(|t| !t.is_empty()),
         Err(e) => {
             outln!(err: "sheepdog ctl: {e}");
             return exit::USAGE;
