@@ -148,6 +148,15 @@ fn status_table_and_json() {
     assert!(o.status.success(), "{}", err(&o));
     assert_eq!(out(&o).lines().count(), 3, "{}", out(&o));
     assert!(!out(&o).contains("idle"));
+    // A token from a file ends with its newline (a Kubernetes secret
+    // made with --from-file, given as a variable): sheepdog trims its
+    // `api_auth_file`, and ctl the token, so the same secret works.
+    let with_newline = format!("{TOKEN}\n");
+    let o = ctl(
+        &["--url", &url(port), "status", "web"],
+        &[("SHEEPDOG_API_TOKEN", &with_newline)],
+    );
+    assert!(o.status.success(), "{}", err(&o));
     // And from $SHEEPDOG_API_URL.
     let o = ctl(
         &["--json", "status", "web"],
@@ -827,4 +836,41 @@ fn status_says_a_start_waits_for_post_stop_hooks() {
     );
     sd.signal(libc::SIGTERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}
+
+/// A failed process shows as such, and a down instance says why (its
+/// error, else how its child ended): the rows alone show `exited` or
+/// `backoff` and nothing of the exit.
+#[test]
+fn status_says_why_instances_are_down() {
+    let (mut sd, port, _) = start_serving("ctl-down", |p, _| {
+        format!(
+            "global:\n  shutdown_timeout: 10\n  api_port: {p}\n  metrics_enabled: false\nprocesses:\n  \
+             keep:\n    command: [sleep, \"1000\"]\n  \
+             once:\n    command: \"exit 5\"\n    restart: never\n  \
+             gave:\n    command: \"kill -9 $$\"\n    restart: on-failure\n    max_restart_attempts: 1\n"
+        )
+    });
+    let u = url(port);
+    let status = || {
+        let o = ctl(&["--url", &u, "status"], &[]);
+        assert!(o.status.success(), "{}", err(&o));
+        out(&o)
+    };
+    let done = wait_until(WAIT, || status().matches(": failed\n").count() == 2);
+    let text = status();
+    assert!(done, "{text}\n{}", sd.log());
+    let notes: Vec<&str> = text.split("\n\n").nth(1).unwrap_or("").lines().collect();
+    assert_eq!(
+        notes,
+        [
+            "gave: failed",
+            "gave-1: killed by SIGKILL; gave up after 1 restart attempt",
+            "once: failed",
+            "once-1: exited 5",
+        ],
+        "{text}"
+    );
+    sd.signal(libc::SIGTERM);
+    sd.exit_code(WAIT);
 }

@@ -7,8 +7,9 @@
 //!   prints the message (the API's `error` when there is one) to stderr and
 //!   exits 1; usage errors exit 2 (from `cli`, or a token that cannot be
 //!   sent in a header).
-//! - The token is taken from `--token`, else `$SHEEPDOG_API_TOKEN`, and is
-//!   never printed.
+//! - The token is taken from `--token`, else `$SHEEPDOG_API_TOKEN`
+//!   (trailing whitespace trimmed, as sheepdog trims `api_auth_file`), and
+//!   is never printed.
 
 mod client;
 
@@ -35,7 +36,12 @@ pub fn run(ctl: Ctl) -> i32 {
         .clone()
         .map_or_else(|| env("SHEEPDOG_API_TOKEN"), |t| Ok(Some(t)))
     {
-        Ok(t) => t,
+        // Trailing whitespace goes, as sheepdog trims its `api_auth_file`:
+        // the same secret given as a variable (a Kubernetes secret made
+        // from a file) ends with its newline.
+        Ok(t) => t
+            .map(|t| t.trim_end().to_string())
+            .filter(|t| !t.is_empty()),
         Err(e) => {
             outln!(err: "sheepdog ctl: {e}");
             return exit::USAGE;
@@ -591,21 +597,42 @@ fn table(procs: &[Value]) -> String {
 
 /// What a row cannot show, a line per process after the table: the
 /// operation under way (`starting`, `restarting`, `replacing`,
-/// `removing`) and why it is down though meant to run.
+/// `removing`) and why it is down though meant to run (`failed`, or its
+/// `error`); then a line per instance that is down for a reason (in
+/// backoff, failed, or of a failed process): its `error`, else how its
+/// last child ended (`exited 3`, `killed by SIGKILL`).
 fn notes(procs: &[Value]) -> String {
     let mut out = String::new();
+    let mut line = |who: &Value, what: &str| {
+        let who = who.as_str().unwrap_or("-");
+        out.push_str(&format!("{}: {}\n", escaped(who), escaped(what)));
+    };
     for p in procs {
-        let said: Vec<&str> = ["operation", "error"]
-            .iter()
-            .filter_map(|k| p.get(k).and_then(Value::as_str))
+        let failed = p["state"] == "failed";
+        let said: Vec<&str> = [failed.then_some("failed")]
+            .into_iter()
+            .chain(["operation", "error"].map(|k| p[k].as_str()))
+            .flatten()
             .collect();
         if !said.is_empty() {
-            let name = p.get("name").and_then(Value::as_str).unwrap_or("-");
-            out.push_str(&format!(
-                "{}: {}\n",
-                escaped(name),
-                escaped(&said.join("; "))
-            ));
+            line(&p["name"], &said.join("; "));
+        }
+        for i in p["instances"].as_array().into_iter().flatten() {
+            let down = failed || matches!(i["state"].as_str(), Some("backoff" | "failed"));
+            let exit = &i["last_exit"];
+            let how = match (exit["code"].as_i64(), exit["signal"].as_i64()) {
+                (Some(c), _) => Some(crate::reaper::ExitStatus::Code(c as i32)),
+                (_, Some(s)) => Some(crate::reaper::ExitStatus::Signal {
+                    signal: s as i32,
+                    core_dumped: false,
+                }),
+                _ => None,
+            };
+            match (i["error"].as_str(), how) {
+                (Some(e), _) if down => line(&i["id"], e),
+                (None, Some(how)) if down => line(&i["id"], &how.to_string()),
+                _ => {}
+            }
         }
     }
     if !out.is_empty() {
@@ -747,6 +774,42 @@ mod tests {
             "{t}"
         );
         assert!(!table(&procs[1..2]).contains("\n\n"));
+    }
+
+    #[test]
+    fn why_an_instance_is_down_follows_the_table() {
+        let procs = vec![
+            json!({"name": "n", "state": "failed", "operation": null, "error": null, "instances": [
+                {"id": "n-1", "state": "exited", "pid": null, "error": null,
+                 "last_exit": {"code": 5, "signal": null}}
+            ]}),
+            json!({"name": "crash", "state": "running", "operation": null, "error": null, "instances": [
+                {"id": "crash-1", "state": "backoff", "pid": null, "error": null,
+                 "last_exit": {"code": null, "signal": 9}},
+                {"id": "crash-2", "state": "running", "pid": 7, "error": null,
+                 "last_exit": {"code": 3, "signal": null}},
+                {"id": "crash-3", "state": "failed", "pid": null,
+                 "error": "exited 3; gave up after 2 restart attempts",
+                 "last_exit": {"code": 3, "signal": null}}
+            ]}),
+            json!({"name": "done", "state": "finished", "operation": null, "error": null, "instances": [
+                {"id": "done-1", "state": "exited", "pid": null, "error": null,
+                 "last_exit": {"code": 0, "signal": null}}
+            ]}),
+        ];
+        let t = table(&procs);
+        let tail: Vec<&str> = t.lines().skip(6).collect();
+        assert_eq!(
+            tail,
+            [
+                "",
+                "n: failed",
+                "n-1: exited 5",
+                "crash-1: killed by SIGKILL",
+                "crash-3: exited 3; gave up after 2 restart attempts"
+            ],
+            "{t}"
+        );
     }
 
     #[test]
