@@ -2185,6 +2185,39 @@ fn a_oneshot_that_failed_for_good_makes_the_container_not_ready() {
 }
 
 #[test]
+fn a_longrun_held_stopped_or_scaled_to_0_on_request_keeps_the_container_ready() {
+    // docs/api.md (/ready): a longrun meant to be down does not count.
+    let procs = format!(
+        "{TWO_SLEEPERS}  held:\n    command: \"exec sleep 1000\"\n    initial_state: stopped\n"
+    );
+    let api = Api::start("api-ready-stopped", Some(TOKEN), "", &procs);
+    api.wait_running("web", 2);
+    api.wait_running("other", 1);
+    let ready = || http::get(api.port, "/api/v1/ready", None);
+    assert!(
+        wait_until(WAIT, || ready().status == 200),
+        "{}",
+        ready().body
+    );
+    assert_eq!(api.post("/api/v1/processes/other/stop", "").status, 202);
+    api.scale("web", r#"{"desired": 0}"#);
+    for name in ["other", "web"] {
+        assert!(
+            wait_until(WAIT, || api.process(name)["state"] == "stopped"),
+            "{}",
+            api.sd.log()
+        );
+    }
+    let r = ready();
+    assert_eq!(
+        (r.status, r.json()["not_ready"].clone()),
+        (200, serde_json::json!([])),
+        "{}",
+        r.body
+    );
+}
+
+#[test]
 fn two_authorization_headers_are_refused_whatever_their_order() {
     let api = Api::start("api-two-auth", Some(TOKEN), "", TWO_SLEEPERS);
     for (first, second) in [("wrong", TOKEN), (TOKEN, "wrong")] {

@@ -1101,3 +1101,34 @@ fn the_report_does_not_print_probe_arguments_or_queries_that_may_hold_secrets() 
         );
     }
 }
+
+/// docs/cli.md (JSON): a process's `health_check` is its type, mode and
+/// timings (never its target), `ports` its declared ports.
+#[test]
+fn check_json_gives_a_health_check_s_timings_and_the_ports() {
+    let dir = TempDir::new("json-health");
+    let path = dir.file(
+        "h.yaml",
+        "processes:\n  fpm:\n    command: [sleep, '9']\n    ports: [9000]\n    \
+         health_check: {type: tcp, address: '127.0.0.1:{port}', initial_delay: 2s, startup_timeout: 1m}\n  \
+         plain:\n    command: [sleep, '9']\n",
+    );
+    let out = run(
+        &["check", "--json", "-c", path.to_str().expect("utf-8 path")],
+        &[],
+        None,
+    );
+    assert_valid(&out);
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let fpm = &j["processes"][0];
+    assert_eq!(
+        fpm["health_check"],
+        serde_json::json!({
+            "type": "tcp", "mode": "both", "initial_delay_ms": 2000, "period_ms": 10000,
+            "timeout_ms": 3000, "failure_threshold": 3, "success_threshold": 1,
+            "startup_timeout_ms": 60000, "worst_case_detection_ms": 35000,
+        })
+    );
+    assert_eq!(fpm["ports"], serde_json::json!([9000]));
+    assert_eq!(j["processes"][1]["health_check"], serde_json::Value::Null);
+}

@@ -426,6 +426,12 @@ fn logs_tail_and_follow() {
     assert!(o.status.success(), "{}", err(&o));
     let lines: Vec<String> = out(&o).lines().map(str::to_string).collect();
     assert!(!lines.is_empty() && lines.len() <= 3, "{lines:?}");
+    // sheepdog's own records about an instance are tagged `sheepdog`, as on
+    // its stdout, not with the instance a child's lines carry.
+    let o = ctl(&[&base[..], &["logs", "sheepdog"]].concat(), &[]);
+    let text = out(&o);
+    assert!(text.contains(" sheepdog | web-1: started (pid"), "{text}");
+    assert!(!text.contains("web-1 | web-1: started"), "{text}");
     let o = ctl(&[&base[..], &["--json", "logs", "sheepdog"]].concat(), &[]);
     assert!(o.status.success(), "{}", err(&o));
     let first: Value = serde_json::from_str(out(&o).lines().next().unwrap()).unwrap();

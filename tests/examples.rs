@@ -191,6 +191,32 @@ fn every_example_but_laravel_is_run_by_a_test_here() {
     }
 }
 
+/// scheduling.yaml's header says what it needs: without zoneinfo its
+/// Europe/Amsterdam job makes the whole file fail to load, so "sh only"
+/// was wrong. Checked for real with zoneinfo hidden (root, `unshare -m`).
+#[test]
+#[cfg_attr(not(feature = "cron"), ignore = "time zones need feature `cron`")]
+fn scheduling_example_says_it_needs_zoneinfo_and_does() {
+    let text = std::fs::read_to_string(example("scheduling.yaml")).unwrap();
+    let header: Vec<&str> = text.lines().take_while(|l| l.starts_with('#')).collect();
+    assert!(header.join("\n").contains("tzdata"), "{header:#?}");
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "sh", "-c"])
+        .arg("mount -t tmpfs none /usr/share/zoneinfo && exec \"$0\" check -c \"$1\"")
+        .arg(BIN)
+        .arg(example("scheduling.yaml"));
+    hermetic(&mut cmd);
+    cmd.env_remove("TZDIR");
+    let out = output_within(cmd, WAIT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !stderr.contains("sheepdog") {
+        eprintln!("skipping the load without zoneinfo: unshare -m unavailable: {stderr}");
+        return;
+    }
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("needs the tzdata package"), "{stderr}");
+}
+
 // ---------------------------------------------------------------------------
 // Helpers for running examples
 

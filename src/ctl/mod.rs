@@ -277,12 +277,14 @@ fn watch_stdout() {
     }
 }
 
-/// A record as a text log line: `ts LEVEL instance | msg`, its control
-/// characters escaped as in errors: a child's `\r`, ESC or OSC must not
-/// rewrite the operator's terminal or forge a line (`--json` escapes them).
+/// A record as a text log line: `ts LEVEL instance | msg`, or `sheepdog`
+/// for its own records (about an instance too, as on its stdout), its
+/// control characters escaped as in errors: a child's `\r`, ESC or OSC must
+/// not rewrite the operator's terminal or forge a line (`--json` escapes
+/// them).
 fn log_line(rec: &Value) -> String {
     let s = |k: &str| rec.get(k).and_then(Value::as_str).unwrap_or("");
-    let who = if s("instance").is_empty() {
+    let who = if s("instance").is_empty() || s("process") == "sheepdog" {
         s("process")
     } else {
         s("instance")
