@@ -15,8 +15,8 @@
 //! graph.
 //!
 //! What it does not do: readiness, conditions (`depends_on` conditions are
-//! the supervisor's business) or any waiting; disabled processes are absent;
-//! hooks that run during the shutdown are not in the budget.
+//! the supervisor's business) or any waiting; disabled processes are absent.
+//! The budget counts the stop hooks at their timeouts (`budget`).
 //!
 //! Invariants:
 //! - only enabled, unscheduled processes appear, each exactly once across
@@ -57,12 +57,13 @@ pub struct Plan {
     pub job_dependents: BTreeMap<String, Vec<String>>,
 }
 
-/// The worst-case length of an orderly shutdown, counted from the moment
-/// the ordered stop begins. Only `shutdown.timeout`s count: hooks that run
-/// during the shutdown come on top, bounded by the same global deadline.
+/// The worst-case length of an orderly shutdown, counted from its start:
+/// `shutdown.timeout`s and the stop hooks that hold stops back (`budget`),
+/// all bounded by the same global deadline.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Budget {
-    /// Per stop level (in stop order): the longest `shutdown.timeout` in it.
+    /// Per stop level (in stop order): the longest stop in it (pre_stop
+    /// hooks and `shutdown.timeout`).
     /// For reading only: levels are not waited for as a whole, so these are
     /// not added up.
     pub per_level: Vec<Duration>,
