@@ -381,6 +381,39 @@ fn a_run_stuck_before_exec_does_not_hold_up_the_shutdown() {
 }
 
 #[test]
+fn a_hook_stuck_before_exec_is_killed_by_its_stop() {
+    // A pre_start hook whose working_dir is on a hung mount: its runner
+    // thread sits in clone, where the stop's cancel never reached it. The
+    // instance gave up on it after its 10 s cancel wait and the shutdown
+    // went on, leaving that child stuck behind sheepdog. The cancel kills
+    // it now: the stop is at once.
+    let Some(wrapper) = hung_mount() else { return };
+    let cfg = "global:\n  shutdown_timeout: 5m\n  api_enabled: false\n  metrics_enabled: false\nprocesses:\n".to_string()
+        + r#"
+  app:
+    command: [sleep, "1000"]
+    hooks:
+      pre_start:
+        - name: prep
+          command: ["true"]
+          working_dir: $DIR/mnt/hung
+          timeout: 5m
+"#;
+    let mut sd = Sheepdog::start_under("hung-hook", &cfg, &wrapper, |_| {});
+    assert!(
+        wait_until(WAIT, || unexeced_children(sd.pid()) == 1),
+        "no spawn stuck in the hung mount\n{}",
+        sd.log()
+    );
+    let stop = std::time::Instant::now();
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let log = sd.log();
+    assert!(stop.elapsed() < Duration::from_secs(5), "{log}");
+    assert!(log.contains(STUCK), "{log}");
+}
+
+#[test]
 fn the_global_deadline_bounds_the_whole_shutdown() {
     let cfg = "global:\n  shutdown_timeout: 1s\n  api_enabled: false\n  metrics_enabled: false\nprocesses:\n".to_string()
         + r#"

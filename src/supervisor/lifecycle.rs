@@ -178,8 +178,7 @@ impl Supervisor {
     pub(super) fn begin_stop_stages(&mut self) {
         for job in [HookJob::GlobalPreStart, HookJob::GlobalPostStart] {
             if let Some(cancel) = self.running_hooks.get(&job) {
-                // Never blocks: a full channel has its cancels already.
-                let _ = cancel.try_send(());
+                cancel.send();
             }
         }
         if self.pre_start_pending {
@@ -345,7 +344,7 @@ impl Supervisor {
     /// already cancelled gets SIGKILL instead of the rest of its grace.
     pub(super) fn cancel_hooks(&mut self) {
         for cancel in self.running_hooks.values() {
-            let _ = cancel.try_send(());
+            let _ = cancel.tx.try_send(());
         }
     }
 
