@@ -213,7 +213,10 @@ impl Reaper {
                 }
                 deliver(pid, status, owner.as_ref())
             }
-            None if spawning(r).any(|p| p == pid) => {
+            // Once: a second exit of that pid is a process's that took it
+            // over after that child was reaped (an orphan's), which must
+            // not replace the status its spawn will claim.
+            None if !r.early.contains_key(&pid) && spawning(r).any(|p| p == pid) => {
                 r.early.insert(pid, status);
             }
             None => self.orphan(pid, status),
@@ -402,6 +405,10 @@ mod tests {
         reaper.route(&mut r, 43, ExitStatus::Code(0));
         assert_eq!(reaper.orphans_reaped(), 1);
         assert!(!r.early.contains_key(&43));
+        // Its pid taken over by an orphan, reaped before that spawn
+        // registered: that exit is the orphan's, not the one kept.
+        reaper.route(&mut r, 42, ExitStatus::Code(9));
+        assert_eq!(reaper.orphans_reaped(), 2);
         register(&mut r, 42, Some(tx));
         let exit = Exit {
             pid: 42,
