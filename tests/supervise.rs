@@ -379,12 +379,12 @@ fn a_stop_that_catches_spawns_starting_warns_of_no_hung_mount() {
 }
 
 #[test]
-fn a_run_stuck_before_exec_does_not_hold_up_the_shutdown() {
+fn a_run_stuck_before_exec_is_killed_by_its_stop() {
     // A scheduled run's spawn stuck the same way: its thread reads no stop
-    // either, and the shutdown waits for runs. The global deadline kills
-    // that child, and sheepdog exits instead of waiting for ever.
+    // either, and the shutdown waits for runs (a `ctl stop` of the job:
+    // for ever). The stop kills that child, as an instance's does.
     let Some(wrapper) = hung_mount() else { return };
-    let cfg = "global:\n  shutdown_timeout: 1s\n  api_enabled: false\n  metrics_enabled: false\nprocesses:\n".to_string()
+    let cfg = "global:\n  shutdown_timeout: 5m\n  api_enabled: false\n  metrics_enabled: false\nprocesses:\n".to_string()
         + r#"
   job:
     command: [sleep, "1000"]
@@ -397,7 +397,37 @@ fn a_run_stuck_before_exec_does_not_hold_up_the_shutdown() {
         "no spawn stuck in the hung mount\n{}",
         sd.log()
     );
+    stuck_a_while();
     sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let log = sd.log();
+    assert!(!log.contains("shutdown_timeout (5m) reached"), "{log}");
+    assert!(log.contains(STUCK), "{log}");
+}
+
+#[test]
+fn a_stop_hook_stuck_before_exec_does_not_hold_up_the_shutdown() {
+    // A global pre_stop hook stuck the same way, which nothing stops but
+    // the global deadline: that kills it, and sheepdog exits instead of
+    // waiting for ever.
+    let Some(wrapper) = hung_mount() else { return };
+    let cfg = "global:\n  shutdown_timeout: 1s\n  api_enabled: false\n  metrics_enabled: false\n"
+        .to_string()
+        + r#"hooks:
+  pre_stop:
+    - { name: hung, command: ["true"], working_dir: $DIR/mnt/hung, timeout: 10m }
+processes:
+  app:
+    command: [sleep, "1000"]
+"#;
+    let mut sd = Sheepdog::start_under("hung-stop-hook", &cfg, &wrapper, |_| {});
+    sd.wait_log("app-1: started");
+    sd.signal(TERM);
+    assert!(
+        wait_until(WAIT, || unexeced_children(sd.pid()) == 1),
+        "no spawn stuck in the hung mount\n{}",
+        sd.log()
+    );
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
     let log = sd.log();
     assert!(log.contains("shutdown_timeout (1s) reached"), "{log}");
