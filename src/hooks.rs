@@ -126,21 +126,21 @@ pub enum Ask {
     Kill,
 }
 
-/// A running hook list's cancels, and its thread: a spawn of that thread
-/// stuck short of exec (its working_dir or program on a hung mount) holds
-/// it in clone, where neither a cancel nor the hook's timeout reaches it.
-/// Nothing of the hook has run in that child: a cancel kills it, which
-/// frees the thread to read the cancel.
-pub struct Cancel {
-    /// The cancels alone (a forced shutdown kills every stuck spawn).
-    pub tx: Sender<()>,
+/// A process's running hook list's cancels, and its thread: a spawn of
+/// that thread stuck short of exec (its working_dir or program on a hung
+/// mount) holds it in clone, where neither a cancel nor the hook's timeout
+/// reaches it. Nothing of the hook has run in that child: a cancel kills
+/// it, which frees the thread to read the cancel. (Global hooks are left
+/// to the shutdown deadline's `kill_in_flight`.)
+struct Cancel {
+    tx: Sender<()>,
     thread: std::thread::ThreadId,
     shared: Arc<Shared>,
 }
 
 impl Cancel {
     /// One cancel (the first stops the running hook, a second kills it).
-    pub fn send(&self) {
+    fn send(&self) {
         // Never blocks: a full channel has its cancels already.
         let _ = self.tx.try_send(());
         self.shared.reaper.kill_spawning(Some(self.thread));
@@ -256,7 +256,7 @@ fn spawn_for(
     kind: Kind,
 ) -> std::io::Result<(Cancel, Done<()>)> {
     let (done_tx, done) = crossbeam_channel::bounded(1);
-    let cancel = spawn_list(
+    let (tx, thread) = spawn_list(
         hooks.to_vec(),
         kind,
         Some(def.clone()),
@@ -267,7 +267,8 @@ fn spawn_for(
         done_tx,
         (),
     )?;
-    Ok((cancel, done))
+    let shared = shared.clone();
+    Ok((Cancel { tx, thread, shared }, done))
 }
 
 /// Why a list stopped early.
@@ -351,7 +352,8 @@ fn run_list(
     Ok(())
 }
 
-/// Start `run_list` on its own thread; `done` receives its result.
+/// Start `run_list` on its own thread; `done` receives its result. Its
+/// cancels go to the sender returned, with that thread's id.
 #[allow(clippy::too_many_arguments)]
 pub fn spawn_list<T: Send + 'static>(
     hooks: Vec<Hook>,
@@ -363,11 +365,10 @@ pub fn spawn_list<T: Send + 'static>(
     executions: Sender<Execution>,
     done: Sender<(T, Result<(), ListError>)>,
     token: T,
-) -> std::io::Result<Cancel> {
+) -> std::io::Result<(Sender<()>, std::thread::ThreadId)> {
     // Two: a cancel (SIGTERM during the hooks), then a forced one (the
     // shutdown deadline, a second SIGTERM) that cuts the grace short.
     let (tx, cancel_rx) = crossbeam_channel::bounded(2);
-    let runner = shared.clone();
     let thread = std::thread::Builder::new()
         .name(format!("hooks-{}", kind.as_str()))
         .stack_size(128 * 1024)
@@ -377,18 +378,14 @@ pub fn spawn_list<T: Send + 'static>(
                 kind,
                 process.as_deref(),
                 instance.as_ref(),
-                &runner,
+                &shared,
                 deadline,
                 &cancel_rx,
                 &executions,
             );
             let _ = done.send((token, result));
         })?;
-    Ok(Cancel {
-        tx,
-        thread: thread.thread().id(),
-        shared,
-    })
+    Ok((tx, thread.thread().id()))
 }
 
 /// `w-2: ` (a hook run for one instance or run), `w: ` (a process's), or

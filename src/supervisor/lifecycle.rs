@@ -130,7 +130,7 @@ impl Supervisor {
             job.clone(),
         );
         match spawned {
-            Ok(cancel) => {
+            Ok((cancel, _)) => {
                 self.running_hooks.insert(job, cancel);
             }
             Err(e) => {
@@ -178,7 +178,8 @@ impl Supervisor {
     pub(super) fn begin_stop_stages(&mut self) {
         for job in [HookJob::GlobalPreStart, HookJob::GlobalPostStart] {
             if let Some(cancel) = self.running_hooks.get(&job) {
-                cancel.send();
+                // Never blocks: a full channel has its cancels already.
+                let _ = cancel.try_send(());
             }
         }
         if self.pre_start_pending {
@@ -344,7 +345,7 @@ impl Supervisor {
     /// already cancelled gets SIGKILL instead of the rest of its grace.
     pub(super) fn cancel_hooks(&mut self) {
         for cancel in self.running_hooks.values() {
-            let _ = cancel.tx.try_send(());
+            let _ = cancel.try_send(());
         }
     }
 

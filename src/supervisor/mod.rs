@@ -421,7 +421,7 @@ struct Supervisor {
     hook_done_tx: Sender<(HookJob, Result<(), ListError>)>,
     hook_done_rx: Receiver<(HookJob, Result<(), ListError>)>,
     /// Hook lists running now, with their cancel channels.
-    running_hooks: BTreeMap<HookJob, crate::hooks::Cancel>,
+    running_hooks: BTreeMap<HookJob, Sender<()>>,
     hook_stats: BTreeMap<(Option<String>, String, HookKind), HookStatus>,
     /// Scheduled jobs (not in `procs`).
     jobs: BTreeMap<String, Job>,
