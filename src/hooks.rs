@@ -64,7 +64,7 @@ pub type Done<T> = Receiver<(T, Result<(), ListError>)>;
 /// nothing waits for them to go on, but whoever started them calls
 /// `finish` before the process counts as ended, so no hook outlives it.
 pub struct PostStart {
-    cancel: Sender<()>,
+    cancel: Cancel,
     done: Done<()>,
 }
 
@@ -126,17 +126,41 @@ pub enum Ask {
     Kill,
 }
 
+/// A process's running hook list's cancels, and its thread: a spawn of
+/// that thread stuck short of exec (its working_dir or program on a hung
+/// mount) holds it in clone, where neither a cancel nor the hook's timeout
+/// reaches it. Nothing of the hook has run in that child: a cancel kills
+/// it, which frees the thread to read the cancel. (Global hooks are left
+/// to the shutdown deadline's `kill_in_flight`.)
+struct Cancel {
+    tx: Sender<()>,
+    thread: std::thread::ThreadId,
+    shared: Arc<Shared>,
+}
+
+impl Cancel {
+    /// One cancel (the first stops the running hook, a second kills it).
+    fn send(&self) {
+        // Never blocks: a full channel has its cancels already.
+        let _ = self.tx.try_send(());
+        self.shared.reaper.kill_spawning(Some(self.thread));
+    }
+}
+
 /// Tell a running hook list what was asked: a stop is its first cancel
 /// (SIGTERM, SIGKILL after its grace), a kill the second one too (SIGKILL
 /// now). A list reads two cancels at most; more are ignored.
-fn pass_on(cancel: &Sender<()>, asked: Ask) {
+fn pass_on(cancel: &Cancel, asked: Ask) {
     let times = match asked {
         Ask::Nothing => 0,
         Ask::Stop => 1,
         Ask::Kill => 2,
     };
-    for _ in 0..times {
-        let _ = cancel.try_send(());
+    for _ in 1..times {
+        let _ = cancel.tx.try_send(());
+    }
+    if times > 0 {
+        cancel.send();
     }
 }
 
@@ -145,7 +169,7 @@ fn pass_on(cancel: &Sender<()>, asked: Ask) {
 /// forced cancel. Whether it ended.
 fn wait_killable<T, M>(
     done: &Done<T>,
-    cancel: &Sender<()>,
+    cancel: &Cancel,
     requests: &Receiver<M>,
     ask: &impl Fn(&M) -> Ask,
     wait: Duration,
@@ -230,9 +254,9 @@ fn spawn_for(
     id: &Identity,
     hooks: &[Hook],
     kind: Kind,
-) -> std::io::Result<(Sender<()>, Done<()>)> {
+) -> std::io::Result<(Cancel, Done<()>)> {
     let (done_tx, done) = crossbeam_channel::bounded(1);
-    let cancel = spawn_list(
+    let (tx, thread) = spawn_list(
         hooks.to_vec(),
         kind,
         Some(def.clone()),
@@ -243,7 +267,8 @@ fn spawn_for(
         done_tx,
         (),
     )?;
-    Ok((cancel, done))
+    let shared = shared.clone();
+    Ok((Cancel { tx, thread, shared }, done))
 }
 
 /// Why a list stopped early.
@@ -327,7 +352,8 @@ fn run_list(
     Ok(())
 }
 
-/// Start `run_list` on its own thread; `done` receives its result.
+/// Start `run_list` on its own thread; `done` receives its result. Its
+/// cancels go to the sender returned, with that thread's id.
 #[allow(clippy::too_many_arguments)]
 pub fn spawn_list<T: Send + 'static>(
     hooks: Vec<Hook>,
@@ -339,11 +365,11 @@ pub fn spawn_list<T: Send + 'static>(
     executions: Sender<Execution>,
     done: Sender<(T, Result<(), ListError>)>,
     token: T,
-) -> std::io::Result<Sender<()>> {
+) -> std::io::Result<(Sender<()>, std::thread::ThreadId)> {
     // Two: a cancel (SIGTERM during the hooks), then a forced one (the
     // shutdown deadline, a second SIGTERM) that cuts the grace short.
-    let (cancel_tx, cancel_rx) = crossbeam_channel::bounded(2);
-    std::thread::Builder::new()
+    let (tx, cancel_rx) = crossbeam_channel::bounded(2);
+    let thread = std::thread::Builder::new()
         .name(format!("hooks-{}", kind.as_str()))
         .stack_size(128 * 1024)
         .spawn(move || {
@@ -359,7 +385,7 @@ pub fn spawn_list<T: Send + 'static>(
             );
             let _ = done.send((token, result));
         })?;
-    Ok(cancel_tx)
+    Ok((tx, thread.thread().id()))
 }
 
 /// `w-2: ` (a hook run for one instance or run), `w: ` (a process's), or

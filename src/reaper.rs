@@ -29,6 +29,7 @@ use std::io;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::ThreadId;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use nix::sys::signal::Signal;
@@ -36,6 +37,10 @@ use nix::sys::signal::Signal;
 use crate::child::{Child, Command, Prepared};
 use crate::stragglers::Straggler;
 use crate::sys::{self, WaitResult};
+
+/// A spawn in flight this long is stuck, not slow (one takes a
+/// millisecond or so, on a loaded machine): `kill_spawning` says so.
+const STUCK_AFTER: Duration = Duration::from_millis(500);
 
 /// How a child ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,9 +125,9 @@ struct Registry {
     /// None: a child whose exec failed; nobody waits for its 127.
     owners: HashMap<i32, Option<Sender<Exit>>>,
     /// Spawns between their clone and their registration: the pid of each
-    /// one's child, 0 until the kernel has written it, and the thread
-    /// spawning it.
-    in_flight: Vec<(Arc<AtomicI32>, ThreadId)>,
+    /// one's child, 0 until the kernel has written it, the thread spawning
+    /// it, and when it began.
+    in_flight: Vec<(Arc<AtomicI32>, ThreadId, Instant)>,
     /// Exits of those children, reaped before their spawn registered them.
     early: HashMap<i32, ExitStatus>,
     /// Owned pids that are adopted orphans (`adopt`): counted as such.
@@ -149,7 +154,10 @@ impl Reaper {
         let prepared = Prepared::new(cmd)?;
         let slot = Arc::new(AtomicI32::new(0));
         let me = std::thread::current().id();
-        self.registry().in_flight.push((Arc::clone(&slot), me));
+        let began = Instant::now();
+        self.registry()
+            .in_flight
+            .push((Arc::clone(&slot), me, began));
         let spawned = prepared.spawn(&slot);
         let mut r = self.registry();
         r.in_flight.retain(|s| !Arc::ptr_eq(&s.0, &slot));
@@ -205,7 +213,10 @@ impl Reaper {
                 }
                 deliver(pid, status, owner.as_ref())
             }
-            None if spawning(r).any(|p| p == pid) => {
+            // Once: a second exit of that pid is a process's that took it
+            // over after that child was reaped (an orphan's), which must
+            // not replace the status its spawn will claim.
+            None if !r.early.contains_key(&pid) && spawning(r).any(|p| p == pid) => {
                 r.early.insert(pid, status);
             }
             None => self.orphan(pid, status),
@@ -229,9 +240,17 @@ impl Reaper {
             .in_flight
             .iter()
             .filter(|s| thread.is_none_or(|t| t == s.1));
-        let pids = spawns.map(|s| s.0.load(Ordering::Acquire));
-        for pid in pids.filter(|p| *p != 0 && !r.early.contains_key(p)) {
-            log::warn!("pid {pid} is still short of exec (its working_dir or program on a hung mount?): killing it");
+        for (slot, _, began) in spawns {
+            let pid = slot.load(Ordering::Acquire);
+            if pid == 0 || r.early.contains_key(&pid) {
+                continue;
+            }
+            // One that a stop catches in its first moments is most likely
+            // a spawn like any other (fifty starting as a SIGTERM comes):
+            // nothing to warn of. Killed all the same, it may be stuck.
+            if began.elapsed() >= STUCK_AFTER {
+                log::warn!("pid {pid} is still short of exec (its working_dir or program on a hung mount?): killing it");
+            }
             let _ = sys::send_signal(pid, libc::SIGKILL);
         }
     }
@@ -372,8 +391,11 @@ mod tests {
         let reaper = Reaper::new();
         let (tx, rx) = crossbeam_channel::unbounded();
         let mut r = reaper.registry();
-        r.in_flight
-            .push((Arc::new(AtomicI32::new(42)), std::thread::current().id()));
+        r.in_flight.push((
+            Arc::new(AtomicI32::new(42)),
+            std::thread::current().id(),
+            Instant::now(),
+        ));
         // The in-flight spawn's child, reaped before it registered: kept,
         // then handed to it when it registers.
         reaper.route(&mut r, 42, ExitStatus::Code(3));
@@ -383,6 +405,10 @@ mod tests {
         reaper.route(&mut r, 43, ExitStatus::Code(0));
         assert_eq!(reaper.orphans_reaped(), 1);
         assert!(!r.early.contains_key(&43));
+        // Its pid taken over by an orphan, reaped before that spawn
+        // registered: that exit is the orphan's, not the one kept.
+        reaper.route(&mut r, 42, ExitStatus::Code(9));
+        assert_eq!(reaper.orphans_reaped(), 2);
         register(&mut r, 42, Some(tx));
         let exit = Exit {
             pid: 42,
@@ -406,8 +432,11 @@ mod tests {
         assert_eq!(found(&r), Some(1));
         // A clone under way (its child may be in /proc before its pid is
         // in the slot): no search.
-        r.in_flight
-            .push((Arc::new(AtomicI32::new(0)), std::thread::current().id()));
+        r.in_flight.push((
+            Arc::new(AtomicI32::new(0)),
+            std::thread::current().id(),
+            Instant::now(),
+        ));
         assert_eq!(found(&r), None);
         // Its pid known: the search goes on and leaves that child out.
         r.in_flight[0].0.store(child, Ordering::Release);

@@ -341,6 +341,7 @@ fn a_spawn_stuck_before_exec_is_killed_by_its_stop() {
         "no spawn stuck in the hung mount\n{}",
         sd.log()
     );
+    stuck_a_while();
     sd.signal(TERM);
     // Far below the 5m deadline.
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
@@ -354,13 +355,36 @@ fn a_spawn_stuck_before_exec_is_killed_by_its_stop() {
 const STUCK: &str =
     "is still short of exec (its working_dir or program on a hung mount?): killing it";
 
+/// Let a spawn found stuck stay so for longer than one a stop may catch
+/// starting, of which sheepdog says nothing (`reaper::STUCK_AFTER`).
+fn stuck_a_while() {
+    std::thread::sleep(Duration::from_millis(600));
+}
+
 #[test]
-fn a_run_stuck_before_exec_does_not_hold_up_the_shutdown() {
+fn a_stop_that_catches_spawns_starting_warns_of_no_hung_mount() {
+    // A SIGTERM as forty instances start finds some of their spawns in
+    // flight, short of exec for a moment as every spawn is. Each was
+    // killed with a warning of a hung mount: up to eleven in one
+    // shutdown. Such a kill is no news (the stop goes on as usual).
+    let cfg = "global:\n  api_enabled: false\n  metrics_enabled: false\nprocesses:\n  app:\n    command: [sleep, \"1000\"]\n    scale: 40\n";
+    for round in 0..6 {
+        let mut sd = Sheepdog::start(&format!("starting-stop-{round}"), cfg);
+        sd.wait_log("starting app (40 instances)");
+        sd.signal(TERM);
+        assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+        let log = sd.log();
+        assert!(!log.contains("short of exec"), "round {round}\n{log}");
+    }
+}
+
+#[test]
+fn a_run_stuck_before_exec_is_killed_by_its_stop() {
     // A scheduled run's spawn stuck the same way: its thread reads no stop
-    // either, and the shutdown waits for runs. The global deadline kills
-    // that child, and sheepdog exits instead of waiting for ever.
+    // either, and the shutdown waits for runs (a `ctl stop` of the job:
+    // for ever). The stop kills that child, as an instance's does.
     let Some(wrapper) = hung_mount() else { return };
-    let cfg = "global:\n  shutdown_timeout: 1s\n  api_enabled: false\n  metrics_enabled: false\nprocesses:\n".to_string()
+    let cfg = "global:\n  shutdown_timeout: 5m\n  api_enabled: false\n  metrics_enabled: false\nprocesses:\n".to_string()
         + r#"
   job:
     command: [sleep, "1000"]
@@ -373,10 +397,74 @@ fn a_run_stuck_before_exec_does_not_hold_up_the_shutdown() {
         "no spawn stuck in the hung mount\n{}",
         sd.log()
     );
+    stuck_a_while();
     sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
     let log = sd.log();
+    assert!(!log.contains("shutdown_timeout (5m) reached"), "{log}");
+    assert!(log.contains(STUCK), "{log}");
+}
+
+#[test]
+fn a_stop_hook_stuck_before_exec_does_not_hold_up_the_shutdown() {
+    // A global pre_stop hook stuck the same way, which nothing stops but
+    // the global deadline: that kills it, and sheepdog exits instead of
+    // waiting for ever.
+    let Some(wrapper) = hung_mount() else { return };
+    let cfg = "global:\n  shutdown_timeout: 1s\n  api_enabled: false\n  metrics_enabled: false\n"
+        .to_string()
+        + r#"hooks:
+  pre_stop:
+    - { name: hung, command: ["true"], working_dir: $DIR/mnt/hung, timeout: 10m }
+processes:
+  app:
+    command: [sleep, "1000"]
+"#;
+    let mut sd = Sheepdog::start_under("hung-stop-hook", &cfg, &wrapper, |_| {});
+    sd.wait_log("app-1: started");
+    sd.signal(TERM);
+    assert!(
+        wait_until(WAIT, || unexeced_children(sd.pid()) == 1),
+        "no spawn stuck in the hung mount\n{}",
+        sd.log()
+    );
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let log = sd.log();
     assert!(log.contains("shutdown_timeout (1s) reached"), "{log}");
+    assert!(log.contains(STUCK), "{log}");
+}
+
+#[test]
+fn a_hook_stuck_before_exec_is_killed_by_its_stop() {
+    // A pre_start hook whose working_dir is on a hung mount: its runner
+    // thread sits in clone, where the stop's cancel never reached it. The
+    // instance gave up on it after its 10 s cancel wait and the shutdown
+    // went on, leaving that child stuck behind sheepdog. The cancel kills
+    // it now: the stop is at once.
+    let Some(wrapper) = hung_mount() else { return };
+    let cfg = "global:\n  shutdown_timeout: 5m\n  api_enabled: false\n  metrics_enabled: false\nprocesses:\n".to_string()
+        + r#"
+  app:
+    command: [sleep, "1000"]
+    hooks:
+      pre_start:
+        - name: prep
+          command: ["true"]
+          working_dir: $DIR/mnt/hung
+          timeout: 5m
+"#;
+    let mut sd = Sheepdog::start_under("hung-hook", &cfg, &wrapper, |_| {});
+    assert!(
+        wait_until(WAIT, || unexeced_children(sd.pid()) == 1),
+        "no spawn stuck in the hung mount\n{}",
+        sd.log()
+    );
+    stuck_a_while();
+    let stop = std::time::Instant::now();
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let log = sd.log();
+    assert!(stop.elapsed() < Duration::from_secs(5), "{log}");
     assert!(log.contains(STUCK), "{log}");
 }
 

@@ -49,6 +49,18 @@ struct ActiveRun {
     waiters: Vec<Sender<ControlReply>>,
 }
 
+impl ActiveRun {
+    /// Send `cmd`. A spawn of the run's thread stuck short of exec (its
+    /// working_dir or program on a hung mount) holds it in clone, where no
+    /// command reaches it: it is killed, as an instance's is at its stop.
+    fn send(&self, cmd: RunCmd, reaper: &crate::reaper::Reaper) {
+        let _ = self.cmd.send(cmd);
+        if let Some(t) = &self.thread {
+            reaper.kill_spawning(Some(t.thread().id()));
+        }
+    }
+}
+
 pub(super) struct Job {
     def: Arc<Process>,
     sched: Schedule,
@@ -483,7 +495,7 @@ impl Supervisor {
                     RunCmd::Kill => ("killing", "SIGKILL, forced shutdown"),
                 };
                 log::info!("{name}: {what} run {id} ({why})");
-                let _ = run.cmd.send(cmd);
+                run.send(cmd, &self.shared.reaper);
             }
         }
     }
@@ -502,7 +514,7 @@ impl Supervisor {
         }
         for (id, run) in &job.runs {
             log::info!("{name}: stopping run {id} (requested)");
-            let _ = run.cmd.send(RunCmd::Stop);
+            run.send(RunCmd::Stop, &self.shared.reaper);
         }
         let then = if job.retired() {
             "removed by a reload, it goes once they have ended"

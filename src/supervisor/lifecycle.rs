@@ -130,7 +130,7 @@ impl Supervisor {
             job.clone(),
         );
         match spawned {
-            Ok(cancel) => {
+            Ok((cancel, _)) => {
                 self.running_hooks.insert(job, cancel);
             }
             Err(e) => {

@@ -349,7 +349,21 @@ os.execv(cmd[0], cmd)
         return None;
     }
     let unshare = ["unshare", "--mount", "--propagation", "private"];
-    Some([&unshare[..], &["python3", "-c", MOUNT]].concat())
+    let wrapper = [&unshare[..], &["python3", "-c", MOUNT]].concat();
+    // Root is not enough (a container without CAP_SYS_ADMIN, or with no
+    // FUSE in its kernel): try it, on a command that exits at once.
+    let dir = TempDir::new("fuse-probe");
+    let tried = Command::new(wrapper[0])
+        .args(&wrapper[1..])
+        .args(["/bin/sh", "-c", ":"])
+        .arg(dir.path("probe"))
+        .stderr(Stdio::null())
+        .status();
+    if !tried.is_ok_and(|s| s.success()) {
+        eprintln!("skipping: unable to mount FUSE in a private mount namespace");
+        return None;
+    }
+    Some(wrapper)
 }
 
 /// Children of sheepdog `pid` that have not exec'd yet: still running
