@@ -1,7 +1,8 @@
 //! sheepdog short of its own resources: an instance whose thread cannot be
 //! created (a full pids cgroup, RLIMIT_NPROC) is tried again, not failed
 //! for good, and a health check it cannot run (no task for an exec probe
-//! or a name lookup) counts neither way. Its own test binary, so no other
+//! or a name lookup) counts neither way; nor does a pre_start hook it
+//! has no descriptor for. Its own test binary, so no other
 //! test's processes count against the limit it sets.
 
 mod common;
@@ -267,4 +268,44 @@ fn a_user_sheepdog_already_is_needs_no_switch_and_a_group_switch_is_named() {
         log.contains("(switching to gid 0 needs root; sheepdog runs as uid 65534)"),
         "{log}"
     );
+}
+
+/// Set sheepdog's soft RLIMIT_NOFILE (its hard one kept): a limit below
+/// what it has open leaves it no descriptor to make.
+fn nofile_limit(pid: i32, soft: u64) {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit reads and writes only the rlimit structs passed.
+    let got = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, std::ptr::null(), &mut l) };
+    assert_eq!(got, 0, "{}", std::io::Error::last_os_error());
+    l.rlim_cur = soft.min(l.rlim_max);
+    // SAFETY: as above.
+    let set = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &l, std::ptr::null_mut()) };
+    assert_eq!(set, 0, "{}", std::io::Error::last_os_error());
+}
+
+/// A pre_start hook sheepdog has no descriptor for (its pipes) is
+/// sheepdog's shortage, as its own spawn's is: it counted as a failed
+/// start, so a restart limit gave the process up for good.
+#[test]
+fn a_pre_start_hook_sheepdog_cannot_start_does_not_count() {
+    let cfg = format!(
+        "{HEAD}  app: {{command: [sleep, '1000'], max_restart_attempts: 1, \
+         hooks: {{pre_start: [{{name: prep, command: ['true']}}]}}}}\n"
+    );
+    let mut sd = Sheepdog::start("hookshort", &cfg);
+    sd.wait_log("app-1: started");
+    let pid = sd.pids_of("app-1")[0];
+    nofile_limit(sd.pid(), 3);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL).unwrap();
+    let short = "app-1: pre_start hook \"prep\": unable to run \"true\": Too many open files";
+    let seen = sd.wait_log_n(short, 2, WAIT);
+    nofile_limit(sd.pid(), 1024);
+    assert!(seen, "{}", sd.log());
+    assert!(sd.wait_log_n("app-1: started", 2, WAIT), "{}", sd.log());
+    assert!(!sd.log().contains("gave up"), "{}", sd.log());
+    sd.signal(libc::SIGTERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
 }
