@@ -309,3 +309,38 @@ fn a_pre_start_hook_sheepdog_cannot_start_does_not_count() {
     sd.signal(libc::SIGTERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
 }
+
+/// A process's log file that could not be opened while sheepdog had no
+/// descriptor to spare is opened once it has one: its lines went to
+/// stdout for as long as the instance lived.
+#[test]
+fn a_log_file_opened_while_short_of_descriptors_is_opened_later() {
+    let (first, then) = (Gate::new(), Gate::new());
+    let dir = TempDir::new("logshort");
+    let log = dir.path("app.log");
+    let cfg = format!(
+        "{HEAD}  app: {{command: \"read x < {}; echo first; read x < {}; \
+         while :; do echo again; sleep 0.1; done\", \
+         logging: {{file: {{path: '{}', stdout_too: false}}}}}}\n",
+        first.fifo.display(),
+        then.fifo.display(),
+        log.display()
+    );
+    let mut sd = Sheepdog::start("logshort", &cfg);
+    sd.wait_log("app-1: started");
+    nofile_limit(sd.pid(), 3);
+    first.open();
+    let seen = sd.wait_log_n("| first", 1, WAIT);
+    nofile_limit(sd.pid(), 1024);
+    assert!(seen, "{}", sd.log());
+    assert!(
+        sd.log().contains("app.log: Too many open files"),
+        "{}",
+        sd.log()
+    );
+    then.open();
+    let in_file = || std::fs::read_to_string(&log).is_ok_and(|t| t.contains("again"));
+    assert!(wait_until(WAIT, in_file), "{}", sd.log());
+    sd.signal(libc::SIGTERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}
