@@ -344,3 +344,51 @@ fn a_log_file_opened_while_short_of_descriptors_is_opened_later() {
     sd.signal(libc::SIGTERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
 }
+
+/// A readiness file that could not be written (a full disk) is written once
+/// there is room, even if nothing else changes: it was tried again only at
+/// the next change, so an idle sheepdog stayed unready for good. Nor is
+/// an empty `ready.tmp` left behind by the failed write.
+#[test]
+fn a_readiness_file_on_a_full_disk_is_written_once_there_is_room() {
+    let mnt = TempDir::new("readyfull-mnt");
+    let works = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "true"])
+        .status();
+    if !nix::unistd::Uid::effective().is_root() || !works.is_ok_and(|s| s.success()) {
+        eprintln!("skipped: needs root and unshare to mount a small tmpfs");
+        return;
+    }
+    let small = mnt.0.display().to_string();
+    let fill = format!(
+        "mount -t tmpfs -o size=8k tmpfs {small} || exit 99; \
+         head -c 8192 /dev/zero > {small}/fill; exec \"$@\""
+    );
+    let wrapper = [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &fill,
+        "sh",
+    ];
+    let cfg = format!(
+        "global: {{api_enabled: false, metrics_enabled: false, readiness_file: {small}/ready}}\n\
+         processes:\n  app: {{command: [sleep, '1000']}}\n"
+    );
+    let mut sd = Sheepdog::start_under("readyfull", &cfg, &wrapper, |_| {});
+    sd.wait_log("unable to update readiness file");
+    // The tmpfs as sheepdog's mount namespace has it.
+    let inside = |f: &str| std::path::PathBuf::from(format!("/proc/{}/root{small}/{f}", sd.pid()));
+    assert!(!inside("ready.tmp").exists(), "{}", sd.log());
+    std::fs::remove_file(inside("fill")).unwrap();
+    assert!(
+        wait_until(WAIT, || inside("ready").exists()),
+        "{}",
+        sd.log()
+    );
+    sd.signal(libc::SIGTERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}
