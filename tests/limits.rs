@@ -392,3 +392,38 @@ fn a_readiness_file_on_a_full_disk_is_written_once_there_is_room() {
     sd.signal(libc::SIGTERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
 }
+
+/// `ctl logs --follow` where no thread can be made (its stdout watcher):
+/// it panicked (exit 101) instead of following.
+#[test]
+#[cfg_attr(not(feature = "api"), ignore = "needs the API")]
+fn ctl_logs_follow_without_a_thread_to_spare_follows() {
+    let Some(_one) = exclusive() else { return };
+    let (_sd, api, _) = start_serving("ctlnothread", |api, _| {
+        format!(
+            "global: {{api_port: {api}, metrics_enabled: false}}\nprocesses:\n  \
+             talk: {{command: \"while :; do echo hello; sleep 0.1; done\"}}\n"
+        )
+    });
+    let dir = TempDir::new("ctlnothread-out");
+    let out = dir.path("out");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sheepdog"));
+    let url = format!("http://127.0.0.1:{api}");
+    cmd.args(["ctl", "--url", &url, "logs", "--follow", "talk"])
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(dir.path("err")).unwrap());
+    // Room for ctl itself and no more: nobody's tasks now, plus it.
+    nproc_limit(&mut cmd, tasks_of(NOBODY) + 1);
+    cmd.uid(NOBODY).gid(NOBODY);
+    let mut ctl = cmd.spawn().unwrap();
+    let followed = wait_until(WAIT, || {
+        std::fs::read_to_string(&out).is_ok_and(|t| t.matches("hello").count() >= 2)
+            || ctl.try_wait().unwrap().is_some()
+    });
+    let _ = ctl.kill();
+    let _ = ctl.wait();
+    let err = std::fs::read_to_string(dir.path("err")).unwrap_or_default();
+    assert!(followed && !err.contains("panicked"), "{err}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.matches("hello").count() >= 2, "{text}\n{err}");
+}
