@@ -966,12 +966,13 @@ impl Runner {
                     stuck_at: Instant::now() + timeout + group::KILL_GRACE,
                 })
             }
-            // Short of threads: sheepdog's shortage, not the instance's.
+            // Short of threads or descriptors (its abandon pipe): sheepdog's
+            // shortage, not the instance's.
             Err(e) => {
                 let now = Instant::now();
                 let done = Probed {
                     at: now,
-                    checked: probe::Checked::NotRun(format!("unable to start a probe thread: {e}")),
+                    checked: probe::Checked::NotRun(format!("unable to start a probe: {e}")),
                     ports: Ok(()),
                 };
                 return self.probed(pid, since, tracker, done);

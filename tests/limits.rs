@@ -427,3 +427,25 @@ fn ctl_logs_follow_without_a_thread_to_spare_follows() {
     let text = std::fs::read_to_string(&out).unwrap();
     assert!(text.matches("hello").count() >= 2, "{text}\n{err}");
 }
+
+/// A probe sheepdog has no descriptor for (its abandon pipe, made before
+/// its thread) was said to lack a thread: `unable to start a probe
+/// thread: Too many open files`.
+#[test]
+fn a_probe_without_a_descriptor_is_not_said_to_lack_a_thread() {
+    let cfg = format!(
+        "{HEAD}  app: {{command: [sleep, '1000'], health_check: {{type: exec, \
+         command: ['true'], initial_delay: 0, period: 100ms, failure_threshold: 1}}}}\n"
+    );
+    let mut sd = Sheepdog::start("probenofd", &cfg);
+    sd.wait_log("app-1: healthy");
+    nofile_limit(sd.pid(), 3);
+    let seen = sd.wait_log_n("app-1: health check not run", 1, WAIT);
+    nofile_limit(sd.pid(), 1024);
+    assert!(seen, "{}", sd.log());
+    let log = sd.log();
+    assert!(!log.contains("thread: Too many open files"), "{log}");
+    assert!(!log.contains("unhealthy"), "{log}");
+    sd.signal(libc::SIGTERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}
