@@ -201,6 +201,9 @@ pub enum PreStart {
     Done,
     /// A hook failed for good: this start fails.
     Failed(String),
+    /// sheepdog could not start a hook (`sys::short_of_resources`): its
+    /// own shortage, not a failed start.
+    Short(String),
     /// A stop arrived meanwhile and cancelled them: no start.
     Stopped,
 }
@@ -223,13 +226,14 @@ pub fn run_pre_start<M>(
     }
     let (cancel, done) = match spawn_for(def, shared, id, hooks, Kind::PreStart) {
         Ok(started) => started,
-        Err(e) => return PreStart::Failed(format!("unable to start its pre_start hooks: {e}")),
+        Err(e) => return PreStart::Short(format!("unable to start its pre_start hooks: {e}")),
     };
     loop {
         crossbeam_channel::select! {
             recv(done) -> m => return match m {
                 Ok(((), Ok(()))) => PreStart::Done,
                 Ok(((), Err(ListError::Failed(why)))) => PreStart::Failed(why),
+                Ok(((), Err(ListError::Short(why)))) => PreStart::Short(why),
                 Ok(((), Err(ListError::Cancelled))) | Err(_) => PreStart::Stopped,
             },
             recv(requests) -> m => {
@@ -276,6 +280,9 @@ fn spawn_for(
 pub enum ListError {
     /// A hook failed for good and does not `continue_on_error`.
     Failed(String),
+    /// A pre_start hook of an instance or run could not be started
+    /// (`sys::short_of_resources`): `PreStart::Short`.
+    Short(String),
     Cancelled,
 }
 
@@ -324,6 +331,7 @@ fn run_list(
                 );
                 return Err(ListError::Cancelled);
             }
+            Err(e @ ListError::Short(_)) => return Err(e),
             Err(ListError::Failed(why)) if hook.continue_on_error => {
                 log::warn!(
                     "{scope}{} hook {:?} failed: {why}; continuing (continue_on_error)",
@@ -453,10 +461,19 @@ fn run_one(
             // own timeout.
             TaskEnd::TimedOut { .. } if timeout < hook.timeout => return Err(ListError::Cancelled),
             TaskEnd::TimedOut { .. } => format!("timed out after {}", format_duration(timeout)),
-            TaskEnd::SpawnFailed(e) => format!(
-                "unable to run {:?}: {e}",
-                hook.command.first().map_or("", String::as_str)
-            ),
+            TaskEnd::SpawnFailed(e) => {
+                let why = format!(
+                    "unable to run {:?}: {e}",
+                    hook.command.first().map_or("", String::as_str)
+                );
+                if e.short_of_resources && instance.is_some() && kind == Kind::PreStart {
+                    return Err(ListError::Short(format!(
+                        "pre_start hook {:?}: {why}",
+                        hook.name
+                    )));
+                }
+                why
+            }
             TaskEnd::Cancelled => return Err(ListError::Cancelled),
         };
         if attempt < attempts {

@@ -376,6 +376,9 @@ enum NotStarted {
     Stopped,
     /// A failed start: the restart policy decides.
     Failed(String),
+    /// sheepdog was short of resources (a pre_start hook it could not
+    /// start): tried again, as its own spawn would be.
+    Short(String),
 }
 
 #[derive(Debug)]
@@ -733,6 +736,7 @@ impl Runner {
         if let Err(why) = self.run_pre_start().and_then(|()| self.wait_for_ports()) {
             return match why {
                 NotStarted::Stopped => State::Done(Outcome::Stopped),
+                NotStarted::Short(why) => self.short_of_resources(why, Instant::now()),
                 NotStarted::Failed(error) => {
                     log::error!("{}: {error}", self.id.instance);
                     self.report(Event::SpawnFailed {
@@ -772,9 +776,11 @@ impl Runner {
                     tracker,
                 }
             }
-            Err(e) if crate::sys::short_of_resources(&e) => self.short_of_resources(&e, now),
             Err(e) => {
                 let mut error = format!("unable to start {:?}: {e}", self.def.command[0]);
+                if crate::sys::short_of_resources(&e) {
+                    return self.short_of_resources(error, now);
+                }
                 if let (Some(c), Some(libc::EPERM)) =
                     (&self.def.credentials, crate::sys::errno_of(&e))
                 {
@@ -804,13 +810,13 @@ impl Runner {
     /// EAGAIN, ENOMEM): its own shortage, not the instance's failure, so
     /// no restart attempt is counted whatever the policy; tried again
     /// after 1 s, doubling up to 30 s, as an instance thread is.
-    fn short_of_resources(&mut self, e: &std::io::Error, now: Instant) -> State {
+    /// (Its pre_start hooks too.) `what`: what could not be started.
+    #[inline(never)]
+    fn short_of_resources(&mut self, what: String, now: Instant) -> State {
         let delay = shortage_backoff(self.shortages);
         self.shortages = self.shortages.saturating_add(1);
         let error = format!(
-            "unable to start {:?}: {e}; sheepdog is short of resources, which does not \
-             count against the instance",
-            self.def.command[0]
+            "{what}; sheepdog is short of resources, which does not count against the instance"
         );
         log::warn!(
             event = "spawn_failed", instance = &*self.id.instance, reason = error.as_str();
@@ -829,6 +835,7 @@ impl Runner {
         match hooks::run_pre_start(&self.def, &self.shared, &self.id, &self.cmd_rx, hook_ask) {
             hooks::PreStart::Done => Ok(()),
             hooks::PreStart::Failed(why) => Err(NotStarted::Failed(why)),
+            hooks::PreStart::Short(why) => Err(NotStarted::Short(why)),
             hooks::PreStart::Stopped => Err(NotStarted::Stopped),
         }
     }
@@ -959,12 +966,13 @@ impl Runner {
                     stuck_at: Instant::now() + timeout + group::KILL_GRACE,
                 })
             }
-            // Short of threads: sheepdog's shortage, not the instance's.
+            // Short of threads or descriptors (its abandon pipe): sheepdog's
+            // shortage, not the instance's.
             Err(e) => {
                 let now = Instant::now();
                 let done = Probed {
                     at: now,
-                    checked: probe::Checked::NotRun(format!("unable to start a probe thread: {e}")),
+                    checked: probe::Checked::NotRun(format!("unable to start a probe: {e}")),
                     ports: Ok(()),
                 };
                 return self.probed(pid, since, tracker, done);

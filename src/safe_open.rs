@@ -353,8 +353,13 @@ pub fn write_atomically(path: &Path, content: &[u8]) -> io::Result<()> {
     }
     let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC;
     let fd = openat(dir.fd(), &*c(&tmp)?, flags, Mode::from_bits_truncate(0o644))?;
-    File::from(fd).write_all(content)?;
-    dir.rename(&tmp, name)
+    let written = File::from(fd).write_all(content);
+    // A full disk: no empty temporary is left behind.
+    let done = written.and_then(|()| dir.rename(&tmp, name));
+    if done.is_err() {
+        let _ = dir.remove(&tmp);
+    }
+    done
 }
 
 /// `name` for the system calls, which take it NUL-terminated (converted

@@ -819,6 +819,35 @@ fn child_starts_clean_despite_an_ignoring_parent_and_a_leaked_fd() {
     assert_eq!(dir.read("out"), CLEAN);
 }
 
+/// Without `/proc` (a bare container before it is mounted) sheepdog could
+/// not list its inherited descriptors, and fd 7 reached the child.
+#[test]
+fn child_starts_clean_without_proc() {
+    let unshare = ["--mount", "--propagation", "private"];
+    let works = Command::new("unshare").args(unshare).arg("true").status();
+    if !nix::unistd::Uid::effective().is_root() || !works.is_ok_and(|s| s.success()) {
+        eprintln!("child_starts_clean_without_proc: skipped: needs root and unshare");
+        return;
+    }
+    let check = "if { true <&7; } 2>/dev/null; then echo leaked; else echo clean; fi";
+    let launcher = r#"umount -l /proc || exit 99; exec 7</dev/null; exec "$0" -- sh -c "$1""#;
+    let dir = Scratch::new("no-proc");
+    let mut cmd = Command::new("unshare");
+    cmd.args(unshare)
+        .args(["sh", "-c"])
+        .args([launcher, BIN, check])
+        .stdin(Stdio::null())
+        .stdout(File::create(dir.path("out")).expect("stdout file"))
+        .stderr(File::create(dir.path("err")).expect("stderr file"));
+    let code = Proc::start(&mut cmd).code(DEADLINE);
+    if code == 99 {
+        eprintln!("child_starts_clean_without_proc: skipped: /proc cannot be unmounted here");
+        return;
+    }
+    assert_eq!(code, 0, "stderr: {}", dir.read("err"));
+    assert_eq!(dir.read("out"), "clean\n");
+}
+
 #[test]
 fn child_starts_clean_despite_a_blocking_parent() {
     if !have("python3") {

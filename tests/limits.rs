@@ -1,7 +1,8 @@
 //! sheepdog short of its own resources: an instance whose thread cannot be
 //! created (a full pids cgroup, RLIMIT_NPROC) is tried again, not failed
 //! for good, and a health check it cannot run (no task for an exec probe
-//! or a name lookup) counts neither way. Its own test binary, so no other
+//! or a name lookup) counts neither way; nor does a pre_start hook it
+//! has no descriptor for. Its own test binary, so no other
 //! test's processes count against the limit it sets.
 
 mod common;
@@ -267,4 +268,184 @@ fn a_user_sheepdog_already_is_needs_no_switch_and_a_group_switch_is_named() {
         log.contains("(switching to gid 0 needs root; sheepdog runs as uid 65534)"),
         "{log}"
     );
+}
+
+/// Set sheepdog's soft RLIMIT_NOFILE (its hard one kept): a limit below
+/// what it has open leaves it no descriptor to make.
+fn nofile_limit(pid: i32, soft: u64) {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit reads and writes only the rlimit structs passed.
+    let got = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, std::ptr::null(), &mut l) };
+    assert_eq!(got, 0, "{}", std::io::Error::last_os_error());
+    l.rlim_cur = soft.min(l.rlim_max);
+    // SAFETY: as above.
+    let set = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &l, std::ptr::null_mut()) };
+    assert_eq!(set, 0, "{}", std::io::Error::last_os_error());
+}
+
+/// A pre_start hook sheepdog has no descriptor for (its pipes) is
+/// sheepdog's shortage, as its own spawn's is: it counted as a failed
+/// start, so a restart limit gave the process up for good.
+#[test]
+fn a_pre_start_hook_sheepdog_cannot_start_does_not_count() {
+    let cfg = format!(
+        "{HEAD}  app: {{command: [sleep, '1000'], max_restart_attempts: 1, \
+         hooks: {{pre_start: [{{name: prep, command: ['true']}}]}}}}\n"
+    );
+    let mut sd = Sheepdog::start("hookshort", &cfg);
+    sd.wait_log("app-1: started");
+    let pid = sd.pids_of("app-1")[0];
+    nofile_limit(sd.pid(), 3);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL).unwrap();
+    let short = "app-1: pre_start hook \"prep\": unable to run \"true\": Too many open files";
+    let seen = sd.wait_log_n(short, 2, WAIT);
+    nofile_limit(sd.pid(), 1024);
+    assert!(seen, "{}", sd.log());
+    assert!(sd.wait_log_n("app-1: started", 2, WAIT), "{}", sd.log());
+    assert!(!sd.log().contains("gave up"), "{}", sd.log());
+    sd.signal(libc::SIGTERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}
+
+/// A process's log file that could not be opened while sheepdog had no
+/// descriptor to spare is opened once it has one: its lines went to
+/// stdout for as long as the instance lived.
+#[test]
+fn a_log_file_opened_while_short_of_descriptors_is_opened_later() {
+    let (first, then) = (Gate::new(), Gate::new());
+    let dir = TempDir::new("logshort");
+    let log = dir.path("app.log");
+    let cfg = format!(
+        "{HEAD}  app: {{command: \"read x < {}; echo first; read x < {}; \
+         while :; do echo again; sleep 0.1; done\", \
+         logging: {{file: {{path: '{}', stdout_too: false}}}}}}\n",
+        first.fifo.display(),
+        then.fifo.display(),
+        log.display()
+    );
+    let mut sd = Sheepdog::start("logshort", &cfg);
+    sd.wait_log("app-1: started");
+    nofile_limit(sd.pid(), 3);
+    first.open();
+    let seen = sd.wait_log_n("| first", 1, WAIT);
+    nofile_limit(sd.pid(), 1024);
+    assert!(seen, "{}", sd.log());
+    assert!(
+        sd.log().contains("app.log: Too many open files"),
+        "{}",
+        sd.log()
+    );
+    then.open();
+    let in_file = || std::fs::read_to_string(&log).is_ok_and(|t| t.contains("again"));
+    assert!(wait_until(WAIT, in_file), "{}", sd.log());
+    sd.signal(libc::SIGTERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}
+
+/// A readiness file that could not be written (a full disk) is written once
+/// there is room, even if nothing else changes: it was tried again only at
+/// the next change, so an idle sheepdog stayed unready for good. Nor is
+/// an empty `ready.tmp` left behind by the failed write.
+#[test]
+fn a_readiness_file_on_a_full_disk_is_written_once_there_is_room() {
+    let mnt = TempDir::new("readyfull-mnt");
+    let works = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "true"])
+        .status();
+    if !nix::unistd::Uid::effective().is_root() || !works.is_ok_and(|s| s.success()) {
+        eprintln!("skipped: needs root and unshare to mount a small tmpfs");
+        return;
+    }
+    let small = mnt.0.display().to_string();
+    let fill = format!(
+        "mount -t tmpfs -o size=8k tmpfs {small} || exit 99; \
+         head -c 8192 /dev/zero > {small}/fill; exec \"$@\""
+    );
+    let wrapper = [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &fill,
+        "sh",
+    ];
+    let cfg = format!(
+        "global: {{api_enabled: false, metrics_enabled: false, readiness_file: {small}/ready}}\n\
+         processes:\n  app: {{command: [sleep, '1000']}}\n"
+    );
+    let mut sd = Sheepdog::start_under("readyfull", &cfg, &wrapper, |_| {});
+    sd.wait_log("unable to update readiness file");
+    // The tmpfs as sheepdog's mount namespace has it.
+    let inside = |f: &str| std::path::PathBuf::from(format!("/proc/{}/root{small}/{f}", sd.pid()));
+    assert!(!inside("ready.tmp").exists(), "{}", sd.log());
+    std::fs::remove_file(inside("fill")).unwrap();
+    assert!(
+        wait_until(WAIT, || inside("ready").exists()),
+        "{}",
+        sd.log()
+    );
+    sd.signal(libc::SIGTERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}
+
+/// `ctl logs --follow` where no thread can be made (its stdout watcher):
+/// it panicked (exit 101) instead of following.
+#[test]
+#[cfg_attr(not(feature = "api"), ignore = "needs the API")]
+fn ctl_logs_follow_without_a_thread_to_spare_follows() {
+    let Some(_one) = exclusive() else { return };
+    let (_sd, api, _) = start_serving("ctlnothread", |api, _| {
+        format!(
+            "global: {{api_port: {api}, metrics_enabled: false}}\nprocesses:\n  \
+             talk: {{command: \"while :; do echo hello; sleep 0.1; done\"}}\n"
+        )
+    });
+    let dir = TempDir::new("ctlnothread-out");
+    let out = dir.path("out");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sheepdog"));
+    let url = format!("http://127.0.0.1:{api}");
+    cmd.args(["ctl", "--url", &url, "logs", "--follow", "talk"])
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(dir.path("err")).unwrap());
+    // Room for ctl itself and no more: nobody's tasks now, plus it.
+    nproc_limit(&mut cmd, tasks_of(NOBODY) + 1);
+    cmd.uid(NOBODY).gid(NOBODY);
+    let mut ctl = cmd.spawn().unwrap();
+    let followed = wait_until(WAIT, || {
+        std::fs::read_to_string(&out).is_ok_and(|t| t.matches("hello").count() >= 2)
+            || ctl.try_wait().unwrap().is_some()
+    });
+    let _ = ctl.kill();
+    let _ = ctl.wait();
+    let err = std::fs::read_to_string(dir.path("err")).unwrap_or_default();
+    assert!(followed && !err.contains("panicked"), "{err}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.matches("hello").count() >= 2, "{text}\n{err}");
+}
+
+/// A probe sheepdog has no descriptor for (its abandon pipe, made before
+/// its thread) was said to lack a thread: `unable to start a probe
+/// thread: Too many open files`.
+#[test]
+fn a_probe_without_a_descriptor_is_not_said_to_lack_a_thread() {
+    let cfg = format!(
+        "{HEAD}  app: {{command: [sleep, '1000'], health_check: {{type: exec, \
+         command: ['true'], initial_delay: 0, period: 100ms, failure_threshold: 1}}}}\n"
+    );
+    let mut sd = Sheepdog::start("probenofd", &cfg);
+    sd.wait_log("app-1: healthy");
+    nofile_limit(sd.pid(), 3);
+    let seen = sd.wait_log_n("app-1: health check not run", 1, WAIT);
+    nofile_limit(sd.pid(), 1024);
+    assert!(seen, "{}", sd.log());
+    let log = sd.log();
+    assert!(!log.contains("thread: Too many open files"), "{log}");
+    assert!(!log.contains("unhealthy"), "{log}");
+    sd.signal(libc::SIGTERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
 }

@@ -229,7 +229,10 @@ fn logs(target: &Target, token: Option<&str>, q: &LogsQuery, json: bool) -> i32 
         return exit::OK;
     }
     let since = value.get("next_since").and_then(Value::as_u64).unwrap_or(0);
-    std::thread::spawn(watch_stdout);
+    // No thread to spare (a full pids cgroup, where a fork bomb is being
+    // looked into): follow anyway, and notice a gone reader at the next
+    // record's write. (`thread::spawn` would panic.)
+    let _ = std::thread::Builder::new().spawn(watch_stdout);
     let mut on_line = |l: &str| {
         // Keep-alives are empty lines; `{"dropped":N}` says records were lost.
         if l.trim().is_empty() {

@@ -100,15 +100,21 @@ impl Source {
 
 enum FileSlot {
     Open(RotatingFile),
-    /// Could not be opened: its lines go to stdout until a reopen.
-    Broken,
+    /// Not opened (yet): its lines go to stdout until it opens, tried
+    /// again with the first line from this time on (None: not tried yet),
+    /// so a moment when sheepdog was short of descriptors does not send
+    /// them there for good.
+    Broken(Option<Instant>),
 }
+
+/// How long a log file that could not be opened is left alone.
+const REOPEN_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl FileSlot {
     fn waiting(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         match self {
             FileSlot::Open(f) => f.waiting(),
-            FileSlot::Broken => None,
+            FileSlot::Broken(_) => None,
         }
     }
 }
@@ -331,25 +337,37 @@ impl Mux {
 
     /// Queue a line for a process's file; false if the file is unusable.
     fn write_file(&mut self, path: &Path, p: &Pipeline, line: &[u8]) -> bool {
-        let slot = self.files.entry(path.to_path_buf()).or_insert_with(|| {
-            let (max_size, max_files) = p
-                .file
-                .as_ref()
-                .map_or((10 << 20, 5), |f| (f.max_size, f.max_files));
-            match RotatingFile::open(path, max_size, max_files, false) {
-                Ok(f) => FileSlot::Open(f),
-                Err(e) => {
-                    log::error!("{}: {e}; its lines go to stdout", p.process);
-                    FileSlot::Broken
+        let slot = self
+            .files
+            .entry(path.to_path_buf())
+            .or_insert(FileSlot::Broken(None));
+        if let FileSlot::Broken(at) = slot {
+            let now = Instant::now();
+            if at.is_none_or(|t| now >= t) {
+                let (max_size, max_files) = p
+                    .file
+                    .as_ref()
+                    .map_or((10 << 20, 5), |f| (f.max_size, f.max_files));
+                match RotatingFile::open(path, max_size, max_files, false) {
+                    Ok(f) => *slot = FileSlot::Open(f),
+                    Err(e) => {
+                        if at.is_none() {
+                            log::error!(
+                                "{}: {e}; its lines go to stdout until it opens",
+                                p.process
+                            );
+                        }
+                        *at = Some(now + REOPEN_AFTER);
+                    }
                 }
             }
-        });
+        }
         match slot {
             FileSlot::Open(f) => {
                 f.push_line(line);
                 true
             }
-            FileSlot::Broken => false,
+            FileSlot::Broken(_) => false,
         }
     }
 

@@ -137,7 +137,9 @@ impl Run {
     fn pre_start(&mut self) -> Result<(), RunEnd> {
         match hooks::run_pre_start(&self.def, &self.shared, &self.id, &self.cmd_rx, run_ask) {
             hooks::PreStart::Done => Ok(()),
-            hooks::PreStart::Failed(why) => Err(not_run(false, Some(why))),
+            hooks::PreStart::Failed(why) | hooks::PreStart::Short(why) => {
+                Err(not_run(false, Some(why)))
+            }
             hooks::PreStart::Stopped => Err(not_run(true, None)),
         }
     }

@@ -411,6 +411,9 @@ struct Supervisor {
     ready_file: Option<bool>,
     /// The last error updating it, said once.
     ready_file_error: Option<String>,
+    /// After a failed update (a full disk): when to try again, and how
+    /// many failed in a row. Nothing else may change for days.
+    ready_file_retry: Option<(Instant, u32)>,
     /// Global pre-start hooks have not finished: nothing may start.
     pre_start_pending: bool,
     post_start_fired: bool,
@@ -490,6 +493,7 @@ impl Supervisor {
             reason: None,
             ready_file: None,
             ready_file_error: None,
+            ready_file_retry: None,
             pre_start_pending: false,
             post_start_fired: false,
             stage: Stage::Stopping,
@@ -1160,6 +1164,7 @@ impl Supervisor {
                 .filter_map(|p| p.pending_since)
                 .map(|since| since + self.cfg.global.dependency_timeout)
                 .chain(self.next_relaunch())
+                .chain(self.ready_file_retry.map(|(at, _)| at))
                 .min(),
         }
     }

@@ -172,6 +172,7 @@ impl Supervisor {
         let Some(r) = &self.cfg.global.extra.readiness else {
             return;
         };
+        let failed = self.ready_file_retry.take();
         let ready = self
             .not_ready(&r.processes, r.mode == ReadinessMode::AllHealthy)
             .is_empty()
@@ -207,13 +208,17 @@ impl Supervisor {
                 self.ready_file = Some(ready);
                 self.ready_file_error = None;
             }
-            // Tried again at every publish (its directory may appear), but
-            // said once: a crash loop publishes many times a second.
+            // Tried again at every publish (its directory may appear) and
+            // after a backoff, but said once: a crash loop publishes many
+            // times a second.
             Err(e) => {
+                let n = failed.map_or(0, |(_, n)| n.saturating_add(1));
+                let at = std::time::Instant::now() + crate::instance::shortage_backoff(n);
+                self.ready_file_retry = Some((at, n));
                 let e = e.to_string();
                 if self.ready_file_error.as_ref() != Some(&e) {
                     log::warn!(
-                        "unable to update readiness file {}: {e}; trying again at each change, quietly",
+                        "unable to update readiness file {}: {e}; trying again, quietly",
                         r.path.display()
                     );
                     self.ready_file_error = Some(e);
