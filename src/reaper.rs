@@ -245,10 +245,18 @@ impl Reaper {
             if pid == 0 || r.early.contains_key(&pid) {
                 continue;
             }
+            // Only a child short of exec: one that has exec'd while its
+            // thread has not yet registered it (a moment, or longer on a
+            // loaded machine) is a started program, for its owner to stop
+            // gracefully. Where /proc cannot say, one in flight this long.
+            let stuck = began.elapsed() >= STUCK_AFTER;
+            if !crate::stragglers::short_of_exec(pid).unwrap_or(stuck) {
+                continue;
+            }
             // One that a stop catches in its first moments is most likely
             // a spawn like any other (fifty starting as a SIGTERM comes):
             // nothing to warn of. Killed all the same, it may be stuck.
-            if began.elapsed() >= STUCK_AFTER {
+            if stuck {
                 log::warn!("pid {pid} is still short of exec (its working_dir or program on a hung mount?): killing it");
             }
             let _ = sys::send_signal(pid, libc::SIGKILL);

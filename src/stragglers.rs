@@ -111,7 +111,18 @@ struct Stat {
     ppid: i32,
     pgid: i32,
     sid: i32,
+    /// The kernel's PF_* flags.
+    flags: u64,
     start: u64,
+}
+
+/// PF_FORKNOEXEC: forked (cloned), not exec'd yet; exec clears it.
+const FORKED_NOT_EXECED: u64 = 0x40;
+
+/// Whether living `pid` has not exec'd since its clone (a spawn's child
+/// stuck short of exec, say); None when `/proc` cannot say.
+pub fn short_of_exec(pid: i32) -> Option<bool> {
+    read_stat(pid).map(|s| s.flags & FORKED_NOT_EXECED != 0)
 }
 
 /// `/proc/<pid>/stat`, or None if the process is gone or a zombie (which
@@ -144,12 +155,14 @@ fn parse_stat(stat: &[u8]) -> Option<Stat> {
     }
     let mut next = || fields.next()?.parse().ok();
     let (ppid, pgid, sid) = (next()?, next()?, next()?);
-    // Field 22, fifteen after the session.
-    let start = fields.nth(15)?.parse().ok()?;
+    // Field 9, three after the session; then field 22.
+    let flags = fields.nth(2)?.parse().ok()?;
+    let start = fields.nth(12)?.parse().ok()?;
     Some(Stat {
         ppid,
         pgid,
         sid,
+        flags,
         start,
     })
 }
@@ -496,12 +509,44 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(unsafe_code)] // a fork that never execs: nothing else makes one
+    fn a_child_is_short_of_exec_until_it_execs() {
+        // One that has exec'd: not short of it.
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        assert_eq!(short_of_exec(sleeper.id() as i32), Some(false));
+        let _ = sleeper.kill();
+        let _ = sleeper.wait();
+        // A fork that never execs: short of it.
+        // SAFETY: the child only pauses until it is killed: no allocation,
+        // no lock, nothing of this (multi-threaded) process touched.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            loop {
+                // SAFETY: pause takes nothing and only waits for a signal.
+                unsafe { libc::pause() };
+            }
+        }
+        assert!(pid > 0);
+        let short = short_of_exec(pid);
+        // SAFETY: `pid` is our own child, not reaped yet.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let mut status = 0;
+        // SAFETY: waits for that child only, writing `status`.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(short, Some(true));
+    }
+
+    #[test]
     fn stat_fields_are_read_after_the_last_parenthesis_and_zombies_skipped() {
         let at = |ppid, pgid, sid| {
             Some(Stat {
                 ppid,
                 pgid,
                 sid,
+                flags: 4194560,
                 start: 5127,
             })
         };

@@ -1627,3 +1627,49 @@ fn sheepdogs_own_descriptor_shortage_does_not_count_against_a_process() {
     sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
 }
+
+#[test]
+fn a_stop_as_instances_start_gives_each_started_program_its_stop_signal() {
+    // The stop of an instance kills its thread's spawn still short of exec
+    // (a hung mount). It killed any spawn its thread had not registered
+    // yet, also one whose child had exec'd and was running (the thread
+    // slow to get the CPU on a loaded machine): SIGKILL to a started
+    // program, instead of its stop signal (CI: a `trap '' TERM` child
+    // stopped "killed by SIGKILL" 50 ms into its 200 ms timeout).
+    for round in 0..3 {
+        let cfg = global("")
+            + r#"
+  app:
+    command: "trap 'exit 3' TERM; echo $$ >> $DIR/started; while :; do sleep 0.05; done"
+    scale: 30
+"#;
+        let mut sd = Sheepdog::start(&format!("stop-as-start-{round}"), &cfg);
+        sd.wait_log("starting app");
+        sd.signal(TERM);
+        assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+        let log = sd.log();
+        let ran: Vec<i32> = sd
+            .dir
+            .lines("started")
+            .iter()
+            .filter_map(|l| l.parse().ok())
+            .collect();
+        for pid in ran {
+            // "app-N: started (pid P)", then that instance's stop line.
+            let started = format!(": started (pid {pid})");
+            let Some(instance) = log
+                .lines()
+                .find(|l| l.ends_with(&started))
+                .and_then(|l| l.split(" | ").nth(1))
+                .and_then(|m| m.split(':').next())
+            else {
+                continue;
+            };
+            let killed = format!("{instance}: stopped (killed by SIGKILL)");
+            assert!(
+                !log.contains(&killed),
+                "round {round}: pid {pid} ran\n{log}"
+            );
+        }
+    }
+}
