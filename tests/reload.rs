@@ -2044,13 +2044,10 @@ fn the_logs_of_a_scaled_down_instance_or_a_removed_process_stay_readable() {
     assert_eq!(r.get("/api/v1/processes/nobody/logs").status, 404);
 }
 
-#[test]
-fn stopping_the_run_of_a_job_a_reload_removed_says_it_goes() {
-    let r = Reload::start(
-        "reload-stop-retired",
-        "",
-        &(sleeper("keep", "v1") + &gated_job("job", "")),
-    );
+/// `keep` running and a run of `job` going on, which a reload has just
+/// removed from the file (its removal waits for that run).
+fn retired_job_running(name: &str) -> Reload {
+    let r = Reload::start(name, "", &(sleeper("keep", "v1") + &gated_job("job", "")));
     r.wait_running("keep", 1);
     let t = r.post("/api/v1/processes/job/schedule/trigger");
     assert!(t.status < 300, "{}", t.body);
@@ -2061,6 +2058,12 @@ fn stopping_the_run_of_a_job_a_reload_removed_says_it_goes() {
     );
     r.rewrite(&sleeper("keep", "v1"));
     assert_eq!(names(&r.reloaded(), "removed"), ["job"]);
+    r
+}
+
+#[test]
+fn stopping_the_run_of_a_job_a_reload_removed_says_it_goes() {
+    let r = retired_job_running("reload-stop-retired");
     let s = r.post("/api/v1/processes/job/stop");
     assert!(s.status < 300, "{}", s.body);
     let msg = s.json()["message"].as_str().unwrap().to_string();
@@ -2161,21 +2164,7 @@ fn ready_is_503_while_a_replacement_waits_for_its_post_stop_hook() {
 
 #[test]
 fn a_job_whose_removal_waits_for_its_run_is_not_listed_as_removed_again() {
-    let r = Reload::start(
-        "reload-retired-twice",
-        "",
-        &(sleeper("keep", "v1") + &gated_job("job", "")),
-    );
-    r.wait_running("keep", 1);
-    let t = r.post("/api/v1/processes/job/schedule/trigger");
-    assert!(t.status < 300, "{}", t.body);
-    assert!(
-        wait_until(WAIT, || r.sd.dir.lines("job.started").len() == 1),
-        "{}",
-        r.sd.log()
-    );
-    r.rewrite(&sleeper("keep", "v1"));
-    assert_eq!(names(&r.reloaded(), "removed"), ["job"]);
+    let r = retired_job_running("reload-retired-twice");
     // As for a process still stopping for its removal.
     let v = r.reloaded();
     assert!(names(&v, "removed").is_empty(), "{v:#}");

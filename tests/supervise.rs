@@ -334,14 +334,8 @@ fn a_spawn_stuck_before_exec_is_killed_by_its_stop() {
   web:
     command: "echo $$ > $DIR/web; exec sleep 1000"
 "#;
-    let mut sd = Sheepdog::start_under("hung-spawn", &cfg, &wrapper, |_| {});
+    let mut sd = start_stuck("hung-spawn", &cfg, &wrapper);
     let web = sd.wait_pid("web");
-    assert!(
-        wait_until(WAIT, || unexeced_children(sd.pid()) == 1),
-        "no spawn stuck in the hung mount\n{}",
-        sd.log()
-    );
-    stuck_a_while();
     sd.signal(TERM);
     // Far below the 5m deadline.
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
@@ -355,10 +349,20 @@ fn a_spawn_stuck_before_exec_is_killed_by_its_stop() {
 const STUCK: &str =
     "is still short of exec (its working_dir or program on a hung mount?): killing it";
 
-/// Let a spawn found stuck stay so for longer than one a stop may catch
-/// starting, of which sheepdog says nothing (`reaper::STUCK_AFTER`).
-fn stuck_a_while() {
+/// Start sheepdog under `hung_mount`'s `wrapper`, wait until one of its
+/// spawns is stuck in the hung mount, and let it stay so for longer than
+/// one a stop may catch starting, of which sheepdog says nothing
+/// (`reaper::STUCK_AFTER`: a time to let pass, not a condition to wait
+/// for).
+fn start_stuck(name: &str, cfg: &str, wrapper: &[&str]) -> Sheepdog {
+    let sd = Sheepdog::start_under(name, cfg, wrapper, |_| {});
+    assert!(
+        wait_until(WAIT, || unexeced_children(sd.pid()) == 1),
+        "no spawn stuck in the hung mount\n{}",
+        sd.log()
+    );
     std::thread::sleep(Duration::from_millis(600));
+    sd
 }
 
 #[test]
@@ -391,13 +395,7 @@ fn a_run_stuck_before_exec_is_killed_by_its_stop() {
     working_dir: $DIR/mnt/hung
     schedule: "@every 1s"
 "#;
-    let mut sd = Sheepdog::start_under("hung-run", &cfg, &wrapper, |_| {});
-    assert!(
-        wait_until(WAIT, || unexeced_children(sd.pid()) == 1),
-        "no spawn stuck in the hung mount\n{}",
-        sd.log()
-    );
-    stuck_a_while();
+    let mut sd = start_stuck("hung-run", &cfg, &wrapper);
     sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
     let log = sd.log();
@@ -453,13 +451,7 @@ fn a_hook_stuck_before_exec_is_killed_by_its_stop() {
           working_dir: $DIR/mnt/hung
           timeout: 5m
 "#;
-    let mut sd = Sheepdog::start_under("hung-hook", &cfg, &wrapper, |_| {});
-    assert!(
-        wait_until(WAIT, || unexeced_children(sd.pid()) == 1),
-        "no spawn stuck in the hung mount\n{}",
-        sd.log()
-    );
-    stuck_a_while();
+    let mut sd = start_stuck("hung-hook", &cfg, &wrapper);
     let stop = std::time::Instant::now();
     sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
