@@ -1496,9 +1496,14 @@ fn a_removed_processs_hook_series_leave_the_metrics() {
     );
     r.rewrite(&sleeper("a", "v1"));
     assert_eq!(names(&r.reloaded(), "removed"), ["b"]);
-    // Its post_stop hook ends after it left the status.
+    // It leaves the status once its post_stop hook has ended, which logs
+    // its success a moment before the supervisor hears of it.
     r.sd.wait_log("post_stop hook \"bye\" succeeded");
-    assert_eq!(r.get("/api/v1/processes/b").status, 404);
+    assert!(
+        wait_until(WAIT, || r.get("/api/v1/processes/b").status == 404),
+        "{}",
+        r.sd.log()
+    );
     let m = r.scrape();
     let stale: Vec<&str> = m.lines().filter(|l| l.contains("process=\"b\"")).collect();
     assert!(
