@@ -27,6 +27,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::OnceLock;
+use std::time::Instant;
 
 use crate::config::Credentials;
 use crate::exec_error;
@@ -58,6 +59,7 @@ pub struct Command {
     stderr: Stdio,
     credentials: Option<Credentials>,
     foreground_tty: bool,
+    exec_deadline: Option<Instant>,
 }
 
 /// A started child: its pid (also its process group id) and the parent's
@@ -81,7 +83,16 @@ impl Command {
             stderr: Stdio::Inherit,
             credentials: None,
             foreground_tty: false,
+            exec_deadline: None,
         }
+    }
+
+    /// Kill the child (SIGKILL) if it has not exec'd by `at`: a bounded
+    /// task's spawn stuck on a hung mount (working_dir, program) ends at
+    /// the task's own deadline instead of holding its thread for ever.
+    pub fn exec_deadline(&mut self, at: Instant) -> &mut Command {
+        self.exec_deadline = Some(at);
+        self
     }
 
     pub fn args<I, S>(&mut self, args: I) -> &mut Command
@@ -218,6 +229,7 @@ pub struct Prepared {
     parent_err: Option<OwnedFd>,
     credentials: Option<(u32, u32)>,
     foreground_tty: bool,
+    exec_deadline: Option<Instant>,
 }
 
 /// A descriptor for the child's side: one made for this spawn, or the
@@ -296,6 +308,7 @@ impl Prepared {
                 .filter(|c| !already_as(c))
                 .map(|c| (c.uid, c.gid)),
             foreground_tty: cmd.foreground_tty,
+            exec_deadline: cmd.exec_deadline,
         })
     }
 
@@ -316,6 +329,9 @@ impl Prepared {
             stdio: [0, 1, 2].map(|i| self.stdio[i].as_ref().map(Source::raw)),
             credentials: self.credentials.map(|(u, g)| (u, g, &self.groups[..])),
             foreground_tty: self.foreground_tty,
+            exec_within: self
+                .exec_deadline
+                .map(|at| at.saturating_duration_since(Instant::now())),
         };
         let pid = sys::spawn_clean(&image, pid_slot).map_err(|e| {
             let context = self.context(e.stage);
@@ -587,6 +603,23 @@ mod tests {
         assert_eq!(p[0], s.bytes.as_ptr().cast());
         assert_eq!(p[1], s.bytes[4..].as_ptr().cast());
         assert_eq!(s.bytes, b"a=1\0bc\0");
+    }
+
+    #[test]
+    fn a_program_that_has_execd_outlives_its_exec_deadline() {
+        // The deadline's timer must go with the exec (a POSIX timer does,
+        // `alarm` would not): a hook or run that started in time is then
+        // stopped by its task's own timeout handling, gracefully, never by
+        // a SIGKILL from this timer.
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "sleep 0.3; exit 3"])
+            .exec_deadline(Instant::now() + std::time::Duration::from_millis(50));
+        let slot = AtomicI32::new(0);
+        let child = Prepared::new(cmd).unwrap().spawn(&slot).unwrap();
+        let pid = nix::unistd::Pid::from_raw(child.pid);
+        // Our own child, waited for by pid only (no other test's).
+        let status = nix::sys::wait::waitpid(pid, None).unwrap();
+        assert_eq!(status, nix::sys::wait::WaitStatus::Exited(pid, 3));
     }
 
     #[test]

@@ -460,7 +460,11 @@ fn run_one(
             // said as the cancel at that deadline (`run_list`), not as its
             // own timeout.
             TaskEnd::TimedOut { .. } if timeout < hook.timeout => return Err(ListError::Cancelled),
-            TaskEnd::TimedOut { .. } => format!("timed out after {}", format_duration(timeout)),
+            TaskEnd::TimedOut { output } => format!(
+                "timed out after {}{}{output}",
+                format_duration(timeout),
+                if output.is_empty() { "" } else { ": " }
+            ),
             TaskEnd::SpawnFailed(e) => {
                 let why = format!(
                     "unable to run {:?}: {e}",

@@ -426,9 +426,10 @@ struct Probing {
     exec: Option<JoinHandle<()>>,
     /// Its timeout and the group kill's grace after it: a probe spawn
     /// still in flight then is stuck short of exec (its command or
-    /// working_dir on a hung mount), and its child is killed, which fails
-    /// the probe (`unstick`); else it would never end, and neither would
-    /// a stop that waits for it.
+    /// working_dir on a hung mount) and its exec deadline was not armed
+    /// (`sys::arm_exec_deadline` is best effort), and its child is killed,
+    /// which fails the probe (`unstick`); else it would never end, and
+    /// neither would a stop that waits for it.
     stuck_at: Instant,
 }
 

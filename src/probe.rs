@@ -5,8 +5,9 @@
 //! Invariants:
 //! - Every probe returns within its timeout (exec: plus the task module's
 //!   bounded kill grace; a spawn stuck short of exec, on a hung mount, is
-//!   killed by its instance then: `instance::Probing`); none panics on any
-//!   target or response.
+//!   killed at the timeout by its exec deadline, or by its instance a
+//!   grace later if that could not be armed: `instance::Probing`); none
+//!   panics on any target or response.
 //! - HTTP probes use no TLS and follow no redirects unless told to
 //!   (`http_client`): a 3xx is judged against `expected_status` like any
 //!   status.

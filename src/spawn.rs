@@ -14,6 +14,7 @@
 
 use std::io;
 use std::sync::Arc;
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -74,14 +75,16 @@ pub fn start(
     owner: &Sender<Exit>,
     output: &Output,
 ) -> io::Result<(i32, Receiver<()>)> {
-    start_with(def, id, &[], reaper, owner, output)
+    start_with(def, id, &[], None, reaper, owner, output)
 }
 
-/// `start` with extra environment variables (scheduled runs).
+/// `start` with extra environment variables and an exec deadline
+/// (scheduled runs: `child::Command::exec_deadline`).
 pub fn start_with(
     def: &Process,
     id: &Identity,
     extra_env: &[(&str, String)],
+    exec_deadline: Option<Instant>,
     reaper: &Reaper,
     owner: &Sender<Exit>,
     output: &Output,
@@ -89,6 +92,9 @@ pub fn start_with(
     let logging = &def.extra.logging;
     let mut cmd = command(def, id, &def.command)?;
     cmd.envs(extra_env.iter().map(|(k, v)| (*k, v)));
+    if let Some(at) = exec_deadline {
+        cmd.exec_deadline(at);
+    }
     cmd.stdout(stdio(logging.stdout))
         .stderr(stdio(logging.stderr));
     attached(reaper, cmd, owner, output, id, logging)

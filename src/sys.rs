@@ -18,6 +18,7 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Mutex, Once};
+use std::time::Duration;
 
 use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
 
@@ -276,6 +277,9 @@ pub struct ExecImage<'a> {
     /// uid, gid, supplementary groups.
     pub credentials: Option<(u32, u32, &'a [libc::gid_t])>,
     pub foreground_tty: bool,
+    /// Kill the child if it is still short of exec this long after it
+    /// starts (`arm_exec_deadline`); None: no bound.
+    pub exec_within: Option<Duration>,
 }
 
 /// The step of a spawn that failed.
@@ -528,7 +532,7 @@ extern "C" fn child_exec(arg: *mut libc::c_void) -> libc::c_int {
     unsafe { libc::_exit(127) }
 }
 
-/// The child's steps, in order: signal dispositions, process group, stdio,
+/// The child's steps, in order: exec deadline, signal dispositions, process group, stdio,
 /// credentials, working directory, terminal, mask, exec. Returns the step
 /// that failed and its errno.
 ///
@@ -541,6 +545,9 @@ unsafe fn setup_and_exec(image: &ExecImage<'_>, reset: u64) -> (Stage, i32) {
             .raw_os_error()
             .unwrap_or(libc::EINVAL)
     };
+    if let Some(within) = image.exec_within {
+        arm_exec_deadline(within);
+    }
     // The raw call, as libc's sigaction refuses libc's own signals.
     let mut pending = reset;
     while pending != 0 {
@@ -627,6 +634,53 @@ unsafe fn setup_and_exec(image: &ExecImage<'_>, reset: u64) -> (Stage, i32) {
         }
     }
     (Stage::Exec, if denied { libc::EACCES } else { result })
+}
+
+/// Have the kernel SIGKILL this child `within` from now unless it has
+/// exec'd by then: a POSIX timer, which execve deletes (unlike `alarm`,
+/// which would follow the program). A step on a hung mount (chdir, the
+/// program's open) sleeps where only a fatal signal wakes it, and the
+/// spawning thread sleeps in clone until the child execs or dies: this
+/// bounds both, with no watchdog thread and no wake-up when the spawn is
+/// quick. Best effort: a failure to arm (EAGAIN at the timer limit)
+/// leaves the spawn unbounded, as it was, rather than failing it.
+///
+/// SAFETY (for callers): as `setup_and_exec`; raw syscalls on stack data.
+unsafe fn arm_exec_deadline(within: Duration) {
+    // struct sigevent: an 8-byte sigval, then sigev_signo and sigev_notify
+    // (SIGEV_SIGNAL: signal this process), 64 bytes in all.
+    let mut event = [0 as libc::c_int; 16];
+    event[2] = libc::SIGKILL;
+    event[3] = libc::SIGEV_SIGNAL;
+    let mut timer: libc::c_int = 0;
+    if libc::syscall(
+        libc::SYS_timer_create,
+        libc::CLOCK_MONOTONIC,
+        event.as_ptr(),
+        &mut timer as *mut libc::c_int,
+    ) != 0
+    {
+        return;
+    }
+    // A zero it_value would disarm the timer: at least a nanosecond.
+    let value = within.max(Duration::from_nanos(1));
+    let spec = libc::itimerspec {
+        it_interval: libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        },
+        it_value: libc::timespec {
+            tv_sec: value.as_secs().min(i64::MAX as u64) as libc::time_t,
+            tv_nsec: value.subsec_nanos() as libc::c_long,
+        },
+    };
+    libc::syscall(
+        libc::SYS_timer_settime,
+        timer,
+        0,
+        &spec as *const libc::itimerspec,
+        std::ptr::null_mut::<libc::itimerspec>(),
+    );
 }
 
 /// Make sure descriptors 0, 1 and 2 are open (on /dev/null when our parent

@@ -406,8 +406,8 @@ fn a_run_stuck_before_exec_is_killed_by_its_stop() {
 #[test]
 fn a_stop_hook_stuck_before_exec_does_not_hold_up_the_shutdown() {
     // A global pre_stop hook stuck the same way, which nothing stops but
-    // the global deadline: that kills it, and sheepdog exits instead of
-    // waiting for ever.
+    // the global deadline: the child dies there, and sheepdog exits
+    // instead of waiting for ever.
     let Some(wrapper) = hung_mount() else { return };
     let cfg = "global:\n  shutdown_timeout: 1s\n  api_enabled: false\n  metrics_enabled: false\n"
         .to_string()
@@ -429,7 +429,12 @@ processes:
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
     let log = sd.log();
     assert!(log.contains("shutdown_timeout (1s) reached"), "{log}");
-    assert!(log.contains(STUCK), "{log}");
+    // Killed by its exec deadline (its timeout, cut to the shutdown
+    // deadline) or by the forced shutdown, whichever came first.
+    assert!(
+        log.contains(r#"pre_stop hook "hung" cancelled: cut off at the shutdown deadline"#),
+        "{log}"
+    );
 }
 
 #[test]
@@ -458,6 +463,58 @@ fn a_hook_stuck_before_exec_is_killed_by_its_stop() {
     let log = sd.log();
     assert!(stop.elapsed() < Duration::from_secs(5), "{log}");
     assert!(log.contains(STUCK), "{log}");
+}
+
+#[test]
+fn a_hook_stuck_before_exec_fails_at_its_timeout() {
+    // A pre_start hook on a hung mount with nobody stopping it: its
+    // runner thread sat in clone, so its 1 s timeout never fired and the
+    // instance stayed "starting" for as long as the mount hung. The child
+    // now dies at the timeout (a kernel timer armed in it, gone at exec),
+    // and the hook fails as a timeout, saying why.
+    let Some(wrapper) = hung_mount() else { return };
+    let cfg = "global:\n  shutdown_timeout: 5m\n  api_enabled: false\n  metrics_enabled: false\nprocesses:\n".to_string()
+        + r#"
+  app:
+    command: [sleep, "1000"]
+    hooks:
+      pre_start:
+        - name: prep
+          command: ["true"]
+          working_dir: $DIR/mnt/hung
+          timeout: 1s
+"#;
+    let mut sd = Sheepdog::start_under("hung-hook-timeout", &cfg, &wrapper, |_| {});
+    sd.wait_log(
+        r#"pre_start hook "prep" failed: timed out after 1s: still short of exec at the timeout (its working_dir or program on a hung mount?)"#,
+    );
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}
+
+#[test]
+fn a_run_stuck_before_exec_times_out_at_its_schedule_timeout() {
+    // The same for a scheduled run: its schedule_timeout never fired while
+    // its thread sat in clone, and with concurrency 1 no later run could
+    // start. It ends at the timeout now, as a timed-out run, and the next
+    // run starts.
+    let Some(wrapper) = hung_mount() else { return };
+    let cfg = "global:\n  shutdown_timeout: 5m\n  api_enabled: false\n  metrics_enabled: false\nprocesses:\n".to_string()
+        + r#"
+  job:
+    command: [sleep, "1000"]
+    working_dir: $DIR/mnt/hung
+    schedule: "@every 1s"
+    schedule_timeout: 1s
+"#;
+    let mut sd = Sheepdog::start_under("hung-run-timeout", &cfg, &wrapper, |_| {});
+    sd.wait_log(
+        "job#1: run 1 was still short of exec at its schedule_timeout (1s); stopping it (its working_dir or program on a hung mount?)",
+    );
+    sd.wait_log("job#1: run 1 timed out after");
+    sd.wait_log("job#2: run 2 was still short of exec");
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
 }
 
 #[test]

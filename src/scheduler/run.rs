@@ -145,8 +145,8 @@ impl Run {
     }
 
     /// The run's command, through the reaper: its pid and when its output
-    /// is all written.
-    fn spawn(&self) -> Result<(i32, Receiver<()>), RunEnd> {
+    /// is all written. Killed short of exec at `deadline` (a hung mount).
+    fn spawn(&self, deadline: Option<Instant>) -> Result<(i32, Receiver<()>), RunEnd> {
         let env = [
             (var::SCHEDULED, "true".to_string()),
             (var::RUN_ID, self.run_id.to_string()),
@@ -156,6 +156,7 @@ impl Run {
             &self.def,
             &self.id,
             &env,
+            deadline,
             &self.shared.reaper,
             &self.exit_tx,
             &self.shared.output,
@@ -178,7 +179,14 @@ impl Run {
     }
 
     fn run(mut self) {
-        let (pid, flushed) = match self.pre_start().and_then(|()| self.spawn()) {
+        // schedule_timeout runs from the spawn, so it bounds a spawn stuck
+        // short of exec too.
+        let mut deadline = None;
+        let spawned = self.pre_start().and_then(|()| {
+            deadline = self.timeout.map(|t| Instant::now() + t);
+            self.spawn(deadline)
+        });
+        let (pid, flushed) = match spawned {
             Ok(p) => p,
             Err(end) => {
                 // A failed pre_start hook too, as an instance's failed
@@ -195,51 +203,72 @@ impl Run {
             }
         };
         let started = Instant::now();
-        log::info!(
-            "{}: run {} started (pid {pid}, trigger {})",
-            self.id.instance,
-            self.run_id,
-            self.trigger.as_str()
-        );
+        let held = deadline.is_some_and(|d| started >= d);
+        if !held {
+            log::info!(
+                "{}: run {} started (pid {pid}, trigger {})",
+                self.id.instance,
+                self.run_id,
+                self.trigger.as_str()
+            );
+        }
         self.report(RunEvent::Started { pid });
         // Beside the run; finished before the run counts as ended.
-        let post_start = hooks::PostStart::start(&self.def, &self.shared, &self.id);
+        let post_start = if held {
+            None
+        } else {
+            hooks::PostStart::start(&self.def, &self.shared, &self.id)
+        };
         let mut end = RunEnd {
             status: None,
             timed_out: false,
             stopped: false,
             error: None,
         };
-        let timer = match self.timeout {
-            Some(t) => crossbeam_channel::at(started + t),
+        let timer = match deadline {
+            Some(d) => crossbeam_channel::at(d),
             None => crossbeam_channel::never(),
         };
-        loop {
-            select! {
-                recv(self.exit_rx) -> m => {
-                    if let Ok(exit) = m {
-                        if exit.pid == pid {
-                            end.status = Some(exit.status);
-                            break;
+        // A spawn that came back at its deadline was held short of exec
+        // until its exec deadline killed it: a timeout, whatever its exit.
+        if !held {
+            loop {
+                select! {
+                    recv(self.exit_rx) -> m => {
+                        if let Ok(exit) = m {
+                            if exit.pid == pid {
+                                end.status = Some(exit.status);
+                                break;
+                            }
                         }
                     }
-                }
-                recv(self.cmd_rx) -> m => {
-                    end.stopped = true;
-                    self.killed = matches!(m, Ok(RunCmd::Kill) | Err(_));
-                    break;
-                }
-                recv(timer) -> _ => {
-                    end.timed_out = true;
-                    log::warn!(
-                        "{}: run {} exceeded its schedule_timeout ({}); stopping it",
-                        self.id.instance,
-                        self.run_id,
-                        format_duration(self.timeout.unwrap_or_default())
-                    );
-                    break;
+                    recv(self.cmd_rx) -> m => {
+                        end.stopped = true;
+                        self.killed = matches!(m, Ok(RunCmd::Kill) | Err(_));
+                        break;
+                    }
+                    recv(timer) -> _ => break,
                 }
             }
+        }
+        if end.status.is_none() && !end.stopped {
+            end.timed_out = true;
+            log::warn!(
+                "{}: run {} {} its schedule_timeout ({}); stopping it{}",
+                self.id.instance,
+                self.run_id,
+                if held {
+                    "was still short of exec at"
+                } else {
+                    "exceeded"
+                },
+                format_duration(self.timeout.unwrap_or_default()),
+                if held {
+                    " (its working_dir or program on a hung mount?)"
+                } else {
+                    ""
+                }
+            );
         }
         if end.status.is_none() || group::alive(pid) {
             self.stop_group(pid, &mut end.status);
