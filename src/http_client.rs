@@ -30,7 +30,7 @@
 
 use std::borrow::Cow;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{IpAddr, TcpStream};
 
 use crate::http_text::{is_token_byte, percent_decode_bytes, status_code};
 use crate::resolve::Failure;
@@ -623,37 +623,10 @@ fn host_header(url: &Url) -> String {
 
 /// Resolve `host` and connect to the first address that answers.
 fn connect(host: &str, port: u16, deadline: Instant) -> Result<TcpStream, Error> {
-    let addrs = resolve(host, port, deadline)?;
-    // The first address's error, not the last (`probe::connect`).
-    let mut first = None;
-    for addr in addrs {
-        if Instant::now() >= deadline {
-            return Err(Error::TimedOut);
-        }
-        match TcpStream::connect_timeout(&addr, left(deadline)) {
-            Ok(s) => return Ok(s),
-            Err(e) if e.kind() == ErrorKind::TimedOut => return Err(Error::TimedOut),
-            Err(e) if crate::sys::short_of_resources(&e) => {
-                return Err(Error::Unable(format!(
-                    "unable to make a socket for {addr}: {e}"
-                )))
-            }
-            Err(e) => {
-                first.get_or_insert_with(|| format!("connect to {addr}: {e}"));
-            }
-        }
-    }
-    Err(failed(first.unwrap_or_else(|| {
-        format!("{host} resolved to no address")
-    })))
-}
-
-/// The addresses of `host`, by the deadline (`resolve`).
-fn resolve(host: &str, port: u16, deadline: Instant) -> Result<Vec<SocketAddr>, Error> {
-    crate::resolve::addrs(host, port, deadline).map_err(|e| match e {
+    crate::resolve::connect(host, port, deadline).map_err(|e| match e {
         Failure::TimedOut => Error::TimedOut,
-        Failure::Failed(why) => failed(format!("unable to resolve {host}: {why}")),
-        Failure::Unable(why) => Error::Unable(format!("unable to resolve {host}: {why}")),
+        Failure::Failed(why) => failed(why),
+        Failure::Unable(why) => Error::Unable(why),
     })
 }
 

@@ -21,7 +21,6 @@
 //! - A failure's text (logged, and served by the API) gets the process's
 //!   `logging.redaction`, and shows an http URL without its query.
 
-use std::net::TcpStream;
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
@@ -138,50 +137,19 @@ fn tcp(address: &str, timeout: Duration) -> Checked {
     }
 }
 
-/// Connect to `address`.
+/// Connect to `address` (`host:port`), by the timeout.
 fn connect(address: &str, timeout: Duration) -> Result<(), Miss> {
-    let deadline = Instant::now() + timeout;
-    let timed_out = || {
-        format!(
-            "connect to {address} timed out after {}",
-            crate::config::format_duration(timeout)
-        )
-    };
     let (host, port) = resolve::split(address)
         .ok_or_else(|| Miss::Failed(format!("{address} is not host:port")))?;
-    let addrs = resolve::addrs(host, port, deadline).map_err(|e| match e {
-        Failure::TimedOut => Miss::Failed(format!(
-            "resolving {host} timed out after {}",
+    match resolve::connect(host, port, Instant::now() + timeout) {
+        Ok(_) => Ok(()),
+        Err(Failure::TimedOut) => Err(Miss::Failed(format!(
+            "connect to {address} timed out after {}",
             crate::config::format_duration(timeout)
-        )),
-        Failure::Failed(why) => Miss::Failed(format!("cannot resolve {address}: {why}")),
-        Failure::Unable(why) => Miss::NotRun(format!("cannot resolve {address}: {why}")),
-    })?;
-    // The first address's error, as Go's and Python's dialers give it:
-    // `localhost` is 127.0.0.1 then ::1, and a container without IPv6
-    // answers ::1 with "Cannot assign requested address", which would hide
-    // the refused connection that matters.
-    let mut first = String::new();
-    for addr in addrs {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(Miss::Failed(timed_out()));
-        }
-        match TcpStream::connect_timeout(&addr, left) {
-            Ok(_) => return Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                return Err(Miss::Failed(timed_out()))
-            }
-            Err(e) if crate::sys::short_of_resources(&e) => {
-                return Err(Miss::NotRun(format!(
-                    "unable to make a socket for {addr}: {e}"
-                )))
-            }
-            Err(e) if first.is_empty() => first = format!("connect to {addr}: {e}"),
-            Err(_) => {}
-        }
+        ))),
+        Err(Failure::Failed(why)) => Err(Miss::Failed(why)),
+        Err(Failure::Unable(why)) => Err(Miss::NotRun(why)),
     }
-    Err(Miss::Failed(first))
 }
 
 fn http(url: &str, expected: &[(u16, u16)], follow: bool, timeout: Duration) -> Checked {
@@ -378,8 +346,8 @@ mod tests {
         // the probe says which, within its timeout.
         let err = ran(tcp("no-such-host.invalid:80", Duration::from_secs(2))).unwrap_err();
         assert!(
-            err.starts_with("cannot resolve no-such-host.invalid:80: ")
-                || err == "resolving no-such-host.invalid timed out after 2s",
+            err.starts_with("unable to resolve no-such-host.invalid: ")
+                || err == "connect to no-such-host.invalid:80 timed out after 2s",
             "{err}"
         );
         assert_eq!(

@@ -1,4 +1,5 @@
-//! Name lookups bounded by a deadline, for health probes and heartbeats.
+//! Name lookups and TCP connections bounded by a deadline, for health
+//! probes and outgoing HTTP (heartbeats, http probes).
 //!
 //! `getaddrinfo` takes no timeout: a resolver that does not answer holds
 //! the caller for its own timeouts (musl: 5 s per attempt, 2 attempts by
@@ -21,7 +22,7 @@
 //!   cost more than the probe itself.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
@@ -45,6 +46,44 @@ pub enum Failure {
 /// The addresses of `host` (a name or an address without brackets).
 pub fn addrs(host: &str, port: u16, deadline: Instant) -> Result<Vec<SocketAddr>, Failure> {
     addrs_with(host, port, deadline, system, &LOOKUPS)
+}
+
+/// A TCP connection to `host`'s first address that takes one, all by
+/// `deadline` (the lookup included): for tcp probes and the HTTP client.
+///
+/// A failure names the first address's error, as Go's and Python's
+/// dialers do: `localhost` is 127.0.0.1 then ::1, and a container without
+/// IPv6 answers ::1 with "Cannot assign requested address", which would
+/// hide the refused connection that matters. No socket to spare
+/// (`sys::short_of_resources`) is sheepdog's shortage: `Unable`.
+pub fn connect(host: &str, port: u16, deadline: Instant) -> Result<TcpStream, Failure> {
+    let addrs = addrs(host, port, deadline).map_err(|e| match e {
+        Failure::Failed(why) => Failure::Failed(format!("unable to resolve {host}: {why}")),
+        Failure::Unable(why) => Failure::Unable(format!("unable to resolve {host}: {why}")),
+        Failure::TimedOut => Failure::TimedOut,
+    })?;
+    let mut first = None;
+    for addr in addrs {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Failure::TimedOut);
+        }
+        match TcpStream::connect_timeout(&addr, left) {
+            Ok(s) => return Ok(s),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(Failure::TimedOut),
+            Err(e) if crate::sys::short_of_resources(&e) => {
+                return Err(Failure::Unable(format!(
+                    "unable to make a socket for {addr}: {e}"
+                )))
+            }
+            Err(e) => {
+                first.get_or_insert_with(|| format!("connect to {addr}: {e}"));
+            }
+        }
+    }
+    Err(Failure::Failed(first.unwrap_or_else(|| {
+        format!("{host} resolved to no address")
+    })))
 }
 
 /// The system resolver.
