@@ -10,7 +10,6 @@
 //!   supervisor never waits on a reader. Long operations (stop, restart,
 //!   scale down) are accepted at once and progress shows in snapshots.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -269,11 +268,45 @@ pub struct ProcessStatus {
     pub error: Option<String>,
     /// Restarts of every instance so far, by reason (`exit`, `signal`,
     /// `health`, `manual`).
-    pub restarts: BTreeMap<&'static str, u64>,
+    pub restarts: Counts,
     pub instances: Vec<InstanceStatus>,
     /// Set for scheduled jobs (which have no instances of their own).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub schedule: Option<ScheduleStatus>,
+}
+
+/// Counters by name, in name order; served as a JSON object. A few
+/// names each (restart reasons), so a sorted list: a `BTreeMap` of its own
+/// key and value types would cost ~6 KiB of code in the binary.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts(Vec<(&'static str, u64)>);
+
+impl Counts {
+    pub fn bump(&mut self, name: &'static str) {
+        match self.0.binary_search_by(|(n, _)| n.cmp(&name)) {
+            Ok(i) => self.0[i].1 += 1,
+            Err(i) => self.0.insert(i, (name, 1)),
+        }
+    }
+
+    #[cfg(feature = "api")]
+    pub fn get(&self, name: &str) -> u64 {
+        self.0
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(0, |(_, c)| *c)
+    }
+
+    #[cfg(feature = "api")]
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        self.0.iter().copied()
+    }
+}
+
+impl Serialize for Counts {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(n, c)| (n, c)))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -532,4 +565,21 @@ impl std::fmt::Display for ReloadSummary {
 pub struct Request {
     pub control: Control,
     pub reply: Sender<ControlReply>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_serve_as_an_object_in_name_order() {
+        let mut c = Counts::default();
+        for name in ["start", "exit", "manual", "exit"] {
+            c.bump(name);
+        }
+        assert_eq!(
+            serde_json::to_string(&c).unwrap(),
+            r#"{"exit":2,"manual":1,"start":1}"#
+        );
+    }
 }

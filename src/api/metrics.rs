@@ -177,13 +177,13 @@ fn process_families(r: &mut Registry, snap: &Snapshot) {
         for reason in RESTART_REASONS {
             restarts
                 .get_or_create(&labels(&[("process", &p.name), ("reason", reason)]))
-                .inc_by(p.restarts.get(reason).copied().unwrap_or(0));
+                .inc_by(p.restarts.get(reason));
         }
-        for (reason, n) in &p.restarts {
-            if !RESTART_REASONS.contains(reason) {
+        for (reason, n) in p.restarts.iter() {
+            if !RESTART_REASONS.contains(&reason) {
                 restarts
                     .get_or_create(&labels(&[("process", &p.name), ("reason", reason)]))
-                    .inc_by(*n);
+                    .inc_by(n);
             }
         }
         for i in &p.instances {
@@ -592,9 +592,10 @@ mod tests {
     use crate::status::{InstanceStatus, LastExit, ProcessStatus};
 
     fn snap() -> Snapshot {
-        let mut restarts = std::collections::BTreeMap::new();
-        restarts.insert("exit", 2);
-        restarts.insert("manual", 1);
+        let mut restarts = crate::status::Counts::default();
+        restarts.bump("exit");
+        restarts.bump("exit");
+        restarts.bump("manual");
         Snapshot {
             version: "9.9.9",
             pid: 1,

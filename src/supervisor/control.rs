@@ -409,7 +409,7 @@ impl Supervisor {
             if let Some(Op::Rolling { relaunched, .. }) = p.op.as_mut() {
                 *relaunched = true;
             }
-            *p.restarts.entry("manual").or_default() += 1;
+            p.restarts.bump("manual");
             if let Some(inst) = p.instances.get_mut(&index) {
                 inst.restart_count += 1;
             }

@@ -649,7 +649,7 @@ fn job_status(j: &Job, shutting_down: bool) -> ProcessStatus {
         // Removed by a reload while a run goes on: it goes when that ends.
         operation: j.retired.then_some("removing"),
         error: None,
-        restarts: BTreeMap::new(),
+        restarts: Default::default(),
         instances: Vec::new(),
         schedule: Some(ScheduleStatus {
             expression,

@@ -307,7 +307,7 @@ struct Proc {
     desired: u32,
     instances: BTreeMap<u32, Inst>,
     op: Option<Op>,
-    restarts: BTreeMap<&'static str, u64>,
+    restarts: crate::status::Counts,
     /// When it began waiting for its dependencies (for dependency_timeout).
     pending_since: Option<Instant>,
     /// Scaled above 0 while stopping: start it again once it has stopped.
@@ -332,7 +332,7 @@ impl Proc {
             phase,
             instances: BTreeMap::new(),
             op: None,
-            restarts: BTreeMap::new(),
+            restarts: Default::default(),
             pending_since: Some(Instant::now()),
             start_when_stopped: false,
             next: None,
@@ -838,7 +838,7 @@ impl Supervisor {
                 inst.state = "backoff";
                 inst.restart_count += 1;
                 inst.backoff_until = Some(SystemTime::now() + delay);
-                *p.restarts.entry(reason).or_default() += 1;
+                p.restarts.bump(reason);
             }
             Event::Probe {
                 ok,

@@ -334,7 +334,6 @@ fn instance_status(index: u32, inst: &Inst, now: SystemTime) -> InstanceStatus {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
     use std::sync::Arc;
 
     use super::*;
@@ -381,7 +380,11 @@ mod tests {
             restart: "never",
             operation: Some("restarting"),
             error: Some("gave up".into()),
-            restarts: BTreeMap::from([("exit", 4)]),
+            restarts: {
+                let mut c = crate::status::Counts::default();
+                c.bump("exit");
+                c
+            },
             instances: vec![InstanceStatus::default(); 3],
             schedule: Some(ScheduleStatus::default()),
         };
@@ -397,7 +400,9 @@ mod tests {
             (dst.max_scale, dst.critical, dst.operation),
             (None, false, None)
         );
-        assert!(dst.restarts.is_empty() && dst.schedule.is_none() && dst.error.is_none());
+        assert!(
+            dst.restarts == Default::default() && dst.schedule.is_none() && dst.error.is_none()
+        );
         assert_eq!(dst.instances.len(), 1);
         assert_eq!(
             (&*dst.instances[0].id, dst.instances[0].pid),
