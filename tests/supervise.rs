@@ -437,15 +437,11 @@ processes:
     );
 }
 
-#[test]
-fn a_hook_stuck_before_exec_is_killed_by_its_stop() {
-    // A pre_start hook whose working_dir is on a hung mount: its runner
-    // thread sits in clone, where the stop's cancel never reached it. The
-    // instance gave up on it after its 10 s cancel wait and the shutdown
-    // went on, leaving that child stuck behind sheepdog. The cancel kills
-    // it now: the stop is at once.
-    let Some(wrapper) = hung_mount() else { return };
-    let cfg = "global:\n  shutdown_timeout: 5m\n  api_enabled: false\n  metrics_enabled: false\nprocesses:\n".to_string()
+/// `app` with a pre_start hook whose working_dir is on the hung mount,
+/// with this `timeout`.
+fn stuck_hook_config(timeout: &str) -> String {
+    "global:\n  shutdown_timeout: 5m\n  api_enabled: false\n  metrics_enabled: false\nprocesses:\n"
+        .to_string()
         + r#"
   app:
     command: [sleep, "1000"]
@@ -454,8 +450,20 @@ fn a_hook_stuck_before_exec_is_killed_by_its_stop() {
         - name: prep
           command: ["true"]
           working_dir: $DIR/mnt/hung
-          timeout: 5m
-"#;
+          timeout: "#
+        + timeout
+        + "\n"
+}
+
+#[test]
+fn a_hook_stuck_before_exec_is_killed_by_its_stop() {
+    // A pre_start hook whose working_dir is on a hung mount: its runner
+    // thread sits in clone, where the stop's cancel never reached it. The
+    // instance gave up on it after its 10 s cancel wait and the shutdown
+    // went on, leaving that child stuck behind sheepdog. The cancel kills
+    // it now: the stop is at once.
+    let Some(wrapper) = hung_mount() else { return };
+    let cfg = stuck_hook_config("5m");
     let mut sd = start_stuck("hung-hook", &cfg, &wrapper);
     let stop = std::time::Instant::now();
     sd.signal(TERM);
@@ -473,17 +481,7 @@ fn a_hook_stuck_before_exec_fails_at_its_timeout() {
     // now dies at the timeout (a kernel timer armed in it, gone at exec),
     // and the hook fails as a timeout, saying why.
     let Some(wrapper) = hung_mount() else { return };
-    let cfg = "global:\n  shutdown_timeout: 5m\n  api_enabled: false\n  metrics_enabled: false\nprocesses:\n".to_string()
-        + r#"
-  app:
-    command: [sleep, "1000"]
-    hooks:
-      pre_start:
-        - name: prep
-          command: ["true"]
-          working_dir: $DIR/mnt/hung
-          timeout: 1s
-"#;
+    let cfg = stuck_hook_config("1s");
     let mut sd = Sheepdog::start_under("hung-hook-timeout", &cfg, &wrapper, |_| {});
     sd.wait_log(
         r#"pre_start hook "prep" failed: timed out after 1s: still short of exec at the timeout (its working_dir or program on a hung mount?)"#,
