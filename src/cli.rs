@@ -167,8 +167,8 @@ OPTIONS:
     --json              (check) print the plan as JSON
 
 SIGNALS (run):
-    TERM, INT, QUIT     stop everything in reverse dependency order, then exit;
-                        a second TERM or INT kills what is left at once
+    TERM, INT, QUIT,    stop everything in reverse dependency order, then exit;
+    PWR                 a second TERM or INT kills what is left at once
     HUP                 read the config file again and apply what changed
     USR1                reopen log files
 
