@@ -647,16 +647,16 @@ unsafe fn setup_and_exec(image: &ExecImage<'_>, reset: u64) -> (Stage, i32) {
 ///
 /// SAFETY (for callers): as `setup_and_exec`; raw syscalls on stack data.
 unsafe fn arm_exec_deadline(within: Duration) {
-    // struct sigevent: an 8-byte sigval, then sigev_signo and sigev_notify
-    // (SIGEV_SIGNAL: signal this process), 64 bytes in all.
-    let mut event = [0 as libc::c_int; 16];
-    event[2] = libc::SIGKILL;
-    event[3] = libc::SIGEV_SIGNAL;
+    // SIGEV_SIGNAL: signal this process. All zeros is a valid sigevent
+    // (a plain C struct); libc's has private padding, so no literal.
+    let mut event: libc::sigevent = std::mem::zeroed();
+    event.sigev_signo = libc::SIGKILL;
+    event.sigev_notify = libc::SIGEV_SIGNAL;
     let mut timer: libc::c_int = 0;
     if libc::syscall(
         libc::SYS_timer_create,
         libc::CLOCK_MONOTONIC,
-        event.as_ptr(),
+        &event as *const libc::sigevent,
         &mut timer as *mut libc::c_int,
     ) != 0
     {
@@ -670,8 +670,9 @@ unsafe fn arm_exec_deadline(within: Duration) {
             tv_nsec: 0,
         },
         it_value: libc::timespec {
-            tv_sec: value.as_secs().min(i64::MAX as u64) as libc::time_t,
-            tv_nsec: value.subsec_nanos() as libc::c_long,
+            // `as _`: time_t, a name musl's libc crate deprecates.
+            tv_sec: value.as_secs().min(i32::MAX as u64) as _,
+            tv_nsec: value.subsec_nanos() as _,
         },
     };
     libc::syscall(
