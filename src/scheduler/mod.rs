@@ -15,8 +15,11 @@
 //!   clock at every wake-up to detect steps. A step forward never fires a
 //!   burst of the runs it skipped: at most one `catch_up` run when
 //!   `schedule_catch_up` is set, none otherwise. A step backward never
-//!   repeats a run: the next due time is kept (a step back of more than
-//!   `BIG_STEP_BACK` is a clock reset, and due times are recomputed).
+//!   repeats a run of a job with fixed hours: the next due time is kept (a
+//!   step back of more than `BIG_STEP_BACK` is a clock reset, and due
+//!   times are recomputed); a job whose hour field is `*` keeps its pace
+//!   in real time instead (next run when it would have been, on the new
+//!   clock), as through a fall-back change.
 //! - A late wake-up (a busy machine) fires a due job once, never once per
 //!   missed slot.
 //! - `Planner` is pure: it is given the time (`Clock`), so every rule
@@ -300,6 +303,17 @@ impl Planner {
                 }
                 (Due::Wall(_) | Due::Never, Spec::Cron { cron, tz }) if reset_back => {
                     *due = wall_next(cron, tz, wall);
+                }
+                // Stepped back: a job that follows real time (hour `*`)
+                // is due when it would have been without the step, at the
+                // first matching minute from there on the new clock.
+                (Due::Wall(at), Spec::Cron { cron, tz })
+                    if !forward && by > STEP && cron.hour_star =>
+                {
+                    let then = at
+                        .checked_sub(by + Duration::from_millis(1))
+                        .unwrap_or(wall);
+                    *due = wall_next(cron, tz, then);
                 }
                 (Due::Wall(_) | Due::Mono(_) | Due::Never, Spec::Cron { .. } | Spec::Every(_)) => {}
             }

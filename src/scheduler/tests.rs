@@ -339,7 +339,8 @@ fn forward_step_with_catch_up_runs_once() {
 #[test]
 fn backward_step_does_not_repeat_runs() {
     let mut c = Fake::new("2024-01-01T00:00:30Z");
-    let mut p = planner(&c, vec![cron_job("* * * * *", false)]);
+    // Fixed hours (23 and 0): each wall-clock minute runs once.
+    let mut p = planner(&c, vec![cron_job("* 0,23 * * *", false)]);
     c.pass(S * 30);
     assert_eq!(wake(&mut p, &c), [Trigger::Schedule]); // 00:01
     c.pass(S);
@@ -355,6 +356,46 @@ fn backward_step_does_not_repeat_runs() {
     }
     assert_eq!(runs, 1);
     assert_eq!(next_run(&p, &c), "2024-01-01T00:03:00Z");
+}
+
+/// A job whose hour field is `*` follows real time through a step back,
+/// as through a fall-back change: it goes on at its pace (the next run
+/// comes when it would have without the step) rather than waiting, up to
+/// 3 hours, for the wall clock to reach its old due time again.
+#[test]
+fn backward_step_keeps_an_hourly_style_job_at_its_pace() {
+    let mut c = Fake::new("2024-01-01T00:00:30Z");
+    let mut p = planner(&c, vec![cron_job("* * * * *", false)]);
+    c.pass(S * 30);
+    assert_eq!(wake(&mut p, &c), [Trigger::Schedule]); // 00:01
+    c.pass(S);
+    c.step_back(Duration::from_secs(30 * 60)); // 23:31:01
+    assert!(wake(&mut p, &c).is_empty());
+    assert_eq!(next_run(&p, &c), "2023-12-31T23:32:00Z");
+    let mut runs = 0;
+    for _ in 0..31 {
+        c.pass(S * 60);
+        runs += wake(&mut p, &c).len();
+    }
+    assert_eq!(runs, 31, "one run a minute, as before the step");
+    // A small step back right after a run does not repeat it: the next
+    // comes a minute on.
+    let mut c = Fake::new("2024-01-01T00:00:59Z");
+    let mut p = planner(&c, vec![cron_job("* * * * *", false)]);
+    c.pass(S);
+    assert_eq!(wake(&mut p, &c), [Trigger::Schedule]); // 00:01
+    c.pass(S);
+    c.step_back(S * 6); // 00:00:56
+    assert!(wake(&mut p, &c).is_empty());
+    assert_eq!(next_run(&p, &c), "2024-01-01T00:02:00Z");
+    // Hourly: the next run no sooner than it would have been.
+    let mut c = Fake::new("2024-06-01T12:00:30Z");
+    let mut p = planner(&c, vec![cron_job("0 * * * *", false)]);
+    c.pass(S * 600); // 12:10:30
+    assert!(wake(&mut p, &c).is_empty());
+    c.step_back(Duration::from_secs(20 * 60)); // 11:50:30
+    assert!(wake(&mut p, &c).is_empty());
+    assert_eq!(next_run(&p, &c), "2024-06-01T13:00:00Z");
 }
 
 #[test]

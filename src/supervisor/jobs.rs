@@ -22,7 +22,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::Sender;
 
@@ -45,6 +45,9 @@ struct ActiveRun {
     thread: Option<std::thread::JoinHandle<()>>,
     pid: Option<i32>,
     started: SystemTime,
+    /// `started` on the monotonic clock: a run's duration is not moved by
+    /// a clock step during it (an NTP correction, `date -s`).
+    since: Instant,
     /// Replies owed to `trigger?wait=true` callers.
     waiters: Vec<Sender<ControlReply>>,
 }
@@ -343,6 +346,7 @@ impl Supervisor {
                         thread: Some(h.thread),
                         pid: None,
                         started: now,
+                        since: Instant::now(),
                         waiters: Vec::new(),
                     },
                 );
@@ -394,7 +398,14 @@ impl Supervisor {
                     Phase::ShuttingDown { .. } => "stopped: sheepdog is shutting down",
                     Phase::Running => "stopped on request",
                 };
-                let record = finish_record(job, r.run_id, active.started, &end, why);
+                let record = finish_record(
+                    job,
+                    r.run_id,
+                    active.started,
+                    active.since.elapsed(),
+                    &end,
+                    why,
+                );
                 if !end.stopped {
                     self.beats.run_ended(
                         &r.job,
@@ -557,16 +568,17 @@ fn push_bounded(h: &mut VecDeque<RunRecord>, size: usize, r: RunRecord) {
 
 /// Count a finished run and complete its history entry. A stopped run
 /// (`why` says how: on request, or by the shutdown) is neither a success nor a
-/// failure of the job: it has a result of its own.
+/// failure of the job: it has a result of its own. `took`: how long it
+/// ran, on the monotonic clock.
 fn finish_record(
     job: &mut Job,
     run_id: u64,
     started: SystemTime,
+    took: Duration,
     end: &RunEnd,
     why: &str,
 ) -> RunRecord {
     let now = SystemTime::now();
-    let took = now.duration_since(started).unwrap_or_default();
     let secs = took.as_secs_f64();
     let result = match (end.timed_out, end.stopped, end.status) {
         (true, _, _) => "timeout",
@@ -695,4 +707,46 @@ fn record_skip(job: &mut Job, history_size: usize, trigger: Trigger, why: &str) 
             ..RunRecord::default()
         },
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::extra::Timezone;
+    use crate::plan::testutil::process;
+    use crate::reaper::ExitStatus;
+
+    /// A clock step during a run moves neither its duration nor the stats.
+    #[test]
+    fn a_clock_step_during_a_run_does_not_change_its_duration() {
+        let sched = Schedule {
+            spec: ScheduleSpec::Every(Duration::from_secs(60)),
+            expression: "@every 1m".into(),
+            timezone: Timezone::Utc,
+            timeout: None,
+            max_concurrent: 1,
+            jitter: Duration::ZERO,
+            catch_up: false,
+        };
+        let mut job = Job::new(process("backup"), sched);
+        let end = RunEnd {
+            status: Some(ExitStatus::Code(0)),
+            timed_out: false,
+            stopped: false,
+            error: None,
+        };
+        let hour = Duration::from_secs(3600);
+        let took = Duration::from_secs(2);
+        // Started "an hour from now": the clock was set back an hour
+        // during the run; then a day ago: set forward a day.
+        for (id, started) in [
+            (1, SystemTime::now() + hour),
+            (2, SystemTime::now() - 24 * hour),
+        ] {
+            let r = finish_record(&mut job, id, started, took, &end, "");
+            assert_eq!(r.duration_seconds, Some(2.0), "run {id}");
+            assert_eq!(job.last_duration, Some(2.0), "run {id}");
+        }
+        assert_eq!(job.stats.average_duration_seconds, Some(2.0));
+    }
 }
