@@ -9,7 +9,7 @@
 //!   ago are dropped (at the next change, and never shown).
 
 use std::collections::VecDeque;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::reaper::ExitStatus;
 use crate::status::{unix_seconds, OneshotRun};
@@ -18,10 +18,12 @@ pub(super) struct History {
     max_entries: usize,
     max_age: Duration,
     entries: VecDeque<(u64, OneshotRun)>,
-    /// The entry of each instance's running child, by (process, index).
-    /// Lists, not maps: a few oneshot instances at most, and each map type
-    /// costs the static binary a few KiB of B-tree code.
-    open: Vec<((String, u32), u64)>,
+    /// The entry of each instance's running child, by (process, index),
+    /// and its start on the monotonic clock: a duration is not moved by a
+    /// clock step during the run (an NTP correction, `date -s`). Lists,
+    /// not maps: a few oneshot instances at most, and each map type costs
+    /// the static binary a few KiB of B-tree code.
+    open: Vec<((String, u32), (u64, Instant))>,
     /// What will have started an instance's next child.
     next_trigger: Vec<((String, u32), &'static str)>,
     next_key: u64,
@@ -81,7 +83,7 @@ impl History {
             result: "running".into(),
             ..OneshotRun::default()
         });
-        put(&mut self.open, process, index, key);
+        put(&mut self.open, process, index, (key, Instant::now()));
     }
 
     pub(super) fn spawn_failed(&mut self, process: &str, index: u32, error: &str) {
@@ -101,14 +103,13 @@ impl History {
     }
 
     pub(super) fn exited(&mut self, process: &str, index: u32, status: ExitStatus) {
-        let Some(key) = take(&mut self.open, process, index) else {
+        let Some((key, since)) = take(&mut self.open, process, index) else {
             return;
         };
         let now = SystemTime::now();
         if let Some((_, r)) = self.entries.iter_mut().rev().find(|(k, _)| *k == key) {
-            let end = unix_seconds(now);
-            r.ended_at = Some(end);
-            r.duration_seconds = Some((end - r.started_at).max(0.0));
+            r.ended_at = Some(unix_seconds(now));
+            r.duration_seconds = Some(since.elapsed().as_secs_f64());
             match status {
                 ExitStatus::Code(c) => r.exit_code = Some(c),
                 ExitStatus::Signal { signal, .. } => r.signal = Some(signal),
@@ -175,5 +176,17 @@ mod tests {
         // Age: an entry that ended long ago is not shown.
         let later = SystemTime::now() + Duration::from_secs(7200);
         assert_eq!(h.snapshot(later).len(), 1);
+    }
+
+    #[test]
+    fn a_clock_step_during_a_run_does_not_change_its_duration() {
+        let mut h = History::new(4, Duration::from_secs(3600));
+        h.started("migrate", 1);
+        // The wall clock was set forward a day while it ran.
+        let day = 86_400.0;
+        h.entries[0].1.started_at -= day;
+        h.exited("migrate", 1, ExitStatus::Code(0));
+        let took = h.entries[0].1.duration_seconds.unwrap_or(day);
+        assert!(took < 60.0, "{took}");
     }
 }
