@@ -124,6 +124,10 @@ pub struct Record {
     /// A piece of a line longer than `max_line_bytes`: the next record of
     /// the same stream continues it.
     pub continued: bool,
+    /// `msg` was decoded from a child's JSON line: its control characters
+    /// came from escapes (`\n`), and the text format writes them as such,
+    /// or a user's input the app logged could forge lines.
+    pub decoded: bool,
     pub labels: Option<Labels>,
     /// Extra fields in order: merged JSON fields, or structured fields of
     /// sheepdog's own decisions.
@@ -142,6 +146,7 @@ impl Record {
             stream: None,
             msg,
             continued: false,
+            decoded: false,
             labels: None,
             fields: Vec::new(),
         }
@@ -339,10 +344,11 @@ pub fn format_with(r: &Record, json: bool, color: bool, width: usize) -> Vec<u8>
             lvl
         };
         let _ = write!(buf, "{ts} {lvl} {who:<width$} | ");
-        if &*r.process == SELF {
+        if &*r.process == SELF || r.decoded {
             // sheepdog's own messages quote what others wrote (a probe's
-            // output, an error from a server): one record stays one line,
-            // and no escape sequence of theirs reaches the terminal.
+            // output, an error from a server), as does a message decoded
+            // from a JSON line: one record stays one line, and no escape
+            // sequence of theirs reaches the terminal.
             push_escaped(&mut buf, &r.msg);
         } else {
             // A child's line is its own, colours and all.

@@ -487,6 +487,47 @@ fn redaction_hides_a_token_on_stdout_and_in_the_file() {
     }
 }
 
+#[test]
+fn a_json_message_cannot_forge_a_line_in_the_text_format() {
+    // The app escaped what a user typed into its JSON log line (`\n`);
+    // decoded, it must not become a line of its own that reads as one of
+    // sheepdog's, in stdout or in the file.
+    let cfg = config(
+        "",
+        r#"  app:
+    type: oneshot
+    command: |
+      printf '%s\n' '{"msg":"login failed for bob\n2026-01-01T00:00:00.000Z ERROR sheepdog        | forged\r\u001b[2J","level":"info"}'
+    logging:
+      json: {}
+      file: {path: "$DIR/app.log"}
+"#,
+    );
+    let mut sd = Sheepdog::start("json-forge", &cfg);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let log = sd.log();
+    let file = fs::read_to_string(sd.dir.path("app.log")).unwrap();
+    for (what, text) in [("stdout", &log), ("file", &file)] {
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.starts_with("2026-01-01T00:00:00.000Z")),
+            "{what}:\n{text}"
+        );
+        assert!(
+            !text.contains('\r') && !text.contains('\x1b'),
+            "{what}:\n{text}"
+        );
+        assert_eq!(
+            messages(text, "app-1"),
+            [
+                r"login failed for bob\n2026-01-01T00:00:00.000Z ERROR sheepdog        | forged\r\u{1b}[2J"
+            ],
+            "{what}:\n{text}"
+        );
+    }
+}
+
 /// The lines `recs` make once the pieces of cut lines are joined; checks
 /// that only a line's last piece lacks `continued` and that no piece is
 /// longer than `max`.

@@ -228,7 +228,11 @@ impl Pipeline {
         let Verdict::Keep(level) = verdict else {
             return None;
         };
-        let mut r = Record::new(level, self.process.clone(), msg.unwrap_or(text));
+        let mut r = Record::new(level, self.process.clone(), text);
+        if let Some(m) = msg {
+            r.msg = m;
+            r.decoded = true;
+        }
         r.ts = ts;
         r.instance = Some(st.instance.clone());
         r.stream = Some(st.stream);
