@@ -364,6 +364,8 @@ pub fn format_with(r: &Record, json: bool, color: bool, width: usize) -> Vec<u8>
 
 /// Lines dropped since stdout last took a write (0 while it works).
 static STDOUT_LOST: AtomicU64 = AtomicU64::new(0);
+/// Stdout took a write in part and then failed inside a line.
+static STDOUT_CUT: AtomicBool = AtomicBool::new(false);
 
 /// Write child lines to stdout, through the stdout thread: they wait for
 /// room there when stdout does not drain (backpressure on the children).
@@ -403,7 +405,16 @@ pub fn dropped_note(n: u64) -> Vec<u8> {
 /// stdout takes a write again.
 pub fn write_direct(lines: &[u8]) {
     let out = std::io::stdout().lock();
-    let result = write_waiting(std::os::fd::AsFd::as_fd(&out), lines);
+    let fd = std::os::fd::AsFd::as_fd(&out);
+    // A write a full disk took in part ended inside a line: end it first,
+    // or the next line is glued to its head.
+    let result = match STDOUT_CUT.load(Ordering::Relaxed) {
+        true => write_waiting(fd, b"\n").and_then(|()| {
+            STDOUT_CUT.store(false, Ordering::Relaxed);
+            write_waiting(fd, lines)
+        }),
+        false => write_waiting(fd, lines),
+    };
     // The stdout lock orders these updates; the atomic only makes the
     // static shareable.
     let lost = STDOUT_LOST.load(Ordering::Relaxed);
@@ -429,9 +440,10 @@ pub fn write_direct(lines: &[u8]) {
 /// shares sheepdog's stdout (`inherit`) may have set O_NONBLOCK on it
 /// (Python's asyncio pipes, libuv do), and a reader that is only slow must
 /// slow the children down, not have their lines dropped.
-fn write_waiting(fd: std::os::fd::BorrowedFd, mut buf: &[u8]) -> std::io::Result<()> {
+fn write_waiting(fd: std::os::fd::BorrowedFd, lines: &[u8]) -> std::io::Result<()> {
     use nix::errno::Errno;
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut buf = lines;
     while !buf.is_empty() {
         match nix::unistd::write(fd, buf) {
             Ok(n) => buf = &buf[n..],
@@ -441,7 +453,13 @@ fn write_waiting(fd: std::os::fd::BorrowedFd, mut buf: &[u8]) -> std::io::Result
                     PollTimeout::NONE,
                 );
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                let done = &lines[..lines.len() - buf.len()];
+                if done.last().is_some_and(|&b| b != b'\n') {
+                    STDOUT_CUT.store(true, Ordering::Relaxed);
+                }
+                return Err(e.into());
+            }
         }
     }
     Ok(())

@@ -1853,3 +1853,62 @@ fn a_stdout_a_child_made_non_blocking_still_loses_no_line() {
     sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
 }
+
+/// Review (output): sheepdog's stdout is a file on a disk that fills up
+/// (here RLIMIT_FSIZE). A write the disk took in part left half a line in
+/// it, and the first line written once there was room again was glued to
+/// that half: one line made of two records.
+#[test]
+fn a_line_a_full_stdout_file_took_in_part_does_not_glue_to_the_next() {
+    let dir = TempDir::new("stdout-full");
+    let script = format!(
+        "import os, time\n\
+         def wait(f):\n    while not os.path.exists(f): time.sleep(0.01)\n\
+         wait('{d}/go1')\n\
+         for i in range(60): print('line-%05d %s' % (i, 'x' * 40), flush=True)\n\
+         open('{d}/done1', 'w').close()\n\
+         wait('{d}/go2')\n\
+         print('after', flush=True)\n\
+         time.sleep(100)\n",
+        d = dir.0.display()
+    );
+    let py = dir.write("w.py", &script);
+    let cfg = dir.write(
+        "sheepdog.yaml",
+        &config(
+            "",
+            &format!("  w:\n    command: [python3, {}]\n", py.display()),
+        ),
+    );
+    let mut sd = Sheepdog::start_file("stdout-full", &cfg, |_| {});
+    sd.wait_log("w-1: started");
+    let out = sd.dir.path("sheepdog.log");
+    let limit = |v: &str| {
+        let pid = sd.pid().to_string();
+        let mut cmd = std::process::Command::new("prlimit");
+        cmd.args(["--pid", &pid, &format!("--fsize={v}:")]);
+        let o = output_within(cmd, WAIT);
+        assert!(o.status.success(), "{o:?}");
+    };
+    // Room for a few lines and a part of one more (each is about 94 bytes).
+    let room = fs::metadata(&out).unwrap().len() + 1000;
+    limit(&room.to_string());
+    dir.write("go1", "");
+    assert!(
+        wait_until(WAIT, || dir.path("done1").exists()
+            && fs::metadata(&out).is_ok_and(|m| m.len() == room)),
+        "{}",
+        sd.log()
+    );
+    limit("unlimited");
+    dir.write("go2", "");
+    sd.wait_log("w-1      | after");
+    let text = sd.log();
+    let stamps = |l: &str| l.matches("Z INFO ").count() + l.matches("Z WARN ").count();
+    assert!(
+        text.lines().all(|l| stamps(l) <= 1),
+        "a line holds two records:\n{text}"
+    );
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}
