@@ -488,6 +488,36 @@ fn redaction_hides_a_token_on_stdout_and_in_the_file() {
 }
 
 #[test]
+fn redaction_covers_the_message_and_fields_a_json_line_decodes_to() {
+    // A JSON logger writes `&` as `\u0026` (Go's encoding/json, logrus)
+    // and `/` as `\/` (PHP's json_encode). The pattern is written for the
+    // text people see; the raw line does not match it, the decoded
+    // message and fields do, and they are what is printed.
+    let cfg = config(
+        "  log_format: json\n",
+        r#"  api:
+    type: oneshot
+    command: |
+      echo '{"msg":"GET /x?user=ann\u0026token=s3cr3t","url":"https:\/\/h\/x?a=1\u0026token=f13ld","level":"info"}'
+    logging:
+      json: {merge_fields: true}
+      redaction:
+        patterns:
+          - {pattern: '&token=[^&\s"]+', replacement: '&token=***'}
+"#,
+    );
+    let mut sd = Sheepdog::start("redact-json", &cfg);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let log = sd.log();
+    assert!(!log.contains("s3cr3t") && !log.contains("f13ld"), "{log}");
+    let recs = records(&log);
+    let got = of(&recs, "api-1");
+    assert_eq!(got.len(), 1, "{log}");
+    assert_eq!(got[0]["msg"], "GET /x?user=ann&token=***", "{log}");
+    assert_eq!(got[0]["url"], "https://h/x?a=1&token=***", "{log}");
+}
+
+#[test]
 fn a_json_message_cannot_forge_a_line_in_the_text_format() {
     // The app escaped what a user typed into its JSON log line (`\n`);
     // decoded, it must not become a line of its own that reads as one of
