@@ -10,7 +10,11 @@
 //! - text: `2026-01-01T12:00:00.123Z INFO  queue-default-2 | message`, the
 //!   name column aligned on the longest instance name, the level coloured
 //!   only when stdout is a terminal and `NO_COLOR` is unset or empty. Labels
-//!   and structured fields are not shown in text.
+//!   and structured fields are not shown in text. A child's line is written
+//!   as it is; sheepdog's own messages and a message decoded from a child's
+//!   JSON line (`Record::decoded`) have their control characters escaped, so
+//!   each stays one line. A line stdout took only in part (a full disk) is
+//!   ended before the next.
 //! - json: one object per line, keys in a stable order: `ts`, `level`,
 //!   `process`, `instance`, `stream`, `msg`, `continued` (only on a piece of
 //!   a cut line), then the process's labels (sorted), then the record's own
