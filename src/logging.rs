@@ -10,7 +10,11 @@
 //! - text: `2026-01-01T12:00:00.123Z INFO  queue-default-2 | message`, the
 //!   name column aligned on the longest instance name, the level coloured
 //!   only when stdout is a terminal and `NO_COLOR` is unset or empty. Labels
-//!   and structured fields are not shown in text.
+//!   and structured fields are not shown in text. A child's line is written
+//!   as it is; sheepdog's own messages and a message decoded from a child's
+//!   JSON line (`Record::decoded`) have their control characters escaped, so
+//!   each stays one line. A line stdout took only in part (a full disk) is
+//!   ended before the next.
 //! - json: one object per line, keys in a stable order: `ts`, `level`,
 //!   `process`, `instance`, `stream`, `msg`, `continued` (only on a piece of
 //!   a cut line), then the process's labels (sorted), then the record's own
@@ -124,6 +128,10 @@ pub struct Record {
     /// A piece of a line longer than `max_line_bytes`: the next record of
     /// the same stream continues it.
     pub continued: bool,
+    /// `msg` was decoded from a child's JSON line: its control characters
+    /// came from escapes (`\n`), and the text format writes them as such,
+    /// or a user's input the app logged could forge lines.
+    pub decoded: bool,
     pub labels: Option<Labels>,
     /// Extra fields in order: merged JSON fields, or structured fields of
     /// sheepdog's own decisions.
@@ -142,6 +150,7 @@ impl Record {
             stream: None,
             msg,
             continued: false,
+            decoded: false,
             labels: None,
             fields: Vec::new(),
         }
@@ -339,10 +348,11 @@ pub fn format_with(r: &Record, json: bool, color: bool, width: usize) -> Vec<u8>
             lvl
         };
         let _ = write!(buf, "{ts} {lvl} {who:<width$} | ");
-        if &*r.process == SELF {
+        if &*r.process == SELF || r.decoded {
             // sheepdog's own messages quote what others wrote (a probe's
-            // output, an error from a server): one record stays one line,
-            // and no escape sequence of theirs reaches the terminal.
+            // output, an error from a server), as does a message decoded
+            // from a JSON line: one record stays one line, and no escape
+            // sequence of theirs reaches the terminal.
             push_escaped(&mut buf, &r.msg);
         } else {
             // A child's line is its own, colours and all.
@@ -358,6 +368,8 @@ pub fn format_with(r: &Record, json: bool, color: bool, width: usize) -> Vec<u8>
 
 /// Lines dropped since stdout last took a write (0 while it works).
 static STDOUT_LOST: AtomicU64 = AtomicU64::new(0);
+/// Stdout took a write in part and then failed inside a line.
+static STDOUT_CUT: AtomicBool = AtomicBool::new(false);
 
 /// Write child lines to stdout, through the stdout thread: they wait for
 /// room there when stdout does not drain (backpressure on the children).
@@ -397,7 +409,16 @@ pub fn dropped_note(n: u64) -> Vec<u8> {
 /// stdout takes a write again.
 pub fn write_direct(lines: &[u8]) {
     let out = std::io::stdout().lock();
-    let result = write_waiting(std::os::fd::AsFd::as_fd(&out), lines);
+    let fd = std::os::fd::AsFd::as_fd(&out);
+    // A write a full disk took in part ended inside a line: end it first,
+    // or the next line is glued to its head.
+    let result = match STDOUT_CUT.load(Ordering::Relaxed) {
+        true => write_waiting(fd, b"\n").and_then(|()| {
+            STDOUT_CUT.store(false, Ordering::Relaxed);
+            write_waiting(fd, lines)
+        }),
+        false => write_waiting(fd, lines),
+    };
     // The stdout lock orders these updates; the atomic only makes the
     // static shareable.
     let lost = STDOUT_LOST.load(Ordering::Relaxed);
@@ -423,9 +444,10 @@ pub fn write_direct(lines: &[u8]) {
 /// shares sheepdog's stdout (`inherit`) may have set O_NONBLOCK on it
 /// (Python's asyncio pipes, libuv do), and a reader that is only slow must
 /// slow the children down, not have their lines dropped.
-fn write_waiting(fd: std::os::fd::BorrowedFd, mut buf: &[u8]) -> std::io::Result<()> {
+fn write_waiting(fd: std::os::fd::BorrowedFd, lines: &[u8]) -> std::io::Result<()> {
     use nix::errno::Errno;
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut buf = lines;
     while !buf.is_empty() {
         match nix::unistd::write(fd, buf) {
             Ok(n) => buf = &buf[n..],
@@ -435,7 +457,13 @@ fn write_waiting(fd: std::os::fd::BorrowedFd, mut buf: &[u8]) -> std::io::Result
                     PollTimeout::NONE,
                 );
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                let done = &lines[..lines.len() - buf.len()];
+                if done.last().is_some_and(|&b| b != b'\n') {
+                    STDOUT_CUT.store(true, Ordering::Relaxed);
+                }
+                return Err(e.into());
+            }
         }
     }
     Ok(())

@@ -487,6 +487,77 @@ fn redaction_hides_a_token_on_stdout_and_in_the_file() {
     }
 }
 
+#[test]
+fn redaction_covers_the_message_and_fields_a_json_line_decodes_to() {
+    // A JSON logger writes `&` as `\u0026` (Go's encoding/json, logrus)
+    // and `/` as `\/` (PHP's json_encode). The pattern is written for the
+    // text people see; the raw line does not match it, the decoded
+    // message and fields do, and they are what is printed.
+    let cfg = config(
+        "  log_format: json\n",
+        r#"  api:
+    type: oneshot
+    command: |
+      echo '{"msg":"GET /x?user=ann\u0026token=s3cr3t","url":"https:\/\/h\/x?a=1\u0026token=f13ld","level":"info"}'
+    logging:
+      json: {merge_fields: true}
+      redaction:
+        patterns:
+          - {pattern: '&token=[^&\s"]+', replacement: '&token=***'}
+"#,
+    );
+    let mut sd = Sheepdog::start("redact-json", &cfg);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let log = sd.log();
+    assert!(!log.contains("s3cr3t") && !log.contains("f13ld"), "{log}");
+    let recs = records(&log);
+    let got = of(&recs, "api-1");
+    assert_eq!(got.len(), 1, "{log}");
+    assert_eq!(got[0]["msg"], "GET /x?user=ann&token=***", "{log}");
+    assert_eq!(got[0]["url"], "https://h/x?a=1&token=***", "{log}");
+}
+
+#[test]
+fn a_json_message_cannot_forge_a_line_in_the_text_format() {
+    // The app escaped what a user typed into its JSON log line (`\n`);
+    // decoded, it must not become a line of its own that reads as one of
+    // sheepdog's, in stdout or in the file.
+    let cfg = config(
+        "",
+        r#"  app:
+    type: oneshot
+    command: |
+      printf '%s\n' '{"msg":"login failed for bob\n2026-01-01T00:00:00.000Z ERROR sheepdog        | forged\r\u001b[2J","level":"info"}'
+    logging:
+      json: {}
+      file: {path: "$DIR/app.log"}
+"#,
+    );
+    let mut sd = Sheepdog::start("json-forge", &cfg);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let log = sd.log();
+    let file = fs::read_to_string(sd.dir.path("app.log")).unwrap();
+    for (what, text) in [("stdout", &log), ("file", &file)] {
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.starts_with("2026-01-01T00:00:00.000Z")),
+            "{what}:\n{text}"
+        );
+        assert!(
+            !text.contains('\r') && !text.contains('\x1b'),
+            "{what}:\n{text}"
+        );
+        assert_eq!(
+            messages(text, "app-1"),
+            [
+                r"login failed for bob\n2026-01-01T00:00:00.000Z ERROR sheepdog        | forged\r\u{1b}[2J"
+            ],
+            "{what}:\n{text}"
+        );
+    }
+}
+
 /// The lines `recs` make once the pieces of cut lines are joined; checks
 /// that only a line's last piece lacks `continued` and that no piece is
 /// longer than `max`.
@@ -1809,6 +1880,65 @@ fn a_stdout_a_child_made_non_blocking_still_loses_no_line() {
     let lines = messages(&text, "flood-1").len();
     assert!(done && lines == 5001, "{lines} lines; {}", sd.log());
     assert_eq!(sd.count("unable to write"), 0, "{}", sd.log());
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}
+
+/// Review (output): sheepdog's stdout is a file on a disk that fills up
+/// (here RLIMIT_FSIZE). A write the disk took in part left half a line in
+/// it, and the first line written once there was room again was glued to
+/// that half: one line made of two records.
+#[test]
+fn a_line_a_full_stdout_file_took_in_part_does_not_glue_to_the_next() {
+    let dir = TempDir::new("stdout-full");
+    let script = format!(
+        "import os, time\n\
+         def wait(f):\n    while not os.path.exists(f): time.sleep(0.01)\n\
+         wait('{d}/go1')\n\
+         for i in range(60): print('line-%05d %s' % (i, 'x' * 40), flush=True)\n\
+         open('{d}/done1', 'w').close()\n\
+         wait('{d}/go2')\n\
+         print('after', flush=True)\n\
+         time.sleep(100)\n",
+        d = dir.0.display()
+    );
+    let py = dir.write("w.py", &script);
+    let cfg = dir.write(
+        "sheepdog.yaml",
+        &config(
+            "",
+            &format!("  w:\n    command: [python3, {}]\n", py.display()),
+        ),
+    );
+    let mut sd = Sheepdog::start_file("stdout-full", &cfg, |_| {});
+    sd.wait_log("w-1: started");
+    let out = sd.dir.path("sheepdog.log");
+    let limit = |v: &str| {
+        let pid = sd.pid().to_string();
+        let mut cmd = std::process::Command::new("prlimit");
+        cmd.args(["--pid", &pid, &format!("--fsize={v}:")]);
+        let o = output_within(cmd, WAIT);
+        assert!(o.status.success(), "{o:?}");
+    };
+    // Room for a few lines and a part of one more (each is about 94 bytes).
+    let room = fs::metadata(&out).unwrap().len() + 1000;
+    limit(&room.to_string());
+    dir.write("go1", "");
+    assert!(
+        wait_until(WAIT, || dir.path("done1").exists()
+            && fs::metadata(&out).is_ok_and(|m| m.len() == room)),
+        "{}",
+        sd.log()
+    );
+    limit("unlimited");
+    dir.write("go2", "");
+    sd.wait_log("w-1      | after");
+    let text = sd.log();
+    let stamps = |l: &str| l.matches("Z INFO ").count() + l.matches("Z WARN ").count();
+    assert!(
+        text.lines().all(|l| stamps(l) <= 1),
+        "a line holds two records:\n{text}"
+    );
     sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
 }

@@ -16,7 +16,9 @@
 //!   follows), or when the pipe closes. Pieces of a cut line are joined
 //!   without a newline.
 //! - Redaction runs on the whole entry, before anything else sees it, so no
-//!   sink (stdout, file, buffer, subscribers) ever gets the secret.
+//!   sink (stdout, file, buffer, subscribers) ever gets the secret. A JSON
+//!   line's decoded message and string fields are redacted again: its
+//!   escapes (`\u0026`, `\/`) can hide a match from the raw text.
 //! - JSON: a line whose first non-blank character is `{` and that parses as
 //!   an object gives its level (`level`, `severity`, `level_name`, `lvl`:
 //!   names or Monolog/pino numbers) and message (`message`, `msg`); with
@@ -189,9 +191,7 @@ impl Pipeline {
         ts: SystemTime,
     ) -> Option<Record> {
         let mut text = text;
-        for (re, replacement) in &self.redaction {
-            replace(re, &mut text, replacement);
-        }
+        self.redact_str(&mut text);
         let mut msg = None;
         let mut fields = Vec::new();
         let verdict = match st.verdict {
@@ -205,6 +205,15 @@ impl Pipeline {
                         level = l;
                         msg = m;
                         fields = f;
+                        // Decoded, they may show what escapes (`\u0026`,
+                        // `\/`) hid from the patterns on the raw line.
+                        let strings = fields.iter_mut().filter_map(|(_, v)| match v {
+                            Value::String(s) => Some(s),
+                            _ => None,
+                        });
+                        msg.iter_mut()
+                            .chain(strings)
+                            .for_each(|s| self.redact_str(s));
                     }
                 }
                 let level = level.unwrap_or_else(|| {
@@ -228,7 +237,11 @@ impl Pipeline {
         let Verdict::Keep(level) = verdict else {
             return None;
         };
-        let mut r = Record::new(level, self.process.clone(), msg.unwrap_or(text));
+        let mut r = Record::new(level, self.process.clone(), text);
+        if let Some(m) = msg {
+            r.msg = m;
+            r.decoded = true;
+        }
         r.ts = ts;
         r.instance = Some(st.instance.clone());
         r.stream = Some(st.stream);
@@ -236,6 +249,12 @@ impl Pipeline {
         r.labels = self.labels.clone();
         r.fields = fields;
         Some(r)
+    }
+
+    fn redact_str(&self, text: &mut String) {
+        for (re, replacement) in &self.redaction {
+            replace(re, text, replacement);
+        }
     }
 
     /// Where to cut the next record off the front of a cut line's pending
