@@ -9,11 +9,11 @@
 //!   channel.
 //! - Bounded: at most `timeout` (its spawn included: a child still short of
 //!   exec at the deadline, on a hung mount, is SIGKILLed by a timer armed
-//!   in it, `child::Command::exec_deadline`), plus `group::KILL_GRACE` after the group
-//!   SIGKILL (a cancel adds at most `CANCEL_GRACE` of SIGTERM first, cut
-//!   short by a second cancel: the shutdown deadline, a second SIGTERM);
-//!   after a logged run's exit, at most `output::LAST_LINES_WAIT` for its last
-//!   lines.
+//!   in it, `child::Command::exec_deadline`), plus `group::KILL_GRACE`
+//!   after the group SIGKILL (a cancel adds at most `CANCEL_GRACE` of
+//!   SIGTERM first, cut short by a second cancel: the shutdown deadline, a
+//!   second SIGTERM); after a logged run's exit, at most
+//!   `output::LAST_LINES_WAIT` for its last lines.
 //! - Leaves no process behind: after the leader exits, the rest of its group
 //!   is killed, and the task ends when the group is empty (`group::Stop`,
 //!   the same stop as instances and scheduled runs): a probe's or hook's
