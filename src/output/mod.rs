@@ -58,6 +58,10 @@ enum Msg {
     Finish(Instant, Sender<()>),
 }
 
+/// Most compiled pipelines kept (`Output::compiled`): far more names
+/// than any configuration has processes and hooks.
+const COMPILED_MAX: usize = 256;
+
 /// Handle to the output thread.
 pub struct Output {
     tx: Sender<Msg>,
@@ -119,6 +123,12 @@ impl Output {
                 Arc::new(Pipeline::plain(process, logging.max_line_bytes))
             }
         };
+        // Names a reload renamed away (processes, hooks) are never asked
+        // for again: a cap keeps them from piling up, and a process still
+        // running only has its pipeline compiled again at its next start.
+        if cache.len() >= COMPILED_MAX {
+            cache.clear();
+        }
         cache.insert(process.to_string(), (logging.clone(), p.clone()));
         p
     }
@@ -290,6 +300,22 @@ mod tests {
         assert!(store
             .recent(Some("api"), Some(Stream::Stdout), 10)
             .is_empty());
+        thread.join().unwrap();
+    }
+
+    #[test]
+    fn compiled_pipelines_are_reused_and_bounded() {
+        let (out, thread) = Output::start(Arc::new(LogStore::new(10))).unwrap();
+        let l = Logging::default();
+        let first = out.pipeline("web", &l);
+        assert!(Arc::ptr_eq(&first, &out.pipeline("web", &l)));
+        // Names a series of reloads renamed away.
+        for i in 0..3 * COMPILED_MAX {
+            out.pipeline(&format!("renamed-{i}"), &l);
+        }
+        let kept = out.compiled.lock().map(|c| c.len()).unwrap_or(usize::MAX);
+        assert!(kept <= COMPILED_MAX, "{kept}");
+        out.finish(Duration::from_secs(10));
         thread.join().unwrap();
     }
 }
