@@ -1584,3 +1584,66 @@ fn shutdown_order_example_stops_in_reverse_kills_the_stubborn_one_and_ends_the_d
         "{log}"
     );
 }
+
+// The guides' configurations (docs/guides/)
+
+/// docs/guides/kubernetes.md §1 keeps the API token in a Secret file so that
+/// the workers do not hold it. Mounted as the guide mounts it (a Secret
+/// volume's files are mode 0644 unless `defaultMode` says otherwise), the
+/// ConfigMap's configuration must pass `check` without a warning: a token
+/// file everyone in the container can read is one.
+#[test]
+fn kubernetes_guide_config_with_its_secret_mounted_as_shown_passes_check_cleanly() {
+    let guide = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/guides/kubernetes.md"),
+    )
+    .expect("read the kubernetes guide");
+    // The ConfigMap's `sheepdog.yaml: |` block, indented by 4, up to `---`.
+    let config: String = guide
+        .lines()
+        .skip_while(|l| l.trim() != "sheepdog.yaml: |")
+        .skip(1)
+        .take_while(|l| l.trim() != "---")
+        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+        .collect();
+    assert!(
+        config.contains("api_auth_file: /etc/sheepdog-token/token"),
+        "{config}"
+    );
+    // The token volume: `secret:` with `secretName: app-sheepdog-token`,
+    // and its `defaultMode` (octal, as kubectl reads it), if any.
+    let volume: Vec<&str> = guide
+        .lines()
+        .skip_while(|l| !l.contains("secretName: app-sheepdog-token"))
+        .take_while(|l| !l.starts_with("```"))
+        .collect();
+    assert!(!volume.is_empty(), "no token volume in the guide");
+    let mode = volume
+        .iter()
+        .find_map(|l| l.split("defaultMode:").nth(1))
+        .map(|v| u32::from_str_radix(v.split('#').next().unwrap().trim(), 8).expect("octal mode"))
+        .unwrap_or(0o644);
+    let tmp = TempDir::new("k8s-guide");
+    let token = tmp.write("token", "0123456789abcdef0123456789abcdef\n");
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(mode))
+        .expect("chmod token");
+    let file = tmp.write(
+        "sheepdog.yaml",
+        &config.replace("/etc/sheepdog-token/token", &token.to_string_lossy()),
+    );
+    let mut cmd = Command::new(BIN);
+    cmd.arg("check").arg("-c").arg(&file);
+    hermetic(&mut cmd);
+    let out = output_within(cmd, WAIT);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !FULL_BUILD && out.status.code() == Some(2) {
+        assert!(
+            stderr.contains("this build of sheepdog leaves out"),
+            "{stderr}"
+        );
+        return;
+    }
+    assert_eq!(out.status.code(), Some(0), "{stderr}{stdout}");
+    assert!(!stdout.contains("Warnings:"), "mode {mode:o}:\n{stdout}");
+}
