@@ -50,7 +50,6 @@
 //!   the run's last output lines (`tail`), read from the `LogStore`, which
 //!   holds them already redacted and filtered as printed.
 
-use std::collections::BTreeMap;
 use std::io;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -58,11 +57,11 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select_biased, Receiver, Sender, TrySendError};
 
-use crate::btree;
 use crate::config::extra::Heartbeat;
 use crate::config::format_duration;
 use crate::logging::{Record, Stream};
 use crate::output::buffer::LogStore;
+use crate::sorted_map::SortedMap;
 
 /// Messages a worker's queue holds.
 pub const QUEUE: usize = 256;
@@ -136,7 +135,7 @@ pub struct Handle {
     /// Each worker's queue.
     queues: Vec<Sender<Msg>>,
     /// Which queue a process's pings go to.
-    route: BTreeMap<Arc<str>, usize>,
+    route: SortedMap<Arc<str>, usize>,
     /// Dropped to stop every worker.
     stop: Option<Sender<()>>,
     /// Disconnected when every worker has returned.
@@ -203,14 +202,14 @@ impl Handle {
 /// `after`, have ended (those were told to stop already: they end within
 /// their attempt in progress and `FLUSH_GRACE`).
 pub fn start(
-    configs: BTreeMap<Arc<str>, Heartbeat>,
+    configs: SortedMap<Arc<str>, Heartbeat>,
     store: Arc<LogStore>,
     results: Sender<Outcome>,
     after: Option<Receiver<()>>,
 ) -> io::Result<Handle> {
     let n = configs.len().clamp(1, WORKERS);
-    let route: BTreeMap<Arc<str>, usize> =
-        btree::collect(configs.keys().enumerate().map(|(i, p)| (p.clone(), i % n)));
+    let route: SortedMap<Arc<str>, usize> =
+        SortedMap::from_iter(configs.keys().enumerate().map(|(i, p)| (p.clone(), i % n)));
     let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
     let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(0);
     let mut handle = Handle {
@@ -222,7 +221,7 @@ pub fn start(
     };
     for i in 0..n {
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
-        let mine = btree::collect(
+        let mine = SortedMap::from_iter(
             configs
                 .iter()
                 .filter(|(p, _)| handle.route.get(*p) == Some(&i))
@@ -235,7 +234,7 @@ pub fn start(
             configs: mine,
             store: store.clone(),
             pending: Vec::new(),
-            due: BTreeMap::new(),
+            due: SortedMap::default(),
         };
         let after = after.clone();
         let done = done_tx.clone();
@@ -473,14 +472,14 @@ struct Worker {
     rx: Receiver<Msg>,
     stop: Receiver<()>,
     results: Sender<Outcome>,
-    configs: BTreeMap<Arc<str>, Heartbeat>,
+    configs: SortedMap<Arc<str>, Heartbeat>,
     store: Arc<LogStore>,
     /// Pings not sent yet, oldest first. Only a process's first one is
     /// attempted, at its `at`; its others wait behind it (`queue`: two at
     /// most).
     pending: Vec<Job>,
     /// Healthy processes with an interval: when their next ping is due.
-    due: BTreeMap<Arc<str>, Instant>,
+    due: SortedMap<Arc<str>, Instant>,
 }
 
 impl Worker {
@@ -531,7 +530,7 @@ impl Worker {
                     .is_some_and(|hb| hb.interval.is_some());
                 match (alive, has_interval) {
                     (true, true) => {
-                        self.due.entry(process).or_insert_with(Instant::now);
+                        self.due.get_or_insert_with(process, Instant::now);
                     }
                     (false, _) => {
                         // An interval ping still waiting goes with it
@@ -761,7 +760,7 @@ mod tests {
             start_url: None,
             ping_start: false,
             method: "POST".into(),
-            headers: BTreeMap::new(),
+            headers: Default::default(),
             timeout: Duration::from_secs(1),
             retries: 3,
             retry_delay: Duration::from_millis(100),
@@ -905,10 +904,12 @@ mod tests {
             rx,
             stop,
             results,
-            configs: btree::collect(["a", "b"].map(|p| (Arc::from(p), hb(Some("http://x/"))))),
+            configs: SortedMap::from_iter(
+                ["a", "b"].map(|p| (Arc::from(p), hb(Some("http://x/")))),
+            ),
             store: Arc::new(LogStore::new(10)),
             pending: Vec::new(),
-            due: BTreeMap::new(),
+            due: SortedMap::default(),
         }
     }
 

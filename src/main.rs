@@ -52,6 +52,7 @@ mod scheduler;
 #[cfg(test)]
 mod seeded;
 mod signals;
+mod sorted_map;
 mod spawn;
 mod status;
 mod stdout;

@@ -18,25 +18,24 @@
 //! - Counts only grow (rendered as Prometheus counters) while their
 //!   process has a heartbeat; a reload that removes it removes its counts.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-use crate::btree;
 use crate::config::extra::Heartbeat;
 use crate::config::{Config, ProcessType};
 use crate::health::Health;
 use crate::heartbeat::{self, Handle, Kind, Msg, Outcome};
 use crate::output::buffer::LogStore;
 use crate::reaper::ExitStatus;
+use crate::sorted_map::SortedMap;
 use crate::status::HeartbeatStats;
 
 use super::{Phase, ProcPhase, Supervisor};
 
 pub(super) struct Beats {
-    configs: BTreeMap<Arc<str>, Heartbeat>,
+    configs: SortedMap<Arc<str>, Heartbeat>,
     handle: Option<Handle>,
     /// Workers a reload replaced, sending what they had queued
     /// (`heartbeat::FLUSH_GRACE` at most); waited for at shutdown too.
@@ -45,23 +44,23 @@ pub(super) struct Beats {
     results_tx: Sender<Outcome>,
     pub(super) results: Receiver<Outcome>,
     /// (sent, failed) per process with a heartbeat.
-    counts: BTreeMap<Arc<str>, (u64, u64)>,
+    counts: SortedMap<Arc<str>, (u64, u64)>,
     /// Longruns with an interval: whether the worker was last told they
     /// are alive.
-    alive: BTreeMap<Arc<str>, bool>,
+    alive: SortedMap<Arc<str>, bool>,
 }
 
 /// Each enabled process's heartbeat in `cfg`.
-fn configs(cfg: &Config) -> BTreeMap<Arc<str>, Heartbeat> {
-    btree::collect(
+fn configs(cfg: &Config) -> SortedMap<Arc<str>, Heartbeat> {
+    SortedMap::from_iter(
         cfg.enabled()
             .filter_map(|p| Some((Arc::from(p.name.as_str()), p.extra.heartbeat.clone()?))),
     )
 }
 
 /// The longruns of `cfg` with a heartbeat interval, none yet told alive.
-fn interval_longruns(cfg: &Config) -> BTreeMap<Arc<str>, bool> {
-    btree::collect(
+fn interval_longruns(cfg: &Config) -> SortedMap<Arc<str>, bool> {
+    SortedMap::from_iter(
         cfg.enabled()
             .filter(|p| p.kind == ProcessType::Longrun && p.extra.schedule.is_none())
             .filter(|p| {
@@ -77,7 +76,7 @@ fn interval_longruns(cfg: &Config) -> BTreeMap<Arc<str>, bool> {
 impl Beats {
     pub(super) fn new(cfg: &Config) -> Beats {
         let configs = configs(cfg);
-        let counts = btree::collect(configs.keys().map(|k| (k.clone(), (0, 0))));
+        let counts = SortedMap::from_iter(configs.keys().map(|k| (k.clone(), (0, 0))));
         let (results_tx, results) = crossbeam_channel::unbounded();
         Beats {
             configs,
@@ -111,7 +110,7 @@ impl Beats {
         let after = self.retired.last().map(Handle::done);
         self.counts.retain(|p, _| configs.contains_key(p));
         for p in configs.keys() {
-            self.counts.entry(p.clone()).or_default();
+            self.counts.get_or_insert_with(p.clone(), Default::default);
         }
         self.configs = configs;
         self.alive = interval_longruns(cfg);
@@ -257,7 +256,7 @@ impl Supervisor {
         }
         let running = matches!(self.phase, Phase::Running);
         let mut changed = Vec::new();
-        for (name, was) in &self.beats.alive {
+        for (name, was) in self.beats.alive.iter() {
             let now = running
                 && self.procs.get(&**name).is_some_and(|p| {
                     p.phase == ProcPhase::Active
