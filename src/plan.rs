@@ -36,6 +36,8 @@
 //!   the largest `stopped_by`.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use crate::sorted_map::SortedMap;
 use std::time::Duration;
 
 use crate::btree;
@@ -47,14 +49,14 @@ pub struct Plan {
     /// Start order: level 0 has no dependencies; each level sorted by name.
     pub levels: Vec<Vec<String>>,
     /// process → the enabled processes it depends on (sorted).
-    pub deps: BTreeMap<String, Vec<String>>,
+    pub deps: SortedMap<String, Vec<String>>,
     /// process → the enabled processes that depend on it (sorted).
-    pub dependents: BTreeMap<String, Vec<String>>,
+    pub dependents: SortedMap<String, Vec<String>>,
     /// The enabled scheduled jobs, sorted; in no level.
     pub jobs: Vec<String>,
     /// process → the jobs that depend on it (sorted): it is stopped only
     /// once their runs have ended.
-    pub job_dependents: BTreeMap<String, Vec<String>>,
+    pub job_dependents: SortedMap<String, Vec<String>>,
 }
 
 /// The worst-case length of an orderly shutdown, counted from its start:
@@ -69,7 +71,7 @@ pub struct Budget {
     pub per_level: Vec<Duration>,
     /// Every planned process and scheduled job → when it has stopped at the
     /// latest: its own `shutdown.timeout` after the slowest of its dependents.
-    pub stopped_by: BTreeMap<String, Duration>,
+    pub stopped_by: SortedMap<String, Duration>,
     /// What `total` is made of, each with its `shutdown.timeout`: the
     /// slowest dependency chain in stop order (each entry is a dependency of
     /// the one before it), or one scheduled job when its runs take longer.
@@ -97,23 +99,25 @@ impl Plan {
 
         // The graph over enabled, unscheduled processes: name → sorted,
         // deduplicated deps. A job's deps are checked, then left out.
-        let mut deps: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut deps: SortedMap<String, Vec<String>> = SortedMap::default();
         let mut jobs = Vec::new();
-        let mut job_dependents: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut job_dependents: SortedMap<String, Vec<String>> = SortedMap::default();
         for p in config.enabled() {
             let mine = checked_deps(config, p, &mut problems);
             if p.extra.schedule.is_some() {
                 jobs.push(p.name.clone());
                 for d in mine {
-                    job_dependents.entry(d).or_default().push(p.name.clone());
+                    job_dependents
+                        .get_or_insert_with(d, Vec::new)
+                        .push(p.name.clone());
                 }
             } else {
                 deps.insert(p.name.clone(), mine);
             }
         }
 
-        let mut dependents: BTreeMap<String, Vec<String>> =
-            btree::collect(deps.keys().map(|k| (k.clone(), Vec::new())));
+        let mut dependents: SortedMap<String, Vec<String>> =
+            deps.keys().map(|k| (k.clone(), Vec::new())).collect();
         for (name, ds) in &deps {
             for d in ds {
                 if let Some(list) = dependents.get_mut(d) {
@@ -283,11 +287,11 @@ impl Plan {
         timeout: &impl Fn(&str) -> Duration,
         completes_first: &impl Fn(&str) -> bool,
     ) -> (
-        BTreeMap<String, Duration>,
+        SortedMap<String, Duration>,
         BTreeMap<String, String>,
         BTreeSet<String>,
     ) {
-        let mut stopped_by: BTreeMap<String, Duration> = BTreeMap::new();
+        let mut stopped_by: SortedMap<String, Duration> = SortedMap::default();
         let mut after: BTreeMap<String, String> = BTreeMap::new();
         let mut passed: BTreeSet<String> = BTreeSet::new();
         // Reverse start order: every dependent is seen before what it
@@ -383,12 +387,13 @@ fn checked_deps(config: &Config, p: &Process, problems: &mut Vec<String>) -> Vec
 /// Layered Kahn: a process enters the level after its last dependency.
 /// Returns the levels and the processes that could not be placed (cycles).
 fn layers(
-    deps: &BTreeMap<String, Vec<String>>,
-    dependents: &BTreeMap<String, Vec<String>>,
+    deps: &SortedMap<String, Vec<String>>,
+    dependents: &SortedMap<String, Vec<String>>,
 ) -> (Vec<Vec<String>>, BTreeSet<String>) {
-    // u64, not usize: the same B-tree code as `restarts` (status.rs).
-    let mut pending: BTreeMap<&str, u64> =
-        btree::collect(deps.iter().map(|(k, v)| (k.as_str(), v.len() as u64)));
+    let mut pending: SortedMap<&str, u64> = deps
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.len() as u64))
+        .collect();
     let mut levels: Vec<Vec<String>> = Vec::new();
     let mut current: Vec<String> = pending
         .iter()
@@ -415,7 +420,7 @@ fn layers(
     }
     (
         levels,
-        btree::collect(pending.into_keys().map(str::to_string)),
+        btree::collect(pending.keys().map(|k| k.to_string())),
     )
 }
 
@@ -423,7 +428,7 @@ fn layers(
 /// tie), walked back through `after` (process → its slowest dependent) and
 /// returned in stop order with each process's timeout.
 fn slowest_chain(
-    stopped_by: &BTreeMap<String, Duration>,
+    stopped_by: &SortedMap<String, Duration>,
     after: &BTreeMap<String, String>,
     timeout: &impl Fn(&str) -> Duration,
 ) -> Vec<(String, Duration)> {
@@ -453,7 +458,10 @@ fn slowest_chain(
 /// Every stuck process has a stuck dependency, so walking dependencies from
 /// any of them must meet a cycle; processes that merely hang off a cycle are
 /// skipped because no path leads back to them.
-fn find_cycles(deps: &BTreeMap<String, Vec<String>>, stuck: &BTreeSet<String>) -> Vec<Vec<String>> {
+fn find_cycles(
+    deps: &SortedMap<String, Vec<String>>,
+    stuck: &BTreeSet<String>,
+) -> Vec<Vec<String>> {
     let edges = |n: &str| -> Vec<String> {
         deps.get(n)
             .into_iter()
@@ -680,8 +688,8 @@ mod tests {
     fn single_process() {
         let plan = Plan::build(&config(vec![process("a")])).unwrap();
         assert_eq!(levels(&plan), vec![vec!["a"]]);
-        assert_eq!(plan.deps["a"], Vec::<String>::new());
-        assert_eq!(plan.dependents["a"], Vec::<String>::new());
+        assert_eq!(*plan.deps.get("a").unwrap(), Vec::<String>::new());
+        assert_eq!(*plan.dependents.get("a").unwrap(), Vec::<String>::new());
     }
 
     #[test]
@@ -717,9 +725,9 @@ mod tests {
             levels(&plan),
             vec![vec!["db"], vec!["api", "worker"], vec!["web"]]
         );
-        assert_eq!(plan.deps["web"], vec!["api", "worker"]);
-        assert_eq!(plan.dependents["db"], vec!["api", "worker"]);
-        assert_eq!(plan.dependents["web"], Vec::<String>::new());
+        assert_eq!(*plan.deps.get("web").unwrap(), vec!["api", "worker"]);
+        assert_eq!(*plan.dependents.get("db").unwrap(), vec!["api", "worker"]);
+        assert_eq!(*plan.dependents.get("web").unwrap(), Vec::<String>::new());
     }
 
     #[test]
@@ -759,8 +767,8 @@ mod tests {
     fn duplicate_dependencies_are_collapsed() {
         let cfg = config(vec![process("a"), with_deps("b", &["a", "a"])]);
         let plan = Plan::build(&cfg).unwrap();
-        assert_eq!(plan.deps["b"], vec!["a"]);
-        assert_eq!(plan.dependents["a"], vec!["b"]);
+        assert_eq!(*plan.deps.get("b").unwrap(), vec!["a"]);
+        assert_eq!(*plan.dependents.get("a").unwrap(), vec!["b"]);
     }
 
     #[test]
@@ -921,7 +929,10 @@ mod tests {
         // Stop order: [app], [cache, db].
         assert_eq!(b.per_level, vec![Duration::from_millis(1500), secs(20)]);
         assert_eq!(b.total, Duration::from_millis(21_500));
-        assert_eq!(b.stopped_by["cache"], Duration::from_millis(6_500));
+        assert_eq!(
+            *b.stopped_by.get("cache").unwrap(),
+            Duration::from_millis(6_500)
+        );
         assert_eq!(b.critical_path.len(), 2);
         assert_eq!(b.critical_path[0].0, "app");
         assert_eq!(b.critical_path[1], ("db".to_string(), secs(20)));
@@ -949,8 +960,8 @@ mod tests {
         let plan = Plan::build(&cfg).unwrap();
         let b = plan.budget(&cfg);
         assert_eq!(b.per_level, vec![secs(90), secs(30)]);
-        assert_eq!(b.stopped_by["migrate"], secs(30));
-        assert_eq!(b.stopped_by["php-fpm"], secs(110));
+        assert_eq!(*b.stopped_by.get("migrate").unwrap(), secs(30));
+        assert_eq!(*b.stopped_by.get("php-fpm").unwrap(), secs(110));
         assert_eq!(b.total, secs(110));
         assert_eq!(path(&b), vec![("nginx", 90), ("php-fpm", 20)]);
     }
@@ -1027,7 +1038,7 @@ mod tests {
         assert_eq!(plan.jobs, vec!["cleanup", "report"]);
         assert!(!plan.deps.contains_key("report"));
         // A run does not hold back the stop of what its job depends on.
-        assert_eq!(plan.dependents["web"], Vec::<String>::new());
+        assert_eq!(*plan.dependents.get("web").unwrap(), Vec::<String>::new());
     }
 
     #[test]
@@ -1063,7 +1074,7 @@ mod tests {
         let plan = Plan::build(&cfg).unwrap();
         let b = plan.budget(&cfg);
         assert_eq!(b.per_level, vec![secs(10), secs(10)]);
-        assert_eq!(b.stopped_by["backup"], secs(25));
+        assert_eq!(*b.stopped_by.get("backup").unwrap(), secs(25));
         assert_eq!(b.total, secs(25));
         assert_eq!(path(&b), vec![("backup", 25)]);
 
@@ -1104,9 +1115,9 @@ mod tests {
         let plan = Plan::build(&cfg).unwrap();
         let b = plan.budget(&cfg);
         // Global pre_stop 4s, app 3s + 10s, db 13s + 10s, global post_stop 6s.
-        assert_eq!(b.stopped_by["app"], secs(17));
-        assert_eq!(b.stopped_by["db"], secs(40));
-        assert_eq!(b.stopped_by["backup"], secs(25));
+        assert_eq!(*b.stopped_by.get("app").unwrap(), secs(17));
+        assert_eq!(*b.stopped_by.get("db").unwrap(), secs(40));
+        assert_eq!(*b.stopped_by.get("backup").unwrap(), secs(25));
         assert_eq!(b.total, secs(46));
         assert_eq!(
             path(&b),
@@ -1154,9 +1165,9 @@ mod tests {
         backup.shutdown.timeout = secs(30);
         let cfg = config(vec![db, backup]);
         let plan = Plan::build(&cfg).unwrap();
-        assert_eq!(plan.job_dependents["db"], ["backup"]);
+        assert_eq!(*plan.job_dependents.get("db").unwrap(), ["backup"]);
         let b = plan.budget(&cfg);
-        assert_eq!(b.stopped_by["db"], secs(40));
+        assert_eq!(*b.stopped_by.get("db").unwrap(), secs(40));
         assert_eq!(b.total, secs(40));
         let chain: Vec<&str> = b.critical_path.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(chain, ["backup", "db"]);

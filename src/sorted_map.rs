@@ -1,19 +1,22 @@
-//! A map kept as a list sorted by key, for the few entries keyed by
-//! process name that heartbeats keep (configurations, counts, due times).
+//! A map kept as a list sorted by key, for the supervisor's maps of a few
+//! entries: processes, jobs and instances by name or index, running hooks,
+//! heartbeats (configurations, counts, due times).
 //!
 //! Each key/value type pair of a `BTreeMap` compiles its own insert,
 //! remove and rebalancing code, 3–5 KiB of the static binary a pair
 //! (docs/performance.md); a binary search over a `Vec` is a few hundred
-//! bytes. A map holds one entry per process with a heartbeat, so a lookup
-//! is a handful of comparisons and an insert moves a handful of entries.
+//! bytes. The maps hold an entry per process, job or instance: a lookup
+//! is a binary search, as in a B-tree, and an insert moves the entries
+//! after it (instances come in index order, so at the end).
 //!
 //! Invariants:
 //! - Entries are sorted by key, keys unique: iteration is in key order, as
 //!   a `BTreeMap`'s, and two maps with the same entries are equal.
 
 use std::borrow::Borrow;
+use std::ops::{Bound, RangeBounds};
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SortedMap<K, V>(Vec<(K, V)>);
 
 impl<K, V> Default for SortedMap<K, V> {
@@ -115,6 +118,56 @@ impl<K: Ord, V> SortedMap<K, V> {
     pub fn values(&self) -> impl Iterator<Item = &V> {
         self.0.iter().map(|(_, v)| v)
     }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&K, &mut V)> {
+        self.0.iter_mut().map(|(k, v)| (&*k, v))
+    }
+
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut V> {
+        self.0.iter_mut().map(|(_, v)| v)
+    }
+
+    /// The entries whose keys are in `keys`, in key order.
+    pub fn range(&self, keys: impl RangeBounds<K>) -> impl Iterator<Item = (&K, &V)> {
+        let (from, to) = self.bounds(&keys);
+        self.0[from..to].iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn range_mut(&mut self, keys: impl RangeBounds<K>) -> impl Iterator<Item = (&K, &mut V)> {
+        let (from, to) = self.bounds(&keys);
+        self.0[from..to].iter_mut().map(|(k, v)| (&*k, v))
+    }
+
+    /// The positions `keys` spans, as a slice's bounds.
+    fn bounds(&self, keys: &impl RangeBounds<K>) -> (usize, usize) {
+        let below = |bound: Bound<&K>, past_equal: bool| match bound {
+            Bound::Unbounded => None,
+            Bound::Included(k) | Bound::Excluded(k) => Some(
+                self.0
+                    .partition_point(|(x, _)| x < k || (past_equal && x == k)),
+            ),
+        };
+        let from = match keys.start_bound() {
+            b @ Bound::Excluded(_) => below(b, true),
+            b => below(b, false),
+        }
+        .unwrap_or(0);
+        let to = match keys.end_bound() {
+            b @ Bound::Included(_) => below(b, true),
+            b => below(b, false),
+        }
+        .unwrap_or(self.0.len());
+        (from, to.max(from))
+    }
+}
+
+impl<'a, K, V> IntoIterator for &'a SortedMap<K, V> {
+    type Item = (&'a K, &'a V);
+    type IntoIter = std::iter::Map<std::slice::Iter<'a, (K, V)>, fn(&'a (K, V)) -> (&'a K, &'a V)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
 }
 
 /// Inserts each item: of equal keys the last one's value stays, as with
@@ -168,5 +221,57 @@ mod tests {
         assert_eq!(m, same);
         m.clear();
         assert!(m.is_empty());
+    }
+
+    #[test]
+    fn ranges_take_the_keys_a_btree_map_would() {
+        let m: SortedMap<u32, u32> = (1..=5).map(|i| (i * 2, i)).collect(); // 2, 4, …, 10
+        let b: std::collections::BTreeMap<u32, u32> = m.iter().map(|(k, v)| (*k, *v)).collect();
+        let keys = |it: &mut dyn Iterator<Item = u32>| it.collect::<Vec<u32>>();
+        for (lo, hi) in [
+            (0, 11),
+            (2, 10),
+            (3, 9),
+            (4, 4),
+            (5, 5),
+            (10, 10),
+            (11, 20),
+            (7, 3),
+        ] {
+            if lo > hi {
+                // A BTreeMap panics on a reversed range; this one is empty.
+                assert_eq!(m.range(lo..hi).count(), 0);
+                continue;
+            }
+            assert_eq!(
+                keys(&mut m.range(lo..hi).map(|(k, _)| *k)),
+                keys(&mut b.range(lo..hi).map(|(k, _)| *k)),
+                "{lo}..{hi}"
+            );
+            assert_eq!(
+                keys(&mut m.range(lo..=hi).map(|(k, _)| *k)),
+                keys(&mut b.range(lo..=hi).map(|(k, _)| *k)),
+                "{lo}..={hi}"
+            );
+            assert_eq!(
+                keys(&mut m.range(lo..).map(|(k, _)| *k)),
+                keys(&mut b.range(lo..).map(|(k, _)| *k)),
+                "{lo}.."
+            );
+            assert_eq!(
+                keys(&mut m.range(..=hi).map(|(k, _)| *k)),
+                keys(&mut b.range(..=hi).map(|(k, _)| *k)),
+                "..={hi}"
+            );
+        }
+        let mut m = m;
+        for (_, v) in m.range_mut(5..) {
+            *v = 0;
+        }
+        for v in m.values_mut().take(1) {
+            *v += 100;
+        }
+        let all: Vec<(u32, u32)> = m.iter_mut().map(|(k, v)| (*k, *v)).collect();
+        assert_eq!(all, [(2, 101), (4, 2), (6, 0), (8, 0), (10, 0)]);
     }
 }

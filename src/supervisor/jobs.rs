@@ -20,7 +20,7 @@
 //!   instance with a live process): a due time is skipped, a trigger
 //!   refused.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -30,6 +30,7 @@ use crate::config::extra::{Schedule, ScheduleSpec};
 use crate::config::{format_duration, Process};
 use crate::scheduler::run::{self, RunCmd, RunEnd, RunEvent, RunReport};
 use crate::scheduler::{self, Msg, Trigger};
+use crate::sorted_map::SortedMap;
 use crate::status::{
     unix_seconds, ControlReply, LastExit, ProcessStatus, RunRecord, RunStats, ScheduleStatus,
     RUN_BUCKETS,
@@ -70,7 +71,7 @@ pub(super) struct Job {
     paused: bool,
     /// A due time while paused was logged at info: the next go to debug.
     said_paused: bool,
-    runs: BTreeMap<u64, ActiveRun>,
+    runs: SortedMap<u64, ActiveRun>,
     history: VecDeque<RunRecord>,
     stats: RunStats,
     next_run: Option<SystemTime>,
@@ -90,7 +91,7 @@ impl Job {
             sched,
             paused: false,
             said_paused: false,
-            runs: BTreeMap::new(),
+            runs: SortedMap::default(),
             history: VecDeque::new(),
             stats: RunStats::default(),
             next_run: None,
@@ -500,7 +501,7 @@ impl Supervisor {
     pub(super) fn stop_runs(&mut self, cmd: RunCmd) {
         self.stop_scheduler();
         for (name, job) in &self.jobs {
-            for (id, run) in &job.runs {
+            for (id, run) in job.runs.iter() {
                 let (what, why) = match cmd {
                     RunCmd::Stop => ("stopping", "shutdown"),
                     RunCmd::Kill => ("killing", "SIGKILL, forced shutdown"),
@@ -523,7 +524,7 @@ impl Supervisor {
                 "{name}: no run is going; it runs on its schedule (pause it to hold the next)"
             ));
         }
-        for (id, run) in &job.runs {
+        for (id, run) in job.runs.iter() {
             log::info!("{name}: stopping run {id} (requested)");
             run.send(RunCmd::Stop, &self.shared.reaper);
         }

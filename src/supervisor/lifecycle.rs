@@ -482,7 +482,7 @@ impl Supervisor {
             }
         }
         let key = (e.process.clone(), e.name.clone(), e.kind);
-        let stat = self.hook_stats.entry(key).or_insert_with(|| HookStatus {
+        let stat = self.hook_stats.get_or_insert_with(key, || HookStatus {
             name: e.name.clone(),
             kind: e.kind.as_str().into(),
             process: e.process.clone(),

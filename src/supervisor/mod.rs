@@ -38,14 +38,13 @@ pub(crate) use reload::LOADER_STACK;
 #[cfg(feature = "api")]
 pub(crate) use reload::MAX_QUEUED as MAX_QUEUED_RELOADS;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{select, Receiver, Sender};
 use signal_hook::consts::signal::*;
 
-use crate::btree;
 use crate::cli::exit;
 use crate::config::{format_duration, Condition, Config, InitialState, Process, ProcessType};
 use crate::health::Health;
@@ -57,6 +56,7 @@ use crate::plan::Plan;
 use crate::reaper::{self, ExitStatus, Reaper};
 use crate::scheduler::{self, run::RunReport};
 use crate::signals;
+use crate::sorted_map::SortedMap;
 use crate::status::{ControlReply, HookStatus, Published, Request};
 use crate::stragglers::Sweep;
 
@@ -305,7 +305,7 @@ struct Proc {
     name: Arc<str>,
     phase: ProcPhase,
     desired: u32,
-    instances: BTreeMap<u32, Inst>,
+    instances: SortedMap<u32, Inst>,
     op: Option<Op>,
     restarts: crate::status::Counts,
     /// When it began waiting for its dependencies (for dependency_timeout).
@@ -330,7 +330,7 @@ impl Proc {
             desired: def.scale,
             def: Arc::new(def),
             phase,
-            instances: BTreeMap::new(),
+            instances: SortedMap::default(),
             op: None,
             restarts: Default::default(),
             pending_since: Some(Instant::now()),
@@ -404,7 +404,7 @@ struct Supervisor {
     /// client that reads status after an answer never sees older state.
     outbox: Vec<(Sender<ControlReply>, ControlReply)>,
     started_at: SystemTime,
-    procs: BTreeMap<String, Proc>,
+    procs: SortedMap<String, Proc>,
     phase: Phase,
     reason: Option<Reason>,
     /// Whether the readiness file is present (None: not written yet).
@@ -424,10 +424,10 @@ struct Supervisor {
     hook_done_tx: Sender<(HookJob, Result<(), ListError>)>,
     hook_done_rx: Receiver<(HookJob, Result<(), ListError>)>,
     /// Hook lists running now, with their cancel channels.
-    running_hooks: BTreeMap<HookJob, Sender<()>>,
-    hook_stats: BTreeMap<(Option<String>, String, HookKind), HookStatus>,
+    running_hooks: SortedMap<HookJob, Sender<()>>,
+    hook_stats: SortedMap<(Option<String>, String, HookKind), HookStatus>,
     /// Scheduled jobs (not in `procs`).
-    jobs: BTreeMap<String, Job>,
+    jobs: SortedMap<String, Job>,
     scheduler: Option<scheduler::Handle>,
     sched_tx: Sender<scheduler::Msg>,
     sched_rx: Receiver<scheduler::Msg>,
@@ -456,7 +456,7 @@ impl Supervisor {
     ) -> Supervisor {
         let (reports_tx, reports) = crossbeam_channel::unbounded();
         let (hook_done_tx, hook_done_rx) = crossbeam_channel::unbounded();
-        let jobs: BTreeMap<String, Job> = btree::collect(cfg.enabled().filter_map(|p| {
+        let jobs: SortedMap<String, Job> = SortedMap::from_iter(cfg.enabled().filter_map(|p| {
             let sched = p.extra.schedule.clone()?;
             Some((p.name.clone(), Job::new(p.clone(), sched)))
         }));
@@ -468,7 +468,7 @@ impl Supervisor {
         );
         let beats = beats::Beats::new(&cfg);
         // Inserted, not collected: see `btree`.
-        let mut procs = BTreeMap::new();
+        let mut procs = SortedMap::default();
         for p in cfg.enabled().filter(|p| p.extra.schedule.is_none()) {
             let phase = match p.initial_state {
                 InitialState::Running => ProcPhase::Pending,
@@ -501,8 +501,8 @@ impl Supervisor {
             hook_exec_rx,
             hook_done_tx,
             hook_done_rx,
-            running_hooks: BTreeMap::new(),
-            hook_stats: BTreeMap::new(),
+            running_hooks: SortedMap::default(),
+            hook_stats: SortedMap::default(),
             jobs,
             scheduler: None,
             sched_tx,

@@ -361,8 +361,13 @@ mod tests {
             inst.health = Some(Health::Healthy);
         }
         let now = SystemTime::now();
-        assert_eq!(instance_status(1, &p.instances[&1], now).health, "starting");
-        assert_eq!(instance_status(2, &p.instances[&2], now).health, "healthy");
+        let health = |i| {
+            p.instances
+                .get(&i)
+                .map(|inst| instance_status(i, inst, now).health)
+        };
+        assert_eq!(health(1), Some("starting"));
+        assert_eq!(health(2), Some("healthy"));
     }
 
     #[test]
