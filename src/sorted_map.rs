@@ -1,9 +1,10 @@
 //! A map kept as a list sorted by key, for the supervisor's maps of a few
-//! entries: processes, jobs and instances by name or index, running hooks,
-//! heartbeats (configurations, counts, due times).
+//! entries: processes, jobs and instances by name or index, a job's runs,
+//! running hooks and hook counters, heartbeats (configurations, counts,
+//! due times), the plan's dependency lists and stop times.
 //!
 //! Each key/value type pair of a `BTreeMap` compiles its own insert,
-//! remove and rebalancing code, 3–5 KiB of the static binary a pair
+//! remove and rebalancing code, 3–8 KiB of the static binary a pair
 //! (docs/performance.md); a binary search over a `Vec` is a few hundred
 //! bytes. The maps hold an entry per process, job or instance: a lookup
 //! is a binary search, as in a B-tree, and an insert moves the entries
