@@ -382,19 +382,26 @@ fn a_stop_that_catches_spawns_starting_warns_of_no_hung_mount() {
     }
 }
 
+/// `job`, every second, with its working_dir on the hung mount, and
+/// `more` of its keys.
+fn stuck_job_config(more: &str) -> String {
+    "global:\n  shutdown_timeout: 5m\n  api_enabled: false\n  metrics_enabled: false\nprocesses:\n"
+        .to_string()
+        + r#"
+  job:
+    command: [sleep, "1000"]
+    working_dir: $DIR/mnt/hung
+    schedule: "@every 1s"
+"# + more
+}
+
 #[test]
 fn a_run_stuck_before_exec_is_killed_by_its_stop() {
     // A scheduled run's spawn stuck the same way: its thread reads no stop
     // either, and the shutdown waits for runs (a `ctl stop` of the job:
     // for ever). The stop kills that child, as an instance's does.
     let Some(wrapper) = hung_mount() else { return };
-    let cfg = "global:\n  shutdown_timeout: 5m\n  api_enabled: false\n  metrics_enabled: false\nprocesses:\n".to_string()
-        + r#"
-  job:
-    command: [sleep, "1000"]
-    working_dir: $DIR/mnt/hung
-    schedule: "@every 1s"
-"#;
+    let cfg = stuck_job_config("");
     let mut sd = start_stuck("hung-run", &cfg, &wrapper);
     sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
@@ -497,14 +504,7 @@ fn a_run_stuck_before_exec_times_out_at_its_schedule_timeout() {
     // start. It ends at the timeout now, as a timed-out run, and the next
     // run starts.
     let Some(wrapper) = hung_mount() else { return };
-    let cfg = "global:\n  shutdown_timeout: 5m\n  api_enabled: false\n  metrics_enabled: false\nprocesses:\n".to_string()
-        + r#"
-  job:
-    command: [sleep, "1000"]
-    working_dir: $DIR/mnt/hung
-    schedule: "@every 1s"
-    schedule_timeout: 1s
-"#;
+    let cfg = stuck_job_config("    schedule_timeout: 1s\n");
     let mut sd = Sheepdog::start_under("hung-run-timeout", &cfg, &wrapper, |_| {});
     sd.wait_log(
         "job#1: run 1 was still short of exec at its schedule_timeout (1s); stopping it (its working_dir or program on a hung mount?)",

@@ -713,23 +713,19 @@ fn record_skip(job: &mut Job, history_size: usize, trigger: Trigger, why: &str) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::extra::Timezone;
-    use crate::plan::testutil::process;
+    use crate::plan::testutil::job;
     use crate::reaper::ExitStatus;
 
     /// A clock step during a run moves neither its duration nor the stats.
     #[test]
     fn a_clock_step_during_a_run_does_not_change_its_duration() {
-        let sched = Schedule {
-            spec: ScheduleSpec::Every(Duration::from_secs(60)),
-            expression: "@every 1m".into(),
-            timezone: Timezone::Utc,
-            timeout: None,
-            max_concurrent: 1,
-            jitter: Duration::ZERO,
-            catch_up: false,
-        };
-        let mut job = Job::new(process("backup"), sched);
+        let def = job("backup");
+        let sched = def
+            .extra
+            .schedule
+            .clone()
+            .expect("testutil::job is scheduled");
+        let mut job = Job::new(def, sched);
         let end = RunEnd {
             status: Some(ExitStatus::Code(0)),
             timed_out: false,
