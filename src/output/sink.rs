@@ -314,6 +314,12 @@ impl RotatingFile {
         match result {
             Ok(()) => self.rotate_failing = false,
             Err(e) => {
+                // Its directory is gone too (removed at run time): the file
+                // is in none, so nobody can read it, and left to grow it
+                // would fill the disk unseen. Emptied, it stays in bounds.
+                if std::os::unix::fs::MetadataExt::nlink(&real) == 0 {
+                    let _ = nix::unistd::ftruncate(&self.file, 0);
+                }
                 // Tried again after another max_size bytes, not every line.
                 self.size = 0;
                 if !std::mem::replace(&mut self.rotate_failing, true) {
@@ -417,6 +423,25 @@ mod tests {
         let nums: Vec<u32> = all.iter().map(|l| l[5..9].parse().unwrap()).collect();
         let first = nums[0];
         assert_eq!(nums, (first..50).collect::<Vec<_>>());
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn a_file_whose_directory_was_removed_stays_within_max_size() {
+        let d = tmp("gone");
+        let dir = d.join("logs");
+        std::fs::create_dir(&dir).unwrap();
+        let mut f = RotatingFile::open(&dir.join("app.log"), 100, 2, false).unwrap();
+        f.write_line(b"before\n");
+        std::fs::remove_dir_all(&dir).unwrap();
+        for i in 0..200 {
+            f.write_line(format!("line {i:04} xxxxxxxxxx\n").as_bytes());
+        }
+        // Said once; the unlinked file grew no further than a rotation's
+        // worth (it had reached 4 KiB on the old code).
+        assert_eq!(f.reports.len(), 1, "{:?}", f.reports);
+        let size = f.file.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+        assert!(size <= 100, "{size} bytes");
         std::fs::remove_dir_all(d).unwrap();
     }
 
