@@ -498,7 +498,7 @@ fn redaction_covers_the_message_and_fields_a_json_line_decodes_to() {
         r#"  api:
     type: oneshot
     command: |
-      echo '{"msg":"GET /x?user=ann\u0026token=s3cr3t","url":"https:\/\/h\/x?a=1\u0026token=f13ld","level":"info"}'
+      echo '{"msg":"GET /x?user=ann\u0026token=s3cr3t","url":"https:\/\/h\/x?a=1\u0026token=f13ld","context":{"calls":[{"url":"\/y?b=2\u0026token=n3st3d"}]},"level":"info"}'
     logging:
       json: {merge_fields: true}
       redaction:
@@ -509,12 +509,20 @@ fn redaction_covers_the_message_and_fields_a_json_line_decodes_to() {
     let mut sd = Sheepdog::start("redact-json", &cfg);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
     let log = sd.log();
-    assert!(!log.contains("s3cr3t") && !log.contains("f13ld"), "{log}");
+    // Nested too: Monolog puts its `context` in an object.
+    assert!(
+        !log.contains("s3cr3t") && !log.contains("f13ld") && !log.contains("n3st3d"),
+        "{log}"
+    );
     let recs = records(&log);
     let got = of(&recs, "api-1");
     assert_eq!(got.len(), 1, "{log}");
     assert_eq!(got[0]["msg"], "GET /x?user=ann&token=***", "{log}");
     assert_eq!(got[0]["url"], "https://h/x?a=1&token=***", "{log}");
+    assert_eq!(
+        got[0]["context"]["calls"][0]["url"], "/y?b=2&token=***",
+        "{log}"
+    );
 }
 
 #[test]

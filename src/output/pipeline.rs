@@ -17,8 +17,9 @@
 //!   without a newline.
 //! - Redaction runs on the whole entry, before anything else sees it, so no
 //!   sink (stdout, file, buffer, subscribers) ever gets the secret. A JSON
-//!   line's decoded message and string fields are redacted again: its
-//!   escapes (`\u0026`, `\/`) can hide a match from the raw text.
+//!   line's decoded message and every string of its fields, nested ones
+//!   too, are redacted again: its escapes (`\u0026`, `\/`) can hide a match
+//!   from the raw text.
 //! - JSON: a line whose first non-blank character is `{` and that parses as
 //!   an object gives its level (`level`, `severity`, `level_name`, `lvl`:
 //!   names or Monolog/pino numbers) and message (`message`, `msg`); with
@@ -206,14 +207,14 @@ impl Pipeline {
                         msg = m;
                         fields = f;
                         // Decoded, they may show what escapes (`\u0026`,
-                        // `\/`) hid from the patterns on the raw line.
-                        let strings = fields.iter_mut().filter_map(|(_, v)| match v {
-                            Value::String(s) => Some(s),
-                            _ => None,
-                        });
-                        msg.iter_mut()
-                            .chain(strings)
-                            .for_each(|s| self.redact_str(s));
+                        // `\/`) hid from the patterns on the raw line:
+                        // nested ones too (Monolog's `context`).
+                        if let Some(m) = msg.as_mut() {
+                            self.redact_str(m);
+                        }
+                        for (_, v) in &mut fields {
+                            self.redact_value(v);
+                        }
                     }
                 }
                 let level = level.unwrap_or_else(|| {
@@ -254,6 +255,17 @@ impl Pipeline {
     fn redact_str(&self, text: &mut String) {
         for (re, replacement) in &self.redaction {
             replace(re, text, replacement);
+        }
+    }
+
+    /// Every string in `v`, however deep (its depth is bounded by the
+    /// JSON parser's recursion limit).
+    fn redact_value(&self, v: &mut Value) {
+        match v {
+            Value::String(s) => self.redact_str(s),
+            Value::Array(items) => items.iter_mut().for_each(|i| self.redact_value(i)),
+            Value::Object(map) => map.values_mut().for_each(|i| self.redact_value(i)),
+            _ => {}
         }
     }
 
