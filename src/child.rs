@@ -87,9 +87,10 @@ impl Command {
         }
     }
 
-    /// Kill the child (SIGKILL) if it has not exec'd by `at`: a bounded
-    /// task's spawn stuck on a hung mount (working_dir, program) ends at
-    /// the task's own deadline instead of holding its thread for ever.
+    /// Kill the child (SIGKILL) if it has not exec'd by `at`, and fail the
+    /// spawn: a bounded task's spawn stuck on a hung mount (working_dir,
+    /// program) ends at the task's own deadline instead of holding its
+    /// thread for ever.
     pub fn exec_deadline(&mut self, at: Instant) -> &mut Command {
         self.exec_deadline = Some(at);
         self
@@ -341,6 +342,17 @@ impl Prepared {
             };
             e.with_context(context).with_hint(hint)
         })?;
+        // Back at or after its deadline: the child was still short of exec
+        // there and its timer killed it (or it exec'd just then, and goes
+        // now, group and all). Nothing of the program ran: a failed spawn.
+        if self.exec_deadline.is_some_and(|at| Instant::now() >= at) {
+            let _ = sys::send_signal(-pid, libc::SIGKILL);
+            return Err(SpawnError {
+                pid: Some(pid),
+                stage: Stage::Exec,
+                error: io::Error::new(io::ErrorKind::TimedOut, STUCK),
+            });
+        }
         Ok(Child {
             pid,
             stdout: self.parent_out,
@@ -379,6 +391,10 @@ impl Prepared {
         }
     }
 }
+
+/// Why a spawn with an exec deadline failed when it ran out.
+const STUCK: &str =
+    "still short of exec when its time ran out (its working_dir or program on a hung mount?)";
 
 /// What execvp uses when there is no PATH at all (musl's default).
 const DEFAULT_PATH: &str = "/usr/local/bin:/bin:/usr/bin";
@@ -620,6 +636,27 @@ mod tests {
         // Our own child, waited for by pid only (no other test's).
         let status = nix::sys::wait::waitpid(pid, None).unwrap();
         assert_eq!(status, nix::sys::wait::WaitStatus::Exited(pid, 3));
+    }
+
+    #[test]
+    fn a_spawn_back_past_its_exec_deadline_fails_and_its_child_dies() {
+        let mut cmd = Command::new("sleep");
+        cmd.args(["30"]).exec_deadline(Instant::now());
+        let slot = AtomicI32::new(0);
+        let e = Prepared::new(cmd).unwrap().spawn(&slot).unwrap_err();
+        assert_eq!(e.error.kind(), io::ErrorKind::TimedOut);
+        assert!(e.error.to_string().contains("short of exec"), "{}", e.error);
+        let pid = nix::unistd::Pid::from_raw(e.pid.expect("a child was made"));
+        // Our own child, waited for by pid only (no other test's): killed,
+        // by its timer or by the failed spawn, never left to sleep.
+        let status = nix::sys::wait::waitpid(pid, None).unwrap();
+        assert!(
+            matches!(
+                status,
+                nix::sys::wait::WaitStatus::Signaled(_, nix::sys::signal::Signal::SIGKILL, _)
+            ),
+            "{status:?}"
+        );
     }
 
     #[test]

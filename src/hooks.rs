@@ -128,10 +128,10 @@ pub enum Ask {
 
 /// A process's running hook list's cancels, and its thread: a spawn of
 /// that thread stuck short of exec (its working_dir or program on a hung
-/// mount) holds it in clone, where neither a cancel nor the hook's timeout
-/// reaches it. Nothing of the hook has run in that child: a cancel kills
-/// it, which frees the thread to read the cancel. (Global hooks are left
-/// to the shutdown deadline's `kill_in_flight`.)
+/// mount) holds it in clone, where no cancel reaches it until the hook's
+/// timeout kills that child (`child::Command::exec_deadline`). Nothing of
+/// the hook has run in it: a cancel kills it at once, which frees the
+/// thread to read the cancel.
 struct Cancel {
     tx: Sender<()>,
     thread: std::thread::ThreadId,
@@ -460,11 +460,7 @@ fn run_one(
             // said as the cancel at that deadline (`run_list`), not as its
             // own timeout.
             TaskEnd::TimedOut { .. } if timeout < hook.timeout => return Err(ListError::Cancelled),
-            TaskEnd::TimedOut { output } => format!(
-                "timed out after {}{}{output}",
-                format_duration(timeout),
-                if output.is_empty() { "" } else { ": " }
-            ),
+            TaskEnd::TimedOut { .. } => format!("timed out after {}", format_duration(timeout)),
             TaskEnd::SpawnFailed(e) => {
                 let why = format!(
                     "unable to run {:?}: {e}",

@@ -9,7 +9,8 @@
 //!   channel.
 //! - Bounded: at most `timeout` (its spawn included: a child still short of
 //!   exec at the deadline, on a hung mount, is SIGKILLed by a timer armed
-//!   in it, `child::Command::exec_deadline`), plus `group::KILL_GRACE`
+//!   in it and the spawn fails, `child::Command::exec_deadline`), plus
+//!   `group::KILL_GRACE`
 //!   after the group SIGKILL (a cancel adds at most `CANCEL_GRACE` of
 //!   SIGTERM first, cut short by a second cancel: the shutdown deadline, a
 //!   second SIGTERM); after a logged run's exit, at most
@@ -130,9 +131,6 @@ pub fn run(
                 Ok(child) => child.pid,
                 Err(e) => return TaskEnd::SpawnFailed(SpawnFailure::of("", &e)),
             };
-            if let Some(end) = held_to(deadline, "exec probe", pid, &rx) {
-                return end;
-            }
             let leader = reaper.pidfd(pid, &rx);
             wait_capturing("exec probe", pid, &rx, &reader, abandon, leader, deadline)
         }
@@ -146,9 +144,6 @@ pub fn run(
                 Ok(started) => started,
                 Err(e) => return TaskEnd::SpawnFailed(SpawnFailure::of("", &e)),
             };
-            if let Some(end) = held_to(deadline, &id.instance, pid, &rx) {
-                return end;
-            }
             let end = wait_logging(&id.instance, pid, &rx, cancel, deadline);
             if matches!(end, TaskEnd::Exited { .. }) {
                 let _ = flushed.recv_timeout(crate::output::LAST_LINES_WAIT);
@@ -156,20 +151,6 @@ pub fn run(
             end
         }
     }
-}
-
-/// The spawn came back at or after the deadline: the child was still
-/// short of exec there and its exec deadline killed it (or it exec'd just
-/// then). Timed out, whatever its exit says, and said why.
-fn held_to(deadline: Instant, owner: &str, pid: i32, rx: &Receiver<Exit>) -> Option<TaskEnd> {
-    if Instant::now() < deadline {
-        return None;
-    }
-    stop_group(owner, pid, rx, None, true);
-    Some(TaskEnd::TimedOut {
-        output: "still short of exec at the timeout (its working_dir or program on a hung mount?)"
-            .into(),
-    })
 }
 
 /// Read output until the leader exits (`leader`, its pidfd, polls

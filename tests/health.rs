@@ -1267,7 +1267,7 @@ fn an_exec_probe_stuck_before_exec_fails_and_holds_up_no_stop() {
 "#;
     let mut sd = Sheepdog::start_under("probe-hung-spawn", &cfg, &wrapper, |_| {});
     sd.wait_log("app-1: not ready: 1 consecutive failed health checks: ");
-    sd.wait_log("check timed out after 200ms; its process group was killed: still short of exec at the timeout (its working_dir or program on a hung mount?)");
+    sd.wait_log("check\": still short of exec when its time ran out (its working_dir or program on a hung mount?)");
     // The next probe is stuck by now; the stop does not wait for it.
     assert!(
         wait_until(WAIT, || unexeced_children(sd.pid()) == 1),

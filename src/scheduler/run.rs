@@ -180,7 +180,7 @@ impl Run {
 
     fn run(mut self) {
         // schedule_timeout runs from the spawn, so it bounds a spawn stuck
-        // short of exec too.
+        // short of exec too (which then fails: a run not started).
         let mut deadline = None;
         let spawned = self.pre_start().and_then(|()| {
             deadline = self.timeout.map(|t| Instant::now() + t);
@@ -203,22 +203,15 @@ impl Run {
             }
         };
         let started = Instant::now();
-        let held = deadline.is_some_and(|d| started >= d);
-        if !held {
-            log::info!(
-                "{}: run {} started (pid {pid}, trigger {})",
-                self.id.instance,
-                self.run_id,
-                self.trigger.as_str()
-            );
-        }
+        log::info!(
+            "{}: run {} started (pid {pid}, trigger {})",
+            self.id.instance,
+            self.run_id,
+            self.trigger.as_str()
+        );
         self.report(RunEvent::Started { pid });
         // Beside the run; finished before the run counts as ended.
-        let post_start = if held {
-            None
-        } else {
-            hooks::PostStart::start(&self.def, &self.shared, &self.id)
-        };
+        let post_start = hooks::PostStart::start(&self.def, &self.shared, &self.id);
         let mut end = RunEnd {
             status: None,
             timed_out: false,
@@ -229,46 +222,32 @@ impl Run {
             Some(d) => crossbeam_channel::at(d),
             None => crossbeam_channel::never(),
         };
-        // A spawn that came back at its deadline was held short of exec
-        // until its exec deadline killed it: a timeout, whatever its exit.
-        if !held {
-            loop {
-                select! {
-                    recv(self.exit_rx) -> m => {
-                        if let Ok(exit) = m {
-                            if exit.pid == pid {
-                                end.status = Some(exit.status);
-                                break;
-                            }
+        loop {
+            select! {
+                recv(self.exit_rx) -> m => {
+                    if let Ok(exit) = m {
+                        if exit.pid == pid {
+                            end.status = Some(exit.status);
+                            break;
                         }
                     }
-                    recv(self.cmd_rx) -> m => {
-                        end.stopped = true;
-                        self.killed = matches!(m, Ok(RunCmd::Kill) | Err(_));
-                        break;
-                    }
-                    recv(timer) -> _ => break,
+                }
+                recv(self.cmd_rx) -> m => {
+                    end.stopped = true;
+                    self.killed = matches!(m, Ok(RunCmd::Kill) | Err(_));
+                    break;
+                }
+                recv(timer) -> _ => {
+                    end.timed_out = true;
+                    log::warn!(
+                        "{}: run {} exceeded its schedule_timeout ({}); stopping it",
+                        self.id.instance,
+                        self.run_id,
+                        format_duration(self.timeout.unwrap_or_default())
+                    );
+                    break;
                 }
             }
-        }
-        if end.status.is_none() && !end.stopped {
-            end.timed_out = true;
-            log::warn!(
-                "{}: run {} {} its schedule_timeout ({}); stopping it{}",
-                self.id.instance,
-                self.run_id,
-                if held {
-                    "was still short of exec at"
-                } else {
-                    "exceeded"
-                },
-                format_duration(self.timeout.unwrap_or_default()),
-                if held {
-                    " (its working_dir or program on a hung mount?)"
-                } else {
-                    ""
-                }
-            );
         }
         if end.status.is_none() || group::alive(pid) {
             self.stop_group(pid, &mut end.status);
