@@ -171,6 +171,13 @@ impl<'a, K, V> IntoIterator for &'a SortedMap<K, V> {
     }
 }
 
+/// As a JSON object (a map's keys are strings there), in key order.
+impl<K: serde::Serialize, V: serde::Serialize> serde::Serialize for SortedMap<K, V> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
 /// Inserts each item: of equal keys the last one's value stays, as with
 /// a `BTreeMap`.
 impl<K: Ord, V> Extend<(K, V)> for SortedMap<K, V> {

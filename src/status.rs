@@ -275,37 +275,13 @@ pub struct ProcessStatus {
     pub schedule: Option<ScheduleStatus>,
 }
 
-/// Counters by name, in name order; served as a JSON object. A few
-/// names each (restart reasons), so a sorted list: a `BTreeMap` of its own
-/// key and value types would cost ~6 KiB of code in the binary.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Counts(Vec<(&'static str, u64)>);
+/// Counters by name (restart reasons), in name order; served as a JSON
+/// object.
+pub type Counts = crate::sorted_map::SortedMap<&'static str, u64>;
 
 impl Counts {
     pub fn bump(&mut self, name: &'static str) {
-        match self.0.binary_search_by(|(n, _)| n.cmp(&name)) {
-            Ok(i) => self.0[i].1 += 1,
-            Err(i) => self.0.insert(i, (name, 1)),
-        }
-    }
-
-    #[cfg(feature = "api")]
-    pub fn get(&self, name: &str) -> u64 {
-        self.0
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map_or(0, |(_, c)| *c)
-    }
-
-    #[cfg(feature = "api")]
-    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
-        self.0.iter().copied()
-    }
-}
-
-impl Serialize for Counts {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(self.0.iter().map(|(n, c)| (n, c)))
+        *self.get_or_insert_with(name, || 0) += 1;
     }
 }
 

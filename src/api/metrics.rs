@@ -177,13 +177,13 @@ fn process_families(r: &mut Registry, snap: &Snapshot) {
         for reason in RESTART_REASONS {
             restarts
                 .get_or_create(&labels(&[("process", &p.name), ("reason", reason)]))
-                .inc_by(p.restarts.get(reason));
+                .inc_by(p.restarts.get(reason).copied().unwrap_or(0));
         }
-        for (reason, n) in p.restarts.iter() {
-            if !RESTART_REASONS.contains(&reason) {
+        for (reason, n) in &p.restarts {
+            if !RESTART_REASONS.contains(reason) {
                 restarts
                     .get_or_create(&labels(&[("process", &p.name), ("reason", reason)]))
-                    .inc_by(n);
+                    .inc_by(*n);
             }
         }
         for i in &p.instances {
