@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::reaper::ExitStatus;
+use crate::sorted_map::SortedMap;
 use crate::status::{unix_seconds, OneshotRun};
 
 pub(super) struct History {
@@ -20,12 +21,10 @@ pub(super) struct History {
     entries: VecDeque<(u64, OneshotRun)>,
     /// The entry of each instance's running child, by (process, index),
     /// and its start on the monotonic clock: a duration is not moved by a
-    /// clock step during the run (an NTP correction, `date -s`). Lists,
-    /// not maps: a few oneshot instances at most, and each map type costs
-    /// the static binary a few KiB of B-tree code.
-    open: Vec<((String, u32), (u64, Instant))>,
+    /// clock step during the run (an NTP correction, `date -s`).
+    open: SortedMap<(String, u32), (u64, Instant)>,
     /// What will have started an instance's next child.
-    next_trigger: Vec<((String, u32), &'static str)>,
+    next_trigger: SortedMap<(String, u32), &'static str>,
     next_key: u64,
 }
 
@@ -35,8 +34,8 @@ impl History {
             max_entries: max_entries as usize,
             max_age,
             entries: VecDeque::new(),
-            open: Vec::new(),
-            next_trigger: Vec::new(),
+            open: SortedMap::default(),
+            next_trigger: SortedMap::default(),
             next_key: 0,
         }
     }
@@ -44,13 +43,13 @@ impl History {
     /// The next start of `process`'s instances 1..=n is a manual one.
     pub(super) fn mark(&mut self, process: &str, n: u32, trigger: &'static str) {
         for i in 1..=n {
-            put(&mut self.next_trigger, process, i, trigger);
+            self.next_trigger.insert(key(process, i), trigger);
         }
     }
 
     /// The instance's restart policy scheduled another start.
     pub(super) fn mark_restart(&mut self, process: &str, index: u32) {
-        put(&mut self.next_trigger, process, index, "restart");
+        self.next_trigger.insert(key(process, index), "restart");
     }
 
     fn push(&mut self, run: OneshotRun) -> u64 {
@@ -70,12 +69,14 @@ impl History {
     }
 
     fn trigger(&mut self, process: &str, index: u32) -> &'static str {
-        take(&mut self.next_trigger, process, index).unwrap_or("startup")
+        self.next_trigger
+            .remove(&key(process, index))
+            .unwrap_or("startup")
     }
 
     pub(super) fn started(&mut self, process: &str, index: u32) {
         let trigger = self.trigger(process, index);
-        let key = self.push(OneshotRun {
+        let entry = self.push(OneshotRun {
             process: process.to_string(),
             instance: format!("{process}-{index}"),
             trigger: trigger.into(),
@@ -83,7 +84,8 @@ impl History {
             result: "running".into(),
             ..OneshotRun::default()
         });
-        put(&mut self.open, process, index, (key, Instant::now()));
+        self.open
+            .insert(key(process, index), (entry, Instant::now()));
     }
 
     pub(super) fn spawn_failed(&mut self, process: &str, index: u32, error: &str) {
@@ -103,11 +105,11 @@ impl History {
     }
 
     pub(super) fn exited(&mut self, process: &str, index: u32, status: ExitStatus) {
-        let Some((key, since)) = take(&mut self.open, process, index) else {
+        let Some((entry, since)) = self.open.remove(&key(process, index)) else {
             return;
         };
         let now = SystemTime::now();
-        if let Some((_, r)) = self.entries.iter_mut().rev().find(|(k, _)| *k == key) {
+        if let Some((_, r)) = self.entries.iter_mut().rev().find(|(k, _)| *k == entry) {
             r.ended_at = Some(unix_seconds(now));
             r.duration_seconds = Some(since.elapsed().as_secs_f64());
             match status {
@@ -135,18 +137,9 @@ impl History {
     }
 }
 
-/// Remove and return the value of instance (`process`, `index`) in `list`.
-fn take<V>(list: &mut Vec<((String, u32), V)>, process: &str, index: u32) -> Option<V> {
-    let at = list
-        .iter()
-        .position(|((p, i), _)| p == process && *i == index)?;
-    Some(list.swap_remove(at).1)
-}
-
-/// Set the value of instance (`process`, `index`) in `list`.
-fn put<V>(list: &mut Vec<((String, u32), V)>, process: &str, index: u32, value: V) {
-    take(list, process, index);
-    list.push(((process.to_string(), index), value));
+/// The key of instance (`process`, `index`).
+fn key(process: &str, index: u32) -> (String, u32) {
+    (process.to_string(), index)
 }
 
 #[cfg(test)]
