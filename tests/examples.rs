@@ -71,6 +71,14 @@ fn hermetic(cmd: &mut Command) {
     }
 }
 
+/// `sheepdog check -c file`, hermetic, bounded.
+fn check(file: &Path) -> std::process::Output {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("check").arg("-c").arg(file);
+    hermetic(&mut cmd);
+    output_within(cmd, WAIT)
+}
+
 fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
 }
@@ -131,10 +139,7 @@ fn every_example_passes_check() {
             eprintln!("skipping {name}: user(s) {missing:?} do not exist on this machine");
             continue;
         }
-        let mut cmd = Command::new(BIN);
-        cmd.arg("check").arg("-c").arg(&file);
-        hermetic(&mut cmd);
-        let out = output_within(cmd, WAIT);
+        let out = check(&file);
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         // A minimal build refuses, with exit 2 and this reason, a file that
@@ -602,10 +607,7 @@ fn scaling_example_runs_n_instances_that_each_know_who_they_are() {
         assert_eq!(stop(sd), 0, "{}", sd.log());
     }
     // `check` names the instances.
-    let mut cmd = Command::new(BIN);
-    cmd.arg("check").arg("-c").arg(&file);
-    hermetic(&mut cmd);
-    let out = output_within(cmd, WAIT);
+    let out = check(&file);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("scale: 3 (worker-1, worker-2, worker-3)"),
@@ -693,10 +695,7 @@ fn initial_state_example_holds_profiler_without_holding_report_until_ctl_starts_
     let sock = sock.to_str().unwrap();
 
     // check: planned but stopped; legacy-cron not planned at all.
-    let mut cmd = Command::new(BIN);
-    cmd.arg("check").arg("-c").arg(&file);
-    hermetic(&mut cmd);
-    let out = output_within(cmd, WAIT);
+    let out = check(&file);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("level 0: app, profiler (stopped)"), "{text}");
     // report depends on profiler.
@@ -918,10 +917,7 @@ fn scheduling_example_runs_skips_times_out_and_answers_ctl() {
     // `report` runs in Europe/Amsterdam: without zoneinfo for it the file
     // does not load. Say so, rather than fail on a missing listener.
     let file = example("scheduling.yaml");
-    let mut cmd = Command::new(BIN);
-    cmd.arg("check").arg("-c").arg(&file);
-    hermetic(&mut cmd);
-    let out = output_within(cmd, WAIT);
+    let out = check(&file);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !stderr.contains("unknown time zone"),
@@ -1631,10 +1627,7 @@ fn kubernetes_guide_config_with_its_secret_mounted_as_shown_passes_check_cleanly
         "sheepdog.yaml",
         &config.replace("/etc/sheepdog-token/token", &token.to_string_lossy()),
     );
-    let mut cmd = Command::new(BIN);
-    cmd.arg("check").arg("-c").arg(&file);
-    hermetic(&mut cmd);
-    let out = output_within(cmd, WAIT);
+    let out = check(&file);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !FULL_BUILD && out.status.code() == Some(2) {
