@@ -156,6 +156,10 @@ pub struct Shared {
     /// by the supervisor, when it begins (a stop's log line names it when
     /// it comes before the process's own timeout).
     pub shutdown_deadline: std::sync::OnceLock<Instant>,
+    /// `global.process_start_timeout`: a spawn's child still short of exec
+    /// then is killed (`child::Command::exec_deadline`), which bounds the
+    /// instance thread's wait in clone on a hung mount.
+    pub start_timeout: Duration,
 }
 
 /// The supervisor's handle on a running instance thread.
@@ -751,6 +755,8 @@ impl Runner {
         match spawn::start(
             &self.def,
             &self.id,
+            &[],
+            Some(Instant::now() + shared.start_timeout),
             &shared.reaper,
             &self.exit_tx,
             &shared.output,
@@ -779,6 +785,14 @@ impl Runner {
             }
             Err(e) => {
                 let mut error = format!("unable to start {:?}: {e}", self.def.command[0]);
+                // Ours (an errno ETIMEDOUT from a network file system is
+                // something else): the exec deadline passed.
+                if e.kind() == std::io::ErrorKind::TimedOut && e.raw_os_error().is_none() {
+                    error.push_str(&format!(
+                        "; process_start_timeout is {}",
+                        crate::config::format_duration(shared.start_timeout)
+                    ));
+                }
                 if crate::sys::short_of_resources(&e) {
                     return self.short_of_resources(error, now);
                 }

@@ -65,22 +65,12 @@ pub fn command(def: &Process, id: &Identity, argv: &[String]) -> io::Result<Comm
     Ok(cmd)
 }
 
-/// Start `def` as instance `id`; returns the child's pid (also its process
-/// group id) and a channel that disconnects once its output pipes have
-/// closed and their last lines are written. Its exit goes to `owner`.
+/// Start `def` as instance `id`, with `extra_env` and, if given, an exec
+/// deadline (`child::Command::exec_deadline`); returns the child's pid (also
+/// its process group id) and a channel that disconnects once its output
+/// pipes have closed and their last lines are written. Its exit goes to
+/// `owner`.
 pub fn start(
-    def: &Process,
-    id: &Identity,
-    reaper: &Reaper,
-    owner: &Sender<Exit>,
-    output: &Output,
-) -> io::Result<(i32, Receiver<()>)> {
-    start_with(def, id, &[], None, reaper, owner, output)
-}
-
-/// `start` with extra environment variables and an exec deadline
-/// (scheduled runs: `child::Command::exec_deadline`).
-pub fn start_with(
     def: &Process,
     id: &Identity,
     extra_env: &[(&str, String)],

@@ -501,6 +501,29 @@ fn a_hook_stuck_before_exec_fails_at_its_timeout() {
 }
 
 #[test]
+fn a_spawn_stuck_before_exec_fails_at_process_start_timeout() {
+    // An instance's own spawn on a hung mount: its thread sat in clone and
+    // it showed "starting", saying nothing, for as long as the mount hung
+    // (the seed's process_start_timeout did nothing). Its child now dies at
+    // that timeout and the start has failed: the restart policy takes over
+    // (here `never`, so the process fails and sheepdog, with nothing left
+    // to run, exits 1).
+    let Some(wrapper) = hung_mount() else { return };
+    let cfg = "global:\n  shutdown_timeout: 5m\n  process_start_timeout: 1s\n  api_enabled: false\n  metrics_enabled: false\nprocesses:\n".to_string()
+        + r#"
+  hung:
+    command: [sleep, "1000"]
+    working_dir: $DIR/mnt/hung
+    restart: never
+"#;
+    let mut sd = Sheepdog::start_under("hung-start-timeout", &cfg, &wrapper, |_| {});
+    sd.wait_log(
+        r#"hung-1: unable to start "sleep": still short of exec when its time ran out (its working_dir or program on a hung mount?); process_start_timeout is 1s"#,
+    );
+    assert_eq!(sd.exit_code(WAIT), 1, "{}", sd.log());
+}
+
+#[test]
 fn a_run_stuck_before_exec_fails_at_its_schedule_timeout() {
     // The same for a scheduled run: its schedule_timeout never fired while
     // its thread sat in clone, and with concurrency 1 no later run could

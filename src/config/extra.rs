@@ -33,6 +33,10 @@ pub struct GlobalExtra {
     pub oneshot_history_max_entries: u32,
     /// Oneshot runs older than this are forgotten (24h).
     pub oneshot_history_max_age: Duration,
+    /// How long a spawned child may take to reach exec (30s): one still
+    /// short of it then (a working_dir or program on a hung mount) is
+    /// killed, and its start has failed.
+    pub process_start_timeout: Duration,
 }
 
 impl Default for GlobalExtra {
@@ -45,6 +49,7 @@ impl Default for GlobalExtra {
             schedule_history_size: 100,
             oneshot_history_max_entries: 5000,
             oneshot_history_max_age: Duration::from_secs(24 * 3600),
+            process_start_timeout: Duration::from_secs(30),
         }
     }
 }

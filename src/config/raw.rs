@@ -180,12 +180,12 @@ blocks! {
         schedule_history_size: leaf,
         oneshot_history_max_entries: leaf,
         oneshot_history_max_age: leaf,
+        process_start_timeout: leaf,
 
         // Seed keys accepted with a warning: they do nothing here.
         health_check_interval: leaf,
         zombie_reap_interval: leaf,
         log_timestamps: leaf,
-        process_start_timeout: leaf,
         process_stop_timeout: leaf,
         resource_metrics_enabled: leaf,
         resource_metrics_interval: leaf,

@@ -583,6 +583,27 @@ processes:
 }
 
 #[test]
+fn process_start_timeout_is_read_not_ignored() {
+    // The seed accepted it and did nothing; here it bounds a spawn's way
+    // to exec (30s unless set), so it warns of nothing.
+    let c = ok("global: {process_start_timeout: 45s}\nprocesses: {w: {command: x}}");
+    assert_eq!(
+        c.global.extra.process_start_timeout,
+        Duration::from_secs(45)
+    );
+    assert!(c.warnings.is_empty(), "{:#?}", c.warnings);
+    let c = ok("processes: {w: {command: x}}");
+    assert_eq!(
+        c.global.extra.process_start_timeout,
+        Duration::from_secs(30)
+    );
+    one(
+        "global: {process_start_timeout: 0}\nprocesses: {w: {command: x}}",
+        "global.process_start_timeout: invalid value 0; expected a duration greater than 0",
+    );
+}
+
+#[test]
 #[cfg_attr(not(feature = "http"), ignore = "needs the http feature")]
 fn a_bad_ping_url_is_named_without_its_key() {
     // A ping URL's path holds the monitor's key (hc-ping.com/<uuid>): an

@@ -152,7 +152,7 @@ impl Run {
             (var::RUN_ID, self.run_id.to_string()),
             (var::TRIGGER, self.trigger.as_str().to_string()),
         ];
-        spawn::start_with(
+        spawn::start(
             &self.def,
             &self.id,
             &env,

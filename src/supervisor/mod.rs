@@ -88,6 +88,7 @@ pub fn run(config: Config, plan: Plan, sigs: &'static mut signal_hook::iterator:
         output,
         hook_executions: hook_exec_tx.clone(),
         shutdown_deadline: std::sync::OnceLock::new(),
+        start_timeout: config.global.extra.process_start_timeout,
     });
     let published = Published::new(reaper.clone());
     let (req_tx, req_rx) = crossbeam_channel::unbounded();

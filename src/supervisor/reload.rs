@@ -985,6 +985,10 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
             "oneshot_history_max_age",
             x.oneshot_history_max_age != y.oneshot_history_max_age,
         ),
+        (
+            "process_start_timeout",
+            x.process_start_timeout != y.process_start_timeout,
+        ),
     ];
     let mut keys: Vec<String> = checks
         .iter()

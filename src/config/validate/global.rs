@@ -499,6 +499,12 @@ fn extra(raw: &RawGlobal, r: &mut Report) -> GlobalExtra {
         val::duration,
         d.oneshot_history_max_age,
     );
+    let process_start_timeout = r.get_or(
+        &raw.process_start_timeout,
+        p("process_start_timeout"),
+        positive_duration,
+        d.process_start_timeout,
+    );
     GlobalExtra {
         readiness,
         log_file,
@@ -507,6 +513,7 @@ fn extra(raw: &RawGlobal, r: &mut Report) -> GlobalExtra {
         schedule_history_size,
         oneshot_history_max_entries,
         oneshot_history_max_age,
+        process_start_timeout,
     }
 }
 
@@ -541,7 +548,7 @@ fn ignored(raw: &RawGlobal, r: &mut Report) {
             ))
         }
     };
-    let keys: [(&str, &Option<Value>, Check, &str); 11] = [
+    let keys: [(&str, &Option<Value>, Check, &str); 10] = [
         (
             "health_check_interval",
             &raw.health_check_interval,
@@ -559,12 +566,6 @@ fn ignored(raw: &RawGlobal, r: &mut Report) {
             &raw.log_timestamps,
             boolean,
             "log lines always carry a timestamp",
-        ),
-        (
-            "process_start_timeout",
-            &raw.process_start_timeout,
-            duration,
-            "use health_check.startup_timeout",
         ),
         (
             "process_stop_timeout",
