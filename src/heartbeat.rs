@@ -40,7 +40,8 @@
 //!   healthy process having an `interval`, it has no deadline at all and
 //!   makes no wake-ups. Interval pings follow the supervisor's `Alive`
 //!   messages (sent only on a change), never a probe of its own.
-//! - Only a 2xx answer is a success. No redirects are followed; there is no
+//! - Only a 2xx answer is a success, and only 408, 429, 500 and 502–504 are
+//!   retried (`transient`). No redirects are followed; there is no
 //!   TLS: an `https://` URL fails every ping at once with an error saying
 //!   so, without retries (`http_client`).
 //! - A ping URL is a credential (anyone who has it can ping, and silence
@@ -357,13 +358,22 @@ pub fn send(hb: &Heartbeat, url: &str, body: &str, timeout: Duration) -> Result<
     let method = hb.method.as_str();
     let (reason, permanent) = match request(hb, method, url, body, timeout) {
         Ok(status) if (200..300).contains(&status) => return Ok(status),
-        Ok(status) => (format!("status {status}, expected 2xx"), false),
+        Ok(status) => (format!("status {status}, expected 2xx"), !transient(status)),
         Err(e) => e,
     };
     Err(Failed {
         error: format!("{method} {}: {reason}", origin(url)),
         permanent,
     })
+}
+
+/// Whether an answer other than 2xx may change if the ping is sent again
+/// (what curl's `--retry` retries): a timeout, a rate limit, a server or
+/// gateway error. A redirect (never followed), a refusal (401, 403), an
+/// unknown check (404) or a bad request answer the same every time, so
+/// retrying them only holds back the process's later pings.
+fn transient(status: u16) -> bool {
+    matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
 }
 
 /// The request itself: the answer's status, or why there is none and

@@ -278,6 +278,43 @@ fn runs_ping_start_success_and_failure_urls() {
 }
 
 #[test]
+fn an_answer_that_cannot_change_is_not_retried() {
+    // A deleted check (404) or a redirect (never followed) answers the same
+    // every time: its retries only held back the process's later pings.
+    let srv = Server::start(|path, _| match path {
+        "/gone" => Some(404),
+        "/moved" => Some(301),
+        _ => Some(200),
+    });
+    let procs = ["gone", "moved"]
+        .map(|p| {
+            format!(
+                "  {p}:\n    type: oneshot\n    command: 'true'\n    restart: never\n    \
+                 heartbeat: {{url: '{}', retries: 3, retry_delay: 50ms}}\n",
+                srv.url(&format!("/{p}"))
+            )
+        })
+        .concat();
+    let (sd, mport) = start("hb-no-retry", &procs);
+    for p in ["gone", "moved"] {
+        wait_metric(
+            &sd,
+            mport,
+            &format!("sheepdog_heartbeat_failures_total{{process=\"{p}\"}} 1"),
+        );
+        // Counted as failed after one attempt, not after 1 + retries.
+        assert_eq!(srv.count(&format!("/{p}")), 1, "{:?}", srv.paths());
+    }
+    assert!(
+        sd.log()
+            .contains("/…: status 404, expected 2xx (attempt 1)"),
+        "{}",
+        sd.log()
+    );
+    assert_eq!(sd.count("ping attempt"), 0, "{}", sd.log());
+}
+
+#[test]
 fn a_ping_is_retried_until_it_gets_a_2xx() {
     let srv = Server::start(|path, n| match path {
         "/retry" if n < 2 => Some(500),
