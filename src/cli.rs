@@ -280,7 +280,13 @@ where
             Long("json") => json = true,
             Long("main") => main_only = true,
             Short('h') | Long("help") => return Ok(Command::Help),
-            Short('V') | Long("version") => return version(&mut parser),
+            Short('V') | Long("version") => {
+                return version(
+                    &mut parser,
+                    sub,
+                    config.is_some() || dry_run || json || main_only,
+                )
+            }
             Value(v) if sub.is_none() => {
                 let name = v.into_string().map_err(|v| {
                     UsageError(format!("unknown command {:?}", v.to_string_lossy()))
@@ -296,7 +302,13 @@ where
                         return parse_ctl(&mut parser).map(Command::Ctl);
                     }
                     "run" | "check" => sub = Some(name),
-                    "version" => return version(&mut parser),
+                    "version" => {
+                        return version(
+                            &mut parser,
+                            None,
+                            config.is_some() || dry_run || json || main_only,
+                        )
+                    }
                     "help" => return Ok(Command::Help),
                     other => {
                         // A typo of a command, or a program to run as with
@@ -355,9 +367,20 @@ where
     }
 }
 
-/// `version` takes nothing after it: a typo there would otherwise pass
-/// unnoticed in a script.
-fn version(parser: &mut lexopt::Parser) -> Result<Command, UsageError> {
+/// `version` takes nothing before or after it: a typo there, or a
+/// `check -c FILE --version` that would print the version and check
+/// nothing, would otherwise pass unnoticed in a script.
+fn version(
+    parser: &mut lexopt::Parser,
+    sub: Option<String>,
+    options: bool,
+) -> Result<Command, UsageError> {
+    if let Some(sub) = sub {
+        return Err(UsageError(format!("'{sub}' takes no --version")));
+    }
+    if options {
+        return Err(UsageError("'version' takes no options".into()));
+    }
     match parser.next()? {
         None => Ok(Command::Version),
         Some(lexopt::Arg::Value(v)) => Err(UsageError(format!(
@@ -819,6 +842,17 @@ mod tests {
             .contains("--json"));
         assert_eq!(p(&["version"]).unwrap(), Command::Version);
         assert_eq!(p(&["-V"]).unwrap(), Command::Version);
+        // Not the version with the check silently skipped.
+        for (bad, named) in [
+            (&["check", "-c", "x.yaml", "--version"][..], "'check'"),
+            (&["run", "-V"], "'run'"),
+            (&["-c", "x.yaml", "--version"], "options"),
+            (&["--dry-run", "version"], "options"),
+            (&["--main", "-V"], "options"),
+        ] {
+            let msg = p(bad).unwrap_err().0;
+            assert!(msg.contains(named), "{bad:?}: {msg}");
+        }
         assert!(p(&["--frobnicate"]).unwrap_err().0.contains("frobnicate"));
         assert!(p(&["launch"]).unwrap_err().0.contains("launch"));
         assert!(p(&["--"]).unwrap_err().0.contains("command"));
