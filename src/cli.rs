@@ -250,10 +250,18 @@ where
                     "'--' must be followed by a command to run".into(),
                 ));
             }
-            if sub.is_some() || config.is_some() || dry_run || json {
-                return Err(UsageError(
-                    "'-- CMD' takes no other options or commands".into(),
-                ));
+            // Named, the first of them: which word to drop.
+            let other = match (&sub, config.is_some(), dry_run, json) {
+                (Some(sub), ..) => format!("'{sub}'"),
+                (_, true, ..) => "--config".into(),
+                (_, _, true, _) => "--dry-run".into(),
+                (.., true) => "--json".into(),
+                _ => String::new(),
+            };
+            if !other.is_empty() {
+                return Err(UsageError(format!(
+                    "'-- CMD' takes no other options or commands: got {other}"
+                )));
             }
             let whom = if main_only { Whom::Main } else { Whom::Group };
             return Ok(Command::Exec { argv, whom });
@@ -796,6 +804,20 @@ mod tests {
                 json: true
             }
         );
+    }
+
+    /// The error names what is in the way, not just "other options".
+    #[test]
+    fn exec_mode_names_the_option_it_refuses() {
+        for (bad, named) in [
+            (&["check", "--", "true"][..], "got 'check'"),
+            (&["-c", "a.yaml", "--", "true"], "got --config"),
+            (&["--dry-run", "--", "true"], "got --dry-run"),
+            (&["--json", "--", "true"], "got --json"),
+        ] {
+            let msg = p(bad).unwrap_err().0;
+            assert!(msg.contains(named), "{bad:?}: {msg}");
+        }
     }
 
     #[test]
