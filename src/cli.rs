@@ -177,7 +177,8 @@ EXIT CODES:
     1    runtime failure: start-up failed, a critical process failed, or every
          process ended and at least one failed
     2    usage or configuration error
-    -- CMD mode exits with CMD's code, or 128+N when CMD died of signal N.
+    -- CMD mode exits with CMD's code, or 128+N when CMD died of signal N;
+         127 when CMD was not found, 126 when it could not be executed.
 
 Docs: docs/configuration.md, docs/cli.md, docs/ctl.md, docs/api.md and the
 rest of docs/ (README.md lists every page)
@@ -1106,6 +1107,10 @@ mod tests {
         assert_eq!(p(&["version"]).unwrap(), Command::Version);
         assert_eq!(p(&["--version"]).unwrap(), Command::Version);
         assert_eq!(p(&["-h"]).unwrap(), Command::Help);
+        // The exit codes of docs/cli.md, the exec failures included.
+        for code in ["0 ", "1 ", "2 ", "128+N", "127", "126"] {
+            assert!(HELP.contains(code), "{code}");
+        }
     }
 
     /// Random argument lists from the words both parsers know, plus junk
