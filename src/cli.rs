@@ -253,11 +253,11 @@ where
             }
             // Named, the first of them: which word to drop.
             let other = match (&sub, config.is_some(), dry_run, json) {
-                (Some(sub), ..) => format!("'{sub}'"),
-                (_, true, ..) => "--config".into(),
-                (_, _, true, _) => "--dry-run".into(),
-                (.., true) => "--json".into(),
-                _ => String::new(),
+                (Some(sub), ..) => sub.as_str(),
+                (_, true, ..) => "--config",
+                (_, _, true, _) => "--dry-run",
+                (.., true) => "--json",
+                _ => "",
             };
             if !other.is_empty() {
                 return Err(UsageError(format!(
@@ -268,6 +268,7 @@ where
             return Ok(Command::Exec { argv, whom });
         }
         let Some(arg) = parser.next()? else { break };
+        let options = config.is_some() || dry_run || json || main_only;
         match arg {
             Short('c') | Long("config") => {
                 let v: PathBuf = parser.value()?.into();
@@ -289,20 +290,14 @@ where
             Long("json") => json = true,
             Long("main") => main_only = true,
             Short('h') | Long("help") => return Ok(Command::Help),
-            Short('V') | Long("version") => {
-                return version(
-                    &mut parser,
-                    sub,
-                    config.is_some() || dry_run || json || main_only,
-                )
-            }
+            Short('V') | Long("version") => return version(&mut parser, sub.is_some() || options),
             Value(v) if sub.is_none() => {
                 let name = v.into_string().map_err(|v| {
                     UsageError(format!("unknown command {:?}", v.to_string_lossy()))
                 })?;
                 match name.as_str() {
                     "ctl" => {
-                        if config.is_some() || dry_run || json || main_only {
+                        if options {
                             return Err(UsageError(
                                 "'ctl' takes its options after it: sheepdog ctl [--json] VERB ..."
                                     .into(),
@@ -311,13 +306,7 @@ where
                         return parse_ctl(&mut parser).map(Command::Ctl);
                     }
                     "run" | "check" => sub = Some(name),
-                    "version" => {
-                        return version(
-                            &mut parser,
-                            None,
-                            config.is_some() || dry_run || json || main_only,
-                        )
-                    }
+                    "version" => return version(&mut parser, options),
                     "help" => return Ok(Command::Help),
                     other => {
                         // A typo of a command, or a program to run as with
@@ -379,16 +368,11 @@ where
 /// `version` takes nothing before or after it: a typo there, or a
 /// `check -c FILE --version` that would print the version and check
 /// nothing, would otherwise pass unnoticed in a script.
-fn version(
-    parser: &mut lexopt::Parser,
-    sub: Option<String>,
-    options: bool,
-) -> Result<Command, UsageError> {
-    if let Some(sub) = sub {
-        return Err(UsageError(format!("'{sub}' takes no --version")));
-    }
-    if options {
-        return Err(UsageError("'version' takes no options".into()));
+fn version(parser: &mut lexopt::Parser, others: bool) -> Result<Command, UsageError> {
+    if others {
+        return Err(UsageError(
+            "version takes no other options or commands".into(),
+        ));
     }
     match parser.next()? {
         None => Ok(Command::Version),
@@ -811,7 +795,7 @@ mod tests {
     #[test]
     fn exec_mode_names_the_option_it_refuses() {
         for (bad, named) in [
-            (&["check", "--", "true"][..], "got 'check'"),
+            (&["check", "--", "true"][..], "got check"),
             (&["-c", "a.yaml", "--", "true"], "got --config"),
             (&["--dry-run", "--", "true"], "got --dry-run"),
             (&["--json", "--", "true"], "got --json"),
@@ -866,15 +850,15 @@ mod tests {
         assert_eq!(p(&["version"]).unwrap(), Command::Version);
         assert_eq!(p(&["-V"]).unwrap(), Command::Version);
         // Not the version with the check silently skipped.
-        for (bad, named) in [
-            (&["check", "-c", "x.yaml", "--version"][..], "'check'"),
-            (&["run", "-V"], "'run'"),
-            (&["-c", "x.yaml", "--version"], "options"),
-            (&["--dry-run", "version"], "options"),
-            (&["--main", "-V"], "options"),
+        for bad in [
+            &["check", "-c", "x.yaml", "--version"][..],
+            &["run", "-V"],
+            &["-c", "x.yaml", "--version"],
+            &["--dry-run", "version"],
+            &["--main", "-V"],
         ] {
             let msg = p(bad).unwrap_err().0;
-            assert!(msg.contains(named), "{bad:?}: {msg}");
+            assert!(msg.contains("version takes no other"), "{bad:?}: {msg}");
         }
         assert!(p(&["--frobnicate"]).unwrap_err().0.contains("frobnicate"));
         assert!(p(&["launch"]).unwrap_err().0.contains("launch"));

@@ -216,12 +216,13 @@ impl Plan {
         let mut critical_path = slowest_chain(&stopped_by, &after, &timeout);
         // A oneshot passed through adds nothing to the chain: not listed.
         critical_path.retain(|(n, _)| !passed.contains(n.as_str()));
-        // A chain that starts with a job started with the shutdown, beside
-        // the global pre_stop hooks; any other, after them.
+        // A chain that starts with a job (not in `stopped_by` yet) started
+        // with the shutdown, beside the global pre_stop hooks; any other,
+        // after them.
         if !first.is_zero()
             && critical_path
                 .first()
-                .is_none_or(|(n, _)| !self.jobs.contains(n))
+                .is_none_or(|(n, _)| stopped_by.get(n).is_some())
         {
             critical_path.insert(0, (GLOBAL_PRE_STOP.to_string(), first));
         }
