@@ -177,7 +177,8 @@ EXIT CODES:
     1    runtime failure: start-up failed, a critical process failed, or every
          process ended and at least one failed
     2    usage or configuration error
-    -- CMD mode exits with CMD's code, or 128+N when CMD died of signal N.
+    -- CMD mode exits with CMD's code, or 128+N when CMD died of signal N;
+         127 when CMD was not found, 126 when it could not be executed.
 
 Docs: docs/configuration.md, docs/cli.md, docs/ctl.md, docs/api.md and the
 rest of docs/ (README.md lists every page)
@@ -250,15 +251,24 @@ where
                     "'--' must be followed by a command to run".into(),
                 ));
             }
-            if sub.is_some() || config.is_some() || dry_run || json {
-                return Err(UsageError(
-                    "'-- CMD' takes no other options or commands".into(),
-                ));
+            // Named, the first of them: which word to drop.
+            let other = match (&sub, config.is_some(), dry_run, json) {
+                (Some(sub), ..) => sub.as_str(),
+                (_, true, ..) => "--config",
+                (_, _, true, _) => "--dry-run",
+                (.., true) => "--json",
+                _ => "",
+            };
+            if !other.is_empty() {
+                return Err(UsageError(format!(
+                    "'-- CMD' takes no other options or commands: got {other}"
+                )));
             }
             let whom = if main_only { Whom::Main } else { Whom::Group };
             return Ok(Command::Exec { argv, whom });
         }
         let Some(arg) = parser.next()? else { break };
+        let options = config.is_some() || dry_run || json || main_only;
         match arg {
             Short('c') | Long("config") => {
                 let v: PathBuf = parser.value()?.into();
@@ -280,14 +290,14 @@ where
             Long("json") => json = true,
             Long("main") => main_only = true,
             Short('h') | Long("help") => return Ok(Command::Help),
-            Short('V') | Long("version") => return version(&mut parser),
+            Short('V') | Long("version") => return version(&mut parser, sub.is_some() || options),
             Value(v) if sub.is_none() => {
                 let name = v.into_string().map_err(|v| {
                     UsageError(format!("unknown command {:?}", v.to_string_lossy()))
                 })?;
                 match name.as_str() {
                     "ctl" => {
-                        if config.is_some() || dry_run || json || main_only {
+                        if options {
                             return Err(UsageError(
                                 "'ctl' takes its options after it: sheepdog ctl [--json] VERB ..."
                                     .into(),
@@ -296,7 +306,7 @@ where
                         return parse_ctl(&mut parser).map(Command::Ctl);
                     }
                     "run" | "check" => sub = Some(name),
-                    "version" => return version(&mut parser),
+                    "version" => return version(&mut parser, options),
                     "help" => return Ok(Command::Help),
                     other => {
                         // A typo of a command, or a program to run as with
@@ -355,9 +365,15 @@ where
     }
 }
 
-/// `version` takes nothing after it: a typo there would otherwise pass
-/// unnoticed in a script.
-fn version(parser: &mut lexopt::Parser) -> Result<Command, UsageError> {
+/// `version` takes nothing before or after it: a typo there, or a
+/// `check -c FILE --version` that would print the version and check
+/// nothing, would otherwise pass unnoticed in a script.
+fn version(parser: &mut lexopt::Parser, others: bool) -> Result<Command, UsageError> {
+    if others {
+        return Err(UsageError(
+            "version takes no other options or commands".into(),
+        ));
+    }
     match parser.next()? {
         None => Ok(Command::Version),
         Some(lexopt::Arg::Value(v)) => Err(UsageError(format!(
@@ -775,6 +791,20 @@ mod tests {
         );
     }
 
+    /// The error names what is in the way, not just "other options".
+    #[test]
+    fn exec_mode_names_the_option_it_refuses() {
+        for (bad, named) in [
+            (&["check", "--", "true"][..], "got check"),
+            (&["-c", "a.yaml", "--", "true"], "got --config"),
+            (&["--dry-run", "--", "true"], "got --dry-run"),
+            (&["--json", "--", "true"], "got --json"),
+        ] {
+            let msg = p(bad).unwrap_err().0;
+            assert!(msg.contains(named), "{bad:?}: {msg}");
+        }
+    }
+
     #[test]
     fn exec_mode_keeps_child_flags() {
         assert_eq!(
@@ -819,6 +849,17 @@ mod tests {
             .contains("--json"));
         assert_eq!(p(&["version"]).unwrap(), Command::Version);
         assert_eq!(p(&["-V"]).unwrap(), Command::Version);
+        // Not the version with the check silently skipped.
+        for bad in [
+            &["check", "-c", "x.yaml", "--version"][..],
+            &["run", "-V"],
+            &["-c", "x.yaml", "--version"],
+            &["--dry-run", "version"],
+            &["--main", "-V"],
+        ] {
+            let msg = p(bad).unwrap_err().0;
+            assert!(msg.contains("version takes no other"), "{bad:?}: {msg}");
+        }
         assert!(p(&["--frobnicate"]).unwrap_err().0.contains("frobnicate"));
         assert!(p(&["launch"]).unwrap_err().0.contains("launch"));
         assert!(p(&["--"]).unwrap_err().0.contains("command"));
@@ -1050,6 +1091,10 @@ mod tests {
         assert_eq!(p(&["version"]).unwrap(), Command::Version);
         assert_eq!(p(&["--version"]).unwrap(), Command::Version);
         assert_eq!(p(&["-h"]).unwrap(), Command::Help);
+        // The exit codes of docs/cli.md, the exec failures included.
+        for code in ["0 ", "1 ", "2 ", "128+N", "127", "126"] {
+            assert!(HELP.contains(code), "{code}");
+        }
     }
 
     /// Random argument lists from the words both parsers know, plus junk

@@ -17,9 +17,16 @@
 //! It does name them in a warning: usually a daemon that forked away.
 //!
 //! Invariants:
-//! - One thread, one blocking point: the main thread sleeps in the signal
-//!   iterator and wakes only for a signal. No timers, no polling.
-//! - Signals are installed *before* the child is spawned, so its SIGCHLD
+//! - One thread, one blocking point: the main thread sleeps in
+//!   `sys::wait_signal` and wakes only for a signal. No timers, no polling.
+//! - Signals are forwarded in the order the kernel queued them: they are
+//!   blocked and taken with sigwaitinfo, not caught by handlers that set
+//!   a flag per signal (signal-hook's iterator hands pending ones out by
+//!   number, so a TSTP then CONT went on as CONT then TSTP, leaving CMD
+//!   stopped, and two of one real-time signal went on as one). Standard
+//!   signals pending together still come lowest number first, as the
+//!   kernel delivers them; of a stop signal and CONT the later one wins.
+//! - Signals are blocked *before* the child is spawned, so its SIGCHLD
 //!   cannot be missed, however fast it exits. `Reaper::spawn` registers its
 //!   pid under the registry lock, so its status is always routed to us.
 //! - `Reaper::reap` is the only `waitpid` caller (DESIGN.md §2.1).
@@ -27,8 +34,9 @@
 //!   which is also its group id, cannot have been reused.
 //! - sheepdog itself never stops for job control: SIGTTIN/SIGTTOU stay
 //!   blocked on this thread (the only one), so background writes to the
-//!   terminal and `tcsetpgrp` go through. The child still starts with an
-//!   empty mask and default dispositions (`sys::spawn_clean`).
+//!   terminal and `tcsetpgrp` go through; SIGTSTP is blocked and
+//!   forwarded. The child still starts with an empty mask and default
+//!   dispositions (`sys::spawn_clean`).
 //! - A signal raised by our own failed write to stderr (SIGPIPE, SIGXFSZ)
 //!   is not forwarded: logging that forward would raise it again, a spin
 //!   that also starves every higher-numbered signal, SIGCHLD included.
@@ -43,7 +51,6 @@ use std::sync::atomic::{AtomicI32, Ordering::Relaxed};
 
 use crossbeam_channel::TryRecvError;
 use nix::errno::Errno;
-use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
 use nix::unistd::{getpgrp, Pid};
 
 use crate::child::{Command, Stdio};
@@ -67,19 +74,14 @@ pub fn run(argv: Vec<OsString>, whom: Whom) -> i32 {
         return exit::USAGE;
     };
 
-    block_job_control_stops();
+    // Never stopped for job control of our own group, so never taken
+    // from the signals either: they stay blocked, and are not forwarded.
+    sys::block_signals(&[libc::SIGTTIN, libc::SIGTTOU]);
     let mut set: Vec<libc::c_int> = signals::FORWARDED.to_vec();
-    // The real-time ones too (systemd's STOPSIGNAL SIGRTMIN+3): left at
-    // their default, they would end sheepdog when it is not PID 1.
+    // The real-time ones too (systemd's STOPSIGNAL SIGRTMIN+3).
     set.extend(libc::SIGRTMIN()..=libc::SIGRTMAX());
     set.push(libc::SIGCHLD);
-    let signals = match signals::install(&set) {
-        Ok(s) => s,
-        Err(e) => {
-            say(&format!("unable to install signal handlers: {e}"));
-            return exit::FAILURE;
-        }
-    };
+    let signals = sys::block_signals(&set);
     // PID 1 adopts orphans anyway; otherwise become a child subreaper
     // (adopt_orphans logs the warning when neither is possible).
     crate::reaper::adopt_orphans();
@@ -99,7 +101,7 @@ pub fn run(argv: Vec<OsString>, whom: Whom) -> i32 {
             "started '{}' as pid {pid} (terminal handed over: {foreground_tty})",
             program.to_string_lossy()
         );
-        forward_until_exit(pid, signals, &reaper, &exits, whom)
+        forward_until_exit(pid, &signals, &reaper, &exits, whom)
     });
     // The child takes the terminal before it execs: take it back whether
     // it ran or its exec failed.
@@ -109,8 +111,8 @@ pub fn run(argv: Vec<OsString>, whom: Whom) -> i32 {
     let (status, stopping) = match ended {
         Ok(Some(ended)) => ended,
         Ok(None) => {
-            // Only happens if the signal handle is closed, which nothing does.
-            say("signal intake closed unexpectedly");
+            // sigwaitinfo fails only for a bad set, which ours is not.
+            say("unable to wait for signals");
             return exit::FAILURE;
         }
         Err(e) => {
@@ -136,16 +138,17 @@ pub fn run(argv: Vec<OsString>, whom: Whom) -> i32 {
 
 /// Forward signals to `pid` (the child) until it exits; its status, and
 /// whether a stop signal was passed on (`stopping` in `warn_left_behind`).
-/// None if the signal intake closes, which nothing does.
+/// None if sigwaitinfo fails, which it does not.
 fn forward_until_exit(
     pid: Pid,
-    signals: &mut signal_hook::iterator::Signals,
+    signals: &sys::SignalSet,
     reaper: &Reaper,
     exits: &crossbeam_channel::Receiver<crate::reaper::Exit>,
     whom: Whom,
 ) -> Option<(ExitStatus, bool)> {
     let mut stopping = false;
-    for sig in signals.forever() {
+    loop {
+        let sig = sys::wait_signal(signals).ok()?;
         if sig == libc::SIGCHLD {
             reaper.reap();
             match exits.try_recv() {
@@ -173,7 +176,6 @@ fn forward_until_exit(
             }
         }
     }
-    None
 }
 
 /// Name what CMD left running: most often a daemon that forked away (nginx
@@ -248,18 +250,6 @@ fn forward(pid: Pid, sig: libc::c_int, whom: Whom) {
     match sent {
         Ok(()) | Err(Errno::ESRCH) => {}
         Err(e) => log::warn!("unable to forward {name} to pid {pid}: {e}"),
-    }
-}
-
-/// Block SIGTTIN and SIGTTOU on this thread (the only one in this mode), so
-/// that sheepdog, once the child's group owns the terminal, is never stopped
-/// for writing to it or for taking it back. Children get an empty mask.
-fn block_job_control_stops() {
-    let mut stops = SigSet::empty();
-    stops.add(Signal::SIGTTIN);
-    stops.add(Signal::SIGTTOU);
-    if let Err(e) = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&stops), None) {
-        log::warn!("unable to block SIGTTIN/SIGTTOU: {e}");
     }
 }
 

@@ -211,14 +211,19 @@ impl Plan {
             .collect();
 
         let completes_first = |name: &str| self.completes_first(config, name);
-        let (mut stopped_by, after, passed) = self.graph_stop_times(&timeout, &completes_first);
+        let (mut stopped_by, after, passed) =
+            self.graph_stop_times(&timeout, &completes_first, first);
         let mut critical_path = slowest_chain(&stopped_by, &after, &timeout);
         // A oneshot passed through adds nothing to the chain: not listed.
         critical_path.retain(|(n, _)| !passed.contains(n.as_str()));
-        if !first.is_zero() {
-            for by in stopped_by.values_mut() {
-                *by = by.saturating_add(first);
-            }
+        // A chain that starts with a job (not in `stopped_by` yet) started
+        // with the shutdown, beside the global pre_stop hooks; any other,
+        // after them.
+        if !first.is_zero()
+            && critical_path
+                .first()
+                .is_none_or(|(n, _)| stopped_by.get(n).is_some())
+        {
             critical_path.insert(0, (GLOBAL_PRE_STOP.to_string(), first));
         }
         let mut total = stopped_by.values().copied().max().unwrap_or(first);
@@ -278,7 +283,9 @@ impl Plan {
     /// with dependents, the slowest of them (the first by name on a tie);
     /// and the oneshots the slowest chain passes through without waiting
     /// for (`completes_first`: the larger of their own stop and their
-    /// dependents' counts, not the sum).
+    /// dependents' counts, not the sum). No process gets its stop signal
+    /// before the global pre_stop hooks (`first`) have ended; a job's runs
+    /// get theirs when the shutdown begins, beside those hooks.
     ///
     /// Owned names throughout this file: a B-tree of `&str` is one more
     /// instantiation of its code in the static binary (a few KiB each).
@@ -286,6 +293,7 @@ impl Plan {
         &self,
         timeout: &impl Fn(&str) -> Duration,
         completes_first: &impl Fn(&str) -> bool,
+        first: Duration,
     ) -> (
         SortedMap<String, Duration>,
         BTreeMap<String, String>,
@@ -309,13 +317,19 @@ impl Plan {
                     after.insert(name.clone(), d.clone());
                 }
             }
+            if start < first {
+                // The global pre_stop hooks end later: the chain starts
+                // here, after them.
+                start = first;
+                after.remove(name.as_str());
+            }
             let own = timeout(name);
             let by = if !completes_first(name) {
                 start.saturating_add(own)
-            } else if own >= start {
+            } else if first.saturating_add(own) >= start {
                 // Its own stop is the longer: the chain starts here.
                 after.remove(name.as_str());
-                own
+                first.saturating_add(own)
             } else {
                 passed.insert(name.clone());
                 start
@@ -1171,6 +1185,46 @@ mod tests {
         assert_eq!(b.total, secs(40));
         let chain: Vec<&str> = b.critical_path.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(chain, ["backup", "db"]);
+    }
+
+    /// A job's runs get their stop signal when the shutdown begins, beside
+    /// the global pre_stop hooks, not after them: what waits for the job
+    /// starts its stop at the later of the two. The hooks' time was added
+    /// on top of the job's (db stopped by 44s, "hooks.pre_stop 4s + backup
+    /// 30s + db 10s"), a WARNING for a shutdown_timeout of 40s that fits.
+    #[test]
+    fn a_job_stops_beside_the_global_pre_stop_hooks() {
+        let budget = |hook_secs: u64| {
+            let mut backup = job("backup");
+            backup.depends_on = with_deps("x", &["db"]).depends_on;
+            backup.shutdown.timeout = secs(30);
+            let mut cfg = config(vec![timed("db", &[], 10), backup]);
+            cfg.hooks.pre_stop = vec![crate::config::Hook {
+                name: "drain".into(),
+                command: vec!["true".into()],
+                timeout: secs(hook_secs),
+                retry: 0,
+                retry_delay: secs(0),
+                continue_on_error: false,
+                env: BTreeMap::new(),
+                working_dir: None,
+                credentials: None,
+            }];
+            Plan::build(&cfg).unwrap().budget(&cfg)
+        };
+        let b = budget(4);
+        assert_eq!(*b.stopped_by.get("db").unwrap(), secs(40));
+        assert_eq!(
+            (b.total, path(&b)),
+            (secs(40), vec![("backup", 30), ("db", 10)])
+        );
+        // Hooks slower than the job: they hold db back.
+        let b = budget(35);
+        assert_eq!(*b.stopped_by.get("backup").unwrap(), secs(30));
+        assert_eq!(
+            (b.total, path(&b)),
+            (secs(45), vec![("hooks.pre_stop", 35), ("db", 10)])
+        );
     }
 
     #[test]

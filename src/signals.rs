@@ -1,4 +1,6 @@
-//! Signal intake: signal-hook's self-pipe, read by the main thread.
+//! Signal intake: signal-hook's self-pipe, read by the main thread (`run`;
+//! single-command mode blocks `FORWARDED` and takes each with sigwaitinfo,
+//! to keep the kernel's order: `sys::wait_signal`).
 //!
 //! In `run` mode only the real-time signals are blocked process-wide
 //! (`sys::block_realtime_signals`); every child starts with an empty mask
@@ -6,8 +8,9 @@
 //! self-pipe; all decisions happen on the main thread.
 //!
 //! Invariant: every signal sheepdog may receive as PID 1 and wants to act on
-//! or forward is registered here. An unregistered signal with SIG_DFL is
-//! silently dropped by the kernel for PID 1.
+//! or forward is registered here (or, in single-command mode, blocked:
+//! the kernel queues a blocked signal for PID 1 too). An unregistered,
+//! unblocked signal with SIG_DFL is silently dropped by the kernel for PID 1.
 
 use std::io;
 
@@ -76,7 +79,7 @@ pub const FORWARDED: &[libc::c_int] = &[
 /// next, and sheepdog spins forever with its exit code in hand. Found as a
 /// rare hang in `signals_reach_the_whole_group`. Leaked, the pipe stays
 /// open: late handlers write into it (or get EAGAIN once it is full) until
-/// exit. One leak per process: each mode installs once.
+/// exit. One leak per process: `run` installs once.
 pub fn install(set: &[libc::c_int]) -> io::Result<&'static mut Signals> {
     // Children reset only what sheepdog changed: tell the spawn first.
     crate::sys::note_caught(set);

@@ -213,6 +213,48 @@ pub fn block_realtime_signals() {
     }
 }
 
+/// Signals blocked by `block_signals`, for `wait_signal`.
+pub struct SignalSet(libc::sigset_t);
+
+/// Block `signals` on this thread, and so on every thread it starts (a
+/// child unblocks everything: `spawn_clean`), to be taken with
+/// `wait_signal`. Blocked, not caught, a signal waits in the kernel's
+/// queue, which keeps what a handler's flag loses: a SIGCONT drops a
+/// pending stop signal and a stop signal a pending SIGCONT (the later one
+/// wins), and each real-time signal sent is queued on its own. As PID 1 a
+/// blocked signal is queued too, handler or not.
+pub fn block_signals(signals: &[libc::c_int]) -> SignalSet {
+    // SAFETY: `set` is a local, properly sized sigset_t initialised by
+    // sigemptyset before sigaddset reads it; pthread_sigmask only changes
+    // this thread's mask, and a null old-set pointer is allowed.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &sig in signals {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        SignalSet(set)
+    }
+}
+
+/// The next signal of `set`, as the kernel queued it; blocks until one
+/// comes (EINTR, from a stop and continue of ours, waits on).
+pub fn wait_signal(set: &SignalSet) -> io::Result<libc::c_int> {
+    loop {
+        // SAFETY: sigwaitinfo reads `set`, a sigset_t initialised by
+        // `block_signals`; a null siginfo pointer is allowed.
+        let sig = unsafe { libc::sigwaitinfo(&set.0, std::ptr::null_mut()) };
+        if sig > 0 {
+            return Ok(sig);
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+}
+
 /// kill(2) with a raw signal number: nix's `Signal` has no real-time
 /// signals, which single-command mode forwards too. `pid` < 0: a group.
 pub fn send_signal(pid: libc::pid_t, sig: libc::c_int) -> nix::Result<()> {

@@ -629,6 +629,72 @@ fn main_forwards_to_cmd_alone() {
     }
 }
 
+/// Takes RT40 and RT41 with sigwaitinfo (a handler, a shell's trap
+/// included, would merge repeats itself) and writes each one down, in the
+/// order it came; TERM ends it.
+const SIGNAL_COUNTER: &str = r#"
+import signal, sys
+out = open(sys.argv[1], "a", buffering=1)
+wanted = {40, 41, signal.SIGTERM}
+signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
+out.write("ready\n")
+while True:
+    n = signal.sigwaitinfo(wanted).si_signo
+    if n == signal.SIGTERM:
+        sys.exit(0)
+    out.write(f"{n}\n")
+"#;
+
+/// Signals that reach sheepdog together are all forwarded, in the order
+/// the kernel queued them. signal-hook's iterator kept one flag per
+/// signal and handed the set out by number: two RT40 became one, and a
+/// TSTP whose handler had run before a CONT came went on after it,
+/// leaving CMD stopped (a race; sheepdog stopped here makes it certain
+/// for the real-time repeat).
+#[test]
+fn signals_arriving_together_are_all_forwarded() {
+    if !have("python3") {
+        eprintln!("signals_arriving_together_are_all_forwarded: no python3, skipped");
+        return;
+    }
+    for mode in modes("signals_arriving_together_are_all_forwarded") {
+        let dir = Scratch::new("together");
+        let out = dir.path("got");
+        let out_s = out.to_string_lossy().into_owned();
+        let mut proc = Proc::start(&mut sheepdog(
+            mode,
+            &["python3", "-c", SIGNAL_COUNTER, out_s.as_str()],
+        ));
+        let target = match mode {
+            Mode::Subreaper => proc.pid(),
+            Mode::Pid1 => sheepdog_under(proc.pid()),
+        };
+        let read = || fs::read_to_string(&out).unwrap_or_default();
+        wait_for(DEADLINE, "the child's ready", || read() == "ready\n");
+        // Stopped, sheepdog takes nothing until it is resumed: all arrive
+        // together.
+        kill(Pid::from_raw(target), Signal::SIGSTOP).expect("stop sheepdog");
+        wait_for(DEADLINE, "sheepdog to stop", || {
+            state_of(target) == Some('T')
+        });
+        for sig in ["41", "40", "40", "41"] {
+            let sent = Command::new("kill")
+                .args(["-s", sig, &target.to_string()])
+                .status();
+            assert!(sent.is_ok_and(|s| s.success()), "kill -s {sig} {target}");
+        }
+        kill(Pid::from_raw(target), Signal::SIGCONT).expect("resume sheepdog");
+        // Lowest number first, each as often as it was sent.
+        let all = "ready\n40\n40\n41\n41\n";
+        wait_for(DEADLINE, "four real-time signals", || {
+            read().len() >= all.len()
+        });
+        assert_eq!(read(), all, "{mode:?}");
+        kill(Pid::from_raw(target), Signal::SIGTERM).expect("signal sheepdog");
+        assert_eq!(proc.code(DEADLINE), 0, "{mode:?}");
+    }
+}
+
 /// With `SHEEPDOG_LOG_LEVEL=debug` every forwarded signal is logged on
 /// stderr. When stderr is a pipe nobody reads any more (`2>&1 | head`, a
 /// log collector gone), that write raises SIGPIPE in sheepdog, which it
