@@ -363,13 +363,24 @@ fn dependencies() {
         "processes: {a: {command: x}, b: {command: x, depends_on: {a: {conditon: healthy}}}}",
         "processes.b.depends_on.a.conditon: unknown key; did you mean \"condition\"?",
     );
+    // Compose's spelling, in any case like every enum; a bad one is named
+    // as written, not as the part after service_.
+    one(
+        "processes: {a: {command: x}, b: {command: x, depends_on: {a: {condition: service_bogus}}}}",
+        "processes.b.depends_on.a.condition: unknown value \"service_bogus\"; expected one of started",
+    );
     let c = ok("processes:
   a: {command: x, health_check: {type: tcp, address: 'localhost:1'}}
   b: {command: x, depends_on: {a: {condition: service_healthy}}}
-  c: {command: x, depends_on: {a: started, b: ~}}");
+  c: {command: x, depends_on: {a: started, b: ~}}
+  d: {command: x, depends_on: {a: {condition: SERVICE_STARTED}}}");
     assert_eq!(
         c.processes["b"].depends_on[0].condition,
         Some(Condition::Healthy)
+    );
+    assert_eq!(
+        c.processes["d"].depends_on[0].condition,
+        Some(Condition::Started)
     );
     assert_eq!(c.processes["c"].depends_on[1].condition, None);
     one(

@@ -440,12 +440,18 @@ const CONDITIONS: &[(&str, Condition)] = &[
 ];
 
 fn condition(v: &Value) -> Result<Condition, String> {
-    // docker-compose spells these service_started etc.
-    let v = match v {
-        Value::String(s) => Value::String(s.trim().trim_start_matches("service_").to_string()),
-        other => other.clone(),
-    };
-    val::choice(&v, CONDITIONS)
+    // docker-compose spells these service_started etc., in any case like
+    // every enum; a problem names the value as written.
+    if let Some(rest) = v.as_str().map(str::trim).and_then(|s| {
+        s.get(..8)
+            .filter(|p| p.eq_ignore_ascii_case("service_"))
+            .and(s.get(8..))
+    }) {
+        if let Ok(c) = val::choice(&Value::String(rest.into()), CONDITIONS) {
+            return Ok(c);
+        }
+    }
+    val::choice(v, CONDITIONS)
 }
 
 /// One port or a list of them; a bad item is reported at its index, and
