@@ -456,6 +456,11 @@ fn backoff_bounds_are_blamed_on_the_key_written() {
         "global: {restart_backoff_initial: 5s}\nprocesses: {a: {command: x, restart_backoff_max: 1s}}",
         "processes.a.restart_backoff_max: 1s is shorter than restart_backoff_initial (5s, from global)",
     );
+    // The legacy key wrote the initial delay: max is the key written.
+    one(
+        "global: {restart_backoff: 5s, restart_backoff_max: 1s}\nprocesses: {a: {command: x}}",
+        "global.restart_backoff_max: 1s is shorter than restart_backoff_initial (5s, from restart_backoff)",
+    );
     one(
         "processes: {a: {command: x, restart_backoff_initial: 2m}}",
         "processes.a.restart_backoff_initial: 2m is longer than restart_backoff_max (1m)",
