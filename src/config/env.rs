@@ -41,7 +41,7 @@ use serde_yaml::{Mapping, Value};
 use super::report::{join, Report};
 use super::shape::Shape;
 use super::suggest;
-use super::value::describe;
+use super::value::{describe, quote};
 
 pub const GLOBAL_PREFIX: &str = "SHEEPDOG_GLOBAL_";
 pub const PROCESS_PREFIX: &str = "SHEEPDOG_PROCESS_";
@@ -352,7 +352,15 @@ fn typed(raw: &str, target: &Shape, key: Option<&str>, map_entry: bool) -> Resul
     }
     let t = raw.trim_start();
     if t.starts_with('[') || t.starts_with('{') {
-        return super::yaml::parse(raw);
+        // Said with the value: "scanning an anchor" alone does not tell
+        // that `[ -f /x ] && run` was read as a list.
+        return super::yaml::parse(raw).map_err(|e| {
+            format!(
+                "invalid value {}; a value starting with [ or {{ is read as a YAML flow list or map, \
+                 like [a, b] or {{key: value}} ({e})",
+                quote(raw)
+            )
+        });
     }
     match target {
         Shape::Leaf => {
@@ -662,7 +670,15 @@ mod tests {
         assert_eq!(v["processes"]["web"]["health_check"]["type"], s("tcp"));
         assert_eq!(v["processes"]["web"]["ports"][1], Value::Number(443.into()));
         assert_eq!(r.problems.len(), 2, "{:?}", r.problems);
-        assert!(r.problems[0].starts_with("SHEEPDOG_PROCESS_WEB_ENV: invalid YAML"));
+        assert!(
+            r.problems[0].starts_with(
+                "SHEEPDOG_PROCESS_WEB_ENV: invalid value \"[unterminated\"; a value starting \
+                 with [ or { is read as a YAML flow list or map, like [a, b] or {key: value} \
+                 (invalid YAML: "
+            ),
+            "{}",
+            r.problems[0]
+        );
         assert!(r.problems[1].contains("SHEEPDOG_PROCESS_WEB_SHUTDOWN: this key takes a map"));
     }
 
