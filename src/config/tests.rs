@@ -433,6 +433,17 @@ fn scale_limits() {
         ok("processes: {w: {command: x, max_scale: 0}}").processes["w"].max_scale,
         None
     );
+    // A oneshot or a job cannot be scaled: its max_scale reserves no ports
+    // for instances that never run (8080-8082 would meet w's 8081).
+    let c = ok("processes:
+  o: {command: x, type: oneshot, max_scale: 3, ports: [8080]}
+  j: {command: x, schedule: '@every 1h', max_scale: 3, ports: [9080]}
+  w: {command: x, ports: [8081, 9081]}");
+    for name in ["o", "j"] {
+        assert_eq!(c.processes[name].max_scale, None);
+        let w = format!("processes.{name}.max_scale: has no effect: a oneshot or scheduled job");
+        assert!(c.warnings.iter().any(|x| x.starts_with(&w)), "{w}: {:?}", c.warnings);
+    }
 }
 
 #[test]

@@ -90,6 +90,18 @@ pub fn build(name: &str, raw: &RawProcess, global: &Global, r: &mut Report) -> P
 
     let schedule = extra::schedule(raw, &path, r);
     let runs_once = kind == ProcessType::Oneshot || schedule.is_some();
+    // Neither can be scaled (the API refuses): a max_scale would only
+    // reserve ports for instances that never run, and refuse another
+    // process's ports, or scale, for them.
+    let max_scale = max_scale.filter(|_| {
+        if runs_once {
+            r.warn(
+                p("max_scale"),
+                "has no effect: a oneshot or scheduled job runs one instance and cannot be scaled",
+            );
+        }
+        !runs_once
+    });
     let restart_explicit = restart(raw, &path, kind, scale, runs_once, r);
     let restart = restart_explicit.unwrap_or(if runs_once {
         RestartPolicy::Never
