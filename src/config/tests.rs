@@ -367,7 +367,7 @@ fn dependencies() {
     // as written, not as the part after service_.
     one(
         "processes: {a: {command: x}, b: {command: x, depends_on: {a: {condition: service_bogus}}}}",
-        "processes.b.depends_on.a.condition: unknown value \"service_bogus\"; expected one of started",
+        "processes.b.depends_on.a.condition: invalid value \"service_bogus\"; expected one of started,",
     );
     let c = ok("processes:
   a: {command: x, health_check: {type: tcp, address: 'localhost:1'}}

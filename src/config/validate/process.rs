@@ -454,16 +454,19 @@ const CONDITIONS: &[(&str, Condition)] = &[
 fn condition(v: &Value) -> Result<Condition, String> {
     // docker-compose spells these service_started etc., in any case like
     // every enum; a problem names the value as written.
-    if let Some(rest) = v.as_str().map(str::trim).and_then(|s| {
+    let short = v.as_str().map(str::trim).and_then(|s| {
         s.get(..8)
             .filter(|p| p.eq_ignore_ascii_case("service_"))
             .and(s.get(8..))
-    }) {
-        if let Ok(c) = val::choice(&Value::String(rest.into()), CONDITIONS) {
-            return Ok(c);
-        }
+            .map(|rest| Value::String(rest.into()))
+    });
+    let c = val::choice(short.as_ref().unwrap_or(v), CONDITIONS);
+    match short {
+        Some(_) => c.map_err(|_| {
+            val::invalid(v, "one of started, healthy, completed, completed_successfully")
+        }),
+        None => c,
     }
-    val::choice(v, CONDITIONS)
 }
 
 /// One port or a list of them; a bad item is reported at its index, and
