@@ -363,11 +363,10 @@ fn dependencies() {
         "processes: {a: {command: x}, b: {command: x, depends_on: {a: {conditon: healthy}}}}",
         "processes.b.depends_on.a.conditon: unknown key; did you mean \"condition\"?",
     );
-    // Compose's spelling, in any case like every enum; a bad one is named
-    // as written, not as the part after service_.
+    // Compose's spelling, in any case like every enum.
     one(
-        "processes: {a: {command: x}, b: {command: x, depends_on: {a: {condition: service_bogus}}}}",
-        "processes.b.depends_on.a.condition: invalid value \"service_bogus\"; expected one of started,",
+        "processes: {a: {command: x}, b: {command: x, depends_on: {a: {condition: HEALTY}}}}",
+        "processes.b.depends_on.a.condition: unknown value \"HEALTY\"; expected one of started,",
     );
     let c = ok("processes:
   a: {command: x, health_check: {type: tcp, address: 'localhost:1'}}

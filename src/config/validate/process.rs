@@ -453,20 +453,15 @@ const CONDITIONS: &[(&str, Condition)] = &[
 
 fn condition(v: &Value) -> Result<Condition, String> {
     // docker-compose spells these service_started etc., in any case like
-    // every enum; a problem names the value as written.
-    let short = v.as_str().map(str::trim).and_then(|s| {
-        s.get(..8)
-            .filter(|p| p.eq_ignore_ascii_case("service_"))
-            .and(s.get(8..))
-            .map(|rest| Value::String(rest.into()))
-    });
-    let c = val::choice(short.as_ref().unwrap_or(v), CONDITIONS);
-    match short {
-        Some(_) => c.map_err(|_| {
-            val::invalid(v, "one of started, healthy, completed, completed_successfully")
-        }),
-        None => c,
-    }
+    // every enum. (A bad one is named without its service_.)
+    let v = match v {
+        Value::String(s) => match s.trim().to_ascii_lowercase().strip_prefix("service_") {
+            Some(rest) => Value::String(rest.into()),
+            None => v.clone(),
+        },
+        other => other.clone(),
+    };
+    val::choice(&v, CONDITIONS)
 }
 
 /// One port or a list of them; a bad item is reported at its index, and
