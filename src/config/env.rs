@@ -47,7 +47,7 @@ pub const GLOBAL_PREFIX: &str = "SHEEPDOG_GLOBAL_";
 pub const PROCESS_PREFIX: &str = "SHEEPDOG_PROCESS_";
 
 /// Why a value that is not YAML was read as YAML.
-const FLOW: &str = " (a value starting with [ or { is read as a YAML flow list or map: [a, b], {key: value})";
+const FLOW: &str = " (a value starting with [ or { is read as YAML: [a, b], {key: value})";
 
 /// Whether `name` is an override variable: sheepdog's own input, which
 /// children do not inherit (`child`), since one may hold another process's

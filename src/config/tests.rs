@@ -441,7 +441,11 @@ fn scale_limits() {
     for name in ["o", "j"] {
         assert_eq!(c.processes[name].max_scale, None);
         let w = format!("processes.{name}.max_scale: has no effect: a oneshot or scheduled job");
-        assert!(c.warnings.iter().any(|x| x.starts_with(&w)), "{w}: {:?}", c.warnings);
+        assert!(
+            c.warnings.iter().any(|x| x.starts_with(&w)),
+            "{w}: {:?}",
+            c.warnings
+        );
     }
 }
 

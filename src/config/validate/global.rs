@@ -93,7 +93,11 @@ pub fn build(raw: &RawGlobal, r: &mut Report) -> Global {
         restart_backoff_initial,
         restart_backoff_max,
         raw.restart_backoff_initial.is_some(),
-        if legacy.is_some() { ", from restart_backoff" } else { "" },
+        if legacy.is_some() {
+            ", from restart_backoff"
+        } else {
+            ""
+        },
         r,
     );
     let restart_reset_after = r.get_or(

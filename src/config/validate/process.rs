@@ -97,7 +97,7 @@ pub fn build(name: &str, raw: &RawProcess, global: &Global, r: &mut Report) -> P
         if runs_once {
             r.warn(
                 p("max_scale"),
-                "has no effect: a oneshot or scheduled job runs one instance and cannot be scaled",
+                "has no effect: a oneshot or scheduled job cannot be scaled",
             );
         }
         !runs_once
