@@ -46,6 +46,9 @@ use super::value::describe;
 pub const GLOBAL_PREFIX: &str = "SHEEPDOG_GLOBAL_";
 pub const PROCESS_PREFIX: &str = "SHEEPDOG_PROCESS_";
 
+/// Why a value that is not YAML was read as YAML.
+const FLOW: &str = " (a value starting with [ or { is read as YAML: [a, b], {key: value})";
+
 /// Whether `name` is an override variable: sheepdog's own input, which
 /// children do not inherit (`child`), since one may hold another process's
 /// secret (`…_ENV_DB_PASSWORD`) or the API token.
@@ -352,7 +355,9 @@ fn typed(raw: &str, target: &Shape, key: Option<&str>, map_entry: bool) -> Resul
     }
     let t = raw.trim_start();
     if t.starts_with('[') || t.starts_with('{') {
-        return super::yaml::parse(raw);
+        // "scanning an anchor" alone does not tell that `[ -f /x ] && run`
+        // was read as a list.
+        return super::yaml::parse(raw).map_err(|e| e + FLOW);
     }
     match target {
         Shape::Leaf => {
@@ -662,7 +667,12 @@ mod tests {
         assert_eq!(v["processes"]["web"]["health_check"]["type"], s("tcp"));
         assert_eq!(v["processes"]["web"]["ports"][1], Value::Number(443.into()));
         assert_eq!(r.problems.len(), 2, "{:?}", r.problems);
-        assert!(r.problems[0].starts_with("SHEEPDOG_PROCESS_WEB_ENV: invalid YAML"));
+        assert!(
+            r.problems[0].starts_with("SHEEPDOG_PROCESS_WEB_ENV: invalid YAML: ")
+                && r.problems[0].ends_with(FLOW),
+            "{}",
+            r.problems[0]
+        );
         assert!(r.problems[1].contains("SHEEPDOG_PROCESS_WEB_SHUTDOWN: this key takes a map"));
     }
 

@@ -363,13 +363,23 @@ fn dependencies() {
         "processes: {a: {command: x}, b: {command: x, depends_on: {a: {conditon: healthy}}}}",
         "processes.b.depends_on.a.conditon: unknown key; did you mean \"condition\"?",
     );
+    // Compose's spelling, in any case like every enum.
+    one(
+        "processes: {a: {command: x}, b: {command: x, depends_on: {a: {condition: HEALTY}}}}",
+        "processes.b.depends_on.a.condition: unknown value \"HEALTY\"; expected one of started,",
+    );
     let c = ok("processes:
   a: {command: x, health_check: {type: tcp, address: 'localhost:1'}}
   b: {command: x, depends_on: {a: {condition: service_healthy}}}
-  c: {command: x, depends_on: {a: started, b: ~}}");
+  c: {command: x, depends_on: {a: started, b: ~}}
+  d: {command: x, depends_on: {a: {condition: SERVICE_STARTED}}}");
     assert_eq!(
         c.processes["b"].depends_on[0].condition,
         Some(Condition::Healthy)
+    );
+    assert_eq!(
+        c.processes["d"].depends_on[0].condition,
+        Some(Condition::Started)
     );
     assert_eq!(c.processes["c"].depends_on[1].condition, None);
     one(
@@ -422,6 +432,21 @@ fn scale_limits() {
         ok("processes: {w: {command: x, max_scale: 0}}").processes["w"].max_scale,
         None
     );
+    // A oneshot or a job cannot be scaled: its max_scale reserves no ports
+    // for instances that never run (8080-8082 would meet w's 8081).
+    let c = ok("processes:
+  o: {command: x, type: oneshot, max_scale: 3, ports: [8080]}
+  j: {command: x, schedule: '@every 1h', max_scale: 3, ports: [9080]}
+  w: {command: x, ports: [8081, 9081]}");
+    for name in ["o", "j"] {
+        assert_eq!(c.processes[name].max_scale, None);
+        let w = format!("processes.{name}.max_scale: has no effect: a oneshot or scheduled job");
+        assert!(
+            c.warnings.iter().any(|x| x.starts_with(&w)),
+            "{w}: {:?}",
+            c.warnings
+        );
+    }
 }
 
 #[test]
@@ -444,6 +469,11 @@ fn backoff_bounds_are_blamed_on_the_key_written() {
     one(
         "global: {restart_backoff_initial: 5s}\nprocesses: {a: {command: x, restart_backoff_max: 1s}}",
         "processes.a.restart_backoff_max: 1s is shorter than restart_backoff_initial (5s, from global)",
+    );
+    // The legacy key wrote the initial delay: max is the key written.
+    one(
+        "global: {restart_backoff: 5s, restart_backoff_max: 1s}\nprocesses: {a: {command: x}}",
+        "global.restart_backoff_max: 1s is shorter than restart_backoff_initial (5s, from restart_backoff)",
     );
     one(
         "processes: {a: {command: x, restart_backoff_initial: 2m}}",

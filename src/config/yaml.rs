@@ -280,6 +280,9 @@ fn limit_hint(e: &serde_yaml::Error) -> &'static str {
         " (lists and maps nested more than 128 levels deep)"
     } else if msg.starts_with("repetition limit exceeded") {
         " (aliases expand to more than 100 times the values the file holds)"
+    } else if msg.starts_with("deserializing from YAML containing more") {
+        // A stray `---` at the end, often (concatenated manifests).
+        "; expected one document (a line --- starts another: remove it)"
     } else {
         ""
     }
@@ -560,7 +563,14 @@ mod tests {
         let e = parse("a: {b: 1, b: 2}\n").unwrap_err();
         assert!(!e.contains("again at"), "{e}");
         assert!(parse("a: !custom 1\n").unwrap_err().contains("tags"));
-        assert!(parse("---\na: 1\n---\nb: 2\n").is_err());
+        // What a second document is, said: a stray `---` at the end, say.
+        for text in ["---\na: 1\n---\nb: 2\n", "# c\n\na: 1\n--- \n"] {
+            let e = parse(text).unwrap_err();
+            assert!(
+                e.ends_with("; expected one document (a line --- starts another: remove it)"),
+                "{e}"
+            );
+        }
         assert!(parse("\u{0}\u{1}\u{2}").is_err());
         let e = parse("a: {b: 99999999999999999999999}\n").unwrap_err();
         assert!(

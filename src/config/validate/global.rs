@@ -86,13 +86,18 @@ pub fn build(raw: &RawGlobal, r: &mut Report) -> Global {
         legacy.map_or(secs(60), |l| l.saturating_mul(12)),
     );
     // Blamed on the key written (`restart_backoff_max: 0` alone is not
-    // initial's fault).
+    // initial's fault, nor is `restart_backoff_max: 1s` under the legacy
+    // `restart_backoff: 5s`, which wrote no restart_backoff_initial).
     super::process::backoff_order(
         "global",
         restart_backoff_initial,
         restart_backoff_max,
-        raw.restart_backoff_initial.is_some() || legacy.is_some(),
-        "",
+        raw.restart_backoff_initial.is_some(),
+        if legacy.is_some() {
+            ", from restart_backoff"
+        } else {
+            ""
+        },
         r,
     );
     let restart_reset_after = r.get_or(

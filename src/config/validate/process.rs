@@ -90,6 +90,18 @@ pub fn build(name: &str, raw: &RawProcess, global: &Global, r: &mut Report) -> P
 
     let schedule = extra::schedule(raw, &path, r);
     let runs_once = kind == ProcessType::Oneshot || schedule.is_some();
+    // Neither can be scaled (the API refuses): a max_scale would only
+    // reserve ports for instances that never run, and refuse another
+    // process's ports, or scale, for them.
+    let max_scale = max_scale.filter(|_| {
+        if runs_once {
+            r.warn(
+                p("max_scale"),
+                "has no effect: a oneshot or scheduled job cannot be scaled",
+            );
+        }
+        !runs_once
+    });
     let restart_explicit = restart(raw, &path, kind, scale, runs_once, r);
     let restart = restart_explicit.unwrap_or(if runs_once {
         RestartPolicy::Never
@@ -440,9 +452,13 @@ const CONDITIONS: &[(&str, Condition)] = &[
 ];
 
 fn condition(v: &Value) -> Result<Condition, String> {
-    // docker-compose spells these service_started etc.
+    // docker-compose spells these service_started etc., in any case like
+    // every enum. (A bad one is named without its service_.)
     let v = match v {
-        Value::String(s) => Value::String(s.trim().trim_start_matches("service_").to_string()),
+        Value::String(s) => match s.trim().to_ascii_lowercase().strip_prefix("service_") {
+            Some(rest) => Value::String(rest.into()),
+            None => v.clone(),
+        },
         other => other.clone(),
     };
     val::choice(&v, CONDITIONS)
