@@ -741,6 +741,25 @@ processes:
 }
 
 #[test]
+fn readiness_of_processes_that_never_count_is_warned_about() {
+    // Only enabled longruns (and failed oneshots) count: a file tracking
+    // only these would be written at once.
+    let c = ok("global: {readiness: {processes: [off, job, w]}}
+processes:
+  w: {command: x}
+  off: {command: x, enabled: false}
+  job: {command: x, schedule: '@every 1m'}
+");
+    assert_eq!(
+        c.warnings,
+        [
+            "global.readiness.processes: \"off\" is disabled: it never counts toward readiness",
+            "global.readiness.processes: \"job\" is a scheduled job: it never counts toward readiness",
+        ]
+    );
+}
+
+#[test]
 #[cfg_attr(not(feature = "http"), ignore = "needs the http feature")]
 fn https_urls_are_warned_about_since_every_request_would_fail() {
     let c = ok(

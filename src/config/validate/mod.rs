@@ -52,12 +52,27 @@ pub fn build(raw: &RawConfig, source: Option<&Path>, r: &mut Report) -> Option<C
     process::check_api_users(&processes, &hooks, &global, r);
     if let Some(rd) = &global.extra.readiness {
         for name in &rd.processes {
-            if !processes.contains_key(name) {
-                r.error(
-                    "global.readiness.processes",
-                    format!("unknown process {}", val::quote(name)),
-                );
-            }
+            // Readiness counts enabled longruns (and failed oneshots):
+            // a list of only disabled or scheduled ones is ready at once.
+            let why = match processes.get(name) {
+                None => {
+                    r.error(
+                        "global.readiness.processes",
+                        format!("unknown process {}", val::quote(name)),
+                    );
+                    continue;
+                }
+                Some(p) if !p.enabled => "disabled",
+                Some(p) if p.extra.schedule.is_some() => "a scheduled job",
+                Some(_) => continue,
+            };
+            r.warn(
+                "global.readiness.processes",
+                format!(
+                    "{} is {why}: it never counts toward readiness",
+                    val::quote(name)
+                ),
+            );
         }
     }
 
