@@ -1022,7 +1022,8 @@ fn heartbeat_example_pings_its_endpoint_and_counts_the_broken_one() {
                 .env("ENDPOINT_PORT", e.to_string());
         },
     );
-    // broken runs first at 10s; its 404 is retried twice (1s, 2s).
+    // broken and gone run first at 10s; broken's refused connection is
+    // retried twice (1s, 2s), gone's 404 not at all.
     sd.wait_log("broken: heartbeat failure ping failed:");
     let log = sd.log();
     let get = |path: &str| format!("\"GET {path} HTTP/1.1\"");
@@ -1040,7 +1041,7 @@ fn heartbeat_example_pings_its_endpoint_and_counts_the_broken_one() {
     pos(&log, "| disk full");
     // web, a longrun, every 3s.
     assert!(count(&log, &get("/web/")) >= 2, "{log}");
-    // broken: 3 attempts, each a 404.
+    // broken: 3 attempts, each refused.
     let order = [
         pos(&log, "broken: heartbeat failure ping attempt 1 failed"),
         pos(&log, "broken: heartbeat failure ping attempt 2 failed"),
@@ -1050,21 +1051,34 @@ fn heartbeat_example_pings_its_endpoint_and_counts_the_broken_one() {
     pos_all(
         &log,
         &[
-            "attempt 1 failed",
-            "status 404, expected 2xx; retrying in 1s",
+            "broken: heartbeat failure ping attempt 1 failed",
+            "GET http://127.0.0.1:1/…: connect to 127.0.0.1:1: ",
+            "; retrying in 1s",
         ],
     );
     pos_all(
         &log,
         &["broken: heartbeat failure ping failed:", "(attempt 3)"],
     );
-    assert!(count(&log, &get("/no-such-check")) >= 3, "{log}");
+    // gone: one attempt, its 404 the same every time.
+    pos_all(
+        &log,
+        &[
+            "gone: heartbeat failure ping failed:",
+            "status 404, expected 2xx (attempt 1)",
+        ],
+    );
+    assert!(
+        !log.contains("gone: heartbeat failure ping attempt"),
+        "{log}"
+    );
 
     let scrape = http::get(metrics, "/metrics", None);
     assert_eq!(scrape.status, 200);
     for line in [
         "sheepdog_heartbeat_failures_total{process=\"broken\"} 1",
         "sheepdog_heartbeats_total{process=\"broken\",result=\"failure\"} 1",
+        "sheepdog_heartbeat_failures_total{process=\"gone\"} 1",
         "sheepdog_heartbeat_failures_total{process=\"web\"} 0",
     ] {
         assert!(
