@@ -2819,3 +2819,52 @@ fn orphans_are_counted_while_a_spawn_is_stuck_before_exec() {
     );
     assert_eq!(unexeced_children(sd.pid()), 1, "{}", sd.log());
 }
+
+/// A client that closes its side before its request is complete (`printf
+/// 'GET … HTTP/1.0\r\n' | nc -N`, a body shorter than its Content-Length)
+/// gets a 400 saying what is missing at once. It used to be closed without
+/// a word ("Empty reply from server").
+#[test]
+fn a_request_cut_short_is_told_what_is_missing() {
+    let api = Api::start("api-cut-short", Some(TOKEN), "", TWO_SLEEPERS);
+    let answer = |bytes: &[u8]| {
+        let out = send_half_closed(api.port, bytes);
+        http::parse(&out)
+            .unwrap_or_else(|| panic!("no answer: {:?}", String::from_utf8_lossy(&out)))
+    };
+    for head in [
+        "GET /api/v1/health HTTP/1.0\r\n".to_string(),
+        format!("GET /api/v1/processes HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\n\r"),
+    ] {
+        let r = answer(head.as_bytes());
+        assert_eq!(r.status, 400, "{head:?}: {}", r.body);
+        assert!(
+            r.body.contains(
+                "the request ended before its head did; expected a blank line (CRLF CRLF)"
+            ),
+            "{head:?}: {}",
+            r.body
+        );
+    }
+    let short = format!(
+        "POST /api/v1/processes/web/scale HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Length: 14\r\n\r\n{{\"d"
+    );
+    let r = answer(short.as_bytes());
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.body
+            .contains("the request ended after 3 of its 14 body bytes (Content-Length)"),
+        "{}",
+        r.body
+    );
+    // Nothing sent: nothing to say.
+    assert!(send_half_closed(api.port, b"").is_empty());
+    // A whole request half-closed is answered as ever.
+    let whole = format!(
+        "POST /api/v1/processes/web/scale HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Length: 14\r\n\r\n{{\"desired\": 2}}"
+    );
+    assert_eq!(answer(whole.as_bytes()).status, 200);
+    assert_eq!(api.get("/api/v1/health").status, 200);
+}
