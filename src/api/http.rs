@@ -364,10 +364,9 @@ pub fn reason(status: u16) -> &'static str {
         411 => "Length Required",
         413 => "Content Too Large",
         417 => "Expectation Failed",
+        422 => "Unprocessable Content",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
         503 => "Service Unavailable",
         505 => "HTTP Version Not Supported",
         _ => "Unknown",
@@ -591,6 +590,19 @@ mod tests {
         assert_eq!(percent_decode("a%zzb%4"), "a%zzb%4");
         assert_eq!(percent_decode("%"), "%");
         assert_eq!(percent_decode("%ff"), "\u{fffd}");
+    }
+
+    /// Every status the API sends (docs/api.md) has its RFC 9110 phrase:
+    /// a failed reload's 422 went out as `HTTP/1.1 422 Unknown`.
+    #[test]
+    fn every_status_sent_has_its_reason_phrase() {
+        for status in [
+            100, 200, 202, 400, 401, 403, 404, 405, 408, 409, 411, 413, 417, 422, 429, 431, 503,
+            505,
+        ] {
+            assert_ne!(reason(status), "Unknown", "{status}");
+        }
+        assert_eq!(reason(422), "Unprocessable Content");
     }
 
     #[test]
