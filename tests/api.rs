@@ -1516,7 +1516,15 @@ fn custom_metrics_path_and_promtool() {
         "{}",
         api.sd.log()
     );
-    assert_eq!(http::get(api.metrics, "/metrics", None).status, 404);
+    // The 404 names the path asked for and where the metrics are.
+    let r = http::get(api.metrics, "/metrics", None);
+    assert_eq!(r.status, 404);
+    assert!(
+        r.body
+            .contains("no such path \\\"/metrics\\\"; metrics are at /prom and health at /health"),
+        "{}",
+        r.body
+    );
     let r = http::get(api.metrics, "/prom", None);
     assert_eq!(r.status, 200);
     assert!(r

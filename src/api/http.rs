@@ -14,6 +14,7 @@
 
 use std::net::IpAddr;
 
+use crate::config::quote;
 /// Path segments and query parameters are decoded with the shared decoder.
 pub use crate::http_text::percent_decode;
 use crate::http_text::{find_blank_line, is_token_byte};
@@ -160,14 +161,29 @@ fn head_fields(raw: &[u8]) -> Result<Head, Response> {
     let text = std::str::from_utf8(raw).map_err(|_| bad("request head is not valid UTF-8"))?;
     let mut lines = text.split("\r\n");
     let line = lines.next().unwrap_or_default();
+    // Each error quotes what it could not read (shortened), and says what
+    // was expected.
+    let malformed = |what: &str, got: &str, expected: &str| {
+        bad(&format!(
+            "malformed {what} {}; expected {expected}",
+            quote(got)
+        ))
+    };
+    let request_line = || {
+        malformed(
+            "request line",
+            line,
+            "METHOD PATH HTTP/1.1, one space apart, PATH starting with /",
+        )
+    };
     let mut parts = line.split(' ');
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(bad("malformed request line; expected METHOD PATH HTTP/1.1"));
+        return Err(request_line());
     };
     if method.is_empty() || !method.bytes().all(is_token_byte) {
-        return Err(bad("malformed request line: invalid method"));
+        return Err(request_line());
     }
     if !matches!(version, "HTTP/1.1" | "HTTP/1.0") {
         return Err(Response::error(
@@ -176,9 +192,7 @@ fn head_fields(raw: &[u8]) -> Result<Head, Response> {
         ));
     }
     if !target.starts_with('/') || target.bytes().any(|b| b <= b' ' || b == 0x7f) {
-        return Err(bad(
-            "malformed request line: the target must be a path starting with /",
-        ));
+        return Err(request_line());
     }
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p, q),
@@ -195,11 +209,12 @@ fn head_fields(raw: &[u8]) -> Result<Head, Response> {
         if line.starts_with([' ', '\t']) {
             return Err(bad("obsolete header line folding is not accepted"));
         }
+        let header_line = || malformed("header line", line, "Name: value");
         let Some((name, value)) = line.split_once(':') else {
-            return Err(bad("malformed header line: no colon"));
+            return Err(header_line());
         };
         if name.is_empty() || !name.bytes().all(is_token_byte) {
-            return Err(bad("malformed header name"));
+            return Err(header_line());
         }
         let value = value.trim_matches([' ', '\t']);
         if value.bytes().any(|b| (b < b' ' && b != b'\t') || b == 0x7f) {
@@ -508,11 +523,24 @@ mod tests {
     #[test]
     fn malformed_heads_are_400_with_a_reason() {
         for (req, needle) in [
-            ("GET /\r\n\r\n", "request line"),
-            ("GET  / HTTP/1.1\r\n\r\n", "request line"),
-            ("G(T / HTTP/1.1\r\n\r\n", "method"),
-            ("GET x HTTP/1.1\r\n\r\n", "starting with /"),
-            ("GET / HTTP/1.1\r\nNoColon\r\n\r\n", "colon"),
+            // What could not be read is quoted, with what was expected.
+            (
+                "GET /\r\n\r\n",
+                "malformed request line \\\"GET /\\\"; expected METHOD PATH HTTP/1.1",
+            ),
+            (
+                "GET  / HTTP/1.1\r\n\r\n",
+                "request line \\\"GET  / HTTP/1.1\\\"",
+            ),
+            (
+                "G(T / HTTP/1.1\r\n\r\n",
+                "request line \\\"G(T / HTTP/1.1\\\"",
+            ),
+            ("GET x HTTP/1.1\r\n\r\n", "PATH starting with /"),
+            (
+                "GET / HTTP/1.1\r\nNoColon\r\n\r\n",
+                "malformed header line \\\"NoColon\\\"; expected Name: value",
+            ),
             ("GET / HTTP/1.1\r\nA: b\r\n folded\r\n\r\n", "folding"),
             (
                 "GET / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
@@ -526,7 +554,10 @@ mod tests {
                 "GET / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
                 "too large",
             ),
-            ("GET / HTTP/1.1\r\nBad Name: x\r\n\r\n", "header name"),
+            (
+                "GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
+                "header line \\\"Bad Name: x\\\"",
+            ),
             // Bare LFs never make the CRLF blank line: refused at once,
             // not answered 408 after 10 s.
             ("GET / HTTP/1.0\n\n", "bare LF"),
