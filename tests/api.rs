@@ -2876,3 +2876,45 @@ fn a_request_cut_short_is_told_what_is_missing() {
     assert_eq!(answer(whole.as_bytes()).status, 200);
     assert_eq!(api.get("/api/v1/health").status, 200);
 }
+
+/// A `HEAD` gets no body, whoever answers it: the refusals made from the
+/// head alone (401, 404, 429) used to carry their JSON error after the
+/// head, unlike the handlers' answers.
+#[test]
+fn a_head_request_gets_no_body_with_a_refusal_either() {
+    let api = Api::start(
+        "api-head-refused",
+        Some(TOKEN),
+        "  api_rate_limit: 1\n  api_rate_burst: 3\n",
+        TWO_SLEEPERS,
+    );
+    let head = |path: &str, token: bool| {
+        let auth = if token {
+            format!("Authorization: Bearer {TOKEN}\r\n")
+        } else {
+            String::new()
+        };
+        let out = send_half_closed(
+            api.port,
+            format!("HEAD {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}\r\n").as_bytes(),
+        );
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let (status_line, rest) = text.split_once("\r\n").unwrap_or_default();
+        let (headers, body) = rest.split_once("\r\n\r\n").unwrap_or_default();
+        assert!(headers.contains("Content-Length: "), "{path}: {text:?}");
+        assert_eq!(body, "", "HEAD {path}: {status_line}");
+        status_line.to_string()
+    };
+    assert!(head("/api/v1/processes", false).starts_with("HTTP/1.1 401 "));
+    assert!(head("/api/v1/nope", true).starts_with("HTTP/1.1 404 "));
+    assert!(head("/api/v1/processes/nope", true).starts_with("HTTP/1.1 404 "));
+    // Burst 3, 1 a second: the bucket runs dry within a few more.
+    let mut limited = false;
+    for _ in 0..20 {
+        if head("/api/v1/processes", true).starts_with("HTTP/1.1 429 ") {
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited, "never rate limited");
+}

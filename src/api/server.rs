@@ -670,7 +670,7 @@ impl Io {
                 );
                 let resp = Response::error(408, &msg);
                 self.handler.responded(resp.status);
-                let _ = c.stream.write(&resp.to_bytes(false));
+                let _ = c.stream.write(&resp.to_bytes(asked_head(&c.buf)));
             }
         }
     }
@@ -885,7 +885,7 @@ impl Io {
         };
         log::debug!("{}: {} from {}", self.name, resp.status, c.peer);
         // Small, so it fits the socket buffer in one non-blocking write.
-        let _ = c.stream.write(&resp.to_bytes(false));
+        let _ = c.stream.write(&resp.to_bytes(asked_head(&c.buf)));
         c.stream.shutdown_write();
         c.lingering = true;
         c.buf = Vec::new();
@@ -912,11 +912,17 @@ impl Io {
                 let resp = Response::error(503, "the server is busy; retry shortly")
                     .with_header("Retry-After", "1");
                 self.handler.responded(resp.status);
-                let _ = job.stream.write(&resp.to_bytes(false));
+                let _ = job.stream.write(&resp.to_bytes(job.req.method == "HEAD"));
                 job.stream.shutdown_write();
             }
         }
     }
+}
+
+/// The request (or the part of it read so far) is a `HEAD`: its answer,
+/// an error too, has no body (RFC 9110 §9.3.2).
+fn asked_head(buf: &[u8]) -> bool {
+    buf.starts_with(b"HEAD ")
 }
 
 /// The body length as usize; `max_body` (≤ 100 MiB) was checked first.
