@@ -1516,7 +1516,15 @@ fn custom_metrics_path_and_promtool() {
         "{}",
         api.sd.log()
     );
-    assert_eq!(http::get(api.metrics, "/metrics", None).status, 404);
+    // The 404 names the path asked for and where the metrics are.
+    let r = http::get(api.metrics, "/metrics", None);
+    assert_eq!(r.status, 404);
+    assert!(
+        r.body
+            .contains("no such path \\\"/metrics\\\"; metrics are at /prom and health at /health"),
+        "{}",
+        r.body
+    );
     let r = http::get(api.metrics, "/prom", None);
     assert_eq!(r.status, 200);
     assert!(r
@@ -2818,4 +2826,95 @@ fn orphans_are_counted_while_a_spawn_is_stuck_before_exec() {
         sd.log()
     );
     assert_eq!(unexeced_children(sd.pid()), 1, "{}", sd.log());
+}
+
+/// A client that closes its side before its request is complete (`printf
+/// 'GET … HTTP/1.0\r\n' | nc -N`, a body shorter than its Content-Length)
+/// gets a 400 saying what is missing at once. It used to be closed without
+/// a word ("Empty reply from server").
+#[test]
+fn a_request_cut_short_is_told_what_is_missing() {
+    let api = Api::start("api-cut-short", Some(TOKEN), "", TWO_SLEEPERS);
+    let answer = |bytes: &[u8]| {
+        let out = send_half_closed(api.port, bytes);
+        http::parse(&out)
+            .unwrap_or_else(|| panic!("no answer: {:?}", String::from_utf8_lossy(&out)))
+    };
+    for head in [
+        "GET /api/v1/health HTTP/1.0\r\n".to_string(),
+        format!("GET /api/v1/processes HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\n\r"),
+    ] {
+        let r = answer(head.as_bytes());
+        assert_eq!(r.status, 400, "{head:?}: {}", r.body);
+        assert!(
+            r.body.contains(
+                "the request ended before its head did; expected a blank line (CRLF CRLF)"
+            ),
+            "{head:?}: {}",
+            r.body
+        );
+    }
+    let short = format!(
+        "POST /api/v1/processes/web/scale HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Length: 14\r\n\r\n{{\"d"
+    );
+    let r = answer(short.as_bytes());
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.body
+            .contains("the request ended after 3 of its 14 body bytes (Content-Length)"),
+        "{}",
+        r.body
+    );
+    // Nothing sent: nothing to say.
+    assert!(send_half_closed(api.port, b"").is_empty());
+    // A whole request half-closed is answered as ever.
+    let whole = format!(
+        "POST /api/v1/processes/web/scale HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Length: 14\r\n\r\n{{\"desired\": 2}}"
+    );
+    assert_eq!(answer(whole.as_bytes()).status, 200);
+    assert_eq!(api.get("/api/v1/health").status, 200);
+}
+
+/// A `HEAD` gets no body, whoever answers it: the refusals made from the
+/// head alone (401, 404, 429) used to carry their JSON error after the
+/// head, unlike the handlers' answers.
+#[test]
+fn a_head_request_gets_no_body_with_a_refusal_either() {
+    let api = Api::start(
+        "api-head-refused",
+        Some(TOKEN),
+        "  api_rate_limit: 1\n  api_rate_burst: 3\n",
+        TWO_SLEEPERS,
+    );
+    let head = |path: &str, token: bool| {
+        let auth = if token {
+            format!("Authorization: Bearer {TOKEN}\r\n")
+        } else {
+            String::new()
+        };
+        let out = send_half_closed(
+            api.port,
+            format!("HEAD {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}\r\n").as_bytes(),
+        );
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let (status_line, rest) = text.split_once("\r\n").unwrap_or_default();
+        let (headers, body) = rest.split_once("\r\n\r\n").unwrap_or_default();
+        assert!(headers.contains("Content-Length: "), "{path}: {text:?}");
+        assert_eq!(body, "", "HEAD {path}: {status_line}");
+        status_line.to_string()
+    };
+    assert!(head("/api/v1/processes", false).starts_with("HTTP/1.1 401 "));
+    assert!(head("/api/v1/nope", true).starts_with("HTTP/1.1 404 "));
+    assert!(head("/api/v1/processes/nope", true).starts_with("HTTP/1.1 404 "));
+    // Burst 3, 1 a second: the bucket runs dry within a few more.
+    let mut limited = false;
+    for _ in 0..20 {
+        if head("/api/v1/processes", true).starts_with("HTTP/1.1 429 ") {
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited, "never rate limited");
 }

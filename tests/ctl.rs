@@ -880,3 +880,60 @@ fn status_says_why_instances_are_down() {
     sd.signal(libc::SIGTERM);
     sd.exit_code(WAIT);
 }
+
+/// A `$SHEEPDOG_API_TOKEN` of only whitespace (a secret file holding
+/// just its newline), or with a leading space: sheepdog refuses it as
+/// `api_auth: ${SHEEPDOG_API_TOKEN}`, and so does ctl, in the same words
+/// and with the same exit code. ctl used to trim it to nothing and ask
+/// without a token (401 "missing bearer token", exit 1, with the variable
+/// set), or send the stray space.
+#[test]
+fn a_token_sheepdog_refuses_ctl_refuses_too() {
+    let dir = TempDir::new("ctl-blank-token");
+    let cfg = dir.write(
+        "sheepdog.yaml",
+        "global:\n  api_port: 1\n  metrics_enabled: false\n  api_auth: ${SHEEPDOG_API_TOKEN}\n\
+         processes:\n  web:\n    command: [sleep, \"1000\"]\n",
+    );
+    for (token, words) in [
+        ("   \n", "the token is only whitespace; expected a token"),
+        ("\t", "the token is only whitespace; expected a token"),
+        (" ctl-token", "the token has leading or trailing whitespace"),
+        ("ctl\u{7}token", "the token contains a control character"),
+    ] {
+        let mut check = Command::new(BIN);
+        check.args(["check", "-c"]).arg(&cfg);
+        check.env("SHEEPDOG_API_TOKEN", token);
+        let o = output_within(check, WAIT);
+        assert_eq!(o.status.code(), Some(2), "check {token:?}: {}", err(&o));
+        assert!(
+            err(&o).contains(&format!("global.api_auth: {words}")),
+            "check {token:?}: {}",
+            err(&o)
+        );
+        // Refused before any connection: nothing listens on port 1.
+        let env_given = ctl(
+            &["--url", "http://127.0.0.1:1", "status"],
+            &[("SHEEPDOG_API_TOKEN", token)],
+        );
+        let flag_given = ctl(
+            &["--url", "http://127.0.0.1:1", "--token", token, "status"],
+            &[],
+        );
+        for (o, from) in [(env_given, "$SHEEPDOG_API_TOKEN"), (flag_given, "--token")] {
+            assert_eq!(o.status.code(), Some(2), "ctl {token:?}: {}", err(&o));
+            assert!(
+                err(&o).starts_with(&format!("sheepdog ctl: {from}: {words}")),
+                "ctl {token:?}: {}",
+                err(&o)
+            );
+            assert!(!err(&o).contains("ctl-token"), "{}", err(&o));
+        }
+    }
+    // Empty is no token, for both (sheepdog: `api_auth: ""`).
+    let o = ctl(
+        &["--url", "http://127.0.0.1:1", "status"],
+        &[("SHEEPDOG_API_TOKEN", "")],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+}

@@ -14,6 +14,7 @@
 
 use std::net::IpAddr;
 
+use crate::config::quote;
 /// Path segments and query parameters are decoded with the shared decoder.
 pub use crate::http_text::percent_decode;
 use crate::http_text::{find_blank_line, is_token_byte};
@@ -160,14 +161,29 @@ fn head_fields(raw: &[u8]) -> Result<Head, Response> {
     let text = std::str::from_utf8(raw).map_err(|_| bad("request head is not valid UTF-8"))?;
     let mut lines = text.split("\r\n");
     let line = lines.next().unwrap_or_default();
+    // Each error quotes what it could not read (shortened), and says what
+    // was expected.
+    let malformed = |what: &str, got: &str, expected: &str| {
+        bad(&format!(
+            "malformed {what} {}; expected {expected}",
+            quote(got)
+        ))
+    };
+    let request_line = || {
+        malformed(
+            "request line",
+            line,
+            "METHOD PATH HTTP/1.1, one space apart, PATH starting with /",
+        )
+    };
     let mut parts = line.split(' ');
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(bad("malformed request line; expected METHOD PATH HTTP/1.1"));
+        return Err(request_line());
     };
     if method.is_empty() || !method.bytes().all(is_token_byte) {
-        return Err(bad("malformed request line: invalid method"));
+        return Err(request_line());
     }
     if !matches!(version, "HTTP/1.1" | "HTTP/1.0") {
         return Err(Response::error(
@@ -176,9 +192,7 @@ fn head_fields(raw: &[u8]) -> Result<Head, Response> {
         ));
     }
     if !target.starts_with('/') || target.bytes().any(|b| b <= b' ' || b == 0x7f) {
-        return Err(bad(
-            "malformed request line: the target must be a path starting with /",
-        ));
+        return Err(request_line());
     }
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p, q),
@@ -192,18 +206,24 @@ fn head_fields(raw: &[u8]) -> Result<Head, Response> {
                 &format!("more than {MAX_HEADERS} header fields"),
             ));
         }
-        if line.starts_with([' ', '\t']) {
-            return Err(bad("obsolete header line folding is not accepted"));
-        }
-        let Some((name, value)) = line.split_once(':') else {
-            return Err(bad("malformed header line: no colon"));
+        // No colon, a bad name, a control character in the value, a line
+        // folded onto the one before (obsolete, and a smuggling shape).
+        let header_line = || {
+            malformed(
+                "header line",
+                line,
+                "Name: value, the name a token, the value without control characters",
+            )
         };
-        if name.is_empty() || !name.bytes().all(is_token_byte) {
-            return Err(bad("malformed header name"));
-        }
+        let Some((name, value)) = line.split_once(':') else {
+            return Err(header_line());
+        };
         let value = value.trim_matches([' ', '\t']);
-        if value.bytes().any(|b| (b < b' ' && b != b'\t') || b == 0x7f) {
-            return Err(bad(&format!("control character in header {name}")));
+        if name.is_empty()
+            || !name.bytes().all(is_token_byte)
+            || value.bytes().any(|b| (b < b' ' && b != b'\t') || b == 0x7f)
+        {
+            return Err(header_line());
         }
         headers.push((name.to_string(), value.to_string()));
     }
@@ -218,17 +238,20 @@ fn head_fields(raw: &[u8]) -> Result<Head, Response> {
         if !k.eq_ignore_ascii_case("content-length") {
             continue;
         }
-        let n: u64 = if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
-            v.parse()
-                .map_err(|_| bad("header Content-Length: value too large"))?
-        } else {
-            return Err(bad(&format!(
-                "header Content-Length: invalid value {v:?}; expected a number of bytes"
-            )));
-        };
-        if content_length.is_some_and(|c| c != n) {
-            return Err(bad("header Content-Length: conflicting values"));
-        }
+        // Plain digits that fit, the same in every Content-Length given.
+        let n = v
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| v.parse::<u64>().ok())
+            .flatten()
+            .filter(|n| content_length.is_none_or(|c| c == *n))
+            .ok_or_else(|| {
+                malformed(
+                    "header Content-Length:",
+                    v,
+                    "one number of bytes (in every Content-Length)",
+                )
+            })?;
         content_length = Some(n);
     }
     let expect_continue = match header(&headers, "expect") {
@@ -364,10 +387,9 @@ pub fn reason(status: u16) -> &'static str {
         411 => "Length Required",
         413 => "Content Too Large",
         417 => "Expectation Failed",
+        422 => "Unprocessable Content",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
         503 => "Service Unavailable",
         505 => "HTTP Version Not Supported",
         _ => "Unknown",
@@ -509,25 +531,48 @@ mod tests {
     #[test]
     fn malformed_heads_are_400_with_a_reason() {
         for (req, needle) in [
-            ("GET /\r\n\r\n", "request line"),
-            ("GET  / HTTP/1.1\r\n\r\n", "request line"),
-            ("G(T / HTTP/1.1\r\n\r\n", "method"),
-            ("GET x HTTP/1.1\r\n\r\n", "starting with /"),
-            ("GET / HTTP/1.1\r\nNoColon\r\n\r\n", "colon"),
-            ("GET / HTTP/1.1\r\nA: b\r\n folded\r\n\r\n", "folding"),
+            // What could not be read is quoted, with what was expected.
+            (
+                "GET /\r\n\r\n",
+                "malformed request line \\\"GET /\\\"; expected METHOD PATH HTTP/1.1",
+            ),
+            (
+                "GET  / HTTP/1.1\r\n\r\n",
+                "request line \\\"GET  / HTTP/1.1\\\"",
+            ),
+            (
+                "G(T / HTTP/1.1\r\n\r\n",
+                "request line \\\"G(T / HTTP/1.1\\\"",
+            ),
+            ("GET x HTTP/1.1\r\n\r\n", "PATH starting with /"),
+            (
+                "GET / HTTP/1.1\r\nNoColon\r\n\r\n",
+                "malformed header line \\\"NoColon\\\"; expected Name: value",
+            ),
+            (
+                "GET / HTTP/1.1\r\nA: b\r\n folded\r\n\r\n",
+                "header line \\\" folded\\\"",
+            ),
+            (
+                "GET / HTTP/1.1\r\nA: b\u{1}c\r\n\r\n",
+                "header line \\\"A: b\\\\u{1}c\\\"; expected Name: value",
+            ),
             (
                 "GET / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
                 "Content-Length",
             ),
             (
                 "GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
-                "conflicting",
+                "Content-Length: \\\"2\\\"; expected one number of bytes (in every Content-Length)",
             ),
             (
                 "GET / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
-                "too large",
+                "Content-Length: \\\"99999999999999999999999\\\"",
             ),
-            ("GET / HTTP/1.1\r\nBad Name: x\r\n\r\n", "header name"),
+            (
+                "GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
+                "header line \\\"Bad Name: x\\\"",
+            ),
             // Bare LFs never make the CRLF blank line: refused at once,
             // not answered 408 after 10 s.
             ("GET / HTTP/1.0\n\n", "bare LF"),
@@ -591,6 +636,19 @@ mod tests {
         assert_eq!(percent_decode("a%zzb%4"), "a%zzb%4");
         assert_eq!(percent_decode("%"), "%");
         assert_eq!(percent_decode("%ff"), "\u{fffd}");
+    }
+
+    /// Every status the API sends (docs/api.md) has its RFC 9110 phrase:
+    /// a failed reload's 422 went out as `HTTP/1.1 422 Unknown`.
+    #[test]
+    fn every_status_sent_has_its_reason_phrase() {
+        for status in [
+            100, 200, 202, 400, 401, 403, 404, 405, 408, 409, 411, 413, 417, 422, 429, 431, 503,
+            505,
+        ] {
+            assert_ne!(reason(status), "Unknown", "{status}");
+        }
+        assert_eq!(reason(422), "Unprocessable Content");
     }
 
     #[test]

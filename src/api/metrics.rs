@@ -534,7 +534,8 @@ impl Site {
             return Err(Response::error(
                 404,
                 &format!(
-                    "not found; metrics are at {} and health at /health",
+                    "no such path {}; metrics are at {} and health at /health",
+                    crate::config::quote(path),
                     self.path
                 ),
             ));

@@ -20,7 +20,8 @@
 //!   it is read); the whole request within `read_timeout` (408); responses
 //!   written within `write_timeout`; per-peer rate limit (429) checked when
 //!   the head arrives (not for urgent requests); complete requests wait in
-//!   a bounded queue, and a full queue answers 503 at once.
+//!   a bounded queue, and a full queue answers 503 at once. A client that
+//!   closes its side mid-request is told what is missing (400).
 //! - No body is read, and no `100 Continue` sent, before `Handler::admit`
 //!   has accepted the head (route, method, token, whether the route takes
 //!   a body): a client that may not use a route costs no body buffer.
@@ -669,7 +670,7 @@ impl Io {
                 );
                 let resp = Response::error(408, &msg);
                 self.handler.responded(resp.status);
-                let _ = c.stream.write(&resp.to_bytes(false));
+                let _ = c.stream.write(&resp.to_bytes(asked_head(&c.buf)));
             }
         }
     }
@@ -749,7 +750,23 @@ impl Io {
             return Step::Close;
         };
         let n = match c.stream.read(chunk) {
-            Ok(0) => return Step::Close,
+            Ok(0) if c.lingering || c.buf.is_empty() => return Step::Close,
+            // The client closed its side mid-request (`printf … | nc -N`
+            // without the blank line, a short body): say what is missing
+            // while it can still read, rather than close without a word.
+            Ok(0) => {
+                let msg = match &c.head {
+                    Some(h) => format!(
+                        "the request ended after {} of its {} body bytes (Content-Length)",
+                        c.buf.len().saturating_sub(h.len),
+                        h.content_length
+                    ),
+                    None => "the request ended before its head did; expected a blank line \
+                             (CRLF CRLF) after the headers"
+                        .into(),
+                };
+                return self.reject(i, Response::error(400, &msg), now);
+            }
             Ok(n) => n,
             Err(e)
                 if matches!(
@@ -868,7 +885,7 @@ impl Io {
         };
         log::debug!("{}: {} from {}", self.name, resp.status, c.peer);
         // Small, so it fits the socket buffer in one non-blocking write.
-        let _ = c.stream.write(&resp.to_bytes(false));
+        let _ = c.stream.write(&resp.to_bytes(asked_head(&c.buf)));
         c.stream.shutdown_write();
         c.lingering = true;
         c.buf = Vec::new();
@@ -895,11 +912,17 @@ impl Io {
                 let resp = Response::error(503, "the server is busy; retry shortly")
                     .with_header("Retry-After", "1");
                 self.handler.responded(resp.status);
-                let _ = job.stream.write(&resp.to_bytes(false));
+                let _ = job.stream.write(&resp.to_bytes(job.req.method == "HEAD"));
                 job.stream.shutdown_write();
             }
         }
     }
+}
+
+/// The request (or the part of it read so far) is a `HEAD`: its answer,
+/// an error too, has no body (RFC 9110 §9.3.2).
+fn asked_head(buf: &[u8]) -> bool {
+    buf.starts_with(b"HEAD ")
 }
 
 /// The body length as usize; `max_body` (≤ 100 MiB) was checked first.

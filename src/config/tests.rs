@@ -1033,6 +1033,10 @@ fn api_auth_override_is_text_a_request_can_send() {
     for (token, needle) in [
         ("s3cret\n", "leading or trailing whitespace"),
         (" s3cret", "leading or trailing whitespace"),
+        (
+            "  \n",
+            "only whitespace; expected a token, or nothing for none",
+        ),
         ("s3cret\r\nX: y", "control character"),
         ("s3c\u{1b}ret", "control character"),
     ] {

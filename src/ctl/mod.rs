@@ -38,20 +38,28 @@ pub fn run(ctl: Ctl) -> i32 {
     {
         // Trailing whitespace goes, as sheepdog trims its `api_auth_file`:
         // the same secret given as a variable (a Kubernetes secret made
-        // from a file) ends with its newline.
-        Ok(t) => t
-            .map(|t| t.trim_end().to_string())
-            .filter(|t| !t.is_empty()),
+        // from a file) ends with its newline. Empty is no token, as
+        // `api_auth: ""` is; only whitespace is none of the two.
+        Ok(t) => t.filter(|t| !t.is_empty()).map(|t| match t.trim_end() {
+            "" => t,
+            kept => kept.to_string(),
+        }),
         Err(e) => {
             outln!(err: "sheepdog ctl: {e}");
             return exit::USAGE;
         }
     };
-    if token
+    // What sheepdog refuses as `api_auth` (only whitespace, a leading
+    // space, a control character), ctl refuses to send, in its words.
+    if let Some(e) = token
         .as_deref()
-        .is_some_and(|t| t.chars().any(char::is_control))
+        .and_then(|t| crate::config::check_token(t).err())
     {
-        outln!(err: "sheepdog ctl: the token contains control characters; it cannot be sent");
+        let from = match ctl.token {
+            Some(_) => "--token",
+            None => "$SHEEPDOG_API_TOKEN",
+        };
+        outln!(err: "sheepdog ctl: {from}: {e}");
         return exit::USAGE;
     }
     let target = match ctl.target.clone().map_or_else(default_target, Ok) {

@@ -311,6 +311,9 @@ fn api_token(v: &Value) -> Result<String, String> {
 /// `SHEEPDOG_GLOBAL_API_AUTH` and the content of `api_auth_file` (after
 /// its trailing whitespace is trimmed). The message never shows the token.
 pub fn check_token(token: &str) -> Result<(), String> {
+    if token.trim().is_empty() {
+        return Err("the token is only whitespace; expected a token, or nothing for none".into());
+    }
     if token.starts_with(char::is_whitespace) || token.ends_with(char::is_whitespace) {
         return Err(
             "the token has leading or trailing whitespace, which no request can send \
