@@ -2918,3 +2918,42 @@ fn a_head_request_gets_no_body_with_a_refusal_either() {
     }
     assert!(limited, "never rate limited");
 }
+
+#[test]
+fn concurrent_deltas_all_count() {
+    // Each request added its delta to the scale it read from the snapshot:
+    // twelve `+1`s at once ended at 10, not 13, two of them answered
+    // "already scaled to 3; nothing to do".
+    let api = Api::start(
+        "api-deltas",
+        Some(TOKEN),
+        "  api_rate_limit: 0\n",
+        "  web:\n    command: \"exec sleep 1000\"\n",
+    );
+    api.wait_running("web", 1);
+    const N: usize = 12;
+    let start = std::sync::Barrier::new(N);
+    let answers: Vec<Resp> = std::thread::scope(|s| {
+        let asks: Vec<_> = (0..N)
+            .map(|_| {
+                s.spawn(|| {
+                    start.wait();
+                    api.post("/api/v1/processes/web/scale", r#"{"delta": 1}"#)
+                })
+            })
+            .collect();
+        asks.into_iter().map(|a| a.join().unwrap()).collect()
+    });
+    for r in &answers {
+        assert_eq!(r.status, 202, "{}", r.body);
+    }
+    assert_eq!(api.process("web")["desired_scale"], 1 + N, "{answers:?}");
+    api.wait_running("web", 1 + N);
+    // Below 0 is still refused, naming the count.
+    let r = api.post("/api/v1/processes/web/scale", r#"{"delta": -14}"#);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(
+        r.json()["error"],
+        "delta: -14 would take web below 0 instances (it wants 13 now)"
+    );
+}

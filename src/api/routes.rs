@@ -26,7 +26,7 @@
 //! - Every error is `{"error": "..."}` naming what was wrong (the JSON
 //!   field, the process, the method); bad input never panics.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use crossbeam_channel::{RecvTimeoutError, Sender};
@@ -289,6 +289,9 @@ fn match_path(pattern: &str, path: &str) -> Option<Option<String>> {
 }
 
 /// The API's request handler.
+/// Held by a scale request from its read of the scale to its answer.
+static SCALING: Mutex<()> = Mutex::new(());
+
 pub struct Api {
     pub published: Arc<Published>,
     pub logs: Arc<LogStore>,
@@ -342,16 +345,23 @@ impl Handler for Api {
             Endpoint::Start => self.control(Some(&name), Control::Start { name: name.clone() }),
             Endpoint::Stop => self.control(Some(&name), Control::Stop { name: name.clone() }),
             Endpoint::Restart => self.control(Some(&name), Control::Restart { name: name.clone() }),
-            Endpoint::Scale => match scale_target(&self.published.get(), &name, &req.body) {
-                Ok(desired) => self.control(
-                    Some(&name),
-                    Control::Scale {
-                        name: name.clone(),
-                        desired,
-                    },
-                ),
-                Err(resp) => resp,
-            },
+            Endpoint::Scale => {
+                // A delta counts from the published scale: two at once
+                // would both read it and one would be lost. One scale at a
+                // time, each reading what the one before published (an
+                // answer goes out after the state it describes).
+                let _one = SCALING.lock().unwrap_or_else(PoisonError::into_inner);
+                match scale_target(&self.published.get(), &name, &req.body) {
+                    Ok(desired) => self.control(
+                        Some(&name),
+                        Control::Scale {
+                            name: name.clone(),
+                            desired,
+                        },
+                    ),
+                    Err(resp) => resp,
+                }
+            }
             Endpoint::Signal => match signal_of(&req.body) {
                 Ok((signal, whom)) => self.control(
                     Some(&name),
