@@ -75,7 +75,7 @@ pub fn from_process_env() -> Result<Vec<(String, String)>, Vec<String>> {
             )),
         }
     }
-    out.sort();
+    out.sort_unstable();
     if problems.is_empty() {
         Ok(out)
     } else {
@@ -101,7 +101,7 @@ pub fn apply(root: &mut Value, overrides: &[(String, String)], shape: &Shape, re
     // A sorted copy: the same sort as `from_process_env`'s, so the binary
     // holds one instance of it (a sort is 4-5 KiB of code per type).
     let mut sorted = overrides.to_vec();
-    sorted.sort();
+    sorted.sort_unstable();
     // What each applied variable set: a later one may not set it again.
     let mut applied: Vec<(Vec<String>, &str)> = Vec::new();
     for (var, val) in &sorted {
