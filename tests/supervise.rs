@@ -8,6 +8,8 @@ mod common;
 
 use std::time::Duration;
 
+#[cfg(feature = "api")]
+use common::http;
 use common::*;
 
 const TERM: i32 = libc::SIGTERM;
@@ -1016,6 +1018,65 @@ fn a_long_enough_run_resets_the_attempt_counter() {
     );
     sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0);
+}
+
+/// GET `path` from the API on `DIR/api.sock` (once it listens).
+#[cfg(feature = "api")]
+fn api_get(sd: &Sheepdog, path: &str) -> serde_json::Value {
+    sd.wait_log("api: listening on unix:");
+    let r = http::unix(&sd.dir.path("api.sock"), "GET", path, None, None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()
+}
+
+#[cfg(feature = "api")]
+fn api_post(sd: &Sheepdog, path: &str) {
+    let r = http::unix(&sd.dir.path("api.sock"), "POST", path, None, Some(""));
+    assert_eq!(r.status, 202, "{}", r.body);
+}
+
+#[cfg(feature = "api")]
+const SOCKET_API: &str = "  api_port: 0\n  api_socket: $DIR/api.sock\n";
+
+#[test]
+#[cfg_attr(not(feature = "api"), ignore = "needs the API")]
+fn a_start_after_a_failure_keeps_the_instances_counters() {
+    // Regression: a start dropped the ended instance, so its restart count,
+    // last exit and health check counters (Prometheus counters) went back
+    // to nothing for the same series.
+    #[cfg(feature = "api")]
+    {
+        let cfg = "global:\n  restart_backoff_initial: 50ms\n  max_restart_attempts: 1\n  metrics_enabled: false\n".to_string()
+            + SOCKET_API
+            + r#"processes:
+  web:
+    command: "n=$(cat $DIR/runs 2>/dev/null | wc -l); echo run >> $DIR/runs; [ $n -ge 2 ] && exec sleep 1000; sleep 0.3; exit 3"
+    health_check: {type: exec, command: ["true"], period: 50ms, initial_delay: 0}
+  keep:
+    command: "exec sleep 1000"
+"#;
+        let mut sd = Sheepdog::start("counters-kept", &cfg);
+        let web = || api_get(&sd, "/api/v1/processes/web")["instances"][0].clone();
+        let mut before = serde_json::Value::Null;
+        assert!(
+            wait_until(WAIT, || {
+                before = web();
+                before["state"] == "failed"
+            }),
+            "{before}\n{}",
+            sd.log()
+        );
+        assert_eq!(before["restart_count"], 1, "{before}");
+        api_post(&sd, "/api/v1/processes/web/start");
+        assert!(sd.wait_log_n("web-1: started", 3, WAIT), "{}", sd.log());
+        let after = web();
+        assert_eq!(after["restart_count"], 1, "{after}");
+        assert_eq!(after["last_exit"]["code"], 3, "{after}");
+        let ok = |i: &serde_json::Value| i["health_checks_ok"].as_u64().unwrap();
+        assert!(ok(&after) >= ok(&before), "{before}\n{after}");
+        sd.signal(TERM);
+        assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    }
 }
 
 #[test]

@@ -1259,8 +1259,11 @@ impl Supervisor {
         p.phase = ProcPhase::Active;
         p.by_reload = false;
         p.gave_up = None;
-        p.instances.retain(|_, i| i.outcome.is_none());
         let desired = p.desired;
+        // Those it starts again keep their counters (`launch`): a stop and
+        // a start never take a counter of the same series back.
+        p.instances
+            .retain(|&index, i| index <= desired || i.outcome.is_none());
         log::info!(
             event = "starting", name = name, instances = desired;
             "starting {name} ({})",
