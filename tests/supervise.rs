@@ -1080,6 +1080,36 @@ fn a_start_after_a_failure_keeps_the_instances_counters() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "api"), ignore = "needs the API")]
+fn a_oneshot_restarted_through_the_api_is_a_manual_run_in_its_history() {
+    // Regression: its run after the restart was recorded as "startup".
+    #[cfg(feature = "api")]
+    {
+        let cfg = "global:\n  metrics_enabled: false\n".to_string()
+            + SOCKET_API
+            + r#"processes:
+  job:
+    type: oneshot
+    command: "exec sleep 1000"
+"#;
+        let mut sd = Sheepdog::start("oneshot-manual", &cfg);
+        sd.wait_log("job-1: started");
+        api_post(&sd, "/api/v1/processes/job/restart");
+        assert!(sd.wait_log_n("job-1: started", 2, WAIT), "{}", sd.log());
+        let history = api_get(&sd, "/api/v1/oneshot/history")["history"].clone();
+        let triggers: Vec<&str> = history
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["trigger"].as_str().unwrap())
+            .collect();
+        assert_eq!(triggers, ["startup", "manual"], "{history}");
+        sd.signal(TERM);
+        assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    }
+}
+
+#[test]
 fn a_critical_failure_stops_everything_and_exits_1() {
     let cfg = global("")
         + r#"

@@ -413,6 +413,10 @@ impl Supervisor {
             if let Some(inst) = p.instances.get_mut(&index) {
                 inst.restart_count += 1;
             }
+            // Its oneshot history's next run: "manual", not "startup".
+            if p.def.kind == ProcessType::Oneshot {
+                self.oneshots.mark(name, index, "manual");
+            }
         }
         self.launch(name, index);
     }
