@@ -1185,6 +1185,34 @@ fn a_second_sigterm_during_a_shutdown_sheepdog_began_itself_forces_it() {
 }
 
 #[test]
+fn dependency_timeout_counts_from_the_end_of_the_pre_start_hooks() {
+    // Regression: it counted from sheepdog's start, so a migration longer
+    // than dependency_timeout (5m by default) was cancelled and start-up
+    // failed "waiting for " nothing, even for a process with no dependency.
+    let cfg = r#"global:
+  dependency_timeout: 300ms
+  api_enabled: false
+  metrics_enabled: false
+hooks:
+  pre_start:
+    - {name: migrate, command: [sleep, "1"], timeout: 20}
+processes:
+  db:
+    command: "exec sleep 1000"
+  web:
+    command: "exec sleep 1000"
+    depends_on: [db]
+"#;
+    let mut sd = Sheepdog::start("deptimeout-prestart", cfg);
+    sd.wait_log("web-1: started");
+    let log = sd.log();
+    assert!(!log.contains("dependency_timeout"), "{log}");
+    assert!(log.contains("pre_start hook \"migrate\" succeeded"), "{log}");
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}
+
+#[test]
 fn a_failed_oneshot_dependency_fails_start_up() {
     let cfg = global("")
         + r#"

@@ -1158,10 +1158,12 @@ impl Supervisor {
                 ..
             } => Some(deadline),
             Phase::ShuttingDown { forced: true, .. } => None,
+            // Nothing waits for its dependencies while the global
+            // pre_start hooks run (a long migration).
             Phase::Running => self
                 .procs
                 .values()
-                .filter(|p| p.phase == ProcPhase::Pending)
+                .filter(|p| p.phase == ProcPhase::Pending && !self.pre_start_pending)
                 .filter_map(|p| p.pending_since)
                 .map(|since| since + self.cfg.global.dependency_timeout)
                 .chain(self.next_relaunch())
@@ -1188,6 +1190,9 @@ impl Supervisor {
         }
         let now = Instant::now();
         self.relaunch_due(now);
+        if self.pre_start_pending {
+            return;
+        }
         let limit = self.cfg.global.dependency_timeout;
         let is_late = |p: &Proc| {
             p.phase == ProcPhase::Pending && p.pending_since.is_some_and(|t| now >= t + limit)
