@@ -1029,10 +1029,11 @@ fn api_get(sd: &Sheepdog, path: &str) -> serde_json::Value {
     r.json()
 }
 
+/// POST to `path`; the answer must have `status`.
 #[cfg(feature = "api")]
-fn api_post(sd: &Sheepdog, path: &str) {
+fn api_post(sd: &Sheepdog, path: &str, status: u16) {
     let r = http::unix(&sd.dir.path("api.sock"), "POST", path, None, Some(""));
-    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(r.status, status, "{}", r.body);
 }
 
 #[cfg(feature = "api")]
@@ -1067,7 +1068,7 @@ fn a_start_after_a_failure_keeps_the_instances_counters() {
             sd.log()
         );
         assert_eq!(before["restart_count"], 1, "{before}");
-        api_post(&sd, "/api/v1/processes/web/start");
+        api_post(&sd, "/api/v1/processes/web/start", 202);
         assert!(sd.wait_log_n("web-1: started", 3, WAIT), "{}", sd.log());
         let after = web();
         assert_eq!(after["restart_count"], 1, "{after}");
@@ -1094,7 +1095,7 @@ fn a_oneshot_restarted_through_the_api_is_a_manual_run_in_its_history() {
 "#;
         let mut sd = Sheepdog::start("oneshot-manual", &cfg);
         sd.wait_log("job-1: started");
-        api_post(&sd, "/api/v1/processes/job/restart");
+        api_post(&sd, "/api/v1/processes/job/restart", 202);
         assert!(sd.wait_log_n("job-1: started", 2, WAIT), "{}", sd.log());
         let history = api_get(&sd, "/api/v1/oneshot/history")["history"].clone();
         let triggers: Vec<&str> = history
@@ -1104,6 +1105,32 @@ fn a_oneshot_restarted_through_the_api_is_a_manual_run_in_its_history() {
             .map(|r| r["trigger"].as_str().unwrap())
             .collect();
         assert_eq!(triggers, ["startup", "manual"], "{history}");
+        sd.signal(TERM);
+        assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    }
+}
+
+#[test]
+#[cfg_attr(not(feature = "api"), ignore = "needs the API")]
+fn a_stop_of_a_process_waiting_for_its_dependencies_is_logged() {
+    // Regression: only the API's access line said anything of it.
+    #[cfg(feature = "api")]
+    {
+        let cfg = "global:\n  metrics_enabled: false\n".to_string()
+            + SOCKET_API
+            + r#"processes:
+  migrate:
+    type: oneshot
+    command: "exec sleep 1000"
+  web:
+    command: "exec sleep 1000"
+    depends_on: [migrate]
+"#;
+        let mut sd = Sheepdog::start("stop-pending", &cfg);
+        sd.wait_log("migrate-1: started");
+        api_post(&sd, "/api/v1/processes/web/stop", 200);
+        sd.wait_log("web: stop requested");
+        assert_eq!(api_get(&sd, "/api/v1/processes/web")["state"], "stopped");
         sd.signal(TERM);
         assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
     }

@@ -170,12 +170,14 @@ impl Supervisor {
                 // reload's new definition).
                 ControlReply::Accepted(cancel_start(p, format!("{name} is already stopping")))
             }
-            ProcPhase::Pending => {
-                p.phase = ProcPhase::Stopped;
-                ControlReply::Done(format!("{name} was not started yet; it will not start"))
-            }
-            ProcPhase::Active => {
+            ProcPhase::Pending | ProcPhase::Active => {
                 log::info!("{name}: stop requested");
+                if p.phase == ProcPhase::Pending {
+                    p.phase = ProcPhase::Stopped;
+                    return ControlReply::Done(format!(
+                        "{name} was not started yet; it will not start"
+                    ));
+                }
                 p.cancel_start();
                 if self.stop_active(name) {
                     // A reload's next step may have waited for it.
