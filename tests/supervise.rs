@@ -1096,8 +1096,15 @@ fn a_oneshot_restarted_through_the_api_is_a_manual_run_in_its_history() {
         let mut sd = Sheepdog::start("oneshot-manual", &cfg);
         sd.wait_log("job-1: started");
         api_post(&sd, "/api/v1/processes/job/restart", 202);
-        assert!(sd.wait_log_n("job-1: started", 2, WAIT), "{}", sd.log());
-        let history = api_get(&sd, "/api/v1/oneshot/history")["history"].clone();
+        let mut history = serde_json::Value::Null;
+        assert!(
+            wait_until(WAIT, || {
+                history = api_get(&sd, "/api/v1/oneshot/history")["history"].clone();
+                history.as_array().map_or(0, Vec::len) == 2
+            }),
+            "{history}\n{}",
+            sd.log()
+        );
         let triggers: Vec<&str> = history
             .as_array()
             .unwrap()
@@ -1131,6 +1138,44 @@ fn a_stop_of_a_process_waiting_for_its_dependencies_is_logged() {
         api_post(&sd, "/api/v1/processes/web/stop", 200);
         sd.wait_log("web: stop requested");
         assert_eq!(api_get(&sd, "/api/v1/processes/web")["state"], "stopped");
+        sd.signal(TERM);
+        assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    }
+}
+
+#[test]
+#[cfg_attr(not(feature = "api"), ignore = "needs the API")]
+fn a_restart_cancelled_in_its_backoff_is_not_counted() {
+    // Regression: the restart was counted when scheduled, so a stop during
+    // its backoff left a restart in the status and metrics that never was.
+    #[cfg(feature = "api")]
+    {
+        let cfg = "global:\n  restart_backoff_initial: 1h\n  restart_backoff_max: 1h\n  metrics_enabled: false\n".to_string()
+            + SOCKET_API
+            + r#"processes:
+  crashy:
+    command: "exit 3"
+  keep:
+    command: "exec sleep 1000"
+"#;
+        let mut sd = Sheepdog::start("restart-cancelled", &cfg);
+        let crashy = || api_get(&sd, "/api/v1/processes/crashy");
+        assert!(
+            wait_until(WAIT, || crashy()["instances"][0]["state"] == "backoff"),
+            "{}",
+            sd.log()
+        );
+        api_post(&sd, "/api/v1/processes/crashy/stop", 202);
+        let mut p = serde_json::Value::Null;
+        assert!(
+            wait_until(WAIT, || {
+                p = crashy();
+                p["state"] == "stopped"
+            }),
+            "{p}"
+        );
+        assert_eq!(p["restarts"]["exit"].as_u64().unwrap_or(0), 0, "{p}");
+        assert_eq!(p["instances"][0]["restart_count"], 0, "{p}");
         sd.signal(TERM);
         assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
     }

@@ -211,6 +211,9 @@ struct Inst {
     started_at: Option<SystemTime>,
     starts: u32,
     restart_count: u32,
+    /// A restart its policy scheduled, by reason: counted (here and in the
+    /// process's `restarts`) when it is tried, not if a stop cancels it.
+    restarting: Option<&'static str>,
     last_exit: Option<ExitStatus>,
     backoff_until: Option<SystemTime>,
     error: Option<String>,
@@ -254,6 +257,7 @@ impl Inst {
             started_at: None,
             starts: 0,
             restart_count,
+            restarting: None,
             last_exit: None,
             backoff_until: None,
             error: None,
@@ -809,6 +813,13 @@ impl Supervisor {
         let Some(inst) = p.instances.get_mut(&r.index) else {
             return;
         };
+        if let (Some(reason), Event::Started { .. } | Event::SpawnFailed { .. }) =
+            (inst.restarting, &r.event)
+        {
+            inst.restarting = None;
+            inst.restart_count += 1;
+            p.restarts.bump(reason);
+        }
         match r.event {
             Event::Started { pid } => {
                 inst.pid = Some(pid);
@@ -837,9 +848,8 @@ impl Supervisor {
             }
             Event::RestartScheduled { delay, reason, .. } => {
                 inst.state = "backoff";
-                inst.restart_count += 1;
+                inst.restarting = Some(reason);
                 inst.backoff_until = Some(SystemTime::now() + delay);
-                p.restarts.bump(reason);
             }
             Event::Probe {
                 ok,
