@@ -1279,7 +1279,10 @@ processes:
     sd.wait_log("web-1: started");
     let log = sd.log();
     assert!(!log.contains("dependency_timeout"), "{log}");
-    assert!(log.contains("pre_start hook \"migrate\" succeeded"), "{log}");
+    assert!(
+        log.contains("pre_start hook \"migrate\" succeeded"),
+        "{log}"
+    );
     sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
 }
