@@ -1232,20 +1232,19 @@ impl Runner {
                         event = "completed", instance = instance, exit_code = exit_code;
                         "{}: completed", self.id.instance
                     ),
-                    Outcome::Exited(s) if self.held.is_some() => log::info!(
-                        event = "exited", instance = instance, reason = reason,
-                        exit_code = exit_code, signal = signal;
-                        "{}: {s}; not restarting: {}",
-                        self.id.instance,
-                        self.held.unwrap_or_default()
-                    ),
-                    Outcome::Exited(s) => log::info!(
-                        event = "exited", instance = instance, reason = reason,
-                        exit_code = exit_code, signal = signal;
-                        "{}: {s}; not restarting (restart: {})",
-                        self.id.instance,
-                        policy_name(self.def.restart)
-                    ),
+                    Outcome::Exited(s) => {
+                        // One record for both reasons (its code is not small).
+                        let why = match self.held {
+                            Some(h) => format!(": {h}"),
+                            None => format!(" (restart: {})", policy_name(self.def.restart)),
+                        };
+                        log::info!(
+                            event = "exited", instance = instance, reason = reason,
+                            exit_code = exit_code, signal = signal;
+                            "{}: {s}; not restarting{why}",
+                            self.id.instance
+                        )
+                    }
                     Outcome::Stopped => {}
                 }
                 State::Done(outcome)
@@ -1403,7 +1402,7 @@ fn status_fields(s: Option<ExitStatus>) -> (Option<i32>, Option<String>) {
     }
 }
 
-fn policy_name(p: RestartPolicy) -> &'static str {
+pub fn policy_name(p: RestartPolicy) -> &'static str {
     match p {
         RestartPolicy::Always => "always",
         RestartPolicy::OnFailure => "on-failure",

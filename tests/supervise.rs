@@ -8,6 +8,8 @@ mod common;
 
 use std::time::Duration;
 
+#[cfg(feature = "api")]
+use common::http;
 use common::*;
 
 const TERM: i32 = libc::SIGTERM;
@@ -1018,6 +1020,167 @@ fn a_long_enough_run_resets_the_attempt_counter() {
     assert_eq!(sd.exit_code(WAIT), 0);
 }
 
+/// GET `path` from the API on `DIR/api.sock` (once it listens).
+#[cfg(feature = "api")]
+fn api_get(sd: &Sheepdog, path: &str) -> serde_json::Value {
+    sd.wait_log("api: listening on unix:");
+    let r = http::unix(&sd.dir.path("api.sock"), "GET", path, None, None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()
+}
+
+/// POST to `path`; the answer must have `status`.
+#[cfg(feature = "api")]
+fn api_post(sd: &Sheepdog, path: &str, status: u16) {
+    let r = http::unix(&sd.dir.path("api.sock"), "POST", path, None, Some(""));
+    assert_eq!(r.status, status, "{}", r.body);
+}
+
+#[cfg(feature = "api")]
+const SOCKET_API: &str = "  api_port: 0\n  api_socket: $DIR/api.sock\n";
+
+#[test]
+#[cfg_attr(not(feature = "api"), ignore = "needs the API")]
+fn a_start_after_a_failure_keeps_the_instances_counters() {
+    // Regression: a start dropped the ended instance, so its restart count,
+    // last exit and health check counters (Prometheus counters) went back
+    // to nothing for the same series.
+    #[cfg(feature = "api")]
+    {
+        let cfg = "global:\n  restart_backoff_initial: 50ms\n  max_restart_attempts: 1\n  metrics_enabled: false\n".to_string()
+            + SOCKET_API
+            + r#"processes:
+  web:
+    command: "n=$(cat $DIR/runs 2>/dev/null | wc -l); echo run >> $DIR/runs; [ $n -ge 2 ] && exec sleep 1000; sleep 0.3; exit 3"
+    health_check: {type: exec, command: ["true"], period: 50ms, initial_delay: 0}
+  keep:
+    command: "exec sleep 1000"
+"#;
+        let mut sd = Sheepdog::start("counters-kept", &cfg);
+        let web = || api_get(&sd, "/api/v1/processes/web")["instances"][0].clone();
+        let mut before = serde_json::Value::Null;
+        assert!(
+            wait_until(WAIT, || {
+                before = web();
+                before["state"] == "failed"
+            }),
+            "{before}\n{}",
+            sd.log()
+        );
+        assert_eq!(before["restart_count"], 1, "{before}");
+        api_post(&sd, "/api/v1/processes/web/start", 202);
+        assert!(sd.wait_log_n("web-1: started", 3, WAIT), "{}", sd.log());
+        let after = web();
+        assert_eq!(after["restart_count"], 1, "{after}");
+        assert_eq!(after["last_exit"]["code"], 3, "{after}");
+        let ok = |i: &serde_json::Value| i["health_checks_ok"].as_u64().unwrap();
+        assert!(ok(&after) >= ok(&before), "{before}\n{after}");
+        sd.signal(TERM);
+        assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    }
+}
+
+#[test]
+#[cfg_attr(not(feature = "api"), ignore = "needs the API")]
+fn a_oneshot_restarted_through_the_api_is_a_manual_run_in_its_history() {
+    // Regression: its run after the restart was recorded as "startup".
+    #[cfg(feature = "api")]
+    {
+        let cfg = "global:\n  metrics_enabled: false\n".to_string()
+            + SOCKET_API
+            + r#"processes:
+  job:
+    type: oneshot
+    command: "exec sleep 1000"
+"#;
+        let mut sd = Sheepdog::start("oneshot-manual", &cfg);
+        sd.wait_log("job-1: started");
+        api_post(&sd, "/api/v1/processes/job/restart", 202);
+        let mut history = serde_json::Value::Null;
+        assert!(
+            wait_until(WAIT, || {
+                history = api_get(&sd, "/api/v1/oneshot/history")["history"].clone();
+                history.as_array().map_or(0, Vec::len) == 2
+            }),
+            "{history}\n{}",
+            sd.log()
+        );
+        let triggers: Vec<&str> = history
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["trigger"].as_str().unwrap())
+            .collect();
+        assert_eq!(triggers, ["startup", "manual"], "{history}");
+        sd.signal(TERM);
+        assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    }
+}
+
+#[test]
+#[cfg_attr(not(feature = "api"), ignore = "needs the API")]
+fn a_stop_of_a_process_waiting_for_its_dependencies_is_logged() {
+    // Regression: only the API's access line said anything of it.
+    #[cfg(feature = "api")]
+    {
+        let cfg = "global:\n  metrics_enabled: false\n".to_string()
+            + SOCKET_API
+            + r#"processes:
+  migrate:
+    type: oneshot
+    command: "exec sleep 1000"
+  web:
+    command: "exec sleep 1000"
+    depends_on: [migrate]
+"#;
+        let mut sd = Sheepdog::start("stop-pending", &cfg);
+        sd.wait_log("migrate-1: started");
+        api_post(&sd, "/api/v1/processes/web/stop", 200);
+        sd.wait_log("web: stop requested");
+        assert_eq!(api_get(&sd, "/api/v1/processes/web")["state"], "stopped");
+        sd.signal(TERM);
+        assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    }
+}
+
+#[test]
+#[cfg_attr(not(feature = "api"), ignore = "needs the API")]
+fn a_restart_cancelled_in_its_backoff_is_not_counted() {
+    // Regression: the restart was counted when scheduled, so a stop during
+    // its backoff left a restart in the status and metrics that never was.
+    #[cfg(feature = "api")]
+    {
+        let cfg = "global:\n  restart_backoff_initial: 1h\n  restart_backoff_max: 1h\n  metrics_enabled: false\n".to_string()
+            + SOCKET_API
+            + r#"processes:
+  crashy:
+    command: "exit 3"
+  keep:
+    command: "exec sleep 1000"
+"#;
+        let mut sd = Sheepdog::start("restart-cancelled", &cfg);
+        let crashy = || api_get(&sd, "/api/v1/processes/crashy");
+        assert!(
+            wait_until(WAIT, || crashy()["instances"][0]["state"] == "backoff"),
+            "{}",
+            sd.log()
+        );
+        api_post(&sd, "/api/v1/processes/crashy/stop", 202);
+        let mut p = serde_json::Value::Null;
+        assert!(
+            wait_until(WAIT, || {
+                p = crashy();
+                p["state"] == "stopped"
+            }),
+            "{p}"
+        );
+        assert_eq!(p["restarts"]["exit"].as_u64().unwrap_or(0), 0, "{p}");
+        assert_eq!(p["instances"][0]["restart_count"], 0, "{p}");
+        sd.signal(TERM);
+        assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    }
+}
+
 #[test]
 fn a_critical_failure_stops_everything_and_exits_1() {
     let cfg = global("")
@@ -1091,6 +1254,37 @@ fn a_second_sigterm_during_a_shutdown_sheepdog_began_itself_forces_it() {
         sd.log()
     );
     assert_eq!(sd.dir.lines("events"), ["flush"], "{}", sd.log());
+}
+
+#[test]
+fn dependency_timeout_counts_from_the_end_of_the_pre_start_hooks() {
+    // Regression: it counted from sheepdog's start, so a migration longer
+    // than dependency_timeout (5m by default) was cancelled and start-up
+    // failed "waiting for " nothing, even for a process with no dependency.
+    let cfg = r#"global:
+  dependency_timeout: 300ms
+  api_enabled: false
+  metrics_enabled: false
+hooks:
+  pre_start:
+    - {name: migrate, command: [sleep, "1"], timeout: 20}
+processes:
+  db:
+    command: "exec sleep 1000"
+  web:
+    command: "exec sleep 1000"
+    depends_on: [db]
+"#;
+    let mut sd = Sheepdog::start("deptimeout-prestart", cfg);
+    sd.wait_log("web-1: started");
+    let log = sd.log();
+    assert!(!log.contains("dependency_timeout"), "{log}");
+    assert!(
+        log.contains("pre_start hook \"migrate\" succeeded"),
+        "{log}"
+    );
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
 }
 
 #[test]

@@ -170,12 +170,14 @@ impl Supervisor {
                 // reload's new definition).
                 ControlReply::Accepted(cancel_start(p, format!("{name} is already stopping")))
             }
-            ProcPhase::Pending => {
-                p.phase = ProcPhase::Stopped;
-                ControlReply::Done(format!("{name} was not started yet; it will not start"))
-            }
-            ProcPhase::Active => {
+            ProcPhase::Pending | ProcPhase::Active => {
                 log::info!("{name}: stop requested");
+                if p.phase == ProcPhase::Pending {
+                    p.phase = ProcPhase::Stopped;
+                    return ControlReply::Done(format!(
+                        "{name} was not started yet; it will not start"
+                    ));
+                }
                 p.cancel_start();
                 if self.stop_active(name) {
                     // A reload's next step may have waited for it.
@@ -412,6 +414,10 @@ impl Supervisor {
             p.restarts.bump("manual");
             if let Some(inst) = p.instances.get_mut(&index) {
                 inst.restart_count += 1;
+            }
+            // Its oneshot history's next run: "manual", not "startup".
+            if p.def.kind == ProcessType::Oneshot {
+                self.oneshots.mark(name, index, "manual");
             }
         }
         self.launch(name, index);

@@ -356,6 +356,10 @@ impl Supervisor {
                 self.pre_start_pending = false;
                 match (result, &self.phase) {
                     (Ok(()), Phase::Running) => {
+                        // dependency_timeout counts from now.
+                        for p in self.procs.values_mut() {
+                            p.pending_since = Some(std::time::Instant::now());
+                        }
                         self.try_start_ready();
                         self.check_settled();
                     }

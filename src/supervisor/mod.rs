@@ -211,6 +211,9 @@ struct Inst {
     started_at: Option<SystemTime>,
     starts: u32,
     restart_count: u32,
+    /// A restart its policy scheduled, by reason: counted (here and in the
+    /// process's `restarts`) when it is tried, not if a stop cancels it.
+    restarting: Option<&'static str>,
     last_exit: Option<ExitStatus>,
     backoff_until: Option<SystemTime>,
     error: Option<String>,
@@ -254,6 +257,7 @@ impl Inst {
             started_at: None,
             starts: 0,
             restart_count,
+            restarting: None,
             last_exit: None,
             backoff_until: None,
             error: None,
@@ -809,6 +813,13 @@ impl Supervisor {
         let Some(inst) = p.instances.get_mut(&r.index) else {
             return;
         };
+        if let (Some(reason), Event::Started { .. } | Event::SpawnFailed { .. }) =
+            (inst.restarting, &r.event)
+        {
+            inst.restarting = None;
+            inst.restart_count += 1;
+            p.restarts.bump(reason);
+        }
         match r.event {
             Event::Started { pid } => {
                 inst.pid = Some(pid);
@@ -837,9 +848,8 @@ impl Supervisor {
             }
             Event::RestartScheduled { delay, reason, .. } => {
                 inst.state = "backoff";
-                inst.restart_count += 1;
+                inst.restarting = Some(reason);
                 inst.backoff_until = Some(SystemTime::now() + delay);
-                p.restarts.bump(reason);
             }
             Event::Probe {
                 ok,
@@ -1158,10 +1168,12 @@ impl Supervisor {
                 ..
             } => Some(deadline),
             Phase::ShuttingDown { forced: true, .. } => None,
+            // Nothing waits for its dependencies while the global
+            // pre_start hooks run (a long migration).
             Phase::Running => self
                 .procs
                 .values()
-                .filter(|p| p.phase == ProcPhase::Pending)
+                .filter(|p| p.phase == ProcPhase::Pending && !self.pre_start_pending)
                 .filter_map(|p| p.pending_since)
                 .map(|since| since + self.cfg.global.dependency_timeout)
                 .chain(self.next_relaunch())
@@ -1188,6 +1200,9 @@ impl Supervisor {
         }
         let now = Instant::now();
         self.relaunch_due(now);
+        if self.pre_start_pending {
+            return;
+        }
         let limit = self.cfg.global.dependency_timeout;
         let is_late = |p: &Proc| {
             p.phase == ProcPhase::Pending && p.pending_since.is_some_and(|t| now >= t + limit)
@@ -1259,8 +1274,11 @@ impl Supervisor {
         p.phase = ProcPhase::Active;
         p.by_reload = false;
         p.gave_up = None;
-        p.instances.retain(|_, i| i.outcome.is_none());
         let desired = p.desired;
+        // Those it starts again keep their counters (`launch`): a stop and
+        // a start never take a counter of the same series back.
+        p.instances
+            .retain(|&index, i| index <= desired || i.outcome.is_none());
         log::info!(
             event = "starting", name = name, instances = desired;
             "starting {name} ({})",

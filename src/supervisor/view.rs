@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use crossbeam_channel::Sender;
 
 use crate::config::extra::ReadinessMode;
-use crate::config::{ProcessType, RestartPolicy};
+use crate::config::ProcessType;
 use crate::health::Health;
 use crate::instance::Outcome;
 use crate::status::{
@@ -274,11 +274,7 @@ fn fill_process_status(dst: &mut ProcessStatus, p: &Proc, now: SystemTime) {
     *current_scale = p.instances.values().filter(|i| i.pid.is_some()).count() as u32;
     *max_scale = p.def.max_scale;
     *critical = p.def.critical;
-    *restart = match p.def.restart {
-        RestartPolicy::Always => "always",
-        RestartPolicy::OnFailure => "on-failure",
-        RestartPolicy::Never => "never",
-    };
+    *restart = crate::instance::policy_name(p.def.restart);
     *operation = match (&p.op, &p.next) {
         (Some(Op::Rolling { .. }), _) => Some("restarting"),
         (None, Some(Next::Replace { .. })) => Some("replacing"),
