@@ -58,8 +58,17 @@ impl ApiCounters {
 /// A histogram rebuilt at scrape time from counts the supervisor keeps
 /// (per-bucket, +Inf last; not cumulative), so it needs no live
 /// `Histogram` shared with the supervisor.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct CountedHistogram(std::sync::Mutex<(f64, Vec<(f64, u64)>)>);
+
+/// The registry wants `Debug` of its metrics (nothing prints it): a
+/// derived one would link f64's `Debug`, the only user of core's
+/// exponential float formatting.
+impl std::fmt::Debug for CountedHistogram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CountedHistogram")
+    }
+}
 
 impl CountedHistogram {
     fn set(&self, sum: f64, bounds: &[f64], counts: &[u64]) {
