@@ -57,15 +57,30 @@ pub struct Execution {
     pub duration: Duration,
 }
 
+/// What a hook runner was started for: the supervisor's lists, or an
+/// instance's or run's own (`Own`, which its runner waits for alone).
+/// One type for both, so that their result channels are one type of
+/// channel (crossbeam's code is compiled per message type).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum HookJob {
+    GlobalPreStart,
+    GlobalPostStart,
+    GlobalPreStop,
+    GlobalPostStop,
+    ProcPreStop(String),
+    ProcPostStop(String),
+    Own,
+}
+
 /// Where a hook runner reports its list's result, with the caller's token.
-pub type Done<T> = Receiver<(T, Result<(), ListError>)>;
+pub type Done = Receiver<(HookJob, Result<(), ListError>)>;
 
 /// A process's post-start hooks, running beside it on their own thread:
 /// nothing waits for them to go on, but whoever started them calls
 /// `finish` before the process counts as ended, so no hook outlives it.
 pub struct PostStart {
     cancel: Cancel,
-    done: Done<()>,
+    done: Done,
 }
 
 /// How long `PostStart::finish` lets the hooks end on their own before it
@@ -167,8 +182,8 @@ fn pass_on(cancel: &Cancel, asked: Ask) {
 /// Wait up to `wait` for a hook list to end, passing on a kill asked for
 /// meanwhile (a closed `requests` counts as one) as the list's second,
 /// forced cancel. Whether it ended.
-fn wait_killable<T, M>(
-    done: &Done<T>,
+fn wait_killable<M>(
+    done: &Done,
     cancel: &Cancel,
     requests: &Receiver<M>,
     ask: &impl Fn(&M) -> Ask,
@@ -231,10 +246,10 @@ pub fn run_pre_start<M>(
     loop {
         crossbeam_channel::select! {
             recv(done) -> m => return match m {
-                Ok(((), Ok(()))) => PreStart::Done,
-                Ok(((), Err(ListError::Failed(why)))) => PreStart::Failed(why),
-                Ok(((), Err(ListError::Short(why)))) => PreStart::Short(why),
-                Ok(((), Err(ListError::Cancelled))) | Err(_) => PreStart::Stopped,
+                Ok((_, Ok(()))) => PreStart::Done,
+                Ok((_, Err(ListError::Failed(why)))) => PreStart::Failed(why),
+                Ok((_, Err(ListError::Short(why)))) => PreStart::Short(why),
+                Ok((_, Err(ListError::Cancelled))) | Err(_) => PreStart::Stopped,
             },
             recv(requests) -> m => {
                 let asked = m.as_ref().map_or(Ask::Kill, &ask);
@@ -258,7 +273,7 @@ fn spawn_for(
     id: &Identity,
     hooks: &[Hook],
     kind: Kind,
-) -> std::io::Result<(Cancel, Done<()>)> {
+) -> std::io::Result<(Cancel, Done)> {
     let (done_tx, done) = crossbeam_channel::bounded(1);
     let (tx, thread) = spawn_list(
         hooks.to_vec(),
@@ -269,7 +284,7 @@ fn spawn_for(
         None,
         shared.hook_executions.clone(),
         done_tx,
-        (),
+        HookJob::Own,
     )?;
     let shared = shared.clone();
     Ok((Cancel { tx, thread, shared }, done))
@@ -363,7 +378,7 @@ fn run_list(
 /// Start `run_list` on its own thread; `done` receives its result. Its
 /// cancels go to the sender returned, with that thread's id.
 #[allow(clippy::too_many_arguments)]
-pub fn spawn_list<T: Send + 'static>(
+pub fn spawn_list(
     hooks: Vec<Hook>,
     kind: Kind,
     process: Option<Arc<Process>>,
@@ -371,8 +386,8 @@ pub fn spawn_list<T: Send + 'static>(
     shared: Arc<Shared>,
     deadline: Option<Instant>,
     executions: Sender<Execution>,
-    done: Sender<(T, Result<(), ListError>)>,
-    token: T,
+    done: Sender<(HookJob, Result<(), ListError>)>,
+    token: HookJob,
 ) -> std::io::Result<(Sender<()>, std::thread::ThreadId)> {
     // Two: a cancel (SIGTERM during the hooks), then a forced one (the
     // shutdown deadline, a second SIGTERM) that cuts the grace short.

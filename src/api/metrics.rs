@@ -58,8 +58,17 @@ impl ApiCounters {
 /// A histogram rebuilt at scrape time from counts the supervisor keeps
 /// (per-bucket, +Inf last; not cumulative), so it needs no live
 /// `Histogram` shared with the supervisor.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct CountedHistogram(std::sync::Mutex<(f64, Vec<(f64, u64)>)>);
+
+/// The registry wants `Debug` of its metrics (nothing prints it): a
+/// derived one would link f64's `Debug`, the only user of core's
+/// exponential float formatting.
+impl std::fmt::Debug for CountedHistogram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CountedHistogram")
+    }
+}
 
 impl CountedHistogram {
     fn set(&self, sum: f64, bounds: &[f64], counts: &[u64]) {
@@ -91,8 +100,16 @@ impl EncodeMetric for CountedHistogram {
 }
 
 /// A metric that is encoded (descriptor only) even when it has no samples.
-#[derive(Debug)]
+/// Every family is registered as one (a family with samples is encoded
+/// the same either way), so that the registry's vtables hold this
+/// `Debug`, not the families' derived ones and their maps'.
 struct Present<M>(M);
+
+impl<M> std::fmt::Debug for Present<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Present")
+    }
+}
 
 impl<M: EncodeMetric> EncodeMetric for Present<M> {
     fn encode(&self, encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
@@ -133,7 +150,7 @@ fn identity_families(r: &mut Registry, snap: &Snapshot) {
     r.register(
         "build_info",
         "sheepdog build information; the value is always 1",
-        build,
+        Present(build),
     );
     let start: Gauge<f64, AtomicU64> = Gauge::default();
     start.set(snap.started_at);
@@ -446,7 +463,7 @@ fn supervisor_families(r: &mut Registry, snap: &Snapshot, orphans_reaped: u64, a
     r.register(
         "config_reloads",
         "Configuration reloads by result (failure: unreadable or invalid file; nothing changed)",
-        reloads,
+        Present(reloads),
     );
     // Every family in every scrape: without a sample before the first.
     let help = "Whether the last configuration reload was applied (1) or refused (0); no sample before the first";

@@ -34,8 +34,6 @@
 //! Invariant: every path set here is recorded in the `Report` with its
 //! variable, so later problems at that path name the variable too.
 
-use std::cmp::Reverse;
-
 use serde_yaml::{Mapping, Value};
 
 use super::report::{join, Report};
@@ -293,11 +291,14 @@ fn resolve_process<'s>(
 /// The indices of `names`, longest first; names of equal length keep their
 /// order. Both resolvers try the longest name first. Sorting (length,
 /// index) pairs, all distinct, gives the order of a stable sort by length,
-/// with one sort in the binary for both (each is 4-5 KiB of code).
+/// with one sort in the binary for both (each is 4-5 KiB of code). The
+/// length is complemented (longest first) into a `(u64, usize)` pair: the
+/// type `output::buffer` sorts its records' sequence numbers as, so that
+/// both share that one sort too.
 fn longest_first<'a>(names: impl Iterator<Item = &'a str>) -> Vec<usize> {
-    let mut order: Vec<(Reverse<usize>, usize)> = names
+    let mut order: Vec<(u64, usize)> = names
         .enumerate()
-        .map(|(i, n)| (Reverse(n.len()), i))
+        .map(|(i, n)| (!(n.len() as u64), i))
         .collect();
     order.sort_unstable();
     order.into_iter().map(|(_, i)| i).collect()

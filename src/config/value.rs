@@ -13,7 +13,28 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use serde_yaml::Value;
+use serde_yaml::{Number, Value};
+
+/// A YAML number as serde_yaml's `Display` prints it: integers in
+/// decimal, `.nan`, `.inf`, `-.inf`, other floats in their shortest
+/// round-trip form. Floats go through serde_json's formatter, which
+/// prints the same digits (`1e+16` where serde_yaml's ryu prints `1e16`),
+/// so that ryu and its 10 KB of tables are not linked beside it.
+pub fn number(n: &Number) -> String {
+    if let Some(u) = n.as_u64() {
+        return u.to_string();
+    }
+    if let Some(i) = n.as_i64() {
+        return i.to_string();
+    }
+    let f = n.as_f64().unwrap_or(f64::NAN);
+    match serde_json::Number::from_f64(f) {
+        Some(j) => j.to_string().replace("e+", "e"),
+        None if f.is_nan() => ".nan".into(),
+        None if f < 0.0 => "-.inf".into(),
+        None => ".inf".into(),
+    }
+}
 
 /// A short description of a value for error messages: scalars verbatim
 /// (strings quoted and truncated), collections by kind.
@@ -21,7 +42,7 @@ pub fn describe(v: &Value) -> String {
     match v {
         Value::Null => "null".into(),
         Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
+        Value::Number(n) => number(n),
         Value::String(s) => quote(s),
         Value::Sequence(_) => "a list".into(),
         Value::Mapping(_) => "a map".into(),
@@ -55,7 +76,7 @@ pub fn invalid(v: &Value, expected: &str) -> String {
 pub fn scalar_text(v: &Value) -> Result<String, String> {
     match v {
         Value::String(s) => Ok(s.clone()),
-        Value::Number(n) => Ok(n.to_string()),
+        Value::Number(n) => Ok(number(n)),
         Value::Bool(b) => Ok(b.to_string()),
         _ => Err(invalid(v, "a string")),
     }
@@ -66,7 +87,7 @@ pub fn scalar_text(v: &Value) -> Result<String, String> {
 pub fn string(v: &Value) -> Result<String, String> {
     match v {
         Value::String(s) => Ok(s.clone()),
-        Value::Number(n) => Ok(n.to_string()),
+        Value::Number(n) => Ok(number(n)),
         _ => Err(invalid(v, "a string")),
     }
 }
@@ -146,19 +167,21 @@ pub fn duration(v: &Value) -> Result<Duration, String> {
     match v {
         Value::Number(n) => {
             if let Some(secs) = n.as_u64() {
-                at_most_a_century(Duration::from_secs(secs), &n.to_string())
+                at_most_a_century(Duration::from_secs(secs), &number(n))
             } else if let Some(f) = n.as_f64().filter(|f| f.is_finite() && *f >= 0.0) {
                 // Finite and not negative: only too large a number fails.
                 Duration::try_from_secs_f64(f)
-                    .map_err(|_| too_long(&n.to_string()))
-                    .and_then(|d| at_most_a_century(d, &n.to_string()))
+                    .map_err(|_| too_long(&number(n)))
+                    .and_then(|d| at_most_a_century(d, &number(n)))
             } else if n.as_f64().is_some_and(|f| f < 0.0) {
                 Err(format!(
-                    "invalid duration {n}; durations cannot be negative"
+                    "invalid duration {}; durations cannot be negative",
+                    number(n)
                 ))
             } else {
                 Err(format!(
-                    "invalid duration {n}; expected {DURATION_EXPECTED}"
+                    "invalid duration {}; expected {DURATION_EXPECTED}",
+                    number(n)
                 ))
             }
         }
@@ -443,6 +466,42 @@ mod tests {
 
     fn y(s: &str) -> Value {
         serde_yaml::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn numbers_print_as_serde_yaml_prints_them() {
+        let mut all: Vec<Number> = [
+            "1.0",
+            "-0.0",
+            "0.1",
+            "1e15",
+            "1e16",
+            "1.5e300",
+            "1e-7",
+            ".nan",
+            ".inf",
+            "-.inf",
+            "-12",
+            "18446744073709551615",
+        ]
+        .iter()
+        .map(|t| match y(t) {
+            Value::Number(n) => n,
+            v => panic!("{t}: {v:?}"),
+        })
+        .collect();
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            all.push(f64::from_bits(x).into());
+            all.push((x as i64).into());
+        }
+        for n in &all {
+            assert_eq!(number(n), n.to_string());
+        }
+        assert_eq!(number(&y("1e16").as_f64().unwrap().into()), "1e16");
     }
 
     #[test]

@@ -247,10 +247,17 @@ impl LogStore {
             }
         }
         drop(inner);
-        out.sort_unstable_by_key(|r| r.seq);
-        let skip = out.len().saturating_sub(limit);
-        out.drain(..skip);
-        out
+        // Oldest first, by (sequence number, index) pairs: the type
+        // `config::env::longest_first` sorts, one sort in the binary for
+        // both (each is 2-3 KiB of code).
+        let mut order: Vec<(u64, usize)> =
+            out.iter().enumerate().map(|(i, r)| (r.seq, i)).collect();
+        order.sort_unstable();
+        let skip = order.len().saturating_sub(limit);
+        order[skip..]
+            .iter()
+            .map(|&(_, i)| Arc::clone(&out[i]))
+            .collect()
     }
 
     /// Follow new records matching `process` and `stream`, through a channel

@@ -29,16 +29,7 @@ use crate::stragglers::Sweep;
 
 use super::{Phase, ProcPhase, Reason, Supervisor};
 
-/// What a hook runner was started for.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub(super) enum HookJob {
-    GlobalPreStart,
-    GlobalPostStart,
-    GlobalPreStop,
-    GlobalPostStop,
-    ProcPreStop(String),
-    ProcPostStop(String),
-}
+pub(super) use crate::hooks::HookJob;
 
 /// Where an orderly shutdown is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -386,6 +377,8 @@ impl Supervisor {
                 }
             }
             HookJob::ProcPreStop(name) => self.pre_stop_done(&name),
+            // Not the supervisor's (`hooks::spawn_for`).
+            HookJob::Own => {}
             HookJob::ProcPostStop(name) => {
                 // A reload's next step, or a start, waited for them.
                 let running = matches!(self.phase, Phase::Running);
