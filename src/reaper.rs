@@ -250,7 +250,20 @@ impl Reaper {
             // loaded machine) is a started program, for its owner to stop
             // gracefully. Where /proc cannot say, one in flight this long.
             let stuck = began.elapsed() >= STUCK_AFTER;
-            if !crate::stragglers::short_of_exec(pid).unwrap_or(stuck) {
+            let short = || crate::stragglers::short_of_exec(pid).unwrap_or(stuck);
+            if !short() {
+                continue;
+            }
+            // Stopped, then asked again: it may have exec'd since, and a
+            // SIGKILL then would end a started program (the thread that
+            // reads and kills can lose its CPU in between). A pending stop
+            // is acted on before any return to user space, so one still
+            // short of exec now runs nothing of the program before the
+            // kill; one that has exec'd goes on (SIGCONT also drops the
+            // stop if it is still pending).
+            let _ = sys::send_signal(pid, libc::SIGSTOP);
+            if !short() {
+                let _ = sys::send_signal(pid, libc::SIGCONT);
                 continue;
             }
             // One that a stop catches in its first moments is most likely
