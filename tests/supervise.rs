@@ -1036,8 +1036,14 @@ fn api_post(sd: &Sheepdog, path: &str, status: u16) {
     assert_eq!(r.status, status, "{}", r.body);
 }
 
+/// A `global:` block with `extra` (its own lines), no metrics, and the API
+/// on a unix socket in the test's directory only.
 #[cfg(feature = "api")]
-const SOCKET_API: &str = "  api_port: 0\n  api_socket: $DIR/api.sock\n";
+fn api_global(extra: &str) -> String {
+    format!(
+        "global:\n{extra}  metrics_enabled: false\n  api_port: 0\n  api_socket: $DIR/api.sock\n"
+    )
+}
 
 #[test]
 #[cfg_attr(not(feature = "api"), ignore = "needs the API")]
@@ -1047,8 +1053,7 @@ fn a_start_after_a_failure_keeps_the_instances_counters() {
     // to nothing for the same series.
     #[cfg(feature = "api")]
     {
-        let cfg = "global:\n  restart_backoff_initial: 50ms\n  max_restart_attempts: 1\n  metrics_enabled: false\n".to_string()
-            + SOCKET_API
+        let cfg = api_global("  restart_backoff_initial: 50ms\n  max_restart_attempts: 1\n")
             + r#"processes:
   web:
     command: "n=$(cat $DIR/runs 2>/dev/null | wc -l); echo run >> $DIR/runs; [ $n -ge 2 ] && exec sleep 1000; sleep 0.3; exit 3"
@@ -1086,8 +1091,7 @@ fn a_oneshot_restarted_through_the_api_is_a_manual_run_in_its_history() {
     // Regression: its run after the restart was recorded as "startup".
     #[cfg(feature = "api")]
     {
-        let cfg = "global:\n  metrics_enabled: false\n".to_string()
-            + SOCKET_API
+        let cfg = api_global("")
             + r#"processes:
   job:
     type: oneshot
@@ -1123,8 +1127,7 @@ fn a_stop_of_a_process_waiting_for_its_dependencies_is_logged() {
     // Regression: only the API's access line said anything of it.
     #[cfg(feature = "api")]
     {
-        let cfg = "global:\n  metrics_enabled: false\n".to_string()
-            + SOCKET_API
+        let cfg = api_global("")
             + r#"processes:
   migrate:
     type: oneshot
@@ -1150,8 +1153,7 @@ fn a_restart_cancelled_in_its_backoff_is_not_counted() {
     // its backoff left a restart in the status and metrics that never was.
     #[cfg(feature = "api")]
     {
-        let cfg = "global:\n  restart_backoff_initial: 1h\n  restart_backoff_max: 1h\n  metrics_enabled: false\n".to_string()
-            + SOCKET_API
+        let cfg = api_global("  restart_backoff_initial: 1h\n  restart_backoff_max: 1h\n")
             + r#"processes:
   crashy:
     command: "exit 3"
