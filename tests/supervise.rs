@@ -347,6 +347,35 @@ fn a_spawn_stuck_before_exec_is_killed_by_its_stop() {
     assert!(!alive(web), "web outlived sheepdog\n{log}");
 }
 
+#[test]
+fn a_global_log_file_on_a_hung_mount_holds_up_no_decision() {
+    // sheepdog's own records went to `global.log_file` from the thread
+    // that logged, the supervisor's too: on a mount that stopped
+    // answering, the first open (or write) blocked it, and nothing was
+    // started, restarted or stopped again. The file has a thread of its
+    // own now: restarts go on, and a shutdown keeps its deadline.
+    let Some(wrapper) = hung_mount() else { return };
+    let cfg = "global:\n  shutdown_timeout: 2s\n  restart_backoff_initial: 0s\n  \
+               api_enabled: false\n  metrics_enabled: false\n  \
+               log_file: $DIR/mnt/sheepdog.log\nprocesses:\n  \
+               crasher:\n    command: \"echo run >> $DIR/runs; exit 3\"\n";
+    let mut sd = Sheepdog::start_under("hung-log-file", cfg, &wrapper, |_| {});
+    assert!(
+        wait_until(WAIT, || sd.dir.lines("runs").len() >= 5),
+        "no restarts with global.log_file on a hung mount\n{}",
+        sd.log()
+    );
+    assert!(sd.log().contains("(a hung mount?)"), "{}", sd.log());
+    sd.signal(TERM);
+    let stop = std::time::Instant::now();
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    assert!(
+        stop.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        stop.elapsed()
+    );
+}
+
 /// What sheepdog says as it kills a child stuck short of exec.
 const STUCK: &str =
     "is still short of exec (its working_dir or program on a hung mount?): killing it";
