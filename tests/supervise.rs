@@ -1969,3 +1969,66 @@ fn a_stop_as_instances_start_gives_each_started_program_its_stop_signal() {
         }
     }
 }
+
+#[test]
+#[cfg_attr(not(feature = "api"), ignore = "needs the API")]
+fn a_critical_instance_that_gives_up_as_a_rolling_restart_stops_it_shuts_down() {
+    // Regression: an instance that gave up (max_restart_attempts) just as
+    // a rolling restart asked it to stop was relaunched by the rolling
+    // restart, as if the stop had ended it: a critical process's failure
+    // did not shut sheepdog down. Both news are made to arrive together:
+    // sheepdog is frozen while the restart is asked for and the child
+    // dies, then thawed. The stop may reach the instance first (then it
+    // was stopped, and is relaunched); when it gave up first, sheepdog
+    // must shut down. Rounds until the latter happened (about one round
+    // in ten; each takes some 40ms).
+    #[cfg(feature = "api")]
+    for round in 0.. {
+        assert!(round < 100, "the instance never gave up first");
+        use std::io::Write;
+        let cfg = api_global("  restart_backoff_initial: 0s\n  max_restart_attempts: 1\n")
+            + r#"processes:
+  web:
+    critical: true
+    scale: 2
+    command: "f=$DIR/runs-$SHEEPDOG_INSTANCE_INDEX; n=$(cat $f 2>/dev/null | wc -l); echo run >> $f; [ $n -ge 1 ] && echo $$ > $DIR/pid-$SHEEPDOG_INSTANCE_INDEX && exec sleep 1000; exit 3"
+"#;
+        let mut sd = Sheepdog::start(&format!("roll-gives-up-{round}"), &cfg);
+        let child = sd.wait_pid("pid-1");
+        sd.wait_log("web-2: started");
+        let stop = |sig| unsafe { libc::kill(sd.pid(), sig) };
+        stop(libc::SIGSTOP);
+        let mut ask = std::os::unix::net::UnixStream::connect(sd.dir.path("api.sock")).unwrap();
+        ask.write_all(&http::request(
+            "POST",
+            "/api/v1/processes/web/restart",
+            None,
+            Some(""),
+        ))
+        .unwrap();
+        unsafe { libc::kill(child, libc::SIGKILL) };
+        // The child is gone (a zombie of sheepdog's) before sheepdog runs.
+        assert!(wait_until(WAIT, || !alive(child)), "round {round}");
+        stop(libc::SIGCONT);
+        let gave_up = "web-1: failed: killed by SIGKILL; gave up";
+        let either = || sd.log().contains(gave_up) || sd.log().contains("web-1: stopped (");
+        assert!(wait_until(WAIT, either), "round {round}\n{}", sd.log());
+        // Only the give-up that came after the rolling stop was asked
+        // for: one before it shuts down before the request is read.
+        let log = sd.log();
+        let asked = log.find("web-1: restarting (rolling)");
+        if !log
+            .find(gave_up)
+            .is_some_and(|g| asked.is_some_and(|a| a < g))
+        {
+            continue;
+        }
+        assert_eq!(sd.exit_code(WAIT), 1, "round {round}\n{}", sd.log());
+        assert!(
+            sd.log().contains("web-1 is critical and failed"),
+            "round {round}\n{}",
+            sd.log()
+        );
+        break;
+    }
+}
