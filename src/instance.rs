@@ -116,6 +116,8 @@ pub enum Event {
     Exited {
         pid: i32,
         status: ExitStatus,
+        /// It exited as it was being stopped (a request, the shutdown).
+        stopped: bool,
     },
     /// A start put off by sheepdog's own shortage: no attempt counted.
     Deferred {
@@ -688,6 +690,7 @@ impl Runner {
                 self.report(Event::Exited {
                     pid: s.stop.pgid,
                     status,
+                    stopped: true,
                 });
                 s.stop.leader_exited(status, now);
                 self.stop_progress(s, now)
@@ -1126,7 +1129,11 @@ impl Runner {
         ran_for: Duration,
         now: Instant,
     ) -> State {
-        self.report(Event::Exited { pid, status });
+        self.report(Event::Exited {
+            pid,
+            status,
+            stopped: false,
+        });
         let (exit_code, signal) = status_fields(Some(status));
         log::debug!(
             event = "exited", instance = &*self.id.instance, pid = pid, exit_code = exit_code,

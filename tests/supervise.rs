@@ -2032,3 +2032,47 @@ fn a_critical_instance_that_gives_up_as_a_rolling_restart_stops_it_shuts_down() 
         break;
     }
 }
+
+#[test]
+#[cfg_attr(not(feature = "api"), ignore = "needs the API")]
+fn a_oneshot_stopped_on_request_is_stopped_in_its_history_not_failed() {
+    // Regression: a oneshot stopped on request (or by the shutdown) was
+    // recorded as a `failure` (killed by SIGTERM) in its history, like one
+    // that failed on its own, which still is.
+    #[cfg(feature = "api")]
+    {
+        let cfg = api_global("")
+            + r#"processes:
+  job:
+    type: oneshot
+    command: "exec sleep 1000"
+  broken:
+    type: oneshot
+    command: "exit 3"
+"#;
+        let mut sd = Sheepdog::start("oneshot-stopped", &cfg);
+        sd.wait_log("job-1: started");
+        api_post(&sd, "/api/v1/processes/job/stop", 202);
+        let mut history = serde_json::Value::Null;
+        let result = |h: &serde_json::Value, name: &str| {
+            h.as_array()
+                .and_then(|a| a.iter().find(|r| r["process"] == name))
+                .map(|r| r["result"].clone())
+        };
+        assert!(
+            wait_until(WAIT, || {
+                history = api_get(&sd, "/api/v1/oneshot/history")["history"].clone();
+                result(&history, "job").is_some_and(|r| r != "running")
+                    && result(&history, "broken").is_some_and(|r| r != "running")
+            }),
+            "{history}\n{}",
+            sd.log()
+        );
+        assert_eq!(result(&history, "job").unwrap(), "stopped", "{history}");
+        assert_eq!(result(&history, "broken").unwrap(), "failure", "{history}");
+        let job = api_get(&sd, "/api/v1/processes/job");
+        assert_eq!(job["instances"][0]["state"], "stopped", "{job}");
+        sd.signal(TERM);
+        assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    }
+}

@@ -781,8 +781,12 @@ impl Supervisor {
                     self.beats
                         .run_started(&r.process, p.def.extra.heartbeat.as_ref());
                 }
-                Event::Exited { status, .. } => {
-                    self.oneshots.exited(&r.process, r.index, *status);
+                Event::Exited {
+                    status,
+                    stopped: by_stop,
+                    ..
+                } => {
+                    self.oneshots.exited(&r.process, r.index, *status, *by_stop);
                     if !stopped {
                         self.beats.run_ended(
                             &r.process,
