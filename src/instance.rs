@@ -1239,8 +1239,9 @@ impl Runner {
                         event = "completed", instance = instance, exit_code = exit_code;
                         "{}: completed", self.id.instance
                     ),
-                    Outcome::Exited(s) => {
+                    Outcome::Exited(_) => {
                         // One record for both reasons (its code is not small).
+                        // `what` has its run time, as its neighbours do.
                         let why = match self.held {
                             Some(h) => format!(": {h}"),
                             None => format!(" (restart: {})", policy_name(self.def.restart)),
@@ -1248,7 +1249,7 @@ impl Runner {
                         log::info!(
                             event = "exited", instance = instance, reason = reason,
                             exit_code = exit_code, signal = signal;
-                            "{}: {s}; not restarting{why}",
+                            "{}: {what}; not restarting{why}",
                             self.id.instance
                         )
                     }
