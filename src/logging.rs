@@ -651,28 +651,40 @@ pub fn open_own_file(path: &Path, max_size: u64, max_files: u32) -> Result<(), S
                 .and_then(|()| RotatingFile::open(&path, max_size, max_files, true))
         }
     };
-    let (tx, rx) = std::sync::mpsc::sync_channel(1);
     let started = crate::stdout::start_file(move || {
         let opened = open().map(|f| {
             *OWN_FILE.lock().unwrap_or_else(|e| e.into_inner()) = Some(f);
         });
-        let _ = tx.send(opened);
+        *OPENED.lock().unwrap_or_else(|e| e.into_inner()) = Some(opened);
+        OPENED_NOW.notify_all();
     });
     if !started {
         return Err("unable to start its writer thread".into());
     }
-    match rx.recv_timeout(FLUSH_WAIT) {
-        Ok(opened) => opened,
-        Err(_) => {
-            log::warn!(
-                "global.log_file: {} did not open within {FLUSH_WAIT:?} (a hung mount?); \
-                 its lines wait for it",
-                path.display()
-            );
-            Ok(())
+    let deadline = std::time::Instant::now() + FLUSH_WAIT;
+    let mut opened = OPENED.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        if let Some(result) = opened.take() {
+            return result;
         }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            log::warn!(
+                "global.log_file: {} did not open within {} (a hung mount?); its lines wait for it",
+                path.display(),
+                crate::config::format_duration(FLUSH_WAIT)
+            );
+            return Ok(());
+        }
+        opened = OPENED_NOW
+            .wait_timeout(opened, left)
+            .map_or_else(|e| e.into_inner().0, |(o, _)| o);
     }
 }
+
+/// What the open of `global.log_file` on its writer thread came to.
+static OPENED: Mutex<Option<Result<(), String>>> = Mutex::new(None);
+static OPENED_NOW: std::sync::Condvar = std::sync::Condvar::new();
 
 /// Reopen `global.log_file` (after an external rotation), on its writer
 /// thread.
