@@ -116,6 +116,8 @@ pub enum Event {
     Exited {
         pid: i32,
         status: ExitStatus,
+        /// It exited as it was being stopped (a request, the shutdown).
+        stopped: bool,
     },
     /// A start put off by sheepdog's own shortage: no attempt counted.
     Deferred {
@@ -688,6 +690,7 @@ impl Runner {
                 self.report(Event::Exited {
                     pid: s.stop.pgid,
                     status,
+                    stopped: true,
                 });
                 s.stop.leader_exited(status, now);
                 self.stop_progress(s, now)
@@ -1126,7 +1129,11 @@ impl Runner {
         ran_for: Duration,
         now: Instant,
     ) -> State {
-        self.report(Event::Exited { pid, status });
+        self.report(Event::Exited {
+            pid,
+            status,
+            stopped: false,
+        });
         let (exit_code, signal) = status_fields(Some(status));
         log::debug!(
             event = "exited", instance = &*self.id.instance, pid = pid, exit_code = exit_code,
@@ -1232,8 +1239,9 @@ impl Runner {
                         event = "completed", instance = instance, exit_code = exit_code;
                         "{}: completed", self.id.instance
                     ),
-                    Outcome::Exited(s) => {
+                    Outcome::Exited(_) => {
                         // One record for both reasons (its code is not small).
+                        // `what` has its run time, as its neighbours do.
                         let why = match self.held {
                             Some(h) => format!(": {h}"),
                             None => format!(" (restart: {})", policy_name(self.def.restart)),
@@ -1241,7 +1249,7 @@ impl Runner {
                         log::info!(
                             event = "exited", instance = instance, reason = reason,
                             exit_code = exit_code, signal = signal;
-                            "{}: {s}; not restarting{why}",
+                            "{}: {what}; not restarting{why}",
                             self.id.instance
                         )
                     }

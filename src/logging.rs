@@ -40,10 +40,12 @@
 //!   only child lines wait for room (`crate::stdout`).
 //! - Own records also go to `global.log_file` (rotated like process files,
 //!   reopened on SIGUSR1) and to the in-memory `LogStore`, if installed.
-//!   That file never blocks the thread that logs either: one that is not a
-//!   regular file (a FIFO, a link to `/dev/stdout`) is written without
-//!   waiting, and what its reader has no room for is dropped and counted
-//!   (`sink::RotatingFile`).
+//!   That file never blocks the thread that logs either: its own writer
+//!   thread (`crate::stdout`) opens, writes and reopens it, so a hung
+//!   mount blocks only that thread, and its full queue drops (and counts)
+//!   lines. One that is not a regular file (a FIFO, a link to
+//!   `/dev/stdout`) is written without waiting, and what its reader has no
+//!   room for is dropped and counted (`sink::RotatingFile`).
 //! - Formatting never panics on any input: messages are already valid UTF-8
 //!   (the framer converts lossily) and JSON escaping is serde_json's.
 
@@ -383,19 +385,23 @@ fn write_own(line: &[u8]) {
     crate::stdout::push(line, crate::stdout::Full::Drop);
 }
 
-/// The line that says how many of sheepdog's own lines found the stdout
-/// queue full.
-pub fn dropped_note(n: u64) -> Vec<u8> {
+/// The line that says how many of sheepdog's own lines found the queue of
+/// `what` (stdout, `global.log_file`) full.
+pub fn dropped_note(what: &str, n: u64) -> Vec<u8> {
     let note = Record::new(
         LogLevel::Warn,
         SELF.into(),
         format!(
-            "stdout did not drain: {} of sheepdog's own {} dropped",
+            "{what} did not drain: {} of sheepdog's own {} dropped",
             counted(n, "line", "lines"),
             if n == 1 { "was" } else { "were" }
         ),
     );
-    format_line(&note, Target::Stdout)
+    let target = match what {
+        "stdout" => Target::Stdout,
+        _ => Target::File,
+    };
+    format_line(&note, target)
 }
 
 /// Write formatted lines to stdout now: a single `write_all` under the
@@ -472,13 +478,8 @@ fn write_waiting(fd: std::os::fd::BorrowedFd, lines: &[u8]) -> std::io::Result<(
 /// Emit one of sheepdog's own records: stdout, `global.log_file`, store.
 fn emit_own(r: Record) {
     write_own(&format_line(&r, Target::Stdout));
-    {
-        let mut file = OWN_FILE.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(f) = file.as_mut() {
-            // Never waits for a FIFO's reader: the lock is held briefly.
-            f.write_line(&format_line(&r, Target::File));
-        }
-    }
+    // To the thread that writes the file: it never waits for that file.
+    crate::stdout::push_file(|| format_line(&r, Target::File));
     if let Some(store) = STORE.get() {
         store.push(r);
     }
@@ -637,22 +638,80 @@ pub fn set_name_width(width: usize) {
 }
 
 /// Also write sheepdog's own records to `path` (`global.log_file`), rotated
-/// at `max_size` keeping `max_files`.
+/// at `max_size` keeping `max_files`. The file writer thread checks its
+/// directory and opens it; an error that comes within `FLUSH_WAIT` is
+/// returned. One that has not come by then (a hung mount) is logged and
+/// the start goes on: the records wait for the file in the writer's
+/// bounded queue, and are dropped beyond it.
 pub fn open_own_file(path: &Path, max_size: u64, max_files: u32) -> Result<(), String> {
-    let f = RotatingFile::open(path, max_size, max_files, true)?;
-    *OWN_FILE.lock().unwrap_or_else(|e| e.into_inner()) = Some(f);
-    Ok(())
+    let open = {
+        let path = path.to_path_buf();
+        move || {
+            crate::output::sink::check_dir(&path)
+                .and_then(|()| RotatingFile::open(&path, max_size, max_files, true))
+        }
+    };
+    let started = crate::stdout::start_file(move || {
+        let opened = open().map(|f| {
+            *OWN_FILE.lock().unwrap_or_else(|e| e.into_inner()) = Some(f);
+        });
+        *OPENED.lock().unwrap_or_else(|e| e.into_inner()) = Some(opened);
+        OPENED_NOW.notify_all();
+    });
+    if !started {
+        return Err("unable to start its writer thread".into());
+    }
+    let deadline = std::time::Instant::now() + FLUSH_WAIT;
+    let mut opened = OPENED.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        if let Some(result) = opened.take() {
+            return result;
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            log::warn!(
+                "global.log_file: {} did not open within {} (a hung mount?); its lines wait for it",
+                path.display(),
+                crate::config::format_duration(FLUSH_WAIT)
+            );
+            return Ok(());
+        }
+        opened = OPENED_NOW
+            .wait_timeout(opened, left)
+            .map_or_else(|e| e.into_inner().0, |(o, _)| o);
+    }
 }
 
-/// Reopen `global.log_file` (after an external rotation).
+/// What the open of `global.log_file` on its writer thread came to.
+static OPENED: Mutex<Option<Result<(), String>>> = Mutex::new(None);
+static OPENED_NOW: std::sync::Condvar = std::sync::Condvar::new();
+
+/// Reopen `global.log_file` (after an external rotation), on its writer
+/// thread.
 pub fn reopen_own_file() {
+    crate::stdout::reopen_file();
+}
+
+/// The file writer's part (`crate::stdout`): reopen `global.log_file` if
+/// asked, then write `batch` (whole lines) and the count of lines its full
+/// queue dropped.
+pub fn write_own_file(batch: &[u8], dropped: u64, reopen: bool) {
     let mut file = OWN_FILE.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(f) = file.as_mut() {
+    let Some(f) = file.as_mut() else { return };
+    if reopen {
         if let Err(e) = f.reopen() {
             let note = Record::new(LogLevel::Error, SELF.into(), e);
             write_own(&format_line(&note, Target::Stdout));
         }
     }
+    for line in batch.split_inclusive(|&b| b == b'\n') {
+        // Never waits for a FIFO's reader.
+        f.push_line(line);
+    }
+    if dropped > 0 {
+        f.push_line(&dropped_note("global.log_file", dropped));
+    }
+    f.flush();
 }
 
 /// Keep sheepdog's own records in `store` too (once; later calls ignored).

@@ -194,7 +194,7 @@ fn report(config: Option<PathBuf>, json: bool) -> i32 {
     // What `run` checks on this machine before it starts anything. Only a
     // warning here: `check` often runs where the image's directories are
     // not (a CI job), and the file itself is valid.
-    if let Err(problems) = output::check_files(&cfg) {
+    if let Err(problems) = output::check_files(&cfg, true) {
         for p in problems.lines() {
             cfg.warnings
                 .push(format!("{p}; `run` refuses to start until this is fixed"));
@@ -228,7 +228,7 @@ fn run(config: Option<PathBuf>) -> i32 {
         Err(code) => return code,
     };
     logging::configure(cfg.global.log_format, cfg.global.log_level);
-    let files = output::check_files(&cfg).and_then(|()| match &cfg.global.extra.log_file {
+    let files = output::check_files(&cfg, false).and_then(|()| match &cfg.global.extra.log_file {
         Some(path) => logging::open_own_file(path, OWN_LOG_MAX_SIZE, OWN_LOG_MAX_FILES)
             .map_err(|e| format!("global.log_file: {e}")),
         None => Ok(()),

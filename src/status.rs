@@ -216,7 +216,8 @@ pub struct OneshotRun {
     pub duration_seconds: Option<f64>,
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
-    /// `running`, `success`, `failure` or `failed_to_start`.
+    /// `running`, `success`, `failure`, `stopped` (on request or by the
+    /// shutdown) or `failed_to_start`.
     pub result: String,
     pub error: Option<String>,
 }

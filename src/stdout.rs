@@ -22,6 +22,11 @@
 //!   directly, as they would be without it.
 //! - The thread blocks on a condition variable with no timeout: an idle
 //!   sheepdog makes no wake-ups here.
+//! - `global.log_file` has a writer of its own (`log-file`, the same code):
+//!   a file on a mount that hangs blocks its open, writes and reopens for
+//!   as long as the mount pleases, and stdout must not wait for it. Only
+//!   sheepdog's own lines go there (`Full::Drop`); a reopen (SIGUSR1) is
+//!   a flag its thread acts on before its next write.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,12 +57,23 @@ struct Queue {
     written: u64,
     /// Lines dropped because the queue was full, not yet reported.
     dropped: u64,
+    /// `global.log_file` is to be reopened (SIGUSR1) before the next write.
+    reopen: bool,
     /// The writer is asleep on `work`: only then does a push wake it (a
     /// futex call per line would cost a start of 50 processes ~100).
     idle: bool,
 }
 
+/// Where a writer writes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sink {
+    Stdout,
+    /// `global.log_file` (`crate::logging::write_own_file`).
+    OwnFile,
+}
+
 struct Writer {
+    sink: Sink,
     queue: Mutex<Queue>,
     /// The writer waits here for work.
     work: Condvar,
@@ -65,21 +81,35 @@ struct Writer {
     progress: Condvar,
 }
 
-static WRITER: Writer = Writer {
-    queue: Mutex::new(Queue {
-        chunks: VecDeque::new(),
-        bytes: 0,
-        queued: 0,
-        written: 0,
-        dropped: 0,
-        idle: false,
-    }),
-    work: Condvar::new(),
-    progress: Condvar::new(),
-};
+impl Writer {
+    const fn new(sink: Sink) -> Writer {
+        Writer {
+            sink,
+            queue: Mutex::new(Queue {
+                chunks: VecDeque::new(),
+                bytes: 0,
+                queued: 0,
+                written: 0,
+                dropped: 0,
+                reopen: false,
+                idle: false,
+            }),
+            work: Condvar::new(),
+            progress: Condvar::new(),
+        }
+    }
+}
+
+static WRITER: Writer = Writer::new(Sink::Stdout);
+/// The writer of `global.log_file`: a file on a mount that hangs (NFS, a
+/// FUSE server that stopped answering) blocks its writes, and its open,
+/// for as long as it pleases; only this thread waits for it.
+static FILE_WRITER: Writer = Writer::new(Sink::OwnFile);
 
 /// Whether the writer thread runs (started at the first line).
 static RUNNING: OnceLock<bool> = OnceLock::new();
+/// Whether the file writer runs (started by `start_file`).
+static FILE_RUNNING: OnceLock<bool> = OnceLock::new();
 
 fn writer() -> Option<&'static Writer> {
     let running = RUNNING.get_or_init(|| {
@@ -90,6 +120,38 @@ fn writer() -> Option<&'static Writer> {
             .is_ok()
     });
     running.then_some(&WRITER)
+}
+
+/// Start the writer of `global.log_file`, which runs `open` first (the
+/// open may hang on the mount too). False if it could not be started.
+pub fn start_file(open: impl FnOnce() + Send + 'static) -> bool {
+    *FILE_RUNNING.get_or_init(|| {
+        std::thread::Builder::new()
+            .name("log-file".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                open();
+                FILE_WRITER.run()
+            })
+            .is_ok()
+    })
+}
+
+/// Hand one of sheepdog's own lines to the `global.log_file` writer:
+/// dropped (and counted) when its queue is full.
+pub fn push_file(line: impl FnOnce() -> Vec<u8>) {
+    if FILE_RUNNING.get() == Some(&true) {
+        FILE_WRITER.push(&line(), Full::Drop);
+    }
+}
+
+/// Have the `global.log_file` writer reopen it before its next write.
+pub fn reopen_file() {
+    if FILE_RUNNING.get() == Some(&true) {
+        let w = &FILE_WRITER;
+        w.lock().reopen = true;
+        w.work.notify_one();
+    }
 }
 
 /// A `Full::Wait` producer (the output thread) is waiting for room.
@@ -110,30 +172,37 @@ pub fn push(lines: &[u8], full: Full) {
         crate::logging::write_direct(lines);
         return;
     };
-    let mut q = w.lock();
-    // A chunk larger than the whole queue still goes in once it is empty.
-    while q.bytes > 0 && q.bytes + lines.len() > QUEUE_BYTES {
-        match full {
-            Full::Drop => {
-                q.dropped += count_lines(lines);
-                return;
-            }
-            Full::Wait => {
-                WAITING.store(true, Ordering::Relaxed);
-                q = w.progress.wait(q).unwrap_or_else(|e| e.into_inner());
+    w.push(lines, full);
+}
+
+impl Writer {
+    fn push(&self, lines: &[u8], full: Full) {
+        let w = self;
+        let mut q = w.lock();
+        // A chunk larger than the whole queue still goes in once it is empty.
+        while q.bytes > 0 && q.bytes + lines.len() > QUEUE_BYTES {
+            match full {
+                Full::Drop => {
+                    q.dropped += count_lines(lines);
+                    return;
+                }
+                Full::Wait => {
+                    WAITING.store(true, Ordering::Relaxed);
+                    q = w.progress.wait(q).unwrap_or_else(|e| e.into_inner());
+                }
             }
         }
-    }
-    if full == Full::Wait {
-        WAITING.store(false, Ordering::Relaxed);
-    }
-    q.bytes += lines.len();
-    q.queued += 1;
-    q.chunks.push_back(lines.to_vec());
-    let wake = std::mem::take(&mut q.idle);
-    drop(q);
-    if wake {
-        w.work.notify_one();
+        if full == Full::Wait {
+            WAITING.store(false, Ordering::Relaxed);
+        }
+        q.bytes += lines.len();
+        q.queued += 1;
+        q.chunks.push_back(lines.to_vec());
+        let wake = std::mem::take(&mut q.idle);
+        drop(q);
+        if wake {
+            w.work.notify_one();
+        }
     }
 }
 
@@ -150,25 +219,34 @@ pub fn last_flush_by(deadline: Instant) {
 
 /// Wait until what was handed over so far is written, or `deadline`.
 /// True when it all was.
+/// `global.log_file`'s writer is waited for too, after stdout (whether
+/// it kept up is stdout's alone: a hung file must not cost its lines).
 pub fn flush(deadline: Instant) -> bool {
-    if RUNNING.get() != Some(&true) {
-        return true;
-    }
     let deadline = LAST_FLUSH_BY.get().map_or(deadline, |&by| by.min(deadline));
-    let w = &WRITER;
-    let mut q = w.lock();
-    let target = q.queued;
-    while q.written < target {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return false;
-        }
-        q = w
-            .progress
-            .wait_timeout(q, left)
-            .map_or_else(|e| e.into_inner().0, |(q, _)| q);
+    let out = RUNNING.get() != Some(&true) || WRITER.flush(deadline);
+    if FILE_RUNNING.get() == Some(&true) {
+        FILE_WRITER.flush(deadline);
     }
-    true
+    out
+}
+
+impl Writer {
+    fn flush(&self, deadline: Instant) -> bool {
+        let w = self;
+        let mut q = w.lock();
+        let target = q.queued;
+        while q.written < target {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            q = w
+                .progress
+                .wait_timeout(q, left)
+                .map_or_else(|e| e.into_inner().0, |(q, _)| q);
+        }
+        true
+    }
 }
 
 /// Lines in `lines`, a partial one too.
@@ -188,7 +266,7 @@ impl Writer {
         loop {
             let (taken, dropped) = {
                 let mut q = self.lock();
-                while q.chunks.is_empty() {
+                while q.chunks.is_empty() && !q.reopen {
                     q.idle = true;
                     q = self.work.wait(q).unwrap_or_else(|e| e.into_inner());
                 }
@@ -200,9 +278,14 @@ impl Writer {
                 }
                 (taken, std::mem::take(&mut q.dropped))
             };
-            crate::logging::write_direct(&batch);
-            if dropped > 0 {
-                crate::logging::write_direct(&crate::logging::dropped_note(dropped));
+            if self.sink == Sink::OwnFile {
+                let reopen = std::mem::take(&mut self.lock().reopen);
+                crate::logging::write_own_file(&batch, dropped, reopen);
+            } else {
+                crate::logging::write_direct(&batch);
+                if dropped > 0 {
+                    crate::logging::write_direct(&crate::logging::dropped_note("stdout", dropped));
+                }
             }
             {
                 let mut q = self.lock();

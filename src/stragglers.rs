@@ -461,18 +461,27 @@ impl Sweep {
         // signal of the current step too.
         let more = self.adopt_more(reaper);
         let over = self.left.is_empty() && !more;
-        if over && self.ended > NAMED_AT_ONCE {
+        if over {
+            self.say_unnamed_ended();
+        }
+        over
+    }
+
+    /// How many ended beyond the first `NAMED_AT_ONCE`, once, as the sweep
+    /// ends (whether all ended or it gave up on some).
+    fn say_unnamed_ended(&self) {
+        if self.ended > NAMED_AT_ONCE {
             let n = (self.ended - NAMED_AT_ONCE) as u64;
             let more =
                 crate::logging::counted(n, "more left-over process", "more left-over processes");
             log::info!("{more} ended");
         }
-        over
     }
 
     /// The current step ran out. True when the sweep is over.
     pub fn on_deadline(&mut self, reaper: &Reaper) -> bool {
         if self.killing {
+            self.say_unnamed_ended();
             let pids: Vec<String> = self.left.iter().map(|s| s.pid.to_string()).collect();
             log::warn!(
                 event = "stragglers_left", count = self.left.len() as u64;

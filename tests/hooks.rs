@@ -485,7 +485,8 @@ fn stopping_a_critical_process_whose_pre_stop_hook_ends_it_badly_is_no_failure()
     sd.wait_log("w-1: started");
     let r = http::post(port, "/api/v1/processes/w/stop", None, "{}");
     assert_eq!(r.status, 202, "{}", sd.log());
-    sd.wait_log("w-1: exited 3; not restarting: it is being stopped");
+    sd.wait_log("; not restarting: it is being stopped");
+    assert!(sd.log().contains("w-1: exited 3 after "), "{}", sd.log());
     sd.wait_log("pre_stop hook \"terminate\" succeeded");
     let w = http::get(port, "/api/v1/processes/w", None).json();
     assert_eq!(w["state"], "stopped", "{w}\n{}", sd.log());

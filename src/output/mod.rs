@@ -182,9 +182,11 @@ impl Output {
 /// `global.log_file`; the API's token file must hold a
 /// token and its socket's directory exist. (The readiness file's directory
 /// may come later: a pre_start hook may make it.) Errors name the key.
-pub fn check_files(cfg: &Config) -> Result<(), String> {
+/// `own_log`: check `global.log_file`'s directory too (`run` has its
+/// writer thread check it, as that may hang on a hung mount).
+pub fn check_files(cfg: &Config, own_log: bool) -> Result<(), String> {
     let mut problems = Vec::new();
-    if let Some(path) = &cfg.global.extra.log_file {
+    if let Some(path) = cfg.global.extra.log_file.as_ref().filter(|_| own_log) {
         if let Err(e) = sink::check_dir(path) {
             problems.push(format!("global.log_file: {e}"));
         }

@@ -35,7 +35,7 @@
 //!   then how many lines were lost; a rotation, or a file found moved or
 //!   deleted: until a rotation works), by the file itself
 //!   (`logging::file_trouble`). sheepdog's own log file says them on stdout
-//!   only: it is written from inside the logger, under its lock.
+//!   only: it is written by its writer thread, under its lock.
 //! - Writes are buffered per output-thread round (`push_line` then
 //!   `flush`); the buffer is bounded (`BUF_MAX`, flushed early beyond it).
 //! - The file is opened by `safe_open::append`: a symlink or hard link that
@@ -204,7 +204,8 @@ impl RotatingFile {
         self.size += len;
     }
 
-    /// One line, written at once (sheepdog's own records).
+    /// One line, written at once.
+    #[cfg(test)]
     pub fn write_line(&mut self, line: &[u8]) {
         self.push_line(line);
         self.flush();

@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 
 use crate::config::ProcessType;
 use crate::group::Whom;
-use crate::instance::Cmd;
+use crate::instance::{Cmd, Outcome};
 use crate::status::{Control, ControlReply, Request};
 
 use super::reload::Next;
@@ -424,11 +424,21 @@ impl Supervisor {
     }
 
     /// A rolling restart's instance has stopped: relaunch it. Returns true
-    /// when the report belonged to the rolling restart.
+    /// when the report belonged to the rolling restart. Not a critical
+    /// process's instance that failed on its own (gave up) before the stop
+    /// reached it: that failure shuts sheepdog down, as at any other time.
     pub(super) fn roll_on_done(&mut self, name: &str, index: u32) -> bool {
         let Some(p) = self.procs.get(name) else {
             return false;
         };
+        let failed = p
+            .instances
+            .get(&index)
+            .and_then(|i| i.outcome.as_ref())
+            .is_some_and(Outcome::is_failure);
+        if failed && p.def.critical && matches!(self.phase, Phase::Running) {
+            return false;
+        }
         match &p.op {
             Some(Op::Rolling {
                 current: Some(c),

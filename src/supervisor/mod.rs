@@ -781,8 +781,12 @@ impl Supervisor {
                     self.beats
                         .run_started(&r.process, p.def.extra.heartbeat.as_ref());
                 }
-                Event::Exited { status, .. } => {
-                    self.oneshots.exited(&r.process, r.index, *status);
+                Event::Exited {
+                    status,
+                    stopped: by_stop,
+                    ..
+                } => {
+                    self.oneshots.exited(&r.process, r.index, *status, *by_stop);
                     if !stopped {
                         self.beats.run_ended(
                             &r.process,
@@ -1431,11 +1435,19 @@ impl Supervisor {
         self.reason = Some(reason);
         // Before any instance is told to stop.
         let _ = self.shared.shutdown_deadline.set(now + timeout);
-        for p in self.procs.values_mut() {
+        let pre_start = self.pre_start_pending;
+        for (name, p) in self.procs.iter_mut() {
             p.op = None;
             // A start waiting for a stop or post_stop hooks never comes now.
             p.start_when_stopped = false;
             if p.phase == ProcPhase::Pending {
+                // (Waiting for the global pre_start hooks instead, every
+                // process is: their end says so.)
+                if !pre_start {
+                    log::info!(
+                        "{name}: shutting down before its dependencies were ready; not starting it"
+                    );
+                }
                 p.phase = ProcPhase::Finished;
             }
             // Nothing starts again: a process that exits while it waits

@@ -104,7 +104,9 @@ impl History {
         });
     }
 
-    pub(super) fn exited(&mut self, process: &str, index: u32, status: ExitStatus) {
+    /// `stopped`: it exited as it was being stopped (a request, the
+    /// shutdown): intentional, whatever its status.
+    pub(super) fn exited(&mut self, process: &str, index: u32, status: ExitStatus, stopped: bool) {
         let Some((entry, since)) = self.open.remove(&key(process, index)) else {
             return;
         };
@@ -116,10 +118,10 @@ impl History {
                 ExitStatus::Code(c) => r.exit_code = Some(c),
                 ExitStatus::Signal { signal, .. } => r.signal = Some(signal),
             }
-            r.result = if status.success() {
-                "success"
-            } else {
-                "failure"
+            r.result = match (status.success(), stopped) {
+                (true, _) => "success",
+                (false, true) => "stopped",
+                (false, false) => "failure",
             }
             .into();
         }
@@ -150,10 +152,10 @@ mod tests {
     fn bounded_and_triggered() {
         let mut h = History::new(2, Duration::from_secs(3600));
         h.started("migrate", 1);
-        h.exited("migrate", 1, ExitStatus::Code(1));
+        h.exited("migrate", 1, ExitStatus::Code(1), false);
         h.mark_restart("migrate", 1);
         h.started("migrate", 1);
-        h.exited("migrate", 1, ExitStatus::Code(0));
+        h.exited("migrate", 1, ExitStatus::Code(0), false);
         h.mark("migrate", 1, "manual");
         h.started("migrate", 1);
         let s = h.snapshot(SystemTime::now());
@@ -178,7 +180,7 @@ mod tests {
         // The wall clock was set forward a day while it ran.
         let day = 86_400.0;
         h.entries[0].1.started_at -= day;
-        h.exited("migrate", 1, ExitStatus::Code(0));
+        h.exited("migrate", 1, ExitStatus::Code(0), false);
         let took = h.entries[0].1.duration_seconds.unwrap_or(day);
         assert!(took < 60.0, "{took}");
     }
