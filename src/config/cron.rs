@@ -89,6 +89,10 @@ const DESCRIPTORS: [(&str, &str); 7] = [
     ("hourly", "0 * * * *"),
 ];
 
+/// The shortest `@every`, probe period or heartbeat interval: shorter
+/// ones are a busy loop (a spawn storm for `@every`), not a schedule.
+pub const MIN_PERIOD: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Check a schedule expression and return its normalised form.
 pub fn parse(expr: &str) -> Result<ScheduleSpec, String> {
     let t = expr.trim();
@@ -102,8 +106,11 @@ pub fn parse(expr: &str) -> Result<ScheduleSpec, String> {
             Some((_, expr)) => *expr,
             None if word_lc == "every" => {
                 let d = parse_duration(arg).map_err(|e| format!("@every: {e}"))?;
-                if d.is_zero() {
-                    return Err("@every needs a duration greater than 0, e.g. @every 5m".into());
+                if d < MIN_PERIOD {
+                    return Err(format!(
+                        "@every {}: expected a duration of at least 10ms, e.g. @every 5m",
+                        quote(arg)
+                    ));
                 }
                 return Ok(ScheduleSpec::Every(d));
             }
@@ -522,7 +529,7 @@ mod tests {
         assert!(parse("@hourli")
             .unwrap_err()
             .ends_with("; did you mean \"@hourly\"?"));
-        assert!(parse("@every 0s").unwrap_err().contains("greater than 0"));
+        assert!(parse("@every 0s").unwrap_err().contains("at least 10ms"));
         assert!(parse("@every soon").unwrap_err().contains("@every"));
         assert!(parse("@daily now").unwrap_err().contains("no argument"));
     }

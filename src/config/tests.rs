@@ -629,7 +629,7 @@ fn process_start_timeout_is_read_not_ignored() {
     );
     one(
         "global: {process_start_timeout: 0}\nprocesses: {w: {command: x}}",
-        "global.process_start_timeout: invalid value 0; expected a duration greater than 0",
+        "global.process_start_timeout: invalid value 0; expected a duration of at least 1ms",
     );
 }
 
@@ -1403,4 +1403,31 @@ fn keys_other_supervisors_use_suggest_ours() {
         "processes:\n  web: {command: x, hooks: {pre_start: [{command: y, stop_signal: SIGINT}]}}",
     );
     assert!(!p.iter().any(|l| l.contains("shutdown.signal")), "{p:?}");
+}
+
+#[test]
+fn periods_of_repeated_work_have_a_floor_and_timeouts_one_of_1ms() {
+    // `period: 0.0001` probed every 100µs and `@every 1ms` spawned a job
+    // every millisecond: both passed the old `> 0` checks.
+    one(
+        "processes: {w: {command: x, health_check: {type: exec, command: x, period: 0.0001, timeout: 50ms}}}",
+        "processes.w.health_check.period: invalid value 0.0001; expected a duration of at least 10ms",
+    );
+    one(
+        "processes: {w: {command: x, schedule: '@every 1ms'}}",
+        "processes.w.schedule: @every \"1ms\": expected a duration of at least 10ms",
+    );
+    if cfg!(feature = "http") {
+        one(
+            "processes: {w: {command: x, heartbeat: {url: 'http://127.0.0.1:1/x', interval: 9ms}}}",
+            "processes.w.heartbeat.interval: invalid value \"9ms\"; expected a duration of at least 10ms",
+        );
+    }
+    one(
+        "processes: {w: {command: x, health_check: {type: exec, command: x, timeout: 0.0005}}}",
+        "processes.w.health_check.timeout: invalid value 0.0005; expected a duration of at least 1ms",
+    );
+    // The fast values tests use stay valid.
+    let c = ok("processes: {w: {command: x, health_check: {type: exec, command: x, period: 10ms, timeout: 1ms}}, j: {command: x, schedule: '@every 10ms'}}");
+    assert_eq!(c.processes.len(), 2);
 }

@@ -25,7 +25,7 @@ use super::super::raw::{
 use super::super::report::{index, join, under, Report};
 use super::super::value::{self as val, describe, quote};
 use super::global::level;
-use super::hooks::{env_map, positive_duration};
+use super::hooks::{env_map, period, positive_duration};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -124,7 +124,7 @@ pub fn health_check(raw: &RawHealthCheck, path: &str, r: &mut Report) -> Option<
         val::duration,
         secs(5),
     );
-    let period = r.get_or(&raw.period, p("period"), positive_duration, secs(10));
+    let period = r.get_or(&raw.period, p("period"), period, secs(10));
     let timeout = r.get_or(&raw.timeout, p("timeout"), positive_duration, secs(3));
     let failure_threshold = r.get_or(
         &raw.failure_threshold,
@@ -832,7 +832,7 @@ pub fn heartbeat(
         val::duration,
         Duration::from_secs(5),
     );
-    let interval = r.get(&raw.interval, p("interval"), positive_duration);
+    let interval = r.get(&raw.interval, p("interval"), period);
     if on && longrun && raw.interval.is_none() {
         r.warn(
             path,
