@@ -43,8 +43,11 @@ fn write_text(out: &mut String, config: &Config, plan: &Plan) -> std::fmt::Resul
         .source
         .as_ref()
         .map_or_else(|| "(no file)".to_string(), |p| p.display().to_string());
-    writeln!(out, "Configuration: {source}")?;
-    writeln!(out, "Version: {}", config.version)?;
+    // Both come from outside (a file name, a YAML string): control
+    // characters are escaped, not sent to the terminal.
+    let escaped = crate::logging::escaped;
+    writeln!(out, "Configuration: {}", escaped(&source))?;
+    writeln!(out, "Version: {}", escaped(&config.version))?;
     write_processes(out, config)?;
     write_jobs(out, config)?;
     write_start(out, config, plan)?;
@@ -723,6 +726,23 @@ mod tests {
         assert_eq!(inst.len(), 12);
         assert_eq!(inst[0], "q-1");
         assert_eq!(inst[11], "q-12");
+    }
+
+    #[test]
+    fn text_escapes_control_characters_in_the_version_and_file_name() {
+        let (mut cfg, plan) = sample();
+        cfg.version = "1\u{1b}[2J\nx".into();
+        cfg.source = Some("/tmp/a\u{7}b.yaml".into());
+        let text = render_text(&cfg, &plan);
+        assert!(text.contains("Version: 1\\u{1b}[2J\\nx\n"), "{text}");
+        assert!(
+            text.contains("Configuration: /tmp/a\\u{7}b.yaml\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "{text}"
+        );
     }
 
     #[test]
