@@ -1431,3 +1431,16 @@ fn periods_of_repeated_work_have_a_floor_and_timeouts_one_of_1ms() {
     let c = ok("processes: {w: {command: x, health_check: {type: exec, command: x, period: 10ms, timeout: 1ms}}, j: {command: x, schedule: '@every 10ms'}}");
     assert_eq!(c.processes.len(), 2);
 }
+
+#[test]
+fn a_number_or_boolean_as_a_name_gets_a_hint_to_quote_it() {
+    let p = problems("processes: {123: {command: x}, w: {command: x, env: {true: a}}}");
+    assert_eq!(
+        p,
+        [
+            "processes: key 123 is not a name; expected a string (quote it: \"123\")",
+            "processes.w.env: key true is not a name; expected a string (quote it: \"true\")",
+        ]
+    );
+    ok("processes: {'123': {command: x}}");
+}
