@@ -326,6 +326,40 @@ impl Cron {
         .is_none()
     }
 
+    /// The shortest time between two runs among the first 500 from 2000
+    /// (a run that happens is all a check needs); None: fewer than two.
+    pub fn shortest_gap(&self) -> Option<std::time::Duration> {
+        // Minutes since 0000-03-01, from days_from_civil (H. Hinnant).
+        let minutes = |c: Civil| {
+            let y = i64::from(c.year) - i64::from(c.month <= 2);
+            let (era, yoe) = (y.div_euclid(400), y.rem_euclid(400));
+            let m = i64::from(c.month);
+            let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(c.day) - 1;
+            let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy;
+            (days * 24 + i64::from(c.hour)) * 60 + i64::from(c.minute)
+        };
+        let mut at = Civil {
+            year: 2000,
+            month: 1,
+            day: 1,
+            hour: 0,
+            minute: 0,
+        };
+        let (mut prev, mut best) = (None, i64::MAX);
+        for _ in 0..500 {
+            let Some(c) = self.next_match(at) else { break };
+            if let Some(p) = prev {
+                best = best.min(minutes(c) - minutes(p));
+            }
+            if best == 1 {
+                break;
+            }
+            prev = Some(c);
+            at = c.succ();
+        }
+        (best != i64::MAX).then(|| std::time::Duration::from_secs(best.unsigned_abs() * 60))
+    }
+
     /// The first civil minute at or after `from` that matches, looking at
     /// most 400 years ahead (None: never).
     pub fn next_match(&self, from: Civil) -> Option<Civil> {

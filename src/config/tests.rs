@@ -1444,3 +1444,26 @@ fn a_number_or_boolean_as_a_name_gets_a_hint_to_quote_it() {
     );
     ok("processes: {'123': {command: x}}");
 }
+
+#[test]
+#[cfg_attr(not(feature = "cron"), ignore = "needs the cron feature")]
+fn a_jitter_not_shorter_than_a_cron_schedule_s_period_is_an_error() {
+    // Refused for @every only: an every-minute job with 5m of jitter
+    // piled its delayed starts up five deep.
+    one(
+        "processes: {j: {command: x, schedule: '* * * * *', schedule_jitter: 5m}}",
+        "processes.j.schedule_jitter: 5m is not shorter than the schedule's period (1m); expected less",
+    );
+    // The shortest gap counts: 0 and 10 past, then 50 minutes to the next.
+    one(
+        "processes: {j: {command: x, schedule: '0,10 * * * *', schedule_jitter: 10m}}",
+        "processes.j.schedule_jitter: 10m is not shorter than the schedule's period (10m)",
+    );
+    one(
+        "processes: {j: {command: x, schedule: '@hourly', schedule_jitter: 1h}}",
+        "processes.j.schedule_jitter: 1h is not shorter than the schedule's period (1h)",
+    );
+    ok("processes: {j: {command: x, schedule: '*/5 * * * *', schedule_jitter: 4m59s}}");
+    ok("processes: {j: {command: x, schedule: '0 3 * * 1', schedule_jitter: 144h}}");
+    ok("processes: {j: {command: x, schedule: '0 0 29 2 *', schedule_jitter: 8760h}}");
+}

@@ -676,7 +676,15 @@ pub fn schedule(raw: &RawProcess, path: &str, r: &mut Report) -> Option<Schedule
         }
         return None;
     }
-    if let Some(crate::config::extra::ScheduleSpec::Every(period)) = spec {
+    // A cron expression's period is its shortest gap between two runs.
+    let period = match &spec {
+        Some(crate::config::extra::ScheduleSpec::Every(period)) => Some(*period),
+        Some(crate::config::extra::ScheduleSpec::Cron(text)) => {
+            cron::Cron::parse(text).ok().and_then(|c| c.shortest_gap())
+        }
+        None => None,
+    };
+    if let Some(period) = period {
         // Each trigger would wait out a delay longer than the period: the
         // delayed starts pile up, jitter / period deep, in run-id disorder.
         if jitter >= period {
