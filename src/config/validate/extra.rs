@@ -678,6 +678,7 @@ pub fn schedule(raw: &RawProcess, path: &str, r: &mut Report) -> Option<Schedule
     }
     // A cron expression's period is its shortest gap between two runs.
     let period = match &spec {
+        _ if jitter.is_zero() => None,
         Some(crate::config::extra::ScheduleSpec::Every(period)) => Some(*period),
         Some(crate::config::extra::ScheduleSpec::Cron(text)) => {
             cron::Cron::parse(text).ok().and_then(|c| c.shortest_gap())
