@@ -43,8 +43,11 @@ fn write_text(out: &mut String, config: &Config, plan: &Plan) -> std::fmt::Resul
         .source
         .as_ref()
         .map_or_else(|| "(no file)".to_string(), |p| p.display().to_string());
-    writeln!(out, "Configuration: {source}")?;
-    writeln!(out, "Version: {}", config.version)?;
+    // Both come from outside (a file name, a YAML string): control
+    // characters are escaped, not sent to the terminal.
+    let escaped = crate::logging::escaped;
+    writeln!(out, "Configuration: {}", escaped(&source))?;
+    writeln!(out, "Version: {}", escaped(&config.version))?;
     write_processes(out, config)?;
     write_jobs(out, config)?;
     write_start(out, config, plan)?;
@@ -290,15 +293,7 @@ fn stop_rows(plan: &Plan) -> Vec<[String; 3]> {
             } else {
                 String::new()
             };
-            // Its dependents, then the jobs whose runs it waits for.
-            let after: Vec<&str> = plan
-                .dependents
-                .get(&name)
-                .into_iter()
-                .chain(plan.job_dependents.get(&name))
-                .flatten()
-                .map(String::as_str)
-                .collect();
+            let after = stop_after(plan, &name);
             let when = if after.is_empty() {
                 "at once".to_string()
             } else {
@@ -312,6 +307,26 @@ fn stop_rows(plan: &Plan) -> Vec<[String; 3]> {
         rows.push([label.to_string(), name.clone(), "at once".to_string()]);
     }
     rows
+}
+
+/// What a process's stop waits for: its dependents, then the jobs whose
+/// runs it waits for.
+fn stop_after<'a>(plan: &'a Plan, name: &str) -> Vec<&'a str> {
+    plan.dependents
+        .get(name)
+        .into_iter()
+        .chain(plan.job_dependents.get(name))
+        .flatten()
+        .map(String::as_str)
+        .collect()
+}
+
+/// Whether Docker's default stop timeout (10s) can SIGKILL everything
+/// before a shutdown within `limit` is done: after its deadline sheepdog
+/// may still wait for killed groups to vanish (KILL_GRACE) and for the
+/// last output lines (2 s).
+fn docker_default_too_short(limit: Duration) -> bool {
+    limit + crate::group::KILL_GRACE + Duration::from_secs(2) > Duration::from_secs(10)
 }
 
 /// Effective probe timings, for people.
@@ -384,15 +399,12 @@ fn write_budget(out: &mut String, plan: &Plan, budget: &Budget) -> std::fmt::Res
         "  limit:      {} (global.shutdown_timeout)",
         format_duration(budget.limit)
     )?;
-    // After its deadline sheepdog may still wait for killed groups to
-    // vanish (KILL_GRACE) and for the last output lines (2 s).
-    let tail = crate::group::KILL_GRACE + std::time::Duration::from_secs(2);
     writeln!(
         out,
         "  runtime:    give the container runtime a stop timeout above {} plus a margin \
          (docker stop -t, stop_grace_period, terminationGracePeriodSeconds){}",
         format_duration(budget.limit),
-        if budget.limit + tail > std::time::Duration::from_secs(10) {
+        if docker_default_too_short(budget.limit) {
             ": Docker's default of 10s can SIGKILL everything before this shutdown is done"
         } else {
             ""
@@ -444,6 +456,9 @@ pub fn render_json(config: &Config, plan: &Plan) -> Value {
                 "health_check": p.extra.health_check.as_ref().map(health_json),
                 "ports": p.extra.ports,
                 "schedule": sched.map(schedule_json),
+                // The text's stop order "after …": empty for a job, a
+                // disabled process, or one whose stop waits for nothing.
+                "stop_after": if p.enabled && sched.is_none() { stop_after(plan, &p.name) } else { Vec::new() },
             })
         })
         .collect();
@@ -464,6 +479,9 @@ pub fn render_json(config: &Config, plan: &Plan) -> Value {
             "total_ms": millis(budget.total),
             "limit_ms": millis(budget.limit),
             "exceeds_limit": budget.exceeds_limit(),
+            // The text's "runtime:" line: the container runtime's stop
+            // timeout should be above limit_ms plus a margin.
+            "runtime_docker_default_too_short": docker_default_too_short(budget.limit),
         },
         "warnings": config.warnings,
     })
@@ -726,6 +744,23 @@ mod tests {
     }
 
     #[test]
+    fn text_escapes_control_characters_in_the_version_and_file_name() {
+        let (mut cfg, plan) = sample();
+        cfg.version = "1\u{1b}[2J\nx".into();
+        cfg.source = Some("/tmp/a\u{7}b.yaml".into());
+        let text = render_text(&cfg, &plan);
+        assert!(text.contains("Version: 1\\u{1b}[2J\\nx\n"), "{text}");
+        assert!(
+            text.contains("Configuration: /tmp/a\\u{7}b.yaml\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn json_structure() {
         let (cfg, plan) = sample();
         let j = render_json(&cfg, &plan);
@@ -756,6 +791,7 @@ mod tests {
                 "total_ms": 110_000,
                 "limit_ms": 60_000,
                 "exceeds_limit": true,
+                "runtime_docker_default_too_short": true,
             })
         );
         assert_eq!(
@@ -787,8 +823,16 @@ mod tests {
                 "health_check": null,
                 "ports": [],
                 "schedule": null,
+                "stop_after": [],
             })
         );
+        // As the text's stop order: dependents, then jobs' runs.
+        assert_eq!(
+            procs[5]["stop_after"],
+            json!(["horizon", "nginx", "queue", "cleanup"])
+        );
+        assert_eq!(procs[0]["stop_after"], json!([]));
+        assert_eq!(procs[4]["stop_after"], json!([]));
         assert_eq!(procs[1]["initial_state"], "stopped");
         assert_eq!(procs[2]["type"], "oneshot");
         assert_eq!(procs[4]["enabled"], false);

@@ -476,82 +476,105 @@ fn find_cycles(
     deps: &SortedMap<String, Vec<String>>,
     stuck: &BTreeSet<String>,
 ) -> Vec<Vec<String>> {
-    let edges = |n: &str| -> Vec<String> {
-        deps.get(n)
-            .into_iter()
-            .flatten()
-            .filter(|d| stuck.contains(*d))
-            .cloned()
-            .collect()
-    };
-    let mut reported: BTreeSet<String> = BTreeSet::new();
-    let mut cycles = Vec::new();
-    for start in stuck.iter().map(String::as_str) {
-        if reported.contains(start) {
+    // Linear and without recursion, so a cycle or chain of thousands of
+    // processes neither takes seconds nor overflows the stack: Tarjan's
+    // strongly connected components, iteratively, then one BFS per knot
+    // from its smallest name, inside the knot (a shortest cycle through a
+    // name never leaves its knot, and outside nodes are never a BFS parent
+    // of one inside, so the path is the one a BFS over all would find).
+    const NONE: usize = usize::MAX;
+    let names: Vec<&str> = stuck.iter().map(String::as_str).collect();
+    let edges: Vec<Vec<usize>> = names
+        .iter()
+        .map(|n| {
+            deps.get(*n)
+                .into_iter()
+                .flatten()
+                .filter_map(|d| names.binary_search(&d.as_str()).ok())
+                .collect()
+        })
+        .collect();
+    let n = names.len();
+    let (mut index, mut low) = (vec![NONE; n], vec![0; n]);
+    let mut on_stack = vec![false; n];
+    let mut stack = Vec::new();
+    // Each process's knot, named by its smallest member (names are sorted).
+    let mut knot = vec![NONE; n];
+    let mut next = 0;
+    for root in 0..n {
+        if index[root] != NONE {
             continue;
         }
+        let mut calls = vec![(root, 0)];
+        index[root] = next;
+        low[root] = next;
+        next += 1;
+        stack.push(root);
+        on_stack[root] = true;
+        while let Some((v, i)) = calls.last_mut() {
+            let v = *v;
+            if let Some(&w) = edges[v].get(*i) {
+                *i += 1;
+                if index[w] == NONE {
+                    index[w] = next;
+                    low[w] = next;
+                    next += 1;
+                    stack.push(w);
+                    on_stack[w] = true;
+                    calls.push((w, 0));
+                } else if on_stack[w] {
+                    low[v] = low[v].min(index[w]);
+                }
+                continue;
+            }
+            calls.pop();
+            if let Some(&(u, _)) = calls.last() {
+                low[u] = low[u].min(low[v]);
+            }
+            if low[v] == index[v] {
+                let at = stack.iter().rposition(|&w| w == v).unwrap_or(0);
+                let members = stack.split_off(at);
+                let smallest = members.iter().copied().min().unwrap_or(v);
+                for w in members {
+                    on_stack[w] = false;
+                    knot[w] = smallest;
+                }
+            }
+        }
+    }
+
+    let mut parent = vec![NONE; n];
+    let mut cycles = Vec::new();
+    for start in (0..n).filter(|&s| knot[s] == s) {
         // BFS from `start` along dependencies, looking for `start` again.
-        let mut parent: BTreeMap<String, String> = BTreeMap::new();
-        let mut queue: VecDeque<String> = VecDeque::from([start.to_string()]);
-        let mut closing: Option<String> = None;
-        'bfs: while let Some(n) = queue.pop_front() {
-            for d in edges(&n) {
-                if d == start {
-                    closing = Some(n);
+        let mut queue = VecDeque::from([start]);
+        let mut closing = None;
+        'bfs: while let Some(v) = queue.pop_front() {
+            for &w in edges[v].iter().filter(|&&w| knot[w] == start) {
+                if w == start {
+                    closing = Some(v);
                     break 'bfs;
                 }
-                if !parent.contains_key(&d) {
-                    parent.insert(d.clone(), n.clone());
-                    queue.push_back(d);
+                if parent[w] == NONE {
+                    parent[w] = v;
+                    queue.push_back(w);
                 }
             }
         }
-        let Some(last) = closing else { continue };
-
-        // Walk back from `last` to `start`: start → … → last → start.
-        let mut path = vec![start.to_string()];
-        let mut back = vec![last.as_str()];
-        let mut at = last.as_str();
-        while at != start {
-            match parent.get(at) {
-                Some(p) => {
-                    if p != start {
-                        back.push(p);
-                    }
-                    at = p;
-                }
-                None => break,
-            }
+        // A knot of one without a self-dependency is no cycle.
+        let Some(mut at) = closing else { continue };
+        // Walk back from the closing process: start → … → last → start.
+        let mut back = Vec::new();
+        while at != start && at != NONE {
+            back.push(names[at].to_string());
+            at = parent[at];
         }
-        if last != start {
-            path.extend(back.iter().rev().map(|s| s.to_string()));
-        }
-        path.push(start.to_string());
+        let mut path = vec![names[start].to_string()];
+        path.extend(back.into_iter().rev());
+        path.push(names[start].to_string());
         cycles.push(path);
-
-        // The knot: everything reachable from `start` that also reaches it.
-        for n in reachable(start, &edges) {
-            if reachable(&n, &edges).contains(start) {
-                reported.insert(n);
-            }
-        }
     }
     cycles
-}
-
-/// Every process reachable from `from` along dependencies (not `from` itself
-/// unless it lies on a cycle).
-fn reachable(from: &str, edges: &impl Fn(&str) -> Vec<String>) -> BTreeSet<String> {
-    let mut seen = BTreeSet::new();
-    let mut stack = vec![from.to_string()];
-    while let Some(n) = stack.pop() {
-        for d in edges(&n) {
-            if seen.insert(d.clone()) {
-                stack.push(d);
-            }
-        }
-    }
-    seen
 }
 
 /// Hand-built configurations for unit tests (config loading lives elsewhere).

@@ -89,6 +89,10 @@ const DESCRIPTORS: [(&str, &str); 7] = [
     ("hourly", "0 * * * *"),
 ];
 
+/// The shortest `@every`, probe period or heartbeat interval: shorter
+/// ones are a busy loop (a spawn storm for `@every`), not a schedule.
+pub const MIN_PERIOD: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Check a schedule expression and return its normalised form.
 pub fn parse(expr: &str) -> Result<ScheduleSpec, String> {
     let t = expr.trim();
@@ -102,8 +106,11 @@ pub fn parse(expr: &str) -> Result<ScheduleSpec, String> {
             Some((_, expr)) => *expr,
             None if word_lc == "every" => {
                 let d = parse_duration(arg).map_err(|e| format!("@every: {e}"))?;
-                if d.is_zero() {
-                    return Err("@every needs a duration greater than 0, e.g. @every 5m".into());
+                if d < MIN_PERIOD {
+                    return Err(format!(
+                        "@every {}: expected a duration of at least 10ms, e.g. @every 5m",
+                        quote(arg)
+                    ));
                 }
                 return Ok(ScheduleSpec::Every(d));
             }
@@ -319,6 +326,40 @@ impl Cron {
         .is_none()
     }
 
+    /// The shortest time between two runs among the first 500 from 2000
+    /// (a run that happens is all a check needs); None: fewer than two.
+    pub fn shortest_gap(&self) -> Option<std::time::Duration> {
+        // Minutes since 0000-03-01, from days_from_civil (H. Hinnant).
+        let minutes = |c: Civil| {
+            let y = i64::from(c.year) - i64::from(c.month <= 2);
+            let (era, yoe) = (y.div_euclid(400), y.rem_euclid(400));
+            let m = i64::from(c.month);
+            let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(c.day) - 1;
+            let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy;
+            (days * 24 + i64::from(c.hour)) * 60 + i64::from(c.minute)
+        };
+        let mut at = Civil {
+            year: 2000,
+            month: 1,
+            day: 1,
+            hour: 0,
+            minute: 0,
+        };
+        let (mut prev, mut best) = (None, i64::MAX);
+        for _ in 0..500 {
+            let Some(c) = self.next_match(at) else { break };
+            if let Some(p) = prev {
+                best = best.min(minutes(c) - minutes(p));
+            }
+            if best == 1 {
+                break;
+            }
+            prev = Some(c);
+            at = c.succ();
+        }
+        (best != i64::MAX).then(|| std::time::Duration::from_secs(best.unsigned_abs() * 60))
+    }
+
     /// The first civil minute at or after `from` that matches, looking at
     /// most 400 years ahead (None: never).
     pub fn next_match(&self, from: Civil) -> Option<Civil> {
@@ -522,7 +563,7 @@ mod tests {
         assert!(parse("@hourli")
             .unwrap_err()
             .ends_with("; did you mean \"@hourly\"?"));
-        assert!(parse("@every 0s").unwrap_err().contains("greater than 0"));
+        assert!(parse("@every 0s").unwrap_err().contains("at least 10ms"));
         assert!(parse("@every soon").unwrap_err().contains("@every"));
         assert!(parse("@daily now").unwrap_err().contains("no argument"));
     }

@@ -221,8 +221,11 @@ fn resolve_process<'s>(
     let mut near: Option<(&String, &str)> = None;
     for i in longest_first(candidates.iter().map(|(norm, _)| norm.as_str())) {
         let (norm, name) = &candidates[i];
+        // The name may be spelt with `-` and `.`, but is followed by a
+        // real `_`: `WEB.SCALE` is no spelling of `WEB_SCALE`.
         let Some(field) = upper
             .strip_prefix(norm.as_str())
+            .filter(|_| rest.as_bytes().get(norm.len()) == Some(&b'_'))
             .and_then(|t| t.strip_prefix('_'))
         else {
             continue;
@@ -563,6 +566,29 @@ mod tests {
         );
         let (_, r) = run("{}", &[("SHEEPDOG_PROCESS_FOO", "2")]);
         assert!(r.problems[0].contains("no process key found"));
+    }
+
+    #[test]
+    fn a_dot_or_dash_is_no_separator_between_name_and_key() {
+        // `WEB.SCALE` read as `WEB_SCALE` and set web's scale.
+        for var in ["SHEEPDOG_PROCESS_WEB.SCALE", "SHEEPDOG_PROCESS_WEB-SCALE"] {
+            let (v, r) = run("processes: {web: {command: x}}\n", &[(var, "2")]);
+            assert_eq!(
+                r.problems,
+                vec![format!(
+                    "{var}: no process key found; expected SHEEPDOG_PROCESS_<NAME>_<KEY> with a \
+                     key such as COMMAND, SCALE or SHUTDOWN_TIMEOUT"
+                )]
+            );
+            assert_eq!(v["processes"]["web"].get("scale"), None);
+        }
+        // Inside the name they stay spellings of `_`.
+        let (v, r) = run(
+            "processes: {web.api: {command: x}}\n",
+            &[("SHEEPDOG_PROCESS_WEB.API_SCALE", "2")],
+        );
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        assert_eq!(v["processes"]["web.api"]["scale"], s("2"));
     }
 
     #[test]

@@ -96,9 +96,18 @@ fn walk(value: &mut Value, shape: &Shape, path: &mut String, report: &mut Report
                 match k {
                     Value::String(key) => below(path, key, |p| walk(v, inner, p, report)),
                     other => {
+                        // `123:` and `true:` are YAML numbers and booleans:
+                        // say how to write them as the name they look like.
+                        let shown = describe(other);
+                        let hint = match other {
+                            Value::Number(_) | Value::Bool(_) => {
+                                format!(" (quote it: \"{shown}\")")
+                            }
+                            _ => String::new(),
+                        };
                         report.error(
                             path.as_str(),
-                            format!("key {} is not a name; expected a string", describe(other)),
+                            format!("key {shown} is not a name; expected a string{hint}"),
                         );
                         remove.push(k.clone());
                     }

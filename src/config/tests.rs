@@ -629,7 +629,7 @@ fn process_start_timeout_is_read_not_ignored() {
     );
     one(
         "global: {process_start_timeout: 0}\nprocesses: {w: {command: x}}",
-        "global.process_start_timeout: invalid value 0; expected a duration greater than 0",
+        "global.process_start_timeout: invalid value 0; expected a duration of at least 1ms",
     );
 }
 
@@ -1403,4 +1403,67 @@ fn keys_other_supervisors_use_suggest_ours() {
         "processes:\n  web: {command: x, hooks: {pre_start: [{command: y, stop_signal: SIGINT}]}}",
     );
     assert!(!p.iter().any(|l| l.contains("shutdown.signal")), "{p:?}");
+}
+
+#[test]
+fn periods_of_repeated_work_have_a_floor_and_timeouts_one_of_1ms() {
+    // `period: 0.0001` probed every 100µs and `@every 1ms` spawned a job
+    // every millisecond: both passed the old `> 0` checks.
+    one(
+        "processes: {w: {command: x, health_check: {type: exec, command: x, period: 0.0001, timeout: 50ms}}}",
+        "processes.w.health_check.period: invalid value 0.0001; expected a duration of at least 10ms",
+    );
+    one(
+        "processes: {w: {command: x, schedule: '@every 1ms'}}",
+        "processes.w.schedule: @every \"1ms\": expected a duration of at least 10ms",
+    );
+    if cfg!(feature = "http") {
+        one(
+            "processes: {w: {command: x, heartbeat: {url: 'http://127.0.0.1:1/x', interval: 9ms}}}",
+            "processes.w.heartbeat.interval: invalid value \"9ms\"; expected a duration of at least 10ms",
+        );
+    }
+    one(
+        "processes: {w: {command: x, health_check: {type: exec, command: x, timeout: 0.0005}}}",
+        "processes.w.health_check.timeout: invalid value 0.0005; expected a duration of at least 1ms",
+    );
+    // The fast values tests use stay valid.
+    let c = ok("processes: {w: {command: x, health_check: {type: exec, command: x, period: 10ms, timeout: 1ms}}, j: {command: x, schedule: '@every 10ms'}}");
+    assert_eq!(c.processes.len(), 2);
+}
+
+#[test]
+fn a_number_or_boolean_as_a_name_gets_a_hint_to_quote_it() {
+    let p = problems("processes: {123: {command: x}, w: {command: x, env: {true: a}}}");
+    assert_eq!(
+        p,
+        [
+            "processes: key 123 is not a name; expected a string (quote it: \"123\")",
+            "processes.w.env: key true is not a name; expected a string (quote it: \"true\")",
+        ]
+    );
+    ok("processes: {'123': {command: x}}");
+}
+
+#[test]
+#[cfg_attr(not(feature = "cron"), ignore = "needs the cron feature")]
+fn a_jitter_not_shorter_than_a_cron_schedule_s_period_is_an_error() {
+    // Refused for @every only: an every-minute job with 5m of jitter
+    // piled its delayed starts up five deep.
+    one(
+        "processes: {j: {command: x, schedule: '* * * * *', schedule_jitter: 5m}}",
+        "processes.j.schedule_jitter: 5m is not shorter than the schedule's period (1m); expected less",
+    );
+    // The shortest gap counts: 0 and 10 past, then 50 minutes to the next.
+    one(
+        "processes: {j: {command: x, schedule: '0,10 * * * *', schedule_jitter: 10m}}",
+        "processes.j.schedule_jitter: 10m is not shorter than the schedule's period (10m)",
+    );
+    one(
+        "processes: {j: {command: x, schedule: '@hourly', schedule_jitter: 1h}}",
+        "processes.j.schedule_jitter: 1h is not shorter than the schedule's period (1h)",
+    );
+    ok("processes: {j: {command: x, schedule: '*/5 * * * *', schedule_jitter: 4m59s}}");
+    ok("processes: {j: {command: x, schedule: '0 3 * * 1', schedule_jitter: 144h}}");
+    ok("processes: {j: {command: x, schedule: '0 0 29 2 *', schedule_jitter: 8760h}}");
 }

@@ -138,7 +138,13 @@ pub fn uint(v: &Value, min: u64, max: u64) -> Result<u64, String> {
     let expected = format!("an integer from {min} to {max}");
     let n = match v {
         Value::Number(n) => n.as_u64(),
-        Value::String(s) => s.trim().parse::<u64>().ok(),
+        // `-0` too, as `integer` reads it: zero, not a negative number.
+        Value::String(s) => {
+            let t = s.trim();
+            t.parse::<u64>()
+                .ok()
+                .or_else(|| (t.parse::<i64>() == Ok(0)).then_some(0))
+        }
         _ => None,
     };
     match n {
@@ -224,7 +230,13 @@ fn parse_any_duration(s: &str) -> Result<Duration, String> {
     if t.is_empty() {
         return Err(bad());
     }
-    if t.starts_with('-') {
+    if let Some(abs) = t.strip_prefix('-') {
+        // `-0` (`-0s`, `-0.0`) is zero, not negative.
+        if abs.starts_with(|c: char| c.is_ascii_digit())
+            && parse_any_duration(abs).is_ok_and(|d| d.is_zero())
+        {
+            return Ok(Duration::ZERO);
+        }
         return Err(format!(
             "invalid duration {}; durations cannot be negative",
             quote(s)
@@ -525,6 +537,10 @@ mod tests {
         assert_eq!(uint(&y("' 7 '"), 0, 10), Ok(7));
         assert!(uint(&y("11"), 0, 10).unwrap_err().contains("from 0 to 10"));
         assert!(uint(&y("-1"), 0, 10).is_err());
+        assert_eq!(uint(&y("'-0'"), 0, 10), Ok(0));
+        assert!(uint(&y("'-0'"), 1, 10)
+            .unwrap_err()
+            .contains("from 1 to 10"));
         assert!(uint(&y("1.5"), 0, 10).is_err());
         assert!(uint(&y("abc"), 0, 10).is_err());
         assert_eq!(integer(&y("-3")), Ok(-3));
@@ -581,6 +597,13 @@ mod tests {
             assert!(e.is_err(), "{bad} -> {e:?}");
         }
         assert!(d("'-5s'").unwrap_err().contains("negative"));
+        // Minus zero is zero, not negative; minus anything else is.
+        for zero in ["'-0'", "'-0s'", "' -0.0 '", "'-0ms0s'"] {
+            assert_eq!(d(zero), Ok(Duration::ZERO), "{zero}");
+        }
+        for bad in ["'-0.001'", "'--0'", "'- 0'"] {
+            assert!(d(bad).unwrap_err().contains("negative"), "{bad}");
+        }
         assert!(d("abc").unwrap_err().contains("1h30m"));
     }
 

@@ -25,7 +25,7 @@ use super::super::raw::{
 use super::super::report::{index, join, under, Report};
 use super::super::value::{self as val, describe, quote};
 use super::global::level;
-use super::hooks::{env_map, positive_duration};
+use super::hooks::{env_map, period, positive_duration};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -124,7 +124,7 @@ pub fn health_check(raw: &RawHealthCheck, path: &str, r: &mut Report) -> Option<
         val::duration,
         secs(5),
     );
-    let period = r.get_or(&raw.period, p("period"), positive_duration, secs(10));
+    let period = r.get_or(&raw.period, p("period"), period, secs(10));
     let timeout = r.get_or(&raw.timeout, p("timeout"), positive_duration, secs(3));
     let failure_threshold = r.get_or(
         &raw.failure_threshold,
@@ -676,7 +676,16 @@ pub fn schedule(raw: &RawProcess, path: &str, r: &mut Report) -> Option<Schedule
         }
         return None;
     }
-    if let Some(crate::config::extra::ScheduleSpec::Every(period)) = spec {
+    // A cron expression's period is its shortest gap between two runs.
+    let period = match &spec {
+        _ if jitter.is_zero() => None,
+        Some(crate::config::extra::ScheduleSpec::Every(period)) => Some(*period),
+        Some(crate::config::extra::ScheduleSpec::Cron(text)) => {
+            cron::Cron::parse(text).ok().and_then(|c| c.shortest_gap())
+        }
+        None => None,
+    };
+    if let Some(period) = period {
         // Each trigger would wait out a delay longer than the period: the
         // delayed starts pile up, jitter / period deep, in run-id disorder.
         if jitter >= period {
@@ -832,7 +841,7 @@ pub fn heartbeat(
         val::duration,
         Duration::from_secs(5),
     );
-    let interval = r.get(&raw.interval, p("interval"), positive_duration);
+    let interval = r.get(&raw.interval, p("interval"), period);
     if on && longrun && raw.interval.is_none() {
         r.warn(
             path,

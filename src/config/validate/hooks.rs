@@ -108,13 +108,25 @@ pub fn hooks(raw: Option<&RawHooks>, path: &str, r: &mut Report) -> Hooks {
     }
 }
 
-/// A duration greater than zero.
+/// A duration of at least 1ms: a timeout or wait below that is over
+/// before anything it waits for could happen (a probe's fork, a connect).
 pub fn positive_duration(v: &Value) -> Result<Duration, String> {
+    at_least(v, Duration::from_millis(1))
+}
+
+/// A period of repeated work (a probe period, a heartbeat interval): at
+/// least 10ms, which stops a busy loop and keeps a test's fast period.
+pub fn period(v: &Value) -> Result<Duration, String> {
+    at_least(v, crate::config::cron::MIN_PERIOD)
+}
+
+fn at_least(v: &Value, floor: Duration) -> Result<Duration, String> {
     let d = val::duration(v)?;
-    if d.is_zero() {
+    if d < floor {
         Err(format!(
-            "invalid value {}; expected a duration greater than 0",
-            val::describe(v)
+            "invalid value {}; expected a duration of at least {}",
+            val::describe(v),
+            crate::config::format_duration(floor)
         ))
     } else {
         Ok(d)
@@ -264,7 +276,7 @@ mod tests {
         assert!(p[1].starts_with("hooks.pre_start[1].command: missing"));
         assert!(p[2].starts_with("hooks.pre_start[2].command: command is empty"));
         assert!(p[3].starts_with(
-            "hooks.pre_start[2].timeout: invalid value 0; expected a duration greater than 0"
+            "hooks.pre_start[2].timeout: invalid value 0; expected a duration of at least 1ms"
         ));
         assert!(p[4].starts_with("hooks.pre_start[2].user: unknown user"));
         let (_, p) = run("{pre_start: [], pre-start: []}");
