@@ -419,9 +419,11 @@ pub enum Control {
     Restart {
         name: String,
     },
+    /// A count, or a change the supervisor adds to the count the process
+    /// wants when it applies it (so deltas sent at once all count).
     Scale {
         name: String,
-        desired: u32,
+        by: crate::cli::ScaleBy,
     },
     Signal {
         name: String,
@@ -467,6 +469,8 @@ pub enum ControlReply {
     Reloaded(Box<ReloadSummary>),
     /// A reload found the file invalid or unreadable; nothing changed.
     Invalid(String),
+    /// The request asks for what cannot be (a scale below 0 instances).
+    Bad(String),
 }
 
 /// What a configuration reload changed. Names are sorted.

@@ -974,9 +974,16 @@ fn scaling_up_and_down_through_the_api() {
     let r = api.post("/api/v1/processes/q/scale", r#"{"delta": 1}"#);
     assert_eq!(r.status, 409, "{}", r.body);
     assert!(r.error().contains("max_scale"), "{}", r.body);
-    // Oneshots do not scale.
-    let r = api.post("/api/v1/processes/once/scale", r#"{"desired": 2}"#);
-    assert_eq!(r.status, 409, "{}", r.body);
+    // Oneshots do not scale, by any change either: 409, not a 400 for a
+    // count below 0 computed as if they did.
+    for body in [r#"{"desired": 2}"#, r#"{"delta": 1}"#, r#"{"delta": -5}"#] {
+        let r = api.post("/api/v1/processes/once/scale", body);
+        assert_eq!(r.status, 409, "{body}: {}", r.body);
+        assert!(r.error().contains("oneshot"), "{body}: {}", r.body);
+    }
+    let r = api.post("/api/v1/processes/nope/scale", r#"{"delta": 1}"#);
+    assert_eq!(r.status, 404, "{}", r.body);
+
 
     // Down by 3: the highest indices go, gracefully; q-1 stays.
     api.scale("q", r#"{"delta": -3}"#);
