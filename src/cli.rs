@@ -289,7 +289,7 @@ where
             Long("dry-run") => dry_run = true,
             Long("json") => json = true,
             Long("main") => main_only = true,
-            Short('h') | Long("help") => return Ok(Command::Help),
+            Short('h') | Long("help") => return last(&mut parser, "--help", Command::Help),
             Short('V') | Long("version") => return version(&mut parser, sub.is_some() || options),
             Value(v) if sub.is_none() => {
                 let name = v.into_string().map_err(|v| {
@@ -307,7 +307,7 @@ where
                     }
                     "run" | "check" => sub = Some(name),
                     "version" => return version(&mut parser, options),
-                    "help" => return Ok(Command::Help),
+                    "help" => return last(&mut parser, "help", Command::Help),
                     other => {
                         // A typo of a command, or a program to run as with
                         // dumb-init (`dumb-init nginx`), which needs `--` here.
@@ -374,14 +374,21 @@ fn version(parser: &mut lexopt::Parser, others: bool) -> Result<Command, UsageEr
             "version takes no other options or commands".into(),
         ));
     }
-    match parser.next()? {
-        None => Ok(Command::Version),
-        Some(lexopt::Arg::Value(v)) => Err(UsageError(format!(
-            "unexpected argument '{}' after 'version'",
-            v.to_string_lossy()
-        ))),
-        Some(arg) => Err(unexpected(arg, &[])),
-    }
+    last(parser, "version", Command::Version)
+}
+
+/// `what` (help, version) ends the command line: anything after it is a
+/// usage error naming it, not silently ignored.
+fn last<T>(parser: &mut lexopt::Parser, what: &str, done: T) -> Result<T, UsageError> {
+    let arg = match parser.next()? {
+        None => return Ok(done),
+        Some(lexopt::Arg::Value(v)) => v.to_string_lossy().into_owned(),
+        Some(lexopt::Arg::Long(n)) => format!("--{n}"),
+        Some(lexopt::Arg::Short(c)) => format!("-{c}"),
+    };
+    Err(UsageError(format!(
+        "unexpected argument '{arg}' after '{what}'"
+    )))
 }
 
 /// The rest of `sheepdog ctl ...`.
@@ -468,12 +475,13 @@ fn parse_ctl(parser: &mut lexopt::Parser) -> Result<Ctl, UsageError> {
             Long("wait") => words.push("--wait".into()),
             Long("main") => main_only = true,
             Short('h') | Long("help") => {
+                let action = last(parser, "--help", Action::Help)?;
                 return Ok(Ctl {
                     target: None,
                     token: None,
                     json,
-                    action: Action::Help,
-                })
+                    action,
+                });
             }
             // `scale NAME -2`: lexopt reads "-2" as short flags.
             Short(c) if c.is_ascii_digit() && words.len() == 2 && words[0] == "scale" => {
@@ -631,7 +639,10 @@ fn ctl_action(words: &[String]) -> Result<Action, UsageError> {
                     .into(),
             ))
         }
-        Some("help") => return Ok(Action::Help),
+        Some("help") => match w.get(1) {
+            Some(x) => return extra(x),
+            None => return Ok(Action::Help),
+        },
         Some("status") => Action::Status(opt_name("status")?),
         Some(v @ ("start" | "stop" | "restart")) => {
             let n = name(v)?;
@@ -969,6 +980,17 @@ mod tests {
         assert!(ctl(&["signal", "q", "HUP", "--main", "--tail", "5"]).is_err());
         assert_eq!(ctl(&["--help"]).unwrap().action, Action::Help);
         assert_eq!(ctl(&["help"]).unwrap().action, Action::Help);
+        assert_eq!(ctl(&["--json", "-h"]).unwrap().action, Action::Help);
+        // Nothing after help, as after `version`: a usage error naming it.
+        for (bad, named) in [
+            (&["help", "extra"][..], "'extra'"),
+            (&["--help", "extra"], "'extra' after '--help'"),
+            (&["-h", "--bogus"], "'--bogus' after '--help'"),
+            (&["--help", "status"], "'status' after '--help'"),
+        ] {
+            let msg = ctl(bad).unwrap_err().0;
+            assert!(msg.contains(named), "{bad:?}: {msg}");
+        }
     }
 
     #[test]
@@ -1091,6 +1113,31 @@ mod tests {
         assert_eq!(p(&["version"]).unwrap(), Command::Version);
         assert_eq!(p(&["--version"]).unwrap(), Command::Version);
         assert_eq!(p(&["-h"]).unwrap(), Command::Help);
+        assert_eq!(p(&["help"]).unwrap(), Command::Help);
+        assert_eq!(
+            p(&["check", "-c", "x.yaml", "--help"]).unwrap(),
+            Command::Help
+        );
+        // Nothing may follow help (or version): a usage error naming it,
+        // not the help printed with the rest ignored.
+        for (bad, named) in [
+            (
+                &["help", "extra"][..],
+                "unexpected argument 'extra' after 'help'",
+            ),
+            (
+                &["--help", "--bogus"],
+                "unexpected argument '--bogus' after '--help'",
+            ),
+            (&["-h", "run"], "unexpected argument 'run' after '--help'"),
+            (&["help", "-x"], "unexpected argument '-x' after 'help'"),
+            (
+                &["version", "--json"],
+                "unexpected argument '--json' after 'version'",
+            ),
+        ] {
+            assert_eq!(p(bad).unwrap_err().0, named, "{bad:?}");
+        }
         // The exit codes of docs/cli.md, the exec failures included.
         for code in ["0 ", "1 ", "2 ", "128+N", "127", "126"] {
             assert!(HELP.contains(code), "{code}");
