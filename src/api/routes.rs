@@ -477,9 +477,8 @@ impl Api {
             return Err(Response::error(
                 413,
                 &format!(
-                    "{} {} takes no request body; got {body_len} bytes (at most {IGNORED_BODY}, \
-                     such as {{}}, are accepted and ignored)",
-                    route.method, route.path
+                    "{method} {path} takes no request body; got {body_len} bytes (at most \
+                     {IGNORED_BODY}, such as {{}}, are accepted and ignored)"
                 ),
             ));
         }
@@ -974,6 +973,15 @@ fn signal_of(body: &[u8]) -> Result<(nix::sys::signal::Signal, Whom), Response> 
         ));
     };
     let yaml = match v {
+        // JSON says exactly what it means (no unquoted word to trim, as in
+        // YAML): " HUP" is not HUP, as " main" is not main above.
+        Value::String(s) if s.trim() != s => {
+            return Err(bad(format!(
+                "signal: invalid signal {}; expected a signal name like \"HUP\" or a number, \
+                 with no spaces around it",
+                quote(s)
+            )))
+        }
         Value::String(s) => serde_yaml::Value::String(s.clone()),
         Value::Number(n) => match n.as_i64() {
             Some(i) => serde_yaml::Value::Number(i.into()),
