@@ -105,11 +105,13 @@ pub struct LogsQuery {
     pub follow: bool,
 }
 
-/// `scale NAME 3` sets, `scale NAME +1` / `-1` changes.
+/// `scale NAME 3` sets, `scale NAME +1` / `-1` changes (`Control::Scale`
+/// carries it too: an i32, as no process may run more than 1000, keeps
+/// `Control` small).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScaleBy {
     To(u32),
-    Delta(i64),
+    Delta(i32),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -289,7 +291,9 @@ where
             Long("dry-run") => dry_run = true,
             Long("json") => json = true,
             Long("main") => main_only = true,
-            Short('h') | Long("help") => return last(&mut parser, "--help", Command::Help),
+            Short('h') | Long("help") => {
+                return last(&mut parser, "--help").map(|()| Command::Help)
+            }
             Short('V') | Long("version") => return version(&mut parser, sub.is_some() || options),
             Value(v) if sub.is_none() => {
                 let name = v.into_string().map_err(|v| {
@@ -307,7 +311,7 @@ where
                     }
                     "run" | "check" => sub = Some(name),
                     "version" => return version(&mut parser, options),
-                    "help" => return last(&mut parser, "help", Command::Help),
+                    "help" => return last(&mut parser, "help").map(|()| Command::Help),
                     other => {
                         // A typo of a command, or a program to run as with
                         // dumb-init (`dumb-init nginx`), which needs `--` here.
@@ -374,21 +378,20 @@ fn version(parser: &mut lexopt::Parser, others: bool) -> Result<Command, UsageEr
             "version takes no other options or commands".into(),
         ));
     }
-    last(parser, "version", Command::Version)
+    last(parser, "version").map(|()| Command::Version)
 }
 
 /// `what` (help, version) ends the command line: anything after it is a
 /// usage error naming it, not silently ignored.
-fn last<T>(parser: &mut lexopt::Parser, what: &str, done: T) -> Result<T, UsageError> {
-    let arg = match parser.next()? {
-        None => return Ok(done),
-        Some(lexopt::Arg::Value(v)) => v.to_string_lossy().into_owned(),
-        Some(lexopt::Arg::Long(n)) => format!("--{n}"),
-        Some(lexopt::Arg::Short(c)) => format!("-{c}"),
-    };
-    Err(UsageError(format!(
-        "unexpected argument '{arg}' after '{what}'"
-    )))
+fn last(parser: &mut lexopt::Parser, what: &str) -> Result<(), UsageError> {
+    match parser.next()? {
+        None => Ok(()),
+        Some(lexopt::Arg::Value(v)) => Err(UsageError(format!(
+            "unexpected argument '{}' after '{what}'",
+            v.to_string_lossy()
+        ))),
+        Some(arg) => Err(unexpected(arg, &[])),
+    }
 }
 
 /// The rest of `sheepdog ctl ...`.
@@ -475,12 +478,12 @@ fn parse_ctl(parser: &mut lexopt::Parser) -> Result<Ctl, UsageError> {
             Long("wait") => words.push("--wait".into()),
             Long("main") => main_only = true,
             Short('h') | Long("help") => {
-                let action = last(parser, "--help", Action::Help)?;
+                last(parser, "--help")?;
                 return Ok(Ctl {
                     target: None,
                     token: None,
                     json,
-                    action,
+                    action: Action::Help,
                 });
             }
             // `scale NAME -2`: lexopt reads "-2" as short flags.
@@ -725,14 +728,14 @@ fn scale_by(s: &str) -> Result<ScaleBy, UsageError> {
         if !digits(d) {
             return Err(bad());
         }
-        return d.parse::<i64>().map(ScaleBy::Delta).map_err(|_| bad());
+        return d.parse::<i32>().map(ScaleBy::Delta).map_err(|_| bad());
     }
     if let Some(d) = s.strip_prefix('-') {
         if !digits(d) {
             return Err(bad());
         }
         return d
-            .parse::<i64>()
+            .parse::<i32>()
             .map(|n| ScaleBy::Delta(-n))
             .map_err(|_| bad());
     }
@@ -985,7 +988,7 @@ mod tests {
         for (bad, named) in [
             (&["help", "extra"][..], "'extra'"),
             (&["--help", "extra"], "'extra' after '--help'"),
-            (&["-h", "--bogus"], "'--bogus' after '--help'"),
+            (&["-h", "--bogus"], "invalid option '--bogus'"),
             (&["--help", "status"], "'status' after '--help'"),
         ] {
             let msg = ctl(bad).unwrap_err().0;
@@ -1010,7 +1013,7 @@ mod tests {
             s("-12").unwrap(),
             Action::Scale("q".into(), ScaleBy::Delta(-12))
         );
-        for bad in ["x", "+", "3.5", "+-1", "99999999999"] {
+        for bad in ["x", "+", "3.5", "+-1", "99999999999", "+2147483648"] {
             assert!(s(bad).unwrap_err().0.contains("instance count"), "{bad}");
         }
     }
@@ -1125,16 +1128,10 @@ mod tests {
                 &["help", "extra"][..],
                 "unexpected argument 'extra' after 'help'",
             ),
-            (
-                &["--help", "--bogus"],
-                "unexpected argument '--bogus' after '--help'",
-            ),
+            (&["--help", "--bogus"], "invalid option '--bogus'"),
             (&["-h", "run"], "unexpected argument 'run' after '--help'"),
-            (&["help", "-x"], "unexpected argument '-x' after 'help'"),
-            (
-                &["version", "--json"],
-                "unexpected argument '--json' after 'version'",
-            ),
+            (&["help", "-x"], "invalid option '-x'"),
+            (&["version", "--json"], "invalid option '--json'"),
         ] {
             assert_eq!(p(bad).unwrap_err().0, named, "{bad:?}");
         }

@@ -936,18 +936,18 @@ fn scale_by(body: &[u8]) -> Result<ScaleBy, Response> {
                 shown(v)
             ))),
         },
-        (None, Some(v)) => {
-            let Some(delta) = v.as_i64() else {
-                if v.as_f64().is_some_and(|f| f.abs() >= 9.2e18) {
-                    return Err(bad(format!("delta: {v} is too large")));
-                }
-                return Err(bad(format!(
-                    "delta: expected an integer such as 2 or -1, got {}",
-                    shown(v)
-                )));
-            };
-            Ok(ScaleBy::Delta(delta))
-        }
+        // (No process may run more than 1000: beyond ±2147483647 is no
+        // use, and `Control` stays small.)
+        (None, Some(v)) => match v.as_i64().and_then(|d| i32::try_from(d).ok()) {
+            Some(d) => Ok(ScaleBy::Delta(d)),
+            None if v.as_f64().is_some_and(|f| f.abs() > f64::from(i32::MAX)) => {
+                Err(bad(format!("delta: {v} is too large")))
+            }
+            None => Err(bad(format!(
+                "delta: expected an integer such as 2 or -1, got {}",
+                shown(v)
+            ))),
+        },
     }
 }
 
@@ -1174,6 +1174,11 @@ mod tests {
                 br#"{"delta": 9223372036854775808}"#,
                 400,
                 "delta: 9223372036854775808 is too large",
+            ),
+            (
+                br#"{"delta": -2147483649}"#,
+                400,
+                "delta: -2147483649 is too large",
             ),
             (br#"{"delta": "x"}"#, 400, "delta: expected an integer"),
             (br#"{"delta": 1, "desired": 1}"#, 400, "only one"),

@@ -259,15 +259,15 @@ impl Supervisor {
         // snapshot a client read: deltas sent at once all count.
         let desired = match by {
             ScaleBy::To(n) => n,
-            ScaleBy::Delta(d) => match u32::try_from(i64::from(p.desired).saturating_add(d)) {
-                Ok(n) => n,
-                Err(_) if d < 0 => {
+            ScaleBy::Delta(d) => match p.desired.checked_add_signed(d) {
+                Some(n) => n,
+                None if d < 0 => {
                     return ControlReply::Bad(format!(
                         "delta: {d} would take {name} below 0 instances (it wants {} now)",
                         p.desired
                     ))
                 }
-                Err(_) => return ControlReply::Bad(format!("delta: {d} is too large")),
+                None => return ControlReply::Bad(format!("delta: {d} is too large")),
             },
         };
         if let Some(max) = p.def.max_scale {
