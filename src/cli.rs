@@ -105,9 +105,9 @@ pub struct LogsQuery {
     pub follow: bool,
 }
 
-/// `scale NAME 3` sets, `scale NAME +1` / `-1` changes (`Control::Scale`
-/// carries it too: an i32, as no process may run more than 1000, keeps
-/// `Control` small).
+/// `scale NAME 3` sets, `scale NAME +1` / `-1` changes (by an i32: no
+/// process may run more than 1000 instances, and `Control::ScaleBy` stays
+/// small).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScaleBy {
     To(u32),

@@ -419,11 +419,17 @@ pub enum Control {
     Restart {
         name: String,
     },
-    /// A count, or a change the supervisor adds to the count the process
-    /// wants when it applies it (so deltas sent at once all count).
     Scale {
         name: String,
-        by: crate::cli::ScaleBy,
+        desired: u32,
+    },
+    /// A change the supervisor adds to the count the process wants when it
+    /// applies it, so deltas sent at once all count. (A variant of its own,
+    /// not a `Scale` with a `ScaleBy`: that would make every `Control` 40
+    /// bytes, and every channel function that moves one larger.)
+    ScaleBy {
+        name: String,
+        delta: i32,
     },
     Signal {
         name: String,

@@ -346,11 +346,18 @@ impl Handler for Api {
             // A delta is added by the supervisor to the count it wants
             // then, so deltas sent at once all count.
             Endpoint::Scale => match scale_by(&req.body) {
-                Ok(by) => self.control(
+                Ok(ScaleBy::To(desired)) => self.control(
                     Some(&name),
                     Control::Scale {
                         name: name.clone(),
-                        by,
+                        desired,
+                    },
+                ),
+                Ok(ScaleBy::Delta(delta)) => self.control(
+                    Some(&name),
+                    Control::ScaleBy {
+                        name: name.clone(),
+                        delta,
                     },
                 ),
                 Err(resp) => resp,

@@ -99,6 +99,7 @@ impl Supervisor {
             Control::Start { name }
             | Control::Restart { name }
             | Control::Scale { name, .. }
+            | Control::ScaleBy { name, .. }
             | Control::Signal { name, .. }
                 if self.jobs.contains_key(&name) =>
             {
@@ -109,7 +110,8 @@ impl Supervisor {
             Control::Start { name } => self.start(&name),
             Control::Stop { name } => self.stop(&name),
             Control::Restart { name } => self.restart(&name),
-            Control::Scale { name, by } => self.scale(&name, by),
+            Control::Scale { name, desired } => self.scale(&name, ScaleBy::To(desired)),
+            Control::ScaleBy { name, delta } => self.scale(&name, ScaleBy::Delta(delta)),
             Control::Signal { name, signal, whom } => self.signal(&name, signal, whom),
         }
     }
