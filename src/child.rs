@@ -396,6 +396,13 @@ impl Prepared {
 const STUCK: &str =
     "still short of exec when its time ran out (its working_dir or program on a hung mount?)";
 
+/// Whether a spawn failed because its exec deadline ran out
+/// (`Prepared::spawn`'s `STUCK`): `TimedOut` with no errno, where an errno
+/// ETIMEDOUT (from a network file system) is something else.
+pub fn is_exec_deadline(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::TimedOut && e.raw_os_error().is_none()
+}
+
 /// What execvp uses when there is no PATH at all (musl's default).
 const DEFAULT_PATH: &str = "/usr/local/bin:/bin:/usr/bin";
 
@@ -644,8 +651,11 @@ mod tests {
         cmd.args(["30"]).exec_deadline(Instant::now());
         let slot = AtomicI32::new(0);
         let e = Prepared::new(cmd).unwrap().spawn(&slot).unwrap_err();
-        assert_eq!(e.error.kind(), io::ErrorKind::TimedOut);
+        assert!(is_exec_deadline(&e.error), "{}", e.error);
         assert!(e.error.to_string().contains("short of exec"), "{}", e.error);
+        assert!(!is_exec_deadline(&io::Error::from_raw_os_error(
+            libc::ETIMEDOUT
+        )));
         let pid = nix::unistd::Pid::from_raw(e.pid.expect("a child was made"));
         // Our own child, waited for by pid only (no other test's): killed,
         // by its timer or by the failed spawn, never left to sleep.

@@ -105,11 +105,13 @@ pub struct LogsQuery {
     pub follow: bool,
 }
 
-/// `scale NAME 3` sets, `scale NAME +1` / `-1` changes.
+/// `scale NAME 3` sets, `scale NAME +1` / `-1` changes (by an i32: no
+/// process may run more than 1000 instances, and `Control::ScaleBy` stays
+/// small).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScaleBy {
     To(u32),
-    Delta(i64),
+    Delta(i32),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -289,7 +291,9 @@ where
             Long("dry-run") => dry_run = true,
             Long("json") => json = true,
             Long("main") => main_only = true,
-            Short('h') | Long("help") => return Ok(Command::Help),
+            Short('h') | Long("help") => {
+                return last(&mut parser, "--help").map(|()| Command::Help)
+            }
             Short('V') | Long("version") => return version(&mut parser, sub.is_some() || options),
             Value(v) if sub.is_none() => {
                 let name = v.into_string().map_err(|v| {
@@ -307,7 +311,7 @@ where
                     }
                     "run" | "check" => sub = Some(name),
                     "version" => return version(&mut parser, options),
-                    "help" => return Ok(Command::Help),
+                    "help" => return last(&mut parser, "help").map(|()| Command::Help),
                     other => {
                         // A typo of a command, or a program to run as with
                         // dumb-init (`dumb-init nginx`), which needs `--` here.
@@ -374,10 +378,16 @@ fn version(parser: &mut lexopt::Parser, others: bool) -> Result<Command, UsageEr
             "version takes no other options or commands".into(),
         ));
     }
+    last(parser, "version").map(|()| Command::Version)
+}
+
+/// `what` (help, version) ends the command line: anything after it is a
+/// usage error naming it, not silently ignored.
+fn last(parser: &mut lexopt::Parser, what: &str) -> Result<(), UsageError> {
     match parser.next()? {
-        None => Ok(Command::Version),
+        None => Ok(()),
         Some(lexopt::Arg::Value(v)) => Err(UsageError(format!(
-            "unexpected argument '{}' after 'version'",
+            "unexpected argument '{}' after '{what}'",
             v.to_string_lossy()
         ))),
         Some(arg) => Err(unexpected(arg, &[])),
@@ -468,12 +478,13 @@ fn parse_ctl(parser: &mut lexopt::Parser) -> Result<Ctl, UsageError> {
             Long("wait") => words.push("--wait".into()),
             Long("main") => main_only = true,
             Short('h') | Long("help") => {
+                last(parser, "--help")?;
                 return Ok(Ctl {
                     target: None,
                     token: None,
                     json,
                     action: Action::Help,
-                })
+                });
             }
             // `scale NAME -2`: lexopt reads "-2" as short flags.
             Short(c) if c.is_ascii_digit() && words.len() == 2 && words[0] == "scale" => {
@@ -631,7 +642,10 @@ fn ctl_action(words: &[String]) -> Result<Action, UsageError> {
                     .into(),
             ))
         }
-        Some("help") => return Ok(Action::Help),
+        Some("help") => match w.get(1) {
+            Some(x) => return extra(x),
+            None => return Ok(Action::Help),
+        },
         Some("status") => Action::Status(opt_name("status")?),
         Some(v @ ("start" | "stop" | "restart")) => {
             let n = name(v)?;
@@ -714,14 +728,14 @@ fn scale_by(s: &str) -> Result<ScaleBy, UsageError> {
         if !digits(d) {
             return Err(bad());
         }
-        return d.parse::<i64>().map(ScaleBy::Delta).map_err(|_| bad());
+        return d.parse::<i32>().map(ScaleBy::Delta).map_err(|_| bad());
     }
     if let Some(d) = s.strip_prefix('-') {
         if !digits(d) {
             return Err(bad());
         }
         return d
-            .parse::<i64>()
+            .parse::<i32>()
             .map(|n| ScaleBy::Delta(-n))
             .map_err(|_| bad());
     }
@@ -969,6 +983,17 @@ mod tests {
         assert!(ctl(&["signal", "q", "HUP", "--main", "--tail", "5"]).is_err());
         assert_eq!(ctl(&["--help"]).unwrap().action, Action::Help);
         assert_eq!(ctl(&["help"]).unwrap().action, Action::Help);
+        assert_eq!(ctl(&["--json", "-h"]).unwrap().action, Action::Help);
+        // Nothing after help, as after `version`: a usage error naming it.
+        for (bad, named) in [
+            (&["help", "extra"][..], "'extra'"),
+            (&["--help", "extra"], "'extra' after '--help'"),
+            (&["-h", "--bogus"], "invalid option '--bogus'"),
+            (&["--help", "status"], "'status' after '--help'"),
+        ] {
+            let msg = ctl(bad).unwrap_err().0;
+            assert!(msg.contains(named), "{bad:?}: {msg}");
+        }
     }
 
     #[test]
@@ -988,7 +1013,7 @@ mod tests {
             s("-12").unwrap(),
             Action::Scale("q".into(), ScaleBy::Delta(-12))
         );
-        for bad in ["x", "+", "3.5", "+-1", "99999999999"] {
+        for bad in ["x", "+", "3.5", "+-1", "99999999999", "+2147483648"] {
             assert!(s(bad).unwrap_err().0.contains("instance count"), "{bad}");
         }
     }
@@ -1091,6 +1116,25 @@ mod tests {
         assert_eq!(p(&["version"]).unwrap(), Command::Version);
         assert_eq!(p(&["--version"]).unwrap(), Command::Version);
         assert_eq!(p(&["-h"]).unwrap(), Command::Help);
+        assert_eq!(p(&["help"]).unwrap(), Command::Help);
+        assert_eq!(
+            p(&["check", "-c", "x.yaml", "--help"]).unwrap(),
+            Command::Help
+        );
+        // Nothing may follow help (or version): a usage error naming it,
+        // not the help printed with the rest ignored.
+        for (bad, named) in [
+            (
+                &["help", "extra"][..],
+                "unexpected argument 'extra' after 'help'",
+            ),
+            (&["--help", "--bogus"], "invalid option '--bogus'"),
+            (&["-h", "run"], "unexpected argument 'run' after '--help'"),
+            (&["help", "-x"], "invalid option '-x'"),
+            (&["version", "--json"], "invalid option '--json'"),
+        ] {
+            assert_eq!(p(bad).unwrap_err().0, named, "{bad:?}");
+        }
         // The exit codes of docs/cli.md, the exec failures included.
         for code in ["0 ", "1 ", "2 ", "128+N", "127", "126"] {
             assert!(HELP.contains(code), "{code}");

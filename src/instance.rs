@@ -788,9 +788,7 @@ impl Runner {
             }
             Err(e) => {
                 let mut error = format!("unable to start {:?}: {e}", self.def.command[0]);
-                // Ours (an errno ETIMEDOUT from a network file system is
-                // something else): the exec deadline passed.
-                if e.kind() == std::io::ErrorKind::TimedOut && e.raw_os_error().is_none() {
+                if crate::child::is_exec_deadline(&e) {
                     error.push_str(&format!(
                         "; process_start_timeout is {}",
                         crate::config::format_duration(shared.start_timeout)

@@ -424,6 +424,14 @@ pub enum Control {
         name: String,
         desired: u32,
     },
+    /// A change the supervisor adds to the count the process wants when it
+    /// applies it, so deltas sent at once all count. (A variant of its own,
+    /// not a `Scale` with a `ScaleBy`: that would make every `Control` 40
+    /// bytes, and every channel function that moves one larger.)
+    ScaleBy {
+        name: String,
+        delta: i32,
+    },
     Signal {
         name: String,
         signal: nix::sys::signal::Signal,
@@ -468,6 +476,8 @@ pub enum ControlReply {
     Reloaded(Box<ReloadSummary>),
     /// A reload found the file invalid or unreadable; nothing changed.
     Invalid(String),
+    /// The request asks for what cannot be (a scale below 0 instances).
+    Bad(String),
 }
 
 /// What a configuration reload changed. Names are sorted.

@@ -286,6 +286,17 @@ fn bad_bodies_are_400_naming_the_field() {
             "signal: unknown signal \"NOPE\"",
         ),
         ("signal", r#"{"signal": 999}"#, "signal: invalid signal 999"),
+        // Not trimmed: JSON quotes exactly what it means (as "to" is read).
+        (
+            "signal",
+            r#"{"signal": " HUP"}"#,
+            "signal: invalid signal \" HUP\"",
+        ),
+        (
+            "signal",
+            r#"{"signal": "9\n"}"#,
+            "signal: invalid signal \"9\\n\"",
+        ),
         ("signal", r#"{}"#, "signal: missing"),
         ("signal", r#"{"signal": ["HUP"]}"#, "got an array"),
         // A repeated field is refused, not read as its last value.
@@ -450,6 +461,8 @@ fn rate_limit_per_peer_answers_429() {
         "{}",
         r.body
     );
+    // It names the setting that limits it.
+    assert!(r.error().ends_with("(global.api_rate_limit)"), "{}", r.body);
     assert!(r.header("retry-after").unwrap().parse::<u64>().unwrap() >= 1);
     // X-Forwarded-For does not buy a new bucket.
     let r = http::raw(
@@ -974,9 +987,15 @@ fn scaling_up_and_down_through_the_api() {
     let r = api.post("/api/v1/processes/q/scale", r#"{"delta": 1}"#);
     assert_eq!(r.status, 409, "{}", r.body);
     assert!(r.error().contains("max_scale"), "{}", r.body);
-    // Oneshots do not scale.
-    let r = api.post("/api/v1/processes/once/scale", r#"{"desired": 2}"#);
-    assert_eq!(r.status, 409, "{}", r.body);
+    // Oneshots do not scale, by any change either: 409, not a 400 for a
+    // count below 0 computed as if they did.
+    for body in [r#"{"desired": 2}"#, r#"{"delta": 1}"#, r#"{"delta": -5}"#] {
+        let r = api.post("/api/v1/processes/once/scale", body);
+        assert_eq!(r.status, 409, "{body}: {}", r.body);
+        assert!(r.error().contains("oneshot"), "{body}: {}", r.body);
+    }
+    let r = api.post("/api/v1/processes/nope/scale", r#"{"delta": 1}"#);
+    assert_eq!(r.status, 404, "{}", r.body);
 
     // Down by 3: the highest indices go, gracefully; q-1 stays.
     api.scale("q", r#"{"delta": -3}"#);
@@ -2448,7 +2467,8 @@ fn refusals_come_before_the_body_is_read() {
             auth.as_str(),
             4096,
             413,
-            "takes no request body",
+            // The path sent, not the route's pattern.
+            "POST /api/v1/processes/web/stop takes no request body",
         ),
         (
             "GET",
@@ -2456,7 +2476,7 @@ fn refusals_come_before_the_body_is_read() {
             auth.as_str(),
             4096,
             413,
-            "takes no request body",
+            "GET /api/v1/processes takes no request body",
         ),
     ] {
         let head = format!(

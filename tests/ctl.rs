@@ -415,6 +415,31 @@ fn help_mentions_ctl() {
     }
 }
 
+/// Help takes nothing after it, like `version`: `sheepdog help extra` or
+/// `sheepdog --help --bogus` is a usage error (exit 2) naming the extra
+/// argument, with no help printed; they printed the help and exited 0.
+#[test]
+fn nothing_may_follow_help() {
+    for (args, named) in [
+        (
+            &["help", "extra"][..],
+            "unexpected argument 'extra' after 'help'",
+        ),
+        (&["--help", "--bogus"], "invalid option '--bogus'"),
+        (
+            &["version", "extra"],
+            "unexpected argument 'extra' after 'version'",
+        ),
+        (&["ctl", "help", "extra"], "unexpected argument 'extra'"),
+        (&["ctl", "--help", "--bogus"], "invalid option '--bogus'"),
+    ] {
+        let o = Command::new(BIN).args(args).output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", err(&o));
+        assert!(err(&o).contains(named), "{args:?}: {}", err(&o));
+        assert_eq!(out(&o), "", "{args:?}");
+    }
+}
+
 #[test]
 fn logs_tail_and_follow() {
     let sockdir = TempDir::new("ctl-logs-sock");

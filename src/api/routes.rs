@@ -26,7 +26,7 @@
 //! - Every error is `{"error": "..."}` naming what was wrong (the JSON
 //!   field, the process, the method); bad input never panics.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crossbeam_channel::{RecvTimeoutError, Sender};
@@ -37,6 +37,7 @@ use super::http::{percent_decode, query_bool, query_pairs, Head, Peer, Request, 
 use super::metrics::ApiCounters;
 use super::openapi;
 use super::server::Handler;
+use crate::cli::ScaleBy;
 use crate::config::quote;
 use crate::group::Whom;
 use crate::output::buffer::LogStore;
@@ -289,9 +290,6 @@ fn match_path(pattern: &str, path: &str) -> Option<Option<String>> {
 }
 
 /// The API's request handler.
-/// Held by a scale request from its read of the scale to its answer.
-static SCALING: Mutex<()> = Mutex::new(());
-
 pub struct Api {
     pub published: Arc<Published>,
     pub logs: Arc<LogStore>,
@@ -345,23 +343,25 @@ impl Handler for Api {
             Endpoint::Start => self.control(Some(&name), Control::Start { name: name.clone() }),
             Endpoint::Stop => self.control(Some(&name), Control::Stop { name: name.clone() }),
             Endpoint::Restart => self.control(Some(&name), Control::Restart { name: name.clone() }),
-            Endpoint::Scale => {
-                // A delta counts from the published scale: two at once
-                // would both read it and one would be lost. One scale at a
-                // time, each reading what the one before published (an
-                // answer goes out after the state it describes).
-                let _one = SCALING.lock().unwrap_or_else(PoisonError::into_inner);
-                match scale_target(&self.published.get(), &name, &req.body) {
-                    Ok(desired) => self.control(
-                        Some(&name),
-                        Control::Scale {
-                            name: name.clone(),
-                            desired,
-                        },
-                    ),
-                    Err(resp) => resp,
-                }
-            }
+            // A delta is added by the supervisor to the count it wants
+            // then, so deltas sent at once all count.
+            Endpoint::Scale => match scale_by(&req.body) {
+                Ok(ScaleBy::To(desired)) => self.control(
+                    Some(&name),
+                    Control::Scale {
+                        name: name.clone(),
+                        desired,
+                    },
+                ),
+                Ok(ScaleBy::Delta(delta)) => self.control(
+                    Some(&name),
+                    Control::ScaleBy {
+                        name: name.clone(),
+                        delta,
+                    },
+                ),
+                Err(resp) => resp,
+            },
             Endpoint::Signal => match signal_of(&req.body) {
                 Ok((signal, whom)) => self.control(
                     Some(&name),
@@ -484,9 +484,8 @@ impl Api {
             return Err(Response::error(
                 413,
                 &format!(
-                    "{} {} takes no request body; got {body_len} bytes (at most {IGNORED_BODY}, \
-                     such as {{}}, are accepted and ignored)",
-                    route.method, route.path
+                    "{method} {path} takes no request body; got {body_len} bytes (at most \
+                     {IGNORED_BODY}, such as {{}}, are accepted and ignored)"
                 ),
             ));
         }
@@ -597,6 +596,7 @@ impl Api {
             ControlReply::Run(r) => return run_response(name, &r),
             ControlReply::Reloaded(summary) => return reloaded_response(&summary),
             ControlReply::Invalid(m) => return Response::error(422, &m),
+            ControlReply::Bad(m) => return Response::error(400, &m),
         };
         let mut body = json!({ "status": word, "message": msg });
         if let (Some(n), Some(obj)) = (name, body.as_object_mut()) {
@@ -912,8 +912,9 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-/// `{"desired": N}` or `{"delta": ±N}` → the instance count to ask for.
-fn scale_target(snap: &Snapshot, name: &str, body: &[u8]) -> Result<u32, Response> {
+/// `{"desired": N}` or `{"delta": ±N}` → the count or the change to ask
+/// for (the supervisor adds a change to what the process wants then).
+fn scale_by(body: &[u8]) -> Result<ScaleBy, Response> {
     let m = object(
         body,
         &["desired", "delta"],
@@ -927,7 +928,7 @@ fn scale_target(snap: &Snapshot, name: &str, body: &[u8]) -> Result<u32, Respons
             "request body: expected \"desired\" (instances to run) or \"delta\" (a change such as 2 or -1)".into(),
         )),
         (Some(v), None) => match v.as_u64() {
-            Some(n) => u32::try_from(n).map_err(|_| {
+            Some(n) => u32::try_from(n).map(ScaleBy::To).map_err(|_| {
                 bad(format!(
                     "desired: {n} is too large; expected 0 to {}",
                     u32::MAX
@@ -942,28 +943,18 @@ fn scale_target(snap: &Snapshot, name: &str, body: &[u8]) -> Result<u32, Respons
                 shown(v)
             ))),
         },
-        (None, Some(v)) => {
-            let Some(delta) = v.as_i64() else {
-                if v.as_f64().is_some_and(|f| f.abs() >= 9.2e18) {
-                    return Err(bad(format!("delta: {v} is too large")));
-                }
-                return Err(bad(format!(
-                    "delta: expected an integer such as 2 or -1, got {}",
-                    shown(v)
-                )));
-            };
-            let Some(p) = snap.processes.iter().find(|p| *p.name == *name) else {
-                return Err(not_found(snap, name));
-            };
-            let target = i64::from(p.desired_scale).saturating_add(delta);
-            if target < 0 {
-                return Err(bad(format!(
-                    "delta: {delta} would take {name} below 0 instances (it wants {} now)",
-                    p.desired_scale
-                )));
+        // (No process may run more than 1000: beyond ±2147483647 is no
+        // use, and `Control` stays small.)
+        (None, Some(v)) => match v.as_i64().and_then(|d| i32::try_from(d).ok()) {
+            Some(d) => Ok(ScaleBy::Delta(d)),
+            None if v.as_f64().is_some_and(|f| f.abs() > f64::from(i32::MAX)) => {
+                Err(bad(format!("delta: {v} is too large")))
             }
-            u32::try_from(target).map_err(|_| bad(format!("delta: {delta} is too large")))
-        }
+            None => Err(bad(format!(
+                "delta: expected an integer such as 2 or -1, got {}",
+                shown(v)
+            ))),
+        },
     }
 }
 
@@ -989,6 +980,15 @@ fn signal_of(body: &[u8]) -> Result<(nix::sys::signal::Signal, Whom), Response> 
         ));
     };
     let yaml = match v {
+        // JSON says exactly what it means (no unquoted word to trim, as in
+        // YAML): " HUP" is not HUP, as " main" is not main above.
+        Value::String(s) if s.trim() != s => {
+            return Err(bad(format!(
+                "signal: invalid signal {}; expected a signal name like \"HUP\" or a number, \
+                 with no spaces around it",
+                quote(s)
+            )))
+        }
         Value::String(s) => serde_yaml::Value::String(s.clone()),
         Value::Number(n) => match n.as_i64() {
             Some(i) => serde_yaml::Value::Number(i.into()),
@@ -1151,11 +1151,11 @@ mod tests {
 
     #[test]
     fn scale_bodies() {
-        let s = snap();
-        assert_eq!(scale_target(&s, "web", br#"{"desired": 5}"#).unwrap(), 5);
-        assert_eq!(scale_target(&s, "web", br#"{"desired": 0}"#).unwrap(), 0);
-        assert_eq!(scale_target(&s, "web", br#"{"delta": 3}"#).unwrap(), 5);
-        assert_eq!(scale_target(&s, "web", br#"{"delta": -2}"#).unwrap(), 0);
+        assert_eq!(scale_by(br#"{"desired": 5}"#).unwrap(), ScaleBy::To(5));
+        assert_eq!(scale_by(br#"{"desired": 0}"#).unwrap(), ScaleBy::To(0));
+        // A change goes to the supervisor as such (below 0 is its 400).
+        assert_eq!(scale_by(br#"{"delta": 3}"#).unwrap(), ScaleBy::Delta(3));
+        assert_eq!(scale_by(br#"{"delta": -3}"#).unwrap(), ScaleBy::Delta(-3));
         for (body, status, needle) in [
             (&b""[..], 400, "empty"),
             (b"{", 400, "invalid JSON"),
@@ -1182,13 +1182,17 @@ mod tests {
                 400,
                 "delta: 9223372036854775808 is too large",
             ),
+            (
+                br#"{"delta": -2147483649}"#,
+                400,
+                "delta: -2147483649 is too large",
+            ),
             (br#"{"delta": "x"}"#, 400, "delta: expected an integer"),
-            (br#"{"delta": -3}"#, 400, "delta: -3 would take web below 0"),
             (br#"{"delta": 1, "desired": 1}"#, 400, "only one"),
             (br#"{}"#, 400, "expected \\\"desired\\\""),
             (br#"{"replicas": 2}"#, 400, "unknown field \\\"replicas\\\""),
         ] {
-            let (st, msg) = err(scale_target(&s, "web", body));
+            let (st, msg) = err(scale_by(body));
             assert_eq!(st, status, "{msg}");
             assert!(
                 msg.contains(needle),
@@ -1196,7 +1200,6 @@ mod tests {
                 String::from_utf8_lossy(body)
             );
         }
-        assert_eq!(err(scale_target(&s, "nope", br#"{"delta": 1}"#)).0, 404);
         // A megabyte of value comes back in a few dozen characters.
         let long = "x".repeat(1 << 20);
         for body in [
@@ -1204,7 +1207,7 @@ mod tests {
             format!(r#"{{"desired": "{long}"}}"#),
             format!(r#"{{"desired": ["{long}"]}}"#),
         ] {
-            let (st, msg) = err(scale_target(&s, "web", body.as_bytes()));
+            let (st, msg) = err(scale_by(body.as_bytes()));
             assert_eq!(st, 400);
             assert!(msg.len() < 300, "{}…", &msg[..300]);
         }

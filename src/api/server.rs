@@ -802,7 +802,10 @@ impl Io {
                             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
                             let resp = Response::error(
                                 429,
-                                &format!("rate limit exceeded for {peer}; retry in {secs}s"),
+                                &format!(
+                                    "rate limit exceeded for {peer}; retry in {secs}s \
+                                     (global.api_rate_limit)"
+                                ),
                             )
                             .with_header("Retry-After", secs.max(1).to_string());
                             return self.reject(i, resp, now);

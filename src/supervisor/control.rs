@@ -14,6 +14,7 @@
 
 use std::collections::VecDeque;
 
+use crate::cli::ScaleBy;
 use crate::config::ProcessType;
 use crate::group::Whom;
 use crate::instance::{Cmd, Outcome};
@@ -98,6 +99,7 @@ impl Supervisor {
             Control::Start { name }
             | Control::Restart { name }
             | Control::Scale { name, .. }
+            | Control::ScaleBy { name, .. }
             | Control::Signal { name, .. }
                 if self.jobs.contains_key(&name) =>
             {
@@ -108,7 +110,8 @@ impl Supervisor {
             Control::Start { name } => self.start(&name),
             Control::Stop { name } => self.stop(&name),
             Control::Restart { name } => self.restart(&name),
-            Control::Scale { name, desired } => self.scale(&name, desired),
+            Control::Scale { name, desired } => self.scale(&name, ScaleBy::To(desired)),
+            Control::ScaleBy { name, delta } => self.scale(&name, ScaleBy::Delta(delta)),
             Control::Signal { name, signal, whom } => self.signal(&name, signal, whom),
         }
     }
@@ -237,10 +240,9 @@ impl Supervisor {
         crate::config::scale_ports(&p.def, desired, others, &self.cfg.global)
     }
 
-    pub(super) fn scale(&mut self, name: &str, desired: u32) -> ControlReply {
+    pub(super) fn scale(&mut self, name: &str, by: ScaleBy) -> ControlReply {
         let cap = self.cfg.global.extra.max_process_scale;
-        let ports = self.scale_ports(name, desired);
-        let Some(p) = self.procs.get_mut(name) else {
+        let Some(p) = self.procs.get(name) else {
             return self.not_found(name);
         };
         if p.def.kind == ProcessType::Oneshot {
@@ -255,6 +257,21 @@ impl Supervisor {
                 "{name} is being restarted, replaced or removed; scale it afterwards"
             ));
         }
+        // A change counts from what the process wants now, not from a
+        // snapshot a client read: deltas sent at once all count.
+        let desired = match by {
+            ScaleBy::To(n) => n,
+            ScaleBy::Delta(d) => match p.desired.checked_add_signed(d) {
+                Some(n) => n,
+                None if d < 0 => {
+                    return ControlReply::Bad(format!(
+                        "delta: {d} would take {name} below 0 instances (it wants {} now)",
+                        p.desired
+                    ))
+                }
+                None => return ControlReply::Bad(format!("delta: {d} is too large")),
+            },
+        };
         if let Some(max) = p.def.max_scale {
             if desired > max {
                 return ControlReply::Conflict(format!(
@@ -267,9 +284,12 @@ impl Supervisor {
                 "{name}: {desired} is above global.max_process_scale ({cap})"
             ));
         }
-        if let Some(why) = ports {
+        if let Some(why) = self.scale_ports(name, desired) {
             return ControlReply::Conflict(format!("{name}: cannot scale to {desired}: {why}"));
         }
+        let Some(p) = self.procs.get_mut(name) else {
+            return self.not_found(name);
+        };
         let from = p.desired;
         // Already so (and no stop to undo): nothing to do, as for a start
         // of a started process. A stopped or stopping process with the

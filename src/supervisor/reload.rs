@@ -37,6 +37,7 @@ use std::time::Instant;
 
 use crossbeam_channel::Sender;
 
+use crate::cli::ScaleBy;
 use crate::config::{Config, Global, InitialState, Process, ProcessType};
 use crate::plan::Plan;
 use crate::status::{ControlReply, ReloadCounts, ReloadSummary};
@@ -428,7 +429,7 @@ impl Supervisor {
             (Decision::Scale { to }, Some(new)) => {
                 let old = std::mem::replace(&mut p.def, Arc::new(new.clone()));
                 if let Some(to) = to {
-                    if let ControlReply::Conflict(why) = self.scale(&name, to) {
+                    if let ControlReply::Conflict(why) = self.scale(&name, ScaleBy::To(to)) {
                         // Kept as it was, so the next reload tries again.
                         if let Some(p) = self.procs.get_mut(&name) {
                             p.def = old;
