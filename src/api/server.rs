@@ -45,7 +45,6 @@
 //! - Listening sockets and connections are close-on-exec (std's defaults),
 //!   so children never inherit them.
 
-use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -747,18 +746,16 @@ impl Io {
     /// the server from one address closes its own connections, not a
     /// probe's from another.
     fn evict_oldest(&mut self) {
-        let mut held: HashMap<Peer, usize> = HashMap::new();
-        for c in &self.conns {
-            *held.entry(rate_key(c.peer)).or_default() += 1;
-        }
+        // At most `max_connections` (64) squared steps, once per eviction.
+        let held = |p: Peer| {
+            let k = rate_key(p);
+            self.conns.iter().filter(|c| rate_key(c.peer) == k).count()
+        };
         let victim = self
             .conns
             .iter()
             .enumerate()
-            .min_by_key(|(_, c)| {
-                let n = held.get(&rate_key(c.peer)).copied().unwrap_or(0);
-                (!c.lingering, usize::MAX - n, c.seq)
-            })
+            .min_by_key(|(_, c)| (!c.lingering, usize::MAX - held(c.peer), c.seq))
             .map(|(i, _)| i);
         if let Some(i) = victim {
             self.conns.swap_remove(i);
