@@ -971,6 +971,7 @@ mod tests {
             store: Arc::new(LogStore::new(10)),
             pending: Vec::new(),
             due: SortedMap::default(),
+            short: 0,
         }
     }
 

@@ -3007,7 +3007,11 @@ fn a_flood_of_probes_does_not_fail_the_probe_that_matters() {
     let flood: Vec<_> = (0..100)
         .map(|i| {
             let stop = stop.clone();
-            let path = if i % 2 == 0 { "/api/v1/health" } else { "/api/v1/ready" };
+            let path = if i % 2 == 0 {
+                "/api/v1/health"
+            } else {
+                "/api/v1/ready"
+            };
             std::thread::spawn(move || {
                 let req = http::request("GET", path, None, None);
                 let mut answered = 0u32;
@@ -3022,7 +3026,11 @@ fn a_flood_of_probes_does_not_fail_the_probe_that_matters() {
         .collect();
     let mut bad = Vec::new();
     for n in 0..60 {
-        let path = if n % 2 == 0 { "/api/v1/health" } else { "/api/v1/ready" };
+        let path = if n % 2 == 0 {
+            "/api/v1/health"
+        } else {
+            "/api/v1/ready"
+        };
         let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
         match status_of(s, &http::request("GET", path, None, None)) {
             Ok(200) => {}
@@ -3031,7 +3039,10 @@ fn a_flood_of_probes_does_not_fail_the_probe_that_matters() {
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let answered: u32 = flood.into_iter().map(|t| t.join().unwrap()).sum();
-    assert!(answered > 0, "the flood never got through: it proves nothing");
+    assert!(
+        answered > 0,
+        "the flood never got through: it proves nothing"
+    );
     assert!(bad.is_empty(), "probes failed under the flood: {bad:?}");
     assert_eq!(api.get("/api/v1/health").status, 200);
 }

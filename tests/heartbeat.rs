@@ -893,7 +893,11 @@ fn a_ping_sheepdog_had_no_socket_for_is_sent_once_it_has_one() {
             || sd.log().contains("heartbeat success ping failed")
     });
     assert!(tried, "the ping was never tried:\n{}", sd.log());
-    assert_eq!(srv.count("/ping"), 0, "it had a socket after all: proves nothing");
+    assert_eq!(
+        srv.count("/ping"),
+        0,
+        "it had a socket after all: proves nothing"
+    );
     set_nofile(sd.pid(), soft);
     srv.wait("the ping once sheepdog had descriptors again", &sd, |r| {
         r.iter().any(|r| r.path == "/ping")
@@ -907,5 +911,10 @@ fn a_ping_sheepdog_had_no_socket_for_is_sent_once_it_has_one() {
         text.contains("sheepdog_heartbeat_failures_total{process=\"once\"} 0"),
         "{text}"
     );
-    assert_eq!(sd.count("sheepdog is short of resources"), 1, "{}", sd.log());
+    assert_eq!(
+        sd.count("sheepdog is short of resources"),
+        1,
+        "{}",
+        sd.log()
+    );
 }
