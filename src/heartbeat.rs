@@ -40,6 +40,10 @@
 //!   healthy process having an `interval`, it has no deadline at all and
 //!   makes no wake-ups. Interval pings follow the supervisor's `Alive`
 //!   messages (sent only on a change), never a probe of its own.
+//! - sheepdog's own shortage (no socket or lookup thread to spare:
+//!   EMFILE, ENFILE, EAGAIN, ENOMEM) is not an attempt: the ping waits
+//!   `instance::shortage_backoff` (on the same deadline) and goes when it
+//!   passes, warned once per streak (`Worker::short`).
 //! - Only a 2xx answer is a success, and only 408, 429, 500 and 502–504 are
 //!   retried (`transient`). No redirects are followed; there is no
 //!   TLS: an `https://` URL fails every ping at once with an error saying
@@ -236,6 +240,7 @@ pub fn start(
             store: store.clone(),
             pending: Vec::new(),
             due: SortedMap::default(),
+            short: 0,
         };
         let after = after.clone();
         let done = done_tx.clone();
@@ -356,14 +361,19 @@ fn cut_front(s: String, max: usize) -> String {
 /// One attempt: the status of a 2xx answer, or why not.
 pub fn send(hb: &Heartbeat, url: &str, body: &str, timeout: Duration) -> Result<u16, Failed> {
     let method = hb.method.as_str();
-    let (reason, permanent) = match request(hb, method, url, body, timeout) {
+    let (reason, permanent, short) = match request(hb, method, url, body, timeout) {
         Ok(status) if (200..300).contains(&status) => return Ok(status),
-        Ok(status) => (format!("status {status}, expected 2xx"), !transient(status)),
+        Ok(status) => (
+            format!("status {status}, expected 2xx"),
+            !transient(status),
+            false,
+        ),
         Err(e) => e,
     };
     Err(Failed {
         error: format!("{method} {}: {reason}", origin(url)),
         permanent,
+        short,
     })
 }
 
@@ -376,8 +386,8 @@ fn transient(status: u16) -> bool {
     matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
 }
 
-/// The request itself: the answer's status, or why there is none and
-/// whether retrying cannot help.
+/// The request itself: the answer's status, or why there is none, whether
+/// retrying cannot help and whether it is sheepdog's own shortage.
 #[cfg(feature = "http")]
 fn request(
     hb: &Heartbeat,
@@ -385,7 +395,7 @@ fn request(
     url: &str,
     body: &str,
     timeout: Duration,
-) -> Result<u16, (String, bool)> {
+) -> Result<u16, (String, bool, bool)> {
     use crate::http_client::{self, Error, Proxy, Request};
     let headers: Vec<(&str, &str)> = hb
         .headers
@@ -406,19 +416,27 @@ fn request(
         Error::TimedOut => (
             format!("timed out after {}", format_duration(timeout)),
             false,
+            false,
         ),
-        Error::Failed { reason, permanent } => (reason, permanent),
+        Error::Failed { reason, permanent } => (reason, permanent, false),
         // sheepdog's own shortage: worth another try once it passes.
-        Error::Unable(reason) => (reason, false),
+        Error::Unable(reason) => (reason, false, true),
     })
 }
 
 /// Without the `http` feature no heartbeat is configured (refused at load).
 #[cfg(not(feature = "http"))]
-fn request(_: &Heartbeat, _: &str, _: &str, _: &str, _: Duration) -> Result<u16, (String, bool)> {
+fn request(
+    _: &Heartbeat,
+    _: &str,
+    _: &str,
+    _: &str,
+    _: Duration,
+) -> Result<u16, (String, bool, bool)> {
     Err((
         "this build has no HTTP client (cargo feature `http`)".into(),
         true,
+        false,
     ))
 }
 
@@ -439,11 +457,14 @@ pub fn origin(url: &str) -> String {
     }
 }
 
-/// Why an attempt failed; `permanent`: retrying cannot help.
+/// Why an attempt failed; `permanent`: retrying cannot help; `short`:
+/// sheepdog had no descriptor or thread to spare (EMFILE, ENFILE, EAGAIN,
+/// ENOMEM), not the endpoint's failure.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failed {
     pub error: String,
     pub permanent: bool,
+    pub short: bool,
 }
 
 /// One ping being sent.
@@ -490,6 +511,9 @@ struct Worker {
     pending: Vec<Job>,
     /// Healthy processes with an interval: when their next ping is due.
     due: SortedMap<Arc<str>, Instant>,
+    /// Attempts in a row that sheepdog's own shortage prevented, for
+    /// their backoff and to warn once per streak.
+    short: u32,
 }
 
 impl Worker {
@@ -675,7 +699,7 @@ impl Worker {
     /// Send `job` once. On failure, the job to retry (with its next
     /// attempt's time), unless it has none left or `until` (the flush
     /// deadline) is set.
-    fn attempt(&self, mut job: Job, until: Option<Instant>) -> Option<Job> {
+    fn attempt(&mut self, mut job: Job, until: Option<Instant>) -> Option<Job> {
         let hb = &*job.hb;
         let mut timeout = hb.timeout;
         if let Some(end) = until {
@@ -687,7 +711,34 @@ impl Worker {
         }
         job.attempts += 1;
         // `request` sends the body only with POST.
-        match send(hb, &job.url, &job.body, timeout) {
+        let sent = send(hb, &job.url, &job.body, timeout);
+        let short = std::mem::replace(&mut self.short, 0);
+        match sent {
+            // No socket or thread to spare: sheepdog's shortage, not the
+            // endpoint's failure, so not one of the ping's attempts; tried
+            // again after 1 s, doubling up to 30 s (as an instance's start
+            // is), for as long as it lasts. Said once per streak.
+            Err(f) if f.short && until.is_none() => {
+                job.attempts -= 1;
+                let wait = crate::instance::shortage_backoff(short);
+                self.short = short.saturating_add(1);
+                let level = if short == 0 {
+                    log::Level::Warn
+                } else {
+                    log::Level::Debug
+                };
+                log::log!(
+                    level,
+                    "{}: heartbeat {} ping not sent: {}; sheepdog is short of resources, \
+                     which does not count against the ping; trying again in {}",
+                    job.process,
+                    job.kind.as_str(),
+                    f.error,
+                    format_duration(wait)
+                );
+                job.at = Instant::now() + wait;
+                Some(job)
+            }
             Ok(status) => {
                 log::debug!(
                     "{}: heartbeat {} ping sent ({} answered {status})",
@@ -920,6 +971,7 @@ mod tests {
             store: Arc::new(LogStore::new(10)),
             pending: Vec::new(),
             due: SortedMap::default(),
+            short: 0,
         }
     }
 

@@ -2977,3 +2977,133 @@ fn concurrent_deltas_all_count() {
         "delta: -14 would take web below 0 instances (it wants 13 now)"
     );
 }
+
+/// A plain answer's status from `s` (after writing `req` to it), or why
+/// there is none.
+fn status_of(mut s: TcpStream, req: &[u8]) -> Result<u16, String> {
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = s.write_all(req);
+    let mut out = Vec::new();
+    match s.read_to_end(&mut out) {
+        Ok(_) => http::parse(&out)
+            .map(|r| r.status)
+            .ok_or_else(|| format!("no answer: {:?}", String::from_utf8_lossy(&out))),
+        Err(e) => Err(format!("{e}")),
+    }
+}
+
+#[test]
+fn a_flood_of_probes_does_not_fail_the_probe_that_matters() {
+    // Regression: 100 clients asking /api/v1/health (exempt from the rate
+    // limit) filled the urgent worker's queue, and most probes, the
+    // orchestrator's too, got 503 "the server is busy".
+    let api = Api::start("api-probe-flood", Some(TOKEN), "", TWO_SLEEPERS);
+    api.wait_running("web", 2);
+    api.wait_running("other", 1);
+    assert!(wait_until(WAIT, || api.get("/api/v1/ready").status == 200));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let port = api.port;
+    let flood: Vec<_> = (0..100)
+        .map(|i| {
+            let stop = stop.clone();
+            let path = if i % 2 == 0 {
+                "/api/v1/health"
+            } else {
+                "/api/v1/ready"
+            };
+            std::thread::spawn(move || {
+                let req = http::request("GET", path, None, None);
+                let mut answered = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Ok(s) = TcpStream::connect(("127.0.0.1", port)) {
+                        answered += u32::from(status_of(s, &req).is_ok());
+                    }
+                }
+                answered
+            })
+        })
+        .collect();
+    let mut bad = Vec::new();
+    for n in 0..60 {
+        let path = if n % 2 == 0 {
+            "/api/v1/health"
+        } else {
+            "/api/v1/ready"
+        };
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        match status_of(s, &http::request("GET", path, None, None)) {
+            Ok(200) => {}
+            other => bad.push(format!("{path}: {other:?}")),
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let answered: u32 = flood.into_iter().map(|t| t.join().unwrap()).sum();
+    assert!(
+        answered > 0,
+        "the flood never got through: it proves nothing"
+    );
+    assert!(bad.is_empty(), "probes failed under the flood: {bad:?}");
+    assert_eq!(api.get("/api/v1/health").status, 200);
+}
+
+/// A TCP connection to `127.0.0.1:port` from `127.0.0.<last>`.
+fn connect_from(last: u8, port: u16) -> TcpStream {
+    use std::os::fd::FromRawFd;
+    let addr = |ip: [u8; 4], port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_be_bytes(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: a fresh socket, given to a TcpStream that owns it from here;
+    // the addresses are valid sockaddr_in values of `len` bytes.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let s = TcpStream::from_raw_fd(fd);
+        let src = addr([127, 0, 0, last], 0);
+        let dst = addr([127, 0, 0, 1], port);
+        assert_eq!(
+            libc::bind(fd, (&raw const src).cast(), len),
+            0,
+            "bind: {}",
+            std::io::Error::last_os_error()
+        );
+        assert_eq!(
+            libc::connect(fd, (&raw const dst).cast(), len),
+            0,
+            "connect: {}",
+            std::io::Error::last_os_error()
+        );
+        s
+    }
+}
+
+#[test]
+fn a_flood_of_idle_connections_closes_its_own_not_a_probes() {
+    // Regression: at the connection cap the oldest connection was closed,
+    // whoever held it: one address opening idle connections closed a
+    // liveness probe's from another before it had sent its request.
+    let api = Api::start("api-evict-peer", Some(TOKEN), "", TWO_SLEEPERS);
+    api.wait_running("web", 2);
+    let flood = |n: usize| -> Vec<TcpStream> {
+        let held = (0..n)
+            .map(|_| TcpStream::connect(("127.0.0.1", api.port)).unwrap())
+            .collect();
+        // Answered after every connection before it was accepted (the
+        // listen queue is in order).
+        assert_eq!(api.get("/api/v1/health").status, 200);
+        held
+    };
+    let _first = flood(63);
+    let probe = connect_from(2, api.port);
+    // Past the cap of 64 open connections by more than 64: the probe is
+    // older than all of these.
+    let _second = flood(80);
+    let got = status_of(probe, &http::request("GET", "/api/v1/health", None, None));
+    assert_eq!(got, Ok(200), "{}", api.sd.log());
+}

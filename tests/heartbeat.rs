@@ -826,3 +826,95 @@ fn a_runs_end_ping_goes_where_its_start_ping_went_across_a_reload() {
         sd.log()
     );
 }
+
+/// Set `pid`'s soft RLIMIT_NOFILE to `soft` (its hard limit stays);
+/// returns the soft limit it had.
+fn set_nofile(pid: i32, soft: u64) -> u64 {
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: reads the limit into `old`, a valid rlimit.
+    let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, std::ptr::null(), &mut old) };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+    let new = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: old.rlim_max,
+    };
+    // SAFETY: `new` is a valid rlimit; the old one is not asked for.
+    let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &new, std::ptr::null_mut()) };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+    old.rlim_cur
+}
+
+/// The lowest descriptor number `pid` has free: with its limit there, it
+/// can open nothing more.
+fn lowest_free_fd(pid: i32) -> u64 {
+    let used: Vec<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    (0..).find(|n| !used.contains(n)).unwrap()
+}
+
+#[test]
+fn a_ping_sheepdog_had_no_socket_for_is_sent_once_it_has_one() {
+    // Regression: a ping whose socket could not be made (sheepdog at its
+    // descriptor limit: EMFILE) used up its attempts, and with `retries: 0`
+    // was lost for good, though nothing was wrong with the endpoint.
+    let srv = Server::start(|_, _| Some(200));
+    let dir = TempDir::new("hb-emfile-fifo");
+    let fifo = dir.path("go");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // No output pipes: its end frees no descriptor in sheepdog.
+    let procs = format!(
+        "  once:\n    type: oneshot\n    command: [cat, '{}']\n    restart: never\n    \
+         stdout: false\n    stderr: false\n    \
+         heartbeat: {{url: '{}', retries: 0}}\n",
+        fifo.display(),
+        srv.url("/ping")
+    );
+    let (sd, mport) = start("hb-emfile", &procs);
+    assert!(
+        wait_until(WAIT, || !sd.pids_of("once-1").is_empty()),
+        "{}",
+        sd.log()
+    );
+    let soft = set_nofile(sd.pid(), lowest_free_fd(sd.pid()));
+    // The run ends (cat reads EOF), and its success ping finds no
+    // descriptor to make a socket with.
+    drop(std::fs::OpenOptions::new().write(true).open(&fifo).unwrap());
+    let tried = wait_until(WAIT, || {
+        sd.log().contains("heartbeat success ping not sent")
+            || sd.log().contains("heartbeat success ping failed")
+    });
+    assert!(tried, "the ping was never tried:\n{}", sd.log());
+    assert_eq!(
+        srv.count("/ping"),
+        0,
+        "it had a socket after all: proves nothing"
+    );
+    set_nofile(sd.pid(), soft);
+    srv.wait("the ping once sheepdog had descriptors again", &sd, |r| {
+        r.iter().any(|r| r.path == "/ping")
+    });
+    let text = wait_metric(
+        &sd,
+        mport,
+        "sheepdog_heartbeats_total{process=\"once\",result=\"success\"} 1",
+    );
+    assert!(
+        text.contains("sheepdog_heartbeat_failures_total{process=\"once\"} 0"),
+        "{text}"
+    );
+    assert_eq!(
+        sd.count("sheepdog is short of resources"),
+        1,
+        "{}",
+        sd.log()
+    );
+}

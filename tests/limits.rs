@@ -455,3 +455,37 @@ fn a_probe_without_a_descriptor_is_not_said_to_lack_a_thread() {
     sd.signal(libc::SIGTERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
 }
+
+/// Heartbeat workers that could not be started (no task to spare) are
+/// started once there is one, and the pings that waited go: they used to
+/// be given up at once ("no ping will be sent") until a restart.
+#[test]
+fn heartbeat_workers_that_could_not_start_are_tried_again() {
+    let Some(_one) = exclusive() else { return };
+    let monitor = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    monitor.set_nonblocking(true).unwrap();
+    let port = monitor.local_addr().unwrap().port();
+    let apps = "  a: {command: [sleep, '1000']}\n  b: {command: [sleep, '1000']}\n";
+    let (dir, sd) = as_nobody("hbthread", &format!("{HEAD}{apps}"));
+    sd.wait_log("b-1: started");
+    // Two processes with a heartbeat: two workers to start.
+    let beat = format!("heartbeat: {{url: 'http://127.0.0.1:{port}/ping', interval: 1h}}");
+    dir.write(
+        "sheepdog.yaml",
+        &format!(
+            "{HEAD}  a: {{command: [sleep, '1000'], {beat}}}\n  \
+             b: {{command: [sleep, '1000'], {beat}}}\n"
+        ),
+    );
+    // One task left: the reload's own thread, not the workers.
+    let mut fillers = fill(LIMIT - 1);
+    sd.signal(libc::SIGHUP);
+    let seen = sd.wait_log_n("unable to start the heartbeat thread", 1, WAIT);
+    free(&mut fillers);
+    assert!(seen, "{}", sd.log());
+    let pinged = wait_until(WAIT, || monitor.accept().is_ok());
+    assert!(pinged, "no ping once tasks were free:\n{}", sd.log());
+    let mut sd = sd;
+    sd.signal(libc::SIGTERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}

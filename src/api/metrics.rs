@@ -602,6 +602,11 @@ impl Handler for Site {
     fn urgent(&self, method: &str, path: &str) -> bool {
         path == "/health" && path != self.path && matches!(method, "GET" | "HEAD")
     }
+
+    /// `/health` is a constant answer.
+    fn overflow(&self, req: &Request) -> Option<Response> {
+        Some(self.handle(req))
+    }
 }
 
 #[cfg(test)]

@@ -138,6 +138,7 @@ fn start_all(
             token,
             counters: counters.clone(),
             any_host: g.api.insecure && !crate::config::is_loopback(&g.api.listen),
+            pong: Default::default(),
         };
         server::spawn("api", api_listeners, limits(API_WORKERS), Arc::new(api))?;
     }

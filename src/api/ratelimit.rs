@@ -94,7 +94,8 @@ impl RateLimit {
     }
 }
 
-fn key(peer: Peer) -> Peer {
+/// The bucket `peer` counts in (also what connection eviction groups by).
+pub(super) fn key(peer: Peer) -> Peer {
     match peer {
         Peer::Ip(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
             Some(v4) => Peer::Ip(IpAddr::V4(v4)),

@@ -27,7 +27,7 @@
 //!   field, the process, the method); bad input never panics.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{RecvTimeoutError, Sender};
 use serde_json::{json, Map, Value};
@@ -300,6 +300,9 @@ pub struct Api {
     /// by name (a compose service, a pod's DNS name), so `Host` is not
     /// checked (`browser`); `Origin` still is.
     pub any_host: bool,
+    /// When the supervisor last answered a health ping: an overflowing
+    /// liveness probe is answered from it (`overflow`).
+    pub pong: std::sync::Mutex<Option<Instant>>,
 }
 
 impl Handler for Api {
@@ -413,6 +416,21 @@ impl Handler for Api {
             find(method, path),
             Routed::Found(r, _) if matches!(r.endpoint, Endpoint::Health | Endpoint::Ready)
         )
+    }
+
+    /// Healthy while the supervisor answered a ping within `PING_WAIT`
+    /// (what a liveness answer waits for at most anyway); readiness is
+    /// read from the snapshot as usual.
+    fn overflow(&self, req: &Request) -> Option<Response> {
+        match find(&req.method, &req.path) {
+            Routed::Found(r, _) if r.endpoint == Endpoint::Ready => Some(self.handle(req)),
+            Routed::Found(r, _) if r.endpoint == Endpoint::Health => {
+                let pong = *self.pong.lock().unwrap_or_else(|e| e.into_inner());
+                pong.filter(|t| t.elapsed() < PING_WAIT)
+                    .map(|_| self.healthy())
+            }
+            _ => None,
+        }
     }
 
     fn responded(&self, status: u16) {
@@ -530,9 +548,16 @@ impl Api {
 
     fn health(&self) -> Response {
         match self.ask(Control::Ping, PING_WAIT) {
-            Ok(_) => Response::json(200, &json!({ "status": "healthy" })),
+            Ok(_) => {
+                *self.pong.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+                self.healthy()
+            }
             Err(e) => Response::json(503, &json!({ "status": "unhealthy", "error": e })),
         }
+    }
+
+    fn healthy(&self) -> Response {
+        Response::json(200, &json!({ "status": "healthy" }))
     }
 
     fn control(&self, name: Option<&str>, control: Control) -> Response {

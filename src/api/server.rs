@@ -14,8 +14,9 @@
 //!   timeout: an idle server makes no syscalls); plus `workers` threads that
 //!   run handlers. No thread is ever started per connection.
 //! - Bounded cost per client: at most `max_connections` open connections
-//!   (at the cap the oldest unfinished one is closed to admit the new one,
-//!   so idle connections cannot lock others out); a request head of at most
+//!   (at the cap the oldest unfinished one of the peer holding the most is
+//!   closed to admit the new one, so idle connections cannot lock others
+//!   out, nor one address's flood close another's connections); a request head of at most
 //!   `http::MAX_HEAD` bytes; a body of at most `max_body` bytes (413 before
 //!   it is read); the whole request within `read_timeout` (408); responses
 //!   written within `write_timeout`; per-peer rate limit (429) checked when
@@ -37,7 +38,9 @@
 //!   answers are small enough to fit in the socket's send buffer. Nor are
 //!   they rate limited: a peer that spent its bucket on other requests
 //!   (a local child sharing 127.0.0.1 with the probe) cannot make a
-//!   liveness probe fail with 429.
+//!   liveness probe fail with 429. When a flood of them fills the urgent
+//!   worker's queue, the I/O thread answers the overflow itself from what
+//!   is known without waiting (`Handler::overflow`), not with 503.
 //! - One request per connection (`Connection: close`).
 //! - Listening sockets and connections are close-on-exec (std's defaults),
 //!   so children never inherit them.
@@ -57,7 +60,7 @@ use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::http::{self, Head, Parse, Peer, Request, Response};
-use super::ratelimit::RateLimit;
+use super::ratelimit::{key as rate_key, RateLimit};
 
 /// What a server does with a request.
 pub trait Handler: Send + Sync + 'static {
@@ -87,6 +90,12 @@ pub trait Handler: Send + Sync + 'static {
     /// takes from nor is refused by its peer's rate-limit bucket.
     fn urgent(&self, _method: &str, _path: &str) -> bool {
         false
+    }
+    /// An urgent request found the urgent worker's queue full (a flood of
+    /// probes): its answer from what is known without waiting, given on
+    /// the I/O thread; `None` answers 503. Cheap, never blocks.
+    fn overflow(&self, _req: &Request) -> Option<Response> {
+        None
     }
 }
 
@@ -732,13 +741,21 @@ impl Io {
         }
     }
 
-    /// Close the oldest connection, lingering ones first (they are done).
+    /// Close a connection: a lingering one first (they are done), else
+    /// the oldest of the peer holding the most, so that a client flooding
+    /// the server from one address closes its own connections, not a
+    /// probe's from another.
     fn evict_oldest(&mut self) {
+        // At most `max_connections` (64) squared steps, once per eviction.
+        let held = |p: Peer| {
+            let k = rate_key(p);
+            self.conns.iter().filter(|c| rate_key(c.peer) == k).count()
+        };
         let victim = self
             .conns
             .iter()
             .enumerate()
-            .min_by_key(|(_, c)| (!c.lingering, c.seq))
+            .min_by_key(|(_, c)| (!c.lingering, usize::MAX - held(c.peer), c.seq))
             .map(|(i, _)| i);
         if let Some(i) = victim {
             self.conns.swap_remove(i);
@@ -899,11 +916,8 @@ impl Io {
     }
 
     fn dispatch(&mut self, stream: Stream, req: Request, reserved: Option<Reserved>) {
-        let queue = if self.handler.urgent(&req.method, &req.path) {
-            &self.urgent
-        } else {
-            &self.jobs
-        };
+        let urgent = self.handler.urgent(&req.method, &req.path);
+        let queue = if urgent { &self.urgent } else { &self.jobs };
         let job = Job {
             stream,
             req,
@@ -912,8 +926,14 @@ impl Io {
         match queue.try_send(job) {
             Ok(()) => {}
             Err(TrySendError::Full(mut job) | TrySendError::Disconnected(mut job)) => {
-                let resp = Response::error(503, "the server is busy; retry shortly")
-                    .with_header("Retry-After", "1");
+                // A flood of probes must not fail the one that matters.
+                let resp = urgent
+                    .then(|| self.handler.overflow(&job.req))
+                    .flatten()
+                    .unwrap_or_else(|| {
+                        Response::error(503, "the server is busy; retry shortly")
+                            .with_header("Retry-After", "1")
+                    });
                 self.handler.responded(resp.status);
                 let _ = job.stream.write(&resp.to_bytes(job.req.method == "HEAD"));
                 job.stream.shutdown_write();

@@ -15,6 +15,10 @@
 //! - A scheduled run pings with the heartbeat of the definition it started
 //!   with (each ping carries its settings): a reload that changes or
 //!   removes it, or the job, does not move or drop the run's end ping.
+//! - Workers that cannot be started (no task to spare) are tried again
+//!   after `instance::shortage_backoff`, on the supervisor's deadline;
+//!   messages meanwhile are held (`heartbeat::QUEUE` at most) and go to
+//!   them once they run.
 //! - Counts only grow (rendered as Prometheus counters) while their
 //!   process has a heartbeat; a reload that removes it removes its counts.
 
@@ -48,6 +52,11 @@ pub(super) struct Beats {
     /// Longruns with an interval: whether the worker was last told they
     /// are alive.
     alive: SortedMap<Arc<str>, bool>,
+    /// The workers could not be started (sheepdog out of tasks: EAGAIN):
+    /// when to try again, the failures in a row, and their `after`.
+    /// Messages meanwhile wait in `held` (`heartbeat::QUEUE` at most).
+    retry: Option<(Instant, u32, Option<Receiver<()>>)>,
+    held: Vec<Msg>,
 }
 
 /// Each enabled process's heartbeat in `cfg`.
@@ -86,6 +95,8 @@ impl Beats {
             results,
             counts,
             alive: interval_longruns(cfg),
+            retry: None,
+            held: Vec::new(),
         }
     }
 
@@ -114,6 +125,7 @@ impl Beats {
         }
         self.configs = configs;
         self.alive = interval_longruns(cfg);
+        // What waited for workers that never ran: the new ones take it.
         self.start(store.clone(), after);
     }
 
@@ -125,11 +137,49 @@ impl Beats {
         if self.configs.is_empty() && after.is_none() {
             return;
         }
-        match heartbeat::start(self.configs.clone(), store, self.results_tx.clone(), after) {
-            Ok(h) => self.handle = Some(h),
-            Err(e) => {
-                log::error!("unable to start the heartbeat thread: {e}; no ping will be sent")
+        let failed = self.retry.take().map(|(_, n, _)| n);
+        match heartbeat::start(
+            self.configs.clone(),
+            store,
+            self.results_tx.clone(),
+            after.clone(),
+        ) {
+            Ok(h) => {
+                for msg in std::mem::take(&mut self.held) {
+                    let _ = h.try_send(msg);
+                }
+                self.handle = Some(h);
             }
+            // sheepdog's shortage (a full pids cgroup): tried again as an
+            // instance's thread is, said once.
+            Err(e) => {
+                let n = failed.map_or(0, |n| n.saturating_add(1));
+                let delay = crate::instance::shortage_backoff(n);
+                if failed.is_none() {
+                    log::error!(
+                        "unable to start the heartbeat thread: {e}; pings wait; trying again in {}",
+                        crate::config::format_duration(delay)
+                    );
+                }
+                self.retry = Some((Instant::now() + delay, n, after));
+            }
+        }
+    }
+
+    /// When to try starting the workers again.
+    pub(super) fn retry_at(&self) -> Option<Instant> {
+        self.retry.as_ref().map(|(at, _, _)| *at)
+    }
+
+    /// Try starting the workers again if that is due; whether they run.
+    pub(super) fn retry_due(&mut self, now: Instant, store: &Arc<LogStore>) -> bool {
+        match &self.retry {
+            Some((at, _, after)) if *at <= now => {
+                let after = after.clone();
+                self.start(store.clone(), after);
+                self.handle.is_some()
+            }
+            _ => false,
         }
     }
 
@@ -141,6 +191,11 @@ impl Beats {
 
     fn send(&mut self, msg: Msg) -> bool {
         let Some(h) = &self.handle else {
+            // Until the workers can be started.
+            if self.retry.is_some() && self.held.len() < heartbeat::QUEUE {
+                self.held.push(msg);
+                return true;
+            }
             return false;
         };
         match h.try_send(msg) {

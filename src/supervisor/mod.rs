@@ -1182,6 +1182,7 @@ impl Supervisor {
                 .map(|since| since + self.cfg.global.dependency_timeout)
                 .chain(self.next_relaunch())
                 .chain(self.ready_file_retry.map(|(at, _)| at))
+                .chain(self.beats.retry_at())
                 .min(),
         }
     }
@@ -1204,6 +1205,9 @@ impl Supervisor {
         }
         let now = Instant::now();
         self.relaunch_due(now);
+        if self.beats.retry_due(now, self.shared.output.store()) {
+            self.update_alive();
+        }
         if self.pre_start_pending {
             return;
         }
