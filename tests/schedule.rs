@@ -1069,3 +1069,28 @@ fn a_stubborn_run_post_start_hook_is_killed_at_the_shutdown_deadline() {
 fn a_stubborn_run_post_start_hook_is_killed_at_a_second_sigterm() {
     a_stubborn_run_post_start_hook("job-stubborn-post2", true);
 }
+
+/// A run whose spawn is stuck short of exec (its working_dir on a hung
+/// mount) until its schedule_timeout timed out, as a run that overran
+/// does: it used to be recorded, counted and logged as a failed start.
+#[test]
+fn a_run_stuck_before_exec_until_its_timeout_is_a_timeout() {
+    let Some(wrapper) = hung_mount() else { return };
+    let cfg = "global:\n  api_port: 0\n  api_socket: $DIR/api.sock\n  metrics_enabled: false\n  \
+               shutdown_timeout: 1s\nprocesses:\n  job:\n    command: [sleep, \"1000\"]\n    \
+               schedule: '@every 1h'\n    schedule_timeout: 1s\n    working_dir: $DIR/mnt/job\n";
+    let mut sd = Sheepdog::start_under("job-stuck-timeout", cfg, &wrapper, |_| {});
+    sd.wait_log("listening on");
+    let (code, out, err) = ctl_socket(&sd, &["trigger", "job", "--wait"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("run 1: timeout"), "{out}{err}\n{}", sd.log());
+    sd.wait_log("job#1: run 1 timed out: exceeded schedule_timeout (1s) before it started");
+    let (code, out, err) = ctl_socket(&sd, &["schedules", "job", "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let j: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(stat(&j, "timeout"), 1, "{j:#}");
+    assert_eq!(stat(&j, "failure"), 0, "{j:#}");
+    assert_eq!(j["history"][0]["result"], "timeout", "{j:#}");
+    sd.signal(libc::SIGTERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}

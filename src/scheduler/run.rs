@@ -165,7 +165,22 @@ impl Run {
             // The command is never empty (refused at load); quoted as an
             // instance's is.
             let program = self.def.command.first().map_or("", String::as_str);
-            not_run(false, Some(format!("unable to start {program:?}: {e}")))
+            let why = format!("unable to start {program:?}: {e}");
+            // Stuck short of exec until its schedule_timeout: a timeout,
+            // as a run that started and overran is, not a failed start.
+            match (crate::child::is_exec_deadline(&e), self.timeout) {
+                (true, Some(t)) => RunEnd {
+                    timed_out: true,
+                    ..not_run(
+                        false,
+                        Some(format!(
+                            "exceeded schedule_timeout ({}) before it started: {why}",
+                            format_duration(t)
+                        )),
+                    )
+                },
+                _ => not_run(false, Some(why)),
+            }
         })
     }
 
@@ -180,7 +195,7 @@ impl Run {
 
     fn run(mut self) {
         // schedule_timeout runs from the spawn, so it bounds a spawn stuck
-        // short of exec too (which then fails: a run not started).
+        // short of exec too (which then fails: a run that timed out).
         let mut deadline = None;
         let spawned = self.pre_start().and_then(|()| {
             deadline = self.timeout.map(|t| Instant::now() + t);
@@ -193,9 +208,10 @@ impl Run {
                 // start is: else only the API would know.
                 if let Some(why) = &end.error {
                     log::error!(
-                        "{}: run {} not started: {why}",
+                        "{}: run {} {}: {why}",
                         self.id.instance,
-                        self.run_id
+                        self.run_id,
+                        if end.timed_out { "timed out" } else { "not started" }
                     );
                 }
                 self.report(RunEvent::Done(end));
