@@ -631,7 +631,7 @@ fn no_run_starts_while_a_dependency_is_down() {
     // Regression: once `db` had started, its later crash and backoff did
     // not hold the job back.
     let cfg = without_http(
-        "  restart_backoff_initial: 1m\n  restart_backoff_max: 1m\n",
+        "  restart_backoff_initial: 1m\n  restart_backoff_max: 1m\n  log_level: debug\n",
         r#"
   db:
     command: "while [ ! -e $DIR/crash ]; do sleep 0.05; done; exit 1"
@@ -649,7 +649,8 @@ fn no_run_starts_while_a_dependency_is_down() {
     );
     sd.dir.write("crash", "");
     sd.wait_log("db-1: exited 1");
-    let skip = "job: due, but dependency db is not running now; skipping this run";
+    // The first skip of a burst at info, the next ones at debug.
+    let skip = "job: due, but dependency db is not running now; skipping";
     sd.wait_log(skip);
     let runs = sd.dir.lines("runs").len();
     let skips = sd.count(skip);
@@ -973,7 +974,7 @@ fn a_paused_job_says_so_once_per_pause_at_info() {
 fn no_run_starts_while_a_dependency_is_held_stopped_or_failed() {
     let mut sd = start_on_socket(
         "job-dep-not-running",
-        "  restart_backoff_initial: 50ms\n",
+        "  restart_backoff_initial: 50ms\n  log_level: debug\n",
         r#"
   db:
     command: "while [ ! -e $DIR/crash ]; do sleep 0.05; done; exit 1"
@@ -985,7 +986,8 @@ fn no_run_starts_while_a_dependency_is_held_stopped_or_failed() {
     command: "echo run >> $DIR/runs"
 "#,
     );
-    let skip = "job: due, but dependency db is not running now; skipping this run";
+    // The first skip of a burst at info, the next ones at debug.
+    let skip = "job: due, but dependency db is not running now; skipping";
     let runs = || sd.dir.lines("runs").len();
     // No run while nothing keeps `db` down but the wait for its turn.
     let skipped_for_good = |why: &str| {
@@ -1091,6 +1093,46 @@ fn a_run_stuck_before_exec_until_its_timeout_is_a_timeout() {
     assert_eq!(stat(&j, "timeout"), 1, "{j:#}");
     assert_eq!(stat(&j, "failure"), 0, "{j:#}");
     assert_eq!(j["history"][0]["result"], "timeout", "{j:#}");
+    sd.signal(libc::SIGTERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}
+
+/// Due times skipped while a run is still going were logged one line each
+/// (hundreds through a long run): now the first, then one line for the
+/// burst, with its count and its first and last times.
+#[test]
+fn a_burst_of_skipped_due_times_is_logged_once_and_summed_up() {
+    let mut sd = start_on_socket(
+        "job-skip-burst",
+        "",
+        "  slow:\n    command: \"while [ ! -e $DIR/go ]; do sleep 0.05; done\"\n    \
+         schedule: '@every 200ms'\n",
+    );
+    let skipped = || {
+        let (code, out, err) = ctl_socket(&sd, &["schedules", "slow", "--json"]);
+        assert_eq!(code, 0, "{out}{err}");
+        let j: Value = serde_json::from_str(&out).unwrap();
+        stat(&j, "skipped")
+    };
+    assert!(wait_until(WAIT, || skipped() >= 4), "{}", sd.log());
+    let line = "slow: 1 run still going (schedule_max_concurrent: 1); skipping";
+    assert_eq!(sd.count(line), 1, "{}", sd.log());
+    let n = skipped();
+    sd.dir.write("go", "");
+    sd.wait_log("slow#2: run 2 started");
+    let log = sd.log();
+    let summary = log
+        .lines()
+        .find(|l| l.contains("due times skipped from"))
+        .unwrap_or_else(|| panic!("no summary\n{log}"));
+    let count: u64 = summary
+        .split("slow: ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("{summary}"));
+    assert!(count >= n, "{summary}: {n} skipped before");
+    assert!(summary.contains("(concurrency limit reached)"), "{summary}");
     sd.signal(libc::SIGTERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
 }

@@ -297,8 +297,9 @@ impl Planner {
                             fires.push((job.jitter, fire(job, Trigger::CatchUp)));
                         } else {
                             log::info!(
-                                "{}: the clock step skipped its run(s); not catching up (schedule_catch_up is off)",
-                                job.name
+                                "{}: the clock step skipped its due time(s) from {}; not catching up (schedule_catch_up is off)",
+                                job.name,
+                                crate::logging::rfc3339_millis(at)
                             );
                         }
                     } else {
