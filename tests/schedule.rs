@@ -1136,3 +1136,50 @@ fn a_burst_of_skipped_due_times_is_logged_once_and_summed_up() {
     sd.signal(libc::SIGTERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
 }
+
+/// `trigger --wait` had one bound, 11 minutes, whatever the job's
+/// schedule_timeout, and ctl had no `--token-file`: `--wait=DURATION`
+/// bounds the wait (the API answers at it, the run goes on), and the token
+/// may come from a file, read as `api_auth_file` is.
+#[test]
+fn trigger_wait_takes_a_bound_and_the_token_from_a_file() {
+    let api = Api::start(
+        "cron-wait-bound",
+        "  long:\n    command: \"sleep 60\"\n    schedule: '@every 1h'\n",
+    );
+    let file = api.sd.dir.write("token", &format!("{TOKEN}\n"));
+    let mut cmd = Command::new(BIN);
+    cmd.arg("ctl")
+        .arg("--url")
+        .arg(format!("http://127.0.0.1:{}", api.port))
+        .arg("--token-file")
+        .arg(&file)
+        .args(["trigger", "long", "--wait=1s"]);
+    let out = output_within(cmd, WAIT);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        format!("{stdout}{stderr}").contains("the run is still going after 1s"),
+        "{stdout}{stderr}"
+    );
+    let j = api.job("long");
+    assert_eq!(j["running"], 1, "the run goes on: {j:#}");
+    // A wrong token from the file is refused as any wrong token is.
+    api.sd.dir.write("bad", "nope\n");
+    let mut cmd = Command::new(BIN);
+    cmd.arg("ctl")
+        .arg("--url")
+        .arg(format!("http://127.0.0.1:{}", api.port))
+        .arg("--token-file")
+        .arg(api.sd.dir.path("bad"))
+        .args(["schedules"]);
+    let out = output_within(cmd, WAIT);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("HTTP 401"),
+        "{out:?}"
+    );
+}

@@ -211,7 +211,11 @@ impl Run {
                         "{}: run {} {}: {why}",
                         self.id.instance,
                         self.run_id,
-                        if end.timed_out { "timed out" } else { "not started" }
+                        if end.timed_out {
+                            "timed out"
+                        } else {
+                            "not started"
+                        }
                     );
                 }
                 self.report(RunEvent::Done(end));

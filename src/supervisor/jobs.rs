@@ -155,7 +155,14 @@ impl Job {
 
     /// A scheduled due time skipped for `why` (`line` logs it): the first
     /// of a burst is logged at `level`, the others at debug.
-    fn skip(&mut self, history_size: usize, trigger: Trigger, why: &str, level: log::Level, line: &str) {
+    fn skip(
+        &mut self,
+        history_size: usize,
+        trigger: Trigger,
+        why: &str,
+        level: log::Level,
+        line: &str,
+    ) {
         let now = SystemTime::now();
         match &mut self.skips {
             Some((w, n, _, last)) if w == why => {
