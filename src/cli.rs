@@ -214,9 +214,8 @@ USAGE:
     sheepdog ctl [OPTIONS] schedules [NAME]    scheduled jobs (a table), or one job's history
     sheepdog ctl [OPTIONS] trigger NAME [--wait[=DURATION]]
                                                run a scheduled job now; --wait: until it
-                                               ends (at most DURATION, or as long as the
-                                               API waits, up to 24h), exiting 0 only if
-                                               it succeeded
+                                               ends (24h at most), exiting 0 only if it
+                                               succeeded
     sheepdog ctl [OPTIONS] pause NAME          no more scheduled runs of NAME
     sheepdog ctl [OPTIONS] resume NAME         scheduled runs of NAME again
 
@@ -240,6 +239,14 @@ EXIT CODES:
 /// The longest `ctl trigger --wait` waits (and `trigger?wait=true`'s
 /// `timeout`): a run's end reported later is not waited for.
 pub const TRIGGER_WAIT_CAP: Duration = Duration::from_secs(24 * 3600);
+
+/// A bound for `trigger --wait=` (and the API's `timeout=`).
+pub fn wait_bound(v: &str) -> Result<Duration, &'static str> {
+    crate::config::parse_duration(v)
+        .ok()
+        .filter(|d| !d.is_zero() && *d <= TRIGGER_WAIT_CAP)
+        .ok_or("expected a duration (30s, 5m, 1h30m) up to 24h")
+}
 
 /// Parse the arguments after argv[0].
 pub fn parse<I>(args: I) -> Result<Command, UsageError>
@@ -498,15 +505,8 @@ fn parse_ctl(parser: &mut lexopt::Parser) -> Result<Ctl, UsageError> {
             Long("wait") => {
                 if let Some(v) = parser.optional_value() {
                     let v = utf8(v, "--wait")?;
-                    let d = crate::config::parse_duration(&v)
-                        .ok()
-                        .filter(|d| !d.is_zero() && *d <= TRIGGER_WAIT_CAP)
-                        .ok_or_else(|| {
-                            UsageError(format!(
-                                "--wait: invalid value {v:?}; expected a duration (30s, 5m, 1h30m) up to 24h"
-                            ))
-                        })?;
-                    wait_for = Some(d);
+                    wait_for =
+                        Some(wait_bound(&v).map_err(|e| UsageError(format!("--wait: {e}")))?);
                 }
                 words.push("--wait".into());
             }

@@ -637,12 +637,8 @@ fn wait_flag(query: &str) -> Result<(bool, Option<Duration>), Response> {
             "wait" => wait.replace(query_bool("wait", v).map_err(bad)?).is_some(),
             "timeout" => timeout
                 .replace(
-                    crate::config::parse_duration(v.unwrap_or(""))
-                        .ok()
-                        .filter(|d| !d.is_zero() && *d <= crate::cli::TRIGGER_WAIT_CAP)
-                        .ok_or_else(|| {
-                            bad("timeout: expected a duration (30s, 5m, 1h30m) up to 24h".into())
-                        })?,
+                    crate::cli::wait_bound(v.unwrap_or(""))
+                        .map_err(|e| bad(format!("timeout: {e}")))?,
                 )
                 .is_some(),
             _ => {

@@ -104,17 +104,14 @@ pub fn run(ctl: Ctl) -> i32 {
             return exit::FAILURE;
         }
         Err(e) => {
-            let e =
-                match (timeout, &ctl.action) {
-                    (Some(t), Action::Trigger(_, _, bound)) if e.starts_with("no answer") => {
-                        format!(
-                    "{e}: the run's end was not reported within {} ({}); see `ctl schedules`",
-                    crate::config::format_duration(t - client::TIMEOUT),
-                    if bound.is_some() { "--wait=DURATION" } else { "the cap of trigger --wait" }
-                )
-                    }
-                    _ => e,
-                };
+            // Past the API's own wait: name the bound that ran out.
+            let e = match (timeout, &ctl.action) {
+                (Some(t), Action::Trigger(..)) if e.starts_with("no answer") => format!(
+                    "{e} (trigger --wait: {} at most)",
+                    crate::config::format_duration(t - client::TIMEOUT)
+                ),
+                _ => e,
+            };
             outln!(err: "sheepdog ctl: {}", escaped(&e));
             return exit::FAILURE;
         }

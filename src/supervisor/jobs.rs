@@ -173,7 +173,10 @@ impl Job {
             _ => {
                 self.end_skips();
                 self.skips = Some((why.to_string(), 1, now, now));
-                log::log!(level, "{line}; skipping this run (the next ones for this reason at debug, summed up when they end)");
+                log::log!(
+                    level,
+                    "{line}; skipping this run (the next ones: at debug, then summed up)"
+                );
             }
         }
         record_skip(self, history_size, trigger, why);
