@@ -223,7 +223,7 @@ OPTIONS:
     --socket PATH   connect to the API's unix socket
     --url URL       connect to http://HOST:PORT[/PREFIX]
     --token TOKEN   bearer token; default: $SHEEPDOG_API_TOKEN
-    --token-file F  read the bearer token from file F (as api_auth_file)
+    --token-file F  read the token from file F
     --json          print the API's JSON response
     -h, --help      print this help
 

@@ -1086,7 +1086,7 @@ fn a_run_stuck_before_exec_until_its_timeout_is_a_timeout() {
     let (code, out, err) = ctl_socket(&sd, &["trigger", "job", "--wait"]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(out.contains("run 1: timeout"), "{out}{err}\n{}", sd.log());
-    sd.wait_log("job#1: run 1 timed out: exceeded schedule_timeout (1s) before it started");
+    sd.wait_log("job#1: run 1 timed out before it started: unable to start \"sleep\"");
     let (code, out, err) = ctl_socket(&sd, &["schedules", "job", "--json"]);
     assert_eq!(code, 0, "{out}{err}");
     let j: Value = serde_json::from_str(&out).unwrap();

@@ -165,21 +165,12 @@ impl Run {
             // The command is never empty (refused at load); quoted as an
             // instance's is.
             let program = self.def.command.first().map_or("", String::as_str);
-            let why = format!("unable to start {program:?}: {e}");
-            // Stuck short of exec until its schedule_timeout: a timeout,
-            // as a run that started and overran is, not a failed start.
-            match (crate::child::is_exec_deadline(&e), self.timeout) {
-                (true, Some(t)) => RunEnd {
-                    timed_out: true,
-                    ..not_run(
-                        false,
-                        Some(format!(
-                            "exceeded schedule_timeout ({}) before it started: {why}",
-                            format_duration(t)
-                        )),
-                    )
-                },
-                _ => not_run(false, Some(why)),
+            RunEnd {
+                // Stuck short of exec until its schedule_timeout (the only
+                // exec deadline a run has): a timeout, as a run that
+                // started and overran is, not a failed start.
+                timed_out: crate::child::is_exec_deadline(&e),
+                ..not_run(false, Some(format!("unable to start {program:?}: {e}")))
             }
         })
     }
@@ -212,7 +203,7 @@ impl Run {
                         self.id.instance,
                         self.run_id,
                         if end.timed_out {
-                            "timed out"
+                            "timed out before it started"
                         } else {
                             "not started"
                         }
