@@ -6,6 +6,7 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::group::Whom;
 
@@ -54,6 +55,8 @@ pub struct Ctl {
     pub target: Option<Target>,
     /// `--token`; `$SHEEPDOG_API_TOKEN` is read when it runs, not here.
     pub token: Option<String>,
+    /// `--token-file`, read when it runs.
+    pub token_file: Option<PathBuf>,
     /// Print the API's JSON instead of a table or message.
     pub json: bool,
     pub action: Action,
@@ -86,8 +89,10 @@ pub enum Action {
     ReopenLogs,
     /// Scheduled jobs (a table), or one job with its history.
     Schedules(Option<String>),
-    /// Run a job now; `true`: wait for it and exit with its result.
-    Trigger(String, bool),
+    /// Run a job now; `true`: wait for it and exit with its result, for
+    /// at most the bound given (`--wait=DURATION`), else as long as the
+    /// API waits, up to `TRIGGER_WAIT_CAP`.
+    Trigger(String, bool, Option<Duration>),
     Pause(String),
     Resume(String),
     /// Read the configuration file again and apply what changed (as
@@ -207,9 +212,10 @@ USAGE:
           [--tail N] [--stream stdout|stderr] [--follow]   N lines (100); then keep following
     sheepdog ctl [OPTIONS] logs --reopen       reopen every log file, as SIGUSR1 does
     sheepdog ctl [OPTIONS] schedules [NAME]    scheduled jobs (a table), or one job's history
-    sheepdog ctl [OPTIONS] trigger NAME [--wait]
+    sheepdog ctl [OPTIONS] trigger NAME [--wait[=DURATION]]
                                                run a scheduled job now; --wait: until it
-                                               ends, exiting 0 only if it succeeded
+                                               ends (24h at most), exiting 0 only if it
+                                               succeeded
     sheepdog ctl [OPTIONS] pause NAME          no more scheduled runs of NAME
     sheepdog ctl [OPTIONS] resume NAME         scheduled runs of NAME again
 
@@ -217,6 +223,7 @@ OPTIONS:
     --socket PATH   connect to the API's unix socket
     --url URL       connect to http://HOST:PORT[/PREFIX]
     --token TOKEN   bearer token; default: $SHEEPDOG_API_TOKEN
+    --token-file F  read the token from file F
     --json          print the API's JSON response
     -h, --help      print this help
 
@@ -228,6 +235,18 @@ EXIT CODES:
     1    the API answered with an error, or could not be reached
     2    usage error
 ";
+
+/// The longest `ctl trigger --wait` waits (and `trigger?wait=true`'s
+/// `timeout`): a run's end reported later is not waited for.
+pub const TRIGGER_WAIT_CAP: Duration = Duration::from_secs(24 * 3600);
+
+/// A bound for `trigger --wait=` (and the API's `timeout=`).
+pub fn wait_bound(v: &str) -> Result<Duration, &'static str> {
+    crate::config::parse_duration(v)
+        .ok()
+        .filter(|d| !d.is_zero() && *d <= TRIGGER_WAIT_CAP)
+        .ok_or("expected a duration (30s, 5m, 1h30m) up to 24h")
+}
 
 /// Parse the arguments after argv[0].
 pub fn parse<I>(args: I) -> Result<Command, UsageError>
@@ -399,6 +418,7 @@ fn parse_ctl(parser: &mut lexopt::Parser) -> Result<Ctl, UsageError> {
     use lexopt::prelude::*;
     let mut target: Option<Target> = None;
     let mut token: Option<String> = None;
+    let mut token_file: Option<PathBuf> = None;
     let mut json = false;
     let mut words: Vec<String> = Vec::new();
     let mut logs = LogsQuery {
@@ -411,6 +431,7 @@ fn parse_ctl(parser: &mut lexopt::Parser) -> Result<Ctl, UsageError> {
     let mut log_flags = false;
     let mut main_only = false;
     let mut tail_set = false;
+    let mut wait_for = None;
     // A value option given twice is refused, as `-c` is: which one was meant?
     let twice = |flag: &str| UsageError(format!("{flag} given twice; give it once"));
     let mut set_target = |t: Target| match target.replace(t) {
@@ -438,6 +459,12 @@ fn parse_ctl(parser: &mut lexopt::Parser) -> Result<Ctl, UsageError> {
                 let v = utf8(parser.value()?, "--token")?;
                 if token.replace(v).is_some() {
                     return Err(twice("--token"));
+                }
+            }
+            Long("token-file") => {
+                let v: PathBuf = parser.value()?.into();
+                if token_file.replace(v).is_some() {
+                    return Err(twice("--token-file"));
                 }
             }
             Long("json") => json = true,
@@ -475,13 +502,21 @@ fn parse_ctl(parser: &mut lexopt::Parser) -> Result<Ctl, UsageError> {
                 reopen = true;
                 log_flags = true;
             }
-            Long("wait") => words.push("--wait".into()),
+            Long("wait") => {
+                if let Some(v) = parser.optional_value() {
+                    let v = utf8(v, "--wait")?;
+                    wait_for =
+                        Some(wait_bound(&v).map_err(|e| UsageError(format!("--wait: {e}")))?);
+                }
+                words.push("--wait".into());
+            }
             Long("main") => main_only = true,
             Short('h') | Long("help") => {
                 last(parser, "--help")?;
                 return Ok(Ctl {
                     target: None,
                     token: None,
+                    token_file: None,
                     json,
                     action: Action::Help,
                 });
@@ -499,14 +534,27 @@ fn parse_ctl(parser: &mut lexopt::Parser) -> Result<Ctl, UsageError> {
                 return Err(unexpected(
                     arg,
                     &[
-                        "socket", "url", "token", "json", "tail", "stream", "follow", "reopen",
-                        "wait", "main", "help",
+                        "socket",
+                        "url",
+                        "token",
+                        "token-file",
+                        "json",
+                        "tail",
+                        "stream",
+                        "follow",
+                        "reopen",
+                        "wait",
+                        "main",
+                        "help",
                     ],
                 ))
             }
         }
     }
     let mut action = ctl_action(&words)?;
+    if let Action::Trigger(_, true, bound) = &mut action {
+        *bound = wait_for;
+    }
     if main_only {
         match &mut action {
             Action::Signal(_, _, whom) => *whom = Whom::Main,
@@ -534,9 +582,15 @@ fn parse_ctl(parser: &mut lexopt::Parser) -> Result<Ctl, UsageError> {
         }
         _ => {}
     }
+    if token.is_some() && token_file.is_some() {
+        return Err(UsageError(
+            "use only one of --token and --token-file".into(),
+        ));
+    }
     Ok(Ctl {
         target,
         token,
+        token_file,
         json,
         action,
     })
@@ -680,7 +734,7 @@ fn ctl_action(words: &[String]) -> Result<Action, UsageError> {
         Some("schedules") => Action::Schedules(opt_name("schedules")?),
         Some("trigger") => {
             let n = name("trigger")?;
-            Action::Trigger(n, w.get(2) == Some(&"--wait"))
+            Action::Trigger(n, w.get(2) == Some(&"--wait"), None)
         }
         Some("pause") => Action::Pause(name("pause")?),
         Some("resume") => Action::Resume(name("resume")?),
@@ -690,7 +744,7 @@ fn ctl_action(words: &[String]) -> Result<Action, UsageError> {
             )))
         }
     };
-    if w.contains(&"--wait") && !matches!(action, Action::Trigger(_, true)) {
+    if w.contains(&"--wait") && !matches!(action, Action::Trigger(_, true, _)) {
         return Err(UsageError("--wait goes with 'ctl trigger NAME'".into()));
     }
     let used = match &action {
@@ -699,10 +753,10 @@ fn ctl_action(words: &[String]) -> Result<Action, UsageError> {
         | Action::Stop(_)
         | Action::Restart(_)
         | Action::Schedules(Some(_))
-        | Action::Trigger(_, false)
+        | Action::Trigger(_, false, _)
         | Action::Pause(_)
         | Action::Resume(_) => 2,
-        Action::Scale(..) | Action::Signal(..) | Action::Trigger(_, true) => 3,
+        Action::Scale(..) | Action::Signal(..) | Action::Trigger(_, true, _) => 3,
         Action::Logs(q) => 1 + usize::from(q.name.is_some()),
         Action::Status(None)
         | Action::Schedules(None)
@@ -941,6 +995,7 @@ mod tests {
             Ctl {
                 target: Some(Target::Url("http://127.0.0.1:9180".into())),
                 token: Some("t".into()),
+                token_file: None,
                 json: false,
                 action: Action::Stop("web".into())
             }
@@ -960,6 +1015,7 @@ mod tests {
             Ctl {
                 target: None,
                 token: None,
+                token_file: None,
                 json: true,
                 action: Action::Reload
             }
@@ -1056,6 +1112,26 @@ mod tests {
         // reload takes no name: the whole file is read again.
         assert!(e(&["reload", "web"]).contains("'web'"));
         assert!(e(&["reload", "--wait"]).contains("--wait goes with 'ctl trigger"));
+        // `--wait=DURATION` bounds the wait, up to the cap, which it names.
+        assert_eq!(
+            ctl(&["trigger", "j", "--wait=90s"]).unwrap().action,
+            Action::Trigger("j".into(), true, Some(Duration::from_secs(90)))
+        );
+        assert_eq!(
+            ctl(&["trigger", "j", "--wait"]).unwrap().action,
+            Action::Trigger("j".into(), true, None)
+        );
+        for bad in ["--wait=25h", "--wait=0", "--wait=soon"] {
+            assert!(e(&["trigger", "j", bad]).contains("up to 24h"), "{bad}");
+        }
+        assert!(e(&["reload", "--wait=1m"]).contains("--wait goes with 'ctl trigger"));
+        assert_eq!(
+            ctl(&["--token-file", "/t", "status"]).unwrap().token_file,
+            Some(PathBuf::from("/t"))
+        );
+        assert!(e(&["--token", "a", "--token-file", "/t", "status"]).contains("only one"));
+        assert!(e(&["--token-file", "/t", "--token-file", "/u", "status"])
+            .contains("--token-file given twice"));
         assert!(e(&["frob"]).contains("reload"));
         assert!(e(&["--socket", "/a", "--url", "http://x:1", "status"]).contains("only one"));
         assert!(e(&["--url", "https://x", "status"]).contains("https"));

@@ -631,7 +631,7 @@ fn no_run_starts_while_a_dependency_is_down() {
     // Regression: once `db` had started, its later crash and backoff did
     // not hold the job back.
     let cfg = without_http(
-        "  restart_backoff_initial: 1m\n  restart_backoff_max: 1m\n",
+        "  restart_backoff_initial: 1m\n  restart_backoff_max: 1m\n  log_level: debug\n",
         r#"
   db:
     command: "while [ ! -e $DIR/crash ]; do sleep 0.05; done; exit 1"
@@ -649,7 +649,8 @@ fn no_run_starts_while_a_dependency_is_down() {
     );
     sd.dir.write("crash", "");
     sd.wait_log("db-1: exited 1");
-    let skip = "job: due, but dependency db is not running now; skipping this run";
+    // The first skip of a burst at info, the next ones at debug.
+    let skip = "job: due, but dependency db is not running now; skipping";
     sd.wait_log(skip);
     let runs = sd.dir.lines("runs").len();
     let skips = sd.count(skip);
@@ -973,7 +974,7 @@ fn a_paused_job_says_so_once_per_pause_at_info() {
 fn no_run_starts_while_a_dependency_is_held_stopped_or_failed() {
     let mut sd = start_on_socket(
         "job-dep-not-running",
-        "  restart_backoff_initial: 50ms\n",
+        "  restart_backoff_initial: 50ms\n  log_level: debug\n",
         r#"
   db:
     command: "while [ ! -e $DIR/crash ]; do sleep 0.05; done; exit 1"
@@ -985,7 +986,8 @@ fn no_run_starts_while_a_dependency_is_held_stopped_or_failed() {
     command: "echo run >> $DIR/runs"
 "#,
     );
-    let skip = "job: due, but dependency db is not running now; skipping this run";
+    // The first skip of a burst at info, the next ones at debug.
+    let skip = "job: due, but dependency db is not running now; skipping";
     let runs = || sd.dir.lines("runs").len();
     // No run while nothing keeps `db` down but the wait for its turn.
     let skipped_for_good = |why: &str| {
@@ -1068,4 +1070,121 @@ fn a_stubborn_run_post_start_hook_is_killed_at_the_shutdown_deadline() {
 #[test]
 fn a_stubborn_run_post_start_hook_is_killed_at_a_second_sigterm() {
     a_stubborn_run_post_start_hook("job-stubborn-post2", true);
+}
+
+/// A run whose spawn is stuck short of exec (its working_dir on a hung
+/// mount) until its schedule_timeout timed out, as a run that overran
+/// does: it used to be recorded, counted and logged as a failed start.
+#[test]
+#[cfg_attr(not(feature = "api"), ignore = "needs the API")]
+fn a_run_stuck_before_exec_until_its_timeout_is_a_timeout() {
+    let Some(wrapper) = hung_mount() else { return };
+    let cfg = "global:\n  api_port: 0\n  api_socket: $DIR/api.sock\n  metrics_enabled: false\n  \
+               shutdown_timeout: 1s\nprocesses:\n  job:\n    command: [sleep, \"1000\"]\n    \
+               schedule: '@every 1h'\n    schedule_timeout: 1s\n    working_dir: $DIR/mnt/job\n";
+    let mut sd = Sheepdog::start_under("job-stuck-timeout", cfg, &wrapper, |_| {});
+    sd.wait_log("listening on");
+    let (code, out, err) = ctl_socket(&sd, &["trigger", "job", "--wait"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("run 1: timeout"), "{out}{err}\n{}", sd.log());
+    sd.wait_log("job#1: run 1 timed out before it started: unable to start \"sleep\"");
+    let (code, out, err) = ctl_socket(&sd, &["schedules", "job", "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let j: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(stat(&j, "timeout"), 1, "{j:#}");
+    assert_eq!(stat(&j, "failure"), 0, "{j:#}");
+    assert_eq!(j["history"][0]["result"], "timeout", "{j:#}");
+    sd.signal(libc::SIGTERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}
+
+/// Due times skipped while a run is still going were logged one line each
+/// (hundreds through a long run): now the first, then one line for the
+/// burst, with its count and its first and last times.
+#[test]
+fn a_burst_of_skipped_due_times_is_logged_once_and_summed_up() {
+    let cfg = without_http(
+        "  log_level: debug\n",
+        "  slow:\n    command: \"while [ ! -e $DIR/go ]; do sleep 0.05; done\"\n    \
+         schedule: '@every 200ms'\n",
+    );
+    let mut sd = Sheepdog::start("job-skip-burst", &cfg);
+    // The next skips of the burst, at debug.
+    let more = "slow: 1 run still going (schedule_max_concurrent: 1); skipping this one too";
+    assert!(sd.wait_log_n(more, 3, WAIT), "{}", sd.log());
+    let n = sd.count(more) + 1;
+    let line = "slow: 1 run still going (schedule_max_concurrent: 1); skipping this run";
+    assert_eq!(sd.count(line), 1, "{}", sd.log());
+    assert!(
+        sd.log()
+            .lines()
+            .any(|l| l.contains(line) && l.contains(" WARN ")),
+        "{}",
+        sd.log()
+    );
+    sd.dir.write("go", "");
+    sd.wait_log("slow#2: run 2 started");
+    let log = sd.log();
+    let summary = log
+        .lines()
+        .find(|l| l.contains("due times skipped from"))
+        .unwrap_or_else(|| panic!("no summary\n{log}"));
+    let count: u64 = summary
+        .split("slow: ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("{summary}"));
+    assert!(count as usize >= n, "{summary}: {n} skipped before");
+    assert!(summary.contains("(concurrency limit reached)"), "{summary}");
+    sd.signal(libc::SIGTERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+}
+
+/// `trigger --wait` had one bound, 11 minutes, whatever the job's
+/// schedule_timeout, and ctl had no `--token-file`: `--wait=DURATION`
+/// bounds the wait (the API answers at it, the run goes on), and the token
+/// may come from a file, read as `api_auth_file` is.
+#[test]
+#[cfg_attr(not(feature = "api"), ignore = "needs the API")]
+fn trigger_wait_takes_a_bound_and_the_token_from_a_file() {
+    let api = Api::start(
+        "cron-wait-bound",
+        "  long:\n    command: \"sleep 60\"\n    schedule: '@every 1h'\n",
+    );
+    let file = api.sd.dir.write("token", &format!("{TOKEN}\n"));
+    let mut cmd = Command::new(BIN);
+    cmd.arg("ctl")
+        .arg("--url")
+        .arg(format!("http://127.0.0.1:{}", api.port))
+        .arg("--token-file")
+        .arg(&file)
+        .args(["trigger", "long", "--wait=1s"]);
+    let out = output_within(cmd, WAIT);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        format!("{stdout}{stderr}").contains("the run is still going after 1s"),
+        "{stdout}{stderr}"
+    );
+    let j = api.job("long");
+    assert_eq!(j["running"], 1, "the run goes on: {j:#}");
+    // A wrong token from the file is refused as any wrong token is.
+    api.sd.dir.write("bad", "nope\n");
+    let mut cmd = Command::new(BIN);
+    cmd.arg("ctl")
+        .arg("--url")
+        .arg(format!("http://127.0.0.1:{}", api.port))
+        .arg("--token-file")
+        .arg(api.sd.dir.path("bad"))
+        .args(["schedules"]);
+    let out = output_within(cmd, WAIT);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("HTTP 401"),
+        "{out:?}"
+    );
 }

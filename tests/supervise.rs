@@ -555,17 +555,18 @@ fn a_spawn_stuck_before_exec_fails_at_process_start_timeout() {
 }
 
 #[test]
-fn a_run_stuck_before_exec_fails_at_its_schedule_timeout() {
+fn a_run_stuck_before_exec_times_out_at_its_schedule_timeout() {
     // The same for a scheduled run: its schedule_timeout never fired while
     // its thread sat in clone, and with concurrency 1 no later run could
-    // start. Its start fails at the timeout now, and the next run starts.
+    // start. Its start times out at the timeout now (a timeout, not a
+    // failed start: tests/schedule.rs), and the next run starts.
     let Some(wrapper) = hung_mount() else { return };
     let cfg = stuck_job_config("    schedule_timeout: 1s\n");
     let mut sd = Sheepdog::start_under("hung-run-timeout", &cfg, &wrapper, |_| {});
     sd.wait_log(
-        r#"job#1: run 1 not started: unable to start "sleep": still short of exec when its time ran out (its working_dir or program on a hung mount?)"#,
+        r#"job#1: run 1 timed out before it started: unable to start "sleep": still short of exec when its time ran out (its working_dir or program on a hung mount?)"#,
     );
-    sd.wait_log("job#2: run 2 not started: ");
+    sd.wait_log("job#2: run 2 timed out before it started: ");
     sd.signal(TERM);
     assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
 }

@@ -38,7 +38,9 @@ impl Token {
             return Ok(Some(Token(t.as_bytes().to_vec())));
         }
         match &api.auth_file {
-            Some(path) => read_file(path).map(Some),
+            Some(path) => {
+                read_file(path, "global.api_auth_file").map(|t| Some(Token(t.into_bytes())))
+            }
             None => Ok(None),
         }
     }
@@ -60,10 +62,12 @@ impl Token {
     }
 }
 
-fn read_file(path: &Path) -> Result<Token, String> {
+/// The token in file `path` (`key` names where it was given in errors):
+/// `api_auth_file`, and `ctl --token-file`.
+pub fn read_file(path: &Path, key: &str) -> Result<String, String> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
-    let what = || format!("global.api_auth_file: unable to read {}", path.display());
+    let what = || format!("{key}: unable to read {}", path.display());
     // O_NONBLOCK: a FIFO with no writer (or a device) would otherwise hang
     // start-up where SIGTERM cannot end it; only a regular file is read.
     let file = std::fs::OpenOptions::new()
@@ -93,20 +97,19 @@ fn read_file(path: &Path) -> Result<Token, String> {
     }
     if raw.is_empty() {
         return Err(format!(
-            "global.api_auth_file: {} is empty; expected a token",
+            "{key}: {} is empty; expected a token",
             path.display()
         ));
     }
     // A request head is UTF-8 text: other bytes could never match.
-    let text = std::str::from_utf8(&raw).map_err(|_| {
+    let text = String::from_utf8(raw).map_err(|_| {
         format!(
-            "global.api_auth_file: {}: the token is not UTF-8 text, which no request can send",
+            "{key}: {}: the token is not UTF-8 text, which no request can send",
             path.display()
         )
     })?;
-    crate::config::check_token(text)
-        .map_err(|e| format!("global.api_auth_file: {}: {e}", path.display()))?;
-    Ok(Token(raw))
+    crate::config::check_token(&text).map_err(|e| format!("{key}: {}: {e}", path.display()))?;
+    Ok(text)
 }
 
 /// `Bearer <token>` (scheme case-insensitive, RFC 9110).

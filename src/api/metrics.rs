@@ -385,7 +385,7 @@ fn schedule_families(r: &mut Registry, snap: &Snapshot) {
     );
     r.register(
         "scheduled_skipped",
-        "Scheduled triggers skipped because schedule_max_concurrent runs were still going",
+        "Scheduled triggers skipped: schedule_max_concurrent runs still going, or a dependency down",
         Present(sched_skipped),
     );
     r.register_with_unit(

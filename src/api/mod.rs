@@ -18,7 +18,7 @@
 //!   unless `api_insecure: true` (checked by config validation and again
 //!   here, since an open control API runs arbitrary signals as PID 1).
 
-mod auth;
+pub mod auth;
 mod http;
 mod logs;
 mod metrics;

@@ -396,14 +396,14 @@ impl Handler for Api {
             Endpoint::Pause => self.control(Some(&name), Control::Pause { name: name.clone() }),
             Endpoint::Resume => self.control(Some(&name), Control::Resume { name: name.clone() }),
             Endpoint::Trigger => match wait_flag(&req.query) {
-                Ok(false) => self.control(
+                Ok((false, _)) => self.control(
                     Some(&name),
                     Control::Trigger {
                         name: name.clone(),
                         wait: false,
                     },
                 ),
-                Ok(true) => self.trigger_wait(&name),
+                Ok((true, bound)) => self.trigger_wait(&name, bound),
                 Err(resp) => resp,
             },
             Endpoint::OneshotHistory => oneshot_history(&self.published.get()),
@@ -569,10 +569,10 @@ impl Api {
     }
 
     /// `trigger?wait=true`: start a run and answer when it has ended, or
-    /// after a bound (its timeout, `shutdown.timeout` and slack, else 10
-    /// minutes) with a 202 saying it still runs; 503 when every waiting
-    /// slot is taken.
-    fn trigger_wait(&self, name: &str) -> Response {
+    /// after a bound (`timeout` if given, else its timeout,
+    /// `shutdown.timeout` and slack, else 10 minutes) with a 202 saying it
+    /// still runs; 503 when every waiting slot is taken.
+    fn trigger_wait(&self, name: &str, bound: Option<Duration>) -> Response {
         let snap = self.published.get();
         let Some(p) = snap.processes.iter().find(|p| *p.name == *name) else {
             return not_found(&snap, name);
@@ -581,10 +581,13 @@ impl Api {
             return Response::error(409, &format!("{name} is not a scheduled job"));
         };
         // Past its timeout a run is stopped gracefully: wait for that too.
-        let wait = sched.timeout_seconds.map_or(TRIGGER_WAIT_MAX, |t| {
-            Duration::from_secs_f64(t)
-                .saturating_add(sched.stop_timeout)
-                .saturating_add(TRIGGER_WAIT_SLACK)
+        let wait = bound.unwrap_or_else(|| {
+            sched.timeout_seconds.map_or(TRIGGER_WAIT_MAX, |t| {
+                Duration::from_secs_f64(t)
+                    .saturating_add(sched.stop_timeout)
+                    .saturating_add(TRIGGER_WAIT_SLACK)
+                    .min(crate::cli::TRIGGER_WAIT_CAP)
+            })
         });
         let control = Control::Trigger {
             name: name.to_string(),
@@ -649,19 +652,35 @@ const TRIGGER_WAIT_MAX: Duration = Duration::from_secs(600);
 const TRIGGER_WAIT_SLACK: Duration = Duration::from_secs(70);
 
 /// `wait` in the query (absent: false), read as every boolean is
-/// (`http::query_bool`).
-fn wait_flag(query: &str) -> Result<bool, Response> {
-    let mut wait = None;
+/// (`http::query_bool`), and `timeout`, how long it waits at most (a
+/// duration up to `TRIGGER_WAIT_CAP`; only with `wait=true`).
+fn wait_flag(query: &str) -> Result<(bool, Option<Duration>), Response> {
+    let (mut wait, mut timeout) = (None, None);
     for (k, v) in query_pairs(query) {
-        if k != "wait" {
-            return Err(bad(format!("unknown query parameter {k:?}; expected wait")));
+        let v = v.as_deref();
+        let given = match &*k {
+            "wait" => wait.replace(query_bool("wait", v).map_err(bad)?).is_some(),
+            "timeout" => timeout
+                .replace(
+                    crate::cli::wait_bound(v.unwrap_or(""))
+                        .map_err(|e| bad(format!("timeout: {e}")))?,
+                )
+                .is_some(),
+            _ => {
+                return Err(bad(format!(
+                    "unknown query parameter {k:?}; expected wait or timeout"
+                )))
+            }
+        };
+        if given {
+            return Err(bad(format!("{k}: given twice; expected it once")));
         }
-        if wait.is_some() {
-            return Err(bad("wait: given twice; expected it once".into()));
-        }
-        wait = Some(query_bool("wait", v.as_deref()).map_err(bad)?);
     }
-    Ok(wait.unwrap_or(false))
+    let wait = wait.unwrap_or(false);
+    if timeout.is_some() && !wait {
+        return Err(bad("timeout goes with wait=true".into()));
+    }
+    Ok((wait, timeout))
 }
 
 fn run_response(name: Option<&str>, r: &crate::status::RunRecord) -> Response {
@@ -1062,15 +1081,33 @@ mod tests {
 
     #[test]
     fn a_repeated_wait_is_refused_not_read_as_its_last_value() {
-        assert!(wait_flag("wait=true").unwrap());
-        assert!(!wait_flag("").unwrap());
+        assert!(wait_flag("wait=true").unwrap().0);
+        assert!(!wait_flag("").unwrap().0);
         let (status, body) = err(wait_flag("wait=true&wait=false"));
         assert_eq!(status, 400);
         assert!(body.contains("wait: given twice"), "{body}");
         // Decoded as the path is; a bare flag is true, as for `follow`.
-        assert!(wait_flag("wa%69t=%74rue").unwrap());
-        assert!(wait_flag("wait").unwrap());
-        assert!(!wait_flag("wait=no").unwrap());
+        assert!(wait_flag("wa%69t=%74rue").unwrap().0);
+        assert!(wait_flag("wait").unwrap().0);
+        assert!(!wait_flag("wait=no").unwrap().0);
+        // `timeout` bounds the wait, up to the cap; only with wait=true.
+        assert_eq!(
+            wait_flag("wait=true&timeout=90s").unwrap(),
+            (true, Some(Duration::from_secs(90)))
+        );
+        for bad in [
+            "wait=true&timeout=25h",
+            "wait=true&timeout=0",
+            "wait=true&timeout",
+        ] {
+            assert!(err(wait_flag(bad)).1.contains("up to 24h"), "{bad}");
+        }
+        assert!(err(wait_flag("timeout=1m"))
+            .1
+            .contains("goes with wait=true"));
+        assert!(err(wait_flag("wait=1&timeout=1m&timeout=2m"))
+            .1
+            .contains("timeout: given twice"));
         let (_, body) = err(wait_flag("wait=maybe"));
         assert!(
             body.contains("expected true, false, 1, 0, yes or no"),

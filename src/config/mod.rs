@@ -31,6 +31,8 @@ pub use validate::scale_ports;
 /// What a bearer token must be (`api_auth`, and `api_auth_file`'s content).
 #[cfg(feature = "api")]
 pub use validate::{check_token, is_loopback};
+/// The one duration grammar (`90`, `500ms`, `1h30m`), for `ctl trigger --wait=`.
+pub use value::parse_duration;
 #[cfg(feature = "api")]
 pub use value::quote;
 /// The one signal grammar (`SIGHUP`, `HUP`, `hup`, `1`), shared with the API.

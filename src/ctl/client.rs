@@ -23,7 +23,7 @@ use crate::cli::{has_port, split_url, Target};
 use crate::http_text::{find_blank_line, status_code};
 
 /// Longer than the API's own 5 s wait for the supervisor.
-const TIMEOUT: Duration = Duration::from_secs(15);
+pub const TIMEOUT: Duration = Duration::from_secs(15);
 /// Largest response read.
 const MAX_RESPONSE: u64 = 16 << 20;
 /// How long a followed stream may stay silent (keep-alives come every 5 s).
@@ -35,10 +35,6 @@ pub struct Reply {
     pub status: u16,
     pub body: String,
 }
-
-/// How long `trigger --wait` waits: beyond the API's own bound (10 minutes
-/// without a schedule_timeout).
-pub const WAIT_TIMEOUT: Duration = Duration::from_secs(11 * 60);
 
 /// One request. `body` makes it a JSON POST. `timeout`: None = the usual.
 pub fn call(

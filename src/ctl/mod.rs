@@ -18,7 +18,7 @@ use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
-use crate::cli::{exit, Action, Ctl, LogsQuery, ScaleBy, Target, CTL_HELP};
+use crate::cli::{exit, Action, Ctl, LogsQuery, ScaleBy, Target, CTL_HELP, TRIGGER_WAIT_CAP};
 use crate::group::Whom;
 use crate::logging::escaped;
 
@@ -31,9 +31,23 @@ pub fn run(ctl: Ctl) -> i32 {
         out!("{CTL_HELP}");
         return exit::OK;
     }
+    // Read as sheepdog reads `api_auth_file` (trimmed, checked).
+    let from_file = match ctl
+        .token_file
+        .as_deref()
+        .map(|p| crate::api::auth::read_file(p, "--token-file"))
+    {
+        Some(Err(e)) => {
+            outln!(err: "sheepdog ctl: {}", escaped(&e));
+            return exit::USAGE;
+        }
+        Some(Ok(t)) => Some(t),
+        None => None,
+    };
     let token = match ctl
         .token
         .clone()
+        .or(from_file)
         .map_or_else(|| env("SHEEPDOG_API_TOKEN"), |t| Ok(Some(t)))
     {
         // Trailing whitespace goes, as sheepdog trims its `api_auth_file`:
@@ -73,7 +87,7 @@ pub fn run(ctl: Ctl) -> i32 {
         return logs(&target, token.as_deref(), q, ctl.json);
     }
     let (method, path, body) = request(&ctl.action);
-    let timeout = matches!(ctl.action, Action::Trigger(_, true)).then_some(client::WAIT_TIMEOUT);
+    let timeout = read_timeout(&ctl.action);
     let value = match ask(
         &target,
         method,
@@ -90,7 +104,15 @@ pub fn run(ctl: Ctl) -> i32 {
             return exit::FAILURE;
         }
         Err(e) => {
-            outln!(err: "sheepdog ctl: {}", escaped(&e.to_string()));
+            // Past the API's own wait: name the bound that ran out.
+            let e = match (timeout, &ctl.action) {
+                (Some(t), Action::Trigger(..)) if e.starts_with("no answer") => format!(
+                    "{e} (trigger --wait: {} at most)",
+                    crate::config::format_duration(t - client::TIMEOUT)
+                ),
+                _ => e,
+            };
+            outln!(err: "sheepdog ctl: {}", escaped(&e));
             return exit::FAILURE;
         }
     };
@@ -99,7 +121,7 @@ pub fn run(ctl: Ctl) -> i32 {
     // it ends is not known.
     let result = value.get("result").and_then(Value::as_str);
     let code = match (&ctl.action, result) {
-        (Action::Trigger(_, true), r) if r != Some("success") => exit::FAILURE,
+        (Action::Trigger(_, true, _), r) if r != Some("success") => exit::FAILURE,
         _ => exit::OK,
     };
     if ctl.json {
@@ -135,7 +157,7 @@ pub fn run(ctl: Ctl) -> i32 {
             out!("{}", schedules_table(&jobs));
         }
         Action::Schedules(Some(_)) => out!("{}", history_table(&value)),
-        Action::Trigger(_, true) => {
+        Action::Trigger(_, true, _) => {
             let Some(result) = result else {
                 let msg = value.get("message").and_then(Value::as_str).unwrap_or("-");
                 outln!(err: "sheepdog ctl: {}", escaped(msg));
@@ -181,6 +203,18 @@ fn logs_path(q: &LogsQuery, follow_since: Option<u64>) -> String {
         query.push_str(&format!("&stream={s}"));
     }
     format!("{base}?{query}")
+}
+
+/// How long the answer may take; None: the usual. `trigger --wait`: past
+/// the API's own wait (DURATION, else the job's bound up to the cap),
+/// which answers first.
+fn read_timeout(action: &Action) -> Option<std::time::Duration> {
+    match action {
+        Action::Trigger(_, true, bound) => {
+            Some(bound.unwrap_or(TRIGGER_WAIT_CAP) + client::TIMEOUT)
+        }
+        _ => None,
+    }
 }
 
 /// One API call: the JSON answer of a 2xx, or the message to print (the
@@ -387,12 +421,13 @@ fn request(action: &Action) -> (&'static str, String, Option<String>) {
         Action::Logs(q) => ("GET", logs_path(q, None), None),
         Action::Schedules(None) => ("GET", "/api/v1/schedules".into(), None),
         Action::Schedules(Some(n)) => ("GET", format!("/api/v1/schedules/{}", segment(n)), None),
-        Action::Trigger(n, wait) => (
+        Action::Trigger(n, wait, bound) => (
             "POST",
             format!(
-                "/api/v1/schedules/{}/trigger{}",
+                "/api/v1/schedules/{}/trigger{}{}",
                 segment(n),
-                if *wait { "?wait=true" } else { "" }
+                if *wait { "?wait=true" } else { "" },
+                bound.map_or(String::new(), |d| format!("&timeout={}ms", d.as_millis()))
             ),
             None,
         ),
@@ -681,6 +716,25 @@ mod tests {
         assert_eq!(when(Some(&serde_json::json!(0))), "1970-01-01 00:00:00Z");
         assert_eq!(when(Some(&serde_json::json!(-5))), "-");
         assert_eq!(when(None), "-");
+    }
+
+    /// `trigger --wait` gave up after 11 minutes, whatever the job's
+    /// schedule_timeout (the API may wait longer): now past the API's own
+    /// wait, up to the cap, or the bound given.
+    #[test]
+    fn trigger_wait_reads_past_the_apis_own_wait() {
+        let t = |b| read_timeout(&Action::Trigger("j".into(), true, b));
+        assert!(t(None) > Some(TRIGGER_WAIT_CAP));
+        let m = std::time::Duration::from_secs(60);
+        assert!(t(Some(m)) > Some(m) && t(Some(m)) < Some(m * 2));
+        assert_eq!(
+            read_timeout(&Action::Trigger("j".into(), false, None)),
+            None
+        );
+        assert_eq!(
+            request(&Action::Trigger("j".into(), true, Some(m))).1,
+            "/api/v1/schedules/j/trigger?wait=true&timeout=60000ms"
+        );
     }
 
     #[test]

@@ -14,7 +14,8 @@
 //!   time zone; the planner compares the wall clock with the monotonic
 //!   clock at every wake-up to detect steps. A step forward never fires a
 //!   burst of the runs it skipped: at most one `catch_up` run when
-//!   `schedule_catch_up` is set, none otherwise. A step backward never
+//!   `schedule_catch_up` is set, none otherwise; but a step of at most
+//!   `SMALL_STEP` (an NTP correction) runs a due time it passed, once. A step backward never
 //!   repeats a run of a job with fixed hours: the next due time is kept (a
 //!   step back of more than `BIG_STEP_BACK` is a clock reset, and due
 //!   times are recomputed); a job whose hour field is `*` keeps its pace
@@ -50,6 +51,10 @@ use crate::config::extra::{Schedule, ScheduleSpec};
 pub const RECHECK: Duration = Duration::from_secs(60);
 /// A wall/monotonic disagreement larger than this is a clock step.
 pub const STEP: Duration = Duration::from_secs(5);
+/// A step forward of at most this (an NTP correction) still runs a due
+/// time it passed, once and late, as a late wake-up does: cron's own
+/// resolution. Only a longer step skips (or catches up) what it passed.
+pub const SMALL_STEP: Duration = Duration::from_secs(60);
 /// A step back larger than this resets due times.
 pub const BIG_STEP_BACK: Duration = Duration::from_secs(3 * 3600);
 
@@ -283,7 +288,7 @@ impl Planner {
                     *due = Due::Mono(next);
                 }
                 (Due::Wall(at), Spec::Cron { cron, tz }) if wall >= at => {
-                    if stepped_forward && at > expected {
+                    if stepped_forward && by > SMALL_STEP && at > expected {
                         if job.catch_up {
                             log::info!(
                                 "{}: the clock step skipped its run; catching up once",
@@ -292,8 +297,9 @@ impl Planner {
                             fires.push((job.jitter, fire(job, Trigger::CatchUp)));
                         } else {
                             log::info!(
-                                "{}: the clock step skipped its run(s); not catching up (schedule_catch_up is off)",
-                                job.name
+                                "{}: the clock step skipped its due time(s) from {}; not catching up (schedule_catch_up is off)",
+                                job.name,
+                                crate::logging::rfc3339_millis(at)
                             );
                         }
                     } else {

@@ -165,7 +165,13 @@ impl Run {
             // The command is never empty (refused at load); quoted as an
             // instance's is.
             let program = self.def.command.first().map_or("", String::as_str);
-            not_run(false, Some(format!("unable to start {program:?}: {e}")))
+            RunEnd {
+                // Stuck short of exec until its schedule_timeout (the only
+                // exec deadline a run has): a timeout, as a run that
+                // started and overran is, not a failed start.
+                timed_out: crate::child::is_exec_deadline(&e),
+                ..not_run(false, Some(format!("unable to start {program:?}: {e}")))
+            }
         })
     }
 
@@ -180,7 +186,7 @@ impl Run {
 
     fn run(mut self) {
         // schedule_timeout runs from the spawn, so it bounds a spawn stuck
-        // short of exec too (which then fails: a run not started).
+        // short of exec too (which then fails: a run that timed out).
         let mut deadline = None;
         let spawned = self.pre_start().and_then(|()| {
             deadline = self.timeout.map(|t| Instant::now() + t);
@@ -193,9 +199,14 @@ impl Run {
                 // start is: else only the API would know.
                 if let Some(why) = &end.error {
                     log::error!(
-                        "{}: run {} not started: {why}",
+                        "{}: run {} {}: {why}",
                         self.id.instance,
-                        self.run_id
+                        self.run_id,
+                        if end.timed_out {
+                            "timed out before it started"
+                        } else {
+                            "not started"
+                        }
                     );
                 }
                 self.report(RunEvent::Done(end));

@@ -324,6 +324,25 @@ fn forward_step_skips_missed_runs_without_catch_up() {
     assert_eq!(wake(&mut p, &c), [Trigger::Schedule]);
 }
 
+/// An NTP correction of less than a minute across a due time used to
+/// skip its run (without catch_up): it runs, once, late.
+#[test]
+fn a_small_forward_step_still_runs_the_due_time_it_passed() {
+    let mut c = Fake::new("2024-01-01T00:00:30Z");
+    let mut p = planner(&c, vec![cron_job("* * * * *", false)]);
+    c.pass(S * 20); // 00:00:50
+    c.step_forward(S * 20); // 00:01:10, past 00:01:00
+    assert_eq!(wake(&mut p, &c), [Trigger::Schedule]);
+    assert_eq!(next_run(&p, &c), "2024-01-01T00:02:00Z");
+    c.pass(S * 49);
+    assert!(wake(&mut p, &c).is_empty(), "one run, not two");
+    // A full minute is still small; past it, the step rules apply.
+    c.step_forward(SMALL_STEP); // 00:02:59
+    assert_eq!(wake(&mut p, &c), [Trigger::Schedule]);
+    c.step_forward(SMALL_STEP + S); // 00:04:00
+    assert!(wake(&mut p, &c).is_empty(), "{}", next_run(&p, &c));
+}
+
 #[test]
 fn forward_step_with_catch_up_runs_once() {
     let mut c = Fake::new("2024-01-01T00:00:30Z");

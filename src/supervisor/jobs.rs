@@ -82,6 +82,10 @@ pub(super) struct Job {
     /// Removed by a reload while runs were going: no new run starts, and
     /// the job goes once the last one ends.
     retired: bool,
+    /// Due times skipped in a row for one reason: (reason, count, first,
+    /// last). The first is logged at info (or warn); the others at debug,
+    /// and the burst in one line when it ends (`end_skips`).
+    skips: Option<(String, u64, SystemTime, SystemTime)>,
 }
 
 impl Job {
@@ -100,6 +104,7 @@ impl Job {
             last_exit: None,
             last_duration: None,
             retired: false,
+            skips: None,
         }
     }
 
@@ -146,6 +151,48 @@ impl Job {
 
     pub(super) fn idle(&self) -> bool {
         self.runs.is_empty()
+    }
+
+    /// A scheduled due time skipped for `why` (`line` logs it): the first
+    /// of a burst is logged at `level`, the others at debug.
+    fn skip(
+        &mut self,
+        history_size: usize,
+        trigger: Trigger,
+        why: &str,
+        level: log::Level,
+        line: &str,
+    ) {
+        let now = SystemTime::now();
+        match &mut self.skips {
+            Some((w, n, _, last)) if w == why => {
+                *n += 1;
+                *last = now;
+                log::debug!("{line}; skipping this one too");
+            }
+            _ => {
+                self.end_skips();
+                self.skips = Some((why.to_string(), 1, now, now));
+                log::log!(
+                    level,
+                    "{line}; skipping this run (the next ones: at debug, then summed up)"
+                );
+            }
+        }
+        record_skip(self, history_size, trigger, why);
+    }
+
+    /// A burst of skips ended (a run starts, the reason changed, shutdown):
+    /// one line for all of it.
+    fn end_skips(&mut self) {
+        if let Some((why, n, first, last)) = self.skips.take().filter(|s| s.1 > 1) {
+            log::info!(
+                "{}: {n} due times skipped from {} to {} ({why})",
+                self.def.name,
+                crate::logging::rfc3339_millis(first),
+                crate::logging::rfc3339_millis(last)
+            );
+        }
     }
 
     fn at_limit(&self) -> bool {
@@ -308,8 +355,8 @@ impl Supervisor {
                     "{name}: {why}; not starting it"
                 )));
             }
-            log::info!("{name}: due, but {why}; skipping this run");
-            record_skip(job, history_size, trigger, &why);
+            let line = format!("{name}: due, but {why}");
+            job.skip(history_size, trigger, &why, log::Level::Info, &line);
             return Err(ControlReply::Conflict(format!("{name}: {why}")));
         }
         if job.at_limit() {
@@ -323,10 +370,11 @@ impl Supervisor {
                     "{why}; not starting another"
                 )));
             }
-            log::warn!("{why}; skipping this run");
-            record_skip(job, history_size, trigger, "concurrency limit reached");
+            let reason = "concurrency limit reached";
+            job.skip(history_size, trigger, reason, log::Level::Warn, &why);
             return Err(ControlReply::Conflict(why));
         }
+        job.end_skips();
         self.next_run_id += 1;
         let run_id = self.next_run_id;
         let now = SystemTime::now();
@@ -500,6 +548,9 @@ impl Supervisor {
     /// (`Kill`: the shutdown is forced, by its deadline or a second signal).
     pub(super) fn stop_runs(&mut self, cmd: RunCmd) {
         self.stop_scheduler();
+        for job in self.jobs.values_mut() {
+            job.end_skips();
+        }
         for (name, job) in &self.jobs {
             for (id, run) in job.runs.iter() {
                 let (what, why) = match cmd {
