@@ -125,7 +125,7 @@ pub fn run(argv: Vec<OsString>, whom: Whom) -> i32 {
     };
     // Collect whatever else has already exited; as PID 1 our exit lets the
     // kernel take care of the rest of the namespace.
-    reaper.reap();
+    reaper.reap(false);
     warn_left_behind(&reaper, &program.to_string_lossy(), status, stopping);
     let orphans = reaper.orphans_reaped();
     log::debug!(
@@ -150,7 +150,9 @@ fn forward_until_exit(
     loop {
         let sig = sys::wait_signal(signals).ok()?;
         if sig == libc::SIGCHLD {
-            reaper.reap();
+            // Exits only: a child stopped or resumed (SIGTSTP, SIGCONT
+            // passed on) is the shell's job control, nothing to note.
+            reaper.reap(false);
             match exits.try_recv() {
                 Ok(e) if e.pid == pid.as_raw() => return Some((e.status, stopping)),
                 Ok(e) => log::debug!("unexpected exit routed to us: pid {}", e.pid),

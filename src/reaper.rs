@@ -23,6 +23,12 @@
 //!   are counted and logged at debug. At the end of a shutdown, those still
 //!   alive are taken on by the straggler sweep (`adopt`), which then gets
 //!   their exits like an owner; they are counted as orphans all the same.
+//! - A child stopped (SIGSTOP, SIGTSTP) or resumed (SIGCONT) has not
+//!   exited: the supervisor's `reap` sees it (`WUNTRACED | WCONTINUED`)
+//!   only to keep the `paused` set, under the lock, and its pid stays
+//!   registered. Nothing of it goes to the owner's channel (a message there
+//!   is the exit), and an unknown pid's stop is no orphan's reaping: it is
+//!   ignored. A pid leaves `paused` when its exit is reaped.
 
 use std::collections::HashMap;
 use std::io;
@@ -133,6 +139,9 @@ struct Registry {
     /// Owned pids that are adopted orphans (`adopt`): counted as such.
     /// Only the few left at the end of a shutdown: a plain list.
     adopted: Vec<i32>,
+    /// Children of ours stopped by a signal and not resumed since (rare,
+    /// few: a plain list).
+    paused: Vec<i32>,
 }
 
 impl Reaper {
@@ -180,17 +189,33 @@ impl Reaper {
         log::debug!("reaped orphan pid {pid} ({status})");
     }
 
-    /// Reap every exited child and route each status. Returns how many were
-    /// reaped. Called by the main thread on SIGCHLD (coalesced signals are
-    /// handled by draining until nothing is left).
-    pub fn reap(&self) -> usize {
+    /// Reap every exited child and route each status. Called by the main
+    /// thread on SIGCHLD (coalesced signals are handled by draining until
+    /// nothing is left). With `stops` (the supervisor's), children stopped
+    /// or resumed are noted too: returns whether the `paused` set changed.
+    pub fn reap(&self, stops: bool) -> bool {
         let mut r = self.registry();
-        let mut count = 0;
+        let mut changed = false;
         loop {
-            match sys::wait_any_nohang() {
+            match sys::wait_any_nohang(stops) {
                 Ok(WaitResult::Reaped { pid, status }) => {
-                    count += 1;
+                    changed |= unpause(&mut r, pid);
                     self.route(&mut r, pid, ExitStatus::from_raw(status));
+                }
+                Ok(WaitResult::Stopped { pid, signal }) => {
+                    // Ours (registered, or a spawn's not registered yet):
+                    // an adopted orphan's stop is not its reaping.
+                    let ours = r.owners.contains_key(&pid)
+                        || (!r.early.contains_key(&pid) && spawning(&r).any(|p| p == pid));
+                    log::debug!("pid {pid} stopped by {}", signal_name(signal));
+                    if ours && !r.paused.contains(&pid) {
+                        r.paused.push(pid);
+                        changed = true;
+                    }
+                }
+                Ok(WaitResult::Continued { pid }) => {
+                    log::debug!("pid {pid} continued");
+                    changed |= unpause(&mut r, pid);
                 }
                 Ok(WaitResult::NoneReady) | Ok(WaitResult::NoChildren) => break,
                 Err(e) => {
@@ -199,7 +224,12 @@ impl Reaper {
                 }
             }
         }
-        count
+        changed
+    }
+
+    /// The children of ours stopped by a signal and not resumed since.
+    pub fn paused(&self) -> Vec<i32> {
+        self.registry().paused.clone()
     }
 
     /// Deliver `pid`'s exit to its owner, keep it for the spawn whose child
@@ -363,6 +393,15 @@ fn unowned(r: &Registry, candidates: Vec<i32>) -> Option<Vec<Straggler>> {
 /// The pids of the children of spawns in flight; 0 for a clone under way.
 fn spawning(r: &Registry) -> impl Iterator<Item = i32> + '_ {
     r.in_flight.iter().map(|s| s.0.load(Ordering::Acquire))
+}
+
+/// Take `pid` out of the paused set; whether it was there.
+fn unpause(r: &mut Registry, pid: i32) -> bool {
+    let i = r.paused.iter().position(|&p| p == pid);
+    if let Some(i) = i {
+        r.paused.swap_remove(i);
+    }
+    i.is_some()
 }
 
 /// Record `pid` for `owner`, or hand it its exit if `reap` got there first.

@@ -295,6 +295,9 @@ pub struct InstanceStatus {
     /// `failed` or `completed`.
     pub state: &'static str,
     pub pid: Option<i32>,
+    /// Its child is stopped by a signal (SIGSTOP, SIGTSTP: a debugger, a
+    /// freeze) and not resumed yet; its state stays `running`.
+    pub paused: bool,
     /// When the current child started (Unix seconds).
     pub started_at: Option<f64>,
     pub uptime_seconds: Option<f64>,

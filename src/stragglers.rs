@@ -11,7 +11,8 @@
 //!
 //! So once every process is down and no hook is running (and again after
 //! the global post_stop hooks), a `Sweep` looks for children of ours that
-//! nobody owns (stragglers), sends each one's group SIGTERM, waits for
+//! nobody owns (stragglers), sends each one's group SIGTERM (then
+//! SIGCONT, so a stopped one handles it), waits for
 //! them up to `TERM_GRACE` (never past the shutdown deadline), then sends
 //! SIGKILL, and gives up after `KILL_WAIT`.
 //! Killing one may orphan its own children in other sessions, so the scan
@@ -84,7 +85,17 @@ impl Straggler {
         })
     }
 
+    /// Send `sig`, then SIGCONT unless it is SIGKILL: a straggler stopped
+    /// by a signal (the API's `paused`) handles its SIGTERM at once, as
+    /// in a stop (`group`), instead of being killed after `TERM_GRACE`.
     pub fn signal(&self, sig: Signal) {
+        self.send(sig);
+        if sig != Signal::SIGKILL {
+            self.send(Signal::SIGCONT);
+        }
+    }
+
+    fn send(&self, sig: Signal) {
         if self.whole_group {
             // Leader or not, its group is the one it is in.
             if let Some(stat) = read_stat(self.pid) {

@@ -89,27 +89,47 @@ const KERNEL_SIGSET_BYTES: libc::size_t = 8;
 /// A raw status from `waitpid`, decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WaitResult {
-    /// A child changed state: its pid and raw status word.
+    /// A child exited: its pid and raw status word.
     Reaped { pid: i32, status: libc::c_int },
-    /// Children exist but none has exited.
+    /// A child was stopped by `signal` (SIGSTOP, SIGTSTP...): it lives on.
+    Stopped { pid: i32, signal: i32 },
+    /// A stopped child was resumed by SIGCONT.
+    Continued { pid: i32 },
+    /// Children exist but none has changed state.
     NoneReady,
     /// We have no children at all (ECHILD).
     NoChildren,
 }
 
-/// One non-blocking `waitpid(-1, WNOHANG)`.
+/// One non-blocking `waitpid(-1, WNOHANG)`; with `stops`, also
+/// `WUNTRACED | WCONTINUED`, so a child stopped or resumed is reported
+/// (`Stopped`, `Continued`) as well as one that exited.
 ///
 /// nix's `waitpid` converts the terminating signal into its `Signal` enum
 /// and returns EINVAL for numbers it does not know (real-time signals) —
 /// *after* the child was reaped, losing the status. The raw call keeps it.
-pub fn wait_any_nohang() -> io::Result<WaitResult> {
+pub fn wait_any_nohang(stops: bool) -> io::Result<WaitResult> {
+    let flags = if stops {
+        libc::WNOHANG | libc::WUNTRACED | libc::WCONTINUED
+    } else {
+        libc::WNOHANG
+    };
     loop {
         let mut status: libc::c_int = 0;
         // SAFETY: `status` is a valid, writable c_int for the whole call;
         // waitpid has no other memory effects.
-        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        let pid = unsafe { libc::waitpid(-1, &mut status, flags) };
         if pid > 0 {
-            return Ok(WaitResult::Reaped { pid, status });
+            return Ok(if libc::WIFSTOPPED(status) {
+                WaitResult::Stopped {
+                    pid,
+                    signal: libc::WSTOPSIG(status),
+                }
+            } else if libc::WIFCONTINUED(status) {
+                WaitResult::Continued { pid }
+            } else {
+                WaitResult::Reaped { pid, status }
+            });
         }
         if pid == 0 {
             return Ok(WaitResult::NoneReady);

@@ -3107,3 +3107,123 @@ fn a_flood_of_idle_connections_closes_its_own_not_a_probes() {
     let got = status_of(probe, &http::request("GET", "/api/v1/health", None, None));
     assert_eq!(got, Ok(200), "{}", api.sd.log());
 }
+
+/// `sig` to `pid`, a process this test started (through sheepdog).
+fn send(pid: i32, sig: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).unwrap();
+}
+
+/// `paused` of `name`'s first instance, and its state.
+fn paused(api: &Api, name: &str) -> (Value, Value) {
+    let i = &api.process(name)["instances"][0];
+    (i["paused"].clone(), i["state"].clone())
+}
+
+#[test]
+fn a_child_stopped_by_a_signal_shows_paused_and_still_stops() {
+    use nix::sys::signal::Signal::{SIGCONT, SIGSTOP};
+    // A SIGSTOP (a debugger, a freezer) showed nothing: `running`, as if
+    // it were working.
+    let procs = "  web:\n    command: \"exec sleep 1000\"\n    shutdown: { timeout: 20s }\n";
+    let api = Api::start("api-paused", None, "", procs);
+    let pid = api.wait_running("web", 1)[0];
+    assert_eq!(paused(&api, "web").0, false);
+    let series = r#"sheepdog_process_paused{process="web",instance_id="web-1"}"#;
+    assert_eq!(sample(&api.scrape(), series), Some(0.0));
+
+    send(pid, SIGSTOP);
+    let mut last = (Value::Null, Value::Null);
+    let shown = wait_until(WAIT, || {
+        last = paused(&api, "web");
+        last.0 == true
+    });
+    assert!(shown, "{last:?}\n{}", api.sd.log());
+    // A flag beside the state, which stays what it was.
+    assert_eq!(last.1, "running");
+    assert_eq!(sample(&api.scrape(), series), Some(1.0));
+    assert!(alive(pid));
+
+    send(pid, SIGCONT);
+    assert!(
+        wait_until(WAIT, || paused(&api, "web").0 == false),
+        "{:?}\n{}",
+        paused(&api, "web"),
+        api.sd.log()
+    );
+    assert_eq!(api.pids("web"), vec![Some(i64::from(pid))]);
+
+    // Stopped again, it still stops at once on request (SIGCONT follows
+    // the stop signal), well before its 20 s timeout.
+    send(pid, SIGSTOP);
+    assert!(wait_until(WAIT, || paused(&api, "web").0 == true));
+    let began = std::time::Instant::now();
+    let r = api.post("/api/v1/processes/web/stop", "");
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert!(
+        wait_until(WAIT, || api.process("web")["state"] == "stopped"),
+        "{}",
+        api.sd.log()
+    );
+    assert!(!alive(pid));
+    assert!(
+        began.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        began.elapsed()
+    );
+    assert!(api.process("web")["instances"]
+        .as_array()
+        .is_none_or(|a| a.iter().all(|i| i["paused"] != true)));
+}
+
+#[test]
+fn a_stopped_orphan_is_not_counted_reaped_until_it_exits() {
+    use nix::sys::signal::Signal::{SIGCONT, SIGKILL, SIGSTOP};
+    // The orphan leaves `web`'s session, so it is re-parented to sheepdog
+    // (a subreaper here) and no stop of `web`'s group ends it.
+    let procs = r#"
+  web:
+    command: "(setsid sh -c 'echo $$ > $DIR/orphan.tmp; mv $DIR/orphan.tmp $DIR/orphan; exec sleep 1000' &); exec sleep 1000"
+"#;
+    let api = Api::start("api-stopped-orphan", None, "", procs);
+    let web = api.wait_running("web", 1)[0];
+    let path = api.sd.dir.path("orphan");
+    let mut orphan = None;
+    assert!(wait_until(WAIT, || {
+        orphan = read_pid(&path);
+        orphan.is_some_and(parent_is_a_sheepdog)
+    }));
+    let orphan = orphan.unwrap();
+    let reaped = || api.get("/api/v1/processes").json()["orphans_reaped"].as_u64();
+    let before = reaped();
+
+    send(orphan, SIGSTOP);
+    // Stopped (`T` in its stat) before `web` is: the reap that notes
+    // `web`'s stop drains the orphan's too.
+    assert!(wait_until(WAIT, || {
+        std::fs::read_to_string(format!("/proc/{orphan}/stat")).is_ok_and(|s| {
+            s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('T')
+        })
+    }));
+    send(web, SIGSTOP);
+    assert!(
+        wait_until(WAIT, || paused(&api, "web").0 == true),
+        "{}",
+        api.sd.log()
+    );
+    assert_eq!(reaped(), before, "a stop counted as a reaping");
+    assert!(alive(orphan));
+
+    send(orphan, SIGCONT);
+    send(orphan, SIGKILL);
+    assert!(
+        wait_until(WAIT, || reaped() == before.map(|n| n + 1)),
+        "{:?} then {:?}",
+        before,
+        reaped()
+    );
+    send(web, SIGCONT);
+}

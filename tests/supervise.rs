@@ -153,6 +153,39 @@ fn a_process_that_left_its_group_is_ended_gracefully_at_shutdown() {
 }
 
 #[test]
+fn a_stopped_process_that_left_its_group_still_gets_its_sigterm_at_shutdown() {
+    // Stopped by a signal (a debugger, a freezer), it held the sweep's
+    // SIGTERM pending until the SIGKILL after TERM_GRACE, so it never ran
+    // its handler. A stop sends SIGCONT after the signal; so does the sweep.
+    let cfg = global("")
+        + r#"
+  app:
+    command: "setsid sh -c 'trap \"echo term > $DIR/got-term; exit 0\" TERM; echo $$ > $DIR/escaped; sleep 1000 & wait' & exec sleep 1000"
+"#;
+    let mut sd = Sheepdog::start("left-group-stopped", &cfg);
+    assert!(
+        wait_until(WAIT, || read_pid(&sd.dir.path("escaped")).is_some()),
+        "{}",
+        sd.log()
+    );
+    let escaped = read_pid(&sd.dir.path("escaped")).expect("escaped pid");
+    // The shell sheepdog's child started, not sheepdog's own child yet.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(escaped),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .unwrap();
+    sd.signal(TERM);
+    assert_eq!(sd.exit_code(WAIT), 0, "{}", sd.log());
+    let log = sd.log();
+    assert!(!alive(escaped), "pid {escaped} outlived sheepdog\n{log}");
+    assert!(
+        sd.dir.path("got-term").exists(),
+        "SIGTERM never handled\n{log}"
+    );
+}
+
+#[test]
 fn a_process_that_left_its_group_is_named_once_while_sheepdog_runs() {
     // The classic daemonizing misconfiguration: each run leaves a process
     // behind outside its group (here only the first run does). The

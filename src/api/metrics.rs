@@ -172,6 +172,7 @@ fn identity_families(r: &mut Registry, snap: &Snapshot) {
 /// Per process and instance: scale, restarts, exits, health checks.
 fn process_families(r: &mut Registry, snap: &Snapshot) {
     let up: IntGauges = Family::default();
+    let paused: IntGauges = Family::default();
     let desired: IntGauges = Family::default();
     let current: IntGauges = Family::default();
     let restarts: Counters = Family::default();
@@ -206,6 +207,9 @@ fn process_families(r: &mut Registry, snap: &Snapshot) {
         for i in &p.instances {
             let il = labels(&[("process", &p.name), ("instance_id", &i.id)]);
             up.get_or_create(&il).set(i64::from(i.pid.is_some()));
+            if i.pid.is_some() {
+                paused.get_or_create(&il).set(i64::from(i.paused));
+            }
             if let Some(t) = i.started_at {
                 started.get_or_create(&il).set(t);
             }
@@ -251,6 +255,11 @@ fn process_families(r: &mut Registry, snap: &Snapshot) {
         "process_up",
         "1 while the instance has a running child, else 0",
         Present(up),
+    );
+    r.register(
+        "process_paused",
+        "1 while the instance's running child is stopped by a signal (SIGSTOP, SIGTSTP), else 0",
+        Present(paused),
     );
     r.register(
         "process_desired_scale",

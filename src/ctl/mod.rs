@@ -609,10 +609,14 @@ fn table(procs: &[Value]) -> String {
                 .get("uptime_seconds")
                 .and_then(Value::as_f64)
                 .map_or_else(|| "-".into(), uptime);
+            let mut state = s(i, "state");
+            if i["paused"] == true {
+                state.push_str(" (paused)");
+            }
             rows.push([
                 name.clone(),
                 s(i, "id"),
-                s(i, "state"),
+                state,
                 s(i, "pid"),
                 uptime,
                 s(i, "restart_count"),
@@ -817,6 +821,21 @@ mod tests {
             lines[3],
             "queue-default  -         stopped  -    -       -         -"
         );
+    }
+
+    #[test]
+    fn a_paused_instance_says_so_beside_its_state() {
+        let procs = vec![json!({"name": "web", "state": "running", "instances": [
+            {"id": "web-1", "state": "running", "pid": 42, "paused": true, "restart_count": 0, "health": "unknown"},
+            {"id": "web-2", "state": "running", "pid": 43, "paused": false, "restart_count": 0, "health": "unknown"}
+        ]})];
+        let t = table(&procs);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(
+            lines[1],
+            "web   web-1     running (paused)  42   -       0         unknown"
+        );
+        assert!(lines[2].starts_with("web   web-2     running           43"));
     }
 
     #[test]

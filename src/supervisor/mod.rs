@@ -134,12 +134,17 @@ pub fn run(config: Config, plan: Plan, sigs: &'static mut signal_hook::iterator:
     };
     for sig in sigs.forever() {
         if sig == SIGCHLD {
-            reaper.reap();
+            // A child stopped or resumed changes no state the supervisor
+            // keeps, only its snapshot's `paused`: the same SIGCHLD on,
+            // to publish it (a no-op in `on_signal`).
+            if reaper.reap(true) {
+                let _ = sig_tx.send(sig);
+            }
         } else {
             let _ = sig_tx.send(sig);
         }
     }
-    reaper.reap();
+    reaper.reap(true);
     let code = thread.join().unwrap_or(exit::FAILURE);
     // Let API answers in progress (the shutdown request's own 202) out.
     #[cfg(feature = "api")]
@@ -712,6 +717,9 @@ impl Supervisor {
             // stdout a file at its limit): logged, it would be raised again
             // by that line's write, without end.
             (libc::SIGXFSZ, _) => {}
+            // From the main thread: a child was stopped or resumed; the
+            // snapshot published after every event shows it.
+            (SIGCHLD, _) => {}
             (_, _) => log::info!("received {name}; ignoring it"),
         }
     }

@@ -47,12 +47,15 @@ impl Supervisor {
         // free a munmap with a TLB shootdown on every CPU.
         let mut processes = std::mem::take(&mut self.spare);
         processes.truncate(self.procs.len());
+        // Read here, where every snapshot is made: a stop or a resume
+        // wakes this thread (`run`), so none is missed.
+        let paused = self.shared.reaper.paused();
         for (k, p) in self.procs.values().enumerate() {
             match processes.get_mut(k) {
-                Some(dst) => fill_process_status(dst, p, now),
+                Some(dst) => fill_process_status(dst, p, now, &paused),
                 None => {
                     let mut st = ProcessStatus::default();
-                    fill_process_status(&mut st, p, now);
+                    fill_process_status(&mut st, p, now, &paused);
                     processes.push(st);
                 }
             }
@@ -244,8 +247,9 @@ fn merge_by_name(processes: &mut Vec<ProcessStatus>, mut jobs: Vec<ProcessStatus
 
 /// Overwrite `dst` with `p`'s state, keeping `dst`'s instance buffer.
 /// The exhaustive destructuring makes a new field a compile error here, so
-/// a recycled status can never carry a stale value.
-fn fill_process_status(dst: &mut ProcessStatus, p: &Proc, now: SystemTime) {
+/// a recycled status can never carry a stale value. `paused`: the pids
+/// stopped by a signal (`Reaper::paused`).
+fn fill_process_status(dst: &mut ProcessStatus, p: &Proc, now: SystemTime, paused: &[i32]) {
     let ProcessStatus {
         name,
         kind,
@@ -304,17 +308,18 @@ fn fill_process_status(dst: &mut ProcessStatus, p: &Proc, now: SystemTime) {
     instances.extend(
         p.instances
             .iter()
-            .map(|(i, inst)| instance_status(*i, inst, now)),
+            .map(|(i, inst)| instance_status(*i, inst, now, paused)),
     );
     *schedule = None;
 }
 
-fn instance_status(index: u32, inst: &Inst, now: SystemTime) -> InstanceStatus {
+fn instance_status(index: u32, inst: &Inst, now: SystemTime, paused: &[i32]) -> InstanceStatus {
     InstanceStatus {
         id: inst.id.clone(),
         index,
         state: inst.state,
         pid: inst.pid,
+        paused: inst.pid.is_some_and(|p| paused.contains(&p)),
         started_at: inst.started_at.map(unix_seconds),
         uptime_seconds: inst
             .started_at
@@ -397,7 +402,7 @@ mod tests {
         let health = |i| {
             p.instances
                 .get(&i)
-                .map(|inst| instance_status(i, inst, now).health)
+                .map(|inst| instance_status(i, inst, now, &[]).health)
         };
         assert_eq!(health(1), Some("starting"));
         assert_eq!(health(2), Some("healthy"));
@@ -427,7 +432,7 @@ mod tests {
             schedule: Some(ScheduleStatus::default()),
         };
         let p = proc_with("web", &[(1, "running", Some(42))]);
-        fill_process_status(&mut dst, &p, SystemTime::now());
+        fill_process_status(&mut dst, &p, SystemTime::now(), &[]);
         assert_eq!(&*dst.name, "web");
         assert_eq!(
             (dst.kind, dst.state, dst.restart),
