@@ -177,8 +177,7 @@ pub fn push(lines: &[u8], full: Full) {
 
 impl Writer {
     fn push(&self, lines: &[u8], full: Full) {
-        let w = self;
-        let mut q = w.lock();
+        let mut q = self.lock();
         // A chunk larger than the whole queue still goes in once it is empty.
         while q.bytes > 0 && q.bytes + lines.len() > QUEUE_BYTES {
             match full {
@@ -188,7 +187,7 @@ impl Writer {
                 }
                 Full::Wait => {
                     WAITING.store(true, Ordering::Relaxed);
-                    q = w.progress.wait(q).unwrap_or_else(|e| e.into_inner());
+                    q = self.progress.wait(q).unwrap_or_else(|e| e.into_inner());
                 }
             }
         }
@@ -201,7 +200,7 @@ impl Writer {
         let wake = std::mem::take(&mut q.idle);
         drop(q);
         if wake {
-            w.work.notify_one();
+            self.work.notify_one();
         }
     }
 }
@@ -232,15 +231,14 @@ pub fn flush(deadline: Instant) -> bool {
 
 impl Writer {
     fn flush(&self, deadline: Instant) -> bool {
-        let w = self;
-        let mut q = w.lock();
+        let mut q = self.lock();
         let target = q.queued;
         while q.written < target {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return false;
             }
-            q = w
+            q = self
                 .progress
                 .wait_timeout(q, left)
                 .map_or_else(|e| e.into_inner().0, |(q, _)| q);
