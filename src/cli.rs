@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::group::Whom;
+use crate::status::wait_bound;
+pub use crate::status::ScaleBy;
 
 /// Exit codes (DESIGN.md §4).
 pub mod exit {
@@ -108,15 +110,6 @@ pub struct LogsQuery {
     pub tail: usize,
     pub stream: Option<String>,
     pub follow: bool,
-}
-
-/// `scale NAME 3` sets, `scale NAME +1` / `-1` changes (by an i32: no
-/// process may run more than 1000 instances, and `Control::ScaleBy` stays
-/// small).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ScaleBy {
-    To(u32),
-    Delta(i32),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,18 +228,6 @@ EXIT CODES:
     1    the API answered with an error, or could not be reached
     2    usage error
 ";
-
-/// The longest `ctl trigger --wait` waits (and `trigger?wait=true`'s
-/// `timeout`): a run's end reported later is not waited for.
-pub const TRIGGER_WAIT_CAP: Duration = Duration::from_secs(24 * 3600);
-
-/// A bound for `trigger --wait=` (and the API's `timeout=`).
-pub fn wait_bound(v: &str) -> Result<Duration, &'static str> {
-    crate::config::parse_duration(v)
-        .ok()
-        .filter(|d| !d.is_zero() && *d <= TRIGGER_WAIT_CAP)
-        .ok_or("expected a duration (30s, 5m, 1h30m) up to 24h")
-}
 
 /// Parse the arguments after argv[0].
 pub fn parse<I>(args: I) -> Result<Command, UsageError>
@@ -1122,7 +1103,10 @@ mod tests {
             Action::Trigger("j".into(), true, None)
         );
         for bad in ["--wait=25h", "--wait=0", "--wait=soon"] {
-            assert!(e(&["trigger", "j", bad]).contains("up to 24h"), "{bad}");
+            let msg = e(&["trigger", "j", bad]);
+            // Names what was given, and what is expected.
+            let given = format!("got {:?}", &bad["--wait=".len()..]);
+            assert!(msg.contains("up to 24h") && msg.contains(&given), "{msg}");
         }
         assert!(e(&["reload", "--wait=1m"]).contains("--wait goes with 'ctl trigger"));
         assert_eq!(

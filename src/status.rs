@@ -407,6 +407,30 @@ impl Published {
     }
 }
 
+/// `scale NAME 3` / `{"desired": 3}` sets, `+1` / `{"delta": -1}` changes
+/// (by an i32: no process may run more than 1000 instances, and
+/// `Control::ScaleBy` stays small). Shared by ctl, the API and the
+/// supervisor, which applies a change to the count it wants then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScaleBy {
+    To(u32),
+    Delta(i32),
+}
+
+/// The longest a trigger waits for its run (`ctl trigger --wait`, and
+/// `trigger?wait=true`'s `timeout`): a run's end reported later is not
+/// waited for.
+pub const TRIGGER_WAIT_CAP: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// A trigger's wait bound, `v` as given (`ctl trigger --wait=`, the API's
+/// `timeout=`); the error quotes it.
+pub fn wait_bound(v: &str) -> Result<std::time::Duration, String> {
+    crate::config::parse_duration(v)
+        .ok()
+        .filter(|d| !d.is_zero() && *d <= TRIGGER_WAIT_CAP)
+        .ok_or_else(|| format!("got {v:?}; expected a duration (30s, 5m, 1h30m) up to 24h"))
+}
+
 /// What a reader may ask of the supervisor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(not(feature = "api"), allow(dead_code))] // read by the API only

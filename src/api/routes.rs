@@ -37,13 +37,12 @@ use super::http::{percent_decode, query_bool, query_pairs, Head, Peer, Request, 
 use super::metrics::ApiCounters;
 use super::openapi;
 use super::server::Handler;
-use crate::cli::ScaleBy;
 use crate::config::quote;
 use crate::group::Whom;
 use crate::output::buffer::LogStore;
 use crate::status::{
     unix_seconds, Control, ControlReply, HookStatus, ProcessStatus, Published,
-    Request as ControlRequest, Snapshot,
+    Request as ControlRequest, ScaleBy, Snapshot,
 };
 
 /// How long a control request may wait for the supervisor's reply.
@@ -586,7 +585,7 @@ impl Api {
                 Duration::from_secs_f64(t)
                     .saturating_add(sched.stop_timeout)
                     .saturating_add(TRIGGER_WAIT_SLACK)
-                    .min(crate::cli::TRIGGER_WAIT_CAP)
+                    .min(crate::status::TRIGGER_WAIT_CAP)
             })
         });
         let control = Control::Trigger {
@@ -662,7 +661,7 @@ fn wait_flag(query: &str) -> Result<(bool, Option<Duration>), Response> {
             "wait" => wait.replace(query_bool("wait", v).map_err(bad)?).is_some(),
             "timeout" => timeout
                 .replace(
-                    crate::cli::wait_bound(v.unwrap_or(""))
+                    crate::status::wait_bound(v.unwrap_or(""))
                         .map_err(|e| bad(format!("timeout: {e}")))?,
                 )
                 .is_some(),
@@ -1095,12 +1094,14 @@ mod tests {
             wait_flag("wait=true&timeout=90s").unwrap(),
             (true, Some(Duration::from_secs(90)))
         );
-        for bad in [
-            "wait=true&timeout=25h",
-            "wait=true&timeout=0",
-            "wait=true&timeout",
+        for (bad, given) in [
+            ("wait=true&timeout=25h", r#"got \"25h\""#),
+            ("wait=true&timeout=0", r#"got \"0\""#),
+            ("wait=true&timeout", r#"got \"\""#),
         ] {
-            assert!(err(wait_flag(bad)).1.contains("up to 24h"), "{bad}");
+            // (The body is JSON: the quotes around the value are escaped.)
+            let msg = err(wait_flag(bad)).1;
+            assert!(msg.contains("up to 24h") && msg.contains(given), "{msg}");
         }
         assert!(err(wait_flag("timeout=1m"))
             .1

@@ -108,8 +108,9 @@ pub fn parse(expr: &str) -> Result<ScheduleSpec, String> {
                 let d = parse_duration(arg).map_err(|e| format!("@every: {e}"))?;
                 if d < MIN_PERIOD {
                     return Err(format!(
-                        "@every {}: expected a duration of at least 10ms, e.g. @every 5m",
-                        quote(arg)
+                        "@every {}: expected a duration of at least {}, e.g. @every 5m",
+                        quote(arg),
+                        crate::config::format_duration(MIN_PERIOD)
                     ));
                 }
                 return Ok(ScheduleSpec::Every(d));

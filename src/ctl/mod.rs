@@ -18,9 +18,10 @@ use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
-use crate::cli::{exit, Action, Ctl, LogsQuery, ScaleBy, Target, CTL_HELP, TRIGGER_WAIT_CAP};
+use crate::cli::{exit, Action, Ctl, LogsQuery, ScaleBy, Target, CTL_HELP};
 use crate::group::Whom;
 use crate::logging::escaped;
+use crate::status::TRIGGER_WAIT_CAP;
 
 /// Where a local sheepdog puts its socket by convention.
 const DEFAULT_SOCKET: &str = "/run/sheepdog.sock";

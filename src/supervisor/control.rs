@@ -14,11 +14,10 @@
 
 use std::collections::VecDeque;
 
-use crate::cli::ScaleBy;
 use crate::config::ProcessType;
 use crate::group::Whom;
 use crate::instance::{Cmd, Outcome};
-use crate::status::{Control, ControlReply, Request};
+use crate::status::{Control, ControlReply, Request, ScaleBy};
 
 use super::reload::Next;
 use super::{Op, Phase, Proc, ProcPhase, Reason, Supervisor, PRE_START_RUNNING};

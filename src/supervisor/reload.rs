@@ -37,10 +37,9 @@ use std::time::Instant;
 
 use crossbeam_channel::Sender;
 
-use crate::cli::ScaleBy;
 use crate::config::{Config, Global, InitialState, Process, ProcessType};
 use crate::plan::Plan;
-use crate::status::{ControlReply, ReloadCounts, ReloadSummary};
+use crate::status::{ControlReply, ReloadCounts, ReloadSummary, ScaleBy};
 
 use super::jobs::Job;
 use super::{Phase, ProcPhase, Supervisor};
