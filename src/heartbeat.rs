@@ -361,19 +361,15 @@ fn cut_front(s: String, max: usize) -> String {
 /// One attempt: the status of a 2xx answer, or why not.
 pub fn send(hb: &Heartbeat, url: &str, body: &str, timeout: Duration) -> Result<u16, Failed> {
     let method = hb.method.as_str();
-    let (reason, permanent, short) = match request(hb, method, url, body, timeout) {
+    let (reason, again) = match request(hb, method, url, body, timeout) {
         Ok(status) if (200..300).contains(&status) => return Ok(status),
-        Ok(status) => (
-            format!("status {status}, expected 2xx"),
-            !transient(status),
-            false,
-        ),
+        Ok(status) if transient(status) => (format!("status {status}, expected 2xx"), Again::Retry),
+        Ok(status) => (format!("status {status}, expected 2xx"), Again::Never),
         Err(e) => e,
     };
     Err(Failed {
         error: format!("{method} {}: {reason}", origin(url)),
-        permanent,
-        short,
+        again,
     })
 }
 
@@ -386,8 +382,8 @@ fn transient(status: u16) -> bool {
     matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
 }
 
-/// The request itself: the answer's status, or why there is none, whether
-/// retrying cannot help and whether it is sheepdog's own shortage.
+/// The request itself: the answer's status, or why there is none and
+/// whether another attempt may help.
 #[cfg(feature = "http")]
 fn request(
     hb: &Heartbeat,
@@ -395,7 +391,7 @@ fn request(
     url: &str,
     body: &str,
     timeout: Duration,
-) -> Result<u16, (String, bool, bool)> {
+) -> Result<u16, (String, Again)> {
     use crate::http_client::{self, Error, Proxy, Request};
     let headers: Vec<(&str, &str)> = hb
         .headers
@@ -415,28 +411,24 @@ fn request(
     http_client::send(&req).map_err(|e| match e {
         Error::TimedOut => (
             format!("timed out after {}", format_duration(timeout)),
-            false,
-            false,
+            Again::Retry,
         ),
-        Error::Failed { reason, permanent } => (reason, permanent, false),
+        Error::Failed {
+            reason,
+            permanent: true,
+        } => (reason, Again::Never),
+        Error::Failed { reason, .. } => (reason, Again::Retry),
         // sheepdog's own shortage: worth another try once it passes.
-        Error::Unable(reason) => (reason, false, true),
+        Error::Unable(reason) => (reason, Again::Shortage),
     })
 }
 
 /// Without the `http` feature no heartbeat is configured (refused at load).
 #[cfg(not(feature = "http"))]
-fn request(
-    _: &Heartbeat,
-    _: &str,
-    _: &str,
-    _: &str,
-    _: Duration,
-) -> Result<u16, (String, bool, bool)> {
+fn request(_: &Heartbeat, _: &str, _: &str, _: &str, _: Duration) -> Result<u16, (String, Again)> {
     Err((
         "this build has no HTTP client (cargo feature `http`)".into(),
-        true,
-        false,
+        Again::Never,
     ))
 }
 
@@ -457,14 +449,24 @@ pub fn origin(url: &str) -> String {
     }
 }
 
-/// Why an attempt failed; `permanent`: retrying cannot help; `short`:
-/// sheepdog had no descriptor or thread to spare (EMFILE, ENFILE, EAGAIN,
-/// ENOMEM), not the endpoint's failure.
+/// Why an attempt failed, and whether another may help.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failed {
     pub error: String,
-    pub permanent: bool,
-    pub short: bool,
+    pub again: Again,
+}
+
+/// What a failed attempt says about the next one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Again {
+    /// The answer may change (a timeout, a 503): retried, as one of the
+    /// ping's `retries`.
+    Retry,
+    /// The same every time (a 404, an `https://` URL): not retried.
+    Never,
+    /// sheepdog had no descriptor or thread to spare (EMFILE, ENFILE,
+    /// EAGAIN, ENOMEM): not the endpoint's failure, nor one of its attempts.
+    Shortage,
 }
 
 /// One ping being sent.
@@ -718,7 +720,7 @@ impl Worker {
             // endpoint's failure, so not one of the ping's attempts; tried
             // again after 1 s, doubling up to 30 s (as an instance's start
             // is), for as long as it lasts. Said once per streak.
-            Err(f) if f.short && until.is_none() => {
+            Err(f) if f.again == Again::Shortage && until.is_none() => {
                 job.attempts -= 1;
                 let wait = crate::instance::shortage_backoff(short);
                 self.short = short.saturating_add(1);
@@ -752,7 +754,7 @@ impl Worker {
                 });
                 None
             }
-            Err(f) if f.permanent || job.attempts > hb.retries || until.is_some() => {
+            Err(f) if f.again == Again::Never || job.attempts > hb.retries || until.is_some() => {
                 let why = format!("{} (attempt {})", f.error, job.attempts);
                 self.failed(&job, &why);
                 None
@@ -1053,7 +1055,7 @@ mod tests {
     fn https_fails_at_once_without_network() {
         let h = hb(Some("https://hc-ping.com/x"));
         let e = send(&h, "https://hc-ping.com/x", "", Duration::from_secs(1)).unwrap_err();
-        assert!(e.permanent);
+        assert_eq!(e.again, Again::Never);
         assert!(e.error.contains("https is not supported"), "{}", e.error);
         assert!(!e.error.contains("/x"), "the token is in: {}", e.error);
     }
